@@ -1,0 +1,3 @@
+from sylvan.cli import main
+
+main()

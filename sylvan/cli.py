@@ -1,0 +1,232 @@
+"""The command line: `sylvan --setting NAME --method NAME [options of both]`.
+
+Parsing happens in two steps. First the names (`--setting`, `--method`, `--config_path`,
+`--plugin`, `--list`) are read; then simple-parsing builds a parser from the chosen setting's and
+method's dataclasses, so that every field is a flag with its comment as help text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+from simple_parsing import ArgumentParser
+
+from sylvan.errors import ConfigurationError, SylvanError
+from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
+from sylvan.settings import SETTINGS, Setting, get_setting
+from sylvan.tracking import Tracker, default_run_name
+
+
+@dataclass
+class RunOptions:
+    """Where and how a run's outputs are written."""
+
+    results_dir: str = "results"  # folder that receives one sub-folder per run
+    run_name: Optional[str] = None  # name of the run's folder (default: setting-method-time)
+    wandb_project: Optional[str] = None  # log to this Weights & Biases project (offline without credentials)
+    wandb_entity: Optional[str] = None  # W&B entity (team or user)
+    save_checkpoints: bool = True  # save the method's state after each task
+
+
+def _names_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--setting", help="setting to run (see --list)")
+    parser.add_argument("--method", help="method to run (see --list)")
+    parser.add_argument("--config_path", help="YAML file of options, e.g. a run's config.yaml")
+    parser.add_argument(
+        "--plugin", action="append", default=[],
+        help="Python file or module that defines extra methods or settings (repeatable)",
+    )
+    parser.add_argument("--list", action="store_true", help="print the settings tree and the methods that apply")
+    parser.add_argument("-h", "--help", action="store_true")
+    return parser
+
+
+def load_plugins(plugins: Sequence[str]) -> None:
+    """Import user files or modules, whose Method / Setting subclasses register themselves;
+    then the installed packages that declare the `sylvan.methods` entry point."""
+    for plugin in plugins:
+        path = Path(plugin)
+        if path.suffix == ".py":
+            if not path.is_file():
+                raise ConfigurationError(f"--plugin {plugin}: no such file")
+            spec = importlib.util.spec_from_file_location(f"sylvan_plugin_{path.stem}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            try:
+                importlib.import_module(plugin)
+            except ImportError as error:
+                raise ConfigurationError(f"--plugin {plugin}: cannot import it ({error})") from error
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="sylvan.methods"):
+        entry.load()
+
+
+def settings_tree(root: type[Setting] = Setting, depth: int = 0) -> list[str]:
+    """The tree of settings, one line each, with the methods that apply to each."""
+    lines = []
+    methods = ", ".join(applicable_methods(root)) or "-"
+    label = root.name if depth else "setting (root)"
+    lines.append(f"{'    ' * depth}{label:<{28 - 4 * depth}} methods: {methods}")
+    for child in sorted(root.children(), key=lambda s: s.name):
+        lines += settings_tree(child, depth + 1)
+    return lines
+
+
+def methods_table() -> list[str]:
+    lines = []
+    for name in sorted(METHODS):
+        cls = METHODS[name]
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        lines.append(f"  {name:<16} targets {cls.target_setting.name:<18} {doc}")
+    return lines
+
+
+def general_help() -> str:
+    return "\n".join(
+        [
+            "usage: sylvan --setting SETTING --method METHOD [options]",
+            "",
+            "Continual learning as a tree of settings; a method applies to its target setting",
+            "and every setting below it. Options of a setting and a method are shown by",
+            "  sylvan --setting SETTING --method METHOD --help",
+            "",
+            "settings (and the methods that apply):",
+            *("  " + line for line in settings_tree()),
+            "",
+            "methods:",
+            *methods_table(),
+            "",
+            "general options:",
+            "  --list                 print the settings tree with the applicable methods",
+            "  --config_path FILE     load options from a YAML file (e.g. a run's config.yaml)",
+            "  --plugin FILE_OR_MODULE  import extra methods or settings (repeatable)",
+            "  --results_dir DIR      where run folders are written (default: results)",
+            "  --wandb_project NAME   log to Weights & Biases",
+        ]
+    )
+
+
+def build_parser(
+    setting_cls: type[Setting], method_cls: type[Method], config: dict[str, Any]
+) -> ArgumentParser:
+    """The full parser: the setting's fields, the method's fields and the run options, with
+    defaults from `config` (a loaded YAML file) where it has them."""
+    parser = ArgumentParser(
+        prog="sylvan",
+        description=f"{method_cls.name} on {setting_cls.name}. {(setting_cls.__doc__ or '').strip()}",
+        add_dest_to_option_strings=False,
+    )
+    for name in ("--setting", "--method", "--config_path"):
+        parser.add_argument(name, type=str, help=argparse.SUPPRESS)
+    parser.add_argument("--plugin", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--list", action="store_true", help=argparse.SUPPRESS)
+    for dest, cls in (("setting_options", setting_cls), ("method_options", method_cls), ("run", RunOptions)):
+        values = config.get(dest) or {}
+        default = cls(**_known_fields(cls, values, dest)) if values else None
+        parser.add_arguments(cls, dest=dest, default=default)
+    return parser
+
+
+def _known_fields(cls: type, values: dict[str, Any], section: str) -> dict[str, Any]:
+    names = {f.name for f in fields(cls) if f.init}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigurationError(
+            f"config file section {section!r} has unknown options {unknown}; "
+            f"{cls.__name__} accepts {sorted(names)}"
+        )
+    return values
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
+    except OSError as error:
+        raise ConfigurationError(f"--config_path {path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"--config_path {path} is not valid YAML: {error}") from error
+    if not isinstance(config, dict):
+        raise ConfigurationError(f"--config_path {path} must hold a mapping of options")
+    return config
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, run the experiment, write its results. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names, _ = _names_parser().parse_known_args(argv)
+    load_plugins(names.plugin)
+    if names.list:
+        print("\n".join(settings_tree()))
+        return 0
+    config = load_config(names.config_path)
+    setting_name = names.setting or config.get("setting")
+    method_name = names.method or config.get("method")
+    if not setting_name or not method_name:
+        if names.help:
+            print(general_help())
+            return 0
+        missing = " and ".join(n for n, v in (("--setting", setting_name), ("--method", method_name)) if not v)
+        raise ConfigurationError(
+            f"missing {missing}. Example: sylvan --setting class_incremental --method rehearsal. "
+            "Run `sylvan --list` to see the settings and the methods that apply to each."
+        )
+    setting_cls, method_cls = get_setting(setting_name), get_method(method_name)
+    if setting_cls is Setting:
+        raise ConfigurationError("the root setting is abstract; pick one of its descendants (sylvan --list)")
+    check_applicable(method_cls, setting_cls)
+    parser = build_parser(setting_cls, method_cls, config)
+    args = parser.parse_args(argv)  # --help prints the options of both and exits here
+    setting: Setting = args.setting_options
+    method: Method = args.method_options
+    options: RunOptions = args.run
+    resolved = {
+        "setting": setting_cls.name,
+        "method": method_cls.name,
+        "setting_options": asdict(setting),
+        "method_options": method.hparams(),
+        "run": asdict(options),
+    }
+    tracker = Tracker(
+        options.results_dir,
+        options.run_name or default_run_name(setting_cls.name, method_cls.name),
+        resolved,
+        wandb_project=options.wandb_project,
+        wandb_entity=options.wandb_entity,
+        save_checkpoints=options.save_checkpoints,
+    )
+    print(f"[sylvan] {method_cls.name} on {setting_cls.name}, results in {tracker.run_dir}", flush=True)
+    results = setting.apply(method, tracker)
+    tracker.finish(results)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: user mistakes print one paragraph and exit with status 2."""
+    try:
+        status = run(argv)
+    except SylvanError as error:
+        print(f"sylvan: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("sylvan: interrupted; results of the finished tasks are in the run folder", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

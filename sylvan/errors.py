@@ -1,0 +1,31 @@
+"""Errors a user can cause. The command line turns them into a short message and exit status 2."""
+
+from __future__ import annotations
+
+
+class SylvanError(Exception):
+    """Base class of the mistakes a user can make: the message says what to do instead."""
+
+
+class ConfigurationError(SylvanError, ValueError):
+    """An option has an invalid value, or two options contradict each other."""
+
+
+class UnknownNameError(SylvanError, KeyError):
+    """A setting, method, dataset, backbone or policy name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InapplicableMethodError(SylvanError):
+    """The method's target setting is not an ancestor of (or equal to) the chosen setting."""
+
+
+class DataUnavailableError(SylvanError):
+    """A dataset is neither on disk nor downloadable."""
+
+
+def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> UnknownNameError:
+    """Build the error for an unknown `kind` called `name`, listing the valid names."""
+    return UnknownNameError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")

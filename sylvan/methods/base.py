@@ -1,0 +1,96 @@
+"""The method contract: a dataclass of hyperparameters, a target setting, and a few hooks.
+
+A method applies to its `target_setting` and to every setting below it in the tree. Defining a
+subclass with a `name` registers it: it is then listed, parsed, run and tested like the built-in
+methods, on every setting it applies to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+from torch.utils.data import DataLoader
+
+from sylvan.errors import InapplicableMethodError, unknown_name
+from sylvan.settings.base import Setting
+
+METHODS: dict[str, type["Method"]] = {}
+
+
+@dataclass
+class Method:
+    """Base of every method. Hooks, in the order a setting calls them:
+
+    - `configure(setting)`: once, before anything (build the model from the setting's spaces);
+    - `on_task_start(task_id)` / `on_task_end(task_id)`: only where task boundaries are known;
+      `task_id` is None where task labels are hidden at training time;
+    - `fit(train_data, val_data)`: once per task, or once for the whole stream;
+    - `predict(x, task_labels)`: returns one score per class, shape (batch, num_classes);
+      `task_labels` is None wherever the setting hides them.
+    """
+
+    name: ClassVar[str] = ""
+    target_setting: ClassVar[type[Setting]] = Setting
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            METHODS[cls.name] = cls
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigurationError` for hyperparameters that make no sense."""
+
+    @classmethod
+    def is_applicable(cls, setting: Setting | type[Setting]) -> bool:
+        """True when `setting` is the target setting or one of its descendants."""
+        setting_type = setting if isinstance(setting, type) else type(setting)
+        return issubclass(setting_type, cls.target_setting)
+
+    def configure(self, setting: Setting) -> None:
+        self.setting = setting
+
+    def on_task_start(self, task_id: int | None) -> None:
+        """Called when a task starts, where boundaries are known."""
+
+    def on_task_end(self, task_id: int | None) -> None:
+        """Called when a task ends, where boundaries are known."""
+
+    def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
+        raise NotImplementedError
+
+    def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint of this method holds (model weights, buffers, ...)."""
+        return {}
+
+    def hparams(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class registered under `name`."""
+    if name not in METHODS:
+        raise unknown_name("method", name, list(METHODS))
+    return METHODS[name]
+
+
+def applicable_methods(setting: type[Setting]) -> list[str]:
+    """Names of the registered methods that apply to `setting`, sorted."""
+    return sorted(name for name, cls in METHODS.items() if cls.is_applicable(setting))
+
+
+def check_applicable(method: type[Method], setting: type[Setting]) -> None:
+    """Raise a clear error, listing what does apply, when `method` cannot run on `setting`."""
+    if not method.is_applicable(setting):
+        raise InapplicableMethodError(
+            f"method {method.name!r} targets the {method.target_setting.name!r} setting and "
+            f"does not apply to {setting.name!r}. Methods that apply to {setting.name!r}: "
+            f"{', '.join(applicable_methods(setting))}"
+        )

@@ -1,0 +1,39 @@
+"""`from_scratch`: after each task, retrain a fresh model on all the data seen so far.
+The upper bound a continual method is compared with (and the costly baseline it replaces)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from sylvan.methods.learner import SupervisedMethod
+from sylvan.settings.base import Setting
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+
+
+@dataclass
+class FromScratch(SupervisedMethod):
+    """Keeps every task's training set; `fit` re-initializes the network and trains it on the
+    union, for the setting's number of epochs."""
+
+    name: ClassVar[str] = "from_scratch"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+
+    _seen: list[Dataset] = field(default_factory=list, init=False, repr=False)
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self._seen = []
+
+    def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
+        self._seen.append(train_data.dataset)
+        self.learner = self.build_learner()
+        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + len(self._seen))
+        union = DataLoader(
+            ConcatDataset(self._seen), batch_size=train_data.batch_size, shuffle=True,
+            generator=generator,
+        )
+        super().fit(union, val_data)

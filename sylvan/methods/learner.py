@@ -1,0 +1,153 @@
+"""The Lightning learner shared by supervised methods, and the base of those methods.
+
+`SupervisedMethod` owns a backbone and an optimizer; `Learner` is the `LightningModule` that
+wraps the backbone and delegates the loss of each step to the method, so that a method changes
+only what it needs (the loss, the batch) and training runs under a `Trainer` the setting
+configures (epochs, devices, progress bar, loggers, callbacks).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.base import Method
+from sylvan.models import build_backbone
+
+for _logger in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+    logging.getLogger(_logger).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*number of training batches.*log_every_n_steps.*")
+warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+class Batch(NamedTuple):
+    """A training minibatch: inputs, labels, and task labels where the setting gives them."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    t: torch.Tensor | None = None
+
+    def fields(self) -> dict[str, torch.Tensor]:
+        """The batch as named tensors (what a rehearsal buffer stores)."""
+        out = {"x": self.x, "y": self.y}
+        if self.t is not None:
+            out["t"] = self.t
+        return out
+
+
+class Learner(L.LightningModule):
+    """A LightningModule around the method's backbone; the method computes each step's loss."""
+
+    def __init__(self, method: "SupervisedMethod", model: nn.Module, num_tasks: int, num_classes: int) -> None:
+        super().__init__()
+        self.method = [method]  # a list, so that the method is not registered as a submodule
+        self.model = model
+        # task_classes[t, c]: class c was seen with task label t (learned from training batches).
+        self.register_buffer("task_classes", torch.zeros(num_tasks, num_classes, dtype=torch.bool))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        batch = Batch(*batch)
+        if batch.t is not None:
+            self.task_classes[batch.t, batch.y] = True
+        loss = self.method[0].training_step(batch)
+        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch.y))
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.method[0].configure_optimizer(self.model.parameters())
+
+
+@dataclass
+class SupervisedMethod(Method):
+    """A method trained by gradient descent through the shared learner. Subclasses override
+    `training_step` (the loss of one minibatch) and, when they need to, the task hooks."""
+
+    lr: float = 0.01  # learning rate
+    optimizer: str = "sgd"  # sgd or adam
+    momentum: float = 0.0  # SGD momentum
+    weight_decay: float = 0.0  # L2 penalty
+    backbone: str = ""  # network: mlp, mlp_400, cnn, resnet18, resnet18_reduced (default: the dataset's)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.lr <= 0:
+            raise ConfigurationError(f"--lr must be > 0, got {self.lr}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigurationError(f"--optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise ConfigurationError("--momentum and --weight_decay must be >= 0")
+
+    # ----- building --------------------------------------------------------------------------
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.learner = self.build_learner()
+
+    def build_model(self) -> nn.Module:
+        """A fresh backbone for the setting's input shape and classes."""
+        setting = self.setting
+        name = self.backbone or setting.dataset_spec.default_backbone
+        return build_backbone(name, setting.input_shape, setting.num_classes)
+
+    def build_learner(self) -> Learner:
+        setting = self.setting
+        return Learner(self, self.build_model(), setting.nb_tasks, setting.num_classes)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.learner.model
+
+    def configure_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
+        if self.optimizer == "adam":
+            return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(
+            parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
+
+    # ----- training --------------------------------------------------------------------------
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        """The loss of one minibatch. Default: cross-entropy on the batch (fine-tuning)."""
+        return F.cross_entropy(self.learner(batch.x), batch.y)
+
+    def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
+        trainer = L.Trainer(**self.setting.trainer_kwargs())
+        trainer.fit(self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
+
+    # ----- evaluation ------------------------------------------------------------------------
+
+    def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
+        learner = self.learner
+        was_training = learner.training
+        learner.to(self.setting.device)
+        learner.eval()
+        with torch.no_grad():
+            scores = self.scores(x.to(learner.device), task_labels)
+        learner.train(was_training)
+        return scores
+
+    def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
+        """Class scores for `x`. Given task labels, scores of classes never seen with that
+        task label are pushed to -inf (task-incremental inference with one head)."""
+        logits = self.learner(x)
+        if task_labels is not None:
+            allowed = self.learner.task_classes[task_labels.to(logits.device)]
+            logits = logits.masked_fill(~allowed & allowed.any(1, keepdim=True), float("-inf"))
+        return logits
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.learner.state_dict()}

@@ -1,0 +1,31 @@
+"""`random`: uniform random scores. Chance level, and the smoke test of every setting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch.utils.data import DataLoader
+
+from sylvan.methods.base import Method
+from sylvan.settings.base import Setting
+
+
+@dataclass
+class RandomMethod(Method):
+    """Ignores the data; predicts a uniformly random class for every input."""
+
+    name: ClassVar[str] = "random"
+    target_setting: ClassVar[type[Setting]] = Setting
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.num_classes = setting.num_classes
+        self.generator = torch.Generator().manual_seed(setting.seed)
+
+    def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
+        """Nothing to learn."""
+
+    def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.rand(len(x), self.num_classes, generator=self.generator)

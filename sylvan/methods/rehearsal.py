@@ -1,0 +1,62 @@
+"""`rehearsal`: experience replay (ER) with a reservoir-sampling buffer.
+
+Each minibatch of b new samples is joined by r samples drawn uniformly from a buffer of fixed
+size; the loss is cross-entropy on all b + r; then the b new samples are offered to the buffer
+(reservoir sampling: after n samples, each is stored with probability size / n). As in
+Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning", and the ER baseline of
+Buzzega et al. 2020 (DER).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from sylvan.buffers import make_buffer
+from sylvan.errors import ConfigurationError
+from sylvan.methods.learner import Batch, SupervisedMethod
+from sylvan.settings.base import Setting
+from sylvan.settings.online import OnlineSetting
+
+
+@dataclass
+class Rehearsal(SupervisedMethod):
+    """Experience replay. Needs no task boundaries, so it runs on every supervised setting."""
+
+    name: ClassVar[str] = "rehearsal"
+    target_setting: ClassVar[type[Setting]] = OnlineSetting
+
+    buffer_size: int = 200  # capacity of the rehearsal buffer, in samples
+    replay_size: int = 0  # r: samples replayed with each minibatch (0: as many as the batch size)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.buffer_size < 0:
+            raise ConfigurationError(f"--buffer_size must be >= 0, got {self.buffer_size}")
+        if self.replay_size < 0:
+            raise ConfigurationError(f"--replay_size must be >= 0, got {self.replay_size}")
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.buffer = make_buffer("reservoir", self.buffer_size, seed=setting.seed)
+
+    def replay_count(self, batch_size: int) -> int:
+        return self.replay_size or batch_size
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        new = batch.fields()
+        replay = self.buffer.sample(self.replay_count(len(batch.y)))
+        if replay:
+            x = torch.cat([batch.x, replay["x"]])
+            y = torch.cat([batch.y, replay["y"]])
+        else:
+            x, y = batch.x, batch.y
+        loss = F.cross_entropy(self.learner(x), y)
+        self.buffer.add(**new)
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "buffer": self.buffer.state_dict()}

@@ -1,0 +1,180 @@
+"""Continual-learning metrics derived from the accuracy matrix, and the `Results` of a run.
+
+`R[i, j]` is the accuracy on task j's test set after training on task i (rows: training
+stages, columns: tasks). Settings that evaluate once (online, multi-task) have a single row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def _matrix(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    matrix = np.asarray(accuracy_matrix, dtype=float)
+    if matrix.ndim != 2 or matrix.size == 0:
+        raise ValueError(f"an accuracy matrix is 2-D and non-empty, got shape {matrix.shape}")
+    return matrix
+
+
+def final_average_accuracy(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray) -> float:
+    """Mean accuracy over all tasks after the last training stage: mean_j R[T-1, j]."""
+    return float(_matrix(accuracy_matrix)[-1].mean())
+
+
+def average_incremental_accuracy(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray) -> float:
+    """Mean over stages i of the mean accuracy on the tasks seen so far, R[i, :i+1] (iCaRL)."""
+    matrix = _matrix(accuracy_matrix)
+    if matrix.shape[0] == 1:
+        return float(matrix[0].mean())
+    return float(np.mean([matrix[i, : i + 1].mean() for i in range(matrix.shape[0])]))
+
+
+def forgetting(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray) -> float | None:
+    """Average forgetting (Chaudhry et al. 2018): for each task but the last, the drop from its
+    best accuracy at an earlier stage to its final accuracy. None with fewer than two stages."""
+    matrix = _matrix(accuracy_matrix)
+    stages = matrix.shape[0]
+    if stages < 2:
+        return None
+    drops = [matrix[: stages - 1, j].max() - matrix[-1, j] for j in range(stages - 1)]
+    return float(np.mean(drops))
+
+
+def backward_transfer(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray) -> float | None:
+    """BWT (Lopez-Paz & Ranzato 2017): mean over j < T-1 of R[T-1, j] - R[j, j]."""
+    matrix = _matrix(accuracy_matrix)
+    stages = matrix.shape[0]
+    if stages < 2:
+        return None
+    return float(np.mean([matrix[-1, j] - matrix[j, j] for j in range(stages - 1)]))
+
+
+def forward_transfer(
+    accuracy_matrix: Sequence[Sequence[float]] | np.ndarray, initial_accuracies: Sequence[float]
+) -> float | None:
+    """FWT (Lopez-Paz & Ranzato 2017): mean over j > 0 of R[j-1, j] - b_j, where b_j is the
+    accuracy on task j of the model before any training."""
+    matrix = _matrix(accuracy_matrix)
+    stages = matrix.shape[0]
+    if stages < 2:
+        return None
+    base = np.asarray(initial_accuracies, dtype=float)
+    return float(np.mean([matrix[j - 1, j] - base[j] for j in range(1, stages)]))
+
+
+@dataclass
+class Results:
+    """What a setting reports after running a method.
+
+    `accuracy_matrix` is measured with exactly the information the setting allows (no task
+    labels at test where they are hidden). `task_aware_matrix`, where present, is the same
+    evaluation with the scores restricted by the setting to the classes of the evaluated task
+    ("task-IL" accuracy in the rehearsal papers); the method never sees the task label for it.
+    """
+
+    setting: str
+    method: str
+    accuracy_matrix: list[list[float]]
+    initial_accuracies: list[float] | None = None
+    task_aware_matrix: list[list[float]] | None = None
+    online_accuracy: float | None = None
+    samples_seen: list[int] = field(default_factory=list)
+    task_wall_time: list[float] = field(default_factory=list)
+    total_wall_time: float = 0.0
+    peak_memory_mb: float | None = None
+    complete: bool = True
+
+    @property
+    def nb_tasks(self) -> int:
+        return len(self.accuracy_matrix[0]) if self.accuracy_matrix else 0
+
+    @property
+    def final_average_accuracy(self) -> float:
+        return final_average_accuracy(self.accuracy_matrix)
+
+    @property
+    def average_incremental_accuracy(self) -> float:
+        return average_incremental_accuracy(self.accuracy_matrix)
+
+    @property
+    def forgetting(self) -> float | None:
+        return forgetting(self.accuracy_matrix)
+
+    @property
+    def backward_transfer(self) -> float | None:
+        return backward_transfer(self.accuracy_matrix)
+
+    @property
+    def forward_transfer(self) -> float | None:
+        if self.initial_accuracies is None:
+            return None
+        return forward_transfer(self.accuracy_matrix, self.initial_accuracies)
+
+    @property
+    def task_aware_accuracy(self) -> float | None:
+        if self.task_aware_matrix is None:
+            return None
+        return final_average_accuracy(self.task_aware_matrix)
+
+    def summary(self) -> dict[str, float | None]:
+        """The scalar metrics, in the order the console table prints them."""
+        return {
+            "final_average_accuracy": self.final_average_accuracy,
+            "average_incremental_accuracy": self.average_incremental_accuracy,
+            "forgetting": self.forgetting,
+            "backward_transfer": self.backward_transfer,
+            "forward_transfer": self.forward_transfer,
+            "task_aware_accuracy": self.task_aware_accuracy,
+            "online_accuracy": self.online_accuracy,
+        }
+
+    def metrics_dict(self) -> dict[str, Any]:
+        """Everything that depends only on the configuration and seed (no timings): the
+        content of `results.json`, identical for two runs with the same seed."""
+        return {
+            "setting": self.setting,
+            "method": self.method,
+            "complete": self.complete,
+            "nb_tasks": self.nb_tasks,
+            **self.summary(),
+            "accuracy_matrix": self.accuracy_matrix,
+            "task_aware_matrix": self.task_aware_matrix,
+            "initial_accuracies": self.initial_accuracies,
+            "samples_seen": self.samples_seen,
+        }
+
+    def runtime_dict(self) -> dict[str, Any]:
+        """Timings and memory, which vary from run to run: the content of `runtime.json`."""
+        return {
+            "task_wall_time": self.task_wall_time,
+            "total_wall_time": self.total_wall_time,
+            "peak_memory_mb": self.peak_memory_mb,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.metrics_dict(), **self.runtime_dict()}
+
+    def table(self) -> str:
+        """A readable per-task table and the summary metrics, for the console."""
+        matrix = np.asarray(self.accuracy_matrix)
+        stages, tasks = matrix.shape
+        header = "after task | " + " ".join(f"T{j:<5d}" for j in range(tasks)) + " |   mean | time (s)"
+        lines = [f"{self.method} on {self.setting}", header, "-" * len(header)]
+        for i in range(stages):
+            label = "end" if stages == 1 else str(i)
+            seen = matrix[i] if stages == 1 else matrix[i, : i + 1]
+            cells = " ".join(f"{100 * a:6.2f}" for a in matrix[i])
+            time_cell = f"{self.task_wall_time[i]:8.1f}" if i < len(self.task_wall_time) else ""
+            lines.append(f"{label:>10} | {cells} | {100 * seen.mean():6.2f} | {time_cell}")
+        lines.append("")
+        for key, value in self.summary().items():
+            if value is not None:
+                lines.append(f"{key.replace('_', ' '):>30}: {100 * value:6.2f}")
+        lines.append(f"{'samples seen':>30}: {sum(self.samples_seen)}")
+        lines.append(f"{'wall time':>30}: {self.total_wall_time:.1f} s")
+        if self.peak_memory_mb is not None:
+            lines.append(f"{'peak memory':>30}: {self.peak_memory_mb:.0f} MB")
+        return "\n".join(lines)

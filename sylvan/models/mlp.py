@@ -1,0 +1,29 @@
+"""Multi-layer perceptron over flattened inputs (the Seq-MNIST backbone of the DER paper)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Flatten, then `Linear -> ReLU` for each hidden size, then a linear classifier."""
+
+    def __init__(
+        self, input_shape: Sequence[int], num_classes: int, hidden_sizes: Sequence[int] = (100, 100)
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = math.prod(input_shape)
+        for hidden in hidden_sizes:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, num_classes)
+        self.feature_dim = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,25 @@
+"""The tree of settings. Importing this package registers every built-in setting."""
+
+from __future__ import annotations
+
+from sylvan.settings.base import SETTINGS, Setting, get_setting
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
+from sylvan.settings.domain_incremental import DomainIncrementalSetting
+from sylvan.settings.multi_task import MultiTaskSetting
+from sylvan.settings.online import OnlineSetting
+from sylvan.settings.task_incremental import TaskIncrementalSetting
+
+__all__ = [
+    "DATASETS",
+    "SETTINGS",
+    "ClassIncrementalSetting",
+    "DatasetSpec",
+    "DomainIncrementalSetting",
+    "MultiTaskSetting",
+    "OnlineSetting",
+    "Setting",
+    "TaskIncrementalSetting",
+    "get_dataset",
+    "get_setting",
+]

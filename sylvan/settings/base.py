@@ -1,0 +1,95 @@
+"""The root of the tree of settings, and the registry that maps CLI names to settings.
+
+A setting is a dataclass (its fields are the knobs a user may set) plus class-level assumptions
+(`ClassVar`s, so that no flag can loosen them). Children add assumptions: a method that targets a
+setting applies to it and to every descendant. The root assumes nothing a supervised problem
+would need, so that the reinforcement-learning branch can hang under it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sylvan.errors import ConfigurationError, unknown_name
+
+if TYPE_CHECKING:
+    from sylvan.metrics import Results
+
+SETTINGS: dict[str, type["Setting"]] = {}
+
+# Knowledge a method may rely on. A child may only turn these on, never off: what holds for the
+# parent's methods must hold below it. (`single_pass` is a restriction on the data, not something
+# a method relies on, so a child may lift it: class-incremental trains several epochs per task.)
+KNOWLEDGE_ASSUMPTIONS = (
+    "task_boundaries_known",
+    "task_labels_at_train",
+    "task_labels_at_test",
+    "shared_output_space",
+    "data_parallel",
+)
+
+
+@dataclass
+class Setting:
+    """A non-stationary problem on which a method is trained and evaluated: `apply(method)`."""
+
+    name: ClassVar[str] = "setting"
+    task_boundaries_known: ClassVar[bool] = False
+    task_labels_at_train: ClassVar[bool] = False
+    task_labels_at_test: ClassVar[bool] = False
+    shared_output_space: ClassVar[bool] = False
+    single_pass: ClassVar[bool] = False
+    data_parallel: ClassVar[bool] = False
+
+    seed: int = 0  # random seed: fixes data order, buffer sampling and initialization
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for assumption in KNOWLEDGE_ASSUMPTIONS:
+            for parent in cls.__mro__[1:]:
+                if getattr(parent, assumption, False) and not getattr(cls, assumption):
+                    raise TypeError(
+                        f"{cls.__name__} may not loosen {parent.__name__}'s {assumption}"
+                    )
+        if "name" in cls.__dict__:
+            SETTINGS[cls.name] = cls
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigurationError` for invalid or contradictory field values."""
+        if self.seed < 0:
+            raise ConfigurationError(f"--seed must be >= 0, got {self.seed}")
+
+    def apply(self, method: Any, tracker: Any = None) -> "Results":
+        """Train `method` on this setting's stream, evaluate it, and return the results.
+        `tracker` (see `sylvan.tracking`) writes results as the run goes."""
+        raise NotImplementedError
+
+    @classmethod
+    def parent(cls) -> type["Setting"] | None:
+        for base in cls.__bases__:
+            if issubclass(base, Setting):
+                return base
+        return None
+
+    @classmethod
+    def children(cls) -> list[type["Setting"]]:
+        return [s for s in SETTINGS.values() if s.parent() is cls]
+
+    @classmethod
+    def assumptions(cls) -> dict[str, bool]:
+        names = (*KNOWLEDGE_ASSUMPTIONS, "single_pass")
+        return {name: bool(getattr(cls, name)) for name in names}
+
+
+SETTINGS[Setting.name] = Setting
+
+
+def get_setting(name: str) -> type[Setting]:
+    """The setting class registered under the CLI name `name`."""
+    if name not in SETTINGS:
+        raise unknown_name("setting", name, [n for n in SETTINGS if n != Setting.name])
+    return SETTINGS[name]

@@ -1,0 +1,124 @@
+"""The dataset registry: CLI name -> loader, input shape, number of classes, default backbone.
+
+Every loader returns continuum datasets (train, test), so that the settings build their task
+streams with continuum's scenarios whatever the source. `digits` and `synthetic` live in memory
+and need no download; the others use continuum's (torchvision's) download code under `data_dir`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from continuum.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, InMemoryDataset
+from continuum.datasets.base import _ContinuumDataset
+
+from sylvan.errors import DataUnavailableError, unknown_name
+
+Loader = Callable[[str, int | None, int], tuple[_ContinuumDataset, _ContinuumDataset]]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a setting needs to know about a dataset before loading it."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    default_backbone: str
+    load: Loader
+    downloads: bool = False
+    files_hint: str = ""
+
+
+def _digits(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)  # 0..16 -> 0..255 grey levels
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, digits.target, test_size=0.2, random_state=0, stratify=digits.target
+    )
+    return InMemoryDataset(x_train, y_train), InMemoryDataset(x_test, y_test, train=False)
+
+
+def make_synthetic(
+    size: int | None, seed: int = 0, num_classes: int = 10, side: int = 8
+) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """Gaussian blobs drawn as `side`x`side` grey images: one random prototype per class plus
+    pixel noise. Separable but not trivially, so learning curves and forgetting are real.
+    `size` is the number of training samples (default 2,000); the test set is a quarter of it.
+    The prototypes depend only on `num_classes` and `side`; the samples on `seed`."""
+    size = 2000 if size is None else size
+    prototypes = np.random.default_rng(12345).uniform(0, 255, size=(num_classes, side, side))
+
+    def draw(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(count) % num_classes
+        rng.shuffle(labels)
+        noise = rng.normal(0, 60, size=(count, side, side))
+        images = np.clip(prototypes[labels] + noise, 0, 255).astype(np.uint8)
+        return images, labels
+
+    rng = np.random.default_rng(seed)
+    x_train, y_train = draw(size, rng)
+    x_test, y_test = draw(max(num_classes, size // 4), rng)
+    return InMemoryDataset(x_train, y_train), InMemoryDataset(x_test, y_test, train=False)
+
+
+def _synthetic(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
+    return make_synthetic(size, seed)
+
+
+def _torchvision(dataset_cls: type[_ContinuumDataset], name: str, hint: str) -> Loader:
+    def load(data_dir: str, size: int | None, seed: int):
+        root = Path(data_dir).expanduser()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            return (
+                dataset_cls(str(root), train=True, download=True),
+                dataset_cls(str(root), train=False, download=True),
+            )
+        except (OSError, RuntimeError) as error:
+            raise DataUnavailableError(
+                f"dataset {name!r} is not in {root} and could not be downloaded ({error}). "
+                f"Put the files at {root}/{hint}, or pass --data_dir pointing to a folder that "
+                "holds them, or run once with network access."
+            ) from error
+
+    return load
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("digits", (1, 8, 8), 10, "mlp", _digits),
+        DatasetSpec("synthetic", (1, 8, 8), 10, "mlp", _synthetic),
+        DatasetSpec(
+            "mnist", (1, 28, 28), 10, "mlp",
+            _torchvision(MNIST, "mnist", "MNIST/raw/*-ubyte.gz"), downloads=True,
+        ),
+        DatasetSpec(
+            "fashion_mnist", (1, 28, 28), 10, "mlp",
+            _torchvision(FashionMNIST, "fashion_mnist", "FashionMNIST/raw/*-ubyte.gz"),
+            downloads=True,
+        ),
+        DatasetSpec(
+            "cifar10", (3, 32, 32), 10, "resnet18",
+            _torchvision(CIFAR10, "cifar10", "cifar-10-batches-py/"), downloads=True,
+        ),
+        DatasetSpec(
+            "cifar100", (3, 32, 32), 100, "resnet18",
+            _torchvision(CIFAR100, "cifar100", "cifar-100-python/"), downloads=True,
+        ),
+    )
+}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The spec registered as `name`, or a clear error listing the valid names."""
+    if name not in DATASETS:
+        raise unknown_name("dataset", name, list(DATASETS))
+    return DATASETS[name]

@@ -1,0 +1,38 @@
+"""Domain-incremental learning: the same classes in every task, under shifted inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from continuum.datasets.base import _ContinuumDataset
+from continuum.scenarios import ContinualScenario, Permutations, Rotations
+
+from sylvan.errors import ConfigurationError
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+
+
+@dataclass
+class DomainIncrementalSetting(ClassIncrementalSetting):
+    """Every task holds all classes; task t shows them through a fixed input transformation
+    (a pixel permutation, or a rotation). The first task is the untransformed data."""
+
+    name: ClassVar[str] = "domain_incremental"
+    shared_output_space: ClassVar[bool] = True
+
+    domain_shift: str = "permutation"  # permutation or rotation
+    max_rotation: float = 180.0  # rotation: task t is rotated by t * max_rotation / nb_tasks degrees
+
+    def validate(self) -> None:
+        super().validate()
+        if self.domain_shift not in ("permutation", "rotation"):
+            raise ConfigurationError(
+                f"--domain_shift must be permutation or rotation, got {self.domain_shift!r}"
+            )
+
+    def make_scenario(self, dataset: _ContinuumDataset) -> ContinualScenario:
+        if self.domain_shift == "permutation":
+            return Permutations(dataset, nb_tasks=self.nb_tasks, seed=self.seed)
+        step = self.max_rotation / self.nb_tasks
+        degrees = [(t * step, t * step) for t in range(self.nb_tasks)]
+        return Rotations(dataset, list_degrees=degrees)

@@ -1,0 +1,275 @@
+"""Online continual learning: one pass over a stream whose classes change, no boundaries.
+
+`OnlineSetting` is the root of the supervised branch: it owns the dataset, the split into
+tasks, the evaluation loop and the bookkeeping of results; its children change what the method
+is told (boundaries, task labels) and how the data are handed out (epochs, domains, all at once).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, List, Optional
+
+import lightning as L
+import numpy as np
+import torch
+from continuum import ClassIncremental
+from continuum.datasets.base import _ContinuumDataset
+from continuum.scenarios import ContinualScenario
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader, TensorDataset
+
+from sylvan.errors import ConfigurationError, InapplicableMethodError
+from sylvan.metrics import Results
+from sylvan.settings.base import Setting
+from sylvan.settings.datasets import DatasetSpec, get_dataset
+from sylvan.settings.streams import TaskData, build_tasks, subsample
+
+DEFAULT_DATA_DIR = os.environ.get("SYLVAN_DATA_DIR", "~/.cache/sylvan/data")
+
+
+class OnlineAccuracyMeter(Callback):
+    """Predict-then-train: before each training step, score the incoming batch with the
+    method's `predict` (as the setting allows it), then let the step train on it."""
+
+    def __init__(self, method: Any, with_task_labels: bool) -> None:
+        self.method = method
+        self.with_task_labels = with_task_labels
+        self.correct = 0
+        self.total = 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        task_labels = batch[2] if self.with_task_labels and len(batch) > 2 else None
+        scores = self.method.predict(x, task_labels)
+        self.correct += int((scores.argmax(dim=1).to(y.device) == y).sum())
+        self.total += len(y)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.total if self.total else None
+
+
+@dataclass
+class OnlineSetting(Setting):
+    """A supervised stream of tasks with new classes, seen once in small batches, with no task
+    boundaries and no task labels. Reports online (predict-then-train) accuracy and, at the end
+    of the stream, the accuracy on every task's test set."""
+
+    name: ClassVar[str] = "online"
+    single_pass: ClassVar[bool] = True
+
+    dataset: str = "digits"  # digits, synthetic, mnist, fashion_mnist, cifar10 or cifar100
+    nb_tasks: int = 5  # number of tasks the classes are split into
+    class_order: Optional[List[int]] = None  # order in which classes arrive (default: 0..C-1)
+    random_class_order: bool = False  # shuffle the class order with the seed
+    batch_size: int = 10  # samples per training minibatch
+    data_dir: str = DEFAULT_DATA_DIR  # where datasets are downloaded and cached
+    train_samples: Optional[int] = None  # use a class-stratified subset of this many training samples (synthetic: generate this many)
+    accelerator: str = "auto"  # cpu, gpu or auto
+    progress_bar: bool = True  # show Lightning's progress bar during training
+    eval_batch_size: int = 1024  # samples per forward pass at evaluation
+
+    # Set by `apply` for the duration of a run (plain attributes, not fields).
+    _tracker = None
+    _online_meter = None
+
+    def validate(self) -> None:
+        super().validate()
+        spec = self.dataset_spec
+        if self.nb_tasks < 1:
+            raise ConfigurationError(f"--nb_tasks must be >= 1, got {self.nb_tasks}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigurationError("--batch_size and --eval_batch_size must be >= 1")
+        if self.train_samples is not None and self.train_samples < spec.num_classes:
+            raise ConfigurationError(
+                f"--train_samples must be at least the number of classes ({spec.num_classes})"
+            )
+        if self.accelerator not in ("cpu", "gpu", "cuda", "auto"):
+            raise ConfigurationError(f"--accelerator must be cpu, gpu or auto, got {self.accelerator!r}")
+        if not self.shared_output_space and self.nb_tasks > spec.num_classes:
+            raise ConfigurationError(
+                f"--nb_tasks {self.nb_tasks} is more than the {spec.num_classes} classes of "
+                f"{self.dataset}: each task needs at least one new class"
+            )
+        if self.class_order is not None and sorted(self.class_order) != list(range(spec.num_classes)):
+            raise ConfigurationError(
+                f"--class_order must be a permutation of 0..{spec.num_classes - 1}"
+            )
+
+    # ----- the data -----------------------------------------------------------------------
+
+    @property
+    def dataset_spec(self) -> DatasetSpec:
+        return get_dataset(self.dataset)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.dataset_spec.input_shape
+
+    @property
+    def num_classes(self) -> int:
+        """Size of the output space: every class of the dataset (one head over all classes)."""
+        return self.dataset_spec.num_classes
+
+    def resolved_class_order(self) -> list[int]:
+        if self.class_order is not None:
+            return list(self.class_order)
+        order = list(range(self.num_classes))
+        if self.random_class_order:
+            order = np.random.default_rng(self.seed).permutation(self.num_classes).tolist()
+        return order
+
+    def make_scenario(self, dataset: _ContinuumDataset) -> ContinualScenario:
+        """The continuum scenario that splits `dataset` (train or test) into tasks."""
+        return ClassIncremental(
+            dataset, nb_tasks=self.nb_tasks, class_order=self.resolved_class_order()
+        )
+
+    def prepare_tasks(self) -> list[TaskData]:
+        """Load the dataset and split it into tasks, as tensors."""
+        train, test = self.dataset_spec.load(self.data_dir, self.train_samples, self.seed)
+        if self.dataset != "synthetic":
+            train = subsample(train, self.train_samples, self.seed)
+        return build_tasks(self.make_scenario(train), self.make_scenario(test))
+
+    def _generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1000 + offset)
+
+    def train_loader(self, dataset: TensorDataset, shuffle: bool, offset: int = 0) -> DataLoader:
+        """A minibatch loader over `dataset` with the setting's batch size and seed."""
+        generator = self._generator(offset)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator)
+
+    def stream_loader(self, tasks: list[TaskData]) -> DataLoader:
+        """The whole stream: each task's samples in a seeded random order, tasks one after the
+        other, in a single pass."""
+        parts = []
+        for task in tasks:
+            order = torch.randperm(len(task.y_train), generator=self._generator(task.task_id))
+            parts.append(task.train_dataset(self.task_labels_at_train, order).tensors)
+        stream = TensorDataset(*(torch.cat(columns) for columns in zip(*parts)))
+        return DataLoader(stream, batch_size=self.batch_size, shuffle=False)
+
+    # ----- training -----------------------------------------------------------------------
+
+    @property
+    def epochs_per_task(self) -> int:
+        return 1
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """How the shared Lightning learner's `Trainer` is built for this setting."""
+        callbacks: list[Callback] = []
+        if self._online_meter is not None:
+            callbacks.append(self._online_meter)
+        tracker = self._tracker
+        return {
+            "max_epochs": self.epochs_per_task,
+            "accelerator": "gpu" if self.accelerator == "cuda" else self.accelerator,
+            "devices": 1,
+            "enable_progress_bar": self.progress_bar,
+            "enable_model_summary": False,
+            "enable_checkpointing": False,
+            "logger": tracker.lightning_loggers() if tracker is not None else False,
+            "callbacks": callbacks,
+            "log_every_n_steps": 25,
+            "num_sanity_val_steps": 0,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        """Where methods should keep their model for evaluation."""
+        if self.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+    # ----- evaluation ---------------------------------------------------------------------
+
+    def evaluate(self, method: Any, tasks: list[TaskData]) -> tuple[list[float], list[float] | None]:
+        """Accuracy of `method` on every task's test set, and the task-aware accuracy (scores
+        restricted by the setting to the task's classes) where tasks have distinct classes."""
+        accuracies, aware = [], []
+        for task in tasks:
+            correct = aware_correct = 0
+            mask = torch.zeros(self.num_classes, dtype=torch.bool)
+            mask[task.classes] = True
+            for start in range(0, len(task.y_test), self.eval_batch_size):
+                x = task.x_test[start : start + self.eval_batch_size]
+                y = task.y_test[start : start + self.eval_batch_size]
+                task_labels = torch.full_like(y, task.task_id) if self.task_labels_at_test else None
+                scores = method.predict(x, task_labels)
+                if scores.shape != (len(y), self.num_classes):
+                    raise RuntimeError(
+                        f"{type(method).__name__}.predict returned shape {tuple(scores.shape)}, "
+                        f"expected (batch, num_classes) = {(len(y), self.num_classes)}"
+                    )
+                scores = scores.detach().float().cpu()
+                correct += int((scores.argmax(1) == y).sum())
+                masked = scores.masked_fill(~mask, float("-inf"))
+                aware_correct += int((masked.argmax(1) == y).sum())
+            accuracies.append(correct / len(task.y_test))
+            aware.append(aware_correct / len(task.y_test))
+        return accuracies, (None if self.shared_output_space else aware)
+
+    # ----- the run ------------------------------------------------------------------------
+
+    def apply(self, method: Any, tracker: Any = None) -> Results:
+        if not method.is_applicable(self):
+            raise InapplicableMethodError(
+                f"method {method.name!r} targets {method.target_setting.name!r} and does not "
+                f"apply to {self.name!r}"
+            )
+        self._tracker = tracker
+        self._online_meter = None
+        L.seed_everything(self.seed, verbose=False)
+        tasks = self.prepare_tasks()
+        self._tasks = tasks
+        method.configure(self)
+        initial, _ = self.evaluate(method, tasks)
+        results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial)
+        start = time.perf_counter()
+        for stage, loaders in enumerate(self.training_stages(tasks)):
+            stage_start = time.perf_counter()
+            self.train_stage(method, stage, loaders)
+            accuracies, aware = self.evaluate(method, tasks)
+            results.accuracy_matrix.append(accuracies)
+            if aware is not None:
+                results.task_aware_matrix = (results.task_aware_matrix or []) + [aware]
+            results.samples_seen.append(sum(len(loader.dataset) for loader in loaders) * self.epochs_per_task)
+            results.task_wall_time.append(time.perf_counter() - stage_start)
+            results.total_wall_time = time.perf_counter() - start
+            results.peak_memory_mb = peak_memory_mb()
+            results.complete = len(results.accuracy_matrix) == self.nb_stages(tasks)
+            if self._online_meter is not None:
+                results.online_accuracy = self._online_meter.accuracy
+            if tracker is not None:
+                nb_stages = self.nb_stages(tasks)
+                seen = stage + 1 if nb_stages == len(tasks) else len(tasks)
+                tracker.on_stage_end(results, stage, nb_stages, seen, method)
+        self._tracker = None
+        return results
+
+    def nb_stages(self, tasks: list[TaskData]) -> int:
+        return 1
+
+    def training_stages(self, tasks: list[TaskData]):
+        """Yield, per training stage, the loaders trained on in that stage. Online: one stage,
+        the whole stream."""
+        yield [self.stream_loader(tasks)]
+
+    def train_stage(self, method: Any, stage: int, loaders: list[DataLoader]) -> None:
+        """Hand one stage's data to the method. Online: no hooks, one `fit` over the stream,
+        measuring predict-then-train accuracy on the way."""
+        self._online_meter = OnlineAccuracyMeter(method, self.task_labels_at_train)
+        method.fit(loaders[0], None)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (and peak CUDA allocation, when used), in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak += torch.cuda.max_memory_allocated() / 2**20
+    return float(peak)

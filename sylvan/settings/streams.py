@@ -1,0 +1,80 @@
+"""Turning continuum scenarios into per-task tensors that settings hand out as datasets.
+
+Continuum applies its transformations (tensor conversion, permutations, rotations) per sample
+when a task set is indexed. A setting reads every task once, through a large-batch loader, and
+keeps the result as tensors: training then draws minibatches from memory, with no per-sample
+transform on the hot path, and evaluation reuses the same tensors after every task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from continuum.datasets import InMemoryDataset
+from continuum.datasets.base import _ContinuumDataset
+from continuum.scenarios import ContinualScenario
+from torch.utils.data import DataLoader, TensorDataset
+
+
+@dataclass
+class TaskData:
+    """One task of a stream: its training and test tensors, and the labels it contains."""
+
+    task_id: int
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[int]
+
+    def train_dataset(self, with_task_labels: bool, order: torch.Tensor | None = None) -> TensorDataset:
+        """The training set as the method sees it: (x, y), or (x, y, t) where task labels are
+        allowed. `order` optionally fixes the order of the samples (online streams)."""
+        x, y = (self.x_train, self.y_train) if order is None else (self.x_train[order], self.y_train[order])
+        if with_task_labels:
+            return TensorDataset(x, y, torch.full_like(y, self.task_id))
+        return TensorDataset(x, y)
+
+
+def materialize(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a continuum task set once into (inputs as float32, labels as int64)."""
+    loader = DataLoader(taskset, batch_size=4096, shuffle=False, num_workers=0)
+    xs, ys = [], []
+    for batch in loader:
+        xs.append(batch[0].float())
+        ys.append(batch[1].long())
+    return torch.cat(xs), torch.cat(ys)
+
+
+def subsample(dataset: _ContinuumDataset, size: int | None, seed: int) -> _ContinuumDataset:
+    """A class-stratified random subset of `size` samples of an array-backed dataset."""
+    x, y, t = dataset.get_data()
+    if size is None or size >= len(y):
+        return dataset
+    rng = np.random.default_rng(seed)
+    keep: list[np.ndarray] = []
+    classes = np.unique(y)
+    per_class = max(1, size // len(classes))
+    for label in classes:
+        members = np.flatnonzero(y == label)
+        keep.append(rng.choice(members, size=min(per_class, len(members)), replace=False))
+    index = np.sort(np.concatenate(keep))
+    return InMemoryDataset(
+        x[index], y[index], None if t is None else t[index],
+        data_type=dataset.data_type, train=dataset.train,
+    )
+
+
+def build_tasks(train_scenario: ContinualScenario, test_scenario: ContinualScenario) -> list[TaskData]:
+    """Materialize matching train and test scenarios into a list of `TaskData`."""
+    if len(train_scenario) != len(test_scenario):
+        raise ValueError("train and test scenarios must have the same number of tasks")
+    tasks = []
+    for task_id, (train_set, test_set) in enumerate(zip(train_scenario, test_scenario)):
+        x_train, y_train = materialize(train_set)
+        x_test, y_test = materialize(test_set)
+        classes = sorted(set(torch.unique(y_train).tolist()) | set(torch.unique(y_test).tolist()))
+        tasks.append(TaskData(task_id, x_train, y_train, x_test, y_test, classes))
+    return tasks

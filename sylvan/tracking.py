@@ -1,0 +1,201 @@
+"""Where a run's outputs go: a folder per run, written as the run goes, and Weights & Biases.
+
+The folder holds `config.yaml` (the resolved configuration, reloadable with --config_path),
+`results.json` (metrics; identical for two runs with the same seed), `runtime.json` (wall
+times, memory), `accuracy_matrix.png`, `accuracy_curve.png`, `logs/train.csv` (per-step losses)
+and `checkpoints/` (the method's state after each task). Results are rewritten after every
+task, so an interrupted run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import time
+from argparse import Namespace
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import yaml
+from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+from sylvan.metrics import Results
+
+
+class RunLogger(Logger):
+    """Lightning logger that appends step metrics to `logs/train.csv` (and to W&B), with a step
+    counter that keeps growing across the per-task `Trainer`s of one run."""
+
+    def __init__(self, tracker: "Tracker") -> None:
+        super().__init__()
+        self.tracker = tracker
+        self._offset = 0
+        self._last_step = -1
+
+    @property
+    def name(self) -> str:
+        return "sylvan"
+
+    @property
+    def version(self) -> str:
+        return self.tracker.run_dir.name
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
+        """The configuration is saved by the tracker itself."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        step = 0 if step is None else step
+        if step < self._last_step:  # a new Trainer (next task) restarted its step counter
+            self._offset += self._last_step + 1
+        self._last_step = step
+        self.tracker.log_step(self._offset + step, dict(metrics))
+
+
+class Tracker:
+    """Writes one run's results, plots, logs and checkpoints; mirrors them to W&B if asked."""
+
+    def __init__(
+        self,
+        results_dir: str | Path,
+        run_name: str,
+        config: dict[str, Any],
+        wandb_project: str | None = None,
+        wandb_entity: str | None = None,
+        save_checkpoints: bool = True,
+        verbose: bool = True,
+    ) -> None:
+        self.run_dir = unique_run_dir(Path(results_dir).expanduser(), run_name)
+        self.config = config
+        self.save_checkpoints = save_checkpoints
+        self.verbose = verbose
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "config.yaml", "w") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+        self._csv_path = self.run_dir / "logs" / "train.csv"
+        self._csv_fields: list[str] | None = None
+        self.wandb_run = start_wandb(wandb_project, wandb_entity, run_name, config, self.run_dir) if wandb_project else None
+
+    def lightning_loggers(self) -> list[Logger]:
+        if not hasattr(self, "_logger"):
+            self._logger = RunLogger(self)
+        return [self._logger]
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        row = {"step": step, **{k: float(v) for k, v in metrics.items() if k != "epoch"}}
+        if self._csv_fields is None or set(row) - set(self._csv_fields):
+            self._csv_fields = sorted(set(row) | set(self._csv_fields or []), key=lambda k: (k != "step", k))
+            write_header = True
+        else:
+            write_header = not self._csv_path.exists()
+        with open(self._csv_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._csv_fields)
+            if write_header:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.wandb_run is not None:
+            self.wandb_run.log(row, step=step)
+
+    def write_results(self, results: Results) -> None:
+        write_json(self.run_dir / "results.json", results.metrics_dict())
+        write_json(self.run_dir / "runtime.json", results.runtime_dict())
+
+    def on_stage_end(
+        self, results: Results, stage: int, nb_stages: int, tasks_seen: int, method: Any
+    ) -> None:
+        """After each training stage: persist results and a checkpoint, report progress."""
+        self.write_results(results)
+        if self.save_checkpoints:
+            (self.run_dir / "checkpoints").mkdir(exist_ok=True)
+            torch.save(method.state_dict(), self.run_dir / "checkpoints" / f"after_stage_{stage}.pt")
+        row = results.accuracy_matrix[-1]
+        if self.verbose:
+            print(
+                f"[sylvan] stage {stage + 1}/{nb_stages} done: accuracy on the {tasks_seen} tasks "
+                f"seen {100 * sum(row[:tasks_seen]) / tasks_seen:.2f}%, on all {len(row)} tasks "
+                f"{100 * sum(row) / len(row):.2f}% ({results.task_wall_time[-1]:.1f} s)",
+                flush=True,
+            )
+        if self.wandb_run is not None:
+            log = {f"accuracy/task_{j}": a for j, a in enumerate(row)}
+            log["accuracy/average"] = sum(row) / len(row)
+            self.wandb_run.log({**log, "stage": stage})
+
+    def finish(self, results: Results) -> None:
+        """Write the final results and plots, print the table, close W&B."""
+        self.write_results(results)
+        from sylvan.plots import plot_accuracy_curve, plot_accuracy_matrix
+
+        plots = {
+            "accuracy_matrix": plot_accuracy_matrix(results, self.run_dir / "accuracy_matrix.png"),
+            "accuracy_curve": plot_accuracy_curve(results, self.run_dir / "accuracy_curve.png"),
+        }
+        if self.verbose:
+            print(results.table())
+            print(f"[sylvan] results written to {self.run_dir}")
+        if self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({name: wandb.Image(str(path)) for name, path in plots.items()})
+            for key, value in results.summary().items():
+                if value is not None:
+                    self.wandb_run.summary[key] = value
+            self.wandb_run.finish()
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically, so that an interrupted run never leaves a truncated file."""
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def unique_run_dir(results_dir: Path, run_name: str) -> Path:
+    """`results_dir/run_name`, or with a numeric suffix if it exists already."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name) or "run"
+    candidate = results_dir / safe
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = results_dir / f"{safe}_{suffix}"
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def default_run_name(setting: str, method: str) -> str:
+    return f"{setting}-{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def start_wandb(project: str, entity: str | None, name: str, config: dict[str, Any], run_dir: Path) -> Any:
+    """Start a W&B run; offline when there are no credentials (or WANDB_MODE says so), and
+    falling back to offline when the service cannot be reached."""
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE")
+    if mode is None:
+        has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
+        mode = "online" if has_key else "offline"
+    kwargs = dict(project=project, entity=entity, name=name, config=config, dir=str(run_dir), reinit="finish_previous")
+    try:
+        return wandb.init(mode=mode, settings=wandb.Settings(init_timeout=60, silent=True), **kwargs)
+    except Exception as error:  # network or authentication failure: keep the run, log offline
+        if mode == "offline":
+            raise
+        print(f"[sylvan] W&B unreachable ({error}); logging offline in {run_dir}/wandb")
+        return wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
+
+
+def _netrc_has_wandb() -> bool:
+    try:
+        import netrc
+
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+        return auth is not None
+    except (OSError, netrc.NetrcParseError):
+        return False

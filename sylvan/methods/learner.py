@@ -76,7 +76,7 @@ class SupervisedMethod(Method):
     """A method trained by gradient descent through the shared learner. Subclasses override
     `training_step` (the loss of one minibatch) and, when they need to, the task hooks."""
 
-    lr: float = 0.01  # learning rate
+    lr: float = 0.1  # learning rate
     optimizer: str = "sgd"  # sgd or adam
     momentum: float = 0.0  # SGD momentum
     weight_decay: float = 0.0  # L2 penalty

@@ -24,6 +24,14 @@ class MLP(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width, num_classes)
         self.feature_dim = width
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights and zero biases, as the MNIST MLP of the DER paper's code."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -23,7 +23,7 @@ class ClassIncrementalSetting(OnlineSetting):
     task_labels_at_train: ClassVar[bool] = True
     single_pass: ClassVar[bool] = False
 
-    batch_size: int = 32  # samples per training minibatch
+    batch_size: int = 16  # samples per training minibatch
     epochs: int = 5  # training epochs over each task's data
 
     def validate(self) -> None:

@@ -7,17 +7,24 @@ and need no download; the others use continuum's (torchvision's) download code u
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-from continuum.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST, InMemoryDataset
-from continuum.datasets.base import _ContinuumDataset
 
 from sylvan.errors import DataUnavailableError, unknown_name
 
-Loader = Callable[[str, int | None, int], tuple[_ContinuumDataset, _ContinuumDataset]]
+if TYPE_CHECKING:
+    from continuum.datasets import InMemoryDataset
+    from continuum.datasets.base import _ContinuumDataset
+
+# continuum (and torchvision under it) is imported when data is loaded, not when the CLI starts.
+Loader = Callable[[str, "int | None", int], "tuple[Any, Any]"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class DatasetSpec:
 
 
 def _digits(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
+    from continuum.datasets import InMemoryDataset
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -52,6 +60,8 @@ def make_synthetic(
     pixel noise. Separable but not trivially, so learning curves and forgetting are real.
     `size` is the number of training samples (default 2,000); the test set is a quarter of it.
     The prototypes depend only on `num_classes` and `side`; the samples on `seed`."""
+    from continuum.datasets import InMemoryDataset
+
     size = 2000 if size is None else size
     prototypes = np.random.default_rng(12345).uniform(0, 255, size=(num_classes, side, side))
 
@@ -72,20 +82,30 @@ def _synthetic(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryData
     return make_synthetic(size, seed)
 
 
-def _torchvision(dataset_cls: type[_ContinuumDataset], name: str, hint: str) -> Loader:
+def downloads_allowed() -> bool:
+    """False when SYLVAN_OFFLINE is set: datasets must then already be on disk."""
+    return os.environ.get("SYLVAN_OFFLINE", "").lower() not in ("1", "true", "yes")
+
+
+def _torchvision(class_name: str, name: str, hint: str) -> Loader:
+    """Loader for continuum's dataset `class_name`, which downloads through torchvision."""
+
     def load(data_dir: str, size: int | None, seed: int):
+        dataset_cls = getattr(importlib.import_module("continuum.datasets"), class_name)
         root = Path(data_dir).expanduser()
+        download = downloads_allowed()
         try:
             root.mkdir(parents=True, exist_ok=True)
             return (
-                dataset_cls(str(root), train=True, download=True),
-                dataset_cls(str(root), train=False, download=True),
+                dataset_cls(str(root), train=True, download=download),
+                dataset_cls(str(root), train=False, download=download),
             )
         except (OSError, RuntimeError) as error:
             raise DataUnavailableError(
                 f"dataset {name!r} is not in {root} and could not be downloaded ({error}). "
                 f"Put the files at {root}/{hint}, or pass --data_dir pointing to a folder that "
-                "holds them, or run once with network access."
+                "holds them, or run once with network access"
+                + (" (downloads are off: SYLVAN_OFFLINE is set)." if not download else ".")
             ) from error
 
     return load
@@ -98,20 +118,20 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("synthetic", (1, 8, 8), 10, "mlp", _synthetic),
         DatasetSpec(
             "mnist", (1, 28, 28), 10, "mlp",
-            _torchvision(MNIST, "mnist", "MNIST/raw/*-ubyte.gz"), downloads=True,
+            _torchvision("MNIST", "mnist", "MNIST/raw/*-ubyte.gz"), downloads=True,
         ),
         DatasetSpec(
             "fashion_mnist", (1, 28, 28), 10, "mlp",
-            _torchvision(FashionMNIST, "fashion_mnist", "FashionMNIST/raw/*-ubyte.gz"),
+            _torchvision("FashionMNIST", "fashion_mnist", "FashionMNIST/raw/*-ubyte.gz"),
             downloads=True,
         ),
         DatasetSpec(
             "cifar10", (3, 32, 32), 10, "resnet18",
-            _torchvision(CIFAR10, "cifar10", "cifar-10-batches-py/"), downloads=True,
+            _torchvision("CIFAR10", "cifar10", "cifar-10-batches-py/"), downloads=True,
         ),
         DatasetSpec(
             "cifar100", (3, 32, 32), 100, "resnet18",
-            _torchvision(CIFAR100, "cifar100", "cifar-100-python/"), downloads=True,
+            _torchvision("CIFAR100", "cifar100", "cifar-100-python/"), downloads=True,
         ),
     )
 }

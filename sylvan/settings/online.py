@@ -11,14 +11,11 @@ import os
 import resource
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, List, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 
 import lightning as L
 import numpy as np
 import torch
-from continuum import ClassIncremental
-from continuum.datasets.base import _ContinuumDataset
-from continuum.scenarios import ContinualScenario
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -27,6 +24,10 @@ from sylvan.metrics import Results
 from sylvan.settings.base import Setting
 from sylvan.settings.datasets import DatasetSpec, get_dataset
 from sylvan.settings.streams import TaskData, build_tasks, subsample
+
+if TYPE_CHECKING:
+    from continuum.datasets.base import _ContinuumDataset
+    from continuum.scenarios import ContinualScenario
 
 DEFAULT_DATA_DIR = os.environ.get("SYLVAN_DATA_DIR", "~/.cache/sylvan/data")
 
@@ -125,9 +126,16 @@ class OnlineSetting(Setting):
 
     def make_scenario(self, dataset: _ContinuumDataset) -> ContinualScenario:
         """The continuum scenario that splits `dataset` (train or test) into tasks."""
+        from continuum import ClassIncremental
+
         return ClassIncremental(
-            dataset, nb_tasks=self.nb_tasks, class_order=self.resolved_class_order()
+            dataset, increment=self.class_increments(), class_order=self.resolved_class_order()
         )
+
+    def class_increments(self) -> list[int]:
+        """New classes per task: an even split, the remainder going to the first tasks."""
+        base, extra = divmod(self.num_classes, self.nb_tasks)
+        return [base + (1 if task < extra else 0) for task in range(self.nb_tasks)]
 
     def prepare_tasks(self) -> list[TaskData]:
         """Load the dataset and split it into tasks, as tensors."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from continuum.datasets import InMemoryDataset
-from continuum.datasets.base import _ContinuumDataset
-from continuum.scenarios import ContinualScenario
 from torch.utils.data import DataLoader, TensorDataset
+
+if TYPE_CHECKING:
+    from continuum.datasets.base import _ContinuumDataset
+    from continuum.scenarios import ContinualScenario
 
 
 @dataclass
@@ -50,6 +53,8 @@ def materialize(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.
 
 def subsample(dataset: _ContinuumDataset, size: int | None, seed: int) -> _ContinuumDataset:
     """A class-stratified random subset of `size` samples of an array-backed dataset."""
+    from continuum.datasets import InMemoryDataset
+
     x, y, t = dataset.get_data()
     if size is None or size >= len(y):
         return dataset

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from sylvan.buffers import ReservoirBuffer, make_buffer
+from sylvan.errors import ConfigurationError, UnknownNameError
+
+
+def stream_batches(sizes, width=3):
+    start = 0
+    for size in sizes:
+        ids = torch.arange(start, start + size)
+        yield ids.float().unsqueeze(1).repeat(1, width), ids
+        start += size
+
+
+@settings(max_examples=60, deadline=None)
+@given(capacity=st.integers(0, 40), sizes=st.lists(st.integers(0, 25), max_size=12), seed=st.integers(0, 10))
+def test_capacity_and_seen_count(capacity, sizes, seed):
+    buffer = ReservoirBuffer(capacity, seed=seed)
+    for x, y in stream_batches(sizes):
+        buffer.add(x=x, y=y)
+    total = sum(sizes)
+    assert buffer.seen == total
+    assert len(buffer) == min(capacity, total)
+    if len(buffer):
+        stored = buffer.get_all()
+        ids = stored["y"]
+        assert len(set(ids.tolist())) == len(ids), "a sample is stored twice"
+        assert torch.equal(stored["x"][:, 0].long(), ids), "fields of a slot come from one sample"
+        assert ids.max() < total
+
+
+def test_first_samples_fill_the_buffer_in_order():
+    buffer = ReservoirBuffer(5)
+    x, y = next(stream_batches([4]))
+    buffer.add(x=x, y=y)
+    assert buffer.get_all()["y"].tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 50])
+def test_inclusion_is_uniform_over_the_stream(batch_size):
+    """Each of n samples ends in a buffer of capacity c with probability c/n. 'Keep the most
+    recent' or 'keep the first' would put all mass on one end and fail the chi-square test."""
+    n, capacity, trials = 200, 20, 600
+    counts = np.zeros(n)
+    for seed in range(trials):
+        buffer = ReservoirBuffer(capacity, seed=seed)
+        for x, y in stream_batches([batch_size] * (n // batch_size) + [n % batch_size]):
+            buffer.add(x=x, y=y)
+        counts[buffer.get_all()["y"].numpy()] += 1
+    expected = trials * capacity / n
+    assert counts.sum() == trials * capacity
+    # compare the inclusion counts of 10 consecutive blocks of the stream
+    blocks = counts.reshape(10, -1).sum(axis=1)
+    _, p_value = stats.chisquare(blocks, np.full(10, expected * n / 10))
+    assert p_value > 1e-3, f"inclusion is not uniform: {blocks}"
+
+
+def test_sample_draws_distinct_stored_samples():
+    buffer = ReservoirBuffer(30, seed=1)
+    for x, y in stream_batches([10] * 10):
+        buffer.add(x=x, y=y)
+    drawn = buffer.sample(12)
+    assert drawn["y"].shape == (12,)
+    assert len(set(drawn["y"].tolist())) == 12
+    assert set(drawn["y"].tolist()) <= set(buffer.get_all()["y"].tolist())
+    assert len(buffer.sample(100)["y"]) == 30
+    assert ReservoirBuffer(5).sample(3) == {}
+
+
+def test_sampling_is_uniform_over_slots():
+    buffer = ReservoirBuffer(10, seed=3)
+    x, y = next(stream_batches([10]))
+    buffer.add(x=x, y=y)
+    counts = np.zeros(10)
+    for _ in range(3000):
+        counts[buffer.sample(3)["y"].numpy()] += 1
+    _, p_value = stats.chisquare(counts)
+    assert p_value > 1e-3
+
+
+def test_state_dict_restores_future_draws():
+    a = ReservoirBuffer(15, seed=4)
+    batches = list(stream_batches([6] * 10))
+    for x, y in batches[:5]:
+        a.add(x=x, y=y)
+    b = ReservoirBuffer(15, seed=99)
+    b.load_state_dict(a.state_dict())
+    for x, y in batches[5:]:
+        a.add(x=x, y=y)
+        b.add(x=x, y=y)
+    assert torch.equal(a.get_all()["y"], b.get_all()["y"])
+    assert torch.equal(a.sample(5)["y"], b.sample(5)["y"])
+    assert a.seen == b.seen == 60
+
+
+def test_class_counts_and_errors():
+    buffer = ReservoirBuffer(6)
+    buffer.add(x=torch.zeros(6, 2), y=torch.tensor([0, 0, 1, 2, 2, 2]))
+    assert buffer.class_counts() == {0: 2, 1: 1, 2: 3}
+    with pytest.raises(ValueError):
+        buffer.add(x=torch.zeros(2, 2))
+    with pytest.raises(ConfigurationError):
+        ReservoirBuffer(-1)
+    with pytest.raises(UnknownNameError):
+        make_buffer("nope", 10)

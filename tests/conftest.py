@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny settings for fast runs, and the MNIST copy for tests that need it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(dataset="synthetic", train_samples=120, nb_tasks=2, progress_bar=False, seed=0)
+
+
+def tiny_options(setting_cls: type) -> dict:
+    """Options that make any supervised setting run in about a second."""
+    options = dict(TINY)
+    if hasattr(setting_cls, "epochs") or "epochs" in getattr(setting_cls, "__dataclass_fields__", {}):
+        options["epochs"] = 1
+    return options
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A writable data root holding MNIST/raw, copied from SYLVAN_TEST_DATA (default:
+    ../shared/data beside the repository). Skips when the files are absent."""
+    source = Path(os.environ.get("SYLVAN_TEST_DATA", REPO.parent / "shared" / "data"))
+    raw = source / "MNIST" / "raw"
+    if not (raw / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST files not found under {source} (set SYLVAN_TEST_DATA)")
+    root = tmp_path_factory.mktemp("data")
+    shutil.copytree(source / "MNIST", root / "MNIST")
+    return root

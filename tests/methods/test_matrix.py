@@ -1,0 +1,54 @@
+"""Every registered method on every setting it applies to, generated from the registries:
+registering a method (or a setting) adds its rows here without touching this file."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sylvan.cli import load_plugins
+from sylvan.methods import METHODS
+from sylvan.settings import SETTINGS, OnlineSetting
+from tests.conftest import REPO, tiny_options
+
+# A method written outside the package, as the README shows, joins the matrix like the others.
+load_plugins([str(REPO / "examples" / "l2_anchor.py")])
+
+SUPERVISED = sorted(name for name, cls in SETTINGS.items() if issubclass(cls, OnlineSetting))
+PAIRS = [
+    (setting, method)
+    for setting in SUPERVISED
+    for method in sorted(METHODS)
+    if METHODS[method].is_applicable(SETTINGS[setting])
+]
+
+
+def test_matrix_is_not_empty():
+    assert ("class_incremental", "rehearsal") in PAIRS
+    assert ("online", "random") in PAIRS
+    assert ("multi_task", "l2_anchor") in PAIRS and ("online", "l2_anchor") not in PAIRS
+
+
+@pytest.mark.parametrize(("setting_name", "method_name"), PAIRS)
+def test_method_runs_on_setting(setting_name, method_name):
+    setting_cls = SETTINGS[setting_name]
+    setting = setting_cls(**tiny_options(setting_cls))
+    results = setting.apply(METHODS[method_name]())
+    tasks = setting.nb_tasks
+    stages = tasks if setting.task_boundaries_known and setting_name != "multi_task" else 1
+    assert len(results.accuracy_matrix) == stages
+    assert all(len(row) == tasks for row in results.accuracy_matrix)
+    assert all(0.0 <= a <= 1.0 for row in results.accuracy_matrix for a in row)
+    assert not math.isnan(results.final_average_accuracy)
+    assert len(results.samples_seen) == stages and results.complete
+    if setting_name == "online":
+        if method_name != "random":
+            assert results.online_accuracy is not None
+
+
+@pytest.mark.parametrize("method_name", sorted(METHODS))
+def test_inapplicable_settings_are_exactly_the_non_descendants(method_name):
+    method = METHODS[method_name]
+    for setting_cls in SETTINGS.values():
+        assert method.is_applicable(setting_cls) == issubclass(setting_cls, method.target_setting)

@@ -1,0 +1,164 @@
+"""Settings enforce their assumptions: a spy method records everything it is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+
+from sylvan.errors import ConfigurationError, InapplicableMethodError
+from sylvan.methods import METHODS, Method
+from sylvan.settings import (
+    ClassIncrementalSetting,
+    DomainIncrementalSetting,
+    MultiTaskSetting,
+    OnlineSetting,
+    Setting,
+    TaskIncrementalSetting,
+)
+from tests.conftest import tiny_options
+
+
+@dataclass
+class Spy(Method):
+    """Records every call and what it carried; predicts the true label of nothing (zeros)."""
+
+    name: ClassVar[str] = ""  # not registered: the generated method matrix must not run it
+    target_setting: ClassVar[type] = Setting
+
+    def configure(self, setting):
+        super().configure(setting)
+        self.calls: list[tuple] = []
+        self.batch_widths: set[int] = set()
+        self.predict_labels: list = []
+        self.fit_sizes: list[int] = []
+
+    def on_task_start(self, task_id):
+        self.calls.append(("start", task_id))
+
+    def on_task_end(self, task_id):
+        self.calls.append(("end", task_id))
+
+    def fit(self, train_data, val_data=None):
+        self.calls.append(("fit",))
+        seen = 0
+        for batch in train_data:
+            self.batch_widths.add(len(batch))
+            seen += len(batch[0])
+        self.fit_sizes.append(seen)
+
+    def predict(self, x, task_labels=None):
+        self.predict_labels.append(task_labels)
+        return torch.zeros(len(x), self.setting.num_classes)
+
+
+def run_spy(setting_cls, **extra):
+    setting = setting_cls(**{**tiny_options(setting_cls), "nb_tasks": 3, **extra})
+    spy = Spy()
+    results = setting.apply(spy)
+    return setting, spy, results
+
+
+def test_spy_is_not_registered():
+    assert Spy not in METHODS.values()
+
+
+def test_online_hides_boundaries_and_task_labels():
+    setting, spy, results = run_spy(OnlineSetting)
+    assert spy.calls == [("fit",)], "no task hook may fire without known boundaries"
+    assert spy.batch_widths == {2}, "batches must be (x, y) only"
+    assert all(labels is None for labels in spy.predict_labels)
+    assert len(results.accuracy_matrix) == 1 and len(results.accuracy_matrix[0]) == 3
+    assert spy.fit_sizes == [sum(results.samples_seen)]
+
+
+def test_online_stream_is_one_pass_in_task_order():
+    setting = OnlineSetting(**{**tiny_options(OnlineSetting), "nb_tasks": 5})
+    tasks = setting.prepare_tasks()
+    labels = torch.cat([batch[1] for batch in setting.stream_loader(tasks)])
+    assert len(labels) == sum(len(t.y_train) for t in tasks)
+    task_of_label = {c: t.task_id for t in tasks for c in t.classes}
+    order = [task_of_label[int(label)] for label in labels]
+    assert order == sorted(order), "the stream must visit tasks one after the other"
+
+
+@pytest.mark.parametrize("setting_cls", [ClassIncrementalSetting, DomainIncrementalSetting])
+def test_boundaries_known_but_no_task_labels_at_test(setting_cls):
+    setting, spy, results = run_spy(setting_cls)
+    expected = []
+    for task in range(3):
+        expected += [("start", task), ("fit",), ("end", task)]
+    assert spy.calls == expected
+    assert spy.batch_widths == {3}, "task labels come with training batches"
+    assert all(labels is None for labels in spy.predict_labels)
+    assert len(results.accuracy_matrix) == 3
+
+
+def test_task_incremental_gives_task_labels_at_test():
+    setting, spy, results = run_spy(TaskIncrementalSetting)
+    given = [labels for labels in spy.predict_labels if labels is not None]
+    assert len(given) == len(spy.predict_labels) > 0
+    assert {int(v) for labels in given for v in labels.unique()} == {0, 1, 2}
+
+
+def test_multi_task_trains_once_on_everything():
+    setting, spy, results = run_spy(MultiTaskSetting)
+    assert spy.calls == [("start", None), ("fit",), ("end", None)]
+    tasks = setting.prepare_tasks()
+    assert spy.fit_sizes == [sum(len(t.y_train) for t in tasks)]
+    assert len(results.accuracy_matrix) == 1
+
+
+def test_class_incremental_tasks_have_disjoint_classes():
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "nb_tasks": 5})
+    tasks = setting.prepare_tasks()
+    classes = [set(t.classes) for t in tasks]
+    assert all(len(c) == 2 for c in classes)
+    assert set().union(*classes) == set(range(10))
+    for task in tasks:
+        assert set(task.y_train.tolist()) == set(task.classes)
+        assert set(task.y_test.tolist()) == set(task.classes)
+
+
+def test_domain_incremental_shares_classes_and_shifts_inputs():
+    for shift in ("permutation", "rotation"):
+        setting = DomainIncrementalSetting(**{**tiny_options(DomainIncrementalSetting), "domain_shift": shift})
+        first, second = setting.prepare_tasks()
+        assert set(first.classes) == set(second.classes) == set(range(10))
+        assert torch.equal(first.y_train, second.y_train)
+        assert not torch.allclose(first.x_train, second.x_train)
+        if shift == "permutation":  # a permutation keeps every pixel value
+            assert torch.equal(first.x_train.flatten(1).sort(1).values, second.x_train.flatten(1).sort(1).values)
+
+
+def test_class_order_is_applied():
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "nb_tasks": 5,
+                                         "class_order": [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]})
+    tasks = setting.prepare_tasks()
+    assert [t.classes for t in tasks][0] == [0, 1]  # continuum relabels by arrival order
+    assert setting.resolved_class_order()[:2] == [9, 8]
+
+
+def test_assumptions_can_only_be_tightened():
+    with pytest.raises(TypeError):
+        @dataclass
+        class Loose(TaskIncrementalSetting):
+            task_labels_at_test: ClassVar[bool] = False
+
+
+def test_inapplicable_method_is_refused():
+    from sylvan.methods import FromScratch
+
+    with pytest.raises(InapplicableMethodError):
+        OnlineSetting(**tiny_options(OnlineSetting)).apply(FromScratch())
+
+
+@pytest.mark.parametrize("options", [
+    {"nb_tasks": 11}, {"nb_tasks": 0}, {"batch_size": 0}, {"class_order": [0, 1]}, {"seed": -1},
+    {"accelerator": "tpu"},
+])
+def test_invalid_values_are_refused(options):
+    with pytest.raises(ConfigurationError):
+        ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), **options})

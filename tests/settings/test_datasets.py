@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+
+from sylvan.errors import ConfigurationError, DataUnavailableError, UnknownNameError
+from sylvan.settings import DATASETS, ClassIncrementalSetting, get_dataset
+from sylvan.settings.datasets import make_synthetic
+
+
+def test_registry_describes_each_dataset():
+    assert {"digits", "synthetic", "mnist", "fashion_mnist", "cifar10", "cifar100"} <= set(DATASETS)
+    assert get_dataset("cifar100").num_classes == 100
+    assert get_dataset("cifar10").input_shape == (3, 32, 32)
+    assert get_dataset("cifar10").default_backbone == "resnet18"
+    assert get_dataset("mnist").default_backbone == "mlp"
+    with pytest.raises(UnknownNameError, match="valid datasets"):
+        get_dataset("imagenet42")
+
+
+def test_digits_needs_no_download():
+    setting = ClassIncrementalSetting(dataset="digits", progress_bar=False)
+    tasks = setting.prepare_tasks()
+    assert sum(len(t.y_train) for t in tasks) + sum(len(t.y_test) for t in tasks) == 1797
+    assert tasks[0].x_train.shape[1:] == (1, 8, 8)
+    assert 0.0 <= float(tasks[0].x_train.min()) and float(tasks[0].x_train.max()) <= 1.0
+
+
+def test_synthetic_has_any_size_and_is_seeded():
+    train, test = make_synthetic(500, seed=3)
+    assert len(train.get_data()[1]) == 500 and len(test.get_data()[1]) == 125
+    again, _ = make_synthetic(500, seed=3)
+    assert (train.get_data()[0] == again.get_data()[0]).all()
+
+
+def test_train_samples_subsamples_stratified():
+    setting = ClassIncrementalSetting(dataset="digits", train_samples=200, progress_bar=False)
+    tasks = setting.prepare_tasks()
+    assert sum(len(t.y_train) for t in tasks) == 200
+    with pytest.raises(ConfigurationError):
+        ClassIncrementalSetting(dataset="digits", train_samples=3)
+
+
+def test_mnist_from_local_copy(mnist_root):
+    setting = ClassIncrementalSetting(dataset="mnist", data_dir=str(mnist_root), train_samples=1000,
+                                      progress_bar=False)
+    tasks = setting.prepare_tasks()
+    assert tasks[0].x_train.shape[1:] == (1, 28, 28)
+    assert sum(len(t.y_test) for t in tasks) == 10000
+    assert sum(len(t.y_train) for t in tasks) == 1000
+
+
+def test_missing_data_offline_says_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYLVAN_OFFLINE", "1")
+    setting = ClassIncrementalSetting(dataset="mnist", data_dir=str(tmp_path), progress_bar=False)
+    with pytest.raises(DataUnavailableError, match="MNIST/raw"):
+        setting.prepare_tasks()

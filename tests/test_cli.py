@@ -1,0 +1,134 @@
+"""The real command, in a subprocess: the main job, --list, --help, plugins and every mistake."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+FAST = ["--dataset", "synthetic", "--train_samples", "200", "--nb_tasks", "2", "--progress_bar", "false"]
+
+
+def sylvan(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), *args], capture_output=True, text=True,
+        timeout=300, cwd=cwd, env={**os.environ, **(env or {})},
+    )
+
+
+def run_dir_of(results_dir: Path) -> Path:
+    (run_dir,) = [p for p in results_dir.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_main_job_writes_results(tmp_path):
+    out = sylvan("--setting", "class_incremental", "--method", "rehearsal", "--progress_bar", "false",
+                 "--results_dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "final average accuracy" in out.stdout and "results written to" in out.stdout
+    run_dir = run_dir_of(tmp_path)
+    for name in ("config.yaml", "results.json", "runtime.json", "accuracy_matrix.png",
+                 "accuracy_curve.png", "logs/train.csv", "checkpoints/after_stage_4.pt"):
+        assert (run_dir / name).is_file(), name
+    results = json.loads((run_dir / "results.json").read_text())
+    assert len(results["accuracy_matrix"]) == 5 and results["complete"]
+    assert results["final_average_accuracy"] > 0.5  # rehearsal on digits, defaults
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["setting"] == "class_incremental" and config["method_options"]["buffer_size"] == 200
+
+
+def test_same_seed_same_results_json(tmp_path):
+    for name in ("a", "b"):
+        out = sylvan("--setting", "online", "--method", "rehearsal", *FAST, "--seed", "3",
+                     "--results_dir", str(tmp_path), "--run_name", name)
+        assert out.returncode == 0, out.stderr
+    assert (tmp_path / "a" / "results.json").read_text() == (tmp_path / "b" / "results.json").read_text()
+
+
+def test_config_path_reloads_a_run(tmp_path):
+    out = sylvan("--setting", "task_incremental", "--method", "naive", *FAST, "--lr", "0.05",
+                 "--results_dir", str(tmp_path), "--run_name", "first")
+    assert out.returncode == 0, out.stderr
+    config = tmp_path / "first" / "config.yaml"
+    again = sylvan("--config_path", str(config), "--run_name", "second", "--seed", "1")
+    assert again.returncode == 0, again.stderr
+    second = yaml.safe_load((tmp_path / "second" / "config.yaml").read_text())
+    assert second["setting"] == "task_incremental" and second["method_options"]["lr"] == 0.05
+    assert second["setting_options"]["seed"] == 1  # the command line wins over the file
+
+
+def test_list_shows_tree_with_methods():
+    out = sylvan("--list")
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert any(line.strip().startswith("online") and "rehearsal" in line for line in lines)
+    online = next(line for line in lines if line.strip().startswith("online"))
+    assert "from_scratch" not in online
+    class_il = next(line for line in lines if line.strip().startswith("class_incremental"))
+    assert "from_scratch" in class_il
+    assert class_il.index("class_incremental") > online.index("online"), "children are indented"
+
+
+def test_help_shows_setting_and_method_options():
+    out = sylvan("--setting", "class_incremental", "--method", "rehearsal", "--help")
+    assert out.returncode == 0
+    for flag in ("--buffer_size", "--replay_size", "--epochs", "--nb_tasks", "--dataset", "--seed",
+                 "--results_dir", "--data_dir", "--wandb_project"):
+        assert flag in out.stdout, flag
+    assert "capacity of the rehearsal buffer" in out.stdout  # field comments are the help text
+    general = sylvan("--help")
+    assert general.returncode == 0 and "class_incremental" in general.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--setting", "nope", "--method", "naive"], "valid settings"),
+    (["--setting", "online", "--method", "nope"], "valid methods"),
+    (["--setting", "online", "--method", "from_scratch"], "Methods that apply to 'online'"),
+    (["--setting", "online", "--method", "naive", "--dataset", "nope"], "valid datasets"),
+    (["--setting", "online", "--method", "rehearsal", "--buffer_size", "-5"], "--buffer_size"),
+    (["--setting", "class_incremental", "--method", "naive", "--nb_tasks", "20"], "--nb_tasks"),
+    (["--setting", "online", "--method", "naive", "--lr", "0"], "--lr"),
+    (["--setting", "online"], "missing --method"),
+    (["--setting", "online", "--method", "naive", "--config_path", "/nonexistent.yaml"], "config_path"),
+])
+def test_mistakes_exit_2_without_traceback(args, message, tmp_path):
+    out = sylvan(*args, "--results_dir", str(tmp_path))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not any(tmp_path.iterdir()), "a refused run must not create a run folder"
+
+
+def test_missing_data_exits_2_and_says_where(tmp_path):
+    out = sylvan("--setting", "online", "--method", "naive", "--dataset", "mnist",
+                 "--data_dir", str(tmp_path / "data"), "--results_dir", str(tmp_path / "res"),
+                 env={"SYLVAN_OFFLINE": "1"})
+    assert out.returncode == 2
+    assert "MNIST/raw" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_external_method_plugin_is_listed_and_runs_everywhere(tmp_path):
+    plugin = REPO / "examples" / "l2_anchor.py"
+    listed = sylvan("--plugin", str(plugin), "--list")
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if line.strip().startswith("class_incremental"))
+    assert "l2_anchor" in line
+    online = next(line for line in listed.stdout.splitlines() if line.strip().startswith("online"))
+    assert "l2_anchor" not in online
+    helped = sylvan("--plugin", str(plugin), "--setting", "domain_incremental", "--method", "l2_anchor", "--help")
+    assert "--strength" in helped.stdout
+    # (every setting it applies to is run in-process by tests/methods/test_matrix.py)
+    for setting in ("domain_incremental",):
+        out = sylvan("--plugin", str(plugin), "--setting", setting, "--method", "l2_anchor", *FAST,
+                     "--epochs", "1", "--strength", "0.5", "--results_dir", str(tmp_path / setting))
+        assert out.returncode == 0, out.stderr
+        assert (run_dir_of(tmp_path / setting) / "results.json").is_file()
+    refused = sylvan("--plugin", str(plugin), "--setting", "online", "--method", "l2_anchor")
+    assert refused.returncode == 2 and "l2_anchor" in refused.stderr

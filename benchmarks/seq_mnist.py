@@ -15,8 +15,8 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sylvan.errors import SylvanError
 from sylvan.methods import Method, Naive, Rehearsal
@@ -74,7 +74,8 @@ def main() -> None:
                 args.output.write_text(json.dumps(raw, indent=2))
 
     print(f"\nSeq-MNIST, {len(args.seeds)} seeds (mean ± std)")
-    print(f"{'method':>7} | {'class-IL':>14} | {'published':>9} | {'task-IL':>14} | {'published':>9} | {'time/run (s)':>14}")
+    print(f"{'method':>7} | {'class-IL':>14} | {'published':>9} | {'task-IL':>14} | {'published':>9} | "
+          f"{'time/run (s)':>14}")
     for name, runs in raw.items():
         _, published_class, published_task = RUNS[name]
         print(

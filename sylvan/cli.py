@@ -11,16 +11,17 @@ import argparse
 import importlib
 import importlib.util
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import yaml
 from simple_parsing import ArgumentParser
 
 from sylvan.errors import ConfigurationError, SylvanError
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
-from sylvan.settings import SETTINGS, Setting, get_setting
+from sylvan.settings import Setting, get_setting
 from sylvan.tracking import Tracker, default_run_name
 
 

@@ -6,8 +6,9 @@ stages, columns: tasks). Settings that evaluate once (online, multi-task) have a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -15,8 +15,9 @@ import os
 import re
 import time
 from argparse import Namespace
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import yaml
@@ -30,7 +31,7 @@ class RunLogger(Logger):
     """Lightning logger that appends step metrics to `logs/train.csv` (and to W&B), with a step
     counter that keeps growing across the per-task `Trainer`s of one run."""
 
-    def __init__(self, tracker: "Tracker") -> None:
+    def __init__(self, tracker: Tracker) -> None:
         super().__init__()
         self.tracker = tracker
         self._offset = 0
@@ -79,7 +80,9 @@ class Tracker:
             yaml.safe_dump(config, f, sort_keys=False)
         self._csv_path = self.run_dir / "logs" / "train.csv"
         self._csv_fields: list[str] | None = None
-        self.wandb_run = start_wandb(wandb_project, wandb_entity, run_name, config, self.run_dir) if wandb_project else None
+        self.wandb_run = None
+        if wandb_project:
+            self.wandb_run = start_wandb(wandb_project, wandb_entity, run_name, config, self.run_dir)
 
     def lightning_loggers(self) -> list[Logger]:
         if not hasattr(self, "_logger"):

@@ -9,7 +9,8 @@ random choice, so that draws are reproducible and survive `state_dict()` / `load
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

@@ -3,7 +3,7 @@ capacity / n, whatever the order of the stream."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from sylvan.errors import InapplicableMethodError, unknown_name
 from sylvan.settings.base import Setting
 
-METHODS: dict[str, type["Method"]] = {}
+METHODS: dict[str, type[Method]] = {}
 
 
 @dataclass

@@ -49,7 +49,7 @@ class Batch(NamedTuple):
 class Learner(L.LightningModule):
     """A LightningModule around the method's backbone; the method computes each step's loss."""
 
-    def __init__(self, method: "SupervisedMethod", model: nn.Module, num_tasks: int, num_classes: int) -> None:
+    def __init__(self, method: SupervisedMethod, model: nn.Module, num_tasks: int, num_classes: int) -> None:
         super().__init__()
         self.method = [method]  # a list, so that the method is not registered as a submodule
         self.model = model

@@ -6,7 +6,7 @@ ResNet-18 of GEM / A-GEM (Lopez-Paz & Ranzato 2017; Chaudhry et al. 2019).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -16,7 +16,7 @@ from sylvan.errors import ConfigurationError, unknown_name
 if TYPE_CHECKING:
     from sylvan.metrics import Results
 
-SETTINGS: dict[str, type["Setting"]] = {}
+SETTINGS: dict[str, type[Setting]] = {}
 
 # Knowledge a method may rely on. A child may only turn these on, never off: what holds for the
 # parent's methods must hold below it. (`single_pass` is a restriction on the data, not something
@@ -63,20 +63,20 @@ class Setting:
         if self.seed < 0:
             raise ConfigurationError(f"--seed must be >= 0, got {self.seed}")
 
-    def apply(self, method: Any, tracker: Any = None) -> "Results":
+    def apply(self, method: Any, tracker: Any = None) -> Results:
         """Train `method` on this setting's stream, evaluate it, and return the results.
         `tracker` (see `sylvan.tracking`) writes results as the run goes."""
         raise NotImplementedError
 
     @classmethod
-    def parent(cls) -> type["Setting"] | None:
+    def parent(cls) -> type[Setting] | None:
         for base in cls.__bases__:
             if issubclass(base, Setting):
                 return base
         return None
 
     @classmethod
-    def children(cls) -> list[type["Setting"]]:
+    def children(cls) -> list[type[Setting]]:
         return [s for s in SETTINGS.values() if s.parent() is cls]
 
     @classmethod

@@ -7,12 +7,11 @@ and need no download; the others use continuum's (torchvision's) download code u
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import importlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +20,6 @@ from sylvan.errors import DataUnavailableError, unknown_name
 
 if TYPE_CHECKING:
     from continuum.datasets import InMemoryDataset
-    from continuum.datasets.base import _ContinuumDataset
 
 # continuum (and torchvision under it) is imported when data is loaded, not when the CLI starts.
 Loader = Callable[[str, "int | None", int], "tuple[Any, Any]"]

@@ -42,7 +42,9 @@ class OnlineAccuracyMeter(Callback):
         self.correct = 0
         self.total = 0
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         x, y = batch[0], batch[1]
         task_labels = batch[2] if self.with_task_labels and len(batch) > 2 else None
         scores = self.method.predict(x, task_labels)
@@ -69,7 +71,8 @@ class OnlineSetting(Setting):
     random_class_order: bool = False  # shuffle the class order with the seed
     batch_size: int = 10  # samples per training minibatch
     data_dir: str = DEFAULT_DATA_DIR  # where datasets are downloaded and cached
-    train_samples: Optional[int] = None  # use a class-stratified subset of this many training samples (synthetic: generate this many)
+    # use a class-stratified subset of this many training samples (synthetic: generate this many)
+    train_samples: Optional[int] = None
     accelerator: str = "auto"  # cpu, gpu or auto
     progress_bar: bool = True  # show Lightning's progress bar during training
     eval_batch_size: int = 1024  # samples per forward pass at evaluation
@@ -183,7 +186,7 @@ class OnlineSetting(Setting):
             "enable_checkpointing": False,
             "logger": tracker.lightning_loggers() if tracker is not None else False,
             "callbacks": callbacks,
-            "log_every_n_steps": 25,
+            "log_every_n_steps": 10,
             "num_sanity_val_steps": 0,
         }
 

@@ -9,7 +9,6 @@ transform on the hot path, and evaluation reuses the same tensors after every ta
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import yaml
+
+from sylvan.methods import Naive
+from sylvan.settings import ClassIncrementalSetting
+from sylvan.tracking import Tracker
+from tests.conftest import tiny_options
+
+
+@dataclass
+class CrashesOnThirdTask(Naive):
+    name: ClassVar[str] = ""  # unregistered
+
+    def on_task_start(self, task_id):
+        if task_id == 2:
+            raise RuntimeError("boom")
+
+
+def test_finished_tasks_survive_a_crash(tmp_path):
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "nb_tasks": 5})
+    tracker = Tracker(tmp_path, "crash", {"setting": "class_incremental"}, verbose=False)
+    with pytest.raises(RuntimeError, match="boom"):
+        setting.apply(CrashesOnThirdTask(), tracker)
+    results = json.loads((tracker.run_dir / "results.json").read_text())
+    assert len(results["accuracy_matrix"]) == 2 and results["complete"] is False
+    assert (tracker.run_dir / "checkpoints" / "after_stage_1.pt").is_file()
+
+
+def test_loss_log_steps_keep_growing_across_tasks(tmp_path):
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "batch_size": 2})
+    tracker = Tracker(tmp_path, "steps", {}, verbose=False)
+    tracker.finish(setting.apply(Naive(), tracker))
+    lines = (tracker.run_dir / "logs" / "train.csv").read_text().splitlines()
+    assert lines[0].startswith("step,")
+    steps = [int(line.split(",")[0]) for line in lines[1:]]
+    assert len(steps) >= 2 and steps == sorted(steps) and len(set(steps)) == len(steps)
+
+
+def test_unique_run_dirs_and_config(tmp_path):
+    a = Tracker(tmp_path, "same", {"x": 1}, verbose=False)
+    b = Tracker(tmp_path, "same", {"x": 2}, verbose=False)
+    assert a.run_dir != b.run_dir
+    assert yaml.safe_load((b.run_dir / "config.yaml").read_text()) == {"x": 2}
+
+
+@pytest.mark.slow
+def test_wandb_offline_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
+    tracker = Tracker(tmp_path, "wb", {"setting": "class_incremental"}, wandb_project="sylvan-test",
+                      verbose=False)
+    tracker.finish(setting.apply(Naive(), tracker))
+    runs = list((tracker.run_dir / "wandb").glob("offline-run-*"))
+    assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())

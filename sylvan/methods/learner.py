@@ -26,7 +26,7 @@ from sylvan.models import build_backbone
 for _logger in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
     logging.getLogger(_logger).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
-warnings.filterwarnings("ignore", ".*number of training batches.*log_every_n_steps.*")
+warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", ".*GPU available but not used.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
 

@@ -33,9 +33,9 @@ class L2Anchor(SupervisedMethod):
         if self.strength < 0:
             raise ConfigurationError(f"--strength must be >= 0, got {self.strength}")
 
-    def on_task_start(self, task_id):
-        if not hasattr(self, "anchor"):
-            self.anchor = None
+    def configure(self, setting):
+        super().configure(setting)
+        self.anchor = None  # no previous task yet
 
     def on_task_end(self, task_id):
         self.anchor = [p.detach().clone() for p in self.model.parameters()]

@@ -80,13 +80,13 @@ class Tracker:
             yaml.safe_dump(config, f, sort_keys=False)
         self._csv_path = self.run_dir / "logs" / "train.csv"
         self._csv_fields: list[str] | None = None
+        self._logger = RunLogger(self)
         self.wandb_run = None
         if wandb_project:
             self.wandb_run = start_wandb(wandb_project, wandb_entity, run_name, config, self.run_dir)
 
     def lightning_loggers(self) -> list[Logger]:
-        if not hasattr(self, "_logger"):
-            self._logger = RunLogger(self)
+        """The loggers handed to every per-task `Trainer` of the run (one shared step count)."""
         return [self._logger]
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:

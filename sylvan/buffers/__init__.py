@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from sylvan.buffers.base import RehearsalBuffer
+from sylvan.buffers.class_balanced import ClassBalancedBuffer
+from sylvan.buffers.gdumb import GDumbBuffer
 from sylvan.buffers.reservoir import ReservoirBuffer
 from sylvan.errors import unknown_name
 
 BUFFER_POLICIES: dict[str, type[RehearsalBuffer]] = {
-    ReservoirBuffer.policy: ReservoirBuffer,
+    cls.policy: cls for cls in (ReservoirBuffer, ClassBalancedBuffer, GDumbBuffer)
 }
 
 
@@ -20,4 +22,11 @@ def make_buffer(
     return BUFFER_POLICIES[policy](capacity, device=device, seed=seed)
 
 
-__all__ = ["BUFFER_POLICIES", "RehearsalBuffer", "ReservoirBuffer", "make_buffer"]
+__all__ = [
+    "BUFFER_POLICIES",
+    "ClassBalancedBuffer",
+    "GDumbBuffer",
+    "RehearsalBuffer",
+    "ReservoirBuffer",
+    "make_buffer",
+]

@@ -103,6 +103,24 @@ class RehearsalBuffer:
         """Every stored sample, in slot order."""
         return {name: values[: self.size] for name, values in self.storage.items()}
 
+    def _remove_slots(self, slots: torch.Tensor) -> None:
+        """Free `slots` and keep the occupied slots contiguous in [0, size) by moving the
+        survivors down (relative order is kept)."""
+        if slots.numel() == 0:
+            return
+        keep = torch.ones(self.size, dtype=torch.bool, device=self.device)
+        keep[slots] = False
+        survivors = torch.nonzero(keep).flatten()
+        for values in self.storage.values():
+            values[: len(survivors)] = values[survivors]
+        self.size = len(survivors)
+
+    def _random_slots_of(self, label: int, count: int, field: str = "y") -> torch.Tensor:
+        """`count` distinct occupied slots, drawn uniformly among those holding `label`."""
+        members = torch.nonzero(self.storage[field][: self.size] == label).flatten()
+        order = torch.randperm(len(members), generator=self.generator, device=self.device)
+        return members[order[:count]]
+
     def class_counts(self, field: str = "y") -> dict[int, int]:
         """How many stored samples carry each label of `field`."""
         if self.size == 0:

@@ -1,4 +1,4 @@
-"""`rehearsal`: experience replay (ER) with a reservoir-sampling buffer.
+"""`rehearsal`: experience replay (ER) with a rehearsal buffer (reservoir sampling by default).
 
 Each minibatch of b new samples is joined by r samples drawn uniformly from a buffer of fixed
 size; the loss is cross-entropy on all b + r; then the b new samples are offered to the buffer
@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.buffers import make_buffer
-from sylvan.errors import ConfigurationError
+from sylvan.buffers import BUFFER_POLICIES, make_buffer
+from sylvan.errors import ConfigurationError, unknown_name
 from sylvan.methods.learner import Batch, SupervisedMethod
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
@@ -31,6 +31,7 @@ class Rehearsal(SupervisedMethod):
 
     buffer_size: int = 200  # capacity of the rehearsal buffer, in samples
     replay_size: int = 0  # r: samples replayed with each minibatch (0: as many as the batch size)
+    buffer_policy: str = "reservoir"  # which samples the buffer keeps: reservoir, class_balanced or gdumb
 
     def validate(self) -> None:
         super().validate()
@@ -38,10 +39,12 @@ class Rehearsal(SupervisedMethod):
             raise ConfigurationError(f"--buffer_size must be >= 0, got {self.buffer_size}")
         if self.replay_size < 0:
             raise ConfigurationError(f"--replay_size must be >= 0, got {self.replay_size}")
+        if self.buffer_policy not in BUFFER_POLICIES:
+            raise unknown_name("buffer policy", self.buffer_policy, list(BUFFER_POLICIES))
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.buffer = make_buffer("reservoir", self.buffer_size, seed=setting.seed)
+        self.buffer = make_buffer(self.buffer_policy, self.buffer_size, seed=setting.seed)
 
     def replay_count(self, batch_size: int) -> int:
         return self.replay_size or batch_size

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from sylvan.buffers import BUFFER_POLICIES
 from sylvan.cli import load_plugins
 from sylvan.methods import METHODS
 from sylvan.settings import SETTINGS, OnlineSetting
@@ -52,3 +53,14 @@ def test_inapplicable_settings_are_exactly_the_non_descendants(method_name):
     method = METHODS[method_name]
     for setting_cls in SETTINGS.values():
         assert method.is_applicable(setting_cls) == issubclass(setting_cls, method.target_setting)
+
+
+@pytest.mark.parametrize("setting_name", SUPERVISED)
+@pytest.mark.parametrize("policy", sorted(BUFFER_POLICIES))
+def test_rehearsal_runs_with_every_buffer_policy(setting_name, policy):
+    setting_cls = SETTINGS[setting_name]
+    setting = setting_cls(**tiny_options(setting_cls))
+    method = METHODS["rehearsal"](buffer_size=20, buffer_policy=policy)
+    results = setting.apply(method)
+    assert type(method.buffer).policy == policy
+    assert len(method.buffer) == 20 and method.buffer.seen == sum(results.samples_seen)

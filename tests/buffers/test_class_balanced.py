@@ -1,0 +1,135 @@
+"""Property tests of the class-balanced policies (class_balanced, gdumb)."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from sylvan.buffers import ClassBalancedBuffer, GDumbBuffer
+from sylvan.buffers.balancing import equal_quotas, level_down
+
+label_batches = st.lists(st.lists(st.integers(0, 6), min_size=0, max_size=20), max_size=15)
+
+
+def feed(buffer, batches):
+    start = 0
+    for labels in batches:
+        y = torch.tensor(labels, dtype=torch.long)
+        ids = torch.arange(start, start + len(labels))
+        buffer.add(x=ids.float().unsqueeze(1), y=y, id=ids)
+        start += len(labels)
+    return start
+
+
+def check_storage(buffer, total):
+    stored = buffer.get_all()
+    assert len(buffer) <= buffer.capacity
+    assert buffer.seen == total
+    if not stored:
+        assert total == 0 or len(buffer) == 0
+        return
+    ids = stored["id"]
+    assert len(set(ids.tolist())) == len(ids), "a sample is stored twice"
+    assert torch.equal(stored["x"][:, 0].long(), ids), "fields of a slot come from one sample"
+
+
+@settings(max_examples=80, deadline=None)
+@given(capacity=st.integers(1, 30), batches=label_batches, seed=st.integers(0, 5))
+def test_class_balanced_keeps_min_of_seen_and_quota(capacity, batches, seed):
+    buffer = ClassBalancedBuffer(capacity, seed=seed)
+    total = feed(buffer, batches)
+    check_storage(buffer, total)
+    seen = torch.bincount(torch.tensor([y for b in batches for y in b], dtype=torch.long), minlength=7)
+    assert torch.equal(buffer.class_seen[: len(seen)], seen[: len(buffer.class_seen)])
+    classes = torch.nonzero(seen).flatten()
+    if len(classes) == 0:
+        assert len(buffer) == 0
+        return
+    quotas = equal_quotas(len(classes), capacity)
+    counts = buffer.class_counts()
+    for quota, label in zip(quotas.tolist(), classes.tolist()):
+        assert counts.get(label, 0) == min(int(seen[label]), quota)
+
+
+@settings(max_examples=80, deadline=None)
+@given(capacity=st.integers(1, 30), batches=label_batches, seed=st.integers(0, 5))
+def test_gdumb_is_greedy_and_balanced(capacity, batches, seed):
+    buffer = GDumbBuffer(capacity, seed=seed)
+    total = feed(buffer, batches)
+    check_storage(buffer, total)
+    assert len(buffer) == min(capacity, total), "GDumb fills every slot it can"
+    seen = torch.bincount(torch.tensor([y for b in batches for y in b], dtype=torch.long), minlength=7)
+    counts = buffer.class_counts()
+    if not counts:
+        return
+    largest = max(counts.values())
+    for label in torch.nonzero(seen).flatten().tolist():
+        held = counts.get(label, 0)
+        if held < int(seen[label]):  # the class lost samples: it is (almost) the largest
+            assert held >= largest - 1
+
+
+def test_class_balanced_is_uniform_within_a_class():
+    n, capacity, trials = 100, 20, 400
+    counts = np.zeros(n)
+    for seed in range(trials):
+        buffer = ClassBalancedBuffer(capacity, seed=seed)
+        for start in range(0, 2 * n, 10):  # two classes interleaved; class 0 has even ids
+            ids = torch.arange(start, start + 10)
+            buffer.add(x=ids.float().unsqueeze(1), y=ids % 2, id=ids)
+        stored = buffer.get_all()
+        evens = stored["id"][stored["y"] == 0] // 2
+        counts[evens.numpy()] += 1
+    assert counts.sum() == trials * capacity / 2
+    _, p_value = stats.chisquare(counts.reshape(10, -1).sum(1))
+    assert p_value > 1e-3, counts.reshape(10, -1).sum(1)
+
+
+def test_new_class_shrinks_quotas():
+    buffer = ClassBalancedBuffer(10, seed=0)
+    buffer.add(x=torch.zeros(30, 1), y=torch.zeros(30, dtype=torch.long))
+    assert buffer.class_counts() == {0: 10}
+    buffer.add(x=torch.zeros(3, 1), y=torch.tensor([1, 1, 2]))
+    assert buffer.class_counts() == {0: 4, 1: 2, 2: 1}
+
+
+def test_gdumb_skips_samples_of_the_largest_class():
+    buffer = GDumbBuffer(4, seed=0)
+    buffer.add(x=torch.arange(4.0).unsqueeze(1), y=torch.tensor([0, 0, 0, 1]))
+    buffer.add(x=torch.tensor([[9.0]]), y=torch.tensor([0]))
+    assert sorted(buffer.get_all()["x"][:, 0].tolist()) == [0.0, 1.0, 2.0, 3.0]
+    buffer.add(x=torch.tensor([[7.0]]), y=torch.tensor([2]))
+    assert buffer.class_counts() == {0: 2, 1: 1, 2: 1}
+
+
+@pytest.mark.parametrize("cls", [ClassBalancedBuffer, GDumbBuffer])
+def test_state_dict_restores_future_draws(cls):
+    batches = [[i % 5 for i in range(j, j + 7)] for j in range(12)]
+    a = cls(12, seed=1)
+    feed(a, batches[:6])
+    b = cls(12, seed=2)
+    b.load_state_dict(a.state_dict())
+    start = sum(len(x) for x in batches[:6])
+    for labels in batches[6:]:
+        ids = torch.arange(start, start + len(labels))
+        for buffer in (a, b):
+            buffer.add(x=ids.float().unsqueeze(1), y=torch.tensor(labels), id=ids)
+        start += len(labels)
+    assert torch.equal(a.get_all()["id"], b.get_all()["id"])
+    assert torch.equal(a.sample(5)["id"], b.sample(5)["id"])
+    assert torch.equal(a.class_seen, b.class_seen)
+
+
+@settings(max_examples=100, deadline=None)
+@given(counts=st.lists(st.integers(0, 20), min_size=1, max_size=8), data=st.data())
+def test_level_down_removes_from_the_top(counts, data):
+    tensor = torch.tensor(counts, dtype=torch.long)
+    remove = data.draw(st.integers(0, int(tensor.sum())))
+    removal = level_down(tensor, remove, torch.Generator().manual_seed(0))
+    after = tensor - removal
+    assert int(removal.sum()) == remove and (removal >= 0).all() and (after >= 0).all()
+    cut = removal > 0
+    if cut.any():  # every class that was cut ends within one of the largest remaining
+        assert int(after[cut].min()) >= int(after.max()) - 1

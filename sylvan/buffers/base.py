@@ -1,31 +1,33 @@
 """The rehearsal-buffer interface: fixed capacity, preallocated tensors, vectorized I/O.
 
 A buffer stores samples under named fields ("x", "y", "t", "logits", ...). The storage for
-each field is allocated once, on the buffer's device, at the first insertion, with the shape of
-one sample times the capacity; insertion and sampling index these tensors with whole index
-vectors, never one sample at a time. A `torch.Generator` on the buffer's device drives every
-random choice, so that draws are reproducible and survive `state_dict()` / `load_state_dict()`.
+each field is allocated once, on the buffer's device (CPU or CUDA), at the first insertion, with
+the shape of one sample times the capacity. Insertion and sampling move whole index vectors,
+never one sample at a time.
+
+Which slots to write and which to read is small index arithmetic: it runs on the CPU (NumPy on a
+few hundred integers), driven by a CPU `torch.Generator`, so that the choices are reproducible,
+survive `state_dict()` / `load_state_dict()`, and never make a CUDA buffer wait on a device
+synchronization; only the resulting index vectors travel to the device, where the data stay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from sylvan.errors import ConfigurationError
 
 
 class RehearsalBuffer:
-    """Base class: storage, sampling and persistence. Policies decide which slots new samples
-    take by implementing `_select_slots`."""
+    """Base class: storage, sampling and persistence. A policy decides which slots new samples
+    take by implementing `_select_slots`; it may free slots with `_remove_slots`."""
 
     policy: str = "base"
 
-    def __init__(
-        self, capacity: int, device: torch.device | str | None = None, seed: int = 0
-    ) -> None:
+    def __init__(self, capacity: int, device: torch.device | str | None = None, seed: int = 0) -> None:
         if capacity < 0:
             raise ConfigurationError(f"buffer capacity must be >= 0, got {capacity}")
         self.capacity = int(capacity)
@@ -34,13 +36,7 @@ class RehearsalBuffer:
         self.storage: dict[str, torch.Tensor] = {}
         self.size = 0
         self.seen = 0
-        self.generator: torch.Generator | None = None
-        if self.device is not None:
-            self._make_generator(self.device)
-
-    def _make_generator(self, device: torch.device) -> None:
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(self.seed)
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return self.size
@@ -49,10 +45,33 @@ class RehearsalBuffer:
     def is_full(self) -> bool:
         return self.size >= self.capacity
 
+    # ----- random numbers (CPU, reproducible) ---------------------------------------------------
+
+    def _uniform(self, count: int) -> np.ndarray:
+        """`count` floats uniform in [0, 1), as float64 (exact for stream indices < 2**53)."""
+        return torch.rand(count, generator=self.generator, dtype=torch.float64).numpy()
+
+    def _permutation(self, count: int) -> np.ndarray:
+        return torch.randperm(count, generator=self.generator).numpy()
+
+    def _choose(self, population: int, count: int) -> np.ndarray:
+        """`count` distinct integers drawn uniformly from range(population), in random order."""
+        count = min(count, population)
+        if 4 * count >= population:
+            return self._permutation(population)[:count]
+        chosen = np.empty(0, dtype=np.int64)
+        while len(chosen) < count:  # rejection of repeats: one round but for rare collisions
+            draws = torch.randint(population, (count + count // 4 + 4,), generator=self.generator).numpy()
+            merged = np.concatenate([chosen, draws])
+            _, first = np.unique(merged, return_index=True)
+            chosen = merged[np.sort(first)]
+        return chosen[:count]
+
+    # ----- insertion ----------------------------------------------------------------------------
+
     def _allocate(self, batch: Mapping[str, torch.Tensor]) -> None:
         if self.device is None:
             self.device = next(iter(batch.values())).device
-            self._make_generator(self.device)
         for name, values in batch.items():
             self.storage[name] = torch.empty(
                 (self.capacity, *values.shape[1:]), dtype=values.dtype, device=self.device
@@ -65,61 +84,60 @@ class RehearsalBuffer:
         count = next(iter(batch.values())).shape[0]
         if any(v.shape[0] != count for v in batch.values()):
             raise ValueError("all fields of a batch must have the same number of samples")
-        if count == 0 or self.capacity == 0:
-            self.seen += count
-            return
-        if not self.storage:
-            self._allocate(batch)
-        elif set(batch) != set(self.storage):
+        if self.storage and set(batch) != set(self.storage):
             raise ValueError(f"fields {sorted(batch)} differ from stored {sorted(self.storage)}")
-        slots, positions = self._select_slots(batch)
-        if slots.numel():
-            for name, values in batch.items():
-                self.storage[name][slots] = values.detach().to(self.device)[positions]
+        if count and self.capacity:
+            if not self.storage:
+                self._allocate(batch)
+            slots, positions = self._select_slots(batch, count)
+            if len(slots):
+                self._write(slots, positions, batch)
         self.seen += count
 
-    def _select_slots(
-        self, batch: Mapping[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (slots, positions): batch sample `positions[k]` goes into `slots[k]`. Slots are
-        distinct; `self.size` is updated here. `self.seen` still counts the samples before."""
+    def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (slots, positions) as int64 arrays: batch sample `positions[k]` goes into
+        `slots[k]`; slots are distinct and below the new `self.size`, which this method sets.
+        `self.seen` still counts the samples before this batch."""
         raise NotImplementedError
+
+    def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
+        slot_index = torch.from_numpy(slots).to(self.device, non_blocking=True)
+        for name, values in batch.items():
+            taken = values.detach()[torch.from_numpy(positions).to(values.device, non_blocking=True)]
+            self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
+
+    def _remove_slots(self, slots: np.ndarray) -> None:
+        """Free `slots` and keep the occupied slots contiguous in [0, size): the last occupied
+        slots move into the holes, so the cost grows with the number removed, not the capacity."""
+        if len(slots) == 0:
+            return
+        new_size = self.size - len(slots)
+        removed = np.zeros(self.size, dtype=bool)
+        removed[slots] = True
+        holes = np.flatnonzero(removed[:new_size])
+        movers = new_size + np.flatnonzero(~removed[new_size:])
+        if len(holes):
+            self._move(movers, holes)
+        self.size = new_size
+
+    def _move(self, sources: np.ndarray, targets: np.ndarray) -> None:
+        source_index = torch.from_numpy(sources).to(self.device, non_blocking=True)
+        target_index = torch.from_numpy(targets).to(self.device, non_blocking=True)
+        for values in self.storage.values():
+            values.index_copy_(0, target_index, values[source_index])
+
+    # ----- retrieval ----------------------------------------------------------------------------
 
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         """Draw min(n, len(self)) distinct stored samples uniformly at random."""
-        n = min(int(n), self.size)
-        if n <= 0:
+        if n <= 0 or self.size == 0:
             return {}
-        assert self.generator is not None
-        if n == self.size:
-            index = torch.randperm(self.size, generator=self.generator, device=self.device)
-        else:
-            # Uniform without replacement: the n smallest of i.i.d. uniform keys.
-            keys = torch.rand(self.size, generator=self.generator, device=self.device)
-            index = torch.topk(keys, n, largest=False, sorted=False).indices
+        index = torch.from_numpy(self._choose(self.size, int(n))).to(self.device, non_blocking=True)
         return {name: values[index] for name, values in self.storage.items()}
 
     def get_all(self) -> dict[str, torch.Tensor]:
         """Every stored sample, in slot order."""
         return {name: values[: self.size] for name, values in self.storage.items()}
-
-    def _remove_slots(self, slots: torch.Tensor) -> None:
-        """Free `slots` and keep the occupied slots contiguous in [0, size) by moving the
-        survivors down (relative order is kept)."""
-        if slots.numel() == 0:
-            return
-        keep = torch.ones(self.size, dtype=torch.bool, device=self.device)
-        keep[slots] = False
-        survivors = torch.nonzero(keep).flatten()
-        for values in self.storage.values():
-            values[: len(survivors)] = values[survivors]
-        self.size = len(survivors)
-
-    def _random_slots_of(self, label: int, count: int, field: str = "y") -> torch.Tensor:
-        """`count` distinct occupied slots, drawn uniformly among those holding `label`."""
-        members = torch.nonzero(self.storage[field][: self.size] == label).flatten()
-        order = torch.randperm(len(members), generator=self.generator, device=self.device)
-        return members[order[:count]]
 
     def class_counts(self, field: str = "y") -> dict[int, int]:
         """How many stored samples carry each label of `field`."""
@@ -127,6 +145,8 @@ class RehearsalBuffer:
             return {}
         labels, counts = torch.unique(self.storage[field][: self.size], return_counts=True)
         return {int(k): int(v) for k, v in zip(labels.tolist(), counts.tolist())}
+
+    # ----- persistence --------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: contents, counters and the generator's state."""
@@ -136,7 +156,7 @@ class RehearsalBuffer:
             "size": self.size,
             "seen": self.seen,
             "storage": {k: v.clone() for k, v in self.storage.items()},
-            "generator": self.generator.get_state() if self.generator is not None else None,
+            "generator": self.generator.get_state(),
             **self._extra_state(),
         }
 
@@ -152,11 +172,7 @@ class RehearsalBuffer:
             if self.device is None:
                 self.device = next(iter(state["storage"].values())).device
             self.storage = {k: v.to(self.device).clone() for k, v in state["storage"].items()}
-        if state["generator"] is not None:
-            if self.generator is None:
-                self._make_generator(self.device or torch.device("cpu"))
-            assert self.generator is not None
-            self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"])
         self._load_extra_state(state)
 
     def _extra_state(self) -> dict[str, Any]:

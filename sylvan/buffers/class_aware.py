@@ -1,42 +1,71 @@
-"""Base of the policies that balance the buffer over classes: they count, per label, the
-samples seen so far (the label field is "y" by default)."""
+"""Base of the policies that balance the buffer over classes. They count, per label, the
+samples seen so far, and keep a CPU copy of the label of every slot, so that their decisions
+need no device round trip (the label field is "y")."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from sylvan.buffers.base import RehearsalBuffer
 
 
 class ClassAwareBuffer(RehearsalBuffer):
-    """Keeps `class_seen[c]`, the number of samples of label c offered so far."""
+    """Keeps `class_seen[c]` (samples of label c offered so far) and `slot_labels`."""
 
     label_field = "y"
 
     def __init__(self, capacity: int, device: torch.device | str | None = None, seed: int = 0) -> None:
         super().__init__(capacity, device=device, seed=seed)
-        self.class_seen = torch.zeros(0, dtype=torch.long)
+        self.class_seen = np.zeros(0, dtype=np.int64)
+        self.slot_labels = np.full(self.capacity, -1, dtype=np.int64)
 
-    def _count_labels(self, labels: torch.Tensor) -> torch.Tensor:
+    def _labels_of(self, batch: Mapping[str, torch.Tensor]) -> np.ndarray:
+        if self.label_field not in batch:
+            raise ValueError(f"the {self.policy} policy needs a {self.label_field!r} field in every batch")
+        labels = batch[self.label_field].detach().cpu().numpy().astype(np.int64)
+        if labels.size and labels.min() < 0:
+            raise ValueError(f"the {self.policy} policy needs labels >= 0")
+        return labels
+
+    def _count_labels(self, labels: np.ndarray) -> np.ndarray:
         """Add the batch's labels to `class_seen`; return the counts before this batch."""
-        labels = labels.detach().long().cpu()
-        if labels.numel() and int(labels.min()) < 0:
-            raise ValueError("class-aware buffers need labels >= 0")
-        size = max(len(self.class_seen), int(labels.max()) + 1 if labels.numel() else 0)
-        before = torch.zeros(size, dtype=torch.long)
+        size = max(len(self.class_seen), int(labels.max()) + 1 if labels.size else 0)
+        before = np.zeros(size, dtype=np.int64)
         before[: len(self.class_seen)] = self.class_seen
-        self.class_seen = before + torch.bincount(labels, minlength=size)
+        self.class_seen = before + np.bincount(labels, minlength=size)
         return before
 
-    def stored_per_class(self) -> torch.Tensor:
-        """Stored samples per label, as a tensor aligned with `class_seen`."""
-        stored = self.storage[self.label_field][: self.size].long().cpu() if self.storage else torch.zeros(0)
-        return torch.bincount(stored.long(), minlength=len(self.class_seen))[: len(self.class_seen)]
+    def stored_per_class(self) -> np.ndarray:
+        """Stored samples per label, aligned with `class_seen`."""
+        return np.bincount(self.slot_labels[: self.size], minlength=len(self.class_seen))
+
+    def _random_slots_of(self, label: int, count: int) -> np.ndarray:
+        """`count` distinct occupied slots, drawn uniformly among those holding `label`."""
+        members = np.flatnonzero(self.slot_labels[: self.size] == label)
+        return members[self._choose(len(members), count)]
+
+    def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
+        super()._write(slots, positions, batch)
+        self.slot_labels[slots] = self._batch_labels[positions]
+
+    def _move(self, sources: np.ndarray, targets: np.ndarray) -> None:
+        super()._move(sources, targets)
+        self.slot_labels[targets] = self.slot_labels[sources]
+
+    def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
+        self._batch_labels = self._labels_of(batch)
+        seen_before = self._count_labels(self._batch_labels)
+        return self._select_class_slots(self._batch_labels, seen_before)
+
+    def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"class_seen": self.class_seen.clone()}
+        return {"class_seen": self.class_seen.copy(), "slot_labels": self.slot_labels.copy()}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        self.class_seen = state["class_seen"].clone()
+        self.class_seen = np.asarray(state["class_seen"]).copy()
+        self.slot_labels = np.asarray(state["slot_labels"]).copy()

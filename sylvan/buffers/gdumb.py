@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+import numpy as np
 
-import torch
-
-from sylvan.buffers.balancing import level_down
+from sylvan.buffers.balancing import group_ranks, level_down
 from sylvan.buffers.class_aware import ClassAwareBuffer
 
 
@@ -23,24 +21,20 @@ class GDumbBuffer(ClassAwareBuffer):
 
     policy = "gdumb"
 
-    def _select_slots(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        labels = batch[self.label_field].long().to(self.device)
-        self._count_labels(labels)
+    def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         stored = self.stored_per_class()
-        incoming = torch.bincount(labels.cpu(), minlength=len(stored))
+        incoming = np.bincount(labels, minlength=len(stored))
         overflow = int(stored.sum() + incoming.sum()) - self.capacity
-        removal = level_down(stored + incoming, max(0, overflow), self.generator)
+        removal = level_down(stored + incoming, overflow, self._permutation(len(stored)))
         # a class being cut drops its newest incoming samples first, then random stored ones
-        skip_new = torch.minimum(removal, incoming)
+        skip_new = np.minimum(removal, incoming)
         drop_old = removal - skip_new
-        if int(drop_old.sum()):
-            drops = [self._random_slots_of(int(c), int(drop_old[c])) for c in torch.nonzero(drop_old).flatten()]
-            self._remove_slots(torch.cat(drops))
-        keep = torch.ones(len(labels), dtype=torch.bool, device=self.device)
-        for label in torch.nonzero(skip_new).flatten().tolist():
-            members = torch.nonzero(labels == label).flatten()
-            keep[members[len(members) - int(skip_new[label]):]] = False
-        positions = torch.nonzero(keep).flatten()
-        slots = torch.arange(self.size, self.size + len(positions), device=self.device)
+        if drop_old.any():
+            dropped = [self._random_slots_of(c, drop_old[c]) for c in np.flatnonzero(drop_old)]
+            self._remove_slots(np.concatenate(dropped))
+        # keep the first (incoming - skip_new) samples of each class, in batch order
+        keep = group_ranks(labels) < (incoming - skip_new)[labels]
+        positions = np.flatnonzero(keep)
+        slots = np.arange(self.size, self.size + len(positions), dtype=np.int64)
         self.size += len(positions)
         return slots, positions

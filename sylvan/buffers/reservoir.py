@@ -3,11 +3,22 @@ capacity / n, whatever the order of the stream."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Mapping
 
+import numpy as np
 import torch
 
 from sylvan.buffers.base import RehearsalBuffer
+
+
+def last_writer_wins(slots: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where several batch samples target one slot, keep the latest (highest position), as
+    inserting them one at a time would."""
+    if len(slots) <= 1:
+        return slots, positions
+    order = np.argsort(positions)[::-1]  # latest first, so np.unique keeps it
+    unique_slots, first = np.unique(slots[order], return_index=True)
+    return unique_slots, positions[order][first]
 
 
 class ReservoirBuffer(RehearsalBuffer):
@@ -20,22 +31,10 @@ class ReservoirBuffer(RehearsalBuffer):
 
     policy = "reservoir"
 
-    def _select_slots(
-        self, batch: Mapping[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        count = next(iter(batch.values())).shape[0]
-        stream_index = torch.arange(self.seen, self.seen + count, device=self.device)
-        draws = torch.rand(count, generator=self.generator, device=self.device)
-        candidates = (draws * (stream_index + 1).to(draws.dtype)).long()
-        candidates = torch.minimum(candidates, stream_index)  # guard float rounding at k+1
-        slots = torch.where(stream_index < self.capacity, stream_index, candidates)
-        accepted = slots < self.capacity
-        slots, positions = slots[accepted], torch.nonzero(accepted).flatten()
-        if slots.numel() > 1:
-            # Keep, for each slot, the last sample of the batch that chose it.
-            winner = torch.full((self.capacity,), -1, dtype=torch.long, device=self.device)
-            winner.scatter_reduce_(0, slots, positions, reduce="amax")
-            slots = torch.nonzero(winner >= 0).flatten()
-            positions = winner[slots]
+    def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
+        stream_index = np.arange(self.seen, self.seen + count, dtype=np.int64)
+        candidates = np.minimum((self._uniform(count) * (stream_index + 1)).astype(np.int64), stream_index)
+        slots = np.where(stream_index < self.capacity, stream_index, candidates)
+        positions = np.flatnonzero(slots < self.capacity)
         self.size = min(self.capacity, self.seen + count)
-        return slots, positions
+        return last_writer_wins(slots[positions], positions)

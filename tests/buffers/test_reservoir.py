@@ -108,3 +108,17 @@ def test_class_counts_and_errors():
         ReservoirBuffer(-1)
     with pytest.raises(UnknownNameError):
         make_buffer("nope", 10)
+
+
+def test_sampling_from_a_large_buffer_is_uniform():
+    """Few draws from many slots take the rejection path of `_choose`; it must stay uniform."""
+    buffer = ReservoirBuffer(1000, seed=5)
+    ids = torch.arange(1000)
+    buffer.add(x=ids.float().unsqueeze(1), y=ids)
+    counts = np.zeros(1000)
+    for _ in range(2000):
+        drawn = buffer.sample(10)["y"].numpy()
+        assert len(set(drawn.tolist())) == 10
+        counts[drawn] += 1
+    _, p_value = stats.chisquare(counts.reshape(20, -1).sum(1))
+    assert p_value > 1e-3

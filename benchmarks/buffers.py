@@ -1,6 +1,7 @@
 """Rehearsal-buffer throughput, and what rehearsal adds to a training step.
 
-Part 1: insertion and sampling throughput (samples per second) of every policy, for MNIST-sized
+Part 1: steady-state insertion and sampling throughput (samples per second) of every policy
+(measured after the buffer is first filled), for MNIST-sized
 (1x28x28) and CIFAR-sized (3x32x32) samples and capacities 500 / 5,000 / 50,000, next to a
 reference reservoir buffer that inserts with a per-sample Python loop and samples with
 `np.random.choice` (the way most research code does), and the ratio between them.
@@ -55,31 +56,37 @@ def synchronize(device: str) -> None:
 
 
 def throughput(shape: tuple[int, ...], capacity: int, device: str) -> dict[str, tuple[float, float]]:
-    """{policy: (insertions per second, samples drawn per second)} over a stream of 2x capacity
-    (at least 20,000 samples) in batches of 128, drawing 128 samples after each insertion."""
+    """{policy: (insertions per second, samples drawn per second)}, in steady state: the buffer is
+    first filled (not timed); then a stream of 4x capacity samples (at least 40,960) is inserted
+    in batches of 128, and 200 batches of 128 samples are drawn."""
     pool = [(torch.rand(BATCH, *shape, device=device), torch.randint(0, 10, (BATCH,), device=device))
             for _ in range(16)]
-    steps = max(20_000, 2 * capacity) // BATCH
+    fill_steps = -(-capacity // BATCH)
+    steps = max(40_960, 4 * capacity) // BATCH
     buffers = {name: make_buffer(name, capacity, device=device) for name in sorted(BUFFER_POLICIES)}
     buffers["per-sample loop"] = PerSampleReservoir(capacity, shape, device)
     figures = {}
     for name, buffer in buffers.items():
-        insert_time = sample_time = 0.0
-        for step in range(steps):
+        def insert(step: int, buffer=buffer) -> None:
             x, y = pool[step % len(pool)]
-            synchronize(device)
-            start = time.perf_counter()
             if isinstance(buffer, PerSampleReservoir):
                 buffer.add(x, y)
             else:
                 buffer.add(x=x, y=y)
-            synchronize(device)
-            middle = time.perf_counter()
+
+        for step in range(fill_steps):
+            insert(step)
+        synchronize(device)
+        start = time.perf_counter()
+        for step in range(steps):
+            insert(step)
+        synchronize(device)
+        insert_rate = steps * BATCH / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(200):
             buffer.sample(BATCH)
-            synchronize(device)
-            insert_time += middle - start
-            sample_time += time.perf_counter() - middle
-        figures[name] = (steps * BATCH / insert_time, steps * BATCH / sample_time)
+        synchronize(device)
+        figures[name] = (insert_rate, 200 * BATCH / (time.perf_counter() - start))
     return figures
 
 

@@ -81,10 +81,11 @@ class RehearsalBuffer:
         """Offer a batch of new samples (fields of equal first dimension) to the buffer."""
         if not batch:
             raise ValueError("add() needs at least one field, e.g. add(x=..., y=...)")
-        count = next(iter(batch.values())).shape[0]
-        if any(v.shape[0] != count for v in batch.values()):
+        counts = {len(values) for values in batch.values()}
+        if len(counts) != 1:
             raise ValueError("all fields of a batch must have the same number of samples")
-        if self.storage and set(batch) != set(self.storage):
+        (count,) = counts
+        if self.storage and batch.keys() != self.storage.keys():
             raise ValueError(f"fields {sorted(batch)} differ from stored {sorted(self.storage)}")
         if count and self.capacity:
             if not self.storage:
@@ -101,16 +102,23 @@ class RehearsalBuffer:
         raise NotImplementedError
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
-        slot_index = torch.from_numpy(slots).to(self.device, non_blocking=True)
+        slot_index = torch.from_numpy(slots)
+        position_index = torch.from_numpy(positions)
+        if self.device.type != "cpu":
+            slot_index = slot_index.to(self.device, non_blocking=True)
         for name, values in batch.items():
-            taken = values.detach()[torch.from_numpy(positions).to(values.device, non_blocking=True)]
-            self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
+            index = position_index if values.device.type == "cpu" else position_index.to(values.device)
+            taken = values.detach().index_select(0, index)
+            if taken.device != self.device:
+                taken = taken.to(self.device, non_blocking=True)
+            self.storage[name].index_copy_(0, slot_index, taken)
 
     def _remove_slots(self, slots: np.ndarray) -> None:
         """Free `slots` and keep the occupied slots contiguous in [0, size): the last occupied
         slots move into the holes, so the cost grows with the number removed, not the capacity."""
         if len(slots) == 0:
             return
+        self._on_remove(slots)
         new_size = self.size - len(slots)
         removed = np.zeros(self.size, dtype=bool)
         removed[slots] = True
@@ -119,6 +127,9 @@ class RehearsalBuffer:
         if len(holes):
             self._move(movers, holes)
         self.size = new_size
+
+    def _on_remove(self, slots: np.ndarray) -> None:
+        """Hook: `slots` are about to be freed."""
 
     def _move(self, sources: np.ndarray, targets: np.ndarray) -> None:
         source_index = torch.from_numpy(sources).to(self.device, non_blocking=True)

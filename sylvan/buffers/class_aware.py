@@ -20,6 +20,7 @@ class ClassAwareBuffer(RehearsalBuffer):
     def __init__(self, capacity: int, device: torch.device | str | None = None, seed: int = 0) -> None:
         super().__init__(capacity, device=device, seed=seed)
         self.class_seen = np.zeros(0, dtype=np.int64)
+        self.class_stored = np.zeros(0, dtype=np.int64)
         self.slot_labels = np.full(self.capacity, -1, dtype=np.int64)
 
     def _labels_of(self, batch: Mapping[str, torch.Tensor]) -> np.ndarray:
@@ -36,11 +37,14 @@ class ClassAwareBuffer(RehearsalBuffer):
         before = np.zeros(size, dtype=np.int64)
         before[: len(self.class_seen)] = self.class_seen
         self.class_seen = before + np.bincount(labels, minlength=size)
+        if len(self.class_stored) < size:
+            self.class_stored = np.concatenate([self.class_stored, np.zeros(size - len(self.class_stored), np.int64)])
         return before
 
     def stored_per_class(self) -> np.ndarray:
-        """Stored samples per label, aligned with `class_seen`."""
-        return np.bincount(self.slot_labels[: self.size], minlength=len(self.class_seen))
+        """Stored samples per label, aligned with `class_seen` (kept up to date on every write,
+        move and removal, so reading it costs nothing)."""
+        return self.class_stored.copy()
 
     def _random_slots_of(self, label: int, count: int) -> np.ndarray:
         """`count` distinct occupied slots, drawn uniformly among those holding `label`."""
@@ -49,11 +53,20 @@ class ClassAwareBuffer(RehearsalBuffer):
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
         super()._write(slots, positions, batch)
-        self.slot_labels[slots] = self._batch_labels[positions]
+        size = len(self.class_stored)
+        replaced = self.slot_labels[slots]
+        new = self._batch_labels[positions]
+        self.class_stored += np.bincount(new, minlength=size) - np.bincount(replaced[replaced >= 0], minlength=size)
+        self.slot_labels[slots] = new
+
+    def _on_remove(self, slots: np.ndarray) -> None:
+        self.class_stored -= np.bincount(self.slot_labels[slots], minlength=len(self.class_stored))
+        self.slot_labels[slots] = -1
 
     def _move(self, sources: np.ndarray, targets: np.ndarray) -> None:
         super()._move(sources, targets)
         self.slot_labels[targets] = self.slot_labels[sources]
+        self.slot_labels[sources] = -1
 
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
         self._batch_labels = self._labels_of(batch)
@@ -64,8 +77,13 @@ class ClassAwareBuffer(RehearsalBuffer):
         raise NotImplementedError
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"class_seen": self.class_seen.copy(), "slot_labels": self.slot_labels.copy()}
+        return {
+            "class_seen": self.class_seen.copy(),
+            "class_stored": self.class_stored.copy(),
+            "slot_labels": self.slot_labels.copy(),
+        }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.class_seen = np.asarray(state["class_seen"]).copy()
+        self.class_stored = np.asarray(state["class_stored"]).copy()
         self.slot_labels = np.asarray(state["slot_labels"]).copy()

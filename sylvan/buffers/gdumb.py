@@ -29,12 +29,13 @@ class GDumbBuffer(ClassAwareBuffer):
         # a class being cut drops its newest incoming samples first, then random stored ones
         skip_new = np.minimum(removal, incoming)
         drop_old = removal - skip_new
+        dropped = np.empty(0, dtype=np.int64)
         if drop_old.any():
-            dropped = [self._random_slots_of(c, drop_old[c]) for c in np.flatnonzero(drop_old)]
-            self._remove_slots(np.concatenate(dropped))
-        # keep the first (incoming - skip_new) samples of each class, in batch order
-        keep = group_ranks(labels) < (incoming - skip_new)[labels]
-        positions = np.flatnonzero(keep)
-        slots = np.arange(self.size, self.size + len(positions), dtype=np.int64)
-        self.size += len(positions)
+            dropped = np.concatenate([self._random_slots_of(c, drop_old[c]) for c in np.flatnonzero(drop_old)])
+        # keep the first (incoming - skip_new) samples of each class, in batch order; they take
+        # the dropped samples' slots, then the free ones (no data moves)
+        positions = np.flatnonzero(group_ranks(labels) < (incoming - skip_new)[labels])
+        appended = len(positions) - len(dropped)
+        slots = np.concatenate([dropped, np.arange(self.size, self.size + appended, dtype=np.int64)])
+        self.size += appended
         return slots, positions

@@ -16,6 +16,9 @@ def last_writer_wins(slots: np.ndarray, positions: np.ndarray) -> tuple[np.ndarr
     inserting them one at a time would."""
     if len(slots) <= 1:
         return slots, positions
+    ordered = np.sort(slots)
+    if not (ordered[1:] == ordered[:-1]).any():  # the common case: no two samples share a slot
+        return slots, positions
     order = np.argsort(positions)[::-1]  # latest first, so np.unique keeps it
     unique_slots, first = np.unique(slots[order], return_index=True)
     return unique_slots, positions[order][first]
@@ -33,8 +36,10 @@ class ReservoirBuffer(RehearsalBuffer):
 
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
         stream_index = np.arange(self.seen, self.seen + count, dtype=np.int64)
-        candidates = np.minimum((self._uniform(count) * (stream_index + 1)).astype(np.int64), stream_index)
-        slots = np.where(stream_index < self.capacity, stream_index, candidates)
+        # floor(u * (k + 1)) <= k for u < 1 (exact in float64 for any realistic stream length)
+        slots = (self._uniform(count) * (stream_index + 1)).astype(np.int64)
+        if self.seen < self.capacity:  # the first `capacity` samples of the stream fill in order
+            slots = np.where(stream_index < self.capacity, stream_index, slots)
         positions = np.flatnonzero(slots < self.capacity)
         self.size = min(self.capacity, self.seen + count)
         return last_writer_wins(slots[positions], positions)

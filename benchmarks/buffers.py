@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from sylvan.buffers import BUFFER_POLICIES, make_buffer
+from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features
 
 BATCH = 128
 SHAPES = {"1x28x28": (1, 28, 28), "3x32x32": (3, 32, 32)}
@@ -59,18 +59,20 @@ def throughput(shape: tuple[int, ...], capacity: int, device: str) -> dict[str, 
     """{policy: (insertions per second, samples drawn per second)}, in steady state: the buffer is
     first filled (not timed); then a stream of 4x capacity samples (at least 40,960) is inserted
     in batches of 128, and 200 batches of 128 samples are drawn."""
-    pool = [(torch.rand(BATCH, *shape, device=device), torch.randint(0, 10, (BATCH,), device=device))
-            for _ in range(16)]
+    pool = [(torch.rand(BATCH, *shape, device=device), torch.randint(0, 10, (BATCH,), device=device),
+             torch.rand(BATCH, 64, device=device)) for _ in range(16)]
     fill_steps = -(-capacity // BATCH)
     steps = max(40_960, 4 * capacity) // BATCH
     buffers = {name: make_buffer(name, capacity, device=device) for name in sorted(BUFFER_POLICIES)}
     buffers["per-sample loop"] = PerSampleReservoir(capacity, shape, device)
     figures = {}
     for name, buffer in buffers.items():
-        def insert(step: int, buffer=buffer) -> None:
-            x, y = pool[step % len(pool)]
+        def insert(step: int, buffer=buffer, name=name) -> None:
+            x, y, features = pool[step % len(pool)]
             if isinstance(buffer, PerSampleReservoir):
                 buffer.add(x, y)
+            elif needs_features(name, "uniform"):  # herding: 64-d features supplied by the method
+                buffer.add(x=x, y=y, features=features)
             else:
                 buffer.add(x=x, y=y)
 

@@ -1,32 +1,53 @@
-"""Rehearsal memories. `buffers` imports nothing from `methods` or `settings`."""
+"""Rehearsal memories. `buffers` imports nothing from `methods` or `settings`.
+
+Storage policies decide which samples stay; a retrieval (`uniform` or `grasp`) decides which
+stored samples are replayed, on top of any policy.
+"""
 
 from __future__ import annotations
 
 from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.class_balanced import ClassBalancedBuffer
 from sylvan.buffers.gdumb import GDumbBuffer
+from sylvan.buffers.herding import HerdingBuffer
+from sylvan.buffers.prs import PRSBuffer
 from sylvan.buffers.reservoir import ReservoirBuffer
-from sylvan.errors import unknown_name
+from sylvan.buffers.retrieval import RETRIEVALS
+from sylvan.errors import ConfigurationError, unknown_name
 
 BUFFER_POLICIES: dict[str, type[RehearsalBuffer]] = {
-    cls.policy: cls for cls in (ReservoirBuffer, ClassBalancedBuffer, GDumbBuffer)
+    cls.policy: cls for cls in (ReservoirBuffer, ClassBalancedBuffer, PRSBuffer, GDumbBuffer, HerdingBuffer)
 }
+
+# policies and retrievals that need the method to supply a "features" field with every batch
+NEEDS_FEATURES = {HerdingBuffer.policy}
 
 
 def make_buffer(
-    policy: str, capacity: int, device: str | None = None, seed: int = 0
+    policy: str, capacity: int, device: str | None = None, seed: int = 0, retrieval: str = "uniform"
 ) -> RehearsalBuffer:
-    """Build the buffer registered under `policy`."""
+    """Build the buffer registered under `policy`, replaying with `retrieval`."""
     if policy not in BUFFER_POLICIES:
         raise unknown_name("buffer policy", policy, list(BUFFER_POLICIES))
-    return BUFFER_POLICIES[policy](capacity, device=device, seed=seed)
+    if retrieval not in RETRIEVALS:
+        raise ConfigurationError(f"unknown retrieval {retrieval!r}; valid retrievals: {', '.join(RETRIEVALS)}")
+    return BUFFER_POLICIES[policy](capacity, device=device, seed=seed, retrieval=retrieval)
+
+
+def needs_features(policy: str, retrieval: str) -> bool:
+    """Whether the method must pass `features=` (one vector per sample) to `add`."""
+    return policy in NEEDS_FEATURES or retrieval == "grasp"
 
 
 __all__ = [
     "BUFFER_POLICIES",
+    "RETRIEVALS",
     "ClassBalancedBuffer",
     "GDumbBuffer",
+    "HerdingBuffer",
+    "PRSBuffer",
     "RehearsalBuffer",
     "ReservoirBuffer",
     "make_buffer",
+    "needs_features",
 ]

@@ -5,28 +5,36 @@ from __future__ import annotations
 import numpy as np
 
 
-def level_down(counts: np.ndarray, remove: int, tie_order: np.ndarray) -> np.ndarray:
-    """How many to remove from each entry of `counts` so that `remove` units go, always from the
-    largest entries ("water-filling" from the top). Ties at the final level are broken in the
-    order of `tie_order` (a permutation of the entries; pass a random one). Raises if `remove`
-    exceeds the total."""
-    counts = np.asarray(counts, dtype=np.int64)
+def level_down(
+    values: np.ndarray, remove: int, tie_order: np.ndarray, caps: np.ndarray | None = None
+) -> np.ndarray:
+    """How many units to remove from each entry so that `remove` units go, always from the
+    entries whose value is largest ("water-filling" from the top): each unit removed from an
+    entry lowers its value by one, and at most `caps[i]` units can come from entry i (default:
+    `values[i]`, so counts never go below zero). Ties at the final level are broken in the order
+    of `tie_order` (a permutation of the entries; pass a random one)."""
+    values = np.asarray(values, dtype=np.int64)
+    caps = values.clip(min=0) if caps is None else np.asarray(caps, dtype=np.int64)
     if remove <= 0:
-        return np.zeros_like(counts)
-    if remove > int(counts.sum()):
-        raise ValueError(f"cannot remove {remove} from a total of {int(counts.sum())}")
-    # smallest level L such that cutting every count down to L removes at most `remove`
-    low, high = 0, int(counts.max())
+        return np.zeros_like(values)
+    if remove > int(caps.sum()):
+        raise ValueError(f"cannot remove {remove} when at most {int(caps.sum())} can go")
+
+    def removal_at(level: int) -> np.ndarray:
+        return np.minimum(np.clip(values - level, 0, None), caps)
+
+    # smallest level L such that cutting every entry down to L removes at most `remove`
+    low, high = int((values - caps).min()), int(values.max())
     while low < high:
         middle = (low + high) // 2
-        if int(np.clip(counts - middle, 0, None).sum()) <= remove:
+        if int(removal_at(middle).sum()) <= remove:
             high = middle
         else:
             low = middle + 1
-    removal = np.clip(counts - low, 0, None)
+    removal = removal_at(low)
     extra = remove - int(removal.sum())
-    if extra:
-        at_level = [i for i in tie_order if counts[i] >= low]  # one entry per class, not per sample
+    if extra:  # one more unit from `extra` of the entries sitting at the level
+        at_level = [i for i in tie_order if values[i] >= low and removal[i] < caps[i]]
         removal[np.asarray(at_level[:extra], dtype=np.int64)] += 1
     return removal
 

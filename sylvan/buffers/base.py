@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from sylvan.buffers.retrieval import RETRIEVALS, grasp_indices
 from sylvan.errors import ConfigurationError
 
 
@@ -27,9 +28,15 @@ class RehearsalBuffer:
 
     policy: str = "base"
 
-    def __init__(self, capacity: int, device: torch.device | str | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform"
+    ) -> None:
         if capacity < 0:
             raise ConfigurationError(f"buffer capacity must be >= 0, got {capacity}")
+        if retrieval not in RETRIEVALS:
+            raise ConfigurationError(f"retrieval must be one of {', '.join(RETRIEVALS)}, got {retrieval!r}")
+        self.retrieval = retrieval
+        self.draw_counts = np.zeros(capacity, dtype=np.int64)  # replays of each slot (GRASP)
         self.capacity = int(capacity)
         self.device = torch.device(device) if device is not None else None
         self.seed = seed
@@ -112,6 +119,7 @@ class RehearsalBuffer:
             if taken.device != self.device:
                 taken = taken.to(self.device, non_blocking=True)
             self.storage[name].index_copy_(0, slot_index, taken)
+        self.draw_counts[slots] = 0
 
     def _remove_slots(self, slots: np.ndarray) -> None:
         """Free `slots` and keep the occupied slots contiguous in [0, size): the last occupied
@@ -136,14 +144,17 @@ class RehearsalBuffer:
         target_index = torch.from_numpy(targets).to(self.device, non_blocking=True)
         for values in self.storage.values():
             values.index_copy_(0, target_index, values[source_index])
+        self.draw_counts[targets] = self.draw_counts[sources]
 
     # ----- retrieval ----------------------------------------------------------------------------
 
     def sample(self, n: int) -> dict[str, torch.Tensor]:
-        """Draw min(n, len(self)) distinct stored samples uniformly at random."""
+        """Draw min(n, len(self)) distinct stored samples: uniformly at random, or in GRASP's
+        order when the buffer was built with retrieval="grasp"."""
         if n <= 0 or self.size == 0:
             return {}
-        index = torch.from_numpy(self._choose(self.size, int(n))).to(self.device, non_blocking=True)
+        chosen = grasp_indices(self, int(n)) if self.retrieval == "grasp" else self._choose(self.size, int(n))
+        index = torch.from_numpy(chosen).to(self.device, non_blocking=True)
         return {name: values[index] for name, values in self.storage.items()}
 
     def get_all(self) -> dict[str, torch.Tensor]:
@@ -168,6 +179,7 @@ class RehearsalBuffer:
             "seen": self.seen,
             "storage": {k: v.clone() for k, v in self.storage.items()},
             "generator": self.generator.get_state(),
+            "draw_counts": self.draw_counts.copy(),
             **self._extra_state(),
         }
 
@@ -184,6 +196,7 @@ class RehearsalBuffer:
                 self.device = next(iter(state["storage"].values())).device
             self.storage = {k: v.to(self.device).clone() for k, v in state["storage"].items()}
         self.generator.set_state(state["generator"])
+        self.draw_counts = np.asarray(state["draw_counts"]).copy()
         self._load_extra_state(state)
 
     def _extra_state(self) -> dict[str, Any]:

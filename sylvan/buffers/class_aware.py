@@ -17,8 +17,10 @@ class ClassAwareBuffer(RehearsalBuffer):
 
     label_field = "y"
 
-    def __init__(self, capacity: int, device: torch.device | str | None = None, seed: int = 0) -> None:
-        super().__init__(capacity, device=device, seed=seed)
+    def __init__(
+        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform"
+    ) -> None:
+        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval)
         self.class_seen = np.zeros(0, dtype=np.int64)
         self.class_stored = np.zeros(0, dtype=np.int64)
         self.slot_labels = np.full(self.capacity, -1, dtype=np.int64)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.buffers import BUFFER_POLICIES, make_buffer
+from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features
 from sylvan.errors import ConfigurationError, unknown_name
 from sylvan.methods.learner import Batch, SupervisedMethod
 from sylvan.settings.base import Setting
@@ -31,7 +31,8 @@ class Rehearsal(SupervisedMethod):
 
     buffer_size: int = 200  # capacity of the rehearsal buffer, in samples
     replay_size: int = 0  # r: samples replayed with each minibatch (0: as many as the batch size)
-    buffer_policy: str = "reservoir"  # which samples the buffer keeps: reservoir, class_balanced or gdumb
+    buffer_policy: str = "reservoir"  # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding
+    buffer_retrieval: str = "uniform"  # which stored samples are replayed: uniform or grasp
 
     def validate(self) -> None:
         super().validate()
@@ -41,10 +42,20 @@ class Rehearsal(SupervisedMethod):
             raise ConfigurationError(f"--replay_size must be >= 0, got {self.replay_size}")
         if self.buffer_policy not in BUFFER_POLICIES:
             raise unknown_name("buffer policy", self.buffer_policy, list(BUFFER_POLICIES))
+        if self.buffer_retrieval not in RETRIEVALS:
+            raise unknown_name("buffer retrieval", self.buffer_retrieval, list(RETRIEVALS))
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.buffer = make_buffer(self.buffer_policy, self.buffer_size, seed=setting.seed)
+        self.buffer = make_buffer(
+            self.buffer_policy, self.buffer_size, seed=setting.seed, retrieval=self.buffer_retrieval
+        )
+        self.store_features = needs_features(self.buffer_policy, self.buffer_retrieval)
+        if self.store_features and not hasattr(self.model, "features"):
+            raise ConfigurationError(
+                f"--buffer_policy {self.buffer_policy} / --buffer_retrieval {self.buffer_retrieval} need a "
+                "backbone with a `features` module (all built-in backbones have one)"
+            )
 
     def replay_count(self, batch_size: int) -> int:
         return self.replay_size or batch_size
@@ -57,7 +68,12 @@ class Rehearsal(SupervisedMethod):
             y = torch.cat([batch.y, replay["y"]])
         else:
             x, y = batch.x, batch.y
-        loss = F.cross_entropy(self.learner(x), y)
+        if self.store_features:  # one forward pass gives the loss and the new samples' features
+            features = self.model.features(x)
+            loss = F.cross_entropy(self.model.classifier(features), y)
+            new["features"] = features[: len(batch.y)].detach()
+        else:
+            loss = F.cross_entropy(self.learner(x), y)
         self.buffer.add(**new)
         return loss
 

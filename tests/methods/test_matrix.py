@@ -56,11 +56,13 @@ def test_inapplicable_settings_are_exactly_the_non_descendants(method_name):
 
 
 @pytest.mark.parametrize("setting_name", SUPERVISED)
-@pytest.mark.parametrize("policy", sorted(BUFFER_POLICIES))
-def test_rehearsal_runs_with_every_buffer_policy(setting_name, policy):
+@pytest.mark.parametrize(("policy", "retrieval"), [(p, "uniform") for p in sorted(BUFFER_POLICIES)]
+                         + [("reservoir", "grasp")])
+def test_rehearsal_runs_with_every_buffer_policy(setting_name, policy, retrieval):
     setting_cls = SETTINGS[setting_name]
     setting = setting_cls(**tiny_options(setting_cls))
-    method = METHODS["rehearsal"](buffer_size=20, buffer_policy=policy)
+    method = METHODS["rehearsal"](buffer_size=20, buffer_policy=policy, buffer_retrieval=retrieval)
     results = setting.apply(method)
     assert type(method.buffer).policy == policy
-    assert len(method.buffer) == 20 and method.buffer.seen == sum(results.samples_seen)
+    assert method.buffer.seen == sum(results.samples_seen)
+    assert len(method.buffer) == 20 or (policy == "prs" and 0 < len(method.buffer) <= 20)

@@ -1,0 +1,111 @@
+"""Herding (Welling 2009), the exemplar selection of iCaRL (Rebuffi et al., CVPR 2017), on
+features supplied by the method with every batch (field "features")."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from sylvan.buffers.balancing import equal_quotas
+from sylvan.buffers.class_aware import ClassAwareBuffer
+
+
+class HerdingBuffer(ClassAwareBuffer):
+    """Class-balanced memory whose exemplars of each class are the ones whose feature mean best
+    approximates the mean feature of every sample of that class seen so far.
+
+    Capacity is shared equally among the classes seen (as iCaRL's m = K / classes). When a class
+    holds more candidates (its exemplars plus its new samples) than its quota, herding drops the
+    surplus greedily: each step removes the candidate whose removal brings the mean of the rest
+    closest to the class mean. This is iCaRL's greedy criterion run backward, so that a batch
+    costs one step per surplus sample instead of a full reselection; the features are those the
+    method supplied when each sample was added.
+    """
+
+    policy = "herding"
+    feature_field = "features"
+
+    def __init__(
+        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform"
+    ) -> None:
+        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval)
+        self.feature_sums: torch.Tensor | None = None  # per class, sum of every seen sample's features
+
+    def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = self._batch
+        if self.feature_field not in batch:
+            raise ValueError("the herding policy needs a 'features' field in every batch (add(..., features=...))")
+        features = batch[self.feature_field].detach().to(self.device).float()
+        if features.dim() != 2:
+            raise ValueError(f"herding features must be (batch, dim), got shape {tuple(features.shape)}")
+        self._accumulate_means(features, labels)
+        present = np.flatnonzero(self.class_seen)
+        quotas = np.zeros(len(self.class_seen), dtype=np.int64)
+        quotas[present] = equal_quotas(len(present), self.capacity)
+        stored_features = self.storage[self.feature_field]
+
+        positions, freed = [], []
+        for label in np.flatnonzero(self.class_stored + np.bincount(labels, minlength=len(quotas))):
+            old = np.flatnonzero(self.slot_labels[: self.size] == label)
+            new = np.flatnonzero(labels == label)
+            surplus = len(old) + len(new) - int(quotas[label])
+            keep_old, keep_new = old, new
+            if surplus > 0:
+                pool = torch.cat([stored_features[torch.from_numpy(old).to(self.device)],
+                                  features[torch.from_numpy(new).to(features.device)]])
+                mean = self.feature_sums[label] / float(self.class_seen[label])
+                keep = self._herd_out(pool, mean, surplus)
+                keep_old, keep_new = old[keep[keep < len(old)]], new[keep[keep >= len(old)] - len(old)]
+                freed.append(np.setdiff1d(old, keep_old))
+            positions.append(keep_new)
+        # new exemplars take freed slots first, then free space; leftover freed slots are compacted
+        positions = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
+        freed = np.concatenate(freed) if freed else np.empty(0, dtype=np.int64)
+        reuse = min(len(freed), len(positions))
+        leftover = freed[reuse:]
+        target = np.concatenate([freed[:reuse], np.arange(self.size, self.size + len(positions) - reuse)])
+        self.size += len(positions) - reuse
+        if len(leftover):
+            self._write(target, positions, batch)  # write first: compaction moves slots afterwards
+            self._remove_slots(leftover)
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        return target.astype(np.int64), positions
+
+    def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
+        self._batch = batch
+        return super()._select_slots(batch, count)
+
+    @staticmethod
+    def _herd_out(pool: torch.Tensor, mean: torch.Tensor, surplus: int) -> np.ndarray:
+        """Indices of the pool kept after removing `surplus` candidates greedily by herding."""
+        alive = torch.ones(len(pool), dtype=torch.bool, device=pool.device)
+        total = pool.sum(0)
+        remaining = len(pool)
+        for _ in range(surplus):  # one step per removed candidate (greedy by construction)
+            rest_means = (total.unsqueeze(0) - pool) / (remaining - 1 if remaining > 1 else 1)
+            distance = (rest_means - mean).pow(2).sum(1).masked_fill(~alive, float("inf"))
+            drop = int(distance.argmin())
+            alive[drop] = False
+            total = total - pool[drop]
+            remaining -= 1
+        return np.flatnonzero(alive.cpu().numpy())
+
+    def _accumulate_means(self, features: torch.Tensor, labels: np.ndarray) -> None:
+        classes = len(self.class_seen)
+        if self.feature_sums is None or len(self.feature_sums) < classes:
+            grown = torch.zeros(classes, features.shape[1], device=self.device)
+            if self.feature_sums is not None:
+                grown[: len(self.feature_sums)] = self.feature_sums
+            self.feature_sums = grown
+        self.feature_sums.index_add_(0, torch.from_numpy(labels).to(self.device), features)
+
+    def _extra_state(self) -> dict[str, Any]:
+        sums = None if self.feature_sums is None else self.feature_sums.clone()
+        return {**super()._extra_state(), "feature_sums": sums}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        super()._load_extra_state(state)
+        sums = state["feature_sums"]
+        self.feature_sums = None if sums is None else sums.to(self.device or "cpu").clone()

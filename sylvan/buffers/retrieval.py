@@ -1,0 +1,52 @@
+"""Which stored samples to replay: `uniform` (every stored sample equally likely) or `grasp`.
+
+`grasp` follows GRASP (Harun et al., "GRASP: A Rehearsal Policy for Efficient Online Continual
+Learning", 2023): replay is class-balanced, and within a class the most prototypical samples
+(closest to the class's mean feature) come first, then harder ones; a sample is replayed again
+only after every sample of its class has been replayed as often. It needs a "features" field.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from sylvan.buffers.balancing import group_ranks
+
+if TYPE_CHECKING:
+    from sylvan.buffers.base import RehearsalBuffer
+
+RETRIEVALS = ("uniform", "grasp")
+
+
+def grasp_indices(buffer: RehearsalBuffer, n: int, label_field: str = "y", feature_field: str = "features") -> np.ndarray:
+    """Slots to replay: n draws spread uniformly over the stored classes, each class giving its
+    least-replayed samples, nearest its mean feature first."""
+    if feature_field not in buffer.storage:
+        raise ValueError("GRASP retrieval needs a 'features' field in the buffer (add(..., features=...))")
+    size = buffer.size
+    labels_t = buffer.storage[label_field][:size].long()
+    features = buffer.storage[feature_field][:size].float().flatten(1)
+    classes, inverse = torch.unique(labels_t, return_inverse=True)
+    sums = torch.zeros(len(classes), features.shape[1], device=features.device).index_add_(0, inverse, features)
+    counts = torch.bincount(inverse, minlength=len(classes)).clamp(min=1).unsqueeze(1)
+    distance = (features - (sums / counts)[inverse]).pow(2).sum(1).cpu().numpy()
+    group = inverse.cpu().numpy()
+    # draws per class: balanced, the remainder to random classes, capped by what each class holds
+    held = np.bincount(group, minlength=len(classes))
+    want = np.zeros(len(classes), dtype=np.int64)
+    remaining = min(n, size)
+    while remaining > 0:
+        open_classes = np.flatnonzero(want < held)
+        order = open_classes[torch.randperm(len(open_classes), generator=buffer.generator).numpy()]
+        share = order[:remaining] if remaining < len(order) else order
+        want[share] += 1
+        remaining -= len(share)
+    # within a class: fewest replays first, then nearest to the class mean
+    order = np.lexsort((distance, buffer.draw_counts[:size], group))
+    rank = group_ranks(group[order])
+    chosen = order[rank < want[group[order]]]
+    buffer.draw_counts[chosen] += 1
+    return chosen

@@ -1,0 +1,149 @@
+"""Property tests of PRS, herding and GRASP retrieval."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sylvan.buffers import HerdingBuffer, PRSBuffer, make_buffer
+from sylvan.buffers.balancing import level_down
+from sylvan.errors import ConfigurationError
+
+label_batches = st.lists(st.lists(st.integers(0, 5), min_size=0, max_size=20), max_size=15)
+
+
+def feed(buffer, batches, features=False):
+    start = 0
+    for labels in batches:
+        ids = torch.arange(start, start + len(labels))
+        fields = dict(x=ids.float().unsqueeze(1), y=torch.tensor(labels, dtype=torch.long), id=ids)
+        if features:
+            fields["features"] = torch.stack([ids.float() % 7, torch.tensor(labels, dtype=torch.float)], 1)
+        buffer.add(**fields)
+        start += len(labels)
+    return start
+
+
+def check_storage(buffer, total):
+    assert len(buffer) <= buffer.capacity and buffer.seen == total
+    stored = buffer.get_all()
+    if stored:
+        ids = stored["id"]
+        assert len(set(ids.tolist())) == len(ids)
+        assert torch.equal(stored["x"][:, 0].long(), ids)
+        assert buffer.class_counts() == {
+            int(c): int(n) for c, n in enumerate(np.bincount(buffer.slot_labels[: len(buffer)])) if n
+        }
+
+
+@settings(max_examples=80, deadline=None)
+@given(capacity=st.integers(1, 30), batches=label_batches, seed=st.integers(0, 5))
+def test_prs_keeps_rare_classes_whole(capacity, batches, seed):
+    buffer = PRSBuffer(capacity, seed=seed)
+    total = feed(buffer, batches)
+    check_storage(buffer, total)
+    labels = [y for b in batches for y in b]
+    seen = np.bincount(labels, minlength=6) if labels else np.zeros(6, dtype=int)
+    counts = buffer.class_counts()
+    classes = int((seen > 0).sum())
+    for label in np.flatnonzero(seen):
+        held = counts.get(int(label), 0)
+        assert held <= seen[label]
+        if seen[label] <= capacity // classes:  # never more than its equal share: all kept
+            assert held == seen[label]
+
+
+def test_prs_balances_an_imbalanced_stream():
+    buffer = PRSBuffer(100, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(100):  # class 0 is 90% of the stream
+        labels = np.where(rng.random(32) < 0.9, 0, rng.integers(1, 4, 32))
+        y = torch.from_numpy(labels)
+        buffer.add(x=torch.zeros(32, 1), y=y)
+    counts = buffer.class_counts()
+    assert len(buffer) == 100
+    assert max(counts.values()) - min(counts.values()) <= 2, counts  # reservoir would keep ~90 of class 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(capacity=st.integers(1, 20), batches=label_batches, seed=st.integers(0, 3))
+def test_herding_is_class_balanced(capacity, batches, seed):
+    buffer = HerdingBuffer(capacity, seed=seed)
+    total = feed(buffer, batches, features=True)
+    check_storage(buffer, total)
+    labels = [y for b in batches for y in b]
+    if not labels:
+        return
+    seen = np.bincount(labels)
+    classes = np.flatnonzero(seen)
+    base, extra = divmod(capacity, len(classes))
+    counts = buffer.class_counts()
+    for index, label in enumerate(classes):
+        assert counts.get(int(label), 0) == min(int(seen[label]), base + (1 if index < extra else 0))
+
+
+def test_herding_keeps_the_exemplars_closest_to_the_mean():
+    buffer = HerdingBuffer(2, seed=0)
+    points = torch.tensor([[0.0], [10.0], [4.0], [6.0], [-3.0]])
+    buffer.add(x=torch.arange(5.0).unsqueeze(1), y=torch.zeros(5, dtype=torch.long), features=points)
+    # class mean 3.4: the pair whose mean is nearest is (0, 6) or (4, ...): herding keeps mean 3 or 5
+    kept = buffer.get_all()["features"].flatten()
+    assert abs(float(kept.mean()) - 3.4) <= 1.6
+    with pytest.raises(ValueError, match="features"):
+        HerdingBuffer(2).add(x=torch.zeros(1, 1), y=torch.zeros(1, dtype=torch.long))
+
+
+def test_grasp_replays_prototypes_first_then_everyone():
+    buffer = make_buffer("reservoir", 12, retrieval="grasp")
+    labels = torch.tensor([0] * 6 + [1] * 6)
+    distance = torch.tensor([5.0, 1.0, 3.0, 0.0, 2.0, 4.0] * 2)
+    buffer.add(x=torch.arange(12.0).unsqueeze(1), y=labels, features=distance.unsqueeze(1))
+    first = buffer.sample(4)
+    assert sorted(first["y"].tolist()) == [0, 0, 1, 1], "class-balanced"
+    # class mean is 2.5: the nearest are the samples with features 2 and 3
+    assert sorted(first["features"].flatten().tolist()) == [2.0, 2.0, 3.0, 3.0]
+    seen = set(first["x"].flatten().tolist())
+    for _ in range(2):
+        seen |= set(buffer.sample(4)["x"].flatten().tolist())
+    assert seen == set(range(12)), "every sample is replayed before any is replayed twice"
+    with pytest.raises(ValueError, match="features"):
+        plain = make_buffer("reservoir", 4, retrieval="grasp")
+        plain.add(x=torch.zeros(2, 1), y=torch.zeros(2, dtype=torch.long))
+        plain.sample(1)
+    with pytest.raises(ConfigurationError):
+        make_buffer("reservoir", 4, retrieval="nope")
+
+
+@pytest.mark.parametrize("policy", ["prs", "herding"])
+def test_state_dict_restores_future_draws(policy):
+    batches = [[i % 5 for i in range(j, j + 7)] for j in range(12)]
+    a = make_buffer(policy, 12, seed=1)
+    feed(a, batches[:6], features=True)
+    b = make_buffer(policy, 12, seed=2)
+    b.load_state_dict(a.state_dict())
+    start = sum(len(x) for x in batches[:6])
+    for labels in batches[6:]:
+        ids = torch.arange(start, start + len(labels))
+        feats = torch.stack([ids.float() % 7, torch.tensor(labels, dtype=torch.float)], 1)
+        for buffer in (a, b):
+            buffer.add(x=ids.float().unsqueeze(1), y=torch.tensor(labels), id=ids, features=feats)
+        start += len(labels)
+    assert torch.equal(a.get_all()["id"], b.get_all()["id"])
+    assert torch.equal(a.sample(5)["id"], b.sample(5)["id"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.integers(-10, 20), min_size=1, max_size=8), data=st.data())
+def test_level_down_with_caps(values, data):
+    values = np.array(values)
+    caps = np.array([data.draw(st.integers(0, 10)) for _ in values])
+    remove = data.draw(st.integers(0, int(caps.sum())))
+    removal = level_down(values, remove, np.arange(len(values)), caps=caps)
+    assert removal.sum() == remove and (removal >= 0).all() and (removal <= caps).all()
+    after = values - removal
+    cut = removal > 0
+    if cut.any():  # a cut entry ends within one of every entry that could still give
+        could_give = removal < caps
+        if could_give.any():
+            assert after[cut].min() >= after[could_give].max() - 1

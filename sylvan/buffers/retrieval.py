@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 RETRIEVALS = ("uniform", "grasp")
 
 
-def grasp_indices(buffer: RehearsalBuffer, n: int, label_field: str = "y", feature_field: str = "features") -> np.ndarray:
+def grasp_indices(
+    buffer: RehearsalBuffer, n: int, label_field: str = "y", feature_field: str = "features"
+) -> np.ndarray:
     """Slots to replay: n draws spread uniformly over the stored classes, each class giving its
     least-replayed samples, nearest its mean feature first."""
     if feature_field not in buffer.storage:

@@ -88,10 +88,10 @@ class RehearsalBuffer:
         """Offer a batch of new samples (fields of equal first dimension) to the buffer."""
         if not batch:
             raise ValueError("add() needs at least one field, e.g. add(x=..., y=...)")
-        counts = {len(values) for values in batch.values()}
-        if len(counts) != 1:
-            raise ValueError("all fields of a batch must have the same number of samples")
-        (count,) = counts
+        count = next(iter(batch.values())).shape[0]
+        for values in batch.values():
+            if values.shape[0] != count:
+                raise ValueError("all fields of a batch must have the same number of samples")
         if self.storage and batch.keys() != self.storage.keys():
             raise ValueError(f"fields {sorted(batch)} differ from stored {sorted(self.storage)}")
         if count and self.capacity:
@@ -111,13 +111,14 @@ class RehearsalBuffer:
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
         slot_index = torch.from_numpy(slots)
         position_index = torch.from_numpy(positions)
-        if self.device.type != "cpu":
+        on_cpu = self.device.type == "cpu"
+        if not on_cpu:
             slot_index = slot_index.to(self.device, non_blocking=True)
         for name, values in batch.items():
-            index = position_index if values.device.type == "cpu" else position_index.to(values.device)
-            taken = values.detach().index_select(0, index)
-            if taken.device != self.device:
-                taken = taken.to(self.device, non_blocking=True)
+            if values.device == self.device:
+                taken = values.detach().index_select(0, position_index if on_cpu else slot_index.new_tensor(positions))
+            else:
+                taken = values.detach().index_select(0, position_index.to(values.device)).to(self.device)
             self.storage[name].index_copy_(0, slot_index, taken)
         self.draw_counts[slots] = 0
 

@@ -24,6 +24,8 @@ class ClassAwareBuffer(RehearsalBuffer):
         self.class_seen = np.zeros(0, dtype=np.int64)
         self.class_stored = np.zeros(0, dtype=np.int64)
         self.slot_labels = np.full(self.capacity, -1, dtype=np.int64)
+        # label -> occupied slots holding it; None when it must be rebuilt (after moves)
+        self._member_cache: dict[int, np.ndarray] | None = None
 
     def _labels_of(self, batch: Mapping[str, torch.Tensor]) -> np.ndarray:
         if self.label_field not in batch:
@@ -48,9 +50,23 @@ class ClassAwareBuffer(RehearsalBuffer):
         move and removal, so reading it costs nothing)."""
         return self.class_stored.copy()
 
+    def members(self, label: int) -> np.ndarray:
+        """The occupied slots holding `label`, in slot order unless the cache says otherwise."""
+        if self._member_cache is None:
+            return np.flatnonzero(self.slot_labels[: self.size] == label)
+        return self._member_cache.get(int(label), np.empty(0, dtype=np.int64))
+
+    def build_member_cache(self) -> None:
+        """Index the slots of every label at once (one sort), for policies that look up many
+        labels per batch; kept up to date by writes that fill empty slots, dropped on moves."""
+        labels = self.slot_labels[: self.size]
+        order = np.argsort(labels, kind="stable")
+        classes, starts = np.unique(labels[order], return_index=True)
+        self._member_cache = dict(zip(classes.tolist(), np.split(order, starts[1:])))
+
     def _random_slots_of(self, label: int, count: int) -> np.ndarray:
         """`count` distinct occupied slots, drawn uniformly among those holding `label`."""
-        members = np.flatnonzero(self.slot_labels[: self.size] == label)
+        members = self.members(label)
         return members[self._choose(len(members), count)]
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
@@ -60,13 +76,23 @@ class ClassAwareBuffer(RehearsalBuffer):
         new = self._batch_labels[positions]
         self.class_stored += np.bincount(new, minlength=size) - np.bincount(replaced[replaced >= 0], minlength=size)
         self.slot_labels[slots] = new
+        changed = replaced != new
+        if self._member_cache is not None and changed.any():
+            if (replaced[changed] == -1).all():  # only empty slots filled: extend the lists
+                for label in np.unique(new[changed]).tolist():
+                    added = slots[changed & (new == label)]
+                    self._member_cache[label] = np.concatenate([self.members(label), added])
+            else:
+                self._member_cache = None
 
     def _on_remove(self, slots: np.ndarray) -> None:
         self.class_stored -= np.bincount(self.slot_labels[slots], minlength=len(self.class_stored))
         self.slot_labels[slots] = -1
+        self._member_cache = None
 
     def _move(self, sources: np.ndarray, targets: np.ndarray) -> None:
         super()._move(sources, targets)
+        self._member_cache = None
         self.slot_labels[targets] = self.slot_labels[sources]
         self.slot_labels[sources] = -1
 
@@ -89,3 +115,4 @@ class ClassAwareBuffer(RehearsalBuffer):
         self.class_seen = np.asarray(state["class_seen"]).copy()
         self.class_stored = np.asarray(state["class_stored"]).copy()
         self.slot_labels = np.asarray(state["slot_labels"]).copy()
+        self._member_cache = None

@@ -48,9 +48,10 @@ class ClassBalancedBuffer(ClassAwareBuffer):
         # chosen < held: an old slot of the class; otherwise one of the class's fill slots
         slots = fill_start[classes] + chosen - held[classes]
         old = chosen < held[classes]
+        if old.any() and self._member_cache is None:
+            self.build_member_cache()
         for label in np.unique(classes[old]):  # a lookup per class, not per sample
-            members = np.flatnonzero(self.slot_labels[: self.size] == label)
             pick = old & (classes == label)
-            slots[pick] = members[chosen[pick]]
+            slots[pick] = self.members(label)[chosen[pick]]
         self.size += int(fills.sum())
         return last_writer_wins(slots, positions)

@@ -79,16 +79,23 @@ class HerdingBuffer(ClassAwareBuffer):
 
     @staticmethod
     def _herd_out(pool: torch.Tensor, mean: torch.Tensor, surplus: int) -> np.ndarray:
-        """Indices of the pool kept after removing `surplus` candidates greedily by herding."""
+        """Indices of the pool kept after removing `surplus` candidates greedily by herding.
+
+        Removing candidate i leaves the mean (T - f_i) / k, with T the sum of the remaining
+        features and k = remaining - 1; its squared distance to the class mean mu is, up to a
+        term that does not depend on i, -2/k * (f_i.T / k - f_i.mu) + |f_i|^2 / k^2. Keeping
+        f_i.T up to date costs one matrix-vector product per removal."""
         alive = torch.ones(len(pool), dtype=torch.bool, device=pool.device)
-        total = pool.sum(0)
+        dot_total = pool @ pool.sum(0)
+        dot_mean = pool @ mean
+        norms = pool.pow(2).sum(1)
         remaining = len(pool)
-        for _ in range(surplus):  # one step per removed candidate (greedy by construction)
-            rest_means = (total.unsqueeze(0) - pool) / (remaining - 1 if remaining > 1 else 1)
-            distance = (rest_means - mean).pow(2).sum(1).masked_fill(~alive, float("inf"))
-            drop = int(distance.argmin())
+        for _ in range(surplus):  # greedy by construction: one step per removed candidate
+            k = max(remaining - 1, 1)
+            score = (norms / k - 2.0 * (dot_total / k - dot_mean)) / k
+            drop = int(score.masked_fill(~alive, float("inf")).argmin())
             alive[drop] = False
-            total = total - pool[drop]
+            dot_total -= pool @ pool[drop]
             remaining -= 1
         return np.flatnonzero(alive.cpu().numpy())
 

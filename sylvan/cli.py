@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -19,7 +20,7 @@ from typing import Any, Optional
 import yaml
 from simple_parsing import ArgumentParser
 
-from sylvan.errors import ConfigurationError, SylvanError
+from sylvan.errors import ConfigurationError, RunFailedError, SylvanError
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.settings import Setting, get_setting
 from sylvan.tracking import Tracker, default_run_name
@@ -202,6 +203,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         "method_options": method.hparams(),
         "run": asdict(options),
     }
+    if not getattr(setting, "is_writer", True):  # a data-parallel worker other than 0: no outputs
+        setting.apply(method, None)
+        return 0
     tracker = Tracker(
         options.results_dir,
         options.run_name or default_run_name(setting_cls.name, method_cls.name),
@@ -220,6 +224,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: user mistakes print one paragraph and exit with status 2."""
     try:
         status = run(argv)
+    except RunFailedError as error:
+        print(f"sylvan: run failed: {error}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # a broken process group can abort in its destructors at interpreter exit: leave now
+        # (every result was already written, atomically)
+        os._exit(1)
     except SylvanError as error:
         print(f"sylvan: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -26,6 +26,11 @@ class DataUnavailableError(SylvanError):
     """A dataset is neither on disk nor downloadable."""
 
 
+class RunFailedError(SylvanError):
+    """A run stopped because something failed while it ran (a data-parallel worker died or
+    raised). Not a usage mistake: the command line exits with status 1."""
+
+
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> UnknownNameError:
     """Build the error for an unknown `kind` called `name`, listing the valid names."""
     return UnknownNameError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")

@@ -15,8 +15,11 @@ TINY = dict(dataset="synthetic", train_samples=120, nb_tasks=2, progress_bar=Fal
 def tiny_options(setting_cls: type) -> dict:
     """Options that make any supervised setting run in about a second."""
     options = dict(TINY)
-    if hasattr(setting_cls, "epochs") or "epochs" in getattr(setting_cls, "__dataclass_fields__", {}):
+    fields = getattr(setting_cls, "__dataclass_fields__", {})
+    if "epochs" in fields:
         options["epochs"] = 1
+    if "devices" in fields:  # in-process tests run one worker; multi-worker runs use subprocesses
+        options["devices"] = 1
     return options
 
 
@@ -31,3 +34,18 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
     shutil.copytree(source / "MNIST", root / "MNIST")
     return root
+
+
+@pytest.fixture(autouse=True)
+def isolated_distributed_state():
+    """In-process runs of the distributed setting (one worker) set launcher variables
+    (MASTER_PORT, LOCAL_RANK, WORLD_SIZE, ...) and a process group; undo both after each test,
+    so that later tests, and the workers they start in subprocesses, begin clean."""
+    environment = dict(os.environ)
+    yield
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    os.environ.clear()
+    os.environ.update(environment)

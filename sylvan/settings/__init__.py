@@ -5,6 +5,7 @@ from __future__ import annotations
 from sylvan.settings.base import SETTINGS, Setting, get_setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
+from sylvan.settings.distributed import DistributedSetting
 from sylvan.settings.domain_incremental import DomainIncrementalSetting
 from sylvan.settings.multi_task import MultiTaskSetting
 from sylvan.settings.online import OnlineSetting
@@ -15,6 +16,7 @@ __all__ = [
     "SETTINGS",
     "ClassIncrementalSetting",
     "DatasetSpec",
+    "DistributedSetting",
     "DomainIncrementalSetting",
     "MultiTaskSetting",
     "OnlineSetting",

@@ -1,0 +1,150 @@
+"""Data-parallel class-incremental learning: N workers, each training on a shard of every task."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import torch
+import torch.distributed as dist
+from lightning.pytorch.callbacks import Callback
+
+from sylvan.errors import ConfigurationError, RunFailedError
+from sylvan.metrics import Results
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+from sylvan.settings.streams import TaskData
+
+
+def global_rank() -> int:
+    """This worker's rank: from torch.distributed once it is up, else from the launcher's
+    environment (Lightning, torchrun and SLURM set these before the process group exists)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+@dataclass
+class DistributedSetting(ClassIncrementalSetting):
+    """Class-incremental learning run by `devices x num_nodes` data-parallel workers. Each worker
+    trains on its own shard of every task (Lightning's distributed sampler); evaluation is split
+    across the workers and reduced, and only worker 0 writes results. Every method for
+    class_incremental runs here unchanged, under DDP. `--devices N` starts the workers on this
+    machine; under torchrun or SLURM the launcher starts them."""
+
+    name: ClassVar[str] = "distributed"
+    data_parallel: ClassVar[bool] = True
+
+    devices: int = 2  # data-parallel workers per node (processes on CPU, GPUs with --accelerator gpu)
+    num_nodes: int = 1  # number of nodes (machines) taking part
+    worker_timeout: float = 120.0  # seconds a worker waits for the others before the run stops with an error
+
+    def validate(self) -> None:
+        super().validate()
+        if self.devices < 1 or self.num_nodes < 1:
+            raise ConfigurationError("--devices and --num_nodes must be >= 1")
+        if self.worker_timeout <= 0:
+            raise ConfigurationError(f"--worker_timeout must be > 0, got {self.worker_timeout}")
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
+    @property
+    def is_writer(self) -> bool:
+        """Only worker 0 writes results, checkpoints and logs."""
+        return global_rank() == 0
+
+    def strategy(self) -> Any:
+        """The Lightning strategy the learner trains with: DDP, on a process group whose
+        collectives give up after `worker_timeout` seconds instead of hanging."""
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(
+            process_group_backend="nccl" if self._uses_cuda() else "gloo",
+            timeout=timedelta(seconds=self.worker_timeout),
+        )
+
+    def _uses_cuda(self) -> bool:
+        return self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        kwargs = super().trainer_kwargs()
+        kwargs.update(strategy=self.strategy(), devices=self.devices, num_nodes=self.num_nodes)
+        kwargs["callbacks"] = [*kwargs["callbacks"], _RememberTrainer(self)]
+        if not self._uses_cuda():
+            kwargs["accelerator"] = "cpu"
+        return kwargs
+
+    def evaluate(self, method: Any, tasks: list[TaskData]) -> tuple[list[float], list[float] | None]:
+        """Each worker scores its shard of every test set; counts are summed over the workers.
+        Before the workers exist (the evaluation before training), one process scores it all."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return super().evaluate(method, tasks)
+        rank, world = dist.get_rank(), dist.get_world_size()
+        shards = [
+            TaskData(t.task_id, t.x_train, t.y_train, t.x_test[rank::world], t.y_test[rank::world], t.classes)
+            for t in tasks
+        ]
+        accuracies, aware = super().evaluate(method, shards)
+        sizes = torch.tensor([len(s.y_test) for s in shards], dtype=torch.float64)
+        counts = torch.stack([torch.tensor(accuracies, dtype=torch.float64) * sizes,
+                              torch.tensor(aware or accuracies, dtype=torch.float64) * sizes, sizes])
+        if dist.get_backend() == "nccl":
+            counts = counts.cuda()
+        dist.all_reduce(counts)
+        counts = counts.cpu()
+        totals = counts[2].clamp(min=1)
+        accuracies = (counts[0] / totals).round(decimals=12).tolist()
+        return accuracies, (None if aware is None else (counts[1] / totals).round(decimals=12).tolist())
+
+    _workers = ()  # worker processes started on this machine by Lightning (worker 0 only)
+
+    def apply(self, method: Any, tracker: Any = None) -> Results:
+        """Run as one of the workers. If any worker dies or raises, the others stop within
+        `worker_timeout` seconds (usually at once: the collectives see the broken connection),
+        and worker 0 reports which worker failed; finished tasks are already on disk."""
+        try:
+            return super().apply(method, tracker)
+        except Exception as error:
+            if self.world_size == 1 or not _is_distributed_failure(error):
+                raise
+            raise RunFailedError(self._describe_failure(error)) from error
+
+    def _describe_failure(self, error: BaseException) -> str:
+        rank = global_rank()
+        cause = str(error).splitlines()[0][:300]
+        lines = [f"worker {rank} lost contact with the other workers ({cause})."]
+        processes = list(self._workers)
+        deadline = time.monotonic() + 5.0
+        while processes and any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for child_rank, process in enumerate(processes, start=1):
+            status = process.poll()
+            state = "is still running" if status is None else f"exited with status {status}"
+            lines.append(f"worker {child_rank} {state}.")
+        lines.append("Results of the tasks finished before the failure are in the run folder.")
+        return " ".join(lines)
+
+
+def _is_distributed_failure(error: BaseException) -> bool:
+    """Errors raised by collectives when a peer disappears or times out."""
+    names = {type(e).__name__ for e in (error, error.__cause__, error.__context__) if e is not None}
+    text = str(error).lower()
+    markers = ("connection", "timed out", "timeout", "peer", "gloo", "nccl", "socket")
+    return bool(names & {"DistBackendError", "DistNetworkError", "DistError"}) or any(m in text for m in markers)
+
+
+class _RememberTrainer(Callback):
+    def __init__(self, setting: DistributedSetting) -> None:
+        self.setting = setting
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        launcher = getattr(trainer.strategy, "_launcher", None)
+        if getattr(launcher, "procs", None):  # the Trainer that started the workers
+            self.setting._workers = list(launcher.procs)

@@ -1,0 +1,56 @@
+"""The distributed setting with real workers: 2 processes on gloo, started by the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from sylvan.errors import ConfigurationError
+from sylvan.settings import ClassIncrementalSetting, DistributedSetting
+from tests.test_cli import REPO, sylvan
+
+COMMON = ["--dataset", "digits", "--epochs", "3", "--progress_bar", "false", "--seed", "0"]
+
+
+def test_distributed_is_class_incremental_with_data_parallel_workers():
+    assert issubclass(DistributedSetting, ClassIncrementalSetting)
+    assert DistributedSetting.data_parallel and not ClassIncrementalSetting.data_parallel
+    with pytest.raises(ConfigurationError):
+        DistributedSetting(devices=0)
+    with pytest.raises(ConfigurationError):
+        DistributedSetting(worker_timeout=0)
+
+
+@pytest.mark.slow
+def test_two_workers_match_one_process(tmp_path):
+    single = sylvan("--setting", "class_incremental", "--method", "rehearsal", *COMMON, "--batch_size", "32",
+                    "--results_dir", str(tmp_path), "--run_name", "single")
+    assert single.returncode == 0, single.stderr
+    # two workers of batch 16 make the same global batch of 32
+    double = sylvan("--setting", "distributed", "--method", "rehearsal", "--devices", "2", *COMMON,
+                    "--batch_size", "16", "--results_dir", str(tmp_path), "--run_name", "double")
+    assert double.returncode == 0, double.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["double", "single"], "only worker 0 writes"
+    one = json.loads((tmp_path / "single" / "results.json").read_text())
+    two = json.loads((tmp_path / "double" / "results.json").read_text())
+    assert len(two["accuracy_matrix"]) == 5 and two["complete"]
+    assert two["samples_seen"] == one["samples_seen"], "the workers together see every sample once per epoch"
+    assert abs(two["final_average_accuracy"] - one["final_average_accuracy"]) < 0.12
+    assert two["final_average_accuracy"] > 0.6
+
+
+@pytest.mark.slow
+def test_a_dead_worker_stops_the_run_with_a_clear_error(tmp_path):
+    start = time.monotonic()
+    out = sylvan("--plugin", str(REPO / "tests" / "plugins" / "dying_worker.py"), "--setting", "distributed",
+                 "--method", "dying_worker", "--devices", "2", *COMMON, "--worker_timeout", "30",
+                 "--results_dir", str(tmp_path), "--run_name", "dies")
+    elapsed = time.monotonic() - start
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "worker 1 exited with status 17" in out.stderr
+    assert "Traceback" not in out.stderr.split("sylvan: run failed")[-1]
+    assert elapsed < 120
+    results = json.loads((tmp_path / "dies" / "results.json").read_text())
+    assert len(results["accuracy_matrix"]) == 2 and results["complete"] is False

@@ -84,6 +84,7 @@ class Results:
     online_accuracy: float | None = None
     samples_seen: list[int] = field(default_factory=list)
     task_wall_time: list[float] = field(default_factory=list)
+    task_train_time: list[float] = field(default_factory=list)
     total_wall_time: float = 0.0
     peak_memory_mb: float | None = None
     complete: bool = True
@@ -151,6 +152,7 @@ class Results:
         """Timings and memory, which vary from run to run: the content of `runtime.json`."""
         return {
             "task_wall_time": self.task_wall_time,
+            "task_train_time": self.task_train_time,
             "total_wall_time": self.total_wall_time,
             "peak_memory_mb": self.peak_memory_mb,
         }

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features
+from sylvan.buffers.distributed import GlobalReplay
 from sylvan.errors import ConfigurationError, unknown_name
 from sylvan.methods.learner import Batch, SupervisedMethod
 from sylvan.settings.base import Setting
@@ -47,6 +48,7 @@ class Rehearsal(SupervisedMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
+        self._global_replay = None
         self.buffer = make_buffer(
             self.buffer_policy, self.buffer_size, seed=setting.seed, retrieval=self.buffer_retrieval
         )
@@ -60,7 +62,24 @@ class Rehearsal(SupervisedMethod):
     def replay_count(self, batch_size: int) -> int:
         return self.replay_size or batch_size
 
+    def global_replay(self, setting: Any) -> GlobalReplay:
+        """On data-parallel settings, the distributed rehearsal strategy replays from the union
+        of every worker's buffer (this method's buffer is the local one) instead of the method."""
+        if getattr(self, "_global_replay", None) is None:
+            if self.store_features:
+                raise ConfigurationError(
+                    f"--buffer_policy {self.buffer_policy} / --buffer_retrieval {self.buffer_retrieval} need "
+                    "features, which the distributed rehearsal strategy does not exchange; use reservoir, "
+                    "class_balanced, prs or gdumb with uniform retrieval"
+                )
+            self._global_replay = GlobalReplay(
+                self.buffer, self.replay_count(setting.batch_size), synchronous=setting.replay_sync, seed=setting.seed
+            )
+        return self._global_replay
+
     def training_step(self, batch: Batch) -> torch.Tensor:
+        if getattr(self, "_global_replay", None) is not None:  # the strategy already joined the replay
+            return F.cross_entropy(self.learner(batch.x), batch.y)
         new = batch.fields()
         replay = self.buffer.sample(self.replay_count(len(batch.y)))
         if replay:

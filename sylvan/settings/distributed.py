@@ -43,6 +43,7 @@ class DistributedSetting(ClassIncrementalSetting):
     devices: int = 2  # data-parallel workers per node (processes on CPU, GPUs with --accelerator gpu)
     num_nodes: int = 1  # number of nodes (machines) taking part
     worker_timeout: float = 120.0  # seconds a worker waits for the others before the run stops with an error
+    replay_sync: bool = False  # rehearsal: exchange representatives synchronously (the baseline) instead of overlapped
 
     def validate(self) -> None:
         super().validate()
@@ -62,13 +63,19 @@ class DistributedSetting(ClassIncrementalSetting):
 
     def strategy(self) -> Any:
         """The Lightning strategy the learner trains with: DDP, on a process group whose
-        collectives give up after `worker_timeout` seconds instead of hanging."""
+        collectives give up after `worker_timeout` seconds instead of hanging; for a method that
+        replays (it has `global_replay`), DDP with the distributed rehearsal buffer."""
         from lightning.pytorch.strategies import DDPStrategy
 
-        return DDPStrategy(
+        from sylvan.buffers.distributed import DistributedRehearsalStrategy
+
+        options = dict(
             process_group_backend="nccl" if self._uses_cuda() else "gloo",
             timeout=timedelta(seconds=self.worker_timeout),
         )
+        if hasattr(self._method, "global_replay"):
+            return DistributedRehearsalStrategy(replay=self._method.global_replay(self), **options)
+        return DDPStrategy(**options)
 
     def _uses_cuda(self) -> bool:
         return self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
@@ -104,11 +111,13 @@ class DistributedSetting(ClassIncrementalSetting):
         return accuracies, (None if aware is None else (counts[1] / totals).round(decimals=12).tolist())
 
     _workers = ()  # worker processes started on this machine by Lightning (worker 0 only)
+    _method = None  # the method being run (set by `apply`)
 
     def apply(self, method: Any, tracker: Any = None) -> Results:
         """Run as one of the workers. If any worker dies or raises, the others stop within
         `worker_timeout` seconds (usually at once: the collectives see the broken connection),
         and worker 0 reports which worker failed; finished tasks are already on disk."""
+        self._method = method
         try:
             return super().apply(method, tracker)
         except Exception as error:

@@ -245,6 +245,7 @@ class OnlineSetting(Setting):
         for stage, loaders in enumerate(self.training_stages(tasks)):
             stage_start = time.perf_counter()
             self.train_stage(method, stage, loaders)
+            results.task_train_time.append(time.perf_counter() - stage_start)
             accuracies, aware = self.evaluate(method, tasks)
             results.accuracy_matrix.append(accuracies)
             if aware is not None:

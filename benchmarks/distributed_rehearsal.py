@@ -1,0 +1,95 @@
+"""Distributed asynchronous rehearsal: what it costs and what it buys.
+
+Part 1, throughput: training samples per second (training time only, without evaluation) of
+`naive`, synchronous rehearsal (`--replay_sync true`) and asynchronous rehearsal on the
+`distributed` setting with 1 and 2 workers, MNIST, 5 tasks, MLP, batch b per worker, r = b.
+
+Part 2, accuracy: final class-IL accuracy on MNIST (5 tasks) of naive, distributed asynchronous
+rehearsal and from_scratch with 2 workers, so that the claim of Bouvier et al. (CCGrid 2024) can
+be read off: accuracy close to from-scratch, runtime close to naive.
+
+    python benchmarks/distributed_rehearsal.py --data_dir DIR [--accelerator gpu --workers 1]
+
+Each run is the real command line (`cli.py`) in a subprocess; figures come from its results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(method: str, workers: int, args: argparse.Namespace, extra: list[str], name: str) -> dict:
+    with tempfile.TemporaryDirectory() as results:
+        command = [
+            sys.executable, str(REPO / "cli.py"), "--setting", "distributed", "--method", method,
+            "--devices", str(workers), "--accelerator", args.accelerator, "--dataset", "mnist",
+            "--data_dir", args.data_dir, "--nb_tasks", "5", "--progress_bar", "false",
+            "--results_dir", results, "--run_name", name, "--save_checkpoints", "false", *extra,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        metrics = json.loads((Path(results) / name / "results.json").read_text())
+        runtime = json.loads((Path(results) / name / "runtime.json").read_text())
+    samples = sum(metrics["samples_seen"])
+    return {
+        "accuracy": 100 * metrics["final_average_accuracy"],
+        "throughput": samples / sum(runtime["task_train_time"]),
+        "train_seconds": sum(runtime["task_train_time"]),
+        "total_seconds": runtime["total_wall_time"],
+    }
+
+
+def main() -> None:
+    from sylvan.settings.online import DEFAULT_DATA_DIR
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--batch_size", type=int, default=64, help="b, per worker (r = b)")
+    parser.add_argument("--train_samples", type=int, default=20_000, help="MNIST training samples for part 1")
+    parser.add_argument("--skip_accuracy", action="store_true")
+    args = parser.parse_args()
+
+    common = ["--batch_size", str(args.batch_size), "--epochs", "1", "--train_samples", str(args.train_samples)]
+    replay = ["--lr", "0.05", "--buffer_size", "1000", "--replay_size", str(args.batch_size)]
+    print(f"Training throughput ({args.accelerator}, MNIST {args.train_samples} samples, 5 tasks, MLP, "
+          f"b = r = {args.batch_size} per worker), samples per second")
+    print(f"{'workers':>7} | {'naive':>9} {'sync':>9} {'async':>9} | step time: {'async/naive':>11} "
+          f"{'sync/naive':>10} {'ideal':>6} | {'async speed-up over sync':>24}")
+    for workers in args.workers:
+        naive = run("naive", workers, args, [*common, "--lr", "0.05"], "naive")
+        sync = run("rehearsal", workers, args, [*common, *replay, "--replay_sync", "true"], "sync")
+        asynchronous = run("rehearsal", workers, args, [*common, *replay], "async")
+        rates = (naive["throughput"], sync["throughput"], asynchronous["throughput"])
+        print(f"{workers:>7} | {rates[0]:9.0f} {rates[1]:9.0f} {rates[2]:9.0f} | step time: "
+              f"{rates[0] / rates[2]:11.2f} {rates[0] / rates[1]:10.2f} {2.0:6.2f} | {rates[2] / rates[1]:24.2f}",
+              flush=True)
+    print("(throughput counts new samples; a rehearsal step computes on b + r samples, so the ideal step-time\n"
+          " ratio to naive is 1 + r/b = 2.00: below it, the replay costs less than its extra compute)")
+    if args.skip_accuracy:
+        return
+    workers = max(args.workers)
+    full = ["--batch_size", "32", "--epochs", "1", "--lr", "0.05"]
+    print(f"\nMNIST, 5 tasks, class-incremental, {workers} workers, 1 epoch, batch 32 per worker")
+    print(f"{'method':>24} | {'class-IL acc':>12} | {'train s':>8} | {'total s':>8}")
+    for label, method, extra in (
+        ("naive", "naive", []),
+        ("async rehearsal (2,000)", "rehearsal", ["--buffer_size", "1000", "--replay_size", "32"]),
+        ("from_scratch", "from_scratch", []),
+    ):
+        figures = run(method, workers, args, [*full, *extra], method)
+        print(f"{label:>24} | {figures['accuracy']:12.2f} | {figures['train_seconds']:8.1f} | "
+              f"{figures['total_seconds']:8.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

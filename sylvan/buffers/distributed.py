@@ -1,0 +1,195 @@
+"""Distributed asynchronous rehearsal (Bouvier et al., "Efficient Data-Parallel Continual
+Learning with Asynchronous Distributed Rehearsal Buffers", CCGrid 2024) as a Lightning strategy.
+
+Every data-parallel worker keeps a local rehearsal buffer (any policy); together they form the
+global buffer. Each training step joins the worker's b new samples with r representatives drawn
+uniformly from the union of all workers' buffers. The exchange that fetches the representatives
+for the next step is issued with `async_op=True` on a process group of its own and runs while the
+current step computes its forward and backward pass; inserting the new samples into the local
+buffer happens on a side CUDA stream when there is one.
+
+How a step draws uniformly from the union: every worker sends each worker a block of r
+candidates drawn uniformly (without replacement) from its own buffer, with the size of that
+buffer (`all_to_all_single`, equal splits). The receiver draws r distinct indices uniformly over
+the concatenated buffers, counts how many fall in each worker's range (a multivariate
+hypergeometric draw) and takes that many candidates from each block: exactly a uniform draw
+without replacement from the union. It moves W times more candidates than it uses, in exchange
+for fixed-size messages that need no negotiation round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
+
+from sylvan.buffers.base import RehearsalBuffer
+
+FIELDS = ("x", "y", "t")
+
+
+class GlobalReplay:
+    """The exchange engine: local buffer, candidate blocks, pending asynchronous collectives."""
+
+    def __init__(self, buffer: RehearsalBuffer, replay_size: int, synchronous: bool = False, seed: int = 0) -> None:
+        self.buffer = buffer
+        self.replay_size = int(replay_size)
+        self.synchronous = synchronous
+        self.seed = seed
+        self.group: Any = None
+        self.generator: torch.Generator | None = None
+        self.pending: tuple[list[Any], dict[str, torch.Tensor], torch.Tensor] | None = None
+        self.side_stream: Any = None
+        self.steps = 0
+
+    # ----- topology ---------------------------------------------------------------------------
+
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    @property
+    def rank(self) -> int:
+        return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+    def _setup(self, device: torch.device) -> None:
+        if self.generator is None:
+            self.generator = torch.Generator().manual_seed(self.seed * 7919 + self.rank)
+        if self.group is None and self.world_size > 1:
+            # a group of its own, so replay traffic never queues behind gradient all-reduces
+            self.group = dist.new_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda" and self.side_stream is None:
+            self.side_stream = torch.cuda.Stream(device=device)
+
+    # ----- one training step ------------------------------------------------------------------
+
+    def augment(self, batch: Any) -> Any:
+        """The batch (x, y[, t]) followed by r representatives of the global buffer."""
+        fields = dict(zip(FIELDS, batch))
+        self._setup(fields["x"].device)
+        if self.synchronous and self.buffer.storage:
+            self._issue()
+        replay = self._receive()
+        self._insert(fields)
+        if not self.synchronous:
+            self._issue()  # candidates for the next step travel while this one computes
+        self.steps += 1
+        if not replay:
+            return batch
+        device = fields["x"].device
+        return tuple(torch.cat([fields[name], replay[name].to(device)]) for name in FIELDS[: len(batch)])
+
+    def _insert(self, fields: dict[str, torch.Tensor]) -> None:
+        if self.side_stream is None:
+            self.buffer.add(**fields)
+            return
+        main = torch.cuda.current_stream(fields["x"].device)
+        self.side_stream.wait_stream(main)  # the batch is ready before the side stream reads it
+        with torch.cuda.stream(self.side_stream):
+            self.buffer.add(**fields)
+        main.wait_stream(self.side_stream)  # the next step samples from an up-to-date buffer
+
+    def _issue(self) -> None:
+        """Send every worker a block of r candidates from the local buffer, and its size."""
+        world, r = self.world_size, self.replay_size
+        if r == 0 or not self.buffer.storage:
+            return
+        blocks = {name: [] for name in self.buffer.storage}
+        for _ in range(world):  # an independent block for every receiver
+            drawn = self.buffer.sample(r)
+            for name, values in self.buffer.storage.items():
+                block = values.new_zeros((r, *values.shape[1:]))
+                if drawn:
+                    block[: len(drawn[name])] = drawn[name]
+                blocks[name].append(block)
+        device = next(iter(self.buffer.storage.values())).device
+        size = torch.full((world,), len(self.buffer), dtype=torch.long, device=device)
+        send = {name: torch.cat(parts) for name, parts in blocks.items()}
+        if world == 1:
+            self.pending = ([], send, size)
+            return
+        received = {name: torch.empty_like(values) for name, values in send.items()}
+        sizes = torch.empty_like(size)
+        handles = [dist.all_to_all_single(sizes, size, group=self.group, async_op=True)]
+        handles += [dist.all_to_all_single(received[name], send[name], group=self.group, async_op=True)
+                    for name in send]
+        self.pending = (handles, received, sizes)
+
+    def wait(self) -> None:
+        """Complete the exchange in flight (its result is kept for the next step)."""
+        if self.pending is not None:
+            for handle in self.pending[0]:
+                handle.wait()
+            self.pending = ([], self.pending[1], self.pending[2])
+
+    def _receive(self) -> dict[str, torch.Tensor]:
+        """Wait for the exchange in flight and draw r representatives uniformly from the union."""
+        if self.pending is None:
+            return {}
+        self.wait()
+        _, blocks, sizes = self.pending
+        self.pending = None
+        sizes_np = sizes.cpu().numpy().astype(np.int64)
+        chosen = self.choose_from_union(sizes_np)
+        if not len(chosen):
+            return {}
+        rows = torch.from_numpy(chosen).to(next(iter(blocks.values())).device)
+        return {name: values[rows] for name, values in blocks.items()}
+
+    def choose_from_union(self, sizes: np.ndarray) -> np.ndarray:
+        """Rows of the received blocks (worker w's block holds rows w*r .. w*r + r - 1) that form
+        a uniform draw without replacement of min(r, total) samples from the union."""
+        r, total = self.replay_size, int(sizes.sum())
+        count = min(r, total)
+        if count == 0:
+            return np.empty(0, dtype=np.int64)
+        assert self.generator is not None
+        draws = torch.randperm(total, generator=self.generator)[:count].numpy()
+        owners = np.searchsorted(np.cumsum(sizes), draws, side="right")
+        per_worker = np.bincount(owners, minlength=len(sizes))
+        return np.concatenate([w * r + np.arange(k) for w, k in enumerate(per_worker) if k]).astype(np.int64)
+
+
+class DistributedRehearsalStrategy(DDPStrategy):
+    """DDP whose every training batch is joined by r representatives of the global buffer.
+
+    Registered as "ddp_rehearsal". Give it a `GlobalReplay` (sylvan's `rehearsal` method does so
+    on the `distributed` setting), or the buffer options to build one.
+    """
+
+    strategy_name = "ddp_rehearsal"
+
+    def __init__(
+        self,
+        replay: GlobalReplay | None = None,
+        buffer_size: int = 200,
+        replay_size: int = 10,
+        buffer_policy: str = "reservoir",
+        synchronous: bool = False,
+        seed: int = 0,
+        **ddp_kwargs: Any,
+    ) -> None:
+        super().__init__(**ddp_kwargs)
+        if replay is None:
+            from sylvan.buffers import make_buffer
+
+            replay = GlobalReplay(make_buffer(buffer_policy, buffer_size, seed=seed), replay_size, synchronous, seed)
+        self.replay = replay
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        batch, *rest = args
+        return super().training_step(self.replay.augment(batch), *rest, **kwargs)
+
+    def teardown(self) -> None:
+        self.replay.wait()  # nothing stays in flight across tasks (the result is kept)
+        super().teardown()
+
+
+StrategyRegistry.register(
+    DistributedRehearsalStrategy.strategy_name,
+    DistributedRehearsalStrategy,
+    description="DDP with distributed asynchronous rehearsal buffers",
+)

@@ -1,0 +1,76 @@
+"""The global replay across 2 gloo workers (real processes): uniform over the union of the
+buffers, b + r samples per step, representatives that are real stored samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from scipy import stats
+
+from sylvan.buffers import make_buffer
+from sylvan.buffers.distributed import GlobalReplay
+
+SIZES = (30, 90)  # worker 1 holds three times as many samples as worker 0
+R = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def worker(rank: int, port: int, out: str, synchronous: bool) -> None:
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    buffer = make_buffer("reservoir", SIZES[rank], seed=rank)
+    replay = GlobalReplay(buffer, R, synchronous=synchronous, seed=3)
+    # sample ids: worker 0 owns 0..29, worker 1 owns 1000..1089; label = id % 10; x encodes the id
+    ids = torch.arange(SIZES[rank]) + 1000 * rank
+    drawn, batch_sizes, consistent = [], [], True
+    for step in range(400):
+        if step == 0:
+            new = ids
+        else:  # later batches: samples the buffers will not keep (capacity reached, stream long)
+            new = torch.full((4,), -1, dtype=torch.long)
+        x = new.float().unsqueeze(1).repeat(1, 3)
+        y = new % 10
+        out_x, out_y = replay.augment((x, y))
+        batch_sizes.append(len(out_y))
+        rows = out_x[len(new):, 0].long()
+        consistent &= bool(torch.equal(rows % 10, out_y[len(new):]))
+        drawn += rows.tolist()
+        if step == 0:  # keep the buffers as they are after the first batch
+            buffer.add = lambda **_: None
+    replay.wait()
+    Path(out, f"{rank}.json").write_text(json.dumps({"drawn": drawn, "sizes": batch_sizes, "ok": consistent}))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_global_sampling_is_uniform_over_the_union(tmp_path, synchronous):
+    mp.start_processes(worker, args=(free_port(), str(tmp_path), synchronous), nprocs=2, start_method="spawn")
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"{rank}.json").read_text())
+        sizes = result["sizes"]
+        assert result["ok"], "every replayed x matches its stored label"
+        new_count = SIZES[rank]
+        assert sizes[0] == new_count, "nothing to replay before any buffer holds a sample"
+        assert all(size == 4 + R for size in sizes[2:]), "b + r samples on every step"
+        drawn = np.array(result["drawn"])
+        assert set(drawn.tolist()) <= set(range(30)) | set(range(1000, 1090)), "only stored samples"
+        from_worker_1 = float((drawn >= 1000).mean())
+        # uniform over the union: 90 / 120 of the draws come from worker 1, whoever asks
+        assert abs(from_worker_1 - 0.75) < 0.03, from_worker_1
+        counts = np.bincount(np.where(drawn >= 1000, drawn - 1000 + 30, drawn), minlength=120)
+        _, p_value = stats.chisquare(counts)
+        assert p_value > 1e-3, "every stored sample equally likely"

@@ -132,3 +132,20 @@ def test_external_method_plugin_is_listed_and_runs_everywhere(tmp_path):
         assert (run_dir_of(tmp_path / setting) / "results.json").is_file()
     refused = sylvan("--plugin", str(plugin), "--setting", "online", "--method", "l2_anchor")
     assert refused.returncode == 2 and "l2_anchor" in refused.stderr
+
+
+def test_every_method_and_setting_pair_builds_a_parser():
+    """simple-parsing reads every field annotation: a method or setting whose annotations do not
+    resolve would only fail on the command line."""
+    from sylvan.cli import build_parser
+    from sylvan.methods import METHODS
+    from sylvan.settings import SETTINGS, Setting
+
+    for setting_cls in SETTINGS.values():
+        if setting_cls is Setting:
+            continue
+        for method_cls in METHODS.values():
+            if method_cls.is_applicable(setting_cls):
+                parser = build_parser(setting_cls, method_cls, {})
+                args = parser.parse_args([])
+                assert isinstance(args.method_options, method_cls)

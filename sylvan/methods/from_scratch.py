@@ -3,7 +3,7 @@ The upper bound a continual method is compared with (and the costly baseline it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -22,11 +22,9 @@ class FromScratch(SupervisedMethod):
     name: ClassVar[str] = "from_scratch"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
 
-    _seen: list[Dataset] = field(default_factory=list, init=False, repr=False)
-
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self._seen = []
+        self._seen: list[Dataset] = []  # every task's training set so far
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         self._seen.append(train_data.dataset)

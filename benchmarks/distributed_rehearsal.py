@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=64, help="b, per worker (r = b)")
     parser.add_argument("--train_samples", type=int, default=20_000, help="MNIST training samples for part 1")
     parser.add_argument("--skip_accuracy", action="store_true")
+    parser.add_argument("--skip_throughput", action="store_true")
     args = parser.parse_args()
 
     common = ["--batch_size", str(args.batch_size), "--epochs", "1", "--train_samples", str(args.train_samples)]
@@ -65,7 +66,7 @@ def main() -> None:
           f"b = r = {args.batch_size} per worker), samples per second")
     print(f"{'workers':>7} | {'naive':>9} {'sync':>9} {'async':>9} | step time: {'async/naive':>11} "
           f"{'sync/naive':>10} {'ideal':>6} | {'async speed-up over sync':>24}")
-    for workers in args.workers:
+    for workers in [] if args.skip_throughput else args.workers:
         naive = run("naive", workers, args, [*common, "--lr", "0.05"], "naive")
         sync = run("rehearsal", workers, args, [*common, *replay, "--replay_sync", "true"], "sync")
         asynchronous = run("rehearsal", workers, args, [*common, *replay], "async")

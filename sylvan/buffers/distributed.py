@@ -19,7 +19,7 @@ for fixed-size messages that need no negotiation round.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -34,8 +34,16 @@ FIELDS = ("x", "y", "t")
 class GlobalReplay:
     """The exchange engine: local buffer, candidate blocks, pending asynchronous collectives."""
 
-    def __init__(self, buffer: RehearsalBuffer, replay_size: int, synchronous: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        buffer: RehearsalBuffer,
+        replay_size: int,
+        synchronous: bool = False,
+        seed: int = 0,
+        featurize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.buffer = buffer
+        self.featurize = featurize  # for policies that store features (herding, GRASP retrieval)
         self.replay_size = int(replay_size)
         self.synchronous = synchronous
         self.seed = seed
@@ -83,6 +91,9 @@ class GlobalReplay:
         return tuple(torch.cat([fields[name], replay[name].to(device)]) for name in FIELDS[: len(batch)])
 
     def _insert(self, fields: dict[str, torch.Tensor]) -> None:
+        if self.featurize is not None:
+            with torch.no_grad():
+                fields = {**fields, "features": self.featurize(fields["x"]).detach()}
         if self.side_stream is None:
             self.buffer.add(**fields)
             return

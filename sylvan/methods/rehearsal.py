@@ -66,14 +66,10 @@ class Rehearsal(SupervisedMethod):
         """On data-parallel settings, the distributed rehearsal strategy replays from the union
         of every worker's buffer (this method's buffer is the local one) instead of the method."""
         if getattr(self, "_global_replay", None) is None:
-            if self.store_features:
-                raise ConfigurationError(
-                    f"--buffer_policy {self.buffer_policy} / --buffer_retrieval {self.buffer_retrieval} need "
-                    "features, which the distributed rehearsal strategy does not exchange; use reservoir, "
-                    "class_balanced, prs or gdumb with uniform retrieval"
-                )
+            featurize = (lambda x: self.model.features(x)) if self.store_features else None
             self._global_replay = GlobalReplay(
-                self.buffer, self.replay_count(setting.batch_size), synchronous=setting.replay_sync, seed=setting.seed
+                self.buffer, self.replay_count(setting.batch_size), synchronous=setting.replay_sync,
+                seed=setting.seed, featurize=featurize,
             )
         return self._global_replay
 

@@ -7,32 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sylvan.buffers import ClassBalancedBuffer, GDumbBuffer
+from sylvan.buffers import BUFFER_POLICIES, ClassBalancedBuffer, GDumbBuffer, make_buffer
 from sylvan.buffers.balancing import equal_quotas, group_ranks, level_down
+from tests.buffers.labelled_streams import check_storage, feed, feed_from
 
 label_batches = st.lists(st.lists(st.integers(0, 6), min_size=0, max_size=20), max_size=15)
-
-
-def feed(buffer, batches):
-    start = 0
-    for labels in batches:
-        y = torch.tensor(labels, dtype=torch.long)
-        ids = torch.arange(start, start + len(labels))
-        buffer.add(x=ids.float().unsqueeze(1), y=y, id=ids)
-        start += len(labels)
-    return start
-
-
-def check_storage(buffer, total):
-    stored = buffer.get_all()
-    assert len(buffer) <= buffer.capacity
-    assert buffer.seen == total
-    if not stored:
-        assert total == 0 or len(buffer) == 0
-        return
-    ids = stored["id"]
-    assert len(set(ids.tolist())) == len(ids), "a sample is stored twice"
-    assert torch.equal(stored["x"][:, 0].long(), ids), "fields of a slot come from one sample"
 
 
 @settings(max_examples=80, deadline=None)
@@ -105,22 +84,18 @@ def test_gdumb_skips_samples_of_the_largest_class():
     assert buffer.class_counts() == {0: 2, 1: 1, 2: 1}
 
 
-@pytest.mark.parametrize("cls", [ClassBalancedBuffer, GDumbBuffer])
-def test_state_dict_restores_future_draws(cls):
+@pytest.mark.parametrize("policy", sorted(BUFFER_POLICIES))
+def test_state_dict_restores_future_draws(policy):
     batches = [[i % 5 for i in range(j, j + 7)] for j in range(12)]
-    a = cls(12, seed=1)
-    feed(a, batches[:6])
-    b = cls(12, seed=2)
+    a = make_buffer(policy, 12, seed=1)
+    b = make_buffer(policy, 12, seed=2)
+    feed(a, batches[:6], features=True)
     b.load_state_dict(a.state_dict())
-    start = sum(len(x) for x in batches[:6])
-    for labels in batches[6:]:
-        ids = torch.arange(start, start + len(labels))
-        for buffer in (a, b):
-            buffer.add(x=ids.float().unsqueeze(1), y=torch.tensor(labels), id=ids)
-        start += len(labels)
+    for buffer in (a, b):  # the same continuation of the stream, ids 42 onwards
+        feed_from(buffer, batches[6:], start=42)
     assert torch.equal(a.get_all()["id"], b.get_all()["id"])
     assert torch.equal(a.sample(5)["id"], b.sample(5)["id"])
-    assert np.array_equal(a.class_seen, b.class_seen)
+    assert a.seen == b.seen == 84
 
 
 @settings(max_examples=100, deadline=None)

@@ -9,32 +9,9 @@ from hypothesis import strategies as st
 from sylvan.buffers import HerdingBuffer, PRSBuffer, make_buffer
 from sylvan.buffers.balancing import level_down
 from sylvan.errors import ConfigurationError
+from tests.buffers.labelled_streams import check_storage, feed
 
 label_batches = st.lists(st.lists(st.integers(0, 5), min_size=0, max_size=20), max_size=15)
-
-
-def feed(buffer, batches, features=False):
-    start = 0
-    for labels in batches:
-        ids = torch.arange(start, start + len(labels))
-        fields = dict(x=ids.float().unsqueeze(1), y=torch.tensor(labels, dtype=torch.long), id=ids)
-        if features:
-            fields["features"] = torch.stack([ids.float() % 7, torch.tensor(labels, dtype=torch.float)], 1)
-        buffer.add(**fields)
-        start += len(labels)
-    return start
-
-
-def check_storage(buffer, total):
-    assert len(buffer) <= buffer.capacity and buffer.seen == total
-    stored = buffer.get_all()
-    if stored:
-        ids = stored["id"]
-        assert len(set(ids.tolist())) == len(ids)
-        assert torch.equal(stored["x"][:, 0].long(), ids)
-        assert buffer.class_counts() == {
-            int(c): int(n) for c, n in enumerate(np.bincount(buffer.slot_labels[: len(buffer)])) if n
-        }
 
 
 @settings(max_examples=80, deadline=None)
@@ -113,24 +90,6 @@ def test_grasp_replays_prototypes_first_then_everyone():
         plain.sample(1)
     with pytest.raises(ConfigurationError):
         make_buffer("reservoir", 4, retrieval="nope")
-
-
-@pytest.mark.parametrize("policy", ["prs", "herding"])
-def test_state_dict_restores_future_draws(policy):
-    batches = [[i % 5 for i in range(j, j + 7)] for j in range(12)]
-    a = make_buffer(policy, 12, seed=1)
-    feed(a, batches[:6], features=True)
-    b = make_buffer(policy, 12, seed=2)
-    b.load_state_dict(a.state_dict())
-    start = sum(len(x) for x in batches[:6])
-    for labels in batches[6:]:
-        ids = torch.arange(start, start + len(labels))
-        feats = torch.stack([ids.float() % 7, torch.tensor(labels, dtype=torch.float)], 1)
-        for buffer in (a, b):
-            buffer.add(x=ids.float().unsqueeze(1), y=torch.tensor(labels), id=ids, features=feats)
-        start += len(labels)
-    assert torch.equal(a.get_all()["id"], b.get_all()["id"])
-    assert torch.equal(a.sample(5)["id"], b.sample(5)["id"])
 
 
 @settings(max_examples=100, deadline=None)

@@ -1,0 +1,41 @@
+"""Helpers shared by the buffer property tests: feed labelled batches, check the storage."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def feed(buffer, batches, features: bool = False) -> int:
+    """Add each list of labels as a batch; sample k of the stream has id k (stored as "id" and
+    in x). With `features`, a 2-d feature vector per sample too. Returns the stream length."""
+    return feed_from(buffer, batches, 0, features) 
+
+
+def feed_from(buffer, batches, start: int, features: bool = True) -> int:
+    """As `feed`, with ids counting from `start`; returns the id after the last sample."""
+    for labels in batches:
+        ids = torch.arange(start, start + len(labels))
+        fields = dict(x=ids.float().unsqueeze(1), y=torch.tensor(labels, dtype=torch.long), id=ids)
+        if features:
+            fields["features"] = torch.stack([ids.float() % 7, torch.tensor(labels, dtype=torch.float)], 1)
+        buffer.add(**fields)
+        start += len(labels)
+    return start
+
+
+def check_storage(buffer, total: int) -> None:
+    """Capacity, exact count of seen samples, no sample twice, every slot's fields from one sample,
+    and (class-aware buffers) the CPU mirror of the labels agrees with the stored labels."""
+    assert len(buffer) <= buffer.capacity
+    assert buffer.seen == total
+    stored = buffer.get_all()
+    if not stored:
+        assert total == 0 or len(buffer) == 0
+        return
+    ids = stored["id"]
+    assert len(set(ids.tolist())) == len(ids), "a sample is stored twice"
+    assert torch.equal(stored["x"][:, 0].long(), ids), "fields of a slot come from one sample"
+    if hasattr(buffer, "slot_labels"):
+        mirror = np.bincount(buffer.slot_labels[: len(buffer)])
+        assert buffer.class_counts() == {label: int(n) for label, n in enumerate(mirror) if n}

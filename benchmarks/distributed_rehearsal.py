@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,19 +59,26 @@ def main() -> None:
     parser.add_argument("--train_samples", type=int, default=20_000, help="MNIST training samples for part 1")
     parser.add_argument("--skip_accuracy", action="store_true")
     parser.add_argument("--skip_throughput", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per throughput figure (median)")
     args = parser.parse_args()
 
     common = ["--batch_size", str(args.batch_size), "--epochs", "1", "--train_samples", str(args.train_samples)]
     replay = ["--lr", "0.05", "--buffer_size", "1000", "--replay_size", str(args.batch_size)]
     print(f"Training throughput ({args.accelerator}, MNIST {args.train_samples} samples, 5 tasks, MLP, "
-          f"b = r = {args.batch_size} per worker), samples per second")
+          f"b = r = {args.batch_size} per worker), samples per second, median of {args.repeats} runs")
     print(f"{'workers':>7} | {'naive':>9} {'sync':>9} {'async':>9} | step time: {'async/naive':>11} "
           f"{'sync/naive':>10} {'ideal':>6} | {'async speed-up over sync':>24}")
+    modes = {
+        "naive": ("naive", [*common, "--lr", "0.05"]),
+        "sync": ("rehearsal", [*common, *replay, "--replay_sync", "true"]),
+        "async": ("rehearsal", [*common, *replay]),
+    }
     for workers in [] if args.skip_throughput else args.workers:
-        naive = run("naive", workers, args, [*common, "--lr", "0.05"], "naive")
-        sync = run("rehearsal", workers, args, [*common, *replay, "--replay_sync", "true"], "sync")
-        asynchronous = run("rehearsal", workers, args, [*common, *replay], "async")
-        rates = (naive["throughput"], sync["throughput"], asynchronous["throughput"])
+        measured: dict[str, list[float]] = {mode: [] for mode in modes}
+        for _ in range(args.repeats):  # interleaved, so that drift of the machine hits every mode
+            for mode, (method, extra) in modes.items():
+                measured[mode].append(run(method, workers, args, extra, mode)["throughput"])
+        rates = tuple(statistics.median(measured[mode]) for mode in modes)
         print(f"{workers:>7} | {rates[0]:9.0f} {rates[1]:9.0f} {rates[2]:9.0f} | step time: "
               f"{rates[0] / rates[2]:11.2f} {rates[0] / rates[1]:10.2f} {2.0:6.2f} | {rates[2] / rates[1]:24.2f}",
               flush=True)

@@ -109,17 +109,11 @@ class RehearsalBuffer:
         raise NotImplementedError
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
-        slot_index = torch.from_numpy(slots)
+        slot_index = torch.from_numpy(slots).to(self.device, non_blocking=True)
         position_index = torch.from_numpy(positions)
-        on_cpu = self.device.type == "cpu"
-        if not on_cpu:
-            slot_index = slot_index.to(self.device, non_blocking=True)
         for name, values in batch.items():
-            if values.device == self.device:
-                taken = values.detach().index_select(0, position_index if on_cpu else slot_index.new_tensor(positions))
-            else:
-                taken = values.detach().index_select(0, position_index.to(values.device)).to(self.device)
-            self.storage[name].index_copy_(0, slot_index, taken)
+            taken = values.detach().index_select(0, position_index.to(values.device, non_blocking=True))
+            self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
         self.draw_counts[slots] = 0
 
     def _remove_slots(self, slots: np.ndarray) -> None:

@@ -97,6 +97,7 @@ class ClassAwareBuffer(RehearsalBuffer):
         self.slot_labels[sources] = -1
 
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
+        self._batch = batch
         self._batch_labels = self._labels_of(batch)
         seen_before = self._count_labels(self._batch_labels)
         return self._select_class_slots(self._batch_labels, seen_before)

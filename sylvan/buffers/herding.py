@@ -73,10 +73,6 @@ class HerdingBuffer(ClassAwareBuffer):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         return target.astype(np.int64), positions
 
-    def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
-        self._batch = batch
-        return super()._select_slots(batch, count)
-
     @staticmethod
     def _herd_out(pool: torch.Tensor, mean: torch.Tensor, surplus: int) -> np.ndarray:
         """Indices of the pool kept after removing `surplus` candidates greedily by herding.

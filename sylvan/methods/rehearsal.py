@@ -65,7 +65,7 @@ class Rehearsal(SupervisedMethod):
     def global_replay(self, setting: Any) -> GlobalReplay:
         """On data-parallel settings, the distributed rehearsal strategy replays from the union
         of every worker's buffer (this method's buffer is the local one) instead of the method."""
-        if getattr(self, "_global_replay", None) is None:
+        if self._global_replay is None:
             featurize = (lambda x: self.model.features(x)) if self.store_features else None
             self._global_replay = GlobalReplay(
                 self.buffer, self.replay_count(setting.batch_size), synchronous=setting.replay_sync,
@@ -74,7 +74,7 @@ class Rehearsal(SupervisedMethod):
         return self._global_replay
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        if getattr(self, "_global_replay", None) is not None:  # the strategy already joined the replay
+        if self._global_replay is not None:  # the strategy already joined the replay
             return F.cross_entropy(self.learner(batch.x), batch.y)
         new = batch.fields()
         replay = self.buffer.sample(self.replay_count(len(batch.y)))

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from hypothesis import strategies as st
+
+
+def label_batches(max_label: int) -> st.SearchStrategy:
+    """Up to 15 batches of up to 20 labels in 0..max_label (empty batches included)."""
+    return st.lists(st.lists(st.integers(0, max_label), min_size=0, max_size=20), max_size=15)
 
 
 def feed(buffer, batches, features: bool = False) -> int:

@@ -9,13 +9,13 @@ from scipy import stats
 
 from sylvan.buffers import BUFFER_POLICIES, ClassBalancedBuffer, GDumbBuffer, make_buffer
 from sylvan.buffers.balancing import equal_quotas, group_ranks, level_down
-from tests.buffers.labelled_streams import check_storage, feed, feed_from
+from tests.buffers.labelled_streams import check_storage, feed, feed_from, label_batches
 
-label_batches = st.lists(st.lists(st.integers(0, 6), min_size=0, max_size=20), max_size=15)
+LABEL_BATCHES = label_batches(6)
 
 
 @settings(max_examples=80, deadline=None)
-@given(capacity=st.integers(1, 30), batches=label_batches, seed=st.integers(0, 5))
+@given(capacity=st.integers(1, 30), batches=LABEL_BATCHES, seed=st.integers(0, 5))
 def test_class_balanced_keeps_min_of_seen_and_quota(capacity, batches, seed):
     buffer = ClassBalancedBuffer(capacity, seed=seed)
     total = feed(buffer, batches)
@@ -34,7 +34,7 @@ def test_class_balanced_keeps_min_of_seen_and_quota(capacity, batches, seed):
 
 
 @settings(max_examples=80, deadline=None)
-@given(capacity=st.integers(1, 30), batches=label_batches, seed=st.integers(0, 5))
+@given(capacity=st.integers(1, 30), batches=LABEL_BATCHES, seed=st.integers(0, 5))
 def test_gdumb_is_greedy_and_balanced(capacity, batches, seed):
     buffer = GDumbBuffer(capacity, seed=seed)
     total = feed(buffer, batches)

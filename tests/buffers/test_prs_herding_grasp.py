@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 from sylvan.buffers import HerdingBuffer, PRSBuffer, make_buffer
 from sylvan.buffers.balancing import level_down
 from sylvan.errors import ConfigurationError
-from tests.buffers.labelled_streams import check_storage, feed
+from tests.buffers.labelled_streams import check_storage, feed, label_batches
 
-label_batches = st.lists(st.lists(st.integers(0, 5), min_size=0, max_size=20), max_size=15)
+LABEL_BATCHES = label_batches(5)
 
 
 @settings(max_examples=80, deadline=None)
-@given(capacity=st.integers(1, 30), batches=label_batches, seed=st.integers(0, 5))
+@given(capacity=st.integers(1, 30), batches=LABEL_BATCHES, seed=st.integers(0, 5))
 def test_prs_keeps_rare_classes_whole(capacity, batches, seed):
     buffer = PRSBuffer(capacity, seed=seed)
     total = feed(buffer, batches)
@@ -44,7 +44,7 @@ def test_prs_balances_an_imbalanced_stream():
 
 
 @settings(max_examples=40, deadline=None)
-@given(capacity=st.integers(1, 20), batches=label_batches, seed=st.integers(0, 3))
+@given(capacity=st.integers(1, 20), batches=LABEL_BATCHES, seed=st.integers(0, 3))
 def test_herding_is_class_balanced(capacity, batches, seed):
     buffer = HerdingBuffer(capacity, seed=seed)
     total = feed(buffer, batches, features=True)

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.base import Method
@@ -67,7 +67,13 @@ class Learner(L.LightningModule):
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch.y))
         return loss
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def on_after_backward(self) -> None:
+        self.method[0].after_backward()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.method[0].after_step()
+
+    def configure_optimizers(self) -> Any:
         return self.method[0].configure_optimizer(self.model.parameters())
 
 
@@ -111,7 +117,8 @@ class SupervisedMethod(Method):
     def model(self) -> nn.Module:
         return self.learner.model
 
-    def configure_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
+    def configure_optimizer(self, parameters: Any) -> Any:
+        """The optimizer of each `fit` (or, as Lightning accepts, a dict that adds a scheduler)."""
         if self.optimizer == "adam":
             return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
         return torch.optim.SGD(
@@ -124,8 +131,29 @@ class SupervisedMethod(Method):
         """The loss of one minibatch. Default: cross-entropy on the batch (fine-tuning)."""
         return F.cross_entropy(self.learner(batch.x), batch.y)
 
+    def after_backward(self) -> None:
+        """Hook: the gradients of this step exist and the optimizer has not stepped yet (where
+        a method projects, clips or records gradients)."""
+
+    def after_step(self) -> None:
+        """Hook: the optimizer has stepped (where a method tracks how the weights moved)."""
+
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
-        trainer = L.Trainer(**self.setting.trainer_kwargs())
+        self.train_learner(train_data, val_data)
+
+    def train_learner(
+        self, train_data: DataLoader, val_data: DataLoader | None = None, epochs: int | None = None,
+        measure_online: bool = True,
+    ) -> None:
+        """Train the learner on `train_data` under a `Trainer` the setting configures; `epochs`
+        overrides the setting's epochs, and `measure_online=False` leaves out the setting's
+        callbacks (e.g. when a method trains on its own memory rather than on the stream)."""
+        kwargs = self.setting.trainer_kwargs()
+        if epochs is not None:
+            kwargs["max_epochs"] = epochs
+        if not measure_online:
+            kwargs["callbacks"] = [c for c in kwargs["callbacks"] if not getattr(c, "measures_stream", False)]
+        trainer = L.Trainer(**kwargs)
         trainer.fit(self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
 
     # ----- evaluation ------------------------------------------------------------------------
@@ -143,11 +171,29 @@ class SupervisedMethod(Method):
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """Class scores for `x`. Given task labels, scores of classes never seen with that
         task label are pushed to -inf (task-incremental inference with one head)."""
-        logits = self.learner(x)
-        if task_labels is not None:
-            allowed = self.learner.task_classes[task_labels.to(logits.device)]
-            logits = logits.masked_fill(~allowed & allowed.any(1, keepdim=True), float("-inf"))
-        return logits
+        return self.mask_to_tasks(self.learner(x), task_labels)
+
+    def mask_to_tasks(self, scores: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
+        """Given task labels, push to -inf the scores of classes never seen with that task label
+        (task-incremental inference with one head); without them, return `scores` unchanged."""
+        if task_labels is None:
+            return scores
+        allowed = self.learner.task_classes[task_labels.to(scores.device)]
+        return scores.masked_fill(~allowed & allowed.any(1, keepdim=True), float("-inf"))
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.learner.state_dict()}
+
+
+def dataset_tensors(dataset: Dataset, batch_size: int = 4096) -> tuple[torch.Tensor, ...]:
+    """Every sample of a map-style dataset of (x, y[, t]) tuples, as stacked tensors in dataset
+    order (for methods that revisit a task's data at its end: Fisher information, exemplars)."""
+    if isinstance(dataset, TensorDataset):
+        return tuple(dataset.tensors)
+    columns: list[list[torch.Tensor]] = []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        if not columns:
+            columns = [[] for _ in batch]
+        for column, values in zip(columns, batch):
+            column.append(values)
+    return tuple(torch.cat(column) for column in columns)

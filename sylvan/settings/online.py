@@ -36,6 +36,8 @@ class OnlineAccuracyMeter(Callback):
     """Predict-then-train: before each training step, score the incoming batch with the
     method's `predict` (as the setting allows it), then let the step train on it."""
 
+    measures_stream = True  # methods leave it out when they train on anything but the stream
+
     def __init__(self, method: Any, with_task_labels: bool) -> None:
         self.method = method
         self.with_task_labels = with_task_labels
@@ -45,6 +47,11 @@ class OnlineAccuracyMeter(Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        self.score(batch)
+
+    def score(self, batch: Any) -> None:
+        """Count the batch's samples that the method, as it is now, classifies correctly
+        (methods that do not train on the stream through a Trainer call this themselves)."""
         x, y = batch[0], batch[1]
         task_labels = batch[2] if self.with_task_labels and len(batch) > 2 else None
         scores = self.method.predict(x, task_labels)
@@ -166,6 +173,12 @@ class OnlineSetting(Setting):
         return DataLoader(stream, batch_size=self.batch_size, shuffle=False)
 
     # ----- training -----------------------------------------------------------------------
+
+    @property
+    def online_meter(self) -> OnlineAccuracyMeter | None:
+        """The predict-then-train meter of the stage being trained, where the setting measures
+        online accuracy (None elsewhere)."""
+        return self._online_meter
 
     @property
     def epochs_per_task(self) -> int:

@@ -1,0 +1,64 @@
+"""`der`: dark experience replay (Buzzega et al., "Dark Experience for General Continual
+Learning: a Strong, Simple Baseline", NeurIPS 2020).
+
+The buffer keeps, with each sample, the logits the network gave it when it arrived; each
+minibatch of new samples is joined by r stored ones, and the loss adds alpha times the mean
+squared error between the network's current logits for them and the stored logits. Needs no task
+boundaries. Defaults: the paper's Seq-MNIST hyperparameters for buffer 200 (lr 0.03, alpha 0.2,
+r 10, batch 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.learner import Batch
+from sylvan.methods.replay import ReplayMethod
+from sylvan.settings.base import Setting
+from sylvan.settings.online import OnlineSetting
+
+
+@dataclass
+class DER(ReplayMethod):
+    """Dark experience replay: logit matching on replayed samples."""
+
+    name: ClassVar[str] = "der"
+    target_setting: ClassVar[type[Setting]] = OnlineSetting
+
+    lr: float = 0.03  # learning rate
+    replay_size: int = 10  # r: samples replayed with each minibatch (0: as many as the batch size)
+    alpha: float = 0.2  # weight of the logit-matching (MSE) loss on replayed samples
+
+    def validate(self) -> None:
+        super().validate()
+        if self.alpha < 0:
+            raise ConfigurationError(f"--alpha must be >= 0, got {self.alpha}")
+
+    def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
+        """The replayed groups of this step, each with its own draw from the buffer: DER draws
+        one group (its logits are matched), DER++ a second one (its labels are learned)."""
+        replay = self.buffer.sample(self.replay_count(len(batch.y)))
+        return [(self.alpha, replay)] if replay else []
+
+    def replay_loss(self, index: int, logits: torch.Tensor, replay: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.mse_loss(logits, replay["logits"])
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        groups = self.replay_terms(batch)
+        x = torch.cat([batch.x, *(replay["x"] for _, replay in groups)])
+        logits, features = self.forward(x)
+        new = logits[: len(batch.y)]
+        loss = F.cross_entropy(new, batch.y)
+        start = len(batch.y)
+        for index, (weight, replay) in enumerate(groups):
+            count = len(replay["y"])
+            if weight > 0:
+                loss = loss + weight * self.replay_loss(index, logits[start : start + count], replay)
+            start += count
+        self.remember({**batch.fields(), "logits": new.detach()}, features)
+        return loss

@@ -1,0 +1,65 @@
+"""What distillation-based methods (`lwf`, `icarl`) share: a frozen copy of the model as it was
+at the end of the previous task (the teacher), and the classes seen before and during the task."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sylvan.methods.learner import Batch, SupervisedMethod
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` in evaluation mode whose parameters take no gradient."""
+    teacher = copy.deepcopy(model).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al. 2015): KL(softmax(teacher / T) || softmax(student / T)),
+    times T^2 so that its gradients keep their scale as T changes; mean over the batch."""
+    log_student = F.log_softmax(student / temperature, dim=1)
+    soft_teacher = F.softmax(teacher / temperature, dim=1)
+    return F.kl_div(log_student, soft_teacher, reduction="batchmean") * temperature**2
+
+
+@dataclass
+class DistillationMethod(SupervisedMethod):
+    """Keeps the teacher and two class masks over the single head: `old_classes` (seen in earlier
+    tasks) and `active_classes` (seen so far, the current task's included). Classes are learned
+    from the training batches, so any class order works."""
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.teacher: nn.Module | None = None
+        self.active_classes = torch.zeros(setting.num_classes, dtype=torch.bool)
+        self.old_classes = torch.zeros(setting.num_classes, dtype=torch.bool)
+
+    def observe_classes(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Record the batch's classes; return the (active, old) masks on the batch's device."""
+        self.active_classes[batch.y.cpu()] = True
+        return self.active_classes.to(batch.y.device), self.old_classes.to(batch.y.device)
+
+    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The teacher's logits for `x` (None during the first task)."""
+        if self.teacher is None:
+            return None
+        self.teacher.to(x.device)
+        with torch.no_grad():
+            return self.teacher(x)
+
+    def on_task_end(self, task_id: int | None) -> None:
+        super().on_task_end(task_id)
+        self.teacher = frozen_copy(self.model)
+        self.old_classes = self.active_classes.clone()
+
+    def state_dict(self) -> dict[str, Any]:
+        teacher = None if self.teacher is None else self.teacher.state_dict()
+        return {**super().state_dict(), "teacher": teacher, "old_classes": self.old_classes.clone()}

@@ -1,0 +1,70 @@
+"""The base of methods that keep a rehearsal buffer and replay from it with each minibatch
+(`rehearsal`, `der`, `derpp`, `er_ace`): the buffer's options and its construction, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features
+from sylvan.errors import ConfigurationError, unknown_name
+from sylvan.methods.learner import SupervisedMethod
+
+
+@dataclass
+class ReplayMethod(SupervisedMethod):
+    """A method with a rehearsal buffer of any policy (`sylvan.buffers`), replaying r stored
+    samples with each minibatch of b new ones."""
+
+    buffer_size: int = 200  # capacity of the rehearsal buffer, in samples
+    replay_size: int = 0  # r: samples replayed with each minibatch (0: as many as the batch size)
+    buffer_policy: str = "reservoir"  # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding
+    buffer_retrieval: str = "uniform"  # which stored samples are replayed: uniform or grasp
+
+    def validate(self) -> None:
+        super().validate()
+        if self.buffer_size < 0:
+            raise ConfigurationError(f"--buffer_size must be >= 0, got {self.buffer_size}")
+        if self.replay_size < 0:
+            raise ConfigurationError(f"--replay_size must be >= 0, got {self.replay_size}")
+        if self.buffer_policy not in BUFFER_POLICIES:
+            raise unknown_name("buffer policy", self.buffer_policy, list(BUFFER_POLICIES))
+        if self.buffer_retrieval not in RETRIEVALS:
+            raise unknown_name("buffer retrieval", self.buffer_retrieval, list(RETRIEVALS))
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.buffer = make_buffer(
+            self.buffer_policy, self.buffer_size, seed=setting.seed, retrieval=self.buffer_retrieval
+        )
+        self.store_features = needs_features(self.buffer_policy, self.buffer_retrieval)
+        if self.store_features and not hasattr(self.model, "features"):
+            raise ConfigurationError(
+                f"--buffer_policy {self.buffer_policy} / --buffer_retrieval {self.buffer_retrieval} need a "
+                "backbone with a `features` module (all built-in backbones have one)"
+            )
+
+    def replay_count(self, batch_size: int) -> int:
+        return self.replay_size or batch_size
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits of `x` and, when the buffer policy stores features, the features they come
+        from (one forward pass gives both)."""
+        if not self.store_features:
+            return self.learner(x), None
+        features = self.model.features(x)
+        return self.model.classifier(features), features
+
+    def remember(self, fields: dict[str, torch.Tensor], features: torch.Tensor | None = None) -> None:
+        """Offer the new samples (`fields` of the minibatch, plus any extras such as logits) to
+        the buffer; `features` are those of the whole forward pass, new samples first."""
+        if self.store_features:
+            if features is None:
+                raise ValueError(f"the {self.buffer_policy}/{self.buffer_retrieval} buffer needs features")
+            fields = {**fields, "features": features[: len(fields["y"])].detach()}
+        self.buffer.add(**fields)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "buffer": self.buffer.state_dict()}

@@ -1,0 +1,107 @@
+"""`si`: synaptic intelligence (Zenke, Poole & Ganguli, "Continual Learning Through Synaptic
+Intelligence", ICML 2017).
+
+During a task, each weight accumulates its contribution to the decrease of the loss along the
+training path, omega_i += -g_i * (w_i(after step) - w_i(before step)) (for plain SGD this is
+lr * g_i^2, the form of the reference implementation of Buzzega et al. 2020). At the end of the
+task, the importance Omega_i += omega_i / ((w_i - w*_i)^2 + xi), with w* the weights at the start
+of the task, and the loss of later tasks adds c * sum_i Omega_i (w_i - w*_i)^2. As in that
+implementation, gradient values are clipped to [-1, 1]. Defaults: the Seq-MNIST hyperparameters
+of Buzzega et al. 2020 (lr 0.1, c 1, xi 0.9, batch 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.learner import Batch, SupervisedMethod
+from sylvan.settings.base import Setting
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+
+
+@dataclass
+class SI(SupervisedMethod):
+    """Synaptic intelligence. Needs task boundaries: importances are consolidated at the end
+    of each task."""
+
+    name: ClassVar[str] = "si"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+
+    lr: float = 0.1  # learning rate
+    c: float = 1.0  # strength of the surrogate-loss penalty
+    xi: float = 0.9  # damping: keeps the importance finite where a weight barely moved
+    clip_value: float = 1.0  # clip each gradient value to [-clip_value, clip_value] (0: no clipping)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.c < 0:
+            raise ConfigurationError(f"--c must be >= 0, got {self.c}")
+        if self.xi <= 0:
+            raise ConfigurationError(f"--xi must be > 0, got {self.xi}")
+        if self.clip_value < 0:
+            raise ConfigurationError(f"--clip_value must be >= 0, got {self.clip_value}")
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.anchor = self._weights()  # w*: the weights at the start of the current task
+        self.path_integral = {k: torch.zeros_like(v) for k, v in self.anchor.items()}  # omega
+        self.importance: dict[str, torch.Tensor] | None = None  # Omega
+        self._before: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.named_parameters()}
+
+    def penalty(self) -> torch.Tensor:
+        if self.importance is None:
+            return torch.zeros(())
+        total = 0.0
+        for name, weight in self.model.named_parameters():
+            importance = self.importance[name].to(weight.device)
+            total = total + (importance * (weight - self.anchor[name].to(weight.device)).pow(2)).sum()
+        return total
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        loss = F.cross_entropy(self.learner(batch.x), batch.y)
+        if self.importance is not None and self.c > 0:
+            loss = loss + self.c * self.penalty()
+        return loss
+
+    def after_backward(self) -> None:
+        parameters = [p for p in self.model.parameters() if p.grad is not None]
+        if self.clip_value > 0:
+            torch.nn.utils.clip_grad_value_(parameters, self.clip_value)
+        named = [(k, p) for k, p in self.model.named_parameters() if p.grad is not None]
+        self._before = ({k: p.grad.detach().clone() for k, p in named}, {k: p.detach().clone() for k, p in named})
+
+    def after_step(self) -> None:
+        if self._before is None:
+            return
+        grads, weights = self._before
+        for name, weight in self.model.named_parameters():
+            if name in grads:
+                step = weight.detach() - weights[name]
+                integral = self.path_integral[name]
+                if integral.device != step.device:
+                    integral = self.path_integral[name] = integral.to(step.device)
+                integral.sub_(grads[name] * step)
+        self._before = None
+
+    def on_task_end(self, task_id: int | None) -> None:
+        super().on_task_end(task_id)
+        weights = self._weights()
+        if self.importance is None:
+            self.importance = {k: torch.zeros_like(v) for k, v in weights.items()}
+        for name, weight in weights.items():
+            moved = (weight - self.anchor[name].to(weight.device)).pow(2)
+            contribution = self.path_integral[name].to(weight.device) / (moved + self.xi)
+            self.importance[name] = self.importance[name].to(weight.device) + contribution
+            self.path_integral[name] = torch.zeros_like(weight)
+        self.anchor = weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "importance": self.importance, "anchor": self.anchor}

@@ -1,9 +1,12 @@
-"""Cross-check of `rehearsal` on Seq-MNIST without Lightning or sylvan's buffer: experience
-replay written as a plain PyTorch loop, step for step as in the DER paper's reference code
+"""Cross-check of `rehearsal`, `der` and `derpp` on Seq-MNIST without Lightning or sylvan's
+buffer: each written as a plain PyTorch loop, step for step as in the DER paper's reference code
 (numpy reservoir sampling one sample at a time, `np.random.choice` without replacement for the
-replayed samples). Same data (sylvan's Seq-MNIST tasks), same MLP and initialization.
+replayed samples, one forward pass per group as in its `observe`). Same data (sylvan's Seq-MNIST
+tasks), same MLP and initialization.
 
     python benchmarks/er_reference_loop.py --seeds 0 1 2 3 4 5 6 7 --lr 0.01 --buffer_size 200
+    python benchmarks/er_reference_loop.py --method der --lr 0.03 --alpha 0.2 --buffer_size 200
+    python benchmarks/er_reference_loop.py --method derpp --lr 0.03 --alpha 0.2 --beta 1 --replay 128
 
 If its accuracies and `benchmarks/seq_mnist.py`'s have the same distribution over seeds, a gap
 to a published figure does not come from sylvan's training pipeline.
@@ -23,7 +26,8 @@ from sylvan.settings import ClassIncrementalSetting
 from sylvan.settings.online import DEFAULT_DATA_DIR
 
 
-def run(seed: int, lr: float, capacity: int, data_dir: str, batch_size: int = 10, replay: int = 10) -> float:
+def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", batch_size: int = 10,
+        replay: int = 10, alpha: float = 0.0, beta: float = 0.0) -> float:
     torch.manual_seed(seed)
     np.random.seed(seed)
     setting = ClassIncrementalSetting(dataset="mnist", batch_size=batch_size, epochs=1, seed=seed,
@@ -33,25 +37,42 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, batch_size: int = 10
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     stored_x = torch.zeros(capacity, 1, 28, 28)
     stored_y = torch.zeros(capacity, dtype=torch.long)
+    stored_logits = torch.zeros(capacity, 10)
     seen = 0
+
+    def draw() -> np.ndarray:
+        available = min(seen, capacity)
+        return np.random.choice(available, size=min(replay, available), replace=False)
+
     for task in tasks:
         order = torch.randperm(len(task.y_train))
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             x, y = task.x_train[index], task.y_train[index]
-            available = min(seen, capacity)
-            if available:
-                chosen = np.random.choice(available, size=min(replay, available), replace=False)
-                x_all, y_all = torch.cat([x, stored_x[chosen]]), torch.cat([y, stored_y[chosen]])
-            else:
-                x_all, y_all = x, y
             optimizer.zero_grad()
-            F.cross_entropy(net(x_all), y_all).backward()
+            if method == "er":
+                if seen:
+                    chosen = draw()
+                    x_all, y_all = torch.cat([x, stored_x[chosen]]), torch.cat([y, stored_y[chosen]])
+                else:
+                    x_all, y_all = x, y
+                out = net(x_all)
+                logits, loss = out[: len(y)], F.cross_entropy(out, y_all)
+            else:  # der, derpp
+                logits = net(x)
+                loss = F.cross_entropy(logits, y)
+                if seen:
+                    chosen = draw()
+                    loss = loss + alpha * F.mse_loss(net(stored_x[chosen]), stored_logits[chosen])
+                    if method == "derpp":
+                        chosen = draw()
+                        loss = loss + beta * F.cross_entropy(net(stored_x[chosen]), stored_y[chosen])
+            loss.backward()
             optimizer.step()
             for j in range(len(y)):  # reservoir sampling, one sample at a time
                 slot = seen if seen < capacity else np.random.randint(0, seen + 1)
                 if slot < capacity:
-                    stored_x[slot], stored_y[slot] = x[j], y[j]
+                    stored_x[slot], stored_y[slot], stored_logits[slot] = x[j], y[j], logits[j].detach()
                 seen += 1
     with torch.no_grad():
         accuracies = [(net(t.x_test).argmax(1) == t.y_test).float().mean().item() for t in tasks]
@@ -63,14 +84,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--buffer_size", type=int, default=200)
+    parser.add_argument("--method", choices=["er", "der", "derpp"], default="er")
+    parser.add_argument("--replay", type=int, default=10, help="samples in each replayed group")
+    parser.add_argument("--alpha", type=float, default=0.0, help="DER: weight of the logit MSE")
+    parser.add_argument("--beta", type=float, default=0.0, help="DER++: weight of the replayed labels' CE")
     parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
     scores = []
     for seed in args.seeds:
-        scores.append(run(seed, args.lr, args.buffer_size, args.data_dir))
+        scores.append(run(seed, args.lr, args.buffer_size, args.data_dir, method=args.method, replay=args.replay,
+                          alpha=args.alpha, beta=args.beta))
         print(f"seed {seed}: class-IL {scores[-1]:.2f}", flush=True)
     std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-    print(f"reference ER loop, buffer {args.buffer_size}, lr {args.lr}: "
+    print(f"reference {args.method} loop, buffer {args.buffer_size}, lr {args.lr}: "
           f"{statistics.mean(scores):.2f} ± {std:.2f} over {len(scores)} seeds")
 
 

@@ -203,6 +203,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         "method_options": method.hparams(),
         "run": asdict(options),
     }
+    method.validate_for(setting)  # before anything is written
     if not getattr(setting, "is_writer", True):  # a data-parallel worker other than 0: no outputs
         setting.apply(method, None)
         return 0

@@ -95,6 +95,9 @@ def test_help_shows_setting_and_method_options():
     (["--setting", "online", "--method", "rehearsal", "--buffer_size", "-5"], "--buffer_size"),
     (["--setting", "class_incremental", "--method", "naive", "--nb_tasks", "20"], "--nb_tasks"),
     (["--setting", "online", "--method", "naive", "--lr", "0"], "--lr"),
+    (["--setting", "class_incremental", "--method", "icarl", "--buffer_size", "5"], "--buffer_size 5"),
+    (["--setting", "task_incremental", "--method", "stable_sgd", "--dropout", "1"], "--dropout"),
+    (["--setting", "online", "--method", "der", "--alpha", "-1"], "--alpha"),
     (["--setting", "online"], "missing --method"),
     (["--setting", "online", "--method", "naive", "--config_path", "/nonexistent.yaml"], "config_path"),
 ])

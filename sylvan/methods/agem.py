@@ -53,13 +53,16 @@ class AGEM(SupervisedMethod):
         if self.reference_batch_size < 1:
             raise ConfigurationError(f"--reference_batch_size must be >= 1, got {self.reference_batch_size}")
 
-    def configure(self, setting: Any) -> None:
-        self.per_task = self.buffer_size // setting.nb_tasks
-        if self.buffer_size and self.per_task == 0:
+    def validate_for(self, setting: Any) -> None:
+        if 0 < self.buffer_size < setting.nb_tasks:
             raise ConfigurationError(
                 f"agem shares --buffer_size among the {setting.nb_tasks} tasks: {self.buffer_size} samples "
                 "leave none per task"
             )
+
+    def configure(self, setting: Any) -> None:
+        self.validate_for(setting)
+        self.per_task = self.buffer_size // setting.nb_tasks
         super().configure(setting)
         self.memory = ReservoirBuffer(self.per_task * setting.nb_tasks, seed=setting.seed)
         self._task_samples = ReservoirBuffer(self.per_task, seed=setting.seed + 1)

@@ -45,6 +45,10 @@ class Method:
     def validate(self) -> None:
         """Raise `ConfigurationError` for hyperparameters that make no sense."""
 
+    def validate_for(self, setting: Setting) -> None:
+        """Raise `ConfigurationError` for hyperparameters that make no sense on `setting` (e.g. a
+        memory too small for its classes). Called before a run starts, before anything is written."""
+
     @classmethod
     def is_applicable(cls, setting: Setting | type[Setting]) -> bool:
         """True when `setting` is the target setting or one of its descendants."""

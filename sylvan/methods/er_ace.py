@@ -26,7 +26,7 @@ class ERACE(ReplayMethod):
     """ER-ACE: asymmetric cross-entropy for incoming and replayed samples."""
 
     name: ClassVar[str] = "er_ace"
-    target_setting: ClassVar[type[Setting]] = OnlineSetting
+    target_setting: ClassVar[type[Setting]] = OnlineSetting  # needs no boundaries: runs everywhere
 
     lr: float = 0.1  # learning rate
     replay_size: int = 10  # r: samples replayed with each minibatch (0: as many as the batch size)

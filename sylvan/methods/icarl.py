@@ -45,12 +45,15 @@ class ICaRL(DistillationMethod):
         if self.feature_batch_size < 1:
             raise ConfigurationError(f"--feature_batch_size must be >= 1, got {self.feature_batch_size}")
 
-    def configure(self, setting: Any) -> None:
+    def validate_for(self, setting: Any) -> None:
         if self.buffer_size < setting.num_classes:
             raise ConfigurationError(
                 f"icarl keeps at least one exemplar per class: --buffer_size {self.buffer_size} is less "
                 f"than the {setting.num_classes} classes of {setting.dataset}"
             )
+
+    def configure(self, setting: Any) -> None:
+        self.validate_for(setting)
         super().configure(setting)
         self.buffer = make_buffer("herding", self.buffer_size, seed=setting.seed)
         self.class_means: torch.Tensor | None = None  # (classes, dim); NaN rows for classes not stored

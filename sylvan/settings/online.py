@@ -246,6 +246,7 @@ class OnlineSetting(Setting):
                 f"method {method.name!r} targets {method.target_setting.name!r} and does not "
                 f"apply to {self.name!r}"
             )
+        method.validate_for(self)
         self._tracker = tracker
         self._online_meter = None
         L.seed_everything(self.seed, verbose=False)

@@ -42,6 +42,21 @@ def test_two_workers_match_one_process(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("method", "options"), [
+    ("agem", []),  # averages its reference gradient over the workers
+    ("icarl", []),  # chooses exemplars and class means on every worker after DDP training
+    ("gdumb", ["--buffer_size", "500", "--retrain_epochs", "5"]),  # retrains on its memory under DDP
+])
+def test_methods_with_their_own_memory_run_on_two_workers(tmp_path, method, options):
+    out = sylvan("--setting", "distributed", "--method", method, "--devices", "2", *COMMON, "--batch_size", "16",
+                 *options, "--results_dir", str(tmp_path), "--run_name", method)
+    assert out.returncode == 0, out.stderr
+    results = json.loads((tmp_path / method / "results.json").read_text())
+    assert results["complete"] and len(results["accuracy_matrix"]) == 5
+    assert results["final_average_accuracy"] > 0.3, "well above what fine-tuning keeps (about 0.2)"
+
+
+@pytest.mark.slow
 def test_a_dead_worker_stops_the_run_with_a_clear_error(tmp_path):
     start = time.monotonic()
     out = sylvan("--plugin", str(REPO / "tests" / "plugins" / "dying_worker.py"), "--setting", "distributed",

@@ -1,13 +1,17 @@
-"""Why sylvan's `icarl` beats the published Seq-MNIST figure: the nearest-mean-of-exemplars
-classifier of the reference code behind the DER paper's table differs from the iCaRL paper.
+"""Why sylvan's `icarl` beats the published Seq-MNIST figure: the exemplar memory and the
+nearest-mean-of-exemplars classifier of the reference code behind the DER paper's table differ
+from the iCaRL paper's (and from sylvan's).
 
 The iCaRL paper L2-normalizes features and averages each class's exemplar features. The
 reference code uses unnormalized features and, computing each class mean over batches of
 `batch_size` exemplars, folds the batches in with a running pairwise average
 (`mean += batch_mean; mean /= 2`), which weights the last batch 1/2, the one before 1/4, ...:
 with 50 exemplars per class (buffer 500) in batches of 10, the "mean" is dominated by the last
-exemplars, the least representative ones in herding order. This script runs sylvan's `icarl`
-and the same method with the reference code's classifier on the same seeds.
+exemplars, the least representative ones in herding order. Its memory selects each new class's
+exemplars by forward herding on those unnormalized features and cuts old classes to their first
+m exemplars; sylvan's `herding` buffer re-herds every class (old ones on their stored features)
+on normalized features. This script runs, on the same seeds, sylvan's `icarl`, the same method
+with the reference code's classifier, and with the reference code's classifier and memory.
 
     python benchmarks/icarl_reference_means.py --data_dir ~/.cache/sylvan/data [--seeds 0 1 2]
 """
@@ -21,6 +25,7 @@ from typing import ClassVar
 
 import torch
 
+from sylvan.buffers import ReservoirBuffer
 from sylvan.methods import ICaRL
 from sylvan.settings import ClassIncrementalSetting
 from sylvan.settings.online import DEFAULT_DATA_DIR
@@ -68,14 +73,54 @@ class ICaRLReferenceMeans(ICaRL):
         return self.mask_to_tasks(scores, task_labels)
 
 
+@dataclass
+class ICaRLReferenceMemory(ICaRLReferenceMeans):
+    """The reference code's classifier and memory: old classes keep their first m exemplars;
+    each new class gets m exemplars by forward herding on unnormalized features."""
+
+    name: ClassVar[str] = ""
+
+    def update_exemplars(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None = None) -> None:
+        per_class = self.buffer_size // int(self.active_classes.sum())
+        kept: list[dict[str, torch.Tensor]] = []
+        if len(self.buffer):
+            stored = self.buffer.get_all()
+            for label in stored["y"].unique().tolist():
+                index = torch.nonzero(stored["y"] == label).flatten()[:per_class]
+                kept.append({k: v[index] for k, v in stored.items()})
+        features = self.features(x)
+        for label in y.unique().tolist():
+            index = torch.nonzero(y == label).flatten()
+            candidates = features[index].clone()
+            mean, running, chosen = candidates.mean(0), torch.zeros(candidates.shape[1]), []
+            for i in range(min(per_class, len(index))):
+                cost = (mean - (candidates + running) / (i + 1)).norm(dim=1)
+                best = int(cost.argmin())
+                chosen.append(best)
+                running += features[index[best]]
+                candidates[best] += 1e6
+            picked = index[torch.tensor(chosen)]
+            fields = {"x": x[picked], "y": y[picked], "features": features[picked]}
+            if t is not None:
+                fields["t"] = t[picked]
+            kept.append(fields)
+        self.buffer = ReservoirBuffer(self.buffer_size, seed=self.setting.seed)
+        self.buffer.add(**{k: torch.cat([part[k] for part in kept]) for k in kept[0]})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--buffer_sizes", type=int, nargs="+", default=[200, 500])
+    parser.add_argument("--only", nargs="+", help="variants to run (default: all)")
     args = parser.parse_args()
     for buffer_size in args.buffer_sizes:
-        for label, cls in [("icarl (paper classifier)", ICaRL), ("reference code's classifier", ICaRLReferenceMeans)]:
+        variants = [("sylvan's icarl", ICaRL), ("reference classifier", ICaRLReferenceMeans),
+                    ("reference classifier and memory", ICaRLReferenceMemory)]
+        for label, cls in variants:
+            if args.only and cls.__name__ not in args.only:
+                continue
             scores = []
             for seed in args.seeds:
                 setting = ClassIncrementalSetting(dataset="mnist", nb_tasks=5, batch_size=10, epochs=1, seed=seed,

@@ -42,18 +42,19 @@ def test_two_workers_match_one_process(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("method", "options"), [
-    ("agem", []),  # averages its reference gradient over the workers
-    ("icarl", []),  # chooses exemplars and class means on every worker after DDP training
-    ("gdumb", ["--buffer_size", "500", "--retrain_epochs", "5"]),  # retrains on its memory under DDP
+@pytest.mark.parametrize(("method", "options", "minimum"), [
+    ("agem", [], 0.2),  # averages its reference gradient over the workers (weak in class-IL, as published)
+    ("icarl", [], 0.6),  # chooses exemplars and class means on every worker after DDP training
+    ("gdumb", ["--buffer_size", "500", "--retrain_epochs", "5"], 0.8),  # retrains on its memory under DDP
 ])
-def test_methods_with_their_own_memory_run_on_two_workers(tmp_path, method, options):
+def test_methods_with_their_own_memory_run_on_two_workers(tmp_path, method, options, minimum):
     out = sylvan("--setting", "distributed", "--method", method, "--devices", "2", *COMMON, "--batch_size", "16",
                  *options, "--results_dir", str(tmp_path), "--run_name", method)
     assert out.returncode == 0, out.stderr
     results = json.loads((tmp_path / method / "results.json").read_text())
     assert results["complete"] and len(results["accuracy_matrix"]) == 5
-    assert results["final_average_accuracy"] > 0.3, "well above what fine-tuning keeps (about 0.2)"
+    assert results["final_average_accuracy"] > minimum  # fine-tuning keeps about 0.2
+    assert results["task_aware_accuracy"] > 0.85
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.learner import Batch, SupervisedMethod, dataset_tensors
+from sylvan.methods.regularization import weighted_squared_distance
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -63,11 +64,7 @@ class EWC(SupervisedMethod):
         """sum_i F_i (w_i - w*_i)^2 over every parameter (0 before the first task ends)."""
         if self.fisher is None or self.anchor is None:
             return torch.zeros(())
-        total = 0.0
-        for name, weight in self.model.named_parameters():
-            fisher, anchor = self.fisher[name].to(weight.device), self.anchor[name].to(weight.device)
-            total = total + (fisher * (weight - anchor).pow(2)).sum()
-        return total
+        return weighted_squared_distance(self.model, self.fisher, self.anchor)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         loss = F.cross_entropy(self.learner(batch.x), batch.y)
@@ -83,7 +80,7 @@ class EWC(SupervisedMethod):
         if self.fisher is None:
             self.fisher = task_fisher
         else:
-            self.fisher = {k: self.gamma * self.fisher[k] + task_fisher[k] for k in task_fisher}
+            self.fisher = {k: self.gamma * self.fisher[k].to(v.device) + v for k, v in task_fisher.items()}
         self.anchor = {k: v.detach().clone() for k, v in self.model.named_parameters()}
 
     def fisher_information(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.learner import Batch, SupervisedMethod
+from sylvan.methods.regularization import weighted_squared_distance
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -59,11 +60,7 @@ class SI(SupervisedMethod):
     def penalty(self) -> torch.Tensor:
         if self.importance is None:
             return torch.zeros(())
-        total = 0.0
-        for name, weight in self.model.named_parameters():
-            importance = self.importance[name].to(weight.device)
-            total = total + (importance * (weight - self.anchor[name].to(weight.device)).pow(2)).sum()
-        return total
+        return weighted_squared_distance(self.model, self.importance, self.anchor)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         loss = F.cross_entropy(self.learner(batch.x), batch.y)

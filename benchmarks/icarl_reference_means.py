@@ -27,6 +27,7 @@ import torch
 
 from sylvan.buffers import ReservoirBuffer
 from sylvan.methods import ICaRL
+from sylvan.methods.learner import evaluating
 from sylvan.settings import ClassIncrementalSetting
 from sylvan.settings.online import DEFAULT_DATA_DIR
 
@@ -39,13 +40,8 @@ class ICaRLReferenceMeans(ICaRL):
     name: ClassVar[str] = ""  # not registered: a benchmark variant only
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        model = self.model
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            out = model.features(x.to(next(model.parameters()).device)).flatten(1).cpu()
-        model.train(was_training)
-        return out
+        with evaluating(self.model) as model:
+            return model.features(x.to(next(model.parameters()).device)).flatten(1).cpu()
 
     def exemplar_means(self) -> torch.Tensor:
         stored = self.buffer.get_all()

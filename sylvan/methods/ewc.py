@@ -22,7 +22,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.learner import Batch, SupervisedMethod, dataset_tensors
+from sylvan.methods.learner import Batch, SupervisedMethod, dataset_tensors, evaluating
 from sylvan.methods.regularization import weighted_squared_distance
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
@@ -86,8 +86,6 @@ class EWC(SupervisedMethod):
     def fisher_information(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Diagonal Fisher: mean over samples of p(y|x) * (d log p(y|x) / dw)^2, per parameter."""
         model = self.model
-        was_training = model.training
-        model.eval()
         device = next(model.parameters()).device
         params = {k: v.detach() for k, v in model.named_parameters()}
         buffers = {k: v.detach() for k, v in model.named_buffers()}
@@ -98,14 +96,15 @@ class EWC(SupervisedMethod):
 
         per_sample = vmap(grad_and_value(log_likelihood), in_dims=(None, 0, 0))
         fisher = {k: torch.zeros_like(v) for k, v in params.items()}
-        for start in range(0, len(y), self.fisher_batch_size):
-            xb = x[start : start + self.fisher_batch_size].to(device)
-            yb = y[start : start + self.fisher_batch_size].to(device)
-            grads, log_p = per_sample(params, xb, yb)
-            weight = log_p.exp()
-            for k, g in grads.items():
-                fisher[k] += (weight.view(-1, *[1] * (g.dim() - 1)) * g.pow(2)).sum(0)
-        model.train(was_training)
+        # evaluation mode (no dropout, frozen batch norm); torch.func.grad ignores the outer no_grad
+        with evaluating(model):
+            for start in range(0, len(y), self.fisher_batch_size):
+                xb = x[start : start + self.fisher_batch_size].to(device)
+                yb = y[start : start + self.fisher_batch_size].to(device)
+                grads, log_p = per_sample(params, xb, yb)
+                weight = log_p.exp()
+                for k, g in grads.items():
+                    fisher[k] += (weight.view(-1, *[1] * (g.dim() - 1)) * g.pow(2)).sum(0)
         return {k: (v / max(len(y), 1)).cpu() for k, v in fisher.items()}
 
     def state_dict(self) -> dict[str, Any]:

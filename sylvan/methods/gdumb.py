@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -91,9 +92,9 @@ class GDumb(SupervisedMethod):
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         scores = super().scores(x, task_labels)
-        stored = torch.zeros(scores.shape[1], dtype=torch.bool)
         if len(self.buffer):
-            stored[self.buffer.get_all()["y"].cpu()] = True
+            stored = torch.zeros(scores.shape[1], dtype=torch.bool)
+            stored[torch.from_numpy(np.flatnonzero(self.buffer.class_stored))] = True
             scores = scores.masked_fill(~stored.to(scores.device), float("-inf"))
         return scores
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
 from sylvan.methods.distillation import DistillationMethod
-from sylvan.methods.learner import Batch, dataset_tensors
+from sylvan.methods.learner import Batch, dataset_tensors, evaluating
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -93,16 +93,12 @@ class ICaRL(DistillationMethod):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalized features of `x` (evaluation mode, no gradient), on the CPU."""
-        model = self.model
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
+        device = next(self.model.parameters()).device
         out = []
-        with torch.no_grad():
+        with evaluating(self.model) as model:
             for start in range(0, len(x), self.feature_batch_size):
                 chunk = x[start : start + self.feature_batch_size].to(device)
                 out.append(F.normalize(model.features(chunk).flatten(1), dim=1).cpu())
-        model.train(was_training)
         return torch.cat(out)
 
     def update_exemplars(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None = None) -> None:

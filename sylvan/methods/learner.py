@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -29,6 +31,19 @@ warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", ".*GPU available but not used.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """`module` in evaluation mode without gradients for the block; its training mode is
+    restored afterwards (scoring, features, Fisher information between training steps)."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
 
 
 class Batch(NamedTuple):
@@ -159,14 +174,9 @@ class SupervisedMethod(Method):
     # ----- evaluation ------------------------------------------------------------------------
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
-        learner = self.learner
-        was_training = learner.training
-        learner.to(self.setting.device)
-        learner.eval()
-        with torch.no_grad():
-            scores = self.scores(x.to(learner.device), task_labels)
-        learner.train(was_training)
-        return scores
+        learner = self.learner.to(self.setting.device)
+        with evaluating(learner):
+            return self.scores(x.to(learner.device), task_labels)
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """Class scores for `x`. Given task labels, scores of classes never seen with that

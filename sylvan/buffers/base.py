@@ -41,6 +41,10 @@ class RehearsalBuffer:
         self.device = torch.device(device) if device is not None else None
         self.seed = seed
         self.storage: dict[str, torch.Tensor] = {}
+        # NumPy views of CPU storage: on the CPU, NumPy's fancy assignment writes rows several
+        # times faster than torch's index_copy_; None where the storage is on CUDA (or a dtype
+        # NumPy lacks), where torch writes on the device
+        self._host_views: dict[str, np.ndarray] | None = None
         self.size = 0
         self.seen = 0
         self.generator = torch.Generator().manual_seed(seed)
@@ -83,15 +87,23 @@ class RehearsalBuffer:
             self.storage[name] = torch.empty(
                 (self.capacity, *values.shape[1:]), dtype=values.dtype, device=self.device
             )
+        self._host_views = self._numpy_views(self.storage)
+
+    @staticmethod
+    def _numpy_views(storage: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray] | None:
+        try:
+            return {name: values.numpy() for name, values in storage.items()}
+        except (TypeError, RuntimeError):  # on CUDA, or a dtype such as bfloat16
+            return None
 
     def add(self, **batch: torch.Tensor) -> None:
         """Offer a batch of new samples (fields of equal first dimension) to the buffer."""
         if not batch:
             raise ValueError("add() needs at least one field, e.g. add(x=..., y=...)")
-        count = next(iter(batch.values())).shape[0]
-        for values in batch.values():
-            if values.shape[0] != count:
-                raise ValueError("all fields of a batch must have the same number of samples")
+        counts = {values.shape[0] for values in batch.values()}
+        if len(counts) != 1:
+            raise ValueError("all fields of a batch must have the same number of samples")
+        (count,) = counts
         if self.storage and batch.keys() != self.storage.keys():
             raise ValueError(f"fields {sorted(batch)} differ from stored {sorted(self.storage)}")
         if count and self.capacity:
@@ -109,11 +121,16 @@ class RehearsalBuffer:
         raise NotImplementedError
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
-        slot_index = torch.from_numpy(slots).to(self.device, non_blocking=True)
-        position_index = torch.from_numpy(positions)
-        for name, values in batch.items():
-            taken = values.detach().index_select(0, position_index.to(values.device, non_blocking=True))
-            self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
+        host = self._host_views
+        if host is not None and all(values.device.type == "cpu" for values in batch.values()):
+            for name, values in batch.items():
+                host[name][slots] = values.detach().numpy()[positions]
+        else:
+            slot_index = torch.from_numpy(slots).to(self.device, non_blocking=True)
+            position_index = torch.from_numpy(positions)
+            for name, values in batch.items():
+                taken = values.detach().index_select(0, position_index.to(values.device, non_blocking=True))
+                self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
         self.draw_counts[slots] = 0
 
     def _remove_slots(self, slots: np.ndarray) -> None:
@@ -135,10 +152,14 @@ class RehearsalBuffer:
         """Hook: `slots` are about to be freed."""
 
     def _move(self, sources: np.ndarray, targets: np.ndarray) -> None:
-        source_index = torch.from_numpy(sources).to(self.device, non_blocking=True)
-        target_index = torch.from_numpy(targets).to(self.device, non_blocking=True)
-        for values in self.storage.values():
-            values.index_copy_(0, target_index, values[source_index])
+        if self._host_views is not None:
+            for values in self._host_views.values():
+                values[targets] = values[sources]
+        else:
+            source_index = torch.from_numpy(sources).to(self.device, non_blocking=True)
+            target_index = torch.from_numpy(targets).to(self.device, non_blocking=True)
+            for values in self.storage.values():
+                values.index_copy_(0, target_index, values.index_select(0, source_index))
         self.draw_counts[targets] = self.draw_counts[sources]
 
     # ----- retrieval ----------------------------------------------------------------------------
@@ -150,7 +171,7 @@ class RehearsalBuffer:
             return {}
         chosen = grasp_indices(self, int(n)) if self.retrieval == "grasp" else self._choose(self.size, int(n))
         index = torch.from_numpy(chosen).to(self.device, non_blocking=True)
-        return {name: values[index] for name, values in self.storage.items()}
+        return {name: values.index_select(0, index) for name, values in self.storage.items()}
 
     def get_all(self) -> dict[str, torch.Tensor]:
         """Every stored sample, in slot order."""
@@ -190,6 +211,7 @@ class RehearsalBuffer:
             if self.device is None:
                 self.device = next(iter(state["storage"].values())).device
             self.storage = {k: v.to(self.device).clone() for k, v in state["storage"].items()}
+            self._host_views = self._numpy_views(self.storage)
         self.generator.set_state(state["generator"])
         self.draw_counts = np.asarray(state["draw_counts"]).copy()
         self._load_extra_state(state)

@@ -122,3 +122,27 @@ def test_sampling_from_a_large_buffer_is_uniform():
         counts[drawn] += 1
     _, p_value = stats.chisquare(counts.reshape(20, -1).sum(1))
     assert p_value > 1e-3
+
+
+@pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "gdumb", "prs", "herding"])
+def test_torch_write_path_stores_what_the_numpy_path_stores(policy):
+    """CPU storage is written through NumPy views; a field NumPy cannot view (bfloat16) sends the
+    whole buffer through torch's index_copy_, the CUDA path. Both must store the same samples."""
+    buffers = {dtype: make_buffer(policy, 30, seed=3) for dtype in (torch.float32, torch.bfloat16)}
+    generator = torch.Generator().manual_seed(0)
+    for step in range(12):  # new classes keep arriving, so class-aware policies also compact
+        y = torch.randint(0, 2 + step // 2, (17,), generator=generator)
+        ids = torch.arange(17 * step, 17 * (step + 1))
+        features = torch.rand(17, 3, generator=generator)
+        for dtype, buffer in buffers.items():
+            fields = dict(x=ids.to(dtype), y=y, id=ids)
+            if policy == "herding":
+                fields["features"] = features
+            buffer.add(**fields)
+    fast, torch_path = buffers[torch.float32], buffers[torch.bfloat16]
+    assert fast._host_views is not None and torch_path._host_views is None
+    assert len(fast) == len(torch_path) == 30
+    for name in ("id", "y"):
+        assert torch.equal(fast.get_all()[name], torch_path.get_all()[name])
+    stored_ids = torch_path.get_all()["id"]
+    assert torch.equal(torch_path.get_all()["x"], stored_ids.to(torch.bfloat16))

@@ -1,10 +1,11 @@
 """Rehearsal-buffer throughput, and what rehearsal adds to a training step.
 
 Part 1: steady-state insertion and sampling throughput (samples per second) of every policy
-(measured after the buffer is first filled), for MNIST-sized
-(1x28x28) and CIFAR-sized (3x32x32) samples and capacities 500 / 5,000 / 50,000, next to a
-reference reservoir buffer that inserts with a per-sample Python loop and samples with
-`np.random.choice` (the way most research code does), and the ratio between them.
+(measured after the buffer is first filled), for MNIST-sized (1x28x28) and CIFAR-sized (3x32x32)
+samples and capacities 500 / 5,000 / 50,000, next to references that insert with a per-sample
+Python loop and sample with `np.random.choice` (the way most research code does): the same
+policy written one sample at a time (`reference_buffers.py`), and plain reservoir sampling
+written so; with the ratios between them.
 
 Part 2: on the Seq-MNIST protocol (batch 10) and a batch-128 variant, the wall time per training
 step of `rehearsal` (r = b replayed samples, buffer 200 / 5,000) divided by that of `naive`, next
@@ -20,6 +21,7 @@ import time
 
 import numpy as np
 import torch
+from reference_buffers import REFERENCES, LoopBuffer, LoopReservoir
 
 from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features
 
@@ -28,84 +30,84 @@ SHAPES = {"1x28x28": (1, 28, 28), "3x32x32": (3, 32, 32)}
 CAPACITIES = (500, 5_000, 50_000)
 
 
-class PerSampleReservoir:
-    """The reference: reservoir sampling with a Python loop over the samples of each batch."""
-
-    def __init__(self, capacity: int, shape: tuple[int, ...], device: str) -> None:
-        self.capacity, self.seen = capacity, 0
-        self.x = torch.empty((capacity, *shape), device=device)
-        self.y = torch.empty(capacity, dtype=torch.long, device=device)
-
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        for i in range(len(y)):
-            slot = self.seen if self.seen < self.capacity else np.random.randint(0, self.seen + 1)
-            if slot < self.capacity:
-                self.x[slot] = x[i]
-                self.y[slot] = y[i]
-            self.seen += 1
-
-    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = np.random.choice(min(self.seen, self.capacity), size=n, replace=False)
-        index = torch.from_numpy(index).to(self.x.device)
-        return self.x[index], self.y[index]
-
-
 def synchronize(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
 
-def throughput(shape: tuple[int, ...], capacity: int, device: str) -> dict[str, tuple[float, float]]:
-    """{policy: (insertions per second, samples drawn per second)}, in steady state: the buffer is
+def insertion_rate(buffer, pool, name: str, fill_steps: int, steps: int, device: str) -> float:
+    """Samples inserted per second over `steps` batches, after `fill_steps` untimed ones."""
+
+    def insert(step: int) -> None:
+        x, y, features = pool[step % len(pool)]
+        if isinstance(buffer, LoopBuffer):
+            buffer.add(x, y, features)
+        elif needs_features(name, "uniform"):  # herding: 64-d features supplied by the method
+            buffer.add(x=x, y=y, features=features)
+        else:
+            buffer.add(x=x, y=y)
+
+    for step in range(fill_steps):
+        insert(step)
+    synchronize(device)
+    start = time.perf_counter()
+    for step in range(fill_steps, fill_steps + steps):
+        insert(step)
+    synchronize(device)
+    return steps * BATCH / (time.perf_counter() - start)
+
+
+def sampling_rate(buffer, device: str, draws: int = 200) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(draws):
+        buffer.sample(BATCH)
+    synchronize(device)
+    return draws * BATCH / (time.perf_counter() - start)
+
+
+def throughput(shape: tuple[int, ...], capacity: int, device: str) -> dict[str, tuple[float, float, float]]:
+    """{policy: (insertions per second, its per-sample reference's, samples drawn per second)},
+    plus the reservoir loop's figures under "per-sample loop". In steady state: the buffer is
     first filled (not timed); then a stream of 4x capacity samples (at least 40,960) is inserted
     in batches of 128, and 200 batches of 128 samples are drawn."""
     pool = [(torch.rand(BATCH, *shape, device=device), torch.randint(0, 10, (BATCH,), device=device),
              torch.rand(BATCH, 64, device=device)) for _ in range(16)]
     fill_steps = -(-capacity // BATCH)
     steps = max(40_960, 4 * capacity) // BATCH
-    # herding's greedy selection costs O(surplus x pool x dim) per batch: run it up to 5,000
+    # herding's greedy selection costs O(surplus x pool x dim) per batch: run it up to 5,000;
+    # its reference reselects every exemplar of a class by herding: time a few batches of it
     policies = [name for name in sorted(BUFFER_POLICIES) if name != "herding" or capacity <= 5_000]
-    buffers = {name: make_buffer(name, capacity, device=device) for name in policies}
-    buffers["per-sample loop"] = PerSampleReservoir(capacity, shape, device)
     figures = {}
-    for name, buffer in buffers.items():
-        def insert(step: int, buffer=buffer, name=name) -> None:
-            x, y, features = pool[step % len(pool)]
-            if isinstance(buffer, PerSampleReservoir):
-                buffer.add(x, y)
-            elif needs_features(name, "uniform"):  # herding: 64-d features supplied by the method
-                buffer.add(x=x, y=y, features=features)
-            else:
-                buffer.add(x=x, y=y)
-
-        for step in range(fill_steps):
-            insert(step)
-        synchronize(device)
-        start = time.perf_counter()
-        for step in range(steps):
-            insert(step)
-        synchronize(device)
-        insert_rate = steps * BATCH / (time.perf_counter() - start)
-        start = time.perf_counter()
-        for _ in range(200):
-            buffer.sample(BATCH)
-        synchronize(device)
-        figures[name] = (insert_rate, 200 * BATCH / (time.perf_counter() - start))
+    for name in policies:
+        buffer = make_buffer(name, capacity, device=device)
+        insert = insertion_rate(buffer, pool, name, fill_steps, steps, device)
+        reference = REFERENCES[name](capacity, shape, device)
+        reference_insert = insertion_rate(reference, pool, name, fill_steps, 8 if name == "herding" else steps, device)
+        figures[name] = (insert, reference_insert, sampling_rate(buffer, device))
+    loop = LoopReservoir(capacity, shape, device)
+    figures["per-sample loop"] = (insertion_rate(loop, pool, "reservoir", fill_steps, steps, device), float("nan"),
+                                  sampling_rate(loop, device))
     return figures
 
 
-def print_throughput(device: str) -> None:
-    print(f"Buffer throughput on {device}, batches of {BATCH} (samples per second; x = speed-up over the loop)")
-    header = f"{'shape':>8} {'capacity':>8} {'policy':>16} | {'insert/s':>10} {'x':>6} | {'sample/s':>10} {'x':>6}"
+def print_throughput(device: str, shapes: list[str], capacities: list[int]) -> None:
+    print(f"Buffer throughput on {device}, batches of {BATCH} (samples per second). 'own loop': the same policy")
+    print("written one sample at a time (benchmarks/reference_buffers.py); 'x loop': speed-up over its own loop;")
+    print("'x res. loop': over the per-sample reservoir loop; sampling is compared with the reservoir loop's")
+    print("np.random.choice + indexing.")
+    header = (f"{'shape':>8} {'capacity':>8} {'policy':>16} | {'insert/s':>10} {'own loop/s':>10} {'x loop':>6} "
+              f"{'x res. loop':>11} | {'sample/s':>10} {'x':>6}")
     print(header)
     print("-" * len(header))
-    for shape_name, shape in SHAPES.items():
-        for capacity in CAPACITIES:
-            figures = throughput(shape, capacity, device)
-            ref_insert, ref_sample = figures["per-sample loop"]
-            for name, (insert, sample) in figures.items():
-                print(f"{shape_name:>8} {capacity:>8} {name:>16} | {insert:10.0f} {insert / ref_insert:6.1f} | "
-                      f"{sample:10.0f} {sample / ref_sample:6.1f}", flush=True)
+    for shape_name in shapes:
+        for capacity in capacities:
+            figures = throughput(SHAPES[shape_name], capacity, device)
+            loop_insert, _, loop_sample = figures["per-sample loop"]
+            for name, (insert, own_loop, sample) in figures.items():
+                print(f"{shape_name:>8} {capacity:>8} {name:>16} | {insert:10.0f} {own_loop:10.0f} "
+                      f"{insert / own_loop:6.1f} {insert / loop_insert:11.1f} | {sample:10.0f} "
+                      f"{sample / loop_sample:6.1f}", flush=True)
 
 
 def step_ratio(batch_size: int, buffer_size: int, data_dir: str, train_samples: int) -> tuple[float, float, float]:
@@ -143,10 +145,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--skip_steps", action="store_true", help="only the throughput table")
+    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    parser.add_argument("--capacities", nargs="+", type=int, default=list(CAPACITIES))
     args = parser.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
-    print_throughput(args.device)
+    print_throughput(args.device, args.shapes, args.capacities)
     if not args.skip_steps:
         print_step_ratios(args.data_dir)
 

@@ -19,23 +19,22 @@ def level_down(
         return np.zeros_like(values)
     if remove > int(caps.sum()):
         raise ValueError(f"cannot remove {remove} when at most {int(caps.sum())} can go")
-
-    def removal_at(level: int) -> np.ndarray:
-        return np.minimum(np.clip(values - level, 0, None), caps)
-
-    # smallest level L such that cutting every entry down to L removes at most `remove`
-    low, high = int((values - caps).min()), int(values.max())
-    while low < high:
-        middle = (low + high) // 2
-        if int(removal_at(middle).sum()) <= remove:
-            high = middle
-        else:
-            low = middle + 1
-    removal = removal_at(low)
+    # removed(L) = sum_i min(max(v_i - L, 0), c_i), the units gone when every entry is cut down
+    # to level L, is non-increasing and linear between the breakpoints v_i and v_i - c_i: find
+    # the smallest integer L with removed(L) <= remove on the segment that contains it
+    points = np.unique(np.concatenate([values, values - caps]))
+    removed = np.minimum(np.clip(values - points[:, None], 0, None), caps).sum(1)
+    k = int(np.argmax(removed <= remove))  # removed(points[-1]) == 0, so some point qualifies
+    level = int(points[k])
+    if k > 0 and removed[k] < remove:  # the level lies inside (points[k-1], points[k]]
+        slope = (removed[k - 1] - removed[k]) // (points[k] - points[k - 1])
+        level = int(points[k - 1] + -(-(removed[k - 1] - remove) // slope))
+    removal = np.minimum(np.clip(values - level, 0, None), caps)
     extra = remove - int(removal.sum())
     if extra:  # one more unit from `extra` of the entries sitting at the level
-        at_level = [i for i in tie_order if values[i] >= low and removal[i] < caps[i]]
-        removal[np.asarray(at_level[:extra], dtype=np.int64)] += 1
+        tie_order = np.asarray(tie_order, dtype=np.int64)
+        at_level = tie_order[(values[tie_order] >= level) & (removal[tie_order] < caps[tie_order])]
+        removal[at_level[:extra]] += 1
     return removal
 
 
@@ -48,11 +47,10 @@ def equal_quotas(num_classes: int, capacity: int) -> np.ndarray:
 
 
 def group_ranks(labels: np.ndarray) -> np.ndarray:
-    """For each position, how many earlier positions hold the same label (0 for the first)."""
+    """For each position, how many earlier positions hold the same (non-negative) label."""
     order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
-    run_start = np.repeat(starts, np.diff(np.r_[starts, len(labels)]))
+    counts = np.bincount(labels)
+    group_start = np.cumsum(counts) - counts
     ranks = np.empty(len(labels), dtype=np.int64)
-    ranks[order] = np.arange(len(labels)) - run_start
+    ranks[order] = np.arange(len(labels)) - group_start[labels[order]]
     return ranks

@@ -9,7 +9,10 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from sylvan.buffers.balancing import group_ranks
 from sylvan.buffers.base import RehearsalBuffer
+
+INT16_MAX = np.iinfo(np.int16).max
 
 
 class ClassAwareBuffer(RehearsalBuffer):
@@ -24,13 +27,14 @@ class ClassAwareBuffer(RehearsalBuffer):
         self.class_seen = np.zeros(0, dtype=np.int64)
         self.class_stored = np.zeros(0, dtype=np.int64)
         self.slot_labels = np.full(self.capacity, -1, dtype=np.int64)
-        # label -> occupied slots holding it; None when it must be rebuilt (after moves)
-        self._member_cache: dict[int, np.ndarray] | None = None
+        # the occupied slots grouped by label, in slot order within a label, and where each
+        # label's group starts; None when a label changed and it must be rebuilt
+        self._class_index: tuple[np.ndarray, np.ndarray] | None = None
 
     def _labels_of(self, batch: Mapping[str, torch.Tensor]) -> np.ndarray:
         if self.label_field not in batch:
             raise ValueError(f"the {self.policy} policy needs a {self.label_field!r} field in every batch")
-        labels = batch[self.label_field].detach().cpu().numpy().astype(np.int64)
+        labels = np.asarray(batch[self.label_field].detach().cpu().numpy(), dtype=np.int64)
         if labels.size and labels.min() < 0:
             raise ValueError(f"the {self.policy} policy needs labels >= 0")
         return labels
@@ -38,6 +42,10 @@ class ClassAwareBuffer(RehearsalBuffer):
     def _count_labels(self, labels: np.ndarray) -> np.ndarray:
         """Add the batch's labels to `class_seen`; return the counts before this batch."""
         size = max(len(self.class_seen), int(labels.max()) + 1 if labels.size else 0)
+        if size == len(self.class_seen):  # no new label: the common case
+            before = self.class_seen
+            self.class_seen = before + np.bincount(labels, minlength=size)
+            return before
         before = np.zeros(size, dtype=np.int64)
         before[: len(self.class_seen)] = self.class_seen
         self.class_seen = before + np.bincount(labels, minlength=size)
@@ -50,49 +58,78 @@ class ClassAwareBuffer(RehearsalBuffer):
         move and removal, so reading it costs nothing)."""
         return self.class_stored.copy()
 
+    def class_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(order, starts): `order[starts[c] : starts[c] + stored_c]` are the slots holding label
+        c, in slot order. Rebuilt with one stable sort after labels change (a radix sort on 16-bit
+        labels, linear in the capacity), and kept while writes replace samples of a label by
+        samples of the same label."""
+        if self._class_index is None:
+            labels = self.slot_labels[: self.size]
+            if len(self.class_stored) <= INT16_MAX:
+                labels = labels.astype(np.int16)
+            order = np.argsort(labels, kind="stable")
+            starts = np.concatenate([[0], np.cumsum(self.class_stored)[:-1]]).astype(np.int64)
+            self._class_index = (order, starts)
+        return self._class_index
+
     def members(self, label: int) -> np.ndarray:
-        """The occupied slots holding `label`, in slot order unless the cache says otherwise."""
-        if self._member_cache is None:
-            return np.flatnonzero(self.slot_labels[: self.size] == label)
-        return self._member_cache.get(int(label), np.empty(0, dtype=np.int64))
+        """The occupied slots holding `label`, in slot order."""
+        if label >= len(self.class_stored):
+            return np.empty(0, dtype=np.int64)
+        order, starts = self.class_index()
+        return order[starts[label] : starts[label] + self.class_stored[label]]
 
-    def build_member_cache(self) -> None:
-        """Index the slots of every label at once (one sort), for policies that look up many
-        labels per batch; kept up to date by writes that fill empty slots, dropped on moves."""
-        labels = self.slot_labels[: self.size]
-        order = np.argsort(labels, kind="stable")
-        classes, starts = np.unique(labels[order], return_index=True)
-        self._member_cache = dict(zip(classes.tolist(), np.split(order, starts[1:])))
-
-    def _random_slots_of(self, label: int, count: int) -> np.ndarray:
-        """`count` distinct occupied slots, drawn uniformly among those holding `label`."""
-        members = self.members(label)
-        return members[self._choose(len(members), count)]
+    def _random_slots_by_class(self, counts: np.ndarray) -> np.ndarray:
+        """For every label c, `counts[c]` distinct occupied slots drawn uniformly among those
+        holding c, all labels at once: each label draws positions in its group of the class
+        index, and draws again as many as were repeated (the distinct values of a uniform
+        sequence, drawn until there are `counts[c]` of them, are a uniform random subset)."""
+        classes = np.flatnonzero(counts)
+        if len(classes) == 0:
+            return np.empty(0, dtype=np.int64)
+        order, starts = self.class_index()
+        wanted, held = counts[classes], self.class_stored[classes]
+        if (wanted > held).any():
+            raise ValueError("cannot draw more samples of a label than the buffer holds")
+        dense = 2 * wanted > held  # most of the label goes: a permutation, without rejections
+        chosen = [
+            starts[c] + self._choose(int(n), int(k)) for c, n, k in zip(classes[dense], held[dense], wanted[dense])
+        ]
+        sparse = ~dense
+        first, size, wanted = starts[classes[sparse]], held[sparse], wanted[sparse]
+        drawn, missing = np.empty(0, dtype=np.int64), wanted
+        while missing.any():
+            # draw a few more than missing (about the repeats expected), so one round mostly does
+            extra = missing + (missing * missing) // size + 1
+            group = np.repeat(np.arange(len(missing)), extra)
+            candidates = first[group] + (self._uniform(len(group)) * size[group]).astype(np.int64)
+            merged = np.concatenate([drawn, candidates])
+            _, first_seen = np.unique(merged, return_index=True)
+            merged = merged[np.sort(first_seen)]  # distinct, in the order they were drawn
+            label_group = np.searchsorted(first, merged, side="right") - 1
+            kept = group_ranks(label_group) < wanted[label_group]
+            drawn = merged[kept]
+            missing = wanted - np.bincount(label_group[kept], minlength=len(first))
+        return order[np.concatenate([drawn, *chosen])]
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
         super()._write(slots, positions, batch)
-        size = len(self.class_stored)
         replaced = self.slot_labels[slots]
         new = self._batch_labels[positions]
-        self.class_stored += np.bincount(new, minlength=size) - np.bincount(replaced[replaced >= 0], minlength=size)
-        self.slot_labels[slots] = new
-        changed = replaced != new
-        if self._member_cache is not None and changed.any():
-            if (replaced[changed] == -1).all():  # only empty slots filled: extend the lists
-                for label in np.unique(new[changed]).tolist():
-                    added = slots[changed & (new == label)]
-                    self._member_cache[label] = np.concatenate([self.members(label), added])
-            else:
-                self._member_cache = None
+        if (replaced != new).any():  # samples replaced by samples of their own label change no count
+            size = len(self.class_stored)
+            self.class_stored += np.bincount(new, minlength=size) - np.bincount(replaced[replaced >= 0], minlength=size)
+            self.slot_labels[slots] = new
+            self._class_index = None
 
     def _on_remove(self, slots: np.ndarray) -> None:
         self.class_stored -= np.bincount(self.slot_labels[slots], minlength=len(self.class_stored))
         self.slot_labels[slots] = -1
-        self._member_cache = None
+        self._class_index = None
 
     def _move(self, sources: np.ndarray, targets: np.ndarray) -> None:
         super()._move(sources, targets)
-        self._member_cache = None
+        self._class_index = None
         self.slot_labels[targets] = self.slot_labels[sources]
         self.slot_labels[sources] = -1
 
@@ -116,4 +153,4 @@ class ClassAwareBuffer(RehearsalBuffer):
         self.class_seen = np.asarray(state["class_seen"]).copy()
         self.class_stored = np.asarray(state["class_stored"]).copy()
         self.slot_labels = np.asarray(state["slot_labels"]).copy()
-        self._member_cache = None
+        self._class_index = None

@@ -22,14 +22,32 @@ class ClassBalancedBuffer(ClassAwareBuffer):
 
     policy = "class_balanced"
 
-    def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    _quotas: np.ndarray | None = None  # per label, for the labels seen when it was computed
+
+    def quotas(self) -> np.ndarray:
+        """Each label's share of the capacity: equal among the labels seen so far, 0 for others.
+        Recomputed only when a label is seen for the first time (the set of labels seen only
+        grows, so its size tells whether it changed)."""
         present = np.flatnonzero(self.class_seen)
-        quotas = np.zeros(len(self.class_seen), dtype=np.int64)
-        quotas[present] = equal_quotas(len(present), self.capacity)
+        if self._quotas is None or len(self._quotas) != len(self.class_seen) or self._quota_classes != len(present):
+            self._quotas = np.zeros(len(self.class_seen), dtype=np.int64)
+            self._quotas[present] = equal_quotas(len(present), self.capacity)
+            self._quota_classes = len(present)
+        return self._quotas
+
+    def _load_extra_state(self, state) -> None:
+        super()._load_extra_state(state)
+        self._quotas = None
+
+    def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        quotas = self.quotas()
+        held = self.class_stored
+        if (held[labels] == quotas[labels]).all() and (held <= quotas).all():
+            return self._replace_within_classes(labels, seen_before, quotas)
 
         excess = np.clip(self.stored_per_class() - quotas, 0, None)
         if excess.any():  # quotas shrank: drop uniformly random samples of the classes over them
-            self._remove_slots(np.concatenate([self._random_slots_of(c, excess[c]) for c in np.flatnonzero(excess)]))
+            self._remove_slots(self._random_slots_by_class(excess))
         held = self.stored_per_class()
 
         # k-th sample of class c in this batch; its index in the class's stream
@@ -48,10 +66,20 @@ class ClassBalancedBuffer(ClassAwareBuffer):
         # chosen < held: an old slot of the class; otherwise one of the class's fill slots
         slots = fill_start[classes] + chosen - held[classes]
         old = chosen < held[classes]
-        if old.any() and self._member_cache is None:
-            self.build_member_cache()
-        for label in np.unique(classes[old]):  # a lookup per class, not per sample
-            pick = old & (classes == label)
-            slots[pick] = self.members(label)[chosen[pick]]
+        if old.any():  # the chosen-th slot of the class, in slot order
+            order, starts = self.class_index()
+            slots[old] = order[starts[classes[old]] + chosen[old]]
         self.size += int(fills.sum())
+        return last_writer_wins(slots, positions)
+
+    def _replace_within_classes(
+        self, labels: np.ndarray, seen_before: np.ndarray, quotas: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The steady state, where every class of the batch fills its quota and none exceeds
+        it: per-class reservoir sampling alone, no fills, no removals."""
+        index_in_class = seen_before[labels] + group_ranks(labels)
+        chosen = (self._uniform(len(labels)) * (index_in_class + 1)).astype(np.int64)
+        positions = np.flatnonzero(chosen < quotas[labels])
+        order, starts = self.class_index()
+        slots = order[starts[labels[positions]] + chosen[positions]]
         return last_writer_wins(slots, positions)

@@ -31,7 +31,7 @@ class GDumbBuffer(ClassAwareBuffer):
         drop_old = removal - skip_new
         dropped = np.empty(0, dtype=np.int64)
         if drop_old.any():
-            dropped = np.concatenate([self._random_slots_of(c, drop_old[c]) for c in np.flatnonzero(drop_old)])
+            dropped = self._random_slots_by_class(drop_old)
         # keep the first (incoming - skip_new) samples of each class, in batch order; they take
         # the dropped samples' slots, then the free ones (no data moves)
         positions = np.flatnonzero(group_ranks(labels) < (incoming - skip_new)[labels])

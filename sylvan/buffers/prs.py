@@ -49,7 +49,7 @@ class PRSBuffer(ClassAwareBuffer):
             drop_old = np.minimum(removal, stored)
             skip_new = removal - drop_old
             if drop_old.any():
-                dropped = np.concatenate([self._random_slots_of(c, drop_old[c]) for c in np.flatnonzero(drop_old)])
+                dropped = self._random_slots_by_class(drop_old)
             if skip_new.any():  # only when a class must give back more than it held: newest first
                 ranks = group_ranks(labels[positions])
                 kept_new = incoming - skip_new

@@ -113,3 +113,58 @@ def test_level_down_removes_from_the_top(counts, data):
 
 def test_group_ranks():
     assert group_ranks(np.array([3, 1, 3, 3, 1, 0])).tolist() == [0, 0, 1, 2, 1, 0]
+
+
+def level_down_one_unit_at_a_time(values, remove, tie_order, caps=None):
+    """The definition: take one unit at a time from the entry with the largest current value
+    that can still give; among equals, the first in `tie_order`."""
+    current = np.array(values, dtype=np.int64)
+    left = current.clip(min=0) if caps is None else np.array(caps, dtype=np.int64)
+    rank = {int(entry): k for k, entry in enumerate(tie_order)}
+    removal = np.zeros_like(current)
+    for _ in range(remove):
+        givers = [i for i in range(len(current)) if left[i] > 0]
+        top = max(current[i] for i in givers)
+        chosen = min((i for i in givers if current[i] == top), key=lambda i: rank[i])
+        current[chosen] -= 1
+        left[chosen] -= 1
+        removal[chosen] += 1
+    return removal
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.integers(-15, 40), min_size=1, max_size=10), data=st.data())
+def test_level_down_equals_its_unit_at_a_time_definition(values, data):
+    values = np.array(values, dtype=np.int64)
+    caps = None
+    if data.draw(st.booleans()):
+        caps = np.array([data.draw(st.integers(0, 25)) for _ in values], dtype=np.int64)
+    total = int((values.clip(min=0) if caps is None else caps).sum())
+    remove = data.draw(st.integers(0, total))
+    order = np.array(data.draw(st.permutations(list(range(len(values))))), dtype=np.int64)
+    expected = level_down_one_unit_at_a_time(values, remove, order, caps)
+    assert level_down(values, remove, order, caps).tolist() == expected.tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=st.lists(st.integers(0, 4), min_size=1, max_size=60), data=st.data())
+def test_random_slots_by_class_draws_distinct_slots_of_each_class(labels, data):
+    buffer = ClassBalancedBuffer(60, seed=data.draw(st.integers(0, 5)))
+    buffer.add(x=torch.zeros(len(labels), 1), y=torch.tensor(labels))
+    held = buffer.stored_per_class()
+    counts = np.array([data.draw(st.integers(0, int(n))) for n in held], dtype=np.int64)
+    slots = buffer._random_slots_by_class(counts)
+    assert len(np.unique(slots)) == len(slots) == int(counts.sum())
+    assert np.bincount(buffer.slot_labels[slots], minlength=len(counts)).tolist() == counts.tolist()
+
+
+@pytest.mark.parametrize("wanted", [3, 20])  # the rejection path and the permutation path
+def test_random_slots_by_class_is_uniform_within_a_class(wanted):
+    buffer = ClassBalancedBuffer(100, seed=1)
+    buffer.add(x=torch.zeros(100, 1), y=torch.arange(100) % 4)  # 25 slots per class
+    hits = np.zeros(100, dtype=np.int64)
+    for _ in range(4000):
+        hits[buffer._random_slots_by_class(np.array([0, wanted, 1, 0]))] += 1
+    class_one = hits[buffer.members(1)]
+    assert hits[buffer.members(0)].sum() == 0 and hits[buffer.members(2)].sum() == 4000
+    assert stats.chisquare(class_one).pvalue > 1e-3

@@ -35,35 +35,44 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def insertion_rate(buffer, pool, name: str, fill_steps: int, steps: int, device: str) -> float:
-    """Samples inserted per second over `steps` batches, after `fill_steps` untimed ones."""
+def insertion_rate(make, pool, name: str, fill_steps: int, steps: int, device: str, repeats: int = 3):
+    """Samples inserted per second over `steps` batches, after `fill_steps` untimed ones: the best
+    of `repeats` fresh buffers from `make()` (best-of, as timeit does, because a shared machine
+    only ever slows a run down). Returns (rate, the last buffer, filled)."""
+    best = 0.0
+    for _ in range(repeats):
+        buffer = make()
 
-    def insert(step: int) -> None:
-        x, y, features = pool[step % len(pool)]
-        if isinstance(buffer, LoopBuffer):
-            buffer.add(x, y, features)
-        elif needs_features(name, "uniform"):  # herding: 64-d features supplied by the method
-            buffer.add(x=x, y=y, features=features)
-        else:
-            buffer.add(x=x, y=y)
+        def insert(step: int, buffer=buffer) -> None:
+            x, y, features = pool[step % len(pool)]
+            if isinstance(buffer, LoopBuffer):
+                buffer.add(x, y, features)
+            elif needs_features(name, "uniform"):  # herding: 64-d features supplied by the method
+                buffer.add(x=x, y=y, features=features)
+            else:
+                buffer.add(x=x, y=y)
 
-    for step in range(fill_steps):
-        insert(step)
-    synchronize(device)
-    start = time.perf_counter()
-    for step in range(fill_steps, fill_steps + steps):
-        insert(step)
-    synchronize(device)
-    return steps * BATCH / (time.perf_counter() - start)
+        for step in range(fill_steps):
+            insert(step)
+        synchronize(device)
+        start = time.perf_counter()
+        for step in range(fill_steps, fill_steps + steps):
+            insert(step)
+        synchronize(device)
+        best = max(best, steps * BATCH / (time.perf_counter() - start))
+    return best, buffer
 
 
-def sampling_rate(buffer, device: str, draws: int = 200) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(draws):
-        buffer.sample(BATCH)
-    synchronize(device)
-    return draws * BATCH / (time.perf_counter() - start)
+def sampling_rate(buffer, device: str, draws: int = 200, repeats: int = 3) -> float:
+    best = 0.0
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(draws):
+            buffer.sample(BATCH)
+        synchronize(device)
+        best = max(best, draws * BATCH / (time.perf_counter() - start))
+    return best
 
 
 def throughput(shape: tuple[int, ...], capacity: int, device: str) -> dict[str, tuple[float, float, float]]:
@@ -80,14 +89,15 @@ def throughput(shape: tuple[int, ...], capacity: int, device: str) -> dict[str, 
     policies = [name for name in sorted(BUFFER_POLICIES) if name != "herding" or capacity <= 5_000]
     figures = {}
     for name in policies:
-        buffer = make_buffer(name, capacity, device=device)
-        insert = insertion_rate(buffer, pool, name, fill_steps, steps, device)
-        reference = REFERENCES[name](capacity, shape, device)
-        reference_insert = insertion_rate(reference, pool, name, fill_steps, 8 if name == "herding" else steps, device)
+        insert, buffer = insertion_rate(lambda name=name: make_buffer(name, capacity, device=device), pool, name,
+                                        fill_steps, steps, device)
+        reference_insert, _ = insertion_rate(lambda name=name: REFERENCES[name](capacity, shape, device), pool, name,
+                                             fill_steps, 8 if name == "herding" else steps, device,
+                                             repeats=1 if name == "herding" else 3)
         figures[name] = (insert, reference_insert, sampling_rate(buffer, device))
-    loop = LoopReservoir(capacity, shape, device)
-    figures["per-sample loop"] = (insertion_rate(loop, pool, "reservoir", fill_steps, steps, device), float("nan"),
-                                  sampling_rate(loop, device))
+    loop_insert, loop = insertion_rate(lambda: LoopReservoir(capacity, shape, device), pool, "reservoir",
+                                       fill_steps, steps, device)
+    figures["per-sample loop"] = (loop_insert, float("nan"), sampling_rate(loop, device))
     return figures
 
 

@@ -2,40 +2,56 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 
 def level_down(
-    values: np.ndarray, remove: int, tie_order: np.ndarray, caps: np.ndarray | None = None
+    values: np.ndarray,
+    remove: int,
+    tie_order: np.ndarray | Callable[[], np.ndarray],
+    caps: np.ndarray | None = None,
 ) -> np.ndarray:
     """How many units to remove from each entry so that `remove` units go, always from the
     entries whose value is largest ("water-filling" from the top): each unit removed from an
     entry lowers its value by one, and at most `caps[i]` units can come from entry i (default:
     `values[i]`, so counts never go below zero). Ties at the final level are broken in the order
-    of `tie_order` (a permutation of the entries; pass a random one)."""
-    values = np.asarray(values, dtype=np.int64)
-    caps = values.clip(min=0) if caps is None else np.asarray(caps, dtype=np.int64)
-    if remove <= 0:
-        return np.zeros_like(values)
-    if remove > int(caps.sum()):
-        raise ValueError(f"cannot remove {remove} when at most {int(caps.sum())} can go")
+    of `tie_order` (a permutation of the entries; pass a random one, or a function that draws
+    one, called only when there is a tie to break)."""
     # removed(L) = sum_i min(max(v_i - L, 0), c_i), the units gone when every entry is cut down
-    # to level L, is non-increasing and linear between the breakpoints v_i and v_i - c_i: find
-    # the smallest integer L with removed(L) <= remove on the segment that contains it
-    points = np.unique(np.concatenate([values, values - caps]))
-    removed = np.minimum(np.clip(values - points[:, None], 0, None), caps).sum(1)
-    k = int(np.argmax(removed <= remove))  # removed(points[-1]) == 0, so some point qualifies
-    level = int(points[k])
-    if k > 0 and removed[k] < remove:  # the level lies inside (points[k-1], points[k]]
-        slope = (removed[k - 1] - removed[k]) // (points[k] - points[k - 1])
-        level = int(points[k - 1] + -(-(removed[k - 1] - remove) // slope))
-    removal = np.minimum(np.clip(values - level, 0, None), caps)
-    extra = remove - int(removal.sum())
+    # to level L, grows by one per entry "active" at L (v_i - c_i <= L < v_i) for each step L
+    # goes down: sweep the breakpoints from the top and stop in the segment where it would pass
+    # `remove`. Plain Python on the class counts: a few dozen entries, one pass, no array calls.
+    v = np.asarray(values, dtype=np.int64).tolist()
+    c = [max(x, 0) for x in v] if caps is None else np.asarray(caps, dtype=np.int64).tolist()
+    if remove <= 0:
+        return np.zeros(len(v), dtype=np.int64)
+    if remove > sum(c):
+        raise ValueError(f"cannot remove {remove} when at most {sum(c)} can go")
+    events = sorted(
+        [(vi, 1) for vi, ci in zip(v, c) if ci > 0] + [(vi - ci, -1) for vi, ci in zip(v, c) if ci > 0], reverse=True
+    )
+    removed = active = 0
+    level = events[0][0]
+    for point, change in events:
+        if point != level:
+            if removed + active * (level - point) > remove:  # the level lies inside this segment
+                level -= (remove - removed) // active
+                break
+            removed += active * (level - point)
+            level = point
+        active += change
+    removal = [min(max(vi - level, 0), ci) for vi, ci in zip(v, c)]
+    extra = remove - sum(removal)
     if extra:  # one more unit from `extra` of the entries sitting at the level
-        tie_order = np.asarray(tie_order, dtype=np.int64)
-        at_level = tie_order[(values[tie_order] >= level) & (removal[tie_order] < caps[tie_order])]
-        removal[at_level[:extra]] += 1
-    return removal
+        for i in np.asarray(tie_order() if callable(tie_order) else tie_order).tolist():
+            if v[i] >= level and removal[i] < c[i]:
+                removal[i] += 1
+                extra -= 1
+                if not extra:
+                    break
+    return np.array(removal, dtype=np.int64)
 
 
 def equal_quotas(num_classes: int, capacity: int) -> np.ndarray:

@@ -122,7 +122,7 @@ class RehearsalBuffer:
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
         host = self._host_views
-        if host is not None and all(values.device.type == "cpu" for values in batch.values()):
+        if host is not None and self._all_on_cpu(batch):
             for name, values in batch.items():
                 host[name][slots] = values.detach().numpy()[positions]
         else:
@@ -132,6 +132,13 @@ class RehearsalBuffer:
                 taken = values.detach().index_select(0, position_index.to(values.device, non_blocking=True))
                 self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
         self.draw_counts[slots] = 0
+
+    @staticmethod
+    def _all_on_cpu(batch: Mapping[str, torch.Tensor]) -> bool:
+        for values in batch.values():
+            if values.device.type != "cpu":
+                return False
+        return True
 
     def _remove_slots(self, slots: np.ndarray) -> None:
         """Free `slots` and keep the occupied slots contiguous in [0, size): the last occupied

@@ -68,7 +68,7 @@ class ClassAwareBuffer(RehearsalBuffer):
             if len(self.class_stored) <= INT16_MAX:
                 labels = labels.astype(np.int16)
             order = np.argsort(labels, kind="stable")
-            starts = np.concatenate([[0], np.cumsum(self.class_stored)[:-1]]).astype(np.int64)
+            starts = np.cumsum(self.class_stored) - self.class_stored
             self._class_index = (order, starts)
         return self._class_index
 
@@ -97,7 +97,12 @@ class ClassAwareBuffer(RehearsalBuffer):
         ]
         sparse = ~dense
         first, size, wanted = starts[classes[sparse]], held[sparse], wanted[sparse]
-        drawn, missing = np.empty(0, dtype=np.int64), wanted
+        group = np.repeat(np.arange(len(wanted)), wanted)
+        drawn = first[group] + (self._uniform(len(group)) * size[group]).astype(np.int64)
+        if len(set(drawn.tolist())) == len(drawn):  # no position drawn twice: the common case
+            return order[np.concatenate([drawn, *chosen])]
+        drawn = np.unique(drawn)
+        missing = wanted - np.bincount(np.searchsorted(first, drawn, side="right") - 1, minlength=len(first))
         while missing.any():
             # draw a few more than missing (about the repeats expected), so one round mostly does
             extra = missing + (missing * missing) // size + 1

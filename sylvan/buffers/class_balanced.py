@@ -28,11 +28,12 @@ class ClassBalancedBuffer(ClassAwareBuffer):
         """Each label's share of the capacity: equal among the labels seen so far, 0 for others.
         Recomputed only when a label is seen for the first time (the set of labels seen only
         grows, so its size tells whether it changed)."""
-        present = np.flatnonzero(self.class_seen)
-        if self._quotas is None or len(self._quotas) != len(self.class_seen) or self._quota_classes != len(present):
+        present_count = np.count_nonzero(self.class_seen)
+        if self._quotas is None or len(self._quotas) != len(self.class_seen) or self._quota_classes != present_count:
+            present = np.flatnonzero(self.class_seen)
             self._quotas = np.zeros(len(self.class_seen), dtype=np.int64)
             self._quotas[present] = equal_quotas(len(present), self.capacity)
-            self._quota_classes = len(present)
+            self._quota_classes = present_count
         return self._quotas
 
     def _load_extra_state(self, state) -> None:
@@ -41,8 +42,7 @@ class ClassBalancedBuffer(ClassAwareBuffer):
 
     def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         quotas = self.quotas()
-        held = self.class_stored
-        if (held[labels] == quotas[labels]).all() and (held <= quotas).all():
+        if np.array_equal(self.class_stored, quotas):  # every class seen fills its quota exactly
             return self._replace_within_classes(labels, seen_before, quotas)
 
         excess = np.clip(self.stored_per_class() - quotas, 0, None)
@@ -75,11 +75,11 @@ class ClassBalancedBuffer(ClassAwareBuffer):
     def _replace_within_classes(
         self, labels: np.ndarray, seen_before: np.ndarray, quotas: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The steady state, where every class of the batch fills its quota and none exceeds
-        it: per-class reservoir sampling alone, no fills, no removals."""
+        """The steady state, where every class seen fills its quota: per-class reservoir
+        sampling alone, no fills, no removals."""
         index_in_class = seen_before[labels] + group_ranks(labels)
         chosen = (self._uniform(len(labels)) * (index_in_class + 1)).astype(np.int64)
-        positions = np.flatnonzero(chosen < quotas[labels])
+        positions = (chosen < quotas[labels]).nonzero()[0]
         order, starts = self.class_index()
         slots = order[starts[labels[positions]] + chosen[positions]]
         return last_writer_wins(slots, positions)

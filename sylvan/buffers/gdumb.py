@@ -22,10 +22,14 @@ class GDumbBuffer(ClassAwareBuffer):
     policy = "gdumb"
 
     def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        stored = self.stored_per_class()
+        stored = self.class_stored
+        if self.size == self.capacity and stored[labels].min() == stored.max():
+            # the steady state: every class of the batch is already (one of) the largest, so each
+            # of its samples would evict one of its own class's, which the policy refuses
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         incoming = np.bincount(labels, minlength=len(stored))
         overflow = int(stored.sum() + incoming.sum()) - self.capacity
-        removal = level_down(stored + incoming, overflow, self._permutation(len(stored)))
+        removal = level_down(stored + incoming, overflow, lambda: self._permutation(len(stored)))
         # a class being cut drops its newest incoming samples first, then random stored ones
         skip_new = np.minimum(removal, incoming)
         drop_old = removal - skip_new

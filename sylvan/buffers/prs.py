@@ -33,19 +33,22 @@ class PRSBuffer(ClassAwareBuffer):
 
     def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         seen = self.class_seen
-        weights = np.where(seen > 0, np.power(np.maximum(seen, 1).astype(np.float64), self.rho), 0.0)
-        targets = self.capacity * weights / weights.sum()
+        if self.rho == 0:  # equal partitions among the classes seen
+            weights = (seen > 0).astype(np.float64)
+        else:
+            weights = np.where(seen > 0, np.power(np.maximum(seen, 1).astype(np.float64), self.rho), 0.0)
+        targets = weights * (self.capacity / weights.sum())
         count_at_arrival = seen_before[labels] + group_ranks(labels) + 1
         accept = self._uniform(len(labels)) < np.minimum(1.0, targets[labels] / count_at_arrival)
         positions = np.flatnonzero(accept)
         incoming = np.bincount(labels[positions], minlength=len(seen))
-        stored = self.stored_per_class()
+        stored = self.class_stored
         overflow = int(stored.sum() + incoming.sum()) - self.capacity
         dropped = np.empty(0, dtype=np.int64)
         if overflow > 0:
             # evict from the classes furthest over their target ("sample-out"), one unit at a time
             excess = stored + incoming - np.floor(targets).astype(np.int64)
-            removal = level_down(excess, overflow, self._permutation(len(seen)), caps=stored + incoming)
+            removal = level_down(excess, overflow, lambda: self._permutation(len(seen)), caps=stored + incoming)
             drop_old = np.minimum(removal, stored)
             skip_new = removal - drop_old
             if drop_old.any():

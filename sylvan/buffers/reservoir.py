@@ -14,10 +14,7 @@ from sylvan.buffers.base import RehearsalBuffer
 def last_writer_wins(slots: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where several batch samples target one slot, keep the latest (highest position), as
     inserting them one at a time would."""
-    if len(slots) <= 1:
-        return slots, positions
-    ordered = np.sort(slots)
-    if not (ordered[1:] == ordered[:-1]).any():  # the common case: no two samples share a slot
+    if len(slots) <= 1 or len(set(slots.tolist())) == len(slots):  # the common case: no slot shared
         return slots, positions
     order = np.argsort(positions)[::-1]  # latest first, so np.unique keeps it
     unique_slots, first = np.unique(slots[order], return_index=True)
@@ -40,6 +37,6 @@ class ReservoirBuffer(RehearsalBuffer):
         slots = (self._uniform(count) * (stream_index + 1)).astype(np.int64)
         if self.seen < self.capacity:  # the first `capacity` samples of the stream fill in order
             slots = np.where(stream_index < self.capacity, stream_index, slots)
-        positions = np.flatnonzero(slots < self.capacity)
+        positions = (slots < self.capacity).nonzero()[0]
         self.size = min(self.capacity, self.seen + count)
         return last_writer_wins(slots[positions], positions)

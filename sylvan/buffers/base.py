@@ -100,10 +100,11 @@ class RehearsalBuffer:
         """Offer a batch of new samples (fields of equal first dimension) to the buffer."""
         if not batch:
             raise ValueError("add() needs at least one field, e.g. add(x=..., y=...)")
-        counts = {values.shape[0] for values in batch.values()}
-        if len(counts) != 1:
-            raise ValueError("all fields of a batch must have the same number of samples")
-        (count,) = counts
+        count = -1
+        for values in batch.values():
+            if count != values.shape[0] and count >= 0:
+                raise ValueError("all fields of a batch must have the same number of samples")
+            count = values.shape[0]
         if self.storage and batch.keys() != self.storage.keys():
             raise ValueError(f"fields {sorted(batch)} differ from stored {sorted(self.storage)}")
         if count and self.capacity:
@@ -131,7 +132,8 @@ class RehearsalBuffer:
             for name, values in batch.items():
                 taken = values.detach().index_select(0, position_index.to(values.device, non_blocking=True))
                 self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
-        self.draw_counts[slots] = 0
+        if self.retrieval == "grasp":  # a new sample has not been replayed yet
+            self.draw_counts[slots] = 0
 
     @staticmethod
     def _all_on_cpu(batch: Mapping[str, torch.Tensor]) -> bool:

@@ -32,11 +32,11 @@ class ReservoirBuffer(RehearsalBuffer):
     policy = "reservoir"
 
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
-        stream_index = np.arange(self.seen, self.seen + count, dtype=np.int64)
+        stream_length = np.arange(self.seen + 1, self.seen + count + 1, dtype=np.int64)  # k + 1 for sample k
         # floor(u * (k + 1)) <= k for u < 1 (exact in float64 for any realistic stream length)
-        slots = (self._uniform(count) * (stream_index + 1)).astype(np.int64)
+        slots = (self._uniform(count) * stream_length).astype(np.int64)
         if self.seen < self.capacity:  # the first `capacity` samples of the stream fill in order
-            slots = np.where(stream_index < self.capacity, stream_index, slots)
+            slots = np.where(stream_length <= self.capacity, stream_length - 1, slots)
         positions = (slots < self.capacity).nonzero()[0]
         self.size = min(self.capacity, self.seen + count)
         return last_writer_wins(slots[positions], positions)

@@ -11,7 +11,7 @@ Part 2: on the Seq-MNIST protocol (batch 10) and a batch-128 variant, the wall t
 step of `rehearsal` (r = b replayed samples, buffer 200 / 5,000) divided by that of `naive`, next
 to the ideal ratio 1 + r/b (the cost of computing on b + r samples instead of b).
 
-    python benchmarks/buffers.py [--device cpu|cuda] [--skip_steps] [--data_dir DIR]
+    python benchmarks/buffers.py [--device cpu|cuda] [--skip_steps | --skip_throughput] [--data_dir DIR]
 """
 
 from __future__ import annotations
@@ -35,32 +35,27 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def insertion_rate(make, pool, name: str, fill_steps: int, steps: int, device: str, repeats: int = 3):
-    """Samples inserted per second over `steps` batches, after `fill_steps` untimed ones: the best
-    of `repeats` fresh buffers from `make()` (best-of, as timeit does, because a shared machine
-    only ever slows a run down). Returns (rate, the last buffer, filled)."""
-    best = 0.0
-    for _ in range(repeats):
-        buffer = make()
+def insertion_rate(buffer, pool, name: str, fill_steps: int, steps: int, device: str) -> float:
+    """Samples inserted per second into `buffer` over `steps` batches, after `fill_steps` untimed
+    ones."""
 
-        def insert(step: int, buffer=buffer) -> None:
-            x, y, features = pool[step % len(pool)]
-            if isinstance(buffer, LoopBuffer):
-                buffer.add(x, y, features)
-            elif needs_features(name, "uniform"):  # herding: 64-d features supplied by the method
-                buffer.add(x=x, y=y, features=features)
-            else:
-                buffer.add(x=x, y=y)
+    def insert(step: int) -> None:
+        x, y, features = pool[step % len(pool)]
+        if isinstance(buffer, LoopBuffer):
+            buffer.add(x, y, features)
+        elif needs_features(name, "uniform"):  # herding: 64-d features supplied by the method
+            buffer.add(x=x, y=y, features=features)
+        else:
+            buffer.add(x=x, y=y)
 
-        for step in range(fill_steps):
-            insert(step)
-        synchronize(device)
-        start = time.perf_counter()
-        for step in range(fill_steps, fill_steps + steps):
-            insert(step)
-        synchronize(device)
-        best = max(best, steps * BATCH / (time.perf_counter() - start))
-    return best, buffer
+    for step in range(fill_steps):
+        insert(step)
+    synchronize(device)
+    start = time.perf_counter()
+    for step in range(fill_steps, fill_steps + steps):
+        insert(step)
+    synchronize(device)
+    return steps * BATCH / (time.perf_counter() - start)
 
 
 def sampling_rate(buffer, device: str, draws: int = 200, repeats: int = 3) -> float:
@@ -87,7 +82,7 @@ class RecordingReservoir(ReservoirBuffer):
         super()._write(slots, positions, batch)
 
 
-def row_copy_rate(pool, capacity: int, fill_steps: int, steps: int, repeats: int = 3) -> float:
+def row_copy_rate(pool, capacity: int, fill_steps: int, steps: int) -> float:
     """Samples per second if inserting cost nothing but copying the accepted rows into the
     storage (one NumPy gather-scatter per field and batch): the reservoir stream's writes are
     recorded, then replayed alone. Any implementation, vectorized or per-sample, moves these
@@ -98,18 +93,18 @@ def row_copy_rate(pool, capacity: int, fill_steps: int, steps: int, repeats: int
             buffer.writes.clear()
         x, y, _ = pool[step % len(pool)]
         buffer.add(x=x, y=y)
-    host, best = buffer._host_views, 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for step, (slots, positions) in enumerate(buffer.writes, start=fill_steps):
-            x, y, _ = pool[step % len(pool)]
-            host["x"][slots] = x.numpy()[positions]
-            host["y"][slots] = y.numpy()[positions]
-        best = max(best, steps * BATCH / (time.perf_counter() - start))
-    return best
+    host = buffer._host_views
+    start = time.perf_counter()
+    for step, (slots, positions) in enumerate(buffer.writes, start=fill_steps):
+        x, y, _ = pool[step % len(pool)]
+        host["x"][slots] = x.numpy()[positions]
+        host["y"][slots] = y.numpy()[positions]
+    return steps * BATCH / (time.perf_counter() - start)
 
 
-def throughput(shape: tuple[int, ...], capacity: int, device: str) -> dict[str, tuple[float, float, float]]:
+def throughput(
+    shape: tuple[int, ...], capacity: int, device: str, repeats: int = 3
+) -> dict[str, tuple[float, float, float]]:
     """{policy: (insertions per second, its per-sample reference's, samples drawn per second)},
     plus the reservoir loop's figures under "per-sample loop". In steady state: the buffer is
     first filled (not timed); then a stream of 4x capacity samples (at least 40,960) is inserted
@@ -121,19 +116,30 @@ def throughput(shape: tuple[int, ...], capacity: int, device: str) -> dict[str, 
     # herding's greedy selection costs O(surplus x pool x dim) per batch: run it up to 5,000;
     # its reference reselects every exemplar of a class by herding: time a few batches of it
     policies = [name for name in sorted(BUFFER_POLICIES) if name != "herding" or capacity <= 5_000]
-    figures = {}
+    runs = {}  # figure -> (make a fresh buffer, policy name, timed batches)
     for name in policies:
-        insert, buffer = insertion_rate(lambda name=name: make_buffer(name, capacity, device=device), pool, name,
-                                        fill_steps, steps, device)
-        reference_insert, _ = insertion_rate(lambda name=name: REFERENCES[name](capacity, shape, device), pool, name,
-                                             fill_steps, 8 if name == "herding" else steps, device,
-                                             repeats=1 if name == "herding" else 3)
-        figures[name] = (insert, reference_insert, sampling_rate(buffer, device))
-    loop_insert, loop = insertion_rate(lambda: LoopReservoir(capacity, shape, device), pool, "reservoir",
-                                       fill_steps, steps, device)
-    figures["per-sample loop"] = (loop_insert, float("nan"), sampling_rate(loop, device))
+        runs[name] = (lambda name=name: make_buffer(name, capacity, device=device), name, steps)
+        runs[f"{name} loop"] = (lambda name=name: REFERENCES[name](capacity, shape, device), name,
+                                8 if name == "herding" else steps)
+    runs["per-sample loop"] = (lambda: LoopReservoir(capacity, shape, device), "reservoir", steps)
+    # best of `repeats` rounds (best-of, as timeit does: a shared machine only ever slows a run
+    # down); every round times every buffer, so that drift of the machine hits all of them alike
+    best, last = dict.fromkeys(runs, 0.0), {}
+    for round_ in range(repeats):
+        for figure, (make, name, timed) in runs.items():
+            if figure == "herding loop" and round_:  # seconds per batch: one round is enough
+                continue
+            buffer = make()
+            best[figure] = max(best[figure], insertion_rate(buffer, pool, name, fill_steps, timed, device))
+            if not figure.endswith(" loop") or figure == "per-sample loop":  # kept for sampling
+                last[figure] = buffer
+            del buffer
+        if device == "cpu":
+            best["row copies"] = max(best.get("row copies", 0.0), row_copy_rate(pool, capacity, fill_steps, steps))
+    figures = {name: (best[name], best[f"{name} loop"], sampling_rate(last[name], device)) for name in policies}
+    figures["per-sample loop"] = (best["per-sample loop"], float("nan"), sampling_rate(last["per-sample loop"], device))
     if device == "cpu":
-        figures["row copies only"] = (row_copy_rate(pool, capacity, fill_steps, steps), float("nan"), float("nan"))
+        figures["row copies only"] = (best["row copies"], float("nan"), float("nan"))
     return figures
 
 
@@ -192,12 +198,14 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--skip_steps", action="store_true", help="only the throughput table")
+    parser.add_argument("--skip_throughput", action="store_true", help="only the step-time table")
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--capacities", nargs="+", type=int, default=list(CAPACITIES))
     args = parser.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
-    print_throughput(args.device, args.shapes, args.capacities)
+    if not args.skip_throughput:
+        print_throughput(args.device, args.shapes, args.capacities)
     if not args.skip_steps:
         print_step_ratios(args.data_dir)
 

@@ -45,15 +45,26 @@ class LoopReservoir(LoopBuffer):
         self.size = min(self.seen, self.capacity)
 
 
-class LoopClassBalanced(LoopBuffer):
-    """Class-balanced reservoir (CBRS-style): a class under its quota takes a free slot, or a
-    random slot of the largest class once the memory is full; a class at its quota runs reservoir
-    sampling over its own stream."""
+class LoopClassBuffer(LoopBuffer):
+    """Per-class bookkeeping of the class-aware references: each label's slots and count seen."""
 
     def __init__(self, capacity: int, shape: tuple[int, ...], device: str) -> None:
         super().__init__(capacity, shape, device)
         self.members: dict[int, list[int]] = {}
         self.seen: dict[int, int] = {}
+
+    def take_slot(self, victims: list[int]) -> int:
+        """A free slot while there is one, else a random slot taken from `victims`."""
+        if self.size < self.capacity:
+            self.size += 1
+            return self.size - 1
+        return victims.pop(np.random.randint(len(victims)))
+
+
+class LoopClassBalanced(LoopClassBuffer):
+    """Class-balanced reservoir (CBRS-style): a class under its quota takes a free slot, or a
+    random slot of the largest class once the memory is full; a class at its quota runs reservoir
+    sampling over its own stream."""
 
     def add(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> None:
         for i in range(len(y)):
@@ -61,12 +72,7 @@ class LoopClassBalanced(LoopBuffer):
             self.seen[label] = self.seen.get(label, 0) + 1
             members = self.members.setdefault(label, [])
             if len(members) < self.capacity // len(self.members):
-                if self.size < self.capacity:
-                    slot = self.size
-                    self.size += 1
-                else:
-                    largest = max(self.members.values(), key=len)
-                    slot = largest.pop(np.random.randint(len(largest)))
+                slot = self.take_slot(max(self.members.values(), key=len) if self.size == self.capacity else [])
                 members.append(slot)
             else:
                 j = np.random.randint(0, self.seen[label])
@@ -76,39 +82,29 @@ class LoopClassBalanced(LoopBuffer):
             self.store(slot, x[i], y[i])
 
 
-class LoopGDumb(LoopBuffer):
+class LoopGDumb(LoopClassBuffer):
     """GDumb's sampler: store while there is room; then a sample enters only if its class is not
     the largest, evicting a random sample of the largest class."""
-
-    def __init__(self, capacity: int, shape: tuple[int, ...], device: str) -> None:
-        super().__init__(capacity, shape, device)
-        self.members: dict[int, list[int]] = {}
 
     def add(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> None:
         for i in range(len(y)):
             label = int(y[i])
             members = self.members.setdefault(label, [])
-            if self.size < self.capacity:
-                slot = self.size
-                self.size += 1
-            else:
-                largest = max(self.members.values(), key=len)
-                if len(members) >= len(largest):
-                    continue
-                slot = largest.pop(np.random.randint(len(largest)))
+            largest = max(self.members.values(), key=len) if self.size == self.capacity else []
+            if largest and len(members) >= len(largest):
+                continue
+            slot = self.take_slot(largest)
             members.append(slot)
             self.store(slot, x[i], y[i])
 
 
-class LoopPRS(LoopBuffer):
+class LoopPRS(LoopClassBuffer):
     """Partitioning reservoir sampling (rho = 0): targets from the class counts, admission with
     probability min(1, target / seen), eviction from the class most over its target."""
 
     def __init__(self, capacity: int, shape: tuple[int, ...], device: str, rho: float = 0.0) -> None:
         super().__init__(capacity, shape, device)
         self.rho = rho
-        self.members: dict[int, list[int]] = {}
-        self.seen: dict[int, int] = {}
 
     def add(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> None:
         for i in range(len(y)):
@@ -120,12 +116,10 @@ class LoopPRS(LoopBuffer):
             targets = dict(zip(labels, self.capacity * weights / weights.sum()))
             if np.random.rand() >= min(1.0, targets[label] / self.seen[label]):
                 continue
-            if self.size < self.capacity:
-                slot = self.size
-                self.size += 1
-            else:
-                over = max(labels, key=lambda k: len(self.members[k]) - targets[k])
-                slot = self.members[over].pop(np.random.randint(len(self.members[over])))
+            victims = []
+            if self.size == self.capacity:
+                victims = self.members[max(labels, key=lambda k: len(self.members[k]) - targets[k])]
+            slot = self.take_slot(victims)
             members.append(slot)
             self.store(slot, x[i], y[i])
 

@@ -1,0 +1,56 @@
+"""The per-sample reference buffers that benchmarks/buffers.py measures sylvan's policies against
+must implement the same policies, or the speed-ups it prints compare different algorithms."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from reference_buffers import REFERENCES  # noqa: E402
+
+
+def stream(buffer, steps: int = 30, seed: int = 0) -> None:
+    """Batches of 16 whose labels come from a growing set of classes (up to 8)."""
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        y = torch.randint(0, 3 + step // 5, (16,), generator=generator)
+        buffer.add(y.float().view(16, 1, 1, 1).expand(16, 1, 2, 2), y, torch.rand(16, 4, generator=generator))
+
+
+@pytest.mark.parametrize("policy", ["class_balanced", "gdumb", "prs"])
+def test_class_aware_references_stay_balanced_and_consistent(policy):
+    np.random.seed(0)
+    buffer = REFERENCES[policy](50, (1, 2, 2), "cpu")
+    stream(buffer)
+    slots = sorted(slot for members in buffer.members.values() for slot in members)
+    assert slots == list(range(50)) and buffer.size == 50
+    counts = {label: len(members) for label, members in buffer.members.items()}
+    if policy == "prs":  # a class seen less than its share keeps every sample; none far above it
+        share = 50 / len(counts)  # (ties among the largest go to the first label: up to 2 above)
+        assert all(counts[c] == n for c, n in buffer.seen.items() if n <= share)
+        assert max(counts.values()) <= share + 2
+    else:
+        assert max(counts.values()) - min(counts.values()) <= 1
+    for label, members in buffer.members.items():  # each slot holds a sample of its label
+        assert (buffer.y[members] == label).all() and (buffer.x[members] == label).all()
+
+
+def test_reservoir_reference_fills_then_samples_distinct_rows():
+    np.random.seed(0)
+    buffer = REFERENCES["reservoir"](50, (1, 2, 2), "cpu")
+    stream(buffer)
+    assert buffer.size == 50 and buffer.seen == 480
+    x, y = buffer.sample(20)
+    assert len(set(x[:, 0, 0, 0].tolist())) <= len(set(y.tolist())) and len(y) == 20
+    assert (x[:, 0, 0, 0] == y.float()).all()
+
+
+def test_herding_reference_keeps_each_class_within_its_quota():
+    buffer = REFERENCES["herding"](50, (1, 2, 2), "cpu")
+    stream(buffer)
+    quota = 50 // len(buffer.exemplars)
+    for label, (x, features) in buffer.exemplars.items():
+        assert len(x) == len(features) <= quota and (x == label).all()

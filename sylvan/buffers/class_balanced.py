@@ -16,13 +16,14 @@ class ClassBalancedBuffer(ClassAwareBuffer):
     keeps a uniform sample (reservoir sampling) of its own stream in them. When a new class
     appears, the quotas shrink and every class over its quota drops random samples.
 
-    Invariant after every `add`: class c stores exactly min(seen_c, quota_c) samples. Quotas are
-    recomputed once per batch (with the classes of that batch included).
+    Invariant after every `add`: class c stores exactly min(seen_c, quota_c) samples. Quotas change
+    when a batch brings labels never seen before, and count that batch's labels.
     """
 
     policy = "class_balanced"
 
     _quotas: np.ndarray | None = None  # per label, for the labels seen when it was computed
+    _quota_classes = 0  # how many labels had been seen then
 
     def quotas(self) -> np.ndarray:
         """Each label's share of the capacity: equal among the labels seen so far, 0 for others.

@@ -17,11 +17,14 @@ class HerdingBuffer(ClassAwareBuffer):
     approximates the mean feature of every sample of that class seen so far.
 
     Capacity is shared equally among the classes seen (as iCaRL's m = K / classes). When a class
-    holds more candidates (its exemplars plus its new samples) than its quota, herding drops the
-    surplus greedily: each step removes the candidate whose removal brings the mean of the rest
-    closest to the class mean. This is iCaRL's greedy criterion run backward, so that a batch
-    costs one step per surplus sample instead of a full reselection; the features are those the
-    method supplied when each sample was added.
+    holds more candidates (its exemplars plus its new samples) than its quota, herding chooses
+    the ones to keep greedily, in whichever direction takes fewer steps: forward, iCaRL's own
+    selection (each step picks the candidate that brings the mean of those picked closest to the
+    class mean), when fewer are kept than dropped, as when a method adds a whole task at once;
+    backward (each step removes the candidate whose removal brings the mean of the rest closest
+    to the class mean) when few are dropped, as in a stream of small batches. Each step costs one
+    matrix-vector product over the candidates; the features are those the method supplied when
+    each sample was added.
     """
 
     policy = "herding"
@@ -56,7 +59,7 @@ class HerdingBuffer(ClassAwareBuffer):
                 pool = torch.cat([stored_features[torch.from_numpy(old).to(self.device)],
                                   features[torch.from_numpy(new).to(features.device)]])
                 mean = self.feature_sums[label] / float(self.class_seen[label])
-                keep = self._herd_out(pool, mean, surplus)
+                keep = self._herd(pool, mean, len(pool) - surplus)
                 keep_old, keep_new = old[keep[keep < len(old)]], new[keep[keep >= len(old)] - len(old)]
                 freed.append(np.setdiff1d(old, keep_old))
             positions.append(keep_new)
@@ -72,6 +75,28 @@ class HerdingBuffer(ClassAwareBuffer):
             self._remove_slots(leftover)
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         return target.astype(np.int64), positions
+
+    @staticmethod
+    def _herd(pool: torch.Tensor, mean: torch.Tensor, keep: int) -> np.ndarray:
+        """Indices of the `keep` candidates of the pool chosen by herding (sorted)."""
+        if keep < len(pool) - keep:
+            return HerdingBuffer._herd_in(pool, mean, keep)
+        return HerdingBuffer._herd_out(pool, mean, len(pool) - keep)
+
+    @staticmethod
+    def _herd_in(pool: torch.Tensor, mean: torch.Tensor, keep: int) -> np.ndarray:
+        """iCaRL's herding: pick `keep` candidates one at a time. With S the sum of the k - 1
+        picked so far, candidate i brings their mean to (S + f_i) / k, whose squared distance to
+        the class mean mu is, up to terms that do not depend on i, (|f_i|^2 - 2 f_i.(k mu - S)) / k^2."""
+        chosen = torch.zeros(len(pool), dtype=torch.bool, device=pool.device)
+        norms = pool.pow(2).sum(1)
+        total = torch.zeros_like(mean)
+        for k in range(1, keep + 1):
+            score = norms - 2.0 * (pool @ (k * mean - total))
+            pick = int(score.masked_fill(chosen, float("inf")).argmin())
+            chosen[pick] = True
+            total += pool[pick]
+        return np.flatnonzero(chosen.cpu().numpy())
 
     @staticmethod
     def _herd_out(pool: torch.Tensor, mean: torch.Tensor, surplus: int) -> np.ndarray:

@@ -71,6 +71,42 @@ def test_herding_keeps_the_exemplars_closest_to_the_mean():
         HerdingBuffer(2).add(x=torch.zeros(1, 1), y=torch.zeros(1, dtype=torch.long))
 
 
+def icarl_herding(features: torch.Tensor, mean: torch.Tensor, keep: int) -> list[int]:
+    """iCaRL's exemplar selection as its reference code writes it: one pick per step."""
+    chosen, running = [], torch.zeros_like(mean)
+    for k in range(1, keep + 1):
+        distance = ((mean - (running + features) / k) ** 2).sum(1)
+        distance[chosen] = float("inf")
+        chosen.append(int(distance.argmin()))
+        running += features[chosen[-1]]
+    return sorted(chosen)
+
+
+@pytest.mark.parametrize("keep", [1, 4, 9])  # fewer kept than dropped: iCaRL's forward selection
+def test_herding_a_bulk_add_selects_what_icarl_selects(keep):
+    generator = torch.Generator().manual_seed(keep)
+    features = torch.randn(30, 8, generator=generator).abs()
+    buffer = HerdingBuffer(keep, seed=0)
+    buffer.add(x=torch.arange(30.0).unsqueeze(1), y=torch.zeros(30, dtype=torch.long), features=features)
+    kept = sorted(int(i) for i in buffer.get_all()["x"].flatten())
+    assert kept == icarl_herding(features, features.mean(0), keep)
+
+
+def test_herding_directions_agree_with_their_definitions():
+    generator = torch.Generator().manual_seed(0)
+    pool = torch.randn(12, 5, generator=generator)
+    mean = pool.mean(0) + 0.1
+    assert HerdingBuffer._herd_in(pool, mean, 3).tolist() == icarl_herding(pool, mean, 3)
+    # backward: each step removes the candidate whose removal leaves the mean nearest to `mean`
+    alive = list(range(12))
+    for _ in range(4):
+        distance = [float(((pool[[j for j in alive if j != i]].mean(0) - mean) ** 2).sum()) for i in alive]
+        alive.pop(int(np.argmin(distance)))
+    assert HerdingBuffer._herd_out(pool, mean, 4).tolist() == alive
+    assert HerdingBuffer._herd(pool, mean, 3).tolist() == icarl_herding(pool, mean, 3)  # 3 kept < 9 dropped
+    assert HerdingBuffer._herd(pool, mean, 8).tolist() == alive  # 4 dropped < 8 kept
+
+
 def test_grasp_replays_prototypes_first_then_everyone():
     buffer = make_buffer("reservoir", 12, retrieval="grasp")
     labels = torch.tensor([0] * 6 + [1] * 6)

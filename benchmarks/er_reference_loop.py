@@ -1,12 +1,14 @@
-"""Cross-check of `rehearsal`, `der` and `derpp` on Seq-MNIST without Lightning or sylvan's
-buffer: each written as a plain PyTorch loop, step for step as in the DER paper's reference code
-(numpy reservoir sampling one sample at a time, `np.random.choice` without replacement for the
-replayed samples, one forward pass per group as in its `observe`). Same data (sylvan's Seq-MNIST
-tasks), same MLP and initialization.
+"""Cross-check of `rehearsal`, `der`, `derpp` and `agem` on Seq-MNIST without Lightning or
+sylvan's buffers: each written as a plain PyTorch loop, step for step as in the DER paper's
+reference code (numpy reservoir sampling one sample at a time, `np.random.choice` without
+replacement for the replayed samples, one forward pass per group as in its `observe`; A-GEM's
+memory takes buffer_size / tasks random samples of each finished task). Same data (sylvan's
+Seq-MNIST tasks), same MLP and initialization.
 
     python benchmarks/er_reference_loop.py --seeds 0 1 2 3 4 5 6 7 --lr 0.01 --buffer_size 200
     python benchmarks/er_reference_loop.py --method der --lr 0.03 --alpha 0.2 --buffer_size 200
     python benchmarks/er_reference_loop.py --method derpp --lr 0.03 --alpha 0.2 --beta 1 --replay 128
+    python benchmarks/er_reference_loop.py --method agem --lr 0.1 --buffer_size 500 --replay 128
 
 If its accuracies and `benchmarks/seq_mnist.py`'s have the same distribution over seeds, a gap
 to a published figure does not come from sylvan's training pipeline.
@@ -24,6 +26,28 @@ import torch.nn.functional as F
 from sylvan.models import MLP
 from sylvan.settings import ClassIncrementalSetting
 from sylvan.settings.online import DEFAULT_DATA_DIR
+
+
+def agem_backward(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, memory_x: torch.Tensor,
+                  memory_y: torch.Tensor, replay: int) -> None:
+    """A-GEM's step as its reference code takes it: the minibatch gradient, projected when it
+    conflicts with the gradient on `replay` random memory samples."""
+    parameters = list(net.parameters())
+    F.cross_entropy(net(x), y).backward()
+    if len(memory_y) == 0:
+        return
+    gradient = torch.cat([p.grad.flatten() for p in parameters])
+    net.zero_grad()
+    chosen = np.random.choice(len(memory_y), size=min(replay, len(memory_y)), replace=False)
+    F.cross_entropy(net(memory_x[chosen]), memory_y[chosen]).backward()
+    reference = torch.cat([p.grad.flatten() for p in parameters])
+    dot = torch.dot(gradient, reference)
+    if dot < 0:
+        gradient = gradient - dot / torch.dot(reference, reference) * reference
+    offset = 0
+    for p in parameters:
+        p.grad.copy_(gradient[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
 
 
 def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", batch_size: int = 10,
@@ -45,11 +69,21 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
         return np.random.choice(available, size=min(replay, available), replace=False)
 
     for task in tasks:
+        if method == "agem" and task.task_id > 0:  # A-GEM: a random share of the finished task
+            previous = tasks[task.task_id - 1]
+            keep = np.random.choice(len(previous.y_train), size=capacity // len(tasks), replace=False)
+            stored_x[seen : seen + len(keep)], stored_y[seen : seen + len(keep)] = (
+                previous.x_train[keep], previous.y_train[keep])
+            seen += len(keep)
         order = torch.randperm(len(task.y_train))
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             x, y = task.x_train[index], task.y_train[index]
             optimizer.zero_grad()
+            if method == "agem":  # no reservoir: the memory is filled at task boundaries
+                agem_backward(net, x, y, stored_x[:seen], stored_y[:seen], replay)
+                optimizer.step()
+                continue
             if method == "er":
                 if seen:
                     chosen = draw()
@@ -84,8 +118,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--buffer_size", type=int, default=200)
-    parser.add_argument("--method", choices=["er", "der", "derpp"], default="er")
-    parser.add_argument("--replay", type=int, default=10, help="samples in each replayed group")
+    parser.add_argument("--method", choices=["er", "der", "derpp", "agem"], default="er")
+    parser.add_argument("--replay", type=int, default=10,
+                        help="samples in each replayed group (A-GEM: in the reference gradient's batch)")
     parser.add_argument("--alpha", type=float, default=0.0, help="DER: weight of the logit MSE")
     parser.add_argument("--beta", type=float, default=0.0, help="DER++: weight of the replayed labels' CE")
     parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)

@@ -10,8 +10,9 @@ with 50 exemplars per class (buffer 500) in batches of 10, the "mean" is dominat
 exemplars, the least representative ones in herding order. Its memory selects each new class's
 exemplars by forward herding on those unnormalized features and cuts old classes to their first
 m exemplars; sylvan's `herding` buffer also herds forward when a whole task arrives, but on
-normalized features, and re-herds an old class on its stored features when its quota shrinks. This script runs, on the same seeds, sylvan's `icarl`, the same method
-with the reference code's classifier, and with the reference code's classifier and memory.
+normalized features, and re-herds an old class on its stored features when its quota shrinks.
+This script runs, on the same seeds, sylvan's `icarl`, the same method with the reference
+code's classifier, and with the reference code's classifier and memory.
 
     python benchmarks/icarl_reference_means.py --data_dir ~/.cache/sylvan/data [--seeds 0 1 2]
 """

@@ -48,10 +48,8 @@ class AGEM(SupervisedMethod):
 
     def validate(self) -> None:
         super().validate()
-        if self.buffer_size < 0:
-            raise ConfigurationError(f"--buffer_size must be >= 0, got {self.buffer_size}")
-        if self.reference_batch_size < 1:
-            raise ConfigurationError(f"--reference_batch_size must be >= 1, got {self.reference_batch_size}")
+        self.require_at_least(0, "buffer_size")
+        self.require_at_least(1, "reference_batch_size")
 
     def validate_for(self, setting: Any) -> None:
         if 0 < self.buffer_size < setting.nb_tasks:

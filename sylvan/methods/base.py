@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
-from sylvan.errors import InapplicableMethodError, unknown_name
+from sylvan.errors import ConfigurationError, InapplicableMethodError, unknown_name
 from sylvan.settings.base import Setting
 
 METHODS: dict[str, type[Method]] = {}
@@ -44,6 +44,14 @@ class Method:
 
     def validate(self) -> None:
         """Raise `ConfigurationError` for hyperparameters that make no sense."""
+
+    def require_at_least(self, minimum: float, *names: str, strict: bool = False) -> None:
+        """Raise `ConfigurationError`, naming the flag, for the first of the hyperparameters
+        `names` below `minimum` (at or below it with `strict`)."""
+        for name in names:
+            value = getattr(self, name)
+            if value < minimum or (strict and value == minimum):
+                raise ConfigurationError(f"--{name} must be {'>' if strict else '>='} {minimum}, got {value}")
 
     def validate_for(self, setting: Setting) -> None:
         """Raise `ConfigurationError` for hyperparameters that make no sense on `setting` (e.g. a

@@ -16,7 +16,6 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.learner import Batch
 from sylvan.methods.replay import ReplayMethod
 from sylvan.settings.base import Setting
@@ -36,8 +35,7 @@ class DER(ReplayMethod):
 
     def validate(self) -> None:
         super().validate()
-        if self.alpha < 0:
-            raise ConfigurationError(f"--alpha must be >= 0, got {self.alpha}")
+        self.require_at_least(0, "alpha")
 
     def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
         """The replayed groups of this step, each with its own draw from the buffer: DER draws

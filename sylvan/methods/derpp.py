@@ -11,7 +11,6 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.der import DER
 from sylvan.methods.learner import Batch
 
@@ -27,8 +26,7 @@ class DERPlusPlus(DER):
 
     def validate(self) -> None:
         super().validate()
-        if self.beta < 0:
-            raise ConfigurationError(f"--beta must be >= 0, got {self.beta}")
+        self.require_at_least(0, "beta")
 
     def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
         groups = super().replay_terms(batch)

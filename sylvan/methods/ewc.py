@@ -43,12 +43,10 @@ class EWC(SupervisedMethod):
 
     def validate(self) -> None:
         super().validate()
-        if self.ewc_lambda < 0:
-            raise ConfigurationError(f"--ewc_lambda must be >= 0, got {self.ewc_lambda}")
+        self.require_at_least(0, "ewc_lambda")
         if not 0 <= self.gamma <= 1:
             raise ConfigurationError(f"--gamma must be in [0, 1], got {self.gamma}")
-        if self.fisher_batch_size < 1:
-            raise ConfigurationError(f"--fisher_batch_size must be >= 1, got {self.fisher_batch_size}")
+        self.require_at_least(1, "fisher_batch_size")
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

@@ -45,14 +45,11 @@ class GDumb(SupervisedMethod):
 
     def validate(self) -> None:
         super().validate()
-        if self.buffer_size < 1:
-            raise ConfigurationError(f"--buffer_size must be >= 1, got {self.buffer_size}")
+        self.require_at_least(1, "buffer_size")
         if not 0 <= self.min_lr <= self.lr:
             raise ConfigurationError(f"--min_lr must be in [0, lr], got {self.min_lr}")
-        if self.retrain_epochs < 1 or self.retrain_batch_size < 1:
-            raise ConfigurationError("--retrain_epochs and --retrain_batch_size must be >= 1")
-        if self.clip_norm < 0:
-            raise ConfigurationError(f"--clip_norm must be >= 0, got {self.clip_norm}")
+        self.require_at_least(1, "retrain_epochs", "retrain_batch_size")
+        self.require_at_least(0, "clip_norm")
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

@@ -40,10 +40,7 @@ class ICaRL(DistillationMethod):
 
     def validate(self) -> None:
         super().validate()
-        if self.buffer_size < 1:
-            raise ConfigurationError(f"--buffer_size must be >= 1, got {self.buffer_size}")
-        if self.feature_batch_size < 1:
-            raise ConfigurationError(f"--feature_batch_size must be >= 1, got {self.feature_batch_size}")
+        self.require_at_least(1, "buffer_size", "feature_batch_size")
 
     def validate_for(self, setting: Any) -> None:
         if self.buffer_size < setting.num_classes:

@@ -105,12 +105,10 @@ class SupervisedMethod(Method):
 
     def validate(self) -> None:
         super().validate()
-        if self.lr <= 0:
-            raise ConfigurationError(f"--lr must be > 0, got {self.lr}")
+        self.require_at_least(0, "lr", strict=True)
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigurationError(f"--optimizer must be sgd or adam, got {self.optimizer!r}")
-        if self.momentum < 0 or self.weight_decay < 0:
-            raise ConfigurationError("--momentum and --weight_decay must be >= 0")
+        self.require_at_least(0, "momentum", "weight_decay")
 
     # ----- building --------------------------------------------------------------------------
 

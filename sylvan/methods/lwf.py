@@ -11,7 +11,6 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.distillation import DistillationMethod, distillation_loss
 from sylvan.methods.learner import Batch
 from sylvan.settings.base import Setting
@@ -35,10 +34,8 @@ class LwF(DistillationMethod):
 
     def validate(self) -> None:
         super().validate()
-        if self.alpha < 0:
-            raise ConfigurationError(f"--alpha must be >= 0, got {self.alpha}")
-        if self.temperature <= 0:
-            raise ConfigurationError(f"--temperature must be > 0, got {self.temperature}")
+        self.require_at_least(0, "alpha")
+        self.require_at_least(0, "temperature", strict=True)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         active, old = self.observe_classes(batch)

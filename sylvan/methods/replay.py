@@ -25,10 +25,7 @@ class ReplayMethod(SupervisedMethod):
 
     def validate(self) -> None:
         super().validate()
-        if self.buffer_size < 0:
-            raise ConfigurationError(f"--buffer_size must be >= 0, got {self.buffer_size}")
-        if self.replay_size < 0:
-            raise ConfigurationError(f"--replay_size must be >= 0, got {self.replay_size}")
+        self.require_at_least(0, "buffer_size", "replay_size")
         if self.buffer_policy not in BUFFER_POLICIES:
             raise unknown_name("buffer policy", self.buffer_policy, list(BUFFER_POLICIES))
         if self.buffer_retrieval not in RETRIEVALS:

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.learner import Batch, SupervisedMethod
 from sylvan.methods.regularization import weighted_squared_distance
 from sylvan.settings.base import Setting
@@ -40,12 +39,9 @@ class SI(SupervisedMethod):
 
     def validate(self) -> None:
         super().validate()
-        if self.c < 0:
-            raise ConfigurationError(f"--c must be >= 0, got {self.c}")
-        if self.xi <= 0:
-            raise ConfigurationError(f"--xi must be > 0, got {self.xi}")
-        if self.clip_value < 0:
-            raise ConfigurationError(f"--clip_value must be >= 0, got {self.clip_value}")
+        self.require_at_least(0, "c")
+        self.require_at_least(0, "xi", strict=True)
+        self.require_at_least(0, "clip_value")
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

@@ -62,11 +62,16 @@ def equal_quotas(num_classes: int, capacity: int) -> np.ndarray:
     return quotas
 
 
-def group_ranks(labels: np.ndarray) -> np.ndarray:
-    """For each position, how many earlier positions hold the same (non-negative) label."""
-    order = np.argsort(labels, kind="stable")
-    counts = np.bincount(labels)
-    group_start = np.cumsum(counts) - counts
+def group_ranks(labels: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """For each position, how many earlier positions hold the same (non-negative) label.
+    `counts`, if given, is `np.bincount(labels)` (trailing zeros allowed), already computed."""
+    # array methods rather than np.* functions: this runs on every batch, on ~100 integers,
+    # where the functions' dispatch costs as much as the work
+    order = labels.argsort(kind="stable")
+    if counts is None:
+        counts = np.bincount(labels)
+    group_start = counts.cumsum()
+    group_start -= counts
     ranks = np.empty(len(labels), dtype=np.int64)
-    ranks[order] = np.arange(len(labels)) - group_start[labels[order]]
+    ranks[order] = np.arange(len(labels)) - group_start.take(labels.take(order))
     return ranks

@@ -34,23 +34,30 @@ class ClassAwareBuffer(RehearsalBuffer):
     def _labels_of(self, batch: Mapping[str, torch.Tensor]) -> np.ndarray:
         if self.label_field not in batch:
             raise ValueError(f"the {self.policy} policy needs a {self.label_field!r} field in every batch")
-        labels = np.asarray(batch[self.label_field].detach().cpu().numpy(), dtype=np.int64)
-        if labels.size and labels.min() < 0:
-            raise ValueError(f"the {self.policy} policy needs labels >= 0")
-        return labels
+        values = batch[self.label_field].detach()
+        try:
+            labels = values.numpy()
+        except TypeError:  # on CUDA
+            labels = values.cpu().numpy()
+        return labels if labels.dtype == np.int64 else labels.astype(np.int64)
 
     def _count_labels(self, labels: np.ndarray) -> np.ndarray:
-        """Add the batch's labels to `class_seen`; return the counts before this batch."""
-        size = max(len(self.class_seen), int(labels.max()) + 1 if labels.size else 0)
-        if size == len(self.class_seen):  # no new label: the common case
-            before = self.class_seen
-            self.class_seen = before + np.bincount(labels, minlength=size)
-            return before
-        before = np.zeros(size, dtype=np.int64)
-        before[: len(self.class_seen)] = self.class_seen
-        self.class_seen = before + np.bincount(labels, minlength=size)
-        if len(self.class_stored) < size:
-            self.class_stored = np.concatenate([self.class_stored, np.zeros(size - len(self.class_stored), np.int64)])
+        """Add the batch's labels to `class_seen` and keep the batch's own counts in
+        `_batch_counts` (as long as `class_seen`); return the counts before this batch."""
+        try:
+            counts = np.bincount(labels, minlength=len(self.class_seen))
+        except ValueError:  # bincount refuses negative values
+            raise ValueError(f"the {self.policy} policy needs labels >= 0") from None
+        self._batch_counts = counts
+        before = self.class_seen
+        if len(counts) > len(before):  # a label larger than any seen so far
+            before = np.zeros(len(counts), dtype=np.int64)
+            before[: len(self.class_seen)] = self.class_seen
+            if len(self.class_stored) < len(counts):
+                grown = np.zeros(len(counts), dtype=np.int64)
+                grown[: len(self.class_stored)] = self.class_stored
+                self.class_stored = grown
+        self.class_seen = before + counts
         return before
 
     def stored_per_class(self) -> np.ndarray:

@@ -43,7 +43,8 @@ class ClassBalancedBuffer(ClassAwareBuffer):
 
     def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         quotas = self.quotas()
-        if np.array_equal(self.class_stored, quotas):  # every class seen fills its quota exactly
+        # every class seen fills its quota exactly (both int64: equal bytes, equal arrays)
+        if self.class_stored.tobytes() == quotas.tobytes():
             return self._replace_within_classes(labels, seen_before, quotas)
 
         excess = np.clip(self.stored_per_class() - quotas, 0, None)
@@ -52,7 +53,7 @@ class ClassBalancedBuffer(ClassAwareBuffer):
         held = self.stored_per_class()
 
         # k-th sample of class c in this batch; its index in the class's stream
-        rank = group_ranks(labels)
+        rank = group_ranks(labels, self._batch_counts)
         index_in_class = seen_before[labels] + rank
         fills = np.clip(quotas - held, 0, np.bincount(labels, minlength=len(quotas)))
         fill_start = self.size + np.concatenate([[0], np.cumsum(fills)[:-1]])
@@ -78,9 +79,10 @@ class ClassBalancedBuffer(ClassAwareBuffer):
     ) -> tuple[np.ndarray, np.ndarray]:
         """The steady state, where every class seen fills its quota: per-class reservoir
         sampling alone, no fills, no removals."""
-        index_in_class = seen_before[labels] + group_ranks(labels)
-        chosen = (self._uniform(len(labels)) * (index_in_class + 1)).astype(np.int64)
-        positions = (chosen < quotas[labels]).nonzero()[0]
+        index_in_class = seen_before.take(labels) + group_ranks(labels, self._batch_counts)
+        index_in_class += 1
+        chosen = (self._uniform(len(labels)) * index_in_class).astype(np.int64)
+        positions = (chosen < quotas.take(labels)).nonzero()[0]
         order, starts = self.class_index()
-        slots = order[starts[labels[positions]] + chosen[positions]]
+        slots = order.take(starts.take(labels.take(positions)) + chosen.take(positions))
         return last_writer_wins(slots, positions)

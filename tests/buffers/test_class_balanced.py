@@ -112,7 +112,21 @@ def test_level_down_removes_from_the_top(counts, data):
 
 
 def test_group_ranks():
-    assert group_ranks(np.array([3, 1, 3, 3, 1, 0])).tolist() == [0, 0, 1, 2, 1, 0]
+    labels = np.array([3, 1, 3, 3, 1, 0])
+    assert group_ranks(labels).tolist() == [0, 0, 1, 2, 1, 0]
+    # counts passed in, with trailing zeros (a batch counted against more labels than it holds)
+    assert group_ranks(labels, np.bincount(labels, minlength=7)).tolist() == [0, 0, 1, 2, 1, 0]
+
+
+@pytest.mark.parametrize("policy", ["class_balanced", "gdumb", "prs"])
+def test_class_aware_policies_refuse_negative_labels_and_keep_their_state(policy):
+    buffer = make_buffer(policy, 8)
+    buffer.add(x=torch.zeros(4, 2), y=torch.tensor([0, 1, 0, 2]))
+    with pytest.raises(ValueError, match="labels >= 0"):
+        buffer.add(x=torch.zeros(2, 2), y=torch.tensor([1, -1]))
+    assert buffer.seen == 4 and buffer.class_seen.tolist() == [2, 1, 1]
+    buffer.add(x=torch.zeros(2, 2), y=torch.tensor([4, 1], dtype=torch.int32))  # other int dtypes are fine
+    assert buffer.class_seen.tolist() == [2, 2, 1, 0, 1] and buffer.class_counts() == {0: 2, 1: 2, 2: 1, 4: 1}
 
 
 def level_down_one_unit_at_a_time(values, remove, tie_order, caps=None):

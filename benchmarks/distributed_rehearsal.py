@@ -41,6 +41,7 @@ def run(method: str, workers: int, args: argparse.Namespace, extra: list[str], n
         runtime = json.loads((Path(results) / name / "runtime.json").read_text())
     samples = sum(metrics["samples_seen"])
     return {
+        **runtime.get("method_runtime", {}),
         "accuracy": 100 * metrics["final_average_accuracy"],
         "throughput": samples / sum(runtime["task_train_time"]),
         "train_seconds": sum(runtime["task_train_time"]),
@@ -73,11 +74,18 @@ def main() -> None:
         "sync": ("rehearsal", [*common, *replay, "--replay_sync", "true"]),
         "async": ("rehearsal", [*common, *replay]),
     }
+    replay_cost: dict[int, dict[str, tuple[float, float]]] = {}
     for workers in [] if args.skip_throughput else args.workers:
         measured: dict[str, list[float]] = {mode: [] for mode in modes}
+        held: dict[str, list[tuple[float, float]]] = {"sync": [], "async": []}
         for _ in range(args.repeats):  # interleaved, so that drift of the machine hits every mode
             for mode, (method, extra) in modes.items():
-                measured[mode].append(run(method, workers, args, extra, mode)["throughput"])
+                figures = run(method, workers, args, extra, mode)
+                measured[mode].append(figures["throughput"])
+                if mode in held:
+                    held[mode].append((figures["replay_critical_ms_per_step"], figures["replay_blocked_ms_per_step"]))
+        replay_cost[workers] = {mode: (statistics.median(c for c, _ in pairs), statistics.median(b for _, b in pairs))
+                                for mode, pairs in held.items()}
         rates = tuple(statistics.median(measured[mode]) for mode in modes)
         # paired: each repeat ran sync and async back to back, so drift hits both alike
         wins = sum(a > s for a, s in zip(measured["async"], measured["sync"]))
@@ -88,6 +96,14 @@ def main() -> None:
           " ratio to naive is 1 + r/b = 2.00: below it, the replay costs less than its extra compute. 'async won':\n"
           " in how many interleaved repeats asynchronous rehearsal was faster than the synchronous run beside it;\n"
           " with no real difference that count is binomial(repeats, 1/2))")
+    if replay_cost:
+        print("\nWhat the replay holds the training loop per step (ms, host time, median): all of it, and the part")
+        print("blocked waiting for the exchange (synchronous: the whole exchange; asynchronous: what the previous")
+        print("step's compute did not hide)")
+        print(f"{'workers':>7} | {'sync held':>9} {'blocked':>8} | {'async held':>10} {'blocked':>8}")
+        for workers, cost in replay_cost.items():
+            print(f"{workers:>7} | {cost['sync'][0]:9.3f} {cost['sync'][1]:8.3f} | {cost['async'][0]:10.3f} "
+                  f"{cost['async'][1]:8.3f}", flush=True)
     if args.skip_accuracy:
         return
     workers = max(args.workers)

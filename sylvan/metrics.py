@@ -87,6 +87,7 @@ class Results:
     task_train_time: list[float] = field(default_factory=list)
     total_wall_time: float = 0.0
     peak_memory_mb: float | None = None
+    method_runtime: dict[str, float] = field(default_factory=dict)  # the method's runtime_stats()
     complete: bool = True
 
     @property
@@ -155,6 +156,7 @@ class Results:
             "task_train_time": self.task_train_time,
             "total_wall_time": self.total_wall_time,
             "peak_memory_mb": self.peak_memory_mb,
+            "method_runtime": self.method_runtime,
         }
 
     def to_dict(self) -> dict[str, Any]:

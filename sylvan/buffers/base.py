@@ -173,12 +173,18 @@ class RehearsalBuffer:
 
     # ----- retrieval ----------------------------------------------------------------------------
 
-    def sample(self, n: int) -> dict[str, torch.Tensor]:
-        """Draw min(n, len(self)) distinct stored samples: uniformly at random, or in GRASP's
-        order when the buffer was built with retrieval="grasp"."""
+    def draw(self, n: int) -> np.ndarray:
+        """The slots of min(n, len(self)) distinct stored samples: uniformly at random, or in
+        GRASP's order when the buffer was built with retrieval="grasp"."""
         if n <= 0 or self.size == 0:
+            return np.empty(0, dtype=np.int64)
+        return grasp_indices(self, int(n)) if self.retrieval == "grasp" else self._choose(self.size, int(n))
+
+    def sample(self, n: int) -> dict[str, torch.Tensor]:
+        """Draw min(n, len(self)) distinct stored samples (see `draw`), every field."""
+        chosen = self.draw(n)
+        if not len(chosen):
             return {}
-        chosen = grasp_indices(self, int(n)) if self.retrieval == "grasp" else self._choose(self.size, int(n))
         index = torch.from_numpy(chosen).to(self.device, non_blocking=True)
         return {name: values.index_select(0, index) for name, values in self.storage.items()}
 

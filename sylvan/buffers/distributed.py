@@ -19,6 +19,7 @@ for fixed-size messages that need no negotiation round.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -29,6 +30,43 @@ from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from sylvan.buffers.base import RehearsalBuffer
 
 FIELDS = ("x", "y", "t")
+
+
+class ExchangeBlocks:
+    """The send and receive buffers of the exchange, allocated once on the buffer's device.
+
+    Each is a byte tensor of one row per worker; a row holds the sender's buffer size (8 bytes),
+    then r samples of each stored field, field after field, each field's bytes starting at a
+    multiple of 8. Typed views (`send_fields[name]`: worker x r x sample shape) read and write
+    the fields in place, so a step's candidates are gathered straight into the row that carries
+    them, and all fields travel in a single collective.
+    """
+
+    ALIGN = 8  # bytes: the largest element size of the dtypes a buffer stores
+
+    def __init__(self, storage: dict[str, torch.Tensor], replay_size: int, world_size: int) -> None:
+        offsets, offset = {}, self.ALIGN  # the first 8 bytes hold the sender's size
+        for name, values in storage.items():
+            if values.element_size() > self.ALIGN:
+                raise ValueError(f"cannot exchange field {name!r} of dtype {values.dtype}")
+            offsets[name] = offset
+            nbytes = replay_size * values[0].numel() * values.element_size()
+            offset += -(-nbytes // self.ALIGN) * self.ALIGN
+        device = next(iter(storage.values())).device
+        self.send = torch.zeros((world_size, offset), dtype=torch.uint8, device=device)
+        self.received = torch.zeros_like(self.send)
+
+        def typed(rows: torch.Tensor) -> dict[str, torch.Tensor]:
+            views = {}
+            for name, values in storage.items():
+                nbytes = replay_size * values[0].numel() * values.element_size()
+                chunk = rows[:, offsets[name] : offsets[name] + nbytes].view(values.dtype)
+                views[name] = chunk.view(world_size, replay_size, *values.shape[1:])
+            return views
+
+        self.send_fields, self.received_fields = typed(self.send), typed(self.received)
+        self.send_sizes = self.send[:, : self.ALIGN].view(torch.int64)
+        self.received_sizes = self.received[:, : self.ALIGN].view(torch.int64)
 
 
 class GlobalReplay:
@@ -50,8 +88,14 @@ class GlobalReplay:
         self.group: Any = None
         self.generator: torch.Generator | None = None
         self.pending: tuple[list[Any], dict[str, torch.Tensor], torch.Tensor] | None = None
+        self.blocks: ExchangeBlocks | None = None
         self.side_stream: Any = None
         self.steps = 0
+        # host seconds the replay adds to the training loop's critical path: all of `augment`,
+        # and the part of it spent blocked on the exchange (synchronous: the whole exchange;
+        # asynchronous: what the previous step's compute did not hide)
+        self.critical_seconds = 0.0
+        self.blocked_seconds = 0.0
 
     # ----- topology ---------------------------------------------------------------------------
 
@@ -76,6 +120,7 @@ class GlobalReplay:
 
     def augment(self, batch: Any) -> Any:
         """The batch (x, y[, t]) followed by r representatives of the global buffer."""
+        start = time.perf_counter()
         fields = dict(zip(FIELDS, batch))
         self._setup(fields["x"].device)
         if self.synchronous and self.buffer.storage:
@@ -85,10 +130,22 @@ class GlobalReplay:
         if not self.synchronous:
             self._issue()  # candidates for the next step travel while this one computes
         self.steps += 1
-        if not replay:
-            return batch
-        device = fields["x"].device
-        return tuple(torch.cat([fields[name], replay[name].to(device)]) for name in FIELDS[: len(batch)])
+        if replay:
+            device = fields["x"].device
+            batch = tuple(torch.cat([fields[name], replay[name].to(device)]) for name in FIELDS[: len(batch)])
+        self.critical_seconds += time.perf_counter() - start
+        return batch
+
+    def timings(self) -> dict[str, float]:
+        """Steps augmented so far, and the seconds per step the replay held the training loop:
+        in all (`critical_ms_per_step`) and blocked on the exchange (`blocked_ms_per_step`).
+        Host time: on CUDA, kernels launched but not finished are not counted."""
+        steps = max(self.steps, 1)
+        return {
+            "replay_steps": self.steps,
+            "replay_critical_ms_per_step": 1000 * self.critical_seconds / steps,
+            "replay_blocked_ms_per_step": 1000 * self.blocked_seconds / steps,
+        }
 
     def _insert(self, fields: dict[str, torch.Tensor]) -> None:
         if self.featurize is not None:
@@ -108,26 +165,21 @@ class GlobalReplay:
         world, r = self.world_size, self.replay_size
         if r == 0 or not self.buffer.storage:
             return
-        blocks = {name: [] for name in self.buffer.storage}
-        for _ in range(world):  # an independent block for every receiver
-            drawn = self.buffer.sample(r)
+        if self.blocks is None:
+            self.blocks = ExchangeBlocks(self.buffer.storage, r, world)
+        blocks, size = self.blocks, len(self.buffer)
+        for receiver in range(world):  # an independent draw for every receiver
+            chosen = self.buffer.draw(r)
+            index = torch.from_numpy(chosen).to(blocks.send.device, non_blocking=True)
             for name, values in self.buffer.storage.items():
-                block = values.new_zeros((r, *values.shape[1:]))
-                if drawn:
-                    block[: len(drawn[name])] = drawn[name]
-                blocks[name].append(block)
-        device = next(iter(self.buffer.storage.values())).device
-        size = torch.full((world,), len(self.buffer), dtype=torch.long, device=device)
-        send = {name: torch.cat(parts) for name, parts in blocks.items()}
+                torch.index_select(values, 0, index, out=blocks.send_fields[name][receiver, : len(chosen)])
+        blocks.send_sizes.fill_(size)
         if world == 1:
-            self.pending = ([], send, size)
+            self.pending = ([], blocks.send_fields, blocks.send_sizes)
             return
-        received = {name: torch.empty_like(values) for name, values in send.items()}
-        sizes = torch.empty_like(size)
-        handles = [dist.all_to_all_single(sizes, size, group=self.group, async_op=True)]
-        handles += [dist.all_to_all_single(received[name], send[name], group=self.group, async_op=True)
-                    for name in send]
-        self.pending = (handles, received, sizes)
+        # one collective for every field and the sizes: they travel as the rows of one byte tensor
+        handle = dist.all_to_all_single(blocks.received, blocks.send, group=self.group, async_op=True)
+        self.pending = ([handle], blocks.received_fields, blocks.received_sizes)
 
     def wait(self) -> None:
         """Complete the exchange in flight (its result is kept for the next step)."""
@@ -140,15 +192,19 @@ class GlobalReplay:
         """Wait for the exchange in flight and draw r representatives uniformly from the union."""
         if self.pending is None:
             return {}
+        start = time.perf_counter()
         self.wait()
-        _, blocks, sizes = self.pending
+        self.blocked_seconds += time.perf_counter() - start
+        _, fields, sizes = self.pending
         self.pending = None
-        sizes_np = sizes.cpu().numpy().astype(np.int64)
+        sizes_np = sizes.cpu().numpy().reshape(-1).astype(np.int64)
         chosen = self.choose_from_union(sizes_np)
         if not len(chosen):
             return {}
-        rows = torch.from_numpy(chosen).to(next(iter(blocks.values())).device)
-        return {name: values[rows] for name, values in blocks.items()}
+        rows = torch.from_numpy(chosen).to(sizes.device)
+        sender, row = rows // self.replay_size, rows % self.replay_size
+        # advanced indexing copies: the blocks can be overwritten by the next exchange
+        return {name: values[sender, row] for name, values in fields.items()}
 
     def choose_from_union(self, sizes: np.ndarray) -> np.ndarray:
         """Rows of the received blocks (worker w's block holds rows w*r .. w*r + r - 1) that form

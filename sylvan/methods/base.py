@@ -82,6 +82,11 @@ class Method:
         """What a checkpoint of this method holds (model weights, buffers, ...)."""
         return {}
 
+    def runtime_stats(self) -> dict[str, float]:
+        """Timings of the method's own machinery so far (written to `runtime.json`, never to
+        `results.json`: they vary from run to run). None by default."""
+        return {}
+
     def hparams(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

@@ -44,6 +44,11 @@ class Rehearsal(ReplayMethod):
             )
         return self._global_replay
 
+    def runtime_stats(self) -> dict[str, float]:
+        """On data-parallel settings, what the distributed replay costs the training loop."""
+        replay = getattr(self, "_global_replay", None)
+        return {} if replay is None else replay.timings()
+
     def training_step(self, batch: Batch) -> torch.Tensor:
         if self._global_replay is not None:  # the strategy already joined the replay
             return F.cross_entropy(self.learner(batch.x), batch.y)

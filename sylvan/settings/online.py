@@ -268,6 +268,7 @@ class OnlineSetting(Setting):
             results.task_wall_time.append(time.perf_counter() - stage_start)
             results.total_wall_time = time.perf_counter() - start
             results.peak_memory_mb = peak_memory_mb()
+            results.method_runtime = method.runtime_stats()
             results.complete = len(results.accuracy_matrix) == self.nb_stages(tasks)
             if self._online_meter is not None:
                 results.online_accuracy = self._online_meter.accuracy

@@ -51,7 +51,8 @@ def worker(rank: int, port: int, out: str, synchronous: bool) -> None:
         if step == 0:  # keep the buffers as they are after the first batch
             buffer.add = lambda **_: None
     replay.wait()
-    Path(out, f"{rank}.json").write_text(json.dumps({"drawn": drawn, "sizes": batch_sizes, "ok": consistent}))
+    result = {"drawn": drawn, "sizes": batch_sizes, "ok": consistent, "timings": replay.timings()}
+    Path(out, f"{rank}.json").write_text(json.dumps(result))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -74,3 +75,6 @@ def test_global_sampling_is_uniform_over_the_union(tmp_path, synchronous):
         counts = np.bincount(np.where(drawn >= 1000, drawn - 1000 + 30, drawn), minlength=120)
         _, p_value = stats.chisquare(counts)
         assert p_value > 1e-3, "every stored sample equally likely"
+        timings = result["timings"]
+        assert timings["replay_steps"] == 400
+        assert 0 < timings["replay_blocked_ms_per_step"] < timings["replay_critical_ms_per_step"]

@@ -143,7 +143,7 @@ def throughput(
     return figures
 
 
-def print_throughput(device: str, shapes: list[str], capacities: list[int]) -> None:
+def print_throughput(device: str, shapes: list[str], capacities: list[int], rounds: int = 3) -> None:
     print(f"Buffer throughput on {device}, batches of {BATCH} (samples per second). 'own loop': the same policy")
     print("written one sample at a time (benchmarks/reference_buffers.py); 'x loop': speed-up over its own loop;")
     print("'x res. loop': over the per-sample reservoir loop; sampling is compared with the reservoir loop's")
@@ -155,7 +155,7 @@ def print_throughput(device: str, shapes: list[str], capacities: list[int]) -> N
     print("-" * len(header))
     for shape_name in shapes:
         for capacity in capacities:
-            figures = throughput(SHAPES[shape_name], capacity, device)
+            figures = throughput(SHAPES[shape_name], capacity, device, repeats=rounds)
             loop_insert, _, loop_sample = figures["per-sample loop"]
             for name, (insert, own_loop, sample) in figures.items():
                 print(f"{shape_name:>8} {capacity:>8} {name:>16} | {insert:10.0f} {own_loop:10.0f} "
@@ -201,11 +201,12 @@ def main() -> None:
     parser.add_argument("--skip_throughput", action="store_true", help="only the step-time table")
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--capacities", nargs="+", type=int, default=list(CAPACITIES))
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is the best round")
     args = parser.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
     if not args.skip_throughput:
-        print_throughput(args.device, args.shapes, args.capacities)
+        print_throughput(args.device, args.shapes, args.capacities, args.rounds)
     if not args.skip_steps:
         print_step_ratios(args.data_dir)
 

@@ -95,19 +95,21 @@ class ClassAwareBuffer(RehearsalBuffer):
         if len(classes) == 0:
             return np.empty(0, dtype=np.int64)
         order, starts = self.class_index()
-        wanted, held = counts[classes], self.class_stored[classes]
+        wanted, held = counts.take(classes), self.class_stored.take(classes)
         if (wanted > held).any():
             raise ValueError("cannot draw more samples of a label than the buffer holds")
         dense = 2 * wanted > held  # most of the label goes: a permutation, without rejections
-        chosen = [
-            starts[c] + self._choose(int(n), int(k)) for c, n, k in zip(classes[dense], held[dense], wanted[dense])
-        ]
-        sparse = ~dense
-        first, size, wanted = starts[classes[sparse]], held[sparse], wanted[sparse]
-        group = np.repeat(np.arange(len(wanted)), wanted)
-        drawn = first[group] + (self._uniform(len(group)) * size[group]).astype(np.int64)
+        chosen = []
+        if dense.any():
+            chosen = [
+                starts[c] + self._choose(int(n), int(k)) for c, n, k in zip(classes[dense], held[dense], wanted[dense])
+            ]
+            sparse = ~dense
+            classes, held, wanted = classes[sparse], held[sparse], wanted[sparse]
+        first, size = starts.take(classes), held
+        drawn = np.repeat(first, wanted) + (self._uniform(int(wanted.sum())) * np.repeat(size, wanted)).astype(np.int64)
         if len(set(drawn.tolist())) == len(drawn):  # no position drawn twice: the common case
-            return order[np.concatenate([drawn, *chosen])]
+            return order.take(np.concatenate([drawn, *chosen]) if chosen else drawn)
         drawn = np.unique(drawn)
         missing = wanted - np.bincount(np.searchsorted(first, drawn, side="right") - 1, minlength=len(first))
         while missing.any():

@@ -30,6 +30,7 @@ class ClassAwareBuffer(RehearsalBuffer):
         # the occupied slots grouped by label, in slot order within a label, and where each
         # label's group starts; None when a label changed and it must be rebuilt
         self._class_index: tuple[np.ndarray, np.ndarray] | None = None
+        self._batch_counts = np.zeros(0, dtype=np.int64)  # the current batch's labels, counted
 
     def _labels_of(self, batch: Mapping[str, torch.Tensor]) -> np.ndarray:
         if self.label_field not in batch:

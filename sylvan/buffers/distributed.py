@@ -45,12 +45,12 @@ class ExchangeBlocks:
     ALIGN = 8  # bytes: the largest element size of the dtypes a buffer stores
 
     def __init__(self, storage: dict[str, torch.Tensor], replay_size: int, world_size: int) -> None:
-        offsets, offset = {}, self.ALIGN  # the first 8 bytes hold the sender's size
+        spans, offset = {}, self.ALIGN  # the first 8 bytes hold the sender's size
         for name, values in storage.items():
             if values.element_size() > self.ALIGN:
                 raise ValueError(f"cannot exchange field {name!r} of dtype {values.dtype}")
-            offsets[name] = offset
             nbytes = replay_size * values[0].numel() * values.element_size()
+            spans[name] = (offset, offset + nbytes)
             offset += -(-nbytes // self.ALIGN) * self.ALIGN
         device = next(iter(storage.values())).device
         self.send = torch.zeros((world_size, offset), dtype=torch.uint8, device=device)
@@ -59,9 +59,8 @@ class ExchangeBlocks:
         def typed(rows: torch.Tensor) -> dict[str, torch.Tensor]:
             views = {}
             for name, values in storage.items():
-                nbytes = replay_size * values[0].numel() * values.element_size()
-                chunk = rows[:, offsets[name] : offsets[name] + nbytes].view(values.dtype)
-                views[name] = chunk.view(world_size, replay_size, *values.shape[1:])
+                start, end = spans[name]
+                views[name] = rows[:, start:end].view(values.dtype).view(world_size, replay_size, *values.shape[1:])
             return views
 
         self.send_fields, self.received_fields = typed(self.send), typed(self.received)
@@ -137,9 +136,10 @@ class GlobalReplay:
         return batch
 
     def timings(self) -> dict[str, float]:
-        """Steps augmented so far, and the seconds per step the replay held the training loop:
-        in all (`critical_ms_per_step`) and blocked on the exchange (`blocked_ms_per_step`).
-        Host time: on CUDA, kernels launched but not finished are not counted."""
+        """Steps augmented so far, and the milliseconds per step the replay held the training
+        loop: in all (`replay_critical_ms_per_step`) and blocked on the exchange
+        (`replay_blocked_ms_per_step`). Host time: on CUDA, kernels launched but not finished
+        are not counted."""
         steps = max(self.steps, 1)
         return {
             "replay_steps": self.steps,

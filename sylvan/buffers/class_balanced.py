@@ -55,7 +55,7 @@ class ClassBalancedBuffer(ClassAwareBuffer):
         # k-th sample of class c in this batch; its index in the class's stream
         rank = group_ranks(labels, self._batch_counts)
         index_in_class = seen_before[labels] + rank
-        fills = np.clip(quotas - held, 0, np.bincount(labels, minlength=len(quotas)))
+        fills = np.clip(quotas - held, 0, self._batch_counts)
         fill_start = self.size + np.concatenate([[0], np.cumsum(fills)[:-1]])
         is_fill = rank < fills[labels]
         # reservoir within the class: its j-th sample replaces slot index u*(j+1) of the class

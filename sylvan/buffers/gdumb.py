@@ -27,7 +27,7 @@ class GDumbBuffer(ClassAwareBuffer):
             # the steady state: every class of the batch is already (one of) the largest, so each
             # of its samples would evict one of its own class's, which the policy refuses
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        incoming = np.bincount(labels, minlength=len(stored))
+        incoming = self._batch_counts
         overflow = int(stored.sum() + incoming.sum()) - self.capacity
         removal = level_down(stored + incoming, overflow, lambda: self._permutation(len(stored)))
         # a class being cut drops its newest incoming samples first, then random stored ones

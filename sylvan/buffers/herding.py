@@ -50,7 +50,7 @@ class HerdingBuffer(ClassAwareBuffer):
         stored_features = self.storage[self.feature_field]
 
         positions, freed = [], []
-        for label in np.flatnonzero(self.class_stored + np.bincount(labels, minlength=len(quotas))):
+        for label in np.flatnonzero(self.class_stored + self._batch_counts):
             old = np.flatnonzero(self.slot_labels[: self.size] == label)
             new = np.flatnonzero(labels == label)
             surplus = len(old) + len(new) - int(quotas[label])

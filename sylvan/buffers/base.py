@@ -48,6 +48,10 @@ class RehearsalBuffer:
         self.size = 0
         self.seen = 0
         self.generator = torch.Generator().manual_seed(seed)
+        # output of `_uniform(..., reuse=True)`; not state: it holds nothing once consumed
+        self._reused_uniform = torch.empty(0, dtype=torch.float64)
+        self._reused_uniform_view = self._reused_uniform.numpy()
+        self._reused_uniform_size = 0
 
     def __len__(self) -> int:
         return self.size
@@ -58,9 +62,19 @@ class RehearsalBuffer:
 
     # ----- random numbers (CPU, reproducible) ---------------------------------------------------
 
-    def _uniform(self, count: int) -> np.ndarray:
-        """`count` floats uniform in [0, 1), as float64 (exact for stream indices < 2**53)."""
-        return torch.rand(count, generator=self.generator, dtype=torch.float64).numpy()
+    def _uniform(self, count: int, reuse: bool = False) -> np.ndarray:
+        """`count` floats uniform in [0, 1), as float64 (exact for stream indices < 2**53): the
+        values of `torch.rand(count, generator=self.generator)`. With `reuse`, for the draws of
+        every batch, they are written into an array kept for the next such call, which
+        overwrites them (consume them at once): no allocation, no conversion per batch."""
+        if not reuse:
+            return torch.rand(count, generator=self.generator, dtype=torch.float64).numpy()
+        if count != self._reused_uniform_size:
+            self._reused_uniform = torch.empty(count, dtype=torch.float64)
+            self._reused_uniform_view = self._reused_uniform.numpy()
+            self._reused_uniform_size = count
+        self._reused_uniform.uniform_(generator=self.generator)
+        return self._reused_uniform_view
 
     def _permutation(self, count: int) -> np.ndarray:
         return torch.randperm(count, generator=self.generator).numpy()
@@ -100,11 +114,10 @@ class RehearsalBuffer:
         """Offer a batch of new samples (fields of equal first dimension) to the buffer."""
         if not batch:
             raise ValueError("add() needs at least one field, e.g. add(x=..., y=...)")
-        count = -1
-        for values in batch.values():
-            if count != values.shape[0] and count >= 0:
-                raise ValueError("all fields of a batch must have the same number of samples")
-            count = values.shape[0]
+        sizes = {values.shape[0] for values in batch.values()}
+        if len(sizes) > 1:
+            raise ValueError("all fields of a batch must have the same number of samples")
+        count = sizes.pop()
         if self.storage and batch.keys() != self.storage.keys():
             raise ValueError(f"fields {sorted(batch)} differ from stored {sorted(self.storage)}")
         if count and self.capacity:
@@ -125,7 +138,7 @@ class RehearsalBuffer:
         host = self._host_views
         if host is not None and self._all_on_cpu(batch):
             for name, values in batch.items():
-                host[name][slots] = values.detach().numpy()[positions]
+                host[name][slots] = (values.detach() if values.requires_grad else values).numpy()[positions]
         else:
             slot_index = torch.from_numpy(slots).to(self.device, non_blocking=True)
             position_index = torch.from_numpy(positions)
@@ -138,7 +151,7 @@ class RehearsalBuffer:
     @staticmethod
     def _all_on_cpu(batch: Mapping[str, torch.Tensor]) -> bool:
         for values in batch.values():
-            if values.device.type != "cpu":
+            if not values.is_cpu:
                 return False
         return True
 

@@ -97,18 +97,19 @@ class ClassAwareBuffer(RehearsalBuffer):
             return np.empty(0, dtype=np.int64)
         order, starts = self.class_index()
         wanted, held = counts.take(classes), self.class_stored.take(classes)
-        if (wanted > held).any():
-            raise ValueError("cannot draw more samples of a label than the buffer holds")
         dense = 2 * wanted > held  # most of the label goes: a permutation, without rejections
         chosen = []
         if dense.any():
+            if (wanted > held).any():
+                raise ValueError("cannot draw more samples of a label than the buffer holds")
             chosen = [
                 starts[c] + self._choose(int(n), int(k)) for c, n, k in zip(classes[dense], held[dense], wanted[dense])
             ]
             sparse = ~dense
             classes, held, wanted = classes[sparse], held[sparse], wanted[sparse]
         first, size = starts.take(classes), held
-        drawn = np.repeat(first, wanted) + (self._uniform(int(wanted.sum())) * np.repeat(size, wanted)).astype(np.int64)
+        sizes = size.repeat(wanted)
+        drawn = first.repeat(wanted) + (self._uniform(len(sizes)) * sizes).astype(np.int64)
         if len(set(drawn.tolist())) == len(drawn):  # no position drawn twice: the common case
             return order.take(np.concatenate([drawn, *chosen]) if chosen else drawn)
         drawn = np.unique(drawn)

@@ -60,7 +60,8 @@ class ClassBalancedBuffer(ClassAwareBuffer):
         is_fill = rank < fills[labels]
         # reservoir within the class: its j-th sample replaces slot index u*(j+1) of the class
         # when that index is below the quota
-        chosen = np.minimum((self._uniform(len(labels)) * (index_in_class + 1)).astype(np.int64), index_in_class)
+        draws = self._uniform(len(labels), reuse=True)
+        chosen = np.minimum((draws * (index_in_class + 1)).astype(np.int64), index_in_class)
         chosen = np.where(is_fill, held[labels] + rank, chosen)
         accepted = chosen < quotas[labels]
         positions = np.flatnonzero(accepted)
@@ -81,7 +82,7 @@ class ClassBalancedBuffer(ClassAwareBuffer):
         sampling alone, no fills, no removals."""
         index_in_class = seen_before.take(labels) + group_ranks(labels, self._batch_counts)
         index_in_class += 1
-        chosen = (self._uniform(len(labels)) * index_in_class).astype(np.int64)
+        chosen = (self._uniform(len(labels), reuse=True) * index_in_class).astype(np.int64)
         positions = (chosen < quotas.take(labels)).nonzero()[0]
         order, starts = self.class_index()
         slots = order.take(starts.take(labels.take(positions)) + chosen.take(positions))

@@ -39,7 +39,7 @@ class PRSBuffer(ClassAwareBuffer):
             weights = np.where(seen > 0, np.power(np.maximum(seen, 1).astype(np.float64), self.rho), 0.0)
         targets = weights * (self.capacity / weights.sum())
         count_at_arrival = seen_before[labels] + group_ranks(labels, self._batch_counts) + 1
-        accept = self._uniform(len(labels)) < np.minimum(1.0, targets[labels] / count_at_arrival)
+        accept = self._uniform(len(labels), reuse=True) < np.minimum(1.0, targets[labels] / count_at_arrival)
         positions = np.flatnonzero(accept)
         incoming = np.bincount(labels[positions], minlength=len(seen))
         stored = self.class_stored

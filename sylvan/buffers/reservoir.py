@@ -31,12 +31,25 @@ class ReservoirBuffer(RehearsalBuffer):
 
     policy = "reservoir"
 
+    def __init__(
+        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform"
+    ) -> None:
+        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval)
+        self._stream_offsets = np.arange(1, 129, dtype=np.float64)  # 1, 2, ...: k + 1 - seen for sample k
+
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
-        stream_length = np.arange(self.seen + 1, self.seen + count + 1, dtype=np.int64)  # k + 1 for sample k
-        # floor(u * (k + 1)) <= k for u < 1 (exact in float64 for any realistic stream length)
-        slots = (self._uniform(count) * stream_length).astype(np.int64)
-        if self.seen < self.capacity:  # the first `capacity` samples of the stream fill in order
-            slots = np.where(stream_length <= self.capacity, stream_length - 1, slots)
-        positions = (slots < self.capacity).nonzero()[0]
-        self.size = min(self.capacity, self.seen + count)
+        seen, capacity = self.seen, self.capacity
+        if len(self._stream_offsets) < count:
+            self._stream_offsets = np.arange(1, count + 1, dtype=np.float64)
+        # sample k of the stream (0-based) draws j = floor(u * (k + 1)) <= k for u < 1, computed
+        # in float64 (exact for any realistic stream length); j < capacity <=> u * (k + 1) < capacity
+        scaled = self._uniform(count, reuse=True) * (self._stream_offsets[:count] + seen)
+        self.size = min(capacity, seen + count)
+        if seen >= capacity:  # the steady state: only the accepted samples become slots
+            positions = (scaled < capacity).nonzero()[0]
+            return last_writer_wins(scaled.take(positions).astype(np.int64), positions)
+        slots = scaled.astype(np.int64)
+        filling = np.arange(seen, seen + count, dtype=np.int64)
+        slots = np.where(filling < capacity, filling, slots)  # the first `capacity` samples fill in order
+        positions = (slots < capacity).nonzero()[0]
         return last_writer_wins(slots[positions], positions)

@@ -83,6 +83,28 @@ def test_sampling_is_uniform_over_slots():
     assert p_value > 1e-3
 
 
+@pytest.mark.parametrize("batch_sizes", [[1] * 90, [7] * 13, [64, 3, 64, 1, 40, 128, 9]])
+def test_batches_decide_as_one_sample_at_a_time(batch_sizes):
+    """The vectorized insertion makes the decisions of Algorithm R applied one sample at a
+    time with the same random numbers (the buffer's generator draws one uniform per sample and
+    batch): sample k takes slot floor(u * (k + 1)) when that is below the capacity, later
+    samples overwriting earlier ones. Batches larger than the capacity make in-batch
+    collisions certain."""
+    capacity, seed = 12, 5
+    buffer = ReservoirBuffer(capacity, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    expected, seen = [None] * capacity, 0
+    for x, y in stream_batches(batch_sizes):
+        buffer.add(x=x, y=y)
+        draws = torch.rand(len(y), generator=generator, dtype=torch.float64).tolist()
+        for label, u in zip(y.tolist(), draws):
+            slot = seen if seen < capacity else int(u * (seen + 1))
+            if slot < capacity:
+                expected[slot] = label
+            seen += 1
+    assert buffer.get_all()["y"].tolist() == expected
+
+
 def test_state_dict_restores_future_draws():
     a = ReservoirBuffer(15, seed=4)
     batches = list(stream_batches([6] * 10))

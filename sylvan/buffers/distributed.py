@@ -15,6 +15,12 @@ the concatenated buffers, counts how many fall in each worker's range (a multiva
 hypergeometric draw) and takes that many candidates from each block: exactly a uniform draw
 without replacement from the union. It moves W times more candidates than it uses, in exchange
 for fixed-size messages that need no negotiation round.
+
+The receiver needs the buffer sizes on the host to make that draw. On the CPU they travel in the
+same message as the candidates. On CUDA, reading them from device memory would make the host wait
+for every kernel queued before them (the previous step's backward pass) once per step. So there
+they travel in a small collective of their own, on a CPU (gloo) group, issued with the same
+`async_op=True`.
 """
 
 from __future__ import annotations
@@ -78,8 +84,15 @@ class GlobalReplay:
         synchronous: bool = False,
         seed: int = 0,
         featurize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        sizes_on_host: bool | None = None,
     ) -> None:
+        """`sizes_on_host`: exchange the buffer sizes between CPU tensors on a gloo group of
+        their own, so that the host reads them without a device synchronization; None (the
+        default) does so when the buffer is on CUDA."""
         self.buffer = buffer
+        self.sizes_on_host = sizes_on_host
+        self.size_group: Any = None
+        self.host_sizes: tuple[torch.Tensor, torch.Tensor] | None = None  # (sent, received), int64 on the CPU
         self.featurize = featurize  # for policies that store features (herding, GRASP retrieval)
         self.replay_size = int(replay_size)
         self.synchronous = synchronous
@@ -109,9 +122,13 @@ class GlobalReplay:
     def _setup(self, device: torch.device) -> None:
         if self.generator is None:
             self.generator = torch.Generator().manual_seed(self.seed * 7919 + self.rank)
+        if self.sizes_on_host is None:
+            self.sizes_on_host = device.type == "cuda"
         if self.group is None and self.world_size > 1:
             # a group of its own, so replay traffic never queues behind gradient all-reduces
             self.group = dist.new_group(backend="nccl" if device.type == "cuda" else "gloo")
+            if self.sizes_on_host:
+                self.size_group = dist.new_group(backend="gloo")
         if device.type == "cuda" and self.side_stream is None:
             self.side_stream = torch.cuda.Stream(device=device)
 
@@ -174,12 +191,21 @@ class GlobalReplay:
             for name, values in self.buffer.storage.items():
                 torch.index_select(values, 0, index, out=blocks.send_fields[name][receiver, : len(chosen)])
         blocks.send_sizes.fill_(size)
-        if world == 1:
-            self.pending = ([], blocks.send_fields, blocks.send_sizes)
+        if self.host_sizes is None:
+            self.host_sizes = (torch.zeros(world, dtype=torch.int64), torch.zeros(world, dtype=torch.int64))
+        sent_sizes, received_sizes = self.host_sizes
+        if world == 1:  # the size is this worker's own: known on the host
+            sent_sizes.fill_(size)
+            self.pending = ([], blocks.send_fields, sent_sizes)
             return
         # one collective for every field and the sizes: they travel as the rows of one byte tensor
-        handle = dist.all_to_all_single(blocks.received, blocks.send, group=self.group, async_op=True)
-        self.pending = ([handle], blocks.received_fields, blocks.received_sizes)
+        handles = [dist.all_to_all_single(blocks.received, blocks.send, group=self.group, async_op=True)]
+        sizes = blocks.received_sizes
+        if self.sizes_on_host:
+            sent_sizes.fill_(size)
+            handles.append(dist.all_to_all_single(received_sizes, sent_sizes, group=self.size_group, async_op=True))
+            sizes = received_sizes
+        self.pending = (handles, blocks.received_fields, sizes)
 
     def wait(self) -> None:
         """Complete the exchange in flight (its result is kept for the next step)."""
@@ -201,7 +227,7 @@ class GlobalReplay:
         chosen = self.choose_from_union(sizes_np)
         if not len(chosen):
             return {}
-        rows = torch.from_numpy(chosen).to(sizes.device)
+        rows = torch.from_numpy(chosen).to(next(iter(fields.values())).device, non_blocking=True)
         sender, row = rows // self.replay_size, rows % self.replay_size
         # advanced indexing copies: the blocks can be overwritten by the next exchange
         return {name: values[sender, row] for name, values in fields.items()}

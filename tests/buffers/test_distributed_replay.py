@@ -28,11 +28,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker(rank: int, port: int, out: str, synchronous: bool) -> None:
+def worker(rank: int, port: int, out: str, synchronous: bool, sizes_on_host: bool) -> None:
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     buffer = make_buffer("reservoir", SIZES[rank], seed=rank)
-    replay = GlobalReplay(buffer, R, synchronous=synchronous, seed=3)
+    replay = GlobalReplay(buffer, R, synchronous=synchronous, seed=3, sizes_on_host=sizes_on_host)
     # sample ids: worker 0 owns 0..29, worker 1 owns 1000..1089; label = id % 10; x encodes the id
     ids = torch.arange(SIZES[rank]) + 1000 * rank
     drawn, batch_sizes, consistent = [], [], True
@@ -57,9 +57,11 @@ def worker(rank: int, port: int, out: str, synchronous: bool) -> None:
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("synchronous", [False, True])
-def test_global_sampling_is_uniform_over_the_union(tmp_path, synchronous):
-    mp.start_processes(worker, args=(free_port(), str(tmp_path), synchronous), nprocs=2, start_method="spawn")
+# sizes_on_host: the sizes in a gloo collective of their own, as on CUDA (forced here on the CPU)
+@pytest.mark.parametrize("synchronous, sizes_on_host", [(False, False), (True, False), (False, True)])
+def test_global_sampling_is_uniform_over_the_union(tmp_path, synchronous, sizes_on_host):
+    args = (free_port(), str(tmp_path), synchronous, sizes_on_host)
+    mp.start_processes(worker, args=args, nprocs=2, start_method="spawn")
     for rank in (0, 1):
         result = json.loads((tmp_path / f"{rank}.json").read_text())
         sizes = result["sizes"]

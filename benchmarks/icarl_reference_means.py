@@ -1,6 +1,7 @@
 """Why sylvan's `icarl` beats the published Seq-MNIST figure: the exemplar memory and the
-nearest-mean-of-exemplars classifier of the reference code behind the DER paper's table differ
-from the iCaRL paper's (and from sylvan's).
+nearest-mean-of-exemplars classifier of the DER paper's reference code (its iCaRL as published
+since 2022, after a bug fix its authors made in 2021: the code that produced the paper's table is
+older) differ from the iCaRL paper's (and from sylvan's).
 
 The iCaRL paper L2-normalizes features and averages each class's exemplar features. The
 reference code uses unnormalized features and, computing each class mean over batches of

@@ -190,21 +190,21 @@ class GlobalReplay:
             index = torch.from_numpy(chosen).to(blocks.send.device, non_blocking=True)
             for name, values in self.buffer.storage.items():
                 torch.index_select(values, 0, index, out=blocks.send_fields[name][receiver, : len(chosen)])
-        blocks.send_sizes.fill_(size)
         if self.host_sizes is None:
             self.host_sizes = (torch.zeros(world, dtype=torch.int64), torch.zeros(world, dtype=torch.int64))
         sent_sizes, received_sizes = self.host_sizes
+        sent_sizes.fill_(size)
         if world == 1:  # the size is this worker's own: known on the host
-            sent_sizes.fill_(size)
             self.pending = ([], blocks.send_fields, sent_sizes)
             return
-        # one collective for every field and the sizes: they travel as the rows of one byte tensor
-        handles = [dist.all_to_all_single(blocks.received, blocks.send, group=self.group, async_op=True)]
-        sizes = blocks.received_sizes
         if self.sizes_on_host:
-            sent_sizes.fill_(size)
-            handles.append(dist.all_to_all_single(received_sizes, sent_sizes, group=self.size_group, async_op=True))
-            sizes = received_sizes
+            size_handle = dist.all_to_all_single(received_sizes, sent_sizes, group=self.size_group, async_op=True)
+            handles, sizes = [size_handle], received_sizes
+        else:  # the sizes travel in the rows of the candidates' message
+            blocks.send_sizes.fill_(size)
+            handles, sizes = [], blocks.received_sizes
+        # one collective for every field (and the sizes): they travel as the rows of one byte tensor
+        handles.append(dist.all_to_all_single(blocks.received, blocks.send, group=self.group, async_op=True))
         self.pending = (handles, blocks.received_fields, sizes)
 
     def wait(self) -> None:

@@ -35,7 +35,7 @@ class ReservoirBuffer(RehearsalBuffer):
         self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform"
     ) -> None:
         super().__init__(capacity, device=device, seed=seed, retrieval=retrieval)
-        self._stream_offsets = np.arange(1, 129, dtype=np.float64)  # 1, 2, ...: k + 1 - seen for sample k
+        self._stream_offsets = np.empty(0, dtype=np.float64)  # 1, 2, ...: k + 1 - seen for sample k of a batch
 
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
         seen, capacity = self.seen, self.capacity

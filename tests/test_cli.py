@@ -137,9 +137,13 @@ def test_external_method_plugin_is_listed_and_runs_everywhere(tmp_path):
     assert refused.returncode == 2 and "l2_anchor" in refused.stderr
 
 
-def test_every_method_and_setting_pair_builds_a_parser():
+def test_every_method_and_setting_pair_builds_a_parser(monkeypatch):
     """simple-parsing reads every field annotation: a method or setting whose annotations do not
-    resolve would only fail on the command line."""
+    resolve would only fail on the command line. The defaults are parsed as on a machine without
+    a GPU (on one with a single GPU, `distributed`'s two default workers are refused)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     from sylvan.cli import build_parser
     from sylvan.methods import METHODS
     from sylvan.settings import SETTINGS, Setting

@@ -168,6 +168,10 @@ class SupervisedMethod(Method):
             kwargs["callbacks"] = [c for c in kwargs["callbacks"] if not getattr(c, "measures_stream", False)]
         trainer = L.Trainer(**kwargs)
         trainer.fit(self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
+        # Lightning hands the module back on the CPU at the end of every fit; bring it back, so
+        # that what a method derives from the weights between tasks (anchors, Fisher information,
+        # exemplar means) lives on the device the next task trains on
+        self.learner.to(self.setting.device)
 
     # ----- evaluation ------------------------------------------------------------------------
 

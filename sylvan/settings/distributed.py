@@ -51,6 +51,12 @@ class DistributedSetting(ClassIncrementalSetting):
             raise ConfigurationError("--devices and --num_nodes must be >= 1")
         if self.worker_timeout <= 0:
             raise ConfigurationError(f"--worker_timeout must be > 0, got {self.worker_timeout}")
+        gpus = torch.cuda.device_count() if self._uses_cuda() else 0
+        if 0 < gpus < self.devices:
+            raise ConfigurationError(
+                f"--devices {self.devices} asks for {self.devices} GPU workers on this node, which has {gpus} GPU(s); "
+                f"use --devices {gpus}, or --accelerator cpu for {self.devices} CPU workers"
+            )
 
     @property
     def world_size(self) -> int:

@@ -220,10 +220,10 @@ def test_icarl_keeps_equal_exemplars_and_classifies_by_their_means(digits_runs):
     method, _ = digits_runs["icarl"]
     assert method.buffer.class_counts() == {c: 20 for c in range(10)}
     assert method.class_means.shape == (10, method.model.feature_dim)
-    x = torch.rand(3, 1, 8, 8)
+    x = torch.rand(3, 1, 8, 8, device=next(method.model.parameters()).device)
     scores = method.predict(x)
     features = F.normalize(method.model.features(x), dim=1)
-    nearest = torch.cdist(features, method.class_means).argmin(1)
+    nearest = torch.cdist(features, method.class_means.to(features.device)).argmin(1)
     assert torch.equal(scores.argmax(1), nearest)
 
 

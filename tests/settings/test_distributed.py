@@ -7,12 +7,14 @@ import math
 import time
 
 import pytest
+import torch
 
 from sylvan.errors import ConfigurationError
 from sylvan.settings import ClassIncrementalSetting, DistributedSetting
 from tests.test_cli import REPO, sylvan
 
-COMMON = ["--dataset", "digits", "--epochs", "3", "--progress_bar", "false", "--seed", "0"]
+# CPU workers (gloo) wherever the tests run, a GPU machine included
+COMMON = ["--dataset", "digits", "--epochs", "3", "--progress_bar", "false", "--seed", "0", "--accelerator", "cpu"]
 
 
 def test_distributed_is_class_incremental_with_data_parallel_workers():
@@ -25,6 +27,15 @@ def test_distributed_is_class_incremental_with_data_parallel_workers():
 
 
 @pytest.mark.slow
+def test_more_gpu_workers_than_gpus_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigurationError, match="--accelerator cpu"):
+        DistributedSetting(devices=2, accelerator="auto")
+    DistributedSetting(devices=1, accelerator="gpu")
+    DistributedSetting(devices=2, accelerator="cpu")
+
+
 def test_two_workers_match_one_process(tmp_path):
     single = sylvan("--setting", "class_incremental", "--method", "rehearsal", *COMMON, "--batch_size", "32",
                     "--results_dir", str(tmp_path), "--run_name", "single")

@@ -26,7 +26,6 @@ def test_distributed_is_class_incremental_with_data_parallel_workers():
         DistributedSetting(worker_timeout=0)
 
 
-@pytest.mark.slow
 def test_more_gpu_workers_than_gpus_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -36,6 +35,7 @@ def test_more_gpu_workers_than_gpus_is_refused(monkeypatch):
     DistributedSetting(devices=2, accelerator="cpu")
 
 
+@pytest.mark.slow
 def test_two_workers_match_one_process(tmp_path):
     single = sylvan("--setting", "class_incremental", "--method", "rehearsal", *COMMON, "--batch_size", "32",
                     "--results_dir", str(tmp_path), "--run_name", "single")

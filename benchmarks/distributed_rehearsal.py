@@ -1,6 +1,7 @@
 """Distributed asynchronous rehearsal: what it costs and what it buys.
 
-Part 1, throughput: training samples per second (training time only, without evaluation) of
+Part 1, throughput: training samples per second (training time only: without evaluation, and
+without the start of the worker processes, which runtime.json reports as `worker_startup_time`) of
 `naive`, synchronous rehearsal (`--replay_sync true`) and asynchronous rehearsal on the
 `distributed` setting with 1 and 2 workers, MNIST, 5 tasks, MLP, batch b per worker, r = b.
 

@@ -86,6 +86,9 @@ class Results:
     task_wall_time: list[float] = field(default_factory=list)
     task_train_time: list[float] = field(default_factory=list)
     total_wall_time: float = 0.0
+    # seconds the first task waited for the workers to start and connect (distributed setting):
+    # counted in its wall time, not in its training time
+    worker_startup_time: float = 0.0
     peak_memory_mb: float | None = None
     method_runtime: dict[str, float] = field(default_factory=dict)  # the method's runtime_stats()
     complete: bool = True
@@ -155,6 +158,7 @@ class Results:
             "task_wall_time": self.task_wall_time,
             "task_train_time": self.task_train_time,
             "total_wall_time": self.total_wall_time,
+            "worker_startup_time": self.worker_startup_time,
             "peak_memory_mb": self.peak_memory_mb,
             "method_runtime": self.method_runtime,
         }

@@ -118,6 +118,24 @@ class DistributedSetting(ClassIncrementalSetting):
 
     _workers = ()  # worker processes started on this machine by Lightning (worker 0 only)
     _method = None  # the method being run (set by `apply`)
+    _connected_at: float | None = None  # perf_counter() when the process group was first up
+    _stage_startup = 0.0
+
+    def train_stage(self, method: Any, stage: int, loaders: list[Any]) -> None:
+        """Train the stage; if its `fit` started the workers (the first one does, unless a
+        launcher such as torchrun did), remember how long that took before training began."""
+        connected_before = dist.is_available() and dist.is_initialized()
+        started = time.perf_counter()
+        self._connected_at = None
+        super().train_stage(method, stage, loaders)
+        connected = self._connected_at
+        self._stage_startup = max(0.0, connected - started) if connected is not None and not connected_before else 0.0
+
+    def worker_startup_seconds(self) -> float:
+        """The seconds the stage just trained spent launching the workers and waiting for all of
+        them to join the process group (their Python start-up and imports, on the first task):
+        kept out of its training time, reported as `worker_startup_time` in runtime.json."""
+        return self._stage_startup
 
     def apply(self, method: Any, tracker: Any = None) -> Results:
         """Run as one of the workers. If any worker dies or raises, the others stop within
@@ -160,6 +178,7 @@ class _RememberTrainer(Callback):
         self.setting = setting
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self.setting._connected_at = time.perf_counter()  # the strategy has joined every worker
         launcher = getattr(trainer.strategy, "_launcher", None)
         if getattr(launcher, "procs", None):  # the Trainer that started the workers
             self.setting._workers = list(launcher.procs)

@@ -51,13 +51,18 @@ def test_two_workers_match_one_process(tmp_path):
     assert two["samples_seen"] == one["samples_seen"], "the workers together see every sample once per epoch"
     assert abs(two["final_average_accuracy"] - one["final_average_accuracy"]) < 0.12
     assert two["final_average_accuracy"] > 0.6
-    runtime = json.loads((tmp_path / "double" / "runtime.json").read_text())["method_runtime"]
+    timings = json.loads((tmp_path / "double" / "runtime.json").read_text())
+    # starting the second worker (its imports, the rendezvous) is reported apart, not as training
+    assert timings["worker_startup_time"] > 0
+    assert timings["task_train_time"][0] + timings["worker_startup_time"] <= timings["task_wall_time"][0]
+    runtime = timings["method_runtime"]
     epochs, task_sizes = 3, [n // 3 for n in one["samples_seen"]]
     per_worker = [math.ceil(n / 2) for n in task_sizes]  # each worker trains on its half of a task
     assert runtime["replay_steps"] == sum(epochs * math.ceil(n / 16) for n in per_worker)
     assert 0 <= runtime["replay_blocked_ms_per_step"] <= runtime["replay_critical_ms_per_step"]
     single_runtime = json.loads((tmp_path / "single" / "runtime.json").read_text())
     assert single_runtime["method_runtime"] == {}, "no distributed replay in one process"
+    assert single_runtime["worker_startup_time"] == 0
 
 
 @pytest.mark.slow

@@ -70,6 +70,10 @@ class Learner(L.LightningModule):
         self.model = model
         # task_classes[t, c]: class c was seen with task label t (learned from training batches).
         self.register_buffer("task_classes", torch.zeros(num_tasks, num_classes, dtype=torch.bool))
+        # under DDP, each worker learns it from its own batches: not broadcast from worker 0
+        # before every forward pass (DDP's default for buffers), which would cost a collective
+        # per step and overwrite what the other workers learned
+        self._ddp_params_and_buffers_to_ignore = ["task_classes"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -67,3 +67,22 @@ def test_task_incremental_masks_with_learned_task_classes():
     assert results.final_average_accuracy > 0.8
     scores = method.predict(torch.zeros(2, 1, 8, 8), torch.tensor([0, 4]))
     assert torch.isinf(scores[0, 2:]).all() and torch.isfinite(scores[0, :2]).all()
+
+
+def test_ddp_does_not_broadcast_the_learned_task_classes(tmp_path):
+    """DDP broadcasts a module's buffers from worker 0 before every forward pass: for
+    `task_classes`, learned by each worker from its own batches, that would be a collective per
+    step overwriting the other workers' knowledge. The learner keeps it out of DDP's sync."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from sylvan.methods.learner import Learner
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        learner = Learner(Naive(), torch.nn.Linear(4, 3), num_tasks=2, num_classes=3)
+        wrapped = DistributedDataParallel(learner)
+        assert not wrapped.will_sync_module_buffers()
+        assert "task_classes" in learner.state_dict(), "still saved and restored with the learner"
+    finally:
+        dist.destroy_process_group()

@@ -118,7 +118,7 @@ class DistributedSetting(ClassIncrementalSetting):
 
     _workers = ()  # worker processes started on this machine by Lightning (worker 0 only)
     _method = None  # the method being run (set by `apply`)
-    _connected_at: float | None = None  # perf_counter() when the process group was first up
+    _connected_at: float | None = None  # perf_counter() at the current fit's setup hook: every worker has joined
     _stage_startup = 0.0
 
     def train_stage(self, method: Any, stage: int, loaders: list[Any]) -> None:

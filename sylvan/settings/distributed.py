@@ -128,8 +128,8 @@ class DistributedSetting(ClassIncrementalSetting):
         started = time.perf_counter()
         self._connected_at = None
         super().train_stage(method, stage, loaders)
-        connected = self._connected_at
-        self._stage_startup = max(0.0, connected - started) if connected is not None and not connected_before else 0.0
+        started_workers = self._connected_at is not None and not connected_before
+        self._stage_startup = self._connected_at - started if started_workers else 0.0
 
     def worker_startup_seconds(self) -> float:
         """The seconds the stage just trained spent launching the workers and waiting for all of

@@ -74,6 +74,9 @@ RUNS: dict[str, Run] = {
     ),
     "agem-200": Run(lambda: AGEM(lr=0.1, buffer_size=200, reference_batch_size=128, backbone=MLP), 45.72, 98.61),
     "agem-500": Run(lambda: AGEM(lr=0.1, buffer_size=500, reference_batch_size=128, backbone=MLP), 46.66, 98.93),
+    # the memory the paper's reference code keeps for A-GEM whatever the buffer size: its end_task stores one
+    # training minibatch (10 samples at batch 10) per finished task; buffer 50 over 5 tasks is the same
+    "agem-ref-memory": Run(lambda: AGEM(lr=0.1, buffer_size=50, reference_batch_size=128, backbone=MLP), None, None),
     "icarl-200": Run(lambda: ICaRL(lr=0.1, buffer_size=200, backbone=MLP), 70.51, 98.28),
     "icarl-500": Run(lambda: ICaRL(lr=0.1, buffer_size=500, backbone=MLP), 70.10, 98.32),
     "der-200": Run(lambda: DER(lr=0.03, buffer_size=200, replay_size=10, alpha=0.2, backbone=MLP), 84.55, 98.80),

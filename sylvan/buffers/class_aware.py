@@ -58,6 +58,7 @@ class ClassAwareBuffer(RehearsalBuffer):
                 grown = np.zeros(len(counts), dtype=np.int64)
                 grown[: len(self.class_stored)] = self.class_stored
                 self.class_stored = grown
+                self._class_index = None  # its group starts must cover the new labels too
         self.class_seen = before + counts
         return before
 
@@ -92,7 +93,7 @@ class ClassAwareBuffer(RehearsalBuffer):
         holding c, all labels at once: each label draws positions in its group of the class
         index, and draws again as many as were repeated (the distinct values of a uniform
         sequence, drawn until there are `counts[c]` of them, are a uniform random subset)."""
-        classes = np.flatnonzero(counts)
+        classes = counts.nonzero()[0]
         if len(classes) == 0:
             return np.empty(0, dtype=np.int64)
         order, starts = self.class_index()
@@ -127,6 +128,34 @@ class ClassAwareBuffer(RehearsalBuffer):
             drawn = merged[kept]
             missing = wanted - np.bincount(label_group[kept], minlength=len(first))
         return order[np.concatenate([drawn, *chosen])]
+
+    def _assign_slots(self, dropped: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, positions) for writing the batch samples at `positions` over the `dropped`
+        slots, then into fresh slots at the end (this sets `self.size`). Which incoming sample
+        takes which dropped slot does not change what the buffer holds, so samples take slots of
+        their own label first: a batch whose evictions match its admissions label for label
+        (the steady state of a policy that levels classes, such as PRS) then changes no slot's
+        label, and the class index stays valid instead of being sorted again."""
+        appended = len(positions) - len(dropped)
+        fresh = np.arange(self.size, self.size + appended, dtype=np.int64)
+        self.size += appended
+        if len(dropped) == 0:
+            return fresh, positions
+        old = self.slot_labels.take(dropped)
+        new = self._batch_labels.take(positions)
+        by_old, by_new = old.argsort(kind="stable"), new.argsort(kind="stable")
+        dropped, positions = dropped.take(by_old), positions.take(by_new)
+        size = len(self.class_stored)
+        old_counts, new_counts = np.bincount(old, minlength=size), np.bincount(new, minlength=size)
+        if len(dropped) == len(positions) and old_counts.tobytes() == new_counts.tobytes():
+            return dropped, positions  # label for label: both sorted by label, pair them in order
+        # the first min(dropped, incoming) of each label pair up; the rest pair across labels
+        matched = np.minimum(old_counts, new_counts)
+        old_sorted, new_sorted = old.take(by_old), new.take(by_new)
+        same_old = group_ranks(old_sorted, old_counts) < matched.take(old_sorted)
+        same_new = group_ranks(new_sorted, new_counts) < matched.take(new_sorted)
+        slots = np.concatenate([dropped[same_old], dropped[~same_old], fresh])
+        return slots, np.concatenate([positions[same_new], positions[~same_new]])
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
         super()._write(slots, positions, batch)

@@ -23,6 +23,7 @@ class PRSBuffer(ClassAwareBuffer):
     """
 
     policy = "prs"
+    _equal_targets: tuple[int, int, np.ndarray, np.ndarray] | None = None  # rho = 0: cached per class set
 
     def __init__(
         self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform",
@@ -31,24 +32,40 @@ class PRSBuffer(ClassAwareBuffer):
         super().__init__(capacity, device=device, seed=seed, retrieval=retrieval)
         self.rho = rho
 
-    def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(m_c, floor(m_c)) for every label. With rho = 0 they depend only on which labels
+        have been seen, a set that only grows: its size tells whether they changed."""
         seen = self.class_seen
         if self.rho == 0:  # equal partitions among the classes seen
-            weights = (seen > 0).astype(np.float64)
-        else:
-            weights = np.where(seen > 0, np.power(np.maximum(seen, 1).astype(np.float64), self.rho), 0.0)
+            present = np.count_nonzero(seen)
+            cached = self._equal_targets
+            if cached is None or cached[0] != len(seen) or cached[1] != present:
+                targets = (seen > 0) * (self.capacity / present)
+                cached = self._equal_targets = (len(seen), present, targets, np.floor(targets).astype(np.int64))
+            return cached[2], cached[3]
+        weights = np.where(seen > 0, np.power(np.maximum(seen, 1).astype(np.float64), self.rho), 0.0)
         targets = weights * (self.capacity / weights.sum())
-        count_at_arrival = seen_before[labels] + group_ranks(labels, self._batch_counts) + 1
-        accept = self._uniform(len(labels), reuse=True) < np.minimum(1.0, targets[labels] / count_at_arrival)
-        positions = np.flatnonzero(accept)
-        incoming = np.bincount(labels[positions], minlength=len(seen))
+        return targets, np.floor(targets).astype(np.int64)
+
+    def _load_extra_state(self, state) -> None:
+        super()._load_extra_state(state)
+        self._equal_targets = None
+
+    def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        targets, floor_targets = self.targets()
+        count_at_arrival = seen_before.take(labels) + group_ranks(labels, self._batch_counts)
+        count_at_arrival += 1
+        # the draw is below 1, so it is below min(1, m_c / n) exactly when it is below m_c / n
+        accept = self._uniform(len(labels), reuse=True) < targets.take(labels) / count_at_arrival
+        positions = accept.nonzero()[0]
+        incoming = np.bincount(labels.take(positions), minlength=len(targets))
         stored = self.class_stored
-        overflow = int(stored.sum() + incoming.sum()) - self.capacity
+        overflow = self.size + len(positions) - self.capacity
         dropped = np.empty(0, dtype=np.int64)
         if overflow > 0:
             # evict from the classes furthest over their target ("sample-out"), one unit at a time
-            excess = stored + incoming - np.floor(targets).astype(np.int64)
-            removal = level_down(excess, overflow, lambda: self._permutation(len(seen)), caps=stored + incoming)
+            held = stored + incoming
+            removal = level_down(held - floor_targets, overflow, lambda: self._permutation(len(targets)), caps=held)
             drop_old = np.minimum(removal, stored)
             skip_new = removal - drop_old
             if drop_old.any():
@@ -57,7 +74,4 @@ class PRSBuffer(ClassAwareBuffer):
                 ranks = group_ranks(labels[positions])
                 kept_new = incoming - skip_new
                 positions = positions[ranks < kept_new[labels[positions]]]
-        appended = len(positions) - len(dropped)
-        slots = np.concatenate([dropped, np.arange(self.size, self.size + appended, dtype=np.int64)])
-        self.size += appended
-        return slots, positions
+        return self._assign_slots(dropped, positions)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sylvan.buffers import HerdingBuffer, PRSBuffer, make_buffer
 from sylvan.buffers.balancing import level_down
 from sylvan.errors import ConfigurationError
-from tests.buffers.labelled_streams import check_storage, feed, label_batches
+from tests.buffers.labelled_streams import check_storage, feed, feed_from, label_batches
 
 LABEL_BATCHES = label_batches(5)
 
@@ -41,6 +41,38 @@ def test_prs_balances_an_imbalanced_stream():
     counts = buffer.class_counts()
     assert len(buffer) == 100
     assert max(counts.values()) - min(counts.values()) <= 2, counts  # reservoir would keep ~90 of class 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(capacity=st.integers(1, 30), batches=LABEL_BATCHES, seed=st.integers(0, 5), rho=st.sampled_from([0.0, 0.5]))
+def test_prs_class_index_agrees_with_the_labels_after_every_batch(capacity, batches, seed, rho):
+    # the index is built after every batch, so the next batch may keep it (when its writes
+    # change no slot's label) or must drop it: either way it must list each label's slots
+    buffer = PRSBuffer(capacity, seed=seed, rho=rho)
+    start = 0
+    for labels in batches:
+        start = feed_from(buffer, [labels], start, features=False)
+        check_storage(buffer, start)
+        if not len(buffer):
+            continue
+        slot_labels = buffer.get_all()["y"].numpy()
+        assert buffer.slot_labels[: len(buffer)].tolist() == slot_labels.tolist()
+        for label in range(len(buffer.class_stored)):
+            assert buffer.members(label).tolist() == np.flatnonzero(slot_labels == label).tolist()
+
+
+def test_prs_steady_state_replaces_samples_by_samples_of_their_own_label():
+    # a full, leveled memory fed balanced batches evicts, per class, as many as it admits: each
+    # admitted sample takes the slot of an evicted one of its label, so no slot changes label
+    buffer = PRSBuffer(100, seed=0)
+    labels = torch.arange(10).repeat(4)
+    start = feed_from(buffer, [labels.tolist()] * 3, 0, features=False)
+    before_labels, before_ids = buffer.slot_labels.copy(), buffer.get_all()["id"].clone()
+    for _ in range(5):
+        start = feed_from(buffer, [labels.tolist()], start, features=False)
+    assert buffer.slot_labels.tolist() == before_labels.tolist()
+    assert not torch.equal(buffer.get_all()["id"], before_ids)  # samples were replaced
+    assert buffer.class_counts() == {label: 10 for label in range(10)}
 
 
 @settings(max_examples=40, deadline=None)

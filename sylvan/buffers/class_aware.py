@@ -143,14 +143,16 @@ class ClassAwareBuffer(RehearsalBuffer):
             return fresh, positions
         old = self.slot_labels.take(dropped)
         new = self._batch_labels.take(positions)
-        by_old, by_new = old.argsort(kind="stable"), new.argsort(kind="stable")
-        dropped, positions = dropped.take(by_old), positions.take(by_new)
         size = len(self.class_stored)
         old_counts, new_counts = np.bincount(old, minlength=size), np.bincount(new, minlength=size)
+        matched = np.minimum(old_counts, new_counts)
+        if not matched.any():  # no label both leaves and enters (GDumb's leveling, for one)
+            return np.concatenate([dropped, fresh]), positions
+        by_old, by_new = old.argsort(kind="stable"), new.argsort(kind="stable")
+        dropped, positions = dropped.take(by_old), positions.take(by_new)
         if len(dropped) == len(positions) and old_counts.tobytes() == new_counts.tobytes():
             return dropped, positions  # label for label: both sorted by label, pair them in order
         # the first min(dropped, incoming) of each label pair up; the rest pair across labels
-        matched = np.minimum(old_counts, new_counts)
         old_sorted, new_sorted = old.take(by_old), new.take(by_new)
         same_old = group_ranks(old_sorted, old_counts) < matched.take(old_sorted)
         same_new = group_ranks(new_sorted, new_counts) < matched.take(new_sorted)

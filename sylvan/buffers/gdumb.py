@@ -39,7 +39,4 @@ class GDumbBuffer(ClassAwareBuffer):
         # keep the first (incoming - skip_new) samples of each class, in batch order; they take
         # the dropped samples' slots, then the free ones (no data moves)
         positions = np.flatnonzero(group_ranks(labels, incoming) < (incoming - skip_new)[labels])
-        appended = len(positions) - len(dropped)
-        slots = np.concatenate([dropped, np.arange(self.size, self.size + appended, dtype=np.int64)])
-        self.size += appended
-        return slots, positions
+        return self._assign_slots(dropped, positions)

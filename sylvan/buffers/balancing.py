@@ -19,14 +19,14 @@ def level_down(
     `values[i]`, so counts never go below zero). Ties at the final level are broken in the order
     of `tie_order` (a permutation of the entries; pass a random one, or a function that draws
     one, called only when there is a tie to break)."""
-    # removed(L) = sum_i min(max(v_i - L, 0), c_i), the units gone when every entry is cut down
-    # to level L, grows by one per entry "active" at L (v_i - c_i <= L < v_i) for each step L
-    # goes down: sweep the breakpoints from the top and stop in the segment where it would pass
-    # `remove`. Plain Python on the class counts: a few dozen entries, one pass, no array calls.
     if remove > 0:  # the common case of a leveled memory: exactly the positive parts go (level 0)
         positive = np.maximum(values, 0)
         if positive.sum() == remove and (caps is None or (positive <= caps).all()):
             return positive.astype(np.int64, copy=False)
+    # removed(L) = sum_i min(max(v_i - L, 0), c_i), the units gone when every entry is cut down
+    # to level L, grows by one per entry "active" at L (v_i - c_i <= L < v_i) for each step L
+    # goes down: sweep the breakpoints from the top and stop in the segment where it would pass
+    # `remove`. Plain Python on the class counts: a few dozen entries, one pass, no array calls.
     v = np.asarray(values, dtype=np.int64).tolist()
     c = [max(x, 0) for x in v] if caps is None else np.asarray(caps, dtype=np.int64).tolist()
     if remove <= 0:

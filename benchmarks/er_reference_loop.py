@@ -189,7 +189,8 @@ def main() -> None:
                           setting_order=args.setting_order, agem_per_task=args.agem_per_task))
         print(f"seed {seed}: class-IL {scores[-1]:.2f}", flush=True)
     std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-    print(f"reference {args.method} loop, buffer {args.buffer_size}, lr {args.lr}: "
+    memory = "" if args.method == "si" else f", buffer {args.buffer_size}"  # SI stores no samples
+    print(f"reference {args.method} loop{memory}, lr {args.lr}: "
           f"{statistics.mean(scores):.2f} ± {std:.2f} (median {statistics.median(scores):.2f}) "
           f"over {len(scores)} seeds")
 

@@ -4,7 +4,7 @@ need no device round trip (the label field is "y")."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -31,6 +31,17 @@ class ClassAwareBuffer(RehearsalBuffer):
         # label's group starts; None when a label changed and it must be rebuilt
         self._class_index: tuple[np.ndarray, np.ndarray] | None = None
         self._batch_counts = np.zeros(0, dtype=np.int64)  # the current batch's labels, counted
+        self._label_set_cache: dict[str, tuple[tuple[int, int], Any]] = {}  # see `per_label_set`
+
+    def per_label_set(self, name: str, compute: Callable[[], Any]) -> Any:
+        """`compute()`, kept under `name` for as long as the set of labels seen stays the same
+        (per-label shares of the capacity depend on nothing else). That set only grows, so the
+        length of `class_seen` and its count of non-zero entries tell whether it changed."""
+        key = (len(self.class_seen), int(np.count_nonzero(self.class_seen)))
+        cached = self._label_set_cache.get(name)
+        if cached is None or cached[0] != key:
+            cached = self._label_set_cache[name] = (key, compute())
+        return cached[1]
 
     def _labels_of(self, batch: Mapping[str, torch.Tensor]) -> np.ndarray:
         if self.label_field not in batch:
@@ -201,3 +212,4 @@ class ClassAwareBuffer(RehearsalBuffer):
         self.class_stored = np.asarray(state["class_stored"]).copy()
         self.slot_labels = np.asarray(state["slot_labels"]).copy()
         self._class_index = None
+        self._label_set_cache.clear()

@@ -22,24 +22,16 @@ class ClassBalancedBuffer(ClassAwareBuffer):
 
     policy = "class_balanced"
 
-    _quotas: np.ndarray | None = None  # per label, for the labels seen when it was computed
-    _quota_classes = 0  # how many labels had been seen then
-
     def quotas(self) -> np.ndarray:
         """Each label's share of the capacity: equal among the labels seen so far, 0 for others.
-        Recomputed only when a label is seen for the first time (the set of labels seen only
-        grows, so its size tells whether it changed)."""
-        present_count = np.count_nonzero(self.class_seen)
-        if self._quotas is None or len(self._quotas) != len(self.class_seen) or self._quota_classes != present_count:
-            present = np.flatnonzero(self.class_seen)
-            self._quotas = np.zeros(len(self.class_seen), dtype=np.int64)
-            self._quotas[present] = equal_quotas(len(present), self.capacity)
-            self._quota_classes = present_count
-        return self._quotas
+        Recomputed only when a label is seen for the first time."""
+        return self.per_label_set("quotas", self._equal_quotas)
 
-    def _load_extra_state(self, state) -> None:
-        super()._load_extra_state(state)
-        self._quotas = None
+    def _equal_quotas(self) -> np.ndarray:
+        present = np.flatnonzero(self.class_seen)
+        quotas = np.zeros(len(self.class_seen), dtype=np.int64)
+        quotas[present] = equal_quotas(len(present), self.capacity)
+        return quotas
 
     def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         quotas = self.quotas()

@@ -23,7 +23,6 @@ class PRSBuffer(ClassAwareBuffer):
     """
 
     policy = "prs"
-    _equal_targets: tuple[int, int, np.ndarray, np.ndarray] | None = None  # rho = 0: cached per class set
 
     def __init__(
         self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform",
@@ -34,22 +33,16 @@ class PRSBuffer(ClassAwareBuffer):
 
     def targets(self) -> tuple[np.ndarray, np.ndarray]:
         """(m_c, floor(m_c)) for every label. With rho = 0 they depend only on which labels
-        have been seen, a set that only grows: its size tells whether they changed."""
-        seen = self.class_seen
+        have been seen, so they are computed again only when that set grows."""
         if self.rho == 0:  # equal partitions among the classes seen
-            present = np.count_nonzero(seen)
-            cached = self._equal_targets
-            if cached is None or cached[0] != len(seen) or cached[1] != present:
-                targets = (seen > 0) * (self.capacity / present)
-                cached = self._equal_targets = (len(seen), present, targets, np.floor(targets).astype(np.int64))
-            return cached[2], cached[3]
+            return self.per_label_set("targets", self._compute_targets)
+        return self._compute_targets()
+
+    def _compute_targets(self) -> tuple[np.ndarray, np.ndarray]:
+        seen = self.class_seen
         weights = np.where(seen > 0, np.power(np.maximum(seen, 1).astype(np.float64), self.rho), 0.0)
         targets = weights * (self.capacity / weights.sum())
         return targets, np.floor(targets).astype(np.int64)
-
-    def _load_extra_state(self, state) -> None:
-        super()._load_extra_state(state)
-        self._equal_targets = None
 
     def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         targets, floor_targets = self.targets()

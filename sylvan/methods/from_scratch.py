@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from sylvan.methods.learner import SupervisedMethod
+from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -30,8 +31,5 @@ class FromScratch(SupervisedMethod):
         self._seen.append(train_data.dataset)
         self.learner = self.build_learner()
         generator = torch.Generator().manual_seed(self.setting.seed * 1000 + len(self._seen))
-        union = DataLoader(
-            ConcatDataset(self._seen), batch_size=train_data.batch_size, shuffle=True,
-            generator=generator,
-        )
+        union = minibatch_loader(ConcatDataset(self._seen), train_data.batch_size, shuffle=True, generator=generator)
         super().fit(union, val_data)

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
 from sylvan.methods.learner import Batch, SupervisedMethod
+from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -70,8 +71,7 @@ class GDumb(SupervisedMethod):
         stored = self.buffer.get_all()
         columns = [stored["x"], stored["y"]] + ([stored["t"]] if "t" in stored else [])
         generator = torch.Generator().manual_seed(self.setting.seed * 1000 + 700 + self.buffer.seen)
-        loader = DataLoader(TensorDataset(*columns), batch_size=self.retrain_batch_size, shuffle=True,
-                            generator=generator)
+        loader = minibatch_loader(TensorDataset(*columns), self.retrain_batch_size, shuffle=True, generator=generator)
         self._steps_per_retraining = max(1, len(loader) * self.retrain_epochs)
         self.learner = self.build_learner()
         self.train_learner(loader, val_data, epochs=self.retrain_epochs, measure_online=False)

@@ -22,6 +22,7 @@ from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
 from sylvan.methods.distillation import DistillationMethod
 from sylvan.methods.learner import Batch, dataset_tensors, evaluating
+from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -66,8 +67,7 @@ class ICaRL(DistillationMethod):
             names = ["x", "y", "t"][: len(columns)]
             columns = tuple(torch.cat([c, stored[n].to(c.device)]) for c, n in zip(columns, names))
         generator = torch.Generator().manual_seed(self.setting.seed * 1000 + 500 + self.buffer.seen)
-        loader = DataLoader(TensorDataset(*columns), batch_size=train_data.batch_size, shuffle=True,
-                            generator=generator)
+        loader = minibatch_loader(TensorDataset(*columns), train_data.batch_size, shuffle=True, generator=generator)
         self.class_means = None
         self.train_learner(loader, val_data)
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.errors import ConfigurationError, InapplicableMethodError
 from sylvan.metrics import Results
+from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
 from sylvan.settings.datasets import DatasetSpec, get_dataset
 from sylvan.settings.streams import TaskData, build_tasks, subsample
@@ -160,7 +161,7 @@ class OnlineSetting(Setting):
     def train_loader(self, dataset: TensorDataset, shuffle: bool, offset: int = 0) -> DataLoader:
         """A minibatch loader over `dataset` with the setting's batch size and seed."""
         generator = self._generator(offset)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator)
+        return minibatch_loader(dataset, self.batch_size, shuffle, generator)
 
     def stream_loader(self, tasks: list[TaskData]) -> DataLoader:
         """The whole stream: each task's samples in a seeded random order, tasks one after the
@@ -170,7 +171,7 @@ class OnlineSetting(Setting):
             order = torch.randperm(len(task.y_train), generator=self._generator(task.task_id))
             parts.append(task.train_dataset(self.task_labels_at_train, order).tensors)
         stream = TensorDataset(*(torch.cat(columns) for columns in zip(*parts)))
-        return DataLoader(stream, batch_size=self.batch_size, shuffle=False)
+        return minibatch_loader(stream, self.batch_size, shuffle=False)
 
     # ----- training -----------------------------------------------------------------------
 

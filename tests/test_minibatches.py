@@ -1,0 +1,58 @@
+"""Minibatches gathered from in-memory tensors: the same batches as a plain loader, served
+without indexing sample by sample."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
+
+from sylvan.minibatches import GatheringTensorDataset, minibatch_loader
+
+
+def columns(n: int = 53) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(1)
+    return (torch.rand(n, 1, 4, 4, generator=generator), torch.randint(0, 10, (n,), generator=generator),
+            torch.full((n,), 3))
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("batch_size", [1, 10, 53, 64])
+def test_same_batches_as_a_plain_loader(shuffle: bool, batch_size: int) -> None:
+    data = columns()
+    plain = DataLoader(TensorDataset(*data), batch_size=batch_size, shuffle=shuffle,
+                       generator=torch.Generator().manual_seed(7))
+    gathered = minibatch_loader(TensorDataset(*data), batch_size, shuffle, torch.Generator().manual_seed(7))
+    expected, served = list(plain), list(gathered)
+    assert len(served) == len(expected) == len(gathered)
+    for want, got in zip(expected, served):
+        assert len(got) == len(want)
+        for a, b in zip(want, got):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_a_minibatch_is_one_gather_not_a_loop_over_samples() -> None:
+    class CountingDataset(GatheringTensorDataset):
+        per_sample = 0
+
+        def __getitem__(self, index):
+            CountingDataset.per_sample += 1
+            return super().__getitem__(index)
+
+    loader = minibatch_loader(CountingDataset(*columns()), 16, shuffle=True)
+    assert sum(len(batch[1]) for batch in loader) == 53
+    assert CountingDataset.per_sample == 0
+
+
+def test_the_tensors_are_shared_not_copied() -> None:
+    data = columns()
+    loader = minibatch_loader(TensorDataset(*data), 8, shuffle=False)
+    assert all(a is b for a, b in zip(loader.dataset.tensors, data))
+
+
+def test_other_datasets_are_loaded_sample_by_sample() -> None:
+    data = columns()
+    union = ConcatDataset([TensorDataset(*data), TensorDataset(*data)])
+    batches = list(minibatch_loader(union, 50, shuffle=False))
+    assert [len(batch[1]) for batch in batches] == [50, 50, 6]
+    assert torch.equal(batches[1][0][:3], data[0][50:])

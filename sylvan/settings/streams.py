@@ -42,12 +42,48 @@ class TaskData:
 
 def materialize(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """Read a continuum task set once into (inputs as float32, labels as int64)."""
+    converted = images_at_once(taskset)
+    if converted is None:
+        return materialize_per_sample(taskset)
+    # the per-sample path's loader draws its base seed from torch's global generator, which later
+    # initializes the model: draw the same, so that a seed's run is the same on either path
+    torch.empty((), dtype=torch.int64).random_()
+    return converted
+
+
+def materialize_per_sample(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """`materialize` through the task set's own indexing: its transformations, sample by sample."""
     loader = DataLoader(taskset, batch_size=4096, shuffle=False, num_workers=0)
     xs, ys = [], []
     for batch in loader:
         xs.append(batch[0].float())
         ys.append(batch[1].long())
     return torch.cat(xs), torch.cat(ys)
+
+
+def images_at_once(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`materialize` for the common case of uint8 image arrays (the MNIST family, CIFAR) whose
+    only transformation is `ToTensor`: the same conversion (divide by 255, channels first) on the
+    whole array at once, which gives the same float32 values as a PIL image and a `ToTensor`
+    call per sample, at a fraction of the cost. None for any other task set."""
+    from continuum.tasks import TaskType
+    from continuum.tasks.image_array_task_set import ArrayTaskSet
+    from torchvision.transforms import Compose, ToTensor
+
+    if type(taskset) is not ArrayTaskSet or taskset.data_type != TaskType.IMAGE_ARRAY:
+        return None
+    if taskset.bounding_boxes is not None or taskset.target_trsf is not None:
+        return None
+    transform = taskset.trsf
+    if not (isinstance(transform, Compose) and len(transform.transforms) == 1
+            and type(transform.transforms[0]) is ToTensor):
+        return None
+    x, y, _ = taskset.get_raw_samples()
+    if x.dtype != np.uint8 or not (x.ndim == 3 or (x.ndim == 4 and x.shape[-1] == 3)):
+        return None  # grayscale (N, H, W) or RGB (N, H, W, 3), as PIL reads them
+    images = torch.from_numpy(x)
+    images = images.unsqueeze(1) if x.ndim == 3 else images.permute(0, 3, 1, 2)
+    return images.to(torch.get_default_dtype()).div(255).float().contiguous(), torch.from_numpy(y).long()
 
 
 def subsample(dataset: _ContinuumDataset, size: int | None, seed: int) -> _ContinuumDataset:

@@ -1,0 +1,59 @@
+"""Reading continuum task sets into tensors: the whole-array conversion of uint8 images gives
+exactly what the task set's own per-sample transformation gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from continuum import ClassIncremental, Rotations
+from continuum.datasets import InMemoryDataset
+
+from sylvan.settings.streams import images_at_once, materialize, materialize_per_sample
+
+
+def image_arrays(shape: tuple[int, ...], n: int = 120) -> InMemoryDataset:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+    return InMemoryDataset(x, np.arange(n) % 4)
+
+
+@pytest.mark.parametrize("shape", [(9, 7), (6, 5, 3)], ids=["grayscale", "rgb"])
+def test_whole_array_conversion_is_exactly_per_sample_to_tensor(shape):
+    for taskset in ClassIncremental(image_arrays(shape), increment=2):
+        converted = images_at_once(taskset)
+        assert converted is not None
+        x, y = converted
+        expected_x, expected_y = materialize_per_sample(taskset)
+        assert x.dtype == expected_x.dtype == torch.float32 and y.dtype == expected_y.dtype == torch.int64
+        assert x.shape == expected_x.shape  # channels first
+        assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
+
+
+def test_other_transformations_are_applied_sample_by_sample():
+    scenario = Rotations(image_arrays((9, 9)), nb_tasks=2, list_degrees=[0, 90])
+    for taskset in scenario:
+        assert images_at_once(taskset) is None
+        x, _ = materialize(taskset)
+        assert torch.equal(x, materialize_per_sample(taskset)[0])
+    rotated = materialize(scenario[1])[0]
+    assert not torch.equal(rotated, materialize(scenario[0])[0])
+
+
+def test_other_dtypes_are_applied_sample_by_sample():
+    x = np.random.default_rng(0).random((20, 8, 8)).astype(np.float32)
+    for taskset in ClassIncremental(InMemoryDataset(x, np.arange(20) % 2), increment=1):
+        assert images_at_once(taskset) is None
+
+
+def test_either_path_leaves_the_global_generator_in_the_same_state():
+    """The model is initialized from torch's global generator after the data are read: a seed's
+    run must not depend on which path read them."""
+    taskset = ClassIncremental(image_arrays((9, 7)), increment=2)[0]
+    assert images_at_once(taskset) is not None
+    torch.manual_seed(3)
+    materialize_per_sample(taskset)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    materialize(taskset)
+    assert torch.equal(torch.rand(4), expected)

@@ -42,6 +42,38 @@ def test_loss_log_steps_keep_growing_across_tasks(tmp_path):
     assert len(steps) >= 2 and steps == sorted(steps) and len(set(steps)) == len(steps)
 
 
+@dataclass
+class RecordsLosses(Naive):
+    name: ClassVar[str] = ""  # unregistered
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.losses = []
+
+    def training_step(self, batch):
+        loss = super().training_step(batch)
+        self.losses.append(loss.item())
+        return loss
+
+
+def test_the_loss_of_every_tenth_step_reaches_the_loggers(tmp_path):
+    """The learner logs the loss only on the steps the Trainer writes (every 10th of each task):
+    each of them must reach the logger with that step's own loss."""
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "batch_size": 2})
+    tracker = Tracker(tmp_path, "every", {}, verbose=False)
+    method = RecordsLosses()
+    results = setting.apply(method, tracker)
+    tracker.finish(results)
+    rows = (tracker.run_dir / "logs" / "train.csv").read_text().splitlines()[1:]
+    expected, start = [], 0
+    for samples in results.samples_seen:
+        steps = -(-samples // 2)
+        expected += method.losses[start + 9 : start + steps : 10]
+        start += steps
+    assert start == len(method.losses) and expected
+    assert [float(row.split(",")[1]) for row in rows] == pytest.approx(expected, rel=1e-6)
+
+
 def test_unique_run_dirs_and_config(tmp_path):
     a = Tracker(tmp_path, "same", {"x": 1}, verbose=False)
     b = Tracker(tmp_path, "same", {"x": 2}, verbose=False)

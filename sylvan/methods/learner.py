@@ -83,8 +83,20 @@ class Learner(L.LightningModule):
         if batch.t is not None:
             self.task_classes[batch.t, batch.y] = True
         loss = self.method[0].training_step(batch)
-        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch.y))
+        if self.writes_logs_this_step():
+            self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch.y))
         return loss
+
+    def writes_logs_this_step(self) -> bool:
+        """Whether the `Trainer` hands this step's logged values to its loggers: every
+        `log_every_n_steps`-th step. A `self.log` call costs about 0.5 ms of Python on the CPU
+        (a sixth of a small network's step) and Lightning keeps the value of the other steps
+        from the loggers anyway, so the loss is logged on these steps only (the progress bar
+        shows it as of the last one)."""
+        every = self.trainer.log_every_n_steps
+        # the optimizer steps once per batch (no gradient accumulation), so the count of steps
+        # taken is Lightning's count of batches that stepped, which it checks for `+ 1`
+        return every > 0 and (self.global_step + 1) % every == 0
 
     def on_after_backward(self) -> None:
         self.method[0].after_backward()

@@ -23,7 +23,7 @@ class GatheringTensorDataset(TensorDataset):
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(indices, dtype=torch.long)
-        return tuple(tensor[index] for tensor in self.tensors)
+        return tuple(tensor.index_select(0, index) for tensor in self.tensors)
 
 
 def gathered_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

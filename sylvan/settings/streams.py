@@ -9,7 +9,7 @@ transform on the hot path, and evaluation reuses the same tensors after every ta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -63,27 +63,58 @@ def materialize_per_sample(taskset: torch.utils.data.Dataset) -> tuple[torch.Ten
 
 def images_at_once(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
     """`materialize` for the common case of uint8 image arrays (the MNIST family, CIFAR) whose
-    only transformation is `ToTensor`: the same conversion (divide by 255, channels first) on the
-    whole array at once, which gives the same float32 values as a PIL image and a `ToTensor`
-    call per sample, at a fraction of the cost. None for any other task set."""
+    transformation is `ToTensor`, optionally followed by continuum's pixel permutations (permuted
+    MNIST): the same operations on the whole array at once (divide by 255, channels first, then
+    the same permutation of every image's pixels). This gives the float32 values that a PIL
+    image and the transformations per sample give, at a fraction of the cost. None for any other
+    task set (rotations, other transformations or dtypes), which is read sample by sample."""
     from continuum.tasks import TaskType
     from continuum.tasks.image_array_task_set import ArrayTaskSet
-    from torchvision.transforms import Compose, ToTensor
 
     if type(taskset) is not ArrayTaskSet or taskset.data_type != TaskType.IMAGE_ARRAY:
         return None
     if taskset.bounding_boxes is not None or taskset.target_trsf is not None:
         return None
-    transform = taskset.trsf
-    if not (isinstance(transform, Compose) and len(transform.transforms) == 1
-            and type(transform.transforms[0]) is ToTensor):
-        return None
-    x, y, _ = taskset.get_raw_samples()
+    x, y, t = taskset.get_raw_samples()
     if x.dtype != np.uint8 or not (x.ndim == 3 or (x.ndim == 4 and x.shape[-1] == 3)):
         return None  # grayscale (N, H, W) or RGB (N, H, W, 3), as PIL reads them
     images = torch.from_numpy(x)
     images = images.unsqueeze(1) if x.ndim == 3 else images.permute(0, 3, 1, 2)
-    return images.to(torch.get_default_dtype()).div(255).float().contiguous(), torch.from_numpy(y).long()
+    labels = np.zeros(len(y), dtype=np.int64) if t is None else np.asarray(t)
+    tasks = np.unique(labels)  # a task set's transformation may depend on the task label
+    converted = None if len(tasks) == 1 else torch.empty(images.shape, dtype=torch.float32)
+    for task in tasks:
+        permutations = pixel_permutations(taskset.get_task_trsf(int(task)), images[0].numel())
+        if permutations is None:
+            return None
+        rows = torch.from_numpy(np.flatnonzero(labels == task))
+        values = (images if converted is None else images.index_select(0, rows))
+        values = values.to(torch.get_default_dtype()).div(255).float()
+        for permutation in permutations:
+            values = values.reshape(len(rows), -1).index_select(1, permutation).reshape(values.shape)
+        if converted is None:
+            return values.contiguous(), torch.from_numpy(y).long()
+        converted[rows] = values
+    return converted, torch.from_numpy(y).long()
+
+
+def pixel_permutations(transform: Any, pixels: int) -> list[torch.Tensor] | None:
+    """For `Compose([ToTensor(), PermutationTransform, ...])`, the permutations of an image's
+    `pixels` values that the `PermutationTransform`s apply, in order (none: `ToTensor` alone);
+    None for anything else."""
+    from continuum.scenarios.permutations import PermutationTransform
+    from torchvision.transforms import Compose, ToTensor
+
+    if not isinstance(transform, Compose) or not transform.transforms or type(transform.transforms[0]) is not ToTensor:
+        return None
+    permutations = []
+    for step in transform.transforms[1:]:
+        if type(step) is not PermutationTransform:
+            return None
+        if step.seed is not None:  # as PermutationTransform draws it for each sample
+            generator = torch.Generator().manual_seed(step.seed)
+            permutations.append(torch.randperm(pixels, generator=generator))
+    return permutations
 
 
 def subsample(dataset: _ContinuumDataset, size: int | None, seed: int) -> _ContinuumDataset:

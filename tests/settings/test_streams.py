@@ -1,12 +1,12 @@
-"""Reading continuum task sets into tensors: the whole-array conversion of uint8 images gives
-exactly what the task set's own per-sample transformation gives."""
+"""Reading continuum task sets into tensors: the whole-array conversion of uint8 images (and
+their pixel permutations) gives exactly what the task set's own per-sample transformation gives."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from continuum import ClassIncremental, Rotations
+from continuum import ClassIncremental, Permutations, Rotations
 from continuum.datasets import InMemoryDataset
 
 from sylvan.settings.streams import images_at_once, materialize, materialize_per_sample
@@ -28,6 +28,23 @@ def test_whole_array_conversion_is_exactly_per_sample_to_tensor(shape):
         assert x.dtype == expected_x.dtype == torch.float32 and y.dtype == expected_y.dtype == torch.int64
         assert x.shape == expected_x.shape  # channels first
         assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
+
+
+@pytest.mark.parametrize("shape", [(9, 7), (6, 5, 3)], ids=["grayscale", "rgb"])
+def test_pixel_permutations_at_once_are_exactly_per_sample(shape):
+    scenario = Permutations(image_arrays(shape), nb_tasks=3, seed=4)
+    converted = []
+    for taskset in scenario:
+        at_once = images_at_once(taskset)
+        assert at_once is not None
+        per_sample = materialize_per_sample(taskset)
+        assert torch.equal(at_once[0], per_sample[0]) and torch.equal(at_once[1], per_sample[1])
+        converted.append(at_once[0])
+    assert not torch.equal(converted[1], converted[2])  # each task its own permutation
+    several_tasks = scenario[0:3]  # samples of three tasks, each with its task's permutation
+    at_once, per_sample = images_at_once(several_tasks), materialize_per_sample(several_tasks)
+    assert at_once is not None and len(at_once[1]) == 3 * 120
+    assert torch.equal(at_once[0], per_sample[0]) and torch.equal(at_once[1], per_sample[1])
 
 
 def test_other_transformations_are_applied_sample_by_sample():

@@ -84,13 +84,11 @@ class RehearsalBuffer:
         count = min(count, population)
         if 4 * count >= population:
             return self._permutation(population)[:count]
-        chosen = np.empty(0, dtype=np.int64)
+        chosen: dict[int, None] = {}  # the distinct draws in the order drawn (a dict keeps it)
         while len(chosen) < count:  # rejection of repeats: one round but for rare collisions
-            draws = torch.randint(population, (count + count // 4 + 4,), generator=self.generator).numpy()
-            merged = np.concatenate([chosen, draws])
-            _, first = np.unique(merged, return_index=True)
-            chosen = merged[np.sort(first)]
-        return chosen[:count]
+            draws = torch.randint(population, (count + count // 4 + 4,), generator=self.generator)
+            chosen.update(dict.fromkeys(draws.tolist()))
+        return np.fromiter(chosen, dtype=np.int64, count=len(chosen))[:count]
 
     # ----- insertion ----------------------------------------------------------------------------
 

@@ -90,8 +90,8 @@ class Learner(L.LightningModule):
     def writes_logs_this_step(self) -> bool:
         """Whether the `Trainer` hands this step's logged values to its loggers: every
         `log_every_n_steps`-th step. A `self.log` call costs about 0.5 ms of Python on the CPU
-        (a sixth of a small network's step) and Lightning keeps the value of the other steps
-        from the loggers anyway, so the loss is logged on these steps only (the progress bar
+        (an MLP's whole step at batch 128 takes 1.5 ms without it) and the loggers never see the
+        other steps' values anyway, so the loss is logged on these steps only (the progress bar
         shows it as of the last one)."""
         every = self.trainer.log_every_n_steps
         # the optimizer steps once per batch (no gradient accumulation), so the count of steps

@@ -88,7 +88,7 @@ def images_at_once(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, tor
         if permutations is None:
             return None
         rows = torch.from_numpy(np.flatnonzero(labels == task))
-        values = (images if converted is None else images.index_select(0, rows))
+        values = images if converted is None else images.index_select(0, rows)
         values = values.to(torch.get_default_dtype()).div(255).float()
         for permutation in permutations:
             values = values.reshape(len(rows), -1).index_select(1, permutation).reshape(values.shape)

@@ -1,9 +1,11 @@
 """Turning continuum scenarios into per-task tensors that settings hand out as datasets.
 
 Continuum applies its transformations (tensor conversion, permutations, rotations) per sample
-when a task set is indexed. A setting reads every task once, through a large-batch loader, and
-keeps the result as tensors: training then draws minibatches from memory, with no per-sample
-transform on the hot path, and evaluation reuses the same tensors after every task.
+when a task set is indexed. A setting reads every task once and keeps the result as tensors:
+training then draws minibatches from memory, with no per-sample transform on the hot path, and
+evaluation reuses the same tensors after every task. Image arrays whose transformations are
+tensor conversion and pixel permutations are converted whole (`images_at_once`), to the same
+values; anything else goes through the task set's own indexing, sample by sample.
 """
 
 from __future__ import annotations

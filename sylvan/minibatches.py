@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 
 
 class GatheringTensorDataset(TensorDataset):
@@ -24,6 +24,27 @@ class GatheringTensorDataset(TensorDataset):
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(indices, dtype=torch.long)
         return tuple(tensor.index_select(0, index) for tensor in self.tensors)
+
+
+class GatheringConcatDataset(ConcatDataset):
+    """A `ConcatDataset` of `TensorDataset`s (with the same columns) that serves a minibatch of
+    indices with one gather per part and column, rows in the order asked for."""
+
+    def __init__(self, datasets: Sequence[TensorDataset]) -> None:
+        super().__init__(datasets)
+        self._starts = torch.tensor([0, *self.cumulative_sizes[:-1]])
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        part_of = torch.bucketize(index, self._starts, right=True) - 1
+        columns = [torch.empty((len(index), *tensor.shape[1:]), dtype=tensor.dtype)
+                   for tensor in self.datasets[0].tensors]
+        for part in part_of.unique().tolist():
+            rows = (part_of == part).nonzero().squeeze(1)
+            local = index.index_select(0, rows) - self._starts[part]
+            for column, tensor in zip(columns, self.datasets[part].tensors):
+                column[rows] = tensor.index_select(0, local)
+        return tuple(columns)
 
 
 def gathered_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -35,11 +56,28 @@ def minibatch_loader(
     dataset: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
 ) -> DataLoader:
     """A loader of minibatches of `dataset` in the order `DataLoader(dataset, batch_size,
-    shuffle, generator=generator)` gives. A `TensorDataset` is served by gathering (its tensors
-    are shared, not copied); any other dataset is loaded sample by sample as usual."""
+    shuffle, generator=generator)` gives. A `TensorDataset`, or a `ConcatDataset` of them, is
+    served by gathering (the tensors are shared, not copied); any other dataset is loaded sample
+    by sample as usual."""
     kwargs: dict[str, Any] = {"batch_size": batch_size, "shuffle": shuffle, "generator": generator}
     if isinstance(dataset, TensorDataset):
         if not isinstance(dataset, GatheringTensorDataset):
             dataset = GatheringTensorDataset(*dataset.tensors)
         kwargs["collate_fn"] = gathered_batch
+    elif isinstance(dataset, ConcatDataset) and same_columns(dataset.datasets):
+        if not isinstance(dataset, GatheringConcatDataset):
+            dataset = GatheringConcatDataset(dataset.datasets)
+        kwargs["collate_fn"] = gathered_batch
     return DataLoader(dataset, **kwargs)
+
+
+def same_columns(datasets: Sequence[Dataset]) -> bool:
+    """Whether `datasets` are `TensorDataset`s on the CPU whose columns agree in shape and dtype."""
+    if not datasets or not all(isinstance(part, TensorDataset) for part in datasets):
+        return False
+    first = datasets[0].tensors
+    return all(
+        len(part.tensors) == len(first)
+        and all(a.shape[1:] == b.shape[1:] and a.dtype == b.dtype and a.is_cpu for a, b in zip(part.tensors, first))
+        for part in datasets
+    )

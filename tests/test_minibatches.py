@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 
-from sylvan.minibatches import GatheringTensorDataset, minibatch_loader
+from sylvan.minibatches import GatheringConcatDataset, GatheringTensorDataset, minibatch_loader
 
 
 def columns(n: int = 53) -> tuple[torch.Tensor, ...]:
@@ -50,9 +50,28 @@ def test_the_tensors_are_shared_not_copied() -> None:
     assert all(a is b for a, b in zip(loader.dataset.tensors, data))
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_concatenated_tensor_datasets_give_the_same_batches_gathered(shuffle: bool) -> None:
+    parts = [TensorDataset(*columns(n)) for n in (17, 0, 30, 9)]
+    plain = DataLoader(ConcatDataset(parts), batch_size=8, shuffle=shuffle, generator=torch.Generator().manual_seed(2))
+    loader = minibatch_loader(ConcatDataset(parts), 8, shuffle, torch.Generator().manual_seed(2))
+    assert isinstance(loader.dataset, GatheringConcatDataset)
+    served = list(loader)
+    assert len(served) == len(plain)
+    for want, got in zip(plain, served):
+        assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(want, got))
+
+
 def test_other_datasets_are_loaded_sample_by_sample() -> None:
-    data = columns()
-    union = ConcatDataset([TensorDataset(*data), TensorDataset(*data)])
-    batches = list(minibatch_loader(union, 50, shuffle=False))
-    assert [len(batch[1]) for batch in batches] == [50, 50, 6]
-    assert torch.equal(batches[1][0][:3], data[0][50:])
+    class Squares(Dataset):
+        def __len__(self) -> int:
+            return 20
+
+        def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.tensor([float(index)]), torch.tensor(index * index)
+
+    batches = list(minibatch_loader(Squares(), 8, shuffle=False))
+    assert [len(batch[1]) for batch in batches] == [8, 8, 4]
+    assert torch.equal(batches[1][1], torch.arange(8, 16) ** 2)
+    mixed = ConcatDataset([TensorDataset(*columns(5)), TensorDataset(torch.rand(5, 3), torch.zeros(5))])
+    assert not isinstance(minibatch_loader(mixed, 4, shuffle=False).dataset, GatheringConcatDataset)

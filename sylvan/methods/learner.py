@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.base import Method
+from sylvan.minibatches import minibatch_loader
 from sylvan.models import build_backbone
 
 for _logger in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
@@ -219,7 +220,7 @@ def dataset_tensors(dataset: Dataset, batch_size: int = 4096) -> tuple[torch.Ten
     if isinstance(dataset, TensorDataset):
         return tuple(dataset.tensors)
     columns: list[list[torch.Tensor]] = []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for batch in minibatch_loader(dataset, batch_size, shuffle=False):
         if not columns:
             columns = [[] for _ in batch]
         for column, values in zip(columns, batch):

@@ -76,6 +76,16 @@ class Learner(L.LightningModule):
         # per step and overwrite what the other workers learned
         self._ddp_params_and_buffers_to_ignore = ["task_classes"]
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Lightning names the hook it is in by setting `_current_fx_name` before and after each
+        one, 44 times per training step. It is a plain attribute (a string or None), never a
+        parameter, buffer or submodule, so it skips `nn.Module.__setattr__`'s checks for those,
+        which cost about 1.4 us a time (60 us of a 1.5 ms step of an MLP at batch 128)."""
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 

@@ -86,3 +86,18 @@ def test_ddp_does_not_broadcast_the_learned_task_classes(tmp_path):
         assert "task_classes" in learner.state_dict(), "still saved and restored with the learner"
     finally:
         dist.destroy_process_group()
+
+
+def test_learner_attributes_other_than_the_hook_name_are_still_registered():
+    """The learner sets Lightning's hook name as a plain attribute; everything else still goes
+    through `nn.Module.__setattr__`, so parameters, buffers and submodules are registered."""
+    from sylvan.methods.learner import Learner
+
+    learner = Learner(Naive(), torch.nn.Linear(4, 3), num_tasks=2, num_classes=3)
+    learner._current_fx_name = "training_step"
+    assert learner._current_fx_name == "training_step"
+    assert "_current_fx_name" not in learner._modules and "_current_fx_name" not in learner._buffers
+    learner.head = torch.nn.Linear(3, 2)
+    learner.scale = torch.nn.Parameter(torch.ones(1))
+    assert "head" in learner._modules and "scale" in learner._parameters
+    assert {"head.weight", "head.bias", "scale"} <= set(dict(learner.named_parameters()))

@@ -7,7 +7,7 @@ task's training data and folded into a running estimate, F <- gamma * F + F_task
 anchored there: the loss of later tasks adds lambda * sum_i F_i (w_i - w*_i)^2. The Fisher is the
 expected squared gradient of the log-likelihood of each sample's label, weighted by the
 probability the model gives that label (as in the reference implementation of Buzzega et al.
-2020), with per-sample gradients computed in batches by `torch.func`. Defaults: the Seq-MNIST
+2020), computed in batches (`sylvan.methods.fisher`). Defaults: the Seq-MNIST
 hyperparameters of Buzzega et al. 2020 (lr 0.03, lambda 90, gamma 1, batch 10).
 """
 
@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad_and_value, vmap
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
+from sylvan.methods.fisher import diagonal_fisher
 from sylvan.methods.learner import Batch, SupervisedMethod, dataset_tensors, evaluating
 from sylvan.methods.regularization import weighted_squared_distance
 from sylvan.settings.base import Setting
@@ -82,28 +82,10 @@ class EWC(SupervisedMethod):
         self.anchor = {k: v.detach().clone() for k, v in self.model.named_parameters()}
 
     def fisher_information(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Diagonal Fisher: mean over samples of p(y|x) * (d log p(y|x) / dw)^2, per parameter."""
-        model = self.model
-        device = next(model.parameters()).device
-        params = {k: v.detach() for k, v in model.named_parameters()}
-        buffers = {k: v.detach() for k, v in model.named_buffers()}
-
-        def log_likelihood(weights: dict[str, torch.Tensor], sample: torch.Tensor, label: torch.Tensor):
-            logits = functional_call(model, (weights, buffers), (sample.unsqueeze(0),))
-            return F.log_softmax(logits, dim=1)[0].gather(0, label.view(1)).squeeze(0)
-
-        per_sample = vmap(grad_and_value(log_likelihood), in_dims=(None, 0, 0))
-        fisher = {k: torch.zeros_like(v) for k, v in params.items()}
-        # evaluation mode (no dropout, frozen batch norm); torch.func.grad ignores the outer no_grad
-        with evaluating(model):
-            for start in range(0, len(y), self.fisher_batch_size):
-                xb = x[start : start + self.fisher_batch_size].to(device)
-                yb = y[start : start + self.fisher_batch_size].to(device)
-                grads, log_p = per_sample(params, xb, yb)
-                weight = log_p.exp()
-                for k, g in grads.items():
-                    fisher[k] += (weight.view(-1, *[1] * (g.dim() - 1)) * g.pow(2)).sum(0)
-        return {k: (v / max(len(y), 1)).cpu() for k, v in fisher.items()}
+        """Diagonal Fisher: mean over samples of p(y|x) * (d log p(y|x) / dw)^2, per parameter,
+        in evaluation mode (no dropout, frozen batch norm)."""
+        with evaluating(self.model):
+            return diagonal_fisher(self.model, x, y, self.fisher_batch_size)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "fisher": self.fisher, "anchor": self.anchor}

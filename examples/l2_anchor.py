@@ -40,6 +40,13 @@ class L2Anchor(SupervisedMethod):
     def on_task_end(self, task_id):
         self.anchor = [p.detach().clone() for p in self.model.parameters()]
 
+    def state_dict(self):  # what a checkpoint holds, so that `sylvan --resume` can continue a run
+        return {**super().state_dict(), "anchor": self.anchor}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.anchor = state["anchor"]
+
     def training_step(self, batch: Batch) -> torch.Tensor:
         loss = F.cross_entropy(self.learner(batch.x), batch.y)
         if self.anchor is not None:

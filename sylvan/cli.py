@@ -20,6 +20,7 @@ from typing import Any, Optional
 import yaml
 from simple_parsing import ArgumentParser
 
+from sylvan.checkpoints import latest_checkpoint
 from sylvan.errors import ConfigurationError, RunFailedError, SylvanError
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.settings import Setting, get_setting
@@ -47,6 +48,7 @@ def _names_parser() -> argparse.ArgumentParser:
         help="Python file or module that defines extra methods or settings (repeatable)",
     )
     parser.add_argument("--list", action="store_true", help="print the settings tree and the methods that apply")
+    parser.add_argument("--resume", help="folder of an interrupted run: train its remaining tasks")
     parser.add_argument("-h", "--help", action="store_true")
     return parser
 
@@ -113,6 +115,7 @@ def general_help() -> str:
             "general options:",
             "  --list                 print the settings tree with the applicable methods",
             "  --config_path FILE     load options from a YAML file (e.g. a run's config.yaml)",
+            "  --resume RUN_DIR       continue an interrupted run from its last finished task",
             "  --plugin FILE_OR_MODULE  import extra methods or settings (repeatable)",
             "  --results_dir DIR      where run folders are written (default: results)",
             "  --wandb_project NAME   log to Weights & Biases",
@@ -170,11 +173,18 @@ def load_config(path: str | None) -> dict[str, Any]:
 def run(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the experiment, write its results. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    names, _ = _names_parser().parse_known_args(argv)
+    names, unparsed = _names_parser().parse_known_args(argv)
     load_plugins(names.plugin)
     if names.list:
         print("\n".join(settings_tree()))
         return 0
+    if names.resume:
+        if unparsed or names.setting or names.method or names.config_path or names.help:
+            raise ConfigurationError(
+                "--resume takes every option from the run's config.yaml: give only --resume RUN_DIR "
+                "(and the --plugin files the run used)"
+            )
+        return resume(Path(names.resume).expanduser())
     config = load_config(names.config_path)
     setting_name = names.setting or config.get("setting")
     method_name = names.method or config.get("method")
@@ -217,6 +227,32 @@ def run(argv: Sequence[str] | None = None) -> int:
     )
     print(f"[sylvan] {method_cls.name} on {setting_cls.name}, results in {tracker.run_dir}", flush=True)
     results = setting.apply(method, tracker)
+    tracker.finish(results)
+    return 0
+
+
+def resume(run_dir: Path) -> int:
+    """Continue the run in `run_dir` after its last checkpoint, with the options it was
+    started with, writing into the same folder."""
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigurationError(f"--resume {run_dir}: no config.yaml there; give the folder of a run")
+    config = load_config(str(config_path))
+    setting_cls, method_cls = get_setting(config.get("setting", "")), get_method(config.get("method", ""))
+    args = build_parser(setting_cls, method_cls, config).parse_args([])
+    setting: Setting = args.setting_options
+    method: Method = args.method_options
+    options: RunOptions = args.run
+    setting.check_resumable()
+    method.check_resumable()
+    checkpoint = latest_checkpoint(run_dir)
+    tracker = Tracker(
+        options.results_dir, run_dir.name, config, wandb_project=options.wandb_project,
+        wandb_entity=options.wandb_entity, save_checkpoints=options.save_checkpoints, resume_dir=run_dir,
+    )
+    print(f"[sylvan] resuming {method_cls.name} on {setting_cls.name} after stage {checkpoint.stage + 1}, "
+          f"results in {run_dir}", flush=True)
+    results = setting.apply(method, tracker, resume=checkpoint)
     tracker.finish(results)
     return 0
 

@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from sylvan.checkpoints import save_checkpoint
 from sylvan.metrics import Results
 
 
@@ -70,20 +70,47 @@ class Tracker:
         wandb_entity: str | None = None,
         save_checkpoints: bool = True,
         verbose: bool = True,
+        resume_dir: str | Path | None = None,
     ) -> None:
-        self.run_dir = unique_run_dir(Path(results_dir).expanduser(), run_name)
+        """With `resume_dir`, write into that existing run folder (resuming it; see `restore`)
+        and keep its `config.yaml`."""
+        if resume_dir is None:
+            self.run_dir = unique_run_dir(Path(results_dir).expanduser(), run_name)
+        else:
+            self.run_dir = Path(resume_dir).expanduser()
         self.config = config
         self.save_checkpoints = save_checkpoints
         self.verbose = verbose
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / "config.yaml", "w") as f:
-            yaml.safe_dump(config, f, sort_keys=False)
+        if resume_dir is None:
+            with open(self.run_dir / "config.yaml", "w") as f:
+                yaml.safe_dump(config, f, sort_keys=False)
         self._csv_path = self.run_dir / "logs" / "train.csv"
         self._csv_fields: list[str] | None = None
+        self._csv_lines = 0  # lines written to train.csv, headers included
         self._logger = RunLogger(self)
         self.wandb_run = None
         if wandb_project:
             self.wandb_run = start_wandb(wandb_project, wandb_entity, run_name, config, self.run_dir)
+
+    def state(self) -> dict[str, Any]:
+        """Where the per-step log stands (kept in each checkpoint, for resuming)."""
+        logger = self._logger
+        next_step = logger._offset + logger._last_step + 1
+        return {"csv_lines": self._csv_lines, "csv_fields": self._csv_fields, "next_step": next_step}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Resuming from a checkpoint: drop what `train.csv` got after it (the steps of the
+        stage that was interrupted, which runs again) and number the next steps after it."""
+        lines: list[str] = []
+        if self._csv_path.exists():
+            with open(self._csv_path, newline="") as f:
+                lines = f.readlines()[: state["csv_lines"]]
+            with open(self._csv_path, "w", newline="") as f:
+                f.writelines(lines)
+        self._csv_lines = len(lines)
+        self._csv_fields = state["csv_fields"]
+        self._logger._offset, self._logger._last_step = state["next_step"], -1
 
     def lightning_loggers(self) -> list[Logger]:
         """The loggers handed to every per-task `Trainer` of the run (one shared step count)."""
@@ -101,6 +128,7 @@ class Tracker:
             if write_header:
                 writer.writeheader()
             writer.writerow(row)
+        self._csv_lines += 2 if write_header else 1
         if self.wandb_run is not None:
             self.wandb_run.log(row, step=step)
 
@@ -115,7 +143,8 @@ class Tracker:
         self.write_results(results)
         if self.save_checkpoints:
             (self.run_dir / "checkpoints").mkdir(exist_ok=True)
-            torch.save(method.state_dict(), self.run_dir / "checkpoints" / f"after_stage_{stage}.pt")
+            save_checkpoint(self.run_dir / "checkpoints" / f"after_stage_{stage}.pt", stage, method, results,
+                            tracker_state=self.state())
         row = results.accuracy_matrix[-1]
         if self.verbose:
             print(

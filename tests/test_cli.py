@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,42 @@ def test_every_method_and_setting_pair_builds_a_parser(monkeypatch):
                 parser = build_parser(setting_cls, method_cls, {})
                 args = parser.parse_args([])
                 assert isinstance(args.method_options, method_cls)
+
+
+def test_resume_continues_an_interrupted_run(tmp_path):
+    """A run whose last checkpoints are gone (it died during task 1) resumes from task 0's and
+    ends with the same results.json and train.csv as the run that was never interrupted."""
+    options = ["--setting", "class_incremental", "--method", "rehearsal", "--dataset", "synthetic",
+               "--train_samples", "600", "--nb_tasks", "3", "--epochs", "2", "--progress_bar", "false",
+               "--results_dir", str(tmp_path), "--seed", "4"]
+    assert sylvan(*options, "--run_name", "full").returncode == 0
+    full = tmp_path / "full"
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)
+    for stage in (1, 2):
+        (cut / "checkpoints" / f"after_stage_{stage}.pt").unlink()
+    out = sylvan("--resume", str(cut))
+    assert out.returncode == 0, out.stderr
+    assert "resuming rehearsal on class_incremental after stage 1" in out.stdout
+    assert "results written to" in out.stdout
+    assert (cut / "results.json").read_text() == (full / "results.json").read_text()
+    assert (cut / "logs" / "train.csv").read_text() == (full / "logs" / "train.csv").read_text()
+    assert len((full / "logs" / "train.csv").read_text().splitlines()) > 3  # rows from every task
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == [f"after_stage_{k}.pt" for k in range(3)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "full"]  # no new run folder
+
+    finished = sylvan("--resume", str(cut))  # nothing left to do
+    assert finished.returncode == 2 and "already finished" in finished.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--resume", "{tmp}/nowhere"], "no config.yaml there"),
+    (["--resume", "{tmp}/empty"], "no checkpoint in"),
+    (["--resume", "{tmp}/empty", "--seed", "3"], "give only --resume RUN_DIR"),
+])
+def test_resume_mistakes(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.yaml").write_text(yaml.safe_dump({"setting": "class_incremental", "method": "naive"}))
+    out = sylvan(*[a.format(tmp=tmp_path) for a in args])
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

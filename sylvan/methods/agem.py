@@ -106,6 +106,10 @@ class AGEM(SupervisedMethod):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "memory": self.memory.state_dict()}
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.memory.load_state_dict(state["memory"])
+
 
 def _flat(gradient: torch.Tensor | None, parameter: torch.Tensor) -> torch.Tensor:
     return (gradient if gradient is not None else torch.zeros_like(parameter)).reshape(-1)

@@ -17,6 +17,8 @@ from sylvan.errors import ConfigurationError, InapplicableMethodError, unknown_n
 from sylvan.settings.base import Setting
 
 METHODS: dict[str, type[Method]] = {}
+# hooks where a method usually keeps state that outlives a training stage (see check_resumable)
+STATE_HOOKS = ("configure", "on_task_start", "on_task_end", "fit", "after_backward", "after_step")
 
 
 @dataclass
@@ -79,8 +81,39 @@ class Method:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint of this method holds (model weights, buffers, ...)."""
+        """What a checkpoint of this method holds (model weights, buffers, ...): everything that
+        changes during a run and that the next stages depend on. Override with
+        `load_state_dict` (see `check_resumable`)."""
         return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what `state_dict` returned, after `configure` (resuming a run)."""
+
+    @classmethod
+    def check_resumable(cls) -> None:
+        """Raise `ConfigurationError` unless a run of this method can be resumed exactly. A class
+        of the method that defines `state_dict`, or a hook where state that outlives a stage is
+        usually kept (`STATE_HOOKS`), must itself, or through a subclass, define
+        `load_state_dict`, or declare with `checkpoint_complete = True` that what it inherits
+        already saves all its state. So a method that never thought of checkpoints is refused
+        rather than resumed without some of its state."""
+        for klass in cls.__mro__:  # the method's own class first, then its bases
+            own = klass.__dict__
+            if klass is Method or "load_state_dict" in own or own.get("checkpoint_complete"):
+                return  # this class restores (or vouches for) its own state and its bases'
+            overridden = [name for name in ("state_dict", *STATE_HOOKS) if name in own]
+            if issubclass(klass, Method) and overridden:
+                raise ConfigurationError(
+                    f"method {cls.name!r} cannot resume a run: {klass.__name__} overrides "
+                    f"{', '.join(overridden)} but not load_state_dict, so its checkpoints may miss some "
+                    "of its state. Save that state in state_dict and restore it in load_state_dict (or "
+                    "set checkpoint_complete = True in the class if the inherited ones hold it all)"
+                )
+
+    def skip_stage(self, loaders: list[DataLoader]) -> None:
+        """Resuming: a stage trained before the interruption goes by without training (its
+        effect is in the restored state). A method that keeps the data it was given outside
+        its state (`from_scratch`) takes them here."""
 
     def runtime_stats(self) -> dict[str, float]:
         """Timings of the method's own machinery so far (written to `runtime.json`, never to

@@ -62,4 +62,13 @@ class DistillationMethod(SupervisedMethod):
 
     def state_dict(self) -> dict[str, Any]:
         teacher = None if self.teacher is None else self.teacher.state_dict()
-        return {**super().state_dict(), "teacher": teacher, "old_classes": self.old_classes.clone()}
+        return {**super().state_dict(), "teacher": teacher, "old_classes": self.old_classes.clone(),
+                "active_classes": self.active_classes.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if state["teacher"] is not None:
+            self.teacher = frozen_copy(self.model)
+            self.teacher.load_state_dict(state["teacher"])
+        self.old_classes = state["old_classes"].clone()
+        self.active_classes = state["active_classes"].clone()

@@ -89,3 +89,7 @@ class EWC(SupervisedMethod):
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "fisher": self.fisher, "anchor": self.anchor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.fisher, self.anchor = state["fisher"], state["anchor"]

@@ -22,10 +22,16 @@ class FromScratch(SupervisedMethod):
 
     name: ClassVar[str] = "from_scratch"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+    checkpoint_complete: ClassVar[bool] = True  # the finished tasks' data come back in `skip_stage`
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self._seen: list[Dataset] = []  # every task's training set so far
+
+    def skip_stage(self, loaders: list[DataLoader]) -> None:
+        """Resuming: the training sets of the finished tasks are the setting's, not in the
+        checkpoint; they are taken again as their stages go by."""
+        self._seen.extend(loader.dataset for loader in loaders)
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         self._seen.append(train_data.dataset)

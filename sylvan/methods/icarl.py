@@ -128,4 +128,9 @@ class ICaRL(DistillationMethod):
         return self.mask_to_tasks(scores, task_labels)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "buffer": self.buffer.state_dict()}
+        return {**super().state_dict(), "buffer": self.buffer.state_dict(), "class_means": self.class_means}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.buffer.load_state_dict(state["buffer"])
+        self.class_means = state["class_means"]

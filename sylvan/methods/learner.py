@@ -223,6 +223,9 @@ class SupervisedMethod(Method):
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.learner.state_dict()}
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state["model"])
+
 
 def dataset_tensors(dataset: Dataset, batch_size: int = 4096) -> tuple[torch.Tensor, ...]:
     """Every sample of a map-style dataset of (x, y[, t]) tuples, as stacked tensors in dataset

@@ -29,3 +29,9 @@ class RandomMethod(Method):
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
         return torch.rand(len(x), self.num_classes, generator=self.generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])

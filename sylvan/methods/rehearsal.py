@@ -28,6 +28,7 @@ class Rehearsal(ReplayMethod):
 
     name: ClassVar[str] = "rehearsal"
     target_setting: ClassVar[type[Setting]] = OnlineSetting
+    checkpoint_complete: ClassVar[bool] = True  # `configure` only resets the distributed replay
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

@@ -97,4 +97,10 @@ class SI(SupervisedMethod):
         self.anchor = weights
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "importance": self.importance, "anchor": self.anchor}
+        return {**super().state_dict(), "importance": self.importance, "anchor": self.anchor,
+                "path_integral": self.path_integral}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.importance, self.anchor = state["importance"], state["anchor"]
+        self.path_integral = state["path_integral"]

@@ -78,3 +78,10 @@ class StableSGD(SupervisedMethod):
         for group in optimizer.param_groups:
             group["lr"] = self.current_lr
         return optimizer
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "tasks_started": self.tasks_started}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.tasks_started = state["tasks_started"]

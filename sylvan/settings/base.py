@@ -63,10 +63,16 @@ class Setting:
         if self.seed < 0:
             raise ConfigurationError(f"--seed must be >= 0, got {self.seed}")
 
-    def apply(self, method: Any, tracker: Any = None) -> Results:
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None) -> Results:
         """Train `method` on this setting's stream, evaluate it, and return the results.
-        `tracker` (see `sylvan.tracking`) writes results as the run goes."""
+        `tracker` (see `sylvan.tracking`) writes results as the run goes; `resume` (a
+        `sylvan.checkpoints.RunCheckpoint`) continues an interrupted run after its last
+        finished stage."""
         raise NotImplementedError
+
+    def check_resumable(self) -> None:
+        """Raise `ConfigurationError` where an interrupted run of this setting cannot be
+        resumed from its checkpoints (every setting can, unless it says otherwise)."""
 
     @classmethod
     def parent(cls) -> type[Setting] | None:

@@ -137,13 +137,21 @@ class DistributedSetting(ClassIncrementalSetting):
         kept out of its training time, reported as `worker_startup_time` in runtime.json."""
         return self._stage_startup
 
-    def apply(self, method: Any, tracker: Any = None) -> Results:
+    def check_resumable(self) -> None:
+        # every worker holds a buffer and generators of its own, and only worker 0 writes
+        # checkpoints: a resumed run could not restore the others
+        raise ConfigurationError(
+            "--resume is not supported on the distributed setting (the checkpoints hold worker 0's state "
+            "only); start the run again"
+        )
+
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None) -> Results:
         """Run as one of the workers. If any worker dies or raises, the others stop within
         `worker_timeout` seconds (usually at once: the collectives see the broken connection),
         and worker 0 reports which worker failed; finished tasks are already on disk."""
         self._method = method
         try:
-            return super().apply(method, tracker)
+            return super().apply(method, tracker, resume)
         except Exception as error:
             if self.world_size == 1 or not _is_distributed_failure(error):
                 raise

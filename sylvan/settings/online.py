@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
+from sylvan.checkpoints import RunCheckpoint, restore_rng_states
 from sylvan.errors import ConfigurationError, InapplicableMethodError
 from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
@@ -241,7 +242,7 @@ class OnlineSetting(Setting):
 
     # ----- the run ------------------------------------------------------------------------
 
-    def apply(self, method: Any, tracker: Any = None) -> Results:
+    def apply(self, method: Any, tracker: Any = None, resume: RunCheckpoint | None = None) -> Results:
         if not method.is_applicable(self):
             raise InapplicableMethodError(
                 f"method {method.name!r} targets {method.target_setting.name!r} and does not "
@@ -253,11 +254,19 @@ class OnlineSetting(Setting):
         L.seed_everything(self.seed, verbose=False)
         tasks = self.prepare_tasks()
         self._tasks = tasks
+        nb_stages = self.nb_stages(tasks)
         method.configure(self)
-        initial, _ = self.evaluate(method, tasks)
-        results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial)
-        start = time.perf_counter()
+        if resume is None:
+            initial, _ = self.evaluate(method, tasks)
+            results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial)
+            finished = -1
+        else:
+            results, finished = self.restore(method, tracker, resume, nb_stages)
+        start = time.perf_counter() - results.total_wall_time
         for stage, loaders in enumerate(self.training_stages(tasks)):
+            if stage <= finished:  # resuming: trained before the interruption
+                method.skip_stage(loaders)
+                continue
             stage_start = time.perf_counter()
             self.train_stage(method, stage, loaders)
             startup = self.worker_startup_seconds()
@@ -272,15 +281,36 @@ class OnlineSetting(Setting):
             results.total_wall_time = time.perf_counter() - start
             results.peak_memory_mb = peak_memory_mb()
             results.method_runtime = method.runtime_stats()
-            results.complete = len(results.accuracy_matrix) == self.nb_stages(tasks)
+            results.complete = len(results.accuracy_matrix) == nb_stages
             if self._online_meter is not None:
                 results.online_accuracy = self._online_meter.accuracy
             if tracker is not None:
-                nb_stages = self.nb_stages(tasks)
                 seen = stage + 1 if nb_stages == len(tasks) else len(tasks)
                 tracker.on_stage_end(results, stage, nb_stages, seen, method)
         self._tracker = None
         return results
+
+    def restore(self, method: Any, tracker: Any, resume: RunCheckpoint, nb_stages: int) -> tuple[Results, int]:
+        """Resuming: put the method, the global random generators and the tracker's logs back as
+        they were after the checkpoint's stage; return the results so far and that stage."""
+        self.check_resumable()
+        method.check_resumable()
+        if resume.stage >= nb_stages - 1:
+            raise ConfigurationError(
+                f"--resume: the run already finished all its {nb_stages} training stages; nothing to resume"
+            )
+        if (resume.results.setting, resume.results.method) != (self.name, method.name):
+            raise ConfigurationError(
+                f"--resume: the checkpoint is of {resume.results.method} on {resume.results.setting}, "
+                f"not {method.name} on {self.name}"
+            )
+        method.load_state_dict(resume.method_state)
+        restore_rng_states(resume.rng)
+        if tracker is not None and resume.tracker_state is not None:
+            tracker.restore(resume.tracker_state)
+        results = resume.results
+        results.complete = False
+        return results, resume.stage
 
     def worker_startup_seconds(self) -> float:
         """Of the stage just trained, the seconds spent starting and connecting worker processes

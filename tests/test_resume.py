@@ -1,0 +1,167 @@
+"""Resuming an interrupted run: for every registered method, a run stopped after its first task
+and resumed from the checkpoint writes the same results.json and train.csv as a run that was
+never stopped, without training the first task again; and the refusals that keep a resumed run
+from being silently different."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sylvan.checkpoints import latest_checkpoint
+from sylvan.cli import load_plugins
+from sylvan.errors import ConfigurationError
+from sylvan.methods import METHODS, SupervisedMethod
+from sylvan.settings import SETTINGS
+from sylvan.tracking import Tracker
+from tests.conftest import REPO, tiny_options
+
+load_plugins([str(REPO / "examples" / "l2_anchor.py")])
+
+# each method on the first of these settings it applies to (task_incremental: multi_head)
+SETTING_OF = {
+    name: next(s for s in ("class_incremental", "task_incremental") if cls.is_applicable(SETTINGS[s]))
+    for name, cls in sorted(METHODS.items())
+}
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptingTracker(Tracker):
+    """Stops the run right after the checkpoint of stage `stop` is written."""
+
+    stop = 0
+
+    def on_stage_end(self, results, stage, *args) -> None:
+        super().on_stage_end(results, stage, *args)
+        if stage == self.stop:
+            raise Interrupted
+
+
+def build(method_name: str):
+    setting_cls = SETTINGS[SETTING_OF[method_name]]
+    setting = setting_cls(**{**tiny_options(setting_cls), "nb_tasks": 3, "seed": 5})
+    return setting, METHODS[method_name]()
+
+
+def fits_counted(method) -> list[int]:
+    calls = []
+    fit = method.fit
+
+    def counting_fit(*args, **kwargs):
+        calls.append(1)
+        return fit(*args, **kwargs)
+
+    method.fit = counting_fit
+    return calls
+
+
+def file_or_none(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
+
+
+@pytest.mark.parametrize("method_name", sorted(METHODS))
+def test_resumed_run_equals_uninterrupted_run(tmp_path, method_name):
+    setting, method = build(method_name)
+    full = Tracker(tmp_path, "full", {}, verbose=False)
+    full.write_results(setting.apply(method, full))
+
+    setting, method = build(method_name)
+    cut = InterruptingTracker(tmp_path, "cut", {}, verbose=False)
+    with pytest.raises(Interrupted):
+        setting.apply(method, cut)
+    assert not json.loads((cut.run_dir / "results.json").read_text())["complete"]
+
+    setting, method = build(method_name)
+    fits = fits_counted(method)
+    resumed = Tracker(tmp_path, "ignored", {}, verbose=False, resume_dir=cut.run_dir)
+    results = setting.apply(method, resumed, resume=latest_checkpoint(cut.run_dir))
+    resumed.write_results(results)
+
+    assert len(fits) == 2  # tasks 1 and 2 only: task 0 came from the checkpoint
+    assert (cut.run_dir / "results.json").read_text() == (full.run_dir / "results.json").read_text()
+    assert file_or_none(cut.run_dir / "logs" / "train.csv") == file_or_none(full.run_dir / "logs" / "train.csv")
+    assert not (tmp_path / "ignored").exists()  # the resumed run wrote into the interrupted one's folder
+
+
+def test_global_generators_are_restored(tmp_path):
+    """Dropout draws from torch's global generator: without restoring it, a resumed
+    stable_sgd run would differ (this is what the checkpoint's "rng" entry is for)."""
+    setting, method = build("stable_sgd")
+    cut = InterruptingTracker(tmp_path, "cut", {}, verbose=False)
+    with pytest.raises(Interrupted):
+        setting.apply(method, cut)
+    checkpoint = latest_checkpoint(cut.run_dir)
+    setting, method = build("stable_sgd")
+    restored = setting.apply(method, resume=checkpoint).accuracy_matrix
+    checkpoint = latest_checkpoint(cut.run_dir)
+    checkpoint.rng["torch"] = torch.Generator().manual_seed(12345).get_state()
+    setting, method = build("stable_sgd")
+    assert setting.apply(method, resume=checkpoint).accuracy_matrix != restored
+
+
+def test_finished_run_is_not_resumed(tmp_path):
+    setting, method = build("naive")
+    tracker = Tracker(tmp_path, "done", {}, verbose=False)
+    setting.apply(method, tracker)
+    setting, method = build("naive")
+    with pytest.raises(ConfigurationError, match="already finished"):
+        setting.apply(method, resume=latest_checkpoint(tracker.run_dir))
+
+
+def test_checkpoint_of_another_method_is_refused(tmp_path):
+    setting, method = build("naive")
+    cut = InterruptingTracker(tmp_path, "cut", {}, verbose=False)
+    with pytest.raises(Interrupted):
+        setting.apply(method, cut)
+    setting, method = build("ewc")
+    with pytest.raises(ConfigurationError, match="naive on class_incremental"):
+        setting.apply(method, resume=latest_checkpoint(cut.run_dir))
+
+
+def test_missing_or_unreadable_checkpoints_are_refused(tmp_path):
+    with pytest.raises(ConfigurationError, match="no checkpoint"):
+        latest_checkpoint(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "after_stage_0.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        latest_checkpoint(tmp_path)
+    torch.save({"model": {}}, tmp_path / "checkpoints" / "after_stage_1.pt")  # an older layout
+    with pytest.raises(ConfigurationError, match="not a checkpoint this version"):
+        latest_checkpoint(tmp_path)
+
+
+def test_method_without_load_state_dict_is_refused():
+    """State kept in a hook but not in the checkpoint would be lost on resume: refused."""
+
+    class Forgetful(SupervisedMethod):
+        def on_task_end(self, task_id):
+            self.anchor = [p.detach().clone() for p in self.model.parameters()]
+
+    class Declared(Forgetful):
+        def state_dict(self):
+            return {**super().state_dict(), "anchor": self.anchor}
+
+    class Restoring(Declared):
+        def load_state_dict(self, state):
+            super().load_state_dict(state)
+            self.anchor = state["anchor"]
+
+    with pytest.raises(ConfigurationError, match="Forgetful overrides on_task_end but not load_state_dict"):
+        Forgetful.check_resumable()
+    with pytest.raises(ConfigurationError, match="Declared overrides state_dict but not load_state_dict"):
+        Declared.check_resumable()
+    Restoring.check_resumable()  # a subclass that restores the state answers for its bases
+    for cls in METHODS.values():  # every built-in method, and the README's example
+        cls.check_resumable()
+
+
+def test_distributed_runs_are_not_resumed():
+    setting = SETTINGS["distributed"](**tiny_options(SETTINGS["distributed"]))
+    with pytest.raises(ConfigurationError, match="not supported on the distributed setting"):
+        setting.check_resumable()

@@ -22,6 +22,16 @@ from sylvan.buffers.retrieval import RETRIEVALS, grasp_indices
 from sylvan.errors import ConfigurationError
 
 
+def saved_device(state: Mapping[str, Any]) -> torch.device | None:
+    """The device a saved buffer lived on, where this machine has it: a checkpoint is loaded on
+    the CPU (a GPU buffer included), and a buffer that took its device from the batches it was
+    given goes back to that device, so that its draws meet the model there."""
+    device = state.get("device")
+    if device is None or (device.startswith("cuda") and not torch.cuda.is_available()):
+        return None
+    return torch.device(device)
+
+
 class RehearsalBuffer:
     """Base class: storage, sampling and persistence. A policy decides which slots new samples
     take by implementing `_select_slots`; it may free slots with `_remove_slots`."""
@@ -220,6 +230,7 @@ class RehearsalBuffer:
             "size": self.size,
             "seen": self.seen,
             "storage": {k: v.clone() for k, v in self.storage.items()},
+            "device": None if self.device is None else str(self.device),
             "generator": self.generator.get_state(),
             "draw_counts": self.draw_counts.copy(),
             **self._extra_state(),
@@ -235,7 +246,7 @@ class RehearsalBuffer:
         self.seen = int(state["seen"])
         if state["storage"]:
             if self.device is None:
-                self.device = next(iter(state["storage"].values())).device
+                self.device = saved_device(state) or next(iter(state["storage"].values())).device
             self.storage = {k: v.to(self.device).clone() for k, v in state["storage"].items()}
             self._host_views = self._numpy_views(self.storage)
         self.generator.set_state(state["generator"])

@@ -85,3 +85,17 @@ def test_one_worker_replay_on_cuda_gives_the_cpu_batches(synchronous):
         if replays["cuda"].steps > 2:  # the buffer held >= r samples when this step's draw left
             assert len(cuda_y) == 6 + 8
     assert replays["cuda"].side_stream is not None
+
+
+@CUDA
+def test_checkpoint_loaded_on_the_cpu_puts_a_gpu_buffer_back_on_the_gpu(tmp_path):
+    """A run's checkpoint is read with map_location="cpu"; a buffer that took its device from
+    CUDA batches must come back on CUDA, or a resumed run would join CPU replays to GPU batches."""
+    stream = list(labelled_stream(6, 17))
+    buffer = make_buffer("reservoir", 30, seed=3)  # no device given: it follows its batches
+    fill(buffer, "cuda", "reservoir", "uniform", range(6), stream)
+    torch.save(buffer.state_dict(), tmp_path / "buffer.pt")
+    restored = make_buffer("reservoir", 30, seed=3)
+    restored.load_state_dict(torch.load(tmp_path / "buffer.pt", map_location="cpu", weights_only=False))
+    assert restored.device.type == "cuda" and all(v.is_cuda for v in restored.storage.values())
+    assert torch.equal(restored.sample(9)["id"].cpu(), buffer.sample(9)["id"].cpu())

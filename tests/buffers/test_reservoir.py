@@ -168,3 +168,23 @@ def test_torch_write_path_stores_what_the_numpy_path_stores(policy):
         assert torch.equal(fast.get_all()[name], torch_path.get_all()[name])
     stored_ids = torch_path.get_all()["id"]
     assert torch.equal(torch_path.get_all()["x"], stored_ids.to(torch.bfloat16))
+
+
+def test_saved_device_falls_back_where_the_machine_lacks_it():
+    """A checkpoint of a GPU buffer resumes on a machine without CUDA: its storage stays on the
+    CPU it was loaded on instead of failing."""
+    from sylvan.buffers.base import saved_device
+
+    assert saved_device({"device": "cpu"}) == torch.device("cpu")
+    assert saved_device({"device": None}) is None and saved_device({}) is None
+    expected = torch.device("cuda:0") if torch.cuda.is_available() else None
+    assert saved_device({"device": "cuda:0"}) == expected
+    buffer = ReservoirBuffer(8, seed=0)
+    buffer.add(x=torch.ones(4, 3), y=torch.zeros(4, dtype=torch.long))
+    state = buffer.state_dict()
+    assert state["device"] == "cpu"
+    if not torch.cuda.is_available():  # as a GPU run's checkpoint read here
+        state["device"] = "cuda:0"
+        restored = ReservoirBuffer(8, seed=0)
+        restored.load_state_dict(state)
+        assert restored.device == torch.device("cpu") and len(restored) == 4

@@ -165,3 +165,19 @@ def test_distributed_runs_are_not_resumed():
     setting = SETTINGS["distributed"](**tiny_options(SETTINGS["distributed"]))
     with pytest.raises(ConfigurationError, match="not supported on the distributed setting"):
         setting.check_resumable()
+
+
+@pytest.mark.parametrize("edit", [{"nb_tasks": 4}, {"buffer_size": 50}])
+def test_checkpoint_that_no_longer_fits_the_configuration_is_refused(tmp_path, edit):
+    """A config.yaml edited after the run started (more tasks, another buffer size) would
+    resume into a run that never happened: refused with a message, not a traceback."""
+    setting, method = build("rehearsal")
+    cut = InterruptingTracker(tmp_path, "cut", {}, verbose=False)
+    with pytest.raises(Interrupted):
+        setting.apply(method, cut)
+    setting_cls = type(setting)
+    options = {**tiny_options(setting_cls), "nb_tasks": 3, "seed": 5}
+    setting = setting_cls(**{**options, **{k: v for k, v in edit.items() if k == "nb_tasks"}})
+    method = METHODS["rehearsal"](**{k: v for k, v in edit.items() if k == "buffer_size"})
+    with pytest.raises(ConfigurationError, match="does not fit the run's configuration"):
+        setting.apply(method, resume=latest_checkpoint(cut.run_dir))

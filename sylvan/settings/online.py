@@ -304,7 +304,16 @@ class OnlineSetting(Setting):
                 f"--resume: the checkpoint is of {resume.results.method} on {resume.results.setting}, "
                 f"not {method.name} on {self.name}"
             )
-        method.load_state_dict(resume.method_state)
+        mismatch = ConfigurationError(
+            "--resume: the checkpoint does not fit the run's configuration (was its config.yaml edited "
+            "after the run started?)"
+        )
+        if resume.results.nb_tasks != len(self._tasks) or len(resume.results.accuracy_matrix) != resume.stage + 1:
+            raise mismatch
+        try:
+            method.load_state_dict(resume.method_state)
+        except (KeyError, ValueError, RuntimeError) as error:  # shapes, capacities, missing entries
+            raise mismatch from error
         restore_rng_states(resume.rng)
         if tracker is not None and resume.tracker_state is not None:
             tracker.restore(resume.tracker_state)

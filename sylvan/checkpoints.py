@@ -5,7 +5,7 @@ weights, buffer, importance weights, ...), the results measured so far (`"result
 of the global random number generators (`"rng"`: Python, NumPy, torch, CUDA) and K (`"stage"`).
 `sylvan --resume RUN_DIR` loads the latest one, restores the method and the generators, skips the
 finished stages and trains the others, so that the resumed run writes the same `results.json` as
-a run that was never interrupted (same machine, same seed).
+a run that was never interrupted (same machine, seed and CPU thread count).
 """
 
 from __future__ import annotations

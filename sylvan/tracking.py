@@ -57,6 +57,15 @@ class RunLogger(Logger):
         self._last_step = step
         self.tracker.log_step(self._offset + step, dict(metrics))
 
+    @property
+    def next_step(self) -> int:
+        """The run-wide step the next `Trainer`'s first logged step counts from."""
+        return self._offset + self._last_step + 1
+
+    def continue_at(self, step: int) -> None:
+        """Resuming: count the next `Trainer`'s steps from `step` (a saved `next_step`)."""
+        self._offset, self._last_step = step, -1
+
 
 class Tracker:
     """Writes one run's results, plots, logs and checkpoints; mirrors them to W&B if asked."""
@@ -95,9 +104,7 @@ class Tracker:
 
     def state(self) -> dict[str, Any]:
         """Where the per-step log stands (kept in each checkpoint, for resuming)."""
-        logger = self._logger
-        next_step = logger._offset + logger._last_step + 1
-        return {"csv_lines": self._csv_lines, "csv_fields": self._csv_fields, "next_step": next_step}
+        return {"csv_lines": self._csv_lines, "csv_fields": self._csv_fields, "next_step": self._logger.next_step}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Resuming from a checkpoint: drop what `train.csv` got after it (the steps of the
@@ -110,7 +117,7 @@ class Tracker:
                 f.writelines(lines)
         self._csv_lines = len(lines)
         self._csv_fields = state["csv_fields"]
-        self._logger._offset, self._logger._last_step = state["next_step"], -1
+        self._logger.continue_at(state["next_step"])
 
     def lightning_loggers(self) -> list[Logger]:
         """The loggers handed to every per-task `Trainer` of the run (one shared step count)."""

@@ -53,14 +53,18 @@ def _names_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_plugins(plugins: Sequence[str]) -> None:
+def load_plugins(plugins: Sequence[str], recorded_in: str | None = None) -> None:
     """Import user files or modules, whose Method / Setting subclasses register themselves;
-    then the installed packages that declare the `sylvan.methods` entry point."""
+    then the installed packages that declare the `sylvan.methods` entry point. `recorded_in`
+    names the configuration file that listed `plugins`, for the message when one is gone."""
     for plugin in plugins:
-        path = Path(plugin)
+        origin = f"--plugin {plugin}" if recorded_in is None else (
+            f"plugin {plugin} (named in {recorded_in}; give its new place with --plugin FILE)"
+        )
+        path = Path(plugin).expanduser()
         if path.suffix == ".py":
             if not path.is_file():
-                raise ConfigurationError(f"--plugin {plugin}: no such file")
+                raise ConfigurationError(f"{origin}: no such file")
             spec = importlib.util.spec_from_file_location(f"sylvan_plugin_{path.stem}", path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
@@ -70,11 +74,38 @@ def load_plugins(plugins: Sequence[str]) -> None:
             try:
                 importlib.import_module(plugin)
             except ImportError as error:
-                raise ConfigurationError(f"--plugin {plugin}: cannot import it ({error})") from error
+                raise ConfigurationError(f"{origin}: cannot import it ({error})") from error
     from importlib.metadata import entry_points
 
     for entry in entry_points(group="sylvan.methods"):
         entry.load()
+
+
+def recorded_plugins(config: dict[str, Any], source: str) -> list[str]:
+    """The plugins a configuration file lists under `plugins` (a run's config.yaml records
+    those it was started with)."""
+    plugins = config.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigurationError(f"{source}: `plugins` must be a list of files or module names, got {plugins!r}")
+    return plugins
+
+
+def plugin_reference(plugin: str) -> str:
+    """How a run's config.yaml records a plugin: a file by its absolute path, so that the run
+    can be resumed or reproduced from any folder; a module by its name."""
+    path = Path(plugin).expanduser()
+    return str(path.resolve()) if path.suffix == ".py" else plugin
+
+
+def load_run_plugins(given: Sequence[str], config: dict[str, Any], source: str) -> list[str]:
+    """Load the plugins of a run: those given with --plugin, which replace any that the
+    configuration file `source` records; else the recorded ones. Returns what was loaded."""
+    if given:
+        load_plugins(given)
+        return list(given)
+    recorded = recorded_plugins(config, source)
+    load_plugins(recorded, recorded_in=source)
+    return recorded
 
 
 def settings_tree(root: type[Setting] = Setting, depth: int = 0) -> list[str]:
@@ -174,18 +205,18 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the experiment, write its results. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     names, unparsed = _names_parser().parse_known_args(argv)
-    load_plugins(names.plugin)
+    if names.resume:
+        if unparsed or names.setting or names.method or names.config_path or names.help or names.list:
+            raise ConfigurationError(
+                "--resume takes every option from the run's config.yaml: give only --resume RUN_DIR "
+                "(and --plugin, only where a plugin file the run used has moved)"
+            )
+        return resume(Path(names.resume).expanduser(), names.plugin)
+    config = load_config(names.config_path)
+    plugins = load_run_plugins(names.plugin, config, names.config_path or "")
     if names.list:
         print("\n".join(settings_tree()))
         return 0
-    if names.resume:
-        if unparsed or names.setting or names.method or names.config_path or names.help:
-            raise ConfigurationError(
-                "--resume takes every option from the run's config.yaml: give only --resume RUN_DIR "
-                "(and the --plugin files the run used)"
-            )
-        return resume(Path(names.resume).expanduser())
-    config = load_config(names.config_path)
     setting_name = names.setting or config.get("setting")
     method_name = names.method or config.get("method")
     if not setting_name or not method_name:
@@ -213,6 +244,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         "method_options": method.hparams(),
         "run": asdict(options),
     }
+    if plugins:
+        resolved["plugins"] = [plugin_reference(plugin) for plugin in plugins]
     method.validate_for(setting)  # before anything is written
     if not getattr(setting, "is_writer", True):  # a data-parallel worker other than 0: no outputs
         setting.apply(method, None)
@@ -231,13 +264,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def resume(run_dir: Path) -> int:
-    """Continue the run in `run_dir` after its last checkpoint, with the options it was
-    started with, writing into the same folder."""
+def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
+    """Continue the run in `run_dir` after its last checkpoint, with the options and plugins it
+    was started with (`plugins`, where given, replace the recorded ones), writing into the
+    same folder."""
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise ConfigurationError(f"--resume {run_dir}: no config.yaml there; give the folder of a run")
     config = load_config(str(config_path))
+    load_run_plugins(plugins, config, str(config_path))
     setting_cls, method_cls = get_setting(config.get("setting", "")), get_method(config.get("method", ""))
     args = build_parser(setting_cls, method_cls, config).parse_args([])
     setting: Setting = args.setting_options

@@ -185,14 +185,52 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     assert finished.returncode == 2 and "already finished" in finished.stderr
 
 
+def test_a_run_records_its_plugins_for_resume_and_config_path(tmp_path):
+    """config.yaml names the plugin file by its absolute path: `--resume` and `--config_path`
+    load it without --plugin, from any folder; a plugin that has moved gets a message, and
+    --plugin gives its new place."""
+    (tmp_path / "plugins").mkdir()
+    shutil.copy(REPO / "examples" / "l2_anchor.py", tmp_path / "plugins" / "l2_anchor.py")
+    out = sylvan("--plugin", "plugins/l2_anchor.py", "--setting", "class_incremental", "--method", "l2_anchor",
+                 *FAST, "--nb_tasks", "3", "--epochs", "1", "--results_dir", "res", "--run_name", "full",
+                 cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    full = tmp_path / "res" / "full"
+    config = yaml.safe_load((full / "config.yaml").read_text())
+    assert config["plugins"] == [str((tmp_path / "plugins" / "l2_anchor.py").resolve())]
+    for name in ("cut", "moved"):
+        shutil.copytree(full, tmp_path / name)
+        (tmp_path / name / "checkpoints" / "after_stage_2.pt").unlink()
+
+    resumed = sylvan("--resume", str(tmp_path / "cut"))  # from the repository, another folder
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "cut" / "results.json").read_text() == (full / "results.json").read_text()
+    again = sylvan("--config_path", str(full / "config.yaml"), "--results_dir", str(tmp_path / "res"),
+                   "--run_name", "again")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "res" / "again" / "results.json").read_text() == (full / "results.json").read_text()
+
+    (tmp_path / "plugins").rename(tmp_path / "elsewhere")
+    lost = sylvan("--resume", str(tmp_path / "moved"))
+    assert lost.returncode == 2 and "Traceback" not in lost.stderr
+    assert "named in" in lost.stderr and "--plugin" in lost.stderr, lost.stderr
+    found = sylvan("--resume", str(tmp_path / "moved"), "--plugin", str(tmp_path / "elsewhere" / "l2_anchor.py"))
+    assert found.returncode == 0, found.stderr
+    assert (tmp_path / "moved" / "results.json").read_text() == (full / "results.json").read_text()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--resume", "{tmp}/nowhere"], "no config.yaml there"),
     (["--resume", "{tmp}/empty"], "no checkpoint in"),
     (["--resume", "{tmp}/empty", "--seed", "3"], "give only --resume RUN_DIR"),
+    (["--resume", "{tmp}/odd_plugins"], "`plugins` must be a list"),
+    (["--config_path", "{tmp}/odd_plugins/config.yaml"], "`plugins` must be a list"),
 ])
 def test_resume_mistakes(tmp_path, args, message):
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "config.yaml").write_text(yaml.safe_dump({"setting": "class_incremental", "method": "naive"}))
+    config = {"setting": "class_incremental", "method": "naive"}
+    for name, extra in (("empty", {}), ("odd_plugins", {"plugins": "examples/l2_anchor.py"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({**config, **extra}))
     out = sylvan(*[a.format(tmp=tmp_path) for a in args])
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import REPO
@@ -101,6 +102,9 @@ def test_help_shows_setting_and_method_options():
     (["--setting", "online", "--method", "der", "--alpha", "-1"], "--alpha"),
     (["--setting", "online"], "missing --method"),
     (["--setting", "online", "--method", "naive", "--config_path", "/nonexistent.yaml"], "config_path"),
+    (["--setting", "online", "--method", "naive", "--backbone", "vit"], "valid backbones"),
+    pytest.param(["--setting", "online", "--method", "naive", "--accelerator", "gpu"], "use --accelerator cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])
 def test_mistakes_exit_2_without_traceback(args, message, tmp_path):
     out = sylvan(*args, "--results_dir", str(tmp_path))

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from sylvan.errors import ConfigurationError
+from sylvan.errors import ConfigurationError, unknown_name
 from sylvan.methods.base import Method
 from sylvan.minibatches import minibatch_loader
-from sylvan.models import build_backbone
+from sylvan.models import BACKBONES, build_backbone
 
 for _logger in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
     logging.getLogger(_logger).setLevel(logging.WARNING)
@@ -136,6 +136,8 @@ class SupervisedMethod(Method):
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigurationError(f"--optimizer must be sgd or adam, got {self.optimizer!r}")
         self.require_at_least(0, "momentum", "weight_decay")
+        if self.backbone and self.backbone not in BACKBONES:  # before the run's folder is made
+            raise unknown_name("backbone", self.backbone, list(BACKBONES))
 
     # ----- building --------------------------------------------------------------------------
 

@@ -103,6 +103,12 @@ class OnlineSetting(Setting):
             )
         if self.accelerator not in ("cpu", "gpu", "cuda", "auto"):
             raise ConfigurationError(f"--accelerator must be cpu, gpu or auto, got {self.accelerator!r}")
+        if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ConfigurationError(
+                f"--accelerator {self.accelerator} asks for a GPU, and torch finds none on this machine "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --accelerator cpu, "
+                "or auto to take a GPU wherever there is one"
+            )
         if not self.shared_output_space and self.nb_tasks > spec.num_classes:
             raise ConfigurationError(
                 f"--nb_tasks {self.nb_tasks} is more than the {spec.num_classes} classes of "

@@ -12,6 +12,8 @@ import importlib
 import importlib.util
 import os
 import sys
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -175,7 +177,12 @@ def build_parser(
     return parser
 
 
-def _known_fields(cls: type, values: dict[str, Any], section: str) -> dict[str, Any]:
+def _known_fields(cls: type, values: Any, section: str) -> dict[str, Any]:
+    """The options of a config file's `section` for the dataclass `cls`, each checked against
+    its field's type (YAML gives ints, floats, strings, lists: a wrong one is a message here,
+    not a traceback from the class)."""
+    if not isinstance(values, dict):
+        raise ConfigurationError(f"config file section {section!r} must be a mapping of options, got {values!r}")
     names = {f.name for f in fields(cls) if f.init}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -183,7 +190,40 @@ def _known_fields(cls: type, values: dict[str, Any], section: str) -> dict[str, 
             f"config file section {section!r} has unknown options {unknown}; "
             f"{cls.__name__} accepts {sorted(names)}"
         )
-    return values
+    hints = typing.get_type_hints(cls)
+    return {name: _typed_value(value, hints[name], f"{section}.{name}") for name, value in values.items()}
+
+
+def _typed_value(value: Any, hint: Any, option: str) -> Any:
+    """`value` as the type `hint` (int, float, str, bool, optional and list forms of them), or a
+    `ConfigurationError` naming `option`; types beyond these are left to the dataclass."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        kinds = typing.get_args(hint)
+        if value is None and type(None) in kinds:
+            return None
+        others = [kind for kind in kinds if kind is not type(None)]
+        return _typed_value(value, others[0], option) if len(others) == 1 else value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigurationError(f"config option {option} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_typed_value(v, item, option) for v in value]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and number and float(value).is_integer():
+        return int(value)
+    if hint is float and number:
+        return float(value)
+    if hint is str and (isinstance(value, str) or number):
+        return str(value)
+    if hint not in (bool, int, float, str):
+        return value
+    raise ConfigurationError(f"config option {option} must be {_TYPE_NAMES[hint]}, got {value!r}")
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
 def load_config(path: str | None) -> dict[str, Any]:

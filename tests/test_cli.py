@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -238,3 +239,49 @@ def test_resume_mistakes(tmp_path, args, message):
     out = sylvan(*[a.format(tmp=tmp_path) for a in args])
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(("section", "values", "message"), [
+    ("method_options", {"buffer_size": "abc"}, "method_options.buffer_size must be an integer, got 'abc'"),
+    ("method_options", {"buffer_size": 2.5}, "must be an integer"),
+    ("method_options", {"lr": "fast"}, "method_options.lr must be a number"),
+    ("method_options", {"buffer_policy": ["reservoir"]}, "must be a string"),
+    ("setting_options", {"batch_size": [1, 2]}, "setting_options.batch_size must be an integer"),
+    ("setting_options", {"class_order": 3}, "setting_options.class_order must be a list"),
+    ("setting_options", {"class_order": [0, "one"]}, "must be an integer"),
+    ("setting_options", {"progress_bar": "maybe"}, "must be true or false"),
+    ("run", {"save_checkpoints": 1}, "run.save_checkpoints must be true or false"),
+    ("method_options", 5, "section 'method_options' must be a mapping"),
+])
+def test_config_values_of_the_wrong_type_are_refused_with_the_option_named(section, values, message):
+    from sylvan.cli import build_parser
+    from sylvan.errors import ConfigurationError
+    from sylvan.methods import Rehearsal
+    from sylvan.settings import ClassIncrementalSetting
+
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        build_parser(ClassIncrementalSetting, Rehearsal, {section: values})
+
+
+def test_config_values_are_converted_to_their_fields_types():
+    from sylvan.cli import build_parser
+    from sylvan.methods import Rehearsal
+    from sylvan.settings import ClassIncrementalSetting
+
+    config = {"method_options": {"lr": 1, "buffer_size": 300.0, "buffer_policy": "prs"},
+              "setting_options": {"class_order": [9, 8, 7, 6, 5, 4, 3, 2, 1, 0], "train_samples": None},
+              "run": {"run_name": 2026}}
+    args = build_parser(ClassIncrementalSetting, Rehearsal, config).parse_args([])
+    assert args.method_options.lr == 1.0 and isinstance(args.method_options.lr, float)
+    assert args.method_options.buffer_size == 300 and isinstance(args.method_options.buffer_size, int)
+    assert args.setting_options.class_order[0] == 9 and args.setting_options.train_samples is None
+    assert args.run.run_name == "2026"
+
+
+def test_a_config_file_of_the_wrong_types_exits_2(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"setting": "online", "method": "rehearsal",
+                                      "method_options": {"buffer_size": "abc"}}))
+    out = sylvan("--config_path", str(config), "--results_dir", str(tmp_path / "res"))
+    assert out.returncode == 2 and "buffer_size must be an integer" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "res").exists()

@@ -290,14 +290,21 @@ def run(argv: Sequence[str] | None = None) -> int:
     if not getattr(setting, "is_writer", True):  # a data-parallel worker other than 0: no outputs
         setting.apply(method, None)
         return 0
-    tracker = Tracker(
-        options.results_dir,
-        options.run_name or default_run_name(setting_cls.name, method_cls.name),
-        resolved,
-        wandb_project=options.wandb_project,
-        wandb_entity=options.wandb_entity,
-        save_checkpoints=options.save_checkpoints,
-    )
+    setting.prepare_data()  # missing data is refused before the run's folder exists
+    try:
+        tracker = Tracker(
+            options.results_dir,
+            options.run_name or default_run_name(setting_cls.name, method_cls.name),
+            resolved,
+            wandb_project=options.wandb_project,
+            wandb_entity=options.wandb_entity,
+            save_checkpoints=options.save_checkpoints,
+        )
+    except OSError as error:
+        raise ConfigurationError(
+            f"cannot write the run's folder under --results_dir {options.results_dir} ({error}); "
+            "give a folder that can be written"
+        ) from error
     print(f"[sylvan] {method_cls.name} on {setting_cls.name}, results in {tracker.run_dir}", flush=True)
     results = setting.apply(method, tracker)
     tracker.finish(results)
@@ -321,6 +328,7 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     setting.check_resumable()
     method.check_resumable()
     checkpoint = latest_checkpoint(run_dir)
+    setting.prepare_data()
     tracker = Tracker(
         options.results_dir, run_dir.name, config, wandb_project=options.wandb_project,
         wandb_entity=options.wandb_entity, save_checkpoints=options.save_checkpoints, resume_dir=run_dir,

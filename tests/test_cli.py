@@ -120,7 +120,15 @@ def test_missing_data_exits_2_and_says_where(tmp_path):
                  "--data_dir", str(tmp_path / "data"), "--results_dir", str(tmp_path / "res"),
                  env={"SYLVAN_OFFLINE": "1"})
     assert out.returncode == 2
+    assert not (tmp_path / "res").exists(), "the data is looked for before the run's folder is made"
     assert "MNIST/raw" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_results_dir_that_cannot_be_written_exits_2(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    out = sylvan("--setting", "online", "--method", "naive", *FAST, "--results_dir", str(tmp_path / "a_file"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--results_dir" in out.stderr and "give a folder that can be written" in out.stderr, out.stderr
 
 
 def test_external_method_plugin_is_listed_and_runs_everywhere(tmp_path):

@@ -70,6 +70,11 @@ class Setting:
         finished stage."""
         raise NotImplementedError
 
+    def prepare_data(self) -> None:
+        """Load (or download) the data before the run starts, so that missing data is refused
+        before the run's folder is written; `apply` then uses what was loaded. Settings without
+        data to load leave this as it is."""
+
     def check_resumable(self) -> None:
         """Raise `ConfigurationError` where an interrupted run of this setting cannot be
         resumed from its checkpoints (every setting can, unless it says otherwise)."""

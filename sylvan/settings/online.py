@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
-from sylvan.checkpoints import RunCheckpoint, restore_rng_states
+from sylvan.checkpoints import RunCheckpoint, restore_rng_states, rng_states
 from sylvan.errors import ConfigurationError, InapplicableMethodError
 from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
@@ -155,6 +155,21 @@ class OnlineSetting(Setting):
         base, extra = divmod(self.num_classes, self.nb_tasks)
         return [base + (1 if task < extra else 0) for task in range(self.nb_tasks)]
 
+    def prepare_data(self) -> None:
+        self._prepared = (self._seeded_tasks(), rng_states())
+
+    def _seeded_tasks(self) -> list[TaskData]:
+        """Seed the global generators and load the tasks. Loading draws from torch's generator,
+        which then initializes the model: tasks loaded by `prepare_data` come with the
+        generators' states as loading left them, put back here, so a seed's run is the same."""
+        L.seed_everything(self.seed, verbose=False)
+        prepared, self._prepared = getattr(self, "_prepared", None), None  # another apply loads afresh
+        if prepared is None:
+            return self.prepare_tasks()
+        tasks, states = prepared
+        restore_rng_states(states)
+        return tasks
+
     def prepare_tasks(self) -> list[TaskData]:
         """Load the dataset and split it into tasks, as tensors."""
         train, test = self.dataset_spec.load(self.data_dir, self.train_samples, self.seed)
@@ -257,8 +272,7 @@ class OnlineSetting(Setting):
         method.validate_for(self)
         self._tracker = tracker
         self._online_meter = None
-        L.seed_everything(self.seed, verbose=False)
-        tasks = self.prepare_tasks()
+        tasks = self._seeded_tasks()
         self._tasks = tasks
         nb_stages = self.nb_stages(tasks)
         method.configure(self)

@@ -74,3 +74,22 @@ def test_either_path_leaves_the_global_generator_in_the_same_state():
     torch.manual_seed(3)
     materialize(taskset)
     assert torch.equal(torch.rand(4), expected)
+
+
+@pytest.mark.parametrize("setting_name", ["class_incremental", "domain_incremental"])
+def test_data_prepared_before_the_run_gives_the_same_run(setting_name):
+    """The command line loads the data before it makes the run's folder (`prepare_data`); the
+    run must be the one `apply` gives when it loads the data itself, although loading draws
+    from the global generator that then initializes the model."""
+    from sylvan.methods import Naive
+    from sylvan.settings import get_setting
+
+    def run(prepare: bool) -> list[list[float]]:
+        setting = get_setting(setting_name)(dataset="synthetic", train_samples=200, nb_tasks=2, epochs=1,
+                                            progress_bar=False, seed=3)
+        if prepare:
+            setting.prepare_data()
+            torch.rand(5)  # whatever runs in between does not matter either
+        return setting.apply(Naive(lr=0.05)).accuracy_matrix
+
+    assert run(prepare=True) == run(prepare=False)

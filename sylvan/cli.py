@@ -291,24 +291,26 @@ def run(argv: Sequence[str] | None = None) -> int:
         setting.apply(method, None)
         return 0
     setting.prepare_data()  # missing data is refused before the run's folder exists
-    try:
-        tracker = Tracker(
-            options.results_dir,
-            options.run_name or default_run_name(setting_cls.name, method_cls.name),
-            resolved,
-            wandb_project=options.wandb_project,
-            wandb_entity=options.wandb_entity,
-            save_checkpoints=options.save_checkpoints,
-        )
-    except OSError as error:
-        raise ConfigurationError(
-            f"cannot write the run's folder under --results_dir {options.results_dir} ({error}); "
-            "give a folder that can be written"
-        ) from error
+    tracker = open_tracker(options, options.run_name or default_run_name(setting_cls.name, method_cls.name), resolved)
     print(f"[sylvan] {method_cls.name} on {setting_cls.name}, results in {tracker.run_dir}", flush=True)
     results = setting.apply(method, tracker)
     tracker.finish(results)
     return 0
+
+
+def open_tracker(options: RunOptions, run_name: str, config: dict[str, Any], resume_dir: Path | None = None) -> Tracker:
+    """The run's tracker (its folder, logs, W&B) with the run options; a folder that cannot be
+    written is a message, not a traceback."""
+    try:
+        return Tracker(
+            options.results_dir, run_name, config, wandb_project=options.wandb_project,
+            wandb_entity=options.wandb_entity, save_checkpoints=options.save_checkpoints, resume_dir=resume_dir,
+        )
+    except OSError as error:
+        where = resume_dir if resume_dir is not None else f"under --results_dir {options.results_dir}"
+        raise ConfigurationError(
+            f"cannot write the run's folder {where} ({error}); give a folder that can be written"
+        ) from error
 
 
 def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
@@ -329,10 +331,7 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     method.check_resumable()
     checkpoint = latest_checkpoint(run_dir)
     setting.prepare_data()
-    tracker = Tracker(
-        options.results_dir, run_dir.name, config, wandb_project=options.wandb_project,
-        wandb_entity=options.wandb_entity, save_checkpoints=options.save_checkpoints, resume_dir=run_dir,
-    )
+    tracker = open_tracker(options, run_dir.name, config, resume_dir=run_dir)
     print(f"[sylvan] resuming {method_cls.name} on {setting_cls.name} after stage {checkpoint.stage + 1}, "
           f"results in {run_dir}", flush=True)
     results = setting.apply(method, tracker, resume=checkpoint)

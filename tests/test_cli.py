@@ -32,9 +32,10 @@ def run_dir_of(results_dir: Path) -> Path:
 
 
 def test_main_job_writes_results(tmp_path):
-    out = sylvan("--setting", "class_incremental", "--method", "rehearsal", "--progress_bar", "false",
-                 "--results_dir", str(tmp_path))
+    out = sylvan("--setting", "class_incremental", "--method", "rehearsal", "--results_dir", str(tmp_path))
     assert out.returncode == 0, out.stderr
+    # the output is a pipe, not a terminal: a line per task, no progress bar redrawn into it
+    assert "it/s" not in out.stdout + out.stderr and out.stdout.count("[sylvan] stage ") == 5
     assert "final average accuracy" in out.stdout and "results written to" in out.stdout
     run_dir = run_dir_of(tmp_path)
     for name in ("config.yaml", "results.json", "runtime.json", "accuracy_matrix.png",
@@ -293,3 +294,18 @@ def test_a_config_file_of_the_wrong_types_exits_2(tmp_path):
     out = sylvan("--config_path", str(config), "--results_dir", str(tmp_path / "res"))
     assert out.returncode == 2 and "buffer_size must be an integer" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("args, given", [([], None), (["--progress_bar"], True), (["--progress_bar", "true"], True),
+                                         (["--progress_bar", "false"], False)])
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_progress_bar_follows_the_terminal_unless_asked(monkeypatch, args, given, terminal):
+    from sylvan.cli import build_parser
+    from sylvan.methods import Naive
+    from sylvan.settings import ClassIncrementalSetting
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+    setting = build_parser(ClassIncrementalSetting, Naive, {}).parse_args(args).setting_options
+    assert setting.progress_bar is given
+    expected = terminal if given is None else given
+    assert setting.shows_progress_bar is expected and setting.trainer_kwargs()["enable_progress_bar"] is expected

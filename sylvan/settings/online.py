@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 
 import lightning as L
@@ -83,7 +84,9 @@ class OnlineSetting(Setting):
     # use a class-stratified subset of this many training samples (synthetic: generate this many)
     train_samples: Optional[int] = None
     accelerator: str = "auto"  # cpu, gpu or auto
-    progress_bar: bool = True  # show Lightning's progress bar during training
+    # show Lightning's progress bar during training: true (or the bare flag), false, or by
+    # default only when the output is a terminal (a log file gets a line per task instead)
+    progress_bar: Optional[bool] = field(default=None, metadata={"custom_args": {"const": True}})
     eval_batch_size: int = 1024  # samples per forward pass at evaluation
 
     # Set by `apply` for the duration of a run (plain attributes, not fields).
@@ -207,6 +210,14 @@ class OnlineSetting(Setting):
     def epochs_per_task(self) -> int:
         return 1
 
+    @property
+    def shows_progress_bar(self) -> bool:
+        """`--progress_bar` as given, else whether the output (where Lightning draws the bar)
+        is a terminal: redrawn in place there, the bar would fill a log with thousands of lines."""
+        if self.progress_bar is not None:
+            return self.progress_bar
+        return sys.stdout.isatty()
+
     def trainer_kwargs(self) -> dict[str, Any]:
         """How the shared Lightning learner's `Trainer` is built for this setting."""
         callbacks: list[Callback] = []
@@ -217,7 +228,7 @@ class OnlineSetting(Setting):
             "max_epochs": self.epochs_per_task,
             "accelerator": "gpu" if self.accelerator == "cuda" else self.accelerator,
             "devices": 1,
-            "enable_progress_bar": self.progress_bar,
+            "enable_progress_bar": self.shows_progress_bar,
             "enable_model_summary": False,
             "enable_checkpointing": False,
             "logger": tracker.lightning_loggers() if tracker is not None else False,

@@ -110,15 +110,20 @@ def load_run_plugins(given: Sequence[str], config: dict[str, Any], source: str) 
     return recorded
 
 
-def settings_tree(root: type[Setting] = Setting, depth: int = 0) -> list[str]:
-    """The tree of settings, one line each, with the methods that apply to each."""
-    lines = []
-    methods = ", ".join(applicable_methods(root)) or "-"
-    label = root.name if depth else "setting (root)"
-    lines.append(f"{'    ' * depth}{label:<{28 - 4 * depth}} methods: {methods}")
-    for child in sorted(root.children(), key=lambda s: s.name):
-        lines += settings_tree(child, depth + 1)
-    return lines
+def settings_tree(root: type[Setting] = Setting) -> list[str]:
+    """The tree of settings, one line each (indented under its parent), with the methods that
+    apply to each in a column of its own."""
+
+    def rows(setting: type[Setting], depth: int) -> list[tuple[str, str]]:
+        label = "    " * depth + (setting.name if depth else "setting (root)")
+        found = [(label, ", ".join(applicable_methods(setting)) or "-")]
+        for child in sorted(setting.children(), key=lambda s: s.name):
+            found += rows(child, depth + 1)
+        return found
+
+    tree = rows(root, 0)
+    width = max(len(label) for label, _ in tree) + 2
+    return [f"{label:<{width}}methods: {methods}" for label, methods in tree]
 
 
 def methods_table() -> list[str]:

@@ -78,6 +78,7 @@ def test_list_shows_tree_with_methods():
     class_il = next(line for line in lines if line.strip().startswith("class_incremental"))
     assert "from_scratch" in class_il
     assert class_il.index("class_incremental") > online.index("online"), "children are indented"
+    assert len({line.index("methods:") for line in lines}) == 1, "the methods form one column"
 
 
 def test_help_shows_setting_and_method_options():

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import re
 import sys
 import types
 import typing
@@ -126,13 +127,28 @@ def settings_tree(root: type[Setting] = Setting) -> list[str]:
     return [f"{label:<{width}}methods: {methods}" for label, methods in tree]
 
 
+def summary(cls: type, limit: int = 100) -> str:
+    """The opening sentences of `cls`'s docstring that fit in `limit` characters (at least the
+    first, cut at a word with "..." if it alone is longer); "" for a class without one (a
+    dataclass without a docstring gets its signature as `__doc__`)."""
+    doc = cls.__doc__ or ""
+    if doc.startswith(f"{cls.__name__}("):
+        return ""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    text = ""
+    for sentence in re.split(r"(?<=[.!?])\s+", paragraph):
+        if text and len(text) + 1 + len(sentence) > limit:
+            break
+        text = f"{text} {sentence}".strip()
+    return text if len(text) <= limit else text[: limit - 3].rsplit(" ", 1)[0] + "..."
+
+
 def methods_table() -> list[str]:
-    lines = []
-    for name in sorted(METHODS):
-        cls = METHODS[name]
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        lines.append(f"  {name:<16} targets {cls.target_setting.name:<18} {doc}")
-    return lines
+    """One line per registered method: its name, target setting and summary."""
+    return [
+        f"  {name:<16} targets {METHODS[name].target_setting.name:<18} {summary(METHODS[name])}"
+        for name in sorted(METHODS)
+    ]
 
 
 def general_help() -> str:

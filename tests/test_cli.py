@@ -310,3 +310,29 @@ def test_the_progress_bar_follows_the_terminal_unless_asked(monkeypatch, args, g
     assert setting.progress_bar is given
     expected = terminal if given is None else given
     assert setting.shows_progress_bar is expected and setting.trainer_kwargs()["enable_progress_bar"] is expected
+
+
+def test_help_summarizes_each_method_in_whole_sentences():
+    from dataclasses import dataclass
+
+    from sylvan.cli import summary
+
+    @dataclass
+    class Undocumented:
+        lr: float = 0.1
+
+    class Documented:
+        """First sentence. A second one, which with the first is longer than the limit.
+
+        A later paragraph."""
+
+    class Wordy:
+        """A single sentence far longer than the limit, which is cut at a word and marked"""
+
+    assert summary(Undocumented) == ""  # a dataclass's generated signature is not a summary
+    assert summary(Documented, limit=40) == "First sentence."
+    assert summary(Documented) == "First sentence. A second one, which with the first is longer than the limit."
+    assert summary(Wordy, limit=30) == "A single sentence far..."
+    out = sylvan("--help")
+    assert out.returncode == 0 and "  rehearsal        targets online" in out.stdout
+    assert "Experience replay. Needs no task boundaries, so it runs on every supervised setting." in out.stdout

@@ -61,7 +61,6 @@ class RehearsalBuffer:
         # output of `_uniform(..., reuse=True)`; not state: it holds nothing once consumed
         self._reused_uniform = torch.empty(0, dtype=torch.float64)
         self._reused_uniform_view = self._reused_uniform.numpy()
-        self._reused_uniform_size = 0
 
     def __len__(self) -> int:
         return self.size
@@ -75,16 +74,19 @@ class RehearsalBuffer:
     def _uniform(self, count: int, reuse: bool = False) -> np.ndarray:
         """`count` floats uniform in [0, 1), as float64 (exact for stream indices < 2**53): the
         values of `torch.rand(count, generator=self.generator)`. With `reuse`, for the draws of
-        every batch, they are written into an array kept for the next such call, which
-        overwrites them (consume them at once): no allocation, no conversion per batch."""
+        every batch, they are written into the front of an array kept for the next such call,
+        which overwrites them (consume them at once): no allocation, no conversion per batch."""
         if not reuse:
             return torch.rand(count, generator=self.generator, dtype=torch.float64).numpy()
-        if count != self._reused_uniform_size:
-            self._reused_uniform = torch.empty(count, dtype=torch.float64)
-            self._reused_uniform_view = self._reused_uniform.numpy()
-            self._reused_uniform_size = count
-        self._reused_uniform.uniform_(generator=self.generator)
-        return self._reused_uniform_view
+        kept = self._reused_uniform
+        if count > len(kept):
+            kept = self._reused_uniform = torch.empty(count, dtype=torch.float64)
+            self._reused_uniform_view = kept.numpy()
+        if count == len(kept):  # the usual case, a batch as large as the last: no slicing
+            kept.uniform_(generator=self.generator)
+            return self._reused_uniform_view
+        kept[:count].uniform_(generator=self.generator)
+        return self._reused_uniform_view[:count]
 
     def _permutation(self, count: int) -> np.ndarray:
         return torch.randperm(count, generator=self.generator).numpy()

@@ -121,7 +121,7 @@ class ClassAwareBuffer(RehearsalBuffer):
             classes, held, wanted = classes[sparse], held[sparse], wanted[sparse]
         first, size = starts.take(classes), held
         sizes = size.repeat(wanted)
-        drawn = first.repeat(wanted) + (self._uniform(len(sizes)) * sizes).astype(np.int64)
+        drawn = first.repeat(wanted) + (self._uniform(len(sizes), reuse=True) * sizes).astype(np.int64)
         if len(set(drawn.tolist())) == len(drawn):  # no position drawn twice: the common case
             return order.take(np.concatenate([drawn, *chosen]) if chosen else drawn)
         drawn = np.unique(drawn)
@@ -146,7 +146,9 @@ class ClassAwareBuffer(RehearsalBuffer):
         takes which dropped slot does not change what the buffer holds, so samples take slots of
         their own label first: a batch whose evictions match its admissions label for label
         (the steady state of a policy that levels classes, such as PRS) then changes no slot's
-        label, and the class index stays valid instead of being sorted again."""
+        label, and the class index stays valid instead of being sorted again. The pairs come
+        back in the order of `positions` (batch order): the rows are then read from the batch
+        front to back, which memory prefetching rewards on large samples."""
         appended = len(positions) - len(dropped)
         fresh = np.arange(self.size, self.size + appended, dtype=np.int64)
         self.size += appended
@@ -160,15 +162,21 @@ class ClassAwareBuffer(RehearsalBuffer):
         if not matched.any():  # no label both leaves and enters (GDumb's leveling, for one)
             return np.concatenate([dropped, fresh]), positions
         by_old, by_new = old.argsort(kind="stable"), new.argsort(kind="stable")
-        dropped, positions = dropped.take(by_old), positions.take(by_new)
         if len(dropped) == len(positions) and old_counts.tobytes() == new_counts.tobytes():
-            return dropped, positions  # label for label: both sorted by label, pair them in order
+            # label for label: the k-th sample of a label in batch order takes the k-th dropped
+            # slot of that label
+            slots = np.empty_like(dropped)
+            slots[by_new] = dropped.take(by_old)
+            return slots, positions
         # the first min(dropped, incoming) of each label pair up; the rest pair across labels
+        dropped, paired = dropped.take(by_old), positions.take(by_new)
         old_sorted, new_sorted = old.take(by_old), new.take(by_new)
         same_old = group_ranks(old_sorted, old_counts) < matched.take(old_sorted)
         same_new = group_ranks(new_sorted, new_counts) < matched.take(new_sorted)
         slots = np.concatenate([dropped[same_old], dropped[~same_old], fresh])
-        return slots, np.concatenate([positions[same_new], positions[~same_new]])
+        paired = np.concatenate([paired[same_new], paired[~same_new]])
+        in_batch_order = paired.argsort(kind="stable")
+        return slots.take(in_batch_order), paired.take(in_batch_order)
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
         super()._write(slots, positions, batch)

@@ -24,7 +24,7 @@ import yaml
 from simple_parsing import ArgumentParser
 
 from sylvan.checkpoints import latest_checkpoint
-from sylvan.errors import ConfigurationError, RunFailedError, SylvanError
+from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.settings import Setting, get_setting
 from sylvan.tracking import Tracker, default_run_name
@@ -309,12 +309,34 @@ def run(argv: Sequence[str] | None = None) -> int:
         resolved["plugins"] = [plugin_reference(plugin) for plugin in plugins]
     method.validate_for(setting)  # before anything is written
     if not getattr(setting, "is_writer", True):  # a data-parallel worker other than 0: no outputs
-        setting.apply(method, None)
+        try:
+            setting.apply(method, None)
+        except KeyboardInterrupt:  # worker 0 says what was kept
+            return 130
         return 0
     setting.prepare_data()  # missing data is refused before the run's folder exists
     tracker = open_tracker(options, options.run_name or default_run_name(setting_cls.name, method_cls.name), resolved)
     print(f"[sylvan] {method_cls.name} on {setting_cls.name}, results in {tracker.run_dir}", flush=True)
-    results = setting.apply(method, tracker)
+    return run_to_the_end(setting, method, tracker)
+
+
+def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_from: Any = None) -> int:
+    """Apply `method` to `setting` (after the checkpoint `resume_from`, if given) and write the
+    final results. Interrupted (Ctrl-C), raise `RunInterrupted` saying what is kept and how to
+    continue: results and checkpoints are written after every task, so only the task that was
+    training is lost."""
+    try:
+        results = setting.apply(method, tracker, resume=resume_from)
+    except KeyboardInterrupt:
+        run_dir = tracker.run_dir
+        kept = f"interrupted; the results of the tasks finished so far are in {run_dir}"
+        try:
+            setting.check_resumable()
+            method.check_resumable()
+            latest_checkpoint(run_dir)
+        except ConfigurationError:
+            raise RunInterrupted(kept) from None
+        raise RunInterrupted(f"{kept}; continue the run with: sylvan --resume {run_dir}") from None
     tracker.finish(results)
     return 0
 
@@ -355,9 +377,7 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     tracker = open_tracker(options, run_dir.name, config, resume_dir=run_dir)
     print(f"[sylvan] resuming {method_cls.name} on {setting_cls.name} after stage {checkpoint.stage + 1}, "
           f"results in {run_dir}", flush=True)
-    results = setting.apply(method, tracker, resume=checkpoint)
-    tracker.finish(results)
-    return 0
+    return run_to_the_end(setting, method, tracker, resume_from=checkpoint)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -374,8 +394,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SylvanError as error:
         print(f"sylvan: error: {error}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("sylvan: interrupted; results of the finished tasks are in the run folder", file=sys.stderr)
+    except RunInterrupted as interrupted:
+        print(f"sylvan: {interrupted}", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:  # outside the training (loading data, starting up)
+        print("sylvan: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(status)
 

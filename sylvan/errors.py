@@ -31,6 +31,11 @@ class RunFailedError(SylvanError):
     raised). Not a usage mistake: the command line exits with status 1."""
 
 
+class RunInterrupted(Exception):
+    """The user stopped a run (Ctrl-C); the message says what was kept and how to go on. The
+    command line exits with status 130, as a shell does for an interrupted command."""
+
+
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> UnknownNameError:
     """Build the error for an unknown `kind` called `name`, listing the valid names."""
     return UnknownNameError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -198,6 +199,35 @@ def test_resume_continues_an_interrupted_run(tmp_path):
 
     finished = sylvan("--resume", str(cut))  # nothing left to do
     assert finished.returncode == 2 and "already finished" in finished.stderr
+
+
+def test_ctrl_c_keeps_the_finished_tasks_and_says_how_to_resume(tmp_path):
+    """Ctrl-C while task 1 trains: exit status 130, one line naming the run folder and the
+    resume command, no traceback; the resumed run finishes from task 0's checkpoint."""
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "--setting", "class_incremental", "--method", "rehearsal",
+         "--nb_tasks", "2", "--epochs", "60", "--results_dir", str(tmp_path), "--run_name", "stopped"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for line in process.stdout:
+            if line.startswith("[sylvan] stage 1/2 done"):
+                process.send_signal(signal.SIGINT)  # task 1 trains for seconds: it is interrupted
+                break
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    run_dir = tmp_path / "stopped"
+    assert process.returncode == 130, stderr
+    assert f"continue the run with: sylvan --resume {run_dir}" in stderr and "Traceback" not in stderr
+    kept = json.loads((run_dir / "results.json").read_text())
+    assert len(kept["accuracy_matrix"]) == 1 and not kept["complete"]
+
+    out = sylvan("--resume", str(run_dir))
+    assert out.returncode == 0, out.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert len(results["accuracy_matrix"]) == 2 and results["complete"]
+    assert results["accuracy_matrix"][0] == kept["accuracy_matrix"][0]
 
 
 def test_a_run_records_its_plugins_for_resume_and_config_path(tmp_path):

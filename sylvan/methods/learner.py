@@ -196,7 +196,12 @@ class SupervisedMethod(Method):
         if not measure_online:
             kwargs["callbacks"] = [c for c in kwargs["callbacks"] if not getattr(c, "measures_stream", False)]
         trainer = L.Trainer(**kwargs)
-        trainer.fit(self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
+        try:
+            trainer.fit(self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
+        except SystemExit:
+            if trainer.interrupted:  # Lightning shuts down on Ctrl-C, then calls sys.exit(1)
+                raise KeyboardInterrupt from None
+            raise
         # Lightning hands the module back on the CPU at the end of every fit; bring it back, so
         # that what a method derives from the weights between tasks (anchors, Fisher information,
         # exemplar means) lives on the device the next task trains on

@@ -12,10 +12,13 @@ import importlib
 import importlib.util
 import os
 import re
+import signal
 import sys
+import threading
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -24,7 +27,7 @@ import yaml
 from simple_parsing import ArgumentParser
 
 from sylvan.checkpoints import latest_checkpoint
-from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError
+from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, StoppedBySignal, SylvanError
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.settings import Setting, get_setting
 from sylvan.tracking import Tracker, default_run_name
@@ -320,23 +323,48 @@ def run(argv: Sequence[str] | None = None) -> int:
     return run_to_the_end(setting, method, tracker)
 
 
+@contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """While the run trains, SIGTERM (a cluster's scheduler ending or preempting the job)
+    raises `StoppedBySignal`, as Ctrl-C raises KeyboardInterrupt, wherever the run is: between
+    tasks too, where no Lightning handler is installed and the process would otherwise die
+    without a word. A handler someone else installed is left in place."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise StoppedBySignal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_from: Any = None) -> int:
     """Apply `method` to `setting` (after the checkpoint `resume_from`, if given) and write the
-    final results. Interrupted (Ctrl-C), raise `RunInterrupted` saying what is kept and how to
-    continue: results and checkpoints are written after every task, so only the task that was
-    training is lost."""
+    final results. Stopped by a signal (Ctrl-C, or SIGTERM from a cluster's scheduler), raise
+    `RunInterrupted` saying what is kept and how to continue: results and checkpoints are
+    written after every task, so only the task that was training is lost."""
     try:
-        results = setting.apply(method, tracker, resume=resume_from)
-    except KeyboardInterrupt:
+        with sigterm_stops_the_run():
+            results = setting.apply(method, tracker, resume=resume_from)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or a StoppedBySignal from the Trainer
+        number = getattr(stop, "signal_number", signal.SIGINT)
         run_dir = tracker.run_dir
-        kept = f"interrupted; the results of the tasks finished so far are in {run_dir}"
+        cause = "stopped by SIGTERM" if number == signal.SIGTERM else "interrupted"
+        kept = f"{cause}; the results of the tasks finished so far are in {run_dir}"
         try:
             setting.check_resumable()
             method.check_resumable()
             latest_checkpoint(run_dir)
         except ConfigurationError:
-            raise RunInterrupted(kept) from None
-        raise RunInterrupted(f"{kept}; continue the run with: sylvan --resume {run_dir}") from None
+            raise RunInterrupted(kept, 128 + number) from None
+        raise RunInterrupted(f"{kept}; continue the run with: sylvan --resume {run_dir}", 128 + number) from None
     tracker.finish(results)
     return 0
 
@@ -396,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     except RunInterrupted as interrupted:
         print(f"sylvan: {interrupted}", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(interrupted.exit_status)
     except KeyboardInterrupt:  # outside the training (loading data, starting up)
         print("sylvan: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -31,9 +31,22 @@ class RunFailedError(SylvanError):
     raised). Not a usage mistake: the command line exits with status 1."""
 
 
+class StoppedBySignal(KeyboardInterrupt):
+    """Training was stopped by a signal: SIGINT (Ctrl-C) or SIGTERM (a cluster's scheduler
+    ending or preempting the job), after Lightning shut its Trainer down."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+
+
 class RunInterrupted(Exception):
-    """The user stopped a run (Ctrl-C); the message says what was kept and how to go on. The
-    command line exits with status 130, as a shell does for an interrupted command."""
+    """A run was stopped by a signal; the message says what was kept and how to go on. The
+    command line exits with `exit_status`, 128 + the signal's number, as a shell reports it."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> UnknownNameError:

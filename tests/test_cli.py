@@ -201,9 +201,11 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     assert finished.returncode == 2 and "already finished" in finished.stderr
 
 
-def test_ctrl_c_keeps_the_finished_tasks_and_says_how_to_resume(tmp_path):
-    """Ctrl-C while task 1 trains: exit status 130, one line naming the run folder and the
-    resume command, no traceback; the resumed run finishes from task 0's checkpoint."""
+@pytest.mark.parametrize("stop, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_keeps_the_finished_tasks_and_says_how_to_resume(tmp_path, stop, status):
+    """Ctrl-C (SIGINT), or a scheduler's SIGTERM, while task 1 trains: exit status 128 + the
+    signal, one line naming the run folder and the resume command, no traceback; the resumed
+    run finishes from task 0's checkpoint."""
     process = subprocess.Popen(
         [sys.executable, str(REPO / "cli.py"), "--setting", "class_incremental", "--method", "rehearsal",
          "--nb_tasks", "2", "--epochs", "60", "--results_dir", str(tmp_path), "--run_name", "stopped"],
@@ -212,13 +214,13 @@ def test_ctrl_c_keeps_the_finished_tasks_and_says_how_to_resume(tmp_path):
     try:
         for line in process.stdout:
             if line.startswith("[sylvan] stage 1/2 done"):
-                process.send_signal(signal.SIGINT)  # task 1 trains for seconds: it is interrupted
+                process.send_signal(stop)  # task 1 trains for seconds: it is interrupted
                 break
         _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
     run_dir = tmp_path / "stopped"
-    assert process.returncode == 130, stderr
+    assert process.returncode == status, stderr
     assert f"continue the run with: sylvan --resume {run_dir}" in stderr and "Traceback" not in stderr
     kept = json.loads((run_dir / "results.json").read_text())
     assert len(kept["accuracy_matrix"]) == 1 and not kept["complete"]

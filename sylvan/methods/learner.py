@@ -9,6 +9,7 @@ configures (epochs, devices, progress bar, loggers, callbacks).
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +19,11 @@ from typing import Any, NamedTuple
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from sylvan.errors import ConfigurationError, unknown_name
+from sylvan.errors import ConfigurationError, StoppedBySignal, unknown_name
 from sylvan.methods.base import Method
 from sylvan.minibatches import minibatch_loader
 from sylvan.models import BACKBONES, build_backbone
@@ -198,10 +200,14 @@ class SupervisedMethod(Method):
         trainer = L.Trainer(**kwargs)
         try:
             trainer.fit(self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
-        except SystemExit:
-            if trainer.interrupted:  # Lightning shuts down on Ctrl-C, then calls sys.exit(1)
-                raise KeyboardInterrupt from None
-            raise
+        except SystemExit as stop:
+            if not trainer.interrupted:
+                raise
+            # Lightning shut down on a KeyboardInterrupt (Ctrl-C, or a StoppedBySignal that the
+            # command line's SIGTERM handler raised) and called sys.exit(1), or on SIGTERM alone
+            if isinstance(stop.__context__, StoppedBySignal):
+                raise stop.__context__ from None
+            raise StoppedBySignal(signal.SIGTERM if isinstance(stop, SIGTERMException) else signal.SIGINT) from None
         # Lightning hands the module back on the CPU at the end of every fit; bring it back, so
         # that what a method derives from the weights between tasks (anchors, Fisher information,
         # exemplar means) lives on the device the next task trains on

@@ -33,7 +33,8 @@ class RunFailedError(SylvanError):
 
 class StoppedBySignal(KeyboardInterrupt):
     """Training was stopped by a signal: SIGINT (Ctrl-C) or SIGTERM (a cluster's scheduler
-    ending or preempting the job), after Lightning shut its Trainer down."""
+    ending or preempting the job). Raised by the command line's SIGTERM handler, and by the
+    learner once Lightning has shut its Trainer down after either signal."""
 
     def __init__(self, signal_number: int) -> None:
         super().__init__(signal_number)

@@ -208,7 +208,7 @@ def test_a_signal_keeps_the_finished_tasks_and_says_how_to_resume(tmp_path, stop
     run finishes from task 0's checkpoint."""
     process = subprocess.Popen(
         [sys.executable, str(REPO / "cli.py"), "--setting", "class_incremental", "--method", "rehearsal",
-         "--nb_tasks", "2", "--epochs", "60", "--results_dir", str(tmp_path), "--run_name", "stopped"],
+         "--nb_tasks", "2", "--epochs", "30", "--results_dir", str(tmp_path), "--run_name", "stopped"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -196,15 +196,19 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def unique_run_dir(results_dir: Path, run_name: str) -> Path:
-    """`results_dir/run_name`, or with a numeric suffix if it exists already."""
+    """`results_dir/run_name`, or with a numeric suffix if it exists already. The folder is
+    claimed by creating it (which fails if it exists), so that runs started at once, as in a
+    sweep whose default names share the second, each get a folder of their own."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name) or "run"
-    candidate = results_dir / safe
+    results_dir.mkdir(parents=True, exist_ok=True)
     suffix = 1
-    while candidate.exists():
-        suffix += 1
-        candidate = results_dir / f"{safe}_{suffix}"
-    candidate.mkdir(parents=True)
-    return candidate
+    while True:
+        candidate = results_dir / (safe if suffix == 1 else f"{safe}_{suffix}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            suffix += 1
 
 
 def default_run_name(setting: str, method: str) -> str:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -9,7 +11,7 @@ import yaml
 
 from sylvan.methods import Naive
 from sylvan.settings import ClassIncrementalSetting
-from sylvan.tracking import Tracker
+from sylvan.tracking import Tracker, unique_run_dir
 from tests.conftest import tiny_options
 
 
@@ -79,6 +81,27 @@ def test_unique_run_dirs_and_config(tmp_path):
     b = Tracker(tmp_path, "same", {"x": 2}, verbose=False)
     assert a.run_dir != b.run_dir
     assert yaml.safe_load((b.run_dir / "config.yaml").read_text()) == {"x": 2}
+
+
+def test_runs_started_at_once_get_folders_of_their_own(tmp_path, monkeypatch):
+    """A sweep's runs can start within the same second, under the same default name: each
+    claims its folder by creating it, never by checking first and creating after."""
+    names: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        names.append(unique_run_dir(tmp_path / "results", "same").name)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(names) == sorted(["same", *(f"same_{k}" for k in range(2, 9))])
+    # another process creates the folder between a check and the creation: the next name is taken
+    monkeypatch.setattr(Path, "exists", lambda self: False)
+    assert unique_run_dir(tmp_path / "results", "same").name == "same_9"
 
 
 @pytest.mark.slow

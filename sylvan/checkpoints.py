@@ -73,10 +73,16 @@ def save_checkpoint(
     os.replace(partial, path)
 
 
+def checkpointed_stages(run_dir: Path) -> list[int]:
+    """The stages of `run_dir` that have a checkpoint, in order (the files are not read)."""
+    folder = Path(run_dir) / "checkpoints"
+    return sorted(int(m.group(1)) for p in folder.glob("after_stage_*.pt") if (m := _NAME.fullmatch(p.name)))
+
+
 def latest_checkpoint(run_dir: Path) -> RunCheckpoint:
     """The checkpoint of the last finished stage in `run_dir/checkpoints`."""
     folder = Path(run_dir) / "checkpoints"
-    stages = sorted(int(m.group(1)) for p in folder.glob("after_stage_*.pt") if (m := _NAME.fullmatch(p.name)))
+    stages = checkpointed_stages(run_dir)
     if not stages:
         raise ConfigurationError(
             f"--resume {run_dir}: no checkpoint in {folder} (the run stopped before its first task "

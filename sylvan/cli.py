@@ -26,7 +26,7 @@ from typing import Any, Optional
 import yaml
 from simple_parsing import ArgumentParser
 
-from sylvan.checkpoints import latest_checkpoint
+from sylvan.checkpoints import checkpointed_stages, latest_checkpoint
 from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, StoppedBySignal, SylvanError
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.settings import Setting, get_setting
@@ -357,16 +357,22 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
         number = getattr(stop, "signal_number", signal.SIGINT)
         run_dir = tracker.run_dir
         cause = "stopped by SIGTERM" if number == signal.SIGTERM else "interrupted"
-        kept = f"{cause}; the results of the tasks finished so far are in {run_dir}"
-        try:
-            setting.check_resumable()
-            method.check_resumable()
-            latest_checkpoint(run_dir)
-        except ConfigurationError:
-            raise RunInterrupted(kept, 128 + number) from None
-        raise RunInterrupted(f"{kept}; continue the run with: sylvan --resume {run_dir}", 128 + number) from None
+        message = f"{cause}; the results of the tasks finished so far are in {run_dir}"
+        if checkpointed_stages(run_dir) and resumable(setting, method):
+            message += f"; continue the run with: sylvan --resume {run_dir}"
+        raise RunInterrupted(message, 128 + number) from None
     tracker.finish(results)
     return 0
+
+
+def resumable(setting: Setting, method: Method) -> bool:
+    """Whether `sylvan --resume` accepts runs of this setting and method."""
+    try:
+        setting.check_resumable()
+        method.check_resumable()
+    except ConfigurationError:
+        return False
+    return True
 
 
 def open_tracker(options: RunOptions, run_name: str, config: dict[str, Any], resume_dir: Path | None = None) -> Tracker:

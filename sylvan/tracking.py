@@ -2,8 +2,9 @@
 
 The folder holds `config.yaml` (the resolved configuration, reloadable with --config_path),
 `results.json` (metrics; identical for two runs with the same seed), `runtime.json` (wall
-times, memory), `accuracy_matrix.png`, `accuracy_curve.png`, `logs/train.csv` (per-step losses)
-and `checkpoints/` (the method's state after each task). Results are rewritten after every
+times, memory), `accuracy_matrix.png`, `accuracy_curve.png`, `logs/train.csv` (per-step losses),
+`checkpoints/` (the method's state after each task) and, with W&B, `wandb_run.json` (the W&B run's
+id, so that a resumed run logs into the same W&B run). Results are rewritten after every
 task, so an interrupted run keeps what it finished.
 """
 
@@ -100,7 +101,9 @@ class Tracker:
         self._logger = RunLogger(self)
         self.wandb_run = None
         if wandb_project:
-            self.wandb_run = start_wandb(wandb_project, wandb_entity, run_name, config, self.run_dir)
+            self.wandb_run = start_wandb(wandb_project, wandb_entity, run_name, config, self.run_dir,
+                                         run_id=recorded_wandb_run_id(self.run_dir) if resume_dir else None)
+            write_json(self.run_dir / WANDB_RUN_FILE, {"id": self.wandb_run.id})
 
     def state(self) -> dict[str, Any]:
         """Where the per-step log stands (kept in each checkpoint, for resuming)."""
@@ -215,9 +218,27 @@ def default_run_name(setting: str, method: str) -> str:
     return f"{setting}-{method}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def start_wandb(project: str, entity: str | None, name: str, config: dict[str, Any], run_dir: Path) -> Any:
+WANDB_RUN_FILE = "wandb_run.json"
+
+
+def recorded_wandb_run_id(run_dir: Path) -> str | None:
+    """The id of the W&B run a run folder logged to, if it did."""
+    try:
+        with open(run_dir / WANDB_RUN_FILE) as f:
+            run_id = json.load(f).get("id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+def start_wandb(
+    project: str, entity: str | None, name: str, config: dict[str, Any], run_dir: Path, run_id: str | None = None
+) -> Any:
     """Start a W&B run; offline when there are no credentials (or WANDB_MODE says so), and
-    falling back to offline when the service cannot be reached."""
+    falling back to offline when the service cannot be reached. With `run_id` (a resumed run),
+    continue that W&B run: online, the steps logged before the interruption are kept and the
+    run goes on after them; offline, the new files carry the same id and `wandb sync` appends
+    them to it."""
     import wandb
 
     mode = os.environ.get("WANDB_MODE")
@@ -225,6 +246,8 @@ def start_wandb(project: str, entity: str | None, name: str, config: dict[str, A
         has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
         mode = "online" if has_key else "offline"
     kwargs = dict(project=project, entity=entity, name=name, config=config, dir=str(run_dir), reinit="finish_previous")
+    if run_id is not None:
+        kwargs.update(id=run_id, resume="allow")
     try:
         return wandb.init(mode=mode, settings=wandb.Settings(init_timeout=60, silent=True), **kwargs)
     except Exception as error:  # network or authentication failure: keep the run, log offline

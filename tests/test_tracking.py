@@ -11,7 +11,7 @@ import yaml
 
 from sylvan.methods import Naive
 from sylvan.settings import ClassIncrementalSetting
-from sylvan.tracking import Tracker, unique_run_dir
+from sylvan.tracking import Tracker, recorded_wandb_run_id, unique_run_dir
 from tests.conftest import tiny_options
 
 
@@ -114,3 +114,31 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
     tracker.finish(setting.apply(Naive(), tracker))
     runs = list((tracker.run_dir / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
+
+
+def test_a_resumed_run_logs_into_the_same_wandb_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = {"setting": "class_incremental"}
+    first = Tracker(tmp_path, "wb", config, wandb_project="sylvan-test", verbose=False)
+    run_id = first.wandb_run.id
+    first.wandb_run.finish()
+    assert recorded_wandb_run_id(first.run_dir) == run_id
+    resumed = Tracker(tmp_path, "wb", config, wandb_project="sylvan-test", verbose=False, resume_dir=first.run_dir)
+    assert resumed.wandb_run.id == run_id
+    resumed.wandb_run.finish()
+    # offline, both parts carry the run's id, which `wandb sync` appends to one run
+    parts = list((first.run_dir / "wandb").glob("offline-run-*"))
+    assert len(parts) == 2 and all(f"-{run_id}" in p.name for p in parts)
+    # a new run (not a resume) in the same results folder gets a W&B run of its own
+    other = Tracker(tmp_path, "wb", config, wandb_project="sylvan-test", verbose=False)
+    assert other.wandb_run.id != run_id
+    other.wandb_run.finish()
+
+
+def test_an_unreadable_wandb_record_starts_a_new_wandb_run(tmp_path):
+    (tmp_path / "wandb_run.json").write_text("{not json")
+    assert recorded_wandb_run_id(tmp_path) is None
+    (tmp_path / "wandb_run.json").write_text('["a list"]')
+    assert recorded_wandb_run_id(tmp_path) is None
+    assert recorded_wandb_run_id(tmp_path / "missing") is None

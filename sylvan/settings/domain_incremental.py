@@ -23,13 +23,18 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
     shared_output_space: ClassVar[bool] = True
 
     domain_shift: str = "permutation"  # permutation or rotation
-    max_rotation: float = 180.0  # rotation: task t is rotated by t * max_rotation / nb_tasks degrees
+    max_rotation: float = 180.0  # rotation: task t is rotated by t * max_rotation / nb_tasks degrees (0 < |x| <= 360)
 
     def validate(self) -> None:
         super().validate()
         if self.domain_shift not in ("permutation", "rotation"):
             raise ConfigurationError(
                 f"--domain_shift must be permutation or rotation, got {self.domain_shift!r}"
+            )
+        if self.domain_shift == "rotation" and not 0 < abs(self.max_rotation) <= 360:
+            # beyond a full turn two tasks can share an angle; at 0 every task is the first one
+            raise ConfigurationError(
+                f"--max_rotation must be nonzero and at most 360 degrees either way, got {self.max_rotation}"
             )
 
     def make_scenario(self, dataset: _ContinuumDataset) -> ContinualScenario:

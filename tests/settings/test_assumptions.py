@@ -133,6 +133,14 @@ def test_domain_incremental_shares_classes_and_shifts_inputs():
             assert torch.equal(first.x_train.flatten(1).sort(1).values, second.x_train.flatten(1).sort(1).values)
 
 
+@pytest.mark.parametrize("max_rotation", [0.0, 400.0, -361.0, float("nan"), float("inf")])
+def test_rotations_that_would_repeat_a_domain_are_refused(max_rotation):
+    options = {**tiny_options(DomainIncrementalSetting), "domain_shift": "rotation", "max_rotation": max_rotation}
+    with pytest.raises(ConfigurationError, match="--max_rotation"):
+        DomainIncrementalSetting(**options).validate()
+    DomainIncrementalSetting(**{**options, "max_rotation": -90.0}).validate()  # the other way round
+
+
 def test_class_order_is_applied():
     setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "nb_tasks": 5,
                                          "class_order": [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]})

@@ -59,9 +59,13 @@ def _names_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PLUGIN_ENTRY_POINTS = ("sylvan.methods", "sylvan.settings")
+
+
 def load_plugins(plugins: Sequence[str], recorded_in: str | None = None) -> None:
     """Import user files or modules, whose Method / Setting subclasses register themselves;
-    then the installed packages that declare the `sylvan.methods` entry point. `recorded_in`
+    then what installed packages declare under the entry point groups `sylvan.methods` and
+    `sylvan.settings` (`[project.entry-points."sylvan.methods"]` in their pyproject.toml). `recorded_in`
     names the configuration file that listed `plugins`, for the message when one is gone."""
     for plugin in plugins:
         origin = f"--plugin {plugin}" if recorded_in is None else (
@@ -83,8 +87,15 @@ def load_plugins(plugins: Sequence[str], recorded_in: str | None = None) -> None
                 raise ConfigurationError(f"{origin}: cannot import it ({error})") from error
     from importlib.metadata import entry_points
 
-    for entry in entry_points(group="sylvan.methods"):
-        entry.load()
+    for group in PLUGIN_ENTRY_POINTS:
+        for entry in entry_points(group=group):
+            try:
+                entry.load()
+            except Exception as error:  # a broken installed plugin: say which, not a traceback
+                raise ConfigurationError(
+                    f"the installed plugin {entry.name} = {entry.value} (entry point group {group}) "
+                    f"failed to load ({type(error).__name__}: {error}); fix or uninstall the package that declares it"
+                ) from error
 
 
 def recorded_plugins(config: dict[str, Any], source: str) -> list[str]:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
-from tests.conftest import REPO
+from sylvan.errors import ConfigurationError
+from sylvan.settings import SETTINGS, ClassIncrementalSetting
+from tests.conftest import REPO, tiny_options
 
 
 def run_example(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -30,3 +36,92 @@ def test_the_rehearsal_strategy_serves_a_plain_lightning_project_on_two_workers(
     # old classes, so the buffer holds every class and accuracy stays far above that
     assert final > 50, lines[-1]
     assert "classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in lines[-1]
+
+
+@pytest.fixture
+def long_tailed_setting():
+    """The example's setting class, loaded as a plugin is, and unregistered afterwards (the
+    method x setting matrix is generated from the registry)."""
+    registered = dict(SETTINGS)
+    spec = importlib.util.spec_from_file_location("long_tailed_example", REPO / "examples" / "long_tailed.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up
+    try:
+        spec.loader.exec_module(module)
+        yield module.LongTailedClassIncrementalSetting
+    finally:
+        del sys.modules[spec.name]
+        SETTINGS.clear()
+        SETTINGS.update(registered)
+
+
+def test_the_long_tailed_setting_keeps_an_exponential_profile_of_each_class(long_tailed_setting):
+    options = {**tiny_options(ClassIncrementalSetting), "train_samples": 1000, "nb_tasks": 5}
+    balanced = ClassIncrementalSetting(**options).prepare_tasks()
+    ordered = long_tailed_setting(**options, imbalance_ratio=0.1).prepare_tasks()
+    for before, after in zip(balanced, ordered):
+        assert before.classes == after.classes
+        assert torch.equal(before.x_test, after.x_test) and torch.equal(before.y_test, after.y_test)
+        for label in after.classes:
+            available = int((before.y_train == label).sum())
+            expected = max(1, round(available * 0.1 ** (label / 9)))
+            assert int((after.y_train == label).sum()) == expected
+        # the samples kept are samples of the balanced task
+        rows = {tuple(x.flatten().tolist()) for x in before.x_train}
+        assert all(tuple(x.flatten().tolist()) in rows for x in after.x_train)
+    # shuffled: the same sizes, dealt to the classes with the seed
+    shuffled = long_tailed_setting(**options, imbalance_ratio=0.1, shuffled_sizes=True)
+    ordered_fractions = long_tailed_setting(**options, imbalance_ratio=0.1).kept_fractions()
+    assert sorted(shuffled.kept_fractions()) == sorted(ordered_fractions)
+    assert list(shuffled.kept_fractions()) != list(ordered_fractions)
+    again = long_tailed_setting(**options, imbalance_ratio=0.1, shuffled_sizes=True)
+    assert list(again.kept_fractions()) == list(shuffled.kept_fractions())
+    for ratio in (0.0, 1.5, -0.1):
+        with pytest.raises(ConfigurationError, match="--imbalance_ratio"):
+            long_tailed_setting(**options, imbalance_ratio=ratio)
+
+
+def test_the_long_tailed_setting_is_a_plugin_every_class_incremental_method_runs_on(tmp_path):
+    plugin = str(REPO / "examples" / "long_tailed.py")
+    listed = subprocess.run([sys.executable, str(REPO / "cli.py"), "--plugin", plugin, "--list"],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    line = next(line for line in listed.stdout.splitlines() if "long_tailed_class_incremental" in line)
+    assert "ewc" in line and "rehearsal" in line and "multi_head" not in line
+    out = subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), "--plugin", plugin, "--setting", "long_tailed_class_incremental",
+         "--method", "rehearsal", "--buffer_policy", "prs", "--dataset", "synthetic", "--train_samples", "1000",
+         "--epochs", "1", "--imbalance_ratio", "0.05", "--results_dir", str(tmp_path), "--run_name", "lt"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    seen = json.loads((tmp_path / "lt" / "results.json").read_text())["samples_seen"]
+    assert len(seen) == 5 and seen == sorted(seen, reverse=True) and seen[0] > 5 * seen[-1]
+
+
+def installed_plugin(site: Path, group: str, module: str, source: str) -> dict[str, str]:
+    """A package installed in `site` (a folder put on the path) that declares `module` under the
+    entry point `group`; the environment that makes it visible."""
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{module}_package-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}-package\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{module} = {module}\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_installed_packages_add_settings_and_methods_through_entry_points(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    env = installed_plugin(site, "sylvan.settings", "long_tailed_setting",
+                           (REPO / "examples" / "long_tailed.py").read_text())
+    env = installed_plugin(site, "sylvan.methods", "l2_anchor_method", (REPO / "examples" / "l2_anchor.py").read_text())
+    listed = subprocess.run([sys.executable, str(REPO / "cli.py"), "--list"], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if "long_tailed_class_incremental" in line)
+    assert "l2_anchor" in line
+    (site / "l2_anchor_method.py").write_text("raise ImportError('no module named torchvisionx')\n")
+    broken = subprocess.run([sys.executable, str(REPO / "cli.py"), "--list"], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path, env=env)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert "l2_anchor_method" in broken.stderr and "torchvisionx" in broken.stderr and "uninstall" in broken.stderr

@@ -12,36 +12,22 @@ import importlib
 import importlib.util
 import os
 import re
-import signal
 import sys
-import threading
 import types
 import typing
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from simple_parsing import ArgumentParser
 
-from sylvan.checkpoints import checkpointed_stages, latest_checkpoint
-from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, StoppedBySignal, SylvanError
+from sylvan.checkpoints import latest_checkpoint
+from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError
+from sylvan.experiment import RunOptions, open_tracker, run_experiment, run_to_the_end
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.settings import Setting, get_setting
-from sylvan.tracking import Tracker, default_run_name
-
-
-@dataclass
-class RunOptions:
-    """Where and how a run's outputs are written."""
-
-    results_dir: str = "results"  # folder that receives one sub-folder per run
-    run_name: Optional[str] = None  # name of the run's folder (default: setting-method-time)
-    wandb_project: Optional[str] = None  # log to this Weights & Biases project (offline without credentials)
-    wandb_entity: Optional[str] = None  # W&B entity (team or user)
-    save_checkpoints: bool = True  # save the method's state after each task
 
 
 def _names_parser() -> argparse.ArgumentParser:
@@ -105,13 +91,6 @@ def recorded_plugins(config: dict[str, Any], source: str) -> list[str]:
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigurationError(f"{source}: `plugins` must be a list of files or module names, got {plugins!r}")
     return plugins
-
-
-def plugin_reference(plugin: str) -> str:
-    """How a run's config.yaml records a plugin: a file by its absolute path, so that the run
-    can be resumed or reproduced from any folder; a module by its name."""
-    path = Path(plugin).expanduser()
-    return str(path.resolve()) if path.suffix == ".py" else plugin
 
 
 def load_run_plugins(given: Sequence[str], config: dict[str, Any], source: str) -> list[str]:
@@ -312,93 +291,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     setting: Setting = args.setting_options
     method: Method = args.method_options
     options: RunOptions = args.run
-    resolved = {
-        "setting": setting_cls.name,
-        "method": method_cls.name,
-        "setting_options": asdict(setting),
-        "method_options": method.hparams(),
-        "run": asdict(options),
-    }
-    if plugins:
-        resolved["plugins"] = [plugin_reference(plugin) for plugin in plugins]
-    method.validate_for(setting)  # before anything is written
     if not getattr(setting, "is_writer", True):  # a data-parallel worker other than 0: no outputs
         try:
-            setting.apply(method, None)
+            run_experiment(setting, method, options, plugins)
         except KeyboardInterrupt:  # worker 0 says what was kept
             return 130
         return 0
-    setting.prepare_data()  # missing data is refused before the run's folder exists
-    tracker = open_tracker(options, options.run_name or default_run_name(setting_cls.name, method_cls.name), resolved)
-    print(f"[sylvan] {method_cls.name} on {setting_cls.name}, results in {tracker.run_dir}", flush=True)
-    return run_to_the_end(setting, method, tracker)
-
-
-@contextmanager
-def sigterm_stops_the_run() -> Iterator[None]:
-    """While the run trains, SIGTERM (a cluster's scheduler ending or preempting the job)
-    raises `StoppedBySignal`, as Ctrl-C raises KeyboardInterrupt, wherever the run is: between
-    tasks too, where no Lightning handler is installed and the process would otherwise die
-    without a word. A handler someone else installed is left in place."""
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise StoppedBySignal(signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_from: Any = None) -> int:
-    """Apply `method` to `setting` (after the checkpoint `resume_from`, if given) and write the
-    final results. Stopped by a signal (Ctrl-C, or SIGTERM from a cluster's scheduler), raise
-    `RunInterrupted` saying what is kept and how to continue: results and checkpoints are
-    written after every task, so only the task that was training is lost."""
-    try:
-        with sigterm_stops_the_run():
-            results = setting.apply(method, tracker, resume=resume_from)
-    except KeyboardInterrupt as stop:  # Ctrl-C, or a StoppedBySignal from the Trainer
-        number = getattr(stop, "signal_number", signal.SIGINT)
-        run_dir = tracker.run_dir
-        cause = "stopped by SIGTERM" if number == signal.SIGTERM else "interrupted"
-        message = f"{cause}; the results of the tasks finished so far are in {run_dir}"
-        if checkpointed_stages(run_dir) and resumable(setting, method):
-            message += f"; continue the run with: sylvan --resume {run_dir}"
-        raise RunInterrupted(message, 128 + number) from None
-    tracker.finish(results)
+    run_experiment(setting, method, options, plugins)
     return 0
-
-
-def resumable(setting: Setting, method: Method) -> bool:
-    """Whether `sylvan --resume` accepts runs of this setting and method."""
-    try:
-        setting.check_resumable()
-        method.check_resumable()
-    except ConfigurationError:
-        return False
-    return True
-
-
-def open_tracker(options: RunOptions, run_name: str, config: dict[str, Any], resume_dir: Path | None = None) -> Tracker:
-    """The run's tracker (its folder, logs, W&B) with the run options; a folder that cannot be
-    written is a message, not a traceback."""
-    try:
-        return Tracker(
-            options.results_dir, run_name, config, wandb_project=options.wandb_project,
-            wandb_entity=options.wandb_entity, save_checkpoints=options.save_checkpoints, resume_dir=resume_dir,
-        )
-    except OSError as error:
-        where = resume_dir if resume_dir is not None else f"under --results_dir {options.results_dir}"
-        raise ConfigurationError(
-            f"cannot write the run's folder {where} ({error}); give a folder that can be written"
-        ) from error
 
 
 def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
@@ -422,7 +322,8 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     tracker = open_tracker(options, run_dir.name, config, resume_dir=run_dir)
     print(f"[sylvan] resuming {method_cls.name} on {setting_cls.name} after stage {checkpoint.stage + 1}, "
           f"results in {run_dir}", flush=True)
-    return run_to_the_end(setting, method, tracker, resume_from=checkpoint)
+    run_to_the_end(setting, method, tracker, resume_from=checkpoint)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -78,6 +78,7 @@ class Tracker:
         config: dict[str, Any],
         wandb_project: str | None = None,
         wandb_entity: str | None = None,
+        wandb_group: str | None = None,
         save_checkpoints: bool = True,
         verbose: bool = True,
         resume_dir: str | Path | None = None,
@@ -102,7 +103,8 @@ class Tracker:
         self.wandb_run = None
         if wandb_project:
             self.wandb_run = start_wandb(wandb_project, wandb_entity, run_name, config, self.run_dir,
-                                         run_id=recorded_wandb_run_id(self.run_dir) if resume_dir else None)
+                                         run_id=recorded_wandb_run_id(self.run_dir) if resume_dir else None,
+                                         group=wandb_group)
             write_json(self.run_dir / WANDB_RUN_FILE, {"id": self.wandb_run.id})
 
     def state(self) -> dict[str, Any]:
@@ -232,7 +234,8 @@ def recorded_wandb_run_id(run_dir: Path) -> str | None:
 
 
 def start_wandb(
-    project: str, entity: str | None, name: str, config: dict[str, Any], run_dir: Path, run_id: str | None = None
+    project: str, entity: str | None, name: str, config: dict[str, Any], run_dir: Path, run_id: str | None = None,
+    group: str | None = None,
 ) -> Any:
     """Start a W&B run; offline when there are no credentials (or WANDB_MODE says so), and
     falling back to offline when the service cannot be reached. With `run_id` (a resumed run),
@@ -245,7 +248,8 @@ def start_wandb(
     if mode is None:
         has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
         mode = "online" if has_key else "offline"
-    kwargs = dict(project=project, entity=entity, name=name, config=config, dir=str(run_dir), reinit="finish_previous")
+    kwargs = dict(project=project, entity=entity, group=group, name=name, config=config, dir=str(run_dir),
+                  reinit="finish_previous")
     if run_id is not None:
         kwargs.update(id=run_id, resume="allow")
     try:

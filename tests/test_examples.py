@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import os
@@ -125,3 +126,29 @@ def test_installed_packages_add_settings_and_methods_through_entry_points(tmp_pa
                             timeout=300, cwd=tmp_path, env=env)
     assert broken.returncode == 2 and "Traceback" not in broken.stderr
     assert "l2_anchor_method" in broken.stderr and "torchvisionx" in broken.stderr and "uninstall" in broken.stderr
+
+
+@pytest.mark.slow
+def test_a_grid_from_python_logs_each_run_to_one_wandb_group_and_summarizes_it(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "wandb_grid.py"), "--dataset", "synthetic", "--train_samples", "300",
+         "--seeds", "0", "1", "--buffer_sizes", "50", "--results_dir", str(tmp_path), "--grid_name", "g",
+         "--wandb_project", "sylvan-test"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    grid = tmp_path / "g"
+    runs = sorted(p.name for p in grid.iterdir() if p.is_dir())
+    assert runs == ["class_balanced-50-seed0", "class_balanced-50-seed1", "reservoir-50-seed0", "reservoir-50-seed1"]
+    for run in runs:
+        assert list((grid / run / "wandb").glob("offline-run-*")), run
+    with open(grid / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert [(row["policy"], row["buffer_size"], row["seeds"]) for row in summary] == [
+        ("reservoir", "50", "2"), ("class_balanced", "50", "2")]
+    seeds = [json.loads((grid / f"reservoir-50-seed{s}" / "results.json").read_text())["final_average_accuracy"]
+             for s in (0, 1)]
+    mean = 100 * (seeds[0] + seeds[1]) / 2
+    assert summary[0]["final_average_accuracy"].startswith(f"{mean:.2f} ± ")
+    assert "reservoir" in out.stdout.splitlines()[-3]

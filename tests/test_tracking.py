@@ -120,8 +120,9 @@ def test_a_resumed_run_logs_into_the_same_wandb_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     config = {"setting": "class_incremental"}
-    first = Tracker(tmp_path, "wb", config, wandb_project="sylvan-test", verbose=False)
+    first = Tracker(tmp_path, "wb", config, wandb_project="sylvan-test", wandb_group="sweep-1", verbose=False)
     run_id = first.wandb_run.id
+    assert first.wandb_run.group == "sweep-1"
     first.wandb_run.finish()
     assert recorded_wandb_run_id(first.run_dir) == run_id
     resumed = Tracker(tmp_path, "wb", config, wandb_project="sylvan-test", verbose=False, resume_dir=first.run_dir)

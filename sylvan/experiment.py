@@ -1,0 +1,202 @@
+"""Running an experiment: one setting, one method, a run folder (and W&B), from Python or the
+command line alike.
+
+    from sylvan.experiment import RunOptions, run_experiment
+    from sylvan.methods import Rehearsal
+    from sylvan.settings import ClassIncrementalSetting
+
+    results = run_experiment(ClassIncrementalSetting(dataset="digits", seed=1),
+                             Rehearsal(buffer_size=500, buffer_policy="class_balanced"),
+                             RunOptions(results_dir="results", run_name="cb-500"))
+    print(results.final_average_accuracy)
+
+The run folder is the one `sylvan --setting ... --method ...` writes, `config.yaml` included, so
+a run started from Python is reproduced with `sylvan --config_path` and continued with
+`sylvan --resume`.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib.machinery import PathFinder
+from pathlib import Path
+from typing import Any, Optional
+
+from sylvan.checkpoints import checkpointed_stages
+from sylvan.errors import ConfigurationError, RunInterrupted, StoppedBySignal
+from sylvan.methods import Method, check_applicable
+from sylvan.metrics import Results
+from sylvan.settings import Setting
+from sylvan.tracking import Tracker, default_run_name
+
+
+@dataclass
+class RunOptions:
+    """Where and how a run's outputs are written."""
+
+    results_dir: str = "results"  # folder that receives one sub-folder per run
+    run_name: Optional[str] = None  # name of the run's folder (default: setting-method-time)
+    wandb_project: Optional[str] = None  # log to this Weights & Biases project (offline without credentials)
+    wandb_entity: Optional[str] = None  # W&B entity (team or user)
+    wandb_group: Optional[str] = None  # W&B group the run joins (the runs of one sweep or comparison)
+    save_checkpoints: bool = True  # save the method's state after each task
+
+
+def run_config(setting: Setting, method: Method, options: RunOptions, plugins: Sequence[str] = ()) -> dict[str, Any]:
+    """The configuration a run records in its `config.yaml`: what `--config_path` reloads and
+    `--resume` continues (plugin files by absolute path, so that any folder can load them)."""
+    config: dict[str, Any] = {
+        "setting": type(setting).name,
+        "method": type(method).name,
+        "setting_options": asdict(setting),
+        "method_options": method.hparams(),
+        "run": asdict(options),
+    }
+    if plugins:
+        config["plugins"] = [plugin_reference(plugin) for plugin in plugins]
+    return config
+
+
+def plugin_reference(plugin: str) -> str:
+    """How a run's config.yaml records a plugin: a file by its absolute path, so that the run
+    can be resumed or reproduced from any folder; a module by its name."""
+    path = Path(plugin).expanduser()
+    return str(path.resolve()) if path.suffix == ".py" else plugin
+
+
+def defining_plugins(*objects: Any) -> list[str]:
+    """The plugins that define the classes of `objects`, where those are not sylvan's own: the
+    module's name where it can be imported by that name, else its file (a script, or a file
+    loaded by path). A class defined where no file holds it (an interactive session) has none."""
+    plugins: list[str] = []
+    for obj in objects:
+        module = sys.modules.get(type(obj).__module__)
+        name = getattr(module, "__name__", "")
+        if module is None or name == "sylvan" or name.startswith("sylvan."):
+            continue
+        file = getattr(module, "__file__", None)
+        if file is not None and name != "__main__" and importable_from_path(name, file):
+            reference = name
+        elif file is not None:
+            reference = str(Path(file).resolve())
+        else:
+            continue
+        if reference not in plugins:
+            plugins.append(reference)
+    return plugins
+
+
+def importable_from_path(name: str, file: str) -> bool:
+    """Whether `import name` in a new process (same sys.path) finds `file`: searched on the path,
+    not in `sys.modules`, where a module loaded from a file under any name is found too."""
+    search_path = None
+    spec = None
+    parts = name.split(".")
+    for depth in range(1, len(parts) + 1):
+        try:
+            spec = PathFinder.find_spec(".".join(parts[:depth]), search_path)
+        except (ImportError, ValueError):
+            return False
+        if spec is None:
+            return False
+        search_path = spec.submodule_search_locations
+    return spec is not None and spec.origin is not None and Path(spec.origin).resolve() == Path(file).resolve()
+
+
+def run_experiment(
+    setting: Setting, method: Method, options: RunOptions | None = None, plugins: Sequence[str] | None = None
+) -> Results | None:
+    """Train and evaluate `method` on `setting`, writing the run's folder as it goes (results
+    after every task, then plots and the console table) and, with `options.wandb_project`, W&B.
+    `plugins`: the files or modules that define the setting or method where they are not built
+    in, recorded in `config.yaml` for `--config_path` and `--resume`; by default, those that
+    define their classes (`defining_plugins`). Returns the results; None on a data-parallel
+    worker other than worker 0, which writes nothing. Stopped by Ctrl-C or SIGTERM:
+    `RunInterrupted`, whose message says what was kept and how to continue."""
+    options = options if options is not None else RunOptions()
+    plugins = defining_plugins(setting, method) if plugins is None else plugins
+    check_applicable(type(method), type(setting))
+    method.validate_for(setting)  # before anything is written
+    if not getattr(setting, "is_writer", True):
+        setting.apply(method, None)
+        return None
+    setting.prepare_data()  # missing data is refused before the run's folder exists
+    run_name = options.run_name or default_run_name(type(setting).name, type(method).name)
+    tracker = open_tracker(options, run_name, run_config(setting, method, options, plugins))
+    print(f"[sylvan] {type(method).name} on {type(setting).name}, results in {tracker.run_dir}", flush=True)
+    return run_to_the_end(setting, method, tracker)
+
+
+@contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """While the run trains, SIGTERM (a cluster's scheduler ending or preempting the job)
+    raises `StoppedBySignal`, as Ctrl-C raises KeyboardInterrupt, wherever the run is: between
+    tasks too, where no Lightning handler is installed and the process would otherwise die
+    without a word. A handler someone else installed is left in place."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise StoppedBySignal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_from: Any = None) -> Results:
+    """Apply `method` to `setting` (after the checkpoint `resume_from`, if given) and write the
+    final results. Stopped by a signal (Ctrl-C, or SIGTERM from a cluster's scheduler), raise
+    `RunInterrupted` saying what is kept and how to continue: results and checkpoints are
+    written after every task, so only the task that was training is lost."""
+    try:
+        with sigterm_stops_the_run():
+            results = setting.apply(method, tracker, resume=resume_from)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or a StoppedBySignal from the Trainer
+        number = getattr(stop, "signal_number", signal.SIGINT)
+        run_dir = tracker.run_dir
+        cause = "stopped by SIGTERM" if number == signal.SIGTERM else "interrupted"
+        message = f"{cause}; the results of the tasks finished so far are in {run_dir}"
+        if checkpointed_stages(run_dir) and resumable(setting, method):
+            message += f"; continue the run with: sylvan --resume {run_dir}"
+        raise RunInterrupted(message, 128 + number) from None
+    tracker.finish(results)
+    return results
+
+
+def resumable(setting: Setting, method: Method) -> bool:
+    """Whether `sylvan --resume` accepts runs of this setting and method."""
+    try:
+        setting.check_resumable()
+        method.check_resumable()
+    except ConfigurationError:
+        return False
+    return True
+
+
+def open_tracker(options: RunOptions, run_name: str, config: dict[str, Any], resume_dir: Path | None = None) -> Tracker:
+    """The run's tracker (its folder, logs, W&B) with the run options; a folder that cannot be
+    written is a message, not a traceback."""
+    try:
+        return Tracker(
+            options.results_dir, run_name, config, wandb_project=options.wandb_project,
+            wandb_entity=options.wandb_entity, wandb_group=options.wandb_group,
+            save_checkpoints=options.save_checkpoints, resume_dir=resume_dir,
+        )
+    except OSError as error:
+        where = resume_dir if resume_dir is not None else f"under --results_dir {options.results_dir}"
+        raise ConfigurationError(
+            f"cannot write the run's folder {where} ({error}); give a folder that can be written"
+        ) from error
+
+

@@ -1,0 +1,67 @@
+"""Running experiments from Python: the same run folder as the command line, reproducible and
+resumable by it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from sylvan.errors import InapplicableMethodError
+from sylvan.experiment import RunOptions, defining_plugins, run_experiment
+from sylvan.methods import EWC, METHODS, Naive, Rehearsal
+from sylvan.settings import ClassIncrementalSetting, OnlineSetting
+from tests.conftest import REPO, tiny_options
+
+
+@pytest.fixture
+def l2_anchor_module():
+    """examples/l2_anchor.py loaded from its file, as a script or notebook would, and
+    unregistered afterwards."""
+    registered = dict(METHODS)
+    spec = importlib.util.spec_from_file_location("l2_anchor_from_file", REPO / "examples" / "l2_anchor.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+        METHODS.clear()
+        METHODS.update(registered)
+
+
+def test_a_run_from_python_is_reproduced_by_the_command_line(tmp_path, l2_anchor_module):
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
+    method = l2_anchor_module.L2Anchor(strength=0.5)
+    results = run_experiment(setting, method, RunOptions(results_dir=str(tmp_path), run_name="api"))
+    run_dir = tmp_path / "api"
+    written = json.loads((run_dir / "results.json").read_text())
+    assert written["accuracy_matrix"] == results.accuracy_matrix and len(results.accuracy_matrix) == 2
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    # the method's file is recorded, so the command line loads it without --plugin
+    assert config["plugins"] == [str((REPO / "examples" / "l2_anchor.py").resolve())]
+    assert config["method_options"]["strength"] == 0.5 and config["run"]["run_name"] == "api"
+    again = subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), "--config_path", str(run_dir / "config.yaml"),
+         "--results_dir", str(tmp_path), "--run_name", "cli"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "cli" / "results.json").read_text()) == written
+
+
+def test_built_in_classes_need_no_plugin_and_an_inapplicable_pair_writes_nothing(tmp_path):
+    assert defining_plugins(OnlineSetting(), Rehearsal()) == []
+    with pytest.raises(InapplicableMethodError):
+        run_experiment(OnlineSetting(**tiny_options(OnlineSetting)), EWC(), RunOptions(results_dir=str(tmp_path)))
+    assert not any(tmp_path.iterdir())
+    results = run_experiment(OnlineSetting(**tiny_options(OnlineSetting)), Naive(),
+                             RunOptions(results_dir=str(tmp_path), run_name="online", save_checkpoints=False))
+    assert results.online_accuracy is not None
+    assert "plugins" not in yaml.safe_load((tmp_path / "online" / "config.yaml").read_text())
+    assert not (tmp_path / "online" / "checkpoints").exists()

@@ -291,13 +291,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     setting: Setting = args.setting_options
     method: Method = args.method_options
     options: RunOptions = args.run
-    if not getattr(setting, "is_writer", True):  # a data-parallel worker other than 0: no outputs
-        try:
-            run_experiment(setting, method, options, plugins)
-        except KeyboardInterrupt:  # worker 0 says what was kept
-            return 130
-        return 0
-    run_experiment(setting, method, options, plugins)
+    try:
+        run_experiment(setting, method, options, plugins)
+    except KeyboardInterrupt:
+        if getattr(setting, "is_writer", True):
+            raise
+        return 130  # a data-parallel worker other than 0, which writes nothing: worker 0 says what was kept
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,25 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
             yield module
     finally:
         module.train(was_training)
+
+
+class SigtermStopsTraining(L.Callback):
+    """Once the `Trainer` has installed its signal handlers, make SIGTERM stop training the way
+    Ctrl-C does (a `StoppedBySignal`, which Lightning shuts down on like a KeyboardInterrupt).
+
+    Lightning's own SIGTERM handler broadcasts a tensor from inside the handler when training
+    is data-parallel. A scheduler signals every worker at once, and each runs that broadcast
+    wherever its step happens to be, against the other workers' unrelated collectives: the
+    workers then wait on one another until the process group times out. The `Trainer` puts
+    back the handler that was there before (the command line's) when the fit ends."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_stopped_by_sigterm)
+
+
+def _raise_stopped_by_sigterm(signum: int, frame: Any) -> None:
+    raise StoppedBySignal(signum)
 
 
 class Batch(NamedTuple):
@@ -197,6 +217,7 @@ class SupervisedMethod(Method):
             kwargs["max_epochs"] = epochs
         if not measure_online:
             kwargs["callbacks"] = [c for c in kwargs["callbacks"] if not getattr(c, "measures_stream", False)]
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), SigtermStopsTraining()]
         trainer = L.Trainer(**kwargs)
         try:
             trainer.fit(self.learner, train_dataloaders=train_data, val_dataloaders=val_data)

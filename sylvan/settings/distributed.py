@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,7 +13,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 
-from sylvan.errors import ConfigurationError, RunFailedError
+from sylvan.errors import ConfigurationError, RunFailedError, StoppedBySignal
 from sylvan.metrics import Results
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 from sylvan.settings.streams import TaskData
@@ -155,6 +156,9 @@ class DistributedSetting(ClassIncrementalSetting):
         except Exception as error:
             if self.world_size == 1 or not _is_distributed_failure(error):
                 raise
+            stop = _interruption_behind(error)
+            if stop is not None:  # stopped by a signal; the broken connection came of it
+                raise stop from None
             raise RunFailedError(self._describe_failure(error)) from error
 
     def _describe_failure(self, error: BaseException) -> str:
@@ -171,6 +175,20 @@ class DistributedSetting(ClassIncrementalSetting):
             lines.append(f"worker {child_rank} {state}.")
         lines.append("Results of the tasks finished before the failure are in the run folder.")
         return " ".join(lines)
+
+
+def _interruption_behind(error: BaseException) -> StoppedBySignal | None:
+    """The signal that stopped this worker, where `error` was raised while the worker was
+    shutting down on it: a signal reaches every worker at once, and one whose peers stop first
+    sees their connections break as it tears its own training down."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, KeyboardInterrupt):
+            return cause if isinstance(cause, StoppedBySignal) else StoppedBySignal(signal.SIGINT)
+        cause = cause.__context__ or cause.__cause__
+    return None
 
 
 def _is_distributed_failure(error: BaseException) -> bool:

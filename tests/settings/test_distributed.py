@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -94,3 +99,32 @@ def test_a_dead_worker_stops_the_run_with_a_clear_error(tmp_path):
     assert elapsed < 120
     results = json.loads((tmp_path / "dies" / "results.json").read_text())
     assert len(results["accuracy_matrix"]) == 2 and results["complete"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stop", "status", "said"), [
+    (signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_to_every_worker_stops_the_run_at_once(tmp_path, stop, status, said):
+    """A scheduler signals every process of the job at once. The workers stop within seconds
+    (not after --worker_timeout, as when each ran Lightning's SIGTERM broadcast against the
+    others' collectives), with the signal's status and a message, not a reported failure."""
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "--setting", "distributed", "--method", "rehearsal", "--devices", "2",
+         *COMMON, "--epochs", "30", "--worker_timeout", "600", "--results_dir", str(tmp_path), "--run_name", "stopped"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        for line in process.stdout:
+            if line.startswith("[sylvan] stage 1/5 done"):
+                time.sleep(0.5)  # into task 1's training
+                os.killpg(process.pid, stop)
+                break
+        _, stderr = process.communicate(timeout=90)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == status, stderr
+    assert f"sylvan: {said}; the results of the tasks finished so far are in" in stderr
+    assert "run failed" not in stderr and "Traceback" not in stderr
+    kept = json.loads((tmp_path / "stopped" / "results.json").read_text())
+    assert len(kept["accuracy_matrix"]) >= 1 and not kept["complete"]

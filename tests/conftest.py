@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,11 @@ def isolated_distributed_state():
         dist.destroy_process_group()
     os.environ.clear()
     os.environ.update(environment)
+
+
+def default_signal_handling() -> None:
+    """For a subprocess that a test signals: SIGINT and SIGTERM as a terminal or a scheduler
+    leaves them, whatever this process inherited or a run in it changed (Lightning ignores
+    SIGINT after it has shut a Trainer down on one, and ignored signals stay ignored in children)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

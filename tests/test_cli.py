@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, default_signal_handling
 
 FAST = ["--dataset", "synthetic", "--train_samples", "200", "--nb_tasks", "2", "--progress_bar", "false"]
 
@@ -209,7 +209,7 @@ def test_a_signal_keeps_the_finished_tasks_and_says_how_to_resume(tmp_path, stop
     process = subprocess.Popen(
         [sys.executable, str(REPO / "cli.py"), "--setting", "class_incremental", "--method", "rehearsal",
          "--nb_tasks", "2", "--epochs", "30", "--results_dir", str(tmp_path), "--run_name", "stopped"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signal_handling,
     )
     try:
         for line in process.stdout:

@@ -16,6 +16,7 @@ import torch
 
 from sylvan.errors import ConfigurationError
 from sylvan.settings import ClassIncrementalSetting, DistributedSetting
+from tests.conftest import default_signal_handling
 from tests.test_cli import REPO, sylvan
 
 # CPU workers (gloo) wherever the tests run, a GPU machine included
@@ -111,7 +112,8 @@ def test_a_signal_to_every_worker_stops_the_run_at_once(tmp_path, stop, status, 
     process = subprocess.Popen(
         [sys.executable, str(REPO / "cli.py"), "--setting", "distributed", "--method", "rehearsal", "--devices", "2",
          *COMMON, "--epochs", "30", "--worker_timeout", "600", "--results_dir", str(tmp_path), "--run_name", "stopped"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_signal_handling, start_new_session=True,
     )
     try:
         for line in process.stdout:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SylvanError(Exception):
     """Base class of the mistakes a user can make: the message says what to do instead."""
@@ -39,6 +41,11 @@ class StoppedBySignal(KeyboardInterrupt):
     def __init__(self, signal_number: int) -> None:
         super().__init__(signal_number)
         self.signal_number = signal_number
+
+
+def raise_stopped_by_signal(signum: int, frame: Any) -> None:
+    """A signal handler: stop the run where it is, as Ctrl-C does, saying which signal it was."""
+    raise StoppedBySignal(signum)
 
 
 class RunInterrupted(Exception):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from sylvan.checkpoints import checkpointed_stages
-from sylvan.errors import ConfigurationError, RunInterrupted, StoppedBySignal
+from sylvan.errors import ConfigurationError, RunInterrupted, raise_stopped_by_signal
 from sylvan.methods import Method, check_applicable
 from sylvan.metrics import Results
 from sylvan.settings import Setting
@@ -144,10 +144,7 @@ def sigterm_stops_the_run() -> Iterator[None]:
         yield
         return
 
-    def stop(signum: int, frame: Any) -> None:
-        raise StoppedBySignal(signum)
-
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, raise_stopped_by_signal)
     try:
         yield
     finally:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -58,3 +63,22 @@ def default_signal_handling() -> None:
     SIGINT after it has shut a Trainer down on one, and ignored signals stay ignored in children)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def loaded_from_file(path: Path, registry: dict) -> Iterator[ModuleType]:
+    """The module in `path`, loaded by its file as a plugin, a script or a notebook loads it;
+    the classes it registered in `registry` are removed afterwards (the method x setting matrix
+    is generated from the registries)."""
+    registered = dict(registry)
+    spec = importlib.util.spec_from_file_location(f"loaded_from_file_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+        registry.clear()
+        registry.update(registered)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -16,7 +15,7 @@ import torch
 
 from sylvan.errors import ConfigurationError
 from sylvan.settings import SETTINGS, ClassIncrementalSetting
-from tests.conftest import REPO, tiny_options
+from tests.conftest import REPO, loaded_from_file, tiny_options
 
 
 def run_example(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -43,17 +42,8 @@ def test_the_rehearsal_strategy_serves_a_plain_lightning_project_on_two_workers(
 def long_tailed_setting():
     """The example's setting class, loaded as a plugin is, and unregistered afterwards (the
     method x setting matrix is generated from the registry)."""
-    registered = dict(SETTINGS)
-    spec = importlib.util.spec_from_file_location("long_tailed_example", REPO / "examples" / "long_tailed.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up
-    try:
-        spec.loader.exec_module(module)
+    with loaded_from_file(REPO / "examples" / "long_tailed.py", SETTINGS) as module:
         yield module.LongTailedClassIncrementalSetting
-    finally:
-        del sys.modules[spec.name]
-        SETTINGS.clear()
-        SETTINGS.update(registered)
 
 
 def test_the_long_tailed_setting_keeps_an_exponential_profile_of_each_class(long_tailed_setting):

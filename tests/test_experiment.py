@@ -3,7 +3,6 @@ resumable by it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,24 +14,15 @@ from sylvan.errors import InapplicableMethodError
 from sylvan.experiment import RunOptions, defining_plugins, run_experiment
 from sylvan.methods import EWC, METHODS, Naive, Rehearsal
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
-from tests.conftest import REPO, tiny_options
+from tests.conftest import REPO, loaded_from_file, tiny_options
 
 
 @pytest.fixture
 def l2_anchor_module():
     """examples/l2_anchor.py loaded from its file, as a script or notebook would, and
     unregistered afterwards."""
-    registered = dict(METHODS)
-    spec = importlib.util.spec_from_file_location("l2_anchor_from_file", REPO / "examples" / "l2_anchor.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with loaded_from_file(REPO / "examples" / "l2_anchor.py", METHODS) as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
-        METHODS.clear()
-        METHODS.update(registered)
 
 
 def test_a_run_from_python_is_reproduced_by_the_command_line(tmp_path, l2_anchor_module):

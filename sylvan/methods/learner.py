@@ -24,7 +24,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from sylvan.errors import ConfigurationError, StoppedBySignal, unknown_name
+from sylvan.errors import ConfigurationError, StoppedBySignal, raise_stopped_by_signal, unknown_name
 from sylvan.methods.base import Method
 from sylvan.minibatches import minibatch_loader
 from sylvan.models import BACKBONES, build_backbone
@@ -62,11 +62,7 @@ class SigtermStopsTraining(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _raise_stopped_by_sigterm)
-
-
-def _raise_stopped_by_sigterm(signum: int, frame: Any) -> None:
-    raise StoppedBySignal(signum)
+            signal.signal(signal.SIGTERM, raise_stopped_by_signal)
 
 
 class Batch(NamedTuple):

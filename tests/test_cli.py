@@ -107,6 +107,8 @@ def test_help_shows_setting_and_method_options():
     (["--setting", "online"], "missing --method"),
     (["--setting", "online", "--method", "naive", "--config_path", "/nonexistent.yaml"], "config_path"),
     (["--setting", "online", "--method", "naive", "--backbone", "vit"], "valid backbones"),
+    (["--setting", "online", "--method", "naive", "--augmentation", "cutout"], "valid augmentations"),
+    (["--setting", "online", "--method", "naive", "--crop_padding", "-1"], "--crop_padding"),
     pytest.param(["--setting", "online", "--method", "naive", "--accelerator", "gpu"], "use --accelerator cpu",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])

@@ -43,9 +43,9 @@ class InterruptingTracker(Tracker):
             raise Interrupted
 
 
-def build(method_name: str):
+def build(method_name: str, **options):
     setting_cls = SETTINGS[SETTING_OF[method_name]]
-    setting = setting_cls(**{**tiny_options(setting_cls), "nb_tasks": 3, "seed": 5})
+    setting = setting_cls(**{**tiny_options(setting_cls), "nb_tasks": 3, "seed": 5, **options})
     return setting, METHODS[method_name]()
 
 
@@ -67,17 +67,28 @@ def file_or_none(path: Path) -> str | None:
 
 @pytest.mark.parametrize("method_name", sorted(METHODS))
 def test_resumed_run_equals_uninterrupted_run(tmp_path, method_name):
-    setting, method = build(method_name)
+    assert_resumed_run_equals_uninterrupted_run(tmp_path, method_name)
+
+
+@pytest.mark.parametrize("method_name", ["rehearsal", "gdumb"])
+def test_resumed_run_with_augmentation_equals_uninterrupted_run(tmp_path, method_name):
+    """The augmentation's generator is part of the checkpoint: the resumed run draws the same
+    crops and flips as the run that was never stopped."""
+    assert_resumed_run_equals_uninterrupted_run(tmp_path, method_name, augmentation="crop_flip", crop_padding=2)
+
+
+def assert_resumed_run_equals_uninterrupted_run(tmp_path: Path, method_name: str, **options) -> None:
+    setting, method = build(method_name, **options)
     full = Tracker(tmp_path, "full", {}, verbose=False)
     full.write_results(setting.apply(method, full))
 
-    setting, method = build(method_name)
+    setting, method = build(method_name, **options)
     cut = InterruptingTracker(tmp_path, "cut", {}, verbose=False)
     with pytest.raises(Interrupted):
         setting.apply(method, cut)
     assert not json.loads((cut.run_dir / "results.json").read_text())["complete"]
 
-    setting, method = build(method_name)
+    setting, method = build(method_name, **options)
     fits = fits_counted(method)
     resumed = Tracker(tmp_path, "ignored", {}, verbose=False, resume_dir=cut.run_dir)
     results = setting.apply(method, resumed, resume=latest_checkpoint(cut.run_dir))

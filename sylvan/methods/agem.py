@@ -80,7 +80,7 @@ class AGEM(SupervisedMethod):
         reference = self.memory.sample(self.reference_batch_size)
         if reference:
             parameters = [p for p in self.model.parameters() if p.requires_grad]
-            reference_loss = F.cross_entropy(self.learner(reference["x"]), reference["y"])
+            reference_loss = F.cross_entropy(self.learner(self.augment_inputs(reference["x"])), reference["y"])
             self._reference = list(torch.autograd.grad(reference_loss, parameters, allow_unused=True))
         self._task_samples.add(**batch.fields())
         return F.cross_entropy(self.learner(batch.x), batch.y)

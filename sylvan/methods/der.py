@@ -40,7 +40,7 @@ class DER(ReplayMethod):
     def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
         """The replayed groups of this step, each with its own draw from the buffer: DER draws
         one group (its logits are matched), DER++ a second one (its labels are learned)."""
-        replay = self.buffer.sample(self.replay_count(len(batch.y)))
+        replay = self.draw_replay(self.replay_count(len(batch.y)))
         return [(self.alpha, replay)] if replay else []
 
     def replay_loss(self, index: int, logits: torch.Tensor, replay: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -31,7 +31,7 @@ class DERPlusPlus(DER):
     def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
         groups = super().replay_terms(batch)
         if groups:
-            second = self.buffer.sample(self.replay_count(len(batch.y)))
+            second = self.draw_replay(self.replay_count(len(batch.y)))
             groups.append((self.beta, second))
         return groups
 

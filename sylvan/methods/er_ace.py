@@ -32,7 +32,7 @@ class ERACE(ReplayMethod):
     replay_size: int = 10  # r: samples replayed with each minibatch (0: as many as the batch size)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        replay = self.buffer.sample(self.replay_count(len(batch.y)))
+        replay = self.draw_replay(self.replay_count(len(batch.y)))
         x = torch.cat([batch.x, replay["x"]]) if replay else batch.x
         logits, features = self.forward(x)
         new = logits[: len(batch.y)]

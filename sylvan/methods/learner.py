@@ -66,15 +66,18 @@ class SigtermStopsTraining(L.Callback):
 
 
 class Batch(NamedTuple):
-    """A training minibatch: inputs, labels, and task labels where the setting gives them."""
+    """A training minibatch: inputs, labels, and task labels where the setting gives them.
+    Where the setting augments inputs, `x` is what the network trains on and `stored_x` the
+    inputs as they came, which is what a buffer keeps."""
 
     x: torch.Tensor
     y: torch.Tensor
     t: torch.Tensor | None = None
+    stored_x: torch.Tensor | None = None
 
     def fields(self) -> dict[str, torch.Tensor]:
-        """The batch as named tensors (what a rehearsal buffer stores)."""
-        out = {"x": self.x, "y": self.y}
+        """The batch as named tensors (what a rehearsal buffer stores: inputs not augmented)."""
+        out = {"x": self.x if self.stored_x is None else self.stored_x, "y": self.y}
         if self.t is not None:
             out["t"] = self.t
         return out
@@ -109,9 +112,12 @@ class Learner(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         batch = Batch(*batch)
+        method = self.method[0]
+        if method.augmentation is not None:
+            batch = batch._replace(x=method.augment_inputs(batch.x), stored_x=batch.x)
         if batch.t is not None:
             self.task_classes[batch.t, batch.y] = True
-        loss = self.method[0].training_step(batch)
+        loss = method.training_step(batch)
         if self.writes_logs_this_step():
             self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch.y))
         return loss
@@ -148,6 +154,8 @@ class SupervisedMethod(Method):
     weight_decay: float = 0.0  # L2 penalty
     backbone: str = ""  # network: mlp, mlp_400, cnn, resnet18, resnet18_reduced (default: the dataset's)
 
+    augmentation = None  # not a field: the setting's training augmentation, set by `configure`
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "lr", strict=True)
@@ -162,6 +170,15 @@ class SupervisedMethod(Method):
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self.learner = self.build_learner()
+        # the setting's training augmentation: the learner applies it to every training batch,
+        # methods to the samples they replay (`augment_inputs`)
+        self.augmentation = setting.train_augmentation()
+
+    def augment_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` augmented as the setting asks (a fresh draw per sample and call), for inputs a
+        method trains on besides the minibatch, e.g. samples replayed from a buffer; `x` itself
+        where the setting does not augment."""
+        return x if self.augmentation is None else self.augmentation(x)
 
     def build_model(self) -> nn.Module:
         """A fresh backbone for the setting's input shape and classes."""
@@ -251,10 +268,15 @@ class SupervisedMethod(Method):
         return scores.masked_fill(~allowed & allowed.any(1, keepdim=True), float("-inf"))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.learner.state_dict()}
+        state = {"model": self.learner.state_dict()}
+        if self.augmentation is not None:  # its generator: a resumed run draws the same crops
+            state["augmentation"] = self.augmentation.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.learner.load_state_dict(state["model"])
+        if self.augmentation is not None:
+            self.augmentation.load_state_dict(state["augmentation"])
 
 
 def dataset_tensors(dataset: Dataset, batch_size: int = 4096) -> tuple[torch.Tensor, ...]:

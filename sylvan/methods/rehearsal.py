@@ -53,7 +53,7 @@ class Rehearsal(ReplayMethod):
     def training_step(self, batch: Batch) -> torch.Tensor:
         if self._global_replay is not None:  # the strategy already joined the replay
             return F.cross_entropy(self.learner(batch.x), batch.y)
-        replay = self.buffer.sample(self.replay_count(len(batch.y)))
+        replay = self.draw_replay(self.replay_count(len(batch.y)))
         x, y = batch.x, batch.y
         if replay:
             x, y = torch.cat([x, replay["x"]]), torch.cat([y, replay["y"]])

@@ -46,6 +46,14 @@ class ReplayMethod(SupervisedMethod):
     def replay_count(self, batch_size: int) -> int:
         return self.replay_size or batch_size
 
+    def draw_replay(self, n: int) -> dict[str, torch.Tensor]:
+        """Up to `n` samples drawn from the buffer (every stored field; {} while it is empty), their
+        inputs augmented as the setting augments the minibatch: each replay is a fresh view."""
+        replay = self.buffer.sample(n)
+        if replay and self.augmentation is not None:
+            replay["x"] = self.augment_inputs(replay["x"])
+        return replay
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits of `x` and, when the buffer policy stores features, the features they come
         from (one forward pass gives both)."""

@@ -36,6 +36,7 @@ class DatasetSpec:
     load: Loader
     downloads: bool = False
     files_hint: str = ""
+    augmentation: str = "none"  # the standard training augmentation of its benchmarks (settings/augmentation.py)
 
 
 def _digits(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
@@ -125,11 +126,11 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             "cifar10", (3, 32, 32), 10, "resnet18",
-            _torchvision("CIFAR10", "cifar10", "cifar-10-batches-py/"), downloads=True,
+            _torchvision("CIFAR10", "cifar10", "cifar-10-batches-py/"), downloads=True, augmentation="crop_flip",
         ),
         DatasetSpec(
             "cifar100", (3, 32, 32), 100, "resnet18",
-            _torchvision("CIFAR100", "cifar100", "cifar-100-python/"), downloads=True,
+            _torchvision("CIFAR100", "cifar100", "cifar-100-python/"), downloads=True, augmentation="crop_flip",
         ),
     )
 }

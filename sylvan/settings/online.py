@@ -21,9 +21,10 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.checkpoints import RunCheckpoint, restore_rng_states, rng_states
-from sylvan.errors import ConfigurationError, InapplicableMethodError
+from sylvan.errors import ConfigurationError, InapplicableMethodError, unknown_name
 from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
+from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
 from sylvan.settings.base import Setting
 from sylvan.settings.datasets import DatasetSpec, get_dataset
 from sylvan.settings.streams import TaskData, build_tasks, subsample
@@ -88,6 +89,12 @@ class OnlineSetting(Setting):
     # default only when the output is a terminal (a log file gets a line per task instead)
     progress_bar: Optional[bool] = field(default=None, metadata={"custom_args": {"const": True}})
     eval_batch_size: int = 1024  # samples per forward pass at evaluation
+    # input augmentation at training time, drawn afresh each time a sample is trained on (new and
+    # replayed samples; never at evaluation, never in what a buffer stores): default (the
+    # dataset's standard one: crop_flip for CIFAR, none for the others), none, or crop_flip (a
+    # random crop of the image zero-padded by --crop_padding pixels, and a random horizontal flip)
+    augmentation: str = "default"
+    crop_padding: int = 4  # crop_flip: pixels of zero padding around the image before the random crop
 
     # Set by `apply` for the duration of a run (plain attributes, not fields).
     _tracker = None
@@ -121,6 +128,15 @@ class OnlineSetting(Setting):
             raise ConfigurationError(
                 f"--class_order must be a permutation of 0..{spec.num_classes - 1}"
             )
+        if self.augmentation not in ("default", *AUGMENTATIONS):
+            raise unknown_name("augmentation", self.augmentation, ["default", *AUGMENTATIONS])
+        if self.crop_padding < 0:
+            raise ConfigurationError(f"--crop_padding must be >= 0, got {self.crop_padding}")
+        if self.resolved_augmentation == "crop_flip" and len(spec.input_shape) != 3:
+            raise ConfigurationError(
+                f"--augmentation crop_flip needs images (channels, height, width); {self.dataset} samples "
+                f"have shape {spec.input_shape}"
+            )
 
     # ----- the data -----------------------------------------------------------------------
 
@@ -131,6 +147,16 @@ class OnlineSetting(Setting):
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.dataset_spec.input_shape
+
+    @property
+    def resolved_augmentation(self) -> str:
+        """`--augmentation`, with "default" replaced by the dataset's standard augmentation."""
+        return self.dataset_spec.augmentation if self.augmentation == "default" else self.augmentation
+
+    def train_augmentation(self) -> RandomCropFlip | None:
+        """A fresh, seeded instance of the training augmentation (None where there is none), for
+        the method to apply to every input it trains on."""
+        return build_augmentation(self.resolved_augmentation, padding=self.crop_padding, seed=self.seed)
 
     @property
     def num_classes(self) -> int:

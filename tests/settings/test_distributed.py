@@ -88,6 +88,18 @@ def test_methods_with_their_own_memory_run_on_two_workers(tmp_path, method, opti
 
 
 @pytest.mark.slow
+def test_rehearsal_with_augmentation_runs_on_two_workers(tmp_path):
+    """The strategy joins the global replay to the minibatch before the learner augments it."""
+    out = sylvan("--setting", "distributed", "--method", "rehearsal", "--devices", "2", *COMMON, "--batch_size", "16",
+                 "--augmentation", "crop_flip", "--crop_padding", "1", "--results_dir", str(tmp_path),
+                 "--run_name", "augmented")
+    assert out.returncode == 0, out.stderr
+    results = json.loads((tmp_path / "augmented" / "results.json").read_text())
+    assert results["complete"] and len(results["accuracy_matrix"]) == 5
+    assert results["task_aware_accuracy"] > 0.8
+
+
+@pytest.mark.slow
 def test_a_dead_worker_stops_the_run_with_a_clear_error(tmp_path):
     start = time.monotonic()
     out = sylvan("--plugin", str(REPO / "tests" / "plugins" / "dying_worker.py"), "--setting", "distributed",

@@ -1,0 +1,103 @@
+"""Training augmentation as methods see it: the network trains on augmented new and replayed
+samples, buffers keep the samples as they came, evaluation is never augmented; and every method
+runs with it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+
+from sylvan.methods import METHODS, Rehearsal
+from sylvan.methods.learner import Batch
+from sylvan.settings import SETTINGS, ClassIncrementalSetting
+from tests.conftest import tiny_options
+from tests.settings.test_augmentation import is_augmented_view
+
+PADDING = 2
+
+
+@dataclass
+class AugmentationSpy(Rehearsal):
+    """Rehearsal that records the batches it trains on and every call of `augment_inputs`."""
+
+    name: ClassVar[str] = ""  # not registered: the generated method matrix must not run it
+
+    def configure(self, setting) -> None:
+        super().configure(setting)
+        self.batches: list[Batch] = []
+        self.augment_calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def augment_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().augment_inputs(x)
+        self.augment_calls.append((x.clone(), out.clone()))
+        return out
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        self.batches.append(batch)
+        return super().training_step(batch)
+
+
+def run_spy(augmentation: str) -> tuple[ClassIncrementalSetting, AugmentationSpy]:
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting), augmentation=augmentation, batch_size=8,
+                                      crop_padding=PADDING)
+    method = AugmentationSpy(buffer_size=30, replay_size=8)
+    setting.apply(method)
+    return setting, method
+
+
+def rows(x: torch.Tensor) -> set[bytes]:
+    return {row.numpy().tobytes() for row in x}
+
+
+def test_new_and_replayed_samples_are_augmented_and_the_buffer_keeps_them_as_they_came():
+    setting, method = run_spy("crop_flip")
+    training_inputs = rows(torch.cat([task.x_train for task in setting._tasks]))
+    steps = len(method.batches)
+    assert steps > 10
+    # one augmentation of the minibatch per step, and one of the replayed samples once there are any
+    assert steps < len(method.augment_calls) <= 2 * steps
+    for batch in method.batches:
+        assert batch.stored_x is not None and rows(batch.stored_x) <= training_inputs
+        assert all(is_augmented_view(o, s, PADDING) for o, s in zip(batch.x, batch.stored_x))
+    changed = sum(not torch.equal(o, s) for batch in method.batches for o, s in zip(batch.x, batch.stored_x))
+    assert changed > 0.8 * sum(len(batch.y) for batch in method.batches)
+    replayed = [(x, out) for x, out in method.augment_calls if not any(x is b.stored_x for b in method.batches)]
+    for x, out in method.augment_calls:
+        assert all(is_augmented_view(o, s, PADDING) for o, s in zip(out, x))
+    assert replayed
+    # what the buffer holds are training samples as they came, not augmented views of them
+    assert rows(method.buffer.get_all()["x"]) <= training_inputs
+    # evaluation does not augment
+    calls = len(method.augment_calls)
+    setting.evaluate(method, setting._tasks)
+    assert len(method.augment_calls) == calls
+
+
+def test_spy_is_not_registered():
+    assert AugmentationSpy not in METHODS.values()
+
+
+def test_without_augmentation_batches_are_as_they_came():
+    _, method = run_spy("none")
+    assert method.augmentation is None
+    assert all(batch.stored_x is None for batch in method.batches)
+    assert all(torch.equal(x, out) for x, out in method.augment_calls)
+
+
+CLASS_INCREMENTAL_METHODS = sorted(name for name, cls in METHODS.items()
+                                   if cls.is_applicable(SETTINGS["class_incremental"]))
+
+
+@pytest.mark.parametrize("method_name", CLASS_INCREMENTAL_METHODS)
+def test_every_method_runs_with_augmentation(method_name):
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting), augmentation="crop_flip",
+                                      crop_padding=PADDING)
+    method = METHODS[method_name]()
+    results = setting.apply(method)
+    assert results.complete and not math.isnan(results.final_average_accuracy)
+    if method_name != "random":
+        assert method.augmentation is not None and method.augmentation.generator is not None  # it drew

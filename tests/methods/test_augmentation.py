@@ -22,7 +22,9 @@ PADDING = 2
 
 @dataclass
 class AugmentationSpy(Rehearsal):
-    """Rehearsal that records the batches it trains on and every call of `augment_inputs`."""
+    """Rehearsal that records the batches it trains on and every call of `augment_inputs`: those
+    made inside its `training_step` (on the samples it replays) apart from the others (on the
+    minibatch, made by the learner before the step)."""
 
     name: ClassVar[str] = ""  # not registered: the generated method matrix must not run it
 
@@ -30,15 +32,21 @@ class AugmentationSpy(Rehearsal):
         super().configure(setting)
         self.batches: list[Batch] = []
         self.augment_calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.replay_calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._in_step = False
 
     def augment_inputs(self, x: torch.Tensor) -> torch.Tensor:
         out = super().augment_inputs(x)
-        self.augment_calls.append((x.clone(), out.clone()))
+        (self.replay_calls if self._in_step else self.augment_calls).append((x.clone(), out.clone()))
         return out
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         self.batches.append(batch)
-        return super().training_step(batch)
+        self._in_step = True
+        try:
+            return super().training_step(batch)
+        finally:
+            self._in_step = False
 
 
 def run_spy(augmentation: str) -> tuple[ClassIncrementalSetting, AugmentationSpy]:
@@ -58,23 +66,23 @@ def test_new_and_replayed_samples_are_augmented_and_the_buffer_keeps_them_as_the
     training_inputs = rows(torch.cat([task.x_train for task in setting._tasks]))
     steps = len(method.batches)
     assert steps > 10
-    # one augmentation of the minibatch per step, and one of the replayed samples once there are any
-    assert steps < len(method.augment_calls) <= 2 * steps
+    # one augmentation of the minibatch per step, and one of the replayed samples at every step but
+    # the first (the buffer is empty only then)
+    assert len(method.augment_calls) == steps and len(method.replay_calls) == steps - 1
     for batch in method.batches:
         assert batch.stored_x is not None and rows(batch.stored_x) <= training_inputs
         assert all(is_augmented_view(o, s, PADDING) for o, s in zip(batch.x, batch.stored_x))
     changed = sum(not torch.equal(o, s) for batch in method.batches for o, s in zip(batch.x, batch.stored_x))
     assert changed > 0.8 * sum(len(batch.y) for batch in method.batches)
-    replayed = [(x, out) for x, out in method.augment_calls if not any(x is b.stored_x for b in method.batches)]
-    for x, out in method.augment_calls:
+    for x, out in method.replay_calls:  # replayed samples are drawn as stored, then augmented
+        assert rows(x) <= training_inputs
         assert all(is_augmented_view(o, s, PADDING) for o, s in zip(out, x))
-    assert replayed
     # what the buffer holds are training samples as they came, not augmented views of them
     assert rows(method.buffer.get_all()["x"]) <= training_inputs
     # evaluation does not augment
-    calls = len(method.augment_calls)
+    calls = len(method.augment_calls) + len(method.replay_calls)
     setting.evaluate(method, setting._tasks)
-    assert len(method.augment_calls) == calls
+    assert len(method.augment_calls) + len(method.replay_calls) == calls
 
 
 def test_spy_is_not_registered():
@@ -85,7 +93,7 @@ def test_without_augmentation_batches_are_as_they_came():
     _, method = run_spy("none")
     assert method.augmentation is None
     assert all(batch.stored_x is None for batch in method.batches)
-    assert all(torch.equal(x, out) for x, out in method.augment_calls)
+    assert all(torch.equal(x, out) for x, out in method.augment_calls + method.replay_calls)
 
 
 CLASS_INCREMENTAL_METHODS = sorted(name for name, cls in METHODS.items()

@@ -15,57 +15,16 @@ import json
 import os
 import re
 import time
-from argparse import Namespace
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from lightning.pytorch.loggers.logger import Logger
-from lightning.pytorch.utilities import rank_zero_only
 
 from sylvan.checkpoints import save_checkpoint
 from sylvan.metrics import Results
 
-
-class RunLogger(Logger):
-    """Lightning logger that appends step metrics to `logs/train.csv` (and to W&B), with a step
-    counter that keeps growing across the per-task `Trainer`s of one run."""
-
-    def __init__(self, tracker: Tracker) -> None:
-        super().__init__()
-        self.tracker = tracker
-        self._offset = 0
-        self._last_step = -1
-
-    @property
-    def name(self) -> str:
-        return "sylvan"
-
-    @property
-    def version(self) -> str:
-        return self.tracker.run_dir.name
-
-    @rank_zero_only
-    def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
-        """The configuration is saved by the tracker itself."""
-
-    @rank_zero_only
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        step = 0 if step is None else step
-        if step < self._last_step:  # a new Trainer (next task) restarted its step counter
-            self._offset += self._last_step + 1
-        self._last_step = step
-        self.tracker.log_step(self._offset + step, dict(metrics))
-
-    @property
-    def next_step(self) -> int:
-        """The run-wide step the next `Trainer`'s first logged step counts from."""
-        return self._offset + self._last_step + 1
-
-    def continue_at(self, step: int) -> None:
-        """Resuming: count the next `Trainer`'s steps from `step` (a saved `next_step`)."""
-        self._offset, self._last_step = step, -1
+if TYPE_CHECKING:
+    from sylvan.run_logger import RunLogger
 
 
 class Tracker:
@@ -99,6 +58,8 @@ class Tracker:
         self._csv_path = self.run_dir / "logs" / "train.csv"
         self._csv_fields: list[str] | None = None
         self._csv_lines = 0  # lines written to train.csv, headers included
+        from sylvan.run_logger import RunLogger  # Lightning is loaded when a run starts, not before
+
         self._logger = RunLogger(self)
         self.wandb_run = None
         if wandb_project:
@@ -124,7 +85,7 @@ class Tracker:
         self._csv_fields = state["csv_fields"]
         self._logger.continue_at(state["next_step"])
 
-    def lightning_loggers(self) -> list[Logger]:
+    def lightning_loggers(self) -> list[RunLogger]:
         """The loggers handed to every per-task `Trainer` of the run (one shared step count)."""
         return [self._logger]
 

@@ -93,6 +93,29 @@ def test_help_shows_setting_and_method_options():
     assert general.returncode == 0 and "class_incremental" in general.stdout
 
 
+def test_listing_help_and_refusals_answer_without_loading_lightning_or_data_libraries():
+    """--list, --help and a refused configuration answer in the time torch takes to import:
+    Lightning (with torchmetrics and torchvision under it) and continuum load when a run trains."""
+    script = """
+import sys
+from sylvan.cli import main
+for argv in (["--list"], ["--setting", "distributed", "--method", "rehearsal", "--help"],
+             ["--setting", "class_incremental", "--method", "derpp", "--buffer_size", "-1"],
+             ["--setting", "online", "--method", "from_scratch"]):
+    try:
+        main(argv)
+    except SystemExit as exit:
+        print("exit", exit.code)
+print("loaded:", sorted({name.split(".")[0] for name in sys.modules}
+                        & {"lightning", "pytorch_lightning", "torchmetrics", "torchvision", "continuum"}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert [line for line in lines if line.startswith("exit")] == ["exit 0", "exit 0", "exit 2", "exit 2"]
+    assert lines[-1] == "loaded: []"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--setting", "nope", "--method", "naive"], "valid settings"),
     (["--setting", "online", "--method", "nope"], "valid methods"),

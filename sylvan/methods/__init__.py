@@ -1,6 +1,11 @@
-"""Methods. Importing this package registers every built-in method."""
+"""Methods. Importing this package registers every built-in method.
+
+`Learner`, the `LightningModule` of supervised methods, is imported on first use: listing,
+parsing and validating methods does not load Lightning."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from sylvan.methods.agem import AGEM
 from sylvan.methods.base import METHODS, Method, applicable_methods, check_applicable, get_method
@@ -11,7 +16,6 @@ from sylvan.methods.ewc import EWC
 from sylvan.methods.from_scratch import FromScratch
 from sylvan.methods.gdumb import GDumb
 from sylvan.methods.icarl import ICaRL
-from sylvan.methods.learner import Batch, Learner, SupervisedMethod
 from sylvan.methods.lwf import LwF
 from sylvan.methods.multi_head import MultiHead
 from sylvan.methods.naive import Naive
@@ -20,6 +24,7 @@ from sylvan.methods.rehearsal import Rehearsal
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.si import SI
 from sylvan.methods.stable_sgd import StableSGD
+from sylvan.methods.supervised import Batch, SupervisedMethod
 
 __all__ = [
     "AGEM",
@@ -47,3 +52,15 @@ __all__ = [
     "check_applicable",
     "get_method",
 ]
+
+
+if TYPE_CHECKING:
+    from sylvan.methods.learner import Learner
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Learner":
+        from sylvan.methods.learner import Learner
+
+        return Learner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from sylvan.buffers import ReservoirBuffer
 from sylvan.errors import ConfigurationError
-from sylvan.methods.learner import Batch, SupervisedMethod
+from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

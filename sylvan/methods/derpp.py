@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.methods.der import DER
-from sylvan.methods.learner import Batch
+from sylvan.methods.supervised import Batch
 
 
 @dataclass

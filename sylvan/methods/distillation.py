@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sylvan.methods.learner import Batch, SupervisedMethod
+from sylvan.methods.supervised import Batch, SupervisedMethod
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

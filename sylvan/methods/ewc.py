@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.fisher import diagonal_fisher
-from sylvan.methods.learner import Batch, SupervisedMethod, dataset_tensors, evaluating
 from sylvan.methods.regularization import weighted_squared_distance
+from sylvan.methods.supervised import Batch, SupervisedMethod, dataset_tensors, evaluating
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
-from sylvan.methods.learner import Batch, SupervisedMethod
+from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
 from sylvan.methods.distillation import DistillationMethod
-from sylvan.methods.learner import Batch, dataset_tensors, evaluating
+from sylvan.methods.supervised import Batch, dataset_tensors, evaluating
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.methods.distillation import DistillationMethod, distillation_loss
-from sylvan.methods.learner import Batch
+from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

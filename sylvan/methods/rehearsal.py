@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.buffers.distributed import GlobalReplay
-from sylvan.methods.learner import Batch
+from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.methods.replay import ReplayMethod
+from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 

@@ -10,7 +10,7 @@ import torch
 
 from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features
 from sylvan.errors import ConfigurationError, unknown_name
-from sylvan.methods.learner import SupervisedMethod
+from sylvan.methods.supervised import SupervisedMethod
 
 
 @dataclass

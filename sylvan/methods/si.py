@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods.learner import Batch, SupervisedMethod
 from sylvan.methods.regularization import weighted_squared_distance
+from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

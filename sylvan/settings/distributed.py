@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import Callback
 
 from sylvan.errors import ConfigurationError, RunFailedError, StoppedBySignal
 from sylvan.metrics import Results
@@ -90,7 +89,9 @@ class DistributedSetting(ClassIncrementalSetting):
     def trainer_kwargs(self) -> dict[str, Any]:
         kwargs = super().trainer_kwargs()
         kwargs.update(strategy=self.strategy(), devices=self.devices, num_nodes=self.num_nodes)
-        kwargs["callbacks"] = [*kwargs["callbacks"], _RememberTrainer(self)]
+        from sylvan.settings.callbacks import RememberWorkers
+
+        kwargs["callbacks"] = [*kwargs["callbacks"], RememberWorkers(self)]
         if not self._uses_cuda():
             kwargs["accelerator"] = "cpu"
         return kwargs
@@ -197,14 +198,3 @@ def _is_distributed_failure(error: BaseException) -> bool:
     text = str(error).lower()
     markers = ("connection", "timed out", "timeout", "peer", "gloo", "nccl", "socket")
     return bool(names & {"DistBackendError", "DistNetworkError", "DistError"}) or any(m in text for m in markers)
-
-
-class _RememberTrainer(Callback):
-    def __init__(self, setting: DistributedSetting) -> None:
-        self.setting = setting
-
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        self.setting._connected_at = time.perf_counter()  # the strategy has joined every worker
-        launcher = getattr(trainer.strategy, "_launcher", None)
-        if getattr(launcher, "procs", None):  # the Trainer that started the workers
-            self.setting._workers = list(launcher.procs)

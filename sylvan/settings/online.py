@@ -14,10 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.checkpoints import RunCheckpoint, restore_rng_states, rng_states
@@ -32,39 +30,11 @@ from sylvan.settings.streams import TaskData, build_tasks, subsample
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
     from continuum.scenarios import ContinualScenario
+    from lightning.pytorch.callbacks import Callback
+
+    from sylvan.settings.callbacks import OnlineAccuracyMeter
 
 DEFAULT_DATA_DIR = os.environ.get("SYLVAN_DATA_DIR", "~/.cache/sylvan/data")
-
-
-class OnlineAccuracyMeter(Callback):
-    """Predict-then-train: before each training step, score the incoming batch with the
-    method's `predict` (as the setting allows it), then let the step train on it."""
-
-    measures_stream = True  # methods leave it out when they train on anything but the stream
-
-    def __init__(self, method: Any, with_task_labels: bool) -> None:
-        self.method = method
-        self.with_task_labels = with_task_labels
-        self.correct = 0
-        self.total = 0
-
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        self.score(batch)
-
-    def score(self, batch: Any) -> None:
-        """Count the batch's samples that the method, as it is now, classifies correctly
-        (methods that do not train on the stream through a Trainer call this themselves)."""
-        x, y = batch[0], batch[1]
-        task_labels = batch[2] if self.with_task_labels and len(batch) > 2 else None
-        scores = self.method.predict(x, task_labels)
-        self.correct += int((scores.argmax(dim=1).to(y.device) == y).sum())
-        self.total += len(y)
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.total if self.total else None
 
 
 @dataclass
@@ -191,7 +161,9 @@ class OnlineSetting(Setting):
         """Seed the global generators and load the tasks. Loading draws from torch's generator,
         which then initializes the model: tasks loaded by `prepare_data` come with the
         generators' states as loading left them, put back here, so a seed's run is the same."""
-        L.seed_everything(self.seed, verbose=False)
+        from lightning import seed_everything
+
+        seed_everything(self.seed, verbose=False)
         prepared, self._prepared = getattr(self, "_prepared", None), None  # another apply loads afresh
         if prepared is None:
             return self.prepare_tasks()
@@ -394,6 +366,8 @@ class OnlineSetting(Setting):
     def train_stage(self, method: Any, stage: int, loaders: list[DataLoader]) -> None:
         """Hand one stage's data to the method. Online: no hooks, one `fit` over the stream,
         measuring predict-then-train accuracy on the way."""
+        from sylvan.settings.callbacks import OnlineAccuracyMeter
+
         self._online_meter = OnlineAccuracyMeter(method, self.task_labels_at_train)
         method.fit(loaders[0], None)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features
-from sylvan.buffers.distributed import GlobalReplay
+from sylvan.buffers.global_replay import GlobalReplay
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from scipy import stats
 
 from sylvan.buffers import make_buffer
-from sylvan.buffers.distributed import GlobalReplay
+from sylvan.buffers.global_replay import GlobalReplay
 
 SIZES = (30, 90)  # worker 1 holds three times as many samples as worker 0
 R = 8

@@ -1,0 +1,246 @@
+"""The exchange engine of distributed asynchronous rehearsal (Bouvier et al., "Efficient
+Data-Parallel Continual Learning with Asynchronous Distributed Rehearsal Buffers", CCGrid 2024);
+`sylvan.buffers.distributed` wraps it in a Lightning strategy. It needs `torch.distributed` only.
+
+Every data-parallel worker keeps a local rehearsal buffer (any policy); together they form the
+global buffer. Each training step joins the worker's b new samples with r representatives drawn
+uniformly from the union of all workers' buffers. The exchange that fetches the representatives
+for the next step is issued with `async_op=True` on a process group of its own and runs while the
+current step computes its forward and backward pass; inserting the new samples into the local
+buffer happens on a side CUDA stream when there is one.
+
+How a step draws uniformly from the union: every worker sends each worker a block of r
+candidates drawn uniformly (without replacement) from its own buffer, with the size of that
+buffer (`all_to_all_single`, equal splits). The receiver draws r distinct indices uniformly over
+the concatenated buffers, counts how many fall in each worker's range (a multivariate
+hypergeometric draw) and takes that many candidates from each block: exactly a uniform draw
+without replacement from the union. It moves W times more candidates than it uses, in exchange
+for fixed-size messages that need no negotiation round.
+
+The receiver needs the buffer sizes on the host to make that draw. On the CPU they travel in the
+same message as the candidates. On CUDA, reading them from device memory would make the host wait
+for every kernel queued before them (the previous step's backward pass) once per step. So there
+they travel in a small collective of their own, on a CPU (gloo) group, issued with the same
+`async_op=True`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from sylvan.buffers.base import RehearsalBuffer
+
+FIELDS = ("x", "y", "t")
+
+
+class ExchangeBlocks:
+    """The send and receive buffers of the exchange, allocated once on the buffer's device.
+
+    Each is a byte tensor of one row per worker; a row holds the sender's buffer size (8 bytes),
+    then r samples of each stored field, field after field, each field's bytes starting at a
+    multiple of 8. Typed views (`send_fields[name]`: worker x r x sample shape) read and write
+    the fields in place, so a step's candidates are gathered straight into the row that carries
+    them, and all fields travel in a single collective.
+    """
+
+    ALIGN = 8  # bytes: the largest element size of the dtypes a buffer stores
+
+    def __init__(self, storage: dict[str, torch.Tensor], replay_size: int, world_size: int) -> None:
+        spans, offset = {}, self.ALIGN  # the first 8 bytes hold the sender's size
+        for name, values in storage.items():
+            if values.element_size() > self.ALIGN:
+                raise ValueError(f"cannot exchange field {name!r} of dtype {values.dtype}")
+            nbytes = replay_size * values[0].numel() * values.element_size()
+            spans[name] = (offset, offset + nbytes)
+            offset += -(-nbytes // self.ALIGN) * self.ALIGN
+        device = next(iter(storage.values())).device
+        self.send = torch.zeros((world_size, offset), dtype=torch.uint8, device=device)
+        self.received = torch.zeros_like(self.send)
+
+        def typed(rows: torch.Tensor) -> dict[str, torch.Tensor]:
+            views = {}
+            for name, values in storage.items():
+                start, end = spans[name]
+                views[name] = rows[:, start:end].view(values.dtype).view(world_size, replay_size, *values.shape[1:])
+            return views
+
+        self.send_fields, self.received_fields = typed(self.send), typed(self.received)
+        self.send_sizes = self.send[:, : self.ALIGN].view(torch.int64)
+        self.received_sizes = self.received[:, : self.ALIGN].view(torch.int64)
+
+
+class GlobalReplay:
+    """The exchange engine: local buffer, candidate blocks, pending asynchronous collectives."""
+
+    def __init__(
+        self,
+        buffer: RehearsalBuffer,
+        replay_size: int,
+        synchronous: bool = False,
+        seed: int = 0,
+        featurize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        sizes_on_host: bool | None = None,
+    ) -> None:
+        """`sizes_on_host`: exchange the buffer sizes between CPU tensors on a gloo group of
+        their own, so that the host reads them without a device synchronization; None (the
+        default) does so when the buffer is on CUDA."""
+        self.buffer = buffer
+        self.sizes_on_host = sizes_on_host
+        self.size_group: Any = None
+        self.host_sizes: tuple[torch.Tensor, torch.Tensor] | None = None  # (sent, received), int64 on the CPU
+        self.featurize = featurize  # for policies that store features (herding, GRASP retrieval)
+        self.replay_size = int(replay_size)
+        self.synchronous = synchronous
+        self.seed = seed
+        self.group: Any = None
+        self.generator: torch.Generator | None = None
+        self.pending: tuple[list[Any], dict[str, torch.Tensor], torch.Tensor] | None = None
+        self.blocks: ExchangeBlocks | None = None
+        self.side_stream: Any = None
+        self.steps = 0
+        # host seconds the replay adds to the training loop's critical path: all of `augment`,
+        # and the part of it spent blocked on the exchange (synchronous: the whole exchange;
+        # asynchronous: what the previous step's compute did not hide)
+        self.critical_seconds = 0.0
+        self.blocked_seconds = 0.0
+
+    # ----- topology ---------------------------------------------------------------------------
+
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    @property
+    def rank(self) -> int:
+        return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+    def _setup(self, device: torch.device) -> None:
+        if self.generator is None:
+            self.generator = torch.Generator().manual_seed(self.seed * 7919 + self.rank)
+        if self.sizes_on_host is None:
+            self.sizes_on_host = device.type == "cuda"
+        if self.group is None and self.world_size > 1:
+            # a group of its own, so replay traffic never queues behind gradient all-reduces
+            self.group = dist.new_group(backend="nccl" if device.type == "cuda" else "gloo")
+            if self.sizes_on_host:
+                self.size_group = dist.new_group(backend="gloo")
+        if device.type == "cuda" and self.side_stream is None:
+            self.side_stream = torch.cuda.Stream(device=device)
+
+    # ----- one training step ------------------------------------------------------------------
+
+    def augment(self, batch: Any) -> Any:
+        """The batch (x, y[, t]) followed by r representatives of the global buffer."""
+        start = time.perf_counter()
+        fields = dict(zip(FIELDS, batch))
+        self._setup(fields["x"].device)
+        if self.synchronous and self.buffer.storage:
+            self._issue()
+        replay = self._receive()
+        self._insert(fields)
+        if not self.synchronous:
+            self._issue()  # candidates for the next step travel while this one computes
+        self.steps += 1
+        if replay:
+            device = fields["x"].device
+            batch = tuple(torch.cat([fields[name], replay[name].to(device)]) for name in FIELDS[: len(batch)])
+        self.critical_seconds += time.perf_counter() - start
+        return batch
+
+    def timings(self) -> dict[str, float]:
+        """Steps augmented so far, and the milliseconds per step the replay held the training
+        loop: in all (`replay_critical_ms_per_step`) and blocked on the exchange
+        (`replay_blocked_ms_per_step`). Host time: on CUDA, kernels launched but not finished
+        are not counted."""
+        steps = max(self.steps, 1)
+        return {
+            "replay_steps": self.steps,
+            "replay_critical_ms_per_step": 1000 * self.critical_seconds / steps,
+            "replay_blocked_ms_per_step": 1000 * self.blocked_seconds / steps,
+        }
+
+    def _insert(self, fields: dict[str, torch.Tensor]) -> None:
+        if self.featurize is not None:
+            with torch.no_grad():
+                fields = {**fields, "features": self.featurize(fields["x"]).detach()}
+        if self.side_stream is None:
+            self.buffer.add(**fields)
+            return
+        main = torch.cuda.current_stream(fields["x"].device)
+        self.side_stream.wait_stream(main)  # the batch is ready before the side stream reads it
+        with torch.cuda.stream(self.side_stream):
+            self.buffer.add(**fields)
+        main.wait_stream(self.side_stream)  # the next step samples from an up-to-date buffer
+
+    def _issue(self) -> None:
+        """Send every worker a block of r candidates from the local buffer, and its size."""
+        world, r = self.world_size, self.replay_size
+        if r == 0 or not self.buffer.storage:
+            return
+        if self.blocks is None:
+            self.blocks = ExchangeBlocks(self.buffer.storage, r, world)
+        blocks, size = self.blocks, len(self.buffer)
+        for receiver in range(world):  # an independent draw for every receiver
+            chosen = self.buffer.draw(r)
+            index = torch.from_numpy(chosen).to(blocks.send.device, non_blocking=True)
+            for name, values in self.buffer.storage.items():
+                torch.index_select(values, 0, index, out=blocks.send_fields[name][receiver, : len(chosen)])
+        if self.host_sizes is None:
+            self.host_sizes = (torch.zeros(world, dtype=torch.int64), torch.zeros(world, dtype=torch.int64))
+        sent_sizes, received_sizes = self.host_sizes
+        sent_sizes.fill_(size)
+        if world == 1:  # the size is this worker's own: known on the host
+            self.pending = ([], blocks.send_fields, sent_sizes)
+            return
+        if self.sizes_on_host:
+            size_handle = dist.all_to_all_single(received_sizes, sent_sizes, group=self.size_group, async_op=True)
+            handles, sizes = [size_handle], received_sizes
+        else:  # the sizes travel in the rows of the candidates' message
+            blocks.send_sizes.fill_(size)
+            handles, sizes = [], blocks.received_sizes
+        # one collective for every field (and the sizes): they travel as the rows of one byte tensor
+        handles.append(dist.all_to_all_single(blocks.received, blocks.send, group=self.group, async_op=True))
+        self.pending = (handles, blocks.received_fields, sizes)
+
+    def wait(self) -> None:
+        """Complete the exchange in flight (its result is kept for the next step)."""
+        if self.pending is not None:
+            for handle in self.pending[0]:
+                handle.wait()
+            self.pending = ([], self.pending[1], self.pending[2])
+
+    def _receive(self) -> dict[str, torch.Tensor]:
+        """Wait for the exchange in flight and draw r representatives uniformly from the union."""
+        if self.pending is None:
+            return {}
+        start = time.perf_counter()
+        self.wait()
+        self.blocked_seconds += time.perf_counter() - start
+        _, fields, sizes = self.pending
+        self.pending = None
+        sizes_np = sizes.cpu().numpy().reshape(-1).astype(np.int64)
+        chosen = self.choose_from_union(sizes_np)
+        if not len(chosen):
+            return {}
+        rows = torch.from_numpy(chosen).to(next(iter(fields.values())).device, non_blocking=True)
+        sender, row = rows // self.replay_size, rows % self.replay_size
+        # advanced indexing copies: the blocks can be overwritten by the next exchange
+        return {name: values[sender, row] for name, values in fields.items()}
+
+    def choose_from_union(self, sizes: np.ndarray) -> np.ndarray:
+        """Rows of the received blocks (worker w's block holds rows w*r .. w*r + r - 1) that form
+        a uniform draw without replacement of min(r, total) samples from the union."""
+        r, total = self.replay_size, int(sizes.sum())
+        count = min(r, total)
+        if count == 0:
+            return np.empty(0, dtype=np.int64)
+        assert self.generator is not None
+        draws = torch.randperm(total, generator=self.generator)[:count].numpy()
+        owners = np.searchsorted(np.cumsum(sizes), draws, side="right")
+        per_worker = np.bincount(owners, minlength=len(sizes))
+        return np.concatenate([w * r + np.arange(k) for w, k in enumerate(per_worker) if k]).astype(np.int64)

@@ -1,0 +1,57 @@
+"""The Lightning callbacks that settings add to each `Trainer`. Settings import this module
+when they build a `Trainer`, so that defining, listing and validating settings does not load
+Lightning."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+
+class OnlineAccuracyMeter(Callback):
+    """Predict-then-train: before each training step, score the incoming batch with the
+    method's `predict` (as the setting allows it), then let the step train on it."""
+
+    measures_stream = True  # methods leave it out when they train on anything but the stream
+
+    def __init__(self, method: Any, with_task_labels: bool) -> None:
+        self.method = method
+        self.with_task_labels = with_task_labels
+        self.correct = 0
+        self.total = 0
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.score(batch)
+
+    def score(self, batch: Any) -> None:
+        """Count the batch's samples that the method, as it is now, classifies correctly
+        (methods that do not train on the stream through a Trainer call this themselves)."""
+        x, y = batch[0], batch[1]
+        task_labels = batch[2] if self.with_task_labels and len(batch) > 2 else None
+        scores = self.method.predict(x, task_labels)
+        self.correct += int((scores.argmax(dim=1).to(y.device) == y).sum())
+        self.total += len(y)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.total if self.total else None
+
+
+class RememberWorkers(Callback):
+    """Tells the distributed setting when the strategy has joined every worker, and, in the
+    process that started them, the worker processes (so that it can tell a dead one from a slow
+    one)."""
+
+    def __init__(self, setting: Any) -> None:
+        self.setting = setting
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self.setting._connected_at = time.perf_counter()  # the strategy has joined every worker
+        launcher = getattr(trainer.strategy, "_launcher", None)
+        if getattr(launcher, "procs", None):  # the Trainer that started the workers
+            self.setting._workers = list(launcher.procs)

@@ -11,8 +11,7 @@ from typing import ClassVar
 import pytest
 import torch
 
-from sylvan.methods import METHODS, Rehearsal
-from sylvan.methods.learner import Batch
+from sylvan.methods import METHODS, Batch, Rehearsal
 from sylvan.settings import SETTINGS, ClassIncrementalSetting
 from tests.conftest import tiny_options
 from tests.settings.test_augmentation import is_augmented_view

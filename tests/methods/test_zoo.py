@@ -16,6 +16,7 @@ from sylvan.methods import (
     ERACE,
     EWC,
     SI,
+    Batch,
     DERPlusPlus,
     GDumb,
     ICaRL,
@@ -26,7 +27,6 @@ from sylvan.methods import (
 )
 from sylvan.methods.agem import project_conflicting
 from sylvan.methods.distillation import distillation_loss
-from sylvan.methods.learner import Batch
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting, TaskIncrementalSetting
 
 DIGITS = dict(dataset="digits", nb_tasks=5, epochs=3, batch_size=16, progress_bar=False)

@@ -11,9 +11,7 @@ from typing import Any
 
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
-from sylvan.buffers.global_replay import FIELDS, ExchangeBlocks, GlobalReplay
-
-__all__ = ["FIELDS", "DistributedRehearsalStrategy", "ExchangeBlocks", "GlobalReplay"]
+from sylvan.buffers.global_replay import GlobalReplay
 
 
 class DistributedRehearsalStrategy(DDPStrategy):

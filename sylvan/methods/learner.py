@@ -18,9 +18,7 @@ import torch
 from torch import nn
 
 from sylvan.errors import raise_stopped_by_signal
-from sylvan.methods.supervised import Batch, SupervisedMethod, dataset_tensors, evaluating
-
-__all__ = ["Batch", "Learner", "SigtermStopsTraining", "SupervisedMethod", "dataset_tensors", "evaluating"]
+from sylvan.methods.supervised import Batch, SupervisedMethod
 
 for _logger in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
     logging.getLogger(_logger).setLevel(logging.WARNING)

@@ -1,3 +1,3 @@
-from sylvan.cli import main
+from sylvan.cli import console
 
-main()
+console()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,37 @@ def test_help_shows_setting_and_method_options():
     assert "capacity of the rehearsal buffer" in out.stdout  # field comments are the help text
     general = sylvan("--help")
     assert general.returncode == 0 and "class_incremental" in general.stdout
+
+
+def test_the_command_finishes_threads_exit_handlers_and_output_before_it_leaves(tmp_path):
+    """The command skips the interpreter's teardown (sylvan/process_exit.py) but keeps what a
+    normal exit does: non-daemon threads run to their end, atexit handlers run (wandb and
+    logging rely on them), buffered output reaches the pipe, and the exit status is kept."""
+    plugin = tmp_path / "exit_probe.py"
+    plugin.write_text(textwrap.dedent(f"""
+        import atexit, os, threading, time
+        from pathlib import Path
+
+        OUT = Path({str(tmp_path)!r}) / str(os.getpid())
+        OUT.mkdir()
+
+        def write_late():
+            time.sleep(0.5)
+            (OUT / "thread").write_text("finished")
+
+        threading.Thread(target=write_late).start()
+        atexit.register(lambda: (OUT / "atexit").write_text("ran"))
+    """))
+    buffered = {"PYTHONUNBUFFERED": ""}  # output to a pipe stays in the buffer until flushed
+    listed = sylvan("--plugin", str(plugin), "--list", env=buffered)
+    refused = sylvan("--plugin", str(plugin), "--setting", "nowhere", "--method", "naive", env=buffered)
+    assert listed.returncode == 0 and refused.returncode == 2, listed.stderr + refused.stderr
+    assert listed.stdout.splitlines()[-1].split()[0] == "multi_task"  # the listing, to its last line
+    assert "valid settings" in refused.stderr
+    for process in tmp_path.iterdir():
+        if process.is_dir():
+            assert (process / "thread").read_text() == "finished" and (process / "atexit").read_text() == "ran"
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2
 
 
 def test_listing_help_and_refusals_answer_without_loading_lightning_or_data_libraries():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import re
 import sys
 import types
@@ -27,7 +26,7 @@ from sylvan.checkpoints import latest_checkpoint
 from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError
 from sylvan.experiment import RunOptions, open_tracker, run_experiment, run_to_the_end
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
-from sylvan.process_exit import exit_process
+from sylvan.process_exit import exit_process, leave_now
 from sylvan.settings import Setting, get_setting
 
 
@@ -332,11 +331,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         status = run(argv)
     except RunFailedError as error:
         print(f"sylvan: run failed: {error}", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
         # a broken process group can abort in its destructors at interpreter exit: leave now
         # (every result was already written, atomically)
-        os._exit(1)
+        leave_now(1)
     except SylvanError as error:
         print(f"sylvan: error: {error}", file=sys.stderr)
         sys.exit(2)

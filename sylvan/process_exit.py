@@ -39,6 +39,12 @@ def exit_process(code: object = 0) -> NoReturn:
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
     atexit._run_exitfuncs()  # the handlers, in reverse order of registration, as at a normal exit
+    leave_now(status)
+
+
+def leave_now(status: int) -> NoReturn:
+    """Flush the standard streams and leave with `status` at once: no thread waits, no handlers
+    (also for a run whose broken process group could hang or abort in them)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:

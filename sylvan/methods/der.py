@@ -49,7 +49,7 @@ class DER(ReplayMethod):
     def training_step(self, batch: Batch) -> torch.Tensor:
         groups = self.replay_terms(batch)
         x = torch.cat([batch.x, *(replay["x"] for _, replay in groups)])
-        logits, features = self.forward(x)
+        logits = self.learner(x)
         new = logits[: len(batch.y)]
         loss = F.cross_entropy(new, batch.y)
         start = len(batch.y)
@@ -58,5 +58,5 @@ class DER(ReplayMethod):
             if weight > 0:
                 loss = loss + weight * self.replay_loss(index, logits[start : start + count], replay)
             start += count
-        self.remember({**batch.fields(), "logits": new.detach()}, features)
+        self.remember({**batch.fields(), "logits": new.detach()})
         return loss

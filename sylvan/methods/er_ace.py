@@ -34,12 +34,12 @@ class ERACE(ReplayMethod):
     def training_step(self, batch: Batch) -> torch.Tensor:
         replay = self.draw_replay(self.replay_count(len(batch.y)))
         x = torch.cat([batch.x, replay["x"]]) if replay else batch.x
-        logits, features = self.forward(x)
+        logits = self.learner(x)
         new = logits[: len(batch.y)]
         present = torch.zeros(new.shape[1], dtype=torch.bool, device=new.device)
         present[batch.y] = True
         loss = F.cross_entropy(new.masked_fill(~present, float("-inf")), batch.y)
         if replay:
             loss = loss + F.cross_entropy(logits[len(batch.y) :], replay["y"])
-        self.remember(batch.fields(), features)
+        self.remember(batch.fields())
         return loss

@@ -38,7 +38,7 @@ class Rehearsal(ReplayMethod):
         """On data-parallel settings, the distributed rehearsal strategy replays from the union
         of every worker's buffer (this method's buffer is the local one) instead of the method."""
         if self._global_replay is None:
-            featurize = (lambda x: self.model.features(x)) if self.store_features else None
+            featurize = self.stored_features if self.store_features else None
             self._global_replay = GlobalReplay(
                 self.buffer, self.replay_count(setting.batch_size), synchronous=setting.replay_sync,
                 seed=setting.seed, featurize=featurize,
@@ -57,6 +57,6 @@ class Rehearsal(ReplayMethod):
         x, y = batch.x, batch.y
         if replay:
             x, y = torch.cat([x, replay["x"]]), torch.cat([y, replay["y"]])
-        logits, features = self.forward(x)
-        self.remember(batch.fields(), features)
+        logits = self.learner(x)
+        self.remember(batch.fields())
         return F.cross_entropy(logits, y)

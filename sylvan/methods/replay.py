@@ -10,7 +10,7 @@ import torch
 
 from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features
 from sylvan.errors import ConfigurationError, unknown_name
-from sylvan.methods.supervised import SupervisedMethod
+from sylvan.methods.supervised import SupervisedMethod, evaluating
 
 
 @dataclass
@@ -54,21 +54,21 @@ class ReplayMethod(SupervisedMethod):
             replay["x"] = self.augment_inputs(replay["x"])
         return replay
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits of `x` and, when the buffer policy stores features, the features they come
-        from (one forward pass gives both)."""
-        if not self.store_features:
-            return self.learner(x), None
-        features = self.model.features(x)
-        return self.model.classifier(features), features
+    def stored_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's features of `x` as the buffer keeps them next to the samples: of the
+        inputs as they came (not one augmented view), in evaluation mode and without gradients,
+        so that they describe the sample rather than one dropout mask or one batch's
+        normalization statistics, and the pass leaves batch-norm running statistics alone.
+        The distributed replay computes the same features of the same samples."""
+        with evaluating(self.model) as model:
+            return model.features(x)
 
-    def remember(self, fields: dict[str, torch.Tensor], features: torch.Tensor | None = None) -> None:
-        """Offer the new samples (`fields` of the minibatch, plus any extras such as logits) to
-        the buffer; `features` are those of the whole forward pass, new samples first."""
+    def remember(self, fields: dict[str, torch.Tensor]) -> None:
+        """Offer the new samples (`fields` of the minibatch as they came, plus any extras such as
+        logits) to the buffer, with their `stored_features` when the buffer policy or retrieval
+        needs features (one extra forward pass of the new samples, only then)."""
         if self.store_features:
-            if features is None:
-                raise ValueError(f"the {self.buffer_policy}/{self.buffer_retrieval} buffer needs features")
-            fields = {**fields, "features": features[: len(fields["y"])].detach()}
+            fields = {**fields, "features": self.stored_features(fields["x"])}
         self.buffer.add(**fields)
 
     def state_dict(self) -> dict[str, Any]:

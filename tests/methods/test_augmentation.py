@@ -108,3 +108,62 @@ def test_every_method_runs_with_augmentation(method_name):
     assert results.complete and not math.isnan(results.final_average_accuracy)
     if method_name != "random":
         assert method.augmentation is not None and method.augmentation.generator is not None  # it drew
+
+
+@dataclass
+class FeatureSpy(Rehearsal):
+    """Rehearsal whose backbone's features hold batch norm and dropout (so that training and
+    evaluation modes give different features), recording every computation of the features a
+    buffer stores: the inputs, what an evaluation-mode pass gives for them, what was returned,
+    and whether the batch-norm running statistics and the training mode survived the call."""
+
+    name: ClassVar[str] = ""
+
+    def build_model(self) -> torch.nn.Module:
+        model = super().build_model()
+        width = model.feature_dim
+        model.features = torch.nn.Sequential(model.features, torch.nn.BatchNorm1d(width), torch.nn.Dropout(0.5))
+        return model
+
+    def configure(self, setting) -> None:
+        super().configure(setting)
+        self.checks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool, bool]] = []
+
+    def stored_features(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.model.features[1]
+        statistics = [t.clone() for t in norm.buffers()]
+        self.model.eval()
+        with torch.no_grad():
+            expected = self.model.features(x)
+        self.model.train()
+        features = super().stored_features(x)
+        untouched = all(torch.equal(a, b) for a, b in zip(statistics, norm.buffers()))
+        self.checks.append((x.clone(), expected, features.clone(), untouched, self.model.training))
+        return features
+
+
+@pytest.mark.parametrize("setting_name", ["class_incremental", "distributed"])
+@pytest.mark.parametrize("policy, retrieval", [("herding", "uniform"), ("reservoir", "grasp")])
+def test_stored_features_describe_the_samples_as_they_came_in_evaluation_mode(setting_name, policy, retrieval):
+    """Policies that keep features get those of the stored (not augmented) inputs, without
+    dropout and with the running batch statistics, in one process as through the distributed
+    rehearsal strategy, and computing them neither updates those statistics nor leaves the
+    network in evaluation mode."""
+    setting_cls = SETTINGS[setting_name]
+    setting = setting_cls(**tiny_options(setting_cls), augmentation="crop_flip", batch_size=8, crop_padding=PADDING)
+    method = FeatureSpy(buffer_size=30, replay_size=8, buffer_policy=policy, buffer_retrieval=retrieval)
+    assert setting.apply(method).complete
+    training_inputs = rows(torch.cat([task.x_train for task in setting._tasks]))
+    steps = sum(len(task.x_train) for task in setting._tasks) // 8
+    assert len(method.checks) >= steps  # once per step: the new samples
+    for x, expected, features, untouched, training in method.checks:
+        assert rows(x) <= training_inputs  # as they came, not augmented
+        assert torch.allclose(features, expected, atol=1e-6)
+        assert untouched and training
+    if setting_name == "distributed":  # the strategy inserted the new samples, not the method
+        assert method.runtime_stats()["replay_steps"] >= steps
+    offered = {row.numpy().tobytes(): f for x, _, features, _, _ in method.checks for row, f in zip(x, features)}
+    stored = method.buffer.get_all()
+    assert len(stored["x"]) > 0
+    for x_row, f_row in zip(stored["x"], stored["features"]):  # the buffer keeps what it was given
+        assert torch.equal(f_row, offered[x_row.numpy().tobytes()])

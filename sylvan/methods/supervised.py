@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from sylvan.errors import ConfigurationError, StoppedBySignal, unknown_name
 from sylvan.methods.base import Method
 from sylvan.minibatches import minibatch_loader
-from sylvan.models import BACKBONES, build_backbone
+from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 
 if TYPE_CHECKING:
     from sylvan.methods.learner import Learner
@@ -100,10 +100,13 @@ class SupervisedMethod(Method):
         return x if self.augmentation is None else self.augmentation(x)
 
     def build_model(self) -> nn.Module:
-        """A fresh backbone for the setting's input shape and classes."""
+        """A fresh backbone for the setting's input shape and classes, normalizing its inputs first
+        where the setting says so (`--normalize_inputs`; CIFAR by default)."""
         setting = self.setting
         name = self.backbone or setting.dataset_spec.default_backbone
-        return build_backbone(name, setting.input_shape, setting.num_classes)
+        model = build_backbone(name, setting.input_shape, setting.num_classes)
+        normalization = setting.input_normalization()
+        return model if normalization is None else with_input_normalization(model, *normalization)
 
     def build_learner(self) -> Learner:
         from sylvan.methods.learner import Learner

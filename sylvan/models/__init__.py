@@ -8,6 +8,7 @@ from torch import nn
 
 from sylvan.errors import unknown_name
 from sylvan.models.mlp import MLP
+from sylvan.models.normalization import InputNormalization, with_input_normalization
 from sylvan.models.resnet import ResNet18
 from sylvan.models.small_cnn import SmallCNN
 
@@ -29,4 +30,6 @@ def build_backbone(name: str, input_shape: tuple[int, ...], num_classes: int) ->
     return BACKBONES[name](tuple(input_shape), num_classes)
 
 
-__all__ = ["BACKBONES", "MLP", "ResNet18", "SmallCNN", "build_backbone"]
+__all__ = [
+    "BACKBONES", "MLP", "InputNormalization", "ResNet18", "SmallCNN", "build_backbone", "with_input_normalization",
+]

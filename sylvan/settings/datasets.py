@@ -37,6 +37,9 @@ class DatasetSpec:
     downloads: bool = False
     files_hint: str = ""
     augmentation: str = "none"  # the standard training augmentation of its benchmarks (settings/augmentation.py)
+    # per-channel mean and standard deviation of its training images in [0, 1], where known
+    channel_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    normalized: bool = False  # its benchmarks normalize inputs by `channel_stats` (CIFAR in DER, ER-ACE, ...)
 
 
 def _digits(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
@@ -118,19 +121,22 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             "mnist", (1, 28, 28), 10, "mlp",
             _torchvision("MNIST", "mnist", "MNIST/raw/*-ubyte.gz"), downloads=True,
+            channel_stats=((0.1307,), (0.3081,)),
         ),
         DatasetSpec(
             "fashion_mnist", (1, 28, 28), 10, "mlp",
             _torchvision("FashionMNIST", "fashion_mnist", "FashionMNIST/raw/*-ubyte.gz"),
-            downloads=True,
+            downloads=True, channel_stats=((0.2860,), (0.3530,)),
         ),
         DatasetSpec(
             "cifar10", (3, 32, 32), 10, "resnet18",
             _torchvision("CIFAR10", "cifar10", "cifar-10-batches-py/"), downloads=True, augmentation="crop_flip",
+            channel_stats=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2615)), normalized=True,
         ),
         DatasetSpec(
             "cifar100", (3, 32, 32), 100, "resnet18",
             _torchvision("CIFAR100", "cifar100", "cifar-100-python/"), downloads=True, augmentation="crop_flip",
+            channel_stats=((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)), normalized=True,
         ),
     )
 }

@@ -24,7 +24,7 @@ from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
 from sylvan.settings.base import Setting
-from sylvan.settings.datasets import DatasetSpec, get_dataset
+from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
 from sylvan.settings.streams import TaskData, build_tasks, subsample
 
 if TYPE_CHECKING:
@@ -65,6 +65,10 @@ class OnlineSetting(Setting):
     # random crop of the image zero-padded by --crop_padding pixels, and a random horizontal flip)
     augmentation: str = "default"
     crop_padding: int = 4  # crop_flip: pixels of zero padding around the image before the random crop
+    # normalize inputs by the dataset's per-channel mean and std, inside the network (after any
+    # augmentation; buffers keep pixels in [0, 1]): true (or the bare flag), false, or by default
+    # as its benchmarks do (CIFAR yes, the MNIST family no); digits and synthetic have no statistics
+    normalize_inputs: Optional[bool] = field(default=None, metadata={"custom_args": {"const": True}})
 
     # Set by `apply` for the duration of a run (plain attributes, not fields).
     _tracker = None
@@ -102,6 +106,12 @@ class OnlineSetting(Setting):
             raise unknown_name("augmentation", self.augmentation, ["default", *AUGMENTATIONS])
         if self.crop_padding < 0:
             raise ConfigurationError(f"--crop_padding must be >= 0, got {self.crop_padding}")
+        if self.normalize_inputs and spec.channel_stats is None:
+            known = [name for name, other in DATASETS.items() if other.channel_stats is not None]
+            raise ConfigurationError(
+                f"--normalize_inputs: no per-channel statistics are known for {self.dataset} (they are for "
+                f"{', '.join(known)})"
+            )
         if self.resolved_augmentation == "crop_flip" and len(spec.input_shape) != 3:
             raise ConfigurationError(
                 f"--augmentation crop_flip needs images (channels, height, width); {self.dataset} samples "
@@ -127,6 +137,13 @@ class OnlineSetting(Setting):
         """A fresh, seeded instance of the training augmentation (None where there is none), for
         the method to apply to every input it trains on."""
         return build_augmentation(self.resolved_augmentation, padding=self.crop_padding, seed=self.seed)
+
+    def input_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """The per-channel (mean, std) the network normalizes its inputs by, or None: from
+        `--normalize_inputs`, by default the dataset's benchmark practice."""
+        spec = self.dataset_spec
+        wanted = spec.normalized if self.normalize_inputs is None else self.normalize_inputs
+        return spec.channel_stats if wanted else None
 
     @property
     def num_classes(self) -> int:

@@ -33,15 +33,17 @@ if TYPE_CHECKING:
 
 @contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """`module` in evaluation mode without gradients for the block; its training mode is
-    restored afterwards (scoring, features, Fisher information between training steps)."""
-    was_training = module.training
+    """`module` in evaluation mode without gradients for the block; each submodule's training
+    mode is restored afterwards, so that parts a method keeps in evaluation mode (a frozen
+    batch norm, say) stay so (scoring, features, Fisher information between training steps)."""
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
         with torch.no_grad():
             yield module
     finally:
-        module.train(was_training)
+        for m, training in modes:
+            m.training = training
 
 
 class Batch(NamedTuple):

@@ -1,4 +1,5 @@
-"""The dataset registry: CLI name -> loader, input shape, number of classes, default backbone.
+"""The dataset registry: CLI name -> loader, input shape, number of classes, default backbone,
+standard augmentation and per-channel statistics (with whether its benchmarks normalize by them).
 
 Every loader returns continuum datasets (train, test), so that the settings build their task
 streams with continuum's scenarios whatever the source. `digits` and `synthetic` live in memory

@@ -58,6 +58,7 @@ def test_same_seed_same_results_json(tmp_path):
     assert (tmp_path / "a" / "results.json").read_text() == (tmp_path / "b" / "results.json").read_text()
 
 
+@pytest.mark.slow
 def test_config_path_reloads_a_run(tmp_path):
     out = sylvan("--setting", "task_incremental", "--method", "naive", *FAST, "--lr", "0.05",
                  "--results_dir", str(tmp_path), "--run_name", "first")
@@ -191,6 +192,7 @@ def test_a_results_dir_that_cannot_be_written_exits_2(tmp_path):
     assert "--results_dir" in out.stderr and "give a folder that can be written" in out.stderr, out.stderr
 
 
+@pytest.mark.slow
 def test_external_method_plugin_is_listed_and_runs_everywhere(tmp_path):
     plugin = REPO / "examples" / "l2_anchor.py"
     listed = sylvan("--plugin", str(plugin), "--list")
@@ -232,6 +234,7 @@ def test_every_method_and_setting_pair_builds_a_parser(monkeypatch):
                 assert isinstance(args.method_options, method_cls)
 
 
+@pytest.mark.slow
 def test_resume_continues_an_interrupted_run(tmp_path):
     """A run whose last checkpoints are gone (it died during task 1) resumes from task 0's and
     ends with the same results.json and train.csv as the run that was never interrupted."""
@@ -258,6 +261,7 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     assert finished.returncode == 2 and "already finished" in finished.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_keeps_the_finished_tasks_and_says_how_to_resume(tmp_path, stop, status):
     """Ctrl-C (SIGINT), or a scheduler's SIGTERM, while task 1 trains: exit status 128 + the
@@ -289,6 +293,7 @@ def test_a_signal_keeps_the_finished_tasks_and_says_how_to_resume(tmp_path, stop
     assert results["accuracy_matrix"][0] == kept["accuracy_matrix"][0]
 
 
+@pytest.mark.slow
 def test_a_run_records_its_plugins_for_resume_and_config_path(tmp_path):
     """config.yaml names the plugin file by its absolute path: `--resume` and `--config_path`
     load it without --plugin, from any folder; a plugin that has moved gets a message, and

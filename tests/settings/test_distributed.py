@@ -41,7 +41,6 @@ def test_more_gpu_workers_than_gpus_is_refused(monkeypatch):
     DistributedSetting(devices=2, accelerator="cpu")
 
 
-@pytest.mark.slow
 def test_two_workers_match_one_process(tmp_path):
     single = sylvan("--setting", "class_incremental", "--method", "rehearsal", *COMMON, "--batch_size", "32",
                     "--results_dir", str(tmp_path), "--run_name", "single")

@@ -59,4 +59,5 @@ class RunInterrupted(Exception):
 
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> UnknownNameError:
     """Build the error for an unknown `kind` called `name`, listing the valid names."""
-    return UnknownNameError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")
+    kinds = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"  # "buffer policy": "buffer policies"
+    return UnknownNameError(f"unknown {kind} {name!r}; valid {kinds}: {', '.join(sorted(valid))}")

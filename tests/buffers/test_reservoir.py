@@ -128,7 +128,7 @@ def test_class_counts_and_errors():
         buffer.add(x=torch.zeros(2, 2))
     with pytest.raises(ConfigurationError):
         ReservoirBuffer(-1)
-    with pytest.raises(UnknownNameError):
+    with pytest.raises(UnknownNameError, match="valid buffer policies: class_balanced, gdumb, herding, prs, reservoir"):
         make_buffer("nope", 10)
 
 

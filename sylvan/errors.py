@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 
@@ -61,3 +63,14 @@ def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> Un
     """Build the error for an unknown `kind` called `name`, listing the valid names."""
     kinds = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"  # "buffer policy": "buffer policies"
     return UnknownNameError(f"unknown {kind} {name!r}; valid {kinds}: {', '.join(sorted(valid))}")
+
+
+def require_finite_numbers(options: Any) -> None:
+    """Raise `ConfigurationError`, naming the flag, for the first float field of the dataclass
+    `options` that is NaN or infinite. Such a value passes every range check (a comparison with
+    NaN is always false) and would train on NaN weights, or overflow a timeout, instead of being
+    refused; no option of a setting or method means anything by it."""
+    for field in dataclasses.fields(options):
+        value = getattr(options, field.name, None)
+        if field.init and isinstance(value, float) and not math.isfinite(value):
+            raise ConfigurationError(f"--{field.name} must be a finite number, got {value}")

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
-from sylvan.errors import ConfigurationError, InapplicableMethodError, unknown_name
+from sylvan.errors import ConfigurationError, InapplicableMethodError, require_finite_numbers, unknown_name
 from sylvan.settings.base import Setting
 
 METHODS: dict[str, type[Method]] = {}
@@ -42,6 +42,7 @@ class Method:
             METHODS[cls.name] = cls
 
     def __post_init__(self) -> None:
+        require_finite_numbers(self)
         self.validate()
 
     def validate(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sylvan.errors import ConfigurationError, unknown_name
+from sylvan.errors import ConfigurationError, require_finite_numbers, unknown_name
 
 if TYPE_CHECKING:
     from sylvan.metrics import Results
@@ -56,6 +56,7 @@ class Setting:
             SETTINGS[cls.name] = cls
 
     def __post_init__(self) -> None:
+        require_finite_numbers(self)
         self.validate()
 
     def validate(self) -> None:

@@ -192,7 +192,7 @@ class OnlineSetting(Setting):
         """Load the dataset and split it into tasks, as tensors."""
         train, test = self.dataset_spec.load(self.data_dir, self.train_samples, self.seed)
         if self.dataset != "synthetic":
-            train = subsample(train, self.train_samples, self.seed)
+            train = subsample(train, self.train_samples, self.seed, name=repr(self.dataset))
         return build_tasks(self.make_scenario(train), self.make_scenario(test))
 
     def _generator(self, offset: int = 0) -> torch.Generator:

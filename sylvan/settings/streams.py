@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from sylvan.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
     from continuum.scenarios import ContinualScenario
@@ -119,20 +121,31 @@ def pixel_permutations(transform: Any, pixels: int) -> list[torch.Tensor] | None
     return permutations
 
 
-def subsample(dataset: _ContinuumDataset, size: int | None, seed: int) -> _ContinuumDataset:
-    """A class-stratified random subset of `size` samples of an array-backed dataset."""
+def subsample(
+    dataset: _ContinuumDataset, size: int | None, seed: int, name: str = "the dataset"
+) -> _ContinuumDataset:
+    """A class-stratified random subset of `size` samples of an array-backed dataset (`name`,
+    for messages): `size // C` samples of each of its C classes, one more for each of the first
+    `size % C` classes (fewer for a class that has fewer). A `size` beyond the dataset's is
+    refused rather than silently read as "all of it"."""
     from continuum.datasets import InMemoryDataset
 
     x, y, t = dataset.get_data()
-    if size is None or size >= len(y):
+    if size is None or size == len(y):
         return dataset
+    if size > len(y):
+        raise ConfigurationError(
+            f"--train_samples {size} is more than the {len(y)} training samples of {name}; "
+            "leave it out to train on all of them"
+        )
     rng = np.random.default_rng(seed)
     keep: list[np.ndarray] = []
     classes = np.unique(y)
-    per_class = max(1, size // len(classes))
-    for label in classes:
+    per_class, extra = divmod(size, len(classes))
+    for rank, label in enumerate(classes):
         members = np.flatnonzero(y == label)
-        keep.append(rng.choice(members, size=min(per_class, len(members)), replace=False))
+        quota = per_class + (1 if rank < extra else 0)
+        keep.append(rng.choice(members, size=min(quota, len(members)), replace=False))
     index = np.sort(np.concatenate(keep))
     return InMemoryDataset(
         x[index], y[index], None if t is None else t[index],

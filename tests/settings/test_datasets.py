@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from sylvan.errors import ConfigurationError, DataUnavailableError, UnknownNameError
 from sylvan.settings import DATASETS, ClassIncrementalSetting, get_dataset
@@ -38,6 +39,21 @@ def test_train_samples_subsamples_stratified():
     assert sum(len(t.y_train) for t in tasks) == 200
     with pytest.raises(ConfigurationError):
         ClassIncrementalSetting(dataset="digits", train_samples=3)
+
+
+def test_train_samples_is_exact_and_never_more_than_the_dataset_holds():
+    """A size that does not divide by the classes is still met (the first classes take one more);
+    a size beyond the dataset is refused, not silently read as all of it."""
+    tasks = ClassIncrementalSetting(dataset="digits", train_samples=205, progress_bar=False).prepare_tasks()
+    counts = torch.bincount(torch.cat([t.y_train for t in tasks]), minlength=10).tolist()
+    assert sum(counts) == 205 and sorted(counts) == [20] * 5 + [21] * 5
+    whole = ClassIncrementalSetting(dataset="digits", progress_bar=False).prepare_tasks()
+    available = sum(len(t.y_train) for t in whole)
+    every = ClassIncrementalSetting(dataset="digits", train_samples=available, progress_bar=False).prepare_tasks()
+    assert sum(len(t.y_train) for t in every) == available
+    too_many = ClassIncrementalSetting(dataset="digits", train_samples=available + 1, progress_bar=False)
+    with pytest.raises(ConfigurationError, match=f"--train_samples {available + 1} is more than the {available}"):
+        too_many.prepare_tasks()
 
 
 def test_mnist_from_local_copy(mnist_root):

@@ -98,6 +98,11 @@ class OnlineSetting(Setting):
                 f"--nb_tasks {self.nb_tasks} is more than the {spec.num_classes} classes of "
                 f"{self.dataset}: each task needs at least one new class"
             )
+        if self.class_order is not None and self.random_class_order:
+            raise ConfigurationError(
+                "--class_order and --random_class_order contradict each other: give the order, or ask for "
+                "a random one drawn with the seed"
+            )
         if self.class_order is not None and sorted(self.class_order) != list(range(spec.num_classes)):
             raise ConfigurationError(
                 f"--class_order must be a permutation of 0..{spec.num_classes - 1}"

@@ -151,6 +151,18 @@ def test_class_order_is_applied():
     assert setting.resolved_class_order()[:2] == [9, 8]
 
 
+def test_random_class_order_is_drawn_with_the_seed_and_applied_to_the_data():
+    options = {**tiny_options(ClassIncrementalSetting), "nb_tasks": 5, "random_class_order": True}
+    orders = {seed: ClassIncrementalSetting(**{**options, "seed": seed}).resolved_class_order() for seed in (0, 1)}
+    assert sorted(orders[0]) == list(range(10)) and orders[0] != orders[1]
+    assert orders[0] != list(range(10))
+    shuffled = ClassIncrementalSetting(**{**options, "seed": 0})
+    assert shuffled.resolved_class_order() == orders[0]  # the same seed, the same order
+    given = ClassIncrementalSetting(**{**options, "seed": 0, "random_class_order": False, "class_order": orders[0]})
+    for drawn, written in zip(shuffled.prepare_tasks(), given.prepare_tasks()):
+        assert torch.equal(drawn.x_train, written.x_train) and torch.equal(drawn.y_test, written.y_test)
+
+
 def test_assumptions_can_only_be_tightened():
     with pytest.raises(TypeError):
         @dataclass
@@ -184,7 +196,7 @@ def test_options_that_are_not_finite_numbers_are_refused(setting_cls, name, valu
 
 @pytest.mark.parametrize("options", [
     {"nb_tasks": 11}, {"nb_tasks": 0}, {"batch_size": 0}, {"class_order": [0, 1]}, {"seed": -1},
-    {"accelerator": "tpu"},
+    {"accelerator": "tpu"}, {"class_order": list(range(10)), "random_class_order": True},
 ])
 def test_invalid_values_are_refused(options):
     with pytest.raises(ConfigurationError):

@@ -52,6 +52,7 @@ class RememberWorkers(Callback):
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self.setting._connected_at = time.perf_counter()  # the strategy has joined every worker
+        self.setting._workers_joined = True
         launcher = getattr(trainer.strategy, "_launcher", None)
         if getattr(launcher, "procs", None):  # the Trainer that started the workers
             self.setting._workers = list(launcher.procs)

@@ -122,6 +122,7 @@ class DistributedSetting(ClassIncrementalSetting):
     _method = None  # the method being run (set by `apply`)
     _connected_at: float | None = None  # perf_counter() at the current fit's setup hook: every worker has joined
     _stage_startup = 0.0
+    _workers_joined = False  # every worker has joined the process group, in this run's first fit or since
 
     def train_stage(self, method: Any, stage: int, loaders: list[Any]) -> None:
         """Train the stage; if its `fit` started the workers (the first one does, unless a
@@ -166,6 +167,13 @@ class DistributedSetting(ClassIncrementalSetting):
         rank = global_rank()
         cause = str(error).splitlines()[0][:300]
         lines = [f"worker {rank} lost contact with the other workers ({cause})."]
+        if not self._workers_joined:
+            lines.append(f"Not all {self.world_size} workers joined within --worker_timeout {self.worker_timeout:g} s.")
+            if self.num_nodes > 1:
+                lines.append(
+                    f"With --num_nodes {self.num_nodes}, start the same command on every node through a launcher "
+                    "(torchrun, SLURM's srun) that tells each its node rank and the address of node 0."
+                )
         processes = list(self._workers)
         deadline = time.monotonic() + 5.0
         while processes and any(p.poll() is None for p in processes) and time.monotonic() < deadline:

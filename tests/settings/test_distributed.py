@@ -98,6 +98,32 @@ def test_rehearsal_with_augmentation_runs_on_two_workers(tmp_path):
     assert results["task_aware_accuracy"] > 0.8
 
 
+def test_workers_that_never_joined_are_named_as_such():
+    """A failure before every worker joined says so; with several nodes, that each node needs the
+    command started by a launcher. A failure after they joined (a worker died) says neither."""
+    setting = DistributedSetting(devices=1, num_nodes=2, worker_timeout=5, accelerator="cpu")
+    timed_out = RuntimeError("Timed out after 6 seconds waiting for clients. 1/2 clients joined.")
+    message = setting._describe_failure(timed_out)
+    assert "Not all 2 workers joined within --worker_timeout 5 s" in message
+    assert "With --num_nodes 2, start the same command on every node" in message
+    setting._workers_joined = True  # as the strategy's set-up records it
+    message = setting._describe_failure(RuntimeError("Connection closed by peer"))
+    assert "joined" not in message and "--num_nodes" not in message
+
+
+@pytest.mark.slow
+def test_a_missing_node_stops_the_run_after_the_worker_timeout(tmp_path):
+    """--num_nodes 2 started on one machine alone: the run waits --worker_timeout for the other
+    node's worker, then stops with exit status 1 and says how multi-node runs are started."""
+    start = time.monotonic()
+    out = sylvan("--setting", "distributed", "--method", "naive", "--devices", "1", "--num_nodes", "2",
+                 "--worker_timeout", "5", *COMMON, "--results_dir", str(tmp_path))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Not all 2 workers joined within --worker_timeout 5 s" in out.stderr
+    assert "start the same command on every node" in out.stderr
+    assert time.monotonic() - start < 120
+
+
 @pytest.mark.slow
 def test_a_dead_worker_stops_the_run_with_a_clear_error(tmp_path):
     start = time.monotonic()
@@ -107,6 +133,7 @@ def test_a_dead_worker_stops_the_run_with_a_clear_error(tmp_path):
     elapsed = time.monotonic() - start
     assert out.returncode == 1, out.stdout + out.stderr
     assert "worker 1 exited with status 17" in out.stderr
+    assert "Not all 2 workers joined" not in out.stderr  # they had: one died later
     assert "Traceback" not in out.stderr.split("sylvan: run failed")[-1]
     assert elapsed < 120
     results = json.loads((tmp_path / "dies" / "results.json").read_text())

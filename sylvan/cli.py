@@ -223,6 +223,11 @@ def _typed_value(value: Any, hint: Any, option: str) -> Any:
             raise ConfigurationError(f"config option {option} must be a list, got {value!r}")
         (item,) = typing.get_args(hint) or (Any,)
         return [_typed_value(v, item, option) for v in value]
+    if hint in (int, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads an exponent without a decimal point (lr: 1e-3) as a string
+            value = float(value)
+        except ValueError:
+            pass
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is bool and isinstance(value, bool):
         return value

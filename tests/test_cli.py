@@ -382,6 +382,19 @@ def test_config_values_are_converted_to_their_fields_types():
     assert args.run.run_name == "2026"
 
 
+def test_numbers_in_exponent_notation_are_read_from_a_config_file():
+    """PyYAML follows YAML 1.1, where `1e-3` (no decimal point) is a string, not a number."""
+    from sylvan.cli import build_parser
+    from sylvan.methods import Rehearsal
+    from sylvan.settings import ClassIncrementalSetting
+
+    config = yaml.safe_load("method_options: {lr: 1e-3, weight_decay: 5E-4, buffer_size: 2e3}")
+    assert config["method_options"]["lr"] == "1e-3"  # what the YAML library gives
+    args = build_parser(ClassIncrementalSetting, Rehearsal, config).parse_args([])
+    assert args.method_options.lr == 0.001 and args.method_options.weight_decay == 0.0005
+    assert args.method_options.buffer_size == 2000 and isinstance(args.method_options.buffer_size, int)
+
+
 def test_a_config_file_of_the_wrong_types_exits_2(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"setting": "online", "method": "rehearsal",

@@ -27,7 +27,7 @@ from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, Sy
 from sylvan.experiment import RunOptions, open_tracker, run_experiment, run_to_the_end
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.process_exit import exit_process, leave_now
-from sylvan.settings import Setting, get_setting
+from sylvan.settings import SETTINGS, Setting, get_setting
 
 
 def _names_parser() -> argparse.ArgumentParser:
@@ -191,6 +191,20 @@ def build_parser(
     return parser
 
 
+def unknown_options_message(unknown: Sequence[str], setting_cls: type[Setting], method_cls: type[Method]) -> str:
+    """What to say of command-line arguments that are not options of this setting and method:
+    for a flag that another setting or method has (`--buffer_size` given to `naive`), which."""
+    lines = [f"unrecognized arguments: {' '.join(unknown)}."]
+    registered = [*SETTINGS.values(), *METHODS.values()]
+    for flag in (arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")):
+        owners = sorted({cls.name for cls in registered if flag[2:] in {f.name for f in fields(cls) if f.init}})
+        if owners:
+            lines.append(f"{flag} is not an option of {method_cls.name} on {setting_cls.name}, "
+                         f"but of {', '.join(owners)}.")
+    lines.append(f"`sylvan --setting {setting_cls.name} --method {method_cls.name} --help` lists the options.")
+    return " ".join(lines)
+
+
 def _known_fields(cls: type, values: Any, section: str) -> dict[str, Any]:
     """The options of a config file's `section` for the dataclass `cls`, each checked against
     its field's type (YAML gives ints, floats, strings, lists: a wrong one is a message here,
@@ -292,7 +306,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise ConfigurationError("the root setting is abstract; pick one of its descendants (sylvan --list)")
     check_applicable(method_cls, setting_cls)
     parser = build_parser(setting_cls, method_cls, config)
-    args = parser.parse_args(argv)  # --help prints the options of both and exits here
+    args, unknown = parser.parse_known_args(argv)  # --help prints the options of both and exits here
+    if unknown:
+        raise ConfigurationError(unknown_options_message(unknown, setting_cls, method_cls))
     setting: Setting = args.setting_options
     method: Method = args.method_options
     options: RunOptions = args.run

@@ -165,6 +165,9 @@ print("loaded:", sorted({name.split(".")[0] for name in sys.modules}
     (["--setting", "online", "--method", "naive", "--backbone", "vit"], "valid backbones"),
     (["--setting", "online", "--method", "naive", "--augmentation", "cutout"], "valid augmentations"),
     (["--setting", "online", "--method", "naive", "--crop_padding", "-1"], "--crop_padding"),
+    (["--setting", "class_incremental", "--method", "naive", "--buffer_size", "20"],
+     "--buffer_size is not an option of naive on class_incremental, but of agem, der, derpp"),
+    (["--setting", "online", "--method", "naive", "--bogus"], "unrecognized arguments: --bogus."),
     pytest.param(["--setting", "online", "--method", "naive", "--accelerator", "gpu"], "use --accelerator cpu",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -214,6 +215,17 @@ def test_external_method_plugin_is_listed_and_runs_everywhere(tmp_path):
         assert (run_dir_of(tmp_path / setting) / "results.json").is_file()
     refused = sylvan("--plugin", str(plugin), "--setting", "online", "--method", "l2_anchor")
     assert refused.returncode == 2 and "l2_anchor" in refused.stderr
+
+
+def test_options_are_the_public_fields_only():
+    """Every dataclass field of a setting or method becomes a flag, a config.yaml entry and a
+    W&B config value: state a class keeps for itself (a leading underscore) must not be a field."""
+    from sylvan.methods import METHODS
+    from sylvan.settings import SETTINGS
+
+    private = [f"{cls.__name__}.{field.name}" for cls in (*SETTINGS.values(), *METHODS.values())
+               for field in dataclasses.fields(cls) if field.name.startswith("_")]
+    assert private == []
 
 
 def test_every_method_and_setting_pair_builds_a_parser(monkeypatch):

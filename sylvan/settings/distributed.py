@@ -120,7 +120,7 @@ class DistributedSetting(ClassIncrementalSetting):
 
     _workers = ()  # worker processes started on this machine by Lightning (worker 0 only)
     _method = None  # the method being run (set by `apply`)
-    _connected_at: float | None = None  # perf_counter() at the current fit's setup hook: every worker has joined
+    _connected_at = None  # perf_counter() at the current fit's setup hook (every worker has joined), or None
     _stage_startup = 0.0
     _workers_joined = False  # every worker has joined the process group, in this run's first fit or since
 

@@ -142,9 +142,9 @@ def subsample(
     keep: list[np.ndarray] = []
     classes = np.unique(y)
     per_class, extra = divmod(size, len(classes))
-    for rank, label in enumerate(classes):
+    for position, label in enumerate(classes):
         members = np.flatnonzero(y == label)
-        quota = per_class + (1 if rank < extra else 0)
+        quota = per_class + (1 if position < extra else 0)
         keep.append(rng.choice(members, size=min(quota, len(members)), replace=False))
     index = np.sort(np.concatenate(keep))
     return InMemoryDataset(

@@ -191,13 +191,18 @@ def build_parser(
     return parser
 
 
+def option_names(cls: type) -> set[str]:
+    """The options of the dataclass `cls` (a setting, method or the run options): its init fields."""
+    return {f.name for f in fields(cls) if f.init}
+
+
 def unknown_options_message(unknown: Sequence[str], setting_cls: type[Setting], method_cls: type[Method]) -> str:
     """What to say of command-line arguments that are not options of this setting and method:
     for a flag that another setting or method has (`--buffer_size` given to `naive`), which."""
     lines = [f"unrecognized arguments: {' '.join(unknown)}."]
     registered = [*SETTINGS.values(), *METHODS.values()]
     for flag in (arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")):
-        owners = sorted({cls.name for cls in registered if flag[2:] in {f.name for f in fields(cls) if f.init}})
+        owners = sorted({cls.name for cls in registered if flag[2:] in option_names(cls)})
         if owners:
             lines.append(f"{flag} is not an option of {method_cls.name} on {setting_cls.name}, "
                          f"but of {', '.join(owners)}.")
@@ -211,7 +216,7 @@ def _known_fields(cls: type, values: Any, section: str) -> dict[str, Any]:
     not a traceback from the class)."""
     if not isinstance(values, dict):
         raise ConfigurationError(f"config file section {section!r} must be a mapping of options, got {values!r}")
-    names = {f.name for f in fields(cls) if f.init}
+    names = option_names(cls)
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigurationError(

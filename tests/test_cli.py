@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from sylvan.errors import ConfigurationError
 from tests.conftest import REPO, default_signal_handling
 
 FAST = ["--dataset", "synthetic", "--train_samples", "200", "--nb_tasks", "2", "--progress_bar", "false"]
@@ -228,6 +229,27 @@ def test_options_are_the_public_fields_only():
     assert private == []
 
 
+def _float_options() -> list[tuple[type, str]]:
+    from sylvan.methods import METHODS
+    from sylvan.settings import SETTINGS
+
+    return [(cls, field.name) for cls in (*SETTINGS.values(), *METHODS.values())
+            for field in dataclasses.fields(cls) if field.init and isinstance(field.default, float)]
+
+
+FLOAT_OPTIONS = _float_options()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize(("cls", "name"), FLOAT_OPTIONS, ids=[f"{cls.name}-{name}" for cls, name in FLOAT_OPTIONS])
+def test_options_that_are_not_finite_numbers_are_refused(cls, name, value):
+    """NaN passes every range check (each comparison with it is false): without this refusal,
+    `--lr nan` trained a network of NaN to the end and wrote its results, and an infinite
+    --worker_timeout overflowed the process group's timeout with a traceback."""
+    with pytest.raises(ConfigurationError, match=f"--{name} must be a finite number"):
+        cls(**{name: value})
+
+
 def test_every_method_and_setting_pair_builds_a_parser(monkeypatch):
     """simple-parsing reads every field annotation: a method or setting whose annotations do not
     resolve would only fail on the command line. The defaults are parsed as on a machine without
@@ -374,7 +396,6 @@ def test_resume_mistakes(tmp_path, args, message):
 ])
 def test_config_values_of_the_wrong_type_are_refused_with_the_option_named(section, values, message):
     from sylvan.cli import build_parser
-    from sylvan.errors import ConfigurationError
     from sylvan.methods import Rehearsal
     from sylvan.settings import ClassIncrementalSetting
 

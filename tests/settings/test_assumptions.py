@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -12,7 +11,6 @@ import torch
 from sylvan.errors import ConfigurationError, InapplicableMethodError
 from sylvan.methods import METHODS, Method
 from sylvan.settings import (
-    SETTINGS,
     ClassIncrementalSetting,
     DomainIncrementalSetting,
     MultiTaskSetting,
@@ -175,23 +173,6 @@ def test_inapplicable_method_is_refused():
 
     with pytest.raises(InapplicableMethodError):
         OnlineSetting(**tiny_options(OnlineSetting)).apply(FromScratch())
-
-
-FLOAT_OPTIONS = [
-    (setting_cls, field.name)
-    for setting_cls in SETTINGS.values()
-    for field in dataclasses.fields(setting_cls)
-    if field.init and isinstance(field.default, float)
-]
-
-
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
-@pytest.mark.parametrize(("setting_cls", "name"), FLOAT_OPTIONS,
-                         ids=[f"{cls.name}-{name}" for cls, name in FLOAT_OPTIONS])
-def test_options_that_are_not_finite_numbers_are_refused(setting_cls, name, value):
-    """An infinite --worker_timeout used to overflow the process group's timeout with a traceback."""
-    with pytest.raises(ConfigurationError, match=f"--{name} must be a finite number"):
-        setting_cls(**{name: value})
 
 
 @pytest.mark.parametrize("options", [

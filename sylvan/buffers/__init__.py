@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.class_balanced import ClassBalancedBuffer
+from sylvan.buffers.fifo import FIFOBuffer
 from sylvan.buffers.gdumb import GDumbBuffer
 from sylvan.buffers.herding import HerdingBuffer
 from sylvan.buffers.prs import PRSBuffer
@@ -16,7 +17,7 @@ from sylvan.buffers.retrieval import RETRIEVALS
 from sylvan.errors import ConfigurationError, unknown_name
 
 BUFFER_POLICIES: dict[str, type[RehearsalBuffer]] = {
-    cls.policy: cls for cls in (ReservoirBuffer, ClassBalancedBuffer, PRSBuffer, GDumbBuffer, HerdingBuffer)
+    cls.policy: cls for cls in (ReservoirBuffer, ClassBalancedBuffer, PRSBuffer, GDumbBuffer, HerdingBuffer, FIFOBuffer)
 }
 
 # policies and retrievals that need the method to supply a "features" field with every batch
@@ -43,6 +44,7 @@ __all__ = [
     "BUFFER_POLICIES",
     "RETRIEVALS",
     "ClassBalancedBuffer",
+    "FIFOBuffer",
     "GDumbBuffer",
     "HerdingBuffer",
     "PRSBuffer",

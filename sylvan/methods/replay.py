@@ -20,7 +20,8 @@ class ReplayMethod(SupervisedMethod):
 
     buffer_size: int = 200  # capacity of the rehearsal buffer, in samples
     replay_size: int = 0  # r: samples replayed with each minibatch (0: as many as the batch size)
-    buffer_policy: str = "reservoir"  # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding
+    # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding or fifo
+    buffer_policy: str = "reservoir"
     buffer_retrieval: str = "uniform"  # which stored samples are replayed: uniform or grasp
 
     def validate(self) -> None:

@@ -128,7 +128,8 @@ def test_class_counts_and_errors():
         buffer.add(x=torch.zeros(2, 2))
     with pytest.raises(ConfigurationError):
         ReservoirBuffer(-1)
-    with pytest.raises(UnknownNameError, match="valid buffer policies: class_balanced, gdumb, herding, prs, reservoir"):
+    with pytest.raises(UnknownNameError,
+                       match="valid buffer policies: class_balanced, fifo, gdumb, herding, prs, reservoir"):
         make_buffer("nope", 10)
 
 
@@ -146,7 +147,7 @@ def test_sampling_from_a_large_buffer_is_uniform():
     assert p_value > 1e-3
 
 
-@pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "gdumb", "prs", "herding"])
+@pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "gdumb", "prs", "herding", "fifo"])
 def test_torch_write_path_stores_what_the_numpy_path_stores(policy):
     """CPU storage is written through NumPy views; a field NumPy cannot view (bfloat16) sends the
     whole buffer through torch's index_copy_, the CUDA path. Both must store the same samples."""

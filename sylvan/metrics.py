@@ -71,9 +71,12 @@ class Results:
     """What a setting reports after running a method.
 
     `accuracy_matrix` is measured with exactly the information the setting allows (no task
-    labels at test where they are hidden). `task_aware_matrix`, where present, is the same
-    evaluation with the scores restricted by the setting to the classes of the evaluated task
-    ("task-IL" accuracy in the rehearsal papers); the method never sees the task label for it.
+    labels at test where they are hidden). Its entries are what `measure` names: a fraction of
+    correct predictions ("accuracy", supervised settings), or a mean episode return ("return",
+    reinforcement-learning settings); `results.json` names its keys after it.
+    `task_aware_matrix`, where present, is the same evaluation with the scores restricted by the
+    setting to the classes of the evaluated task ("task-IL" accuracy in the rehearsal papers);
+    the method never sees the task label for it.
     """
 
     setting: str
@@ -92,6 +95,17 @@ class Results:
     peak_memory_mb: float | None = None
     method_runtime: dict[str, float] = field(default_factory=dict)  # the method's runtime_stats()
     complete: bool = True
+    episodes_seen: list[int] = field(default_factory=list)  # RL: training episodes finished, per stage
+    measure: str = "accuracy"  # what the matrix holds: "accuracy" (a fraction) or "return"
+
+    @property
+    def display_scale(self) -> float:
+        """Factor from a matrix entry to how it is shown: accuracies in percent, returns as they are."""
+        return 100.0 if self.measure == "accuracy" else 1.0
+
+    @property
+    def unit(self) -> str:
+        return "%" if self.measure == "accuracy" else ""
 
     @property
     def nb_tasks(self) -> int:
@@ -126,7 +140,12 @@ class Results:
         return final_average_accuracy(self.task_aware_matrix)
 
     def summary(self) -> dict[str, float | None]:
-        """The scalar metrics, in the order the console table prints them."""
+        """The scalar metrics, in the order the console table prints them, named after the
+        measure ("final_average_return", "online_return", ... for returns)."""
+        return {key.replace("accuracy", self.measure): value for key, value in self._summary().items()
+                if self.measure == "accuracy" or key != "task_aware_accuracy"}
+
+    def _summary(self) -> dict[str, float | None]:
         return {
             "final_average_accuracy": self.final_average_accuracy,
             "average_incremental_accuracy": self.average_incremental_accuracy,
@@ -140,16 +159,24 @@ class Results:
     def metrics_dict(self) -> dict[str, Any]:
         """Everything that depends only on the configuration and seed (no timings): the
         content of `results.json`, identical for two runs with the same seed."""
-        return {
-            "setting": self.setting,
-            "method": self.method,
-            "complete": self.complete,
-            "nb_tasks": self.nb_tasks,
-            **self.summary(),
+        matrices = {
             "accuracy_matrix": self.accuracy_matrix,
             "task_aware_matrix": self.task_aware_matrix,
             "initial_accuracies": self.initial_accuracies,
+        }
+        if self.measure != "accuracy":
+            matrices = {key.replace("accuracies", f"{self.measure}s").replace("accuracy", self.measure): value
+                        for key, value in matrices.items() if value is not None or key != "task_aware_matrix"}
+        return {
+            "setting": self.setting,
+            "method": self.method,
+            "measure": self.measure,
+            "complete": self.complete,
+            "nb_tasks": self.nb_tasks,
+            **self.summary(),
+            **matrices,
             "samples_seen": self.samples_seen,
+            **({} if self.measure == "accuracy" else {"episodes_seen": self.episodes_seen}),
         }
 
     def runtime_dict(self) -> dict[str, Any]:
@@ -168,21 +195,22 @@ class Results:
 
     def table(self) -> str:
         """A readable per-task table and the summary metrics, for the console."""
-        matrix = np.asarray(self.accuracy_matrix)
+        matrix = self.display_scale * np.asarray(self.accuracy_matrix)
         stages, tasks = matrix.shape
-        header = "after task | " + " ".join(f"T{j:<5d}" for j in range(tasks)) + " |   mean | time (s)"
+        header = "after task | " + " ".join(f"T{j:<6d}" for j in range(tasks)) + " |    mean | time (s)"
         lines = [f"{self.method} on {self.setting}", header, "-" * len(header)]
         for i in range(stages):
             label = "end" if stages == 1 else str(i)
             seen = matrix[i] if stages == 1 else matrix[i, : i + 1]
-            cells = " ".join(f"{100 * a:6.2f}" for a in matrix[i])
+            cells = " ".join(f"{a:7.2f}" for a in matrix[i])
             time_cell = f"{self.task_wall_time[i]:8.1f}" if i < len(self.task_wall_time) else ""
-            lines.append(f"{label:>10} | {cells} | {100 * seen.mean():6.2f} | {time_cell}")
+            lines.append(f"{label:>10} | {cells} | {seen.mean():7.2f} | {time_cell}")
         lines.append("")
         for key, value in self.summary().items():
             if value is not None:
-                lines.append(f"{key.replace('_', ' '):>30}: {100 * value:6.2f}")
-        lines.append(f"{'samples seen':>30}: {sum(self.samples_seen)}")
+                lines.append(f"{key.replace('_', ' '):>30}: {self.display_scale * value:7.2f}")
+        lines.append(f"{'samples seen' if self.measure == 'accuracy' else 'environment steps':>30}: "
+                     f"{sum(self.samples_seen)}")
         lines.append(f"{'wall time':>30}: {self.total_wall_time:.1f} s")
         if self.peak_memory_mb is not None:
             lines.append(f"{'peak memory':>30}: {self.peak_memory_mb:.0f} MB")

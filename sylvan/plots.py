@@ -13,22 +13,28 @@ import numpy as np  # noqa: E402
 from sylvan.metrics import Results  # noqa: E402
 
 
+def _label(results: Results) -> str:
+    return "accuracy (%)" if results.measure == "accuracy" else f"mean episode {results.measure}"
+
+
 def plot_accuracy_matrix(results: Results, path: Path) -> Path:
-    """Heatmap of R[i, j] (accuracy on task j after training stage i), annotated in %."""
-    matrix = 100 * np.asarray(results.accuracy_matrix)
+    """Heatmap of R[i, j] (accuracy on task j after training stage i, in %; or mean return)."""
+    matrix = results.display_scale * np.asarray(results.accuracy_matrix)
     stages, tasks = matrix.shape
     fig, ax = plt.subplots(figsize=(1.0 + 0.8 * tasks, 1.0 + 0.7 * stages))
-    image = ax.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
+    low, high = (0.0, 100.0) if results.measure == "accuracy" else (float(matrix.min()), float(matrix.max()))
+    image = ax.imshow(matrix, vmin=low, vmax=high, cmap="viridis")
     for i in range(stages):
         for j in range(tasks):
+            light = (matrix[i, j] - low) < 0.6 * (high - low)
             ax.text(j, i, f"{matrix[i, j]:.0f}", ha="center", va="center",
-                    color="white" if matrix[i, j] < 60 else "black", fontsize=8)
+                    color="white" if light else "black", fontsize=8)
     ax.set_xticks(range(tasks), [f"T{j}" for j in range(tasks)])
     ax.set_yticks(range(stages), [str(i) for i in range(stages)] if stages > 1 else ["end"])
     ax.set_xlabel("evaluated task")
     ax.set_ylabel("after training stage")
     ax.set_title(f"{results.method} on {results.setting}")
-    fig.colorbar(image, ax=ax, label="accuracy (%)")
+    fig.colorbar(image, ax=ax, label=_label(results))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -36,8 +42,8 @@ def plot_accuracy_matrix(results: Results, path: Path) -> Path:
 
 
 def plot_accuracy_curve(results: Results, path: Path) -> Path:
-    """Average accuracy on the tasks seen so far, and on all tasks, after each stage."""
-    matrix = 100 * np.asarray(results.accuracy_matrix)
+    """Average accuracy (or return) on the tasks seen so far, and on all tasks, after each stage."""
+    matrix = results.display_scale * np.asarray(results.accuracy_matrix)
     stages = matrix.shape[0]
     x = np.arange(1, stages + 1)
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -46,8 +52,9 @@ def plot_accuracy_curve(results: Results, path: Path) -> Path:
     ax.plot(x, matrix.mean(axis=1), marker="s", label="all tasks")
     ax.set_xlabel("tasks trained on" if stages > 1 else "end of stream")
     ax.set_xticks(x)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylabel(_label(results))
+    if results.measure == "accuracy":
+        ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"{results.method} on {results.setting}")

@@ -119,16 +119,17 @@ class Tracker:
             save_checkpoint(self.run_dir / "checkpoints" / f"after_stage_{stage}.pt", stage, method, results,
                             tracker_state=self.state())
         row = results.accuracy_matrix[-1]
+        measure, scale, unit = results.measure, results.display_scale, results.unit
         if self.verbose:
             print(
-                f"[sylvan] stage {stage + 1}/{nb_stages} done: accuracy on the {tasks_seen} tasks "
-                f"seen {100 * sum(row[:tasks_seen]) / tasks_seen:.2f}%, on all {len(row)} tasks "
-                f"{100 * sum(row) / len(row):.2f}% ({results.task_wall_time[-1]:.1f} s)",
+                f"[sylvan] stage {stage + 1}/{nb_stages} done: {measure} on the {tasks_seen} tasks "
+                f"seen {scale * sum(row[:tasks_seen]) / tasks_seen:.2f}{unit}, on all {len(row)} tasks "
+                f"{scale * sum(row) / len(row):.2f}{unit} ({results.task_wall_time[-1]:.1f} s)",
                 flush=True,
             )
         if self.wandb_run is not None:
-            log = {f"accuracy/task_{j}": a for j, a in enumerate(row)}
-            log["accuracy/average"] = sum(row) / len(row)
+            log = {f"{measure}/task_{j}": a for j, a in enumerate(row)}
+            log[f"{measure}/average"] = sum(row) / len(row)
             self.wandb_run.log({**log, "stage": stage})
 
     def finish(self, results: Results) -> None:

@@ -18,8 +18,21 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="synthetic", train_samples=120, nb_tasks=2, progress_bar=False, seed=0)
 
 
+# reinforcement-learning settings: two short CartPole tasks, short episodes
+TINY_RL = dict(nb_tasks=2, steps_per_task=300, eval_episodes=2, max_episode_steps=60, accelerator="cpu", seed=0)
+# methods whose defaults would not learn within TINY_RL's steps
+TINY_METHOD_OPTIONS = {
+    "dqn": dict(learning_starts=50, buffer_size=200, exploration_steps=200, target_update_interval=50,
+                hidden_size=32),
+}
+
+
 def tiny_options(setting_cls: type) -> dict:
-    """Options that make any supervised setting run in about a second."""
+    """Options that make any setting run in about a second."""
+    from sylvan.settings import ContinualRLSetting
+
+    if issubclass(setting_cls, ContinualRLSetting):
+        return dict(TINY_RL)
     options = dict(TINY)
     fields = getattr(setting_cls, "__dataclass_fields__", {})
     if "epochs" in fields:
@@ -27,6 +40,11 @@ def tiny_options(setting_cls: type) -> dict:
     if "devices" in fields:  # in-process tests run one worker; multi-worker runs use subprocesses
         options["devices"] = 1
     return options
+
+
+def tiny_method(method_cls: type, **options):
+    """`method_cls` with options that let it learn within the tiny settings' few steps."""
+    return method_cls(**{**TINY_METHOD_OPTIONS.get(method_cls.name, {}), **options})
 
 
 @pytest.fixture(scope="session")

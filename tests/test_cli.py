@@ -82,8 +82,29 @@ def test_list_shows_tree_with_methods():
     assert "from_scratch" not in online
     class_il = next(line for line in lines if line.strip().startswith("class_incremental"))
     assert "from_scratch" in class_il
+    rl = next(line for line in lines if line.strip().startswith("task_incremental_rl"))
+    assert rl.split("methods:")[1].split() == ["dqn,", "random"]
     assert class_il.index("class_incremental") > online.index("online"), "children are indented"
     assert len({line.index("methods:") for line in lines}) == 1, "the methods form one column"
+
+
+def test_rl_run_writes_returns_and_the_episodes_it_trained_on(tmp_path):
+    out = sylvan("--setting", "incremental_rl", "--method", "dqn", "--nb_tasks", "2", "--steps_per_task", "300",
+                 "--eval_episodes", "2", "--max_episode_steps", "50", "--learning_starts", "50",
+                 "--results_dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "final average return" in out.stdout and "environment steps: 600" in out.stdout
+    run_dir = run_dir_of(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["measure"] == "return" and len(results["return_matrix"]) == 2
+    assert results["samples_seen"] == [300, 300] and results["online_return"] > 0
+    log = (run_dir / "logs" / "train.csv").read_text().splitlines()
+    assert log[0] == "step,episode_length,episode_return" and len(log) - 1 == sum(results["episodes_seen"])
+    steps = [int(line.split(",")[0]) for line in log[1:]]
+    assert steps == sorted(steps) and steps[-1] <= 600 and any(step > 300 for step in steps)
+    assert (run_dir / "accuracy_matrix.png").is_file()
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["setting_options"]["env"] == "CartPole-v1" and config["method_options"]["buffer_policy"] == "fifo"
 
 
 def test_help_shows_setting_and_method_options():
@@ -95,6 +116,10 @@ def test_help_shows_setting_and_method_options():
     assert "capacity of the rehearsal buffer" in out.stdout  # field comments are the help text
     general = sylvan("--help")
     assert general.returncode == 0 and "class_incremental" in general.stdout
+    rl = sylvan("--setting", "continual_rl", "--method", "dqn", "--help")
+    assert rl.returncode == 0
+    for flag in ("--env", "--steps_per_task", "--varied_attributes", "--buffer_policy", "--target_update_interval"):
+        assert flag in rl.stdout, flag
 
 
 def test_the_command_finishes_threads_exit_handlers_and_output_before_it_leaves(tmp_path):
@@ -170,6 +195,13 @@ print("loaded:", sorted({name.split(".")[0] for name in sys.modules}
     (["--setting", "class_incremental", "--method", "naive", "--buffer_size", "20"],
      "--buffer_size is not an option of naive on class_incremental, but of agem, der, derpp"),
     (["--setting", "online", "--method", "naive", "--bogus"], "unrecognized arguments: --bogus."),
+    (["--setting", "continual_rl", "--method", "rehearsal"], "Methods that apply to 'continual_rl': dqn, random"),
+    (["--setting", "incremental_rl", "--method", "dqn", "--env", "NoSuchEnv-v0"], "is not a gymnasium environment"),
+    (["--setting", "incremental_rl", "--method", "dqn", "--env", "Pendulum-v1", "--varied_attributes", "g"],
+     "need discrete actions"),
+    (["--setting", "incremental_rl", "--method", "dqn", "--buffer_policy", "gdumb"], "no class label"),
+    (["--setting", "incremental_rl", "--method", "dqn", "--dataset", "mnist"],
+     "--dataset is not an option of dqn on incremental_rl"),
     pytest.param(["--setting", "online", "--method", "naive", "--accelerator", "gpu"], "use --accelerator cpu",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])

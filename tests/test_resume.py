@@ -17,13 +17,14 @@ from sylvan.errors import ConfigurationError
 from sylvan.methods import METHODS, SupervisedMethod
 from sylvan.settings import SETTINGS
 from sylvan.tracking import Tracker
-from tests.conftest import REPO, tiny_options
+from tests.conftest import REPO, tiny_method, tiny_options
 
 load_plugins([str(REPO / "examples" / "l2_anchor.py")])
 
-# each method on the first of these settings it applies to (task_incremental: multi_head)
+# each method on the first of these settings it applies to (task_incremental: multi_head;
+# incremental_rl: dqn)
 SETTING_OF = {
-    name: next(s for s in ("class_incremental", "task_incremental") if cls.is_applicable(SETTINGS[s]))
+    name: next(s for s in ("class_incremental", "task_incremental", "incremental_rl") if cls.is_applicable(SETTINGS[s]))
     for name, cls in sorted(METHODS.items())
 }
 
@@ -46,7 +47,7 @@ class InterruptingTracker(Tracker):
 def build(method_name: str, **options):
     setting_cls = SETTINGS[SETTING_OF[method_name]]
     setting = setting_cls(**{**tiny_options(setting_cls), "nb_tasks": 3, "seed": 5, **options})
-    return setting, METHODS[method_name]()
+    return setting, tiny_method(METHODS[method_name])
 
 
 def fits_counted(method) -> list[int]:

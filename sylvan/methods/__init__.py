@@ -11,6 +11,7 @@ from sylvan.methods.agem import AGEM
 from sylvan.methods.base import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.methods.der import DER
 from sylvan.methods.derpp import DERPlusPlus
+from sylvan.methods.dqn import DQN
 from sylvan.methods.er_ace import ERACE
 from sylvan.methods.ewc import EWC
 from sylvan.methods.from_scratch import FromScratch
@@ -29,6 +30,7 @@ from sylvan.methods.supervised import Batch, SupervisedMethod
 __all__ = [
     "AGEM",
     "DER",
+    "DQN",
     "ERACE",
     "EWC",
     "METHODS",

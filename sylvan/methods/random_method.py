@@ -14,21 +14,21 @@ from sylvan.settings.base import Setting
 
 @dataclass
 class RandomMethod(Method):
-    """Ignores the data; predicts a uniformly random class for every input."""
+    """Ignores the data; predicts a uniformly random class (or action) for every input."""
 
     name: ClassVar[str] = "random"
     target_setting: ClassVar[type[Setting]] = Setting
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.num_classes = setting.num_classes
+        self.num_outputs = setting.num_outputs
         self.generator = torch.Generator().manual_seed(setting.seed)
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         """Nothing to learn."""
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.rand(len(x), self.num_classes, generator=self.generator)
+        return torch.rand(len(x), self.num_outputs, generator=self.generator)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 from sylvan.settings.base import SETTINGS, Setting, get_setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
+from sylvan.settings.continual_rl import ContinualRLSetting
 from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
 from sylvan.settings.distributed import DistributedSetting
 from sylvan.settings.domain_incremental import DomainIncrementalSetting
+from sylvan.settings.incremental_rl import IncrementalRLSetting
 from sylvan.settings.multi_task import MultiTaskSetting
 from sylvan.settings.online import OnlineSetting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
+from sylvan.settings.task_incremental_rl import TaskIncrementalRLSetting
 
 __all__ = [
     "DATASETS",
     "SETTINGS",
     "ClassIncrementalSetting",
+    "ContinualRLSetting",
     "DatasetSpec",
     "DistributedSetting",
     "DomainIncrementalSetting",
+    "IncrementalRLSetting",
     "MultiTaskSetting",
     "OnlineSetting",
     "Setting",
+    "TaskIncrementalRLSetting",
     "TaskIncrementalSetting",
     "get_dataset",
     "get_setting",

@@ -8,12 +8,16 @@ would need, so that the reinforcement-learning branch can hang under it too.
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
 
 from sylvan.errors import ConfigurationError, require_finite_numbers, unknown_name
 
 if TYPE_CHECKING:
+    from sylvan.checkpoints import RunCheckpoint
     from sylvan.metrics import Results
 
 SETTINGS: dict[str, type[Setting]] = {}
@@ -80,6 +84,42 @@ class Setting:
         """Raise `ConfigurationError` where an interrupted run of this setting cannot be
         resumed from its checkpoints (every setting can, unless it says otherwise)."""
 
+    def restore_run(
+        self, method: Any, tracker: Any, resume: RunCheckpoint, nb_stages: int, nb_tasks: int
+    ) -> tuple[Results, int]:
+        """Resuming: check that the checkpoint `resume` belongs to this run (`nb_stages` training
+        stages over `nb_tasks` tasks), put the method, the global random generators and the
+        tracker's logs back as they were after its stage; return the results so far and that stage."""
+        from sylvan.checkpoints import restore_rng_states
+
+        self.check_resumable()
+        method.check_resumable()
+        if resume.stage >= nb_stages - 1:
+            raise ConfigurationError(
+                f"--resume: the run already finished all its {nb_stages} training stages; nothing to resume"
+            )
+        if (resume.results.setting, resume.results.method) != (self.name, method.name):
+            raise ConfigurationError(
+                f"--resume: the checkpoint is of {resume.results.method} on {resume.results.setting}, "
+                f"not {method.name} on {self.name}"
+            )
+        mismatch = ConfigurationError(
+            "--resume: the checkpoint does not fit the run's configuration (was its config.yaml edited "
+            "after the run started?)"
+        )
+        if resume.results.nb_tasks != nb_tasks or len(resume.results.accuracy_matrix) != resume.stage + 1:
+            raise mismatch
+        try:
+            method.load_state_dict(resume.method_state)
+        except (KeyError, ValueError, RuntimeError) as error:  # shapes, capacities, missing entries
+            raise mismatch from error
+        restore_rng_states(resume.rng)
+        if tracker is not None and resume.tracker_state is not None:
+            tracker.restore(resume.tracker_state)
+        results = resume.results
+        results.complete = False
+        return results, resume.stage
+
     @classmethod
     def parent(cls) -> type[Setting] | None:
         for base in cls.__bases__:
@@ -98,6 +138,14 @@ class Setting:
 
 
 SETTINGS[Setting.name] = Setting
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (and peak CUDA allocation, when used), in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak += torch.cuda.max_memory_allocated() / 2**20
+    return float(peak)
 
 
 def get_setting(name: str) -> type[Setting]:

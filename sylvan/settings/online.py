@@ -8,7 +8,6 @@ is told (boundaries, task labels) and how the data are handed out (epochs, domai
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from sylvan.errors import ConfigurationError, InapplicableMethodError, unknown_n
 from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
-from sylvan.settings.base import Setting
+from sylvan.settings.base import Setting, peak_memory_mb
 from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
 from sylvan.settings.streams import TaskData, build_tasks, subsample
 
@@ -154,6 +153,11 @@ class OnlineSetting(Setting):
     def num_classes(self) -> int:
         """Size of the output space: every class of the dataset (one head over all classes)."""
         return self.dataset_spec.num_classes
+
+    @property
+    def num_outputs(self) -> int:
+        """Scores `predict` returns per input: one per class."""
+        return self.num_classes
 
     def resolved_class_order(self) -> list[int]:
         if self.class_order is not None:
@@ -342,35 +346,7 @@ class OnlineSetting(Setting):
         return results
 
     def restore(self, method: Any, tracker: Any, resume: RunCheckpoint, nb_stages: int) -> tuple[Results, int]:
-        """Resuming: put the method, the global random generators and the tracker's logs back as
-        they were after the checkpoint's stage; return the results so far and that stage."""
-        self.check_resumable()
-        method.check_resumable()
-        if resume.stage >= nb_stages - 1:
-            raise ConfigurationError(
-                f"--resume: the run already finished all its {nb_stages} training stages; nothing to resume"
-            )
-        if (resume.results.setting, resume.results.method) != (self.name, method.name):
-            raise ConfigurationError(
-                f"--resume: the checkpoint is of {resume.results.method} on {resume.results.setting}, "
-                f"not {method.name} on {self.name}"
-            )
-        mismatch = ConfigurationError(
-            "--resume: the checkpoint does not fit the run's configuration (was its config.yaml edited "
-            "after the run started?)"
-        )
-        if resume.results.nb_tasks != len(self._tasks) or len(resume.results.accuracy_matrix) != resume.stage + 1:
-            raise mismatch
-        try:
-            method.load_state_dict(resume.method_state)
-        except (KeyError, ValueError, RuntimeError) as error:  # shapes, capacities, missing entries
-            raise mismatch from error
-        restore_rng_states(resume.rng)
-        if tracker is not None and resume.tracker_state is not None:
-            tracker.restore(resume.tracker_state)
-        results = resume.results
-        results.complete = False
-        return results, resume.stage
+        return self.restore_run(method, tracker, resume, nb_stages, len(self._tasks))
 
     def worker_startup_seconds(self) -> float:
         """Of the stage just trained, the seconds spent starting and connecting worker processes
@@ -393,10 +369,3 @@ class OnlineSetting(Setting):
         self._online_meter = OnlineAccuracyMeter(method, self.task_labels_at_train)
         method.fit(loaders[0], None)
 
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process (and peak CUDA allocation, when used), in MB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        peak += torch.cuda.max_memory_allocated() / 2**20
-    return float(peak)

@@ -10,25 +10,31 @@ import pytest
 from sylvan.buffers import BUFFER_POLICIES
 from sylvan.cli import load_plugins
 from sylvan.methods import METHODS
-from sylvan.settings import SETTINGS, OnlineSetting
-from tests.conftest import REPO, tiny_options
+from sylvan.settings import SETTINGS, ContinualRLSetting, OnlineSetting
+from tests.conftest import REPO, tiny_method, tiny_options
 
 # A method written outside the package, as the README shows, joins the matrix like the others.
 load_plugins([str(REPO / "examples" / "l2_anchor.py")])
 
 SUPERVISED = sorted(name for name, cls in SETTINGS.items() if issubclass(cls, OnlineSetting))
-PAIRS = [
-    (setting, method)
-    for setting in SUPERVISED
-    for method in sorted(METHODS)
-    if METHODS[method].is_applicable(SETTINGS[setting])
-]
+REINFORCEMENT = sorted(name for name, cls in SETTINGS.items() if issubclass(cls, ContinualRLSetting))
+
+
+def applicable_pairs(settings: list[str]) -> list[tuple[str, str]]:
+    return [(setting, method) for setting in settings for method in sorted(METHODS)
+            if METHODS[method].is_applicable(SETTINGS[setting])]
+
+
+PAIRS = applicable_pairs(SUPERVISED)
+RL_PAIRS = applicable_pairs(REINFORCEMENT)
 
 
 def test_matrix_is_not_empty():
     assert ("class_incremental", "rehearsal") in PAIRS
     assert ("online", "random") in PAIRS
     assert ("multi_task", "l2_anchor") in PAIRS and ("online", "l2_anchor") not in PAIRS
+    assert {("continual_rl", "random"), ("task_incremental_rl", "dqn")} <= set(RL_PAIRS)
+    assert not {method for _, method in RL_PAIRS} & {"rehearsal", "naive", "l2_anchor"}
 
 
 @pytest.mark.parametrize(("setting_name", "method_name"), PAIRS)
@@ -46,6 +52,22 @@ def test_method_runs_on_setting(setting_name, method_name):
     if setting_name == "online":
         if method_name != "random":
             assert results.online_accuracy is not None
+
+
+@pytest.mark.parametrize(("setting_name", "method_name"), RL_PAIRS)
+def test_method_runs_on_rl_setting(setting_name, method_name):
+    setting_cls = SETTINGS[setting_name]
+    setting = setting_cls(**tiny_options(setting_cls))
+    results = setting.apply(tiny_method(METHODS[method_name]))
+    stages = setting.nb_tasks if setting.task_boundaries_known else 1
+    assert results.measure == "return" and len(results.accuracy_matrix) == stages
+    assert all(len(row) == setting.nb_tasks for row in results.accuracy_matrix)
+    # CartPole gives +1 per step: a return is an episode length, at most the step limit
+    assert all(1.0 <= r <= setting.max_episode_steps for row in results.accuracy_matrix for r in row)
+    assert results.complete and len(results.samples_seen) == stages
+    if method_name != "random":  # random never trains; every other method spends the steps
+        assert sum(results.samples_seen) == setting.total_steps
+        assert sum(results.episodes_seen) > 0 and results.online_accuracy is not None
 
 
 @pytest.mark.parametrize("method_name", sorted(METHODS))

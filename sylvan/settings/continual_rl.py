@@ -1,0 +1,287 @@
+"""Continual reinforcement learning: a gymnasium environment whose dynamics drift smoothly.
+
+`ContinualRLSetting` is the root of the reinforcement-learning branch. A task is a set of values
+of the environment's physical attributes (`environments.task_attributes`); here the dynamics
+move smoothly from the first task's values through every task's to the last one's, with no
+boundary the method is told of. The method trains on the stream through `fit(env)` (a
+`StepBudget`: it steps the environment until `env.exhausted`) and is evaluated by greedy
+episodes on each task's environment: `predict(observations)` scores each action, and the
+setting takes the best. The accuracy matrix of the supervised branch holds mean episode returns.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, List, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from sylvan.checkpoints import RunCheckpoint
+from sylvan.errors import ConfigurationError, InapplicableMethodError
+from sylvan.metrics import Results
+from sylvan.settings.base import Setting, peak_memory_mb
+from sylvan.settings.environments import (
+    DEFAULT_VARIED_ATTRIBUTES,
+    AttributeDrift,
+    StepBudget,
+    TaskIdObservation,
+    default_attributes,
+    make_env,
+    set_attributes,
+    task_attributes,
+)
+
+
+def derived_seed(*parts: int) -> int:
+    """A 32-bit seed for one purpose of a run (training or evaluation, task, episode)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+TRAINING, EVALUATION = 1, 2  # the purposes derived seeds are drawn for
+
+
+@dataclass
+class ContinualRLSetting(Setting):
+    """A gymnasium environment whose dynamics drift smoothly through the tasks' attribute values,
+    trained on as one stream with no task boundaries and no task labels; evaluated at the end by
+    the mean return of greedy episodes on each task."""
+
+    name: ClassVar[str] = "continual_rl"
+
+    env: str = "CartPole-v1"  # gymnasium environment id: discrete actions, a box of numbers as observation
+    nb_tasks: int = 3  # tasks: sets of attribute values the dynamics pass through
+    steps_per_task: int = 10_000  # environment steps of training per task
+    # attributes of the environment that differ between tasks (default: its physical ones, e.g.
+    # gravity, masspole and length for CartPole-v1)
+    varied_attributes: Optional[List[str]] = None
+    # each task after the first scales each varied attribute by a factor drawn log-uniformly (with
+    # the seed) between --min_scale and --max_scale; the first task is the environment as defined
+    min_scale: float = 0.5
+    max_scale: float = 2.0  # see --min_scale
+    max_episode_steps: Optional[int] = None  # end episodes after this many steps (default: the environment's limit)
+    eval_episodes: int = 10  # greedy episodes per task at each evaluation
+    accelerator: str = "auto"  # where methods keep their networks: cpu, gpu or auto
+
+    # Set by `apply` for the duration of a run (plain attributes, not fields).
+    _tracker = None
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("nb_tasks", "steps_per_task", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise ConfigurationError(f"--max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        if not 0 < self.min_scale <= self.max_scale:
+            raise ConfigurationError(
+                f"--min_scale and --max_scale must satisfy 0 < min_scale <= max_scale, got {self.min_scale} "
+                f"and {self.max_scale}"
+            )
+        if self.accelerator not in ("cpu", "gpu", "cuda", "auto"):
+            raise ConfigurationError(f"--accelerator must be cpu, gpu or auto, got {self.accelerator!r}")
+        if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ConfigurationError(
+                f"--accelerator {self.accelerator} asks for a GPU, and torch finds none on this machine; "
+                "use --accelerator cpu or auto"
+            )
+        if self.varied_attributes is None and self.env not in DEFAULT_VARIED_ATTRIBUTES:
+            make_env(self.env).close()  # an unknown id is refused as such first
+            raise ConfigurationError(
+                f"--env {self.env}: sylvan knows no default attributes to vary for it; name some with "
+                "--varied_attributes (numeric attributes of the environment, such as gravity)"
+            )
+        probe = make_env(self.env, self.max_episode_steps)
+        try:
+            if probe.spec is None or probe.spec.max_episode_steps is None:
+                raise ConfigurationError(
+                    f"--env {self.env} sets no limit on the length of an episode; give --max_episode_steps"
+                )
+            self._defaults = default_attributes(probe, self.attribute_names)
+            self._observation_size = int(np.prod(probe.observation_space.shape))
+            self._num_actions = int(probe.action_space.n)
+        finally:
+            probe.close()
+
+    # ----- the problem ----------------------------------------------------------------------
+
+    @property
+    def attribute_names(self) -> list[str]:
+        return list(self.varied_attributes if self.varied_attributes is not None
+                    else DEFAULT_VARIED_ATTRIBUTES[self.env])
+
+    def task_values(self) -> list[dict[str, float]]:
+        """Each task's values of the varied attributes (task 0: the environment's own)."""
+        return task_attributes(self._defaults, self.nb_tasks, self.min_scale, self.max_scale, self.seed)
+
+    @property
+    def task_id_in_observation(self) -> bool:
+        return self.task_labels_at_train
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        """Shape of what methods observe: the flattened observation, plus the one-hot task id
+        where task labels are given."""
+        return (self._observation_size + (self.nb_tasks if self.task_id_in_observation else 0),)
+
+    @property
+    def num_actions(self) -> int:
+        return self._num_actions
+
+    @property
+    def num_outputs(self) -> int:
+        """Scores `predict` returns per observation: one per action."""
+        return self._num_actions
+
+    @property
+    def total_steps(self) -> int:
+        """Environment steps of training in the whole stream."""
+        return self.nb_tasks * self.steps_per_task
+
+    @property
+    def device(self) -> torch.device:
+        """Where methods should keep their networks."""
+        if self.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+    def task_env(self, task_id: int) -> gym.Env:
+        """The environment of task `task_id` (its attribute values, fixed), as methods see it."""
+        env = make_env(self.env, self.max_episode_steps)
+        set_attributes(env, self.task_values()[task_id])
+        if self.task_id_in_observation:
+            env = TaskIdObservation(env, task_id, self.nb_tasks)
+        return env
+
+    # ----- training -------------------------------------------------------------------------
+
+    def nb_stages(self) -> int:
+        return 1
+
+    def training_env(self, stage: int) -> StepBudget:
+        """The environment trained on in `stage`: here the whole stream, its dynamics drifting
+        through every task's values."""
+        env = AttributeDrift(make_env(self.env, self.max_episode_steps), self.task_values(), self.steps_per_task)
+        return self.budgeted(env, self.total_steps, stage)
+
+    def budgeted(self, env: gym.Env, steps: int, stage: int) -> StepBudget:
+        """`env` with `steps` steps to train for in `stage`, seeded for it; each episode's return
+        and length go to the run's `logs/train.csv` (and W&B), at the stream's step count."""
+        tracker = self._tracker
+        log = None
+        if tracker is not None:
+            first_step = stage * self.steps_per_task  # steps of the stream before this stage
+
+            def log(steps: int, episode_return: float, episode_length: int) -> None:
+                tracker.log_step(first_step + steps, {"episode_return": episode_return,
+                                                      "episode_length": episode_length})
+
+        return StepBudget(env, steps, derived_seed(self.seed, TRAINING, stage), on_episode_end=log)
+
+    def train_stage(self, method: Any, stage: int, env: StepBudget) -> None:
+        """Hand one stage's environment to the method: no hooks, one `fit` over the stream."""
+        method.fit(env, None)
+
+    # ----- evaluation -----------------------------------------------------------------------
+
+    def evaluate(self, method: Any) -> list[float]:
+        """Mean return of `--eval_episodes` greedy episodes (the best-scored action at each
+        step) on each task's environment, the episodes run side by side: one `predict` call
+        per step for all of them. Episode k of task j starts from the same seed at every
+        evaluation, so the rows of the matrix compare the policies on the same episodes."""
+        returns = []
+        for task_id in range(self.nb_tasks):
+            envs = self._eval_envs[task_id]
+            observations = [env.reset(seed=derived_seed(self.seed, EVALUATION, task_id, k))[0]
+                            for k, env in enumerate(envs)]
+            totals = np.zeros(len(envs))
+            active = list(range(len(envs)))
+            while active:
+                x = torch.as_tensor(np.stack([observations[i] for i in active]), dtype=torch.float32)
+                task_labels = torch.full((len(active),), task_id) if self.task_labels_at_test else None
+                with torch.no_grad():
+                    scores = method.predict(x, task_labels)
+                if tuple(scores.shape) != (len(active), self.num_actions):
+                    raise RuntimeError(
+                        f"{type(method).__name__}.predict returned shape {tuple(scores.shape)}, expected "
+                        f"(batch, num_actions) = {(len(active), self.num_actions)}"
+                    )
+                actions = scores.detach().float().cpu().argmax(1).tolist()
+                still = []
+                for i, action in zip(active, actions):
+                    observations[i], reward, terminated, truncated, _ = envs[i].step(action)
+                    totals[i] += float(reward)
+                    if not (terminated or truncated):
+                        still.append(i)
+                active = still
+            returns.append(float(totals.mean()))
+        return returns
+
+    # ----- the run ------------------------------------------------------------------------
+
+    def apply(self, method: Any, tracker: Any = None, resume: RunCheckpoint | None = None) -> Results:
+        if not method.is_applicable(self):
+            raise InapplicableMethodError(
+                f"method {method.name!r} targets {method.target_setting.name!r} and does not apply to {self.name!r}"
+            )
+        method.validate_for(self)
+        self._tracker = tracker
+        random.seed(self.seed)
+        np.random.seed(self.seed)
+        torch.manual_seed(self.seed)
+        self._eval_envs = [[self.task_env(j) for _ in range(self.eval_episodes)] for j in range(self.nb_tasks)]
+        try:
+            return self._run(method, tracker, resume)
+        finally:
+            for envs in self._eval_envs:
+                for env in envs:
+                    env.close()
+            self._eval_envs = []
+            self._tracker = None
+
+    def _run(self, method: Any, tracker: Any, resume: RunCheckpoint | None) -> Results:
+        nb_stages = self.nb_stages()
+        method.configure(self)
+        if resume is None:
+            initial = self.evaluate(method)
+            results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial, measure="return")
+            finished = -1
+        else:
+            results, finished = self.restore_run(method, tracker, resume, nb_stages, self.nb_tasks)
+        start = time.perf_counter() - results.total_wall_time
+        for stage in range(nb_stages):
+            if stage <= finished:  # resuming: trained before the interruption
+                method.skip_stage([])
+                continue
+            stage_start = time.perf_counter()
+            env = self.training_env(stage)
+            try:
+                self.train_stage(method, stage, env)
+            finally:
+                env.close()
+            results.task_train_time.append(time.perf_counter() - stage_start)
+            results.accuracy_matrix.append(self.evaluate(method))
+            results.samples_seen.append(env.steps)
+            record_training_episodes(results, env.episode_returns)
+            results.task_wall_time.append(time.perf_counter() - stage_start)
+            results.total_wall_time = time.perf_counter() - start
+            results.peak_memory_mb = peak_memory_mb()
+            results.method_runtime = method.runtime_stats()
+            results.complete = len(results.accuracy_matrix) == nb_stages
+            if tracker is not None:
+                seen = stage + 1 if nb_stages == self.nb_tasks else self.nb_tasks
+                tracker.on_stage_end(results, stage, nb_stages, seen, method)
+        return results
+
+
+def record_training_episodes(results: Results, returns: list[float]) -> None:
+    """Add a stage's training episodes to the results: their count, and the mean return of every
+    episode trained on so far (`online_return`, the reward collected while learning)."""
+    before = sum(results.episodes_seen)
+    results.episodes_seen.append(len(returns))
+    if returns:
+        total = (results.online_accuracy or 0.0) * before + sum(returns)
+        results.online_accuracy = total / (before + len(returns))

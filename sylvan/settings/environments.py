@@ -1,0 +1,217 @@
+"""Gymnasium environments for the reinforcement-learning branch: tasks are values of the
+environment's physical attributes (a CartPole's pole length, gravity, ...), which the settings
+set on the environment, fixed per task or drifting smoothly from one task's values to the next.
+
+Also the wrappers the settings hand to methods: a step budget that records the returns of the
+episodes trained on, and the task id appended to the observation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sylvan.errors import ConfigurationError
+
+# Environments whose physical attributes are known to change their dynamics, with the
+# attributes varied by default; any other environment works when --varied_attributes names
+# numeric attributes of it.
+DEFAULT_VARIED_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "CartPole-v1": ("gravity", "masspole", "length"),
+    "CartPole-v0": ("gravity", "masspole", "length"),
+    "Acrobot-v1": ("LINK_LENGTH_1", "LINK_MASS_1", "LINK_MASS_2"),
+    "MountainCar-v0": ("force", "gravity"),
+}
+
+
+def _refresh_cartpole(env: Any) -> None:
+    env.total_mass = env.masspole + env.masscart
+    env.polemass_length = env.masspole * env.length
+
+
+# Attributes an environment computes from others in its constructor: recomputed after a change.
+DERIVED_ATTRIBUTES: dict[str, Callable[[Any], None]] = {"CartPoleEnv": _refresh_cartpole}
+
+
+def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
+    """`gymnasium.make(env_id)`, refusing with a clear message what the RL settings cannot run:
+    an unknown id, a missing optional dependency, observations that are not one flat box of
+    numbers, or actions that are not discrete."""
+    try:
+        env = gym.make(env_id, max_episode_steps=max_episode_steps)
+    except gym.error.DependencyNotInstalled as error:
+        raise ConfigurationError(f"--env {env_id} needs a package that is not installed: {error}") from error
+    except gym.error.Error as error:
+        raise ConfigurationError(
+            f"--env {env_id!r} is not a gymnasium environment ({error}); for example "
+            f"{', '.join(DEFAULT_VARIED_ATTRIBUTES)}"
+        ) from error
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        env.close()
+        raise ConfigurationError(
+            f"--env {env_id}: its actions are {env.action_space}; the RL settings need discrete actions "
+            "(methods score each action, as supervised methods score each class)"
+        )
+    if not isinstance(env.observation_space, gym.spaces.Box):
+        env.close()
+        raise ConfigurationError(
+            f"--env {env_id}: its observations are {env.observation_space}; the RL settings need a box of numbers"
+        )
+    return env
+
+
+def default_attributes(env: gym.Env, names: Sequence[str]) -> dict[str, float]:
+    """The values of `names` on the (unwrapped) environment as it was made, refusing names that
+    are not numeric attributes of it."""
+    inner = env.unwrapped
+    values = {}
+    for name in names:
+        value = getattr(inner, name, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            numeric = sorted(
+                key for key in {*vars(inner), *dir(type(inner))}
+                if not key.startswith("_") and isinstance(getattr(inner, key, None), (int, float))
+                and not isinstance(getattr(inner, key, None), bool)
+            )
+            raise ConfigurationError(
+                f"--varied_attributes: {name!r} is not a numeric attribute of {env.spec.id if env.spec else inner}; "
+                f"its numeric attributes: {', '.join(numeric)}"
+            )
+        values[name] = float(value)
+    return values
+
+
+def task_attributes(
+    defaults: dict[str, float], nb_tasks: int, min_scale: float, max_scale: float, seed: int
+) -> list[dict[str, float]]:
+    """The attribute values of each task: task 0 is the environment as gymnasium defines it;
+    each later task multiplies each attribute by a factor drawn log-uniformly in
+    [min_scale, max_scale] with the seed."""
+    rng = np.random.default_rng([seed, 271828])
+    tasks = [dict(defaults)]
+    for _ in range(1, nb_tasks):
+        scales = np.exp(rng.uniform(math.log(min_scale), math.log(max_scale), size=len(defaults)))
+        tasks.append({name: value * float(scale) for (name, value), scale in zip(defaults.items(), scales)})
+    return tasks
+
+
+def set_attributes(env: gym.Env, values: dict[str, float]) -> None:
+    """Give the environment's dynamics these attribute values (and what it derives from them)."""
+    inner = env.unwrapped
+    for name, value in values.items():
+        setattr(inner, name, value)
+    refresh = DERIVED_ATTRIBUTES.get(type(inner).__name__)
+    if refresh is not None:
+        refresh(inner)
+
+
+def interpolated(tasks: Sequence[dict[str, float]], position: float) -> dict[str, float]:
+    """The attribute values `position` tasks into the stream: task k's values at position k,
+    moving linearly to task k + 1's; the last task's values from position nb_tasks - 1 on."""
+    last = len(tasks) - 1
+    if position >= last:
+        return dict(tasks[last])
+    k = int(position)
+    fraction = position - k
+    return {name: (1 - fraction) * tasks[k][name] + fraction * tasks[k + 1][name] for name in tasks[k]}
+
+
+class AttributeDrift(gym.Wrapper):
+    """Changes the environment's attributes at every step, smoothly along the tasks' values:
+    step s of the stream (0-based) runs with `interpolated(tasks, s / steps_per_task)`."""
+
+    def __init__(self, env: gym.Env, tasks: Sequence[dict[str, float]], steps_per_task: int) -> None:
+        super().__init__(env)
+        self.tasks = list(tasks)
+        self.steps_per_task = steps_per_task
+        self.steps = 0
+        set_attributes(env, interpolated(self.tasks, 0.0))
+
+    def current_values(self) -> dict[str, float]:
+        return interpolated(self.tasks, self.steps / self.steps_per_task)
+
+    def step(self, action: Any) -> Any:
+        set_attributes(self.env, self.current_values())
+        self.steps += 1
+        return self.env.step(action)
+
+
+class TaskIdObservation(gym.ObservationWrapper):
+    """Appends the one-hot task id to each (flattened) observation."""
+
+    def __init__(self, env: gym.Env, task_id: int, nb_tasks: int) -> None:
+        super().__init__(env)
+        box = env.observation_space
+        assert isinstance(box, gym.spaces.Box)
+        low = np.concatenate([box.low.reshape(-1), np.zeros(nb_tasks)]).astype(np.float32)
+        high = np.concatenate([box.high.reshape(-1), np.ones(nb_tasks)]).astype(np.float32)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self.one_hot = np.zeros(nb_tasks, dtype=np.float32)
+        self.one_hot[task_id] = 1.0
+
+    def observation(self, observation: Any) -> np.ndarray:
+        return np.concatenate([np.asarray(observation, dtype=np.float32).reshape(-1), self.one_hot])
+
+
+class BudgetSpent(RuntimeError):
+    """A method stepped or reset a training environment whose step budget is spent."""
+
+
+class StepBudget(gym.Wrapper):
+    """The training environment a setting hands to `method.fit`: it allows `budget` steps in all
+    (the last one ends its episode as truncated), seeds the first reset, and records the return
+    of every episode trained on that the environment ended. A method trains until `exhausted` is true."""
+
+    def __init__(
+        self, env: gym.Env, budget: int, seed: int, on_episode_end: Callable[[int, float, int], None] | None = None
+    ) -> None:
+        """`on_episode_end(steps, episode_return, episode_length)` is called after each episode
+        the environment ends, `steps` counting this budget's steps so far."""
+        super().__init__(env)
+        self.budget = budget
+        self.steps = 0
+        self.episode_returns: list[float] = []
+        self.on_episode_end = on_episode_end
+        self._episode_return = 0.0
+        self._episode_length = 0
+        self._seed: int | None = seed
+        self._needs_reset = True
+
+    @property
+    def exhausted(self) -> bool:
+        return self.steps >= self.budget
+
+    @property
+    def steps_left(self) -> int:
+        return self.budget - self.steps
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        if self.exhausted:
+            raise BudgetSpent(f"the training budget of {self.budget} steps is spent; stop when env.exhausted")
+        if self._seed is not None:  # the first episode: the setting's seed, so that runs repeat
+            seed, self._seed = self._seed, None
+        self._episode_return = 0.0
+        self._episode_length = 0
+        self._needs_reset = False
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> Any:
+        if self.exhausted:
+            raise BudgetSpent(f"the training budget of {self.budget} steps is spent; stop when env.exhausted")
+        if self._needs_reset:
+            raise BudgetSpent("call reset() before the first step and after an episode ends")
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        self._episode_return += float(reward)
+        self._episode_length += 1
+        if terminated or truncated:  # an episode the environment ended (not one the budget cut)
+            self.episode_returns.append(self._episode_return)
+            if self.on_episode_end is not None:
+                self.on_episode_end(self.steps, self._episode_return, self._episode_length)
+        truncated = truncated or self.exhausted
+        self._needs_reset = terminated or truncated
+        return observation, reward, terminated, truncated, info

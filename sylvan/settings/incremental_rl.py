@@ -1,0 +1,32 @@
+"""Incremental reinforcement learning: discrete tasks, with boundaries known at training time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sylvan.settings.continual_rl import ContinualRLSetting
+from sylvan.settings.environments import StepBudget
+
+
+@dataclass
+class IncrementalRLSetting(ContinualRLSetting):
+    """The environment's attribute values change from one task to the next, all at once; the
+    method is told when a task starts and ends (not which one it is), trains on each task for
+    `--steps_per_task` steps and is evaluated on every task after each."""
+
+    name: ClassVar[str] = "incremental_rl"
+    task_boundaries_known: ClassVar[bool] = True
+
+    def nb_stages(self) -> int:
+        return self.nb_tasks
+
+    def training_env(self, stage: int) -> StepBudget:
+        """Task `stage`'s environment, for its steps."""
+        return self.budgeted(self.task_env(stage), self.steps_per_task, stage)
+
+    def train_stage(self, method: Any, stage: int, env: StepBudget) -> None:
+        task_id = stage if self.task_labels_at_train else None
+        method.on_task_start(task_id)
+        method.fit(env, None)
+        method.on_task_end(task_id)

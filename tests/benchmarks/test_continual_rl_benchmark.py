@@ -1,0 +1,22 @@
+"""The continual-RL benchmark script runs end to end and prints its table (tiny sizes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def test_prints_a_row_per_setting_and_method():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "continual_rl.py"), "--settings", "incremental_rl", "continual_rl",
+         "--seeds", "0", "1", "--nb_tasks", "2", "--steps_per_task", "200", "--eval_episodes", "2",
+         "--max_episode_steps", "40", "--buffer_size", "100", "--learning_starts", "50"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| setting | method | final average return")
+    assert len(rows) == 1 + 2 * 3
+    assert "| continual_rl | dqn (reservoir) | " in out.stdout

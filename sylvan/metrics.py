@@ -159,14 +159,17 @@ class Results:
     def metrics_dict(self) -> dict[str, Any]:
         """Everything that depends only on the configuration and seed (no timings): the
         content of `results.json`, identical for two runs with the same seed."""
-        matrices = {
-            "accuracy_matrix": self.accuracy_matrix,
-            "task_aware_matrix": self.task_aware_matrix,
-            "initial_accuracies": self.initial_accuracies,
-        }
-        if self.measure != "accuracy":
-            matrices = {key.replace("accuracies", f"{self.measure}s").replace("accuracy", self.measure): value
-                        for key, value in matrices.items() if value is not None or key != "task_aware_matrix"}
+        if self.measure == "accuracy":
+            matrices = {
+                "accuracy_matrix": self.accuracy_matrix,
+                "task_aware_matrix": self.task_aware_matrix,
+                "initial_accuracies": self.initial_accuracies,
+            }
+        else:  # "return_matrix", "initial_returns"; there is no task-aware figure
+            matrices = {
+                f"{self.measure}_matrix": self.accuracy_matrix,
+                f"initial_{self.measure}s": self.initial_accuracies,
+            }
         return {
             "setting": self.setting,
             "method": self.method,

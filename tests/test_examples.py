@@ -38,6 +38,20 @@ def test_the_rehearsal_strategy_serves_a_plain_lightning_project_on_two_workers(
     assert "classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in lines[-1]
 
 
+def test_the_reinforce_plugin_learns_to_balance_the_pole():
+    """The RL method written outside the package: one CartPole task of 10,000 steps takes the
+    greedy return from that of the untrained policy (10 to 56, seeds 0 to 2) to 180 to 500."""
+    from sylvan.methods import METHODS
+    from sylvan.settings import IncrementalRLSetting
+
+    with loaded_from_file(REPO / "examples" / "reinforce.py", METHODS) as module:
+        setting = IncrementalRLSetting(nb_tasks=1, steps_per_task=10_000, eval_episodes=5, seed=0, accelerator="cpu")
+        results = setting.apply(module.Reinforce())
+    assert results.accuracy_matrix[0][0] > 120 > results.initial_accuracies[0]
+    with pytest.raises(ConfigurationError, match="--gamma"):
+        module.Reinforce(gamma=2.0)
+
+
 @pytest.fixture
 def long_tailed_setting():
     """The example's setting class, loaded as a plugin is, and unregistered afterwards (the

@@ -346,6 +346,7 @@ class OnlineSetting(Setting):
         return results
 
     def restore(self, method: Any, tracker: Any, resume: RunCheckpoint, nb_stages: int) -> tuple[Results, int]:
+        """Resuming: see `Setting.restore_run`."""
         return self.restore_run(method, tracker, resume, nb_stages, len(self._tasks))
 
     def worker_startup_seconds(self) -> float:

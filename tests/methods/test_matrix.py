@@ -13,8 +13,8 @@ from sylvan.methods import METHODS
 from sylvan.settings import SETTINGS, ContinualRLSetting, OnlineSetting
 from tests.conftest import REPO, tiny_method, tiny_options
 
-# A method written outside the package, as the README shows, joins the matrix like the others.
-load_plugins([str(REPO / "examples" / "l2_anchor.py")])
+# Methods written outside the package, as the README shows, join the matrix like the others.
+load_plugins([str(REPO / "examples" / "l2_anchor.py"), str(REPO / "examples" / "reinforce.py")])
 
 SUPERVISED = sorted(name for name, cls in SETTINGS.items() if issubclass(cls, OnlineSetting))
 REINFORCEMENT = sorted(name for name, cls in SETTINGS.items() if issubclass(cls, ContinualRLSetting))
@@ -33,7 +33,9 @@ def test_matrix_is_not_empty():
     assert ("class_incremental", "rehearsal") in PAIRS
     assert ("online", "random") in PAIRS
     assert ("multi_task", "l2_anchor") in PAIRS and ("online", "l2_anchor") not in PAIRS
-    assert {("continual_rl", "random"), ("task_incremental_rl", "dqn")} <= set(RL_PAIRS)
+    assert {("continual_rl", "random"), ("task_incremental_rl", "dqn"), ("incremental_rl", "reinforce")} <= set(
+        RL_PAIRS)
+    assert ("online", "reinforce") not in PAIRS
     assert not {method for _, method in RL_PAIRS} & {"rehearsal", "naive", "l2_anchor"}
 
 

@@ -140,6 +140,28 @@ class Setting:
 SETTINGS[Setting.name] = Setting
 
 
+ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Refuse an unknown `--accelerator`, or one that asks for a GPU this machine lacks."""
+    if accelerator not in ACCELERATORS:
+        raise ConfigurationError(f"--accelerator must be cpu, gpu or auto, got {accelerator!r}")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigurationError(
+            f"--accelerator {accelerator} asks for a GPU, and torch finds none on this machine "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --accelerator cpu, "
+            "or auto to take a GPU wherever there is one"
+        )
+
+
+def accelerator_device(accelerator: str) -> torch.device:
+    """The device `--accelerator` puts methods on: CUDA where asked for (or `auto`) and present."""
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 def peak_memory_mb() -> float:
     """Peak resident memory of this process (and peak CUDA allocation, when used), in MB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

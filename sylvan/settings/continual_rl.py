@@ -23,7 +23,7 @@ import torch
 from sylvan.checkpoints import RunCheckpoint
 from sylvan.errors import ConfigurationError, InapplicableMethodError
 from sylvan.metrics import Results
-from sylvan.settings.base import Setting, peak_memory_mb
+from sylvan.settings.base import Setting, accelerator_device, check_accelerator, peak_memory_mb
 from sylvan.settings.environments import (
     DEFAULT_VARIED_ATTRIBUTES,
     AttributeDrift,
@@ -81,13 +81,7 @@ class ContinualRLSetting(Setting):
                 f"--min_scale and --max_scale must satisfy 0 < min_scale <= max_scale, got {self.min_scale} "
                 f"and {self.max_scale}"
             )
-        if self.accelerator not in ("cpu", "gpu", "cuda", "auto"):
-            raise ConfigurationError(f"--accelerator must be cpu, gpu or auto, got {self.accelerator!r}")
-        if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-            raise ConfigurationError(
-                f"--accelerator {self.accelerator} asks for a GPU, and torch finds none on this machine; "
-                "use --accelerator cpu or auto"
-            )
+        check_accelerator(self.accelerator)
         if self.varied_attributes is None and self.env not in DEFAULT_VARIED_ATTRIBUTES:
             make_env(self.env).close()  # an unknown id is refused as such first
             raise ConfigurationError(
@@ -144,9 +138,7 @@ class ContinualRLSetting(Setting):
     @property
     def device(self) -> torch.device:
         """Where methods should keep their networks."""
-        if self.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
+        return accelerator_device(self.accelerator)
 
     def task_env(self, task_id: int) -> gym.Env:
         """The environment of task `task_id` (its attribute values, fixed), as methods see it."""

@@ -22,7 +22,7 @@ from sylvan.errors import ConfigurationError, InapplicableMethodError, unknown_n
 from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
-from sylvan.settings.base import Setting, peak_memory_mb
+from sylvan.settings.base import Setting, accelerator_device, check_accelerator, peak_memory_mb
 from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
 from sylvan.settings.streams import TaskData, build_tasks, subsample
 
@@ -84,14 +84,7 @@ class OnlineSetting(Setting):
             raise ConfigurationError(
                 f"--train_samples must be at least the number of classes ({spec.num_classes})"
             )
-        if self.accelerator not in ("cpu", "gpu", "cuda", "auto"):
-            raise ConfigurationError(f"--accelerator must be cpu, gpu or auto, got {self.accelerator!r}")
-        if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-            raise ConfigurationError(
-                f"--accelerator {self.accelerator} asks for a GPU, and torch finds none on this machine "
-                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --accelerator cpu, "
-                "or auto to take a GPU wherever there is one"
-            )
+        check_accelerator(self.accelerator)
         if not self.shared_output_space and self.nb_tasks > spec.num_classes:
             raise ConfigurationError(
                 f"--nb_tasks {self.nb_tasks} is more than the {spec.num_classes} classes of "
@@ -264,9 +257,7 @@ class OnlineSetting(Setting):
     @property
     def device(self) -> torch.device:
         """Where methods should keep their model for evaluation."""
-        if self.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
+        return accelerator_device(self.accelerator)
 
     # ----- evaluation ---------------------------------------------------------------------
 

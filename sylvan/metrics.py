@@ -96,6 +96,7 @@ class Results:
     method_runtime: dict[str, float] = field(default_factory=dict)  # the method's runtime_stats()
     complete: bool = True
     episodes_seen: list[int] = field(default_factory=list)  # RL: training episodes finished, per stage
+    task_attributes: list[dict[str, float]] = field(default_factory=list)  # RL: each task's dynamics
     measure: str = "accuracy"  # what the matrix holds: "accuracy" (a fraction) or "return"
 
     @property
@@ -179,7 +180,8 @@ class Results:
             **self.summary(),
             **matrices,
             "samples_seen": self.samples_seen,
-            **({} if self.measure == "accuracy" else {"episodes_seen": self.episodes_seen}),
+            **({} if self.measure == "accuracy" else
+               {"episodes_seen": self.episodes_seen, "task_attributes": self.task_attributes}),
         }
 
     def runtime_dict(self) -> dict[str, Any]:

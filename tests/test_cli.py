@@ -98,6 +98,8 @@ def test_rl_run_writes_returns_and_the_episodes_it_trained_on(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["measure"] == "return" and len(results["return_matrix"]) == 2
     assert results["samples_seen"] == [300, 300] and results["online_return"] > 0
+    assert results["task_attributes"][0] == {"gravity": 9.8, "masspole": 0.1, "length": 0.5}
+    assert len(results["task_attributes"]) == 2
     log = (run_dir / "logs" / "train.csv").read_text().splitlines()
     assert log[0] == "step,episode_length,episode_return" and len(log) - 1 == sum(results["episodes_seen"])
     steps = [int(line.split(",")[0]) for line in log[1:]]

@@ -239,7 +239,8 @@ class ContinualRLSetting(Setting):
         method.configure(self)
         if resume is None:
             initial = self.evaluate(method)
-            results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial, measure="return")
+            results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
+                              measure="return", task_attributes=self.task_values())
             finished = -1
         else:
             results, finished = self.restore_run(method, tracker, resume, nb_stages, self.nb_tasks)

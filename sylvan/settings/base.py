@@ -9,6 +9,7 @@ would need, so that the reinforcement-learning branch can hang under it too.
 from __future__ import annotations
 
 import resource
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -119,6 +120,18 @@ class Setting:
         results = resume.results
         results.complete = False
         return results, resume.stage
+
+    @staticmethod
+    def record_stage_end(results: Results, method: Any, stage_start: float, run_start: float, nb_stages: int) -> None:
+        """After a training stage and its evaluation (whose row is in `results`): the stage's and
+        the run's wall time (`time.perf_counter()` values at their starts), the peak memory, the
+        method's runtime statistics, and whether the run is complete."""
+        now = time.perf_counter()
+        results.task_wall_time.append(now - stage_start)
+        results.total_wall_time = now - run_start
+        results.peak_memory_mb = peak_memory_mb()
+        results.method_runtime = method.runtime_stats()
+        results.complete = len(results.accuracy_matrix) == nb_stages
 
     @classmethod
     def parent(cls) -> type[Setting] | None:

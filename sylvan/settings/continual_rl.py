@@ -23,7 +23,7 @@ import torch
 from sylvan.checkpoints import RunCheckpoint
 from sylvan.errors import ConfigurationError, InapplicableMethodError
 from sylvan.metrics import Results
-from sylvan.settings.base import Setting, accelerator_device, check_accelerator, peak_memory_mb
+from sylvan.settings.base import Setting, accelerator_device, check_accelerator
 from sylvan.settings.environments import (
     DEFAULT_VARIED_ATTRIBUTES,
     AttributeDrift,
@@ -259,11 +259,7 @@ class ContinualRLSetting(Setting):
             results.accuracy_matrix.append(self.evaluate(method))
             results.samples_seen.append(env.steps)
             record_training_episodes(results, env.episode_returns)
-            results.task_wall_time.append(time.perf_counter() - stage_start)
-            results.total_wall_time = time.perf_counter() - start
-            results.peak_memory_mb = peak_memory_mb()
-            results.method_runtime = method.runtime_stats()
-            results.complete = len(results.accuracy_matrix) == nb_stages
+            self.record_stage_end(results, method, stage_start, start, nb_stages)
             if tracker is not None:
                 seen = stage + 1 if nb_stages == self.nb_tasks else self.nb_tasks
                 tracker.on_stage_end(results, stage, nb_stages, seen, method)

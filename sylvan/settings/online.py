@@ -22,7 +22,7 @@ from sylvan.errors import ConfigurationError, InapplicableMethodError, unknown_n
 from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
-from sylvan.settings.base import Setting, accelerator_device, check_accelerator, peak_memory_mb
+from sylvan.settings.base import Setting, accelerator_device, check_accelerator
 from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
 from sylvan.settings.streams import TaskData, build_tasks, subsample
 
@@ -323,11 +323,7 @@ class OnlineSetting(Setting):
             if aware is not None:
                 results.task_aware_matrix = (results.task_aware_matrix or []) + [aware]
             results.samples_seen.append(sum(len(loader.dataset) for loader in loaders) * self.epochs_per_task)
-            results.task_wall_time.append(time.perf_counter() - stage_start)
-            results.total_wall_time = time.perf_counter() - start
-            results.peak_memory_mb = peak_memory_mb()
-            results.method_runtime = method.runtime_stats()
-            results.complete = len(results.accuracy_matrix) == nb_stages
+            self.record_stage_end(results, method, stage_start, start, nb_stages)
             if self._online_meter is not None:
                 results.online_accuracy = self._online_meter.accuracy
             if tracker is not None:

@@ -8,7 +8,14 @@ never one sample at a time.
 Which slots to write and which to read is small index arithmetic: it runs on the CPU (NumPy on a
 few hundred integers), driven by a CPU `torch.Generator`, so that the choices are reproducible,
 survive `state_dict()` / `load_state_dict()`, and never make a CUDA buffer wait on a device
-synchronization; only the resulting index vectors travel to the device, where the data stay.
+synchronization; only the resulting index vectors travel to the device (through pinned memory,
+see `sylvan.transfer`), where the data stay.
+
+Each field's storage has one spare row past the capacity. On the device, a batch is written
+with one scatter per field: every sample of the batch has a target row, and the samples the
+policy turns away target the spare row, which is never read. That is one kernel launch per field
+instead of a gather and a scatter of the accepted samples, and the launches, not the bytes,
+are what a GPU insertion costs.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import torch
 
 from sylvan.buffers.retrieval import RETRIEVALS, grasp_indices
 from sylvan.errors import ConfigurationError
+from sylvan.transfer import to_device
 
 
 def saved_device(state: Mapping[str, Any]) -> torch.device | None:
@@ -50,7 +58,8 @@ class RehearsalBuffer:
         self.capacity = int(capacity)
         self.device = torch.device(device) if device is not None else None
         self.seed = seed
-        self.storage: dict[str, torch.Tensor] = {}
+        self.storage: dict[str, torch.Tensor] = {}  # field -> its first `capacity` rows
+        self._rows: dict[str, torch.Tensor] = {}  # field -> capacity + 1 rows: the spare row last
         # NumPy views of CPU storage: on the CPU, NumPy's fancy assignment writes rows several
         # times faster than torch's index_copy_; None where the storage is on CUDA (or a dtype
         # NumPy lacks), where torch writes on the device
@@ -105,12 +114,16 @@ class RehearsalBuffer:
     # ----- insertion ----------------------------------------------------------------------------
 
     def _allocate(self, batch: Mapping[str, torch.Tensor]) -> None:
+        """Storage for the fields of `batch` (shape of one sample and dtype), on `self.device`
+        (the batch's device if the buffer has none yet)."""
         if self.device is None:
             self.device = next(iter(batch.values())).device
-        for name, values in batch.items():
-            self.storage[name] = torch.empty(
-                (self.capacity, *values.shape[1:]), dtype=values.dtype, device=self.device
-            )
+        self._rows = {
+            name: torch.empty((self.capacity + 1, *values.shape[1:]), dtype=values.dtype, device=self.device)
+            for name, values in batch.items()
+        }
+        self.storage = {name: rows[: self.capacity] for name, rows in self._rows.items()}
+        self.device = next(iter(self._rows.values())).device  # "cuda" resolved to "cuda:0", ...
         self._host_views = self._numpy_views(self.storage)
 
     @staticmethod
@@ -140,7 +153,8 @@ class RehearsalBuffer:
 
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (slots, positions) as int64 arrays: batch sample `positions[k]` goes into
-        `slots[k]`; slots are distinct and below the new `self.size`, which this method sets.
+        `slots[k]`; slots are distinct and below the new `self.size`, which this method sets, and
+        positions are distinct.
         `self.seen` still counts the samples before this batch."""
         raise NotImplementedError
 
@@ -149,11 +163,17 @@ class RehearsalBuffer:
         if host is not None and self._all_on_cpu(batch):
             for name, values in batch.items():
                 host[name][slots] = (values.detach() if values.requires_grad else values).numpy()[positions]
-        else:
-            slot_index = torch.from_numpy(slots).to(self.device, non_blocking=True)
-            position_index = torch.from_numpy(positions)
+        elif self._all_on(batch, self.device):
+            count = len(next(iter(batch.values())))
+            targets = np.full(count, self.capacity, dtype=np.int64)  # turned away: the spare row
+            targets[positions] = slots
+            target_index = to_device(targets, self.device)
             for name, values in batch.items():
-                taken = values.detach().index_select(0, position_index.to(values.device, non_blocking=True))
+                self._rows[name].index_copy_(0, target_index, values.detach())
+        else:  # the batch lives elsewhere: move only the accepted samples
+            slot_index = to_device(slots, self.device)
+            for name, values in batch.items():
+                taken = values.detach().index_select(0, to_device(positions, values.device))
                 self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
         if self.retrieval == "grasp":  # a new sample has not been replayed yet
             self.draw_counts[slots] = 0
@@ -162,6 +182,13 @@ class RehearsalBuffer:
     def _all_on_cpu(batch: Mapping[str, torch.Tensor]) -> bool:
         for values in batch.values():
             if not values.is_cpu:
+                return False
+        return True
+
+    @staticmethod
+    def _all_on(batch: Mapping[str, torch.Tensor], device: torch.device) -> bool:
+        for values in batch.values():
+            if values.device != device:
                 return False
         return True
 
@@ -188,8 +215,8 @@ class RehearsalBuffer:
             for values in self._host_views.values():
                 values[targets] = values[sources]
         else:
-            source_index = torch.from_numpy(sources).to(self.device, non_blocking=True)
-            target_index = torch.from_numpy(targets).to(self.device, non_blocking=True)
+            source_index = to_device(sources, self.device)
+            target_index = to_device(targets, self.device)
             for values in self.storage.values():
                 values.index_copy_(0, target_index, values.index_select(0, source_index))
         self.draw_counts[targets] = self.draw_counts[sources]
@@ -208,7 +235,7 @@ class RehearsalBuffer:
         chosen = self.draw(n)
         if not len(chosen):
             return {}
-        index = torch.from_numpy(chosen).to(self.device, non_blocking=True)
+        index = to_device(chosen, self.device)
         return {name: values.index_select(0, index) for name, values in self.storage.items()}
 
     def get_all(self) -> dict[str, torch.Tensor]:
@@ -249,8 +276,9 @@ class RehearsalBuffer:
         if state["storage"]:
             if self.device is None:
                 self.device = saved_device(state) or next(iter(state["storage"].values())).device
-            self.storage = {k: v.to(self.device).clone() for k, v in state["storage"].items()}
-            self._host_views = self._numpy_views(self.storage)
+            self._allocate(state["storage"])
+            for name, values in state["storage"].items():
+                self.storage[name].copy_(values)
         self.generator.set_state(state["generator"])
         self.draw_counts = np.asarray(state["draw_counts"]).copy()
         self._load_extra_state(state)

@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 
 from sylvan.buffers.base import RehearsalBuffer
+from sylvan.transfer import to_device
 
 FIELDS = ("x", "y", "t")
 
@@ -187,7 +188,7 @@ class GlobalReplay:
         blocks, size = self.blocks, len(self.buffer)
         for receiver in range(world):  # an independent draw for every receiver
             chosen = self.buffer.draw(r)
-            index = torch.from_numpy(chosen).to(blocks.send.device, non_blocking=True)
+            index = to_device(chosen, blocks.send.device)
             for name, values in self.buffer.storage.items():
                 torch.index_select(values, 0, index, out=blocks.send_fields[name][receiver, : len(chosen)])
         if self.host_sizes is None:
@@ -227,7 +228,7 @@ class GlobalReplay:
         chosen = self.choose_from_union(sizes_np)
         if not len(chosen):
             return {}
-        rows = torch.from_numpy(chosen).to(next(iter(fields.values())).device, non_blocking=True)
+        rows = to_device(chosen, next(iter(fields.values())).device)
         sender, row = rows // self.replay_size, rows % self.replay_size
         # advanced indexing copies: the blocks can be overwritten by the next exchange
         return {name: values[sender, row] for name, values in fields.items()}

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from sylvan.transfer import to_device
+
 AUGMENTATIONS = ("none", "crop_flip")
 
 
@@ -57,7 +59,7 @@ class RandomCropFlip:
         count, channels, height, width = x.shape
         if count == 0:
             return x
-        top, left, flip = (t.to(x.device, non_blocking=True) for t in self.draw(count))
+        top, left, flip = (to_device(t, x.device) for t in self.draw(count))
         pad = self.padding
         padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)) if pad else x
         padded_width = width + 2 * pad

@@ -99,3 +99,19 @@ def test_checkpoint_loaded_on_the_cpu_puts_a_gpu_buffer_back_on_the_gpu(tmp_path
     restored.load_state_dict(torch.load(tmp_path / "buffer.pt", map_location="cpu", weights_only=False))
     assert restored.device.type == "cuda" and all(v.is_cuda for v in restored.storage.values())
     assert torch.equal(restored.sample(9)["id"].cpu(), buffer.sample(9)["id"].cpu())
+
+
+@CUDA
+@pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "prs"])
+def test_cuda_buffer_stores_cpu_batches_as_it_stores_cuda_batches(policy):
+    """Batches already on the buffer's GPU are scattered whole (turned-away samples into the spare
+    row); CPU batches send only their accepted samples. Both must leave the same contents."""
+    stream = list(labelled_stream(12, 17))
+    buffers = {batches: make_buffer(policy, 30, device="cuda", seed=3) for batches in ("cpu", "cuda")}
+    for batches, buffer in buffers.items():
+        for step in range(12):
+            x, y, ids, _ = stream[step]
+            buffer.add(x=x.to(batches), y=y.to(batches), id=ids.to(batches))
+    assert all(len(values) == 30 for values in buffers["cuda"].storage.values())
+    for name in ("x", "y", "id"):
+        assert torch.equal(buffers["cpu"].get_all()[name], buffers["cuda"].get_all()[name]), name

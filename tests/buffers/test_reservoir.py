@@ -150,10 +150,16 @@ def test_sampling_from_a_large_buffer_is_uniform():
 @pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "gdumb", "prs", "herding", "fifo"])
 def test_torch_write_path_stores_what_the_numpy_path_stores(policy):
     """CPU storage is written through NumPy views; a field NumPy cannot view (bfloat16) sends the
-    whole buffer through torch's index_copy_, the CUDA path. Both must store the same samples."""
+    whole buffer through torch's index_copy_, the CUDA path, where every sample of a batch is
+    scattered and the ones turned away land in a spare row. Both must store the same samples,
+    also after a save and restore."""
     buffers = {dtype: make_buffer(policy, 30, seed=3) for dtype in (torch.float32, torch.bfloat16)}
     generator = torch.Generator().manual_seed(0)
     for step in range(12):  # new classes keep arriving, so class-aware policies also compact
+        if step == 6:  # resume each buffer from its saved state halfway
+            for dtype, buffer in list(buffers.items()):
+                buffers[dtype] = make_buffer(policy, 30, seed=3)
+                buffers[dtype].load_state_dict(buffer.state_dict())
         y = torch.randint(0, 2 + step // 2, (17,), generator=generator)
         ids = torch.arange(17 * step, 17 * (step + 1))
         features = torch.rand(17, 3, generator=generator)
@@ -165,6 +171,7 @@ def test_torch_write_path_stores_what_the_numpy_path_stores(policy):
     fast, torch_path = buffers[torch.float32], buffers[torch.bfloat16]
     assert fast._host_views is not None and torch_path._host_views is None
     assert len(fast) == len(torch_path) == 30
+    assert all(len(values) == 30 for values in torch_path.storage.values())  # the spare row stays hidden
     for name in ("id", "y"):
         assert torch.equal(fast.get_all()[name], torch_path.get_all()[name])
     stored_ids = torch_path.get_all()["id"]

@@ -93,7 +93,10 @@ class Learner(L.LightningModule):
         # taken is Lightning's count of batches that stepped, which it checks for `+ 1`
         return every > 0 and (self.global_step + 1) % every == 0
 
-    def on_after_backward(self) -> None:
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        # not `on_after_backward`: under 16-bit mixed precision the gradients are still scaled
+        # by the loss scale there; here they are unscaled, as a method that clips, projects or
+        # records them expects
         self.method[0].after_backward()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

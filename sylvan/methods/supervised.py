@@ -135,8 +135,8 @@ class SupervisedMethod(Method):
         return F.cross_entropy(self.learner(batch.x), batch.y)
 
     def after_backward(self) -> None:
-        """Hook: the gradients of this step exist and the optimizer has not stepped yet (where
-        a method projects, clips or records gradients)."""
+        """Hook: the gradients of this step exist (unscaled, under mixed precision) and the
+        optimizer has not stepped yet (where a method projects, clips or records gradients)."""
 
     def after_step(self) -> None:
         """Hook: the optimizer has stepped (where a method tracks how the weights moved)."""

@@ -154,6 +154,8 @@ SETTINGS[Setting.name] = Setting
 
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
+# Lightning's precision settings that sylvan's training supports (evaluation runs in float32)
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 
 
 def check_accelerator(accelerator: str) -> None:
@@ -165,6 +167,23 @@ def check_accelerator(accelerator: str) -> None:
             f"--accelerator {accelerator} asks for a GPU, and torch finds none on this machine "
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --accelerator cpu, "
             "or auto to take a GPU wherever there is one"
+        )
+
+
+def check_precision(precision: str, accelerator: str) -> None:
+    """Refuse an unknown `--precision`, or one the device the run trains on cannot do."""
+    if precision not in PRECISIONS:
+        raise unknown_name("precision", precision, PRECISIONS)
+    on_cuda = accelerator_device(accelerator).type == "cuda"
+    if precision == "16-mixed" and not on_cuda:
+        raise ConfigurationError(
+            "--precision 16-mixed (float16 with loss scaling) needs a GPU, and this run trains on the CPU; "
+            "use --precision bf16-mixed there, or 32-true"
+        )
+    if precision == "bf16-mixed" and on_cuda and not torch.cuda.is_bf16_supported():
+        raise ConfigurationError(
+            f"--precision bf16-mixed: {torch.cuda.get_device_name()} has no bfloat16 support; "
+            "use --precision 16-mixed or 32-true"
         )
 
 

@@ -22,7 +22,7 @@ from sylvan.errors import ConfigurationError, InapplicableMethodError, unknown_n
 from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
-from sylvan.settings.base import Setting, accelerator_device, check_accelerator
+from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
 from sylvan.settings.streams import TaskData, build_tasks, subsample
 
@@ -54,6 +54,9 @@ class OnlineSetting(Setting):
     # use a class-stratified subset of this many training samples (synthetic: generate this many)
     train_samples: Optional[int] = None
     accelerator: str = "auto"  # cpu, gpu or auto
+    # numerical precision of training: 32-true, bf16-mixed (CPU or GPU), or 16-mixed (GPU, float16
+    # with loss scaling); weights stay float32, and evaluation runs in float32
+    precision: str = "32-true"
     # show Lightning's progress bar during training: true (or the bare flag), false, or by
     # default only when the output is a terminal (a log file gets a line per task instead)
     progress_bar: Optional[bool] = field(default=None, metadata={"custom_args": {"const": True}})
@@ -85,6 +88,7 @@ class OnlineSetting(Setting):
                 f"--train_samples must be at least the number of classes ({spec.num_classes})"
             )
         check_accelerator(self.accelerator)
+        check_precision(self.precision, self.accelerator)
         if not self.shared_output_space and self.nb_tasks > spec.num_classes:
             raise ConfigurationError(
                 f"--nb_tasks {self.nb_tasks} is more than the {spec.num_classes} classes of "
@@ -245,6 +249,7 @@ class OnlineSetting(Setting):
             "max_epochs": self.epochs_per_task,
             "accelerator": "gpu" if self.accelerator == "cuda" else self.accelerator,
             "devices": 1,
+            "precision": self.precision,
             "enable_progress_bar": self.shows_progress_bar,
             "enable_model_summary": False,
             "enable_checkpointing": False,

@@ -1,0 +1,98 @@
+"""`--precision`: training under Lightning's mixed-precision plugins, evaluation in float32."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sylvan.errors import ConfigurationError, UnknownNameError
+from sylvan.methods import DER
+from sylvan.methods.naive import Naive
+from sylvan.settings import ClassIncrementalSetting, OnlineSetting
+from tests.conftest import tiny_options
+
+
+@dataclass
+class PrecisionSpy(Naive):
+    """Fine-tuning that records the dtype of its logits in training and at evaluation, and the
+    gradients it is shown before each optimizer step."""
+
+    name: ClassVar[str] = ""  # not registered
+
+    def configure(self, setting):
+        super().configure(setting)
+        self.training_dtypes: set[torch.dtype] = set()
+        self.scoring_dtypes: set[torch.dtype] = set()
+        self.gradient_norms: list[float] = []
+
+    def training_step(self, batch):
+        logits = self.learner(batch.x)
+        self.training_dtypes.add(logits.dtype)
+        return F.cross_entropy(logits, batch.y)
+
+    def after_backward(self):
+        gradients = [p.grad for p in self.model.parameters() if p.grad is not None]
+        self.gradient_norms.append(float(torch.cat([g.flatten() for g in gradients]).norm()))
+        assert all(g.dtype == torch.float32 for g in gradients)  # the weights stay float32
+
+    def scores(self, x, task_labels):
+        scores = super().scores(x, task_labels)
+        self.scoring_dtypes.add(scores.dtype)
+        return scores
+
+
+@pytest.mark.parametrize(("precision", "training_dtype"), [("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)])
+def test_training_runs_at_the_precision_asked_and_evaluation_in_float32(precision, training_dtype):
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting), accelerator="cpu", precision=precision)
+    spy = PrecisionSpy()
+    results = setting.apply(spy)
+    assert spy.training_dtypes == {training_dtype}
+    assert spy.scoring_dtypes == {torch.float32}
+    assert spy.gradient_norms and all(0 < norm < float("inf") for norm in spy.gradient_norms)
+    assert results.accuracy_matrix[-1][-1] > 0.4  # it learned the last task (chance: 0.1)
+
+
+def test_bf16_training_learns_as_float32_does():
+    """DER stores the logits of its training steps: bfloat16 ones under bf16-mixed, a dtype the
+    CPU buffer writes through torch rather than NumPy. The run must still learn what float32
+    learns, within a few points."""
+    accuracies = {}
+    for precision in ("32-true", "bf16-mixed"):
+        setting = ClassIncrementalSetting(
+            **{**tiny_options(ClassIncrementalSetting), "train_samples": 1000, "epochs": 2},
+            accelerator="cpu", precision=precision,
+        )
+        method = DER(buffer_size=60)
+        accuracies[precision] = setting.apply(method).final_average_accuracy
+        expected = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
+        assert method.buffer.storage["logits"].dtype == expected
+    assert accuracies["32-true"] > 0.6  # the first task is partly kept (naive: 0.5 at most)
+    assert abs(accuracies["bf16-mixed"] - accuracies["32-true"]) < 0.1, accuracies
+
+
+def test_precisions_are_checked():
+    with pytest.raises(UnknownNameError, match="valid precisions"):
+        OnlineSetting(precision="fp8")
+    with pytest.raises(ConfigurationError, match="needs a GPU"):
+        OnlineSetting(precision="16-mixed", accelerator="cpu")
+    assert OnlineSetting().trainer_kwargs()["precision"] == "32-true"
+    assert OnlineSetting(precision="bf16-mixed").trainer_kwargs()["precision"] == "bf16-mixed"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_16_mixed_hands_methods_unscaled_gradients():
+    """Under float16 with loss scaling, the gradients a method clips, projects or records must be
+    the true ones, not the ones multiplied by the loss scale (2**16 at the start)."""
+    norms = {}
+    for precision in ("32-true", "16-mixed"):
+        options = dict(tiny_options(ClassIncrementalSetting), accelerator="gpu", precision=precision)
+        spy = PrecisionSpy()
+        ClassIncrementalSetting(**options).apply(spy)
+        finite = [norm for norm in spy.gradient_norms if norm < float("inf")]
+        norms[precision] = float(torch.tensor(finite).median())
+    assert spy.training_dtypes == {torch.float16}
+    assert 0.5 < norms["16-mixed"] / norms["32-true"] < 2, norms

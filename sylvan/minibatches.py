@@ -53,13 +53,18 @@ def gathered_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
 
 
 def minibatch_loader(
-    dataset: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+    dataset: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A loader of minibatches of `dataset` in the order `DataLoader(dataset, batch_size,
     shuffle, generator=generator)` gives. A `TensorDataset`, or a `ConcatDataset` of them, is
     served by gathering (the tensors are shared, not copied); any other dataset is loaded sample
-    by sample as usual."""
-    kwargs: dict[str, Any] = {"batch_size": batch_size, "shuffle": shuffle, "generator": generator}
+    by sample as usual. `pin_memory` (for training on a GPU) puts each minibatch in pinned
+    memory, so that its copy to the GPU is queued without making the host wait for the
+    previous step's kernels (see `sylvan.transfer`)."""
+    kwargs: dict[str, Any] = {
+        "batch_size": batch_size, "shuffle": shuffle, "generator": generator, "pin_memory": pin_memory,
+    }
     if isinstance(dataset, TensorDataset):
         if not isinstance(dataset, GatheringTensorDataset):
             dataset = GatheringTensorDataset(*dataset.tensors)

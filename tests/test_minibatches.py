@@ -75,3 +75,26 @@ def test_other_datasets_are_loaded_sample_by_sample() -> None:
     assert torch.equal(batches[1][1], torch.arange(8, 16) ** 2)
     mixed = ConcatDataset([TensorDataset(*columns(5)), TensorDataset(torch.rand(5, 3), torch.zeros(5))])
     assert not isinstance(minibatch_loader(mixed, 4, shuffle=False).dataset, GatheringConcatDataset)
+
+
+def test_settings_pin_training_minibatches_only_when_training_on_a_gpu(monkeypatch) -> None:
+    """On a GPU, pinned minibatches let their copy to the device be queued behind the previous
+    step's kernels instead of waiting for them; on the CPU, pinning would be a wasted copy."""
+    from sylvan.settings import ClassIncrementalSetting, OnlineSetting
+    from tests.conftest import tiny_options
+
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting), accelerator="cpu")
+    dataset = TensorDataset(*columns())
+    assert not setting.pins_batches and not setting.train_loader(dataset, shuffle=True).pin_memory
+    monkeypatch.setattr(OnlineSetting, "device", property(lambda self: torch.device("cuda")))
+    assert setting.pins_batches and setting.train_loader(dataset, shuffle=True).pin_memory
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_pinned_minibatches_are_the_same_batches_in_pinned_memory() -> None:
+    data = columns()
+    plain = list(minibatch_loader(TensorDataset(*data), 10, True, torch.Generator().manual_seed(7)))
+    pinned = list(minibatch_loader(TensorDataset(*data), 10, True, torch.Generator().manual_seed(7), pin_memory=True))
+    for want, got in zip(plain, pinned, strict=True):
+        assert all(tensor.is_pinned() for tensor in got)
+        assert all(torch.equal(a, b) for a, b in zip(want, got))

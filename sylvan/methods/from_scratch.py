@@ -37,5 +37,6 @@ class FromScratch(SupervisedMethod):
         self._seen.append(train_data.dataset)
         self.learner = self.build_learner()
         generator = torch.Generator().manual_seed(self.setting.seed * 1000 + len(self._seen))
-        union = minibatch_loader(ConcatDataset(self._seen), train_data.batch_size, shuffle=True, generator=generator)
+        union = minibatch_loader(ConcatDataset(self._seen), train_data.batch_size, shuffle=True, generator=generator,
+                                 pin_memory=self.setting.pins_batches)
         super().fit(union, val_data)

@@ -71,7 +71,8 @@ class GDumb(SupervisedMethod):
         stored = self.buffer.get_all()
         columns = [stored["x"], stored["y"]] + ([stored["t"]] if "t" in stored else [])
         generator = torch.Generator().manual_seed(self.setting.seed * 1000 + 700 + self.buffer.seen)
-        loader = minibatch_loader(TensorDataset(*columns), self.retrain_batch_size, shuffle=True, generator=generator)
+        loader = minibatch_loader(TensorDataset(*columns), self.retrain_batch_size, shuffle=True, generator=generator,
+                                  pin_memory=self.setting.pins_batches)
         self._steps_per_retraining = max(1, len(loader) * self.retrain_epochs)
         self.learner = self.build_learner()
         self.train_learner(loader, val_data, epochs=self.retrain_epochs, measure_online=False)

@@ -67,7 +67,8 @@ class ICaRL(DistillationMethod):
             names = ["x", "y", "t"][: len(columns)]
             columns = tuple(torch.cat([c, stored[n].to(c.device)]) for c, n in zip(columns, names))
         generator = torch.Generator().manual_seed(self.setting.seed * 1000 + 500 + self.buffer.seen)
-        loader = minibatch_loader(TensorDataset(*columns), train_data.batch_size, shuffle=True, generator=generator)
+        loader = minibatch_loader(TensorDataset(*columns), train_data.batch_size, shuffle=True, generator=generator,
+                                  pin_memory=self.setting.pins_batches)
         self.class_means = None
         self.train_learner(loader, val_data)
 

@@ -207,7 +207,7 @@ class OnlineSetting(Setting):
     def train_loader(self, dataset: TensorDataset, shuffle: bool, offset: int = 0) -> DataLoader:
         """A minibatch loader over `dataset` with the setting's batch size and seed."""
         generator = self._generator(offset)
-        return minibatch_loader(dataset, self.batch_size, shuffle, generator)
+        return minibatch_loader(dataset, self.batch_size, shuffle, generator, pin_memory=self.pins_batches)
 
     def stream_loader(self, tasks: list[TaskData]) -> DataLoader:
         """The whole stream: each task's samples in a seeded random order, tasks one after the
@@ -217,7 +217,12 @@ class OnlineSetting(Setting):
             order = torch.randperm(len(task.y_train), generator=self._generator(task.task_id))
             parts.append(task.train_dataset(self.task_labels_at_train, order).tensors)
         stream = TensorDataset(*(torch.cat(columns) for columns in zip(*parts)))
-        return minibatch_loader(stream, self.batch_size, shuffle=False)
+        return minibatch_loader(stream, self.batch_size, shuffle=False, pin_memory=self.pins_batches)
+
+    @property
+    def pins_batches(self) -> bool:
+        """Whether training minibatches are served in pinned memory: when training on a GPU."""
+        return self.device.type == "cuda"
 
     # ----- training -----------------------------------------------------------------------
 

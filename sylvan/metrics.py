@@ -98,6 +98,8 @@ class Results:
     episodes_seen: list[int] = field(default_factory=list)  # RL: training episodes finished, per stage
     task_attributes: list[dict[str, float]] = field(default_factory=list)  # RL: each task's dynamics
     measure: str = "accuracy"  # what the matrix holds: "accuracy" (a fraction) or "return"
+    # supervised settings: the split the matrix is measured on, "test" or "validation"
+    evaluation_split: str = "test"
 
     @property
     def display_scale(self) -> float:
@@ -175,6 +177,7 @@ class Results:
             "setting": self.setting,
             "method": self.method,
             "measure": self.measure,
+            **({"evaluation_split": self.evaluation_split} if self.measure == "accuracy" else {}),
             "complete": self.complete,
             "nb_tasks": self.nb_tasks,
             **self.summary(),
@@ -203,7 +206,8 @@ class Results:
         matrix = self.display_scale * np.asarray(self.accuracy_matrix)
         stages, tasks = matrix.shape
         header = "after task | " + " ".join(f"T{j:<6d}" for j in range(tasks)) + " |    mean | time (s)"
-        lines = [f"{self.method} on {self.setting}", header, "-" * len(header)]
+        split = " (on the validation split)" if self.evaluation_split == "validation" else ""
+        lines = [f"{self.method} on {self.setting}{split}", header, "-" * len(header)]
         for i in range(stages):
             label = "end" if stages == 1 else str(i)
             seen = matrix[i] if stages == 1 else matrix[i, : i + 1]

@@ -201,6 +201,7 @@ print("loaded:", sorted({name.split(".")[0] for name in sys.modules}
     (["--setting", "incremental_rl", "--method", "dqn", "--env", "NoSuchEnv-v0"], "is not a gymnasium environment"),
     (["--setting", "incremental_rl", "--method", "dqn", "--dataset", "mnist"],
      "--dataset is not an option of dqn on incremental_rl"),
+    (["--setting", "online", "--method", "naive", "--validation_fraction", "1"], "--validation_fraction"),
     (["--setting", "online", "--method", "naive", "--precision", "fp8"], "valid precisions: 16-mixed, 32-true"),
     (["--setting", "class_incremental", "--method", "naive", "--precision", "16-mixed", "--accelerator", "cpu"],
      "use --precision bf16-mixed"),

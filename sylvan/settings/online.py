@@ -24,7 +24,7 @@ from sylvan.minibatches import minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
-from sylvan.settings.streams import TaskData, build_tasks, subsample
+from sylvan.settings.streams import TaskData, build_tasks, holdout, subsample
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
@@ -53,6 +53,10 @@ class OnlineSetting(Setting):
     data_dir: str = DEFAULT_DATA_DIR  # where datasets are downloaded and cached
     # use a class-stratified subset of this many training samples (synthetic: generate this many)
     train_samples: Optional[int] = None
+    # hold out this fraction of each class's training samples (after --train_samples) as a
+    # validation set, and evaluate on it instead of the test set: for tuning hyperparameters
+    # without looking at the test set (0: train on everything, evaluate on the test set)
+    validation_fraction: float = 0.0
     accelerator: str = "auto"  # cpu, gpu or auto
     # numerical precision of training: 32-true, bf16-mixed (CPU or GPU), or 16-mixed (GPU, float16
     # with loss scaling); weights stay float32, and evaluation runs in float32
@@ -86,6 +90,10 @@ class OnlineSetting(Setting):
         if self.train_samples is not None and self.train_samples < spec.num_classes:
             raise ConfigurationError(
                 f"--train_samples must be at least the number of classes ({spec.num_classes})"
+            )
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigurationError(
+                f"--validation_fraction must be in [0, 1), got {self.validation_fraction}"
             )
         check_accelerator(self.accelerator)
         check_precision(self.precision, self.accelerator)
@@ -199,7 +207,15 @@ class OnlineSetting(Setting):
         train, test = self.dataset_spec.load(self.data_dir, self.train_samples, self.seed)
         if self.dataset != "synthetic":
             train = subsample(train, self.train_samples, self.seed, name=repr(self.dataset))
+        if self.validation_fraction > 0:  # the test set is left unread
+            train, test = holdout(train, self.validation_fraction, self.seed, name=repr(self.dataset))
         return build_tasks(self.make_scenario(train), self.make_scenario(test))
+
+    @property
+    def evaluation_split(self) -> str:
+        """What the accuracy matrix is measured on: "test", or "validation" (held out of the
+        training set by --validation_fraction)."""
+        return "validation" if self.validation_fraction > 0 else "test"
 
     def _generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1000 + offset)
@@ -314,7 +330,8 @@ class OnlineSetting(Setting):
         method.configure(self)
         if resume is None:
             initial, _ = self.evaluate(method, tasks)
-            results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial)
+            results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
+                              evaluation_split=self.evaluation_split)
             finished = -1
         else:
             results, finished = self.restore(method, tracker, resume, nb_stages)

@@ -153,6 +153,39 @@ def subsample(
     )
 
 
+def holdout(
+    dataset: _ContinuumDataset, fraction: float, seed: int, name: str = "the dataset"
+) -> tuple[_ContinuumDataset, _ContinuumDataset]:
+    """Split an array-backed training set into (training, validation), class by class: a seeded
+    random `fraction` of each class's samples (rounded, at least one, and at least one left to
+    train on) is held out. The validation split stands in for the test set while
+    hyperparameters are tuned, so that the test set is never looked at."""
+    from continuum.datasets import InMemoryDataset
+
+    x, y, t = dataset.get_data()
+    rng = np.random.default_rng([seed, 7])  # not the stream `subsample` draws from
+    held: list[np.ndarray] = []
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        if len(members) < 2:
+            raise ConfigurationError(
+                f"--validation_fraction: class {label} of {name} has {len(members)} training sample(s); "
+                "holding out a validation sample needs at least 2 (raise --train_samples)"
+            )
+        count = min(max(round(fraction * len(members)), 1), len(members) - 1)
+        held.append(rng.choice(members, size=count, replace=False))
+    validation = np.zeros(len(y), dtype=bool)
+    validation[np.concatenate(held)] = True
+
+    def part(mask: np.ndarray) -> _ContinuumDataset:
+        index = np.flatnonzero(mask)
+        return InMemoryDataset(
+            x[index], y[index], None if t is None else t[index], data_type=dataset.data_type, train=dataset.train
+        )
+
+    return part(~validation), part(validation)
+
+
 def build_tasks(train_scenario: ContinualScenario, test_scenario: ContinualScenario) -> list[TaskData]:
     """Materialize matching train and test scenarios into a list of `TaskData`."""
     if len(train_scenario) != len(test_scenario):

@@ -41,6 +41,8 @@ def _names_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--list", action="store_true", help="print the settings tree and the methods that apply")
     parser.add_argument("--resume", help="folder of an interrupted run: train its remaining tasks")
+    parser.add_argument("--summarize", nargs="+", help="results folders: mean ± std over seeds of their runs")
+    parser.add_argument("--summary_csv", help="with --summarize: also write the table to this CSV file")
     parser.add_argument("-h", "--help", action="store_true")
     return parser
 
@@ -163,6 +165,8 @@ def general_help() -> str:
             "  --list                 print the settings tree with the applicable methods",
             "  --config_path FILE     load options from a YAML file (e.g. a run's config.yaml)",
             "  --resume RUN_DIR       continue an interrupted run from its last finished task",
+            "  --summarize DIR ...    mean ± std over seeds of the runs in results folders",
+            "                         (--summary_csv FILE also writes the table as CSV)",
             "  --plugin FILE_OR_MODULE  import extra methods or settings (repeatable)",
             "  --results_dir DIR      where run folders are written (default: results)",
             "  --wandb_project NAME   log to Weights & Biases",
@@ -290,6 +294,16 @@ def run(argv: Sequence[str] | None = None) -> int:
                 "(and --plugin, only where a plugin file the run used has moved)"
             )
         return resume(Path(names.resume).expanduser(), names.plugin)
+    if names.summarize or names.summary_csv:
+        if not names.summarize or unparsed or names.setting or names.method or names.config_path or names.list:
+            raise ConfigurationError(
+                "--summarize takes results folders (and --summary_csv FILE) only: "
+                "sylvan --summarize results [--summary_csv summary.csv]"
+            )
+        from sylvan.summary import summarize
+
+        print(summarize(names.summarize, names.summary_csv))
+        return 0
     config = load_config(names.config_path)
     plugins = load_run_plugins(names.plugin, config, names.config_path or "")
     if names.list:

@@ -1,0 +1,191 @@
+"""Mean ± std over seeds of the runs under results folders: `sylvan --summarize DIR [DIR ...]`.
+
+A result worth reporting is a configuration's figure over several seeds. Every run folder holds
+`config.yaml` (all its options) and `results.json`; runs whose configurations differ only in
+the seed (or in options that cannot change a figure: where data and outputs go, the progress
+bar) form a group. The table gives each group's mean ± sample standard deviation of the summary
+metrics and of the wall time, next to the options that tell the groups apart. Runs that did not
+finish are left out of the figures and listed below the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from sylvan.errors import ConfigurationError
+
+# options that change no figure of a run, so runs that differ only in them belong together
+NEUTRAL_OPTIONS = frozenset({"seed", "data_dir", "progress_bar"})
+# summary metrics, by their name for accuracies; `measure` replaces "accuracy" for returns
+METRICS = (
+    "final_average_accuracy", "average_incremental_accuracy", "forgetting", "backward_transfer",
+    "forward_transfer", "task_aware_accuracy", "online_accuracy",
+)
+
+
+@dataclass
+class Run:
+    """One run folder: its configuration and its results."""
+
+    folder: Path
+    setting: str
+    method: str
+    options: dict[str, Any]  # setting and method options, by name
+    results: dict[str, Any]
+    wall_time: float | None
+
+    @property
+    def seed(self) -> Any:
+        return self.options.get("seed")
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        kept = sorted((k, repr(v)) for k, v in self.options.items() if k not in NEUTRAL_OPTIONS)
+        return (self.setting, self.method, *kept)
+
+
+@dataclass
+class Group:
+    """The finished runs of one configuration (its seeds)."""
+
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def first(self) -> Run:
+        return self.runs[0]
+
+    def values(self, metric: str) -> list[float]:
+        values = [run.results.get(metric) for run in self.runs]
+        return [float(v) for v in values if v is not None]
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run folders (holding both `config.yaml` and `results.json`) at or under `paths`."""
+    folders: list[Path] = []
+    for given in paths:
+        path = Path(given).expanduser()
+        if not path.is_dir():
+            raise ConfigurationError(f"--summarize {given}: no such folder")
+        found = sorted(p.parent for p in path.rglob("results.json") if (p.parent / "config.yaml").is_file())
+        if not found:
+            raise ConfigurationError(
+                f"--summarize {given}: no run folder (one with config.yaml and results.json) in it or below"
+            )
+        folders.extend(folder for folder in found if folder not in folders)
+    return folders
+
+
+def load_run(folder: Path) -> Run:
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+        results = json.loads((folder / "results.json").read_text())
+    except (OSError, yaml.YAMLError, json.JSONDecodeError) as error:
+        raise ConfigurationError(f"--summarize: cannot read the run in {folder}: {error}") from error
+    runtime_file = folder / "runtime.json"
+    wall_time = None
+    if runtime_file.is_file():
+        try:
+            wall_time = json.loads(runtime_file.read_text()).get("total_wall_time")
+        except json.JSONDecodeError:
+            pass  # written atomically by sylvan; a damaged one only loses the timing
+    options = {**(config.get("setting_options") or {}), **(config.get("method_options") or {})}
+    return Run(folder, str(config.get("setting")), str(config.get("method")), options, results, wall_time)
+
+
+def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[Run]]:
+    """(groups of finished runs that share a configuration, in a stable order; unfinished runs)."""
+    groups: dict[tuple[Any, ...], Group] = {}
+    unfinished = []
+    for run in runs:
+        if not run.results.get("complete", True):
+            unfinished.append(run)
+            continue
+        groups.setdefault(run.key, Group()).runs.append(run)
+    for group in groups.values():
+        group.runs.sort(key=lambda run: (str(run.seed), str(run.folder)))
+    return [groups[key] for key in sorted(groups, key=repr)], unfinished
+
+
+def distinguishing_options(groups: Sequence[Group]) -> list[str]:
+    """Names of the options whose values differ between groups of the same setting and method
+    (or that only some of them have): what tells the rows apart."""
+    names: set[str] = set()
+    by_pair: dict[tuple[str, str], list[Group]] = {}
+    for group in groups:
+        by_pair.setdefault((group.first.setting, group.first.method), []).append(group)
+    for pair_groups in by_pair.values():
+        every = set().union(*(group.first.options for group in pair_groups)) - NEUTRAL_OPTIONS
+        for name in every:
+            if len({repr(group.first.options.get(name, "<absent>")) for group in pair_groups}) > 1:
+                names.add(name)
+    return sorted(names)
+
+
+def mean_std(values: list[float], scale: float) -> str:
+    """Mean ± sample standard deviation of `values` times `scale` ("-" for none; the mean alone
+    for one value)."""
+    if not values:
+        return "-"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{scale * mean:.2f}"
+    spread = math.sqrt(sum((value - mean) ** 2 for value in values) / (len(values) - 1))
+    return f"{scale * mean:.2f} ± {scale * spread:.2f}"
+
+
+def summary_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[str]]]:
+    """The table as (header, rows of cells): one row per group."""
+    options = distinguishing_options(groups)
+    metrics = []
+    for metric in METRICS:
+        for group in groups:
+            measure = group.first.results.get("measure", "accuracy")
+            name = metric.replace("accuracy", measure)
+            if name not in metrics and group.values(name):
+                metrics.append(name)
+    header = ["setting", "method", "options", "seeds", *metrics, "wall time (s)"]
+    rows = []
+    for group in groups:
+        first = group.first
+        scale = 100.0 if first.results.get("measure", "accuracy") == "accuracy" else 1.0
+        described = " ".join(f"{name}={first.options[name]}" for name in options if name in first.options)
+        seeds = " ".join(str(run.seed) for run in group.runs)
+        times = [run.wall_time for run in group.runs if run.wall_time is not None]
+        rows.append([first.setting, first.method, described or "-", seeds,
+                     *(mean_std(group.values(metric), scale) for metric in metrics), mean_std(times, 1.0)])
+    return header, rows
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in [header, *rows]]
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None) -> str:
+    """The summary table of the runs under `paths` (accuracies in percent, returns as they are),
+    with a line per unfinished run left out; with `csv_path`, the table is also written as CSV."""
+    runs = [load_run(folder) for folder in find_runs(paths)]
+    groups, unfinished = group_runs(runs)
+    lines = []
+    if groups:
+        header, rows = summary_rows(groups)
+        lines.append(format_table(header, rows))
+        if csv_path is not None:
+            try:
+                with open(Path(csv_path).expanduser(), "w", newline="") as f:
+                    csv.writer(f).writerows([header, *rows])
+            except OSError as error:
+                raise ConfigurationError(f"--summary_csv {csv_path}: {error.strerror}") from error
+    for run in unfinished:
+        lines.append(f"left out, not finished: {run.folder} (sylvan --resume {run.folder} completes it)")
+    lines.append(f"{sum(len(group.runs) for group in groups)} finished run(s) in {len(groups)} configuration(s)")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""`sylvan --summarize`: runs grouped by configuration across seeds, mean ± std of their figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sylvan.errors import ConfigurationError
+from sylvan.summary import find_runs, group_runs, load_run, mean_std, summarize
+from tests.test_cli import FAST, sylvan
+
+
+def write_run(root: Path, name: str, seed: int, lr: float, final: float, complete: bool = True,
+              data_dir: str = "data", wall_time: float = 2.0) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    config = {
+        "setting": "class_incremental", "method": "naive",
+        "setting_options": {"seed": seed, "dataset": "digits", "data_dir": data_dir, "progress_bar": None},
+        "method_options": {"lr": lr, "optimizer": "sgd"},
+        "run": {"results_dir": str(root), "run_name": name},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    results = {"setting": "class_incremental", "method": "naive", "measure": "accuracy", "complete": complete,
+               "final_average_accuracy": final, "forgetting": 1 - final, "online_accuracy": None}
+    (folder / "results.json").write_text(json.dumps(results))
+    (folder / "runtime.json").write_text(json.dumps({"total_wall_time": wall_time}))
+    return folder
+
+
+def test_runs_differing_only_in_seed_or_paths_form_one_group(tmp_path):
+    for seed, final in enumerate([0.70, 0.80, 0.90]):  # data_dir cannot change a figure
+        write_run(tmp_path / "sweep", f"a{seed}", seed, lr=0.1, final=final, data_dir=f"d{seed}")
+    for seed, final in enumerate([0.50, 0.60]):
+        write_run(tmp_path / "sweep" / "nested", f"b{seed}", seed, lr=0.01, final=final)
+    write_run(tmp_path / "sweep", "stopped", 3, lr=0.1, final=0.1, complete=False)
+    runs = [load_run(folder) for folder in find_runs([tmp_path / "sweep"])]
+    assert len(runs) == 6
+    groups, unfinished = group_runs(runs)
+    assert [[run.seed for run in group.runs] for group in groups] == [[0, 1], [0, 1, 2]]  # lr 0.01, then 0.1
+    assert [run.folder.name for run in unfinished] == ["stopped"]
+    assert groups[1].values("final_average_accuracy") == [0.70, 0.80, 0.90]
+
+    table = summarize([tmp_path / "sweep"], csv_path=tmp_path / "summary.csv").splitlines()
+    rows = {line.split("|")[2].strip(): [cell.strip() for cell in line.split("|")] for line in table[2:4]}
+    assert rows["lr=0.1"][3] == "0 1 2" and rows["lr=0.1"][4] == "80.00 ± 10.00"  # percent, sample std
+    assert rows["lr=0.01"][4] == "55.00 ± 7.07" and rows["lr=0.01"][5] == "45.00 ± 7.07"  # forgetting
+    assert "online_accuracy" not in table[0]  # no group has it
+    assert any("left out, not finished" in line and "stopped" in line for line in table)
+    assert table[-1] == "5 finished run(s) in 2 configuration(s)"
+    with open(tmp_path / "summary.csv") as f:
+        saved = list(csv.reader(f))
+    assert saved[0][:5] == ["setting", "method", "options", "seeds", "final_average_accuracy"]
+    assert len(saved) == 3
+
+
+def test_mean_std_formats():
+    assert mean_std([], 100) == "-"
+    assert mean_std([0.5], 100) == "50.00"
+    assert mean_std([1.0, 3.0], 1.0) == "2.00 ± 1.41"
+
+
+def test_folders_without_runs_are_refused(tmp_path):
+    with pytest.raises(ConfigurationError, match="no such folder"):
+        find_runs([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigurationError, match="no run folder"):
+        find_runs([tmp_path / "empty"])
+
+
+def test_the_command_summarizes_real_runs_over_seeds(tmp_path):
+    for seed in ("0", "1"):
+        out = sylvan("--setting", "class_incremental", "--method", "naive", *FAST, "--epochs", "1",
+                     "--seed", seed, "--results_dir", str(tmp_path / "runs"))
+        assert out.returncode == 0, out.stderr
+    out = sylvan("--summarize", str(tmp_path / "runs"))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[2].split("|")[3].strip() == "0 1" and "±" in lines[2]
+    assert lines[-1] == "2 finished run(s) in 1 configuration(s)"
+    refused = sylvan("--summarize", str(tmp_path / "runs"), "--setting", "online")
+    assert refused.returncode == 2 and "--summarize takes results folders" in refused.stderr
+    missing = sylvan("--summarize", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "no such folder" in missing.stderr and "Traceback" not in missing.stderr

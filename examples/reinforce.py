@@ -28,6 +28,7 @@ class Reinforce(Method):
 
     name: ClassVar[str] = "reinforce"
     target_setting: ClassVar[type] = ContinualRLSetting
+    action_spaces: ClassVar[tuple[str, ...]] = ("discrete",)  # a softmax over the actions
 
     lr: float = 0.01  # Adam learning rate
     gamma: float = 0.99  # discount factor

@@ -121,6 +121,7 @@ def run_experiment(
     options = options if options is not None else RunOptions()
     plugins = defining_plugins(setting, method) if plugins is None else plugins
     check_applicable(type(method), type(setting))
+    setting.check_method(method)
     method.validate_for(setting)  # before anything is written
     if not getattr(setting, "is_writer", True):
         setting.apply(method, None)

@@ -20,19 +20,25 @@ TINY = dict(dataset="synthetic", train_samples=120, nb_tasks=2, progress_bar=Fal
 
 # reinforcement-learning settings: two short CartPole tasks, short episodes
 TINY_RL = dict(nb_tasks=2, steps_per_task=300, eval_episodes=2, max_episode_steps=60, accelerator="cpu", seed=0)
+# an environment of each kind of actions an RL method may handle
+RL_ENVS = {"discrete": "CartPole-v1", "continuous": "Pendulum-v1"}
 # methods whose defaults would not learn within TINY_RL's steps
 TINY_METHOD_OPTIONS = {
     "dqn": dict(learning_starts=50, buffer_size=200, exploration_steps=200, target_update_interval=50,
                 hidden_size=32),
+    "sac": dict(learning_starts=50, buffer_size=200, replay_size=32, hidden_size=32),
 }
 
 
-def tiny_options(setting_cls: type) -> dict:
-    """Options that make any setting run in about a second."""
+def tiny_options(setting_cls: type, method_cls: type | None = None) -> dict:
+    """Options that make any setting run in about a second (for an RL setting, on an environment
+    with the kind of actions `method_cls` handles, where it is given)."""
     from sylvan.settings import ContinualRLSetting
+    from sylvan.settings.continual_rl import action_spaces_of
 
     if issubclass(setting_cls, ContinualRLSetting):
-        return dict(TINY_RL)
+        kind = action_spaces_of(method_cls)[0] if method_cls is not None else "discrete"
+        return {**TINY_RL, "env": RL_ENVS[kind]}
     options = dict(TINY)
     fields = getattr(setting_cls, "__dataclass_fields__", {})
     if "epochs" in fields:

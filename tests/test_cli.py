@@ -83,7 +83,7 @@ def test_list_shows_tree_with_methods():
     class_il = next(line for line in lines if line.strip().startswith("class_incremental"))
     assert "from_scratch" in class_il
     rl = next(line for line in lines if line.strip().startswith("task_incremental_rl"))
-    assert rl.split("methods:")[1].split() == ["dqn,", "random"]
+    assert rl.split("methods:")[1].split() == ["dqn,", "random,", "sac"]
     assert class_il.index("class_incremental") > online.index("online"), "children are indented"
     assert len({line.index("methods:") for line in lines}) == 1, "the methods form one column"
 
@@ -199,6 +199,8 @@ print("loaded:", sorted({name.split(".")[0] for name in sys.modules}
     (["--setting", "online", "--method", "naive", "--bogus"], "unrecognized arguments: --bogus."),
     (["--setting", "continual_rl", "--method", "rehearsal"], "Methods that apply to 'continual_rl': dqn, random"),
     (["--setting", "incremental_rl", "--method", "dqn", "--env", "NoSuchEnv-v0"], "is not a gymnasium environment"),
+    (["--setting", "incremental_rl", "--method", "sac"], "CartPole-v1 has discrete actions, and sac handles"),
+    (["--setting", "continual_rl", "--method", "dqn", "--env", "Pendulum-v1"], "methods for continuous actions:"),
     (["--setting", "incremental_rl", "--method", "dqn", "--dataset", "mnist"],
      "--dataset is not an option of dqn on incremental_rl"),
     (["--setting", "online", "--method", "naive", "--validation_fraction", "1"], "--validation_fraction"),

@@ -46,7 +46,7 @@ class InterruptingTracker(Tracker):
 
 def build(method_name: str, **options):
     setting_cls = SETTINGS[SETTING_OF[method_name]]
-    setting = setting_cls(**{**tiny_options(setting_cls), "nb_tasks": 3, "seed": 5, **options})
+    setting = setting_cls(**{**tiny_options(setting_cls, METHODS[method_name]), "nb_tasks": 3, "seed": 5, **options})
     return setting, tiny_method(METHODS[method_name])
 
 

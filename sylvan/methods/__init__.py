@@ -23,6 +23,7 @@ from sylvan.methods.naive import Naive
 from sylvan.methods.random_method import RandomMethod
 from sylvan.methods.rehearsal import Rehearsal
 from sylvan.methods.replay import ReplayMethod
+from sylvan.methods.sac import SAC
 from sylvan.methods.si import SI
 from sylvan.methods.stable_sgd import StableSGD
 from sylvan.methods.supervised import Batch, SupervisedMethod
@@ -34,6 +35,7 @@ __all__ = [
     "ERACE",
     "EWC",
     "METHODS",
+    "SAC",
     "SI",
     "Batch",
     "DERPlusPlus",

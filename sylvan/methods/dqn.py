@@ -42,6 +42,7 @@ class DQN(Method):
 
     name: ClassVar[str] = "dqn"
     target_setting: ClassVar[type[Setting]] = ContinualRLSetting
+    action_spaces: ClassVar[tuple[str, ...]] = ("discrete",)  # it scores each action
 
     lr: float = 1e-3  # Adam learning rate
     gamma: float = 0.99  # discount factor

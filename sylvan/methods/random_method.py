@@ -18,17 +18,24 @@ class RandomMethod(Method):
 
     name: ClassVar[str] = "random"
     target_setting: ClassVar[type[Setting]] = Setting
+    action_spaces: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self.num_outputs = setting.num_outputs
+        # continuous actions (RL): uniform within the bounds, rather than scores to pick from
+        self.action_bounds = getattr(setting, "action_bounds", None)
         self.generator = torch.Generator().manual_seed(setting.seed)
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         """Nothing to learn."""
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.rand(len(x), self.num_outputs, generator=self.generator)
+        draws = torch.rand(len(x), self.num_outputs, generator=self.generator)
+        if self.action_bounds is None:
+            return draws
+        low, high = self.action_bounds
+        return low + draws * (high - low)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

@@ -76,6 +76,11 @@ class Setting:
         finished stage."""
         raise NotImplementedError
 
+    def check_method(self, method: Any) -> None:
+        """Raise `ConfigurationError` where `method`, though it applies to this kind of setting,
+        cannot run on this instance of it (an RL method on an environment whose kind of actions
+        it does not handle). Called before a run starts, before anything is written."""
+
     def prepare_data(self) -> None:
         """Load (or download) the data before the run starts, so that missing data is refused
         before the run's folder is written; `apply` then uses what was loaded. Settings without

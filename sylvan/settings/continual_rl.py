@@ -5,8 +5,11 @@ of the environment's physical attributes (`environments.task_attributes`); here 
 move smoothly from the first task's values through every task's to the last one's, with no
 boundary the method is told of. The method trains on the stream through `fit(env)` (a
 `StepBudget`: it steps the environment until `env.exhausted`) and is evaluated by greedy
-episodes on each task's environment: `predict(observations)` scores each action, and the
-setting takes the best. The accuracy matrix of the supervised branch holds mean episode returns.
+episodes on each task's environment. With discrete actions, `predict(observations)` scores each
+action and the setting takes the best; with continuous ones (a bounded vector), `predict`
+returns the action itself, which the setting clips to the bounds. A method declares which kinds
+it handles (`action_spaces`). The accuracy matrix of the supervised branch holds mean episode
+returns.
 """
 
 from __future__ import annotations
@@ -44,6 +47,13 @@ def derived_seed(*parts: int) -> int:
 TRAINING, EVALUATION = 1, 2  # the purposes derived seeds are drawn for
 
 
+def action_spaces_of(method: Any) -> tuple[str, ...]:
+    """The kinds of actions an RL method (or method class) handles, from its `action_spaces`:
+    "discrete", "continuous" or both. A method that does not say scores discrete actions, as
+    every RL method did before continuous actions were supported."""
+    return tuple(getattr(method, "action_spaces", ("discrete",)))
+
+
 @dataclass
 class ContinualRLSetting(Setting):
     """A gymnasium environment whose dynamics drift smoothly through the tasks' attribute values,
@@ -52,7 +62,9 @@ class ContinualRLSetting(Setting):
 
     name: ClassVar[str] = "continual_rl"
 
-    env: str = "CartPole-v1"  # gymnasium environment id: discrete actions, a box of numbers as observation
+    # gymnasium environment id: a box of numbers as observation; discrete actions (CartPole-v1,
+    # Acrobot-v1, MountainCar-v0) or continuous ones (Pendulum-v1, MountainCarContinuous-v0)
+    env: str = "CartPole-v1"
     nb_tasks: int = 3  # tasks: sets of attribute values the dynamics pass through
     steps_per_task: int = 10_000  # environment steps of training per task
     # attributes of the environment that differ between tasks (default: its physical ones, e.g.
@@ -96,9 +108,28 @@ class ContinualRLSetting(Setting):
                 )
             self._defaults = default_attributes(probe, self.attribute_names)
             self._observation_size = int(np.prod(probe.observation_space.shape))
-            self._num_actions = int(probe.action_space.n)
+            space = probe.action_space
+            if isinstance(space, gym.spaces.Discrete):
+                self._num_actions, self._action_bounds = int(space.n), None
+            else:  # a bounded vector (make_env refuses anything else)
+                self._num_actions = int(space.shape[0])
+                self._action_bounds = (torch.as_tensor(space.low, dtype=torch.float32),
+                                       torch.as_tensor(space.high, dtype=torch.float32))
         finally:
             probe.close()
+
+    def check_method(self, method: Any) -> None:
+        """Refuse a method that does not handle this environment's kind of actions."""
+        handled = action_spaces_of(method)
+        if self.action_space_kind not in handled:
+            from sylvan.methods import METHODS
+
+            able = sorted(name for name, cls in METHODS.items()
+                          if cls.is_applicable(self) and self.action_space_kind in action_spaces_of(cls))
+            raise ConfigurationError(
+                f"--env {self.env} has {self.action_space_kind} actions, and {method.name} handles "
+                f"{' and '.join(handled)} ones; methods for {self.action_space_kind} actions: {', '.join(able)}"
+            )
 
     # ----- the problem ----------------------------------------------------------------------
 
@@ -122,12 +153,24 @@ class ContinualRLSetting(Setting):
         return (self._observation_size + (self.nb_tasks if self.task_id_in_observation else 0),)
 
     @property
+    def action_space_kind(self) -> str:
+        """"discrete" (a choice among `num_actions` actions) or "continuous" (a vector of
+        `num_actions` numbers within `action_bounds`)."""
+        return "discrete" if self._action_bounds is None else "continuous"
+
+    @property
     def num_actions(self) -> int:
+        """Discrete actions: how many there are; continuous ones: the length of the vector."""
         return self._num_actions
 
     @property
+    def action_bounds(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Continuous actions: the lowest and highest value of each component; None if discrete."""
+        return self._action_bounds
+
+    @property
     def num_outputs(self) -> int:
-        """Scores `predict` returns per observation: one per action."""
+        """Numbers `predict` returns per observation: a score per action, or the action's components."""
         return self._num_actions
 
     @property
@@ -181,9 +224,10 @@ class ContinualRLSetting(Setting):
 
     def evaluate(self, method: Any) -> list[float]:
         """Mean return of `--eval_episodes` greedy episodes (the best-scored action at each
-        step) on each task's environment, the episodes run side by side: one `predict` call
-        per step for all of them. Episode k of task j starts from the same seed at every
-        evaluation, so the rows of the matrix compare the policies on the same episodes."""
+        step, or the action `predict` returns) on each task's environment, the episodes run
+        side by side: one `predict` call per step for all of them. Episode k of task j starts
+        from the same seed at every evaluation, so the rows of the matrix compare the policies
+        on the same episodes."""
         returns = []
         for task_id in range(self.nb_tasks):
             envs = self._eval_envs[task_id]
@@ -201,7 +245,11 @@ class ContinualRLSetting(Setting):
                         f"{type(method).__name__}.predict returned shape {tuple(scores.shape)}, expected "
                         f"(batch, num_actions) = {(len(active), self.num_actions)}"
                     )
-                actions = scores.detach().float().cpu().argmax(1).tolist()
+                if self._action_bounds is None:
+                    actions = scores.detach().float().cpu().argmax(1).tolist()
+                else:
+                    low, high = self._action_bounds
+                    actions = list(torch.clamp(scores.detach().float().cpu(), low, high).numpy())
                 still = []
                 for i, action in zip(active, actions):
                     observations[i], reward, terminated, truncated, _ = envs[i].step(action)
@@ -219,6 +267,7 @@ class ContinualRLSetting(Setting):
             raise InapplicableMethodError(
                 f"method {method.name!r} targets {method.target_setting.name!r} and does not apply to {self.name!r}"
             )
+        self.check_method(method)
         method.validate_for(self)
         self._tracker = tracker
         random.seed(self.seed)

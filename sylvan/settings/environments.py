@@ -25,6 +25,8 @@ DEFAULT_VARIED_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "CartPole-v0": ("gravity", "masspole", "length"),
     "Acrobot-v1": ("LINK_LENGTH_1", "LINK_MASS_1", "LINK_MASS_2"),
     "MountainCar-v0": ("force", "gravity"),
+    "Pendulum-v1": ("g", "m", "l"),
+    "MountainCarContinuous-v0": ("power",),
 }
 
 
@@ -40,7 +42,7 @@ DERIVED_ATTRIBUTES: dict[str, Callable[[Any], None]] = {"CartPoleEnv": _refresh_
 def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
     """`gymnasium.make(env_id)`, refusing with a clear message what the RL settings cannot run:
     an unknown id, a missing optional dependency, observations that are not one flat box of
-    numbers, or actions that are not discrete."""
+    numbers, or actions that are neither discrete nor a bounded vector of numbers."""
     try:
         env = gym.make(env_id, max_episode_steps=max_episode_steps)
     except gym.error.DependencyNotInstalled as error:
@@ -50,11 +52,14 @@ def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
             f"--env {env_id!r} is not a gymnasium environment ({error}); for example "
             f"{', '.join(DEFAULT_VARIED_ATTRIBUTES)}"
         ) from error
-    if not isinstance(env.action_space, gym.spaces.Discrete):
+    space = env.action_space
+    continuous = isinstance(space, gym.spaces.Box) and len(space.shape) == 1 and bool(
+        np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
+    if not (isinstance(space, gym.spaces.Discrete) or continuous):
         env.close()
         raise ConfigurationError(
-            f"--env {env_id}: its actions are {env.action_space}; the RL settings need discrete actions "
-            "(methods score each action, as supervised methods score each class)"
+            f"--env {env_id}: its actions are {space}; the RL settings need discrete actions, or continuous "
+            "ones as a bounded vector of numbers"
         )
     if not isinstance(env.observation_space, gym.spaces.Box):
         env.close()

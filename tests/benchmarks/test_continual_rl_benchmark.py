@@ -20,3 +20,15 @@ def test_prints_a_row_per_setting_and_method():
     assert rows[0].startswith("| setting | method | final average return")
     assert len(rows) == 1 + 2 * 3
     assert "| continual_rl | dqn (reservoir) | " in out.stdout
+
+
+def test_continuous_actions_get_sac_by_default():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "continual_rl.py"), "--env", "Pendulum-v1", "--settings",
+         "incremental_rl", "--seeds", "0", "--nb_tasks", "2", "--steps_per_task", "100", "--eval_episodes", "1",
+         "--max_episode_steps", "30", "--buffer_size", "60", "--learning_starts", "40"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| incremental_rl | sac (fifo) | " in out.stdout and "| incremental_rl | sac (reservoir) | " in out.stdout
+    assert "dqn" not in out.stdout

@@ -11,7 +11,8 @@ from sylvan.buffers import BUFFER_POLICIES
 from sylvan.cli import load_plugins
 from sylvan.methods import METHODS
 from sylvan.settings import SETTINGS, ContinualRLSetting, OnlineSetting
-from tests.conftest import REPO, tiny_method, tiny_options
+from sylvan.settings.continual_rl import action_spaces_of
+from tests.conftest import REPO, RL_ENVS, tiny_method, tiny_options
 
 # Methods written outside the package, as the README shows, join the matrix like the others.
 load_plugins([str(REPO / "examples" / "l2_anchor.py"), str(REPO / "examples" / "reinforce.py")])
@@ -27,6 +28,8 @@ def applicable_pairs(settings: list[str]) -> list[tuple[str, str]]:
 
 PAIRS = applicable_pairs(SUPERVISED)
 RL_PAIRS = applicable_pairs(REINFORCEMENT)
+# each RL pair on an environment of every kind of actions its method handles
+RL_RUNS = [(setting, method, kind) for setting, method in RL_PAIRS for kind in action_spaces_of(METHODS[method])]
 
 
 def test_matrix_is_not_empty():
@@ -35,6 +38,8 @@ def test_matrix_is_not_empty():
     assert ("multi_task", "l2_anchor") in PAIRS and ("online", "l2_anchor") not in PAIRS
     assert {("continual_rl", "random"), ("task_incremental_rl", "dqn"), ("incremental_rl", "reinforce")} <= set(
         RL_PAIRS)
+    assert {("continual_rl", "random", "continuous"), ("incremental_rl", "sac", "continuous")} <= set(RL_RUNS)
+    assert ("incremental_rl", "sac", "discrete") not in RL_RUNS
     assert ("online", "reinforce") not in PAIRS
     assert not {method for _, method in RL_PAIRS} & {"rehearsal", "naive", "l2_anchor"}
 
@@ -56,16 +61,18 @@ def test_method_runs_on_setting(setting_name, method_name):
             assert results.online_accuracy is not None
 
 
-@pytest.mark.parametrize(("setting_name", "method_name"), RL_PAIRS)
-def test_method_runs_on_rl_setting(setting_name, method_name):
+@pytest.mark.parametrize(("setting_name", "method_name", "actions"), RL_RUNS)
+def test_method_runs_on_rl_setting(setting_name, method_name, actions):
     setting_cls = SETTINGS[setting_name]
-    setting = setting_cls(**tiny_options(setting_cls))
+    setting = setting_cls(**{**tiny_options(setting_cls), "env": RL_ENVS[actions]})
     results = setting.apply(tiny_method(METHODS[method_name]))
     stages = setting.nb_tasks if setting.task_boundaries_known else 1
     assert results.measure == "return" and len(results.accuracy_matrix) == stages
     assert all(len(row) == setting.nb_tasks for row in results.accuracy_matrix)
-    # CartPole gives +1 per step: a return is an episode length, at most the step limit
-    assert all(1.0 <= r <= setting.max_episode_steps for row in results.accuracy_matrix for r in row)
+    if actions == "discrete":  # CartPole gives +1 per step: a return is an episode length, at most the limit
+        assert all(1.0 <= r <= setting.max_episode_steps for row in results.accuracy_matrix for r in row)
+    else:  # Pendulum costs between 0 and 16.3 per step, and its episodes last until the limit
+        assert all(-16.3 * setting.max_episode_steps <= r < 0 for row in results.accuracy_matrix for r in row)
     assert results.complete and len(results.samples_seen) == stages
     if method_name != "random":  # random never trains; every other method spends the steps
         assert sum(results.samples_seen) == setting.total_steps

@@ -216,7 +216,6 @@ def test_results_are_named_after_returns():
     ("options", "message"),
     [
         ({"env": "NoSuchEnv-v0"}, "is not a gymnasium environment"),
-        ({"env": "Pendulum-v1", "varied_attributes": ["g"]}, "need discrete actions"),
         ({"varied_attributes": ["mass_of_the_moon"]}, "its numeric attributes: .*gravity"),
         ({"min_scale": 2.0, "max_scale": 1.0}, "0 < min_scale <= max_scale"),
         ({"min_scale": 0.0}, "0 < min_scale <= max_scale"),
@@ -245,3 +244,81 @@ def test_an_environment_without_known_attributes_needs_them_named():
 
 def test_every_rl_setting_is_registered():
     assert {"continual_rl", "incremental_rl", "task_incremental_rl"} <= set(SETTINGS)
+
+
+class MultiBinaryActions(gym.Env):
+    """Actions that are neither one choice nor a bounded vector of numbers."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,))
+    action_space = gym.spaces.MultiBinary(3)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, dtype=np.float32), 0.0, True, False, {}
+
+
+def test_actions_neither_discrete_nor_a_bounded_vector_are_refused():
+    gym.register("SylvanMultiBinary-v0", entry_point=MultiBinaryActions, max_episode_steps=5)
+    try:
+        with pytest.raises(ConfigurationError, match="need discrete actions, or continuous ones"):
+            ContinualRLSetting(env="SylvanMultiBinary-v0", varied_attributes=["metadata"])
+    finally:
+        del gym.registry["SylvanMultiBinary-v0"]
+
+
+def test_continuous_actions_are_described_and_random_acts_within_their_bounds():
+    setting = IncrementalRLSetting(**{**TINY_RL, "env": "Pendulum-v1"})
+    assert setting.action_space_kind == "continuous" and setting.num_actions == setting.num_outputs == 1
+    low, high = setting.action_bounds
+    assert low.tolist() == [-2.0] and high.tolist() == [2.0]
+    assert setting.task_values()[0] == {"g": 10.0, "m": 1.0, "l": 1.0}
+    method = RandomMethod()
+    method.configure(setting)
+    actions = method.predict(torch.zeros(500, 3))
+    assert actions.shape == (500, 1) and bool((actions >= -2).all() and (actions <= 2).all())
+    assert float(actions.min()) < -1.5 and float(actions.max()) > 1.5  # spread over the bounds
+    cartpole = IncrementalRLSetting(**TINY_RL)
+    assert cartpole.action_space_kind == "discrete" and cartpole.action_bounds is None
+
+
+def test_evaluation_clips_continuous_actions_to_the_bounds():
+    """A policy asking for 100 times the largest torque gets the largest torque: the return is
+    that of the bounded action, not an error or an unphysical swing."""
+
+    class Push(RandomMethod):
+        scale = 1.0
+
+        def predict(self, x, task_labels=None):
+            return torch.full((len(x), 1), 2.0 * self.scale)
+
+    returns = {}
+    for scale in (1.0, 100.0):
+        setting = IncrementalRLSetting(**{**TINY_RL, "env": "Pendulum-v1", "nb_tasks": 1})
+        method = Push()
+        method.scale = scale
+        returns[scale] = setting.apply(method).accuracy_matrix[0][0]
+    assert returns[1.0] == returns[100.0]
+
+
+def test_pendulum_dynamics_follow_the_attributes():
+    """With the same start and torque, a pendulum under twice the gravity swings differently."""
+    ends = []
+    for gravity in (10.0, 20.0):
+        env = make_env("Pendulum-v1")
+        set_attributes(env, {"g": gravity})
+        observation, _ = env.reset(seed=0)
+        for _ in range(10):
+            observation, *_ = env.step(np.array([0.5], dtype=np.float32))
+        ends.append(observation)
+        env.close()
+    assert not np.allclose(ends[0], ends[1])
+
+
+@pytest.mark.parametrize(("env", "method", "able"), [("Pendulum-v1", "dqn", "random, sac"),
+                                                     ("CartPole-v1", "sac", "dqn")])
+def test_a_method_for_the_other_kind_of_actions_is_refused(env, method, able):
+    setting = IncrementalRLSetting(**{**TINY_RL, "env": env})
+    with pytest.raises(ConfigurationError, match=f"methods for .* actions: .*{able}"):
+        setting.apply(METHODS[method]())

@@ -1,0 +1,249 @@
+"""`sac`: soft actor-critic for continuous actions (Haarnoja et al., "Soft Actor-Critic
+Algorithms and Applications", 2018), with its replay memory taken from `sylvan.buffers`.
+
+A Gaussian policy squashed by tanh into the action bounds; two Q-networks, each regressed on
+r + gamma * (min of the two target networks' Q(s', a') - alpha * log pi(a'|s')) with a' drawn
+from the policy; the policy maximizes min Q(s, a) - alpha * log pi(a|s); the temperature alpha
+is tuned so that the policy's entropy stays near -(action size); the target networks follow
+the Q-networks by Polyak averaging. Before `--learning_starts` steps, actions are uniform in
+the bounds. Evaluation acts with the policy's mean.
+
+As for `dqn`, the replay memory is where continual RL meets rehearsal: `fifo` holds the latest
+transitions only, `reservoir` a uniform sample of the whole stream. Needs no task boundaries,
+so it runs on every reinforcement-learning setting whose environment has continuous actions.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sylvan.buffers import make_buffer
+from sylvan.errors import ConfigurationError
+from sylvan.methods.base import Method
+from sylvan.methods.dqn import TRANSITION_POLICIES
+from sylvan.models import MLP
+from sylvan.settings.base import Setting
+from sylvan.settings.continual_rl import ContinualRLSetting
+
+LOG_STD_RANGE = (-5.0, 2.0)  # the policy's log standard deviation is squashed into this range
+
+
+class SquashedGaussianPolicy(nn.Module):
+    """Observation -> a Gaussian over pre-squash actions; actions are tanh of a draw, scaled from
+    [-1, 1] into [low, high]."""
+
+    def __init__(self, observation_shape: tuple[int, ...], low: torch.Tensor, high: torch.Tensor, hidden: int) -> None:
+        super().__init__()
+        self.net = MLP(observation_shape, 2 * len(low), (hidden, hidden))
+        self.register_buffer("center", (high + low) / 2)
+        self.register_buffer("half_range", (high - low) / 2)
+
+    def _gaussian(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(observations).chunk(2, dim=-1)
+        low, high = LOG_STD_RANGE
+        log_std = low + 0.5 * (high - low) * (torch.tanh(log_std) + 1)
+        return mean, log_std
+
+    def sample(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(actions drawn with the reparameterization trick, their log-probabilities)."""
+        mean, log_std = self._gaussian(observations)
+        std = log_std.exp()
+        noise = torch.randn_like(mean)
+        pre_squash = mean + std * noise
+        squashed = torch.tanh(pre_squash)
+        # log N(pre_squash) minus the log-determinant of the squash and of the scaling
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - torch.log(self.half_range * (1 - squashed.pow(2)) + 1e-6).sum(-1)
+        return self.center + self.half_range * squashed, log_prob
+
+    def mean_action(self, observations: torch.Tensor) -> torch.Tensor:
+        mean, _ = self._gaussian(observations)
+        return self.center + self.half_range * torch.tanh(mean)
+
+
+class TwinQ(nn.Module):
+    """Two independent Q-networks over (observation, action)."""
+
+    def __init__(self, observation_size: int, action_size: int, hidden: int) -> None:
+        super().__init__()
+        self.q1 = MLP((observation_size + action_size,), 1, (hidden, hidden))
+        self.q2 = MLP((observation_size + action_size,), 1, (hidden, hidden))
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        joined = torch.cat([observations.flatten(1), actions], dim=1)
+        return self.q1(joined).squeeze(1), self.q2(joined).squeeze(1)
+
+
+@dataclass
+class SAC(Method):
+    """Soft actor-critic with twin Q-networks, automatic entropy tuning and a replay memory."""
+
+    name: ClassVar[str] = "sac"
+    target_setting: ClassVar[type[Setting]] = ContinualRLSetting
+    action_spaces: ClassVar[tuple[str, ...]] = ("continuous",)  # the policy outputs the action
+
+    lr: float = 1e-3  # Adam learning rate of the policy, the Q-networks and the temperature
+    gamma: float = 0.99  # discount factor
+    tau: float = 0.005  # Polyak step of the target Q-networks toward the Q-networks, per gradient step
+    buffer_size: int = 100_000  # transitions the replay memory holds
+    # which transitions the replay memory keeps: fifo (the most recent) or reservoir (a uniform
+    # sample of the whole stream)
+    buffer_policy: str = "fifo"
+    replay_size: int = 256  # transitions per gradient step
+    learning_starts: int = 1_000  # environment steps (uniform random actions) before the first gradient step
+    train_frequency: int = 1  # environment steps per gradient step
+    initial_alpha: float = 1.0  # entropy temperature at the start (then tuned)
+    hidden_size: int = 256  # width of the networks' two hidden layers
+
+    def validate(self) -> None:
+        self.require_at_least(0, "lr", "initial_alpha", strict=True)
+        self.require_at_least(0, "learning_starts")
+        self.require_at_least(1, "buffer_size", "replay_size", "train_frequency", "hidden_size")
+        for name in ("gamma", "tau"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigurationError(f"--{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.buffer_policy not in TRANSITION_POLICIES:
+            raise ConfigurationError(
+                f"--buffer_policy {self.buffer_policy!r}: a transition has no class label to balance by; "
+                f"sac's replay memory is one of {', '.join(TRANSITION_POLICIES)}"
+            )
+
+    # ----- set-up -------------------------------------------------------------------------------
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.device = setting.device
+        torch.manual_seed(setting.seed)
+        low, high = setting.action_bounds
+        self.low, self.high = low.to(self.device), high.to(self.device)
+        shape = setting.observation_shape
+        self.policy = SquashedGaussianPolicy(shape, low, high, self.hidden_size).to(self.device)
+        self.critic = TwinQ(int(np.prod(shape)), len(low), self.hidden_size).to(self.device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(self.initial_alpha), device=self.device, requires_grad=True)
+        self.target_entropy = -float(len(low))
+        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=self.lr)
+        self.buffer = make_buffer(self.buffer_policy, self.buffer_size, device=str(self.device), seed=setting.seed)
+        self.generator = torch.Generator().manual_seed(setting.seed)
+        self.steps = 0  # environment steps trained on, over the whole stream
+        self.gradient_steps = 0
+
+    # ----- acting -------------------------------------------------------------------------------
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        """Uniform in the bounds before `--learning_starts` steps, then a draw from the policy."""
+        if self.steps < self.learning_starts:
+            low, high = self.low.cpu(), self.high.cpu()
+            return (low + torch.rand(len(low), generator=self.generator) * (high - low)).numpy()
+        x = torch.as_tensor(observation, dtype=torch.float32, device=self.device).unsqueeze(0)
+        with torch.no_grad():
+            action, _ = self.policy.sample(x)
+        return action.squeeze(0).cpu().numpy()
+
+    def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The policy's mean action for each observation (evaluation acts deterministically)."""
+        with torch.no_grad():
+            return self.policy.mean_action(x.to(self.device)).cpu()
+
+    # ----- learning -----------------------------------------------------------------------------
+
+    def fit(self, train_data: Any, val_data: Any = None) -> None:
+        """Interact with the environment `train_data` (a step budget) until its steps are spent."""
+        env = train_data
+        observation, _ = env.reset()
+        while not env.exhausted:
+            action = self.act(observation)
+            next_observation, reward, terminated, truncated, _ = env.step(action)
+            self.remember(observation, action, float(reward), next_observation, terminated)
+            self.steps += 1
+            if self.steps >= self.learning_starts and self.steps % self.train_frequency == 0:
+                self.learn()
+            observation = next_observation
+            if (terminated or truncated) and not env.exhausted:
+                observation, _ = env.reset()
+
+    def remember(self, observation: Any, action: np.ndarray, reward: float, next_observation: Any,
+                 terminated: bool) -> None:
+        """Store one transition. A truncated episode (time limit, budget) is not terminal: its
+        next state still has a value."""
+        self.buffer.add(
+            obs=torch.as_tensor(np.asarray(observation, dtype=np.float32)).unsqueeze(0),
+            action=torch.as_tensor(np.asarray(action, dtype=np.float32)).unsqueeze(0),
+            reward=torch.tensor([reward], dtype=torch.float32),
+            next_obs=torch.as_tensor(np.asarray(next_observation, dtype=np.float32)).unsqueeze(0),
+            terminal=torch.tensor([float(terminated)]),
+        )
+
+    def learn(self) -> None:
+        """One gradient step of the Q-networks, the policy and the temperature on a minibatch
+        drawn from the replay memory, then the Polyak step of the target Q-networks."""
+        batch = self.buffer.sample(self.replay_size)
+        alpha = self.log_alpha.exp().detach()
+        with torch.no_grad():
+            next_actions, next_log_prob = self.policy.sample(batch["next_obs"])
+            next_q = torch.min(*self.target_critic(batch["next_obs"], next_actions)) - alpha * next_log_prob
+            targets = batch["reward"] + self.gamma * (1.0 - batch["terminal"]) * next_q
+        q1, q2 = self.critic(batch["obs"], batch["action"])
+        critic_loss = F.mse_loss(q1, targets) + F.mse_loss(q2, targets)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        actions, log_prob = self.policy.sample(batch["obs"])
+        self.critic.requires_grad_(False)  # the policy's loss moves the policy only
+        policy_loss = (alpha * log_prob - torch.min(*self.critic(batch["obs"], actions))).mean()
+        self.critic.requires_grad_(True)
+        self.policy_optimizer.zero_grad(set_to_none=True)
+        policy_loss.backward()
+        self.policy_optimizer.step()
+
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_optimizer.step()
+
+        with torch.no_grad():
+            for target, source in zip(self.target_critic.parameters(), self.critic.parameters()):
+                target.lerp_(source, self.tau)
+        self.gradient_steps += 1
+
+    # ----- checkpoints --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "policy_optimizer": self.policy_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "generator": self.generator.get_state(),
+            "steps": self.steps,
+            "gradient_steps": self.gradient_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.policy_optimizer.load_state_dict(state["policy_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])
+        self.steps = int(state["steps"])
+        self.gradient_steps = int(state["gradient_steps"])

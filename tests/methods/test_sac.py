@@ -1,0 +1,90 @@
+"""`sac`: it learns Pendulum, stores transitions as it must, acts within the bounds, and
+refuses what it cannot do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods import SAC
+from sylvan.settings import IncrementalRLSetting
+from tests.conftest import TINY_RL, tiny_method
+
+PENDULUM = {**TINY_RL, "env": "Pendulum-v1"}
+
+
+@pytest.mark.slow
+def test_learns_to_swing_the_pendulum_up():
+    """4,000 steps of one Pendulum task take the deterministic policy's return from about -1,200
+    (the untrained network, and uniform random torques) to -200 to -75 (seeds 0 to 2, 20 s each
+    on one core); a broken critic target, policy gradient or temperature stays below -700."""
+    setting = IncrementalRLSetting(env="Pendulum-v1", nb_tasks=1, steps_per_task=4000, eval_episodes=5, seed=0,
+                                   accelerator="cpu")
+    results = setting.apply(SAC(learning_starts=500, hidden_size=128, replay_size=128))
+    assert results.initial_accuracies[0] < -900
+    assert results.accuracy_matrix[0][0] > -450
+
+
+@pytest.mark.parametrize("policy", ["fifo", "reservoir"])
+def test_the_replay_memory_holds_the_stream_of_transitions(policy):
+    setting = IncrementalRLSetting(**PENDULUM)
+    method = tiny_method(SAC, buffer_policy=policy, buffer_size=150)
+    results = setting.apply(method)
+    buffer = method.buffer
+    assert buffer.seen == sum(results.samples_seen) == 600 and len(buffer) == 150
+    stored = buffer.get_all()
+    assert stored["obs"].shape == stored["next_obs"].shape == (150, 3) and stored["action"].shape == (150, 1)
+    assert bool((stored["action"].abs() <= 2.0).all())  # within the torque bounds
+    assert bool((stored["reward"] <= 0).all()) and not stored["terminal"].any()  # Pendulum only ends by time
+    assert method.gradient_steps == 600 - 50 + 1  # one per step from --learning_starts on
+
+
+def test_evaluation_acts_with_the_mean_within_the_bounds():
+    setting = IncrementalRLSetting(**PENDULUM)
+    method = tiny_method(SAC)
+    method.configure(setting)
+    observations = torch.randn(64, 3) * 10
+    actions = method.predict(observations)
+    assert actions.shape == (64, 1) and bool((actions.abs() <= 2.0).all())
+    assert torch.equal(actions, method.predict(observations))  # deterministic
+    drawn, log_prob = method.policy.sample(observations)
+    assert drawn.shape == (64, 1) and log_prob.shape == (64,) and bool((drawn.abs() <= 2.0).all())
+
+
+def test_the_squashed_log_probability_is_the_density_of_the_actions_drawn():
+    """Where the policy's Gaussian is wide and off-center (mean 1, std 1 before the squash), much
+    of its mass is pushed against the bound +2 by tanh: the log-probability must include the
+    squash's and the scaling's corrections to match the histogram of the actions drawn."""
+    setting = IncrementalRLSetting(**PENDULUM)
+    method = tiny_method(SAC)
+    method.configure(setting)
+    classifier = method.policy.net.classifier
+    with torch.no_grad():
+        classifier.weight.zero_()
+        classifier.bias.copy_(torch.tensor([1.0, 0.4581454]))  # log std squashed to 0.0
+        torch.manual_seed(0)
+        actions, log_prob = method.policy.sample(torch.zeros(400_000, 3))
+    actions, density = actions.squeeze(1), log_prob.exp()
+    edges = torch.linspace(-1.8, 1.9, 38)
+    which = torch.bucketize(actions, edges) - 1
+    for b in range(len(edges) - 1):
+        inside = which == b
+        empirical = float(inside.float().mean()) / float(edges[b + 1] - edges[b])
+        assert float(density[inside].mean()) == pytest.approx(empirical, rel=0.08), float(edges[b])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"buffer_policy": "gdumb"}, "no class label"),
+        ({"gamma": 1.5}, "--gamma must be between 0 and 1"),
+        ({"tau": -0.1}, "--tau must be between 0 and 1"),
+        ({"lr": 0.0}, "--lr must be > 0"),
+        ({"initial_alpha": 0.0}, "--initial_alpha must be > 0"),
+        ({"replay_size": 0}, "--replay_size must be >= 1"),
+    ],
+)
+def test_bad_hyperparameters_are_refused(options, message):
+    with pytest.raises(ConfigurationError, match=message):
+        SAC(**options)

@@ -1,18 +1,14 @@
 """`dqn`: deep Q-learning (Mnih et al., "Human-level control through deep reinforcement
 learning", Nature 2015) with its replay memory taken from `sylvan.buffers`.
 
-Each environment step stores the transition (observation, action, reward, next observation,
-terminal) in the buffer; every `--train_frequency` steps, a minibatch of `--replay_size` stored
-transitions takes one gradient step of the Huber loss between Q(s, a) and
-r + gamma * max_a' Q_target(s', a'); the target network copies the Q-network every
-`--target_update_interval` steps. Exploration is epsilon-greedy, epsilon decaying linearly over
-the first `--exploration_steps` steps of the stream.
-
-The replay memory is where continual RL meets rehearsal: `fifo` (the default) is DQN's own,
-which holds only the latest transitions and so forgets the earlier tasks' dynamics as the stream
-moves on; `reservoir` keeps a uniform sample of the whole stream (Isele & Cosgun, "Selective
-Experience Replay for Lifelong Learning", AAAI 2018). Needs no task boundaries, so it runs on
-every reinforcement-learning setting.
+Each environment step stores the transition in the memory; every `--train_frequency` steps, a
+minibatch of `--replay_size` stored transitions takes one gradient step of the Huber loss
+between Q(s, a) and r + gamma * max_a' Q_target(s', a'); the target network copies the
+Q-network every `--target_update_interval` steps. Exploration is epsilon-greedy, epsilon
+decaying linearly over the first `--exploration_steps` steps of the stream. The replay memory
+(`fifo`, DQN's own, or `reservoir`) and the interaction loop are `OffPolicyMethod`'s. Needs no
+task boundaries, so it runs on every reinforcement-learning setting whose environment has
+discrete actions.
 """
 
 from __future__ import annotations
@@ -25,34 +21,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
-from sylvan.methods.base import Method
+from sylvan.methods.off_policy import OffPolicyMethod
 from sylvan.models import MLP
-from sylvan.settings.base import Setting
-from sylvan.settings.continual_rl import ContinualRLSetting
-
-# buffer policies that need no class labels: a transition has none
-TRANSITION_POLICIES = ("fifo", "reservoir")
 
 
 @dataclass
-class DQN(Method):
+class DQN(OffPolicyMethod):
     """Deep Q-network with a target network, epsilon-greedy exploration and a replay memory."""
 
     name: ClassVar[str] = "dqn"
-    target_setting: ClassVar[type[Setting]] = ContinualRLSetting
     action_spaces: ClassVar[tuple[str, ...]] = ("discrete",)  # it scores each action
 
-    lr: float = 1e-3  # Adam learning rate
-    gamma: float = 0.99  # discount factor
-    buffer_size: int = 50_000  # transitions the replay memory holds
-    # which transitions the replay memory keeps: fifo (the most recent, DQN's own) or reservoir (a
-    # uniform sample of the whole stream)
-    buffer_policy: str = "fifo"
-    replay_size: int = 64  # transitions per gradient step
-    learning_starts: int = 1_000  # environment steps before the first gradient step
-    train_frequency: int = 4  # environment steps per gradient step
     target_update_interval: int = 250  # environment steps between copies of the Q-network into the target
     epsilon_start: float = 1.0  # probability of a random action at the first step
     epsilon_end: float = 0.05  # probability of a random action after --exploration_steps
@@ -61,33 +41,22 @@ class DQN(Method):
     max_grad_norm: float = 10.0  # gradients are clipped to this norm
 
     def validate(self) -> None:
-        self.require_at_least(0, "lr", "max_grad_norm", strict=True)
-        self.require_at_least(0, "learning_starts")
-        self.require_at_least(1, "buffer_size", "replay_size", "train_frequency", "target_update_interval",
-                              "exploration_steps", "hidden_size")
-        for name in ("gamma", "epsilon_start", "epsilon_end"):
+        super().validate()
+        self.require_at_least(0, "max_grad_norm", strict=True)
+        self.require_at_least(1, "target_update_interval", "exploration_steps", "hidden_size")
+        for name in ("epsilon_start", "epsilon_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigurationError(f"--{name} must be between 0 and 1, got {getattr(self, name)}")
-        if self.buffer_policy not in TRANSITION_POLICIES:
-            raise ConfigurationError(
-                f"--buffer_policy {self.buffer_policy!r}: a transition has no class label to balance by; "
-                f"dqn's replay memory is one of {', '.join(TRANSITION_POLICIES)}"
-            )
 
     # ----- set-up -------------------------------------------------------------------------------
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.device = setting.device
         torch.manual_seed(setting.seed)
         self.q_network = MLP(setting.observation_shape, setting.num_actions, (self.hidden_size,) * 2).to(self.device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=self.lr, foreach=True)
-        self.buffer = make_buffer(self.buffer_policy, self.buffer_size, device=str(self.device), seed=setting.seed)
-        self.generator = torch.Generator().manual_seed(setting.seed)
         self.num_actions = setting.num_actions
-        self.steps = 0  # environment steps trained on, over the whole stream
-        self.gradient_steps = 0
 
     # ----- acting -------------------------------------------------------------------------------
 
@@ -110,33 +79,11 @@ class DQN(Method):
 
     # ----- learning -----------------------------------------------------------------------------
 
-    def fit(self, train_data: Any, val_data: Any = None) -> None:
-        """Interact with the environment `train_data` (a step budget) until its steps are spent."""
-        env = train_data
-        observation, _ = env.reset()
-        while not env.exhausted:
-            action = self.act(observation)
-            next_observation, reward, terminated, truncated, _ = env.step(action)
-            self.remember(observation, action, float(reward), next_observation, terminated)
-            self.steps += 1
-            if self.steps > self.learning_starts and self.steps % self.train_frequency == 0:
-                self.learn()
-            if self.steps % self.target_update_interval == 0:
-                self.target_network.load_state_dict(self.q_network.state_dict())
-            observation = next_observation
-            if (terminated or truncated) and not env.exhausted:
-                observation, _ = env.reset()
-
-    def remember(self, observation: Any, action: int, reward: float, next_observation: Any, terminated: bool) -> None:
-        """Store one transition. A truncated episode (time limit, budget) is not terminal: its
-        next state still has a value."""
-        self.buffer.add(
-            obs=torch.as_tensor(np.asarray(observation, dtype=np.float32)).unsqueeze(0),
-            action=torch.tensor([action]),
-            reward=torch.tensor([reward], dtype=torch.float32),
-            next_obs=torch.as_tensor(np.asarray(next_observation, dtype=np.float32)).unsqueeze(0),
-            terminal=torch.tensor([float(terminated)]),
-        )
+    def after_env_step(self) -> None:
+        if self.steps > self.learning_starts and self.steps % self.train_frequency == 0:
+            self.learn()
+        if self.steps % self.target_update_interval == 0:
+            self.target_network.load_state_dict(self.q_network.state_dict())
 
     def learn(self) -> None:
         """One gradient step on a minibatch drawn from the replay memory."""
@@ -159,17 +106,11 @@ class DQN(Method):
             "q_network": self.q_network.state_dict(),
             "target_network": self.target_network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "buffer": self.buffer.state_dict(),
-            "generator": self.generator.get_state(),
-            "steps": self.steps,
-            "gradient_steps": self.gradient_steps,
+            **self.memory_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q_network.load_state_dict(state["q_network"])
         self.target_network.load_state_dict(state["target_network"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.buffer.load_state_dict(state["buffer"])
-        self.generator.set_state(state["generator"])
-        self.steps = int(state["steps"])
-        self.gradient_steps = int(state["gradient_steps"])
+        self.load_memory_state(state)

@@ -8,9 +8,9 @@ is tuned so that the policy's entropy stays near -(action size); the target netw
 the Q-networks by Polyak averaging. Before `--learning_starts` steps, actions are uniform in
 the bounds. Evaluation acts with the policy's mean.
 
-As for `dqn`, the replay memory is where continual RL meets rehearsal: `fifo` holds the latest
-transitions only, `reservoir` a uniform sample of the whole stream. Needs no task boundaries,
-so it runs on every reinforcement-learning setting whose environment has continuous actions.
+The replay memory (`fifo` or `reservoir`) and the interaction loop are `OffPolicyMethod`'s, as
+for `dqn`. Needs no task boundaries, so it runs on every reinforcement-learning setting whose
+environment has continuous actions.
 """
 
 from __future__ import annotations
@@ -25,13 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
-from sylvan.methods.base import Method
-from sylvan.methods.dqn import TRANSITION_POLICIES
+from sylvan.methods.off_policy import OffPolicyMethod
 from sylvan.models import MLP
-from sylvan.settings.base import Setting
-from sylvan.settings.continual_rl import ContinualRLSetting
 
 LOG_STD_RANGE = (-5.0, 2.0)  # the policy's log standard deviation is squashed into this range
 
@@ -83,44 +79,30 @@ class TwinQ(nn.Module):
 
 
 @dataclass
-class SAC(Method):
+class SAC(OffPolicyMethod):
     """Soft actor-critic with twin Q-networks, automatic entropy tuning and a replay memory."""
 
     name: ClassVar[str] = "sac"
-    target_setting: ClassVar[type[Setting]] = ContinualRLSetting
     action_spaces: ClassVar[tuple[str, ...]] = ("continuous",)  # the policy outputs the action
 
-    lr: float = 1e-3  # Adam learning rate of the policy, the Q-networks and the temperature
-    gamma: float = 0.99  # discount factor
-    tau: float = 0.005  # Polyak step of the target Q-networks toward the Q-networks, per gradient step
     buffer_size: int = 100_000  # transitions the replay memory holds
-    # which transitions the replay memory keeps: fifo (the most recent) or reservoir (a uniform
-    # sample of the whole stream)
-    buffer_policy: str = "fifo"
     replay_size: int = 256  # transitions per gradient step
-    learning_starts: int = 1_000  # environment steps (uniform random actions) before the first gradient step
     train_frequency: int = 1  # environment steps per gradient step
+    tau: float = 0.005  # Polyak step of the target Q-networks toward the Q-networks, per gradient step
     initial_alpha: float = 1.0  # entropy temperature at the start (then tuned)
     hidden_size: int = 256  # width of the networks' two hidden layers
 
     def validate(self) -> None:
-        self.require_at_least(0, "lr", "initial_alpha", strict=True)
-        self.require_at_least(0, "learning_starts")
-        self.require_at_least(1, "buffer_size", "replay_size", "train_frequency", "hidden_size")
-        for name in ("gamma", "tau"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigurationError(f"--{name} must be between 0 and 1, got {getattr(self, name)}")
-        if self.buffer_policy not in TRANSITION_POLICIES:
-            raise ConfigurationError(
-                f"--buffer_policy {self.buffer_policy!r}: a transition has no class label to balance by; "
-                f"sac's replay memory is one of {', '.join(TRANSITION_POLICIES)}"
-            )
+        super().validate()
+        self.require_at_least(0, "initial_alpha", strict=True)
+        self.require_at_least(1, "hidden_size")
+        if not 0.0 <= self.tau <= 1.0:
+            raise ConfigurationError(f"--tau must be between 0 and 1, got {self.tau}")
 
     # ----- set-up -------------------------------------------------------------------------------
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.device = setting.device
         torch.manual_seed(setting.seed)
         low, high = setting.action_bounds
         self.low, self.high = low.to(self.device), high.to(self.device)
@@ -133,10 +115,6 @@ class SAC(Method):
         self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=self.lr)
-        self.buffer = make_buffer(self.buffer_policy, self.buffer_size, device=str(self.device), seed=setting.seed)
-        self.generator = torch.Generator().manual_seed(setting.seed)
-        self.steps = 0  # environment steps trained on, over the whole stream
-        self.gradient_steps = 0
 
     # ----- acting -------------------------------------------------------------------------------
 
@@ -157,32 +135,9 @@ class SAC(Method):
 
     # ----- learning -----------------------------------------------------------------------------
 
-    def fit(self, train_data: Any, val_data: Any = None) -> None:
-        """Interact with the environment `train_data` (a step budget) until its steps are spent."""
-        env = train_data
-        observation, _ = env.reset()
-        while not env.exhausted:
-            action = self.act(observation)
-            next_observation, reward, terminated, truncated, _ = env.step(action)
-            self.remember(observation, action, float(reward), next_observation, terminated)
-            self.steps += 1
-            if self.steps >= self.learning_starts and self.steps % self.train_frequency == 0:
-                self.learn()
-            observation = next_observation
-            if (terminated or truncated) and not env.exhausted:
-                observation, _ = env.reset()
-
-    def remember(self, observation: Any, action: np.ndarray, reward: float, next_observation: Any,
-                 terminated: bool) -> None:
-        """Store one transition. A truncated episode (time limit, budget) is not terminal: its
-        next state still has a value."""
-        self.buffer.add(
-            obs=torch.as_tensor(np.asarray(observation, dtype=np.float32)).unsqueeze(0),
-            action=torch.as_tensor(np.asarray(action, dtype=np.float32)).unsqueeze(0),
-            reward=torch.tensor([reward], dtype=torch.float32),
-            next_obs=torch.as_tensor(np.asarray(next_observation, dtype=np.float32)).unsqueeze(0),
-            terminal=torch.tensor([float(terminated)]),
-        )
+    def after_env_step(self) -> None:
+        if self.steps >= self.learning_starts and self.steps % self.train_frequency == 0:
+            self.learn()
 
     def learn(self) -> None:
         """One gradient step of the Q-networks, the policy and the temperature on a minibatch
@@ -228,10 +183,7 @@ class SAC(Method):
             "policy_optimizer": self.policy_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
-            "buffer": self.buffer.state_dict(),
-            "generator": self.generator.get_state(),
-            "steps": self.steps,
-            "gradient_steps": self.gradient_steps,
+            **self.memory_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -243,7 +195,4 @@ class SAC(Method):
         self.policy_optimizer.load_state_dict(state["policy_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        self.buffer.load_state_dict(state["buffer"])
-        self.generator.set_state(state["generator"])
-        self.steps = int(state["steps"])
-        self.gradient_steps = int(state["gradient_steps"])
+        self.load_memory_state(state)

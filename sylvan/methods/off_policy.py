@@ -1,0 +1,117 @@
+"""The base of reinforcement-learning methods that learn from a replay memory of transitions
+(`dqn`, `sac`): the interaction loop, the memory, and their part of a checkpoint.
+
+The setting hands `fit` a step budget; the loop asks the method for an action (`act`), steps
+the environment, stores the transition (observation, action, reward, next observation, terminal)
+in the memory and calls `after_env_step`, where the method learns (and updates its targets) on
+its own schedule. The memory is a `sylvan.buffers` buffer, which is where continual RL meets
+rehearsal: `fifo` holds only the latest transitions, and so forgets the earlier tasks' dynamics
+as the stream moves on; `reservoir` keeps a uniform sample of the whole stream (Isele & Cosgun,
+"Selective Experience Replay for Lifelong Learning", AAAI 2018).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from sylvan.buffers import make_buffer
+from sylvan.errors import ConfigurationError
+from sylvan.methods.base import Method
+from sylvan.settings.base import Setting
+from sylvan.settings.continual_rl import ContinualRLSetting
+
+# buffer policies that need no class labels: a transition has none
+TRANSITION_POLICIES = ("fifo", "reservoir")
+
+
+@dataclass
+class OffPolicyMethod(Method):
+    """Acts, stores every transition, and learns from minibatches of stored transitions."""
+
+    target_setting: ClassVar[type[Setting]] = ContinualRLSetting
+
+    lr: float = 1e-3  # Adam learning rate
+    gamma: float = 0.99  # discount factor
+    buffer_size: int = 50_000  # transitions the replay memory holds
+    # which transitions the replay memory keeps: fifo (the most recent) or reservoir (a uniform
+    # sample of the whole stream)
+    buffer_policy: str = "fifo"
+    replay_size: int = 64  # transitions per gradient step
+    learning_starts: int = 1_000  # environment steps before the first gradient step
+    train_frequency: int = 4  # environment steps per gradient step
+
+    def validate(self) -> None:
+        self.require_at_least(0, "lr", strict=True)
+        self.require_at_least(0, "learning_starts")
+        self.require_at_least(1, "buffer_size", "replay_size", "train_frequency")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigurationError(f"--gamma must be between 0 and 1, got {self.gamma}")
+        if self.buffer_policy not in TRANSITION_POLICIES:
+            raise ConfigurationError(
+                f"--buffer_policy {self.buffer_policy!r}: a transition has no class label to balance by; "
+                f"{self.name}'s replay memory is one of {', '.join(TRANSITION_POLICIES)}"
+            )
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.device = setting.device
+        self.buffer = make_buffer(self.buffer_policy, self.buffer_size, device=str(self.device), seed=setting.seed)
+        self.generator = torch.Generator().manual_seed(setting.seed)
+        self.steps = 0  # environment steps trained on, over the whole stream
+        self.gradient_steps = 0
+
+    # ----- what a method adds -------------------------------------------------------------------
+
+    def act(self, observation: np.ndarray) -> Any:
+        """The action to take in the training environment."""
+        raise NotImplementedError
+
+    def after_env_step(self) -> None:
+        """Called after each stored transition (`self.steps` counts it): learn, update targets."""
+        raise NotImplementedError
+
+    # ----- the loop and the memory --------------------------------------------------------------
+
+    def fit(self, train_data: Any, val_data: Any = None) -> None:
+        """Interact with the environment `train_data` (a step budget) until its steps are spent."""
+        env = train_data
+        observation, _ = env.reset()
+        while not env.exhausted:
+            action = self.act(observation)
+            next_observation, reward, terminated, truncated, _ = env.step(action)
+            self.remember(observation, action, float(reward), next_observation, terminated)
+            self.steps += 1
+            self.after_env_step()
+            observation = next_observation
+            if (terminated or truncated) and not env.exhausted:
+                observation, _ = env.reset()
+
+    def remember(self, observation: Any, action: Any, reward: float, next_observation: Any, terminated: bool) -> None:
+        """Store one transition. A truncated episode (time limit, budget) is not terminal: its
+        next state still has a value."""
+        self.buffer.add(
+            obs=torch.as_tensor(np.asarray(observation, dtype=np.float32)).unsqueeze(0),
+            action=torch.as_tensor(np.asarray(action)).unsqueeze(0),
+            reward=torch.tensor([reward], dtype=torch.float32),
+            next_obs=torch.as_tensor(np.asarray(next_observation, dtype=np.float32)).unsqueeze(0),
+            terminal=torch.tensor([float(terminated)]),
+        )
+
+    def memory_state(self) -> dict[str, Any]:
+        """The loop's and the memory's part of `state_dict`."""
+        return {
+            "buffer": self.buffer.state_dict(),
+            "generator": self.generator.get_state(),
+            "steps": self.steps,
+            "gradient_steps": self.gradient_steps,
+        }
+
+    def load_memory_state(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])
+        self.steps = int(state["steps"])
+        self.gradient_steps = int(state["gradient_steps"])

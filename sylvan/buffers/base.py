@@ -160,10 +160,11 @@ class RehearsalBuffer:
 
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
         host = self._host_views
-        if host is not None and self._all_on_cpu(batch):
+        on_device = self._all_on(batch, self.device)
+        if host is not None and on_device:  # CPU storage that NumPy can view
             for name, values in batch.items():
                 host[name][slots] = (values.detach() if values.requires_grad else values).numpy()[positions]
-        elif self._all_on(batch, self.device):
+        elif on_device:
             count = len(next(iter(batch.values())))
             targets = np.full(count, self.capacity, dtype=np.int64)  # turned away: the spare row
             targets[positions] = slots
@@ -177,13 +178,6 @@ class RehearsalBuffer:
                 self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
         if self.retrieval == "grasp":  # a new sample has not been replayed yet
             self.draw_counts[slots] = 0
-
-    @staticmethod
-    def _all_on_cpu(batch: Mapping[str, torch.Tensor]) -> bool:
-        for values in batch.values():
-            if not values.is_cpu:
-                return False
-        return True
 
     @staticmethod
     def _all_on(batch: Mapping[str, torch.Tensor], device: torch.device) -> bool:

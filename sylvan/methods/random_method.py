@@ -24,18 +24,16 @@ class RandomMethod(Method):
         super().configure(setting)
         self.num_outputs = setting.num_outputs
         # continuous actions (RL): uniform within the bounds, rather than scores to pick from
-        self.action_bounds = getattr(setting, "action_bounds", None)
+        self.continuous_actions = getattr(setting, "action_bounds", None) is not None
         self.generator = torch.Generator().manual_seed(setting.seed)
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         """Nothing to learn."""
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
-        draws = torch.rand(len(x), self.num_outputs, generator=self.generator)
-        if self.action_bounds is None:
-            return draws
-        low, high = self.action_bounds
-        return low + draws * (high - low)
+        if self.continuous_actions:
+            return self.setting.uniform_actions(len(x), self.generator)
+        return torch.rand(len(x), self.num_outputs, generator=self.generator)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

@@ -105,7 +105,6 @@ class SAC(OffPolicyMethod):
         super().configure(setting)
         torch.manual_seed(setting.seed)
         low, high = setting.action_bounds
-        self.low, self.high = low.to(self.device), high.to(self.device)
         shape = setting.observation_shape
         self.policy = SquashedGaussianPolicy(shape, low, high, self.hidden_size).to(self.device)
         self.critic = TwinQ(int(np.prod(shape)), len(low), self.hidden_size).to(self.device)
@@ -121,8 +120,7 @@ class SAC(OffPolicyMethod):
     def act(self, observation: np.ndarray) -> np.ndarray:
         """Uniform in the bounds before `--learning_starts` steps, then a draw from the policy."""
         if self.steps < self.learning_starts:
-            low, high = self.low.cpu(), self.high.cpu()
-            return (low + torch.rand(len(low), generator=self.generator) * (high - low)).numpy()
+            return self.setting.uniform_actions(1, self.generator)[0].numpy()
         x = torch.as_tensor(observation, dtype=torch.float32, device=self.device).unsqueeze(0)
         with torch.no_grad():
             action, _ = self.policy.sample(x)

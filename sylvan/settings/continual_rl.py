@@ -168,6 +168,12 @@ class ContinualRLSetting(Setting):
         """Continuous actions: the lowest and highest value of each component; None if discrete."""
         return self._action_bounds
 
+    def uniform_actions(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """`count` continuous actions drawn uniformly within the bounds, as a (count, size) CPU
+        tensor: random exploration, and the `random` method."""
+        low, high = self._action_bounds
+        return low + torch.rand(count, len(low), generator=generator) * (high - low)
+
     @property
     def num_outputs(self) -> int:
         """Numbers `predict` returns per observation: a score per action, or the action's components."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -95,8 +95,51 @@ def load_run(folder: Path) -> Run:
             wall_time = json.loads(runtime_file.read_text()).get("total_wall_time")
         except json.JSONDecodeError:
             pass  # written atomically by sylvan; a damaged one only loses the timing
-    options = {**(config.get("setting_options") or {}), **(config.get("method_options") or {})}
-    return Run(folder, str(config.get("setting")), str(config.get("method")), options, results, wall_time)
+    setting, method = str(config.get("setting")), str(config.get("method"))
+    options = {
+        **with_defaults(setting_class(setting), config.get("setting_options") or {}),
+        **with_defaults(method_class(method), config.get("method_options") or {}),
+    }
+    return Run(folder, setting, method, options, results, wall_time)
+
+
+def setting_class(name: str) -> type | None:
+    from sylvan.settings import SETTINGS
+
+    return SETTINGS.get(name)
+
+
+def method_class(name: str) -> type | None:
+    from sylvan.methods import METHODS
+
+    return METHODS.get(name)
+
+
+def with_defaults(cls: type | None, recorded: dict[str, Any]) -> dict[str, Any]:
+    """`recorded` options plus, at their defaults, those of `cls` that the run did not record.
+
+    A run made before an option existed did what the option's default does (an option is added
+    with the default that keeps the earlier behaviour), so it belongs with the newer runs that
+    left the option at its default. Values are taken through YAML as config.yaml stores them, so
+    that a default compares equal to the same value read back from a file. Without a registered
+    class (a plugin's, not imported here) the recorded options are all there is."""
+    if cls is None or not is_dataclass(cls):
+        return dict(recorded)
+    options = dict(recorded)
+    for option in fields(cls):
+        if option.name in options:
+            continue
+        if option.default is not MISSING:
+            default = option.default
+        elif option.default_factory is not MISSING:
+            default = option.default_factory()
+        else:
+            continue
+        try:
+            options[option.name] = yaml.safe_load(yaml.safe_dump(default))
+        except yaml.YAMLError:
+            continue  # a default config.yaml could not have held; nothing to compare it with
+    return options
 
 
 def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[Run]]:

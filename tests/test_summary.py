@@ -86,3 +86,29 @@ def test_the_command_summarizes_real_runs_over_seeds(tmp_path):
     assert refused.returncode == 2 and "--summarize takes results folders" in refused.stderr
     missing = sylvan("--summarize", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "no such folder" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_run_that_predates_an_option_groups_with_runs_at_its_default(tmp_path):
+    old = write_run(tmp_path, "old", 0, lr=0.1, final=0.70)  # records no validation_fraction, no precision
+    new = write_run(tmp_path, "new", 1, lr=0.1, final=0.80)
+    other = write_run(tmp_path, "other", 2, lr=0.1, final=0.90)
+    for folder, fraction in ((new, 0.0), (other, 0.2)):
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["setting_options"].update(validation_fraction=fraction, precision="32-true")
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    assert load_run(old).options["validation_fraction"] == 0.0  # filled in at the default
+    groups, _ = group_runs([load_run(folder) for folder in (old, new, other)])
+    assert sorted([run.folder.name for run in group.runs] for group in groups) == [["old", "new"], ["other"]]  # by seed
+    table = summarize([tmp_path]).splitlines()
+    assert "validation_fraction=0.0" in table[2] + table[3] and "validation_fraction=0.2" in table[2] + table[3]
+    assert "precision" not in table[2] + table[3]  # the same in every group
+
+
+def test_options_of_an_unregistered_method_are_taken_as_recorded(tmp_path):
+    folder = write_run(tmp_path, "plugin", 0, lr=0.1, final=0.5)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["method"] = "not_registered_here"
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    options = load_run(folder).options
+    assert options["lr"] == 0.1 and options["optimizer"] == "sgd"
+    assert "validation_fraction" in options  # the setting is registered: its defaults are filled in

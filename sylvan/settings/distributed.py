@@ -80,8 +80,11 @@ class DistributedSetting(ClassIncrementalSetting):
             timeout=timedelta(seconds=self.worker_timeout),
         )
         if hasattr(self._method, "global_replay"):
-            return DistributedRehearsalStrategy(replay=self._method.global_replay(self), **options)
-        return DDPStrategy(**options)
+            strategy = DistributedRehearsalStrategy(replay=self._method.global_replay(self), **options)
+        else:
+            strategy = DDPStrategy(**options)
+        self._strategy = strategy
+        return strategy
 
     def _uses_cuda(self) -> bool:
         return self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
@@ -119,6 +122,7 @@ class DistributedSetting(ClassIncrementalSetting):
         return accuracies, (None if aware is None else (counts[1] / totals).round(decimals=12).tolist())
 
     _workers = ()  # worker processes started on this machine by Lightning (worker 0 only)
+    _strategy = None  # the strategy of the latest Trainer (its launcher starts the workers in the first fit)
     _method = None  # the method being run (set by `apply`)
     _connected_at = None  # perf_counter() at the current fit's setup hook (every worker has joined), or None
     _stage_startup = 0.0
@@ -174,7 +178,7 @@ class DistributedSetting(ClassIncrementalSetting):
                     f"With --num_nodes {self.num_nodes}, start the same command on every node through a launcher "
                     "(torchrun, SLURM's srun) that tells each its node rank and the address of node 0."
                 )
-        processes = list(self._workers)
+        processes = self._local_workers()
         deadline = time.monotonic() + 5.0
         while processes and any(p.poll() is None for p in processes) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -184,6 +188,15 @@ class DistributedSetting(ClassIncrementalSetting):
             lines.append(f"worker {child_rank} {state}.")
         lines.append("Results of the tasks finished before the failure are in the run folder.")
         return " ".join(lines)
+
+
+    def _local_workers(self) -> list[Any]:
+        """The worker processes this one started: those the first fit's set-up recorded, or,
+        where the workers never all joined (no set-up ran), those the latest launcher started."""
+        if self._workers:
+            return list(self._workers)
+        launched = getattr(getattr(self._strategy, "launcher", None), "procs", None)
+        return list(launched or ())
 
 
 def _interruption_behind(error: BaseException) -> StoppedBySignal | None:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -109,6 +110,20 @@ def test_workers_that_never_joined_are_named_as_such():
     setting._workers_joined = True  # as the strategy's set-up records it
     message = setting._describe_failure(RuntimeError("Connection closed by peer"))
     assert "joined" not in message and "--num_nodes" not in message
+
+
+def test_workers_started_before_the_rendezvous_failed_are_reported():
+    """The workers this process launched are named with their state even when they never all
+    joined (no set-up hook ran to record them): the launcher of the latest strategy has them."""
+    setting = DistributedSetting(devices=2, num_nodes=2, worker_timeout=5, accelerator="cpu")
+    child = SimpleNamespace(poll=lambda: 1)
+    setting._strategy = SimpleNamespace(launcher=SimpleNamespace(procs=[child]))
+    timed_out = RuntimeError("Timed out after 6 seconds waiting for clients. 2/4 clients joined.")
+    message = setting._describe_failure(timed_out)
+    assert "worker 1 exited with status 1." in message
+    setting._strategy = SimpleNamespace(launcher=None)  # a later task's Trainer, launched by nothing
+    setting._workers = [SimpleNamespace(poll=lambda: None)]  # recorded by the first fit's set-up
+    assert "worker 1 is still running." in setting._describe_failure(RuntimeError("Connection closed by peer"))
 
 
 @pytest.mark.slow

@@ -297,11 +297,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     if names.summarize or names.summary_csv:
         if not names.summarize or unparsed or names.setting or names.method or names.config_path or names.list:
             raise ConfigurationError(
-                "--summarize takes results folders (and --summary_csv FILE) only: "
+                "--summarize takes results folders (and --summary_csv FILE, --plugin FILE) only: "
                 "sylvan --summarize results [--summary_csv summary.csv]"
             )
         from sylvan.summary import summarize
 
+        load_plugins(names.plugin)  # so that options a run did not record take the plugin's defaults
         print(summarize(names.summarize, names.summary_csv))
         return 0
     config = load_config(names.config_path)

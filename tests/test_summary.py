@@ -112,3 +112,21 @@ def test_options_of_an_unregistered_method_are_taken_as_recorded(tmp_path):
     options = load_run(folder).options
     assert options["lr"] == 0.1 and options["optimizer"] == "sgd"
     assert "validation_fraction" in options  # the setting is registered: its defaults are filled in
+
+
+def test_the_command_fills_in_a_plugins_defaults_given_the_plugin(tmp_path):
+    """A run of a plugin method recorded before the plugin grew an option joins the runs that
+    leave it at its default, once --plugin says where the method is defined."""
+    for name, seed, recorded in (("old", 0, {}), ("new", 1, {"strength": 0.1})):
+        folder = write_run(tmp_path, name, seed, lr=0.1, final=0.5)
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["method"] = "l2_anchor"
+        config["method_options"].update(recorded)
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    alone = sylvan("--summarize", str(tmp_path))
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout.splitlines()[-1] == "2 finished run(s) in 2 configuration(s)"
+    plugin = Path(__file__).resolve().parents[1] / "examples" / "l2_anchor.py"
+    told = sylvan("--plugin", str(plugin), "--summarize", str(tmp_path))
+    assert told.returncode == 0, told.stderr
+    assert told.stdout.splitlines()[-1] == "2 finished run(s) in 1 configuration(s)"

@@ -123,6 +123,7 @@ class DistributedSetting(ClassIncrementalSetting):
 
     _workers = ()  # worker processes started on this machine by Lightning (worker 0 only)
     _strategy = None  # the strategy of the latest Trainer (its launcher starts the workers in the first fit)
+    _worker_exit_wait = 5.0  # seconds a failing worker 0 gives the workers it started to exit
     _method = None  # the method being run (set by `apply`)
     _connected_at = None  # perf_counter() at the current fit's setup hook (every worker has joined), or None
     _stage_startup = 0.0
@@ -179,7 +180,7 @@ class DistributedSetting(ClassIncrementalSetting):
                     "(torchrun, SLURM's srun) that tells each its node rank and the address of node 0."
                 )
         processes = self._local_workers()
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + self._worker_exit_wait
         while processes and any(p.poll() is None for p in processes) and time.monotonic() < deadline:
             time.sleep(0.1)
         for child_rank, process in enumerate(processes, start=1):

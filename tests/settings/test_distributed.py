@@ -123,6 +123,7 @@ def test_workers_started_before_the_rendezvous_failed_are_reported():
     assert "worker 1 exited with status 1." in message
     setting._strategy = SimpleNamespace(launcher=None)  # a later task's Trainer, launched by nothing
     setting._workers = [SimpleNamespace(poll=lambda: None)]  # recorded by the first fit's set-up
+    setting._worker_exit_wait = 0.1  # it would not exit within any wait
     assert "worker 1 is still running." in setting._describe_failure(RuntimeError("Connection closed by peer"))
 
 

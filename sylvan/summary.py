@@ -20,6 +20,8 @@ from typing import Any, Sequence
 import yaml
 
 from sylvan.errors import ConfigurationError
+from sylvan.methods import METHODS
+from sylvan.settings import SETTINGS
 
 # options that change no figure of a run, so runs that differ only in them belong together
 NEUTRAL_OPTIONS = frozenset({"seed", "data_dir", "progress_bar"})
@@ -97,22 +99,10 @@ def load_run(folder: Path) -> Run:
             pass  # written atomically by sylvan; a damaged one only loses the timing
     setting, method = str(config.get("setting")), str(config.get("method"))
     options = {
-        **with_defaults(setting_class(setting), config.get("setting_options") or {}),
-        **with_defaults(method_class(method), config.get("method_options") or {}),
+        **with_defaults(SETTINGS.get(setting), config.get("setting_options") or {}),
+        **with_defaults(METHODS.get(method), config.get("method_options") or {}),
     }
     return Run(folder, setting, method, options, results, wall_time)
-
-
-def setting_class(name: str) -> type | None:
-    from sylvan.settings import SETTINGS
-
-    return SETTINGS.get(name)
-
-
-def method_class(name: str) -> type | None:
-    from sylvan.methods import METHODS
-
-    return METHODS.get(name)
 
 
 def with_defaults(cls: type | None, recorded: dict[str, Any]) -> dict[str, Any]:

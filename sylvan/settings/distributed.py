@@ -190,7 +190,6 @@ class DistributedSetting(ClassIncrementalSetting):
         lines.append("Results of the tasks finished before the failure are in the run folder.")
         return " ".join(lines)
 
-
     def _local_workers(self) -> list[Any]:
         """The worker processes this one started: those the first fit's set-up recorded, or,
         where the workers never all joined (no set-up ran), those the latest launcher started."""

@@ -280,7 +280,33 @@ def load_config(path: str | None) -> dict[str, Any]:
         raise ConfigurationError(f"--config_path {path} is not valid YAML: {error}") from error
     if not isinstance(config, dict):
         raise ConfigurationError(f"--config_path {path} must hold a mapping of options")
+    check_config_keys(config, path)
     return config
+
+
+CONFIG_KEYS = ("setting", "method", "setting_options", "method_options", "run", "plugins")
+"""What a configuration file may hold at its top level: what a run's config.yaml records."""
+
+
+def check_config_keys(config: dict[str, Any], path: str) -> None:
+    """Refuse a key that a run's config.yaml does not have: ignored, a misspelled or misplaced
+    option (`buffer_size: 500` at the top level) would silently run with the default. Where the
+    key is an option of a registered setting or method, or a run option, say which section holds it."""
+    unknown = [key for key in config if key not in CONFIG_KEYS]
+    if not unknown:
+        return
+    hints = []
+    for key in map(str, unknown):
+        sections = [section for section, classes in (
+            ("setting_options", SETTINGS.values()), ("method_options", METHODS.values()), ("run", (RunOptions,)),
+        ) if any(key in option_names(cls) for cls in classes)]
+        if sections:
+            hints.append(f"{key!r} is an option: put it under {' or '.join(sections)}")
+    raise ConfigurationError(
+        f"--config_path {path} has unknown keys {sorted(map(str, unknown))}; a configuration holds "
+        f"{', '.join(CONFIG_KEYS)} (the layout of a run's config.yaml)"
+        + (". " + "; ".join(hints) if hints else "")
+    )
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -468,6 +468,32 @@ def test_numbers_in_exponent_notation_are_read_from_a_config_file():
     assert args.method_options.buffer_size == 2000 and isinstance(args.method_options.buffer_size, int)
 
 
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"buffer_size": 500}, "'buffer_size' is an option: put it under method_options"),
+    ({"seed": 1}, "'seed' is an option: put it under setting_options"),
+    ({"results_dir": "elsewhere"}, "'results_dir' is an option: put it under run"),
+    ({"method_option": {"lr": 0.1}}, "unknown keys ['method_option']"),
+])
+def test_a_config_file_key_outside_the_run_layout_is_refused(tmp_path, keys, message):
+    """A misspelled or misplaced key would be ignored and the run would take the default."""
+    from sylvan.cli import load_config
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"setting": "class_incremental", "method": "rehearsal", **keys}))
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        load_config(str(config))
+
+
+def test_a_run_config_holds_only_the_keys_a_config_file_may_have():
+    from sylvan.cli import CONFIG_KEYS
+    from sylvan.experiment import RunOptions, run_config
+    from sylvan.methods import Rehearsal
+    from sylvan.settings import ClassIncrementalSetting
+
+    recorded = run_config(ClassIncrementalSetting(), Rehearsal(), RunOptions(), plugins=["examples/l2_anchor.py"])
+    assert set(recorded) == set(CONFIG_KEYS)
+
+
 def test_a_config_file_of_the_wrong_types_exits_2(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"setting": "online", "method": "rehearsal",

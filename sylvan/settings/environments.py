@@ -8,6 +8,7 @@ episodes trained on, and the task id appended to the observation.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,8 +36,12 @@ def _refresh_cartpole(env: Any) -> None:
     env.polemass_length = env.masspole * env.length
 
 
-# Attributes an environment computes from others in its constructor: recomputed after a change.
+# Attributes an environment computes from others in its constructor: recomputed after a change,
+# by a function of the environment class, and not variable themselves (the refresh would undo it).
 DERIVED_ATTRIBUTES: dict[str, Callable[[Any], None]] = {"CartPoleEnv": _refresh_cartpole}
+DERIVED_FROM: dict[str, dict[str, str]] = {
+    "CartPoleEnv": {"total_mass": "masspole and masscart", "polemass_length": "masspole and length"},
+}
 
 
 def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
@@ -73,21 +78,35 @@ def default_attributes(env: gym.Env, names: Sequence[str]) -> dict[str, float]:
     """The values of `names` on the (unwrapped) environment as it was made, refusing names that
     are not numeric attributes of it."""
     inner = env.unwrapped
+    env_name = env.spec.id if env.spec else type(inner).__name__
+    derived = DERIVED_FROM.get(type(inner).__name__, {})
     values = {}
     for name in names:
-        value = getattr(inner, name, None)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            numeric = sorted(
+        if name in derived:
+            raise ConfigurationError(
+                f"--varied_attributes: {env_name} computes {name!r} from {derived[name]}; vary those instead"
+            )
+        if not _variable(inner, name):
+            variable = sorted(
                 key for key in {*vars(inner), *dir(type(inner))}
-                if not key.startswith("_") and isinstance(getattr(inner, key, None), (int, float))
-                and not isinstance(getattr(inner, key, None), bool)
+                if not key.startswith("_") and key not in derived and _variable(inner, key)
             )
             raise ConfigurationError(
-                f"--varied_attributes: {name!r} is not a numeric attribute of {env.spec.id if env.spec else inner}; "
-                f"its numeric attributes: {', '.join(numeric)}"
+                f"--varied_attributes: {name!r} is not a numeric attribute of {env_name} that can be set; "
+                f"its numeric attributes: {', '.join(variable)}"
             )
-        values[name] = float(value)
+        values[name] = float(getattr(inner, name))
     return values
+
+
+def _variable(inner: Any, name: str) -> bool:
+    """Whether `name` is a number held by the environment (in the instance or its class) that
+    an assignment changes: not a boolean, not a property computed or guarded by the class."""
+    value = getattr(inner, name, None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    declared = inspect.getattr_static(type(inner), name, None)
+    return not hasattr(declared, "__get__")  # a descriptor (property) decides what assignment does
 
 
 def task_attributes(

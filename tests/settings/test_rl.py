@@ -217,6 +217,11 @@ def test_results_are_named_after_returns():
     [
         ({"env": "NoSuchEnv-v0"}, "is not a gymnasium environment"),
         ({"varied_attributes": ["mass_of_the_moon"]}, "its numeric attributes: .*gravity"),
+        # a property of gymnasium's Env: assigning it fails
+        ({"varied_attributes": ["np_random_seed"]}, "'np_random_seed' is not a numeric attribute .* that can be set"),
+        # recomputed from masspole and masscart after every change: varying it would do nothing
+        ({"varied_attributes": ["total_mass"]}, "computes 'total_mass' from masspole and masscart"),
+        ({"varied_attributes": ["polemass_length"]}, "computes 'polemass_length' from masspole and length"),
         ({"min_scale": 2.0, "max_scale": 1.0}, "0 < min_scale <= max_scale"),
         ({"min_scale": 0.0}, "0 < min_scale <= max_scale"),
         ({"steps_per_task": 0}, "--steps_per_task must be >= 1"),

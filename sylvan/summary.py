@@ -5,7 +5,9 @@ A result worth reporting is a configuration's figure over several seeds. Every r
 the seed (or in options that cannot change a figure: where data and outputs go, the progress
 bar) form a group. The table gives each group's mean ± sample standard deviation of the summary
 metrics and of the wall time, next to the options that tell the groups apart. Runs that did not
-finish are left out of the figures and listed below the table.
+finish are left out of the figures and listed below the table, and so are repeats: a group
+counts each seed once (its latest finished run), since a run repeated with the same seed is not
+a new sample (on a CPU it gives the same figures) and would shrink the standard deviation.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Run:
     options: dict[str, Any]  # setting and method options, by name
     results: dict[str, Any]
     wall_time: float | None
+    finished_at: float = 0.0  # when results.json was last written (seconds since the epoch)
 
     @property
     def seed(self) -> Any:
@@ -55,9 +58,11 @@ class Run:
 
 @dataclass
 class Group:
-    """The finished runs of one configuration (its seeds)."""
+    """The finished runs of one configuration: one per seed, and the runs left out as repeats
+    of a seed (each with the run kept in its place)."""
 
     runs: list[Run] = field(default_factory=list)
+    repeats: list[tuple[Run, Run]] = field(default_factory=list)
 
     @property
     def first(self) -> Run:
@@ -102,7 +107,7 @@ def load_run(folder: Path) -> Run:
         **with_defaults(SETTINGS.get(setting), config.get("setting_options") or {}),
         **with_defaults(METHODS.get(method), config.get("method_options") or {}),
     }
-    return Run(folder, setting, method, options, results, wall_time)
+    return Run(folder, setting, method, options, results, wall_time, (folder / "results.json").stat().st_mtime)
 
 
 def with_defaults(cls: type | None, recorded: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +138,8 @@ def with_defaults(cls: type | None, recorded: dict[str, Any]) -> dict[str, Any]:
 
 
 def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[Run]]:
-    """(groups of finished runs that share a configuration, in a stable order; unfinished runs)."""
+    """(groups of finished runs that share a configuration, in a stable order, each keeping the
+    latest finished run of each seed; unfinished runs)."""
     groups: dict[tuple[Any, ...], Group] = {}
     unfinished = []
     for run in runs:
@@ -142,7 +148,14 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[Run]]:
             continue
         groups.setdefault(run.key, Group()).runs.append(run)
     for group in groups.values():
-        group.runs.sort(key=lambda run: (str(run.seed), str(run.folder)))
+        latest: dict[str, Run] = {}
+        earlier: list[Run] = []
+        for run in sorted(group.runs, key=lambda run: (run.finished_at, str(run.folder))):
+            if repr(run.seed) in latest:
+                earlier.append(latest[repr(run.seed)])
+            latest[repr(run.seed)] = run
+        group.repeats = [(run, latest[repr(run.seed)]) for run in earlier]
+        group.runs = sorted(latest.values(), key=lambda run: (str(run.seed), str(run.folder)))
     return [groups[key] for key in sorted(groups, key=repr)], unfinished
 
 
@@ -218,6 +231,10 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None) -
                     csv.writer(f).writerows([header, *rows])
             except OSError as error:
                 raise ConfigurationError(f"--summary_csv {csv_path}: {error.strerror}") from error
+    for group in groups:
+        for left_out, kept in group.repeats:
+            seed = left_out.seed
+            lines.append(f"left out, an earlier run of seed {seed} (counted: {kept.folder}): {left_out.folder}")
     for run in unfinished:
         lines.append(f"left out, not finished: {run.folder} (sylvan --resume {run.folder} completes it)")
     lines.append(f"{sum(len(group.runs) for group in groups)} finished run(s) in {len(groups)} configuration(s)")

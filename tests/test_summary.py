@@ -58,6 +58,24 @@ def test_runs_differing_only_in_seed_or_paths_form_one_group(tmp_path):
     assert len(saved) == 3
 
 
+def test_a_seed_run_again_counts_once_with_its_latest_run(tmp_path):
+    """A repeat of a seed is not a new sample: counted twice, it would shrink the std."""
+    import os
+
+    runs = {name: write_run(tmp_path, name, seed, lr=0.1, final=final)
+            for name, seed, final in (("z_first", 0, 0.60), ("a_again", 0, 0.70), ("other", 1, 0.90))}
+    for minute, name in enumerate(("z_first", "other", "a_again")):  # the order they finished in
+        os.utime(runs[name] / "results.json", (1e9 + 60 * minute, 1e9 + 60 * minute))
+    groups, _ = group_runs([load_run(folder) for folder in find_runs([tmp_path])])
+    assert [run.folder.name for run in groups[0].runs] == ["a_again", "other"]
+    assert [(left.folder.name, kept.folder.name) for left, kept in groups[0].repeats] == [("z_first", "a_again")]
+    assert groups[0].values("final_average_accuracy") == [0.70, 0.90]
+    table = summarize([tmp_path]).splitlines()
+    assert table[2].split("|")[3].strip() == "0 1" and "80.00 ± 14.14" in table[2]
+    assert table[3] == f"left out, an earlier run of seed 0 (counted: {runs['a_again']}): {runs['z_first']}"
+    assert table[-1] == "2 finished run(s) in 1 configuration(s)"
+
+
 def test_mean_std_formats():
     assert mean_std([], 100) == "-"
     assert mean_std([0.5], 100) == "50.00"

@@ -31,6 +31,12 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
             raise ConfigurationError(
                 f"--domain_shift must be permutation or rotation, got {self.domain_shift!r}"
             )
+        if self.class_order is not None or self.random_class_order:
+            # every task holds every class: there is no order in which classes arrive
+            raise ConfigurationError(
+                "--class_order and --random_class_order do not apply to domain_incremental: every task holds "
+                "every class"
+            )
         if self.domain_shift == "rotation" and not 0 < abs(self.max_rotation) <= 360:
             # beyond a full turn two tasks can share an angle; at 0 every task is the first one
             raise ConfigurationError(

@@ -141,6 +141,13 @@ def test_rotations_that_would_repeat_a_domain_are_refused(max_rotation):
     DomainIncrementalSetting(**{**options, "max_rotation": -90.0}).validate()  # the other way round
 
 
+@pytest.mark.parametrize("order", [{"class_order": list(range(9, -1, -1))}, {"random_class_order": True}])
+def test_a_class_order_is_refused_where_every_task_holds_every_class(order):
+    """Domain-incremental tasks share all classes: an order would be silently ignored."""
+    with pytest.raises(ConfigurationError, match="do not apply to domain_incremental"):
+        DomainIncrementalSetting(**{**tiny_options(DomainIncrementalSetting), **order}).validate()
+
+
 def test_class_order_is_applied():
     setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "nb_tasks": 5,
                                          "class_order": [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]})

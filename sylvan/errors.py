@@ -74,3 +74,15 @@ def require_finite_numbers(options: Any) -> None:
         value = getattr(options, field.name, None)
         if field.init and isinstance(value, float) and not math.isfinite(value):
             raise ConfigurationError(f"--{field.name} must be a finite number, got {value}")
+
+
+def refuse_if_given(options: Any, name: str, why_unused: str) -> None:
+    """Raise `ConfigurationError` when the field `name` of the dataclass `options` is not at its
+    default: called where the option has no effect (`why_unused` says why), so that a value
+    given for it is refused instead of silently ignored. The default passes, since a run's
+    config.yaml records every option, the ones that do not apply included."""
+    field = next(field for field in dataclasses.fields(options) if field.name == name)
+    default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+    value = getattr(options, name)
+    if value != default:
+        raise ConfigurationError(f"--{name} {value} has no effect: {why_unused}")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from sylvan.errors import ConfigurationError, StoppedBySignal, unknown_name
+from sylvan.errors import ConfigurationError, StoppedBySignal, refuse_if_given, unknown_name
 from sylvan.methods.base import Method
 from sylvan.minibatches import minibatch_loader
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
@@ -83,6 +83,8 @@ class SupervisedMethod(Method):
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigurationError(f"--optimizer must be sgd or adam, got {self.optimizer!r}")
         self.require_at_least(0, "momentum", "weight_decay")
+        if self.optimizer == "adam":
+            refuse_if_given(self, "momentum", "it is SGD's; --optimizer adam keeps moment estimates of its own")
         if self.backbone and self.backbone not in BACKBONES:  # before the run's folder is made
             raise unknown_name("backbone", self.backbone, list(BACKBONES))
 

@@ -6,7 +6,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from sylvan.errors import ConfigurationError
+from sylvan.errors import ConfigurationError, refuse_if_given
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
                 "--class_order and --random_class_order do not apply to domain_incremental: every task holds "
                 "every class"
             )
+        if self.domain_shift != "rotation":
+            refuse_if_given(self, "max_rotation", "it sets the angles of --domain_shift rotation")
         if self.domain_shift == "rotation" and not 0 < abs(self.max_rotation) <= 360:
             # beyond a full turn two tasks can share an angle; at 0 every task is the first one
             raise ConfigurationError(

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.checkpoints import RunCheckpoint, restore_rng_states, rng_states
-from sylvan.errors import ConfigurationError, InapplicableMethodError, unknown_name
+from sylvan.errors import ConfigurationError, InapplicableMethodError, refuse_if_given, unknown_name
 from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
@@ -115,6 +115,9 @@ class OnlineSetting(Setting):
             raise unknown_name("augmentation", self.augmentation, ["default", *AUGMENTATIONS])
         if self.crop_padding < 0:
             raise ConfigurationError(f"--crop_padding must be >= 0, got {self.crop_padding}")
+        if self.resolved_augmentation != "crop_flip":
+            refuse_if_given(self, "crop_padding", f"it is crop_flip's padding, and {self.dataset} is trained with "
+                            f"--augmentation {self.resolved_augmentation} (give --augmentation crop_flip)")
         if self.normalize_inputs and spec.channel_stats is None:
             known = [name for name, other in DATASETS.items() if other.channel_stats is not None]
             raise ConfigurationError(

@@ -49,8 +49,9 @@ class AugmentationSpy(Rehearsal):
 
 
 def run_spy(augmentation: str) -> tuple[ClassIncrementalSetting, AugmentationSpy]:
+    padding = {"crop_padding": PADDING} if augmentation == "crop_flip" else {}  # refused where nothing is cropped
     setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting), augmentation=augmentation, batch_size=8,
-                                      crop_padding=PADDING)
+                                      **padding)
     method = AugmentationSpy(buffer_size=30, replay_size=8)
     setting.apply(method)
     return setting, method

@@ -256,6 +256,16 @@ def test_nonsense_hyperparameters_are_refused(factory, flag):
         factory()
 
 
+def test_momentum_given_with_adam_is_refused_and_a_methods_own_default_is_not():
+    """Adam has no momentum option: a value given for it would be ignored."""
+    with pytest.raises(ConfigurationError, match="--momentum 0.9 has no effect"):
+        Naive(optimizer="adam", momentum=0.9)
+    with pytest.raises(ConfigurationError, match="--momentum 0.5 has no effect"):
+        GDumb(optimizer="adam", momentum=0.5)
+    assert Naive(optimizer="adam").momentum == 0.0 and GDumb(optimizer="adam").momentum == 0.9  # the defaults
+    assert Naive(optimizer="sgd", momentum=0.9).momentum == 0.9
+
+
 @pytest.mark.parametrize(("method", "message"), [
     (ICaRL(buffer_size=5), "one exemplar per class"),
     (AGEM(buffer_size=3), "none per task"),

@@ -141,6 +141,13 @@ def test_rotations_that_would_repeat_a_domain_are_refused(max_rotation):
     DomainIncrementalSetting(**{**options, "max_rotation": -90.0}).validate()  # the other way round
 
 
+def test_a_max_rotation_given_for_permutations_is_refused():
+    options = tiny_options(DomainIncrementalSetting)
+    with pytest.raises(ConfigurationError, match="--max_rotation 90.0 has no effect"):
+        DomainIncrementalSetting(**{**options, "domain_shift": "permutation", "max_rotation": 90.0}).validate()
+    DomainIncrementalSetting(**{**options, "domain_shift": "permutation"}).validate()
+
+
 @pytest.mark.parametrize("order", [{"class_order": list(range(9, -1, -1))}, {"random_class_order": True}])
 def test_a_class_order_is_refused_where_every_task_holds_every_class(order):
     """Domain-incremental tasks share all classes: an order would be silently ignored."""

@@ -133,3 +133,13 @@ def test_settings_refuse_unknown_augmentations_and_negative_padding():
         ClassIncrementalSetting(augmentation="cutout").validate()
     with pytest.raises(ConfigurationError, match="--crop_padding"):
         ClassIncrementalSetting(augmentation="crop_flip", crop_padding=-2).validate()
+
+
+def test_a_crop_padding_without_crops_is_refused():
+    """digits trains without augmentation by default: a padding given for it would be ignored."""
+    with pytest.raises(ConfigurationError, match="--crop_padding 2 has no effect.*--augmentation none"):
+        ClassIncrementalSetting(crop_padding=2).validate()
+    with pytest.raises(ConfigurationError, match="--crop_padding 8 has no effect"):
+        ClassIncrementalSetting(dataset="cifar10", augmentation="none", crop_padding=8).validate()
+    ClassIncrementalSetting(dataset="cifar10", crop_padding=8).validate()  # its default augmentation crops
+    ClassIncrementalSetting(augmentation="crop_flip", crop_padding=2).validate()

@@ -58,6 +58,18 @@ class DistributedSetting(ClassIncrementalSetting):
                 f"use --devices {gpus}, or --accelerator cpu for {self.devices} CPU workers"
             )
 
+    def check_method(self, method: Any) -> None:
+        """Refuse --replay_sync for a method without the distributed rehearsal buffer, which
+        alone exchanges representatives: the option would be silently ignored."""
+        if self.replay_sync and not hasattr(method, "global_replay"):
+            from sylvan.methods import METHODS
+
+            able = sorted(name for name, cls in METHODS.items() if hasattr(cls, "global_replay"))
+            raise ConfigurationError(
+                f"--replay_sync has no effect on {method.name}: it sets how the distributed rehearsal buffer "
+                f"exchanges representatives, which {', '.join(able)} use{'s' if len(able) == 1 else ''}"
+            )
+
     @property
     def world_size(self) -> int:
         return self.devices * self.num_nodes

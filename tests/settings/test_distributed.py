@@ -42,6 +42,17 @@ def test_more_gpu_workers_than_gpus_is_refused(monkeypatch):
     DistributedSetting(devices=2, accelerator="cpu")
 
 
+def test_replay_sync_is_refused_for_a_method_without_the_distributed_buffer():
+    from sylvan.methods import DER, Naive, Rehearsal
+
+    setting = DistributedSetting(replay_sync=True)
+    for method in (Naive(), DER()):
+        with pytest.raises(ConfigurationError, match=f"--replay_sync has no effect on {method.name}.*rehearsal"):
+            setting.check_method(method)
+    setting.check_method(Rehearsal())
+    DistributedSetting().check_method(Naive())  # left at its default
+
+
 def test_two_workers_match_one_process(tmp_path):
     single = sylvan("--setting", "class_incremental", "--method", "rehearsal", *COMMON, "--batch_size", "32",
                     "--results_dir", str(tmp_path), "--run_name", "single")

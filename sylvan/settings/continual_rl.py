@@ -94,6 +94,9 @@ class ContinualRLSetting(Setting):
                 f"and {self.max_scale}"
             )
         check_accelerator(self.accelerator)
+        if self.varied_attributes is not None and len(set(self.varied_attributes)) < len(self.varied_attributes):
+            repeated = sorted({name for name in self.varied_attributes if self.varied_attributes.count(name) > 1})
+            raise ConfigurationError(f"--varied_attributes names {', '.join(repeated)} more than once")
         if self.varied_attributes is None and self.env not in DEFAULT_VARIED_ATTRIBUTES:
             make_env(self.env).close()  # an unknown id is refused as such first
             raise ConfigurationError(

@@ -222,6 +222,7 @@ def test_results_are_named_after_returns():
         # recomputed from masspole and masscart after every change: varying it would do nothing
         ({"varied_attributes": ["total_mass"]}, "computes 'total_mass' from masspole and masscart"),
         ({"varied_attributes": ["polemass_length"]}, "computes 'polemass_length' from masspole and length"),
+        ({"varied_attributes": ["gravity", "length", "gravity"]}, "names gravity more than once"),
         ({"min_scale": 2.0, "max_scale": 1.0}, "0 < min_scale <= max_scale"),
         ({"min_scale": 0.0}, "0 < min_scale <= max_scale"),
         ({"steps_per_task": 0}, "--steps_per_task must be >= 1"),

@@ -56,7 +56,8 @@ def main() -> None:
                 setting = setting_cls(dataset=args.dataset, seed=seed, train_samples=args.train_samples)
                 method = Rehearsal(buffer_size=size, buffer_policy=policy)
                 options = RunOptions(results_dir=str(grid_dir), run_name=f"{policy}-{size}-seed{seed}",
-                                     wandb_project=args.wandb_project, wandb_group=grid)
+                                     wandb_project=args.wandb_project,
+                                     wandb_group=grid if args.wandb_project else None)
                 results = run_experiment(setting, method, options)
                 accuracies.append(100 * results.final_average_accuracy)
                 if results.forgetting is not None:

@@ -46,6 +46,15 @@ class RunOptions:
     wandb_group: Optional[str] = None  # W&B group the run joins (the runs of one sweep or comparison)
     save_checkpoints: bool = True  # save the method's state after each task
 
+    def check(self) -> None:
+        """Refuse W&B options that would be ignored: without a project nothing is logged.
+        Checked when a run starts (not on --resume, which takes what the run recorded)."""
+        for name in ("wandb_entity", "wandb_group"):
+            if getattr(self, name) is not None and self.wandb_project is None:
+                raise ConfigurationError(
+                    f"--{name} has no effect without --wandb_project: nothing is logged to Weights & Biases"
+                )
+
 
 def run_config(setting: Setting, method: Method, options: RunOptions, plugins: Sequence[str] = ()) -> dict[str, Any]:
     """The configuration a run records in its `config.yaml`: what `--config_path` reloads and
@@ -119,6 +128,7 @@ def run_experiment(
     worker other than worker 0, which writes nothing. Stopped by Ctrl-C or SIGTERM:
     `RunInterrupted`, whose message says what was kept and how to continue."""
     options = options if options is not None else RunOptions()
+    options.check()
     plugins = defining_plugins(setting, method) if plugins is None else plugins
     check_applicable(type(method), type(setting))
     setting.check_method(method)

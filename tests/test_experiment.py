@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from sylvan.errors import InapplicableMethodError
+from sylvan.errors import ConfigurationError, InapplicableMethodError
 from sylvan.experiment import RunOptions, defining_plugins, run_experiment
 from sylvan.methods import EWC, METHODS, Naive, Rehearsal
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
@@ -43,6 +43,15 @@ def test_a_run_from_python_is_reproduced_by_the_command_line(tmp_path, l2_anchor
     )
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "cli" / "results.json").read_text()) == written
+
+
+@pytest.mark.parametrize("option", ["wandb_group", "wandb_entity"])
+def test_wandb_options_without_a_project_are_refused_before_anything_is_written(tmp_path, option):
+    """Without --wandb_project nothing is logged to W&B: a group or entity would be ignored."""
+    options = RunOptions(results_dir=str(tmp_path), **{option: "sweep"})
+    with pytest.raises(ConfigurationError, match=f"--{option} has no effect without --wandb_project"):
+        run_experiment(OnlineSetting(**tiny_options(OnlineSetting)), Naive(), options)
+    assert not any(tmp_path.iterdir())
 
 
 def test_built_in_classes_need_no_plugin_and_an_inapplicable_pair_writes_nothing(tmp_path):

@@ -292,18 +292,18 @@ def check_config_keys(config: dict[str, Any], path: str) -> None:
     """Refuse a key that a run's config.yaml does not have: ignored, a misspelled or misplaced
     option (`buffer_size: 500` at the top level) would silently run with the default. Where the
     key is an option of a registered setting or method, or a run option, say which section holds it."""
-    unknown = [key for key in config if key not in CONFIG_KEYS]
+    unknown = sorted(str(key) for key in config if key not in CONFIG_KEYS)
     if not unknown:
         return
     hints = []
-    for key in map(str, unknown):
+    for key in unknown:
         sections = [section for section, classes in (
             ("setting_options", SETTINGS.values()), ("method_options", METHODS.values()), ("run", (RunOptions,)),
         ) if any(key in option_names(cls) for cls in classes)]
         if sections:
             hints.append(f"{key!r} is an option: put it under {' or '.join(sections)}")
     raise ConfigurationError(
-        f"--config_path {path} has unknown keys {sorted(map(str, unknown))}; a configuration holds "
+        f"--config_path {path} has unknown keys {unknown}; a configuration holds "
         f"{', '.join(CONFIG_KEYS)} (the layout of a run's config.yaml)"
         + (". " + "; ".join(hints) if hints else "")
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -36,11 +36,19 @@ def _refresh_cartpole(env: Any) -> None:
     env.polemass_length = env.masspole * env.length
 
 
-# Attributes an environment computes from others in its constructor: recomputed after a change,
-# by a function of the environment class, and not variable themselves (the refresh would undo it).
-DERIVED_ATTRIBUTES: dict[str, Callable[[Any], None]] = {"CartPoleEnv": _refresh_cartpole}
-DERIVED_FROM: dict[str, dict[str, str]] = {
-    "CartPoleEnv": {"total_mass": "masspole and masscart", "polemass_length": "masspole and length"},
+class DerivedAttributes(NamedTuple):
+    """Attributes an environment class computes from others in its constructor: `refresh`
+    recomputes them after a change; `sources` says what each is computed from. They cannot be
+    varied themselves (the refresh would undo it)."""
+
+    refresh: Callable[[Any], None]
+    sources: dict[str, str]
+
+
+DERIVED_ATTRIBUTES: dict[str, DerivedAttributes] = {
+    "CartPoleEnv": DerivedAttributes(
+        _refresh_cartpole, {"total_mass": "masspole and masscart", "polemass_length": "masspole and length"}
+    ),
 }
 
 
@@ -79,7 +87,8 @@ def default_attributes(env: gym.Env, names: Sequence[str]) -> dict[str, float]:
     are not numeric attributes of it."""
     inner = env.unwrapped
     env_name = env.spec.id if env.spec else type(inner).__name__
-    derived = DERIVED_FROM.get(type(inner).__name__, {})
+    known = DERIVED_ATTRIBUTES.get(type(inner).__name__)
+    derived = known.sources if known is not None else {}
     values = {}
     for name in names:
         if name in derived:
@@ -128,9 +137,9 @@ def set_attributes(env: gym.Env, values: dict[str, float]) -> None:
     inner = env.unwrapped
     for name, value in values.items():
         setattr(inner, name, value)
-    refresh = DERIVED_ATTRIBUTES.get(type(inner).__name__)
-    if refresh is not None:
-        refresh(inner)
+    derived = DERIVED_ATTRIBUTES.get(type(inner).__name__)
+    if derived is not None:
+        derived.refresh(inner)
 
 
 def interpolated(tasks: Sequence[dict[str, float]], position: float) -> dict[str, float]:

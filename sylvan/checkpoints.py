@@ -6,6 +6,14 @@ of the global random number generators (`"rng"`: Python, NumPy, torch, CUDA) and
 `sylvan --resume RUN_DIR` loads the latest one, restores the method and the generators, skips the
 finished stages and trains the others, so that the resumed run writes the same `results.json` as
 a run that was never interrupted (same machine, seed and CPU thread count).
+
+A run of W data-parallel workers (the `distributed` setting) also has, for each stage, one file per
+worker other than worker 0, `after_stage_K.worker{R}.pt`, with that worker's method state and
+generators: every worker keeps a rehearsal buffer and generators of its own. The workers write
+theirs before worker 0 writes the stage's own file, and a stage counts as checkpointed only when
+the files of all W workers are there, so a job stopped while they were being written resumes
+from the stage before. Resumed, worker R takes the results from worker 0's file and its own
+state from its file.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from sylvan.metrics import Results
 
 FORMAT = 1  # the layout of a checkpoint file; raised when it changes
 _NAME = re.compile(r"after_stage_(\d+)\.pt")
+_WORKER = re.compile(r"after_stage_\d+\.worker(\d+)\.pt")
 
 
 def rng_states() -> dict[str, Any]:
@@ -68,27 +77,76 @@ def save_checkpoint(
         "rng": rng_states(),
         "tracker": tracker_state,
     }
+    write_atomically(state, path)
+
+
+def save_worker_checkpoint(folder: Path, stage: int, rank: int, workers: int, method: Any) -> None:
+    """Write worker `rank`'s (of `workers`) part of the checkpoint after `stage` into `folder`:
+    its method state and generators (worker 0's are in the stage's own file)."""
+    state = {
+        "format": FORMAT, "stage": stage, "rank": rank, "workers": workers,
+        "method": method.state_dict(), "rng": rng_states(),
+    }
+    write_atomically(state, Path(folder) / worker_file_name(stage, rank))
+
+
+def write_atomically(state: dict[str, Any], path: Path) -> None:
+    """`torch.save` to `path` through a partial file, so that an interruption while writing
+    leaves the previous file (or none), never a truncated one."""
     partial = path.with_name(path.name + ".partial")
     torch.save(state, partial)
     os.replace(partial, path)
 
 
-def checkpointed_stages(run_dir: Path) -> list[int]:
-    """The stages of `run_dir` that have a checkpoint, in order (the files are not read)."""
-    folder = Path(run_dir) / "checkpoints"
-    return sorted(int(m.group(1)) for p in folder.glob("after_stage_*.pt") if (m := _NAME.fullmatch(p.name)))
+def worker_file_name(stage: int, rank: int) -> str:
+    return f"after_stage_{stage}.worker{rank}.pt"
 
 
-def latest_checkpoint(run_dir: Path) -> RunCheckpoint:
-    """The checkpoint of the last finished stage in `run_dir/checkpoints`."""
+def checkpointed_stages(run_dir: Path, workers: int = 1) -> list[int]:
+    """The stages of `run_dir` that a run of `workers` workers can resume from, in order: those
+    with a checkpoint, and with every other worker's part of it (the files are not read)."""
     folder = Path(run_dir) / "checkpoints"
-    stages = checkpointed_stages(run_dir)
+    stages = sorted(int(m.group(1)) for p in folder.glob("after_stage_*.pt") if (m := _NAME.fullmatch(p.name)))
+    return [s for s in stages if all((folder / worker_file_name(s, rank)).is_file() for rank in range(1, workers))]
+
+
+def latest_checkpoint(run_dir: Path, rank: int = 0, workers: int = 1) -> RunCheckpoint:
+    """The checkpoint of the last finished stage in `run_dir/checkpoints`, as worker `rank` of
+    `workers` resumes from it (worker 0, or a run of one process: the stage's own file)."""
+    folder = Path(run_dir) / "checkpoints"
+    stages = checkpointed_stages(run_dir, workers)
     if not stages:
+        started = checkpointed_stages(run_dir)  # stages with worker 0's file
+        if started:
+            raise ConfigurationError(
+                f"--resume {run_dir}: the checkpoints in {folder} lack the parts of the other workers "
+                f"(after_stage_{started[-1]}.worker<R>.pt for R = 1 to {workers - 1}): they were written by an "
+                "older version of sylvan, by a run of fewer workers, or on another node's disk; resume with the "
+                "run's own --devices and --num_nodes, its folder on a file system that every node shares"
+            )
         raise ConfigurationError(
             f"--resume {run_dir}: no checkpoint in {folder} (the run stopped before its first task "
             "finished, or ran with --save_checkpoints false); start it again instead"
         )
-    path = folder / f"after_stage_{stages[-1]}.pt"
+    stage = stages[-1]
+    if any(int(m.group(1)) >= workers for p in folder.glob("*.worker*.pt") if (m := _WORKER.fullmatch(p.name))):
+        raise ConfigurationError(
+            f"--resume {run_dir}: the checkpoints in {folder} were written by more than {workers} workers "
+            "(was its config.yaml edited after the run started?)"
+        )
+    state = read_checkpoint_file(run_dir, folder / f"after_stage_{stage}.pt")
+    checkpoint = RunCheckpoint(stage, state["method"], Results(**state["results"]), state["rng"], state["tracker"])
+    if rank > 0:
+        own = read_checkpoint_file(run_dir, folder / worker_file_name(stage, rank))
+        if (own.get("stage"), own.get("rank"), own.get("workers")) != (stage, rank, workers):
+            raise ConfigurationError(f"--resume {run_dir}: {folder / worker_file_name(stage, rank)} is not "
+                                     f"worker {rank}'s part of a {workers}-worker checkpoint after stage {stage + 1}")
+        checkpoint.method_state, checkpoint.rng = own["method"], own["rng"]
+    return checkpoint
+
+
+def read_checkpoint_file(run_dir: Path, path: Path) -> dict[str, Any]:
+    """The contents of a checkpoint file of the run in `run_dir`, or a message saying why not."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)  # a file this run wrote
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
@@ -98,4 +156,4 @@ def latest_checkpoint(run_dir: Path) -> RunCheckpoint:
             f"--resume {run_dir}: {path} is not a checkpoint this version of sylvan can resume from "
             "(written by an older version?)"
         )
-    return RunCheckpoint(state["stage"], state["method"], Results(**state["results"]), state["rng"], state["tracker"])
+    return state

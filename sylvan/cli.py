@@ -361,7 +361,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         run_experiment(setting, method, options, plugins)
     except KeyboardInterrupt:
-        if getattr(setting, "is_writer", True):
+        if setting.is_writer:
             raise
         return 130  # a data-parallel worker other than 0, which writes nothing: worker 0 says what was kept
     return 0
@@ -383,7 +383,13 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     options: RunOptions = args.run
     setting.check_resumable()
     method.check_resumable()
-    checkpoint = latest_checkpoint(run_dir)
+    checkpoint = latest_checkpoint(run_dir, setting.rank, setting.world_size)
+    if not setting.is_writer:  # a data-parallel worker other than 0: it writes its checkpoints' parts only
+        try:
+            setting.apply(method, None, resume=checkpoint)
+        except KeyboardInterrupt:
+            return 130  # worker 0 says what was kept
+        return 0
     setting.prepare_data()
     tracker = open_tracker(options, run_dir.name, config, resume_dir=run_dir)
     print(f"[sylvan] resuming {method_cls.name} on {setting_cls.name} after stage {checkpoint.stage + 1}, "

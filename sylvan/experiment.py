@@ -133,7 +133,7 @@ def run_experiment(
     check_applicable(type(method), type(setting))
     setting.check_method(method)
     method.validate_for(setting)  # before anything is written
-    if not getattr(setting, "is_writer", True):
+    if not setting.is_writer:
         setting.apply(method, None)
         return None
     setting.prepare_data()  # missing data is refused before the run's folder exists
@@ -175,7 +175,7 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
         run_dir = tracker.run_dir
         cause = "stopped by SIGTERM" if number == signal.SIGTERM else "interrupted"
         message = f"{cause}; the results of the tasks finished so far are in {run_dir}"
-        if checkpointed_stages(run_dir) and resumable(setting, method):
+        if checkpointed_stages(run_dir, setting.world_size) and resumable(setting, method):
             message += f"; continue the run with: sylvan --resume {run_dir}"
         raise RunInterrupted(message, 128 + number) from None
     tracker.finish(results)

@@ -68,6 +68,11 @@ class Tracker:
                                          group=wandb_group)
             write_json(self.run_dir / WANDB_RUN_FILE, {"id": self.wandb_run.id})
 
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        """Where the run's checkpoints go; None with --save_checkpoints false."""
+        return self.run_dir / "checkpoints" if self.save_checkpoints else None
+
     def state(self) -> dict[str, Any]:
         """Where the per-step log stands (kept in each checkpoint, for resuming)."""
         return {"csv_lines": self._csv_lines, "csv_fields": self._csv_fields, "next_step": self._logger.next_step}
@@ -114,10 +119,10 @@ class Tracker:
     ) -> None:
         """After each training stage: persist results and a checkpoint, report progress."""
         self.write_results(results)
-        if self.save_checkpoints:
-            (self.run_dir / "checkpoints").mkdir(exist_ok=True)
-            save_checkpoint(self.run_dir / "checkpoints" / f"after_stage_{stage}.pt", stage, method, results,
-                            tracker_state=self.state())
+        folder = self.checkpoint_dir
+        if folder is not None:
+            folder.mkdir(exist_ok=True)
+            save_checkpoint(folder / f"after_stage_{stage}.pt", stage, method, results, tracker_state=self.state())
         row = results.accuracy_matrix[-1]
         measure, scale, unit = results.measure, results.display_scale, results.unit
         if self.verbose:

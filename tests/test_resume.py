@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from sylvan.checkpoints import latest_checkpoint
+from sylvan.checkpoints import checkpointed_stages, latest_checkpoint, save_checkpoint, save_worker_checkpoint
 from sylvan.cli import load_plugins
 from sylvan.errors import ConfigurationError
 from sylvan.methods import METHODS, SupervisedMethod
+from sylvan.metrics import Results
 from sylvan.settings import SETTINGS
 from sylvan.tracking import Tracker
 from tests.conftest import REPO, tiny_method, tiny_options
@@ -173,10 +174,47 @@ def test_method_without_load_state_dict_is_refused():
         cls.check_resumable()
 
 
-def test_distributed_runs_are_not_resumed():
-    setting = SETTINGS["distributed"](**tiny_options(SETTINGS["distributed"]))
-    with pytest.raises(ConfigurationError, match="not supported on the distributed setting"):
-        setting.check_resumable()
+class WorkerState:
+    """A stand-in for a method whose state names the worker that saved it."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+
+    def state_dict(self) -> dict[str, str]:
+        return {"worker": self.worker}
+
+
+def write_worker_checkpoints(run_dir: Path, stage: int, workers: int, run: str) -> None:
+    """The checkpoint after `stage` as `workers` workers write it: worker 0's file and the others' parts,
+    each saved with the torch generator seeded by its rank."""
+    folder = run_dir / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    results = Results("distributed", "rehearsal", accuracy_matrix=[[0.5, 0.0]] * (stage + 1))
+    torch.manual_seed(100)
+    save_checkpoint(folder / f"after_stage_{stage}.pt", stage, WorkerState(f"{run}0"), results)
+    for rank in range(1, workers):
+        torch.manual_seed(100 + rank)
+        save_worker_checkpoint(folder, stage, rank, workers, WorkerState(f"{run}{rank}"))
+
+
+def test_each_worker_resumes_from_its_own_part_of_the_checkpoint(tmp_path):
+    """Every data-parallel worker holds a buffer and generators of its own: resumed, worker R takes
+    them from its part of the checkpoint, and the results from worker 0's file. A stage whose parts
+    are not all on disk (the job stopped while the workers wrote them) is not resumed from."""
+    write_worker_checkpoints(tmp_path, 0, 3, "first")
+    write_worker_checkpoints(tmp_path, 1, 3, "second")
+    (tmp_path / "checkpoints" / "after_stage_1.worker2.pt").unlink()
+    assert checkpointed_stages(tmp_path) == [0, 1]
+    assert checkpointed_stages(tmp_path, workers=3) == [0]
+    for rank in range(3):
+        checkpoint = latest_checkpoint(tmp_path, rank, workers=3)
+        assert checkpoint.stage == 0 and checkpoint.method_state == {"worker": f"first{rank}"}
+        assert torch.equal(checkpoint.rng["torch"], torch.manual_seed(100 + rank).get_state())
+        assert checkpoint.results.accuracy_matrix == [[0.5, 0.0]]
+    with pytest.raises(ConfigurationError, match="written by more than 2 workers"):
+        latest_checkpoint(tmp_path, 0, workers=2)
+    with pytest.raises(ConfigurationError, match="lack the parts of the other workers.*R = 1 to 3"):
+        latest_checkpoint(tmp_path, 0, workers=4)
 
 
 @pytest.mark.parametrize("edit", [{"nb_tasks": 4}, {"buffer_size": 50}])

@@ -165,6 +165,41 @@ class GlobalReplay:
             "replay_blocked_ms_per_step": 1000 * self.blocked_seconds / steps,
         }
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to continue the replay as if never stopped: the generator of
+        the draws from the union, the step count and timings, and the exchange that completed at
+        the end of the last task (its candidates and sizes), which the next step draws from.
+        The local buffer is saved by its owner (the method)."""
+        pending = None
+        if self.pending is not None:
+            self.wait()
+            _, fields, sizes = self.pending
+            # copies: the fields are views of one byte tensor, which a checkpoint cannot hold as several dtypes
+            pending = {"fields": {name: values.to("cpu", copy=True) for name, values in fields.items()},
+                       "sizes": sizes.to("cpu", copy=True)}
+        return {
+            "generator": None if self.generator is None else self.generator.get_state(),
+            "steps": self.steps, "critical_seconds": self.critical_seconds, "blocked_seconds": self.blocked_seconds,
+            "pending": pending,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what `state_dict` returned, after the local buffer has been restored (the
+        received candidates go into exchange blocks shaped after its storage, on its device)."""
+        if state["generator"] is not None:
+            self.generator = torch.Generator()
+            self.generator.set_state(state["generator"])
+        self.steps = state["steps"]
+        self.critical_seconds, self.blocked_seconds = state["critical_seconds"], state["blocked_seconds"]
+        self.pending = None
+        pending = state["pending"]
+        if pending is not None:
+            world = len(pending["sizes"])
+            self.blocks = ExchangeBlocks(self.buffer.storage, self.replay_size, world)
+            for name, values in pending["fields"].items():
+                self.blocks.received_fields[name].copy_(values)
+            self.pending = ([], self.blocks.received_fields, pending["sizes"].clone())
+
     def _insert(self, fields: dict[str, torch.Tensor]) -> None:
         if self.featurize is not None:
             with torch.no_grad():

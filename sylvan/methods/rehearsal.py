@@ -28,7 +28,6 @@ class Rehearsal(ReplayMethod):
 
     name: ClassVar[str] = "rehearsal"
     target_setting: ClassVar[type[Setting]] = OnlineSetting
-    checkpoint_complete: ClassVar[bool] = True  # `configure` only resets the distributed replay
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
@@ -44,6 +43,17 @@ class Rehearsal(ReplayMethod):
                 seed=setting.seed, featurize=featurize,
             )
         return self._global_replay
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self._global_replay is not None:
+            state["global_replay"] = self._global_replay.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)  # the local buffer first: the global replay's blocks take its shapes
+        if "global_replay" in state:
+            self.global_replay(self.setting).load_state_dict(state["global_replay"])
 
     def runtime_stats(self) -> dict[str, float]:
         """On data-parallel settings, what the distributed replay costs the training loop."""

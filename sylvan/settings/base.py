@@ -86,6 +86,22 @@ class Setting:
         before the run's folder is written; `apply` then uses what was loaded. Settings without
         data to load leave this as it is."""
 
+    @property
+    def world_size(self) -> int:
+        """The processes that train a run together (data-parallel workers): one unless a
+        setting says otherwise."""
+        return 1
+
+    @property
+    def rank(self) -> int:
+        """This process's place among them; 0 writes the results, checkpoints and logs."""
+        return 0
+
+    @property
+    def is_writer(self) -> bool:
+        """Whether this process writes the run's folder (the others write their checkpoints' parts only)."""
+        return self.rank == 0
+
     def check_resumable(self) -> None:
         """Raise `ConfigurationError` where an interrupted run of this setting cannot be
         resumed from its checkpoints (every setting can, unless it says otherwise)."""

@@ -7,6 +7,7 @@ import signal
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -16,6 +17,8 @@ from sylvan.errors import ConfigurationError, RunFailedError, StoppedBySignal
 from sylvan.metrics import Results
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 from sylvan.settings.streams import TaskData
+
+_UNKNOWN = object()  # the workers' checkpoint folder before worker 0 has said where it is
 
 
 def global_rank() -> int:
@@ -75,9 +78,8 @@ class DistributedSetting(ClassIncrementalSetting):
         return self.devices * self.num_nodes
 
     @property
-    def is_writer(self) -> bool:
-        """Only worker 0 writes results, checkpoints and logs."""
-        return global_rank() == 0
+    def rank(self) -> int:
+        return global_rank()
 
     def strategy(self) -> Any:
         """The Lightning strategy the learner trains with: DDP, on a process group whose
@@ -125,8 +127,7 @@ class DistributedSetting(ClassIncrementalSetting):
         sizes = torch.tensor([len(s.y_test) for s in shards], dtype=torch.float64)
         counts = torch.stack([torch.tensor(accuracies, dtype=torch.float64) * sizes,
                               torch.tensor(aware or accuracies, dtype=torch.float64) * sizes, sizes])
-        if dist.get_backend() == "nccl":
-            counts = counts.cuda()
+        counts = counts.to(self._collective_device())
         dist.all_reduce(counts)
         counts = counts.cpu()
         totals = counts[2].clamp(min=1)
@@ -140,6 +141,7 @@ class DistributedSetting(ClassIncrementalSetting):
     _connected_at = None  # perf_counter() at the current fit's setup hook (every worker has joined), or None
     _stage_startup = 0.0
     _workers_joined = False  # every worker has joined the process group, in this run's first fit or since
+    _checkpoint_folder = None  # where the workers write their parts of checkpoints (set by `apply`)
 
     def train_stage(self, method: Any, stage: int, loaders: list[Any]) -> None:
         """Train the stage; if its `fit` started the workers (the first one does, unless a
@@ -157,19 +159,39 @@ class DistributedSetting(ClassIncrementalSetting):
         kept out of its training time, reported as `worker_startup_time` in runtime.json."""
         return self._stage_startup
 
-    def check_resumable(self) -> None:
-        # every worker holds a buffer and generators of its own, and only worker 0 writes
-        # checkpoints: a resumed run could not restore the others
-        raise ConfigurationError(
-            "--resume is not supported on the distributed setting (the checkpoints hold worker 0's state "
-            "only); start the run again"
-        )
+    def save_worker_states(self, method: Any, stage: int, tracker: Any) -> None:
+        """Every worker but 0 writes its part of the stage's checkpoint (its buffer, its
+        generators: see `sylvan.checkpoints`) into the folder worker 0's tracker names; then all
+        wait for each other, so that worker 0 writes the stage's own file only once every part
+        is on disk."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        if self._checkpoint_folder is _UNKNOWN:  # only worker 0 has a tracker: it says where, once
+            folder = [None if tracker is None or tracker.checkpoint_dir is None else str(tracker.checkpoint_dir)]
+            dist.broadcast_object_list(folder, src=0, device=self._collective_device())
+            self._checkpoint_folder = folder[0]
+        if self._checkpoint_folder is None:  # --save_checkpoints false
+            return
+        from sylvan.checkpoints import save_worker_checkpoint
+
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if rank > 0:
+            Path(self._checkpoint_folder).mkdir(parents=True, exist_ok=True)
+            save_worker_checkpoint(Path(self._checkpoint_folder), stage, rank, world, method)
+        dist.all_reduce(torch.zeros(1, device=self._collective_device()))  # a barrier on either backend
+
+    def _collective_device(self) -> torch.device:
+        """Where tensors of this process group's collectives live: NCCL's on this worker's GPU."""
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
 
     def apply(self, method: Any, tracker: Any = None, resume: Any = None) -> Results:
         """Run as one of the workers. If any worker dies or raises, the others stop within
         `worker_timeout` seconds (usually at once: the collectives see the broken connection),
         and worker 0 reports which worker failed; finished tasks are already on disk."""
         self._method = method
+        self._checkpoint_folder = _UNKNOWN
         try:
             return super().apply(method, tracker, resume)
         except Exception as error:

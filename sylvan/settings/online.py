@@ -356,6 +356,7 @@ class OnlineSetting(Setting):
             self.record_stage_end(results, method, stage_start, start, nb_stages)
             if self._online_meter is not None:
                 results.online_accuracy = self._online_meter.accuracy
+            self.save_worker_states(method, stage, tracker)
             if tracker is not None:
                 seen = stage + 1 if nb_stages == len(tasks) else len(tasks)
                 tracker.on_stage_end(results, stage, nb_stages, seen, method)
@@ -365,6 +366,11 @@ class OnlineSetting(Setting):
     def restore(self, method: Any, tracker: Any, resume: RunCheckpoint, nb_stages: int) -> tuple[Results, int]:
         """Resuming: see `Setting.restore_run`."""
         return self.restore_run(method, tracker, resume, nb_stages, len(self._tasks))
+
+    def save_worker_states(self, method: Any, stage: int, tracker: Any) -> None:
+        """After stage `stage`, before the tracker writes its checkpoint: where other processes
+        train beside this one, each saves the state of its own that resuming needs. None here:
+        the checkpoint holds the one process's state."""
 
     def worker_startup_seconds(self) -> float:
         """Of the stage just trained, the seconds spent starting and connecting worker processes

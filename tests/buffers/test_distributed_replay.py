@@ -80,3 +80,32 @@ def test_global_sampling_is_uniform_over_the_union(tmp_path, synchronous, sizes_
         timings = result["timings"]
         assert timings["replay_steps"] == 400
         assert 0 < timings["replay_blocked_ms_per_step"] < timings["replay_critical_ms_per_step"]
+
+
+def test_a_restored_replay_draws_as_the_one_never_stopped(tmp_path):
+    """What a checkpoint keeps of the replay at a task's end (its generator, its step count, and
+    the candidates of the exchange that completed then, which the next step draws from) makes a
+    restored replay, with its buffer restored, give the same batches as the original."""
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.arange(4) + 4 * step
+        return ids.float().unsqueeze(1), ids % 10
+
+    original = GlobalReplay(make_buffer("reservoir", 20, seed=1), R, seed=3)
+    for step in range(30):
+        original.augment(batch(step))
+    original.wait()  # the task ends
+    torch.save({"buffer": original.buffer.state_dict(), "replay": original.state_dict()}, tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    restored = GlobalReplay(make_buffer("reservoir", 20, seed=8), R, seed=9)
+    restored.buffer.load_state_dict(state["buffer"])
+    restored.load_state_dict(state["replay"])
+    for step in range(30, 60):
+        expected, got = original.augment(batch(step)), restored.augment(batch(step))
+        assert len(got[1]) == 4 + R
+        assert all(torch.equal(a, b) for a, b in zip(expected, got)), step
+    assert restored.timings()["replay_steps"] == original.timings()["replay_steps"] == 60
+    # with one worker every candidate is its own; with more, the split among them is drawn too
+    for _ in range(5):
+        sizes = np.array([30, 50, 20])
+        assert np.array_equal(restored.choose_from_union(sizes), original.choose_from_union(sizes))

@@ -62,6 +62,8 @@ def test_two_workers_match_one_process(tmp_path):
                     "--batch_size", "16", "--results_dir", str(tmp_path), "--run_name", "double")
     assert double.returncode == 0, double.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["double", "single"], "only worker 0 writes"
+    # ... its folder, where worker 1 puts only its part of each checkpoint
+    assert (tmp_path / "double" / "checkpoints" / "after_stage_4.worker1.pt").is_file()
     one = json.loads((tmp_path / "single" / "results.json").read_text())
     two = json.loads((tmp_path / "double" / "results.json").read_text())
     assert len(two["accuracy_matrix"]) == 5 and two["complete"]
@@ -103,8 +105,9 @@ def test_rehearsal_with_augmentation_runs_on_two_workers(tmp_path):
     """The strategy joins the global replay to the minibatch before the learner augments it."""
     out = sylvan("--setting", "distributed", "--method", "rehearsal", "--devices", "2", *COMMON, "--batch_size", "16",
                  "--augmentation", "crop_flip", "--crop_padding", "1", "--results_dir", str(tmp_path),
-                 "--run_name", "augmented")
+                 "--run_name", "augmented", "--save_checkpoints", "false")
     assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "augmented" / "checkpoints").exists(), "no worker writes a checkpoint part either"
     results = json.loads((tmp_path / "augmented" / "results.json").read_text())
     assert results["complete"] and len(results["accuracy_matrix"]) == 5
     assert results["task_aware_accuracy"] > 0.8
@@ -195,3 +198,40 @@ def test_a_signal_to_every_worker_stops_the_run_at_once(tmp_path, stop, status, 
     assert "run failed" not in stderr and "Traceback" not in stderr
     kept = json.loads((tmp_path / "stopped" / "results.json").read_text())
     assert len(kept["accuracy_matrix"]) >= 1 and not kept["complete"]
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_as_if_never_stopped(tmp_path):
+    """A job stopped by its scheduler continues with `--resume`: every worker writes its part of
+    each checkpoint (its buffer, its generators, the replay's exchange in flight between tasks),
+    and the continued run writes the same results.json and train.csv as a run never stopped."""
+    options = ["--setting", "distributed", "--method", "rehearsal", "--devices", "2", *COMMON, "--batch_size", "16",
+               "--results_dir", str(tmp_path)]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), *options, "--run_name", "stopped"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_signal_handling, start_new_session=True,
+    )
+    try:
+        for line in process.stdout:
+            if line.startswith("[sylvan] stage 2/5 done"):
+                os.killpg(process.pid, signal.SIGTERM)
+                break
+        _, stderr = process.communicate(timeout=90)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    stopped = tmp_path / "stopped"
+    assert process.returncode == 143, stderr
+    assert f"continue the run with: sylvan --resume {stopped}" in stderr
+    assert (stopped / "checkpoints" / "after_stage_1.worker1.pt").is_file()
+    finished = len(json.loads((stopped / "results.json").read_text())["accuracy_matrix"])
+    assert 2 <= finished < 5
+
+    resumed = sylvan("--resume", str(stopped))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"after stage {finished}," in resumed.stdout
+    whole = sylvan(*options, "--run_name", "whole")
+    assert whole.returncode == 0, whole.stderr
+    assert (stopped / "results.json").read_text() == (tmp_path / "whole" / "results.json").read_text()
+    assert (stopped / "logs" / "train.csv").read_text() == (tmp_path / "whole" / "logs" / "train.csv").read_text()

@@ -198,7 +198,7 @@ class GlobalReplay:
             self.blocks = ExchangeBlocks(self.buffer.storage, self.replay_size, world)
             for name, values in pending["fields"].items():
                 self.blocks.received_fields[name].copy_(values)
-            self.pending = ([], self.blocks.received_fields, pending["sizes"].clone())
+            self.pending = ([], self.blocks.received_fields, pending["sizes"])
 
     def _insert(self, fields: dict[str, torch.Tensor]) -> None:
         if self.featurize is not None:

@@ -141,7 +141,7 @@ class DistributedSetting(ClassIncrementalSetting):
     _connected_at = None  # perf_counter() at the current fit's setup hook (every worker has joined), or None
     _stage_startup = 0.0
     _workers_joined = False  # every worker has joined the process group, in this run's first fit or since
-    _checkpoint_folder = None  # where the workers write their parts of checkpoints (set by `apply`)
+    _checkpoint_folder = _UNKNOWN  # where the workers write their checkpoints' parts; None: nowhere
 
     def train_stage(self, method: Any, stage: int, loaders: list[Any]) -> None:
         """Train the stage; if its `fit` started the workers (the first one does, unless a
@@ -169,15 +169,15 @@ class DistributedSetting(ClassIncrementalSetting):
         if self._checkpoint_folder is _UNKNOWN:  # only worker 0 has a tracker: it says where, once
             folder = [None if tracker is None or tracker.checkpoint_dir is None else str(tracker.checkpoint_dir)]
             dist.broadcast_object_list(folder, src=0, device=self._collective_device())
-            self._checkpoint_folder = folder[0]
+            self._checkpoint_folder = None if folder[0] is None else Path(folder[0])
         if self._checkpoint_folder is None:  # --save_checkpoints false
             return
         from sylvan.checkpoints import save_worker_checkpoint
 
         rank, world = dist.get_rank(), dist.get_world_size()
         if rank > 0:
-            Path(self._checkpoint_folder).mkdir(parents=True, exist_ok=True)
-            save_worker_checkpoint(Path(self._checkpoint_folder), stage, rank, world, method)
+            self._checkpoint_folder.mkdir(parents=True, exist_ok=True)
+            save_worker_checkpoint(self._checkpoint_folder, stage, rank, world, method)
         dist.all_reduce(torch.zeros(1, device=self._collective_device()))  # a barrier on either backend
 
     def _collective_device(self) -> torch.device:

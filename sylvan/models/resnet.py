@@ -1,4 +1,5 @@
-"""ResNet-18 for 32x32 inputs (3x3 stem, no max-pool), as used on CIFAR in the rehearsal papers.
+"""ResNet-18 with the CIFAR stem (3x3 convolution, no max-pool), as the rehearsal papers use on CIFAR
+and on Tiny ImageNet (64x64: global average pooling takes either size).
 
 `width=64` is the standard network (DER, Buzzega et al. 2020); `width=20` is the reduced
 ResNet-18 of GEM / A-GEM (Lopez-Paz & Ranzato 2017; Chaudhry et al. 2019).

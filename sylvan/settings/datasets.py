@@ -4,6 +4,8 @@ standard augmentation and per-channel statistics (with whether its benchmarks no
 Every loader returns continuum datasets (train, test), so that the settings build their task
 streams with continuum's scenarios whatever the source. `digits` and `synthetic` live in memory
 and need no download; the others use continuum's (torchvision's) download code under `data_dir`.
+Datasets stored as image files (Tiny ImageNet) come as datasets of paths, decoded by the setting
+once it has chosen the samples it keeps.
 """
 
 from __future__ import annotations
@@ -90,6 +92,16 @@ def downloads_allowed() -> bool:
     return os.environ.get("SYLVAN_OFFLINE", "").lower() not in ("1", "true", "yes")
 
 
+def _unavailable(name: str, root: Path, hint: str, download: bool, error: Exception) -> DataUnavailableError:
+    """The message for dataset `name` missing from `root`: where its files go (`hint`)."""
+    return DataUnavailableError(
+        f"dataset {name!r} is not in {root} and could not be downloaded ({error}). "
+        f"Put the files at {root}/{hint}, or pass --data_dir pointing to a folder that "
+        "holds them, or run once with network access"
+        + (" (downloads are off: SYLVAN_OFFLINE is set)." if not download else ".")
+    )
+
+
 def _torchvision(class_name: str, name: str, hint: str) -> Loader:
     """Loader for continuum's dataset `class_name`, which downloads through torchvision."""
 
@@ -104,14 +116,34 @@ def _torchvision(class_name: str, name: str, hint: str) -> Loader:
                 dataset_cls(str(root), train=False, download=download),
             )
         except (OSError, RuntimeError) as error:
-            raise DataUnavailableError(
-                f"dataset {name!r} is not in {root} and could not be downloaded ({error}). "
-                f"Put the files at {root}/{hint}, or pass --data_dir pointing to a folder that "
-                "holds them, or run once with network access"
-                + (" (downloads are off: SYLVAN_OFFLINE is set)." if not download else ".")
-            ) from error
+            raise _unavailable(name, root, hint, download, error) from error
 
     return load
+
+
+TINY_IMAGENET_HINT = "tiny-imagenet-200/ (wnids.txt, train/WNID/images/, val/images/, val/val_annotations.txt)"
+
+
+def _tiny_imagenet(data_dir: str, size: int | None, seed: int):
+    """Tiny ImageNet (200 classes, 500 training and 50 test images of 64x64 each, the test set
+    being the official validation set, as in the rehearsal papers) through continuum, as
+    datasets of image paths; the setting decodes the images it keeps (`streams.decode_images`).
+    The archive is downloaded and unpacked only when the folder is absent."""
+    import zipfile
+
+    from continuum.datasets import TinyImageNet200
+
+    root = Path(data_dir).expanduser()
+    download = downloads_allowed() and not (root / "tiny-imagenet-200").is_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        train = TinyImageNet200(str(root), train=True, download=download)
+        test = TinyImageNet200(str(root), train=False, download=False)
+        for dataset in (train, test):
+            dataset.get_data()  # reads the class list and annotations: a missing file fails here
+    except (OSError, RuntimeError, zipfile.BadZipFile) as error:
+        raise _unavailable("tiny_imagenet", root, TINY_IMAGENET_HINT, downloads_allowed(), error) from error
+    return train, test
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -138,6 +170,11 @@ DATASETS: dict[str, DatasetSpec] = {
             "cifar100", (3, 32, 32), 100, "resnet18",
             _torchvision("CIFAR100", "cifar100", "cifar-100-python/"), downloads=True, augmentation="crop_flip",
             channel_stats=((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)), normalized=True,
+        ),
+        DatasetSpec(
+            "tiny_imagenet", (3, 64, 64), 200, "resnet18", _tiny_imagenet, downloads=True,
+            augmentation="crop_flip",
+            channel_stats=((0.4802, 0.4480, 0.3975), (0.2770, 0.2691, 0.2821)), normalized=True,
         ),
     )
 }

@@ -24,7 +24,7 @@ from sylvan.minibatches import minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
-from sylvan.settings.streams import TaskData, build_tasks, holdout, subsample
+from sylvan.settings.streams import TaskData, build_tasks, decode_images, holdout, subsample
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
@@ -45,7 +45,7 @@ class OnlineSetting(Setting):
     name: ClassVar[str] = "online"
     single_pass: ClassVar[bool] = True
 
-    dataset: str = "digits"  # digits, synthetic, mnist, fashion_mnist, cifar10 or cifar100
+    dataset: str = "digits"  # digits, synthetic, mnist, fashion_mnist, cifar10, cifar100 or tiny_imagenet
     nb_tasks: int = 5  # number of tasks the classes are split into
     class_order: Optional[List[int]] = None  # order in which classes arrive (default: 0..C-1)
     random_class_order: bool = False  # shuffle the class order with the seed
@@ -212,6 +212,7 @@ class OnlineSetting(Setting):
             train = subsample(train, self.train_samples, self.seed, name=repr(self.dataset))
         if self.validation_fraction > 0:  # the test set is left unread
             train, test = holdout(train, self.validation_fraction, self.seed, name=repr(self.dataset))
+        train, test = decode_images(train, repr(self.dataset)), decode_images(test, repr(self.dataset))
         return build_tasks(self.make_scenario(train), self.make_scenario(test))
 
     @property

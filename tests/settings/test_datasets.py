@@ -9,11 +9,16 @@ from sylvan.settings.datasets import make_synthetic
 
 
 def test_registry_describes_each_dataset():
-    assert {"digits", "synthetic", "mnist", "fashion_mnist", "cifar10", "cifar100"} <= set(DATASETS)
+    assert {"digits", "synthetic", "mnist", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet"} <= set(DATASETS)
     assert get_dataset("cifar100").num_classes == 100
     assert get_dataset("cifar10").input_shape == (3, 32, 32)
     assert get_dataset("cifar10").default_backbone == "resnet18"
     assert get_dataset("mnist").default_backbone == "mlp"
+    tiny_imagenet = get_dataset("tiny_imagenet")
+    assert (tiny_imagenet.input_shape, tiny_imagenet.num_classes) == ((3, 64, 64), 200)
+    assert (tiny_imagenet.default_backbone, tiny_imagenet.augmentation, tiny_imagenet.normalized) == (
+        "resnet18", "crop_flip", True
+    )
     with pytest.raises(UnknownNameError, match="valid datasets"):
         get_dataset("imagenet42")
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from sylvan.minibatches import float_inputs
 from sylvan.models import MLP
 from sylvan.settings import ClassIncrementalSetting
 from sylvan.settings.online import DEFAULT_DATA_DIR
@@ -93,7 +95,10 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
     np.random.seed(seed)
     setting = ClassIncrementalSetting(dataset="mnist", batch_size=batch_size, epochs=1, seed=seed,
                                       data_dir=data_dir, progress_bar=False)
-    tasks = setting.prepare_tasks()
+    tasks = [  # float inputs throughout, as a plain PyTorch loop would hold them
+        replace(task, x_train=float_inputs(task.x_train), x_test=float_inputs(task.x_test))
+        for task in setting.prepare_tasks()
+    ]
     net = MLP((1, 28, 28), 10)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     stored_x = torch.zeros(capacity, 1, 28, 28)

@@ -1,7 +1,7 @@
 """What preparing Seq-TinyImageNet's tasks costs: sylvan decodes the image files with a thread per
-core into one uint8 array, then builds and converts the tasks as it does CIFAR's
-(`streams.decode_images`); against continuum's own path, which opens, decodes and converts the
-files one at a time as its task sets are indexed.
+core into one uint8 array, then builds the tasks from it as it does CIFAR's, keeping uint8 pixels
+(`streams.decode_images`, `streams.images_at_once`); against continuum's own path, which opens,
+decodes and converts the files to float32 one at a time as its task sets are indexed.
 
     python benchmarks/image_files.py [--data_dir DIR] [--threads 1 2] [--skip_file_by_file]
 
@@ -98,16 +98,19 @@ def measure(way: str, root: Path) -> None:
         tasks = ClassIncrementalSetting(
             dataset="tiny_imagenet", data_dir=str(root), nb_tasks=10, progress_bar=False
         ).prepare_tasks()
-        size = sum(task.x_train.numel() + task.x_test.numel() for task in tasks) * 4 / 2**30
+        size = sum(x.numel() * x.element_size() for task in tasks for x in (task.x_train, task.x_test)) / 2**30
         images = sum(len(task.y_train) + len(task.y_test) for task in tasks)
-        row("sylvan: decode, then convert whole tasks", time.perf_counter() - start,
-            f"  ({images} images, {size:.2f} GiB of float32 tasks; torch threads: {torch.get_num_threads()})")
+        dtype = str(tasks[0].x_train.dtype).removeprefix("torch.")
+        row("sylvan: decode, then build whole tasks", time.perf_counter() - start,
+            f"  ({images} images, {size:.2f} GiB of {dtype} tasks; torch threads: {torch.get_num_threads()})")
     elif way == "continuum":
-        kept = []  # as a setting keeps its tasks
+        kept = []  # as a setting would keep its tasks
         for train in (True, False):
             scenario = ClassIncremental(TinyImageNet200(str(root), train=train, download=False), nb_tasks=10)
             kept += [materialize_per_sample(taskset) for taskset in scenario]
-        row("continuum: file by file (ToTensor per sample)", time.perf_counter() - start)
+        size = sum(x.numel() * x.element_size() for x, _ in kept) / 2**30
+        row("continuum: file by file (ToTensor per sample)", time.perf_counter() - start,
+            f"  ({size:.2f} GiB of float32 tasks)")
     else:
         raise SystemExit(f"unknown way {way!r}")
 

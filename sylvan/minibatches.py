@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset, default_collate
 
 
 class GatheringTensorDataset(TensorDataset):
@@ -47,9 +47,27 @@ class GatheringConcatDataset(ConcatDataset):
         return tuple(columns)
 
 
+def float_inputs(x: torch.Tensor) -> torch.Tensor:
+    """Inputs as a network takes them: uint8 pixels (how tasks of uint8 images are stored, at a
+    quarter of float32's memory) become float32 in [0, 1], the values `ToTensor` gives; any
+    other tensor is returned as it is."""
+    if x.dtype != torch.uint8:
+        return x
+    return x.to(torch.get_default_dtype()).div_(255).float()
+
+
 def gathered_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """The collate function of a `GatheringTensorDataset`: its minibatch is already stacked."""
-    return batch
+    """The collate function of a `GatheringTensorDataset`: its minibatch is already stacked;
+    uint8 pixels become float inputs (`float_inputs`)."""
+    return tuple(float_inputs(column) for column in batch)
+
+
+def collated_batch(samples: list[Any]) -> Any:
+    """`default_collate`, then uint8 pixels made float inputs, for datasets served sample by sample."""
+    batch = default_collate(samples)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(float_inputs(column) if isinstance(column, torch.Tensor) else column for column in batch)
+    return float_inputs(batch) if isinstance(batch, torch.Tensor) else batch
 
 
 def minibatch_loader(
@@ -59,11 +77,13 @@ def minibatch_loader(
     """A loader of minibatches of `dataset` in the order `DataLoader(dataset, batch_size,
     shuffle, generator=generator)` gives. A `TensorDataset`, or a `ConcatDataset` of them, is
     served by gathering (the tensors are shared, not copied); any other dataset is loaded sample
-    by sample as usual. `pin_memory` (for training on a GPU) puts each minibatch in pinned
-    memory, so that its copy to the GPU is queued without making the host wait for the
-    previous step's kernels (see `sylvan.transfer`)."""
+    by sample as usual. Either way, inputs stored as uint8 pixels come out as float32 in [0, 1].
+    `pin_memory` (for training on a GPU) puts each minibatch in pinned memory, so that its copy
+    to the GPU is queued without making the host wait for the previous step's kernels (see
+    `sylvan.transfer`)."""
     kwargs: dict[str, Any] = {
         "batch_size": batch_size, "shuffle": shuffle, "generator": generator, "pin_memory": pin_memory,
+        "collate_fn": collated_batch,
     }
     if isinstance(dataset, TensorDataset):
         if not isinstance(dataset, GatheringTensorDataset):

@@ -98,3 +98,31 @@ def test_pinned_minibatches_are_the_same_batches_in_pinned_memory() -> None:
     for want, got in zip(plain, pinned, strict=True):
         assert all(tensor.is_pinned() for tensor in got)
         assert all(torch.equal(a, b) for a, b in zip(want, got))
+
+
+def pixel_columns(n: int = 29) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(5)
+    return torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8, generator=generator), torch.arange(n)
+
+
+@pytest.mark.parametrize("wrap", ["tensor", "concat", "subset"])
+def test_uint8_pixels_come_out_as_the_floats_to_tensor_gives(wrap: str) -> None:
+    """Tasks of uint8 images keep their pixels as uint8 (a quarter of float32's memory); every
+    loader, gathering or not, hands out float32 inputs equal to pixels / 255, labels untouched."""
+    from torch.utils.data import Subset
+
+    from sylvan.minibatches import float_inputs
+
+    x, y = pixel_columns()
+    dataset: Dataset = {
+        "tensor": lambda: TensorDataset(x, y),
+        "concat": lambda: ConcatDataset([TensorDataset(x[:10], y[:10]), TensorDataset(x[10:], y[10:])]),
+        "subset": lambda: Subset(TensorDataset(x, y), list(range(len(y)))),
+    }[wrap]()
+    batches = list(minibatch_loader(dataset, 8, shuffle=False))
+    inputs, labels = torch.cat([batch[0] for batch in batches]), torch.cat([batch[1] for batch in batches])
+    assert inputs.dtype == torch.float32 and labels.dtype == torch.int64
+    assert torch.equal(inputs, x.float() / 255) and torch.equal(labels, y)
+    assert torch.equal(float_inputs(x), x.float() / 255)
+    floats = torch.rand(3, 2)
+    assert float_inputs(floats) is floats

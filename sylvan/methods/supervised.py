@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from sylvan.errors import ConfigurationError, StoppedBySignal, refuse_if_given, unknown_name
 from sylvan.methods.base import Method
-from sylvan.minibatches import minibatch_loader
+from sylvan.minibatches import float_inputs, minibatch_loader
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 
 if TYPE_CHECKING:
@@ -214,9 +214,10 @@ class SupervisedMethod(Method):
 
 def dataset_tensors(dataset: Dataset, batch_size: int = 4096) -> tuple[torch.Tensor, ...]:
     """Every sample of a map-style dataset of (x, y[, t]) tuples, as stacked tensors in dataset
-    order (for methods that revisit a task's data at its end: Fisher information, exemplars)."""
+    order (for methods that revisit a task's data at its end: Fisher information, exemplars);
+    inputs stored as uint8 pixels come back as float inputs, as minibatches bring them."""
     if isinstance(dataset, TensorDataset):
-        return tuple(dataset.tensors)
+        return tuple(float_inputs(tensor) for tensor in dataset.tensors)
     columns: list[list[torch.Tensor]] = []
     for batch in minibatch_loader(dataset, batch_size, shuffle=False):
         if not columns:

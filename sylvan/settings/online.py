@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sylvan.checkpoints import RunCheckpoint, restore_rng_states, rng_states
 from sylvan.errors import ConfigurationError, InapplicableMethodError, refuse_if_given, unknown_name
 from sylvan.metrics import Results
-from sylvan.minibatches import minibatch_loader
+from sylvan.minibatches import float_inputs, minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
@@ -300,7 +300,7 @@ class OnlineSetting(Setting):
             mask = torch.zeros(self.num_classes, dtype=torch.bool)
             mask[task.classes] = True
             for start in range(0, len(task.y_test), self.eval_batch_size):
-                x = task.x_test[start : start + self.eval_batch_size]
+                x = float_inputs(task.x_test[start : start + self.eval_batch_size])
                 y = task.y_test[start : start + self.eval_batch_size]
                 task_labels = torch.full_like(y, task.task_id) if self.task_labels_at_test else None
                 scores = method.predict(x, task_labels)

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class TaskData:
-    """One task of a stream: its training and test tensors, and the labels it contains."""
+    """One task of a stream: its training and test tensors, and the labels it contains.
+
+    Inputs are float32, or uint8 pixels (0 to 255 standing for [0, 1]) where the dataset is made
+    of uint8 images: the loaders and the evaluation turn them into float32 per minibatch
+    (`sylvan.minibatches.float_inputs`), so a method always receives float inputs."""
 
     task_id: int
     x_train: torch.Tensor
@@ -46,7 +50,8 @@ class TaskData:
 
 
 def materialize(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read a continuum task set once into (inputs as float32, labels as int64)."""
+    """Read a continuum task set once into (inputs, labels as int64): inputs as uint8 pixels
+    where the task set is made of uint8 images (`images_at_once`), as float32 otherwise."""
     converted = images_at_once(taskset)
     if converted is None:
         return materialize_per_sample(taskset)
@@ -67,12 +72,13 @@ def materialize_per_sample(taskset: torch.utils.data.Dataset) -> tuple[torch.Ten
 
 
 def images_at_once(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """`materialize` for the common case of uint8 image arrays (the MNIST family, CIFAR) whose
-    transformation is `ToTensor`, optionally followed by continuum's pixel permutations (permuted
-    MNIST): the same operations on the whole array at once (divide by 255, channels first, then
-    the same permutation of every image's pixels). This gives the float32 values that a PIL
-    image and the transformations per sample give, at a fraction of the cost. None for any other
-    task set (rotations, other transformations or dtypes), which is read sample by sample."""
+    """`materialize` for the common case of uint8 image arrays (the MNIST family, CIFAR, Tiny
+    ImageNet) whose transformation is `ToTensor`, optionally followed by continuum's pixel
+    permutations (permuted MNIST): the same operations on the whole array at once (channels
+    first, then the same permutation of every image's pixels), kept as uint8 pixels, a quarter
+    of float32's memory. `float_inputs` divides them by 255 when a minibatch is drawn, which
+    gives the float32 values that a PIL image and the transformations per sample give. None for
+    any other task set (rotations, other transformations or dtypes), read sample by sample."""
     from continuum.tasks import TaskType
     from continuum.tasks.image_array_task_set import ArrayTaskSet
 
@@ -84,23 +90,20 @@ def images_at_once(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, tor
     if x.dtype != np.uint8 or not (x.ndim == 3 or (x.ndim == 4 and x.shape[-1] == 3)):
         return None  # grayscale (N, H, W) or RGB (N, H, W, 3), as PIL reads them
     images = torch.from_numpy(x)
-    # channels first while still uint8: converting the permuted view to float directly reads memory
-    # out of order, several times slower on RGB arrays of CIFAR's size and more
-    images = images.unsqueeze(1) if x.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
+    images = images.unsqueeze(1) if x.ndim == 3 else images.permute(0, 3, 1, 2)
     labels = np.zeros(len(y), dtype=np.int64) if t is None else np.asarray(t)
     tasks = np.unique(labels)  # a task set's transformation may depend on the task label
-    converted = None if len(tasks) == 1 else torch.empty(images.shape, dtype=torch.float32)
+    converted = None if len(tasks) == 1 else torch.empty(images.shape, dtype=torch.uint8)
     for task in tasks:
         permutations = pixel_permutations(taskset.get_task_trsf(int(task)), images[0].numel())
         if permutations is None:
             return None
         rows = torch.from_numpy(np.flatnonzero(labels == task))
-        values = images if converted is None else images.index_select(0, rows)
-        values = values.to(torch.get_default_dtype()).div_(255).float()  # a new tensor: uint8 -> float
+        values = images.contiguous() if converted is None else images.index_select(0, rows)
         for permutation in permutations:
             values = values.reshape(len(rows), -1).index_select(1, permutation).reshape(values.shape)
         if converted is None:
-            return values.contiguous(), torch.from_numpy(y).long()
+            return values, torch.from_numpy(y).long()
         converted[rows] = values
     return converted, torch.from_numpy(y).long()
 
@@ -250,4 +253,10 @@ def build_tasks(train_scenario: ContinualScenario, test_scenario: ContinualScena
         x_test, y_test = materialize(test_set)
         classes = sorted(set(torch.unique(y_train).tolist()) | set(torch.unique(y_test).tolist()))
         tasks.append(TaskData(task_id, x_train, y_train, x_test, y_test, classes))
+    if len({tensor.dtype for task in tasks for tensor in (task.x_train, task.x_test)}) > 1:
+        # tasks read by different paths: one dtype, so that they concatenate (streams, unions)
+        from sylvan.minibatches import float_inputs
+
+        for task in tasks:
+            task.x_train, task.x_test = float_inputs(task.x_train), float_inputs(task.x_test)
     return tasks

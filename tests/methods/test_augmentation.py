@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from sylvan.methods import METHODS, Batch, Rehearsal
+from sylvan.minibatches import float_inputs
 from sylvan.settings import SETTINGS, ClassIncrementalSetting
 from tests.conftest import tiny_options
 from tests.settings.test_augmentation import is_augmented_view
@@ -63,7 +64,7 @@ def rows(x: torch.Tensor) -> set[bytes]:
 
 def test_new_and_replayed_samples_are_augmented_and_the_buffer_keeps_them_as_they_came():
     setting, method = run_spy("crop_flip")
-    training_inputs = rows(torch.cat([task.x_train for task in setting._tasks]))
+    training_inputs = rows(torch.cat([float_inputs(task.x_train) for task in setting._tasks]))
     steps = len(method.batches)
     assert steps > 10
     # one augmentation of the minibatch per step, and one of the replayed samples at every step but
@@ -154,7 +155,7 @@ def test_stored_features_describe_the_samples_as_they_came_in_evaluation_mode(se
     setting = setting_cls(**tiny_options(setting_cls), augmentation="crop_flip", batch_size=8, crop_padding=PADDING)
     method = FeatureSpy(buffer_size=30, replay_size=8, buffer_policy=policy, buffer_retrieval=retrieval)
     assert setting.apply(method).complete
-    training_inputs = rows(torch.cat([task.x_train for task in setting._tasks]))
+    training_inputs = rows(torch.cat([float_inputs(task.x_train) for task in setting._tasks]))
     steps = sum(len(task.x_train) for task in setting._tasks) // 8
     assert len(method.checks) >= steps  # once per step: the new samples
     for x, expected, features, untouched, training in method.checks:

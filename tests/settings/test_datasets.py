@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from sylvan.errors import ConfigurationError, DataUnavailableError, UnknownNameError
+from sylvan.minibatches import float_inputs
 from sylvan.settings import DATASETS, ClassIncrementalSetting, get_dataset
 from sylvan.settings.datasets import make_synthetic
 
@@ -27,8 +28,9 @@ def test_digits_needs_no_download():
     setting = ClassIncrementalSetting(dataset="digits", progress_bar=False)
     tasks = setting.prepare_tasks()
     assert sum(len(t.y_train) for t in tasks) + sum(len(t.y_test) for t in tasks) == 1797
-    assert tasks[0].x_train.shape[1:] == (1, 8, 8)
-    assert 0.0 <= float(tasks[0].x_train.min()) and float(tasks[0].x_train.max()) <= 1.0
+    assert tasks[0].x_train.shape[1:] == (1, 8, 8) and tasks[0].x_train.dtype == torch.uint8  # pixels
+    inputs = float_inputs(tasks[0].x_train)
+    assert inputs.dtype == torch.float32 and 0.0 <= float(inputs.min()) and float(inputs.max()) <= 1.0
 
 
 def test_synthetic_has_any_size_and_is_seeded():

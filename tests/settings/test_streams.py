@@ -9,7 +9,8 @@ import torch
 from continuum import ClassIncremental, Permutations, Rotations
 from continuum.datasets import InMemoryDataset
 
-from sylvan.settings.streams import images_at_once, materialize, materialize_per_sample
+from sylvan.minibatches import float_inputs
+from sylvan.settings.streams import build_tasks, images_at_once, materialize, materialize_per_sample
 
 
 def image_arrays(shape: tuple[int, ...], n: int = 120) -> InMemoryDataset:
@@ -25,9 +26,11 @@ def test_whole_array_conversion_is_exactly_per_sample_to_tensor(shape):
         assert converted is not None
         x, y = converted
         expected_x, expected_y = materialize_per_sample(taskset)
-        assert x.dtype == expected_x.dtype == torch.float32 and y.dtype == expected_y.dtype == torch.int64
+        # kept as uint8 pixels, a quarter of the memory; minibatches make them the same floats
+        assert x.dtype == torch.uint8 and expected_x.dtype == torch.float32
+        assert y.dtype == expected_y.dtype == torch.int64
         assert x.shape == expected_x.shape  # channels first
-        assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
+        assert torch.equal(float_inputs(x), expected_x) and torch.equal(y, expected_y)
 
 
 @pytest.mark.parametrize("shape", [(9, 7), (6, 5, 3)], ids=["grayscale", "rgb"])
@@ -38,13 +41,13 @@ def test_pixel_permutations_at_once_are_exactly_per_sample(shape):
         at_once = images_at_once(taskset)
         assert at_once is not None
         per_sample = materialize_per_sample(taskset)
-        assert torch.equal(at_once[0], per_sample[0]) and torch.equal(at_once[1], per_sample[1])
+        assert torch.equal(float_inputs(at_once[0]), per_sample[0]) and torch.equal(at_once[1], per_sample[1])
         converted.append(at_once[0])
     assert not torch.equal(converted[1], converted[2])  # each task its own permutation
     several_tasks = scenario[0:3]  # samples of three tasks, each with its task's permutation
     at_once, per_sample = images_at_once(several_tasks), materialize_per_sample(several_tasks)
     assert at_once is not None and len(at_once[1]) == 3 * 120
-    assert torch.equal(at_once[0], per_sample[0]) and torch.equal(at_once[1], per_sample[1])
+    assert torch.equal(float_inputs(at_once[0]), per_sample[0]) and torch.equal(at_once[1], per_sample[1])
 
 
 def test_other_transformations_are_applied_sample_by_sample():
@@ -93,3 +96,16 @@ def test_data_prepared_before_the_run_gives_the_same_run(setting_name):
         return setting.apply(Naive(lr=0.05)).accuracy_matrix
 
     assert run(prepare=True) == run(prepare=False)
+
+
+def test_tasks_read_by_different_paths_share_one_dtype():
+    """uint8 pixels for one split and floats for the other (here, test images given as floats)
+    would not concatenate: the tasks then hold floats throughout, with the same values."""
+    pixels = image_arrays((6, 6))
+    x, y, _ = pixels.get_data()
+    as_floats = InMemoryDataset(x.astype(np.float32) / 255, y, train=False)
+    tasks = build_tasks(ClassIncremental(pixels, increment=2), ClassIncremental(as_floats, increment=2))
+    assert {task.x_train.dtype for task in tasks} == {task.x_test.dtype for task in tasks} == {torch.float32}
+    same_path = build_tasks(ClassIncremental(pixels, increment=2), ClassIncremental(pixels, increment=2))
+    assert same_path[0].x_train.dtype == torch.uint8
+    assert torch.equal(tasks[0].x_train, float_inputs(same_path[0].x_train))

@@ -15,6 +15,7 @@ from PIL import Image
 from sylvan.errors import DataUnavailableError
 from sylvan.experiment import RunOptions, run_experiment
 from sylvan.methods import Rehearsal
+from sylvan.minibatches import float_inputs
 from sylvan.settings import ClassIncrementalSetting
 from sylvan.settings.streams import decode_images, materialize_per_sample
 
@@ -46,7 +47,7 @@ def test_tasks_hold_the_images_as_continuum_reads_them_file_by_file(tiny_imagene
     assert len(tasks) == 10 and [len(task.classes) for task in tasks] == [20] * 10
     assert sum(len(task.y_train) for task in tasks) == 200 * TRAIN_PER_CLASS
     assert sum(len(task.y_test) for task in tasks) == 200 * TEST_PER_CLASS
-    assert tasks[0].x_train.shape[1:] == (3, 64, 64) and tasks[0].x_train.dtype == torch.float32
+    assert tasks[0].x_train.shape[1:] == (3, 64, 64) and tasks[0].x_train.dtype == torch.uint8  # pixels
 
     from continuum.datasets import TinyImageNet200
     from continuum.scenarios import ClassIncremental
@@ -55,7 +56,7 @@ def test_tasks_hold_the_images_as_continuum_reads_them_file_by_file(tiny_imagene
         by_file = ClassIncremental(TinyImageNet200(str(tiny_imagenet_root), train=train, download=False), nb_tasks=10)
         for task, taskset in zip(tasks[:3], by_file):  # the greyscale image is in the first
             x, y = materialize_per_sample(taskset)
-            assert torch.equal(task.x_train if train else task.x_test, x)
+            assert torch.equal(float_inputs(task.x_train if train else task.x_test), x)
             assert torch.equal(task.y_train if train else task.y_test, y)
 
     greyscale = tasks[0].x_train[tasks[0].y_train == 1][0]

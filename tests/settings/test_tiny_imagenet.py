@@ -95,6 +95,9 @@ def test_an_unreadable_file_or_an_image_of_another_size_is_refused(tmp_path):
     Path(paths[1]).write_bytes(b"not an image")
     with pytest.raises(DataUnavailableError, match=r"cannot read .*1\.png"):
         decode_images(dataset, "'tiny_imagenet'", threads=2)
+    empty = InMemoryDataset(np.array([], dtype=str), np.zeros(0, dtype=np.int64), data_type=TaskType.IMAGE_PATH)
+    with pytest.raises(DataUnavailableError, match="name no images"):
+        decode_images(empty, "'tiny_imagenet'")
 
 
 @pytest.mark.parametrize("threads", [1, 2, 5])

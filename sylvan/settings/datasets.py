@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sylvan.errors import DataUnavailableError, unknown_name
+from sylvan.errors import ConfigurationError, DataUnavailableError, unknown_name
 
 if TYPE_CHECKING:
     from continuum.datasets import InMemoryDataset
@@ -178,6 +178,19 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     )
 }
+
+
+BUILT_IN_DATASETS = frozenset(DATASETS)
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Make `spec` selectable as `--dataset spec.name` (from a plugin: see `image_folders` for a
+    folder of one's own images). Registering a name again replaces the earlier spec; a
+    built-in dataset's name is refused."""
+    if spec.name in BUILT_IN_DATASETS:
+        raise ConfigurationError(f"dataset {spec.name!r} is built in; register yours under another name")
+    DATASETS[spec.name] = spec
+    return spec
 
 
 def get_dataset(name: str) -> DatasetSpec:

@@ -15,7 +15,6 @@ Prints the seconds and peak memory (resident) of each way, each run in a process
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from sylvan.settings.streams import usable_cores
 
 
 def write_tiny_imagenet(
@@ -65,7 +66,7 @@ def write_tiny_imagenet(
             annotations.append(f"{name}\t{wnid}\t0\t0\t63\t63\n")
         return annotations
 
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
+    with ThreadPoolExecutor(usable_cores()) as pool:
         annotations = [line for lines in pool.map(write_class, range(classes)) for line in lines]
     (folder / "val" / "val_annotations.txt").write_text("".join(annotations))
     return root
@@ -118,7 +119,7 @@ def measure(way: str, root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", default=None, help="folder holding tiny-imagenet-200/ (default: generate one)")
-    parser.add_argument("--threads", nargs="+", type=int, default=[1, os.cpu_count() or 1])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, usable_cores()])
     parser.add_argument("--skip_file_by_file", action="store_true", help="leave out continuum's per-file path")
     parser.add_argument("--way", default=None, help=argparse.SUPPRESS)  # one measurement, in a child process
     args = parser.parse_args()
@@ -132,7 +133,7 @@ def main() -> None:
             start = time.perf_counter()
             root = write_tiny_imagenet(Path(scratch))
             print(f"generated a Tiny ImageNet-sized folder in {time.perf_counter() - start:.1f} s")
-        print(f"Seq-TinyImageNet (10 tasks of 20 classes) from {root}/tiny-imagenet-200 on {os.cpu_count()} cores; "
+        print(f"Seq-TinyImageNet (10 tasks of 20 classes) from {root}/tiny-imagenet-200 on {usable_cores()} cores; "
               "each way in a process of its own")
         header = f"{'way':<46} | {'seconds':>8} | {'peak GiB':>8}"
         print(header)

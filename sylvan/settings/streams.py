@@ -130,6 +130,14 @@ def pixel_permutations(transform: Any, pixels: int) -> list[torch.Tensor] | None
     return permutations
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: those a cluster's scheduler (or taskset) binds it to,
+    where the system says, else every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def decode_images(
     dataset: _ContinuumDataset, name: str = "the dataset", threads: int | None = None
 ) -> _ContinuumDataset:
@@ -137,11 +145,11 @@ def decode_images(
     of shape (N, H, W, 3), exactly as continuum's per-sample path reads each file (PIL, then
     `convert("RGB")`, which also turns the few greyscale images into RGB). The tasks are then
     built and converted as CIFAR's are, whole arrays at once, and only the files of the samples
-    kept (after `subsample` and `holdout`) are read. `threads` threads (default: one per core)
-    each decode a contiguous share of the files; opening a file holds Python's GIL, so they help
-    only in part (1.2x to 1.6x with 2 threads on 2 cores). Any other dataset is returned as it
-    is. A file that cannot be read, or an image of another size than the first, is refused with
-    its path."""
+    kept (after `subsample` and `holdout`) are read. `threads` threads (default: one per core
+    this process may run on) each decode a contiguous share of the files; opening a file holds
+    Python's GIL, so they help only in part (1.2x to 1.6x with 2 threads on 2 cores). Any other
+    dataset is returned as it is. A file that cannot be read, or an image of another size than
+    the first, is refused with its path."""
     from concurrent.futures import ThreadPoolExecutor
 
     from continuum.datasets import InMemoryDataset
@@ -176,7 +184,7 @@ def decode_images(
             images[index] = image
 
     images[0] = first
-    count = max(1, min(threads or os.cpu_count() or 1, len(paths)))
+    count = max(1, min(threads or usable_cores(), len(paths)))
     bounds = [1 + (len(paths) - 1) * share // count for share in range(count + 1)]
     with ThreadPoolExecutor(count) as pool:
         for done in [pool.submit(fill, start, stop) for start, stop in zip(bounds, bounds[1:])]:

@@ -128,3 +128,17 @@ def test_rehearsal_runs_on_it_with_a_resnet_its_augmentation_and_normalization(
     assert np.asarray(results.accuracy_matrix).shape == (2, 2)
     assert results.samples_seen == [100, 100]
     assert len(method.buffer) == 50
+
+
+def test_decoding_uses_the_cores_the_process_is_bound_to(monkeypatch):
+    """On a cluster node a job is bound to some cores: one thread for each of those, not one for
+    each core of the machine."""
+    import os
+
+    from sylvan.settings.streams import usable_cores
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6}, raising=False)
+    assert usable_cores() == 3
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert usable_cores() == 7

@@ -37,6 +37,7 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
                 "--class_order and --random_class_order do not apply to domain_incremental: every task holds "
                 "every class"
             )
+        refuse_if_given(self, "initial_classes", "every task of domain_incremental holds every class")
         if self.domain_shift != "rotation":
             refuse_if_given(self, "max_rotation", "it sets the angles of --domain_shift rotation")
         if self.domain_shift == "rotation" and not 0 < abs(self.max_rotation) <= 360:

@@ -47,6 +47,9 @@ class OnlineSetting(Setting):
 
     dataset: str = "digits"  # digits, synthetic, mnist, fashion_mnist, cifar10, cifar100 or tiny_imagenet
     nb_tasks: int = 5  # number of tasks the classes are split into
+    # classes of the first task, the others split evenly among the other tasks (CIFAR-100 as 50
+    # classes, then 5 tasks of 10: --initial_classes 50 --nb_tasks 6); default: an even split
+    initial_classes: Optional[int] = None
     class_order: Optional[List[int]] = None  # order in which classes arrive (default: 0..C-1)
     random_class_order: bool = False  # shuffle the class order with the seed
     batch_size: int = 10  # samples per training minibatch
@@ -102,6 +105,15 @@ class OnlineSetting(Setting):
                 f"--nb_tasks {self.nb_tasks} is more than the {spec.num_classes} classes of "
                 f"{self.dataset}: each task needs at least one new class"
             )
+        if (self.initial_classes is not None and not self.shared_output_space
+                and not 1 <= self.initial_classes <= spec.num_classes - (self.nb_tasks - 1)):
+            raise ConfigurationError(
+                f"--initial_classes must leave at least one new class to each of the other {self.nb_tasks - 1} "
+                f"tasks: between 1 and {spec.num_classes - self.nb_tasks + 1} for {self.dataset}, got "
+                f"{self.initial_classes}"
+            )
+        if self.initial_classes is not None and not self.shared_output_space and self.nb_tasks == 1:
+            raise ConfigurationError("--initial_classes needs --nb_tasks 2 or more: one task holds every class")
         if self.class_order is not None and self.random_class_order:
             raise ConfigurationError(
                 "--class_order and --random_class_order contradict each other: give the order, or ask for "
@@ -184,9 +196,11 @@ class OnlineSetting(Setting):
         )
 
     def class_increments(self) -> list[int]:
-        """New classes per task: an even split, the remainder going to the first tasks."""
-        base, extra = divmod(self.num_classes, self.nb_tasks)
-        return [base + (1 if task < extra else 0) for task in range(self.nb_tasks)]
+        """New classes per task: an even split, the remainder going to the first tasks; after the
+        first task's `initial_classes`, where given."""
+        first = [] if self.initial_classes is None else [self.initial_classes]
+        base, extra = divmod(self.num_classes - sum(first), self.nb_tasks - len(first))
+        return first + [base + (1 if task < extra else 0) for task in range(self.nb_tasks - len(first))]
 
     def prepare_data(self) -> None:
         self._prepared = (self._seeded_tasks(), rng_states())

@@ -4,7 +4,7 @@ standard augmentation and per-channel statistics (with whether its benchmarks no
 Every loader returns continuum datasets (train, test), so that the settings build their task
 streams with continuum's scenarios whatever the source. `digits` and `synthetic` live in memory
 and need no download; the others use continuum's (torchvision's) download code under `data_dir`.
-Datasets stored as image files (Tiny ImageNet) come as datasets of paths, decoded by the setting
+Datasets stored as image files (Tiny ImageNet, CORe50) come as datasets of paths, decoded by the setting
 once it has chosen the samples it keeps.
 """
 
@@ -146,6 +146,37 @@ def _tiny_imagenet(data_dir: str, size: int | None, seed: int):
     return train, test
 
 
+CORE50_HINT = "core50_128x128/ (s1/ to s11/, each with o1/ to o50/ of PNG files) and core50_train.csv"
+
+
+def _core50(data_dir: str, size: int | None, seed: int):
+    """CORe50 (Lomonaco & Maltoni, CoRL 2017) through continuum: 50 objects (the classes) filmed
+    in 11 sessions, 128x128 images, with the official split (sessions 3, 7 and 10 for testing, as
+    `core50_train.csv` lists). Its class-incremental protocol (NC) starts with 10 objects, then 8
+    tasks of 5: `--initial_classes 10 --nb_tasks 9`. Datasets of image paths, decoded by the
+    setting (`streams.decode_images`); the archive is downloaded only when the folder is absent."""
+    import contextlib
+    import io
+    import zipfile
+
+    from continuum.datasets import Core50
+
+    root = Path(data_dir).expanduser()
+    present = (root / "core50_128x128").is_dir() and (root / "core50_train.csv").is_file()
+    download = downloads_allowed() and not present
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        # continuum prints the split file's path as it reads it; its download progress is worth showing
+        with contextlib.redirect_stdout(io.StringIO()) if not download else contextlib.nullcontext():
+            train = Core50(str(root), train=True, download=download, scenario="classes", classification="object")
+            test = Core50(str(root), train=False, download=False, scenario="classes", classification="object")
+            for dataset in (train, test):
+                dataset.get_data()  # walks the sessions' folders: a missing one fails here
+    except (OSError, RuntimeError, zipfile.BadZipFile) as error:
+        raise _unavailable("core50", root, CORE50_HINT, downloads_allowed(), error) from error
+    return train, test
+
+
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
@@ -176,6 +207,7 @@ DATASETS: dict[str, DatasetSpec] = {
             augmentation="crop_flip",
             channel_stats=((0.4802, 0.4480, 0.3975), (0.2770, 0.2691, 0.2821)), normalized=True,
         ),
+        DatasetSpec("core50", (3, 128, 128), 50, "resnet18", _core50, downloads=True),
     )
 }
 

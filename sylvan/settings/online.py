@@ -45,7 +45,7 @@ class OnlineSetting(Setting):
     name: ClassVar[str] = "online"
     single_pass: ClassVar[bool] = True
 
-    dataset: str = "digits"  # digits, synthetic, mnist, fashion_mnist, cifar10, cifar100 or tiny_imagenet
+    dataset: str = "digits"  # digits, synthetic, mnist, fashion_mnist, cifar10, cifar100, tiny_imagenet or core50
     nb_tasks: int = 5  # number of tasks the classes are split into
     # classes of the first task, the others split evenly among the other tasks (CIFAR-100 as 50
     # classes, then 5 tasks of 10: --initial_classes 50 --nb_tasks 6); default: an even split

@@ -4,8 +4,8 @@ standard augmentation and per-channel statistics (with whether its benchmarks no
 Every loader returns continuum datasets (train, test), so that the settings build their task
 streams with continuum's scenarios whatever the source. `digits` and `synthetic` live in memory
 and need no download; the others use continuum's (torchvision's) download code under `data_dir`.
-Datasets stored as image files (Tiny ImageNet, CORe50) come as datasets of paths, decoded by the setting
-once it has chosen the samples it keeps.
+Datasets stored as image files (Tiny ImageNet, CORe50) come as in-memory datasets of paths,
+decoded by the setting once it has chosen the samples it keeps.
 """
 
 from __future__ import annotations
@@ -121,60 +121,36 @@ def _torchvision(class_name: str, name: str, hint: str) -> Loader:
     return load
 
 
-TINY_IMAGENET_HINT = "tiny-imagenet-200/ (wnids.txt, train/WNID/images/, val/images/, val/val_annotations.txt)"
+def _image_files(class_name: str, name: str, hint: str, required: tuple[str, ...], **options: Any) -> Loader:
+    """Loader for continuum's dataset `class_name` (built with `options`), stored as image files
+    under `data_dir`: its file lists are read once, into in-memory datasets of image paths that
+    the setting subsamples, then decodes (`streams.decode_images`). The archive is downloaded
+    only when one of the `required` paths is missing."""
 
+    def load(data_dir: str, size: int | None, seed: int):
+        import contextlib
+        import io
+        import zipfile
 
-def _tiny_imagenet(data_dir: str, size: int | None, seed: int):
-    """Tiny ImageNet (200 classes, 500 training and 50 test images of 64x64 each, the test set
-    being the official validation set, as in the rehearsal papers) through continuum, as
-    datasets of image paths; the setting decodes the images it keeps (`streams.decode_images`).
-    The archive is downloaded and unpacked only when the folder is absent."""
-    import zipfile
+        from continuum.datasets import InMemoryDataset
 
-    from continuum.datasets import TinyImageNet200
+        dataset_cls = getattr(importlib.import_module("continuum.datasets"), class_name)
+        root = Path(data_dir).expanduser()
+        download = downloads_allowed() and not all((root / path).exists() for path in required)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            # continuum may print as it reads its file lists; its download progress is worth showing
+            with contextlib.nullcontext() if download else contextlib.redirect_stdout(io.StringIO()):
+                splits = (dataset_cls(str(root), train=True, download=download, **options),
+                          dataset_cls(str(root), train=False, download=False, **options))
+                return tuple(
+                    InMemoryDataset(*split.get_data(), data_type=split.data_type, train=split.train)
+                    for split in splits
+                )
+        except (OSError, RuntimeError, zipfile.BadZipFile) as error:
+            raise _unavailable(name, root, hint, downloads_allowed(), error) from error
 
-    root = Path(data_dir).expanduser()
-    download = downloads_allowed() and not (root / "tiny-imagenet-200").is_dir()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        train = TinyImageNet200(str(root), train=True, download=download)
-        test = TinyImageNet200(str(root), train=False, download=False)
-        for dataset in (train, test):
-            dataset.get_data()  # reads the class list and annotations: a missing file fails here
-    except (OSError, RuntimeError, zipfile.BadZipFile) as error:
-        raise _unavailable("tiny_imagenet", root, TINY_IMAGENET_HINT, downloads_allowed(), error) from error
-    return train, test
-
-
-CORE50_HINT = "core50_128x128/ (s1/ to s11/, each with o1/ to o50/ of PNG files) and core50_train.csv"
-
-
-def _core50(data_dir: str, size: int | None, seed: int):
-    """CORe50 (Lomonaco & Maltoni, CoRL 2017) through continuum: 50 objects (the classes) filmed
-    in 11 sessions, 128x128 images, with the official split (sessions 3, 7 and 10 for testing, as
-    `core50_train.csv` lists). Its class-incremental protocol (NC) starts with 10 objects, then 8
-    tasks of 5: `--initial_classes 10 --nb_tasks 9`. Datasets of image paths, decoded by the
-    setting (`streams.decode_images`); the archive is downloaded only when the folder is absent."""
-    import contextlib
-    import io
-    import zipfile
-
-    from continuum.datasets import Core50
-
-    root = Path(data_dir).expanduser()
-    present = (root / "core50_128x128").is_dir() and (root / "core50_train.csv").is_file()
-    download = downloads_allowed() and not present
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        # continuum prints the split file's path as it reads it; its download progress is worth showing
-        with contextlib.redirect_stdout(io.StringIO()) if not download else contextlib.nullcontext():
-            train = Core50(str(root), train=True, download=download, scenario="classes", classification="object")
-            test = Core50(str(root), train=False, download=False, scenario="classes", classification="object")
-            for dataset in (train, test):
-                dataset.get_data()  # walks the sessions' folders: a missing one fails here
-    except (OSError, RuntimeError, zipfile.BadZipFile) as error:
-        raise _unavailable("core50", root, CORE50_HINT, downloads_allowed(), error) from error
-    return train, test
+    return load
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -203,11 +179,29 @@ DATASETS: dict[str, DatasetSpec] = {
             channel_stats=((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)), normalized=True,
         ),
         DatasetSpec(
-            "tiny_imagenet", (3, 64, 64), 200, "resnet18", _tiny_imagenet, downloads=True,
-            augmentation="crop_flip",
+            # 200 classes of 500 training and 50 test images (the official validation set, as in the
+            # rehearsal papers)
+            "tiny_imagenet", (3, 64, 64), 200, "resnet18",
+            _image_files(
+                "TinyImageNet200", "tiny_imagenet",
+                "tiny-imagenet-200/ (wnids.txt, train/WNID/images/, val/images/, val/val_annotations.txt)",
+                ("tiny-imagenet-200",),
+            ),
+            downloads=True, augmentation="crop_flip",
             channel_stats=((0.4802, 0.4480, 0.3975), (0.2770, 0.2691, 0.2821)), normalized=True,
         ),
-        DatasetSpec("core50", (3, 128, 128), 50, "resnet18", _core50, downloads=True),
+        DatasetSpec(
+            # CORe50 (Lomonaco & Maltoni, CoRL 2017): 50 objects (the classes) filmed in 11 sessions,
+            # with the official split (sessions 3, 7 and 10 for testing, as core50_train.csv lists);
+            # its class-incremental protocol (NC) is --initial_classes 10 --nb_tasks 9
+            "core50", (3, 128, 128), 50, "resnet18",
+            _image_files(
+                "Core50", "core50",
+                "core50_128x128/ (s1/ to s11/, each with o1/ to o50/ of PNG files) and core50_train.csv",
+                ("core50_128x128", "core50_train.csv"), scenario="classes", classification="object",
+            ),
+            downloads=True,
+        ),
     )
 }
 

@@ -30,6 +30,7 @@ from sylvan.methods import (
     DER,
     ERACE,
     EWC,
+    GEM,
     SI,
     DERPlusPlus,
     GDumb,
@@ -72,6 +73,8 @@ RUNS: dict[str, Run] = {
         lambda: Rehearsal(lr=0.01, buffer_size=200, replay_size=10, buffer_policy="class_balanced", backbone=MLP),
         None, None,
     ),
+    "gem-200": Run(lambda: GEM(lr=0.01, buffer_size=200, margin=1.0, backbone=MLP), 80.11, 97.78),
+    "gem-500": Run(lambda: GEM(lr=0.03, buffer_size=500, margin=0.5, backbone=MLP), 85.99, 98.71),
     "agem-200": Run(lambda: AGEM(lr=0.1, buffer_size=200, reference_batch_size=128, backbone=MLP), 45.72, 98.61),
     "agem-500": Run(lambda: AGEM(lr=0.1, buffer_size=500, reference_batch_size=128, backbone=MLP), 46.66, 98.93),
     # the memory the paper's reference code keeps for A-GEM whatever the buffer size: its end_task stores one

@@ -16,6 +16,7 @@ from sylvan.methods.er_ace import ERACE
 from sylvan.methods.ewc import EWC
 from sylvan.methods.from_scratch import FromScratch
 from sylvan.methods.gdumb import GDumb
+from sylvan.methods.gem import GEM
 from sylvan.methods.icarl import ICaRL
 from sylvan.methods.lwf import LwF
 from sylvan.methods.multi_head import MultiHead
@@ -34,6 +35,7 @@ __all__ = [
     "DQN",
     "ERACE",
     "EWC",
+    "GEM",
     "METHODS",
     "SAC",
     "SI",

@@ -125,15 +125,6 @@ def test_agem_projection_never_conflicts_with_the_reference(g, r):
         assert float(torch.dot(projected, reference)) >= -1e-6 * (1 + float(reference.norm() * gradient.norm()))
 
 
-def test_agem_memory_keeps_an_equal_share_of_each_finished_task():
-    setting = ClassIncrementalSetting(**{**DIGITS, "epochs": 1})
-    method = AGEM(buffer_size=50)
-    setting.apply(method)
-    stored = method.memory.get_all()
-    assert len(stored["y"]) == 50
-    assert torch.bincount(stored["t"], minlength=5).tolist() == [10] * 5
-
-
 def test_der_stores_the_logits_each_sample_arrived_with():
     method, _ = configured(DER(buffer_size=50), OnlineSetting)
     batch = digits_batch([0, 1, 2, 3])

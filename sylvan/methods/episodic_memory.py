@@ -1,0 +1,96 @@
+"""The episodic memory of the gradient-episodic-memory family (`gem`, `agem`), and the handling
+of flat gradients they share.
+
+The memory keeps an equal share of a fixed budget for each finished task: buffer_size / nb_tasks
+samples drawn uniformly (a reservoir) from the task's stream while it trains, committed to the
+memory when the task ends, as the reference code of the DER paper fills it. Each stored sample
+keeps its task label (`t`, which every setting these methods apply to gives at training time), so
+that a method can take the memory task by task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from sylvan.buffers import ReservoirBuffer
+from sylvan.errors import ConfigurationError
+from sylvan.methods.supervised import Batch, SupervisedMethod
+
+
+@dataclass
+class EpisodicMemoryMethod(SupervisedMethod):
+    """A method with an episodic memory: `remember(batch)` during a task, committed at its end."""
+
+    buffer_size: int = 200  # episodic memory, in samples, shared equally among the tasks
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "buffer_size")
+
+    def validate_for(self, setting: Any) -> None:
+        if 0 < self.buffer_size < setting.nb_tasks:
+            raise ConfigurationError(
+                f"{self.name} shares --buffer_size among the {setting.nb_tasks} tasks: {self.buffer_size} samples "
+                "leave none per task"
+            )
+
+    def configure(self, setting: Any) -> None:
+        self.validate_for(setting)
+        self.per_task = self.buffer_size // setting.nb_tasks
+        super().configure(setting)
+        self.memory = ReservoirBuffer(self.per_task * setting.nb_tasks, seed=setting.seed)
+        self._task_samples = ReservoirBuffer(self.per_task, seed=setting.seed + 1)
+
+    def remember(self, batch: Batch) -> None:
+        """Offer the minibatch's samples (as they came, not augmented) to the current task's share."""
+        self._task_samples.add(**batch.fields())
+
+    def on_task_start(self, task_id: int | None) -> None:
+        super().on_task_start(task_id)
+        self._task_samples = ReservoirBuffer(self.per_task, seed=self.setting.seed + 1 + self.memory.seen)
+
+    def on_task_end(self, task_id: int | None) -> None:
+        super().on_task_end(task_id)
+        if len(self._task_samples):
+            self.memory.add(**self._task_samples.get_all())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "memory": self.memory.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.memory.load_state_dict(state["memory"])
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def flat_gradient(gradients: list[torch.Tensor | None], parameters: list[torch.nn.Parameter]) -> torch.Tensor:
+    """`gradients` (one per parameter, None for a parameter the loss does not reach) as one vector."""
+    return torch.cat([
+        (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(gradients, parameters)
+    ])
+
+
+def write_flat_gradient(parameters: list[torch.nn.Parameter], vector: torch.Tensor) -> None:
+    """Copy the flat `vector` into the `.grad` of each parameter that has one."""
+    offset = 0
+    for p in parameters:
+        count = p.numel()
+        if p.grad is not None:
+            p.grad.copy_(vector[offset : offset + count].view_as(p))
+        offset += count
+
+
+def mean_over_workers(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` averaged over the data-parallel workers in place (unchanged in one process), as
+    the minibatch gradient is: every worker then projects it the same way."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor)
+        tensor /= dist.get_world_size()
+    return tensor

@@ -1,0 +1,149 @@
+"""`gem`: gradient episodic memory (Lopez-Paz & Ranzato, "Gradient Episodic Memory for Continual
+Learning", NeurIPS 2017).
+
+An episodic memory keeps buffer_size / nb_tasks random samples of each finished task. At every
+step, the gradient g_k of the loss on the memory of each finished task k is computed next to the
+minibatch's gradient g. When g conflicts with one of them (g . g_k < 0), g is replaced by the
+update closest to it that conflicts with none, found through the dual quadratic program
+
+    v* = argmin_{v >= margin} 1/2 v^T (G G^T + eps I) v + (G g)^T v,    g <- g + G^T v*
+
+where G stacks the g_k (t of them) as rows. A positive `margin` (the paper's "memory strength")
+pushes the update further towards the memories. The program has t variables; it is solved exactly
+by an active-set method in float64 on the CPU, and only the t x t products G G^T and the t products
+G g leave the device, never a gradient. Needs task boundaries and task labels at training time
+(the memory is grouped by task). Defaults: the Seq-MNIST hyperparameters of the DER paper's code
+for buffer 200 (lr 0.01, margin 1.0, batch 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.episodic_memory import (
+    EpisodicMemoryMethod,
+    flat_gradient,
+    mean_over_workers,
+    trainable_parameters,
+    write_flat_gradient,
+)
+from sylvan.methods.supervised import Batch
+from sylvan.settings.base import Setting
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+
+# added to the diagonal of G G^T: the memories' gradients may be linearly dependent (the value of
+# the reference implementations)
+RIDGE = 1e-3
+
+
+def nonnegative_quadratic_minimum(matrix: np.ndarray, linear: np.ndarray) -> np.ndarray:
+    """argmin over u >= 0 of 1/2 u^T A u + b^T u, for a symmetric positive definite A (n x n,
+    n small), by the active-set method of Lawson & Hanson's NNLS applied to the quadratic: the
+    variables allowed to be positive grow one at a time (the one whose increase lowers the
+    objective fastest), and each unconstrained minimum over them that leaves the feasible set is
+    cut back to its boundary. It ends, exactly, in at most a few passes per variable."""
+    n = linear.shape[0]
+    solution = np.zeros(n)
+    scale = float(np.abs(linear).max(initial=0.0))
+    if scale == 0.0:
+        return solution
+    threshold = 1e-12 * scale
+    free = np.zeros(n, dtype=bool)
+    for _ in range(10 * n + 10):
+        gradient = matrix @ solution + linear
+        candidates = ~free & (gradient < -threshold)
+        if not candidates.any():
+            return solution
+        entering = int(np.argmin(np.where(candidates, gradient, np.inf)))
+        free[entering] = True
+        for step in range(n + 1):
+            chosen = np.flatnonzero(free)
+            trial = np.zeros(n)
+            trial[chosen] = np.linalg.solve(matrix[np.ix_(chosen, chosen)], -linear[chosen])
+            if (trial[chosen] > 0).all():
+                solution = trial
+                break
+            if step == 0 and trial[entering] <= 0:
+                # only rounding can make the entering variable's own optimum non-positive: the
+                # objective cannot decrease any further
+                free[entering] = False
+                return solution
+            blocking = chosen[trial[chosen] <= 0]
+            ratios = solution[blocking] / (solution[blocking] - trial[blocking])
+            solution = solution + ratios.min() * (trial - solution)
+            solution[blocking[np.argmin(ratios)]] = 0.0  # on the boundary, without rounding
+            free &= solution > 0
+            solution[~free] = 0.0
+    raise RuntimeError("the quadratic program of gem did not converge")
+
+
+def project_to_cone(gradient: torch.Tensor, memories: torch.Tensor, margin: float) -> torch.Tensor:
+    """GEM's update: the vector closest to `gradient` whose dot product with each row of
+    `memories` (the t finished tasks' gradients) is not negative, through the dual program with
+    the given margin (module docstring). Flat vectors, on any device."""
+    products = (memories @ memories.T).double().cpu().numpy()
+    products = 0.5 * (products + products.T) + RIDGE * np.eye(len(products))
+    agreement = (memories @ gradient).double().cpu().numpy()
+    # v = u + margin with u >= 0: the linear term of u gathers the margin's share
+    shift = products @ np.full(len(products), margin) + agreement
+    weights = nonnegative_quadratic_minimum(products, shift) + margin
+    return gradient + torch.from_numpy(weights).to(memories) @ memories
+
+
+@dataclass
+class GEM(EpisodicMemoryMethod):
+    """GEM. With data-parallel workers, each task's memory gradient is averaged over the workers
+    like the minibatch gradient, so that every worker solves the same program."""
+
+    name: ClassVar[str] = "gem"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+    checkpoint_complete = True  # the memory is the episodic memory's; the gradients live within a step
+
+    lr: float = 0.01  # learning rate
+    margin: float = 1.0  # memory strength: lower bound of the dual weights of the memories' gradients
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "margin")
+
+    def configure(self, setting: Setting) -> None:
+        super().configure(setting)
+        self._memory_gradients: torch.Tensor | None = None
+
+    def memory_gradients(self) -> torch.Tensor | None:
+        """One row per finished task: the gradient of the loss on that task's memory (inputs
+        augmented as the minibatch is), or None while the memory is empty."""
+        if not len(self.memory):
+            return None
+        stored = self.memory.get_all()
+        if "t" not in stored:
+            raise ConfigurationError("gem groups its memory by task and needs task labels at training time")
+        parameters = trainable_parameters(self.model)
+        rows = []
+        for task in torch.unique(stored["t"]).tolist():  # sorted: the same rows on every worker
+            chosen = stored["t"] == task
+            loss = F.cross_entropy(self.learner(self.augment_inputs(stored["x"][chosen])), stored["y"][chosen])
+            gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
+            rows.append(flat_gradient(list(gradients), parameters))
+        return torch.stack(rows)
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        self._memory_gradients = self.memory_gradients()
+        self.remember(batch)
+        return F.cross_entropy(self.learner(batch.x), batch.y)
+
+    def after_backward(self) -> None:
+        if self._memory_gradients is None:
+            return
+        parameters = trainable_parameters(self.model)
+        gradient = flat_gradient([p.grad for p in parameters], parameters)
+        memories = mean_over_workers(self._memory_gradients)
+        if bool((memories @ gradient < 0).any()):
+            write_flat_gradient(parameters, project_to_cone(gradient, memories, self.margin))
+        self._memory_gradients = None

@@ -31,6 +31,7 @@ from sylvan.methods import (
     ERACE,
     EWC,
     GEM,
+    MIR,
     SI,
     DERPlusPlus,
     GDumb,
@@ -90,6 +91,10 @@ RUNS: dict[str, Run] = {
     "derpp-500": Run(
         lambda: DERPlusPlus(lr=0.03, buffer_size=500, replay_size=10, alpha=1.0, beta=0.5, backbone=MLP), 91.00, 98.94
     ),
+    # the er recipes above with the same update (MIR's loss adds the replay's mean to the minibatch's: twice er's
+    # mean over b + r samples, so half er's lr), replaying the 10 most interfered of 50 candidates, not 10 at random
+    "mir-200": Run(lambda: MIR(lr=0.005, buffer_size=200, replay_size=10, candidates=50, backbone=MLP), None, None),
+    "mir-500": Run(lambda: MIR(lr=0.05, buffer_size=500, replay_size=10, candidates=50, backbone=MLP), None, None),
     "er_ace-200": Run(lambda: ERACE(lr=0.1, buffer_size=200, replay_size=10, backbone=MLP), None, None),
     "er_ace-500": Run(lambda: ERACE(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), None, None),
     "gdumb-4400": Run(lambda: GDumb(buffer_size=4400, backbone="mlp_400"), 97.0, None, batch_size=16),

@@ -19,6 +19,7 @@ from sylvan.methods.gdumb import GDumb
 from sylvan.methods.gem import GEM
 from sylvan.methods.icarl import ICaRL
 from sylvan.methods.lwf import LwF
+from sylvan.methods.mir import MIR
 from sylvan.methods.multi_head import MultiHead
 from sylvan.methods.naive import Naive
 from sylvan.methods.random_method import RandomMethod
@@ -37,6 +38,7 @@ __all__ = [
     "EWC",
     "GEM",
     "METHODS",
+    "MIR",
     "SAC",
     "SI",
     "Batch",

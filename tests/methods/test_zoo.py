@@ -15,6 +15,7 @@ from sylvan.methods import (
     DER,
     ERACE,
     EWC,
+    MIR,
     SI,
     Batch,
     DERPlusPlus,
@@ -188,13 +189,14 @@ def digits_runs():
     # rates some papers tuned for 12,000-sample MNIST tasks
     methods = {
         "naive": Naive(), "der": DER(lr=0.1, buffer_size=200), "derpp": DERPlusPlus(lr=0.1, buffer_size=200),
-        "er_ace": ERACE(buffer_size=200), "icarl": ICaRL(buffer_size=200), "agem": AGEM(buffer_size=200),
+        "er_ace": ERACE(buffer_size=200), "mir": MIR(buffer_size=200), "icarl": ICaRL(buffer_size=200),
+    "agem": AGEM(buffer_size=200),
         "gdumb": GDumb(buffer_size=300, retrain_epochs=10), "ewc": EWC(lr=0.1), "lwf": LwF(lr=0.1),
     }
     return {name: (method, ClassIncrementalSetting(**DIGITS).apply(method)) for name, method in methods.items()}
 
 
-@pytest.mark.parametrize("name", ["der", "derpp", "er_ace", "icarl", "gdumb"])
+@pytest.mark.parametrize("name", ["der", "derpp", "er_ace", "mir", "icarl", "gdumb"])
 def test_memory_methods_forget_far_less_than_naive(digits_runs, name):
     naive = digits_runs["naive"][1].final_average_accuracy
     assert digits_runs[name][1].final_average_accuracy > naive + 0.3
@@ -241,6 +243,7 @@ def test_gdumb_learns_from_its_balanced_memory_only(digits_runs):
     (lambda: StableSGD(dropout=1.0), "--dropout"),
     (lambda: StableSGD(lr_decay=0), "--lr_decay"),
     (lambda: ERACE(replay_size=-1), "--replay_size"),
+    (lambda: MIR(replay_size=-1), "--replay_size"),
 ])
 def test_nonsense_hyperparameters_are_refused(factory, flag):
     with pytest.raises(ConfigurationError, match=flag):

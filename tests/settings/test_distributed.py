@@ -88,6 +88,7 @@ def test_two_workers_match_one_process(tmp_path):
 @pytest.mark.parametrize(("method", "options", "minimum"), [
     ("agem", [], 0.2),  # averages its reference gradient over the workers (weak in class-IL, as published)
     ("gem", [], 0.6),  # averages each task's memory gradient over the workers, solves the same program
+    ("mir", [], 0.6),  # scores candidates from its own buffer against its own virtual step on every worker
     ("icarl", [], 0.6),  # chooses exemplars and class means on every worker after DDP training
     ("gdumb", ["--buffer_size", "500", "--retrain_epochs", "5"], 0.8),  # retrains on its memory under DDP
 ])

@@ -15,16 +15,8 @@ class-IL figure.
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from der_tables import Protocol, Run, main
 
-from sylvan.errors import SylvanError
 from sylvan.methods import (
     AGEM,
     DER,
@@ -37,29 +29,13 @@ from sylvan.methods import (
     GDumb,
     ICaRL,
     LwF,
-    Method,
     MultiHead,
     Naive,
     Rehearsal,
     StableSGD,
 )
-from sylvan.settings import SETTINGS, ClassIncrementalSetting
-from sylvan.settings.online import DEFAULT_DATA_DIR
 
 MLP = "mlp"
-
-
-@dataclass(frozen=True)
-class Run:
-    """One row of the table: the method with its hyperparameters, the setting it runs on, and the
-    published class-IL / task-IL accuracy (None where the paper has no figure)."""
-
-    method: Callable[[], Method]
-    published_class_il: float | None
-    published_task_il: float | None
-    setting: str = "class_incremental"
-    batch_size: int = 10
-
 
 RUNS: dict[str, Run] = {
     "naive": Run(lambda: Naive(lr=0.03, backbone=MLP), 19.60, 94.94),
@@ -101,84 +77,13 @@ RUNS: dict[str, Run] = {
     "multi_head": Run(lambda: MultiHead(lr=0.03, backbone=MLP), None, None, setting="task_incremental"),
     "joint": Run(lambda: Naive(lr=0.03, backbone=MLP), 95.57, 99.51, setting="multi_task"),
 }
-DEFAULT_RUNS = [name for name in RUNS if name != "er-200-balanced"]
 
 
-def run_one(name: str, seed: int, data_dir: str) -> dict[str, float | None]:
-    run = RUNS[name]
-    options = dict(dataset="mnist", nb_tasks=5, batch_size=run.batch_size, epochs=1, seed=seed,
-                   data_dir=data_dir, progress_bar=False)
-    setting = SETTINGS[run.setting](**options)
-    method = run.method()
-    start = time.perf_counter()
-    results = setting.apply(method)
-    seconds = time.perf_counter() - start
-    class_il = task_il = None
-    if setting.task_labels_at_test:  # its own accuracy is task-aware; evaluate class-IL apart
-        task_il = results.final_average_accuracy
-        if run.setting == "multi_task":
-            judge = ClassIncrementalSetting(**options)
-            accuracies, _ = judge.evaluate(method, judge.prepare_tasks())
-            class_il = statistics.mean(accuracies)
-    else:
-        class_il, task_il = results.final_average_accuracy, results.task_aware_accuracy
-    return {
-        "class_il": None if class_il is None else 100 * class_il,
-        "task_il": None if task_il is None else 100 * task_il,
-        "seconds": seconds,
-    }
-
-
-def mean_std(values: list[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return f"{'-':>14}"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):6.2f} ± {std:5.2f}"
-
-
-def published(value: float | None) -> str:
-    return f"{value:9.2f}" if value is not None else f"{'-':>9}"
-
-
-def figure(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", choices=sorted(RUNS), default=DEFAULT_RUNS)
-    parser.add_argument("--output", type=Path, help="also write the raw figures to this JSON file")
-    args = parser.parse_args()
-
-    raw: dict[str, list[dict[str, float | None]]] = {}
-    for name in args.only:
-        raw[name] = []
-        for seed in args.seeds:
-            try:
-                figures = run_one(name, seed, args.data_dir)
-            except SylvanError as error:
-                print(f"seq_mnist: error: {error}", file=sys.stderr)
-                sys.exit(2)
-            raw[name].append(figures)
-            print(f"{name:>15} seed {seed}: class-IL {figure(figures['class_il'])}  task-IL "
-                  f"{figure(figures['task_il'])}  ({figures['seconds']:.1f} s)", flush=True)
-            if args.output:
-                args.output.write_text(json.dumps(raw, indent=2))
-
-    print(f"\nSeq-MNIST, {len(args.seeds)} seeds (mean ± std)")
-    print(f"{'method':>15} | {'class-IL':>14} | {'published':>9} | {'task-IL':>14} | {'published':>9} | "
-          f"{'time/run (s)':>14}")
-    for name, runs in raw.items():
-        run = RUNS[name]
-        print(
-            f"{name:>15} | {mean_std([r['class_il'] for r in runs])} | {published(run.published_class_il)} | "
-            f"{mean_std([r['task_il'] for r in runs])} | {published(run.published_task_il)} | "
-            f"{mean_std([r['seconds'] for r in runs])}"
-        )
+SEQ_MNIST = Protocol(
+    title="Seq-MNIST", dataset="mnist", nb_tasks=5, epochs=1, batch_size=10, runs=RUNS,
+    default_runs=tuple(name for name in RUNS if name != "er-200-balanced"),
+)
 
 
 if __name__ == "__main__":
-    main()
+    main(SEQ_MNIST, __doc__)

@@ -1,0 +1,41 @@
+"""The benchmarks of the DER paper's tables run end to end: on another dataset and shorter, as a
+quick check, their table says that the figures are not the protocol's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def benchmark(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_seq_cifar10_recipes_run_and_print_the_published_figures():
+    out = benchmark("seq_cifar10.py", "--dataset", "synthetic", "--train_samples", "200", "--epochs", "1",
+                    "--only", "er-200", "joint", "--seeds", "0", "1")
+    assert out.returncode == 0, out.stderr
+    assert "Seq-CIFAR-10, 2 seeds" in out.stdout
+    assert "NOT the protocol (--dataset, --epochs, --train_samples given)" in out.stdout
+    rows = {line.split("|")[0].strip(): line for line in out.stdout.splitlines() if "|" in line}
+    assert "44.79" in rows["er-200"] and "92.20" in rows["joint"]
+    assert out.stdout.count("er-200 seed") == 2
+
+
+@pytest.mark.slow
+def test_seq_mnist_recipes_run_on_digits():
+    out = benchmark("seq_mnist.py", "--dataset", "digits", "--only", "gem-200", "mir-200", "--seeds", "0")
+    assert out.returncode == 0, out.stderr
+    assert "NOT the protocol (--dataset given)" in out.stdout and "80.11" in out.stdout
+
+
+def test_a_mistake_is_a_message_and_status_2():
+    out = benchmark("seq_cifar10.py", "--dataset", "nope", "--only", "naive", "--seeds", "0")
+    assert out.returncode == 2
+    assert "seq_cifar10: error:" in out.stderr and "nope" in out.stderr and "Traceback" not in out.stderr

@@ -65,7 +65,7 @@ class AGEM(EpisodicMemoryMethod):
             parameters = trainable_parameters(self.model)
             reference_loss = F.cross_entropy(self.learner(self.augment_inputs(reference["x"])), reference["y"])
             gradients = torch.autograd.grad(reference_loss, parameters, allow_unused=True)
-            self._reference = flat_gradient(list(gradients), parameters)
+            self._reference = flat_gradient(gradients, parameters)
         self.remember(batch)
         return F.cross_entropy(self.learner(batch.x), batch.y)
 

@@ -10,6 +10,7 @@ that a method can take the memory task by task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +71,7 @@ def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def flat_gradient(gradients: list[torch.Tensor | None], parameters: list[torch.nn.Parameter]) -> torch.Tensor:
+def flat_gradient(gradients: Sequence[torch.Tensor | None], parameters: list[torch.nn.Parameter]) -> torch.Tensor:
     """`gradients` (one per parameter, None for a parameter the loss does not reach) as one vector."""
     return torch.cat([
         (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(gradients, parameters)

@@ -19,7 +19,7 @@ for buffer 200 (lr 0.01, margin 1.0, batch 10).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -103,7 +103,6 @@ class GEM(EpisodicMemoryMethod):
 
     name: ClassVar[str] = "gem"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
-    checkpoint_complete = True  # the memory is the episodic memory's; the gradients live within a step
 
     lr: float = 0.01  # learning rate
     margin: float = 1.0  # memory strength: lower bound of the dual weights of the memories' gradients
@@ -115,22 +114,40 @@ class GEM(EpisodicMemoryMethod):
     def configure(self, setting: Setting) -> None:
         super().configure(setting)
         self._memory_gradients: torch.Tensor | None = None
+        self._task_slots: list[torch.Tensor] = []
+
+    def on_task_end(self, task_id: int | None) -> None:
+        super().on_task_end(task_id)
+        self._group_memory()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._group_memory()
+
+    def _group_memory(self) -> None:
+        """The memory's slots of each finished task, by task label (sorted: the same rows on every
+        worker). The memory changes only when a task ends, so the steps index it with these,
+        without waiting on the device to find each task's samples."""
+        self._task_slots = []
+        if not len(self.memory):
+            return
+        labels = self.memory.get_all().get("t")
+        if labels is None:
+            raise ConfigurationError("gem groups its memory by task and needs task labels at training time")
+        self._task_slots = [torch.nonzero(labels == task).squeeze(1) for task in torch.unique(labels).tolist()]
 
     def memory_gradients(self) -> torch.Tensor | None:
         """One row per finished task: the gradient of the loss on that task's memory (inputs
         augmented as the minibatch is), or None while the memory is empty."""
-        if not len(self.memory):
+        if not self._task_slots:
             return None
         stored = self.memory.get_all()
-        if "t" not in stored:
-            raise ConfigurationError("gem groups its memory by task and needs task labels at training time")
         parameters = trainable_parameters(self.model)
         rows = []
-        for task in torch.unique(stored["t"]).tolist():  # sorted: the same rows on every worker
-            chosen = stored["t"] == task
-            loss = F.cross_entropy(self.learner(self.augment_inputs(stored["x"][chosen])), stored["y"][chosen])
-            gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
-            rows.append(flat_gradient(list(gradients), parameters))
+        for slots in self._task_slots:
+            x, y = stored["x"].index_select(0, slots), stored["y"].index_select(0, slots)
+            loss = F.cross_entropy(self.learner(self.augment_inputs(x)), y)
+            rows.append(flat_gradient(torch.autograd.grad(loss, parameters, allow_unused=True), parameters))
         return torch.stack(rows)
 
     def training_step(self, batch: Batch) -> torch.Tensor:

@@ -17,14 +17,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods.episodic_memory import (
-    EpisodicMemoryMethod,
-    flat_gradient,
-    mean_over_workers,
-    trainable_parameters,
-    write_flat_gradient,
-)
-from sylvan.methods.supervised import Batch
+from sylvan.methods.episodic_memory import EpisodicMemoryMethod, flat_gradient, trainable_parameters
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -45,7 +38,7 @@ class AGEM(EpisodicMemoryMethod):
 
     name: ClassVar[str] = "agem"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
-    checkpoint_complete = True  # the memory is the episodic memory's; the reference lives within a step
+    checkpoint_complete = True  # the memory is the episodic memory's; its gradient lives within a step
 
     lr: float = 0.1  # learning rate
     reference_batch_size: int = 128  # memory samples behind each reference gradient
@@ -54,26 +47,14 @@ class AGEM(EpisodicMemoryMethod):
         super().validate()
         self.require_at_least(1, "reference_batch_size")
 
-    def configure(self, setting: Setting) -> None:
-        super().configure(setting)
-        self._reference: torch.Tensor | None = None
-
-    def training_step(self, batch: Batch) -> torch.Tensor:
-        self._reference = None
+    def memory_gradients(self) -> torch.Tensor | None:
+        """The reference gradient: of the loss on `reference_batch_size` samples drawn from the memory."""
         reference = self.memory.sample(self.reference_batch_size)
-        if reference:
-            parameters = trainable_parameters(self.model)
-            reference_loss = F.cross_entropy(self.learner(self.augment_inputs(reference["x"])), reference["y"])
-            gradients = torch.autograd.grad(reference_loss, parameters, allow_unused=True)
-            self._reference = flat_gradient(gradients, parameters)
-        self.remember(batch)
-        return F.cross_entropy(self.learner(batch.x), batch.y)
-
-    def after_backward(self) -> None:
-        if self._reference is None:
-            return
+        if not reference:
+            return None
         parameters = trainable_parameters(self.model)
-        gradient = flat_gradient([p.grad for p in parameters], parameters)
-        reference = mean_over_workers(self._reference)
-        write_flat_gradient(parameters, project_conflicting(gradient, reference))
-        self._reference = None
+        reference_loss = F.cross_entropy(self.learner(self.augment_inputs(reference["x"])), reference["y"])
+        return flat_gradient(torch.autograd.grad(reference_loss, parameters, allow_unused=True), parameters)
+
+    def project(self, gradient: torch.Tensor, memory_gradients: torch.Tensor) -> torch.Tensor:
+        return project_conflicting(gradient, memory_gradients)

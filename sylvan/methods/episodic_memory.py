@@ -1,5 +1,6 @@
-"""The episodic memory of the gradient-episodic-memory family (`gem`, `agem`), and the handling
-of flat gradients they share.
+"""The episodic memory of the gradient-episodic-memory family (`gem`, `agem`), the step they
+share (gradients on the memory, then the minibatch's gradient projected against them), and the
+handling of flat gradients.
 
 The memory keeps an equal share of a fixed budget for each finished task: buffer_size / nb_tasks
 samples drawn uniformly (a reservoir) from the task's stream while it trains, committed to the
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from sylvan.buffers import ReservoirBuffer
 from sylvan.errors import ConfigurationError
@@ -24,7 +26,11 @@ from sylvan.methods.supervised import Batch, SupervisedMethod
 
 @dataclass
 class EpisodicMemoryMethod(SupervisedMethod):
-    """A method with an episodic memory: `remember(batch)` during a task, committed at its end."""
+    """A method with an episodic memory (`remember(batch)` during a task, committed at its end)
+    whose update must not conflict with gradients on that memory. Each step computes them
+    (`memory_gradients`) before the minibatch's loss; once the minibatch's gradient exists, they
+    are averaged over the data-parallel workers like it, so that every worker changes it the same
+    way (`project`)."""
 
     buffer_size: int = 200  # episodic memory, in samples, shared equally among the tasks
 
@@ -45,10 +51,34 @@ class EpisodicMemoryMethod(SupervisedMethod):
         super().configure(setting)
         self.memory = ReservoirBuffer(self.per_task * setting.nb_tasks, seed=setting.seed)
         self._task_samples = ReservoirBuffer(self.per_task, seed=setting.seed + 1)
+        self._memory_gradients: torch.Tensor | None = None
 
     def remember(self, batch: Batch) -> None:
         """Offer the minibatch's samples (as they came, not augmented) to the current task's share."""
         self._task_samples.add(**batch.fields())
+
+    def memory_gradients(self) -> torch.Tensor | None:
+        """The flat gradient(s) on the memory that this step's update must not conflict with, or
+        None (no constraint: the memory is empty)."""
+        raise NotImplementedError
+
+    def project(self, gradient: torch.Tensor, memory_gradients: torch.Tensor) -> torch.Tensor:
+        """The update that replaces the minibatch's flat `gradient` (itself where nothing conflicts)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        self._memory_gradients = self.memory_gradients()
+        self.remember(batch)
+        return F.cross_entropy(self.learner(batch.x), batch.y)
+
+    def after_backward(self) -> None:
+        if self._memory_gradients is None:
+            return
+        parameters = trainable_parameters(self.model)
+        gradient = flat_gradient([p.grad for p in parameters], parameters)
+        memory_gradients = mean_over_workers(self._memory_gradients)
+        write_flat_gradient(parameters, self.project(gradient, memory_gradients))
+        self._memory_gradients = None
 
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)

@@ -26,14 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.episodic_memory import (
-    EpisodicMemoryMethod,
-    flat_gradient,
-    mean_over_workers,
-    trainable_parameters,
-    write_flat_gradient,
-)
-from sylvan.methods.supervised import Batch
+from sylvan.methods.episodic_memory import EpisodicMemoryMethod, flat_gradient, trainable_parameters
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -113,7 +106,6 @@ class GEM(EpisodicMemoryMethod):
 
     def configure(self, setting: Setting) -> None:
         super().configure(setting)
-        self._memory_gradients: torch.Tensor | None = None
         self._task_slots: list[torch.Tensor] = []
 
     def on_task_end(self, task_id: int | None) -> None:
@@ -150,17 +142,7 @@ class GEM(EpisodicMemoryMethod):
             rows.append(flat_gradient(torch.autograd.grad(loss, parameters, allow_unused=True), parameters))
         return torch.stack(rows)
 
-    def training_step(self, batch: Batch) -> torch.Tensor:
-        self._memory_gradients = self.memory_gradients()
-        self.remember(batch)
-        return F.cross_entropy(self.learner(batch.x), batch.y)
-
-    def after_backward(self) -> None:
-        if self._memory_gradients is None:
-            return
-        parameters = trainable_parameters(self.model)
-        gradient = flat_gradient([p.grad for p in parameters], parameters)
-        memories = mean_over_workers(self._memory_gradients)
-        if bool((memories @ gradient < 0).any()):
-            write_flat_gradient(parameters, project_to_cone(gradient, memories, self.margin))
-        self._memory_gradients = None
+    def project(self, gradient: torch.Tensor, memory_gradients: torch.Tensor) -> torch.Tensor:
+        if bool((memory_gradients @ gradient < 0).any()):
+            return project_to_cone(gradient, memory_gradients, self.margin)
+        return gradient

@@ -17,8 +17,10 @@ from sylvan.buffers.global_replay import GlobalReplay
 class DistributedRehearsalStrategy(DDPStrategy):
     """DDP whose every training batch is joined by r representatives of the global buffer.
 
-    Registered as "ddp_rehearsal". Give it a `GlobalReplay` (sylvan's `rehearsal` method does so
-    on the `distributed` setting), or the buffer options to build one.
+    Registered as "ddp_rehearsal". Give it a `GlobalReplay`, or the buffer options to build one.
+    On the `distributed` setting sylvan's replay methods give theirs, made with
+    `join_batch=False`: the strategy then prepares each step's draws, and the method replays them
+    in its own loss and inserts its new samples itself.
     """
 
     strategy_name = "ddp_rehearsal"
@@ -42,7 +44,7 @@ class DistributedRehearsalStrategy(DDPStrategy):
 
     def training_step(self, *args: Any, **kwargs: Any) -> Any:
         batch, *rest = args
-        return super().training_step(self.replay.augment(batch), *rest, **kwargs)
+        return super().training_step(self.replay.training_batch(batch), *rest, **kwargs)
 
     def teardown(self) -> None:
         self.replay.wait()  # nothing stays in flight across tasks (the result is kept)

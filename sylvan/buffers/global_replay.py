@@ -15,7 +15,16 @@ buffer (`all_to_all_single`, equal splits). The receiver draws r distinct indice
 the concatenated buffers, counts how many fall in each worker's range (a multivariate
 hypergeometric draw) and takes that many candidates from each block: exactly a uniform draw
 without replacement from the union. It moves W times more candidates than it uses, in exchange
-for fixed-size messages that need no negotiation round.
+for fixed-size messages that need no negotiation round. A step may make several independent
+draws (`replay_size` a sequence: DER++ replays two groups, MIR scores a larger set of
+candidates): each has its own part of every block, drawn and chosen independently.
+
+Two ways to serve a step. For any LightningModule, `augment` joins the first draw to the batch
+(the module sees b + r samples). A method that replays by itself (sylvan's replay methods:
+their loss treats replayed samples apart, DER matches their stored logits) makes the replay with
+`join_batch=False`: the strategy calls `begin_step` and the method then takes each draw with
+`take` and gives the step's new samples with `insert`, which stores them (with whatever the
+method keeps beside them, such as logits) and, when asynchronous, issues the next exchange.
 
 The receiver needs the buffer sizes on the host to make that draw. On the CPU they travel in the
 same message as the candidates. On CUDA, reading them from device memory would make the host wait
@@ -27,7 +36,7 @@ they travel in a small collective of their own, on a CPU (gloo) group, issued wi
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -81,21 +90,32 @@ class GlobalReplay:
     def __init__(
         self,
         buffer: RehearsalBuffer,
-        replay_size: int,
+        replay_size: int | Sequence[int],
         synchronous: bool = False,
         seed: int = 0,
         featurize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         sizes_on_host: bool | None = None,
+        join_batch: bool = True,
     ) -> None:
-        """`sizes_on_host`: exchange the buffer sizes between CPU tensors on a gloo group of
+        """`replay_size`: r, the samples each step draws from the union, or one r per independent
+        draw. `sizes_on_host`: exchange the buffer sizes between CPU tensors on a gloo group of
         their own, so that the host reads them without a device synchronization; None (the
-        default) does so when the buffer is on CUDA."""
+        default) does so when the buffer is on CUDA. `join_batch`: `training_batch` joins the
+        first draw to the batch and inserts the batch (for any LightningModule); False: it only
+        prepares the draws, for a method that takes them and inserts by itself."""
         self.buffer = buffer
         self.sizes_on_host = sizes_on_host
         self.size_group: Any = None
         self.host_sizes: tuple[torch.Tensor, torch.Tensor] | None = None  # (sent, received), int64 on the CPU
         self.featurize = featurize  # for policies that store features (herding, GRASP retrieval)
-        self.replay_size = int(replay_size)
+        sizes = (replay_size,) if isinstance(replay_size, int) else tuple(replay_size)
+        if not sizes or any(int(size) < 0 for size in sizes):
+            raise ValueError(f"replay sizes must be one or more counts >= 0, got {replay_size!r}")
+        self.draw_sizes = tuple(int(size) for size in sizes)
+        self.replay_size = sum(self.draw_sizes)  # rows of each worker's block: every draw's candidates
+        self.join_batch = join_batch
+        self._draws: list[tuple[int, dict[str, torch.Tensor]]] = []  # this step's draws not taken yet
+        self._inserted = True  # whether the step since the last `begin_step` inserted its samples
         self.synchronous = synchronous
         self.seed = seed
         self.group: Any = None
@@ -135,23 +155,79 @@ class GlobalReplay:
 
     # ----- one training step ------------------------------------------------------------------
 
+    def training_batch(self, batch: Any) -> Any:
+        """What the strategy trains on at each step: the batch joined by the first draw
+        (`augment`), or, with `join_batch=False`, the batch as it is, the step's draws waiting
+        for the method (`take`)."""
+        if self.join_batch:
+            return self.augment(batch)
+        self._draws = list(zip(self.draw_sizes, self.begin_step(batch[0].device)))
+        return batch
+
     def augment(self, batch: Any) -> Any:
-        """The batch (x, y[, t]) followed by r representatives of the global buffer."""
-        start = time.perf_counter()
+        """The batch (x, y[, t]) followed by r representatives of the global buffer (the first
+        draw); the batch goes into the local buffer."""
+        replay = self.begin_step(batch[0].device)[0]
         fields = dict(zip(FIELDS, batch))
-        self._setup(fields["x"].device)
-        if self.synchronous and self.buffer.storage:
-            self._issue()
-        replay = self._receive()
-        self._insert(fields)
-        if not self.synchronous:
-            self._issue()  # candidates for the next step travel while this one computes
-        self.steps += 1
+        self.insert(fields)
         if replay:
+            start = time.perf_counter()
             device = fields["x"].device
             batch = tuple(torch.cat([fields[name], replay[name].to(device)]) for name in FIELDS[: len(batch)])
-        self.critical_seconds += time.perf_counter() - start
+            self.critical_seconds += time.perf_counter() - start
         return batch
+
+    def begin_step(self, device: torch.device) -> list[dict[str, torch.Tensor]]:
+        """Start a training step: complete the exchange that fetched its candidates (run it now
+        when synchronous) and draw each of its replays uniformly from the union. One dict of
+        every stored field per draw size; {} while every buffer is empty."""
+        start = time.perf_counter()
+        self._setup(device)
+        if not self.synchronous and not self._inserted:
+            raise RuntimeError(
+                "the previous training step did not insert its samples into the rehearsal buffer, so no "
+                "exchange was issued for this one: a method that replays from the global buffer must call "
+                "`insert` (sylvan's methods: `remember`) at every step"
+            )
+        if self.synchronous and self.buffer.storage:
+            self._issue()
+        draws = self._receive()
+        self._inserted = False
+        self.steps += 1
+        self.critical_seconds += time.perf_counter() - start
+        return draws
+
+    def take(self, n: int) -> dict[str, torch.Tensor]:
+        """The next of this step's draws (in the order of `replay_size`), cut to n samples chosen
+        at random when it holds more (the step's last batch can be smaller than the others);
+        {} while every buffer is empty."""
+        if not self._draws:
+            raise RuntimeError(
+                f"this step has no draw from the global buffer left: it prepares {len(self.draw_sizes)} "
+                f"(of {', '.join(map(str, self.draw_sizes))} samples); a method declares every draw it makes "
+                "per step in `replay_draws`"
+            )
+        size, draw = self._draws[0]
+        if n > size:
+            raise ValueError(f"asked for {n} samples from a draw of {size} from the global buffer")
+        self._draws.pop(0)
+        count = len(next(iter(draw.values()))) if draw else 0
+        if count > n:
+            assert self.generator is not None
+            keep = to_device(torch.randperm(count, generator=self.generator)[:n], next(iter(draw.values())).device)
+            draw = {name: values.index_select(0, keep) for name, values in draw.items()}
+        return draw
+
+    def insert(self, fields: dict[str, torch.Tensor]) -> None:
+        """Offer the step's new samples (and what the method keeps beside them) to the local
+        buffer; when asynchronous, issue the exchange for the next step, which then travels
+        while this one computes."""
+        start = time.perf_counter()
+        self._insert(fields)
+        self._inserted = True
+        if not self.synchronous:
+            self._issue()
+        self.critical_seconds += time.perf_counter() - start
 
     def timings(self) -> dict[str, float]:
         """Steps augmented so far, and the milliseconds per step the replay held the training
@@ -191,7 +267,7 @@ class GlobalReplay:
             self.generator.set_state(state["generator"])
         self.steps = state["steps"]
         self.critical_seconds, self.blocked_seconds = state["critical_seconds"], state["blocked_seconds"]
-        self.pending = None
+        self.pending, self._draws, self._inserted = None, [], True
         pending = state["pending"]
         if pending is not None:
             world = len(pending["sizes"])
@@ -221,11 +297,15 @@ class GlobalReplay:
         if self.blocks is None:
             self.blocks = ExchangeBlocks(self.buffer.storage, r, world)
         blocks, size = self.blocks, len(self.buffer)
-        for receiver in range(world):  # an independent draw for every receiver
-            chosen = self.buffer.draw(r)
-            index = to_device(chosen, blocks.send.device)
-            for name, values in self.buffer.storage.items():
-                torch.index_select(values, 0, index, out=blocks.send_fields[name][receiver, : len(chosen)])
+        for receiver in range(world):  # an independent draw for every receiver, and every draw size
+            start = 0
+            for count in self.draw_sizes:
+                chosen = self.buffer.draw(count)
+                index = to_device(chosen, blocks.send.device)
+                for name, values in self.buffer.storage.items():
+                    rows = blocks.send_fields[name][receiver, start : start + len(chosen)]
+                    torch.index_select(values, 0, index, out=rows)
+                start += count
         if self.host_sizes is None:
             self.host_sizes = (torch.zeros(world, dtype=torch.int64), torch.zeros(world, dtype=torch.int64))
         sent_sizes, received_sizes = self.host_sizes
@@ -250,33 +330,42 @@ class GlobalReplay:
                 handle.wait()
             self.pending = ([], self.pending[1], self.pending[2])
 
-    def _receive(self) -> dict[str, torch.Tensor]:
-        """Wait for the exchange in flight and draw r representatives uniformly from the union."""
+    def _receive(self) -> list[dict[str, torch.Tensor]]:
+        """Wait for the exchange in flight and make each draw uniformly from the union."""
         if self.pending is None:
-            return {}
+            return [{} for _ in self.draw_sizes]
         start = time.perf_counter()
         self.wait()
         self.blocked_seconds += time.perf_counter() - start
         _, fields, sizes = self.pending
         self.pending = None
         sizes_np = sizes.cpu().numpy().reshape(-1).astype(np.int64)
-        chosen = self.choose_from_union(sizes_np)
-        if not len(chosen):
-            return {}
-        rows = to_device(chosen, next(iter(fields.values())).device)
-        sender, row = rows // self.replay_size, rows % self.replay_size
-        # advanced indexing copies: the blocks can be overwritten by the next exchange
-        return {name: values[sender, row] for name, values in fields.items()}
+        device = next(iter(fields.values())).device
+        draws, offset = [], 0
+        for count in self.draw_sizes:
+            chosen = self.choose_from_union(sizes_np, count, offset)
+            offset += count
+            if not len(chosen):
+                draws.append({})
+                continue
+            rows = to_device(chosen, device)
+            sender, row = rows // self.replay_size, rows % self.replay_size
+            # advanced indexing copies: the blocks can be overwritten by the next exchange
+            draws.append({name: values[sender, row] for name, values in fields.items()})
+        return draws
 
-    def choose_from_union(self, sizes: np.ndarray) -> np.ndarray:
-        """Rows of the received blocks (worker w's block holds rows w*r .. w*r + r - 1) that form
-        a uniform draw without replacement of min(r, total) samples from the union."""
-        r, total = self.replay_size, int(sizes.sum())
-        count = min(r, total)
+    def choose_from_union(self, sizes: np.ndarray, count: int | None = None, offset: int = 0) -> np.ndarray:
+        """Rows of the received blocks that form a uniform draw without replacement of
+        min(count, total) samples from the union (count: the first draw size by default).
+        Worker w's block holds rows w*R .. w*R + R - 1 (R: all draw sizes together), and the
+        candidates of the draw at `offset` from row w*R + offset on."""
+        block, total = self.replay_size, int(sizes.sum())
+        count = min(self.draw_sizes[0] if count is None else count, total)
         if count == 0:
             return np.empty(0, dtype=np.int64)
         assert self.generator is not None
         draws = torch.randperm(total, generator=self.generator)[:count].numpy()
         owners = np.searchsorted(np.cumsum(sizes), draws, side="right")
         per_worker = np.bincount(owners, minlength=len(sizes))
-        return np.concatenate([w * r + np.arange(k) for w, k in enumerate(per_worker) if k]).astype(np.int64)
+        rows = [w * block + offset + np.arange(k) for w, k in enumerate(per_worker) if k]
+        return np.concatenate(rows).astype(np.int64)

@@ -28,6 +28,9 @@ class DERPlusPlus(DER):
         super().validate()
         self.require_at_least(0, "beta")
 
+    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
+        return (self.replay_count(batch_size),) * 2  # two independent draws per step
+
     def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
         groups = super().replay_terms(batch)
         if groups:

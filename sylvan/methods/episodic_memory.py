@@ -49,8 +49,8 @@ class EpisodicMemoryMethod(SupervisedMethod):
         self.validate_for(setting)
         self.per_task = self.buffer_size // setting.nb_tasks
         super().configure(setting)
-        self.memory = ReservoirBuffer(self.per_task * setting.nb_tasks, seed=setting.seed)
-        self._task_samples = ReservoirBuffer(self.per_task, seed=setting.seed + 1)
+        self.memory = ReservoirBuffer(self.per_task * setting.nb_tasks, seed=setting.worker_seed())
+        self._task_samples = ReservoirBuffer(self.per_task, seed=setting.worker_seed(1))
         self._memory_gradients: torch.Tensor | None = None
 
     def remember(self, batch: Batch) -> None:
@@ -82,7 +82,7 @@ class EpisodicMemoryMethod(SupervisedMethod):
 
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)
-        self._task_samples = ReservoirBuffer(self.per_task, seed=self.setting.seed + 1 + self.memory.seen)
+        self._task_samples = ReservoirBuffer(self.per_task, seed=self.setting.worker_seed(1 + self.memory.seen))
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)

@@ -33,6 +33,7 @@ class ERACE(ReplayMethod):
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         replay = self.draw_replay(self.replay_count(len(batch.y)))
+        self.remember(batch.fields())  # before the forward pass: the next step's candidates travel during it
         x = torch.cat([batch.x, replay["x"]]) if replay else batch.x
         logits = self.learner(x)
         new = logits[: len(batch.y)]
@@ -41,5 +42,4 @@ class ERACE(ReplayMethod):
         loss = F.cross_entropy(new.masked_fill(~present, float("-inf")), batch.y)
         if replay:
             loss = loss + F.cross_entropy(logits[len(batch.y) :], replay["y"])
-        self.remember(batch.fields())
         return loss

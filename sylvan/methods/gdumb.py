@@ -54,7 +54,7 @@ class GDumb(SupervisedMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.buffer = make_buffer("gdumb", self.buffer_size, seed=setting.seed)
+        self.buffer = make_buffer("gdumb", self.buffer_size, seed=setting.worker_seed())
         self._steps_per_retraining = 1
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:

@@ -8,8 +8,9 @@ minibatch's loss, scores each candidate by its loss after that step minus its lo
 keeps the r highest. The loss is the minibatch's cross-entropy plus the replayed samples' (each a
 mean, as in the paper's code). The candidates are scored in evaluation mode without gradients,
 so scoring leaves batch-norm statistics and dropout alone. Needs no task boundaries. Defaults:
-the paper's (lr 0.1, r 10, 50 candidates, batch 10). With data-parallel workers each worker
-scores candidates from its own buffer against its own virtual step.
+the paper's (lr 0.1, r 10, 50 candidates, batch 10). With data-parallel workers the candidates
+are drawn from the union of every worker's buffer (the distributed rehearsal buffer), and each
+worker scores its candidates against its own virtual step.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class MIR(ReplayMethod):
                 "(--replay_size, or the batch size when it is 0)"
             )
 
+    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
+        return (self.candidates,)  # the candidates, of which the step replays the r most interfered
+
     def interference(self, loss: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """For each sample of (x, y): its loss after a plain SGD step of size lr on `loss`, minus
         its loss now. `loss`'s graph is kept for the real backward pass."""
@@ -66,11 +70,11 @@ class MIR(ReplayMethod):
         return after - before
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        loss = F.cross_entropy(self.learner(batch.x), batch.y)
         candidates = self.draw_replay(self.candidates)
+        self.remember(batch.fields())  # before the passes: the next step's candidates travel during them
+        loss = F.cross_entropy(self.learner(batch.x), batch.y)
         if candidates:
             scores = self.interference(loss, candidates["x"], candidates["y"])
             chosen = scores.topk(min(self.replay_count(len(batch.y)), len(scores))).indices
             loss = loss + F.cross_entropy(self.learner(candidates["x"][chosen]), candidates["y"][chosen])
-        self.remember(batch.fields())
         return loss

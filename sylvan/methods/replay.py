@@ -1,5 +1,9 @@
 """The base of methods that keep a rehearsal buffer and replay from it with each minibatch
-(`rehearsal`, `der`, `derpp`, `er_ace`): the buffer's options and its construction, once."""
+(`rehearsal`, `der`, `derpp`, `er_ace`, `mir`): the buffer's options and its construction, and
+where a step's replay comes from: the method's own buffer in one process, the union of every
+worker's buffer on data-parallel settings (the distributed asynchronous rehearsal buffer,
+`sylvan.buffers.global_replay`). A method draws with `draw_replay` and stores with `remember`
+either way, so each is written once for both."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 import torch
 
 from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features
+from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.errors import ConfigurationError, unknown_name
 from sylvan.methods.supervised import SupervisedMethod, evaluating
 
@@ -35,7 +40,7 @@ class ReplayMethod(SupervisedMethod):
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self.buffer = make_buffer(
-            self.buffer_policy, self.buffer_size, seed=setting.seed, retrieval=self.buffer_retrieval
+            self.buffer_policy, self.buffer_size, seed=setting.worker_seed(), retrieval=self.buffer_retrieval
         )
         self.store_features = needs_features(self.buffer_policy, self.buffer_retrieval)
         if self.store_features and not hasattr(self.model, "features"):
@@ -43,14 +48,36 @@ class ReplayMethod(SupervisedMethod):
                 f"--buffer_policy {self.buffer_policy} / --buffer_retrieval {self.buffer_retrieval} need a "
                 "backbone with a `features` module (all built-in backbones have one)"
             )
+        self._global_replay: GlobalReplay | None = None  # made by `global_replay` on data-parallel settings
 
     def replay_count(self, batch_size: int) -> int:
         return self.replay_size or batch_size
 
+    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
+        """How many samples each `draw_replay` of a training step asks for at most, in the order
+        the step makes them (the distributed replay fetches exactly these ahead of the step).
+        Default: one draw of r. Override when a step draws more, or more often."""
+        return (self.replay_count(batch_size),)
+
+    def global_replay(self, setting: Any) -> GlobalReplay:
+        """On data-parallel settings, the distributed rehearsal buffer (its strategy asks for it):
+        each step's draws come from the union of every worker's buffer, this method's buffer
+        being the local one. Made once, it outlives each task's `Trainer`."""
+        if self._global_replay is None:
+            self._global_replay = GlobalReplay(
+                self.buffer, self.replay_draws(setting.batch_size), synchronous=setting.replay_sync,
+                seed=setting.seed, join_batch=False,
+            )
+        return self._global_replay
+
     def draw_replay(self, n: int) -> dict[str, torch.Tensor]:
-        """Up to `n` samples drawn from the buffer (every stored field; {} while it is empty), their
-        inputs augmented as the setting augments the minibatch: each replay is a fresh view."""
-        replay = self.buffer.sample(n)
+        """Up to `n` samples drawn uniformly from the buffer (every stored field; {} while it is
+        empty), their inputs augmented as the setting augments the minibatch: each replay is a
+        fresh view. On data-parallel settings, the step's next draw from the global buffer."""
+        if self._global_replay is not None:
+            replay = self._global_replay.take(n)
+        else:
+            replay = self.buffer.sample(n)
         if replay and self.augmentation is not None:
             replay["x"] = self.augment_inputs(replay["x"])
         return replay
@@ -70,11 +97,24 @@ class ReplayMethod(SupervisedMethod):
         needs features (one extra forward pass of the new samples, only then)."""
         if self.store_features:
             fields = {**fields, "features": self.stored_features(fields["x"])}
-        self.buffer.add(**fields)
+        if self._global_replay is not None:
+            self._global_replay.insert(fields)  # and, when asynchronous, send the next step's candidates
+        else:
+            self.buffer.add(**fields)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "buffer": self.buffer.state_dict()}
+        state = {**super().state_dict(), "buffer": self.buffer.state_dict()}
+        if self._global_replay is not None:
+            state["global_replay"] = self._global_replay.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.buffer.load_state_dict(state["buffer"])
+        self.buffer.load_state_dict(state["buffer"])  # first: the global replay's blocks take its shapes
+        if "global_replay" in state:
+            self.global_replay(self.setting).load_state_dict(state["global_replay"])
+
+    def runtime_stats(self) -> dict[str, float]:
+        """On data-parallel settings, what the distributed replay costs the training loop."""
+        replay = getattr(self, "_global_replay", None)
+        return {} if replay is None else replay.timings()

@@ -97,6 +97,16 @@ class Setting:
         """This process's place among them; 0 writes the results, checkpoints and logs."""
         return 0
 
+    def worker_seed(self, offset: int = 0) -> int:
+        """The seed of what a data-parallel worker draws for itself alone (its local memory's
+        choices and draws): `seed + offset` in one process and on worker 0, another seed on
+        every other worker. With one seed everywhere the workers would choose in lockstep: slot
+        k of every worker's reservoir filled at the same point of its shard, and a draw of the
+        same slots from each buffer would pick samples of the same age (the same task) from
+        each, which a uniform draw from their union would not."""
+        rank = self.rank
+        return self.seed + offset if rank == 0 else (self.seed + offset) * 7919 + 1_000_003 * rank
+
     @property
     def is_writer(self) -> bool:
         """Whether this process writes the run's folder (the others write their checkpoints' parts only)."""

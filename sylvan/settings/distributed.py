@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 import torch.distributed as dist
 
-from sylvan.errors import ConfigurationError, RunFailedError, StoppedBySignal
+from sylvan.errors import ConfigurationError, RunFailedError, StoppedBySignal, unknown_name
 from sylvan.metrics import Results
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 from sylvan.settings.streams import TaskData
@@ -46,7 +46,10 @@ class DistributedSetting(ClassIncrementalSetting):
     devices: int = 2  # data-parallel workers per node (processes on CPU, GPUs with --accelerator gpu)
     num_nodes: int = 1  # number of nodes (machines) taking part
     worker_timeout: float = 120.0  # seconds a worker waits for the others before the run stops with an error
-    replay_sync: bool = False  # rehearsal: exchange representatives synchronously (the baseline) instead of overlapped
+    replay_sync: bool = False  # replay methods: exchange representatives synchronously (the baseline), not overlapped
+    # replay methods: draw each step's replay from the union of every worker's buffer (global), or
+    # each worker from its own buffer alone (local: the baseline, plain DDP)
+    replay_scope: str = "global"
 
     def validate(self) -> None:
         super().validate()
@@ -54,6 +57,11 @@ class DistributedSetting(ClassIncrementalSetting):
             raise ConfigurationError("--devices and --num_nodes must be >= 1")
         if self.worker_timeout <= 0:
             raise ConfigurationError(f"--worker_timeout must be > 0, got {self.worker_timeout}")
+        if self.replay_scope not in ("global", "local"):
+            raise unknown_name("replay scope", self.replay_scope, ["global", "local"])
+        if self.replay_sync and self.replay_scope == "local":
+            raise ConfigurationError("--replay_sync sets how the workers exchange representatives, which "
+                                     "--replay_scope local never does")
         gpus = torch.cuda.device_count() if self._uses_cuda() else 0
         if 0 < gpus < self.devices:
             raise ConfigurationError(
@@ -62,15 +70,17 @@ class DistributedSetting(ClassIncrementalSetting):
             )
 
     def check_method(self, method: Any) -> None:
-        """Refuse --replay_sync for a method without the distributed rehearsal buffer, which
-        alone exchanges representatives: the option would be silently ignored."""
-        if self.replay_sync and not hasattr(method, "global_replay"):
+        """Refuse --replay_sync and --replay_scope local for a method without the distributed
+        rehearsal buffer, which alone they set: the option would be silently ignored."""
+        given = [flag for flag, value in (("--replay_sync", self.replay_sync),
+                                          ("--replay_scope local", self.replay_scope == "local")) if value]
+        if given and not hasattr(method, "global_replay"):
             from sylvan.methods import METHODS
 
             able = sorted(name for name, cls in METHODS.items() if hasattr(cls, "global_replay"))
             raise ConfigurationError(
-                f"--replay_sync has no effect on {method.name}: it sets how the distributed rehearsal buffer "
-                f"exchanges representatives, which {', '.join(able)} use{'s' if len(able) == 1 else ''}"
+                f"{given[0]} has no effect on {method.name}: it sets how the distributed rehearsal buffer "
+                f"draws representatives, which {', '.join(able)} use{'s' if len(able) == 1 else ''}"
             )
 
     @property
@@ -93,7 +103,7 @@ class DistributedSetting(ClassIncrementalSetting):
             process_group_backend="nccl" if self._uses_cuda() else "gloo",
             timeout=timedelta(seconds=self.worker_timeout),
         )
-        if hasattr(self._method, "global_replay"):
+        if hasattr(self._method, "global_replay") and self.replay_scope == "global":
             strategy = DistributedRehearsalStrategy(replay=self._method.global_replay(self), **options)
         else:
             strategy = DDPStrategy(**options)

@@ -88,6 +88,28 @@ def test_one_worker_replay_on_cuda_gives_the_cpu_batches(synchronous):
 
 
 @CUDA
+def test_one_worker_draws_for_a_method_on_cuda_are_the_cpu_draws():
+    """The draws a replay method takes (two per step, one cut to fewer samples) and the extra
+    fields it stores (logits) are the same on a GPU as on the CPU, step after step."""
+    replays = {
+        device: GlobalReplay(make_buffer("reservoir", 40, device=device, seed=1), (8, 5), seed=2, join_batch=False)
+        for device in ("cpu", "cuda")
+    }
+    for x, y, _ids, _features in labelled_stream(25, 6, seed=4):
+        taken = {}
+        for device, replay in replays.items():
+            batch = (x.to(device), y.to(device))
+            replay.training_batch(batch)
+            taken[device] = [replay.take(8), replay.take(3)]
+            replay.insert({"x": batch[0], "y": batch[1], "logits": batch[0][:, :2].clone()})
+        for cpu_draw, cuda_draw in zip(taken["cpu"], taken["cuda"]):
+            assert cpu_draw.keys() == cuda_draw.keys()
+            for name in cpu_draw:
+                assert cuda_draw[name].is_cuda and torch.equal(cpu_draw[name], cuda_draw[name].cpu())
+    assert replays["cuda"].side_stream is not None
+
+
+@CUDA
 def test_checkpoint_loaded_on_the_cpu_puts_a_gpu_buffer_back_on_the_gpu(tmp_path):
     """A run's checkpoint is read with map_location="cpu"; a buffer that took its device from
     CUDA batches must come back on CUDA, or a resumed run would join CPU replays to GPU batches."""

@@ -109,3 +109,82 @@ def test_a_restored_replay_draws_as_the_one_never_stopped(tmp_path):
     for _ in range(5):
         sizes = np.array([30, 50, 20])
         assert np.array_equal(restored.choose_from_union(sizes), original.choose_from_union(sizes))
+
+
+DRAWS = (R, 5)  # two independent draws per step, as DER++ makes
+
+
+def worker_with_draws(rank: int, port: int, out: str) -> None:
+    """A method that replays by itself: the strategy prepares the step's draws, the method takes
+    them and inserts its new samples (with logits beside them) itself."""
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    buffer = make_buffer("reservoir", SIZES[rank], seed=rank)
+    replay = GlobalReplay(buffer, DRAWS, seed=3, join_batch=False)
+    ids = torch.arange(SIZES[rank]) + 1000 * rank
+    draws, consistent = [[], []], True
+    for step in range(400):
+        new = ids if step == 0 else torch.full((4,), -1, dtype=torch.long)
+        x, y = new.float().unsqueeze(1).repeat(1, 3), new % 10
+        assert replay.training_batch((x, y))[0] is x, "the batch is left as it is"
+        for k, size in enumerate(DRAWS):
+            drawn = replay.take(size)
+            if step == 0:
+                consistent &= drawn == {}
+                continue
+            rows = drawn["x"][:, 0].long()
+            consistent &= len(rows) == size and len(set(rows.tolist())) == size
+            consistent &= bool(torch.equal(rows % 10, drawn["y"]))
+            consistent &= bool(torch.equal(rows.float(), drawn["logits"][:, 0]))
+            draws[k].append(rows.tolist())
+        replay.insert({"x": x, "y": y, "logits": new.float().unsqueeze(1).repeat(1, 2)})
+        if step == 0:
+            buffer.add = lambda **_: None
+    replay.wait()
+    Path(out, f"{rank}.json").write_text(json.dumps({"draws": draws, "ok": bool(consistent)}))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_several_draws_per_step_are_each_uniform_over_the_union_and_independent(tmp_path):
+    mp.start_processes(worker_with_draws, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert result["ok"], "each draw has its size, distinct stored samples, their labels and logits"
+        for draw in result["draws"]:
+            drawn = np.array([row for step in draw for row in step])
+            assert set(drawn.tolist()) <= set(range(30)) | set(range(1000, 1090))
+            assert abs(float((drawn >= 1000).mean()) - 0.75) < 0.04
+            counts = np.bincount(np.where(drawn >= 1000, drawn - 1000 + 30, drawn), minlength=120)
+            assert stats.chisquare(counts)[1] > 1e-3
+        # independent draws share R * 5 / 120 samples on average; the same draw twice would share
+        # 5, disjoint parts of one draw none
+        overlaps = [len(set(a) & set(b)) for a, b in zip(*result["draws"])]
+        assert abs(np.mean(overlaps) - R * 5 / 120) < 0.12, np.mean(overlaps)
+
+
+def test_a_method_takes_the_declared_draws_and_inserts_its_samples():
+    replay = GlobalReplay(make_buffer("reservoir", 50, seed=1), (6, 4), seed=3, join_batch=False)
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.arange(4) + 4 * step
+        return ids.float().unsqueeze(1), ids % 10
+
+    for step in range(10):
+        x, y = batch(step)
+        replay.training_batch((x, y))
+        first, second = replay.take(6), replay.take(4)
+        stored = min(4 * step, 50)
+        assert len(first.get("y", [])) == min(6, stored) and len(second.get("y", [])) == min(4, stored)
+        with pytest.raises(RuntimeError, match="declares every draw it makes"):
+            replay.take(1)
+        replay.insert({"x": x, "y": y})
+    replay.training_batch(batch(10))
+    with pytest.raises(ValueError, match="asked for 7 samples from a draw of 6"):
+        replay.take(7)
+    part = replay.take(3)  # a smaller last batch replays fewer: 3 of the 6, chosen at random
+    assert len(part["x"]) == 3 and len(set(part["x"][:, 0].tolist())) == 3
+    assert set(part["x"][:, 0].long().tolist()) <= set(range(40))
+    # a step that never inserted leaves the next one without candidates: refused, not silent
+    with pytest.raises(RuntimeError, match="must call `insert`"):
+        replay.training_batch(batch(11))

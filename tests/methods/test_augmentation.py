@@ -162,7 +162,7 @@ def test_stored_features_describe_the_samples_as_they_came_in_evaluation_mode(se
         assert rows(x) <= training_inputs  # as they came, not augmented
         assert torch.allclose(features, expected, atol=1e-6)
         assert untouched and training
-    if setting_name == "distributed":  # the strategy inserted the new samples, not the method
+    if setting_name == "distributed":  # through the distributed rehearsal buffer
         assert method.runtime_stats()["replay_steps"] >= steps
     offered = {row.numpy().tobytes(): f for x, _, features, _, _ in method.checks for row, f in zip(x, features)}
     stored = method.buffer.get_all()

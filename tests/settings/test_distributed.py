@@ -123,13 +123,20 @@ def test_two_workers_match_one_process(tmp_path):
     ("gdumb", ["--buffer_size", "500", "--retrain_epochs", "5"], 0.8),  # retrains on its memory under DDP
 ])
 def test_methods_with_their_own_memory_run_on_two_workers(tmp_path, method, options, minimum):
+    results, _ = complete_run_on_two_workers(tmp_path, method, options, minimum)
+    assert results["task_aware_accuracy"] > 0.85
+
+
+def complete_run_on_two_workers(tmp_path, method: str, options: list[str], minimum: float) -> tuple[dict, dict]:
+    """Run `method` on digits with 2 CPU workers; check that it ends with all 5 tasks and a final
+    average accuracy above `minimum`; return its results and the method's runtime report."""
     out = sylvan("--setting", "distributed", "--method", method, "--devices", "2", *COMMON, "--batch_size", "16",
                  *options, "--results_dir", str(tmp_path), "--run_name", method)
     assert out.returncode == 0, out.stderr
     results = json.loads((tmp_path / method / "results.json").read_text())
     assert results["complete"] and len(results["accuracy_matrix"]) == 5
     assert results["final_average_accuracy"] > minimum  # fine-tuning keeps about 0.2
-    assert results["task_aware_accuracy"] > 0.85
+    return results, json.loads((tmp_path / method / "runtime.json").read_text())["method_runtime"]
 
 
 @pytest.mark.slow
@@ -142,13 +149,7 @@ def test_methods_with_their_own_memory_run_on_two_workers(tmp_path, method, opti
     ("mir", [], 0.6),  # scores candidates from the union against its own virtual step on every worker
 ])
 def test_replay_methods_replay_from_the_global_buffer_on_two_workers(tmp_path, method, options, minimum):
-    out = sylvan("--setting", "distributed", "--method", method, "--devices", "2", *COMMON, "--batch_size", "16",
-                 *options, "--results_dir", str(tmp_path), "--run_name", method)
-    assert out.returncode == 0, out.stderr
-    results = json.loads((tmp_path / method / "results.json").read_text())
-    assert results["complete"] and len(results["accuracy_matrix"]) == 5
-    assert results["final_average_accuracy"] > minimum  # fine-tuning keeps about 0.2
-    runtime = json.loads((tmp_path / method / "runtime.json").read_text())["method_runtime"]
+    _, runtime = complete_run_on_two_workers(tmp_path, method, options, minimum)
     assert runtime["replay_steps"] > 0, "every step drew from the distributed rehearsal buffer"
 
 

@@ -112,7 +112,7 @@ class GlobalReplay:
         if not sizes or any(int(size) < 0 for size in sizes):
             raise ValueError(f"replay sizes must be one or more counts >= 0, got {replay_size!r}")
         self.draw_sizes = tuple(int(size) for size in sizes)
-        self.replay_size = sum(self.draw_sizes)  # rows of each worker's block: every draw's candidates
+        self.block_rows = sum(self.draw_sizes)  # rows of each worker's block: every draw's candidates
         self.join_batch = join_batch
         self._draws: list[tuple[int, dict[str, torch.Tensor]]] = []  # this step's draws not taken yet
         self._inserted = True  # whether the step since the last `begin_step` inserted its samples
@@ -211,10 +211,10 @@ class GlobalReplay:
         if n > size:
             raise ValueError(f"asked for {n} samples from a draw of {size} from the global buffer")
         self._draws.pop(0)
-        count = len(next(iter(draw.values()))) if draw else 0
-        if count > n:
+        first = next(iter(draw.values()), None)
+        if first is not None and len(first) > n:
             assert self.generator is not None
-            keep = to_device(torch.randperm(count, generator=self.generator)[:n], next(iter(draw.values())).device)
+            keep = to_device(torch.randperm(len(first), generator=self.generator)[:n], first.device)
             draw = {name: values.index_select(0, keep) for name, values in draw.items()}
         return draw
 
@@ -271,7 +271,7 @@ class GlobalReplay:
         pending = state["pending"]
         if pending is not None:
             world = len(pending["sizes"])
-            self.blocks = ExchangeBlocks(self.buffer.storage, self.replay_size, world)
+            self.blocks = ExchangeBlocks(self.buffer.storage, self.block_rows, world)
             for name, values in pending["fields"].items():
                 self.blocks.received_fields[name].copy_(values)
             self.pending = ([], self.blocks.received_fields, pending["sizes"])
@@ -290,12 +290,12 @@ class GlobalReplay:
         main.wait_stream(self.side_stream)  # the next step samples from an up-to-date buffer
 
     def _issue(self) -> None:
-        """Send every worker a block of r candidates from the local buffer, and its size."""
-        world, r = self.world_size, self.replay_size
-        if r == 0 or not self.buffer.storage:
+        """Send every worker a block of candidates from the local buffer (every draw's), and its size."""
+        world = self.world_size
+        if self.block_rows == 0 or not self.buffer.storage:
             return
         if self.blocks is None:
-            self.blocks = ExchangeBlocks(self.buffer.storage, r, world)
+            self.blocks = ExchangeBlocks(self.buffer.storage, self.block_rows, world)
         blocks, size = self.blocks, len(self.buffer)
         for receiver in range(world):  # an independent draw for every receiver, and every draw size
             start = 0
@@ -349,7 +349,7 @@ class GlobalReplay:
                 draws.append({})
                 continue
             rows = to_device(chosen, device)
-            sender, row = rows // self.replay_size, rows % self.replay_size
+            sender, row = rows // self.block_rows, rows % self.block_rows
             # advanced indexing copies: the blocks can be overwritten by the next exchange
             draws.append({name: values[sender, row] for name, values in fields.items()})
         return draws
@@ -359,7 +359,7 @@ class GlobalReplay:
         min(count, total) samples from the union (count: the first draw size by default).
         Worker w's block holds rows w*R .. w*R + R - 1 (R: all draw sizes together), and the
         candidates of the draw at `offset` from row w*R + offset on."""
-        block, total = self.replay_size, int(sizes.sum())
+        block, total = self.block_rows, int(sizes.sum())
         count = min(self.draw_sizes[0] if count is None else count, total)
         if count == 0:
             return np.empty(0, dtype=np.int64)

@@ -54,7 +54,7 @@ class AGEM(EpisodicMemoryMethod):
             return None
         parameters = trainable_parameters(self.model)
         reference_loss = F.cross_entropy(self.learner(self.augment_inputs(reference["x"])), reference["y"])
-        return flat_gradient(torch.autograd.grad(reference_loss, parameters, allow_unused=True), parameters)
+        return flat_gradient(self.gradients(reference_loss, parameters), parameters)
 
     def project(self, gradient: torch.Tensor, memory_gradients: torch.Tensor) -> torch.Tensor:
         return project_conflicting(gradient, memory_gradients)

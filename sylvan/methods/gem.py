@@ -139,7 +139,7 @@ class GEM(EpisodicMemoryMethod):
         for slots in self._task_slots:
             x, y = stored["x"].index_select(0, slots), stored["y"].index_select(0, slots)
             loss = F.cross_entropy(self.learner(self.augment_inputs(x)), y)
-            rows.append(flat_gradient(torch.autograd.grad(loss, parameters, allow_unused=True), parameters))
+            rows.append(flat_gradient(self.gradients(loss, parameters), parameters))
         return torch.stack(rows)
 
     def project(self, gradient: torch.Tensor, memory_gradients: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ when a method first trains, not with this module: listing, parsing and checking 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from sylvan.errors import ConfigurationError, StoppedBySignal, refuse_if_given, unknown_name
 from sylvan.methods.base import Method
+from sylvan.methods.loss_scaling import loss_scaler, unscaled_gradients
 from sylvan.minibatches import float_inputs, minibatch_loader
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 
@@ -135,6 +136,17 @@ class SupervisedMethod(Method):
     def training_step(self, batch: Batch) -> torch.Tensor:
         """The loss of one minibatch. Default: cross-entropy on the batch (fine-tuning)."""
         return F.cross_entropy(self.learner(batch.x), batch.y)
+
+    def gradients(
+        self, loss: torch.Tensor, inputs: Sequence[torch.Tensor], *, retain_graph: bool = False,
+        require_finite: bool = True,
+    ) -> tuple[torch.Tensor | None, ...]:
+        """The gradients of a loss other than the training loss with respect to `inputs` (None for
+        an input it does not reach), as `torch.autograd.grad` gives them, but taken under the loss
+        scale of a float16 mixed-precision run, so that they do not underflow where the training
+        loss's do not (`sylvan.methods.loss_scaling.unscaled_gradients`)."""
+        scaler = loss_scaler(self.learner._trainer)
+        return unscaled_gradients(loss, inputs, scaler, retain_graph=retain_graph, require_finite=require_finite)
 
     def after_backward(self) -> None:
         """Hook: the gradients of this step exist (unscaled, under mixed precision) and the

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError, UnknownNameError
-from sylvan.methods import DER
+from sylvan.methods import AGEM, DER, GEM, MIR
+from sylvan.methods.loss_scaling import loss_scaler
 from sylvan.methods.naive import Naive
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
 from tests.conftest import tiny_options
@@ -96,3 +97,25 @@ def test_16_mixed_hands_methods_unscaled_gradients():
         norms[precision] = float(torch.tensor(finite).median())
     assert spy.training_dtypes == {torch.float16}
     assert 0.5 < norms["16-mixed"] / norms["32-true"] < 2, norms
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("method_cls", [GEM, AGEM, MIR])
+def test_16_mixed_takes_a_methods_own_gradients_under_the_loss_scale(method_cls):
+    """GEM's and A-GEM's memory gradients and MIR's virtual step are taken under Lightning's loss
+    scale, and the runs learn as float32 ones do (`tests/methods/test_loss_scaling.py` checks the
+    gradients themselves, on the CPU)."""
+    accuracies, scaled = {}, []
+    for precision in ("32-true", "16-mixed"):
+        options = dict(tiny_options(ClassIncrementalSetting), accelerator="gpu", precision=precision)
+        method = method_cls()
+        original = method.gradients
+
+        def recording(loss, inputs, _method=method, _original=original, _precision=precision, **kwargs):
+            scaled.append((_precision, loss_scaler(_method.learner._trainer) is not None))
+            return _original(loss, inputs, **kwargs)
+
+        method.gradients = recording
+        accuracies[precision] = ClassIncrementalSetting(**options).apply(method).final_average_accuracy
+    assert {("32-true", False), ("16-mixed", True)} == set(scaled)
+    assert abs(accuracies["16-mixed"] - accuracies["32-true"]) < 0.2, accuracies  # tiny test sets: a sanity bound

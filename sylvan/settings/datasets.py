@@ -43,6 +43,9 @@ class DatasetSpec:
     # per-channel mean and standard deviation of its training images in [0, 1], where known
     channel_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     normalized: bool = False  # its benchmarks normalize inputs by `channel_stats` (CIFAR in DER, ER-ACE, ...)
+    # domains of its own that its training samples' task labels (t, 0 to domains - 1) number, in the
+    # order they come (CORe50: its 8 training sessions); 0: none. Its test set is then one fixed set.
+    domains: int = 0
 
 
 def _digits(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
@@ -193,14 +196,16 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             # CORe50 (Lomonaco & Maltoni, CoRL 2017): 50 objects (the classes) filmed in 11 sessions,
             # with the official split (sessions 3, 7 and 10 for testing, as core50_train.csv lists);
-            # its class-incremental protocol (NC) is --initial_classes 10 --nb_tasks 9
+            # its class-incremental protocol (NC) is --initial_classes 10 --nb_tasks 9, its
+            # new-instances protocol (NI) the 8 training sessions as domains: domain_incremental
+            # --domain_shift dataset --nb_tasks 8
             "core50", (3, 128, 128), 50, "resnet18",
             _image_files(
                 "Core50", "core50",
                 "core50_128x128/ (s1/ to s11/, each with o1/ to o50/ of PNG files) and core50_train.csv",
-                ("core50_128x128", "core50_train.csv"), scenario="classes", classification="object",
+                ("core50_128x128", "core50_train.csv"), scenario="domains", classification="object",
             ),
-            downloads=True,
+            downloads=True, domains=8,
         ),
     )
 }

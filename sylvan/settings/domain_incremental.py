@@ -1,4 +1,6 @@
-"""Domain-incremental learning: the same classes in every task, under shifted inputs."""
+"""Domain-incremental learning: the same classes in every task, under shifted inputs: a pixel
+permutation or a rotation per task, or the domains a dataset has of its own (CORe50's sessions,
+its new-instances protocol)."""
 
 from __future__ import annotations
 
@@ -6,30 +8,53 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
 from sylvan.errors import ConfigurationError, refuse_if_given
 from sylvan.settings.class_incremental import ClassIncrementalSetting
+from sylvan.settings.datasets import DATASETS
+from sylvan.settings.streams import TaskData, build_tasks
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
     from continuum.scenarios import ContinualScenario
 
+DOMAIN_SHIFTS = ("permutation", "rotation", "dataset")
+
 
 @dataclass
 class DomainIncrementalSetting(ClassIncrementalSetting):
-    """Every task holds all classes; task t shows them through a fixed input transformation
-    (a pixel permutation, or a rotation). The first task is the untransformed data."""
+    """Every task holds all classes. With a permutation or a rotation, task t shows them through
+    a fixed input transformation, the first task being the untransformed data. With the
+    dataset's own domains (`--domain_shift dataset`), its D domains are split in their order into
+    `nb_tasks` consecutive groups (an even split, the remainder going to the first tasks: one
+    domain per task when nb_tasks = D), and every task is scored on the dataset's one fixed test
+    set, so each row of the accuracy matrix repeats one accuracy, measured once."""
 
     name: ClassVar[str] = "domain_incremental"
     shared_output_space: ClassVar[bool] = True
 
-    domain_shift: str = "permutation"  # permutation or rotation
+    # permutation, rotation, or dataset (the dataset's own domains: core50's 8 training sessions)
+    domain_shift: str = "permutation"
     max_rotation: float = 180.0  # rotation: task t is rotated by t * max_rotation / nb_tasks degrees (0 < |x| <= 360)
 
     def validate(self) -> None:
         super().validate()
-        if self.domain_shift not in ("permutation", "rotation"):
+        if self.domain_shift not in DOMAIN_SHIFTS:
             raise ConfigurationError(
-                f"--domain_shift must be permutation or rotation, got {self.domain_shift!r}"
+                f"--domain_shift must be one of {', '.join(DOMAIN_SHIFTS)}, got {self.domain_shift!r}"
+            )
+        domains = self.dataset_spec.domains
+        if self.domain_shift == "dataset" and not domains:
+            with_domains = [name for name, spec in DATASETS.items() if spec.domains]
+            raise ConfigurationError(
+                f"--domain_shift dataset: {self.dataset} has no domains of its own (datasets that have: "
+                f"{', '.join(with_domains)}); use --domain_shift permutation or rotation"
+            )
+        if self.domain_shift == "dataset" and self.nb_tasks > domains:
+            raise ConfigurationError(
+                f"--nb_tasks {self.nb_tasks} is more than the {domains} domains of {self.dataset}: each task "
+                f"needs at least one (--nb_tasks {domains}: one domain per task)"
             )
         if self.class_order is not None or self.random_class_order:
             # every task holds every class: there is no order in which classes arrive
@@ -46,9 +71,43 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
                 f"--max_rotation must be nonzero and at most 360 degrees either way, got {self.max_rotation}"
             )
 
+    def prepare_tasks(self) -> list[TaskData]:
+        if self.domain_shift != "dataset":
+            return super().prepare_tasks()
+        from continuum.scenarios import InstanceIncremental
+
+        train, test = self.load_splits()
+        return build_tasks(self.domain_scenario(train), InstanceIncremental(test, nb_tasks=1))
+
+    def domain_groups(self) -> np.ndarray:
+        """The task of each of the dataset's domains: `nb_tasks` consecutive groups, an even split
+        with the remainder going to the first tasks."""
+        base, extra = divmod(self.dataset_spec.domains, self.nb_tasks)
+        return np.repeat(np.arange(self.nb_tasks), [base + (1 if task < extra else 0) for task in range(self.nb_tasks)])
+
+    def domain_scenario(self, train: _ContinuumDataset) -> ContinualScenario:
+        """The training set split into tasks by its samples' domains (their task labels)."""
+        from continuum.datasets import InMemoryDataset
+        from continuum.scenarios import InstanceIncremental
+
+        x, y, t = train.get_data()
+        domains = self.dataset_spec.domains
+        if t is None or len(t) == 0 or not 0 <= t.min() <= t.max() < domains:
+            raise ConfigurationError(f"{self.dataset}'s training samples do not carry its {domains} domains")
+        tasks = self.domain_groups()[t]
+        missing = sorted(set(range(self.nb_tasks)) - set(np.unique(tasks).tolist()))
+        if missing:
+            raise ConfigurationError(
+                f"--train_samples {self.train_samples} leaves no training sample in task(s) {missing} of "
+                f"{self.dataset}'s domains; raise it, or leave it out"
+            )
+        return InstanceIncremental(InMemoryDataset(x, y, tasks, data_type=train.data_type, train=train.train))
+
     def make_scenario(self, dataset: _ContinuumDataset) -> ContinualScenario:
         from continuum.scenarios import Permutations, Rotations
 
+        if self.domain_shift == "dataset":  # a training set's (`prepare_tasks` keeps the test set whole)
+            return self.domain_scenario(dataset)
         with warnings.catch_warnings():
             # continuum warns that tasks may miss classes; here every task holds every sample
             warnings.filterwarnings("ignore", ".*tasks without all classes.*")

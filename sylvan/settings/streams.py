@@ -258,13 +258,18 @@ def holdout(
 
 
 def build_tasks(train_scenario: ContinualScenario, test_scenario: ContinualScenario) -> list[TaskData]:
-    """Materialize matching train and test scenarios into a list of `TaskData`."""
-    if len(train_scenario) != len(test_scenario):
-        raise ValueError("train and test scenarios must have the same number of tasks")
+    """Materialize matching train and test scenarios into a list of `TaskData`. A test scenario
+    of one task is every task's test set (one fixed test set, as CORe50's new-instances
+    protocol has): the tasks share its tensors, read once."""
+    shared = len(test_scenario) == 1
+    if len(train_scenario) != len(test_scenario) and not shared:
+        raise ValueError("train and test scenarios must have the same number of tasks, or the test one a single task")
+    if shared:
+        shared_test = materialize(test_scenario[0])
     tasks = []
-    for task_id, (train_set, test_set) in enumerate(zip(train_scenario, test_scenario)):
+    for task_id, train_set in enumerate(train_scenario):
         x_train, y_train = materialize(train_set)
-        x_test, y_test = materialize(test_set)
+        x_test, y_test = shared_test if shared else materialize(test_scenario[task_id])
         classes = sorted(set(torch.unique(y_train).tolist()) | set(torch.unique(y_test).tolist()))
         tasks.append(TaskData(task_id, x_train, y_train, x_test, y_test, classes))
     if len({tensor.dtype for task in tasks for tensor in (task.x_train, task.x_test)}) > 1:

@@ -1,6 +1,7 @@
 """CORe50 read from its folder as the official archive unpacks it (here a generated copy with the
 real layout: 11 sessions of 50 objects, PNG files named C_SS_OO_III.png, and the split file that
-keeps sessions 3, 7 and 10 for testing)."""
+keeps sessions 3, 7 and 10 for testing), in its class-incremental (NC) and new-instances (NI)
+protocols."""
 
 from __future__ import annotations
 
@@ -11,16 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-from sylvan.errors import DataUnavailableError
+from sylvan.errors import ConfigurationError, DataUnavailableError
+from sylvan.methods import Naive
 from sylvan.minibatches import float_inputs
-from sylvan.settings import ClassIncrementalSetting
+from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting
 
 TEST_SESSIONS = (3, 7, 10)
+TRAIN_SESSIONS = (1, 2, 4, 5, 6, 8, 9, 11)
 
 
 def write_core50(root: Path, per_object: int = 2, side: int = 128) -> Path:
-    """Each image is one grey level, 4 * object + session / 11 (rounded), so tests can tell
-    where it came from."""
+    """Each image is one colour, (4 * object, 20 * session, 0), so tests can tell where it came
+    from."""
     folder = root / "core50_128x128"
     train_ids = []
     for session in range(1, 12):
@@ -29,8 +32,7 @@ def write_core50(root: Path, per_object: int = 2, side: int = 128) -> Path:
             objects.mkdir(parents=True)
             for index in range(per_object):
                 stem = f"C_{session:02d}_{obj:02d}_{index:03d}"
-                grey = round(4 * obj + session / 11)
-                Image.new("RGB", (side, side), (grey, grey, grey)).save(objects / f"{stem}.png")
+                Image.new("RGB", (side, side), (4 * obj, 20 * session, 0)).save(objects / f"{stem}.png")
                 if session not in TEST_SESSIONS:
                     train_ids.append(f"{stem}.png,{obj - 1}\n")
     (root / "core50_train.csv").write_text("".join(train_ids))
@@ -53,8 +55,8 @@ def test_the_nc_protocol_starts_with_ten_objects_then_five_per_task(core50_root,
     assert tasks[0].x_train.shape[1:] == (3, 128, 128) and tasks[0].x_train.dtype == torch.uint8
     for task in tasks:  # object o(k + 1) is class k, in training and test images alike
         for x, y in ((task.x_train, task.y_train), (task.x_test, task.y_test)):
-            grey = float_inputs(x)[:, 0, 0, 0] * 255
-            assert torch.all((grey - 4 * (y + 1)).abs() <= 1)
+            red = float_inputs(x)[:, 0, 0, 0] * 255
+            assert torch.all((red - 4 * (y + 1)).abs() <= 0.5)
     assert capsys.readouterr().out == ""  # continuum's print of the split file's path is kept quiet
 
 
@@ -67,3 +69,77 @@ def test_missing_files_offline_say_where_to_put_them(tmp_path, monkeypatch, core
     np.savetxt(partial / "core50_train.csv", np.array(["C_01_01_000.png,0"]), fmt="%s")
     with pytest.raises(DataUnavailableError, match="could not be downloaded"):
         ClassIncrementalSetting(dataset="core50", data_dir=str(partial), progress_bar=False).prepare_tasks()
+
+
+def sessions_of(x: torch.Tensor) -> set[int]:
+    return set((float_inputs(x)[:, 1, 0, 0] * 255 / 20).round().int().tolist())
+
+
+def ni_setting(root: Path, **options) -> DomainIncrementalSetting:
+    return DomainIncrementalSetting(
+        dataset="core50", data_dir=str(root), domain_shift="dataset", progress_bar=False, **options
+    )
+
+
+def test_the_ni_protocol_is_one_training_session_per_task_and_one_fixed_test_set(core50_root, monkeypatch):
+    monkeypatch.setenv("SYLVAN_OFFLINE", "1")
+    tasks = ni_setting(core50_root, nb_tasks=8).prepare_tasks()
+    assert [sessions_of(task.x_train) for task in tasks] == [{session} for session in TRAIN_SESSIONS]
+    for task in tasks:
+        assert task.classes == list(range(50))
+        assert sorted(task.y_train.tolist()) == sorted(list(range(50)) * 2)  # every object, 2 images each
+        red = float_inputs(task.x_train)[:, 0, 0, 0] * 255
+        assert torch.all((red - 4 * (task.y_train + 1)).abs() <= 0.5)
+        assert task.x_test is tasks[0].x_test and task.y_test is tasks[0].y_test  # one set, read once
+    assert sessions_of(tasks[0].x_test) == set(TEST_SESSIONS) and len(tasks[0].y_test) == 3 * 50 * 2
+
+
+def test_fewer_tasks_group_consecutive_sessions(core50_root, monkeypatch):
+    monkeypatch.setenv("SYLVAN_OFFLINE", "1")
+    tasks = ni_setting(core50_root, nb_tasks=3).prepare_tasks()
+    assert [sessions_of(task.x_train) for task in tasks] == [{1, 2, 4}, {5, 6, 8}, {9, 11}]
+
+
+def test_the_shared_test_set_is_scored_once_per_row(core50_root, monkeypatch):
+    monkeypatch.setenv("SYLVAN_OFFLINE", "1")
+    setting = ni_setting(core50_root, nb_tasks=4, batch_size=32, eval_batch_size=1000)
+
+    class CountingNaive(Naive):
+        name = ""  # not registered
+
+        def predict(self, x, task_labels=None):
+            self.scored += len(x)
+            return super().predict(x, task_labels)
+
+    method = CountingNaive(lr=0.05, backbone="mlp")
+    method.scored = 0
+    results = setting.apply(method)
+    matrix = np.array(results.accuracy_matrix)
+    assert matrix.shape == (4, 4)
+    assert np.all(matrix == matrix[:, :1])  # each row: the accuracy on the one test set
+    # once before training (the initial accuracies of forward transfer) and after each task, not once per column
+    assert method.scored == (1 + 4) * 300
+    test = setting.prepare_tasks()[0]
+    final = float((method.predict(float_inputs(test.x_test)).argmax(1) == test.y_test).float().mean())
+    assert matrix[-1, 0] == pytest.approx(final)  # the accuracy on the whole fixed test set
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"nb_tasks": 9}, "more than the 8 domains of core50"),
+    ({"dataset": "digits"}, "digits has no domains of its own .*core50"),
+    ({"domain_shift": "sessions"}, "must be one of permutation, rotation, dataset"),
+])
+def test_dataset_domains_are_checked(options, message):
+    with pytest.raises(ConfigurationError, match=message):
+        DomainIncrementalSetting(**{"dataset": "core50", "domain_shift": "dataset", **options}).validate()
+
+
+def test_training_samples_that_leave_a_task_empty_are_refused():
+    from continuum.datasets import InMemoryDataset
+
+    setting = DomainIncrementalSetting(dataset="core50", domain_shift="dataset", nb_tasks=4, train_samples=60)
+    sessions = np.repeat(np.arange(6), 10)  # the samples kept hold none of the last 2 sessions
+    kept = InMemoryDataset(np.zeros((60, 2, 2, 3), dtype=np.uint8), np.arange(60) % 50, sessions)
+    with pytest.raises(ConfigurationError, match=r"--train_samples 60 leaves no training sample in task\(s\) \[3\]"):
+        setting.domain_scenario(kept)
+    assert len(setting.domain_scenario(InMemoryDataset(*kept.get_data()[:2], np.arange(60) % 8))) == 4

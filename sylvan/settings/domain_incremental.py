@@ -97,9 +97,10 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
         tasks = self.domain_groups()[t]
         missing = sorted(set(range(self.nb_tasks)) - set(np.unique(tasks).tolist()))
         if missing:
+            cause = "the training set" if self.train_samples is None else f"--train_samples {self.train_samples}"
             raise ConfigurationError(
-                f"--train_samples {self.train_samples} leaves no training sample in task(s) {missing} of "
-                f"{self.dataset}'s domains; raise it, or leave it out"
+                f"{cause} leaves no training sample in task(s) {missing} of {self.dataset}'s domains"
+                + ("" if self.train_samples is None else "; raise it, or leave it out")
             )
         return InstanceIncremental(InMemoryDataset(x, y, tasks, data_type=train.data_type, train=train.train))
 

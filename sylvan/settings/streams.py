@@ -274,6 +274,7 @@ def build_tasks(train_scenario: ContinualScenario, test_scenario: ContinualScena
         tasks.append(TaskData(task_id, x_train, y_train, x_test, y_test, classes))
     if len({tensor.dtype for task in tasks for tensor in (task.x_train, task.x_test)}) > 1:
         # tasks read by different paths: one dtype, so that they concatenate (streams, unions)
+        converted_test = {id(task.x_test): float_inputs(task.x_test) for task in tasks}  # a shared one once
         for task in tasks:
-            task.x_train, task.x_test = float_inputs(task.x_train), float_inputs(task.x_test)
+            task.x_train, task.x_test = float_inputs(task.x_train), converted_test[id(task.x_test)]
     return tasks

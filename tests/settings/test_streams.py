@@ -109,3 +109,21 @@ def test_tasks_read_by_different_paths_share_one_dtype():
     same_path = build_tasks(ClassIncremental(pixels, increment=2), ClassIncremental(pixels, increment=2))
     assert same_path[0].x_train.dtype == torch.uint8
     assert torch.equal(tasks[0].x_train, float_inputs(same_path[0].x_train))
+
+
+def test_a_one_task_test_scenario_is_every_tasks_test_set_read_once():
+    """A dataset with one fixed test set (CORe50's NI protocol) gives every task the same test
+    tensors, converted once where the splits were read by different paths."""
+    from continuum import InstanceIncremental
+
+    pixels = image_arrays((6, 6))
+    x, y, _ = pixels.get_data()
+    as_floats = InMemoryDataset(x.astype(np.float32) / 255, y)
+    for train in (pixels, as_floats):  # floats for training: the uint8 test pixels are converted
+        tasks = build_tasks(InstanceIncremental(train, nb_tasks=3), InstanceIncremental(pixels, nb_tasks=1))
+        assert len(tasks) == 3
+        assert all(task.x_test is tasks[0].x_test and task.y_test is tasks[0].y_test for task in tasks)
+        assert len(tasks[0].y_test) == len(y)
+        assert all(task.classes == sorted(set(y.tolist())) for task in tasks)
+    with pytest.raises(ValueError, match="same number of tasks"):
+        build_tasks(InstanceIncremental(pixels, nb_tasks=3), InstanceIncremental(pixels, nb_tasks=2))

@@ -27,14 +27,20 @@ def relative_error(gradients, expected) -> float:
     return float((got - want).norm() / want.norm())
 
 
+def shrink_last_layer(model: nn.Module, factor: float) -> None:
+    """Multiply the weights of `model`'s last layer by `factor`, and so the gradients behind it."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(factor)
+
+
 def network_with_tiny_gradients() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A network whose last layer is so small that the gradients flowing back into the layer
     before it are about 1e-7: below what float16 represents with any precision (normal values
     start at 6e-5, and the subnormals below are spaced 6e-8 apart)."""
     generator = torch.Generator().manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 50), nn.ReLU(), nn.Linear(50, 10))
-    with torch.no_grad():
-        model[2].weight.mul_(1e-5)
+    shrink_last_layer(model, 1e-5)
     return model, torch.randn(64, 20, generator=generator), torch.randint(0, 10, (64,), generator=generator)
 
 
@@ -98,13 +104,6 @@ def under_float16_training(method, scaler: torch.amp.GradScaler | None) -> None:
     """Attach `method`'s learner to a stand-in for a trainer whose precision plugin has `scaler`
     (Lightning's 16-mixed on a GPU has one; 32-true and bf16-mixed do not)."""
     method.learner._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=scaler))
-
-
-def shrink_last_layer(model: nn.Module, factor: float) -> None:
-    """Multiply the weights of `model`'s last layer by `factor`, and so the gradients behind it."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    with torch.no_grad():
-        last.weight.mul_(factor)
 
 
 @pytest.mark.parametrize("method_cls", [GEM, AGEM])

@@ -206,6 +206,8 @@ print("loaded:", sorted({name.split(".")[0] for name in sys.modules}
     (["--setting", "online", "--method", "naive", "--validation_fraction", "1"], "--validation_fraction"),
     (["--setting", "domain_incremental", "--method", "naive", "--domain_shift", "dataset"],
      "digits has no domains of its own"),
+    (["--setting", "domain_incremental", "--method", "naive", "--random_domain_order"],
+     "--random_domain_order True has no effect: it orders the dataset's own domains"),
     (["--setting", "online", "--method", "naive", "--precision", "fp8"], "valid precisions: 16-mixed, 32-true"),
     (["--setting", "class_incremental", "--method", "naive", "--precision", "16-mixed", "--accelerator", "cpu"],
      "use --precision bf16-mixed"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, List, Optional
 
 import numpy as np
 
@@ -26,10 +26,11 @@ DOMAIN_SHIFTS = ("permutation", "rotation", "dataset")
 class DomainIncrementalSetting(ClassIncrementalSetting):
     """Every task holds all classes. With a permutation or a rotation, task t shows them through
     a fixed input transformation, the first task being the untransformed data. With the
-    dataset's own domains (`--domain_shift dataset`), its D domains are split in their order into
-    `nb_tasks` consecutive groups (an even split, the remainder going to the first tasks: one
-    domain per task when nb_tasks = D), and every task is scored on the dataset's one fixed test
-    set, so each row of the accuracy matrix repeats one accuracy, measured once."""
+    dataset's own domains (`--domain_shift dataset`), its D domains, in their order or in the one
+    `--domain_order` gives or `--random_domain_order` draws, are split into `nb_tasks` consecutive
+    groups (an even split, the remainder going to the first tasks: one domain per task when
+    nb_tasks = D), and every task is scored on the dataset's one fixed test set, so each row of the
+    accuracy matrix repeats one accuracy, measured once."""
 
     name: ClassVar[str] = "domain_incremental"
     shared_output_space: ClassVar[bool] = True
@@ -37,6 +38,9 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
     # permutation, rotation, or dataset (the dataset's own domains: core50's 8 training sessions)
     domain_shift: str = "permutation"
     max_rotation: float = 180.0  # rotation: task t is rotated by t * max_rotation / nb_tasks degrees (0 < |x| <= 360)
+    # dataset: the order in which its domains arrive, a permutation of 0..D-1 (default: the dataset's order)
+    domain_order: Optional[List[int]] = None
+    random_domain_order: bool = False  # dataset: shuffle the order of its domains with the seed
 
     def validate(self) -> None:
         super().validate()
@@ -56,6 +60,12 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
                 f"--nb_tasks {self.nb_tasks} is more than the {domains} domains of {self.dataset}: each task "
                 f"needs at least one (--nb_tasks {domains}: one domain per task)"
             )
+        if self.domain_shift == "dataset":
+            self.validate_domain_order(domains)
+        else:
+            why = "it orders the dataset's own domains (--domain_shift dataset)"
+            refuse_if_given(self, "domain_order", why)
+            refuse_if_given(self, "random_domain_order", why)
         if self.class_order is not None or self.random_class_order:
             # every task holds every class: there is no order in which classes arrive
             raise ConfigurationError(
@@ -71,6 +81,29 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
                 f"--max_rotation must be nonzero and at most 360 degrees either way, got {self.max_rotation}"
             )
 
+    def validate_domain_order(self, domains: int) -> None:
+        if self.domain_order is not None and self.random_domain_order:
+            raise ConfigurationError(
+                "--domain_order and --random_domain_order contradict each other: give the order, or ask for "
+                "a random one"
+            )
+        if self.domain_order is not None and sorted(self.domain_order) != list(range(domains)):
+            raise ConfigurationError(
+                f"--domain_order must be a permutation of 0..{domains - 1} (the {domains} domains of "
+                f"{self.dataset}), got {list(self.domain_order)}"
+            )
+
+    def resolved_domain_order(self) -> list[int]:
+        """The dataset's domains in the order they arrive: `--domain_order`, or a permutation drawn
+        with the seed (`--random_domain_order`, the same draw as `--random_class_order`'s), or
+        the dataset's own order."""
+        domains = self.dataset_spec.domains
+        if self.domain_order is not None:
+            return list(self.domain_order)
+        if self.random_domain_order:
+            return np.random.default_rng(self.seed).permutation(domains).tolist()
+        return list(range(domains))
+
     def prepare_tasks(self) -> list[TaskData]:
         if self.domain_shift != "dataset":
             return super().prepare_tasks()
@@ -80,10 +113,14 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
         return build_tasks(self.domain_scenario(train), InstanceIncremental(test, nb_tasks=1))
 
     def domain_groups(self) -> np.ndarray:
-        """The task of each of the dataset's domains: `nb_tasks` consecutive groups, an even split
-        with the remainder going to the first tasks."""
+        """The task of each of the dataset's domains (indexed by domain): the domains, in the order
+        they arrive, split into `nb_tasks` consecutive groups, an even split with the remainder
+        going to the first tasks."""
         base, extra = divmod(self.dataset_spec.domains, self.nb_tasks)
-        return np.repeat(np.arange(self.nb_tasks), [base + (1 if task < extra else 0) for task in range(self.nb_tasks)])
+        sizes = [base + (1 if task < extra else 0) for task in range(self.nb_tasks)]
+        groups = np.empty(self.dataset_spec.domains, dtype=np.int64)
+        groups[self.resolved_domain_order()] = np.repeat(np.arange(self.nb_tasks), sizes)
+        return groups
 
     def domain_scenario(self, train: _ContinuumDataset) -> ContinualScenario:
         """The training set split into tasks by its samples' domains (their task labels)."""

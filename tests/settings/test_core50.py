@@ -100,6 +100,27 @@ def test_fewer_tasks_group_consecutive_sessions(core50_root, monkeypatch):
     assert [sessions_of(task.x_train) for task in tasks] == [{1, 2, 4}, {5, 6, 8}, {9, 11}]
 
 
+def test_random_domain_order_shuffles_the_sessions_with_the_seed(core50_root, monkeypatch):
+    monkeypatch.setenv("SYLVAN_OFFLINE", "1")
+    orders = {}
+    for seed in (0, 1):
+        tasks = ni_setting(core50_root, nb_tasks=8, random_domain_order=True, seed=seed).prepare_tasks()
+        orders[seed] = [sessions_of(task.x_train) for task in tasks]
+        drawn = np.random.default_rng(seed).permutation(8)
+        assert orders[seed] == [{TRAIN_SESSIONS[domain]} for domain in drawn]
+        assert all(task.x_test is tasks[0].x_test for task in tasks)  # the test set does not move
+    assert orders[0] != orders[1]
+    grouped = ni_setting(core50_root, nb_tasks=3, random_domain_order=True, seed=0).prepare_tasks()
+    drawn = [TRAIN_SESSIONS[domain] for domain in np.random.default_rng(0).permutation(8)]
+    assert [sessions_of(task.x_train) for task in grouped] == [set(drawn[:3]), set(drawn[3:6]), set(drawn[6:])]
+
+
+def test_a_given_domain_order_is_followed(core50_root, monkeypatch):
+    monkeypatch.setenv("SYLVAN_OFFLINE", "1")
+    tasks = ni_setting(core50_root, nb_tasks=4, domain_order=[7, 6, 5, 4, 3, 2, 1, 0]).prepare_tasks()
+    assert [sessions_of(task.x_train) for task in tasks] == [{11, 9}, {8, 6}, {5, 4}, {2, 1}]
+
+
 def test_the_shared_test_set_is_scored_once_per_row(core50_root, monkeypatch):
     monkeypatch.setenv("SYLVAN_OFFLINE", "1")
     setting = ni_setting(core50_root, nb_tasks=4, batch_size=32, eval_batch_size=1000)
@@ -128,6 +149,10 @@ def test_the_shared_test_set_is_scored_once_per_row(core50_root, monkeypatch):
     ({"nb_tasks": 9}, "more than the 8 domains of core50"),
     ({"dataset": "digits"}, "digits has no domains of its own .*core50"),
     ({"domain_shift": "sessions"}, "must be one of permutation, rotation, dataset"),
+    ({"domain_order": [0, 1, 2]}, r"--domain_order must be a permutation of 0..7 \(the 8 domains of core50\)"),
+    ({"domain_order": list(range(8)), "random_domain_order": True}, "contradict each other"),
+    ({"domain_shift": "permutation", "random_domain_order": True}, "--random_domain_order True has no effect"),
+    ({"domain_shift": "rotation", "domain_order": [1, 0]}, r"--domain_order \[1, 0\] has no effect"),
 ])
 def test_dataset_domains_are_checked(options, message):
     with pytest.raises(ConfigurationError, match=message):

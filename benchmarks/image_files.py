@@ -1,7 +1,9 @@
 """What preparing Seq-TinyImageNet's tasks costs: sylvan decodes the image files with a thread per
 core into one uint8 array, then builds the tasks from it as it does CIFAR's, keeping uint8 pixels
 (`streams.decode_images`, `streams.images_at_once`); against continuum's own path, which opens,
-decodes and converts the files to float32 one at a time as its task sets are indexed.
+decodes and converts the files to float32 one at a time as its task sets are indexed; and with
+`--image_cache` (`settings/image_cache.py`), the first run, which decodes and keeps the array,
+then a later one, which reads it back.
 
     python benchmarks/image_files.py [--data_dir DIR] [--threads 1 2] [--skip_file_by_file]
 
@@ -80,7 +82,7 @@ def row(way: str, seconds: float, note: str = "") -> None:
     print(f"{way:<46} | {seconds:8.1f} | {peak_memory_gib():8.2f}{note}", flush=True)
 
 
-def measure(way: str, root: Path) -> None:
+def measure(way: str, root: Path, cache: str | None) -> None:
     """Time one way of preparing the tasks (in a process of its own, so its peak is its own)."""
     import torch
     from continuum.datasets import TinyImageNet200
@@ -95,14 +97,18 @@ def measure(way: str, root: Path) -> None:
         for train in (True, False):
             decode_images(TinyImageNet200(str(root), train=train, download=False), threads=threads)
         row(f"decode the files only, {threads} thread(s)", time.perf_counter() - start)
-    elif way == "sylvan":
+    elif way.startswith("sylvan"):
         tasks = ClassIncrementalSetting(
-            dataset="tiny_imagenet", data_dir=str(root), nb_tasks=10, progress_bar=False
+            dataset="tiny_imagenet", data_dir=str(root), nb_tasks=10, progress_bar=False,
+            image_cache=None if way == "sylvan" else cache,
         ).prepare_tasks()
         size = sum(x.numel() * x.element_size() for task in tasks for x in (task.x_train, task.x_test)) / 2**30
         images = sum(len(task.y_train) + len(task.y_test) for task in tasks)
         dtype = str(tasks[0].x_train.dtype).removeprefix("torch.")
-        row("sylvan: decode, then build whole tasks", time.perf_counter() - start,
+        label = {"sylvan": "sylvan: decode, then build whole tasks",
+                 "sylvan:store": "  --image_cache, first run (decode, keep)",
+                 "sylvan:cached": "  --image_cache, later run (read back)"}[way]
+        row(label, time.perf_counter() - start,
             f"  ({images} images, {size:.2f} GiB of {dtype} tasks; torch threads: {torch.get_num_threads()})")
     elif way == "continuum":
         kept = []  # as a setting would keep its tasks
@@ -121,10 +127,12 @@ def main() -> None:
     parser.add_argument("--data_dir", default=None, help="folder holding tiny-imagenet-200/ (default: generate one)")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, usable_cores()])
     parser.add_argument("--skip_file_by_file", action="store_true", help="leave out continuum's per-file path")
+    parser.add_argument("--skip_cache", action="store_true", help="leave out the runs with --image_cache")
     parser.add_argument("--way", default=None, help=argparse.SUPPRESS)  # one measurement, in a child process
+    parser.add_argument("--cache", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.way is not None:
-        measure(args.way, Path(args.data_dir))
+        measure(args.way, Path(args.data_dir), args.cache)
         return
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -139,9 +147,12 @@ def main() -> None:
         print(header)
         print("-" * len(header), flush=True)
         ways = [f"decode:{threads}" for threads in args.threads] + ["sylvan"]
+        ways += [] if args.skip_cache else ["sylvan:store", "sylvan:cached"]
         ways += [] if args.skip_file_by_file else ["continuum"]
+        cache = str(Path(scratch) / "image_cache")  # empty until sylvan:store fills it
         for way in ways:
-            subprocess.run([sys.executable, __file__, "--data_dir", str(root), "--way", way], check=True)
+            subprocess.run([sys.executable, __file__, "--data_dir", str(root), "--way", way, "--cache", cache],
+                           check=True)
 
 
 if __name__ == "__main__":

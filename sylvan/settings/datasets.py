@@ -46,6 +46,7 @@ class DatasetSpec:
     # domains of its own that its training samples' task labels (t, 0 to domains - 1) number, in the
     # order they come (CORe50: its 8 training sessions); 0: none. Its test set is then one fixed set.
     domains: int = 0
+    image_files: bool = False  # stored as image files, decoded when loaded (so `--image_cache` applies)
 
 
 def _digits(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
@@ -190,7 +191,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 "tiny-imagenet-200/ (wnids.txt, train/WNID/images/, val/images/, val/val_annotations.txt)",
                 ("tiny-imagenet-200",),
             ),
-            downloads=True, augmentation="crop_flip",
+            downloads=True, augmentation="crop_flip", image_files=True,
             channel_stats=((0.4802, 0.4480, 0.3975), (0.2770, 0.2691, 0.2821)), normalized=True,
         ),
         DatasetSpec(
@@ -205,7 +206,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 "core50_128x128/ (s1/ to s11/, each with o1/ to o50/ of PNG files) and core50_train.csv",
                 ("core50_128x128", "core50_train.csv"), scenario="domains", classification="object",
             ),
-            downloads=True, domains=8,
+            downloads=True, domains=8, image_files=True,
         ),
     )
 }

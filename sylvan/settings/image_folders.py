@@ -110,5 +110,5 @@ def image_folder_dataset(
     return DatasetSpec(
         name, (3, height, width), len(classes["train"]),
         backbone or ("resnet18" if min(height, width) >= 32 else "mlp"), load,
-        augmentation=augmentation, channel_stats=channel_stats, normalized=normalize,
+        augmentation=augmentation, channel_stats=channel_stats, normalized=normalize, image_files=True,
     )

@@ -54,6 +54,10 @@ class OnlineSetting(Setting):
     random_class_order: bool = False  # shuffle the class order with the seed
     batch_size: int = 10  # samples per training minibatch
     data_dir: str = DEFAULT_DATA_DIR  # where datasets are downloaded and cached
+    # datasets of image files (tiny_imagenet, core50, image folders): a folder where their decoded
+    # images are kept, so that later runs (and the other workers) read them instead of decoding
+    # the files again; 3 bytes per pixel (default: decode every time)
+    image_cache: Optional[str] = None
     # use a class-stratified subset of this many training samples (synthetic: generate this many)
     train_samples: Optional[int] = None
     # hold out this fraction of each class's training samples (after --train_samples) as a
@@ -98,6 +102,8 @@ class OnlineSetting(Setting):
             raise ConfigurationError(
                 f"--validation_fraction must be in [0, 1), got {self.validation_fraction}"
             )
+        if not spec.image_files:
+            refuse_if_given(self, "image_cache", f"{self.dataset} is not made of image files to decode")
         check_accelerator(self.accelerator)
         check_precision(self.precision, self.accelerator)
         if not self.shared_output_space and self.nb_tasks > spec.num_classes:
@@ -232,7 +238,8 @@ class OnlineSetting(Setting):
             train = subsample(train, self.train_samples, self.seed, name=repr(self.dataset))
         if self.validation_fraction > 0:  # the test set is left unread
             train, test = holdout(train, self.validation_fraction, self.seed, name=repr(self.dataset))
-        return decode_images(train, repr(self.dataset)), decode_images(test, repr(self.dataset))
+        name, size = repr(self.dataset), self.input_shape[1:]
+        return tuple(decode_images(split, name, cache=self.image_cache, image_size=size) for split in (train, test))
 
     @property
     def evaluation_split(self) -> str:

@@ -7,12 +7,14 @@ evaluation reuses the same tensors after every task. uint8 image arrays whose tr
 are tensor conversion and pixel permutations are built whole (`images_at_once`) and kept as
 uint8 pixels, made float per minibatch (`sylvan.minibatches.float_inputs`) to the same values;
 anything else goes through the task set's own indexing, sample by sample, to float32. Datasets
-of image files are first decoded into uint8 arrays (`decode_images`).
+of image files are first decoded into uint8 arrays (`decode_images`), optionally kept in a
+cache folder (`image_cache`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.errors import ConfigurationError, DataUnavailableError
 from sylvan.minibatches import float_inputs
+from sylvan.settings import image_cache
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
@@ -139,28 +142,48 @@ def usable_cores() -> int:
 
 
 def decode_images(
-    dataset: _ContinuumDataset, name: str = "the dataset", threads: int | None = None
+    dataset: _ContinuumDataset,
+    name: str = "the dataset",
+    threads: int | None = None,
+    cache: str | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> _ContinuumDataset:
-    """An image-path dataset (Tiny ImageNet) read into an in-memory dataset of uint8 RGB arrays
-    of shape (N, H, W, 3), exactly as continuum's per-sample path reads each file (PIL, then
-    `convert("RGB")`, which also turns the few greyscale images into RGB). The tasks are then
-    built and converted as CIFAR's are, whole arrays at once, and only the files of the samples
-    kept (after `subsample` and `holdout`) are read. `threads` threads (default: one per core
-    this process may run on) each decode a contiguous share of the files; opening a file holds
-    Python's GIL, so they help only in part (1.2x to 1.6x with 2 threads on 2 cores). Any other
-    dataset is returned as it is. A file that cannot be read, or an image of another size than
-    the first, is refused with its path."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """An image-path dataset (Tiny ImageNet, CORe50) read into an in-memory dataset of uint8 RGB
+    arrays of shape (N, H, W, 3), exactly as continuum's per-sample path reads each file (PIL,
+    then `convert("RGB")`, which also turns the few greyscale images into RGB). The tasks are
+    then built and converted as CIFAR's are, whole arrays at once, and only the files of the
+    samples kept (after `subsample` and `holdout`) are read. `threads` threads (default: one per
+    core this process may run on) each decode a contiguous share of the files; opening a file
+    holds Python's GIL, so they help only in part (1.2x to 1.6x with 2 threads on 2 cores).
+    With a `cache` folder (`--image_cache`), the array is read from there when these same files
+    were decoded before, and kept there otherwise (`image_cache`). Any other dataset is returned
+    as it is. A file that cannot be read, or an image of another size than the first or than
+    `image_size` (height, width: the dataset's), is refused with its path."""
     from continuum.datasets import InMemoryDataset
     from continuum.tasks import TaskType
-    from PIL import Image
 
     if dataset.data_type != TaskType.IMAGE_PATH:
         return dataset
     paths, y, t = dataset.get_data()
     if len(paths) == 0:
         raise DataUnavailableError(f"{name}: its file lists name no images; the files are damaged or not its own")
+    entry = None if cache is None else image_cache.entry_name(paths)
+    images = None if entry is None else image_cache.load(cache, entry, len(paths))
+    if images is None:
+        images = decode_files(paths, name, threads, image_size)
+        if entry is not None:
+            image_cache.store(cache, entry, images)
+    return InMemoryDataset(images, y, t, data_type=TaskType.IMAGE_ARRAY, train=dataset.train)
+
+
+def decode_files(
+    paths: Sequence[str], name: str, threads: int | None, image_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The images of `paths` as one uint8 array (N, H, W, 3), decoded by `threads` threads (see
+    `decode_images`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
 
     def read(path: str) -> np.ndarray:
         try:
@@ -171,6 +194,11 @@ def decode_images(
             raise DataUnavailableError(message) from error
 
     first = read(paths[0])
+    if image_size is not None and first.shape[:2] != tuple(image_size):
+        raise DataUnavailableError(
+            f"{name}: {paths[0]} is {first.shape[1]}x{first.shape[0]} pixels, where the dataset's images are "
+            f"{image_size[1]}x{image_size[0]}; the files are not this dataset's, or were resized"
+        )
     images = np.empty((len(paths), *first.shape), dtype=np.uint8)
 
     def fill(start: int, stop: int) -> None:
@@ -189,7 +217,7 @@ def decode_images(
     with ThreadPoolExecutor(count) as pool:
         for done in [pool.submit(fill, start, stop) for start, stop in zip(bounds, bounds[1:])]:
             done.result()  # re-raises a share's failure
-    return InMemoryDataset(images, y, t, data_type=TaskType.IMAGE_ARRAY, train=dataset.train)
+    return images
 
 
 def subsample(

@@ -24,7 +24,8 @@ def test_prints_each_way_of_preparing_tiny_imagenet(tmp_path):
     rows = [line.split("|")[0].strip() for line in out.stdout.splitlines() if line.count("|") == 2]
     assert rows[1:] == [
         "decode the files only, 1 thread(s)", "decode the files only, 2 thread(s)",
-        "sylvan: decode, then build whole tasks", "continuum: file by file (ToTensor per sample)",
+        "sylvan: decode, then build whole tasks", "--image_cache, first run (decode, keep)",
+        "--image_cache, later run (read back)", "continuum: file by file (ToTensor per sample)",
     ]
-    assert "(600 images, 0.01 GiB of uint8 tasks" in out.stdout  # of 3x64x64 pixels
+    assert out.stdout.count("(600 images, 0.01 GiB of uint8 tasks") == 3  # of 3x64x64 pixels
     assert "(0.03 GiB of float32 tasks)" in out.stdout

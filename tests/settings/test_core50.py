@@ -71,6 +71,14 @@ def test_missing_files_offline_say_where_to_put_them(tmp_path, monkeypatch, core
         ClassIncrementalSetting(dataset="core50", data_dir=str(partial), progress_bar=False).prepare_tasks()
 
 
+def test_images_of_another_size_are_refused_before_decoding_them_all(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYLVAN_OFFLINE", "1")
+    root = write_core50(tmp_path, per_object=1, side=32)  # as if resized
+    with pytest.raises(DataUnavailableError, match=r"C_01_01_000.png is 32x32 pixels, where the dataset's images "
+                                                   r"are 128x128; the files are not this dataset's, or were resized"):
+        ClassIncrementalSetting(dataset="core50", data_dir=str(root), progress_bar=False).prepare_tasks()
+
+
 def sessions_of(x: torch.Tensor) -> set[int]:
     return set((float_inputs(x)[:, 1, 0, 0] * 255 / 20).round().int().tolist())
 

@@ -1,0 +1,90 @@
+"""A folder of decoded image arrays (`--image_cache DIR`), so that a dataset of image files is
+decoded once, not once per run and per worker.
+
+A setting decodes the image files of the samples it keeps into one uint8 array
+(`streams.decode_images`). With a cache, that array is saved as a `.npy` file named by a hash
+of the files it holds (their paths, in order, with each file's size and modification time):
+a later run that keeps the same files, unchanged, reads the array back instead of decoding
+them, and a changed, added or removed file gives another name, so a stale array is never read.
+Writes go to a temporary file renamed into place, so data-parallel workers that decode at the
+same time, or a run killed while writing, never leave a partial array under the final name.
+Nothing here can fail a run: an unreadable entry is decoded again, and an entry that cannot
+be written (no space, no permission) is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "sylvan-decoded-images-1"  # part of every key: a change of layout gives new names
+SPARE_BYTES = 1 << 30  # free space left on the cache's disk after an entry is written
+
+
+def entry_name(paths: Sequence[str]) -> str | None:
+    """The file name under which the decoded images of `paths` (in this order) are kept, or
+    None when a file cannot be looked at (decoding then reports it)."""
+    digest = hashlib.sha256(FORMAT.encode())
+    try:
+        for path in paths:
+            stat = os.stat(path)
+            digest.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    except OSError:
+        return None
+    return f"{digest.hexdigest()[:40]}.npy"
+
+
+def load(folder: str | os.PathLike[str], name: str, count: int) -> np.ndarray | None:
+    """The cached uint8 images of entry `name`, (count, H, W, 3), or None when there is no such
+    entry or it is unreadable or of another shape (then it is decoded and written again)."""
+    path = Path(folder).expanduser() / name
+    if not path.is_file():
+        return None
+    try:
+        images = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        warnings.warn(f"--image_cache: {path} cannot be read ({error}); decoding the images again", stacklevel=2)
+        return None
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != count or images.shape[-1] != 3:
+        warnings.warn(f"--image_cache: {path} holds {images.dtype} {images.shape}, not {count} RGB images; "
+                      "decoding the images again", stacklevel=2)
+        return None
+    return images
+
+
+def store(folder: str | os.PathLike[str], name: str, images: np.ndarray) -> None:
+    """Keep `images` as entry `name`, unless another process has just done so, or the folder
+    cannot take it (a warning says why, and the run goes on without it)."""
+    folder = Path(folder).expanduser()
+    target = folder / name
+    if target.is_file():
+        return
+    temporary = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if free < images.nbytes + SPARE_BYTES:
+            warnings.warn(
+                f"--image_cache: {folder} has {free / 2**30:.1f} GiB free, too little for {images.nbytes / 2**30:.2f} "
+                "GiB of decoded images (and 1 GiB to spare); they are not kept", stacklevel=2,
+            )
+            return
+        temporary = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        # created as an ordinary file is (the umask applies), so that whoever may read the folder may read it
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as file:
+            np.save(file, images, allow_pickle=False)
+        os.replace(temporary, target)
+        temporary = None
+    except OSError as error:
+        warnings.warn(f"--image_cache: cannot write to {folder} ({error}); the decoded images are not kept",
+                      stacklevel=2)
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)

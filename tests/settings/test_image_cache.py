@@ -1,0 +1,173 @@
+"""`--image_cache`: decoded image files kept as arrays, read back by later runs, never stale."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sylvan.errors import ConfigurationError
+from sylvan.settings import (
+    DATASETS,
+    ClassIncrementalSetting,
+    image_cache,
+    image_folder_dataset,
+    register_dataset,
+    streams,
+)
+from sylvan.settings.streams import decode_images
+from tests.settings.test_image_folders import write_image_folder
+
+
+def path_dataset(folder: Path, count: int = 6, side: int = 8):
+    """An image-path dataset of `count` PNG files whose pixels are all equal to their index."""
+    from continuum.datasets import InMemoryDataset
+    from continuum.tasks import TaskType
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = folder / f"{index}.png"
+        Image.new("RGB", (side, side), (index, index, index)).save(path)
+        paths.append(str(path))
+    return InMemoryDataset(np.array(paths), np.arange(count) % 2, data_type=TaskType.IMAGE_PATH)
+
+
+def entries(cache: Path) -> list[str]:
+    return sorted(path.name for path in cache.iterdir()) if cache.exists() else []
+
+
+def forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, decoding files fails: what is read comes from the cache."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded the files although the cache holds them")
+
+    monkeypatch.setattr(streams, "decode_files", refuse)
+
+
+def test_decoded_images_are_kept_and_read_back(tmp_path, monkeypatch):
+    dataset, cache = path_dataset(tmp_path / "images"), tmp_path / "cache"
+    first = decode_images(dataset, cache=str(cache)).get_data()[0]
+    assert first.shape == (6, 8, 8, 3) and [int(image[0, 0, 0]) for image in first] == list(range(6))
+    assert len(entries(cache)) == 1 and entries(cache)[0].endswith(".npy")  # no temporary file left behind
+
+    forbid_decoding(monkeypatch)
+    again = decode_images(dataset, cache=str(cache)).get_data()
+    assert np.array_equal(again[0], first) and again[0].dtype == np.uint8
+    assert np.array_equal(again[1], dataset.get_data()[1])
+
+
+def test_another_selection_of_files_is_another_entry(tmp_path):
+    from continuum.datasets import InMemoryDataset
+
+    dataset, cache = path_dataset(tmp_path / "images"), tmp_path / "cache"
+    paths, labels, _ = dataset.get_data()
+    decode_images(dataset, cache=str(cache))
+    reordered = InMemoryDataset(paths[::-1], labels[::-1], data_type=dataset.data_type)
+    x = decode_images(reordered, cache=str(cache)).get_data()[0]
+    assert [int(image[0, 0, 0]) for image in x] == list(range(5, -1, -1))
+    decode_images(InMemoryDataset(paths[:4], labels[:4], data_type=dataset.data_type), cache=str(cache))
+    assert len(entries(cache)) == 3
+
+
+def test_a_changed_file_is_decoded_again(tmp_path):
+    dataset, cache = path_dataset(tmp_path / "images"), tmp_path / "cache"
+    decode_images(dataset, cache=str(cache))
+    changed = Path(dataset.get_data()[0][2])
+    Image.new("RGB", (8, 8), (200, 200, 200)).save(changed)
+    later = time.time() + 5  # a new modification time, whatever the file system's clock resolution
+    os.utime(changed, (later, later))
+    x = decode_images(dataset, cache=str(cache)).get_data()[0]
+    assert int(x[2, 0, 0, 0]) == 200
+    assert len(entries(cache)) == 2
+
+
+def test_a_damaged_entry_is_decoded_and_written_again(tmp_path):
+    dataset, cache = path_dataset(tmp_path / "images"), tmp_path / "cache"
+    expected = decode_images(dataset, cache=str(cache)).get_data()[0]
+    entry = cache / entries(cache)[0]
+    entry.write_bytes(entry.read_bytes()[:100])  # a truncated file
+    with pytest.warns(UserWarning, match="cannot be read.*decoding the images again"):
+        x = decode_images(dataset, cache=str(cache)).get_data()[0]
+    assert np.array_equal(x, expected)
+    assert entry.exists()  # the damaged entry stays, under its name: the next run reads it again
+    np.save(entry, np.zeros((2, 8, 8, 3), dtype=np.uint8))  # an array of another shape
+    with pytest.warns(UserWarning, match=r"holds uint8 \(2, 8, 8, 3\), not 6 RGB images"):
+        assert np.array_equal(decode_images(dataset, cache=str(cache)).get_data()[0], expected)
+
+
+def test_a_cache_that_cannot_be_written_warns_and_the_run_goes_on(tmp_path, monkeypatch):
+    dataset = path_dataset(tmp_path / "images")
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    with pytest.warns(UserWarning, match="cannot write to .*a_file.*not kept"):
+        x = decode_images(dataset, cache=str(blocked)).get_data()[0]
+    assert [int(image[0, 0, 0]) for image in x] == list(range(6))
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(image_cache.shutil, "disk_usage", lambda path: namedtuple("usage", "free")(2**29))
+    with pytest.warns(UserWarning, match="0.5 GiB free, too little"):
+        decode_images(dataset, cache=str(cache))
+    assert entries(cache) == []
+
+
+def test_an_entry_another_worker_wrote_meanwhile_is_not_rewritten(tmp_path):
+    images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    image_cache.store(tmp_path, "entry.npy", images)
+    stamp = (tmp_path / "entry.npy").stat().st_mtime_ns
+    image_cache.store(tmp_path, "entry.npy", images + 1)
+    assert (tmp_path / "entry.npy").stat().st_mtime_ns == stamp
+    assert np.array_equal(image_cache.load(tmp_path, "entry.npy", 2), images)
+
+
+def test_entries_are_readable_as_the_umask_allows(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        image_cache.store(tmp_path, "entry.npy", np.zeros((1, 2, 2, 3), dtype=np.uint8))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "entry.npy").stat().st_mode & 0o777 == 0o644  # others on a shared cluster may read it
+
+
+def test_a_missing_file_is_left_to_decoding_to_report(tmp_path):
+    dataset = path_dataset(tmp_path / "images")
+    Path(dataset.get_data()[0][3]).unlink()
+    assert image_cache.entry_name(dataset.get_data()[0]) is None
+    with pytest.raises(Exception, match="3.png"):
+        decode_images(dataset, cache=str(tmp_path / "cache"))
+    assert entries(tmp_path / "cache") == []
+
+
+@pytest.fixture
+def mine(tmp_path):
+    before = dict(DATASETS)
+    register_dataset(image_folder_dataset("mine", write_image_folder(tmp_path / "mine")))
+    yield
+    DATASETS.clear()
+    DATASETS.update(before)
+
+
+def test_a_setting_reads_its_tasks_from_the_cache(tmp_path, mine, monkeypatch):
+    cache = tmp_path / "cache"
+    setting = ClassIncrementalSetting(dataset="mine", nb_tasks=2, image_cache=str(cache), progress_bar=False)
+    tasks = setting.prepare_tasks()
+    assert len(entries(cache)) == 2  # the training and the test split
+    uncached = ClassIncrementalSetting(dataset="mine", nb_tasks=2, progress_bar=False).prepare_tasks()
+
+    forbid_decoding(monkeypatch)
+    for cached in (setting.prepare_tasks(), tasks):
+        for task, reference in zip(cached, uncached):
+            for name in ("x_train", "y_train", "x_test", "y_test"):
+                assert torch.equal(getattr(task, name), getattr(reference, name))
+
+
+def test_the_cache_is_refused_for_datasets_that_are_not_image_files():
+    with pytest.raises(ConfigurationError, match="--image_cache /tmp/c has no effect: digits is not made of image"):
+        ClassIncrementalSetting(dataset="digits", image_cache="/tmp/c").validate()
+    assert DATASETS["tiny_imagenet"].image_files and DATASETS["core50"].image_files

@@ -26,7 +26,7 @@ from sylvan.methods import METHODS
 from sylvan.settings import SETTINGS
 
 # options that change no figure of a run, so runs that differ only in them belong together
-NEUTRAL_OPTIONS = frozenset({"seed", "data_dir", "progress_bar"})
+NEUTRAL_OPTIONS = frozenset({"seed", "data_dir", "image_cache", "progress_bar"})
 # summary metrics, by their name for accuracies; `measure` replaces "accuracy" for returns
 METRICS = (
     "final_average_accuracy", "average_incremental_accuracy", "forgetting", "backward_transfer",

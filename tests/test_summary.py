@@ -15,12 +15,13 @@ from tests.test_cli import FAST, sylvan
 
 
 def write_run(root: Path, name: str, seed: int, lr: float, final: float, complete: bool = True,
-              data_dir: str = "data", wall_time: float = 2.0) -> Path:
+              data_dir: str = "data", wall_time: float = 2.0, image_cache: str | None = None) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
     config = {
         "setting": "class_incremental", "method": "naive",
-        "setting_options": {"seed": seed, "dataset": "digits", "data_dir": data_dir, "progress_bar": None},
+        "setting_options": {"seed": seed, "dataset": "digits", "data_dir": data_dir, "progress_bar": None,
+                            "image_cache": image_cache},
         "method_options": {"lr": lr, "optimizer": "sgd"},
         "run": {"results_dir": str(root), "run_name": name},
     }
@@ -33,8 +34,9 @@ def write_run(root: Path, name: str, seed: int, lr: float, final: float, complet
 
 
 def test_runs_differing_only_in_seed_or_paths_form_one_group(tmp_path):
-    for seed, final in enumerate([0.70, 0.80, 0.90]):  # data_dir cannot change a figure
-        write_run(tmp_path / "sweep", f"a{seed}", seed, lr=0.1, final=final, data_dir=f"d{seed}")
+    for seed, final in enumerate([0.70, 0.80, 0.90]):  # data_dir and image_cache cannot change a figure
+        write_run(tmp_path / "sweep", f"a{seed}", seed, lr=0.1, final=final, data_dir=f"d{seed}",
+                  image_cache=None if seed == 0 else f"cache{seed}")
     for seed, final in enumerate([0.50, 0.60]):
         write_run(tmp_path / "sweep" / "nested", f"b{seed}", seed, lr=0.01, final=final)
     write_run(tmp_path / "sweep", "stopped", 3, lr=0.1, final=0.1, complete=False)

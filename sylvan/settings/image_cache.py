@@ -6,20 +6,25 @@ A setting decodes the image files of the samples it keeps into one uint8 array
 of the files it holds (their paths, in order, with each file's size and modification time):
 a later run that keeps the same files, unchanged, reads the array back instead of decoding
 them, and a changed, added or removed file gives another name, so a stale array is never read.
-Writes go to a temporary file renamed into place, so data-parallel workers that decode at the
-same time, or a run killed while writing, never leave a partial array under the final name.
-Nothing here can fail a run: an unreadable entry is decoded again, and an entry that cannot
-be written (no space, no permission) is skipped with a warning.
+Processes that need the same entry at once (the data-parallel workers of a run that torchrun
+or SLURM starts together) take turns on a lock of the entry (`locked`): the first decodes and
+writes, the others wait and read, instead of each decoding on the same cores. The lock is the
+operating system's (`flock`), released when its holder exits, crashed or not. Writes go to a
+temporary file renamed into place, so a run killed while writing never leaves a partial array
+under the final name. Nothing here can fail a run: an unreadable entry is decoded again, an
+entry that cannot be written (no space, no permission) is skipped with a warning, and where
+locks are not available the processes decode side by side.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +44,33 @@ def entry_name(paths: Sequence[str]) -> str | None:
     except OSError:
         return None
     return f"{digest.hexdigest()[:40]}.npy"
+
+
+@contextlib.contextmanager
+def locked(folder: str | os.PathLike[str], name: str) -> Iterator[None]:
+    """Hold the lock of entry `name` (a file `.NAME.lock` beside it, kept: removing it would let
+    a later process lock another file of the same name) while the block runs; without waiting
+    where the folder or the system cannot hold it."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        yield
+        return
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(folder / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:  # store() says why the folder cannot take the entry
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks
+            pass
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def load(folder: str | os.PathLike[str], name: str, count: int) -> np.ndarray | None:

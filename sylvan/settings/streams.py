@@ -168,11 +168,14 @@ def decode_images(
     if len(paths) == 0:
         raise DataUnavailableError(f"{name}: its file lists name no images; the files are damaged or not its own")
     entry = None if cache is None else image_cache.entry_name(paths)
-    images = None if entry is None else image_cache.load(cache, entry, len(paths))
-    if images is None:
+    if entry is None:
         images = decode_files(paths, name, threads, image_size)
-        if entry is not None:
-            image_cache.store(cache, entry, images)
+    else:
+        with image_cache.locked(cache, entry):  # other processes decoding the same files wait, then read
+            images = image_cache.load(cache, entry, len(paths))
+            if images is None:
+                images = decode_files(paths, name, threads, image_size)
+                image_cache.store(cache, entry, images)
     return InMemoryDataset(images, y, t, data_type=TaskType.IMAGE_ARRAY, train=dataset.train)
 
 

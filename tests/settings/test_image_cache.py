@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sylvan.errors import ConfigurationError
+from sylvan.errors import ConfigurationError, DataUnavailableError
 from sylvan.settings import (
     DATASETS,
     ClassIncrementalSetting,
@@ -40,7 +40,8 @@ def path_dataset(folder: Path, count: int = 6, side: int = 8):
 
 
 def entries(cache: Path) -> list[str]:
-    return sorted(path.name for path in cache.iterdir()) if cache.exists() else []
+    """The files of the cache folder but the entries' lock files (temporary files included)."""
+    return sorted(path.name for path in cache.iterdir() if path.suffix != ".lock") if cache.exists() else []
 
 
 def forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,11 +136,46 @@ def test_entries_are_readable_as_the_umask_allows(tmp_path):
     assert (tmp_path / "entry.npy").stat().st_mode & 0o777 == 0o644  # others on a shared cluster may read it
 
 
+def decode_slowly(dataset, cache: str, log: Path, out: Path) -> None:
+    """In a child process: decode with the cache, noting each decoding of the files in `log`
+    and taking a second over it, so that a second process arrives while it runs."""
+    decode = streams.decode_files
+
+    def noted(*args, **kwargs):
+        with open(log, "a") as file:
+            file.write(f"{os.getpid()}\n")
+        time.sleep(1.0)
+        return decode(*args, **kwargs)
+
+    streams.decode_files = noted
+    np.save(out, decode_images(dataset, cache=cache).get_data()[0])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="starts processes by fork")
+def test_processes_needing_the_same_entry_at_once_decode_it_once(tmp_path):
+    import multiprocessing
+
+    dataset, cache, log = path_dataset(tmp_path / "images"), str(tmp_path / "cache"), tmp_path / "decodings"
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=decode_slowly, args=(dataset, cache, log, tmp_path / f"x{rank}.npy"))
+               for rank in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert len(log.read_text().splitlines()) == 1  # one decoded; the other waited, then read the entry
+    expected = np.stack([np.full((8, 8, 3), index, dtype=np.uint8) for index in range(6)])
+    for rank in range(2):
+        assert np.array_equal(np.load(tmp_path / f"x{rank}.npy"), expected)
+    assert len(entries(Path(cache))) == 1
+
+
 def test_a_missing_file_is_left_to_decoding_to_report(tmp_path):
     dataset = path_dataset(tmp_path / "images")
     Path(dataset.get_data()[0][3]).unlink()
     assert image_cache.entry_name(dataset.get_data()[0]) is None
-    with pytest.raises(Exception, match="3.png"):
+    with pytest.raises(DataUnavailableError, match="3.png"):
         decode_images(dataset, cache=str(tmp_path / "cache"))
     assert entries(tmp_path / "cache") == []
 

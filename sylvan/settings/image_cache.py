@@ -75,20 +75,23 @@ def locked(folder: str | os.PathLike[str], name: str) -> Iterator[None]:
 
 def load(folder: str | os.PathLike[str], name: str, count: int) -> np.ndarray | None:
     """The cached uint8 images of entry `name`, (count, H, W, 3), or None when there is no such
-    entry or it is unreadable or of another shape (then it is decoded and written again)."""
+    entry, or it is unreadable or of another shape: such an entry is removed, so that the images
+    decoded again are written in its place."""
     path = Path(folder).expanduser() / name
     if not path.is_file():
         return None
     try:
         images = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        warnings.warn(f"--image_cache: {path} cannot be read ({error}); decoding the images again", stacklevel=2)
-        return None
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != count or images.shape[-1] != 3:
-        warnings.warn(f"--image_cache: {path} holds {images.dtype} {images.shape}, not {count} RGB images; "
-                      "decoding the images again", stacklevel=2)
-        return None
-    return images
+        problem = f"cannot be read ({error})"
+    else:
+        if images.dtype == np.uint8 and images.ndim == 4 and images.shape[0] == count and images.shape[-1] == 3:
+            return images
+        problem = f"holds {images.dtype} {images.shape}, not {count} RGB images"
+    warnings.warn(f"--image_cache: {path} {problem}; decoding the images again", stacklevel=2)
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return None
 
 
 def store(folder: str | os.PathLike[str], name: str, images: np.ndarray) -> None:

@@ -97,10 +97,11 @@ def test_a_damaged_entry_is_decoded_and_written_again(tmp_path):
     with pytest.warns(UserWarning, match="cannot be read.*decoding the images again"):
         x = decode_images(dataset, cache=str(cache)).get_data()[0]
     assert np.array_equal(x, expected)
-    assert entry.exists()  # the damaged entry stays, under its name: the next run reads it again
+    assert np.array_equal(np.load(entry), expected)  # written again, in the damaged entry's place
     np.save(entry, np.zeros((2, 8, 8, 3), dtype=np.uint8))  # an array of another shape
     with pytest.warns(UserWarning, match=r"holds uint8 \(2, 8, 8, 3\), not 6 RGB images"):
         assert np.array_equal(decode_images(dataset, cache=str(cache)).get_data()[0], expected)
+    assert np.array_equal(np.load(entry), expected)
 
 
 def test_a_cache_that_cannot_be_written_warns_and_the_run_goes_on(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ decodes and converts the files to float32 one at a time as its task sets are ind
 `--image_cache` (`settings/image_cache.py`), the first run, which decodes and keeps the array,
 then a later one, which reads it back.
 
-    python benchmarks/image_files.py [--data_dir DIR] [--threads 1 2] [--skip_file_by_file]
+    python benchmarks/image_files.py [--data_dir DIR] [--threads 1 2] [--skip_file_by_file] [--skip_cache]
 
 With `--data_dir`, the Tiny ImageNet folder under it (`DIR/tiny-imagenet-200/`); without, a
 generated copy of the same size and layout (200 classes, 500 training and 50 test JPEG files of

@@ -13,6 +13,7 @@ import numpy as np
 from sylvan.errors import ConfigurationError, refuse_if_given
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 from sylvan.settings.datasets import DATASETS
+from sylvan.settings.online import arrival_order, check_arrival_order
 from sylvan.settings.streams import TaskData, build_tasks
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
                 f"needs at least one (--nb_tasks {domains}: one domain per task)"
             )
         if self.domain_shift == "dataset":
-            self.validate_domain_order(domains)
+            of = f" (the {domains} domains of {self.dataset})"
+            check_arrival_order("domain", self.domain_order, self.random_domain_order, domains, of)
         else:
             why = "it orders the dataset's own domains (--domain_shift dataset)"
             refuse_if_given(self, "domain_order", why)
@@ -81,28 +83,11 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
                 f"--max_rotation must be nonzero and at most 360 degrees either way, got {self.max_rotation}"
             )
 
-    def validate_domain_order(self, domains: int) -> None:
-        if self.domain_order is not None and self.random_domain_order:
-            raise ConfigurationError(
-                "--domain_order and --random_domain_order contradict each other: give the order, or ask for "
-                "a random one"
-            )
-        if self.domain_order is not None and sorted(self.domain_order) != list(range(domains)):
-            raise ConfigurationError(
-                f"--domain_order must be a permutation of 0..{domains - 1} (the {domains} domains of "
-                f"{self.dataset}), got {list(self.domain_order)}"
-            )
-
     def resolved_domain_order(self) -> list[int]:
         """The dataset's domains in the order they arrive: `--domain_order`, or a permutation drawn
         with the seed (`--random_domain_order`, the same draw as `--random_class_order`'s), or
         the dataset's own order."""
-        domains = self.dataset_spec.domains
-        if self.domain_order is not None:
-            return list(self.domain_order)
-        if self.random_domain_order:
-            return np.random.default_rng(self.seed).permutation(domains).tolist()
-        return list(range(domains))
+        return arrival_order(self.domain_order, self.random_domain_order, self.dataset_spec.domains, self.seed)
 
     def prepare_tasks(self) -> list[TaskData]:
         if self.domain_shift != "dataset":

@@ -36,6 +36,28 @@ if TYPE_CHECKING:
 DEFAULT_DATA_DIR = os.environ.get("SYLVAN_DATA_DIR", "~/.cache/sylvan/data")
 
 
+def check_arrival_order(kind: str, given: list[int] | None, shuffled: bool, count: int, of: str = "") -> None:
+    """Refuse a `--KIND_order` given with `--random_KIND_order`, or one that is not a
+    permutation of 0..count-1 (`of` says of what, for the message)."""
+    if given is not None and shuffled:
+        raise ConfigurationError(
+            f"--{kind}_order and --random_{kind}_order contradict each other: give the order, or ask for "
+            "a random one drawn with the seed"
+        )
+    if given is not None and sorted(given) != list(range(count)):
+        raise ConfigurationError(f"--{kind}_order must be a permutation of 0..{count - 1}{of}, got {list(given)}")
+
+
+def arrival_order(given: list[int] | None, shuffled: bool, count: int, seed: int) -> list[int]:
+    """The order in which `count` things (classes, domains) arrive: the one given, or a
+    permutation drawn with `seed` when `shuffled`, or 0..count-1."""
+    if given is not None:
+        return list(given)
+    if shuffled:
+        return np.random.default_rng(seed).permutation(count).tolist()
+    return list(range(count))
+
+
 @dataclass
 class OnlineSetting(Setting):
     """A supervised stream of tasks with new classes, seen once in small batches, with no task
@@ -120,15 +142,7 @@ class OnlineSetting(Setting):
             )
         if self.initial_classes is not None and not self.shared_output_space and self.nb_tasks == 1:
             raise ConfigurationError("--initial_classes needs --nb_tasks 2 or more: one task holds every class")
-        if self.class_order is not None and self.random_class_order:
-            raise ConfigurationError(
-                "--class_order and --random_class_order contradict each other: give the order, or ask for "
-                "a random one drawn with the seed"
-            )
-        if self.class_order is not None and sorted(self.class_order) != list(range(spec.num_classes)):
-            raise ConfigurationError(
-                f"--class_order must be a permutation of 0..{spec.num_classes - 1}"
-            )
+        check_arrival_order("class", self.class_order, self.random_class_order, spec.num_classes)
         if self.augmentation not in ("default", *AUGMENTATIONS):
             raise unknown_name("augmentation", self.augmentation, ["default", *AUGMENTATIONS])
         if self.crop_padding < 0:
@@ -186,12 +200,7 @@ class OnlineSetting(Setting):
         return self.num_classes
 
     def resolved_class_order(self) -> list[int]:
-        if self.class_order is not None:
-            return list(self.class_order)
-        order = list(range(self.num_classes))
-        if self.random_class_order:
-            order = np.random.default_rng(self.seed).permutation(self.num_classes).tolist()
-        return order
+        return arrival_order(self.class_order, self.random_class_order, self.num_classes, self.seed)
 
     def make_scenario(self, dataset: _ContinuumDataset) -> ContinualScenario:
         """The continuum scenario that splits `dataset` (train or test) into tasks."""

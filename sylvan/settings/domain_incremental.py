@@ -4,9 +4,9 @@ its new-instances protocol)."""
 
 from __future__ import annotations
 
-import warnings
+import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, List, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 
 import numpy as np
 
@@ -127,15 +127,29 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
         return InstanceIncremental(InMemoryDataset(x, y, tasks, data_type=train.data_type, train=train.train))
 
     def make_scenario(self, dataset: _ContinuumDataset) -> ContinualScenario:
-        from continuum.scenarios import Permutations, Rotations
-
         if self.domain_shift == "dataset":  # a training set's (`prepare_tasks` keeps the test set whole)
             return self.domain_scenario(dataset)
-        with warnings.catch_warnings():
-            # continuum warns that tasks may miss classes; here every task holds every sample
-            warnings.filterwarnings("ignore", ".*tasks without all classes.*")
-            if self.domain_shift == "permutation":
-                return Permutations(dataset, nb_tasks=self.nb_tasks, seed=self.seed)
-            step = self.max_rotation / self.nb_tasks
-            degrees = [(t * step, t * step) for t in range(self.nb_tasks)]
-            return Rotations(dataset, list_degrees=degrees)
+        permutations, rotations = transformation_scenarios()
+        if self.domain_shift == "permutation":
+            return permutations(dataset, nb_tasks=self.nb_tasks, seed=self.seed)
+        step = self.max_rotation / self.nb_tasks
+        degrees = [(t * step, t * step) for t in range(self.nb_tasks)]
+        return rotations(dataset, list_degrees=degrees)
+
+
+@functools.cache
+def transformation_scenarios() -> tuple[type, type]:
+    """continuum's `Permutations` and `Rotations`, whose every task is the whole dataset under
+    its transformation, without the split into `nb_tasks` parts of the dataset that they inherit
+    from `InstanceIncremental` and never use. That split fails ("Too many tasks ... leading to
+    empty tasks") wherever every class has fewer samples than there are tasks: 40 tasks of
+    digits' test set (about 36 samples a class), or 10 of `--train_samples 60`."""
+    from continuum.scenarios import Permutations, Rotations
+
+    def whole_dataset(scenario: Any, nb_tasks: int) -> int:
+        x, y, _ = scenario.cl_dataset.get_data()
+        scenario.dataset = (x, y, np.zeros(len(y), dtype=np.int64))  # task labels: set per task when indexed
+        return nb_tasks
+
+    return (type("WholeDatasetPermutations", (Permutations,), {"_setup": whole_dataset}),
+            type("WholeDatasetRotations", (Rotations,), {"_setup": whole_dataset}))

@@ -133,6 +133,23 @@ def test_domain_incremental_shares_classes_and_shifts_inputs():
             assert torch.equal(first.x_train.flatten(1).sort(1).values, second.x_train.flatten(1).sort(1).values)
 
 
+@pytest.mark.parametrize(("shift", "nb_tasks", "train_samples"), [
+    ("permutation", 40, 60),  # digits' test set has about 36 samples a class: fewer than the tasks
+    ("rotation", 10, 60),  # 6 training samples a class
+])
+def test_transformed_domains_may_outnumber_the_samples_of_a_class(shift, nb_tasks, train_samples):
+    """Every task is the whole dataset under its own transformation, so a class needs no more
+    samples than the one it has, however many tasks there are."""
+    setting = DomainIncrementalSetting(dataset="digits", nb_tasks=nb_tasks, train_samples=train_samples,
+                                       domain_shift=shift, epochs=1)
+    tasks = setting.prepare_tasks()
+    assert len(tasks) == nb_tasks
+    for task in tasks:
+        assert torch.equal(task.y_train, tasks[0].y_train) and len(task.y_train) == train_samples
+        assert torch.equal(task.y_test, tasks[0].y_test) and len(task.y_test) > 300
+    assert not torch.equal(tasks[-1].x_test, tasks[0].x_test)
+
+
 @pytest.mark.parametrize("max_rotation", [0.0, 400.0, -361.0, float("nan"), float("inf")])
 def test_rotations_that_would_repeat_a_domain_are_refused(max_rotation):
     options = {**tiny_options(DomainIncrementalSetting), "domain_shift": "rotation", "max_rotation": max_rotation}

@@ -39,6 +39,7 @@ class EpisodicMemoryMethod(SupervisedMethod):
         self.require_at_least(0, "buffer_size")
 
     def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
         if 0 < self.buffer_size < setting.nb_tasks:
             raise ConfigurationError(
                 f"{self.name} shares --buffer_size among the {setting.nb_tasks} tasks: {self.buffer_size} samples "

@@ -44,6 +44,7 @@ class ICaRL(DistillationMethod):
         self.require_at_least(1, "buffer_size", "feature_batch_size")
 
     def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
         if self.buffer_size < setting.num_classes:
             raise ConfigurationError(
                 f"icarl keeps at least one exemplar per class: --buffer_size {self.buffer_size} is less "

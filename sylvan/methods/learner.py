@@ -80,6 +80,9 @@ class Learner(L.LightningModule):
         loss = method.training_step(batch)
         if self.writes_logs_this_step():
             self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch.y))
+            if method.lr_schedule != "constant":
+                self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
+                         batch_size=len(batch.y))
         return loss
 
     def writes_logs_this_step(self) -> bool:

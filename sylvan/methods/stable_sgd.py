@@ -73,12 +73,6 @@ class StableSGD(SupervisedMethod):
         super().on_task_start(task_id)
         self.tasks_started += 1
 
-    def configure_optimizer(self, parameters: Any) -> Any:
-        optimizer = super().configure_optimizer(parameters)
-        for group in optimizer.param_groups:
-            group["lr"] = self.current_lr
-        return optimizer
-
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "tasks_started": self.tasks_started}
 

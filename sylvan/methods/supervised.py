@@ -15,7 +15,7 @@ import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,9 @@ class Batch(NamedTuple):
         return out
 
 
+LR_SCHEDULES = ("constant", "step", "cosine")
+
+
 @dataclass
 class SupervisedMethod(Method):
     """A method trained by gradient descent through the shared learner. Subclasses override
@@ -75,6 +78,12 @@ class SupervisedMethod(Method):
     momentum: float = 0.0  # SGD momentum
     weight_decay: float = 0.0  # L2 penalty
     backbone: str = ""  # network: mlp, mlp_400, cnn, resnet18, resnet18_reduced (default: the dataset's)
+    # learning rate over each task's training, restarted at every task: constant; step (multiplied by
+    # lr_gamma after each of lr_milestones epochs); cosine (annealed from lr to min_lr over the task's steps)
+    lr_schedule: str = "constant"
+    lr_milestones: Optional[List[int]] = None  # step: epochs of a task's training after which the lr drops
+    lr_gamma: float = 0.1  # step: factor the learning rate is multiplied by at each milestone
+    min_lr: float = 0.0  # cosine: learning rate at the end of each task's training
 
     augmentation = None  # not a field: the setting's training augmentation, set by `configure`
 
@@ -88,6 +97,40 @@ class SupervisedMethod(Method):
             refuse_if_given(self, "momentum", "it is SGD's; --optimizer adam keeps moment estimates of its own")
         if self.backbone and self.backbone not in BACKBONES:  # before the run's folder is made
             raise unknown_name("backbone", self.backbone, list(BACKBONES))
+        self.validate_lr_schedule()
+
+    def validate_lr_schedule(self) -> None:
+        """The schedule's own options, each refused where the schedule chosen does not use it."""
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise unknown_name("learning-rate schedule", self.lr_schedule, list(LR_SCHEDULES))
+        if self.lr_schedule != "step":
+            refuse_if_given(self, "lr_milestones", "it sets when --lr_schedule step lowers the learning rate")
+            refuse_if_given(self, "lr_gamma", "it sets how much --lr_schedule step lowers the learning rate")
+        else:
+            milestones = self.lr_milestones or []
+            if not milestones or milestones[0] < 1 or any(b <= a for a, b in zip(milestones, milestones[1:])):
+                raise ConfigurationError(
+                    f"--lr_schedule step needs --lr_milestones: epoch counts >= 1, increasing, got {milestones}"
+                )
+            if not 0 < self.lr_gamma < 1:
+                raise ConfigurationError(f"--lr_gamma must be in (0, 1), got {self.lr_gamma}")
+        if self.lr_schedule != "cosine":
+            refuse_if_given(self, "min_lr", "it is where --lr_schedule cosine ends")
+        elif not 0 <= self.min_lr <= self.lr:
+            raise ConfigurationError(f"--min_lr must be in [0, lr], got {self.min_lr}")
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        epochs = self.epochs_per_fit(setting)
+        if self.lr_schedule == "step" and self.lr_milestones[-1] >= epochs:
+            raise ConfigurationError(
+                f"--lr_milestones {' '.join(map(str, self.lr_milestones))}: {self.name} on {setting.name} trains "
+                f"{epochs} epoch(s) per task, so a milestone must be below {epochs} to lower the learning rate"
+            )
+
+    def epochs_per_fit(self, setting: Any) -> int:
+        """The epochs each `fit` trains for (what the step schedule's milestones count)."""
+        return setting.epochs_per_task
 
     # ----- building --------------------------------------------------------------------------
 
@@ -123,13 +166,32 @@ class SupervisedMethod(Method):
     def model(self) -> nn.Module:
         return self.learner.model
 
+    @property
+    def current_lr(self) -> float:
+        """The learning rate each `fit` starts from (a method may change it from task to task)."""
+        return self.lr
+
     def configure_optimizer(self, parameters: Any) -> Any:
-        """The optimizer of each `fit` (or, as Lightning accepts, a dict that adds a scheduler)."""
+        """The optimizer of each `fit`, with the `--lr_schedule` scheduler where it is not
+        constant (as Lightning accepts them: a dict)."""
         if self.optimizer == "adam":
-            return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(
-            parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
-        )
+            optimizer = torch.optim.Adam(parameters, lr=self.current_lr, weight_decay=self.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                parameters, lr=self.current_lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
+        if self.lr_schedule == "step":
+            schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, self.lr_milestones, gamma=self.lr_gamma)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+        if self.lr_schedule == "cosine":
+            # the steps this fit takes on this worker: Lightning counts them from the loader as
+            # it is served (a data-parallel worker's shard) and the fit's epochs
+            steps = max(1, int(self.learner.trainer.estimated_stepping_batches))
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=steps, eta_min=self.min_lr * self.current_lr / self.lr
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return optimizer
 
     # ----- training --------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
 import os
@@ -125,6 +126,18 @@ def test_two_workers_match_one_process(tmp_path):
 def test_methods_with_their_own_memory_run_on_two_workers(tmp_path, method, options, minimum):
     results, _ = complete_run_on_two_workers(tmp_path, method, options, minimum)
     assert results["task_aware_accuracy"] > 0.85
+
+
+@pytest.mark.slow
+def test_a_cosine_schedule_anneals_over_the_steps_each_worker_takes(tmp_path):
+    """Under DDP each worker trains on its half of the data: a cosine schedule sized by the whole
+    loader would stop halfway down. gdumb anneals each retraining to --min_lr by default."""
+    complete_run_on_two_workers(tmp_path, "gdumb", ["--buffer_size", "500", "--retrain_epochs", "10"], 0.8)
+    with open(tmp_path / "gdumb" / "logs" / "train.csv") as f:
+        rates = [float(row["train/lr"]) for row in csv.DictReader(f)]  # every 10th step's
+    ends = [i for i in range(len(rates)) if i + 1 == len(rates) or rates[i + 1] > rates[i]]
+    assert len(ends) == 5, "one retraining per task, each starting again from --lr"
+    assert all(0.0005 <= rates[i] < 0.005 for i in ends), [rates[i] for i in ends]
 
 
 def complete_run_on_two_workers(tmp_path, method: str, options: list[str], minimum: float) -> tuple[dict, dict]:

@@ -11,6 +11,7 @@ when a method first trains, not with this module: listing, parsing and checking 
 
 from __future__ import annotations
 
+import math
 import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -186,7 +187,11 @@ class SupervisedMethod(Method):
         if self.lr_schedule == "cosine":
             # the steps this fit takes on this worker: Lightning counts them from the loader as
             # it is served (a data-parallel worker's shard) and the fit's epochs
-            steps = max(1, int(self.learner.trainer.estimated_stepping_batches))
+            steps = self.learner.trainer.estimated_stepping_batches
+            if not math.isfinite(steps) or steps < 1:  # Lightning gives -1 for a loader without a length
+                raise ConfigurationError("--lr_schedule cosine needs the length of the training data, which this "
+                                         "fit's loader does not have (an iterable dataset)")
+            steps = int(steps)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
                 optimizer, T_max=steps, eta_min=self.min_lr * self.current_lr / self.lr
             )

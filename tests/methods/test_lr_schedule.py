@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 import pytest
+import torch
 
 from sylvan.errors import ConfigurationError, UnknownNameError
 from sylvan.methods import GDumb, Naive, StableSGD
@@ -130,3 +131,15 @@ def test_milestones_must_fall_within_the_epochs_each_fit_trains():
     GDumb(retrain_epochs=4, **step).validate_for(OnlineSetting())
     with pytest.raises(ConfigurationError, match="trains 3 epoch"):
         GDumb(retrain_epochs=3, **step).validate_for(ClassIncrementalSetting(epochs=10))
+
+
+def test_cosine_refuses_a_loader_without_a_length():
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            for _ in range(3):
+                yield torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,))
+
+    method = Naive(lr_schedule="cosine")
+    method.configure(ClassIncrementalSetting(**TWO_TASKS, epochs=1))
+    with pytest.raises(ConfigurationError, match="needs the length of the training data"):
+        method.fit(torch.utils.data.DataLoader(Stream(), batch_size=None))

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from sylvan.errors import raise_stopped_by_signal
+from sylvan.errors import ConfigurationError, raise_stopped_by_signal
 from sylvan.methods.supervised import Batch, SupervisedMethod
 
 for _logger in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
@@ -41,6 +41,22 @@ class SigtermStopsTraining(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, raise_stopped_by_signal)
+
+
+def single_value_batch_norm(method: SupervisedMethod) -> ConfigurationError:
+    """The error for a forward pass in training on one sample through a network whose batch norm
+    then sees a single value per channel, which it cannot normalize (torch raises a ValueError):
+    a ResNet on 8x8 inputs (digits) ends in 1x1 feature maps."""
+    setting = method.setting
+    backbone = method.backbone or setting.dataset_spec.default_backbone
+    size = "x".join(map(str, setting.input_shape[1:]))
+    return ConfigurationError(
+        f"training passed a single sample through {backbone}, whose batch norm then has one value per channel "
+        f"to normalize, which it cannot ({backbone} on {size} inputs ends in 1x1 feature maps): the minibatch, or "
+        "what the method drew from its memory, held one sample. Use a --batch_size that leaves no minibatch of one "
+        "sample (a task of N training samples ends in one of N mod --batch_size, per worker when data-parallel) "
+        "and memory draws of 2 or more, or a backbone without batch norm (mlp, cnn)"
+    )
 
 
 class Learner(L.LightningModule):
@@ -77,7 +93,12 @@ class Learner(L.LightningModule):
             batch = batch._replace(x=method.augment_inputs(batch.x), stored_x=batch.x)
         if batch.t is not None:
             self.task_classes[batch.t, batch.y] = True
-        loss = method.training_step(batch)
+        try:
+            loss = method.training_step(batch)
+        except ValueError as error:
+            if "Expected more than 1 value per channel when training" not in str(error):
+                raise
+            raise single_value_batch_norm(method) from error
         if self.writes_logs_this_step():
             self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch.y))
             if method.lr_schedule != "constant":

@@ -72,7 +72,7 @@ def run_one(
         task_il = results.final_average_accuracy
         if run.setting == "multi_task":
             judge = ClassIncrementalSetting(**options)
-            accuracies, _ = judge.evaluate(method, judge.prepare_tasks())
+            accuracies = judge.evaluate(method, judge.prepare_tasks()).accuracies
             class_il = statistics.mean(accuracies)
     else:
         class_il, task_il = results.final_average_accuracy, results.task_aware_accuracy

@@ -84,6 +84,10 @@ class Results:
     accuracy_matrix: list[list[float]]
     initial_accuracies: list[float] | None = None
     task_aware_matrix: list[list[float]] | None = None
+    # supervised settings: counts[true class][predicted class] over the test sets of every task at
+    # the latest evaluation (predictions as the accuracy matrix scores them; a test set that
+    # several tasks share counted once)
+    confusion_matrix: list[list[int]] | None = None
     online_accuracy: float | None = None
     samples_seen: list[int] = field(default_factory=list)
     task_wall_time: list[float] = field(default_factory=list)
@@ -137,6 +141,16 @@ class Results:
         return forward_transfer(self.accuracy_matrix, self.initial_accuracies)
 
     @property
+    def class_accuracies(self) -> list[float | None] | None:
+        """Accuracy on each class's test samples at the latest evaluation (None for a class
+        without any): in class-incremental learning, how far the latest classes are favoured."""
+        if self.confusion_matrix is None:
+            return None
+        counts = np.asarray(self.confusion_matrix, dtype=np.int64)
+        totals = counts.sum(axis=1)
+        return [float(counts[c, c] / totals[c]) if totals[c] else None for c in range(len(counts))]
+
+    @property
     def task_aware_accuracy(self) -> float | None:
         if self.task_aware_matrix is None:
             return None
@@ -167,6 +181,8 @@ class Results:
                 "accuracy_matrix": self.accuracy_matrix,
                 "task_aware_matrix": self.task_aware_matrix,
                 "initial_accuracies": self.initial_accuracies,
+                "class_accuracies": self.class_accuracies,
+                "confusion_matrix": self.confusion_matrix,
             }
         else:  # "return_matrix", "initial_returns"; there is no task-aware figure
             matrices = {

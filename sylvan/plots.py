@@ -1,4 +1,5 @@
-"""PNG plots of a run's results: the accuracy-matrix heatmap and the accuracy-vs-tasks curve."""
+"""PNG plots of a run's results: the accuracy-matrix heatmap, the accuracy-vs-tasks curve, and the
+confusion matrix of the last evaluation."""
 
 from __future__ import annotations
 
@@ -58,6 +59,34 @@ def plot_accuracy_curve(results: Results, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"{results.method} on {results.setting}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_matrix(results: Results, path: Path) -> Path:
+    """Heatmap of the latest evaluation's predictions: for each true class (row), the share of
+    its test samples predicted as each class (column), in %. In class-incremental learning the
+    columns of the latest classes light up where the older classes are forgotten."""
+    counts = np.asarray(results.confusion_matrix, dtype=float)
+    classes = len(counts)
+    shares = 100.0 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    side = min(2.0 + 0.35 * classes, 12.0)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    image = ax.imshow(shares, vmin=0.0, vmax=100.0, cmap="viridis", interpolation="nearest")
+    if classes <= 20:
+        for i in range(classes):
+            for j in range(classes):
+                if counts[i, j]:
+                    ax.text(j, i, f"{shares[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if shares[i, j] < 60 else "black")
+        ax.set_xticks(range(classes))
+        ax.set_yticks(range(classes))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{results.method} on {results.setting}: predictions at the end")
+    fig.colorbar(image, ax=ax, label="share of the class's test samples (%)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

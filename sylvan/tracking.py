@@ -2,7 +2,8 @@
 
 The folder holds `config.yaml` (the resolved configuration, reloadable with --config_path),
 `results.json` (metrics; identical for two runs with the same seed), `runtime.json` (wall
-times, memory), `accuracy_matrix.png`, `accuracy_curve.png`, `logs/train.csv` (per-step losses),
+times, memory), `accuracy_matrix.png`, `accuracy_curve.png`, `confusion_matrix.png` (supervised
+settings), `logs/train.csv` (per-step losses),
 `checkpoints/` (the method's state after each task) and, with W&B, `wandb_run.json` (the W&B run's
 id, so that a resumed run logs into the same W&B run). Results are rewritten after every
 task, so an interrupted run keeps what it finished.
@@ -140,12 +141,14 @@ class Tracker:
     def finish(self, results: Results) -> None:
         """Write the final results and plots, print the table, close W&B."""
         self.write_results(results)
-        from sylvan.plots import plot_accuracy_curve, plot_accuracy_matrix
+        from sylvan.plots import plot_accuracy_curve, plot_accuracy_matrix, plot_confusion_matrix
 
         plots = {
             "accuracy_matrix": plot_accuracy_matrix(results, self.run_dir / "accuracy_matrix.png"),
             "accuracy_curve": plot_accuracy_curve(results, self.run_dir / "accuracy_curve.png"),
         }
+        if results.confusion_matrix is not None:
+            plots["confusion_matrix"] = plot_confusion_matrix(results, self.run_dir / "confusion_matrix.png")
         if self.verbose:
             print(results.table())
             print(f"[sylvan] results written to {self.run_dir}")

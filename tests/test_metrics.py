@@ -67,3 +67,12 @@ def test_results_serialization_separates_timings():
     table = results.table()
     assert "70.00" in table and "final average accuracy" in table
     assert not any(isinstance(v, float) and math.isnan(v) for v in metrics.values())
+
+
+def test_class_accuracies_come_from_the_confusion_matrix():
+    confusion = [[3, 1, 0], [2, 2, 0], [0, 0, 0]]  # class 2 has no test sample
+    results = Results("class_incremental", "naive", R, confusion_matrix=confusion)
+    assert results.class_accuracies == [0.75, 0.5, None]
+    metrics = results.metrics_dict()
+    assert metrics["confusion_matrix"] == confusion and metrics["class_accuracies"] == [0.75, 0.5, None]
+    assert Results("class_incremental", "naive", R).metrics_dict()["class_accuracies"] is None

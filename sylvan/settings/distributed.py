@@ -16,6 +16,7 @@ import torch.distributed as dist
 from sylvan.errors import ConfigurationError, RunFailedError, StoppedBySignal, unknown_name
 from sylvan.metrics import Results
 from sylvan.settings.class_incremental import ClassIncrementalSetting
+from sylvan.settings.online import Evaluation
 from sylvan.settings.streams import TaskData
 
 _UNKNOWN = object()  # the workers' checkpoint folder before worker 0 has said where it is
@@ -123,26 +124,29 @@ class DistributedSetting(ClassIncrementalSetting):
             kwargs["accelerator"] = "cpu"
         return kwargs
 
-    def evaluate(self, method: Any, tasks: list[TaskData]) -> tuple[list[float], list[float] | None]:
+    def evaluate(self, method: Any, tasks: list[TaskData]) -> Evaluation:
         """Each worker scores its shard of every test set; counts are summed over the workers.
         Before the workers exist (the evaluation before training), one process scores it all."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return super().evaluate(method, tasks)
         rank, world = dist.get_rank(), dist.get_world_size()
-        shards = [
-            TaskData(t.task_id, t.x_train, t.y_train, t.x_test[rank::world], t.y_test[rank::world], t.classes)
-            for t in tasks
-        ]
-        accuracies, aware = super().evaluate(method, shards)
+        test_shards: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # tasks that share a test set share its shard
+        for t in tasks:
+            test_shards.setdefault(id(t.x_test), (t.x_test[rank::world], t.y_test[rank::world]))
+        shards = [TaskData(t.task_id, t.x_train, t.y_train, *test_shards[id(t.x_test)], t.classes) for t in tasks]
+        accuracies, aware, confusion = super().evaluate(method, shards)
         sizes = torch.tensor([len(s.y_test) for s in shards], dtype=torch.float64)
         counts = torch.stack([torch.tensor(accuracies, dtype=torch.float64) * sizes,
                               torch.tensor(aware or accuracies, dtype=torch.float64) * sizes, sizes])
-        counts = counts.to(self._collective_device())
-        dist.all_reduce(counts)
-        counts = counts.cpu()
+        # one collective for both: the confusion counts are integers, exact in float64
+        summed = torch.cat([counts.flatten(), confusion.flatten().double()]).to(self._collective_device())
+        dist.all_reduce(summed)
+        summed = summed.cpu()
+        counts, confusion = summed[: counts.numel()].view(counts.shape), summed[counts.numel() :]
         totals = counts[2].clamp(min=1)
         accuracies = (counts[0] / totals).round(decimals=12).tolist()
-        return accuracies, (None if aware is None else (counts[1] / totals).round(decimals=12).tolist())
+        return Evaluation(accuracies, None if aware is None else (counts[1] / totals).round(decimals=12).tolist(),
+                          confusion.round().long().view(-1, self.num_classes))
 
     _workers = ()  # worker processes started on this machine by Lightning (worker 0 only)
     _strategy = None  # the strategy of the latest Trainer (its launcher starts the workers in the first fit)

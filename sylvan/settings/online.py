@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, List, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -56,6 +56,14 @@ def arrival_order(given: list[int] | None, shuffled: bool, count: int, seed: int
     if shuffled:
         return np.random.default_rng(seed).permutation(count).tolist()
     return list(range(count))
+
+
+class Evaluation(NamedTuple):
+    """What one evaluation of a method on every task's test set measured."""
+
+    accuracies: list[float]  # on each task's test set
+    aware: list[float] | None  # the same with scores restricted to the task's classes (None: tasks share them)
+    confusion: torch.Tensor  # (classes, classes) int64 counts[true class, predicted class] over all of them
 
 
 @dataclass
@@ -326,10 +334,13 @@ class OnlineSetting(Setting):
 
     # ----- evaluation ---------------------------------------------------------------------
 
-    def evaluate(self, method: Any, tasks: list[TaskData]) -> tuple[list[float], list[float] | None]:
-        """Accuracy of `method` on every task's test set, and the task-aware accuracy (scores
-        restricted by the setting to the task's classes) where tasks have distinct classes."""
+    def evaluate(self, method: Any, tasks: list[TaskData]) -> Evaluation:
+        """Accuracy of `method` on every task's test set, the task-aware accuracy (scores
+        restricted by the setting to the task's classes) where tasks have distinct classes, and
+        the confusion matrix of its predictions over all of them."""
         accuracies, aware = [], []
+        classes = self.num_classes
+        confusion = torch.zeros(classes * classes, dtype=torch.int64)
         scored: dict[tuple[int, tuple[int, ...]], tuple[float, float]] = {}
         for task in tasks:
             # tasks that share one test set (a dataset's fixed one) are scored on it once, unless
@@ -353,13 +364,15 @@ class OnlineSetting(Setting):
                         f"expected (batch, num_classes) = {(len(y), self.num_classes)}"
                     )
                 scores = scores.detach().float().cpu()
-                correct += int((scores.argmax(1) == y).sum())
+                predicted = scores.argmax(1)
+                correct += int((predicted == y).sum())
+                confusion += torch.bincount(y * classes + predicted, minlength=classes * classes)
                 masked = scores.masked_fill(~mask, float("-inf"))
                 aware_correct += int((masked.argmax(1) == y).sum())
             accuracies.append(correct / len(task.y_test))
             aware.append(aware_correct / len(task.y_test))
             scored[shared] = (accuracies[-1], aware[-1])
-        return accuracies, (None if self.shared_output_space else aware)
+        return Evaluation(accuracies, None if self.shared_output_space else aware, confusion.view(classes, classes))
 
     # ----- the run ------------------------------------------------------------------------
 
@@ -377,7 +390,7 @@ class OnlineSetting(Setting):
         nb_stages = self.nb_stages(tasks)
         method.configure(self)
         if resume is None:
-            initial, _ = self.evaluate(method, tasks)
+            initial = self.evaluate(method, tasks).accuracies
             results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
                               evaluation_split=self.evaluation_split)
             finished = -1
@@ -393,10 +406,11 @@ class OnlineSetting(Setting):
             startup = self.worker_startup_seconds()
             results.worker_startup_time += startup
             results.task_train_time.append(time.perf_counter() - stage_start - startup)
-            accuracies, aware = self.evaluate(method, tasks)
-            results.accuracy_matrix.append(accuracies)
-            if aware is not None:
-                results.task_aware_matrix = (results.task_aware_matrix or []) + [aware]
+            evaluation = self.evaluate(method, tasks)
+            results.accuracy_matrix.append(evaluation.accuracies)
+            if evaluation.aware is not None:
+                results.task_aware_matrix = (results.task_aware_matrix or []) + [evaluation.aware]
+            results.confusion_matrix = evaluation.confusion.tolist()
             results.samples_seen.append(sum(len(loader.dataset) for loader in loaders) * self.epochs_per_task)
             self.record_stage_end(results, method, stage_start, start, nb_stages)
             if self._online_meter is not None:

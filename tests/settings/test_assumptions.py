@@ -74,6 +74,18 @@ def test_online_hides_boundaries_and_task_labels():
     assert spy.fit_sizes == [sum(results.samples_seen)]
 
 
+@pytest.mark.parametrize("setting_cls", [ClassIncrementalSetting, DomainIncrementalSetting, TaskIncrementalSetting])
+def test_the_confusion_matrix_counts_the_predictions_on_every_tasks_test_set(setting_cls):
+    """The spy predicts class 0 for everything: column 0 holds every test sample of every task
+    (a permuted domain's test set is a test set of its own), true class by true class."""
+    setting, spy, results = run_spy(setting_cls)
+    per_class = torch.bincount(torch.cat([t.y_test for t in setting.prepare_tasks()]), minlength=setting.num_classes)
+    confusion = torch.tensor(results.confusion_matrix)
+    assert confusion.shape == (setting.num_classes, setting.num_classes)
+    assert torch.equal(confusion[:, 0], per_class) and confusion[:, 1:].sum() == 0
+    assert results.class_accuracies == [1.0] + [0.0] * (setting.num_classes - 1)
+
+
 def test_online_stream_is_one_pass_in_task_order():
     setting = OnlineSetting(**{**tiny_options(OnlineSetting), "nb_tasks": 5})
     tasks = setting.prepare_tasks()

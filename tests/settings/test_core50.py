@@ -151,6 +151,9 @@ def test_the_shared_test_set_is_scored_once_per_row(core50_root, monkeypatch):
     test = setting.prepare_tasks()[0]
     final = float((method.predict(float_inputs(test.x_test)).argmax(1) == test.y_test).float().mean())
     assert matrix[-1, 0] == pytest.approx(final)  # the accuracy on the whole fixed test set
+    confusion = np.array(results.confusion_matrix)
+    assert confusion.sum() == 300, "the shared test set enters the confusion matrix once"
+    assert np.trace(confusion) / 300 == pytest.approx(final)
 
 
 @pytest.mark.parametrize(("options", "message"), [

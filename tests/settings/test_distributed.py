@@ -102,6 +102,11 @@ def test_two_workers_match_one_process(tmp_path):
     assert two["samples_seen"] == one["samples_seen"], "the workers together see every sample once per epoch"
     assert abs(two["final_average_accuracy"] - one["final_average_accuracy"]) < 0.12
     assert two["final_average_accuracy"] > 0.6
+    # the workers' confusion counts are summed: every test sample once, each class's row as in one process
+    assert [sum(row) for row in two["confusion_matrix"]] == [sum(row) for row in one["confusion_matrix"]]
+    diagonal = sum(two["confusion_matrix"][c][c] for c in range(10))
+    total = sum(map(sum, two["confusion_matrix"]))
+    assert diagonal / total == pytest.approx(two["final_average_accuracy"], abs=0.02)
     timings = json.loads((tmp_path / "double" / "runtime.json").read_text())
     # starting the second worker (its imports, the rendezvous) is reported apart, not as training
     assert timings["worker_startup_time"] > 0

@@ -79,8 +79,8 @@ class SupervisedMethod(Method):
     momentum: float = 0.0  # SGD momentum
     weight_decay: float = 0.0  # L2 penalty
     backbone: str = ""  # network: mlp, mlp_400, cnn, resnet18, resnet18_reduced (default: the dataset's)
-    # learning rate over each task's training, restarted at every task: constant; step (multiplied by
-    # lr_gamma after each of lr_milestones epochs); cosine (annealed from lr to min_lr over the task's steps)
+    # learning rate over each task's training (online: the whole stream), restarted at every task: constant;
+    # step (multiplied by lr_gamma after each of lr_milestones epochs); cosine (from lr to min_lr over its steps)
     lr_schedule: str = "constant"
     lr_milestones: Optional[List[int]] = None  # step: epochs of a task's training after which the lr drops
     lr_gamma: float = 0.1  # step: factor the learning rate is multiplied by at each milestone

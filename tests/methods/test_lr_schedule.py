@@ -4,7 +4,6 @@ task, for every supervised method (recorded by a spy from inside real training r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -20,6 +19,10 @@ TWO_TASKS = dict(dataset="digits", nb_tasks=2, batch_size=64, train_samples=400,
 class RecordsRates:
     """Mixin: records (task, epoch, lr) at every training step, the rate that step runs at."""
 
+    def configure(self, setting):
+        super().configure(setting)
+        self.rates, self.tasks_fitted = [], 0
+
     def training_step(self, batch: Batch):
         learner = self.learner
         lr = learner.trainer.optimizers[0].param_groups[0]["lr"]
@@ -31,16 +34,16 @@ class RecordsRates:
         self.tasks_fitted += 1
 
 
-@dataclass
 class RecordingNaive(RecordsRates, Naive):
-    rates: list = field(default_factory=list)
-    tasks_fitted: int = 0
+    pass
 
 
-@dataclass
 class RecordingStableSGD(RecordsRates, StableSGD):
-    rates: list = field(default_factory=list)
-    tasks_fitted: int = 0
+    pass
+
+
+class RecordingGDumb(RecordsRates, GDumb):
+    pass
 
 
 def rates_of(method, task: int) -> list[float]:
@@ -91,11 +94,6 @@ def test_a_methods_own_rate_per_task_scales_the_whole_schedule():
 
 
 def test_gdumb_anneals_each_retraining_by_default():
-    @dataclass
-    class RecordingGDumb(RecordsRates, GDumb):
-        rates: list = field(default_factory=list)
-        tasks_fitted: int = 0
-
     method = RecordingGDumb(buffer_size=100, retrain_epochs=2, retrain_batch_size=20)
     ClassIncrementalSetting(**TWO_TASKS, epochs=1).apply(method)
     for task in (0, 1):

@@ -218,8 +218,16 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None) -> str:
     """The summary table of the runs under `paths` (accuracies in percent, returns as they are),
-    with a line per unfinished run left out; with `csv_path`, the table is also written as CSV."""
-    runs = [load_run(folder) for folder in find_runs(paths)]
+    with a line per run left out (unfinished, a repeated seed, or unreadable: one damaged folder
+    does not hide a sweep's other runs); with `csv_path`, the table is also written as CSV."""
+    runs, unreadable = [], []
+    for folder in find_runs(paths):
+        try:
+            runs.append(load_run(folder))
+        except ConfigurationError as error:
+            unreadable.append(str(error).removeprefix("--summarize: "))
+    if not runs:
+        raise ConfigurationError(f"--summarize: {unreadable[0]}")
     groups, unfinished = group_runs(runs)
     lines = []
     if groups:
@@ -237,5 +245,6 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None) -
             lines.append(f"left out, an earlier run of seed {seed} (counted: {kept.folder}): {left_out.folder}")
     for run in unfinished:
         lines.append(f"left out, not finished: {run.folder} (sylvan --resume {run.folder} completes it)")
+    lines.extend(f"left out, {reason}" for reason in unreadable)
     lines.append(f"{sum(len(group.runs) for group in groups)} finished run(s) in {len(groups)} configuration(s)")
     return "\n".join(lines)

@@ -78,6 +78,18 @@ def test_a_seed_run_again_counts_once_with_its_latest_run(tmp_path):
     assert table[-1] == "2 finished run(s) in 1 configuration(s)"
 
 
+def test_a_run_that_cannot_be_read_is_left_out_with_its_reason(tmp_path):
+    write_run(tmp_path, "good", 0, lr=0.1, final=0.8)
+    damaged = write_run(tmp_path, "damaged", 1, lr=0.1, final=0.9)
+    (damaged / "results.json").write_text("{")
+    table = summarize([tmp_path]).splitlines()
+    assert "80.00" in table[2] and table[-1] == "1 finished run(s) in 1 configuration(s)"
+    assert any(line.startswith(f"left out, cannot read the run in {damaged}: Expecting") for line in table), table
+    (tmp_path / "good" / "config.yaml").write_text("setting: [")
+    with pytest.raises(ConfigurationError, match="--summarize: cannot read the run in"):
+        summarize([tmp_path])  # nothing left to summarize
+
+
 def test_mean_std_formats():
     assert mean_std([], 100) == "-"
     assert mean_std([0.5], 100) == "50.00"

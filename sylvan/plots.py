@@ -14,6 +14,14 @@ import numpy as np  # noqa: E402
 from sylvan.metrics import Results  # noqa: E402
 
 
+def _saved(fig: plt.Figure, path: Path) -> Path:
+    """Write `fig` as a PNG at `path` and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _label(results: Results) -> str:
     return "accuracy (%)" if results.measure == "accuracy" else f"mean episode {results.measure}"
 
@@ -36,10 +44,7 @@ def plot_accuracy_matrix(results: Results, path: Path) -> Path:
     ax.set_ylabel("after training stage")
     ax.set_title(f"{results.method} on {results.setting}")
     fig.colorbar(image, ax=ax, label=_label(results))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
 
 
 def plot_accuracy_curve(results: Results, path: Path) -> Path:
@@ -59,10 +64,7 @@ def plot_accuracy_curve(results: Results, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"{results.method} on {results.setting}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
 
 
 def plot_confusion_matrix(results: Results, path: Path) -> Path:
@@ -87,7 +89,4 @@ def plot_confusion_matrix(results: Results, path: Path) -> Path:
     ax.set_ylabel("true class")
     ax.set_title(f"{results.method} on {results.setting}: predictions at the end")
     fig.colorbar(image, ax=ax, label="share of the class's test samples (%)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)

@@ -89,12 +89,20 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     return folders
 
 
+class UnreadableRun(ConfigurationError):
+    """A run folder whose `config.yaml` or `results.json` cannot be read; `reason` says why."""
+
+    def __init__(self, folder: Path, error: Exception) -> None:
+        self.reason = f"cannot read the run in {folder}: {error}"
+        super().__init__(f"--summarize: {self.reason}")
+
+
 def load_run(folder: Path) -> Run:
     try:
         config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
         results = json.loads((folder / "results.json").read_text())
     except (OSError, yaml.YAMLError, json.JSONDecodeError) as error:
-        raise ConfigurationError(f"--summarize: cannot read the run in {folder}: {error}") from error
+        raise UnreadableRun(folder, error) from error
     runtime_file = folder / "runtime.json"
     wall_time = None
     if runtime_file.is_file():
@@ -220,14 +228,15 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None) -
     """The summary table of the runs under `paths` (accuracies in percent, returns as they are),
     with a line per run left out (unfinished, a repeated seed, or unreadable: one damaged folder
     does not hide a sweep's other runs); with `csv_path`, the table is also written as CSV."""
-    runs, unreadable = [], []
+    runs: list[Run] = []
+    unreadable: list[UnreadableRun] = []
     for folder in find_runs(paths):
         try:
             runs.append(load_run(folder))
-        except ConfigurationError as error:
-            unreadable.append(str(error).removeprefix("--summarize: "))
+        except UnreadableRun as error:
+            unreadable.append(error)
     if not runs:
-        raise ConfigurationError(f"--summarize: {unreadable[0]}")
+        raise unreadable[0]
     groups, unfinished = group_runs(runs)
     lines = []
     if groups:
@@ -245,6 +254,6 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None) -
             lines.append(f"left out, an earlier run of seed {seed} (counted: {kept.folder}): {left_out.folder}")
     for run in unfinished:
         lines.append(f"left out, not finished: {run.folder} (sylvan --resume {run.folder} completes it)")
-    lines.extend(f"left out, {reason}" for reason in unreadable)
+    lines.extend(f"left out, {error.reason}" for error in unreadable)
     lines.append(f"{sum(len(group.runs) for group in groups)} finished run(s) in {len(groups)} configuration(s)")
     return "\n".join(lines)

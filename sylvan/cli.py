@@ -281,6 +281,11 @@ def load_config(path: str | None) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigurationError(f"--config_path {path} must hold a mapping of options")
     check_config_keys(config, path)
+    for key in ("setting", "method"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise ConfigurationError(
+                f"--config_path {path}: {key} must be a name (sylvan --list shows them), not {config[key]!r}"
+            )
     return config
 
 

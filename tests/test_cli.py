@@ -416,10 +416,13 @@ def test_a_run_records_its_plugins_for_resume_and_config_path(tmp_path):
     (["--resume", "{tmp}/empty", "--seed", "3"], "give only --resume RUN_DIR"),
     (["--resume", "{tmp}/odd_plugins"], "`plugins` must be a list"),
     (["--config_path", "{tmp}/odd_plugins/config.yaml"], "`plugins` must be a list"),
+    (["--config_path", "{tmp}/listed_setting/config.yaml"], "setting must be a name (sylvan --list shows them), not ["),
+    (["--config_path", "{tmp}/numbered_method/config.yaml"], "method must be a name (sylvan --list shows them), not 3"),
 ])
 def test_resume_mistakes(tmp_path, args, message):
     config = {"setting": "class_incremental", "method": "naive"}
-    for name, extra in (("empty", {}), ("odd_plugins", {"plugins": "examples/l2_anchor.py"})):
+    for name, extra in (("empty", {}), ("odd_plugins", {"plugins": "examples/l2_anchor.py"}),
+                        ("listed_setting", {"setting": ["class_incremental"]}), ("numbered_method", {"method": 3})):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({**config, **extra}))
     out = sylvan(*[a.format(tmp=tmp_path) for a in args])

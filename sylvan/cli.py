@@ -189,8 +189,8 @@ def build_parser(
     parser.add_argument("--plugin", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--list", action="store_true", help=argparse.SUPPRESS)
     for dest, cls in (("setting_options", setting_cls), ("method_options", method_cls), ("run", RunOptions)):
-        values = config.get(dest) or {}
-        default = cls(**_known_fields(cls, values, dest)) if values else None
+        values = config.get(dest)  # None: the section is left out, or empty
+        default = None if values is None else cls(**_known_fields(cls, values, dest))
         parser.add_arguments(cls, dest=dest, default=default)
     return parser
 

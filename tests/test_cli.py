@@ -441,6 +441,7 @@ def test_resume_mistakes(tmp_path, args, message):
     ("setting_options", {"progress_bar": "maybe"}, "must be true or false"),
     ("run", {"save_checkpoints": 1}, "run.save_checkpoints must be true or false"),
     ("method_options", 5, "section 'method_options' must be a mapping"),
+    ("run", [], "section 'run' must be a mapping of options, got []"),
 ])
 def test_config_values_of_the_wrong_type_are_refused_with_the_option_named(section, values, message):
     from sylvan.cli import build_parser

@@ -94,6 +94,8 @@ class SupervisedMethod(Method):
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigurationError(f"--optimizer must be sgd or adam, got {self.optimizer!r}")
         self.require_at_least(0, "momentum", "weight_decay")
+        if self.momentum >= 1:  # the velocity would sum every past gradient undamped, or grow without bound
+            raise ConfigurationError(f"--momentum must be below 1 (0.9 is usual), got {self.momentum}")
         if self.optimizer == "adam":
             refuse_if_given(self, "momentum", "it is SGD's; --optimizer adam keeps moment estimates of its own")
         if self.backbone and self.backbone not in BACKBONES:  # before the run's folder is made

@@ -260,6 +260,12 @@ def test_momentum_given_with_adam_is_refused_and_a_methods_own_default_is_not():
     assert Naive(optimizer="sgd", momentum=0.9).momentum == 0.9
 
 
+@pytest.mark.parametrize("momentum", [1.0, 1.5])
+def test_momentum_of_one_or_more_is_refused(momentum):
+    with pytest.raises(ConfigurationError, match=f"--momentum must be below 1 .*got {momentum}"):
+        Naive(momentum=momentum)
+
+
 @pytest.mark.parametrize(("method", "message"), [
     (ICaRL(buffer_size=5), "one exemplar per class"),
     (AGEM(buffer_size=3), "none per task"),

@@ -389,6 +389,9 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     setting.check_resumable()
     method.check_resumable()
     checkpoint = latest_checkpoint(run_dir, setting.rank, setting.world_size)
+    if checkpoint.results.complete:  # said before anything is loaded or announced as resuming
+        raise ConfigurationError(f"--resume: the run already finished all its {checkpoint.stage + 1} training "
+                                 "stages; nothing to resume")
     if not setting.is_writer:  # a data-parallel worker other than 0: it writes its checkpoints' parts only
         try:
             setting.apply(method, None, resume=checkpoint)

@@ -2,10 +2,12 @@
 
 `checkpoints/after_stage_K.pt` holds the method's state after stage K (`"method"`: network
 weights, buffer, importance weights, ...), the results measured so far (`"results"`), the states
-of the global random number generators (`"rng"`: Python, NumPy, torch, CUDA) and K (`"stage"`).
+of the global random number generators (`"rng"`: Python, NumPy, torch, CUDA), K (`"stage"`) and
+the run's configuration as its config.yaml records it (`"config"`).
 `sylvan --resume RUN_DIR` loads the latest one, restores the method and the generators, skips the
 finished stages and trains the others, so that the resumed run writes the same `results.json` as
-a run that was never interrupted (same machine, seed and CPU thread count).
+a run that was never interrupted (same machine, seed and CPU thread count). It refuses a
+config.yaml that departs from the checkpoint's configuration (`configuration_changes`).
 
 A run of W data-parallel workers (the `distributed` setting) also has, for each stage, one file per
 worker other than worker 0, `after_stage_K.worker{R}.pt`, with that worker's method state and
@@ -61,14 +63,28 @@ class RunCheckpoint:
     results: Results
     rng: dict[str, Any]
     tracker_state: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None  # the run's configuration (as in config.yaml); None in older files
+
+
+# options a resumed run may change: where the data is, how it is shown, how long a worker waits, what
+# evaluates it in how large batches, and what computes it (another node); none changes what is learnt
+RESUME_NEUTRAL_OPTIONS = frozenset(
+    {"data_dir", "image_cache", "progress_bar", "eval_batch_size", "worker_timeout", "accelerator"}
+)
 
 
 def save_checkpoint(
-    path: Path, stage: int, method: Any, results: Results, tracker_state: dict[str, Any] | None = None
+    path: Path,
+    stage: int,
+    method: Any,
+    results: Results,
+    tracker_state: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> None:
     """Write the run's checkpoint after `stage` to `path`, atomically: an interruption while
     writing leaves the previous checkpoints as they were, never a truncated file.
-    `tracker_state`: where the run's logs stood (see `Tracker.state`)."""
+    `tracker_state`: where the run's logs stood (see `Tracker.state`); `config`: the run's
+    configuration, so that a resumed run can tell whether its config.yaml still describes it."""
     state = {
         "format": FORMAT,
         "stage": stage,
@@ -76,6 +92,7 @@ def save_checkpoint(
         "results": dataclasses.asdict(results),
         "rng": rng_states(),
         "tracker": tracker_state,
+        "config": config,
     }
     write_atomically(state, path)
 
@@ -135,7 +152,8 @@ def latest_checkpoint(run_dir: Path, rank: int = 0, workers: int = 1) -> RunChec
             "(was its config.yaml edited after the run started?)"
         )
     state = read_checkpoint_file(run_dir, folder / f"after_stage_{stage}.pt")
-    checkpoint = RunCheckpoint(stage, state["method"], Results(**state["results"]), state["rng"], state["tracker"])
+    checkpoint = RunCheckpoint(stage, state["method"], Results(**state["results"]), state["rng"], state["tracker"],
+                               state.get("config"))
     if rank > 0:
         own = read_checkpoint_file(run_dir, folder / worker_file_name(stage, rank))
         if (own.get("stage"), own.get("rank"), own.get("workers")) != (stage, rank, workers):
@@ -157,3 +175,19 @@ def read_checkpoint_file(run_dir: Path, path: Path) -> dict[str, Any]:
             "(written by an older version?)"
         )
     return state
+
+
+def configuration_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """The options on which the configuration `current` (a run's config.yaml as resolved now)
+    departs from `recorded` (the one its checkpoint was written under), as "option: then -> now".
+    Only the setting, the method and their options count, less `RESUME_NEUTRAL_OPTIONS`; an
+    option one side does not record (another version of sylvan) is not compared."""
+    if not recorded:
+        return []
+    changes = [f"{key}: {recorded[key]} -> {current[key]}" for key in ("setting", "method")
+               if key in recorded and key in current and recorded[key] != current[key]]
+    for section in ("setting_options", "method_options"):
+        then, now = recorded.get(section) or {}, current.get(section) or {}
+        changes += [f"--{name}: {then[name]!r} -> {now[name]!r}" for name in then
+                    if name in now and name not in RESUME_NEUTRAL_OPTIONS and then[name] != now[name]]
+    return changes

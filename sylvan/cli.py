@@ -22,9 +22,9 @@ from typing import Any, NoReturn
 import yaml
 from simple_parsing import ArgumentParser
 
-from sylvan.checkpoints import latest_checkpoint
+from sylvan.checkpoints import configuration_changes, latest_checkpoint
 from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError
-from sylvan.experiment import RunOptions, open_tracker, run_experiment, run_to_the_end
+from sylvan.experiment import RunOptions, open_tracker, run_config, run_experiment, run_to_the_end
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.process_exit import exit_process, leave_now
 from sylvan.settings import SETTINGS, Setting, get_setting
@@ -380,7 +380,7 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     if not config_path.is_file():
         raise ConfigurationError(f"--resume {run_dir}: no config.yaml there; give the folder of a run")
     config = load_config(str(config_path))
-    load_run_plugins(plugins, config, str(config_path))
+    plugins = load_run_plugins(plugins, config, str(config_path))
     setting_cls, method_cls = get_setting(config.get("setting", "")), get_method(config.get("method", ""))
     args = build_parser(setting_cls, method_cls, config).parse_args([])
     setting: Setting = args.setting_options
@@ -392,6 +392,13 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     if checkpoint.results.complete:  # said before anything is loaded or announced as resuming
         raise ConfigurationError(f"--resume: the run already finished all its {checkpoint.stage + 1} training "
                                  "stages; nothing to resume")
+    config = run_config(setting, method, options, plugins)
+    changes = configuration_changes(checkpoint.config, config)
+    if changes:  # resumed, the run would be part one configuration and part another, recorded as the second
+        raise ConfigurationError(
+            f"--resume {run_dir}: its config.yaml no longer describes the run its checkpoints come from "
+            f"({'; '.join(changes)}); put the recorded values back, or start a new run with the new ones"
+        )
     if not setting.is_writer:  # a data-parallel worker other than 0: it writes its checkpoints' parts only
         try:
             setting.apply(method, None, resume=checkpoint)

@@ -123,7 +123,8 @@ class Tracker:
         folder = self.checkpoint_dir
         if folder is not None:
             folder.mkdir(exist_ok=True)
-            save_checkpoint(folder / f"after_stage_{stage}.pt", stage, method, results, tracker_state=self.state())
+            save_checkpoint(folder / f"after_stage_{stage}.pt", stage, method, results, tracker_state=self.state(),
+                            config=self.config)
         row = results.accuracy_matrix[-1]
         measure, scale, unit = results.measure, results.display_scale, results.unit
         if self.verbose:

@@ -10,13 +10,22 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from sylvan.checkpoints import checkpointed_stages, latest_checkpoint, save_checkpoint, save_worker_checkpoint
-from sylvan.cli import load_plugins
+from sylvan.checkpoints import (
+    checkpointed_stages,
+    configuration_changes,
+    latest_checkpoint,
+    save_checkpoint,
+    save_worker_checkpoint,
+)
+from sylvan.cli import build_parser, load_plugins
+from sylvan.cli import run as cli_run
 from sylvan.errors import ConfigurationError
+from sylvan.experiment import RunOptions, run_config, run_experiment
 from sylvan.methods import METHODS, SupervisedMethod
 from sylvan.metrics import Results
-from sylvan.settings import SETTINGS
+from sylvan.settings import SETTINGS, Setting
 from sylvan.tracking import Tracker
 from tests.conftest import REPO, tiny_method, tiny_options
 
@@ -231,3 +240,77 @@ def test_checkpoint_that_no_longer_fits_the_configuration_is_refused(tmp_path, e
     method = METHODS["rehearsal"](**{k: v for k, v in edit.items() if k == "buffer_size"})
     with pytest.raises(ConfigurationError, match="does not fit the run's configuration"):
         setting.apply(method, resume=latest_checkpoint(cut.run_dir))
+
+
+def interrupted_run_folder(tmp_path: Path, name: str) -> Path:
+    """The folder of a 3-task `rehearsal` run, written as the command line writes it
+    (`run_experiment`), whose checkpoints after tasks 1 and 2 are gone: it died during task 1."""
+    setting, method = build("rehearsal")
+    run_experiment(setting, method, RunOptions(results_dir=str(tmp_path), run_name=name))
+    for stage in (1, 2):
+        (tmp_path / name / "checkpoints" / f"after_stage_{stage}.pt").unlink()
+    return tmp_path / name
+
+
+def edit_config(run_dir: Path, section: str, option: str, value) -> None:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config[section][option] = value
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.mark.parametrize(("section", "option", "value", "change"), [
+    ("method_options", "lr", 0.0123, "--lr: {old!r} -> 0.0123"),
+    ("setting_options", "seed", 9, "--seed: 5 -> 9"),
+    ("method_options", "buffer_policy", "class_balanced", "--buffer_policy: 'reservoir' -> 'class_balanced'"),
+])
+def test_a_config_yaml_edited_after_the_checkpoints_is_refused_with_what_changed(tmp_path, section, option, value,
+                                                                                   change):
+    """Resumed, such a run would be trained in part under one configuration and in part under
+    another, and recorded as the second. A change the method's state does not reveal (another
+    learning rate or seed) is caught too: each checkpoint keeps the configuration it was written under."""
+    run_dir = interrupted_run_folder(tmp_path, "cut")
+    old = yaml.safe_load((run_dir / "config.yaml").read_text())[section][option]
+    edit_config(run_dir, section, option, value)
+    with pytest.raises(ConfigurationError, match="its config.yaml no longer describes the run") as refused:
+        cli_run(["--resume", str(run_dir)])
+    assert change.format(old=old) in str(refused.value)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["after_stage_0.pt"]
+
+
+def test_a_resumed_run_may_find_its_data_elsewhere(tmp_path, capsys):
+    """Where the data is, and how progress is shown, change nothing the run learns: a run
+    resumed on another machine may give other values, and ends as the uninterrupted run does."""
+    full = interrupted_run_folder(tmp_path, "full")
+    assert cli_run(["--resume", str(full)]) == 0
+    run_dir = interrupted_run_folder(tmp_path, "cut")
+    edit_config(run_dir, "setting_options", "data_dir", str(tmp_path / "elsewhere"))
+    edit_config(run_dir, "setting_options", "progress_bar", False)
+    assert cli_run(["--resume", str(run_dir)]) == 0
+    assert (run_dir / "results.json").read_text() == (full / "results.json").read_text()
+    assert "resuming rehearsal on class_incremental after stage 1" in capsys.readouterr().out
+
+
+def test_a_run_reads_back_the_configuration_it_records_for_every_method_and_setting():
+    """What a run records in config.yaml and its checkpoints, parsed back as `--resume` parses it,
+    is the same configuration: otherwise every resume of that pair would be refused."""
+    for setting_cls in (cls for cls in SETTINGS.values() if cls is not Setting):
+        for method_cls in (cls for cls in METHODS.values() if cls.is_applicable(setting_cls)):
+            setting, method, options = setting_cls(**tiny_options(setting_cls, method_cls)), tiny_method(method_cls), \
+                RunOptions()
+            method.validate_for(setting)
+            setting.prepare_data()  # as a new run records it: after its checks and its data
+            recorded = run_config(setting, method, options)
+            args = build_parser(setting_cls, method_cls, yaml.safe_load(yaml.safe_dump(recorded))).parse_args([])
+            read_back = run_config(args.setting_options, args.method_options, args.run)
+            assert configuration_changes(recorded, read_back) == [], (setting_cls.name, method_cls.name)
+
+
+def test_configuration_changes_compare_only_what_both_record():
+    recorded = {"setting": "online", "method": "der", "setting_options": {"seed": 1, "data_dir": "a", "gone": 3},
+                "method_options": {"alpha": 0.5}, "run": {"results_dir": "x"}}
+    same = {"setting": "online", "method": "der", "setting_options": {"seed": 1, "data_dir": "b", "new": 2},
+            "method_options": {"alpha": 0.5}, "run": {"results_dir": "y"}}
+    assert configuration_changes(recorded, same) == []
+    assert configuration_changes(None, same) == []  # a checkpoint of an older sylvan records none
+    other = {**same, "method": "derpp", "method_options": {"alpha": 0.2}}
+    assert configuration_changes(recorded, other) == ["method: der -> derpp", "--alpha: 0.5 -> 0.2"]

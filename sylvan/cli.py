@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import re
 import sys
+import traceback
 import types
 import typing
 from collections.abc import Sequence
@@ -67,12 +68,21 @@ def load_plugins(plugins: Sequence[str], recorded_in: str | None = None) -> None
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as error:  # the plugin's own code: where it failed, not sylvan's frames
+                sys.modules.pop(spec.name, None)
+                raise ConfigurationError(f"{origin} failed to load: {failure_site(error)}") from error
         else:
             try:
                 importlib.import_module(plugin)
-            except ImportError as error:
-                raise ConfigurationError(f"{origin}: cannot import it ({error})") from error
+            except Exception as error:
+                missing = isinstance(error, ModuleNotFoundError) and error.name is not None and (
+                    plugin == error.name or plugin.startswith(error.name + ".")
+                )
+                if missing:
+                    raise ConfigurationError(f"{origin}: cannot import it ({error})") from error
+                raise ConfigurationError(f"{origin} failed to load: {failure_site(error)}") from error
     from importlib.metadata import entry_points
 
     for group in PLUGIN_ENTRY_POINTS:
@@ -84,6 +94,19 @@ def load_plugins(plugins: Sequence[str], recorded_in: str | None = None) -> None
                     f"the installed plugin {entry.name} = {entry.value} (entry point group {group}) "
                     f"failed to load ({type(error).__name__}: {error}); fix or uninstall the package that declares it"
                 ) from error
+
+
+def failure_site(error: BaseException) -> str:
+    """`error`, raised while a plugin was imported, with where it was raised: the file and line
+    of the innermost frame of the plugin's code, not sylvan's (where a class it defines is
+    refused) nor the import machinery's; for a syntax error, the line that does not parse."""
+    if isinstance(error, SyntaxError):
+        return f"SyntaxError: {error.msg} ({error.filename}, line {error.lineno})"
+    package = Path(__file__).resolve().parent
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not frame.filename.startswith("<") and package not in Path(frame.filename).resolve().parents]
+    site = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{site}"
 
 
 def recorded_plugins(config: dict[str, Any], source: str) -> list[str]:

@@ -555,3 +555,55 @@ def test_help_summarizes_each_method_in_whole_sentences():
     out = sylvan("--help")
     assert out.returncode == 0 and "  rehearsal        targets online" in out.stdout
     assert "Experience replay. Needs no task boundaries, so it runs on every supervised setting." in out.stdout
+
+
+BROKEN_PLUGINS = {
+    "unparsable": ("def f(:\n", r"SyntaxError: .* \({file}, line 1\)"),
+    "raising": ("x = 1\nraise RuntimeError('no GPU here')\n", r"RuntimeError: no GPU here \({file}, line 2\)"),
+    "importing": ("import a_module_nobody_has\n",
+                  r"ModuleNotFoundError: No module named 'a_module_nobody_has' \({file}, line 1\)"),
+    "taking_a_method_name": (
+        "from sylvan.methods import Naive\n\nclass MyNaive(Naive):\n    name = 'rehearsal'\n",
+        r"TypeError: MyNaive takes the name 'rehearsal', which is sylvan's own method "
+        r"\(sylvan.methods.rehearsal.Rehearsal\); give it another name \({file}, line 3\)",
+    ),
+    "taking_a_setting_name": (
+        "from sylvan.settings import ClassIncrementalSetting\n\n"
+        "class Mine(ClassIncrementalSetting):\n    name = 'online'\n",
+        r"TypeError: Mine takes the name 'online', which is sylvan's own setting .*\({file}, line 3\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("as_module", [False, True])
+@pytest.mark.parametrize("kind", sorted(BROKEN_PLUGINS))
+def test_a_plugin_that_fails_to_load_is_named_with_the_line_that_failed(tmp_path, monkeypatch, kind, as_module):
+    """The message points into the plugin's own code (not sylvan's frames or importlib's), and a
+    plugin may not replace one of sylvan's own methods or settings under its name."""
+    from sylvan.cli import load_plugins
+    from sylvan.methods import METHODS, Rehearsal
+    from sylvan.settings import SETTINGS, OnlineSetting
+
+    source, message = BROKEN_PLUGINS[kind]
+    file = tmp_path / f"broken_{kind}.py"
+    file.write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin = f"broken_{kind}" if as_module else str(file)
+    with pytest.raises(ConfigurationError, match=f"--plugin {plugin} failed to load: "
+                       + message.format(file=re.escape(str(file)))):
+        load_plugins([plugin])
+    assert METHODS["rehearsal"] is Rehearsal and SETTINGS["online"] is OnlineSetting
+
+
+def test_a_plugin_module_that_does_not_exist_is_named(tmp_path):
+    from sylvan.cli import load_plugins
+
+    with pytest.raises(ConfigurationError, match=r"--plugin no_such_plugin.sub: cannot import it \(No module named"):
+        load_plugins(["no_such_plugin.sub"])
+
+
+def test_a_broken_plugin_file_exits_2_without_traceback(tmp_path):
+    (tmp_path / "broken.py").write_text("raise ValueError('half written')\n")
+    out = sylvan("--plugin", str(tmp_path / "broken.py"), "--list")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"ValueError: half written ({tmp_path / 'broken.py'}, line 1)" in out.stderr

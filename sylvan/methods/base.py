@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError, InapplicableMethodError, require_finite_numbers, unknown_name
+from sylvan.registry import register
 from sylvan.settings.base import Setting
 
 METHODS: dict[str, type[Method]] = {}
@@ -39,7 +40,7 @@ class Method:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("name"):
-            METHODS[cls.name] = cls
+            register(METHODS, cls, "method")
 
     def __post_init__(self) -> None:
         require_finite_numbers(self)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from sylvan.errors import ConfigurationError, require_finite_numbers, unknown_name
+from sylvan.registry import register
 
 if TYPE_CHECKING:
     from sylvan.checkpoints import RunCheckpoint
@@ -58,7 +59,7 @@ class Setting:
                         f"{cls.__name__} may not loosen {parent.__name__}'s {assumption}"
                     )
         if "name" in cls.__dict__:
-            SETTINGS[cls.name] = cls
+            register(SETTINGS, cls, "setting")
 
     def __post_init__(self) -> None:
         require_finite_numbers(self)

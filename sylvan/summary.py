@@ -103,6 +103,9 @@ def load_run(folder: Path) -> Run:
         results = json.loads((folder / "results.json").read_text())
     except (OSError, yaml.YAMLError, json.JSONDecodeError) as error:
         raise UnreadableRun(folder, error) from error
+    problem = layout_problem(config, results)
+    if problem:
+        raise UnreadableRun(folder, ValueError(problem))
     runtime_file = folder / "runtime.json"
     wall_time = None
     if runtime_file.is_file():
@@ -116,6 +119,30 @@ def load_run(folder: Path) -> Run:
         **with_defaults(METHODS.get(method), config.get("method_options") or {}),
     }
     return Run(folder, setting, method, options, results, wall_time, (folder / "results.json").stat().st_mtime)
+
+
+def layout_problem(config: Any, results: Any) -> str | None:
+    """What keeps a run's parsed `config.yaml` and `results.json` from being summarized (another
+    file under those names, or one edited by hand), or None: the summary reads the options as
+    mappings and the metrics as numbers."""
+    if not isinstance(config, dict):
+        return f"config.yaml holds {type(config).__name__}, not a mapping of options"
+    for key in ("setting", "method"):
+        if not isinstance(config.get(key), str):
+            return f"config.yaml's {key} is {config.get(key)!r}, not a name"
+    for section in ("setting_options", "method_options"):
+        if not isinstance(config.get(section) or {}, dict):
+            return f"config.yaml's {section} is {config[section]!r}, not a mapping of options"
+    if not isinstance(results, dict):
+        return f"results.json holds {type(results).__name__}, not an object of metrics"
+    measure = results.get("measure", "accuracy")
+    if not isinstance(measure, str):
+        return f"results.json's measure is {measure!r}, not a name"
+    for metric in (name.replace("accuracy", measure) for name in METRICS):
+        value = results.get(metric)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"results.json's {metric} is {value!r}, not a number"
+    return None
 
 
 def with_defaults(cls: type | None, recorded: dict[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,33 @@ def test_a_run_that_cannot_be_read_is_left_out_with_its_reason(tmp_path):
         summarize([tmp_path])  # nothing left to summarize
 
 
+@pytest.mark.parametrize(("file", "edit", "reason"), [
+    ("results.json", lambda d: d.update(final_average_accuracy="abc"),
+     "results.json's final_average_accuracy is 'abc', not a number"),
+    ("results.json", lambda d: d.update(forgetting=[1, 2]), "results.json's forgetting is [1, 2], not a number"),
+    ("results.json", lambda d: d.update(final_average_accuracy=True),
+     "results.json's final_average_accuracy is True, not a number"),
+    ("results.json", lambda d: d.update(measure=3), "results.json's measure is 3, not a name"),
+    ("results.json", lambda d: [1, 2], "results.json holds list, not an object of metrics"),
+    ("config.yaml", lambda d: [1, 2], "config.yaml holds list, not a mapping of options"),
+    ("config.yaml", lambda d: d.update(method=["naive"]), "config.yaml's method is ['naive'], not a name"),
+    ("config.yaml", lambda d: d.update(setting_options=5), "config.yaml's setting_options is 5, not a mapping"),
+])
+def test_a_run_whose_files_hold_something_else_is_left_out_with_its_reason(tmp_path, file, edit, reason):
+    """Files that parse but are not laid out as sylvan writes them (edited by hand, or another
+    program's files under these names) are left out with the reason, not a traceback, nor a
+    row of wrong figures."""
+    write_run(tmp_path, "good", 0, lr=0.1, final=0.8)
+    odd = write_run(tmp_path, "odd", 1, lr=0.1, final=0.9)
+    path = odd / file
+    data = json.loads(path.read_text()) if file.endswith(".json") else yaml.safe_load(path.read_text())
+    data = edit(data) or data
+    path.write_text(json.dumps(data) if file.endswith(".json") else yaml.safe_dump(data))
+    table = summarize([tmp_path]).splitlines()
+    assert "80.00" in table[2] and table[-1] == "1 finished run(s) in 1 configuration(s)", table
+    assert f"left out, cannot read the run in {odd}: {reason}" in "\n".join(table), table
+
+
 def test_mean_std_formats():
     assert mean_std([], 100) == "-"
     assert mean_std([0.5], 100) == "50.00"

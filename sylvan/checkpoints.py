@@ -66,8 +66,9 @@ class RunCheckpoint:
     config: dict[str, Any] | None = None  # the run's configuration (as in config.yaml); None in older files
 
 
-# options a resumed run may change: where the data is, how it is shown, how long a worker waits, what
-# evaluates it in how large batches, and what computes it (another node); none changes what is learnt
+# options a resumed run may change, none of which changes what the run learns: where its data is, its
+# progress bar, the evaluation's batch size, how long a worker waits for the others, and the accelerator
+# (a run moved to another machine)
 RESUME_NEUTRAL_OPTIONS = frozenset(
     {"data_dir", "image_cache", "progress_bar", "eval_batch_size", "worker_timeout", "accelerator"}
 )
@@ -175,6 +176,13 @@ def read_checkpoint_file(run_dir: Path, path: Path) -> dict[str, Any]:
             "(written by an older version?)"
         )
     return state
+
+
+def nothing_to_resume(nb_stages: int) -> ConfigurationError:
+    """The refusal to resume a run that finished all its `nb_stages` training stages."""
+    return ConfigurationError(
+        f"--resume: the run already finished all its {nb_stages} training stages; nothing to resume"
+    )
 
 
 def configuration_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 import yaml
 from simple_parsing import ArgumentParser
 
-from sylvan.checkpoints import configuration_changes, latest_checkpoint
+from sylvan.checkpoints import configuration_changes, latest_checkpoint, nothing_to_resume
 from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError
 from sylvan.experiment import RunOptions, open_tracker, run_config, run_experiment, run_to_the_end
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
@@ -413,8 +413,7 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     method.check_resumable()
     checkpoint = latest_checkpoint(run_dir, setting.rank, setting.world_size)
     if checkpoint.results.complete:  # said before anything is loaded or announced as resuming
-        raise ConfigurationError(f"--resume: the run already finished all its {checkpoint.stage + 1} training "
-                                 "stages; nothing to resume")
+        raise nothing_to_resume(checkpoint.stage + 1)
     config = run_config(setting, method, options, plugins)
     changes = configuration_changes(checkpoint.config, config)
     if changes:  # resumed, the run would be part one configuration and part another, recorded as the second

@@ -123,14 +123,12 @@ class Setting:
         """Resuming: check that the checkpoint `resume` belongs to this run (`nb_stages` training
         stages over `nb_tasks` tasks), put the method, the global random generators and the
         tracker's logs back as they were after its stage; return the results so far and that stage."""
-        from sylvan.checkpoints import restore_rng_states
+        from sylvan.checkpoints import nothing_to_resume, restore_rng_states
 
         self.check_resumable()
         method.check_resumable()
         if resume.stage >= nb_stages - 1:
-            raise ConfigurationError(
-                f"--resume: the run already finished all its {nb_stages} training stages; nothing to resume"
-            )
+            raise nothing_to_resume(nb_stages)
         if (resume.results.setting, resume.results.method) != (self.name, method.name):
             raise ConfigurationError(
                 f"--resume: the checkpoint is of {resume.results.method} on {resume.results.setting}, "

@@ -47,13 +47,21 @@ class RunOptions:
     save_checkpoints: bool = True  # save the method's state after each task
 
     def check(self) -> None:
-        """Refuse W&B options that would be ignored: without a project nothing is logged.
-        Checked when a run starts (not on --resume, which takes what the run recorded)."""
+        """Refuse W&B options that would be ignored (without a project nothing is logged), and a
+        project name W&B refuses, before the run's folder is made rather than after. Checked when
+        a run starts (not on --resume, which takes what the run recorded)."""
         for name in ("wandb_entity", "wandb_group"):
             if getattr(self, name) is not None and self.wandb_project is None:
                 raise ConfigurationError(
                     f"--{name} has no effect without --wandb_project: nothing is logged to Weights & Biases"
                 )
+        if self.wandb_project:
+            import wandb
+
+            try:
+                wandb.Settings(project=self.wandb_project)  # W&B's own rule for project names
+            except Exception as error:  # noqa: BLE001 - whatever W&B's validation raises
+                raise ConfigurationError(f"--wandb_project: {error}") from error
 
 
 def run_config(setting: Setting, method: Method, options: RunOptions, plugins: Sequence[str] = ()) -> dict[str, Any]:

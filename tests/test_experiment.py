@@ -54,6 +54,13 @@ def test_wandb_options_without_a_project_are_refused_before_anything_is_written(
     assert not any(tmp_path.iterdir())
 
 
+def test_a_wandb_project_name_that_wandb_refuses_is_refused_before_anything_is_written(tmp_path):
+    options = RunOptions(results_dir=str(tmp_path), wandb_project="lab/continual#1")
+    with pytest.raises(ConfigurationError, match="--wandb_project: Invalid project name 'lab/continual#1'"):
+        run_experiment(OnlineSetting(**tiny_options(OnlineSetting)), Naive(), options)
+    assert not any(tmp_path.iterdir())
+
+
 def test_built_in_classes_need_no_plugin_and_an_inapplicable_pair_writes_nothing(tmp_path):
     assert defining_plugins(OnlineSetting(), Rehearsal()) == []
     with pytest.raises(InapplicableMethodError):

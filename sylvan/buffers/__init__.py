@@ -6,6 +6,8 @@ stored samples are replayed, on top of any policy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.class_balanced import ClassBalancedBuffer
 from sylvan.buffers.fifo import FIFOBuffer
@@ -25,14 +27,20 @@ NEEDS_FEATURES = {HerdingBuffer.policy}
 
 
 def make_buffer(
-    policy: str, capacity: int, device: str | None = None, seed: int = 0, retrieval: str = "uniform"
+    policy: str,
+    capacity: int,
+    device: str | None = None,
+    seed: int = 0,
+    retrieval: str = "uniform",
+    pixel_fields: Sequence[str] = (),
 ) -> RehearsalBuffer:
-    """Build the buffer registered under `policy`, replaying with `retrieval`."""
+    """Build the buffer registered under `policy`, replaying with `retrieval`, keeping
+    `pixel_fields` as uint8 pixels (see `RehearsalBuffer`)."""
     if policy not in BUFFER_POLICIES:
         raise unknown_name("buffer policy", policy, list(BUFFER_POLICIES))
     if retrieval not in RETRIEVALS:
         raise ConfigurationError(f"unknown retrieval {retrieval!r}; valid retrievals: {', '.join(RETRIEVALS)}")
-    return BUFFER_POLICIES[policy](capacity, device=device, seed=seed, retrieval=retrieval)
+    return BUFFER_POLICIES[policy](capacity, device=device, seed=seed, retrieval=retrieval, pixel_fields=pixel_fields)
 
 
 def needs_features(policy: str, retrieval: str) -> bool:

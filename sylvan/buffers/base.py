@@ -11,6 +11,12 @@ survive `state_dict()` / `load_state_dict()`, and never make a CUDA buffer wait 
 synchronization; only the resulting index vectors travel to the device (through pinned memory,
 see `sylvan.transfer`), where the data stay.
 
+Fields named in `pixel_fields` hold images as a setting gives them to methods: float32 values
+k / 255 made of uint8 pixels k (`sylvan.minibatches.float_inputs`). They are stored as those
+uint8 pixels, a quarter of the memory (and of the bytes each insertion writes, and each
+distributed exchange sends), and read back as the very same float32 values: k / 255 rounds to
+k when multiplied by 255 again, and is recomputed the way it was made.
+
 Each field's storage has one spare row past the capacity. On the device, a batch is written
 with one scatter per field: every sample of the batch has a target row, and the samples the
 policy turns away target the spare row, which is never read. That is one kernel launch per field
@@ -20,13 +26,14 @@ are what a GPU insertion costs.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from sylvan.buffers.retrieval import RETRIEVALS, grasp_indices
 from sylvan.errors import ConfigurationError
+from sylvan.minibatches import float_inputs
 from sylvan.transfer import to_device
 
 
@@ -47,13 +54,21 @@ class RehearsalBuffer:
     policy: str = "base"
 
     def __init__(
-        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform"
+        self,
+        capacity: int,
+        device: torch.device | str | None = None,
+        seed: int = 0,
+        retrieval: str = "uniform",
+        pixel_fields: Sequence[str] = (),
     ) -> None:
+        """`pixel_fields`: the fields whose values are images as float32 k / 255 (see above),
+        kept as uint8 pixels."""
         if capacity < 0:
             raise ConfigurationError(f"buffer capacity must be >= 0, got {capacity}")
         if retrieval not in RETRIEVALS:
             raise ConfigurationError(f"retrieval must be one of {', '.join(RETRIEVALS)}, got {retrieval!r}")
         self.retrieval = retrieval
+        self.pixel_fields = frozenset(pixel_fields)
         self.draw_counts = np.zeros(capacity, dtype=np.int64)  # replays of each slot (GRASP)
         self.capacity = int(capacity)
         self.device = torch.device(device) if device is not None else None
@@ -119,12 +134,34 @@ class RehearsalBuffer:
         if self.device is None:
             self.device = next(iter(batch.values())).device
         self._rows = {
-            name: torch.empty((self.capacity + 1, *values.shape[1:]), dtype=values.dtype, device=self.device)
+            name: torch.empty((self.capacity + 1, *values.shape[1:]), dtype=self._stored_dtype(name, values),
+                              device=self.device)
             for name, values in batch.items()
         }
         self.storage = {name: rows[: self.capacity] for name, rows in self._rows.items()}
         self.device = next(iter(self._rows.values())).device  # "cuda" resolved to "cuda:0", ...
         self._host_views = self._numpy_views(self.storage)
+
+    def _stored_dtype(self, name: str, values: torch.Tensor) -> torch.dtype:
+        return torch.uint8 if name in self.pixel_fields else values.dtype
+
+    def _encoded(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        """`values` of field `name` as stored: float pixels k / 255 as uint8 k."""
+        if name not in self.pixel_fields or values.dtype == torch.uint8:
+            return values
+        return values.mul(255).round_().to(torch.uint8)
+
+    @staticmethod
+    def _encoded_host(values: np.ndarray) -> np.ndarray:
+        """`_encoded` for the rows of a pixel field on the host, in NumPy."""
+        if values.dtype == np.uint8:
+            return values
+        return np.rint(values * np.float32(255)).astype(np.uint8)
+
+    def decoded(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        """Stored `values` of field `name` as the method gave them: uint8 pixels of a pixel field
+        back to float32 k / 255, the same values bit for bit; any other field as it is."""
+        return float_inputs(values) if name in self.pixel_fields else values
 
     @staticmethod
     def _numpy_views(storage: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray] | None:
@@ -163,18 +200,19 @@ class RehearsalBuffer:
         on_device = self._all_on(batch, self.device)
         if host is not None and on_device:  # CPU storage that NumPy can view
             for name, values in batch.items():
-                host[name][slots] = (values.detach() if values.requires_grad else values).numpy()[positions]
+                rows = (values.detach() if values.requires_grad else values).numpy()[positions]
+                host[name][slots] = self._encoded_host(rows) if name in self.pixel_fields else rows
         elif on_device:
             count = len(next(iter(batch.values())))
             targets = np.full(count, self.capacity, dtype=np.int64)  # turned away: the spare row
             targets[positions] = slots
             target_index = to_device(targets, self.device)
             for name, values in batch.items():
-                self._rows[name].index_copy_(0, target_index, values.detach())
+                self._rows[name].index_copy_(0, target_index, self._encoded(name, values.detach()))
         else:  # the batch lives elsewhere: move only the accepted samples
             slot_index = to_device(slots, self.device)
             for name, values in batch.items():
-                taken = values.detach().index_select(0, to_device(positions, values.device))
+                taken = self._encoded(name, values.detach().index_select(0, to_device(positions, values.device)))
                 self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
         if self.retrieval == "grasp":  # a new sample has not been replayed yet
             self.draw_counts[slots] = 0
@@ -230,11 +268,11 @@ class RehearsalBuffer:
         if not len(chosen):
             return {}
         index = to_device(chosen, self.device)
-        return {name: values.index_select(0, index) for name, values in self.storage.items()}
+        return {name: self.decoded(name, values.index_select(0, index)) for name, values in self.storage.items()}
 
     def get_all(self) -> dict[str, torch.Tensor]:
-        """Every stored sample, in slot order."""
-        return {name: values[: self.size] for name, values in self.storage.items()}
+        """Every stored sample, in slot order (pixel fields as float values: a copy)."""
+        return {name: self.decoded(name, values[: self.size]) for name, values in self.storage.items()}
 
     def class_counts(self, field: str = "y") -> dict[int, int]:
         """How many stored samples carry each label of `field`."""
@@ -272,7 +310,7 @@ class RehearsalBuffer:
                 self.device = saved_device(state) or next(iter(state["storage"].values())).device
             self._allocate(state["storage"])
             for name, values in state["storage"].items():
-                self.storage[name].copy_(values)
+                self.storage[name].copy_(self._encoded(name, values))  # saved before pixels were kept as uint8
         self.generator.set_state(state["generator"])
         self.draw_counts = np.asarray(state["draw_counts"]).copy()
         self._load_extra_state(state)

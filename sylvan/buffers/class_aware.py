@@ -4,6 +4,7 @@ need no device round trip (the label field is "y")."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -21,9 +22,10 @@ class ClassAwareBuffer(RehearsalBuffer):
     label_field = "y"
 
     def __init__(
-        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform"
+        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform",
+        pixel_fields: Sequence[str] = (),
     ) -> None:
-        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval)
+        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval, pixel_fields=pixel_fields)
         self.class_seen = np.zeros(0, dtype=np.int64)
         self.class_stored = np.zeros(0, dtype=np.int64)
         self.slot_labels = np.full(self.capacity, -1, dtype=np.int64)

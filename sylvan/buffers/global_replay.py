@@ -350,8 +350,9 @@ class GlobalReplay:
                 continue
             rows = to_device(chosen, device)
             sender, row = rows // self.block_rows, rows % self.block_rows
-            # advanced indexing copies: the blocks can be overwritten by the next exchange
-            draws.append({name: values[sender, row] for name, values in fields.items()})
+            # advanced indexing copies: the blocks can be overwritten by the next exchange; pixel
+            # fields travel as stored (uint8) and become the method's float values here
+            draws.append({name: self.buffer.decoded(name, values[sender, row]) for name, values in fields.items()})
         return draws
 
     def choose_from_union(self, sizes: np.ndarray, count: int | None = None, offset: int = 0) -> np.ndarray:

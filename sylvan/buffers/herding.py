@@ -3,6 +3,7 @@ features supplied by the method with every batch (field "features")."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Mapping
 
 import numpy as np
@@ -31,9 +32,10 @@ class HerdingBuffer(ClassAwareBuffer):
     feature_field = "features"
 
     def __init__(
-        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform"
+        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform",
+        pixel_fields: Sequence[str] = (),
     ) -> None:
-        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval)
+        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval, pixel_fields=pixel_fields)
         self.feature_sums: torch.Tensor | None = None  # per class, sum of every seen sample's features
 
     def _select_class_slots(self, labels: np.ndarray, seen_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,8 @@ Partitioning Reservoir Sampling", ECCV 2020), in its single-label form."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -26,9 +28,9 @@ class PRSBuffer(ClassAwareBuffer):
 
     def __init__(
         self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform",
-        rho: float = 0.0,
+        rho: float = 0.0, pixel_fields: Sequence[str] = (),
     ) -> None:
-        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval)
+        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval, pixel_fields=pixel_fields)
         self.rho = rho
 
     def targets(self) -> tuple[np.ndarray, np.ndarray]:

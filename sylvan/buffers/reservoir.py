@@ -3,6 +3,7 @@ capacity / n, whatever the order of the stream."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Mapping
 
 import numpy as np
@@ -32,9 +33,10 @@ class ReservoirBuffer(RehearsalBuffer):
     policy = "reservoir"
 
     def __init__(
-        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform"
+        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform",
+        pixel_fields: Sequence[str] = (),
     ) -> None:
-        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval)
+        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval, pixel_fields=pixel_fields)
         self._stream_offsets = np.empty(0, dtype=np.float64)  # 1, 2, ...: k + 1 - seen for sample k of a batch
 
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -70,6 +70,12 @@ class Method:
     def configure(self, setting: Setting) -> None:
         self.setting = setting
 
+    @property
+    def pixel_fields(self) -> tuple[str, ...]:
+        """The fields of a rehearsal buffer to keep as uint8 pixels (`RehearsalBuffer.pixel_fields`):
+        the inputs "x", where the setting's are images given as float k / 255 (`Setting.pixel_inputs`)."""
+        return ("x",) if self.setting.pixel_inputs else ()
+
     def on_task_start(self, task_id: int | None) -> None:
         """Called when a task starts, where boundaries are known."""
 

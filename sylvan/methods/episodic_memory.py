@@ -50,8 +50,10 @@ class EpisodicMemoryMethod(SupervisedMethod):
         self.validate_for(setting)
         self.per_task = self.buffer_size // setting.nb_tasks
         super().configure(setting)
-        self.memory = ReservoirBuffer(self.per_task * setting.nb_tasks, seed=setting.worker_seed())
-        self._task_samples = ReservoirBuffer(self.per_task, seed=setting.worker_seed(1))
+        self.memory = ReservoirBuffer(
+            self.per_task * setting.nb_tasks, seed=setting.worker_seed(), pixel_fields=self.pixel_fields
+        )
+        self._task_samples = ReservoirBuffer(self.per_task, seed=setting.worker_seed(1), pixel_fields=self.pixel_fields)
         self._memory_gradients: torch.Tensor | None = None
 
     def remember(self, batch: Batch) -> None:
@@ -83,7 +85,9 @@ class EpisodicMemoryMethod(SupervisedMethod):
 
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)
-        self._task_samples = ReservoirBuffer(self.per_task, seed=self.setting.worker_seed(1 + self.memory.seen))
+        self._task_samples = ReservoirBuffer(
+            self.per_task, seed=self.setting.worker_seed(1 + self.memory.seen), pixel_fields=self.pixel_fields
+        )
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)

@@ -54,7 +54,9 @@ class ICaRL(DistillationMethod):
     def configure(self, setting: Any) -> None:
         self.validate_for(setting)
         super().configure(setting)
-        self.buffer = make_buffer("herding", self.buffer_size, seed=setting.worker_seed())
+        self.buffer = make_buffer(
+            "herding", self.buffer_size, seed=setting.worker_seed(), pixel_fields=self.pixel_fields
+        )
         self.class_means: torch.Tensor | None = None  # (classes, dim); NaN rows for classes not stored
         self._task_data: tuple[torch.Tensor, ...] = ()
 

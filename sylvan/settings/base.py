@@ -98,6 +98,12 @@ class Setting:
         """This process's place among them; 0 writes the results, checkpoints and logs."""
         return 0
 
+    @property
+    def pixel_inputs(self) -> bool:
+        """Whether the inputs methods are given are images made of uint8 pixels k, as float32
+        k / 255, which a rehearsal buffer may keep as the pixels (`RehearsalBuffer.pixel_fields`)."""
+        return False
+
     def worker_seed(self, offset: int = 0) -> int:
         """The seed of what a data-parallel worker draws for itself alone (its local memory's
         choices and draws): `seed + offset` in one process and on worker 0, another seed on

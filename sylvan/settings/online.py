@@ -259,6 +259,14 @@ class OnlineSetting(Setting):
         return tuple(decode_images(split, name, cache=self.image_cache, image_size=size) for split in (train, test))
 
     @property
+    def pixel_inputs(self) -> bool:
+        """Whether the tasks of the run (built by `apply`) keep their inputs as uint8 pixels,
+        which the loaders make float32 k / 255 (`sylvan.minibatches.float_inputs`): MNIST, CIFAR,
+        digits, ... and their permutations, not their rotations, which are interpolated."""
+        tasks = getattr(self, "_tasks", None)
+        return bool(tasks) and all(task.x_train.dtype == torch.uint8 for task in tasks)
+
+    @property
     def evaluation_split(self) -> str:
         """What the accuracy matrix is measured on: "test", or "validation" (held out of the
         training set by --validation_fraction)."""

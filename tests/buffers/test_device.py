@@ -137,3 +137,22 @@ def test_cuda_buffer_stores_cpu_batches_as_it_stores_cuda_batches(policy):
     assert all(len(values) == 30 for values in buffers["cuda"].storage.values())
     for name in ("x", "y", "id"):
         assert torch.equal(buffers["cpu"].get_all()[name], buffers["cuda"].get_all()[name]), name
+
+
+@CUDA
+@pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "prs"])
+def test_cuda_buffer_keeps_pixels_as_the_cpu_buffer_does(policy):
+    """Encoded on the device (torch) and on the host (NumPy), the same uint8 pixels; decoded, the
+    same float32 values."""
+    from tests.buffers.test_pixel_storage import pixel_stream
+
+    cpu = make_buffer(policy, 40, seed=2, pixel_fields=("x",))
+    gpu = make_buffer(policy, 40, device="cuda", seed=2, pixel_fields=("x",))
+    for fields in pixel_stream(10):
+        fields.pop("features")
+        cpu.add(**fields)
+        gpu.add(**{name: values.cuda() for name, values in fields.items()})
+    assert gpu.storage["x"].dtype == torch.uint8 and gpu.storage["x"].is_cuda
+    stored = gpu.get_all()
+    for name, values in cpu.get_all().items():
+        assert torch.equal(stored[name].cpu(), values), name

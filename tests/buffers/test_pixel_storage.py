@@ -1,0 +1,130 @@
+"""Images kept as uint8 pixels: a buffer given float32 inputs k / 255 (how settings hand uint8
+images to methods) stores the pixels k, a quarter of the memory, and gives back the very same
+float32 values, bit for bit, through every path a stored sample leaves by: `sample`, `get_all`,
+a checkpoint, and the exchange of the global replay."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features
+from sylvan.buffers.global_replay import GlobalReplay
+from sylvan.minibatches import float_inputs
+
+
+def pixel_stream(steps: int, batch: int = 16, seed: int = 0):
+    """Batches of 3x4x4 images as settings give them (every pixel value 0..255 occurs), an id
+    per sample, labels of classes that keep arriving, and features for the policies that need them."""
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        pixels = torch.randint(0, 256, (batch, 3, 4, 4), dtype=torch.uint8, generator=generator)
+        pixels[0].view(-1)[:48] = torch.arange(step * 48, step * 48 + 48) % 256
+        ids = torch.arange(batch * step, batch * (step + 1))
+        y = torch.randint(0, 2 + step // 2, (batch,), generator=generator)
+        features = torch.randint(0, 64, (batch, 4), generator=generator).float() / 8
+        yield dict(x=float_inputs(pixels), y=y, id=ids, features=features)
+
+
+def filled(policy: str, pixel_fields: tuple[str, ...], steps: int = 12, retrieval: str = "uniform"):
+    buffer = make_buffer(policy, 40, seed=2, retrieval=retrieval, pixel_fields=pixel_fields)
+    originals = {}
+    for fields in pixel_stream(steps):
+        if not needs_features(policy, retrieval):
+            fields.pop("features")
+        originals.update(zip(fields["id"].tolist(), fields["x"]))
+        buffer.add(**fields)
+    return buffer, originals
+
+
+@pytest.mark.parametrize("policy", sorted(BUFFER_POLICIES))
+def test_pixels_are_stored_as_uint8_and_come_back_as_the_same_floats(policy):
+    pixels, originals = filled(policy, ("x",))
+    floats, _ = filled(policy, ())
+    assert pixels.storage["x"].dtype == torch.uint8 and floats.storage["x"].dtype == torch.float32
+    assert pixels.storage["x"].nbytes * 4 == floats.storage["x"].nbytes
+    stored = pixels.get_all()
+    assert stored["x"].dtype == torch.float32
+    for sample_id, x in zip(stored["id"].tolist(), stored["x"]):
+        assert torch.equal(x, originals[sample_id])  # bit for bit, not approximately
+    for name, values in floats.get_all().items():  # the same decisions as a float buffer
+        assert torch.equal(values, stored[name]), name
+    drawn, drawn_floats = pixels.sample(25), floats.sample(25)
+    assert all(torch.equal(drawn[name], drawn_floats[name]) for name in drawn)
+
+
+@pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "herding"])
+def test_a_checkpoint_keeps_the_pixels_and_a_float_one_is_converted(policy):
+    """A buffer restored from its state (uint8) or from the state of a buffer that kept floats
+    (a checkpoint written before pixels were kept as uint8) stores and draws as the original."""
+    pixels, _ = filled(policy, ("x",), steps=6)
+    floats, _ = filled(policy, (), steps=6)
+    state = pixels.state_dict()
+    assert state["storage"]["x"].dtype == torch.uint8
+    for saved in (state, floats.state_dict()):
+        restored = make_buffer(policy, 40, seed=2, pixel_fields=("x",))
+        restored.load_state_dict(saved)
+        assert restored.storage["x"].dtype == torch.uint8 and len(restored) == len(pixels)
+        assert torch.equal(restored.storage["x"][: len(pixels)], pixels.storage["x"][: len(pixels)])
+        assert torch.equal(restored.sample(10)["x"], make_copy(pixels).sample(10)["x"])
+
+
+def make_copy(buffer):
+    copy = make_buffer(buffer.policy, buffer.capacity, seed=2, pixel_fields=tuple(buffer.pixel_fields))
+    copy.load_state_dict(buffer.state_dict())
+    return copy
+
+
+def test_the_torch_write_path_encodes_as_the_numpy_path():
+    """A batch that is not on the buffer's host storage path (here, bfloat16 labels send every
+    field through torch's scatter, the path CUDA buffers take) is encoded in torch, the same pixels."""
+    numpy_path = make_buffer("reservoir", 40, seed=2, pixel_fields=("x",))
+    torch_path = make_buffer("reservoir", 40, seed=2, pixel_fields=("x",))
+    for fields in pixel_stream(8):
+        numpy_path.add(x=fields["x"], y=fields["y"])
+        torch_path.add(x=fields["x"], y=fields["y"].to(torch.bfloat16))
+    assert numpy_path._host_views is not None and torch_path._host_views is None
+    assert torch.equal(numpy_path.storage["x"], torch_path.storage["x"])
+
+
+def test_the_global_replay_exchanges_pixels_and_hands_out_floats():
+    """The candidates travel as stored (uint8 rows: a quarter of the bytes) and a method takes
+    the float values it inserted."""
+    replay = GlobalReplay(make_buffer("reservoir", 50, seed=1, pixel_fields=("x",)), 6, seed=3, join_batch=False)
+    inserted = {}
+    for step, fields in enumerate(pixel_stream(10, batch=4)):
+        replay.training_batch((fields["x"], fields["y"]))
+        draw = replay.take(6)
+        if step:
+            assert replay.blocks.send_fields["x"].dtype == torch.uint8
+            assert draw["x"].dtype == torch.float32
+            for values in draw["x"]:
+                assert any(torch.equal(values, x) for x in inserted.values())
+        replay.insert({"x": fields["x"], "y": fields["y"]})
+        inserted.update(zip(range(4 * step, 4 * step + 4), fields["x"]))
+
+
+@pytest.mark.parametrize("method_name", ["rehearsal", "derpp", "gem", "icarl", "gdumb"])
+def test_a_method_learns_the_same_from_pixels_as_from_floats(monkeypatch, method_name):
+    """On a setting of uint8 images the methods' buffers keep pixels, and the run's accuracies
+    are those of buffers that keep floats, to the last bit; where inputs are interpolated
+    (rotated digits) they are floats and kept as floats."""
+    from sylvan.methods import METHODS, Method
+    from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting
+    from tests.conftest import tiny_method, tiny_options
+
+    def run(setting_cls, **options):
+        setting = setting_cls(**{**tiny_options(setting_cls), "nb_tasks": 2, **options})
+        method = tiny_method(METHODS[method_name])
+        results = setting.apply(method)
+        buffer = getattr(method, "buffer", None) or method.memory
+        return results.accuracy_matrix, buffer.storage["x"].dtype, setting.pixel_inputs
+
+    kept_as_pixels, dtype, pixel_inputs = run(ClassIncrementalSetting)
+    assert dtype == torch.uint8 and pixel_inputs
+    monkeypatch.setattr(Method, "pixel_fields", property(lambda self: ()))
+    kept_as_floats, dtype, _ = run(ClassIncrementalSetting)
+    assert dtype == torch.float32 and kept_as_pixels == kept_as_floats
+    monkeypatch.undo()
+    _, dtype, pixel_inputs = run(DomainIncrementalSetting, domain_shift="rotation")
+    assert dtype == torch.float32 and not pixel_inputs

@@ -14,7 +14,12 @@ samples, buffer 200 / 5,000), of `naive` on the b new samples, and of `naive` on
 1 + r/b (the cost of computing on b + r samples instead of b); rehearsal / naive on b + r is what
 the buffer itself adds (ideal 1.00).
 
-    python benchmarks/buffers.py [--device cpu|cuda] [--skip_steps | --skip_throughput] [--data_dir DIR]
+With `--pixels`, part 1 gives the buffers images as sylvan's settings give them to methods (float32
+k / 255 of uint8 pixels k, as MNIST and CIFAR are) and sylvan's buffers keep them as the uint8
+pixels (`pixel_fields`); the per-sample loops are handed the uint8 pixels themselves and store
+them as they are, so both move the same bytes and only sylvan pays the conversion.
+
+    python benchmarks/buffers.py [--device cpu|cuda] [--skip_steps | --skip_throughput] [--pixels] [--data_dir DIR]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from lightning.pytorch import Callback
 from reference_buffers import REFERENCES, LoopBuffer, LoopReservoir
 
 from sylvan.buffers import BUFFER_POLICIES, ReservoirBuffer, make_buffer, needs_features
+from sylvan.minibatches import float_inputs
 
 BATCH = 128
 SHAPES = {"1x28x28": (1, 28, 28), "3x32x32": (3, 32, 32)}
@@ -46,9 +52,9 @@ def insertion_rate(buffer, pool, name: str, fill_steps: int, steps: int, device:
     ones."""
 
     def insert(step: int) -> None:
-        x, y, features = pool[step % len(pool)]
+        x, y, features, loop_x = pool[step % len(pool)]
         if isinstance(buffer, LoopBuffer):
-            buffer.add(x, y, features)
+            buffer.add(loop_x, y, features)
         elif needs_features(name, "uniform"):  # herding: 64-d features supplied by the method
             buffer.add(x=x, y=y, features=features)
         else:
@@ -88,35 +94,51 @@ class RecordingReservoir(ReservoirBuffer):
         super()._write(slots, positions, batch)
 
 
-def row_copy_rate(pool, capacity: int, fill_steps: int, steps: int) -> float:
+def row_copy_rate(pool, capacity: int, fill_steps: int, steps: int, pixel_fields: tuple[str, ...] = ()) -> float:
     """Samples per second if inserting cost nothing but copying the accepted rows into the
     storage (one NumPy gather-scatter per field and batch): the reservoir stream's writes are
     recorded, then replayed alone. Any implementation, vectorized or per-sample, moves these
     bytes, so `rate / loop rate` bounds the speed-up over the loop (CPU storage only)."""
-    buffer = RecordingReservoir(capacity)
+    buffer = RecordingReservoir(capacity, pixel_fields=pixel_fields)
     for step in range(fill_steps + steps):
         if step == fill_steps:
             buffer.writes.clear()
-        x, y, _ = pool[step % len(pool)]
+        x, y, _, _ = pool[step % len(pool)]
         buffer.add(x=x, y=y)
     host = buffer._host_views
     start = time.perf_counter()
     for step, (slots, positions) in enumerate(buffer.writes, start=fill_steps):
-        x, y, _ = pool[step % len(pool)]
-        host["x"][slots] = x.numpy()[positions]
+        _, y, _, stored_x = pool[step % len(pool)]  # the rows as stored: float32, or uint8 pixels
+        host["x"][slots] = stored_x.numpy()[positions]
         host["y"][slots] = y.numpy()[positions]
     return steps * BATCH / (time.perf_counter() - start)
 
 
+def loop_buffer(cls: type[LoopBuffer], capacity: int, shape: tuple[int, ...], device: str, pixels: bool) -> LoopBuffer:
+    """A reference buffer whose storage holds uint8 pixels where `pixels`, float32 otherwise."""
+    buffer = cls(capacity, shape, device)
+    if pixels:
+        buffer.x = torch.empty((capacity, *shape), dtype=torch.uint8, device=device)
+    return buffer
+
+
 def throughput(
-    shape: tuple[int, ...], capacity: int, device: str, repeats: int = 3
+    shape: tuple[int, ...], capacity: int, device: str, repeats: int = 3, pixels: bool = False
 ) -> dict[str, tuple[float, float, float]]:
     """{policy: (insertions per second, its per-sample reference's, samples drawn per second)},
     plus the reservoir loop's figures under "per-sample loop". In steady state: the buffer is
     first filled (not timed); then a stream of 4x capacity samples (at least 40,960) is inserted
     in batches of 128, and 200 batches of 128 samples are drawn."""
-    pool = [(torch.rand(BATCH, *shape, device=device), torch.randint(0, 10, (BATCH,), device=device),
-             torch.rand(BATCH, 64, device=device)) for _ in range(16)]
+    pool = []  # (x as methods give it, y, features, x as the reference loops are given it)
+    for _ in range(16):
+        y, features = torch.randint(0, 10, (BATCH,), device=device), torch.rand(BATCH, 64, device=device)
+        if pixels:
+            raw = torch.randint(0, 256, (BATCH, *shape), dtype=torch.uint8, device=device)
+            pool.append((float_inputs(raw), y, features, raw))
+        else:
+            x = torch.rand(BATCH, *shape, device=device)
+            pool.append((x, y, features, x))
+    pixel_fields = ("x",) if pixels else ()
     fill_steps = -(-capacity // BATCH)
     steps = max(40_960, 4 * capacity) // BATCH
     # herding's greedy selection costs O(surplus x pool x dim) per batch: run it up to 5,000;
@@ -124,10 +146,11 @@ def throughput(
     policies = [name for name in sorted(BUFFER_POLICIES) if name != "herding" or capacity <= 5_000]
     runs = {}  # figure -> (make a fresh buffer, policy name, timed batches)
     for name in policies:
-        runs[name] = (lambda name=name: make_buffer(name, capacity, device=device), name, steps)
-        runs[f"{name} loop"] = (lambda name=name: REFERENCES[name](capacity, shape, device), name,
-                                8 if name == "herding" else steps)
-    runs["per-sample loop"] = (lambda: LoopReservoir(capacity, shape, device), "reservoir", steps)
+        runs[name] = (lambda name=name: make_buffer(name, capacity, device=device, pixel_fields=pixel_fields),
+                      name, steps)
+        runs[f"{name} loop"] = (lambda name=name: loop_buffer(REFERENCES[name], capacity, shape, device, pixels),
+                                name, 8 if name == "herding" else steps)
+    runs["per-sample loop"] = (lambda: loop_buffer(LoopReservoir, capacity, shape, device, pixels), "reservoir", steps)
     # best of `repeats` rounds (best-of, as timeit does: a shared machine only ever slows a run
     # down); every round times every buffer, so that drift of the machine hits all of them alike
     best, last = dict.fromkeys(runs, 0.0), {}
@@ -141,7 +164,8 @@ def throughput(
                 last[figure] = buffer
             del buffer
         if device == "cpu":
-            best["row copies"] = max(best.get("row copies", 0.0), row_copy_rate(pool, capacity, fill_steps, steps))
+            best["row copies"] = max(best.get("row copies", 0.0),
+                                     row_copy_rate(pool, capacity, fill_steps, steps, pixel_fields))
     figures = {name: (best[name], best[f"{name} loop"], sampling_rate(last[name], device)) for name in policies}
     figures["per-sample loop"] = (best["per-sample loop"], float("nan"), sampling_rate(last["per-sample loop"], device))
     if device == "cpu":
@@ -149,7 +173,12 @@ def throughput(
     return figures
 
 
-def print_throughput(device: str, shapes: list[str], capacities: list[int], rounds: int = 3) -> None:
+def print_throughput(
+    device: str, shapes: list[str], capacities: list[int], rounds: int = 3, pixels: bool = False
+) -> None:
+    if pixels:
+        print("Images as pixels: sylvan's buffers take float32 k / 255 and keep uint8 pixels; the loops store the")
+        print("uint8 pixels they are given. Both move the same bytes; sylvan also converts.")
     print(f"Buffer throughput on {device}, batches of {BATCH} (samples per second). 'own loop': the same policy")
     print("written one sample at a time (benchmarks/reference_buffers.py); 'x loop': speed-up over its own loop;")
     print("'x res. loop': over the per-sample reservoir loop; sampling is compared with the reservoir loop's")
@@ -161,7 +190,7 @@ def print_throughput(device: str, shapes: list[str], capacities: list[int], roun
     print("-" * len(header))
     for shape_name in shapes:
         for capacity in capacities:
-            figures = throughput(SHAPES[shape_name], capacity, device, repeats=rounds)
+            figures = throughput(SHAPES[shape_name], capacity, device, repeats=rounds, pixels=pixels)
             loop_insert, _, loop_sample = figures["per-sample loop"]
             for name, (insert, own_loop, sample) in figures.items():
                 print(f"{shape_name:>8} {capacity:>8} {name:>16} | {insert:10.0f} {own_loop:10.0f} "
@@ -259,11 +288,12 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--capacities", nargs="+", type=int, default=list(CAPACITIES))
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is the best round")
+    parser.add_argument("--pixels", action="store_true", help="images kept as uint8 pixels (see above)")
     args = parser.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
     if not args.skip_throughput:
-        print_throughput(args.device, args.shapes, args.capacities, args.rounds)
+        print_throughput(args.device, args.shapes, args.capacities, args.rounds, args.pixels)
     if not args.skip_steps:
         print_step_ratios(args.data_dir, args.rounds)
 

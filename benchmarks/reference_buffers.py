@@ -163,10 +163,26 @@ class LoopHerding(LoopBuffer):
         self.size = sum(len(e[0]) for e in self.exemplars.values())
 
 
+class LoopFIFO(LoopBuffer):
+    """The most recent samples, the way replay memories of reinforcement-learning code keep
+    them: a ring with a write position, one sample at a time."""
+
+    def __init__(self, capacity: int, shape: tuple[int, ...], device: str) -> None:
+        super().__init__(capacity, shape, device)
+        self.position = 0
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> None:
+        for i in range(len(y)):
+            self.store(self.position, x[i], y[i])
+            self.position = (self.position + 1) % self.capacity
+            self.size = min(self.size + 1, self.capacity)
+
+
 REFERENCES = {
     "reservoir": LoopReservoir,
     "class_balanced": LoopClassBalanced,
     "gdumb": LoopGDumb,
     "prs": LoopPRS,
     "herding": LoopHerding,
+    "fifo": LoopFIFO,
 }

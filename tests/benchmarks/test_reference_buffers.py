@@ -54,3 +54,20 @@ def test_herding_reference_keeps_each_class_within_its_quota():
     quota = 50 // len(buffer.exemplars)
     for label, (x, features) in buffer.exemplars.items():
         assert len(x) == len(features) <= quota and (x == label).all()
+
+
+def test_every_policy_has_a_reference():
+    """benchmarks/buffers.py times every registered policy against its reference: one without
+    would stop the benchmark."""
+    from sylvan.buffers import BUFFER_POLICIES
+
+    assert set(REFERENCES) == set(BUFFER_POLICIES)
+
+
+def test_fifo_reference_keeps_the_most_recent_samples_in_ring_order():
+    buffer = REFERENCES["fifo"](50, (1, 2, 2), "cpu")
+    for step in range(30):  # 480 samples: the last 50 are 430..479, sample k in slot k mod 50
+        ids = torch.arange(16 * step, 16 * step + 16)
+        buffer.add(ids.float().view(16, 1, 1, 1).expand(16, 1, 2, 2), ids)
+    assert buffer.size == 50
+    assert buffer.y.tolist() == [430 + (slot - 430) % 50 for slot in range(50)]

@@ -70,6 +70,27 @@ def collated_batch(samples: list[Any]) -> Any:
     return float_inputs(batch) if isinstance(batch, torch.Tensor) else batch
 
 
+def pixel_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The collate function of `pixel_batches` over a `GatheringTensorDataset`: the minibatch as
+    it is stored, uint8 pixels included."""
+    return batch
+
+
+def pixel_batches(loader: DataLoader) -> DataLoader:
+    """`loader` serving uint8 image inputs as they are stored, with the same samples in the same
+    order (the same sampler and generator, drawn from alike) and the same pinning, for a consumer
+    that makes them float on the device it computes on (the learner: a quarter of the bytes to
+    move to a GPU) and keeps the pixels for a buffer that stores pixels. A loader that
+    `minibatch_loader` did not build is returned as it is."""
+    keep = {gathered_batch: pixel_batch, collated_batch: default_collate}.get(loader.collate_fn)
+    if keep is None:
+        return loader
+    return DataLoader(
+        loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler, drop_last=loader.drop_last,
+        generator=loader.generator, pin_memory=loader.pin_memory, collate_fn=keep,
+    )
+
+
 def minibatch_loader(
     dataset: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
     pin_memory: bool = False,

@@ -126,3 +126,44 @@ def test_uint8_pixels_come_out_as_the_floats_to_tensor_gives(wrap: str) -> None:
     assert torch.equal(float_inputs(x), x.float() / 255)
     floats = torch.rand(3, 2)
     assert float_inputs(floats) is floats
+
+
+@pytest.mark.parametrize("wrap", ["tensor", "concat", "subset"])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_pixel_batches_serve_the_same_samples_as_uint8(wrap: str, shuffle: bool) -> None:
+    """The learner's loader (`pixel_batches`) gives the batches the setting's loader would give,
+    sample for sample and in the same order, with the pixels as stored: float_inputs of them
+    are the setting's batches."""
+    from torch.utils.data import Subset
+
+    from sylvan.minibatches import float_inputs, pixel_batches
+
+    x, y = pixel_columns()
+    dataset: Dataset = {
+        "tensor": lambda: TensorDataset(x, y),
+        "concat": lambda: ConcatDataset([TensorDataset(x[:10], y[:10]), TensorDataset(x[10:], y[10:])]),
+        "subset": lambda: Subset(TensorDataset(x, y), list(range(len(y)))),
+    }[wrap]()
+
+    def loader() -> DataLoader:
+        return minibatch_loader(dataset, 8, shuffle=shuffle, generator=torch.Generator().manual_seed(3))
+
+    batches, pixel_batched = list(loader()), list(pixel_batches(loader()))
+    assert len(batches) == len(pixel_batched) == 4
+    for floats, pixels in zip(batches, pixel_batched):
+        assert pixels[0].dtype == torch.uint8
+        assert torch.equal(float_inputs(pixels[0]), floats[0]) and torch.equal(pixels[1], floats[1])
+    plain = DataLoader(TensorDataset(x, y), batch_size=8)  # not built by minibatch_loader: left as it is
+    assert pixel_batches(plain) is plain
+
+
+def test_pixel_batches_follow_the_loaders_generator_over_epochs() -> None:
+    """Both loaders draw from their generators alike, epoch after epoch."""
+    from sylvan.minibatches import pixel_batches
+
+    x, y = pixel_columns()
+    floats = minibatch_loader(TensorDataset(x, y), 8, shuffle=True, generator=torch.Generator().manual_seed(3))
+    pixels = pixel_batches(minibatch_loader(TensorDataset(x, y), 8, shuffle=True,
+                                            generator=torch.Generator().manual_seed(3)))
+    for _ in range(3):
+        assert [batch[1].tolist() for batch in floats] == [batch[1].tolist() for batch in pixels]

@@ -152,11 +152,13 @@ class RehearsalBuffer:
         return values.mul(255).round_().to(torch.uint8)
 
     @staticmethod
-    def _encoded_host(values: np.ndarray) -> np.ndarray:
-        """`_encoded` for the rows of a pixel field on the host, in NumPy."""
-        if values.dtype == np.uint8:
-            return values
-        return np.rint(values * np.float32(255)).astype(np.uint8)
+    def _encoded_host(rows: np.ndarray) -> np.ndarray:
+        """`_encoded` for `rows` of a pixel field on the host (a copy, scaled in place: no
+        temporary); the uint8 storage they are assigned to takes the whole numbers."""
+        if rows.dtype != np.uint8:
+            np.multiply(rows, 255, out=rows)
+            np.rint(rows, out=rows)
+        return rows
 
     def decoded(self, name: str, values: torch.Tensor) -> torch.Tensor:
         """Stored `values` of field `name` as the method gave them: uint8 pixels of a pixel field
@@ -200,7 +202,7 @@ class RehearsalBuffer:
         on_device = self._all_on(batch, self.device)
         if host is not None and on_device:  # CPU storage that NumPy can view
             for name, values in batch.items():
-                rows = (values.detach() if values.requires_grad else values).numpy()[positions]
+                rows = (values.detach() if values.requires_grad else values).numpy()[positions]  # a copy
                 host[name][slots] = self._encoded_host(rows) if name in self.pixel_fields else rows
         elif on_device:
             count = len(next(iter(batch.values())))

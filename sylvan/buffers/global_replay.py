@@ -43,6 +43,7 @@ import torch
 import torch.distributed as dist
 
 from sylvan.buffers.base import RehearsalBuffer
+from sylvan.minibatches import float_inputs
 from sylvan.transfer import to_device
 
 FIELDS = ("x", "y", "t")
@@ -279,7 +280,7 @@ class GlobalReplay:
     def _insert(self, fields: dict[str, torch.Tensor]) -> None:
         if self.featurize is not None:
             with torch.no_grad():
-                fields = {**fields, "features": self.featurize(fields["x"]).detach()}
+                fields = {**fields, "features": self.featurize(float_inputs(fields["x"])).detach()}
         if self.side_stream is None:
             self.buffer.add(**fields)
             return

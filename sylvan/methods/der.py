@@ -58,5 +58,5 @@ class DER(ReplayMethod):
             if weight > 0:
                 loss = loss + weight * self.replay_loss(index, logits[start : start + count], replay)
             start += count
-        self.remember({**batch.fields(), "logits": new.detach()})
+        self.remember({**self.stored_fields(batch), "logits": new.detach()})
         return loss

@@ -58,7 +58,7 @@ class EpisodicMemoryMethod(SupervisedMethod):
 
     def remember(self, batch: Batch) -> None:
         """Offer the minibatch's samples (as they came, not augmented) to the current task's share."""
-        self._task_samples.add(**batch.fields())
+        self._task_samples.add(**self.stored_fields(batch))
 
     def memory_gradients(self) -> torch.Tensor | None:
         """The flat gradient(s) on the memory that this step's update must not conflict with, or

@@ -33,7 +33,7 @@ class ERACE(ReplayMethod):
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         replay = self.draw_replay(self.replay_count(len(batch.y)))
-        self.remember(batch.fields())  # before the forward pass: the next step's candidates travel during it
+        self.remember(self.stored_fields(batch))  # before the forward pass: the next step's candidates travel during it
         x = torch.cat([batch.x, replay["x"]]) if replay else batch.x
         logits = self.learner(x)
         new = logits[: len(batch.y)]

@@ -19,6 +19,7 @@ from torch import nn
 
 from sylvan.errors import ConfigurationError, raise_stopped_by_signal
 from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.minibatches import float_inputs
 
 for _logger in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
     logging.getLogger(_logger).setLevel(logging.WARNING)
@@ -88,6 +89,8 @@ class Learner(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         batch = Batch(*batch)
+        if batch.x.dtype == torch.uint8:  # pixels as stored (`pixel_batches`): float here, on the device
+            batch = batch._replace(x=float_inputs(batch.x), pixels=batch.x)
         method = self.method[0]
         if method.augmentation is not None:
             batch = batch._replace(x=method.augment_inputs(batch.x), stored_x=batch.x)

@@ -72,7 +72,7 @@ class MIR(ReplayMethod):
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         candidates = self.draw_replay(self.candidates)
-        self.remember(batch.fields())  # before the passes: the next step's candidates travel during them
+        self.remember(self.stored_fields(batch))  # before the passes: the next step's candidates travel during them
         loss = F.cross_entropy(self.learner(batch.x), batch.y)
         if candidates:
             scores = self.interference(loss, candidates["x"], candidates["y"])

@@ -33,7 +33,7 @@ class Rehearsal(ReplayMethod):
         # stored before the forward pass (the replay is drawn already, so this changes nothing
         # here): on data-parallel workers it sends the next step's candidates, which then travel
         # during this step's forward and backward passes
-        self.remember(batch.fields())
+        self.remember(self.stored_fields(batch))
         x, y = batch.x, batch.y
         if replay:
             x, y = torch.cat([x, replay["x"]]), torch.cat([y, replay["y"]])

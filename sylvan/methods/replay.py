@@ -16,6 +16,7 @@ from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_featu
 from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.errors import ConfigurationError, unknown_name
 from sylvan.methods.supervised import SupervisedMethod, evaluating
+from sylvan.minibatches import float_inputs
 
 
 @dataclass
@@ -97,7 +98,7 @@ class ReplayMethod(SupervisedMethod):
         logits) to the buffer, with their `stored_features` when the buffer policy or retrieval
         needs features (one extra forward pass of the new samples, only then)."""
         if self.store_features:
-            fields = {**fields, "features": self.stored_features(fields["x"])}
+            fields = {**fields, "features": self.stored_features(float_inputs(fields["x"]))}  # x: maybe pixels
         if self._global_replay is not None:
             self._global_replay.insert(fields)  # and, when asynchronous, send the next step's candidates
         else:

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from sylvan.errors import ConfigurationError, StoppedBySignal, refuse_if_given, unknown_name
 from sylvan.methods.base import Method
 from sylvan.methods.loss_scaling import loss_scaler, unscaled_gradients
-from sylvan.minibatches import float_inputs, minibatch_loader
+from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 
 if TYPE_CHECKING:
@@ -51,16 +51,21 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
 class Batch(NamedTuple):
     """A training minibatch: inputs, labels, and task labels where the setting gives them.
     Where the setting augments inputs, `x` is what the network trains on and `stored_x` the
-    inputs as they came, which is what a buffer keeps."""
+    inputs as they came, which is what a buffer keeps. Where the inputs are images of uint8
+    pixels, `pixels` holds those (`x` and `stored_x` are float32 k / 255 of them)."""
 
     x: torch.Tensor
     y: torch.Tensor
     t: torch.Tensor | None = None
     stored_x: torch.Tensor | None = None
+    pixels: torch.Tensor | None = None
 
-    def fields(self) -> dict[str, torch.Tensor]:
-        """The batch as named tensors (what a rehearsal buffer stores: inputs not augmented)."""
-        out = {"x": self.x if self.stored_x is None else self.stored_x, "y": self.y}
+    def fields(self, pixels: bool = False) -> dict[str, torch.Tensor]:
+        """The batch as named tensors (what a rehearsal buffer stores: inputs not augmented);
+        with `pixels`, the inputs as uint8 pixels where the batch has them (for a buffer that
+        keeps pixels: `RehearsalBuffer.pixel_fields`)."""
+        x = self.x if self.stored_x is None else self.stored_x
+        out = {"x": self.pixels if pixels and self.pixels is not None else x, "y": self.y}
         if self.t is not None:
             out["t"] = self.t
         return out
@@ -136,6 +141,11 @@ class SupervisedMethod(Method):
         return setting.epochs_per_task
 
     # ----- building --------------------------------------------------------------------------
+
+    def stored_fields(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """What of `batch` the method's buffers keep: its fields, with the inputs as uint8 pixels
+        where the buffers keep pixels (`pixel_fields`)."""
+        return batch.fields(pixels=bool(self.pixel_fields))
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
@@ -246,6 +256,7 @@ class SupervisedMethod(Method):
             kwargs["callbacks"] = [c for c in kwargs["callbacks"] if not getattr(c, "measures_stream", False)]
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), SigtermStopsTraining()]
         trainer = L.Trainer(**kwargs)
+        train_data = pixel_batches(train_data)  # the learner makes the pixels float (`Learner.training_step`)
         try:
             trainer.fit(self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
         except SystemExit as stop:

@@ -10,6 +10,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from sylvan.minibatches import float_inputs
+
 
 class OnlineAccuracyMeter(Callback):
     """Predict-then-train: before each training step, score the incoming batch with the
@@ -31,7 +33,7 @@ class OnlineAccuracyMeter(Callback):
     def score(self, batch: Any) -> None:
         """Count the batch's samples that the method, as it is now, classifies correctly
         (methods that do not train on the stream through a Trainer call this themselves)."""
-        x, y = batch[0], batch[1]
+        x, y = float_inputs(batch[0]), batch[1]  # the learner's batches keep uint8 pixels (`pixel_batches`)
         task_labels = batch[2] if self.with_task_labels and len(batch) > 2 else None
         scores = self.method.predict(x, task_labels)
         self.correct += int((scores.argmax(dim=1).to(y.device) == y).sum())

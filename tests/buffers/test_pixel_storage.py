@@ -128,3 +128,26 @@ def test_a_method_learns_the_same_from_pixels_as_from_floats(monkeypatch, method
     monkeypatch.undo()
     _, dtype, pixel_inputs = run(DomainIncrementalSetting, domain_shift="rotation")
     assert dtype == torch.float32 and not pixel_inputs
+
+
+@pytest.mark.parametrize("method_name", ["rehearsal", "der", "er_ace", "gem"])
+def test_a_method_hands_its_buffer_the_loaders_pixels_unconverted(monkeypatch, method_name):
+    """The learner's minibatches keep their uint8 pixels beside the float inputs
+    (`Batch.pixels`), and the replay methods store those: a buffer copies a byte per pixel, not
+    four, and converts nothing."""
+    from sylvan.buffers.base import RehearsalBuffer
+    from sylvan.methods import METHODS
+    from sylvan.settings import ClassIncrementalSetting
+    from tests.conftest import tiny_method, tiny_options
+
+    offered = []
+    add = RehearsalBuffer.add
+
+    def recording_add(self, **fields):
+        offered.append(fields["x"].dtype)
+        return add(self, **fields)
+
+    monkeypatch.setattr(RehearsalBuffer, "add", recording_add)
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "nb_tasks": 2})
+    setting.apply(tiny_method(METHODS[method_name]))
+    assert offered and offered[0] == torch.uint8

@@ -14,10 +14,10 @@ samples, buffer 200 / 5,000), of `naive` on the b new samples, and of `naive` on
 1 + r/b (the cost of computing on b + r samples instead of b); rehearsal / naive on b + r is what
 the buffer itself adds (ideal 1.00).
 
-With `--pixels`, part 1 gives the buffers images as sylvan's settings give them to methods (float32
-k / 255 of uint8 pixels k, as MNIST and CIFAR are) and sylvan's buffers keep them as the uint8
-pixels (`pixel_fields`); the per-sample loops are handed the uint8 pixels themselves and store
-them as they are, so both move the same bytes and only sylvan pays the conversion.
+With `--pixels`, part 1 times images of uint8 pixels (as MNIST and CIFAR are): sylvan's buffers
+keep them as pixels (`pixel_fields`) and are handed the pixels, as the replay methods hand them
+(`Batch.pixels`), and give float32 k / 255 back when sampled; the per-sample loops store and
+return the same uint8 rows.
 
     python benchmarks/buffers.py [--device cpu|cuda] [--skip_steps | --skip_throughput] [--pixels] [--data_dir DIR]
 """
@@ -35,7 +35,6 @@ from lightning.pytorch import Callback
 from reference_buffers import REFERENCES, LoopBuffer, LoopReservoir
 
 from sylvan.buffers import BUFFER_POLICIES, ReservoirBuffer, make_buffer, needs_features
-from sylvan.minibatches import float_inputs
 
 BATCH = 128
 SHAPES = {"1x28x28": (1, 28, 28), "3x32x32": (3, 32, 32)}
@@ -134,7 +133,7 @@ def throughput(
         y, features = torch.randint(0, 10, (BATCH,), device=device), torch.rand(BATCH, 64, device=device)
         if pixels:
             raw = torch.randint(0, 256, (BATCH, *shape), dtype=torch.uint8, device=device)
-            pool.append((float_inputs(raw), y, features, raw))
+            pool.append((raw, y, features, raw))
         else:
             x = torch.rand(BATCH, *shape, device=device)
             pool.append((x, y, features, x))
@@ -177,8 +176,8 @@ def print_throughput(
     device: str, shapes: list[str], capacities: list[int], rounds: int = 3, pixels: bool = False
 ) -> None:
     if pixels:
-        print("Images as pixels: sylvan's buffers take float32 k / 255 and keep uint8 pixels; the loops store the")
-        print("uint8 pixels they are given. Both move the same bytes; sylvan also converts.")
+        print("Images as uint8 pixels: every buffer is handed the pixels and stores them; sylvan's give float32")
+        print("k / 255 back when sampled, the loops' sampling gives the pixels.")
     print(f"Buffer throughput on {device}, batches of {BATCH} (samples per second). 'own loop': the same policy")
     print("written one sample at a time (benchmarks/reference_buffers.py); 'x loop': speed-up over its own loop;")
     print("'x res. loop': over the per-sample reservoir loop; sampling is compared with the reservoir loop's")

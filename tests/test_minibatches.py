@@ -105,21 +105,26 @@ def pixel_columns(n: int = 29) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8, generator=generator), torch.arange(n)
 
 
-@pytest.mark.parametrize("wrap", ["tensor", "concat", "subset"])
-def test_uint8_pixels_come_out_as_the_floats_to_tensor_gives(wrap: str) -> None:
-    """Tasks of uint8 images keep their pixels as uint8 (a quarter of float32's memory); every
-    loader, gathering or not, hands out float32 inputs equal to pixels / 255, labels untouched."""
+def pixel_dataset(wrap: str) -> Dataset:
+    """The `pixel_columns` as a gathering dataset ("tensor", "concat") or one read sample by sample ("subset")."""
     from torch.utils.data import Subset
 
-    from sylvan.minibatches import float_inputs
-
     x, y = pixel_columns()
-    dataset: Dataset = {
+    return {
         "tensor": lambda: TensorDataset(x, y),
         "concat": lambda: ConcatDataset([TensorDataset(x[:10], y[:10]), TensorDataset(x[10:], y[10:])]),
         "subset": lambda: Subset(TensorDataset(x, y), list(range(len(y)))),
     }[wrap]()
-    batches = list(minibatch_loader(dataset, 8, shuffle=False))
+
+
+@pytest.mark.parametrize("wrap", ["tensor", "concat", "subset"])
+def test_uint8_pixels_come_out_as_the_floats_to_tensor_gives(wrap: str) -> None:
+    """Tasks of uint8 images keep their pixels as uint8 (a quarter of float32's memory); every
+    loader, gathering or not, hands out float32 inputs equal to pixels / 255, labels untouched."""
+    from sylvan.minibatches import float_inputs
+
+    x, y = pixel_columns()
+    batches = list(minibatch_loader(pixel_dataset(wrap), 8, shuffle=False))
     inputs, labels = torch.cat([batch[0] for batch in batches]), torch.cat([batch[1] for batch in batches])
     assert inputs.dtype == torch.float32 and labels.dtype == torch.int64
     assert torch.equal(inputs, x.float() / 255) and torch.equal(labels, y)
@@ -134,16 +139,9 @@ def test_pixel_batches_serve_the_same_samples_as_uint8(wrap: str, shuffle: bool)
     """The learner's loader (`pixel_batches`) gives the batches the setting's loader would give,
     sample for sample and in the same order, with the pixels as stored: float_inputs of them
     are the setting's batches."""
-    from torch.utils.data import Subset
-
     from sylvan.minibatches import float_inputs, pixel_batches
 
-    x, y = pixel_columns()
-    dataset: Dataset = {
-        "tensor": lambda: TensorDataset(x, y),
-        "concat": lambda: ConcatDataset([TensorDataset(x[:10], y[:10]), TensorDataset(x[10:], y[10:])]),
-        "subset": lambda: Subset(TensorDataset(x, y), list(range(len(y)))),
-    }[wrap]()
+    dataset = pixel_dataset(wrap)
 
     def loader() -> DataLoader:
         return minibatch_loader(dataset, 8, shuffle=shuffle, generator=torch.Generator().manual_seed(3))
@@ -153,7 +151,7 @@ def test_pixel_batches_serve_the_same_samples_as_uint8(wrap: str, shuffle: bool)
     for floats, pixels in zip(batches, pixel_batched):
         assert pixels[0].dtype == torch.uint8
         assert torch.equal(float_inputs(pixels[0]), floats[0]) and torch.equal(pixels[1], floats[1])
-    plain = DataLoader(TensorDataset(x, y), batch_size=8)  # not built by minibatch_loader: left as it is
+    plain = DataLoader(TensorDataset(*pixel_columns()), batch_size=8)  # not built by minibatch_loader: as it is
     assert pixel_batches(plain) is plain
 
 

@@ -11,11 +11,12 @@ survive `state_dict()` / `load_state_dict()`, and never make a CUDA buffer wait 
 synchronization; only the resulting index vectors travel to the device (through pinned memory,
 see `sylvan.transfer`), where the data stay.
 
-Fields named in `pixel_fields` hold images as a setting gives them to methods: float32 values
-k / 255 made of uint8 pixels k (`sylvan.minibatches.float_inputs`). They are stored as those
-uint8 pixels, a quarter of the memory (and of the bytes each insertion writes, and each
-distributed exchange sends), and read back as the very same float32 values: k / 255 rounds to
-k when multiplied by 255 again, and is recomputed the way it was made.
+Fields named in `pixel_fields` hold images of uint8 pixels k, which methods see as float32
+k / 255 (`sylvan.minibatches.float_inputs`). They are stored as the pixels, a quarter of the
+memory (and of the bytes each insertion writes, and each distributed exchange sends), whether a
+batch brings the pixels themselves (`Batch.pixels`: nothing to convert) or their float values
+(k / 255 times 255 rounds back to k), and are read back as the very same float32 values, made
+the way the loaders make them.
 
 Each field's storage has one spare row past the capacity. On the device, a batch is written
 with one scatter per field: every sample of the batch has a target row, and the samples the
@@ -61,8 +62,7 @@ class RehearsalBuffer:
         retrieval: str = "uniform",
         pixel_fields: Sequence[str] = (),
     ) -> None:
-        """`pixel_fields`: the fields whose values are images as float32 k / 255 (see above),
-        kept as uint8 pixels."""
+        """`pixel_fields`: the fields that hold images, kept as their uint8 pixels (see above)."""
         if capacity < 0:
             raise ConfigurationError(f"buffer capacity must be >= 0, got {capacity}")
         if retrieval not in RETRIEVALS:

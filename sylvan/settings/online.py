@@ -262,9 +262,9 @@ class OnlineSetting(Setting):
     def pixel_inputs(self) -> bool:
         """Whether the tasks of the run (built by `apply`) keep their inputs as uint8 pixels,
         which the loaders make float32 k / 255 (`sylvan.minibatches.float_inputs`): MNIST, CIFAR,
-        digits, ... and their permutations, not their rotations, which are interpolated."""
-        tasks = getattr(self, "_tasks", None)
-        return bool(tasks) and all(task.x_train.dtype == torch.uint8 for task in tasks)
+        digits, ... and their permutations, not their rotations, which are interpolated. Found
+        once per run, by `apply`: methods ask at every training step (`stored_fields`)."""
+        return getattr(self, "_pixel_inputs", False)
 
     @property
     def evaluation_split(self) -> str:
@@ -395,6 +395,7 @@ class OnlineSetting(Setting):
         self._online_meter = None
         tasks = self._seeded_tasks()
         self._tasks = tasks
+        self._pixel_inputs = bool(tasks) and all(task.x_train.dtype == torch.uint8 for task in tasks)
         nb_stages = self.nb_stages(tasks)
         method.configure(self)
         if resume is None:

@@ -28,6 +28,7 @@ from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, Sy
 from sylvan.experiment import RunOptions, open_tracker, run_config, run_experiment, run_to_the_end
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.process_exit import exit_process, leave_now
+from sylvan.registry import definition_site, is_builtin, option_class_problem
 from sylvan.settings import SETTINGS, Setting, get_setting
 
 
@@ -94,6 +95,17 @@ def load_plugins(plugins: Sequence[str], recorded_in: str | None = None) -> None
                     f"the installed plugin {entry.name} = {entry.value} (entry point group {group}) "
                     f"failed to load ({type(error).__name__}: {error}); fix or uninstall the package that declares it"
                 ) from error
+    check_plugin_classes()
+
+
+def check_plugin_classes() -> None:
+    """Refuse, before anything is parsed, a plugin's setting or method that the command line
+    could not build from its options (`option_class_problem`), naming where it is defined."""
+    for registry in (SETTINGS, METHODS):
+        for cls in registry.values():
+            problem = None if is_builtin(cls) else option_class_problem(cls)
+            if problem:
+                raise ConfigurationError(f"{problem}{definition_site(cls)}")
 
 
 def failure_site(error: BaseException) -> str:

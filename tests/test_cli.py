@@ -607,3 +607,74 @@ def test_a_broken_plugin_file_exits_2_without_traceback(tmp_path):
     out = sylvan("--plugin", str(tmp_path / "broken.py"), "--list")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"ValueError: half written ({tmp_path / 'broken.py'}, line 1)" in out.stderr
+
+
+UNBUILDABLE_PLUGINS = {
+    "own_init": (
+        "from dataclasses import dataclass\nfrom typing import ClassVar\nfrom sylvan.methods import Naive\n\n"
+        "@dataclass\nclass OwnInit(Naive):\n    name: ClassVar[str] = 'own_init'\n    strength: float = 1.0\n\n"
+        "    def __init__(self, foo):\n        self.foo = foo\n",
+        r"OwnInit.__init__ does not take its option\(s\) lr, .*, strength and requires foo, which no option "
+        r"gives: .*drop the __init__ .*\({file}, line 5\)",
+    ),
+    "not_a_dataclass": (
+        "from typing import ClassVar\nfrom sylvan.methods import Naive\n\n"
+        "class Plain(Naive):\n    name: ClassVar[str] = 'plain'\n    strength: float = 1.0\n",
+        r"Plain is not a dataclass, so its field\(s\) strength would not be options: decorate it with "
+        r"@dataclass .*\({file}, line 4\)",
+    ),
+    "setting_with_own_init": (
+        "from sylvan.settings import ClassIncrementalSetting\n\n"
+        "class Mine(ClassIncrementalSetting):\n    name = 'mine'\n\n"
+        "    def __init__(self, **options):\n        super().__init__(**options)\n\n"
+        "class Needy(ClassIncrementalSetting):\n    name = 'needy'\n\n"
+        "    def __init__(self, data, **options):\n        super().__init__(**options)\n",
+        r"Needy.__init__ requires data, which no option gives: .*\({file}, line 9\)",
+    ),
+}
+
+
+@pytest.fixture
+def registries():
+    """The registries of settings and methods, restored after the test: a class a test defines
+    registers itself, and one the command line refuses would be refused in every later test."""
+    from sylvan.methods import METHODS
+    from sylvan.settings import SETTINGS
+
+    saved = dict(METHODS), dict(SETTINGS)
+    yield METHODS, SETTINGS
+    for registry, entries in zip((METHODS, SETTINGS), saved):
+        registry.clear()
+        registry.update(entries)
+
+
+@pytest.mark.parametrize("kind", sorted(UNBUILDABLE_PLUGINS))
+def test_a_plugin_class_the_command_line_cannot_build_is_refused_at_load(tmp_path, registries, kind):
+    """A class whose own __init__ does not take its options, or whose fields are not dataclass
+    fields, is refused where it is defined, not at run time with a traceback (nor, for
+    fields, silently left out of the options)."""
+    from sylvan.cli import load_plugins
+
+    source, message = UNBUILDABLE_PLUGINS[kind]
+    file = tmp_path / f"unbuildable_{kind}.py"
+    file.write_text(source)
+    with pytest.raises(ConfigurationError, match=message.format(file=re.escape(str(file)))):
+        load_plugins([str(file)])
+
+
+def test_every_builtin_setting_and_method_can_be_built_from_its_options():
+    from sylvan.methods import METHODS
+    from sylvan.registry import option_class_problem
+    from sylvan.settings import SETTINGS
+
+    assert {name: option_class_problem(cls) for name, cls in {**SETTINGS, **METHODS}.items()} == dict.fromkeys(
+        {**SETTINGS, **METHODS})
+
+
+def test_a_plugin_method_with_its_own_init_exits_2_without_traceback(tmp_path):
+    source, _ = UNBUILDABLE_PLUGINS["own_init"]
+    (tmp_path / "own_init.py").write_text(source)
+    out = sylvan("--plugin", str(tmp_path / "own_init.py"), "--setting", "class_incremental", "--method", "own_init",
+                 "--dataset", "synthetic", "--results_dir", str(tmp_path / "results"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "OwnInit.__init__ does not take its option(s)" in out.stderr and not (tmp_path / "results").exists()

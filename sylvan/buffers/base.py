@@ -267,14 +267,20 @@ class RehearsalBuffer:
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         """Draw min(n, len(self)) distinct stored samples (see `draw`), every field."""
         chosen = self.draw(n)
-        if not len(chosen):
-            return {}
-        index = to_device(chosen, self.device)
+        return self.gather(chosen) if len(chosen) else {}
+
+    def gather(self, slots: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every field of the samples in `slots` (slot numbers, on the host or on the buffer's
+        device), pixel fields as float values: only those rows are copied and decoded."""
+        on_device = isinstance(slots, torch.Tensor) and slots.device == self.device
+        index = slots if on_device else to_device(slots, self.device)
         return {name: self.decoded(name, values.index_select(0, index)) for name, values in self.storage.items()}
 
-    def get_all(self) -> dict[str, torch.Tensor]:
-        """Every stored sample, in slot order (pixel fields as float values: a copy)."""
-        return {name: self.decoded(name, values[: self.size]) for name, values in self.storage.items()}
+    def get_all(self, pixels: bool = False) -> dict[str, torch.Tensor]:
+        """Every stored sample, in slot order: pixel fields as float values (a copy), or with
+        `pixels` as the stored uint8 pixels (views, for another buffer's `add`)."""
+        return {name: values[: self.size] if pixels else self.decoded(name, values[: self.size])
+                for name, values in self.storage.items()}
 
     def class_counts(self, field: str = "y") -> dict[int, int]:
         """How many stored samples carry each label of `field`."""

@@ -92,7 +92,7 @@ class EpisodicMemoryMethod(SupervisedMethod):
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)
         if len(self._task_samples):
-            self.memory.add(**self._task_samples.get_all())
+            self.memory.add(**self._task_samples.get_all(pixels=True))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "memory": self.memory.state_dict()}

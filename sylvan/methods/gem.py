@@ -133,11 +133,11 @@ class GEM(EpisodicMemoryMethod):
         augmented as the minibatch is), or None while the memory is empty."""
         if not self._task_slots:
             return None
-        stored = self.memory.get_all()
         parameters = trainable_parameters(self.model)
         rows = []
         for slots in self._task_slots:
-            x, y = stored["x"].index_select(0, slots), stored["y"].index_select(0, slots)
+            stored = self.memory.gather(slots)
+            x, y = stored["x"], stored["y"]
             loss = F.cross_entropy(self.learner(self.augment_inputs(x)), y)
             rows.append(flat_gradient(self.gradients(loss, parameters), parameters))
         return torch.stack(rows)

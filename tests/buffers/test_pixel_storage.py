@@ -53,6 +53,24 @@ def test_pixels_are_stored_as_uint8_and_come_back_as_the_same_floats(policy):
     assert all(torch.equal(drawn[name], drawn_floats[name]) for name in drawn)
 
 
+def test_gather_decodes_only_the_slots_asked_for_and_get_all_hands_pixels_to_another_buffer():
+    """`gather` (GEM reads each task's memory with it at every step) gives the rows of the given
+    slots, from host or tensor slot numbers, as `get_all` gives them; `get_all(pixels=True)`
+    gives the stored pixels themselves, which another pixel buffer takes as they are."""
+    buffer, _ = filled("reservoir", ("x",))
+    stored = buffer.get_all()
+    slots = torch.tensor([7, 0, 39, 7])
+    for chosen in (slots, slots.numpy()):
+        rows = buffer.gather(chosen)
+        assert rows.keys() == stored.keys() and rows["x"].dtype == torch.float32
+        assert all(torch.equal(rows[name], stored[name][slots]) for name in stored)
+    raw = buffer.get_all(pixels=True)
+    assert raw["x"].dtype == torch.uint8 and raw["x"].data_ptr() == buffer.storage["x"].data_ptr()
+    copy = make_buffer("reservoir", 40, pixel_fields=("x",))
+    copy.add(**raw)
+    assert all(torch.equal(copy.get_all()[name], stored[name]) for name in stored)
+
+
 @pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "herding"])
 def test_a_checkpoint_keeps_the_pixels_and_a_float_one_is_converted(policy):
     """A buffer restored from its state (uint8) or from the state of a buffer that kept floats

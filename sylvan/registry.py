@@ -10,6 +10,8 @@ import inspect
 import re
 import typing
 
+COMMAND_LINE_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*")
+
 
 def is_builtin(cls: type) -> bool:
     """Whether `cls` is one of sylvan's own classes, not a plugin's."""
@@ -20,7 +22,14 @@ def is_builtin(cls: type) -> bool:
 def register(registry: dict[str, type], cls: type, kind: str) -> None:
     """Enter `cls` in `registry` under its `name`. A plugin's class may not take the name of one
     of sylvan's own `kind`s (setting or method): every run naming it, and every result recorded
-    under that name, would silently be the plugin's."""
+    under that name, would silently be the plugin's. A name is given on the command line and
+    names results folders, so it is a word: letters, digits, `_`, `-` and `.`, not first `-`."""
+    if not isinstance(cls.name, str) or not COMMAND_LINE_NAME.fullmatch(cls.name):
+        raise TypeError(
+            f"{cls.__qualname__}.name is {cls.name!r}: a {kind}'s name is given on the command line "
+            "and names results folders, so it must be a string of letters, digits, '_', '-' and '.' "
+            f"(not starting with '-'), such as 'my_{kind}'"
+        )
     previous = registry.get(cls.name)
     if previous is not None and previous is not cls and is_builtin(previous) and not is_builtin(cls):
         raise TypeError(

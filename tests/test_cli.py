@@ -567,6 +567,16 @@ BROKEN_PLUGINS = {
         r"TypeError: MyNaive takes the name 'rehearsal', which is sylvan's own method "
         r"\(sylvan.methods.rehearsal.Rehearsal\); give it another name \({file}, line 3\)",
     ),
+    "naming_itself_with_a_number": (
+        "from sylvan.methods import Naive\n\nclass Fifth(Naive):\n    name = 5\n",
+        r"TypeError: Fifth.name is 5: a method's name is given on the command line .* such as 'my_method' "
+        r"\({file}, line 3\)",
+    ),
+    "naming_itself_with_spaces": (
+        "from sylvan.settings import ClassIncrementalSetting\n\n"
+        "class Spaced(ClassIncrementalSetting):\n    name = 'my setting'\n",
+        r"TypeError: Spaced.name is 'my setting': a setting's name .* such as 'my_setting' \({file}, line 3\)",
+    ),
     "taking_a_setting_name": (
         "from sylvan.settings import ClassIncrementalSetting\n\n"
         "class Mine(ClassIncrementalSetting):\n    name = 'online'\n",

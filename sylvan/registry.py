@@ -13,6 +13,12 @@ import typing
 COMMAND_LINE_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*")
 
 
+def is_command_line_name(name: object) -> bool:
+    """Whether `name` can name a setting, method or dataset: a string of letters, digits, `_`,
+    `-` and `.`, not starting with `-` (it is given on the command line and names folders)."""
+    return isinstance(name, str) and COMMAND_LINE_NAME.fullmatch(name) is not None
+
+
 def is_builtin(cls: type) -> bool:
     """Whether `cls` is one of sylvan's own classes, not a plugin's."""
     module = cls.__module__
@@ -24,7 +30,7 @@ def register(registry: dict[str, type], cls: type, kind: str) -> None:
     of sylvan's own `kind`s (setting or method): every run naming it, and every result recorded
     under that name, would silently be the plugin's. A name is given on the command line and
     names results folders, so it is a word: letters, digits, `_`, `-` and `.`, not first `-`."""
-    if not isinstance(cls.name, str) or not COMMAND_LINE_NAME.fullmatch(cls.name):
+    if not is_command_line_name(cls.name):
         raise TypeError(
             f"{cls.__qualname__}.name is {cls.name!r}: a {kind}'s name is given on the command line "
             "and names results folders, so it must be a string of letters, digits, '_', '-' and '.' "

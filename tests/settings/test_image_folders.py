@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,10 @@ def test_mistakes_in_the_folder_are_refused_with_what_to_fix(tmp_path, folder):
         image_folder_dataset("mine", folder, normalize=True)
     with pytest.raises(ConfigurationError, match="'mnist' is built in"):
         register_dataset(image_folder_dataset("mnist", folder))
+    for name in ("my flowers", "-flowers", 7):
+        with pytest.raises(ConfigurationError, match=rf"dataset name {re.escape(repr(name))}: it is given as"):
+            register_dataset(image_folder_dataset(name, folder))
+        assert name not in DATASETS
     register_dataset(image_folder_dataset("mine", folder))
     for image in (folder / "test" / "dog").glob("*.png"):
         image.unlink()

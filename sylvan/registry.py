@@ -11,6 +11,7 @@ import re
 import typing
 
 COMMAND_LINE_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*")
+NAME_RULE = "a string of letters, digits, '_', '-' and '.' (not starting with '-')"
 
 
 def is_command_line_name(name: object) -> bool:
@@ -33,8 +34,7 @@ def register(registry: dict[str, type], cls: type, kind: str) -> None:
     if not is_command_line_name(cls.name):
         raise TypeError(
             f"{cls.__qualname__}.name is {cls.name!r}: a {kind}'s name is given on the command line "
-            "and names results folders, so it must be a string of letters, digits, '_', '-' and '.' "
-            f"(not starting with '-'), such as 'my_{kind}'"
+            f"and names results folders, so it must be {NAME_RULE}, such as 'my_{kind}'"
         )
     previous = registry.get(cls.name)
     if previous is not None and previous is not cls and is_builtin(previous) and not is_builtin(cls):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sylvan.errors import ConfigurationError, DataUnavailableError, unknown_name
-from sylvan.registry import is_command_line_name
+from sylvan.registry import NAME_RULE, is_command_line_name
 
 if TYPE_CHECKING:
     from continuum.datasets import InMemoryDataset
@@ -222,8 +222,8 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     built-in dataset's name is refused, and so is one that is not a word (`is_command_line_name`)."""
     if not is_command_line_name(spec.name):
         raise ConfigurationError(
-            f"dataset name {spec.name!r}: it is given as --dataset NAME, so it must be a string of letters, "
-            "digits, '_', '-' and '.' (not starting with '-'), such as 'my_dataset'"
+            f"dataset name {spec.name!r}: it is given as --dataset NAME, so it must be {NAME_RULE}, "
+            "such as 'my_dataset'"
         )
     if spec.name in BUILT_IN_DATASETS:
         raise ConfigurationError(f"dataset {spec.name!r} is built in; register yours under another name")

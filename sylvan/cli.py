@@ -45,6 +45,7 @@ def _names_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", help="folder of an interrupted run: train its remaining tasks")
     parser.add_argument("--summarize", nargs="+", help="results folders: mean ± std over seeds of their runs")
     parser.add_argument("--summary_csv", help="with --summarize: also write the table to this CSV file")
+    parser.add_argument("--version", action="store_true", help="print the versions of sylvan and its dependencies")
     parser.add_argument("-h", "--help", action="store_true")
     return parser
 
@@ -205,6 +206,7 @@ def general_help() -> str:
             "  --plugin FILE_OR_MODULE  import extra methods or settings (repeatable)",
             "  --results_dir DIR      where run folders are written (default: results)",
             "  --wandb_project NAME   log to Weights & Biases",
+            "  --version              print the versions of sylvan and its dependencies",
         ]
     )
 
@@ -353,6 +355,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the experiment, write its results. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     names, unparsed = _names_parser().parse_known_args(argv)
+    if names.version:
+        if unparsed or names.setting or names.method or names.config_path or names.list or names.resume:
+            raise ConfigurationError("--version takes no other option: sylvan --version")
+        from sylvan.provenance import version_text
+
+        print(version_text())
+        return 0
     if names.resume:
         if unparsed or names.setting or names.method or names.config_path or names.help or names.list:
             raise ConfigurationError(

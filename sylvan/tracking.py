@@ -4,7 +4,8 @@ The folder holds `config.yaml` (the resolved configuration, reloadable with --co
 `results.json` (metrics; identical for two runs with the same seed), `runtime.json` (wall
 times, memory), `accuracy_matrix.png`, `accuracy_curve.png`, `confusion_matrix.png` (supervised
 settings), `logs/train.csv` (per-step losses),
-`checkpoints/` (the method's state after each task) and, with W&B, `wandb_run.json` (the W&B run's
+`checkpoints/` (the method's state after each task), `provenance.json` (the software, machine and
+command of the run's start and of each resumption) and, with W&B, `wandb_run.json` (the W&B run's
 id, so that a resumed run logs into the same W&B run). Results are rewritten after every
 task, so an interrupted run keeps what it finished.
 """
@@ -23,6 +24,7 @@ import yaml
 
 from sylvan.checkpoints import save_checkpoint
 from sylvan.metrics import Results
+from sylvan.provenance import provenance_entry
 
 if TYPE_CHECKING:
     from sylvan.run_logger import RunLogger
@@ -56,6 +58,7 @@ class Tracker:
         if resume_dir is None:
             with open(self.run_dir / "config.yaml", "w") as f:
                 yaml.safe_dump(config, f, sort_keys=False)
+        record_provenance(self.run_dir, "started" if resume_dir is None else "resumed")
         self._csv_path = self.run_dir / "logs" / "train.csv"
         self._csv_fields: list[str] | None = None
         self._csv_lines = 0  # lines written to train.csv, headers included
@@ -163,6 +166,21 @@ class Tracker:
             self.wandb_run.finish()
 
 
+def record_provenance(run_dir: Path, event: str) -> None:
+    """Add to the run's `provenance.json` what produced this part of the run: its start, or a
+    resumption (`sylvan.provenance`). Earlier entries are kept; a file that cannot be read (a
+    damaged one) is started again."""
+    path = run_dir / PROVENANCE_FILE
+    history: list[Any] = []
+    if path.exists():
+        try:
+            recorded = json.loads(path.read_text()).get("history")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        history = recorded if isinstance(recorded, list) else []
+    write_json(path, {"history": [*history, provenance_entry(event)]})
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically, so that an interrupted run never leaves a truncated file."""
     tmp = path.with_suffix(".json.tmp")
@@ -192,6 +210,7 @@ def default_run_name(setting: str, method: str) -> str:
 
 
 WANDB_RUN_FILE = "wandb_run.json"
+PROVENANCE_FILE = "provenance.json"
 
 
 def recorded_wandb_run_id(run_dir: Path) -> str | None:

@@ -42,7 +42,7 @@ def test_main_job_writes_results(tmp_path):
     assert "it/s" not in out.stdout + out.stderr and out.stdout.count("[sylvan] stage ") == 5
     assert "final average accuracy" in out.stdout and "results written to" in out.stdout
     run_dir = run_dir_of(tmp_path)
-    for name in ("config.yaml", "results.json", "runtime.json", "accuracy_matrix.png",
+    for name in ("config.yaml", "results.json", "runtime.json", "provenance.json", "accuracy_matrix.png",
                  "accuracy_curve.png", "confusion_matrix.png", "logs/train.csv", "checkpoints/after_stage_4.pt"):
         assert (run_dir / name).is_file(), name
     results = json.loads((run_dir / "results.json").read_text())

@@ -288,6 +288,8 @@ def test_a_resumed_run_may_find_its_data_elsewhere(tmp_path, capsys):
     assert cli_run(["--resume", str(run_dir)]) == 0
     assert (run_dir / "results.json").read_text() == (full / "results.json").read_text()
     assert "resuming rehearsal on class_incremental after stage 1" in capsys.readouterr().out
+    history = json.loads((run_dir / "provenance.json").read_text())["history"]  # the start, then the resumption
+    assert [entry["event"] for entry in history] == ["started", "resumed"]
 
 
 def test_a_run_reads_back_the_configuration_it_records_for_every_method_and_setting():

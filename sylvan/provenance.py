@@ -30,6 +30,7 @@ def software_versions() -> dict[str, str | None]:
 
 
 def installed_version(distribution: str) -> str | None:
+    """The version pip installed of `distribution` (a pip name), or None where it is not installed."""
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:

@@ -53,7 +53,7 @@ class EpisodicMemoryMethod(SupervisedMethod):
         self.memory = ReservoirBuffer(
             self.per_task * setting.nb_tasks, seed=setting.worker_seed(), pixel_fields=self.pixel_fields
         )
-        self._task_samples = ReservoirBuffer(self.per_task, seed=setting.worker_seed(1), pixel_fields=self.pixel_fields)
+        self._task_samples = self._task_reservoir(seed_offset=1)
         self._memory_gradients: torch.Tensor | None = None
 
     def remember(self, batch: Batch) -> None:
@@ -85,9 +85,12 @@ class EpisodicMemoryMethod(SupervisedMethod):
 
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)
-        self._task_samples = ReservoirBuffer(
-            self.per_task, seed=self.setting.worker_seed(1 + self.memory.seen), pixel_fields=self.pixel_fields
-        )
+        self._task_samples = self._task_reservoir(seed_offset=1 + self.memory.seen)
+
+    def _task_reservoir(self, seed_offset: int) -> ReservoirBuffer:
+        """An empty reservoir of the current task's share of the memory."""
+        seed = self.setting.worker_seed(seed_offset)
+        return ReservoirBuffer(self.per_task, seed=seed, pixel_fields=self.pixel_fields)
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)

@@ -5,8 +5,8 @@ accuracy), one run per method and seed, and the table printed next to the publis
 
 `seq_mnist.py` and `seq_cifar10.py` each define a `Protocol` and call `main(protocol)`.
 `--dataset`, `--epochs` and `--train_samples` run the same recipes on other data or shorter (to
-check a script end to end in seconds); the figures are then not the protocol's, and the table
-says so.
+check a script end to end in seconds), and `--blurry` on tasks whose boundaries are blurred (see
+the settings' `--blurry`); the figures are then not the protocol's, and the table says so.
 """
 
 from __future__ import annotations
@@ -51,17 +51,21 @@ class Protocol:
     default_runs: tuple[str, ...]
 
 
+# options that change the protocol: None keeps the protocol's
+CHANGES = ("dataset", "epochs", "train_samples", "blurry")
+
+
 def run_one(
-    protocol: Protocol, name: str, seed: int, data_dir: str, dataset: str | None = None,
-    epochs: int | None = None, train_samples: int | None = None,
+    protocol: Protocol, name: str, seed: int, data_dir: str, **changes: str | int | float | None
 ) -> dict[str, float | None]:
-    """Class-IL and task-IL accuracy (%) and wall time (s) of run `name` with `seed`."""
+    """Class-IL and task-IL accuracy (%) and wall time (s) of run `name` with `seed`, under the
+    protocol with `changes` (see `CHANGES`)."""
     run = protocol.runs[name]
     options = dict(
-        dataset=dataset or protocol.dataset, nb_tasks=protocol.nb_tasks, epochs=epochs or protocol.epochs,
-        batch_size=run.batch_size or protocol.batch_size, train_samples=train_samples, seed=seed,
-        data_dir=data_dir, progress_bar=False,
+        dataset=protocol.dataset, nb_tasks=protocol.nb_tasks, epochs=protocol.epochs,
+        batch_size=run.batch_size or protocol.batch_size, seed=seed, data_dir=data_dir, progress_bar=False,
     )
+    options.update({option: value for option, value in changes.items() if value is not None})
     setting = SETTINGS[run.setting](**options)
     method = run.method()
     start = time.perf_counter()
@@ -109,15 +113,18 @@ def main(protocol: Protocol, description: str, argv: list[str] | None = None) ->
     parser.add_argument("--dataset", help=f"run the recipes on another dataset (not the protocol: {protocol.dataset})")
     parser.add_argument("--epochs", type=int, help=f"epochs per task (not the protocol: {protocol.epochs})")
     parser.add_argument("--train_samples", type=int, help="keep this many training samples (not the protocol)")
+    parser.add_argument("--blurry", type=float, help="blur the task boundaries: this fraction of each class's "
+                        "samples moves to other tasks (not the protocol: 0)")
     args = parser.parse_args(argv)
-    changed = [flag for flag in ("dataset", "epochs", "train_samples") if getattr(args, flag) is not None]
+    changes = {flag: getattr(args, flag) for flag in CHANGES}
+    changed = [flag for flag, value in changes.items() if value is not None]
 
     raw: dict[str, list[dict[str, float | None]]] = {}
     for name in args.only:
         raw[name] = []
         for seed in args.seeds:
             try:
-                figures = run_one(protocol, name, seed, args.data_dir, args.dataset, args.epochs, args.train_samples)
+                figures = run_one(protocol, name, seed, args.data_dir, **changes)
             except SylvanError as error:
                 print(f"{Path(sys.argv[0]).stem}: error: {error}", file=sys.stderr)
                 sys.exit(2)

@@ -24,7 +24,7 @@ from sylvan.minibatches import float_inputs, minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset
-from sylvan.settings.streams import TaskData, build_tasks, decode_images, holdout, subsample
+from sylvan.settings.streams import TaskData, blur_tasks, build_tasks, decode_images, holdout, subsample
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
@@ -82,6 +82,11 @@ class OnlineSetting(Setting):
     initial_classes: Optional[int] = None
     class_order: Optional[List[int]] = None  # order in which classes arrive (default: 0..C-1)
     random_class_order: bool = False  # shuffle the class order with the seed
+    # blurry task boundaries: each class gives this fraction of its training samples to the other
+    # tasks, spread uniformly among them (with tasks of equal size, the Blurry-M streams of Bang et
+    # al., CVPR 2021, with M = 100 x blurry); 0 keeps tasks of disjoint classes, (T - 1) / T for T
+    # tasks mixes the classes evenly over the stream
+    blurry: float = 0.0
     batch_size: int = 10  # samples per training minibatch
     data_dir: str = DEFAULT_DATA_DIR  # where datasets are downloaded and cached
     # datasets of image files (tiny_imagenet, core50, image folders): a folder where their decoded
@@ -151,6 +156,7 @@ class OnlineSetting(Setting):
         if self.initial_classes is not None and not self.shared_output_space and self.nb_tasks == 1:
             raise ConfigurationError("--initial_classes needs --nb_tasks 2 or more: one task holds every class")
         check_arrival_order("class", self.class_order, self.random_class_order, spec.num_classes)
+        self._check_blurry()
         if self.augmentation not in ("default", *AUGMENTATIONS):
             raise unknown_name("augmentation", self.augmentation, ["default", *AUGMENTATIONS])
         if self.crop_padding < 0:
@@ -169,6 +175,22 @@ class OnlineSetting(Setting):
                 f"--augmentation crop_flip needs images (channels, height, width); {self.dataset} samples "
                 f"have shape {spec.input_shape}"
             )
+
+    def _check_blurry(self) -> None:
+        """Refuse a --blurry outside [0, 1), or one given where tasks are not made of classes of
+        their own, or where there is one task."""
+        if not 0.0 <= self.blurry < 1.0:
+            raise ConfigurationError(f"--blurry must be in [0, 1), got {self.blurry}")
+        if not self.blurry:
+            return
+        if self.shared_output_space:
+            raise ConfigurationError(f"--blurry does not apply to {self.name}: every task holds every class, so "
+                                     "there is no boundary between classes to blur")
+        if self.task_labels_at_test:
+            raise ConfigurationError(f"--blurry does not apply to {self.name}: a task label at test time names the "
+                                     "classes of one task, and a blurry task holds samples of the others")
+        if self.nb_tasks < 2:
+            raise ConfigurationError("--blurry needs --nb_tasks 2 or more: with one task there is no boundary")
 
     # ----- the data -----------------------------------------------------------------------
 
@@ -245,7 +267,8 @@ class OnlineSetting(Setting):
     def prepare_tasks(self) -> list[TaskData]:
         """Load the dataset and split it into tasks, as tensors."""
         train, test = self.load_splits()
-        return build_tasks(self.make_scenario(train), self.make_scenario(test))
+        tasks = build_tasks(self.make_scenario(train), self.make_scenario(test))
+        return blur_tasks(tasks, self.blurry, self.seed)
 
     def load_splits(self) -> tuple[_ContinuumDataset, _ContinuumDataset]:
         """The training set and the set the run evaluates on (the test set, or the validation

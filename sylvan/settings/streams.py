@@ -309,3 +309,51 @@ def build_tasks(train_scenario: ContinualScenario, test_scenario: ContinualScena
         for task in tasks:
             task.x_train, task.x_test = float_inputs(task.x_train), converted_test[id(task.x_test)]
     return tasks
+
+
+def blur_tasks(tasks: list[TaskData], fraction: float, seed: int) -> list[TaskData]:
+    """Blurry task boundaries: each class gives `fraction` of its training samples (drawn at
+    random, rounded to a whole number) to the other tasks, each of those samples to one of them
+    drawn uniformly, so that earlier tasks hold a few samples of later classes and later tasks a
+    few of earlier ones. A task's training set is its own classes' remaining samples, then what
+    it was given (settings shuffle within a task). Test sets and `classes` (the classes a task
+    introduces, whose test samples it is scored on) do not change. At fraction (T - 1) / T for T
+    tasks every class is spread evenly over the stream: the tasks no longer differ.
+
+    The draws come from a stream of their own for `seed`, apart from the other seeded draws."""
+    if fraction == 0 or len(tasks) < 2:
+        return tasks
+    owner: dict[int, int] = {}
+    for task in tasks:
+        for label in task.classes:
+            if label in owner:
+                raise ConfigurationError(
+                    f"blurry task boundaries need tasks of distinct classes; class {label} is in tasks "
+                    f"{owner[label]} and {task.task_id}"
+                )
+            owner[label] = task.task_id
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    nb_tasks = len(tasks)
+    kept: list[np.ndarray] = []  # per task: the rows it keeps
+    moved: list[tuple[np.ndarray, np.ndarray]] = []  # per task: (rows it gives, the task each goes to)
+    for index, task in enumerate(tasks):
+        labels = task.y_train.numpy()
+        gives = np.zeros(len(labels), dtype=bool)
+        for label in np.unique(labels):
+            rows = np.flatnonzero(labels == label)
+            gives[rng.choice(rows, size=int(round(fraction * len(rows))), replace=False)] = True
+        given = np.flatnonzero(gives)
+        others = rng.integers(0, nb_tasks - 1, size=len(given))
+        kept.append(np.flatnonzero(~gives))
+        moved.append((given, others + (others >= index)))  # other tasks only
+    blurred = []
+    for target, task in enumerate(tasks):
+        own = torch.from_numpy(kept[target])
+        x_parts, y_parts = [task.x_train[own]], [task.y_train[own]]
+        for source, (given, destinations) in enumerate(moved):
+            rows = torch.from_numpy(given[destinations == target])
+            x_parts.append(tasks[source].x_train[rows])
+            y_parts.append(tasks[source].y_train[rows])
+        blurred.append(TaskData(task.task_id, torch.cat(x_parts), torch.cat(y_parts), task.x_test, task.y_test,
+                                list(task.classes)))
+    return blurred

@@ -39,3 +39,12 @@ def test_a_mistake_is_a_message_and_status_2():
     out = benchmark("seq_cifar10.py", "--dataset", "nope", "--only", "naive", "--seeds", "0")
     assert out.returncode == 2
     assert "seq_cifar10: error:" in out.stderr and "nope" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_blurred_boundaries_are_not_the_protocol_and_are_refused_where_they_do_not_apply():
+    out = benchmark("seq_mnist.py", "--dataset", "digits", "--blurry", "0.1", "--only", "naive", "--seeds", "0")
+    assert out.returncode == 0, out.stderr
+    assert "NOT the protocol (--dataset, --blurry given)" in out.stdout
+    refused = benchmark("seq_mnist.py", "--dataset", "digits", "--blurry", "0.1", "--only", "multi_head",
+                        "--seeds", "0")
+    assert refused.returncode == 2 and "--blurry does not apply to task_incremental" in refused.stderr

@@ -88,6 +88,11 @@ def test_resumed_run_with_augmentation_equals_uninterrupted_run(tmp_path, method
     assert_resumed_run_equals_uninterrupted_run(tmp_path, method_name, augmentation="crop_flip", crop_padding=2)
 
 
+def test_resumed_blurry_run_equals_uninterrupted_run(tmp_path):
+    """The blurred tasks are drawn again from the seed: the resumed run trains on the same ones."""
+    assert_resumed_run_equals_uninterrupted_run(tmp_path, "rehearsal", blurry=0.3)
+
+
 def assert_resumed_run_equals_uninterrupted_run(tmp_path: Path, method_name: str, **options) -> None:
     setting, method = build(method_name, **options)
     full = Tracker(tmp_path, "full", {}, verbose=False)

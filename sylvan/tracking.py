@@ -71,6 +71,8 @@ class Tracker:
                                          run_id=recorded_wandb_run_id(self.run_dir) if resume_dir else None,
                                          group=wandb_group)
             write_json(self.run_dir / WANDB_RUN_FILE, {"id": self.wandb_run.id})
+            # the W&B run keeps what produced it beside its configuration, each resumption included
+            self.wandb_run.save(str(self.run_dir / PROVENANCE_FILE), base_path=str(self.run_dir), policy="now")
 
     @property
     def checkpoint_dir(self) -> Path | None:

@@ -114,6 +114,8 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
     tracker.finish(setting.apply(Naive(), tracker))
     runs = list((tracker.run_dir / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
+    kept = runs[0] / "files" / "provenance.json"  # uploaded with the run by `wandb sync`
+    assert json.loads(kept.read_text())["history"][0]["event"] == "started"
 
 
 def test_a_resumed_run_logs_into_the_same_wandb_run(tmp_path, monkeypatch):

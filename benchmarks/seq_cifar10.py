@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from der_tables import Protocol, Run, main
 
-from sylvan.methods import AGEM, DER, EWC, GEM, SI, DERPlusPlus, ICaRL, LwF, Naive, Rehearsal
+from sylvan.methods import AGEM, DER, EWC, FDR, GEM, SI, DERPlusPlus, ICaRL, LwF, Naive, Rehearsal
 
 RUNS: dict[str, Run] = {
     "naive": Run(lambda: Naive(lr=0.1), 19.62, 61.02),
@@ -32,6 +32,9 @@ RUNS: dict[str, Run] = {
     "agem-200": Run(lambda: AGEM(lr=0.03, buffer_size=200, reference_batch_size=32), 20.04, 83.88),
     "agem-500": Run(lambda: AGEM(lr=0.03, buffer_size=500, reference_batch_size=32), 22.67, 89.48),
     # the paper's code adds 1e-5 * (sum of squared weights) to iCaRL's loss: SGD's weight decay 2e-5
+    # the paper's code ignores FDR's alpha option (alpha = 1 here)
+    "fdr-200": Run(lambda: FDR(lr=0.03, buffer_size=200, replay_size=32), 30.91, 91.01),
+    "fdr-500": Run(lambda: FDR(lr=0.03, buffer_size=500, replay_size=32), 28.71, 93.29),
     "icarl-200": Run(lambda: ICaRL(lr=0.1, buffer_size=200, weight_decay=2e-5), 49.02, 88.99),
     "icarl-500": Run(lambda: ICaRL(lr=0.1, buffer_size=500, weight_decay=2e-5), 47.55, 88.22),
     "der-200": Run(lambda: DER(lr=0.03, buffer_size=200, replay_size=32, alpha=0.3), 61.93, 91.40),

@@ -22,6 +22,7 @@ from sylvan.methods import (
     DER,
     ERACE,
     EWC,
+    FDR,
     GEM,
     MIR,
     SI,
@@ -57,6 +58,9 @@ RUNS: dict[str, Run] = {
     # the memory the paper's reference code keeps for A-GEM whatever the buffer size: its end_task stores one
     # training minibatch (10 samples at batch 10) per finished task; buffer 50 over 5 tasks is the same
     "agem-ref-memory": Run(lambda: AGEM(lr=0.1, buffer_size=50, reference_batch_size=128, backbone=MLP), None, None),
+    # the DER paper's code trains FDR on batches of 128 and ignores its alpha option (alpha = 1 here)
+    "fdr-200": Run(lambda: FDR(lr=0.03, buffer_size=200, replay_size=128, backbone=MLP), 79.43, 97.66, batch_size=128),
+    "fdr-500": Run(lambda: FDR(lr=0.1, buffer_size=500, replay_size=128, backbone=MLP), 85.87, 97.54, batch_size=128),
     "icarl-200": Run(lambda: ICaRL(lr=0.1, buffer_size=200, backbone=MLP), 70.51, 98.28),
     "icarl-500": Run(lambda: ICaRL(lr=0.1, buffer_size=500, backbone=MLP), 70.10, 98.32),
     "der-200": Run(lambda: DER(lr=0.03, buffer_size=200, replay_size=10, alpha=0.2, backbone=MLP), 84.55, 98.80),

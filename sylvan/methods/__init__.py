@@ -14,6 +14,7 @@ from sylvan.methods.derpp import DERPlusPlus
 from sylvan.methods.dqn import DQN
 from sylvan.methods.er_ace import ERACE
 from sylvan.methods.ewc import EWC
+from sylvan.methods.fdr import FDR
 from sylvan.methods.from_scratch import FromScratch
 from sylvan.methods.gdumb import GDumb
 from sylvan.methods.gem import GEM
@@ -36,6 +37,7 @@ __all__ = [
     "DQN",
     "ERACE",
     "EWC",
+    "FDR",
     "GEM",
     "METHODS",
     "MIR",

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError, UnknownNameError
-from sylvan.methods import AGEM, DER, GEM, MIR
+from sylvan.methods import AGEM, DER, FDR, GEM, MIR
 from sylvan.methods.loss_scaling import loss_scaler
 from sylvan.methods.naive import Naive
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
@@ -100,11 +100,11 @@ def test_16_mixed_hands_methods_unscaled_gradients():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@pytest.mark.parametrize("method_cls", [GEM, AGEM, MIR])
+@pytest.mark.parametrize("method_cls", [GEM, AGEM, MIR, FDR])
 def test_16_mixed_takes_a_methods_own_gradients_under_the_loss_scale(method_cls):
-    """GEM's and A-GEM's memory gradients and MIR's virtual step are taken under Lightning's loss
-    scale, and the runs learn as float32 ones do (`tests/methods/test_loss_scaling.py` checks the
-    gradients themselves, on the CPU)."""
+    """GEM's and A-GEM's memory gradients, MIR's virtual step and FDR's function distance are taken
+    under Lightning's loss scale, and the runs learn as float32 ones do
+    (`tests/methods/test_loss_scaling.py` checks the gradients themselves, on the CPU)."""
     accuracies, scaled = {}, []
     for precision in ("32-true", "16-mixed"):
         options = dict(tiny_options(ClassIncrementalSetting), accelerator="gpu", precision=precision)

@@ -15,6 +15,7 @@ from sylvan.methods import (
     DER,
     ERACE,
     EWC,
+    FDR,
     MIR,
     SI,
     Batch,
@@ -190,13 +191,13 @@ def digits_runs():
     methods = {
         "naive": Naive(), "der": DER(lr=0.1, buffer_size=200), "derpp": DERPlusPlus(lr=0.1, buffer_size=200),
         "er_ace": ERACE(buffer_size=200), "mir": MIR(buffer_size=200), "icarl": ICaRL(buffer_size=200),
-    "agem": AGEM(buffer_size=200),
+        "agem": AGEM(buffer_size=200), "fdr": FDR(lr=0.1, buffer_size=200),
         "gdumb": GDumb(buffer_size=300, retrain_epochs=10), "ewc": EWC(lr=0.1), "lwf": LwF(lr=0.1),
     }
     return {name: (method, ClassIncrementalSetting(**DIGITS).apply(method)) for name, method in methods.items()}
 
 
-@pytest.mark.parametrize("name", ["der", "derpp", "er_ace", "mir", "icarl", "gdumb"])
+@pytest.mark.parametrize("name", ["der", "derpp", "er_ace", "mir", "icarl", "gdumb", "fdr"])
 def test_memory_methods_forget_far_less_than_naive(digits_runs, name):
     naive = digits_runs["naive"][1].final_average_accuracy
     assert digits_runs[name][1].final_average_accuracy > naive + 0.3

@@ -62,7 +62,7 @@ def test_replay_sync_is_refused_for_a_method_without_the_distributed_buffer():
     DistributedSetting().check_method(Naive())  # left at their defaults
 
 
-@pytest.mark.parametrize("method_name", ["rehearsal", "der", "gem", "agem", "gdumb", "icarl"])
+@pytest.mark.parametrize("method_name", ["rehearsal", "der", "gem", "agem", "gdumb", "icarl", "fdr"])
 def test_every_worker_draws_its_own_buffer_decisions(monkeypatch, method_name):
     """Worker 0 keeps the run's seed (one process gives the same run); every other worker seeds its
     local memory differently, or the workers' reservoirs would fill slot k at the same point of
@@ -131,6 +131,19 @@ def test_two_workers_match_one_process(tmp_path):
 def test_methods_with_their_own_memory_run_on_two_workers(tmp_path, method, options, minimum):
     results, _ = complete_run_on_two_workers(tmp_path, method, options, minimum)
     assert results["task_aware_accuracy"] > 0.85
+
+
+@pytest.mark.slow
+def test_fdr_workers_take_the_same_two_steps(tmp_path):
+    """FDR adds the gradient of its function distance after DDP has averaged the minibatch's: it
+    averages that gradient over the workers itself, or their weights would drift apart."""
+    complete_run_on_two_workers(tmp_path, "fdr", ["--lr", "0.1"], 0.6)
+    checkpoints = tmp_path / "fdr" / "checkpoints"
+    weights = [torch.load(checkpoints / name, weights_only=False)["method"]["model"]
+               for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    for name, value in weights[0].items():
+        if name != "task_classes":  # each worker learns it from its own batches
+            torch.testing.assert_close(weights[1][name], value, msg=name)
 
 
 @pytest.mark.slow

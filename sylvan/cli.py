@@ -461,7 +461,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         status = run(argv)
     except RunFailedError as error:
-        print(f"sylvan: run failed: {error}", file=sys.stderr)
+        # every data-parallel worker may fail alike (a divergence: their weights are the same);
+        # each says which it is
+        from sylvan.settings.distributed import global_rank
+
+        worker = f" (worker {global_rank()})" if global_rank() else ""
+        print(f"sylvan{worker}: run failed: {error}", file=sys.stderr)
         # a broken process group can abort in its destructors at interpreter exit: leave now
         # (every result was already written, atomically)
         leave_now(1)

@@ -35,6 +35,11 @@ class RunFailedError(SylvanError):
     raised). Not a usage mistake: the command line exits with status 1."""
 
 
+class TrainingDivergedError(RunFailedError):
+    """Training made the network's weights NaN or infinite (a learning rate or a penalty too
+    strong for the loss): every later result would be chance, so the run stops there."""
+
+
 class StoppedBySignal(KeyboardInterrupt):
     """Training was stopped by a signal: SIGINT (Ctrl-C) or SIGTERM (a cluster's scheduler
     ending or preempting the job). Raised by the command line's SIGTERM handler, and by the

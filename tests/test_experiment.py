@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
+import torch
 import yaml
 
-from sylvan.errors import ConfigurationError, InapplicableMethodError
+from sylvan.errors import ConfigurationError, InapplicableMethodError, TrainingDivergedError
 from sylvan.experiment import RunOptions, defining_plugins, run_experiment
 from sylvan.methods import EWC, METHODS, Naive, Rehearsal
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
@@ -71,3 +74,44 @@ def test_built_in_classes_need_no_plugin_and_an_inapplicable_pair_writes_nothing
     assert results.online_accuracy is not None
     assert "plugins" not in yaml.safe_load((tmp_path / "online" / "config.yaml").read_text())
     assert not (tmp_path / "online" / "checkpoints").exists()
+
+
+@dataclass
+class DivergesInSecondTask(Naive):
+    """Fine-tuning whose weights turn NaN during its second task."""
+
+    name: ClassVar[str] = ""  # not registered
+
+    def configure(self, setting):
+        super().configure(setting)
+        self.fits = 0
+
+    def fit(self, train_data, val_data=None):
+        self.fits += 1
+        super().fit(train_data, val_data)
+
+    def after_step(self):
+        if self.fits == 2:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+
+
+def test_a_diverged_run_stops_with_the_tasks_before_it_kept(tmp_path):
+    """Weights that training made NaN would predict one class for ever after, reported as chance
+    accuracy on every later task: the run stops at the task where it happened."""
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "nb_tasks": 3})
+    with pytest.raises(TrainingDivergedError, match="NaN or infinite.*smaller --lr"):
+        run_experiment(setting, DivergesInSecondTask(), RunOptions(results_dir=str(tmp_path), run_name="nan"))
+    results = json.loads((tmp_path / "nan" / "results.json").read_text())
+    assert len(results["accuracy_matrix"]) == 1 and not results["complete"]
+    assert (tmp_path / "nan" / "checkpoints" / "after_stage_0.pt").is_file()
+
+
+def test_a_diverged_run_is_a_message_and_status_1(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), "--setting", "class_incremental", "--method", "naive", "--lr", "1e8",
+         "--results_dir", str(tmp_path), "--progress_bar", "false"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert out.returncode == 1
+    assert "sylvan: run failed: training diverged" in out.stderr and "Traceback" not in out.stderr

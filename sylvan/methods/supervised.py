@@ -23,7 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from sylvan.errors import ConfigurationError, StoppedBySignal, refuse_if_given, unknown_name
+from sylvan.errors import (
+    ConfigurationError,
+    StoppedBySignal,
+    TrainingDivergedError,
+    refuse_if_given,
+    unknown_name,
+)
 from sylvan.methods.base import Method
 from sylvan.methods.loss_scaling import loss_scaler, unscaled_gradients
 from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
@@ -271,6 +277,20 @@ class SupervisedMethod(Method):
         # that what a method derives from the weights between tasks (anchors, Fisher information,
         # exemplar means) lives on the device the next task trains on
         self.learner.to(self.setting.device)
+        self.check_weights_finite()
+
+    def check_weights_finite(self) -> None:
+        """Raise `TrainingDivergedError` when training left a weight of the network NaN or
+        infinite: every prediction would then be the same class, and the run would go on to
+        report chance accuracy as if it had learned nothing. One check per fit."""
+        finite = torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
+        if not bool(finite):
+            raise TrainingDivergedError(
+                f"training diverged: {self.name}'s network has weights that are NaN or infinite after training on "
+                f"this task (a learning rate, --lr {self.current_lr:g}, or a penalty too strong for the loss). The "
+                "tasks before it are in the run's results and checkpoints; start again with a smaller --lr (or "
+                "weaker penalty)"
+            )
 
     # ----- evaluation ------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from sylvan.methods.gdumb import GDumb
 from sylvan.methods.gem import GEM
 from sylvan.methods.icarl import ICaRL
 from sylvan.methods.lwf import LwF
+from sylvan.methods.mas import MAS
 from sylvan.methods.mir import MIR
 from sylvan.methods.multi_head import MultiHead
 from sylvan.methods.naive import Naive
@@ -39,6 +40,7 @@ __all__ = [
     "EWC",
     "FDR",
     "GEM",
+    "MAS",
     "METHODS",
     "MIR",
     "SAC",

@@ -1,17 +1,22 @@
-"""The diagonal Fisher information of a classifier, as EWC weighs its parameters:
-F_i = mean over samples of p(y|x) * (d log p(y|x) / d w_i)^2, with y the sample's own label.
+"""Per-parameter importances that need every sample's own gradient: the diagonal Fisher
+information EWC weighs its parameters with, F_i = mean over samples of
+p(y|x) * (d log p(y|x) / d w_i)^2 with y the sample's own label, and MAS's sensitivity of the
+output, Omega_i = mean over samples of |d ||f(x)||^2 / d w_i| (the squared L2 norm of the logits).
 
-Every sample needs its own gradient, squared before it is summed. The general way
-(`per_sample_fisher`) computes them with `torch.func.vmap`, a batch at a time: it holds
-batch x parameters values (80 MB per 256 samples for the Seq-MNIST MLP) and reads them several
-times, which made the Fisher pass most of an EWC run. For a stack of linear layers
-(`linear_stack_fisher`) the squares need no per-sample gradient: a linear layer's gradient for
-sample n is the outer product g_n a_n^T of the gradient at its output and its input, so
-sum_n p_n (g_n a_n^T)^2 = (p * g^2)^T (a^2), one matrix product per layer after one ordinary
-backward pass over the batch.
+Every sample needs its own gradient, squared (or its absolute value taken) before it is summed.
+The general way (`per_sample_statistic`) computes them with `torch.func.vmap`, a batch at a time:
+it holds batch x parameters values (80 MB per 256 samples for the Seq-MNIST MLP) and reads them
+several times, which made the Fisher pass most of an EWC run. For a stack of linear layers
+(`linear_stack_statistic`) they need no per-sample gradient: a linear layer's gradient for sample
+n is the outer product g_n a_n^T of the gradient at its output and its input, so
+sum_n p_n (g_n a_n^T)^2 = (p * g^2)^T (a^2) and sum_n |g_n a_n^T| = |g|^T |a|, one matrix product
+per layer after one ordinary backward pass over the batch.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -49,43 +54,94 @@ def is_linear_stack(model: nn.Module) -> bool:
     return all(p.requires_grad for p in model.parameters())
 
 
+class SampleStatistic(NamedTuple):
+    """What is summed over samples: `transform` (elementwise, and multiplicative: transform(a b) =
+    transform(a) transform(b)) of the gradient of `objective` (one value per sample, from the
+    logits and the labels), weighted by exp(objective) where `weighted`."""
+
+    objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    transform: Callable[[torch.Tensor], torch.Tensor]
+    weighted: bool
+
+
+def _log_likelihood(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(logits, dim=1).gather(1, y.view(-1, 1)).squeeze(1)
+
+
+def _squared_output_norm(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return logits.pow(2).sum(1)
+
+
+FISHER = SampleStatistic(_log_likelihood, torch.square, weighted=True)
+OUTPUT_SENSITIVITY = SampleStatistic(_squared_output_norm, torch.abs, weighted=False)
+
+
 def diagonal_fisher(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
 ) -> dict[str, torch.Tensor]:
     """{parameter name: F} on the CPU, over the samples (x, y), computed `batch_size` samples at a
     time on the model's device, in the mode the caller set (evaluation, for EWC)."""
-    compute = linear_stack_fisher if is_linear_stack(model) else per_sample_fisher
+    return diagonal_statistic(model, x, y, FISHER, batch_size)
+
+
+def output_sensitivity(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """{parameter name: Omega} on the CPU: MAS's importance, the mean over the samples x of the
+    absolute gradient of the squared L2 norm of the model's output (no labels needed)."""
+    labels = torch.zeros(len(x), dtype=torch.long)
+    return diagonal_statistic(model, x, labels, OUTPUT_SENSITIVITY, batch_size)
+
+
+def diagonal_statistic(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, statistic: SampleStatistic, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
+    """{parameter name: mean over the samples (x, y) of `statistic`} on the CPU, `batch_size`
+    samples at a time on the model's device, in the mode the caller set."""
+    compute = linear_stack_statistic if is_linear_stack(model) else per_sample_statistic
     device = next(model.parameters()).device
-    fisher = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    total = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
     for start in range(0, len(y), batch_size):
         xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
         try:
-            compute(model, xb, yb, fisher)
+            compute(model, xb, yb, total, statistic)
         except NotALinearStack:  # raised before anything was added: this batch and the rest, per sample
-            compute = per_sample_fisher
-            compute(model, xb, yb, fisher)
-    return {name: (total / max(len(y), 1)).cpu() for name, total in fisher.items()}
+            compute = per_sample_statistic
+            compute(model, xb, yb, total, statistic)
+    return {name: (value / max(len(y), 1)).cpu() for name, value in total.items()}
 
 
 def per_sample_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fisher: dict[str, torch.Tensor]) -> None:
-    """Add sum_n p_n g_n^2 over the batch to `fisher`, with per-sample gradients from
-    `torch.func` (any model; each sample goes through the model alone)."""
-    params = {name: p.detach() for name, p in model.named_parameters()}
-    buffers = {name: b.detach() for name, b in model.named_buffers()}
-
-    def log_likelihood(weights: dict[str, torch.Tensor], sample: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(model, (weights, buffers), (sample.unsqueeze(0),))
-        return F.log_softmax(logits, dim=1)[0].gather(0, label.view(1)).squeeze(0)
-
-    # torch.func.grad computes gradients even under an outer no_grad
-    grads, log_p = vmap(grad_and_value(log_likelihood), in_dims=(None, 0, 0))(params, x, y)
-    weight = log_p.exp()
-    for name, g in grads.items():
-        fisher[name] += (weight.view(-1, *[1] * (g.dim() - 1)) * g.pow(2)).sum(0)
+    """Add sum_n p_n g_n^2 over the batch to `fisher` (`per_sample_statistic` of the Fisher)."""
+    per_sample_statistic(model, x, y, fisher, FISHER)
 
 
 def linear_stack_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fisher: dict[str, torch.Tensor]) -> None:
-    """Add sum_n p_n g_n^2 over the batch to `fisher` for a model that `is_linear_stack`: one
+    """Add sum_n p_n g_n^2 over the batch to `fisher` (`linear_stack_statistic` of the Fisher)."""
+    linear_stack_statistic(model, x, y, fisher, FISHER)
+
+
+def per_sample_statistic(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, total: dict[str, torch.Tensor], statistic: SampleStatistic
+) -> None:
+    """Add the batch's sum of `statistic` to `total`, with per-sample gradients from `torch.func`
+    (any model; each sample goes through the model alone)."""
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    buffers = {name: b.detach() for name, b in model.named_buffers()}
+
+    def objective(weights: dict[str, torch.Tensor], sample: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(model, (weights, buffers), (sample.unsqueeze(0),))
+        return statistic.objective(logits, label.view(1)).squeeze(0)
+
+    # torch.func.grad computes gradients even under an outer no_grad
+    grads, values = vmap(grad_and_value(objective), in_dims=(None, 0, 0))(params, x, y)
+    weight = values.exp() if statistic.weighted else torch.ones_like(values)
+    for name, g in grads.items():
+        total[name] += (weight.view(-1, *[1] * (g.dim() - 1)) * statistic.transform(g)).sum(0)
+
+
+def linear_stack_statistic(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, total: dict[str, torch.Tensor], statistic: SampleStatistic
+) -> None:
+    """Add the batch's sum of `statistic` to `total` for a model that `is_linear_stack`: one
     forward and backward pass of the batch, each linear layer's input and output gradient kept."""
     layers = {name: module for name, module in model.named_modules() if isinstance(module, nn.Linear)}
     inputs: dict[str, torch.Tensor] = {}
@@ -103,17 +159,17 @@ def linear_stack_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fish
     handles = [layer.register_forward_hook(keep(name)) for name, layer in layers.items()]
     try:
         with torch.enable_grad():
-            log_p = F.log_softmax(model(x.detach()), dim=1).gather(1, y.view(-1, 1)).squeeze(1)
-            # each sample's log-likelihood depends on its own row of each output alone, so the
-            # gradient of their sum at a layer's output holds every sample's own gradient
+            values = statistic.objective(model(x.detach()), y)
+            # each sample's value depends on its own row of each output alone, so the gradient of
+            # their sum at a layer's output holds every sample's own gradient
             names = list(outputs)
-            output_grads = torch.autograd.grad(log_p.sum(), [outputs[name] for name in names])
+            output_grads = torch.autograd.grad(values.sum(), [outputs[name] for name in names])
     finally:
         for handle in handles:
             handle.remove()
-    weight = log_p.detach().exp().unsqueeze(1)
+    weight = values.detach().exp().unsqueeze(1) if statistic.weighted else 1.0
     for name, output_grad in zip(names, output_grads):
-        weighted = output_grad.pow(2) * weight
-        fisher[f"{name}.weight"] += weighted.T @ inputs[name].pow(2)
+        weighted = statistic.transform(output_grad) * weight
+        total[f"{name}.weight"] += weighted.T @ statistic.transform(inputs[name])
         if layers[name].bias is not None:
-            fisher[f"{name}.bias"] += weighted.sum(0)
+            total[f"{name}.bias"] += weighted.sum(0)

@@ -1,5 +1,6 @@
-"""The diagonal Fisher information EWC weighs its anchor with: both ways of computing it agree
-with a plain loop over samples, and the fast one is used only where it is exact."""
+"""The importances EWC and MAS weigh their anchors with (the diagonal Fisher information, the
+sensitivity of the output): both ways of computing them agree with a plain loop over samples,
+and the fast one is used only where it is exact."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sylvan.methods.fisher import diagonal_fisher, is_linear_stack, linear_stack_fisher, per_sample_fisher
+from sylvan.methods.importance import (
+    diagonal_fisher,
+    is_linear_stack,
+    linear_stack_fisher,
+    output_sensitivity,
+    per_sample_fisher,
+)
 from sylvan.models import MLP, SmallCNN
 
 
@@ -22,6 +29,17 @@ def fisher_by_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[s
         for name, p in model.named_parameters():
             total[name] += log_p.exp().detach() * p.grad.pow(2)
     return {name: value / len(y) for name, value in total.items()}
+
+
+def sensitivity_by_loop(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """mean_n |d ||f(x_n)||^2 / dw|, one sample at a time."""
+    total = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    for xi in x:
+        model.zero_grad()
+        model(xi[None]).pow(2).sum().backward()
+        for name, p in model.named_parameters():
+            total[name] += p.grad.abs()
+    return {name: value / len(x) for name, value in total.items()}
 
 
 def assert_same(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
@@ -86,3 +104,20 @@ def test_a_linear_layer_over_sequences_falls_back_to_per_sample_gradients():
     x, y = torch.randn(7, 3, 4), torch.randint(0, 3, (7,))
     assert is_linear_stack(model)
     assert_same(diagonal_fisher(model, x, y, 3), fisher_by_loop(model, x, y))
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_output_sensitivity_matches_a_loop_over_samples(batch_size):
+    """Taken sample by sample: the absolute value of a batch's summed gradient would be smaller
+    wherever samples pull a weight in opposite directions."""
+    torch.manual_seed(4)
+    mlp = MLP((1, 8, 8), 10, hidden_sizes=(16, 12)).eval()
+    x = torch.rand(11, 1, 8, 8)
+    expected = sensitivity_by_loop(mlp, x)
+    assert_same(output_sensitivity(mlp, x, batch_size), expected)
+    mlp.zero_grad()
+    mlp(x).pow(2).sum().backward()
+    batch_level = {name: p.grad.abs() / len(x) for name, p in mlp.named_parameters()}
+    assert any((batch_level[name] < expected[name] - 1e-6).any() for name in expected)
+    cnn = SmallCNN((1, 8, 8), 10).eval()  # the general way
+    assert_same(output_sensitivity(cnn, x[:5], 2), sensitivity_by_loop(cnn, x[:5]))

@@ -94,7 +94,7 @@ class FDR(SupervisedMethod):
         self.memory: ReservoirBuffer | None = None
         self.memory = self._memory(())
         self._task_samples = self._task_reservoir()
-        self.last_distance: float | None = None  # the function distance of the last step (for tests, logs)
+        self.last_distance: torch.Tensor | None = None  # the function distance of the last step
 
     def _memory(self, parts: tuple[dict[str, torch.Tensor], ...]) -> ReservoirBuffer:
         """A memory holding exactly the samples of `parts` (they fit: at most buffer_size in all),
@@ -144,7 +144,7 @@ class FDR(SupervisedMethod):
             if p.grad is not None:
                 p.grad.add_(correction[offset : offset + count].view_as(p), alpha=self.alpha)
             offset += count
-        self.last_distance = float(distance.detach())
+        self.last_distance = distance.detach()  # a tensor: reading it would make the host wait for the device
 
     def step_lr(self) -> float:
         """The learning rate of the step being taken (the schedule's, where there is one); the

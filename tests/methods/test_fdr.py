@@ -73,7 +73,7 @@ def test_a_step_is_the_minibatch_step_then_the_function_distance_step():
     method.model.zero_grad()
     method.training_step(batch).backward()
     method.after_backward()
-    assert method.last_distance == pytest.approx(float(distance.detach()), rel=1e-5)
+    assert float(method.last_distance) == pytest.approx(float(distance.detach()), rel=1e-5)
     with torch.no_grad():
         for p in method.model.parameters():
             p.sub_(lr * p.grad)

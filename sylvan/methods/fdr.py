@@ -44,7 +44,7 @@ from torch.func import functional_call
 
 from sylvan.buffers import ReservoirBuffer
 from sylvan.errors import ConfigurationError
-from sylvan.methods.episodic_memory import flat_gradient, mean_over_workers
+from sylvan.methods.episodic_memory import flat_gradient, mean_over_workers, write_flat_gradient
 from sylvan.methods.supervised import Batch, SupervisedMethod, evaluating
 from sylvan.minibatches import float_inputs
 from sylvan.settings.base import Setting
@@ -138,12 +138,8 @@ class FDR(SupervisedMethod):
         distance = function_distance(functional_call(self.model, stepped, (x,)), replay["logits"].to(device))
         gradients = self.gradients(distance, list(stepped.values()))
         correction = mean_over_workers(flat_gradient(gradients, parameters))
-        offset = 0
-        for p in parameters:
-            count = p.numel()
-            if p.grad is not None:
-                p.grad.add_(correction[offset : offset + count].view_as(p), alpha=self.alpha)
-            offset += count
+        current = flat_gradient([p.grad for p in parameters], parameters)
+        write_flat_gradient(parameters, current.add_(correction, alpha=self.alpha))
         self.last_distance = distance.detach()  # a tensor: reading it would make the host wait for the device
 
     def step_lr(self) -> float:

@@ -34,7 +34,7 @@ import torch
 from lightning.pytorch import Callback
 from reference_buffers import REFERENCES, LoopBuffer, LoopReservoir
 
-from sylvan.buffers import BUFFER_POLICIES, ReservoirBuffer, make_buffer, needs_features
+from sylvan.buffers import BUFFER_POLICIES, ReservoirBuffer, make_buffer, needs_features, needs_scores
 
 BATCH = 128
 SHAPES = {"1x28x28": (1, 28, 28), "3x32x32": (3, 32, 32)}
@@ -51,11 +51,13 @@ def insertion_rate(buffer, pool, name: str, fill_steps: int, steps: int, device:
     ones."""
 
     def insert(step: int) -> None:
-        x, y, features, loop_x = pool[step % len(pool)]
+        x, y, features, loop_x, scores = pool[step % len(pool)]
         if isinstance(buffer, LoopBuffer):
-            buffer.add(loop_x, y, features)
+            buffer.add(loop_x, y, features, *((scores,) if needs_scores(name) else ()))
         elif needs_features(name, "uniform"):  # herding: 64-d features supplied by the method
             buffer.add(x=x, y=y, features=features)
+        elif needs_scores(name):  # gss: gradient scores supplied by the method
+            buffer.add(x=x, y=y, score=scores)
         else:
             buffer.add(x=x, y=y)
 
@@ -102,12 +104,12 @@ def row_copy_rate(pool, capacity: int, fill_steps: int, steps: int, pixel_fields
     for step in range(fill_steps + steps):
         if step == fill_steps:
             buffer.writes.clear()
-        x, y, _, _ = pool[step % len(pool)]
+        x, y, _, _, _ = pool[step % len(pool)]
         buffer.add(x=x, y=y)
     host = buffer._host_views
     start = time.perf_counter()
     for step, (slots, positions) in enumerate(buffer.writes, start=fill_steps):
-        _, y, _, stored_x = pool[step % len(pool)]  # the rows as stored: float32, or uint8 pixels
+        _, y, _, stored_x, _ = pool[step % len(pool)]  # the rows as stored: float32, or uint8 pixels
         host["x"][slots] = stored_x.numpy()[positions]
         host["y"][slots] = y.numpy()[positions]
     return steps * BATCH / (time.perf_counter() - start)
@@ -128,15 +130,18 @@ def throughput(
     plus the reservoir loop's figures under "per-sample loop". In steady state: the buffer is
     first filled (not timed); then a stream of 4x capacity samples (at least 40,960) is inserted
     in batches of 128, and 200 batches of 128 samples are drawn."""
-    pool = []  # (x as methods give it, y, features, x as the reference loops are given it)
+    # (x as methods give it, y, features, x as the reference loops are given it, gss scores: on the
+    # host, where both gss buffers read them)
+    pool = []
     for _ in range(16):
         y, features = torch.randint(0, 10, (BATCH,), device=device), torch.rand(BATCH, 64, device=device)
+        scores = torch.rand(BATCH, dtype=torch.float64) * 2
         if pixels:
             raw = torch.randint(0, 256, (BATCH, *shape), dtype=torch.uint8, device=device)
-            pool.append((raw, y, features, raw))
+            pool.append((raw, y, features, raw, scores))
         else:
             x = torch.rand(BATCH, *shape, device=device)
-            pool.append((x, y, features, x))
+            pool.append((x, y, features, x, scores))
     pixel_fields = ("x",) if pixels else ()
     fill_steps = -(-capacity // BATCH)
     steps = max(40_960, 4 * capacity) // BATCH

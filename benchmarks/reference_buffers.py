@@ -178,6 +178,32 @@ class LoopFIFO(LoopBuffer):
             self.size = min(self.size + 1, self.capacity)
 
 
+class LoopGSS(LoopBuffer):
+    """GSS-Greedy (Aljundi et al. 2019, Algorithm 2) one sample at a time, with the slot drawn by
+    `np.random.choice` over the normalized scores, as its published implementations do; the
+    gradient scores are given (computing them is the method's part, not the buffer's)."""
+
+    def __init__(self, capacity: int, shape: tuple[int, ...], device: str) -> None:
+        super().__init__(capacity, shape, device)
+        self.scores = np.zeros(capacity)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None,
+            scores: torch.Tensor | None = None) -> None:
+        assert scores is not None, "GSS needs a score per sample"
+        for i, score in enumerate(scores.tolist()):
+            if self.size < self.capacity:
+                slot = self.size
+                self.size += 1
+            elif score < 1:
+                slot = np.random.choice(self.capacity, p=self.scores / self.scores.sum())
+                if np.random.rand() >= self.scores[slot] / (self.scores[slot] + score):
+                    continue
+            else:
+                continue
+            self.store(slot, x[i], y[i])
+            self.scores[slot] = score
+
+
 REFERENCES = {
     "reservoir": LoopReservoir,
     "class_balanced": LoopClassBalanced,
@@ -185,4 +211,5 @@ REFERENCES = {
     "prs": LoopPRS,
     "herding": LoopHerding,
     "fifo": LoopFIFO,
+    "gss": LoopGSS,
 }

@@ -65,6 +65,16 @@ RUNS: dict[str, Run] = {
     # the DER paper's code trains FDR on batches of 128 and ignores its alpha option (alpha = 1 here)
     "fdr-200": Run(lambda: FDR(lr=0.03, buffer_size=200, replay_size=128, backbone=MLP), 79.43, 97.66, batch_size=128),
     "fdr-500": Run(lambda: FDR(lr=0.1, buffer_size=500, replay_size=128, backbone=MLP), 85.87, 97.54, batch_size=128),
+    # GSS-Greedy is experience replay with the gss buffer policy; the DER paper's code trains it on batches of 128,
+    # replaying 10 samples and comparing each new sample's gradient with 10 stored samples'
+    "gss-200": Run(
+        lambda: Rehearsal(lr=0.1, buffer_size=200, replay_size=10, buffer_policy="gss", gss_compared=10, backbone=MLP),
+        38.90, 95.02, batch_size=128,
+    ),
+    "gss-500": Run(
+        lambda: Rehearsal(lr=0.1, buffer_size=500, replay_size=10, buffer_policy="gss", gss_compared=10, backbone=MLP),
+        49.76, 97.71, batch_size=128,
+    ),
     "icarl-200": Run(lambda: ICaRL(lr=0.1, buffer_size=200, backbone=MLP), 70.51, 98.28),
     "icarl-500": Run(lambda: ICaRL(lr=0.1, buffer_size=500, backbone=MLP), 70.10, 98.32),
     "der-200": Run(lambda: DER(lr=0.03, buffer_size=200, replay_size=10, alpha=0.2, backbone=MLP), 84.55, 98.80),

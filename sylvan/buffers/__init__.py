@@ -12,6 +12,7 @@ from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.class_balanced import ClassBalancedBuffer
 from sylvan.buffers.fifo import FIFOBuffer
 from sylvan.buffers.gdumb import GDumbBuffer
+from sylvan.buffers.gss import GSSBuffer
 from sylvan.buffers.herding import HerdingBuffer
 from sylvan.buffers.prs import PRSBuffer
 from sylvan.buffers.reservoir import ReservoirBuffer
@@ -19,11 +20,14 @@ from sylvan.buffers.retrieval import RETRIEVALS
 from sylvan.errors import ConfigurationError, unknown_name
 
 BUFFER_POLICIES: dict[str, type[RehearsalBuffer]] = {
-    cls.policy: cls for cls in (ReservoirBuffer, ClassBalancedBuffer, PRSBuffer, GDumbBuffer, HerdingBuffer, FIFOBuffer)
+    cls.policy: cls
+    for cls in (ReservoirBuffer, ClassBalancedBuffer, PRSBuffer, GDumbBuffer, HerdingBuffer, FIFOBuffer, GSSBuffer)
 }
 
 # policies and retrievals that need the method to supply a "features" field with every batch
 NEEDS_FEATURES = {HerdingBuffer.policy}
+# policies that need the method to supply a gradient "score" per sample with every batch
+NEEDS_SCORES = {GSSBuffer.policy}
 
 
 def make_buffer(
@@ -48,16 +52,23 @@ def needs_features(policy: str, retrieval: str) -> bool:
     return policy in NEEDS_FEATURES or retrieval == "grasp"
 
 
+def needs_scores(policy: str) -> bool:
+    """Whether the method must pass `score=` (GSS's gradient score, one per sample) to `add`."""
+    return policy in NEEDS_SCORES
+
+
 __all__ = [
     "BUFFER_POLICIES",
     "RETRIEVALS",
     "ClassBalancedBuffer",
     "FIFOBuffer",
     "GDumbBuffer",
+    "GSSBuffer",
     "HerdingBuffer",
     "PRSBuffer",
     "RehearsalBuffer",
     "ReservoirBuffer",
     "make_buffer",
     "needs_features",
+    "needs_scores",
 ]

@@ -12,9 +12,10 @@ from typing import Any
 
 import torch
 
-from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features
+from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features, needs_scores
 from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.errors import ConfigurationError, unknown_name
+from sylvan.methods.gradient_scores import gradient_scores
 from sylvan.methods.supervised import SupervisedMethod, evaluating
 from sylvan.minibatches import float_inputs
 
@@ -26,13 +27,15 @@ class ReplayMethod(SupervisedMethod):
 
     buffer_size: int = 200  # capacity of the rehearsal buffer, in samples
     replay_size: int = 0  # r: samples replayed with each minibatch (0: as many as the batch size)
-    # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding or fifo
+    # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding, fifo or gss
     buffer_policy: str = "reservoir"
     buffer_retrieval: str = "uniform"  # which stored samples are replayed: uniform or grasp
+    gss_compared: int = 10  # gss policy: stored samples each new sample's gradient is compared with (n)
 
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "buffer_size", "replay_size")
+        self.require_at_least(1, "gss_compared")
         if self.buffer_policy not in BUFFER_POLICIES:
             raise unknown_name("buffer policy", self.buffer_policy, list(BUFFER_POLICIES))
         if self.buffer_retrieval not in RETRIEVALS:
@@ -45,6 +48,7 @@ class ReplayMethod(SupervisedMethod):
             pixel_fields=self.pixel_fields,
         )
         self.store_features = needs_features(self.buffer_policy, self.buffer_retrieval)
+        self.store_scores = needs_scores(self.buffer_policy)
         if self.store_features and not hasattr(self.model, "features"):
             raise ConfigurationError(
                 f"--buffer_policy {self.buffer_policy} / --buffer_retrieval {self.buffer_retrieval} need a "
@@ -93,12 +97,24 @@ class ReplayMethod(SupervisedMethod):
         with evaluating(self.model) as model:
             return model.features(x)
 
+    def sample_scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The gss policy's score of each new sample (`sylvan.methods.gradient_scores`): its
+        gradient compared with those of `gss_compared` samples drawn uniformly from the local
+        buffer (whatever the retrieval), as the buffer holds them before this batch."""
+        reference = self.buffer.reference_samples(self.gss_compared)
+        if not reference:
+            return gradient_scores(self.model, x, y, x[:0], y[:0])
+        return gradient_scores(self.model, x, y, reference["x"].to(x.device), reference["y"].to(y.device))
+
     def remember(self, fields: dict[str, torch.Tensor]) -> None:
         """Offer the new samples (`fields` of the minibatch as they came, plus any extras such as
         logits) to the buffer, with their `stored_features` when the buffer policy or retrieval
-        needs features (one extra forward pass of the new samples, only then)."""
+        needs features (one extra forward pass of the new samples, only then), and their
+        `sample_scores` when the policy is gss."""
         if self.store_features:
             fields = {**fields, "features": self.stored_features(float_inputs(fields["x"]))}  # x: maybe pixels
+        if self.store_scores:
+            fields = {**fields, "score": self.sample_scores(float_inputs(fields["x"]), fields["y"])}
         if self._global_replay is not None:
             self._global_replay.insert(fields)  # and, when asynchronous, send the next step's candidates
         else:

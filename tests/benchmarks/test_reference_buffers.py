@@ -71,3 +71,25 @@ def test_fifo_reference_keeps_the_most_recent_samples_in_ring_order():
         buffer.add(ids.float().view(16, 1, 1, 1).expand(16, 1, 2, 2), ids)
     assert buffer.size == 50
     assert buffer.y.tolist() == [430 + (slot - 430) % 50 for slot in range(50)]
+
+
+def test_gss_reference_follows_the_replacement_law_of_sylvans_gss():
+    """A full reference GSS buffer holding scores 0.2, 0.6, 1.2 lets a sample scored 0.4 replace
+    slot i with probability (C_i / sum C) * C_i / (C_i + 0.4), as `sylvan.buffers.gss` does; a
+    sample scored 1 or more never enters once it is full."""
+    from scipy import stats
+
+    held, offered, trials = [0.2, 0.6, 1.2], 0.4, 3000
+    np.random.seed(0)
+    counts = np.zeros(4)
+    for _ in range(trials):
+        buffer = REFERENCES["gss"](3, (1,), "cpu")
+        buffer.add(torch.arange(3.0).unsqueeze(1), torch.arange(3), None, torch.tensor(held))
+        buffer.add(torch.tensor([[-1.0]]), torch.tensor([9]), None, torch.tensor([offered]))
+        where = np.flatnonzero(buffer.y.numpy() == 9)
+        counts[where[0] if len(where) else 3] += 1
+    expected = np.array([c / sum(held) * c / (c + offered) for c in held])
+    expected = np.append(expected, 1 - expected.sum()) * trials
+    assert stats.chisquare(counts, expected)[1] > 1e-3, (counts, expected)
+    buffer.add(torch.tensor([[-2.0]]), torch.tensor([8]), None, torch.tensor([1.0]))
+    assert 8 not in buffer.y.tolist() and buffer.size == 3

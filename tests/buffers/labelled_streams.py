@@ -6,6 +6,13 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from sylvan.buffers import needs_scores
+
+
+def stream_scores(ids: torch.Tensor) -> torch.Tensor:
+    """Stand-in gradient scores for a gss buffer (a function of the sample id, in [0, 2))."""
+    return (ids.double() * 0.37) % 2
+
 
 def label_batches(max_label: int) -> st.SearchStrategy:
     """Up to 15 batches of up to 20 labels in 0..max_label (empty batches included)."""
@@ -14,7 +21,8 @@ def label_batches(max_label: int) -> st.SearchStrategy:
 
 def feed(buffer, batches, features: bool = False) -> int:
     """Add each list of labels as a batch; sample k of the stream has id k (stored as "id" and
-    in x). With `features`, a 2-d feature vector per sample too. Returns the stream length."""
+    in x). With `features`, a 2-d feature vector per sample too; a gss buffer gets
+    `stream_scores`. Returns the stream length."""
     return feed_from(buffer, batches, 0, features) 
 
 
@@ -25,6 +33,8 @@ def feed_from(buffer, batches, start: int, features: bool = True) -> int:
         fields = dict(x=ids.float().unsqueeze(1), y=torch.tensor(labels, dtype=torch.long), id=ids)
         if features:
             fields["features"] = torch.stack([ids.float() % 7, torch.tensor(labels, dtype=torch.float)], 1)
+        if needs_scores(buffer.policy):
+            fields["score"] = stream_scores(ids)
         buffer.add(**fields)
         start += len(labels)
     return start

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features
+from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features, needs_scores
 from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.minibatches import float_inputs
 
@@ -32,6 +32,8 @@ def filled(policy: str, pixel_fields: tuple[str, ...], steps: int = 12, retrieva
     for fields in pixel_stream(steps):
         if not needs_features(policy, retrieval):
             fields.pop("features")
+        if needs_scores(policy):  # gss: stand-in gradient scores, in [0, 2)
+            fields["score"] = fields["id"].double() * 0.37 % 2
         originals.update(zip(fields["id"].tolist(), fields["x"]))
         buffer.add(**fields)
     return buffer, originals

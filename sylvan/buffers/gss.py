@@ -1,0 +1,101 @@
+"""Gradient-based sample selection, greedy form (GSS-Greedy: Aljundi, Lin, Goujaud & Bengio,
+"Gradient based sample selection for online continual learning", NeurIPS 2019, Algorithm 2).
+
+The memory prefers samples whose gradients point in directions the rest of the memory does
+not: each sample carries a score c = 1 + (the largest cosine similarity between its gradient and
+the gradients of a few random stored samples), in [0, 2]; low is diverse. The method computes
+the scores (it has the model; `sylvan.methods.gradient_scores`) and hands them to `add` as
+`score=`, one per sample; the buffer stores them next to the samples and decides:
+
+- while the buffer is not full, every sample enters, with its score;
+- once it is full, a sample whose gradient is not aligned with any compared one (c < 1) draws a
+  slot i with probability C_i / sum_j C_j and replaces it with probability C_i / (C_i + c),
+  taking score c; a sample with c >= 1 is turned away.
+
+So redundant samples (high scores) are the ones replaced, by samples that bring new directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from sylvan.buffers.base import RehearsalBuffer
+from sylvan.buffers.reservoir import last_writer_wins
+
+
+class GSSBuffer(RehearsalBuffer):
+    """GSS-Greedy, vectorized over a batch: the samples of one batch that replace stored ones
+    draw their slots against the scores the buffer holds once the batch's first samples have
+    filled its free slots; where two of them take the same slot, the later one wins, as if they
+    arrived one at a time. (One at a time, a replacement would also change the weights the next
+    sample of the batch draws with: b of the capacity's scores, a small difference that the
+    per-sample reference in `benchmarks/reference_buffers.py` keeps.)"""
+
+    policy = "gss"
+    score_input = "score"
+
+    def __init__(
+        self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform",
+        pixel_fields: Sequence[str] = (),
+    ) -> None:
+        super().__init__(capacity, device=device, seed=seed, retrieval=retrieval, pixel_fields=pixel_fields)
+        self.scores = np.zeros(capacity, dtype=np.float64)  # C_i of each occupied slot i
+        self._incoming = np.empty(0, dtype=np.float64)
+
+    def add(self, **batch: torch.Tensor) -> None:
+        """Offer a batch of new samples; `score` (one per sample, 1 + the largest cosine similarity
+        of its gradient with the compared stored samples', in [0, 2]) is read, not stored as a field."""
+        if self.score_input not in batch:
+            raise ValueError(
+                "the gss policy keeps samples by gradient score: add(..., score=...), one per sample "
+                "(the replay methods compute them when --buffer_policy is gss)"
+            )
+        scores = batch.pop(self.score_input)
+        scores = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+        count = next(iter(batch.values())).shape[0] if batch else 0
+        if scores.shape != (count,):
+            raise ValueError(f"score must hold one value per sample ({count}), got shape {scores.shape}")
+        if not np.isfinite(scores).all() or (scores < 0).any():
+            raise ValueError("gss scores must be finite and non-negative (1 + a cosine similarity)")
+        self._incoming = scores
+        super().add(**batch)
+
+    def reference_samples(self, n: int) -> dict[str, torch.Tensor]:
+        """min(n, len(self)) distinct stored samples drawn uniformly (whatever the retrieval):
+        those whose gradients the next batch's samples are compared with. {} while empty."""
+        if n <= 0 or self.size == 0:
+            return {}
+        return self.gather(self._choose(self.size, n))
+
+    def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, stored = self._incoming, self.scores
+        filling = min(count, self.capacity - self.size)
+        positions = np.arange(filling, dtype=np.int64)
+        slots = np.arange(self.size, self.size + filling, dtype=np.int64)
+        stored[slots] = scores[:filling]
+        self.size += filling
+        candidates = filling + np.flatnonzero(scores[filling:] < 1)
+        if len(candidates):
+            cumulative = np.cumsum(stored)
+            total = cumulative[-1]
+            if total > 0:
+                draws = self._uniform(2 * len(candidates))
+                chosen = np.searchsorted(cumulative, draws[: len(candidates)] * total, side="right")
+                chosen = np.minimum(chosen, self.capacity - 1)  # a draw of exactly `total` by rounding
+                held, offered = stored[chosen], scores[candidates]
+                accept = draws[len(candidates):] * (held + offered) < held
+                slots = np.concatenate([slots, chosen[accept]])
+                positions = np.concatenate([positions, candidates[accept]])
+                slots, positions = last_writer_wins(slots, positions)
+        stored[slots] = scores[positions]
+        return slots, positions
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"scores": self.scores.copy()}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.scores = np.asarray(state["scores"], dtype=np.float64).copy()

@@ -1,0 +1,67 @@
+"""GSS's per-sample gradient scores (`sylvan.buffers.gss`): how far each new sample's gradient is
+from pointing where the memory's already do.
+
+The score of a sample is 1 + the largest cosine similarity between the gradient of its loss
+(cross-entropy, with respect to every trainable parameter) and the gradients of a few stored
+samples drawn at random: in [0, 2], low when the sample brings a direction the compared samples
+lack. Per-sample gradients are computed together (`torch.func.vmap` of `torch.func.grad`), in
+float32 and in evaluation mode (as the method's training step sees the weights, without dropout
+masks or batch statistics), a few samples at a time where the model is large.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from sylvan.methods.supervised import evaluating
+
+NO_REFERENCE_SCORE = 1.0  # a sample compared with nothing: neither aligned nor opposed (cosine 0)
+GRADIENT_ELEMENTS_AT_ONCE = 1 << 25  # per-sample gradient values held at once (128 MiB of float32)
+
+
+def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(len(x), parameters): row k is the gradient of sample k's cross-entropy with respect to
+    every trainable parameter of `model`, flattened. `model` is used as it is (call it in
+    evaluation mode for scores that do not depend on the batch)."""
+    params = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    buffers = dict(model.named_buffers())
+
+    def loss(parameters: dict[str, torch.Tensor], sample: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(model, (parameters, buffers), (sample.unsqueeze(0),))
+        return F.cross_entropy(logits.float(), label.unsqueeze(0))
+
+    gradients = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
+    return torch.cat([g.flatten(1) for g in gradients.values()], 1)
+
+
+def gradient_scores(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, reference_x: torch.Tensor, reference_y: torch.Tensor
+) -> torch.Tensor:
+    """(len(x),) float32 on x's device: 1 + max over the reference samples of the cosine
+    similarity between sample k's gradient and the reference sample's; `NO_REFERENCE_SCORE`
+    for every sample when there is no reference sample. A zero gradient has cosine 0 with all."""
+    if len(reference_x) == 0:
+        return torch.full((len(x),), NO_REFERENCE_SCORE, device=x.device)
+    compared = len(reference_x)
+    with evaluating(model), torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+        samples, labels = torch.cat([reference_x, x]).float(), torch.cat([reference_y, y])
+        parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        chunk = max(compared + 1, GRADIENT_ELEMENTS_AT_ONCE // max(parameters, 1))
+        # the reference samples' gradients travel with the first chunk of new samples
+        gradients = per_sample_gradients(model, samples[:chunk], labels[:chunk])
+        reference, norms = gradients[:compared], gradients[:compared].norm(dim=1)
+        parts = [gradients[compared:]]
+        parts += (per_sample_gradients(model, part_x, part_y)
+                  for part_x, part_y in zip(samples[chunk:].split(chunk), labels[chunk:].split(chunk)))
+        scores = [similarities(part, reference, norms) for part in parts]
+    return torch.cat(scores).add_(1).clamp_(0, 2)
+
+
+def similarities(gradients: torch.Tensor, reference: torch.Tensor, reference_norms: torch.Tensor) -> torch.Tensor:
+    """Each row of `gradients`' largest cosine similarity with a row of `reference`."""
+    products = gradients @ reference.T
+    scale = (gradients.norm(dim=1).unsqueeze(1) * reference_norms.unsqueeze(0)).clamp_(min=1e-8)
+    return (products / scale).amax(1)

@@ -1,0 +1,72 @@
+"""`--buffer_policy gss` on the replay methods: each new sample reaches the buffer with the score
+of its gradient against `gss_compared` stored samples drawn uniformly, and the methods run with it
+(GSS itself being `rehearsal --buffer_policy gss`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods import DER, MIR, Batch, Rehearsal
+from sylvan.methods.gradient_scores import NO_REFERENCE_SCORE, gradient_scores
+from sylvan.settings import ClassIncrementalSetting, OnlineSetting
+
+DIGITS = dict(dataset="digits", nb_tasks=5, batch_size=10, progress_bar=False)
+
+
+def batch_of(labels: list[int], seed: int) -> Batch:
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.tensor(labels)
+    return Batch(torch.rand(len(y), 1, 8, 8, generator=generator), y)
+
+
+class ScoreSpy(Rehearsal):
+    """Rehearsal that records the fields each `remember` hands the buffer."""
+
+    def configure(self, setting) -> None:
+        super().configure(setting)
+        self.offered: list[dict[str, torch.Tensor]] = []
+        add = self.buffer.add
+
+        def recording_add(**fields):
+            self.offered.append({name: values.clone() for name, values in fields.items()})
+            add(**fields)
+
+        self.buffer.add = recording_add
+
+
+def test_each_sample_is_offered_with_its_gradient_score_against_uniformly_drawn_stored_samples():
+    method = ScoreSpy(buffer_size=6, buffer_policy="gss", gss_compared=4, buffer_retrieval="grasp")
+    method.configure(OnlineSetting(**DIGITS))
+    first = batch_of([0, 1, 2, 3, 4, 5, 6], seed=0)
+    method.remember(method.stored_fields(first))
+    assert method.offered[0]["score"].tolist() == [NO_REFERENCE_SCORE] * 7  # nothing stored to compare with
+
+    second = batch_of([7, 8, 9], seed=1)
+    state = method.buffer.generator.get_state()
+    reference_slots = method.buffer._choose(len(method.buffer), 4)  # the draw `remember` makes next
+    reference = method.buffer.gather(reference_slots)
+    method.buffer.generator.set_state(state)
+    expected = gradient_scores(method.model, second.x, second.y, reference["x"], reference["y"])
+    method.remember(method.stored_fields(second))
+    torch.testing.assert_close(method.offered[1]["score"], expected)
+    assert not torch.allclose(expected, torch.full_like(expected, NO_REFERENCE_SCORE))
+    assert "score" not in method.buffer.storage  # read by the policy, not stored as a field
+
+
+@pytest.mark.parametrize("method_cls", [Rehearsal, DER, MIR])
+def test_replay_methods_run_with_the_gss_policy(method_cls):
+    method = method_cls(buffer_size=30, buffer_policy="gss", replay_size=5)
+    setting = ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 2})
+    results = setting.apply(method)
+    buffer = method.buffer
+    assert len(buffer) == 30 and buffer.seen == sum(results.samples_seen)
+    scores = buffer.scores[:30]
+    assert ((scores >= 0) & (scores <= 2)).all() and (scores < 1).any()  # computed, not a constant
+    assert len(buffer.class_counts()) > 2  # the second task's samples did replace some of the first's
+
+
+def test_gss_compared_must_be_positive():
+    with pytest.raises(ConfigurationError, match="gss_compared"):
+        Rehearsal(buffer_policy="gss", gss_compared=0).validate()

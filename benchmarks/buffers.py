@@ -20,6 +20,7 @@ keep them as pixels (`pixel_fields`) and are handed the pixels, as the replay me
 return the same uint8 rows.
 
     python benchmarks/buffers.py [--device cpu|cuda] [--skip_steps | --skip_throughput] [--pixels] [--data_dir DIR]
+                                 [--policies gss reservoir ...]
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def loop_buffer(cls: type[LoopBuffer], capacity: int, shape: tuple[int, ...], de
 
 
 def throughput(
-    shape: tuple[int, ...], capacity: int, device: str, repeats: int = 3, pixels: bool = False
+    shape: tuple[int, ...], capacity: int, device: str, repeats: int = 3, pixels: bool = False,
+    only: list[str] | None = None,
 ) -> dict[str, tuple[float, float, float]]:
     """{policy: (insertions per second, its per-sample reference's, samples drawn per second)},
     plus the reservoir loop's figures under "per-sample loop". In steady state: the buffer is
@@ -147,7 +149,7 @@ def throughput(
     steps = max(40_960, 4 * capacity) // BATCH
     # herding's greedy selection costs O(surplus x pool x dim) per batch: run it up to 5,000;
     # its reference reselects every exemplar of a class by herding: time a few batches of it
-    policies = [name for name in sorted(BUFFER_POLICIES) if name != "herding" or capacity <= 5_000]
+    policies = [name for name in sorted(only or BUFFER_POLICIES) if name != "herding" or capacity <= 5_000]
     runs = {}  # figure -> (make a fresh buffer, policy name, timed batches)
     for name in policies:
         runs[name] = (lambda name=name: make_buffer(name, capacity, device=device, pixel_fields=pixel_fields),
@@ -178,7 +180,8 @@ def throughput(
 
 
 def print_throughput(
-    device: str, shapes: list[str], capacities: list[int], rounds: int = 3, pixels: bool = False
+    device: str, shapes: list[str], capacities: list[int], rounds: int = 3, pixels: bool = False,
+    policies: list[str] | None = None,
 ) -> None:
     if pixels:
         print("Images as uint8 pixels: every buffer is handed the pixels and stores them; sylvan's give float32")
@@ -194,7 +197,7 @@ def print_throughput(
     print("-" * len(header))
     for shape_name in shapes:
         for capacity in capacities:
-            figures = throughput(SHAPES[shape_name], capacity, device, repeats=rounds, pixels=pixels)
+            figures = throughput(SHAPES[shape_name], capacity, device, repeats=rounds, pixels=pixels, only=policies)
             loop_insert, _, loop_sample = figures["per-sample loop"]
             for name, (insert, own_loop, sample) in figures.items():
                 print(f"{shape_name:>8} {capacity:>8} {name:>16} | {insert:10.0f} {own_loop:10.0f} "
@@ -293,11 +296,12 @@ def main() -> None:
     parser.add_argument("--capacities", nargs="+", type=int, default=list(CAPACITIES))
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is the best round")
     parser.add_argument("--pixels", action="store_true", help="images kept as uint8 pixels (see above)")
+    parser.add_argument("--policies", nargs="+", choices=sorted(BUFFER_POLICIES), help="time these policies only")
     args = parser.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
     if not args.skip_throughput:
-        print_throughput(args.device, args.shapes, args.capacities, args.rounds, args.pixels)
+        print_throughput(args.device, args.shapes, args.capacities, args.rounds, args.pixels, args.policies)
     if not args.skip_steps:
         print_step_ratios(args.data_dir, args.rounds)
 

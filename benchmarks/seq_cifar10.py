@@ -35,6 +35,11 @@ RUNS: dict[str, Run] = {
     # the paper's code ignores FDR's alpha option (alpha = 1 here)
     "fdr-200": Run(lambda: FDR(lr=0.03, buffer_size=200, replay_size=32), 30.91, 91.01),
     "fdr-500": Run(lambda: FDR(lr=0.03, buffer_size=500, replay_size=32), 28.71, 93.29),
+    # GSS: experience replay with the gss buffer policy, each new sample's gradient compared with 32 stored samples'
+    "gss-200": Run(lambda: Rehearsal(lr=0.03, buffer_size=200, replay_size=32, buffer_policy="gss", gss_compared=32),
+                   39.07, 88.80),
+    "gss-500": Run(lambda: Rehearsal(lr=0.03, buffer_size=500, replay_size=32, buffer_policy="gss", gss_compared=32),
+                   49.73, 91.02),
     "icarl-200": Run(lambda: ICaRL(lr=0.1, buffer_size=200, weight_decay=2e-5), 49.02, 88.99),
     "icarl-500": Run(lambda: ICaRL(lr=0.1, buffer_size=500, weight_decay=2e-5), 47.55, 88.22),
     "der-200": Run(lambda: DER(lr=0.03, buffer_size=200, replay_size=32, alpha=0.3), 61.93, 91.40),

@@ -147,3 +147,13 @@ def test_a_sample_compared_with_nothing_scores_neither_aligned_nor_opposed():
 def test_a_sample_scores_2_against_itself():
     x, y = torch.randn(4, 12), torch.tensor([0, 1, 2, 3])
     torch.testing.assert_close(gradient_scores(mlp(), x, y, x, y), torch.full((4,), 2.0))
+
+
+def test_scores_are_computed_in_float32_under_a_mixed_precision_step():
+    """Under bf16 / float16 autocast (a mixed-precision training step) the cosines would be
+    those of rounded gradients; they are taken in float32, as outside it."""
+    model, x, y = mlp(), torch.randn(6, 12), torch.randint(0, 4, (6,))
+    outside = gradient_scores(model, x, y, x[:3], y[:3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = gradient_scores(model, x, y, x[:3], y[:3])
+    assert torch.equal(inside, outside)

@@ -91,6 +91,9 @@ def test_projected_update_conflicts_with_no_memory_and_is_the_closest(tasks, see
 
 
 def configured_gem(**options) -> tuple[GEM, ClassIncrementalSetting]:
+    """A GEM configured outside a run: its network is drawn from torch's global generator, seeded
+    here so that a test does not depend on which tests ran before it in its process."""
+    torch.manual_seed(0)
     setting = ClassIncrementalSetting(**DIGITS)
     method = GEM(**options)
     method.configure(setting)

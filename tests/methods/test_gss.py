@@ -58,7 +58,7 @@ def test_each_sample_is_offered_with_its_gradient_score_against_uniformly_drawn_
 @pytest.mark.parametrize("method_cls", [Rehearsal, DER, MIR])
 def test_replay_methods_run_with_the_gss_policy(method_cls):
     method = method_cls(buffer_size=30, buffer_policy="gss", replay_size=5)
-    setting = ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 2})
+    setting = ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 2, "batch_size": 32})
     results = setting.apply(method)
     buffer = method.buffer
     assert len(buffer) == 30 and buffer.seen == sum(results.samples_seen)
@@ -70,3 +70,24 @@ def test_replay_methods_run_with_the_gss_policy(method_cls):
 def test_gss_compared_must_be_positive():
     with pytest.raises(ConfigurationError, match="gss_compared"):
         Rehearsal(buffer_policy="gss", gss_compared=0).validate()
+
+
+def test_on_data_parallel_settings_the_scores_reach_the_local_buffer_through_the_global_replay(monkeypatch):
+    from sylvan.buffers.global_replay import GlobalReplay
+    from sylvan.settings import DistributedSetting
+    from tests.conftest import tiny_options
+
+    offered: list[set[str]] = []
+    insert = GlobalReplay.insert
+
+    def recorded_insert(self, fields):
+        offered.append(set(fields))
+        return insert(self, fields)
+
+    monkeypatch.setattr(GlobalReplay, "insert", recorded_insert)
+    setting = DistributedSetting(**tiny_options(DistributedSetting), batch_size=8)
+    method = Rehearsal(buffer_size=30, replay_size=4, buffer_policy="gss")
+    assert setting.apply(method).complete
+    assert offered and all("score" in fields for fields in offered)
+    assert method._global_replay is not None and len(method.buffer) == 30
+    assert (method.buffer.scores[:30] != NO_REFERENCE_SCORE).any()

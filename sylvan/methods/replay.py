@@ -14,7 +14,7 @@ import torch
 
 from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features, needs_scores
 from sylvan.buffers.global_replay import GlobalReplay
-from sylvan.errors import ConfigurationError, unknown_name
+from sylvan.errors import ConfigurationError, refuse_if_given, unknown_name
 from sylvan.methods.gradient_scores import gradient_scores
 from sylvan.methods.supervised import SupervisedMethod, evaluating
 from sylvan.minibatches import float_inputs
@@ -40,6 +40,9 @@ class ReplayMethod(SupervisedMethod):
             raise unknown_name("buffer policy", self.buffer_policy, list(BUFFER_POLICIES))
         if self.buffer_retrieval not in RETRIEVALS:
             raise unknown_name("buffer retrieval", self.buffer_retrieval, list(RETRIEVALS))
+        if not needs_scores(self.buffer_policy):
+            why = f"it is the gss policy's, and --buffer_policy is {self.buffer_policy}"
+            refuse_if_given(self, "gss_compared", why)
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

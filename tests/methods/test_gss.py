@@ -67,9 +67,12 @@ def test_replay_methods_run_with_the_gss_policy(method_cls):
     assert len(buffer.class_counts()) > 2  # the second task's samples did replace some of the first's
 
 
-def test_gss_compared_must_be_positive():
+def test_gss_compared_must_be_positive_and_is_refused_without_the_gss_policy():
     with pytest.raises(ConfigurationError, match="gss_compared"):
         Rehearsal(buffer_policy="gss", gss_compared=0).validate()
+    with pytest.raises(ConfigurationError, match="--gss_compared 5 has no effect: it is the gss policy's"):
+        Rehearsal(buffer_policy="reservoir", gss_compared=5).validate()
+    Rehearsal(buffer_policy="reservoir").validate()  # the default is not a value given
 
 
 def test_on_data_parallel_settings_the_scores_reach_the_local_buffer_through_the_global_replay(monkeypatch):

@@ -4,9 +4,16 @@ from pointing where the memory's already do.
 The score of a sample is 1 + the largest cosine similarity between the gradient of its loss
 (cross-entropy, with respect to every trainable parameter) and the gradients of a few stored
 samples drawn at random: in [0, 2], low when the sample brings a direction the compared samples
-lack. Per-sample gradients are computed together (`torch.func.vmap` of `torch.func.grad`), in
-float32 and in evaluation mode (as the method's training step sees the weights, without dropout
-masks or batch statistics), a few samples at a time where the model is large.
+lack. Scores are computed in float32 and in evaluation mode (as the method's training step sees
+the weights, without dropout masks or batch statistics).
+
+Only the gradients' inner products are needed. For a stack of linear layers (the MLPs of the
+MNIST family, `importance.is_linear_stack`) they come from one ordinary backward pass: sample n's
+gradient of a linear layer is the outer product of its output gradient g_n and input a_n, so
+<grad_n, grad_m> = sum over layers of (g_n . g_m) (a_n . a_m + 1 where the layer has a bias), a
+few small matrix products, without any per-sample gradient. Other models compute the per-sample
+gradients together (`torch.func.vmap` of `torch.func.grad`), a few samples at a time where the
+model is large.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from sylvan.methods.importance import NotALinearStack, is_linear_stack, linear_layer_terms
 from sylvan.methods.supervised import evaluating
 
 NO_REFERENCE_SCORE = 1.0  # a sample compared with nothing: neither aligned nor opposed (cosine 0)
 GRADIENT_ELEMENTS_AT_ONCE = 1 << 25  # per-sample gradient values held at once (128 MiB of float32)
+COSINE_EPS = 1e-8  # the smallest product of norms divided by: a zero gradient has cosine 0
 
 
 def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -48,20 +57,45 @@ def gradient_scores(
     compared = len(reference_x)
     with evaluating(model), torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
         samples, labels = torch.cat([reference_x, x]).float(), torch.cat([reference_y, y])
-        parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        chunk = max(compared + 1, GRADIENT_ELEMENTS_AT_ONCE // max(parameters, 1))
-        # the reference samples' gradients travel with the first chunk of new samples
-        gradients = per_sample_gradients(model, samples[:chunk], labels[:chunk])
-        reference, norms = gradients[:compared], gradients[:compared].norm(dim=1)
-        parts = [gradients[compared:]]
-        parts += (per_sample_gradients(model, part_x, part_y)
-                  for part_x, part_y in zip(samples[chunk:].split(chunk), labels[chunk:].split(chunk)))
-        scores = [similarities(part, reference, norms) for part in parts]
+        gram = linear_stack_gram(model, samples, labels) if is_linear_stack(model) else None
+        if gram is not None:
+            norms = gram.diagonal().clamp(min=0).sqrt()
+            products, scale = gram[compared:, :compared], torch.outer(norms[compared:], norms[:compared])
+            scores = [(products / scale.clamp_(min=COSINE_EPS)).amax(1)]
+        else:
+            parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            chunk = max(compared + 1, GRADIENT_ELEMENTS_AT_ONCE // max(parameters, 1))
+            # the reference samples' gradients travel with the first chunk of new samples
+            gradients = per_sample_gradients(model, samples[:chunk], labels[:chunk])
+            reference, norms = gradients[:compared], gradients[:compared].norm(dim=1)
+            parts = [gradients[compared:]]
+            if len(samples) > chunk:  # (splitting an empty tensor gives one empty part)
+                parts += (per_sample_gradients(model, part_x, part_y)
+                          for part_x, part_y in zip(samples[chunk:].split(chunk), labels[chunk:].split(chunk)))
+            scores = [similarities(part, reference, norms) for part in parts]
     return torch.cat(scores).add_(1).clamp_(0, 2)
+
+
+def linear_stack_gram(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """(len(x), len(x)): the inner products of the samples' cross-entropy gradients, for a model
+    that `is_linear_stack`, from one backward pass; None where a layer turns out not to see each
+    sample once as a vector."""
+    try:
+        _, terms = linear_layer_terms(model, x, y, lambda logits, labels: F.cross_entropy(
+            logits.float(), labels, reduction="none"))
+    except NotALinearStack:
+        return None
+    gram = torch.zeros(len(x), len(x), device=x.device)
+    for layer, _, layer_input, output_grad in terms:
+        inputs = layer_input.float() @ layer_input.float().T
+        if layer.bias is not None:
+            inputs += 1
+        gram += (output_grad.float() @ output_grad.float().T) * inputs
+    return gram
 
 
 def similarities(gradients: torch.Tensor, reference: torch.Tensor, reference_norms: torch.Tensor) -> torch.Tensor:
     """Each row of `gradients`' largest cosine similarity with a row of `reference`."""
     products = gradients @ reference.T
-    scale = (gradients.norm(dim=1).unsqueeze(1) * reference_norms.unsqueeze(0)).clamp_(min=1e-8)
+    scale = (gradients.norm(dim=1).unsqueeze(1) * reference_norms.unsqueeze(0)).clamp_(min=COSINE_EPS)
     return (products / scale).amax(1)

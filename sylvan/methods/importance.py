@@ -138,11 +138,16 @@ def per_sample_statistic(
         total[name] += (weight.view(-1, *[1] * (g.dim() - 1)) * statistic.transform(g)).sum(0)
 
 
-def linear_stack_statistic(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, total: dict[str, torch.Tensor], statistic: SampleStatistic
-) -> None:
-    """Add the batch's sum of `statistic` to `total` for a model that `is_linear_stack`: one
-    forward and backward pass of the batch, each linear layer's input and output gradient kept."""
+def linear_layer_terms(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+    objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, list[tuple[nn.Linear, str, torch.Tensor, torch.Tensor]]]:
+    """For a model that `is_linear_stack`, one forward and backward pass of the batch: the values
+    of `objective` (one per sample, from the logits and the labels) and, for each linear layer,
+    (the layer, its name, its input, the gradient of the values' sum at its output). Sample n's
+    gradient of the layer's weight is the outer product of row n of the output gradient and row n
+    of the input, and of its bias, that row of the output gradient. Raises `NotALinearStack`
+    when a layer does not see each sample once as a vector."""
     layers = {name: module for name, module in model.named_modules() if isinstance(module, nn.Linear)}
     inputs: dict[str, torch.Tensor] = {}
     outputs: dict[str, torch.Tensor] = {}
@@ -159,7 +164,7 @@ def linear_stack_statistic(
     handles = [layer.register_forward_hook(keep(name)) for name, layer in layers.items()]
     try:
         with torch.enable_grad():
-            values = statistic.objective(model(x.detach()), y)
+            values = objective(model(x.detach()), y)
             # each sample's value depends on its own row of each output alone, so the gradient of
             # their sum at a layer's output holds every sample's own gradient
             names = list(outputs)
@@ -167,9 +172,19 @@ def linear_stack_statistic(
     finally:
         for handle in handles:
             handle.remove()
-    weight = values.detach().exp().unsqueeze(1) if statistic.weighted else 1.0
-    for name, output_grad in zip(names, output_grads):
+    terms = [(layers[name], name, inputs[name], output_grad) for name, output_grad in zip(names, output_grads)]
+    return values.detach(), terms
+
+
+def linear_stack_statistic(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, total: dict[str, torch.Tensor], statistic: SampleStatistic
+) -> None:
+    """Add the batch's sum of `statistic` to `total` for a model that `is_linear_stack`: one
+    forward and backward pass of the batch (`linear_layer_terms`)."""
+    values, terms = linear_layer_terms(model, x, y, statistic.objective)
+    weight = values.exp().unsqueeze(1) if statistic.weighted else 1.0
+    for layer, name, layer_input, output_grad in terms:
         weighted = statistic.transform(output_grad) * weight
-        total[f"{name}.weight"] += weighted.T @ statistic.transform(inputs[name])
-        if layers[name].bias is not None:
+        total[f"{name}.weight"] += weighted.T @ statistic.transform(layer_input)
+        if layer.bias is not None:
             total[f"{name}.bias"] += weighted.sum(0)

@@ -126,11 +126,27 @@ def loop_scores(model: nn.Module, x, y, reference_x, reference_y) -> torch.Tenso
     return torch.stack([F.cosine_similarity(gradient(a, b).unsqueeze(0), reference).max() + 1 for a, b in zip(x, y)])
 
 
-def test_gradient_scores_match_a_per_sample_backward_loop(monkeypatch):
-    model = mlp().train()
+class ConvNet(nn.Module):
+    """Not a stack of linear layers: its gradients are taken per sample with torch.func."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.norm, self.head = nn.Conv2d(1, 3, 2), nn.BatchNorm2d(3), nn.Linear(3 * 2 * 3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.conv(x.unsqueeze(1))).relu().flatten(1))
+
+
+@pytest.mark.parametrize("model_name", ["linear stack: one backward pass", "per-sample gradients, chunked",
+                                        "convolutions and batch norm"])
+def test_gradient_scores_match_a_per_sample_backward_loop(monkeypatch, model_name):
+    model = (ConvNet() if model_name.startswith("conv") else mlp()).train()
+    if model_name.startswith("per-sample"):
+        monkeypatch.setattr("sylvan.methods.gradient_scores.is_linear_stack", lambda model: False)
+        monkeypatch.setattr("sylvan.methods.gradient_scores.GRADIENT_ELEMENTS_AT_ONCE", 300)  # several chunks
     x, y = torch.randn(9, 3, 4), torch.randint(0, 4, (9,))
     reference_x, reference_y = torch.randn(5, 3, 4), torch.randint(0, 4, (5,))
-    monkeypatch.setattr("sylvan.methods.gradient_scores.GRADIENT_ELEMENTS_AT_ONCE", 300)  # several chunks
     scores = gradient_scores(model, x, y, reference_x, reference_y)
     assert model.training and all(m.training for m in model.modules())  # its mode is given back
     assert scores.shape == (9,) and scores.dtype == torch.float32

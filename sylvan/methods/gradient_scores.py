@@ -60,8 +60,7 @@ def gradient_scores(
         gram = linear_stack_gram(model, samples, labels) if is_linear_stack(model) else None
         if gram is not None:
             norms = gram.diagonal().clamp(min=0).sqrt()
-            products, scale = gram[compared:, :compared], torch.outer(norms[compared:], norms[:compared])
-            scores = [(products / scale.clamp_(min=COSINE_EPS)).amax(1)]
+            scores = [largest_cosines(gram[compared:, :compared], norms[compared:], norms[:compared])]
         else:
             parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
             chunk = max(compared + 1, GRADIENT_ELEMENTS_AT_ONCE // max(parameters, 1))
@@ -72,7 +71,7 @@ def gradient_scores(
             if len(samples) > chunk:  # (splitting an empty tensor gives one empty part)
                 parts += (per_sample_gradients(model, part_x, part_y)
                           for part_x, part_y in zip(samples[chunk:].split(chunk), labels[chunk:].split(chunk)))
-            scores = [similarities(part, reference, norms) for part in parts]
+            scores = [largest_cosines(part @ reference.T, part.norm(dim=1), norms) for part in parts]
     return torch.cat(scores).add_(1).clamp_(0, 2)
 
 
@@ -94,8 +93,8 @@ def linear_stack_gram(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tor
     return gram
 
 
-def similarities(gradients: torch.Tensor, reference: torch.Tensor, reference_norms: torch.Tensor) -> torch.Tensor:
-    """Each row of `gradients`' largest cosine similarity with a row of `reference`."""
-    products = gradients @ reference.T
-    scale = (gradients.norm(dim=1).unsqueeze(1) * reference_norms.unsqueeze(0)).clamp_(min=COSINE_EPS)
+def largest_cosines(products: torch.Tensor, norms: torch.Tensor, reference_norms: torch.Tensor) -> torch.Tensor:
+    """Each row's largest cosine similarity with a reference sample, from the inner products
+    `products` (samples x reference samples) and the gradients' norms."""
+    scale = torch.outer(norms, reference_norms).clamp_(min=COSINE_EPS)
     return (products / scale).amax(1)

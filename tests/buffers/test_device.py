@@ -10,6 +10,7 @@ import torch
 
 from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features, needs_scores
 from sylvan.buffers.global_replay import GlobalReplay
+from tests.buffers.labelled_streams import stream_scores
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -33,8 +34,8 @@ def fill(buffer, device: str, policy: str, retrieval: str, steps: range, stream:
         fields = dict(x=x.to(device), y=y.to(device), id=ids.to(device))
         if needs_features(policy, retrieval):
             fields["features"] = features.to(device)
-        if needs_scores(policy):  # gss: stand-in gradient scores, in [0, 2)
-            fields["score"] = (ids.double() * 0.37 % 2).to(device)
+        if needs_scores(policy):
+            fields["score"] = stream_scores(ids).to(device)
         buffer.add(**fields)
 
 

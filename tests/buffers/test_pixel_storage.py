@@ -11,6 +11,7 @@ import torch
 from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features, needs_scores
 from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.minibatches import float_inputs
+from tests.buffers.labelled_streams import stream_scores
 
 
 def pixel_stream(steps: int, batch: int = 16, seed: int = 0):
@@ -32,8 +33,8 @@ def filled(policy: str, pixel_fields: tuple[str, ...], steps: int = 12, retrieva
     for fields in pixel_stream(steps):
         if not needs_features(policy, retrieval):
             fields.pop("features")
-        if needs_scores(policy):  # gss: stand-in gradient scores, in [0, 2)
-            fields["score"] = fields["id"].double() * 0.37 % 2
+        if needs_scores(policy):
+            fields["score"] = stream_scores(fields["id"])
         originals.update(zip(fields["id"].tolist(), fields["x"]))
         buffer.add(**fields)
     return buffer, originals

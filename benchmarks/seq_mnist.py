@@ -9,8 +9,8 @@ Split-MNIST, memory 4,400, MLP 2x400, 10 epochs, batch 16).
 
 MNIST must be under DATA_DIR/MNIST/raw (it is downloaded there when the network allows).
 `joint` trains `naive` on `multi_task` (all tasks at once) and evaluates it both without task
-labels (class-IL) and with them (task-IL). `multi_head` runs on `task_incremental`: it has no
-class-IL figure.
+labels (class-IL) and with them (task-IL). `multi_head` and `pnn` run on `task_incremental`: they
+have no class-IL figure.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sylvan.methods import (
     GEM,
     MAS,
     MIR,
+    PNN,
     SI,
     DERPlusPlus,
     GDumb,
@@ -93,6 +94,8 @@ RUNS: dict[str, Run] = {
     "er_ace-500": Run(lambda: ERACE(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), None, None),
     "gdumb-4400": Run(lambda: GDumb(buffer_size=4400, backbone="mlp_400"), 97.0, None, batch_size=16),
     "multi_head": Run(lambda: MultiHead(lr=0.03, backbone=MLP), None, None, setting="task_incremental"),
+    # a column per task with lateral connections; task labels pick the column, so only task-IL applies
+    "pnn": Run(lambda: PNN(lr=0.1, backbone=MLP), None, 99.23, setting="task_incremental"),
     "joint": Run(lambda: Naive(lr=0.03, backbone=MLP), 95.57, 99.51, setting="multi_task"),
 }
 

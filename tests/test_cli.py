@@ -192,6 +192,8 @@ print("loaded:", sorted({name.split(".")[0] for name in sys.modules}
     (["--setting", "online"], "missing --method"),
     (["--setting", "online", "--method", "naive", "--config_path", "/nonexistent.yaml"], "config_path"),
     (["--setting", "online", "--method", "naive", "--backbone", "vit"], "valid backbones"),
+    (["--setting", "task_incremental", "--method", "pnn", "--backbone", "cnn"],
+     "pnn builds its columns from an MLP backbone"),
     (["--setting", "online", "--method", "naive", "--augmentation", "cutout"], "valid augmentations"),
     (["--setting", "online", "--method", "naive", "--crop_padding", "-1"], "--crop_padding"),
     (["--setting", "class_incremental", "--method", "naive", "--buffer_size", "20"],

@@ -24,6 +24,7 @@ from sylvan.methods.mas import MAS
 from sylvan.methods.mir import MIR
 from sylvan.methods.multi_head import MultiHead
 from sylvan.methods.naive import Naive
+from sylvan.methods.pnn import PNN
 from sylvan.methods.random_method import RandomMethod
 from sylvan.methods.rehearsal import Rehearsal
 from sylvan.methods.replay import ReplayMethod
@@ -43,6 +44,7 @@ __all__ = [
     "MAS",
     "METHODS",
     "MIR",
+    "PNN",
     "SAC",
     "SI",
     "Batch",

@@ -3,7 +3,7 @@ task-incremental row of the DER paper's tables. A new column of the backbone per
 the earlier columns' activations through lateral adapters; the task label picks the column, at
 training and at test time. Earlier columns never change, so nothing is forgotten, at the price
 of a network that grows with the tasks (`sylvan.models.progressive`). Needs task labels at test
-time, and an MLP backbone.
+time, and a backbone of Linear / Conv2d layers (the MLPs, the small CNN).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 
 from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.models import build_backbone
-from sylvan.models.progressive import ProgressiveMLP, mlp_layout
+from sylvan.models.progressive import ProgressiveNetwork, column_of
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
@@ -33,11 +33,16 @@ class PNN(SupervisedMethod):
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
         name = self.backbone or setting.dataset_spec.default_backbone
-        with torch.device("meta"):  # the layout only: no memory, no initialization
-            mlp_layout(build_backbone(name, setting.input_shape, setting.num_classes))
+        try:
+            with torch.device("meta"):  # the layout only: no memory, no initialization
+                backbone = build_backbone(name, setting.input_shape, setting.num_classes)
+        except Exception:  # a backbone that cannot be built without data (pretrained weights, say):
+            return  # `build_model` checks it when the run starts
+        column_of(backbone)
 
     def build_model(self) -> nn.Module:
-        return ProgressiveMLP.from_backbone(super().build_model(), self.setting.nb_tasks)
+        # one fresh backbone per column, each initialized as the backbone initializes itself
+        return ProgressiveNetwork(super().build_model, self.setting.nb_tasks)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         if batch.t is None:

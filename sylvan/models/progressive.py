@@ -1,19 +1,25 @@
-"""Progressive neural networks (Rusu et al., "Progressive Neural Networks", 2016) over an MLP.
+"""Progressive neural networks (Rusu et al., "Progressive Neural Networks", 2016).
 
-One column (a copy of the MLP's architecture, freshly initialized) per task. Column k's layer i
-takes, besides its own layer i-1, the layer-(i-1) activations of every earlier column through a
-non-linear lateral adapter: U relu(V (alpha * a) + c), where a is those activations concatenated,
-alpha a learned per-feature scale, V projects them to the width of one column's layer i-1, and U
-maps that to layer i. A sample goes through the column of its task label. The lateral inputs are
-detached: an earlier column is never trained by a later task's samples, so once its task is
-over it does not change (no forgetting, by construction), whatever the optimizer.
+One column (a fresh copy of the backbone, initialized as the backbone initializes itself) per
+task. Column k's weight layer i takes, besides its own input, the inputs of layer i of every
+earlier column through a non-linear lateral adapter: U relu(V (alpha * a) + c), where a is those
+inputs concatenated, alpha a learned per-feature (per-channel) scale, V projects them to the width
+of one column's input, and U maps that as layer i maps its input (a linear map, or a convolution
+of layer i's kernel, stride and padding; V is then a 1x1 convolution). A sample goes through the
+column of its task label. The lateral inputs are detached: an earlier column is never trained by
+a later task's samples, so once its task is over it does not change (no forgetting, by
+construction), whatever the optimizer.
+
+A backbone can be grown into columns when its `features` are a sequence of `Linear` / `Conv2d`
+layers and parameter-free operations (activations, pooling, flattening), followed by a linear
+`classifier`: the MLPs and the small CNN. Layers with state of their own between the weight
+layers (batch norm, residual blocks) have no lateral form here, and are refused.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,150 +28,164 @@ from torch import nn
 from sylvan.errors import ConfigurationError
 from sylvan.models.normalization import InputNormalization
 
-
-@dataclass(frozen=True)
-class MLPLayout:
-    """What a progressive network copies from an MLP backbone: its input normalization (if
-    any), its flattened input size, its hidden widths and its number of outputs."""
-
-    normalization: InputNormalization | None
-    input_size: int
-    hidden_sizes: tuple[int, ...]
-    num_classes: int
+WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
+PARAMETER_FREE = (
+    nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Identity,
+    nn.Dropout,
+)
 
 
-def mlp_layout(backbone: nn.Module) -> MLPLayout:
-    """The layout of `backbone` if it is a stack of `Linear -> ReLU` layers over flattened inputs
-    with a linear classifier (`sylvan.models.MLP`, possibly normalizing its inputs first);
-    `ConfigurationError` otherwise."""
+class Unit(nn.Module):
+    """A weight layer and the parameter-free operations that follow it in its column."""
+
+    def __init__(self, layer: nn.Module, after: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.layer = layer
+        self.after = nn.Sequential(*after)
+
+
+class Column(nn.Module):
+    """A backbone split into the operations before its first weight layer (`stem`: flattening,
+    say) and its units, the classifier last."""
+
+    def __init__(self, stem: Sequence[nn.Module], units: Sequence[Unit]) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*stem)
+        self.units = nn.ModuleList(units)
+
+
+def column_of(backbone: nn.Module) -> tuple[InputNormalization | None, Column]:
+    """`backbone` (its own modules, not copies) as a column, with its input normalization apart;
+    `ConfigurationError` if it cannot be one."""
     features, classifier = getattr(backbone, "features", None), getattr(backbone, "classifier", None)
     if not isinstance(features, nn.Sequential) or not isinstance(classifier, nn.Linear):
-        raise ConfigurationError(_not_an_mlp(backbone))
-    layers = list(features)
-    normalization = layers.pop(0) if layers and isinstance(layers[0], InputNormalization) else None
-    if not layers or not isinstance(layers[0], nn.Flatten):
-        raise ConfigurationError(_not_an_mlp(backbone))
-    layers = layers[1:]
-    pairs = [layers[i:i + 2] for i in range(0, len(layers), 2)]
-    if not all(len(p) == 2 and isinstance(p[0], nn.Linear) and isinstance(p[1], nn.ReLU) for p in pairs):
-        raise ConfigurationError(_not_an_mlp(backbone))
-    widths = [p[0].in_features for p in pairs] + [classifier.in_features]
-    input_size = widths[0]
-    hidden = tuple(p[0].out_features for p in pairs)
-    if list(hidden) != widths[1:]:
-        raise ConfigurationError(_not_an_mlp(backbone))
-    return MLPLayout(normalization, input_size, hidden, classifier.out_features)
+        raise ConfigurationError(_cannot_grow(backbone, "no `features` sequence and linear `classifier`"))
+    modules = list(features)
+    normalization = modules.pop(0) if modules and isinstance(modules[0], InputNormalization) else None
+    stem: list[nn.Module] = []
+    units: list[tuple[nn.Module, list[nn.Module]]] = []
+    for module in modules:
+        if isinstance(module, WEIGHT_LAYERS):
+            if isinstance(module, nn.Conv2d) and module.groups != 1:
+                raise ConfigurationError(_cannot_grow(backbone, "a grouped convolution"))
+            units.append((module, []))
+        elif isinstance(module, PARAMETER_FREE):
+            (units[-1][1] if units else stem).append(module)
+        else:
+            raise ConfigurationError(_cannot_grow(backbone, f"a {type(module).__name__}"))
+    if not units:
+        raise ConfigurationError(_cannot_grow(backbone, "no weight layer in its features"))
+    units.append((classifier, []))
+    return normalization, Column(stem, [Unit(layer, after) for layer, after in units])
 
 
-def _not_an_mlp(backbone: nn.Module) -> str:
+def _cannot_grow(backbone: nn.Module, reason: str) -> str:
     return (
-        f"pnn builds its columns from an MLP backbone (Linear -> ReLU layers over flattened inputs and a linear "
-        f"classifier: --backbone mlp or mlp_400); {type(backbone).__name__} is not one"
+        f"pnn grows columns from backbones made of Linear and Conv2d layers and parameter-free operations "
+        f"(--backbone mlp, mlp_400 or cnn); {type(backbone).__name__} has {reason}"
     )
 
 
 class LateralAdapter(nn.Module):
-    """U relu(V (alpha * a) + c): the earlier columns' activations `a` (concatenated), scaled per
-    feature by alpha (initialized in [0, 0.1)), projected to `reduced` features, mapped to the
-    `out_features` of the layer they feed."""
+    """U relu(V (alpha * a) + c) for the earlier columns' inputs `a` (concatenated) of a layer
+    like `layer`: alpha per feature or channel (drawn in [0, 0.1)), V to `reduced` features or
+    channels, U shaped as `layer` (a linear map, or a convolution of its kernel, stride and
+    padding), without bias."""
 
-    def __init__(self, in_features: int, reduced: int, out_features: int) -> None:
+    def __init__(self, in_features: int, reduced: int, layer: nn.Module) -> None:
         super().__init__()
-        self.alpha = nn.Parameter(torch.rand(1, in_features) * 0.1)
-        self.project = nn.Linear(in_features, reduced)
-        self.out = nn.Linear(reduced, out_features, bias=False)
+        if isinstance(layer, nn.Conv2d):
+            self.alpha = nn.Parameter(torch.rand(1, in_features, 1, 1) * 0.1)
+            self.project: nn.Module = nn.Conv2d(in_features, reduced, 1)
+            self.out: nn.Module = nn.Conv2d(
+                reduced, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                dilation=layer.dilation, bias=False, padding_mode=layer.padding_mode,
+            )
+        else:
+            self.alpha = nn.Parameter(torch.rand(1, in_features) * 0.1)
+            self.project = nn.Linear(in_features, reduced)
+            self.out = nn.Linear(reduced, layer.out_features, bias=False)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         return self.out(F.relu(self.project(a * self.alpha)))
 
 
-class ProgressiveMLP(nn.Module):
-    """`nb_columns` columns of an MLP with lateral adapters; `forward(x, task_labels)` gives each
-    sample the output of its task's column. All columns are built at once (so the network's
-    state is the same size through a run and checkpoints resume it); a column is computed only
-    when a sample of its task, or of a later one, is in the batch."""
+def _input_width(layer: nn.Module) -> int:
+    return layer.in_channels if isinstance(layer, nn.Conv2d) else layer.in_features
 
-    def __init__(self, layout: MLPLayout, nb_columns: int) -> None:
+
+class ProgressiveNetwork(nn.Module):
+    """One column per task with lateral adapters; `forward(x, task_labels)` gives each sample
+    the output of its task's column. All columns are built at once (so the network's state is
+    the same size through a run and checkpoints resume it); a column is computed only when a
+    sample of its task, or of a later one, is in the batch."""
+
+    def __init__(self, make_backbone: Callable[[], nn.Module], nb_columns: int) -> None:
+        """`make_backbone()` gives a freshly initialized backbone: one per column."""
         super().__init__()
         if nb_columns < 1:
             raise ValueError(f"a progressive network needs at least one column, got {nb_columns}")
-        self.normalization = layout.normalization
-        self.widths = (layout.input_size, *layout.hidden_sizes, layout.num_classes)
-        self.columns = nn.ModuleList(
-            nn.ModuleList(nn.Linear(a, b) for a, b in zip(self.widths[:-1], self.widths[1:]))
-            for _ in range(nb_columns)
-        )
-        # laterals[k - 1][i - 1] feeds layer i of column k (k, i >= 1) from layer i - 1 of columns 0..k-1
+        columns = [column_of(make_backbone()) for _ in range(nb_columns)]
+        self.normalization = columns[0][0]
+        self.columns = nn.ModuleList(column for _, column in columns)
+        layers = [unit.layer for unit in self.columns[0].units]
+        # laterals[k - 1][i - 1] feeds layer i of column k (k, i >= 1) from the inputs of layer i of columns 0..k-1
         self.laterals = nn.ModuleList(
             nn.ModuleList(
-                LateralAdapter(k * self.widths[i], self.widths[i], self.widths[i + 1])
-                for i in range(1, len(self.widths) - 1)
+                LateralAdapter(k * _input_width(layer), _input_width(layer), layer) for layer in layers[1:]
             )
             for k in range(1, nb_columns)
         )
-        self.reset_parameters()
-
-    @classmethod
-    def from_backbone(cls, backbone: nn.Module, nb_columns: int) -> ProgressiveMLP:
-        """Columns with `backbone`'s layout (`mlp_layout`), its input normalization in front."""
-        return cls(mlp_layout(backbone), nb_columns)
+        for module in self.laterals.modules():  # the adapters' weights as the paper's code draws them
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     @property
     def nb_columns(self) -> int:
         return len(self.columns)
 
-    def reset_parameters(self) -> None:
-        """Xavier-uniform weights and zero biases (the MLP's initialization) for every column
-        and adapter; the adapters' alphas keep their draw in [0, 0.1)."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-
     def forward(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
         if task_labels is None:
             raise ValueError("a progressive network needs the task label of every sample")
         task_labels = task_labels.to(x.device).long()
-        if self.normalization is not None:
-            x = self.normalization(x)
-        x = x.flatten(1)
         if len(x) == 0:
-            return x.new_zeros(0, self.widths[-1])
+            return x.new_zeros(0, self.columns[0].units[-1].layer.out_features)
         counts = torch.bincount(task_labels.flatten(), minlength=self.nb_columns).tolist()
         if len(counts) > self.nb_columns:
             raise ValueError(f"task label {len(counts) - 1} has no column: the network has {self.nb_columns}")
-        present_list = [count > 0 for count in counts]
-        top = max(k for k, p in enumerate(present_list) if p)
+        present = [count > 0 for count in counts]
+        top = max(k for k, p in enumerate(present) if p)
+        if self.normalization is not None:
+            x = self.normalization(x)
         outputs: list[torch.Tensor] = []
-        hidden: list[list[torch.Tensor]] = []  # hidden[k][i]: column k's input to its layer i (detached)
+        inputs: list[list[torch.Tensor]] = []  # inputs[k][i]: column k's input to its layer i (detached)
         for k in range(top + 1):
             # a column without samples of its own only feeds later columns' laterals (detached):
             # no graph for it
-            with torch.set_grad_enabled(torch.is_grad_enabled() and present_list[k]):
-                out, inputs = self.column_forward(k, x, hidden)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and present[k]):
+                out, own = self.column_forward(k, x, inputs)
             outputs.append(out)
-            hidden.append(inputs)
+            inputs.append(own)
         stacked = torch.stack(outputs)  # (columns, batch, classes)
         return stacked[task_labels, torch.arange(len(x), device=x.device)]
 
     def column_forward(
-        self, k: int, x: torch.Tensor, hidden: Sequence[Sequence[torch.Tensor]]
+        self, k: int, x: torch.Tensor, inputs: Sequence[Sequence[torch.Tensor]]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Column k's output for `x` (flattened) given the earlier columns' layer inputs, and its
-        own layer inputs, detached, for the later columns' laterals."""
-        layers = self.columns[k]
-        h = x
-        inputs = [x]
-        for i, layer in enumerate(layers):
-            z = layer(h)
+        """Column k's output for `x` given the earlier columns' layer inputs, and its own layer
+        inputs, detached, for the later columns' laterals."""
+        column = self.columns[k]
+        h = column.stem(x)
+        own: list[torch.Tensor] = []
+        for i, unit in enumerate(column.units):
+            own.append(h.detach())
+            z = unit.layer(h)
             if k > 0 and i > 0:
-                z = z + self.laterals[k - 1][i - 1](torch.cat([hidden[j][i] for j in range(k)], dim=1))
-            if i == len(layers) - 1:
-                return z, inputs
-            h = F.relu(z)
-            inputs.append(h.detach())
-        raise AssertionError("a column has at least one layer")  # pragma: no cover
+                z = z + self.laterals[k - 1][i - 1](torch.cat([inputs[j][i] for j in range(k)], dim=1))
+            h = unit.after(z)
+        return h, own
 
     def column_parameters(self, k: int) -> list[nn.Parameter]:
         """The parameters that column k's output depends on and that only its task trains: its
@@ -174,7 +194,4 @@ class ProgressiveMLP(nn.Module):
         return own + (list(self.laterals[k - 1].parameters()) if k > 0 else [])
 
     def extra_repr(self) -> str:
-        return f"columns={self.nb_columns}, widths={self.widths}, parameters={self.parameter_count()}"
-
-    def parameter_count(self) -> int:
-        return sum(math.prod(p.shape) for p in self.parameters())
+        return f"columns={self.nb_columns}, parameters={sum(math.prod(p.shape) for p in self.parameters())}"

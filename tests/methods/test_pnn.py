@@ -12,33 +12,49 @@ import torch.nn.functional as F
 from sylvan.errors import ConfigurationError
 from sylvan.methods import PNN
 from sylvan.models import MLP, ResNet18, SmallCNN, with_input_normalization
-from sylvan.models.progressive import ProgressiveMLP, mlp_layout
+from sylvan.models.progressive import ProgressiveNetwork, column_of
 from sylvan.settings import MultiTaskSetting, TaskIncrementalSetting
 
 DIGITS = dict(dataset="digits", nb_tasks=3, epochs=2, batch_size=16, progress_bar=False)
 
 
-def network(columns: int = 3, hidden=(16, 12), classes: int = 4, seed: int = 0) -> ProgressiveMLP:
+BACKBONES = {
+    "mlp": lambda: MLP((1, 6, 6), 4, hidden_sizes=(16, 12)),
+    "cnn": lambda: SmallCNN((1, 6, 6), 4),
+}
+
+
+def network(columns: int = 3, backbone: str = "mlp", seed: int = 0) -> ProgressiveNetwork:
     torch.manual_seed(seed)
-    return ProgressiveMLP.from_backbone(MLP((1, 3, 3), classes, hidden_sizes=hidden), columns)
+    return ProgressiveNetwork(BACKBONES[backbone], columns)
 
 
-def test_layout_is_read_from_an_mlp_and_other_backbones_are_refused():
-    layout = mlp_layout(MLP((1, 28, 28), 10, hidden_sizes=(400, 400)))
-    assert (layout.input_size, layout.hidden_sizes, layout.num_classes) == (784, (400, 400), 10)
-    assert layout.normalization is None
-    for backbone in (SmallCNN((3, 8, 8), 5), ResNet18((3, 8, 8), 5, width=4)):
-        with pytest.raises(ConfigurationError, match="MLP backbone"):
-            mlp_layout(backbone)
+def inputs(n: int) -> torch.Tensor:
+    return torch.rand(n, 1, 6, 6)
+
+
+def first_layer(net: ProgressiveNetwork, k: int) -> torch.nn.Module:
+    return net.columns[k].units[0].layer
+
+
+def test_a_column_is_read_from_mlps_and_cnns_and_other_backbones_are_refused():
+    normalization, column = column_of(MLP((1, 28, 28), 10, hidden_sizes=(400, 400)))
+    assert normalization is None and [type(m) for m in column.stem] == [torch.nn.Flatten]
+    assert [(u.layer.in_features, u.layer.out_features) for u in column.units] == [(784, 400), (400, 400), (400, 10)]
+    _, column = column_of(SmallCNN((3, 8, 8), 5))
+    assert [type(u.layer).__name__ for u in column.units] == ["Conv2d", "Conv2d", "Linear", "Linear"]
+    with pytest.raises(ConfigurationError, match="ResNet18 has a BatchNorm2d"):
+        column_of(ResNet18((3, 8, 8), 5, width=4))
     other = MLP((1, 3, 3), 4)
-    other.features[2] = torch.nn.Sigmoid()  # not Linear -> ReLU
-    with pytest.raises(ConfigurationError, match="MLP backbone"):
-        mlp_layout(other)
+    other.features[2] = torch.nn.LayerNorm(100)
+    with pytest.raises(ConfigurationError, match="MLP has a LayerNorm"):
+        column_of(other)
 
 
-def test_each_sample_goes_through_its_task_column():
-    net = network()
-    x = torch.rand(5, 1, 3, 3)
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_each_sample_goes_through_its_task_column(backbone):
+    net = network(backbone=backbone)
+    x = inputs(5)
     labels = torch.tensor([0, 2, 1, 2, 0])
     mixed = net(x, labels)
     for task in range(3):
@@ -51,13 +67,14 @@ def test_each_sample_goes_through_its_task_column():
         net(x, torch.tensor([0, 1, 3, 0, 0]))
 
 
-def test_laterals_feed_a_later_column_without_training_the_earlier_ones():
-    net = network()
-    x = torch.rand(4, 1, 3, 3)
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_laterals_feed_a_later_column_without_training_the_earlier_ones(backbone):
+    net = network(backbone=backbone)
+    x = inputs(4)
     later = torch.full((4,), 2)
     before = net(x, later).detach()
     with torch.no_grad():
-        net.columns[0][0].weight.add_(0.5)  # column 0's first layer reaches column 2 through the laterals
+        first_layer(net, 0).weight.add_(0.5)  # column 0's first layer reaches column 2 through the laterals
     assert not torch.allclose(net(x, later), before)
 
     F.cross_entropy(net(x, later), torch.tensor([0, 1, 2, 3])).backward()
@@ -68,10 +85,11 @@ def test_laterals_feed_a_later_column_without_training_the_earlier_ones():
     assert net.laterals[1][0].alpha.grad is not None
 
 
-def test_in_a_mixed_batch_a_later_task_s_loss_does_not_reach_an_earlier_column():
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_in_a_mixed_batch_a_later_task_s_loss_does_not_reach_an_earlier_column(backbone):
     """On `multi_task` every batch mixes tasks; each column still trains on its own task only."""
-    net = network()
-    x, labels = torch.rand(8, 1, 3, 3), torch.tensor([0, 0, 2, 2, 0, 2, 0, 2])
+    net = network(backbone=backbone)
+    x, labels = inputs(8), torch.tensor([0, 0, 2, 2, 0, 2, 0, 2])
     out = net(x, labels)
     F.cross_entropy(out[labels == 2], torch.tensor([1, 3, 0, 2])).backward()  # the loss of task 2's samples only
     for k in (0, 1):
@@ -82,19 +100,23 @@ def test_in_a_mixed_batch_a_later_task_s_loss_does_not_reach_an_earlier_column()
 def test_a_batch_computes_no_column_past_its_last_task_and_no_graph_for_lateral_only_columns():
     net = network(columns=4)
     calls: dict[int, bool] = {}
-    for k, column in enumerate(net.columns):
-        column[0].register_forward_hook(lambda module, args, out, k=k: calls.__setitem__(k, out.requires_grad))
-    net(torch.rand(3, 1, 3, 3), torch.tensor([1, 2, 2]))
+
+    def recorder(k: int):
+        return lambda module, args, out: calls.__setitem__(k, out.requires_grad)
+
+    for k in range(4):
+        first_layer(net, k).register_forward_hook(recorder(k))
+    net(inputs(3), torch.tensor([1, 2, 2]))
     assert calls == {0: False, 1: True, 2: True}
 
 
 def test_input_normalization_of_the_backbone_comes_first():
     mean, std = (0.3,), (0.2,)
     torch.manual_seed(0)
-    normalized = ProgressiveMLP.from_backbone(with_input_normalization(MLP((1, 3, 3), 4), mean, std), 2)
+    normalized = ProgressiveNetwork(lambda: with_input_normalization(MLP((1, 6, 6), 4), mean, std), 2)
     plain = copy.deepcopy(normalized)
     plain.normalization = None
-    x, labels = torch.rand(6, 1, 3, 3), torch.tensor([0, 1, 0, 1, 1, 0])
+    x, labels = inputs(6), torch.tensor([0, 1, 0, 1, 1, 0])
     assert torch.allclose(normalized(x, labels), plain((x - 0.3) / 0.2, labels))
 
 
@@ -109,12 +131,14 @@ class RecordingPNN(PNN):
 @pytest.mark.parametrize("options", [
     dict(optimizer="sgd", momentum=0.9, weight_decay=1e-3),
     dict(optimizer="adam", lr=1e-3, weight_decay=1e-3),
+    dict(backbone="cnn", momentum=0.9),
 ])
 def test_a_finished_task_column_never_changes_and_its_accuracy_stays(options):
     method = RecordingPNN(**options)
     results = TaskIncrementalSetting(**DIGITS).apply(method)
     first, *_, last = method.snapshots
-    initial = ProgressiveMLP.from_backbone(MLP((1, 8, 8), 10), 3).state_dict()  # shapes only
+    backbone = SmallCNN if options.get("backbone") == "cnn" else MLP
+    initial = ProgressiveNetwork(lambda: backbone((1, 8, 8), 10), 3).state_dict()  # all columns from the start
 
     def column(state, k):
         return {name: value for name, value in state.items() if name.startswith(f"columns.{k}.")}
@@ -138,6 +162,7 @@ def test_multi_task_trains_every_column_on_its_own_task():
 
 
 def test_pnn_is_refused_a_backbone_it_cannot_grow_before_the_run():
-    with pytest.raises(ConfigurationError, match="MLP backbone"):
-        PNN(backbone="cnn").validate_for(TaskIncrementalSetting(**DIGITS))
+    with pytest.raises(ConfigurationError, match="ResNet18 has a BatchNorm2d"):
+        PNN(backbone="resnet18_reduced").validate_for(TaskIncrementalSetting(**DIGITS))
     PNN(backbone="mlp_400").validate_for(TaskIncrementalSetting(**DIGITS))
+    PNN(backbone="cnn").validate_for(TaskIncrementalSetting(**DIGITS))

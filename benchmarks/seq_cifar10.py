@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from der_tables import Protocol, Run, main
 
-from sylvan.methods import AGEM, DER, EWC, FDR, GEM, SI, DERPlusPlus, ICaRL, LwF, Naive, Rehearsal
+from sylvan.methods import AGEM, DER, EWC, FDR, GEM, HAL, SI, DERPlusPlus, ICaRL, LwF, Naive, Rehearsal
 
 RUNS: dict[str, Run] = {
     "naive": Run(lambda: Naive(lr=0.1), 19.62, 61.02),
@@ -40,6 +40,10 @@ RUNS: dict[str, Run] = {
                    39.07, 88.80),
     "gss-500": Run(lambda: Rehearsal(lr=0.03, buffer_size=500, replay_size=32, buffer_policy="gss", gss_compared=32),
                    49.73, 91.02),
+    "hal-200": Run(lambda: HAL(lr=0.03, buffer_size=200, replay_size=32, hal_lambda=0.2, beta=0.5, gamma=0.1),
+                   32.36, 82.51),
+    "hal-500": Run(lambda: HAL(lr=0.03, buffer_size=500, replay_size=32, hal_lambda=0.1, beta=0.3, gamma=0.1),
+                   41.79, 84.54),
     "icarl-200": Run(lambda: ICaRL(lr=0.1, buffer_size=200, weight_decay=2e-5), 49.02, 88.99),
     "icarl-500": Run(lambda: ICaRL(lr=0.1, buffer_size=500, weight_decay=2e-5), 47.55, 88.22),
     "der-200": Run(lambda: DER(lr=0.03, buffer_size=200, replay_size=32, alpha=0.3), 61.93, 91.40),

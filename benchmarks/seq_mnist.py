@@ -24,6 +24,7 @@ from sylvan.methods import (
     EWC,
     FDR,
     GEM,
+    HAL,
     MAS,
     MIR,
     PNN,
@@ -75,6 +76,15 @@ RUNS: dict[str, Run] = {
     "gss-500": Run(
         lambda: Rehearsal(lr=0.1, buffer_size=500, replay_size=10, buffer_policy="gss", gss_compared=10, backbone=MLP),
         49.76, 97.71, batch_size=128,
+    ),
+    # hindsight anchor learning: the DER paper's code trains it on batches of 128, replaying 128 samples
+    "hal-200": Run(
+        lambda: HAL(lr=0.1, buffer_size=200, replay_size=128, hal_lambda=0.1, beta=0.7, gamma=0.5, backbone=MLP),
+        84.70, 97.96, batch_size=128,
+    ),
+    "hal-500": Run(
+        lambda: HAL(lr=0.1, buffer_size=500, replay_size=128, hal_lambda=0.1, beta=0.2, gamma=0.5, backbone=MLP),
+        87.21, 98.03, batch_size=128,
     ),
     "icarl-200": Run(lambda: ICaRL(lr=0.1, buffer_size=200, backbone=MLP), 70.51, 98.28),
     "icarl-500": Run(lambda: ICaRL(lr=0.1, buffer_size=500, backbone=MLP), 70.10, 98.32),

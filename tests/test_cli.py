@@ -192,6 +192,7 @@ print("loaded:", sorted({name.split(".")[0] for name in sys.modules}
     (["--setting", "online"], "missing --method"),
     (["--setting", "online", "--method", "naive", "--config_path", "/nonexistent.yaml"], "config_path"),
     (["--setting", "online", "--method", "naive", "--backbone", "vit"], "valid backbones"),
+    (["--setting", "class_incremental", "--method", "hal", "--anchor_steps", "0"], "--anchor_steps"),
     (["--setting", "task_incremental", "--method", "pnn", "--backbone", "resnet18"],
      "pnn grows columns from backbones made of Linear and Conv2d layers"),
     (["--setting", "online", "--method", "naive", "--augmentation", "cutout"], "valid augmentations"),

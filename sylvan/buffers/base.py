@@ -269,6 +269,15 @@ class RehearsalBuffer:
         chosen = self.draw(n)
         return self.gather(chosen) if len(chosen) else {}
 
+    def uniform_sample(self, n: int) -> dict[str, torch.Tensor]:
+        """min(n, len(self)) distinct stored samples drawn uniformly, whatever the retrieval, and
+        leaving its record of replays alone: for draws that are not replays (the samples a new
+        sample's gradient is compared with, a copy of the network fine-tuned on the buffer).
+        {} while empty."""
+        if n <= 0 or self.size == 0:
+            return {}
+        return self.gather(self._choose(self.size, n))
+
     def gather(self, slots: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         """Every field of the samples in `slots` (slot numbers, on the host or on the buffer's
         device), pixel fields as float values: only those rows are copied and decoded."""

@@ -64,13 +64,6 @@ class GSSBuffer(RehearsalBuffer):
         self._incoming = scores
         super().add(**batch)
 
-    def reference_samples(self, n: int) -> dict[str, torch.Tensor]:
-        """min(n, len(self)) distinct stored samples drawn uniformly (whatever the retrieval):
-        those whose gradients the next batch's samples are compared with. {} while empty."""
-        if n <= 0 or self.size == 0:
-            return {}
-        return self.gather(self._choose(self.size, n))
-
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
         scores, stored = self._incoming, self.scores
         filling = min(count, self.capacity - self.size)

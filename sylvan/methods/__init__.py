@@ -18,6 +18,7 @@ from sylvan.methods.fdr import FDR
 from sylvan.methods.from_scratch import FromScratch
 from sylvan.methods.gdumb import GDumb
 from sylvan.methods.gem import GEM
+from sylvan.methods.hal import HAL
 from sylvan.methods.icarl import ICaRL
 from sylvan.methods.lwf import LwF
 from sylvan.methods.mas import MAS
@@ -41,6 +42,7 @@ __all__ = [
     "EWC",
     "FDR",
     "GEM",
+    "HAL",
     "MAS",
     "METHODS",
     "MIR",

@@ -124,14 +124,8 @@ class FDR(SupervisedMethod):
     def after_backward(self) -> None:
         if not len(self.memory) or self.alpha == 0:
             return
-        named = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
-        parameters = [p for _, p in named]
-        lr = self.step_lr()
-        # the weights after the minibatch's plain SGD step (a parameter without gradient stays)
-        stepped = {
-            name: (p.detach() if p.grad is None else p.detach() - lr * p.grad).requires_grad_()
-            for name, p in named
-        }
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        stepped = self.sgd_stepped_weights(requires_grad=True)  # where the minibatch's SGD step leads
         replay = self.memory.sample(self.replay_size)
         device = parameters[0].device
         x = self.augment_inputs(replay["x"].to(device))
@@ -141,14 +135,6 @@ class FDR(SupervisedMethod):
         current = flat_gradient([p.grad for p in parameters], parameters)
         write_flat_gradient(parameters, current.add_(correction, alpha=self.alpha))
         self.last_distance = distance.detach()  # a tensor: reading it would make the host wait for the device
-
-    def step_lr(self) -> float:
-        """The learning rate of the step being taken (the schedule's, where there is one); the
-        rate each fit starts from outside training."""
-        trainer = self.learner._trainer
-        if trainer is not None and trainer.optimizers:
-            return float(trainer.optimizers[0].param_groups[0]["lr"])
-        return self.current_lr
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)

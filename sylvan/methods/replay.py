@@ -104,7 +104,7 @@ class ReplayMethod(SupervisedMethod):
         """The gss policy's score of each new sample (`sylvan.methods.gradient_scores`): its
         gradient compared with those of `gss_compared` samples drawn uniformly from the local
         buffer (whatever the retrieval), as the buffer holds them before this batch."""
-        reference = self.buffer.reference_samples(self.gss_compared) or {"x": x[:0], "y": y[:0]}
+        reference = self.buffer.uniform_sample(self.gss_compared) or {"x": x[:0], "y": y[:0]}
         return gradient_scores(self.model, x, y, reference["x"].to(x.device), reference["y"].to(y.device))
 
     def remember(self, fields: dict[str, torch.Tensor]) -> None:

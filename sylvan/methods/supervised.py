@@ -233,6 +233,25 @@ class SupervisedMethod(Method):
         scaler = loss_scaler(self.learner._trainer)
         return unscaled_gradients(loss, inputs, scaler, retain_graph=retain_graph, require_finite=require_finite)
 
+    def step_lr(self) -> float:
+        """The learning rate of the step being taken (the schedule's, where there is one); the
+        rate each fit starts from outside training. For methods that differentiate at the
+        weights a plain SGD step would reach."""
+        trainer = self.learner._trainer
+        if trainer is not None and trainer.optimizers:
+            return float(trainer.optimizers[0].param_groups[0]["lr"])
+        return self.current_lr
+
+    def sgd_stepped_weights(self, requires_grad: bool = False) -> dict[str, torch.Tensor]:
+        """The trainable weights, by name, where a plain SGD step of `step_lr` on the current
+        gradients would take them (a parameter without gradient stays): for methods that look at
+        the network one step ahead, between the backward pass and the optimizer's step."""
+        lr = self.step_lr()
+        return {
+            name: (p.detach() if p.grad is None else p.detach() - lr * p.grad).requires_grad_(requires_grad)
+            for name, p in self.model.named_parameters() if p.requires_grad
+        }
+
     def after_backward(self) -> None:
         """Hook: the gradients of this step exist (unscaled, under mixed precision) and the
         optimizer has not stepped yet (where a method projects, clips or records gradients)."""

@@ -1,0 +1,168 @@
+"""`hal`: hindsight anchor learning (Chaudhry, Gordo, Dokania, Torr & Lopez-Paz, "Using Hindsight
+to Anchor Past Knowledge in Continual Learning", AAAI 2021), in the form the DER paper compared it
+(Buzzega et al., NeurIPS 2020).
+
+Experience replay, plus one anchor per class of every finished task: an input learned when its
+task ends to sit where forgetting would hurt most. The network is copied and fine-tuned on the
+buffer for a few SGD steps (a stand-in for what later tasks will do to it); each anchor, started
+uniform in [0, 1), then takes `anchor_steps` SGD steps that raise its class's loss under the
+fine-tuned copy, lower it under the network as it is, and keep its features near phi, a running
+mean (momentum `beta`) of the features of the new samples of every step.
+
+Each training step then adds to experience replay's gradient that of hal_lambda times the mean
+squared change of the network's outputs on the anchors: the outputs the replay's plain SGD step
+would give them, held fixed, against the network's outputs now. With plain SGD that is the
+reference code's two steps (the replay's step, then from the weights before it a step on the
+anchors' loss with the replay's gradient still accumulated), taken as one.
+
+The anchors are learned, and the outputs on them and phi computed, in evaluation mode (batch norm
+with its running statistics, which the anchors leave as they are). On data-parallel workers each
+keeps its own anchors, learned from its local buffer and its phi, and the anchors' gradient is
+averaged over the workers as the minibatch's is. Defaults: the DER paper's code's Seq-MNIST
+arguments for buffer 200 (lr 0.1, r 128; they train with `--batch_size 128`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.episodic_memory import flat_gradient, mean_over_workers, write_flat_gradient
+from sylvan.methods.rehearsal import Rehearsal
+from sylvan.methods.supervised import Batch, evaluating
+from sylvan.settings.base import Setting
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+
+ANCHORS_SEED = 20_001  # seed offset of the anchors' starting points (`Setting.worker_seed`)
+
+
+@dataclass
+class HAL(Rehearsal):
+    """Experience replay that also keeps the network's outputs on learned anchors, one per class
+    of each finished task, where a fine-tuned copy of the network says forgetting would hurt."""
+
+    name: ClassVar[str] = "hal"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+
+    lr: float = 0.1  # learning rate (also of the fine-tuning and of the anchors' steps)
+    replay_size: int = 128  # r: samples replayed with each minibatch
+    hal_lambda: float = 0.1  # weight of the mean squared change of the outputs on the anchors
+    beta: float = 0.7  # momentum of phi, the running mean of the new samples' features
+    gamma: float = 0.5  # weight of an anchor's squared distance to phi while it is learned
+    anchor_steps: int = 100  # SGD steps that learn each anchor
+    finetune_steps: int = 1  # SGD steps of the copy fine-tuned on the buffer (batches of --batch_size)
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "hal_lambda", "gamma")
+        self.require_at_least(1, "anchor_steps", "finetune_steps")
+        if not 0 <= self.beta < 1:
+            raise ConfigurationError(f"--beta must be in [0, 1), got {self.beta}")
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        device = setting.device
+        self.anchors = torch.zeros(0, *setting.input_shape, device=device)
+        self.anchor_labels = torch.zeros(0, dtype=torch.long, device=device)
+        self.phi: torch.Tensor | None = None  # running mean of the new samples' features
+        self.task_classes_seen = torch.zeros(setting.num_classes, dtype=torch.bool, device=device)
+        self._new_inputs: torch.Tensor | None = None  # this step's new samples, for phi after the step
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        self.task_classes_seen = self.task_classes_seen.to(batch.y.device)
+        self.task_classes_seen[batch.y] = True
+        self._new_inputs = batch.x
+        return super().training_step(batch)
+
+    def after_backward(self) -> None:
+        if not len(self.anchors) or self.hal_lambda == 0:
+            return
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        anchors = self.anchors.to(parameters[0].device)
+        with evaluating(self.model) as model:
+            # the outputs the replay's step would give the anchors, held fixed
+            ahead = functional_call(model, self.sgd_stepped_weights(), (anchors,)).float()
+            with torch.enable_grad():
+                change = self.hal_lambda * (ahead - model(anchors).float()).pow(2).mean()
+                gradients = self.gradients(change, parameters)
+        correction = mean_over_workers(flat_gradient(gradients, parameters))
+        current = flat_gradient([p.grad for p in parameters], parameters)
+        write_flat_gradient(parameters, current.add_(correction))
+
+    def after_step(self) -> None:
+        if self._new_inputs is None:
+            return
+        with evaluating(self.model) as model:
+            mean = model.features(self._new_inputs).flatten(1).float().mean(0)
+        self.phi = mean * (1 - self.beta) if self.phi is None else self.beta * self.phi + (1 - self.beta) * mean
+        self._new_inputs = None
+
+    def on_task_end(self, task_id: int | None) -> None:
+        super().on_task_end(task_id)
+        classes = self.task_classes_seen.nonzero().flatten()
+        self.task_classes_seen = torch.zeros_like(self.task_classes_seen)
+        if not len(self.buffer) or self.phi is None or not len(classes):
+            return
+        forgetful = self.finetuned_weights()
+        generator = torch.Generator().manual_seed(self.setting.worker_seed(ANCHORS_SEED + len(self.anchors)))
+        anchors = [self.learn_anchor(int(c), forgetful, generator) for c in classes.tolist()]
+        device = self.anchors.device
+        self.anchors = torch.cat([self.anchors, torch.stack(anchors).to(device)])
+        self.anchor_labels = torch.cat([self.anchor_labels, classes.to(device)])
+
+    def finetuned_weights(self) -> dict[str, torch.Tensor]:
+        """The network's weights after `finetune_steps` plain SGD steps on batches drawn uniformly
+        from the local buffer (a copy: the network itself does not change)."""
+        weights = {name: p.detach().clone() for name, p in self.model.named_parameters()}
+        device = next(iter(weights.values())).device
+        with evaluating(self.model) as model, torch.enable_grad():
+            for _ in range(self.finetune_steps):
+                replay = self.buffer.uniform_sample(self.setting.batch_size)
+                x, y = self.augment_inputs(replay["x"].to(device)), replay["y"].to(device)
+                trained = {name: w.requires_grad_() for name, w in weights.items()}
+                loss = F.cross_entropy(functional_call(model, trained, (x,)).float(), y)
+                gradients = torch.autograd.grad(loss, list(trained.values()), allow_unused=True)
+                weights = {
+                    name: w.detach() - (0 if g is None else self.lr * g)
+                    for (name, w), g in zip(trained.items(), gradients)
+                }
+        return weights
+
+    def learn_anchor(
+        self, label: int, forgetful: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> torch.Tensor:
+        """An input of class `label` whose loss the fine-tuned weights `forgetful` raise most
+        over the network's, kept near phi in feature space: `anchor_steps` SGD steps from a
+        uniform draw in [0, 1)."""
+        device = self.phi.device
+        anchor = torch.rand(1, *self.setting.input_shape, generator=generator).to(device).requires_grad_()
+        target = torch.tensor([label], device=device)
+        with evaluating(self.model) as model, torch.enable_grad():
+            for _ in range(self.anchor_steps):
+                loss = (
+                    F.cross_entropy(model(anchor).float(), target)
+                    - F.cross_entropy(functional_call(model, forgetful, (anchor,)).float(), target)
+                    + self.gamma * (model.features(anchor).flatten(1).float() - self.phi).pow(2).sum()
+                )
+                (gradient,) = torch.autograd.grad(loss, [anchor])
+                anchor = (anchor.detach() - self.lr * gradient).requires_grad_()
+        return anchor.detach()[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(), "anchors": self.anchors, "anchor_labels": self.anchor_labels, "phi": self.phi,
+            "task_classes_seen": self.task_classes_seen,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        device = self.setting.device
+        self.anchors = state["anchors"].to(device)
+        self.anchor_labels = state["anchor_labels"].to(device)
+        self.phi = None if state["phi"] is None else state["phi"].to(device)
+        self.task_classes_seen = state["task_classes_seen"].to(device)

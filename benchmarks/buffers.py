@@ -20,7 +20,7 @@ keep them as pixels (`pixel_fields`) and are handed the pixels, as the replay me
 return the same uint8 rows.
 
     python benchmarks/buffers.py [--device cpu|cuda] [--skip_steps | --skip_throughput] [--pixels] [--data_dir DIR]
-                                 [--policies gss reservoir ...]
+                                 [--policies gss reservoir ...] [--retrieval grasp]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch
 from lightning.pytorch import Callback
 from reference_buffers import REFERENCES, LoopBuffer, LoopReservoir
 
-from sylvan.buffers import BUFFER_POLICIES, ReservoirBuffer, make_buffer, needs_features, needs_scores
+from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, ReservoirBuffer, make_buffer, needs_features, needs_scores
 
 BATCH = 128
 SHAPES = {"1x28x28": (1, 28, 28), "3x32x32": (3, 32, 32)}
@@ -47,7 +47,9 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def insertion_rate(buffer, pool, name: str, fill_steps: int, steps: int, device: str) -> float:
+def insertion_rate(
+    buffer, pool, name: str, fill_steps: int, steps: int, device: str, retrieval: str = "uniform"
+) -> float:
     """Samples inserted per second into `buffer` over `steps` batches, after `fill_steps` untimed
     ones."""
 
@@ -55,7 +57,7 @@ def insertion_rate(buffer, pool, name: str, fill_steps: int, steps: int, device:
         x, y, features, loop_x, scores = pool[step % len(pool)]
         if isinstance(buffer, LoopBuffer):
             buffer.add(loop_x, y, features, *((scores,) if needs_scores(name) else ()))
-        elif needs_features(name, "uniform"):  # herding: 64-d features supplied by the method
+        elif needs_features(name, retrieval):  # herding, grasp: 64-d features supplied by the method
             buffer.add(x=x, y=y, features=features)
         elif needs_scores(name):  # gss: gradient scores supplied by the method
             buffer.add(x=x, y=y, score=scores)
@@ -126,7 +128,7 @@ def loop_buffer(cls: type[LoopBuffer], capacity: int, shape: tuple[int, ...], de
 
 def throughput(
     shape: tuple[int, ...], capacity: int, device: str, repeats: int = 3, pixels: bool = False,
-    only: list[str] | None = None,
+    only: list[str] | None = None, retrieval: str = "uniform",
 ) -> dict[str, tuple[float, float, float]]:
     """{policy: (insertions per second, its per-sample reference's, samples drawn per second)},
     plus the reservoir loop's figures under "per-sample loop". In steady state: the buffer is
@@ -152,8 +154,8 @@ def throughput(
     policies = [name for name in sorted(only or BUFFER_POLICIES) if name != "herding" or capacity <= 5_000]
     runs = {}  # figure -> (make a fresh buffer, policy name, timed batches)
     for name in policies:
-        runs[name] = (lambda name=name: make_buffer(name, capacity, device=device, pixel_fields=pixel_fields),
-                      name, steps)
+        runs[name] = (lambda name=name: make_buffer(name, capacity, device=device, pixel_fields=pixel_fields,
+                                                    retrieval=retrieval), name, steps)
         runs[f"{name} loop"] = (lambda name=name: loop_buffer(REFERENCES[name], capacity, shape, device, pixels),
                                 name, 8 if name == "herding" else steps)
     runs["per-sample loop"] = (lambda: loop_buffer(LoopReservoir, capacity, shape, device, pixels), "reservoir", steps)
@@ -165,7 +167,9 @@ def throughput(
             if figure == "herding loop" and round_:  # seconds per batch: one round is enough
                 continue
             buffer = make()
-            best[figure] = max(best[figure], insertion_rate(buffer, pool, name, fill_steps, timed, device))
+            rate = insertion_rate(buffer, pool, name, fill_steps, timed, device,
+                                  "uniform" if figure.endswith(" loop") else retrieval)
+            best[figure] = max(best[figure], rate)
             if not figure.endswith(" loop") or figure == "per-sample loop":  # kept for sampling
                 last[figure] = buffer
             del buffer
@@ -181,7 +185,7 @@ def throughput(
 
 def print_throughput(
     device: str, shapes: list[str], capacities: list[int], rounds: int = 3, pixels: bool = False,
-    policies: list[str] | None = None,
+    policies: list[str] | None = None, retrieval: str = "uniform",
 ) -> None:
     if pixels:
         print("Images as uint8 pixels: every buffer is handed the pixels and stores them; sylvan's give float32")
@@ -191,13 +195,17 @@ def print_throughput(
     print("'x res. loop': over the per-sample reservoir loop; sampling is compared with the reservoir loop's")
     print("np.random.choice + indexing. 'row copies only': the reservoir stream's row copies alone, the")
     print("data movement any implementation pays; its 'x res. loop' bounds every speed-up over that loop.")
+    if retrieval != "uniform":
+        print(f"sylvan's buffers draw with retrieval {retrieval!r} (and are given 64-d features); the loops draw")
+        print("uniformly.")
     header = (f"{'shape':>8} {'capacity':>8} {'policy':>16} | {'insert/s':>10} {'own loop/s':>10} {'x loop':>6} "
               f"{'x res. loop':>11} | {'sample/s':>10} {'x':>6}")
     print(header)
     print("-" * len(header))
     for shape_name in shapes:
         for capacity in capacities:
-            figures = throughput(SHAPES[shape_name], capacity, device, repeats=rounds, pixels=pixels, only=policies)
+            figures = throughput(SHAPES[shape_name], capacity, device, repeats=rounds, pixels=pixels, only=policies,
+                                 retrieval=retrieval)
             loop_insert, _, loop_sample = figures["per-sample loop"]
             for name, (insert, own_loop, sample) in figures.items():
                 print(f"{shape_name:>8} {capacity:>8} {name:>16} | {insert:10.0f} {own_loop:10.0f} "
@@ -297,11 +305,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is the best round")
     parser.add_argument("--pixels", action="store_true", help="images kept as uint8 pixels (see above)")
     parser.add_argument("--policies", nargs="+", choices=sorted(BUFFER_POLICIES), help="time these policies only")
+    parser.add_argument("--retrieval", choices=RETRIEVALS, default="uniform",
+                        help="how sylvan's buffers draw (grasp: features are given with every batch)")
     args = parser.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
     if not args.skip_throughput:
-        print_throughput(args.device, args.shapes, args.capacities, args.rounds, args.pixels, args.policies)
+        print_throughput(args.device, args.shapes, args.capacities, args.rounds, args.pixels, args.policies,
+                         args.retrieval)
     if not args.skip_steps:
         print_step_ratios(args.data_dir, args.rounds)
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from sylvan.buffers import HerdingBuffer, PRSBuffer, make_buffer
 from sylvan.buffers.balancing import level_down
+from sylvan.buffers.retrieval import DISTANCE_CHUNK_ROWS, distances_to_means, grasp_order
 from sylvan.errors import ConfigurationError
 from tests.buffers.labelled_streams import check_storage, feed, feed_from, label_batches
 
@@ -137,6 +138,24 @@ def test_herding_directions_agree_with_their_definitions():
     assert HerdingBuffer._herd_out(pool, mean, 4).tolist() == alive
     assert HerdingBuffer._herd(pool, mean, 3).tolist() == icarl_herding(pool, mean, 3)  # 3 kept < 9 dropped
     assert HerdingBuffer._herd(pool, mean, 8).tolist() == alive  # 4 dropped < 8 kept
+
+
+@pytest.mark.parametrize("rows", [1, DISTANCE_CHUNK_ROWS - 1, DISTANCE_CHUNK_ROWS, 2 * DISTANCE_CHUNK_ROWS + 5])
+def test_grasp_distances_by_chunks_are_those_of_one_pass(rows):
+    generator = torch.Generator().manual_seed(rows)
+    features, means = torch.randn(rows, 37, generator=generator), torch.randn(6, 37, generator=generator)
+    group = torch.randint(0, 6, (rows,), generator=generator)
+    assert torch.equal(distances_to_means(features, means, group), (features - means[group]).pow(2).sum(1))
+
+
+@pytest.mark.parametrize("most_replays", [3, 40_000])  # a 16-bit key, and one too large for it
+def test_grasp_order_is_the_stable_order_by_class_replays_and_distance(most_replays):
+    rng = np.random.default_rng(most_replays)
+    distance = rng.random(3000).astype(np.float32)
+    distance[::5] = distance[0]  # ties, kept in slot order
+    replays = rng.integers(0, most_replays + 1, 3000)
+    group = rng.integers(0, 7, 3000)
+    assert (grasp_order(distance, replays, group) == np.lexsort((distance, replays, group))).all()
 
 
 def test_grasp_replays_prototypes_first_then_everyone():

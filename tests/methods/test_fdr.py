@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from sylvan.errors import ConfigurationError
 from sylvan.methods import FDR
 from sylvan.methods.fdr import function_distance
-from tests.methods.test_zoo import configured, digits_batch
+from tests.methods.test_zoo import configured, digits_batch, plain_sgd_step
 
 
 def finish_task(method: FDR, labels: list[int], seed: int) -> None:
@@ -70,13 +70,8 @@ def test_a_step_is_the_minibatch_step_then_the_function_distance_step():
         for p, g in zip(reference.parameters(), gradients):
             p.sub_(lr * g)
 
-    method.model.zero_grad()
-    method.training_step(batch).backward()
-    method.after_backward()
+    plain_sgd_step(method, batch, lr)
     assert float(method.last_distance) == pytest.approx(float(distance.detach()), rel=1e-5)
-    with torch.no_grad():
-        for p in method.model.parameters():
-            p.sub_(lr * p.grad)
     for ours, theirs in zip(method.model.parameters(), reference.parameters()):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
 

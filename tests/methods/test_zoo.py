@@ -44,6 +44,17 @@ def configured(method, setting_cls=ClassIncrementalSetting, **options):
     return method, setting
 
 
+def plain_sgd_step(method, batch: Batch, lr: float) -> None:
+    """The update the learner makes for `batch` with plain SGD: the method's loss backward, its
+    `after_backward` hook, then each weight minus lr times its gradient."""
+    method.model.zero_grad()
+    method.training_step(batch).backward()
+    method.after_backward()
+    with torch.no_grad():
+        for p in method.model.parameters():
+            p.sub_(lr * p.grad)
+
+
 def digits_batch(labels: list[int], seed: int = 0) -> Batch:
     generator = torch.Generator().manual_seed(seed)
     y = torch.tensor(labels)

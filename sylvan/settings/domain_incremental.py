@@ -26,7 +26,8 @@ DOMAIN_SHIFTS = ("permutation", "rotation", "dataset")
 @dataclass
 class DomainIncrementalSetting(ClassIncrementalSetting):
     """Every task holds all classes. With a permutation or a rotation, task t shows them through
-    a fixed input transformation, the first task being the untransformed data. With the
+    a fixed input transformation, the first task being the untransformed data (but with
+    `--random_rotations`, whose every angle is drawn). With the
     dataset's own domains (`--domain_shift dataset`), its D domains, in their order or in the one
     `--domain_order` gives or `--random_domain_order` draws, are split into `nb_tasks` consecutive
     groups (an even split, the remainder going to the first tasks: one domain per task when
@@ -39,6 +40,9 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
     # permutation, rotation, or dataset (the dataset's own domains: core50's 8 training sessions)
     domain_shift: str = "permutation"
     max_rotation: float = 180.0  # rotation: task t is rotated by t * max_rotation / nb_tasks degrees (0 < |x| <= 360)
+    # rotation: draw each task's angle uniformly in [0, max_rotation) with the seed instead (Rotated MNIST as in the
+    # DER paper), the first task's too
+    random_rotations: bool = False
     # dataset: the order in which its domains arrive, a permutation of 0..D-1 (default: the dataset's order)
     domain_order: Optional[List[int]] = None
     random_domain_order: bool = False  # dataset: shuffle the order of its domains with the seed
@@ -77,6 +81,7 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
         refuse_if_given(self, "initial_classes", "every task of domain_incremental holds every class")
         if self.domain_shift != "rotation":
             refuse_if_given(self, "max_rotation", "it sets the angles of --domain_shift rotation")
+            refuse_if_given(self, "random_rotations", "it draws the angles of --domain_shift rotation")
         if self.domain_shift == "rotation" and not 0 < abs(self.max_rotation) <= 360:
             # beyond a full turn two tasks can share an angle; at 0 every task is the first one
             raise ConfigurationError(
@@ -132,9 +137,15 @@ class DomainIncrementalSetting(ClassIncrementalSetting):
         permutations, rotations = transformation_scenarios()
         if self.domain_shift == "permutation":
             return permutations(dataset, nb_tasks=self.nb_tasks, seed=self.seed)
+        return rotations(dataset, list_degrees=[(angle, angle) for angle in self.rotation_angles()])
+
+    def rotation_angles(self) -> list[float]:
+        """Each task's angle in degrees (`--domain_shift rotation`): t * max_rotation / nb_tasks
+        for task t, or with `--random_rotations` drawn uniformly in [0, max_rotation) with the seed."""
+        if self.random_rotations:
+            return np.random.default_rng(self.seed).uniform(0.0, self.max_rotation, self.nb_tasks).tolist()
         step = self.max_rotation / self.nb_tasks
-        degrees = [(t * step, t * step) for t in range(self.nb_tasks)]
-        return rotations(dataset, list_degrees=degrees)
+        return [t * step for t in range(self.nb_tasks)]
 
 
 @functools.cache

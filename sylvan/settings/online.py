@@ -285,7 +285,7 @@ class OnlineSetting(Setting):
     def pixel_inputs(self) -> bool:
         """Whether the tasks of the run (built by `apply`) keep their inputs as uint8 pixels,
         which the loaders make float32 k / 255 (`sylvan.minibatches.float_inputs`): MNIST, CIFAR,
-        digits, ... and their permutations, not their rotations, which are interpolated. Found
+        digits, ... and their permutations and rotations (nearest-pixel sampling). Found
         once per run, by `apply`: methods ask at every training step (`stored_fields`)."""
         return getattr(self, "_pixel_inputs", False)
 

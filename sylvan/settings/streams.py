@@ -4,7 +4,7 @@ Continuum applies its transformations (tensor conversion, permutations, rotation
 when a task set is indexed. A setting reads every task once and keeps the result as tensors:
 training then draws minibatches from memory, with no per-sample transform on the hot path, and
 evaluation reuses the same tensors after every task. uint8 image arrays whose transformations
-are tensor conversion and pixel permutations are built whole (`images_at_once`) and kept as
+are tensor conversion, fixed rotations and pixel permutations are built whole (`images_at_once`) and kept as
 uint8 pixels, made float per minibatch (`sylvan.minibatches.float_inputs`) to the same values;
 anything else goes through the task set's own indexing, sample by sample, to float32. Datasets
 of image files are first decoded into uint8 arrays (`decode_images`), optionally kept in a
@@ -79,12 +79,12 @@ def materialize_per_sample(taskset: torch.utils.data.Dataset) -> tuple[torch.Ten
 
 def images_at_once(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
     """`materialize` for the common case of uint8 image arrays (the MNIST family, CIFAR, Tiny
-    ImageNet) whose transformation is `ToTensor`, optionally followed by continuum's pixel
-    permutations (permuted MNIST): the same operations on the whole array at once (channels
-    first, then the same permutation of every image's pixels), kept as uint8 pixels, a quarter
-    of float32's memory. `float_inputs` divides them by 255 when a minibatch is drawn, which
-    gives the float32 values that a PIL image and the transformations per sample give. None for
-    any other task set (rotations, other transformations or dtypes), read sample by sample."""
+    ImageNet) whose transformation is `ToTensor`, optionally preceded by continuum's fixed-angle
+    rotations (rotated MNIST) and followed by its pixel permutations (permuted MNIST): the same
+    operations on the whole array at once (`ArrayTransform`), kept as uint8 pixels, a quarter of
+    float32's memory. `float_inputs` divides them by 255 when a minibatch is drawn, which gives
+    the float32 values that a PIL image and the transformations per sample give. None for any
+    other task set (other transformations or dtypes), read sample by sample."""
     from continuum.tasks import TaskType
     from continuum.tasks.image_array_task_set import ArrayTaskSet
 
@@ -99,38 +99,99 @@ def images_at_once(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, tor
     images = images.unsqueeze(1) if x.ndim == 3 else images.permute(0, 3, 1, 2)
     labels = np.zeros(len(y), dtype=np.int64) if t is None else np.asarray(t)
     tasks = np.unique(labels)  # a task set's transformation may depend on the task label
+    plans = [ArrayTransform.of(taskset.get_task_trsf(int(task)), tuple(images.shape[1:])) for task in tasks]
+    if any(plan is None for plan in plans):
+        return None
     converted = None if len(tasks) == 1 else torch.empty(images.shape, dtype=torch.uint8)
-    for task in tasks:
-        permutations = pixel_permutations(taskset.get_task_trsf(int(task)), images[0].numel())
-        if permutations is None:
-            return None
+    draws = 0
+    for task, plan in zip(tasks, plans):
         rows = torch.from_numpy(np.flatnonzero(labels == task))
-        values = images.contiguous() if converted is None else images.index_select(0, rows)
-        for permutation in permutations:
-            values = values.reshape(len(rows), -1).index_select(1, permutation).reshape(values.shape)
+        values = plan(images.contiguous() if converted is None else images.index_select(0, rows))
+        draws += plan.draws_per_sample * len(rows)
         if converted is None:
-            return values, torch.from_numpy(y).long()
-        converted[rows] = values
+            converted = values
+        else:
+            converted[rows] = values
+    if draws:  # what the per-sample transformations draw from torch's global generator, in one call
+        torch.empty(draws).uniform_()
     return converted, torch.from_numpy(y).long()
 
 
-def pixel_permutations(transform: Any, pixels: int) -> list[torch.Tensor] | None:
-    """For `Compose([ToTensor(), PermutationTransform, ...])`, the permutations of an image's
-    `pixels` values that the `PermutationTransform`s apply, in order (none: `ToTensor` alone);
-    None for anything else."""
-    from continuum.scenarios.permutations import PermutationTransform
-    from torchvision.transforms import Compose, ToTensor
+@dataclass(frozen=True)
+class ArrayTransform:
+    """A task's transformation of uint8 images, `Compose([RandomAffine..., ToTensor(),
+    PermutationTransform...])`, as index gathers on the whole array of pixels (N, C, H, W):
 
-    if not isinstance(transform, Compose) or not transform.transforms or type(transform.transforms[0]) is not ToTensor:
-        return None
-    permutations = []
-    for step in transform.transforms[1:]:
-        if type(step) is not PermutationTransform:
+    - a `RandomAffine` that can only draw one angle, with no translation, scaling or shear and
+      nearest-neighbour sampling (continuum's `Rotations`), moves every output pixel from one
+      input pixel or fills it: where from is found by running the transformation itself, once,
+      on an image whose pixels hold their own positions, so the result is PIL's, pixel for pixel;
+    - a `PermutationTransform` reorders each image's C * H * W values.
+
+    `draws_per_sample` counts the floats the per-sample transformation draws from torch's
+    global generator (a `RandomAffine` draws its angle even when it can draw only one), which
+    the whole-array path draws too: the model, initialized from that generator next, must not
+    depend on the path that read the data."""
+
+    steps: tuple[tuple[str, torch.Tensor, int], ...]  # (operation, source index, fill)
+    draws_per_sample: int
+
+    @staticmethod
+    def of(transform: Any, shape: tuple[int, ...]) -> ArrayTransform | None:
+        """The plan of `transform` for images of `shape` (C, H, W); None for any other transformation."""
+        from continuum.scenarios.permutations import PermutationTransform
+        from torchvision.transforms import Compose, InterpolationMode, RandomAffine, ToTensor
+
+        if not isinstance(transform, Compose):
             return None
-        if step.seed is not None:  # as PermutationTransform draws it for each sample
-            generator = torch.Generator().manual_seed(step.seed)
-            permutations.append(torch.randperm(pixels, generator=generator))
-    return permutations
+        kinds = [type(step) for step in transform.transforms]
+        if kinds.count(ToTensor) != 1:
+            return None
+        tensor_at = kinds.index(ToTensor)
+        steps, draws = [], 0
+        for step in transform.transforms[:tensor_at]:
+            fixed = (
+                type(step) is RandomAffine and step.degrees[0] == step.degrees[1] and step.translate is None
+                and step.scale is None and step.shear is None and step.interpolation == InterpolationMode.NEAREST
+                and (step.fill is None or type(step.fill) is int) and 0 <= (step.fill or 0) <= 255
+            )
+            if not fixed:
+                return None
+            steps.append(("pixels", affine_sources(step, shape[1], shape[2]), step.fill or 0))
+            draws += 1
+        for step in transform.transforms[tensor_at + 1:]:
+            if type(step) is not PermutationTransform:
+                return None
+            if step.seed is not None:  # as PermutationTransform draws it for each sample
+                generator = torch.Generator().manual_seed(step.seed)
+                steps.append(("values", torch.randperm(int(np.prod(shape)), generator=generator), 0))
+        return ArrayTransform(tuple(steps), draws)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """The transformed copy of `images` (N, C, H, W), uint8."""
+        n, c, h, w = images.shape
+        for operation, source, fill in self.steps:
+            if operation == "values":
+                images = images.reshape(n, -1).index_select(1, source).reshape(n, c, h, w)
+            else:  # source 0 is the fill, k the input pixel k - 1 of each channel
+                padded = torch.cat([torch.full((n, c, 1), fill, dtype=images.dtype), images.reshape(n, c, h * w)], 2)
+                images = padded.index_select(2, source).reshape(n, c, h, w)
+        return images
+
+
+def affine_sources(step: Any, height: int, width: int) -> torch.Tensor:
+    """For each output pixel of the fixed `RandomAffine` `step`, 1 + the index of the input pixel
+    it copies, or 0 where it is filled: the transformation applied, once, to a 32-bit PIL image
+    whose pixels hold 1 + their index (nearest-neighbour sampling copies values, it never mixes
+    them). Its parameters are drawn as the step draws them, from a fork of the global generator."""
+    import torchvision.transforms.functional as F
+    from PIL import Image
+
+    positions = Image.fromarray(np.arange(1, height * width + 1, dtype=np.int32).reshape(height, width))
+    with torch.random.fork_rng(devices=[]):
+        params = step.get_params(step.degrees, step.translate, step.scale, step.shear, [width, height])
+    moved = F.affine(positions, *params, interpolation=step.interpolation, fill=0, center=step.center)
+    return torch.from_numpy(np.asarray(moved, dtype=np.int64).reshape(-1))
 
 
 def usable_cores() -> int:

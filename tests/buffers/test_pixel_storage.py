@@ -128,8 +128,7 @@ def test_the_global_replay_exchanges_pixels_and_hands_out_floats():
 @pytest.mark.parametrize("method_name", ["rehearsal", "derpp", "gem", "icarl", "gdumb"])
 def test_a_method_learns_the_same_from_pixels_as_from_floats(monkeypatch, method_name):
     """On a setting of uint8 images the methods' buffers keep pixels, and the run's accuracies
-    are those of buffers that keep floats, to the last bit; where inputs are interpolated
-    (rotated digits) they are floats and kept as floats."""
+    are those of buffers that keep floats, to the last bit, rotated domains included."""
     from sylvan.methods import METHODS, Method
     from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting
     from tests.conftest import tiny_method, tiny_options
@@ -141,14 +140,15 @@ def test_a_method_learns_the_same_from_pixels_as_from_floats(monkeypatch, method
         buffer = getattr(method, "buffer", None) or method.memory
         return results.accuracy_matrix, buffer.storage["x"].dtype, setting.pixel_inputs
 
-    kept_as_pixels, dtype, pixel_inputs = run(ClassIncrementalSetting)
-    assert dtype == torch.uint8 and pixel_inputs
-    monkeypatch.setattr(Method, "pixel_fields", property(lambda self: ()))
-    kept_as_floats, dtype, _ = run(ClassIncrementalSetting)
-    assert dtype == torch.float32 and kept_as_pixels == kept_as_floats
-    monkeypatch.undo()
-    _, dtype, pixel_inputs = run(DomainIncrementalSetting, domain_shift="rotation")
-    assert dtype == torch.float32 and not pixel_inputs
+    # rotated domains sample the nearest pixel: rotated digits are pixels too
+    rotated = {"domain_shift": "rotation"}
+    for setting_cls, options in ((ClassIncrementalSetting, {}), (DomainIncrementalSetting, rotated)):
+        kept_as_pixels, dtype, pixel_inputs = run(setting_cls, **options)
+        assert dtype == torch.uint8 and pixel_inputs
+        with monkeypatch.context() as patched:
+            patched.setattr(Method, "pixel_fields", property(lambda self: ()))
+            kept_as_floats, dtype, _ = run(setting_cls, **options)
+        assert dtype == torch.float32 and kept_as_pixels == kept_as_floats
 
 
 @pytest.mark.parametrize("method_name", ["rehearsal", "der", "er_ace", "gem"])

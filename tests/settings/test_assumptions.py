@@ -170,11 +170,39 @@ def test_rotations_that_would_repeat_a_domain_are_refused(max_rotation):
     DomainIncrementalSetting(**{**options, "max_rotation": -90.0}).validate()  # the other way round
 
 
+def test_random_rotations_draw_every_angle_with_the_seed():
+    """`--random_rotations` (the DER paper's Rotated MNIST): each task's angle is drawn in
+    [0, max_rotation), the first task's too, the same for the same seed; the tasks are the
+    data rotated by those angles."""
+    import torchvision.transforms.functional as F
+    from torchvision.transforms import InterpolationMode
+
+    options = {**tiny_options(DomainIncrementalSetting), "domain_shift": "rotation", "nb_tasks": 3}
+    evenly = DomainIncrementalSetting(**options)
+    assert evenly.rotation_angles() == [0.0, 60.0, 120.0]
+    random = {**options, "random_rotations": True, "max_rotation": 90.0}
+    drawn = DomainIncrementalSetting(**random)
+    drawn.validate()
+    angles = drawn.rotation_angles()
+    assert len(angles) == 3 and all(0 <= angle < 90 for angle in angles) and angles[0] != 0
+    assert angles == DomainIncrementalSetting(**random).rotation_angles()
+    assert angles != DomainIncrementalSetting(**{**random, "seed": 1}).rotation_angles()
+    unrotated = evenly.prepare_tasks()[0]  # angle 0
+    for task, angle in zip(drawn.prepare_tasks(), angles):
+        # the images, rotated clockwise with nearest-pixel sampling by the angle as RandomAffine draws it (float32)
+        expected = F.affine(unrotated.x_test[:5], float(torch.tensor(angle, dtype=torch.float32)), [0, 0], 1.0,
+                            [0.0, 0.0], interpolation=InterpolationMode.NEAREST)
+        assert torch.equal(task.y_test, unrotated.y_test)
+        assert (task.x_test[:5] != expected).float().mean() < 0.02  # PIL and torch round a few ties apart
+
+
 def test_a_max_rotation_given_for_permutations_is_refused():
     options = tiny_options(DomainIncrementalSetting)
     with pytest.raises(ConfigurationError, match="--max_rotation 90.0 has no effect"):
         DomainIncrementalSetting(**{**options, "domain_shift": "permutation", "max_rotation": 90.0}).validate()
     DomainIncrementalSetting(**{**options, "domain_shift": "permutation"}).validate()
+    with pytest.raises(ConfigurationError, match="--random_rotations True has no effect"):
+        DomainIncrementalSetting(**{**options, "domain_shift": "permutation", "random_rotations": True}).validate()
 
 
 @pytest.mark.parametrize("order", [{"class_order": list(range(9, -1, -1))}, {"random_class_order": True}])

@@ -1,5 +1,6 @@
 """Reading continuum task sets into tensors: the whole-array conversion of uint8 images (and
-their pixel permutations) gives exactly what the task set's own per-sample transformation gives."""
+their rotations and pixel permutations) gives exactly what the task set's own per-sample
+transformation gives."""
 
 from __future__ import annotations
 
@@ -50,14 +51,47 @@ def test_pixel_permutations_at_once_are_exactly_per_sample(shape):
     assert torch.equal(float_inputs(at_once[0]), per_sample[0]) and torch.equal(at_once[1], per_sample[1])
 
 
-def test_other_transformations_are_applied_sample_by_sample():
-    scenario = Rotations(image_arrays((9, 9)), nb_tasks=2, list_degrees=[0, 90])
+@pytest.mark.parametrize("shape", [(9, 7), (6, 5, 3), (28, 28)], ids=["grayscale", "rgb", "mnist-sized"])
+def test_rotations_at_once_are_exactly_per_sample(shape):
+    """Rotated by PIL per sample or by one gather of the whole array: the same pixels, at angles
+    where nearest-neighbour sampling lands on ties (past 90 degrees, negative, beyond a turn)."""
+    degrees = [0, 90, 33.3, 171.7, 114.6531, -45, 270, 359.5]
+    scenario = Rotations(image_arrays(shape), list_degrees=[(d, d) for d in degrees])
+    converted = []
     for taskset in scenario:
+        at_once = images_at_once(taskset)
+        assert at_once is not None and at_once[0].dtype == torch.uint8
+        per_sample = materialize_per_sample(taskset)
+        assert torch.equal(float_inputs(at_once[0]), per_sample[0]) and torch.equal(at_once[1], per_sample[1])
+        converted.append(at_once[0])
+    assert not torch.equal(converted[0], converted[3])
+    several_tasks = scenario[0:len(degrees)]
+    at_once, per_sample = images_at_once(several_tasks), materialize_per_sample(several_tasks)
+    assert at_once is not None
+    assert torch.equal(float_inputs(at_once[0]), per_sample[0]) and torch.equal(at_once[1], per_sample[1])
+
+
+def test_a_rotation_that_fills_with_a_value_is_exactly_per_sample():
+    from torchvision import transforms
+
+    taskset = ClassIncremental(image_arrays((9, 9)), increment=2)[0]
+    taskset.trsf = transforms.Compose([transforms.RandomAffine(degrees=(30, 30), fill=200), transforms.ToTensor()])
+    at_once = images_at_once(taskset)
+    assert at_once is not None
+    expected = materialize_per_sample(taskset)[0]
+    assert torch.equal(float_inputs(at_once[0]), expected) and (expected == 200 / 255).any()
+
+
+def test_other_transformations_are_applied_sample_by_sample():
+    """A rotation drawn per sample from a range, or a translation, is random: read sample by sample."""
+    from torchvision import transforms
+
+    for step in (transforms.RandomAffine(degrees=(0, 90)), transforms.RandomAffine(degrees=0, translate=(0.1, 0.1)),
+                 transforms.RandomAffine(degrees=(30, 30), interpolation=transforms.InterpolationMode.BILINEAR)):
+        taskset = ClassIncremental(image_arrays((9, 9)), increment=2)[0]
+        taskset.trsf = transforms.Compose([step, transforms.ToTensor()])
         assert images_at_once(taskset) is None
-        x, _ = materialize(taskset)
-        assert torch.equal(x, materialize_per_sample(taskset)[0])
-    rotated = materialize(scenario[1])[0]
-    assert not torch.equal(rotated, materialize(scenario[0])[0])
+        assert materialize(taskset)[0].dtype == torch.float32
 
 
 def test_other_dtypes_are_applied_sample_by_sample():
@@ -69,14 +103,15 @@ def test_other_dtypes_are_applied_sample_by_sample():
 def test_either_path_leaves_the_global_generator_in_the_same_state():
     """The model is initialized from torch's global generator after the data are read: a seed's
     run must not depend on which path read them."""
-    taskset = ClassIncremental(image_arrays((9, 7)), increment=2)[0]
-    assert images_at_once(taskset) is not None
-    torch.manual_seed(3)
-    materialize_per_sample(taskset)
-    expected = torch.rand(4)
-    torch.manual_seed(3)
-    materialize(taskset)
-    assert torch.equal(torch.rand(4), expected)
+    rotated = Rotations(image_arrays((9, 7)), list_degrees=[(10, 10), (40, 40)])
+    for taskset in (ClassIncremental(image_arrays((9, 7)), increment=2)[0], rotated[1], rotated[0:2]):
+        assert images_at_once(taskset) is not None
+        torch.manual_seed(3)
+        materialize_per_sample(taskset)  # a rotation draws its (one possible) angle for each sample
+        expected = torch.rand(4)
+        torch.manual_seed(3)
+        materialize(taskset)
+        assert torch.equal(torch.rand(4), expected)
 
 
 @pytest.mark.parametrize("setting_name", ["class_incremental", "domain_incremental"])

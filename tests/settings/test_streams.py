@@ -162,3 +162,33 @@ def test_a_one_task_test_scenario_is_every_tasks_test_set_read_once():
         assert all(task.classes == sorted(set(y.tolist())) for task in tasks)
     with pytest.raises(ValueError, match="same number of tasks"):
         build_tasks(InstanceIncremental(pixels, nb_tasks=3), InstanceIncremental(pixels, nb_tasks=2))
+
+
+def test_a_run_frees_the_data_of_the_runs_before_it(monkeypatch):
+    """A finished run's setting, method and Lightning trainers reference one another, so their
+    tasks' tensors are freed only by a full collection of the cyclic garbage: the next run
+    collects it before it loads its own data, so a loop of runs holds one run's data, not all."""
+    import gc
+    import weakref
+
+    from sylvan.methods import Rehearsal
+    from sylvan.settings import ClassIncrementalSetting, online
+    from tests.conftest import tiny_options
+
+    monkeypatch.setattr(online, "FREE_FROM_BYTES", 1)  # tiny data: collect all the same
+
+    def run() -> ClassIncrementalSetting:
+        setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
+        setting.apply(Rehearsal(buffer_size=20))
+        return setting
+
+    enabled = gc.isenabled()
+    gc.disable()  # no automatic collection: only the one the next run asks for
+    try:
+        first = weakref.ref(run()._tasks[0].x_train)
+        assert first() is not None, "the finished run's data stay in reference cycles"
+        run()
+        assert first() is None
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,9 +1,11 @@
 """What the benchmarks that reproduce Table 2 of Buzzega et al., "Dark Experience for General
-Continual Learning" (NeurIPS 2020), share: a protocol (dataset, tasks, epochs, batch size), its
-runs (a method with the paper's best hyperparameters, and the published class-IL and task-IL
-accuracy), one run per method and seed, and the table printed next to the published figures.
+Continual Learning" (NeurIPS 2020), share: a protocol (dataset, setting, tasks, epochs, batch
+size), its runs (a method with the paper's best hyperparameters, and the published accuracy:
+class-IL and task-IL, or domain-IL), one run per method and seed, and the table printed next to
+the published figures.
 
-`seq_mnist.py` and `seq_cifar10.py` each define a `Protocol` and call `main(protocol)`.
+`seq_mnist.py`, `seq_cifar10.py`, `perm_mnist.py` and `rot_mnist.py` each define a `Protocol` and
+call `main(protocol)`.
 `--dataset`, `--epochs` and `--train_samples` run the same recipes on other data or shorter (to
 check a script end to end in seconds), and `--blurry` on tasks whose boundaries are blurred (see
 the settings' `--blurry`); the figures are then not the protocol's, and the table says so.
@@ -17,8 +19,9 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sylvan.errors import SylvanError
 from sylvan.methods import Method
@@ -29,18 +32,21 @@ from sylvan.settings.online import DEFAULT_DATA_DIR
 @dataclass(frozen=True)
 class Run:
     """One row of the table: the method with its hyperparameters, the setting it runs on, and the
-    published class-IL / task-IL accuracy (None where the paper has no figure)."""
+    published accuracy in the protocol's scenario (class-IL or domain-IL) and task-IL (None
+    where the paper has no figure)."""
 
     method: Callable[[], Method]
-    published_class_il: float | None
+    published_accuracy: float | None
     published_task_il: float | None
-    setting: str = "class_incremental"
+    setting: str | None = None  # None: the protocol's
     batch_size: int | None = None  # None: the protocol's
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """A benchmark: the data, the stream, and its rows."""
+    """A benchmark: the data, the stream, and its rows. `scenario` names the accuracy the table
+    reports first: "class-IL" (then task-IL beside it) or "domain-IL" (every task holds every
+    class, so there is no task-IL column)."""
 
     title: str
     dataset: str
@@ -49,6 +55,18 @@ class Protocol:
     batch_size: int
     runs: dict[str, Run]
     default_runs: tuple[str, ...]
+    setting: str = "class_incremental"
+    setting_options: dict[str, Any] = field(default_factory=dict)  # e.g. domain_shift
+    scenario: str = "class-IL"
+
+    @property
+    def key(self) -> str:
+        """The scenario's accuracy as a key of the raw figures: class_il or domain_il."""
+        return self.scenario.lower().replace("-", "_")
+
+    @property
+    def task_il(self) -> bool:
+        return self.scenario == "class-IL"
 
 
 # options that change the protocol: None keeps the protocol's
@@ -58,30 +76,36 @@ CHANGES = ("dataset", "epochs", "train_samples", "blurry")
 def run_one(
     protocol: Protocol, name: str, seed: int, data_dir: str, **changes: str | int | float | None
 ) -> dict[str, float | None]:
-    """Class-IL and task-IL accuracy (%) and wall time (s) of run `name` with `seed`, under the
-    protocol with `changes` (see `CHANGES`)."""
+    """The protocol's accuracy (class-IL or domain-IL, %), task-IL accuracy (%, None on a
+    domain-IL protocol) and wall time (s) of run `name` with `seed`, under the protocol with
+    `changes` (see `CHANGES`)."""
     run = protocol.runs[name]
+    setting_name = run.setting or protocol.setting
     options = dict(
         dataset=protocol.dataset, nb_tasks=protocol.nb_tasks, epochs=protocol.epochs,
         batch_size=run.batch_size or protocol.batch_size, seed=seed, data_dir=data_dir, progress_bar=False,
     )
+    if setting_name == protocol.setting:
+        options.update(protocol.setting_options)
     options.update({option: value for option, value in changes.items() if value is not None})
-    setting = SETTINGS[run.setting](**options)
+    setting = SETTINGS[setting_name](**options)
     method = run.method()
     start = time.perf_counter()
     results = setting.apply(method)
     seconds = time.perf_counter() - start
-    class_il = task_il = None
+    accuracy = task_il = None
     if setting.task_labels_at_test:  # its own accuracy is task-aware; evaluate class-IL apart
         task_il = results.final_average_accuracy
-        if run.setting == "multi_task":
+        if setting_name == "multi_task":
             judge = ClassIncrementalSetting(**options)
             accuracies = judge.evaluate(method, judge.prepare_tasks()).accuracies
-            class_il = statistics.mean(accuracies)
+            accuracy = statistics.mean(accuracies)
     else:
-        class_il, task_il = results.final_average_accuracy, results.task_aware_accuracy
+        accuracy, task_il = results.final_average_accuracy, results.task_aware_accuracy
+    if not protocol.task_il:
+        task_il = None
     return {
-        "class_il": None if class_il is None else 100 * class_il,
+        protocol.key: None if accuracy is None else 100 * accuracy,
         "task_il": None if task_il is None else 100 * task_il,
         "seconds": seconds,
     }
@@ -129,8 +153,9 @@ def main(protocol: Protocol, description: str, argv: list[str] | None = None) ->
                 print(f"{Path(sys.argv[0]).stem}: error: {error}", file=sys.stderr)
                 sys.exit(2)
             raw[name].append(figures)
-            print(f"{name:>15} seed {seed}: class-IL {figure(figures['class_il'])}  task-IL "
-                  f"{figure(figures['task_il'])}  ({figures['seconds']:.1f} s)", flush=True)
+            task_il = f"  task-IL {figure(figures['task_il'])}" if protocol.task_il else ""
+            print(f"{name:>15} seed {seed}: {protocol.scenario} {figure(figures[protocol.key])}{task_il}  "
+                  f"({figures['seconds']:.1f} s)", flush=True)
             if args.output:
                 args.output.write_text(json.dumps(raw, indent=2))
 
@@ -138,12 +163,13 @@ def main(protocol: Protocol, description: str, argv: list[str] | None = None) ->
     if changed:
         print(f"NOT the protocol ({', '.join('--' + flag for flag in changed)} given): the figures are not comparable "
               "with the published ones")
-    print(f"{'method':>15} | {'class-IL':>14} | {'published':>9} | {'task-IL':>14} | {'published':>9} | "
-          f"{'time/run (s)':>14}")
+    task_il = f" {'task-IL':>14} | {'published':>9} |" if protocol.task_il else ""
+    print(f"{'method':>15} | {protocol.scenario:>14} | {'published':>9} |{task_il} {'time/run (s)':>14}")
     for name, runs in raw.items():
         run = protocol.runs[name]
+        task_il = (f" {mean_std([r['task_il'] for r in runs])} | {published(run.published_task_il)} |"
+                   if protocol.task_il else "")
         print(
-            f"{name:>15} | {mean_std([r['class_il'] for r in runs])} | {published(run.published_class_il)} | "
-            f"{mean_std([r['task_il'] for r in runs])} | {published(run.published_task_il)} | "
-            f"{mean_std([r['seconds'] for r in runs])}"
+            f"{name:>15} | {mean_std([r[protocol.key] for r in runs])} | {published(run.published_accuracy)} |"
+            f"{task_il} {mean_std([r['seconds'] for r in runs])}"
         )

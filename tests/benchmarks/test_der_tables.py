@@ -1,5 +1,5 @@
-"""The benchmarks of the DER paper's tables run end to end: on another dataset and shorter, as a
-quick check, their table says that the figures are not the protocol's."""
+"""The benchmarks of the DER paper's tables (class-IL and domain-IL) run end to end: on another
+dataset and shorter, as a quick check, their table says that the figures are not the protocol's."""
 
 from __future__ import annotations
 
@@ -48,3 +48,19 @@ def test_blurred_boundaries_are_not_the_protocol_and_are_refused_where_they_do_n
     refused = benchmark("seq_mnist.py", "--dataset", "digits", "--blurry", "0.1", "--only", "multi_head",
                         "--seeds", "0")
     assert refused.returncode == 2 and "--blurry does not apply to task_incremental" in refused.stderr
+
+
+@pytest.mark.parametrize(("script", "title", "published"), [("perm_mnist.py", "P-MNIST", "72.37"),
+                                                            ("rot_mnist.py", "R-MNIST", "85.01")])
+def test_domain_il_recipes_run_and_print_domain_il_accuracy_alone(script, title, published):
+    """P-MNIST and R-MNIST report domain-IL accuracy; every task holds every class, so there is
+    no task-IL column."""
+    out = benchmark(script, "--dataset", "digits", "--train_samples", "300", "--only", "er-200", "--seeds", "0")
+    assert out.returncode == 0, out.stderr
+    assert f"{title}, 1 seeds" in out.stdout and "NOT the protocol (--dataset, --train_samples given)" in out.stdout
+    header = next(line for line in out.stdout.splitlines() if line.strip().startswith("method"))
+    assert "domain-IL" in header and "task-IL" not in header
+    row = next(line for line in out.stdout.splitlines() if line.strip().startswith("er-200 |"))
+    accuracy = float(row.split("|")[1].split("±")[0])
+    assert 10 < accuracy <= 100 and published in row
+    assert "er-200 seed 0: domain-IL" in out.stdout

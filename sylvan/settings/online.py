@@ -94,6 +94,7 @@ def track_loaded(tasks: list[TaskData]) -> None:
     for task in tasks:
         _loaded_tensors.extend(weakref.ref(t) for t in (task.x_train, task.y_train, task.x_test, task.y_test))
 
+
 @dataclass
 class OnlineSetting(Setting):
     """A supervised stream of tasks with new classes, seen once in small batches, with no task

@@ -4,11 +4,11 @@ Continuum applies its transformations (tensor conversion, permutations, rotation
 when a task set is indexed. A setting reads every task once and keeps the result as tensors:
 training then draws minibatches from memory, with no per-sample transform on the hot path, and
 evaluation reuses the same tensors after every task. uint8 image arrays whose transformations
-are tensor conversion, fixed rotations and pixel permutations are built whole (`images_at_once`) and kept as
-uint8 pixels, made float per minibatch (`sylvan.minibatches.float_inputs`) to the same values;
-anything else goes through the task set's own indexing, sample by sample, to float32. Datasets
-of image files are first decoded into uint8 arrays (`decode_images`), optionally kept in a
-cache folder (`image_cache`).
+are tensor conversion, fixed rotations and pixel permutations are built whole (`images_at_once`)
+and kept as uint8 pixels, made float per minibatch (`sylvan.minibatches.float_inputs`) to the
+same values; anything else goes through the task set's own indexing, sample by sample, to
+float32. Datasets of image files are first decoded into uint8 arrays (`decode_images`),
+optionally kept in a cache folder (`image_cache`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,18 @@ class Protocol:
     @property
     def task_il(self) -> bool:
         return self.scenario == "class-IL"
+
+
+def with_batch_gated_gss(runs: dict[str, Run]) -> dict[str, Run]:
+    """`runs` and, for each GSS row "gss-N", a row "gss-gated-N": the same recipe with the buffer
+    admitting each batch as the paper's code does (`--gss_batch_gate`), next to the same
+    published figure, since that code produced it."""
+    def gated(method: Callable[[], Method]) -> Callable[[], Method]:
+        return lambda: replace(method(), gss_batch_gate=True)
+
+    extra = {key.replace("gss-", "gss-gated-", 1): replace(run, method=gated(run.method))
+             for key, run in runs.items() if key.startswith("gss-")}
+    return {**runs, **extra}
 
 
 # options that change the protocol: None keeps the protocol's

@@ -15,7 +15,7 @@ permutes it too, which makes no difference to an MLP, whose first layer sees eve
 
 from __future__ import annotations
 
-from der_tables import Protocol, Run, main
+from der_tables import Protocol, Run, main, with_batch_gated_gss
 
 from sylvan.methods import AGEM, DER, EWC, FDR, HAL, SI, DERPlusPlus, Naive, Rehearsal
 
@@ -48,6 +48,7 @@ RUNS: dict[str, Run] = {
     "derpp-500": Run(lambda: DERPlusPlus(lr=0.2, buffer_size=500, replay_size=128, alpha=1.0, beta=0.5, backbone=MLP),
                      88.21, None),
 }
+RUNS = with_batch_gated_gss(RUNS)
 
 PERM_MNIST = Protocol(
     title="P-MNIST", dataset="mnist", nb_tasks=20, epochs=1, batch_size=128, runs=RUNS,

@@ -14,7 +14,7 @@ MNIST must be under DATA_DIR/MNIST/raw (it is downloaded there when the network 
 
 from __future__ import annotations
 
-from der_tables import Protocol, Run, main
+from der_tables import Protocol, Run, main, with_batch_gated_gss
 
 from sylvan.methods import AGEM, DER, EWC, FDR, HAL, SI, DERPlusPlus, Naive, Rehearsal
 
@@ -47,6 +47,7 @@ RUNS: dict[str, Run] = {
     "derpp-500": Run(lambda: DERPlusPlus(lr=0.2, buffer_size=500, replay_size=128, alpha=0.5, beta=1.0, backbone=MLP),
                      92.77, None),
 }
+RUNS = with_batch_gated_gss(RUNS)
 
 ROT_MNIST = Protocol(
     title="R-MNIST", dataset="mnist", nb_tasks=20, epochs=1, batch_size=128, runs=RUNS,

@@ -16,7 +16,7 @@ them (task-IL).
 
 from __future__ import annotations
 
-from der_tables import Protocol, Run, main
+from der_tables import Protocol, Run, main, with_batch_gated_gss
 
 from sylvan.methods import AGEM, DER, EWC, FDR, GEM, HAL, SI, DERPlusPlus, ICaRL, LwF, Naive, Rehearsal
 
@@ -52,6 +52,7 @@ RUNS: dict[str, Run] = {
     "derpp-500": Run(lambda: DERPlusPlus(lr=0.03, buffer_size=500, replay_size=32, alpha=0.2, beta=0.5), 72.70, 93.88),
     "joint": Run(lambda: Naive(lr=0.1), 92.20, 98.31, setting="multi_task"),
 }
+RUNS = with_batch_gated_gss(RUNS)
 
 SEQ_CIFAR10 = Protocol(
     title="Seq-CIFAR-10", dataset="cifar10", nb_tasks=5, epochs=50, batch_size=32, runs=RUNS,

@@ -15,7 +15,7 @@ have no class-IL figure.
 
 from __future__ import annotations
 
-from der_tables import Protocol, Run, main
+from der_tables import Protocol, Run, main, with_batch_gated_gss
 
 from sylvan.methods import (
     AGEM,
@@ -108,6 +108,7 @@ RUNS: dict[str, Run] = {
     "pnn": Run(lambda: PNN(lr=0.1, backbone=MLP), None, 99.23, setting="task_incremental"),
     "joint": Run(lambda: Naive(lr=0.03, backbone=MLP), 95.57, 99.51, setting="multi_task"),
 }
+RUNS = with_batch_gated_gss(RUNS)
 
 
 SEQ_MNIST = Protocol(

@@ -13,6 +13,18 @@ the scores (it has the model; `sylvan.methods.gradient_scores`) and hands them t
   taking score c; a sample with c >= 1 is turned away.
 
 So redundant samples (high scores) are the ones replaced, by samples that bring new directions.
+
+A batch offered with `batch_score=` (1 + the largest cosine similarity between the gradient of
+the batch's mean loss and the compared gradients) is admitted instead as the code of Buzzega et
+al. (NeurIPS 2020) admits it, whose GSS figures are the ones usually cited ("batch-gated"):
+
+- while the buffer fills, the batch's samples enter with the batch's score, not their own;
+- once it is full, a batch scored 1 or more is turned away whole; in a batch scored below 1,
+  every sample, whatever its own score, draws a slot and replaces it as above, with its own score.
+
+That code stores the first batch, compared with nothing, with score 0.1 (`FIRST_BATCH_SCORE`),
+ten to twenty times below the later samples', so those samples are seldom drawn and, when
+drawn, seldom replaced: they stay in the buffer for most of the stream.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ import torch
 from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.reservoir import last_writer_wins
 
+FIRST_BATCH_SCORE = 0.1  # batch-gated: the score of a batch compared with nothing (that of the paper's code)
+
 
 class GSSBuffer(RehearsalBuffer):
     """GSS-Greedy, vectorized over a batch: the samples of one batch that replace stored ones
@@ -37,6 +51,7 @@ class GSSBuffer(RehearsalBuffer):
 
     policy = "gss"
     score_input = "score"
+    batch_score_input = "batch_score"
 
     def __init__(
         self, capacity: int, device: torch.device | str | None = None, seed: int = 0, retrieval: str = "uniform",
@@ -45,33 +60,42 @@ class GSSBuffer(RehearsalBuffer):
         super().__init__(capacity, device=device, seed=seed, retrieval=retrieval, pixel_fields=pixel_fields)
         self.scores = np.zeros(capacity, dtype=np.float64)  # C_i of each occupied slot i
         self._incoming = np.empty(0, dtype=np.float64)
+        self._batch_score: float | None = None
 
     def add(self, **batch: torch.Tensor) -> None:
         """Offer a batch of new samples; `score` (one per sample, 1 + the largest cosine similarity
-        of its gradient with the compared stored samples', in [0, 2]) is read, not stored as a field."""
+        of its gradient with the compared stored samples', in [0, 2]) is read, not stored as a field.
+        With `batch_score` (one value, the batch's own score), the batch is admitted by the
+        batch-gated law (see the module)."""
         if self.score_input not in batch:
             raise ValueError(
                 "the gss policy keeps samples by gradient score: add(..., score=...), one per sample "
                 "(the replay methods compute them when --buffer_policy is gss)"
             )
-        scores = batch.pop(self.score_input)
-        scores = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+        scores = _finite_scores(batch.pop(self.score_input), "gss scores")
+        batch_score = batch.pop(self.batch_score_input, None)
+        if batch_score is not None:
+            batch_score = _finite_scores(batch_score, "a gss batch score")
+            if batch_score.size != 1:
+                raise ValueError(f"batch_score must be one value, got {batch_score.size}")
+            batch_score = float(batch_score.reshape(()))
         count = next(iter(batch.values())).shape[0] if batch else 0
         if scores.shape != (count,):
             raise ValueError(f"score must hold one value per sample ({count}), got shape {scores.shape}")
-        if not np.isfinite(scores).all() or (scores < 0).any():
-            raise ValueError("gss scores must be finite and non-negative (1 + a cosine similarity)")
-        self._incoming = scores
+        self._incoming, self._batch_score = scores, batch_score
         super().add(**batch)
 
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, stored = self._incoming, self.scores
+        scores, stored, gate = self._incoming, self.scores, self._batch_score
         filling = min(count, self.capacity - self.size)
         positions = np.arange(filling, dtype=np.int64)
         slots = np.arange(self.size, self.size + filling, dtype=np.int64)
-        stored[slots] = scores[:filling]
+        stored[slots] = scores[:filling] if gate is None else gate
         self.size += filling
-        candidates = filling + np.flatnonzero(scores[filling:] < 1)
+        if gate is None:
+            candidates = filling + np.flatnonzero(scores[filling:] < 1)
+        else:
+            candidates = np.arange(filling, count if gate < 1 else filling, dtype=np.int64)
         if len(candidates):
             cumulative = np.cumsum(stored)
             total = cumulative[-1]
@@ -84,7 +108,10 @@ class GSSBuffer(RehearsalBuffer):
                 slots = np.concatenate([slots, chosen[accept]])
                 positions = np.concatenate([positions, candidates[accept]])
                 slots, positions = last_writer_wins(slots, positions)
-        stored[slots] = scores[positions]
+        entering = scores[positions]
+        if gate is not None:
+            entering[positions < filling] = gate
+        stored[slots] = entering
         return slots, positions
 
     def _extra_state(self) -> dict[str, Any]:
@@ -92,3 +119,11 @@ class GSSBuffer(RehearsalBuffer):
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.scores = np.asarray(state["scores"], dtype=np.float64).copy()
+
+
+def _finite_scores(values: Any, what: str) -> np.ndarray:
+    """`values` (a tensor or array-like) as float64 NumPy, refused unless finite and non-negative."""
+    array = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    if not np.isfinite(array).all() or (array < 0).any():
+        raise ValueError(f"{what} must be finite and non-negative (1 + a cosine similarity)")
+    return array

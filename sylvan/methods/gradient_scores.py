@@ -52,15 +52,40 @@ def gradient_scores(
     """(len(x),) float32 on x's device: 1 + max over the reference samples of the cosine
     similarity between sample k's gradient and the reference sample's; `NO_REFERENCE_SCORE`
     for every sample when there is no reference sample. A zero gradient has cosine 0 with all."""
+    return _scores(model, x, y, reference_x, reference_y, with_batch=False)[0]
+
+
+def gradient_scores_with_batch(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, reference_x: torch.Tensor, reference_y: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """`gradient_scores`, and the score of the batch as a whole: 1 + the largest cosine
+    similarity between the gradient of the batch's mean loss and a reference sample's gradient
+    (what the batch-gated GSS of `sylvan.buffers.gss` admits a batch by). The batch's gradient is
+    the mean of its samples' (the model is evaluated in evaluation mode, where each sample's
+    loss depends on that sample alone), so it costs nothing beyond the samples' scores.
+    `NO_REFERENCE_SCORE` too when there is no reference sample."""
+    return _scores(model, x, y, reference_x, reference_y, with_batch=True)
+
+
+def _scores(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, reference_x: torch.Tensor, reference_y: torch.Tensor,
+    with_batch: bool,
+) -> tuple[torch.Tensor, float]:
     if len(reference_x) == 0:
-        return torch.full((len(x),), NO_REFERENCE_SCORE, device=x.device)
+        return torch.full((len(x),), NO_REFERENCE_SCORE, device=x.device), NO_REFERENCE_SCORE
     compared = len(reference_x)
+    batch_score = NO_REFERENCE_SCORE
     with evaluating(model), torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
         samples, labels = torch.cat([reference_x, x]).float(), torch.cat([reference_y, y])
         gram = linear_stack_gram(model, samples, labels) if is_linear_stack(model) else None
         if gram is not None:
             norms = gram.diagonal().clamp(min=0).sqrt()
             scores = [largest_cosines(gram[compared:, :compared], norms[compared:], norms[:compared])]
+            if with_batch and len(x):
+                # <mean_n g_n, g_m> = mean_n <g_n, g_m>; |mean_n g_n|^2 = mean_{n,n'} <g_n, g_n'>
+                products = gram[compared:, :compared].mean(0, keepdim=True)
+                norm = gram[compared:, compared:].mean().clamp(min=0).sqrt().reshape(1)
+                batch_score = _as_score(largest_cosines(products, norm, norms[:compared]))
         else:
             parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
             chunk = max(compared + 1, GRADIENT_ELEMENTS_AT_ONCE // max(parameters, 1))
@@ -71,8 +96,19 @@ def gradient_scores(
             if len(samples) > chunk:  # (splitting an empty tensor gives one empty part)
                 parts += (per_sample_gradients(model, part_x, part_y)
                           for part_x, part_y in zip(samples[chunk:].split(chunk), labels[chunk:].split(chunk)))
-            scores = [largest_cosines(part @ reference.T, part.norm(dim=1), norms) for part in parts]
-    return torch.cat(scores).add_(1).clamp_(0, 2)
+            scores, total = [], None
+            for part in parts:
+                scores.append(largest_cosines(part @ reference.T, part.norm(dim=1), norms))
+                if with_batch:
+                    total = part.sum(0, keepdim=True) if total is None else total + part.sum(0, keepdim=True)
+            if total is not None and len(x):
+                mean = total / len(x)
+                batch_score = _as_score(largest_cosines(mean @ reference.T, mean.norm(dim=1), norms))
+    return torch.cat(scores).add_(1).clamp_(0, 2), batch_score
+
+
+def _as_score(cosine: torch.Tensor) -> float:
+    return float(cosine.add(1).clamp(0, 2).item())
 
 
 def linear_stack_gram(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:

@@ -14,8 +14,9 @@ import torch
 
 from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features, needs_scores
 from sylvan.buffers.global_replay import GlobalReplay
+from sylvan.buffers.gss import FIRST_BATCH_SCORE
 from sylvan.errors import ConfigurationError, refuse_if_given, unknown_name
-from sylvan.methods.gradient_scores import gradient_scores
+from sylvan.methods.gradient_scores import gradient_scores, gradient_scores_with_batch
 from sylvan.methods.supervised import SupervisedMethod, evaluating
 from sylvan.minibatches import float_inputs
 
@@ -31,6 +32,9 @@ class ReplayMethod(SupervisedMethod):
     buffer_policy: str = "reservoir"
     buffer_retrieval: str = "uniform"  # which stored samples are replayed: uniform or grasp
     gss_compared: int = 10  # gss policy: stored samples each new sample's gradient is compared with (n)
+    # gss policy: admit each batch as the DER paper's code does (turned away whole once the buffer is full unless
+    # the gradient of its mean loss opposes every compared one), instead of GSS-Greedy's sample by sample
+    gss_batch_gate: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -43,6 +47,7 @@ class ReplayMethod(SupervisedMethod):
         if not needs_scores(self.buffer_policy):
             why = f"it is the gss policy's, and --buffer_policy is {self.buffer_policy}"
             refuse_if_given(self, "gss_compared", why)
+            refuse_if_given(self, "gss_batch_gate", why)
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
@@ -100,12 +105,20 @@ class ReplayMethod(SupervisedMethod):
         with evaluating(self.model) as model:
             return model.features(x)
 
-    def sample_scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The gss policy's score of each new sample (`sylvan.methods.gradient_scores`): its
-        gradient compared with those of `gss_compared` samples drawn uniformly from the local
-        buffer (whatever the retrieval), as the buffer holds them before this batch."""
+    def sample_scores(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the gss policy admits new samples by (`sylvan.methods.gradient_scores`): "score",
+        each sample's gradient compared with those of `gss_compared` samples drawn uniformly
+        from the local buffer (whatever the retrieval), as the buffer holds them before this
+        batch; with `gss_batch_gate`, "batch_score" too, the gradient of the batch's mean loss
+        compared with the same samples' (`FIRST_BATCH_SCORE` while nothing is stored)."""
         reference = self.buffer.uniform_sample(self.gss_compared) or {"x": x[:0], "y": y[:0]}
-        return gradient_scores(self.model, x, y, reference["x"].to(x.device), reference["y"].to(y.device))
+        compared = (self.model, x, y, reference["x"].to(x.device), reference["y"].to(y.device))
+        if not self.gss_batch_gate:
+            return {"score": gradient_scores(*compared)}
+        scores, batch_score = gradient_scores_with_batch(*compared)
+        if len(reference["x"]) == 0:
+            batch_score = FIRST_BATCH_SCORE
+        return {"score": scores, "batch_score": torch.tensor(batch_score, dtype=torch.float64)}
 
     def remember(self, fields: dict[str, torch.Tensor]) -> None:
         """Offer the new samples (`fields` of the minibatch as they came, plus any extras such as
@@ -115,7 +128,7 @@ class ReplayMethod(SupervisedMethod):
         if self.store_features:
             fields = {**fields, "features": self.stored_features(float_inputs(fields["x"]))}  # x: maybe pixels
         if self.store_scores:
-            fields = {**fields, "score": self.sample_scores(float_inputs(fields["x"]), fields["y"])}
+            fields = {**fields, **self.sample_scores(float_inputs(fields["x"]), fields["y"])}
         if self._global_replay is not None:
             self._global_replay.insert(fields)  # and, when asynchronous, send the next step's candidates
         else:

@@ -64,3 +64,21 @@ def test_domain_il_recipes_run_and_print_domain_il_accuracy_alone(script, title,
     accuracy = float(row.split("|")[1].split("±")[0])
     assert 10 < accuracy <= 100 and published in row
     assert "er-200 seed 0: domain-IL" in out.stdout
+
+
+@pytest.mark.parametrize("script", ["seq_mnist", "seq_cifar10", "perm_mnist", "rot_mnist"])
+def test_each_gss_recipe_has_a_batch_gated_row_that_differs_by_the_gate_alone(monkeypatch, script):
+    import dataclasses
+    import importlib
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    runs = importlib.import_module(script).RUNS
+    gss = sorted(key for key in runs if key.startswith("gss-") and not key.startswith("gss-gated-"))
+    assert gss and sorted(key for key in runs if key.startswith("gss-gated-")) == [
+        key.replace("gss-", "gss-gated-") for key in gss]
+    for key in gss:
+        plain, gated = runs[key], runs[key.replace("gss-", "gss-gated-")]
+        assert gated.published_accuracy == plain.published_accuracy and gated.batch_size == plain.batch_size
+        method, gated_method = plain.method(), gated.method()
+        assert not method.gss_batch_gate and gated_method.gss_batch_gate
+        assert dataclasses.replace(gated_method, gss_batch_gate=False) == method

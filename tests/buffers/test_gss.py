@@ -13,7 +13,7 @@ from scipy import stats
 from torch import nn
 
 from sylvan.buffers import GSSBuffer, make_buffer
-from sylvan.methods.gradient_scores import NO_REFERENCE_SCORE, gradient_scores
+from sylvan.methods.gradient_scores import NO_REFERENCE_SCORE, gradient_scores, gradient_scores_with_batch
 from tests.buffers.labelled_streams import check_storage, feed, label_batches, stream_scores
 
 
@@ -71,6 +71,55 @@ def test_the_first_samples_fill_in_order_and_keep_their_scores():
     buffer.add(x=torch.arange(3.0).unsqueeze(1), score=torch.tensor([1.9, 0.1, 1.0]))
     assert buffer.get_all()["x"][:, 0].tolist() == [0.0, 1.0, 2.0]
     assert buffer.scores[:3].tolist() == pytest.approx([1.9, 0.1, 1.0])
+
+
+@settings(max_examples=80, deadline=None)
+@given(capacity=st.integers(1, 30), sizes=st.lists(st.integers(1, 12), min_size=1, max_size=8),
+       gates=st.lists(st.floats(0, 2), min_size=8, max_size=8), seed=st.integers(0, 5))
+def test_batch_gated_admission(capacity, sizes, gates, seed):
+    """Offered with `batch_score`: while the buffer fills, samples enter with the batch's score;
+    once full, a batch scored 1 or more leaves the buffer as it was, and in a batch scored below 1
+    any sample may enter, its own score aligned or not, and keeps its own score."""
+    buffer, start = GSSBuffer(capacity, seed=seed), 0
+    own = {}  # sample id -> the score it entered with
+    for size, gate in zip(sizes, gates):
+        ids = torch.arange(start, start + size)
+        scores = stream_scores(ids)
+        before = (buffer.get_all()["x"].clone(), buffer.scores.copy()) if len(buffer) else None
+        full_before = len(buffer) == capacity
+        filling = min(size, capacity - len(buffer))
+        buffer.add(x=ids.float().unsqueeze(1), score=scores, batch_score=torch.tensor(gate))
+        for k in range(size):
+            own[start + k] = gate if k < filling else float(scores[k])
+        if full_before and gate >= 1:
+            assert torch.equal(buffer.get_all()["x"], before[0]) and np.array_equal(buffer.scores, before[1])
+        start += size
+    assert buffer.seen == start and len(buffer) == min(capacity, start)
+    held = buffer.get_all()["x"][:, 0].long().tolist()
+    assert len(set(held)) == len(held)
+    assert buffer.scores[: len(held)] == pytest.approx([own[i] for i in held])
+
+
+def test_a_gated_batch_scored_below_1_lets_aligned_samples_in():
+    """GSS-Greedy turns a sample scored 1.5 away from a full buffer; the batch gate, open, does not."""
+    entered = {False: 0, True: 0}
+    for seed in range(200):
+        for gated in (False, True):
+            buffer = GSSBuffer(4, seed=seed)
+            buffer.add(x=torch.zeros(4, 1), score=torch.full((4,), 1.5))
+            extra = {"batch_score": torch.tensor(0.5)} if gated else {}
+            buffer.add(x=torch.ones(2, 1), score=torch.full((2,), 1.5), **extra)
+            entered[gated] += int(buffer.get_all()["x"].sum())
+    assert entered[False] == 0
+    assert 100 < entered[True] < 300  # each of 2 samples replaces with probability 1/2 (some both one slot)
+
+
+@pytest.mark.parametrize("batch_score", [torch.ones(2), torch.tensor(float("inf")), torch.tensor(-0.1)])
+def test_an_invalid_batch_score_is_refused(batch_score):
+    buffer = GSSBuffer(5)
+    with pytest.raises(ValueError, match="batch score|one value"):
+        buffer.add(x=torch.zeros(3, 2), score=torch.ones(3), batch_score=batch_score)
+    assert buffer.seen == 0
 
 
 @pytest.mark.parametrize(
@@ -152,6 +201,39 @@ def test_gradient_scores_match_a_per_sample_backward_loop(monkeypatch, model_nam
     assert scores.shape == (9,) and scores.dtype == torch.float32
     torch.testing.assert_close(scores, loop_scores(model, x, y, reference_x, reference_y), atol=1e-5, rtol=0)
     assert ((scores >= 0) & (scores <= 2)).all()
+
+
+def loop_batch_score(model: nn.Module, x, y, reference_x, reference_y) -> float:
+    """A batch's score as the paper's code computes it: the gradient of the batch's mean loss,
+    compared with each reference sample's, one backward pass each."""
+    model.eval()
+
+    def gradient(inputs, labels):
+        model.zero_grad()
+        F.cross_entropy(model(inputs), labels).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    reference = torch.stack([gradient(a.unsqueeze(0), b.unsqueeze(0)) for a, b in zip(reference_x, reference_y)])
+    return float(F.cosine_similarity(gradient(x, y).unsqueeze(0), reference).max() + 1)
+
+
+@pytest.mark.parametrize("model_name", ["linear stack: one backward pass", "per-sample gradients, chunked",
+                                        "convolutions and batch norm"])
+def test_batch_scores_match_the_gradient_of_the_batch_loss(monkeypatch, model_name):
+    model = (ConvNet() if model_name.startswith("conv") else mlp()).train()
+    if model_name.startswith("per-sample"):
+        monkeypatch.setattr("sylvan.methods.gradient_scores.is_linear_stack", lambda model: False)
+        monkeypatch.setattr("sylvan.methods.gradient_scores.GRADIENT_ELEMENTS_AT_ONCE", 300)  # several chunks
+    torch.manual_seed(3)
+    x, y = torch.randn(9, 3, 4), torch.randint(0, 4, (9,))
+    reference_x, reference_y = torch.randn(5, 3, 4), torch.randint(0, 4, (5,))
+    scores, batch_score = gradient_scores_with_batch(model, x, y, reference_x, reference_y)
+    assert model.training
+    torch.testing.assert_close(scores, gradient_scores(model, x, y, reference_x, reference_y))
+    assert batch_score == pytest.approx(loop_batch_score(model, x, y, reference_x, reference_y), abs=1e-5)
+    # a batch of one is its sample
+    _, single = gradient_scores_with_batch(model, x[:1], y[:1], reference_x, reference_y)
+    assert single == pytest.approx(float(scores[0]), abs=1e-5)
 
 
 def test_a_sample_compared_with_nothing_scores_neither_aligned_nor_opposed():

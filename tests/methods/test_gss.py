@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sylvan.buffers.gss import FIRST_BATCH_SCORE
 from sylvan.errors import ConfigurationError
 from sylvan.methods import DER, MIR, Batch, Rehearsal
-from sylvan.methods.gradient_scores import NO_REFERENCE_SCORE, gradient_scores
+from sylvan.methods.gradient_scores import NO_REFERENCE_SCORE, gradient_scores, gradient_scores_with_batch
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
 
 DIGITS = dict(dataset="digits", nb_tasks=5, batch_size=10, progress_bar=False)
@@ -55,6 +56,36 @@ def test_each_sample_is_offered_with_its_gradient_score_against_uniformly_drawn_
     assert "score" not in method.buffer.storage  # read by the policy, not stored as a field
 
 
+def test_with_the_batch_gate_each_batch_is_offered_with_its_own_score_too():
+    method = ScoreSpy(buffer_size=6, buffer_policy="gss", gss_compared=4, gss_batch_gate=True)
+    method.configure(OnlineSetting(**DIGITS))
+    first = batch_of([0, 1, 2, 3], seed=0)
+    method.remember(method.stored_fields(first))
+    assert float(method.offered[0]["batch_score"]) == FIRST_BATCH_SCORE  # compared with nothing: the code's 0.1
+    assert method.buffer.scores[:4].tolist() == [FIRST_BATCH_SCORE] * 4  # filling: the batch's score
+
+    second = batch_of([7, 8, 9], seed=1)
+    state = method.buffer.generator.get_state()
+    reference = method.buffer.gather(method.buffer._choose(len(method.buffer), 4))
+    method.buffer.generator.set_state(state)
+    scores, batch_score = gradient_scores_with_batch(method.model, second.x, second.y, reference["x"], reference["y"])
+    method.remember(method.stored_fields(second))
+    torch.testing.assert_close(method.offered[1]["score"], scores)
+    assert float(method.offered[1]["batch_score"]) == pytest.approx(batch_score)
+    assert method.buffer.scores[4:6].tolist() == pytest.approx([batch_score] * 2)
+    assert "batch_score" not in method.buffer.storage
+
+
+def test_the_batch_gated_gss_runs_and_keeps_the_first_batch():
+    """On a stream, most of the first batch's samples (score 0.1) outlast it, as in the paper's code."""
+    method = Rehearsal(buffer_size=30, buffer_policy="gss", replay_size=5, gss_batch_gate=True)
+    setting = ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 2, "batch_size": 32})
+    results = setting.apply(method)
+    assert results.complete and method.buffer.seen == sum(results.samples_seen)
+    scores = method.buffer.scores[:30]
+    assert (scores == FIRST_BATCH_SCORE).sum() >= 20 and (scores != FIRST_BATCH_SCORE).any()
+
+
 @pytest.mark.parametrize("method_cls", [Rehearsal, DER, MIR])
 def test_replay_methods_run_with_the_gss_policy(method_cls):
     method = method_cls(buffer_size=30, buffer_policy="gss", replay_size=5)
@@ -67,11 +98,13 @@ def test_replay_methods_run_with_the_gss_policy(method_cls):
     assert len(buffer.class_counts()) > 2  # the second task's samples did replace some of the first's
 
 
-def test_gss_compared_must_be_positive_and_is_refused_without_the_gss_policy():
+def test_gss_options_are_checked_and_refused_without_the_gss_policy():
     with pytest.raises(ConfigurationError, match="gss_compared"):
         Rehearsal(buffer_policy="gss", gss_compared=0).validate()
     with pytest.raises(ConfigurationError, match="--gss_compared 5 has no effect: it is the gss policy's"):
         Rehearsal(buffer_policy="reservoir", gss_compared=5).validate()
+    with pytest.raises(ConfigurationError, match="--gss_batch_gate True has no effect: it is the gss policy's"):
+        Rehearsal(buffer_policy="reservoir", gss_batch_gate=True).validate()
     Rehearsal(buffer_policy="reservoir").validate()  # the default is not a value given
 
 

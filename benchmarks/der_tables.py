@@ -90,7 +90,9 @@ def run_one(
 ) -> dict[str, float | None]:
     """The protocol's accuracy (class-IL or domain-IL, %), task-IL accuracy (%, None on a
     domain-IL protocol) and wall time (s) of run `name` with `seed`, under the protocol with
-    `changes` (see `CHANGES`)."""
+    `changes` (see `CHANGES`); for a method with a rehearsal buffer, how many stored samples
+    new ones replaced over the stream (`buffer_replaced`: a memory that stops taking samples once
+    full, as GSS can, shows as 0)."""
     run = protocol.runs[name]
     setting_name = run.setting or protocol.setting
     options = dict(
@@ -116,11 +118,15 @@ def run_one(
         accuracy, task_il = results.final_average_accuracy, results.task_aware_accuracy
     if not protocol.task_il:
         task_il = None
-    return {
+    figures = {
         protocol.key: None if accuracy is None else 100 * accuracy,
         "task_il": None if task_il is None else 100 * task_il,
         "seconds": seconds,
     }
+    buffer = getattr(method, "buffer", None)
+    if buffer is not None and hasattr(buffer, "replaced"):
+        figures["buffer_replaced"] = buffer.replaced
+    return figures
 
 
 def mean_std(values: list[float | None]) -> str:
@@ -166,8 +172,10 @@ def main(protocol: Protocol, description: str, argv: list[str] | None = None) ->
                 sys.exit(2)
             raw[name].append(figures)
             task_il = f"  task-IL {figure(figures['task_il'])}" if protocol.task_il else ""
+            replaced = figures.get("buffer_replaced")
+            replaced = "" if replaced is None else f", {replaced:,} stored samples replaced"
             print(f"{name:>15} seed {seed}: {protocol.scenario} {figure(figures[protocol.key])}{task_il}  "
-                  f"({figures['seconds']:.1f} s)", flush=True)
+                  f"({figures['seconds']:.1f} s{replaced})", flush=True)
             if args.output:
                 args.output.write_text(json.dumps(raw, indent=2))
 

@@ -81,6 +81,7 @@ class RehearsalBuffer:
         self._host_views: dict[str, np.ndarray] | None = None
         self.size = 0
         self.seen = 0
+        self.replaced = 0  # samples written over a stored one (the buffer's turnover once full)
         self.generator = torch.Generator().manual_seed(seed)
         # output of `_uniform(..., reuse=True)`; not state: it holds nothing once consumed
         self._reused_uniform = torch.empty(0, dtype=torch.float64)
@@ -185,7 +186,9 @@ class RehearsalBuffer:
         if count and self.capacity:
             if not self.storage:
                 self._allocate(batch)
+            held = self.size
             slots, positions = self._select_slots(batch, count)
+            self.replaced += int(np.count_nonzero(slots < held))
             if len(slots):
                 self._write(slots, positions, batch)
         self.seen += count
@@ -307,6 +310,7 @@ class RehearsalBuffer:
             "capacity": self.capacity,
             "size": self.size,
             "seen": self.seen,
+            "replaced": self.replaced,
             "storage": {k: v.clone() for k, v in self.storage.items()},
             "device": None if self.device is None else str(self.device),
             "generator": self.generator.get_state(),
@@ -322,6 +326,7 @@ class RehearsalBuffer:
             )
         self.size = int(state["size"])
         self.seen = int(state["seen"])
+        self.replaced = int(state.get("replaced", 0))  # (absent from checkpoints written before it was counted)
         if state["storage"]:
             if self.device is None:
                 self.device = saved_device(state) or next(iter(state["storage"].values())).device

@@ -63,7 +63,9 @@ def test_domain_il_recipes_run_and_print_domain_il_accuracy_alone(script, title,
     row = next(line for line in out.stdout.splitlines() if line.strip().startswith("er-200 |"))
     accuracy = float(row.split("|")[1].split("±")[0])
     assert 10 < accuracy <= 100 and published in row
-    assert "er-200 seed 0: domain-IL" in out.stdout
+    line = next(line for line in out.stdout.splitlines() if "er-200 seed 0: domain-IL" in line)
+    assert line.endswith("stored samples replaced)")  # a buffer's turnover: reservoir's is above 0
+    assert int(line.split(", ")[-1].split()[0].replace(",", "")) > 0
 
 
 @pytest.mark.parametrize("script", ["seq_mnist", "seq_cifar10", "perm_mnist", "rot_mnist"])

@@ -96,6 +96,20 @@ def test_state_dict_restores_future_draws(policy):
     assert torch.equal(a.get_all()["id"], b.get_all()["id"])
     assert torch.equal(a.sample(5)["id"], b.sample(5)["id"])
     assert a.seen == b.seen == 84
+    assert a.replaced == b.replaced > 0
+
+
+@pytest.mark.parametrize("policy", sorted(BUFFER_POLICIES))
+def test_replaced_counts_the_samples_written_over_stored_ones(policy):
+    """`replaced`: how many stored samples were overwritten, batch by batch (ids are unique, so a
+    slot below the size before the batch that holds another id after it was replaced once)."""
+    buffer, start, replaced = make_buffer(policy, 10, seed=3), 0, 0
+    for j in range(15):
+        held = buffer.get_all()["id"].clone() if len(buffer) else torch.empty(0, dtype=torch.long)
+        start = feed_from(buffer, [[(j + i) % 4 for i in range(6)]], start)
+        replaced += int((buffer.get_all()["id"][: len(held)] != held).sum())
+        assert buffer.replaced == replaced
+    assert replaced > 0
 
 
 @settings(max_examples=100, deadline=None)

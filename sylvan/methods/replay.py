@@ -7,6 +7,7 @@ either way, so each is written once for both."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,31 @@ class ReplayMethod(SupervisedMethod):
                 "backbone with a `features` module (all built-in backbones have one)"
             )
         self._global_replay: GlobalReplay | None = None  # made by `global_replay` on data-parallel settings
+        self._task_start: tuple[int, int] | None = None  # (seen, replaced) when a task began with a full gss buffer
+
+    def on_task_start(self, task_id: int | None) -> None:
+        super().on_task_start(task_id)
+        full = self.store_scores and self.buffer.capacity > 0 and self.buffer.is_full
+        self._task_start = (self.buffer.seen, self.buffer.replaced) if full else None
+
+    def on_task_end(self, task_id: int | None) -> None:
+        """Warn when a gss memory, full from the task's start, took none of the task's samples:
+        every new gradient (and, batch-gated, every batch's) was aligned with a compared one, so
+        the memory stays as it was, whatever the stream brings (as with many compared samples)."""
+        super().on_task_end(task_id)
+        start, self._task_start = self._task_start, None
+        if start is None or self.buffer.replaced != start[1]:
+            return
+        offered = self.buffer.seen - start[0]
+        if offered > 0:
+            task = "" if task_id is None else f" {task_id}"
+            warnings.warn(
+                f"gss: the full buffer took none of the {offered:,} samples of task{task}: every "
+                f"{'batch' if self.gss_batch_gate else 'sample'}'s gradient was aligned with one of the "
+                f"{self.gss_compared} stored samples' it was compared with, so the memory does not change as the "
+                "stream does (a smaller --gss_compared compares with fewer)",
+                stacklevel=2,
+            )
 
     def replay_count(self, batch_size: int) -> int:
         return self.replay_size or batch_size

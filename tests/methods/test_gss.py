@@ -4,6 +4,8 @@ of its gradient against `gss_compared` stored samples drawn uniformly, and the m
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -127,3 +129,29 @@ def test_on_data_parallel_settings_the_scores_reach_the_local_buffer_through_the
     assert offered and all("score" in fields for fields in offered)
     assert method._global_replay is not None and len(method.buffer) == 30
     assert (method.buffer.scores[:30] != NO_REFERENCE_SCORE).any()
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_a_full_memory_that_takes_nothing_for_a_whole_task_is_reported(monkeypatch, gated):
+    """Every sample aligned with a compared one (score 2): once full, the memory never changes,
+    and the end of each such task says so; a memory that does change says nothing."""
+    monkeypatch.setattr("sylvan.methods.replay.gradient_scores", lambda model, x, *rest: torch.full((len(x),), 2.0))
+    monkeypatch.setattr("sylvan.methods.replay.gradient_scores_with_batch",
+                        lambda model, x, *rest: (torch.full((len(x),), 2.0), 2.0))
+    method = Rehearsal(buffer_size=20, buffer_policy="gss", replay_size=5, gss_batch_gate=gated)
+    setting = ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 3, "batch_size": 32})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        setting.apply(method)
+    reports = [str(w.message) for w in caught if str(w.message).startswith("gss:")]
+    assert len(reports) == 2  # task 0 filled the buffer; tasks 1 and 2 brought nothing in
+    assert "samples of task 1:" in reports[0] and "samples of task 2:" in reports[1]
+    assert f"every {'batch' if gated else 'sample'}'s gradient was aligned" in reports[0]
+    assert method.buffer.replaced == 0
+
+
+def test_a_memory_that_turns_over_is_not_reported(recwarn):
+    method = Rehearsal(buffer_size=30, buffer_policy="gss", replay_size=5)
+    ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 2, "batch_size": 32}).apply(method)
+    assert method.buffer.replaced > 0
+    assert not [w for w in recwarn if "gss:" in str(w.message)]

@@ -178,6 +178,28 @@ class LoopFIFO(LoopBuffer):
             self.size = min(self.size + 1, self.capacity)
 
 
+class LoopRing(LoopClassBuffer):
+    """A ring buffer per class (ER-ring style): a class under its quota takes a free slot, or
+    the oldest slot of the largest class once the memory is full; a class at its quota writes
+    over its own oldest sample. Each class's slots are a list, oldest first."""
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> None:
+        for i in range(len(y)):
+            label = int(y[i])
+            self.seen[label] = self.seen.get(label, 0) + 1
+            members = self.members.setdefault(label, [])
+            if len(members) < self.capacity // len(self.members):
+                if self.size < self.capacity:
+                    slot = self.size
+                    self.size += 1
+                else:
+                    slot = max(self.members.values(), key=len).pop(0)
+            else:
+                slot = members.pop(0)
+            members.append(slot)
+            self.store(slot, x[i], y[i])
+
+
 class LoopGSS(LoopBuffer):
     """GSS-Greedy (Aljundi et al. 2019, Algorithm 2) one sample at a time, with the slot drawn by
     `np.random.choice` over the normalized scores, as its published implementations do; the
@@ -212,4 +234,5 @@ REFERENCES = {
     "herding": LoopHerding,
     "fifo": LoopFIFO,
     "gss": LoopGSS,
+    "ring": LoopRing,
 }

@@ -57,6 +57,10 @@ RUNS: dict[str, Run] = {
         lambda: Rehearsal(lr=0.01, buffer_size=200, replay_size=10, buffer_policy="class_balanced", backbone=MLP),
         None, None,
     ),
+    # ... and with a ring buffer per class (ER-ring: each class keeps its most recent samples)
+    "er-200-ring": Run(
+        lambda: Rehearsal(lr=0.01, buffer_size=200, replay_size=10, buffer_policy="ring", backbone=MLP), None, None,
+    ),
     "gem-200": Run(lambda: GEM(lr=0.01, buffer_size=200, margin=1.0, backbone=MLP), 80.11, 97.78),
     "gem-500": Run(lambda: GEM(lr=0.03, buffer_size=500, margin=0.5, backbone=MLP), 85.99, 98.71),
     "agem-200": Run(lambda: AGEM(lr=0.1, buffer_size=200, reference_batch_size=128, backbone=MLP), 45.72, 98.61),
@@ -113,7 +117,7 @@ RUNS = with_batch_gated_gss(RUNS)
 
 SEQ_MNIST = Protocol(
     title="Seq-MNIST", dataset="mnist", nb_tasks=5, epochs=1, batch_size=10, runs=RUNS,
-    default_runs=tuple(name for name in RUNS if name != "er-200-balanced"),
+    default_runs=tuple(name for name in RUNS if name not in ("er-200-balanced", "er-200-ring")),
 )
 
 

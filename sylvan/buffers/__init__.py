@@ -17,11 +17,14 @@ from sylvan.buffers.herding import HerdingBuffer
 from sylvan.buffers.prs import PRSBuffer
 from sylvan.buffers.reservoir import ReservoirBuffer
 from sylvan.buffers.retrieval import RETRIEVALS
+from sylvan.buffers.ring import RingBuffer
 from sylvan.errors import ConfigurationError, unknown_name
 
 BUFFER_POLICIES: dict[str, type[RehearsalBuffer]] = {
     cls.policy: cls
-    for cls in (ReservoirBuffer, ClassBalancedBuffer, PRSBuffer, GDumbBuffer, HerdingBuffer, FIFOBuffer, GSSBuffer)
+    for cls in (
+        ReservoirBuffer, ClassBalancedBuffer, PRSBuffer, GDumbBuffer, HerdingBuffer, FIFOBuffer, GSSBuffer, RingBuffer
+    )
 }
 
 # policies and retrievals that need the method to supply a "features" field with every batch
@@ -68,6 +71,7 @@ __all__ = [
     "PRSBuffer",
     "RehearsalBuffer",
     "ReservoirBuffer",
+    "RingBuffer",
     "make_buffer",
     "needs_features",
     "needs_scores",

@@ -204,9 +204,16 @@ class RehearsalBuffer:
         host = self._host_views
         on_device = self._all_on(batch, self.device)
         if host is not None and on_device:  # CPU storage that NumPy can view
+            count = len(next(iter(batch.values())))
+            # every sample of the batch, in batch order (FIFO-like policies): the rows are read in place
+            whole = len(positions) == count and bool((positions == np.arange(count)).all())
             for name, values in batch.items():
-                rows = (values.detach() if values.requires_grad else values).numpy()[positions]  # a copy
-                host[name][slots] = self._encoded_host(rows) if name in self.pixel_fields else rows
+                rows = (values.detach() if values.requires_grad else values).numpy()
+                if name in self.pixel_fields and rows.dtype != np.uint8:  # scaled in place: a copy first
+                    rows = self._encoded_host(rows.copy() if whole else rows[positions])
+                elif not whole:
+                    rows = rows[positions]
+                host[name][slots] = rows
         elif on_device:
             count = len(next(iter(batch.values())))
             targets = np.full(count, self.capacity, dtype=np.int64)  # turned away: the spare row

@@ -29,7 +29,7 @@ class ReplayMethod(SupervisedMethod):
 
     buffer_size: int = 200  # capacity of the rehearsal buffer, in samples
     replay_size: int = 0  # r: samples replayed with each minibatch (0: as many as the batch size)
-    # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding, fifo or gss
+    # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding, fifo, gss or ring
     buffer_policy: str = "reservoir"
     buffer_retrieval: str = "uniform"  # which stored samples are replayed: uniform or grasp
     gss_compared: int = 10  # gss policy: stored samples each new sample's gradient is compared with (n)

@@ -20,7 +20,7 @@ def stream(buffer, steps: int = 30, seed: int = 0) -> None:
         buffer.add(y.float().view(16, 1, 1, 1).expand(16, 1, 2, 2), y, torch.rand(16, 4, generator=generator))
 
 
-@pytest.mark.parametrize("policy", ["class_balanced", "gdumb", "prs"])
+@pytest.mark.parametrize("policy", ["class_balanced", "gdumb", "prs", "ring"])
 def test_class_aware_references_stay_balanced_and_consistent(policy):
     np.random.seed(0)
     buffer = REFERENCES[policy](50, (1, 2, 2), "cpu")
@@ -93,3 +93,14 @@ def test_gss_reference_follows_the_replacement_law_of_sylvans_gss():
     assert stats.chisquare(counts, expected)[1] > 1e-3, (counts, expected)
     buffer.add(torch.tensor([[-2.0]]), torch.tensor([8]), None, torch.tensor([1.0]))
     assert 8 not in buffer.y.tolist() and buffer.size == 3
+
+
+def test_ring_reference_keeps_each_class_s_most_recent_samples():
+    buffer = REFERENCES["ring"](12, (1,), "cpu")
+    labels = [0, 1, 2] * 10 + [0] * 5  # 35 samples: quotas 4, 4, 4
+    for start in range(0, len(labels), 7):
+        ids = torch.arange(start, min(start + 7, len(labels)))
+        buffer.add(ids.float().unsqueeze(1), torch.tensor(labels[start:start + 7]))
+    held = sorted(buffer.x[:, 0].long().tolist())
+    last = {c: [i for i, label in enumerate(labels) if label == c][-4:] for c in range(3)}
+    assert held == sorted(last[0] + last[1] + last[2])

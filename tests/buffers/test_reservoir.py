@@ -147,7 +147,7 @@ def test_sampling_from_a_large_buffer_is_uniform():
     assert p_value > 1e-3
 
 
-@pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "gdumb", "prs", "herding", "fifo"])
+@pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "gdumb", "prs", "herding", "fifo", "ring"])
 def test_torch_write_path_stores_what_the_numpy_path_stores(policy):
     """CPU storage is written through NumPy views; a field NumPy cannot view (bfloat16) sends the
     whole buffer through torch's index_copy_, the CUDA path, where every sample of a batch is

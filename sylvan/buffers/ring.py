@@ -90,18 +90,22 @@ class RingBuffer(ClassBalancedBuffer):
         # (a class with free entries has never replaced a sample since its ring was built: its
         # head is 0, and the entries it replaces are not those it just filled)
         free_of = free.take(kept_labels)
-        fills = rank < free_of
-        slots = np.empty(len(kept), dtype=np.int64)
-        fill_labels = kept_labels[fills]
-        fresh = np.arange(self.size, self.size + len(fill_labels), dtype=np.int64)
-        order[starts.take(fill_labels) + stored.take(fill_labels) + rank[fills]] = fresh
-        replacing = ~fills
-        if replacing.any():
-            label = kept_labels[replacing]
-            ring_position = (heads.take(label) + rank[replacing] - free_of[replacing]) % quotas.take(label)
-            slots[replacing] = order.take(starts.take(label) + ring_position)
-        slots[fills] = fresh
-        replaced = np.clip(np.minimum(batch_counts, quotas) - free, 0, None)
+        if not free_of.any():  # the steady state: every class of the batch replaces from its head
+            slots = order.take(starts.take(kept_labels) + (heads.take(kept_labels) + rank) % quotas.take(kept_labels))
+            fresh = slots[:0]
+        else:
+            fills = rank < free_of
+            slots = np.empty(len(kept), dtype=np.int64)
+            fill_labels = kept_labels[fills]
+            fresh = np.arange(self.size, self.size + len(fill_labels), dtype=np.int64)
+            order[starts.take(fill_labels) + stored.take(fill_labels) + rank[fills]] = fresh
+            replacing = ~fills
+            if replacing.any():
+                label = kept_labels[replacing]
+                ring_position = (heads.take(label) + rank[replacing] - free_of[replacing]) % quotas.take(label)
+                slots[replacing] = order.take(starts.take(label) + ring_position)
+            slots[fills] = fresh
+        replaced = np.minimum(batch_counts, quotas) - free
         moved = replaced > 0
         heads[moved] = (heads[moved] + replaced[moved]) % quotas[moved]
         self.size += len(fresh)

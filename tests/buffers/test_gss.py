@@ -187,13 +187,21 @@ class ConvNet(nn.Module):
         return self.head(self.norm(self.conv(x.unsqueeze(1))).relu().flatten(1))
 
 
-@pytest.mark.parametrize("model_name", ["linear stack: one backward pass", "per-sample gradients, chunked",
-                                        "convolutions and batch norm"])
-def test_gradient_scores_match_a_per_sample_backward_loop(monkeypatch, model_name):
+SCORING_PATHS = ["linear stack: one backward pass", "per-sample gradients, chunked", "convolutions and batch norm"]
+
+
+def scoring_model(monkeypatch, model_name: str) -> nn.Module:
+    """A model in training mode whose scores take the path `model_name` of SCORING_PATHS."""
     model = (ConvNet() if model_name.startswith("conv") else mlp()).train()
     if model_name.startswith("per-sample"):
         monkeypatch.setattr("sylvan.methods.gradient_scores.is_linear_stack", lambda model: False)
         monkeypatch.setattr("sylvan.methods.gradient_scores.GRADIENT_ELEMENTS_AT_ONCE", 300)  # several chunks
+    return model
+
+
+@pytest.mark.parametrize("model_name", SCORING_PATHS)
+def test_gradient_scores_match_a_per_sample_backward_loop(monkeypatch, model_name):
+    model = scoring_model(monkeypatch, model_name)
     x, y = torch.randn(9, 3, 4), torch.randint(0, 4, (9,))
     reference_x, reference_y = torch.randn(5, 3, 4), torch.randint(0, 4, (5,))
     scores = gradient_scores(model, x, y, reference_x, reference_y)
@@ -217,13 +225,9 @@ def loop_batch_score(model: nn.Module, x, y, reference_x, reference_y) -> float:
     return float(F.cosine_similarity(gradient(x, y).unsqueeze(0), reference).max() + 1)
 
 
-@pytest.mark.parametrize("model_name", ["linear stack: one backward pass", "per-sample gradients, chunked",
-                                        "convolutions and batch norm"])
+@pytest.mark.parametrize("model_name", SCORING_PATHS)
 def test_batch_scores_match_the_gradient_of_the_batch_loss(monkeypatch, model_name):
-    model = (ConvNet() if model_name.startswith("conv") else mlp()).train()
-    if model_name.startswith("per-sample"):
-        monkeypatch.setattr("sylvan.methods.gradient_scores.is_linear_stack", lambda model: False)
-        monkeypatch.setattr("sylvan.methods.gradient_scores.GRADIENT_ELEMENTS_AT_ONCE", 300)  # several chunks
+    model = scoring_model(monkeypatch, model_name)
     torch.manual_seed(3)
     x, y = torch.randn(9, 3, 4), torch.randint(0, 4, (9,))
     reference_x, reference_y = torch.randn(5, 3, 4), torch.randint(0, 4, (5,))

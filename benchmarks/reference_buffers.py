@@ -53,12 +53,19 @@ class LoopClassBuffer(LoopBuffer):
         self.members: dict[int, list[int]] = {}
         self.seen: dict[int, int] = {}
 
-    def take_slot(self, victims: list[int]) -> int:
-        """A free slot while there is one, else a random slot taken from `victims`."""
+    def arrive(self, label: int) -> tuple[list[int], bool]:
+        """Count a sample of `label`: its class's slots, and whether the class is under its equal share."""
+        self.seen[label] = self.seen.get(label, 0) + 1
+        members = self.members.setdefault(label, [])
+        return members, len(members) < self.capacity // len(self.members)
+
+    def take_slot(self, victims: list[int], index: int | None = None) -> int:
+        """A free slot while there is one, else the slot `victims[index]` (a random one when
+        `index` is None), taken from `victims`."""
         if self.size < self.capacity:
             self.size += 1
             return self.size - 1
-        return victims.pop(np.random.randint(len(victims)))
+        return victims.pop(np.random.randint(len(victims)) if index is None else index)
 
 
 class LoopClassBalanced(LoopClassBuffer):
@@ -69,9 +76,8 @@ class LoopClassBalanced(LoopClassBuffer):
     def add(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> None:
         for i in range(len(y)):
             label = int(y[i])
-            self.seen[label] = self.seen.get(label, 0) + 1
-            members = self.members.setdefault(label, [])
-            if len(members) < self.capacity // len(self.members):
+            members, under_share = self.arrive(label)
+            if under_share:
                 slot = self.take_slot(max(self.members.values(), key=len) if self.size == self.capacity else [])
                 members.append(slot)
             else:
@@ -185,15 +191,9 @@ class LoopRing(LoopClassBuffer):
 
     def add(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> None:
         for i in range(len(y)):
-            label = int(y[i])
-            self.seen[label] = self.seen.get(label, 0) + 1
-            members = self.members.setdefault(label, [])
-            if len(members) < self.capacity // len(self.members):
-                if self.size < self.capacity:
-                    slot = self.size
-                    self.size += 1
-                else:
-                    slot = max(self.members.values(), key=len).pop(0)
+            members, under_share = self.arrive(int(y[i]))
+            if under_share:  # the oldest slot of the largest class once full
+                slot = self.take_slot(max(self.members.values(), key=len) if self.size == self.capacity else [], 0)
             else:
                 slot = members.pop(0)
             members.append(slot)

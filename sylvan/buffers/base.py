@@ -203,8 +203,8 @@ class RehearsalBuffer:
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
         host = self._host_views
         on_device = self._all_on(batch, self.device)
+        count = len(next(iter(batch.values())))
         if host is not None and on_device:  # CPU storage that NumPy can view
-            count = len(next(iter(batch.values())))
             # every sample of the batch, in batch order (FIFO-like policies): the rows are read in place
             whole = len(positions) == count and bool((positions == np.arange(count)).all())
             for name, values in batch.items():
@@ -215,7 +215,6 @@ class RehearsalBuffer:
                     rows = rows[positions]
                 host[name][slots] = rows
         elif on_device:
-            count = len(next(iter(batch.values())))
             targets = np.full(count, self.capacity, dtype=np.int64)  # turned away: the spare row
             targets[positions] = slots
             target_index = to_device(targets, self.device)

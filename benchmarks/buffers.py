@@ -100,8 +100,8 @@ class RecordingReservoir(ReservoirBuffer):
 
 def row_copy_rate(pool, capacity: int, fill_steps: int, steps: int, pixel_fields: tuple[str, ...] = ()) -> float:
     """Samples per second if inserting cost nothing but copying the accepted rows into the
-    storage (one NumPy gather-scatter per field and batch): the reservoir stream's writes are
-    recorded, then replayed alone. Any implementation, vectorized or per-sample, moves these
+    storage (one NumPy gather-scatter per field and batch, each image row one block, as the
+    buffers copy it): the reservoir stream's writes are recorded, then replayed alone. Any implementation, vectorized or per-sample, moves these
     bytes, so `rate / loop rate` bounds the speed-up over the loop (CPU storage only)."""
     buffer = RecordingReservoir(capacity, pixel_fields=pixel_fields)
     for step in range(fill_steps + steps):
@@ -109,11 +109,11 @@ def row_copy_rate(pool, capacity: int, fill_steps: int, steps: int, pixel_fields
             buffer.writes.clear()
         x, y, _, _, _ = pool[step % len(pool)]
         buffer.add(x=x, y=y)
-    host = buffer._host_views
+    host, records = buffer._host_views, buffer._host_records["x"]  # rows copied whole, as the buffers copy them
     start = time.perf_counter()
     for step, (slots, positions) in enumerate(buffer.writes, start=fill_steps):
         _, y, _, stored_x, _ = pool[step % len(pool)]  # the rows as stored: float32, or uint8 pixels
-        host["x"][slots] = stored_x.numpy()[positions]
+        records[slots] = np.frombuffer(stored_x.numpy(), dtype=records.dtype).take(positions)
         host["y"][slots] = y.numpy()[positions]
     return steps * BATCH / (time.perf_counter() - start)
 

@@ -48,6 +48,20 @@ def saved_device(state: Mapping[str, Any]) -> torch.device | None:
     return torch.device(device)
 
 
+def record_rows(array: np.ndarray) -> np.ndarray | None:
+    """The rows of `array` (along its first axis) as a 1-D array of opaque records, each the
+    bytes of one row, sharing `array`'s memory; None where a row is a single element or the
+    array's rows are not contiguous. NumPy's fancy indexing copies a multi-dimensional row
+    element by element, a record as one block: fewer, larger copies when rows of an image batch
+    are written into a buffer."""
+    if array.ndim < 2 or not array.flags.c_contiguous:
+        return None
+    row_bytes = array.itemsize * int(np.prod(array.shape[1:]))
+    if row_bytes == 0:
+        return None
+    return array.reshape(len(array), row_bytes // array.itemsize).view(np.dtype((np.void, row_bytes)))[:, 0]
+
+
 class RehearsalBuffer:
     """Base class: storage, sampling and persistence. A policy decides which slots new samples
     take by implementing `_select_slots`; it may free slots with `_remove_slots`."""
@@ -79,6 +93,9 @@ class RehearsalBuffer:
         # times faster than torch's index_copy_; None where the storage is on CUDA (or a dtype
         # NumPy lacks), where torch writes on the device
         self._host_views: dict[str, np.ndarray] | None = None
+        # the same storage as `record_rows` (fields with more than one element per sample): rows
+        # of the same dtype are copied through these, each row as one block
+        self._host_records: dict[str, np.ndarray] = {}
         self.size = 0
         self.seen = 0
         self.replaced = 0  # samples written over a stored one (the buffer's turnover once full)
@@ -142,6 +159,8 @@ class RehearsalBuffer:
         self.storage = {name: rows[: self.capacity] for name, rows in self._rows.items()}
         self.device = next(iter(self._rows.values())).device  # "cuda" resolved to "cuda:0", ...
         self._host_views = self._numpy_views(self.storage)
+        records = {name: record_rows(values) for name, values in (self._host_views or {}).items()}
+        self._host_records = {name: values for name, values in records.items() if values is not None}
 
     def _stored_dtype(self, name: str, values: torch.Tensor) -> torch.dtype:
         return torch.uint8 if name in self.pixel_fields else values.dtype
@@ -207,13 +226,20 @@ class RehearsalBuffer:
         if host is not None and on_device:  # CPU storage that NumPy can view
             # every sample of the batch, in batch order (FIFO-like policies): the rows are read in place
             whole = len(positions) == count and bool((positions == np.arange(count)).all())
+            records = self._host_records
             for name, values in batch.items():
                 rows = (values.detach() if values.requires_grad else values).numpy()
+                stored = host[name]
+                if (name in records and rows.dtype == stored.dtype and rows.flags.c_contiguous
+                        and rows.shape[1:] == stored.shape[1:]):
+                    batch_records = np.frombuffer(rows, dtype=records[name].dtype)  # one call: a view
+                    records[name][slots] = batch_records if whole else batch_records.take(positions)
+                    continue
                 if name in self.pixel_fields and rows.dtype != np.uint8:  # scaled in place: a copy first
                     rows = self._encoded_host(rows.copy() if whole else rows[positions])
                 elif not whole:
                     rows = rows[positions]
-                host[name][slots] = rows
+                stored[slots] = rows
         elif on_device:
             targets = np.full(count, self.capacity, dtype=np.int64)  # turned away: the spare row
             targets[positions] = slots
@@ -255,7 +281,8 @@ class RehearsalBuffer:
 
     def _move(self, sources: np.ndarray, targets: np.ndarray) -> None:
         if self._host_views is not None:
-            for values in self._host_views.values():
+            for name, values in self._host_views.items():
+                values = self._host_records.get(name, values)
                 values[targets] = values[sources]
         else:
             source_index = to_device(sources, self.device)

@@ -196,3 +196,35 @@ def test_saved_device_falls_back_where_the_machine_lacks_it():
         restored = ReservoirBuffer(8, seed=0)
         restored.load_state_dict(state)
         assert restored.device == torch.device("cpu") and len(restored) == 4
+
+
+@pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "gdumb", "prs", "herding", "fifo", "ring"])
+@pytest.mark.parametrize("pixels", [False, True])
+def test_every_stored_row_is_the_row_of_its_sample(policy, pixels):
+    """Rows of several elements are copied as whole records (`record_rows`) when a batch's rows
+    are contiguous and of the stored dtype, element by element otherwise (a transposed view,
+    float64 given to float32 storage, floats given to pixel storage); policies that free slots
+    move rows as records too. Whatever the path, each stored row is its own sample's."""
+    from sylvan.buffers.base import record_rows
+
+    def rows_of(ids: torch.Tensor) -> torch.Tensor:  # (n, 2, 3): a row that tells its sample apart
+        values = (ids.view(-1, 1, 1) * 7 + torch.arange(6).view(1, 2, 3)) % 251
+        return values.to(torch.uint8) if pixels else values.float()
+
+    buffer = make_buffer(policy, 30, seed=1, pixel_fields=("x",) if pixels else ())
+    generator = torch.Generator().manual_seed(0)
+    for step in range(14):
+        ids = torch.arange(17 * step, 17 * (step + 1))
+        x = rows_of(ids)
+        if step % 3 == 1:  # the same values through a view whose rows are not contiguous
+            x = x.transpose(1, 2).contiguous().transpose(1, 2)
+        elif step % 3 == 2:  # another dtype: float64, or floats k / 255 for pixels
+            x = x.double() if not pixels else x.float() / 255
+        fields = dict(x=x, y=torch.randint(0, 2 + step // 2, (17,), generator=generator), id=ids)
+        if policy == "herding":
+            fields["features"] = torch.rand(17, 3, generator=generator)
+        buffer.add(**fields)
+    assert "x" in buffer._host_records and record_rows(buffer._host_views["id"]) is None
+    stored = buffer.get_all(pixels=True)
+    assert len(stored["id"]) == len(buffer) > 20
+    assert torch.equal(stored["x"], rows_of(stored["id"]))

@@ -7,12 +7,12 @@ Python loop and sample with `np.random.choice` (the way most research code does)
 policy written one sample at a time (`reference_buffers.py`), and plain reservoir sampling
 written so; with the ratios between them.
 
-Part 2: on the Seq-MNIST protocol (batch 10) and a batch-128 variant, the wall time of a step of
-the training loop (its median; set-up and evaluations left out) of `rehearsal` (r = b replayed
-samples, buffer 200 / 5,000), of `naive` on the b new samples, and of `naive` on b + r samples
-(the compute of a rehearsal step without a buffer). rehearsal / naive is set next to the ideal
-1 + r/b (the cost of computing on b + r samples instead of b); rehearsal / naive on b + r is what
-the buffer itself adds (ideal 1.00).
+Part 2: on the Seq-MNIST protocol (batch 10, r = 10 replayed samples, buffer 200) and a batch-128
+variant (buffer 5,000; r = 10, the protocol's, and r = 128), the wall time of a step of the
+training loop (its median; set-up and evaluations left out) of `rehearsal`, of `naive` on the b
+new samples, and of `naive` on b + r samples (the compute of a rehearsal step without a buffer).
+rehearsal / naive is set next to the ideal 1 + r/b (the cost of computing on b + r samples
+instead of b); rehearsal / naive on b + r is what the buffer itself adds (ideal 1.00).
 
 With `--pixels`, part 1 times images of uint8 pixels (as MNIST and CIFAR are): sylvan's buffers
 keep them as pixels (`pixel_fields`) and are handed the pixels, as the replay methods hand them
@@ -101,8 +101,9 @@ class RecordingReservoir(ReservoirBuffer):
 def row_copy_rate(pool, capacity: int, fill_steps: int, steps: int, pixel_fields: tuple[str, ...] = ()) -> float:
     """Samples per second if inserting cost nothing but copying the accepted rows into the
     storage (one NumPy gather-scatter per field and batch, each image row one block, as the
-    buffers copy it): the reservoir stream's writes are recorded, then replayed alone. Any implementation, vectorized or per-sample, moves these
-    bytes, so `rate / loop rate` bounds the speed-up over the loop (CPU storage only)."""
+    buffers copy it): the reservoir stream's writes are recorded, then replayed alone. Any
+    implementation, vectorized or per-sample, moves these bytes, so `rate / loop rate` bounds
+    the speed-up over the loop (CPU storage only)."""
     buffer = RecordingReservoir(capacity, pixel_fields=pixel_fields)
     for step in range(fill_steps + steps):
         if step == fill_steps:
@@ -255,18 +256,18 @@ def seconds_per_step(method: Any, batch_size: int, data_dir: str, train_samples:
     return statistics.median(clock.intervals)
 
 
-def step_times(batch_size: int, buffer_size: int, data_dir: str, train_samples: int,
+def step_times(batch_size: int, replay_size: int, buffer_size: int, data_dir: str, train_samples: int,
                rounds: int) -> tuple[float, float, float]:
     """Seconds per step of naive on b samples, naive on b + r samples (the compute rehearsal's
-    step does, without a buffer) and rehearsal (b new + r = b replayed), best of `rounds`
+    step does, without a buffer) and rehearsal (b new + r replayed), best of `rounds`
     interleaved rounds."""
     from sylvan.methods import Naive, Rehearsal
 
     runs = {
         "naive": lambda: seconds_per_step(Naive(lr=0.03), batch_size, data_dir, train_samples),
-        "naive b + r": lambda: seconds_per_step(Naive(lr=0.03), 2 * batch_size, data_dir, train_samples),
+        "naive b + r": lambda: seconds_per_step(Naive(lr=0.03), batch_size + replay_size, data_dir, train_samples),
         "rehearsal": lambda: seconds_per_step(
-            Rehearsal(lr=0.03, buffer_size=buffer_size, replay_size=batch_size), batch_size, data_dir, train_samples
+            Rehearsal(lr=0.03, buffer_size=buffer_size, replay_size=replay_size), batch_size, data_dir, train_samples
         ),
     }
     best = dict.fromkeys(runs, float("inf"))
@@ -276,20 +277,25 @@ def step_times(batch_size: int, buffer_size: int, data_dir: str, train_samples: 
     return best["naive"], best["naive b + r"], best["rehearsal"]
 
 
+# (batch b, replayed r, buffer size, training samples): the Seq-MNIST protocol, then batches of 128
+# with the protocol's 10 replayed samples and with as many replayed as new
+STEP_CONFIGURATIONS = ((10, 10, 200, 20_000), (128, 10, 5_000, 60_000), (128, 128, 5_000, 60_000))
+
+
 def print_step_ratios(data_dir: str, rounds: int) -> None:
     print("\nTime per training step on Seq-MNIST (MLP; median step of the training loop, best of "
-          f"{rounds} rounds), r = b:")
+          f"{rounds} rounds):")
     print("naive on b samples, naive on b + r (the same compute as a rehearsal step, no buffer), rehearsal;")
     print("'x naive': rehearsal / naive (ideal 1 + r/b); 'buffer cost': rehearsal / naive on b + r (ideal 1.00)")
     header = (f"{'batch b':>8} {'replay r':>8} {'buffer':>7} | {'naive ms':>9} {'naive b+r ms':>12} "
               f"{'rehearsal ms':>12} | {'x naive':>7} {'ideal':>6} | {'buffer cost':>11}")
     print(header)
     print("-" * len(header))
-    for batch_size, buffer_size, samples in ((10, 200, 20_000), (128, 5_000, 60_000)):
-        naive, naive_joint, rehearsal = step_times(batch_size, buffer_size, data_dir, samples, rounds)
-        print(f"{batch_size:>8} {batch_size:>8} {buffer_size:>7} | {1000 * naive:9.3f} {1000 * naive_joint:12.3f} "
-              f"{1000 * rehearsal:12.3f} | {rehearsal / naive:7.2f} {2.0:6.2f} | {rehearsal / naive_joint:11.2f}",
-              flush=True)
+    for batch_size, replay_size, buffer_size, samples in STEP_CONFIGURATIONS:
+        naive, naive_joint, rehearsal = step_times(batch_size, replay_size, buffer_size, data_dir, samples, rounds)
+        print(f"{batch_size:>8} {replay_size:>8} {buffer_size:>7} | {1000 * naive:9.3f} {1000 * naive_joint:12.3f} "
+              f"{1000 * rehearsal:12.3f} | {rehearsal / naive:7.2f} {1 + replay_size / batch_size:6.2f} | "
+              f"{rehearsal / naive_joint:11.2f}", flush=True)
 
 
 def main() -> None:

@@ -74,6 +74,24 @@ def test_gather_decodes_only_the_slots_asked_for_and_get_all_hands_pixels_to_ano
     assert all(torch.equal(copy.get_all()[name], stored[name]) for name in stored)
 
 
+@pytest.mark.parametrize("numpy_below", [0, 10**9])
+def test_host_gathers_decode_pixels_by_numpy_or_torch_to_the_same_bits(monkeypatch, numpy_below):
+    """A gather from CPU storage takes the rows with NumPy and decodes pixels with NumPy (few
+    rows) or torch (many, from `NUMPY_DECODE_ELEMENTS`): either way the rows are the slots' and
+    the values those the buffer was given, as torch's index_select gives them."""
+    import numpy as np
+
+    from sylvan.buffers import base
+
+    monkeypatch.setattr(base, "NUMPY_DECODE_ELEMENTS", numpy_below)
+    buffer, originals = filled("reservoir", ("x",))
+    slots = np.array([39, 3, 17, 0, 3, 22])
+    rows, indexed = buffer.gather(slots), buffer.gather(torch.from_numpy(slots))  # NumPy, then torch's path
+    assert rows.keys() == indexed.keys() and rows["x"].dtype == torch.float32
+    assert all(torch.equal(rows[name], indexed[name]) for name in rows)
+    assert all(torch.equal(x, originals[i]) for i, x in zip(rows["id"].tolist(), rows["x"]))
+
+
 @pytest.mark.parametrize("policy", ["reservoir", "class_balanced", "herding"])
 def test_a_checkpoint_keeps_the_pixels_and_a_float_one_is_converted(policy):
     """A buffer restored from its state (uint8) or from the state of a buffer that kept floats

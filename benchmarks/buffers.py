@@ -14,12 +14,13 @@ new samples, and of `naive` on b + r samples (the compute of a rehearsal step wi
 rehearsal / naive is set next to the ideal 1 + r/b (the cost of computing on b + r samples
 instead of b); rehearsal / naive on b + r is what the buffer itself adds (ideal 1.00).
 
-With `--pixels`, part 1 times images of uint8 pixels (as MNIST and CIFAR are): sylvan's buffers
-keep them as pixels (`pixel_fields`) and are handed the pixels, as the replay methods hand them
+Part 1 times images of uint8 pixels (as MNIST and CIFAR are), as the replay methods use their
+buffers: sylvan's buffers keep them as pixels (`pixel_fields`) and are handed the pixels
 (`Batch.pixels`), and give float32 k / 255 back when sampled; the per-sample loops store and
-return the same uint8 rows.
+return the same uint8 rows. With `--floats`, every buffer and loop stores float32 rows instead
+(what a buffer keeps of fields that are not images, and kept of images before it kept pixels).
 
-    python benchmarks/buffers.py [--device cpu|cuda] [--skip_steps | --skip_throughput] [--pixels] [--data_dir DIR]
+    python benchmarks/buffers.py [--device cpu|cuda] [--skip_steps | --skip_throughput] [--floats] [--data_dir DIR]
                                  [--policies gss reservoir ...] [--retrieval grasp]
 """
 
@@ -309,7 +310,7 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--capacities", nargs="+", type=int, default=list(CAPACITIES))
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is the best round")
-    parser.add_argument("--pixels", action="store_true", help="images kept as uint8 pixels (see above)")
+    parser.add_argument("--floats", action="store_true", help="samples stored as float32 rows, not pixels (see above)")
     parser.add_argument("--policies", nargs="+", choices=sorted(BUFFER_POLICIES), help="time these policies only")
     parser.add_argument("--retrieval", choices=RETRIEVALS, default="uniform",
                         help="how sylvan's buffers draw (grasp: features are given with every batch)")
@@ -317,7 +318,7 @@ def main() -> None:
     torch.manual_seed(0)
     np.random.seed(0)
     if not args.skip_throughput:
-        print_throughput(args.device, args.shapes, args.capacities, args.rounds, args.pixels, args.policies,
+        print_throughput(args.device, args.shapes, args.capacities, args.rounds, not args.floats, args.policies,
                          args.retrieval)
     if not args.skip_steps:
         print_step_ratios(args.data_dir, args.rounds)

@@ -25,3 +25,29 @@ def test_one_interval_per_step_but_the_first_of_each_task():
     epochs = 5 * 2  # the first batch of each epoch of each task starts no interval
     assert len(clock.intervals) == len(steps) - epochs > 0
     assert all(interval > 0 for interval in clock.intervals)
+
+
+def test_step_times_replay_the_asked_number_of_samples(mnist_root, monkeypatch):
+    """The step-time table's rows differ by r: rehearsal replays r samples with each batch of b,
+    and the compute it is compared with is naive on batches of b + r."""
+    import buffers
+
+    from sylvan.methods import Rehearsal
+
+    seen: dict[str, set[int]] = {"naive": set(), "rehearsal": set()}
+    naive_step, rehearsal_step = Naive.training_step, Rehearsal.training_step
+
+    def naive_counting(self, batch):
+        seen["naive"].add(len(batch.y))
+        return naive_step(self, batch)
+
+    def rehearsal_counting(self, batch):
+        loss = rehearsal_step(self, batch)
+        seen["rehearsal"].add(len(self.draw_replay(self.replay_count(len(batch.y)))["y"]))
+        return loss
+
+    monkeypatch.setattr(Naive, "training_step", naive_counting)
+    monkeypatch.setattr(Rehearsal, "training_step", rehearsal_counting)
+    times = buffers.step_times(16, 4, 50, str(mnist_root), train_samples=2_000, rounds=1)
+    assert len(times) == 3 and all(seconds > 0 for seconds in times)
+    assert {16, 20} <= seen["naive"] and 4 in seen["rehearsal"]

@@ -1,10 +1,11 @@
-"""Cross-check of `rehearsal`, `der`, `derpp`, `agem` and `si` on Seq-MNIST without Lightning or
-sylvan's buffers: each written as a plain PyTorch loop, step for step as in the DER paper's
-reference code (numpy reservoir sampling one sample at a time, `np.random.choice` without
-replacement for the replayed samples, one forward pass per group as in its `observe`; A-GEM's
-memory takes buffer_size / tasks random samples of each finished task; SI accumulates
-lr * grad^2 of the clipped gradients and consolidates at each task's end). Same data (sylvan's
-Seq-MNIST tasks), same MLP and initialization.
+"""Cross-check of `rehearsal`, `der`, `derpp`, `agem`, `si` and GSS on Seq-MNIST (or P-MNIST)
+without Lightning or sylvan's buffers: each written as a plain PyTorch loop, step for step as in
+the DER paper's reference code (numpy reservoir sampling one sample at a time, `np.random.choice`
+without replacement for the replayed samples, one forward pass per group as in its `observe`;
+A-GEM's memory takes buffer_size / tasks random samples of each finished task; SI accumulates
+lr * grad^2 of the clipped gradients and consolidates at each task's end; GSS as its buffer
+admits samples, `ReferenceGSS`). Same data (sylvan's Seq-MNIST tasks, or with `--perm_mnist`
+its 20 permuted-MNIST tasks at batch 128), same MLP and initialization.
 
     python benchmarks/er_reference_loop.py --seeds 0 1 2 3 4 5 6 7 --lr 0.01 --buffer_size 200
     python benchmarks/er_reference_loop.py --method der --lr 0.03 --alpha 0.2 --buffer_size 200
@@ -12,6 +13,7 @@ Seq-MNIST tasks), same MLP and initialization.
     python benchmarks/er_reference_loop.py --method agem --lr 0.1 --buffer_size 500 --replay 128
     python benchmarks/er_reference_loop.py --method agem --lr 0.1 --replay 128 --agem_per_task 10
     python benchmarks/er_reference_loop.py --method si --lr 0.1 --c 1 --xi 0.9 --setting_order
+    python benchmarks/er_reference_loop.py --method gss --perm_mnist --lr 0.2 --replay 10 --gss_compared 128
 
 If its accuracies and `benchmarks/seq_mnist.py`'s have the same distribution over seeds, a gap
 to a published figure does not come from sylvan's training pipeline.
@@ -21,16 +23,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
 from torch.utils.data import TensorDataset
 
 from sylvan.minibatches import float_inputs
 from sylvan.models import MLP
-from sylvan.settings import ClassIncrementalSetting
+from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting
 from sylvan.settings.online import DEFAULT_DATA_DIR
 
 
@@ -88,24 +90,90 @@ class ReferenceSI:
         self.anchor, self.omega = weights, torch.zeros_like(weights)
 
 
-def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", batch_size: int = 10,
+class ReferenceGSS:
+    """GSS's memory as the DER paper's reference code keeps it (its GSS buffer), one sample at a
+    time, in `stored_x` and `stored_y`. After each training step the gradient of the minibatch's
+    mean loss is compared with the gradients of `compared` stored samples drawn without
+    replacement: c = 1 + the largest cosine similarity (0.1 for the first minibatch, which has
+    nothing to be compared with). While there is room, every sample is stored with score c.
+    Once the memory is full, a minibatch with c >= 1 is turned away whole; otherwise each sample
+    scores c_k = 1 + its own gradient's largest cosine with the same stored samples, draws a slot
+    i with probability s_i / sum(s) and replaces it with probability s_i / (s_i + c_k)."""
+
+    FIRST_BATCH_SCORE = 0.1
+
+    def __init__(self, net: torch.nn.Module, stored_x: torch.Tensor, stored_y: torch.Tensor, compared: int) -> None:
+        self.net, self.stored_x, self.stored_y, self.compared = net, stored_x, stored_y, compared
+        self.capacity = len(stored_y)
+        self.scores = np.zeros(self.capacity, dtype=np.float32)
+        self.seen = self.replaced = self.batches_admitted = 0
+
+    def gradients(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(len(x), parameters): each sample's cross-entropy gradient, flattened."""
+        parameters = {name: p.detach() for name, p in self.net.named_parameters()}
+
+        def loss(params: dict[str, torch.Tensor], sample: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(functional_call(self.net, params, (sample.unsqueeze(0),)), label.unsqueeze(0))
+
+        per_sample = vmap(grad(loss), in_dims=(None, 0, 0))(parameters, x, y)
+        return torch.cat([g.flatten(1) for g in per_sample.values()], 1)
+
+    def batch_gradient(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(1, parameters): the gradient of the minibatch's mean cross-entropy."""
+        gradients = torch.autograd.grad(F.cross_entropy(self.net(x), y), list(self.net.parameters()))
+        return torch.cat([g.flatten() for g in gradients])[None]
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        stored = min(self.seen, self.capacity)
+        reference = None
+        if stored:
+            chosen = np.random.choice(stored, size=min(self.compared, stored), replace=False)
+            reference = self.gradients(self.stored_x[chosen], self.stored_y[chosen])
+            batch_score = F.cosine_similarity(self.batch_gradient(x, y), reference, dim=1).max().item() + 1
+        else:
+            batch_score = self.FIRST_BATCH_SCORE
+        if self.seen >= self.capacity and batch_score < 1:
+            self.batches_admitted += 1
+        for k in range(len(y)):
+            slot, score = -1, batch_score
+            if self.seen < self.capacity:
+                slot = self.seen
+            elif batch_score < 1:
+                own = self.gradients(x[k : k + 1], y[k : k + 1])
+                score = F.cosine_similarity(own, reference, dim=1).max().item() + 1
+                victim = np.random.choice(self.capacity, p=self.scores / self.scores.sum())
+                if np.random.rand() < self.scores[victim] / (self.scores[victim] + score):
+                    slot = victim
+                    self.replaced += 1
+            if slot >= 0:
+                self.stored_x[slot], self.stored_y[slot], self.scores[slot] = x[k], y[k], score
+            self.seen += 1
+
+
+def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", batch_size: int | None = None,
         replay: int = 10, alpha: float = 0.0, beta: float = 0.0, c: float = 1.0, xi: float = 0.9,
-        setting_order: bool = False, agem_per_task: int | None = None) -> float:
+        setting_order: bool = False, agem_per_task: int | None = None, gss_compared: int = 10,
+        gss_before_step: bool = False, perm_mnist: bool = False) -> float:
+    """The accuracy (%) after the last task, averaged over the tasks' test sets: class-IL on
+    Seq-MNIST (batch 10 by default), domain-IL on P-MNIST (`perm_mnist`, batch 128)."""
     torch.manual_seed(seed)
     np.random.seed(seed)
-    setting = ClassIncrementalSetting(dataset="mnist", batch_size=batch_size, epochs=1, seed=seed,
-                                      data_dir=data_dir, progress_bar=False)
-    tasks = [  # float inputs throughout, as a plain PyTorch loop would hold them
-        replace(task, x_train=float_inputs(task.x_train), x_test=float_inputs(task.x_test))
-        for task in setting.prepare_tasks()
-    ]
+    common = dict(dataset="mnist", epochs=1, seed=seed, data_dir=data_dir, progress_bar=False)
+    if perm_mnist:
+        setting = DomainIncrementalSetting(nb_tasks=20, domain_shift="permutation", batch_size=batch_size or 128,
+                                           **common)
+    else:
+        setting = ClassIncrementalSetting(batch_size=batch_size or 10, **common)
+    batch_size = setting.batch_size
+    tasks = setting.prepare_tasks()  # inputs made float per minibatch, as a plain PyTorch loop sees them
     net = MLP((1, 28, 28), 10)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-    stored_x = torch.zeros(capacity, 1, 28, 28)
+    stored_x = torch.zeros(capacity, *tasks[0].x_train.shape[1:])
     stored_y = torch.zeros(capacity, dtype=torch.long)
     stored_logits = torch.zeros(capacity, 10)
     seen = 0
     si = ReferenceSI(net, lr, c, xi) if method == "si" else None
+    gss = ReferenceGSS(net, stored_x, stored_y, gss_compared) if method == "gss" else None
 
     def draw() -> np.ndarray:
         available = min(seen, capacity)
@@ -117,7 +185,7 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
             per_task = capacity // len(tasks) if agem_per_task is None else agem_per_task
             keep = np.random.choice(len(previous.y_train), size=per_task, replace=False)
             stored_x[seen : seen + len(keep)], stored_y[seen : seen + len(keep)] = (
-                previous.x_train[keep], previous.y_train[keep])
+                float_inputs(previous.x_train[keep]), previous.y_train[keep])
             seen += len(keep)
         if setting_order:  # the order the setting's own loader gives this task (seeded per task)
             loader = setting.train_loader(TensorDataset(task.y_train), shuffle=True, offset=task.task_id)
@@ -126,7 +194,7 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
             order = torch.randperm(len(task.y_train))
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            x, y = task.x_train[index], task.y_train[index]
+            x, y = float_inputs(task.x_train[index]), task.y_train[index]
             optimizer.zero_grad()
             if si is not None:
                 si.backward(x, y)
@@ -136,12 +204,15 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
                 agem_backward(net, x, y, stored_x[:seen], stored_y[:seen], replay)
                 optimizer.step()
                 continue
-            if method == "er":
+            if method in ("er", "gss"):
                 if seen:
                     chosen = draw()
                     x_all, y_all = torch.cat([x, stored_x[chosen]]), torch.cat([y, stored_y[chosen]])
                 else:
                     x_all, y_all = x, y
+                if gss is not None and gss_before_step:  # the replayed samples are copies already
+                    gss.add(x, y)
+                    seen = gss.seen
                 out = net(x_all)
                 logits, loss = out[: len(y)], F.cross_entropy(out, y_all)
             else:  # der, derpp
@@ -155,6 +226,11 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
                         loss = loss + beta * F.cross_entropy(net(stored_x[chosen]), stored_y[chosen])
             loss.backward()
             optimizer.step()
+            if gss is not None:  # after the step, as the reference code's `observe`
+                if not gss_before_step:
+                    gss.add(x, y)
+                    seen = gss.seen
+                continue
             for j in range(len(y)):  # reservoir sampling, one sample at a time
                 slot = seen if seen < capacity else np.random.randint(0, seen + 1)
                 if slot < capacity:
@@ -162,8 +238,11 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
                 seen += 1
         if si is not None:
             si.end_task()
+    if gss is not None:
+        print(f"  gss memory: {gss.replaced:,} stored samples replaced of {gss.seen:,} seen "
+              f"({gss.batches_admitted:,} minibatches admitted once full)", flush=True)
     with torch.no_grad():
-        accuracies = [(net(t.x_test).argmax(1) == t.y_test).float().mean().item() for t in tasks]
+        accuracies = [(net(float_inputs(t.x_test)).argmax(1) == t.y_test).float().mean().item() for t in tasks]
     return 100 * float(np.mean(accuracies))
 
 
@@ -172,7 +251,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--buffer_size", type=int, default=200)
-    parser.add_argument("--method", choices=["er", "der", "derpp", "agem", "si"], default="er")
+    parser.add_argument("--method", choices=["er", "der", "derpp", "agem", "si", "gss"], default="er")
     parser.add_argument("--replay", type=int, default=10,
                         help="samples in each replayed group (A-GEM: in the reference gradient's batch)")
     parser.add_argument("--alpha", type=float, default=0.0, help="DER: weight of the logit MSE")
@@ -185,14 +264,24 @@ def main() -> None:
     parser.add_argument("--setting_order", action="store_true",
                         help="shuffle each task as sylvan's setting does (seeded per task) instead of with "
                              "torch's global generator: the same data order as a sylvan run with that seed")
+    parser.add_argument("--gss_compared", type=int, default=10,
+                        help="GSS: stored samples each gradient is compared with (the code's gss_minibatch_size)")
+    parser.add_argument("--gss_before_step", action="store_true",
+                        help="GSS: score and store each minibatch before the training step on it, not after")
+    parser.add_argument("--perm_mnist", action="store_true",
+                        help="P-MNIST (20 permuted-MNIST tasks, domain-IL) instead of Seq-MNIST")
+    parser.add_argument("--batch_size", type=int, default=None, help="default: 10 on Seq-MNIST, 128 on P-MNIST")
     parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
+    scenario = "domain-IL" if args.perm_mnist else "class-IL"
     scores = []
     for seed in args.seeds:
         scores.append(run(seed, args.lr, args.buffer_size, args.data_dir, method=args.method, replay=args.replay,
                           alpha=args.alpha, beta=args.beta, c=args.c, xi=args.xi,
-                          setting_order=args.setting_order, agem_per_task=args.agem_per_task))
-        print(f"seed {seed}: class-IL {scores[-1]:.2f}", flush=True)
+                          setting_order=args.setting_order, agem_per_task=args.agem_per_task,
+                          gss_compared=args.gss_compared, gss_before_step=args.gss_before_step,
+                          perm_mnist=args.perm_mnist, batch_size=args.batch_size))
+        print(f"seed {seed}: {scenario} {scores[-1]:.2f}", flush=True)
     std = statistics.stdev(scores) if len(scores) > 1 else 0.0
     memory = "" if args.method == "si" else f", buffer {args.buffer_size}"  # SI stores no samples
     print(f"reference {args.method} loop{memory}, lr {args.lr}: "

@@ -95,6 +95,7 @@ class HAL(Rehearsal):
         write_flat_gradient(parameters, current.add_(correction))
 
     def after_step(self) -> None:
+        super().after_step()
         if self._new_inputs is None:
             return
         with evaluating(self.model) as model:

@@ -65,6 +65,7 @@ class ReplayMethod(SupervisedMethod):
             )
         self._global_replay: GlobalReplay | None = None  # made by `global_replay` on data-parallel settings
         self._task_start: tuple[int, int] | None = None  # (seen, replaced) when a task began with a full gss buffer
+        self._unscored: list[dict[str, torch.Tensor]] = []  # gss: this step's samples, stored after the step
 
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)
@@ -75,6 +76,7 @@ class ReplayMethod(SupervisedMethod):
         """Warn when a gss memory, full from the task's start, took none of the task's samples:
         every new gradient (and, batch-gated, every batch's) was aligned with a compared one, so
         the memory stays as it was, whatever the stream brings (as with many compared samples)."""
+        self.store_unscored()
         super().on_task_end(task_id)
         start, self._task_start = self._task_start, None
         if start is None or self.buffer.replaced != start[1]:
@@ -150,7 +152,28 @@ class ReplayMethod(SupervisedMethod):
         """Offer the new samples (`fields` of the minibatch as they came, plus any extras such as
         logits) to the buffer, with their `stored_features` when the buffer policy or retrieval
         needs features (one extra forward pass of the new samples, only then), and their
-        `sample_scores` when the policy is gss."""
+        `sample_scores` when the policy is gss. With the gss policy the samples wait for the
+        optimizer's step on them (`after_step`): their gradients are compared at the weights
+        that learned from them, as GSS's published code and the DER paper's code compare them.
+        Other policies store at once, so that on data-parallel settings the next step's
+        candidates travel during this step's passes."""
+        if self.store_scores:
+            self._unscored.append(fields)
+        else:
+            self.offer_to_buffer(fields)
+
+    def after_step(self) -> None:
+        super().after_step()
+        self.store_unscored()
+
+    def store_unscored(self) -> None:
+        """Store the samples the gss policy held back for the optimizer's step (`remember`)."""
+        unscored, self._unscored = self._unscored, []
+        for fields in unscored:
+            self.offer_to_buffer(fields)
+
+    def offer_to_buffer(self, fields: dict[str, torch.Tensor]) -> None:
+        """Offer `fields` to the buffer now (the body of `remember`)."""
         if self.store_features:
             fields = {**fields, "features": self.stored_features(float_inputs(fields["x"]))}  # x: maybe pixels
         if self.store_scores:

@@ -44,6 +44,7 @@ def test_each_sample_is_offered_with_its_gradient_score_against_uniformly_drawn_
     method.configure(OnlineSetting(**DIGITS))
     first = batch_of([0, 1, 2, 3, 4, 5, 6], seed=0)
     method.remember(method.stored_fields(first))
+    method.after_step()
     assert method.offered[0]["score"].tolist() == [NO_REFERENCE_SCORE] * 7  # nothing stored to compare with
 
     second = batch_of([7, 8, 9], seed=1)
@@ -53,6 +54,7 @@ def test_each_sample_is_offered_with_its_gradient_score_against_uniformly_drawn_
     method.buffer.generator.set_state(state)
     expected = gradient_scores(method.model, second.x, second.y, reference["x"], reference["y"])
     method.remember(method.stored_fields(second))
+    method.after_step()
     torch.testing.assert_close(method.offered[1]["score"], expected)
     assert not torch.allclose(expected, torch.full_like(expected, NO_REFERENCE_SCORE))
     assert "score" not in method.buffer.storage  # read by the policy, not stored as a field
@@ -63,6 +65,7 @@ def test_with_the_batch_gate_each_batch_is_offered_with_its_own_score_too():
     method.configure(OnlineSetting(**DIGITS))
     first = batch_of([0, 1, 2, 3], seed=0)
     method.remember(method.stored_fields(first))
+    method.after_step()
     assert float(method.offered[0]["batch_score"]) == FIRST_BATCH_SCORE  # compared with nothing: the code's 0.1
     assert method.buffer.scores[:4].tolist() == [FIRST_BATCH_SCORE] * 4  # filling: the batch's score
 
@@ -72,10 +75,39 @@ def test_with_the_batch_gate_each_batch_is_offered_with_its_own_score_too():
     method.buffer.generator.set_state(state)
     scores, batch_score = gradient_scores_with_batch(method.model, second.x, second.y, reference["x"], reference["y"])
     method.remember(method.stored_fields(second))
+    method.after_step()
     torch.testing.assert_close(method.offered[1]["score"], scores)
     assert float(method.offered[1]["batch_score"]) == pytest.approx(batch_score)
     assert method.buffer.scores[4:6].tolist() == pytest.approx([batch_score] * 2)
     assert "batch_score" not in method.buffer.storage
+
+
+def test_samples_wait_for_the_optimizer_step_and_are_scored_at_the_weights_it_left():
+    """As in GSS's published code, a batch is scored after the step that trained on it: scores
+    computed in the training step itself would compare gradients the step has not yet followed."""
+
+    class StepWatcher(Rehearsal):
+        def training_step(self, batch):
+            self.weights_in_step = self.model.classifier.weight.detach().clone()
+            return super().training_step(batch)
+
+        def sample_scores(self, x, y):
+            self.scored_after_step.append(not torch.equal(self.model.classifier.weight, self.weights_in_step))
+            return super().sample_scores(x, y)
+
+    method = StepWatcher(buffer_size=30, buffer_policy="gss", replay_size=5)
+    method.scored_after_step = []
+    setting = ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 2, "batch_size": 32})
+    results = setting.apply(method)
+    assert method.scored_after_step and all(method.scored_after_step)
+    assert method.buffer.seen == sum(results.samples_seen) and not method._unscored
+
+    held = Rehearsal(buffer_size=6, buffer_policy="gss")
+    held.configure(OnlineSetting(**DIGITS))
+    held.remember(held.stored_fields(batch_of([0, 1, 2], seed=0)))
+    assert len(held.buffer) == 0  # held until the step
+    held.on_task_end(0)  # a task's end stores what is still held
+    assert len(held.buffer) == 3
 
 
 def test_the_batch_gated_gss_runs_and_keeps_the_first_batch():

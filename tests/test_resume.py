@@ -54,10 +54,10 @@ class InterruptingTracker(Tracker):
             raise Interrupted
 
 
-def build(method_name: str, **options):
+def build(method_name: str, method_options: dict | None = None, **options):
     setting_cls = SETTINGS[SETTING_OF[method_name]]
     setting = setting_cls(**{**tiny_options(setting_cls, METHODS[method_name]), "nb_tasks": 3, "seed": 5, **options})
-    return setting, tiny_method(METHODS[method_name])
+    return setting, tiny_method(METHODS[method_name], **(method_options or {}))
 
 
 def fits_counted(method) -> list[int]:
@@ -93,18 +93,26 @@ def test_resumed_blurry_run_equals_uninterrupted_run(tmp_path):
     assert_resumed_run_equals_uninterrupted_run(tmp_path, "rehearsal", blurry=0.3)
 
 
-def assert_resumed_run_equals_uninterrupted_run(tmp_path: Path, method_name: str, **options) -> None:
-    setting, method = build(method_name, **options)
+def test_resumed_joint_run_equals_uninterrupted_run(tmp_path):
+    """`from_scratch --last_task_only` trains only in the last stage, on the tasks of the stages
+    the checkpoint stands for too."""
+    assert_resumed_run_equals_uninterrupted_run(tmp_path, "from_scratch", {"last_task_only": True})
+
+
+def assert_resumed_run_equals_uninterrupted_run(
+    tmp_path: Path, method_name: str, method_options: dict | None = None, **options
+) -> None:
+    setting, method = build(method_name, method_options, **options)
     full = Tracker(tmp_path, "full", {}, verbose=False)
     full.write_results(setting.apply(method, full))
 
-    setting, method = build(method_name, **options)
+    setting, method = build(method_name, method_options, **options)
     cut = InterruptingTracker(tmp_path, "cut", {}, verbose=False)
     with pytest.raises(Interrupted):
         setting.apply(method, cut)
     assert not json.loads((cut.run_dir / "results.json").read_text())["complete"]
 
-    setting, method = build(method_name, **options)
+    setting, method = build(method_name, method_options, **options)
     fits = fits_counted(method)
     resumed = Tracker(tmp_path, "ignored", {}, verbose=False, resume_dir=cut.run_dir)
     results = setting.apply(method, resumed, resume=latest_checkpoint(cut.run_dir))

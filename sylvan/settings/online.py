@@ -452,6 +452,8 @@ class OnlineSetting(Setting):
         self._tasks = tasks
         self._pixel_inputs = bool(tasks) and all(task.x_train.dtype == torch.uint8 for task in tasks)
         nb_stages = self.nb_stages(tasks)
+        # what a method may plan with: the training stages ahead (one per task where boundaries are known)
+        self.stage_count = nb_stages
         method.configure(self)
         if resume is None:
             initial = self.evaluate(method, tasks).accuracies

@@ -1,11 +1,12 @@
-"""Cross-check of `rehearsal`, `der`, `derpp`, `agem`, `si` and GSS on Seq-MNIST (or P-MNIST)
+"""Cross-check of `rehearsal`, `der`, `derpp`, `agem`, `si`, GSS and `hal` on Seq-MNIST (or P-MNIST)
 without Lightning or sylvan's buffers: each written as a plain PyTorch loop, step for step as in
 the DER paper's reference code (numpy reservoir sampling one sample at a time, `np.random.choice`
 without replacement for the replayed samples, one forward pass per group as in its `observe`;
 A-GEM's memory takes buffer_size / tasks random samples of each finished task; SI accumulates
 lr * grad^2 of the clipped gradients and consolidates at each task's end; GSS as its buffer
-admits samples, `ReferenceGSS`). Same data (sylvan's Seq-MNIST tasks, or with `--perm_mnist`
-its 20 permuted-MNIST tasks at batch 128), same MLP and initialization.
+admits samples, `ReferenceGSS`; HAL's two steps and anchors, `ReferenceHAL`). Same data
+(sylvan's Seq-MNIST tasks, or with `--perm_mnist` its 20 permuted-MNIST tasks at batch 128),
+same MLP and initialization.
 
     python benchmarks/er_reference_loop.py --seeds 0 1 2 3 4 5 6 7 --lr 0.01 --buffer_size 200
     python benchmarks/er_reference_loop.py --method der --lr 0.03 --alpha 0.2 --buffer_size 200
@@ -14,6 +15,7 @@ its 20 permuted-MNIST tasks at batch 128), same MLP and initialization.
     python benchmarks/er_reference_loop.py --method agem --lr 0.1 --replay 128 --agem_per_task 10
     python benchmarks/er_reference_loop.py --method si --lr 0.1 --c 1 --xi 0.9 --setting_order
     python benchmarks/er_reference_loop.py --method gss --perm_mnist --lr 0.2 --replay 10 --gss_compared 128
+    python benchmarks/er_reference_loop.py --method hal --perm_mnist --lr 0.1 --replay 128 --hal_beta 0.5
 
 If its accuracies and `benchmarks/seq_mnist.py`'s have the same distribution over seeds, a gap
 to a published figure does not come from sylvan's training pipeline.
@@ -22,6 +24,7 @@ to a published figure does not come from sylvan's training pipeline.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 
 import numpy as np
@@ -90,6 +93,78 @@ class ReferenceSI:
         self.anchor, self.omega = weights, torch.zeros_like(weights)
 
 
+class ReferenceHAL:
+    """HAL as the DER paper's reference code takes it (its `models/hal.py`). A step trains on the
+    minibatch and its replay; where there are anchors, the weights go back to where they were
+    before that step and a second step is taken with the first one's gradient still there plus
+    the gradient of hal_lambda * mean((f_new(anchors) - f_old(anchors))^2), f_new being the
+    network after the first step. phi, a running mean of the minibatch's features (after the
+    step), starts at 0 with each task. At a task's end a copy of the network takes one SGD step
+    on `batch_size` stored samples (theta_m); each class of the task then gets an anchor: an
+    input drawn uniformly in [0, 1), moved by 100 SGD steps to raise the loss at theta_m, lower
+    it at the current weights and keep its features near phi (weight gamma)."""
+
+    ANCHOR_STEPS = 100
+
+    def __init__(self, net: torch.nn.Module, lr: float, hal_lambda: float, beta: float, gamma: float) -> None:
+        self.net, self.lr, self.hal_lambda, self.beta, self.gamma = net, lr, hal_lambda, beta, gamma
+        self.anchors: torch.Tensor | None = None
+        self.phi: torch.Tensor | None = None
+
+    def set_weights(self, net: torch.nn.Module, weights: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for parameter, value in zip(net.parameters(), weights):
+                parameter.copy_(value)
+
+    def step(self, x_all: torch.Tensor, y_all: torch.Tensor, x: torch.Tensor,
+             optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """One training step on the minibatch `x` joined by its replay; the minibatch's logits."""
+        if self.phi is None:
+            with torch.no_grad():
+                self.phi = torch.zeros_like(self.net.features(x[:1]))
+        before = [p.detach().clone() for p in self.net.parameters()]
+        optimizer.zero_grad()
+        out = self.net(x_all)
+        F.cross_entropy(out, y_all).backward()
+        optimizer.step()
+        if self.anchors is not None:
+            with torch.no_grad():
+                moved = self.net(self.anchors)
+            self.set_weights(self.net, before)
+            (self.hal_lambda * ((moved - self.net(self.anchors)) ** 2).mean()).backward()
+            optimizer.step()
+        with torch.no_grad():
+            self.phi = self.beta * self.phi + (1 - self.beta) * self.net.features(x).mean(0)
+        return out[: len(x)].detach()
+
+    def end_task(self, stored_x: torch.Tensor, stored_y: torch.Tensor, classes: list[int], batch_size: int) -> None:
+        theta_t = [p.detach().clone() for p in self.net.parameters()]
+        spare = copy.deepcopy(self.net)
+        spare_optimizer = torch.optim.SGD(spare.parameters(), lr=self.lr)
+        chosen = np.random.choice(len(stored_y), size=min(batch_size, len(stored_y)), replace=False)
+        spare_optimizer.zero_grad()
+        F.cross_entropy(spare(stored_x[chosen]), stored_y[chosen]).backward()
+        spare_optimizer.step()
+        theta_m = [p.detach().clone() for p in spare.parameters()]
+        anchors = []
+        for label in classes:
+            anchor = torch.rand(stored_x.shape[1:], requires_grad=True)
+            anchor_optimizer = torch.optim.SGD([anchor], lr=self.lr)
+            target = torch.tensor([label])
+            for _ in range(self.ANCHOR_STEPS):
+                anchor_optimizer.zero_grad()
+                self.set_weights(spare, theta_m)
+                (-F.cross_entropy(spare(anchor[None]), target)).backward()
+                self.set_weights(spare, theta_t)
+                F.cross_entropy(spare(anchor[None]), target).backward()
+                (self.gamma * ((spare.features(anchor[None]) - self.phi) ** 2).sum()).backward()
+                anchor_optimizer.step()
+            anchors.append(anchor.detach())
+        new = torch.stack(anchors)
+        self.anchors = new if self.anchors is None else torch.cat([self.anchors, new])
+        self.phi = None
+
+
 class ReferenceGSS:
     """GSS's memory as the DER paper's reference code keeps it (its GSS buffer), one sample at a
     time, in `stored_x` and `stored_y`. After each training step the gradient of the minibatch's
@@ -153,7 +228,8 @@ class ReferenceGSS:
 def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", batch_size: int | None = None,
         replay: int = 10, alpha: float = 0.0, beta: float = 0.0, c: float = 1.0, xi: float = 0.9,
         setting_order: bool = False, agem_per_task: int | None = None, gss_compared: int = 10,
-        gss_before_step: bool = False, perm_mnist: bool = False) -> float:
+        gss_before_step: bool = False, perm_mnist: bool = False, hal_lambda: float = 0.1, hal_beta: float = 0.5,
+        hal_gamma: float = 0.1) -> float:
     """The accuracy (%) after the last task, averaged over the tasks' test sets: class-IL on
     Seq-MNIST (batch 10 by default), domain-IL on P-MNIST (`perm_mnist`, batch 128)."""
     torch.manual_seed(seed)
@@ -174,6 +250,7 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
     seen = 0
     si = ReferenceSI(net, lr, c, xi) if method == "si" else None
     gss = ReferenceGSS(net, stored_x, stored_y, gss_compared) if method == "gss" else None
+    hal = ReferenceHAL(net, lr, hal_lambda, hal_beta, hal_gamma) if method == "hal" else None
 
     def draw() -> np.ndarray:
         available = min(seen, capacity)
@@ -204,7 +281,11 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
                 agem_backward(net, x, y, stored_x[:seen], stored_y[:seen], replay)
                 optimizer.step()
                 continue
-            if method in ("er", "gss"):
+            if hal is not None:
+                chosen = draw() if seen else np.empty(0, dtype=np.int64)
+                x_all, y_all = torch.cat([x, stored_x[chosen]]), torch.cat([y, stored_y[chosen]])
+                logits = hal.step(x_all, y_all, x, optimizer)
+            elif method in ("er", "gss"):
                 if seen:
                     chosen = draw()
                     x_all, y_all = torch.cat([x, stored_x[chosen]]), torch.cat([y, stored_y[chosen]])
@@ -224,8 +305,9 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
                     if method == "derpp":
                         chosen = draw()
                         loss = loss + beta * F.cross_entropy(net(stored_x[chosen]), stored_y[chosen])
-            loss.backward()
-            optimizer.step()
+            if hal is None:
+                loss.backward()
+                optimizer.step()
             if gss is not None:  # after the step, as the reference code's `observe`
                 if not gss_before_step:
                     gss.add(x, y)
@@ -238,6 +320,9 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
                 seen += 1
         if si is not None:
             si.end_task()
+        if hal is not None:
+            held = min(seen, capacity)
+            hal.end_task(stored_x[:held], stored_y[:held], task.y_train.unique().tolist(), batch_size)
     if gss is not None:
         print(f"  gss memory: {gss.replaced:,} stored samples replaced of {gss.seen:,} seen "
               f"({gss.batches_admitted:,} minibatches admitted once full)", flush=True)
@@ -251,7 +336,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--buffer_size", type=int, default=200)
-    parser.add_argument("--method", choices=["er", "der", "derpp", "agem", "si", "gss"], default="er")
+    parser.add_argument("--method", choices=["er", "der", "derpp", "agem", "si", "gss", "hal"], default="er")
     parser.add_argument("--replay", type=int, default=10,
                         help="samples in each replayed group (A-GEM: in the reference gradient's batch)")
     parser.add_argument("--alpha", type=float, default=0.0, help="DER: weight of the logit MSE")
@@ -268,6 +353,9 @@ def main() -> None:
                         help="GSS: stored samples each gradient is compared with (the code's gss_minibatch_size)")
     parser.add_argument("--gss_before_step", action="store_true",
                         help="GSS: score and store each minibatch before the training step on it, not after")
+    parser.add_argument("--hal_lambda", type=float, default=0.1, help="HAL: weight of the anchors' output change")
+    parser.add_argument("--hal_beta", type=float, default=0.5, help="HAL: decay of phi, the running mean of features")
+    parser.add_argument("--hal_gamma", type=float, default=0.1, help="HAL: weight of the anchors' distance to phi")
     parser.add_argument("--perm_mnist", action="store_true",
                         help="P-MNIST (20 permuted-MNIST tasks, domain-IL) instead of Seq-MNIST")
     parser.add_argument("--batch_size", type=int, default=None, help="default: 10 on Seq-MNIST, 128 on P-MNIST")
@@ -280,7 +368,8 @@ def main() -> None:
                           alpha=args.alpha, beta=args.beta, c=args.c, xi=args.xi,
                           setting_order=args.setting_order, agem_per_task=args.agem_per_task,
                           gss_compared=args.gss_compared, gss_before_step=args.gss_before_step,
-                          perm_mnist=args.perm_mnist, batch_size=args.batch_size))
+                          perm_mnist=args.perm_mnist, batch_size=args.batch_size, hal_lambda=args.hal_lambda,
+                          hal_beta=args.hal_beta, hal_gamma=args.hal_gamma))
         print(f"seed {seed}: {scenario} {scores[-1]:.2f}", flush=True)
     std = statistics.stdev(scores) if len(scores) > 1 else 0.0
     memory = "" if args.method == "si" else f", buffer {args.buffer_size}"  # SI stores no samples

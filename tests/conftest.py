@@ -53,6 +53,19 @@ def tiny_method(method_cls: type, **options):
     return method_cls(**{**TINY_METHOD_OPTIONS.get(method_cls.name, {}), **options})
 
 
+def counted_steps(method) -> list[int]:
+    """The size of every minibatch `method` trains on, recorded as its `training_step` is called."""
+    sizes: list[int] = []
+    step = method.training_step
+
+    def counting_step(batch):
+        sizes.append(len(batch.y))
+        return step(batch)
+
+    method.training_step = counting_step
+    return sizes
+
+
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A writable data root holding MNIST/raw, copied from SYLVAN_TEST_DATA (default:

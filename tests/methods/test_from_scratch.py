@@ -7,21 +7,9 @@ import math
 
 from sylvan.methods import FromScratch, Naive
 from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting, MultiTaskSetting
+from tests.conftest import counted_steps
 
 OPTIONS = dict(dataset="digits", nb_tasks=5, epochs=2, batch_size=16, progress_bar=False)
-
-
-def counted_steps(method) -> list[int]:
-    """The size of every minibatch `method` trains on."""
-    sizes = []
-    step = method.training_step
-
-    def counting_step(batch):
-        sizes.append(len(batch.y))
-        return step(batch)
-
-    method.training_step = counting_step
-    return sizes
 
 
 def test_last_task_only_trains_once_after_the_last_task_on_every_task():

@@ -1,9 +1,10 @@
-"""Cross-check of `rehearsal`, `der`, `derpp`, `agem`, `si`, GSS and `hal` on Seq-MNIST (or P-MNIST)
+"""Cross-check of `rehearsal`, `der`, `derpp`, `agem`, `si`, `ewc`, GSS and `hal` on Seq-MNIST (or P-MNIST)
 without Lightning or sylvan's buffers: each written as a plain PyTorch loop, step for step as in
 the DER paper's reference code (numpy reservoir sampling one sample at a time, `np.random.choice`
 without replacement for the replayed samples, one forward pass per group as in its `observe`;
 A-GEM's memory takes buffer_size / tasks random samples of each finished task; SI accumulates
-lr * grad^2 of the clipped gradients and consolidates at each task's end; GSS as its buffer
+lr * grad^2 of the clipped gradients and consolidates at each task's end; online EWC sums
+p(y|x)-weighted squared gradients of each sample's log-likelihood at each task's end; GSS as its buffer
 admits samples, `ReferenceGSS`; HAL's two steps and anchors, `ReferenceHAL`). Same data
 (sylvan's Seq-MNIST tasks, or with `--perm_mnist` its 20 permuted-MNIST tasks at batch 128),
 same MLP and initialization.
@@ -15,6 +16,7 @@ same MLP and initialization.
     python benchmarks/er_reference_loop.py --method agem --lr 0.1 --replay 128 --agem_per_task 10
     python benchmarks/er_reference_loop.py --method si --lr 0.1 --c 1 --xi 0.9 --setting_order
     python benchmarks/er_reference_loop.py --method gss --perm_mnist --lr 0.2 --replay 10 --gss_compared 128
+    python benchmarks/er_reference_loop.py --method ewc --perm_mnist --lr 0.1 --e_lambda 0.7 --ewc_gamma 1
     python benchmarks/er_reference_loop.py --method hal --perm_mnist --lr 0.1 --replay 128 --hal_beta 0.5
 
 If its accuracies and `benchmarks/seq_mnist.py`'s have the same distribution over seeds, a gap
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import statistics
 
 import numpy as np
@@ -59,6 +62,59 @@ def agem_backward(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, memory
     for p in parameters:
         p.grad.copy_(gradient[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
+
+
+class ReferenceEWC:
+    """Online EWC as the DER paper's reference code takes it (its `models/ewc_on.py`): the loss of
+    later tasks adds e_lambda * sum(F * (w - w*)^2) on the flattened parameters; at a task's end
+    F <- gamma * F + F_task, F_task summing p(y|x) * (d log p(y|x) / dw)^2 over the task's
+    training samples, divided by the number of minibatches times the batch size. The code takes
+    one sample at a time; here each `Linear` layer's per-sample gradient, the outer product of
+    the gradient at its output and its input, gives the same sums `chunk` samples at a time:
+    sum_i p_i (d_i a_i^T)^2 = (p * d^2)^T a^2."""
+
+    def __init__(self, net: torch.nn.Module, e_lambda: float, gamma: float, chunk: int = 1000) -> None:
+        self.net, self.e_lambda, self.gamma, self.chunk = net, e_lambda, gamma, chunk
+        self.fisher: torch.Tensor | None = None
+        self.anchor: torch.Tensor | None = None
+        self.layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+        if sum(p.numel() for m in self.layers for p in m.parameters()) != sum(p.numel() for p in net.parameters()):
+            raise ValueError("ReferenceEWC takes networks of Linear layers only")
+
+    def backward(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        loss = F.cross_entropy(self.net(x), y)
+        if self.fisher is not None:
+            weights = torch.cat([p.flatten() for p in self.net.parameters()])
+            loss = loss + self.e_lambda * (self.fisher * (weights - self.anchor) ** 2).sum()
+        loss.backward()
+
+    def end_task(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+        inputs: dict[torch.nn.Module, torch.Tensor] = {}
+        outputs: dict[torch.nn.Module, torch.Tensor] = {}
+
+        def record(layer: torch.nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            inputs[layer] = args[0].detach()
+            out.register_hook(lambda gradient: outputs.__setitem__(layer, gradient))
+
+        hooks = [layer.register_forward_hook(record) for layer in self.layers]
+        sums = {p: torch.zeros_like(p) for p in self.net.parameters()}
+        for start in range(0, len(y), self.chunk):
+            log_p = -F.cross_entropy(self.net(float_inputs(x[start : start + self.chunk])),
+                                     y[start : start + self.chunk], reduction="none")
+            self.net.zero_grad()
+            log_p.sum().backward()  # each sample's log-likelihood depends on its own row alone
+            weighted = log_p.detach().exp()[:, None]
+            for layer in self.layers:
+                squared = weighted * outputs[layer] ** 2
+                sums[layer.weight] += squared.T @ inputs[layer] ** 2
+                sums[layer.bias] += squared.sum(0)
+        for hook in hooks:
+            hook.remove()
+        self.net.zero_grad()
+        fisher = torch.cat([sums[p].flatten() for p in self.net.parameters()])
+        fisher /= math.ceil(len(y) / batch_size) * batch_size
+        self.fisher = fisher if self.fisher is None else self.gamma * self.fisher + fisher
+        self.anchor = torch.cat([p.detach().flatten() for p in self.net.parameters()]).clone()
 
 
 class ReferenceSI:
@@ -229,7 +285,7 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
         replay: int = 10, alpha: float = 0.0, beta: float = 0.0, c: float = 1.0, xi: float = 0.9,
         setting_order: bool = False, agem_per_task: int | None = None, gss_compared: int = 10,
         gss_before_step: bool = False, perm_mnist: bool = False, hal_lambda: float = 0.1, hal_beta: float = 0.5,
-        hal_gamma: float = 0.1) -> float:
+        hal_gamma: float = 0.1, e_lambda: float = 0.7, ewc_gamma: float = 1.0) -> float:
     """The accuracy (%) after the last task, averaged over the tasks' test sets: class-IL on
     Seq-MNIST (batch 10 by default), domain-IL on P-MNIST (`perm_mnist`, batch 128)."""
     torch.manual_seed(seed)
@@ -249,6 +305,7 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
     stored_logits = torch.zeros(capacity, 10)
     seen = 0
     si = ReferenceSI(net, lr, c, xi) if method == "si" else None
+    ewc = ReferenceEWC(net, e_lambda, ewc_gamma) if method == "ewc" else None
     gss = ReferenceGSS(net, stored_x, stored_y, gss_compared) if method == "gss" else None
     hal = ReferenceHAL(net, lr, hal_lambda, hal_beta, hal_gamma) if method == "hal" else None
 
@@ -273,8 +330,8 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
             index = order[start : start + batch_size]
             x, y = float_inputs(task.x_train[index]), task.y_train[index]
             optimizer.zero_grad()
-            if si is not None:
-                si.backward(x, y)
+            if si is not None or ewc is not None:
+                (si or ewc).backward(x, y)
                 optimizer.step()
                 continue
             if method == "agem":  # no reservoir: the memory is filled at task boundaries
@@ -320,6 +377,8 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
                 seen += 1
         if si is not None:
             si.end_task()
+        if ewc is not None:
+            ewc.end_task(task.x_train, task.y_train, batch_size)
         if hal is not None:
             held = min(seen, capacity)
             hal.end_task(stored_x[:held], stored_y[:held], task.y_train.unique().tolist(), batch_size)
@@ -336,7 +395,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--buffer_size", type=int, default=200)
-    parser.add_argument("--method", choices=["er", "der", "derpp", "agem", "si", "gss", "hal"], default="er")
+    parser.add_argument("--method", choices=["er", "der", "derpp", "agem", "si", "ewc", "gss", "hal"], default="er")
     parser.add_argument("--replay", type=int, default=10,
                         help="samples in each replayed group (A-GEM: in the reference gradient's batch)")
     parser.add_argument("--alpha", type=float, default=0.0, help="DER: weight of the logit MSE")
@@ -353,6 +412,8 @@ def main() -> None:
                         help="GSS: stored samples each gradient is compared with (the code's gss_minibatch_size)")
     parser.add_argument("--gss_before_step", action="store_true",
                         help="GSS: score and store each minibatch before the training step on it, not after")
+    parser.add_argument("--e_lambda", type=float, default=0.7, help="EWC: strength of the penalty")
+    parser.add_argument("--ewc_gamma", type=float, default=1.0, help="EWC: decay of the earlier tasks' Fisher")
     parser.add_argument("--hal_lambda", type=float, default=0.1, help="HAL: weight of the anchors' output change")
     parser.add_argument("--hal_beta", type=float, default=0.5, help="HAL: decay of phi, the running mean of features")
     parser.add_argument("--hal_gamma", type=float, default=0.1, help="HAL: weight of the anchors' distance to phi")
@@ -369,10 +430,11 @@ def main() -> None:
                           setting_order=args.setting_order, agem_per_task=args.agem_per_task,
                           gss_compared=args.gss_compared, gss_before_step=args.gss_before_step,
                           perm_mnist=args.perm_mnist, batch_size=args.batch_size, hal_lambda=args.hal_lambda,
-                          hal_beta=args.hal_beta, hal_gamma=args.hal_gamma))
+                          hal_beta=args.hal_beta, hal_gamma=args.hal_gamma, e_lambda=args.e_lambda,
+                          ewc_gamma=args.ewc_gamma))
         print(f"seed {seed}: {scenario} {scores[-1]:.2f}", flush=True)
     std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-    memory = "" if args.method == "si" else f", buffer {args.buffer_size}"  # SI stores no samples
+    memory = "" if args.method in ("si", "ewc") else f", buffer {args.buffer_size}"  # they store no samples
     print(f"reference {args.method} loop{memory}, lr {args.lr}: "
           f"{statistics.mean(scores):.2f} ± {std:.2f} (median {statistics.median(scores):.2f}) "
           f"over {len(scores)} seeds")

@@ -1,4 +1,4 @@
-"""The plain-loop GSS memory and HAL of benchmarks/er_reference_loop.py must do what the DER
+"""The plain-loop GSS memory, EWC and HAL of benchmarks/er_reference_loop.py must do what the DER
 paper's code does, or their cross-check of sylvan's figures would compare different rules."""
 
 import copy
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from er_reference_loop import ReferenceGSS, ReferenceHAL  # noqa: E402
+from er_reference_loop import ReferenceEWC, ReferenceGSS, ReferenceHAL  # noqa: E402
 
 from sylvan.models import MLP  # noqa: E402
 
@@ -109,3 +109,22 @@ def copy_with(net: nn.Module, weights: list[torch.Tensor]) -> nn.Module:
         for parameter, value in zip(other.parameters(), weights):
             parameter.copy_(value)
     return other
+
+
+def test_ewc_fisher_is_the_reference_codes_one_sample_at_a_time_and_decays_with_gamma():
+    torch.manual_seed(0)
+    net = MLP((1, 2, 2), 3, hidden_sizes=(5,))
+    x, y = torch.rand(7, 1, 2, 2), torch.tensor([0, 1, 2, 1, 0, 2, 2])
+    expected = torch.zeros(sum(p.numel() for p in net.parameters()))
+    for sample, label in zip(x, y):  # the reference code's loop, with a batch size of 4: 2 batches
+        net.zero_grad()
+        log_p = nn.functional.log_softmax(net(sample[None]), 1)[0, label]
+        log_p.backward()
+        expected += log_p.detach().exp() * torch.cat([p.grad.flatten() for p in net.parameters()]) ** 2
+    expected /= 2 * 4
+    ewc = ReferenceEWC(net, e_lambda=0.7, gamma=0.5, chunk=3)
+    ewc.end_task(x, y, batch_size=4)
+    assert torch.allclose(ewc.fisher, expected, atol=1e-7)
+    assert torch.equal(ewc.anchor, torch.cat([p.detach().flatten() for p in net.parameters()]))
+    ewc.end_task(x, y, batch_size=4)
+    assert torch.allclose(ewc.fisher, 1.5 * expected, atol=1e-7)

@@ -64,6 +64,17 @@ def agem_backward(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, memory
         offset += p.numel()
 
 
+def flat_weights(net: torch.nn.Module) -> torch.Tensor:
+    """The parameters, flattened into one vector (a copy), as the reference code's `get_params`."""
+    return torch.cat([p.detach().flatten() for p in net.parameters()]).clone()
+
+
+def quadratic_penalty(net: torch.nn.Module, importance: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """sum(importance * (w - anchor)^2) over the flattened parameters w, differentiable in w."""
+    weights = torch.cat([p.flatten() for p in net.parameters()])
+    return (importance * (weights - anchor) ** 2).sum()
+
+
 class ReferenceEWC:
     """Online EWC as the DER paper's reference code takes it (its `models/ewc_on.py`): the loss of
     later tasks adds e_lambda * sum(F * (w - w*)^2) on the flattened parameters; at a task's end
@@ -84,8 +95,7 @@ class ReferenceEWC:
     def backward(self, x: torch.Tensor, y: torch.Tensor) -> None:
         loss = F.cross_entropy(self.net(x), y)
         if self.fisher is not None:
-            weights = torch.cat([p.flatten() for p in self.net.parameters()])
-            loss = loss + self.e_lambda * (self.fisher * (weights - self.anchor) ** 2).sum()
+            loss = loss + self.e_lambda * quadratic_penalty(self.net, self.fisher, self.anchor)
         loss.backward()
 
     def end_task(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
@@ -114,7 +124,7 @@ class ReferenceEWC:
         fisher = torch.cat([sums[p].flatten() for p in self.net.parameters()])
         fisher /= math.ceil(len(y) / batch_size) * batch_size
         self.fisher = fisher if self.fisher is None else self.gamma * self.fisher + fisher
-        self.anchor = torch.cat([p.detach().flatten() for p in self.net.parameters()]).clone()
+        self.anchor = flat_weights(self.net)
 
 
 class ReferenceSI:
@@ -125,24 +135,20 @@ class ReferenceSI:
 
     def __init__(self, net: torch.nn.Module, lr: float, c: float, xi: float) -> None:
         self.net, self.lr, self.c, self.xi = net, lr, c, xi
-        self.anchor = self.flat_weights()
+        self.anchor = flat_weights(self.net)
         self.omega = torch.zeros_like(self.anchor)
         self.importance: torch.Tensor | None = None
-
-    def flat_weights(self) -> torch.Tensor:
-        return torch.cat([p.detach().flatten() for p in self.net.parameters()]).clone()
 
     def backward(self, x: torch.Tensor, y: torch.Tensor) -> None:
         loss = F.cross_entropy(self.net(x), y)
         if self.importance is not None:
-            weights = torch.cat([p.flatten() for p in self.net.parameters()])
-            loss = loss + self.c * (self.importance * (weights - self.anchor) ** 2).sum()
+            loss = loss + self.c * quadratic_penalty(self.net, self.importance, self.anchor)
         loss.backward()
         torch.nn.utils.clip_grad_value_(self.net.parameters(), 1.0)
         self.omega += self.lr * torch.cat([p.grad.flatten() for p in self.net.parameters()]) ** 2
 
     def end_task(self) -> None:
-        weights = self.flat_weights()
+        weights = flat_weights(self.net)
         if self.importance is None:
             self.importance = torch.zeros_like(weights)
         self.importance += self.omega / ((weights - self.anchor) ** 2 + self.xi)

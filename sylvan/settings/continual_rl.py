@@ -294,6 +294,7 @@ class ContinualRLSetting(Setting):
 
     def _run(self, method: Any, tracker: Any, resume: RunCheckpoint | None) -> Results:
         nb_stages = self.nb_stages()
+        self.stage_count = nb_stages  # what a method may plan with, as on the supervised settings
         method.configure(self)
         if resume is None:
             initial = self.evaluate(method)

@@ -30,6 +30,7 @@ class Spy(Method):
 
     def configure(self, setting):
         super().configure(setting)
+        self.stage_count = setting.stage_count  # announced before the first stage
         self.calls: list[tuple] = []
         self.batch_widths: set[int] = set()
         self.predict_labels: list = []
@@ -63,6 +64,13 @@ def run_spy(setting_cls, **extra):
 
 def test_spy_is_not_registered():
     assert Spy not in METHODS.values()
+
+
+@pytest.mark.parametrize(("setting_cls", "stages"), [(OnlineSetting, 1), (ClassIncrementalSetting, 3),
+                                                     (DomainIncrementalSetting, 3), (MultiTaskSetting, 1)])
+def test_a_method_is_told_before_the_first_stage_how_many_stages_the_run_has(setting_cls, stages):
+    _, spy, results = run_spy(setting_cls)
+    assert spy.stage_count == stages == len(results.accuracy_matrix) == spy.calls.count(("fit",))
 
 
 def test_online_hides_boundaries_and_task_labels():

@@ -62,12 +62,16 @@ def main() -> None:
     parser.add_argument("--skip_accuracy", action="store_true")
     parser.add_argument("--skip_throughput", action="store_true")
     parser.add_argument("--repeats", type=int, default=3, help="runs per throughput figure (median)")
+    parser.add_argument("--buffer_policy", default="reservoir",
+                        help="rehearsal's buffer policy in part 1 (gss stores a step's samples after it)")
     args = parser.parse_args()
 
     common = ["--batch_size", str(args.batch_size), "--epochs", "1", "--train_samples", str(args.train_samples)]
-    replay = ["--lr", "0.05", "--buffer_size", "1000", "--replay_size", str(args.batch_size)]
+    replay = ["--lr", "0.05", "--buffer_size", "1000", "--replay_size", str(args.batch_size),
+              "--buffer_policy", args.buffer_policy]
     print(f"Training throughput ({args.accelerator}, MNIST {args.train_samples} samples, 5 tasks, MLP, "
-          f"b = r = {args.batch_size} per worker), samples per second, median of {args.repeats} runs")
+          f"b = r = {args.batch_size} per worker, {args.buffer_policy} buffer), samples per second, "
+          f"median of {args.repeats} runs")
     print(f"{'workers':>7} | {'naive':>9} {'sync':>9} {'async':>9} | step time: {'async/naive':>11} "
           f"{'sync/naive':>10} {'ideal':>6} | {'async speed-up over sync':>24} | {'async won':>9}")
     modes = {

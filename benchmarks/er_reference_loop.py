@@ -6,7 +6,8 @@ A-GEM's memory takes buffer_size / tasks random samples of each finished task; S
 lr * grad^2 of the clipped gradients and consolidates at each task's end; online EWC sums
 p(y|x)-weighted squared gradients of each sample's log-likelihood at each task's end; GSS as its buffer
 admits samples, `ReferenceGSS`; HAL's two steps and anchors, `ReferenceHAL`). Same data
-(sylvan's Seq-MNIST tasks, or with `--perm_mnist` its 20 permuted-MNIST tasks at batch 128),
+(sylvan's Seq-MNIST tasks, or with `--perm_mnist` / `--rot_mnist` its 20 permuted / rotated
+MNIST tasks at batch 128, the angles drawn with the seed as sylvan's R-MNIST draws them),
 same MLP and initialization.
 
     python benchmarks/er_reference_loop.py --seeds 0 1 2 3 4 5 6 7 --lr 0.01 --buffer_size 200
@@ -291,15 +292,16 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
         replay: int = 10, alpha: float = 0.0, beta: float = 0.0, c: float = 1.0, xi: float = 0.9,
         setting_order: bool = False, agem_per_task: int | None = None, gss_compared: int = 10,
         gss_before_step: bool = False, perm_mnist: bool = False, hal_lambda: float = 0.1, hal_beta: float = 0.5,
-        hal_gamma: float = 0.1, e_lambda: float = 0.7, ewc_gamma: float = 1.0) -> float:
+        hal_gamma: float = 0.1, e_lambda: float = 0.7, ewc_gamma: float = 1.0, rot_mnist: bool = False) -> float:
     """The accuracy (%) after the last task, averaged over the tasks' test sets: class-IL on
-    Seq-MNIST (batch 10 by default), domain-IL on P-MNIST (`perm_mnist`, batch 128)."""
+    Seq-MNIST (batch 10 by default), domain-IL on P-MNIST (`perm_mnist`) or R-MNIST (`rot_mnist`),
+    batch 128."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     common = dict(dataset="mnist", epochs=1, seed=seed, data_dir=data_dir, progress_bar=False)
-    if perm_mnist:
-        setting = DomainIncrementalSetting(nb_tasks=20, domain_shift="permutation", batch_size=batch_size or 128,
-                                           **common)
+    if perm_mnist or rot_mnist:
+        shift = dict(domain_shift="permutation") if perm_mnist else dict(domain_shift="rotation", random_rotations=True)
+        setting = DomainIncrementalSetting(nb_tasks=20, batch_size=batch_size or 128, **shift, **common)
     else:
         setting = ClassIncrementalSetting(batch_size=batch_size or 10, **common)
     batch_size = setting.batch_size
@@ -423,19 +425,24 @@ def main() -> None:
     parser.add_argument("--hal_lambda", type=float, default=0.1, help="HAL: weight of the anchors' output change")
     parser.add_argument("--hal_beta", type=float, default=0.5, help="HAL: decay of phi, the running mean of features")
     parser.add_argument("--hal_gamma", type=float, default=0.1, help="HAL: weight of the anchors' distance to phi")
-    parser.add_argument("--perm_mnist", action="store_true",
+    domain = parser.add_mutually_exclusive_group()
+    domain.add_argument("--perm_mnist", action="store_true",
                         help="P-MNIST (20 permuted-MNIST tasks, domain-IL) instead of Seq-MNIST")
-    parser.add_argument("--batch_size", type=int, default=None, help="default: 10 on Seq-MNIST, 128 on P-MNIST")
+    domain.add_argument("--rot_mnist", action="store_true",
+                        help="R-MNIST (20 rotated-MNIST tasks, domain-IL) instead of Seq-MNIST")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="default: 10 on Seq-MNIST, 128 on P-MNIST and R-MNIST")
     parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
     args = parser.parse_args()
-    scenario = "domain-IL" if args.perm_mnist else "class-IL"
+    scenario = "domain-IL" if args.perm_mnist or args.rot_mnist else "class-IL"
     scores = []
     for seed in args.seeds:
         scores.append(run(seed, args.lr, args.buffer_size, args.data_dir, method=args.method, replay=args.replay,
                           alpha=args.alpha, beta=args.beta, c=args.c, xi=args.xi,
                           setting_order=args.setting_order, agem_per_task=args.agem_per_task,
                           gss_compared=args.gss_compared, gss_before_step=args.gss_before_step,
-                          perm_mnist=args.perm_mnist, batch_size=args.batch_size, hal_lambda=args.hal_lambda,
+                          perm_mnist=args.perm_mnist, rot_mnist=args.rot_mnist, batch_size=args.batch_size,
+                          hal_lambda=args.hal_lambda,
                           hal_beta=args.hal_beta, hal_gamma=args.hal_gamma, e_lambda=args.e_lambda,
                           ewc_gamma=args.ewc_gamma))
         print(f"seed {seed}: {scenario} {scores[-1]:.2f}", flush=True)

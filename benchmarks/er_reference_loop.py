@@ -314,6 +314,7 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
     seen = 0
     si = ReferenceSI(net, lr, c, xi) if method == "si" else None
     ewc = ReferenceEWC(net, e_lambda, ewc_gamma) if method == "ewc" else None
+    penalized = si or ewc  # the methods whose step is a penalized loss's, storing no samples
     gss = ReferenceGSS(net, stored_x, stored_y, gss_compared) if method == "gss" else None
     hal = ReferenceHAL(net, lr, hal_lambda, hal_beta, hal_gamma) if method == "hal" else None
 
@@ -338,8 +339,8 @@ def run(seed: int, lr: float, capacity: int, data_dir: str, method: str = "er", 
             index = order[start : start + batch_size]
             x, y = float_inputs(task.x_train[index]), task.y_train[index]
             optimizer.zero_grad()
-            if si is not None or ewc is not None:
-                (si or ewc).backward(x, y)
+            if penalized is not None:
+                penalized.backward(x, y)
                 optimizer.step()
                 continue
             if method == "agem":  # no reservoir: the memory is filled at task boundaries

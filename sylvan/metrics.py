@@ -104,6 +104,9 @@ class Results:
     measure: str = "accuracy"  # what the matrix holds: "accuracy" (a fraction) or "return"
     # supervised settings: the split the matrix is measured on, "test" or "validation"
     evaluation_split: str = "test"
+    # the method trained once, after the last stage, on every task's data (`Method.joint_training`):
+    # the rows before the last are the untrained network's, so the metrics across stages are None
+    joint_training: bool = False
 
     @property
     def display_scale(self) -> float:
@@ -123,20 +126,20 @@ class Results:
         return final_average_accuracy(self.accuracy_matrix)
 
     @property
-    def average_incremental_accuracy(self) -> float:
-        return average_incremental_accuracy(self.accuracy_matrix)
+    def average_incremental_accuracy(self) -> float | None:
+        return average_incremental_accuracy(self.accuracy_matrix) if not self.joint_training else None
 
     @property
     def forgetting(self) -> float | None:
-        return forgetting(self.accuracy_matrix)
+        return forgetting(self.accuracy_matrix) if not self.joint_training else None
 
     @property
     def backward_transfer(self) -> float | None:
-        return backward_transfer(self.accuracy_matrix)
+        return backward_transfer(self.accuracy_matrix) if not self.joint_training else None
 
     @property
     def forward_transfer(self) -> float | None:
-        if self.initial_accuracies is None:
+        if self.initial_accuracies is None or self.joint_training:
             return None
         return forward_transfer(self.accuracy_matrix, self.initial_accuracies)
 
@@ -195,6 +198,7 @@ class Results:
             "measure": self.measure,
             **({"evaluation_split": self.evaluation_split} if self.measure == "accuracy" else {}),
             "complete": self.complete,
+            "joint_training": self.joint_training,
             "nb_tasks": self.nb_tasks,
             **self.summary(),
             **matrices,
@@ -231,6 +235,9 @@ class Results:
             time_cell = f"{self.task_wall_time[i]:8.1f}" if i < len(self.task_wall_time) else ""
             lines.append(f"{label:>10} | {cells} | {seen.mean():7.2f} | {time_cell}")
         lines.append("")
+        if self.joint_training:
+            lines.append("joint training: nothing was trained before the last stage, so the metrics across "
+                         "stages (average incremental accuracy, forgetting, transfer) are left out")
         for key, value in self.summary().items():
             if value is not None:
                 lines.append(f"{key.replace('_', ' '):>30}: {self.display_scale * value:7.2f}")

@@ -69,6 +69,18 @@ def test_results_serialization_separates_timings():
     assert not any(isinstance(v, float) and math.isnan(v) for v in metrics.values())
 
 
+def test_joint_training_leaves_out_the_metrics_across_stages():
+    continual = Results("domain_incremental", "from_scratch", R, initial_accuracies=[0.1, 0.1, 0.1])
+    joint = Results("domain_incremental", "from_scratch", R, initial_accuracies=[0.1, 0.1, 0.1], joint_training=True)
+    assert joint.final_average_accuracy == continual.final_average_accuracy
+    metrics = joint.metrics_dict()
+    for key in ("average_incremental_accuracy", "forgetting", "backward_transfer", "forward_transfer"):
+        assert getattr(continual, key) is not None and getattr(joint, key) is None and metrics[key] is None
+    assert metrics["joint_training"] is True and continual.metrics_dict()["joint_training"] is False
+    assert "joint training" in joint.table() and "forgetting:" not in joint.table()
+    assert "joint training" not in continual.table() and "forgetting:" in continual.table()
+
+
 def test_class_accuracies_come_from_the_confusion_matrix():
     confusion = [[3, 1, 0], [2, 2, 0], [0, 0, 0]]  # class 2 has no test sample
     results = Results("class_incremental", "naive", R, confusion_matrix=confusion)

@@ -71,6 +71,13 @@ class Method:
         self.setting = setting
 
     @property
+    def joint_training(self) -> bool:
+        """True for a method that learns nothing before the setting's last training stage and
+        then trains on every task's data at once: its results leave out the metrics across stages
+        (`Results.joint_training`), since the rows before the last are an untrained network's."""
+        return False
+
+    @property
     def pixel_fields(self) -> tuple[str, ...]:
         """The fields of a rehearsal buffer to keep as uint8 pixels (`RehearsalBuffer.pixel_fields`):
         the inputs "x", where the setting's are images given as float k / 255 (`Setting.pixel_inputs`)."""

@@ -32,6 +32,10 @@ class FromScratch(SupervisedMethod):
     # tasks' evaluations are the untrained network's)
     last_task_only: bool = False
 
+    @property
+    def joint_training(self) -> bool:
+        return self.last_task_only
+
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self._seen: list[Dataset] = []  # every task's training set so far

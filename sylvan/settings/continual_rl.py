@@ -299,6 +299,7 @@ class ContinualRLSetting(Setting):
         if resume is None:
             initial = self.evaluate(method)
             results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
+                              joint_training=method.joint_training,
                               measure="return", task_attributes=self.task_values())
             finished = -1
         else:

@@ -458,6 +458,7 @@ class OnlineSetting(Setting):
         if resume is None:
             initial = self.evaluate(method, tasks).accuracies
             results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
+                              joint_training=method.joint_training,
                               evaluation_split=self.evaluation_split)
             finished = -1
         else:

@@ -24,6 +24,10 @@ def test_last_task_only_trains_once_after_the_last_task_on_every_task():
     for row in results.accuracy_matrix[:-1]:  # untrained until the last task
         assert row == results.initial_accuracies
     assert results.final_average_accuracy > 0.9
+    # the rows before the last measure no learner: no forgetting, transfer or incremental accuracy
+    assert results.joint_training
+    assert results.forgetting is None and results.backward_transfer is None and results.forward_transfer is None
+    assert results.average_incremental_accuracy is None
 
 
 def test_retraining_after_every_task_trains_on_the_union_each_time():
@@ -35,6 +39,7 @@ def test_retraining_after_every_task_trains_on_the_union_each_time():
     seen = [sum(len(task.y_train) for task in setting._tasks[: t + 1]) for t in range(OPTIONS["nb_tasks"])]
     assert sum(sizes) == OPTIONS["epochs"] * sum(seen)
     assert results.accuracy_matrix[0] != results.initial_accuracies
+    assert not results.joint_training and results.forgetting is not None
 
 
 def test_joint_training_is_the_upper_bound_of_a_domain_incremental_stream():

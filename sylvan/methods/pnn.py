@@ -3,7 +3,8 @@ task-incremental row of the DER paper's tables. A new column of the backbone per
 the earlier columns' activations through lateral adapters; the task label picks the column, at
 training and at test time. Earlier columns never change, so nothing is forgotten, at the price
 of a network that grows with the tasks (`sylvan.models.progressive`). Needs task labels at test
-time, and a backbone of Linear / Conv2d layers (the MLPs, the small CNN).
+time, and a backbone of Linear / Conv2d layers, residual blocks and batch norm (the MLPs, the
+small CNN, the ResNets).
 """
 
 from __future__ import annotations

@@ -5,21 +5,27 @@ task. Column k's weight layer i takes, besides its own input, the inputs of laye
 earlier column through a non-linear lateral adapter: U relu(V (alpha * a) + c), where a is those
 inputs concatenated, alpha a learned per-feature (per-channel) scale, V projects them to the width
 of one column's input, and U maps that as layer i maps its input (a linear map, or a convolution
-of layer i's kernel, stride and padding; V is then a 1x1 convolution). A sample goes through the
-column of its task label. The lateral inputs are detached: an earlier column is never trained by
-a later task's samples, so once its task is over it does not change (no forgetting, by
-construction), whatever the optimizer.
+of layer i's kernel, stride and padding; V is then a 1x1 convolution). The lateral joins the
+layer's output before what follows it in the column (batch norm, activation). A residual block is
+one such layer: its lateral is shaped as the block's first convolution and joins the residual
+branch before the branch's last batch norm. A sample goes through the column of its task label. The lateral
+inputs are detached: an earlier column is never trained by a later task's samples. Where the
+columns have batch norm, an earlier column feeds each later one under running statistics that the
+later one keeps of it (`FeederStatistics`), estimated on the later task's data, as the paper's
+code's copies of the earlier columns do; its own statistics stay those of its task. So once its
+task is over a column does not change (no forgetting, by construction), whatever the optimizer.
 
 A backbone can be grown into columns when its `features` are a sequence of `Linear` / `Conv2d`
-layers and parameter-free operations (activations, pooling, flattening), followed by a linear
-`classifier`: the MLPs and the small CNN. Layers with state of their own between the weight
-layers (batch norm, residual blocks) have no lateral form here, and are refused.
+layers, residual blocks (`BasicBlock`), batch norm and parameter-free operations (activations,
+pooling, flattening), followed by a linear `classifier`: the MLPs, the small CNN and the ResNets.
+Other layers have no lateral form here, and are refused.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -27,21 +33,33 @@ from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.models.normalization import InputNormalization
+from sylvan.models.resnet import BasicBlock
 
-WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
-PARAMETER_FREE = (
+WEIGHT_LAYERS = (nn.Linear, nn.Conv2d, BasicBlock)
+# what may sit between the weight layers: operations of the column alone, without a lateral
+BETWEEN_LAYERS = (
     nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Identity,
-    nn.Dropout,
+    nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d,
 )
 
 
 class Unit(nn.Module):
-    """A weight layer and the parameter-free operations that follow it in its column."""
+    """A weight layer and the operations that follow it in its column (for a residual block, the
+    ReLU that ends it first)."""
 
     def __init__(self, layer: nn.Module, after: Sequence[nn.Module]) -> None:
         super().__init__()
         self.layer = layer
         self.after = nn.Sequential(*after)
+
+    def transform(self, h: torch.Tensor, lateral: torch.Tensor | None) -> torch.Tensor:
+        """The weight layer's output with the lateral joined (None: no lateral), before the
+        operations that follow. A residual block's ends before its last ReLU (which `after`
+        applies), the lateral joined to its residual branch before the branch's batch norm."""
+        if isinstance(self.layer, BasicBlock):
+            return self.layer.pre_activation(h, lateral)
+        z = self.layer(h)
+        return z if lateral is None else z + lateral
 
 
 class Column(nn.Module):
@@ -68,8 +86,8 @@ def column_of(backbone: nn.Module) -> tuple[InputNormalization | None, Column]:
         if isinstance(module, WEIGHT_LAYERS):
             if isinstance(module, nn.Conv2d) and module.groups != 1:
                 raise ConfigurationError(_cannot_grow(backbone, "a grouped convolution"))
-            units.append((module, []))
-        elif isinstance(module, PARAMETER_FREE):
+            units.append((module, [nn.ReLU()] if isinstance(module, BasicBlock) else []))
+        elif isinstance(module, BETWEEN_LAYERS):
             (units[-1][1] if units else stem).append(module)
         else:
             raise ConfigurationError(_cannot_grow(backbone, f"a {type(module).__name__}"))
@@ -81,19 +99,62 @@ def column_of(backbone: nn.Module) -> tuple[InputNormalization | None, Column]:
 
 def _cannot_grow(backbone: nn.Module, reason: str) -> str:
     return (
-        f"pnn grows columns from backbones made of Linear and Conv2d layers and parameter-free operations "
-        f"(--backbone mlp, mlp_400 or cnn); {type(backbone).__name__} has {reason}"
+        f"pnn grows columns from backbones made of Linear and Conv2d layers, residual blocks, batch norm and "
+        f"parameter-free operations (--backbone mlp, mlp_400, cnn, resnet18 or resnet18_reduced); "
+        f"{type(backbone).__name__} has {reason}"
     )
+
+
+class FeederStatistics(nn.Module):
+    """The batch-norm running statistics of an earlier column j as it runs for a later column k's
+    laterals, on k's task's data. Column j's own statistics describe its task's data; on another
+    task's they can be far off (a channel of tiny variance there), so that the features it feeds
+    k's laterals blow up. While column j feeds column k, these statistics take the place of its
+    own: k's training updates them (j's weights and own statistics stay as they are), and at test
+    time j normalizes k's samples as it did in k's training. Until the first batch of k's training
+    they follow column j's own statistics."""
+
+    def __init__(self, column: nn.Module) -> None:
+        super().__init__()
+        self.names = [name for name, module in column.named_modules() if _tracks_statistics(module)]
+        for i, name in enumerate(self.names):
+            module = column.get_submodule(name)
+            self.register_buffer(f"mean_{i}", module.running_mean.clone())
+            self.register_buffer(f"var_{i}", module.running_var.clone())
+            self.register_buffer(f"batches_{i}", torch.zeros_like(module.num_batches_tracked))
+
+    @contextmanager
+    def installed(self, column: nn.Module) -> Iterator[None]:
+        """Column j's batch norms with these statistics in place of their own, for the block."""
+        modules = [column.get_submodule(name) for name in self.names]
+        own = [(module.running_mean, module.running_var, module.num_batches_tracked) for module in modules]
+        try:
+            for i, module in enumerate(modules):
+                mean, var, batches = (getattr(self, f"{kind}_{i}") for kind in ("mean", "var", "batches"))
+                untrained = batches == 0  # not yet trained on: column j's own statistics (no host sync)
+                mean.copy_(torch.where(untrained, module.running_mean, mean))
+                var.copy_(torch.where(untrained, module.running_var, var))
+                module.running_mean, module.running_var, module.num_batches_tracked = mean, var, batches
+            yield
+        finally:
+            for module, (mean, var, batches) in zip(modules, own):
+                module.running_mean, module.running_var, module.num_batches_tracked = mean, var, batches
+
+
+def _tracks_statistics(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
 
 
 class LateralAdapter(nn.Module):
     """U relu(V (alpha * a) + c) for the earlier columns' inputs `a` (concatenated) of a layer
     like `layer`: alpha per feature or channel (drawn in [0, 0.1)), V to `reduced` features or
     channels, U shaped as `layer` (a linear map, or a convolution of its kernel, stride and
-    padding), without bias."""
+    padding; for a residual block, of its first convolution's), without bias."""
 
     def __init__(self, in_features: int, reduced: int, layer: nn.Module) -> None:
         super().__init__()
+        if isinstance(layer, BasicBlock):
+            layer = layer.conv1  # the block's first convolution: its output has the block's channels and size
         if isinstance(layer, nn.Conv2d):
             self.alpha = nn.Parameter(torch.rand(1, in_features, 1, 1) * 0.1)
             self.project: nn.Module = nn.Conv2d(in_features, reduced, 1)
@@ -111,6 +172,8 @@ class LateralAdapter(nn.Module):
 
 
 def _input_width(layer: nn.Module) -> int:
+    if isinstance(layer, BasicBlock):
+        layer = layer.conv1
     return layer.in_channels if isinstance(layer, nn.Conv2d) else layer.in_features
 
 
@@ -141,6 +204,12 @@ class ProgressiveNetwork(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        # feeder_statistics[k - 1][j]: column j's batch-norm statistics as it feeds column k (none
+        # where the columns have no batch norm: a column then feeds every later one alike)
+        self.has_statistics = any(_tracks_statistics(module) for module in self.columns[0].modules())
+        self.feeder_statistics = nn.ModuleList(
+            nn.ModuleList(FeederStatistics(self.columns[j]) for j in range(k)) for k in range(1, nb_columns)
+        ) if self.has_statistics else None
 
     @property
     def nb_columns(self) -> int:
@@ -156,20 +225,41 @@ class ProgressiveNetwork(nn.Module):
         if len(counts) > self.nb_columns:
             raise ValueError(f"task label {len(counts) - 1} has no column: the network has {self.nb_columns}")
         present = [count > 0 for count in counts]
-        top = max(k for k, p in enumerate(present) if p)
+        present = present[: max(k for k, p in enumerate(present) if p) + 1]  # no column past the last task's
         if self.normalization is not None:
             x = self.normalization(x)
+        outputs = self.outputs_with_statistics(x, present) if self.has_statistics else self.outputs_shared(x, present)
+        stacked = torch.stack(outputs)  # (columns up to the last present one, batch, classes)
+        return stacked[task_labels, torch.arange(len(x), device=x.device)]
+
+    def outputs_shared(self, x: torch.Tensor, present: Sequence[bool]) -> list[torch.Tensor]:
+        """Every column's output up to the last present one, each column computed once: without
+        batch norm a column feeds every later one alike."""
         outputs: list[torch.Tensor] = []
         inputs: list[list[torch.Tensor]] = []  # inputs[k][i]: column k's input to its layer i (detached)
-        for k in range(top + 1):
-            # a column without samples of its own only feeds later columns' laterals (detached):
-            # no graph for it
+        for k in range(len(present)):
+            # a column without samples of its own only feeds later columns' laterals (detached): no graph for it
             with torch.set_grad_enabled(torch.is_grad_enabled() and present[k]):
                 out, own = self.column_forward(k, x, inputs)
             outputs.append(out)
             inputs.append(own)
-        stacked = torch.stack(outputs)  # (columns, batch, classes)
-        return stacked[task_labels, torch.arange(len(x), device=x.device)]
+        return outputs
+
+    def outputs_with_statistics(self, x: torch.Tensor, present: Sequence[bool]) -> list[torch.Tensor]:
+        """The outputs of the present columns (zeros elsewhere), each computed on the earlier
+        columns' features under the batch-norm statistics it keeps of them (`FeederStatistics`)."""
+        outputs: list[torch.Tensor] = []
+        for k, wanted in enumerate(present):
+            if not wanted:
+                outputs.append(x.new_zeros(len(x), self.columns[k].units[-1].layer.out_features))
+                continue
+            inputs: list[list[torch.Tensor]] = []
+            with torch.no_grad():  # the features reach the laterals detached
+                for j in range(k):
+                    with self.feeder_statistics[k - 1][j].installed(self.columns[j]):
+                        inputs.append(self.column_forward(j, x, inputs)[1])
+            outputs.append(self.column_forward(k, x, inputs)[0])
+        return outputs
 
     def column_forward(
         self, k: int, x: torch.Tensor, inputs: Sequence[Sequence[torch.Tensor]]
@@ -181,10 +271,10 @@ class ProgressiveNetwork(nn.Module):
         own: list[torch.Tensor] = []
         for i, unit in enumerate(column.units):
             own.append(h.detach())
-            z = unit.layer(h)
+            lateral = None
             if k > 0 and i > 0:
-                z = z + self.laterals[k - 1][i - 1](torch.cat([inputs[j][i] for j in range(k)], dim=1))
-            h = unit.after(z)
+                lateral = self.laterals[k - 1][i - 1](torch.cat([inputs[j][i] for j in range(k)], dim=1))
+            h = unit.after(unit.transform(h, lateral))
         return h, own
 
     def column_parameters(self, k: int) -> list[nn.Parameter]:

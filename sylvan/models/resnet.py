@@ -29,10 +29,17 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
             )
 
+    def pre_activation(self, x: torch.Tensor, joining: torch.Tensor | None = None) -> torch.Tensor:
+        """The block's output before its last ReLU: the residual branch plus the shortcut.
+        `joining` (a progressive network's lateral, shaped as the block's output) is added to the
+        residual branch before its second batch norm, which then normalizes it with the branch."""
+        out = self.conv2(F.relu(self.bn1(self.conv1(x))))
+        if joining is not None:
+            out = out + joining
+        return self.bn2(out) + self.shortcut(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return F.relu(self.pre_activation(x))
 
 
 class ResNet18(nn.Module):

@@ -19,12 +19,12 @@ def benchmark(script: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_seq_cifar10_recipes_run_and_print_the_published_figures():
     out = benchmark("seq_cifar10.py", "--dataset", "synthetic", "--train_samples", "200", "--epochs", "1",
-                    "--only", "er-200", "joint", "--seeds", "0", "1")
+                    "--only", "er-200", "joint", "pnn", "--seeds", "0", "1")
     assert out.returncode == 0, out.stderr
     assert "Seq-CIFAR-10, 2 seeds" in out.stdout
     assert "NOT the protocol (--dataset, --epochs, --train_samples given)" in out.stdout
     rows = {line.split("|")[0].strip(): line for line in out.stdout.splitlines() if "|" in line}
-    assert "44.79" in rows["er-200"] and "92.20" in rows["joint"]
+    assert "44.79" in rows["er-200"] and "92.20" in rows["joint"] and "95.13" in rows["pnn"]
     assert out.stdout.count("er-200 seed") == 2
 
 

@@ -8,12 +8,13 @@ of one column's input, and U maps that as layer i maps its input (a linear map, 
 of layer i's kernel, stride and padding; V is then a 1x1 convolution). The lateral joins the
 layer's output before what follows it in the column (batch norm, activation). A residual block is
 one such layer: its lateral is shaped as the block's first convolution and joins the residual
-branch before the branch's last batch norm. A sample goes through the column of its task label. The lateral
-inputs are detached: an earlier column is never trained by a later task's samples. Where the
-columns have batch norm, an earlier column feeds each later one under running statistics that the
-later one keeps of it (`FeederStatistics`), estimated on the later task's data, as the paper's
-code's copies of the earlier columns do; its own statistics stay those of its task. So once its
-task is over a column does not change (no forgetting, by construction), whatever the optimizer.
+branch before the branch's last batch norm. A sample goes through the column of its task label.
+The lateral inputs are detached: an earlier column is never trained by a later task's samples.
+Where the columns have batch norm, an earlier column feeds each later one under running
+statistics that the later one keeps of it (`FeederStatistics`), estimated on the later task's
+data, as the paper's code's copies of the earlier columns do; its own statistics stay those of its
+task. So once its task is over a column does not change (no forgetting, by construction), whatever
+the optimizer.
 
 A backbone can be grown into columns when its `features` are a sequence of `Linear` / `Conv2d`
 layers, residual blocks (`BasicBlock`), batch norm and parameter-free operations (activations,

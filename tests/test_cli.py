@@ -193,8 +193,6 @@ print("loaded:", sorted({name.split(".")[0] for name in sys.modules}
     (["--setting", "online", "--method", "naive", "--config_path", "/nonexistent.yaml"], "config_path"),
     (["--setting", "online", "--method", "naive", "--backbone", "vit"], "valid backbones"),
     (["--setting", "class_incremental", "--method", "hal", "--anchor_steps", "0"], "--anchor_steps"),
-    (["--setting", "task_incremental", "--method", "pnn", "--backbone", "resnet18"],
-     "pnn grows columns from backbones made of Linear and Conv2d layers"),
     (["--setting", "online", "--method", "naive", "--augmentation", "cutout"], "valid augmentations"),
     (["--setting", "online", "--method", "naive", "--crop_padding", "-1"], "--crop_padding"),
     (["--setting", "class_incremental", "--method", "naive", "--buffer_size", "20"],
@@ -227,6 +225,34 @@ def test_mistakes_exit_2_without_traceback(args, message, tmp_path):
     assert message in out.stderr
     assert "Traceback" not in out.stderr
     assert not any(tmp_path.iterdir()), "a refused run must not create a run folder"
+
+
+LAYER_NORMED_BACKBONE = """
+import torch
+
+from sylvan.models import BACKBONES, MLP
+
+
+def layer_normed(shape, classes):
+    mlp = MLP(shape, classes)
+    mlp.features[2] = torch.nn.LayerNorm(100)
+    return mlp
+
+
+BACKBONES["layer_normed"] = layer_normed
+"""
+
+
+def test_a_backbone_pnn_cannot_grow_is_refused_before_the_run(tmp_path):
+    plugin = tmp_path / "layer_normed.py"
+    plugin.write_text(LAYER_NORMED_BACKBONE)
+    results = tmp_path / "results"
+    out = sylvan("--plugin", str(plugin), "--setting", "task_incremental", "--method", "pnn",
+                 "--backbone", "layer_normed", "--results_dir", str(results))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "pnn grows columns from backbones made of Linear and Conv2d layers" in out.stderr
+    assert "MLP has a LayerNorm" in out.stderr and "Traceback" not in out.stderr
+    assert not results.exists(), "a refused run must not create a run folder"
 
 
 def test_missing_data_exits_2_and_says_where(tmp_path):

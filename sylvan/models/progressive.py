@@ -154,8 +154,7 @@ class LateralAdapter(nn.Module):
 
     def __init__(self, in_features: int, reduced: int, layer: nn.Module) -> None:
         super().__init__()
-        if isinstance(layer, BasicBlock):
-            layer = layer.conv1  # the block's first convolution: its output has the block's channels and size
+        layer = _shaping_layer(layer)
         if isinstance(layer, nn.Conv2d):
             self.alpha = nn.Parameter(torch.rand(1, in_features, 1, 1) * 0.1)
             self.project: nn.Module = nn.Conv2d(in_features, reduced, 1)
@@ -172,9 +171,14 @@ class LateralAdapter(nn.Module):
         return self.out(F.relu(self.project(a * self.alpha)))
 
 
+def _shaping_layer(layer: nn.Module) -> nn.Module:
+    """The Linear or Conv2d layer whose shape a lateral for `layer` takes: a residual block's first
+    convolution (its input and output have the block's channels and size)."""
+    return layer.conv1 if isinstance(layer, BasicBlock) else layer
+
+
 def _input_width(layer: nn.Module) -> int:
-    if isinstance(layer, BasicBlock):
-        layer = layer.conv1
+    layer = _shaping_layer(layer)
     return layer.in_channels if isinstance(layer, nn.Conv2d) else layer.in_features
 
 

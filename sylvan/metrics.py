@@ -6,7 +6,7 @@ stages, columns: tasks). Settings that evaluate once (online, multi-task) have a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,23 +125,27 @@ class Results:
     def final_average_accuracy(self) -> float:
         return final_average_accuracy(self.accuracy_matrix)
 
+    def _across_stages(self, metric: Callable[..., float | None], *args: Any) -> float | None:
+        """`metric` of the accuracy matrix, a metric across stages: None after joint training."""
+        return None if self.joint_training else metric(self.accuracy_matrix, *args)
+
     @property
     def average_incremental_accuracy(self) -> float | None:
-        return average_incremental_accuracy(self.accuracy_matrix) if not self.joint_training else None
+        return self._across_stages(average_incremental_accuracy)
 
     @property
     def forgetting(self) -> float | None:
-        return forgetting(self.accuracy_matrix) if not self.joint_training else None
+        return self._across_stages(forgetting)
 
     @property
     def backward_transfer(self) -> float | None:
-        return backward_transfer(self.accuracy_matrix) if not self.joint_training else None
+        return self._across_stages(backward_transfer)
 
     @property
     def forward_transfer(self) -> float | None:
-        if self.initial_accuracies is None or self.joint_training:
+        if self.initial_accuracies is None:
             return None
-        return forward_transfer(self.accuracy_matrix, self.initial_accuracies)
+        return self._across_stages(forward_transfer, self.initial_accuracies)
 
     @property
     def class_accuracies(self) -> list[float | None] | None:

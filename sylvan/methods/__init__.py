@@ -27,6 +27,7 @@ from sylvan.methods.multi_head import MultiHead
 from sylvan.methods.naive import Naive
 from sylvan.methods.pnn import PNN
 from sylvan.methods.random_method import RandomMethod
+from sylvan.methods.regularization import WeightRegularization
 from sylvan.methods.rehearsal import Rehearsal
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.sac import SAC
@@ -64,6 +65,7 @@ __all__ = [
     "ReplayMethod",
     "StableSGD",
     "SupervisedMethod",
+    "WeightRegularization",
     "applicable_methods",
     "check_applicable",
     "get_method",

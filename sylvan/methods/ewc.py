@@ -17,24 +17,25 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.importance import diagonal_fisher
-from sylvan.methods.regularization import weighted_squared_distance
-from sylvan.methods.supervised import Batch, SupervisedMethod, dataset_tensors, evaluating
+from sylvan.methods.regularization import WeightRegularization
+from sylvan.methods.supervised import dataset_tensors, evaluating
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
 
 @dataclass
-class EWC(SupervisedMethod):
+class EWC(WeightRegularization):
     """Online EWC. Needs task boundaries: the Fisher information and the anchor are updated at
     the end of each task."""
 
     name: ClassVar[str] = "ewc"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+    # the importance and the anchor are the base's state; a task's data live within its stage
+    checkpoint_complete: ClassVar[bool] = True
 
     lr: float = 0.03  # learning rate
     ewc_lambda: float = 90.0  # strength of the quadratic penalty
@@ -50,46 +51,29 @@ class EWC(SupervisedMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.fisher: dict[str, torch.Tensor] | None = None
-        self.anchor: dict[str, torch.Tensor] | None = None
         self._task_data: tuple[torch.Tensor, ...] = ()
+
+    @property
+    def penalty_strength(self) -> float:
+        return self.ewc_lambda
+
+    @property
+    def fisher(self) -> dict[str, torch.Tensor] | None:
+        """The running Fisher information: the importance, under EWC's name."""
+        return self.importance
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         self._task_data = dataset_tensors(train_data.dataset)
         super().fit(train_data, val_data)
 
-    def penalty(self) -> torch.Tensor:
-        """sum_i F_i (w_i - w*_i)^2 over every parameter (0 before the first task ends)."""
-        if self.fisher is None or self.anchor is None:
-            return torch.zeros(())
-        return weighted_squared_distance(self.model, self.fisher, self.anchor)
-
-    def training_step(self, batch: Batch) -> torch.Tensor:
-        loss = F.cross_entropy(self.learner(batch.x), batch.y)
-        if self.fisher is not None and self.ewc_lambda > 0:
-            loss = loss + self.ewc_lambda * self.penalty()
-        return loss
-
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)
         x, y = self._task_data[0], self._task_data[1]
         self._task_data = ()
-        task_fisher = self.fisher_information(x, y)
-        if self.fisher is None:
-            self.fisher = task_fisher
-        else:
-            self.fisher = {k: self.gamma * self.fisher[k].to(v.device) + v for k, v in task_fisher.items()}
-        self.anchor = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+        self.consolidate(self.fisher_information(x, y), decay=self.gamma)
 
     def fisher_information(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Diagonal Fisher: mean over samples of p(y|x) * (d log p(y|x) / dw)^2, per parameter,
         in evaluation mode (no dropout, frozen batch norm)."""
         with evaluating(self.model):
             return diagonal_fisher(self.model, x, y, self.fisher_batch_size)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "fisher": self.fisher, "anchor": self.anchor}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.fisher, self.anchor = state["fisher"], state["anchor"]

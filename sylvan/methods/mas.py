@@ -21,23 +21,24 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sylvan.methods.importance import output_sensitivity
-from sylvan.methods.regularization import weighted_squared_distance
-from sylvan.methods.supervised import Batch, SupervisedMethod, dataset_tensors, evaluating
+from sylvan.methods.regularization import WeightRegularization
+from sylvan.methods.supervised import dataset_tensors, evaluating
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
 
 @dataclass
-class MAS(SupervisedMethod):
+class MAS(WeightRegularization):
     """Memory aware synapses. Needs task boundaries: importances and the anchor are updated at
     the end of each task."""
 
     name: ClassVar[str] = "mas"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+    # the importance and the anchor are the base's state; a task's data live within its stage
+    checkpoint_complete: ClassVar[bool] = True
 
     lr: float = 0.03  # learning rate
     mas_lambda: float = 0.1  # strength of the quadratic penalty (see the module docstring for its bound)
@@ -50,44 +51,22 @@ class MAS(SupervisedMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.importance: dict[str, torch.Tensor] | None = None
-        self.anchor: dict[str, torch.Tensor] | None = None
         self._task_inputs: torch.Tensor | None = None
+
+    @property
+    def penalty_strength(self) -> float:
+        return self.mas_lambda
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         self._task_inputs = dataset_tensors(train_data.dataset)[0]
         super().fit(train_data, val_data)
 
-    def penalty(self) -> torch.Tensor:
-        """sum_i Omega_i (w_i - w*_i)^2 over every parameter (0 before the first task ends)."""
-        if self.importance is None or self.anchor is None:
-            return torch.zeros(())
-        return weighted_squared_distance(self.model, self.importance, self.anchor)
-
-    def training_step(self, batch: Batch) -> torch.Tensor:
-        loss = F.cross_entropy(self.learner(batch.x), batch.y)
-        if self.importance is not None and self.mas_lambda > 0:
-            loss = loss + self.mas_lambda * self.penalty()
-        return loss
-
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)
         x, self._task_inputs = self._task_inputs, None
-        task_importance = self.output_sensitivity(x)
-        if self.importance is None:
-            self.importance = task_importance
-        else:
-            self.importance = {k: self.importance[k].to(v.device) + v for k, v in task_importance.items()}
-        self.anchor = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+        self.consolidate(self.output_sensitivity(x))
 
     def output_sensitivity(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Omega on the inputs x, in evaluation mode (no dropout, frozen batch norm)."""
         with evaluating(self.model):
             return output_sensitivity(self.model, x, self.importance_batch_size)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "importance": self.importance, "anchor": self.anchor}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.importance, self.anchor = state["importance"], state["anchor"]

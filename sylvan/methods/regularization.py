@@ -1,10 +1,23 @@
-"""What weight-regularization methods (`ewc`, `si`) share: a quadratic penalty that anchors each
-weight with its own importance."""
+"""What weight-regularization methods (`ewc`, `mas`, `si`) share: a quadratic penalty that anchors
+each weight with its own importance, lambda * sum_i Omega_i (w_i - w*_i)^2, added to the
+cross-entropy of every step once a task has ended.
+
+A method of this family subclasses `WeightRegularization`, says how strong the penalty is
+(`penalty_strength`, its own flag) and how a finished task's importance is measured, and hands
+that to `consolidate` at the task's end; the base keeps the importance and the anchor, computes
+the penalty and the loss, and saves both in checkpoints.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from sylvan.methods.supervised import Batch, SupervisedMethod
 
 
 def weighted_squared_distance(
@@ -20,3 +33,54 @@ def weighted_squared_distance(
             anchor[name] = anchor[name].to(weight.device)
         total = total + (importance[name] * (weight - anchor[name]).pow(2)).sum()
     return total
+
+
+@dataclass
+class WeightRegularization(SupervisedMethod):
+    """Fine-tuning with a quadratic penalty that pulls each weight toward its anchor w* (the
+    weights when the last task ended), in proportion to its importance Omega. Both are None
+    until `consolidate` first runs; until then the loss is the cross-entropy alone."""
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.importance: dict[str, torch.Tensor] | None = None  # Omega, per parameter name
+        self.anchor: dict[str, torch.Tensor] | None = None  # w*, per parameter name
+
+    @property
+    def penalty_strength(self) -> float:
+        """lambda, the weight of the penalty in the loss (the method's own flag)."""
+        raise NotImplementedError
+
+    def current_weights(self) -> dict[str, torch.Tensor]:
+        """A copy of the model's parameters, by name."""
+        return {name: weight.detach().clone() for name, weight in self.model.named_parameters()}
+
+    def penalty(self) -> torch.Tensor:
+        """sum_i Omega_i (w_i - w*_i)^2 over every parameter (0 before the first consolidation)."""
+        if self.importance is None or self.anchor is None:
+            return torch.zeros(())
+        return weighted_squared_distance(self.model, self.importance, self.anchor)
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        loss = F.cross_entropy(self.learner(batch.x), batch.y)
+        if self.importance is not None and self.penalty_strength > 0:
+            loss = loss + self.penalty_strength * self.penalty()
+        return loss
+
+    def consolidate(self, task_importance: dict[str, torch.Tensor], decay: float = 1.0) -> None:
+        """Fold a finished task's importance into the running one, Omega <- decay * Omega +
+        task_importance (the task's alone the first time), and move the anchor to the current
+        weights."""
+        if self.importance is None:
+            self.importance = task_importance
+        else:
+            self.importance = {name: decay * self.importance[name].to(value.device) + value
+                               for name, value in task_importance.items()}
+        self.anchor = self.current_weights()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "importance": self.importance, "anchor": self.anchor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.importance, self.anchor = state["importance"], state["anchor"]

@@ -16,16 +16,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
-from sylvan.methods.regularization import weighted_squared_distance
-from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.methods.regularization import WeightRegularization
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
 
 @dataclass
-class SI(SupervisedMethod):
+class SI(WeightRegularization):
     """Synaptic intelligence. Needs task boundaries: importances are consolidated at the end
     of each task."""
 
@@ -45,24 +43,13 @@ class SI(SupervisedMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.anchor = self._weights()  # w*: the weights at the start of the current task
+        self.anchor = self.current_weights()  # w*: the weights at the start of the current task
         self.path_integral = {k: torch.zeros_like(v) for k, v in self.anchor.items()}  # omega
-        self.importance: dict[str, torch.Tensor] | None = None  # Omega
         self._before: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
 
-    def _weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.named_parameters()}
-
-    def penalty(self) -> torch.Tensor:
-        if self.importance is None:
-            return torch.zeros(())
-        return weighted_squared_distance(self.model, self.importance, self.anchor)
-
-    def training_step(self, batch: Batch) -> torch.Tensor:
-        loss = F.cross_entropy(self.learner(batch.x), batch.y)
-        if self.importance is not None and self.c > 0:
-            loss = loss + self.c * self.penalty()
-        return loss
+    @property
+    def penalty_strength(self) -> float:
+        return self.c
 
     def after_backward(self) -> None:
         parameters = [p for p in self.model.parameters() if p.grad is not None]
@@ -86,21 +73,17 @@ class SI(SupervisedMethod):
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)
-        weights = self._weights()
-        if self.importance is None:
-            self.importance = {k: torch.zeros_like(v) for k, v in weights.items()}
-        for name, weight in weights.items():
+        contributions = {}
+        for name, weight in self.model.named_parameters():
+            weight = weight.detach()
             moved = (weight - self.anchor[name].to(weight.device)).pow(2)
-            contribution = self.path_integral[name].to(weight.device) / (moved + self.xi)
-            self.importance[name] = self.importance[name].to(weight.device) + contribution
+            contributions[name] = self.path_integral[name].to(weight.device) / (moved + self.xi)
             self.path_integral[name] = torch.zeros_like(weight)
-        self.anchor = weights
+        self.consolidate(contributions)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "importance": self.importance, "anchor": self.anchor,
-                "path_integral": self.path_integral}
+        return {**super().state_dict(), "path_integral": self.path_integral}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.importance, self.anchor = state["importance"], state["anchor"]
         self.path_integral = state["path_integral"]

@@ -26,6 +26,7 @@ from sylvan.methods import (
     GEM,
     HAL,
     MAS,
+    MER,
     MIR,
     PNN,
     SI,
@@ -61,6 +62,10 @@ RUNS: dict[str, Run] = {
     "er-200-ring": Run(
         lambda: Rehearsal(lr=0.01, buffer_size=200, replay_size=10, buffer_policy="ring", backbone=MLP), None, None,
     ),
+    # meta-experience replay: the DER paper's code trains it on one new sample at a time, each step replaying 128
+    # stored samples (beta = gamma = 1, one batch per sample: experience replay's step on those 129 samples)
+    "mer-200": Run(lambda: MER(lr=0.1, buffer_size=200, replay_size=128, backbone=MLP), 81.47, 98.05, batch_size=1),
+    "mer-500": Run(lambda: MER(lr=0.1, buffer_size=500, replay_size=128, backbone=MLP), 88.35, 98.43, batch_size=1),
     "gem-200": Run(lambda: GEM(lr=0.01, buffer_size=200, margin=1.0, backbone=MLP), 80.11, 97.78),
     "gem-500": Run(lambda: GEM(lr=0.03, buffer_size=500, margin=0.5, backbone=MLP), 85.99, 98.71),
     "agem-200": Run(lambda: AGEM(lr=0.1, buffer_size=200, reference_batch_size=128, backbone=MLP), 45.72, 98.61),

@@ -22,6 +22,7 @@ from sylvan.methods.hal import HAL
 from sylvan.methods.icarl import ICaRL
 from sylvan.methods.lwf import LwF
 from sylvan.methods.mas import MAS
+from sylvan.methods.mer import MER
 from sylvan.methods.mir import MIR
 from sylvan.methods.multi_head import MultiHead
 from sylvan.methods.naive import Naive
@@ -45,6 +46,7 @@ __all__ = [
     "GEM",
     "HAL",
     "MAS",
+    "MER",
     "METHODS",
     "MIR",
     "PNN",

@@ -16,6 +16,7 @@ from sylvan.methods import (
     ERACE,
     EWC,
     FDR,
+    MER,
     MIR,
     SI,
     Batch,
@@ -202,13 +203,14 @@ def digits_runs():
     methods = {
         "naive": Naive(), "der": DER(lr=0.1, buffer_size=200), "derpp": DERPlusPlus(lr=0.1, buffer_size=200),
         "er_ace": ERACE(buffer_size=200), "mir": MIR(buffer_size=200), "icarl": ICaRL(buffer_size=200),
+        "mer": MER(buffer_size=200, replay_size=32, batch_num=2),
         "agem": AGEM(buffer_size=200), "fdr": FDR(lr=0.1, buffer_size=200),
         "gdumb": GDumb(buffer_size=300, retrain_epochs=10), "ewc": EWC(lr=0.1), "lwf": LwF(lr=0.1),
     }
     return {name: (method, ClassIncrementalSetting(**DIGITS).apply(method)) for name, method in methods.items()}
 
 
-@pytest.mark.parametrize("name", ["der", "derpp", "er_ace", "mir", "icarl", "gdumb", "fdr"])
+@pytest.mark.parametrize("name", ["der", "derpp", "er_ace", "mir", "mer", "icarl", "gdumb", "fdr"])
 def test_memory_methods_forget_far_less_than_naive(digits_runs, name):
     naive = digits_runs["naive"][1].final_average_accuracy
     assert digits_runs[name][1].final_average_accuracy > naive + 0.3

@@ -147,6 +147,20 @@ def test_fdr_workers_take_the_same_two_steps(tmp_path):
 
 
 @pytest.mark.slow
+def test_mer_workers_take_the_same_meta_steps(tmp_path):
+    """MER's later batches each draw from the union of the buffers, and their gradients, taken in
+    `after_backward`, are averaged over the workers as DDP averages the first batch's."""
+    _, runtime = complete_run_on_two_workers(tmp_path, "mer", ["--batch_num", "2", "--beta", "0.7"], 0.6)
+    assert runtime["replay_steps"] > 0, "every step drew from the distributed rehearsal buffer"
+    checkpoints = tmp_path / "mer" / "checkpoints"
+    weights = [torch.load(checkpoints / name, weights_only=False)["method"]["model"]
+               for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    for name, value in weights[0].items():
+        if name != "task_classes":
+            torch.testing.assert_close(weights[1][name], value, msg=name)
+
+
+@pytest.mark.slow
 def test_a_cosine_schedule_anneals_over_the_steps_each_worker_takes(tmp_path):
     """Under DDP each worker trains on its half of the data: a cosine schedule sized by the whole
     loader would stop halfway down. gdumb anneals each retraining to --min_lr by default."""

@@ -1,0 +1,110 @@
+"""`mer`: meta-experience replay (Riemer et al., "Learning to Learn without Forgetting by
+Maximizing Transfer and Minimizing Interference", ICLR 2019), in the form the DER paper compared
+it (Buzzega et al., NeurIPS 2020, whose code the figures of most later papers come from).
+
+Each minibatch of new samples is trained on k = `batch_num` times, each time joined by r samples
+drawn afresh from a reservoir buffer: k consecutive SGD steps, each on the cross-entropy of the
+new samples and its own draw. Two Reptile meta-updates act on those steps: each step keeps the
+fraction `beta` of its move (within-batch), and the k steps together keep the fraction `gamma`
+of their combined move (across-batch). The new samples are then offered to the buffer. The
+result favours weights where the gradients of old and new samples agree.
+
+With plain SGD at learning rate lr (the protocol of the papers) the k steps and both Reptile
+updates make one update, theta - lr * gamma * beta * (g_1 + ... + g_k), where g_i is the
+gradient of batch i at the weights the i - 1 steps before it reached: the method takes it as one
+optimizer step (the method contract has one per minibatch). The first batch's gradient comes
+from the step's ordinary backward pass; in `after_backward` each later one is taken at the
+weights the earlier ones lead to, and the sum, times gamma * beta, becomes the step's gradient.
+With momentum, weight decay or Adam the optimizer treats that sum as one gradient. On
+data-parallel workers each batch's gradient is averaged over the workers (the first by DDP, the
+others here), so every worker takes the same steps.
+
+As in the DER paper's code, every batch holds the same new samples, a batch is trained on as one
+step (the original algorithm steps on each of its samples in turn), and the buffer is the
+reservoir of experience replay (any `--buffer_policy` works). That code trains on one new sample
+at a time: its Seq-MNIST recipe is `--batch_size 1`, r = 128, lr 0.1, beta = gamma = 1, k = 1,
+which makes each step experience replay's step on the new sample and 128 stored ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from sylvan.methods.episodic_memory import flat_gradient, mean_over_workers, write_flat_gradient
+from sylvan.methods.replay import ReplayMethod
+from sylvan.methods.supervised import Batch
+from sylvan.settings.base import Setting
+from sylvan.settings.online import OnlineSetting
+
+
+@dataclass
+class MER(ReplayMethod):
+    """Meta-experience replay. Needs no task boundaries, so it runs on every supervised setting."""
+
+    name: ClassVar[str] = "mer"
+    target_setting: ClassVar[type[Setting]] = OnlineSetting
+    checkpoint_complete: ClassVar[bool] = True  # its state is the buffer's; the later batches live within a step
+
+    lr: float = 0.1  # learning rate
+    replay_size: int = 128  # r: samples of each batch drawn from the buffer (0: as many as the batch size)
+    beta: float = 1.0  # within-batch Reptile update: fraction of each batch's SGD step kept
+    gamma: float = 1.0  # across-batch Reptile update: fraction of the k batches' combined step kept
+    batch_num: int = 1  # k: batches per minibatch, each of its new samples and a replay draw of its own
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "beta", "gamma", strict=True)
+        self.require_at_least(1, "batch_num")
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self._later_batches: list[tuple[torch.Tensor, torch.Tensor]] = []  # this step's batches 2..k
+
+    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
+        return (self.replay_count(batch_size),) * self.batch_num
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        """The loss of the first of the k batches; the others wait for `after_backward`. Every
+        draw is made before the new samples are stored, so no batch replays them."""
+        count = self.replay_count(len(batch.y))
+        replays = [self.draw_replay(count) for _ in range(self.batch_num)]
+        self.remember(self.stored_fields(batch))
+        self._later_batches = [self._joined(batch, replay) for replay in replays[1:]]
+        x, y = self._joined(batch, replays[0])
+        return F.cross_entropy(self.learner(x), y)
+
+    @staticmethod
+    def _joined(batch: Batch, replay: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if not replay:
+            return batch.x, batch.y
+        return torch.cat([batch.x, replay["x"]]), torch.cat([batch.y, replay["y"]])
+
+    def after_backward(self) -> None:
+        """Turn the first batch's gradient g_1 into gamma * beta * (g_1 + ... + g_k), each g_i taken
+        where the SGD steps of beta * lr on the batches before it lead."""
+        later, self._later_batches = self._later_batches, []
+        scale = self.gamma * self.beta
+        if not later and scale == 1.0:
+            return  # experience replay's step
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        total = flat_gradient([p.grad for p in parameters], parameters)
+        if later:
+            names = [name for name, p in self.model.named_parameters() if p.requires_grad]
+            step = self.beta * self.step_lr()
+            weights = [p.detach() - step * g.view_as(p) for p, g in zip(parameters, self._split(total, parameters))]
+            for x, y in later:
+                current = [w.requires_grad_(True) for w in weights]
+                loss = F.cross_entropy(functional_call(self.model, dict(zip(names, current)), (x,)), y)
+                gradient = mean_over_workers(flat_gradient(self.gradients(loss, current), parameters))
+                total.add_(gradient)
+                weights = [w.detach() - step * g.view_as(w) for w, g in zip(current, self._split(gradient, parameters))]
+        write_flat_gradient(parameters, total.mul_(scale))
+
+    @staticmethod
+    def _split(vector: torch.Tensor, parameters: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+        return list(vector.split([p.numel() for p in parameters]))

@@ -94,17 +94,12 @@ class MER(ReplayMethod):
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         total = flat_gradient([p.grad for p in parameters], parameters)
         if later:
-            names = [name for name, p in self.model.named_parameters() if p.requires_grad]
-            step = self.beta * self.step_lr()
-            weights = [p.detach() - step * g.view_as(p) for p, g in zip(parameters, self._split(total, parameters))]
+            weights = self.sgd_stepped_weights(requires_grad=True, fraction=self.beta)  # where batch 1's step leads
+            step, sizes = self.beta * self.step_lr(), [p.numel() for p in parameters]
             for x, y in later:
-                current = [w.requires_grad_(True) for w in weights]
-                loss = F.cross_entropy(functional_call(self.model, dict(zip(names, current)), (x,)), y)
-                gradient = mean_over_workers(flat_gradient(self.gradients(loss, current), parameters))
+                loss = F.cross_entropy(functional_call(self.model, weights, (x,)), y)
+                gradient = mean_over_workers(flat_gradient(self.gradients(loss, list(weights.values())), parameters))
                 total.add_(gradient)
-                weights = [w.detach() - step * g.view_as(w) for w, g in zip(current, self._split(gradient, parameters))]
+                weights = {name: (w.detach() - step * g.view_as(w)).requires_grad_(True)
+                           for (name, w), g in zip(weights.items(), gradient.split(sizes))}
         write_flat_gradient(parameters, total.mul_(scale))
-
-    @staticmethod
-    def _split(vector: torch.Tensor, parameters: list[torch.nn.Parameter]) -> list[torch.Tensor]:
-        return list(vector.split([p.numel() for p in parameters]))

@@ -242,11 +242,11 @@ class SupervisedMethod(Method):
             return float(trainer.optimizers[0].param_groups[0]["lr"])
         return self.current_lr
 
-    def sgd_stepped_weights(self, requires_grad: bool = False) -> dict[str, torch.Tensor]:
-        """The trainable weights, by name, where a plain SGD step of `step_lr` on the current
-        gradients would take them (a parameter without gradient stays): for methods that look at
-        the network one step ahead, between the backward pass and the optimizer's step."""
-        lr = self.step_lr()
+    def sgd_stepped_weights(self, requires_grad: bool = False, fraction: float = 1.0) -> dict[str, torch.Tensor]:
+        """The trainable weights, by name, where a plain SGD step of `fraction` x `step_lr` on the
+        current gradients would take them (a parameter without gradient stays): for methods that
+        look at the network one step ahead, between the backward pass and the optimizer's step."""
+        lr = fraction * self.step_lr()
         return {
             name: (p.detach() if p.grad is None else p.detach() - lr * p.grad).requires_grad_(requires_grad)
             for name, p in self.model.named_parameters() if p.requires_grad

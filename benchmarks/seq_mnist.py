@@ -19,6 +19,7 @@ from der_tables import Protocol, Run, main, with_batch_gated_gss
 
 from sylvan.methods import (
     AGEM,
+    CLSER,
     DER,
     ERACE,
     EWC,
@@ -111,6 +112,18 @@ RUNS: dict[str, Run] = {
     "mir-500": Run(lambda: MIR(lr=0.05, buffer_size=500, replay_size=10, candidates=50, backbone=MLP), None, None),
     "er_ace-200": Run(lambda: ERACE(lr=0.1, buffer_size=200, replay_size=10, backbone=MLP), None, None),
     "er_ace-500": Run(lambda: ERACE(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), None, None),
+    # CLS-ER (its own paper's Seq-MNIST table and best arguments, the DER paper's protocol): predictions come from
+    # the stable memory
+    "clser-200": Run(
+        lambda: CLSER(lr=0.03, buffer_size=200, replay_size=128, reg_weight=2.0, plastic_update_freq=1.0,
+                      plastic_alpha=0.99, stable_update_freq=0.9, stable_alpha=0.99, backbone=MLP),
+        89.54, 97.97,
+    ),
+    "clser-500": Run(
+        lambda: CLSER(lr=0.1, buffer_size=500, replay_size=32, reg_weight=2.0, plastic_update_freq=1.0,
+                      plastic_alpha=0.99, stable_update_freq=0.9, stable_alpha=0.99, backbone=MLP),
+        92.05, 98.95,
+    ),
     "gdumb-4400": Run(lambda: GDumb(buffer_size=4400, backbone="mlp_400"), 97.0, None, batch_size=16),
     "multi_head": Run(lambda: MultiHead(lr=0.03, backbone=MLP), None, None, setting="task_incremental"),
     # a column per task with lateral connections; task labels pick the column, so only task-IL applies

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sylvan.methods.agem import AGEM
 from sylvan.methods.base import METHODS, Method, applicable_methods, check_applicable, get_method
+from sylvan.methods.clser import CLSER
 from sylvan.methods.der import DER
 from sylvan.methods.derpp import DERPlusPlus
 from sylvan.methods.dqn import DQN
@@ -38,6 +39,7 @@ from sylvan.methods.supervised import Batch, SupervisedMethod
 
 __all__ = [
     "AGEM",
+    "CLSER",
     "DER",
     "DQN",
     "ERACE",

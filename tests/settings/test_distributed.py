@@ -161,6 +161,24 @@ def test_mer_workers_take_the_same_meta_steps(tmp_path):
 
 
 @pytest.mark.slow
+def test_clser_workers_keep_the_same_semantic_memories(tmp_path):
+    """CLS-ER's memories average the working network, the same on every worker under DDP; each
+    worker draws whether to update them from a generator with the run's seed, so they stay equal."""
+    _, runtime = complete_run_on_two_workers(
+        tmp_path, "clser", ["--lr", "0.1", "--plastic_alpha", "0.9", "--stable_alpha", "0.9", "--stable_update_freq",
+                            "0.5"], 0.5,
+    )
+    assert runtime["replay_steps"] > 0, "every step drew from the distributed rehearsal buffer"
+    checkpoints = tmp_path / "clser" / "checkpoints"
+    states = [torch.load(checkpoints / name, weights_only=False)["method"]
+              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    assert states[0]["steps"] == states[1]["steps"] > 0
+    for memory in ("plastic_model", "stable_model"):
+        for name, value in states[0][memory].items():
+            torch.testing.assert_close(states[1][memory][name], value, msg=f"{memory}.{name}")
+
+
+@pytest.mark.slow
 def test_a_cosine_schedule_anneals_over_the_steps_each_worker_takes(tmp_path):
     """Under DDP each worker trains on its half of the data: a cosine schedule sized by the whole
     loader would stop halfway down. gdumb anneals each retraining to --min_lr by default."""

@@ -1,0 +1,158 @@
+"""`clser`: CLS-ER, complementary-learning-system experience replay (Arani, Sarfraz & Zonooz,
+"Learning Fast, Learning Slow: A General Continual Learning Method based on Complementary
+Learning System", ICLR 2022).
+
+Next to the working network trained by SGD, two semantic memories average its weights over
+time: a plastic one, updated often (short-term memory), and a stable one, updated seldom
+(long-term memory). Each step is experience replay (cross-entropy on the b new samples and r
+replayed ones) plus `reg_weight` times the mean squared error between the working network's
+logits for the replayed samples and those of whichever memory gives each sample's label the
+higher probability (the consistency loss). After the optimizer's step each memory, with
+probability `plastic_update_freq` (`stable_update_freq`), moves towards the working weights,
+theta <- a * theta + (1 - a) * theta_working, with a = min(1 - 1 / (n + 1), alpha) after n steps
+of the run (the warm-up of the paper's code: early on the memories follow the network closely).
+Predictions come from the stable memory (`--inference_model`). Needs no task boundaries.
+
+As in the paper's code, the memories average parameters only, and run in the working network's
+training mode when they give the replayed samples' targets: a batch-norm memory normalizes by
+the replay's statistics and tracks them in its running statistics, which it predicts with. The
+working network makes one forward pass of the new and replayed samples together (the paper's
+code makes a second one of the replayed samples for the consistency loss; without batch norm
+the two give the same logits). Whether a memory is updated at a step is drawn from a generator
+seeded by the run's seed, the same on every data-parallel worker, so that the workers' memories
+stay the same as their working networks do.
+
+Defaults: the paper's Seq-MNIST hyperparameters for buffer 200 (lr 0.03, r 128, reg_weight 2,
+plastic: every step, alpha 0.99; stable: 0.9 of the steps, alpha 0.99; batch 10).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.replay import ReplayMethod
+from sylvan.methods.supervised import Batch, evaluating
+from sylvan.settings.base import Setting
+from sylvan.settings.online import OnlineSetting
+
+INFERENCE_MODELS = ("stable", "plastic", "working")
+MEMORY_UPDATES_SEED = 7919  # offset of the run's seed for the memories' update draws
+
+
+def memory_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose parameters take no gradient: a semantic memory's weights change only
+    by averaging."""
+    memory = copy.deepcopy(model)
+    for parameter in memory.parameters():
+        parameter.requires_grad_(False)
+    return memory
+
+
+@dataclass
+class CLSER(ReplayMethod):
+    """CLS-ER: experience replay with a plastic and a stable moving average of the network, whose
+    logits the replayed samples are held to."""
+
+    name: ClassVar[str] = "clser"
+    target_setting: ClassVar[type[Setting]] = OnlineSetting
+
+    lr: float = 0.03  # learning rate
+    replay_size: int = 128  # r: samples replayed with each minibatch (0: as many as the batch size)
+    reg_weight: float = 2.0  # weight of the consistency loss (MSE to the semantic memories' logits)
+    plastic_update_freq: float = 1.0  # probability that the plastic memory is updated after a step
+    plastic_alpha: float = 0.99  # the plastic memory's decay: the fraction of its weights an update keeps
+    stable_update_freq: float = 0.9  # probability that the stable memory is updated after a step
+    stable_alpha: float = 0.99  # the stable memory's decay
+    inference_model: str = "stable"  # the network that predicts: stable, plastic (the memories) or working
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "reg_weight")
+        for name in ("plastic_update_freq", "plastic_alpha", "stable_update_freq", "stable_alpha"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigurationError(f"--{name} must be in [0, 1], got {value}")
+        if self.inference_model not in INFERENCE_MODELS:
+            raise ConfigurationError(
+                f"--inference_model must be one of {', '.join(INFERENCE_MODELS)}, got {self.inference_model!r}"
+            )
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.plastic_model = memory_copy(self.model)
+        self.stable_model = memory_copy(self.model)
+        self.steps = 0  # optimizer steps of the run: the memories' warm-up
+        self.update_draws = torch.Generator().manual_seed(setting.seed + MEMORY_UPDATES_SEED)
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        replay = self.draw_replay(self.replay_count(len(batch.y)))
+        self.remember(self.stored_fields(batch))  # the replay is drawn: on data-parallel workers this sends on
+        if not replay:
+            return F.cross_entropy(self.learner(batch.x), batch.y)
+        x, y = torch.cat([batch.x, replay["x"]]), torch.cat([batch.y, replay["y"]])
+        logits = self.learner(x)
+        target = self.memory_logits(replay["x"], replay["y"])
+        consistency = F.mse_loss(logits[len(batch.y) :], target)
+        return F.cross_entropy(logits, y) + self.reg_weight * consistency
+
+    def memory_logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """For each sample, the logits of the memory (plastic or stable) that gives its label `y`
+        the higher softmax probability: the consistency loss's target."""
+        with torch.no_grad():
+            stable, plastic = (self.memory_forward(memory, x) for memory in (self.stable_model, self.plastic_model))
+            label = y.unsqueeze(1)
+            stable_wins = F.softmax(stable, 1).gather(1, label) > F.softmax(plastic, 1).gather(1, label)
+            return torch.where(stable_wins, stable, plastic)
+
+    def memory_forward(self, memory: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        memory.to(x.device).train(self.model.training)
+        return memory(x)
+
+    def after_step(self) -> None:
+        super().after_step()
+        self.steps += 1
+        for memory, frequency, alpha in (
+            (self.plastic_model, self.plastic_update_freq, self.plastic_alpha),
+            (self.stable_model, self.stable_update_freq, self.stable_alpha),
+        ):
+            if torch.rand(1, generator=self.update_draws).item() < frequency:
+                self.average_into(memory, min(1 - 1 / (self.steps + 1), alpha))
+
+    def average_into(self, memory: nn.Module, decay: float) -> None:
+        """memory <- decay * memory + (1 - decay) * working network, parameter by parameter."""
+        with torch.no_grad():
+            for averaged, current in zip(memory.parameters(), self.model.parameters()):
+                averaged.lerp_(current.to(averaged.device), 1 - decay)
+
+    def inference_network(self) -> nn.Module:
+        return {"stable": self.stable_model, "plastic": self.plastic_model, "working": self.model}[
+            self.inference_model
+        ]
+
+    def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
+        network = self.inference_network()
+        if network is self.model:
+            return super().scores(x, task_labels)
+        with evaluating(network.to(x.device)):
+            return self.mask_to_tasks(network(x), task_labels)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(), "plastic_model": self.plastic_model.state_dict(),
+            "stable_model": self.stable_model.state_dict(), "steps": self.steps,
+            "update_draws": self.update_draws.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.plastic_model.load_state_dict(state["plastic_model"])
+        self.stable_model.load_state_dict(state["stable_model"])
+        self.steps = state["steps"]
+        self.update_draws.set_state(state["update_draws"])

@@ -18,7 +18,22 @@ from __future__ import annotations
 
 from der_tables import Protocol, Run, main, with_batch_gated_gss
 
-from sylvan.methods import AGEM, DER, EWC, FDR, GEM, HAL, PNN, SI, DERPlusPlus, ICaRL, LwF, Naive, Rehearsal
+from sylvan.methods import (
+    AGEM,
+    CLSER,
+    DER,
+    EWC,
+    FDR,
+    GEM,
+    HAL,
+    PNN,
+    SI,
+    DERPlusPlus,
+    ICaRL,
+    LwF,
+    Naive,
+    Rehearsal,
+)
 
 RUNS: dict[str, Run] = {
     "naive": Run(lambda: Naive(lr=0.1), 19.62, 61.02),
@@ -50,6 +65,11 @@ RUNS: dict[str, Run] = {
     "der-500": Run(lambda: DER(lr=0.03, buffer_size=500, replay_size=32, alpha=0.3), 70.51, 93.40),
     "derpp-200": Run(lambda: DERPlusPlus(lr=0.03, buffer_size=200, replay_size=32, alpha=0.1, beta=0.5), 64.88, 91.92),
     "derpp-500": Run(lambda: DERPlusPlus(lr=0.03, buffer_size=500, replay_size=32, alpha=0.2, beta=0.5), 72.70, 93.88),
+    # CLS-ER: its own paper's best arguments and figures (the stable memory's), on the same protocol
+    "clser-200": Run(lambda: CLSER(lr=0.1, buffer_size=200, replay_size=32, reg_weight=0.15, plastic_update_freq=0.3,
+                                   plastic_alpha=0.999, stable_update_freq=0.1, stable_alpha=0.999), 66.19, 93.90),
+    "clser-500": Run(lambda: CLSER(lr=0.1, buffer_size=500, replay_size=32, reg_weight=0.15, plastic_update_freq=0.9,
+                                   plastic_alpha=0.999, stable_update_freq=0.1, stable_alpha=0.999), 75.22, 94.94),
     "joint": Run(lambda: Naive(lr=0.1), 92.20, 98.31, setting="multi_task"),
     # task-incremental only: a ResNet-18 column per task (the laterals' form differs from the paper's code's)
     "pnn": Run(lambda: PNN(lr=0.03), None, 95.13, setting="task_incremental"),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sylvan.methods.agem import AGEM
 from sylvan.methods.base import METHODS, Method, applicable_methods, check_applicable, get_method
+from sylvan.methods.bic import BiC
 from sylvan.methods.clser import CLSER
 from sylvan.methods.der import DER
 from sylvan.methods.derpp import DERPlusPlus
@@ -55,6 +56,7 @@ __all__ = [
     "SAC",
     "SI",
     "Batch",
+    "BiC",
     "DERPlusPlus",
     "FromScratch",
     "GDumb",

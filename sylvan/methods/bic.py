@@ -1,0 +1,191 @@
+"""`bic`: bias correction (Wu et al., "Large Scale Incremental Learning", CVPR 2019).
+
+A class-incremental network trained on a new task and a few exemplars of the old ones favours
+the new classes: their logits come out too large. BiC trains in two stages per task.
+
+1. The network trains on the task's data and the stored exemplars, less a validation part, on
+   (1 - lambda) times the cross-entropy over the classes seen so far plus lambda times the
+   distillation (temperature T, scaled by T^2) of the previous task's network, with its bias
+   correction, on the old classes' logits; lambda = old classes / classes seen.
+2. With the network frozen, a bias-correction layer of two parameters, alpha * logit + beta on
+   the new task's classes only (the old classes' logits are left as they are), learns on the
+   validation part by cross-entropy over the classes seen (Adam, `bias_lr`, `bias_epochs`).
+   The validation part is balanced: `val_fraction` of each class's exemplar quota after the
+   task (K / classes seen), from each old class's exemplars and as many held out of each new
+   class's training data.
+
+Predictions are the network's logits with the last correction applied. Exemplars are chosen by
+herding, as in iCaRL, at the end of each task from all of its data. Needs task boundaries.
+
+The paper's published code (and the DER authors' code that follows it) trains the network on the
+new classes' validation samples too; here they are held out, as the paper describes. The
+earlier tasks' corrections are dropped when a new task starts, as in the DER authors' code: the
+network they corrected has since been trained again, and the teacher keeps the last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.distillation import distillation_loss
+from sylvan.methods.exemplars import HerdingExemplarMethod
+from sylvan.methods.supervised import Batch, dataset_tensors, evaluating
+from sylvan.settings.base import Setting
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+
+VALIDATION_SEED = 600  # offset of the run's seed for the choice of the validation samples
+BIAS_ORDER_SEED = 700  # ... and for the order the bias correction is trained in
+
+
+@dataclass
+class BiasCorrection:
+    """alpha * logit + beta on the logits of `classes` (a boolean mask over every class)."""
+
+    alpha: float
+    beta: float
+    classes: torch.Tensor
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        classes = self.classes.to(logits.device)
+        return torch.where(classes, self.alpha * logits + self.beta, logits)
+
+
+@dataclass
+class BiC(HerdingExemplarMethod):
+    """BiC: distillation with exemplars, then a bias correction of the new classes' logits learned
+    on a balanced validation part of the exemplars and the new data."""
+
+    name: ClassVar[str] = "bic"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+
+    lr: float = 0.1  # learning rate
+    temperature: float = 2.0  # softmax temperature of the distillation
+    val_fraction: float = 0.1  # share of each class's exemplar quota that learns the bias correction
+    bias_epochs: int = 250  # epochs over the validation part to learn the bias correction
+    bias_lr: float = 0.001  # learning rate of the bias correction (Adam)
+    bias_batch_size: int = 100  # validation samples per step of the bias correction
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "temperature", "bias_lr", strict=True)
+        self.require_at_least(1, "bias_epochs", "bias_batch_size")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigurationError(f"--val_fraction must be in (0, 1), got {self.val_fraction}")
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        if self.validation_per_class(setting.num_classes) < 1:
+            raise ConfigurationError(
+                f"bic learns its bias correction on --val_fraction {self.val_fraction:g} of each class's exemplars: "
+                f"--buffer_size {self.buffer_size} over the {setting.num_classes} classes of {setting.dataset} leaves "
+                "none; a larger --buffer_size or --val_fraction leaves one or more"
+            )
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.correction: BiasCorrection | None = None  # learned at the end of the last task
+        self._validation: tuple[torch.Tensor, torch.Tensor] | None = None  # this task's validation part
+
+    def validation_per_class(self, classes_seen: int) -> int:
+        """Validation samples of each class once `classes_seen` classes share the memory."""
+        return int(self.val_fraction * (self.buffer_size // classes_seen))
+
+    # ----- stage 1: the network, on the task's data and the exemplars less the validation part ----
+
+    def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
+        self._task_data = dataset_tensors(train_data.dataset)
+        x, y = self._task_data[0], self._task_data[1]
+        classes_seen = int((self.active_classes | self.class_mask(y)).sum())
+        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + VALIDATION_SEED + self.buffer.seen)
+        count = self.validation_per_class(classes_seen) if bool(self.old_classes.any()) else 0
+        new_held = self.pick_per_class(y, count, generator)
+        stored = self.buffer.get_all() if len(self.buffer) else {}
+        old_held = self.pick_per_class(stored["y"].cpu(), count, generator) if stored else torch.zeros(0, dtype=bool)
+        self._validation = None
+        if count:
+            self._validation = (torch.cat([x[new_held], stored["x"].cpu()[old_held]]),
+                                torch.cat([y[new_held], stored["y"].cpu()[old_held]]))
+        training = tuple(column[~new_held] for column in self._task_data)
+        exemplars = {name: value[~old_held.to(value.device)] for name, value in stored.items()} if stored else None
+        self.train_learner(self.with_exemplars(training, train_data.batch_size, exemplars), val_data)
+
+    def class_mask(self, y: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(self.setting.num_classes, dtype=torch.bool)
+        mask[y.cpu()] = True
+        return mask
+
+    @staticmethod
+    def pick_per_class(y: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+        """A boolean mask over `y` choosing `count` samples of each class at random (all of a
+        class that has fewer)."""
+        picked = torch.zeros(len(y), dtype=torch.bool)
+        for label in y.unique().tolist():
+            members = torch.nonzero(y == label).flatten()
+            picked[members[torch.randperm(len(members), generator=generator)[:count]]] = True
+        return picked
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        active, old = self.observe_classes(batch)
+        logits = self.learner(batch.x)
+        classification = F.cross_entropy(logits.masked_fill(~active, float("-inf")), batch.y)
+        teacher = self.teacher_logits(batch.x)
+        if teacher is None or not bool(old.any()):
+            return classification
+        if self.correction is not None:
+            teacher = self.correction(teacher)
+        share = float(old.sum()) / float(active.sum())  # lambda: the old classes' share of those seen
+        distillation = distillation_loss(logits[:, old], teacher[:, old], self.temperature)
+        return (1 - share) * classification + share * distillation
+
+    # ----- stage 2: the bias correction of the new classes' logits ----------------------------
+
+    def on_task_end(self, task_id: int | None) -> None:
+        validation, self._validation = self._validation, None
+        new_classes = self.active_classes & ~self.old_classes
+        self.correction = None if validation is None else self.learn_correction(*validation, new_classes)
+        super().on_task_end(task_id)  # the teacher (corrected by `correction` in the next task) and exemplars
+
+    def learn_correction(self, x: torch.Tensor, y: torch.Tensor, new_classes: torch.Tensor) -> BiasCorrection:
+        """alpha and beta for `new_classes`, by Adam on the cross-entropy over the classes seen of
+        the corrected logits of the validation samples `x`, `y` under the frozen network."""
+        device = next(self.model.parameters()).device
+        with evaluating(self.model) as model:
+            logits = torch.cat([model(x[i : i + self.feature_batch_size].to(device)).float()
+                                for i in range(0, len(x), self.feature_batch_size)])
+        y, new, seen = y.to(device), new_classes.to(device), self.active_classes.to(device)
+        parameters = torch.tensor([1.0, 0.0], device=device, requires_grad=True)  # alpha, beta
+        optimizer = torch.optim.Adam([parameters], lr=self.bias_lr)
+        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + BIAS_ORDER_SEED + self.buffer.seen)
+        with torch.enable_grad():
+            for _ in range(self.bias_epochs):
+                for batch in torch.randperm(len(y), generator=generator).to(device).split(self.bias_batch_size):
+                    chunk = logits[batch]
+                    corrected = torch.where(new, parameters[0] * chunk + parameters[1], chunk)
+                    # classes not seen yet are masked after the correction: a -inf logit there would
+                    # make its (unused) gradient with respect to alpha NaN
+                    loss = F.cross_entropy(corrected.masked_fill(~seen, float("-inf")), y[batch])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+        alpha, beta = parameters.tolist()
+        return BiasCorrection(alpha, beta, new_classes.clone())
+
+    def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
+        logits = self.learner(x)
+        if self.correction is not None:
+            logits = self.correction(logits)
+        return self.mask_to_tasks(logits, task_labels)
+
+    def state_dict(self) -> dict[str, Any]:
+        correction = None if self.correction is None else vars(self.correction).copy()
+        return {**super().state_dict(), "correction": correction}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.correction = None if state["correction"] is None else BiasCorrection(**state["correction"])

@@ -1,0 +1,96 @@
+"""What the exemplar-based distillation methods (`icarl`, `bic`) share: a memory of exemplars per
+class, chosen by herding on the network's features at the end of each task (the `herding` buffer
+policy, its capacity shared equally among the classes seen), the task's data kept from `fit` to
+that choice, and training on the task's data together with the stored exemplars."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from sylvan.buffers import make_buffer
+from sylvan.errors import ConfigurationError
+from sylvan.methods.distillation import DistillationMethod
+from sylvan.methods.supervised import dataset_tensors, evaluating
+from sylvan.minibatches import minibatch_loader
+
+EXEMPLAR_ORDER_SEED = 500  # offset of the run's seed for the order the task's data and exemplars are trained in
+
+
+@dataclass
+class HerdingExemplarMethod(DistillationMethod):
+    """A distillation method with a herding memory of `buffer_size` exemplars in total."""
+
+    buffer_size: int = 200  # K: exemplars in total, shared equally among the classes seen
+    feature_batch_size: int = 1024  # samples per forward pass when computing features
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(1, "buffer_size", "feature_batch_size")
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        if self.buffer_size < setting.num_classes:
+            raise ConfigurationError(
+                f"{self.name} keeps at least one exemplar per class: --buffer_size {self.buffer_size} is less "
+                f"than the {setting.num_classes} classes of {setting.dataset}"
+            )
+
+    def configure(self, setting: Any) -> None:
+        self.validate_for(setting)
+        super().configure(setting)
+        self.buffer = make_buffer(
+            "herding", self.buffer_size, seed=setting.worker_seed(), pixel_fields=self.pixel_fields
+        )
+        self._task_data: tuple[torch.Tensor, ...] = ()
+
+    def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
+        self._task_data = dataset_tensors(train_data.dataset)
+        self.train_learner(self.with_exemplars(self._task_data, train_data.batch_size), val_data)
+
+    def with_exemplars(
+        self, columns: tuple[torch.Tensor, ...], batch_size: int, exemplars: dict[str, torch.Tensor] | None = None,
+    ) -> DataLoader:
+        """A shuffled loader of `columns` (x, y[, t]) joined by `exemplars` (default: every stored
+        exemplar), in an order drawn with the run's seed."""
+        stored = self.buffer.get_all() if exemplars is None and len(self.buffer) else exemplars
+        if stored:
+            names = ["x", "y", "t"][: len(columns)]
+            columns = tuple(torch.cat([c, stored[n].to(c.device)]) for c, n in zip(columns, names))
+        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + EXEMPLAR_ORDER_SEED + self.buffer.seen)
+        return minibatch_loader(TensorDataset(*columns), batch_size, shuffle=True, generator=generator,
+                                pin_memory=self.setting.pins_batches)
+
+    def on_task_end(self, task_id: int | None) -> None:
+        super().on_task_end(task_id)
+        self.update_exemplars(*self._task_data)
+        self._task_data = ()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """L2-normalized features of `x` (evaluation mode, no gradient), on the CPU."""
+        device = next(self.model.parameters()).device
+        out = []
+        with evaluating(self.model) as model:
+            for start in range(0, len(x), self.feature_batch_size):
+                chunk = x[start : start + self.feature_batch_size].to(device)
+                out.append(F.normalize(model.features(chunk).flatten(1), dim=1).cpu())
+        return torch.cat(out)
+
+    def update_exemplars(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None = None) -> None:
+        """Offer the task's samples, with their features under the current network, to the
+        herding memory: each class keeps the exemplars whose mean best matches its mean."""
+        fields = {"x": x, "y": y, "features": self.features(x)}
+        if t is not None:
+            fields["t"] = t
+        self.buffer.add(**fields)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.buffer.load_state_dict(state["buffer"])

@@ -101,19 +101,27 @@ class BiC(HerdingExemplarMethod):
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         self._task_data = dataset_tensors(train_data.dataset)
         x, y = self._task_data[0], self._task_data[1]
-        classes_seen = int((self.active_classes | self.class_mask(y)).sum())
-        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + VALIDATION_SEED + self.buffer.seen)
-        count = self.validation_per_class(classes_seen) if bool(self.old_classes.any()) else 0
-        new_held = self.pick_per_class(y, count, generator)
-        stored = self.buffer.get_all() if len(self.buffer) else {}
-        old_held = self.pick_per_class(stored["y"].cpu(), count, generator) if stored else torch.zeros(0, dtype=bool)
+        stored = {name: value.cpu() for name, value in self.buffer.get_all().items()} if len(self.buffer) else {}
+        new_held, old_held = self.validation_masks(y, stored.get("y"))
         self._validation = None
-        if count:
-            self._validation = (torch.cat([x[new_held], stored["x"].cpu()[old_held]]),
-                                torch.cat([y[new_held], stored["y"].cpu()[old_held]]))
+        if bool(new_held.any()):
+            self._validation = (torch.cat([x[new_held], stored["x"][old_held]]),
+                                torch.cat([y[new_held], stored["y"][old_held]]))
         training = tuple(column[~new_held] for column in self._task_data)
-        exemplars = {name: value[~old_held.to(value.device)] for name, value in stored.items()} if stored else None
+        exemplars = {name: value[~old_held] for name, value in stored.items()} if stored else None
         self.train_learner(self.with_exemplars(training, train_data.batch_size, exemplars), val_data)
+
+    def validation_masks(self, y: torch.Tensor, stored_y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which of the task's samples (labels `y`) and of the stored exemplars (`stored_y`) form
+        this task's validation part: `validation_per_class` of each class, drawn with the run's
+        seed; none in the first task, which has no old classes to correct towards."""
+        classes_seen = int((self.active_classes | self.class_mask(y)).sum())
+        count = self.validation_per_class(classes_seen) if bool(self.old_classes.any()) else 0
+        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + VALIDATION_SEED + self.buffer.seen)
+        new_held = self.pick_per_class(y, count, generator)
+        if stored_y is None:
+            return new_held, torch.zeros(0, dtype=torch.bool)
+        return new_held, self.pick_per_class(stored_y, count, generator)
 
     def class_mask(self, y: torch.Tensor) -> torch.Tensor:
         mask = torch.zeros(self.setting.num_classes, dtype=torch.bool)

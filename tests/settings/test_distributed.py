@@ -179,6 +179,19 @@ def test_clser_workers_keep_the_same_semantic_memories(tmp_path):
 
 
 @pytest.mark.slow
+def test_bic_workers_learn_the_same_bias_correction(tmp_path):
+    """Every worker holds the whole task's data when it ends: the same herding exemplars, the same
+    validation part (drawn with the run's seed) and so the same correction of the same network."""
+    complete_run_on_two_workers(tmp_path, "bic", [], 0.6)
+    checkpoints = tmp_path / "bic" / "checkpoints"
+    states = [torch.load(checkpoints / name, weights_only=False)["method"]
+              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    corrections = [state["correction"] for state in states]
+    assert corrections[0]["alpha"] != 1.0 and corrections[0]["beta"] != 0.0, "a correction was learned"
+    assert (corrections[0]["alpha"], corrections[0]["beta"]) == (corrections[1]["alpha"], corrections[1]["beta"])
+
+
+@pytest.mark.slow
 def test_a_cosine_schedule_anneals_over_the_steps_each_worker_takes(tmp_path):
     """Under DDP each worker trains on its half of the data: a cosine schedule sized by the whole
     loader would stop halfway down. gdumb anneals each retraining to --min_lr by default."""

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from sylvan.errors import ConfigurationError
 from sylvan.methods.distillation import distillation_loss
 from sylvan.methods.exemplars import HerdingExemplarMethod
-from sylvan.methods.supervised import Batch, dataset_tensors, evaluating
+from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -162,10 +162,8 @@ class BiC(HerdingExemplarMethod):
     def learn_correction(self, x: torch.Tensor, y: torch.Tensor, new_classes: torch.Tensor) -> BiasCorrection:
         """alpha and beta for `new_classes`, by Adam on the cross-entropy over the classes seen of
         the corrected logits of the validation samples `x`, `y` under the frozen network."""
-        device = next(self.model.parameters()).device
-        with evaluating(self.model) as model:
-            logits = torch.cat([model(x[i : i + self.feature_batch_size].to(device)).float()
-                                for i in range(0, len(x), self.feature_batch_size)])
+        logits = self.evaluated_in_chunks(x, lambda model, chunk: model(chunk).float())
+        device = logits.device
         y, new, seen = y.to(device), new_classes.to(device), self.active_classes.to(device)
         parameters = torch.tensor([1.0, 0.0], device=device, requires_grad=True)  # alpha, beta
         optimizer = torch.optim.Adam([parameters], lr=self.bias_lr)

@@ -28,7 +28,6 @@ plastic: every step, alpha 0.99; stable: 0.9 of the steps, alpha 0.99; batch 10)
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sylvan.errors import ConfigurationError
+from sylvan.methods.distillation import frozen_copy
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.supervised import Batch, evaluating
 from sylvan.settings.base import Setting
@@ -44,15 +44,6 @@ from sylvan.settings.online import OnlineSetting
 
 INFERENCE_MODELS = ("stable", "plastic", "working")
 MEMORY_UPDATES_SEED = 7919  # offset of the run's seed for the memories' update draws
-
-
-def memory_copy(model: nn.Module) -> nn.Module:
-    """A copy of `model` whose parameters take no gradient: a semantic memory's weights change only
-    by averaging."""
-    memory = copy.deepcopy(model)
-    for parameter in memory.parameters():
-        parameter.requires_grad_(False)
-    return memory
 
 
 @dataclass
@@ -86,8 +77,9 @@ class CLSER(ReplayMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.plastic_model = memory_copy(self.model)
-        self.stable_model = memory_copy(self.model)
+        # copies whose weights change only by averaging (each forward sets its mode: `memory_forward`)
+        self.plastic_model = frozen_copy(self.model)
+        self.stable_model = frozen_copy(self.model)
         self.steps = 0  # optimizer steps of the run: the memories' warm-up
         self.update_draws = torch.Generator().manual_seed(setting.seed + MEMORY_UPDATES_SEED)
 

@@ -5,11 +5,13 @@ that choice, and training on the task's data together with the stored exemplars.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.buffers import make_buffer
@@ -72,13 +74,19 @@ class HerdingExemplarMethod(DistillationMethod):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalized features of `x` (evaluation mode, no gradient), on the CPU."""
+        return self.evaluated_in_chunks(
+            x, lambda model, chunk: F.normalize(model.features(chunk).flatten(1), dim=1).cpu()
+        )
+
+    def evaluated_in_chunks(
+        self, x: torch.Tensor, function: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """`function(model, chunk)` over `x` in chunks of `feature_batch_size` moved to the model's
+        device, the model in evaluation mode without gradients; the results joined."""
         device = next(self.model.parameters()).device
-        out = []
         with evaluating(self.model) as model:
-            for start in range(0, len(x), self.feature_batch_size):
-                chunk = x[start : start + self.feature_batch_size].to(device)
-                out.append(F.normalize(model.features(chunk).flatten(1), dim=1).cpu())
-        return torch.cat(out)
+            return torch.cat([function(model, x[start : start + self.feature_batch_size].to(device))
+                              for start in range(0, len(x), self.feature_batch_size)])
 
     def update_exemplars(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None = None) -> None:
         """Offer the task's samples, with their features under the current network, to the

@@ -81,6 +81,20 @@ def require_finite_numbers(options: Any) -> None:
             raise ConfigurationError(f"--{field.name} must be a finite number, got {value}")
 
 
+def require_in(
+    options: Any, low: float, high: float, *names: str, low_open: bool = False, high_open: bool = False
+) -> None:
+    """Raise `ConfigurationError`, naming the flag and the interval, for the first of the fields
+    `names` of `options` outside [low, high]; `low_open` / `high_open` leave that end out."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    for name in names:
+        value = getattr(options, name)
+        above_low = value > low if low_open else value >= low
+        below_high = value < high if high_open else value <= high
+        if not (above_low and below_high):
+            raise ConfigurationError(f"--{name} must be in {interval}, got {value}")
+
+
 def refuse_if_given(options: Any, name: str, why_unused: str) -> None:
     """Raise `ConfigurationError` when the field `name` of the dataclass `options` is not at its
     default: called where the option has no effect (`why_unused` says why), so that a value

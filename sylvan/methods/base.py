@@ -13,7 +13,13 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
-from sylvan.errors import ConfigurationError, InapplicableMethodError, require_finite_numbers, unknown_name
+from sylvan.errors import (
+    ConfigurationError,
+    InapplicableMethodError,
+    require_finite_numbers,
+    require_in,
+    unknown_name,
+)
 from sylvan.registry import register
 from sylvan.settings.base import Setting
 
@@ -56,6 +62,11 @@ class Method:
             value = getattr(self, name)
             if value < minimum or (strict and value == minimum):
                 raise ConfigurationError(f"--{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+
+    def require_in(self, low: float, high: float, *names: str, low_open: bool = False, high_open: bool = False) -> None:
+        """Raise `ConfigurationError`, naming the flag, for the first of the hyperparameters
+        `names` outside [low, high] (`low_open` / `high_open` leave that end out)."""
+        require_in(self, low, high, *names, low_open=low_open, high_open=high_open)
 
     def validate_for(self, setting: Setting) -> None:
         """Raise `ConfigurationError` for hyperparameters that make no sense on `setting` (e.g. a

@@ -75,8 +75,7 @@ class BiC(HerdingExemplarMethod):
         super().validate()
         self.require_at_least(0, "temperature", "bias_lr", strict=True)
         self.require_at_least(1, "bias_epochs", "bias_batch_size")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigurationError(f"--val_fraction must be in (0, 1), got {self.val_fraction}")
+        self.require_in(0, 1, "val_fraction", low_open=True, high_open=True)
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)

@@ -66,10 +66,7 @@ class CLSER(ReplayMethod):
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "reg_weight")
-        for name in ("plastic_update_freq", "plastic_alpha", "stable_update_freq", "stable_alpha"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ConfigurationError(f"--{name} must be in [0, 1], got {value}")
+        self.require_in(0, 1, "plastic_update_freq", "plastic_alpha", "stable_update_freq", "stable_alpha")
         if self.inference_model not in INFERENCE_MODELS:
             raise ConfigurationError(
                 f"--inference_model must be one of {', '.join(INFERENCE_MODELS)}, got {self.inference_model!r}"

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.off_policy import OffPolicyMethod
 from sylvan.models import MLP
 
@@ -44,9 +43,7 @@ class DQN(OffPolicyMethod):
         super().validate()
         self.require_at_least(0, "max_grad_norm", strict=True)
         self.require_at_least(1, "target_update_interval", "exploration_steps", "hidden_size")
-        for name in ("epsilon_start", "epsilon_end"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigurationError(f"--{name} must be between 0 and 1, got {getattr(self, name)}")
+        self.require_in(0, 1, "epsilon_start", "epsilon_end")
 
     # ----- set-up -------------------------------------------------------------------------------
 

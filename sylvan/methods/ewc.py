@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.importance import diagonal_fisher
 from sylvan.methods.regularization import WeightRegularization
 from sylvan.methods.supervised import dataset_tensors, evaluating
@@ -45,8 +44,7 @@ class EWC(WeightRegularization):
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "ewc_lambda")
-        if not 0 <= self.gamma <= 1:
-            raise ConfigurationError(f"--gamma must be in [0, 1], got {self.gamma}")
+        self.require_in(0, 1, "gamma")
         self.require_at_least(1, "fisher_batch_size")
 
     def configure(self, setting: Any) -> None:

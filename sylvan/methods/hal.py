@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.episodic_memory import flat_gradient, mean_over_workers, write_flat_gradient
 from sylvan.methods.rehearsal import Rehearsal
 from sylvan.methods.supervised import Batch, evaluating
@@ -61,8 +60,7 @@ class HAL(Rehearsal):
         super().validate()
         self.require_at_least(0, "hal_lambda", "gamma")
         self.require_at_least(1, "anchor_steps", "finetune_steps")
-        if not 0 <= self.beta < 1:
-            raise ConfigurationError(f"--beta must be in [0, 1), got {self.beta}")
+        self.require_in(0, 1, "beta", high_open=True)
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

@@ -48,8 +48,7 @@ class OffPolicyMethod(Method):
         self.require_at_least(0, "lr", strict=True)
         self.require_at_least(0, "learning_starts")
         self.require_at_least(1, "buffer_size", "replay_size", "train_frequency")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigurationError(f"--gamma must be between 0 and 1, got {self.gamma}")
+        self.require_in(0, 1, "gamma")
         if self.buffer_policy not in TRANSITION_POLICIES:
             raise ConfigurationError(
                 f"--buffer_policy {self.buffer_policy!r}: a transition has no class label to balance by; "

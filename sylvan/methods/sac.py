@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.off_policy import OffPolicyMethod
 from sylvan.models import MLP
 
@@ -96,8 +95,7 @@ class SAC(OffPolicyMethod):
         super().validate()
         self.require_at_least(0, "initial_alpha", strict=True)
         self.require_at_least(1, "hidden_size")
-        if not 0.0 <= self.tau <= 1.0:
-            raise ConfigurationError(f"--tau must be between 0 and 1, got {self.tau}")
+        self.require_in(0, 1, "tau")
 
     # ----- set-up -------------------------------------------------------------------------------
 

@@ -53,10 +53,8 @@ class StableSGD(SupervisedMethod):
 
     def validate(self) -> None:
         super().validate()
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigurationError(f"--lr_decay must be in (0, 1], got {self.lr_decay}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigurationError(f"--dropout must be in [0, 1), got {self.dropout}")
+        self.require_in(0, 1, "lr_decay", low_open=True)
+        self.require_in(0, 1, "dropout", high_open=True)
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

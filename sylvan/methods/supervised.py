@@ -126,8 +126,7 @@ class SupervisedMethod(Method):
                 raise ConfigurationError(
                     f"--lr_schedule step needs --lr_milestones: epoch counts >= 1, increasing, got {milestones}"
                 )
-            if not 0 < self.lr_gamma < 1:
-                raise ConfigurationError(f"--lr_gamma must be in (0, 1), got {self.lr_gamma}")
+            self.require_in(0, 1, "lr_gamma", low_open=True, high_open=True)
         if self.lr_schedule != "cosine":
             refuse_if_given(self, "min_lr", "it is where --lr_schedule cosine ends")
         elif not 0 <= self.min_lr <= self.lr:

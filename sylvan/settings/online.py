@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.checkpoints import RunCheckpoint, restore_rng_states, rng_states
-from sylvan.errors import ConfigurationError, InapplicableMethodError, refuse_if_given, unknown_name
+from sylvan.errors import ConfigurationError, InapplicableMethodError, refuse_if_given, require_in, unknown_name
 from sylvan.metrics import Results
 from sylvan.minibatches import float_inputs, minibatch_loader
 from sylvan.settings.augmentation import AUGMENTATIONS, RandomCropFlip, build_augmentation
@@ -162,10 +162,7 @@ class OnlineSetting(Setting):
             raise ConfigurationError(
                 f"--train_samples must be at least the number of classes ({spec.num_classes})"
             )
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ConfigurationError(
-                f"--validation_fraction must be in [0, 1), got {self.validation_fraction}"
-            )
+        require_in(self, 0, 1, "validation_fraction", high_open=True)
         if not spec.image_files:
             refuse_if_given(self, "image_cache", f"{self.dataset} is not made of image files to decode")
         check_accelerator(self.accelerator)
@@ -208,8 +205,7 @@ class OnlineSetting(Setting):
     def _check_blurry(self) -> None:
         """Refuse a --blurry outside [0, 1), or one given where tasks are not made of classes of
         their own, or where there is one task."""
-        if not 0.0 <= self.blurry < 1.0:
-            raise ConfigurationError(f"--blurry must be in [0, 1), got {self.blurry}")
+        require_in(self, 0, 1, "blurry", high_open=True)
         if not self.blurry:
             return
         if self.shared_output_space:

@@ -58,8 +58,8 @@ def test_a_time_limit_is_not_a_terminal_state(limit):
     ("options", "message"),
     [
         ({"buffer_policy": "class_balanced"}, "no class label"),
-        ({"gamma": 1.5}, "--gamma must be between 0 and 1"),
-        ({"epsilon_end": -0.1}, "--epsilon_end must be between 0 and 1"),
+        ({"gamma": 1.5}, r"--gamma must be in \[0, 1\]"),
+        ({"epsilon_end": -0.1}, r"--epsilon_end must be in \[0, 1\]"),
         ({"lr": 0.0}, "--lr must be > 0"),
         ({"replay_size": 0}, "--replay_size must be >= 1"),
         ({"exploration_steps": 0}, "--exploration_steps must be >= 1"),

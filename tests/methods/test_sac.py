@@ -78,8 +78,8 @@ def test_the_squashed_log_probability_is_the_density_of_the_actions_drawn():
     ("options", "message"),
     [
         ({"buffer_policy": "gdumb"}, "no class label"),
-        ({"gamma": 1.5}, "--gamma must be between 0 and 1"),
-        ({"tau": -0.1}, "--tau must be between 0 and 1"),
+        ({"gamma": 1.5}, r"--gamma must be in \[0, 1\]"),
+        ({"tau": -0.1}, r"--tau must be in \[0, 1\]"),
         ({"lr": 0.0}, "--lr must be > 0"),
         ({"initial_alpha": 0.0}, "--initial_alpha must be > 0"),
         ({"replay_size": 0}, "--replay_size must be >= 1"),

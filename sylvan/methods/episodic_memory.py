@@ -24,6 +24,16 @@ from sylvan.errors import ConfigurationError
 from sylvan.methods.supervised import Batch, SupervisedMethod
 
 
+def require_share_per_task(method: str, buffer_size: int, nb_tasks: int) -> None:
+    """Raise `ConfigurationError` where a memory of `buffer_size` samples, shared equally among
+    `nb_tasks` tasks, leaves some task none (a memory of size 0, switched off, passes)."""
+    if 0 < buffer_size < nb_tasks:
+        raise ConfigurationError(
+            f"{method} shares --buffer_size among the {nb_tasks} tasks: {buffer_size} samples leave none for some "
+            "of them"
+        )
+
+
 @dataclass
 class EpisodicMemoryMethod(SupervisedMethod):
     """A method with an episodic memory (`remember(batch)` during a task, committed at its end)
@@ -40,11 +50,7 @@ class EpisodicMemoryMethod(SupervisedMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        if 0 < self.buffer_size < setting.nb_tasks:
-            raise ConfigurationError(
-                f"{self.name} shares --buffer_size among the {setting.nb_tasks} tasks: {self.buffer_size} samples "
-                "leave none per task"
-            )
+        require_share_per_task(self.name, self.buffer_size, setting.nb_tasks)
 
     def configure(self, setting: Any) -> None:
         self.validate_for(setting)

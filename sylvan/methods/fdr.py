@@ -43,8 +43,12 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from sylvan.buffers import ReservoirBuffer
-from sylvan.errors import ConfigurationError
-from sylvan.methods.episodic_memory import flat_gradient, mean_over_workers, write_flat_gradient
+from sylvan.methods.episodic_memory import (
+    flat_gradient,
+    mean_over_workers,
+    require_share_per_task,
+    write_flat_gradient,
+)
 from sylvan.methods.supervised import Batch, SupervisedMethod, evaluating
 from sylvan.minibatches import float_inputs
 from sylvan.settings.base import Setting
@@ -81,11 +85,7 @@ class FDR(SupervisedMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        if 0 < self.buffer_size < setting.nb_tasks:
-            raise ConfigurationError(
-                f"{self.name} shares --buffer_size among the {setting.nb_tasks} tasks: {self.buffer_size} samples "
-                "leave none for some of them"
-            )
+        require_share_per_task(self.name, self.buffer_size, setting.nb_tasks)
 
     def configure(self, setting: Any) -> None:
         self.validate_for(setting)

@@ -286,7 +286,7 @@ def test_momentum_of_one_or_more_is_refused(momentum):
 
 @pytest.mark.parametrize(("method", "message"), [
     (ICaRL(buffer_size=5), "one exemplar per class"),
-    (AGEM(buffer_size=3), "none per task"),
+    (AGEM(buffer_size=3), "leave none for some"),
 ])
 def test_memories_too_small_for_the_setting_are_refused(method, message):
     with pytest.raises(ConfigurationError, match=message):

@@ -28,6 +28,7 @@ from sylvan.methods.mer import MER
 from sylvan.methods.mir import MIR
 from sylvan.methods.multi_head import MultiHead
 from sylvan.methods.naive import Naive
+from sylvan.methods.packnet import PackNet
 from sylvan.methods.pnn import PNN
 from sylvan.methods.random_method import RandomMethod
 from sylvan.methods.regularization import WeightRegularization
@@ -66,6 +67,7 @@ __all__ = [
     "Method",
     "MultiHead",
     "Naive",
+    "PackNet",
     "RandomMethod",
     "Rehearsal",
     "ReplayMethod",

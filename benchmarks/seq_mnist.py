@@ -26,6 +26,7 @@ from sylvan.methods import (
     FDR,
     GEM,
     HAL,
+    LUCIR,
     MAS,
     MER,
     MIR,
@@ -131,6 +132,13 @@ RUNS: dict[str, Run] = {
                       plastic_alpha=0.99, stable_update_freq=0.9, stable_alpha=0.99, backbone=MLP),
         92.05, 98.95,
     ),
+    # LUCIR with its paper's loss weights (lambda_base 5, m 0.5, K 2) and the replay rows' lr (no published
+    # Seq-MNIST figure)
+    "lucir-200": Run(lambda: LUCIR(lr=0.1, buffer_size=200, backbone=MLP), None, None),
+    "lucir-500": Run(lambda: LUCIR(lr=0.1, buffer_size=500, backbone=MLP), None, None),
+    # the same with class-balanced finetuning, as the DER authors' code runs it by default (20 epochs, lr 0.01)
+    "lucir-200-cbf": Run(lambda: LUCIR(lr=0.1, buffer_size=200, finetune_epochs=20, backbone=MLP), None, None),
+    "lucir-500-cbf": Run(lambda: LUCIR(lr=0.1, buffer_size=500, finetune_epochs=20, backbone=MLP), None, None),
     "gdumb-4400": Run(lambda: GDumb(buffer_size=4400, backbone="mlp_400"), 97.0, None, batch_size=16),
     "multi_head": Run(lambda: MultiHead(lr=0.03, backbone=MLP), None, None, setting="task_incremental"),
     # a column per task with lateral connections; task labels pick the column, so only task-IL applies

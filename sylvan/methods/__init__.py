@@ -22,6 +22,7 @@ from sylvan.methods.gdumb import GDumb
 from sylvan.methods.gem import GEM
 from sylvan.methods.hal import HAL
 from sylvan.methods.icarl import ICaRL
+from sylvan.methods.lucir import LUCIR
 from sylvan.methods.lwf import LwF
 from sylvan.methods.mas import MAS
 from sylvan.methods.mer import MER
@@ -49,6 +50,7 @@ __all__ = [
     "FDR",
     "GEM",
     "HAL",
+    "LUCIR",
     "MAS",
     "MER",
     "METHODS",

@@ -1,4 +1,4 @@
-"""What the exemplar-based distillation methods (`icarl`, `bic`) share: a memory of exemplars per
+"""What the exemplar-based distillation methods (`icarl`, `bic`, `lucir`) share: a memory of exemplars per
 class, chosen by herding on the network's features at the end of each task (the `herding` buffer
 policy, its capacity shared equally among the classes seen), the task's data kept from `fit` to
 that choice, and training on the task's data together with the stored exemplars."""

@@ -28,6 +28,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
             )
+        self.output_relu = True  # False: the block's output is its pre-activation (`lucir`'s last block)
 
     def pre_activation(self, x: torch.Tensor, joining: torch.Tensor | None = None) -> torch.Tensor:
         """The block's output before its last ReLU: the residual branch plus the shortcut.
@@ -39,7 +40,8 @@ class BasicBlock(nn.Module):
         return self.bn2(out) + self.shortcut(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.pre_activation(x))
+        out = self.pre_activation(x)
+        return F.relu(out) if self.output_relu else out
 
 
 class ResNet18(nn.Module):

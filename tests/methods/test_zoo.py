@@ -17,6 +17,7 @@ from sylvan.methods import (
     ERACE,
     EWC,
     FDR,
+    LUCIR,
     MER,
     MIR,
     SI,
@@ -206,6 +207,7 @@ def digits_runs():
         "naive": Naive(), "der": DER(lr=0.1, buffer_size=200), "derpp": DERPlusPlus(lr=0.1, buffer_size=200),
         "er_ace": ERACE(buffer_size=200), "mir": MIR(buffer_size=200), "icarl": ICaRL(buffer_size=200),
         "mer": MER(buffer_size=200, replay_size=32, batch_num=2), "bic": BiC(buffer_size=200),
+        "lucir": LUCIR(buffer_size=200),
         # memories averaging over about 10 steps, not 100: a digits task is 54 steps long here
         "clser": CLSER(lr=0.1, buffer_size=200, replay_size=32, plastic_alpha=0.9, stable_alpha=0.9),
         "agem": AGEM(buffer_size=200), "fdr": FDR(lr=0.1, buffer_size=200),
@@ -214,7 +216,9 @@ def digits_runs():
     return {name: (method, ClassIncrementalSetting(**DIGITS).apply(method)) for name, method in methods.items()}
 
 
-@pytest.mark.parametrize("name", ["der", "derpp", "er_ace", "mir", "mer", "clser", "icarl", "bic", "gdumb", "fdr"])
+@pytest.mark.parametrize(
+    "name", ["der", "derpp", "er_ace", "mir", "mer", "clser", "icarl", "bic", "lucir", "gdumb", "fdr"]
+)
 def test_memory_methods_forget_far_less_than_naive(digits_runs, name):
     naive = digits_runs["naive"][1].final_average_accuracy
     assert digits_runs[name][1].final_average_accuracy > naive + 0.3

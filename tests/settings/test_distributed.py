@@ -192,6 +192,20 @@ def test_bic_workers_learn_the_same_bias_correction(tmp_path):
 
 
 @pytest.mark.slow
+def test_lucir_workers_keep_the_same_network_with_class_balanced_finetuning(tmp_path):
+    """LUCIR's loss takes the features past DDP's forward (the classifier's cosines, the teacher's
+    features), holds the old classes' weight vectors on every worker alike, and finetunes its
+    classifier on the exemplars, which every worker holds whole: the workers' networks stay equal."""
+    complete_run_on_two_workers(tmp_path, "lucir", ["--finetune_epochs", "2"], 0.6)
+    checkpoints = tmp_path / "lucir" / "checkpoints"
+    weights = [torch.load(checkpoints / name, weights_only=False)["method"]["model"]
+               for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    for name, value in weights[0].items():
+        if name != "task_classes":
+            torch.testing.assert_close(weights[1][name], value, msg=name)
+
+
+@pytest.mark.slow
 def test_a_cosine_schedule_anneals_over_the_steps_each_worker_takes(tmp_path):
     """Under DDP each worker trains on its half of the data: a cosine schedule sized by the whole
     loader would stop halfway down. gdumb anneals each retraining to --min_lr by default."""

@@ -586,6 +586,25 @@ def test_help_summarizes_each_method_in_whole_sentences():
     assert "Experience replay. Needs no task boundaries, so it runs on every supervised setting." in out.stdout
 
 
+@pytest.mark.parametrize("registry", ["methods", "settings"])
+def test_each_option_is_described_by_its_own_comment(registry):
+    """simple-parsing prefers the comment on the line above a field to its inline comment, and
+    looks for either through the base classes: a field with both would show the line above it
+    (another statement's comment, or the base's description of an overridden field)."""
+    from simple_parsing.docstring import get_attribute_docstring
+
+    from sylvan.methods import METHODS
+    from sylvan.settings import SETTINGS
+
+    for name, cls in sorted((METHODS if registry == "methods" else SETTINGS).items()):
+        for field in dataclasses.fields(cls):
+            if field.init:
+                doc = get_attribute_docstring(cls, field.name)
+                assert not (doc.comment_above and doc.comment_inline), (
+                    f"{name} --{field.name}: help would read {doc.comment_above!r}, not {doc.comment_inline!r}"
+                )
+
+
 BROKEN_PLUGINS = {
     "unparsable": ("def f(:\n", r"SyntaxError: .* \({file}, line 1\)"),
     "raising": ("x = 1\nraise RuntimeError('no GPU here')\n", r"RuntimeError: no GPU here \({file}, line 2\)"),

@@ -38,10 +38,11 @@ class AGEM(EpisodicMemoryMethod):
 
     name: ClassVar[str] = "agem"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
-    checkpoint_complete = True  # the memory is the episodic memory's; its gradient lives within a step
 
     lr: float = 0.1  # learning rate
     reference_batch_size: int = 128  # memory samples behind each reference gradient
+
+    checkpoint_complete = True  # the memory is the episodic memory's; its gradient lives within a step
 
     def validate(self) -> None:
         super().validate()

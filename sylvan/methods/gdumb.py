@@ -36,7 +36,8 @@ class GDumb(SupervisedMethod):
     target_setting: ClassVar[type[Setting]] = OnlineSetting
 
     lr: float = 0.05  # learning rate at the start of each retraining
-    lr_schedule: str = "cosine"  # learning rate over each retraining: constant, step or cosine (from lr to min_lr)
+    # learning rate over each retraining: constant, step or cosine (from lr to min_lr)
+    lr_schedule: str = "cosine"
     min_lr: float = 0.0005  # cosine: learning rate at the end of each retraining
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 1e-6  # L2 penalty

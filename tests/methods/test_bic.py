@@ -15,6 +15,7 @@ from sylvan.errors import ConfigurationError
 from sylvan.methods import Batch, BiC
 from sylvan.methods.bic import BiasCorrection
 from sylvan.settings import ClassIncrementalSetting
+from tests.methods.digits_samples import mask, samples
 
 DIGITS = dict(dataset="digits", nb_tasks=5, epochs=1, batch_size=8, progress_bar=False)
 
@@ -23,17 +24,6 @@ def configured(method: BiC) -> BiC:
     torch.manual_seed(0)  # the network's initialization
     method.configure(ClassIncrementalSetting(**DIGITS))
     return method
-
-
-def mask(*classes: int) -> torch.Tensor:
-    out = torch.zeros(10, dtype=torch.bool)
-    out[list(classes)] = True
-    return out
-
-
-def samples(labels: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(len(labels), 1, 8, 8, generator=generator), torch.tensor(labels)
 
 
 def test_stage_one_weighs_cross_entropy_and_corrected_distillation_by_the_old_classes_share():

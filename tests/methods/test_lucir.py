@@ -17,6 +17,7 @@ from sylvan.methods import LUCIR, Batch
 from sylvan.models import build_backbone
 from sylvan.models.cosine import CosineClassifier, remove_last_relu
 from sylvan.settings import ClassIncrementalSetting
+from tests.methods.digits_samples import mask, samples
 
 DIGITS = dict(dataset="digits", nb_tasks=5, epochs=1, batch_size=8, progress_bar=False)
 
@@ -25,17 +26,6 @@ def configured(method: LUCIR, **options) -> LUCIR:
     torch.manual_seed(0)  # the network's initialization
     method.configure(ClassIncrementalSetting(**{**DIGITS, **options}))
     return method
-
-
-def mask(*classes: int) -> torch.Tensor:
-    out = torch.zeros(10, dtype=torch.bool)
-    out[list(classes)] = True
-    return out
-
-
-def samples(labels: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(len(labels), 1, 8, 8, generator=generator), torch.tensor(labels)
 
 
 def test_the_cosine_classifier_scores_sigma_times_the_cosine_whatever_the_norms():

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -138,12 +139,7 @@ def test_fdr_workers_take_the_same_two_steps(tmp_path):
     """FDR adds the gradient of its function distance after DDP has averaged the minibatch's: it
     averages that gradient over the workers itself, or their weights would drift apart."""
     complete_run_on_two_workers(tmp_path, "fdr", ["--lr", "0.1"], 0.6)
-    checkpoints = tmp_path / "fdr" / "checkpoints"
-    weights = [torch.load(checkpoints / name, weights_only=False)["method"]["model"]
-               for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
-    for name, value in weights[0].items():
-        if name != "task_classes":  # each worker learns it from its own batches
-            torch.testing.assert_close(weights[1][name], value, msg=name)
+    assert_workers_end_with_the_same_network(tmp_path / "fdr")
 
 
 @pytest.mark.slow
@@ -152,12 +148,7 @@ def test_mer_workers_take_the_same_meta_steps(tmp_path):
     `after_backward`, are averaged over the workers as DDP averages the first batch's."""
     _, runtime = complete_run_on_two_workers(tmp_path, "mer", ["--batch_num", "2", "--beta", "0.7"], 0.6)
     assert runtime["replay_steps"] > 0, "every step drew from the distributed rehearsal buffer"
-    checkpoints = tmp_path / "mer" / "checkpoints"
-    weights = [torch.load(checkpoints / name, weights_only=False)["method"]["model"]
-               for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
-    for name, value in weights[0].items():
-        if name != "task_classes":
-            torch.testing.assert_close(weights[1][name], value, msg=name)
+    assert_workers_end_with_the_same_network(tmp_path / "mer")
 
 
 @pytest.mark.slow
@@ -197,12 +188,7 @@ def test_lucir_workers_keep_the_same_network_with_class_balanced_finetuning(tmp_
     features), holds the old classes' weight vectors on every worker alike, and finetunes its
     classifier on the exemplars, which every worker holds whole: the workers' networks stay equal."""
     complete_run_on_two_workers(tmp_path, "lucir", ["--finetune_epochs", "2"], 0.6)
-    checkpoints = tmp_path / "lucir" / "checkpoints"
-    weights = [torch.load(checkpoints / name, weights_only=False)["method"]["model"]
-               for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
-    for name, value in weights[0].items():
-        if name != "task_classes":
-            torch.testing.assert_close(weights[1][name], value, msg=name)
+    assert_workers_end_with_the_same_network(tmp_path / "lucir")
 
 
 @pytest.mark.slow
@@ -215,6 +201,15 @@ def test_a_cosine_schedule_anneals_over_the_steps_each_worker_takes(tmp_path):
     ends = [i for i in range(len(rates)) if i + 1 == len(rates) or rates[i + 1] > rates[i]]
     assert len(ends) == 5, "one retraining per task, each starting again from --lr"
     assert all(0.0005 <= rates[i] < 0.005 for i in ends), [rates[i] for i in ends]
+
+
+def assert_workers_end_with_the_same_network(run: Path) -> None:
+    """The two workers' last checkpoints of the run folder `run` hold the same network."""
+    weights = [torch.load(run / "checkpoints" / name, weights_only=False)["method"]["model"]
+               for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    for name, value in weights[0].items():
+        if name != "task_classes":  # each worker learns it from its own batches
+            torch.testing.assert_close(weights[1][name], value, msg=name)
 
 
 def complete_run_on_two_workers(tmp_path, method: str, options: list[str], minimum: float) -> tuple[dict, dict]:

@@ -70,8 +70,13 @@ class LUCIR(HerdingExemplarMethod):
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
         name = self.backbone or setting.dataset_spec.default_backbone
-        with torch.device("meta"):  # the layout only: no memory, no initialization
-            self.cosine_network(build_backbone(name, setting.input_shape, setting.num_classes), name, setting)
+        try:
+            with torch.device("meta"):  # the layout only: no memory, no initialization
+                backbone = build_backbone(name, setting.input_shape, setting.num_classes)
+        except Exception:  # a backbone that cannot be built without data (pretrained weights, say):
+            return  # `build_model` checks it when the run starts
+        with torch.device("meta"):
+            self.cosine_network(backbone, name, setting)
 
     def cosine_network(self, model: nn.Module, name: str, setting: Any) -> nn.Module:
         """`model` with a cosine classifier over its features, which end before their last ReLU

@@ -188,3 +188,21 @@ def test_predictions_are_among_the_classes_seen():
 def test_bad_hyperparameters_are_refused(options, flag):
     with pytest.raises(ConfigurationError, match=flag):
         LUCIR(**options)
+
+
+class EndsInALinearLayer(nn.Module):
+    def __init__(self, input_shape, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(64, 5), nn.ReLU(), nn.Linear(5, 5))
+        self.feature_dim = 5
+        self.classifier = nn.Linear(5, num_classes)
+
+
+def test_a_backbone_without_a_last_relu_is_refused_before_the_run_starts(monkeypatch):
+    from sylvan import models
+
+    monkeypatch.setitem(models.BACKBONES, "ends_linear", EndsInALinearLayer)
+    setting = ClassIncrementalSetting(**DIGITS)
+    with pytest.raises(ConfigurationError, match="no last ReLU to remove in ends_linear"):
+        LUCIR(backbone="ends_linear").validate_for(setting)
+    LUCIR(backbone="ends_linear", last_relu=True).validate_for(setting)

@@ -1,5 +1,5 @@
 """Weights held at their values while the rest of their parameter trains (`packnet`'s earlier
-stages' weights, `lucir`'s old classes' classifier rows).
+stages' weights, `lucir`'s old classes' classifier rows), and batch norm statistics held as they are.
 
 A zero gradient alone does not hold a weight: momentum and weight decay move it without one. So
 the gradient is zeroed after the backward pass (what clips or records gradients never sees it)
@@ -10,6 +10,10 @@ and `SupervisedMethod.check_weights_finite` stops it at the stage's end.
 """
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -48,3 +52,22 @@ class HeldWeights:
         with torch.no_grad():
             for parameter, trains, held in self._held:
                 parameter.mul_(trains).add_(held)
+
+
+@contextmanager
+def batch_norm_statistics_held(model: nn.Module) -> Iterator[None]:
+    """The batch norm layers of `model` in evaluation mode for the block, so that training steps
+    normalize with their running statistics and leave them as they are; each layer's mode is put
+    back afterwards. Lightning keeps the modes it finds when a fit starts, and warns of layers in
+    evaluation mode then: the warning is silenced within the block, where they are meant to be."""
+    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    modes = [module.training for module in norms]
+    for module in norms:
+        module.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
+            yield
+    finally:
+        for module, training in zip(norms, modes):
+            module.train(training)

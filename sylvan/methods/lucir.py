@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.exemplars import HerdingExemplarMethod
-from sylvan.methods.held_weights import HeldWeights
+from sylvan.methods.held_weights import HeldWeights, batch_norm_statistics_held
 from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.models import build_backbone
 from sylvan.models.cosine import CosineClassifier, remove_last_relu
@@ -140,10 +140,6 @@ class LUCIR(HerdingExemplarMethod):
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         active, old = self.observe_classes(batch)
-        if self._finetuning:
-            for module in self.model.modules():  # batch norm's statistics stay as the task left them
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
         features = self.model.features(batch.x).flatten(1)
         cosine = self.classifier.cosine(features)
         classification = F.cross_entropy((self.classifier.sigma * cosine).masked_fill(~active, float("-inf")), batch.y)
@@ -188,7 +184,8 @@ class LUCIR(HerdingExemplarMethod):
             stored = self.buffer.get_all()
             columns = tuple(stored[name] for name in ("x", "y", "t") if name in stored)
             loader = self.with_exemplars(columns, self.setting.batch_size, exemplars={})
-            self.train_learner(loader, epochs=self.finetune_epochs, measure_online=False)
+            with batch_norm_statistics_held(self.model):  # as the task left them
+                self.train_learner(loader, epochs=self.finetune_epochs, measure_online=False)
         finally:
             self._finetuning = False
             self.held.release()

@@ -21,6 +21,7 @@ after it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
@@ -30,7 +31,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
-from sylvan.methods.held_weights import HeldWeights
+from sylvan.methods.held_weights import HeldWeights, batch_norm_statistics_held
 from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
@@ -67,7 +68,6 @@ class PackNet(SupervisedMethod):
         self.class_stage = torch.full((setting.num_classes,), FREE, dtype=torch.int16)  # first trained in
         self.task_stage = torch.full((setting.nb_tasks,), FREE, dtype=torch.int16)  # a task label's stage
         self.held = HeldWeights()  # what stays as it is through the training under way
-        self._norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     @staticmethod
     def in_classifier(name: str) -> bool:
@@ -91,15 +91,17 @@ class PackNet(SupervisedMethod):
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         last = self.stage == self.setting.stage_count - 1
-        self.held.hold(self.fixed_masks(retraining=False))
-        self.train_learner(train_data, val_data)
-        self.record_stage()
-        if last or not self.prune():
-            self.claim(lambda free, weights: free)  # keeps every weight it trained
-        elif self.retrain_epochs:
-            self.held.hold(self.fixed_masks(retraining=True))
-            self.train_learner(train_data, epochs=self.retrain_epochs, measure_online=False)
-        self.held.release()
+        # batch norm's running statistics stay as the first stage left them
+        with batch_norm_statistics_held(self.model) if self.stage > 0 else contextlib.nullcontext():
+            self.held.hold(self.fixed_masks(retraining=False))
+            self.train_learner(train_data, val_data)
+            self.record_stage()
+            if last or not self.prune():
+                self.claim(lambda free, weights: free)  # keeps every weight it trained
+            elif self.retrain_epochs:
+                self.held.hold(self.fixed_masks(retraining=True))
+                self.train_learner(train_data, epochs=self.retrain_epochs, measure_online=False)
+            self.held.release()
         self.stage += 1
 
     def fixed_masks(self, retraining: bool) -> dict[nn.Parameter, torch.Tensor]:
@@ -163,9 +165,6 @@ class PackNet(SupervisedMethod):
     def training_step(self, batch: Batch) -> torch.Tensor:
         if batch.t is None:
             raise ValueError("packnet needs task labels in every training batch")
-        if self.stage > 0:  # batch norm's running statistics stay as the first stage left them
-            for module in self._norms:
-                module.eval()
         return F.cross_entropy(self.mask_to_tasks(self.learner(batch.x), batch.t), batch.y)
 
     def after_backward(self) -> None:

@@ -48,3 +48,21 @@ def test_release_lets_every_weight_train_again():
     before = layer.weight.detach().clone()
     held.restore()
     assert torch.equal(layer.weight.detach(), before)
+
+
+def test_batch_norm_statistics_stay_through_training_steps_while_held_and_modes_come_back():
+    from sylvan.methods.held_weights import batch_norm_statistics_held
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 2)).train()
+    norm = model[1]
+    model(torch.randn(8, 1, 8, 8))
+    mean, var, batches = norm.running_mean.clone(), norm.running_var.clone(), int(norm.num_batches_tracked)
+    with batch_norm_statistics_held(model):
+        model(torch.randn(8, 1, 8, 8) + 3.0).sum().backward()
+        assert model.training and model[4].training  # only the batch norm layers are switched
+    assert torch.equal(norm.running_mean, mean) and torch.equal(norm.running_var, var)
+    assert int(norm.num_batches_tracked) == batches
+    assert norm.training  # back in training mode: the next task's training updates the statistics
+    model(torch.randn(8, 1, 8, 8) + 3.0)
+    assert not torch.equal(norm.running_mean, mean)

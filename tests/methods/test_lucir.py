@@ -206,3 +206,22 @@ def test_a_backbone_without_a_last_relu_is_refused_before_the_run_starts(monkeyp
     with pytest.raises(ConfigurationError, match="no last ReLU to remove in ends_linear"):
         LUCIR(backbone="ends_linear").validate_for(setting)
     LUCIR(backbone="ends_linear", last_relu=True).validate_for(setting)
+
+
+@pytest.mark.slow
+def test_class_balanced_finetuning_leaves_batch_norm_statistics_as_the_task_left_them():
+    method = LUCIR(finetune_epochs=1, buffer_size=100, backbone="resnet18_reduced", lr=0.05)
+    statistics = []
+    finetune = method.finetune_on_exemplars
+
+    def recording_finetune():
+        before = {name: b.clone() for name, b in method.model.named_buffers() if "running" in name}
+        finetune()
+        statistics.append((before, {name: b.clone() for name, b in method.model.named_buffers() if "running" in name}))
+
+    method.finetune_on_exemplars = recording_finetune
+    ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 2, "batch_size": 16, "train_samples": 200}).apply(method)
+    assert len(statistics) == 2 and statistics[0][0]
+    for before, after in statistics:
+        for name, value in before.items():
+            assert torch.equal(after[name], value), name

@@ -49,7 +49,7 @@ def single_value_batch_norm(method: SupervisedMethod) -> ConfigurationError:
     then sees a single value per channel, which it cannot normalize (torch raises a ValueError):
     a ResNet on 8x8 inputs (digits) ends in 1x1 feature maps."""
     setting = method.setting
-    backbone = method.backbone or setting.dataset_spec.default_backbone
+    backbone = method.backbone_name(setting)
     size = "x".join(map(str, setting.input_shape[1:]))
     return ConfigurationError(
         f"training passed a single sample through {backbone}, whose batch norm then has one value per channel "

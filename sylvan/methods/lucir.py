@@ -35,7 +35,6 @@ from sylvan.errors import ConfigurationError
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.held_weights import HeldWeights, batch_norm_statistics_held
 from sylvan.methods.supervised import Batch, dataset_tensors
-from sylvan.models import build_backbone
 from sylvan.models.cosine import CosineClassifier, remove_last_relu
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
@@ -69,14 +68,10 @@ class LUCIR(HerdingExemplarMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        name = self.backbone or setting.dataset_spec.default_backbone
-        try:
-            with torch.device("meta"):  # the layout only: no memory, no initialization
-                backbone = build_backbone(name, setting.input_shape, setting.num_classes)
-        except Exception:  # a backbone that cannot be built without data (pretrained weights, say):
-            return  # `build_model` checks it when the run starts
-        with torch.device("meta"):
-            self.cosine_network(backbone, name, setting)
+        backbone = self.backbone_layout(setting)
+        if backbone is not None:
+            with torch.device("meta"):
+                self.cosine_network(backbone, self.backbone_name(setting), setting)
 
     def cosine_network(self, model: nn.Module, name: str, setting: Any) -> nn.Module:
         """`model` with a cosine classifier over its features, which end before their last ReLU
@@ -95,8 +90,7 @@ class LUCIR(HerdingExemplarMethod):
         return model
 
     def build_model(self) -> nn.Module:
-        name = self.backbone or self.setting.dataset_spec.default_backbone
-        return self.cosine_network(super().build_model(), name, self.setting)
+        return self.cosine_network(super().build_model(), self.backbone_name(self.setting), self.setting)
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

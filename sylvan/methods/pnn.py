@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sylvan.methods.supervised import Batch, SupervisedMethod
-from sylvan.models import build_backbone
 from sylvan.models.progressive import ProgressiveNetwork, column_of
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
@@ -33,13 +32,9 @@ class PNN(SupervisedMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        name = self.backbone or setting.dataset_spec.default_backbone
-        try:
-            with torch.device("meta"):  # the layout only: no memory, no initialization
-                backbone = build_backbone(name, setting.input_shape, setting.num_classes)
-        except Exception:  # a backbone that cannot be built without data (pretrained weights, say):
-            return  # `build_model` checks it when the run starts
-        column_of(backbone)
+        backbone = self.backbone_layout(setting)
+        if backbone is not None:
+            column_of(backbone)
 
     def build_model(self) -> nn.Module:
         # one fresh backbone per column, each initialized as the backbone initializes itself

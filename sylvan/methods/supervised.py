@@ -141,6 +141,20 @@ class SupervisedMethod(Method):
                 f"{epochs} epoch(s) per task, so a milestone must be below {epochs} to lower the learning rate"
             )
 
+    def backbone_name(self, setting: Any) -> str:
+        """The backbone the method trains on `setting`: `--backbone`, or the dataset's default."""
+        return self.backbone or setting.dataset_spec.default_backbone
+
+    def backbone_layout(self, setting: Any) -> nn.Module | None:
+        """The backbone laid out on the meta device (no memory, no initialization), for checks of
+        its structure before a run starts; None for one that cannot be built so (one that needs
+        its weights, say), which `build_model` then checks when the run starts."""
+        try:
+            with torch.device("meta"):
+                return build_backbone(self.backbone_name(setting), setting.input_shape, setting.num_classes)
+        except Exception:
+            return None
+
     def epochs_per_fit(self, setting: Any) -> int:
         """The epochs each `fit` trains for (what the step schedule's milestones count)."""
         return setting.epochs_per_task
@@ -169,8 +183,7 @@ class SupervisedMethod(Method):
         """A fresh backbone for the setting's input shape and classes, normalizing its inputs first
         where the setting says so (`--normalize_inputs`; CIFAR by default)."""
         setting = self.setting
-        name = self.backbone or setting.dataset_spec.default_backbone
-        model = build_backbone(name, setting.input_shape, setting.num_classes)
+        model = build_backbone(self.backbone_name(setting), setting.input_shape, setting.num_classes)
         normalization = setting.input_normalization()
         return model if normalization is None else with_input_normalization(model, *normalization)
 

@@ -124,10 +124,14 @@ class Learner(L.LightningModule):
         # not `on_after_backward`: under 16-bit mixed precision the gradients are still scaled
         # by the loss scale there; here they are unscaled, as a method that clips, projects or
         # records them expects
-        self.method[0].after_backward()
+        method = self.method[0]
+        method.held.zero_gradients()
+        method.after_backward()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.method[0].after_step()
+        method = self.method[0]
+        method.held.restore()
+        method.after_step()
 
     def configure_optimizers(self) -> Any:
         return self.method[0].configure_optimizer(self.model.parameters())

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.exemplars import HerdingExemplarMethod
-from sylvan.methods.held_weights import HeldWeights, batch_norm_statistics_held
+from sylvan.methods.held_weights import batch_norm_statistics_held
 from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.models.cosine import CosineClassifier, remove_last_relu
 from sylvan.settings.base import Setting
@@ -94,7 +94,6 @@ class LUCIR(HerdingExemplarMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.held = HeldWeights()  # the old classes' weight vectors, while a task trains
         self._finetuning = False
 
     @property
@@ -158,12 +157,6 @@ class LUCIR(HerdingExemplarMethod):
         k = min(self.hard_negatives, int(new.sum()))
         hardest = cosine[of_old][:, new].topk(k, dim=1).values
         return F.relu(self.margin - own + hardest).mean()
-
-    def after_backward(self) -> None:
-        self.held.zero_gradients()
-
-    def after_step(self) -> None:
-        self.held.restore()
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)  # the teacher, the old classes, the exemplars

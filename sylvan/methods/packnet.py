@@ -31,7 +31,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
-from sylvan.methods.held_weights import HeldWeights, batch_norm_statistics_held
+from sylvan.methods.held_weights import batch_norm_statistics_held
 from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
@@ -67,7 +67,6 @@ class PackNet(SupervisedMethod):
                        for name, p in self.model.named_parameters() if self.is_packed(name, p)}
         self.class_stage = torch.full((setting.num_classes,), FREE, dtype=torch.int16)  # first trained in
         self.task_stage = torch.full((setting.nb_tasks,), FREE, dtype=torch.int16)  # a task label's stage
-        self.held = HeldWeights()  # what stays as it is through the training under way
 
     @staticmethod
     def in_classifier(name: str) -> bool:
@@ -166,12 +165,6 @@ class PackNet(SupervisedMethod):
         if batch.t is None:
             raise ValueError("packnet needs task labels in every training batch")
         return F.cross_entropy(self.mask_to_tasks(self.learner(batch.x), batch.t), batch.y)
-
-    def after_backward(self) -> None:
-        self.held.zero_gradients()
-
-    def after_step(self) -> None:
-        self.held.restore()
 
     # ----- evaluation ----------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from sylvan.errors import (
     unknown_name,
 )
 from sylvan.methods.base import Method
+from sylvan.methods.held_weights import HeldWeights
 from sylvan.methods.loss_scaling import loss_scaler, unscaled_gradients
 from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
@@ -169,6 +170,9 @@ class SupervisedMethod(Method):
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self.learner = self.build_learner()
+        # weights the method holds at their values through the training under way (`hold` / `release`):
+        # the learner zeroes their gradients before `after_backward` and puts them back before `after_step`
+        self.held = HeldWeights()
         # the setting's training augmentation: the learner applies it to every training batch,
         # methods to the samples they replay (`augment_inputs`)
         self.augmentation = setting.train_augmentation()

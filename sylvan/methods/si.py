@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from sylvan.methods.path_integral import PathIntegral
 from sylvan.methods.regularization import WeightRegularization
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
@@ -44,8 +45,12 @@ class SI(WeightRegularization):
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self.anchor = self.current_weights()  # w*: the weights at the start of the current task
-        self.path_integral = {k: torch.zeros_like(v) for k, v in self.anchor.items()}  # omega
-        self._before: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
+        self.path = PathIntegral(self.model)  # omega
+
+    @property
+    def path_integral(self) -> dict[str, torch.Tensor]:
+        """omega of each parameter, by name, over the current task."""
+        return self.path.total
 
     @property
     def penalty_strength(self) -> float:
@@ -55,21 +60,10 @@ class SI(WeightRegularization):
         parameters = [p for p in self.model.parameters() if p.grad is not None]
         if self.clip_value > 0:
             torch.nn.utils.clip_grad_value_(parameters, self.clip_value)
-        named = [(k, p) for k, p in self.model.named_parameters() if p.grad is not None]
-        self._before = ({k: p.grad.detach().clone() for k, p in named}, {k: p.detach().clone() for k, p in named})
+        self.path.record({name: p.grad for name, p in self.model.named_parameters() if p.grad is not None})
 
     def after_step(self) -> None:
-        if self._before is None:
-            return
-        grads, weights = self._before
-        for name, weight in self.model.named_parameters():
-            if name in grads:
-                step = weight.detach() - weights[name]
-                integral = self.path_integral[name]
-                if integral.device != step.device:
-                    integral = self.path_integral[name] = integral.to(step.device)
-                integral.sub_(grads[name] * step)
-        self._before = None
+        self.path.accumulate()
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)
@@ -78,7 +72,7 @@ class SI(WeightRegularization):
             weight = weight.detach()
             moved = (weight - self.anchor[name].to(weight.device)).pow(2)
             contributions[name] = self.path_integral[name].to(weight.device) / (moved + self.xi)
-            self.path_integral[name] = torch.zeros_like(weight)
+        self.path.reset()
         self.consolidate(contributions)
 
     def state_dict(self) -> dict[str, Any]:
@@ -86,4 +80,4 @@ class SI(WeightRegularization):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.path_integral = state["path_integral"]
+        self.path.total = state["path_integral"]

@@ -35,6 +35,7 @@ from sylvan.methods.random_method import RandomMethod
 from sylvan.methods.regularization import WeightRegularization
 from sylvan.methods.rehearsal import Rehearsal
 from sylvan.methods.replay import ReplayMethod
+from sylvan.methods.rwalk import RWalk
 from sylvan.methods.sac import SAC
 from sylvan.methods.si import SI
 from sylvan.methods.stable_sgd import StableSGD
@@ -71,6 +72,7 @@ __all__ = [
     "Naive",
     "PackNet",
     "RandomMethod",
+    "RWalk",
     "Rehearsal",
     "ReplayMethod",
     "StableSGD",

@@ -1,4 +1,4 @@
-"""What weight-regularization methods (`ewc`, `mas`, `si`) share: a quadratic penalty that anchors
+"""What weight-regularization methods (`ewc`, `mas`, `si`, `rwalk`) share: a quadratic penalty that anchors
 each weight with its own importance, lambda * sum_i Omega_i (w_i - w*_i)^2, added to the
 cross-entropy of every step once a task has ended.
 

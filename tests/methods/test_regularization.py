@@ -1,4 +1,4 @@
-"""`WeightRegularization`, the base of `ewc`, `mas` and `si`: a method that only measures each
+"""`WeightRegularization`, the base of `ewc`, `mas`, `si` and `rwalk`: a method that only measures each
 task's importance gets the anchoring penalty, the loss and the checkpointed state from it."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods import EWC, MAS, SI, Batch
+from sylvan.methods import EWC, MAS, SI, Batch, RWalk
 from sylvan.methods.regularization import WeightRegularization
 from sylvan.settings import ClassIncrementalSetting
 from sylvan.settings.base import Setting
@@ -111,7 +111,9 @@ def test_the_importance_and_the_anchor_survive_a_checkpoint():
     torch.testing.assert_close(resumed.penalty(), trained.penalty())
 
 
-@pytest.mark.parametrize("method_cls,strength", [(EWC, "ewc_lambda"), (MAS, "mas_lambda"), (SI, "c")])
+@pytest.mark.parametrize(
+    "method_cls,strength", [(EWC, "ewc_lambda"), (MAS, "mas_lambda"), (SI, "c"), (RWalk, "rwalk_lambda")]
+)
 def test_each_regularization_method_weighs_its_penalty_with_its_own_flag(method_cls, strength):
     method = configured(method_cls(**{strength: 3.5}))
     assert method.penalty_strength == 3.5

@@ -29,6 +29,7 @@ from sylvan.methods import (
     LwF,
     MultiHead,
     Naive,
+    RWalk,
     StableSGD,
 )
 from sylvan.methods.agem import project_conflicting
@@ -212,6 +213,7 @@ def digits_runs():
         "clser": CLSER(lr=0.1, buffer_size=200, replay_size=32, plastic_alpha=0.9, stable_alpha=0.9),
         "agem": AGEM(buffer_size=200), "fdr": FDR(lr=0.1, buffer_size=200),
         "gdumb": GDumb(buffer_size=300, retrain_epochs=10), "ewc": EWC(lr=0.1), "lwf": LwF(lr=0.1),
+        "rwalk": RWalk(),
     }
     return {name: (method, ClassIncrementalSetting(**DIGITS).apply(method)) for name, method in methods.items()}
 
@@ -227,7 +229,7 @@ def test_memory_methods_forget_far_less_than_naive(digits_runs, name):
 def test_agem_and_regularizers_keep_task_aware_accuracy(digits_runs):
     naive = digits_runs["naive"][1]
     assert digits_runs["agem"][1].final_average_accuracy > naive.final_average_accuracy
-    for name in ("agem", "ewc", "lwf"):
+    for name in ("agem", "ewc", "lwf", "rwalk"):
         assert digits_runs[name][1].task_aware_accuracy > 0.85
 
 

@@ -152,6 +152,21 @@ def test_mer_workers_take_the_same_meta_steps(tmp_path):
 
 
 @pytest.mark.slow
+def test_rwalk_workers_keep_the_same_fisher_and_scores(tmp_path):
+    """RWalk builds its Fisher and scores from the gradient DDP averaged, less its penalty's, the
+    same on every worker: their importances, and so their networks, stay equal."""
+    complete_run_on_two_workers(tmp_path, "rwalk", [], 0.15)
+    assert_workers_end_with_the_same_network(tmp_path / "rwalk")
+    checkpoints = tmp_path / "rwalk" / "checkpoints"
+    states = [torch.load(checkpoints / name, weights_only=False)["method"]
+              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    for part in ("fisher", "score", "importance"):
+        for name, value in states[0][part].items():
+            assert float(value.abs().sum()) > 0, f"{part}.{name} was measured"
+            torch.testing.assert_close(states[1][part][name], value, msg=f"{part}.{name}")
+
+
+@pytest.mark.slow
 def test_clser_workers_keep_the_same_semantic_memories(tmp_path):
     """CLS-ER's memories average the working network, the same on every worker under DDP; each
     worker draws whether to update them from a generator with the run's seed, so they stay equal."""

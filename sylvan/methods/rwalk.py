@@ -1,0 +1,160 @@
+"""`rwalk`: Riemannian walk (Chaudhry, Dokania, Ajanthan & Torr, "Riemannian Walk for Incremental
+Learning: Understanding Forgetting and Intransigence", ECCV 2018).
+
+A quadratic penalty, lambda * sum_i (F_i + s_i) (w_i - w*_i)^2, anchors the weights where the
+last task ended, with two importances per weight:
+
+- F, the diagonal Fisher information, kept as a moving average over the whole stream (EWC++):
+  every `score_interval` steps, F <- (1 - alpha) F + alpha * (the mean over those steps of the
+  squared minibatch gradient);
+- s, how much the task's loss decreased per unit of distance each weight travelled in the
+  Fisher metric: every `score_interval` steps, s_task += relu(dL / (xi + 1/2 F dw^2)), with dL the
+  first-order change of the loss over the interval (`sylvan.methods.path_integral`) and dw how
+  far the weight moved over it. At the end of a task, s <- (s + s_task) / 2 (s_task the first
+  time): earlier tasks' scores fade, which keeps the network from growing ever more rigid.
+
+When a task ends, F and s are each scaled to [0, 1] (min-max over all the network's weights) and
+their sum becomes the penalty's importance. The gradients F and the scores are built from are
+those of the task's loss alone, without the penalty: the learner's gradient minus the penalty's,
+which is known in closed form (2 lambda (F + s) (w - w*)), so no second backward pass is needed.
+Under data parallelism that gradient is the one DDP averaged, so every worker keeps the same F
+and s.
+
+As in the authors' code, a score interval's negative contribution is dropped (relu) and xi is
+1e-3; unlike it, a task's last, partial interval is scored too, and the Fisher is updated before
+an interval is scored, so that the curvature is measured over the steps it scores (the authors'
+code scores with the Fisher of the interval before, which is zero for the first). Defaults: the
+authors' MNIST arguments (lr 0.1, lambda 1, alpha 0.9, an interval of 10 steps, batch 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from sylvan.methods.path_integral import PathIntegral
+from sylvan.methods.regularization import WeightRegularization
+from sylvan.settings.base import Setting
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+
+
+def scaled_to_unit(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`values` mapped to [0, 1] by the smallest and largest of all of them together (all zero
+    where they are all equal)."""
+    low = min(float(v.min()) for v in values.values())
+    high = max(float(v.max()) for v in values.values())
+    span = high - low
+    return {name: (v - low) / span if span > 0 else torch.zeros_like(v) for name, v in values.items()}
+
+
+@dataclass
+class RWalk(WeightRegularization):
+    """Riemannian walk: EWC++'s running Fisher plus a path-integral score measured in the Fisher
+    metric, both anchoring the weights. Needs task boundaries."""
+
+    name: ClassVar[str] = "rwalk"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+
+    lr: float = 0.1  # learning rate
+    rwalk_lambda: float = 1.0  # strength of the quadratic penalty
+    alpha: float = 0.9  # weight of each interval's squared gradients in the running Fisher (EWC++)
+    score_interval: int = 10  # steps between updates of the running Fisher and the scores
+    xi: float = 1e-3  # damping of the scores where a weight barely moved
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "rwalk_lambda")
+        self.require_in(0, 1, "alpha", low_open=True)
+        self.require_at_least(1, "score_interval")
+        self.require_at_least(0, "xi", strict=True)
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        zeros = {name: torch.zeros_like(weight.detach()) for name, weight in self.model.named_parameters()}
+        self.fisher = zeros  # F, running over the stream
+        self.score: dict[str, torch.Tensor] | None = None  # s, the tasks' scores averaged as they end
+        self.task_score = {name: torch.zeros_like(v) for name, v in zeros.items()}  # s_task so far
+        self.path = PathIntegral(self.model)  # dL of the current interval, per weight
+        self.squared_gradients = {name: torch.zeros_like(v) for name, v in zeros.items()}  # summed in the interval
+        self.interval_start = self.current_weights()
+        self.interval_steps = 0
+
+    @property
+    def penalty_strength(self) -> float:
+        return self.rwalk_lambda
+
+    def task_loss_gradients(self) -> dict[str, torch.Tensor]:
+        """Each parameter's gradient of the task's loss alone: the learner's, less the penalty's."""
+        gradients = {}
+        for name, weight in self.model.named_parameters():
+            if weight.grad is None:
+                continue
+            gradient = weight.grad.detach()
+            if self.importance is not None and self.penalty_strength > 0:
+                importance, anchor = self.importance[name], self.anchor[name]
+                gradient = gradient - 2 * self.penalty_strength * importance.to(gradient.device) * (
+                    weight.detach() - anchor.to(gradient.device))
+            gradients[name] = gradient
+        return gradients
+
+    def after_backward(self) -> None:
+        gradients = self.task_loss_gradients()
+        self.path.record(gradients)
+        for name, gradient in gradients.items():
+            self.squared_gradients[name] = self.on_device(self.squared_gradients, name, gradient).add_(gradient.pow(2))
+
+    def after_step(self) -> None:
+        self.path.accumulate()
+        self.interval_steps += 1
+        if self.interval_steps == self.score_interval:
+            self.close_interval()
+
+    @staticmethod
+    def on_device(tensors: dict[str, torch.Tensor], name: str, like: torch.Tensor) -> torch.Tensor:
+        """tensors[name], moved (in the dict) to the device of `like` where it is elsewhere."""
+        if tensors[name].device != like.device:
+            tensors[name] = tensors[name].to(like.device)
+        return tensors[name]
+
+    def close_interval(self) -> None:
+        """Fold the interval's mean squared gradient into the running Fisher, then add the
+        interval's score to the task's, and start the next interval."""
+        for name, weight in self.model.named_parameters():
+            weight = weight.detach()
+            mean_square = self.on_device(self.squared_gradients, name, weight) / self.interval_steps
+            fisher = self.on_device(self.fisher, name, weight).mul_(1 - self.alpha).add_(self.alpha * mean_square)
+            moved = weight - self.on_device(self.interval_start, name, weight)
+            decrease = self.on_device(self.path.total, name, weight)
+            self.on_device(self.task_score, name, weight).add_(
+                torch.relu(decrease / (self.xi + 0.5 * fisher * moved.pow(2))))
+        self.path.reset()
+        for gradient_sum in self.squared_gradients.values():
+            gradient_sum.zero_()
+        self.interval_start = self.current_weights()
+        self.interval_steps = 0
+
+    def on_task_end(self, task_id: int | None) -> None:
+        super().on_task_end(task_id)
+        if self.interval_steps:
+            self.close_interval()
+        task_score = {name: s.clone() for name, s in self.task_score.items()}
+        for s in self.task_score.values():
+            s.zero_()
+        if self.score is None:
+            self.score = task_score
+        else:
+            self.score = {name: (self.score[name].to(s.device) + s) / 2 for name, s in task_score.items()}
+        fisher, score = scaled_to_unit(self.fisher), scaled_to_unit(self.score)
+        # the importance is recomputed, not accumulated: decay 0 drops the previous one
+        self.consolidate({name: fisher[name] + score[name] for name in fisher}, decay=0.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "fisher": self.fisher, "score": self.score}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint is taken where a task ends: the interval and the task's score start afresh."""
+        super().load_state_dict(state)
+        self.fisher, self.score = state["fisher"], state["score"]
+        self.interval_start = self.current_weights()

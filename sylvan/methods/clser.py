@@ -20,7 +20,8 @@ working network makes one forward pass of the new and replayed samples together 
 code makes a second one of the replayed samples for the consistency loss; without batch norm
 the two give the same logits). Whether a memory is updated at a step is drawn from a generator
 seeded by the run's seed, the same on every data-parallel worker, so that the workers' memories
-stay the same as their working networks do.
+stay the same as their working networks do; the running statistics a batch-norm memory tracks
+from each worker's own replay are averaged over the workers after every step, so they agree too.
 
 Defaults: the paper's Seq-MNIST hyperparameters for buffer 200 (lr 0.03, r 128, reg_weight 2,
 plastic: every step, alpha 0.99; stable: 0.9 of the steps, alpha 0.99; batch 10).
@@ -39,6 +40,7 @@ from sylvan.errors import ConfigurationError
 from sylvan.methods.distillation import frozen_copy
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.supervised import Batch, evaluating
+from sylvan.methods.workers import average_statistics_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -106,6 +108,7 @@ class CLSER(ReplayMethod):
 
     def after_step(self) -> None:
         super().after_step()
+        average_statistics_over_workers(self.plastic_model, self.stable_model)
         self.steps += 1
         for memory, frequency, alpha in (
             (self.plastic_model, self.plastic_update_freq, self.plastic_alpha),

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from sylvan.buffers import ReservoirBuffer
 from sylvan.errors import ConfigurationError
 from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.methods.workers import mean_over_workers
 
 
 def require_share_per_task(method: str, buffer_size: int, nb_tasks: int) -> None:
@@ -130,12 +130,3 @@ def write_flat_gradient(parameters: list[torch.nn.Parameter], vector: torch.Tens
         if p.grad is not None:
             p.grad.copy_(vector[offset : offset + count].view_as(p))
         offset += count
-
-
-def mean_over_workers(tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor` averaged over the data-parallel workers in place (unchanged in one process), as
-    the minibatch gradient is: every worker then projects it the same way."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor)
-        tensor /= dist.get_world_size()
-    return tensor

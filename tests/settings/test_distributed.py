@@ -167,12 +167,15 @@ def test_rwalk_workers_keep_the_same_fisher_and_scores(tmp_path):
 
 
 @pytest.mark.slow
-def test_clser_workers_keep_the_same_semantic_memories(tmp_path):
+@pytest.mark.parametrize("backbone", ["mlp", "resnet18_reduced"])
+def test_clser_workers_keep_the_same_semantic_memories(tmp_path, backbone):
     """CLS-ER's memories average the working network, the same on every worker under DDP; each
-    worker draws whether to update them from a generator with the run's seed, so they stay equal."""
+    worker draws whether to update them from a generator with the run's seed, so they stay equal.
+    A batch-norm memory tracks running statistics of each worker's own replay: they are averaged
+    over the workers after every step."""
     _, runtime = complete_run_on_two_workers(
         tmp_path, "clser", ["--lr", "0.1", "--plastic_alpha", "0.9", "--stable_alpha", "0.9", "--stable_update_freq",
-                            "0.5"], 0.5,
+                            "0.5", "--backbone", backbone], 0.5 if backbone == "mlp" else 0.3,
     )
     assert runtime["replay_steps"] > 0, "every step drew from the distributed rehearsal buffer"
     checkpoints = tmp_path / "clser" / "checkpoints"
@@ -180,6 +183,10 @@ def test_clser_workers_keep_the_same_semantic_memories(tmp_path):
               for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
     assert states[0]["steps"] == states[1]["steps"] > 0
     for memory in ("plastic_model", "stable_model"):
+        statistics = [name for name in states[0][memory] if name.endswith("running_mean")]
+        assert bool(statistics) == (backbone != "mlp")
+        for name in statistics:
+            assert float(states[0][memory][name].abs().sum()) > 0, f"{memory}.{name} tracked the replay"
         for name, value in states[0][memory].items():
             torch.testing.assert_close(states[1][memory][name], value, msg=f"{memory}.{name}")
 

@@ -1,0 +1,44 @@
+"""What a method shares with the other data-parallel workers beyond DDP's averaged gradient:
+quantities each worker computes from its own samples and that must agree on every worker (a
+gradient taken past DDP, the running statistics of a network DDP does not wrap). In one process
+each is left as it is."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def worker_count() -> int:
+    """The number of data-parallel workers (1 where no process group is running)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def mean_over_workers(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` averaged over the data-parallel workers in place (unchanged in one process), as
+    the minibatch gradient is: every worker then projects it the same way."""
+    if worker_count() > 1:
+        dist.all_reduce(tensor)
+        tensor /= dist.get_world_size()
+    return tensor
+
+
+def average_statistics_over_workers(*modules: nn.Module) -> None:
+    """Average the floating-point buffers of `modules` (batch norm's running mean and variance)
+    over the workers, in one collective. A copy of the network that DDP does not wrap, run in
+    training mode on each worker's own samples, tracks statistics of those samples alone; averaged
+    after every update, a running mean is the moving average of the global batch's means, the
+    same on every worker (a running variance, of the workers' variances)."""
+    if worker_count() == 1:
+        return
+    statistics = [b for module in modules for b in module.buffers() if b.is_floating_point()]
+    if not statistics:
+        return
+    flat = mean_over_workers(torch.cat([b.detach().reshape(-1) for b in statistics]))
+    offset = 0
+    for buffer in statistics:
+        buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
+        offset += buffer.numel()

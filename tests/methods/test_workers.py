@@ -1,0 +1,65 @@
+"""What methods share with the other data-parallel workers: averaged tensors and averaged
+running statistics, across 2 real gloo workers, and left alone in one process."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from sylvan.methods.workers import average_statistics_over_workers, mean_over_workers, worker_count
+from tests.buffers.test_distributed_replay import free_port
+
+
+def network() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU())
+
+
+def worker(rank: int, port: int, out: str) -> None:
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    model = network()
+    norm = model[1]
+    with torch.no_grad():
+        norm.running_mean.fill_(rank + 1.0)
+        norm.running_var.fill_(2.0 * (rank + 1))
+        norm.num_batches_tracked.fill_(10 * (rank + 1))
+        model[0].weight.add_(rank)  # a parameter: not a statistic, left alone
+    average_statistics_over_workers(model)
+    averaged = mean_over_workers(torch.tensor([float(rank), 4.0 * rank]))
+    result = {
+        "count": worker_count(), "mean": norm.running_mean.tolist(), "var": norm.running_var.tolist(),
+        "tracked": int(norm.num_batches_tracked), "weight_shift": float((model[0].weight - network()[0].weight).mean()),
+        "averaged": averaged.tolist(),
+    }
+    Path(out, f"{rank}.json").write_text(json.dumps(result))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_statistics_and_tensors_are_averaged_over_two_workers(tmp_path):
+    mp.start_processes(worker, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert result["count"] == 2
+        assert result["mean"] == [1.5] * 4 and result["var"] == [3.0] * 4
+        assert result["tracked"] == 10 * (rank + 1), "integer buffers are not statistics to average"
+        assert result["weight_shift"] == rank, "parameters are left alone"
+        assert result["averaged"] == [0.5, 2.0]
+
+
+def test_one_process_leaves_everything_as_it_is():
+    model = network()
+    with torch.no_grad():
+        model[1].running_mean.fill_(3.0)
+    average_statistics_over_workers(model)
+    assert worker_count() == 1
+    assert model[1].running_mean.tolist() == [3.0] * 4
+    tensor = torch.tensor([1.0, 2.0])
+    assert mean_over_workers(tensor) is tensor and tensor.tolist() == [1.0, 2.0]

@@ -15,6 +15,7 @@ from sylvan.methods import Batch, RWalk
 from sylvan.methods.rwalk import scaled_to_unit
 from sylvan.settings import ClassIncrementalSetting
 from tests.methods.digits_samples import samples
+from tests.methods.test_zoo import plain_sgd_step
 
 DIGITS = dict(dataset="digits", nb_tasks=5, epochs=1, batch_size=8, progress_bar=False)
 
@@ -36,22 +37,10 @@ def cross_entropy_gradients(method: RWalk, step: Batch) -> dict[str, torch.Tenso
     return {name: p.grad.clone() for name, p in method.model.named_parameters()}
 
 
-def sgd_step(method: RWalk, step: Batch, lr: float) -> None:
-    """What the learner does for one step of plain SGD: the method's loss backward, its
-    `after_backward`, the step, its `after_step`."""
-    method.model.zero_grad()
-    method.training_step(step).backward()
-    method.after_backward()
-    with torch.no_grad():
-        for p in method.model.parameters():
-            p.sub_(lr * p.grad)
-    method.after_step()
-
-
 def test_one_step_interval_folds_the_squared_gradient_into_the_fisher_and_scores_it_in_its_metric():
     method = configured(RWalk(score_interval=1, alpha=0.9, xi=1e-3))
     g = cross_entropy_gradients(method, batch(0))
-    sgd_step(method, batch(0), lr=0.1)
+    plain_sgd_step(method, batch(0), lr=0.1)
     for name, gradient in g.items():
         fisher = 0.9 * gradient.pow(2)
         torch.testing.assert_close(method.fisher[name], fisher)
@@ -65,17 +54,17 @@ def test_one_step_interval_folds_the_squared_gradient_into_the_fisher_and_scores
 def test_the_fisher_averages_an_intervals_squared_gradients_and_keeps_a_share_of_the_last():
     method = configured(RWalk(score_interval=2, alpha=0.5))
     first = cross_entropy_gradients(method, batch(0))
-    sgd_step(method, batch(0), lr=0.1)
+    plain_sgd_step(method, batch(0), lr=0.1)
     assert all(float(f.abs().sum()) == 0.0 for f in method.fisher.values()), "updated once the interval ends"
     second = cross_entropy_gradients(method, batch(1))
-    sgd_step(method, batch(1), lr=0.1)
+    plain_sgd_step(method, batch(1), lr=0.1)
     interval = {name: (first[name].pow(2) + second[name].pow(2)) / 2 for name in first}
     for name in first:
         torch.testing.assert_close(method.fisher[name], 0.5 * interval[name])
     third = cross_entropy_gradients(method, batch(2))
-    sgd_step(method, batch(2), lr=0.1)
+    plain_sgd_step(method, batch(2), lr=0.1)
     fourth = cross_entropy_gradients(method, batch(3))
-    sgd_step(method, batch(3), lr=0.1)
+    plain_sgd_step(method, batch(3), lr=0.1)
     for name in first:
         torch.testing.assert_close(
             method.fisher[name], 0.5 * 0.5 * interval[name] + 0.5 * (third[name].pow(2) + fourth[name].pow(2)) / 2)
@@ -84,9 +73,9 @@ def test_the_fisher_averages_an_intervals_squared_gradients_and_keeps_a_share_of
 def test_an_interval_is_scored_over_the_whole_distance_its_weights_moved():
     method = configured(RWalk(score_interval=2, alpha=1.0, xi=1e-3))
     first = cross_entropy_gradients(method, batch(0))
-    sgd_step(method, batch(0), lr=0.1)
+    plain_sgd_step(method, batch(0), lr=0.1)
     second = cross_entropy_gradients(method, batch(1))
-    sgd_step(method, batch(1), lr=0.1)
+    plain_sgd_step(method, batch(1), lr=0.1)
     for name in first:
         decrease = 0.1 * first[name].pow(2) + 0.1 * second[name].pow(2)
         moved = -0.1 * (first[name] + second[name])
@@ -96,7 +85,7 @@ def test_an_interval_is_scored_over_the_whole_distance_its_weights_moved():
 
 def test_the_fisher_and_the_scores_come_from_the_task_loss_not_the_penalty():
     method = configured(RWalk(score_interval=1, alpha=1.0, rwalk_lambda=5.0))
-    sgd_step(method, batch(0), lr=0.1)
+    plain_sgd_step(method, batch(0), lr=0.1)
     method.on_task_end(0)
     with torch.no_grad():  # far from the anchor: the penalty's gradient is large
         for p in method.model.parameters():
@@ -112,14 +101,14 @@ def test_the_fisher_and_the_scores_come_from_the_task_loss_not_the_penalty():
 
 def test_a_task_end_scores_its_partial_interval_and_averages_the_tasks_scores():
     method = configured(RWalk(score_interval=100))
-    sgd_step(method, batch(0), lr=0.1)
+    plain_sgd_step(method, batch(0), lr=0.1)
     assert all(float(s.abs().sum()) == 0.0 for s in method.task_score.values())
     method.on_task_end(0)
     first = {name: s.clone() for name, s in method.score.items()}
     assert any(float(s.sum()) > 0 for s in first.values()), "the one-step interval was scored"
     assert all(float(s.abs().sum()) == 0.0 for s in method.task_score.values()), "the next task starts at 0"
-    sgd_step(method, batch(1), lr=0.1)
-    sgd_step(method, batch(2), lr=0.1)
+    plain_sgd_step(method, batch(1), lr=0.1)
+    plain_sgd_step(method, batch(2), lr=0.1)
     method.close_interval()
     second = {name: s.clone() for name, s in method.task_score.items()}
     method.on_task_end(1)
@@ -129,8 +118,8 @@ def test_a_task_end_scores_its_partial_interval_and_averages_the_tasks_scores():
 
 def test_the_importance_is_the_sum_of_the_fisher_and_the_score_each_scaled_to_unit():
     method = configured(RWalk(score_interval=1))
-    sgd_step(method, batch(0), lr=0.1)
-    sgd_step(method, batch(1), lr=0.1)
+    plain_sgd_step(method, batch(0), lr=0.1)
+    plain_sgd_step(method, batch(1), lr=0.1)
     method.on_task_end(0)
     fisher, score = scaled_to_unit(method.fisher), scaled_to_unit(method.score)
     for name, weight in method.model.named_parameters():
@@ -151,7 +140,7 @@ def test_scaling_to_unit_uses_the_extremes_of_all_the_tensors_together():
 def test_the_fisher_and_the_scores_survive_a_checkpoint():
     RWalk.check_resumable()
     trained = configured(RWalk(score_interval=1))
-    sgd_step(trained, batch(0), lr=0.1)
+    plain_sgd_step(trained, batch(0), lr=0.1)
     trained.on_task_end(0)
     resumed = configured(RWalk(score_interval=1))
     resumed.load_state_dict(copy.deepcopy(trained.state_dict()))  # as written to a file and read back
@@ -160,7 +149,7 @@ def test_the_fisher_and_the_scores_survive_a_checkpoint():
         torch.testing.assert_close(resumed.score[name], trained.score[name])
         torch.testing.assert_close(resumed.importance[name], trained.importance[name])
     for method in (trained, resumed):  # the next task trains the same way from both
-        sgd_step(method, batch(1), lr=0.1)
+        plain_sgd_step(method, batch(1), lr=0.1)
     for name in trained.fisher:
         torch.testing.assert_close(resumed.fisher[name], trained.fisher[name])
         torch.testing.assert_close(resumed.task_score[name], trained.task_score[name])

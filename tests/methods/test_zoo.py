@@ -51,13 +51,14 @@ def configured(method, setting_cls=ClassIncrementalSetting, **options):
 
 def plain_sgd_step(method, batch: Batch, lr: float) -> None:
     """The update the learner makes for `batch` with plain SGD: the method's loss backward, its
-    `after_backward` hook, then each weight minus lr times its gradient."""
+    `after_backward` hook, each weight minus lr times its gradient, then its `after_step` hook."""
     method.model.zero_grad()
     method.training_step(batch).backward()
     method.after_backward()
     with torch.no_grad():
         for p in method.model.parameters():
             p.sub_(lr * p.grad)
+    method.after_step()
 
 
 def digits_batch(labels: list[int], seed: int = 0) -> Batch:

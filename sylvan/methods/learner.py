@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from sylvan.errors import ConfigurationError, raise_stopped_by_signal
+from sylvan.methods.loss_scaling import loss_scaler, step_overflowed
 from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.minibatches import float_inputs
 
@@ -73,6 +74,7 @@ class Learner(L.LightningModule):
         # before every forward pass (DDP's default for buffers), which would cost a collective
         # per step and overwrite what the other workers learned
         self._ddp_params_and_buffers_to_ignore = ["task_classes"]
+        self.step_skipped = False  # the step's gradients overflowed the loss scale (16-mixed)
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Lightning names the hook it is in by setting `_current_fx_name` before and after each
@@ -123,15 +125,21 @@ class Learner(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         # not `on_after_backward`: under 16-bit mixed precision the gradients are still scaled
         # by the loss scale there; here they are unscaled, as a method that clips, projects or
-        # records them expects
+        # records them expects. A step whose gradients overflowed the loss scale is skipped by
+        # the scaler: the method's hooks do not see it (SI would record an infinite gradient
+        # times a move of zero, NaN)
         method = self.method[0]
         method.held.zero_gradients()
-        method.after_backward()
+        self.step_skipped = step_overflowed(self.model.parameters(), loss_scaler(self._trainer))
+        if not self.step_skipped:
+            method.after_backward()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         method = self.method[0]
         method.held.restore()
-        method.after_step()
+        if not self.step_skipped:
+            method.after_step()
+        self.step_skipped = False
 
     def configure_optimizers(self) -> Any:
         return self.method[0].configure_optimizer(self.model.parameters())

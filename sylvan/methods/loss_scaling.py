@@ -13,7 +13,7 @@ float32's) there is no scale, and the gradients are taken as they are.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -54,3 +54,14 @@ def unscaled_gradients(
     if require_finite and present and not bool(torch.stack([g.isfinite().all() for g in present]).all()):
         return torch.autograd.grad(loss, inputs, retain_graph=retain_graph, allow_unused=True)
     return tuple(None if g is None else g / scale.to(g.dtype) for g in gradients)
+
+
+def step_overflowed(parameters: Iterable[torch.Tensor], scaler: torch.amp.GradScaler | None) -> bool:
+    """Whether the gradients of `parameters` hold an infinite or NaN value under `scaler`'s loss
+    scale, so that the scaler skips the optimizer's step (and lowers the scale): False, without a
+    check, where there is no scaler. A method's hooks around the step must then record nothing
+    of it: its gradients are not the loss's, and the weights do not move."""
+    if scaler is None:
+        return False
+    gradients = [p.grad for p in parameters if p.grad is not None]
+    return bool(gradients) and not bool(torch.stack([g.isfinite().all() for g in gradients]).all())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError, UnknownNameError
-from sylvan.methods import AGEM, DER, FDR, GEM, MIR
+from sylvan.methods import AGEM, DER, FDR, GEM, MIR, RWalk
 from sylvan.methods.loss_scaling import loss_scaler
 from sylvan.methods.naive import Naive
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
@@ -119,3 +120,26 @@ def test_16_mixed_takes_a_methods_own_gradients_under_the_loss_scale(method_cls)
         accuracies[precision] = ClassIncrementalSetting(**options).apply(method).final_average_accuracy
     assert {("32-true", False), ("16-mixed", True)} == set(scaled)
     assert abs(accuracies["16-mixed"] - accuracies["32-true"]) < 0.2, accuracies  # tiny test sets: a sanity bound
+
+
+@pytest.mark.parametrize("overflowed", [True, False])
+def test_a_step_the_loss_scaler_skips_is_hidden_from_the_methods_hooks(overflowed):
+    """Under 16-mixed the scaler skips the optimizer's step where the gradients overflowed. SI
+    and RWalk record each step's gradient times the weights' move: an infinite gradient and a
+    move of zero would make their importances NaN. The learner hides such a step from
+    `after_backward` and `after_step` (the CPU's gradient scaler stands in for a GPU run's)."""
+    method = RWalk(score_interval=1)
+    method.configure(ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting)))
+    learner = method.learner
+    learner._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=torch.amp.GradScaler("cpu")))
+    for p in method.model.parameters():
+        p.grad = torch.full_like(p, float("inf") if overflowed else 0.5)
+    learner.on_before_optimizer_step(None)
+    learner.on_train_batch_end(None, None, 0)  # the scaler skipped the step: the weights did not move
+    assert learner.step_skipped is False, "the next step is checked afresh"
+    fisher = torch.cat([f.flatten() for f in method.fisher.values()])
+    if overflowed:
+        assert float(fisher.abs().sum()) == 0.0, "nothing was recorded"
+    else:
+        torch.testing.assert_close(fisher, torch.full_like(fisher, 0.9 * 0.25))  # alpha * g^2
+    assert bool(torch.cat([s.flatten() for s in method.task_score.values()]).isfinite().all())

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sylvan.methods.regularization import on_device_of
+
 
 class PathIntegral:
     """The running omega of every parameter of `model`, by name, since the last `reset`."""
@@ -37,10 +39,7 @@ class PathIntegral:
         gradients, weights = self._before
         for name, weight in self.model.named_parameters():
             if name in gradients:
-                integral = self.total[name]
-                if integral.device != weight.device:
-                    integral = self.total[name] = integral.to(weight.device)
-                integral.sub_(gradients[name] * (weight.detach() - weights[name]))
+                on_device_of(self.total, name, weight).sub_(gradients[name] * (weight.detach() - weights[name]))
         self._before = None
 
     def reset(self) -> None:

@@ -20,18 +20,23 @@ from torch import nn
 from sylvan.methods.supervised import Batch, SupervisedMethod
 
 
+def on_device_of(tensors: dict[str, torch.Tensor], name: str, like: torch.Tensor) -> torch.Tensor:
+    """tensors[name], moved in the dict to the device of `like` where it is elsewhere: state kept
+    per parameter follows the model to its device once (the model moves when a fit starts), not
+    at every step."""
+    if tensors[name].device != like.device:
+        tensors[name] = tensors[name].to(like.device)
+    return tensors[name]
+
+
 def weighted_squared_distance(
     model: nn.Module, importance: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]
 ) -> torch.Tensor:
-    """sum_i importance_i * (w_i - anchor_i)^2 over the parameters of `model`. The importance and
-    anchor tensors follow the model to its device once (in place in the dicts), not every step."""
+    """sum_i importance_i * (w_i - anchor_i)^2 over the parameters of `model`."""
     total = torch.zeros((), device=next(model.parameters()).device)
     for name, weight in model.named_parameters():
-        if importance[name].device != weight.device:
-            importance[name] = importance[name].to(weight.device)
-        if anchor[name].device != weight.device:
-            anchor[name] = anchor[name].to(weight.device)
-        total = total + (importance[name] * (weight - anchor[name]).pow(2)).sum()
+        distance = (weight - on_device_of(anchor, name, weight)).pow(2)
+        total = total + (on_device_of(importance, name, weight) * distance).sum()
     return total
 
 

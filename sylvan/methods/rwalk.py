@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import torch
 
 from sylvan.methods.path_integral import PathIntegral
-from sylvan.methods.regularization import WeightRegularization
+from sylvan.methods.regularization import WeightRegularization, on_device_of
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -93,9 +93,8 @@ class RWalk(WeightRegularization):
                 continue
             gradient = weight.grad.detach()
             if self.importance is not None and self.penalty_strength > 0:
-                importance, anchor = self.importance[name], self.anchor[name]
-                gradient = gradient - 2 * self.penalty_strength * importance.to(gradient.device) * (
-                    weight.detach() - anchor.to(gradient.device))
+                moved = weight.detach() - on_device_of(self.anchor, name, weight)
+                gradient = gradient - 2 * self.penalty_strength * on_device_of(self.importance, name, weight) * moved
             gradients[name] = gradient
         return gradients
 
@@ -103,7 +102,7 @@ class RWalk(WeightRegularization):
         gradients = self.task_loss_gradients()
         self.path.record(gradients)
         for name, gradient in gradients.items():
-            self.squared_gradients[name] = self.on_device(self.squared_gradients, name, gradient).add_(gradient.pow(2))
+            on_device_of(self.squared_gradients, name, gradient).add_(gradient.pow(2))
 
     def after_step(self) -> None:
         self.path.accumulate()
@@ -111,23 +110,16 @@ class RWalk(WeightRegularization):
         if self.interval_steps == self.score_interval:
             self.close_interval()
 
-    @staticmethod
-    def on_device(tensors: dict[str, torch.Tensor], name: str, like: torch.Tensor) -> torch.Tensor:
-        """tensors[name], moved (in the dict) to the device of `like` where it is elsewhere."""
-        if tensors[name].device != like.device:
-            tensors[name] = tensors[name].to(like.device)
-        return tensors[name]
-
     def close_interval(self) -> None:
         """Fold the interval's mean squared gradient into the running Fisher, then add the
         interval's score to the task's, and start the next interval."""
         for name, weight in self.model.named_parameters():
             weight = weight.detach()
-            mean_square = self.on_device(self.squared_gradients, name, weight) / self.interval_steps
-            fisher = self.on_device(self.fisher, name, weight).mul_(1 - self.alpha).add_(self.alpha * mean_square)
-            moved = weight - self.on_device(self.interval_start, name, weight)
-            decrease = self.on_device(self.path.total, name, weight)
-            self.on_device(self.task_score, name, weight).add_(
+            mean_square = on_device_of(self.squared_gradients, name, weight) / self.interval_steps
+            fisher = on_device_of(self.fisher, name, weight).mul_(1 - self.alpha).add_(self.alpha * mean_square)
+            moved = weight - on_device_of(self.interval_start, name, weight)
+            decrease = on_device_of(self.path.total, name, weight)
+            on_device_of(self.task_score, name, weight).add_(
                 torch.relu(decrease / (self.xi + 0.5 * fisher * moved.pow(2))))
         self.path.reset()
         for gradient_sum in self.squared_gradients.values():

@@ -22,6 +22,7 @@ from sylvan.methods import (
     CLSER,
     DER,
     ERACE,
+    ERAML,
     EWC,
     FDR,
     GEM,
@@ -123,6 +124,9 @@ RUNS: dict[str, Run] = {
     "mir-500": Run(lambda: MIR(lr=0.05, buffer_size=500, replay_size=10, candidates=50, backbone=MLP), None, None),
     "er_ace-200": Run(lambda: ERACE(lr=0.1, buffer_size=200, replay_size=10, backbone=MLP), None, None),
     "er_ace-500": Run(lambda: ERACE(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), None, None),
+    # its authors' arguments (lr 0.1, r 10, tau 0.2, a cosine classifier of scale 10); no published Seq-MNIST figure
+    "er_aml-200": Run(lambda: ERAML(lr=0.1, buffer_size=200, replay_size=10, backbone=MLP), None, None),
+    "er_aml-500": Run(lambda: ERAML(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), None, None),
     # CLS-ER (its own paper's Seq-MNIST table and best arguments, the DER paper's protocol): predictions come from
     # the stable memory
     "clser-200": Run(

@@ -15,6 +15,7 @@ from sylvan.methods.der import DER
 from sylvan.methods.derpp import DERPlusPlus
 from sylvan.methods.dqn import DQN
 from sylvan.methods.er_ace import ERACE
+from sylvan.methods.er_aml import ERAML
 from sylvan.methods.ewc import EWC
 from sylvan.methods.fdr import FDR
 from sylvan.methods.from_scratch import FromScratch
@@ -47,6 +48,7 @@ __all__ = [
     "DER",
     "DQN",
     "ERACE",
+    "ERAML",
     "EWC",
     "FDR",
     "GEM",

@@ -1,5 +1,5 @@
 """The base of methods that keep a rehearsal buffer and replay from it with each minibatch
-(`rehearsal`, `der`, `derpp`, `er_ace`, `mir`, `mer`, `clser`): the buffer's options and its construction, and
+(`rehearsal`, `der`, `derpp`, `er_ace`, `er_aml`, `mir`, `mer`, `clser`): the buffer's options and its construction, and
 where a step's replay comes from: the method's own buffer in one process, the union of every
 worker's buffer on data-parallel settings (the distributed asynchronous rehearsal buffer,
 `sylvan.buffers.global_replay`). A method draws with `draw_replay` and stores with `remember`
@@ -112,15 +112,17 @@ class ReplayMethod(SupervisedMethod):
             )
         return self._global_replay
 
-    def draw_replay(self, n: int) -> dict[str, torch.Tensor]:
+    def draw_replay(self, n: int, augment: bool = True) -> dict[str, torch.Tensor]:
         """Up to `n` samples drawn uniformly from the buffer (every stored field; {} while it is
         empty), their inputs augmented as the setting augments the minibatch: each replay is a
-        fresh view. On data-parallel settings, the step's next draw from the global buffer."""
+        fresh view. On data-parallel settings, the step's next draw from the global buffer.
+        Without `augment`, the inputs as stored: for a draw of which the method trains on a
+        few samples only, which it then augments itself (`augment_inputs`)."""
         if self._global_replay is not None:
             replay = self._global_replay.take(n)
         else:
             replay = self.buffer.sample(n)
-        if replay and self.augmentation is not None:
+        if replay and augment and self.augmentation is not None:
             replay["x"] = self.augment_inputs(replay["x"])
         return replay
 

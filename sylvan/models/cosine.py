@@ -19,14 +19,18 @@ from sylvan.models.resnet import BasicBlock
 
 
 class CosineClassifier(nn.Module):
-    """sigma * cos(w_c, f): one weight vector per class, no bias, and a learned scale sigma
-    (1 at the start), which the cross-entropy needs since a cosine lies in [-1, 1]."""
+    """sigma * cos(w_c, f): one weight vector per class, no bias, and a scale sigma, which the
+    cross-entropy needs since a cosine lies in [-1, 1]: learned from 1 (LUCIR), or fixed when
+    `scale` is given (ER-AML's classifier, whose scale is 10)."""
 
-    def __init__(self, in_features: int, num_classes: int) -> None:
+    def __init__(self, in_features: int, num_classes: int, scale: float | None = None) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(in_features)
         self.weight = nn.Parameter(torch.empty(num_classes, in_features).uniform_(-bound, bound))
-        self.sigma = nn.Parameter(torch.ones(()))
+        if scale is None:
+            self.sigma = nn.Parameter(torch.ones(()))
+        else:
+            self.register_buffer("sigma", torch.tensor(float(scale)))
 
     def cosine(self, features: torch.Tensor) -> torch.Tensor:
         """cos(w_c, f) for every sample and class, (batch, classes)."""

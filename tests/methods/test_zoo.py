@@ -15,6 +15,7 @@ from sylvan.methods import (
     CLSER,
     DER,
     ERACE,
+    ERAML,
     EWC,
     FDR,
     LUCIR,
@@ -207,7 +208,8 @@ def digits_runs():
     # rates some papers tuned for 12,000-sample MNIST tasks
     methods = {
         "naive": Naive(), "der": DER(lr=0.1, buffer_size=200), "derpp": DERPlusPlus(lr=0.1, buffer_size=200),
-        "er_ace": ERACE(buffer_size=200), "mir": MIR(buffer_size=200), "icarl": ICaRL(buffer_size=200),
+        "er_ace": ERACE(buffer_size=200), "er_aml": ERAML(buffer_size=200), "mir": MIR(buffer_size=200),
+        "icarl": ICaRL(buffer_size=200),
         "mer": MER(buffer_size=200, replay_size=32, batch_num=2), "bic": BiC(buffer_size=200),
         "lucir": LUCIR(buffer_size=200),
         # memories averaging over about 10 steps, not 100: a digits task is 54 steps long here
@@ -220,7 +222,7 @@ def digits_runs():
 
 
 @pytest.mark.parametrize(
-    "name", ["der", "derpp", "er_ace", "mir", "mer", "clser", "icarl", "bic", "lucir", "gdumb", "fdr"]
+    "name", ["der", "derpp", "er_ace", "er_aml", "mir", "mer", "clser", "icarl", "bic", "lucir", "gdumb", "fdr"]
 )
 def test_memory_methods_forget_far_less_than_naive(digits_runs, name):
     naive = digits_runs["naive"][1].final_average_accuracy

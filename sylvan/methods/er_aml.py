@@ -1,0 +1,177 @@
+"""`er_aml`: experience replay with asymmetric metric learning (Caccia et al., "New Insights on
+Reducing Abrupt Representation Change in Online Continual Learning", ICLR 2022; `er_ace` is the
+paper's other method).
+
+When new classes arrive, the cross-entropy of their samples pushes the old classes' features
+away, an abrupt change of the representation that replay then has to undo. ER-AML keeps the new
+samples away from the classifier. They learn by a supervised contrastive loss (SupCon, Khosla et
+al., NeurIPS 2020) on the backbone's L2-normalized features, which pulls each of them (an
+anchor) towards a positive, a sample of its class, and away from a negative, a sample of another
+class of the minibatch: never from the old classes. The replayed samples learn by cross-entropy
+over every class, as in ER.
+
+For each anchor, the positive and the negative are drawn uniformly from the minibatch joined by
+`contrast_pool` stored samples (by default the whole buffer, as the authors' code draws from all
+of it): a positive has the anchor's label and is not the anchor, a negative has another label of
+the minibatch (the authors' task-free rule; it needs no task labels). An anchor with no candidate
+for either is left out of the step. With the step's N anchors a_i and their positives and
+negatives as the 2N contrast samples c_k (all normalized),
+
+    L = -(tau / tau_b) * mean_i  1/|P(i)| * sum_{p in P(i)} log( exp(a_i . c_p / tau) / sum_k exp(a_i . c_k / tau) )
+
+P(i) the contrast samples of i's class. While the buffer is still empty (the run's first step)
+the minibatch learns by cross-entropy. One forward pass of the features covers the minibatch,
+the contrast samples and the replay.
+
+As in the authors' code, the classifier is cosine-normalized, 10 * cos(w_c, f) without bias
+(`--cosine_classifier false` keeps the backbone's linear one), on the features as they are.
+Defaults: the authors' (lr 0.1, r 10, tau 0.2, tau_b 0.07, batch 10). Needs no task boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sylvan.errors import ConfigurationError, refuse_if_given
+from sylvan.methods.replay import ReplayMethod
+from sylvan.methods.supervised import Batch
+from sylvan.models.cosine import CosineClassifier
+from sylvan.settings.base import Setting
+from sylvan.settings.online import OnlineSetting
+
+CONTRAST_DRAWS_SEED = 30_011  # seed offset of the positives' and negatives' draws (`Setting.worker_seed`)
+
+
+def contrast_pairs(
+    anchor_y: torch.Tensor, candidate_y: torch.Tensor, keys: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each anchor, the index among the candidates of its positive and of its negative, and
+    whether it has both. The anchors are the last len(anchor_y) candidates (the minibatch joins
+    the stored samples). A positive has the anchor's label and is another candidate; a negative
+    has a label other than the anchor's, among the anchors' labels. Each is the valid candidate
+    with the largest of `keys` (candidates x anchors, uniform draws): a uniform choice, made
+    without leaving the device. An anchor without a valid candidate gets index 0, and False."""
+    n, m = len(candidate_y), len(anchor_y)
+    same_label = candidate_y[:, None] == anchor_y[None, :]
+    itself = torch.arange(n, device=candidate_y.device)[:, None] == torch.arange(n - m, n, device=candidate_y.device)
+    of_the_batch = torch.isin(candidate_y, anchor_y)[:, None]
+    valid_positive = same_label & ~itself
+    valid_negative = ~same_label & of_the_batch
+    positive = keys.masked_fill(~valid_positive, -1.0).argmax(0)
+    negative = keys.masked_fill(~valid_negative, -1.0).argmax(0)
+    return positive, negative, valid_positive.any(0) & valid_negative.any(0)
+
+
+def asymmetric_contrastive_loss(
+    anchors: torch.Tensor, contrast: torch.Tensor, anchor_y: torch.Tensor, contrast_y: torch.Tensor,
+    valid: torch.Tensor, temperature: float, base_temperature: float,
+) -> torch.Tensor:
+    """SupCon of the anchors against the contrast samples (the module's formula), over the
+    `valid` anchors and the contrast samples drawn for them: `contrast` holds each anchor's
+    positive, then each anchor's negative, so contrast sample k belongs to anchor k mod N.
+    Features are normalized here and the loss is computed in float32. 0 without a valid anchor.
+    Invalid entries are masked, not dropped, so that the step needs no host synchronization."""
+    anchors = F.normalize(anchors.float(), dim=1)
+    contrast = F.normalize(contrast.float(), dim=1)
+    kept = valid.repeat(2)
+    logits = (anchors @ contrast.T / temperature).masked_fill(~kept[None, :], torch.finfo(torch.float32).min)
+    log_probability = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (anchor_y[:, None] == contrast_y[None, :]) & kept[None, :]
+    mean_positive = log_probability.masked_fill(~positives, 0.0).sum(1) / positives.sum(1).clamp(min=1)
+    per_anchor = -(temperature / base_temperature) * mean_positive
+    return (per_anchor * valid).sum() / valid.sum().clamp(min=1)
+
+
+@dataclass
+class ERAML(ReplayMethod):
+    """ER-AML: supervised contrastive learning for incoming samples, cross-entropy for replayed ones."""
+
+    name: ClassVar[str] = "er_aml"
+    target_setting: ClassVar[type[Setting]] = OnlineSetting  # needs no boundaries: runs everywhere
+
+    lr: float = 0.1  # learning rate
+    replay_size: int = 10  # r: samples replayed with each minibatch (0: as many as the batch size)
+    temperature: float = 0.2  # tau: the temperature of the incoming samples' contrastive loss
+    base_temperature: float = 0.07  # tau_b: the loss is scaled by tau / tau_b
+    contrast_pool: int = 0  # stored samples drawn each step to pick positives and negatives from (0: --buffer_size)
+    cosine_classifier: bool = True  # classify by a scaled cosine, as the authors do (false: the backbone's linear one)
+    classifier_scale: float = 10.0  # the cosine classifier's fixed scale
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "temperature", "base_temperature", "classifier_scale", strict=True)
+        self.require_at_least(0, "contrast_pool")
+        if not self.cosine_classifier:
+            refuse_if_given(
+                self, "classifier_scale", "it scales the cosine classifier, and --cosine_classifier is false"
+            )
+        if self.buffer_size == 0:
+            raise ConfigurationError(
+                "--buffer_size must be at least 1: er_aml draws the incoming samples' positives and negatives from "
+                "the buffer as well as the minibatch, and replays from it"
+            )
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        backbone = self.backbone_layout(setting)
+        if backbone is not None:
+            with torch.device("meta"):
+                self.with_classifier(backbone, self.backbone_name(setting), setting.num_classes)
+
+    def with_classifier(self, model: nn.Module, name: str, num_classes: int) -> nn.Module:
+        """`model` with the cosine classifier (unless `cosine_classifier` is false); a
+        `ConfigurationError` for a network without the `features` (and `feature_dim`) the
+        contrastive loss is computed on."""
+        if not isinstance(getattr(model, "features", None), nn.Module) or not hasattr(model, "feature_dim"):
+            raise ConfigurationError(
+                f"er_aml learns the incoming samples' features, so it needs a backbone with `features` and "
+                f"`feature_dim` (every built-in one), which {name} lacks"
+            )
+        if self.cosine_classifier:
+            model.classifier = CosineClassifier(model.feature_dim, num_classes, scale=self.classifier_scale)
+        return model
+
+    def build_model(self) -> nn.Module:
+        return self.with_classifier(super().build_model(), self.backbone_name(self.setting), self.setting.num_classes)
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.contrast_draws = torch.Generator().manual_seed(setting.worker_seed(CONTRAST_DRAWS_SEED))
+
+    def contrast_count(self) -> int:
+        return self.contrast_pool or self.buffer_size
+
+    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
+        return (self.replay_count(batch_size), self.contrast_count())  # the replay, then the contrast pool
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        replay = self.draw_replay(self.replay_count(len(batch.y)))
+        pool = self.draw_replay(self.contrast_count(), augment=False)  # only the chosen few are augmented
+        self.remember(self.stored_fields(batch))  # before the passes: the next step's candidates travel during them
+        if not replay:
+            return F.cross_entropy(self.learner(batch.x), batch.y)
+        incoming = batch.x if batch.stored_x is None else batch.stored_x
+        candidate_x = torch.cat([pool["x"], incoming])
+        candidate_y = torch.cat([pool["y"], batch.y])
+        keys = torch.rand(len(candidate_y), len(batch.y), generator=self.contrast_draws).to(candidate_y.device)
+        positive, negative, valid = contrast_pairs(batch.y, candidate_y, keys)
+        chosen = torch.cat([positive, negative])
+        x = torch.cat([batch.x, self.augment_inputs(candidate_x[chosen]), replay["x"]])
+        features = self.model.features(x).flatten(1)
+        anchors, contrast, replayed = features.split([len(batch.y), len(chosen), len(replay["y"])])
+        incoming_loss = asymmetric_contrastive_loss(
+            anchors, contrast, batch.y, candidate_y[chosen], valid, self.temperature, self.base_temperature
+        )
+        return incoming_loss + F.cross_entropy(self.model.classifier(replayed), replay["y"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "contrast_draws": self.contrast_draws.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.contrast_draws.set_state(state["contrast_draws"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from der_tables import Protocol, Run, main, with_batch_gated_gss
 
-from sylvan.methods import AGEM, CLSER, DER, EWC, FDR, HAL, SI, DERPlusPlus, FromScratch, Naive, Rehearsal, RWalk
+from sylvan.methods import AGEM, CLSER, DER, EWC, FDR, GPM, HAL, SI, DERPlusPlus, FromScratch, Naive, Rehearsal, RWalk
 
 MLP = "mlp"
 
@@ -33,6 +33,7 @@ RUNS: dict[str, Run] = {
     "si": Run(lambda: SI(lr=0.1, c=1.0, xi=1.0, backbone=MLP), 71.91, None),
     # not in the paper: its authors' permuted-MNIST arguments (lr 0.1, lambda 1; they train with batch 10)
     "rwalk": Run(lambda: RWalk(lr=0.1, rwalk_lambda=1.0, backbone=MLP), None, None),
+    "gpm": Run(lambda: GPM(lr=0.5, backbone=MLP), None, None),  # P-MNIST's lr (benchmarks/perm_mnist.py)
     "er-200": Run(lambda: Rehearsal(lr=0.2, buffer_size=200, replay_size=128, backbone=MLP), 85.01, None),
     "er-500": Run(lambda: Rehearsal(lr=0.2, buffer_size=500, replay_size=128, backbone=MLP), 88.91, None),
     "agem-200": Run(lambda: AGEM(lr=0.1, buffer_size=200, reference_batch_size=128, backbone=MLP), 81.91, None),

@@ -21,6 +21,7 @@ from sylvan.methods.fdr import FDR
 from sylvan.methods.from_scratch import FromScratch
 from sylvan.methods.gdumb import GDumb
 from sylvan.methods.gem import GEM
+from sylvan.methods.gpm import GPM
 from sylvan.methods.hal import HAL
 from sylvan.methods.icarl import ICaRL
 from sylvan.methods.lucir import LUCIR
@@ -52,6 +53,7 @@ __all__ = [
     "EWC",
     "FDR",
     "GEM",
+    "GPM",
     "HAL",
     "LUCIR",
     "MAS",

@@ -18,6 +18,7 @@ from sylvan.methods import (
     ERAML,
     EWC,
     FDR,
+    GPM,
     LUCIR,
     MER,
     MIR,
@@ -216,7 +217,7 @@ def digits_runs():
         "clser": CLSER(lr=0.1, buffer_size=200, replay_size=32, plastic_alpha=0.9, stable_alpha=0.9),
         "agem": AGEM(buffer_size=200), "fdr": FDR(lr=0.1, buffer_size=200),
         "gdumb": GDumb(buffer_size=300, retrain_epochs=10), "ewc": EWC(lr=0.1), "lwf": LwF(lr=0.1),
-        "rwalk": RWalk(),
+        "rwalk": RWalk(), "gpm": GPM(lr=0.1),
     }
     return {name: (method, ClassIncrementalSetting(**DIGITS).apply(method)) for name, method in methods.items()}
 
@@ -232,7 +233,7 @@ def test_memory_methods_forget_far_less_than_naive(digits_runs, name):
 def test_agem_and_regularizers_keep_task_aware_accuracy(digits_runs):
     naive = digits_runs["naive"][1]
     assert digits_runs["agem"][1].final_average_accuracy > naive.final_average_accuracy
-    for name in ("agem", "ewc", "lwf", "rwalk"):
+    for name in ("agem", "ewc", "lwf", "rwalk", "gpm"):
         assert digits_runs[name][1].task_aware_accuracy > 0.85
 
 

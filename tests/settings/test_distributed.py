@@ -192,6 +192,20 @@ def test_clser_workers_keep_the_same_semantic_memories(tmp_path, backbone):
 
 
 @pytest.mark.slow
+def test_gpm_workers_keep_the_same_memory_and_network(tmp_path):
+    """Every worker holds the whole task's data when it ends: the same representation samples
+    (drawn with the run's seed), so the same bases, and the averaged gradient projected alike."""
+    complete_run_on_two_workers(tmp_path, "gpm", ["--lr", "0.1"], 0.15)
+    assert_workers_end_with_the_same_network(tmp_path / "gpm")
+    checkpoints = tmp_path / "gpm" / "checkpoints"
+    states = [torch.load(checkpoints / name, weights_only=False)["method"]
+              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    assert set(states[0]["bases"]) == {"features.1", "features.3", "classifier"}
+    for name, bases in states[0]["bases"].items():
+        torch.testing.assert_close(states[1]["bases"][name], bases, msg=name)
+
+
+@pytest.mark.slow
 def test_bic_workers_learn_the_same_bias_correction(tmp_path):
     """Every worker holds the whole task's data when it ends: the same herding exemplars, the same
     validation part (drawn with the run's seed) and so the same correction of the same network."""

@@ -1,0 +1,256 @@
+"""`gpm`: gradient projection memory (Saha, Garg & Roy, "Gradient Projection Memory for Continual
+Learning", ICLR 2021).
+
+A layer's output on an old task's inputs does not change when its weights move orthogonally to
+the space those inputs span. At the end of each task GPM finds, for every linear and convolution
+layer, the directions of its input space that carry most of the task's inputs (their "energy"),
+and keeps them in a memory of orthonormal bases M_l. Later tasks train on gradients projected out
+of that memory, g_l <- g_l - g_l M_l M_l^T, so they leave the old tasks' activations (almost) as
+they were.
+
+The bases come from the representation R_l of `--representation_samples` samples of the task
+(drawn with the run's seed), one column per sample (for a convolution, per patch it sees): with
+the memory's projection P_l = M_l M_l^T, the task's energy already captured is ||P_l R_l||^2 /
+||R_l||^2; where it is below the layer's threshold, the left singular vectors of the residual
+(I - P_l) R_l join the memory, the largest first, until it reaches the threshold (the paper's
+criterion: the fewest that do; the authors' code keeps one fewer on the first task). The
+singular values come from R_l R_l^T, accumulated in float64, so a convolution's patches never
+form one matrix. The thresholds are the paper's MNIST ones: `--input_threshold` for the layer
+that reads the network's input, `--threshold` for the others, each raised by
+`--threshold_increment` per finished task (the paper's CIFAR recipe).
+
+Every weight matrix is projected, the output layer's too, there row by row: the rows of classes
+some finished task had are projected, those of classes none had train freely, as the authors'
+task-specific heads do (so on domain-incremental settings, whose tasks share their classes, the
+whole output layer is projected after the first task, as in the authors' permuted MNIST). After
+the first task, parameters of one dimension (biases, batch norm's scales and shifts) are held as
+they are, but the output bias of classes no finished task had, and batch norm layers normalize
+with the running statistics the first task left. The authors' ResNet normalizes with batch
+statistics instead; frozen statistics keep an old task's activations exactly, but a deep network
+then trains its later tasks unnormalized and takes a smaller lr (on digits, `resnet18_reduced`
+diverges at 0.1 and learns at 0.03). SGD only, without weight decay: Adam's per-weight scaling
+and a decay would move the weights along the protected directions. Needs task boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.held_weights import batch_norm_statistics_held
+from sylvan.methods.supervised import SupervisedMethod, dataset_tensors, evaluating
+from sylvan.settings.base import Setting
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+
+REPRESENTATION_SEED = 40_009  # offset of the run's seed for the samples each task's bases come from
+NEGLIGIBLE_ENERGY = 1e-10  # a direction with less than this share of a task's energy never joins the memory
+
+
+def projected_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers whose weights GPM projects, by module name: every `nn.Linear` and `nn.Conv2d`.
+    A `ConfigurationError` for a grouped convolution (its weight does not act on one input space)."""
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    for name, layer in layers.items():
+        if isinstance(layer, nn.Conv2d) and (layer.groups != 1 or layer.padding_mode != "zeros"):
+            raise ConfigurationError(f"gpm projects the gradients of ungrouped, zero-padded convolutions, not {name}")
+    return layers
+
+
+def forward_order(model: nn.Module, layers: dict[str, nn.Module], input_shape: tuple[int, ...]) -> list[str]:
+    """The names of `layers` in the order a forward pass of `model` reaches them (on one zero
+    input, in evaluation mode): the first reads the network's input, the last gives its output."""
+    order: list[str] = []
+    handles = [layer.register_forward_pre_hook(lambda *_, name=name: order.append(name) if name not in order else None)
+               for name, layer in layers.items()]
+    device = next(model.parameters()).device
+    try:
+        with evaluating(model) as evaluated, torch.no_grad():
+            evaluated(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def layer_inputs(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The columns of the layer's representation for input `x`, as rows (samples x input
+    dimension): for a linear layer its inputs, for a convolution every patch it multiplies."""
+    if isinstance(layer, nn.Conv2d):
+        patches = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding, stride=layer.stride)
+        return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+    return x.reshape(-1, x.shape[-1])
+
+
+def grown_bases(bases: torch.Tensor | None, gram: torch.Tensor, threshold: float) -> torch.Tensor | None:
+    """The memory of one layer after a task whose representation R has Gram matrix R R^T
+    (`gram`, float64): `bases` (orthonormal columns, or None) joined by the fewest left singular
+    vectors of the residual (I - M M^T) R that bring the captured share of ||R||^2 to
+    `threshold`, the largest first (none that carries no energy: R's null space stays free)."""
+    total = float(torch.trace(gram))
+    if total <= 0:
+        return bases
+    dim = gram.shape[0]
+    if bases is None:
+        captured, residual = 0.0, gram
+    else:
+        captured = float(torch.trace(bases.T @ gram @ bases))
+        complement = torch.eye(dim, dtype=gram.dtype, device=gram.device) - bases @ bases.T
+        residual = complement @ gram @ complement
+    if captured / total >= threshold:
+        return bases
+    # the SVD of the symmetric residual: its eigenvectors, values descending. LAPACK's eigh fails
+    # to converge on some such matrices with many zero eigenvalues (a convolution's padding)
+    vectors, values, _ = torch.linalg.svd(residual)
+    reached = (captured + torch.cumsum(values, 0)) / total >= threshold
+    count = int(reached.nonzero()[0]) + 1 if bool(reached.any()) else len(values)
+    carrying = int((values > NEGLIGIBLE_ENERGY * total).sum())  # rounding keeps a threshold of 1 from being met
+    room = dim - (0 if bases is None else bases.shape[1])
+    new = vectors[:, : min(count, carrying, room)]
+    return new if bases is None else torch.cat([bases, new], dim=1)
+
+
+@dataclass
+class GPM(SupervisedMethod):
+    """Gradient projection memory: each task's gradients projected out of the input spaces that
+    carried the earlier tasks' activations."""
+
+    name: ClassVar[str] = "gpm"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+
+    lr: float = 0.01  # learning rate (the paper's on permuted MNIST)
+    threshold: float = 0.99  # share of a task's input energy each hidden layer's memory keeps
+    input_threshold: float = 0.95  # the same for layers that read the network's input
+    threshold_increment: float = 0.0  # added to both thresholds per finished task (the paper's CIFAR: 0.003)
+    representation_samples: int = 300  # samples of a task its bases are computed from
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_in(0, 1, "threshold", "input_threshold", low_open=True)
+        self.require_at_least(0, "threshold_increment")
+        self.require_at_least(1, "representation_samples")
+        if self.optimizer != "sgd":
+            raise ConfigurationError(
+                "gpm needs --optimizer sgd: Adam scales each weight's step on its own, which moves the weights "
+                "along the directions the projection protects"
+            )
+        if self.weight_decay:
+            raise ConfigurationError(
+                f"--weight_decay {self.weight_decay} would shrink the weights along the directions gpm protects; "
+                "gpm trains without it"
+            )
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        backbone = self.backbone_layout(setting)
+        if backbone is not None:
+            projected_layers(backbone)
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        layers = projected_layers(self.model)
+        self.layer_order = forward_order(self.model, layers, setting.input_shape)
+        output = layers[self.layer_order[-1]]
+        # the output layer's rows of classes no finished task had train freely, as task-specific heads do
+        self.rows_by_class = getattr(output, "out_features", None) == setting.num_classes
+        self.old_classes = torch.zeros(setting.num_classes, dtype=torch.bool)  # classes of finished tasks
+        self.bases: dict[str, torch.Tensor] = {}  # orthonormal columns over each layer's input space
+        self.tasks_done = 0
+        self._task_data: tuple[torch.Tensor, ...] = ()
+
+    def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
+        self._task_data = dataset_tensors(train_data.dataset)
+        if self.tasks_done == 0:
+            super().fit(train_data, val_data)
+            return
+        self.held.hold(self.held_after_first_task())
+        try:
+            with batch_norm_statistics_held(self.model):
+                super().fit(train_data, val_data)
+        finally:
+            self.held.release()
+
+    def held_after_first_task(self) -> dict[nn.Parameter, torch.Tensor]:
+        """Every parameter of one dimension, whole, but the output layer's bias of classes no
+        finished task had."""
+        output_bias = getattr(dict(self.model.named_modules())[self.layer_order[-1]], "bias", None)
+        return {
+            p: self.old_classes.clone() if p is output_bias and self.rows_by_class
+            else torch.ones_like(p, dtype=torch.bool)
+            for p in self.model.parameters() if p.dim() == 1
+        }
+
+    def after_backward(self) -> None:
+        """Project every weight matrix's gradient out of its layer's memory (of the output
+        layer, the rows of classes a finished task had)."""
+        super().after_backward()
+        layers = projected_layers(self.model)
+        for name, bases in self.bases.items():
+            weight = layers[name].weight
+            if weight.grad is None:
+                continue
+            if bases.device != weight.device or bases.dtype != weight.grad.dtype:
+                bases = self.bases[name] = bases.to(weight.device, weight.grad.dtype)
+            gradient = weight.grad.view(weight.shape[0], -1)
+            if name == self.layer_order[-1] and self.rows_by_class:
+                rows = self.old_classes.to(gradient.device).to(gradient.dtype)[:, None]
+                gradient.sub_(rows * ((gradient @ bases) @ bases.T))
+            else:
+                gradient.sub_((gradient @ bases) @ bases.T)
+
+    def on_task_end(self, task_id: int | None) -> None:
+        super().on_task_end(task_id)
+        x, y = self._task_data[0], self._task_data[1]
+        self._task_data = ()
+        self.old_classes[y.unique()] = True
+        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + REPRESENTATION_SEED + self.tasks_done)
+        chosen = torch.randperm(len(x), generator=generator)[: self.representation_samples]
+        grams = self.representation_grams(x[chosen])
+        increment = self.threshold_increment * self.tasks_done
+        for name, gram in grams.items():
+            threshold = min(1.0, (self.input_threshold if name == self.layer_order[0] else self.threshold) + increment)
+            bases = self.bases.get(name)
+            grown = grown_bases(None if bases is None else bases.to(torch.float64).cpu(), gram, threshold)
+            if grown is not None:
+                self.bases[name] = grown.to(torch.float32)
+        self.tasks_done += 1
+
+    def representation_grams(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """R_l R_l^T for every projected layer l on the samples `x` (float64, on the CPU), in
+        evaluation mode and in chunks."""
+        layers = projected_layers(self.model)
+        grams: dict[str, torch.Tensor] = {}
+
+        def recorder(name: str, layer: nn.Module):
+            def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+                rows = layer_inputs(layer, inputs[0].detach()).to(torch.float64)
+                gram = (rows.T @ rows).cpu()
+                grams[name] = gram if name not in grams else grams[name] + gram
+            return record
+
+        handles = [layer.register_forward_pre_hook(recorder(name, layer)) for name, layer in layers.items()]
+        device = next(self.model.parameters()).device
+        try:
+            with evaluating(self.model) as model, torch.no_grad():
+                for start in range(0, len(x), 64):
+                    model(x[start : start + 64].to(device))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return grams
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "bases": {k: v.cpu() for k, v in self.bases.items()},
+                "old_classes": self.old_classes.clone(), "tasks_done": self.tasks_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.bases = dict(state["bases"])
+        self.old_classes = state["old_classes"].clone()
+        self.tasks_done = state["tasks_done"]
+

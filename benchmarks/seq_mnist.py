@@ -34,6 +34,7 @@ from sylvan.methods import (
     MIR,
     PNN,
     SI,
+    SSIL,
     BiC,
     DERPlusPlus,
     GDumb,
@@ -145,6 +146,10 @@ RUNS: dict[str, Run] = {
     ),
     # LUCIR with its paper's loss weights (lambda_base 5, m 0.5, K 2) and the replay rows' lr (no published
     # Seq-MNIST figure)
+    # SS-IL with its paper's T (2), the replay rows' lr and as many exemplars per step as new samples (no published
+    # Seq-MNIST figure)
+    "ssil-200": Run(lambda: SSIL(lr=0.1, buffer_size=200, replay_size=10, backbone=MLP), None, None),
+    "ssil-500": Run(lambda: SSIL(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), None, None),
     "lucir-200": Run(lambda: LUCIR(lr=0.1, buffer_size=200, backbone=MLP), None, None),
     "lucir-500": Run(lambda: LUCIR(lr=0.1, buffer_size=500, backbone=MLP), None, None),
     # the same with class-balanced finetuning, as the DER authors' code runs it by default (20 epochs, lr 0.01)

@@ -40,6 +40,7 @@ from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.rwalk import RWalk
 from sylvan.methods.sac import SAC
 from sylvan.methods.si import SI
+from sylvan.methods.ssil import SSIL
 from sylvan.methods.stable_sgd import StableSGD
 from sylvan.methods.supervised import Batch, SupervisedMethod
 
@@ -63,6 +64,7 @@ __all__ = [
     "PNN",
     "SAC",
     "SI",
+    "SSIL",
     "Batch",
     "BiC",
     "DERPlusPlus",

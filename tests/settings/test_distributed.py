@@ -228,6 +228,14 @@ def test_lucir_workers_keep_the_same_network_with_class_balanced_finetuning(tmp_
 
 
 @pytest.mark.slow
+def test_ssil_workers_keep_the_same_network(tmp_path):
+    """Every worker chooses the same exemplars from the whole task and draws its own from them
+    each step; the averaged gradient keeps the networks, and so the teachers, equal."""
+    complete_run_on_two_workers(tmp_path, "ssil", [], 0.6)
+    assert_workers_end_with_the_same_network(tmp_path / "ssil")
+
+
+@pytest.mark.slow
 def test_a_cosine_schedule_anneals_over_the_steps_each_worker_takes(tmp_path):
     """Under DDP each worker trains on its half of the data: a cosine schedule sized by the whole
     loader would stop halfway down. gdumb anneals each retraining to --min_lr by default."""

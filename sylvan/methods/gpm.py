@@ -153,7 +153,7 @@ class GPM(SupervisedMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        layers = projected_layers(self.model)
+        self.layers = layers = projected_layers(self.model)
         self.layer_order = forward_order(self.model, layers, setting.input_shape)
         output = layers[self.layer_order[-1]]
         # the output layer's rows of classes no finished task had train freely, as task-specific heads do
@@ -189,13 +189,13 @@ class GPM(SupervisedMethod):
         """Project every weight matrix's gradient out of its layer's memory (of the output
         layer, the rows of classes a finished task had)."""
         super().after_backward()
-        layers = projected_layers(self.model)
         for name, bases in self.bases.items():
-            weight = layers[name].weight
+            weight = self.layers[name].weight
             if weight.grad is None:
                 continue
-            if bases.device != weight.device or bases.dtype != weight.grad.dtype:
-                bases = self.bases[name] = bases.to(weight.device, weight.grad.dtype)
+            if bases.device != weight.device:  # kept in float32 (a float16 copy would lose orthonormality)
+                bases = self.bases[name] = bases.to(weight.device)
+            bases = bases.to(weight.grad.dtype)
             gradient = weight.grad.view(weight.shape[0], -1)
             if name == self.layer_order[-1] and self.rows_by_class:
                 rows = self.old_classes.to(gradient.device).to(gradient.dtype)[:, None]
@@ -223,17 +223,16 @@ class GPM(SupervisedMethod):
     def representation_grams(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """R_l R_l^T for every projected layer l on the samples `x` (float64, on the CPU), in
         evaluation mode and in chunks."""
-        layers = projected_layers(self.model)
         grams: dict[str, torch.Tensor] = {}
 
         def recorder(name: str, layer: nn.Module):
             def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
                 rows = layer_inputs(layer, inputs[0].detach()).to(torch.float64)
-                gram = (rows.T @ rows).cpu()
+                gram = rows.T @ rows
                 grams[name] = gram if name not in grams else grams[name] + gram
             return record
 
-        handles = [layer.register_forward_pre_hook(recorder(name, layer)) for name, layer in layers.items()]
+        handles = [layer.register_forward_pre_hook(recorder(name, layer)) for name, layer in self.layers.items()]
         device = next(self.model.parameters()).device
         try:
             with evaluating(self.model) as model, torch.no_grad():
@@ -242,7 +241,7 @@ class GPM(SupervisedMethod):
         finally:
             for handle in handles:
                 handle.remove()
-        return grams
+        return {name: gram.cpu() for name, gram in grams.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "bases": {k: v.cpu() for k, v in self.bases.items()},

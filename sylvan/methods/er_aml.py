@@ -156,8 +156,8 @@ class ERAML(ReplayMethod):
         if not replay:
             return F.cross_entropy(self.learner(batch.x), batch.y)
         incoming = batch.x if batch.stored_x is None else batch.stored_x
-        candidate_x = torch.cat([pool["x"], incoming])
-        candidate_y = torch.cat([pool["y"], batch.y])
+        candidate_x = torch.cat([pool["x"], incoming]) if pool else incoming
+        candidate_y = torch.cat([pool["y"], batch.y]) if pool else batch.y
         keys = torch.rand(len(candidate_y), len(batch.y), generator=self.contrast_draws).to(candidate_y.device)
         positive, negative, valid = contrast_pairs(batch.y, candidate_y, keys)
         chosen = torch.cat([positive, negative])

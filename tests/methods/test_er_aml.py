@@ -160,6 +160,15 @@ def test_the_chosen_positives_and_negatives_are_augmented_and_the_rest_of_the_po
     torch.testing.assert_close(network_inputs[0], torch.cat([view, calls[1][1], calls[0][1]]))
 
 
+def test_a_step_whose_pool_comes_back_empty_pairs_within_the_minibatch():
+    method = configured(ERAML(buffer_size=50, replay_size=4))
+    method.training_step(Batch(*samples([2, 3, 2, 3], 1), None))
+    draw = method.draw_replay
+    method.draw_replay = lambda n, augment=True: draw(n, augment) if augment else {}  # the pool draw
+    loss = method.training_step(Batch(*samples([0, 1, 0, 1], 2), None))
+    assert torch.isfinite(loss) and float(loss.detach()) > 0
+
+
 def test_the_classifier_is_a_cosine_of_fixed_scale_unless_turned_off():
     method = configured(ERAML())
     classifier = method.model.classifier

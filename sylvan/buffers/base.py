@@ -27,7 +27,7 @@ are what a GPU insertion costs.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -315,19 +315,27 @@ class RehearsalBuffer:
         leaving its record of replays alone: for draws that are not replays (the samples a new
         sample's gradient is compared with, a copy of the network fine-tuned on the buffer).
         {} while empty."""
-        if n <= 0 or self.size == 0:
-            return {}
-        return self.gather(self._choose(self.size, n))
+        slots = self.uniform_slots(n)
+        return self.gather(slots) if len(slots) else {}
 
-    def gather(self, slots: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every field of the samples in `slots` (slot numbers, on the host or on the buffer's
-        device), pixel fields as float values: only those rows are copied and decoded."""
+    def uniform_slots(self, n: int) -> np.ndarray:
+        """The slots `uniform_sample` draws, for a caller that gathers some fields of them only."""
+        if n <= 0 or self.size == 0:
+            return np.empty(0, dtype=np.int64)
+        return self._choose(self.size, n)
+
+    def gather(self, slots: np.ndarray | torch.Tensor, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+        """Every field (or those in `names`) of the samples in `slots` (slot numbers, on the host
+        or on the buffer's device), pixel fields as float values: only those rows are copied and
+        decoded."""
         host = self._host_views
         if host is not None and isinstance(slots, np.ndarray):  # CPU storage: NumPy, a call per field
-            return {name: self._decoded_host(name, values.take(slots, axis=0)) for name, values in host.items()}
+            return {name: self._decoded_host(name, values.take(slots, axis=0))
+                    for name, values in host.items() if names is None or name in names}
         on_device = isinstance(slots, torch.Tensor) and slots.device == self.device
         index = slots if on_device else to_device(slots, self.device)
-        return {name: self.decoded(name, values.index_select(0, index)) for name, values in self.storage.items()}
+        return {name: self.decoded(name, values.index_select(0, index))
+                for name, values in self.storage.items() if names is None or name in names}
 
     def _decoded_host(self, name: str, rows: np.ndarray) -> torch.Tensor:
         """`decoded` for `rows` gathered from the host storage (NumPy's `take` copies each row as

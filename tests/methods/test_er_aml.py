@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods import ERAML, Batch
-from sylvan.methods.er_aml import asymmetric_contrastive_loss, contrast_pairs
+from sylvan.methods import ERAML, Batch, er_aml
+from sylvan.methods.er_aml import ContrastPool, asymmetric_contrastive_loss, contrast_pairs
 from sylvan.models.cosine import CosineClassifier
 from sylvan.settings import OnlineSetting
 from tests.methods.digits_samples import samples
@@ -121,7 +122,7 @@ def test_the_incoming_samples_shape_the_features_and_never_reach_the_classifier(
     method.training_step(step).backward()
     total = {name: p.grad.clone() for name, p in method.model.named_parameters()}
     replay = replays[0]
-    assert len(replay["y"]) == 4 and len(replays[1]["y"]) == 6  # the replay, then the whole buffer as the step began
+    assert len(replays) == 1 and len(replay["y"]) == 4  # the pool is drawn from the buffer's slots
     method.model.zero_grad()
     F.cross_entropy(method.learner(replay["x"]), replay["y"]).backward()
     for name, p in method.model.named_parameters():
@@ -160,13 +161,71 @@ def test_the_chosen_positives_and_negatives_are_augmented_and_the_rest_of_the_po
     torch.testing.assert_close(network_inputs[0], torch.cat([view, calls[1][1], calls[0][1]]))
 
 
+def test_the_pool_is_the_whole_buffer_of_which_only_the_chosen_inputs_are_gathered():
+    method = configured(ERAML(buffer_size=50, replay_size=4))
+    method.training_step(Batch(*samples([2, 3] * 10, 1), None))  # 20 stored
+    gathered = []
+    gather = method.buffer.gather
+
+    def recorded(slots, names=None):
+        gathered.append((len(slots), None if names is None else tuple(names)))
+        return gather(slots, names)
+
+    method.buffer.gather = recorded
+    method.training_step(Batch(*samples([0, 1, 0, 1], 2), None))
+    assert gathered == [(4, None), (20, ("y",)), (8, ("x",))]  # the replay, the pool's labels, 2 x 4 inputs
+
+
+def test_the_contrast_inputs_are_the_chosen_candidates_when_the_step_replaces_stored_samples(monkeypatch):
+    method = configured(ERAML(buffer_size=6, replay_size=2))
+    method.training_step(Batch(*samples([0, 1] * 3, 1), None))  # the buffer full, of the next batch's classes
+    before = method.buffer.get_all()["x"].clone()  # in slot order (a view of the storage otherwise)
+    recorded = {}
+    uniform_slots, pairs = method.buffer.uniform_slots, er_aml.contrast_pairs
+
+    def recorded_slots(n):
+        recorded["slots"] = uniform_slots(n)
+        return recorded["slots"]
+
+    def recorded_pairs(*args):
+        recorded["pairs"] = pairs(*args)
+        return recorded["pairs"]
+
+    method.buffer.uniform_slots = recorded_slots
+    monkeypatch.setattr(er_aml, "contrast_pairs", recorded_pairs)
+    inputs = []
+    features = method.model.features.forward
+    method.model.features.forward = lambda batch: inputs.append(batch) or features(batch)
+    x, y = samples([0, 1] * 4, 2)
+    replaced = method.buffer.replaced
+    method.training_step(Batch(x, y, None))
+    assert method.buffer.replaced > replaced, "the step's samples took some of the pool's slots"
+    candidates = torch.cat([before[torch.from_numpy(recorded["slots"])], x])
+    positive, negative, _ = recorded["pairs"]
+    assert int((torch.cat([positive, negative]) < 6).sum()) > 0, "some were chosen from the pool"
+    torch.testing.assert_close(inputs[0][len(y) : 3 * len(y)], candidates[torch.cat([positive, negative])])
+
+
 def test_a_step_whose_pool_comes_back_empty_pairs_within_the_minibatch():
     method = configured(ERAML(buffer_size=50, replay_size=4))
     method.training_step(Batch(*samples([2, 3, 2, 3], 1), None))
-    draw = method.draw_replay
-    method.draw_replay = lambda n, augment=True: draw(n, augment) if augment else {}  # the pool draw
+    method.buffer.uniform_slots = lambda n: np.empty(0, dtype=np.int64)
     loss = method.training_step(Batch(*samples([0, 1, 0, 1], 2), None))
     assert torch.isfinite(loss) and float(loss.detach()) > 0
+
+
+def test_pool_inputs_come_from_the_pool_or_the_minibatch_as_chosen():
+    method = configured(ERAML(buffer_size=50))
+    method.training_step(Batch(*samples([2, 3, 2, 3], 1), None))
+    stored = method.buffer.get_all()
+    slots = torch.tensor([3, 0, 2])
+    pool = ContrastPool(stored["y"][slots], slots=slots)
+    incoming, _ = samples([0, 1], 5)
+    chosen = torch.tensor([0, 4, 2, 3, 1])  # pool, minibatch, pool, minibatch, pool
+    expected = torch.stack([stored["x"][3], incoming[1], stored["x"][2], incoming[0], stored["x"][0]])
+    torch.testing.assert_close(method.chosen_inputs(pool, incoming, chosen), expected)
+    whole = ContrastPool(stored["y"][slots], x=stored["x"][slots])  # as the global replay brings it
+    torch.testing.assert_close(method.chosen_inputs(whole, incoming, chosen), expected)
 
 
 def test_the_classifier_is_a_cosine_of_fixed_scale_unless_turned_off():

@@ -350,7 +350,8 @@ class RehearsalBuffer:
 
     def get_all(self, pixels: bool = False) -> dict[str, torch.Tensor]:
         """Every stored sample, in slot order: pixel fields as float values (a copy), or with
-        `pixels` as the stored uint8 pixels (views, for another buffer's `add`)."""
+        `pixels` as the stored uint8 pixels (views, for another buffer's `add`). Other fields are
+        views of the storage: the next `add` may overwrite them (copy what must outlast it)."""
         return {name: values[: self.size] if pixels else self.decoded(name, values[: self.size])
                 for name, values in self.storage.items()}
 

@@ -40,7 +40,7 @@ from torch import nn
 from sylvan.errors import ConfigurationError, refuse_if_given
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.supervised import Batch
-from sylvan.models.cosine import CosineClassifier
+from sylvan.models.cosine import CosineClassifier, has_feature_layers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 from sylvan.transfer import to_device
@@ -139,7 +139,7 @@ class ERAML(ReplayMethod):
         """`model` with the cosine classifier (unless `cosine_classifier` is false); a
         `ConfigurationError` for a network without the `features` (and `feature_dim`) the
         contrastive loss is computed on."""
-        if not isinstance(getattr(model, "features", None), nn.Module) or not hasattr(model, "feature_dim"):
+        if not has_feature_layers(model):
             raise ConfigurationError(
                 f"er_aml learns the incoming samples' features, so it needs a backbone with `features` and "
                 f"`feature_dim` (every built-in one), which {name} lacks"

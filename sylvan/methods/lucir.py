@@ -35,7 +35,7 @@ from sylvan.errors import ConfigurationError
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.held_weights import batch_norm_statistics_held
 from sylvan.methods.supervised import Batch, dataset_tensors
-from sylvan.models.cosine import CosineClassifier, remove_last_relu
+from sylvan.models.cosine import CosineClassifier, has_feature_layers, remove_last_relu
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -77,7 +77,7 @@ class LUCIR(HerdingExemplarMethod):
         """`model` with a cosine classifier over its features, which end before their last ReLU
         unless `last_relu`; a `ConfigurationError` for a network without `features` and
         `feature_dim`, or whose last ReLU cannot be found."""
-        if not isinstance(getattr(model, "features", None), nn.Module) or not hasattr(model, "feature_dim"):
+        if not has_feature_layers(model):
             raise ConfigurationError(
                 f"lucir replaces the classifier of a backbone with `features` and `feature_dim`, which {name} lacks"
             )

@@ -18,6 +18,12 @@ from torch import nn
 from sylvan.models.resnet import BasicBlock
 
 
+def has_feature_layers(model: nn.Module) -> bool:
+    """Whether `model` splits into a `features` module and a classifier over `feature_dim`
+    features (every built-in backbone): what a method needs to put its own classifier there."""
+    return isinstance(getattr(model, "features", None), nn.Module) and hasattr(model, "feature_dim")
+
+
 class CosineClassifier(nn.Module):
     """sigma * cos(w_c, f): one weight vector per class, no bias, and a scale sigma, which the
     cross-entropy needs since a cosine lies in [-1, 1]: learned from 1 (LUCIR), or fixed when

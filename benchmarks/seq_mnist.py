@@ -35,6 +35,7 @@ from sylvan.methods import (
     PNN,
     SI,
     SSIL,
+    WA,
     BiC,
     DERPlusPlus,
     GDumb,
@@ -150,6 +151,14 @@ RUNS: dict[str, Run] = {
     # Seq-MNIST figure)
     "ssil-200": Run(lambda: SSIL(lr=0.1, buffer_size=200, replay_size=10, backbone=MLP), None, None),
     "ssil-500": Run(lambda: SSIL(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), None, None),
+    # WA with its paper's T (2) and weight clipping, iCaRL's and BiC's recipe (lr 0.1); `-kd`: the paper's
+    # ablation without weight aligning and clipping (no published Seq-MNIST figure)
+    "wa-200": Run(lambda: WA(lr=0.1, buffer_size=200, backbone=MLP), None, None),
+    "wa-500": Run(lambda: WA(lr=0.1, buffer_size=500, backbone=MLP), None, None),
+    "wa-200-kd": Run(lambda: WA(lr=0.1, buffer_size=200, align_weights=False, clip_weights=False, backbone=MLP),
+                     None, None),
+    "wa-500-kd": Run(lambda: WA(lr=0.1, buffer_size=500, align_weights=False, clip_weights=False, backbone=MLP),
+                     None, None),
     "lucir-200": Run(lambda: LUCIR(lr=0.1, buffer_size=200, backbone=MLP), None, None),
     "lucir-500": Run(lambda: LUCIR(lr=0.1, buffer_size=500, backbone=MLP), None, None),
     # the same with class-balanced finetuning, as the DER authors' code runs it by default (20 epochs, lr 0.01)

@@ -43,6 +43,7 @@ from sylvan.methods.si import SI
 from sylvan.methods.ssil import SSIL
 from sylvan.methods.stable_sgd import StableSGD
 from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.methods.wa import WA
 
 __all__ = [
     "AGEM",
@@ -65,6 +66,7 @@ __all__ = [
     "SAC",
     "SI",
     "SSIL",
+    "WA",
     "Batch",
     "BiC",
     "DERPlusPlus",

@@ -236,6 +236,15 @@ def test_ssil_workers_keep_the_same_network(tmp_path):
 
 
 @pytest.mark.slow
+def test_wa_workers_keep_the_same_network(tmp_path):
+    """Each worker clips its output layer after every step and aligns it at each task's end, from
+    weights DDP keeps equal: the networks, and the teachers distilled from them, stay equal."""
+    # on digits' short tasks aligning helps little (the README's wa paragraph): above fine-tuning's 0.2
+    complete_run_on_two_workers(tmp_path, "wa", [], 0.3)
+    assert_workers_end_with_the_same_network(tmp_path / "wa")
+
+
+@pytest.mark.slow
 def test_a_cosine_schedule_anneals_over_the_steps_each_worker_takes(tmp_path):
     """Under DDP each worker trains on its half of the data: a cosine schedule sized by the whole
     loader would stop halfway down. gdumb anneals each retraining to --min_lr by default."""

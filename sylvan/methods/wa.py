@@ -1,0 +1,136 @@
+"""`wa`: weight aligning (Zhao et al., "Maintaining Discrimination and Fairness in Class
+Incremental Learning", CVPR 2020).
+
+A class-incremental network trained on a new task and a few exemplars of the old ones favours
+the new classes, and the favour shows in its output layer: the new classes' weight vectors come
+out longer than the old ones'. WA trains as `bic`'s first stage does, then corrects that bias
+in the weights themselves, with nothing to learn.
+
+1. The network trains on the task's data and the stored exemplars on (1 - lambda) times the
+   cross-entropy over the classes seen so far plus lambda times the distillation of the previous
+   task's network on the old classes' logits (the cross-entropy between their softmaxes at
+   temperature T, not scaled by T^2, as in the paper); lambda = old classes / classes seen.
+2. At the task's end, every new class's weight vector in the output layer is multiplied by
+   gamma = mean norm of the old classes' vectors / mean norm of the new classes' (weight
+   aligning). The biases are left as they are, as in the authors' and the later reference code.
+
+With `clip_weights` (the paper's weight clipping), the output layer's weights are clipped to
+non-negative values after every optimizer step: the features after a ReLU are non-negative, and
+so are then the weights that score them, which the paper finds makes the norms a fairer measure.
+`--align_weights false` and `--clip_weights false` give the paper's ablations (distillation alone,
+or without clipping).
+
+Predictions are the aligned network's logits. Exemplars are chosen by herding at each task's end
+from all of its data (the memory `icarl`, `bic`, `lucir` and `ssil` keep). On domain-incremental
+settings, whose later tasks bring no new class, nothing is aligned after the first task. Needs
+task boundaries, and a backbone whose output layer is a linear `classifier` (every built-in one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.distillation import distillation_loss
+from sylvan.methods.exemplars import HerdingExemplarMethod
+from sylvan.methods.supervised import Batch
+from sylvan.settings.base import Setting
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+
+
+def aligned_norms_factor(weight: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> float:
+    """gamma: the mean L2 norm of the rows of `weight` in the boolean mask `old` over that of the
+    rows in `new`; 1 where either set is empty or the new rows are all zero."""
+    if not bool(old.any()) or not bool(new.any()):
+        return 1.0
+    norms = weight.detach().float().norm(dim=1)
+    new_norm = float(norms[new.to(norms.device)].mean())
+    return float(norms[old.to(norms.device)].mean()) / new_norm if new_norm > 0 else 1.0
+
+
+@dataclass
+class WA(HerdingExemplarMethod):
+    """WA: distillation with exemplars, then the new classes' weight vectors scaled to the old
+    classes' mean norm; the output layer's weights clipped to non-negative values."""
+
+    name: ClassVar[str] = "wa"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+
+    lr: float = 0.1  # learning rate
+    temperature: float = 2.0  # softmax temperature of the distillation
+    align_weights: bool = True  # scale the new classes' weight vectors at each task's end (false: KD alone)
+    clip_weights: bool = True  # clip the output layer's weights to non-negative values after each step
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "temperature", strict=True)
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        backbone = self.backbone_layout(setting)
+        if backbone is not None:
+            self.output_layer(backbone, self.backbone_name(setting))
+
+    @staticmethod
+    def output_layer(model: nn.Module, name: str) -> nn.Linear:
+        """The linear `classifier` of `model`, whose weight vectors WA aligns; a
+        `ConfigurationError` for a network without one."""
+        layer = getattr(model, "classifier", None)
+        if not isinstance(layer, nn.Linear):
+            raise ConfigurationError(
+                f"wa aligns the weight vectors of a linear output layer named `classifier`, which {name} lacks"
+            )
+        return layer
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.gammas: list[float] = []  # the factor each task's new classes were aligned by
+
+    @property
+    def classifier(self) -> nn.Linear:
+        return self.model.classifier  # checked by `validate_for`
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        active, old = self.observe_classes(batch)
+        logits = self.learner(batch.x)
+        classification = F.cross_entropy(logits.masked_fill(~active, float("-inf")), batch.y)
+        teacher = self.teacher_logits(batch.x)
+        if teacher is None or not bool(old.any()):
+            return classification
+        share = float(old.sum()) / float(active.sum())  # lambda: the old classes' share of those seen
+        distillation = distillation_loss(logits[:, old], teacher[:, old], self.temperature) / self.temperature**2
+        return (1 - share) * classification + share * distillation
+
+    def after_step(self) -> None:
+        super().after_step()
+        if self.clip_weights:
+            with torch.no_grad():
+                self.classifier.weight.clamp_(min=0)
+
+    def on_task_end(self, task_id: int | None) -> None:
+        new = self.active_classes & ~self.old_classes
+        if self.align_weights and bool(self.old_classes.any()) and bool(new.any()):
+            self.align(self.old_classes, new)
+        super().on_task_end(task_id)  # the teacher (aligned) and the exemplars
+
+    def align(self, old: torch.Tensor, new: torch.Tensor) -> float:
+        """Scale the weight vectors of the classes in `new` to the mean norm of those in `old`;
+        return the factor, gamma."""
+        weight = self.classifier.weight
+        gamma = aligned_norms_factor(weight, old, new)
+        with torch.no_grad():
+            weight[new.to(weight.device)] *= gamma
+        self.gammas.append(gamma)
+        return gamma
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "gammas": list(self.gammas)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.gammas = list(state["gammas"])

@@ -33,6 +33,7 @@ from sylvan.methods import (
     MER,
     MIR,
     PNN,
+    SCR,
     SI,
     SSIL,
     WA,
@@ -133,6 +134,10 @@ RUNS: dict[str, Run] = {
     # its authors' arguments (lr 0.1, r 10, tau 0.2, a cosine classifier of scale 10); no published Seq-MNIST figure
     "er_aml-200": Run(lambda: ERAML(lr=0.1, buffer_size=200, replay_size=10, backbone=MLP), None, None),
     "er_aml-500": Run(lambda: ERAML(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), None, None),
+    # supervised contrastive replay with its authors' arguments (lr 0.1, r 100, T 0.07, a head of 128 outputs) and
+    # views; nearest class mean of the buffer (no published Seq-MNIST figure)
+    "scr-200": Run(lambda: SCR(lr=0.1, buffer_size=200, replay_size=100, backbone=MLP), None, None),
+    "scr-500": Run(lambda: SCR(lr=0.1, buffer_size=500, replay_size=100, backbone=MLP), None, None),
     # CLS-ER (its own paper's Seq-MNIST table and best arguments, the DER paper's protocol): predictions come from
     # the stable memory
     "clser-200": Run(

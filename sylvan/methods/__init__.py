@@ -39,6 +39,7 @@ from sylvan.methods.rehearsal import Rehearsal
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.rwalk import RWalk
 from sylvan.methods.sac import SAC
+from sylvan.methods.scr import SCR
 from sylvan.methods.si import SI
 from sylvan.methods.ssil import SSIL
 from sylvan.methods.stable_sgd import StableSGD
@@ -64,6 +65,7 @@ __all__ = [
     "MIR",
     "PNN",
     "SAC",
+    "SCR",
     "SI",
     "SSIL",
     "WA",

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sylvan.methods.exemplars import HerdingExemplarMethod
+from sylvan.methods.nearest_mean import nearest_mean_scores
 from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
@@ -74,11 +75,7 @@ class ICaRL(HerdingExemplarMethod):
         exemplars. Before the first exemplars exist, the network's outputs."""
         if self.class_means is None:
             return super().scores(x, task_labels)
-        features = F.normalize(self.model.features(x).flatten(1), dim=1)
-        means = self.class_means.to(features.device)
-        distances = torch.cdist(features, torch.nan_to_num(means)).pow(2)
-        scores = (-distances).masked_fill(torch.isnan(means).any(1), float("-inf"))
-        return self.mask_to_tasks(scores, task_labels)
+        return self.mask_to_tasks(nearest_mean_scores(self.model.features(x), self.class_means), task_labels)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "class_means": self.class_means}

@@ -20,28 +20,49 @@ from sylvan.transfer import to_device
 AUGMENTATIONS = ("none", "crop_flip")
 
 
-class RandomCropFlip:
-    """For each sample of a batch (N, C, H, W): a random H x W window of the sample zero-padded by
-    `padding` pixels on every side (each of the (2 * padding + 1)^2 offsets equally likely), then
-    mirrored left-right with probability `flip_probability`. The draws come from a CPU generator
-    seeded with `seed` (and, in a data-parallel run, the worker's rank), so a run is repeatable
-    and its state can be checkpointed."""
+class SeededAugmentation:
+    """An augmentation whose per-sample draws come from a CPU generator seeded with `seed` (and,
+    in a data-parallel run, the worker's rank), so that a run is repeatable and its state can be
+    checkpointed. Each kind has a `seed_offset` of its own, so that two kinds in one run draw
+    independently."""
 
-    def __init__(self, padding: int = 4, flip_probability: float = 0.5, seed: int = 0) -> None:
-        if padding < 0:
-            raise ValueError(f"padding must be >= 0, got {padding}")
-        if not 0.0 <= flip_probability <= 1.0:
-            raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
-        self.padding = int(padding)
-        self.flip_probability = float(flip_probability)
+    seed_offset = 0
+
+    def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self.generator: torch.Generator | None = None  # made at the first batch (rank known)
 
     def _generator(self) -> torch.Generator:
         if self.generator is None:
             rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-            self.generator = torch.Generator().manual_seed(self.seed * 7919 + 104_729 + rank)
+            self.generator = torch.Generator().manual_seed(self.seed * 7919 + self.seed_offset + rank)
         return self.generator
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": None if self.generator is None else self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("generator") is None:
+            self.generator = None
+        else:
+            self._generator().set_state(state["generator"])
+
+
+class RandomCropFlip(SeededAugmentation):
+    """For each sample of a batch (N, C, H, W): a random H x W window of the sample zero-padded by
+    `padding` pixels on every side (each of the (2 * padding + 1)^2 offsets equally likely), then
+    mirrored left-right with probability `flip_probability`."""
+
+    seed_offset = 104_729
+
+    def __init__(self, padding: int = 4, flip_probability: float = 0.5, seed: int = 0) -> None:
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        if not 0.0 <= flip_probability <= 1.0:
+            raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
+        super().__init__(seed)
+        self.padding = int(padding)
+        self.flip_probability = float(flip_probability)
 
     def draw(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per sample: the window's top and left offsets in the padded image, and whether it is
@@ -70,15 +91,6 @@ class RandomCropFlip:
         where = (rows[:, :, None] * padded_width + columns[:, None, :]).view(count, 1, height * width)
         out = padded.reshape(count, channels, -1).gather(2, where.expand(count, channels, height * width))
         return out.view(count, channels, height, width)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": None if self.generator is None else self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("generator") is None:
-            self.generator = None
-        else:
-            self._generator().set_state(state["generator"])
 
 
 def build_augmentation(name: str, padding: int = 4, seed: int = 0) -> RandomCropFlip | None:

@@ -236,6 +236,20 @@ def test_ssil_workers_keep_the_same_network(tmp_path):
 
 
 @pytest.mark.slow
+def test_scr_workers_keep_the_same_network_and_class_means(tmp_path):
+    """SCR replays from the union of the workers' buffers and classifies by class means summed
+    over every worker's buffer: the workers end with the same network and the same means, though
+    each holds samples of its own."""
+    complete_run_on_two_workers(tmp_path, "scr", [], 0.6)
+    assert_workers_end_with_the_same_network(tmp_path / "scr")
+    states = [torch.load(tmp_path / "scr" / "checkpoints" / name, weights_only=False)["method"]
+              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    buffers = [state["buffer"]["storage"]["y"][: state["buffer"]["size"]] for state in states]
+    assert not torch.equal(buffers[0], buffers[1]), "each worker stores samples of its own"
+    torch.testing.assert_close(states[0]["class_means"], states[1]["class_means"], equal_nan=True)
+
+
+@pytest.mark.slow
 def test_wa_workers_keep_the_same_network(tmp_path):
     """Each worker clips its output layer after every step and aligns it at each task's end, from
     weights DDP keeps equal: the networks, and the teachers distilled from them, stay equal."""

@@ -1,0 +1,168 @@
+"""`scr`: supervised contrastive replay (Mai et al., "Supervised Contrastive Replay: Revisiting the
+Nearest Class Mean Classifier in Online Class-Incremental Continual Learning", CVPR Workshops 2021).
+
+A linear classifier trained on a stream favours the classes it saw last; a nearest-class-mean
+classifier over the stored samples does not, and it needs features in which a class gathers
+around its mean. SCR learns such features by a supervised contrastive loss alone.
+
+Each minibatch of b new samples is joined by r samples drawn from a reservoir buffer (as `rehearsal`
+draws them). The 2(b + r) inputs, the b + r samples and a random view of each (`ContrastiveViews`:
+resized crop, flip, colour jitter, greyscale), go through the backbone's features and a projection
+head (Linear(d, d), ReLU, Linear(d, `projection_dim`)), whose L2-normalized outputs learn by SupCon
+at temperature T: each sample is pulled towards every other sample of its class and its own other
+view, and pushed from the rest. The backbone's own classifier is never trained.
+
+Predictions are by the nearest class mean: each class's mean is the normalized sum of the
+normalized features (before the head) of its stored samples, in evaluation mode; a test sample
+goes to the class whose mean is nearest to its normalized features, and classes with nothing
+stored are never predicted. The means are computed at the first prediction after a training
+step, so an evaluation computes them once, and `online`'s predict-then-train accuracy scores each
+incoming batch by the means of the network and buffer as they are. On data-parallel settings the
+means are over the union of every worker's buffer (the sums are summed over the workers, in the
+first prediction each worker makes), so every worker predicts alike.
+
+As in the authors' code, the samples are stored once trained on, and the defaults are theirs:
+lr 0.1, r 100, T 0.07, a head of 128. Two differences: the step's first minibatch, with nothing
+stored, trains on its own two views (the authors' code skips it), and both views go through the
+network in one pass (the authors' code makes one pass per view, which differs only where batch
+normalization sees the batch). Needs no task boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.contrastive import ContrastiveViews, supervised_contrastive_loss
+from sylvan.methods.nearest_mean import nearest_mean_scores
+from sylvan.methods.replay import ReplayMethod
+from sylvan.methods.supervised import Batch, evaluating
+from sylvan.methods.workers import worker_count
+from sylvan.models.cosine import has_feature_layers
+from sylvan.settings.base import Setting
+from sylvan.settings.online import OnlineSetting
+
+VIEWS_SEED = 40_009  # seed offset of the contrastive views' draws (`Setting.worker_seed`)
+
+
+@dataclass
+class SCR(ReplayMethod):
+    """SCR: SupCon on the minibatch and a replay draw with a random view of each; nearest class
+    mean of the stored samples' features to predict."""
+
+    name: ClassVar[str] = "scr"
+    target_setting: ClassVar[type[Setting]] = OnlineSetting  # needs no boundaries: runs everywhere
+
+    lr: float = 0.1  # learning rate
+    replay_size: int = 100  # r: samples replayed with each minibatch (0: as many as the batch size)
+    temperature: float = 0.07  # T of the supervised contrastive loss
+    projection_dim: int = 128  # outputs of the projection head the loss is computed on
+    crop_scale: float = 0.2  # smallest area of a view's crop, as a fraction of the image's
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "temperature", strict=True)
+        self.require_at_least(1, "projection_dim")
+        self.require_in(0, 1, "crop_scale", low_open=True)
+        if self.buffer_size == 0:
+            raise ConfigurationError(
+                "--buffer_size must be at least 1: scr classifies by the means of the stored samples' features"
+            )
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        if len(setting.input_shape) != 3:
+            raise ConfigurationError(
+                f"scr contrasts random crops of images (channels, height, width); {setting.dataset}'s inputs have "
+                f"shape {tuple(setting.input_shape)}"
+            )
+        backbone = self.backbone_layout(setting)
+        if backbone is not None:
+            with torch.device("meta"):
+                self.with_projection(backbone, self.backbone_name(setting))
+
+    def with_projection(self, model: nn.Module, name: str) -> nn.Module:
+        """`model` with the projection head on its features, its classifier frozen (never used);
+        a `ConfigurationError` for a network without `features` and `feature_dim`."""
+        if not has_feature_layers(model):
+            raise ConfigurationError(
+                f"scr learns and classifies by the backbone's features, so it needs a backbone with `features` and "
+                f"`feature_dim` (every built-in one), which {name} lacks"
+            )
+        width = model.feature_dim
+        model.projection = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, self.projection_dim))
+        classifier = getattr(model, "classifier", None)
+        if isinstance(classifier, nn.Module):
+            classifier.requires_grad_(False)  # no gradient ever reaches it: DDP must not wait for one
+        return model
+
+    def build_model(self) -> nn.Module:
+        return self.with_projection(super().build_model(), self.backbone_name(self.setting))
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.views = ContrastiveViews(seed=setting.worker_seed(VIEWS_SEED), crop_scale=self.crop_scale)
+        self.class_means: torch.Tensor | None = None  # (classes, d), NaN rows: nothing stored; None: to compute
+
+    def projected(self, x: torch.Tensor) -> torch.Tensor:
+        """The L2-normalized projections of `x`."""
+        return F.normalize(self.model.projection(self.model.features(x).flatten(1)), dim=1)
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        replay = self.draw_replay(self.replay_count(len(batch.y)))
+        self.remember(self.stored_fields(batch))  # before the pass: the next step's draw travels during it
+        x, y = batch.x, batch.y
+        if replay:
+            x, y = torch.cat([x, replay["x"].to(x.device)]), torch.cat([y, replay["y"].to(y.device)])
+        projections = self.projected(torch.cat([x, self.views(x)]))
+        return supervised_contrastive_loss(projections, y.repeat(2), self.temperature)
+
+    def after_step(self) -> None:
+        super().after_step()
+        self.class_means = None  # the network has moved: the next prediction computes them again
+
+    def stored_class_means(self) -> torch.Tensor:
+        """Per class, the normalized sum of the normalized features of its stored samples (over
+        every worker's buffer on data-parallel settings); NaN rows for classes none holds."""
+        device = next(self.model.parameters()).device
+        classes = self.setting.num_classes
+        sums = torch.zeros(classes, self.model.feature_dim, device=device)
+        counts = torch.zeros(classes, device=device)
+        if len(self.buffer):
+            stored = self.buffer.get_all()
+            with evaluating(self.model) as model:
+                for start in range(0, len(stored["y"]), 1024):
+                    x = stored["x"][start : start + 1024].to(device)
+                    y = stored["y"][start : start + 1024].to(device)
+                    features = F.normalize(model.features(x).flatten(1).float(), dim=1)
+                    sums.index_add_(0, y, features)
+                    counts.index_add_(0, y, torch.ones_like(y, dtype=counts.dtype))
+        if worker_count() > 1:
+            totals = torch.cat([sums, counts[:, None]], 1)
+            dist.all_reduce(totals)
+            sums, counts = totals[:, :-1], totals[:, -1]
+        means = F.normalize(sums, dim=1).cpu()
+        return means.masked_fill((counts == 0).cpu()[:, None], float("nan"))
+
+    def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
+        """Nearest-class-mean scores (the means computed at the first prediction after the
+        network last moved); while nothing is stored, every class scores 0."""
+        if self.class_means is None:
+            self.class_means = self.stored_class_means()
+        if bool(torch.isnan(self.class_means).all()):
+            return self.mask_to_tasks(torch.zeros(len(x), self.setting.num_classes, device=x.device), task_labels)
+        return self.mask_to_tasks(nearest_mean_scores(self.model.features(x), self.class_means), task_labels)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "views": self.views.state_dict(), "class_means": self.class_means}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.views.load_state_dict(state["views"])
+        self.class_means = state["class_means"]

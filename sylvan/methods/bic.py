@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import distillation_loss
+from sylvan.methods.distillation import old_share_weighted_loss
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.settings.base import Setting
@@ -140,15 +140,10 @@ class BiC(HerdingExemplarMethod):
     def training_step(self, batch: Batch) -> torch.Tensor:
         active, old = self.observe_classes(batch)
         logits = self.learner(batch.x)
-        classification = F.cross_entropy(logits.masked_fill(~active, float("-inf")), batch.y)
         teacher = self.teacher_logits(batch.x)
-        if teacher is None or not bool(old.any()):
-            return classification
-        if self.correction is not None:
+        if teacher is not None and self.correction is not None:
             teacher = self.correction(teacher)
-        share = float(old.sum()) / float(active.sum())  # lambda: the old classes' share of those seen
-        distillation = distillation_loss(logits[:, old], teacher[:, old], self.temperature)
-        return (1 - share) * classification + share * distillation
+        return old_share_weighted_loss(logits, batch.y, teacher, active, old, self.temperature)
 
     # ----- stage 2: the bias correction of the new classes' logits ----------------------------
 

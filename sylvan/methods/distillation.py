@@ -30,6 +30,25 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
     return F.kl_div(log_student, soft_teacher, reduction="batchmean") * temperature**2
 
 
+def old_share_weighted_loss(
+    logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None, active: torch.Tensor, old: torch.Tensor,
+    temperature: float, times_temperature_squared: bool = True,
+) -> torch.Tensor:
+    """BiC's and WA's loss: (1 - lambda) times the cross-entropy over the `active` classes plus
+    lambda times the distillation of `teacher` on the `old` classes, lambda = old / active classes
+    (boolean masks). The distillation is `distillation_loss`, or without `times_temperature_squared`
+    the cross-entropy of the softened outputs as WA's paper writes it (the same gradients divided by
+    T^2). The cross-entropy alone without a teacher or old classes."""
+    classification = F.cross_entropy(logits.masked_fill(~active, float("-inf")), y)
+    if teacher is None or not bool(old.any()):
+        return classification
+    share = float(old.sum()) / float(active.sum())
+    distillation = distillation_loss(logits[:, old], teacher[:, old], temperature)
+    if not times_temperature_squared:
+        distillation = distillation / temperature**2
+    return (1 - share) * classification + share * distillation
+
+
 @dataclass
 class DistillationMethod(SupervisedMethod):
     """Keeps the teacher and two class masks over the single head: `old_classes` (seen in earlier

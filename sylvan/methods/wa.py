@@ -32,11 +32,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import distillation_loss
+from sylvan.methods.distillation import old_share_weighted_loss
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
@@ -97,14 +96,8 @@ class WA(HerdingExemplarMethod):
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         active, old = self.observe_classes(batch)
-        logits = self.learner(batch.x)
-        classification = F.cross_entropy(logits.masked_fill(~active, float("-inf")), batch.y)
-        teacher = self.teacher_logits(batch.x)
-        if teacher is None or not bool(old.any()):
-            return classification
-        share = float(old.sum()) / float(active.sum())  # lambda: the old classes' share of those seen
-        distillation = distillation_loss(logits[:, old], teacher[:, old], self.temperature) / self.temperature**2
-        return (1 - share) * classification + share * distillation
+        return old_share_weighted_loss(self.learner(batch.x), batch.y, self.teacher_logits(batch.x), active, old,
+                                       self.temperature, times_temperature_squared=False)
 
     def after_step(self) -> None:
         super().after_step()

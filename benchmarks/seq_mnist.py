@@ -32,6 +32,7 @@ from sylvan.methods import (
     MAS,
     MER,
     MIR,
+    PCR,
     PNN,
     SCR,
     SI,
@@ -138,6 +139,10 @@ RUNS: dict[str, Run] = {
     # views; nearest class mean of the buffer (no published Seq-MNIST figure)
     "scr-200": Run(lambda: SCR(lr=0.1, buffer_size=200, replay_size=100, backbone=MLP), None, None),
     "scr-500": Run(lambda: SCR(lr=0.1, buffer_size=500, replay_size=100, backbone=MLP), None, None),
+    # proxy-based contrastive replay with its authors' arguments (lr 0.1, r 10, T 0.09) and views (no published
+    # Seq-MNIST figure)
+    "pcr-200": Run(lambda: PCR(lr=0.1, buffer_size=200, replay_size=10, backbone=MLP), None, None),
+    "pcr-500": Run(lambda: PCR(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), None, None),
     # CLS-ER (its own paper's Seq-MNIST table and best arguments, the DER paper's protocol): predictions come from
     # the stable memory
     "clser-200": Run(

@@ -32,6 +32,7 @@ from sylvan.methods.mir import MIR
 from sylvan.methods.multi_head import MultiHead
 from sylvan.methods.naive import Naive
 from sylvan.methods.packnet import PackNet
+from sylvan.methods.pcr import PCR
 from sylvan.methods.pnn import PNN
 from sylvan.methods.random_method import RandomMethod
 from sylvan.methods.regularization import WeightRegularization
@@ -63,6 +64,7 @@ __all__ = [
     "MER",
     "METHODS",
     "MIR",
+    "PCR",
     "PNN",
     "SAC",
     "SCR",

@@ -1,5 +1,6 @@
-"""What supervised contrastive methods (`scr`) share: the views they contrast, drawn per sample
-on the batch's device, and the supervised contrastive loss (SupCon, Khosla et al., NeurIPS 2020).
+"""What contrastive replay methods (`scr`, `pcr`) share: the views they contrast, drawn per sample
+on the batch's device, the supervised contrastive loss (SupCon, Khosla et al., NeurIPS 2020) and
+its proxy-based form (PCR, Lin et al., CVPR 2023).
 
 `ContrastiveViews` is the augmentation of the SimCLR family as SCR's reference code applies it
 (Kornia on a whole batch): a random resized crop (area 0.2 to 1 of the image, aspect ratio 3/4 to
@@ -163,3 +164,17 @@ def supervised_contrastive_loss(
     has_positive = positives.any(1)
     loss = -(temperature / base_temperature) * per_anchor
     return (loss * has_positive).sum() / has_positive.sum().clamp(min=1)
+
+
+def proxy_contrastive_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """PCR's proxy-based contrastive loss (Lin et al., CVPR 2023) from `logits`, each sample's
+    cosine with every class's proxy over the temperature (N, C). Each sample is contrasted with
+    the proxies of the batch's samples, its own class's the positives, so a class's proxy counts
+    as often as the class has samples in the batch and a class absent from it does not count:
+    the mean over samples of -l_y + log sum_c n_c exp(l_c), n_c the batch's samples of class c.
+    Computed in float32."""
+    logits = logits.float()
+    counts = torch.bincount(labels, minlength=logits.shape[1]).to(logits.dtype)
+    weighted = (logits + counts.clamp(min=1).log()).masked_fill(counts == 0, float("-inf"))
+    own = logits.gather(1, labels[:, None]).squeeze(1)
+    return (torch.logsumexp(weighted, dim=1) - own).mean()

@@ -1,5 +1,5 @@
 """The base of methods that keep a rehearsal buffer and replay from it with each minibatch
-(`rehearsal`, `der`, `derpp`, `er_ace`, `er_aml`, `scr`, `mir`, `mer`, `clser`): the buffer's
+(`rehearsal`, `der`, `derpp`, `er_ace`, `er_aml`, `scr`, `pcr`, `mir`, `mer`, `clser`): the buffer's
 options and its construction, and where a step's replay comes from: the method's own buffer in
 one process, the union of every worker's buffer on data-parallel settings (the distributed
 asynchronous rehearsal buffer, `sylvan.buffers.global_replay`). A method draws with

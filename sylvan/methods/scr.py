@@ -39,20 +39,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.contrastive import ContrastiveViews, supervised_contrastive_loss
+from sylvan.methods.contrastive import supervised_contrastive_loss
+from sylvan.methods.contrastive_replay import ContrastiveReplayMethod
 from sylvan.methods.nearest_mean import nearest_mean_scores
-from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.supervised import Batch, evaluating
 from sylvan.methods.workers import worker_count
 from sylvan.models.cosine import has_feature_layers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
-VIEWS_SEED = 40_009  # seed offset of the contrastive views' draws (`Setting.worker_seed`)
-
 
 @dataclass
-class SCR(ReplayMethod):
+class SCR(ContrastiveReplayMethod):
     """SCR: SupCon on the minibatch and a replay draw with a random view of each; nearest class
     mean of the stored samples' features to predict."""
 
@@ -63,13 +61,11 @@ class SCR(ReplayMethod):
     replay_size: int = 100  # r: samples replayed with each minibatch (0: as many as the batch size)
     temperature: float = 0.07  # T of the supervised contrastive loss
     projection_dim: int = 128  # outputs of the projection head the loss is computed on
-    crop_scale: float = 0.2  # smallest area of a view's crop, as a fraction of the image's
 
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "temperature", strict=True)
         self.require_at_least(1, "projection_dim")
-        self.require_in(0, 1, "crop_scale", low_open=True)
         if self.buffer_size == 0:
             raise ConfigurationError(
                 "--buffer_size must be at least 1: scr classifies by the means of the stored samples' features"
@@ -77,11 +73,6 @@ class SCR(ReplayMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        if len(setting.input_shape) != 3:
-            raise ConfigurationError(
-                f"scr contrasts random crops of images (channels, height, width); {setting.dataset}'s inputs have "
-                f"shape {tuple(setting.input_shape)}"
-            )
         backbone = self.backbone_layout(setting)
         if backbone is not None:
             with torch.device("meta"):
@@ -107,7 +98,6 @@ class SCR(ReplayMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.views = ContrastiveViews(seed=setting.worker_seed(VIEWS_SEED), crop_scale=self.crop_scale)
         self.class_means: torch.Tensor | None = None  # (classes, d), NaN rows: nothing stored; None: to compute
 
     def projected(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,13 +105,8 @@ class SCR(ReplayMethod):
         return F.normalize(self.model.projection(self.model.features(x).flatten(1)), dim=1)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        replay = self.draw_replay(self.replay_count(len(batch.y)))
-        self.remember(self.stored_fields(batch))  # before the pass: the next step's draw travels during it
-        x, y = batch.x, batch.y
-        if replay:
-            x, y = torch.cat([x, replay["x"].to(x.device)]), torch.cat([y, replay["y"].to(y.device)])
-        projections = self.projected(torch.cat([x, self.views(x)]))
-        return supervised_contrastive_loss(projections, y.repeat(2), self.temperature)
+        x, y = self.with_views(batch)
+        return supervised_contrastive_loss(self.projected(x), y, self.temperature)
 
     def after_step(self) -> None:
         super().after_step()
@@ -160,9 +145,8 @@ class SCR(ReplayMethod):
         return self.mask_to_tasks(nearest_mean_scores(self.model.features(x), self.class_means), task_labels)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "views": self.views.state_dict(), "class_means": self.class_means}
+        return {**super().state_dict(), "class_means": self.class_means}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.views.load_state_dict(state["views"])
         self.class_means = state["class_means"]

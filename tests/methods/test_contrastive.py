@@ -15,6 +15,7 @@ from sylvan.methods.contrastive import (
     ContrastiveViews,
     greyscale,
     hsv_to_rgb,
+    proxy_contrastive_loss,
     rgb_to_hsv,
     supervised_contrastive_loss,
 )
@@ -155,3 +156,24 @@ def test_the_loss_is_zero_without_positives_and_its_gradient_finite():
     loss = supervised_contrastive_loss(z, torch.tensor([0, 1, 2]), 0.07)
     loss.backward()
     assert float(loss.detach()) == 0.0 and bool(torch.isfinite(z.grad).all())
+
+
+def test_the_proxy_loss_is_pcrs_anchor_to_proxy_contrast_written_out():
+    """Each anchor i against the proxy of every sample k of the batch (its own included), the
+    positives those of its class: -mean_i mean_{k: y_k = y_i} log(exp(s_ik) / sum_k exp(s_ik))."""
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(6, 5, generator=generator) * 3  # cosines over T, 5 classes, 2 of them absent
+    y = torch.tensor([0, 2, 0, 0, 3, 2])
+    losses = []
+    for i in range(6):
+        s = torch.stack([logits[i, y[k]] for k in range(6)])
+        log_probability = s - torch.logsumexp(s, 0)
+        losses.append(-log_probability[y == y[i]].mean())
+    torch.testing.assert_close(proxy_contrastive_loss(logits, y), torch.stack(losses).mean())
+
+
+def test_the_proxy_loss_leaves_absent_classes_alone():
+    logits = torch.randn(4, 5, requires_grad=True)
+    proxy_contrastive_loss(logits, torch.tensor([1, 1, 3, 1])).backward()
+    assert float(logits.grad[:, [0, 2, 4]].abs().sum()) == 0.0
+    assert float(logits.grad[:, [1, 3]].abs().sum()) > 0

@@ -1,0 +1,58 @@
+"""The base of the contrastive replay methods (`scr`, `pcr`): each step's minibatch joined by a
+replay draw, and every input of the two by a random view of it (`ContrastiveViews`), drawn with a
+seed of the method's own and checkpointed with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from sylvan.errors import ConfigurationError
+from sylvan.methods.contrastive import ContrastiveViews
+from sylvan.methods.replay import ReplayMethod
+from sylvan.methods.supervised import Batch
+
+
+@dataclass
+class ContrastiveReplayMethod(ReplayMethod):
+    """A replay method that trains on the minibatch, a replay draw and a random view of each."""
+
+    views_seed: ClassVar[int] = 40_009  # seed offset of the views' draws (`Setting.worker_seed`)
+
+    crop_scale: float = 0.2  # smallest area of a view's crop, as a fraction of the image's
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_in(0, 1, "crop_scale", low_open=True)
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        if len(setting.input_shape) != 3:
+            raise ConfigurationError(
+                f"{self.name} contrasts random crops of images (channels, height, width); {setting.dataset}'s inputs "
+                f"have shape {tuple(setting.input_shape)}"
+            )
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.views = ContrastiveViews(seed=setting.worker_seed(self.views_seed), crop_scale=self.crop_scale)
+
+    def with_views(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's inputs and labels: the minibatch joined by a replay draw (the minibatch is
+        stored first, so that the next step's draw travels during this step's passes), then a
+        random view of each of them, labelled alike."""
+        replay = self.draw_replay(self.replay_count(len(batch.y)))
+        self.remember(self.stored_fields(batch))
+        x, y = batch.x, batch.y
+        if replay:
+            x, y = torch.cat([x, replay["x"].to(x.device)]), torch.cat([y, replay["y"].to(y.device)])
+        return torch.cat([x, self.views(x)]), y.repeat(2)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "views": self.views.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.views.load_state_dict(state["views"])

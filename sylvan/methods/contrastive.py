@@ -14,6 +14,7 @@ left as it is, as torchvision leaves it).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -146,6 +147,12 @@ class ContrastiveViews(SeededAugmentation):
         return torch.where(drawn["grey"].view(-1, 1, 1, 1), greyscale(x).expand_as(x), x)
 
 
+def in_float32(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
+    """A block where autocast is off on `tensor`'s device: under mixed precision a loss of
+    similarities and masks is computed in float32 (where the masks' float32 minimum fits)."""
+    return torch.autocast(tensor.device.type, enabled=False)
+
+
 def supervised_contrastive_loss(
     features: torch.Tensor, labels: torch.Tensor, temperature: float, base_temperature: float | None = None
 ) -> torch.Tensor:
@@ -154,16 +161,17 @@ def supervised_contrastive_loss(
     views included) of log(exp(z_i . z_p / T) / sum_{k != i} exp(z_i . z_k / T)), averaged over
     the anchors that have a positive. T_b defaults to T. Computed in float32."""
     base_temperature = temperature if base_temperature is None else base_temperature
-    features = features.float()
-    count = len(labels)
-    itself = torch.eye(count, dtype=torch.bool, device=features.device)
-    logits = (features @ features.T / temperature).masked_fill(itself, torch.finfo(torch.float32).min)
-    log_probability = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    positives = (labels[:, None] == labels[None, :]) & ~itself
-    per_anchor = log_probability.masked_fill(~positives, 0.0).sum(1) / positives.sum(1).clamp(min=1)
-    has_positive = positives.any(1)
-    loss = -(temperature / base_temperature) * per_anchor
-    return (loss * has_positive).sum() / has_positive.sum().clamp(min=1)
+    with in_float32(features):
+        features = features.float()
+        count = len(labels)
+        itself = torch.eye(count, dtype=torch.bool, device=features.device)
+        logits = (features @ features.T / temperature).masked_fill(itself, torch.finfo(torch.float32).min)
+        log_probability = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        positives = (labels[:, None] == labels[None, :]) & ~itself
+        per_anchor = log_probability.masked_fill(~positives, 0.0).sum(1) / positives.sum(1).clamp(min=1)
+        has_positive = positives.any(1)
+        loss = -(temperature / base_temperature) * per_anchor
+        return (loss * has_positive).sum() / has_positive.sum().clamp(min=1)
 
 
 def proxy_contrastive_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -173,8 +181,9 @@ def proxy_contrastive_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.
     as often as the class has samples in the batch and a class absent from it does not count:
     the mean over samples of -l_y + log sum_c n_c exp(l_c), n_c the batch's samples of class c.
     Computed in float32."""
-    logits = logits.float()
-    counts = torch.bincount(labels, minlength=logits.shape[1]).to(logits.dtype)
-    weighted = (logits + counts.clamp(min=1).log()).masked_fill(counts == 0, float("-inf"))
-    own = logits.gather(1, labels[:, None]).squeeze(1)
-    return (torch.logsumexp(weighted, dim=1) - own).mean()
+    with in_float32(logits):
+        logits = logits.float()
+        counts = torch.bincount(labels, minlength=logits.shape[1]).to(logits.dtype)
+        weighted = (logits + counts.clamp(min=1).log()).masked_fill(counts == 0, float("-inf"))
+        own = logits.gather(1, labels[:, None]).squeeze(1)
+        return (torch.logsumexp(weighted, dim=1) - own).mean()

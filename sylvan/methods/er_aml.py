@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sylvan.errors import ConfigurationError, refuse_if_given
+from sylvan.methods.contrastive import in_float32
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.supervised import Batch
 from sylvan.models.cosine import CosineClassifier, has_feature_layers
@@ -77,15 +78,16 @@ def asymmetric_contrastive_loss(
     positive, then each anchor's negative, so contrast sample k belongs to anchor k mod N.
     Features are normalized here and the loss is computed in float32. 0 without a valid anchor.
     Invalid entries are masked, not dropped, so that the step needs no host synchronization."""
-    anchors = F.normalize(anchors.float(), dim=1)
-    contrast = F.normalize(contrast.float(), dim=1)
-    kept = valid.repeat(2)
-    logits = (anchors @ contrast.T / temperature).masked_fill(~kept[None, :], torch.finfo(torch.float32).min)
-    log_probability = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    positives = (anchor_y[:, None] == contrast_y[None, :]) & kept[None, :]
-    mean_positive = log_probability.masked_fill(~positives, 0.0).sum(1) / positives.sum(1).clamp(min=1)
-    per_anchor = -(temperature / base_temperature) * mean_positive
-    return (per_anchor * valid).sum() / valid.sum().clamp(min=1)
+    with in_float32(anchors):
+        anchors = F.normalize(anchors.float(), dim=1)
+        contrast = F.normalize(contrast.float(), dim=1)
+        kept = valid.repeat(2)
+        logits = (anchors @ contrast.T / temperature).masked_fill(~kept[None, :], torch.finfo(torch.float32).min)
+        log_probability = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        positives = (anchor_y[:, None] == contrast_y[None, :]) & kept[None, :]
+        mean_positive = log_probability.masked_fill(~positives, 0.0).sum(1) / positives.sum(1).clamp(min=1)
+        per_anchor = -(temperature / base_temperature) * mean_positive
+        return (per_anchor * valid).sum() / valid.sum().clamp(min=1)
 
 
 @dataclass(frozen=True)

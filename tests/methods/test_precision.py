@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import ClassVar
@@ -11,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError, UnknownNameError
-from sylvan.methods import AGEM, DER, FDR, GEM, MIR, RWalk
+from sylvan.methods import AGEM, DER, FDR, GEM, METHODS, MIR, RWalk
 from sylvan.methods.loss_scaling import loss_scaler
 from sylvan.methods.naive import Naive
-from sylvan.settings import ClassIncrementalSetting, OnlineSetting
+from sylvan.settings import SETTINGS, ClassIncrementalSetting, OnlineSetting
 from tests.conftest import tiny_options
 
 
@@ -56,6 +57,27 @@ def test_training_runs_at_the_precision_asked_and_evaluation_in_float32(precisio
     assert spy.scoring_dtypes == {torch.float32}
     assert spy.gradient_norms and all(0 < norm < float("inf") for norm in spy.gradient_norms)
     assert results.accuracy_matrix[-1][-1] > 0.4  # it learned the last task (chance: 0.1)
+
+
+def bf16_runs() -> list[tuple[str, str]]:
+    """Every registered supervised method, on the first of class_incremental and task_incremental
+    it applies to."""
+    runs = []
+    for name, cls in sorted(METHODS.items()):
+        setting = next((s for s in ("class_incremental", "task_incremental") if cls.is_applicable(SETTINGS[s])), None)
+        if setting is not None:
+            runs.append((setting, name))
+    return runs
+
+
+@pytest.mark.parametrize(("setting_name", "method_name"), bf16_runs())
+def test_every_supervised_method_trains_under_bf16_mixed(setting_name, method_name):
+    """Losses a method computes past the network (similarities, masks at the float32 minimum,
+    its own gradients) must run under autocast's bfloat16 as under float32."""
+    setting_cls = SETTINGS[setting_name]
+    setting = setting_cls(**tiny_options(setting_cls), accelerator="cpu", precision="bf16-mixed")
+    results = setting.apply(METHODS[method_name]())
+    assert results.complete and not math.isnan(results.final_average_accuracy)
 
 
 def test_bf16_training_learns_as_float32_does():

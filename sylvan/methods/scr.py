@@ -21,11 +21,11 @@ incoming batch by the means of the network and buffer as they are. On data-paral
 means are over the union of every worker's buffer (the sums are summed over the workers, in the
 first prediction each worker makes), so every worker predicts alike.
 
-As in the authors' code, the samples are stored once trained on, and the defaults are theirs:
-lr 0.1, r 100, T 0.07, a head of 128. Two differences: the step's first minibatch, with nothing
-stored, trains on its own two views (the authors' code skips it), and both views go through the
-network in one pass (the authors' code makes one pass per view, which differs only where batch
-normalization sees the batch). Needs no task boundaries.
+As in the authors' code, a minibatch is never in its own replay draw (it is stored after the
+draw), and the defaults are theirs: lr 0.1, r 100, T 0.07, a head of 128. Two differences: the
+step's first minibatch, with nothing stored, trains on its own two views (the authors' code skips
+it), and both views go through the network in one pass (the authors' code makes one pass per
+view, which differs only where batch normalization sees the batch). Needs no task boundaries.
 """
 
 from __future__ import annotations

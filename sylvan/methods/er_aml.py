@@ -132,10 +132,7 @@ class ERAML(ReplayMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        backbone = self.backbone_layout(setting)
-        if backbone is not None:
-            with torch.device("meta"):
-                self.with_classifier(backbone, self.backbone_name(setting), setting.num_classes)
+        self.check_backbone(setting, lambda backbone, name: self.with_classifier(backbone, name, setting.num_classes))
 
     def with_classifier(self, model: nn.Module, name: str, num_classes: int) -> nn.Module:
         """`model` with the cosine classifier (unless `cosine_classifier` is false); a

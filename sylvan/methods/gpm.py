@@ -147,9 +147,7 @@ class GPM(SupervisedMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        backbone = self.backbone_layout(setting)
-        if backbone is not None:
-            projected_layers(backbone)
+        self.check_backbone(setting, lambda backbone, _: projected_layers(backbone))
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

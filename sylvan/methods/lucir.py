@@ -68,10 +68,7 @@ class LUCIR(HerdingExemplarMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        backbone = self.backbone_layout(setting)
-        if backbone is not None:
-            with torch.device("meta"):
-                self.cosine_network(backbone, self.backbone_name(setting), setting)
+        self.check_backbone(setting, lambda backbone, name: self.cosine_network(backbone, name, setting))
 
     def cosine_network(self, model: nn.Module, name: str, setting: Any) -> nn.Module:
         """`model` with a cosine classifier over its features, which end before their last ReLU

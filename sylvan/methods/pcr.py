@@ -57,10 +57,7 @@ class PCR(ContrastiveReplayMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        backbone = self.backbone_layout(setting)
-        if backbone is not None:
-            with torch.device("meta"):
-                self.with_proxies(backbone, self.backbone_name(setting), setting.num_classes)
+        self.check_backbone(setting, lambda backbone, name: self.with_proxies(backbone, name, setting.num_classes))
 
     def with_proxies(self, model: nn.Module, name: str, num_classes: int) -> nn.Module:
         """`model` with the cosine classifier whose weight vectors are the proxies; a

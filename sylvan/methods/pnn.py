@@ -32,9 +32,7 @@ class PNN(SupervisedMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        backbone = self.backbone_layout(setting)
-        if backbone is not None:
-            column_of(backbone)
+        self.check_backbone(setting, lambda backbone, _: column_of(backbone))
 
     def build_model(self) -> nn.Module:
         # one fresh backbone per column, each initialized as the backbone initializes itself

@@ -73,10 +73,7 @@ class SCR(ContrastiveReplayMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        backbone = self.backbone_layout(setting)
-        if backbone is not None:
-            with torch.device("meta"):
-                self.with_projection(backbone, self.backbone_name(setting))
+        self.check_backbone(setting, self.with_projection)
 
     def with_projection(self, model: nn.Module, name: str) -> nn.Module:
         """`model` with the projection head on its features, its classifier frozen (never used);

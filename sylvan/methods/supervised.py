@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional
@@ -155,6 +155,16 @@ class SupervisedMethod(Method):
                 return build_backbone(self.backbone_name(setting), setting.input_shape, setting.num_classes)
         except Exception:
             return None
+
+    def check_backbone(self, setting: Any, adapt: Callable[[nn.Module, str], object]) -> None:
+        """Run `adapt(backbone, name)`, what the method does to the setting's backbone when it
+        builds its model (replace its classifier, find the layers it works on), on the backbone's
+        layout on the meta device: a backbone it cannot adapt is refused, by the error `adapt`
+        raises, before the run starts. One that cannot be laid out so is checked by `build_model`."""
+        backbone = self.backbone_layout(setting)
+        if backbone is not None:
+            with torch.device("meta"):
+                adapt(backbone, self.backbone_name(setting))
 
     def epochs_per_fit(self, setting: Any) -> int:
         """The epochs each `fit` trains for (what the step schedule's milestones count)."""

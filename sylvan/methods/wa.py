@@ -71,9 +71,7 @@ class WA(HerdingExemplarMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        backbone = self.backbone_layout(setting)
-        if backbone is not None:
-            self.output_layer(backbone, self.backbone_name(setting))
+        self.check_backbone(setting, self.output_layer)
 
     @staticmethod
     def output_layer(model: nn.Module, name: str) -> nn.Linear:

@@ -1,9 +1,10 @@
 """Small hand-made inputs for the class-incremental methods' unit tests on digits' shapes (8x8
-grey images, 10 classes)."""
+grey images, 10 classes), and a backbone without the layers some methods need."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def mask(*classes: int) -> torch.Tensor:
@@ -17,3 +18,15 @@ def samples(labels: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Random 1x8x8 inputs in [0, 1), one per label, drawn with `seed`; and the labels."""
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(len(labels), 1, 8, 8, generator=generator), torch.tensor(labels)
+
+
+class WithoutFeatures(nn.Module):
+    """A digits classifier with none of `features`, `feature_dim` and `classifier` (register it in
+    `sylvan.models.BACKBONES` to try a method's refusal)."""
+
+    def __init__(self, input_shape, num_classes: int) -> None:
+        super().__init__()
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)

@@ -7,14 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import PCR, Batch
 from sylvan.methods.contrastive import proxy_contrastive_loss
 from sylvan.models.cosine import CosineClassifier
 from sylvan.settings import ClassIncrementalSetting
-from tests.methods.digits_samples import samples
+from tests.methods.digits_samples import WithoutFeatures, samples
 
 DIGITS = dict(dataset="digits", nb_tasks=5, epochs=1, batch_size=8, progress_bar=False)
 
@@ -64,15 +63,6 @@ def test_predictions_are_the_cosine_logits_over_every_class():
         features = F.normalize(method.model.eval().features(x).flatten(1), dim=1)
         expected = features @ F.normalize(classifier.weight, dim=1).T / 0.2
     torch.testing.assert_close(method.predict(x), expected)
-
-
-class WithoutFeatures(nn.Module):
-    def __init__(self, input_shape, num_classes: int) -> None:
-        super().__init__()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
 
 
 def test_a_backbone_without_features_is_refused_before_the_run_starts(monkeypatch):

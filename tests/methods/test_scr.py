@@ -7,13 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import SCR, Batch
 from sylvan.methods.contrastive import supervised_contrastive_loss
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
-from tests.methods.digits_samples import samples
+from tests.methods.digits_samples import WithoutFeatures, samples
 
 DIGITS = dict(dataset="digits", nb_tasks=5, epochs=1, batch_size=8, progress_bar=False)
 
@@ -122,15 +121,6 @@ def test_the_views_and_the_means_are_checkpointed():
     torch.testing.assert_close(restored.class_means, method.class_means, equal_nan=True)
     x = samples([0, 1, 2], seed=11)[0]
     torch.testing.assert_close(restored.views(x), method.views(x))
-
-
-class WithoutFeatures(nn.Module):
-    def __init__(self, input_shape, num_classes: int) -> None:
-        super().__init__()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
 
 
 def test_a_backbone_without_features_is_refused_before_the_run_starts(monkeypatch):

@@ -9,13 +9,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import WA, Batch
 from sylvan.methods.wa import aligned_norms_factor
 from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting
-from tests.methods.digits_samples import mask, samples
+from tests.methods.digits_samples import WithoutFeatures, mask, samples
 
 DIGITS = dict(dataset="digits", nb_tasks=5, epochs=1, batch_size=8, progress_bar=False)
 
@@ -133,19 +132,10 @@ def test_the_factors_are_checkpointed():
     assert restored.gammas == [0.8, 0.9]
 
 
-class WithoutClassifier(nn.Module):
-    def __init__(self, input_shape, num_classes: int) -> None:
-        super().__init__()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
-
-
 def test_a_backbone_without_a_linear_classifier_is_refused_before_the_run_starts(monkeypatch):
     from sylvan import models
 
-    monkeypatch.setitem(models.BACKBONES, "no_classifier", WithoutClassifier)
+    monkeypatch.setitem(models.BACKBONES, "no_classifier", WithoutFeatures)
     with pytest.raises(ConfigurationError, match="wa aligns .* which no_classifier lacks"):
         WA(backbone="no_classifier").validate_for(ClassIncrementalSetting(**DIGITS))
 

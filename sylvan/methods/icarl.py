@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sylvan.methods.exemplars import HerdingExemplarMethod
-from sylvan.methods.nearest_mean import nearest_mean_scores
+from sylvan.methods.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
 from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
@@ -63,12 +63,8 @@ class ICaRL(HerdingExemplarMethod):
     def exemplar_means(self) -> torch.Tensor:
         """Per class, the normalized mean of its exemplars' normalized features (NaN if none)."""
         stored = self.buffer.get_all()
-        features = self.features(stored["x"])
-        labels = stored["y"].cpu()
-        means = torch.full((self.setting.num_classes, features.shape[1]), float("nan"))
-        for label in labels.unique().tolist():
-            means[label] = F.normalize(features[labels == label].mean(0), dim=0)
-        return means
+        return class_means_from_sums(*class_feature_sums(self.features(stored["x"]), stored["y"],
+                                                         self.setting.num_classes))
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """Minus the squared distance to each class's exemplar mean; -inf for classes without

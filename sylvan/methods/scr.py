@@ -41,7 +41,7 @@ from torch import nn
 from sylvan.errors import ConfigurationError
 from sylvan.methods.contrastive import supervised_contrastive_loss
 from sylvan.methods.contrastive_replay import ContrastiveReplayMethod
-from sylvan.methods.nearest_mean import nearest_mean_scores
+from sylvan.methods.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
 from sylvan.methods.supervised import Batch, evaluating
 from sylvan.methods.workers import worker_count
 from sylvan.models.cosine import has_feature_layers
@@ -121,16 +121,15 @@ class SCR(ContrastiveReplayMethod):
             with evaluating(self.model) as model:
                 for start in range(0, len(stored["y"]), 1024):
                     x = stored["x"][start : start + 1024].to(device)
-                    y = stored["y"][start : start + 1024].to(device)
-                    features = F.normalize(model.features(x).flatten(1).float(), dim=1)
-                    sums.index_add_(0, y, features)
-                    counts.index_add_(0, y, torch.ones_like(y, dtype=counts.dtype))
+                    chunk_sums, chunk_counts = class_feature_sums(model.features(x), stored["y"][start : start + 1024],
+                                                                  classes)
+                    sums += chunk_sums
+                    counts += chunk_counts
         if worker_count() > 1:
             totals = torch.cat([sums, counts[:, None]], 1)
             dist.all_reduce(totals)
             sums, counts = totals[:, :-1], totals[:, -1]
-        means = F.normalize(sums, dim=1).cpu()
-        return means.masked_fill((counts == 0).cpu()[:, None], float("nan"))
+        return class_means_from_sums(sums, counts)
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """Nearest-class-mean scores (the means computed at the first prediction after the

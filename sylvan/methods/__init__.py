@@ -11,6 +11,7 @@ from sylvan.methods.agem import AGEM
 from sylvan.methods.base import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.methods.bic import BiC
 from sylvan.methods.clser import CLSER
+from sylvan.methods.co2l import Co2L
 from sylvan.methods.der import DER
 from sylvan.methods.derpp import DERPlusPlus
 from sylvan.methods.dqn import DQN
@@ -51,6 +52,7 @@ from sylvan.methods.wa import WA
 __all__ = [
     "AGEM",
     "CLSER",
+    "Co2L",
     "DER",
     "DQN",
     "ERACE",

@@ -1,6 +1,7 @@
-"""What contrastive replay methods (`scr`, `pcr`) share: the views they contrast, drawn per sample
-on the batch's device, the supervised contrastive loss (SupCon, Khosla et al., NeurIPS 2020) and
-its proxy-based form (PCR, Lin et al., CVPR 2023).
+"""What contrastive replay methods (`scr`, `pcr`, `co2l`) share: the views they contrast, drawn per
+sample on the batch's device, the supervised contrastive loss (SupCon, Khosla et al., NeurIPS
+2020), its proxy-based form (PCR, Lin et al., CVPR 2023), and Co2L's asymmetric form and
+relation distillation (Cha et al., ICCV 2021).
 
 `ContrastiveViews` is the augmentation of the SimCLR family as SCR's reference code applies it
 (Kornia on a whole batch): a random resized crop (area 0.2 to 1 of the image, aspect ratio 3/4 to
@@ -153,13 +154,14 @@ def in_float32(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
     return torch.autocast(tensor.device.type, enabled=False)
 
 
-def supervised_contrastive_loss(
+def supervised_contrastive_terms(
     features: torch.Tensor, labels: torch.Tensor, temperature: float, base_temperature: float | None = None
-) -> torch.Tensor:
-    """SupCon over a batch of L2-normalized `features` (N, D) with `labels`: for each anchor i,
-    -(T / T_b) times the mean over its positives p (the other samples of its class, its other
-    views included) of log(exp(z_i . z_p / T) / sum_{k != i} exp(z_i . z_k / T)), averaged over
-    the anchors that have a positive. T_b defaults to T. Computed in float32."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's SupCon term as an anchor, for L2-normalized `features` (N, D) with `labels`:
+    for anchor i, -(T / T_b) times the mean over its positives p (the other samples of its class,
+    its other views included) of log(exp(z_i . z_p / T) / sum_{k != i} exp(z_i . z_k / T)); 0
+    for an anchor without a positive. Returned with the mask of the anchors that have one. T_b
+    defaults to T. Computed in float32."""
     base_temperature = temperature if base_temperature is None else base_temperature
     with in_float32(features):
         features = features.float()
@@ -169,9 +171,45 @@ def supervised_contrastive_loss(
         log_probability = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         positives = (labels[:, None] == labels[None, :]) & ~itself
         per_anchor = log_probability.masked_fill(~positives, 0.0).sum(1) / positives.sum(1).clamp(min=1)
-        has_positive = positives.any(1)
-        loss = -(temperature / base_temperature) * per_anchor
-        return (loss * has_positive).sum() / has_positive.sum().clamp(min=1)
+        return -(temperature / base_temperature) * per_anchor, positives.any(1)
+
+
+def supervised_contrastive_loss(
+    features: torch.Tensor, labels: torch.Tensor, temperature: float, base_temperature: float | None = None
+) -> torch.Tensor:
+    """SupCon (`supervised_contrastive_terms`) averaged over the anchors that have a positive."""
+    terms, has_positive = supervised_contrastive_terms(features, labels, temperature, base_temperature)
+    return (terms * has_positive).sum() / has_positive.sum().clamp(min=1)
+
+
+def asymmetric_supervised_contrastive_loss(
+    features: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor, temperature: float, base_temperature: float
+) -> torch.Tensor:
+    """Co2L's asymmetric SupCon (Cha et al., ICCV 2021): the SupCon terms of the `anchors` alone (a
+    boolean mask over the samples), every sample still a positive or a negative of them, summed
+    and divided by the number of samples, anchors or not, as the authors' code averages them."""
+    terms, has_positive = supervised_contrastive_terms(features, labels, temperature, base_temperature)
+    return (terms * (has_positive & anchors)).sum() / len(labels)
+
+
+def relation_distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, student_temperature: float, teacher_temperature: float
+) -> torch.Tensor:
+    """Co2L's instance-wise relation distillation (IRD): for each sample i, the distribution over
+    the other samples j of softmax_j(z_i . z_j / kappa), the `teacher`'s features at
+    `teacher_temperature` the target of the `student`'s at `student_temperature` (both (N, D),
+    L2-normalized): the cross-entropy -sum_j p_teacher(i, j) log p_student(i, j), mean over i.
+    No gradient reaches the teacher. Computed in float32."""
+    with in_float32(student):
+        count = len(student)
+        others = ~torch.eye(count, dtype=torch.bool, device=student.device)
+
+        def similarities(features: torch.Tensor, temperature: float) -> torch.Tensor:
+            features = features.float()
+            return (features @ features.T / temperature)[others].view(count, count - 1)
+
+        target = F.softmax(similarities(teacher.detach(), teacher_temperature), dim=1)
+        return -(target * F.log_softmax(similarities(student, student_temperature), dim=1)).sum(1).mean()
 
 
 def proxy_contrastive_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

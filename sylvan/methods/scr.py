@@ -35,22 +35,19 @@ from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.contrastive import supervised_contrastive_loss
-from sylvan.methods.contrastive_replay import ContrastiveReplayMethod
+from sylvan.methods.contrastive_replay import ProjectedContrastiveMethod
 from sylvan.methods.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
 from sylvan.methods.supervised import Batch, evaluating
 from sylvan.methods.workers import worker_count
-from sylvan.models.cosine import has_feature_layers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
 
 @dataclass
-class SCR(ContrastiveReplayMethod):
+class SCR(ProjectedContrastiveMethod):
     """SCR: SupCon on the minibatch and a replay draw with a random view of each; nearest class
     mean of the stored samples' features to predict."""
 
@@ -60,46 +57,18 @@ class SCR(ContrastiveReplayMethod):
     lr: float = 0.1  # learning rate
     replay_size: int = 100  # r: samples replayed with each minibatch (0: as many as the batch size)
     temperature: float = 0.07  # T of the supervised contrastive loss
-    projection_dim: int = 128  # outputs of the projection head the loss is computed on
 
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "temperature", strict=True)
-        self.require_at_least(1, "projection_dim")
         if self.buffer_size == 0:
             raise ConfigurationError(
                 "--buffer_size must be at least 1: scr classifies by the means of the stored samples' features"
             )
 
-    def validate_for(self, setting: Any) -> None:
-        super().validate_for(setting)
-        self.check_backbone(setting, self.with_projection)
-
-    def with_projection(self, model: nn.Module, name: str) -> nn.Module:
-        """`model` with the projection head on its features, its classifier frozen (never used);
-        a `ConfigurationError` for a network without `features` and `feature_dim`."""
-        if not has_feature_layers(model):
-            raise ConfigurationError(
-                f"scr learns and classifies by the backbone's features, so it needs a backbone with `features` and "
-                f"`feature_dim` (every built-in one), which {name} lacks"
-            )
-        width = model.feature_dim
-        model.projection = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, self.projection_dim))
-        classifier = getattr(model, "classifier", None)
-        if isinstance(classifier, nn.Module):
-            classifier.requires_grad_(False)  # no gradient ever reaches it: DDP must not wait for one
-        return model
-
-    def build_model(self) -> nn.Module:
-        return self.with_projection(super().build_model(), self.backbone_name(self.setting))
-
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self.class_means: torch.Tensor | None = None  # (classes, d), NaN rows: nothing stored; None: to compute
-
-    def projected(self, x: torch.Tensor) -> torch.Tensor:
-        """The L2-normalized projections of `x`."""
-        return F.normalize(self.model.projection(self.model.features(x).flatten(1)), dim=1)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         x, y = self.with_views(batch)

@@ -42,3 +42,39 @@ def average_statistics_over_workers(*modules: nn.Module) -> None:
     for buffer in statistics:
         buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
         offset += buffer.numel()
+
+
+def concatenated_over_workers(tensor: torch.Tensor) -> torch.Tensor:
+    """Every worker's `tensor` concatenated along its first dimension in the order of the workers'
+    ranks, the same on every worker; the workers' tensors may differ in length (not in their other
+    dimensions or dtype). `tensor` itself in one process. For what each worker holds a part of
+    (its buffer) and every worker must learn from alike."""
+    if worker_count() == 1:
+        return tensor
+    length = torch.tensor([len(tensor)], device=tensor.device)
+    lengths = [torch.zeros_like(length) for _ in range(dist.get_world_size())]
+    dist.all_gather(lengths, length)
+    longest = max(int(n) for n in lengths)
+    padded = tensor.new_zeros((longest, *tensor.shape[1:]))
+    padded[: len(tensor)] = tensor
+    parts = [torch.empty_like(padded) for _ in lengths]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[: int(n)] for part, n in zip(parts, lengths)])
+
+
+def copy_from_first_worker(*modules: nn.Module) -> None:
+    """Overwrite the floating-point parameters and buffers of `modules` with the first worker's, in one
+    collective: for weights every worker computed alike outside DDP, so that they agree to the
+    last bit whatever the order each device summed in. Nothing in one process."""
+    if worker_count() == 1:
+        return
+    tensors = [t for module in modules for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+    if not tensors:
+        return
+    flat = torch.cat([t.detach().reshape(-1).to(tensors[0].dtype) for t in tensors])
+    dist.broadcast(flat, src=0)
+    offset = 0
+    with torch.no_grad():
+        for tensor in tensors:
+            tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+            offset += tensor.numel()

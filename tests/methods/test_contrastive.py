@@ -1,6 +1,7 @@
 """The contrastive views, each operation checked against torchvision's functional form or the
 geometry written out, their draws against the recipe's probabilities and ranges; and the
-supervised contrastive loss against its formula written out anchor by anchor."""
+contrastive losses (SupCon, PCR's, Co2L's asymmetric SupCon and relation distillation) against
+their formulas written out anchor by anchor."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import torchvision.transforms.functional as TF
 
 from sylvan.methods.contrastive import (
     ContrastiveViews,
+    asymmetric_supervised_contrastive_loss,
     greyscale,
     hsv_to_rgb,
     proxy_contrastive_loss,
+    relation_distillation_loss,
     rgb_to_hsv,
     supervised_contrastive_loss,
 )
@@ -177,3 +180,61 @@ def test_the_proxy_loss_leaves_absent_classes_alone():
     proxy_contrastive_loss(logits, torch.tensor([1, 1, 3, 1])).backward()
     assert float(logits.grad[:, [0, 2, 4]].abs().sum()) == 0.0
     assert float(logits.grad[:, [1, 3]].abs().sum()) > 0
+
+
+def test_the_asymmetric_loss_sums_the_anchors_terms_over_every_sample():
+    generator = torch.Generator().manual_seed(1)
+    z = F.normalize(torch.randn(8, 5, generator=generator), dim=1)
+    y = torch.tensor([0, 1, 0, 2, 1, 0, 2, 3])
+    anchors = torch.tensor([True, True, False, False, True, False, False, True])  # the last has no positive
+    temperature, base = 0.5, 0.07
+    terms = []
+    for i in range(8):
+        positives = [p for p in range(8) if p != i and y[p] == y[i]]
+        if not anchors[i] or not positives:
+            continue
+        denominator = torch.logsumexp(torch.stack([z[i] @ z[k] / temperature for k in range(8) if k != i]), 0)
+        terms.append(-(temperature / base) * torch.stack([z[i] @ z[p] / temperature - denominator
+                                                          for p in positives]).mean())
+    expected = torch.stack(terms).sum() / 8  # divided by every sample, anchors or not
+    torch.testing.assert_close(asymmetric_supervised_contrastive_loss(z, y, anchors, temperature, base), expected)
+    every = torch.ones(8, dtype=torch.bool)
+    torch.testing.assert_close(asymmetric_supervised_contrastive_loss(z[:7], y[:7], every[:7], temperature, base),
+                               supervised_contrastive_loss(z[:7], y[:7], temperature, base),
+                               msg="with every sample an anchor, each with a positive, it is SupCon")
+
+
+def test_samples_that_are_not_anchors_pull_only_through_the_anchors():
+    z = F.normalize(torch.randn(6, 4, generator=torch.Generator().manual_seed(2)), dim=1).requires_grad_()
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    anchors = torch.tensor([True, True, False, False, False, False])
+    asymmetric_supervised_contrastive_loss(z, y, anchors, 0.5, 0.07).backward()
+    assert float(z.grad[2:].abs().sum()) > 0, "the other samples are negatives of the anchors"
+    nothing = torch.zeros(6, dtype=torch.bool)
+    assert float(asymmetric_supervised_contrastive_loss(z.detach(), y, nothing, 0.5, 0.07)) == 0.0
+
+
+def test_relation_distillation_is_the_cross_entropy_of_the_similarity_distributions_written_out():
+    generator = torch.Generator().manual_seed(3)
+    student = F.normalize(torch.randn(5, 4, generator=generator), dim=1)
+    teacher = F.normalize(torch.randn(5, 4, generator=generator), dim=1)
+    kappa, kappa_past = 0.2, 0.01
+    rows = []
+    for i in range(5):
+        others = [j for j in range(5) if j != i]
+        target = torch.softmax(torch.stack([teacher[i] @ teacher[j] / kappa_past for j in others]), 0)
+        log_student = torch.log_softmax(torch.stack([student[i] @ student[j] / kappa for j in others]), 0)
+        rows.append(-(target * log_student).sum())
+    expected = torch.stack(rows).mean()
+    torch.testing.assert_close(relation_distillation_loss(student, teacher, kappa, kappa_past), expected)
+
+
+def test_relation_distillation_is_still_where_the_student_relates_the_samples_as_the_teacher():
+    teacher = F.normalize(torch.randn(6, 3, generator=torch.Generator().manual_seed(4)), dim=1).requires_grad_()
+    student = teacher.detach().clone().requires_grad_()
+    relation_distillation_loss(student, teacher, 0.2, 0.2).backward()
+    assert teacher.grad is None, "no gradient reaches the teacher"
+    torch.testing.assert_close(student.grad, torch.zeros_like(student.grad), atol=1e-6, rtol=0)
+    moved = F.normalize(student.detach() + 0.3 * torch.randn(6, 3, generator=torch.Generator().manual_seed(5)), dim=1)
+    assert float(relation_distillation_loss(moved, teacher.detach(), 0.2, 0.2)) > float(
+        relation_distillation_loss(student.detach(), teacher.detach(), 0.2, 0.2))

@@ -1,5 +1,6 @@
 """What methods share with the other data-parallel workers: averaged tensors and averaged
-running statistics, across 2 real gloo workers, and left alone in one process."""
+running statistics, tensors concatenated over the workers, weights copied from the first worker,
+across 2 real gloo workers, and left alone in one process."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from sylvan.methods.workers import average_statistics_over_workers, mean_over_workers, worker_count
+from sylvan.methods.workers import (
+    average_statistics_over_workers,
+    concatenated_over_workers,
+    copy_from_first_worker,
+    mean_over_workers,
+    worker_count,
+)
 from tests.buffers.test_distributed_replay import free_port
 
 
@@ -63,3 +70,39 @@ def test_one_process_leaves_everything_as_it_is():
     assert model[1].running_mean.tolist() == [3.0] * 4
     tensor = torch.tensor([1.0, 2.0])
     assert mean_over_workers(tensor) is tensor and tensor.tolist() == [1.0, 2.0]
+    stored = torch.arange(6, dtype=torch.uint8).view(3, 2)
+    assert concatenated_over_workers(stored) is stored
+    copy_from_first_worker(model)
+    assert model[1].running_mean.tolist() == [3.0] * 4
+
+
+def sharing_worker(rank: int, port: int, out: str) -> None:
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # worker 0 holds two rows, worker 1 three: uint8 pixels, as a buffer keeps them
+    rows = torch.full((2 + rank, 1, 2), 10 * (rank + 1), dtype=torch.uint8)
+    rows[:, 0, 1] = torch.arange(2 + rank, dtype=torch.uint8)
+    joined = concatenated_over_workers(rows)
+    model = network()
+    with torch.no_grad():
+        model[0].weight.add_(rank)
+        model[1].num_batches_tracked.fill_(rank + 5)
+    copy_from_first_worker(model)
+    result = {
+        "joined": joined.tolist(), "dtype": str(joined.dtype),
+        "weight_shift": float((model[0].weight - network()[0].weight).abs().max()),
+        "tracked": int(model[1].num_batches_tracked),
+    }
+    Path(out, f"{rank}.json").write_text(json.dumps(result))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_rows_are_joined_in_rank_order_and_weights_copied_from_the_first_worker(tmp_path):
+    mp.start_processes(sharing_worker, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert result["joined"] == [[[10, 0]], [[10, 1]], [[20, 0]], [[20, 1]], [[20, 2]]]
+        assert result["dtype"] == "torch.uint8"
+        assert result["weight_shift"] == 0.0, "worker 1 takes worker 0's weights"
+        assert result["tracked"] == rank + 5, "integer buffers are left as they are"

@@ -30,6 +30,7 @@ from sylvan.methods import (
     WA,
     Batch,
     BiC,
+    Co2L,
     DERPlusPlus,
     GDumb,
     ICaRL,
@@ -220,7 +221,7 @@ def digits_runs():
         "mer": MER(buffer_size=200, replay_size=32, batch_num=2), "bic": BiC(buffer_size=200),
         "lucir": LUCIR(buffer_size=200), "ssil": SSIL(buffer_size=200),
         "wa": WA(buffer_size=200), "scr": SCR(buffer_size=200),
-        "pcr": PCR(buffer_size=200), "lode": LODE(buffer_size=200),
+        "pcr": PCR(buffer_size=200), "co2l": Co2L(buffer_size=200), "lode": LODE(buffer_size=200),
         "lode_derpp": LODEDERPlusPlus(lr=0.1, buffer_size=200),
         # memories averaging over about 10 steps, not 100: a digits task is 54 steps long here
         "clser": CLSER(lr=0.1, buffer_size=200, replay_size=32, plastic_alpha=0.9, stable_alpha=0.9),
@@ -233,7 +234,7 @@ def digits_runs():
 
 @pytest.mark.parametrize(
     "name", ["der", "derpp", "er_ace", "er_aml", "mir", "mer", "clser", "icarl", "bic", "lucir", "ssil", "scr", "pcr",
-             "lode", "lode_derpp", "gdumb", "fdr"]
+             "co2l", "lode", "lode_derpp", "gdumb", "fdr"]
 )
 def test_memory_methods_forget_far_less_than_naive(digits_runs, name):
     naive = digits_runs["naive"][1].final_average_accuracy

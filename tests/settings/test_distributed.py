@@ -250,6 +250,20 @@ def test_scr_workers_keep_the_same_network_and_class_means(tmp_path):
 
 
 @pytest.mark.slow
+def test_co2l_workers_keep_the_same_network_and_probe(tmp_path):
+    """Co2L replays from the union of the workers' buffers, distils the previous task's network,
+    which DDP kept equal, and trains its probe on the union of the buffers at each task's end:
+    the workers end with the same network, probe included, though each holds samples of its own."""
+    complete_run_on_two_workers(tmp_path, "co2l", [], 0.6)
+    assert_workers_end_with_the_same_network(tmp_path / "co2l")
+    states = [torch.load(tmp_path / "co2l" / "checkpoints" / name, weights_only=False)["method"]
+              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    buffers = [state["buffer"]["storage"]["y"][: state["buffer"]["size"]] for state in states]
+    assert not torch.equal(buffers[0], buffers[1]), "each worker stores samples of its own"
+    assert float(states[0]["model"]["model.probe.weight"].abs().sum()) > 0
+
+
+@pytest.mark.slow
 def test_wa_workers_keep_the_same_network(tmp_path):
     """Each worker clips its output layer after every step and aligns it at each task's end, from
     weights DDP keeps equal: the networks, and the teachers distilled from them, stay equal."""

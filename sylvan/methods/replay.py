@@ -1,9 +1,10 @@
 """The base of methods that keep a rehearsal buffer and replay from it with each minibatch
-(`rehearsal`, `der`, `derpp`, `er_ace`, `er_aml`, `scr`, `pcr`, `mir`, `mer`, `clser`): the buffer's
-options and its construction, and where a step's replay comes from: the method's own buffer in
-one process, the union of every worker's buffer on data-parallel settings (the distributed
-asynchronous rehearsal buffer, `sylvan.buffers.global_replay`). A method draws with
-`draw_replay` and stores with `remember` either way, so each is written once for both."""
+(`rehearsal`, `der`, `derpp`, `er_ace`, `er_aml`, `scr`, `pcr`, `co2l`, `lode`, `lode_derpp`, `mir`,
+`mer`, `clser`): the buffer's options and its construction, and where a step's replay comes
+from: the method's own buffer in one process, the union of every worker's buffer on
+data-parallel settings (the distributed asynchronous rehearsal buffer,
+`sylvan.buffers.global_replay`). A method draws with `draw_replay` and stores with `remember`
+either way, so each is written once for both."""
 
 from __future__ import annotations
 

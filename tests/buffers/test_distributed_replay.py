@@ -3,34 +3,20 @@ buffers, b + r samples per step, representatives that are real stored samples.""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from scipy import stats
 
 from sylvan.buffers import make_buffer
 from sylvan.buffers.global_replay import GlobalReplay
+from tests.gloo_workers import results_on_two_workers
 
 SIZES = (30, 90)  # worker 1 holds three times as many samples as worker 0
 R = 8
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def worker(rank: int, port: int, out: str, synchronous: bool, sizes_on_host: bool) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def worker(rank: int, synchronous: bool, sizes_on_host: bool) -> dict:
     buffer = make_buffer("reservoir", SIZES[rank], seed=rank)
     replay = GlobalReplay(buffer, R, synchronous=synchronous, seed=3, sizes_on_host=sizes_on_host)
     # sample ids: worker 0 owns 0..29, worker 1 owns 1000..1089; label = id % 10; x encodes the id
@@ -51,19 +37,13 @@ def worker(rank: int, port: int, out: str, synchronous: bool, sizes_on_host: boo
         if step == 0:  # keep the buffers as they are after the first batch
             buffer.add = lambda **_: None
     replay.wait()
-    result = {"drawn": drawn, "sizes": batch_sizes, "ok": consistent, "timings": replay.timings()}
-    Path(out, f"{rank}.json").write_text(json.dumps(result))
-    dist.barrier()
-    dist.destroy_process_group()
+    return {"drawn": drawn, "sizes": batch_sizes, "ok": consistent, "timings": replay.timings()}
 
 
 # sizes_on_host: the sizes in a gloo collective of their own, as on CUDA (forced here on the CPU)
 @pytest.mark.parametrize("synchronous, sizes_on_host", [(False, False), (True, False), (False, True)])
 def test_global_sampling_is_uniform_over_the_union(tmp_path, synchronous, sizes_on_host):
-    args = (free_port(), str(tmp_path), synchronous, sizes_on_host)
-    mp.start_processes(worker, args=args, nprocs=2, start_method="spawn")
-    for rank in (0, 1):
-        result = json.loads((tmp_path / f"{rank}.json").read_text())
+    for rank, result in enumerate(results_on_two_workers(worker, tmp_path, synchronous, sizes_on_host)):
         sizes = result["sizes"]
         assert result["ok"], "every replayed x matches its stored label"
         new_count = SIZES[rank]
@@ -114,11 +94,9 @@ def test_a_restored_replay_draws_as_the_one_never_stopped(tmp_path):
 DRAWS = (R, 5)  # two independent draws per step, as DER++ makes
 
 
-def worker_with_draws(rank: int, port: int, out: str) -> None:
+def worker_with_draws(rank: int) -> dict:
     """A method that replays by itself: the strategy prepares the step's draws, the method takes
     them and inserts its new samples (with logits beside them) itself."""
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
     buffer = make_buffer("reservoir", SIZES[rank], seed=rank)
     replay = GlobalReplay(buffer, DRAWS, seed=3, join_batch=False)
     ids = torch.arange(SIZES[rank]) + 1000 * rank
@@ -141,15 +119,11 @@ def worker_with_draws(rank: int, port: int, out: str) -> None:
         if step == 0:
             buffer.add = lambda **_: None
     replay.wait()
-    Path(out, f"{rank}.json").write_text(json.dumps({"draws": draws, "ok": bool(consistent)}))
-    dist.barrier()
-    dist.destroy_process_group()
+    return {"draws": draws, "ok": bool(consistent)}
 
 
 def test_several_draws_per_step_are_each_uniform_over_the_union_and_independent(tmp_path):
-    mp.start_processes(worker_with_draws, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
-    for rank in (0, 1):
-        result = json.loads((tmp_path / f"{rank}.json").read_text())
+    for result in results_on_two_workers(worker_with_draws, tmp_path):
         assert result["ok"], "each draw has its size, distinct stored samples, their labels and logits"
         for draw in result["draws"]:
             drawn = np.array([row for step in draw for row in step])

@@ -4,13 +4,7 @@ across 2 real gloo workers, and left alone in one process."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from sylvan.methods.workers import (
@@ -20,7 +14,7 @@ from sylvan.methods.workers import (
     mean_over_workers,
     worker_count,
 )
-from tests.buffers.test_distributed_replay import free_port
+from tests.gloo_workers import results_on_two_workers
 
 
 def network() -> nn.Module:
@@ -28,9 +22,7 @@ def network() -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU())
 
 
-def worker(rank: int, port: int, out: str) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def averaging_worker(rank: int) -> dict:
     model = network()
     norm = model[1]
     with torch.no_grad():
@@ -45,15 +37,11 @@ def worker(rank: int, port: int, out: str) -> None:
         "tracked": int(norm.num_batches_tracked), "weight_shift": float((model[0].weight - network()[0].weight).mean()),
         "averaged": averaged.tolist(),
     }
-    Path(out, f"{rank}.json").write_text(json.dumps(result))
-    dist.barrier()
-    dist.destroy_process_group()
+    return result
 
 
 def test_statistics_and_tensors_are_averaged_over_two_workers(tmp_path):
-    mp.start_processes(worker, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
-    for rank in (0, 1):
-        result = json.loads((tmp_path / f"{rank}.json").read_text())
+    for rank, result in enumerate(results_on_two_workers(averaging_worker, tmp_path)):
         assert result["count"] == 2
         assert result["mean"] == [1.5] * 4 and result["var"] == [3.0] * 4
         assert result["tracked"] == 10 * (rank + 1), "integer buffers are not statistics to average"
@@ -76,9 +64,7 @@ def test_one_process_leaves_everything_as_it_is():
     assert model[1].running_mean.tolist() == [3.0] * 4
 
 
-def sharing_worker(rank: int, port: int, out: str) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def sharing_worker(rank: int) -> dict:
     # worker 0 holds two rows, worker 1 three: uint8 pixels, as a buffer keeps them
     rows = torch.full((2 + rank, 1, 2), 10 * (rank + 1), dtype=torch.uint8)
     rows[:, 0, 1] = torch.arange(2 + rank, dtype=torch.uint8)
@@ -93,15 +79,11 @@ def sharing_worker(rank: int, port: int, out: str) -> None:
         "weight_shift": float((model[0].weight - network()[0].weight).abs().max()),
         "tracked": int(model[1].num_batches_tracked),
     }
-    Path(out, f"{rank}.json").write_text(json.dumps(result))
-    dist.barrier()
-    dist.destroy_process_group()
+    return result
 
 
 def test_rows_are_joined_in_rank_order_and_weights_copied_from_the_first_worker(tmp_path):
-    mp.start_processes(sharing_worker, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
-    for rank in (0, 1):
-        result = json.loads((tmp_path / f"{rank}.json").read_text())
+    for rank, result in enumerate(results_on_two_workers(sharing_worker, tmp_path)):
         assert result["joined"] == [[[10, 0]], [[10, 1]], [[20, 0]], [[20, 1]], [[20, 2]]]
         assert result["dtype"] == "torch.uint8"
         assert result["weight_shift"] == 0.0, "worker 1 takes worker 0's weights"

@@ -156,10 +156,7 @@ def test_rwalk_workers_keep_the_same_fisher_and_scores(tmp_path):
     """RWalk builds its Fisher and scores from the gradient DDP averaged, less its penalty's, the
     same on every worker: their importances, and so their networks, stay equal."""
     complete_run_on_two_workers(tmp_path, "rwalk", [], 0.15)
-    assert_workers_end_with_the_same_network(tmp_path / "rwalk")
-    checkpoints = tmp_path / "rwalk" / "checkpoints"
-    states = [torch.load(checkpoints / name, weights_only=False)["method"]
-              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    states = assert_workers_end_with_the_same_network(tmp_path / "rwalk")
     for part in ("fisher", "score", "importance"):
         for name, value in states[0][part].items():
             assert float(value.abs().sum()) > 0, f"{part}.{name} was measured"
@@ -178,9 +175,7 @@ def test_clser_workers_keep_the_same_semantic_memories(tmp_path, backbone):
                             "0.5", "--backbone", backbone], 0.5 if backbone == "mlp" else 0.3,
     )
     assert runtime["replay_steps"] > 0, "every step drew from the distributed rehearsal buffer"
-    checkpoints = tmp_path / "clser" / "checkpoints"
-    states = [torch.load(checkpoints / name, weights_only=False)["method"]
-              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    states = last_worker_states(tmp_path / "clser")
     assert states[0]["steps"] == states[1]["steps"] > 0
     for memory in ("plastic_model", "stable_model"):
         statistics = [name for name in states[0][memory] if name.endswith("running_mean")]
@@ -196,10 +191,7 @@ def test_gpm_workers_keep_the_same_memory_and_network(tmp_path):
     """Every worker holds the whole task's data when it ends: the same representation samples
     (drawn with the run's seed), so the same bases, and the averaged gradient projected alike."""
     complete_run_on_two_workers(tmp_path, "gpm", ["--lr", "0.1"], 0.15)
-    assert_workers_end_with_the_same_network(tmp_path / "gpm")
-    checkpoints = tmp_path / "gpm" / "checkpoints"
-    states = [torch.load(checkpoints / name, weights_only=False)["method"]
-              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+    states = assert_workers_end_with_the_same_network(tmp_path / "gpm")
     assert set(states[0]["bases"]) == {"features.1", "features.3", "classifier"}
     for name, bases in states[0]["bases"].items():
         torch.testing.assert_close(states[1]["bases"][name], bases, msg=name)
@@ -210,10 +202,7 @@ def test_bic_workers_learn_the_same_bias_correction(tmp_path):
     """Every worker holds the whole task's data when it ends: the same herding exemplars, the same
     validation part (drawn with the run's seed) and so the same correction of the same network."""
     complete_run_on_two_workers(tmp_path, "bic", [], 0.6)
-    checkpoints = tmp_path / "bic" / "checkpoints"
-    states = [torch.load(checkpoints / name, weights_only=False)["method"]
-              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
-    corrections = [state["correction"] for state in states]
+    corrections = [state["correction"] for state in last_worker_states(tmp_path / "bic")]
     assert corrections[0]["alpha"] != 1.0 and corrections[0]["beta"] != 0.0, "a correction was learned"
     assert (corrections[0]["alpha"], corrections[0]["beta"]) == (corrections[1]["alpha"], corrections[1]["beta"])
 
@@ -241,11 +230,8 @@ def test_scr_workers_keep_the_same_network_and_class_means(tmp_path):
     over every worker's buffer: the workers end with the same network and the same means, though
     each holds samples of its own."""
     complete_run_on_two_workers(tmp_path, "scr", [], 0.6)
-    assert_workers_end_with_the_same_network(tmp_path / "scr")
-    states = [torch.load(tmp_path / "scr" / "checkpoints" / name, weights_only=False)["method"]
-              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
-    buffers = [state["buffer"]["storage"]["y"][: state["buffer"]["size"]] for state in states]
-    assert not torch.equal(buffers[0], buffers[1]), "each worker stores samples of its own"
+    states = assert_workers_end_with_the_same_network(tmp_path / "scr")
+    assert_workers_store_samples_of_their_own(states)
     torch.testing.assert_close(states[0]["class_means"], states[1]["class_means"], equal_nan=True)
 
 
@@ -255,11 +241,8 @@ def test_co2l_workers_keep_the_same_network_and_probe(tmp_path):
     which DDP kept equal, and trains its probe on the union of the buffers at each task's end:
     the workers end with the same network, probe included, though each holds samples of its own."""
     complete_run_on_two_workers(tmp_path, "co2l", [], 0.6)
-    assert_workers_end_with_the_same_network(tmp_path / "co2l")
-    states = [torch.load(tmp_path / "co2l" / "checkpoints" / name, weights_only=False)["method"]
-              for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
-    buffers = [state["buffer"]["storage"]["y"][: state["buffer"]["size"]] for state in states]
-    assert not torch.equal(buffers[0], buffers[1]), "each worker stores samples of its own"
+    states = assert_workers_end_with_the_same_network(tmp_path / "co2l")
+    assert_workers_store_samples_of_their_own(states)
     assert float(states[0]["model"]["model.probe.weight"].abs().sum()) > 0
 
 
@@ -284,13 +267,26 @@ def test_a_cosine_schedule_anneals_over_the_steps_each_worker_takes(tmp_path):
     assert all(0.0005 <= rates[i] < 0.005 for i in ends), [rates[i] for i in ends]
 
 
-def assert_workers_end_with_the_same_network(run: Path) -> None:
-    """The two workers' last checkpoints of the run folder `run` hold the same network."""
-    weights = [torch.load(run / "checkpoints" / name, weights_only=False)["method"]["model"]
-               for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
-    for name, value in weights[0].items():
+def last_worker_states(run: Path) -> list[dict]:
+    """The method states of the two workers' last checkpoints of the run folder `run`."""
+    return [torch.load(run / "checkpoints" / name, weights_only=False)["method"]
+            for name in ("after_stage_4.pt", "after_stage_4.worker1.pt")]
+
+
+def assert_workers_end_with_the_same_network(run: Path) -> list[dict]:
+    """The two workers' last checkpoints of the run folder `run` hold the same network; their
+    method states, returned."""
+    states = last_worker_states(run)
+    for name, value in states[0]["model"].items():
         if name != "task_classes":  # each worker learns it from its own batches
-            torch.testing.assert_close(weights[1][name], value, msg=name)
+            torch.testing.assert_close(states[1]["model"][name], value, msg=name)
+    return states
+
+
+def assert_workers_store_samples_of_their_own(states: list[dict]) -> None:
+    """The two workers' method `states` hold buffers of different samples."""
+    buffers = [state["buffer"]["storage"]["y"][: state["buffer"]["size"]] for state in states]
+    assert not torch.equal(buffers[0], buffers[1]), "each worker stores samples of its own"
 
 
 def complete_run_on_two_workers(tmp_path, method: str, options: list[str], minimum: float) -> tuple[dict, dict]:

@@ -135,6 +135,16 @@ def test_the_probe_trains_on_views_only_with_probe_views():
     assert not torch.equal(*weights)
 
 
+@pytest.mark.parametrize(("views", "passes"), [(True, 3 * 2), (False, 2)])
+def test_without_views_one_pass_of_the_buffer_serves_every_probe_epoch(views, passes):
+    method = with_stored(configured(Co2L(buffer_size=50, probe_epochs=3, probe_batch_size=10, probe_views=views)),
+                         [0, 1] * 10, seed=12)
+    inputs = []
+    method.model.features.register_forward_hook(lambda module, args, output: inputs.append(len(args[0])))
+    method.train_probe()
+    assert len(inputs) == passes and sum(inputs) == 20 * passes // 2  # 20 samples, in batches of 10
+
+
 def test_the_probe_draws_each_class_alike_from_an_unbalanced_buffer():
     labels = torch.tensor([0] * 90 + [4] * 9 + [6])
     drawn = class_balanced_draw(labels, 30_000, torch.Generator().manual_seed(0))

@@ -71,6 +71,14 @@ PROBE_GAMMA = 0.2  # ... by this factor
 PROBE_MOMENTUM = 0.9
 
 
+def zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A linear layer whose weights and bias are all zero: every class scores alike."""
+    layer = nn.Linear(in_features, out_features)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 def class_balanced_draw(labels: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
     """`count` positions in `labels` (a CPU tensor), drawn with replacement so that each class
     present is drawn as often as any other in expectation: each sample's weight is one over its
@@ -113,10 +121,7 @@ class Co2L(DistillationMethod, ProjectedContrastiveMethod):
         """The backbone with the projection head, and the probe: a linear layer over the features,
         zero until the first task ends and trained only then (never by the optimizer of `fit`)."""
         model = super().build_model()
-        model.probe = nn.Linear(model.feature_dim, self.setting.num_classes)
-        nn.init.zeros_(model.probe.weight)
-        nn.init.zeros_(model.probe.bias)
-        model.probe.requires_grad_(False)
+        model.probe = zero_linear(model.feature_dim, self.setting.num_classes).requires_grad_(False)
         return model
 
     def configure(self, setting: Any) -> None:
@@ -180,16 +185,12 @@ class Co2L(DistillationMethod, ProjectedContrastiveMethod):
                         loss.backward()
                         optimizer.step()
                     schedule.step()
-        with torch.no_grad():
-            self.model.probe.weight.copy_(probe.weight)
-            self.model.probe.bias.copy_(probe.bias)
+        self.model.probe.load_state_dict(probe.state_dict())
         copy_from_first_worker(self.model.probe)
 
     def untrained_probe(self, device: torch.device) -> tuple[nn.Linear, torch.optim.SGD, Any]:
         """A probe at zero on `device`, its optimizer and its step schedule over the epochs."""
-        probe = nn.Linear(self.model.feature_dim, self.setting.num_classes).to(device)
-        nn.init.zeros_(probe.weight)
-        nn.init.zeros_(probe.bias)
+        probe = zero_linear(self.model.feature_dim, self.setting.num_classes).to(device)
         optimizer = torch.optim.SGD(probe.parameters(), lr=self.probe_lr, momentum=PROBE_MOMENTUM)
         milestones = sorted({max(1, round(f * self.probe_epochs)) for f in PROBE_MILESTONES})
         return probe, optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=PROBE_GAMMA)

@@ -5,6 +5,8 @@ each is left as it is."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -34,14 +36,23 @@ def average_statistics_over_workers(*modules: nn.Module) -> None:
     same on every worker (a running variance, of the workers' variances)."""
     if worker_count() == 1:
         return
-    statistics = [b for module in modules for b in module.buffers() if b.is_floating_point()]
-    if not statistics:
+    exchanged_in_one_collective(
+        [b for module in modules for b in module.buffers() if b.is_floating_point()], mean_over_workers
+    )
+
+
+def exchanged_in_one_collective(tensors: list[torch.Tensor], collective: Callable[[torch.Tensor], object]) -> None:
+    """Run `collective` (in place, on every worker) once on `tensors` flattened into one, and copy
+    its result back into each: one message for many small tensors. Nothing when there are none."""
+    if not tensors:
         return
-    flat = mean_over_workers(torch.cat([b.detach().reshape(-1) for b in statistics]))
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+    collective(flat)
     offset = 0
-    for buffer in statistics:
-        buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
-        offset += buffer.numel()
+    with torch.no_grad():
+        for tensor in tensors:
+            tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+            offset += tensor.numel()
 
 
 def concatenated_over_workers(tensor: torch.Tensor) -> torch.Tensor:
@@ -68,13 +79,7 @@ def copy_from_first_worker(*modules: nn.Module) -> None:
     last bit whatever the order each device summed in. Nothing in one process."""
     if worker_count() == 1:
         return
-    tensors = [t for module in modules for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
-    if not tensors:
-        return
-    flat = torch.cat([t.detach().reshape(-1).to(tensors[0].dtype) for t in tensors])
-    dist.broadcast(flat, src=0)
-    offset = 0
-    with torch.no_grad():
-        for tensor in tensors:
-            tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
-            offset += tensor.numel()
+    exchanged_in_one_collective(
+        [t for module in modules for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()],
+        lambda flat: dist.broadcast(flat, src=0),
+    )

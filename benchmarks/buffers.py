@@ -36,7 +36,15 @@ import torch
 from lightning.pytorch import Callback
 from reference_buffers import REFERENCES, LoopBuffer, LoopReservoir
 
-from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, ReservoirBuffer, make_buffer, needs_features, needs_scores
+from sylvan.buffers import (
+    BUFFER_POLICIES,
+    RETRIEVALS,
+    ReservoirBuffer,
+    make_buffer,
+    needs_features,
+    needs_scores,
+    needs_slots,
+)
 
 BATCH = 128
 SHAPES = {"1x28x28": (1, 28, 28), "3x32x32": (3, 32, 32)}
@@ -56,14 +64,17 @@ def insertion_rate(
 
     def insert(step: int) -> None:
         x, y, features, loop_x, scores = pool[step % len(pool)]
+        supplied = {}  # what the method hands the policy: gss's gradient scores, aser's replacement slots
+        if needs_scores(name):
+            supplied["score"] = scores
+        elif needs_slots(name):  # uniform in [-1, size): mostly replacements, a few turned away
+            supplied["slot"] = (scores / 2 * (buffer.size + 1)).long() - 1
         if isinstance(buffer, LoopBuffer):
-            buffer.add(loop_x, y, features, *((scores,) if needs_scores(name) else ()))
+            buffer.add(loop_x, y, features, *supplied.values())
         elif needs_features(name, retrieval):  # herding, grasp: 64-d features supplied by the method
             buffer.add(x=x, y=y, features=features)
-        elif needs_scores(name):  # gss: gradient scores supplied by the method
-            buffer.add(x=x, y=y, score=scores)
         else:
-            buffer.add(x=x, y=y)
+            buffer.add(x=x, y=y, **supplied)
 
     for step in range(fill_steps):
         insert(step)
@@ -136,8 +147,8 @@ def throughput(
     plus the reservoir loop's figures under "per-sample loop". In steady state: the buffer is
     first filled (not timed); then a stream of 4x capacity samples (at least 40,960) is inserted
     in batches of 128, and 200 batches of 128 samples are drawn."""
-    # (x as methods give it, y, features, x as the reference loops are given it, gss scores: on the
-    # host, where both gss buffers read them)
+    # (x as methods give it, y, features, x as the reference loops are given it, gss scores (aser's slots
+    # are drawn from them): on the host, where both gss buffers read them)
     pool = []
     for _ in range(16):
         y, features = torch.randint(0, 10, (BATCH,), device=device), torch.rand(BATCH, 64, device=device)

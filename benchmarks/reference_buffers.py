@@ -226,6 +226,23 @@ class LoopGSS(LoopBuffer):
             self.scores[slot] = score
 
 
+class LoopASER(LoopBuffer):
+    """ASER's memory update (Shim et al. 2021) one sample at a time: the free slots first, then
+    each sample into the slot the method chose for it by Shapley values, or nowhere (-1); the
+    choices are given (computing them is the method's part, not the buffer's)."""
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None,
+            slots: torch.Tensor | None = None) -> None:
+        assert slots is not None, "ASER needs a slot per sample"
+        for i, slot in enumerate(slots.tolist()):
+            if self.size < self.capacity:
+                slot = self.size
+                self.size += 1
+            elif slot < 0:
+                continue
+            self.store(slot, x[i], y[i])
+
+
 REFERENCES = {
     "reservoir": LoopReservoir,
     "class_balanced": LoopClassBalanced,
@@ -235,4 +252,5 @@ REFERENCES = {
     "fifo": LoopFIFO,
     "gss": LoopGSS,
     "ring": LoopRing,
+    "aser": LoopASER,
 }

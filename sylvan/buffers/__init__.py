@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sylvan.buffers.aser import ASERBuffer
 from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.class_balanced import ClassBalancedBuffer
 from sylvan.buffers.fifo import FIFOBuffer
@@ -23,7 +24,8 @@ from sylvan.errors import ConfigurationError, unknown_name
 BUFFER_POLICIES: dict[str, type[RehearsalBuffer]] = {
     cls.policy: cls
     for cls in (
-        ReservoirBuffer, ClassBalancedBuffer, PRSBuffer, GDumbBuffer, HerdingBuffer, FIFOBuffer, GSSBuffer, RingBuffer
+        ReservoirBuffer, ClassBalancedBuffer, PRSBuffer, GDumbBuffer, HerdingBuffer, FIFOBuffer, GSSBuffer, RingBuffer,
+        ASERBuffer,
     )
 }
 
@@ -31,6 +33,8 @@ BUFFER_POLICIES: dict[str, type[RehearsalBuffer]] = {
 NEEDS_FEATURES = {HerdingBuffer.policy}
 # policies that need the method to supply a gradient "score" per sample with every batch
 NEEDS_SCORES = {GSSBuffer.policy}
+# policies that need the method to supply the stored sample each new sample replaces ("slot") with every batch
+NEEDS_SLOTS = {ASERBuffer.policy}
 
 
 def make_buffer(
@@ -60,8 +64,14 @@ def needs_scores(policy: str) -> bool:
     return policy in NEEDS_SCORES
 
 
+def needs_slots(policy: str) -> bool:
+    """Whether the method must pass `slot=` (the stored sample each new one replaces, or -1) to `add`."""
+    return policy in NEEDS_SLOTS
+
+
 __all__ = [
     "BUFFER_POLICIES",
+    "ASERBuffer",
     "RETRIEVALS",
     "ClassBalancedBuffer",
     "FIFOBuffer",
@@ -75,4 +85,5 @@ __all__ = [
     "make_buffer",
     "needs_features",
     "needs_scores",
+    "needs_slots",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sylvan.methods.agem import AGEM
+from sylvan.methods.aser import ASER
 from sylvan.methods.base import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.methods.bic import BiC
 from sylvan.methods.clser import CLSER
@@ -51,6 +52,7 @@ from sylvan.methods.wa import WA
 
 __all__ = [
     "AGEM",
+    "ASER",
     "CLSER",
     "Co2L",
     "DER",

@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.supervised import Batch, evaluating
 from sylvan.settings.base import Setting
@@ -46,12 +45,7 @@ class MIR(ReplayMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        replayed = self.replay_count(setting.batch_size)
-        if self.candidates < replayed:
-            raise ConfigurationError(
-                f"--candidates ({self.candidates}) must be at least the {replayed} samples replayed per step "
-                "(--replay_size, or the batch size when it is 0)"
-            )
+        self.require_candidates_for_replay(setting, self.candidates)
 
     def replay_draws(self, batch_size: int) -> tuple[int, ...]:
         return (self.candidates,)  # the candidates, of which the step replays the r most interfered

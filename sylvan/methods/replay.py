@@ -1,6 +1,6 @@
 """The base of methods that keep a rehearsal buffer and replay from it with each minibatch
 (`rehearsal`, `der`, `derpp`, `er_ace`, `er_aml`, `scr`, `pcr`, `co2l`, `lode`, `lode_derpp`, `mir`,
-`mer`, `clser`): the buffer's options and its construction, and where a step's replay comes
+`aser`, `mer`, `clser`): the buffer's options and its construction, and where a step's replay comes
 from: the method's own buffer in one process, the union of every worker's buffer on
 data-parallel settings (the distributed asynchronous rehearsal buffer,
 `sylvan.buffers.global_replay`). A method draws with `draw_replay` and stores with `remember`
@@ -12,15 +12,20 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features, needs_scores
+from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features, needs_scores, needs_slots
 from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.buffers.gss import FIRST_BATCH_SCORE
 from sylvan.errors import ConfigurationError, refuse_if_given, unknown_name
 from sylvan.methods.gradient_scores import gradient_scores, gradient_scores_with_batch
+from sylvan.methods.shapley import knn_shapley_values, replacement_slots, update_sets
 from sylvan.methods.supervised import SupervisedMethod, evaluating
 from sylvan.minibatches import float_inputs
+
+ASER_DRAWS_SEED = 50_021  # seed offset of the aser policy's draws (`Setting.worker_seed`)
 
 
 @dataclass
@@ -30,18 +35,21 @@ class ReplayMethod(SupervisedMethod):
 
     buffer_size: int = 200  # capacity of the rehearsal buffer, in samples
     replay_size: int = 0  # r: samples replayed with each minibatch (0: as many as the batch size)
-    # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding, fifo, gss or ring
+    # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding, fifo, gss, ring or aser
     buffer_policy: str = "reservoir"
     buffer_retrieval: str = "uniform"  # which stored samples are replayed: uniform or grasp
     gss_compared: int = 10  # gss policy: stored samples each new sample's gradient is compared with (n)
     # gss policy: admit each batch as the DER paper's code does (turned away whole once the buffer is full unless
     # the gradient of its mean loss opposes every compared one), instead of GSS-Greedy's sample by sample
     gss_batch_gate: bool = False
+    aser_neighbours: int = 5  # aser policy (and method): K, the neighbours of the KNN Shapley values
+    # aser policy (and method): stored samples of each class that judge (their number x the classes compete)
+    aser_samples_per_class: int = 2
 
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "buffer_size", "replay_size")
-        self.require_at_least(1, "gss_compared")
+        self.require_at_least(1, "gss_compared", "aser_neighbours", "aser_samples_per_class")
         if self.buffer_policy not in BUFFER_POLICIES:
             raise unknown_name("buffer policy", self.buffer_policy, list(BUFFER_POLICIES))
         if self.buffer_retrieval not in RETRIEVALS:
@@ -50,6 +58,30 @@ class ReplayMethod(SupervisedMethod):
             why = f"it is the gss policy's, and --buffer_policy is {self.buffer_policy}"
             refuse_if_given(self, "gss_compared", why)
             refuse_if_given(self, "gss_batch_gate", why)
+        if not self.uses_aser_options():
+            why = f"it is the aser policy's, and --buffer_policy is {self.buffer_policy}"
+            refuse_if_given(self, "aser_neighbours", why)
+            refuse_if_given(self, "aser_samples_per_class", why)
+
+    def uses_aser_options(self) -> bool:
+        """Whether `aser_neighbours` and `aser_samples_per_class` take effect: with the aser
+        policy, and in methods that choose their replay by ASER's values too."""
+        return needs_slots(self.buffer_policy)
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        if needs_features(self.buffer_policy, self.buffer_retrieval) or self.uses_aser_options():
+            self.check_backbone(setting, self.check_features)
+
+    def check_features(self, model: nn.Module, name: str) -> None:
+        """Refuse a backbone without a `features` module where the buffer or the replay works on
+        features (herding, grasp, aser)."""
+        if not isinstance(getattr(model, "features", None), nn.Module):
+            raise ConfigurationError(
+                f"{self.name or type(self).__name__} with --buffer_policy {self.buffer_policy} / --buffer_retrieval "
+                f"{self.buffer_retrieval} works on the backbone's `features` module (every built-in backbone has "
+                f"one), which {name} lacks"
+            )
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
@@ -59,14 +91,13 @@ class ReplayMethod(SupervisedMethod):
         )
         self.store_features = needs_features(self.buffer_policy, self.buffer_retrieval)
         self.store_scores = needs_scores(self.buffer_policy)
-        if self.store_features and not hasattr(self.model, "features"):
-            raise ConfigurationError(
-                f"--buffer_policy {self.buffer_policy} / --buffer_retrieval {self.buffer_retrieval} need a "
-                "backbone with a `features` module (all built-in backbones have one)"
-            )
+        self.store_slots = needs_slots(self.buffer_policy)
+        if self.store_features or self.uses_aser_options():
+            self.check_features(self.model, self.backbone_name(setting))
+        self.aser_draws = torch.Generator().manual_seed(setting.worker_seed(ASER_DRAWS_SEED))
         self._global_replay: GlobalReplay | None = None  # made by `global_replay` on data-parallel settings
         self._task_start: tuple[int, int] | None = None  # (seen, replaced) when a task began with a full gss buffer
-        self._unscored: list[dict[str, torch.Tensor]] = []  # gss: this step's samples, stored after the step
+        self._unscored: list[dict[str, torch.Tensor]] = []  # gss, aser: this step's samples, stored after the step
 
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)
@@ -91,6 +122,16 @@ class ReplayMethod(SupervisedMethod):
                 f"{self.gss_compared} stored samples' it was compared with, so the memory does not change as the "
                 "stream does (a smaller --gss_compared compares with fewer)",
                 stacklevel=2,
+            )
+
+    def require_candidates_for_replay(self, setting: Any, candidates: int) -> None:
+        """Refuse fewer `--candidates` than the samples a step replays, for methods that choose
+        their replay among that many drawn samples (`mir`, `aser`)."""
+        replayed = self.replay_count(setting.batch_size)
+        if candidates < replayed:
+            raise ConfigurationError(
+                f"--candidates ({candidates}) must be at least the {replayed} samples replayed per step "
+                "(--replay_size, or the batch size when it is 0)"
             )
 
     def replay_count(self, batch_size: int) -> int:
@@ -151,16 +192,51 @@ class ReplayMethod(SupervisedMethod):
             batch_score = FIRST_BATCH_SCORE
         return {"score": scores, "batch_score": torch.tensor(batch_score, dtype=torch.float64)}
 
+    def replacement_slots(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What the aser policy stores new samples by (`sylvan.methods.shapley`): the stored
+        sample each of (x, y) replaces, or -1. The first samples fill the free slots; each later
+        one competes, with `aser_samples_per_class` x the classes stored samples drawn at random,
+        by the sum of its KNN Shapley values (K = `aser_neighbours`, in the features of the
+        network in evaluation mode) for `aser_samples_per_class` stored samples of each class
+        and the new samples of classes the memory nearly lacks; the best of them stay. Samples
+        beyond the free slots of the batch that fills the buffer compete with the samples
+        stored before it."""
+        buffer, count = self.buffer, len(y)
+        held = len(buffer)
+        filling = min(count, buffer.capacity - held)
+        slots = torch.full((count,), -1, dtype=torch.long)
+        if filling == count or held == 0:
+            return slots
+        stored_labels = buffer.gather(np.arange(held), names=("y",))["y"].cpu()
+        new_labels = y[filling:].cpu()
+        judges, competing, new_judges = update_sets(
+            stored_labels, new_labels, buffer.capacity, self.setting.num_classes, self.aser_samples_per_class,
+            self.aser_draws,
+        )
+        stored_x = buffer.gather(torch.cat([judges, competing]).numpy(), names=("x",))["x"].to(x.device)
+        features = self.stored_features(torch.cat([stored_x, x[filling:]]))
+        judged, competed = len(judges), len(competing)
+        values = knn_shapley_values(
+            torch.cat([features[:judged], features[judged + competed:][new_judges.to(x.device)]]),
+            torch.cat([stored_labels[judges], new_labels[new_judges]]).to(x.device),
+            features[judged:],
+            torch.cat([stored_labels[competing], new_labels]).to(x.device),
+            self.aser_neighbours,
+        ).sum(0)
+        slots[filling:] = replacement_slots(values, competing, count - filling)
+        return slots
+
     def remember(self, fields: dict[str, torch.Tensor]) -> None:
         """Offer the new samples (`fields` of the minibatch as they came, plus any extras such as
         logits) to the buffer, with their `stored_features` when the buffer policy or retrieval
-        needs features (one extra forward pass of the new samples, only then), and their
-        `sample_scores` when the policy is gss. With the gss policy the samples wait for the
-        optimizer's step on them (`after_step`): their gradients are compared at the weights
-        that learned from them, as GSS's published code and the DER paper's code compare them.
-        Other policies store at once, so that on data-parallel settings the next step's
-        candidates travel during this step's passes."""
-        if self.store_scores:
+        needs features (one extra forward pass of the new samples, only then), their
+        `sample_scores` when the policy is gss, and their `replacement_slots` when it is aser.
+        With those two policies the samples wait for the optimizer's step on them
+        (`after_step`): their gradients are compared (their Shapley values computed) at the
+        weights that learned from them, as GSS's and ASER's published code and the DER paper's
+        code do. Other policies store at once, so that on data-parallel settings the next
+        step's candidates travel during this step's passes."""
+        if self.store_scores or self.store_slots:
             self._unscored.append(fields)
         else:
             self.offer_to_buffer(fields)
@@ -170,7 +246,7 @@ class ReplayMethod(SupervisedMethod):
         self.store_unscored()
 
     def store_unscored(self) -> None:
-        """Store the samples the gss policy held back for the optimizer's step (`remember`)."""
+        """Store the samples the gss or aser policy held back for the optimizer's step (`remember`)."""
         unscored, self._unscored = self._unscored, []
         for fields in unscored:
             self.offer_to_buffer(fields)
@@ -181,13 +257,15 @@ class ReplayMethod(SupervisedMethod):
             fields = {**fields, "features": self.stored_features(float_inputs(fields["x"]))}  # x: maybe pixels
         if self.store_scores:
             fields = {**fields, **self.sample_scores(float_inputs(fields["x"]), fields["y"])}
+        if self.store_slots:
+            fields = {**fields, "slot": self.replacement_slots(float_inputs(fields["x"]), fields["y"])}
         if self._global_replay is not None:
             self._global_replay.insert(fields)  # and, when asynchronous, send the next step's candidates
         else:
             self.buffer.add(**fields)
 
     def state_dict(self) -> dict[str, Any]:
-        state = {**super().state_dict(), "buffer": self.buffer.state_dict()}
+        state = {**super().state_dict(), "buffer": self.buffer.state_dict(), "aser_draws": self.aser_draws.get_state()}
         if self._global_replay is not None:
             state["global_replay"] = self._global_replay.state_dict()
         return state
@@ -195,6 +273,8 @@ class ReplayMethod(SupervisedMethod):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.buffer.load_state_dict(state["buffer"])  # first: the global replay's blocks take its shapes
+        if "aser_draws" in state:  # absent from checkpoints written before the aser policy
+            self.aser_draws.set_state(state["aser_draws"])
         if "global_replay" in state:
             self.global_replay(self.setting).load_state_dict(state["global_replay"])
 

@@ -6,12 +6,30 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from sylvan.buffers import needs_scores
+from sylvan.buffers import needs_scores, needs_slots
 
 
 def stream_scores(ids: torch.Tensor) -> torch.Tensor:
     """Stand-in gradient scores for a gss buffer (a function of the sample id, in [0, 2))."""
     return (ids.double() * 0.37) % 2
+
+
+def stream_slots(ids: torch.Tensor, held: int) -> torch.Tensor:
+    """Stand-in replacement choices for an aser buffer holding `held` samples: a stored slot that
+    is a function of the sample id, or -1 (turned away) for every third id."""
+    if held == 0:
+        return torch.full_like(ids, -1)
+    return torch.where(ids % 3 == 0, -1, (ids * 7919 + 3) % held)
+
+
+def supplied_inputs(buffer, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What a method hands the buffer's policy with a batch besides the samples: gss's gradient
+    scores (`stream_scores`), aser's replacement slots (`stream_slots`); nothing for the others."""
+    if needs_scores(buffer.policy):
+        return {"score": stream_scores(ids)}
+    if needs_slots(buffer.policy):
+        return {"slot": stream_slots(ids, len(buffer))}
+    return {}
 
 
 def label_batches(max_label: int) -> st.SearchStrategy:
@@ -21,8 +39,8 @@ def label_batches(max_label: int) -> st.SearchStrategy:
 
 def feed(buffer, batches, features: bool = False) -> int:
     """Add each list of labels as a batch; sample k of the stream has id k (stored as "id" and
-    in x). With `features`, a 2-d feature vector per sample too; a gss buffer gets
-    `stream_scores`. Returns the stream length."""
+    in x). With `features`, a 2-d feature vector per sample too; gss and aser buffers get
+    `supplied_inputs`. Returns the stream length."""
     return feed_from(buffer, batches, 0, features) 
 
 
@@ -33,9 +51,7 @@ def feed_from(buffer, batches, start: int, features: bool = True) -> int:
         fields = dict(x=ids.float().unsqueeze(1), y=torch.tensor(labels, dtype=torch.long), id=ids)
         if features:
             fields["features"] = torch.stack([ids.float() % 7, torch.tensor(labels, dtype=torch.float)], 1)
-        if needs_scores(buffer.policy):
-            fields["score"] = stream_scores(ids)
-        buffer.add(**fields)
+        buffer.add(**fields, **supplied_inputs(buffer, ids))
         start += len(labels)
     return start
 

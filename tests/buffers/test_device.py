@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features, needs_scores
+from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features
 from sylvan.buffers.global_replay import GlobalReplay
-from tests.buffers.labelled_streams import stream_scores
+from tests.buffers.labelled_streams import supplied_inputs
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -34,8 +34,7 @@ def fill(buffer, device: str, policy: str, retrieval: str, steps: range, stream:
         fields = dict(x=x.to(device), y=y.to(device), id=ids.to(device))
         if needs_features(policy, retrieval):
             fields["features"] = features.to(device)
-        if needs_scores(policy):
-            fields["score"] = stream_scores(ids).to(device)
+        fields.update({name: values.to(device) for name, values in supplied_inputs(buffer, ids).items()})
         buffer.add(**fields)
 
 

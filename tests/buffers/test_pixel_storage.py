@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features, needs_scores
+from sylvan.buffers import BUFFER_POLICIES, make_buffer, needs_features
 from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.minibatches import float_inputs
-from tests.buffers.labelled_streams import stream_scores
+from tests.buffers.labelled_streams import supplied_inputs
 
 
 def pixel_stream(steps: int, batch: int = 16, seed: int = 0):
@@ -33,8 +33,7 @@ def filled(policy: str, pixel_fields: tuple[str, ...], steps: int = 12, retrieva
     for fields in pixel_stream(steps):
         if not needs_features(policy, retrieval):
             fields.pop("features")
-        if needs_scores(policy):
-            fields["score"] = stream_scores(fields["id"])
+        fields.update(supplied_inputs(buffer, fields["id"]))
         originals.update(zip(fields["id"].tolist(), fields["x"]))
         buffer.add(**fields)
     return buffer, originals

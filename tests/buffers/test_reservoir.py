@@ -129,7 +129,7 @@ def test_class_counts_and_errors():
     with pytest.raises(ConfigurationError):
         ReservoirBuffer(-1)
     with pytest.raises(UnknownNameError,
-                       match="valid buffer policies: class_balanced, fifo, gdumb, gss, herding, prs, reservoir"):
+                       match="valid buffer policies: aser, class_balanced, fifo, gdumb, gss, herding, prs, reservoir"):
         make_buffer("nope", 10)
 
 

@@ -313,6 +313,8 @@ def complete_run_on_two_workers(tmp_path, method: str, options: list[str], minim
     ("lode", [], 0.6),  # each worker tells old classes from new by its own batches
     ("lode_derpp", [], 0.6),
     ("mir", [], 0.6),  # scores candidates from the union against its own virtual step on every worker
+    # values candidates from the union against its own minibatch; its memory stores after each step
+    ("aser", [], 0.6),
 ])
 def test_replay_methods_replay_from_the_global_buffer_on_two_workers(tmp_path, method, options, minimum):
     _, runtime = complete_run_on_two_workers(tmp_path, method, options, minimum)

@@ -1,0 +1,68 @@
+"""The memory update of adversarial Shapley value experience replay (ASER: Shim, Mai, Jeong,
+Sanner, Kim & Jang, "Online Class-Incremental Continual Learning with Adversarial Shapley
+Value", AAAI 2021).
+
+ASER keeps the samples that matter most to a k-nearest-neighbour classifier over the network's
+features: once the memory is full, each batch's samples compete with a random part of it by
+their KNN Shapley values, and every new sample that beats a stored one takes that one's slot.
+The values need the network, so the method computes them (`sylvan.methods.shapley`) and hands
+the buffer, with `add(..., slot=...)`, the slot each new sample replaces (-1: turned away); the
+buffer fills its free slots first, whatever the slots say, and writes the rest where they point.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from sylvan.buffers.base import RehearsalBuffer
+from sylvan.buffers.reservoir import last_writer_wins
+
+TURNED_AWAY = -1  # the slot of a new sample that replaces nothing
+
+
+class ASERBuffer(RehearsalBuffer):
+    """A memory whose replacements are chosen by the method: the first samples offered fill the
+    free slots in order; once full, sample i of a batch replaces the stored sample in slot
+    `slot[i]`, or nothing where that is -1. The slots refer to the buffer as it was before the
+    batch (they must be below its size then); where two samples name one slot, the later wins,
+    as if they arrived one at a time."""
+
+    policy = "aser"
+    slot_input = "slot"
+
+    _incoming = np.empty(0, dtype=np.int64)
+
+    def add(self, **batch: torch.Tensor) -> None:
+        """Offer a batch of new samples; `slot` (one int per sample: the stored sample it replaces,
+        or -1) is read, not stored as a field."""
+        if self.slot_input not in batch:
+            raise ValueError(
+                "the aser policy stores samples where the method's Shapley values put them: add(..., slot=...), "
+                "one per sample (the replay methods compute them when --buffer_policy is aser)"
+            )
+        slots = batch.pop(self.slot_input)
+        slots = np.asarray(slots.detach().cpu() if isinstance(slots, torch.Tensor) else slots)
+        count = next(iter(batch.values())).shape[0] if batch else 0
+        if slots.shape != (count,) or not np.issubdtype(slots.dtype, np.integer):
+            raise ValueError(f"slot must hold one integer per sample ({count}), got {slots.dtype}, shape {slots.shape}")
+        filling = min(count, self.capacity - self.size)
+        replacing = slots[filling:]
+        if ((replacing < TURNED_AWAY) | (replacing >= self.size)).any():
+            raise ValueError(f"a slot must be -1 or a stored sample's, below the buffer's size ({self.size})")
+        self._incoming = slots.astype(np.int64)
+        super().add(**batch)
+
+    def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
+        filling = min(count, self.capacity - self.size)
+        slots = np.arange(self.size, self.size + filling, dtype=np.int64)
+        positions = np.arange(filling, dtype=np.int64)
+        replacing = filling + np.flatnonzero(self._incoming[filling:] != TURNED_AWAY)
+        self.size += filling
+        if len(replacing):
+            slots = np.concatenate([slots, self._incoming[replacing]])
+            positions = np.concatenate([positions, replacing])
+            slots, positions = last_writer_wins(slots, positions)
+        return slots, positions

@@ -1,0 +1,112 @@
+"""`aser`: adversarial Shapley value experience replay (Shim, Mai, Jeong, Sanner, Kim & Jang,
+"Online Class-Incremental Continual Learning with Adversarial Shapley Value", AAAI 2021).
+
+Experience replay whose memory and replay both follow KNN Shapley values in the network's
+features (`sylvan.methods.shapley`), which say how much a stored sample helps a nearest-neighbour
+vote classify another sample:
+
+- Memory update, the `aser` buffer policy (the default `--buffer_policy`): once the memory is
+  full, each batch's samples compete with a random part of it; the ones worth most to a
+  class-balanced set of stored samples stay (see `ReplayMethod.replacement_slots`).
+- Replay: of `--candidates` samples drawn from the buffer (uniformly; from the union of every
+  worker's buffer on data-parallel settings), up to `--aser_samples_per_class` of each class
+  compete to be replayed, and as many others of each class judge them. A candidate scores high
+  when it helps classify the judges (cooperative value) and when the minibatch's new samples
+  are nearest to it without sharing its label (a low adversarial value: the old samples the new
+  ones would overwrite, whose replay keeps the boundary between them). `--aser_kind` combines
+  the two: `asvm` (the paper's ASER_mu: mean cooperative minus mean adversarial), `asv`
+  (largest cooperative minus smallest adversarial) or `neg_sv` (minus the summed adversarial
+  values alone). The r best are replayed; until the buffer has seen more samples than it holds,
+  r of the candidates at random, as in the paper's code.
+
+The loss is the minibatch's cross-entropy plus the replayed samples' (each a mean). Scoring runs
+in evaluation mode without gradients. Defaults: the code's (K 5, 2 samples per class, `asvm`)
+and sylvan's online replay defaults (lr 0.1, r 10). Where the code draws its competing and
+judging samples class-balanced from the whole memory, they come here from a uniform draw of
+`--candidates`, so that the replay is the same on one process and on many: a class with few
+stored samples may be missing from a step's draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from sylvan.errors import unknown_name
+from sylvan.methods.replay import ReplayMethod
+from sylvan.methods.shapley import ASER_KINDS, knn_shapley_values, per_class_positions, replay_scores
+from sylvan.methods.supervised import Batch
+from sylvan.settings.base import Setting
+from sylvan.settings.online import OnlineSetting
+
+
+@dataclass
+class ASER(ReplayMethod):
+    """Experience replay of the candidates with the best adversarial Shapley values, from a
+    memory kept by Shapley values."""
+
+    name: ClassVar[str] = "aser"
+    target_setting: ClassVar[type[Setting]] = OnlineSetting  # needs no boundaries: runs everywhere
+
+    lr: float = 0.1  # learning rate
+    replay_size: int = 10  # r: samples replayed with each minibatch (0: as many as the batch size)
+    buffer_policy: str = "aser"  # which samples the buffer keeps (aser: by KNN Shapley values)
+    candidates: int = 50  # buffer samples drawn at each step, of which some compete to be replayed and some judge
+    aser_kind: str = "asvm"  # how candidates are scored: asvm, asv or neg_sv
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(1, "candidates")
+        if self.aser_kind not in ASER_KINDS:
+            raise unknown_name("ASER kind", self.aser_kind, ASER_KINDS)
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        self.require_candidates_for_replay(setting, self.candidates)
+
+    def uses_aser_options(self) -> bool:
+        return True  # the replay's Shapley values take K and the samples per class, whatever the policy
+
+    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
+        return (self.candidates,)
+
+    def replayed_positions(self, pool: dict[str, torch.Tensor], batch: Batch, count: int) -> torch.Tensor:
+        """Which samples of `pool` (a uniform draw from the buffer, in random order) the step
+        replays: the `count` best by `replay_scores`, or the first `count` while the buffer
+        has not yet turned a sample away."""
+        if self.buffer.seen <= self.buffer.capacity:
+            return torch.arange(min(count, len(pool["y"])))
+        labels = pool["y"].cpu()
+        competing = per_class_positions(labels, self.aser_samples_per_class)
+        others = torch.ones(len(labels), dtype=torch.bool)
+        others[competing] = False
+        others = others.nonzero().squeeze(1)
+        judging = others[per_class_positions(labels[others], self.aser_samples_per_class)]
+        features = self.stored_features(torch.cat([batch.x, pool["x"][competing.to(batch.x.device)],
+                                                   pool["x"][judging.to(batch.x.device)]]))
+        new, competed = len(batch.y), len(competing)
+        candidate_labels = pool["y"][competing.to(batch.y.device)]
+        adversarial = knn_shapley_values(
+            features[:new], batch.y, features[new:new + competed], candidate_labels, self.aser_neighbours
+        )
+        cooperative = knn_shapley_values(
+            features[new + competed:], pool["y"][judging.to(batch.y.device)], features[new:new + competed],
+            candidate_labels, self.aser_neighbours,
+        )
+        scores = replay_scores(adversarial, cooperative, self.aser_kind)
+        return competing[scores.cpu().argsort(descending=True, stable=True)[:count]]
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        pool = self.draw_replay(self.candidates, augment=False)  # only the replayed few are augmented
+        self.remember(self.stored_fields(batch))
+        loss = F.cross_entropy(self.learner(batch.x), batch.y)
+        if pool:
+            chosen = self.replayed_positions(pool, batch, self.replay_count(len(batch.y))).to(pool["y"].device)
+            x = pool["x"][chosen]
+            if self.augmentation is not None:
+                x = self.augment_inputs(x)
+            loss = loss + F.cross_entropy(self.learner(x), pool["y"][chosen])
+        return loss

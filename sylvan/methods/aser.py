@@ -12,8 +12,8 @@ vote classify another sample:
   worker's buffer on data-parallel settings), up to `--aser_samples_per_class` of each class
   compete to be replayed, and as many others of each class judge them. A candidate scores high
   when it helps classify the judges (cooperative value) and when the minibatch's new samples
-  are nearest to it without sharing its label (a low adversarial value: the old samples the new
-  ones would overwrite, whose replay keeps the boundary between them). `--aser_kind` combines
+  are nearest to it without sharing its label (a low adversarial value: the old samples nearest
+  the new ones in features, whose replay keeps the boundary between their classes). `--aser_kind` combines
   the two: `asvm` (the paper's ASER_mu: mean cooperative minus mean adversarial), `asv`
   (largest cooperative minus smallest adversarial) or `neg_sv` (minus the summed adversarial
   values alone). The r best are replayed; until the buffer has seen more samples than it holds,
@@ -85,16 +85,13 @@ class ASER(ReplayMethod):
         others[competing] = False
         others = others.nonzero().squeeze(1)
         judging = others[per_class_positions(labels[others], self.aser_samples_per_class)]
-        features = self.stored_features(torch.cat([batch.x, pool["x"][competing.to(batch.x.device)],
-                                                   pool["x"][judging.to(batch.x.device)]]))
+        chosen = torch.cat([competing, judging]).to(pool["y"].device)
+        features = self.stored_features(torch.cat([batch.x, pool["x"][chosen]]))
         new, competed = len(batch.y), len(competing)
-        candidate_labels = pool["y"][competing.to(batch.y.device)]
-        adversarial = knn_shapley_values(
-            features[:new], batch.y, features[new:new + competed], candidate_labels, self.aser_neighbours
-        )
+        candidates, candidate_labels = features[new:new + competed], pool["y"][chosen[:competed]]
+        adversarial = knn_shapley_values(features[:new], batch.y, candidates, candidate_labels, self.aser_neighbours)
         cooperative = knn_shapley_values(
-            features[new + competed:], pool["y"][judging.to(batch.y.device)], features[new:new + competed],
-            candidate_labels, self.aser_neighbours,
+            features[new + competed:], pool["y"][chosen[competed:]], candidates, candidate_labels, self.aser_neighbours
         )
         scores = replay_scores(adversarial, cooperative, self.aser_kind)
         return competing[scores.cpu().argsort(descending=True, stable=True)[:count]]

@@ -94,6 +94,7 @@ class ReplayMethod(SupervisedMethod):
         self.store_slots = needs_slots(self.buffer_policy)
         if self.store_features or self.uses_aser_options():
             self.check_features(self.model, self.backbone_name(setting))
+        # the aser policy's draws of the stored samples that judge and compete (state only with that policy)
         self.aser_draws = torch.Generator().manual_seed(setting.worker_seed(ASER_DRAWS_SEED))
         self._global_replay: GlobalReplay | None = None  # made by `global_replay` on data-parallel settings
         self._task_start: tuple[int, int] | None = None  # (seen, replaced) when a task began with a full gss buffer
@@ -265,7 +266,9 @@ class ReplayMethod(SupervisedMethod):
             self.buffer.add(**fields)
 
     def state_dict(self) -> dict[str, Any]:
-        state = {**super().state_dict(), "buffer": self.buffer.state_dict(), "aser_draws": self.aser_draws.get_state()}
+        state = {**super().state_dict(), "buffer": self.buffer.state_dict()}
+        if self.store_slots:
+            state["aser_draws"] = self.aser_draws.get_state()
         if self._global_replay is not None:
             state["global_replay"] = self._global_replay.state_dict()
         return state
@@ -273,7 +276,7 @@ class ReplayMethod(SupervisedMethod):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.buffer.load_state_dict(state["buffer"])  # first: the global replay's blocks take its shapes
-        if "aser_draws" in state:  # absent from checkpoints written before the aser policy
+        if self.store_slots:
             self.aser_draws.set_state(state["aser_draws"])
         if "global_replay" in state:
             self.global_replay(self.setting).load_state_dict(state["global_replay"])

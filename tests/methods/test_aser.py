@@ -144,3 +144,21 @@ def test_a_backbone_without_features_is_refused_before_the_run_starts(monkeypatc
     with pytest.raises(ConfigurationError, match=f"{named} / .* `features` module .*which no_features lacks"):
         method().validate_for(OnlineSetting(**DIGITS))
     Rehearsal(backbone="no_features").validate_for(OnlineSetting(**DIGITS))  # reservoir needs no features
+
+
+def test_a_checkpoint_continues_the_memory_s_draws():
+    """The draws of the judges and competitors are part of the method's state: a restored
+    method chooses the same replacements as the one that kept running."""
+    generator = torch.Generator().manual_seed(3)
+    method = configured(Rehearsal(buffer_policy="aser", buffer_size=30, aser_samples_per_class=1))
+    method.offer_to_buffer({"x": torch.rand(30, 1, 8, 8, generator=generator), "y": torch.arange(30) % 10})
+    batches = [(torch.rand(10, 1, 8, 8, generator=generator), torch.randint(0, 10, (10,), generator=generator))
+               for _ in range(4)]
+    for x, y in batches[:2]:
+        method.offer_to_buffer({"x": x, "y": y})
+    restored = configured(Rehearsal(buffer_policy="aser", buffer_size=30, aser_samples_per_class=1))
+    restored.load_state_dict(method.state_dict())
+    assert torch.equal(restored.aser_draws.get_state(), method.aser_draws.get_state())
+    for x, y in batches[2:]:
+        assert torch.equal(restored.replacement_slots(x, y), method.replacement_slots(x, y))
+    assert "aser_draws" not in configured(Rehearsal()).state_dict()  # other policies keep no such state

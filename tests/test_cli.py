@@ -196,7 +196,7 @@ print("loaded:", sorted({name.split(".")[0] for name in sys.modules}
     (["--setting", "online", "--method", "naive", "--augmentation", "cutout"], "valid augmentations"),
     (["--setting", "online", "--method", "naive", "--crop_padding", "-1"], "--crop_padding"),
     (["--setting", "class_incremental", "--method", "naive", "--buffer_size", "20"],
-     "--buffer_size is not an option of naive on class_incremental, but of agem, bic, clser"),
+     "--buffer_size is not an option of naive on class_incremental, but of agem, aser, bic, clser"),
     (["--setting", "online", "--method", "naive", "--bogus"], "unrecognized arguments: --bogus."),
     (["--setting", "continual_rl", "--method", "rehearsal"], "Methods that apply to 'continual_rl': dqn, random"),
     (["--setting", "incremental_rl", "--method", "dqn", "--env", "NoSuchEnv-v0"], "is not a gymnasium environment"),

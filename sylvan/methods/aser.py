@@ -53,7 +53,9 @@ class ASER(ReplayMethod):
 
     lr: float = 0.1  # learning rate
     replay_size: int = 10  # r: samples replayed with each minibatch (0: as many as the batch size)
-    buffer_policy: str = "aser"  # which samples the buffer keeps (aser: by KNN Shapley values)
+    # which samples the buffer keeps: aser (by KNN Shapley values), reservoir, class_balanced, prs, gdumb, herding,
+    # fifo, gss or ring
+    buffer_policy: str = "aser"
     candidates: int = 50  # buffer samples drawn at each step, of which some compete to be replayed and some judge
     aser_kind: str = "asvm"  # how candidates are scored: asvm, asv or neg_sv
 

@@ -37,7 +37,13 @@ import torch.nn.functional as F
 
 from sylvan.errors import unknown_name
 from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.shapley import ASER_KINDS, knn_shapley_values, per_class_positions, replay_scores
+from sylvan.methods.shapley import (
+    ASER_KINDS,
+    knn_shapley_values,
+    per_class_positions,
+    positions_left,
+    replay_scores,
+)
 from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
@@ -83,9 +89,7 @@ class ASER(ReplayMethod):
             return torch.arange(min(count, len(pool["y"])))
         labels = pool["y"].cpu()
         competing = per_class_positions(labels, self.aser_samples_per_class)
-        others = torch.ones(len(labels), dtype=torch.bool)
-        others[competing] = False
-        others = others.nonzero().squeeze(1)
+        others = positions_left(len(labels), competing)
         judging = others[per_class_positions(labels[others], self.aser_samples_per_class)]
         chosen = torch.cat([competing, judging]).to(pool["y"].device)
         features = self.stored_features(torch.cat([batch.x, pool["x"][chosen]]))

@@ -57,6 +57,14 @@ def per_class_positions(labels: torch.Tensor, per_class: int, order: torch.Tenso
     return by_class[rank_in_class < per_class]
 
 
+def positions_left(count: int, taken: torch.Tensor) -> torch.Tensor:
+    """The positions in range(`count`) that are not in `taken`, in order: the samples a first
+    pick left for a second (the judges besides the competitors, or the other way round)."""
+    left = torch.ones(count, dtype=torch.bool)
+    left[taken] = False
+    return left.nonzero().squeeze(1)
+
+
 def update_sets(
     stored_labels: torch.Tensor, new_labels: torch.Tensor, capacity: int, num_classes: int, per_class: int,
     generator: torch.Generator,
@@ -70,9 +78,7 @@ def update_sets(
     neighbour, which lifts its value enough to enter."""
     stored = len(stored_labels)
     judges = per_class_positions(stored_labels, per_class, torch.randperm(stored, generator=generator))
-    others = torch.ones(stored, dtype=torch.bool)
-    others[judges] = False
-    others = others.nonzero().squeeze(1)
+    others = positions_left(stored, judges)
     competing = others[torch.randperm(len(others), generator=generator)[: per_class * num_classes]]
     threshold = float(torch.rand((), generator=generator, dtype=torch.float64)) / num_classes
     shares = torch.bincount(stored_labels, minlength=num_classes).double() / capacity

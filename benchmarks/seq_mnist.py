@@ -42,6 +42,7 @@ from sylvan.methods import (
     WA,
     BiC,
     Co2L,
+    CoPE,
     DERPlusPlus,
     GDumb,
     ICaRL,
@@ -176,6 +177,10 @@ RUNS: dict[str, Run] = {
     # Seq-MNIST figure)
     "pcr-200": Run(lambda: PCR(lr=0.1, buffer_size=200, replay_size=10, backbone=MLP), None, None),
     "pcr-500": Run(lambda: PCR(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), None, None),
+    # continual prototype evolution with its authors' Split-MNIST arguments (lr 0.01, T 0.1, alpha 0.99, an embedding
+    # of 100 units in place of the classifier, r as the batch) and class-balanced memory (no published Seq-MNIST figure)
+    "cope-200": Run(lambda: CoPE(lr=0.01, buffer_size=200, backbone=MLP), None, None),
+    "cope-500": Run(lambda: CoPE(lr=0.01, buffer_size=500, backbone=MLP), None, None),
     # contrastive continual learning with its authors' temperatures (T 0.5, T_b 0.07, kappa 0.2, kappa* 0.01), r as
     # the batch, lr 0.1 (lr 0.03 and 0.3 tried on seed 10: 85.28 and 81.66 against 85.15); a class-balanced linear
     # probe over the buffer at each task's end (no published Seq-MNIST figure)

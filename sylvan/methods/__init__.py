@@ -13,6 +13,7 @@ from sylvan.methods.base import METHODS, Method, applicable_methods, check_appli
 from sylvan.methods.bic import BiC
 from sylvan.methods.clser import CLSER
 from sylvan.methods.co2l import Co2L
+from sylvan.methods.cope import CoPE
 from sylvan.methods.der import DER
 from sylvan.methods.derpp import DERPlusPlus
 from sylvan.methods.dqn import DQN
@@ -55,6 +56,7 @@ __all__ = [
     "ASER",
     "CLSER",
     "Co2L",
+    "CoPE",
     "DER",
     "DQN",
     "ERACE",

@@ -34,14 +34,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.contrastive import supervised_contrastive_loss
 from sylvan.methods.contrastive_replay import ProjectedContrastiveMethod
 from sylvan.methods.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
 from sylvan.methods.supervised import Batch, evaluating
-from sylvan.methods.workers import worker_count
+from sylvan.methods.workers import sum_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -94,10 +93,7 @@ class SCR(ProjectedContrastiveMethod):
                                                                   classes)
                     sums += chunk_sums
                     counts += chunk_counts
-        if worker_count() > 1:
-            totals = torch.cat([sums, counts[:, None]], 1)
-            dist.all_reduce(totals)
-            sums, counts = totals[:, :-1], totals[:, -1]
+        sum_over_workers(sums, counts)
         return class_means_from_sums(sums, counts)
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:

@@ -28,6 +28,14 @@ def mean_over_workers(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def sum_over_workers(*tensors: torch.Tensor) -> None:
+    """Sum `tensors` over the data-parallel workers in place, in one collective (unchanged in one
+    process): per-class sums and counts each worker takes from its own samples, which every worker
+    then divides alike."""
+    if worker_count() > 1:
+        exchanged_in_one_collective(list(tensors), dist.all_reduce)
+
+
 def average_statistics_over_workers(*modules: nn.Module) -> None:
     """Average the floating-point buffers of `modules` (batch norm's running mean and variance)
     over the workers, in one collective. A copy of the network that DDP does not wrap, run in

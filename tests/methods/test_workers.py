@@ -1,4 +1,4 @@
-"""What methods share with the other data-parallel workers: averaged tensors and averaged
+"""What methods share with the other data-parallel workers: averaged and summed tensors, averaged
 running statistics, tensors concatenated over the workers, weights copied from the first worker,
 across 2 real gloo workers, and left alone in one process."""
 
@@ -12,6 +12,7 @@ from sylvan.methods.workers import (
     concatenated_over_workers,
     copy_from_first_worker,
     mean_over_workers,
+    sum_over_workers,
     worker_count,
 )
 from tests.gloo_workers import results_on_two_workers
@@ -32,10 +33,12 @@ def averaging_worker(rank: int) -> dict:
         model[0].weight.add_(rank)  # a parameter: not a statistic, left alone
     average_statistics_over_workers(model)
     averaged = mean_over_workers(torch.tensor([float(rank), 4.0 * rank]))
+    sums, counts = torch.full((2, 3), rank + 1.0), torch.tensor([rank, 2.0])
+    sum_over_workers(sums, counts)
     result = {
         "count": worker_count(), "mean": norm.running_mean.tolist(), "var": norm.running_var.tolist(),
         "tracked": int(norm.num_batches_tracked), "weight_shift": float((model[0].weight - network()[0].weight).mean()),
-        "averaged": averaged.tolist(),
+        "averaged": averaged.tolist(), "sums": sums.tolist(), "counts": counts.tolist(),
     }
     return result
 
@@ -47,6 +50,7 @@ def test_statistics_and_tensors_are_averaged_over_two_workers(tmp_path):
         assert result["tracked"] == 10 * (rank + 1), "integer buffers are not statistics to average"
         assert result["weight_shift"] == rank, "parameters are left alone"
         assert result["averaged"] == [0.5, 2.0]
+        assert result["sums"] == [[3.0] * 3] * 2 and result["counts"] == [1.0, 4.0], "summed in place, both"
 
 
 def test_one_process_leaves_everything_as_it_is():
@@ -58,6 +62,8 @@ def test_one_process_leaves_everything_as_it_is():
     assert model[1].running_mean.tolist() == [3.0] * 4
     tensor = torch.tensor([1.0, 2.0])
     assert mean_over_workers(tensor) is tensor and tensor.tolist() == [1.0, 2.0]
+    sum_over_workers(tensor)
+    assert tensor.tolist() == [1.0, 2.0]
     stored = torch.arange(6, dtype=torch.uint8).view(3, 2)
     assert concatenated_over_workers(stored) is stored
     copy_from_first_worker(model)

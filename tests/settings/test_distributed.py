@@ -236,6 +236,20 @@ def test_scr_workers_keep_the_same_network_and_class_means(tmp_path):
 
 
 @pytest.mark.slow
+def test_cope_workers_keep_the_same_network_and_prototypes(tmp_path):
+    """CoPE replays from the union of the workers' class-balanced buffers and moves its prototypes
+    by the embeddings of every worker's step (their sums summed over the workers): the workers end
+    with the same network and the same prototypes, though each holds samples of its own."""
+    _, runtime = complete_run_on_two_workers(tmp_path, "cope", [], 0.6)
+    assert runtime["replay_steps"] > 0
+    states = assert_workers_end_with_the_same_network(tmp_path / "cope")
+    assert_workers_store_samples_of_their_own(states)
+    assert bool(states[0]["known"].all()), "every class of the stream has its prototype"
+    torch.testing.assert_close(states[0]["prototypes"], states[1]["prototypes"])
+    assert torch.equal(states[0]["known"], states[1]["known"])
+
+
+@pytest.mark.slow
 def test_co2l_workers_keep_the_same_network_and_probe(tmp_path):
     """Co2L replays from the union of the workers' buffers, distils the previous task's network,
     which DDP kept equal, and trains its probe on the union of the buffers at each task's end:

@@ -27,6 +27,7 @@ from sylvan.methods.gem import GEM
 from sylvan.methods.gpm import GPM
 from sylvan.methods.hal import HAL
 from sylvan.methods.icarl import ICaRL
+from sylvan.methods.il2m import IL2M
 from sylvan.methods.lode import LODE, LODEDERPlusPlus
 from sylvan.methods.lucir import LUCIR
 from sylvan.methods.lwf import LwF
@@ -66,6 +67,7 @@ __all__ = [
     "GEM",
     "GPM",
     "HAL",
+    "IL2M",
     "LODE",
     "LODEDERPlusPlus",
     "LUCIR",

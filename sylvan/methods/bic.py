@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import old_share_weighted_loss
+from sylvan.methods.distillation import DistillationMethod, old_share_weighted_loss
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.settings.base import Setting
@@ -57,7 +57,7 @@ class BiasCorrection:
 
 
 @dataclass
-class BiC(HerdingExemplarMethod):
+class BiC(HerdingExemplarMethod, DistillationMethod):
     """BiC: distillation with exemplars, then a bias correction of the new classes' logits learned
     on a balanced validation part of the exemplars and the new data."""
 

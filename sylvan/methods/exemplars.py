@@ -1,7 +1,8 @@
-"""What the exemplar-based distillation methods (`icarl`, `bic`, `lucir`) share: a memory of exemplars per
-class, chosen by herding on the network's features at the end of each task (the `herding` buffer
-policy, its capacity shared equally among the classes seen), the task's data kept from `fit` to
-that choice, and training on the task's data together with the stored exemplars."""
+"""What the exemplar-based methods (`icarl`, `bic`, `wa`, `lucir`, `ssil`, `il2m`) share: a memory of
+exemplars per class, chosen by herding on the network's features at the end of each task (the
+`herding` buffer policy, its capacity shared equally among the classes seen), the task's data kept
+from `fit` to that choice, and training on the task's data together with the stored exemplars.
+The distillation methods among them add `DistillationMethod`'s teacher."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import DistillationMethod
+from sylvan.methods.seen_classes import SeenClassesMethod
 from sylvan.methods.supervised import dataset_tensors, evaluating
 from sylvan.minibatches import minibatch_loader
 
@@ -24,8 +25,8 @@ EXEMPLAR_ORDER_SEED = 500  # offset of the run's seed for the order the task's d
 
 
 @dataclass
-class HerdingExemplarMethod(DistillationMethod):
-    """A distillation method with a herding memory of `buffer_size` exemplars in total."""
+class HerdingExemplarMethod(SeenClassesMethod):
+    """A method with a herding memory of `buffer_size` exemplars in total."""
 
     buffer_size: int = 200  # K: exemplars in total, shared equally among the classes seen
     feature_batch_size: int = 1024  # samples per forward pass when computing features

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from sylvan.methods.distillation import DistillationMethod
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
 from sylvan.methods.supervised import Batch
@@ -26,7 +27,7 @@ from sylvan.settings.class_incremental import ClassIncrementalSetting
 
 
 @dataclass
-class ICaRL(HerdingExemplarMethod):
+class ICaRL(HerdingExemplarMethod, DistillationMethod):
     """iCaRL. Needs task boundaries: exemplars are chosen, and the teacher frozen, at the end of
     each task."""
 

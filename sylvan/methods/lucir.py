@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
+from sylvan.methods.distillation import DistillationMethod
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.held_weights import batch_norm_statistics_held
 from sylvan.methods.supervised import Batch, dataset_tensors
@@ -41,7 +42,7 @@ from sylvan.settings.class_incremental import ClassIncrementalSetting
 
 
 @dataclass
-class LUCIR(HerdingExemplarMethod):
+class LUCIR(HerdingExemplarMethod, DistillationMethod):
     """LUCIR: a cosine classifier with imprinted new classes, feature distillation (less-forget
     constraint) and a margin between old classes' exemplars and the new classes."""
 

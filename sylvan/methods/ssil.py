@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from sylvan.methods.distillation import distillation_loss
+from sylvan.methods.distillation import DistillationMethod, distillation_loss
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.settings.base import Setting
@@ -41,7 +41,7 @@ def separated_cross_entropy(logits: torch.Tensor, y: torch.Tensor, classes: torc
 
 
 @dataclass
-class SSIL(HerdingExemplarMethod):
+class SSIL(HerdingExemplarMethod, DistillationMethod):
     """SS-IL: separated softmax for new samples and exemplars, task-wise distillation."""
 
     name: ClassVar[str] = "ssil"

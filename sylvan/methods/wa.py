@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import old_share_weighted_loss
+from sylvan.methods.distillation import DistillationMethod, old_share_weighted_loss
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
@@ -53,7 +53,7 @@ def aligned_norms_factor(weight: torch.Tensor, old: torch.Tensor, new: torch.Ten
 
 
 @dataclass
-class WA(HerdingExemplarMethod):
+class WA(HerdingExemplarMethod, DistillationMethod):
     """WA: distillation with exemplars, then the new classes' weight vectors scaled to the old
     classes' mean norm; the output layer's weights clipped to non-negative values."""
 

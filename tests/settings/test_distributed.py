@@ -208,6 +208,18 @@ def test_bic_workers_learn_the_same_bias_correction(tmp_path):
 
 
 @pytest.mark.slow
+def test_il2m_workers_record_the_same_statistics(tmp_path):
+    """Every worker holds the whole task's data and the same herding exemplars when it ends, with the
+    same network: the same class statistics, and so the same rectified predictions."""
+    complete_run_on_two_workers(tmp_path, "il2m", [], 0.5)
+    states = assert_workers_end_with_the_same_network(tmp_path / "il2m")
+    assert states[0]["class_stage"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    for name in ("initial_means", "current_means", "confidences"):
+        torch.testing.assert_close(states[0][name], states[1][name], equal_nan=True, msg=name)
+    assert bool((states[0]["current_means"][:8] > 0).all()), "the old classes' means on their exemplars"
+
+
+@pytest.mark.slow
 def test_lucir_workers_keep_the_same_network_with_class_balanced_finetuning(tmp_path):
     """LUCIR's loss takes the features past DDP's forward (the classifier's cosines, the teacher's
     features), holds the old classes' weight vectors on every worker alike, and finetunes its

@@ -1,0 +1,157 @@
+"""`il2m`: class-incremental learning with dual memory (Belouadah & Popescu, "IL2M: Class
+Incremental Learning With Dual Memory", ICCV 2019).
+
+Fine-tuning on a task's data joined by a few exemplars of the old classes favours the new
+classes: they bring all their samples, the old ones a handful. IL2M leaves the training as it is
+and corrects its predictions with a second memory, of statistics, that costs a few numbers per
+class:
+
+- a class's initial mean: the mean raw score (logit) of the class on its own training samples,
+  at the end of the task that brought it, when it had all its data;
+- its current mean: the same on its stored exemplars, at the end of the latest task;
+- a task's confidence: the mean top score over its new classes' training samples, at its end.
+
+1. Each task trains on its data joined by every stored exemplar, shuffled together, by the
+   cross-entropy over the classes seen so far (no distillation).
+2. At the task's end, before the exemplars are chosen again, the statistics are computed on the
+   task's data and the exemplars (what the task trained on), in evaluation mode.
+3. A prediction whose top class is one of the latest task's new classes has each old class's
+   score multiplied by (initial mean / current mean) x (confidence of the latest task /
+   confidence of the task that brought the class); a prediction of an old class stands.
+   `--rectify false` predicts by the network alone: the baseline the rectification corrects.
+
+As in the authors' and FACIL's code, the scores are the raw logits, and the memory is the
+herding exemplars `icarl`, `bic`, `wa`, `lucir` and `ssil` keep. One safeguard of sylvan's: a
+class whose means, or a confidence its factor divides by, are not positive keeps its score as
+it is (a ratio of raw scores of opposite signs, or of zero, corrects nothing). On
+domain-incremental settings, whose later tasks bring no new class, nothing is rectified. Needs
+task boundaries. On data-parallel settings every worker computes the statistics from the whole
+task's data and the same exemplars, with the same network, so every worker predicts alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from sylvan.methods.exemplars import HerdingExemplarMethod
+from sylvan.methods.supervised import Batch
+from sylvan.settings.base import Setting
+from sylvan.settings.class_incremental import ClassIncrementalSetting
+
+
+def class_score_means(
+    logits: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class, the mean score of the class on its own samples (0 where it has none), and the
+    samples counted."""
+    own = logits.gather(1, labels[:, None]).squeeze(1).double()
+    sums = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, labels, own)
+    counts = torch.bincount(labels, minlength=num_classes)
+    return (sums / counts.clamp(min=1)).float(), counts
+
+
+def rectification_factors(
+    initial_means: torch.Tensor, current_means: torch.Tensor, class_confidences: torch.Tensor,
+    latest_confidence: float, old: torch.Tensor,
+) -> torch.Tensor:
+    """IL2M's factor for each class's score (eq. 1): for the `old` classes, (initial mean /
+    current mean) x (`latest_confidence` / the confidence of the task that brought the class);
+    1 for the other classes, and for old classes where a mean or a confidence is not positive."""
+    valid = old & (initial_means > 0) & (current_means > 0) & (class_confidences > 0) & (latest_confidence > 0)
+    ratios = initial_means / current_means.clamp(min=1e-12) * latest_confidence / class_confidences.clamp(min=1e-12)
+    return torch.where(valid, ratios, torch.ones_like(ratios))
+
+
+@dataclass
+class IL2M(HerdingExemplarMethod):
+    """IL2M: fine-tuning with herding exemplars; old classes' scores rescaled by their recorded
+    statistics where a new class is predicted."""
+
+    name: ClassVar[str] = "il2m"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting  # statistics at each task's end
+
+    # rescale the old classes' scores by the statistics (false: the fine-tuned network's own predictions, the
+    # baseline IL2M corrects; the statistics are recorded all the same)
+    rectify: bool = True
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        classes = setting.num_classes
+        self.initial_means = torch.zeros(classes)  # each class's mean own score when it was new
+        self.current_means = torch.zeros(classes)  # each old class's mean own score on its exemplars, latest task
+        self.class_stage = torch.full((classes,), -1, dtype=torch.long)  # the stage that brought each class
+        # each stage's mean top score (a run has no more stages than tasks)
+        self.confidences = torch.full((setting.nb_tasks,), float("nan"))
+        self.stage = 0  # stages finished
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        active, _ = self.observe_classes(batch)
+        return F.cross_entropy(self.learner(batch.x).masked_fill(~active, float("-inf")), batch.y)
+
+    def on_task_end(self, task_id: int | None) -> None:
+        self.record_statistics()  # on what the task trained on: before the exemplars change
+        super().on_task_end(task_id)
+        self.stage += 1
+
+    def record_statistics(self) -> None:
+        """The statistics of the task just trained: initial means of its new classes and its
+        confidence from their samples, current means of the old classes from their samples
+        (the task's data and the exemplars)."""
+        x, y = self._task_data[0], self._task_data[1]
+        if len(self.buffer):
+            stored = self.buffer.get_all()
+            x, y = torch.cat([x, stored["x"].to(x.device)]), torch.cat([y, stored["y"].to(y.device)])
+        y = y.cpu()
+        logits = self.evaluated_in_chunks(x, lambda model, chunk: model(chunk).float().cpu())
+        means, counts = class_score_means(logits, y, len(self.active_classes))
+        new = self.active_classes & ~self.old_classes & (counts > 0)
+        self.initial_means[new] = means[new]
+        self.class_stage[new] = self.stage
+        self.current_means = torch.where(self.old_classes & (counts > 0), means, torch.zeros_like(means))
+        of_new = new[y]
+        if bool(of_new.any()):
+            self.confidences[self.stage] = logits[of_new].max(1).values.double().mean().float()
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The factors of the old classes' scores and the mask of the latest stage's new classes;
+        None where nothing is rectified (before the second stage, or a stage without new classes)."""
+        latest = self.stage - 1
+        new = self.class_stage == latest
+        old = (self.class_stage >= 0) & (self.class_stage < latest)
+        if latest < 1 or not bool(new.any()) or not bool(old.any()):
+            return None
+        class_confidences = self.confidences[self.class_stage.clamp(min=0)]
+        latest_confidence = float(self.confidences[latest])
+        factors = rectification_factors(self.initial_means, self.current_means, class_confidences, latest_confidence,
+                                        old)
+        return factors, new
+
+    def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
+        """The network's logits, those of the old classes rescaled where the top class is one of
+        the latest stage's new classes."""
+        logits = self.learner(x)
+        rectification = self.factors() if self.rectify else None
+        if rectification is not None:
+            factors, new = (t.to(logits.device) for t in rectification)
+            top_is_new = new[logits.argmax(1)]
+            logits = torch.where(top_is_new[:, None], logits * factors.to(logits.dtype), logits)
+        return self.mask_to_tasks(logits, task_labels)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(), "initial_means": self.initial_means.clone(),
+            "current_means": self.current_means.clone(), "class_stage": self.class_stage.clone(),
+            "confidences": self.confidences.clone(), "stage": self.stage,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.initial_means = state["initial_means"].clone()
+        self.current_means = state["current_means"].clone()
+        self.class_stage = state["class_stage"].clone()
+        self.confidences = state["confidences"].clone()
+        self.stage = state["stage"]

@@ -3,7 +3,7 @@ learns them: the pseudo-prototypical proxy (PPP) loss that shapes the space arou
 their momentum update from each step's embeddings.
 
 The PPP loss (De Lange & Tuytelaars, "Continual Prototype Evolution: Learning Online from
-Non-Stationary Data Streams", ICCV 2021, eq. 4-7). For a sample i of class c in a batch B, with
+Non-Stationary Data Streams", ICCV 2021). For a sample i of class c in a batch B, with
 embedding f_i, the prototypes p_k of the classes known so far and temperature T, the probability
 that f_i is of class c, as judged against one positive u (another sample of class c in the
 batch, a pseudo-prototype, or p_c itself):

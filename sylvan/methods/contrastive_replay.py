@@ -16,7 +16,6 @@ from sylvan.errors import ConfigurationError
 from sylvan.methods.contrastive import ContrastiveViews
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.supervised import Batch
-from sylvan.models.cosine import has_feature_layers
 
 
 @dataclass
@@ -83,11 +82,7 @@ class ProjectedContrastiveMethod(ContrastiveReplayMethod):
     def with_projection(self, model: nn.Module, name: str) -> nn.Module:
         """`model` with the projection head on its features, its classifier frozen (never used);
         a `ConfigurationError` for a network without `features` and `feature_dim`."""
-        if not has_feature_layers(model):
-            raise ConfigurationError(
-                f"{self.name} learns and classifies by the backbone's features, so it needs a backbone with "
-                f"`features` and `feature_dim` (every built-in one), which {name} lacks"
-            )
+        self.require_feature_layers(model, name, "learns and classifies by the backbone's features")
         width = model.feature_dim
         model.projection = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, self.projection_dim))
         classifier = getattr(model, "classifier", None)

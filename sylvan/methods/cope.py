@@ -37,13 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.nearest_mean import class_feature_sums
 from sylvan.methods.prototypes import evolved_prototypes, ppp_loss
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.supervised import Batch
 from sylvan.methods.workers import sum_over_workers
-from sylvan.models.cosine import has_feature_layers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -79,11 +77,7 @@ class CoPE(ReplayMethod):
     def with_embedding(self, model: nn.Module, name: str) -> nn.Module:
         """`model` whose classifier is replaced by a linear embedding layer of `embedding_dim`
         units; a `ConfigurationError` for a network without `features` and `feature_dim`."""
-        if not has_feature_layers(model):
-            raise ConfigurationError(
-                f"cope puts an embedding layer on the backbone's features, so it needs a backbone with `features` "
-                f"and `feature_dim` (every built-in one), which {name} lacks"
-            )
+        self.require_feature_layers(model, name, "puts an embedding layer on the backbone's features")
         model.classifier = nn.Linear(model.feature_dim, self.embedding_dim)
         return model
 

@@ -41,7 +41,7 @@ from sylvan.errors import ConfigurationError, refuse_if_given
 from sylvan.methods.contrastive import in_float32
 from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.supervised import Batch
-from sylvan.models.cosine import CosineClassifier, has_feature_layers
+from sylvan.models.cosine import CosineClassifier
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 from sylvan.transfer import to_device
@@ -138,11 +138,7 @@ class ERAML(ReplayMethod):
         """`model` with the cosine classifier (unless `cosine_classifier` is false); a
         `ConfigurationError` for a network without the `features` (and `feature_dim`) the
         contrastive loss is computed on."""
-        if not has_feature_layers(model):
-            raise ConfigurationError(
-                f"er_aml learns the incoming samples' features, so it needs a backbone with `features` and "
-                f"`feature_dim` (every built-in one), which {name} lacks"
-            )
+        self.require_feature_layers(model, name, "learns the incoming samples' features")
         if self.cosine_classifier:
             model.classifier = CosineClassifier(model.feature_dim, num_classes, scale=self.classifier_scale)
         return model

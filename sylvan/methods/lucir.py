@@ -36,7 +36,7 @@ from sylvan.methods.distillation import DistillationMethod
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.held_weights import batch_norm_statistics_held
 from sylvan.methods.supervised import Batch, dataset_tensors
-from sylvan.models.cosine import CosineClassifier, has_feature_layers, remove_last_relu
+from sylvan.models.cosine import CosineClassifier, remove_last_relu
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -75,10 +75,7 @@ class LUCIR(HerdingExemplarMethod, DistillationMethod):
         """`model` with a cosine classifier over its features, which end before their last ReLU
         unless `last_relu`; a `ConfigurationError` for a network without `features` and
         `feature_dim`, or whose last ReLU cannot be found."""
-        if not has_feature_layers(model):
-            raise ConfigurationError(
-                f"lucir replaces the classifier of a backbone with `features` and `feature_dim`, which {name} lacks"
-            )
+        self.require_feature_layers(model, name, "replaces the classifier over the backbone's features")
         if not self.last_relu and not remove_last_relu(model.features):
             raise ConfigurationError(
                 f"lucir found no last ReLU to remove in {name}'s features; --last_relu true keeps the features as "

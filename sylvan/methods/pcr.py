@@ -30,11 +30,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.contrastive import proxy_contrastive_loss
 from sylvan.methods.contrastive_replay import ContrastiveReplayMethod
 from sylvan.methods.supervised import Batch
-from sylvan.models.cosine import CosineClassifier, has_feature_layers
+from sylvan.models.cosine import CosineClassifier
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -62,11 +61,7 @@ class PCR(ContrastiveReplayMethod):
     def with_proxies(self, model: nn.Module, name: str, num_classes: int) -> nn.Module:
         """`model` with the cosine classifier whose weight vectors are the proxies; a
         `ConfigurationError` for a network without `features` and `feature_dim`."""
-        if not has_feature_layers(model):
-            raise ConfigurationError(
-                f"pcr puts a cosine classifier on the backbone's features, so it needs a backbone with `features` "
-                f"and `feature_dim` (every built-in one), which {name} lacks"
-            )
+        self.require_feature_layers(model, name, "puts a cosine classifier on the backbone's features")
         model.classifier = CosineClassifier(model.feature_dim, num_classes, scale=1.0 / self.temperature)
         return model
 

@@ -35,6 +35,7 @@ from sylvan.methods.held_weights import HeldWeights
 from sylvan.methods.loss_scaling import loss_scaler, unscaled_gradients
 from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
+from sylvan.models.cosine import has_feature_layers
 
 if TYPE_CHECKING:
     from sylvan.methods.learner import Learner
@@ -165,6 +166,16 @@ class SupervisedMethod(Method):
         if backbone is not None:
             with torch.device("meta"):
                 adapt(backbone, self.backbone_name(setting))
+
+    def require_feature_layers(self, model: nn.Module, name: str, purpose: str) -> None:
+        """Raise `ConfigurationError` unless `model` (the backbone `name`) splits into a `features`
+        module and a classifier over `feature_dim` features (every built-in backbone), for a
+        method that `purpose` (what it does with them, said in the message)."""
+        if not has_feature_layers(model):
+            raise ConfigurationError(
+                f"{self.name} {purpose}, so it needs a backbone with `features` and `feature_dim` (every built-in "
+                f"one), which {name} lacks"
+            )
 
     def epochs_per_fit(self, setting: Any) -> int:
         """The epochs each `fit` trains for (what the step schedule's milestones count)."""

@@ -117,6 +117,20 @@ def minibatch_loader(
     return DataLoader(dataset, **kwargs)
 
 
+def dataset_rows(dataset: Dataset, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    """The samples of a map-style dataset of tuples at `indices`, stacked in that order as one
+    minibatch (uint8 pixels made float inputs): gathered at once from tensors in memory (a
+    `TensorDataset`, or a `ConcatDataset` of them), fetched one by one from any other dataset."""
+    if isinstance(dataset, TensorDataset) and not isinstance(dataset, GatheringTensorDataset):
+        dataset = GatheringTensorDataset(*dataset.tensors)
+    elif isinstance(dataset, ConcatDataset) and not isinstance(dataset, GatheringConcatDataset) \
+            and same_columns(dataset.datasets):
+        dataset = GatheringConcatDataset(dataset.datasets)
+    if isinstance(dataset, (GatheringTensorDataset, GatheringConcatDataset)):
+        return gathered_batch(dataset.__getitems__(list(indices)))
+    return tuple(collated_batch([dataset[i] for i in indices]))
+
+
 def same_columns(datasets: Sequence[Dataset]) -> bool:
     """Whether `datasets` are `TensorDataset`s on the CPU whose columns agree in shape and dtype."""
     if not datasets or not all(isinstance(part, TensorDataset) for part in datasets):

@@ -165,3 +165,17 @@ def test_pixel_batches_follow_the_loaders_generator_over_epochs() -> None:
                                             generator=torch.Generator().manual_seed(3)))
     for _ in range(3):
         assert [batch[1].tolist() for batch in floats] == [batch[1].tolist() for batch in pixels]
+
+
+@pytest.mark.parametrize("wrap", ["tensor", "concat", "subset"])
+def test_rows_at_indices_come_in_their_order_as_float_inputs(wrap: str) -> None:
+    """What a method draws from a task's dataset at its end (`dataset_rows`): the samples at the
+    indices asked for, in that order (repeats kept), pixels made float, gathered or not."""
+    from sylvan.minibatches import dataset_rows
+
+    x, y = pixel_columns()
+    indices = [5, 0, len(y) - 1, 5, 11]
+    rows = dataset_rows(pixel_dataset(wrap), indices)
+    assert torch.equal(rows[0], x[indices].float() / 255) and torch.equal(rows[1], y[indices])
+    gathering = GatheringTensorDataset(x, y)
+    assert all(torch.equal(a, b) for a, b in zip(dataset_rows(gathering, indices), rows))

@@ -38,6 +38,7 @@ from sylvan.methods.mer import MER
 from sylvan.methods.mir import MIR
 from sylvan.methods.multi_head import MultiHead
 from sylvan.methods.naive import Naive
+from sylvan.methods.ogd import OGD
 from sylvan.methods.packnet import PackNet
 from sylvan.methods.pcr import PCR
 from sylvan.methods.pnn import PNN
@@ -79,6 +80,7 @@ __all__ = [
     "MER",
     "METHODS",
     "MIR",
+    "OGD",
     "PCR",
     "PNN",
     "SAC",

@@ -198,6 +198,16 @@ def test_gpm_workers_keep_the_same_memory_and_network(tmp_path):
 
 
 @pytest.mark.slow
+def test_ogd_workers_keep_the_same_basis_and_network(tmp_path):
+    """Every worker holds the whole task's data when it ends: the same samples (drawn with the
+    run's seed), so the same output gradients and basis, and the averaged gradient projected alike."""
+    complete_run_on_two_workers(tmp_path, "ogd", ["--lr", "0.1"], 0.15)
+    states = assert_workers_end_with_the_same_network(tmp_path / "ogd")
+    assert states[0]["basis"].shape[0] == 4 * 200
+    torch.testing.assert_close(states[1]["basis"], states[0]["basis"])
+
+
+@pytest.mark.slow
 def test_bic_workers_learn_the_same_bias_correction(tmp_path):
     """Every worker holds the whole task's data when it ends: the same herding exemplars, the same
     validation part (drawn with the run's seed) and so the same correction of the same network."""

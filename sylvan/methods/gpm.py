@@ -119,16 +119,11 @@ class GPM(SupervisedMethod):
         self.require_in(0, 1, "threshold", "input_threshold", low_open=True)
         self.require_at_least(0, "threshold_increment")
         self.require_at_least(1, "representation_samples")
-        if self.optimizer != "sgd":
-            raise ConfigurationError(
-                "gpm needs --optimizer sgd: Adam scales each weight's step on its own, which moves the weights "
-                "along the directions the projection protects"
-            )
-        if self.weight_decay:
-            raise ConfigurationError(
-                f"--weight_decay {self.weight_decay} would shrink the weights along the directions gpm protects; "
-                "gpm trains without it"
-            )
+        self.require_plain_sgd(
+            "the weights along the directions gpm protects",
+            "Adam scales each weight's step on its own, which moves the weights along the directions the projection "
+            "protects",
+        )
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)

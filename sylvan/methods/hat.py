@@ -162,15 +162,10 @@ class HAT(SupervisedMethod):
         self.require_at_least(1, "smax")
         self.require_at_least(0, "mask_penalty")
         self.require_at_least(0, "clip_grad", strict=True)
-        if self.optimizer != "sgd":
-            raise ConfigurationError(
-                "hat trains with SGD: Adam's per-weight scaling would undo the conditioning of the gradients of the "
-                "weights earlier tasks use"
-            )
-        if self.weight_decay:
-            raise ConfigurationError(
-                f"--weight_decay {self.weight_decay} would shrink the weights hat protects; hat trains without it"
-            )
+        self.require_plain_sgd(
+            "the weights hat protects",
+            "Adam's per-weight scaling would undo the conditioning of the gradients of the weights earlier tasks use",
+        )
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)

@@ -143,16 +143,11 @@ class OGD(SupervisedMethod):
             raise ConfigurationError(
                 f"--logit_gradients must be one of {', '.join(LOGIT_GRADIENTS)}, got {self.logit_gradients!r}"
             )
-        if self.optimizer != "sgd":
-            raise ConfigurationError(
-                "ogd needs --optimizer sgd: Adam scales each weight's step on its own, which moves the weights "
-                "along the directions the projection protects"
-            )
-        if self.weight_decay:
-            raise ConfigurationError(
-                f"--weight_decay {self.weight_decay} would shrink the weights along the directions ogd protects; "
-                "ogd trains without it"
-            )
+        self.require_plain_sgd(
+            "the weights along the directions ogd protects",
+            "Adam scales each weight's step on its own, which moves the weights along the directions the projection "
+            "protects",
+        )
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)

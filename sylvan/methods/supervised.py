@@ -115,6 +115,18 @@ class SupervisedMethod(Method):
             raise unknown_name("backbone", self.backbone, list(BACKBONES))
         self.validate_lr_schedule()
 
+    def require_plain_sgd(self, protected: str, adam_effect: str) -> None:
+        """Raise `ConfigurationError` unless the method trains with SGD and without weight decay:
+        for methods that shape each step's gradient to keep off what they protect (`protected`,
+        as the message names it), which Adam's per-weight scaling (`adam_effect`, said in the
+        message) and a decay pulling every weight towards zero would undo."""
+        if self.optimizer != "sgd":
+            raise ConfigurationError(f"{self.name} trains with SGD (--optimizer sgd): {adam_effect}")
+        if self.weight_decay:
+            raise ConfigurationError(
+                f"--weight_decay {self.weight_decay} would shrink {protected}; {self.name} trains without it"
+            )
+
     def validate_lr_schedule(self) -> None:
         """The schedule's own options, each refused where the schedule chosen does not use it."""
         if self.lr_schedule not in LR_SCHEDULES:

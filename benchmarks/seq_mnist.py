@@ -78,6 +78,11 @@ RUNS: dict[str, Run] = {
     # no published Seq-MNIST figure; its paper's 200 samples per task (the label's logit) and the best lr of 0.01,
     # 0.03, 0.1, 0.3 on seed 10 (task-IL 98.62, 98.60, 98.04, 88.65)
     "ogd": Run(lambda: OGD(lr=0.01, backbone=MLP), None, None),
+    # the same with fewer samples per task, and with every logit of each (as many rows as "ogd"); and the recipe
+    # without the projection
+    "ogd-20": Run(lambda: OGD(lr=0.01, memory_per_task=20, backbone=MLP), None, None),
+    "ogd-all-20": Run(lambda: OGD(lr=0.01, memory_per_task=20, logit_gradients="all", backbone=MLP), None, None),
+    "naive-0.01": Run(lambda: Naive(lr=0.01, backbone=MLP), None, None),
     "stable_sgd": Run(lambda: StableSGD(lr=0.1, lr_decay=0.8, dropout=0.5, backbone=MLP), None, None),
     "er-200": Run(lambda: Rehearsal(lr=0.01, buffer_size=200, replay_size=10, backbone=MLP), 80.43, 97.86),
     "er-500": Run(lambda: Rehearsal(lr=0.1, buffer_size=500, replay_size=10, backbone=MLP), 86.12, 99.04),
@@ -255,7 +260,9 @@ RUNS = with_batch_gated_gss(RUNS)
 
 SEQ_MNIST = Protocol(
     title="Seq-MNIST", dataset="mnist", nb_tasks=5, epochs=1, batch_size=10, runs=RUNS,
-    default_runs=tuple(name for name in RUNS if name not in ("er-200-balanced", "er-200-ring")),
+    default_runs=tuple(
+        name for name in RUNS if name not in ("er-200-balanced", "er-200-ring", "ogd-20", "ogd-all-20", "naive-0.01")
+    ),
 )
 
 

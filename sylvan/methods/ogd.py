@@ -114,9 +114,9 @@ def grown_basis(basis: torch.Tensor | None, vectors: torch.Tensor) -> torch.Tens
             if basis is not None:  # the rounding of the last steps, taken out again
                 new = new - (new @ basis.T) @ basis
                 new = new / new.norm(dim=1, keepdim=True)
-    if basis is None:
-        return new if len(new) else None
-    return torch.cat([basis, new])
+    if not len(new):
+        return basis
+    return new if basis is None else torch.cat([basis, new])
 
 
 @dataclass

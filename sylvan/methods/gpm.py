@@ -119,11 +119,7 @@ class GPM(SupervisedMethod):
         self.require_in(0, 1, "threshold", "input_threshold", low_open=True)
         self.require_at_least(0, "threshold_increment")
         self.require_at_least(1, "representation_samples")
-        self.require_plain_sgd(
-            "the weights along the directions gpm protects",
-            "Adam scales each weight's step on its own, which moves the weights along the directions the projection "
-            "protects",
-        )
+        self.require_plain_sgd("the weights along the directions gpm protects")
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)

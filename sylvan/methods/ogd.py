@@ -143,11 +143,7 @@ class OGD(SupervisedMethod):
             raise ConfigurationError(
                 f"--logit_gradients must be one of {', '.join(LOGIT_GRADIENTS)}, got {self.logit_gradients!r}"
             )
-        self.require_plain_sgd(
-            "the weights along the directions ogd protects",
-            "Adam scales each weight's step on its own, which moves the weights along the directions the projection "
-            "protects",
-        )
+        self.require_plain_sgd("the weights along the directions ogd protects")
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)

@@ -115,11 +115,16 @@ class SupervisedMethod(Method):
             raise unknown_name("backbone", self.backbone, list(BACKBONES))
         self.validate_lr_schedule()
 
-    def require_plain_sgd(self, protected: str, adam_effect: str) -> None:
+    def require_plain_sgd(
+        self, protected: str,
+        adam_effect: str = "Adam scales each weight's step on its own, which moves the weights along the directions "
+                           "the projection protects",
+    ) -> None:
         """Raise `ConfigurationError` unless the method trains with SGD and without weight decay:
         for methods that shape each step's gradient to keep off what they protect (`protected`,
         as the message names it), which Adam's per-weight scaling (`adam_effect`, said in the
-        message) and a decay pulling every weight towards zero would undo."""
+        message; by default what it does to a projected gradient) and a decay pulling every
+        weight towards zero would undo."""
         if self.optimizer != "sgd":
             raise ConfigurationError(f"{self.name} trains with SGD (--optimizer sgd): {adam_effect}")
         if self.weight_decay:

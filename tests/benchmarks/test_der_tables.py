@@ -3,6 +3,7 @@ dataset and shorter, as a quick check, their table says that the figures are not
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -86,3 +87,75 @@ def test_each_gss_recipe_has_a_batch_gated_row_that_differs_by_the_gate_alone(mo
         method, gated_method = plain.method(), gated.method()
         assert not method.gss_batch_gate and gated_method.gss_batch_gate
         assert dataclasses.replace(gated_method, gss_batch_gate=False) == method
+
+
+@pytest.fixture
+def der_tables(monkeypatch):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    return importlib.import_module("der_tables")
+
+
+def test_equivalence_is_two_one_sided_t_tests_against_the_margin(der_tables):
+    """With 3 runs (2 degrees of freedom) Student's t has closed forms: sf(t) = (1 - t / sqrt(t^2 + 2)) / 2
+    and its 95% quantile is 2.919986."""
+    test = der_tables.equivalence([79.0, 80.0, 81.0], published=80.0, margin=2.0)
+    error = 1 / math.sqrt(3)
+    t = 2 / error
+    assert test.difference == pytest.approx(0.0)
+    assert test.p == pytest.approx((1 - t / math.sqrt(t * t + 2)) / 2)  # 0.0371: both tests reject at 5%
+    assert (test.low, test.high) == pytest.approx((-2.919986 * error, 2.919986 * error), abs=1e-5)
+    assert test.verdict == "within"
+
+    # seeds 0 to 2 of replay-200: the interval reaches both inside and beyond the margin
+    noisy = der_tables.equivalence([75.50, 78.43, 79.88], published=80.43, margin=2.0)
+    assert noisy.difference == pytest.approx(-2.4933, abs=1e-4) and noisy.low < -2 < noisy.high < 2
+    assert noisy.verdict == "undecided" and noisy.p > 0.5
+
+    far = der_tables.equivalence([90.0, 91.0, 92.0], published=80.0, margin=2.0)
+    assert far.low > 2 and far.verdict == "outside" and far.p > 0.99
+    below = der_tables.equivalence([70.0, 71.0, 72.0], published=80.0, margin=2.0)
+    assert below.high < -2 and below.verdict == "outside"
+
+    # more seeds narrow the interval: the same spread over 24 runs decides
+    many = der_tables.equivalence([78.0, 79.0, 80.0] * 8, published=80.43, margin=2.0)
+    assert many.verdict == "within" and many.p < 0.05 < noisy.p
+
+    exact = der_tables.equivalence([80.0, 80.0], published=79.0, margin=2.0)
+    assert (exact.low, exact.high, exact.p, exact.verdict) == (1.0, 1.0, 0.0, "within")
+    with pytest.raises(ValueError, match="at least two"):
+        der_tables.equivalence([80.0], published=80.0, margin=2.0)
+
+
+def test_the_table_tests_rows_with_a_published_figure_under_the_protocol_alone(der_tables, monkeypatch, capsys):
+    import importlib
+
+    seq_mnist = importlib.import_module("seq_mnist")
+    accuracies = {"er-200": [79.0, 80.0, 81.0], "naive": [19.5, 19.6, 19.7], "mas": [20.0, 21.0, 22.0]}
+
+    def fake_run(protocol, name, seed, data_dir, **changes):
+        return {"class_il": accuracies[name][seed], "task_il": 97.0, "seconds": 1.0}
+
+    monkeypatch.setattr(der_tables, "run_one", fake_run)
+    der_tables.main(seq_mnist.SEQ_MNIST, "", ["--only", "er-200", "naive", "mas", "--seeds", "0", "1", "2"])
+    out = capsys.readouterr().out
+    assert "Against the published class-IL figures: is the mean within ±2 points?" in out
+    rows = {line.split("|")[0].strip(): line for line in out.split("Against the published")[1].splitlines()
+            if "|" in line}
+    assert set(rows) == {"method", "er-200", "naive"}  # mas has no published figure
+    assert rows["er-200"].split("|")[2].strip() == "-0.43" and rows["er-200"].endswith("undecided")
+    assert rows["naive"].split("|")[2].strip() == "+0.00" and rows["naive"].endswith("within")
+
+    der_tables.main(seq_mnist.SEQ_MNIST, "", ["--only", "er-200", "--seeds", "0", "1", "2", "--margin", "0.5"])
+    assert "within ±0.5 points" in capsys.readouterr().out
+
+    der_tables.main(seq_mnist.SEQ_MNIST, "", ["--only", "er-200", "--seeds", "0"])  # one seed: nothing to test
+    assert "Against the published" not in capsys.readouterr().out
+    der_tables.main(seq_mnist.SEQ_MNIST, "", ["--only", "er-200", "--seeds", "0", "1", "--dataset", "digits"])
+    out = capsys.readouterr().out
+    assert "NOT the protocol" in out and "Against the published" not in out
+
+    with pytest.raises(SystemExit) as exit_info:
+        der_tables.main(seq_mnist.SEQ_MNIST, "", ["--only", "er-200", "--margin", "0"])
+    assert exit_info.value.code == 2 and "--margin must be positive" in capsys.readouterr().err

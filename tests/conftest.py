@@ -15,6 +15,16 @@ from types import ModuleType
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Under pytest-xdist (`python -m pytest -n auto`) each worker is one process per core: torch's own
+# threads in every worker would contend for the same cores, and spin while they wait (on 2 cores,
+# 2 workers of 2 threads each took 22 minutes where one process took 9). So each worker computes
+# on one thread, and the commands the tests start inherit it through OMP_NUM_THREADS.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 TINY = dict(dataset="synthetic", train_samples=120, nb_tasks=2, progress_bar=False, seed=0)
 
 

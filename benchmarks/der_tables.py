@@ -195,9 +195,8 @@ def equivalence(values: list[float], published: float, margin: float) -> Equival
 def equivalence_table(protocol: Protocol, raw: dict[str, list[dict[str, float | None]]], margin: float) -> list[str]:
     """The lines of the table that tests each row with a published figure for equivalence with
     it (see `equivalence`); none where fewer than two seeds ran or no row has a published figure."""
-    rows = [(name, [r[protocol.key] for r in runs if r[protocol.key] is not None])
-            for name, runs in raw.items() if protocol.runs[name].published_accuracy is not None]
-    rows = [(name, values) for name, values in rows if len(values) >= 2]
+    rows = [(name, values) for name, runs in raw.items() if protocol.runs[name].published_accuracy is not None
+            if len(values := [r[protocol.key] for r in runs if r[protocol.key] is not None]) >= 2]
     if not rows:
         return []
     lines = [

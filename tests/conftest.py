@@ -25,6 +25,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 TINY = dict(dataset="synthetic", train_samples=120, nb_tasks=2, progress_bar=False, seed=0)
 
 

@@ -3,6 +3,7 @@ dataset and shorter, as a quick check, their table says that the figures are not
 
 from __future__ import annotations
 
+import importlib
 import math
 import subprocess
 import sys
@@ -91,8 +92,6 @@ def test_each_gss_recipe_has_a_batch_gated_row_that_differs_by_the_gate_alone(mo
 
 @pytest.fixture
 def der_tables(monkeypatch):
-    import importlib
-
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     return importlib.import_module("der_tables")
 
@@ -129,8 +128,6 @@ def test_equivalence_is_two_one_sided_t_tests_against_the_margin(der_tables):
 
 
 def test_the_table_tests_rows_with_a_published_figure_under_the_protocol_alone(der_tables, monkeypatch, capsys):
-    import importlib
-
     seq_mnist = importlib.import_module("seq_mnist")
     accuracies = {"er-200": [79.0, 80.0, 81.0], "naive": [19.5, 19.6, 19.7], "mas": [20.0, 21.0, 22.0]}
 

@@ -53,7 +53,13 @@ def float_inputs(x: torch.Tensor) -> torch.Tensor:
     other tensor is returned as it is."""
     if x.dtype != torch.uint8:
         return x
-    return x.to(torch.get_default_dtype()).div_(255).float()
+    values = x.to(torch.get_default_dtype())
+    if values.device.type == "cpu":
+        return values.div_(255).float()
+    # On CUDA, dividing by a host scalar multiplies by its reciprocal, which can differ from the
+    # quotient in the last bit; a divisor on the device takes the correctly rounded division,
+    # so pixels decode to the CPU's values bit for bit.
+    return values.div_(torch.full((), 255, dtype=values.dtype, device=values.device)).float()
 
 
 def gathered_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

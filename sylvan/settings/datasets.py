@@ -21,6 +21,7 @@ import numpy as np
 
 from sylvan.errors import ConfigurationError, DataUnavailableError, unknown_name
 from sylvan.registry import NAME_RULE, is_command_line_name
+from sylvan.settings.idx_files import read_mnist_split
 
 if TYPE_CHECKING:
     from continuum.datasets import InMemoryDataset
@@ -92,6 +93,33 @@ def _synthetic(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryData
     return make_synthetic(size, seed)
 
 
+def make_random_images(
+    train_samples: int, test_samples: int, shape: tuple[int, ...], num_classes: int, seed: int = 0
+) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """Uniformly random uint8 images of `shape` with balanced labels, generated in memory: a
+    stand-in for a dataset of that shape, size and labels where its files are not at hand, to
+    measure what the pipeline (loading, augmentation, the network, the buffers) costs. There is
+    nothing to learn in them: accuracy stays at chance."""
+    from continuum.datasets import InMemoryDataset
+
+    rng = np.random.default_rng(seed)
+
+    def draw(count: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(count) % num_classes
+        rng.shuffle(labels)
+        # channels last, as continuum keeps colour images (H, W, C)
+        images = rng.integers(0, 256, size=(count, *shape[1:], shape[0]), dtype=np.uint8)
+        return (images[..., 0] if shape[0] == 1 else images), labels
+
+    x_train, y_train = draw(train_samples)
+    x_test, y_test = draw(test_samples)
+    return InMemoryDataset(x_train, y_train), InMemoryDataset(x_test, y_test, train=False)
+
+
+def _random_cifar10(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
+    return make_random_images(50_000, 10_000, (3, 32, 32), 10, seed)
+
+
 def downloads_allowed() -> bool:
     """False when SYLVAN_OFFLINE is set: datasets must then already be on disk."""
     return os.environ.get("SYLVAN_OFFLINE", "").lower() not in ("1", "true", "yes")
@@ -122,6 +150,28 @@ def _torchvision(class_name: str, name: str, hint: str) -> Loader:
             )
         except (OSError, RuntimeError) as error:
             raise _unavailable(name, root, hint, download, error) from error
+
+    return load
+
+
+def _mnist_format(class_name: str, name: str, hint: str) -> Loader:
+    """Loader for a dataset of the MNIST family, stored as IDX files under
+    `data_dir/class_name/raw/`: read directly where the files are there (gzipped or not), through
+    continuum's (torchvision's) download code otherwise."""
+    download_loader = _torchvision(class_name, name, hint)
+
+    def load(data_dir: str, size: int | None, seed: int):
+        folder = Path(data_dir).expanduser() / class_name / "raw"
+        try:
+            splits = [read_mnist_split(folder, train) for train in (True, False)]
+        except OSError as error:
+            raise _unavailable(name, folder.parent.parent, hint, False, error) from error
+        if any(split is None for split in splits):
+            return download_loader(data_dir, size, seed)
+        from continuum.datasets import InMemoryDataset
+
+        (x_train, y_train), (x_test, y_test) = splits
+        return InMemoryDataset(x_train, y_train), InMemoryDataset(x_test, y_test, train=False)
 
     return load
 
@@ -165,17 +215,23 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("synthetic", (1, 8, 8), 10, "mlp", _synthetic),
         DatasetSpec(
             "mnist", (1, 28, 28), 10, "mlp",
-            _torchvision("MNIST", "mnist", "MNIST/raw/*-ubyte.gz"), downloads=True,
+            _mnist_format("MNIST", "mnist", "MNIST/raw/*-ubyte.gz"), downloads=True,
             channel_stats=((0.1307,), (0.3081,)),
         ),
         DatasetSpec(
             "fashion_mnist", (1, 28, 28), 10, "mlp",
-            _torchvision("FashionMNIST", "fashion_mnist", "FashionMNIST/raw/*-ubyte.gz"),
+            _mnist_format("FashionMNIST", "fashion_mnist", "FashionMNIST/raw/*-ubyte.gz"),
             downloads=True, channel_stats=((0.2860,), (0.3530,)),
         ),
         DatasetSpec(
             "cifar10", (3, 32, 32), 10, "resnet18",
             _torchvision("CIFAR10", "cifar10", "cifar-10-batches-py/"), downloads=True, augmentation="crop_flip",
+            channel_stats=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2615)), normalized=True,
+        ),
+        DatasetSpec(
+            # CIFAR-10's shape, size (50,000 + 10,000), labels and pipeline, random pixels: runs the
+            # Seq-CIFAR-10 pipeline with nothing to download (speed checks; accuracy is chance)
+            "random_cifar10", (3, 32, 32), 10, "resnet18", _random_cifar10, augmentation="crop_flip",
             channel_stats=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2615)), normalized=True,
         ),
         DatasetSpec(

@@ -104,7 +104,9 @@ class OnlineSetting(Setting):
     name: ClassVar[str] = "online"
     single_pass: ClassVar[bool] = True
 
-    dataset: str = "digits"  # digits, synthetic, mnist, fashion_mnist, cifar10, cifar100, tiny_imagenet or core50
+    # digits, synthetic, mnist, fashion_mnist, cifar10, cifar100, tiny_imagenet, core50 or random_cifar10
+    # (random images of CIFAR-10's shape, size and labels: a speed check with nothing to download)
+    dataset: str = "digits"
     nb_tasks: int = 5  # number of tasks the classes are split into
     # classes of the first task, the others split evenly among the other tasks (CIFAR-100 as 50
     # classes, then 5 tasks of 10: --initial_classes 50 --nb_tasks 6); default: an even split

@@ -77,3 +77,25 @@ def test_missing_data_offline_says_where_to_put_it(tmp_path, monkeypatch):
     setting = ClassIncrementalSetting(dataset="mnist", data_dir=str(tmp_path), progress_bar=False)
     with pytest.raises(DataUnavailableError, match="MNIST/raw"):
         setting.prepare_tasks()
+
+
+def test_random_cifar10_has_cifar10s_shape_size_labels_and_pipeline():
+    """The stand-in for CIFAR-10 where its files are not at hand (speed checks): 50,000 + 10,000
+    uint8 images of 3 x 32 x 32 with balanced labels, seeded, and CIFAR-10's augmentation,
+    statistics and backbone."""
+    from sylvan.settings.datasets import make_random_images
+
+    spec, cifar10 = get_dataset("random_cifar10"), get_dataset("cifar10")
+    assert (spec.input_shape, spec.num_classes, spec.default_backbone) == ((3, 32, 32), 10, "resnet18")
+    assert (spec.augmentation, spec.channel_stats, spec.normalized) == (
+        cifar10.augmentation, cifar10.channel_stats, cifar10.normalized)
+    assert not spec.downloads
+    train, test = make_random_images(300, 50, (3, 32, 32), 10, seed=1)
+    x, y, _ = train.get_data()
+    assert x.shape == (300, 32, 32, 3) and x.dtype == "uint8" and sorted(set(y.tolist())) == list(range(10))
+    assert all((y == c).sum() == 30 for c in range(10)) and len(test.get_data()[1]) == 50
+    again, _ = make_random_images(300, 50, (3, 32, 32), 10, seed=1)
+    assert (again.get_data()[0] == x).all()
+    tasks = ClassIncrementalSetting(dataset="random_cifar10", train_samples=200, nb_tasks=5,
+                                    progress_bar=False).prepare_tasks()
+    assert len(tasks) == 5 and tasks[0].x_train.shape[1:] == (3, 32, 32) and tasks[0].x_train.dtype == torch.uint8

@@ -45,7 +45,9 @@ class L2Anchor(SupervisedMethod):
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        self.anchor = state["anchor"]
+        # read on the CPU: put beside the weights they anchor (on the run's device)
+        self.anchor = None if state["anchor"] is None else [
+            anchor.to(p.device) for p, anchor in zip(self.model.parameters(), state["anchor"])]
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         loss = F.cross_entropy(self.learner(batch.x), batch.y)

@@ -24,7 +24,11 @@ DEPENDENCIES = ("torch", "torchvision", "lightning", "continuum", "numpy", "scik
 def software_versions() -> dict[str, str | None]:
     """Python's and every dependency's installed version (None where one is not installed),
     sylvan's first."""
-    versions: dict[str, str | None] = {"sylvan": installed_version("sylvan"), "python": platform.python_version()}
+    from sylvan import __version__  # run from a source tree that pip did not install: its own version
+
+    versions: dict[str, str | None] = {
+        "sylvan": installed_version("sylvan") or __version__, "python": platform.python_version(),
+    }
     versions.update({name: installed_version(name) for name in DEPENDENCIES})
     return versions
 

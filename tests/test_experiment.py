@@ -58,6 +58,7 @@ def test_wandb_options_without_a_project_are_refused_before_anything_is_written(
 
 
 def test_a_wandb_project_name_that_wandb_refuses_is_refused_before_anything_is_written(tmp_path):
+    pytest.importorskip("wandb")
     options = RunOptions(results_dir=str(tmp_path), wandb_project="lab/continual#1")
     with pytest.raises(ConfigurationError, match="--wandb_project: Invalid project name 'lab/continual#1'"):
         run_experiment(OnlineSetting(**tiny_options(OnlineSetting)), Naive(), options)

@@ -136,6 +136,11 @@ def test_global_generators_are_restored(tmp_path):
     restored = setting.apply(method, resume=checkpoint).accuracy_matrix
     checkpoint = latest_checkpoint(cut.run_dir)
     checkpoint.rng["torch"] = torch.Generator().manual_seed(12345).get_state()
+    if checkpoint.rng.get("cuda"):  # on a GPU, dropout draws from the CUDA generators
+        saved = torch.cuda.get_rng_state_all()
+        torch.cuda.manual_seed_all(12345)
+        checkpoint.rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.cuda.set_rng_state_all(saved)
     setting, method = build("stable_sgd")
     assert setting.apply(method, resume=checkpoint).accuracy_matrix != restored
 

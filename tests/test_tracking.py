@@ -119,6 +119,7 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
 
 
 def test_a_resumed_run_logs_into_the_same_wandb_run(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     config = {"setting": "class_incremental"}

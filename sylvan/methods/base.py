@@ -104,6 +104,8 @@ class Method:
         raise NotImplementedError
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Class scores (batch, classes) for inputs `x`, wherever `x` lies: the scores come
+        back on `x`'s device, whichever device the method computes on."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:

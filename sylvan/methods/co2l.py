@@ -157,6 +157,7 @@ class Co2L(DistillationMethod, ProjectedContrastiveMethod):
     def train_probe(self) -> None:
         """Train the probe from zero on the buffer (every worker's), the network frozen."""
         device = self.setting.device
+        self.learner.to(device)
         stored = self.buffer.get_all()
         x = concatenated_over_workers(stored["x"].to(device))
         y = concatenated_over_workers(stored["y"].to(device))

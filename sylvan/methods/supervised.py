@@ -368,9 +368,13 @@ class SupervisedMethod(Method):
     # ----- evaluation ------------------------------------------------------------------------
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores computed where the run trains (inputs and task labels moved there), returned
+        on `x`'s device: a caller holding CPU tensors gets CPU scores after a GPU run."""
         learner = self.learner.to(self.setting.device)
+        if task_labels is not None:
+            task_labels = task_labels.to(learner.device)
         with evaluating(learner):
-            return self.scores(x.to(learner.device), task_labels)
+            return self.scores(x.to(learner.device), task_labels).to(x.device)
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """Class scores for `x`. Given task labels, scores of classes never seen with that
@@ -392,7 +396,11 @@ class SupervisedMethod(Method):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the networks onto the run's device (a checkpoint is read on the CPU), where an
+        uninterrupted run has them between tasks, so that what a subclass restores beside them
+        can follow them there (`parameter.device`)."""
         self.learner.load_state_dict(state["model"])
+        self.learner.to(self.setting.device)
         if self.augmentation is not None:
             self.augmentation.load_state_dict(state["augmentation"])
 

@@ -59,7 +59,7 @@ def run_spy(augmentation: str) -> tuple[ClassIncrementalSetting, AugmentationSpy
 
 
 def rows(x: torch.Tensor) -> set[bytes]:
-    return {row.numpy().tobytes() for row in x}
+    return {row.cpu().numpy().tobytes() for row in x}
 
 
 def test_new_and_replayed_samples_are_augmented_and_the_buffer_keeps_them_as_they_came():

@@ -302,4 +302,6 @@ def test_training_and_predictions_need_task_labels():
     method._batches = 1
     with pytest.raises(ValueError, match="hat needs task labels in every training batch"):
         method.training_step(Batch(x, y))
-    assert math.isfinite(method.training_step(Batch(x, y, torch.zeros(2, dtype=torch.long))).item())
+    device = next(method.model.parameters()).device  # where predict put the network
+    batch = Batch(x.to(device), y.to(device), torch.zeros(2, dtype=torch.long, device=device))
+    assert math.isfinite(method.training_step(batch).item())

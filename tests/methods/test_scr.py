@@ -67,7 +67,7 @@ def test_predictions_go_to_the_nearest_mean_of_the_stored_samples_features():
     x, _ = samples([0, 1, 2, 3, 4, 5, 6], seed=6)
     scores = method.predict(x)
     with torch.no_grad():
-        test = F.normalize(method.model.features(x).flatten(1), dim=1)
+        test = F.normalize(method.model.features(x.to(next(method.model.parameters()).device)).flatten(1), dim=1).cpu()
     for c in range(10):
         if c in means:
             torch.testing.assert_close(scores[:, c], -((test - means[c]) ** 2).sum(1), atol=1e-5, rtol=1e-5)

@@ -47,20 +47,20 @@ def test_more_gpu_workers_than_gpus_is_refused(monkeypatch):
 def test_replay_sync_is_refused_for_a_method_without_the_distributed_buffer():
     from sylvan.methods import DER, ERACE, MIR, DERPlusPlus, GDumb, Naive, Rehearsal
 
-    setting = DistributedSetting(replay_sync=True)
+    setting = DistributedSetting(replay_sync=True, accelerator="cpu")
     for method in (Naive(), GDumb()):  # GDumb's memory is retrained on, not replayed with each minibatch
         with pytest.raises(ConfigurationError, match=f"--replay_sync has no effect on {method.name}.*der.*rehearsal"):
             setting.check_method(method)
     for method in (Rehearsal(), DER(), DERPlusPlus(), ERACE(), MIR()):
         setting.check_method(method)
-        DistributedSetting(replay_scope="local").check_method(method)
+        DistributedSetting(replay_scope="local", accelerator="cpu").check_method(method)
     with pytest.raises(ConfigurationError, match="--replay_scope local has no effect on naive"):
-        DistributedSetting(replay_scope="local").check_method(Naive())
+        DistributedSetting(replay_scope="local", accelerator="cpu").check_method(Naive())
     with pytest.raises(ConfigurationError, match="--replay_scope local never does"):
-        DistributedSetting(replay_scope="local", replay_sync=True)
+        DistributedSetting(replay_scope="local", replay_sync=True, accelerator="cpu")
     with pytest.raises(UnknownNameError, match="replay scope.*global, local"):
-        DistributedSetting(replay_scope="everywhere")
-    DistributedSetting().check_method(Naive())  # left at their defaults
+        DistributedSetting(replay_scope="everywhere", accelerator="cpu")
+    DistributedSetting(accelerator="cpu").check_method(Naive())  # the others left at their defaults
 
 
 @pytest.mark.parametrize("method_name", ["rehearsal", "der", "gem", "agem", "gdumb", "icarl", "fdr"])

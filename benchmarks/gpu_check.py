@@ -1,0 +1,280 @@
+"""One command that checks sylvan on a GPU machine and says what it found.
+
+Parts (each a subprocess with a time limit of its own, so that one slow part cannot eat the rest;
+each writes its whole log to OUT/<part>.log):
+
+- `cuda_tests`: the tests that run only where CUDA is (buffers in GPU memory, transfers, mixed
+  precision), every test's outcome listed;
+- `suite`: the whole fast suite (`python -m pytest -n WORKERS`) with the GPU present, failures
+  and errors listed by name;
+- `runs`: the main job (`--setting class_incremental --method rehearsal`) on the GPU, then
+  under `--precision 16-mixed` and `--precision bf16-mixed`: final average accuracy and wall time;
+- `distributed`: `benchmarks/distributed_rehearsal.py` on one GPU (naive, synchronous and
+  asynchronous rehearsal throughput), when MNIST is at hand;
+- `cifar`: the Seq-CIFAR-10 pipeline (ResNet-18, batch 32, crops and flips, 5 tasks of 10,000
+  images, one epoch each) on `random_cifar10` (random images of CIFAR-10's shape, size and labels,
+  made in memory: nothing to download), for `naive`, `er-200` and `derpp-200`, beside a plain
+  PyTorch loop doing what `er-200` does (the same network, batch, augmentation, a reservoir buffer
+  in GPU memory): seconds per epoch.
+
+    python benchmarks/gpu_check.py --out DIR [--only suite cifar] [--workers 14]
+
+The last thing printed is a table of every part: what passed, what failed, the figures. It
+also runs on a machine without a GPU: the CUDA tests then skip and the GPU runs say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PARTS = ("cuda_tests", "suite", "runs", "cifar", "distributed")
+# the test modules that hold the tests that run only where CUDA is (each run whole)
+CUDA_TEST_FILES = (
+    "tests/buffers/test_device.py", "tests/test_transfer.py", "tests/test_minibatches.py",
+    "tests/methods/test_precision.py",
+)
+
+
+class Log:
+    """The whole output of a part's commands, in one file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.write_text("")
+
+    def run(self, command: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str, float]:
+        """Run `command`, append its output whole; (exit status, output, seconds). A command past
+        `timeout` is killed (status 124), what it printed kept."""
+        start = time.perf_counter()
+        with self.path.open("a") as log:
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+        try:
+            done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                                  env={**os.environ, **(env or {})})
+            status, output = done.returncode, done.stdout + done.stderr
+        except subprocess.TimeoutExpired as expired:
+            status = 124
+            output = "".join(part.decode(errors="replace") if isinstance(part, bytes) else (part or "")
+                             for part in (expired.stdout, expired.stderr))
+            output += f"\n[gpu_check] killed after {timeout:.0f} s\n"
+        seconds = time.perf_counter() - start
+        with self.path.open("a") as log:
+            log.write(output + f"\n[gpu_check] exit {status} after {seconds:.1f} s\n\n")
+        return status, output, seconds
+
+
+def pytest_outcome(output: str) -> tuple[str, list[str]]:
+    """pytest's last summary line, and the names of the tests that failed or errored."""
+    summary = [line.strip("= ") for line in output.splitlines()
+               if re.match(r"^=* ?\d+ (passed|failed|error|skipped).* in [\d.]+s", line)]
+    # "FAILED tests/...::name - why" in the short summary, "[gw3] [ 5%] FAILED tests/...::name" as
+    # the tests finish (-v), which a part killed at its time limit still has
+    failed = sorted({match.group(2) for match in re.finditer(r"\b(FAILED|ERROR) (tests/\S+)", output)})
+    return (summary[-1] if summary else "no summary (killed or crashed)"), failed
+
+
+def cuda_tests(out: Path, args: argparse.Namespace) -> list[str]:
+    log = Log(out / "cuda_tests.log")
+    status, output, seconds = log.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-q", *CUDA_TEST_FILES],
+        timeout=args.cuda_tests_timeout)
+    summary, failed = pytest_outcome(output)
+    return [f"cuda_tests: {summary} ({seconds:.0f} s)", *(f"  failed: {name}" for name in failed)]
+
+
+def suite(out: Path, args: argparse.Namespace) -> list[str]:
+    log = Log(out / "suite.log")
+    status, output, seconds = log.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", str(args.workers), "-v", "-rfE",
+         "--durations", "20", *(["--timeout", str(args.test_timeout)] if has_pytest_timeout() else [])],
+        timeout=args.suite_timeout)
+    summary, failed = pytest_outcome(output)
+    return [f"suite: {summary} ({seconds:.0f} s)", *(f"  failed: {name}" for name in failed)]
+
+
+def has_pytest_timeout() -> bool:
+    try:
+        import pytest_timeout  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cli_run(log: Log, options: list[str], timeout: float) -> tuple[str, dict]:
+    """One run of the command line with `options`: a line for the table, and its results."""
+    with tempfile.TemporaryDirectory() as results:
+        status, _, seconds = log.run(
+            [sys.executable, "cli.py", *options, "--progress_bar", "false", "--results_dir", results,
+             "--run_name", "run", "--save_checkpoints", "false"], timeout=timeout)
+        folder = Path(results) / "run"
+        if status != 0 or not (folder / "results.json").exists():
+            return f"exit {status} after {seconds:.0f} s (see the log)", {}
+        figures = {**json.loads((folder / "results.json").read_text()),
+                   **json.loads((folder / "runtime.json").read_text())}
+    return f"accuracy {100 * figures['final_average_accuracy']:.2f}, {seconds:.1f} s", figures
+
+
+def runs(out: Path, args: argparse.Namespace) -> list[str]:
+    log = Log(out / "runs.log")
+    main_job = ["--setting", "class_incremental", "--method", "rehearsal", "--accelerator", args.accelerator]
+    lines = []
+    for precision in ("32-true", "16-mixed", "bf16-mixed"):
+        line, _ = cli_run(log, [*main_job, "--precision", precision], args.run_timeout)
+        lines.append(f"runs: main job, {precision}: {line}")
+    return lines
+
+
+def distributed(out: Path, args: argparse.Namespace) -> list[str]:
+    data = Path(args.data_dir)
+    if not (data / "MNIST" / "raw").exists():
+        return [f"distributed: skipped, no MNIST under {data}"]
+    log = Log(out / "distributed.log")
+    status, output, seconds = log.run(
+        [sys.executable, "benchmarks/distributed_rehearsal.py", "--accelerator", args.accelerator, "--workers", "1",
+         "--repeats", "1", "--skip_accuracy", "--data_dir", str(data)], timeout=args.distributed_timeout)
+    rows = [line for line in output.splitlines() if re.match(r"^\s+1 \|", line)]
+    if status != 0 or not rows:
+        return [f"distributed: exit {status} after {seconds:.0f} s (see the log)"]
+    naive, sync, asynchronous = rows[0].split("|")[1].split()
+    return [f"distributed: 1 {args.accelerator}, samples/s: naive {naive}, sync {sync}, async {asynchronous} "
+            f"({seconds:.0f} s)"]
+
+
+CIFAR_RUNS = {
+    "naive": ["--method", "naive", "--lr", "0.1"],
+    "er-200": ["--method", "rehearsal", "--lr", "0.1", "--buffer_size", "200", "--replay_size", "32"],
+    "derpp-200": ["--method", "derpp", "--lr", "0.03", "--buffer_size", "200", "--replay_size", "32",
+                  "--alpha", "0.1", "--beta", "0.5"],
+}
+
+
+def cifar(out: Path, args: argparse.Namespace) -> list[str]:
+    log = Log(out / "cifar.log")
+    common = ["--setting", "class_incremental", "--dataset", "random_cifar10", "--nb_tasks", "5", "--epochs", "1",
+              "--batch_size", "32", "--accelerator", args.accelerator]
+    lines = []
+    for name, options in CIFAR_RUNS.items():
+        line, figures = cli_run(log, [*common, *options], args.cifar_timeout)
+        if figures:
+            epochs = figures["task_train_time"]
+            line = (f"{sum(epochs) / len(epochs):.2f} s per epoch of 10,000 images (median "
+                    f"{sorted(epochs)[len(epochs) // 2]:.2f}), whole run {figures['total_wall_time']:.1f} s")
+        lines.append(f"cifar: {name}: {line}")
+    status, output, seconds = log.run(
+        [sys.executable, __file__, "--plain_loop", "--accelerator", args.accelerator], timeout=args.cifar_timeout)
+    found = re.search(r"plain loop: (.*)", output)
+    lines.append(f"cifar: plain PyTorch er-200: {found.group(1) if found else f'exit {status} (see the log)'}")
+    return lines
+
+
+def plain_loop(accelerator: str, epochs: int = 3, samples: int = 10_000, batch: int = 32, capacity: int = 200) -> None:
+    """Experience replay on one task of random CIFAR-shaped images as a plain PyTorch loop: the
+    ResNet-18, batch 32 of new samples plus 32 replayed, crops and flips, SGD, a reservoir buffer
+    of uint8 pixels in the device's memory. Prints seconds per epoch (the first epoch, which
+    pays for the kernels' warm-up, left out)."""
+    import torch
+    import torch.nn.functional as F
+
+    from sylvan.minibatches import float_inputs
+    from sylvan.models import build_backbone, with_input_normalization
+    from sylvan.settings.augmentation import RandomCropFlip
+    from sylvan.settings.datasets import DATASETS
+
+    device = torch.device("cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    spec = DATASETS["random_cifar10"]
+    net = with_input_normalization(build_backbone("resnet18", spec.input_shape, 10), *spec.channel_stats).to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    augment = RandomCropFlip(seed=0)
+    x_all = torch.randint(0, 256, (samples, *spec.input_shape), dtype=torch.uint8).to(device)
+    y_all = torch.randint(0, 2, (samples,)).to(device)
+    memory_x = torch.empty((capacity, *spec.input_shape), dtype=torch.uint8, device=device)
+    memory_y = torch.empty(capacity, dtype=torch.long, device=device)
+    rng = torch.Generator().manual_seed(0)
+    seen = 0
+    times = []
+    for _ in range(epochs):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        order = torch.randperm(samples, generator=rng).to(device)
+        for first in range(0, samples, batch):
+            index = order[first:first + batch]
+            x, y = x_all[index], y_all[index]
+            inputs, labels = float_inputs(x), y
+            held = min(seen, capacity)
+            if held >= batch:
+                drawn = torch.randint(held, (batch,), generator=rng).to(device, non_blocking=True)
+                inputs = torch.cat([inputs, float_inputs(memory_x[drawn])])
+                labels = torch.cat([labels, memory_y[drawn]])
+            loss = F.cross_entropy(net(augment(inputs)), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            # reservoir sampling, decided on the host, written with one scatter per field
+            positions = torch.arange(seen, seen + len(y))
+            slots = torch.where(positions < capacity, positions,
+                                (torch.rand(len(y), generator=rng) * (positions + 1)).long())
+            keep = slots < capacity
+            if keep.any():
+                slots_kept = slots[keep].to(device, non_blocking=True)
+                kept = keep.nonzero().squeeze(1).to(device, non_blocking=True)
+                memory_x[slots_kept] = x[kept]
+                memory_y[slots_kept] = y[kept]
+            seen += len(y)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    measured = times[1:] or times
+    print(f"plain loop: {sum(measured) / len(measured):.2f} s per epoch of {samples:,} images "
+          f"(epochs 2 to {epochs}; first {times[0]:.2f} s), {device.type}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="gpu_check", help="folder for the logs (made if missing)")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2), help="pytest-xdist workers")
+    parser.add_argument("--accelerator", default="gpu")
+    parser.add_argument("--data_dir", default=os.environ.get("SYLVAN_DATA_DIR", str(REPO / "data")))
+    parser.add_argument("--cuda_tests_timeout", type=float, default=60)
+    parser.add_argument("--suite_timeout", type=float, default=200)
+    parser.add_argument("--test_timeout", type=float, default=120, help="per test, where pytest-timeout is installed")
+    parser.add_argument("--run_timeout", type=float, default=45)
+    parser.add_argument("--distributed_timeout", type=float, default=80)
+    parser.add_argument("--cifar_timeout", type=float, default=45, help="per run")
+    parser.add_argument("--plain_loop", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain_loop:
+        plain_loop(args.accelerator)
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+    header = (f"sylvan GPU check, {time.strftime('%Y-%m-%d')}: {card}, torch {torch.__version__}, "
+              f"python {sys.version.split()[0]}")
+    print(header, flush=True)
+    table = [header]
+    for part in args.only:
+        start = time.perf_counter()
+        lines = globals()[part](out, args)
+        print("\n".join(lines) + f"   [{part}: {time.perf_counter() - start:.0f} s]", flush=True)
+        table.extend(lines)
+    (out / "summary.txt").write_text("\n".join(table) + "\n")
+    print("\n" + "\n".join(table))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,12 +16,18 @@ theirs before worker 0 writes the stage's own file, and a stage counts as checkp
 the files of all W workers are there, so a job stopped while they were being written resumes
 from the stage before. Resumed, worker R takes the results from worker 0's file and its own
 state from its file.
+
+Checkpoint files are read with `torch.load(..., weights_only=True)`: they hold plain state only
+(tensors, numbers, strings, lists, tuples, dicts and NumPy arrays), and a file that holds any
+other pickled object is refused without being run, so that resuming a run folder someone shared
+cannot run code it carries.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import random
 import re
 from dataclasses import dataclass
@@ -37,6 +43,16 @@ from sylvan.metrics import Results
 FORMAT = 1  # the layout of a checkpoint file; raised when it changes
 _NAME = re.compile(r"after_stage_(\d+)\.pt")
 _WORKER = re.compile(r"after_stage_\d+\.worker(\d+)\.pt")
+
+
+def _numpy_array_globals() -> list[Any]:
+    """What unpickling a NumPy array names besides plain data: the array's reconstructor (under
+    the module names of NumPy 2 and of NumPy 1, whichever wrote the file), its class, and the
+    dtypes of its elements. None of them runs code of the file's choosing."""
+    reconstruct = np.zeros(1).__reduce__()[0]
+    dtypes = [type(np.dtype(kind)) for kind in "?bBhHiIlLqQefdgFDG"]
+    return [(reconstruct, "numpy._core.multiarray._reconstruct"), (reconstruct, "numpy.core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, *dtypes]
 
 
 def rng_states() -> dict[str, Any]:
@@ -167,7 +183,14 @@ def latest_checkpoint(run_dir: Path, rank: int = 0, workers: int = 1) -> RunChec
 def read_checkpoint_file(run_dir: Path, path: Path) -> dict[str, Any]:
     """The contents of a checkpoint file of the run in `run_dir`, or a message saying why not."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)  # a file this run wrote
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ConfigurationError(
+            f"--resume {run_dir}: {path} holds objects other than plain state (tensors, numbers, strings, lists, "
+            "dicts, NumPy arrays), which sylvan's checkpoints never do: it was written by something else or "
+            "altered. It was not loaded, since loading it could run code it carries"
+        ) from error
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
         raise ConfigurationError(f"--resume {run_dir}: cannot read {path}: {error}") from error
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -334,3 +334,32 @@ def test_configuration_changes_compare_only_what_both_record():
     assert configuration_changes(None, same) == []  # a checkpoint of an older sylvan records none
     other = {**same, "method": "derpp", "method_options": {"alpha": 0.2}}
     assert configuration_changes(recorded, other) == ["method: der -> derpp", "--alpha: 0.5 -> 0.2"]
+
+
+class PlantedCode:
+    """An object whose unpickling runs code: it creates the file `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_holding_code_is_refused_and_its_code_never_runs(tmp_path):
+    """Checkpoints are read with weights_only=True: a run folder someone shared, whose checkpoint
+    carries a pickled object other than plain state, is refused with a clear message before
+    anything of it runs; the run's own checkpoint (NumPy arrays included) loads."""
+    run_dir = interrupted_run_folder(tmp_path, "cut")
+    path = run_dir / "checkpoints" / "after_stage_0.pt"
+    assert latest_checkpoint(run_dir).stage == 0  # plain state, NumPy's generator state among it
+    state = torch.load(path, weights_only=False)
+    marker = tmp_path / "the planted code ran"
+    state["method"]["extra"] = PlantedCode(marker)
+    torch.save(state, path)
+    with pytest.raises(ConfigurationError, match="holds objects other than plain state.*could run code it carries"):
+        latest_checkpoint(run_dir)
+    assert not marker.exists()
+    with pytest.raises(ConfigurationError, match="holds objects other than plain state"):
+        cli_run(["--resume", str(run_dir)])
+    assert not marker.exists()

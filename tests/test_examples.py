@@ -156,3 +156,29 @@ def test_a_grid_from_python_logs_each_run_to_one_wandb_group_and_summarizes_it(t
     mean = 100 * (seeds[0] + seeds[1]) / 2
     assert summary[0]["final_average_accuracy"].startswith(f"{mean:.2f} ± ")
     assert "reservoir" in out.stdout.splitlines()[-3]
+
+
+def test_the_readmes_worked_method_is_one_file_that_runs(tmp_path):
+    """The README's 'Adding a method': its code block, saved as one file, is listed and runs."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Adding a method", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my_method.py").write_text(code)
+    listed = subprocess.run([sys.executable, str(REPO / "cli.py"), "--plugin", "my_method.py", "--list"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "label_smoothing" in listed.stdout.split("online", 1)[1].splitlines()[0]
+    ran = subprocess.run([sys.executable, str(REPO / "cli.py"), "--plugin", "my_method.py", "--setting",
+                          "class_incremental", "--method", "label_smoothing", "--smoothing", "0.2",
+                          "--results_dir", str(tmp_path / "results"), "--progress_bar", "false"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "final average accuracy" in ran.stdout
+
+
+def test_the_readme_stays_a_front_door_and_links_only_to_pages_that_exist():
+    readme = (REPO / "README.md").read_text()
+    assert readme.count("\n") <= 300
+    links = re.findall(r"\]\((docs/[^)#]+)", readme)
+    missing = [link for link in links if not (REPO / link).is_file()]
+    assert links and not missing, missing

@@ -217,9 +217,22 @@ class DistributedSetting(ClassIncrementalSetting):
             raise RunFailedError(self._describe_failure(error)) from error
 
     def _describe_failure(self, error: BaseException) -> str:
+        """What stopped the run, for the error message: the workers this process started that
+        died first (by their exit status or signal: the cause, where this worker only saw
+        its connections break), then what this worker saw, then the other workers' states."""
         rank = global_rank()
         cause = str(error).splitlines()[0][:300]
-        lines = [f"worker {rank} lost contact with the other workers ({cause})."]
+        processes = self._local_workers()
+        deadline = time.monotonic() + self._worker_exit_wait
+        while processes and any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        states = {child_rank: process.poll() for child_rank, process in enumerate(processes, start=1)}
+        dead = [child_rank for child_rank, status in states.items() if status not in (None, 0)]
+        if dead:
+            lines = [f"worker {child_rank} {_exit_description(states[child_rank])}." for child_rank in dead]
+            lines.append(f"worker {rank} lost contact with {'it' if len(dead) == 1 else 'them'} ({cause}).")
+        else:
+            lines = [f"worker {rank} lost contact with the other workers ({cause})."]
         if not self._workers_joined:
             lines.append(f"Not all {self.world_size} workers joined within --worker_timeout {self.worker_timeout:g} s.")
             if self.num_nodes > 1:
@@ -227,14 +240,9 @@ class DistributedSetting(ClassIncrementalSetting):
                     f"With --num_nodes {self.num_nodes}, start the same command on every node through a launcher "
                     "(torchrun, SLURM's srun) that tells each its node rank and the address of node 0."
                 )
-        processes = self._local_workers()
-        deadline = time.monotonic() + self._worker_exit_wait
-        while processes and any(p.poll() is None for p in processes) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for child_rank, process in enumerate(processes, start=1):
-            status = process.poll()
-            state = "is still running" if status is None else f"exited with status {status}"
-            lines.append(f"worker {child_rank} {state}.")
+        for child_rank, status in states.items():
+            if child_rank not in dead:
+                lines.append(f"worker {child_rank} {'is still running' if status is None else 'exited with status 0'}.")
         lines.append("Results of the tasks finished before the failure are in the run folder.")
         return " ".join(lines)
 
@@ -245,6 +253,17 @@ class DistributedSetting(ClassIncrementalSetting):
             return list(self._workers)
         launched = getattr(getattr(self._strategy, "launcher", None), "procs", None)
         return list(launched or ())
+
+
+def _exit_description(status: int) -> str:
+    """How a worker process ended, from its exit status (negative: the signal that killed it)."""
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            return f"was killed by signal {-status}"
+        return f"was killed by signal {-status} ({name})"
+    return f"exited with status {status}"
 
 
 def _interruption_behind(error: BaseException) -> StoppedBySignal | None:

@@ -408,6 +408,39 @@ def test_workers_started_before_the_rendezvous_failed_are_reported():
     assert "worker 1 is still running." in setting._describe_failure(RuntimeError("Connection closed by peer"))
 
 
+def test_the_worker_that_died_is_named_first_and_the_one_that_noticed_after_it():
+    """A worker killed by a signal (or exiting with an error) is the cause: the message names it
+    and how it ended first, then the worker that lost contact with it; a worker still running
+    or ended cleanly is listed after."""
+    setting = DistributedSetting(devices=3, worker_timeout=5, accelerator="cpu")
+    setting._workers_joined = True
+    setting._worker_exit_wait = 0.1
+    setting._workers = [SimpleNamespace(poll=lambda: None), SimpleNamespace(poll=lambda: -9)]
+    message = setting._describe_failure(RuntimeError("Connection closed by peer"))
+    assert message.startswith("worker 2 was killed by signal 9 (SIGKILL). worker 0 lost contact with it "
+                              "(Connection closed by peer).")
+    assert "worker 1 is still running." in message and "lost contact with the other workers" not in message
+    setting._workers = [SimpleNamespace(poll=lambda: 0), SimpleNamespace(poll=lambda: None)]
+    message = setting._describe_failure(RuntimeError("Connection closed by peer"))
+    assert message.startswith("worker 0 lost contact with the other workers")
+    assert "worker 1 exited with status 0." in message and "worker 2 is still running." in message
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_every_worker_and_is_named(tmp_path):
+    """Worker 1 killed by SIGKILL during the run: every worker stops within the timeout, exit
+    status 1, the message names worker 1 and the signal, and the finished tasks are kept."""
+    start = time.monotonic()
+    out = sylvan("--plugin", str(REPO / "tests" / "plugins" / "dying_worker.py"), "--setting", "distributed",
+                 "--method", "dying_worker", "--kill_signal", "9", "--devices", "2", *COMMON,
+                 "--worker_timeout", "30", "--results_dir", str(tmp_path), "--run_name", "killed")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "worker 1 was killed by signal 9 (SIGKILL). worker 0 lost contact with it" in out.stderr
+    assert time.monotonic() - start < 120
+    results = json.loads((tmp_path / "killed" / "results.json").read_text())
+    assert len(results["accuracy_matrix"]) == 2 and results["complete"] is False
+
+
 @pytest.mark.slow
 def test_a_missing_node_stops_the_run_after_the_worker_timeout(tmp_path):
     """--num_nodes 2 started on one machine alone: the run waits --worker_timeout for the other

@@ -186,6 +186,8 @@ def read_checkpoint_file(run_dir: Path, path: Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(_numpy_array_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):  # no object refused: a damaged file, or no pickle
+            raise ConfigurationError(f"--resume {run_dir}: cannot read {path}: {error}") from error
         raise ConfigurationError(
             f"--resume {run_dir}: {path} holds objects other than plain state (tensors, numbers, strings, lists, "
             "dicts, NumPy arrays), which sylvan's checkpoints never do: it was written by something else or "

@@ -48,10 +48,11 @@ METHOD_OPTIONS = {"eeil": ["--finetune_epochs", "2"]}
 def runs() -> dict[str, list[str]]:
     """Each run's name and command-line options."""
     from sylvan.methods import METHODS
+    from sylvan.registry import is_builtin
     from sylvan.settings import ContinualRLSetting, OnlineSetting
 
     chosen: dict[str, list[str]] = {}
-    for name, method in sorted(METHODS.items()):
+    for name, method in sorted((name, cls) for name, cls in METHODS.items() if is_builtin(cls)):
         target = method.target_setting
         if issubclass(target, ContinualRLSetting):
             chosen[name] = RL_RUNS[name]

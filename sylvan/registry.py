@@ -1,7 +1,8 @@
 """How a class enters the registry of settings (`sylvan.settings.base.SETTINGS`) or of methods
-(`sylvan.methods.base.METHODS`) by its command-line name: as it is defined, sylvan's own and
-those of plugins alike (`register`); and whether the command line can build a registered class from
-its options (`option_class_problem`)."""
+(`METHODS`, here, re-exported by `sylvan.methods`) by its command-line name: as it is defined,
+sylvan's own and those of plugins alike (`register`); and whether the command line can build a
+registered class from its options (`option_class_problem`). The methods' registry lives here, not
+with the methods, so that a setting can list the methods that suit it without importing them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import re
 import typing
 
 COMMAND_LINE_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*")
+# every registered method by its command-line name (filled as `sylvan.methods` and plugins define them)
+METHODS: dict[str, type] = {}
 NAME_RULE = "a string of letters, digits, '_', '-' and '.' (not starting with '-')"
 
 

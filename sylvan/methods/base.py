@@ -20,10 +20,9 @@ from sylvan.errors import (
     require_in,
     unknown_name,
 )
-from sylvan.registry import register
+from sylvan.registry import METHODS, register
 from sylvan.settings.base import Setting
 
-METHODS: dict[str, type[Method]] = {}
 # hooks where a method usually keeps state that outlives a training stage (see check_resumable)
 STATE_HOOKS = ("configure", "on_task_start", "on_task_end", "fit", "after_backward", "after_step")
 

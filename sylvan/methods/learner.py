@@ -11,16 +11,19 @@ import logging
 import signal
 import threading
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from torch import nn
 
 from sylvan.errors import ConfigurationError, raise_stopped_by_signal
+from sylvan.methods.batch import Batch
 from sylvan.methods.loss_scaling import loss_scaler, step_overflowed
-from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.minibatches import float_inputs
+
+if TYPE_CHECKING:  # the method hands itself to its learner: a type only, no import cycle
+    from sylvan.methods.supervised import SupervisedMethod
 
 for _logger in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
     logging.getLogger(_logger).setLevel(logging.WARNING)

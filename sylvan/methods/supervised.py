@@ -16,7 +16,7 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from sylvan.errors import (
     unknown_name,
 )
 from sylvan.methods.base import Method
+from sylvan.methods.batch import Batch
 from sylvan.methods.held_weights import HeldWeights
 from sylvan.methods.loss_scaling import loss_scaler, unscaled_gradients
 from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
@@ -54,29 +55,6 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in modes:
             m.training = training
-
-
-class Batch(NamedTuple):
-    """A training minibatch: inputs, labels, and task labels where the setting gives them.
-    Where the setting augments inputs, `x` is what the network trains on and `stored_x` the
-    inputs as they came, which is what a buffer keeps. Where the inputs are images of uint8
-    pixels, `pixels` holds those (`x` and `stored_x` are float32 k / 255 of them)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    t: torch.Tensor | None = None
-    stored_x: torch.Tensor | None = None
-    pixels: torch.Tensor | None = None
-
-    def fields(self, pixels: bool = False) -> dict[str, torch.Tensor]:
-        """The batch as named tensors (what a rehearsal buffer stores: inputs not augmented);
-        with `pixels`, the inputs as uint8 pixels where the batch has them (for a buffer that
-        keeps pixels: `RehearsalBuffer.pixel_fields`)."""
-        x = self.x if self.stored_x is None else self.stored_x
-        out = {"x": self.pixels if pixels and self.pixels is not None else x, "y": self.y}
-        if self.t is not None:
-            out["t"] = self.t
-        return out
 
 
 LR_SCHEDULES = ("constant", "step", "cosine")

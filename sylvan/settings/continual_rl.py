@@ -26,6 +26,7 @@ import torch
 from sylvan.checkpoints import RunCheckpoint
 from sylvan.errors import ConfigurationError, InapplicableMethodError
 from sylvan.metrics import Results
+from sylvan.registry import METHODS
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator
 from sylvan.settings.environments import (
     DEFAULT_VARIED_ATTRIBUTES,
@@ -125,8 +126,6 @@ class ContinualRLSetting(Setting):
         """Refuse a method that does not handle this environment's kind of actions."""
         handled = action_spaces_of(method)
         if self.action_space_kind not in handled:
-            from sylvan.methods import METHODS
-
             able = sorted(name for name, cls in METHODS.items()
                           if cls.is_applicable(self) and self.action_space_kind in action_spaces_of(cls))
             raise ConfigurationError(

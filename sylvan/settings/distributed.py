@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from sylvan.errors import ConfigurationError, RunFailedError, StoppedBySignal, unknown_name
 from sylvan.metrics import Results
+from sylvan.registry import METHODS
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 from sylvan.settings.online import Evaluation
 from sylvan.settings.streams import TaskData
@@ -76,8 +77,6 @@ class DistributedSetting(ClassIncrementalSetting):
         given = [flag for flag, value in (("--replay_sync", self.replay_sync),
                                           ("--replay_scope local", self.replay_scope == "local")) if value]
         if given and not hasattr(method, "global_replay"):
-            from sylvan.methods import METHODS
-
             able = sorted(name for name, cls in METHODS.items() if hasattr(cls, "global_replay"))
             raise ConfigurationError(
                 f"{given[0]} has no effect on {method.name}: it sets how the distributed rehearsal buffer "

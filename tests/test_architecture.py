@@ -1,0 +1,86 @@
+"""The import graph goes one way: no cycle among sylvan's modules (imports for type hints alone,
+under `TYPE_CHECKING`, aside), and settings, buffers and models never import a method."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "sylvan"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def runtime_imports(tree: ast.AST) -> list[str]:
+    """The sylvan modules a module's code imports when it runs (at its top or in a function),
+    leaving out what `if TYPE_CHECKING:` imports for type checkers only."""
+    names: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sylvan"):
+            names.extend(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names if alias.name.startswith("sylvan"))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+    def resolve(name: str) -> str:
+        while name not in modules and "." in name:
+            name = name.rsplit(".", 1)[0]
+        return name
+
+    return {name: {resolve(target) for target in runtime_imports(ast.parse(path.read_text()))} - {name}
+            for name, path in modules.items()}
+
+
+def cycle_through(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` as the modules along it, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state and (found := visit(target)):
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycle_among_sylvans_modules():
+    assert cycle_through(import_graph()) is None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycle_through({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from sylvan.x import y\nfrom sylvan.z import w\n"
+    assert runtime_imports(ast.parse(source)) == ["sylvan.z.w"]
+
+
+def test_settings_buffers_and_models_never_import_a_method():
+    for name, targets in import_graph().items():
+        if name.startswith(("sylvan.settings", "sylvan.buffers", "sylvan.models")):
+            assert not {t for t in targets if t.startswith("sylvan.methods")}, name

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from sylvan.errors import ConfigurationError, raise_stopped_by_signal
+from sylvan.first_step import mark_first_step
 from sylvan.methods.batch import Batch
 from sylvan.methods.loss_scaling import loss_scaler, step_overflowed
 from sylvan.minibatches import float_inputs
@@ -93,6 +94,7 @@ class Learner(L.LightningModule):
         return self.model(x)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        mark_first_step()
         batch = Batch(*batch)
         if batch.x.dtype == torch.uint8:  # pixels as stored (`pixel_batches`): float here, on the device
             batch = batch._replace(x=float_inputs(batch.x), pixels=batch.x)

@@ -12,7 +12,10 @@ variant (buffer 5,000; r = 10, the protocol's, and r = 128), the wall time of a 
 training loop (its median; set-up and evaluations left out) of `rehearsal`, of `naive` on the b
 new samples, and of `naive` on b + r samples (the compute of a rehearsal step without a buffer).
 rehearsal / naive is set next to the ideal 1 + r/b (the cost of computing on b + r samples
-instead of b); rehearsal / naive on b + r is what the buffer itself adds (ideal 1.00).
+instead of b); rehearsal / naive on b + r is what the buffer itself adds (ideal 1.00). Beside
+them, a plain PyTorch loop doing the same work on the same MLP and MNIST images (uint8 pixels made
+float per minibatch, forward, backward, SGD step; for rehearsal also a reservoir buffer's insert
+and a draw of r stored samples without replacement): what sylvan's step costs over it.
 
 Part 1 times images of uint8 pixels (as MNIST and CIFAR are), as the replay methods use their
 buffers: sylvan's buffers keep them as pixels (`pixel_fields`) and are handed the pixels
@@ -268,6 +271,55 @@ def seconds_per_step(method: Any, batch_size: int, data_dir: str, train_samples:
     return statistics.median(clock.intervals)
 
 
+def plain_step_times(batch_size: int, replay_size: int, buffer_size: int, data_dir: str,
+                     train_samples: int) -> tuple[float, float]:
+    """Median seconds per step of a plain PyTorch loop over `train_samples` MNIST images: naive
+    (b new samples) and rehearsal (b new + r drawn from a reservoir buffer of `buffer_size`
+    pixels), the same MLP and SGD as sylvan's runs."""
+    from pathlib import Path
+
+    import torch.nn.functional as F
+
+    from sylvan.models import MLP
+    from sylvan.settings.idx_files import read_mnist_split
+
+    x_all, y_all = read_mnist_split(Path(data_dir).expanduser() / "MNIST" / "raw", train=True)
+    x_all, y_all = torch.from_numpy(x_all[:train_samples]).unsqueeze(1), torch.from_numpy(y_all[:train_samples])
+    rng = np.random.default_rng(0)
+    medians = []
+    for replay in (0, replay_size):
+        torch.manual_seed(0)
+        net = MLP((1, 28, 28), 10)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.03)
+        memory_x = torch.zeros((buffer_size, 1, 28, 28), dtype=torch.uint8)
+        memory_y = torch.zeros(buffer_size, dtype=torch.long)
+        seen, intervals, last = 0, [], None
+        for first in range(0, len(y_all), batch_size):
+            now = time.perf_counter()
+            if last is not None:
+                intervals.append(now - last)
+            last = now
+            pixels, y = x_all[first:first + batch_size], y_all[first:first + batch_size]
+            x, labels = pixels.float().div_(255), y
+            held = min(seen, buffer_size)
+            if replay and held:
+                drawn = torch.from_numpy(rng.choice(held, size=min(replay, held), replace=False))
+                x, labels = torch.cat([x, memory_x[drawn].float().div_(255)]), torch.cat([y, memory_y[drawn]])
+            loss = F.cross_entropy(net(x), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if replay:  # reservoir sampling, decided per sample, written in one assignment
+                positions = np.arange(seen, seen + len(y))
+                slots = np.where(positions < buffer_size, positions, rng.integers(0, positions + 1))
+                keep = slots < buffer_size
+                memory_x[torch.from_numpy(slots[keep])] = pixels[torch.from_numpy(keep)]
+                memory_y[torch.from_numpy(slots[keep])] = y[torch.from_numpy(keep)]
+            seen += len(y)
+        medians.append(statistics.median(intervals))
+    return medians[0], medians[1]
+
+
 def step_times(batch_size: int, replay_size: int, buffer_size: int, data_dir: str, train_samples: int,
                rounds: int) -> tuple[float, float, float]:
     """Seconds per step of naive on b samples, naive on b + r samples (the compute rehearsal's
@@ -298,16 +350,21 @@ def print_step_ratios(data_dir: str, rounds: int) -> None:
     print("\nTime per training step on Seq-MNIST (MLP; median step of the training loop, best of "
           f"{rounds} rounds):")
     print("naive on b samples, naive on b + r (the same compute as a rehearsal step, no buffer), rehearsal;")
-    print("'x naive': rehearsal / naive (ideal 1 + r/b); 'buffer cost': rehearsal / naive on b + r (ideal 1.00)")
+    print("'x naive': rehearsal / naive (ideal 1 + r/b); 'buffer cost': rehearsal / naive on b + r (ideal 1.00);")
+    print("'plain': the same steps as a plain PyTorch loop (median step, best of the rounds), and sylvan / plain")
     header = (f"{'batch b':>8} {'replay r':>8} {'buffer':>7} | {'naive ms':>9} {'naive b+r ms':>12} "
-              f"{'rehearsal ms':>12} | {'x naive':>7} {'ideal':>6} | {'buffer cost':>11}")
+              f"{'rehearsal ms':>12} | {'x naive':>7} {'ideal':>6} | {'buffer cost':>11} | {'plain naive':>11} "
+              f"{'plain rehearsal':>15} | {'naive / plain':>13} {'rehearsal / plain':>17}")
     print(header)
     print("-" * len(header))
     for batch_size, replay_size, buffer_size, samples in STEP_CONFIGURATIONS:
         naive, naive_joint, rehearsal = step_times(batch_size, replay_size, buffer_size, data_dir, samples, rounds)
+        plain = [plain_step_times(batch_size, replay_size, buffer_size, data_dir, samples) for _ in range(rounds)]
+        plain_naive, plain_rehearsal = min(p[0] for p in plain), min(p[1] for p in plain)
         print(f"{batch_size:>8} {replay_size:>8} {buffer_size:>7} | {1000 * naive:9.3f} {1000 * naive_joint:12.3f} "
               f"{1000 * rehearsal:12.3f} | {rehearsal / naive:7.2f} {1 + replay_size / batch_size:6.2f} | "
-              f"{rehearsal / naive_joint:11.2f}", flush=True)
+              f"{rehearsal / naive_joint:11.2f} | {1000 * plain_naive:11.3f} {1000 * plain_rehearsal:15.3f} | "
+              f"{naive / plain_naive:13.2f} {rehearsal / plain_rehearsal:17.2f}", flush=True)
 
 
 def main() -> None:

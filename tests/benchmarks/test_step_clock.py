@@ -45,3 +45,22 @@ def test_step_times_replay_the_asked_number_of_samples(mnist_root, monkeypatch):
     times = buffers.step_times(16, 4, 50, str(mnist_root), train_samples=2_000, rounds=1)
     assert len(times) == 3 and all(seconds > 0 for seconds in times)
     assert {16, 20} <= seen["naive"] and 4 in seen["rehearsal"]
+
+
+def test_the_plain_loop_replays_r_samples_from_a_reservoir_of_pixels(mnist_root, monkeypatch):
+    """The plain-loop column times naive steps on b samples and rehearsal steps on b + r, r
+    drawn from the reservoir once it holds samples."""
+    import buffers
+    import torch.nn.functional as F
+
+    sizes: list[int] = []
+    cross_entropy = F.cross_entropy
+
+    def counting(logits, labels, *args, **kwargs):
+        sizes.append(len(labels))
+        return cross_entropy(logits, labels, *args, **kwargs)
+
+    monkeypatch.setattr(F, "cross_entropy", counting)
+    naive, rehearsal = buffers.plain_step_times(16, 4, 50, str(mnist_root), train_samples=320)
+    assert naive > 0 and rehearsal > 0
+    assert sizes[:20] == [16] * 20 and sizes[20] == 16 and set(sizes[21:]) == {20}

@@ -85,7 +85,7 @@ def pytest_outcome(output: str) -> tuple[str, list[str]]:
 
 def cuda_tests(out: Path, args: argparse.Namespace) -> list[str]:
     log = Log(out / "cuda_tests.log")
-    status, output, seconds = log.run(
+    _, output, seconds = log.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-q", *CUDA_TEST_FILES],
         timeout=args.cuda_tests_timeout)
     summary, failed = pytest_outcome(output)
@@ -94,7 +94,7 @@ def cuda_tests(out: Path, args: argparse.Namespace) -> list[str]:
 
 def suite(out: Path, args: argparse.Namespace) -> list[str]:
     log = Log(out / "suite.log")
-    status, output, seconds = log.run(
+    _, output, seconds = log.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", str(args.workers), "-v", "-rfE",
          "--durations", "20", *(["--timeout", str(args.test_timeout)] if has_pytest_timeout() else [])],
         timeout=args.suite_timeout)
@@ -248,10 +248,10 @@ def main() -> None:
     parser.add_argument("--accelerator", default="gpu")
     parser.add_argument("--data_dir", default=os.environ.get("SYLVAN_DATA_DIR", str(REPO / "data")))
     parser.add_argument("--cuda_tests_timeout", type=float, default=60)
-    parser.add_argument("--suite_timeout", type=float, default=200)
+    parser.add_argument("--suite_timeout", type=float, default=240)
     parser.add_argument("--test_timeout", type=float, default=120, help="per test, where pytest-timeout is installed")
     parser.add_argument("--run_timeout", type=float, default=45)
-    parser.add_argument("--distributed_timeout", type=float, default=80)
+    parser.add_argument("--distributed_timeout", type=float, default=100)
     parser.add_argument("--cifar_timeout", type=float, default=45, help="per run")
     parser.add_argument("--plain_loop", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

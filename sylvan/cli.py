@@ -463,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except RunFailedError as error:
         # every data-parallel worker may fail alike (a divergence: their weights are the same);
         # each says which it is
-        from sylvan.settings.distributed import global_rank
+        from sylvan.parallel.health import global_rank
 
         worker = f" (worker {global_rank()})" if global_rank() else ""
         print(f"sylvan{worker}: run failed: {error}", file=sys.stderr)

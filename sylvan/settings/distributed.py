@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,25 +11,15 @@ from typing import Any, ClassVar
 import torch
 import torch.distributed as dist
 
-from sylvan.errors import ConfigurationError, RunFailedError, StoppedBySignal, unknown_name
+from sylvan.errors import ConfigurationError, RunFailedError, unknown_name
 from sylvan.metrics import Results
+from sylvan.parallel.health import failure_report, global_rank, interruption_behind, is_distributed_failure
 from sylvan.registry import METHODS
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 from sylvan.settings.online import Evaluation
 from sylvan.settings.streams import TaskData
 
 _UNKNOWN = object()  # the workers' checkpoint folder before worker 0 has said where it is
-
-
-def global_rank() -> int:
-    """This worker's rank: from torch.distributed once it is up, else from the launcher's
-    environment (Lightning, torchrun and SLURM set these before the process group exists)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if name in os.environ:
-            return int(os.environ[name])
-    return 0
 
 
 @dataclass
@@ -208,30 +196,17 @@ class DistributedSetting(ClassIncrementalSetting):
         try:
             return super().apply(method, tracker, resume)
         except Exception as error:
-            if self.world_size == 1 or not _is_distributed_failure(error):
+            if self.world_size == 1 or not is_distributed_failure(error):
                 raise
-            stop = _interruption_behind(error)
+            stop = interruption_behind(error)
             if stop is not None:  # stopped by a signal; the broken connection came of it
                 raise stop from None
             raise RunFailedError(self._describe_failure(error)) from error
 
     def _describe_failure(self, error: BaseException) -> str:
-        """What stopped the run, for the error message: the workers this process started that
-        died first (by their exit status or signal: the cause, where this worker only saw
-        its connections break), then what this worker saw, then the other workers' states."""
-        rank = global_rank()
-        cause = str(error).splitlines()[0][:300]
-        processes = self._local_workers()
-        deadline = time.monotonic() + self._worker_exit_wait
-        while processes and any(p.poll() is None for p in processes) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        states = {child_rank: process.poll() for child_rank, process in enumerate(processes, start=1)}
-        dead = [child_rank for child_rank, status in states.items() if status not in (None, 0)]
-        if dead:
-            lines = [f"worker {child_rank} {_exit_description(states[child_rank])}." for child_rank in dead]
-            lines.append(f"worker {rank} lost contact with {'it' if len(dead) == 1 else 'them'} ({cause}).")
-        else:
-            lines = [f"worker {rank} lost contact with the other workers ({cause})."]
+        """The error message of a failed run: the worker that died and how, first (see
+        `sylvan.parallel.health`), whether every worker had joined, where the results are."""
+        lines = failure_report(error, self._local_workers(), self._worker_exit_wait)
         if not self._workers_joined:
             lines.append(f"Not all {self.world_size} workers joined within --worker_timeout {self.worker_timeout:g} s.")
             if self.num_nodes > 1:
@@ -239,9 +214,6 @@ class DistributedSetting(ClassIncrementalSetting):
                     f"With --num_nodes {self.num_nodes}, start the same command on every node through a launcher "
                     "(torchrun, SLURM's srun) that tells each its node rank and the address of node 0."
                 )
-        for child_rank, status in states.items():
-            if child_rank not in dead:
-                lines.append(f"worker {child_rank} {'is still running' if status is None else 'exited with status 0'}.")
         lines.append("Results of the tasks finished before the failure are in the run folder.")
         return " ".join(lines)
 
@@ -252,36 +224,3 @@ class DistributedSetting(ClassIncrementalSetting):
             return list(self._workers)
         launched = getattr(getattr(self._strategy, "launcher", None), "procs", None)
         return list(launched or ())
-
-
-def _exit_description(status: int) -> str:
-    """How a worker process ended, from its exit status (negative: the signal that killed it)."""
-    if status < 0:
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            return f"was killed by signal {-status}"
-        return f"was killed by signal {-status} ({name})"
-    return f"exited with status {status}"
-
-
-def _interruption_behind(error: BaseException) -> StoppedBySignal | None:
-    """The signal that stopped this worker, where `error` was raised while the worker was
-    shutting down on it: a signal reaches every worker at once, and one whose peers stop first
-    sees their connections break as it tears its own training down."""
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, KeyboardInterrupt):
-            return cause if isinstance(cause, StoppedBySignal) else StoppedBySignal(signal.SIGINT)
-        cause = cause.__context__ or cause.__cause__
-    return None
-
-
-def _is_distributed_failure(error: BaseException) -> bool:
-    """Errors raised by collectives when a peer disappears or times out."""
-    names = {type(e).__name__ for e in (error, error.__cause__, error.__context__) if e is not None}
-    text = str(error).lower()
-    markers = ("connection", "timed out", "timeout", "peer", "gloo", "nccl", "socket")
-    return bool(names & {"DistBackendError", "DistNetworkError", "DistError"}) or any(m in text for m in markers)

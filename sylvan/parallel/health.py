@@ -1,0 +1,85 @@
+"""Worker health: which worker this process is, whether an error means a peer was lost, and the
+message that names the worker that died.
+
+When a worker dies, the others see only their collectives break ("connection closed by peer",
+a timeout). The worker that started the others on this machine (worker 0 under `--devices N`)
+can tell which of them died and how, from their exit statuses; the message names those first,
+as the cause, and the worker that noticed after them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch.distributed as dist
+
+from sylvan.errors import StoppedBySignal
+
+
+def global_rank() -> int:
+    """This worker's rank: from torch.distributed once it is up, else from the launcher's
+    environment (Lightning, torchrun and SLURM set these before the process group exists)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def is_distributed_failure(error: BaseException) -> bool:
+    """Errors raised by collectives when a peer disappears or times out."""
+    names = {type(e).__name__ for e in (error, error.__cause__, error.__context__) if e is not None}
+    text = str(error).lower()
+    markers = ("connection", "timed out", "timeout", "peer", "gloo", "nccl", "socket")
+    return bool(names & {"DistBackendError", "DistNetworkError", "DistError"}) or any(m in text for m in markers)
+
+
+def interruption_behind(error: BaseException) -> StoppedBySignal | None:
+    """The signal that stopped this worker, where `error` was raised while the worker was
+    shutting down on it: a signal reaches every worker at once, and one whose peers stop first
+    sees their connections break as it tears its own training down."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, KeyboardInterrupt):
+            return cause if isinstance(cause, StoppedBySignal) else StoppedBySignal(signal.SIGINT)
+        cause = cause.__context__ or cause.__cause__
+    return None
+
+
+def exit_description(status: int) -> str:
+    """How a worker process ended, from its exit status (negative: the signal that killed it)."""
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            return f"was killed by signal {-status}"
+        return f"was killed by signal {-status} ({name})"
+    return f"exited with status {status}"
+
+
+def failure_report(error: BaseException, processes: Sequence[Any], exit_wait: float) -> list[str]:
+    """What stopped the run, as sentences: the workers in `processes` (this process's children,
+    ranks 1, 2, ... in order; each with `poll()`) that died, by their exit status or signal,
+    first; then what this worker saw (`error`); then the other workers' states. The children
+    are given `exit_wait` seconds to end first."""
+    rank = global_rank()
+    cause = str(error).splitlines()[0][:300]
+    deadline = time.monotonic() + exit_wait
+    while processes and any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    states = {child_rank: process.poll() for child_rank, process in enumerate(processes, start=1)}
+    dead = [child_rank for child_rank, status in states.items() if status not in (None, 0)]
+    if dead:
+        lines = [f"worker {child_rank} {exit_description(states[child_rank])}." for child_rank in dead]
+        lines.append(f"worker {rank} lost contact with {'it' if len(dead) == 1 else 'them'} ({cause}).")
+    else:
+        lines = [f"worker {rank} lost contact with the other workers ({cause})."]
+    lines += [f"worker {child_rank} {'is still running' if status is None else 'exited with status 0'}."
+              for child_rank, status in states.items() if child_rank not in dead]
+    return lines

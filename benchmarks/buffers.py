@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback
-from reference_buffers import REFERENCES, LoopBuffer, LoopReservoir
+from reference_buffers import REFERENCES, LoopBuffer, LoopReservoir, reservoir_slots
 
 from sylvan.buffers import (
     BUFFER_POLICIES,
@@ -309,12 +309,9 @@ def plain_step_times(batch_size: int, replay_size: int, buffer_size: int, data_d
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            if replay:  # reservoir sampling, decided per sample, written in one assignment
-                positions = np.arange(seen, seen + len(y))
-                slots = np.where(positions < buffer_size, positions, rng.integers(0, positions + 1))
-                keep = slots < buffer_size
-                memory_x[torch.from_numpy(slots[keep])] = pixels[torch.from_numpy(keep)]
-                memory_y[torch.from_numpy(slots[keep])] = y[torch.from_numpy(keep)]
+            if replay:
+                slots, rows = (torch.from_numpy(a) for a in reservoir_slots(seen, len(y), buffer_size, rng))
+                memory_x[slots], memory_y[slots] = pixels[rows], y[rows]
             seen += len(y)
         medians.append(statistics.median(intervals))
     return medians[0], medians[1]

@@ -17,29 +17,21 @@ Each run is the real command line (`cli.py`) in a subprocess; figures come from 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from cli_runs import run_cli
 
 
-def run(method: str, workers: int, args: argparse.Namespace, extra: list[str], name: str) -> dict:
-    with tempfile.TemporaryDirectory() as results:
-        command = [
-            sys.executable, str(REPO / "cli.py"), "--setting", "distributed", "--method", method,
-            "--devices", str(workers), "--accelerator", args.accelerator, "--dataset", "mnist",
-            "--data_dir", args.data_dir, "--nb_tasks", "5", "--progress_bar", "false",
-            "--results_dir", results, "--run_name", name, "--save_checkpoints", "false", *extra,
-        ]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-        metrics = json.loads((Path(results) / name / "results.json").read_text())
-        runtime = json.loads((Path(results) / name / "runtime.json").read_text())
+def run(method: str, workers: int, args: argparse.Namespace, extra: list[str]) -> dict:
+    done = run_cli(["--setting", "distributed", "--method", method, "--devices", str(workers),
+                    "--accelerator", args.accelerator, "--dataset", "mnist",
+                    "--data_dir", str(Path(args.data_dir).expanduser().resolve()), "--nb_tasks", "5",
+                    "--progress_bar", "false", *extra])
+    if done.status != 0:
+        sys.exit(f"{' '.join(done.command)} failed:\n{done.stderr[-3000:]}")
+    metrics, runtime = done.results, done.runtime
     samples = sum(metrics["samples_seen"])
     return {
         **runtime.get("method_runtime", {}),
@@ -85,7 +77,7 @@ def main() -> None:
         held: dict[str, list[tuple[float, float]]] = {"sync": [], "async": []}
         for _ in range(args.repeats):  # interleaved, so that drift of the machine hits every mode
             for mode, (method, extra) in modes.items():
-                figures = run(method, workers, args, extra, mode)
+                figures = run(method, workers, args, extra)
                 measured[mode].append(figures["throughput"])
                 if mode in held:
                     held[mode].append((figures["replay_critical_ms_per_step"], figures["replay_blocked_ms_per_step"]))
@@ -120,7 +112,7 @@ def main() -> None:
         ("async rehearsal (2,000)", "rehearsal", ["--buffer_size", "1000", "--replay_size", "32"]),
         ("from_scratch", "from_scratch", []),
     ):
-        figures = run(method, workers, args, [*full, *extra], method)
+        figures = run(method, workers, args, [*full, *extra])
         print(f"{label:>24} | {figures['accuracy']:12.2f} | {figures['train_seconds']:8.1f} | "
               f"{figures['total_seconds']:8.1f}", flush=True)
 

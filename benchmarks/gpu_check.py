@@ -26,16 +26,14 @@ also runs on a machine without a GPU: the CUDA tests then skip and the GPU runs 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from cli_runs import REPO, Finished, run_cli, run_command
+
 PARTS = ("cuda_tests", "suite", "runs", "cifar", "distributed")
 # the test modules that hold the tests that run only where CUDA is (each run whole)
 CUDA_TEST_FILES = (
@@ -51,26 +49,17 @@ class Log:
         self.path = path
         path.write_text("")
 
-    def run(self, command: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str, float]:
+    def run(self, command: list[str], timeout: float) -> tuple[int, str, float]:
         """Run `command`, append its output whole; (exit status, output, seconds). A command past
         `timeout` is killed (status 124), what it printed kept."""
-        start = time.perf_counter()
+        return self.record(command, run_command(command, timeout))
+
+    def record(self, command: list[str], done: Finished) -> tuple[int, str, float]:
+        """Append what `command` printed and how it ended; (exit status, output, seconds)."""
+        output = done.stdout + done.stderr
         with self.path.open("a") as log:
-            log.write(f"$ {' '.join(command)}\n")
-            log.flush()
-        try:
-            done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                                  env={**os.environ, **(env or {})})
-            status, output = done.returncode, done.stdout + done.stderr
-        except subprocess.TimeoutExpired as expired:
-            status = 124
-            output = "".join(part.decode(errors="replace") if isinstance(part, bytes) else (part or "")
-                             for part in (expired.stdout, expired.stderr))
-            output += f"\n[gpu_check] killed after {timeout:.0f} s\n"
-        seconds = time.perf_counter() - start
-        with self.path.open("a") as log:
-            log.write(output + f"\n[gpu_check] exit {status} after {seconds:.1f} s\n\n")
-        return status, output, seconds
+            log.write(f"$ {' '.join(command)}\n{output}\n[gpu_check] exit {done.status} after {done.seconds:.1f} s\n\n")
+        return done.status, output, done.seconds
 
 
 def pytest_outcome(output: str) -> tuple[str, list[str]]:
@@ -112,16 +101,12 @@ def has_pytest_timeout() -> bool:
 
 def cli_run(log: Log, options: list[str], timeout: float) -> tuple[str, dict]:
     """One run of the command line with `options`: a line for the table, and its results."""
-    with tempfile.TemporaryDirectory() as results:
-        status, _, seconds = log.run(
-            [sys.executable, "cli.py", *options, "--progress_bar", "false", "--results_dir", results,
-             "--run_name", "run", "--save_checkpoints", "false"], timeout=timeout)
-        folder = Path(results) / "run"
-        if status != 0 or not (folder / "results.json").exists():
-            return f"exit {status} after {seconds:.0f} s (see the log)", {}
-        figures = {**json.loads((folder / "results.json").read_text()),
-                   **json.loads((folder / "runtime.json").read_text())}
-    return f"accuracy {100 * figures['final_average_accuracy']:.2f}, {seconds:.1f} s", figures
+    done = run_cli([*options, "--progress_bar", "false"], timeout)
+    log.record(done.command, done)
+    if done.status != 0 or not done.results:
+        return f"exit {done.status} after {done.seconds:.0f} s (see the log)", {}
+    figures = {**done.results, **done.runtime}
+    return f"accuracy {100 * figures['final_average_accuracy']:.2f}, {done.seconds:.1f} s", figures
 
 
 def runs(out: Path, args: argparse.Namespace) -> list[str]:
@@ -182,8 +167,10 @@ def plain_loop(accelerator: str, epochs: int = 3, samples: int = 10_000, batch: 
     ResNet-18, batch 32 of new samples plus 32 replayed, crops and flips, SGD, a reservoir buffer
     of uint8 pixels in the device's memory. Prints seconds per epoch (the first epoch, which
     pays for the kernels' warm-up, left out)."""
+    import numpy as np
     import torch
     import torch.nn.functional as F
+    from reference_buffers import reservoir_slots
 
     from sylvan.minibatches import float_inputs
     from sylvan.models import build_backbone, with_input_normalization
@@ -201,6 +188,7 @@ def plain_loop(accelerator: str, epochs: int = 3, samples: int = 10_000, batch: 
     memory_x = torch.empty((capacity, *spec.input_shape), dtype=torch.uint8, device=device)
     memory_y = torch.empty(capacity, dtype=torch.long, device=device)
     rng = torch.Generator().manual_seed(0)
+    host_rng = np.random.default_rng(0)
     seen = 0
     times = []
     for _ in range(epochs):
@@ -222,15 +210,9 @@ def plain_loop(accelerator: str, epochs: int = 3, samples: int = 10_000, batch: 
             loss.backward()
             optimizer.step()
             # reservoir sampling, decided on the host, written with one scatter per field
-            positions = torch.arange(seen, seen + len(y))
-            slots = torch.where(positions < capacity, positions,
-                                (torch.rand(len(y), generator=rng) * (positions + 1)).long())
-            keep = slots < capacity
-            if keep.any():
-                slots_kept = slots[keep].to(device, non_blocking=True)
-                kept = keep.nonzero().squeeze(1).to(device, non_blocking=True)
-                memory_x[slots_kept] = x[kept]
-                memory_y[slots_kept] = y[kept]
+            slots, rows = (torch.from_numpy(a).to(device, non_blocking=True)
+                           for a in reservoir_slots(seen, len(y), capacity, host_rng))
+            memory_x[slots], memory_y[slots] = x[rows], y[rows]
             seen += len(y)
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -11,6 +11,16 @@ import numpy as np
 import torch
 
 
+def reservoir_slots(seen: int, count: int, capacity: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Reservoir sampling of a batch of `count` samples after `seen`, decided for the whole batch
+    at once, as a plain loop that writes a batch in one assignment decides it: the slots the
+    accepted samples take, and their rows in the batch."""
+    positions = np.arange(seen, seen + count)
+    slots = np.where(positions < capacity, positions, rng.integers(0, positions + 1))
+    rows = np.flatnonzero(slots < capacity)
+    return slots[rows], rows
+
+
 class LoopBuffer:
     """Storage shared by the references: preallocated tensors, written one row at a time."""
 

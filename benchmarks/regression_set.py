@@ -22,13 +22,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from cli_runs import REPO, run_cli
+
 RECORD = REPO / "benchmarks" / "regression_set.json"
 DIGITS = ["--dataset", "digits", "--nb_tasks", "5", "--seed", "0", "--accelerator", "cpu", "--progress_bar", "false"]
 RL = ["--nb_tasks", "2", "--steps_per_task", "300", "--eval_episodes", "2", "--max_episode_steps", "60",
@@ -68,16 +67,11 @@ def runs() -> dict[str, list[str]]:
 
 def run(name: str, options: list[str]) -> dict:
     """The run's matrices (accuracy or return; task-aware where there is one), or its error."""
-    with tempfile.TemporaryDirectory() as results:
-        command = [sys.executable, str(REPO / "cli.py"), *options, "--results_dir", results, "--run_name", "run",
-                   "--save_checkpoints", "false"]
-        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=environment)
-        if done.returncode != 0:
-            return {"error": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}"}
-        results_json = json.loads((Path(results) / "run" / "results.json").read_text())
-    matrices = {key: results_json[key] for key in ("accuracy_matrix", "task_aware_matrix", "return_matrix")
-                if key in results_json}
+    done = run_cli(options, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    if done.status != 0:
+        return {"error": f"exit {done.status}: {done.stderr.strip().splitlines()[-1:]}"}
+    matrices = {key: done.results[key] for key in ("accuracy_matrix", "task_aware_matrix", "return_matrix")
+                if key in done.results}
     return matrices or {"error": "results.json holds no accuracy or return matrix"}
 
 

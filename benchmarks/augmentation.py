@@ -16,7 +16,7 @@ import time
 import torch
 from torchvision import transforms
 
-from sylvan.settings.augmentation import RandomCropFlip
+from sylvan.settings.data.augmentation import RandomCropFlip
 
 
 def seconds_per_call(function, repeats: int, rounds: int, device: str) -> float:

@@ -253,10 +253,8 @@ def clocked_run(method: Any, **options: Any) -> StepClock:
     from sylvan.settings import ClassIncrementalSetting
 
     class ClockedSetting(ClassIncrementalSetting):
-        def trainer_kwargs(self) -> dict[str, Any]:
-            kwargs = super().trainer_kwargs()
-            kwargs["callbacks"] = [*kwargs["callbacks"], clock]
-            return kwargs
+        def trainer_options(self) -> dict[str, Any]:
+            return {**super().trainer_options(), "callbacks": [clock]}
 
     clock = StepClock()
     ClockedSetting(**options).apply(method)
@@ -281,7 +279,7 @@ def plain_step_times(batch_size: int, replay_size: int, buffer_size: int, data_d
     import torch.nn.functional as F
 
     from sylvan.models import MLP
-    from sylvan.settings.idx_files import read_mnist_split
+    from sylvan.settings.data.idx_files import read_mnist_split
 
     x_all, y_all = read_mnist_split(Path(data_dir).expanduser() / "MNIST" / "raw", train=True)
     x_all, y_all = torch.from_numpy(x_all[:train_samples]).unsqueeze(1), torch.from_numpy(y_all[:train_samples])

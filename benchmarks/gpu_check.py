@@ -174,8 +174,8 @@ def plain_loop(accelerator: str, epochs: int = 3, samples: int = 10_000, batch: 
 
     from sylvan.minibatches import float_inputs
     from sylvan.models import build_backbone, with_input_normalization
-    from sylvan.settings.augmentation import RandomCropFlip
-    from sylvan.settings.datasets import DATASETS
+    from sylvan.settings.data.augmentation import RandomCropFlip
+    from sylvan.settings.data.datasets import DATASETS
 
     device = torch.device("cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)

@@ -48,7 +48,7 @@ class ICaRLReferenceMeans(ICaRL):
     def exemplar_means(self) -> torch.Tensor:
         stored = self.buffer.get_all()
         labels = stored["y"].cpu()
-        batch = self.setting.batch_size
+        batch = self.run.batch_size
         means = None
         for label in labels.unique().tolist():
             exemplars = stored["x"][labels == label]
@@ -57,7 +57,7 @@ class ICaRLReferenceMeans(ICaRL):
                 batch_mean = self.features(exemplars[start : start + batch]).mean(0)
                 running = batch_mean if running is None else (running + batch_mean) / 2
             if means is None:
-                means = torch.full((self.setting.num_classes, len(running)), float("nan"))
+                means = torch.full((self.run.num_classes, len(running)), float("nan"))
             means[label] = running
         return means
 
@@ -102,7 +102,7 @@ class ICaRLReferenceMemory(ICaRLReferenceMeans):
             if t is not None:
                 fields["t"] = t[picked]
             kept.append(fields)
-        self.buffer = ReservoirBuffer(self.buffer_size, seed=self.setting.seed)
+        self.buffer = ReservoirBuffer(self.buffer_size, seed=self.run.seed)
         self.buffer.add(**{k: torch.cat([part[k] for part in kept]) for k in kept[0]})
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sylvan.settings.streams import usable_cores
+from sylvan.settings.data.streams import usable_cores
 
 
 def write_tiny_imagenet(
@@ -89,7 +89,7 @@ def measure(way: str, root: Path, cache: str | None) -> None:
     from continuum.scenarios import ClassIncremental
 
     from sylvan.settings import ClassIncrementalSetting
-    from sylvan.settings.streams import decode_images, materialize_per_sample
+    from sylvan.settings.data.streams import decode_images, materialize_per_sample
 
     start = time.perf_counter()
     if way.startswith("decode"):

@@ -70,7 +70,7 @@ def plain_loop(data_dir: str, seed: int = 0, capacity: int = 200, replay: int = 
     from torch import nn
 
     from sylvan.first_step import mark_first_step
-    from sylvan.settings.idx_files import read_mnist_split
+    from sylvan.settings.data.idx_files import read_mnist_split
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -26,7 +26,7 @@ import torch
 
 from sylvan.errors import ConfigurationError
 from sylvan.settings import ClassIncrementalSetting
-from sylvan.settings.streams import TaskData
+from sylvan.settings.data.streams import TaskData
 
 
 @dataclass

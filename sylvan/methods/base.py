@@ -8,7 +8,7 @@ methods, on every setting it applies to.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch.utils.data import DataLoader
@@ -23,6 +23,9 @@ from sylvan.errors import (
 from sylvan.registry import METHODS, register
 from sylvan.settings.base import Setting
 
+if TYPE_CHECKING:
+    from sylvan.run.context import RunContext
+
 # hooks where a method usually keeps state that outlives a training stage (see check_resumable)
 STATE_HOOKS = ("configure", "on_task_start", "on_task_end", "fit", "after_backward", "after_step")
 
@@ -31,7 +34,8 @@ STATE_HOOKS = ("configure", "on_task_start", "on_task_end", "fit", "after_backwa
 class Method:
     """Base of every method. Hooks, in the order a setting calls them:
 
-    - `configure(setting)`: once, before anything (build the model from the setting's spaces);
+    - `configure(run)`: once, before anything (build the model from the setting's spaces, read
+      through the run context, which the method keeps as `self.run`);
     - `on_task_start(task_id)` / `on_task_end(task_id)`: only where task boundaries are known;
       `task_id` is None where task labels are hidden at training time;
     - `fit(train_data, val_data)`: once per task, or once for the whole stream;
@@ -40,6 +44,7 @@ class Method:
     """
 
     name: ClassVar[str] = ""
+    replays: ClassVar[bool] = False  # replays through the run's replay channel (`RunContext.replay_channel`)
     target_setting: ClassVar[type[Setting]] = Setting
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -77,8 +82,13 @@ class Method:
         setting_type = setting if isinstance(setting, type) else type(setting)
         return issubclass(setting_type, cls.target_setting)
 
-    def configure(self, setting: Setting) -> None:
-        self.setting = setting
+    def configure(self, run: RunContext | Setting) -> None:
+        """Prepare for a run (build the model from the setting's spaces): `run` is the run
+        context `Setting.apply` makes (`sylvan.run.context`), which the method keeps as
+        `self.run`; given a bare setting (a script, a test), a one-process run of it."""
+        from sylvan.run.context import RunContext
+
+        self.run = run if isinstance(run, RunContext) else RunContext.standalone(run)
 
     @property
     def joint_training(self) -> bool:
@@ -90,8 +100,8 @@ class Method:
     @property
     def pixel_fields(self) -> tuple[str, ...]:
         """The fields of a rehearsal buffer to keep as uint8 pixels (`RehearsalBuffer.pixel_fields`):
-        the inputs "x", where the setting's are images given as float k / 255 (`Setting.pixel_inputs`)."""
-        return ("x",) if self.setting.pixel_inputs else ()
+        the inputs "x", where the run's are images given as float k / 255 (`RunContext.pixel_inputs`)."""
+        return ("x",) if self.run.pixel_inputs else ()
 
     def on_task_start(self, task_id: int | None) -> None:
         """Called when a task starts, where boundaries are known."""

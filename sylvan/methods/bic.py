@@ -116,14 +116,14 @@ class BiC(HerdingExemplarMethod, DistillationMethod):
         seed; none in the first task, which has no old classes to correct towards."""
         classes_seen = int((self.active_classes | self.class_mask(y)).sum())
         count = self.validation_per_class(classes_seen) if bool(self.old_classes.any()) else 0
-        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + VALIDATION_SEED + self.buffer.seen)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + VALIDATION_SEED + self.buffer.seen)
         new_held = pick_per_class(y, count, generator)
         if stored_y is None:
             return new_held, torch.zeros(0, dtype=torch.bool)
         return new_held, pick_per_class(stored_y, count, generator)
 
     def class_mask(self, y: torch.Tensor) -> torch.Tensor:
-        mask = torch.zeros(self.setting.num_classes, dtype=torch.bool)
+        mask = torch.zeros(self.run.num_classes, dtype=torch.bool)
         mask[y.cpu()] = True
         return mask
 
@@ -151,7 +151,7 @@ class BiC(HerdingExemplarMethod, DistillationMethod):
         y, new, seen = y.to(device), new_classes.to(device), self.active_classes.to(device)
         parameters = torch.tensor([1.0, 0.0], device=device, requires_grad=True)  # alpha, beta
         optimizer = torch.optim.Adam([parameters], lr=self.bias_lr)
-        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + BIAS_ORDER_SEED + self.buffer.seen)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + BIAS_ORDER_SEED + self.buffer.seen)
         with torch.enable_grad():
             for _ in range(self.bias_epochs):
                 for batch in torch.randperm(len(y), generator=generator).to(device).split(self.bias_batch_size):

@@ -121,7 +121,7 @@ class Co2L(DistillationMethod, ProjectedContrastiveMethod):
         """The backbone with the projection head, and the probe: a linear layer over the features,
         zero until the first task ends and trained only then (never by the optimizer of `fit`)."""
         model = super().build_model()
-        model.probe = zero_linear(model.feature_dim, self.setting.num_classes).requires_grad_(False)
+        model.probe = zero_linear(model.feature_dim, self.run.num_classes).requires_grad_(False)
         return model
 
     def configure(self, setting: Any) -> None:
@@ -156,12 +156,12 @@ class Co2L(DistillationMethod, ProjectedContrastiveMethod):
 
     def train_probe(self) -> None:
         """Train the probe from zero on the buffer (every worker's), the network frozen."""
-        device = self.setting.device
+        device = self.run.device
         self.learner.to(device)
         stored = self.buffer.get_all()
         x = concatenated_over_workers(stored["x"].to(device))
         y = concatenated_over_workers(stored["y"].to(device))
-        seed = self.setting.seed * 1000 + PROBE_SEED + self.finished_tasks
+        seed = self.run.seed * 1000 + PROBE_SEED + self.finished_tasks
         generator = torch.Generator().manual_seed(seed)
         views = ContrastiveViews(seed=seed, crop_scale=self.crop_scale) if self.probe_views else None
         probe, optimizer, schedule = self.untrained_probe(device)
@@ -191,7 +191,7 @@ class Co2L(DistillationMethod, ProjectedContrastiveMethod):
 
     def untrained_probe(self, device: torch.device) -> tuple[nn.Linear, torch.optim.SGD, Any]:
         """A probe at zero on `device`, its optimizer and its step schedule over the epochs."""
-        probe = zero_linear(self.model.feature_dim, self.setting.num_classes).to(device)
+        probe = zero_linear(self.model.feature_dim, self.run.num_classes).to(device)
         optimizer = torch.optim.SGD(probe.parameters(), lr=self.probe_lr, momentum=PROBE_MOMENTUM)
         milestones = sorted({max(1, round(f * self.probe_epochs)) for f in PROBE_MILESTONES})
         return probe, optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=PROBE_GAMMA)

@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from sylvan.settings.augmentation import SeededAugmentation
+from sylvan.settings.data.augmentation import SeededAugmentation
 from sylvan.transfer import to_device
 
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, with torchvision's rgb_to_grayscale's rounding

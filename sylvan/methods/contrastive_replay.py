@@ -91,7 +91,7 @@ class ProjectedContrastiveMethod(ContrastiveReplayMethod):
         return model
 
     def build_model(self) -> nn.Module:
-        return self.with_projection(super().build_model(), self.backbone_name(self.setting))
+        return self.with_projection(super().build_model(), self.backbone_name(self.run))
 
     def projected(self, x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
         """The L2-normalized projections of `x` by `model` (default: the method's network)."""

@@ -82,7 +82,7 @@ class CoPE(ReplayMethod):
         return model
 
     def build_model(self) -> nn.Module:
-        return self.with_embedding(super().build_model(), self.backbone_name(self.setting))
+        return self.with_embedding(super().build_model(), self.backbone_name(self.run))
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

@@ -84,7 +84,7 @@ class EEIL(HerdingExemplarMethod, DistillationMethod):
         (none of a finished task), as many as the memory holds of each old class."""
         y = self._task_data[1].cpu()
         per_class = len(self.buffer) // max(int(self.old_classes.sum()), 1)
-        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + BALANCED_SEED + self.buffer.seen)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + BALANCED_SEED + self.buffer.seen)
         chosen = pick_per_class(y, per_class, generator) & ~self.old_classes[y]
         return tuple(column[chosen.to(column.device)] for column in self._task_data)
 

@@ -95,7 +95,7 @@ class EpisodicMemoryMethod(SupervisedMethod):
 
     def _task_reservoir(self, seed_offset: int) -> ReservoirBuffer:
         """An empty reservoir of the current task's share of the memory."""
-        seed = self.setting.worker_seed(seed_offset)
+        seed = self.run.worker_seed(seed_offset)
         return ReservoirBuffer(self.per_task, seed=seed, pixel_fields=self.pixel_fields)
 
     def on_task_end(self, task_id: int | None) -> None:

@@ -144,7 +144,7 @@ class ERAML(ReplayMethod):
         return model
 
     def build_model(self) -> nn.Module:
-        return self.with_classifier(super().build_model(), self.backbone_name(self.setting), self.setting.num_classes)
+        return self.with_classifier(super().build_model(), self.backbone_name(self.run), self.run.num_classes)
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
@@ -162,7 +162,7 @@ class ERAML(ReplayMethod):
         default pool, the whole buffer, gathering every stored input would cost more than the
         step (a buffer of 5,000 MNIST digits: 15.7 MB per step). On data-parallel settings, the
         step's second draw from the global buffer, whole samples."""
-        if self._global_replay is not None:
+        if self.replays_globally:
             pool = self.draw_replay(self.contrast_count(), augment=False)  # only the chosen few are augmented
             return ContrastPool(pool["y"], x=pool["x"]) if pool else None
         slots = self.buffer.uniform_slots(self.contrast_count())

@@ -75,9 +75,9 @@ class HerdingExemplarMethod(SeenClassesMethod):
         if stored:
             names = ["x", "y", "t"][: len(columns)]
             columns = tuple(torch.cat([c, stored[n].to(c.device)]) for c, n in zip(columns, names))
-        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + EXEMPLAR_ORDER_SEED + self.buffer.seen)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + EXEMPLAR_ORDER_SEED + self.buffer.seen)
         return minibatch_loader(TensorDataset(*columns), batch_size, shuffle=True, generator=generator,
-                                pin_memory=self.setting.pins_batches)
+                                pin_memory=self.run.pins_batches)
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)

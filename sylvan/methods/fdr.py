@@ -99,7 +99,7 @@ class FDR(SupervisedMethod):
     def _memory(self, parts: tuple[dict[str, torch.Tensor], ...]) -> ReservoirBuffer:
         """A memory holding exactly the samples of `parts` (they fit: at most buffer_size in all),
         whose draws go on from the previous memory's: one stream of draws over the run."""
-        memory = ReservoirBuffer(self.buffer_size, seed=self.setting.worker_seed(), pixel_fields=self.pixel_fields)
+        memory = ReservoirBuffer(self.buffer_size, seed=self.run.worker_seed(), pixel_fields=self.pixel_fields)
         if self.memory is not None:
             memory.generator.set_state(self.memory.generator.get_state())
         parts = tuple(part for part in parts if len(part["y"]))
@@ -110,7 +110,7 @@ class FDR(SupervisedMethod):
     def _task_reservoir(self) -> ReservoirBuffer:
         """An empty reservoir of the share the current task will have when it ends."""
         share = self.buffer_size // (self.tasks_done + 1)
-        seed = self.setting.worker_seed(TASK_SAMPLES_SEED + self.tasks_done)
+        seed = self.run.worker_seed(TASK_SAMPLES_SEED + self.tasks_done)
         return ReservoirBuffer(share, seed=seed, pixel_fields=self.pixel_fields)
 
     def on_task_start(self, task_id: int | None) -> None:
@@ -143,7 +143,7 @@ class FDR(SupervisedMethod):
         kept = []
         if len(self.memory):  # each finished task keeps a random `share` of its samples
             stored = self.memory.get_all(pixels=True)
-            generator = torch.Generator().manual_seed(self.setting.worker_seed(SHARES_SEED + self.tasks_done))
+            generator = torch.Generator().manual_seed(self.run.worker_seed(SHARES_SEED + self.tasks_done))
             for task in stored["task"].unique().tolist():
                 rows = (stored["task"] == task).nonzero().flatten().cpu()
                 rows = rows[torch.randperm(len(rows), generator=generator)[:share]].to(stored["task"].device)

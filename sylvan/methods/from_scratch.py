@@ -47,10 +47,10 @@ class FromScratch(SupervisedMethod):
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         self._seen.append(train_data.dataset)
-        if self.last_task_only and len(self._seen) < self.setting.stage_count:
+        if self.last_task_only and len(self._seen) < self.run.stage_count:
             return
         self.learner = self.build_learner()
-        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + len(self._seen))
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + len(self._seen))
         union = minibatch_loader(ConcatDataset(self._seen), train_data.batch_size, shuffle=True, generator=generator,
-                                 pin_memory=self.setting.pins_batches)
+                                 pin_memory=self.run.pins_batches)
         super().fit(union, val_data)

@@ -62,7 +62,7 @@ class GDumb(SupervisedMethod):
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         """Store the stream in memory (scoring each batch first, where the setting measures
         online accuracy), then retrain from scratch on the memory."""
-        meter = getattr(self.setting, "online_meter", None)
+        meter = getattr(self.run, "online_meter", None)
         for batch in train_data:
             if meter is not None:
                 meter.score(batch)
@@ -72,9 +72,9 @@ class GDumb(SupervisedMethod):
     def retrain(self, val_data: DataLoader | None = None) -> None:
         stored = self.buffer.get_all()
         columns = [stored["x"], stored["y"]] + ([stored["t"]] if "t" in stored else [])
-        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + 700 + self.buffer.seen)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + 700 + self.buffer.seen)
         loader = minibatch_loader(TensorDataset(*columns), self.retrain_batch_size, shuffle=True, generator=generator,
-                                  pin_memory=self.setting.pins_batches)
+                                  pin_memory=self.run.pins_batches)
         self.learner = self.build_learner()
         self.train_learner(loader, val_data, epochs=self.retrain_epochs, measure_online=False)
 

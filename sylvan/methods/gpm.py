@@ -182,7 +182,7 @@ class GPM(SupervisedMethod):
         x, y = self._task_data[0], self._task_data[1]
         self._task_data = ()
         self.old_classes[y.unique()] = True
-        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + REPRESENTATION_SEED + self.tasks_done)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + REPRESENTATION_SEED + self.tasks_done)
         chosen = torch.randperm(len(x), generator=generator)[: self.representation_samples]
         grams = self.representation_grams(x[chosen])
         increment = self.threshold_increment * self.tasks_done

@@ -109,7 +109,7 @@ class HAL(Rehearsal):
         if not len(self.buffer) or self.phi is None or not len(classes):
             return
         forgetful = self.finetuned_weights()
-        generator = torch.Generator().manual_seed(self.setting.worker_seed(ANCHORS_SEED + len(self.anchors)))
+        generator = torch.Generator().manual_seed(self.run.worker_seed(ANCHORS_SEED + len(self.anchors)))
         anchors = [self.learn_anchor(int(c), forgetful, generator) for c in classes.tolist()]
         device = self.anchors.device
         self.anchors = torch.cat([self.anchors, torch.stack(anchors).to(device)])
@@ -122,7 +122,7 @@ class HAL(Rehearsal):
         device = next(iter(weights.values())).device
         with evaluating(self.model) as model, torch.enable_grad():
             for _ in range(self.finetune_steps):
-                replay = self.buffer.uniform_sample(self.setting.batch_size)
+                replay = self.buffer.uniform_sample(self.run.batch_size)
                 x, y = self.augment_inputs(replay["x"].to(device)), replay["y"].to(device)
                 trained = {name: w.requires_grad_() for name, w in weights.items()}
                 loss = F.cross_entropy(functional_call(model, trained, (x,)).float(), y)
@@ -140,7 +140,7 @@ class HAL(Rehearsal):
         over the network's, kept near phi in feature space: `anchor_steps` SGD steps from a
         uniform draw in [0, 1)."""
         device = self.phi.device
-        anchor = torch.rand(1, *self.setting.input_shape, generator=generator).to(device).requires_grad_()
+        anchor = torch.rand(1, *self.run.input_shape, generator=generator).to(device).requires_grad_()
         target = torch.tensor([label], device=device)
         with evaluating(self.model) as model, torch.enable_grad():
             for _ in range(self.anchor_steps):
@@ -161,7 +161,7 @@ class HAL(Rehearsal):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        device = self.setting.device
+        device = self.run.device
         self.anchors = state["anchors"].to(device)
         self.anchor_labels = state["anchor_labels"].to(device)
         self.phi = None if state["phi"] is None else state["phi"].to(device)

@@ -173,7 +173,7 @@ class HAT(SupervisedMethod):
         self.check_backbone(setting, lambda backbone, _: gated_layers(backbone, setting.input_shape, name))
 
     def build_model(self) -> nn.Module:
-        setting = self.setting
+        setting = self.run
         backbone = super().build_model()
         layers, self.output_layer = gated_layers(backbone, setting.input_shape, self.backbone_name(setting))
         return GatedNetwork(backbone, layers, setting.nb_tasks)
@@ -194,7 +194,7 @@ class HAT(SupervisedMethod):
             raise ConfigurationError("hat anneals its gates over each epoch's batches, so it needs training data "
                                      "of known length") from None
         self._step = 0
-        self.learner.to(self.setting.device)  # where the factors and held rows must be
+        self.learner.to(self.run.device)  # where the factors and held rows must be
         self._factors = self.gradient_factors()
         earlier = self.trained_tasks
         self.held.hold(self.earlier_output_rows())

@@ -65,7 +65,7 @@ class ICaRL(HerdingExemplarMethod, DistillationMethod):
         """Per class, the normalized mean of its exemplars' normalized features (NaN if none)."""
         stored = self.buffer.get_all()
         return class_means_from_sums(*class_feature_sums(self.features(stored["x"]), stored["y"],
-                                                         self.setting.num_classes))
+                                                         self.run.num_classes))
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """Minus the squared distance to each class's exemplar mean; -inf for classes without

@@ -53,7 +53,7 @@ def single_value_batch_norm(method: SupervisedMethod) -> ConfigurationError:
     """The error for a forward pass in training on one sample through a network whose batch norm
     then sees a single value per channel, which it cannot normalize (torch raises a ValueError):
     a ResNet on 8x8 inputs (digits) ends in 1x1 feature maps."""
-    setting = method.setting
+    setting = method.run
     backbone = method.backbone_name(setting)
     size = "x".join(map(str, setting.input_shape[1:]))
     return ConfigurationError(

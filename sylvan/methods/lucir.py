@@ -85,7 +85,7 @@ class LUCIR(HerdingExemplarMethod, DistillationMethod):
         return model
 
     def build_model(self) -> nn.Module:
-        return self.cosine_network(super().build_model(), self.backbone_name(self.setting), self.setting)
+        return self.cosine_network(super().build_model(), self.backbone_name(self.run), self.run)
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
@@ -165,7 +165,7 @@ class LUCIR(HerdingExemplarMethod, DistillationMethod):
         try:
             stored = self.buffer.get_all()
             columns = tuple(stored[name] for name in ("x", "y", "t") if name in stored)
-            loader = self.with_exemplars(columns, self.setting.batch_size, exemplars={})
+            loader = self.with_exemplars(columns, self.run.batch_size, exemplars={})
             with batch_norm_statistics_held(self.model):  # as the task left them
                 self.train_learner(loader, epochs=self.finetune_epochs, measure_online=False)
         finally:

@@ -47,7 +47,7 @@ class MultiHead(SupervisedMethod):
     target_setting: ClassVar[type[Setting]] = TaskIncrementalSetting
 
     def build_model(self) -> nn.Module:
-        return MultiHeadNetwork(super().build_model(), self.setting.nb_tasks, self.setting.num_classes)
+        return MultiHeadNetwork(super().build_model(), self.run.nb_tasks, self.run.num_classes)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         if batch.t is None:

@@ -196,7 +196,7 @@ class OGD(SupervisedMethod):
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)
         dataset, self._task_data = self._task_data, None
-        if dataset is not None and self.tasks_done < self.setting.nb_tasks - 1:  # the last task protects nothing
+        if dataset is not None and self.tasks_done < self.run.nb_tasks - 1:  # the last task protects nothing
             x, y = self.task_samples(dataset)
             device = next(self.model.parameters()).device
             with evaluating(self.model) as model:
@@ -208,7 +208,7 @@ class OGD(SupervisedMethod):
     def task_samples(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """`memory_per_task` samples of the task's data, drawn with the run's seed (so that every
         data-parallel worker, which holds the whole task when it ends, draws the same)."""
-        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + SAMPLE_SEED + self.tasks_done)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + SAMPLE_SEED + self.tasks_done)
         chosen = torch.randperm(len(dataset), generator=generator)[: self.memory_per_task]
         x, y = dataset_rows(dataset, chosen.tolist())[:2]
         return x, y

@@ -89,7 +89,7 @@ class PackNet(SupervisedMethod):
     # ----- training ------------------------------------------------------------------------------
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
-        last = self.stage == self.setting.stage_count - 1
+        last = self.stage == self.run.stage_count - 1
         # batch norm's running statistics stay as the first stage left them
         with batch_norm_statistics_held(self.model) if self.stage > 0 else contextlib.nullcontext():
             self.held.hold(self.fixed_masks(retraining=False))
@@ -129,7 +129,7 @@ class PackNet(SupervisedMethod):
     def prune(self) -> bool:
         """At the end of a stage (not the last): keep the largest of the weights it trained, layer
         by layer, as its own, and set the others to zero, free. False where it keeps them all."""
-        stages_left = self.setting.stage_count - self.stage
+        stages_left = self.run.stage_count - self.stage
         keep = 1.0 / stages_left if self.prune_ratio is None else 1.0 - self.prune_ratio
         if keep >= 1.0:
             return False

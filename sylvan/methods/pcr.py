@@ -66,7 +66,7 @@ class PCR(ContrastiveReplayMethod):
         return model
 
     def build_model(self) -> nn.Module:
-        return self.with_proxies(super().build_model(), self.backbone_name(self.setting), self.setting.num_classes)
+        return self.with_proxies(super().build_model(), self.backbone_name(self.run), self.run.num_classes)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         x, y = self.with_views(batch)

@@ -36,7 +36,7 @@ class PNN(SupervisedMethod):
 
     def build_model(self) -> nn.Module:
         # one fresh backbone per column, each initialized as the backbone initializes itself
-        return ProgressiveNetwork(super().build_model, self.setting.nb_tasks)
+        return ProgressiveNetwork(super().build_model, self.run.nb_tasks)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         if batch.t is None:

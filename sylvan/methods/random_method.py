@@ -32,7 +32,7 @@ class RandomMethod(Method):
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.continuous_actions:
-            return self.setting.uniform_actions(len(x), self.generator)
+            return self.run.uniform_actions(len(x), self.generator)
         return torch.rand(len(x), self.num_outputs, generator=self.generator)
 
     def state_dict(self) -> dict[str, Any]:

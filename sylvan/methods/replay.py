@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,6 +32,8 @@ ASER_DRAWS_SEED = 50_021  # seed offset of the aser policy's draws (`Setting.wor
 class ReplayMethod(SupervisedMethod):
     """A method with a rehearsal buffer of any policy (`sylvan.buffers`), replaying r stored
     samples with each minibatch of b new ones."""
+
+    replays: ClassVar[bool] = True
 
     buffer_size: int = 200  # capacity of the rehearsal buffer, in samples
     replay_size: int = 0  # r: samples replayed with each minibatch (0: as many as the batch size)
@@ -96,7 +98,9 @@ class ReplayMethod(SupervisedMethod):
             self.check_features(self.model, self.backbone_name(setting))
         # the aser policy's draws of the stored samples that judge and compete (state only with that policy)
         self.aser_draws = torch.Generator().manual_seed(setting.worker_seed(ASER_DRAWS_SEED))
-        self._global_replay: GlobalReplay | None = None  # made by `global_replay` on data-parallel settings
+        # where a step's replay comes from and its samples go: the buffer in one process, the union
+        # of every worker's buffer on several (`RunContext.replay_channel`)
+        self.replay = self.run.replay_channel(self.buffer, self.replay_draws(setting.batch_size))
         self._task_start: tuple[int, int] | None = None  # (seen, replaced) when a task began with a full gss buffer
         self._unscored: list[dict[str, torch.Tensor]] = []  # gss, aser: this step's samples, stored after the step
 
@@ -144,16 +148,10 @@ class ReplayMethod(SupervisedMethod):
         Default: one draw of r. Override when a step draws more, or more often."""
         return (self.replay_count(batch_size),)
 
-    def global_replay(self, setting: Any) -> GlobalReplay:
-        """On data-parallel settings, the distributed rehearsal buffer (its strategy asks for it):
-        each step's draws come from the union of every worker's buffer, this method's buffer
-        being the local one. Made once, it outlives each task's `Trainer`."""
-        if self._global_replay is None:
-            self._global_replay = GlobalReplay(
-                self.buffer, self.replay_draws(setting.batch_size), synchronous=setting.replay_sync,
-                seed=setting.seed, join_batch=False,
-            )
-        return self._global_replay
+    @property
+    def replays_globally(self) -> bool:
+        """Whether the replay channel draws from every worker's buffer (`GlobalReplay`)."""
+        return isinstance(self.replay, GlobalReplay)
 
     def draw_replay(self, n: int, augment: bool = True) -> dict[str, torch.Tensor]:
         """Up to `n` samples drawn uniformly from the buffer (every stored field; {} while it is
@@ -161,10 +159,7 @@ class ReplayMethod(SupervisedMethod):
         fresh view. On data-parallel settings, the step's next draw from the global buffer.
         Without `augment`, the inputs as stored: for a draw of which the method trains on a
         few samples only, which it then augments itself (`augment_inputs`)."""
-        if self._global_replay is not None:
-            replay = self._global_replay.take(n)
-        else:
-            replay = self.buffer.sample(n)
+        replay = self.replay.take(n)
         if replay and augment and self.augmentation is not None:
             replay["x"] = self.augment_inputs(replay["x"])
         return replay
@@ -211,7 +206,7 @@ class ReplayMethod(SupervisedMethod):
         stored_labels = buffer.gather(np.arange(held), names=("y",))["y"].cpu()
         new_labels = y[filling:].cpu()
         judges, competing, new_judges = update_sets(
-            stored_labels, new_labels, buffer.capacity, self.setting.num_classes, self.aser_samples_per_class,
+            stored_labels, new_labels, buffer.capacity, self.run.num_classes, self.aser_samples_per_class,
             self.aser_draws,
         )
         stored_x = buffer.gather(torch.cat([judges, competing]).numpy(), names=("x",))["x"].to(x.device)
@@ -260,17 +255,14 @@ class ReplayMethod(SupervisedMethod):
             fields = {**fields, **self.sample_scores(float_inputs(fields["x"]), fields["y"])}
         if self.store_slots:
             fields = {**fields, "slot": self.replacement_slots(float_inputs(fields["x"]), fields["y"])}
-        if self._global_replay is not None:
-            self._global_replay.insert(fields)  # and, when asynchronous, send the next step's candidates
-        else:
-            self.buffer.add(**fields)
+        self.replay.insert(fields)  # globally, and asynchronous: sends the next step's candidates too
 
     def state_dict(self) -> dict[str, Any]:
         state = {**super().state_dict(), "buffer": self.buffer.state_dict()}
         if self.store_slots:
             state["aser_draws"] = self.aser_draws.get_state()
-        if self._global_replay is not None:
-            state["global_replay"] = self._global_replay.state_dict()
+        if self.replays_globally:
+            state["global_replay"] = self.replay.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -279,9 +271,9 @@ class ReplayMethod(SupervisedMethod):
         if self.store_slots:
             self.aser_draws.set_state(state["aser_draws"])
         if "global_replay" in state:
-            self.global_replay(self.setting).load_state_dict(state["global_replay"])
+            self.replay.load_state_dict(state["global_replay"])
 
     def runtime_stats(self) -> dict[str, float]:
         """On data-parallel settings, what the distributed replay costs the training loop."""
-        replay = getattr(self, "_global_replay", None)
+        replay = getattr(self, "replay", None)
         return {} if replay is None else replay.timings()

@@ -118,7 +118,7 @@ class SAC(OffPolicyMethod):
     def act(self, observation: np.ndarray) -> np.ndarray:
         """Uniform in the bounds before `--learning_starts` steps, then a draw from the policy."""
         if self.steps < self.learning_starts:
-            return self.setting.uniform_actions(1, self.generator)[0].numpy()
+            return self.run.uniform_actions(1, self.generator)[0].numpy()
         x = torch.as_tensor(observation, dtype=torch.float32, device=self.device).unsqueeze(0)
         with torch.no_grad():
             action, _ = self.policy.sample(x)

@@ -81,7 +81,7 @@ class SCR(ProjectedContrastiveMethod):
         """Per class, the normalized sum of the normalized features of its stored samples (over
         every worker's buffer on data-parallel settings); NaN rows for classes none holds."""
         device = next(self.model.parameters()).device
-        classes = self.setting.num_classes
+        classes = self.run.num_classes
         sums = torch.zeros(classes, self.model.feature_dim, device=device)
         counts = torch.zeros(classes, device=device)
         if len(self.buffer):
@@ -102,7 +102,7 @@ class SCR(ProjectedContrastiveMethod):
         if self.class_means is None:
             self.class_means = self.stored_class_means()
         if bool(torch.isnan(self.class_means).all()):
-            return self.mask_to_tasks(torch.zeros(len(x), self.setting.num_classes, device=x.device), task_labels)
+            return self.mask_to_tasks(torch.zeros(len(x), self.run.num_classes, device=x.device), task_labels)
         return self.mask_to_tasks(nearest_mean_scores(self.model.features(x), self.class_means), task_labels)
 
     def state_dict(self) -> dict[str, Any]:

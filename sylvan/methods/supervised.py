@@ -202,7 +202,7 @@ class SupervisedMethod(Method):
     def build_model(self) -> nn.Module:
         """A fresh backbone for the setting's input shape and classes, normalizing its inputs first
         where the setting says so (`--normalize_inputs`; CIFAR by default)."""
-        setting = self.setting
+        setting = self.run
         model = build_backbone(self.backbone_name(setting), setting.input_shape, setting.num_classes)
         normalization = setting.input_normalization()
         return model if normalization is None else with_input_normalization(model, *normalization)
@@ -210,7 +210,7 @@ class SupervisedMethod(Method):
     def build_learner(self) -> Learner:
         from sylvan.methods.learner import Learner
 
-        setting = self.setting
+        setting = self.run
         return Learner(self, self.build_model(), setting.nb_tasks, setting.num_classes)
 
     @property
@@ -306,7 +306,7 @@ class SupervisedMethod(Method):
 
         from sylvan.methods.learner import SigtermStopsTraining
 
-        kwargs = self.setting.trainer_kwargs()
+        kwargs = self.run.trainer_kwargs()
         if epochs is not None:
             kwargs["max_epochs"] = epochs
         if not measure_online:
@@ -327,7 +327,7 @@ class SupervisedMethod(Method):
         # Lightning hands the module back on the CPU at the end of every fit; bring it back, so
         # that what a method derives from the weights between tasks (anchors, Fisher information,
         # exemplar means) lives on the device the next task trains on
-        self.learner.to(self.setting.device)
+        self.learner.to(self.run.device)
         self.check_weights_finite()
 
     def check_weights_finite(self) -> None:
@@ -348,7 +348,7 @@ class SupervisedMethod(Method):
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
         """Scores computed where the run trains (inputs and task labels moved there), returned
         on `x`'s device: a caller holding CPU tensors gets CPU scores after a GPU run."""
-        learner = self.learner.to(self.setting.device)
+        learner = self.learner.to(self.run.device)
         if task_labels is not None:
             task_labels = task_labels.to(learner.device)
         with evaluating(learner):
@@ -378,7 +378,7 @@ class SupervisedMethod(Method):
         uninterrupted run has them between tasks, so that what a subclass restores beside them
         can follow them there (`parameter.device`)."""
         self.learner.load_state_dict(state["model"])
-        self.learner.to(self.setting.device)
+        self.learner.to(self.run.device)
         if self.augmentation is not None:
             self.augmentation.load_state_dict(state["augmentation"])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sylvan.settings.base import SETTINGS, Setting, get_setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 from sylvan.settings.continual_rl import ContinualRLSetting
-from sylvan.settings.datasets import DATASETS, DatasetSpec, get_dataset, register_dataset
+from sylvan.settings.data.datasets import DATASETS, DatasetSpec, get_dataset, register_dataset
+from sylvan.settings.data.image_folders import image_folder_dataset
 from sylvan.settings.distributed import DistributedSetting
 from sylvan.settings.domain_incremental import DomainIncrementalSetting
-from sylvan.settings.image_folders import image_folder_dataset
 from sylvan.settings.incremental_rl import IncrementalRLSetting
 from sylvan.settings.multi_task import MultiTaskSetting
 from sylvan.settings.online import OnlineSetting

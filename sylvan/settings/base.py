@@ -50,6 +50,10 @@ class Setting:
 
     seed: int = 0  # random seed: fixes data order, buffer sampling and initialization
 
+    # what a method may read of the setting through its run, besides its fields and assumptions
+    # (children add theirs: `method_facts`)
+    facts: ClassVar[tuple[str, ...]] = ()
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for assumption in KNOWLEDGE_ASSUMPTIONS:
@@ -87,6 +91,21 @@ class Setting:
         before the run's folder is written; `apply` then uses what was loaded. Settings without
         data to load leave this as it is."""
 
+    @classmethod
+    def method_facts(cls) -> frozenset[str]:
+        """The names a method may read of this setting through its run: the fields, the
+        assumptions, the name, and the derived facts the setting and its parents list in `facts`."""
+        from dataclasses import fields
+
+        declared = {name for klass in cls.__mro__ for name in vars(klass).get("facts", ())}
+        return frozenset({f.name for f in fields(cls)} | set(KNOWLEDGE_ASSUMPTIONS) | declared
+                         | {"name", "single_pass"})
+
+    def planned_stages(self) -> int:
+        """The training stages a run of this setting has: one per task where boundaries are
+        known, else one (a child that stages otherwise says so)."""
+        return getattr(self, "nb_tasks", 1) if self.task_boundaries_known else 1
+
     @property
     def world_size(self) -> int:
         """The processes that train a run together (data-parallel workers): one unless a
@@ -96,23 +115,18 @@ class Setting:
     @property
     def rank(self) -> int:
         """This process's place among them; 0 writes the results, checkpoints and logs."""
-        return 0
+        if self.world_size == 1 and not self.data_parallel:
+            return 0
+        from sylvan.parallel.health import global_rank
 
-    @property
-    def pixel_inputs(self) -> bool:
-        """Whether the inputs methods are given are images made of uint8 pixels k, as float32
-        k / 255, which a rehearsal buffer may keep as the pixels (`RehearsalBuffer.pixel_fields`)."""
-        return False
+        return global_rank()
 
     def worker_seed(self, offset: int = 0) -> int:
-        """The seed of what a data-parallel worker draws for itself alone (its local memory's
-        choices and draws): `seed + offset` in one process and on worker 0, another seed on
-        every other worker. With one seed everywhere the workers would choose in lockstep: slot
-        k of every worker's reservoir filled at the same point of its shard, and a draw of the
-        same slots from each buffer would pick samples of the same age (the same task) from
-        each, which a uniform draw from their union would not."""
-        rank = self.rank
-        return self.seed + offset if rank == 0 else (self.seed + offset) * 7919 + 1_000_003 * rank
+        """The seed of what this data-parallel worker draws for itself alone
+        (`sylvan.run.context.worker_seed`)."""
+        from sylvan.run.context import worker_seed
+
+        return worker_seed(self.seed, self.rank, offset)
 
     @property
     def is_writer(self) -> bool:

@@ -45,16 +45,16 @@ class OnlineAccuracyMeter(Callback):
 
 
 class RememberWorkers(Callback):
-    """Tells the distributed setting when the strategy has joined every worker, and, in the
-    process that started them, the worker processes (so that it can tell a dead one from a slow
-    one)."""
+    """Tells a run's data-parallel part (`sylvan.parallel.data_parallel.DataParallel`) when the
+    strategy has joined every worker, and, in the process that started them, the worker
+    processes (so that it can tell a dead one from a slow one)."""
 
-    def __init__(self, setting: Any) -> None:
-        self.setting = setting
+    def __init__(self, parallel: Any) -> None:
+        self.parallel = parallel
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        self.setting._connected_at = time.perf_counter()  # the strategy has joined every worker
-        self.setting._workers_joined = True
+        self.parallel.connected_at = time.perf_counter()  # the strategy has joined every worker
+        self.parallel.joined = True
         launcher = getattr(trainer.strategy, "_launcher", None)
         if getattr(launcher, "procs", None):  # the Trainer that started the workers
-            self.setting._workers = list(launcher.procs)
+            self.parallel.workers = list(launcher.procs)

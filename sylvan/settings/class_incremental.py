@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
+from sylvan.settings.data.streams import TaskData
 from sylvan.settings.online import OnlineSetting
-from sylvan.settings.streams import TaskData
 
 
 @dataclass
@@ -44,7 +44,7 @@ class ClassIncrementalSetting(OnlineSetting):
             dataset = task.train_dataset(self.task_labels_at_train)
             yield [self.train_loader(dataset, shuffle=True, offset=task.task_id)]
 
-    def train_stage(self, method: Any, stage: int, loaders: list[DataLoader]) -> None:
+    def train_stage(self, run: Any, method: Any, stage: int, loaders: list[DataLoader]) -> None:
         task_id = stage if self.task_labels_at_train else None
         method.on_task_start(task_id)
         method.fit(loaders[0], None)

@@ -79,6 +79,11 @@ class ContinualRLSetting(Setting):
     eval_episodes: int = 10  # greedy episodes per task at each evaluation
     accelerator: str = "auto"  # where methods keep their networks: cpu, gpu or auto
 
+    facts: ClassVar[tuple[str, ...]] = (
+        "attribute_names", "task_values", "task_id_in_observation", "observation_shape", "action_space_kind",
+        "num_actions", "action_bounds", "uniform_actions", "num_outputs", "total_steps", "device",
+    )
+
     # Set by `apply` for the duration of a run (plain attributes, not fields).
     _tracker = None
 
@@ -204,6 +209,9 @@ class ContinualRLSetting(Setting):
     def nb_stages(self) -> int:
         return 1
 
+    def planned_stages(self) -> int:
+        return self.nb_stages()
+
     def training_env(self, stage: int) -> StepBudget:
         """The environment trained on in `stage`: here the whole stream, its dynamics drifting
         through every task's values."""
@@ -293,8 +301,9 @@ class ContinualRLSetting(Setting):
 
     def _run(self, method: Any, tracker: Any, resume: RunCheckpoint | None) -> Results:
         nb_stages = self.nb_stages()
-        self.stage_count = nb_stages  # what a method may plan with, as on the supervised settings
-        method.configure(self)
+        from sylvan.run.context import RunContext
+
+        method.configure(RunContext(self, tracker, stage_count=nb_stages))
         if resume is None:
             initial = self.evaluate(method)
             results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial,

@@ -12,9 +12,9 @@ import numpy as np
 
 from sylvan.errors import ConfigurationError, refuse_if_given
 from sylvan.settings.class_incremental import ClassIncrementalSetting
-from sylvan.settings.datasets import DATASETS
-from sylvan.settings.online import arrival_order, check_arrival_order
-from sylvan.settings.streams import TaskData, build_tasks
+from sylvan.settings.data.arrival import arrival_order, check_arrival_order
+from sylvan.settings.data.datasets import DATASETS
+from sylvan.settings.data.streams import TaskData, build_tasks
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from torch.utils.data import ConcatDataset, DataLoader
 
-from sylvan.settings.streams import TaskData
+from sylvan.settings.data.streams import TaskData
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
 
@@ -21,11 +21,14 @@ class MultiTaskSetting(TaskIncrementalSetting):
     def nb_stages(self, tasks: list[TaskData]) -> int:
         return 1
 
+    def planned_stages(self) -> int:
+        return 1
+
     def training_stages(self, tasks: list[TaskData]):
         union = ConcatDataset([t.train_dataset(self.task_labels_at_train) for t in tasks])
         yield [self.train_loader(union, shuffle=True)]
 
-    def train_stage(self, method: Any, stage: int, loaders: list[DataLoader]) -> None:
+    def train_stage(self, run: Any, method: Any, stage: int, loaders: list[DataLoader]) -> None:
         method.on_task_start(None)
         method.fit(loaders[0], None)
         method.on_task_end(None)

@@ -155,7 +155,7 @@ def test_a_method_learns_the_same_from_pixels_as_from_floats(monkeypatch, method
         method = tiny_method(METHODS[method_name])
         results = setting.apply(method)
         buffer = getattr(method, "buffer", None) or method.memory
-        return results.accuracy_matrix, buffer.storage["x"].dtype, setting.pixel_inputs
+        return results.accuracy_matrix, buffer.storage["x"].dtype, method.run.pixel_inputs
 
     # rotated domains sample the nearest pixel: rotated digits are pixels too
     rotated = {"domain_shift": "rotation"}

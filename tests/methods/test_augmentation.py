@@ -64,7 +64,7 @@ def rows(x: torch.Tensor) -> set[bytes]:
 
 def test_new_and_replayed_samples_are_augmented_and_the_buffer_keeps_them_as_they_came():
     setting, method = run_spy("crop_flip")
-    training_inputs = rows(torch.cat([float_inputs(task.x_train) for task in setting._tasks]))
+    training_inputs = rows(torch.cat([float_inputs(task.x_train) for task in setting.prepare_tasks()]))
     steps = len(method.batches)
     assert steps > 10
     # one augmentation of the minibatch per step, and one of the replayed samples at every step but
@@ -82,7 +82,7 @@ def test_new_and_replayed_samples_are_augmented_and_the_buffer_keeps_them_as_the
     assert rows(method.buffer.get_all()["x"]) <= training_inputs
     # evaluation does not augment
     calls = len(method.augment_calls) + len(method.replay_calls)
-    setting.evaluate(method, setting._tasks)
+    setting.evaluate(method, setting.prepare_tasks())
     assert len(method.augment_calls) + len(method.replay_calls) == calls
 
 
@@ -155,8 +155,8 @@ def test_stored_features_describe_the_samples_as_they_came_in_evaluation_mode(se
     setting = setting_cls(**tiny_options(setting_cls), augmentation="crop_flip", batch_size=8, crop_padding=PADDING)
     method = FeatureSpy(buffer_size=30, replay_size=8, buffer_policy=policy, buffer_retrieval=retrieval)
     assert setting.apply(method).complete
-    training_inputs = rows(torch.cat([float_inputs(task.x_train) for task in setting._tasks]))
-    steps = sum(len(task.x_train) for task in setting._tasks) // 8
+    training_inputs = rows(torch.cat([float_inputs(task.x_train) for task in setting.prepare_tasks()]))
+    steps = sum(len(task.x_train) for task in setting.prepare_tasks()) // 8
     assert len(method.checks) >= steps  # once per step: the new samples
     for x, expected, features, untouched, training in method.checks:
         assert rows(x) <= training_inputs  # as they came, not augmented

@@ -18,7 +18,7 @@ def test_last_task_only_trains_once_after_the_last_task_on_every_task():
     sizes = counted_steps(method)
     results = setting.apply(method)
 
-    union = sum(len(task.y_train) for task in setting._tasks)
+    union = sum(len(task.y_train) for task in setting.prepare_tasks())
     assert len(sizes) == OPTIONS["epochs"] * math.ceil(union / OPTIONS["batch_size"])
     assert sum(sizes) == OPTIONS["epochs"] * union
     for row in results.accuracy_matrix[:-1]:  # untrained until the last task
@@ -36,7 +36,7 @@ def test_retraining_after_every_task_trains_on_the_union_each_time():
     sizes = counted_steps(method)
     results = setting.apply(method)
 
-    seen = [sum(len(task.y_train) for task in setting._tasks[: t + 1]) for t in range(OPTIONS["nb_tasks"])]
+    seen = [sum(len(task.y_train) for task in setting.prepare_tasks()[: t + 1]) for t in range(OPTIONS["nb_tasks"])]
     assert sum(sizes) == OPTIONS["epochs"] * sum(seen)
     assert results.accuracy_matrix[0] != results.initial_accuracies
     assert not results.joint_training and results.forgetting is not None

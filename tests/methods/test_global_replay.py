@@ -43,10 +43,10 @@ def test_a_replay_method_draws_every_replay_from_the_global_buffer(name, monkeyp
     monkeypatch.setattr(RehearsalBuffer, "sample", local_sample)
     method = tiny_method(method_cls, buffer_size=30, replay_size=4)
     assert setting.apply(method).complete
-    replay = method.global_replay(setting)
+    replay = method.replay
     declared = method.replay_draws(setting.batch_size)
     assert replay.draw_sizes == declared and not replay.join_batch
-    steps = sum(-(-len(task.x_train) // 8) for task in setting._tasks)
+    steps = sum(-(-len(task.x_train) // 8) for task in setting.prepare_tasks())
     assert method.runtime_stats()["replay_steps"] == replay.steps == steps
     assert len(method.buffer) > 0, "the new samples reached the local buffer"
     per_step: dict[int, list[int]] = {}
@@ -68,5 +68,5 @@ def test_replay_scope_local_draws_from_the_own_buffer_under_plain_ddp(name, monk
     setting = DistributedSetting(**tiny_options(DistributedSetting), batch_size=8, replay_scope="local")
     method = tiny_method(METHODS[name], buffer_size=30, replay_size=4)
     assert setting.apply(method).complete
-    assert method._global_replay is None and method.runtime_stats() == {}
+    assert not method.replays_globally and method.runtime_stats() == {}
     assert len(method.buffer) == 30

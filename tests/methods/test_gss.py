@@ -159,7 +159,7 @@ def test_on_data_parallel_settings_the_scores_reach_the_local_buffer_through_the
     method = Rehearsal(buffer_size=30, replay_size=4, buffer_policy="gss")
     assert setting.apply(method).complete
     assert offered and all("score" in fields for fields in offered)
-    assert method._global_replay is not None and len(method.buffer) == 30
+    assert method.replays_globally and len(method.buffer) == 30
     assert (method.buffer.scores[:30] != NO_REFERENCE_SCORE).any()
 
 

@@ -90,8 +90,7 @@ def test_with_a_prune_ratio_a_stage_frees_that_share_of_what_it_trained():
 def test_a_stage_keeps_its_largest_weights_layer_by_layer():
     method = PackNet()
     setting = TaskIncrementalSetting(**{**DIGITS, "nb_tasks": 2})
-    setting.stage_count = 2  # as `apply` announces it
-    method.configure(setting)
+    method.configure(setting)  # a stage per task: 2
     with torch.no_grad():
         for name, p in method.model.named_parameters():
             if name in method.owners:

@@ -103,8 +103,8 @@ def test_precisions_are_checked():
         OnlineSetting(precision="fp8")
     with pytest.raises(ConfigurationError, match="needs a GPU"):
         OnlineSetting(precision="16-mixed", accelerator="cpu")
-    assert OnlineSetting().trainer_kwargs()["precision"] == "32-true"
-    assert OnlineSetting(precision="bf16-mixed").trainer_kwargs()["precision"] == "bf16-mixed"
+    assert OnlineSetting().trainer_options()["precision"] == "32-true"
+    assert OnlineSetting(precision="bf16-mixed").trainer_options()["precision"] == "bf16-mixed"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

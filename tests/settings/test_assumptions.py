@@ -52,7 +52,7 @@ class Spy(Method):
 
     def predict(self, x, task_labels=None):
         self.predict_labels.append(task_labels)
-        return torch.zeros(len(x), self.setting.num_classes)
+        return torch.zeros(len(x), self.run.num_classes)
 
 
 def run_spy(setting_cls, **extra):

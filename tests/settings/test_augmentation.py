@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError, UnknownNameError
 from sylvan.settings import ClassIncrementalSetting
-from sylvan.settings.augmentation import RandomCropFlip
+from sylvan.settings.data.augmentation import RandomCropFlip
 
 
 def windows_matching(out: torch.Tensor, source: torch.Tensor, padding: int) -> list[tuple[int, int, bool]]:

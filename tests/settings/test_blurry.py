@@ -23,7 +23,7 @@ from sylvan.settings import (
     Setting,
     TaskIncrementalSetting,
 )
-from sylvan.settings.streams import TaskData, blur_tasks
+from sylvan.settings.data.streams import TaskData, blur_tasks
 from tests.conftest import REPO
 
 
@@ -115,7 +115,7 @@ class LabelSpy(Method):
         self.fits.append([label for batch in train_data for label in batch[1].tolist()])
 
     def predict(self, x, task_labels=None):
-        return torch.zeros(len(x), self.setting.num_classes)
+        return torch.zeros(len(x), self.run.num_classes)
 
 
 def test_online_stream_shows_later_classes_early_and_earlier_classes_late():

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from sylvan.errors import ConfigurationError, UnknownNameError
+from sylvan.parallel.data_parallel import DataParallel
 from sylvan.settings import ClassIncrementalSetting, DistributedSetting
 from tests.conftest import default_signal_handling
 from tests.test_cli import REPO, sylvan
@@ -380,48 +381,53 @@ def test_rehearsal_with_augmentation_runs_on_two_workers(tmp_path):
     assert results["task_aware_accuracy"] > 0.8
 
 
+def parallel_part(**options) -> DataParallel:
+    """The data-parallel part a run of `DistributedSetting(**options)` holds."""
+    return DataParallel.of(DistributedSetting(accelerator="cpu", **options))
+
+
 def test_workers_that_never_joined_are_named_as_such():
     """A failure before every worker joined says so; with several nodes, that each node needs the
     command started by a launcher. A failure after they joined (a worker died) says neither."""
-    setting = DistributedSetting(devices=1, num_nodes=2, worker_timeout=5, accelerator="cpu")
+    parallel = parallel_part(devices=1, num_nodes=2, worker_timeout=5)
     timed_out = RuntimeError("Timed out after 6 seconds waiting for clients. 1/2 clients joined.")
-    message = setting._describe_failure(timed_out)
+    message = parallel.describe_failure(timed_out)
     assert "Not all 2 workers joined within --worker_timeout 5 s" in message
     assert "With --num_nodes 2, start the same command on every node" in message
-    setting._workers_joined = True  # as the strategy's set-up records it
-    message = setting._describe_failure(RuntimeError("Connection closed by peer"))
+    parallel.joined = True  # as the strategy's set-up records it
+    message = parallel.describe_failure(RuntimeError("Connection closed by peer"))
     assert "joined" not in message and "--num_nodes" not in message
 
 
 def test_workers_started_before_the_rendezvous_failed_are_reported():
     """The workers this process launched are named with their state even when they never all
     joined (no set-up hook ran to record them): the launcher of the latest strategy has them."""
-    setting = DistributedSetting(devices=2, num_nodes=2, worker_timeout=5, accelerator="cpu")
+    parallel = parallel_part(devices=2, num_nodes=2, worker_timeout=5)
     child = SimpleNamespace(poll=lambda: 1)
-    setting._strategy = SimpleNamespace(launcher=SimpleNamespace(procs=[child]))
+    parallel.strategy = SimpleNamespace(launcher=SimpleNamespace(procs=[child]))
     timed_out = RuntimeError("Timed out after 6 seconds waiting for clients. 2/4 clients joined.")
-    message = setting._describe_failure(timed_out)
+    message = parallel.describe_failure(timed_out)
     assert "worker 1 exited with status 1." in message
-    setting._strategy = SimpleNamespace(launcher=None)  # a later task's Trainer, launched by nothing
-    setting._workers = [SimpleNamespace(poll=lambda: None)]  # recorded by the first fit's set-up
-    setting._worker_exit_wait = 0.1  # it would not exit within any wait
-    assert "worker 1 is still running." in setting._describe_failure(RuntimeError("Connection closed by peer"))
+    parallel.strategy = SimpleNamespace(launcher=None)  # a later task's Trainer, launched by nothing
+    parallel.workers = [SimpleNamespace(poll=lambda: None)]  # recorded by the first fit's set-up
+    parallel.exit_wait = 0.1  # it would not exit within any wait
+    assert "worker 1 is still running." in parallel.describe_failure(RuntimeError("Connection closed by peer"))
 
 
 def test_the_worker_that_died_is_named_first_and_the_one_that_noticed_after_it():
     """A worker killed by a signal (or exiting with an error) is the cause: the message names it
     and how it ended first, then the worker that lost contact with it; a worker still running
     or ended cleanly is listed after."""
-    setting = DistributedSetting(devices=3, worker_timeout=5, accelerator="cpu")
-    setting._workers_joined = True
-    setting._worker_exit_wait = 0.1
-    setting._workers = [SimpleNamespace(poll=lambda: None), SimpleNamespace(poll=lambda: -9)]
-    message = setting._describe_failure(RuntimeError("Connection closed by peer"))
+    parallel = parallel_part(devices=3, worker_timeout=5)
+    parallel.joined = True
+    parallel.exit_wait = 0.1
+    parallel.workers = [SimpleNamespace(poll=lambda: None), SimpleNamespace(poll=lambda: -9)]
+    message = parallel.describe_failure(RuntimeError("Connection closed by peer"))
     assert message.startswith("worker 2 was killed by signal 9 (SIGKILL). worker 0 lost contact with it "
                               "(Connection closed by peer).")
     assert "worker 1 is still running." in message and "lost contact with the other workers" not in message
-    setting._workers = [SimpleNamespace(poll=lambda: 0), SimpleNamespace(poll=lambda: None)]
-    message = setting._describe_failure(RuntimeError("Connection closed by peer"))
+    parallel.workers = [SimpleNamespace(poll=lambda: 0), SimpleNamespace(poll=lambda: None)]
+    message = parallel.describe_failure(RuntimeError("Connection closed by peer"))
     assert message.startswith("worker 0 lost contact with the other workers")
     assert "worker 1 exited with status 0." in message and "worker 2 is still running." in message
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from sylvan.errors import DataUnavailableError
-from sylvan.settings.datasets import DATASETS
-from sylvan.settings.idx_files import read_idx, read_mnist_split
+from sylvan.settings.data.datasets import DATASETS
+from sylvan.settings.data.idx_files import read_idx, read_mnist_split
 
 
 def write_idx(path, array: np.ndarray, type_code: int = 0x08, gzipped: bool = False) -> None:

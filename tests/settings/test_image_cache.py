@@ -13,15 +13,9 @@ import torch
 from PIL import Image
 
 from sylvan.errors import ConfigurationError, DataUnavailableError
-from sylvan.settings import (
-    DATASETS,
-    ClassIncrementalSetting,
-    image_cache,
-    image_folder_dataset,
-    register_dataset,
-    streams,
-)
-from sylvan.settings.streams import decode_images
+from sylvan.settings import DATASETS, ClassIncrementalSetting, image_folder_dataset, register_dataset
+from sylvan.settings.data import image_cache, streams
+from sylvan.settings.data.streams import decode_images
 from tests.settings.test_image_folders import write_image_folder
 
 

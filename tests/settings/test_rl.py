@@ -59,7 +59,7 @@ class Spy(Method):
 
     def predict(self, x, task_labels=None):
         self.predict_task_labels.append(task_labels)
-        return torch.zeros(len(x), self.setting.num_actions)
+        return torch.zeros(len(x), self.run.num_actions)
 
 
 def run_spy(setting_cls, **options):

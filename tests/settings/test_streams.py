@@ -11,7 +11,7 @@ from continuum import ClassIncremental, Permutations, Rotations
 from continuum.datasets import InMemoryDataset
 
 from sylvan.minibatches import float_inputs
-from sylvan.settings.streams import build_tasks, images_at_once, materialize, materialize_per_sample
+from sylvan.settings.data.streams import build_tasks, images_at_once, materialize, materialize_per_sample
 
 
 def image_arrays(shape: tuple[int, ...], n: int = 120) -> InMemoryDataset:
@@ -172,20 +172,24 @@ def test_a_run_frees_the_data_of_the_runs_before_it(monkeypatch):
     import weakref
 
     from sylvan.methods import Rehearsal
-    from sylvan.settings import ClassIncrementalSetting, online
+    from sylvan.settings import ClassIncrementalSetting
+    from sylvan.settings.data import loading
     from tests.conftest import tiny_options
 
-    monkeypatch.setattr(online, "FREE_FROM_BYTES", 1)  # tiny data: collect all the same
+    monkeypatch.setattr(loading, "FREE_FROM_BYTES", 1)  # tiny data: collect all the same
 
-    def run() -> ClassIncrementalSetting:
+    def run() -> weakref.ReferenceType:
+        """Run, and return a weak reference to the first task's training inputs."""
         setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
+        setting.prepare_data()
+        first = weakref.ref(setting._preloaded[0][0].x_train)
         setting.apply(Rehearsal(buffer_size=20))
-        return setting
+        return first
 
     enabled = gc.isenabled()
     gc.disable()  # no automatic collection: only the one the next run asks for
     try:
-        first = weakref.ref(run()._tasks[0].x_train)
+        first = run()
         assert first() is not None, "the finished run's data stay in reference cycles"
         run()
         assert first() is None

@@ -15,7 +15,7 @@ from continuum.datasets import InMemoryDataset
 from sylvan.errors import ConfigurationError
 from sylvan.methods import Method
 from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting, OnlineSetting, Setting
-from sylvan.settings.streams import holdout
+from sylvan.settings.data.streams import holdout
 from tests.conftest import tiny_options
 
 
@@ -59,7 +59,7 @@ class Recorder(Method):
 
     def predict(self, x, task_labels=None):
         self.evaluated.append(x)
-        return torch.zeros(len(x), self.setting.num_classes)
+        return torch.zeros(len(x), self.run.num_classes)
 
 
 def rows(tensors: list[torch.Tensor]) -> set[bytes]:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from sylvan.errors import ConfigurationError, DataUnavailableError
-from sylvan.settings.augmentation import AUGMENTATIONS
-from sylvan.settings.datasets import DatasetSpec
+from sylvan.settings.data.augmentation import AUGMENTATIONS
+from sylvan.settings.data.datasets import DatasetSpec
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "test")

@@ -21,7 +21,7 @@ import numpy as np
 
 from sylvan.errors import ConfigurationError, DataUnavailableError, unknown_name
 from sylvan.registry import NAME_RULE, is_command_line_name
-from sylvan.settings.idx_files import read_mnist_split
+from sylvan.settings.data.idx_files import read_mnist_split
 
 if TYPE_CHECKING:
     from continuum.datasets import InMemoryDataset

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.errors import ConfigurationError, DataUnavailableError
 from sylvan.minibatches import float_inputs
-from sylvan.settings import image_cache
+from sylvan.settings.data import image_cache
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset

@@ -1,0 +1,208 @@
+"""The data-parallel part of a run: its workers, their Lightning strategy, their checkpoint parts,
+and what to say when one of them fails.
+
+Any supervised setting runs data-parallel with `--devices N` (or `--num_nodes`, torchrun,
+SLURM): each worker trains on its own shard of every stage's data (Lightning's distributed
+sampler), evaluation is sharded (`sylvan.parallel.sharded_evaluation`), and only worker 0 writes
+the run's folder. A run context holds one `DataParallel` for the run; the setting only holds its
+options, checked here."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from sylvan.errors import ConfigurationError, RunFailedError, unknown_name
+from sylvan.parallel.health import failure_report, interruption_behind, is_distributed_failure
+from sylvan.registry import METHODS
+
+REPLAY_SCOPES = ("global", "local")
+_UNKNOWN = object()  # the workers' checkpoint folder before worker 0 has said where it is
+
+
+def uses_cuda(accelerator: str) -> bool:
+    """Whether `--accelerator` puts the workers on GPUs (NCCL) rather than CPU processes (gloo)."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def check_parallel_options(setting: Any) -> None:
+    """Refuse invalid or contradictory `--devices`, `--num_nodes`, `--worker_timeout`,
+    `--replay_sync` and `--replay_scope`, and more GPU workers than this node has GPUs."""
+    if setting.devices < 1 or setting.num_nodes < 1:
+        raise ConfigurationError("--devices and --num_nodes must be >= 1")
+    if setting.worker_timeout <= 0:
+        raise ConfigurationError(f"--worker_timeout must be > 0, got {setting.worker_timeout}")
+    if setting.replay_scope not in REPLAY_SCOPES:
+        raise unknown_name("replay scope", setting.replay_scope, list(REPLAY_SCOPES))
+    if setting.replay_sync and setting.replay_scope == "local":
+        raise ConfigurationError("--replay_sync sets how the workers exchange representatives, which "
+                                 "--replay_scope local never does")
+    gpus = torch.cuda.device_count() if uses_cuda(setting.accelerator) else 0
+    if 0 < gpus < setting.devices:
+        raise ConfigurationError(
+            f"--devices {setting.devices} asks for {setting.devices} GPU workers on this node, which has {gpus} "
+            f"GPU(s); use --devices {gpus}, or --accelerator cpu for {setting.devices} CPU workers"
+        )
+
+
+def check_replay_options(setting: Any, method: Any) -> None:
+    """Refuse --replay_sync and --replay_scope local for a method without a replay channel, which
+    alone they set: the option would be silently ignored."""
+    given = [flag for flag, value in (("--replay_sync", setting.replay_sync),
+                                      ("--replay_scope local", setting.replay_scope == "local")) if value]
+    if given and not method.replays:
+        able = sorted(name for name, cls in METHODS.items() if cls.replays)
+        raise ConfigurationError(
+            f"{given[0]} has no effect on {method.name}: it sets how the distributed rehearsal buffer "
+            f"draws representatives, which {', '.join(able)} use{'s' if len(able) == 1 else ''}"
+        )
+
+
+class DataParallel:
+    """The workers of one data-parallel run, as this process sees them: the strategy each
+    stage's `Trainer` trains with, the replay channel that strategy exchanges, the worker
+    processes this one started, and when they joined."""
+
+    exit_wait = 5.0  # seconds a failing worker 0 gives the workers it started to exit
+
+    def __init__(self, devices: int, num_nodes: int, worker_timeout: float, accelerator: str,
+                 replay_sync: bool = False, replay_scope: str = "global") -> None:
+        self.devices, self.num_nodes = devices, num_nodes
+        self.worker_timeout = worker_timeout
+        self.on_cuda = uses_cuda(accelerator)
+        self.replay_sync = replay_sync
+        self.replays_globally = replay_scope == "global"
+        self.channel: Any = None  # the global replay channel a method asked the run for, if any
+        self.workers: list[Any] = []  # worker processes started on this machine (worker 0 only)
+        self.strategy: Any = None  # the latest Trainer's (its launcher starts the workers in the first fit)
+        self.joined = False  # every worker has joined the process group, in this run's first fit or since
+        self.connected_at: float | None = None  # perf_counter() at the current fit's set-up, or None
+        self.stage_startup = 0.0
+        self.checkpoint_folder: Any = _UNKNOWN  # where workers write their checkpoints' parts; None: nowhere
+
+    @classmethod
+    def of(cls, setting: Any) -> DataParallel:
+        return cls(setting.devices, setting.num_nodes, setting.worker_timeout, setting.accelerator,
+                   setting.replay_sync, setting.replay_scope)
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
+    # ----- training ---------------------------------------------------------------------
+
+    def make_strategy(self) -> Any:
+        """DDP on a process group whose collectives give up after `worker_timeout` seconds
+        instead of hanging; with the distributed rehearsal strategy where a method replays
+        through the run's global channel."""
+        from lightning.pytorch.strategies import DDPStrategy
+
+        from sylvan.buffers.distributed import DistributedRehearsalStrategy
+
+        options = dict(process_group_backend="nccl" if self.on_cuda else "gloo",
+                       timeout=timedelta(seconds=self.worker_timeout))
+        if self.channel is not None:
+            self.strategy = DistributedRehearsalStrategy(replay=self.channel, **options)
+        else:
+            self.strategy = DDPStrategy(**options)
+        return self.strategy
+
+    def trainer_options(self, callbacks: list[Any]) -> dict[str, Any]:
+        """What a data-parallel `Trainer` changes in a one-process one's options."""
+        from sylvan.settings.callbacks import RememberWorkers
+
+        options: dict[str, Any] = dict(strategy=self.make_strategy(), devices=self.devices, num_nodes=self.num_nodes,
+                                       callbacks=[*callbacks, RememberWorkers(self)])
+        if not self.on_cuda:
+            options["accelerator"] = "cpu"
+        return options
+
+    def timed_stage(self, train: Any) -> None:
+        """Run `train()` (one stage's fits); if it started the workers (the first fit does, unless
+        a launcher such as torchrun did), remember how long that took before training began."""
+        connected_before = dist.is_available() and dist.is_initialized()
+        started = time.perf_counter()
+        self.connected_at = None
+        train()
+        started_workers = self.connected_at is not None and not connected_before
+        self.stage_startup = self.connected_at - started if started_workers else 0.0
+
+    # ----- collectives ------------------------------------------------------------------
+
+    @staticmethod
+    def connected() -> bool:
+        """Whether the workers' process group is up with more than one worker in it."""
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+    @staticmethod
+    def collective_device() -> torch.device:
+        """Where tensors of this process group's collectives live: NCCL's on this worker's GPU."""
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
+    def sum_over_workers(self, values: torch.Tensor) -> torch.Tensor:
+        """`values` (float64) summed over every worker, back on the CPU."""
+        summed = values.to(self.collective_device())
+        dist.all_reduce(summed)
+        return summed.cpu()
+
+    def save_worker_states(self, method: Any, stage: int, tracker: Any) -> None:
+        """Every worker but 0 writes its part of the stage's checkpoint (its buffer, its
+        generators: see `sylvan.checkpoints`) into the folder worker 0's tracker names; then all
+        wait for each other, so that worker 0 writes the stage's own file only once every part
+        is on disk."""
+        if not self.connected():
+            return
+        if self.checkpoint_folder is _UNKNOWN:  # only worker 0 has a tracker: it says where, once
+            folder = [None if tracker is None or tracker.checkpoint_dir is None else str(tracker.checkpoint_dir)]
+            dist.broadcast_object_list(folder, src=0, device=self.collective_device())
+            self.checkpoint_folder = None if folder[0] is None else Path(folder[0])
+        if self.checkpoint_folder is None:  # --save_checkpoints false
+            return
+        from sylvan.checkpoints import save_worker_checkpoint
+
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if rank > 0:
+            self.checkpoint_folder.mkdir(parents=True, exist_ok=True)
+            save_worker_checkpoint(self.checkpoint_folder, stage, rank, world, method)
+        dist.all_reduce(torch.zeros(1, device=self.collective_device()))  # a barrier on either backend
+
+    # ----- failures ---------------------------------------------------------------------
+
+    def translate_failure(self, error: Exception) -> BaseException | None:
+        """What a run that raised `error` should raise instead: the signal that stopped it, or a
+        `RunFailedError` naming the worker that died; None where `error` is not the workers'."""
+        if self.world_size == 1 or not is_distributed_failure(error):
+            return None
+        stop = interruption_behind(error)
+        if stop is not None:  # stopped by a signal; the broken connection came of it
+            return stop
+        return RunFailedError(self.describe_failure(error))
+
+    def describe_failure(self, error: BaseException) -> str:
+        """The error message of a failed run: the worker that died and how, first (see
+        `sylvan.parallel.health`), whether every worker had joined, where the results are."""
+        lines = failure_report(error, self.local_workers(), self.exit_wait)
+        if not self.joined:
+            lines.append(f"Not all {self.world_size} workers joined within --worker_timeout {self.worker_timeout:g} s.")
+            if self.num_nodes > 1:
+                lines.append(
+                    f"With --num_nodes {self.num_nodes}, start the same command on every node through a launcher "
+                    "(torchrun, SLURM's srun) that tells each its node rank and the address of node 0."
+                )
+        lines.append("Results of the tasks finished before the failure are in the run folder.")
+        return " ".join(lines)
+
+    def local_workers(self) -> list[Any]:
+        """The worker processes this one started: those the first fit's set-up recorded, or,
+        where the workers never all joined (no set-up ran), those the latest launcher started."""
+        if self.workers:
+            return list(self.workers)
+        launched = getattr(getattr(self.strategy, "launcher", None), "procs", None)
+        return list(launched or ())

@@ -1,0 +1,142 @@
+"""The run context: what one run of a method on a setting has, made by `Setting.apply` and
+handed to the method's `configure`.
+
+A run owns its tracker (results, logs, W&B), the callbacks of its Trainers, the data-parallel
+part (rank, world size, the workers' strategy) and the replay channel; the method builds its
+Trainers from the run (`trainer_kwargs`) and replays through it (`replay_channel`). What the
+method may read of the setting's configuration (its fields, its assumptions, the facts derived
+from them, such as `num_classes` or `input_shape`) it reads through the run too; the setting's
+run loop stays out of reach, and the setting keeps no state of the run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from sylvan.buffers.base import RehearsalBuffer
+    from sylvan.parallel.data_parallel import DataParallel
+    from sylvan.settings.base import Setting
+
+
+def worker_seed(seed: int, rank: int, offset: int = 0) -> int:
+    """The seed of what data-parallel worker `rank` draws for itself alone (its local memory's
+    choices and draws): `seed + offset` in one process and on worker 0, another seed on every
+    other worker. With one seed everywhere the workers would choose in lockstep: slot k of every
+    worker's reservoir filled at the same point of its shard, and a draw of the same slots from
+    each buffer would pick samples of the same age (the same task) from each, which a uniform
+    draw from their union would not."""
+    return seed + offset if rank == 0 else (seed + offset) * 7919 + 1_000_003 * rank
+
+
+class LocalReplay:
+    """The replay channel of a run in one process (or of workers that replay each from its own
+    buffer, `--replay_scope local`): the method's buffer itself."""
+
+    def __init__(self, buffer: RehearsalBuffer) -> None:
+        self.buffer = buffer
+
+    def take(self, n: int) -> dict[str, torch.Tensor]:
+        """Up to `n` samples drawn uniformly from the buffer ({} while it is empty)."""
+        return self.buffer.sample(n)
+
+    def insert(self, fields: dict[str, torch.Tensor]) -> None:
+        """Offer a batch's samples (and their extras: logits, features, ...) to the buffer."""
+        self.buffer.add(**fields)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # all of it is the buffer's, which the method saves
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def timings(self) -> dict[str, float]:
+        return {}
+
+
+class RunContext:
+    """One run of a method on a setting. Made by `Setting.apply` (or, for a method configured
+    outside a run, by `RunContext.standalone`)."""
+
+    def __init__(self, setting: Setting, tracker: Any = None, parallel: DataParallel | None = None,
+                 stage_count: int = 1, pixel_inputs: bool = False) -> None:
+        self.setting = setting
+        self.tracker = tracker
+        self.parallel = parallel  # None: one process
+        self.stage_count = stage_count  # the training stages ahead (one per task where boundaries are known)
+        # whether the run's inputs are uint8 pixels k, handed to methods as float32 k / 255, which a
+        # rehearsal buffer may keep as the pixels (`RehearsalBuffer.pixel_fields`)
+        self.pixel_inputs = pixel_inputs
+        self.online_meter: Any = None  # the predict-then-train meter of the stage being trained, if any
+
+    @classmethod
+    def standalone(cls, setting: Setting, stage_count: int | None = None) -> RunContext:
+        """A run of `setting` with no tracker, for a method configured outside `Setting.apply`
+        (a script, a test): as many stages as the setting plans, data parallel where it is."""
+        parallel = None
+        if getattr(setting, "world_size", 1) > 1 or setting.data_parallel:
+            from sylvan.parallel.data_parallel import DataParallel
+
+            parallel = DataParallel.of(setting)
+        stages = setting.planned_stages() if stage_count is None else stage_count
+        return cls(setting, parallel=parallel, stage_count=stages)
+
+    def __getattr__(self, name: str) -> Any:
+        """The setting's configuration a method may read (`Setting.method_facts`)."""
+        setting = self.__dict__.get("setting")
+        if setting is not None and name in setting.method_facts():
+            return getattr(setting, name)
+        raise AttributeError(
+            f"a run has no attribute {name!r}: a method reads the run's own parts (tracker, rank, world_size, "
+            "trainer_kwargs, replay_channel, ...) and the setting's configuration "
+            f"({', '.join(sorted(setting.method_facts())) if setting is not None else 'none yet'})"
+        )
+
+    # ----- the workers ------------------------------------------------------------------
+
+    @property
+    def world_size(self) -> int:
+        """The processes that train this run together (data-parallel workers)."""
+        return 1 if self.parallel is None else self.parallel.world_size
+
+    @property
+    def rank(self) -> int:
+        """This process's place among them; 0 writes the results, checkpoints and logs."""
+        if self.parallel is None:
+            return 0
+        from sylvan.parallel.health import global_rank
+
+        return global_rank()
+
+    def worker_seed(self, offset: int = 0) -> int:
+        """The seed of what this worker draws for itself alone (see `worker_seed`)."""
+        return worker_seed(self.setting.seed, self.rank, offset)
+
+    # ----- training ---------------------------------------------------------------------
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """How a Lightning `Trainer` of this run is built: the setting's options, the run's
+        loggers and callbacks, and, with several workers, their strategy."""
+        kwargs = self.setting.trainer_options()
+        kwargs["logger"] = self.tracker.lightning_loggers() if self.tracker is not None else False
+        meter = [] if self.online_meter is None else [self.online_meter]
+        kwargs["callbacks"] = [*kwargs.get("callbacks", ()), *meter]
+        if self.parallel is not None:
+            kwargs.update(self.parallel.trainer_options(kwargs["callbacks"]))
+        return kwargs
+
+    def replay_channel(self, buffer: RehearsalBuffer, draws: tuple[int, ...]) -> Any:
+        """Where a method replays from and inserts into, around its local `buffer`: the buffer
+        itself in one process (`LocalReplay`); with several workers replaying globally, the
+        distributed asynchronous rehearsal (`sylvan.buffers.global_replay`), each step's `draws`
+        taken uniformly from the union of every worker's buffer, which the workers' strategy
+        exchanges ahead of the step."""
+        if self.parallel is None or not self.parallel.replays_globally:
+            return LocalReplay(buffer)
+        from sylvan.buffers.global_replay import GlobalReplay
+
+        channel = GlobalReplay(buffer, draws, synchronous=self.parallel.replay_sync, seed=self.setting.seed,
+                               join_batch=False)
+        self.parallel.channel = channel
+        return channel

@@ -1,0 +1,62 @@
+"""Evaluation of a method on every task of a supervised stream: accuracies, task-aware
+accuracies and the confusion matrix, from the method's `predict`."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+
+from sylvan.minibatches import float_inputs
+from sylvan.settings.data.streams import TaskData
+
+
+class Evaluation(NamedTuple):
+    """What one evaluation of a method on every task's test set measured."""
+
+    accuracies: list[float]  # on each task's test set
+    aware: list[float] | None  # the same with scores restricted to the task's classes (None: tasks share them)
+    confusion: torch.Tensor  # (classes, classes) int64 counts[true class, predicted class] over all of them
+
+
+def evaluate_tasks(method: Any, tasks: list[TaskData], num_classes: int, batch_size: int,
+                   task_labels_at_test: bool, shared_output_space: bool) -> Evaluation:
+    """Accuracy of `method` on every task's test set (scored `batch_size` samples at a time,
+    told the task where `task_labels_at_test`), the task-aware accuracy (scores restricted to
+    the task's classes) unless tasks share their classes, and the confusion matrix of its
+    predictions over all of them."""
+    accuracies, aware = [], []
+    classes = num_classes
+    confusion = torch.zeros(classes * classes, dtype=torch.int64)
+    scored: dict[tuple[int, tuple[int, ...]], tuple[float, float]] = {}
+    for task in tasks:
+        # tasks that share one test set (a dataset's fixed one) are scored on it once, unless the
+        # method is told which task it is scored as
+        shared = (id(task.x_test), tuple(task.classes))
+        if not task_labels_at_test and shared in scored:
+            accuracies.append(scored[shared][0])
+            aware.append(scored[shared][1])
+            continue
+        correct = aware_correct = 0
+        mask = torch.zeros(classes, dtype=torch.bool)
+        mask[task.classes] = True
+        for start in range(0, len(task.y_test), batch_size):
+            x = float_inputs(task.x_test[start : start + batch_size])
+            y = task.y_test[start : start + batch_size]
+            task_labels = torch.full_like(y, task.task_id) if task_labels_at_test else None
+            scores = method.predict(x, task_labels)
+            if scores.shape != (len(y), classes):
+                raise RuntimeError(
+                    f"{type(method).__name__}.predict returned shape {tuple(scores.shape)}, "
+                    f"expected (batch, num_classes) = {(len(y), classes)}"
+                )
+            scores = scores.detach().float().cpu()
+            predicted = scores.argmax(1)
+            correct += int((predicted == y).sum())
+            confusion += torch.bincount(y * classes + predicted, minlength=classes * classes)
+            masked = scores.masked_fill(~mask, float("-inf"))
+            aware_correct += int((masked.argmax(1) == y).sum())
+        accuracies.append(correct / len(task.y_test))
+        aware.append(aware_correct / len(task.y_test))
+        scored[shared] = (accuracies[-1], aware[-1])
+    return Evaluation(accuracies, None if shared_output_space else aware, confusion.view(classes, classes))

@@ -1,0 +1,94 @@
+"""The run of a method on a supervised setting: load the tasks, make the run context, train stage
+after stage, evaluate after each, and hand the results to the tracker as they come.
+
+The setting says what the stages are (`training_stages`), what a stage hands the method
+(`train_stage`) and how a method is evaluated (`evaluate`); everything the run holds lives here
+and in its `RunContext`, and is gone when the run returns."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from sylvan.errors import InapplicableMethodError, RunFailedError
+from sylvan.metrics import Results
+from sylvan.run.context import RunContext
+
+
+def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any = None) -> Results:
+    """Train `method` on `setting`'s stream and return its results. With several data-parallel
+    workers, a worker that dies or raises stops the others within `--worker_timeout` seconds
+    (usually at once: the collectives see the broken connection), and worker 0 names the worker
+    that failed; finished tasks are already on disk."""
+    if not method.is_applicable(setting):
+        raise InapplicableMethodError(
+            f"method {method.name!r} targets {method.target_setting.name!r} and does not apply to {setting.name!r}"
+        )
+    method.validate_for(setting)
+    parallel = None
+    if setting.world_size > 1 or setting.data_parallel:
+        from sylvan.parallel.data_parallel import DataParallel
+
+        parallel = DataParallel.of(setting)
+    try:
+        return _train_and_evaluate(setting, method, tracker, resume, parallel)
+    except Exception as error:
+        replacement = None if parallel is None else parallel.translate_failure(error)
+        if replacement is None:
+            raise
+        raise replacement from (error if isinstance(replacement, RunFailedError) else None)
+
+
+def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, parallel: Any) -> Results:
+    tasks = setting.seeded_tasks()
+    nb_stages = setting.nb_stages(tasks)
+    pixel_inputs = bool(tasks) and all(task.x_train.dtype == torch.uint8 for task in tasks)
+    run = RunContext(setting, tracker, parallel, stage_count=nb_stages, pixel_inputs=pixel_inputs)
+    method.configure(run)
+    if resume is None:
+        initial = setting.evaluate(method, tasks, parallel).accuracies
+        results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
+                          joint_training=method.joint_training, evaluation_split=setting.evaluation_split)
+        finished = -1
+    else:
+        results, finished = setting.restore_run(method, tracker, resume, nb_stages, len(tasks))
+    start = time.perf_counter() - results.total_wall_time
+    for stage, loaders in enumerate(setting.training_stages(tasks)):
+        if stage <= finished:  # resuming: trained before the interruption
+            method.skip_stage(loaders)
+            continue
+        stage_start = time.perf_counter()
+        startup = _train_stage(setting, run, method, stage, loaders)
+        results.worker_startup_time += startup
+        results.task_train_time.append(time.perf_counter() - stage_start - startup)
+        evaluation = setting.evaluate(method, tasks, parallel)
+        results.accuracy_matrix.append(evaluation.accuracies)
+        if evaluation.aware is not None:
+            results.task_aware_matrix = (results.task_aware_matrix or []) + [evaluation.aware]
+        results.confusion_matrix = evaluation.confusion.tolist()
+        results.samples_seen.append(sum(len(loader.dataset) for loader in loaders) * setting.epochs_per_task)
+        setting.record_stage_end(results, method, stage_start, start, nb_stages)
+        if run.online_meter is not None:
+            results.online_accuracy = run.online_meter.accuracy
+        if parallel is not None:
+            parallel.save_worker_states(method, stage, tracker)
+        if tracker is not None:
+            seen = stage + 1 if nb_stages == len(tasks) else len(tasks)
+            tracker.on_stage_end(results, stage, nb_stages, seen, method)
+    return results
+
+
+def _train_stage(setting: Any, run: RunContext, method: Any, stage: int, loaders: list[Any]) -> float:
+    """Train one stage; return the seconds it spent starting the workers rather than training
+    (their Python start-up and imports, on the first stage of a data-parallel run)."""
+    if run.parallel is None:
+        setting.train_stage(run, method, stage, loaders)
+        return 0.0
+    run.parallel.timed_stage(lambda: setting.train_stage(run, method, stage, loaders))
+    if run.online_meter is not None:  # every worker's shard of the stream counts
+        from sylvan.parallel.sharded_evaluation import summed_online_counts
+
+        summed_online_counts(run.online_meter, run.parallel)
+    return run.parallel.stage_startup

@@ -1,6 +1,6 @@
 """What preparing Seq-TinyImageNet's tasks costs: sylvan decodes the image files with a thread per
 core into one uint8 array, then builds the tasks from it as it does CIFAR's, keeping uint8 pixels
-(`streams.decode_images`, `streams.images_at_once`); against continuum's own path, which opens,
+(`decoding.decode_images`, `decoding.images_at_once`); against continuum's own path, which opens,
 decodes and converts the files to float32 one at a time as its task sets are indexed; and with
 `--image_cache` (`settings/image_cache.py`), the first run, which decodes and keeps the array,
 then a later one, which reads it back.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sylvan.settings.data.streams import usable_cores
+from sylvan.settings.data.decoding import usable_cores
 
 
 def write_tiny_imagenet(
@@ -89,7 +89,7 @@ def measure(way: str, root: Path, cache: str | None) -> None:
     from continuum.scenarios import ClassIncremental
 
     from sylvan.settings import ClassIncrementalSetting
-    from sylvan.settings.data.streams import decode_images, materialize_per_sample
+    from sylvan.settings.data.decoding import decode_images, materialize_per_sample
 
     start = time.perf_counter()
     if way.startswith("decode"):

@@ -33,8 +33,8 @@ class L2Anchor(SupervisedMethod):
         if self.strength < 0:
             raise ConfigurationError(f"--strength must be >= 0, got {self.strength}")
 
-    def configure(self, setting):
-        super().configure(setting)
+    def configure(self, run):
+        super().configure(run)
         self.anchor = None  # no previous task yet
 
     def on_task_end(self, task_id):

@@ -40,12 +40,12 @@ class Reinforce(Method):
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigurationError(f"--gamma must be between 0 and 1, got {self.gamma}")
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
-        torch.manual_seed(setting.seed)
-        self.policy = MLP(setting.observation_shape, setting.num_actions, (self.hidden_size,))
+    def configure(self, run: Any) -> None:
+        super().configure(run)
+        torch.manual_seed(run.seed)
+        self.policy = MLP(run.observation_shape, run.num_actions, (self.hidden_size,))
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
-        self.generator = torch.Generator().manual_seed(setting.seed)
+        self.generator = torch.Generator().manual_seed(run.seed)
 
     def fit(self, train_data: Any, val_data: Any = None) -> None:
         env = train_data

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 PACKAGE = REPO / "sylvan"
@@ -84,3 +86,30 @@ def test_settings_buffers_and_models_never_import_a_method():
     for name, targets in import_graph().items():
         if name.startswith(("sylvan.settings", "sylvan.buffers", "sylvan.models")):
             assert not {t for t in targets if t.startswith("sylvan.methods")}, name
+
+
+def test_no_setting_module_exceeds_250_lines():
+    """A setting module holds one node of the tree, or one job of the data path; the run loops,
+    evaluation and data parallelism live in `sylvan.run` and `sylvan.parallel`."""
+    sizes = {path.relative_to(REPO).as_posix(): len(path.read_text().splitlines())
+             for path in (PACKAGE / "settings").rglob("*.py")}
+    assert {path: size for path, size in sizes.items() if size > 250} == {}
+
+
+@pytest.mark.parametrize("setting_name", ["online", "class_incremental", "task_incremental", "multi_task"])
+def test_a_setting_keeps_nothing_of_a_finished_run(setting_name):
+    """Settings are configuration: what a run holds (its tasks, tracker, meter, workers) lives in
+    its run context and is gone with it, so one setting can run many methods, one after another."""
+    from dataclasses import fields
+
+    from sylvan.methods import Rehearsal
+    from sylvan.settings import SETTINGS
+    from tests.conftest import tiny_options
+
+    setting_cls = SETTINGS[setting_name]
+    setting = setting_cls(**tiny_options(setting_cls))
+    before = dict(vars(setting))
+    setting.apply(Rehearsal(buffer_size=20))
+    configuration = {f.name for f in fields(setting)}
+    kept = {name: value for name, value in vars(setting).items() if name not in configuration and value is not None}
+    assert kept == {name: value for name, value in before.items() if name not in configuration}

@@ -10,6 +10,7 @@ options, checked here."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,24 +31,43 @@ def uses_cuda(accelerator: str) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def check_parallel_options(setting: Any) -> None:
-    """Refuse invalid or contradictory `--devices`, `--num_nodes`, `--worker_timeout`,
-    `--replay_sync` and `--replay_scope`, and more GPU workers than this node has GPUs."""
-    if setting.devices < 1 or setting.num_nodes < 1:
-        raise ConfigurationError("--devices and --num_nodes must be >= 1")
-    if setting.worker_timeout <= 0:
-        raise ConfigurationError(f"--worker_timeout must be > 0, got {setting.worker_timeout}")
-    if setting.replay_scope not in REPLAY_SCOPES:
-        raise unknown_name("replay scope", setting.replay_scope, list(REPLAY_SCOPES))
-    if setting.replay_sync and setting.replay_scope == "local":
-        raise ConfigurationError("--replay_sync sets how the workers exchange representatives, which "
-                                 "--replay_scope local never does")
-    gpus = torch.cuda.device_count() if uses_cuda(setting.accelerator) else 0
-    if 0 < gpus < setting.devices:
-        raise ConfigurationError(
-            f"--devices {setting.devices} asks for {setting.devices} GPU workers on this node, which has {gpus} "
-            f"GPU(s); use --devices {gpus}, or --accelerator cpu for {setting.devices} CPU workers"
-        )
+@dataclass
+class DataParallelOptions:
+    """The options of data parallelism, which every supervised setting has (a dataclass its
+    fields come from): with `devices x num_nodes` workers, each trains on its own shard of every
+    stage's data, and replay methods draw from the union of all workers' buffers."""
+
+    devices: int = 1  # data-parallel workers per node (processes on CPU, GPUs with --accelerator gpu)
+    num_nodes: int = 1  # number of nodes (machines) taking part
+    worker_timeout: float = 120.0  # seconds a worker waits for the others before the run stops with an error
+    replay_sync: bool = False  # replay methods: exchange representatives synchronously (the baseline), not overlapped
+    # replay methods on several workers: draw each step's replay from the union of every worker's
+    # buffer (global), or each worker from its own buffer alone (local: the baseline, plain DDP)
+    replay_scope: str = "global"
+
+    @property
+    def world_size(self) -> int:
+        """The processes that train a run together."""
+        return self.devices * self.num_nodes
+
+    def check_parallel_options(self) -> None:
+        """Refuse invalid or contradictory `--devices`, `--num_nodes`, `--worker_timeout`,
+        `--replay_sync` and `--replay_scope`, and more GPU workers than this node has GPUs."""
+        if self.devices < 1 or self.num_nodes < 1:
+            raise ConfigurationError("--devices and --num_nodes must be >= 1")
+        if self.worker_timeout <= 0:
+            raise ConfigurationError(f"--worker_timeout must be > 0, got {self.worker_timeout}")
+        if self.replay_scope not in REPLAY_SCOPES:
+            raise unknown_name("replay scope", self.replay_scope, list(REPLAY_SCOPES))
+        if self.replay_sync and self.replay_scope == "local":
+            raise ConfigurationError("--replay_sync sets how the workers exchange representatives, which "
+                                     "--replay_scope local never does")
+        gpus = torch.cuda.device_count() if uses_cuda(self.accelerator) else 0
+        if 0 < gpus < self.devices:
+            raise ConfigurationError(
+                f"--devices {self.devices} asks for {self.devices} GPU workers on this node, which has {gpus} "
+                f"GPU(s); use --devices {gpus}, or --accelerator cpu for {self.devices} CPU workers"
+            )
 
 
 def check_replay_options(setting: Any, method: Any) -> None:

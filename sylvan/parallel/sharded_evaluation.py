@@ -3,13 +3,15 @@ the counts are summed over the workers, so every test sample is scored once."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from sylvan.parallel.data_parallel import DataParallel
-from sylvan.run.evaluation import Evaluation
 from sylvan.settings.data.streams import TaskData
+
+if TYPE_CHECKING:
+    from sylvan.run.evaluation import Evaluation
 
 
 def sharded_evaluation(evaluate: Callable[[list[TaskData]], Evaluation], tasks: list[TaskData],
@@ -25,7 +27,8 @@ def sharded_evaluation(evaluate: Callable[[list[TaskData]], Evaluation], tasks: 
     for t in tasks:
         test_shards.setdefault(id(t.x_test), (t.x_test[rank::world], t.y_test[rank::world]))
     shards = [TaskData(t.task_id, t.x_train, t.y_train, *test_shards[id(t.x_test)], t.classes) for t in tasks]
-    accuracies, aware, confusion = evaluate(shards)
+    evaluation = evaluate(shards)
+    accuracies, aware, confusion = evaluation
     sizes = torch.tensor([len(s.y_test) for s in shards], dtype=torch.float64)
     counts = torch.stack([torch.tensor(accuracies, dtype=torch.float64) * sizes,
                           torch.tensor(aware or accuracies, dtype=torch.float64) * sizes, sizes])
@@ -34,8 +37,10 @@ def sharded_evaluation(evaluate: Callable[[list[TaskData]], Evaluation], tasks: 
     counts, confusion = summed[: counts.numel()].view(counts.shape), summed[counts.numel() :]
     totals = counts[2].clamp(min=1)
     accuracies = (counts[0] / totals).round(decimals=12).tolist()
-    return Evaluation(accuracies, None if aware is None else (counts[1] / totals).round(decimals=12).tolist(),
-                      confusion.round().long().view(-1, num_classes))
+    return evaluation._replace(
+        accuracies=accuracies, aware=None if aware is None else (counts[1] / totals).round(decimals=12).tolist(),
+        confusion=confusion.round().long().view(-1, num_classes),
+    )
 
 
 def summed_online_counts(meter: Any, parallel: DataParallel) -> None:

@@ -60,3 +60,18 @@ def evaluate_tasks(method: Any, tasks: list[TaskData], num_classes: int, batch_s
         aware.append(aware_correct / len(task.y_test))
         scored[shared] = (accuracies[-1], aware[-1])
     return Evaluation(accuracies, None if shared_output_space else aware, confusion.view(classes, classes))
+
+
+def evaluate_setting(setting: Any, method: Any, tasks: list[TaskData], parallel: Any = None) -> Evaluation:
+    """`evaluate_tasks` as `setting` (an `OnlineSetting`) evaluates: its classes, evaluation batch
+    size and task labels; split across the workers of a data-parallel run (`parallel`)."""
+
+    def evaluate(on: list[TaskData]) -> Evaluation:
+        return evaluate_tasks(method, on, setting.num_classes, setting.eval_batch_size, setting.task_labels_at_test,
+                              setting.shared_output_space)
+
+    if parallel is None:
+        return evaluate(tasks)
+    from sylvan.parallel.sharded_evaluation import sharded_evaluation
+
+    return sharded_evaluation(evaluate, tasks, parallel, setting.num_classes)

@@ -15,6 +15,7 @@ import torch
 from sylvan.errors import InapplicableMethodError, RunFailedError
 from sylvan.metrics import Results
 from sylvan.run.context import RunContext
+from sylvan.run.stages import record_stage_end, restore_run
 
 
 def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any = None) -> Results:
@@ -53,7 +54,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
                           joint_training=method.joint_training, evaluation_split=setting.evaluation_split)
         finished = -1
     else:
-        results, finished = setting.restore_run(method, tracker, resume, nb_stages, len(tasks))
+        results, finished = restore_run(setting, method, tracker, resume, nb_stages, len(tasks))
     start = time.perf_counter() - results.total_wall_time
     for stage, loaders in enumerate(setting.training_stages(tasks)):
         if stage <= finished:  # resuming: trained before the interruption
@@ -69,7 +70,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
             results.task_aware_matrix = (results.task_aware_matrix or []) + [evaluation.aware]
         results.confusion_matrix = evaluation.confusion.tolist()
         results.samples_seen.append(sum(len(loader.dataset) for loader in loaders) * setting.epochs_per_task)
-        setting.record_stage_end(results, method, stage_start, start, nb_stages)
+        record_stage_end(results, method, stage_start, start, nb_stages)
         if run.online_meter is not None:
             results.online_accuracy = run.online_meter.accuracy
         if parallel is not None:

@@ -14,17 +14,15 @@ returns.
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, List, Optional
+from typing import Any, Callable, ClassVar, List, Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from sylvan.checkpoints import RunCheckpoint
-from sylvan.errors import ConfigurationError, InapplicableMethodError
+from sylvan.errors import ConfigurationError
 from sylvan.metrics import Results
 from sylvan.registry import METHODS
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator
@@ -46,6 +44,7 @@ def derived_seed(*parts: int) -> int:
 
 
 TRAINING, EVALUATION = 1, 2  # the purposes derived seeds are drawn for
+EpisodeLog = Callable[[int, float, int], None]  # on_episode_end(steps, episode_return, episode_length)
 
 
 def action_spaces_of(method: Any) -> tuple[str, ...]:
@@ -83,9 +82,6 @@ class ContinualRLSetting(Setting):
         "attribute_names", "task_values", "task_id_in_observation", "observation_shape", "action_space_kind",
         "num_actions", "action_bounds", "uniform_actions", "num_outputs", "total_steps", "device",
     )
-
-    # Set by `apply` for the duration of a run (plain attributes, not fields).
-    _tracker = None
 
     def validate(self) -> None:
         super().validate()
@@ -212,133 +208,27 @@ class ContinualRLSetting(Setting):
     def planned_stages(self) -> int:
         return self.nb_stages()
 
-    def training_env(self, stage: int) -> StepBudget:
+    def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
         """The environment trained on in `stage`: here the whole stream, its dynamics drifting
         through every task's values."""
         env = AttributeDrift(make_env(self.env, self.max_episode_steps), self.task_values(), self.steps_per_task)
-        return self.budgeted(env, self.total_steps, stage)
+        return self.budgeted(env, self.total_steps, stage, on_episode_end)
 
-    def budgeted(self, env: gym.Env, steps: int, stage: int) -> StepBudget:
-        """`env` with `steps` steps to train for in `stage`, seeded for it; each episode's return
-        and length go to the run's `logs/train.csv` (and W&B), at the stream's step count."""
-        tracker = self._tracker
-        log = None
-        if tracker is not None:
-            first_step = stage * self.steps_per_task  # steps of the stream before this stage
+    def budgeted(self, env: gym.Env, steps: int, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
+        """`env` with `steps` steps to train for in `stage`, seeded for it; `on_episode_end(steps,
+        episode_return, episode_length)` is told of each episode, at the stage's step count."""
+        return StepBudget(env, steps, derived_seed(self.seed, TRAINING, stage), on_episode_end=on_episode_end)
 
-            def log(steps: int, episode_return: float, episode_length: int) -> None:
-                tracker.log_step(first_step + steps, {"episode_return": episode_return,
-                                                      "episode_length": episode_length})
+    def evaluation_seed(self, task_id: int, episode: int) -> int:
+        """The seed of evaluation episode `episode` on task `task_id`: the same at every evaluation."""
+        return derived_seed(self.seed, EVALUATION, task_id, episode)
 
-        return StepBudget(env, steps, derived_seed(self.seed, TRAINING, stage), on_episode_end=log)
+    def apply(self, method: Any, tracker: Any = None, resume: RunCheckpoint | None = None) -> Results:
+        from sylvan.run.reinforcement import run_reinforcement
+
+        return run_reinforcement(self, method, tracker, resume)
 
     def train_stage(self, method: Any, stage: int, env: StepBudget) -> None:
         """Hand one stage's environment to the method: no hooks, one `fit` over the stream."""
         method.fit(env, None)
 
-    # ----- evaluation -----------------------------------------------------------------------
-
-    def evaluate(self, method: Any) -> list[float]:
-        """Mean return of `--eval_episodes` greedy episodes (the best-scored action at each
-        step, or the action `predict` returns) on each task's environment, the episodes run
-        side by side: one `predict` call per step for all of them. Episode k of task j starts
-        from the same seed at every evaluation, so the rows of the matrix compare the policies
-        on the same episodes."""
-        returns = []
-        for task_id in range(self.nb_tasks):
-            envs = self._eval_envs[task_id]
-            observations = [env.reset(seed=derived_seed(self.seed, EVALUATION, task_id, k))[0]
-                            for k, env in enumerate(envs)]
-            totals = np.zeros(len(envs))
-            active = list(range(len(envs)))
-            while active:
-                x = torch.as_tensor(np.stack([observations[i] for i in active]), dtype=torch.float32)
-                task_labels = torch.full((len(active),), task_id) if self.task_labels_at_test else None
-                with torch.no_grad():
-                    scores = method.predict(x, task_labels)
-                if tuple(scores.shape) != (len(active), self.num_actions):
-                    raise RuntimeError(
-                        f"{type(method).__name__}.predict returned shape {tuple(scores.shape)}, expected "
-                        f"(batch, num_actions) = {(len(active), self.num_actions)}"
-                    )
-                if self._action_bounds is None:
-                    actions = scores.detach().float().cpu().argmax(1).tolist()
-                else:
-                    low, high = self._action_bounds
-                    actions = list(torch.clamp(scores.detach().float().cpu(), low, high).numpy())
-                still = []
-                for i, action in zip(active, actions):
-                    observations[i], reward, terminated, truncated, _ = envs[i].step(action)
-                    totals[i] += float(reward)
-                    if not (terminated or truncated):
-                        still.append(i)
-                active = still
-            returns.append(float(totals.mean()))
-        return returns
-
-    # ----- the run ------------------------------------------------------------------------
-
-    def apply(self, method: Any, tracker: Any = None, resume: RunCheckpoint | None = None) -> Results:
-        if not method.is_applicable(self):
-            raise InapplicableMethodError(
-                f"method {method.name!r} targets {method.target_setting.name!r} and does not apply to {self.name!r}"
-            )
-        self.check_method(method)
-        method.validate_for(self)
-        self._tracker = tracker
-        random.seed(self.seed)
-        np.random.seed(self.seed)
-        torch.manual_seed(self.seed)
-        self._eval_envs = [[self.task_env(j) for _ in range(self.eval_episodes)] for j in range(self.nb_tasks)]
-        try:
-            return self._run(method, tracker, resume)
-        finally:
-            for envs in self._eval_envs:
-                for env in envs:
-                    env.close()
-            self._eval_envs = []
-            self._tracker = None
-
-    def _run(self, method: Any, tracker: Any, resume: RunCheckpoint | None) -> Results:
-        nb_stages = self.nb_stages()
-        from sylvan.run.context import RunContext
-
-        method.configure(RunContext(self, tracker, stage_count=nb_stages))
-        if resume is None:
-            initial = self.evaluate(method)
-            results = Results(self.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
-                              joint_training=method.joint_training,
-                              measure="return", task_attributes=self.task_values())
-            finished = -1
-        else:
-            results, finished = self.restore_run(method, tracker, resume, nb_stages, self.nb_tasks)
-        start = time.perf_counter() - results.total_wall_time
-        for stage in range(nb_stages):
-            if stage <= finished:  # resuming: trained before the interruption
-                method.skip_stage([])
-                continue
-            stage_start = time.perf_counter()
-            env = self.training_env(stage)
-            try:
-                self.train_stage(method, stage, env)
-            finally:
-                env.close()
-            results.task_train_time.append(time.perf_counter() - stage_start)
-            results.accuracy_matrix.append(self.evaluate(method))
-            results.samples_seen.append(env.steps)
-            record_training_episodes(results, env.episode_returns)
-            self.record_stage_end(results, method, stage_start, start, nb_stages)
-            if tracker is not None:
-                seen = stage + 1 if nb_stages == self.nb_tasks else self.nb_tasks
-                tracker.on_stage_end(results, stage, nb_stages, seen, method)
-        return results
-
-
-def record_training_episodes(results: Results, returns: list[float]) -> None:
-    """Add a stage's training episodes to the results: their count, and the mean return of every
-    episode trained on so far (`online_return`, the reward collected while learning)."""
-    before = sum(results.episodes_seen)
-    results.episodes_seen.append(len(returns))
-    if returns:
-        total = (results.online_accuracy or 0.0) * before + sum(returns)
-        results.online_accuracy = total / (before + len(returns))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sylvan.settings.continual_rl import ContinualRLSetting
+from sylvan.settings.continual_rl import ContinualRLSetting, EpisodeLog
 from sylvan.settings.environments import StepBudget
 
 
@@ -21,9 +21,9 @@ class IncrementalRLSetting(ContinualRLSetting):
     def nb_stages(self) -> int:
         return self.nb_tasks
 
-    def training_env(self, stage: int) -> StepBudget:
+    def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
         """Task `stage`'s environment, for its steps."""
-        return self.budgeted(self.task_env(stage), self.steps_per_task, stage)
+        return self.budgeted(self.task_env(stage), self.steps_per_task, stage, on_episode_end)
 
     def train_stage(self, method: Any, stage: int, env: StepBudget) -> None:
         task_id = stage if self.task_labels_at_train else None

@@ -19,14 +19,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
-from sylvan.parallel.data_parallel import check_parallel_options, check_replay_options
+from sylvan.parallel.data_parallel import DataParallelOptions, check_replay_options
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
+from sylvan.settings.data import decoding, streams
 from sylvan.settings.data.arrival import arrival_order
-from sylvan.settings.data.augmentation import RandomCropFlip, build_augmentation
 from sylvan.settings.data.checks import check_stream_options
 from sylvan.settings.data.datasets import DatasetSpec, get_dataset
+from sylvan.settings.data.inputs import InputOptions
 from sylvan.settings.data.loading import preloaded_tasks, seeded_tasks
-from sylvan.settings.data.streams import TaskData, blur_tasks, build_tasks, decode_images, holdout, subsample
+from sylvan.settings.data.streams import TaskData
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
@@ -41,7 +42,7 @@ DEFAULT_DATA_DIR = os.environ.get("SYLVAN_DATA_DIR", "~/.cache/sylvan/data")
 
 
 @dataclass
-class OnlineSetting(Setting):
+class OnlineSetting(DataParallelOptions, InputOptions, Setting):
     """A supervised stream of tasks with new classes, seen once in small batches, with no task
     boundaries and no task labels. Reports online (predict-then-train) accuracy and, at the end
     of the stream, the accuracy on every task's test set."""
@@ -83,23 +84,6 @@ class OnlineSetting(Setting):
     # default only when the output is a terminal (a log file gets a line per task instead)
     progress_bar: Optional[bool] = field(default=None, metadata={"custom_args": {"const": True}})
     eval_batch_size: int = 1024  # samples per forward pass at evaluation
-    # input augmentation at training time, drawn afresh each time a sample is trained on (new and
-    # replayed samples; never at evaluation, never in what a buffer stores): default (the
-    # dataset's standard one: crop_flip for CIFAR, none for the others), none, or crop_flip (a
-    # random crop of the image zero-padded by --crop_padding pixels, and a random horizontal flip)
-    augmentation: str = "default"
-    crop_padding: int = 4  # crop_flip: pixels of zero padding around the image before the random crop
-    # normalize inputs by the dataset's per-channel mean and std, inside the network (after any
-    # augmentation; buffers keep pixels in [0, 1]): true (or the bare flag), false, or by default
-    # as its benchmarks do (CIFAR yes, the MNIST family no); digits and synthetic have no statistics
-    normalize_inputs: Optional[bool] = field(default=None, metadata={"custom_args": {"const": True}})
-    devices: int = 1  # data-parallel workers per node (processes on CPU, GPUs with --accelerator gpu)
-    num_nodes: int = 1  # number of nodes (machines) taking part
-    worker_timeout: float = 120.0  # seconds a worker waits for the others before the run stops with an error
-    replay_sync: bool = False  # replay methods: exchange representatives synchronously (the baseline), not overlapped
-    # replay methods on several workers: draw each step's replay from the union of every worker's
-    # buffer (global), or each worker from its own buffer alone (local: the baseline, plain DDP)
-    replay_scope: str = "global"
 
     # what a method may read of the setting through its run (besides fields and assumptions)
     facts: ClassVar[tuple[str, ...]] = (
@@ -113,7 +97,7 @@ class OnlineSetting(Setting):
         check_accelerator(self.accelerator)
         check_precision(self.precision, self.accelerator)
         check_stream_options(self)
-        check_parallel_options(self)
+        self.check_parallel_options()
 
     def check_method(self, method: Any) -> None:
         check_replay_options(self, method)
@@ -127,23 +111,6 @@ class OnlineSetting(Setting):
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.dataset_spec.input_shape
-
-    @property
-    def resolved_augmentation(self) -> str:
-        """`--augmentation`, with "default" replaced by the dataset's standard augmentation."""
-        return self.dataset_spec.augmentation if self.augmentation == "default" else self.augmentation
-
-    def train_augmentation(self) -> RandomCropFlip | None:
-        """A fresh, seeded instance of the training augmentation (None where there is none), for
-        the method to apply to every input it trains on."""
-        return build_augmentation(self.resolved_augmentation, padding=self.crop_padding, seed=self.seed)
-
-    def input_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-        """The per-channel (mean, std) the network normalizes its inputs by, or None: from
-        `--normalize_inputs`, by default the dataset's benchmark practice."""
-        spec = self.dataset_spec
-        wanted = spec.normalized if self.normalize_inputs is None else self.normalize_inputs
-        return spec.channel_stats if wanted else None
 
     @property
     def num_classes(self) -> int:
@@ -183,19 +150,20 @@ class OnlineSetting(Setting):
     def prepare_tasks(self) -> list[TaskData]:
         """Load the dataset and split it into tasks, as tensors."""
         train, test = self.load_splits()
-        tasks = build_tasks(self.make_scenario(train), self.make_scenario(test))
-        return blur_tasks(tasks, self.blurry, self.seed)
+        tasks = streams.build_tasks(self.make_scenario(train), self.make_scenario(test))
+        return streams.blur_tasks(tasks, self.blurry, self.seed)
 
     def load_splits(self) -> tuple[_ContinuumDataset, _ContinuumDataset]:
         """The training set and the set the run evaluates on (the test set, or the validation
         split held out of the training set), subsampled and decoded, not yet split into tasks."""
         train, test = self.dataset_spec.load(self.data_dir, self.train_samples, self.seed)
         if self.dataset != "synthetic":
-            train = subsample(train, self.train_samples, self.seed, name=repr(self.dataset))
+            train = streams.subsample(train, self.train_samples, self.seed, name=repr(self.dataset))
         if self.validation_fraction > 0:  # the test set is left unread
-            train, test = holdout(train, self.validation_fraction, self.seed, name=repr(self.dataset))
+            train, test = streams.holdout(train, self.validation_fraction, self.seed, name=repr(self.dataset))
         name, size = repr(self.dataset), self.input_shape[1:]
-        return tuple(decode_images(split, name, cache=self.image_cache, image_size=size) for split in (train, test))
+        cache = self.image_cache
+        return tuple(decoding.decode_images(split, name, cache=cache, image_size=size) for split in (train, test))
 
     @property
     def evaluation_split(self) -> str:
@@ -209,14 +177,8 @@ class OnlineSetting(Setting):
         return minibatch_loader(dataset, self.batch_size, shuffle, generator, pin_memory=self.pins_batches)
 
     def stream_loader(self, tasks: list[TaskData]) -> DataLoader:
-        """The whole stream: each task's samples in a seeded random order, tasks one after the
-        other, in a single pass."""
-        parts = []
-        for task in tasks:
-            generator = torch.Generator().manual_seed(self.seed * 1000 + task.task_id)
-            order = torch.randperm(len(task.y_train), generator=generator)
-            parts.append(task.train_dataset(self.task_labels_at_train, order).tensors)
-        stream = TensorDataset(*(torch.cat(columns) for columns in zip(*parts)))
+        """The whole stream, in a single pass (`sylvan.settings.data.streams.stream_dataset`)."""
+        stream = streams.stream_dataset(tasks, self.task_labels_at_train, self.seed)
         return minibatch_loader(stream, self.batch_size, shuffle=False, pin_memory=self.pins_batches)
 
     @property
@@ -225,10 +187,6 @@ class OnlineSetting(Setting):
         return self.device.type == "cuda"
 
     # ----- training -----------------------------------------------------------------------
-
-    @property
-    def world_size(self) -> int:
-        return self.devices * self.num_nodes
 
     @property
     def epochs_per_task(self) -> int:
@@ -279,20 +237,11 @@ class OnlineSetting(Setting):
     # ----- evaluation and the run ---------------------------------------------------------
 
     def evaluate(self, method: Any, tasks: list[TaskData], parallel: DataParallel | None = None) -> Evaluation:
-        """Accuracy of `method` on every task's test set, the task-aware accuracy (scores
-        restricted to the task's classes) where tasks have distinct classes, and the confusion
-        matrix (`sylvan.run.evaluation`); split across the workers of a data-parallel run."""
-        from sylvan.run.evaluation import evaluate_tasks
+        """Accuracy of `method` on every task's test set, the task-aware accuracy where tasks have
+        distinct classes, and the confusion matrix (`sylvan.run.evaluation`)."""
+        from sylvan.run.evaluation import evaluate_setting
 
-        def evaluate(on: list[TaskData]) -> Evaluation:
-            return evaluate_tasks(method, on, self.num_classes, self.eval_batch_size, self.task_labels_at_test,
-                                  self.shared_output_space)
-
-        if parallel is None:
-            return evaluate(tasks)
-        from sylvan.parallel.sharded_evaluation import sharded_evaluation
-
-        return sharded_evaluation(evaluate, tasks, parallel, self.num_classes)
+        return evaluate_setting(self, method, tasks, parallel)
 
     def apply(self, method: Any, tracker: Any = None, resume: RunCheckpoint | None = None) -> Results:
         from sylvan.run.supervised import run_supervised

@@ -6,7 +6,7 @@ import torch
 from sylvan.errors import ConfigurationError, DataUnavailableError, UnknownNameError
 from sylvan.minibatches import float_inputs
 from sylvan.settings import DATASETS, ClassIncrementalSetting, get_dataset
-from sylvan.settings.data.datasets import make_synthetic
+from sylvan.settings.data.generated import make_synthetic
 
 
 def test_registry_describes_each_dataset():
@@ -83,7 +83,7 @@ def test_random_cifar10_has_cifar10s_shape_size_labels_and_pipeline():
     """The stand-in for CIFAR-10 where its files are not at hand (speed checks): 50,000 + 10,000
     uint8 images of 3 x 32 x 32 with balanced labels, seeded, and CIFAR-10's augmentation,
     statistics and backbone."""
-    from sylvan.settings.data.datasets import make_random_images
+    from sylvan.settings.data.generated import make_random_images
 
     spec, cifar10 = get_dataset("random_cifar10"), get_dataset("cifar10")
     assert (spec.input_shape, spec.num_classes, spec.default_backbone) == ((3, 32, 32), 10, "resnet18")

@@ -14,8 +14,8 @@ from PIL import Image
 
 from sylvan.errors import ConfigurationError, DataUnavailableError
 from sylvan.settings import DATASETS, ClassIncrementalSetting, image_folder_dataset, register_dataset
-from sylvan.settings.data import image_cache, streams
-from sylvan.settings.data.streams import decode_images
+from sylvan.settings.data import decoding, image_cache
+from sylvan.settings.data.decoding import decode_images
 from tests.settings.test_image_folders import write_image_folder
 
 
@@ -43,7 +43,7 @@ def forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("decoded the files although the cache holds them")
 
-    monkeypatch.setattr(streams, "decode_files", refuse)
+    monkeypatch.setattr(decoding, "decode_files", refuse)
 
 
 def test_decoded_images_are_kept_and_read_back(tmp_path, monkeypatch):
@@ -134,7 +134,7 @@ def test_entries_are_readable_as_the_umask_allows(tmp_path):
 def decode_slowly(dataset, cache: str, log: Path, out: Path) -> None:
     """In a child process: decode with the cache, noting each decoding of the files in `log`
     and taking a second over it, so that a second process arrives while it runs."""
-    decode = streams.decode_files
+    decode = decoding.decode_files
 
     def noted(*args, **kwargs):
         with open(log, "a") as file:
@@ -142,7 +142,7 @@ def decode_slowly(dataset, cache: str, log: Path, out: Path) -> None:
         time.sleep(1.0)
         return decode(*args, **kwargs)
 
-    streams.decode_files = noted
+    decoding.decode_files = noted
     np.save(out, decode_images(dataset, cache=cache).get_data()[0])
 
 

@@ -11,7 +11,8 @@ from continuum import ClassIncremental, Permutations, Rotations
 from continuum.datasets import InMemoryDataset
 
 from sylvan.minibatches import float_inputs
-from sylvan.settings.data.streams import build_tasks, images_at_once, materialize, materialize_per_sample
+from sylvan.settings.data.decoding import images_at_once, materialize, materialize_per_sample
+from sylvan.settings.data.streams import build_tasks
 
 
 def image_arrays(shape: tuple[int, ...], n: int = 120) -> InMemoryDataset:

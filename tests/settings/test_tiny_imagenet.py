@@ -17,7 +17,7 @@ from sylvan.experiment import RunOptions, run_experiment
 from sylvan.methods import Rehearsal
 from sylvan.minibatches import float_inputs
 from sylvan.settings import ClassIncrementalSetting
-from sylvan.settings.data.streams import decode_images, materialize_per_sample
+from sylvan.settings.data.decoding import decode_images, materialize_per_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from image_files import write_tiny_imagenet  # noqa: E402
@@ -135,7 +135,7 @@ def test_decoding_uses_the_cores_the_process_is_bound_to(monkeypatch):
     each core of the machine."""
     import os
 
-    from sylvan.settings.data.streams import usable_cores
+    from sylvan.settings.data.decoding import usable_cores
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6}, raising=False)
     assert usable_cores() == 3

@@ -21,6 +21,7 @@ import numpy as np
 
 from sylvan.errors import ConfigurationError, DataUnavailableError, unknown_name
 from sylvan.registry import NAME_RULE, is_command_line_name
+from sylvan.settings.data.generated import digits_splits, random_cifar10_splits, synthetic_splits
 from sylvan.settings.data.idx_files import read_mnist_split
 
 if TYPE_CHECKING:
@@ -49,75 +50,6 @@ class DatasetSpec:
     # order they come (CORe50: its 8 training sessions); 0: none. Its test set is then one fixed set.
     domains: int = 0
     image_files: bool = False  # stored as image files, decoded when loaded (so `--image_cache` applies)
-
-
-def _digits(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
-    from continuum.datasets import InMemoryDataset
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)  # 0..16 -> 0..255 grey levels
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, digits.target, test_size=0.2, random_state=0, stratify=digits.target
-    )
-    return InMemoryDataset(x_train, y_train), InMemoryDataset(x_test, y_test, train=False)
-
-
-def make_synthetic(
-    size: int | None, seed: int = 0, num_classes: int = 10, side: int = 8
-) -> tuple[InMemoryDataset, InMemoryDataset]:
-    """Gaussian blobs drawn as `side`x`side` grey images: one random prototype per class plus
-    pixel noise. Separable but not trivially, so learning curves and forgetting are real.
-    `size` is the number of training samples (default 2,000); the test set is a quarter of it.
-    The prototypes depend only on `num_classes` and `side`; the samples on `seed`."""
-    from continuum.datasets import InMemoryDataset
-
-    size = 2000 if size is None else size
-    prototypes = np.random.default_rng(12345).uniform(0, 255, size=(num_classes, side, side))
-
-    def draw(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.arange(count) % num_classes
-        rng.shuffle(labels)
-        noise = rng.normal(0, 60, size=(count, side, side))
-        images = np.clip(prototypes[labels] + noise, 0, 255).astype(np.uint8)
-        return images, labels
-
-    rng = np.random.default_rng(seed)
-    x_train, y_train = draw(size, rng)
-    x_test, y_test = draw(max(num_classes, size // 4), rng)
-    return InMemoryDataset(x_train, y_train), InMemoryDataset(x_test, y_test, train=False)
-
-
-def _synthetic(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
-    return make_synthetic(size, seed)
-
-
-def make_random_images(
-    train_samples: int, test_samples: int, shape: tuple[int, ...], num_classes: int, seed: int = 0
-) -> tuple[InMemoryDataset, InMemoryDataset]:
-    """Uniformly random uint8 images of `shape` with balanced labels, generated in memory: a
-    stand-in for a dataset of that shape, size and labels where its files are not at hand, to
-    measure what the pipeline (loading, augmentation, the network, the buffers) costs. There is
-    nothing to learn in them: accuracy stays at chance."""
-    from continuum.datasets import InMemoryDataset
-
-    rng = np.random.default_rng(seed)
-
-    def draw(count: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.arange(count) % num_classes
-        rng.shuffle(labels)
-        # channels last, as continuum keeps colour images (H, W, C)
-        images = rng.integers(0, 256, size=(count, *shape[1:], shape[0]), dtype=np.uint8)
-        return (images[..., 0] if shape[0] == 1 else images), labels
-
-    x_train, y_train = draw(train_samples)
-    x_test, y_test = draw(test_samples)
-    return InMemoryDataset(x_train, y_train), InMemoryDataset(x_test, y_test, train=False)
-
-
-def _random_cifar10(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
-    return make_random_images(50_000, 10_000, (3, 32, 32), 10, seed)
 
 
 def downloads_allowed() -> bool:
@@ -179,7 +111,7 @@ def _mnist_format(class_name: str, name: str, hint: str) -> Loader:
 def _image_files(class_name: str, name: str, hint: str, required: tuple[str, ...], **options: Any) -> Loader:
     """Loader for continuum's dataset `class_name` (built with `options`), stored as image files
     under `data_dir`: its file lists are read once, into in-memory datasets of image paths that
-    the setting subsamples, then decodes (`streams.decode_images`). The archive is downloaded
+    the setting subsamples, then decodes (`decoding.decode_images`). The archive is downloaded
     only when one of the `required` paths is missing."""
 
     def load(data_dir: str, size: int | None, seed: int):
@@ -211,8 +143,8 @@ def _image_files(class_name: str, name: str, hint: str, required: tuple[str, ...
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec("digits", (1, 8, 8), 10, "mlp", _digits),
-        DatasetSpec("synthetic", (1, 8, 8), 10, "mlp", _synthetic),
+        DatasetSpec("digits", (1, 8, 8), 10, "mlp", digits_splits),
+        DatasetSpec("synthetic", (1, 8, 8), 10, "mlp", synthetic_splits),
         DatasetSpec(
             "mnist", (1, 28, 28), 10, "mlp",
             _mnist_format("MNIST", "mnist", "MNIST/raw/*-ubyte.gz"), downloads=True,
@@ -231,7 +163,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             # CIFAR-10's shape, size (50,000 + 10,000), labels and pipeline, random pixels: runs the
             # Seq-CIFAR-10 pipeline with nothing to download (speed checks; accuracy is chance)
-            "random_cifar10", (3, 32, 32), 10, "resnet18", _random_cifar10, augmentation="crop_flip",
+            "random_cifar10", (3, 32, 32), 10, "resnet18", random_cifar10_splits, augmentation="crop_flip",
             channel_stats=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2615)), normalized=True,
         ),
         DatasetSpec(

@@ -2,7 +2,7 @@
 decoded once, not once per run and per worker.
 
 A setting decodes the image files of the samples it keeps into one uint8 array
-(`streams.decode_images`). With a cache, that array is saved as a `.npy` file named by a hash
+(`decoding.decode_images`). With a cache, that array is saved as a `.npy` file named by a hash
 of the files it holds (their paths, in order, with each file's size and modification time):
 a later run that keeps the same files, unchanged, reads the array back instead of decoding
 them, and a changed, added or removed file gives another name, so a stale array is never read.

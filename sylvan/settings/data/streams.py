@@ -1,30 +1,24 @@
 """Turning continuum scenarios into per-task tensors that settings hand out as datasets.
 
-Continuum applies its transformations (tensor conversion, permutations, rotations) per sample
-when a task set is indexed. A setting reads every task once and keeps the result as tensors:
-training then draws minibatches from memory, with no per-sample transform on the hot path, and
-evaluation reuses the same tensors after every task. uint8 image arrays whose transformations
-are tensor conversion, fixed rotations and pixel permutations are built whole (`images_at_once`)
-and kept as uint8 pixels, made float per minibatch (`sylvan.minibatches.float_inputs`) to the
-same values; anything else goes through the task set's own indexing, sample by sample, to
-float32. Datasets of image files are first decoded into uint8 arrays (`decode_images`),
-optionally kept in a cache folder (`image_cache`).
+A setting reads every task once (`sylvan.settings.data.decoding`) and keeps the result as
+tensors: training then draws minibatches from memory, with no per-sample transform on the hot
+path, and evaluation reuses the same tensors after every task. Here too: class-stratified
+subsets, validation splits held out of the training set, blurry boundaries, and the one-pass
+stream of the online settings.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from sylvan.errors import ConfigurationError, DataUnavailableError
+from sylvan.errors import ConfigurationError
 from sylvan.minibatches import float_inputs
-from sylvan.settings.data import image_cache
+from sylvan.settings.data.decoding import materialize
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
@@ -53,235 +47,6 @@ class TaskData:
         if with_task_labels:
             return TensorDataset(x, y, torch.full_like(y, self.task_id))
         return TensorDataset(x, y)
-
-
-def materialize(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read a continuum task set once into (inputs, labels as int64): inputs as uint8 pixels
-    where the task set is made of uint8 images (`images_at_once`), as float32 otherwise."""
-    converted = images_at_once(taskset)
-    if converted is None:
-        return materialize_per_sample(taskset)
-    # the per-sample path's loader draws its base seed from torch's global generator, which later
-    # initializes the model: draw the same, so that a seed's run is the same on either path
-    torch.empty((), dtype=torch.int64).random_()
-    return converted
-
-
-def materialize_per_sample(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """`materialize` through the task set's own indexing: its transformations, sample by sample."""
-    loader = DataLoader(taskset, batch_size=4096, shuffle=False, num_workers=0)
-    xs, ys = [], []
-    for batch in loader:
-        xs.append(batch[0].float())
-        ys.append(batch[1].long())
-    return torch.cat(xs), torch.cat(ys)
-
-
-def images_at_once(taskset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """`materialize` for the common case of uint8 image arrays (the MNIST family, CIFAR, Tiny
-    ImageNet) whose transformation is `ToTensor`, optionally preceded by continuum's fixed-angle
-    rotations (rotated MNIST) and followed by its pixel permutations (permuted MNIST): the same
-    operations on the whole array at once (`ArrayTransform`), kept as uint8 pixels, a quarter of
-    float32's memory. `float_inputs` divides them by 255 when a minibatch is drawn, which gives
-    the float32 values that a PIL image and the transformations per sample give. None for any
-    other task set (other transformations or dtypes), read sample by sample."""
-    from continuum.tasks import TaskType
-    from continuum.tasks.image_array_task_set import ArrayTaskSet
-
-    if type(taskset) is not ArrayTaskSet or taskset.data_type != TaskType.IMAGE_ARRAY:
-        return None
-    if taskset.bounding_boxes is not None or taskset.target_trsf is not None:
-        return None
-    x, y, t = taskset.get_raw_samples()
-    if x.dtype != np.uint8 or not (x.ndim == 3 or (x.ndim == 4 and x.shape[-1] == 3)):
-        return None  # grayscale (N, H, W) or RGB (N, H, W, 3), as PIL reads them
-    images = torch.from_numpy(x)
-    images = images.unsqueeze(1) if x.ndim == 3 else images.permute(0, 3, 1, 2)
-    labels = np.zeros(len(y), dtype=np.int64) if t is None else np.asarray(t)
-    tasks = np.unique(labels)  # a task set's transformation may depend on the task label
-    plans = [ArrayTransform.of(taskset.get_task_trsf(int(task)), tuple(images.shape[1:])) for task in tasks]
-    if any(plan is None for plan in plans):
-        return None
-    converted = None if len(tasks) == 1 else torch.empty(images.shape, dtype=torch.uint8)
-    draws = 0
-    for task, plan in zip(tasks, plans):
-        rows = torch.from_numpy(np.flatnonzero(labels == task))
-        values = plan(images.contiguous() if converted is None else images.index_select(0, rows))
-        draws += plan.draws_per_sample * len(rows)
-        if converted is None:
-            converted = values
-        else:
-            converted[rows] = values
-    if draws:  # what the per-sample transformations draw from torch's global generator, in one call
-        torch.empty(draws).uniform_()
-    return converted, torch.from_numpy(y).long()
-
-
-@dataclass(frozen=True)
-class ArrayTransform:
-    """A task's transformation of uint8 images, `Compose([RandomAffine..., ToTensor(),
-    PermutationTransform...])`, as index gathers on the whole array of pixels (N, C, H, W):
-
-    - a `RandomAffine` that can only draw one angle, with no translation, scaling or shear and
-      nearest-neighbour sampling (continuum's `Rotations`), moves every output pixel from one
-      input pixel or fills it: where from is found by running the transformation itself, once,
-      on an image whose pixels hold their own positions, so the result is PIL's, pixel for pixel;
-    - a `PermutationTransform` reorders each image's C * H * W values.
-
-    `draws_per_sample` counts the floats the per-sample transformation draws from torch's
-    global generator (a `RandomAffine` draws its angle even when it can draw only one), which
-    the whole-array path draws too: the model, initialized from that generator next, must not
-    depend on the path that read the data."""
-
-    steps: tuple[tuple[str, torch.Tensor, int], ...]  # (operation, source index, fill)
-    draws_per_sample: int
-
-    @staticmethod
-    def of(transform: Any, shape: tuple[int, ...]) -> ArrayTransform | None:
-        """The plan of `transform` for images of `shape` (C, H, W); None for any other transformation."""
-        from continuum.scenarios.permutations import PermutationTransform
-        from torchvision.transforms import Compose, InterpolationMode, RandomAffine, ToTensor
-
-        if not isinstance(transform, Compose):
-            return None
-        kinds = [type(step) for step in transform.transforms]
-        if kinds.count(ToTensor) != 1:
-            return None
-        tensor_at = kinds.index(ToTensor)
-        steps, draws = [], 0
-        for step in transform.transforms[:tensor_at]:
-            fixed = (
-                type(step) is RandomAffine and step.degrees[0] == step.degrees[1] and step.translate is None
-                and step.scale is None and step.shear is None and step.interpolation == InterpolationMode.NEAREST
-                and (step.fill is None or type(step.fill) is int) and 0 <= (step.fill or 0) <= 255
-            )
-            if not fixed:
-                return None
-            steps.append(("pixels", affine_sources(step, shape[1], shape[2]), step.fill or 0))
-            draws += 1
-        for step in transform.transforms[tensor_at + 1:]:
-            if type(step) is not PermutationTransform:
-                return None
-            if step.seed is not None:  # as PermutationTransform draws it for each sample
-                generator = torch.Generator().manual_seed(step.seed)
-                steps.append(("values", torch.randperm(int(np.prod(shape)), generator=generator), 0))
-        return ArrayTransform(tuple(steps), draws)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """The transformed copy of `images` (N, C, H, W), uint8."""
-        n, c, h, w = images.shape
-        for operation, source, fill in self.steps:
-            if operation == "values":
-                images = images.reshape(n, -1).index_select(1, source).reshape(n, c, h, w)
-            else:  # source 0 is the fill, k the input pixel k - 1 of each channel
-                padded = torch.cat([torch.full((n, c, 1), fill, dtype=images.dtype), images.reshape(n, c, h * w)], 2)
-                images = padded.index_select(2, source).reshape(n, c, h, w)
-        return images
-
-
-def affine_sources(step: Any, height: int, width: int) -> torch.Tensor:
-    """For each output pixel of the fixed `RandomAffine` `step`, 1 + the index of the input pixel
-    it copies, or 0 where it is filled: the transformation applied, once, to a 32-bit PIL image
-    whose pixels hold 1 + their index (nearest-neighbour sampling copies values, it never mixes
-    them). Its parameters are drawn as the step draws them, from a fork of the global generator."""
-    import torchvision.transforms.functional as F
-    from PIL import Image
-
-    positions = Image.fromarray(np.arange(1, height * width + 1, dtype=np.int32).reshape(height, width))
-    with torch.random.fork_rng(devices=[]):
-        params = step.get_params(step.degrees, step.translate, step.scale, step.shear, [width, height])
-    moved = F.affine(positions, *params, interpolation=step.interpolation, fill=0, center=step.center)
-    return torch.from_numpy(np.asarray(moved, dtype=np.int64).reshape(-1))
-
-
-def usable_cores() -> int:
-    """The cores this process may run on: those a cluster's scheduler (or taskset) binds it to,
-    where the system says, else every core of the machine."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
-def decode_images(
-    dataset: _ContinuumDataset,
-    name: str = "the dataset",
-    threads: int | None = None,
-    cache: str | None = None,
-    image_size: tuple[int, int] | None = None,
-) -> _ContinuumDataset:
-    """An image-path dataset (Tiny ImageNet, CORe50) read into an in-memory dataset of uint8 RGB
-    arrays of shape (N, H, W, 3), exactly as continuum's per-sample path reads each file (PIL,
-    then `convert("RGB")`, which also turns the few greyscale images into RGB). The tasks are
-    then built and converted as CIFAR's are, whole arrays at once, and only the files of the
-    samples kept (after `subsample` and `holdout`) are read. `threads` threads (default: one per
-    core this process may run on) each decode a contiguous share of the files; opening a file
-    holds Python's GIL, so they help only in part (1.2x to 1.6x with 2 threads on 2 cores).
-    With a `cache` folder (`--image_cache`), the array is read from there when these same files
-    were decoded before, and kept there otherwise (`image_cache`). Any other dataset is returned
-    as it is. A file that cannot be read, or an image of another size than the first or than
-    `image_size` (height, width: the dataset's), is refused with its path."""
-    from continuum.datasets import InMemoryDataset
-    from continuum.tasks import TaskType
-
-    if dataset.data_type != TaskType.IMAGE_PATH:
-        return dataset
-    paths, y, t = dataset.get_data()
-    if len(paths) == 0:
-        raise DataUnavailableError(f"{name}: its file lists name no images; the files are damaged or not its own")
-    entry = None if cache is None else image_cache.entry_name(paths)
-    if entry is None:
-        images = decode_files(paths, name, threads, image_size)
-    else:
-        with image_cache.locked(cache, entry):  # other processes decoding the same files wait, then read
-            images = image_cache.load(cache, entry, len(paths))
-            if images is None:
-                images = decode_files(paths, name, threads, image_size)
-                image_cache.store(cache, entry, images)
-    return InMemoryDataset(images, y, t, data_type=TaskType.IMAGE_ARRAY, train=dataset.train)
-
-
-def decode_files(
-    paths: Sequence[str], name: str, threads: int | None, image_size: tuple[int, int] | None = None
-) -> np.ndarray:
-    """The images of `paths` as one uint8 array (N, H, W, 3), decoded by `threads` threads (see
-    `decode_images`)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from PIL import Image
-
-    def read(path: str) -> np.ndarray:
-        try:
-            with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
-        except OSError as error:
-            message = f"{name}: cannot read {path} ({error}); the file is damaged or missing"
-            raise DataUnavailableError(message) from error
-
-    first = read(paths[0])
-    if image_size is not None and first.shape[:2] != tuple(image_size):
-        raise DataUnavailableError(
-            f"{name}: {paths[0]} is {first.shape[1]}x{first.shape[0]} pixels, where the dataset's images are "
-            f"{image_size[1]}x{image_size[0]}; the files are not this dataset's, or were resized"
-        )
-    images = np.empty((len(paths), *first.shape), dtype=np.uint8)
-
-    def fill(start: int, stop: int) -> None:
-        for index in range(start, stop):
-            image = read(paths[index])
-            if image.shape != first.shape:
-                raise DataUnavailableError(
-                    f"{name}: {paths[index]} is {image.shape[1]}x{image.shape[0]} pixels but {paths[0]} is "
-                    f"{first.shape[1]}x{first.shape[0]}; the files are damaged or not this dataset's"
-                )
-            images[index] = image
-
-    images[0] = first
-    count = max(1, min(threads or usable_cores(), len(paths)))
-    bounds = [1 + (len(paths) - 1) * share // count for share in range(count + 1)]
-    with ThreadPoolExecutor(count) as pool:
-        for done in [pool.submit(fill, start, stop) for start, stop in zip(bounds, bounds[1:])]:
-            done.result()  # re-raises a share's failure
-    return images
 
 
 def subsample(
@@ -418,3 +183,14 @@ def blur_tasks(tasks: list[TaskData], fraction: float, seed: int) -> list[TaskDa
         blurred.append(TaskData(task.task_id, torch.cat(x_parts), torch.cat(y_parts), task.x_test, task.y_test,
                                 list(task.classes)))
     return blurred
+
+
+def stream_dataset(tasks: list[TaskData], with_task_labels: bool, seed: int) -> TensorDataset:
+    """The tasks' training samples as one stream: each task's in a random order drawn with
+    `seed` and the task's id, tasks one after the other."""
+    parts = []
+    for task in tasks:
+        generator = torch.Generator().manual_seed(seed * 1000 + task.task_id)
+        order = torch.randperm(len(task.y_train), generator=generator)
+        parts.append(task.train_dataset(with_task_labels, order).tensors)
+    return TensorDataset(*(torch.cat(columns) for columns in zip(*parts)))

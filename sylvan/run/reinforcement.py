@@ -1,0 +1,134 @@
+"""The run of a method on a reinforcement-learning setting: train stage after stage on the
+setting's environments, evaluate by greedy episodes on every task's environment after each, and
+hand the results to the tracker as they come."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from sylvan.errors import InapplicableMethodError
+from sylvan.metrics import Results
+from sylvan.run.context import RunContext
+from sylvan.run.stages import record_stage_end, restore_run
+
+if TYPE_CHECKING:
+    from sylvan.settings.continual_rl import EpisodeLog
+
+
+def run_reinforcement(setting: Any, method: Any, tracker: Any = None, resume: Any = None) -> Results:
+    """Train `method` on `setting`'s environments and return its results (mean returns)."""
+    if not method.is_applicable(setting):
+        raise InapplicableMethodError(
+            f"method {method.name!r} targets {method.target_setting.name!r} and does not apply to {setting.name!r}"
+        )
+    setting.check_method(method)
+    method.validate_for(setting)
+    random.seed(setting.seed)
+    np.random.seed(setting.seed)
+    torch.manual_seed(setting.seed)
+    eval_envs = [[setting.task_env(j) for _ in range(setting.eval_episodes)] for j in range(setting.nb_tasks)]
+    try:
+        return _train_and_evaluate(setting, method, tracker, resume, eval_envs)
+    finally:
+        for envs in eval_envs:
+            for env in envs:
+                env.close()
+
+
+def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, eval_envs: list[list[Any]]) -> Results:
+    nb_stages = setting.nb_stages()
+    method.configure(RunContext(setting, tracker, stage_count=nb_stages))
+    if resume is None:
+        initial = evaluate_returns(setting, method, eval_envs)
+        results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
+                          joint_training=method.joint_training, measure="return",
+                          task_attributes=setting.task_values())
+        finished = -1
+    else:
+        results, finished = restore_run(setting, method, tracker, resume, nb_stages, setting.nb_tasks)
+    start = time.perf_counter() - results.total_wall_time
+    for stage in range(nb_stages):
+        if stage <= finished:  # resuming: trained before the interruption
+            method.skip_stage([])
+            continue
+        stage_start = time.perf_counter()
+        env = setting.training_env(stage, episode_log(tracker, stage * setting.steps_per_task))
+        try:
+            setting.train_stage(method, stage, env)
+        finally:
+            env.close()
+        results.task_train_time.append(time.perf_counter() - stage_start)
+        results.accuracy_matrix.append(evaluate_returns(setting, method, eval_envs))
+        results.samples_seen.append(env.steps)
+        record_training_episodes(results, env.episode_returns)
+        record_stage_end(results, method, stage_start, start, nb_stages)
+        if tracker is not None:
+            seen = stage + 1 if nb_stages == setting.nb_tasks else setting.nb_tasks
+            tracker.on_stage_end(results, stage, nb_stages, seen, method)
+    return results
+
+
+def episode_log(tracker: Any, first_step: int) -> EpisodeLog | None:
+    """What writes each training episode's return and length to the run's `logs/train.csv` (and
+    W&B), at the stream's step count (`first_step`: the steps of the stream before the stage)."""
+    if tracker is None:
+        return None
+
+    def log(steps: int, episode_return: float, episode_length: int) -> None:
+        tracker.log_step(first_step + steps, {"episode_return": episode_return, "episode_length": episode_length})
+
+    return log
+
+
+def evaluate_returns(setting: Any, method: Any, eval_envs: list[list[Any]]) -> list[float]:
+    """Mean return of `--eval_episodes` greedy episodes (the best-scored action at each
+    step, or the action `predict` returns) on each task's environment, the episodes run
+    side by side: one `predict` call per step for all of them. Episode k of task j starts
+    from the same seed at every evaluation, so the rows of the matrix compare the policies
+    on the same episodes."""
+    returns = []
+    for task_id in range(setting.nb_tasks):
+        envs = eval_envs[task_id]
+        observations = [env.reset(seed=setting.evaluation_seed(task_id, k))[0]
+                        for k, env in enumerate(envs)]
+        totals = np.zeros(len(envs))
+        active = list(range(len(envs)))
+        while active:
+            x = torch.as_tensor(np.stack([observations[i] for i in active]), dtype=torch.float32)
+            task_labels = torch.full((len(active),), task_id) if setting.task_labels_at_test else None
+            with torch.no_grad():
+                scores = method.predict(x, task_labels)
+            if tuple(scores.shape) != (len(active), setting.num_actions):
+                raise RuntimeError(
+                    f"{type(method).__name__}.predict returned shape {tuple(scores.shape)}, expected "
+                    f"(batch, num_actions) = {(len(active), setting.num_actions)}"
+                )
+            if setting.action_bounds is None:
+                actions = scores.detach().float().cpu().argmax(1).tolist()
+            else:
+                low, high = setting.action_bounds
+                actions = list(torch.clamp(scores.detach().float().cpu(), low, high).numpy())
+            still = []
+            for i, action in zip(active, actions):
+                observations[i], reward, terminated, truncated, _ = envs[i].step(action)
+                totals[i] += float(reward)
+                if not (terminated or truncated):
+                    still.append(i)
+            active = still
+        returns.append(float(totals.mean()))
+    return returns
+
+
+def record_training_episodes(results: Results, returns: list[float]) -> None:
+    """Add a stage's training episodes to the results: their count, and the mean return of every
+    episode trained on so far (`online_return`, the reward collected while learning)."""
+    before = sum(results.episodes_seen)
+    results.episodes_seen.append(len(returns))
+    if returns:
+        total = (results.online_accuracy or 0.0) * before + sum(returns)
+        results.online_accuracy = total / (before + len(returns))

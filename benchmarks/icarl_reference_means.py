@@ -79,7 +79,7 @@ class ICaRLReferenceMemory(ICaRLReferenceMeans):
     name: ClassVar[str] = ""
 
     def update_exemplars(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None = None) -> None:
-        per_class = self.buffer_size // int(self.active_classes.sum())
+        per_class = self.buffer_size // int(self.seen_classes.active.sum())
         kept: list[dict[str, torch.Tensor]] = []
         if len(self.buffer):
             stored = self.buffer.get_all()

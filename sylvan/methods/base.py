@@ -8,7 +8,7 @@ methods, on every setting it applies to.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 from torch.utils.data import DataLoader
@@ -89,6 +89,7 @@ class Method:
         from sylvan.run.context import RunContext
 
         self.run = run if isinstance(run, RunContext) else RunContext.standalone(run)
+        self.parts.clear()  # a run's parts are its own
 
     @property
     def joint_training(self) -> bool:
@@ -107,7 +108,24 @@ class Method:
         """Called when a task starts, where boundaries are known."""
 
     def on_task_end(self, task_id: int | None) -> None:
-        """Called when a task ends, where boundaries are known."""
+        """Called when a task ends, where boundaries are known. The parts the method holds are
+        told here (`hold`): an override calls this first, as it would any base's."""
+        for part in self.parts.values():
+            part.on_task_end()
+
+    def hold(self, name: str, make: Callable[[], Any]) -> Any:
+        """The part `name` of this method (`sylvan.methods.parts`), made by `make()` the first
+        time it is asked for in a run (two bases of a method asking for the same part share it).
+        A part has `on_task_end()`, `state_dict()` and `load_state_dict(state)`: it is told when a
+        task ends, and its state goes into the method's checkpoints beside the method's own."""
+        if name not in self.parts:
+            self.parts[name] = make()
+        return self.parts[name]
+
+    @property
+    def parts(self) -> dict[str, Any]:
+        """The parts this method holds in the current run, by name."""
+        return self.__dict__.setdefault("_parts", {})
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         raise NotImplementedError
@@ -120,11 +138,13 @@ class Method:
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint of this method holds (model weights, buffers, ...): everything that
         changes during a run and that the next stages depend on. Override with
-        `load_state_dict` (see `check_resumable`)."""
-        return {}
+        `load_state_dict` (see `check_resumable`). Here: the state of the parts it holds."""
+        return {key: value for part in self.parts.values() for key, value in part.state_dict().items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Put back what `state_dict` returned, after `configure` (resuming a run)."""
+        for part in self.parts.values():
+            part.load_state_dict(state)
 
     @classmethod
     def check_resumable(cls) -> None:

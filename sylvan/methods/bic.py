@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import DistillationMethod, old_share_weighted_loss
+from sylvan.methods.distillation import old_share_weighted_loss
 from sylvan.methods.exemplars import HerdingExemplarMethod, pick_per_class
+from sylvan.methods.parts.teacher import Teacher
 from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
@@ -57,7 +58,7 @@ class BiasCorrection:
 
 
 @dataclass
-class BiC(HerdingExemplarMethod, DistillationMethod):
+class BiC(HerdingExemplarMethod):
     """BiC: distillation with exemplars, then a bias correction of the new classes' logits learned
     on a balanced validation part of the exemplars and the new data."""
 
@@ -88,6 +89,7 @@ class BiC(HerdingExemplarMethod, DistillationMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
+        self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self.correction: BiasCorrection | None = None  # learned at the end of the last task
         self._validation: tuple[torch.Tensor, torch.Tensor] | None = None  # this task's validation part
 
@@ -114,8 +116,8 @@ class BiC(HerdingExemplarMethod, DistillationMethod):
         """Which of the task's samples (labels `y`) and of the stored exemplars (`stored_y`) form
         this task's validation part: `validation_per_class` of each class, drawn with the run's
         seed; none in the first task, which has no old classes to correct towards."""
-        classes_seen = int((self.active_classes | self.class_mask(y)).sum())
-        count = self.validation_per_class(classes_seen) if bool(self.old_classes.any()) else 0
+        classes_seen = int((self.seen_classes.active | self.class_mask(y)).sum())
+        count = self.validation_per_class(classes_seen) if bool(self.seen_classes.old.any()) else 0
         generator = torch.Generator().manual_seed(self.run.seed * 1000 + VALIDATION_SEED + self.buffer.seen)
         new_held = pick_per_class(y, count, generator)
         if stored_y is None:
@@ -128,9 +130,9 @@ class BiC(HerdingExemplarMethod, DistillationMethod):
         return mask
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        active, old = self.observe_classes(batch)
+        active, old = self.seen_classes.observe(batch.y)
         logits = self.learner(batch.x)
-        teacher = self.teacher_logits(batch.x)
+        teacher = self.teacher.logits(batch.x)
         if teacher is not None and self.correction is not None:
             teacher = self.correction(teacher)
         return old_share_weighted_loss(logits, batch.y, teacher, active, old, self.temperature)
@@ -139,7 +141,7 @@ class BiC(HerdingExemplarMethod, DistillationMethod):
 
     def on_task_end(self, task_id: int | None) -> None:
         validation, self._validation = self._validation, None
-        new_classes = self.active_classes & ~self.old_classes
+        new_classes = self.seen_classes.active & ~self.seen_classes.old
         self.correction = None if validation is None else self.learn_correction(*validation, new_classes)
         super().on_task_end(task_id)  # the teacher (corrected by `correction` in the next task) and exemplars
 
@@ -148,7 +150,7 @@ class BiC(HerdingExemplarMethod, DistillationMethod):
         the corrected logits of the validation samples `x`, `y` under the frozen network."""
         logits = self.evaluated_in_chunks(x, lambda model, chunk: model(chunk).float())
         device = logits.device
-        y, new, seen = y.to(device), new_classes.to(device), self.active_classes.to(device)
+        y, new, seen = y.to(device), new_classes.to(device), self.seen_classes.active.to(device)
         parameters = torch.tensor([1.0, 0.0], device=device, requires_grad=True)  # alpha, beta
         optimizer = torch.optim.Adam([parameters], lr=self.bias_lr)
         generator = torch.Generator().manual_seed(self.run.seed * 1000 + BIAS_ORDER_SEED + self.buffer.seen)

@@ -58,7 +58,7 @@ from sylvan.methods.contrastive import (
     relation_distillation_loss,
 )
 from sylvan.methods.contrastive_replay import ProjectedContrastiveMethod
-from sylvan.methods.distillation import DistillationMethod
+from sylvan.methods.parts.teacher import Teacher
 from sylvan.methods.supervised import Batch, evaluating
 from sylvan.methods.workers import concatenated_over_workers, copy_from_first_worker
 from sylvan.minibatches import float_inputs
@@ -88,7 +88,7 @@ def class_balanced_draw(labels: torch.Tensor, count: int, generator: torch.Gener
 
 
 @dataclass
-class Co2L(DistillationMethod, ProjectedContrastiveMethod):
+class Co2L(ProjectedContrastiveMethod):
     """Co2L: asymmetric SupCon on the new samples and relation distillation of the previous
     task's network learn the features; a class-balanced linear probe on the buffer predicts."""
 
@@ -126,6 +126,7 @@ class Co2L(DistillationMethod, ProjectedContrastiveMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
+        self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self.finished_tasks = 0
 
     # ----- the representation ----------------------------------------------------------------
@@ -139,11 +140,11 @@ class Co2L(DistillationMethod, ProjectedContrastiveMethod):
         projections = self.projected(x)
         loss = asymmetric_supervised_contrastive_loss(projections, y, anchors, self.temperature,
                                                       self.base_temperature)
-        if self.teacher is None or self.distill_power == 0:
+        if self.teacher.network is None or self.distill_power == 0:
             return loss
-        self.teacher.to(x.device)
+        self.teacher.network.to(x.device)
         with torch.no_grad():
-            past = self.projected(x, self.teacher)
+            past = self.projected(x, self.teacher.network)
         relation = relation_distillation_loss(projections, past, self.current_temperature, self.past_temperature)
         return loss + self.distill_power * relation
 

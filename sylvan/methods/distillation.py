@@ -1,18 +1,13 @@
-"""What distillation-based methods (`lwf`, `icarl`, `bic`, `wa`, ...) share: a frozen copy of the
-model as it was at the end of the previous task (the teacher), and the classes seen before and
-during the task (`sylvan.methods.seen_classes`)."""
+"""The losses distillation-based methods (`lwf`, `icarl`, `bic`, `wa`, ...) share, and the frozen
+copy of a model they distil from (their teacher is a part: `sylvan.methods.parts.teacher`)."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from sylvan.methods.seen_classes import SeenClassesMethod
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -48,35 +43,3 @@ def old_share_weighted_loss(
     if not times_temperature_squared:
         distillation = distillation / temperature**2
     return (1 - share) * classification + share * distillation
-
-
-@dataclass
-class DistillationMethod(SeenClassesMethod):
-    """Keeps the teacher, next to the class masks of `SeenClassesMethod`: `old_classes` (seen in
-    earlier tasks) and `active_classes` (seen so far, the current task's included)."""
-
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
-        self.teacher: nn.Module | None = None
-
-    def teacher_logits(self, x: torch.Tensor) -> torch.Tensor | None:
-        """The teacher's logits for `x` (None during the first task)."""
-        if self.teacher is None:
-            return None
-        self.teacher.to(x.device)
-        with torch.no_grad():
-            return self.teacher(x)
-
-    def on_task_end(self, task_id: int | None) -> None:
-        super().on_task_end(task_id)
-        self.teacher = frozen_copy(self.model)
-
-    def state_dict(self) -> dict[str, Any]:
-        teacher = None if self.teacher is None else self.teacher.state_dict()
-        return {**super().state_dict(), "teacher": teacher}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if state["teacher"] is not None:
-            self.teacher = frozen_copy(self.model)
-            self.teacher.load_state_dict(state["teacher"])

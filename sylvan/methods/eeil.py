@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from sylvan.methods.distillation import DistillationMethod, distillation_loss, frozen_copy
+from sylvan.methods.distillation import distillation_loss, frozen_copy
 from sylvan.methods.exemplars import HerdingExemplarMethod, pick_per_class
+from sylvan.methods.parts.teacher import Teacher
 from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
@@ -43,7 +44,7 @@ UNGROUPED = -1  # the group of a class no finished task has brought
 
 
 @dataclass
-class EEIL(HerdingExemplarMethod, DistillationMethod):
+class EEIL(HerdingExemplarMethod):
     """End-to-end incremental learning: cross-entropy and cross-distillation on the task's data
     and herding exemplars, then a balanced finetuning."""
 
@@ -62,6 +63,7 @@ class EEIL(HerdingExemplarMethod, DistillationMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
+        self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         # class_group[c]: the finished task that brought class c first (UNGROUPED: none yet)
         self.class_group = torch.full((setting.num_classes,), UNGROUPED, dtype=torch.long)
         self.finished_tasks = 0
@@ -76,16 +78,16 @@ class EEIL(HerdingExemplarMethod, DistillationMethod):
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         self._task_data = dataset_tensors(train_data.dataset)
         self.train_learner(self.with_exemplars(self._task_data, train_data.batch_size), val_data)
-        if self.teacher is not None and self.finetune_epochs and len(self.buffer):
+        if self.teacher.network is not None and self.finetune_epochs and len(self.buffer):
             self.finetune_balanced(train_data.batch_size)
 
     def balanced_samples(self) -> tuple[torch.Tensor, ...]:
         """The task's samples the balanced finetuning adds to the exemplars: of each new class
         (none of a finished task), as many as the memory holds of each old class."""
         y = self._task_data[1].cpu()
-        per_class = len(self.buffer) // max(int(self.old_classes.sum()), 1)
+        per_class = len(self.buffer) // max(int(self.seen_classes.old.sum()), 1)
         generator = torch.Generator().manual_seed(self.run.seed * 1000 + BALANCED_SEED + self.buffer.seen)
-        chosen = pick_per_class(y, per_class, generator) & ~self.old_classes[y]
+        chosen = pick_per_class(y, per_class, generator) & ~self.seen_classes.old[y]
         return tuple(column[chosen.to(column.device)] for column in self._task_data)
 
     def finetune_balanced(self, batch_size: int) -> None:
@@ -99,10 +101,10 @@ class EEIL(HerdingExemplarMethod, DistillationMethod):
             self._stage_teacher = None
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        active, old = self.observe_classes(batch)
+        active, old = self.seen_classes.observe(batch.y)
         logits = self.learner(batch.x)
         loss = F.cross_entropy(logits.masked_fill(~active, float("-inf")), batch.y)
-        teacher = self.teacher_logits(batch.x)
+        teacher = self.teacher.logits(batch.x)
         if teacher is not None:
             groups = self.class_group.to(logits.device)
             for group in range(self.finished_tasks):
@@ -122,7 +124,7 @@ class EEIL(HerdingExemplarMethod, DistillationMethod):
         return distillation_loss(logits[:, group], teacher[:, group], self.temperature) / self.temperature**2
 
     def on_task_end(self, task_id: int | None) -> None:
-        new = self.active_classes & ~self.old_classes  # a class is old once it has a group
+        new = self.seen_classes.active & ~self.seen_classes.old  # a class is old once it has a group
         self.class_group[new] = self.finished_tasks
         self.finished_tasks += 1
         super().on_task_end(task_id)  # the teacher, the old classes, the exemplars

@@ -2,7 +2,7 @@
 exemplars per class, chosen by herding on the network's features at the end of each task (the
 `herding` buffer policy, its capacity shared equally among the classes seen), the task's data kept
 from `fit` to that choice, and training on the task's data together with the stored exemplars.
-The distillation methods among them add `DistillationMethod`'s teacher."""
+The distillation methods among them hold a teacher too (`sylvan.methods.parts.teacher`)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
-from sylvan.methods.seen_classes import SeenClassesMethod
-from sylvan.methods.supervised import dataset_tensors, evaluating
+from sylvan.methods.parts.seen_classes import SeenClasses
+from sylvan.methods.supervised import SupervisedMethod, dataset_tensors, evaluating
 from sylvan.minibatches import minibatch_loader
 
 EXEMPLAR_ORDER_SEED = 500  # offset of the run's seed for the order the task's data and exemplars are trained in
@@ -36,7 +36,7 @@ def pick_per_class(y: torch.Tensor, count: int, generator: torch.Generator) -> t
 
 
 @dataclass
-class HerdingExemplarMethod(SeenClassesMethod):
+class HerdingExemplarMethod(SupervisedMethod):
     """A method with a herding memory of `buffer_size` exemplars in total."""
 
     buffer_size: int = 200  # K: exemplars in total, shared equally among the classes seen
@@ -57,6 +57,7 @@ class HerdingExemplarMethod(SeenClassesMethod):
     def configure(self, setting: Any) -> None:
         self.validate_for(setting)
         super().configure(setting)
+        self.seen_classes = self.hold("seen_classes", lambda: SeenClasses(self.run.num_classes))
         self.buffer = make_buffer(
             "herding", self.buffer_size, seed=setting.worker_seed(), pixel_fields=self.pixel_fields
         )

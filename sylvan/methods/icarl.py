@@ -18,16 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from sylvan.methods.distillation import DistillationMethod
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
+from sylvan.methods.parts.teacher import Teacher
 from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
 
 @dataclass
-class ICaRL(HerdingExemplarMethod, DistillationMethod):
+class ICaRL(HerdingExemplarMethod):
     """iCaRL. Needs task boundaries: exemplars are chosen, and the teacher frozen, at the end of
     each task."""
 
@@ -38,6 +38,7 @@ class ICaRL(HerdingExemplarMethod, DistillationMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
+        self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self.class_means: torch.Tensor | None = None  # (classes, dim); NaN rows for classes not stored
 
     # ----- training: the task's data and the exemplars, with distillation -----------------------
@@ -47,10 +48,10 @@ class ICaRL(HerdingExemplarMethod, DistillationMethod):
         super().fit(train_data, val_data)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        active, old = self.observe_classes(batch)
+        active, old = self.seen_classes.observe(batch.y)
         logits = self.learner(batch.x)
         targets = F.one_hot(batch.y, logits.shape[1]).to(logits.dtype)
-        teacher = self.teacher_logits(batch.x)
+        teacher = self.teacher.logits(batch.x)
         if teacher is not None:
             targets[:, old] = torch.sigmoid(teacher[:, old])
         return F.binary_cross_entropy_with_logits(logits[:, active], targets[:, active])

@@ -89,7 +89,7 @@ class IL2M(HerdingExemplarMethod):
         self.stage = 0  # stages finished
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        active, _ = self.observe_classes(batch)
+        active, _ = self.seen_classes.observe(batch.y)
         return F.cross_entropy(self.learner(batch.x).masked_fill(~active, float("-inf")), batch.y)
 
     def on_task_end(self, task_id: int | None) -> None:
@@ -107,11 +107,11 @@ class IL2M(HerdingExemplarMethod):
             x, y = torch.cat([x, stored["x"].to(x.device)]), torch.cat([y, stored["y"].to(y.device)])
         y = y.cpu()
         logits = self.evaluated_in_chunks(x, lambda model, chunk: model(chunk).float().cpu())
-        means, counts = class_score_means(logits, y, len(self.active_classes))
-        new = self.active_classes & ~self.old_classes & (counts > 0)
+        means, counts = class_score_means(logits, y, len(self.seen_classes.active))
+        new = self.seen_classes.active & ~self.seen_classes.old & (counts > 0)
         self.initial_means[new] = means[new]
         self.class_stage[new] = self.stage
-        self.current_means = torch.where(self.old_classes & (counts > 0), means, torch.zeros_like(means))
+        self.current_means = torch.where(self.seen_classes.old & (counts > 0), means, torch.zeros_like(means))
         of_new = new[y]
         if bool(of_new.any()):
             self.confidences[self.stage] = logits[of_new].max(1).values.double().mean().float()

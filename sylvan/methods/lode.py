@@ -38,16 +38,16 @@ over every class): the paper's ablation. Needs task boundaries, to know which cl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from sylvan.errors import refuse_if_given
 from sylvan.methods.derpp import DERPlusPlus
+from sylvan.methods.parts.seen_classes import SeenClasses
 from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.seen_classes import SeenClassesMethod
-from sylvan.methods.supervised import Batch
+from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -81,12 +81,14 @@ def decoupled_loss(logits: torch.Tensor, y: torch.Tensor, old: torch.Tensor, int
 
 
 @dataclass
-class LossDecoupling(SeenClassesMethod):
+class LossDecoupling(SupervisedMethod):
     """The decoupled loss of the incoming samples, for a base method to use in place of their
     cross-entropy (`incoming_loss`). It comes first among a method's bases, so that its
     `incoming_loss` and its target setting (boundaries are needed) are the ones that hold."""
 
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+
+    checkpoint_complete = True  # its seen classes are a part, whose state the method's checkpoint holds
 
     rho: float = 0.1  # weight of the inter-task (new against old) term, times |classes of the task| / |old classes|
     decouple_loss: bool = True  # false: the incoming samples' cross-entropy over every class (the coupled baseline)
@@ -97,6 +99,10 @@ class LossDecoupling(SeenClassesMethod):
         if not self.decouple_loss:
             refuse_if_given(self, "rho", "it weighs the decoupled loss's inter-task term, and --decouple_loss is false")
 
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.seen_classes = self.hold("seen_classes", lambda: SeenClasses(self.run.num_classes))
+
     def inter_task_weight(self, active: torch.Tensor, old: torch.Tensor) -> float:
         """rho * |C_t| / |C_old|: the classes met in the current task over those of the finished
         ones (0 while no class is old)."""
@@ -106,7 +112,7 @@ class LossDecoupling(SeenClassesMethod):
     def incoming_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The loss of the minibatch's samples (`logits`: the network's for them): decoupled, or
         coupled (the cross-entropy over every class). Records the minibatch's classes."""
-        active, old = self.observe_classes(batch)
+        active, old = self.seen_classes.observe(batch.y)
         if not self.decouple_loss:
             return F.cross_entropy(logits, batch.y)
         return decoupled_loss(logits, batch.y, old, self.inter_task_weight(active, old))

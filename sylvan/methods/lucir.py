@@ -32,9 +32,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import DistillationMethod
 from sylvan.methods.exemplars import HerdingExemplarMethod
 from sylvan.methods.held_weights import batch_norm_statistics_held
+from sylvan.methods.parts.teacher import Teacher
 from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.models.cosine import CosineClassifier, remove_last_relu
 from sylvan.settings.base import Setting
@@ -42,7 +42,7 @@ from sylvan.settings.class_incremental import ClassIncrementalSetting
 
 
 @dataclass
-class LUCIR(HerdingExemplarMethod, DistillationMethod):
+class LUCIR(HerdingExemplarMethod):
     """LUCIR: a cosine classifier with imprinted new classes, feature distillation (less-forget
     constraint) and a margin between old classes' exemplars and the new classes."""
 
@@ -89,6 +89,7 @@ class LUCIR(HerdingExemplarMethod, DistillationMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
+        self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self._finetuning = False
 
     @property
@@ -103,10 +104,10 @@ class LUCIR(HerdingExemplarMethod, DistillationMethod):
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         self._task_data = dataset_tensors(train_data.dataset)
-        if self.teacher is not None and self.imprint:
+        if self.teacher.network is not None and self.imprint:
             self.imprint_weights(self._task_data[0], self._task_data[1])
         weight = self.classifier.weight
-        self.held.hold({weight: self.old_classes.to(weight.device)[:, None].expand_as(weight)})
+        self.held.hold({weight: self.seen_classes.old.to(weight.device)[:, None].expand_as(weight)})
         try:
             self.train_learner(self.with_exemplars(self._task_data, train_data.batch_size), val_data)
         finally:
@@ -117,7 +118,7 @@ class LUCIR(HerdingExemplarMethod, DistillationMethod):
         features under the network as it is, times the mean norm of the old classes' vectors."""
         features = self.features(x)
         labels = y.cpu()
-        old = self.old_classes
+        old = self.seen_classes.old
         with torch.no_grad():
             weight = self.classifier.weight
             norm = weight[old.to(weight.device)].norm(dim=1).mean()
@@ -127,16 +128,16 @@ class LUCIR(HerdingExemplarMethod, DistillationMethod):
                     weight[label] = direction.to(weight.device, weight.dtype) * norm
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        active, old = self.observe_classes(batch)
+        active, old = self.seen_classes.observe(batch.y)
         features = self.model.features(batch.x).flatten(1)
         cosine = self.classifier.cosine(features)
         classification = F.cross_entropy((self.classifier.sigma * cosine).masked_fill(~active, float("-inf")), batch.y)
         new = active & ~old
-        if self.teacher is None or self._finetuning or not bool(new.any()):
+        if self.teacher.network is None or self._finetuning or not bool(new.any()):
             return classification
-        self.teacher.to(batch.x.device)
+        self.teacher.network.to(batch.x.device)
         with torch.no_grad():
-            teacher_features = self.teacher.features(batch.x).flatten(1)
+            teacher_features = self.teacher.network.features(batch.x).flatten(1)
         share = math.sqrt(float(old.sum()) / float(new.sum()))
         less_forget = (1 - F.cosine_similarity(features, teacher_features.to(features.dtype), dim=1)).mean()
         return (classification + self.lambda_base * share * less_forget
@@ -177,7 +178,7 @@ class LUCIR(HerdingExemplarMethod, DistillationMethod):
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """The classifier's scores over the classes seen so far (-inf for the others)."""
         scores = self.learner(x)
-        seen = self.active_classes.to(scores.device)
+        seen = self.seen_classes.active.to(scores.device)
         if bool(seen.any()):
             scores = scores.masked_fill(~seen, float("-inf"))
         return self.mask_to_tasks(scores, task_labels)

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from sylvan.methods.distillation import DistillationMethod, distillation_loss
+from sylvan.methods.distillation import distillation_loss
 from sylvan.methods.exemplars import HerdingExemplarMethod
+from sylvan.methods.parts.teacher import Teacher
 from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
@@ -41,7 +42,7 @@ def separated_cross_entropy(logits: torch.Tensor, y: torch.Tensor, classes: torc
 
 
 @dataclass
-class SSIL(HerdingExemplarMethod, DistillationMethod):
+class SSIL(HerdingExemplarMethod):
     """SS-IL: separated softmax for new samples and exemplars, task-wise distillation."""
 
     name: ClassVar[str] = "ssil"
@@ -58,6 +59,7 @@ class SSIL(HerdingExemplarMethod, DistillationMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
+        self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self.current_classes = torch.zeros(setting.num_classes, dtype=torch.bool)  # the task being trained's
         self.task_groups: list[torch.Tensor] = []  # each finished task's classes (distinct sets), as masks
 
@@ -69,7 +71,7 @@ class SSIL(HerdingExemplarMethod, DistillationMethod):
         self.train_learner(train_data, val_data)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        self.observe_classes(batch)
+        self.seen_classes.observe(batch.y)
         device = batch.y.device
         replay = self.buffer.sample(self.replay_size or len(batch.y)) if len(self.buffer) else {}
         x, y = batch.x, batch.y
@@ -80,9 +82,9 @@ class SSIL(HerdingExemplarMethod, DistillationMethod):
         new = len(batch.y)
         loss = separated_cross_entropy(logits[:new], y[:new], self.current_classes.to(device))
         if replay:
-            loss = loss + separated_cross_entropy(logits[new:], y[new:], self.old_classes.to(device))
+            loss = loss + separated_cross_entropy(logits[new:], y[new:], self.seen_classes.old.to(device))
         loss = loss / len(y)
-        teacher = self.teacher_logits(x)
+        teacher = self.teacher.logits(x)
         if teacher is not None:
             for group in self.task_groups:
                 group = group.to(device)

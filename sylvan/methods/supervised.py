@@ -368,7 +368,7 @@ class SupervisedMethod(Method):
         return scores.masked_fill(~allowed & allowed.any(1, keepdim=True), float("-inf"))
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"model": self.learner.state_dict()}
+        state = {**super().state_dict(), "model": self.learner.state_dict()}
         if self.augmentation is not None:  # its generator: a resumed run draws the same crops
             state["augmentation"] = self.augmentation.state_dict()
         return state
@@ -377,6 +377,7 @@ class SupervisedMethod(Method):
         """Restore the networks onto the run's device (a checkpoint is read on the CPU), where an
         uninterrupted run has them between tasks, so that what a subclass restores beside them
         can follow them there (`parameter.device`)."""
+        super().load_state_dict(state)
         self.learner.load_state_dict(state["model"])
         self.learner.to(self.run.device)
         if self.augmentation is not None:

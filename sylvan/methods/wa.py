@@ -35,8 +35,9 @@ import torch
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import DistillationMethod, old_share_weighted_loss
+from sylvan.methods.distillation import old_share_weighted_loss
 from sylvan.methods.exemplars import HerdingExemplarMethod
+from sylvan.methods.parts.teacher import Teacher
 from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
@@ -53,7 +54,7 @@ def aligned_norms_factor(weight: torch.Tensor, old: torch.Tensor, new: torch.Ten
 
 
 @dataclass
-class WA(HerdingExemplarMethod, DistillationMethod):
+class WA(HerdingExemplarMethod):
     """WA: distillation with exemplars, then the new classes' weight vectors scaled to the old
     classes' mean norm; the output layer's weights clipped to non-negative values."""
 
@@ -86,6 +87,7 @@ class WA(HerdingExemplarMethod, DistillationMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
+        self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self.gammas: list[float] = []  # the factor each task's new classes were aligned by
 
     @property
@@ -93,8 +95,8 @@ class WA(HerdingExemplarMethod, DistillationMethod):
         return self.model.classifier  # checked by `validate_for`
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        active, old = self.observe_classes(batch)
-        return old_share_weighted_loss(self.learner(batch.x), batch.y, self.teacher_logits(batch.x), active, old,
+        active, old = self.seen_classes.observe(batch.y)
+        return old_share_weighted_loss(self.learner(batch.x), batch.y, self.teacher.logits(batch.x), active, old,
                                        self.temperature, times_temperature_squared=False)
 
     def after_step(self) -> None:
@@ -104,9 +106,9 @@ class WA(HerdingExemplarMethod, DistillationMethod):
                 self.classifier.weight.clamp_(min=0)
 
     def on_task_end(self, task_id: int | None) -> None:
-        new = self.active_classes & ~self.old_classes
-        if self.align_weights and bool(self.old_classes.any()) and bool(new.any()):
-            self.align(self.old_classes, new)
+        new = self.seen_classes.active & ~self.seen_classes.old
+        if self.align_weights and bool(self.seen_classes.old.any()) and bool(new.any()):
+            self.align(self.seen_classes.old, new)
         super().on_task_end(task_id)  # the teacher (aligned) and the exemplars
 
     def align(self, old: torch.Tensor, new: torch.Tensor) -> float:

@@ -19,17 +19,17 @@ from tests.methods.digits_samples import configured, mask, samples
 
 def test_stage_one_weighs_cross_entropy_and_corrected_distillation_by_the_old_classes_share():
     method = configured(BiC(temperature=2.0))
-    method.active_classes, method.old_classes = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
-    method.teacher = copy.deepcopy(method.model)
+    method.seen_classes.active, method.seen_classes.old = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
+    method.teacher.network = copy.deepcopy(method.model)
     with torch.no_grad():
-        for p in method.teacher.parameters():
+        for p in method.teacher.network.parameters():
             p.add_(0.3 * torch.randn_like(p))
     method.correction = BiasCorrection(0.7, -0.4, mask(2, 3))  # learned for the previous task's classes
     batch = Batch(*samples([4, 5, 4, 5, 4, 5], seed=1), None)
     loss = method.training_step(batch)
 
     logits = method.model(batch.x)
-    teacher = method.teacher(batch.x).detach()
+    teacher = method.teacher.network(batch.x).detach()
     teacher[:, 2:4] = 0.7 * teacher[:, 2:4] - 0.4
     share = 4 / 6  # old classes / classes seen (4 and 5 have joined)
     p_teacher = F.softmax(teacher[:, :4] / 2, 1)
@@ -49,7 +49,7 @@ def test_the_validation_part_is_balanced_and_held_out_of_training():
     method = configured(BiC(buffer_size=100, val_fraction=0.2))
     x0, y0 = samples([0] * 30 + [1] * 30, seed=3)
     method.update_exemplars(x0, y0)  # the first task's exemplars: 50 per class
-    method.active_classes, method.old_classes = mask(0, 1), mask(0, 1)
+    method.seen_classes.active, method.seen_classes.old = mask(0, 1), mask(0, 1)
     x1, y1 = samples([2] * 30 + [3] * 30, seed=4)
     loaders = []
     method.train_learner = lambda loader, val_data: loaders.append(loader)
@@ -66,7 +66,7 @@ def test_the_validation_part_is_balanced_and_held_out_of_training():
 
 def test_the_correction_is_the_adam_loop_of_the_reference_code():
     method = configured(BiC(bias_epochs=40, bias_lr=0.01, bias_batch_size=1000))
-    method.active_classes = mask(0, 1, 2, 3)
+    method.seen_classes.active = mask(0, 1, 2, 3)
     with torch.no_grad():
         method.model.classifier.bias[2:4] += 2.0  # the new classes' logits favoured
     x, y = samples([0, 1, 2, 3] * 5, seed=5)

@@ -63,7 +63,7 @@ def test_a_later_task_adds_the_relation_distillation_of_the_previous_tasks_netwo
     method = with_stored(configured(Co2L(buffer_size=50, replay_size=6, distill_power=0.7, probe_epochs=1)),
                          [0, 1] * 6)
     method.on_task_end(0)
-    teacher = method.teacher
+    teacher = method.teacher.network
     with torch.no_grad():
         for p in method.model.features.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -157,10 +157,10 @@ def test_the_teacher_probe_and_task_count_are_checkpointed():
     method.on_task_end(0)
     restored = configured(Co2L(buffer_size=50, probe_epochs=2))
     restored.load_state_dict(method.state_dict())
-    assert restored.finished_tasks == 1 and restored.teacher is not None
+    assert restored.finished_tasks == 1 and restored.teacher.network is not None
     x = samples([0, 1, 2], seed=10)[0]
     torch.testing.assert_close(restored.predict(x), method.predict(x))
-    torch.testing.assert_close(projections(restored.teacher, x), projections(method.teacher, x))
+    torch.testing.assert_close(projections(restored.teacher.network, x), projections(method.teacher.network, x))
 
 
 def test_a_digits_run_learns_every_task():

@@ -34,10 +34,10 @@ def perturbed_teacher(method: EEIL, seed: int = 0) -> torch.nn.Module:
 
 def after_two_tasks(method: EEIL) -> EEIL:
     """`method` as after two finished tasks of classes {0, 1} and {2, 3, 4}, the third task's under way."""
-    method.active_classes, method.old_classes = mask(0, 1, 2, 3, 4), mask(0, 1, 2, 3, 4)
+    method.seen_classes.active, method.seen_classes.old = mask(0, 1, 2, 3, 4), mask(0, 1, 2, 3, 4)
     method.class_group[:5] = torch.tensor([0, 0, 1, 1, 1])
     method.finished_tasks = 2
-    method.teacher = perturbed_teacher(method)
+    method.teacher.network = perturbed_teacher(method)
     return method
 
 
@@ -47,7 +47,7 @@ def test_the_loss_is_the_cross_entropy_plus_a_distillation_per_finished_task():
     loss = method.training_step(batch)
 
     logits = method.model(batch.x)
-    teacher = method.teacher(batch.x).detach()
+    teacher = method.teacher.network(batch.x).detach()
     expected = (F.cross_entropy(logits[:, :7], batch.y) + kl(logits[:, 0:2], teacher[:, 0:2], 2.0)
                 + kl(logits[:, 2:5], teacher[:, 2:5], 2.0))
     torch.testing.assert_close(loss, expected)
@@ -64,7 +64,7 @@ def test_a_group_of_one_class_distils_nothing():
     method.class_group[:5] = torch.tensor([0, 1, 1, 1, 1])  # the first task brought class 0 alone
     batch = Batch(*samples([5, 6], seed=3), None)
     logits = method.model(batch.x)
-    teacher = method.teacher(batch.x).detach()
+    teacher = method.teacher.network(batch.x).detach()
     expected = F.cross_entropy(logits[:, :7], batch.y) + kl(logits[:, 1:5], teacher[:, 1:5], 2.0)
     torch.testing.assert_close(method.training_step(batch), expected)
 
@@ -77,7 +77,7 @@ def test_during_the_balanced_finetuning_the_new_classes_are_distilled_from_the_f
     loss = method.training_step(batch)
 
     logits = method.model(batch.x)
-    teacher = method.teacher(batch.x).detach()
+    teacher = method.teacher.network(batch.x).detach()
     stage = method._stage_teacher(batch.x).detach()
     expected = (F.cross_entropy(logits[:, :7], batch.y) + kl(logits[:, 0:2], teacher[:, 0:2], 2.0)
                 + kl(logits[:, 2:5], teacher[:, 2:5], 2.0) + kl(logits[:, 5:7], stage[:, 5:7], 2.0))
@@ -88,7 +88,7 @@ def test_during_the_balanced_finetuning_the_new_classes_are_distilled_from_the_f
 
 def test_the_balanced_samples_are_as_many_per_new_class_as_the_memory_holds_per_old_class():
     method = configured(EEIL(buffer_size=40))
-    method.old_classes = mask(0, 1, 2, 3)
+    method.seen_classes.old = mask(0, 1, 2, 3)
     x, y = samples([0] * 12 + [4] * 15 + [5] * 6, seed=5)  # old class 0 (a blurry stream) and new 4, 5
     method.buffer.add(x=x[:20], y=torch.tensor([0, 1, 2, 3] * 5), features=torch.randn(20, 8))
     method._task_data = (x, y)
@@ -107,8 +107,8 @@ def test_a_run_finetunes_from_the_second_task_on_at_the_finetuning_rate():
 
     def recording(loader, val_data=None, epochs=None, measure_online=True):
         stages.append(dict(lr=method.current_lr, epochs=epochs, online=measure_online, samples=len(loader.dataset),
-                           stored=len(method.buffer), old=int(method.old_classes.sum()),
-                           new=int((method.active_classes & ~method.old_classes).sum())))
+                           stored=len(method.buffer), old=int(method.seen_classes.old.sum()),
+                           new=int((method.seen_classes.active & ~method.seen_classes.old).sum())))
         train_learner(loader, val_data, epochs=epochs, measure_online=measure_online)
 
     method.train_learner = recording

@@ -42,7 +42,7 @@ def end_task(method: IL2M, labels: list[int], seed: int) -> tuple[torch.Tensor, 
     """Train-free end of a task whose data are random inputs with `labels` (the classes observed
     as a training step would); the task's data."""
     x, y = samples(labels, seed=seed)
-    method.observe_classes(Batch(x, y))
+    method.seen_classes.observe(Batch(x, y).y)
     method._task_data = (x, y)
     method.on_task_end(method.stage)
     return x, y
@@ -66,7 +66,7 @@ def test_the_next_task_records_the_old_classes_current_means_on_the_exemplars():
     end_task(method, [0, 1, 0, 1], seed=2)
     stored = method.buffer.get_all()
     x, y = samples([2, 3, 2, 3], seed=3)
-    method.observe_classes(Batch(x, y))
+    method.seen_classes.observe(Batch(x, y).y)
     method._task_data = (x, y)
     with torch.no_grad():
         exemplar_logits = method.model.eval()(stored["x"])
@@ -113,7 +113,7 @@ def test_domain_incremental_tasks_bring_no_new_class_and_nothing_is_rectified():
 
 def test_the_loss_is_the_cross_entropy_over_the_classes_seen_so_far():
     method = il2m()
-    method.observe_classes(Batch(*samples([0, 1], seed=10)))
+    method.seen_classes.observe(Batch(*samples([0, 1], seed=10)).y)
     batch = Batch(*samples([2, 3, 2], seed=11))
     loss = method.training_step(batch)
     logits = method.model(batch.x).masked_fill(~mask(0, 1, 2, 3), float("-inf"))

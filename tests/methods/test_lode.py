@@ -39,7 +39,7 @@ def test_the_inter_task_term_is_minus_the_log_of_the_probability_mass_on_the_cla
 
 def test_a_later_tasks_step_averages_the_decoupled_new_loss_and_the_replayed_cross_entropy():
     method = configured(LODE(rho=0.3, buffer_size=6, replay_size=6))
-    method.active_classes, method.old_classes = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
+    method.seen_classes.active, method.seen_classes.old = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
     replay_x, replay_y = stored(method, [0, 1, 2, 3, 0, 2], seed=1)
     batch = Batch(*samples([4, 5, 5, 4], seed=2), None)
     loss = method.training_step(batch)
@@ -66,7 +66,7 @@ def test_the_first_task_is_experience_replay():
 
 def test_incoming_samples_of_old_classes_take_the_cross_entropy_over_every_class():
     method = configured(LODE(rho=0.5, buffer_size=4, replay_size=4))
-    method.active_classes, method.old_classes = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
+    method.seen_classes.active, method.seen_classes.old = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
     replay_x, replay_y = stored(method, [0, 1, 2, 3], seed=5)
     batch = Batch(*samples([4, 1, 5, 2], seed=6), None)  # a blurry batch: 1 and 2 are old
     loss = method.training_step(batch)
@@ -87,7 +87,7 @@ def test_with_nothing_decoupled_the_step_averages_two_cross_entropies_over_every
     options, setting_cls, old, stored_labels, batch_labels
 ):
     method = configured(LODE(buffer_size=4, replay_size=4, **options), setting_cls)
-    method.active_classes, method.old_classes = mask(*old), mask(*old)
+    method.seen_classes.active, method.seen_classes.old = mask(*old), mask(*old)
     replay_x, replay_y = stored(method, stored_labels, seed=7)
     batch = Batch(*samples(batch_labels, seed=8), None)
     loss = method.training_step(batch)
@@ -100,7 +100,7 @@ def test_without_the_inter_task_term_new_samples_leave_the_old_classes_outputs_a
     classes' logits down; only the weighted inter-task term (and the replay) moves them."""
     def classifier_gradient(rho: float) -> torch.Tensor:
         method = configured(LODE(rho=rho, buffer_size=10))
-        method.active_classes, method.old_classes = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
+        method.seen_classes.active, method.seen_classes.old = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
         method.training_step(Batch(*samples([4, 5, 6, 4, 5], seed=9), None)).backward()  # the buffer is empty
         return method.model.classifier.weight.grad
 
@@ -122,18 +122,20 @@ def test_a_task_end_makes_its_classes_old_and_the_masks_are_checkpointed():
     method.training_step(Batch(*samples([0, 1, 1, 0], seed=10), None))
     method.on_task_end(0)
     method.training_step(Batch(*samples([2, 3, 2], seed=11), None))
-    assert torch.equal(method.old_classes, mask(0, 1)) and torch.equal(method.active_classes, mask(0, 1, 2, 3))
+    seen = method.seen_classes
+    assert torch.equal(seen.old, mask(0, 1)) and torch.equal(seen.active, mask(0, 1, 2, 3))
 
     restored = configured(LODE(buffer_size=10))
     restored.load_state_dict(method.state_dict())
-    assert torch.equal(restored.old_classes, mask(0, 1)) and torch.equal(restored.active_classes, mask(0, 1, 2, 3))
+    seen = restored.seen_classes
+    assert torch.equal(seen.old, mask(0, 1)) and torch.equal(seen.active, mask(0, 1, 2, 3))
     assert len(restored.buffer) == 7
 
 
 def test_a_short_run_learns_every_task():
     method = LODE(buffer_size=100)
     results = ClassIncrementalSetting(**DIGITS).apply(method)
-    assert torch.equal(method.old_classes, mask(*range(10)))
+    assert torch.equal(method.seen_classes.old, mask(*range(10)))
     assert results.final_average_accuracy > 0.6
 
 
@@ -147,7 +149,7 @@ def test_coupled_with_as_many_replayed_samples_as_new_ones_it_is_experience_repl
 
 def test_on_der_plus_plus_the_decoupled_loss_replaces_the_minibatchs_cross_entropy():
     method = configured(LODEDERPlusPlus(rho=0.4, alpha=0.3, beta=0.7, buffer_size=4, replay_size=4))
-    method.active_classes, method.old_classes = mask(0, 1, 2), mask(0, 1, 2)
+    method.seen_classes.active, method.seen_classes.old = mask(0, 1, 2), mask(0, 1, 2)
     replay_x, replay_y = samples([0, 1, 2, 1], seed=14)
     stored_logits = torch.randn(4, 10)
     method.buffer.add(x=replay_x, y=replay_y, logits=stored_logits)

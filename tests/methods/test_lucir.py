@@ -60,10 +60,10 @@ def test_a_network_with_a_layer_after_its_last_relu_is_refused():
 
 def test_the_loss_adds_the_less_forget_constraint_and_the_separation_of_old_exemplars():
     method = configured(LUCIR(lambda_base=5.0, margin=0.5, hard_negatives=2, margin_weight=1.5))
-    method.active_classes, method.old_classes = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
-    method.teacher = copy.deepcopy(method.model)
+    method.seen_classes.active, method.seen_classes.old = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
+    method.teacher.network = copy.deepcopy(method.model)
     with torch.no_grad():
-        for p in method.teacher.parameters():
+        for p in method.teacher.network.parameters():
             p.add_(0.3 * torch.randn_like(p))
         method.model.classifier.sigma.fill_(4.0)
     batch = Batch(*samples([4, 5, 6, 1, 3, 4], seed=1), None)
@@ -73,7 +73,7 @@ def test_the_loss_adds_the_less_forget_constraint_and_the_separation_of_old_exem
     cosine = F.normalize(features, dim=1) @ F.normalize(method.model.classifier.weight, dim=1).T
     seen = mask(0, 1, 2, 3, 4, 5, 6)
     classification = F.cross_entropy((4.0 * cosine).masked_fill(~seen, float("-inf")), batch.y)
-    teacher = method.teacher.features(batch.x).flatten(1)
+    teacher = method.teacher.network.features(batch.x).flatten(1)
     less_forget = (1 - F.cosine_similarity(features, teacher, dim=1)).mean() * 5.0 * math.sqrt(4 / 3)
     terms = []
     plain = cosine.detach()
@@ -93,7 +93,7 @@ def test_the_first_task_trains_on_the_cross_entropy_over_the_classes_seen():
 
 def test_a_new_class_starts_at_the_mean_direction_of_its_features_at_the_old_classes_norm():
     method = configured(LUCIR())
-    method.old_classes = mask(0, 1)
+    method.seen_classes.old = mask(0, 1)
     x, y = samples([2] * 5 + [3] * 7, seed=3)
     old_rows = method.model.classifier.weight[:2].detach().clone()
     method.imprint_weights(x, y)
@@ -161,7 +161,7 @@ def test_predictions_are_among_the_classes_seen():
 
     def recording_on_task_end(task_id):
         on_task_end(task_id)
-        recorded.append((method.active_classes.clone(), method.predict(samples([0] * 20, seed=4)[0], None)))
+        recorded.append((method.seen_classes.active.clone(), method.predict(samples([0] * 20, seed=4)[0], None)))
 
     method.on_task_end = recording_on_task_end
     ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 2}).apply(method)

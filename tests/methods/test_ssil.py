@@ -24,7 +24,7 @@ def after_two_tasks(method: SSIL, setting_cls=ClassIncrementalSetting) -> SSIL:
     for task, labels in enumerate(([0, 1] * 10, [2, 3] * 10)):
         x, y = samples(labels, task)
         method._task_data = (x, y)
-        method.active_classes[y.unique()] = True
+        method.seen_classes.active[y.unique()] = True
         method.on_task_end(task)
     method.current_classes = mask(4, 5)
     return method
@@ -48,7 +48,7 @@ class RecordedLogits:
 def test_the_memory_holds_the_earlier_tasks_and_each_group_learns_over_its_own_classes():
     method = after_two_tasks(SSIL(buffer_size=40, replay_size=6, temperature=2.0))
     assert set(method.buffer.class_counts()) == {0, 1, 2, 3}
-    method.teacher = None  # the cross-entropies alone
+    method.teacher.network = None  # the cross-entropies alone
     recorded = RecordedLogits(method)
     method.training_step(Batch(*samples([4, 5, 4, 5], 9))).backward()
     gradient = recorded.logits.grad
@@ -62,7 +62,7 @@ def test_the_loss_is_the_summed_separated_cross_entropies_over_the_step_plus_one
     method = after_two_tasks(SSIL(buffer_size=40, replay_size=6, temperature=2.0))
     assert [group.nonzero().flatten().tolist() for group in method.task_groups] == [[0, 1], [2, 3]]
     with torch.no_grad():  # a teacher that differs from the network
-        for p in method.teacher.parameters():
+        for p in method.teacher.network.parameters():
             p.add_(0.05 * torch.randn_like(p))
     recorded = RecordedLogits(method)
     draws = []
@@ -72,7 +72,7 @@ def test_the_loss_is_the_summed_separated_cross_entropies_over_the_step_plus_one
     loss = method.training_step(batch)
     logits, replay = recorded.logits.detach(), draws[0]
     x = torch.cat([batch.x, replay["x"]])
-    teacher = method.teacher(x)
+    teacher = method.teacher.network(x)
     expected = (F.cross_entropy(logits[:4, 4:6], batch.y - 4, reduction="sum")
                 + F.cross_entropy(logits[4:, :4], replay["y"], reduction="sum")) / 10
     for classes in ([0, 1], [2, 3]):
@@ -94,9 +94,9 @@ def test_the_distillation_is_zero_when_the_network_is_its_teacher():
     fixed = method.buffer.sample(6)
     method.buffer.sample = lambda n: fixed
     batch = Batch(*samples([4, 5, 4, 5], 2))
-    method.teacher = frozen_copy(method.model)
+    method.teacher.network = frozen_copy(method.model)
     with_itself = method.training_step(batch)
-    method.teacher = None
+    method.teacher.network = None
     torch.testing.assert_close(with_itself, method.training_step(batch))
 
 

@@ -19,16 +19,16 @@ from tests.methods.digits_samples import DIGITS, WithoutFeatures, configured, ma
 
 def test_the_loss_weighs_cross_entropy_and_unscaled_distillation_by_the_old_classes_share():
     method = configured(WA(temperature=2.0))
-    method.active_classes, method.old_classes = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
-    method.teacher = copy.deepcopy(method.model)
+    method.seen_classes.active, method.seen_classes.old = mask(0, 1, 2, 3), mask(0, 1, 2, 3)
+    method.teacher.network = copy.deepcopy(method.model)
     with torch.no_grad():
-        for p in method.teacher.parameters():
+        for p in method.teacher.network.parameters():
             p.add_(0.3 * torch.randn_like(p))
     batch = Batch(*samples([4, 5, 4, 5, 4, 5], seed=1), None)
     loss = method.training_step(batch)
 
     logits = method.model(batch.x)
-    teacher = method.teacher(batch.x).detach()
+    teacher = method.teacher.network(batch.x).detach()
     share = 4 / 6  # old classes / classes seen (4 and 5 have joined)
     soft_teacher = F.softmax(teacher[:, :4] / 2, 1)
     # the paper's distillation: the cross-entropy of the softened outputs, without T^2; it differs
@@ -48,7 +48,7 @@ def test_the_first_task_trains_on_plain_cross_entropy_over_the_classes_seen():
 
 def test_the_new_classes_weight_vectors_take_the_old_classes_mean_norm_at_the_tasks_end():
     method = configured(WA())
-    method.active_classes, method.old_classes = mask(0, 1, 2, 3), mask(0, 1)
+    method.seen_classes.active, method.seen_classes.old = mask(0, 1, 2, 3), mask(0, 1)
     method._task_data = samples([2, 3] * 10, seed=3)
     weight = method.model.classifier.weight
     with torch.no_grad():
@@ -64,26 +64,26 @@ def test_the_new_classes_weight_vectors_take_the_old_classes_mean_norm_at_the_ta
     assert torch.equal(after[:2], before[:2]) and torch.equal(after[4:], before[4:]), "only the new classes move"
     assert torch.equal(method.model.classifier.bias.detach(), bias), "the biases are left as they are"
     assert method.gammas == [pytest.approx(gamma)]
-    assert torch.equal(method.teacher.classifier.weight, after), "the next task distils the aligned network"
+    assert torch.equal(method.teacher.network.classifier.weight, after), "the next task distils the aligned network"
 
 
 def test_nothing_is_aligned_after_the_first_task_nor_without_new_classes_nor_when_turned_off():
     method = configured(WA())
-    method.active_classes = mask(0, 1)
+    method.seen_classes.active = mask(0, 1)
     method._task_data = samples([0, 1] * 10, seed=4)
     before = method.model.classifier.weight.detach().clone()
     method.on_task_end(0)  # no old classes yet
     assert torch.equal(method.model.classifier.weight.detach(), before) and method.gammas == []
 
     domain = configured(WA(), DomainIncrementalSetting)  # a later task of the same classes
-    domain.active_classes, domain.old_classes = mask(*range(10)), mask(*range(10))
+    domain.seen_classes.active, domain.seen_classes.old = mask(*range(10)), mask(*range(10))
     domain._task_data = samples(list(range(10)) * 2, seed=5)
     before = domain.model.classifier.weight.detach().clone()
     domain.on_task_end(1)
     assert torch.equal(domain.model.classifier.weight.detach(), before) and domain.gammas == []
 
     off = configured(WA(align_weights=False))
-    off.active_classes, off.old_classes = mask(0, 1, 2, 3), mask(0, 1)
+    off.seen_classes.active, off.seen_classes.old = mask(0, 1, 2, 3), mask(0, 1)
     off._task_data = samples([2, 3] * 10, seed=3)
     before = off.model.classifier.weight.detach().clone()
     off.on_task_end(1)

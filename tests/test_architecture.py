@@ -113,3 +113,12 @@ def test_a_setting_keeps_nothing_of_a_finished_run(setting_name):
     configuration = {f.name for f in fields(setting)}
     kept = {name: value for name, value in vars(setting).items() if name not in configuration and value is not None}
     assert kept == {name: value for name, value in before.items() if name not in configuration}
+
+
+def test_no_registered_method_sits_on_more_than_five_sylvan_classes():
+    """Shared behaviour is a part a method holds (`sylvan.methods.parts`), not a base it inherits."""
+    from sylvan.methods import METHODS
+
+    depths = {name: [k.__name__ for k in cls.__mro__ if k.__module__.startswith("sylvan")]
+              for name, cls in METHODS.items()}
+    assert {name: chain for name, chain in depths.items() if len(chain) > 5} == {}

@@ -57,7 +57,8 @@ from sylvan.methods.contrastive import (
     asymmetric_supervised_contrastive_loss,
     relation_distillation_loss,
 )
-from sylvan.methods.contrastive_replay import ProjectedContrastiveMethod
+from sylvan.methods.contrastive_replay import ContrastiveReplayMethod
+from sylvan.methods.parts.projection import projections, with_projection_head
 from sylvan.methods.parts.teacher import Teacher
 from sylvan.methods.supervised import Batch, evaluating
 from sylvan.methods.workers import concatenated_over_workers, copy_from_first_worker
@@ -88,7 +89,7 @@ def class_balanced_draw(labels: torch.Tensor, count: int, generator: torch.Gener
 
 
 @dataclass
-class Co2L(ProjectedContrastiveMethod):
+class Co2L(ContrastiveReplayMethod):
     """Co2L: asymmetric SupCon on the new samples and relation distillation of the previous
     task's network learn the features; a class-balanced linear probe on the buffer predicts."""
 
@@ -106,9 +107,11 @@ class Co2L(ProjectedContrastiveMethod):
     probe_lr: float = 0.1  # learning rate the probe starts from
     probe_batch_size: int = 256  # buffer samples per step of the probe
     probe_views: bool = True  # train the probe on a random view of each sample drawn
+    projection_dim: int = 128  # outputs of the projection head the loss is computed on
 
     def validate(self) -> None:
         super().validate()
+        self.require_at_least(1, "projection_dim")
         self.require_at_least(
             0, "temperature", "base_temperature", "current_temperature", "past_temperature", "probe_lr", strict=True
         )
@@ -120,9 +123,13 @@ class Co2L(ProjectedContrastiveMethod):
     def build_model(self) -> nn.Module:
         """The backbone with the projection head, and the probe: a linear layer over the features,
         zero until the first task ends and trained only then (never by the optimizer of `fit`)."""
-        model = super().build_model()
+        model = with_projection_head(self, super().build_model(), self.backbone_name(self.run))
         model.probe = zero_linear(model.feature_dim, self.run.num_classes).requires_grad_(False)
         return model
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        self.check_backbone(setting, lambda model, name: with_projection_head(self, model, name))
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
@@ -137,15 +144,15 @@ class Co2L(ProjectedContrastiveMethod):
         anchors = torch.zeros(len(y), dtype=torch.bool, device=y.device)
         anchors[:incoming] = True
         anchors[len(y) // 2 : len(y) // 2 + incoming] = True
-        projections = self.projected(x)
-        loss = asymmetric_supervised_contrastive_loss(projections, y, anchors, self.temperature,
+        projected = projections(self.model, x)
+        loss = asymmetric_supervised_contrastive_loss(projected, y, anchors, self.temperature,
                                                       self.base_temperature)
         if self.teacher.network is None or self.distill_power == 0:
             return loss
         self.teacher.network.to(x.device)
         with torch.no_grad():
-            past = self.projected(x, self.teacher.network)
-        relation = relation_distillation_loss(projections, past, self.current_temperature, self.past_temperature)
+            past = projections(self.teacher.network, x)
+        relation = relation_distillation_loss(projected, past, self.current_temperature, self.past_temperature)
         return loss + self.distill_power * relation
 
     # ----- the linear probe ------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The bases of the contrastive replay methods (`scr`, `pcr`, `co2l`): each step's minibatch
+"""The base of the contrastive replay methods (`scr`, `pcr`, `co2l`): each step's minibatch
 joined by a replay draw, and every input of the two by a random view of it (`ContrastiveViews`),
-drawn with a seed of the method's own and checkpointed with it; and, for those that contrast
-projections of the features rather than logits (`scr`, `co2l`), the projection head."""
+drawn with a seed of the method's own and checkpointed with it. Those that contrast projections
+of the features rather than logits (`scr`, `co2l`) add a projection head
+(`sylvan.methods.parts.projection`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.contrastive import ContrastiveViews
@@ -59,41 +58,3 @@ class ContrastiveReplayMethod(ReplayMethod):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.views.load_state_dict(state["views"])
-
-
-@dataclass
-class ProjectedContrastiveMethod(ContrastiveReplayMethod):
-    """A contrastive replay method whose loss is on the L2-normalized outputs of a projection head
-    (Linear(d, d), ReLU, Linear(d, `projection_dim`)) over the backbone's d features, as SimCLR
-    and SupCon project them. The backbone's own classifier is never trained: the method
-    classifies by the features some other way (`scr`: the nearest class mean; `co2l`: a linear
-    probe)."""
-
-    projection_dim: int = 128  # outputs of the projection head the loss is computed on
-
-    def validate(self) -> None:
-        super().validate()
-        self.require_at_least(1, "projection_dim")
-
-    def validate_for(self, setting: Any) -> None:
-        super().validate_for(setting)
-        self.check_backbone(setting, self.with_projection)
-
-    def with_projection(self, model: nn.Module, name: str) -> nn.Module:
-        """`model` with the projection head on its features, its classifier frozen (never used);
-        a `ConfigurationError` for a network without `features` and `feature_dim`."""
-        self.require_feature_layers(model, name, "learns and classifies by the backbone's features")
-        width = model.feature_dim
-        model.projection = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, self.projection_dim))
-        classifier = getattr(model, "classifier", None)
-        if isinstance(classifier, nn.Module):
-            classifier.requires_grad_(False)  # no gradient ever reaches it: DDP must not wait for one
-        return model
-
-    def build_model(self) -> nn.Module:
-        return self.with_projection(super().build_model(), self.backbone_name(self.run))
-
-    def projected(self, x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
-        """The L2-normalized projections of `x` by `model` (default: the method's network)."""
-        model = self.model if model is None else model
-        return F.normalize(model.projection(model.features(x).flatten(1)), dim=1)

@@ -15,6 +15,28 @@ from sylvan.methods.der import DER
 from sylvan.methods.supervised import Batch
 
 
+def two_draws(method: DER, batch_size: int) -> tuple[int, ...]:
+    """DER++'s draws of a step: two independent groups of r."""
+    return (method.replay_count(batch_size),) * 2
+
+
+def with_labelled_group(method: DER, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
+    """DER's replayed group, and a second, independent one whose labels are learned (weight beta)."""
+    groups = DER.replay_terms(method, batch)
+    if groups:
+        second = method.draw_replay(method.replay_count(len(batch.y)))
+        groups.append((method.beta, second))
+    return groups
+
+
+def matched_then_labelled_loss(method: DER, index: int, logits: torch.Tensor,
+                               replay: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The first group's logit matching (DER's), the second group's cross-entropy."""
+    if index == 0:
+        return DER.replay_loss(method, index, logits, replay)
+    return F.cross_entropy(logits, replay["y"])
+
+
 @dataclass
 class DERPlusPlus(DER):
     """DER++: logit matching on one replayed group, label learning on another."""
@@ -28,17 +50,6 @@ class DERPlusPlus(DER):
         super().validate()
         self.require_at_least(0, "beta")
 
-    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
-        return (self.replay_count(batch_size),) * 2  # two independent draws per step
-
-    def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
-        groups = super().replay_terms(batch)
-        if groups:
-            second = self.draw_replay(self.replay_count(len(batch.y)))
-            groups.append((self.beta, second))
-        return groups
-
-    def replay_loss(self, index: int, logits: torch.Tensor, replay: dict[str, torch.Tensor]) -> torch.Tensor:
-        if index == 0:
-            return super().replay_loss(index, logits, replay)
-        return F.cross_entropy(logits, replay["y"])
+    replay_draws = two_draws
+    replay_terms = with_labelled_group
+    replay_loss = matched_then_labelled_loss

@@ -44,10 +44,11 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.errors import refuse_if_given
-from sylvan.methods.derpp import DERPlusPlus
+from sylvan.methods import derpp
+from sylvan.methods.der import DER
 from sylvan.methods.parts.seen_classes import SeenClasses
 from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -80,52 +81,63 @@ def decoupled_loss(logits: torch.Tensor, y: torch.Tensor, old: torch.Tensor, int
     return total / len(y)
 
 
+class DecoupledLoss:
+    """LODE's loss of the incoming samples, which a method uses in place of their cross-entropy:
+    decoupled (`decoupled_loss`, its inter-task term weighted by `rho` times the classes met in
+    the current task over the old ones), or coupled (the cross-entropy over every class, the
+    baseline). Records the minibatch's classes in the method's `SeenClasses`."""
+
+    def __init__(self, seen_classes: SeenClasses, rho: float, decouple: bool) -> None:
+        self.seen_classes, self.rho, self.decouple = seen_classes, rho, decouple
+
+    def inter_task_weight(self, active: torch.Tensor, old: torch.Tensor) -> float:
+        """rho * |C_t| / |C_old| (0 while no class is old)."""
+        old_count = int(old.sum())
+        return self.rho * int((active & ~old).sum()) / old_count if old_count else 0.0
+
+    def __call__(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        active, old = self.seen_classes.observe(batch.y)
+        if not self.decouple:
+            return F.cross_entropy(logits, batch.y)
+        return decoupled_loss(logits, batch.y, old, self.inter_task_weight(active, old))
+
+
+def check_decoupling(method: Any) -> None:
+    """Refuse a negative `--rho`, or one given with `--decouple_loss false`."""
+    method.require_at_least(0, "rho")
+    if not method.decouple_loss:
+        refuse_if_given(method, "rho", "it weighs the decoupled loss's inter-task term, and --decouple_loss is false")
+
+
+def hold_decoupled_loss(method: Any) -> DecoupledLoss:
+    """The method's decoupled loss, over the seen classes it holds."""
+    seen = method.seen_classes = method.hold("seen_classes", lambda: SeenClasses(method.run.num_classes))
+    return DecoupledLoss(seen, method.rho, method.decouple_loss)
+
+
 @dataclass
-class LossDecoupling(SupervisedMethod):
-    """The decoupled loss of the incoming samples, for a base method to use in place of their
-    cross-entropy (`incoming_loss`). It comes first among a method's bases, so that its
-    `incoming_loss` and its target setting (boundaries are needed) are the ones that hold."""
+class LODE(ReplayMethod):
+    """LODE (ER): the incoming samples' decoupled loss and the replayed samples' cross-entropy
+    over every class, averaged."""
 
-    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
-
+    name: ClassVar[str] = "lode"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting  # the old classes are the finished tasks'
     checkpoint_complete = True  # its seen classes are a part, whose state the method's checkpoint holds
 
+    lr: float = 0.1  # learning rate
     rho: float = 0.1  # weight of the inter-task (new against old) term, times |classes of the task| / |old classes|
     decouple_loss: bool = True  # false: the incoming samples' cross-entropy over every class (the coupled baseline)
 
     def validate(self) -> None:
         super().validate()
-        self.require_at_least(0, "rho")
-        if not self.decouple_loss:
-            refuse_if_given(self, "rho", "it weighs the decoupled loss's inter-task term, and --decouple_loss is false")
+        check_decoupling(self)
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.seen_classes = self.hold("seen_classes", lambda: SeenClasses(self.run.num_classes))
-
-    def inter_task_weight(self, active: torch.Tensor, old: torch.Tensor) -> float:
-        """rho * |C_t| / |C_old|: the classes met in the current task over those of the finished
-        ones (0 while no class is old)."""
-        old_count = int(old.sum())
-        return self.rho * int((active & ~old).sum()) / old_count if old_count else 0.0
+        self.decoupled_loss = hold_decoupled_loss(self)
 
     def incoming_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The loss of the minibatch's samples (`logits`: the network's for them): decoupled, or
-        coupled (the cross-entropy over every class). Records the minibatch's classes."""
-        active, old = self.seen_classes.observe(batch.y)
-        if not self.decouple_loss:
-            return F.cross_entropy(logits, batch.y)
-        return decoupled_loss(logits, batch.y, old, self.inter_task_weight(active, old))
-
-
-@dataclass
-class LODE(LossDecoupling, ReplayMethod):
-    """LODE (ER): the incoming samples' decoupled loss and the replayed samples' cross-entropy
-    over every class, averaged."""
-
-    name: ClassVar[str] = "lode"
-
-    lr: float = 0.1  # learning rate
+        return self.decoupled_loss(logits, batch)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         replay = self.draw_replay(self.replay_count(len(batch.y)))
@@ -139,12 +151,31 @@ class LODE(LossDecoupling, ReplayMethod):
 
 
 @dataclass
-class LODEDERPlusPlus(LossDecoupling, DERPlusPlus):
+class LODEDERPlusPlus(DER):
     """LODE on DER++: the incoming samples' decoupled loss, plus DER++'s logit matching and
-    label learning on two replayed groups. (DER++'s lr is restated: the class masks' base comes
-    after DER++ in the fields' order and would bring back the default one.)"""
+    label learning on two replayed groups (`sylvan.methods.derpp`)."""
 
     name: ClassVar[str] = "lode_derpp"
+    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+    checkpoint_complete = True  # its seen classes are a part, whose state the method's checkpoint holds
 
-    lr: float = 0.03  # learning rate
+    replay_size: int = 128  # r: samples in each of the two replayed groups (0: as many as the batch size)
+    beta: float = 1.0  # weight of the cross-entropy on the second replayed group
     rho: float = 0.5  # weight of the inter-task (new against old) term, times |classes of the task| / |old classes|
+    decouple_loss: bool = True  # false: the incoming samples' cross-entropy over every class (the coupled baseline)
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_at_least(0, "beta")
+        check_decoupling(self)
+
+    def configure(self, setting: Any) -> None:
+        super().configure(setting)
+        self.decoupled_loss = hold_decoupled_loss(self)
+
+    def incoming_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.decoupled_loss(logits, batch)
+
+    replay_draws = derpp.two_draws
+    replay_terms = derpp.with_labelled_group
+    replay_loss = derpp.matched_then_labelled_loss

@@ -34,11 +34,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.contrastive import supervised_contrastive_loss
-from sylvan.methods.contrastive_replay import ProjectedContrastiveMethod
+from sylvan.methods.contrastive_replay import ContrastiveReplayMethod
 from sylvan.methods.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
+from sylvan.methods.parts.projection import projections, with_projection_head
 from sylvan.methods.supervised import Batch, evaluating
 from sylvan.methods.workers import sum_over_workers
 from sylvan.settings.base import Setting
@@ -46,7 +48,7 @@ from sylvan.settings.online import OnlineSetting
 
 
 @dataclass
-class SCR(ProjectedContrastiveMethod):
+class SCR(ContrastiveReplayMethod):
     """SCR: SupCon on the minibatch and a replay draw with a random view of each; nearest class
     mean of the stored samples' features to predict."""
 
@@ -56,14 +58,23 @@ class SCR(ProjectedContrastiveMethod):
     lr: float = 0.1  # learning rate
     replay_size: int = 100  # r: samples replayed with each minibatch (0: as many as the batch size)
     temperature: float = 0.07  # T of the supervised contrastive loss
+    projection_dim: int = 128  # outputs of the projection head the loss is computed on
 
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "temperature", strict=True)
+        self.require_at_least(1, "projection_dim")
         if self.buffer_size == 0:
             raise ConfigurationError(
                 "--buffer_size must be at least 1: scr classifies by the means of the stored samples' features"
             )
+
+    def validate_for(self, setting: Any) -> None:
+        super().validate_for(setting)
+        self.check_backbone(setting, lambda model, name: with_projection_head(self, model, name))
+
+    def build_model(self) -> nn.Module:
+        return with_projection_head(self, super().build_model(), self.backbone_name(self.run))
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
@@ -71,7 +82,7 @@ class SCR(ProjectedContrastiveMethod):
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         x, y = self.with_views(batch)
-        return supervised_contrastive_loss(self.projected(x), y, self.temperature)
+        return supervised_contrastive_loss(projections(self.model, x), y, self.temperature)
 
     def after_step(self) -> None:
         super().after_step()

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import LODE, Batch, DERPlusPlus, LODEDERPlusPlus, Rehearsal
-from sylvan.methods.lode import decoupled_loss, inter_task_loss, intra_task_loss
+from sylvan.methods.lode import DecoupledLoss, decoupled_loss, inter_task_loss, intra_task_loss
+from sylvan.methods.parts.seen_classes import SeenClasses
 from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting, OnlineSetting
 from tests.methods.digits_samples import DIGITS, configured, mask, samples
 
@@ -111,10 +112,10 @@ def test_without_the_inter_task_term_new_samples_leave_the_old_classes_outputs_a
 
 
 def test_the_inter_task_weight_counts_the_classes_met_in_this_task_against_the_old_ones():
-    method = LODE(rho=0.2)
-    assert method.inter_task_weight(mask(0, 1, 2, 3, 4), mask(0, 1, 2, 3)) == pytest.approx(0.2 / 4)
-    assert method.inter_task_weight(mask(0, 1, 2, 3, 4, 5, 6), mask(0, 1)) == pytest.approx(0.2 * 5 / 2)
-    assert method.inter_task_weight(mask(0, 1), mask()) == 0.0
+    loss = DecoupledLoss(SeenClasses(10), rho=0.2, decouple=True)
+    assert loss.inter_task_weight(mask(0, 1, 2, 3, 4), mask(0, 1, 2, 3)) == pytest.approx(0.2 / 4)
+    assert loss.inter_task_weight(mask(0, 1, 2, 3, 4, 5, 6), mask(0, 1)) == pytest.approx(0.2 * 5 / 2)
+    assert loss.inter_task_weight(mask(0, 1), mask()) == 0.0
 
 
 def test_a_task_end_makes_its_classes_old_and_the_masks_are_checkpointed():

@@ -122,11 +122,12 @@ class LODE(ReplayMethod):
 
     name: ClassVar[str] = "lode"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting  # the old classes are the finished tasks'
-    checkpoint_complete = True  # its seen classes are a part, whose state the method's checkpoint holds
 
     lr: float = 0.1  # learning rate
     rho: float = 0.1  # weight of the inter-task (new against old) term, times |classes of the task| / |old classes|
     decouple_loss: bool = True  # false: the incoming samples' cross-entropy over every class (the coupled baseline)
+
+    checkpoint_complete = True  # its seen classes are a part, whose state the method's checkpoint holds
 
     def validate(self) -> None:
         super().validate()
@@ -157,12 +158,13 @@ class LODEDERPlusPlus(DER):
 
     name: ClassVar[str] = "lode_derpp"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
-    checkpoint_complete = True  # its seen classes are a part, whose state the method's checkpoint holds
 
     replay_size: int = 128  # r: samples in each of the two replayed groups (0: as many as the batch size)
     beta: float = 1.0  # weight of the cross-entropy on the second replayed group
     rho: float = 0.5  # weight of the inter-task (new against old) term, times |classes of the task| / |old classes|
     decouple_loss: bool = True  # false: the incoming samples' cross-entropy over every class (the coupled baseline)
+
+    checkpoint_complete = True  # its seen classes are a part, whose state the method's checkpoint holds
 
     def validate(self) -> None:
         super().validate()

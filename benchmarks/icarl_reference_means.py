@@ -29,7 +29,7 @@ import torch
 
 from sylvan.buffers import ReservoirBuffer
 from sylvan.methods import ICaRL
-from sylvan.methods.supervised import evaluating
+from sylvan.methods.core.supervised import evaluating
 from sylvan.settings import ClassIncrementalSetting
 from sylvan.settings.online import DEFAULT_DATA_DIR
 

@@ -122,3 +122,12 @@ def test_no_registered_method_sits_on_more_than_five_sylvan_classes():
     depths = {name: [k.__name__ for k in cls.__mro__ if k.__module__.startswith("sylvan")]
               for name, cls in METHODS.items()}
     assert {name: chain for name, chain in depths.items() if len(chain) > 5} == {}
+
+
+def test_the_methods_package_holds_the_registered_methods_only():
+    """Bases live in `sylvan.methods.core`, parts and shared functions in `sylvan.methods.parts`."""
+    from sylvan.methods import METHODS
+
+    registered = {cls.__module__ for cls in METHODS.values()}
+    modules = {f"sylvan.methods.{path.stem}" for path in (PACKAGE / "methods").glob("*.py") if path.stem != "__init__"}
+    assert modules - registered == set()

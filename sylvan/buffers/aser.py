@@ -5,7 +5,7 @@ Value", AAAI 2021).
 ASER keeps the samples that matter most to a k-nearest-neighbour classifier over the network's
 features: once the memory is full, each batch's samples compete with a random part of it by
 their KNN Shapley values, and every new sample that beats a stored one takes that one's slot.
-The values need the network, so the method computes them (`sylvan.methods.shapley`) and hands
+The values need the network, so the method computes them (`sylvan.methods.parts.shapley`) and hands
 the buffer, with `add(..., slot=...)`, the slot each new sample replaces (-1: turned away); the
 buffer fills its free slots first, whatever the slots say, and writes the rest where they point.
 """

@@ -4,7 +4,7 @@
 The memory prefers samples whose gradients point in directions the rest of the memory does
 not: each sample carries a score c = 1 + (the largest cosine similarity between its gradient and
 the gradients of a few random stored samples), in [0, 2]; low is diverse. The method computes
-the scores (it has the model; `sylvan.methods.gradient_scores`) and hands them to `add` as
+the scores (it has the model; `sylvan.methods.parts.gradient_scores`) and hands them to `add` as
 `score=`, one per sample; the buffer stores them next to the samples and decides:
 
 - while the buffer is not full, every sample enters, with its score;

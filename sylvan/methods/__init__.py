@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from sylvan.methods.agem import AGEM
 from sylvan.methods.aser import ASER
-from sylvan.methods.base import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.methods.bic import BiC
 from sylvan.methods.clser import CLSER
 from sylvan.methods.co2l import Co2L
 from sylvan.methods.cope import CoPE
+from sylvan.methods.core.base import METHODS, Method, applicable_methods, check_applicable, get_method
+from sylvan.methods.core.regularization import WeightRegularization
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch, SupervisedMethod
 from sylvan.methods.der import DER
 from sylvan.methods.derpp import DERPlusPlus
 from sylvan.methods.dqn import DQN
@@ -43,16 +46,13 @@ from sylvan.methods.packnet import PackNet
 from sylvan.methods.pcr import PCR
 from sylvan.methods.pnn import PNN
 from sylvan.methods.random_method import RandomMethod
-from sylvan.methods.regularization import WeightRegularization
 from sylvan.methods.rehearsal import Rehearsal
-from sylvan.methods.replay import ReplayMethod
 from sylvan.methods.rwalk import RWalk
 from sylvan.methods.sac import SAC
 from sylvan.methods.scr import SCR
 from sylvan.methods.si import SI
 from sylvan.methods.ssil import SSIL
 from sylvan.methods.stable_sgd import StableSGD
-from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.methods.wa import WA
 
 __all__ = [
@@ -114,12 +114,12 @@ __all__ = [
 
 
 if TYPE_CHECKING:
-    from sylvan.methods.learner import Learner
+    from sylvan.methods.core.learner import Learner
 
 
 def __getattr__(name: str) -> Any:
     if name == "Learner":
-        from sylvan.methods.learner import Learner
+        from sylvan.methods.core.learner import Learner
 
         return Learner
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

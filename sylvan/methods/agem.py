@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods.episodic_memory import EpisodicMemoryMethod, flat_gradient, trainable_parameters
+from sylvan.methods.core.episodic_memory import EpisodicMemoryMethod, flat_gradient, trainable_parameters
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

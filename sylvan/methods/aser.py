@@ -2,7 +2,7 @@
 "Online Class-Incremental Continual Learning with Adversarial Shapley Value", AAAI 2021).
 
 Experience replay whose memory and replay both follow KNN Shapley values in the network's
-features (`sylvan.methods.shapley`), which say how much a stored sample helps a nearest-neighbour
+features (`sylvan.methods.parts.shapley`), which say how much a stored sample helps a nearest-neighbour
 vote classify another sample:
 
 - Memory update, the `aser` buffer policy (the default `--buffer_policy`): once the memory is
@@ -36,15 +36,15 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.errors import unknown_name
-from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.shapley import (
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch
+from sylvan.methods.parts.shapley import (
     ASER_KINDS,
     knn_shapley_values,
     per_class_positions,
     positions_left,
     replay_scores,
 )
-from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import old_share_weighted_loss
-from sylvan.methods.exemplars import HerdingExemplarMethod, pick_per_class
+from sylvan.methods.core.exemplars import HerdingExemplarMethod, pick_per_class
+from sylvan.methods.core.supervised import Batch, dataset_tensors
+from sylvan.methods.parts.distillation import old_share_weighted_loss
 from sylvan.methods.parts.teacher import Teacher
-from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

@@ -37,10 +37,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import frozen_copy
-from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.supervised import Batch, evaluating
-from sylvan.methods.workers import average_statistics_over_workers
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch, evaluating
+from sylvan.methods.parts.distillation import frozen_copy
+from sylvan.methods.parts.workers import average_statistics_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 

@@ -52,16 +52,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.contrastive import (
+from sylvan.methods.core.contrastive_replay import ContrastiveReplayMethod
+from sylvan.methods.core.supervised import Batch, evaluating
+from sylvan.methods.parts.contrastive import (
     ContrastiveViews,
     asymmetric_supervised_contrastive_loss,
     relation_distillation_loss,
 )
-from sylvan.methods.contrastive_replay import ContrastiveReplayMethod
 from sylvan.methods.parts.projection import projections, with_projection_head
 from sylvan.methods.parts.teacher import Teacher
-from sylvan.methods.supervised import Batch, evaluating
-from sylvan.methods.workers import concatenated_over_workers, copy_from_first_worker
+from sylvan.methods.parts.workers import concatenated_over_workers, copy_from_first_worker
 from sylvan.minibatches import float_inputs
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting

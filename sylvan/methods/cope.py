@@ -15,7 +15,7 @@ of a task (CoPE needs no task boundaries). A class's prototype starts at a rando
 Each minibatch of b new samples is joined by r samples drawn from a class-balanced memory (the
 authors' "dynamic" memory: every class seen holds an equal share, kept by reservoir sampling
 within the class) and the embedding space learns by the pseudo-prototypical proxy loss
-(`sylvan.methods.prototypes.ppp_loss`): each sample is pulled towards its prototype and the other
+(`sylvan.methods.parts.prototypes.ppp_loss`): each sample is pulled towards its prototype and the other
 samples of its class in the batch (pseudo-prototypes), and pushed from the other classes'
 prototypes and samples. The prototypes then take the step's embeddings, of the new and the
 replayed samples alike, as computed in the step's forward pass.
@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sylvan.methods.nearest_mean import class_feature_sums
-from sylvan.methods.prototypes import evolved_prototypes, ppp_loss
-from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.supervised import Batch
-from sylvan.methods.workers import sum_over_workers
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch
+from sylvan.methods.parts.nearest_mean import class_feature_sums
+from sylvan.methods.parts.prototypes import evolved_prototypes, ppp_loss
+from sylvan.methods.parts.workers import sum_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 

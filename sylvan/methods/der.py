@@ -16,8 +16,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.supervised import Batch
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 

@@ -11,8 +11,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from sylvan.methods.core.supervised import Batch
 from sylvan.methods.der import DER
-from sylvan.methods.supervised import Batch
 
 
 def two_draws(method: DER, batch_size: int) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods.off_policy import OffPolicyMethod
+from sylvan.methods.core.off_policy import OffPolicyMethod
 from sylvan.models import MLP
 
 

@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from sylvan.methods.distillation import distillation_loss, frozen_copy
-from sylvan.methods.exemplars import HerdingExemplarMethod, pick_per_class
+from sylvan.methods.core.exemplars import HerdingExemplarMethod, pick_per_class
+from sylvan.methods.core.supervised import Batch, dataset_tensors
+from sylvan.methods.parts.distillation import distillation_loss, frozen_copy
 from sylvan.methods.parts.teacher import Teacher
-from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sylvan.errors import ConfigurationError, refuse_if_given
-from sylvan.methods.contrastive import in_float32
-from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.supervised import Batch
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch
+from sylvan.methods.parts.contrastive import in_float32
 from sylvan.models.cosine import CosineClassifier
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting

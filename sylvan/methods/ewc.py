@@ -7,7 +7,7 @@ task's training data and folded into a running estimate, F <- gamma * F + F_task
 anchored there: the loss of later tasks adds lambda * sum_i F_i (w_i - w*_i)^2. The Fisher is the
 expected squared gradient of the log-likelihood of each sample's label, weighted by the
 probability the model gives that label (as in the reference implementation of Buzzega et al.
-2020), computed in batches (`sylvan.methods.importance`). Defaults: the Seq-MNIST
+2020), computed in batches (`sylvan.methods.parts.importance`). Defaults: the Seq-MNIST
 hyperparameters of Buzzega et al. 2020 (lr 0.03, lambda 90, gamma 1, batch 10).
 """
 
@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
-from sylvan.methods.importance import diagonal_fisher
-from sylvan.methods.regularization import WeightRegularization
-from sylvan.methods.supervised import dataset_tensors, evaluating
+from sylvan.methods.core.regularization import WeightRegularization
+from sylvan.methods.core.supervised import dataset_tensors, evaluating
+from sylvan.methods.parts.importance import diagonal_fisher
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

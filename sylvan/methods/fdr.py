@@ -43,13 +43,13 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from sylvan.buffers import ReservoirBuffer
-from sylvan.methods.episodic_memory import (
+from sylvan.methods.core.episodic_memory import (
     flat_gradient,
     require_share_per_task,
     write_flat_gradient,
 )
-from sylvan.methods.supervised import Batch, SupervisedMethod, evaluating
-from sylvan.methods.workers import mean_over_workers
+from sylvan.methods.core.supervised import Batch, SupervisedMethod, evaluating
+from sylvan.methods.parts.workers import mean_over_workers
 from sylvan.minibatches import float_inputs
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from sylvan.methods.supervised import SupervisedMethod
+from sylvan.methods.core.supervised import SupervisedMethod
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting

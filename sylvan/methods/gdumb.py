@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.buffers import make_buffer
-from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.methods.core.supervised import Batch, SupervisedMethod
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting

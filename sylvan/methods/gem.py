@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.episodic_memory import EpisodicMemoryMethod, flat_gradient, trainable_parameters
+from sylvan.methods.core.episodic_memory import EpisodicMemoryMethod, flat_gradient, trainable_parameters
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

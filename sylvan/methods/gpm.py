@@ -43,9 +43,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.held_weights import batch_norm_statistics_held
-from sylvan.methods.layer_calls import forward_order
-from sylvan.methods.supervised import SupervisedMethod, dataset_tensors, evaluating
+from sylvan.methods.core.supervised import SupervisedMethod, dataset_tensors, evaluating
+from sylvan.methods.parts.held_weights import batch_norm_statistics_held
+from sylvan.methods.parts.layer_calls import forward_order
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from sylvan.methods.episodic_memory import flat_gradient, write_flat_gradient
+from sylvan.methods.core.episodic_memory import flat_gradient, write_flat_gradient
+from sylvan.methods.core.supervised import Batch, evaluating
+from sylvan.methods.parts.workers import mean_over_workers
 from sylvan.methods.rehearsal import Rehearsal
-from sylvan.methods.supervised import Batch, evaluating
-from sylvan.methods.workers import mean_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

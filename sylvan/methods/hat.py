@@ -47,8 +47,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.layer_calls import layer_calls
-from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.methods.core.supervised import Batch, SupervisedMethod
+from sylvan.methods.parts.layer_calls import layer_calls
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from sylvan.methods.exemplars import HerdingExemplarMethod
-from sylvan.methods.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
+from sylvan.methods.core.exemplars import HerdingExemplarMethod
+from sylvan.methods.core.supervised import Batch
+from sylvan.methods.parts.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
 from sylvan.methods.parts.teacher import Teacher
-from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods.exemplars import HerdingExemplarMethod
-from sylvan.methods.supervised import Batch
+from sylvan.methods.core.exemplars import HerdingExemplarMethod
+from sylvan.methods.core.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

@@ -45,10 +45,10 @@ import torch.nn.functional as F
 
 from sylvan.errors import refuse_if_given
 from sylvan.methods import derpp
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch
 from sylvan.methods.der import DER
 from sylvan.methods.parts.seen_classes import SeenClasses
-from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

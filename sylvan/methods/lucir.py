@@ -32,10 +32,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.exemplars import HerdingExemplarMethod
-from sylvan.methods.held_weights import batch_norm_statistics_held
+from sylvan.methods.core.exemplars import HerdingExemplarMethod
+from sylvan.methods.core.supervised import Batch, dataset_tensors
+from sylvan.methods.parts.held_weights import batch_norm_statistics_held
 from sylvan.methods.parts.teacher import Teacher
-from sylvan.methods.supervised import Batch, dataset_tensors
 from sylvan.models.cosine import CosineClassifier, remove_last_relu
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting

@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods.distillation import distillation_loss
+from sylvan.methods.core.supervised import Batch, SupervisedMethod
+from sylvan.methods.parts.distillation import distillation_loss
 from sylvan.methods.parts.seen_classes import SeenClasses
 from sylvan.methods.parts.teacher import Teacher
-from sylvan.methods.supervised import Batch, SupervisedMethod
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

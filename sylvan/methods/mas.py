@@ -4,7 +4,7 @@ Aware Synapses: Learning what (not) to forget", ECCV 2018).
 A weight matters as much as the network's output is sensitive to it: at the end of each task,
 its importance grows by Omega_i = mean over the task's training inputs of
 |d ||f(x)||^2 / d w_i|, the absolute per-sample gradient of the squared L2 norm of the logits
-(computed sample by sample, exactly, `sylvan.methods.importance`; the labels are not used), and
+(computed sample by sample, exactly, `sylvan.methods.parts.importance`; the labels are not used), and
 the weights are anchored there: the loss of later tasks adds lambda * sum_i Omega_i (w_i - w*_i)^2.
 The importances of the tasks add up, as in the paper. Needs task boundaries.
 
@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
-from sylvan.methods.importance import output_sensitivity
-from sylvan.methods.regularization import WeightRegularization
-from sylvan.methods.supervised import dataset_tensors, evaluating
+from sylvan.methods.core.regularization import WeightRegularization
+from sylvan.methods.core.supervised import dataset_tensors, evaluating
+from sylvan.methods.parts.importance import output_sensitivity
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

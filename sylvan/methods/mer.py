@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from sylvan.methods.episodic_memory import flat_gradient, write_flat_gradient
-from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.supervised import Batch
-from sylvan.methods.workers import mean_over_workers
+from sylvan.methods.core.episodic_memory import flat_gradient, write_flat_gradient
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch
+from sylvan.methods.parts.workers import mean_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.supervised import Batch, evaluating
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch, evaluating
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 

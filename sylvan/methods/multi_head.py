@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.methods.core.supervised import Batch, SupervisedMethod
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 

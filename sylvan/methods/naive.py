@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sylvan.methods.supervised import SupervisedMethod
+from sylvan.methods.core.supervised import SupervisedMethod
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 

@@ -31,10 +31,10 @@ from torch.func import functional_call, grad, jacrev, vmap
 from torch.utils.data import DataLoader, Dataset
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.episodic_memory import flat_gradient, trainable_parameters, write_flat_gradient
-from sylvan.methods.gradient_scores import GRADIENT_ELEMENTS_AT_ONCE
-from sylvan.methods.held_weights import batch_norm_statistics_held
-from sylvan.methods.supervised import SupervisedMethod, evaluating
+from sylvan.methods.core.episodic_memory import flat_gradient, trainable_parameters, write_flat_gradient
+from sylvan.methods.core.supervised import SupervisedMethod, evaluating
+from sylvan.methods.parts.gradient_scores import GRADIENT_ELEMENTS_AT_ONCE
+from sylvan.methods.parts.held_weights import batch_norm_statistics_held
 from sylvan.minibatches import dataset_rows
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting

@@ -31,8 +31,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
-from sylvan.methods.held_weights import batch_norm_statistics_held
-from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.methods.core.supervised import Batch, SupervisedMethod
+from sylvan.methods.parts.held_weights import batch_norm_statistics_held
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 

@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from sylvan.methods.contrastive import proxy_contrastive_loss
-from sylvan.methods.contrastive_replay import ContrastiveReplayMethod
-from sylvan.methods.supervised import Batch
+from sylvan.methods.core.contrastive_replay import ContrastiveReplayMethod
+from sylvan.methods.core.supervised import Batch
+from sylvan.methods.parts.contrastive import proxy_contrastive_loss
 from sylvan.models.cosine import CosineClassifier
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.methods.core.supervised import Batch, SupervisedMethod
 from sylvan.models.progressive import ProgressiveNetwork, column_of
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
-from sylvan.methods.base import Method
+from sylvan.methods.core.base import Method
 from sylvan.settings.base import Setting
 
 

@@ -9,7 +9,7 @@ last task ended, with two importances per weight:
   squared minibatch gradient);
 - s, how much the task's loss decreased per unit of distance each weight travelled in the
   Fisher metric: every `score_interval` steps, s_task += relu(dL / (xi + 1/2 F dw^2)), with dL the
-  first-order change of the loss over the interval (`sylvan.methods.path_integral`) and dw how
+  first-order change of the loss over the interval (`sylvan.methods.parts.path_integral`) and dw how
   far the weight moved over it. At the end of a task, s <- (s + s_task) / 2 (s_task the first
   time): earlier tasks' scores fade, which keeps the network from growing ever more rigid.
 
@@ -34,8 +34,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from sylvan.methods.path_integral import PathIntegral
-from sylvan.methods.regularization import WeightRegularization, on_device_of
+from sylvan.methods.core.regularization import WeightRegularization, on_device_of
+from sylvan.methods.parts.path_integral import PathIntegral
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

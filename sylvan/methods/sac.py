@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sylvan.methods.off_policy import OffPolicyMethod
+from sylvan.methods.core.off_policy import OffPolicyMethod
 from sylvan.models import MLP
 
 LOG_STD_RANGE = (-5.0, 2.0)  # the policy's log standard deviation is squashed into this range

@@ -37,12 +37,12 @@ import torch
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.contrastive import supervised_contrastive_loss
-from sylvan.methods.contrastive_replay import ContrastiveReplayMethod
-from sylvan.methods.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
+from sylvan.methods.core.contrastive_replay import ContrastiveReplayMethod
+from sylvan.methods.core.supervised import Batch, evaluating
+from sylvan.methods.parts.contrastive import supervised_contrastive_loss
+from sylvan.methods.parts.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
 from sylvan.methods.parts.projection import projections, with_projection_head
-from sylvan.methods.supervised import Batch, evaluating
-from sylvan.methods.workers import sum_over_workers
+from sylvan.methods.parts.workers import sum_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 

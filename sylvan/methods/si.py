@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from sylvan.methods.path_integral import PathIntegral
-from sylvan.methods.regularization import WeightRegularization
+from sylvan.methods.core.regularization import WeightRegularization
+from sylvan.methods.parts.path_integral import PathIntegral
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

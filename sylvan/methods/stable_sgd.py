@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.supervised import SupervisedMethod
+from sylvan.methods.core.supervised import SupervisedMethod
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

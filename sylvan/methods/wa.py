@@ -35,10 +35,10 @@ import torch
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.distillation import old_share_weighted_loss
-from sylvan.methods.exemplars import HerdingExemplarMethod
+from sylvan.methods.core.exemplars import HerdingExemplarMethod
+from sylvan.methods.core.supervised import Batch
+from sylvan.methods.parts.distillation import old_share_weighted_loss
 from sylvan.methods.parts.teacher import Teacher
-from sylvan.methods.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 

@@ -13,7 +13,7 @@ from scipy import stats
 from torch import nn
 
 from sylvan.buffers import GSSBuffer, make_buffer
-from sylvan.methods.gradient_scores import NO_REFERENCE_SCORE, gradient_scores, gradient_scores_with_batch
+from sylvan.methods.parts.gradient_scores import NO_REFERENCE_SCORE, gradient_scores, gradient_scores_with_batch
 from tests.buffers.labelled_streams import check_storage, feed, label_batches, stream_scores
 
 
@@ -194,8 +194,8 @@ def scoring_model(monkeypatch, model_name: str) -> nn.Module:
     """A model in training mode whose scores take the path `model_name` of SCORING_PATHS."""
     model = (ConvNet() if model_name.startswith("conv") else mlp()).train()
     if model_name.startswith("per-sample"):
-        monkeypatch.setattr("sylvan.methods.gradient_scores.is_linear_stack", lambda model: False)
-        monkeypatch.setattr("sylvan.methods.gradient_scores.GRADIENT_ELEMENTS_AT_ONCE", 300)  # several chunks
+        monkeypatch.setattr("sylvan.methods.parts.gradient_scores.is_linear_stack", lambda model: False)
+        monkeypatch.setattr("sylvan.methods.parts.gradient_scores.GRADIENT_ELEMENTS_AT_ONCE", 300)  # several chunks
     return model
 
 

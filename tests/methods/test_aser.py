@@ -10,7 +10,7 @@ from torch import nn
 
 from sylvan.errors import ConfigurationError, UnknownNameError
 from sylvan.methods import ASER, Batch, Rehearsal
-from sylvan.methods.shapley import knn_shapley_values
+from sylvan.methods.parts.shapley import knn_shapley_values
 from sylvan.settings import OnlineSetting
 from tests.methods.digits_samples import WithoutFeatures
 

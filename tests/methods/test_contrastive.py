@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from sylvan.methods.contrastive import (
+from sylvan.methods.parts.contrastive import (
     ContrastiveViews,
     asymmetric_supervised_contrastive_loss,
     greyscale,

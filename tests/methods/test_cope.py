@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from sylvan.errors import ConfigurationError
 from sylvan.methods import Batch, CoPE
 from sylvan.methods.cope import PROTOTYPES_SEED
-from sylvan.methods.prototypes import evolved_prototypes, ppp_loss
+from sylvan.methods.parts.prototypes import evolved_prototypes, ppp_loss
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
 from tests.methods.digits_samples import DIGITS, WithoutFeatures, configured, samples
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sylvan.errors import ConfigurationError
 from sylvan.methods import AGEM, GEM, Batch, Naive
 from sylvan.methods.agem import project_conflicting
-from sylvan.methods.episodic_memory import flat_gradient, trainable_parameters
+from sylvan.methods.core.episodic_memory import flat_gradient, trainable_parameters
 from sylvan.methods.gem import RIDGE, nonnegative_quadratic_minimum, project_to_cone
 from sylvan.settings import ClassIncrementalSetting
 

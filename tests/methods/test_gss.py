@@ -12,7 +12,7 @@ import torch
 from sylvan.buffers.gss import FIRST_BATCH_SCORE
 from sylvan.errors import ConfigurationError
 from sylvan.methods import DER, MIR, Batch, Rehearsal
-from sylvan.methods.gradient_scores import NO_REFERENCE_SCORE, gradient_scores, gradient_scores_with_batch
+from sylvan.methods.parts.gradient_scores import NO_REFERENCE_SCORE, gradient_scores, gradient_scores_with_batch
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
 
 DIGITS = dict(dataset="digits", nb_tasks=5, batch_size=10, progress_bar=False)
@@ -167,8 +167,9 @@ def test_on_data_parallel_settings_the_scores_reach_the_local_buffer_through_the
 def test_a_full_memory_that_takes_nothing_for_a_whole_task_is_reported(monkeypatch, gated):
     """Every sample aligned with a compared one (score 2): once full, the memory never changes,
     and the end of each such task says so; a memory that does change says nothing."""
-    monkeypatch.setattr("sylvan.methods.replay.gradient_scores", lambda model, x, *rest: torch.full((len(x),), 2.0))
-    monkeypatch.setattr("sylvan.methods.replay.gradient_scores_with_batch",
+    monkeypatch.setattr("sylvan.methods.core.replay.gradient_scores",
+                        lambda model, x, *rest: torch.full((len(x),), 2.0))
+    monkeypatch.setattr("sylvan.methods.core.replay.gradient_scores_with_batch",
                         lambda model, x, *rest: (torch.full((len(x),), 2.0), 2.0))
     method = Rehearsal(buffer_size=20, buffer_policy="gss", replay_size=5, gss_batch_gate=gated)
     setting = ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 3, "batch_size": 32})

@@ -12,8 +12,8 @@ from torch import nn
 from sylvan import models
 from sylvan.errors import ConfigurationError
 from sylvan.methods import HAT
+from sylvan.methods.core.supervised import Batch
 from sylvan.methods.hat import EMBEDDING_LIMIT
-from sylvan.methods.supervised import Batch
 from sylvan.settings import MultiTaskSetting, TaskIncrementalSetting
 from tests.methods.digits_samples import configured, samples
 

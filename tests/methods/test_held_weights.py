@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from sylvan.methods.held_weights import HeldWeights
+from sylvan.methods.parts.held_weights import HeldWeights
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -51,7 +51,7 @@ def test_release_lets_every_weight_train_again():
 
 
 def test_batch_norm_statistics_stay_through_training_steps_while_held_and_modes_come_back():
-    from sylvan.methods.held_weights import batch_norm_statistics_held
+    from sylvan.methods.parts.held_weights import batch_norm_statistics_held
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 2)).train()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sylvan.methods.importance import (
+from sylvan.methods.parts.importance import (
     diagonal_fisher,
     is_linear_stack,
     linear_stack_fisher,

@@ -76,7 +76,7 @@ def test_ddp_does_not_broadcast_the_learned_task_classes(tmp_path):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from sylvan.methods.learner import Learner
+    from sylvan.methods.core.learner import Learner
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
@@ -91,7 +91,7 @@ def test_ddp_does_not_broadcast_the_learned_task_classes(tmp_path):
 def test_learner_attributes_other_than_the_hook_name_are_still_registered():
     """The learner sets Lightning's hook name as a plain attribute; everything else still goes
     through `nn.Module.__setattr__`, so parameters, buffers and submodules are registered."""
-    from sylvan.methods.learner import Learner
+    from sylvan.methods.core.learner import Learner
 
     learner = Learner(Naive(), torch.nn.Linear(4, 3), num_tasks=2, num_classes=3)
     learner._current_fx_name = "training_step"

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sylvan.methods import AGEM, GEM, MIR, Batch
-from sylvan.methods.episodic_memory import flat_gradient, trainable_parameters
-from sylvan.methods.loss_scaling import loss_scaler, unscaled_gradients
+from sylvan.methods.core.episodic_memory import flat_gradient, trainable_parameters
+from sylvan.methods.parts.loss_scaling import loss_scaler, unscaled_gradients
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
 
 

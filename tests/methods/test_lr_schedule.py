@@ -10,7 +10,7 @@ import torch
 
 from sylvan.errors import ConfigurationError, UnknownNameError
 from sylvan.methods import GDumb, Naive, StableSGD
-from sylvan.methods.supervised import Batch
+from sylvan.methods.core.supervised import Batch
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
 
 TWO_TASKS = dict(dataset="digits", nb_tasks=2, batch_size=64, train_samples=400, progress_bar=False)

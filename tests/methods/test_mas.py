@@ -10,8 +10,8 @@ import torch
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import MAS, Naive
-from sylvan.methods.importance import output_sensitivity
-from sylvan.methods.regularization import weighted_squared_distance
+from sylvan.methods.core.regularization import weighted_squared_distance
+from sylvan.methods.parts.importance import output_sensitivity
 from sylvan.settings import ClassIncrementalSetting
 
 TWO_TASKS = dict(dataset="digits", nb_tasks=2, epochs=3, batch_size=16, progress_bar=False, seed=0)

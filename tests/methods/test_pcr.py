@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import PCR, Batch
-from sylvan.methods.contrastive import proxy_contrastive_loss
+from sylvan.methods.parts.contrastive import proxy_contrastive_loss
 from sylvan.models.cosine import CosineClassifier
 from sylvan.settings import ClassIncrementalSetting
 from tests.methods.digits_samples import DIGITS, WithoutFeatures, samples

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError, UnknownNameError
 from sylvan.methods import AGEM, DER, FDR, GEM, METHODS, MIR, RWalk
-from sylvan.methods.loss_scaling import loss_scaler
 from sylvan.methods.naive import Naive
+from sylvan.methods.parts.loss_scaling import loss_scaler
 from sylvan.settings import SETTINGS, ClassIncrementalSetting, OnlineSetting
 from tests.conftest import tiny_options
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.methods import EWC, MAS, SI, Batch, RWalk
-from sylvan.methods.regularization import WeightRegularization
+from sylvan.methods.core.regularization import WeightRegularization
 from sylvan.settings import ClassIncrementalSetting
 from sylvan.settings.base import Setting
 

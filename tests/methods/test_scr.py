@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import SCR, Batch
-from sylvan.methods.contrastive import supervised_contrastive_loss
+from sylvan.methods.parts.contrastive import supervised_contrastive_loss
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
 from tests.methods.digits_samples import DIGITS, WithoutFeatures, configured, samples
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import SSIL, Batch
-from sylvan.methods.distillation import frozen_copy
+from sylvan.methods.parts.distillation import frozen_copy
 from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting
 from tests.methods.digits_samples import mask, samples
 

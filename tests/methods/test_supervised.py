@@ -1,11 +1,11 @@
-"""Helpers of the supervised method base (sylvan/methods/supervised.py)."""
+"""Helpers of the supervised method base (sylvan/methods/core/supervised.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sylvan.methods.supervised import evaluating
+from sylvan.methods.core.supervised import evaluating
 
 
 def test_evaluating_restores_each_submodules_own_mode():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sylvan.methods.workers import (
+from sylvan.methods.parts.workers import (
     average_statistics_over_workers,
     concatenated_over_workers,
     copy_from_first_worker,

@@ -42,7 +42,7 @@ from sylvan.methods import (
     StableSGD,
 )
 from sylvan.methods.agem import project_conflicting
-from sylvan.methods.distillation import distillation_loss
+from sylvan.methods.parts.distillation import distillation_loss
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting, TaskIncrementalSetting
 
 DIGITS = dict(dataset="digits", nb_tasks=5, epochs=3, batch_size=16, progress_bar=False)

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from sylvan.methods.distillation import frozen_copy
+from sylvan.methods.parts.distillation import frozen_copy
 
 
 class Teacher:

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from sylvan.methods.importance import NotALinearStack, is_linear_stack, linear_layer_terms
-from sylvan.methods.supervised import evaluating
+from sylvan.methods.core.supervised import evaluating
+from sylvan.methods.parts.importance import NotALinearStack, is_linear_stack, linear_layer_terms
 
 NO_REFERENCE_SCORE = 1.0  # a sample compared with nothing: neither aligned nor opposed (cosine 0)
 GRADIENT_ELEMENTS_AT_ONCE = 1 << 25  # per-sample gradient values held at once (128 MiB of float32)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sylvan.methods.supervised import Batch, SupervisedMethod
+from sylvan.methods.core.supervised import Batch, SupervisedMethod
 
 
 def on_device_of(tensors: dict[str, torch.Tensor], name: str, like: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sylvan.methods.supervised import evaluating
+from sylvan.methods.core.supervised import evaluating
 
 
 def layer_calls(model: nn.Module, layers: dict[str, nn.Module], input_shape: tuple[int, ...]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The Lightning learner shared by supervised methods (see `sylvan.methods.supervised`).
+"""The Lightning learner shared by supervised methods (see `sylvan.methods.core.supervised`).
 
 `Learner` is the `LightningModule` that wraps a `SupervisedMethod`'s backbone and delegates the
 loss of each step to the method. This module is the one that imports Lightning; methods import it
@@ -19,12 +19,12 @@ from torch import nn
 
 from sylvan.errors import ConfigurationError, raise_stopped_by_signal
 from sylvan.first_step import mark_first_step
-from sylvan.methods.batch import Batch
-from sylvan.methods.loss_scaling import loss_scaler, step_overflowed
+from sylvan.methods.core.batch import Batch
+from sylvan.methods.parts.loss_scaling import loss_scaler, step_overflowed
 from sylvan.minibatches import float_inputs
 
 if TYPE_CHECKING:  # the method hands itself to its learner: a type only, no import cycle
-    from sylvan.methods.supervised import SupervisedMethod
+    from sylvan.methods.core.supervised import SupervisedMethod
 
 for _logger in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
     logging.getLogger(_logger).setLevel(logging.WARNING)

@@ -20,7 +20,7 @@ import torch
 
 from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
-from sylvan.methods.base import Method
+from sylvan.methods.core.base import Method
 from sylvan.settings.base import Setting
 from sylvan.settings.continual_rl import ContinualRLSetting
 

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from sylvan.buffers import ReservoirBuffer
 from sylvan.errors import ConfigurationError
-from sylvan.methods.supervised import Batch, SupervisedMethod
-from sylvan.methods.workers import mean_over_workers
+from sylvan.methods.core.supervised import Batch, SupervisedMethod
+from sylvan.methods.parts.workers import mean_over_workers
 
 
 def require_share_per_task(method: str, buffer_size: int, nb_tasks: int) -> None:

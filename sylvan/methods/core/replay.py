@@ -20,9 +20,9 @@ from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_featu
 from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.buffers.gss import FIRST_BATCH_SCORE
 from sylvan.errors import ConfigurationError, refuse_if_given, unknown_name
-from sylvan.methods.gradient_scores import gradient_scores, gradient_scores_with_batch
-from sylvan.methods.shapley import knn_shapley_values, replacement_slots, update_sets
-from sylvan.methods.supervised import SupervisedMethod, evaluating
+from sylvan.methods.core.supervised import SupervisedMethod, evaluating
+from sylvan.methods.parts.gradient_scores import gradient_scores, gradient_scores_with_batch
+from sylvan.methods.parts.shapley import knn_shapley_values, replacement_slots, update_sets
 from sylvan.minibatches import float_inputs
 
 ASER_DRAWS_SEED = 50_021  # seed offset of the aser policy's draws (`Setting.worker_seed`)
@@ -174,7 +174,7 @@ class ReplayMethod(SupervisedMethod):
             return model.features(x)
 
     def sample_scores(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """What the gss policy admits new samples by (`sylvan.methods.gradient_scores`): "score",
+        """What the gss policy admits new samples by (`sylvan.methods.parts.gradient_scores`): "score",
         each sample's gradient compared with those of `gss_compared` samples drawn uniformly
         from the local buffer (whatever the retrieval), as the buffer holds them before this
         batch; with `gss_batch_gate`, "batch_score" too, the gradient of the batch's mean loss
@@ -189,7 +189,7 @@ class ReplayMethod(SupervisedMethod):
         return {"score": scores, "batch_score": torch.tensor(batch_score, dtype=torch.float64)}
 
     def replacement_slots(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """What the aser policy stores new samples by (`sylvan.methods.shapley`): the stored
+        """What the aser policy stores new samples by (`sylvan.methods.parts.shapley`): the stored
         sample each of (x, y) replaces, or -1. The first samples fill the free slots; each later
         one competes, with `aser_samples_per_class` x the classes stored samples drawn at random,
         by the sum of its KNN Shapley values (K = `aser_neighbours`, in the features of the

@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.buffers import make_buffer
 from sylvan.errors import ConfigurationError
+from sylvan.methods.core.supervised import SupervisedMethod, dataset_tensors, evaluating
 from sylvan.methods.parts.seen_classes import SeenClasses
-from sylvan.methods.supervised import SupervisedMethod, dataset_tensors, evaluating
 from sylvan.minibatches import minibatch_loader
 
 EXEMPLAR_ORDER_SEED = 500  # offset of the run's seed for the order the task's data and exemplars are trained in

@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods.contrastive import in_float32
+from sylvan.methods.parts.contrastive import in_float32
 
 
 def ppp_loss(

@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 import torch
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.contrastive import ContrastiveViews
-from sylvan.methods.replay import ReplayMethod
-from sylvan.methods.supervised import Batch
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch
+from sylvan.methods.parts.contrastive import ContrastiveViews
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The base of methods trained by gradient descent, and what they share: the training batch,
 evaluation mode, a dataset's tensors.
 
-`SupervisedMethod` owns a backbone and an optimizer; the `Learner` (`sylvan.methods.learner`), a
+`SupervisedMethod` owns a backbone and an optimizer; the `Learner` (`sylvan.methods.core.learner`), a
 `LightningModule`, wraps the backbone and delegates the loss of each step to the method, so that
 a method changes only what it needs (the loss, the batch) and training runs under a `Trainer`
 the setting configures (epochs, devices, progress bar, loggers, callbacks). Lightning is imported
@@ -30,16 +30,16 @@ from sylvan.errors import (
     refuse_if_given,
     unknown_name,
 )
-from sylvan.methods.base import Method
-from sylvan.methods.batch import Batch
-from sylvan.methods.held_weights import HeldWeights
-from sylvan.methods.loss_scaling import loss_scaler, unscaled_gradients
+from sylvan.methods.core.base import Method
+from sylvan.methods.core.batch import Batch
+from sylvan.methods.parts.held_weights import HeldWeights
+from sylvan.methods.parts.loss_scaling import loss_scaler, unscaled_gradients
 from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 from sylvan.models.cosine import has_feature_layers
 
 if TYPE_CHECKING:
-    from sylvan.methods.learner import Learner
+    from sylvan.methods.core.learner import Learner
 
 
 @contextmanager
@@ -208,7 +208,7 @@ class SupervisedMethod(Method):
         return model if normalization is None else with_input_normalization(model, *normalization)
 
     def build_learner(self) -> Learner:
-        from sylvan.methods.learner import Learner
+        from sylvan.methods.core.learner import Learner
 
         setting = self.run
         return Learner(self, self.build_model(), setting.nb_tasks, setting.num_classes)
@@ -261,7 +261,7 @@ class SupervisedMethod(Method):
         """The gradients of a loss other than the training loss with respect to `inputs` (None for
         an input it does not reach), as `torch.autograd.grad` gives them, but taken under the loss
         scale of a float16 mixed-precision run, so that they do not underflow where the training
-        loss's do not (`sylvan.methods.loss_scaling.unscaled_gradients`)."""
+        loss's do not (`sylvan.methods.parts.loss_scaling.unscaled_gradients`)."""
         scaler = loss_scaler(self.learner._trainer)
         return unscaled_gradients(loss, inputs, scaler, retain_graph=retain_graph, require_finite=require_finite)
 
@@ -304,7 +304,7 @@ class SupervisedMethod(Method):
         import lightning as L
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-        from sylvan.methods.learner import SigtermStopsTraining
+        from sylvan.methods.core.learner import SigtermStopsTraining
 
         kwargs = self.run.trainer_kwargs()
         if epochs is not None:

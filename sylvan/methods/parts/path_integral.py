@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sylvan.methods.regularization import on_device_of
+from sylvan.methods.core.regularization import on_device_of
 
 
 class PathIntegral:

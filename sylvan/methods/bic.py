@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 from sylvan.errors import ConfigurationError
 from sylvan.methods.core.exemplars import HerdingExemplarMethod, pick_per_class
 from sylvan.methods.core.supervised import Batch, dataset_tensors
+from sylvan.methods.parts.bias_correction import BiasCorrection
 from sylvan.methods.parts.distillation import old_share_weighted_loss
 from sylvan.methods.parts.teacher import Teacher
 from sylvan.settings.base import Setting
@@ -42,19 +43,6 @@ from sylvan.settings.class_incremental import ClassIncrementalSetting
 
 VALIDATION_SEED = 600  # offset of the run's seed for the choice of the validation samples
 BIAS_ORDER_SEED = 700  # ... and for the order the bias correction is trained in
-
-
-@dataclass
-class BiasCorrection:
-    """alpha * logit + beta on the logits of `classes` (a boolean mask over every class)."""
-
-    alpha: float
-    beta: float
-    classes: torch.Tensor
-
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        classes = self.classes.to(logits.device)
-        return torch.where(classes, self.alpha * logits + self.beta, logits)
 
 
 @dataclass

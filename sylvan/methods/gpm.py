@@ -38,66 +38,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.core.supervised import SupervisedMethod, dataset_tensors, evaluating
+from sylvan.methods.parts.gradient_projection import grown_bases, layer_inputs, projected_layers
 from sylvan.methods.parts.held_weights import batch_norm_statistics_held
 from sylvan.methods.parts.layer_calls import forward_order
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
 REPRESENTATION_SEED = 40_009  # offset of the run's seed for the samples each task's bases come from
-NEGLIGIBLE_ENERGY = 1e-10  # a direction with less than this share of a task's energy never joins the memory
-
-
-def projected_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The layers whose weights GPM projects, by module name: every `nn.Linear` and `nn.Conv2d`.
-    A `ConfigurationError` for a grouped convolution (its weight does not act on one input space)."""
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
-    for name, layer in layers.items():
-        if isinstance(layer, nn.Conv2d) and (layer.groups != 1 or layer.padding_mode != "zeros"):
-            raise ConfigurationError(f"gpm projects the gradients of ungrouped, zero-padded convolutions, not {name}")
-    return layers
-
-
-def layer_inputs(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The columns of the layer's representation for input `x`, as rows (samples x input
-    dimension): for a linear layer its inputs, for a convolution every patch it multiplies."""
-    if isinstance(layer, nn.Conv2d):
-        patches = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding, stride=layer.stride)
-        return patches.transpose(1, 2).reshape(-1, patches.shape[1])
-    return x.reshape(-1, x.shape[-1])
-
-
-def grown_bases(bases: torch.Tensor | None, gram: torch.Tensor, threshold: float) -> torch.Tensor | None:
-    """The memory of one layer after a task whose representation R has Gram matrix R R^T
-    (`gram`, float64): `bases` (orthonormal columns, or None) joined by the fewest left singular
-    vectors of the residual (I - M M^T) R that bring the captured share of ||R||^2 to
-    `threshold`, the largest first (none that carries no energy: R's null space stays free)."""
-    total = float(torch.trace(gram))
-    if total <= 0:
-        return bases
-    dim = gram.shape[0]
-    if bases is None:
-        captured, residual = 0.0, gram
-    else:
-        captured = float(torch.trace(bases.T @ gram @ bases))
-        complement = torch.eye(dim, dtype=gram.dtype, device=gram.device) - bases @ bases.T
-        residual = complement @ gram @ complement
-    if captured / total >= threshold:
-        return bases
-    # the SVD of the symmetric residual: its eigenvectors, values descending. LAPACK's eigh fails
-    # to converge on some such matrices with many zero eigenvalues (a convolution's padding)
-    vectors, values, _ = torch.linalg.svd(residual)
-    reached = (captured + torch.cumsum(values, 0)) / total >= threshold
-    count = int(reached.nonzero()[0]) + 1 if bool(reached.any()) else len(values)
-    carrying = int((values > NEGLIGIBLE_ENERGY * total).sum())  # rounding keeps a threshold of 1 from being met
-    room = dim - (0 if bases is None else bases.shape[1])
-    new = vectors[:, : min(count, carrying, room)]
-    return new if bases is None else torch.cat([bases, new], dim=1)
 
 
 @dataclass

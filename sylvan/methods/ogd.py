@@ -26,97 +26,23 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
-from torch.func import functional_call, grad, jacrev, vmap
 from torch.utils.data import DataLoader, Dataset
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.core.episodic_memory import flat_gradient, trainable_parameters, write_flat_gradient
 from sylvan.methods.core.supervised import SupervisedMethod, evaluating
-from sylvan.methods.parts.gradient_scores import GRADIENT_ELEMENTS_AT_ONCE
+from sylvan.methods.parts.gradient_projection import (
+    LOGIT_GRADIENTS,
+    grown_basis,
+    logit_gradients,
+)
 from sylvan.methods.parts.held_weights import batch_norm_statistics_held
 from sylvan.minibatches import dataset_rows
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
-LOGIT_GRADIENTS = ("ground_truth", "all", "average")
 SAMPLE_SEED = 50_021  # offset of the run's seed for the samples each task's gradients come from
-# a vector whose part outside the basis is below this share of the largest new vector's norm is
-# taken as already in its span (float32 leaves about 1e-7 of rounding in a residual)
-RANK_TOLERANCE = 1e-5
 BYTES_PER_VALUE = 4  # the basis is float32
-COLUMNS_AT_ONCE = 8192  # weights per block of a residual copied to float64
-
-
-def logit_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
-    """(vectors, parameters) float32: the gradients, with respect to every trainable parameter of
-    `model` (flattened and joined in `model.parameters()` order), of each sample's logit of its
-    label (`ground_truth`, one row per sample), of each of its logits (`all`, one row per sample
-    and class, sample-major) or of the mean of its logits (`average`, one row per sample). The
-    model is used as it is (call it in evaluation mode for gradients that do not depend on the
-    batch); samples are taken a few at a time, so that a large model's values fit in memory."""
-    if kind not in LOGIT_GRADIENTS:
-        raise ValueError(f"unknown logit gradients {kind!r}; expected one of {', '.join(LOGIT_GRADIENTS)}")
-    params = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
-    buffers = dict(model.named_buffers())
-    count = sum(p.numel() for p in params.values())
-
-    def logits(parameters: dict[str, torch.Tensor], sample: torch.Tensor) -> torch.Tensor:
-        return functional_call(model, (parameters, buffers), (sample.unsqueeze(0),))[0].float()
-
-    def label_logit(parameters: dict[str, torch.Tensor], sample: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return logits(parameters, sample).gather(0, label.reshape(1))[0]
-
-    def mean_logit(parameters: dict[str, torch.Tensor], sample: torch.Tensor, _label: torch.Tensor) -> torch.Tensor:
-        return logits(parameters, sample).mean()
-
-    outputs = 1
-    if kind == "all":
-        with torch.no_grad():
-            outputs = logits(params, x[:1]).numel() if len(x) else 1
-    chunk = max(1, GRADIENT_ELEMENTS_AT_ONCE // max(count * outputs, 1))
-    rows = []
-    with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
-        for part_x, part_y in zip(x.float().split(chunk), y.split(chunk)):
-            if kind == "all":
-                jacobians = vmap(jacrev(logits), in_dims=(None, 0))(params, part_x)  # (n, classes, *shape)
-                rows.append(torch.cat([j.flatten(2) for j in jacobians.values()], 2).flatten(0, 1))
-            else:
-                function = label_logit if kind == "ground_truth" else mean_logit
-                gradients = vmap(grad(function), in_dims=(None, 0, 0))(params, part_x, part_y)
-                rows.append(torch.cat([g.flatten(1) for g in gradients.values()], 1))
-    return torch.cat(rows) if rows else torch.zeros(0, count, device=x.device)
-
-
-def grown_basis(basis: torch.Tensor | None, vectors: torch.Tensor) -> torch.Tensor | None:
-    """`basis` (orthonormal rows, or None) joined by orthonormal rows spanning what `vectors`
-    (rows) add to its span: their residuals R outside it (classical Gram-Schmidt, done twice so
-    that rounding leaves them orthogonal), turned orthonormal through the eigenvectors of R R^T
-    (float64, accumulated a block of columns at a time): the directions whose singular value is
-    above `RANK_TOLERANCE` of the largest vector's norm, the largest first. No more rows than the
-    space has dimensions; None when neither has any. (A thin SVD of R gives the same rows but
-    takes ten times as long where R has thousands of rows, as `--logit_gradients all` makes.)"""
-    residual = vectors.float()
-    if basis is not None:
-        for _ in range(2):
-            residual = residual - (residual @ basis.T) @ basis
-    scale = float(vectors.norm(dim=1).max()) if len(vectors) else 0.0
-    room = residual.shape[1] - (0 if basis is None else len(basis))
-    new = residual[:0]
-    if scale > 0 and room > 0:
-        blocks = residual.split(COLUMNS_AT_ONCE, dim=1)
-        gram = sum(block.double() @ block.double().T for block in blocks)
-        values, eigenvectors = torch.linalg.eigh(gram)  # ascending
-        kept = (values > (RANK_TOLERANCE * scale) ** 2).nonzero().squeeze(1).flip(0)[:room]
-        if len(kept):
-            coefficients = eigenvectors[:, kept].T / values[kept].sqrt()[:, None]  # rows: u_k^T R / sigma_k
-            new = torch.cat([(coefficients @ block.double()).float() for block in blocks], dim=1)
-            if basis is not None:  # the rounding of the last steps, taken out again
-                new = new - (new @ basis.T) @ basis
-                new = new / new.norm(dim=1, keepdim=True)
-    if not len(new):
-        return basis
-    return new if basis is None else torch.cat([basis, new])
 
 
 @dataclass

@@ -35,18 +35,10 @@ from typing import Any, ClassVar
 import torch
 
 from sylvan.methods.core.regularization import WeightRegularization, on_device_of
+from sylvan.methods.parts.importance import scaled_to_unit
 from sylvan.methods.parts.path_integral import PathIntegral
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
-
-
-def scaled_to_unit(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`values` mapped to [0, 1] by the smallest and largest of all of them together (all zero
-    where they are all equal)."""
-    low = min(float(v.min()) for v in values.values())
-    high = max(float(v.max()) for v in values.values())
-    span = high - low
-    return {name: (v - low) / span if span > 0 else torch.zeros_like(v) for name, v in values.items()}
 
 
 @dataclass

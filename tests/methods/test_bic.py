@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import Batch, BiC
-from sylvan.methods.bic import BiasCorrection
+from sylvan.methods.parts.bias_correction import BiasCorrection
 from tests.methods.digits_samples import configured, mask, samples
 
 

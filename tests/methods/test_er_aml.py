@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import ERAML, Batch, er_aml
-from sylvan.methods.er_aml import ContrastPool, asymmetric_contrastive_loss, contrast_pairs
+from sylvan.methods.parts.metric_learning import ContrastPool, asymmetric_contrastive_loss, contrast_pairs
 from sylvan.models.cosine import CosineClassifier
 from sylvan.settings import OnlineSetting
 from tests.methods.digits_samples import samples

@@ -10,7 +10,7 @@ from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import GPM, Batch
-from sylvan.methods.gpm import grown_bases, layer_inputs, projected_layers
+from sylvan.methods.parts.gradient_projection import grown_bases, layer_inputs, projected_layers
 from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting
 from tests.methods.digits_samples import samples
 

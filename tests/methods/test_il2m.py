@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.methods import IL2M, Batch
-from sylvan.methods.il2m import class_score_means, rectification_factors
+from sylvan.methods.parts.rectification import class_score_means, rectification_factors
 from sylvan.minibatches import float_inputs
 from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting
 from tests.methods.digits_samples import DIGITS, configured, mask, samples

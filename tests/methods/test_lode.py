@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import LODE, Batch, DERPlusPlus, LODEDERPlusPlus, Rehearsal
-from sylvan.methods.lode import DecoupledLoss, decoupled_loss, inter_task_loss, intra_task_loss
+from sylvan.methods.parts.decoupled_loss import DecoupledLoss, decoupled_loss, inter_task_loss, intra_task_loss
 from sylvan.methods.parts.seen_classes import SeenClasses
 from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting, OnlineSetting
 from tests.methods.digits_samples import DIGITS, configured, mask, samples

@@ -11,7 +11,7 @@ from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import OGD, Batch
-from sylvan.methods.ogd import grown_basis, logit_gradients
+from sylvan.methods.parts.gradient_projection import grown_basis, logit_gradients
 from sylvan.settings import ClassIncrementalSetting, TaskIncrementalSetting
 from tests.methods.digits_samples import DIGITS, configured, samples
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import Batch, RWalk
-from sylvan.methods.rwalk import scaled_to_unit
+from sylvan.methods.parts.importance import scaled_to_unit
 from tests.methods.digits_samples import configured, samples
 from tests.methods.test_zoo import plain_sgd_step
 

@@ -188,3 +188,12 @@ def linear_stack_statistic(
         total[f"{name}.weight"] += weighted.T @ statistic.transform(layer_input)
         if layer.bias is not None:
             total[f"{name}.bias"] += weighted.sum(0)
+
+
+def scaled_to_unit(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`values` mapped to [0, 1] by the smallest and largest of all of them together (all zero
+    where they are all equal)."""
+    low = min(float(v.min()) for v in values.values())
+    high = max(float(v.max()) for v in values.values())
+    span = high - low
+    return {name: (v - low) / span if span > 0 else torch.zeros_like(v) for name, v in values.items()}

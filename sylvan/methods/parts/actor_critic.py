@@ -1,0 +1,58 @@
+"""SAC's networks: a squashed Gaussian policy and twin Q-networks over observations and actions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from sylvan.models import MLP
+
+LOG_STD_RANGE = (-5.0, 2.0)  # the policy's log standard deviation is squashed into this range
+
+
+class SquashedGaussianPolicy(nn.Module):
+    """Observation -> a Gaussian over pre-squash actions; actions are tanh of a draw, scaled from
+    [-1, 1] into [low, high]."""
+
+    def __init__(self, observation_shape: tuple[int, ...], low: torch.Tensor, high: torch.Tensor, hidden: int) -> None:
+        super().__init__()
+        self.net = MLP(observation_shape, 2 * len(low), (hidden, hidden))
+        self.register_buffer("center", (high + low) / 2)
+        self.register_buffer("half_range", (high - low) / 2)
+
+    def _gaussian(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(observations).chunk(2, dim=-1)
+        low, high = LOG_STD_RANGE
+        log_std = low + 0.5 * (high - low) * (torch.tanh(log_std) + 1)
+        return mean, log_std
+
+    def sample(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(actions drawn with the reparameterization trick, their log-probabilities)."""
+        mean, log_std = self._gaussian(observations)
+        std = log_std.exp()
+        noise = torch.randn_like(mean)
+        pre_squash = mean + std * noise
+        squashed = torch.tanh(pre_squash)
+        # log N(pre_squash) minus the log-determinant of the squash and of the scaling
+        log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - torch.log(self.half_range * (1 - squashed.pow(2)) + 1e-6).sum(-1)
+        return self.center + self.half_range * squashed, log_prob
+
+    def mean_action(self, observations: torch.Tensor) -> torch.Tensor:
+        mean, _ = self._gaussian(observations)
+        return self.center + self.half_range * torch.tanh(mean)
+
+
+class TwinQ(nn.Module):
+    """Two independent Q-networks over (observation, action)."""
+
+    def __init__(self, observation_size: int, action_size: int, hidden: int) -> None:
+        super().__init__()
+        self.q1 = MLP((observation_size + action_size,), 1, (hidden, hidden))
+        self.q2 = MLP((observation_size + action_size,), 1, (hidden, hidden))
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        joined = torch.cat([observations.flatten(1), actions], dim=1)
+        return self.q1(joined).squeeze(1), self.q2(joined).squeeze(1)

@@ -131,3 +131,10 @@ def test_the_methods_package_holds_the_registered_methods_only():
     registered = {cls.__module__ for cls in METHODS.values()}
     modules = {f"sylvan.methods.{path.stem}" for path in (PACKAGE / "methods").glob("*.py") if path.stem != "__init__"}
     assert modules - registered == set()
+
+
+def test_the_buffer_base_holds_no_code_of_one_policy_or_retrieval():
+    """What one policy or retrieval needs (GRASP's replay counts, GSS's scores, ASER's slots)
+    lives with it, not in the base every buffer inherits."""
+    source = (PACKAGE / "buffers" / "base.py").read_text().lower()
+    assert [name for name in ("grasp", "gss", "aser", "draw_counts") if name in source] == []

@@ -32,7 +32,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 import torch
 
-from sylvan.buffers.retrieval import RETRIEVALS, grasp_indices
+from sylvan.buffers.retrieval import RETRIEVALS, make_retrieval
 from sylvan.errors import ConfigurationError
 from sylvan.minibatches import float_inputs
 from sylvan.transfer import to_device
@@ -86,9 +86,8 @@ class RehearsalBuffer:
             raise ConfigurationError(f"buffer capacity must be >= 0, got {capacity}")
         if retrieval not in RETRIEVALS:
             raise ConfigurationError(f"retrieval must be one of {', '.join(RETRIEVALS)}, got {retrieval!r}")
-        self.retrieval = retrieval
+        self.retrieval = make_retrieval(retrieval, capacity)  # which stored samples a draw replays
         self.pixel_fields = frozenset(pixel_fields)
-        self.draw_counts = np.zeros(capacity, dtype=np.int64)  # replays of each slot (GRASP)
         self.capacity = int(capacity)
         self.device = torch.device(device) if device is not None else None
         self.seed = seed
@@ -256,8 +255,7 @@ class RehearsalBuffer:
             for name, values in batch.items():
                 taken = self._encoded(name, values.detach().index_select(0, to_device(positions, values.device)))
                 self.storage[name].index_copy_(0, slot_index, taken.to(self.device, non_blocking=True))
-        if self.retrieval == "grasp":  # a new sample has not been replayed yet
-            self.draw_counts[slots] = 0
+        self.retrieval.stored(slots)
 
     @staticmethod
     def _all_on(batch: Mapping[str, torch.Tensor], device: torch.device) -> bool:
@@ -294,16 +292,16 @@ class RehearsalBuffer:
             target_index = to_device(targets, self.device)
             for values in self.storage.values():
                 values.index_copy_(0, target_index, values.index_select(0, source_index))
-        self.draw_counts[targets] = self.draw_counts[sources]
+        self.retrieval.moved(sources, targets)
 
     # ----- retrieval ----------------------------------------------------------------------------
 
     def draw(self, n: int) -> np.ndarray:
-        """The slots of min(n, len(self)) distinct stored samples: uniformly at random, or in
-        GRASP's order when the buffer was built with retrieval="grasp"."""
+        """The slots of min(n, len(self)) distinct stored samples, chosen by the buffer's
+        retrieval (`sylvan.buffers.retrieval`: uniformly at random, or in the order it keeps)."""
         if n <= 0 or self.size == 0:
             return np.empty(0, dtype=np.int64)
-        return grasp_indices(self, int(n)) if self.retrieval == "grasp" else self._choose(self.size, int(n))
+        return self.retrieval.draw(self, int(n))
 
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         """Draw min(n, len(self)) distinct stored samples (see `draw`), every field."""
@@ -375,7 +373,7 @@ class RehearsalBuffer:
             "storage": {k: v.clone() for k, v in self.storage.items()},
             "device": None if self.device is None else str(self.device),
             "generator": self.generator.get_state(),
-            "draw_counts": self.draw_counts.copy(),
+            **self.retrieval.state_dict(),
             **self._extra_state(),
         }
 
@@ -395,7 +393,7 @@ class RehearsalBuffer:
             for name, values in state["storage"].items():
                 self.storage[name].copy_(self._encoded(name, values))  # saved before pixels were kept as uint8
         self.generator.set_state(state["generator"])
-        self.draw_counts = np.asarray(state["draw_counts"]).copy()
+        self.retrieval.load_state_dict(state)
         self._load_extra_state(state)
 
     def _extra_state(self) -> dict[str, Any]:

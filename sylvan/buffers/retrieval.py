@@ -8,7 +8,8 @@ only after every sample of its class has been replayed as often. It needs a "fea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ def grasp_order(distance: np.ndarray, replays: np.ndarray, group: np.ndarray) ->
 
 
 def grasp_indices(
-    buffer: RehearsalBuffer, n: int, label_field: str = "y", feature_field: str = "features"
+    buffer: RehearsalBuffer, n: int, draw_counts: np.ndarray, label_field: str = "y", feature_field: str = "features"
 ) -> np.ndarray:
     """Slots to replay: n draws spread uniformly over the stored classes, each class giving its
     least-replayed samples, nearest its mean feature first."""
@@ -75,8 +76,58 @@ def grasp_indices(
         want[share] += 1
         remaining -= len(share)
     # within a class: fewest replays first, then nearest to the class mean
-    order = grasp_order(distance, buffer.draw_counts[:size], group)
+    order = grasp_order(distance, draw_counts[:size], group)
     rank = group_ranks(group[order])
     chosen = order[rank < want[group[order]]]
-    buffer.draw_counts[chosen] += 1
+    draw_counts[chosen] += 1
     return chosen
+
+
+class UniformRetrieval:
+    """Every stored sample equally likely, `n` distinct ones per draw."""
+
+    name = "uniform"
+
+    def draw(self, buffer: RehearsalBuffer, n: int) -> np.ndarray:
+        return buffer._choose(buffer.size, n)
+
+    def stored(self, slots: np.ndarray) -> None:
+        """New samples went into `slots`."""
+
+    def moved(self, sources: np.ndarray, targets: np.ndarray) -> None:
+        """The samples of `sources` moved to `targets` (the buffer keeps its slots contiguous)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+class GraspRetrieval(UniformRetrieval):
+    """GRASP's order (`grasp_indices`), which keeps how often each slot has been replayed."""
+
+    name = "grasp"
+
+    def __init__(self, capacity: int) -> None:
+        self.draw_counts = np.zeros(capacity, dtype=np.int64)  # replays of each slot
+
+    def draw(self, buffer: RehearsalBuffer, n: int) -> np.ndarray:
+        return grasp_indices(buffer, n, self.draw_counts)
+
+    def stored(self, slots: np.ndarray) -> None:
+        self.draw_counts[slots] = 0  # a new sample has not been replayed yet
+
+    def moved(self, sources: np.ndarray, targets: np.ndarray) -> None:
+        self.draw_counts[targets] = self.draw_counts[sources]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"draw_counts": self.draw_counts.copy()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.draw_counts = np.asarray(state["draw_counts"]).copy()
+
+
+def make_retrieval(name: str, capacity: int) -> UniformRetrieval:
+    """The retrieval `name` ("uniform" or "grasp") of a buffer of `capacity` samples."""
+    return GraspRetrieval(capacity) if name == "grasp" else UniformRetrieval()

@@ -167,9 +167,9 @@ def test_grasp_replays_prototypes_first_then_everyone():
     assert sorted(first["y"].tolist()) == [0, 0, 1, 1], "class-balanced"
     # class mean is 2.5: the nearest are the samples with features 2 and 3
     assert sorted(first["features"].flatten().tolist()) == [2.0, 2.0, 3.0, 3.0]
-    counts = buffer.draw_counts.copy()
+    counts = buffer.retrieval.draw_counts.copy()
     assert len(buffer.uniform_sample(5)["x"]) == 5  # not a replay: GRASP's record stays as it was
-    assert (buffer.draw_counts == counts).all()
+    assert (buffer.retrieval.draw_counts == counts).all()
     seen = set(first["x"].flatten().tolist())
     for _ in range(2):
         seen |= set(buffer.sample(4)["x"].flatten().tolist())

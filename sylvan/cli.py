@@ -232,6 +232,37 @@ def build_parser(
     return parser
 
 
+def chosen_buffer_policy(method_cls: type[Method], argv: Sequence[str], config: dict[str, Any]) -> str | None:
+    """The `--buffer_policy` a command chooses for a method that has one: given on the command
+    line, else in the config file, else the method's default; None for a method without one."""
+    if "buffer_policy" not in option_names(method_cls) or not hasattr(method_cls, "policy_options"):
+        return None  # (an off-policy RL method's replay buffer has no policy of those)
+    given = None
+    for position, arg in enumerate(argv):
+        if arg == "--buffer_policy" and position + 1 < len(argv):
+            given = argv[position + 1]
+        elif arg.startswith("--buffer_policy="):
+            given = arg.split("=", 1)[1]
+    if given is None:
+        given = (config.get("method_options") or {}).get("buffer_policy")
+    return given or next(f.default for f in fields(method_cls) if f.name == "buffer_policy")
+
+
+def hide_other_policies_options(parser: ArgumentParser, method_cls: type[Method], policy: str | None) -> None:
+    """Leave out of `--help` the options of buffer policies other than the chosen one
+    (`POLICY_OPTIONS`), which the method refuses if given: `--help` shows what applies."""
+    if policy is None:
+        return
+    from sylvan.buffers import POLICY_OPTIONS
+
+    shown = set(method_cls.policy_options(policy))
+    hidden = {f"--{name}" for names in POLICY_OPTIONS.values() for name in names} - {f"--{n}" for n in shown}
+    parser._preprocessing()  # simple-parsing makes the dataclasses' actions here, on first use
+    for action in parser._actions:
+        if hidden & set(action.option_strings):
+            action.help = argparse.SUPPRESS
+
+
 def option_names(cls: type) -> set[str]:
     """The options of the dataclass `cls` (a setting, method or the run options): its init fields."""
     return {f.name for f in fields(cls) if f.init}
@@ -401,6 +432,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise ConfigurationError("the root setting is abstract; pick one of its descendants (sylvan --list)")
     check_applicable(method_cls, setting_cls)
     parser = build_parser(setting_cls, method_cls, config)
+    command = list(sys.argv[1:] if argv is None else argv)
+    hide_other_policies_options(parser, method_cls, chosen_buffer_policy(method_cls, command, config))
     args, unknown = parser.parse_known_args(argv)  # --help prints the options of both and exits here
     if unknown:
         raise ConfigurationError(unknown_options_message(unknown, setting_cls, method_cls))

@@ -138,3 +138,11 @@ def test_the_buffer_base_holds_no_code_of_one_policy_or_retrieval():
     lives with it, not in the base every buffer inherits."""
     source = (PACKAGE / "buffers" / "base.py").read_text().lower()
     assert [name for name in ("grasp", "gss", "aser", "draw_counts") if name in source] == []
+
+
+def test_replay_methods_reach_a_policys_work_only_through_its_admission():
+    """What the gss and aser policies compute from the model (gradient scores, Shapley values)
+    lives in `sylvan.methods.parts.admission`, not in the base every replay method inherits."""
+    targets = import_graph()["sylvan.methods.core.replay"]
+    specific = ("gradient_scores", "shapley", "sylvan.buffers.gss", "sylvan.buffers.aser")
+    assert [t for t in targets if any(name in t for name in specific)] == []

@@ -736,3 +736,28 @@ def test_a_plugin_method_with_its_own_init_exits_2_without_traceback(tmp_path):
                  "--dataset", "synthetic", "--results_dir", str(tmp_path / "results"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "OwnInit.__init__ does not take its option(s)" in out.stderr and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(("options", "shown"), [
+    ([], set()),
+    (["--buffer_policy", "gss"], {"--gss_compared", "--gss_batch_gate"}),
+    (["--buffer_policy=aser"], {"--aser_neighbours", "--aser_samples_per_class"}),
+])
+def test_help_shows_a_buffer_policys_options_only_where_it_is_chosen(options, shown, capsys):
+    from sylvan.cli import run
+
+    with pytest.raises(SystemExit):
+        run(["--setting", "class_incremental", "--method", "rehearsal", *options, "--help"])
+    out = capsys.readouterr().out
+    policy_options = {"--gss_compared", "--gss_batch_gate", "--aser_neighbours", "--aser_samples_per_class"}
+    assert {option for option in policy_options if option in out} == shown
+    assert "--buffer_size" in out
+
+
+def test_the_aser_method_shows_the_aser_options_whatever_the_policy(capsys):
+    from sylvan.cli import run
+
+    with pytest.raises(SystemExit):
+        run(["--setting", "class_incremental", "--method", "aser", "--help"])
+    out = capsys.readouterr().out
+    assert "--aser_neighbours" in out and "--gss_compared" not in out

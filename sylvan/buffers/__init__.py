@@ -69,8 +69,17 @@ def needs_slots(policy: str) -> bool:
     return policy in NEEDS_SLOTS
 
 
+# the options of a replay method that belong to one buffer policy: they take effect, and show in
+# `--help`, only where that policy is chosen
+POLICY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "gss": ("gss_compared", "gss_batch_gate"),
+    "aser": ("aser_neighbours", "aser_samples_per_class"),
+}
+
+
 __all__ = [
     "BUFFER_POLICIES",
+    "POLICY_OPTIONS",
     "ASERBuffer",
     "RETRIEVALS",
     "ClassBalancedBuffer",

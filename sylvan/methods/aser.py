@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from sylvan.buffers import POLICY_OPTIONS
 from sylvan.errors import unknown_name
 from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch
@@ -75,8 +76,10 @@ class ASER(ReplayMethod):
         super().validate_for(setting)
         self.require_candidates_for_replay(setting, self.candidates)
 
-    def uses_aser_options(self) -> bool:
-        return True  # the replay's Shapley values take K and the samples per class, whatever the policy
+    @classmethod
+    def policy_options(cls, policy: str) -> tuple[str, ...]:
+        # the replay's Shapley values take K and the samples per class, whatever the policy
+        return tuple(dict.fromkeys((*super().policy_options(policy), *POLICY_OPTIONS["aser"])))
 
     def replay_draws(self, batch_size: int) -> tuple[int, ...]:
         return (self.candidates,)

@@ -39,7 +39,7 @@ def test_a_new_class_replaces_a_redundant_stored_sample():
     class-0 judge; so it takes the slot of one of the two that competed."""
     method = configured(Rehearsal(buffer_policy="aser", buffer_size=4, aser_neighbours=1, aser_samples_per_class=1))
     method.offer_to_buffer(fields([0.0, 0.01, 0.02, 5.0], [0, 0, 0, 1]))
-    slots = method.replacement_slots(points(9.0), torch.tensor([2]))
+    slots = method.admission.slots(points(9.0), torch.tensor([2]))
     assert slots.item() in (0, 1, 2)
     method.offer_to_buffer(fields([9.0], [2]))
     assert sorted(method.buffer.get_all()["y"].tolist()) == [0, 0, 1, 2]
@@ -50,9 +50,9 @@ def test_a_sample_worth_nothing_is_turned_away_and_slots_follow_the_free_ones():
     (above any threshold), judges nothing and helps no judge: it stays out. Samples of a batch
     that fit in the free slots take them, whatever the values."""
     method = configured(Rehearsal(buffer_policy="aser", buffer_size=4, aser_neighbours=1, aser_samples_per_class=1))
-    assert method.replacement_slots(points(0.0, 1.0), torch.tensor([0, 1])).tolist() == [-1, -1]  # room for both
+    assert method.admission.slots(points(0.0, 1.0), torch.tensor([0, 1])).tolist() == [-1, -1]  # room for both
     method.offer_to_buffer(fields([0.0, 0.01, 0.02, 5.0], [0, 0, 0, 1]))
-    assert method.replacement_slots(points(50.0), torch.tensor([1])).tolist() == [-1]
+    assert method.admission.slots(points(50.0), torch.tensor([1])).tolist() == [-1]
 
 
 def test_replay_prefers_the_candidates_the_new_samples_would_be_mistaken_for():
@@ -158,7 +158,7 @@ def test_a_checkpoint_continues_the_memory_s_draws():
         method.offer_to_buffer({"x": x, "y": y})
     restored = configured(Rehearsal(buffer_policy="aser", buffer_size=30, aser_samples_per_class=1))
     restored.load_state_dict(method.state_dict())
-    assert torch.equal(restored.aser_draws.get_state(), method.aser_draws.get_state())
+    assert torch.equal(restored.admission.draws.get_state(), method.admission.draws.get_state())
     for x, y in batches[2:]:
-        assert torch.equal(restored.replacement_slots(x, y), method.replacement_slots(x, y))
+        assert torch.equal(restored.admission.slots(x, y), method.admission.slots(x, y))
     assert "aser_draws" not in configured(Rehearsal()).state_dict()  # other policies keep no such state

@@ -91,9 +91,15 @@ def test_samples_wait_for_the_optimizer_step_and_are_scored_at_the_weights_it_le
             self.weights_in_step = self.model.classifier.weight.detach().clone()
             return super().training_step(batch)
 
-        def sample_scores(self, x, y):
-            self.scored_after_step.append(not torch.equal(self.model.classifier.weight, self.weights_in_step))
-            return super().sample_scores(x, y)
+        def configure(self, setting):
+            super().configure(setting)
+            extras = self.admission.extras
+
+            def watched(x, y):
+                self.scored_after_step.append(not torch.equal(self.model.classifier.weight, self.weights_in_step))
+                return extras(x, y)
+
+            self.admission.extras = watched
 
     method = StepWatcher(buffer_size=30, buffer_policy="gss", replay_size=5)
     method.scored_after_step = []
@@ -167,9 +173,9 @@ def test_on_data_parallel_settings_the_scores_reach_the_local_buffer_through_the
 def test_a_full_memory_that_takes_nothing_for_a_whole_task_is_reported(monkeypatch, gated):
     """Every sample aligned with a compared one (score 2): once full, the memory never changes,
     and the end of each such task says so; a memory that does change says nothing."""
-    monkeypatch.setattr("sylvan.methods.core.replay.gradient_scores",
+    monkeypatch.setattr("sylvan.methods.parts.admission.gradient_scores",
                         lambda model, x, *rest: torch.full((len(x),), 2.0))
-    monkeypatch.setattr("sylvan.methods.core.replay.gradient_scores_with_batch",
+    monkeypatch.setattr("sylvan.methods.parts.admission.gradient_scores_with_batch",
                         lambda model, x, *rest: (torch.full((len(x),), 2.0), 2.0))
     method = Rehearsal(buffer_size=20, buffer_policy="gss", replay_size=5, gss_batch_gate=gated)
     setting = ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 3, "batch_size": 32})

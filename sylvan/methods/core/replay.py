@@ -8,24 +8,18 @@ either way, so each is written once for both."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
-from sylvan.buffers import BUFFER_POLICIES, RETRIEVALS, make_buffer, needs_features, needs_scores, needs_slots
+from sylvan.buffers import BUFFER_POLICIES, POLICY_OPTIONS, RETRIEVALS, make_buffer, needs_features
 from sylvan.buffers.global_replay import GlobalReplay
-from sylvan.buffers.gss import FIRST_BATCH_SCORE
 from sylvan.errors import ConfigurationError, refuse_if_given, unknown_name
 from sylvan.methods.core.supervised import SupervisedMethod, evaluating
-from sylvan.methods.parts.gradient_scores import gradient_scores, gradient_scores_with_batch
-from sylvan.methods.parts.shapley import knn_shapley_values, replacement_slots, update_sets
+from sylvan.methods.parts.admission import admission_for
 from sylvan.minibatches import float_inputs
-
-ASER_DRAWS_SEED = 50_021  # seed offset of the aser policy's draws (`Setting.worker_seed`)
 
 
 @dataclass
@@ -56,19 +50,23 @@ class ReplayMethod(SupervisedMethod):
             raise unknown_name("buffer policy", self.buffer_policy, list(BUFFER_POLICIES))
         if self.buffer_retrieval not in RETRIEVALS:
             raise unknown_name("buffer retrieval", self.buffer_retrieval, list(RETRIEVALS))
-        if not needs_scores(self.buffer_policy):
-            why = f"it is the gss policy's, and --buffer_policy is {self.buffer_policy}"
-            refuse_if_given(self, "gss_compared", why)
-            refuse_if_given(self, "gss_batch_gate", why)
-        if not self.uses_aser_options():
-            why = f"it is the aser policy's, and --buffer_policy is {self.buffer_policy}"
-            refuse_if_given(self, "aser_neighbours", why)
-            refuse_if_given(self, "aser_samples_per_class", why)
+        in_effect = self.policy_options(self.buffer_policy)
+        for policy, names in POLICY_OPTIONS.items():
+            why = f"it is the {policy} policy's, and --buffer_policy is {self.buffer_policy}"
+            for name in names:
+                if name not in in_effect:
+                    refuse_if_given(self, name, why)
+
+    @classmethod
+    def policy_options(cls, policy: str) -> tuple[str, ...]:
+        """The options of one buffer policy (`POLICY_OPTIONS`) that take effect with `policy`: its
+        own. A method that uses another policy's options whatever the buffer keeps (`aser`, whose
+        replay is chosen by ASER's values) adds them."""
+        return POLICY_OPTIONS.get(policy, ())
 
     def uses_aser_options(self) -> bool:
-        """Whether `aser_neighbours` and `aser_samples_per_class` take effect: with the aser
-        policy, and in methods that choose their replay by ASER's values too."""
-        return needs_slots(self.buffer_policy)
+        """Whether `aser_neighbours` and `aser_samples_per_class` take effect."""
+        return "aser_neighbours" in self.policy_options(self.buffer_policy)
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
@@ -92,42 +90,25 @@ class ReplayMethod(SupervisedMethod):
             pixel_fields=self.pixel_fields,
         )
         self.store_features = needs_features(self.buffer_policy, self.buffer_retrieval)
-        self.store_scores = needs_scores(self.buffer_policy)
-        self.store_slots = needs_slots(self.buffer_policy)
         if self.store_features or self.uses_aser_options():
             self.check_features(self.model, self.backbone_name(setting))
-        # the aser policy's draws of the stored samples that judge and compete (state only with that policy)
-        self.aser_draws = torch.Generator().manual_seed(setting.worker_seed(ASER_DRAWS_SEED))
+        # what the policy needs from the model to judge new samples (gss: scores, aser: slots), if anything
+        self.admission = admission_for(self)
         # where a step's replay comes from and its samples go: the buffer in one process, the union
         # of every worker's buffer on several (`RunContext.replay_channel`)
         self.replay = self.run.replay_channel(self.buffer, self.replay_draws(setting.batch_size))
-        self._task_start: tuple[int, int] | None = None  # (seen, replaced) when a task began with a full gss buffer
-        self._unscored: list[dict[str, torch.Tensor]] = []  # gss, aser: this step's samples, stored after the step
+        self._unscored: list[dict[str, torch.Tensor]] = []  # samples the admission judges after the step
 
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)
-        full = self.store_scores and self.buffer.capacity > 0 and self.buffer.is_full
-        self._task_start = (self.buffer.seen, self.buffer.replaced) if full else None
+        if self.admission is not None:
+            self.admission.on_task_start()
 
     def on_task_end(self, task_id: int | None) -> None:
-        """Warn when a gss memory, full from the task's start, took none of the task's samples:
-        every new gradient (and, batch-gated, every batch's) was aligned with a compared one, so
-        the memory stays as it was, whatever the stream brings (as with many compared samples)."""
         self.store_unscored()
         super().on_task_end(task_id)
-        start, self._task_start = self._task_start, None
-        if start is None or self.buffer.replaced != start[1]:
-            return
-        offered = self.buffer.seen - start[0]
-        if offered > 0:
-            task = "" if task_id is None else f" {task_id}"
-            warnings.warn(
-                f"gss: the full buffer took none of the {offered:,} samples of task{task}: every "
-                f"{'batch' if self.gss_batch_gate else 'sample'}'s gradient was aligned with one of the "
-                f"{self.gss_compared} stored samples' it was compared with, so the memory does not change as the "
-                "stream does (a smaller --gss_compared compares with fewer)",
-                stacklevel=2,
-            )
+        if self.admission is not None:
+            self.admission.on_task_end(task_id)
 
     def require_candidates_for_replay(self, setting: Any, candidates: int) -> None:
         """Refuse fewer `--candidates` than the samples a step replays, for methods that choose
@@ -173,66 +154,16 @@ class ReplayMethod(SupervisedMethod):
         with evaluating(self.model) as model:
             return model.features(x)
 
-    def sample_scores(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """What the gss policy admits new samples by (`sylvan.methods.parts.gradient_scores`): "score",
-        each sample's gradient compared with those of `gss_compared` samples drawn uniformly
-        from the local buffer (whatever the retrieval), as the buffer holds them before this
-        batch; with `gss_batch_gate`, "batch_score" too, the gradient of the batch's mean loss
-        compared with the same samples' (`FIRST_BATCH_SCORE` while nothing is stored)."""
-        reference = self.buffer.uniform_sample(self.gss_compared) or {"x": x[:0], "y": y[:0]}
-        compared = (self.model, x, y, reference["x"].to(x.device), reference["y"].to(y.device))
-        if not self.gss_batch_gate:
-            return {"score": gradient_scores(*compared)}
-        scores, batch_score = gradient_scores_with_batch(*compared)
-        if len(reference["x"]) == 0:
-            batch_score = FIRST_BATCH_SCORE
-        return {"score": scores, "batch_score": torch.tensor(batch_score, dtype=torch.float64)}
-
-    def replacement_slots(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """What the aser policy stores new samples by (`sylvan.methods.parts.shapley`): the stored
-        sample each of (x, y) replaces, or -1. The first samples fill the free slots; each later
-        one competes, with `aser_samples_per_class` x the classes stored samples drawn at random,
-        by the sum of its KNN Shapley values (K = `aser_neighbours`, in the features of the
-        network in evaluation mode) for `aser_samples_per_class` stored samples of each class
-        and the new samples of classes the memory nearly lacks; the best of them stay. Samples
-        beyond the free slots of the batch that fills the buffer compete with the samples
-        stored before it."""
-        buffer, count = self.buffer, len(y)
-        held = len(buffer)
-        filling = min(count, buffer.capacity - held)
-        slots = torch.full((count,), -1, dtype=torch.long)
-        if filling == count or held == 0:
-            return slots
-        stored_labels = buffer.gather(np.arange(held), names=("y",))["y"].cpu()
-        new_labels = y[filling:].cpu()
-        judges, competing, new_judges = update_sets(
-            stored_labels, new_labels, buffer.capacity, self.run.num_classes, self.aser_samples_per_class,
-            self.aser_draws,
-        )
-        stored_x = buffer.gather(torch.cat([judges, competing]).numpy(), names=("x",))["x"].to(x.device)
-        features = self.stored_features(torch.cat([stored_x, x[filling:]]))
-        judged, competed = len(judges), len(competing)
-        values = knn_shapley_values(
-            torch.cat([features[:judged], features[judged + competed:][new_judges.to(x.device)]]),
-            torch.cat([stored_labels[judges], new_labels[new_judges]]).to(x.device),
-            features[judged:],
-            torch.cat([stored_labels[competing], new_labels]).to(x.device),
-            self.aser_neighbours,
-        ).sum(0)
-        slots[filling:] = replacement_slots(values, competing, count - filling)
-        return slots
-
     def remember(self, fields: dict[str, torch.Tensor]) -> None:
         """Offer the new samples (`fields` of the minibatch as they came, plus any extras such as
         logits) to the buffer, with their `stored_features` when the buffer policy or retrieval
-        needs features (one extra forward pass of the new samples, only then), their
-        `sample_scores` when the policy is gss, and their `replacement_slots` when it is aser.
-        With those two policies the samples wait for the optimizer's step on them
-        (`after_step`): their gradients are compared (their Shapley values computed) at the
-        weights that learned from them, as GSS's and ASER's published code and the DER paper's
-        code do. Other policies store at once, so that on data-parallel settings the next
-        step's candidates travel during this step's passes."""
-        if self.store_scores or self.store_slots:
+        needs features (one extra forward pass of the new samples, only then), and what the
+        policy's admission computes from the model, if it has one (`sylvan.methods.parts.admission`).
+        Samples an admission judges wait for the optimizer's step on them (`after_step`), as the
+        policies' published code judges them at the weights that learned from them; others are
+        stored at once, so that on data-parallel settings the next step's candidates travel
+        during this step's passes."""
+        if self.admission is not None:
             self._unscored.append(fields)
         else:
             self.offer_to_buffer(fields)
@@ -242,7 +173,7 @@ class ReplayMethod(SupervisedMethod):
         self.store_unscored()
 
     def store_unscored(self) -> None:
-        """Store the samples the gss or aser policy held back for the optimizer's step (`remember`)."""
+        """Store the samples held back for the optimizer's step (`remember`)."""
         unscored, self._unscored = self._unscored, []
         for fields in unscored:
             self.offer_to_buffer(fields)
@@ -251,16 +182,14 @@ class ReplayMethod(SupervisedMethod):
         """Offer `fields` to the buffer now (the body of `remember`)."""
         if self.store_features:
             fields = {**fields, "features": self.stored_features(float_inputs(fields["x"]))}  # x: maybe pixels
-        if self.store_scores:
-            fields = {**fields, **self.sample_scores(float_inputs(fields["x"]), fields["y"])}
-        if self.store_slots:
-            fields = {**fields, "slot": self.replacement_slots(float_inputs(fields["x"]), fields["y"])}
+        if self.admission is not None:
+            fields = {**fields, **self.admission.extras(float_inputs(fields["x"]), fields["y"])}
         self.replay.insert(fields)  # globally, and asynchronous: sends the next step's candidates too
 
     def state_dict(self) -> dict[str, Any]:
         state = {**super().state_dict(), "buffer": self.buffer.state_dict()}
-        if self.store_slots:
-            state["aser_draws"] = self.aser_draws.get_state()
+        if self.admission is not None:
+            state.update(self.admission.state_dict())
         if self.replays_globally:
             state["global_replay"] = self.replay.state_dict()
         return state
@@ -268,8 +197,8 @@ class ReplayMethod(SupervisedMethod):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.buffer.load_state_dict(state["buffer"])  # first: the global replay's blocks take its shapes
-        if self.store_slots:
-            self.aser_draws.set_state(state["aser_draws"])
+        if self.admission is not None:
+            self.admission.load_state_dict(state)
         if "global_replay" in state:
             self.replay.load_state_dict(state["global_replay"])
 

@@ -1,31 +1,7 @@
 """`aser`: adversarial Shapley value experience replay (Shim, Mai, Jeong, Sanner, Kim & Jang,
 "Online Class-Incremental Continual Learning with Adversarial Shapley Value", AAAI 2021).
 
-Experience replay whose memory and replay both follow KNN Shapley values in the network's
-features (`sylvan.methods.parts.shapley`), which say how much a stored sample helps a nearest-neighbour
-vote classify another sample:
-
-- Memory update, the `aser` buffer policy (the default `--buffer_policy`): once the memory is
-  full, each batch's samples compete with a random part of it; the ones worth most to a
-  class-balanced set of stored samples stay (see `ReplayMethod.replacement_slots`).
-- Replay: of `--candidates` samples drawn from the buffer (uniformly; from the union of every
-  worker's buffer on data-parallel settings), up to `--aser_samples_per_class` of each class
-  compete to be replayed, and as many others of each class judge them. A candidate scores high
-  when it helps classify the judges (cooperative value) and when the minibatch's new samples
-  are nearest to it without sharing its label (a low adversarial value: the old samples nearest
-  the new ones in features, whose replay keeps the boundary between their classes). `--aser_kind` combines
-  the two: `asvm` (the paper's ASER_mu: mean cooperative minus mean adversarial), `asv`
-  (largest cooperative minus smallest adversarial) or `neg_sv` (minus the summed adversarial
-  values alone). The r best are replayed; until the buffer has seen more samples than it holds,
-  r of the candidates at random, as in the paper's code.
-
-The loss is the minibatch's cross-entropy plus the replayed samples' (each a mean). Scoring runs
-in evaluation mode without gradients. Defaults: the code's (K 5, 2 samples per class, `asvm`)
-and sylvan's online replay defaults (lr 0.1, r 10). Where the code draws its competing and
-judging samples class-balanced from the whole memory, they come here from a uniform draw of
-`--candidates`, so that the replay is the same on one process and on many: a class with few
-stored samples may be missing from a step's draw.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section aser."""
 
 from __future__ import annotations
 

@@ -1,27 +1,6 @@
 """`bic`: bias correction (Wu et al., "Large Scale Incremental Learning", CVPR 2019).
 
-A class-incremental network trained on a new task and a few exemplars of the old ones favours
-the new classes: their logits come out too large. BiC trains in two stages per task.
-
-1. The network trains on the task's data and the stored exemplars, less a validation part, on
-   (1 - lambda) times the cross-entropy over the classes seen so far plus lambda times the
-   distillation (temperature T, scaled by T^2) of the previous task's network, with its bias
-   correction, on the old classes' logits; lambda = old classes / classes seen.
-2. With the network frozen, a bias-correction layer of two parameters, alpha * logit + beta on
-   the new task's classes only (the old classes' logits are left as they are), learns on the
-   validation part by cross-entropy over the classes seen (Adam, `bias_lr`, `bias_epochs`).
-   The validation part is balanced: `val_fraction` of each class's exemplar quota after the
-   task (K / classes seen), from each old class's exemplars and as many held out of each new
-   class's training data.
-
-Predictions are the network's logits with the last correction applied. Exemplars are chosen by
-herding, as in iCaRL, at the end of each task from all of its data. Needs task boundaries.
-
-The paper's published code (and the DER authors' code that follows it) trains the network on the
-new classes' validation samples too; here they are held out, as the paper describes. The
-earlier tasks' corrections are dropped when a new task starts, as in the DER authors' code: the
-network they corrected has since been trained again, and the teacher keeps the last one.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section bic."""
 
 from __future__ import annotations
 

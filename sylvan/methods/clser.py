@@ -2,30 +2,7 @@
 "Learning Fast, Learning Slow: A General Continual Learning Method based on Complementary
 Learning System", ICLR 2022).
 
-Next to the working network trained by SGD, two semantic memories average its weights over
-time: a plastic one, updated often (short-term memory), and a stable one, updated seldom
-(long-term memory). Each step is experience replay (cross-entropy on the b new samples and r
-replayed ones) plus `reg_weight` times the mean squared error between the working network's
-logits for the replayed samples and those of whichever memory gives each sample's label the
-higher probability (the consistency loss). After the optimizer's step each memory, with
-probability `plastic_update_freq` (`stable_update_freq`), moves towards the working weights,
-theta <- a * theta + (1 - a) * theta_working, with a = min(1 - 1 / (n + 1), alpha) after n steps
-of the run (the warm-up of the paper's code: early on the memories follow the network closely).
-Predictions come from the stable memory (`--inference_model`). Needs no task boundaries.
-
-As in the paper's code, the memories average parameters only, and run in the working network's
-training mode when they give the replayed samples' targets: a batch-norm memory normalizes by
-the replay's statistics and tracks them in its running statistics, which it predicts with. The
-working network makes one forward pass of the new and replayed samples together (the paper's
-code makes a second one of the replayed samples for the consistency loss; without batch norm
-the two give the same logits). Whether a memory is updated at a step is drawn from a generator
-seeded by the run's seed, the same on every data-parallel worker, so that the workers' memories
-stay the same as their working networks do; the running statistics a batch-norm memory tracks
-from each worker's own replay are averaged over the workers after every step, so they agree too.
-
-Defaults: the paper's Seq-MNIST hyperparameters for buffer 200 (lr 0.03, r 128, reg_weight 2,
-plastic: every step, alpha 0.99; stable: 0.9 of the steps, alpha 0.99; batch 10).
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section clser."""
 
 from __future__ import annotations
 

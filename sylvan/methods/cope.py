@@ -1,32 +1,7 @@
 """`cope`: Continual Prototype Evolution (De Lange & Tuytelaars, "Continual Prototype Evolution:
 Learning Online from Non-Stationary Data Streams", ICCV 2021).
 
-The network's output layer is an embedding of `--embedding_dim` units, L2-normalized; each class
-has a prototype in that space, and a sample is predicted to be of the class whose prototype is
-nearest (largest cosine), among the classes seen so far. The prototypes are not learned by
-gradient: each follows the embeddings of its class by momentum, after every step,
-
-    p_c <- normalize(alpha p_c + (1 - alpha) mean of the step's class-c embeddings),
-
-so that they move with the representation as it drifts, rather than being recomputed at the end
-of a task (CoPE needs no task boundaries). A class's prototype starts at a random direction
-(uniform in [0, 1) per unit, normalized, as in the authors' code) when the class is first seen.
-
-Each minibatch of b new samples is joined by r samples drawn from a class-balanced memory (the
-authors' "dynamic" memory: every class seen holds an equal share, kept by reservoir sampling
-within the class) and the embedding space learns by the pseudo-prototypical proxy loss
-(`sylvan.methods.parts.prototypes.ppp_loss`): each sample is pulled towards its prototype and the other
-samples of its class in the batch (pseudo-prototypes), and pushed from the other classes'
-prototypes and samples. The prototypes then take the step's embeddings, of the new and the
-replayed samples alike, as computed in the step's forward pass.
-
-On data-parallel settings the step's per-class sums of embeddings are summed over the workers
-before the update, so every worker holds the same prototypes (and the prototypes start from a
-seed of the run's, not the worker's). Defaults: the authors' Split-MNIST configuration (lr 0.01,
-T 0.1, alpha 0.99, an embedding of 100, r = b). One difference from their code: the replay is a
-uniform draw from the class-balanced memory (so class-balanced up to the draw), where their code
-draws a class uniformly, then a sample of it.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section cope."""
 
 from __future__ import annotations
 

@@ -2,26 +2,7 @@
 "End-to-End Incremental Learning", ECCV 2018). Written from the paper and FACIL's implementation
 (mmasana/FACIL, `src/approach/eeil.py`).
 
-A memory of herding exemplars (`--buffer_size` K in total, shared equally among the classes seen,
-as `icarl` keeps it), and each task trained in two stages:
-
-1. On the task's data and every exemplar: the cross-entropy over the classes seen so far plus the
-   cross-distilled loss, for each finished task the distillation (temperature T, `--temperature`)
-   of the previous task's network on that task's classes alone, as the paper's network has a
-   classification layer per task (the classes a task brought first form its group).
-2. Balanced finetuning, from the second task on: the exemplars and, of each new class, as many of
-   the task's samples as the memory holds of each old class (drawn with the run's seed), for
-   `--finetune_epochs` at `--finetune_lr`, on the same loss plus a temporary distillation of the
-   new classes' group from the network as stage 1 left it. The unbalanced stage favours the new
-   classes; this one evens the classifier out without forgetting what stage 1 learned of them.
-
-Then the exemplars are chosen again, by herding on the task's data. Predictions are the network's
-scores. Each distillation term is KL(softened teacher || softened student), which differs from the
-paper's cross-entropy of the softened outputs by the teacher's entropy, a constant (the same
-gradients), not scaled by T^2, as in the paper and FACIL; the terms are summed (the paper's
-weight 1). Not here: the paper's gradient noise and its brightness and contrast augmentation
-(the settings' `--augmentation` applies). Needs task boundaries.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section eeil."""
 
 from __future__ import annotations
 

@@ -2,31 +2,7 @@
 Reducing Abrupt Representation Change in Online Continual Learning", ICLR 2022; `er_ace` is the
 paper's other method).
 
-When new classes arrive, the cross-entropy of their samples pushes the old classes' features
-away, an abrupt change of the representation that replay then has to undo. ER-AML keeps the new
-samples away from the classifier. They learn by a supervised contrastive loss (SupCon, Khosla et
-al., NeurIPS 2020) on the backbone's L2-normalized features, which pulls each of them (an
-anchor) towards a positive, a sample of its class, and away from a negative, a sample of another
-class of the minibatch: never from the old classes. The replayed samples learn by cross-entropy
-over every class, as in ER.
-
-For each anchor, the positive and the negative are drawn uniformly from the minibatch joined by
-`contrast_pool` stored samples (by default the whole buffer, as the authors' code draws from all
-of it): a positive has the anchor's label and is not the anchor, a negative has another label of
-the minibatch (the authors' task-free rule; it needs no task labels). An anchor with no candidate
-for either is left out of the step. With the step's N anchors a_i and their positives and
-negatives as the 2N contrast samples c_k (all normalized),
-
-    L = -(tau / tau_b) * mean_i  1/|P(i)| * sum_{p in P(i)} log( exp(a_i . c_p / tau) / sum_k exp(a_i . c_k / tau) )
-
-P(i) the contrast samples of i's class. While the buffer is still empty (the run's first step)
-the minibatch learns by cross-entropy. One forward pass of the features covers the minibatch,
-the contrast samples and the replay.
-
-As in the authors' code, the classifier is cosine-normalized, 10 * cos(w_c, f) without bias
-(`--cosine_classifier false` keeps the backbone's linear one), on the features as they are.
-Defaults: the authors' (lr 0.1, r 10, tau 0.2, tau_b 0.07, batch 10). Needs no task boundaries.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section er_aml."""
 
 from __future__ import annotations
 

@@ -2,36 +2,7 @@
 Regularizing Networks in Function Space", ICLR 2019), in the form the DER paper compared it
 (Buzzega et al., NeurIPS 2020).
 
-When a task ends, the memory keeps an equal share (buffer_size / tasks seen so far) of random
-samples of each finished task, each with the network's output for it at the end of its task: the
-older tasks give up random samples to make room for the new one. Each training step then takes
-two updates. The first is the minibatch's cross-entropy step; the second, taken from where the
-first leads, pulls the network's function back towards the stored outputs on r samples drawn
-from the memory: its loss is the mean over them of the L2 distance between the softmax of the
-network's output and the softmax of the stored one, weighted by alpha.
-
-Both updates are one optimizer step here (the method contract has one per minibatch): in
-`after_backward`, the minibatch's gradient g1 exists; the distance is differentiated at the
-weights a plain SGD step of the current learning rate on g1 would reach, and alpha times that
-gradient is added to g1. With plain SGD (no momentum, no weight decay, the protocol of the
-papers) the result is exactly the two consecutive steps; with momentum, weight decay or Adam
-the optimizer treats the sum as one gradient. With data-parallel workers both gradients are
-averaged over the workers (the minibatch's by DDP, the distance's here), so every worker takes the
-same two steps. The DER paper's reference code ignores its `alpha` option (the second step is
-never weighted): its figures are alpha = 1. That code also records each sample's output on the
-training view of it (augmented, where the data is); here it is the output on the sample as it
-came, the input the distance is later measured against, through a fresh augmentation.
-
-The distance between two softmax outputs is bounded (by sqrt 2), and its gradient vanishes where
-the network's output has saturated on other classes. With steps large enough to saturate the
-network on each new task's classes within a few steps, the second step stops pulling: on digits
-(`--lr 0.1`, 87.9% final average accuracy) plain SGD at lr 1.0, or lr 0.1 with momentum 0.9 (an
-effective step ten times larger), keeps no more of the old tasks than fine-tuning.
-
-Needs task boundaries (the memory and its outputs are committed when a task ends). Defaults: the
-DER paper's Seq-MNIST hyperparameters for buffer 200 (lr 0.03, r 128; they train with
-`--batch_size 128`).
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section fdr."""
 
 from __future__ import annotations
 

@@ -1,20 +1,7 @@
 """`gem`: gradient episodic memory (Lopez-Paz & Ranzato, "Gradient Episodic Memory for Continual
 Learning", NeurIPS 2017).
 
-An episodic memory keeps buffer_size / nb_tasks random samples of each finished task. At every
-step, the gradient g_k of the loss on the memory of each finished task k is computed next to the
-minibatch's gradient g. When g conflicts with one of them (g . g_k < 0), g is replaced by the
-update closest to it that conflicts with none, found through the dual quadratic program
-
-    v* = argmin_{v >= margin} 1/2 v^T (G G^T + eps I) v + (G g)^T v,    g <- g + G^T v*
-
-where G stacks the g_k (t of them) as rows. A positive `margin` (the paper's "memory strength")
-pushes the update further towards the memories. The program has t variables; it is solved exactly
-by an active-set method in float64 on the CPU, and only the t x t products G G^T and the t products
-G g leave the device, never a gradient. Needs task boundaries and task labels at training time
-(the memory is grouped by task). Defaults: the Seq-MNIST hyperparameters of the DER paper's code
-for buffer 200 (lr 0.01, margin 1.0, batch 10).
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section gem."""
 
 from __future__ import annotations
 

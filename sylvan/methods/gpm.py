@@ -1,36 +1,7 @@
 """`gpm`: gradient projection memory (Saha, Garg & Roy, "Gradient Projection Memory for Continual
 Learning", ICLR 2021).
 
-A layer's output on an old task's inputs does not change when its weights move orthogonally to
-the space those inputs span. At the end of each task GPM finds, for every linear and convolution
-layer, the directions of its input space that carry most of the task's inputs (their "energy"),
-and keeps them in a memory of orthonormal bases M_l. Later tasks train on gradients projected out
-of that memory, g_l <- g_l - g_l M_l M_l^T, so they leave the old tasks' activations (almost) as
-they were.
-
-The bases come from the representation R_l of `--representation_samples` samples of the task
-(drawn with the run's seed), one column per sample (for a convolution, per patch it sees): with
-the memory's projection P_l = M_l M_l^T, the task's energy already captured is ||P_l R_l||^2 /
-||R_l||^2; where it is below the layer's threshold, the left singular vectors of the residual
-(I - P_l) R_l join the memory, the largest first, until it reaches the threshold (the paper's
-criterion: the fewest that do; the authors' code keeps one fewer on the first task). The
-singular values come from R_l R_l^T, accumulated in float64, so a convolution's patches never
-form one matrix. The thresholds are the paper's MNIST ones: `--input_threshold` for the layer
-that reads the network's input, `--threshold` for the others, each raised by
-`--threshold_increment` per finished task (the paper's CIFAR recipe).
-
-Every weight matrix is projected, the output layer's too, there row by row: the rows of classes
-some finished task had are projected, those of classes none had train freely, as the authors'
-task-specific heads do (so on domain-incremental settings, whose tasks share their classes, the
-whole output layer is projected after the first task, as in the authors' permuted MNIST). After
-the first task, parameters of one dimension (biases, batch norm's scales and shifts) are held as
-they are, but the output bias of classes no finished task had, and batch norm layers normalize
-with the running statistics the first task left. The authors' ResNet normalizes with batch
-statistics instead; frozen statistics keep an old task's activations exactly, but a deep network
-then trains its later tasks unnormalized and takes a smaller lr (on digits, `resnet18_reduced`
-diverges at 0.1 and learns at 0.03). SGD only, without weight decay: Adam's per-weight scaling
-and a decay would move the weights along the protected directions. Needs task boundaries.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section gpm."""
 
 from __future__ import annotations
 
@@ -41,8 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sylvan.methods.core.supervised import SupervisedMethod, dataset_tensors, evaluating
-from sylvan.methods.parts.gradient_projection import grown_bases, layer_inputs, projected_layers
+from sylvan.methods.core.supervised import SupervisedMethod, dataset_tensors
+from sylvan.methods.parts.gradient_projection import grown_bases, projected_layers, representation_grams
 from sylvan.methods.parts.held_weights import batch_norm_statistics_held
 from sylvan.methods.parts.layer_calls import forward_order
 from sylvan.settings.base import Setting
@@ -135,7 +106,7 @@ class GPM(SupervisedMethod):
         self.old_classes[y.unique()] = True
         generator = torch.Generator().manual_seed(self.run.seed * 1000 + REPRESENTATION_SEED + self.tasks_done)
         chosen = torch.randperm(len(x), generator=generator)[: self.representation_samples]
-        grams = self.representation_grams(x[chosen])
+        grams = representation_grams(self.model, self.layers, x[chosen])
         increment = self.threshold_increment * self.tasks_done
         for name, gram in grams.items():
             threshold = min(1.0, (self.input_threshold if name == self.layer_order[0] else self.threshold) + increment)
@@ -144,29 +115,6 @@ class GPM(SupervisedMethod):
             if grown is not None:
                 self.bases[name] = grown.to(torch.float32)
         self.tasks_done += 1
-
-    def representation_grams(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """R_l R_l^T for every projected layer l on the samples `x` (float64, on the CPU), in
-        evaluation mode and in chunks."""
-        grams: dict[str, torch.Tensor] = {}
-
-        def recorder(name: str, layer: nn.Module):
-            def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-                rows = layer_inputs(layer, inputs[0].detach()).to(torch.float64)
-                gram = rows.T @ rows
-                grams[name] = gram if name not in grams else grams[name] + gram
-            return record
-
-        handles = [layer.register_forward_pre_hook(recorder(name, layer)) for name, layer in self.layers.items()]
-        device = next(self.model.parameters()).device
-        try:
-            with evaluating(self.model) as model, torch.no_grad():
-                for start in range(0, len(x), 64):
-                    model(x[start : start + 64].to(device))
-        finally:
-            for handle in handles:
-                handle.remove()
-        return {name: gram.cpu() for name, gram in grams.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "bases": {k: v.cpu() for k, v in self.bases.items()},

@@ -2,25 +2,7 @@
 to Anchor Past Knowledge in Continual Learning", AAAI 2021), in the form the DER paper compared it
 (Buzzega et al., NeurIPS 2020).
 
-Experience replay, plus one anchor per class of every finished task: an input learned when its
-task ends to sit where forgetting would hurt most. The network is copied and fine-tuned on the
-buffer for a few SGD steps (a stand-in for what later tasks will do to it); each anchor, started
-uniform in [0, 1), then takes `anchor_steps` SGD steps that raise its class's loss under the
-fine-tuned copy, lower it under the network as it is, and keep its features near phi, a running
-mean (momentum `beta`) of the features of the new samples of every step.
-
-Each training step then adds to experience replay's gradient that of hal_lambda times the mean
-squared change of the network's outputs on the anchors: the outputs the replay's plain SGD step
-would give them, held fixed, against the network's outputs now. With plain SGD that is the
-reference code's two steps (the replay's step, then from the weights before it a step on the
-anchors' loss with the replay's gradient still accumulated), taken as one.
-
-The anchors are learned, and the outputs on them and phi computed, in evaluation mode (batch norm
-with its running statistics, which the anchors leave as they are). On data-parallel workers each
-keeps its own anchors, learned from its local buffer and its phi, and the anchors' gradient is
-averaged over the workers as the minibatch's is. Defaults: the DER paper's code's Seq-MNIST
-arguments for buffer 200 (lr 0.1, r 128; they train with `--batch_size 128`).
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section hal."""
 
 from __future__ import annotations
 

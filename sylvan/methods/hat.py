@@ -2,39 +2,7 @@
 Forgetting with Hard Attention to the Task", ICML 2018). Written from the paper and the authors'
 code (joansj/hat: `approaches/hat.py`, `networks/*_hat.py`).
 
-Each task t learns, next to the weights, an embedding e_t^l per layer l, one value per unit
-(neuron or channel), and the layer's output is multiplied by the gate a_t^l = sigmoid(s e_t^l).
-At test time s = s_max (`--smax`, 400), so the gates are 0 or 1 and each task uses a subnetwork
-of its own; during training s anneals within every epoch from 1 / s_max at the first batch to
-s_max at the last, s = 1 / s_max + (s_max - 1 / s_max) (b - 1) / (B - 1), so the embeddings
-first learn as soft gates, then harden. What a task keeps:
-
-- after each task, the cumulative gates A^l = max(A^l, a_t^l at s_max) remember the units the
-  tasks so far used;
-- a later task's gradient on a weight between unit j of layer l - 1 and unit i of layer l is
-  multiplied by 1 - min(A_i^l, A_j^{l-1}) (a layer reading the network's input: 1 - A_i^l; a
-  bias: 1 - A_i^l), so the weights the earlier tasks' units rely on stay as they are;
-- the loss adds `--mask_penalty` c times the share of the units still free that the task's gates
-  take, sum_l,i a_t,i^l (1 - A_i^l) / sum_l,i (1 - A_i^l) (on the first task, the mean gate),
-  so each task takes few units and leaves room for the next.
-
-The embeddings' gradient is compensated for the annealing (multiplied by s_max [cosh(s e) + 1]
-/ (s [cosh(e) + 1]), cosh's argument clamped to +-50), the embeddings are clamped to +-6 after
-every step, and the gradient's norm is clipped to `--clip_grad`, all as in the authors' code.
-
-One network, one output layer: each task's scores compete among its own classes (its
-cross-entropy leaves the other classes' rows alone), and the rows of classes an earlier task
-trained are held. Gated are every `nn.Linear` and `nn.Conv2d` before the output layer (the last
-one a forward pass reaches); gating a layer's output instead of its activation's, as the
-authors' networks do, is the same for ReLU, max or average pooling and dropout, which a positive
-gate commutes with. Refused: backbones with batch norm (its statistics and shift would move
-under the old tasks' units: HAT's networks have none), with parameters outside those layers
-(they would have no gate to protect them), grouped convolutions, and layers that do not read
-the previous one's units (skip connections); `mlp`, `mlp_400` and `cnn` qualify. SGD without
-weight decay, which would shrink the protected weights; Adam would rescale the conditioned
-gradients back up. Needs task labels at test time, to choose the gates; the tasks of one
-training stage (all of them on `multi_task`) train together, each sample with its task's gates.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section hat."""
 
 from __future__ import annotations
 

@@ -1,33 +1,7 @@
 """`il2m`: class-incremental learning with dual memory (Belouadah & Popescu, "IL2M: Class
 Incremental Learning With Dual Memory", ICCV 2019).
 
-Fine-tuning on a task's data joined by a few exemplars of the old classes favours the new
-classes: they bring all their samples, the old ones a handful. IL2M leaves the training as it is
-and corrects its predictions with a second memory, of statistics, that costs a few numbers per
-class:
-
-- a class's initial mean: the mean raw score (logit) of the class on its own training samples,
-  at the end of the task that brought it, when it had all its data;
-- its current mean: the same on its stored exemplars, at the end of the latest task;
-- a task's confidence: the mean top score over its new classes' training samples, at its end.
-
-1. Each task trains on its data joined by every stored exemplar, shuffled together, by the
-   cross-entropy over the classes seen so far (no distillation).
-2. At the task's end, before the exemplars are chosen again, the statistics are computed on the
-   task's data and the exemplars (what the task trained on), in evaluation mode.
-3. A prediction whose top class is one of the latest task's new classes has each old class's
-   score multiplied by (initial mean / current mean) x (confidence of the latest task /
-   confidence of the task that brought the class); a prediction of an old class stands.
-   `--rectify false` predicts by the network alone: the baseline the rectification corrects.
-
-As in the authors' and FACIL's code, the scores are the raw logits, and the memory is the
-herding exemplars `icarl`, `bic`, `wa`, `lucir` and `ssil` keep. One safeguard of sylvan's: a
-class whose means, or a confidence its factor divides by, are not positive keeps its score as
-it is (a ratio of raw scores of opposite signs, or of zero, corrects nothing). On
-domain-incremental settings, whose later tasks bring no new class, nothing is rectified. Needs
-task boundaries. On data-parallel settings every worker computes the statistics from the whole
-task's data and the same exemplars, with the same network, so every worker predicts alike.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section il2m."""
 
 from __future__ import annotations
 

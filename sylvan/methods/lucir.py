@@ -1,24 +1,7 @@
 """`lucir`: learning a unified classifier incrementally via rebalancing (Hou et al., "Learning a
 Unified Classifier Incrementally via Rebalancing", CVPR 2019).
 
-A network trained on a new task and a few exemplars of the old ones favours the new classes. LUCIR
-counters it in three ways, on top of iCaRL's herding exemplars:
-
-1. Cosine normalization: the classifier scores sigma * cos(w_c, f) (`CosineClassifier`), without
-   bias, on features that end before their last ReLU, so that no class wins by the size of its
-   weights; a new class's weight vector starts at the mean direction of its samples' features
-   (imprinting), scaled to the old classes' mean norm. The old classes' weight vectors stay as
-   they are while a new task trains.
-2. Less-forget constraint: lambda * (1 - cos(f, f*)) on every sample, f* the features of the
-   network as the previous task left it; lambda = `lambda_base` * sqrt(old classes / new classes).
-3. Inter-class separation: for each exemplar of an old class, a margin ranking loss between the
-   cosine of its class and the K highest cosines of new classes, max(0, m - cos_gt + cos_k).
-
-The cross-entropy is over the classes seen so far, and predictions come from the classifier over
-those classes. With `finetune_epochs`, each task ends with class-balanced finetuning: the classifier
-alone trains on the exemplars (an equal number per class), by cross-entropy, at `finetune_lr`.
-Needs task boundaries.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section lucir."""
 
 from __future__ import annotations
 
@@ -31,12 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sylvan.errors import ConfigurationError
 from sylvan.methods.core.exemplars import HerdingExemplarMethod
 from sylvan.methods.core.supervised import Batch, dataset_tensors
+from sylvan.methods.parts.cosine_classes import cosine_network, imprint, margin_ranking_loss
 from sylvan.methods.parts.held_weights import batch_norm_statistics_held
 from sylvan.methods.parts.teacher import Teacher
-from sylvan.models.cosine import CosineClassifier, remove_last_relu
+from sylvan.models.cosine import CosineClassifier
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -69,23 +52,10 @@ class LUCIR(HerdingExemplarMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        self.check_backbone(setting, lambda backbone, name: self.cosine_network(backbone, name, setting))
-
-    def cosine_network(self, model: nn.Module, name: str, setting: Any) -> nn.Module:
-        """`model` with a cosine classifier over its features, which end before their last ReLU
-        unless `last_relu`; a `ConfigurationError` for a network without `features` and
-        `feature_dim`, or whose last ReLU cannot be found."""
-        self.require_feature_layers(model, name, "replaces the classifier over the backbone's features")
-        if not self.last_relu and not remove_last_relu(model.features):
-            raise ConfigurationError(
-                f"lucir found no last ReLU to remove in {name}'s features; --last_relu true keeps the features as "
-                "they are"
-            )
-        model.classifier = CosineClassifier(model.feature_dim, setting.num_classes)
-        return model
+        self.check_backbone(setting, lambda backbone, name: cosine_network(self, backbone, name, setting.num_classes))
 
     def build_model(self) -> nn.Module:
-        return self.cosine_network(super().build_model(), self.backbone_name(self.run), self.run)
+        return cosine_network(self, super().build_model(), self.backbone_name(self.run), self.run.num_classes)
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
@@ -114,18 +84,8 @@ class LUCIR(HerdingExemplarMethod):
             self.held.release()
 
     def imprint_weights(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Set each new class's weight vector to the normalized mean of its samples' normalized
-        features under the network as it is, times the mean norm of the old classes' vectors."""
-        features = self.features(x)
-        labels = y.cpu()
-        old = self.seen_classes.old
-        with torch.no_grad():
-            weight = self.classifier.weight
-            norm = weight[old.to(weight.device)].norm(dim=1).mean()
-            for label in labels.unique().tolist():
-                if not bool(old[label]):
-                    direction = F.normalize(features[labels == label].mean(0), dim=0)
-                    weight[label] = direction.to(weight.device, weight.dtype) * norm
+        """Start each new class's weights at its samples' mean feature direction (`imprint`)."""
+        imprint(self.classifier.weight, self.features(x), y.cpu(), self.seen_classes.old)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         active, old = self.seen_classes.observe(batch.y)
@@ -141,18 +101,7 @@ class LUCIR(HerdingExemplarMethod):
         share = math.sqrt(float(old.sum()) / float(new.sum()))
         less_forget = (1 - F.cosine_similarity(features, teacher_features.to(features.dtype), dim=1)).mean()
         return (classification + self.lambda_base * share * less_forget
-                + self.margin_weight * self.separation(cosine, batch.y, old, new))
-
-    def separation(self, cosine: torch.Tensor, y: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        """The margin ranking loss of the old classes' samples in the batch: the mean over them and
-        their K hardest new classes of max(0, margin - cos(own class) + cos(new class))."""
-        of_old = old[y]
-        if not bool(of_old.any()):
-            return cosine.new_zeros(())
-        own = cosine[of_old].gather(1, y[of_old][:, None])
-        k = min(self.hard_negatives, int(new.sum()))
-        hardest = cosine[of_old][:, new].topk(k, dim=1).values
-        return F.relu(self.margin - own + hardest).mean()
+                + self.margin_weight * margin_ranking_loss(cosine, batch.y, old, new, self.margin, self.hard_negatives))
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)  # the teacher, the old classes, the exemplars

@@ -2,29 +2,7 @@
 Maximizing Transfer and Minimizing Interference", ICLR 2019), in the form the DER paper compared
 it (Buzzega et al., NeurIPS 2020, whose code the figures of most later papers come from).
 
-Each minibatch of new samples is trained on k = `batch_num` times, each time joined by r samples
-drawn afresh from a reservoir buffer: k consecutive SGD steps, each on the cross-entropy of the
-new samples and its own draw. Two Reptile meta-updates act on those steps: each step keeps the
-fraction `beta` of its move (within-batch), and the k steps together keep the fraction `gamma`
-of their combined move (across-batch). The new samples are then offered to the buffer. The
-result favours weights where the gradients of old and new samples agree.
-
-With plain SGD at learning rate lr (the protocol of the papers) the k steps and both Reptile
-updates make one update, theta - lr * gamma * beta * (g_1 + ... + g_k), where g_i is the
-gradient of batch i at the weights the i - 1 steps before it reached: the method takes it as one
-optimizer step (the method contract has one per minibatch). The first batch's gradient comes
-from the step's ordinary backward pass; in `after_backward` each later one is taken at the
-weights the earlier ones lead to, and the sum, times gamma * beta, becomes the step's gradient.
-With momentum, weight decay or Adam the optimizer treats that sum as one gradient. On
-data-parallel workers each batch's gradient is averaged over the workers (the first by DDP, the
-others here), so every worker takes the same steps.
-
-As in the DER paper's code, every batch holds the same new samples, a batch is trained on as one
-step (the original algorithm steps on each of its samples in turn), and the buffer is the
-reservoir of experience replay (any `--buffer_policy` works). That code trains on one new sample
-at a time: its Seq-MNIST recipe is `--batch_size 1`, r = 128, lr 0.1, beta = gamma = 1, k = 1,
-which makes each step experience replay's step on the new sample and 128 stored ones.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section mer."""
 
 from __future__ import annotations
 

@@ -1,24 +1,7 @@
 """`ogd`: orthogonal gradient descent (Farajtabar, Azizan, Mott & Li, "Orthogonal Gradient Descent
 for Continual Learning", AISTATS 2020).
 
-To first order, a step leaves the network's output f(x) on a sample as it was when the step is
-orthogonal to the gradient of that output with respect to the weights. At the end of each task
-OGD takes `--memory_per_task` samples of the task (drawn with the run's seed) and the gradient
-of their outputs: of the logit of each sample's label (`--logit_gradients ground_truth`, the
-paper's OGD-GTL), of every logit (`all`, OGD-ALL), or of the logits' mean (`average`, OGD-AVE).
-Those vectors, orthonormalized against the ones kept before (Gram-Schmidt, twice for rounding;
-a vector already in their span adds nothing), join a basis B of the directions the later tasks
-must not move along; every later gradient g over all trainable weights is replaced by
-g - B^T (B g) before the optimizer steps.
-
-The basis is a matrix of (parameters x vectors) float32 values on the model's device: with the
-MNIST MLP (89,610 weights) and 200 samples per task, 72 MB a task. A basis the run would grow
-beyond `--basis_memory_gib` is refused before the run starts. The gradients are taken in
-evaluation mode, and after the first task batch norm layers normalize with the running
-statistics the first task left (as `gpm` holds them), so that the network trained is the one
-the stored gradients describe. SGD only, without weight decay: Adam's per-weight scaling and a
-decay would move the weights along the protected directions. Needs task boundaries.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section ogd."""
 
 from __future__ import annotations
 

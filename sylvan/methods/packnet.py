@@ -1,23 +1,7 @@
 """`packnet`: PackNet (Mallya & Lazebnik, "PackNet: Adding Multiple Tasks to a Single Network by
 Iterative Pruning", CVPR 2018). One network holds every task, each in weights of its own.
 
-Each training stage (a task, where boundaries are known) trains the weights no earlier stage
-owns, the earlier stages' weights held fixed. At its end, the stage keeps the largest of the
-weights it trained, by magnitude, layer by layer; the others are set to zero and left free for
-the stages after it, and the kept ones retrain for `retrain_epochs` with the rest fixed. A task's
-predictions go through the weights of its own stage and of the stages before it only, so what a
-later stage trains never changes them: no forgetting, at the price of a share of the network per
-task. Needs task labels at test time, to pick the weights.
-
-What is packed: the weights of the layers before the classifier (every parameter of two or more
-dimensions outside the module named `classifier`). The classifier's rows are each owned by the stage that first
-trained their class (its output competes only among its task's classes, as a head of its own
-would). Biases and batch norm (affine parameters and running statistics) learn in the first stage
-only, then stay fixed, as in the paper. How much each stage keeps: by default an equal share of
-every layer (stage k of S keeps 1 / (S - k) of the weights still free), or, with `prune_ratio`,
-all but that fraction of what it trained; the last stage keeps everything left, as nothing comes
-after it.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section packnet."""
 
 from __future__ import annotations
 

@@ -1,26 +1,7 @@
 """`pcr`: proxy-based contrastive replay (Lin et al., "PCR: Proxy-based Contrastive Replay for
 Online Class-Incremental Continual Learning", CVPR 2023).
 
-Experience replay's cross-entropy pulls every sample towards its class's proxy (its weight vector
-in the classifier) and pushes it from every other class's, the old classes' included, which the
-stream's new samples far outnumber. Contrastive replay (`scr`) compares samples with samples and
-keeps the classes balanced, but needs a nearest-class-mean classifier. PCR contrasts each sample
-with proxies, as the cross-entropy does, but only with the proxies of the classes in its step's
-batch, each counted as often as its class has samples there.
-
-Each minibatch of b new samples is joined by r samples drawn from a reservoir buffer, and the
-b + r by a random view of each (`ContrastiveViews`; the authors' code draws the same recipe with
-torchvision, per sample). The classifier is cosine-normalized without bias, cos(w_c, f) / T
-(`CosineClassifier` of scale 1 / T), and the 2(b + r) samples learn by the proxy-based
-contrastive loss on those logits (`proxy_contrastive_loss`), which trains the features and the
-proxies together. Predictions are the same cosine logits over every class.
-
-Defaults: the authors' (lr 0.1, r 10, T 0.09, batch 10). Two differences from their code: the
-step's first minibatch, with nothing stored, trains on its own two views (their code skips it),
-and the minibatch's and the replay's inputs go through the network in one pass (theirs makes
-one pass for each, which differs only where batch normalization sees the batch). Needs no task
-boundaries.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section pcr."""
 
 from __future__ import annotations
 

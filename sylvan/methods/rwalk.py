@@ -1,31 +1,7 @@
 """`rwalk`: Riemannian walk (Chaudhry, Dokania, Ajanthan & Torr, "Riemannian Walk for Incremental
 Learning: Understanding Forgetting and Intransigence", ECCV 2018).
 
-A quadratic penalty, lambda * sum_i (F_i + s_i) (w_i - w*_i)^2, anchors the weights where the
-last task ended, with two importances per weight:
-
-- F, the diagonal Fisher information, kept as a moving average over the whole stream (EWC++):
-  every `score_interval` steps, F <- (1 - alpha) F + alpha * (the mean over those steps of the
-  squared minibatch gradient);
-- s, how much the task's loss decreased per unit of distance each weight travelled in the
-  Fisher metric: every `score_interval` steps, s_task += relu(dL / (xi + 1/2 F dw^2)), with dL the
-  first-order change of the loss over the interval (`sylvan.methods.parts.path_integral`) and dw how
-  far the weight moved over it. At the end of a task, s <- (s + s_task) / 2 (s_task the first
-  time): earlier tasks' scores fade, which keeps the network from growing ever more rigid.
-
-When a task ends, F and s are each scaled to [0, 1] (min-max over all the network's weights) and
-their sum becomes the penalty's importance. The gradients F and the scores are built from are
-those of the task's loss alone, without the penalty: the learner's gradient minus the penalty's,
-which is known in closed form (2 lambda (F + s) (w - w*)), so no second backward pass is needed.
-Under data parallelism that gradient is the one DDP averaged, so every worker keeps the same F
-and s.
-
-As in the authors' code, a score interval's negative contribution is dropped (relu) and xi is
-1e-3; unlike it, a task's last, partial interval is scored too, and the Fisher is updated before
-an interval is scored, so that the curvature is measured over the steps it scores (the authors'
-code scores with the Fisher of the interval before, which is zero for the first). Defaults: the
-authors' MNIST arguments (lr 0.1, lambda 1, alpha 0.9, an interval of 10 steps, batch 10).
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section rwalk."""
 
 from __future__ import annotations
 

@@ -1,32 +1,7 @@
 """`scr`: supervised contrastive replay (Mai et al., "Supervised Contrastive Replay: Revisiting the
 Nearest Class Mean Classifier in Online Class-Incremental Continual Learning", CVPR Workshops 2021).
 
-A linear classifier trained on a stream favours the classes it saw last; a nearest-class-mean
-classifier over the stored samples does not, and it needs features in which a class gathers
-around its mean. SCR learns such features by a supervised contrastive loss alone.
-
-Each minibatch of b new samples is joined by r samples drawn from a reservoir buffer (as `rehearsal`
-draws them). The 2(b + r) inputs, the b + r samples and a random view of each (`ContrastiveViews`:
-resized crop, flip, colour jitter, greyscale), go through the backbone's features and a projection
-head (Linear(d, d), ReLU, Linear(d, `projection_dim`)), whose L2-normalized outputs learn by SupCon
-at temperature T: each sample is pulled towards every other sample of its class and its own other
-view, and pushed from the rest. The backbone's own classifier is never trained.
-
-Predictions are by the nearest class mean: each class's mean is the normalized sum of the
-normalized features (before the head) of its stored samples, in evaluation mode; a test sample
-goes to the class whose mean is nearest to its normalized features, and classes with nothing
-stored are never predicted. The means are computed at the first prediction after a training
-step, so an evaluation computes them once, and `online`'s predict-then-train accuracy scores each
-incoming batch by the means of the network and buffer as they are. On data-parallel settings the
-means are over the union of every worker's buffer (the sums are summed over the workers, in the
-first prediction each worker makes), so every worker predicts alike.
-
-As in the authors' code, a minibatch is never in its own replay draw (it is stored after the
-draw), and the defaults are theirs: lr 0.1, r 100, T 0.07, a head of 128. Two differences: the
-step's first minibatch, with nothing stored, trains on its own two views (the authors' code skips
-it), and both views go through the network in one pass (the authors' code makes one pass per
-view, which differs only where batch normalization sees the batch). Needs no task boundaries.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section scr."""
 
 from __future__ import annotations
 

@@ -1,23 +1,7 @@
 """`ssil`: separated softmax for incremental learning (Ahn et al., "SS-IL: Separated Softmax for
 Incremental Learning", ICCV 2021).
 
-Trained on a new task and a few exemplars of the old ones, a network comes to favour the new
-classes: every new sample's cross-entropy lowers the old classes' scores, and new samples far
-outnumber the exemplars (the bias that `bic` and `lucir` correct afterwards). SS-IL keeps the two
-groups apart. Each minibatch of b new samples is joined by r exemplars drawn from the memory,
-which holds the earlier tasks' classes only; the new samples' cross-entropy is over the current
-task's classes, the exemplars' over the earlier tasks' classes (separated softmax; both summed,
-divided by b + r), so neither group's loss moves the other's scores. Task-wise knowledge
-distillation keeps what the earlier tasks' scores say as the previous network gave them: for
-each earlier task, KL(softmax(teacher / T) || softmax(network / T)) over that task's classes
-alone, times T^2, averaged over every sample of the step and summed over the tasks. Predictions
-are over every class, without correction.
-
-The exemplars are chosen by herding at each task's end from all of its data (the memory `icarl`,
-`bic` and `lucir` keep, shared equally among the classes seen). Tasks whose classes are those of
-an earlier task (domain-incremental settings) add no second distillation term for them.
-Defaults: lr 0.1, T 2, r = b. Needs task boundaries.
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section ssil."""
 
 from __future__ import annotations
 

@@ -1,30 +1,7 @@
 """`wa`: weight aligning (Zhao et al., "Maintaining Discrimination and Fairness in Class
 Incremental Learning", CVPR 2020).
 
-A class-incremental network trained on a new task and a few exemplars of the old ones favours
-the new classes, and the favour shows in its output layer: the new classes' weight vectors come
-out longer than the old ones'. WA trains as `bic`'s first stage does, then corrects that bias
-in the weights themselves, with nothing to learn.
-
-1. The network trains on the task's data and the stored exemplars on (1 - lambda) times the
-   cross-entropy over the classes seen so far plus lambda times the distillation of the previous
-   task's network on the old classes' logits (the cross-entropy between their softmaxes at
-   temperature T, not scaled by T^2, as in the paper); lambda = old classes / classes seen.
-2. At the task's end, every new class's weight vector in the output layer is multiplied by
-   gamma = mean norm of the old classes' vectors / mean norm of the new classes' (weight
-   aligning). The biases are left as they are, as in the authors' and the later reference code.
-
-With `clip_weights` (the paper's weight clipping), the output layer's weights are clipped to
-non-negative values after every optimizer step: the features after a ReLU are non-negative, and
-so are then the weights that score them, which the paper finds makes the norms a fairer measure.
-`--align_weights false` and `--clip_weights false` give the paper's ablations (distillation alone,
-or without clipping).
-
-Predictions are the aligned network's logits. Exemplars are chosen by herding at each task's end
-from all of its data (the memory `icarl`, `bic`, `lucir` and `ssil` keep). On domain-incremental
-settings, whose later tasks bring no new class, nothing is aligned after the first task. Needs
-task boundaries, and a backbone whose output layer is a linear `classifier` (every built-in one).
-"""
+How it follows its paper, and what it adds: docs/method-notes.md, section wa."""
 
 from __future__ import annotations
 

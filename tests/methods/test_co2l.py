@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import Batch, Co2L
-from sylvan.methods.co2l import class_balanced_draw
 from sylvan.methods.parts.contrastive import asymmetric_supervised_contrastive_loss, relation_distillation_loss
+from sylvan.methods.parts.linear_probe import class_balanced_draw
 from sylvan.settings import ClassIncrementalSetting
 from tests.methods.digits_samples import DIGITS, WithoutFeatures, configured, samples
 

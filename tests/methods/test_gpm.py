@@ -10,7 +10,7 @@ from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import GPM, Batch
-from sylvan.methods.parts.gradient_projection import grown_bases, layer_inputs, projected_layers
+from sylvan.methods.parts.gradient_projection import grown_bases, layer_inputs, projected_layers, representation_grams
 from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting
 from tests.methods.digits_samples import samples
 
@@ -176,7 +176,7 @@ def test_the_layers_are_found_in_forward_order(backbone):
     assert method.layer_order[-1] == "classifier"
     assert isinstance(layers[method.layer_order[0]], nn.Linear if backbone == "mlp" else nn.Conv2d)
     x = torch.rand(4, 1, 8, 8)
-    grams = method.representation_grams(x)
+    grams = representation_grams(method.model, method.layers, x)
     first = layers[method.layer_order[0]]
     inputs = layer_inputs(first, x.flatten(1) if backbone == "mlp" else x).to(torch.float64)
     torch.testing.assert_close(grams[method.layer_order[0]], inputs.T @ inputs)

@@ -14,6 +14,7 @@ from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import LUCIR, Batch
+from sylvan.methods.parts.cosine_classes import cosine_network
 from sylvan.models import build_backbone
 from sylvan.models.cosine import CosineClassifier, remove_last_relu
 from sylvan.settings import ClassIncrementalSetting
@@ -53,8 +54,8 @@ def test_a_network_with_a_layer_after_its_last_relu_is_refused():
     model = nn.Module()
     model.features, model.feature_dim = nn.Sequential(nn.Flatten(), nn.Linear(64, 5), nn.ReLU(), nn.Linear(5, 5)), 5
     with pytest.raises(ConfigurationError, match="no last ReLU to remove"):
-        method.cosine_network(model, "custom", setting)
-    kept = LUCIR(last_relu=True).cosine_network(model, "custom", setting)
+        cosine_network(method, model, "custom", setting.num_classes)
+    kept = cosine_network(LUCIR(last_relu=True), model, "custom", setting.num_classes)
     assert isinstance(kept.classifier, CosineClassifier)
 
 

@@ -9,6 +9,7 @@ from torch import nn
 from torch.func import functional_call, grad, jacrev, vmap
 
 from sylvan.errors import ConfigurationError
+from sylvan.methods.core.supervised import evaluating
 from sylvan.methods.parts.gradient_scores import GRADIENT_ELEMENTS_AT_ONCE
 
 LOGIT_GRADIENTS = ("ground_truth", "all", "average")
@@ -141,3 +142,27 @@ def grown_bases(bases: torch.Tensor | None, gram: torch.Tensor, threshold: float
     room = dim - (0 if bases is None else bases.shape[1])
     new = vectors[:, : min(count, carrying, room)]
     return new if bases is None else torch.cat([bases, new], dim=1)
+
+
+def representation_grams(model: nn.Module, layers: dict[str, nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """R_l R_l^T for every layer l of `layers` (GPM's projected layers of `model`) on the
+    samples `x` (float64, on the CPU), in evaluation mode and in chunks."""
+    grams: dict[str, torch.Tensor] = {}
+
+    def recorder(name: str, layer: nn.Module):
+        def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            rows = layer_inputs(layer, inputs[0].detach()).to(torch.float64)
+            gram = rows.T @ rows
+            grams[name] = gram if name not in grams else grams[name] + gram
+        return record
+
+    handles = [layer.register_forward_pre_hook(recorder(name, layer)) for name, layer in layers.items()]
+    device = next(model.parameters()).device
+    try:
+        with evaluating(model) as evaluated, torch.no_grad():
+            for start in range(0, len(x), 64):
+                evaluated(x[start : start + 64].to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: gram.cpu() for name, gram in grams.items()}

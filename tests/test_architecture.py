@@ -146,3 +146,10 @@ def test_replay_methods_reach_a_policys_work_only_through_its_admission():
     targets = import_graph()["sylvan.methods.core.replay"]
     specific = ("gradient_scores", "shapley", "sylvan.buffers.gss", "sylvan.buffers.aser")
     assert [t for t in targets if any(name in t for name in specific)] == []
+
+
+def test_no_method_file_exceeds_150_lines():
+    """A registered method is its hyperparameters and the hooks it changes; what it shares with
+    others, and how it follows its paper, live in `sylvan.methods.parts` and docs/method-notes.md."""
+    sizes = {path.name: len(path.read_text().splitlines()) for path in (PACKAGE / "methods").glob("*.py")}
+    assert {name: size for name, size in sizes.items() if size > 150} == {}

@@ -20,9 +20,6 @@ from sylvan.methods.parts.gated_network import GatedNetwork, gated_layers
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
-EMBEDDING_LIMIT = 6.0  # the embeddings are clamped to [-6, 6] after every step (the authors' thres_emb)
-COSH_LIMIT = 50.0  # s e is clamped to [-50, 50] inside the compensation's cosh (the authors' thres_cosh)
-
 
 @dataclass
 class HAT(SupervisedMethod):
@@ -110,41 +107,11 @@ class HAT(SupervisedMethod):
         logits = self.model(batch.x, batch.t, self._scale)
         loss = F.cross_entropy(self.mask_to_tasks(logits, batch.t), batch.y)
         if self.mask_penalty:
-            loss = loss + self.mask_penalty * self.attention_penalty(batch.t.unique(), self._scale)
+            loss = loss + self.mask_penalty * self.model.attention_penalty(batch.t.unique(), self._scale)
         return loss
 
-    def attention_penalty(self, tasks: torch.Tensor, scale: float) -> torch.Tensor:
-        """The mean over `tasks` of the share of the free units (1 - A) their gates at `scale`
-        take: sum a (1 - A) / sum (1 - A) over every gated layer's units."""
-        network = self.model
-        free = [1 - cumulative for cumulative in network.cumulative()]
-        gates = network.gates(tasks.to(free[0].device), scale)
-        taken = sum((g * f).sum(1) for g, f in zip(gates, free))
-        room = sum(f.sum() for f in free)
-        return (taken / room.clamp_min(torch.finfo(room.dtype).tiny)).mean()
-
     def gradient_factors(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
-        """What each gated layer's gradients are multiplied by in this stage: for a weight from
-        unit j of the layer before to unit i, 1 - min(A_i, A_j); for a bias, 1 - A_i. None
-        while nothing is used (the first stage)."""
-        network = self.model
-        cumulative = network.cumulative()
-        if not any(bool(c.any()) for c in cumulative):
-            return []
-        factors = []
-        before = None
-        for layer, used in zip(network.layers, cumulative):
-            trailing = [1] * (layer.weight.dim() - 2)
-            protected = used.view(-1, 1, *trailing)
-            if before is not None:
-                reads = layer.weight.shape[1]
-                inputs = before.repeat_interleave(reads // len(before)) if reads != len(before) else before
-                protected = torch.minimum(protected, inputs.view(1, -1, *trailing))
-            factors.append((layer.weight, (1 - protected).expand_as(layer.weight).contiguous()))
-            if layer.bias is not None:
-                factors.append((layer.bias, 1 - used))
-            before = used
-        return factors
+        return self.model.gradient_factors()
 
     def earlier_output_rows(self) -> dict[nn.Parameter, torch.Tensor]:
         """The output layer's weights of the classes earlier stages trained (held this stage)."""
@@ -159,34 +126,18 @@ class HAT(SupervisedMethod):
         for parameter, factor in self._factors:
             if parameter.grad is not None:
                 parameter.grad.mul_(factor)
-        scale = self._scale
-        for embedding in self.model.embeddings:
-            if embedding.grad is not None:
-                e = embedding.detach()
-                compensation = (torch.cosh((scale * e).clamp(-COSH_LIMIT, COSH_LIMIT)) + 1) / (torch.cosh(e) + 1)
-                embedding.grad.mul_(self.smax / scale * compensation)
+        self.model.compensate_embedding_gradients(self._scale, self.smax)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)
 
     def after_step(self) -> None:
-        with torch.no_grad():
-            for embedding in self.model.embeddings:
-                embedding.clamp_(-EMBEDDING_LIMIT, EMBEDDING_LIMIT)
+        self.model.clamp_embeddings()
 
     def record_stage(self, earlier: torch.Tensor) -> None:
         """At a stage's end: the cumulative gates take in the gates, at s_max, of the tasks it
         trained first (not among `earlier`, the tasks trained before it)."""
         new = self.trained_tasks & ~earlier
-        network = self.model
         if bool(new.any()):
-            with torch.no_grad():
-                tasks = new.nonzero().flatten().to(network.embeddings[0].device)
-                for used, gates in zip(network.cumulative(), network.gates(tasks, self.smax)):
-                    used.copy_(torch.maximum(used, gates.max(0).values))
-
-    def used_units(self) -> list[float]:
-        """Per gated layer, the share of its units some finished task uses (cumulative gate
-        above 0.5): how much of the network the tasks so far have taken."""
-        return [float((used > 0.5).float().mean()) for used in self.model.cumulative()]
+            self.model.take_gates(new.nonzero().flatten(), self.smax)
 
     # ----- evaluation ----------------------------------------------------------------------------
 

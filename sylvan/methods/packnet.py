@@ -17,11 +17,17 @@ from torch.utils.data import DataLoader
 
 from sylvan.methods.core.supervised import Batch, SupervisedMethod
 from sylvan.methods.parts.held_weights import batch_norm_statistics_held
+from sylvan.methods.parts.weight_owners import (
+    FREE,
+    claim,
+    free_owners,
+    in_classifier,
+    largest_share,
+    owners_on_device,
+    visible_weights,
+)
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
-
-FREE = torch.iinfo(torch.int16).max  # the owner of a weight no stage has kept yet
-CLASSIFIER = "classifier"  # the module holding the output layer (every built-in backbone's)
 
 
 @dataclass
@@ -47,28 +53,9 @@ class PackNet(SupervisedMethod):
         super().configure(setting)
         self.stage = 0  # the stage training now, or the next one between stages
         # owner[name]: the stage that owns each weight of a packed parameter (FREE: none yet)
-        self.owners = {name: torch.full(p.shape, FREE, dtype=torch.int16)
-                       for name, p in self.model.named_parameters() if self.is_packed(name, p)}
+        self.owners = free_owners(self.model)
         self.class_stage = torch.full((setting.num_classes,), FREE, dtype=torch.int16)  # first trained in
         self.task_stage = torch.full((setting.nb_tasks,), FREE, dtype=torch.int16)  # a task label's stage
-
-    @staticmethod
-    def in_classifier(name: str) -> bool:
-        return CLASSIFIER in name.split(".")[:-1]
-
-    @classmethod
-    def is_packed(cls, name: str, parameter: nn.Parameter) -> bool:
-        """Whether the parameter `name` is shared out among the stages weight by weight: a layer's
-        weights (two or more dimensions) before the classifier."""
-        return parameter.dim() >= 2 and not cls.in_classifier(name)
-
-    def owners_on_device(self) -> dict[str, torch.Tensor]:
-        """`owners`, moved where the parameters are (once, when the model has moved)."""
-        parameters = dict(self.model.named_parameters())
-        for name, owner in self.owners.items():
-            if owner.device != parameters[name].device:
-                self.owners[name] = owner.to(parameters[name].device)
-        return self.owners
 
     # ----- training ------------------------------------------------------------------------------
 
@@ -80,7 +67,7 @@ class PackNet(SupervisedMethod):
             self.train_learner(train_data, val_data)
             self.record_stage()
             if last or not self.prune():
-                self.claim(lambda free, weights: free)  # keeps every weight it trained
+                claim(self.owners, self.model, self.stage, lambda free, weights: free)  # keeps every weight it trained
             elif self.retrain_epochs:
                 self.held.hold(self.fixed_masks(retraining=True))
                 self.train_learner(train_data, epochs=self.retrain_epochs, measure_online=False)
@@ -92,11 +79,11 @@ class PackNet(SupervisedMethod):
         stages' (and, retraining after the pruning, the freed ones, at zero); the classifier rows
         of earlier stages' classes; biases and batch norm after the first stage."""
         masks = {}
-        owners = self.owners_on_device()
+        owners = owners_on_device(self.owners, self.model)
         for name, p in self.model.named_parameters():
             if name in owners:
                 masks[p] = owners[name] != self.stage if retraining else owners[name] != FREE
-            elif self.in_classifier(name):
+            elif in_classifier(name):
                 earlier = (self.class_stage < self.stage).to(p.device)
                 masks[p] = earlier.view(-1, *([1] * (p.dim() - 1))).expand_as(p)
             elif self.stage > 0:
@@ -117,33 +104,12 @@ class PackNet(SupervisedMethod):
         keep = 1.0 / stages_left if self.prune_ratio is None else 1.0 - self.prune_ratio
         if keep >= 1.0:
             return False
-
-        def largest(free: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-            count = round(keep * int(free.sum()))
-            kept = torch.zeros_like(free)
-            if count:
-                magnitudes = weights.abs().masked_fill(~free, -1.0).flatten()
-                kept.view(-1)[magnitudes.topk(count).indices] = True
-            return kept
-
         with torch.no_grad():
             parameters = dict(self.model.named_parameters())
-            kept = self.claim(largest)
+            kept = claim(self.owners, self.model, self.stage, largest_share(keep))
             for name, owner in self.owners.items():
                 parameters[name].masked_fill_(owner == FREE, 0.0)
         return bool(kept)
-
-    def claim(self, choose: Any) -> int:
-        """Give this stage the weights `choose(free, weights)` picks among those still free (boolean
-        masks, per packed parameter); the number claimed."""
-        parameters = dict(self.model.named_parameters())
-        claimed = 0
-        for name, owner in self.owners_on_device().items():
-            free = owner == FREE
-            chosen = choose(free, parameters[name].detach()) & free
-            owner[chosen] = self.stage
-            claimed += int(chosen.sum())
-        return claimed
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         if batch.t is None:
@@ -160,24 +126,11 @@ class PackNet(SupervisedMethod):
         logits = None
         for stage in stages.unique().tolist():
             rows = (stages == stage).to(x.device)
-            out = functional_call(self.model, self.weights_of(stage), (x[rows],))
+            out = functional_call(self.model, visible_weights(self.owners, self.model, stage, self.stage), (x[rows],))
             if logits is None:
                 logits = out.new_empty(len(x), out.shape[1])
             logits[rows] = out
         return self.mask_to_tasks(logits, task_labels)
-
-    def weights_of(self, stage: int) -> dict[str, torch.Tensor]:
-        """The packed parameters as the tasks of `stage` see them: the weights of that stage and the
-        earlier ones, with those of later stages at zero (and the free ones, unless `stage` is the
-        one training now, or later)."""
-        parameters = dict(self.model.named_parameters())
-        weights = {}
-        for name, owner in self.owners_on_device().items():
-            visible = owner <= stage
-            if stage >= self.stage:
-                visible |= owner == FREE
-            weights[name] = parameters[name] * visible
-        return weights
 
     def state_dict(self) -> dict[str, Any]:
         owners = {name: owner.cpu().clone() for name, owner in self.owners.items()}

@@ -13,7 +13,7 @@ from sylvan import models
 from sylvan.errors import ConfigurationError
 from sylvan.methods import HAT
 from sylvan.methods.core.supervised import Batch
-from sylvan.methods.hat import EMBEDDING_LIMIT
+from sylvan.methods.parts.gated_network import EMBEDDING_LIMIT
 from sylvan.settings import MultiTaskSetting, TaskIncrementalSetting
 from tests.methods.digits_samples import configured, samples
 
@@ -112,7 +112,7 @@ def test_the_penalty_is_the_share_of_the_free_units_the_gates_take():
     gates = [g.detach() for g in network.gates(tasks, 3.0)]
     # the first stage: every unit free, the mean gate
     first = torch.stack([torch.cat([g[i] for g in gates]).mean() for i in range(2)]).mean()
-    torch.testing.assert_close(method.attention_penalty(tasks, 3.0), first)
+    torch.testing.assert_close(method.model.attention_penalty(tasks, 3.0), first)
     used = [torch.rand(len(c), generator=torch.Generator().manual_seed(i)) for i, c in enumerate(network.cumulative())]
     for buffer, values in zip(network.cumulative(), used):
         buffer.copy_(values)
@@ -121,7 +121,7 @@ def test_the_penalty_is_the_share_of_the_free_units_the_gates_take():
         taken = sum(float((g[i] * (1 - u)).sum()) for g, u in zip(gates, used))
         room = sum(float((1 - u).sum()) for u in used)
         expected.append(taken / room)
-    assert method.attention_penalty(tasks, 3.0).item() == pytest.approx(sum(expected) / 2, rel=1e-5)
+    assert method.model.attention_penalty(tasks, 3.0).item() == pytest.approx(sum(expected) / 2, rel=1e-5)
 
 
 def test_gradients_are_kept_off_the_weights_between_used_units():
@@ -188,7 +188,7 @@ def test_a_stage_adds_its_tasks_gates_at_smax_to_the_cumulative_ones():
     for g0, g1, a0, a1 in zip(gates0, gates1, after0, after1):
         torch.testing.assert_close(a0, g0[0])
         torch.testing.assert_close(a1, torch.maximum(g0[0], g1[1]))
-    used = method.used_units()
+    used = method.model.used_units()
     assert len(used) == 2 and all(0 < share <= 1 for share in used)
 
 

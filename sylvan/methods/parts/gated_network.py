@@ -59,6 +59,10 @@ def units(layer: Layer) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
 
+EMBEDDING_LIMIT = 6.0  # the embeddings are clamped to [-6, 6] after every step (the authors' thres_emb)
+COSH_LIMIT = 50.0  # s e is clamped to [-50, 50] inside the compensation's cosh (the authors' thres_cosh)
+
+
 class GatedNetwork(nn.Module):
     """A backbone whose gated layers' outputs are multiplied, sample by sample, by the gates of
     the sample's task: sigmoid(scale x embedding). `cumulative_<i>` holds layer i's cumulative
@@ -96,3 +100,63 @@ class GatedNetwork(nn.Module):
             return self.backbone(x)
         finally:
             self._gates = None
+
+    def attention_penalty(self, tasks: torch.Tensor, scale: float) -> torch.Tensor:
+        """The mean over `tasks` of the share of the free units (1 - A) their gates at `scale`
+        take: sum a (1 - A) / sum (1 - A) over every gated layer's units."""
+        network = self
+        free = [1 - cumulative for cumulative in network.cumulative()]
+        gates = network.gates(tasks.to(free[0].device), scale)
+        taken = sum((g * f).sum(1) for g, f in zip(gates, free))
+        room = sum(f.sum() for f in free)
+        return (taken / room.clamp_min(torch.finfo(room.dtype).tiny)).mean()
+
+    def gradient_factors(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """What each gated layer's gradients are multiplied by in this stage: for a weight from
+        unit j of the layer before to unit i, 1 - min(A_i, A_j); for a bias, 1 - A_i. None
+        while nothing is used (the first stage)."""
+        network = self
+        cumulative = network.cumulative()
+        if not any(bool(c.any()) for c in cumulative):
+            return []
+        factors = []
+        before = None
+        for layer, used in zip(network.layers, cumulative):
+            trailing = [1] * (layer.weight.dim() - 2)
+            protected = used.view(-1, 1, *trailing)
+            if before is not None:
+                reads = layer.weight.shape[1]
+                inputs = before.repeat_interleave(reads // len(before)) if reads != len(before) else before
+                protected = torch.minimum(protected, inputs.view(1, -1, *trailing))
+            factors.append((layer.weight, (1 - protected).expand_as(layer.weight).contiguous()))
+            if layer.bias is not None:
+                factors.append((layer.bias, 1 - used))
+            before = used
+        return factors
+
+    def take_gates(self, tasks: torch.Tensor, smax: float) -> None:
+        """At a stage's end: the cumulative gates take in the gates, at `smax`, of `tasks` (those
+        the stage trained first)."""
+        with torch.no_grad():
+            tasks = tasks.to(self.embeddings[0].device)
+            for used, gates in zip(self.cumulative(), self.gates(tasks, smax)):
+                used.copy_(torch.maximum(used, gates.max(0).values))
+
+    def used_units(self) -> list[float]:
+        """Per gated layer, the share of its units some finished task uses (cumulative gate
+        above 0.5): how much of the network the tasks so far have taken."""
+        return [float((used > 0.5).float().mean()) for used in self.cumulative()]
+
+    def compensate_embedding_gradients(self, scale: float, smax: float) -> None:
+        """HAT's compensation of the embeddings' gradients for the annealed `scale` (up to `smax`)."""
+        for embedding in self.embeddings:
+            if embedding.grad is not None:
+                e = embedding.detach()
+                compensation = (torch.cosh((scale * e).clamp(-COSH_LIMIT, COSH_LIMIT)) + 1) / (torch.cosh(e) + 1)
+                embedding.grad.mul_(smax / scale * compensation)
+
+    def clamp_embeddings(self) -> None:
+        """Keep the embeddings within [-EMBEDDING_LIMIT, EMBEDDING_LIMIT] (after every step)."""
+        with torch.no_grad():
+            for embedding in self.embeddings:
+                embedding.clamp_(-EMBEDDING_LIMIT, EMBEDDING_LIMIT)

@@ -25,7 +25,7 @@ from sylvan.errors import ConfigurationError
 from sylvan.experiment import RunOptions, run_config, run_experiment
 from sylvan.methods import METHODS, SupervisedMethod
 from sylvan.metrics import Results
-from sylvan.settings import SETTINGS, Setting
+from sylvan.settings import SETTINGS, ClassIncrementalSetting, Setting
 from sylvan.tracking import Tracker
 from tests.conftest import REPO, tiny_method, tiny_options
 
@@ -363,3 +363,36 @@ def test_a_checkpoint_holding_code_is_refused_and_its_code_never_runs(tmp_path):
     with pytest.raises(ConfigurationError, match="holds objects other than plain state"):
         cli_run(["--resume", str(run_dir)])
     assert not marker.exists()
+
+
+def test_declared_state_is_saved_as_copies_and_restored():
+    """A method declares the attributes that are state (`state_attributes`); the base's
+    `state_dict` keeps copies of them and `load_state_dict` puts them back, no override needed."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from sylvan.methods import Naive
+
+    @dataclass
+    class Counting(Naive):
+        state_attributes: ClassVar[tuple[str, ...]] = ("seen", "per_class")
+
+        def on_task_end(self, task_id):
+            super().on_task_end(task_id)
+            self.seen += 1
+            self.per_class[task_id] = torch.tensor([float(task_id)])
+
+    Counting.check_resumable()  # its declared state answers for the hook it overrides
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
+    method = Counting()
+    method.configure(setting)
+    method.seen, method.per_class = 0, {}
+    method.on_task_end(0)
+    state = method.state_dict()
+    assert state["seen"] == 1 and torch.equal(state["per_class"][0], torch.tensor([0.0]))
+    method.per_class[0].add_(5)  # the checkpoint holds a copy
+    assert torch.equal(state["per_class"][0], torch.tensor([0.0]))
+    restored = Counting()
+    restored.configure(setting)
+    restored.load_state_dict(state)
+    assert restored.seen == 1 and torch.equal(restored.per_class[0], torch.tensor([0.0]))

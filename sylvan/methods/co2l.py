@@ -50,6 +50,8 @@ class Co2L(ContrastiveReplayMethod):
     probe_views: bool = True  # train the probe on a random view of each sample drawn
     projection_dim: int = 128  # outputs of the projection head the loss is computed on
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("finished_tasks",)
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(1, "projection_dim")
@@ -121,10 +123,3 @@ class Co2L(ContrastiveReplayMethod):
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """The probe's logits over the features of `x`."""
         return self.mask_to_tasks(self.model.probe(self.model.features(x).flatten(1)), task_labels)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "finished_tasks": self.finished_tasks}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.finished_tasks = state["finished_tasks"]

@@ -37,6 +37,8 @@ class EEIL(HerdingExemplarMethod):
     finetune_epochs: int = 30  # epochs of balanced finetuning after each task but the first (0: none)
     finetune_lr: float = 0.01  # learning rate of the balanced finetuning (the paper's)
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("class_group", "finished_tasks")
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "temperature", "finetune_lr", strict=True)
@@ -109,11 +111,3 @@ class EEIL(HerdingExemplarMethod):
         self.class_group[new] = self.finished_tasks
         self.finished_tasks += 1
         super().on_task_end(task_id)  # the teacher, the old classes, the exemplars
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "class_group": self.class_group.clone(), "finished_tasks": self.finished_tasks}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.class_group = state["class_group"].clone()
-        self.finished_tasks = state["finished_tasks"]

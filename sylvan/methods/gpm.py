@@ -36,6 +36,8 @@ class GPM(SupervisedMethod):
     threshold_increment: float = 0.0  # added to both thresholds per finished task (the paper's CIFAR: 0.003)
     representation_samples: int = 300  # samples of a task its bases are computed from
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("bases", "old_classes", "tasks_done")
+
     def validate(self) -> None:
         super().validate()
         self.require_in(0, 1, "threshold", "input_threshold", low_open=True)
@@ -115,14 +117,4 @@ class GPM(SupervisedMethod):
             if grown is not None:
                 self.bases[name] = grown.to(torch.float32)
         self.tasks_done += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "bases": {k: v.cpu() for k, v in self.bases.items()},
-                "old_classes": self.old_classes.clone(), "tasks_done": self.tasks_done}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.bases = dict(state["bases"])
-        self.old_classes = state["old_classes"].clone()
-        self.tasks_done = state["tasks_done"]
 

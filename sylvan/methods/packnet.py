@@ -43,6 +43,8 @@ class PackNet(SupervisedMethod):
     prune_ratio: Optional[float] = None
     retrain_epochs: int = 1  # epochs the kept weights retrain after each stage's pruning (0: none)
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("stage", "owners", "class_stage", "task_stage")
+
     def validate(self) -> None:
         super().validate()
         if self.prune_ratio is not None:
@@ -131,15 +133,3 @@ class PackNet(SupervisedMethod):
                 logits = out.new_empty(len(x), out.shape[1])
             logits[rows] = out
         return self.mask_to_tasks(logits, task_labels)
-
-    def state_dict(self) -> dict[str, Any]:
-        owners = {name: owner.cpu().clone() for name, owner in self.owners.items()}
-        return {**super().state_dict(), "stage": self.stage, "owners": owners,
-                "class_stage": self.class_stage.clone(), "task_stage": self.task_stage.clone()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.stage = state["stage"]
-        self.owners = {name: owner.clone() for name, owner in state["owners"].items()}
-        self.class_stage = state["class_stage"].clone()
-        self.task_stage = state["task_stage"].clone()

@@ -35,6 +35,8 @@ class SCR(ContrastiveReplayMethod):
     temperature: float = 0.07  # T of the supervised contrastive loss
     projection_dim: int = 128  # outputs of the projection head the loss is computed on
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("class_means",)
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "temperature", strict=True)
@@ -90,10 +92,3 @@ class SCR(ContrastiveReplayMethod):
         if bool(torch.isnan(self.class_means).all()):
             return self.mask_to_tasks(torch.zeros(len(x), self.run.num_classes, device=x.device), task_labels)
         return self.mask_to_tasks(nearest_mean_scores(self.model.features(x), self.class_means), task_labels)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "class_means": self.class_means}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.class_means = state["class_means"]

@@ -7,6 +7,7 @@ methods, on every setting it applies to.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
@@ -29,6 +30,18 @@ if TYPE_CHECKING:
 # hooks where a method usually keeps state that outlives a training stage (see check_resumable)
 STATE_HOOKS = ("configure", "on_task_start", "on_task_end", "fit", "after_backward", "after_step")
 
+
+
+def state_copy(value: Any) -> Any:
+    """A copy of a declared state attribute, sharing no tensor with it: tensors on the CPU,
+    containers copied through, numbers and None as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {key: state_copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(state_copy(item) for item in value)
+    return copy.deepcopy(value)
 
 @dataclass
 class Method:
@@ -135,29 +148,45 @@ class Method:
         back on `x`'s device, whichever device the method computes on."""
         raise NotImplementedError
 
+    @classmethod
+    def declared_state(cls) -> tuple[str, ...]:
+        """The attributes its classes declare as state (`state_attributes`), bases first."""
+        names = (name for klass in reversed(cls.__mro__) for name in vars(klass).get("state_attributes", ()))
+        return tuple(dict.fromkeys(names))
+
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint of this method holds (model weights, buffers, ...): everything that
-        changes during a run and that the next stages depend on. Override with
-        `load_state_dict` (see `check_resumable`). Here: the state of the parts it holds."""
-        return {key: value for part in self.parts.values() for key, value in part.state_dict().items()}
+        changes during a run and that the next stages depend on. Here: the state of the parts it
+        holds, and the attributes its classes declare (`state_attributes`: tensors, numbers,
+        lists and dicts of them, copied). A class with state of another kind overrides this and
+        `load_state_dict` (see `check_resumable`)."""
+        state = {key: value for part in self.parts.values() for key, value in part.state_dict().items()}
+        for name in self.declared_state():
+            state[name] = state_copy(getattr(self, name))
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Put back what `state_dict` returned, after `configure` (resuming a run)."""
         for part in self.parts.values():
             part.load_state_dict(state)
+        for name in self.declared_state():
+            setattr(self, name, state_copy(state[name]))
 
     @classmethod
     def check_resumable(cls) -> None:
         """Raise `ConfigurationError` unless a run of this method can be resumed exactly. A class
         of the method that defines `state_dict`, or a hook where state that outlives a stage is
         usually kept (`STATE_HOOKS`), must itself, or through a subclass, define
-        `load_state_dict`, or declare with `checkpoint_complete = True` that what it inherits
-        already saves all its state. So a method that never thought of checkpoints is refused
-        rather than resumed without some of its state."""
+        `load_state_dict`, declare its state (`state_attributes`), or declare with
+        `checkpoint_complete = True` that what it inherits already saves all its state. So a
+        method that never thought of checkpoints is refused rather than resumed without some of
+        its state."""
         for klass in cls.__mro__:  # the method's own class first, then its bases
             own = klass.__dict__
             if klass is Method or "load_state_dict" in own or own.get("checkpoint_complete"):
                 return  # this class restores (or vouches for) its own state and its bases'
+            if "state_attributes" in own:
+                continue  # its state is declared: the base's state_dict saves it; its bases answer for theirs
             overridden = [name for name in ("state_dict", *STATE_HOOKS) if name in own]
             if issubclass(klass, Method) and overridden:
                 raise ConfigurationError(

@@ -39,6 +39,8 @@ class CoPE(ReplayMethod):
     temperature: float = 0.1  # T of the pseudo-prototypical proxy loss
     prototype_momentum: float = 0.99  # alpha: how much of a prototype stays at each step's update
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("prototypes", "known")
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(1, "embedding_dim")
@@ -113,10 +115,3 @@ class CoPE(ReplayMethod):
             return self.mask_to_tasks(torch.zeros(len(x), len(known), device=x.device), task_labels)
         cosines = (embeddings @ prototypes.T).masked_fill(~known, float("-inf"))
         return self.mask_to_tasks(cosines, task_labels)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "prototypes": self.prototypes.cpu().clone(), "known": self.known.cpu().clone()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.prototypes, self.known = state["prototypes"].clone(), state["known"].clone()

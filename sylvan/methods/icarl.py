@@ -36,6 +36,8 @@ class ICaRL(HerdingExemplarMethod):
 
     lr: float = 0.1  # learning rate
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("class_means",)
+
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
@@ -74,10 +76,3 @@ class ICaRL(HerdingExemplarMethod):
         if self.class_means is None:
             return super().scores(x, task_labels)
         return self.mask_to_tasks(nearest_mean_scores(self.model.features(x), self.class_means), task_labels)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "class_means": self.class_means}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.class_means = state["class_means"]

@@ -30,6 +30,10 @@ class IL2M(HerdingExemplarMethod):
     # baseline IL2M corrects; the statistics are recorded all the same)
     rectify: bool = True
 
+    state_attributes: ClassVar[tuple[str, ...]] = (
+        "initial_means", "current_means", "class_stage", "confidences", "stage",
+    )
+
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         classes = setting.num_classes
@@ -92,18 +96,3 @@ class IL2M(HerdingExemplarMethod):
             top_is_new = new[logits.argmax(1)]
             logits = torch.where(top_is_new[:, None], logits * factors.to(logits.dtype), logits)
         return self.mask_to_tasks(logits, task_labels)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(), "initial_means": self.initial_means.clone(),
-            "current_means": self.current_means.clone(), "class_stage": self.class_stage.clone(),
-            "confidences": self.confidences.clone(), "stage": self.stage,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.initial_means = state["initial_means"].clone()
-        self.current_means = state["current_means"].clone()
-        self.class_stage = state["class_stage"].clone()
-        self.confidences = state["confidences"].clone()
-        self.stage = state["stage"]

@@ -44,6 +44,8 @@ class OGD(SupervisedMethod):
     # the largest basis the run may keep, in GiB (parameters x vectors x 4 bytes), checked before it starts
     basis_memory_gib: float = 4.0
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("basis", "tasks_done")
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(1, "memory_per_task")
@@ -121,12 +123,3 @@ class OGD(SupervisedMethod):
         chosen = torch.randperm(len(dataset), generator=generator)[: self.memory_per_task]
         x, y = dataset_rows(dataset, chosen.tolist())[:2]
         return x, y
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "basis": None if self.basis is None else self.basis.cpu(),
-                "tasks_done": self.tasks_done}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.basis = state["basis"]
-        self.tasks_done = state["tasks_done"]

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.buffers import make_buffer
-from sylvan.buffers.distributed import DistributedRehearsalStrategy, GlobalReplay
+from sylvan.parallel.rehearsal_strategy import DistributedRehearsalStrategy, GlobalReplay
 
 
 class Classifier(L.LightningModule):

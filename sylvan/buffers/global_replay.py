@@ -1,6 +1,6 @@
 """The exchange engine of distributed asynchronous rehearsal (Bouvier et al., "Efficient
 Data-Parallel Continual Learning with Asynchronous Distributed Rehearsal Buffers", CCGrid 2024);
-`sylvan.buffers.distributed` wraps it in a Lightning strategy. It needs `torch.distributed` only.
+`sylvan.parallel.rehearsal_strategy` wraps it in a Lightning strategy. It needs `torch.distributed` only.
 
 Every data-parallel worker keeps a local rehearsal buffer (any policy); together they form the
 global buffer. Each training step joins the worker's b new samples with r representatives drawn

@@ -122,7 +122,7 @@ class DataParallel:
         through the run's global channel."""
         from lightning.pytorch.strategies import DDPStrategy
 
-        from sylvan.buffers.distributed import DistributedRehearsalStrategy
+        from sylvan.parallel.rehearsal_strategy import DistributedRehearsalStrategy
 
         options = dict(process_group_backend="nccl" if self.on_cuda else "gloo",
                        timeout=timedelta(seconds=self.worker_timeout))

@@ -17,15 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from sylvan.errors import ConfigurationError, DataUnavailableError, unknown_name
 from sylvan.registry import NAME_RULE, is_command_line_name
 from sylvan.settings.data.generated import digits_splits, random_cifar10_splits, synthetic_splits
 from sylvan.settings.data.idx_files import read_mnist_split
 
 if TYPE_CHECKING:
-    from continuum.datasets import InMemoryDataset
+    pass
 
 # continuum (and torchvision under it) is imported when data is loaded, not when the CLI starts.
 Loader = Callable[[str, "int | None", int], "tuple[Any, Any]"]

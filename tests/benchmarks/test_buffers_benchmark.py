@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sylvan.buffers import base
+from sylvan.buffers import retrieval as retrievals
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import buffers  # noqa: E402
@@ -16,8 +16,8 @@ import buffers  # noqa: E402
 @pytest.mark.parametrize("retrieval", ["uniform", "grasp"])
 def test_throughput_table_measures_every_row(retrieval, monkeypatch):
     ranked = []
-    grasp_indices = base.grasp_indices
-    monkeypatch.setattr(base, "grasp_indices", lambda *args: ranked.append(1) or grasp_indices(*args))
+    grasp_indices = retrievals.grasp_indices
+    monkeypatch.setattr(retrievals, "grasp_indices", lambda *args: ranked.append(1) or grasp_indices(*args))
     figures = buffers.throughput((1, 2, 2), 64, "cpu", repeats=1, only=["reservoir"], retrieval=retrieval)
     assert set(figures) == {"reservoir", "per-sample loop", "row copies only"}
     insert, own_loop, sample = figures["reservoir"]

@@ -86,7 +86,11 @@ def with_batch_gated_gss(runs: dict[str, Run]) -> dict[str, Run]:
     admitting each batch as the paper's code does (`--gss_batch_gate`), next to the same
     published figure, since that code produced it."""
     def gated(method: Callable[[], Method]) -> Callable[[], Method]:
-        return lambda: replace(method(), gss_batch_gate=True)
+        def gated_method() -> Method:
+            plain = method()
+            return replace(plain, buffer_options=replace(plain.buffer_options, gss_batch_gate=True))
+
+        return gated_method
 
     extra = {key.replace("gss-", "gss-gated-", 1): replace(run, method=gated(run.method))
              for key, run in runs.items() if key.startswith("gss-")}

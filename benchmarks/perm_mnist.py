@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from der_tables import Protocol, Run, main, with_batch_gated_gss
 
+from sylvan.buffers import GSSOptions
 from sylvan.methods import (
     AGEM,
     CLSER,
@@ -64,9 +65,11 @@ RUNS: dict[str, Run] = {
     "fdr-200": Run(lambda: FDR(lr=0.1, buffer_size=200, replay_size=128, backbone=MLP), 74.77, None),
     "fdr-500": Run(lambda: FDR(lr=0.1, buffer_size=500, replay_size=128, backbone=MLP), 83.18, None),
     # GSS-Greedy: experience replay with the gss buffer policy (replayed samples, stored samples compared)
-    "gss-200": Run(lambda: Rehearsal(lr=0.2, buffer_size=200, replay_size=10, buffer_policy="gss", gss_compared=128,
+    "gss-200": Run(lambda: Rehearsal(lr=0.2, buffer_size=200, replay_size=10, buffer_policy="gss",
+                                     buffer_options=GSSOptions(gss_compared=128),
                                      backbone=MLP), 63.72, None),
-    "gss-500": Run(lambda: Rehearsal(lr=0.1, buffer_size=500, replay_size=128, buffer_policy="gss", gss_compared=10,
+    "gss-500": Run(lambda: Rehearsal(lr=0.1, buffer_size=500, replay_size=128, buffer_policy="gss",
+                                     buffer_options=GSSOptions(gss_compared=10),
                                      backbone=MLP), 76.00, None),
     "hal-200": Run(lambda: HAL(lr=0.1, buffer_size=200, replay_size=128, hal_lambda=0.1, beta=0.5, gamma=0.1,
                                backbone=MLP), 74.15, None),

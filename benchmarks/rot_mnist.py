@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from der_tables import Protocol, Run, main, with_batch_gated_gss
 
+from sylvan.buffers import GSSOptions
 from sylvan.methods import AGEM, CLSER, DER, EWC, FDR, GPM, HAL, SI, DERPlusPlus, FromScratch, Naive, Rehearsal, RWalk
 
 MLP = "mlp"
@@ -42,9 +43,11 @@ RUNS: dict[str, Run] = {
     "fdr-200": Run(lambda: FDR(lr=0.2, buffer_size=200, replay_size=128, backbone=MLP), 85.22, None),
     "fdr-500": Run(lambda: FDR(lr=0.2, buffer_size=500, replay_size=128, backbone=MLP), 89.67, None),
     # GSS-Greedy: experience replay with the gss buffer policy (replayed samples, stored samples compared)
-    "gss-200": Run(lambda: Rehearsal(lr=0.2, buffer_size=200, replay_size=10, buffer_policy="gss", gss_compared=128,
+    "gss-200": Run(lambda: Rehearsal(lr=0.2, buffer_size=200, replay_size=10, buffer_policy="gss",
+                                     buffer_options=GSSOptions(gss_compared=128),
                                      backbone=MLP), 79.50, None),
-    "gss-500": Run(lambda: Rehearsal(lr=0.2, buffer_size=500, replay_size=128, buffer_policy="gss", gss_compared=128,
+    "gss-500": Run(lambda: Rehearsal(lr=0.2, buffer_size=500, replay_size=128, buffer_policy="gss",
+                                     buffer_options=GSSOptions(gss_compared=128),
                                      backbone=MLP), 81.58, None),
     "hal-200": Run(lambda: HAL(lr=0.1, buffer_size=200, replay_size=128, hal_lambda=0.2, beta=0.5, gamma=0.1,
                                backbone=MLP), 84.02, None),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from der_tables import Protocol, Run, main, with_batch_gated_gss
 
+from sylvan.buffers import GSSOptions
 from sylvan.methods import (
     AGEM,
     CLSER,
@@ -51,9 +52,11 @@ RUNS: dict[str, Run] = {
     "fdr-200": Run(lambda: FDR(lr=0.03, buffer_size=200, replay_size=32), 30.91, 91.01),
     "fdr-500": Run(lambda: FDR(lr=0.03, buffer_size=500, replay_size=32), 28.71, 93.29),
     # GSS: experience replay with the gss buffer policy, each new sample's gradient compared with 32 stored samples'
-    "gss-200": Run(lambda: Rehearsal(lr=0.03, buffer_size=200, replay_size=32, buffer_policy="gss", gss_compared=32),
+    "gss-200": Run(lambda: Rehearsal(lr=0.03, buffer_size=200, replay_size=32, buffer_policy="gss",
+                                     buffer_options=GSSOptions(gss_compared=32)),
                    39.07, 88.80),
-    "gss-500": Run(lambda: Rehearsal(lr=0.03, buffer_size=500, replay_size=32, buffer_policy="gss", gss_compared=32),
+    "gss-500": Run(lambda: Rehearsal(lr=0.03, buffer_size=500, replay_size=32, buffer_policy="gss",
+                                     buffer_options=GSSOptions(gss_compared=32)),
                    49.73, 91.02),
     "hal-200": Run(lambda: HAL(lr=0.03, buffer_size=200, replay_size=32, hal_lambda=0.2, beta=0.5, gamma=0.1),
                    32.36, 82.51),

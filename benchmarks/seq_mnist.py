@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from der_tables import Protocol, Run, main, with_batch_gated_gss
 
+from sylvan.buffers import GSSOptions
 from sylvan.methods import (
     AGEM,
     ASER,
@@ -112,11 +113,13 @@ RUNS: dict[str, Run] = {
     # GSS-Greedy is experience replay with the gss buffer policy; the DER paper's code trains it on batches of 128,
     # replaying 10 samples and comparing each new sample's gradient with 10 stored samples'
     "gss-200": Run(
-        lambda: Rehearsal(lr=0.1, buffer_size=200, replay_size=10, buffer_policy="gss", gss_compared=10, backbone=MLP),
+        lambda: Rehearsal(lr=0.1, buffer_size=200, replay_size=10, buffer_policy="gss",
+                          buffer_options=GSSOptions(gss_compared=10), backbone=MLP),
         38.90, 95.02, batch_size=128,
     ),
     "gss-500": Run(
-        lambda: Rehearsal(lr=0.1, buffer_size=500, replay_size=10, buffer_policy="gss", gss_compared=10, backbone=MLP),
+        lambda: Rehearsal(lr=0.1, buffer_size=500, replay_size=10, buffer_policy="gss",
+                          buffer_options=GSSOptions(gss_compared=10), backbone=MLP),
         49.76, 97.71, batch_size=128,
     ),
     # hindsight anchor learning: the DER paper's code trains it on batches of 128, replaying 128 samples

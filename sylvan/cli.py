@@ -16,7 +16,7 @@ import traceback
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -212,10 +212,11 @@ def general_help() -> str:
 
 
 def build_parser(
-    setting_cls: type[Setting], method_cls: type[Method], config: dict[str, Any]
+    setting_cls: type[Setting], method_cls: type[Method], config: dict[str, Any], policy: str | None = None
 ) -> ArgumentParser:
-    """The full parser: the setting's fields, the method's fields and the run options, with
-    defaults from `config` (a loaded YAML file) where it has them."""
+    """The full parser: the setting's fields, the method's fields, the options of the buffer
+    policy `policy` where the method takes them (`policy_options_class`) and the run options,
+    with defaults from `config` (a loaded YAML file) where it has them."""
     parser = ArgumentParser(
         prog="sylvan",
         description=f"{method_cls.name} on {setting_cls.name}. {(setting_cls.__doc__ or '').strip()}",
@@ -225,17 +226,38 @@ def build_parser(
         parser.add_argument(name, type=str, help=argparse.SUPPRESS)
     parser.add_argument("--plugin", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--list", action="store_true", help=argparse.SUPPRESS)
-    for dest, cls in (("setting_options", setting_cls), ("method_options", method_cls), ("run", RunOptions)):
-        values = config.get(dest)  # None: the section is left out, or empty
+    kind = policy_options_class(method_cls, policy)
+    method_values, policy_values = split_policy_options(method_cls, config.get("method_options"), policy, kind)
+    sections = {"setting_options": config.get("setting_options"), "method_options": method_values,
+                "buffer_options": policy_values, "run": config.get("run")}
+    for dest, cls in (("setting_options", setting_cls), ("method_options", method_cls), ("buffer_options", kind),
+                      ("run", RunOptions)):
+        if cls is None:
+            continue
+        values = sections[dest]  # None: the section is left out, or empty
         default = None if values is None else cls(**_known_fields(cls, values, dest))
         parser.add_arguments(cls, dest=dest, default=default)
     return parser
 
 
+def parse_options(
+    setting_cls: type[Setting], method_cls: type[Method], config: dict[str, Any], argv: Sequence[str]
+) -> tuple[Setting, Method, RunOptions, list[str]]:
+    """The setting, the method (with its buffer policy's options, where it takes them) and the
+    run options that `argv` and `config` give, and the arguments that are none of theirs.
+    `--help` prints the options and exits here."""
+    policy = chosen_buffer_policy(method_cls, argv, config)
+    args, unknown = build_parser(setting_cls, method_cls, config, policy).parse_known_args(list(argv))
+    method: Method = args.method_options
+    if getattr(args, "buffer_options", None) is not None:
+        method = replace(method, buffer_options=args.buffer_options)
+    return args.setting_options, method, args.run, unknown
+
+
 def chosen_buffer_policy(method_cls: type[Method], argv: Sequence[str], config: dict[str, Any]) -> str | None:
     """The `--buffer_policy` a command chooses for a method that has one: given on the command
     line, else in the config file, else the method's default; None for a method without one."""
-    if "buffer_policy" not in option_names(method_cls) or not hasattr(method_cls, "policy_options"):
+    if "buffer_policy" not in option_names(method_cls) or "buffer_options" not in option_names(method_cls):
         return None  # (an off-policy RL method's replay buffer has no policy of those)
     given = None
     for position, arg in enumerate(argv):
@@ -244,23 +266,48 @@ def chosen_buffer_policy(method_cls: type[Method], argv: Sequence[str], config: 
         elif arg.startswith("--buffer_policy="):
             given = arg.split("=", 1)[1]
     if given is None:
-        given = (config.get("method_options") or {}).get("buffer_policy")
+        method_options = config.get("method_options")
+        given = method_options.get("buffer_policy") if isinstance(method_options, dict) else None
     return given or next(f.default for f in fields(method_cls) if f.name == "buffer_policy")
 
 
-def hide_other_policies_options(parser: ArgumentParser, method_cls: type[Method], policy: str | None) -> None:
-    """Leave out of `--help` the options of buffer policies other than the chosen one
-    (`POLICY_OPTIONS`), which the method refuses if given: `--help` shows what applies."""
+def policy_options_class(method_cls: type[Method], policy: str | None) -> type | None:
+    """The options dataclass of the buffer policy `policy` (`POLICY_OPTIONS`) that the command
+    line offers for `method_cls`: only the chosen policy's show in `--help` and parse. None for
+    a policy without options, and for a method that sets them with fields of its own (`aser`)."""
     if policy is None:
-        return
+        return None
     from sylvan.buffers import POLICY_OPTIONS
 
-    shown = set(method_cls.policy_options(policy))
-    hidden = {f"--{name}" for names in POLICY_OPTIONS.values() for name in names} - {f"--{n}" for n in shown}
-    parser._preprocessing()  # simple-parsing makes the dataclasses' actions here, on first use
-    for action in parser._actions:
-        if hidden & set(action.option_strings):
-            action.help = argparse.SUPPRESS
+    kind = POLICY_OPTIONS.get(policy)
+    if kind is None or option_names(kind) <= option_names(method_cls):
+        return None
+    return kind
+
+
+def split_policy_options(
+    method_cls: type[Method], values: Any, policy: str | None, kind: type | None
+) -> tuple[Any, dict[str, Any] | None]:
+    """A config file's `method_options` split into the method's own and those of the chosen
+    buffer policy's options `kind`. A run's config.yaml records every policy's options: another
+    policy's at its default is left out; another value for it is refused, as it has no effect."""
+    if policy is None or not isinstance(values, dict):
+        return values, None
+    from sylvan.buffers import POLICY_OPTIONS
+
+    own, taken = {}, {}
+    for name, value in values.items():
+        owner = next((other for other, options in POLICY_OPTIONS.items() if name in option_names(options)), None)
+        if owner is None or name in option_names(method_cls):
+            own[name] = value
+        elif kind is not None and name in option_names(kind):
+            taken[name] = value
+        elif value != getattr(POLICY_OPTIONS[owner](), name):
+            raise ConfigurationError(
+                f"config option method_options.{name} {value!r} has no effect: it is the {owner} policy's, "
+                f"and --buffer_policy is {policy}"
+            )
+    return own, (taken if kind is not None else None)
 
 
 def option_names(cls: type) -> set[str]:
@@ -273,9 +320,15 @@ def unknown_options_message(unknown: Sequence[str], setting_cls: type[Setting], 
     for a flag that another setting or method has (`--buffer_size` given to `naive`), which."""
     lines = [f"unrecognized arguments: {' '.join(unknown)}."]
     registered = [*SETTINGS.values(), *METHODS.values()]
+    from sylvan.buffers import POLICY_OPTIONS
+
     for flag in (arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")):
         owners = sorted({cls.name for cls in registered if flag[2:] in option_names(cls)})
-        if owners:
+        policies = sorted(policy for policy, options in POLICY_OPTIONS.items() if flag[2:] in option_names(options))
+        if policies and "buffer_options" in option_names(method_cls):
+            lines.append(f"{flag} is an option of the {', '.join(policies)} buffer policy: it takes effect with "
+                         f"--buffer_policy {policies[0]}.")
+        elif owners:
             lines.append(f"{flag} is not an option of {method_cls.name} on {setting_cls.name}, "
                          f"but of {', '.join(owners)}.")
     lines.append(f"`sylvan --setting {setting_cls.name} --method {method_cls.name} --help` lists the options.")
@@ -431,15 +484,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     if setting_cls is Setting:
         raise ConfigurationError("the root setting is abstract; pick one of its descendants (sylvan --list)")
     check_applicable(method_cls, setting_cls)
-    parser = build_parser(setting_cls, method_cls, config)
-    command = list(sys.argv[1:] if argv is None else argv)
-    hide_other_policies_options(parser, method_cls, chosen_buffer_policy(method_cls, command, config))
-    args, unknown = parser.parse_known_args(argv)  # --help prints the options of both and exits here
+    setting, method, options, unknown = parse_options(setting_cls, method_cls, config, argv)
     if unknown:
         raise ConfigurationError(unknown_options_message(unknown, setting_cls, method_cls))
-    setting: Setting = args.setting_options
-    method: Method = args.method_options
-    options: RunOptions = args.run
     try:
         run_experiment(setting, method, options, plugins)
     except KeyboardInterrupt:
@@ -459,10 +506,7 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     config = load_config(str(config_path))
     plugins = load_run_plugins(plugins, config, str(config_path))
     setting_cls, method_cls = get_setting(config.get("setting", "")), get_method(config.get("method", ""))
-    args = build_parser(setting_cls, method_cls, config).parse_args([])
-    setting: Setting = args.setting_options
-    method: Method = args.method_options
-    options: RunOptions = args.run
+    setting, method, options, _ = parse_options(setting_cls, method_cls, config, [])
     setting.check_resumable()
     method.check_resumable()
     checkpoint = latest_checkpoint(run_dir, setting.rank, setting.world_size)

@@ -81,6 +81,15 @@ def require_finite_numbers(options: Any) -> None:
             raise ConfigurationError(f"--{field.name} must be a finite number, got {value}")
 
 
+def require_at_least(options: Any, minimum: float, *names: str, strict: bool = False) -> None:
+    """Raise `ConfigurationError`, naming the flag, for the first of the fields `names` of
+    `options` below `minimum` (at or below it with `strict`)."""
+    for name in names:
+        value = getattr(options, name)
+        if value < minimum or (strict and value == minimum):
+            raise ConfigurationError(f"--{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+
+
 def require_in(
     options: Any, low: float, high: float, *names: str, low_open: bool = False, high_open: bool = False
 ) -> None:

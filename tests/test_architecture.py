@@ -140,6 +140,20 @@ def test_the_buffer_base_holds_no_code_of_one_policy_or_retrieval():
     assert [name for name in ("grasp", "gss", "aser", "draw_counts") if name in source] == []
 
 
+def test_the_replay_base_declares_no_option_of_one_policy():
+    """A buffer policy's options are its own dataclass (`POLICY_OPTIONS`), which a replay method
+    takes whole as `buffer_options`: the base every replay method inherits names none of them."""
+    from dataclasses import fields
+
+    from sylvan.buffers import BUFFER_POLICIES, POLICY_OPTIONS
+    from sylvan.methods.core.replay import ReplayMethod
+
+    assert [f.name for f in fields(ReplayMethod) if any(f.name.startswith(p) for p in BUFFER_POLICIES)] == []
+    source = (PACKAGE / "methods" / "core" / "replay.py").read_text()
+    policy_options = {f.name for options in POLICY_OPTIONS.values() for f in fields(options)}
+    assert policy_options and [name for name in policy_options if name in source] == []
+
+
 def test_replay_methods_reach_a_policys_work_only_through_its_admission():
     """What the gss and aser policies compute from the model (gradient scores, Shapley values)
     lives in `sylvan.methods.parts.admission`, not in the base every replay method inherits."""

@@ -761,3 +761,35 @@ def test_the_aser_method_shows_the_aser_options_whatever_the_policy(capsys):
         run(["--setting", "class_incremental", "--method", "aser", "--help"])
     out = capsys.readouterr().out
     assert "--aser_neighbours" in out and "--gss_compared" not in out
+
+
+def test_a_buffer_policys_options_reach_the_method_from_the_command_line_and_a_config_file(tmp_path):
+    from sylvan.buffers import GSSOptions
+    from sylvan.cli import parse_options
+    from sylvan.methods import ASER, Rehearsal
+    from sylvan.settings import ClassIncrementalSetting
+
+    _, method, _, unknown = parse_options(ClassIncrementalSetting, Rehearsal, {}, [
+        "--buffer_policy", "gss", "--gss_compared", "3", "--gss_batch_gate", "true"])
+    assert not unknown and method.policy_options() == GSSOptions(gss_compared=3, gss_batch_gate=True)
+    # a run's config.yaml records every policy's options: the others' defaults pass, values are refused
+    recorded = {"method_options": {**method.hparams(), "buffer_policy": "reservoir", "gss_compared": 10,
+                                   "gss_batch_gate": False}}
+    assert recorded["method_options"]["aser_neighbours"] == 5
+    _, again, _, _ = parse_options(ClassIncrementalSetting, Rehearsal, recorded, [])
+    assert again.buffer_policy == "reservoir" and again.policy_options() is None
+    _, gss, _, _ = parse_options(ClassIncrementalSetting, Rehearsal, {"method_options": method.hparams()}, [])
+    assert gss == method
+    with pytest.raises(ConfigurationError, match="method_options.gss_compared 3 has no effect: it is the gss policy's"):
+        parse_options(ClassIncrementalSetting, Rehearsal, {"method_options": {**method.hparams(),
+                                                                               "buffer_policy": "fifo"}}, [])
+    _, aser, _, _ = parse_options(ClassIncrementalSetting, ASER, {}, ["--aser_neighbours", "2"])
+    assert aser.aser_neighbours == 2 and aser.policy_options().aser_neighbours == 2
+
+
+def test_another_policys_option_on_the_command_line_says_which_policy_takes_it(tmp_path):
+    out = sylvan("--setting", "class_incremental", "--method", "rehearsal", "--dataset", "synthetic",
+                 "--gss_compared", "5", "--results_dir", str(tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert ("--gss_compared is an option of the gss buffer policy: it takes effect with --buffer_policy gss"
+            in out.stderr)

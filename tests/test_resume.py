@@ -19,7 +19,7 @@ from sylvan.checkpoints import (
     save_checkpoint,
     save_worker_checkpoint,
 )
-from sylvan.cli import build_parser, load_plugins
+from sylvan.cli import load_plugins, parse_options
 from sylvan.cli import run as cli_run
 from sylvan.errors import ConfigurationError
 from sylvan.experiment import RunOptions, run_config, run_experiment
@@ -320,8 +320,8 @@ def test_a_run_reads_back_the_configuration_it_records_for_every_method_and_sett
             method.validate_for(setting)
             setting.prepare_data()  # as a new run records it: after its checks and its data
             recorded = run_config(setting, method, options)
-            args = build_parser(setting_cls, method_cls, yaml.safe_load(yaml.safe_dump(recorded))).parse_args([])
-            read_back = run_config(args.setting_options, args.method_options, args.run)
+            read_back = run_config(*parse_options(setting_cls, method_cls, yaml.safe_load(yaml.safe_dump(recorded)),
+                                                  [])[:3])
             assert configuration_changes(recorded, read_back) == [], (setting_cls.name, method_cls.name)
 
 

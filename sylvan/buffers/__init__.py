@@ -7,13 +7,15 @@ stored samples are replayed, on top of any policy.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
 
-from sylvan.buffers.aser import ASERBuffer
+from sylvan.buffers.aser import ASERBuffer, ASEROptions
 from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.class_balanced import ClassBalancedBuffer
 from sylvan.buffers.fifo import FIFOBuffer
 from sylvan.buffers.gdumb import GDumbBuffer
-from sylvan.buffers.gss import GSSBuffer
+from sylvan.buffers.gss import GSSBuffer, GSSOptions
 from sylvan.buffers.herding import HerdingBuffer
 from sylvan.buffers.prs import PRSBuffer
 from sylvan.buffers.reservoir import ReservoirBuffer
@@ -69,23 +71,30 @@ def needs_slots(policy: str) -> bool:
     return policy in NEEDS_SLOTS
 
 
-# the options of a replay method that belong to one buffer policy: they take effect, and show in
-# `--help`, only where that policy is chosen
-POLICY_OPTIONS: dict[str, tuple[str, ...]] = {
-    "gss": ("gss_compared", "gss_batch_gate"),
-    "aser": ("aser_neighbours", "aser_samples_per_class"),
+# each policy's own options (a dataclass), for the policies that have any: a replay method takes
+# the chosen policy's as its `buffer_options`, and `--help` shows them only where it is chosen
+POLICY_OPTIONS: dict[str, type] = {
+    policy: cls.options for policy, cls in BUFFER_POLICIES.items() if cls.options is not None
 }
+
+
+def policy_option_defaults() -> dict[str, Any]:
+    """Every policy's options at their defaults, by flag name (what a run's config.yaml records
+    for the policies it did not choose)."""
+    return {name: value for options in POLICY_OPTIONS.values() for name, value in asdict(options()).items()}
 
 
 __all__ = [
     "BUFFER_POLICIES",
     "POLICY_OPTIONS",
     "ASERBuffer",
+    "ASEROptions",
     "RETRIEVALS",
     "ClassBalancedBuffer",
     "FIFOBuffer",
     "GDumbBuffer",
     "GSSBuffer",
+    "GSSOptions",
     "HerdingBuffer",
     "PRSBuffer",
     "RehearsalBuffer",
@@ -95,4 +104,5 @@ __all__ = [
     "needs_features",
     "needs_scores",
     "needs_slots",
+    "policy_option_defaults",
 ]

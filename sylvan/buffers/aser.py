@@ -12,6 +12,7 @@ buffer fills its free slots first, whatever the slots say, and writes the rest w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -19,8 +20,21 @@ import torch
 
 from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.reservoir import last_writer_wins
+from sylvan.errors import require_at_least
 
 TURNED_AWAY = -1  # the slot of a new sample that replaces nothing
+
+
+@dataclass
+class ASEROptions:
+    """The aser policy's options (`--aser_neighbours`, `--aser_samples_per_class`), which a replay
+    method takes as its `buffer_options` where `--buffer_policy` is aser."""
+
+    aser_neighbours: int = 5  # aser policy: K, the neighbours of the KNN Shapley values
+    aser_samples_per_class: int = 2  # aser policy: stored samples of each class that judge (x the classes compete)
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "aser_neighbours", "aser_samples_per_class")
 
 
 class ASERBuffer(RehearsalBuffer):
@@ -31,6 +45,7 @@ class ASERBuffer(RehearsalBuffer):
     as if they arrived one at a time."""
 
     policy = "aser"
+    options = ASEROptions
     slot_input = "slot"
 
     _incoming = np.empty(0, dtype=np.int64)

@@ -27,7 +27,7 @@ are what a GPU insertion costs.
 
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, ClassVar, Collection, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -72,6 +72,8 @@ class RehearsalBuffer:
     take by implementing `_select_slots`; it may free slots with `_remove_slots`."""
 
     policy: str = "base"
+    # the dataclass of the policy's own options (`POLICY_OPTIONS`), or None for a policy without any
+    options: ClassVar[type | None] = None
 
     def __init__(
         self,

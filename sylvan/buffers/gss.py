@@ -30,6 +30,7 @@ drawn, seldom replaced: they stay in the buffer for most of the stream.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -37,8 +38,23 @@ import torch
 
 from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.reservoir import last_writer_wins
+from sylvan.errors import require_at_least
 
 FIRST_BATCH_SCORE = 0.1  # batch-gated: the score of a batch compared with nothing (that of the paper's code)
+
+
+@dataclass
+class GSSOptions:
+    """The gss policy's options (`--gss_compared`, `--gss_batch_gate`), which a replay method
+    takes as its `buffer_options` where `--buffer_policy` is gss."""
+
+    gss_compared: int = 10  # gss policy: stored samples each new sample's gradient is compared with (n)
+    # gss policy: admit each batch as the DER paper's code does (turned away whole once the buffer is full unless
+    # the gradient of its mean loss opposes every compared one), instead of GSS-Greedy's sample by sample
+    gss_batch_gate: bool = False
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "gss_compared")
 
 
 class GSSBuffer(RehearsalBuffer):
@@ -50,6 +66,7 @@ class GSSBuffer(RehearsalBuffer):
     per-sample reference in `benchmarks/reference_buffers.py` keeps.)"""
 
     policy = "gss"
+    options = GSSOptions
     score_input = "score"
     batch_score_input = "batch_score"
 

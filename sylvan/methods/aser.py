@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.buffers import POLICY_OPTIONS
 from sylvan.errors import unknown_name
 from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch
@@ -41,21 +40,21 @@ class ASER(ReplayMethod):
     buffer_policy: str = "aser"
     candidates: int = 50  # buffer samples drawn at each step, of which some compete to be replayed and some judge
     aser_kind: str = "asvm"  # how candidates are scored: asvm, asv or neg_sv
+    aser_neighbours: int = 5  # K, the neighbours of the KNN Shapley values (the aser policy's too)
+    # stored samples of each class that judge (their number x the classes compete; the aser policy's too)
+    aser_samples_per_class: int = 2
+
+    replay_uses_features: ClassVar[bool] = True
 
     def validate(self) -> None:
         super().validate()
-        self.require_at_least(1, "candidates")
+        self.require_at_least(1, "candidates", "aser_neighbours", "aser_samples_per_class")
         if self.aser_kind not in ASER_KINDS:
             raise unknown_name("ASER kind", self.aser_kind, ASER_KINDS)
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
         self.require_candidates_for_replay(setting, self.candidates)
-
-    @classmethod
-    def policy_options(cls, policy: str) -> tuple[str, ...]:
-        # the replay's Shapley values take K and the samples per class, whatever the policy
-        return tuple(dict.fromkeys((*super().policy_options(policy), *POLICY_OPTIONS["aser"])))
 
     def replay_draws(self, batch_size: int) -> tuple[int, ...]:
         return (self.candidates,)

@@ -86,8 +86,9 @@ def test_each_gss_recipe_has_a_batch_gated_row_that_differs_by_the_gate_alone(mo
         plain, gated = runs[key], runs[key.replace("gss-", "gss-gated-")]
         assert gated.published_accuracy == plain.published_accuracy and gated.batch_size == plain.batch_size
         method, gated_method = plain.method(), gated.method()
-        assert not method.gss_batch_gate and gated_method.gss_batch_gate
-        assert dataclasses.replace(gated_method, gss_batch_gate=False) == method
+        assert not method.buffer_options.gss_batch_gate and gated_method.buffer_options.gss_batch_gate
+        options = dataclasses.replace(gated_method.buffer_options, gss_batch_gate=False)
+        assert dataclasses.replace(gated_method, buffer_options=options) == method
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sylvan.buffers import ASEROptions, GSSOptions
 from sylvan.errors import ConfigurationError, UnknownNameError
 from sylvan.methods import ASER, Batch, Rehearsal
 from sylvan.methods.parts.shapley import knn_shapley_values
@@ -37,7 +38,8 @@ def test_a_new_class_replaces_a_redundant_stored_sample():
     of class 2, which the memory lacks, judges with one stored sample of each class: it is its
     own nearest neighbour (value 1), where each redundant class-0 sample is worth 1/2 to the
     class-0 judge; so it takes the slot of one of the two that competed."""
-    method = configured(Rehearsal(buffer_policy="aser", buffer_size=4, aser_neighbours=1, aser_samples_per_class=1))
+    method = configured(Rehearsal(buffer_policy="aser", buffer_size=4,
+                                  buffer_options=ASEROptions(aser_neighbours=1, aser_samples_per_class=1)))
     method.offer_to_buffer(fields([0.0, 0.01, 0.02, 5.0], [0, 0, 0, 1]))
     slots = method.admission.slots(points(9.0), torch.tensor([2]))
     assert slots.item() in (0, 1, 2)
@@ -49,7 +51,8 @@ def test_a_sample_worth_nothing_is_turned_away_and_slots_follow_the_free_ones():
     """A new sample of class 1 far from everything, when class 1 holds a quarter of the memory
     (above any threshold), judges nothing and helps no judge: it stays out. Samples of a batch
     that fit in the free slots take them, whatever the values."""
-    method = configured(Rehearsal(buffer_policy="aser", buffer_size=4, aser_neighbours=1, aser_samples_per_class=1))
+    method = configured(Rehearsal(buffer_policy="aser", buffer_size=4,
+                                  buffer_options=ASEROptions(aser_neighbours=1, aser_samples_per_class=1)))
     assert method.admission.slots(points(0.0, 1.0), torch.tensor([0, 1])).tolist() == [-1, -1]  # room for both
     method.offer_to_buffer(fields([0.0, 0.01, 0.02, 5.0], [0, 0, 0, 1]))
     assert method.admission.slots(points(50.0), torch.tensor([1])).tolist() == [-1]
@@ -121,10 +124,21 @@ def test_an_unknown_kind_is_refused_with_the_valid_ones():
 
 
 def test_the_aser_options_are_refused_where_nothing_uses_them():
-    with pytest.raises(ConfigurationError, match="--aser_neighbours .*aser policy's"):
-        Rehearsal(aser_neighbours=3)
-    assert Rehearsal(buffer_policy="aser", aser_neighbours=3).aser_neighbours == 3
+    with pytest.raises(ConfigurationError, match="--aser_neighbours 3 has no effect: it is the aser policy's"):
+        Rehearsal(buffer_options=ASEROptions(aser_neighbours=3))
+    assert Rehearsal(buffer_options=ASEROptions()).buffer_options is None  # defaults: nothing was given
+    assert Rehearsal(buffer_policy="aser", buffer_options=ASEROptions(aser_neighbours=3)).policy_options() == \
+        ASEROptions(aser_neighbours=3)
     assert ASER(buffer_policy="reservoir", aser_neighbours=3).aser_neighbours == 3  # its replay uses them
+
+
+def test_the_aser_method_sets_the_aser_policys_options_with_its_own():
+    method = ASER(aser_neighbours=3, aser_samples_per_class=4)
+    assert method.policy_options() == ASEROptions(aser_neighbours=3, aser_samples_per_class=4)
+    with pytest.raises(ConfigurationError, match="aser sets the aser policy's options with its own"):
+        ASER(buffer_options=ASEROptions(aser_neighbours=3))
+    assert ASER(buffer_policy="gss", buffer_options=GSSOptions(gss_compared=4)).policy_options() == \
+        GSSOptions(gss_compared=4)
 
 
 def test_fewer_candidates_than_replayed_samples_are_refused():
@@ -150,13 +164,15 @@ def test_a_checkpoint_continues_the_memory_s_draws():
     """The draws of the judges and competitors are part of the method's state: a restored
     method chooses the same replacements as the one that kept running."""
     generator = torch.Generator().manual_seed(3)
-    method = configured(Rehearsal(buffer_policy="aser", buffer_size=30, aser_samples_per_class=1))
+    method = configured(Rehearsal(buffer_policy="aser", buffer_size=30,
+                                  buffer_options=ASEROptions(aser_samples_per_class=1)))
     method.offer_to_buffer({"x": torch.rand(30, 1, 8, 8, generator=generator), "y": torch.arange(30) % 10})
     batches = [(torch.rand(10, 1, 8, 8, generator=generator), torch.randint(0, 10, (10,), generator=generator))
                for _ in range(4)]
     for x, y in batches[:2]:
         method.offer_to_buffer({"x": x, "y": y})
-    restored = configured(Rehearsal(buffer_policy="aser", buffer_size=30, aser_samples_per_class=1))
+    restored = configured(Rehearsal(buffer_policy="aser", buffer_size=30,
+                                    buffer_options=ASEROptions(aser_samples_per_class=1)))
     restored.load_state_dict(method.state_dict())
     assert torch.equal(restored.admission.draws.get_state(), method.admission.draws.get_state())
     for x, y in batches[2:]:

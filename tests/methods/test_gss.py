@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+from sylvan.buffers import GSSOptions
 from sylvan.buffers.gss import FIRST_BATCH_SCORE
 from sylvan.errors import ConfigurationError
 from sylvan.methods import DER, MIR, Batch, Rehearsal
@@ -40,7 +41,8 @@ class ScoreSpy(Rehearsal):
 
 
 def test_each_sample_is_offered_with_its_gradient_score_against_uniformly_drawn_stored_samples():
-    method = ScoreSpy(buffer_size=6, buffer_policy="gss", gss_compared=4, buffer_retrieval="grasp")
+    method = ScoreSpy(buffer_size=6, buffer_policy="gss",
+                      buffer_options=GSSOptions(gss_compared=4), buffer_retrieval="grasp")
     method.configure(OnlineSetting(**DIGITS))
     first = batch_of([0, 1, 2, 3, 4, 5, 6], seed=0)
     method.remember(method.stored_fields(first))
@@ -61,7 +63,8 @@ def test_each_sample_is_offered_with_its_gradient_score_against_uniformly_drawn_
 
 
 def test_with_the_batch_gate_each_batch_is_offered_with_its_own_score_too():
-    method = ScoreSpy(buffer_size=6, buffer_policy="gss", gss_compared=4, gss_batch_gate=True)
+    method = ScoreSpy(buffer_size=6, buffer_policy="gss",
+                      buffer_options=GSSOptions(gss_compared=4, gss_batch_gate=True))
     method.configure(OnlineSetting(**DIGITS))
     first = batch_of([0, 1, 2, 3], seed=0)
     method.remember(method.stored_fields(first))
@@ -118,7 +121,8 @@ def test_samples_wait_for_the_optimizer_step_and_are_scored_at_the_weights_it_le
 
 def test_the_batch_gated_gss_runs_and_keeps_the_first_batch():
     """On a stream, most of the first batch's samples (score 0.1) outlast it, as in the paper's code."""
-    method = Rehearsal(buffer_size=30, buffer_policy="gss", replay_size=5, gss_batch_gate=True)
+    method = Rehearsal(buffer_size=30, buffer_policy="gss", replay_size=5,
+                       buffer_options=GSSOptions(gss_batch_gate=True))
     setting = ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 2, "batch_size": 32})
     results = setting.apply(method)
     assert results.complete and method.buffer.seen == sum(results.samples_seen)
@@ -140,12 +144,13 @@ def test_replay_methods_run_with_the_gss_policy(method_cls):
 
 def test_gss_options_are_checked_and_refused_without_the_gss_policy():
     with pytest.raises(ConfigurationError, match="gss_compared"):
-        Rehearsal(buffer_policy="gss", gss_compared=0).validate()
+        Rehearsal(buffer_policy="gss", buffer_options=GSSOptions(gss_compared=0))
     with pytest.raises(ConfigurationError, match="--gss_compared 5 has no effect: it is the gss policy's"):
-        Rehearsal(buffer_policy="reservoir", gss_compared=5).validate()
+        Rehearsal(buffer_policy="reservoir", buffer_options=GSSOptions(gss_compared=5))
     with pytest.raises(ConfigurationError, match="--gss_batch_gate True has no effect: it is the gss policy's"):
-        Rehearsal(buffer_policy="reservoir", gss_batch_gate=True).validate()
-    Rehearsal(buffer_policy="reservoir").validate()  # the default is not a value given
+        Rehearsal(buffer_policy="reservoir", buffer_options=GSSOptions(gss_batch_gate=True))
+    assert Rehearsal(buffer_policy="reservoir", buffer_options=GSSOptions()).buffer_options is None  # defaults
+    assert Rehearsal(buffer_policy="gss").buffer_options == GSSOptions()
 
 
 def test_on_data_parallel_settings_the_scores_reach_the_local_buffer_through_the_global_replay(monkeypatch):
@@ -177,7 +182,8 @@ def test_a_full_memory_that_takes_nothing_for_a_whole_task_is_reported(monkeypat
                         lambda model, x, *rest: torch.full((len(x),), 2.0))
     monkeypatch.setattr("sylvan.methods.parts.admission.gradient_scores_with_batch",
                         lambda model, x, *rest: (torch.full((len(x),), 2.0), 2.0))
-    method = Rehearsal(buffer_size=20, buffer_policy="gss", replay_size=5, gss_batch_gate=gated)
+    method = Rehearsal(buffer_size=20, buffer_policy="gss", replay_size=5,
+                       buffer_options=GSSOptions(gss_batch_gate=gated))
     setting = ClassIncrementalSetting(**{**DIGITS, "nb_tasks": 3, "batch_size": 32})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

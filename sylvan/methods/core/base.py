@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from sylvan.errors import (
     ConfigurationError,
     InapplicableMethodError,
+    require_at_least,
     require_finite_numbers,
     require_in,
     unknown_name,
@@ -75,10 +76,7 @@ class Method:
     def require_at_least(self, minimum: float, *names: str, strict: bool = False) -> None:
         """Raise `ConfigurationError`, naming the flag, for the first of the hyperparameters
         `names` below `minimum` (at or below it with `strict`)."""
-        for name in names:
-            value = getattr(self, name)
-            if value < minimum or (strict and value == minimum):
-                raise ConfigurationError(f"--{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+        require_at_least(self, minimum, *names, strict=strict)
 
     def require_in(self, low: float, high: float, *names: str, low_open: bool = False, high_open: bool = False) -> None:
         """Raise `ConfigurationError`, naming the flag, for the first of the hyperparameters

@@ -8,13 +8,21 @@ either way, so each is written once for both."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from sylvan.buffers import BUFFER_POLICIES, POLICY_OPTIONS, RETRIEVALS, make_buffer, needs_features
+from sylvan.buffers import (
+    BUFFER_POLICIES,
+    POLICY_OPTIONS,
+    RETRIEVALS,
+    make_buffer,
+    needs_features,
+    needs_slots,
+    policy_option_defaults,
+)
 from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.errors import ConfigurationError, refuse_if_given, unknown_name
 from sylvan.methods.core.supervised import SupervisedMethod, evaluating
@@ -34,43 +42,80 @@ class ReplayMethod(SupervisedMethod):
     # which samples the buffer keeps: reservoir, class_balanced, prs, gdumb, herding, fifo, gss, ring or aser
     buffer_policy: str = "reservoir"
     buffer_retrieval: str = "uniform"  # which stored samples are replayed: uniform or grasp
-    gss_compared: int = 10  # gss policy: stored samples each new sample's gradient is compared with (n)
-    # gss policy: admit each batch as the DER paper's code does (turned away whole once the buffer is full unless
-    # the gradient of its mean loss opposes every compared one), instead of GSS-Greedy's sample by sample
-    gss_batch_gate: bool = False
-    aser_neighbours: int = 5  # aser policy (and method): K, the neighbours of the KNN Shapley values
-    # aser policy (and method): stored samples of each class that judge (their number x the classes compete)
-    aser_samples_per_class: int = 2
+    buffer_options: Any = field(default=None, metadata={"cmd": False})  # the policy's options (`policy_options`)
+
+    # the method's replay works on the backbone's features itself (`aser`), whatever the policy
+    replay_uses_features: ClassVar[bool] = False
 
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "buffer_size", "replay_size")
-        self.require_at_least(1, "gss_compared", "aser_neighbours", "aser_samples_per_class")
         if self.buffer_policy not in BUFFER_POLICIES:
             raise unknown_name("buffer policy", self.buffer_policy, list(BUFFER_POLICIES))
         if self.buffer_retrieval not in RETRIEVALS:
             raise unknown_name("buffer retrieval", self.buffer_retrieval, list(RETRIEVALS))
-        in_effect = self.policy_options(self.buffer_policy)
-        for policy, names in POLICY_OPTIONS.items():
-            why = f"it is the {policy} policy's, and --buffer_policy is {self.buffer_policy}"
-            for name in names:
-                if name not in in_effect:
-                    refuse_if_given(self, name, why)
+        self.buffer_options = self.checked_buffer_options()
 
-    @classmethod
-    def policy_options(cls, policy: str) -> tuple[str, ...]:
-        """The options of one buffer policy (`POLICY_OPTIONS`) that take effect with `policy`: its
-        own. A method that uses another policy's options whatever the buffer keeps (`aser`, whose
-        replay is chosen by ASER's values) adds them."""
-        return POLICY_OPTIONS.get(policy, ())
+    def checked_buffer_options(self) -> Any:
+        """`buffer_options` as the run takes them: the chosen policy's own options dataclass
+        (`POLICY_OPTIONS`), at its defaults where none were given; None for a policy without
+        options, or one whose options the method sets with fields of its own. Options of
+        another policy are refused unless they are all at their defaults (a run's config.yaml
+        records every policy's), since they would have no effect."""
+        kind, given = POLICY_OPTIONS.get(self.buffer_policy), self.buffer_options
+        if given is not None and not (kind is not None and isinstance(given, kind)):
+            owner = next((policy for policy, options in POLICY_OPTIONS.items() if isinstance(given, options)), None)
+            if owner is None:
+                raise ConfigurationError(
+                    f"buffer_options must be the options of a buffer policy ({', '.join(POLICY_OPTIONS)}), "
+                    f"not {type(given).__name__}"
+                )
+            for name in (option.name for option in fields(given)):
+                refuse_if_given(given, name, f"it is the {owner} policy's, and --buffer_policy is {self.buffer_policy}")
+            given = None
+        if kind is None:
+            return None
+        if self.sets_policy_options(kind):
+            if given is not None and given != kind():
+                raise ConfigurationError(
+                    f"{self.name or type(self).__name__} sets the {self.buffer_policy} policy's options with its own "
+                    f"{', '.join('--' + option.name for option in fields(kind))}: give those instead of buffer_options"
+                )
+            return None
+        return given if given is not None else kind()
 
-    def uses_aser_options(self) -> bool:
-        """Whether `aser_neighbours` and `aser_samples_per_class` take effect."""
-        return "aser_neighbours" in self.policy_options(self.buffer_policy)
+    def sets_policy_options(self, kind: type) -> bool:
+        """Whether this method has fields of its own for every option of the policy options
+        `kind` (the `aser` method's replay takes K and the samples per class too): the policy
+        then takes the method's values."""
+        own = {option.name for option in fields(self)}
+        return all(option.name in own for option in fields(kind))
+
+    def policy_options(self) -> Any:
+        """The options of the chosen buffer policy in effect (a `POLICY_OPTIONS` dataclass), or
+        None for a policy without options."""
+        kind = POLICY_OPTIONS.get(self.buffer_policy)
+        if kind is None or self.buffer_options is not None:
+            return self.buffer_options
+        return kind(**{option.name: getattr(self, option.name) for option in fields(kind)})
+
+    def hparams(self) -> dict[str, Any]:
+        """The method's options, with every buffer policy's options by flag name: the chosen
+        policy's in effect, the others' at their defaults (as a run's config.yaml records them)."""
+        options = {name: value for name, value in super().hparams().items() if name != "buffer_options"}
+        in_effect = self.policy_options()
+        policies = {**policy_option_defaults(), **(asdict(in_effect) if in_effect is not None else {})}
+        return {**options, **{name: value for name, value in policies.items() if name not in options}}
+
+    def works_on_features(self) -> bool:
+        """Whether the buffer, its retrieval, its admission or the method's replay uses the
+        backbone's features (herding, grasp, aser)."""
+        return (needs_features(self.buffer_policy, self.buffer_retrieval) or needs_slots(self.buffer_policy)
+                or self.replay_uses_features)
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        if needs_features(self.buffer_policy, self.buffer_retrieval) or self.uses_aser_options():
+        if self.works_on_features():
             self.check_backbone(setting, self.check_features)
 
     def check_features(self, model: nn.Module, name: str) -> None:
@@ -90,7 +135,7 @@ class ReplayMethod(SupervisedMethod):
             pixel_fields=self.pixel_fields,
         )
         self.store_features = needs_features(self.buffer_policy, self.buffer_retrieval)
-        if self.store_features or self.uses_aser_options():
+        if self.works_on_features():
             self.check_features(self.model, self.backbone_name(setting))
         # what the policy needs from the model to judge new samples (gss: scores, aser: slots), if anything
         self.admission = admission_for(self)
@@ -175,8 +220,8 @@ class ReplayMethod(SupervisedMethod):
     def store_unscored(self) -> None:
         """Store the samples held back for the optimizer's step (`remember`)."""
         unscored, self._unscored = self._unscored, []
-        for fields in unscored:
-            self.offer_to_buffer(fields)
+        for samples in unscored:
+            self.offer_to_buffer(samples)
 
     def offer_to_buffer(self, fields: dict[str, torch.Tensor]) -> None:
         """Offer `fields` to the buffer now (the body of `remember`)."""

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from sylvan.buffers import needs_scores, needs_slots
-from sylvan.buffers.gss import FIRST_BATCH_SCORE
+from sylvan.buffers.aser import ASEROptions
+from sylvan.buffers.gss import FIRST_BATCH_SCORE, GSSOptions
 from sylvan.methods.parts.gradient_scores import gradient_scores, gradient_scores_with_batch
 from sylvan.methods.parts.shapley import knn_shapley_values, replacement_slots, update_sets
 
@@ -21,20 +22,20 @@ ASER_DRAWS_SEED = 50_021  # seed offset of the aser policy's draws (`RunContext.
 
 class GSSAdmission:
     """The gss policy's scores of new samples (`sylvan.methods.parts.gradient_scores`): "score",
-    each sample's gradient compared with those of `gss_compared` samples drawn uniformly from the
+    each sample's gradient compared with those of `--gss_compared` samples drawn uniformly from the
     local buffer (whatever the retrieval), as the buffer holds them before this batch; with
-    `gss_batch_gate`, "batch_score" too, the gradient of the batch's mean loss compared with the
+    `--gss_batch_gate`, "batch_score" too, the gradient of the batch's mean loss compared with the
     same samples' (`FIRST_BATCH_SCORE` while nothing is stored)."""
 
-    def __init__(self, method: Any) -> None:
-        self.method = method
+    def __init__(self, method: Any, options: GSSOptions) -> None:
+        self.method, self.options = method, options
         self.task_start: tuple[int, int] | None = None  # (seen, replaced) when a task began with a full buffer
 
     def extras(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         method = self.method
-        reference = method.buffer.uniform_sample(method.gss_compared) or {"x": x[:0], "y": y[:0]}
+        reference = method.buffer.uniform_sample(self.options.gss_compared) or {"x": x[:0], "y": y[:0]}
         compared = (method.model, x, y, reference["x"].to(x.device), reference["y"].to(y.device))
-        if not method.gss_batch_gate:
+        if not self.options.gss_batch_gate:
             return {"score": gradient_scores(*compared)}
         scores, batch_score = gradient_scores_with_batch(*compared)
         if len(reference["x"]) == 0:
@@ -51,7 +52,7 @@ class GSSAdmission:
         every new gradient (and, batch-gated, every batch's) was aligned with a compared one, so
         the memory stays as it was, whatever the stream brings (as with many compared samples)."""
         start, self.task_start = self.task_start, None
-        buffer, method = self.method.buffer, self.method
+        buffer, options = self.method.buffer, self.options
         if start is None or buffer.replaced != start[1]:
             return
         offered = buffer.seen - start[0]
@@ -59,8 +60,8 @@ class GSSAdmission:
             task = "" if task_id is None else f" {task_id}"
             warnings.warn(
                 f"gss: the full buffer took none of the {offered:,} samples of task{task}: every "
-                f"{'batch' if method.gss_batch_gate else 'sample'}'s gradient was aligned with one of the "
-                f"{method.gss_compared} stored samples' it was compared with, so the memory does not change as the "
+                f"{'batch' if options.gss_batch_gate else 'sample'}'s gradient was aligned with one of the "
+                f"{options.gss_compared} stored samples' it was compared with, so the memory does not change as the "
                 "stream does (a smaller --gss_compared compares with fewer)",
                 stacklevel=3,
             )
@@ -76,8 +77,8 @@ class ASERReplacement:
     """The aser policy's choice of the stored sample each new one replaces (`slots`), with draws
     of its own (checkpointed as "aser_draws")."""
 
-    def __init__(self, method: Any) -> None:
-        self.method = method
+    def __init__(self, method: Any, options: ASEROptions) -> None:
+        self.method, self.options = method, options
         # the draws of the stored samples that judge and compete
         self.draws = torch.Generator().manual_seed(method.run.worker_seed(ASER_DRAWS_SEED))
 
@@ -102,7 +103,7 @@ class ASERReplacement:
         stored_labels = buffer.gather(np.arange(held), names=("y",))["y"].cpu()
         new_labels = y[filling:].cpu()
         judges, competing, new_judges = update_sets(
-            stored_labels, new_labels, buffer.capacity, method.run.num_classes, method.aser_samples_per_class,
+            stored_labels, new_labels, buffer.capacity, method.run.num_classes, self.options.aser_samples_per_class,
             self.draws,
         )
         stored_x = buffer.gather(torch.cat([judges, competing]).numpy(), names=("x",))["x"].to(x.device)
@@ -113,7 +114,7 @@ class ASERReplacement:
             torch.cat([stored_labels[judges], new_labels[new_judges]]).to(x.device),
             features[judged:],
             torch.cat([stored_labels[competing], new_labels]).to(x.device),
-            method.aser_neighbours,
+            self.options.aser_neighbours,
         ).sum(0)
         slots[filling:] = replacement_slots(values, competing, count - filling)
         return slots
@@ -134,7 +135,7 @@ class ASERReplacement:
 def admission_for(method: Any) -> GSSAdmission | ASERReplacement | None:
     """The part `method`'s `--buffer_policy` needs from the model, or None."""
     if needs_scores(method.buffer_policy):
-        return GSSAdmission(method)
+        return GSSAdmission(method, method.policy_options())
     if needs_slots(method.buffer_policy):
-        return ASERReplacement(method)
+        return ASERReplacement(method, method.policy_options())
     return None

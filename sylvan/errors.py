@@ -50,11 +50,6 @@ class StoppedBySignal(KeyboardInterrupt):
         self.signal_number = signal_number
 
 
-def raise_stopped_by_signal(signum: int, frame: Any) -> None:
-    """A signal handler: stop the run where it is, as Ctrl-C does, saying which signal it was."""
-    raise StoppedBySignal(signum)
-
-
 class RunInterrupted(Exception):
     """A run was stopped by a signal; the message says what was kept and how to go on. The
     command line exits with `exit_status`, 128 + the signal's number, as a shell reports it."""

@@ -17,20 +17,18 @@ a run started from Python is reproduced with `sylvan --config_path` and continue
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any, Optional
 
 from sylvan.checkpoints import checkpointed_stages
-from sylvan.errors import ConfigurationError, RunInterrupted, raise_stopped_by_signal
+from sylvan.errors import ConfigurationError, RunInterrupted
 from sylvan.methods import Method, check_applicable
 from sylvan.metrics import Results
+from sylvan.run.signals import sigterm_stops_the_run, stop_description
 from sylvan.settings import Setting
 from sylvan.tracking import Tracker, default_run_name
 
@@ -151,25 +149,6 @@ def run_experiment(
     return run_to_the_end(setting, method, tracker)
 
 
-@contextmanager
-def sigterm_stops_the_run() -> Iterator[None]:
-    """While the run trains, SIGTERM (a cluster's scheduler ending or preempting the job)
-    raises `StoppedBySignal`, as Ctrl-C raises KeyboardInterrupt, wherever the run is: between
-    tasks too, where no Lightning handler is installed and the process would otherwise die
-    without a word. A handler someone else installed is left in place."""
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-
-    signal.signal(signal.SIGTERM, raise_stopped_by_signal)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_from: Any = None) -> Results:
     """Apply `method` to `setting` (after the checkpoint `resume_from`, if given) and write the
     final results. Stopped by a signal (Ctrl-C, or SIGTERM from a cluster's scheduler), raise
@@ -179,13 +158,12 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
         with sigterm_stops_the_run():
             results = setting.apply(method, tracker, resume=resume_from)
     except KeyboardInterrupt as stop:  # Ctrl-C, or a StoppedBySignal from the Trainer
-        number = getattr(stop, "signal_number", signal.SIGINT)
+        cause, exit_status = stop_description(stop)
         run_dir = tracker.run_dir
-        cause = "stopped by SIGTERM" if number == signal.SIGTERM else "interrupted"
         message = f"{cause}; the results of the tasks finished so far are in {run_dir}"
         if checkpointed_stages(run_dir, setting.world_size) and resumable(setting, method):
             message += f"; continue the run with: sylvan --resume {run_dir}"
-        raise RunInterrupted(message, 128 + number) from None
+        raise RunInterrupted(message, exit_status) from None
     tracker.finish(results)
     return results
 

@@ -167,3 +167,13 @@ def test_no_method_file_exceeds_150_lines():
     others, and how it follows its paper, live in `sylvan.methods.parts` and docs/method-notes.md."""
     sizes = {path.name: len(path.read_text().splitlines()) for path in (PACKAGE / "methods").glob("*.py")}
     assert {name: size for name, size in sizes.items() if size > 150} == {}
+
+
+def test_signals_are_handled_in_one_module():
+    """Installing signal handlers and turning Lightning's shutdown on a signal into
+    `StoppedBySignal` happen in `sylvan.run.signals` only; the entry point and every Trainer
+    of a run use it."""
+    handling = ("signal.signal(", "SIGTERMException", "raise_stopped_by_signal")
+    places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                    if any(name in path.read_text() for name in handling))
+    assert places == ["run/signals.py"]

@@ -7,7 +7,8 @@ import signal
 from types import SimpleNamespace
 
 from sylvan.errors import StoppedBySignal
-from sylvan.parallel.health import exit_description, failure_report, interruption_behind, is_distributed_failure
+from sylvan.parallel.health import exit_description, failure_report, is_distributed_failure
+from sylvan.run.signals import interruption_behind
 
 
 def test_an_exit_status_or_a_signal_is_described():

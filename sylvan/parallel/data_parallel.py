@@ -19,8 +19,9 @@ import torch
 import torch.distributed as dist
 
 from sylvan.errors import ConfigurationError, RunFailedError, unknown_name
-from sylvan.parallel.health import failure_report, interruption_behind, is_distributed_failure
+from sylvan.parallel.health import failure_report, is_distributed_failure
 from sylvan.registry import METHODS
+from sylvan.run.signals import interruption_behind
 
 REPLAY_SCOPES = ("global", "local")
 _UNKNOWN = object()  # the workers' checkpoint folder before worker 0 has said where it is

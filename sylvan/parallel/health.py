@@ -16,8 +16,6 @@ from typing import Any
 
 import torch.distributed as dist
 
-from sylvan.errors import StoppedBySignal
-
 
 def global_rank() -> int:
     """This worker's rank: from torch.distributed once it is up, else from the launcher's
@@ -36,20 +34,6 @@ def is_distributed_failure(error: BaseException) -> bool:
     text = str(error).lower()
     markers = ("connection", "timed out", "timeout", "peer", "gloo", "nccl", "socket")
     return bool(names & {"DistBackendError", "DistNetworkError", "DistError"}) or any(m in text for m in markers)
-
-
-def interruption_behind(error: BaseException) -> StoppedBySignal | None:
-    """The signal that stopped this worker, where `error` was raised while the worker was
-    shutting down on it: a signal reaches every worker at once, and one whose peers stop first
-    sees their connections break as it tears its own training down."""
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, KeyboardInterrupt):
-            return cause if isinstance(cause, StoppedBySignal) else StoppedBySignal(signal.SIGINT)
-        cause = cause.__context__ or cause.__cause__
-    return None
 
 
 def exit_description(status: int) -> str:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sylvan.run.signals import sigterm_callback
+
 if TYPE_CHECKING:
     from sylvan.buffers.base import RehearsalBuffer
     from sylvan.parallel.data_parallel import DataParallel
@@ -117,11 +119,12 @@ class RunContext:
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """How a Lightning `Trainer` of this run is built: the setting's options, the run's
-        loggers and callbacks, and, with several workers, their strategy."""
+        loggers and callbacks (SIGTERM stops it as Ctrl-C does: `sylvan.run.signals`), and,
+        with several workers, their strategy."""
         kwargs = self.setting.trainer_options()
         kwargs["logger"] = self.tracker.lightning_loggers() if self.tracker is not None else False
         meter = [] if self.online_meter is None else [self.online_meter]
-        kwargs["callbacks"] = [*kwargs.get("callbacks", ()), *meter]
+        kwargs["callbacks"] = [*kwargs.get("callbacks", ()), *meter, sigterm_callback()]
         if self.parallel is not None:
             kwargs.update(self.parallel.trainer_options(kwargs["callbacks"]))
         return kwargs

@@ -8,8 +8,6 @@ when they first build a learner or train.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +15,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from sylvan.errors import ConfigurationError, raise_stopped_by_signal
+from sylvan.errors import ConfigurationError
 from sylvan.first_step import mark_first_step
 from sylvan.methods.core.batch import Batch
 from sylvan.methods.parts.loss_scaling import loss_scaler, step_overflowed
@@ -32,21 +30,6 @@ warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", ".*GPU available but not used.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
-
-
-class SigtermStopsTraining(L.Callback):
-    """Once the `Trainer` has installed its signal handlers, make SIGTERM stop training the way
-    Ctrl-C does (a `StoppedBySignal`, which Lightning shuts down on like a KeyboardInterrupt).
-
-    Lightning's own SIGTERM handler broadcasts a tensor from inside the handler when training
-    is data-parallel. A scheduler signals every worker at once, and each runs that broadcast
-    wherever its step happens to be, against the other workers' unrelated collectives: the
-    workers then wait on one another until the process group times out. The `Trainer` puts
-    back the handler that was there before (the command line's) when the fit ends."""
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, raise_stopped_by_signal)
 
 
 def single_value_batch_norm(method: SupervisedMethod) -> ConfigurationError:

@@ -12,7 +12,6 @@ when a method first trains, not with this module: listing, parsing and checking 
 from __future__ import annotations
 
 import math
-import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from sylvan.errors import (
     ConfigurationError,
-    StoppedBySignal,
     TrainingDivergedError,
     refuse_if_given,
     unknown_name,
@@ -37,6 +35,7 @@ from sylvan.methods.parts.loss_scaling import loss_scaler, unscaled_gradients
 from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 from sylvan.models.cosine import has_feature_layers
+from sylvan.run.signals import fit_until_stopped
 
 if TYPE_CHECKING:
     from sylvan.methods.core.learner import Learner
@@ -302,28 +301,15 @@ class SupervisedMethod(Method):
         overrides the setting's epochs, and `measure_online=False` leaves out the setting's
         callbacks (e.g. when a method trains on its own memory rather than on the stream)."""
         import lightning as L
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        from sylvan.methods.core.learner import SigtermStopsTraining
 
         kwargs = self.run.trainer_kwargs()
         if epochs is not None:
             kwargs["max_epochs"] = epochs
         if not measure_online:
             kwargs["callbacks"] = [c for c in kwargs["callbacks"] if not getattr(c, "measures_stream", False)]
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), SigtermStopsTraining()]
         trainer = L.Trainer(**kwargs)
         train_data = pixel_batches(train_data)  # the learner makes the pixels float (`Learner.training_step`)
-        try:
-            trainer.fit(self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
-        except SystemExit as stop:
-            if not trainer.interrupted:
-                raise
-            # Lightning shut down on a KeyboardInterrupt (Ctrl-C, or a StoppedBySignal that the
-            # command line's SIGTERM handler raised) and called sys.exit(1), or on SIGTERM alone
-            if isinstance(stop.__context__, StoppedBySignal):
-                raise stop.__context__ from None
-            raise StoppedBySignal(signal.SIGTERM if isinstance(stop, SIGTERMException) else signal.SIGINT) from None
+        fit_until_stopped(trainer, self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
         # Lightning hands the module back on the CPU at the end of every fit; bring it back, so
         # that what a method derives from the weights between tasks (anchors, Fisher information,
         # exemplar means) lives on the device the next task trains on

@@ -5,6 +5,7 @@ from being silently different."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -396,3 +397,44 @@ def test_declared_state_is_saved_as_copies_and_restored():
     restored.configure(setting)
     restored.load_state_dict(state)
     assert restored.seen == 1 and torch.equal(restored.per_class[0], torch.tensor([0.0]))
+
+
+def test_declared_objects_restore_themselves_in_place():
+    """A declared generator, network, optimizer or buffer is saved by its own state and restored
+    in place (an optimizer keeps holding the parameters it steps); a trained tensor takes the
+    saved values in place; a plain tensor comes back as a copy."""
+    from sylvan.buffers import make_buffer
+    from sylvan.methods.core.base import restored_state, saved_state
+
+    generator = torch.Generator().manual_seed(1)
+    saved_generator = saved_state(generator)
+    expected = torch.rand(3, generator=generator)
+    fresh = torch.Generator().manual_seed(2)
+    assert restored_state(fresh, saved_generator) is fresh and torch.equal(torch.rand(3, generator=fresh), expected)
+
+    network = torch.nn.Linear(2, 2)
+    scale = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([*network.parameters(), scale], lr=0.1)
+    network(torch.ones(1, 2)).sum().add(scale.sum()).backward()
+    optimizer.step()
+    saved = {name: saved_state(value) for name, value in
+             (("network", network), ("optimizer", optimizer), ("scale", scale))}
+    saved = {name: copy.deepcopy(value) for name, value in saved.items()}
+    other = torch.nn.Linear(2, 2)
+    other_scale = torch.zeros(1, requires_grad=True)
+    other_optimizer = torch.optim.Adam([*other.parameters(), other_scale], lr=0.1)
+    assert restored_state(other, saved["network"]) is other
+    assert restored_state(other_optimizer, saved["optimizer"]) is other_optimizer
+    assert restored_state(other_scale, saved["scale"]) is other_scale and torch.equal(other_scale, scale)
+    assert torch.equal(other.weight, network.weight)
+    assert other_optimizer.state_dict()["state"][0]["step"] == optimizer.state_dict()["state"][0]["step"]
+
+    buffer = make_buffer("reservoir", 4)
+    buffer.add(x=torch.rand(3, 2), y=torch.arange(3))
+    empty = make_buffer("reservoir", 4)
+    assert restored_state(empty, saved_state(buffer)) is empty and len(empty) == 3
+
+    kept = torch.ones(2)
+    copied = restored_state(torch.zeros(0), saved_state(kept))
+    kept.add_(1)
+    assert torch.equal(copied, torch.ones(2))

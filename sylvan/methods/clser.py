@@ -42,6 +42,8 @@ class CLSER(ReplayMethod):
     stable_alpha: float = 0.99  # the stable memory's decay
     inference_model: str = "stable"  # the network that predicts: stable, plastic (the memories) or working
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("plastic_model", "stable_model", "steps", "update_draws")
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "reg_weight")
@@ -111,17 +113,3 @@ class CLSER(ReplayMethod):
             return super().scores(x, task_labels)
         with evaluating(network.to(x.device)):
             return self.mask_to_tasks(network(x), task_labels)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(), "plastic_model": self.plastic_model.state_dict(),
-            "stable_model": self.stable_model.state_dict(), "steps": self.steps,
-            "update_draws": self.update_draws.get_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.plastic_model.load_state_dict(state["plastic_model"])
-        self.stable_model.load_state_dict(state["stable_model"])
-        self.steps = state["steps"]
-        self.update_draws.set_state(state["update_draws"])

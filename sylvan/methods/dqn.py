@@ -39,6 +39,8 @@ class DQN(OffPolicyMethod):
     hidden_size: int = 128  # width of the Q-network's two hidden layers
     max_grad_norm: float = 10.0  # gradients are clipped to this norm
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("q_network", "target_network", "optimizer")
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "max_grad_norm", strict=True)
@@ -97,17 +99,3 @@ class DQN(OffPolicyMethod):
         self.gradient_steps += 1
 
     # ----- checkpoints --------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "q_network": self.q_network.state_dict(),
-            "target_network": self.target_network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            **self.memory_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q_network.load_state_dict(state["q_network"])
-        self.target_network.load_state_dict(state["target_network"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.load_memory_state(state)

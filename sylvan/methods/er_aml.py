@@ -40,6 +40,8 @@ class ERAML(ReplayMethod):
     cosine_classifier: bool = True  # classify by a scaled cosine, as the authors do (false: the backbone's linear one)
     classifier_scale: float = 10.0  # the cosine classifier's fixed scale
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("contrast_draws",)
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "temperature", "base_temperature", "classifier_scale", strict=True)
@@ -130,10 +132,3 @@ class ERAML(ReplayMethod):
             anchors, contrast, batch.y, candidate_y[chosen], valid, self.temperature, self.base_temperature
         )
         return incoming_loss + F.cross_entropy(self.model.classifier(replayed), replay["y"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "contrast_draws": self.contrast_draws.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.contrast_draws.set_state(state["contrast_draws"])

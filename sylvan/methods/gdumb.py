@@ -46,6 +46,8 @@ class GDumb(SupervisedMethod):
     retrain_batch_size: int = 16  # minibatch size of the retraining
     clip_norm: float = 10.0  # gradient-norm clipping during retraining (0: no clipping)
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("buffer",)
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(1, "buffer_size")
@@ -89,10 +91,3 @@ class GDumb(SupervisedMethod):
             stored[torch.from_numpy(np.flatnonzero(self.buffer.class_stored))] = True
             scores = scores.masked_fill(~stored.to(scores.device), float("-inf"))
         return scores
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.buffer.load_state_dict(state["buffer"])

@@ -39,6 +39,8 @@ class HAL(Rehearsal):
     anchor_steps: int = 100  # SGD steps that learn each anchor
     finetune_steps: int = 1  # SGD steps of the copy fine-tuned on the buffer (batches of --batch_size)
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("anchors", "anchor_labels", "phi", "task_classes_seen")
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "hal_lambda", "gamma")
@@ -81,7 +83,10 @@ class HAL(Rehearsal):
             return
         with evaluating(self.model) as model:
             mean = model.features(self._new_inputs).flatten(1).float().mean(0)
-        self.phi = mean * (1 - self.beta) if self.phi is None else self.beta * self.phi + (1 - self.beta) * mean
+        if self.phi is None:
+            self.phi = mean * (1 - self.beta)
+        else:  # (a resumed run's phi comes back on the CPU)
+            self.phi = self.beta * self.phi.to(mean.device) + (1 - self.beta) * mean
         self._new_inputs = None
 
     def on_task_end(self, task_id: int | None) -> None:
@@ -134,17 +139,3 @@ class HAL(Rehearsal):
                 (gradient,) = torch.autograd.grad(loss, [anchor])
                 anchor = (anchor.detach() - self.lr * gradient).requires_grad_()
         return anchor.detach()[0]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(), "anchors": self.anchors, "anchor_labels": self.anchor_labels, "phi": self.phi,
-            "task_classes_seen": self.task_classes_seen,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        device = self.run.device
-        self.anchors = state["anchors"].to(device)
-        self.anchor_labels = state["anchor_labels"].to(device)
-        self.phi = None if state["phi"] is None else state["phi"].to(device)
-        self.task_classes_seen = state["task_classes_seen"].to(device)

@@ -20,6 +20,8 @@ class RandomMethod(Method):
     target_setting: ClassVar[type[Setting]] = Setting
     action_spaces: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("generator",)
+
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self.num_outputs = setting.num_outputs
@@ -34,9 +36,3 @@ class RandomMethod(Method):
         if self.continuous_actions:
             return self.run.uniform_actions(len(x), self.generator)
         return torch.rand(len(x), self.num_outputs, generator=self.generator)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])

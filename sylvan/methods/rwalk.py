@@ -31,6 +31,8 @@ class RWalk(WeightRegularization):
     score_interval: int = 10  # steps between updates of the running Fisher and the scores
     xi: float = 1e-3  # damping of the scores where a weight barely moved
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("fisher", "score")
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "rwalk_lambda")
@@ -109,9 +111,6 @@ class RWalk(WeightRegularization):
         fisher, score = scaled_to_unit(self.fisher), scaled_to_unit(self.score)
         # the importance is recomputed, not accumulated: decay 0 drops the previous one
         self.consolidate({name: fisher[name] + score[name] for name in fisher}, decay=0.0)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "fisher": self.fisher, "score": self.score}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """A checkpoint is taken where a task ends: the interval and the task's score start afresh."""

@@ -42,6 +42,10 @@ class SAC(OffPolicyMethod):
     initial_alpha: float = 1.0  # entropy temperature at the start (then tuned)
     hidden_size: int = 256  # width of the networks' two hidden layers
 
+    state_attributes: ClassVar[tuple[str, ...]] = (
+        "policy", "critic", "target_critic", "log_alpha", "policy_optimizer", "critic_optimizer", "alpha_optimizer",
+    )
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "initial_alpha", strict=True)
@@ -120,26 +124,3 @@ class SAC(OffPolicyMethod):
         self.gradient_steps += 1
 
     # ----- checkpoints --------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy.state_dict(),
-            "critic": self.critic.state_dict(),
-            "target_critic": self.target_critic.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(),
-            "policy_optimizer": self.policy_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "alpha_optimizer": self.alpha_optimizer.state_dict(),
-            **self.memory_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.critic.load_state_dict(state["critic"])
-        self.target_critic.load_state_dict(state["target_critic"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.policy_optimizer.load_state_dict(state["policy_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        self.load_memory_state(state)

@@ -36,6 +36,8 @@ class SSIL(HerdingExemplarMethod):
     replay_size: int = 0  # r: exemplars replayed with each minibatch (0: as many as the batch size)
     temperature: float = 2.0  # T of the task-wise distillation
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("task_groups",)
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "replay_size")
@@ -81,10 +83,3 @@ class SSIL(HerdingExemplarMethod):
         if not any(torch.equal(classes, group) for group in self.task_groups):
             self.task_groups.append(classes)
         super().on_task_end(task_id)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "task_groups": [group.clone() for group in self.task_groups]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.task_groups = [group.clone() for group in state["task_groups"]]

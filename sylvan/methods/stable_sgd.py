@@ -51,6 +51,8 @@ class StableSGD(SupervisedMethod):
     lr_decay: float = 0.8  # factor applied to the learning rate at each new task
     dropout: float = 0.5  # dropout rate of the hidden layers
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("tasks_started",)
+
     def validate(self) -> None:
         super().validate()
         self.require_in(0, 1, "lr_decay", low_open=True)
@@ -70,10 +72,3 @@ class StableSGD(SupervisedMethod):
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)
         self.tasks_started += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "tasks_started": self.tasks_started}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.tasks_started = state["tasks_started"]

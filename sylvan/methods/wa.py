@@ -43,6 +43,8 @@ class WA(HerdingExemplarMethod):
     align_weights: bool = True  # scale the new classes' weight vectors at each task's end (false: KD alone)
     clip_weights: bool = True  # clip the output layer's weights to non-negative values after each step
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("gammas",)
+
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "temperature", strict=True)
@@ -97,10 +99,3 @@ class WA(HerdingExemplarMethod):
             weight[new.to(weight.device)] *= gamma
         self.gammas.append(gamma)
         return gamma
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "gammas": list(self.gammas)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.gammas = list(state["gammas"])

@@ -44,6 +44,43 @@ def state_copy(value: Any) -> Any:
         return type(value)(state_copy(item) for item in value)
     return copy.deepcopy(value)
 
+
+def has_own_state(value: Any) -> bool:
+    """Whether `value` saves and restores itself (a network, an optimizer, a buffer, a part)."""
+    return callable(getattr(value, "state_dict", None)) and callable(getattr(value, "load_state_dict", None))
+
+
+def saved_state(value: Any) -> Any:
+    """What a checkpoint keeps of the declared state attribute `value`: a random generator's
+    state, the `state_dict()` of an object that has one, else a copy (`state_copy`)."""
+    if isinstance(value, torch.Generator):
+        return value.get_state()
+    if has_own_state(value) and not isinstance(value, type):
+        return value.state_dict()
+    return state_copy(value)
+
+
+def restored_state(current: Any, saved: Any) -> Any:
+    """The declared state attribute whose value is now `current` (as `configure` left it), put
+    back to `saved`: a generator, a network, an optimizer or a buffer restores itself in place
+    (what holds it, such as an optimizer holding parameters, keeps holding it); a trained
+    tensor (a parameter) takes the saved values in place; a tensor comes back on the device the run keeps it on;
+    anything else is a copy of `saved`."""
+    if isinstance(current, torch.Generator):
+        current.set_state(saved)
+        return current
+    if has_own_state(current) and not isinstance(current, type) and not isinstance(current, torch.Tensor):
+        current.load_state_dict(saved)
+        return current
+    if isinstance(current, torch.Tensor) and current.requires_grad:  # a parameter an optimizer holds
+        with torch.no_grad():
+            current.copy_(saved)
+        return current
+    if isinstance(current, torch.Tensor) and isinstance(saved, torch.Tensor):
+        return saved.to(current.device).clone()
+    return state_copy(saved)
+
+
 @dataclass
 class Method:
     """Base of every method. Hooks, in the order a setting calls them:
@@ -156,11 +193,12 @@ class Method:
         """What a checkpoint of this method holds (model weights, buffers, ...): everything that
         changes during a run and that the next stages depend on. Here: the state of the parts it
         holds, and the attributes its classes declare (`state_attributes`: tensors, numbers,
-        lists and dicts of them, copied). A class with state of another kind overrides this and
+        lists and dicts of them, copied; networks, optimizers, buffers and random generators,
+        by their own state). A class with state of another kind overrides this and
         `load_state_dict` (see `check_resumable`)."""
         state = {key: value for part in self.parts.values() for key, value in part.state_dict().items()}
         for name in self.declared_state():
-            state[name] = state_copy(getattr(self, name))
+            state[name] = saved_state(getattr(self, name))
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -168,7 +206,7 @@ class Method:
         for part in self.parts.values():
             part.load_state_dict(state)
         for name in self.declared_state():
-            setattr(self, name, state_copy(state[name]))
+            setattr(self, name, restored_state(getattr(self, name, None), state[name]))
 
     @classmethod
     def check_resumable(cls) -> None:

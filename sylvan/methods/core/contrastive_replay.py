@@ -25,6 +25,8 @@ class ContrastiveReplayMethod(ReplayMethod):
 
     crop_scale: float = 0.2  # smallest area of a view's crop, as a fraction of the image's
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("views",)
+
     def validate(self) -> None:
         super().validate()
         self.require_in(0, 1, "crop_scale", low_open=True)
@@ -51,10 +53,3 @@ class ContrastiveReplayMethod(ReplayMethod):
         if replay:
             x, y = torch.cat([x, replay["x"].to(x.device)]), torch.cat([y, replay["y"].to(y.device)])
         return torch.cat([x, self.views(x)]), y.repeat(2)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "views": self.views.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.views.load_state_dict(state["views"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,8 @@ class EpisodicMemoryMethod(SupervisedMethod):
     way (`project`)."""
 
     buffer_size: int = 200  # episodic memory, in samples, shared equally among the tasks
+
+    state_attributes: ClassVar[tuple[str, ...]] = ("memory",)
 
     def validate(self) -> None:
         super().validate()
@@ -102,13 +104,6 @@ class EpisodicMemoryMethod(SupervisedMethod):
         super().on_task_end(task_id)
         if len(self._task_samples):
             self.memory.add(**self._task_samples.get_all(pixels=True))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "memory": self.memory.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.memory.load_state_dict(state["memory"])
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

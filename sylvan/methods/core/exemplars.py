@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,8 @@ class HerdingExemplarMethod(SupervisedMethod):
 
     buffer_size: int = 200  # K: exemplars in total, shared equally among the classes seen
     feature_batch_size: int = 1024  # samples per forward pass when computing features
+
+    state_attributes: ClassVar[tuple[str, ...]] = ("buffer",)
 
     def validate(self) -> None:
         super().validate()
@@ -108,10 +110,3 @@ class HerdingExemplarMethod(SupervisedMethod):
         if t is not None:
             fields["t"] = t
         self.buffer.add(**fields)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.buffer.load_state_dict(state["buffer"])

@@ -44,6 +44,8 @@ class OffPolicyMethod(Method):
     learning_starts: int = 1_000  # environment steps before the first gradient step
     train_frequency: int = 4  # environment steps per gradient step
 
+    state_attributes: ClassVar[tuple[str, ...]] = ("buffer", "generator", "steps", "gradient_steps")
+
     def validate(self) -> None:
         self.require_at_least(0, "lr", strict=True)
         self.require_at_least(0, "learning_starts")
@@ -99,18 +101,3 @@ class OffPolicyMethod(Method):
             next_obs=torch.as_tensor(np.asarray(next_observation, dtype=np.float32)).unsqueeze(0),
             terminal=torch.tensor([float(terminated)]),
         )
-
-    def memory_state(self) -> dict[str, Any]:
-        """The loop's and the memory's part of `state_dict`."""
-        return {
-            "buffer": self.buffer.state_dict(),
-            "generator": self.generator.get_state(),
-            "steps": self.steps,
-            "gradient_steps": self.gradient_steps,
-        }
-
-    def load_memory_state(self, state: dict[str, Any]) -> None:
-        self.buffer.load_state_dict(state["buffer"])
-        self.generator.set_state(state["generator"])
-        self.steps = int(state["steps"])
-        self.gradient_steps = int(state["gradient_steps"])

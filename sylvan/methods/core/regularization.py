@@ -11,7 +11,7 @@ the penalty and the loss, and saves both in checkpoints.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,8 @@ class WeightRegularization(SupervisedMethod):
     """Fine-tuning with a quadratic penalty that pulls each weight toward its anchor w* (the
     weights when the last task ended), in proportion to its importance Omega. Both are None
     until `consolidate` first runs; until then the loss is the cross-entropy alone."""
+
+    state_attributes: ClassVar[tuple[str, ...]] = ("importance", "anchor")
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
@@ -82,10 +84,3 @@ class WeightRegularization(SupervisedMethod):
             self.importance = {name: decay * self.importance[name].to(value.device) + value
                                for name, value in task_importance.items()}
         self.anchor = self.current_weights()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "importance": self.importance, "anchor": self.anchor}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.importance, self.anchor = state["importance"], state["anchor"]

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from sylvan.checkpoints import save_checkpoint
 from sylvan.metrics import Results
 from sylvan.provenance import provenance_entry
 
@@ -120,16 +119,10 @@ class Tracker:
         write_json(self.run_dir / "results.json", results.metrics_dict())
         write_json(self.run_dir / "runtime.json", results.runtime_dict())
 
-    def on_stage_end(
-        self, results: Results, stage: int, nb_stages: int, tasks_seen: int, method: Any
-    ) -> None:
-        """After each training stage: persist results and a checkpoint, report progress."""
+    def on_stage_end(self, results: Results, stage: int, nb_stages: int, tasks_seen: int) -> None:
+        """After each training stage, once its checkpoint is written (`sylvan.run.checkpointer`):
+        persist the results, report progress."""
         self.write_results(results)
-        folder = self.checkpoint_dir
-        if folder is not None:
-            folder.mkdir(exist_ok=True)
-            save_checkpoint(folder / f"after_stage_{stage}.pt", stage, method, results, tracker_state=self.state(),
-                            config=self.config)
         row = results.accuracy_matrix[-1]
         measure, scale, unit = results.measure, results.display_scale, results.unit
         if self.verbose:

@@ -177,3 +177,12 @@ def test_signals_are_handled_in_one_module():
     places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                     if any(name in path.read_text() for name in handling))
     assert places == ["run/signals.py"]
+
+
+def test_one_checkpointer_saves_and_restores_a_run():
+    """Writing checkpoint files and putting a run back from one happen in
+    `sylvan.run.checkpointer` only (the file format itself is `sylvan.checkpoints`)."""
+    calls = ("save_checkpoint(", "save_worker_checkpoint(", "method.load_state_dict(", "tracker.restore(")
+    places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                    if path.name != "checkpoints.py" and any(call in path.read_text() for call in calls))
+    assert places == ["run/checkpointer.py"]

@@ -1,5 +1,5 @@
-"""The data-parallel part of a run: its workers, their Lightning strategy, their checkpoint parts,
-and what to say when one of them fails.
+"""The data-parallel part of a run: its workers, their Lightning strategy (each worker's part of a
+checkpoint is `sylvan.run.checkpointer`'s), and what to say when one of them fails.
 
 Any supervised setting runs data-parallel with `--devices N` (or `--num_nodes`, torchrun,
 SLURM): each worker trains on its own shard of every stage's data (Lightning's distributed
@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,7 +23,6 @@ from sylvan.registry import METHODS
 from sylvan.run.signals import interruption_behind
 
 REPLAY_SCOPES = ("global", "local")
-_UNKNOWN = object()  # the workers' checkpoint folder before worker 0 has said where it is
 
 
 def uses_cuda(accelerator: str) -> bool:
@@ -104,7 +102,6 @@ class DataParallel:
         self.joined = False  # every worker has joined the process group, in this run's first fit or since
         self.connected_at: float | None = None  # perf_counter() at the current fit's set-up, or None
         self.stage_startup = 0.0
-        self.checkpoint_folder: Any = _UNKNOWN  # where workers write their checkpoints' parts; None: nowhere
 
     @classmethod
     def of(cls, setting: Any) -> DataParallel:
@@ -172,27 +169,6 @@ class DataParallel:
         summed = values.to(self.collective_device())
         dist.all_reduce(summed)
         return summed.cpu()
-
-    def save_worker_states(self, method: Any, stage: int, tracker: Any) -> None:
-        """Every worker but 0 writes its part of the stage's checkpoint (its buffer, its
-        generators: see `sylvan.checkpoints`) into the folder worker 0's tracker names; then all
-        wait for each other, so that worker 0 writes the stage's own file only once every part
-        is on disk."""
-        if not self.connected():
-            return
-        if self.checkpoint_folder is _UNKNOWN:  # only worker 0 has a tracker: it says where, once
-            folder = [None if tracker is None or tracker.checkpoint_dir is None else str(tracker.checkpoint_dir)]
-            dist.broadcast_object_list(folder, src=0, device=self.collective_device())
-            self.checkpoint_folder = None if folder[0] is None else Path(folder[0])
-        if self.checkpoint_folder is None:  # --save_checkpoints false
-            return
-        from sylvan.checkpoints import save_worker_checkpoint
-
-        rank, world = dist.get_rank(), dist.get_world_size()
-        if rank > 0:
-            self.checkpoint_folder.mkdir(parents=True, exist_ok=True)
-            save_worker_checkpoint(self.checkpoint_folder, stage, rank, world, method)
-        dist.all_reduce(torch.zeros(1, device=self.collective_device()))  # a barrier on either backend
 
     # ----- failures ---------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sylvan.run.checkpointer import Checkpointer
 from sylvan.run.signals import sigterm_callback
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class RunContext:
         # rehearsal buffer may keep as the pixels (`RehearsalBuffer.pixel_fields`)
         self.pixel_inputs = pixel_inputs
         self.online_meter: Any = None  # the predict-then-train meter of the stage being trained, if any
+        self.checkpointer = Checkpointer(setting, tracker, parallel)  # saves and restores the run
 
     @classmethod
     def standalone(cls, setting: Setting, stage_count: int | None = None) -> RunContext:

@@ -14,7 +14,7 @@ import torch
 from sylvan.errors import InapplicableMethodError
 from sylvan.metrics import Results
 from sylvan.run.context import RunContext
-from sylvan.run.stages import record_stage_end, restore_run
+from sylvan.run.stages import record_stage_end
 
 if TYPE_CHECKING:
     from sylvan.settings.continual_rl import EpisodeLog
@@ -42,7 +42,8 @@ def run_reinforcement(setting: Any, method: Any, tracker: Any = None, resume: An
 
 def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, eval_envs: list[list[Any]]) -> Results:
     nb_stages = setting.nb_stages()
-    method.configure(RunContext(setting, tracker, stage_count=nb_stages))
+    run = RunContext(setting, tracker, stage_count=nb_stages)
+    method.configure(run)
     if resume is None:
         initial = evaluate_returns(setting, method, eval_envs)
         results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
@@ -50,7 +51,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, ev
                           task_attributes=setting.task_values())
         finished = -1
     else:
-        results, finished = restore_run(setting, method, tracker, resume, nb_stages, setting.nb_tasks)
+        results, finished = run.checkpointer.restore(method, resume, nb_stages, setting.nb_tasks)
     start = time.perf_counter() - results.total_wall_time
     for stage in range(nb_stages):
         if stage <= finished:  # resuming: trained before the interruption
@@ -67,9 +68,10 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, ev
         results.samples_seen.append(env.steps)
         record_training_episodes(results, env.episode_returns)
         record_stage_end(results, method, stage_start, start, nb_stages)
+        run.checkpointer.save(stage, method, results)
         if tracker is not None:
             seen = stage + 1 if nb_stages == setting.nb_tasks else setting.nb_tasks
-            tracker.on_stage_end(results, stage, nb_stages, seen, method)
+            tracker.on_stage_end(results, stage, nb_stages, seen)
     return results
 
 

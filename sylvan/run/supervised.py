@@ -15,7 +15,7 @@ import torch
 from sylvan.errors import InapplicableMethodError, RunFailedError
 from sylvan.metrics import Results
 from sylvan.run.context import RunContext
-from sylvan.run.stages import record_stage_end, restore_run
+from sylvan.run.stages import record_stage_end
 
 
 def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any = None) -> Results:
@@ -54,7 +54,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
                           joint_training=method.joint_training, evaluation_split=setting.evaluation_split)
         finished = -1
     else:
-        results, finished = restore_run(setting, method, tracker, resume, nb_stages, len(tasks))
+        results, finished = run.checkpointer.restore(method, resume, nb_stages, len(tasks))
     start = time.perf_counter() - results.total_wall_time
     for stage, loaders in enumerate(setting.training_stages(tasks)):
         if stage <= finished:  # resuming: trained before the interruption
@@ -73,11 +73,10 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
         record_stage_end(results, method, stage_start, start, nb_stages)
         if run.online_meter is not None:
             results.online_accuracy = run.online_meter.accuracy
-        if parallel is not None:
-            parallel.save_worker_states(method, stage, tracker)
+        run.checkpointer.save(stage, method, results)
         if tracker is not None:
             seen = stage + 1 if nb_stages == len(tasks) else len(tasks)
-            tracker.on_stage_end(results, stage, nb_stages, seen, method)
+            tracker.on_stage_end(results, stage, nb_stages, seen)
     return results
 
 

@@ -1,0 +1,112 @@
+"""Saving and restoring a run, in one place: `Checkpointer`, which every run loop holds through
+its `RunContext`. What a checkpoint file holds, how it is named and how it is read safely is
+`sylvan.checkpoints`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from sylvan.checkpoints import (
+    RunCheckpoint,
+    nothing_to_resume,
+    restore_rng_states,
+    save_checkpoint,
+    save_worker_checkpoint,
+)
+from sylvan.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sylvan.metrics import Results
+
+_UNKNOWN = object()  # the workers' checkpoint folder before worker 0 has said where it is
+
+
+class Checkpointer:
+    """What a run keeps after each training stage, and puts back when it is resumed:
+
+    - the method's state (`Method.state_dict`: its declared attributes, the parts it holds, its
+      networks, buffers and generators);
+    - the global random generators (Python, NumPy, torch, CUDA);
+    - where the tracker's logs stand, the results so far and the run's configuration;
+    - with several data-parallel workers, every other worker's part (its own buffer and
+      generators), written before worker 0's file, so that a stage counts as checkpointed only
+      once every part is on disk.
+
+    Nothing is written where the run has no tracker or runs with `--save_checkpoints false`."""
+
+    def __init__(self, setting: Any, tracker: Any = None, parallel: Any = None) -> None:
+        self.setting = setting
+        self.tracker = tracker
+        self.parallel = parallel
+        self.worker_folder: Any = _UNKNOWN  # where workers other than 0 write their parts; None: nowhere
+
+    @property
+    def folder(self) -> Path | None:
+        """Where worker 0 writes the run's checkpoints, or None."""
+        return None if self.tracker is None else self.tracker.checkpoint_dir
+
+    def save(self, stage: int, method: Any, results: Results) -> None:
+        """Checkpoint the run after training stage `stage` and evaluating it (`results`)."""
+        if self.parallel is not None:
+            self.save_worker_parts(stage, method)
+        folder = self.folder
+        if folder is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(folder / f"after_stage_{stage}.pt", stage, method, results,
+                        tracker_state=self.tracker.state(), config=self.tracker.config)
+
+    def save_worker_parts(self, stage: int, method: Any) -> None:
+        """Every worker but 0 writes its part of the stage's checkpoint into the folder worker
+        0's tracker names; then all wait for each other, so that worker 0 writes the stage's own
+        file only once every part is on disk."""
+        import torch.distributed as dist
+
+        parallel = self.parallel
+        if not parallel.connected():
+            return
+        if self.worker_folder is _UNKNOWN:  # only worker 0 has a tracker: it says where, once
+            folder = [None if self.folder is None else str(self.folder)]
+            dist.broadcast_object_list(folder, src=0, device=parallel.collective_device())
+            self.worker_folder = None if folder[0] is None else Path(folder[0])
+        if self.worker_folder is None:  # --save_checkpoints false
+            return
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if rank > 0:
+            self.worker_folder.mkdir(parents=True, exist_ok=True)
+            save_worker_checkpoint(self.worker_folder, stage, rank, world, method)
+        dist.all_reduce(torch.zeros(1, device=parallel.collective_device()))  # a barrier on either backend
+
+    def restore(self, method: Any, checkpoint: RunCheckpoint, nb_stages: int, nb_tasks: int) -> tuple[Results, int]:
+        """Resuming: check that `checkpoint` belongs to this run (`nb_stages` training stages over
+        `nb_tasks` tasks), put the method, the global random generators and the tracker's logs
+        back as they were after its stage; return the results so far and that stage."""
+        setting = self.setting
+        setting.check_resumable()
+        method.check_resumable()
+        if checkpoint.stage >= nb_stages - 1:
+            raise nothing_to_resume(nb_stages)
+        if (checkpoint.results.setting, checkpoint.results.method) != (setting.name, method.name):
+            raise ConfigurationError(
+                f"--resume: the checkpoint is of {checkpoint.results.method} on {checkpoint.results.setting}, "
+                f"not {method.name} on {setting.name}"
+            )
+        mismatch = ConfigurationError(
+            "--resume: the checkpoint does not fit the run's configuration (was its config.yaml edited "
+            "after the run started?)"
+        )
+        if checkpoint.results.nb_tasks != nb_tasks or len(checkpoint.results.accuracy_matrix) != checkpoint.stage + 1:
+            raise mismatch
+        try:
+            method.load_state_dict(checkpoint.method_state)
+        except (KeyError, ValueError, RuntimeError) as error:  # shapes, capacities, missing entries
+            raise mismatch from error
+        restore_rng_states(checkpoint.rng)
+        if self.tracker is not None and checkpoint.tracker_state is not None:
+            self.tracker.restore(checkpoint.tracker_state)
+        results = checkpoint.results
+        results.complete = False
+        return results, checkpoint.stage

@@ -13,10 +13,10 @@ see `sylvan.transfer`), where the data stay.
 
 Fields named in `pixel_fields` hold images of uint8 pixels k, which methods see as float32
 k / 255 (`sylvan.minibatches.float_inputs`). They are stored as the pixels, a quarter of the
-memory (and of the bytes each insertion writes, and each distributed exchange sends), whether a
-batch brings the pixels themselves (`Batch.pixels`: nothing to convert) or their float values
-(k / 255 times 255 rounds back to k), and are read back as the very same float32 values, made
-the way the loaders make them.
+memory (and of the bytes each insertion writes, and each distributed exchange sends): a method
+hands the buffer float values k / 255, which it stores as k (255 times them rounds back to k
+exactly; uint8 pixels are stored as they are), and reads back as the very same float32 values,
+made the way the loaders make them.
 
 Each field's storage has one spare row past the capacity. On the device, a batch is written
 with one scatter per field: every sample of the batch has a target row, and the samples the

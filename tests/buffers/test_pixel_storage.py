@@ -169,23 +169,33 @@ def test_a_method_learns_the_same_from_pixels_as_from_floats(monkeypatch, method
 
 
 @pytest.mark.parametrize("method_name", ["rehearsal", "der", "er_ace", "gem"])
-def test_a_method_hands_its_buffer_the_loaders_pixels_unconverted(monkeypatch, method_name):
-    """The learner's minibatches keep their uint8 pixels beside the float inputs
-    (`Batch.pixels`), and the replay methods store those: a buffer copies a byte per pixel, not
-    four, and converts nothing."""
+def test_methods_see_float_batches_and_their_buffers_keep_pixels(monkeypatch, method_name):
+    """Pixels are decoded by the data loading and encoded by the buffers: a method's steps see
+    float inputs only, and what it hands its buffer (float values k / 255) is kept as uint8 k."""
     from sylvan.buffers.base import RehearsalBuffer
     from sylvan.methods import METHODS
+    from sylvan.methods.core.supervised import SupervisedMethod
     from sylvan.settings import ClassIncrementalSetting
     from tests.conftest import tiny_method, tiny_options
 
-    offered = []
-    add = RehearsalBuffer.add
+    offered, seen, buffers = [], [], []
+    add, step = RehearsalBuffer.add, METHODS[method_name].training_step
 
     def recording_add(self, **fields):
         offered.append(fields["x"].dtype)
+        buffers.append(self)
         return add(self, **fields)
 
+    def recording_step(self, batch):
+        seen.extend(inputs.dtype for inputs in (batch.x, batch.stored_x) if inputs is not None)
+        return step(self, batch)
+
     monkeypatch.setattr(RehearsalBuffer, "add", recording_add)
+    monkeypatch.setattr(METHODS[method_name], "training_step", recording_step)
     setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "nb_tasks": 2})
-    setting.apply(tiny_method(METHODS[method_name]))
-    assert offered and offered[0] == torch.uint8
+    method = tiny_method(METHODS[method_name])
+    assert isinstance(method, SupervisedMethod)
+    setting.apply(method)
+    assert seen and set(seen) == {torch.float32}
+    assert offered and offered[0] == torch.float32  # (gem moves a task's samples between its buffers as pixels)
+    assert {buffer.storage["x"].dtype for buffer in buffers} == {torch.uint8}

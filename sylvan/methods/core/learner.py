@@ -80,7 +80,7 @@ class Learner(L.LightningModule):
         mark_first_step()
         batch = Batch(*batch)
         if batch.x.dtype == torch.uint8:  # pixels as stored (`pixel_batches`): float here, on the device
-            batch = batch._replace(x=float_inputs(batch.x), pixels=batch.x)
+            batch = batch._replace(x=float_inputs(batch.x))
         method = self.method[0]
         if method.augmentation is not None:
             batch = batch._replace(x=method.augment_inputs(batch.x), stored_x=batch.x)

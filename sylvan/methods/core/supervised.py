@@ -178,9 +178,9 @@ class SupervisedMethod(Method):
     # ----- building --------------------------------------------------------------------------
 
     def stored_fields(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """What of `batch` the method's buffers keep: its fields, with the inputs as uint8 pixels
-        where the buffers keep pixels (`pixel_fields`)."""
-        return batch.fields(pixels=bool(self.pixel_fields))
+        """What of `batch` the method's buffers keep: its fields, the inputs as they came (a
+        buffer with `pixel_fields` keeps them as uint8 pixels)."""
+        return batch.fields()
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

@@ -98,6 +98,14 @@ class Results:
     worker_startup_time: float = 0.0
     peak_memory_mb: float | None = None
     method_runtime: dict[str, float] = field(default_factory=dict)  # the method's runtime_stats()
+    # what each training stage cost (`sylvan.run.accounting`; supervised settings): its training
+    # FLOPs, the method's inference FLOPs per sample after it, and what the method held after it
+    training_flops: list[float] = field(default_factory=list)
+    inference_flops_per_sample: list[float] = field(default_factory=list)
+    network_bytes: list[int] = field(default_factory=list)
+    kept_bytes: list[int] = field(default_factory=list)
+    parameters: list[int] = field(default_factory=list)
+    trained_parameters: list[int | None] = field(default_factory=list)
     complete: bool = True
     episodes_seen: list[int] = field(default_factory=list)  # RL: training episodes finished, per stage
     task_attributes: list[dict[str, float]] = field(default_factory=list)  # RL: each task's dynamics
@@ -209,6 +217,28 @@ class Results:
             "samples_seen": self.samples_seen,
             **({} if self.measure == "accuracy" else
                {"episodes_seen": self.episodes_seen, "task_attributes": self.task_attributes}),
+            **({"cost": self.cost()} if self.training_flops else {}),
+        }
+
+    def cost(self) -> dict[str, Any]:
+        """What the run cost (`sylvan.run.accounting`): training FLOPs in all and per stage,
+        inference FLOPs per sample after the last stage (and each), and, in bytes, what the
+        method held after the last stage: its network, what it keeps beyond it, and both."""
+        return {
+            "training_flops": sum(self.training_flops),
+            "inference_flops_per_sample": self.inference_flops_per_sample[-1],
+            "memory_bytes": self.network_bytes[-1] + self.kept_bytes[-1],
+            "network_bytes": self.network_bytes[-1],
+            "kept_bytes": self.kept_bytes[-1],
+            "parameters": self.parameters[-1],
+            "per_stage": {
+                "training_flops": self.training_flops,
+                "inference_flops_per_sample": self.inference_flops_per_sample,
+                "network_bytes": self.network_bytes,
+                "kept_bytes": self.kept_bytes,
+                "parameters": self.parameters,
+                "trained_parameters": self.trained_parameters,
+            },
         }
 
     def runtime_dict(self) -> dict[str, Any]:
@@ -250,4 +280,10 @@ class Results:
         lines.append(f"{'wall time':>30}: {self.total_wall_time:.1f} s")
         if self.peak_memory_mb is not None:
             lines.append(f"{'peak memory':>30}: {self.peak_memory_mb:.0f} MB")
+        if self.training_flops:
+            cost = self.cost()
+            lines.append(f"{'training compute':>30}: {cost['training_flops'] / 1e9:.3g} GFLOP")
+            lines.append(f"{'inference compute':>30}: {cost['inference_flops_per_sample'] / 1e6:.3g} MFLOP per sample")
+            lines.append(f"{'memory kept':>30}: {cost['memory_bytes'] / 2**20:.3g} MiB "
+                         f"(network {cost['network_bytes'] / 2**20:.3g}, beyond it {cost['kept_bytes'] / 2**20:.3g})")
         return "\n".join(lines)

@@ -4,7 +4,8 @@ A result worth reporting is a configuration's figure over several seeds. Every r
 `config.yaml` (all its options) and `results.json`; runs whose configurations differ only in
 the seed (or in options that cannot change a figure: where data and outputs go, the progress
 bar) form a group. The table gives each group's mean ± sample standard deviation of the summary
-metrics and of the wall time, next to the options that tell the groups apart. Runs that did not
+metrics, of what the runs cost (training and inference FLOPs, memory) and of the wall time, next
+to the options that tell the groups apart. Runs that did not
 finish are left out of the figures and listed below the table, and so are repeats: a group
 counts each seed once (its latest finished run), since a run repeated with the same seed is not
 a new sample (on a CPU it gives the same figures) and would shrink the standard deviation.
@@ -31,6 +32,12 @@ NEUTRAL_OPTIONS = frozenset({"seed", "data_dir", "image_cache", "progress_bar"})
 METRICS = (
     "final_average_accuracy", "average_incremental_accuracy", "forgetting", "backward_transfer",
     "forward_transfer", "task_aware_accuracy", "online_accuracy",
+)
+# what a run cost (`Results.cost`): the column, the key and the scale of its figure
+COSTS = (
+    ("training (GFLOP)", "training_flops", 1e-9),
+    ("inference (MFLOP/sample)", "inference_flops_per_sample", 1e-6),
+    ("memory (MiB)", "memory_bytes", 2.0**-20),
 )
 
 
@@ -71,6 +78,11 @@ class Group:
     def values(self, metric: str) -> list[float]:
         values = [run.results.get(metric) for run in self.runs]
         return [float(v) for v in values if v is not None]
+
+    def costs(self, key: str) -> list[float]:
+        """The runs' `cost[key]` (`Results.cost`), where they recorded it."""
+        values = [(run.results.get("cost") or {}).get(key) for run in self.runs]
+        return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -231,7 +243,9 @@ def summary_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[str]]]:
             name = metric.replace("accuracy", measure)
             if name not in metrics and group.values(name):
                 metrics.append(name)
-    header = ["setting", "method", "options", "seeds", *metrics, "wall time (s)"]
+    costs = [(column, key, scale) for column, key, scale in COSTS if any(group.costs(key) for group in groups)]
+    header = ["setting", "method", "options", "seeds", *metrics, *(column for column, _, _ in costs),
+              "wall time (s)"]
     rows = []
     for group in groups:
         first = group.first
@@ -240,7 +254,8 @@ def summary_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[str]]]:
         seeds = " ".join(str(run.seed) for run in group.runs)
         times = [run.wall_time for run in group.runs if run.wall_time is not None]
         rows.append([first.setting, first.method, described or "-", seeds,
-                     *(mean_std(group.values(metric), scale) for metric in metrics), mean_std(times, 1.0)])
+                     *(mean_std(group.values(metric), scale) for metric in metrics),
+                     *(mean_std(group.costs(key), cost_scale) for _, key, cost_scale in costs), mean_std(times, 1.0)])
     return header, rows
 
 

@@ -158,6 +158,10 @@ class Tracker:
             for key, value in results.summary().items():
                 if value is not None:
                     self.wandb_run.summary[key] = value
+            if results.training_flops:  # what the run cost (`sylvan.run.accounting`)
+                for key, value in results.cost().items():
+                    if key != "per_stage":
+                        self.wandb_run.summary[f"cost/{key}"] = value
             self.wandb_run.finish()
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from sylvan.errors import ConfigurationError
-from sylvan.summary import find_runs, group_runs, load_run, mean_std, summarize
+from sylvan.summary import find_runs, group_runs, load_run, mean_std, summarize, summary_rows
 from tests.test_cli import FAST, sylvan
 
 
@@ -189,3 +189,16 @@ def test_the_command_fills_in_a_plugins_defaults_given_the_plugin(tmp_path):
     told = sylvan("--plugin", str(plugin), "--summarize", str(tmp_path))
     assert told.returncode == 0, told.stderr
     assert told.stdout.splitlines()[-1] == "2 finished run(s) in 1 configuration(s)"
+
+
+def test_the_table_gives_what_the_runs_cost(tmp_path):
+    for seed, (flops, memory) in enumerate([(2e9, 3 * 2**20), (4e9, 5 * 2**20)]):
+        folder = write_run(tmp_path, f"r{seed}", seed, lr=0.1, final=0.5)
+        results = json.loads((folder / "results.json").read_text())
+        results["cost"] = {"training_flops": flops, "inference_flops_per_sample": 34800.0, "memory_bytes": memory}
+        (folder / "results.json").write_text(json.dumps(results))
+    header, rows = summary_rows(group_runs([load_run(f) for f in find_runs([tmp_path])])[0])
+    costs = dict(zip(header, rows[0]))
+    assert costs["training (GFLOP)"] == "3.00 ± 1.41"
+    assert costs["inference (MFLOP/sample)"] == "0.03 ± 0.00"
+    assert costs["memory (MiB)"] == "4.00 ± 1.41"

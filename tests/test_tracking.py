@@ -111,11 +111,14 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
     setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
     tracker = Tracker(tmp_path, "wb", {"setting": "class_incremental"}, wandb_project="sylvan-test",
                       verbose=False)
+    summary, finish = {}, tracker.wandb_run.finish
+    tracker.wandb_run.finish = lambda: (summary.update(dict(tracker.wandb_run.summary)), finish())
     tracker.finish(setting.apply(Naive(), tracker))
     runs = list((tracker.run_dir / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
     kept = runs[0] / "files" / "provenance.json"  # uploaded with the run by `wandb sync`
     assert json.loads(kept.read_text())["history"][0]["event"] == "started"
+    assert summary["cost/memory_bytes"] > 0 and summary["cost/training_flops"] > 0  # what the run cost
 
 
 def test_a_resumed_run_logs_into_the_same_wandb_run(tmp_path, monkeypatch):

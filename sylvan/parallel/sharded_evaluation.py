@@ -28,7 +28,7 @@ def sharded_evaluation(evaluate: Callable[[list[TaskData]], Evaluation], tasks: 
         test_shards.setdefault(id(t.x_test), (t.x_test[rank::world], t.y_test[rank::world]))
     shards = [TaskData(t.task_id, t.x_train, t.y_train, *test_shards[id(t.x_test)], t.classes) for t in tasks]
     evaluation = evaluate(shards)
-    accuracies, aware, confusion = evaluation
+    accuracies, aware, confusion = evaluation.accuracies, evaluation.aware, evaluation.confusion
     sizes = torch.tensor([len(s.y_test) for s in shards], dtype=torch.float64)
     counts = torch.stack([torch.tensor(accuracies, dtype=torch.float64) * sizes,
                           torch.tensor(aware or accuracies, dtype=torch.float64) * sizes, sizes])

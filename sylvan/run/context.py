@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sylvan.run.accounting import ComputeAccount
 from sylvan.run.checkpointer import Checkpointer
 from sylvan.run.signals import sigterm_callback
 
@@ -73,6 +74,7 @@ class RunContext:
         self.pixel_inputs = pixel_inputs
         self.online_meter: Any = None  # the predict-then-train meter of the stage being trained, if any
         self.checkpointer = Checkpointer(setting, tracker, parallel)  # saves and restores the run
+        self.compute = ComputeAccount()  # the run's training FLOPs (`sylvan.run.accounting`)
 
     @classmethod
     def standalone(cls, setting: Setting, stage_count: int | None = None) -> RunContext:
@@ -121,12 +123,13 @@ class RunContext:
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """How a Lightning `Trainer` of this run is built: the setting's options, the run's
-        loggers and callbacks (SIGTERM stops it as Ctrl-C does: `sylvan.run.signals`), and,
-        with several workers, their strategy."""
+        loggers and callbacks (SIGTERM stops it as Ctrl-C does: `sylvan.run.signals`; sampled
+        steps' FLOPs are counted: `sylvan.run.accounting`), and, with several workers, their
+        strategy."""
         kwargs = self.setting.trainer_options()
         kwargs["logger"] = self.tracker.lightning_loggers() if self.tracker is not None else False
         meter = [] if self.online_meter is None else [self.online_meter]
-        kwargs["callbacks"] = [*kwargs.get("callbacks", ()), *meter, sigterm_callback()]
+        kwargs["callbacks"] = [*kwargs.get("callbacks", ()), *meter, sigterm_callback(), self.compute.callback()]
         if self.parallel is not None:
             kwargs.update(self.parallel.trainer_options(kwargs["callbacks"]))
         return kwargs

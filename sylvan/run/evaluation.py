@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import torch
 
 from sylvan.minibatches import float_inputs
+from sylvan.run.accounting import FlopCount
 from sylvan.settings.data.streams import TaskData
 
 
@@ -17,6 +18,8 @@ class Evaluation(NamedTuple):
     accuracies: list[float]  # on each task's test set
     aware: list[float] | None  # the same with scores restricted to the task's classes (None: tasks share them)
     confusion: torch.Tensor  # (classes, classes) int64 counts[true class, predicted class] over all of them
+    # the FLOPs of `predict` per sample, counted on the first batch of each task's test set
+    inference_flops_per_sample: float | None = None
 
 
 def evaluate_tasks(method: Any, tasks: list[TaskData], num_classes: int, batch_size: int,
@@ -29,6 +32,7 @@ def evaluate_tasks(method: Any, tasks: list[TaskData], num_classes: int, batch_s
     classes = num_classes
     confusion = torch.zeros(classes * classes, dtype=torch.int64)
     scored: dict[tuple[int, tuple[int, ...]], tuple[float, float]] = {}
+    inference_flops = counted_samples = 0
     for task in tasks:
         # tasks that share one test set (a dataset's fixed one) are scored on it once, unless the
         # method is told which task it is scored as
@@ -44,7 +48,15 @@ def evaluate_tasks(method: Any, tasks: list[TaskData], num_classes: int, batch_s
             x = float_inputs(task.x_test[start : start + batch_size])
             y = task.y_test[start : start + batch_size]
             task_labels = torch.full_like(y, task.task_id) if task_labels_at_test else None
-            scores = method.predict(x, task_labels)
+            if start == 0:  # what inference costs, on the task's first batch (`sylvan.run.accounting`)
+                count = FlopCount()
+                try:
+                    scores = method.predict(x, task_labels)
+                finally:
+                    inference_flops += count.stop()
+                counted_samples += len(x)
+            else:
+                scores = method.predict(x, task_labels)
             if scores.shape != (len(y), classes):
                 raise RuntimeError(
                     f"{type(method).__name__}.predict returned shape {tuple(scores.shape)}, "
@@ -59,7 +71,8 @@ def evaluate_tasks(method: Any, tasks: list[TaskData], num_classes: int, batch_s
         accuracies.append(correct / len(task.y_test))
         aware.append(aware_correct / len(task.y_test))
         scored[shared] = (accuracies[-1], aware[-1])
-    return Evaluation(accuracies, None if shared_output_space else aware, confusion.view(classes, classes))
+    inference = inference_flops / counted_samples if counted_samples else None
+    return Evaluation(accuracies, None if shared_output_space else aware, confusion.view(classes, classes), inference)
 
 
 def evaluate_setting(setting: Any, method: Any, tasks: list[TaskData], parallel: Any = None) -> Evaluation:

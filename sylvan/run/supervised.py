@@ -14,6 +14,7 @@ import torch
 
 from sylvan.errors import InapplicableMethodError, RunFailedError
 from sylvan.metrics import Results
+from sylvan.run.accounting import TrainedParameters, record_cost
 from sylvan.run.context import RunContext
 from sylvan.run.stages import record_stage_end
 
@@ -56,12 +57,20 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
     else:
         results, finished = run.checkpointer.restore(method, resume, nb_stages, len(tasks))
     start = time.perf_counter() - results.total_wall_time
+    trained = TrainedParameters()
     for stage, loaders in enumerate(setting.training_stages(tasks)):
         if stage <= finished:  # resuming: trained before the interruption
             method.skip_stage(loaders)
             continue
         stage_start = time.perf_counter()
-        startup = _train_stage(setting, run, method, stage, loaders)
+        trained.start(method)
+        run.compute.start_stage()
+        try:
+            startup = _train_stage(setting, run, method, stage, loaders)
+        except BaseException:
+            run.compute.abandon()
+            raise
+        training_flops = run.compute.end_stage()
         results.worker_startup_time += startup
         results.task_train_time.append(time.perf_counter() - stage_start - startup)
         evaluation = setting.evaluate(method, tasks, parallel)
@@ -70,6 +79,8 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
             results.task_aware_matrix = (results.task_aware_matrix or []) + [evaluation.aware]
         results.confusion_matrix = evaluation.confusion.tolist()
         results.samples_seen.append(sum(len(loader.dataset) for loader in loaders) * setting.epochs_per_task)
+        record_cost(results, run, method, training_flops, evaluation.inference_flops_per_sample,
+                    trained.count(method))
         record_stage_end(results, method, stage_start, start, nb_stages)
         if run.online_meter is not None:
             results.online_accuracy = run.online_meter.accuracy

@@ -43,6 +43,11 @@ def check_data_parallel_run(one: dict, two: dict, runtime: dict, minimum: float)
     assert runtime["method_runtime"]["replay_steps"] > 0, "every step drew from the union of the workers' buffers"
     assert runtime["worker_startup_time"] > 0
     assert "replay_steps" not in json.dumps(one.get("method_runtime", {}))
+    # what the run cost: every worker's training FLOPs summed, about one process's (a step replays
+    # as many samples whatever the batch's share), and the same network and buffer on each
+    one_flops, two_flops = one["cost"]["training_flops"], two["cost"]["training_flops"]
+    assert 0.8 < two_flops / one_flops < 1.6
+    assert two["cost"]["network_bytes"] == one["cost"]["network_bytes"]
 
 
 def test_online_runs_on_two_workers_with_global_replay(tmp_path):

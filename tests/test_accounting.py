@@ -1,0 +1,140 @@
+"""What a run costs (`sylvan.run.accounting`): its training and inference FLOPs and the bytes a
+method holds, checked against values computed by hand for the digits MLP (8x8 inputs,
+64-100-100-10)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sylvan.methods import METHODS
+from sylvan.run import accounting
+from sylvan.run.accounting import held_tensors, memory_account, storage_bytes
+from sylvan.settings import ClassIncrementalSetting, TaskIncrementalSetting
+
+MLP_WEIGHTS = 64 * 100 + 100 * 100 + 100 * 10  # multiply-adds of one forward pass per sample
+MLP_PARAMETERS = MLP_WEIGHTS + 100 + 100 + 10
+# the learner's table of the classes each task has shown (tasks x classes, bool)
+TASK_CLASSES = 5 * 10
+
+
+def digits(setting_cls=ClassIncrementalSetting, **options):
+    return setting_cls(dataset="digits", nb_tasks=5, progress_bar=False, **options)
+
+
+def run(method_name: str, setting=None, **method_options):
+    method = METHODS[method_name](**method_options)
+    results = (setting or digits()).apply(method)
+    return method, results
+
+
+def test_naive_holds_its_network_and_runs_it_once_per_sample():
+    method, results = run("naive")
+    cost = results.cost()
+    assert cost["parameters"] == MLP_PARAMETERS
+    assert cost["network_bytes"] == 4 * MLP_PARAMETERS
+    assert cost["kept_bytes"] == TASK_CLASSES
+    assert cost["inference_flops_per_sample"] == 2 * MLP_WEIGHTS  # a multiply-add is two FLOPs
+    assert cost["memory_bytes"] == cost["network_bytes"] + cost["kept_bytes"]
+    assert len(cost["per_stage"]["training_flops"]) == 5
+
+
+def test_a_rehearsal_buffer_with_logits_is_counted_at_its_stored_dtypes():
+    """der keeps, for each of its 200 slots and one spare row: the 8x8 inputs as uint8 pixels,
+    the label and the task label (int64) and the 10 logits (float32). The buffer's scratch space
+    and caches (attributes named with "_") are not state, and are left out."""
+    method, results = run("der", buffer_size=200)
+    assert method.buffer.storage["x"].dtype == torch.uint8
+    rows = 200 + 1
+    assert results.cost()["kept_bytes"] == rows * (64 + 8 + 8 + 4 * 10) + TASK_CLASSES
+    assert results.cost()["network_bytes"] == 4 * MLP_PARAMETERS
+
+
+def test_ewc_keeps_an_importance_and_an_anchor_per_weight():
+    _, results = run("ewc")
+    assert results.cost()["kept_bytes"] == 2 * 4 * MLP_PARAMETERS + TASK_CLASSES
+
+
+def test_pnn_counts_every_column_and_lateral_connection():
+    """Three columns of the MLP, and the lateral adapters of the second (from one earlier column)
+    and the third (from two): each adapter scales the earlier columns' features (alpha),
+    projects them to 100 units and maps those into the next layer."""
+    setting = TaskIncrementalSetting(dataset="digits", nb_tasks=3, progress_bar=False)
+    _, results = run("pnn", setting)
+    columns = 3 * MLP_PARAMETERS
+    second = (100 + 100 * 100 + 100 + 100 * 100) + (100 + 100 * 100 + 100 + 10 * 100)
+    third = (200 + 100 * 200 + 100 + 100 * 100) + (200 + 100 * 200 + 100 + 10 * 100)
+    assert results.cost()["parameters"] == columns + second + third
+    assert results.cost()["network_bytes"] == 4 * (columns + second + third)
+
+
+def test_every_step_counted_gives_the_exact_training_flops(monkeypatch):
+    """Each sample's step: the forward pass, and a backward pass computing every weight's
+    gradient and every layer's input gradient but the first's (the data need none)."""
+    monkeypatch.setattr(accounting, "SAMPLE_EVERY", 1)
+    _, results = run("naive")
+    backward = 2 * MLP_WEIGHTS + 2 * (MLP_WEIGHTS - 64 * 100)
+    per_sample = 2 * MLP_WEIGHTS + backward
+    assert results.training_flops == [per_sample * seen for seen in results.samples_seen]
+
+
+def test_sampled_steps_estimate_the_training_flops_closely():
+    _, results = run("naive")
+    backward = 2 * MLP_WEIGHTS + 2 * (MLP_WEIGHTS - 64 * 100)
+    exact = [(2 * MLP_WEIGHTS + backward) * seen for seen in results.samples_seen]
+    assert all(abs(estimate - truth) / truth < 0.01 for estimate, truth in zip(results.training_flops, exact))
+
+
+def test_work_outside_the_steps_is_counted_whole(monkeypatch):
+    """ewc's Fisher information, computed where a task ends, adds to the steps' FLOPs."""
+    monkeypatch.setattr(accounting, "SAMPLE_EVERY", 1)
+    _, naive = run("naive")
+    _, ewc = run("ewc")
+    assert all(e > n for e, n in zip(ewc.training_flops, naive.training_flops))
+
+
+def test_trained_parameters_are_those_a_stage_changed():
+    method, results = run("naive")
+    assert all(0 < trained <= MLP_PARAMETERS for trained in results.trained_parameters)
+
+
+def test_counting_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("SYLVAN_COUNT_FLOPS", "0")
+    _, results = run("naive")
+    assert results.training_flops == [0.0] * 5
+    assert results.cost()["inference_flops_per_sample"] == 2 * MLP_WEIGHTS
+
+
+def test_a_storage_is_counted_once_however_many_views_hold_it():
+    whole = torch.zeros(10, 4)
+    assert storage_bytes(iter([whole, whole[2:5], whole.view(40)])) == 160
+    net = torch.nn.Linear(3, 2)
+    assert storage_bytes(held_tensors({"a": net, "b": [net.weight], "c": (net,)})) == 4 * (6 + 2)
+
+
+def test_the_run_context_and_its_data_are_not_counted():
+    method, _ = run("naive")
+    assert memory_account(method)["kept"] == TASK_CLASSES  # the method holds `run`, and it the setting's tasks
+
+
+def test_results_json_and_the_console_hold_the_cost(tmp_path, capsys):
+    from sylvan.experiment import RunOptions, run_experiment
+
+    results = run_experiment(digits(), METHODS["naive"](), RunOptions(results_dir=str(tmp_path), run_name="naive"))
+    recorded = json.loads((tmp_path / "naive" / "results.json").read_text())
+    assert recorded["cost"] == json.loads(json.dumps(results.cost()))
+    assert recorded["cost"]["inference_flops_per_sample"] == 2 * MLP_WEIGHTS
+    out = capsys.readouterr().out
+    assert "training compute" in out and "memory kept" in out
+
+
+@pytest.mark.parametrize("method_name", ["dqn"])
+def test_rl_runs_record_no_cost(method_name):
+    from sylvan.settings import SETTINGS
+    from tests.conftest import tiny_method, tiny_options
+
+    setting_cls = SETTINGS["incremental_rl"]
+    results = setting_cls(**tiny_options(setting_cls, METHODS[method_name])).apply(tiny_method(METHODS[method_name]))
+    assert "cost" not in results.metrics_dict()

@@ -45,6 +45,7 @@ def _names_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", help="folder of an interrupted run: train its remaining tasks")
     parser.add_argument("--summarize", nargs="+", help="results folders: mean ± std over seeds of their runs")
     parser.add_argument("--summary_csv", help="with --summarize: also write the table to this CSV file")
+    parser.add_argument("--pareto", help="with --summarize: draw accuracy against cost to this PNG (and a CSV)")
     parser.add_argument("--version", action="store_true", help="print the versions of sylvan and its dependencies")
     parser.add_argument("-h", "--help", action="store_true")
     return parser
@@ -202,7 +203,8 @@ def general_help() -> str:
             "  --config_path FILE     load options from a YAML file (e.g. a run's config.yaml)",
             "  --resume RUN_DIR       continue an interrupted run from its last finished task",
             "  --summarize DIR ...    mean ± std over seeds of the runs in results folders",
-            "                         (--summary_csv FILE also writes the table as CSV)",
+            "                         (--summary_csv FILE also writes the table as CSV;",
+            "                         --pareto FILE.png draws accuracy against compute and memory)",
             "  --plugin FILE_OR_MODULE  import extra methods or settings (repeatable)",
             "  --results_dir DIR      where run folders are written (default: results)",
             "  --wandb_project NAME   log to Weights & Biases",
@@ -453,16 +455,16 @@ def run(argv: Sequence[str] | None = None) -> int:
                 "(and --plugin, only where a plugin file the run used has moved)"
             )
         return resume(Path(names.resume).expanduser(), names.plugin)
-    if names.summarize or names.summary_csv:
+    if names.summarize or names.summary_csv or names.pareto:
         if not names.summarize or unparsed or names.setting or names.method or names.config_path or names.list:
             raise ConfigurationError(
-                "--summarize takes results folders (and --summary_csv FILE, --plugin FILE) only: "
-                "sylvan --summarize results [--summary_csv summary.csv]"
+                "--summarize takes results folders (and --summary_csv FILE, --pareto FILE.png, --plugin FILE) "
+                "only: sylvan --summarize results [--summary_csv summary.csv] [--pareto pareto.png]"
             )
         from sylvan.summary import summarize
 
         load_plugins(names.plugin)  # so that options a run did not record take the plugin's defaults
-        print(summarize(names.summarize, names.summary_csv))
+        print(summarize(names.summarize, names.summary_csv, names.pareto))
         return 0
     config = load_config(names.config_path)
     plugins = load_run_plugins(names.plugin, config, names.config_path or "")

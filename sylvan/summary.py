@@ -266,10 +266,12 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None) -> str:
+def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None,
+              pareto_path: str | Path | None = None) -> str:
     """The summary table of the runs under `paths` (accuracies in percent, returns as they are),
     with a line per run left out (unfinished, a repeated seed, or unreadable: one damaged folder
-    does not hide a sweep's other runs); with `csv_path`, the table is also written as CSV."""
+    does not hide a sweep's other runs); with `csv_path`, the table is also written as CSV; with
+    `pareto_path` (a .png), the accuracy-cost trade-off is drawn there (`sylvan.pareto`)."""
     runs: list[Run] = []
     unreadable: list[UnreadableRun] = []
     for folder in find_runs(paths):
@@ -290,6 +292,16 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None) -
                     csv.writer(f).writerows([header, *rows])
             except OSError as error:
                 raise ConfigurationError(f"--summary_csv {csv_path}: {error.strerror}") from error
+    if pareto_path is not None:
+        from sylvan.pareto import points_of, write_pareto
+
+        options = distinguishing_options(groups)
+
+        def describe(group: Group) -> str:
+            return " ".join(f"{name}={group.first.options[name]}" for name in options if name in group.first.options)
+
+        png, table = write_pareto(points_of(groups, describe), pareto_path)
+        lines.append(f"the accuracy-cost trade-off: {png} (its figures: {table})")
     for group in groups:
         for left_out, kept in group.repeats:
             seed = left_out.seed

@@ -1,0 +1,131 @@
+"""The accuracy-cost trade-off of summarized runs: `sylvan --summarize DIR --pareto FILE.png`.
+
+Each configuration (the runs `--summarize` groups: the same setting, method and options over
+seeds) is one point: its mean final average accuracy against its mean training FLOPs, and
+against the mean bytes its method keeps (`Results.cost`), with the standard deviation over seeds
+as error bars. A configuration is Pareto-optimal, on a setting, where no other configuration of
+that setting is at least as accurate and at most as costly with one of the two strictly better.
+The PNG has a panel for compute and one for memory, the optimal configurations marked and joined;
+a CSV beside it (the same name, `.csv`) holds the figures and which configurations are optimal.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from sylvan.errors import ConfigurationError
+
+COSTS = (("training_flops", "training FLOPs"), ("memory_bytes", "memory kept (bytes)"))
+
+
+@dataclass
+class Point:
+    """One configuration: its label, setting, and the mean and standard deviation over its seeds
+    of its accuracy and costs."""
+
+    setting: str
+    label: str
+    seeds: int
+    accuracy: tuple[float, float]
+    costs: dict[str, tuple[float, float]]
+
+
+def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, spread
+
+
+def points_of(groups: Sequence[Any], describe: Any) -> list[Point]:
+    """The points of the summary's `groups` whose runs recorded their cost and an accuracy
+    (`describe(group)`: the options that tell the group apart)."""
+    points = []
+    for group in groups:
+        accuracies = group.values("final_average_accuracy")
+        costs = {key: group.costs(key) for key, _ in COSTS}
+        if not accuracies or any(len(values) != len(accuracies) for values in costs.values()):
+            continue
+        label = group.first.method + (f" {describe(group)}" if describe(group) else "")
+        points.append(Point(group.first.setting, label, len(accuracies), mean_and_std(accuracies),
+                            {key: mean_and_std(values) for key, values in costs.items()}))
+    return points
+
+
+def pareto_optimal(points: Sequence[Point], cost: str) -> list[bool]:
+    """Whether each point is Pareto-optimal among the points of its setting: no other is at
+    least as accurate at no more `cost`, and better in one of the two."""
+    optimal = []
+    for point in points:
+        accuracy, spent = point.accuracy[0], point.costs[cost][0]
+        dominated = any(
+            other is not point and other.setting == point.setting
+            and other.accuracy[0] >= accuracy and other.costs[cost][0] <= spent
+            and (other.accuracy[0] > accuracy or other.costs[cost][0] < spent)
+            for other in points
+        )
+        optimal.append(not dominated)
+    return optimal
+
+
+def write_pareto(points: Sequence[Point], png_path: str | Path) -> tuple[Path, Path]:
+    """Draw the trade-off of `points` to `png_path` and write its CSV beside it."""
+    png = Path(png_path).expanduser()
+    if png.suffix.lower() != ".png":
+        raise ConfigurationError(f"--pareto {png_path}: give a .png file (the CSV is written beside it)")
+    if not points:
+        raise ConfigurationError(
+            "--pareto: none of the summarized runs recorded its cost (runs of the supervised settings do)"
+        )
+    optimal = {cost: pareto_optimal(points, cost) for cost, _ in COSTS}
+    rows = [["setting", "configuration", "seeds", "accuracy", "accuracy std", *(
+        name for cost, _ in COSTS for name in (cost, f"{cost} std", f"pareto optimal in {cost}"))]]
+    for index, point in enumerate(points):
+        rows.append([point.setting, point.label, point.seeds, *point.accuracy, *(
+            value for cost, _ in COSTS for value in (*point.costs[cost], optimal[cost][index]))])
+    csv_path = png.with_suffix(".csv")
+    try:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        _draw(points, optimal, png)
+    except OSError as error:
+        raise ConfigurationError(f"--pareto {png_path}: {error.strerror}") from error
+    return png, csv_path
+
+
+def _draw(points: Sequence[Point], optimal: dict[str, list[bool]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = sorted({point.setting for point in points})
+    fig, axes = plt.subplots(len(settings), len(COSTS), figsize=(6 * len(COSTS), 4.5 * len(settings)),
+                             squeeze=False)
+    for row, setting in enumerate(settings):
+        for column, (cost, title) in enumerate(COSTS):
+            ax = axes[row][column]
+            chosen = [(p, best) for p, best in zip(points, optimal[cost]) if p.setting == setting]
+            for point, best in chosen:
+                x, x_err = point.costs[cost]
+                y, y_err = 100 * point.accuracy[0], 100 * point.accuracy[1]
+                ax.errorbar(x, y, xerr=x_err, yerr=y_err, fmt="o" if best else "s", capsize=3,
+                            color="tab:red" if best else "tab:gray", markersize=7 if best else 5)
+                ax.annotate(point.label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            front = sorted((p.costs[cost][0], 100 * p.accuracy[0]) for p, best in chosen if best)
+            if len(front) > 1:
+                ax.step([x for x, _ in front], [y for _, y in front], where="post", color="tab:red", alpha=0.5)
+            if all(p.costs[cost][0] > 0 for p, _ in chosen):
+                ax.set_xscale("log")
+            ax.set_xlabel(title)
+            ax.set_ylabel("final average accuracy (%)")
+            ax.set_title(f"{setting}: accuracy against {title.split(' (')[0]}")
+            ax.grid(True, alpha=0.3)
+    fig.suptitle("Pareto-optimal configurations in red (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,72 @@
+"""The accuracy-cost trade-off of summarized runs (`sylvan --summarize DIR --pareto FILE.png`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from sylvan.errors import ConfigurationError
+from sylvan.pareto import Point, pareto_optimal
+from sylvan.summary import summarize
+from tests.test_summary import write_run
+
+
+def point(setting: str, accuracy: float, flops: float, memory: float = 1.0) -> Point:
+    return Point(setting, f"{accuracy}@{flops}", 1, (accuracy, 0.0),
+                 {"training_flops": (flops, 0.0), "memory_bytes": (memory, 0.0)})
+
+
+def test_a_configuration_is_optimal_unless_another_of_its_setting_is_as_good_for_less():
+    points = [
+        point("a", 0.5, 1), point("a", 0.6, 2),
+        point("a", 0.4, 3),  # less accurate and costlier than both
+        point("a", 0.5, 1),  # the same as the first: neither is better
+        point("a", 0.6, 5),  # as accurate as the second, for more
+        point("b", 0.1, 10),  # alone on its setting
+    ]
+    assert pareto_optimal(points, "training_flops") == [True, True, False, True, False, True]
+
+
+def write_costed_run(root, name, seed, method, accuracy, flops, memory):
+    folder = write_run(root, name, seed, lr=0.1, final=accuracy)
+    config = (folder / "config.yaml").read_text().replace("method: naive", f"method: {method}")
+    (folder / "config.yaml").write_text(config)
+    results = json.loads((folder / "results.json").read_text())
+    results["method"] = method
+    results["cost"] = {"training_flops": flops, "inference_flops_per_sample": 1.0, "memory_bytes": memory}
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_summarize_draws_the_trade_off_and_writes_its_figures(tmp_path):
+    for seed in (0, 1):
+        write_costed_run(tmp_path / "runs", f"naive{seed}", seed, "naive", 0.2 + seed / 100, 1e9, 7e4)
+        write_costed_run(tmp_path / "runs", f"der{seed}", seed, "der", 0.45 - seed / 100, 2e9, 9e4)
+        write_costed_run(tmp_path / "runs", f"ewc{seed}", seed, "ewc", 0.19, 1.5e9, 2e5)
+    out = summarize([tmp_path / "runs"], pareto_path=tmp_path / "plots" / "pareto.png")
+    png, table = tmp_path / "plots" / "pareto.png", tmp_path / "plots" / "pareto.csv"
+    assert f"the accuracy-cost trade-off: {png}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = {row["configuration"]: row for row in csv.DictReader(table.open())}
+    assert rows.keys() == {"naive", "der", "ewc"}
+    assert float(rows["der"]["accuracy"]) == pytest.approx(0.445)
+    assert float(rows["der"]["accuracy std"]) == pytest.approx(0.01 / 2**0.5)  # over the two seeds
+    assert {name: (row["pareto optimal in training_flops"], row["pareto optimal in memory_bytes"])
+            for name, row in rows.items()} == {"naive": ("True", "True"), "der": ("True", "True"),
+                                               "ewc": ("False", "False")}
+
+
+def test_the_trade_off_needs_runs_that_recorded_their_cost(tmp_path):
+    write_run(tmp_path, "old", 0, lr=0.1, final=0.5)
+    with pytest.raises(ConfigurationError, match="none of the summarized runs recorded its cost"):
+        summarize([tmp_path], pareto_path=tmp_path / "pareto.png")
+    with pytest.raises(ConfigurationError, match="give a .png file"):
+        summarize([tmp_path], pareto_path=tmp_path / "pareto.pdf")
+
+
+def test_the_command_line_takes_pareto_with_summarize_only(capsys):
+    from sylvan.cli import run
+
+    with pytest.raises(ConfigurationError, match="--summarize takes results folders"):
+        run(["--pareto", "pareto.png"])

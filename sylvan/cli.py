@@ -295,16 +295,17 @@ def split_policy_options(
     policy's at its default is left out; another value for it is refused, as it has no effect."""
     if policy is None or not isinstance(values, dict):
         return values, None
-    from sylvan.buffers import POLICY_OPTIONS
+    from sylvan.buffers import policy_of_option, policy_option_defaults
 
+    defaults = policy_option_defaults()
     own, taken = {}, {}
     for name, value in values.items():
-        owner = next((other for other, options in POLICY_OPTIONS.items() if name in option_names(options)), None)
+        owner = policy_of_option(name)
         if owner is None or name in option_names(method_cls):
             own[name] = value
         elif kind is not None and name in option_names(kind):
             taken[name] = value
-        elif value != getattr(POLICY_OPTIONS[owner](), name):
+        elif value != defaults[name]:
             raise ConfigurationError(
                 f"config option method_options.{name} {value!r} has no effect: it is the {owner} policy's, "
                 f"and --buffer_policy is {policy}"
@@ -322,14 +323,14 @@ def unknown_options_message(unknown: Sequence[str], setting_cls: type[Setting], 
     for a flag that another setting or method has (`--buffer_size` given to `naive`), which."""
     lines = [f"unrecognized arguments: {' '.join(unknown)}."]
     registered = [*SETTINGS.values(), *METHODS.values()]
-    from sylvan.buffers import POLICY_OPTIONS
+    from sylvan.buffers import policy_of_option
 
     for flag in (arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")):
         owners = sorted({cls.name for cls in registered if flag[2:] in option_names(cls)})
-        policies = sorted(policy for policy, options in POLICY_OPTIONS.items() if flag[2:] in option_names(options))
-        if policies and "buffer_options" in option_names(method_cls):
-            lines.append(f"{flag} is an option of the {', '.join(policies)} buffer policy: it takes effect with "
-                         f"--buffer_policy {policies[0]}.")
+        policy = policy_of_option(flag[2:])
+        if policy is not None and "buffer_options" in option_names(method_cls):
+            lines.append(f"{flag} is an option of the {policy} buffer policy: it takes effect with "
+                         f"--buffer_policy {policy}.")
         elif owners:
             lines.append(f"{flag} is not an option of {method_cls.name} on {setting_cls.name}, "
                          f"but of {', '.join(owners)}.")

@@ -7,7 +7,7 @@ stored samples are replayed, on top of any policy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from sylvan.buffers.aser import ASERBuffer, ASEROptions
@@ -78,6 +78,13 @@ POLICY_OPTIONS: dict[str, type] = {
 }
 
 
+def policy_of_option(name: str) -> str | None:
+    """The buffer policy whose options include the flag `name`, or None (flags of different
+    policies never share a name: each begins with its policy's)."""
+    return next((policy for policy, options in POLICY_OPTIONS.items()
+                 if name in {option.name for option in fields(options)}), None)
+
+
 def policy_option_defaults() -> dict[str, Any]:
     """Every policy's options at their defaults, by flag name (what a run's config.yaml records
     for the policies it did not choose)."""
@@ -104,5 +111,6 @@ __all__ = [
     "needs_features",
     "needs_scores",
     "needs_slots",
+    "policy_of_option",
     "policy_option_defaults",
 ]

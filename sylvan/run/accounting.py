@@ -9,9 +9,9 @@ counted: one in `SAMPLE_EVERY`, from the fit's second step (the first of a strea
 buffer empty), and every step whose batch is smaller than the fit's first (an epoch's last),
 each whole: the forward and backward passes of every network the step runs (the method's, a
 teacher's, candidates'), the replay's and the buffer's work. A fit's FLOPs are its smaller
-steps' plus the sampled full steps' mean times the full steps. What a stage computes outside Lightning fits (where a
-task ends: Fisher information, herding, bias correction; a method's own training loop) is
-counted whole. The online accuracy meter's predictions are not training and are left out.
+steps' plus the sampled full steps' mean times the full steps. What a stage computes outside
+Lightning fits (where a task ends: Fisher information, herding, bias correction; a method's own
+training loop) is counted whole. The online accuracy meter's predictions are not training and are left out.
 Inference FLOPs per sample are counted by the evaluation after each stage, on the first batch
 of every task's test set (a method may run more for some tasks: a column per task, experts).
 The environment variable `SYLVAN_COUNT_FLOPS=0` turns the training count off (its figures are
@@ -268,12 +268,9 @@ class TrainedParameters:
         if self.before is None or not isinstance(network, nn.Module):
             return None
         after = list(network.parameters())
-        if len(after) != len(self.before):  # a network that grew (new columns): its new ones were trained
-            grown = sum(p.numel() for p in after[len(self.before):])
-        else:
-            grown = 0
         changed = sum(int((p.detach().to(b.device) != b).sum()) if p.shape == b.shape else p.numel()
                       for p, b in zip(after, self.before))
+        grown = sum(p.numel() for p in after[len(self.before):])  # a network that grew: its new parameters
         self.before = None
         return changed + grown
 

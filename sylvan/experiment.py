@@ -28,6 +28,7 @@ from sylvan.checkpoints import checkpointed_stages
 from sylvan.errors import ConfigurationError, RunInterrupted
 from sylvan.methods import Method, check_applicable
 from sylvan.metrics import Results
+from sylvan.run.budget import refuse_over_budget_ahead
 from sylvan.run.signals import sigterm_stops_the_run, stop_description
 from sylvan.settings import Setting
 from sylvan.tracking import Tracker, default_run_name
@@ -139,6 +140,7 @@ def run_experiment(
     check_applicable(type(method), type(setting))
     setting.check_method(method)
     method.validate_for(setting)  # before anything is written
+    refuse_over_budget_ahead(setting, method)
     if not setting.is_writer:
         setting.apply(method, None)
         return None

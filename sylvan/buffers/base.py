@@ -168,6 +168,15 @@ class RehearsalBuffer:
         records = {name: record_rows(values) for name, values in (self._host_views or {}).items()}
         self._host_records = {name: values for name, values in records.items() if values is not None}
 
+    def planned_bytes(self, fields: Mapping[str, torch.Tensor]) -> int:
+        """The bytes of the storage `_allocate` makes for samples whose fields are like `fields`
+        (a batch of any size): every stored row (the spare one included) at its stored dtype.
+        What a buffer of fixed capacity will hold, known before its first sample arrives."""
+        if not self.capacity:
+            return 0
+        row = sum(values[0].numel() * self._stored_dtype(name, values).itemsize for name, values in fields.items())
+        return (self.capacity + 1) * row
+
     def _stored_dtype(self, name: str, values: torch.Tensor) -> torch.dtype:
         return torch.uint8 if name in self.pixel_fields else values.dtype
 

@@ -15,6 +15,7 @@ import torch
 from sylvan.errors import InapplicableMethodError, RunFailedError
 from sylvan.metrics import Results
 from sylvan.run.accounting import TrainedParameters, record_cost
+from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext
 from sylvan.run.stages import record_stage_end
 
@@ -49,6 +50,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
     pixel_inputs = bool(tasks) and all(task.x_train.dtype == torch.uint8 for task in tasks)
     run = RunContext(setting, tracker, parallel, stage_count=nb_stages, pixel_inputs=pixel_inputs)
     method.configure(run)
+    refuse_over_budget(method, run, setting.memory_budget)
     if resume is None:
         initial = setting.evaluate(method, tasks, parallel).accuracies
         results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
@@ -88,6 +90,8 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
         if tracker is not None:
             seen = stage + 1 if nb_stages == len(tasks) else len(tasks)
             tracker.on_stage_end(results, stage, nb_stages, seen)
+        where = f"in {tracker.run_dir}" if tracker is not None else "in the results returned so far"
+        stop_over_budget(results, stage, setting.memory_budget, method.name, where)
     return results
 
 

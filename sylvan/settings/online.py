@@ -2,9 +2,8 @@
 
 `OnlineSetting` is the root of the supervised branch: it says how the stream is made (the
 dataset, its split into tasks, minibatches, augmentation) and how a method is evaluated on it;
-its children change what the method is told (boundaries, task labels) and how the data are
-handed out (epochs, domains, all at once). The run itself (`sylvan.run.supervised`) is made per
-run; every supervised setting runs data-parallel with `--devices N` (`sylvan.parallel`).
+its children change what the method is told (boundaries, task labels) and how the data are handed
+out (epochs, domains, all at once). The run is `sylvan.run.supervised`, data-parallel with `--devices N`.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.parallel.data_parallel import DataParallelOptions, check_replay_options
+from sylvan.run.budget import MemoryBudgetOptions
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.data import decoding, streams
 from sylvan.settings.data.arrival import arrival_order
@@ -42,7 +42,7 @@ DEFAULT_DATA_DIR = os.environ.get("SYLVAN_DATA_DIR", "~/.cache/sylvan/data")
 
 
 @dataclass
-class OnlineSetting(DataParallelOptions, InputOptions, Setting):
+class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Setting):
     """A supervised stream of tasks with new classes, seen once in small batches, with no task
     boundaries and no task labels. Reports online (predict-then-train) accuracy and, at the end
     of the stream, the accuracy on every task's test set."""
@@ -98,6 +98,7 @@ class OnlineSetting(DataParallelOptions, InputOptions, Setting):
         check_precision(self.precision, self.accelerator)
         check_stream_options(self)
         self.check_parallel_options()
+        self.check_memory_budget()
 
     def check_method(self, method: Any) -> None:
         check_replay_options(self, method)

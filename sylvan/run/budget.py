@@ -1,0 +1,133 @@
+"""`--memory_budget BYTES`: the most a method may hold (its network and everything it keeps
+beyond it, as `sylvan.run.accounting.memory_account` counts them) at the end of the stream.
+
+Where the end is known before training (a rehearsal buffer has a fixed capacity, networks and
+experts are allocated when the method is configured), a run whose method would exceed the
+budget is refused before it trains. What only training reveals (extras a method stores with
+its samples, a network that grows) is checked after every stage: the first stage that ends
+above the budget stops the run, its results and checkpoints written first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from sylvan.errors import ConfigurationError, RunFailedError
+from sylvan.run.accounting import memory_account
+
+
+class MemoryBudgetExceeded(RunFailedError):
+    """A run's method held more than `--memory_budget` after a stage."""
+
+
+@dataclass
+class MemoryBudgetOptions:
+    """The option of a memory budget (a dataclass the supervised settings' fields come from)."""
+
+    # the most bytes the method may hold at the end of the stream (its network and everything it
+    # keeps beyond it: stored samples, logits, teachers, importance, masks, experts): a run that
+    # would exceed it is refused before training where that is known then (a buffer's fixed
+    # size, networks allocated up front), and stopped after the first task it ends above it
+    # otherwise (default: no budget)
+    memory_budget: Optional[int] = None
+
+    def check_memory_budget(self) -> None:
+        if self.memory_budget is not None and self.memory_budget < 1:
+            raise ConfigurationError(f"--memory_budget must be a number of bytes >= 1, got {self.memory_budget}")
+
+
+def _buffers(method: Any) -> list[Any]:
+    """The rehearsal buffers `method` holds as attributes, or in lists, tuples or dicts of them."""
+    from sylvan.buffers.base import RehearsalBuffer
+
+    found: list[Any] = []
+    for value in vars(method).values():
+        members = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        found.extend(member for member in members if isinstance(member, RehearsalBuffer))
+    return found
+
+
+def example_fields(method: Any, run: Any) -> dict[str, torch.Tensor]:
+    """The fields a buffer of `method` keeps for one sample of `run`'s stream (inputs, labels,
+    task labels where the setting gives them), as the method hands them over."""
+    from sylvan.methods.core.batch import Batch
+
+    task_label = torch.zeros(1, dtype=torch.int64) if run.task_labels_at_train else None
+    batch = Batch(torch.zeros(1, *run.input_shape), torch.zeros(1, dtype=torch.int64), task_label)
+    stored = getattr(method, "stored_fields", None)
+    return stored(batch) if stored is not None else batch.fields()
+
+
+def planned_memory(method: Any, run: Any) -> dict[str, int]:
+    """What a freshly configured `method` will hold at least at the end of `run`'s stream, in
+    bytes: "held", what it holds now (its network, networks allocated up front), and "buffers",
+    the storage its empty rehearsal buffers allocate for their capacity when the first samples
+    arrive. A lower bound: extras stored with the samples (logits, features) are not known
+    before the first step."""
+    fields = None
+    planned = 0
+    for buffer in _buffers(method):
+        if buffer.storage:  # allocated: counted in what the method holds
+            continue
+        fields = fields if fields is not None else example_fields(method, run)
+        planned += buffer.planned_bytes(fields)
+    held = memory_account(method)
+    return {"held": held["network"] + held["kept"], "buffers": planned}
+
+
+def refuse_over_budget(method: Any, run: Any, budget: int | None) -> None:
+    """Raise `ConfigurationError` where `method`, configured for `run`, will hold more than
+    `budget` bytes at the end of the stream however it trains (`planned_memory`)."""
+    if budget is None:
+        return
+    planned = planned_memory(method, run)
+    total = planned["held"] + planned["buffers"]
+    if total <= budget:
+        return
+    buffers = f" and its buffers' storage {planned['buffers']:,}" if planned["buffers"] else ""
+    raise ConfigurationError(
+        f"--memory_budget {budget:,}: {method.name} would hold at least {total:,} bytes at the end of the stream "
+        f"(its networks and state {planned['held']:,}{buffers}); raise the budget, or make the method smaller "
+        "(a smaller buffer, a smaller network)"
+    )
+
+
+def stop_over_budget(results: Any, stage: int, budget: int | None, method_name: str, where: str) -> None:
+    """Raise `MemoryBudgetExceeded` where what the method held after `stage` (the last entry of
+    `results`' memory accounting) is more than `budget` bytes. `where`: where the results of the
+    finished stages are, for the message."""
+    if budget is None or not results.network_bytes:
+        return
+    held = results.network_bytes[-1] + results.kept_bytes[-1]
+    if held > budget:
+        raise MemoryBudgetExceeded(
+            f"--memory_budget {budget:,}: {method_name} held {held:,} bytes after task {stage} (network "
+            f"{results.network_bytes[-1]:,}, kept beyond it {results.kept_bytes[-1]:,}), so the run stops; "
+            f"the results of the tasks finished so far are {where}"
+        )
+
+
+def refuse_over_budget_ahead(setting: Any, method: Any) -> None:
+    """`refuse_over_budget` before a run starts (before its folder is written): on a copy of
+    `method` configured outside the run, its inputs taken as uint8 pixels, the smallest a stored
+    input can be (so that the bound stays a lower one), the global generators left as they were.
+    Data-parallel runs are checked by their run, once its workers are up."""
+    budget = getattr(setting, "memory_budget", None)
+    if budget is None or setting.world_size > 1 or setting.data_parallel:
+        return
+    import copy
+
+    from sylvan.checkpoints import restore_rng_states, rng_states
+    from sylvan.run.context import RunContext
+
+    states = rng_states()
+    try:
+        probe, run = copy.deepcopy(method), RunContext.standalone(setting)
+        run.pixel_inputs = True
+        probe.configure(run)
+        refuse_over_budget(probe, run, budget)
+    finally:
+        restore_rng_states(states)

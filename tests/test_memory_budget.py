@@ -1,0 +1,100 @@
+"""`--memory_budget` (`sylvan.run.budget`): a run whose method would hold more at the end of the
+stream than the budget is refused before anything is written where that is known in advance,
+and stopped after the first stage that ends above it otherwise, its results kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sylvan.cli import main
+from sylvan.errors import ConfigurationError
+from sylvan.experiment import RunOptions, run_experiment
+from sylvan.methods import METHODS
+from sylvan.run.budget import MemoryBudgetExceeded, planned_memory
+from sylvan.run.context import RunContext
+from sylvan.settings import ClassIncrementalSetting, TaskIncrementalSetting
+
+MLP_PARAMETERS = 64 * 100 + 100 * 100 + 100 * 10 + 100 + 100 + 10
+TASK_CLASSES = 5 * 10  # the learner's table of the classes each task has shown (bool)
+
+
+def digits(setting_cls=ClassIncrementalSetting, **options):
+    return setting_cls(dataset="digits", nb_tasks=5, epochs=1, progress_bar=False, **options)
+
+
+def memory_at_end(method_name: str, setting_cls=ClassIncrementalSetting, **options) -> int:
+    results = digits(setting_cls).apply(METHODS[method_name](**options))
+    return results.cost()["memory_bytes"]
+
+
+def configured(method_name: str, setting_cls=ClassIncrementalSetting, **options):
+    method = METHODS[method_name](**options)
+    run = RunContext.standalone(digits(setting_cls))
+    run.pixel_inputs = True
+    method.configure(run)
+    return method, run
+
+
+def test_a_buffer_of_fixed_size_is_known_before_the_first_sample():
+    """rehearsal's end of stream, known when it is configured: the network, the learner's
+    table, and 50 + 1 rows of uint8 8x8 pixels, an int64 label and an int64 task label."""
+    method, run = configured("rehearsal", buffer_size=50)
+    planned = planned_memory(method, run)
+    assert planned == {"held": 4 * MLP_PARAMETERS + TASK_CLASSES, "buffers": 51 * (64 + 8 + 8)}
+    assert planned["held"] + planned["buffers"] == memory_at_end("rehearsal", buffer_size=50)
+
+
+def test_networks_allocated_up_front_are_known_before_training():
+    method, run = configured("pnn", TaskIncrementalSetting)
+    planned = planned_memory(method, run)
+    assert planned["buffers"] == 0
+    assert planned["held"] == memory_at_end("pnn", TaskIncrementalSetting)
+
+
+def test_the_planned_memory_is_a_lower_bound_where_extras_come_with_the_samples():
+    method, run = configured("der", buffer_size=50)
+    planned = planned_memory(method, run)
+    assert planned["held"] + planned["buffers"] + 51 * 4 * 10 == memory_at_end("der", buffer_size=50)  # + logits
+
+
+def test_a_run_over_budget_is_refused_before_its_folder_is_written(tmp_path):
+    end = memory_at_end("rehearsal", buffer_size=50)
+    with pytest.raises(ConfigurationError, match=f"at least {end:,} bytes"):
+        run_experiment(digits(memory_budget=end - 1), METHODS["rehearsal"](buffer_size=50),
+                       RunOptions(results_dir=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists()
+    results = digits(memory_budget=end).apply(METHODS["rehearsal"](buffer_size=50))  # exactly the budget: runs
+    assert results.complete and results.cost()["memory_bytes"] == end
+
+
+def test_a_run_that_ends_a_task_over_budget_stops_and_keeps_its_results(tmp_path):
+    """der's logits are only known once it has stored samples: its refusal comes after task 0,
+    whose results are on disk."""
+    method, run = configured("der", buffer_size=50)
+    planned = planned_memory(method, run)
+    budget = planned["held"] + planned["buffers"]  # not refused up front; exceeded by the logits
+    with pytest.raises(MemoryBudgetExceeded, match="after task 0") as stop:
+        run_experiment(digits(memory_budget=budget), METHODS["der"](buffer_size=50),
+                       RunOptions(results_dir=str(tmp_path), run_name="der"))
+    assert str(tmp_path / "der") in str(stop.value)
+    saved = json.loads((tmp_path / "der" / "results.json").read_text())
+    assert len(saved["accuracy_matrix"]) == 1 and saved["complete"] is False
+
+
+def test_the_command_line_exits_with_a_message(tmp_path, capsys):
+    common = ["--setting", "class_incremental", "--method", "der", "--dataset", "digits", "--epochs", "1",
+              "--buffer_size", "50", "--results_dir", str(tmp_path)]
+    for budget, message in (("1000", "--memory_budget 1,000: der would hold at least"),
+                            ("0", "--memory_budget must be a number of bytes >= 1")):
+        with pytest.raises(SystemExit) as exit_status:
+            main([*common, "--memory_budget", budget])
+        assert exit_status.value.code == 2 and message in capsys.readouterr().err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_the_budget_does_not_change_a_run():
+    free = digits().apply(METHODS["rehearsal"](buffer_size=50))
+    budgeted = digits(memory_budget=10**9).apply(METHODS["rehearsal"](buffer_size=50))
+    assert budgeted.accuracy_matrix == free.accuracy_matrix

@@ -2,6 +2,8 @@
 
 `R[i, j]` is the accuracy on task j's test set after training on task i (rows: training
 stages, columns: tasks). Settings that evaluate once (online, multi-task) have a single row.
+Settings that evaluate the tasks seen so far only (the stream of datasets) leave the entries of
+the tasks still to come None (NaN here): the metrics are over the entries measured.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ def _matrix(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray) -> np.ndarr
 
 
 def final_average_accuracy(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray) -> float:
-    """Mean accuracy over all tasks after the last training stage: mean_j R[T-1, j]."""
-    return float(_matrix(accuracy_matrix)[-1].mean())
+    """Mean accuracy over all tasks after the last training stage: mean_j R[T-1, j] (over the
+    tasks measured then)."""
+    last = _matrix(accuracy_matrix)[-1]
+    return float(last[~np.isnan(last)].mean())
 
 
 def average_incremental_accuracy(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray) -> float:
@@ -40,7 +44,7 @@ def forgetting(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray) -> float
     stages = matrix.shape[0]
     if stages < 2:
         return None
-    drops = [matrix[: stages - 1, j].max() - matrix[-1, j] for j in range(stages - 1)]
+    drops = [np.nanmax(matrix[: stages - 1, j]) - matrix[-1, j] for j in range(stages - 1)]
     return float(np.mean(drops))
 
 
@@ -64,6 +68,15 @@ def forward_transfer(
         return None
     base = np.asarray(initial_accuracies, dtype=float)
     return float(np.mean([matrix[j - 1, j] - base[j] for j in range(1, stages)]))
+
+
+def transfer_per_task(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray,
+                      independent_accuracies: Sequence[float]) -> list[float]:
+    """Each task's forward transfer against an independent reference (CTrL, Veniat et al. 2021):
+    R[j, j], the accuracy on task j after training on it at its place in the stream, minus the
+    accuracy on task j of the same method trained on task j alone."""
+    matrix = _matrix(accuracy_matrix)
+    return [float(matrix[j, j] - reference) for j, reference in enumerate(independent_accuracies)]
 
 
 @dataclass
@@ -115,6 +128,9 @@ class Results:
     # the method trained once, after the last stage, on every task's data (`Method.joint_training`):
     # the rows before the last are the untrained network's, so the metrics across stages are None
     joint_training: bool = False
+    # the stream of datasets: each task's accuracy when the method is trained on it alone, the
+    # reference of each task's forward transfer (`transfer_per_task`)
+    independent_accuracies: list[float] | None = None
 
     @property
     def display_scale(self) -> float:
@@ -151,9 +167,20 @@ class Results:
 
     @property
     def forward_transfer(self) -> float | None:
+        """FWT against the untrained network; or, where each task has an independent reference
+        (the stream of datasets), the mean of every task's transfer after the first."""
+        if self.independent_accuracies is not None:
+            per_task = self.forward_transfer_per_task or []
+            return float(np.mean(per_task[1:])) if len(per_task) > 1 else None
         if self.initial_accuracies is None:
             return None
         return self._across_stages(forward_transfer, self.initial_accuracies)
+
+    @property
+    def forward_transfer_per_task(self) -> list[float] | None:
+        if self.independent_accuracies is None or self.joint_training:
+            return None
+        return transfer_per_task(self.accuracy_matrix, self.independent_accuracies)
 
     @property
     def class_accuracies(self) -> list[float | None] | None:
@@ -198,6 +225,10 @@ class Results:
                 "initial_accuracies": self.initial_accuracies,
                 "class_accuracies": self.class_accuracies,
                 "confusion_matrix": self.confusion_matrix,
+                **({} if self.independent_accuracies is None else {
+                    "independent_accuracies": self.independent_accuracies,
+                    "forward_transfer_per_task": self.forward_transfer_per_task,
+                }),
             }
         else:  # "return_matrix", "initial_returns"; there is no task-aware figure
             matrices = {
@@ -257,7 +288,7 @@ class Results:
 
     def table(self) -> str:
         """A readable per-task table and the summary metrics, for the console."""
-        matrix = self.display_scale * np.asarray(self.accuracy_matrix)
+        matrix = self.display_scale * np.asarray(self.accuracy_matrix, dtype=float)
         stages, tasks = matrix.shape
         header = "after task | " + " ".join(f"T{j:<6d}" for j in range(tasks)) + " |    mean | time (s)"
         split = " (on the validation split)" if self.evaluation_split == "validation" else ""
@@ -265,7 +296,7 @@ class Results:
         for i in range(stages):
             label = "end" if stages == 1 else str(i)
             seen = matrix[i] if stages == 1 else matrix[i, : i + 1]
-            cells = " ".join(f"{a:7.2f}" for a in matrix[i])
+            cells = " ".join("      -" if np.isnan(a) else f"{a:7.2f}" for a in matrix[i])
             time_cell = f"{self.task_wall_time[i]:8.1f}" if i < len(self.task_wall_time) else ""
             lines.append(f"{label:>10} | {cells} | {seen.mean():7.2f} | {time_cell}")
         lines.append("")

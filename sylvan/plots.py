@@ -28,13 +28,15 @@ def _label(results: Results) -> str:
 
 def plot_accuracy_matrix(results: Results, path: Path) -> Path:
     """Heatmap of R[i, j] (accuracy on task j after training stage i, in %; or mean return)."""
-    matrix = results.display_scale * np.asarray(results.accuracy_matrix)
+    matrix = results.display_scale * np.asarray(results.accuracy_matrix, dtype=float)
     stages, tasks = matrix.shape
     fig, ax = plt.subplots(figsize=(1.0 + 0.8 * tasks, 1.0 + 0.7 * stages))
     low, high = (0.0, 100.0) if results.measure == "accuracy" else (float(matrix.min()), float(matrix.max()))
     image = ax.imshow(matrix, vmin=low, vmax=high, cmap="viridis")
     for i in range(stages):
         for j in range(tasks):
+            if np.isnan(matrix[i, j]):  # a task still to come, not evaluated
+                continue
             light = (matrix[i, j] - low) < 0.6 * (high - low)
             ax.text(j, i, f"{matrix[i, j]:.0f}", ha="center", va="center",
                     color="white" if light else "black", fontsize=8)
@@ -49,13 +51,14 @@ def plot_accuracy_matrix(results: Results, path: Path) -> Path:
 
 def plot_accuracy_curve(results: Results, path: Path) -> Path:
     """Average accuracy (or return) on the tasks seen so far, and on all tasks, after each stage."""
-    matrix = results.display_scale * np.asarray(results.accuracy_matrix)
+    matrix = results.display_scale * np.asarray(results.accuracy_matrix, dtype=float)
     stages = matrix.shape[0]
     x = np.arange(1, stages + 1)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     if stages > 1:
         ax.plot(x, [matrix[i, : i + 1].mean() for i in range(stages)], marker="o", label="tasks seen")
-    ax.plot(x, matrix.mean(axis=1), marker="s", label="all tasks")
+    if not np.isnan(matrix).any():  # every task evaluated after every stage
+        ax.plot(x, matrix.mean(axis=1), marker="s", label="all tasks")
     ax.set_xlabel("tasks trained on" if stages > 1 else "end of stream")
     ax.set_xticks(x)
     ax.set_ylabel(_label(results))

@@ -124,17 +124,20 @@ class Tracker:
         persist the results, report progress."""
         self.write_results(results)
         row = results.accuracy_matrix[-1]
+        measured = [a for a in row if a is not None]  # a setting may leave the tasks to come unevaluated
         measure, scale, unit = results.measure, results.display_scale, results.unit
         if self.verbose:
+            all_tasks = (f", on all {len(row)} tasks {scale * sum(row) / len(row):.2f}{unit}"
+                         if len(measured) == len(row) else "")
             print(
                 f"[sylvan] stage {stage + 1}/{nb_stages} done: {measure} on the {tasks_seen} tasks "
-                f"seen {scale * sum(row[:tasks_seen]) / tasks_seen:.2f}{unit}, on all {len(row)} tasks "
-                f"{scale * sum(row) / len(row):.2f}{unit} ({results.task_wall_time[-1]:.1f} s)",
+                f"seen {scale * sum(row[:tasks_seen]) / tasks_seen:.2f}{unit}{all_tasks} "
+                f"({results.task_wall_time[-1]:.1f} s)",
                 flush=True,
             )
         if self.wandb_run is not None:
-            log = {f"{measure}/task_{j}": a for j, a in enumerate(row)}
-            log[f"{measure}/average"] = sum(row) / len(row)
+            log = {f"{measure}/task_{j}": a for j, a in enumerate(row) if a is not None}
+            log[f"{measure}/average"] = sum(measured) / len(measured)
             self.wandb_run.log({**log, "stage": stage})
 
     def finish(self, results: Results) -> None:

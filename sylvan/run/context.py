@@ -73,6 +73,8 @@ class RunContext:
         # rehearsal buffer may keep as the pixels (`RehearsalBuffer.pixel_fields`)
         self.pixel_inputs = pixel_inputs
         self.online_meter: Any = None  # the predict-then-train meter of the stage being trained, if any
+        # the finished tasks' training data, where the setting keeps them available (`sylvan.run.past_tasks`)
+        self.past_tasks: Any = None
         self.checkpointer = Checkpointer(setting, tracker, parallel)  # saves and restores the run
         self.compute = ComputeAccount()  # the run's training FLOPs (`sylvan.run.accounting`)
 

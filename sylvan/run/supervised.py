@@ -17,6 +17,7 @@ from sylvan.metrics import Results
 from sylvan.run.accounting import TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext
+from sylvan.run.past_tasks import PastTasks
 from sylvan.run.stages import record_stage_end
 
 
@@ -52,7 +53,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
     method.configure(run)
     refuse_over_budget(method, run, setting.memory_budget)
     if resume is None:
-        initial = setting.evaluate(method, tasks, parallel).accuracies
+        initial = None if _seen_only(setting) else setting.evaluate(method, tasks, parallel).accuracies
         results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
                           joint_training=method.joint_training, evaluation_split=setting.evaluation_split)
         finished = -1
@@ -65,6 +66,8 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
             method.skip_stage(loaders)
             continue
         stage_start = time.perf_counter()
+        if getattr(setting, "past_data_available", False):  # the tasks before this one, to revisit
+            run.past_tasks = PastTasks(tasks[:stage], setting.seed)
         trained.start(method)
         run.compute.start_stage()
         try:
@@ -75,7 +78,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
         training_flops = run.compute.end_stage()
         results.worker_startup_time += startup
         results.task_train_time.append(time.perf_counter() - stage_start - startup)
-        evaluation = setting.evaluate(method, tasks, parallel)
+        evaluation = _evaluate(setting, method, tasks, parallel, seen=stage + 1)
         results.accuracy_matrix.append(evaluation.accuracies)
         if evaluation.aware is not None:
             results.task_aware_matrix = (results.task_aware_matrix or []) + [evaluation.aware]
@@ -93,6 +96,22 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
         where = f"in {tracker.run_dir}" if tracker is not None else "in the results returned so far"
         stop_over_budget(results, stage, setting.memory_budget, method.name, where)
     return results
+
+
+def _seen_only(setting: Any) -> bool:
+    """Whether `setting` evaluates the tasks seen so far only (a method never sees a future task)."""
+    return getattr(setting, "evaluates_seen_tasks_only", False)
+
+
+def _evaluate(setting: Any, method: Any, tasks: list[Any], parallel: Any, seen: int) -> Any:
+    """The evaluation after a stage: on every task, or on the `seen` first ones where the setting
+    hides the others (their entries of the accuracy matrices are then None)."""
+    if not _seen_only(setting):
+        return setting.evaluate(method, tasks, parallel)
+    evaluation = setting.evaluate(method, tasks[:seen], parallel)
+    unseen = [None] * (len(tasks) - seen)
+    aware = None if evaluation.aware is None else evaluation.aware + unseen
+    return evaluation._replace(accuracies=evaluation.accuracies + unseen, aware=aware)
 
 
 def _train_stage(setting: Any, run: RunContext, method: Any, stage: int, loaders: list[Any]) -> float:

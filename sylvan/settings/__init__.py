@@ -7,6 +7,7 @@ from sylvan.settings.class_incremental import ClassIncrementalSetting
 from sylvan.settings.continual_rl import ContinualRLSetting
 from sylvan.settings.data.datasets import DATASETS, DatasetSpec, get_dataset, register_dataset
 from sylvan.settings.data.image_folders import image_folder_dataset
+from sylvan.settings.dataset_stream import DatasetStreamSetting
 from sylvan.settings.distributed import DistributedSetting
 from sylvan.settings.domain_incremental import DomainIncrementalSetting
 from sylvan.settings.incremental_rl import IncrementalRLSetting
@@ -21,6 +22,7 @@ __all__ = [
     "ClassIncrementalSetting",
     "ContinualRLSetting",
     "DatasetSpec",
+    "DatasetStreamSetting",
     "DistributedSetting",
     "DomainIncrementalSetting",
     "IncrementalRLSetting",

@@ -30,6 +30,7 @@ KNOWLEDGE_ASSUMPTIONS = (
     "task_labels_at_test",
     "shared_output_space",
     "data_parallel",
+    "past_data_available",
 )
 
 
@@ -44,6 +45,7 @@ class Setting:
     shared_output_space: ClassVar[bool] = False
     single_pass: ClassVar[bool] = False
     data_parallel: ClassVar[bool] = False
+    past_data_available: ClassVar[bool] = False  # past tasks' training data stay open to the method
 
     seed: int = 0  # random seed: fixes data order, buffer sampling and initialization
 

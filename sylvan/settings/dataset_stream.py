@@ -1,0 +1,149 @@
+"""A stream of datasets: task-incremental learning where each task is a dataset (or a transformed
+part of one) with its own label space, and past tasks' training data stay available.
+
+The setting of NEVIS'22 (Bornschein et al., JMLR 2023) and of the CTrL streams (Veniat et al.,
+ICLR 2021): disk is cheap and compute is not, so a method may revisit any past task's training
+data (`RunContext.past_tasks`), never a future task's. No method sees a future task's data at
+all: the evaluation after task k covers tasks 0 to k only, and the forward transfer of each task
+is measured against an independent reference (the same method trained on that task alone),
+not by evaluating tasks before they come.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
+
+from sylvan.errors import ConfigurationError, refuse_if_given
+from sylvan.settings.data import dataset_streams, streams
+from sylvan.settings.data.datasets import DatasetSpec, get_dataset
+from sylvan.settings.data.streams import TaskData
+from sylvan.settings.task_incremental import TaskIncrementalSetting
+
+if TYPE_CHECKING:
+    from sylvan.metrics import Results
+
+DEFAULT_LENGTH = 20
+DEFAULT_SOURCES = "digits,synthetic"
+
+
+@dataclass
+class DatasetStreamSetting(TaskIncrementalSetting):
+    """Each task is a dataset, or a transformed subset of a dataset's classes, with labels of its
+    own; the task label is given at training and test time. A method may revisit the training
+    data of every past task (`RunContext.past_tasks`). After each task, the method is evaluated
+    on every task seen so far, and each task's forward transfer is its accuracy after it was
+    learnt minus that of the same method trained on it alone."""
+
+    name: ClassVar[str] = "dataset_stream"
+    past_data_available: ClassVar[bool] = True
+    evaluates_seen_tasks_only: ClassVar[bool] = True
+
+    # the stream as datasets, one task each with all its classes, separated by commas (for example
+    # mnist,fashion_mnist,cifar10); default: a generated stream of --stream_length tasks
+    stream: Optional[str] = None
+    # the length of a generated stream (default 20 without --stream): tasks drawn from
+    # --stream_sources, each a subset of 2 to 5 classes of one dataset under a transformation
+    # (none, rotated, pixels permuted, inverted, recoloured), some with shuffled labels or few samples
+    stream_length: Optional[int] = None
+    stream_sources: str = DEFAULT_SOURCES  # the datasets a generated stream draws its tasks from
+    stream_seed: int = 0  # the seed a generated stream is drawn with (the same stream for every --seed)
+    image_size: Optional[int] = None  # side every task's images are resized to (default: the largest)
+    only_task: Optional[int] = None  # train and evaluate on this task of the stream alone (from 0)
+    # train the method on each task alone too, for each task's forward transfer (its accuracy after
+    # the stream's training on it minus that of the method trained on it alone): doubles the
+    # training; default: on in one process, off with several workers
+    forward_transfer: Optional[bool] = field(default=None, metadata={"custom_args": {"const": True}})
+
+    def validate(self) -> None:
+        if self.stream is not None and self.stream_length is not None:
+            raise ConfigurationError("give --stream (the datasets) or --stream_length (a generated stream), not both")
+        if self.stream_length is not None and self.stream_length < 1:
+            raise ConfigurationError(f"--stream_length must be >= 1, got {self.stream_length}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ConfigurationError(f"--image_size must be >= 1, got {self.image_size}")
+        for name, why in (("dataset", "the stream's datasets are --stream or --stream_sources"),
+                          ("initial_classes", "each task of a stream has classes of its own"),
+                          ("class_order", "each task of a stream has classes of its own"),
+                          ("random_class_order", "each task of a stream has classes of its own")):
+            refuse_if_given(self, name, why)
+        full = len(self.full_plan())
+        if self.only_task is not None and not 0 <= self.only_task < full:
+            raise ConfigurationError(f"--only_task must be a task of the stream, from 0 to {full - 1}, "
+                                     f"got {self.only_task}")
+        length = len(self.plan())
+        if self.nb_tasks not in (length, full, 5):  # 5: the default, which the stream replaces
+            raise ConfigurationError(f"--nb_tasks {self.nb_tasks} has no effect: the stream has {length} tasks")
+        self.nb_tasks = length
+        if self.forward_transfer and self.world_size > 1:
+            raise ConfigurationError("--forward_transfer trains the method on each task alone, in one process; "
+                                     "with several workers give --forward_transfer false")
+        super().validate()
+
+    # ----- the stream ---------------------------------------------------------------------
+
+    def plan(self) -> list[dataset_streams.TaskPlan]:
+        """The tasks the run trains on, before anything is loaded: the stream's, or its
+        `only_task` alone."""
+        full = self.full_plan()
+        return full if self.only_task is None else [full[self.only_task]]
+
+    def full_plan(self) -> list[dataset_streams.TaskPlan]:
+        """The stream's tasks before anything is loaded (`sylvan.settings.data.dataset_streams`)."""
+        if self.stream is not None:
+            return dataset_streams.named_plan(dataset_streams.stream_datasets(self.stream, "stream"))
+        sources = dataset_streams.stream_datasets(self.stream_sources, "stream_sources")
+        return dataset_streams.generated_plan(self.stream_length or DEFAULT_LENGTH, sources, self.stream_seed)
+
+    @property
+    def dataset_spec(self) -> DatasetSpec:
+        """The stream as one dataset: its images' common shape, every task's classes, and the
+        backbone of its largest images."""
+        plans, whole = self.plan(), self.full_plan()
+        shape = dataset_streams.common_shape(whole, self.image_size)  # a task alone keeps the stream's shape
+        specs = [get_dataset(plan.dataset) for plan in whole]
+        largest = max(specs, key=lambda spec: spec.input_shape[0] * spec.input_shape[1] * spec.input_shape[2])
+        backbone = largest.default_backbone if shape[1:] == largest.input_shape[1:] else "mlp"
+        return DatasetSpec("stream", shape, sum(len(plan.classes) for plan in plans), backbone,
+                           load=lambda *args: (_ for _ in ()).throw(ConfigurationError("a stream loads per task")))
+
+    def class_increments(self) -> list[int]:
+        return [len(plan.classes) for plan in self.plan()]
+
+    def prepare_tasks(self) -> list[TaskData]:
+        """Read each of the stream's datasets once and make its tasks."""
+        plans = self.plan()
+
+        def load(name: str) -> tuple[Any, Any]:
+            spec = get_dataset(name)
+            train, test = spec.load(self.data_dir, None, self.stream_seed)
+            if self.train_samples is not None:
+                train = streams.subsample(train, min(self.train_samples, len(train.get_data()[1])), self.seed,
+                                          name=repr(name))
+            if self.validation_fraction > 0:
+                train, test = streams.holdout(train, self.validation_fraction, self.seed, name=repr(name))
+            return train, test
+
+        shape = dataset_streams.common_shape(self.full_plan(), self.image_size)
+        return dataset_streams.build_tasks(plans, load, shape, self.stream_seed)
+
+    # ----- the run -----------------------------------------------------------------------
+
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None) -> Results:
+        """Run the stream; then, where `forward_transfer` is on, train a fresh copy of the method
+        on each task alone and record its accuracies (`Results.independent_accuracies`)."""
+        from sylvan.run.supervised import run_supervised
+
+        fresh = dataclasses.replace(method)  # the method's hyperparameters, before it is configured
+        results = run_supervised(self, method, tracker, resume)
+        wanted = self.world_size == 1 if self.forward_transfer is None else self.forward_transfer
+        if wanted and results.complete and self.only_task is None:
+            results.independent_accuracies = [self.alone(fresh, task).final_average_accuracy
+                                              for task in range(self.nb_tasks)]
+        return results
+
+    def alone(self, method: Any, task: int) -> Results:
+        """A fresh copy of `method` trained and evaluated on task `task` of the stream alone."""
+        single = dataclasses.replace(self, only_task=task, forward_transfer=False, memory_budget=None)
+        return single.apply(dataclasses.replace(method))

@@ -51,6 +51,23 @@ def _names_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def summary_tracking(arguments: Sequence[str], pareto: str | None) -> tuple[dict[str, str | None] | None, list[str]]:
+    """The W&B options given with `--summarize` (project, entity, group), which log the Pareto
+    table, and the arguments left. W&B options without `--pareto` are refused: nothing would be
+    logged."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for name in ("project", "entity", "group"):
+        parser.add_argument(f"--wandb_{name}", dest=name)
+    tracking, rest = parser.parse_known_args(list(arguments))
+    given = {name: value for name, value in vars(tracking).items() if value is not None}
+    if not given:
+        return None, rest
+    if pareto is None or "project" not in given:
+        raise ConfigurationError("with --summarize, --wandb_project logs the Pareto table and plot: give --pareto "
+                                 "FILE.png and --wandb_project PROJECT (--wandb_entity and --wandb_group with them)")
+    return vars(tracking), rest
+
+
 PLUGIN_ENTRY_POINTS = ("sylvan.methods", "sylvan.settings")
 
 
@@ -457,15 +474,17 @@ def run(argv: Sequence[str] | None = None) -> int:
             )
         return resume(Path(names.resume).expanduser(), names.plugin)
     if names.summarize or names.summary_csv or names.pareto:
+        tracking, unparsed = summary_tracking(unparsed, names.pareto)
         if not names.summarize or unparsed or names.setting or names.method or names.config_path or names.list:
             raise ConfigurationError(
-                "--summarize takes results folders (and --summary_csv FILE, --pareto FILE.png, --plugin FILE) "
-                "only: sylvan --summarize results [--summary_csv summary.csv] [--pareto pareto.png]"
+                "--summarize takes results folders (and --summary_csv FILE, --pareto FILE.png, --plugin FILE, "
+                "and with --pareto, --wandb_project, --wandb_entity, --wandb_group) only: sylvan --summarize results "
+                "[--summary_csv summary.csv] [--pareto pareto.png [--wandb_project PROJECT]]"
             )
         from sylvan.summary import summarize
 
         load_plugins(names.plugin)  # so that options a run did not record take the plugin's defaults
-        print(summarize(names.summarize, names.summary_csv, names.pareto))
+        print(summarize(names.summarize, names.summary_csv, names.pareto, tracking))
         return 0
     config = load_config(names.config_path)
     plugins = load_run_plugins(names.plugin, config, names.config_path or "")

@@ -129,3 +129,22 @@ def _draw(points: Sequence[Point], optimal: dict[str, list[bool]], path: Path) -
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def log_pareto(png: Path, csv_path: Path, project: str, entity: str | None = None, group: str | None = None) -> str:
+    """Log the trade-off drawn to `png` (with its CSV, `write_pareto`) to Weights & Biases, as a
+    run of its own in `project`: the CSV as the table `pareto/table`, the PNG as the image
+    `pareto/plot`. Offline where there are no credentials (`sylvan.tracking.start_wandb`).
+    Returns where the run went: its URL, or its offline folder."""
+    import wandb
+
+    from sylvan.tracking import start_wandb
+
+    with open(csv_path, newline="") as f:
+        header, *rows = list(csv.reader(f))
+    run = start_wandb(project, entity, "pareto", {"pareto_csv": str(csv_path)}, png.parent, group=group)
+    try:
+        run.log({"pareto/table": wandb.Table(columns=header, data=rows), "pareto/plot": wandb.Image(str(png))})
+        return run.url or str(Path(run.dir).parent)
+    finally:
+        run.finish()

@@ -267,11 +267,12 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None,
-              pareto_path: str | Path | None = None) -> str:
+              pareto_path: str | Path | None = None, wandb: dict[str, str | None] | None = None) -> str:
     """The summary table of the runs under `paths` (accuracies in percent, returns as they are),
     with a line per run left out (unfinished, a repeated seed, or unreadable: one damaged folder
     does not hide a sweep's other runs); with `csv_path`, the table is also written as CSV; with
-    `pareto_path` (a .png), the accuracy-cost trade-off is drawn there (`sylvan.pareto`)."""
+    `pareto_path` (a .png), the accuracy-cost trade-off is drawn there (`sylvan.pareto`), and
+    with `wandb` (project, entity, group) logged to Weights & Biases as a table and an image."""
     runs: list[Run] = []
     unreadable: list[UnreadableRun] = []
     for folder in find_runs(paths):
@@ -302,6 +303,11 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None,
 
         png, table = write_pareto(points_of(groups, describe), pareto_path)
         lines.append(f"the accuracy-cost trade-off: {png} (its figures: {table})")
+        if wandb is not None and wandb.get("project"):
+            from sylvan.pareto import log_pareto
+
+            where = log_pareto(png, table, wandb["project"], wandb.get("entity"), wandb.get("group"))
+            lines.append(f"the trade-off logged to Weights & Biases: {where}")
     for group in groups:
         for left_out, kept in group.repeats:
             seed = left_out.seed

@@ -53,6 +53,9 @@ def tiny_options(setting_cls: type, method_cls: type | None = None) -> dict:
         return {**TINY_RL, "env": RL_ENVS[kind]}
     options = dict(TINY)
     fields = getattr(setting_cls, "__dataclass_fields__", {})
+    if "stream_length" in fields:  # a stream of datasets: two generated tasks of synthetic data
+        del options["dataset"], options["nb_tasks"]
+        options.update(stream_length=2, stream_sources="synthetic", forward_transfer=False)
     if "epochs" in fields:
         options["epochs"] = 1
     if "devices" in fields:  # in-process tests run one worker; multi-worker runs use subprocesses

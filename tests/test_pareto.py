@@ -70,3 +70,33 @@ def test_the_command_line_takes_pareto_with_summarize_only(capsys):
 
     with pytest.raises(ConfigurationError, match="--summarize takes results folders"):
         run(["--pareto", "pareto.png"])
+
+
+def test_wandb_options_with_summarize_need_the_pareto_plot(tmp_path):
+    from sylvan.cli import run
+
+    write_costed_run(tmp_path, "naive0", 0, "naive", 0.2, 1e9, 7e4)
+    with pytest.raises(ConfigurationError, match="give --pareto FILE.png and --wandb_project"):
+        run(["--summarize", str(tmp_path), "--wandb_project", "sylvan-test"])
+    with pytest.raises(ConfigurationError, match="give --pareto FILE.png and --wandb_project"):
+        run(["--summarize", str(tmp_path), "--pareto", str(tmp_path / "p.png"), "--wandb_group", "g"])
+
+
+@pytest.mark.slow
+def test_the_trade_off_is_logged_to_wandb_as_a_table(tmp_path, monkeypatch, capsys):
+    from sylvan.cli import run
+
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for seed in (0, 1):
+        write_costed_run(tmp_path / "runs", f"naive{seed}", seed, "naive", 0.2, 1e9, 7e4)
+        write_costed_run(tmp_path / "runs", f"der{seed}", seed, "der", 0.45, 2e9, 9e4)
+    png = tmp_path / "plots" / "pareto.png"
+    assert run(["--summarize", str(tmp_path / "runs"), "--pareto", str(png), "--wandb_project", "sylvan-test"]) == 0
+    assert "the trade-off logged to Weights & Biases" in capsys.readouterr().out
+    tables = list((tmp_path / "plots" / "wandb").glob("offline-run-*/files/media/table/pareto/table_*.table.json"))
+    assert len(tables) == 1
+    logged = json.loads(tables[0].read_text())
+    assert logged["columns"][:2] == ["setting", "configuration"]
+    assert sorted(row[1] for row in logged["data"]) == ["der", "naive"]

@@ -201,3 +201,24 @@ def test_bad_options_are_refused(options, message):
 def test_an_unknown_dataset_is_refused_with_the_known_ones():
     with pytest.raises(UnknownNameError, match="digits"):
         stream(stream="digits,nope")
+
+
+def test_a_resumed_stream_equals_one_never_interrupted(tmp_path):
+    """The checkpoint holds the matrix with its entries still to come; the references of the
+    forward transfer are trained after the stream, resumed or not."""
+    from sylvan.checkpoints import latest_checkpoint
+    from sylvan.tracking import Tracker
+    from tests.test_resume import Interrupted, InterruptingTracker
+
+    def run(tracker, resume=None):
+        return stream(stream_length=3, seed=2).apply(METHODS["rehearsal"](buffer_size=30), tracker, resume=resume)
+
+    full = Tracker(tmp_path, "full", {}, verbose=False)
+    full.write_results(run(full))
+    cut = InterruptingTracker(tmp_path, "cut", {}, verbose=False)
+    with pytest.raises(Interrupted):
+        run(cut)
+    resumed = Tracker(tmp_path, "ignored", {}, verbose=False, resume_dir=cut.run_dir)
+    resumed.write_results(run(resumed, latest_checkpoint(cut.run_dir)))
+    assert (cut.run_dir / "results.json").read_text() == (full.run_dir / "results.json").read_text()
+    assert '"independent_accuracies"' in (full.run_dir / "results.json").read_text()

@@ -120,7 +120,7 @@ def main() -> None:
     with multiprocessing.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for benchmark, method, seed, seconds in pool.imap_unordered(run_one, jobs):
             print(f"{benchmark:>10} {method:>11} seed {seed}: {seconds:.1f} s", flush=True)
-    from sylvan.cli import main as sylvan
+    from sylvan.cli import run as sylvan
 
     for benchmark in args.benchmarks:
         print()

@@ -130,11 +130,57 @@ def test_results_json_and_the_console_hold_the_cost(tmp_path, capsys):
     assert "training compute" in out and "memory kept" in out
 
 
-@pytest.mark.parametrize("method_name", ["dqn"])
-def test_rl_runs_record_no_cost(method_name):
+def dqn_on_cartpole():
     from sylvan.settings import SETTINGS
     from tests.conftest import tiny_method, tiny_options
 
     setting_cls = SETTINGS["incremental_rl"]
-    results = setting_cls(**tiny_options(setting_cls, METHODS[method_name])).apply(tiny_method(METHODS[method_name]))
-    assert "cost" not in results.metrics_dict()
+    return setting_cls(**tiny_options(setting_cls, METHODS["dqn"])), tiny_method(METHODS["dqn"])
+
+
+# the Q-network of the tiny dqn on CartPole: 4 observations, 32-32 hidden units, 2 actions
+Q_WEIGHTS = 4 * 32 + 32 * 32 + 32 * 2
+Q_PARAMETERS = Q_WEIGHTS + 32 + 32 + 2
+
+
+def test_rl_runs_record_their_cost_exactly_when_every_call_is_counted(monkeypatch):
+    """With every call counted: acting greedily runs the Q-network on one observation; each
+    gradient step runs it forward and backward (no gradient for the observations) and the
+    target network forward, on a minibatch of `replay_size` (fewer while the memory holds fewer)."""
+    monkeypatch.setattr(accounting, "SAMPLE_EVERY", 1)
+    setting, method = dqn_on_cartpole()
+    forwards, in_fit = [], [False]
+    configure, fit = method.configure, method.fit
+
+    def configure_watching(run):
+        configure(run)
+        method.q_network.register_forward_pre_hook(
+            lambda module, args: forwards.append(len(args[0])) if in_fit[0] else None)
+
+    def fit_watched(*args):
+        in_fit[0] = True
+        try:
+            return fit(*args)
+        finally:
+            in_fit[0] = False
+
+    method.configure, method.fit = configure_watching, fit_watched
+    cost = setting.apply(method).cost()
+    greedy, learned = [n for n in forwards if n == 1], [n for n in forwards if n > 1]
+    assert len(learned) == method.gradient_steps > 0 and greedy and max(learned) == method.replay_size
+    per_sample_learnt = 3 * 2 * Q_WEIGHTS + 2 * (32 * 32 + 32 * 2)
+    assert cost["training_flops"] == len(greedy) * 2 * Q_WEIGHTS + sum(learned) * per_sample_learnt
+    assert cost["inference_flops_per_sample"] == 2 * Q_WEIGHTS
+    assert cost["parameters"] == Q_PARAMETERS and cost["network_bytes"] == 4 * Q_PARAMETERS
+    transition = 4 * 4 + 8 + 4 + 4 * 4 + 4  # observation, action (int64), reward, next observation, terminal
+    # the target network, Adam's two moments and step counts, and the replay memory's rows and spare row
+    assert cost["kept_bytes"] == 3 * 4 * Q_PARAMETERS + 6 * 4 + (method.buffer_size + 1) * transition
+
+
+def test_rl_training_flops_are_estimated_from_sampled_calls(monkeypatch):
+    setting, method = dqn_on_cartpole()
+    sampled = setting.apply(method).cost()["training_flops"]
+    monkeypatch.setattr(accounting, "SAMPLE_EVERY", 1)
+    setting, method = dqn_on_cartpole()
+    exact = setting.apply(method).cost()["training_flops"]
+    assert sampled == pytest.approx(exact, rel=0.05)

@@ -76,11 +76,16 @@ class DQN(OffPolicyMethod):
         with torch.no_grad():
             return self.q_network(x.to(self.device)).cpu()
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The network it acts with (what the run's memory accounting calls its network)."""
+        return self.q_network
+
     # ----- learning -----------------------------------------------------------------------------
 
     def after_env_step(self) -> None:
         if self.steps > self.learning_starts and self.steps % self.train_frequency == 0:
-            self.learn()
+            self.run.compute.call("learn", self.learn)
         if self.steps % self.target_update_interval == 0:
             self.target_network.load_state_dict(self.q_network.state_dict())
 

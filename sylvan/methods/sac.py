@@ -84,11 +84,16 @@ class SAC(OffPolicyMethod):
         with torch.no_grad():
             return self.policy.mean_action(x.to(self.device)).cpu()
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The network it acts with (what the run's memory accounting calls its network)."""
+        return self.policy
+
     # ----- learning -----------------------------------------------------------------------------
 
     def after_env_step(self) -> None:
         if self.steps >= self.learning_starts and self.steps % self.train_frequency == 0:
-            self.learn()
+            self.run.compute.call("learn", self.learn)
 
     def learn(self) -> None:
         """One gradient step of the Q-networks, the policy and the temperature on a minibatch

@@ -14,6 +14,10 @@ Lightning fits (where a task ends: Fisher information, herding, bias correction;
 training loop) is counted whole. The online accuracy meter's predictions are not training and are left out.
 Inference FLOPs per sample are counted by the evaluation after each stage, on the first batch
 of every task's test set (a method may run more for some tasks: a column per task, experts).
+Reinforcement-learning methods train in a loop of their own, one environment step at a time, and
+route their network's work through `ComputeAccount.call`: of each kind of call (acting,
+learning) one in `SAMPLE_EVERY` is counted, from the first, and the rest are scaled; inference
+FLOPs per observation are counted on the evaluation's first step of every task.
 The environment variable `SYLVAN_COUNT_FLOPS=0` turns the training count off (its figures are
 then 0), for measuring what counting costs (`benchmarks/cost_overhead.py`).
 
@@ -82,11 +86,15 @@ class ComputeAccount:
         self.fit_batch = 0  # the batch size of the current fit's first step
         self.step_is_smaller = False
         self.stage_fits = 0.0  # the stage's fits, estimated from their sampled steps
+        self.calls: dict[str, list[int]] = {}  # kind of call -> [calls, calls counted, their FLOPs]
 
-    def start_stage(self) -> None:
-        self.stage_outside, self.stage_fits = 0, 0.0
+    def start_stage(self, whole: bool = True) -> None:
+        """A training stage starts. `whole`: count what it computes outside Lightning fits and
+        `call`s whole (supervised runs); else only its sampled steps and calls (a method's own
+        loop of many small steps, reinforcement learning's)."""
+        self.stage_outside, self.stage_fits, self.calls = 0, 0.0, {}
         self.active = os.environ.get("SYLVAN_COUNT_FLOPS", "1") != "0"
-        if not self.active:
+        if not self.active or not whole:
             return
         self.outside = FlopCount()
 
@@ -96,7 +104,24 @@ class ComputeAccount:
             self.stage_outside += self.outside.stop()
             self.outside = None
         self.active = False
-        return float(self.stage_outside + self.stage_fits)
+        calls = sum(flops * made / counted for made, counted, flops in self.calls.values() if counted)
+        return float(self.stage_outside + self.stage_fits + calls)
+
+    def call(self, kind: str, function: Any, *args: Any) -> Any:
+        """`function(*args)`, one of a stage's many calls of `kind` (an action chosen, a gradient
+        step): one in `SAMPLE_EVERY` is counted, from the first, and the stage's FLOPs of that
+        kind are their mean times the calls. Outside a counted stage, just the call."""
+        if not self.active:
+            return function(*args)
+        made, counted, flops = self.calls.setdefault(kind, [0, 0, 0])
+        self.calls[kind][0] = made + 1
+        if made % SAMPLE_EVERY or self.outside is not None or self.step is not None:  # not sampled, or counted whole
+            return function(*args)
+        count = FlopCount()
+        try:
+            return function(*args)
+        finally:
+            self.calls[kind][1:] = [counted + 1, flops + count.stop()]
 
     def abandon(self) -> None:
         """Leave any count open (a stage that raised)."""

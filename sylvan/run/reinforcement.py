@@ -13,6 +13,7 @@ import torch
 
 from sylvan.errors import InapplicableMethodError
 from sylvan.metrics import Results
+from sylvan.run.accounting import FlopCount, TrainedParameters, record_cost
 from sylvan.run.context import RunContext
 from sylvan.run.stages import record_stage_end
 
@@ -45,7 +46,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, ev
     run = RunContext(setting, tracker, stage_count=nb_stages)
     method.configure(run)
     if resume is None:
-        initial = evaluate_returns(setting, method, eval_envs)
+        initial, _ = evaluate_returns(setting, method, eval_envs)
         results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
                           joint_training=method.joint_training, measure="return",
                           task_attributes=setting.task_values())
@@ -53,20 +54,29 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, ev
     else:
         results, finished = run.checkpointer.restore(method, resume, nb_stages, setting.nb_tasks)
     start = time.perf_counter() - results.total_wall_time
+    trained = TrainedParameters()
     for stage in range(nb_stages):
         if stage <= finished:  # resuming: trained before the interruption
             method.skip_stage([])
             continue
         stage_start = time.perf_counter()
         env = setting.training_env(stage, episode_log(tracker, stage * setting.steps_per_task))
+        trained.start(method)
+        run.compute.start_stage(whole=False)  # the method's calls, sampled (`ComputeAccount.call`)
         try:
             setting.train_stage(method, stage, env)
+        except BaseException:
+            run.compute.abandon()
+            raise
         finally:
             env.close()
+        training_flops = run.compute.end_stage()
         results.task_train_time.append(time.perf_counter() - stage_start)
-        results.accuracy_matrix.append(evaluate_returns(setting, method, eval_envs))
+        returns, inference_flops = evaluate_returns(setting, method, eval_envs)
+        results.accuracy_matrix.append(returns)
         results.samples_seen.append(env.steps)
         record_training_episodes(results, env.episode_returns)
+        record_cost(results, run, method, training_flops, inference_flops, trained.count(method))
         record_stage_end(results, method, stage_start, start, nb_stages)
         run.checkpointer.save(stage, method, results)
         if tracker is not None:
@@ -87,24 +97,31 @@ def episode_log(tracker: Any, first_step: int) -> EpisodeLog | None:
     return log
 
 
-def evaluate_returns(setting: Any, method: Any, eval_envs: list[list[Any]]) -> list[float]:
+def evaluate_returns(setting: Any, method: Any, eval_envs: list[list[Any]]) -> tuple[list[float], float]:
     """Mean return of `--eval_episodes` greedy episodes (the best-scored action at each
     step, or the action `predict` returns) on each task's environment, the episodes run
     side by side: one `predict` call per step for all of them. Episode k of task j starts
     from the same seed at every evaluation, so the rows of the matrix compare the policies
-    on the same episodes."""
+    on the same episodes. Also the FLOPs of `predict` per observation, counted on each
+    task's first step."""
     returns = []
+    counted_flops = counted_observations = 0
     for task_id in range(setting.nb_tasks):
         envs = eval_envs[task_id]
         observations = [env.reset(seed=setting.evaluation_seed(task_id, k))[0]
                         for k, env in enumerate(envs)]
         totals = np.zeros(len(envs))
         active = list(range(len(envs)))
+        first_step = True
         while active:
             x = torch.as_tensor(np.stack([observations[i] for i in active]), dtype=torch.float32)
             task_labels = torch.full((len(active),), task_id) if setting.task_labels_at_test else None
+            count = FlopCount() if len(active) == len(envs) and first_step else None
+            first_step = False
             with torch.no_grad():
                 scores = method.predict(x, task_labels)
+            if count is not None:
+                counted_flops, counted_observations = counted_flops + count.stop(), counted_observations + len(x)
             if tuple(scores.shape) != (len(active), setting.num_actions):
                 raise RuntimeError(
                     f"{type(method).__name__}.predict returned shape {tuple(scores.shape)}, expected "
@@ -123,7 +140,7 @@ def evaluate_returns(setting: Any, method: Any, eval_envs: list[list[Any]]) -> l
                     still.append(i)
             active = still
         returns.append(float(totals.mean()))
-    return returns
+    return returns, counted_flops / max(counted_observations, 1)
 
 
 def record_training_episodes(results: Results, returns: list[float]) -> None:

@@ -106,7 +106,7 @@ class DatasetStreamSetting(TaskIncrementalSetting):
         largest = max(specs, key=lambda spec: spec.input_shape[0] * spec.input_shape[1] * spec.input_shape[2])
         backbone = largest.default_backbone if shape[1:] == largest.input_shape[1:] else "mlp"
         return DatasetSpec("stream", shape, sum(len(plan.classes) for plan in plans), backbone,
-                           load=lambda *args: (_ for _ in ()).throw(ConfigurationError("a stream loads per task")))
+                           load=dataset_streams.loaded_per_dataset)
 
     def class_increments(self) -> list[int]:
         return [len(plan.classes) for plan in self.plan()]
@@ -139,6 +139,9 @@ class DatasetStreamSetting(TaskIncrementalSetting):
         results = run_supervised(self, method, tracker, resume)
         wanted = self.world_size == 1 if self.forward_transfer is None else self.forward_transfer
         if wanted and results.complete and self.only_task is None:
+            if tracker is not None and tracker.verbose:
+                print(f"[sylvan] forward transfer: training {method.name} on each of the {self.nb_tasks} tasks alone "
+                      "(--forward_transfer false leaves this out)", flush=True)
             results.independent_accuracies = [self.alone(fresh, task).final_average_accuracy
                                               for task in range(self.nb_tasks)]
         return results

@@ -82,7 +82,7 @@ class OffPolicyMethod(Method):
         env = train_data
         observation, _ = env.reset()
         while not env.exhausted:
-            action = self.act(observation)
+            action = self.run.compute.call("act", self.act, observation)
             next_observation, reward, terminated, truncated, _ = env.step(action)
             self.remember(observation, action, float(reward), next_observation, terminated)
             self.steps += 1

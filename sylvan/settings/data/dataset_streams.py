@@ -159,6 +159,12 @@ def capped(labels: np.ndarray, members: np.ndarray, per_class: int | None, rng: 
     return np.sort(np.concatenate(kept))
 
 
+def loaded_per_dataset(data_dir: str, size: int | None, seed: int) -> tuple[Any, Any]:
+    """The loader of a stream seen as one dataset (`DatasetSpec.load`): there is none, since a
+    stream reads each of its datasets (`build_tasks`)."""
+    raise ConfigurationError("a stream of datasets is loaded dataset by dataset, by its setting")
+
+
 def build_tasks(plans: list[TaskPlan], load: Callable[[str], tuple[Any, Any]], shape: tuple[int, int, int],
                 seed: int) -> list[TaskData]:
     """The tasks of a planned stream. `load(name)` returns a dataset's (training, evaluation)

@@ -102,6 +102,7 @@ def _draw(points: Sequence[Point], optimal: dict[str, list[bool]], path: Path) -
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     settings = sorted({point.setting for point in points})
     fig, axes = plt.subplots(len(settings), len(COSTS), figsize=(6 * len(COSTS), 4.5 * len(settings)),
@@ -121,6 +122,7 @@ def _draw(points: Sequence[Point], optimal: dict[str, list[bool]], path: Path) -
                 ax.step([x for x, _ in front], [y for _, y in front], where="post", color="tab:red", alpha=0.5)
             if all(p.costs[cost][0] > 0 for p, _ in chosen):
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
             ax.set_xlabel(title)
             ax.set_ylabel("final average accuracy (%)")
             ax.set_title(f"{setting}: accuracy against {title.split(' (')[0]}")

@@ -98,3 +98,28 @@ def test_the_budget_does_not_change_a_run():
     free = digits().apply(METHODS["rehearsal"](buffer_size=50))
     budgeted = digits(memory_budget=10**9).apply(METHODS["rehearsal"](buffer_size=50))
     assert budgeted.accuracy_matrix == free.accuracy_matrix
+
+
+def test_a_replay_memory_of_transitions_is_planned_and_bounded_on_rl_settings(tmp_path):
+    """dqn's replay memory: 200 + 1 rows of a CartPole transition (observations float32, the
+    action int64, reward and terminal float32), known before the first step; a budget below
+    what it holds is refused before the run's folder is written."""
+    from sylvan.settings import SETTINGS
+    from tests.conftest import tiny_method, tiny_options
+
+    setting_cls = SETTINGS["incremental_rl"]
+    options = tiny_options(setting_cls, METHODS["dqn"])
+    method = tiny_method(METHODS["dqn"])
+    run = RunContext.standalone(setting_cls(**options))
+    method.configure(run)
+    planned = planned_memory(method, run)
+    assert planned["buffers"] == (method.buffer_size + 1) * (4 * 4 + 8 + 4 + 4 * 4 + 4)
+    end = setting_cls(**options).apply(tiny_method(METHODS["dqn"])).cost()["memory_bytes"]
+    assert planned["held"] + planned["buffers"] <= end
+    with pytest.raises(ConfigurationError, match="dqn would hold at least"):
+        run_experiment(setting_cls(**options, memory_budget=planned["held"] + planned["buffers"] - 1),
+                       tiny_method(METHODS["dqn"]), RunOptions(results_dir=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists()
+    # the optimizer's moments come with the first gradient step: over the budget after task 0
+    with pytest.raises(MemoryBudgetExceeded, match="after task 0"):
+        setting_cls(**options, memory_budget=planned["held"] + planned["buffers"]).apply(tiny_method(METHODS["dqn"]))

@@ -51,10 +51,13 @@ def _buffers(method: Any) -> list[Any]:
 
 
 def example_fields(method: Any, run: Any) -> dict[str, torch.Tensor]:
-    """The fields a buffer of `method` keeps for one sample of `run`'s stream (inputs, labels,
-    task labels where the setting gives them), as the method hands them over."""
+    """The fields a buffer of `method` keeps for one sample of `run`'s stream, as the method hands
+    them over: those of its `stored_example()` where it has one (a transition of an
+    environment), else inputs, labels and task labels where the setting gives them."""
     from sylvan.methods.core.batch import Batch
 
+    if hasattr(method, "stored_example"):
+        return method.stored_example()
     task_label = torch.zeros(1, dtype=torch.int64) if run.task_labels_at_train else None
     batch = Batch(torch.zeros(1, *run.input_shape), torch.zeros(1, dtype=torch.int64), task_label)
     stored = getattr(method, "stored_fields", None)

@@ -14,6 +14,7 @@ import torch
 from sylvan.errors import InapplicableMethodError
 from sylvan.metrics import Results
 from sylvan.run.accounting import FlopCount, TrainedParameters, record_cost
+from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext
 from sylvan.run.stages import record_stage_end
 
@@ -45,6 +46,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, ev
     nb_stages = setting.nb_stages()
     run = RunContext(setting, tracker, stage_count=nb_stages)
     method.configure(run)
+    refuse_over_budget(method, run, setting.memory_budget)
     if resume is None:
         initial, _ = evaluate_returns(setting, method, eval_envs)
         results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
@@ -82,6 +84,8 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, ev
         if tracker is not None:
             seen = stage + 1 if nb_stages == setting.nb_tasks else setting.nb_tasks
             tracker.on_stage_end(results, stage, nb_stages, seen)
+        where = f"in {tracker.run_dir}" if tracker is not None else "in the results returned so far"
+        stop_over_budget(results, stage, setting.memory_budget, method.name, where)
     return results
 
 

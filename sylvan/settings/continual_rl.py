@@ -25,6 +25,7 @@ from sylvan.checkpoints import RunCheckpoint
 from sylvan.errors import ConfigurationError
 from sylvan.metrics import Results
 from sylvan.registry import METHODS
+from sylvan.run.budget import MemoryBudgetOptions
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator
 from sylvan.settings.environments import (
     DEFAULT_VARIED_ATTRIBUTES,
@@ -55,7 +56,7 @@ def action_spaces_of(method: Any) -> tuple[str, ...]:
 
 
 @dataclass
-class ContinualRLSetting(Setting):
+class ContinualRLSetting(MemoryBudgetOptions, Setting):
     """A gymnasium environment whose dynamics drift smoothly through the tasks' attribute values,
     trained on as one stream with no task boundaries and no task labels; evaluated at the end by
     the mean return of greedy episodes on each task."""
@@ -85,6 +86,7 @@ class ContinualRLSetting(Setting):
 
     def validate(self) -> None:
         super().validate()
+        self.check_memory_budget()
         for name in ("nb_tasks", "steps_per_task", "eval_episodes"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"--{name} must be >= 1, got {getattr(self, name)}")

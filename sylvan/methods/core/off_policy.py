@@ -94,10 +94,24 @@ class OffPolicyMethod(Method):
     def remember(self, observation: Any, action: Any, reward: float, next_observation: Any, terminated: bool) -> None:
         """Store one transition. A truncated episode (time limit, budget) is not terminal: its
         next state still has a value."""
-        self.buffer.add(
-            obs=torch.as_tensor(np.asarray(observation, dtype=np.float32)).unsqueeze(0),
-            action=torch.as_tensor(np.asarray(action)).unsqueeze(0),
-            reward=torch.tensor([reward], dtype=torch.float32),
-            next_obs=torch.as_tensor(np.asarray(next_observation, dtype=np.float32)).unsqueeze(0),
-            terminal=torch.tensor([float(terminated)]),
-        )
+        self.buffer.add(**self.transition(observation, action, reward, next_observation, terminated))
+
+    @staticmethod
+    def transition(observation: Any, action: Any, reward: float, next_observation: Any,
+                   terminated: bool) -> dict[str, torch.Tensor]:
+        """One transition as the memory stores it: fields of one row each."""
+        return {
+            "obs": torch.as_tensor(np.asarray(observation, dtype=np.float32)).unsqueeze(0),
+            "action": torch.as_tensor(np.asarray(action)).unsqueeze(0),
+            "reward": torch.tensor([reward], dtype=torch.float32),
+            "next_obs": torch.as_tensor(np.asarray(next_observation, dtype=np.float32)).unsqueeze(0),
+            "terminal": torch.tensor([float(terminated)]),
+        }
+
+    def stored_example(self) -> dict[str, torch.Tensor]:
+        """A transition of the run's environments (zeros) as the memory stores it: what its
+        storage is planned from before the first step (`sylvan.run.budget`)."""
+        observation = np.zeros(self.run.observation_shape, dtype=np.float32)
+        discrete = self.run.action_space_kind == "discrete"
+        action = 0 if discrete else np.zeros(self.run.num_actions, dtype=np.float32)
+        return self.transition(observation, action, 0.0, observation, False)

@@ -98,13 +98,14 @@ def refuse_over_budget(method: Any, run: Any, budget: int | None) -> None:
     )
 
 
-def stop_over_budget(results: Any, stage: int, budget: int | None, method_name: str, where: str) -> None:
+def stop_over_budget(results: Any, stage: int, budget: int | None, method_name: str, tracker: Any = None) -> None:
     """Raise `MemoryBudgetExceeded` where what the method held after `stage` (the last entry of
-    `results`' memory accounting) is more than `budget` bytes. `where`: where the results of the
-    finished stages are, for the message."""
+    `results`' memory accounting) is more than `budget` bytes; the message says where the
+    results of the finished stages are (the run's folder, where `tracker` writes one)."""
     if budget is None or not results.network_bytes:
         return
     held = results.network_bytes[-1] + results.kept_bytes[-1]
+    where = f"in {tracker.run_dir}" if tracker is not None else "in the results returned so far"
     if held > budget:
         raise MemoryBudgetExceeded(
             f"--memory_budget {budget:,}: {method_name} held {held:,} bytes after task {stage} (network "

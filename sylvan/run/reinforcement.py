@@ -84,8 +84,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, ev
         if tracker is not None:
             seen = stage + 1 if nb_stages == setting.nb_tasks else setting.nb_tasks
             tracker.on_stage_end(results, stage, nb_stages, seen)
-        where = f"in {tracker.run_dir}" if tracker is not None else "in the results returned so far"
-        stop_over_budget(results, stage, setting.memory_budget, method.name, where)
+        stop_over_budget(results, stage, setting.memory_budget, method.name, tracker)
     return results
 
 

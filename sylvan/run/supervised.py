@@ -66,7 +66,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
             method.skip_stage(loaders)
             continue
         stage_start = time.perf_counter()
-        if getattr(setting, "past_data_available", False):  # the tasks before this one, to revisit
+        if setting.past_data_available:  # the tasks before this one, to revisit
             run.past_tasks = PastTasks(tasks[:stage], setting.seed)
         trained.start(method)
         run.compute.start_stage()
@@ -93,8 +93,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
         if tracker is not None:
             seen = stage + 1 if nb_stages == len(tasks) else len(tasks)
             tracker.on_stage_end(results, stage, nb_stages, seen)
-        where = f"in {tracker.run_dir}" if tracker is not None else "in the results returned so far"
-        stop_over_budget(results, stage, setting.memory_budget, method.name, where)
+        stop_over_budget(results, stage, setting.memory_budget, method.name, tracker)
     return results
 
 

@@ -3,7 +3,8 @@
 The folder holds `config.yaml` (the resolved configuration, reloadable with --config_path),
 `results.json` (metrics; identical for two runs with the same seed), `runtime.json` (wall
 times, memory), `accuracy_matrix.png`, `accuracy_curve.png`, `confusion_matrix.png` (supervised
-settings), `logs/train.csv` (per-step losses),
+settings), `logs/train.csv` (per-step losses), `logs/cost.csv` (what each stage cost: its
+training FLOPs, inference FLOPs per sample, and the bytes the method held after it),
 `checkpoints/` (the method's state after each task), `provenance.json` (the software, machine and
 command of the run's start and of each resumption) and, with W&B, `wandb_run.json` (the W&B run's
 id, so that a resumed run logs into the same W&B run). Results are rewritten after every
@@ -123,6 +124,8 @@ class Tracker:
         """After each training stage, once its checkpoint is written (`sylvan.run.checkpointer`):
         persist the results, report progress."""
         self.write_results(results)
+        if results.network_bytes:  # what the stage cost (`sylvan.run.accounting`)
+            write_stage_costs(self.run_dir / "logs" / "cost.csv", results)
         row = results.accuracy_matrix[-1]
         measured = [a for a in row if a is not None]  # a setting may leave the tasks to come unevaluated
         measure, scale, unit = results.measure, results.display_scale, results.unit
@@ -138,6 +141,8 @@ class Tracker:
         if self.wandb_run is not None:
             log = {f"{measure}/task_{j}": a for j, a in enumerate(row) if a is not None}
             log[f"{measure}/average"] = sum(measured) / len(measured)
+            if results.network_bytes:  # what the stage cost
+                log.update({f"cost/stage_{key}": values[-1] for key, values in results.cost()["per_stage"].items()})
             self.wandb_run.log({**log, "stage": stage})
 
     def finish(self, results: Results) -> None:
@@ -181,6 +186,18 @@ def record_provenance(run_dir: Path, event: str) -> None:
             recorded = None
         history = recorded if isinstance(recorded, list) else []
     write_json(path, {"history": [*history, provenance_entry(event)]})
+
+
+def write_stage_costs(path: Path, results: Results) -> None:
+    """`logs/cost.csv`: a row per finished stage with what it cost (rewritten whole after each
+    stage, so that a resumed run's file is an uninterrupted one's)."""
+    costs = results.cost()["per_stage"]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["stage", *costs])
+        writer.writerows([stage, *row] for stage, row in enumerate(zip(*costs.values())))
+    os.replace(tmp, path)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

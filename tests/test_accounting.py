@@ -4,6 +4,7 @@ method holds, checked against values computed by hand for the digits MLP (8x8 in
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -128,6 +129,12 @@ def test_results_json_and_the_console_hold_the_cost(tmp_path, capsys):
     assert recorded["cost"]["inference_flops_per_sample"] == 2 * MLP_WEIGHTS
     out = capsys.readouterr().out
     assert "training compute" in out and "memory kept" in out
+    with open(tmp_path / "naive" / "logs" / "cost.csv") as f:  # a row per stage
+        rows = list(csv.DictReader(f))
+    per_stage = recorded["cost"]["per_stage"]
+    assert [int(row["stage"]) for row in rows] == list(range(5))
+    for key, values in per_stage.items():
+        assert [float(row[key]) for row in rows] == [float(value) for value in values], key
 
 
 def dqn_on_cartpole():

@@ -87,7 +87,8 @@ def test_colour_and_grey_datasets_meet_at_the_colour_shape():
     assert torch.equal(digits_task.x_train[:, 0], digits_task.x_train[:, 2])  # grey repeated
 
 
-def test_no_method_ever_receives_data_of_a_future_task():
+@pytest.mark.parametrize("method_name", ["rehearsal", "icarl", "gdumb", "lwf", "pnn"])
+def test_no_method_ever_receives_data_of_a_future_task(method_name):
     """A method that records every input handed to it (its training steps, the loaders of its
     fits, the past tasks it may revisit, and what it is asked to predict), then each input is
     found among the tasks' data: none belongs only to a task after the one being trained."""
@@ -98,7 +99,7 @@ def test_no_method_ever_receives_data_of_a_future_task():
         for x in (task.x_train, task.x_test):
             for row in x.flatten(1).numpy():
                 owners.setdefault(row.tobytes(), set()).add(task.task_id)
-    method = METHODS["rehearsal"](buffer_size=40)
+    method = METHODS[method_name](**({"buffer_size": 40} if hasattr(METHODS[method_name], "buffer_size") else {}))
     received: list[tuple[int, torch.Tensor]] = []
     current = {"task": -1}
     start, step, fit, predict = method.on_task_start, method.training_step, method.fit, method.predict

@@ -50,14 +50,6 @@ class TaskPlan:
     parameter: int = 0
     samples_per_class: int | None = None
 
-    def describe(self) -> str:
-        parts = [f"{self.dataset} classes {list(self.classes)}"]
-        if self.transformation != "none":
-            parts.append(f"{self.transformation} {self.parameter}")
-        if self.samples_per_class is not None:
-            parts.append(f"{self.samples_per_class} samples per class")
-        return ", ".join(parts)
-
 
 def stream_datasets(names: str, option: str) -> list[str]:
     """The dataset names of a comma-separated list (`option`, for messages), each checked: known,

@@ -116,18 +116,17 @@ class DataParallel:
 
     def make_strategy(self) -> Any:
         """DDP on a process group whose collectives give up after `worker_timeout` seconds
-        instead of hanging; with the distributed rehearsal strategy where a method replays
-        through the run's global channel."""
-        from lightning.pytorch.strategies import DDPStrategy
-
-        from sylvan.parallel.rehearsal_strategy import DistributedRehearsalStrategy
+        instead of hanging, its workers' deaths reported by the run (`sylvan.parallel.launcher`);
+        with the distributed rehearsal strategy where a method replays through the run's global
+        channel."""
+        from sylvan.parallel.rehearsal_strategy import DataParallelStrategy, DistributedRehearsalStrategy
 
         options = dict(process_group_backend="nccl" if self.on_cuda else "gloo",
                        timeout=timedelta(seconds=self.worker_timeout))
         if self.channel is not None:
             self.strategy = DistributedRehearsalStrategy(replay=self.channel, **options)
         else:
-            self.strategy = DDPStrategy(**options)
+            self.strategy = DataParallelStrategy(**options)
         return self.strategy
 
     def trainer_options(self, callbacks: list[Any]) -> dict[str, Any]:

@@ -12,9 +12,14 @@ from typing import Any
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
 from sylvan.buffers.global_replay import GlobalReplay
+from sylvan.parallel.launcher import ReportsDeadWorkers
 
 
-class DistributedRehearsalStrategy(DDPStrategy):
+class DataParallelStrategy(ReportsDeadWorkers, DDPStrategy):
+    """Lightning's DDP, its workers' deaths reported by the run (`sylvan.parallel.launcher`)."""
+
+
+class DistributedRehearsalStrategy(ReportsDeadWorkers, DDPStrategy):
     """DDP whose every training batch is joined by r representatives of the global buffer.
 
     Registered as "ddp_rehearsal". Give it a `GlobalReplay`, or the buffer options to build one.

@@ -114,7 +114,7 @@ def test_several_devices_make_a_data_parallel_run_whose_replay_is_global():
     local = OnlineSetting(dataset="digits", accelerator="cpu", devices=2, replay_scope="local")
     method = Rehearsal()
     method.configure(local)
-    assert not method.replays_globally and type(method.run.parallel.make_strategy()).__name__ == "DDPStrategy"
+    assert not method.replays_globally and type(method.run.parallel.make_strategy()).__name__ == "DataParallelStrategy"
 
 
 def test_replay_options_are_refused_where_nothing_replays():

@@ -461,11 +461,15 @@ def test_a_missing_node_stops_the_run_after_the_worker_timeout(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_dead_worker_stops_the_run_with_a_clear_error(tmp_path):
+@pytest.mark.parametrize("busy_seconds", [0, 8], ids=["at_once", "worker_0_busy"])
+def test_a_dead_worker_stops_the_run_with_a_clear_error(tmp_path, busy_seconds):
+    """Worker 0 names the worker that died, whether it meets the broken connection at once or
+    only after 8 s of work of its own (Lightning's launcher would kill every process, worker 0
+    too, 5 s after the death, with no word: `sylvan.parallel.launcher`)."""
     start = time.monotonic()
     out = sylvan("--plugin", str(REPO / "tests" / "plugins" / "dying_worker.py"), "--setting", "distributed",
                  "--method", "dying_worker", "--devices", "2", *COMMON, "--worker_timeout", "30",
-                 "--results_dir", str(tmp_path), "--run_name", "dies")
+                 "--busy_seconds", str(busy_seconds), "--results_dir", str(tmp_path), "--run_name", "dies")
     elapsed = time.monotonic() - start
     assert out.returncode == 1, out.stdout + out.stderr
     assert "worker 1 exited with status 17" in out.stderr

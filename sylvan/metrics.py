@@ -111,8 +111,8 @@ class Results:
     worker_startup_time: float = 0.0
     peak_memory_mb: float | None = None
     method_runtime: dict[str, float] = field(default_factory=dict)  # the method's runtime_stats()
-    # what each training stage cost (`sylvan.run.accounting`; supervised settings): its training
-    # FLOPs, the method's inference FLOPs per sample after it, and what the method held after it
+    # what each training stage cost (`sylvan.run.accounting`): its training FLOPs, the method's
+    # inference FLOPs per sample after it, and what the method held after it
     training_flops: list[float] = field(default_factory=list)
     inference_flops_per_sample: list[float] = field(default_factory=list)
     network_bytes: list[int] = field(default_factory=list)
@@ -131,6 +131,11 @@ class Results:
     # the stream of datasets: each task's accuracy when the method is trained on it alone, the
     # reference of each task's forward transfer (`transfer_per_task`)
     independent_accuracies: list[float] | None = None
+
+    @property
+    def has_cost(self) -> bool:
+        """Whether the run recorded what its stages cost (`cost`): runs of an older sylvan did not."""
+        return bool(self.network_bytes)
 
     @property
     def display_scale(self) -> float:
@@ -248,7 +253,7 @@ class Results:
             "samples_seen": self.samples_seen,
             **({} if self.measure == "accuracy" else
                {"episodes_seen": self.episodes_seen, "task_attributes": self.task_attributes}),
-            **({"cost": self.cost()} if self.training_flops else {}),
+            **({"cost": self.cost()} if self.has_cost else {}),
         }
 
     def cost(self) -> dict[str, Any]:
@@ -311,7 +316,7 @@ class Results:
         lines.append(f"{'wall time':>30}: {self.total_wall_time:.1f} s")
         if self.peak_memory_mb is not None:
             lines.append(f"{'peak memory':>30}: {self.peak_memory_mb:.0f} MB")
-        if self.training_flops:
+        if self.has_cost:
             cost = self.cost()
             lines.append(f"{'training compute':>30}: {cost['training_flops'] / 1e9:.3g} GFLOP")
             lines.append(f"{'inference compute':>30}: {cost['inference_flops_per_sample'] / 1e6:.3g} MFLOP per sample")

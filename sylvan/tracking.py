@@ -124,7 +124,7 @@ class Tracker:
         """After each training stage, once its checkpoint is written (`sylvan.run.checkpointer`):
         persist the results, report progress."""
         self.write_results(results)
-        if results.network_bytes:  # what the stage cost (`sylvan.run.accounting`)
+        if results.has_cost:  # what the stage cost (`sylvan.run.accounting`)
             write_stage_costs(self.run_dir / "logs" / "cost.csv", results)
         row = results.accuracy_matrix[-1]
         measured = [a for a in row if a is not None]  # a setting may leave the tasks to come unevaluated
@@ -141,7 +141,7 @@ class Tracker:
         if self.wandb_run is not None:
             log = {f"{measure}/task_{j}": a for j, a in enumerate(row) if a is not None}
             log[f"{measure}/average"] = sum(measured) / len(measured)
-            if results.network_bytes:  # what the stage cost
+            if results.has_cost:  # what the stage cost
                 log.update({f"cost/stage_{key}": values[-1] for key, values in results.cost()["per_stage"].items()})
             self.wandb_run.log({**log, "stage": stage})
 
@@ -166,7 +166,7 @@ class Tracker:
             for key, value in results.summary().items():
                 if value is not None:
                     self.wandb_run.summary[key] = value
-            if results.training_flops:  # what the run cost (`sylvan.run.accounting`)
+            if results.has_cost:  # what the run cost (`sylvan.run.accounting`)
                 for key, value in results.cost().items():
                     if key != "per_stage":
                         self.wandb_run.summary[f"cost/{key}"] = value

@@ -102,7 +102,7 @@ def stop_over_budget(results: Any, stage: int, budget: int | None, method_name: 
     """Raise `MemoryBudgetExceeded` where what the method held after `stage` (the last entry of
     `results`' memory accounting) is more than `budget` bytes; the message says where the
     results of the finished stages are (the run's folder, where `tracker` writes one)."""
-    if budget is None or not results.network_bytes:
+    if budget is None or not results.has_cost:
         return
     held = results.network_bytes[-1] + results.kept_bytes[-1]
     where = f"in {tracker.run_dir}" if tracker is not None else "in the results returned so far"

@@ -53,7 +53,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
     method.configure(run)
     refuse_over_budget(method, run, setting.memory_budget)
     if resume is None:
-        initial = None if _seen_only(setting) else setting.evaluate(method, tasks, parallel).accuracies
+        initial = None if setting.evaluates_seen_tasks_only else setting.evaluate(method, tasks, parallel).accuracies
         results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
                           joint_training=method.joint_training, evaluation_split=setting.evaluation_split)
         finished = -1
@@ -97,15 +97,10 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, pa
     return results
 
 
-def _seen_only(setting: Any) -> bool:
-    """Whether `setting` evaluates the tasks seen so far only (a method never sees a future task)."""
-    return getattr(setting, "evaluates_seen_tasks_only", False)
-
-
 def _evaluate(setting: Any, method: Any, tasks: list[Any], parallel: Any, seen: int) -> Any:
     """The evaluation after a stage: on every task, or on the `seen` first ones where the setting
     hides the others (their entries of the accuracy matrices are then None)."""
-    if not _seen_only(setting):
+    if not setting.evaluates_seen_tasks_only:
         return setting.evaluate(method, tasks, parallel)
     evaluation = setting.evaluate(method, tasks[:seen], parallel)
     unseen = [None] * (len(tasks) - seen)

@@ -46,6 +46,9 @@ class Setting:
     single_pass: ClassVar[bool] = False
     data_parallel: ClassVar[bool] = False
     past_data_available: ClassVar[bool] = False  # past tasks' training data stay open to the method
+    # a restriction on the evaluation, not knowledge: after each stage only the tasks seen so far
+    # are evaluated, so that a method never receives a future task's data (the stream of datasets)
+    evaluates_seen_tasks_only: ClassVar[bool] = False
 
     seed: int = 0  # random seed: fixes data order, buffer sampling and initialization
 

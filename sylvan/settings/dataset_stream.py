@@ -12,6 +12,7 @@ not by evaluating tasks before they come.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
@@ -26,6 +27,34 @@ if TYPE_CHECKING:
 
 DEFAULT_LENGTH = 20
 DEFAULT_SOURCES = "digits,synthetic"
+
+
+@functools.lru_cache(maxsize=64)
+def planned_stream(stream: str | None, length: int | None, sources: str, seed: int
+                   ) -> tuple[dataset_streams.TaskPlan, ...]:
+    """The tasks of the stream `--stream` names, or else of the one generated from `--stream_length`,
+    `--stream_sources` and `--stream_seed`: drawn once per configuration, since the setting's
+    facts (`num_classes`, `input_shape`), which methods may read at every step, derive from them."""
+    if stream is not None:
+        return tuple(dataset_streams.named_plan(dataset_streams.stream_datasets(stream, "stream")))
+    names = dataset_streams.stream_datasets(sources, "stream_sources")
+    return tuple(dataset_streams.generated_plan(length or DEFAULT_LENGTH, names, seed))
+
+
+@functools.lru_cache(maxsize=64)
+def stream_spec(stream: str | None, length: int | None, sources: str, seed: int, only_task: int | None,
+                side: int | None) -> DatasetSpec:
+    """The stream (or its task `only_task` alone) as one dataset: the common shape of the whole
+    stream's images (a task alone keeps it), the classes of the tasks trained on, and the
+    backbone of the largest images (an MLP where they are resized)."""
+    whole = planned_stream(stream, length, sources, seed)
+    trained = whole if only_task is None else whole[only_task:only_task + 1]
+    shape = dataset_streams.common_shape(list(whole), side)
+    specs = [get_dataset(plan.dataset) for plan in whole]
+    largest = max(specs, key=lambda spec: spec.input_shape[0] * spec.input_shape[1] * spec.input_shape[2])
+    backbone = largest.default_backbone if shape[1:] == largest.input_shape[1:] else "mlp"
+    return DatasetSpec("stream", shape, sum(len(plan.classes) for plan in trained), backbone,
+                       load=dataset_streams.loaded_per_dataset)
 
 
 @dataclass
@@ -91,22 +120,13 @@ class DatasetStreamSetting(TaskIncrementalSetting):
 
     def full_plan(self) -> list[dataset_streams.TaskPlan]:
         """The stream's tasks before anything is loaded (`sylvan.settings.data.dataset_streams`)."""
-        if self.stream is not None:
-            return dataset_streams.named_plan(dataset_streams.stream_datasets(self.stream, "stream"))
-        sources = dataset_streams.stream_datasets(self.stream_sources, "stream_sources")
-        return dataset_streams.generated_plan(self.stream_length or DEFAULT_LENGTH, sources, self.stream_seed)
+        return list(planned_stream(self.stream, self.stream_length, self.stream_sources, self.stream_seed))
 
     @property
     def dataset_spec(self) -> DatasetSpec:
-        """The stream as one dataset: its images' common shape, every task's classes, and the
-        backbone of its largest images."""
-        plans, whole = self.plan(), self.full_plan()
-        shape = dataset_streams.common_shape(whole, self.image_size)  # a task alone keeps the stream's shape
-        specs = [get_dataset(plan.dataset) for plan in whole]
-        largest = max(specs, key=lambda spec: spec.input_shape[0] * spec.input_shape[1] * spec.input_shape[2])
-        backbone = largest.default_backbone if shape[1:] == largest.input_shape[1:] else "mlp"
-        return DatasetSpec("stream", shape, sum(len(plan.classes) for plan in plans), backbone,
-                           load=dataset_streams.loaded_per_dataset)
+        """The stream as one dataset (`stream_spec`)."""
+        return stream_spec(self.stream, self.stream_length, self.stream_sources, self.stream_seed, self.only_task,
+                           self.image_size)
 
     def class_increments(self) -> list[int]:
         return [len(plan.classes) for plan in self.plan()]

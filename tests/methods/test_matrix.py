@@ -54,7 +54,7 @@ def test_method_runs_on_setting(setting_name, method_name):
     assert len(results.accuracy_matrix) == stages
     assert all(len(row) == tasks for row in results.accuracy_matrix)
     # a setting that evaluates the tasks seen only leaves those to come None
-    seen_only = getattr(setting, "evaluates_seen_tasks_only", False)
+    seen_only = setting.evaluates_seen_tasks_only
     for stage, row in enumerate(results.accuracy_matrix):
         measured = row[: stage + 1] if seen_only else row
         assert all(0.0 <= a <= 1.0 for a in measured) and row[len(measured):] == [None] * (tasks - len(measured))

@@ -140,7 +140,8 @@ class FeatureSpy(Rehearsal):
         self.model.train()
         features = super().stored_features(x)
         untouched = all(torch.equal(a, b) for a, b in zip(statistics, norm.buffers()))
-        self.checks.append((x.clone(), expected, features.clone(), untouched, self.model.training))
+        # kept on the CPU, where the test compares them with the training data and the buffer's rows
+        self.checks.append((x.clone().cpu(), expected.cpu(), features.clone().cpu(), untouched, self.model.training))
         return features
 
 
@@ -167,5 +168,5 @@ def test_stored_features_describe_the_samples_as_they_came_in_evaluation_mode(se
     offered = {row.numpy().tobytes(): f for x, _, features, _, _ in method.checks for row, f in zip(x, features)}
     stored = method.buffer.get_all()
     assert len(stored["x"]) > 0
-    for x_row, f_row in zip(stored["x"], stored["features"]):  # the buffer keeps what it was given
+    for x_row, f_row in zip(stored["x"].cpu(), stored["features"].cpu()):  # the buffer keeps what it was given
         assert torch.equal(f_row, offered[x_row.numpy().tobytes()])

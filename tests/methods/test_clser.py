@@ -30,7 +30,7 @@ def perturbed(model: torch.nn.Module, seed: int, scale: float = 0.5) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=generator))
+            p.add_(scale * torch.randn(p.shape, generator=generator).to(p.device))
 
 
 def flat(model: torch.nn.Module) -> torch.Tensor:
@@ -106,9 +106,11 @@ def test_the_chosen_network_predicts(inference_model):
     perturbed(method.stable_model, seed=2)
     x = torch.rand(5, 1, 8, 8)
     network = {"stable": method.stable_model, "plastic": method.plastic_model, "working": method.model}
+    predicted = method.predict(x)  # on the run's device, where it leaves the network that predicted
+    device = next(network[inference_model].parameters()).device
     with torch.no_grad():
-        expected = network[inference_model](x)
-    torch.testing.assert_close(method.predict(x), expected)
+        expected = network[inference_model](x.to(device)).cpu()
+    torch.testing.assert_close(predicted, expected)
 
 
 def test_a_checkpoint_holds_the_memories_the_step_count_and_the_update_draws():

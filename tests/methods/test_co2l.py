@@ -16,6 +16,11 @@ from sylvan.methods.parts.linear_probe import class_balanced_draw
 from sylvan.settings import ClassIncrementalSetting
 from tests.methods.digits_samples import DIGITS, WithoutFeatures, configured, samples
 
+# for tests whose task end trains the probe (a fit, which leaves the networks on the run's device) and
+# which then compare the method's losses and weights with ones computed here from CPU tensors; whole
+# runs of co2l on a GPU are the zoo's tests
+ON_CPU = {"accelerator": "cpu"}
+
 
 def with_stored(method: Co2L, labels: list[int], seed: int = 1) -> Co2L:
     x, y = samples(labels, seed)
@@ -60,8 +65,8 @@ def test_a_first_task_step_is_the_asymmetric_supcon_with_the_new_samples_as_anch
 
 
 def test_a_later_task_adds_the_relation_distillation_of_the_previous_tasks_network():
-    method = with_stored(configured(Co2L(buffer_size=50, replay_size=6, distill_power=0.7, probe_epochs=1)),
-                         [0, 1] * 6)
+    method = with_stored(configured(Co2L(buffer_size=50, replay_size=6, distill_power=0.7, probe_epochs=1),
+                                    **ON_CPU), [0, 1] * 6)
     method.on_task_end(0)
     teacher = method.teacher.network
     with torch.no_grad():
@@ -78,7 +83,8 @@ def test_a_later_task_adds_the_relation_distillation_of_the_previous_tasks_netwo
 
 
 def test_without_distill_power_a_later_task_is_the_asymmetric_loss_alone():
-    method = with_stored(configured(Co2L(buffer_size=50, replay_size=6, distill_power=0, probe_epochs=1)), [0, 1] * 6)
+    method = with_stored(configured(Co2L(buffer_size=50, replay_size=6, distill_power=0, probe_epochs=1), **ON_CPU),
+                         [0, 1] * 6)
     method.on_task_end(0)
     loss, x, y = spied_step(method, Batch(*samples([2, 3, 2, 3], seed=4)))
     expected = asymmetric_supervised_contrastive_loss(projections(method.model, x), y, minibatch_anchors(4, 20),
@@ -101,7 +107,7 @@ def test_until_the_first_task_ends_every_class_scores_zero():
 
 
 def test_at_a_tasks_end_the_probe_learns_the_buffer_with_the_network_frozen():
-    method = with_stored(configured(Co2L(buffer_size=50, probe_views=False)), [0, 3, 7] * 6, seed=7)
+    method = with_stored(configured(Co2L(buffer_size=50, probe_views=False), **ON_CPU), [0, 3, 7] * 6, seed=7)
     before = {name: value.clone() for name, value in method.model.state_dict().items() if "probe" not in name}
     method.on_task_end(0)
     after = method.model.state_dict()

@@ -40,8 +40,8 @@ class UniformImportance(WeightRegularization):
                          decay=self.decay)
 
 
-def configured(method: WeightRegularization) -> WeightRegularization:
-    method.configure(ClassIncrementalSetting(**DIGITS))
+def configured(method: WeightRegularization, **options) -> WeightRegularization:
+    method.configure(ClassIncrementalSetting(**{**DIGITS, **options}))
     return method
 
 
@@ -99,11 +99,13 @@ def test_a_zero_strength_leaves_the_cross_entropy_alone():
 
 def test_the_importance_and_the_anchor_survive_a_checkpoint():
     UniformImportance.check_resumable()  # refuses a method whose state a checkpoint might miss
-    trained = configured(UniformImportance())
+    # on the CPU: a checkpoint restores the networks onto the run's device, and the penalties are compared
+    # with the trained method's, computed on the CPU
+    trained = configured(UniformImportance(), accelerator="cpu")
     trained.on_task_end(0)
     shift_weights(trained, 0.1)
     state = trained.state_dict()
-    resumed = configured(UniformImportance())
+    resumed = configured(UniformImportance(), accelerator="cpu")
     resumed.load_state_dict(state)
     for name in trained.importance:
         torch.testing.assert_close(resumed.importance[name], trained.importance[name])

@@ -130,10 +130,12 @@ def test_scaling_to_unit_uses_the_extremes_of_all_the_tensors_together():
 
 def test_the_fisher_and_the_scores_survive_a_checkpoint():
     RWalk.check_resumable()
-    trained = configured(RWalk(score_interval=1))
+    # on the CPU: a checkpoint restores the networks onto the run's device, and both go on training
+    # from the same CPU batches
+    trained = configured(RWalk(score_interval=1), accelerator="cpu")
     plain_sgd_step(trained, batch(0), lr=0.1)
     trained.on_task_end(0)
-    resumed = configured(RWalk(score_interval=1))
+    resumed = configured(RWalk(score_interval=1), accelerator="cpu")
     resumed.load_state_dict(copy.deepcopy(trained.state_dict()))  # as written to a file and read back
     for name in trained.fisher:
         torch.testing.assert_close(resumed.fisher[name], trained.fisher[name])

@@ -134,7 +134,7 @@ def test_no_method_ever_receives_data_of_a_future_task(method_name):
     assert {stage for stage, _ in received} == set(range(6))
     for stage, x in received:
         pixels = x if x.dtype == torch.uint8 else (x * 255).round().to(torch.uint8)
-        for row in pixels.flatten(1).numpy():
+        for row in pixels.flatten(1).cpu().numpy():
             assert min(owners[row.tobytes()]) <= stage
 
 

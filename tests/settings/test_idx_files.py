@@ -16,7 +16,8 @@ from sylvan.settings.data.idx_files import read_idx, read_mnist_split
 def write_idx(path, array: np.ndarray, type_code: int = 0x08, gzipped: bool = False) -> None:
     header = bytes([0, 0, type_code, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
     data = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-    (gzip.open if gzipped else open)(path, "wb").write(data)
+    with (gzip.open if gzipped else open)(path, "wb") as file:  # closed here: a gzip stream ends on close
+        file.write(data)
 
 
 @pytest.mark.parametrize("gzipped", [False, True])

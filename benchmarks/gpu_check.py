@@ -15,13 +15,15 @@ each writes its whole log to OUT/<part>.log):
   images, one epoch each) on `random_cifar10` (random images of CIFAR-10's shape, size and labels,
   made in memory: nothing to download), for `naive`, `er-200` and `derpp-200`, beside a plain
   PyTorch loop doing what `er-200` does (the same network, batch, augmentation, a reservoir buffer
-  in GPU memory): seconds per epoch.
+  in GPU memory): seconds per epoch; `er-200` also with `--fused_steps 10`;
+- `syncs`: where `er-200`'s training steps make the host wait for the GPU (every synchronizing
+  CUDA call torch reports, by the line of sylvan's code it came from), per step.
 
     python benchmarks/gpu_check.py --out DIR [--only suite cifar] [--workers 14]
 
-On 16 cores of an H200 machine the parts take about 40 s, 300 s, 55 s, 130 s and 65 s: where one
-command may run 10 minutes at most, run `--only cuda_tests suite`, then `--only runs cifar
-distributed`.
+On 16 cores of an H200 machine the parts take about 40 s, 300 s, 55 s, 160 s, 30 s and 65 s:
+where one command may run 10 minutes at most, run `--only cuda_tests suite`, then `--only runs
+cifar syncs distributed`.
 
 The last thing printed is a table of every part: what passed, what failed, the figures. It
 also runs on a machine without a GPU: the CUDA tests then skip and the GPU runs say so.
@@ -35,10 +37,11 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from cli_runs import REPO, Finished, run_cli, run_command
 
-PARTS = ("cuda_tests", "suite", "runs", "cifar", "distributed")
+PARTS = ("cuda_tests", "suite", "runs", "cifar", "syncs", "distributed")
 # the test modules that hold the tests that run only where CUDA is (each run whole)
 CUDA_TEST_FILES = (
     "tests/buffers/test_device.py", "tests/test_transfer.py", "tests/test_minibatches.py",
@@ -142,6 +145,8 @@ def distributed(out: Path, args: argparse.Namespace) -> list[str]:
 CIFAR_RUNS = {
     "naive": ["--method", "naive", "--lr", "0.1"],
     "er-200": ["--method", "rehearsal", "--lr", "0.1", "--buffer_size", "200", "--replay_size", "32"],
+    "er-200, fused_steps 10": ["--method", "rehearsal", "--lr", "0.1", "--buffer_size", "200", "--replay_size", "32",
+                               "--fused_steps", "10"],
     "derpp-200": ["--method", "derpp", "--lr", "0.03", "--buffer_size", "200", "--replay_size", "32",
                   "--alpha", "0.1", "--beta", "0.5"],
 }
@@ -164,6 +169,70 @@ def cifar(out: Path, args: argparse.Namespace) -> list[str]:
     found = re.search(r"plain loop: (.*)", output)
     lines.append(f"cifar: plain PyTorch er-200: {found.group(1) if found else f'exit {status} (see the log)'}")
     return lines
+
+
+def syncs(out: Path, args: argparse.Namespace) -> list[str]:
+    log = Log(out / "syncs.log")
+    status, output, seconds = log.run([sys.executable, __file__, "--count_syncs", "--accelerator", args.accelerator],
+                                      timeout=args.cifar_timeout)
+    lines = [line for line in output.splitlines() if line.startswith("syncs:")]
+    return lines or [f"syncs: exit {status} after {seconds:.0f} s (see the log)"]
+
+
+def sync_place(stack: list[Any]) -> str | None:
+    """Where a synchronizing call with this Python `stack` (frames, outermost first) was made: the
+    innermost frame in sylvan's package, else the innermost of all; None outside Lightning's
+    training loop (set-up, evaluation)."""
+    if not any(frame.filename.endswith("training_epoch_loop.py") for frame in stack):
+        return None
+    ours = [frame for frame in stack if f"{os.sep}sylvan{os.sep}" in frame.filename]
+    frame = (ours or stack)[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})"
+
+
+def count_syncs(accelerator: str, top: int = 8) -> None:
+    """Where the training steps of `er-200` on CIFAR-shaped data make the host wait for the GPU:
+    every synchronizing CUDA call torch reports (`torch.cuda.set_sync_debug_mode`) while
+    Lightning's training loop runs, by the innermost line of sylvan's code it came from (else of
+    Lightning's or torch's), per training step."""
+    import collections
+    import traceback
+    import warnings
+
+    import torch
+
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        print("syncs: skipped, no CUDA device")
+        return
+    from sylvan.methods import Rehearsal
+    from sylvan.settings import ClassIncrementalSetting
+
+    places: collections.Counter[str] = collections.Counter()
+    steps = [0]
+    step = Rehearsal.training_step
+
+    def counted_step(self, batch):
+        steps[0] += 1
+        return step(self, batch)
+
+    def record(message, category, filename, lineno, file=None, line=None) -> None:
+        place = sync_place(traceback.extract_stack()[:-1]) if "synchroniz" in str(message) else None
+        if place is not None:
+            places[place] += 1
+
+    Rehearsal.training_step = counted_step
+    warnings.showwarning = record
+    warnings.simplefilter("always")
+    torch.cuda.set_sync_debug_mode("warn")
+    setting = ClassIncrementalSetting(dataset="random_cifar10", nb_tasks=2, train_samples=4_000, batch_size=32,
+                                      accelerator="gpu", progress_bar=False)
+    setting.apply(Rehearsal(lr=0.1, buffer_size=200, replay_size=32))
+    torch.cuda.set_sync_debug_mode(0)
+    total = sum(places.values())
+    print(f"syncs: er-200 on random_cifar10: {total} in {steps[0]} training steps ({total / max(steps[0], 1):.2f} "
+          "per step)")
+    for place, count in places.most_common(top):
+        print(f"syncs:   {count:6d}  {place}")
 
 
 def plain_loop(accelerator: str, epochs: int = 3, samples: int = 10_000, batch: int = 32, capacity: int = 200) -> None:
@@ -240,9 +309,13 @@ def main() -> None:
     parser.add_argument("--distributed_timeout", type=float, default=100)
     parser.add_argument("--cifar_timeout", type=float, default=45, help="per run")
     parser.add_argument("--plain_loop", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--count_syncs", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_loop:
         plain_loop(args.accelerator)
+        return
+    if args.count_syncs:
+        count_syncs(args.accelerator)
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -184,6 +184,8 @@ class ComputeAccount:
 def _compute_callback_class() -> type:
     import lightning as L
 
+    from sylvan.run.fused_steps import fuses_steps, planned_minibatches
+
     class CountCompute(L.Callback):
         """Counts a run's training FLOPs on sampled steps (`ComputeAccount`)."""
 
@@ -198,12 +200,20 @@ def _compute_callback_class() -> type:
 
         def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                                  batch_idx: int) -> None:
-            labels = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
-            size = len(labels) if isinstance(labels, torch.Tensor) else 1
-            self.account.step_started(size, trainer.num_training_batches * (trainer.max_epochs or 1))
+            if not fuses_steps(pl_module):  # else a group of minibatches, each counted as it is trained on
+                self.minibatch_started(trainer, pl_module, batch)
 
         def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                batch_idx: int) -> None:
+            if not fuses_steps(pl_module):
+                self.account.step_ended()
+
+        def minibatch_started(self, trainer: L.Trainer, pl_module: L.LightningModule, minibatch: Any) -> None:
+            labels = minibatch[1] if isinstance(minibatch, (list, tuple)) and len(minibatch) > 1 else None
+            size = len(labels) if isinstance(labels, torch.Tensor) else 1
+            self.account.step_started(size, planned_minibatches(trainer))
+
+        def minibatch_ended(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
             self.account.step_ended()
 
     return CountCompute

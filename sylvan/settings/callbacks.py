@@ -11,6 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from sylvan.minibatches import float_inputs
+from sylvan.run.fused_steps import fuses_steps
 
 
 class OnlineAccuracyMeter(Callback):
@@ -28,7 +29,15 @@ class OnlineAccuracyMeter(Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        self.score(batch)
+        if not fuses_steps(pl_module):  # else a group of minibatches, each scored as it comes
+            self.score(batch)
+
+    def minibatch_started(self, trainer: L.Trainer, pl_module: L.LightningModule, minibatch: Any) -> None:
+        """A minibatch of a group is about to be trained on (`sylvan.run.fused_steps`)."""
+        self.score(minibatch)
+
+    def minibatch_ended(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pass
 
     def score(self, batch: Any) -> None:
         """Count the batch's samples that the method, as it is now, classifies correctly

@@ -20,6 +20,7 @@ from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.parallel.data_parallel import DataParallelOptions, check_replay_options
 from sylvan.run.budget import MemoryBudgetOptions
+from sylvan.run.fused_steps import FusedStepsOptions
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.data import decoding, streams
 from sylvan.settings.data.arrival import arrival_order
@@ -42,7 +43,7 @@ DEFAULT_DATA_DIR = os.environ.get("SYLVAN_DATA_DIR", "~/.cache/sylvan/data")
 
 
 @dataclass
-class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Setting):
+class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, FusedStepsOptions, Setting):
     """A supervised stream of tasks with new classes, seen once in small batches, with no task
     boundaries and no task labels. Reports online (predict-then-train) accuracy and, at the end
     of the stream, the accuracy on every task's test set."""
@@ -99,9 +100,11 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Sett
         check_stream_options(self)
         self.check_parallel_options()
         self.check_memory_budget()
+        self.check_fused_steps()
 
     def check_method(self, method: Any) -> None:
         check_replay_options(self, method)
+        self.check_fused_steps(method)
 
     # ----- the data -----------------------------------------------------------------------
 
@@ -223,13 +226,11 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Sett
         return 1
 
     def training_stages(self, tasks: list[TaskData]):
-        """Yield, per training stage, the loaders trained on in that stage. Online: one stage,
-        the whole stream."""
+        """Yield, per training stage, the loaders trained on in it. Online: one, the whole stream."""
         yield [self.stream_loader(tasks)]
 
     def train_stage(self, run: RunContext, method: Any, stage: int, loaders: list[DataLoader]) -> None:
-        """Hand one stage's data to the method. Online: no hooks, one `fit` over the stream,
-        measuring predict-then-train accuracy on the way."""
+        """Hand a stage's data to the method. Online: one `fit` over the stream, predict-then-train."""
         from sylvan.settings.callbacks import OnlineAccuracyMeter
 
         run.online_meter = OnlineAccuracyMeter(method, self.task_labels_at_train)
@@ -238,8 +239,7 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Sett
     # ----- evaluation and the run ---------------------------------------------------------
 
     def evaluate(self, method: Any, tasks: list[TaskData], parallel: DataParallel | None = None) -> Evaluation:
-        """Accuracy of `method` on every task's test set, the task-aware accuracy where tasks have
-        distinct classes, and the confusion matrix (`sylvan.run.evaluation`)."""
+        """Every task's accuracy, task-aware accuracy and confusion matrix (`sylvan.run.evaluation`)."""
         from sylvan.run.evaluation import evaluate_setting
 
         return evaluate_setting(self, method, tasks, parallel)

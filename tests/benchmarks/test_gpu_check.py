@@ -33,3 +33,23 @@ def test_the_main_job_part_runs_and_writes_its_log_and_table(tmp_path):
     assert "runs: main job, 32-true: accuracy" in table and "runs: main job, bf16-mixed: accuracy" in table
     assert "runs: main job, 16-mixed: exit 2" in table  # float16 needs a GPU: refused on the CPU
     assert "needs a GPU" in (tmp_path / "runs.log").read_text()
+
+
+def test_a_sync_is_placed_at_the_innermost_line_of_sylvan_within_the_training_loop():
+    from traceback import FrameSummary
+
+    loop = FrameSummary("/env/lightning/pytorch/loops/training_epoch_loop.py", 300, "advance")
+    step = FrameSummary(str(REPO / "sylvan" / "methods" / "rehearsal.py"), 40, "training_step")
+    draw = FrameSummary(str(REPO / "sylvan" / "buffers" / "reservoir.py"), 90, "sample")
+    inner = FrameSummary("/env/torch/nn/functional.py", 10, "cross_entropy")
+    assert gpu_check.sync_place([loop, step, draw, inner]) == "reservoir.py:90 (sample)"
+    assert gpu_check.sync_place([loop, inner]) == "functional.py:10 (cross_entropy)"
+    assert gpu_check.sync_place([step, draw]) is None  # evaluation, set-up
+
+
+def test_counting_syncs_says_it_is_skipped_without_a_gpu(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--out", str(tmp_path),
+                           "--only", "syncs", "--accelerator", "cpu"], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "syncs: skipped, no CUDA device" in (tmp_path / "summary.txt").read_text()

@@ -21,6 +21,17 @@ def test_one_interval_per_step_but_the_first_of_each_task():
     assert all(interval > 0 for interval in clock.intervals)
 
 
+def test_fused_steps_give_each_minibatch_its_share_of_its_groups_interval():
+    """60 samples a task at batch 6: 10 minibatches an epoch, in groups of 4, 4 and 2; the
+    intervals between the starts of groups are shared out among their minibatches."""
+    options = dict(dataset="synthetic", train_samples=120, nb_tasks=2, batch_size=6, epochs=2, progress_bar=False,
+                   fused_steps=4)
+    clock = clocked_run(Naive(), **options)
+    assert len(clock.intervals) == 2 * 2 * (4 + 4)  # the last group of each epoch ends no interval
+    for first in range(0, len(clock.intervals), 4):
+        assert len(set(clock.intervals[first:first + 4])) == 1 and clock.intervals[first] > 0
+
+
 def test_step_times_replay_the_asked_number_of_samples(mnist_root, monkeypatch):
     """The step-time table's rows differ by r: rehearsal replays r samples with each batch of b,
     and the compute it is compared with is naive on batches of b + r."""
@@ -42,8 +53,10 @@ def test_step_times_replay_the_asked_number_of_samples(mnist_root, monkeypatch):
 
     monkeypatch.setattr(Naive, "training_step", naive_counting)
     monkeypatch.setattr(Rehearsal, "training_step", rehearsal_counting)
-    times = buffers.step_times(16, 4, 50, str(mnist_root), train_samples=2_000, rounds=1)
-    assert len(times) == 3 and all(seconds > 0 for seconds in times)
+    times = buffers.step_times(16, 4, 50, str(mnist_root), train_samples=2_000, rounds=1, fused_steps=5)
+    assert set(times) == {"naive", "naive b + r", "rehearsal", "naive fused", "rehearsal fused", "plain naive",
+                          "plain rehearsal"}
+    assert all(seconds > 0 for seconds in times.values())
     assert {16, 20} <= seen["naive"] and 4 in seen["rehearsal"]
 
 

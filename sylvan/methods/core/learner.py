@@ -20,6 +20,7 @@ from sylvan.first_step import mark_first_step
 from sylvan.methods.core.batch import Batch
 from sylvan.methods.parts.loss_scaling import loss_scaler, step_overflowed
 from sylvan.minibatches import float_inputs
+from sylvan.run.fused_steps import minibatch_callbacks
 
 if TYPE_CHECKING:  # the method hands itself to its learner: a type only, no import cycle
     from sylvan.methods.core.supervised import SupervisedMethod
@@ -62,6 +63,8 @@ class Learner(L.LightningModule):
         # per step and overwrite what the other workers learned
         self._ddp_params_and_buffers_to_ignore = ["task_classes"]
         self.step_skipped = False  # the step's gradients overflowed the loss scale (16-mixed)
+        self.fused_steps = 1  # minibatches per Lightning step in this fit (`sylvan.run.fused_steps`)
+        self.groups_trained = 0  # Lightning steps of this fit, when they train on groups of minibatches
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Lightning names the hook it is in by setting `_current_fx_name` before and after each
@@ -76,7 +79,18 @@ class Learner(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        if self.fused_steps > 1:  # a group of minibatches, each trained on here (`sylvan.run.fused_steps`)
+            self.train_group(batch)
+            return None
+        loss = self.minibatch_loss(batch)
+        if self.writes_logs_this_step():
+            self.log_loss(loss, len(batch[1]))
+        return loss
+
+    def minibatch_loss(self, batch: Any) -> torch.Tensor:
+        """The method's loss on one minibatch (as the loader serves it), its inputs made float
+        and augmented first, its task labels' classes noted."""
         mark_first_step()
         batch = Batch(*batch)
         if batch.x.dtype == torch.uint8:  # pixels as stored (`pixel_batches`): float here, on the device
@@ -87,17 +101,47 @@ class Learner(L.LightningModule):
         if batch.t is not None:
             self.task_classes[batch.t, batch.y] = True
         try:
-            loss = method.training_step(batch)
+            return method.training_step(batch)
         except ValueError as error:
             if "Expected more than 1 value per channel when training" not in str(error):
                 raise
             raise single_value_batch_norm(method) from error
-        if self.writes_logs_this_step():
-            self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=len(batch.y))
-            if method.lr_schedule != "constant":
-                self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
-                         batch_size=len(batch.y))
-        return loss
+
+    def train_group(self, group: list[Any]) -> None:
+        """Train on each minibatch of `group` in turn as Lightning's automatic optimization
+        would, in its order: the per-minibatch callbacks, the loss, zero grad, backward, the
+        method's gradient hooks, the optimizer's step (counted in Lightning's global step), the
+        callbacks' end, the method's step hooks. Then log the group's mean loss, where Lightning
+        writes this step's logs."""
+        trainer = self.trainer
+        optimizer = trainer.optimizers[0]
+        callbacks = minibatch_callbacks(trainer)
+        steps = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        logs = self.writes_logs_this_step()
+        losses = []
+        for minibatch in group:
+            for callback in callbacks:
+                callback.minibatch_started(trainer, self, minibatch)
+            loss = self.minibatch_loss(minibatch)
+            optimizer.zero_grad()
+            loss.backward()
+            self.on_before_optimizer_step(optimizer)
+            steps.increment_ready()
+            optimizer.step()
+            steps.increment_completed()
+            for callback in callbacks:
+                callback.minibatch_ended(trainer, self)
+            self.minibatch_trained()
+            if logs:
+                losses.append(loss.detach())
+        self.groups_trained += 1
+        if logs:
+            self.log_loss(torch.stack(losses).mean(), sum(len(minibatch[1]) for minibatch in group))
+
+    def log_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch_size)
+        if self.method[0].lr_schedule != "constant":
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, batch_size=batch_size)
 
     def writes_logs_this_step(self) -> bool:
         """Whether the `Trainer` hands this step's logged values to its loggers: every
@@ -106,9 +150,13 @@ class Learner(L.LightningModule):
         other steps' values anyway, so the loss is logged on these steps only (the progress bar
         shows it as of the last one)."""
         every = self.trainer.log_every_n_steps
-        # the optimizer steps once per batch (no gradient accumulation), so the count of steps
-        # taken is Lightning's count of batches that stepped, which it checks for `+ 1`
-        return every > 0 and (self.global_step + 1) % every == 0
+        # Lightning counts its steps (batches that stepped) from 0 and checks for `+ 1`; the
+        # optimizer steps once per batch (no gradient accumulation), and once per minibatch of a group
+        taken = self.groups_trained if self.fused_steps > 1 else self.global_step
+        return every > 0 and (taken + 1) % every == 0
+
+    def on_train_start(self) -> None:
+        self.groups_trained = 0
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         # not `on_after_backward`: under 16-bit mixed precision the gradients are still scaled
@@ -123,6 +171,11 @@ class Learner(L.LightningModule):
             method.after_backward()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.fused_steps == 1:  # else done after each minibatch of the group (`train_group`)
+            self.minibatch_trained()
+
+    def minibatch_trained(self) -> None:
+        """The method's hooks after the optimizer's step on a minibatch."""
         method = self.method[0]
         method.held.restore()
         if not self.step_skipped:

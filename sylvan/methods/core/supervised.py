@@ -35,6 +35,7 @@ from sylvan.methods.parts.loss_scaling import loss_scaler, unscaled_gradients
 from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 from sylvan.models.cosine import has_feature_layers
+from sylvan.run.fused_steps import MinibatchGroups
 from sylvan.run.signals import fit_until_stopped
 
 if TYPE_CHECKING:
@@ -309,6 +310,10 @@ class SupervisedMethod(Method):
             kwargs["callbacks"] = [c for c in kwargs["callbacks"] if not getattr(c, "measures_stream", False)]
         trainer = L.Trainer(**kwargs)
         train_data = pixel_batches(train_data)  # the learner makes the pixels float (`Learner.training_step`)
+        fused = self.run.fused_steps
+        self.learner.fused_steps, self.learner.automatic_optimization = fused, fused == 1
+        if fused > 1:  # groups of minibatches, each trained on in the learner's step (`sylvan.run.fused_steps`)
+            train_data = MinibatchGroups(train_data, fused)
         fit_until_stopped(trainer, self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
         # Lightning hands the module back on the CPU at the end of every fit; bring it back, so
         # that what a method derives from the weights between tasks (anchors, Fisher information,

@@ -31,6 +31,7 @@ the run's data are not counted.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -191,9 +192,13 @@ def _compute_callback_class() -> type:
 
         def __init__(self, account: ComputeAccount) -> None:
             self.account = account
+            self.planned = math.inf  # the minibatches the current fit trains on
 
         def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
             self.account.fit_started()
+
+        def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            self.planned = planned_minibatches(trainer)
 
         def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
             self.account.fit_ended()
@@ -211,7 +216,7 @@ def _compute_callback_class() -> type:
         def minibatch_started(self, trainer: L.Trainer, pl_module: L.LightningModule, minibatch: Any) -> None:
             labels = minibatch[1] if isinstance(minibatch, (list, tuple)) and len(minibatch) > 1 else None
             size = len(labels) if isinstance(labels, torch.Tensor) else 1
-            self.account.step_started(size, planned_minibatches(trainer))
+            self.account.step_started(size, self.planned)
 
         def minibatch_ended(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
             self.account.step_ended()

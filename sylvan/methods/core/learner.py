@@ -117,7 +117,7 @@ class Learner(L.LightningModule):
         optimizer = trainer.optimizers[0]
         callbacks = minibatch_callbacks(trainer)
         steps = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        logs = self.writes_logs_this_step()
+        logs, scaler = self.writes_logs_this_step(), loss_scaler(trainer)
         losses = []
         for minibatch in group:
             for callback in callbacks:
@@ -125,7 +125,7 @@ class Learner(L.LightningModule):
             loss = self.minibatch_loss(minibatch)
             optimizer.zero_grad()
             loss.backward()
-            self.on_before_optimizer_step(optimizer)
+            self.gradients_ready(scaler)
             steps.increment_ready()
             optimizer.step()
             steps.increment_completed()
@@ -164,9 +164,14 @@ class Learner(L.LightningModule):
         # records them expects. A step whose gradients overflowed the loss scale is skipped by
         # the scaler: the method's hooks do not see it (SI would record an infinite gradient
         # times a move of zero, NaN)
+        self.gradients_ready(loss_scaler(self._trainer))
+
+    def gradients_ready(self, scaler: Any) -> None:
+        """The method's hooks between the backward pass and the optimizer's step (`scaler`: the
+        loss scaler of 16-bit mixed precision, or None)."""
         method = self.method[0]
         method.held.zero_gradients()
-        self.step_skipped = step_overflowed(self.model.parameters(), loss_scaler(self._trainer))
+        self.step_skipped = step_overflowed(self.model.parameters(), scaler)
         if not self.step_skipped:
             method.after_backward()
 

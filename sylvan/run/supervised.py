@@ -30,6 +30,7 @@ def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any =
         raise InapplicableMethodError(
             f"method {method.name!r} targets {method.target_setting.name!r} and does not apply to {setting.name!r}"
         )
+    setting.check_method(method)
     method.validate_for(setting)
     parallel = None
     if setting.world_size > 1 or setting.data_parallel:

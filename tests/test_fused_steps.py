@@ -4,9 +4,6 @@ Lightning step, and what the loop cannot do as Lightning's does is refused."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import pytest
 import torch
 
@@ -16,6 +13,7 @@ from sylvan.run.fused_steps import MinibatchGroups
 from sylvan.settings import SETTINGS, ClassIncrementalSetting, OnlineSetting, TaskIncrementalSetting
 from sylvan.tracking import Tracker
 from tests.conftest import tiny_options
+from tests.test_tracking import RecordsLosses
 
 # 120 samples in 2 tasks at batch 7: 9 minibatches a task, fused in groups of 4 (the last of 1)
 TINY_FUSED = {"batch_size": 7, "accelerator": "cpu"}
@@ -68,19 +66,6 @@ def test_task_labels_and_several_epochs_train_alike():
 
 
 def test_the_curve_gets_the_mean_loss_of_each_lightning_step_where_lightning_logs(tmp_path):
-    @dataclass
-    class RecordsLosses(Naive):
-        name: ClassVar[str] = ""  # unregistered
-
-        def __post_init__(self):
-            super().__post_init__()
-            self.losses: list[float] = []
-
-        def training_step(self, batch):
-            loss = super().training_step(batch)
-            self.losses.append(float(loss.detach()))
-            return loss
-
     setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "batch_size": 1, "fused_steps": 2})
     tracker = Tracker(tmp_path, "fused", {}, verbose=False)
     method = RecordsLosses()

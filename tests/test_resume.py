@@ -94,6 +94,12 @@ def test_resumed_blurry_run_equals_uninterrupted_run(tmp_path):
     assert_resumed_run_equals_uninterrupted_run(tmp_path, "rehearsal", blurry=0.3)
 
 
+def test_resumed_fused_run_equals_uninterrupted_run(tmp_path):
+    """With several minibatches per Lightning step, the checkpoint and the logged curve are those
+    of the run that was never stopped."""
+    assert_resumed_run_equals_uninterrupted_run(tmp_path, "rehearsal", fused_steps=3, batch_size=2)
+
+
 def test_resumed_joint_run_equals_uninterrupted_run(tmp_path):
     """`from_scratch --last_task_only` trains only in the last stage, on the tasks of the stages
     the checkpoint stands for too."""

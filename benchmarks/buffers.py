@@ -332,21 +332,20 @@ def step_times(batch_size: int, replay_size: int, buffer_size: int, data_dir: st
     def rehearsal() -> Rehearsal:
         return Rehearsal(lr=0.03, buffer_size=buffer_size, replay_size=replay_size)
 
-    runs = {
-        "naive": lambda: seconds_per_step(Naive(lr=0.03), batch_size, data_dir, train_samples),
-        "naive b + r": lambda: seconds_per_step(Naive(lr=0.03), batch_size + replay_size, data_dir, train_samples),
-        "rehearsal": lambda: seconds_per_step(rehearsal(), batch_size, data_dir, train_samples),
-        "naive fused": lambda: seconds_per_step(Naive(lr=0.03), batch_size, data_dir, train_samples, fused_steps),
-        "rehearsal fused": lambda: seconds_per_step(rehearsal(), batch_size, data_dir, train_samples, fused_steps),
-        "plain": lambda: plain_step_times(batch_size, replay_size, buffer_size, data_dir, train_samples),
-    }
+    runs = (  # each gives its figures by name
+        lambda: {"naive": seconds_per_step(Naive(lr=0.03), batch_size, data_dir, train_samples)},
+        lambda: {"naive b + r": seconds_per_step(Naive(lr=0.03), batch_size + replay_size, data_dir, train_samples)},
+        lambda: {"rehearsal": seconds_per_step(rehearsal(), batch_size, data_dir, train_samples)},
+        lambda: {"naive fused": seconds_per_step(Naive(lr=0.03), batch_size, data_dir, train_samples, fused_steps)},
+        lambda: {"rehearsal fused": seconds_per_step(rehearsal(), batch_size, data_dir, train_samples, fused_steps)},
+        lambda: dict(zip(("plain naive", "plain rehearsal"),
+                         plain_step_times(batch_size, replay_size, buffer_size, data_dir, train_samples))),
+    )
     best: dict[str, float] = {}
     for _ in range(rounds):
-        for name, run in runs.items():
-            figures = run()
-            named = zip(("plain naive", "plain rehearsal"), figures) if name == "plain" else [(name, figures)]
-            for key, value in named:
-                best[key] = min(best.get(key, float("inf")), value)
+        for run in runs:
+            for name, seconds in run().items():
+                best[name] = min(best.get(name, float("inf")), seconds)
     return best
 
 

@@ -15,7 +15,10 @@ rehearsal / naive is set next to the ideal 1 + r/b (the cost of computing on b +
 instead of b); rehearsal / naive on b + r is what the buffer itself adds (ideal 1.00). Beside
 them, a plain PyTorch loop doing the same work on the same MLP and MNIST images (uint8 pixels made
 float per minibatch, forward, backward, SGD step; for rehearsal also a reservoir buffer's insert
-and a draw of r stored samples without replacement): what sylvan's step costs over it.
+and a draw of r stored samples without replacement): what sylvan's step costs over it. These
+rows train one minibatch per Lightning step (`--fused_steps 1`); a second table gives `naive`
+and `rehearsal` as runs train by default, 10 minibatches per Lightning step (`--fused_steps`
+sets how many), per minibatch, measured in the same rounds.
 
 Part 1 times images of uint8 pixels (as MNIST and CIFAR are), as the replay methods use their
 buffers: sylvan's buffers keep them as pixels (`pixel_fields`) and are handed the pixels
@@ -235,6 +238,8 @@ class StepClock(Callback):
     consecutive batches (data loading, forward, backward, optimizer, the method's hooks), over
     every fit; each fit's set-up and the evaluations between tasks are left out."""
 
+    handles_minibatch_groups = True  # its steps may be groups of minibatches (`sylvan.run.fused_steps`)
+
     def __init__(self) -> None:
         self.intervals: list[float] = []
         self._last: float | None = None
@@ -357,7 +362,8 @@ STEP_CONFIGURATIONS = ((10, 10, 200, 20_000), (128, 10, 5_000, 60_000), (128, 12
 def print_step_ratios(data_dir: str, rounds: int, fused_steps: int, protocol_only: bool = False) -> None:
     print("\nTime per training step on Seq-MNIST (MLP; median step of the training loop, best of "
           f"{rounds} interleaved rounds):")
-    print("naive on b samples, naive on b + r (the same compute as a rehearsal step, no buffer), rehearsal;")
+    print("one minibatch per Lightning step (--fused_steps 1): naive on b samples, naive on b + r (the same compute as "
+          "a rehearsal step, no buffer), rehearsal;")
     print("'x naive': rehearsal / naive (ideal 1 + r/b); 'buffer cost': rehearsal / naive on b + r (ideal 1.00);")
     print("'plain': the same steps as a plain PyTorch loop (median step, best of the rounds), and sylvan / plain")
     header = (f"{'batch b':>8} {'replay r':>8} {'buffer':>7} | {'naive ms':>9} {'naive b+r ms':>12} "
@@ -376,8 +382,8 @@ def print_step_ratios(data_dir: str, rounds: int, fused_steps: int, protocol_onl
               f"{1000 * rehearsal:12.3f} | {rehearsal / naive:7.2f} {1 + replay_size / batch_size:6.2f} | "
               f"{rehearsal / naive_joint:11.2f} | {1000 * plain_naive:11.3f} {1000 * plain_rehearsal:15.3f} | "
               f"{naive / plain_naive:13.2f} {rehearsal / plain_rehearsal:17.2f}", flush=True)
-    print(f"\nThe same with --fused_steps {fused_steps} ({fused_steps} minibatches per Lightning step; per minibatch: "
-          "its group's time shared out, median), measured in the same rounds:")
+    print(f"\nThe same with {fused_steps} minibatches per Lightning step (runs' default: 10; per minibatch: its "
+          "group's time shared out, median), measured in the same rounds:")
     header = (f"{'batch b':>8} {'replay r':>8} {'buffer':>7} | {'naive ms':>9} {'rehearsal ms':>12} | "
               f"{'naive / plain':>13} {'rehearsal / plain':>17}")
     print(header)

@@ -1,15 +1,18 @@
 """`--fused_steps K`: K minibatches per Lightning step train exactly as one per step do (the same
-weights, accuracies, online accuracy and counted FLOPs), the training curve gets a point per
-Lightning step, and what the loop cannot do as Lightning's does is refused."""
+weights, accuracies, online accuracy, counted FLOPs and training curve), runs fuse 10 by default
+where they can, and what the loop cannot do as Lightning's does is refused."""
 
 from __future__ import annotations
 
+import itertools
+
+import lightning as L
 import pytest
 import torch
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import METHODS, Naive
-from sylvan.run.fused_steps import MinibatchGroups
+from sylvan.run.fused_steps import AUTOMATIC_FUSED_STEPS, MinibatchGroups
 from sylvan.settings import SETTINGS, ClassIncrementalSetting, OnlineSetting, TaskIncrementalSetting
 from sylvan.tracking import Tracker
 from tests.conftest import tiny_options
@@ -65,20 +68,18 @@ def test_task_labels_and_several_epochs_train_alike():
     assert_identical(TaskIncrementalSetting, "ewc", epochs=2)
 
 
-def test_the_curve_gets_the_mean_loss_of_each_lightning_step_where_lightning_logs(tmp_path):
-    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "batch_size": 1, "fused_steps": 2})
-    tracker = Tracker(tmp_path, "fused", {}, verbose=False)
-    method = RecordsLosses()
-    results = setting.apply(method, tracker)
-    tracker.finish(results)
-    rows = (tracker.run_dir / "logs" / "train.csv").read_text().splitlines()[1:]
-    expected, start = [], 0
-    for minibatches in results.samples_seen:  # a point every 10 Lightning steps of 2 minibatches
-        groups = [method.losses[first:first + 2] for first in range(start, start + minibatches, 2)]
-        expected += [sum(group) / len(group) for group in groups[9::10]]
-        start += minibatches
-    assert start == len(method.losses) and expected
-    assert [float(row.split(",")[1]) for row in rows] == pytest.approx(expected, rel=1e-5)
+def test_the_curve_is_the_one_of_one_minibatch_per_step(tmp_path):
+    curves = []
+    for fused_steps in (1, 3):  # at batch 2, 30 minibatches a task and epoch, each epoch in 10 groups of 3
+        setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "batch_size": 2, "epochs": 2,
+                                             "fused_steps": fused_steps})
+        tracker = Tracker(tmp_path, f"fused-{fused_steps}", {}, verbose=False)
+        method = RecordsLosses()
+        results = setting.apply(method, tracker)
+        tracker.finish(results)
+        curves.append((tracker.run_dir / "logs" / "train.csv").read_text().splitlines())
+        assert len(method.losses) == 120
+    assert curves[0] == curves[1] and [row.split(",")[0] for row in curves[0]] == ["step", *map(str, range(9, 120, 10))]
 
 
 def test_groups_hold_the_loaders_minibatches_in_order_and_read_through_to_it():
@@ -88,8 +89,23 @@ def test_groups_hold_the_loaders_minibatches_in_order_and_read_through_to_it():
     assert [[m.tolist() for m in group] for group in groups] == [[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9]]]
 
 
+def test_groups_ask_for_no_minibatch_past_the_loaders_length():
+    """A shuffling loader with its own generator draws the next order when asked past its end;
+    Lightning never asks (it knows the length), so neither may the groups, or the next epoch's
+    order would differ from one minibatch per step's."""
+    def loader(generator):
+        return torch.utils.data.DataLoader(torch.arange(10), batch_size=5, shuffle=True, generator=generator)
+
+    grouped, alone = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    for _ in range(2):  # epochs: 2 minibatches in 1 group of 3 (a short one)
+        groups = list(MinibatchGroups(loader(grouped), 3))
+        minibatches = list(itertools.islice(iter(loader(alone)), 2))
+        assert [[m.tolist() for m in group] for group in groups] == [[m.tolist() for m in minibatches]]
+    assert torch.equal(grouped.get_state(), alone.get_state())
+
+
 @pytest.mark.parametrize(("options", "refused"), [
-    ({"fused_steps": 0}, "--fused_steps must be >= 1"),
+    ({"fused_steps": -1}, "--fused_steps must be >= 0"),
     ({"fused_steps": 4, "devices": 2}, r"data-parallel workers \(2 here\)"),
     ({"fused_steps": 4, "precision": "bf16-mixed"}, "--precision bf16-mixed"),
 ])
@@ -111,3 +127,38 @@ def test_a_learning_rate_schedule_is_refused_with_fused_steps():
     setting.check_method(Naive())
     with pytest.raises(ConfigurationError, match="--lr_schedule cosine"):  # a run refuses it too
         setting.apply(METHODS["gdumb"]())
+
+
+class CountsSteps(L.Callback):
+    """A callback of one's own that works per Lightning step."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        pass
+
+
+@pytest.mark.parametrize(("options", "method_options", "callbacks", "expected"), [
+    ({}, {}, [], AUTOMATIC_FUSED_STEPS),
+    ({"fused_steps": 1}, {}, [], 1),
+    ({"fused_steps": 4}, {}, [], 4),
+    ({"precision": "bf16-mixed"}, {}, [], 1),
+    ({"devices": 2}, {}, [], 1),
+    ({}, {"lr_schedule": "step", "lr_milestones": [1]}, [], 1),
+    ({}, {}, [CountsSteps()], 1),
+    ({}, {}, [L.pytorch.callbacks.ModelSummary()], AUTOMATIC_FUSED_STEPS),  # Lightning's own: per group is right
+])
+def test_runs_fuse_ten_minibatches_by_default_where_they_can(options, method_options, callbacks, expected):
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "accelerator": "cpu", **options})
+    assert setting.minibatches_per_step(Naive(**method_options), callbacks) == expected
+
+
+def test_a_callback_of_ones_own_that_works_per_step_is_refused_with_fused_steps():
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "fused_steps": 4})
+    with pytest.raises(ConfigurationError, match=r"would see as one \(CountsSteps\)"):
+        setting.minibatches_per_step(Naive(), [CountsSteps()])
+
+
+def test_a_default_run_trains_ten_minibatches_per_lightning_step():
+    method = Naive()
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "batch_size": 2})
+    setting.apply(method)
+    assert method.learner.fused_steps == AUTOMATIC_FUSED_STEPS and not method.learner.automatic_optimization

@@ -136,6 +136,11 @@ class RunContext:
             kwargs.update(self.parallel.trainer_options(kwargs["callbacks"]))
         return kwargs
 
+    def minibatches_per_step(self, method: Any, callbacks: list[Any]) -> int:
+        """The minibatches each Lightning step of `method`'s fit trains on, under a `Trainer`
+        with `callbacks` (`sylvan.run.fused_steps`)."""
+        return self.setting.minibatches_per_step(method, callbacks)
+
     def replay_channel(self, buffer: RehearsalBuffer, draws: tuple[int, ...]) -> Any:
         """Where a method replays from and inserts into, around its local `buffer`: the buffer
         itself in one process (`LocalReplay`); with several workers replaying globally, the

@@ -12,7 +12,7 @@ from tests.conftest import counted_steps  # noqa: E402
 
 
 def test_one_interval_per_step_but_the_first_of_each_task():
-    options = dict(dataset="digits", nb_tasks=5, batch_size=16, epochs=2, progress_bar=False)
+    options = dict(dataset="digits", nb_tasks=5, batch_size=16, epochs=2, progress_bar=False, fused_steps=1)
     method = Naive()
     steps = counted_steps(method)
     clock = clocked_run(method, **options)

@@ -64,7 +64,6 @@ class Learner(L.LightningModule):
         self._ddp_params_and_buffers_to_ignore = ["task_classes"]
         self.step_skipped = False  # the step's gradients overflowed the loss scale (16-mixed)
         self.fused_steps = 1  # minibatches per Lightning step in this fit (`sylvan.run.fused_steps`)
-        self.groups_trained = 0  # Lightning steps of this fit, when they train on groups of minibatches
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Lightning names the hook it is in by setting `_current_fx_name` before and after each
@@ -84,7 +83,7 @@ class Learner(L.LightningModule):
             self.train_group(batch)
             return None
         loss = self.minibatch_loss(batch)
-        if self.writes_logs_this_step():
+        if self.writes_logs_at(self.global_step):
             self.log_loss(loss, len(batch[1]))
         return loss
 
@@ -111,15 +110,15 @@ class Learner(L.LightningModule):
         """Train on each minibatch of `group` in turn as Lightning's automatic optimization
         would, in its order: the per-minibatch callbacks, the loss, zero grad, backward, the
         method's gradient hooks, the optimizer's step (counted in Lightning's global step), the
-        callbacks' end, the method's step hooks. Then log the group's mean loss, where Lightning
-        writes this step's logs."""
+        callbacks' end, the method's step hooks. The losses of the minibatches at whose steps
+        Lightning would write logs go to the loggers at those steps, as one minibatch per step's do."""
         trainer = self.trainer
         optimizer = trainer.optimizers[0]
         callbacks = minibatch_callbacks(trainer)
         steps = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        logs, scaler = self.writes_logs_this_step(), loss_scaler(trainer)
-        losses = []
+        scaler, logged = loss_scaler(trainer), None
         for minibatch in group:
+            step = self.global_step  # this fit's optimizer steps so far: Lightning's step of a minibatch
             for callback in callbacks:
                 callback.minibatch_started(trainer, self, minibatch)
             loss = self.minibatch_loss(minibatch)
@@ -132,31 +131,29 @@ class Learner(L.LightningModule):
             for callback in callbacks:
                 callback.minibatch_ended(trainer, self)
             self.minibatch_trained()
-            if logs:
-                losses.append(loss.detach())
-        self.groups_trained += 1
-        if logs:
-            self.log_loss(torch.stack(losses).mean(), sum(len(minibatch[1]) for minibatch in group))
+            if self.writes_logs_at(step):
+                logged = loss.detach()
+                metrics = {"train/loss": float(logged), "epoch": self.current_epoch}  # what Lightning writes
+                for logger in trainer.loggers:
+                    logger.log_metrics(metrics, step=step)
+        if logged is not None:  # on the progress bar, where Lightning shows it
+            self.log("train/loss", logged, on_step=True, prog_bar=True, logger=False, batch_size=len(group[-1][1]))
 
     def log_loss(self, loss: torch.Tensor, batch_size: int) -> None:
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch_size)
         if self.method[0].lr_schedule != "constant":
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, batch_size=batch_size)
 
-    def writes_logs_this_step(self) -> bool:
-        """Whether the `Trainer` hands this step's logged values to its loggers: every
-        `log_every_n_steps`-th step. A `self.log` call costs about 0.5 ms of Python on the CPU
-        (an MLP's whole step at batch 128 takes 1.5 ms without it) and the loggers never see the
-        other steps' values anyway, so the loss is logged on these steps only (the progress bar
-        shows it as of the last one)."""
+    def writes_logs_at(self, step: int) -> bool:
+        """Whether the `Trainer` hands the logged values of `step` (the count of this fit's
+        optimizer steps before it) to its loggers: every `log_every_n_steps`-th step. A `self.log`
+        call costs about 0.5 ms of Python on the CPU (an MLP's whole step at batch 128 takes 1.5 ms
+        without it) and the loggers never see the other steps' values anyway, so the loss is
+        logged on these steps only (the progress bar shows it as of the last one)."""
         every = self.trainer.log_every_n_steps
         # Lightning counts its steps (batches that stepped) from 0 and checks for `+ 1`; the
         # optimizer steps once per batch (no gradient accumulation), and once per minibatch of a group
-        taken = self.groups_trained if self.fused_steps > 1 else self.global_step
-        return every > 0 and (taken + 1) % every == 0
-
-    def on_train_start(self) -> None:
-        self.groups_trained = 0
+        return every > 0 and (step + 1) % every == 0
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         # not `on_after_backward`: under 16-bit mixed precision the gradients are still scaled

@@ -310,7 +310,7 @@ class SupervisedMethod(Method):
             kwargs["callbacks"] = [c for c in kwargs["callbacks"] if not getattr(c, "measures_stream", False)]
         trainer = L.Trainer(**kwargs)
         train_data = pixel_batches(train_data)  # the learner makes the pixels float (`Learner.training_step`)
-        fused = self.run.fused_steps
+        fused = self.run.minibatches_per_step(self, kwargs["callbacks"])
         self.learner.fused_steps, self.learner.automatic_optimization = fused, fused == 1
         if fused > 1:  # groups of minibatches, each trained on in the learner's step (`sylvan.run.fused_steps`)
             train_data = MinibatchGroups(train_data, fused)

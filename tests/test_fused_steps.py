@@ -162,3 +162,13 @@ def test_a_default_run_trains_ten_minibatches_per_lightning_step():
     setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "batch_size": 2})
     setting.apply(method)
     assert method.learner.fused_steps == AUTOMATIC_FUSED_STEPS and not method.learner.automatic_optimization
+
+
+@pytest.mark.parametrize("fused_steps", [1, 3])
+def test_the_progress_bar_shows_the_last_logged_loss(fused_steps):
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "batch_size": 2,
+                                         "fused_steps": fused_steps, "progress_bar": True})
+    method = RecordsLosses()
+    setting.apply(method)
+    shown = method.learner.trainer.progress_bar_metrics["train/loss"]
+    assert len(method.losses) == 60 and shown == pytest.approx(method.losses[59])  # the last task's step 29

@@ -18,13 +18,16 @@ each writes its whole log to OUT/<part>.log):
   in GPU memory): seconds per epoch; `er-200` also with `--fused_steps 1` (one minibatch per
   Lightning step, where the default trains 10);
 - `syncs`: where `er-200`'s training steps make the host wait for the GPU (every synchronizing
-  CUDA call torch reports, by the line of sylvan's code it came from), per step.
+  CUDA call torch reports, by the line of sylvan's code it came from), per step;
+- `compile_step`: what `torch.compile` buys the plain training step of the MLP and the ResNet-18
+  (`benchmarks/compile_step.py`): first step (the compilation) and median step, eager and compiled.
 
     python benchmarks/gpu_check.py --out DIR [--only suite cifar] [--workers 14]
 
-On 16 cores of an H200 machine the parts take about 40 s, 300 s, 55 s, 160 s, 30 s and 65 s:
-where one command may run 10 minutes at most, run `--only cuda_tests suite`, then `--only runs
-cifar syncs distributed`.
+On 16 cores of an H200 machine the first six parts take about 40 s, 300 s, 55 s, 160 s, 30 s and
+65 s (`compile_step` is not timed there yet; its limit is 150 s): where one command may run 10
+minutes at most, run `--only cuda_tests suite`, then `--only runs cifar syncs distributed
+compile_step`.
 
 The last thing printed is a table of every part: what passed, what failed, the figures. It
 also runs on a machine without a GPU: the CUDA tests then skip and the GPU runs say so.
@@ -42,7 +45,7 @@ from typing import Any
 
 from cli_runs import REPO, Finished, run_cli, run_command
 
-PARTS = ("cuda_tests", "suite", "runs", "cifar", "syncs", "distributed")
+PARTS = ("cuda_tests", "suite", "runs", "cifar", "syncs", "distributed", "compile_step")
 # the test modules that hold the tests that run only where CUDA is (each run whole)
 CUDA_TEST_FILES = (
     "tests/buffers/test_device.py", "tests/test_transfer.py", "tests/test_minibatches.py",
@@ -180,6 +183,18 @@ def syncs(out: Path, args: argparse.Namespace) -> list[str]:
     return lines or [f"syncs: exit {status} after {seconds:.0f} s (see the log)"]
 
 
+def compile_step(out: Path, args: argparse.Namespace) -> list[str]:
+    log = Log(out / "compile_step.log")
+    device = "cpu" if args.accelerator == "cpu" else "cuda"
+    status, output, seconds = log.run(
+        [sys.executable, "benchmarks/compile_step.py", "--device", device, "--networks", "mlp", "resnet18",
+         "--steps", "100"], timeout=args.compile_timeout)
+    rows = [line.strip() for line in output.splitlines() if re.match(r"^\s*(mlp|resnet18) ", line)]
+    if status != 0 or not rows:
+        return [f"compile_step: exit {status} after {seconds:.0f} s (see the log)"]
+    return [f"compile_step: {' '.join(row.split())}" for row in rows]
+
+
 def sync_place(stack: list[Any]) -> str | None:
     """Where a synchronizing call with this Python `stack` (frames, outermost first) was made: the
     innermost frame in sylvan's package, else the innermost of all; None outside Lightning's
@@ -309,6 +324,7 @@ def main() -> None:
     parser.add_argument("--run_timeout", type=float, default=45)
     parser.add_argument("--distributed_timeout", type=float, default=100)
     parser.add_argument("--cifar_timeout", type=float, default=45, help="per run")
+    parser.add_argument("--compile_timeout", type=float, default=150)
     parser.add_argument("--plain_loop", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--count_syncs", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -100,7 +100,8 @@ def per_step_callbacks(callbacks: list[Any]) -> list[Any]:
 
     return [
         callback for callback in callbacks
-        if not type(callback).__module__.startswith("lightning.") and not hasattr(callback, "minibatch_started")
+        if not type(callback).__module__.startswith(("lightning.", "pytorch_lightning."))
+        and not hasattr(callback, "minibatch_started")
         and not getattr(callback, "handles_minibatch_groups", False)
         and any(getattr(type(callback), hook, None) is not getattr(L.Callback, hook) for hook in PER_STEP_HOOKS)
     ]

@@ -74,7 +74,7 @@ def main() -> None:
             first, median = step_times(name, mode == "compiled", device, args.steps)
             eager = median if mode == "eager" else eager
             ratio = f"{median / eager:7.2f}" if eager else f"{'':>7}"
-            print(f"{name:>9} {SHAPES[name][1]:>5} {mode:>9} | {first:12.2f} {1000 * median:8.3f} {ratio}", flush=True)
+            print(f"{name:>9} {SHAPES[name][1]:>5} {mode:>9} | {first:12.3f} {1000 * median:8.3f} {ratio}", flush=True)
 
 
 if __name__ == "__main__":

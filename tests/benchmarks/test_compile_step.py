@@ -24,7 +24,7 @@ def test_each_mode_gets_a_row_with_its_step_time():
     rows = [line.split() for line in done.stdout.splitlines() if line.strip().startswith("mlp")]
     assert len(rows) == 1 and rows[0][:3] == ["mlp", "10", "eager"]
     first, step, ratio = float(rows[0][4]), float(rows[0][5]), float(rows[0][6])
-    assert first > 0 and step > 0 and ratio == 1.0
+    assert first >= 0 and step > 0 and ratio == 1.0  # an eager first step may round to 0.000 s
 
 
 @pytest.mark.slow

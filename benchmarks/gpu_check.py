@@ -146,11 +146,11 @@ def distributed(out: Path, args: argparse.Namespace) -> list[str]:
             f"({seconds:.0f} s)"]
 
 
+ER_200 = ["--method", "rehearsal", "--lr", "0.1", "--buffer_size", "200", "--replay_size", "32"]
 CIFAR_RUNS = {
     "naive": ["--method", "naive", "--lr", "0.1"],
-    "er-200": ["--method", "rehearsal", "--lr", "0.1", "--buffer_size", "200", "--replay_size", "32"],
-    "er-200, fused_steps 1": ["--method", "rehearsal", "--lr", "0.1", "--buffer_size", "200", "--replay_size", "32",
-                              "--fused_steps", "1"],
+    "er-200": ER_200,
+    "er-200, fused_steps 1": [*ER_200, "--fused_steps", "1"],
     "derpp-200": ["--method", "derpp", "--lr", "0.03", "--buffer_size", "200", "--replay_size", "32",
                   "--alpha", "0.1", "--beta", "0.5"],
 }

@@ -38,7 +38,9 @@ class RunLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         step = 0 if step is None else step
-        if step < self._last_step:  # a new Trainer (next task) restarted its step counter
+        # a new Trainer (next task) restarted its step counter; one Trainer logs a step once, so
+        # the same step again is a new Trainer's too (each task's Trainer logging its step 0 alone)
+        if step <= self._last_step:
             self._offset += self._last_step + 1
         self._last_step = step
         self.tracker.log_step(self._offset + step, dict(metrics))

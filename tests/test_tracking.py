@@ -149,3 +149,16 @@ def test_an_unreadable_wandb_record_starts_a_new_wandb_run(tmp_path):
     (tmp_path / "wandb_run.json").write_text('["a list"]')
     assert recorded_wandb_run_id(tmp_path) is None
     assert recorded_wandb_run_id(tmp_path / "missing") is None
+
+
+def test_a_run_that_logs_one_step_per_task_numbers_every_row_anew(tmp_path):
+    """Each task's Trainer counts its steps from 0: where each logs its step 0 alone (a task of
+    fewer than 10 steps, er_ace's, a 2-worker run's), the rows must still get growing steps
+    (W&B drops a row logged at a step it has seen)."""
+    tracker = Tracker(tmp_path, "one_step", {}, verbose=False)
+    (logger,) = tracker.lightning_loggers()
+    for loss in (3.0, 2.0, 1.0):
+        logger.log_metrics({"train/loss": loss, "epoch": 0}, step=0)
+    rows = (tracker.run_dir / "logs" / "train.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in rows] == [0, 1, 2]
+    assert logger.next_step == 3

@@ -14,6 +14,7 @@ from sylvan.methods import METHODS
 from sylvan.run import accounting
 from sylvan.run.accounting import held_tensors, memory_account, storage_bytes
 from sylvan.settings import ClassIncrementalSetting, TaskIncrementalSetting
+from tests.conftest import REPO, loaded_from_file
 
 MLP_WEIGHTS = 64 * 100 + 100 * 100 + 100 * 10  # multiply-adds of one forward pass per sample
 MLP_PARAMETERS = MLP_WEIGHTS + 100 + 100 + 10
@@ -118,6 +119,22 @@ def test_a_storage_is_counted_once_however_many_views_hold_it():
 def test_the_run_context_and_its_data_are_not_counted():
     method, _ = run("naive")
     assert memory_account(method)["kept"] == TASK_CLASSES  # the method holds `run`, and it the setting's tasks
+
+
+def test_what_a_plugin_method_holds_is_counted_as_a_builtin_one_is():
+    """Methods added as plugins load under modules of their own names, not sylvan's: what they
+    keep (the L2 anchor's copy of the weights; a store of samples in a class of the plugin's own)
+    is counted all the same."""
+    from sylvan.methods import METHODS
+
+    with loaded_from_file(REPO / "examples" / "l2_anchor.py", METHODS) as plugin:
+        method = plugin.L2Anchor()
+        results = digits().apply(method)
+    assert results.cost()["kept_bytes"] == 4 * MLP_PARAMETERS + TASK_CLASSES
+    with loaded_from_file(REPO / "tests" / "plugins" / "replay_outside.py", METHODS) as plugin:
+        method = plugin.ReplayOutside(store_size=50)
+        results = digits().apply(method)
+    assert results.cost()["kept_bytes"] == 50 * (64 * 4 + 8) + TASK_CLASSES
 
 
 def test_results_json_and_the_console_hold_the_cost(tmp_path, capsys):

@@ -233,10 +233,12 @@ _NOT_KEPT = ("sylvan.run.", "sylvan.settings.", "sylvan.tracking", "sylvan.paral
 
 def held_tensors(root: Any) -> Iterator[torch.Tensor]:
     """Every tensor `root` holds: tensors, the parameters and buffers of networks, an optimizer's
-    state, and what containers and sylvan's own objects (methods, parts, buffers) hold in their
-    public attributes (a name starting with "_" marks scratch space and caches, which a resumed
-    run rebuilds as it needs them); not the run context and what it reaches, not random
-    generators."""
+    state, and what containers and the objects of methods' own code (sylvan's methods, parts and
+    buffers; the classes of the package that defines `root`'s class or one of its bases, a
+    plugin's) hold in their public attributes (a name starting with "_" marks scratch space and
+    caches, which a resumed run rebuilds as it needs them); not the run context and what it
+    reaches, not random generators, not other libraries' objects."""
+    packages = {"sylvan", *(_package(cls.__module__) for cls in type(root).__mro__)} - {"builtins"}
     seen: set[int] = set()
     pending = [root]
     while pending:
@@ -255,13 +257,19 @@ def held_tensors(root: Any) -> Iterator[torch.Tensor]:
             pending.extend(value.values())
         elif isinstance(value, (list, tuple, set, frozenset)):
             pending.extend(value)
-        elif _is_sylvan_object(value):  # its public attributes, and a method's parts; "_" marks scratch
+        elif _is_methods_object(value, packages):  # its public attributes, and a method's parts; "_" marks scratch
             pending.extend(v for name, v in vars(value).items() if not name.startswith("_") or name == "_parts")
 
 
-def _is_sylvan_object(value: Any) -> bool:
+def _package(module: str) -> str:
+    return module.split(".", 1)[0]
+
+
+def _is_methods_object(value: Any, packages: set[str]) -> bool:
+    """Whether `value` is an object of methods' code: of a class defined in `packages` (sylvan's,
+    or a plugin's), not the run's and what it reaches."""
     module = type(value).__module__
-    return module.startswith("sylvan.") and not module.startswith(_NOT_KEPT) and hasattr(value, "__dict__")
+    return _package(module) in packages and not module.startswith(_NOT_KEPT) and hasattr(value, "__dict__")
 
 
 def storage_bytes(tensors: Iterator[torch.Tensor], counted: set[int] | None = None) -> int:

@@ -29,7 +29,9 @@ from sylvan.experiment import RunOptions, open_tracker, run_config, run_experime
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.process_exit import exit_process, leave_now
 from sylvan.registry import definition_site, is_builtin, option_class_problem
+from sylvan.run.folder_lock import RunFolderLock
 from sylvan.settings import SETTINGS, Setting, get_setting
+from sylvan.tracking import log_damage
 
 
 def _names_parser() -> argparse.ArgumentParser:
@@ -531,9 +533,15 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     setting, method, options, _ = parse_options(setting_cls, method_cls, config, [])
     setting.check_resumable()
     method.check_resumable()
+    folder_lock = RunFolderLock(run_dir)
+    if setting.is_writer:  # before anything is read: another process may be writing the folder
+        folder_lock.acquire()
     checkpoint = latest_checkpoint(run_dir, setting.rank, setting.world_size)
     if checkpoint.results.complete:  # said before anything is loaded or announced as resuming
         raise nothing_to_resume(checkpoint.stage + 1)
+    damage = log_damage(run_dir, checkpoint.tracker_state or {}) if setting.is_writer else None
+    if damage:
+        raise ConfigurationError(damage)
     config = run_config(setting, method, options, plugins)
     changes = configuration_changes(checkpoint.config, config)
     if changes:  # resumed, the run would be part one configuration and part another, recorded as the second
@@ -548,7 +556,7 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
             return 130  # worker 0 says what was kept
         return 0
     setting.prepare_data()
-    tracker = open_tracker(options, run_dir.name, config, resume_dir=run_dir)
+    tracker = open_tracker(options, run_dir.name, config, resume_dir=run_dir, folder_lock=folder_lock)
     print(f"[sylvan] resuming {method_cls.name} on {setting_cls.name} after stage {checkpoint.stage + 1}, "
           f"results in {run_dir}", flush=True)
     run_to_the_end(setting, method, tracker, resume_from=checkpoint)

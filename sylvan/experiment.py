@@ -29,6 +29,7 @@ from sylvan.errors import ConfigurationError, RunInterrupted
 from sylvan.methods import Method, check_applicable
 from sylvan.metrics import Results
 from sylvan.run.budget import refuse_over_budget_ahead
+from sylvan.run.folder_lock import RunFolderLock
 from sylvan.run.signals import sigterm_stops_the_run, stop_description
 from sylvan.settings import Setting
 from sylvan.tracking import Tracker, default_run_name
@@ -159,6 +160,7 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
     try:
         with sigterm_stops_the_run():
             results = setting.apply(method, tracker, resume=resume_from)
+        tracker.finish(results)
     except KeyboardInterrupt as stop:  # Ctrl-C, or a StoppedBySignal from the Trainer
         cause, exit_status = stop_description(stop)
         run_dir = tracker.run_dir
@@ -166,7 +168,8 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
         if checkpointed_stages(run_dir, setting.world_size) and resumable(setting, method):
             message += f"; continue the run with: sylvan --resume {run_dir}"
         raise RunInterrupted(message, exit_status) from None
-    tracker.finish(results)
+    finally:
+        tracker.release_folder()  # however the run ended: another process may now resume it
     return results
 
 
@@ -180,14 +183,16 @@ def resumable(setting: Setting, method: Method) -> bool:
     return True
 
 
-def open_tracker(options: RunOptions, run_name: str, config: dict[str, Any], resume_dir: Path | None = None) -> Tracker:
-    """The run's tracker (its folder, logs, W&B) with the run options; a folder that cannot be
-    written is a message, not a traceback."""
+def open_tracker(options: RunOptions, run_name: str, config: dict[str, Any], resume_dir: Path | None = None,
+                 folder_lock: RunFolderLock | None = None) -> Tracker:
+    """The run's tracker (its folder, logs, W&B) with the run options, its folder locked for this
+    process (`folder_lock`, where the caller took it already); a folder that cannot be written is
+    a message, not a traceback."""
     try:
         return Tracker(
             options.results_dir, run_name, config, wandb_project=options.wandb_project,
             wandb_entity=options.wandb_entity, wandb_group=options.wandb_group,
-            save_checkpoints=options.save_checkpoints, resume_dir=resume_dir,
+            save_checkpoints=options.save_checkpoints, resume_dir=resume_dir, folder_lock=folder_lock,
         )
     except OSError as error:
         where = resume_dir if resume_dir is not None else f"under --results_dir {options.results_dir}"

@@ -14,6 +14,8 @@ task, so an interrupted run keeps what it finished.
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import os
 import re
@@ -23,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from sylvan.errors import ConfigurationError
 from sylvan.metrics import Results
 from sylvan.provenance import provenance_entry
+from sylvan.run.folder_lock import RunFolderLock
 
 if TYPE_CHECKING:
     from sylvan.run_logger import RunLogger
@@ -44,9 +48,11 @@ class Tracker:
         save_checkpoints: bool = True,
         verbose: bool = True,
         resume_dir: str | Path | None = None,
+        folder_lock: RunFolderLock | None = None,
     ) -> None:
         """With `resume_dir`, write into that existing run folder (resuming it; see `restore`)
-        and keep its `config.yaml`."""
+        and keep its `config.yaml`. The folder is locked for this process (`folder_lock`, where
+        the caller took it already), or refused when another holds it."""
         if resume_dir is None:
             self.run_dir = unique_run_dir(Path(results_dir).expanduser(), run_name)
         else:
@@ -54,6 +60,8 @@ class Tracker:
         self.config = config
         self.save_checkpoints = save_checkpoints
         self.verbose = verbose
+        self.folder_lock = folder_lock if folder_lock is not None else RunFolderLock(self.run_dir)
+        self.folder_lock.acquire()  # before anything is written: one process at a time in a run folder
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         if resume_dir is None:
             with open(self.run_dir / "config.yaml", "w") as f:
@@ -62,6 +70,8 @@ class Tracker:
         self._csv_path = self.run_dir / "logs" / "train.csv"
         self._csv_fields: list[str] | None = None
         self._csv_lines = 0  # lines written to train.csv, headers included
+        self._csv_bytes = 0  # and their bytes, with a digest of them: a checkpoint records both
+        self._csv_digest = hashlib.sha256()
         from sylvan.run_logger import RunLogger  # Lightning is loaded when a run starts, not before
 
         self._logger = RunLogger(self)
@@ -80,21 +90,36 @@ class Tracker:
         return self.run_dir / "checkpoints" if self.save_checkpoints else None
 
     def state(self) -> dict[str, Any]:
-        """Where the per-step log stands (kept in each checkpoint, for resuming)."""
-        return {"csv_lines": self._csv_lines, "csv_fields": self._csv_fields, "next_step": self._logger.next_step}
+        """Where the per-step log stands (kept in each checkpoint, for resuming): its lines,
+        bytes and their SHA-256, its columns, and the next step's number."""
+        return {"csv_lines": self._csv_lines, "csv_bytes": self._csv_bytes,
+                "csv_sha256": self._csv_digest.hexdigest(), "csv_fields": self._csv_fields,
+                "next_step": self._logger.next_step}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Resuming from a checkpoint: drop what `train.csv` got after it (the steps of the
-        stage that was interrupted, which runs again) and number the next steps after it."""
-        lines: list[str] = []
+        """Resuming from a checkpoint: cut `train.csv` back to what it held then (dropping the
+        steps of the stage that was interrupted, which runs again, and anything written after
+        them) and number the next steps after it. A log that no longer starts with what the
+        checkpoint recorded is refused (`log_damage`), before anything is written."""
+        problem = log_damage(self.run_dir, state)
+        if problem:
+            raise ConfigurationError(problem)
+        kept = b""
         if self._csv_path.exists():
-            with open(self._csv_path, newline="") as f:
-                lines = f.readlines()[: state["csv_lines"]]
-            with open(self._csv_path, "w", newline="") as f:
-                f.writelines(lines)
-        self._csv_lines = len(lines)
+            with open(self._csv_path, "rb") as f:
+                kept = f.read(state["csv_bytes"]) if "csv_bytes" in state else b"".join(
+                    f.readlines()[: state["csv_lines"]])  # a checkpoint of an older version: lines only
+            with open(self._csv_path, "wb") as f:
+                f.write(kept)
+        self._csv_lines = kept.count(b"\n")
+        self._csv_bytes = len(kept)
+        self._csv_digest = hashlib.sha256(kept)
         self._csv_fields = state["csv_fields"]
         self._logger.continue_at(state["next_step"])
+
+    def release_folder(self) -> None:
+        """The run is over in this process: another may resume or write its folder."""
+        self.folder_lock.release()
 
     def lightning_loggers(self) -> list[RunLogger]:
         """The loggers handed to every per-task `Trainer` of the run (one shared step count)."""
@@ -107,12 +132,17 @@ class Tracker:
             write_header = True
         else:
             write_header = not self._csv_path.exists()
-        with open(self._csv_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._csv_fields)
-            if write_header:
-                writer.writeheader()
-            writer.writerow(row)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self._csv_fields)
+        if write_header:
+            writer.writeheader()
+        writer.writerow(row)
+        written = text.getvalue().encode()
+        with open(self._csv_path, "ab") as f:
+            f.write(written)
         self._csv_lines += 2 if write_header else 1
+        self._csv_bytes += len(written)
+        self._csv_digest.update(written)
         if self.wandb_run is not None:
             self.wandb_run.log(row, step=step)
 
@@ -171,6 +201,35 @@ class Tracker:
                     if key != "per_stage":
                         self.wandb_run.summary[f"cost/{key}"] = value
             self.wandb_run.finish()
+
+
+def log_damage(run_dir: Path, state: dict[str, Any]) -> str | None:
+    """Why `logs/train.csv` in `run_dir` cannot be cut back to where a checkpoint's tracker
+    `state` says it stood: shorter than it was then, or no longer the same bytes (cut, edited,
+    overwritten); None where it can. Checkpoints of older versions recorded no digest: not checked."""
+    if "csv_sha256" not in state:
+        return None
+    path = Path(run_dir) / "logs" / "train.csv"
+    recorded = state["csv_bytes"]
+    try:
+        with open(path, "rb") as f:
+            head = f.read(recorded)
+    except FileNotFoundError:
+        head = b""
+    except OSError as error:
+        return f"--resume {run_dir}: cannot read {path} ({error.strerror})"
+    if len(head) == recorded and hashlib.sha256(head).hexdigest() == state["csv_sha256"]:
+        return None
+    if not path.exists():
+        found = "is gone since the last checkpoint was written"
+    elif len(head) < recorded:
+        found = f"holds {len(head)} of the {recorded} bytes it held when the last checkpoint was written"
+    else:
+        found = "has changed since the last checkpoint was written"
+    return (
+        f"--resume {run_dir}: the training log {path} {found}, so the resumed run's log would not be the run's. "
+        "Nothing was written. Put the file back as it was (from a copy), or start the run again"
+    )
 
 
 def record_provenance(run_dir: Path, event: str) -> None:

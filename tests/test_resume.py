@@ -267,10 +267,10 @@ def test_checkpoint_that_no_longer_fits_the_configuration_is_refused(tmp_path, e
         setting.apply(method, resume=latest_checkpoint(cut.run_dir))
 
 
-def interrupted_run_folder(tmp_path: Path, name: str) -> Path:
-    """The folder of a 3-task `rehearsal` run, written as the command line writes it
-    (`run_experiment`), whose checkpoints after tasks 1 and 2 are gone: it died during task 1."""
-    setting, method = build("rehearsal")
+def interrupted_run_folder(tmp_path: Path, name: str, **options) -> Path:
+    """The folder of a 3-task `rehearsal` run (of setting `options`), written as the command line
+    writes it (`run_experiment`), whose checkpoints after tasks 1 and 2 are gone: it died during task 1."""
+    setting, method = build("rehearsal", **options)
     run_experiment(setting, method, RunOptions(results_dir=str(tmp_path), run_name=name))
     for stage in (1, 2):
         (tmp_path / name / "checkpoints" / f"after_stage_{stage}.pt").unlink()
@@ -444,3 +444,62 @@ def test_declared_objects_restore_themselves_in_place():
     copied = restored_state(torch.zeros(0), saved_state(kept))
     kept.add_(1)
     assert torch.equal(copied, torch.ones(2))
+
+
+def test_a_run_folder_in_use_is_not_resumed_and_a_gone_holder_is_taken_over(tmp_path):
+    """Two processes writing one run folder would interleave its log and overwrite each other's
+    results: a resumption of a folder another process holds is refused, naming that process,
+    before anything is read or written; once the holder is gone, its lock is taken over."""
+    import subprocess
+    import sys
+
+    run_dir = interrupted_run_folder(tmp_path, "cut", batch_size=2)
+    log_before = (run_dir / "logs" / "train.csv").read_bytes()
+    holder = subprocess.Popen(  # a run or resumption of the folder, going on in another process
+        [sys.executable, "-c", "import sys, time; from sylvan.run.folder_lock import RunFolderLock; "
+         f"RunFolderLock({str(run_dir)!r}).acquire(); print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigurationError, match=f"in use by process {holder.pid} on .*Wait for that process"):
+            cli_run(["--resume", str(run_dir)])
+        assert (run_dir / "logs" / "train.csv").read_bytes() == log_before
+        assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["after_stage_0.pt"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"process {holder.pid}" in (run_dir / "run.lock").read_text()  # the lock of a process that is gone
+    assert cli_run(["--resume", str(run_dir)]) == 0
+    assert json.loads((run_dir / "results.json").read_text())["complete"]
+
+
+def test_a_resumed_run_puts_the_training_log_back_as_its_checkpoint_recorded_it(tmp_path):
+    """Rows written after the last checkpoint (the interrupted stage's, or anything appended)
+    are dropped on resuming; a log whose recorded part was damaged is refused, with nothing written."""
+    full = interrupted_run_folder(tmp_path, "full", batch_size=2)
+    assert cli_run(["--resume", str(full)]) == 0
+    expected = (full / "logs" / "train.csv").read_bytes()
+
+    run_dir = interrupted_run_folder(tmp_path, "appended", batch_size=2)
+    with open(run_dir / "logs" / "train.csv", "ab") as log:
+        log.write(b"999,garbage\r\nnot,a,row\r\n")
+    assert cli_run(["--resume", str(run_dir)]) == 0
+    assert (run_dir / "logs" / "train.csv").read_bytes() == expected
+
+    run_dir = interrupted_run_folder(tmp_path, "damaged", batch_size=2)
+    log = run_dir / "logs" / "train.csv"
+    recorded = latest_checkpoint(run_dir).tracker_state["csv_bytes"]
+    assert recorded > 40
+    log.write_bytes(log.read_bytes()[:10] + b"garbage line\n")
+    provenance = (run_dir / "provenance.json").read_text()
+    with pytest.raises(ConfigurationError, match=f"train.csv holds 23 of the {recorded} bytes.*Nothing was written"):
+        cli_run(["--resume", str(run_dir)])
+    assert log.read_bytes().endswith(b"garbage line\n")
+    assert (run_dir / "provenance.json").read_text() == provenance
+
+    run_dir = interrupted_run_folder(tmp_path, "edited", batch_size=2)
+    log = run_dir / "logs" / "train.csv"
+    original = log.read_bytes()
+    log.write_bytes(original[:20] + (b"9" if original[20:21] != b"9" else b"8") + original[21:])
+    with pytest.raises(ConfigurationError, match="train.csv has changed since the last checkpoint"):
+        cli_run(["--resume", str(run_dir)])

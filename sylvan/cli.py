@@ -565,8 +565,12 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: user mistakes print one paragraph and exit with status 2."""
+    from sylvan.parallel.worker_processes import FINISHING_WAIT, STOPPING_WAIT, end_started_workers
+
+    wait = STOPPING_WAIT  # however the run ends, the worker processes it started end with it
     try:
         status = run(argv)
+        wait = FINISHING_WAIT
     except RunFailedError as error:
         # every data-parallel worker may fail alike (a divergence: their weights are the same);
         # each says which it is
@@ -574,6 +578,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         worker = f" (worker {global_rank()})" if global_rank() else ""
         print(f"sylvan{worker}: run failed: {error}", file=sys.stderr)
+        end_started_workers(wait)
         # a broken process group can abort in its destructors at interpreter exit: leave now
         # (every result was already written, atomically)
         leave_now(1)
@@ -586,6 +591,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:  # outside the training (loading data, starting up)
         print("sylvan: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        end_started_workers(wait)
     sys.exit(status)
 
 
@@ -593,6 +600,9 @@ def console() -> NoReturn:
     """The `sylvan` command and `python cli.py`: `main`, then `exit_process`, which skips the
     interpreter's teardown (1.5 to 2 s of garbage collection once torch and Lightning are
     loaded) after doing what a normal exit does (see sylvan/process_exit.py)."""
+    from sylvan.parallel.worker_processes import die_with_launcher
+
+    die_with_launcher()  # a data-parallel worker: ends with the worker that started it
     try:
         main()
     except SystemExit as stop:

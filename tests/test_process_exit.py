@@ -10,3 +10,4 @@ def test_exit_status_is_the_one_python_gives_system_exit(capsys):
     assert exit_status(2) == 2 and exit_status(143) == 143
     assert exit_status("sylvan: stopped") == 1
     assert capsys.readouterr().err == "sylvan: stopped\n"
+

@@ -9,6 +9,7 @@ options, checked here."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +29,14 @@ REPLAY_SCOPES = ("global", "local")
 def uses_cuda(accelerator: str) -> bool:
     """Whether `--accelerator` puts the workers on GPUs (NCCL) rather than CPU processes (gloo)."""
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 @dataclass
@@ -66,6 +75,13 @@ class DataParallelOptions:
             raise ConfigurationError(
                 f"--devices {self.devices} asks for {self.devices} GPU workers on this node, which has {gpus} "
                 f"GPU(s); use --devices {gpus}, or --accelerator cpu for {self.devices} CPU workers"
+            )
+        cores = usable_cores()
+        if not gpus and self.devices > cores:
+            raise ConfigurationError(
+                f"--devices {self.devices} asks for {self.devices} CPU worker processes on this node, which has "
+                f"{cores} core(s) to run them: each worker is a process of its own, with its own copy of the "
+                f"libraries and data; use --devices {cores} or fewer (or GPUs: --accelerator gpu)"
             )
 
 

@@ -1,4 +1,8 @@
-"""A method whose worker 1 dies when task 2 starts: for failure-handling tests."""
+"""A method whose worker 1 dies when task 2 starts: for failure-handling tests.
+
+Imported by a worker that another started (LOCAL_RANK set), the plugin writes that worker's
+process id to `$DYING_WORKER_PID_DIR/worker<LOCAL_RANK>.pid` and then sleeps
+`$DYING_WORKER_SLOW_START` seconds, where those are set: a worker slow to join."""
 
 import os
 import signal
@@ -9,6 +13,12 @@ from typing import ClassVar
 import torch.distributed as dist
 
 from sylvan.methods import Naive
+
+if "LOCAL_RANK" in os.environ and os.environ.get("DYING_WORKER_PID_DIR"):
+    with open(os.path.join(os.environ["DYING_WORKER_PID_DIR"], f"worker{os.environ['LOCAL_RANK']}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+if "LOCAL_RANK" in os.environ and os.environ.get("DYING_WORKER_SLOW_START"):
+    time.sleep(float(os.environ["DYING_WORKER_SLOW_START"]))
 
 
 @dataclass

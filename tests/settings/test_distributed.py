@@ -418,7 +418,7 @@ def test_the_worker_that_died_is_named_first_and_the_one_that_noticed_after_it()
     """A worker killed by a signal (or exiting with an error) is the cause: the message names it
     and how it ended first, then the worker that lost contact with it; a worker still running
     or ended cleanly is listed after."""
-    parallel = parallel_part(devices=3, worker_timeout=5)
+    parallel = DataParallel(devices=3, num_nodes=1, worker_timeout=5, accelerator="cpu")
     parallel.joined = True
     parallel.exit_wait = 0.1
     parallel.workers = [SimpleNamespace(poll=lambda: None), SimpleNamespace(poll=lambda: -9)]
@@ -445,6 +445,61 @@ def test_a_killed_worker_stops_every_worker_and_is_named(tmp_path):
     assert time.monotonic() - start < 120
     results = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert len(results["accuracy_matrix"]) == 2 and results["complete"] is False
+
+
+def test_more_cpu_workers_than_cores_are_refused():
+    """Each CPU worker is a process with its own copy of torch and the data: more of them than
+    the machine has cores only slow each other down and fill its memory."""
+    from sylvan.parallel.data_parallel import usable_cores
+
+    cores = usable_cores()
+    DistributedSetting(accelerator="cpu", devices=cores)
+    with pytest.raises(ConfigurationError, match=f"--devices {cores + 1} asks for {cores + 1} CPU worker processes "
+                                                 f"on this node, which has {cores} core"):
+        DistributedSetting(accelerator="cpu", devices=cores + 1)
+    with pytest.raises(ConfigurationError, match="CPU worker processes"):
+        ClassIncrementalSetting(accelerator="cpu", devices=cores + 1)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie of a process that ended counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("end", ["timed_out", "killed"])
+def test_the_workers_a_run_started_end_with_it(tmp_path, end):
+    """Worker 1 is slow to start (20 s). Worker 0 gives up waiting for it after --worker_timeout
+    5 s and fails; or is killed by SIGKILL while it waits, which no code of its sees. Either way
+    worker 1 must end within seconds of worker 0, not live on after the command has returned."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = {**os.environ, "DYING_WORKER_PID_DIR": str(pids), "DYING_WORKER_SLOW_START": "20"}
+    with open(tmp_path / "out.txt", "w") as output:  # not a pipe: its end would wait for every worker
+        worker_0 = subprocess.Popen(
+            [sys.executable, str(REPO / "cli.py"), "--plugin", str(REPO / "tests" / "plugins" / "dying_worker.py"),
+             "--setting", "distributed", "--method", "dying_worker", "--devices", "2", *COMMON,
+             "--worker_timeout", "5" if end == "timed_out" else "100", "--results_dir", str(tmp_path)],
+            stdout=output, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 120
+        while not (pids / "worker1.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker_1 = int((pids / "worker1.pid").read_text())
+        if end == "killed":
+            worker_0.kill()
+        status = worker_0.wait(timeout=300)
+    ended = time.monotonic()
+    printed = (tmp_path / "out.txt").read_text()
+    if end == "timed_out":
+        assert status == 1 and "Not all 2 workers joined within --worker_timeout 5 s" in printed, printed
+    while alive(worker_1) and time.monotonic() - ended < 5:
+        time.sleep(0.1)
+    assert not alive(worker_1), f"worker 1 still runs {time.monotonic() - ended:.0f} s after worker 0 ended"
 
 
 @pytest.mark.slow

@@ -3,9 +3,11 @@
 Each configuration (the runs `--summarize` groups: the same setting, method and options over
 seeds) is one point: its mean final average accuracy against its mean training FLOPs, and
 against the mean bytes its method keeps (`Results.cost`), with the standard deviation over seeds
-as error bars. A configuration is Pareto-optimal, on a setting, where no other configuration of
-that setting is at least as accurate and at most as costly with one of the two strictly better.
-The PNG has a panel for compute and one for memory, the optimal configurations marked and joined;
+as error bars. Configurations are compared within a problem: a setting and the options of it
+that change the problem (dataset, tasks, epochs, ...; `sylvan.summary.problem_of`). A
+configuration is Pareto-optimal where no other configuration of its problem is at least as
+accurate and at most as costly with one of the two strictly better. The PNG has a row of panels
+per problem, one for compute and one for memory, the optimal configurations marked and joined;
 a CSV beside it (the same name, `.csv`) holds the figures and which configurations are optimal.
 """
 
@@ -24,10 +26,10 @@ COSTS = (("training_flops", "training FLOPs"), ("memory_bytes", "memory kept (by
 
 @dataclass
 class Point:
-    """One configuration: its label, setting, and the mean and standard deviation over its seeds
-    of its accuracy and costs."""
+    """One configuration: the problem it solved (its setting and the options that make the
+    problem), its label, and the mean and standard deviation over its seeds of its accuracy and costs."""
 
-    setting: str
+    problem: str
     label: str
     seeds: int
     accuracy: tuple[float, float]
@@ -40,9 +42,10 @@ def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, spread
 
 
-def points_of(groups: Sequence[Any], describe: Any) -> list[Point]:
+def points_of(groups: Sequence[Any], describe: Any, problem: Any) -> list[Point]:
     """The points of the summary's `groups` whose runs recorded their cost and an accuracy
-    (`describe(group)`: the options that tell the group apart)."""
+    (`describe(group)`: the options that tell the group apart; `problem(group)`: the problem its
+    runs solved)."""
     points = []
     for group in groups:
         accuracies = group.values("final_average_accuracy")
@@ -50,19 +53,19 @@ def points_of(groups: Sequence[Any], describe: Any) -> list[Point]:
         if not accuracies or any(len(values) != len(accuracies) for values in costs.values()):
             continue
         label = group.first.method + (f" {describe(group)}" if describe(group) else "")
-        points.append(Point(group.first.setting, label, len(accuracies), mean_and_std(accuracies),
+        points.append(Point(problem(group), label, len(accuracies), mean_and_std(accuracies),
                             {key: mean_and_std(values) for key, values in costs.items()}))
     return points
 
 
 def pareto_optimal(points: Sequence[Point], cost: str) -> list[bool]:
-    """Whether each point is Pareto-optimal among the points of its setting: no other is at
+    """Whether each point is Pareto-optimal among the points of its problem: no other is at
     least as accurate at no more `cost`, and better in one of the two."""
     optimal = []
     for point in points:
         accuracy, spent = point.accuracy[0], point.costs[cost][0]
         dominated = any(
-            other is not point and other.setting == point.setting
+            other is not point and other.problem == point.problem
             and other.accuracy[0] >= accuracy and other.costs[cost][0] <= spent
             and (other.accuracy[0] > accuracy or other.costs[cost][0] < spent)
             for other in points
@@ -81,10 +84,10 @@ def write_pareto(points: Sequence[Point], png_path: str | Path) -> tuple[Path, P
             "--pareto: none of the summarized runs recorded its cost (runs of the supervised settings do)"
         )
     optimal = {cost: pareto_optimal(points, cost) for cost, _ in COSTS}
-    rows = [["setting", "configuration", "seeds", "accuracy", "accuracy std", *(
+    rows = [["problem", "configuration", "seeds", "accuracy", "accuracy std", *(
         name for cost, _ in COSTS for name in (cost, f"{cost} std", f"pareto optimal in {cost}"))]]
     for index, point in enumerate(points):
-        rows.append([point.setting, point.label, point.seeds, *point.accuracy, *(
+        rows.append([point.problem, point.label, point.seeds, *point.accuracy, *(
             value for cost, _ in COSTS for value in (*point.costs[cost], optimal[cost][index]))])
     csv_path = png.with_suffix(".csv")
     try:
@@ -104,13 +107,13 @@ def _draw(points: Sequence[Point], optimal: dict[str, list[bool]], path: Path) -
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    settings = sorted({point.setting for point in points})
-    fig, axes = plt.subplots(len(settings), len(COSTS), figsize=(6 * len(COSTS), 4.5 * len(settings)),
+    problems = sorted({point.problem for point in points})
+    fig, axes = plt.subplots(len(problems), len(COSTS), figsize=(6 * len(COSTS), 4.5 * len(problems)),
                              squeeze=False)
-    for row, setting in enumerate(settings):
+    for row, problem in enumerate(problems):
         for column, (cost, title) in enumerate(COSTS):
             ax = axes[row][column]
-            chosen = [(p, best) for p, best in zip(points, optimal[cost]) if p.setting == setting]
+            chosen = [(p, best) for p, best in zip(points, optimal[cost]) if p.problem == problem]
             for point, best in chosen:
                 x, x_err = point.costs[cost]
                 y, y_err = 100 * point.accuracy[0], 100 * point.accuracy[1]
@@ -125,7 +128,7 @@ def _draw(points: Sequence[Point], optimal: dict[str, list[bool]], path: Path) -
                 ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
             ax.set_xlabel(title)
             ax.set_ylabel("final average accuracy (%)")
-            ax.set_title(f"{setting}: accuracy against {title.split(' (')[0]}")
+            ax.set_title(f"{problem}: accuracy against {title.split(' (')[0]}", fontsize=10)
             ax.grid(True, alpha=0.3)
     fig.suptitle("Pareto-optimal configurations in red (mean ± std over seeds)")
     fig.tight_layout()

@@ -22,12 +22,15 @@ from typing import Any, Sequence
 
 import yaml
 
+from sylvan.checkpoints import RESUME_NEUTRAL_OPTIONS
 from sylvan.errors import ConfigurationError
 from sylvan.methods import METHODS
 from sylvan.settings import SETTINGS
 
 # options that change no figure of a run, so runs that differ only in them belong together
 NEUTRAL_OPTIONS = frozenset({"seed", "data_dir", "image_cache", "progress_bar"})
+# setting options that leave the problem as it is, however they change a run's figures slightly
+PROBLEM_NEUTRAL_OPTIONS = NEUTRAL_OPTIONS | RESUME_NEUTRAL_OPTIONS
 # summary metrics, by their name for accuracies; `measure` replaces "accuracy" for returns
 METRICS = (
     "final_average_accuracy", "average_incremental_accuracy", "forgetting", "backward_transfer",
@@ -52,6 +55,7 @@ class Run:
     results: dict[str, Any]
     wall_time: float | None
     finished_at: float = 0.0  # when results.json was last written (seconds since the epoch)
+    setting_option_names: frozenset[str] = frozenset()  # which of `options` are the setting's
 
     @property
     def seed(self) -> Any:
@@ -61,6 +65,12 @@ class Run:
     def key(self) -> tuple[Any, ...]:
         kept = sorted((k, repr(v)) for k, v in self.options.items() if k not in NEUTRAL_OPTIONS)
         return (self.setting, self.method, *kept)
+
+    def problem_options(self) -> dict[str, Any]:
+        """The setting options that make the problem the run solved (its dataset, tasks,
+        epochs, ...): all but those that change no figure of it."""
+        return {name: self.options[name] for name in sorted(self.setting_option_names)
+                if name not in PROBLEM_NEUTRAL_OPTIONS}
 
 
 @dataclass
@@ -126,11 +136,10 @@ def load_run(folder: Path) -> Run:
         except json.JSONDecodeError:
             pass  # written atomically by sylvan; a damaged one only loses the timing
     setting, method = str(config.get("setting")), str(config.get("method"))
-    options = {
-        **with_defaults(SETTINGS.get(setting), config.get("setting_options") or {}),
-        **with_defaults(METHODS.get(method), config.get("method_options") or {}),
-    }
-    return Run(folder, setting, method, options, results, wall_time, (folder / "results.json").stat().st_mtime)
+    setting_options = with_defaults(SETTINGS.get(setting), config.get("setting_options") or {})
+    options = {**setting_options, **with_defaults(METHODS.get(method), config.get("method_options") or {})}
+    return Run(folder, setting, method, options, results, wall_time, (folder / "results.json").stat().st_mtime,
+               frozenset(setting_options))
 
 
 def layout_problem(config: Any, results: Any) -> str | None:
@@ -208,16 +217,35 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[Run]]:
 
 def distinguishing_options(groups: Sequence[Group]) -> list[str]:
     """Names of the options whose values differ between groups of the same setting and method
-    (or that only some of them have): what tells the rows apart."""
+    (or that only some of them have), and of the setting options whose values differ between
+    groups of the same setting, whatever their methods (`problem_options`: two methods run on
+    two datasets are not two configurations of one problem): what tells the rows apart."""
+    return sorted(set(_differing(groups, lambda run: (run.setting, run.method), lambda run: run.options))
+                  | set(problem_distinguishing_options(groups)))
+
+
+def problem_distinguishing_options(groups: Sequence[Group]) -> list[str]:
+    """The problem options (`Run.problem_options`) whose values differ between groups of the same setting."""
+    return _differing(groups, lambda run: run.setting, lambda run: run.problem_options())
+
+
+def problem_of(group: Group, distinguishing: Sequence[str]) -> str:
+    """The problem a group's runs solved: its setting, and its values of the `distinguishing`
+    problem options (`problem_distinguishing_options`)."""
+    problem = group.first.problem_options()
+    return " ".join([group.first.setting, *(f"{name}={problem[name]}" for name in distinguishing if name in problem)])
+
+
+def _differing(groups: Sequence[Group], together: Any, options: Any) -> list[str]:
+    """The names among `options(run)` whose values differ between the groups whose first runs
+    share `together(run)` (or that only some of them have), the neutral options left out."""
     names: set[str] = set()
-    by_pair: dict[tuple[str, str], list[Group]] = {}
+    by_key: dict[Any, list[dict[str, Any]]] = {}
     for group in groups:
-        by_pair.setdefault((group.first.setting, group.first.method), []).append(group)
-    for pair_groups in by_pair.values():
-        every = set().union(*(group.first.options for group in pair_groups)) - NEUTRAL_OPTIONS
-        for name in every:
-            if len({repr(group.first.options.get(name, "<absent>")) for group in pair_groups}) > 1:
-                names.add(name)
+        by_key.setdefault(together(group.first), []).append(options(group.first))
+    for values in by_key.values():
+        every = set().union(*values) - NEUTRAL_OPTIONS
+        names.update(name for name in every if len({repr(v.get(name, "<absent>")) for v in values}) > 1)
     return sorted(names)
 
 
@@ -296,12 +324,14 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None,
     if pareto_path is not None:
         from sylvan.pareto import points_of, write_pareto
 
-        options = distinguishing_options(groups)
+        problem_options = problem_distinguishing_options(groups)
+        options = [name for name in distinguishing_options(groups) if name not in problem_options]
 
         def describe(group: Group) -> str:
             return " ".join(f"{name}={group.first.options[name]}" for name in options if name in group.first.options)
 
-        png, table = write_pareto(points_of(groups, describe), pareto_path)
+        png, table = write_pareto(points_of(groups, describe, lambda group: problem_of(group, problem_options)),
+                                  pareto_path)
         lines.append(f"the accuracy-cost trade-off: {png} (its figures: {table})")
         if wandb is not None and wandb.get("project"):
             from sylvan.pareto import log_pareto

@@ -29,8 +29,8 @@ def test_a_configuration_is_optimal_unless_another_of_its_setting_is_as_good_for
     assert pareto_optimal(points, "training_flops") == [True, True, False, True, False, True]
 
 
-def write_costed_run(root, name, seed, method, accuracy, flops, memory):
-    folder = write_run(root, name, seed, lr=0.1, final=accuracy)
+def write_costed_run(root, name, seed, method, accuracy, flops, memory, dataset="digits"):
+    folder = write_run(root, name, seed, lr=0.1, final=accuracy, dataset=dataset)
     config = (folder / "config.yaml").read_text().replace("method: naive", f"method: {method}")
     (folder / "config.yaml").write_text(config)
     results = json.loads((folder / "results.json").read_text())
@@ -55,6 +55,21 @@ def test_summarize_draws_the_trade_off_and_writes_its_figures(tmp_path):
     assert {name: (row["pareto optimal in training_flops"], row["pareto optimal in memory_bytes"])
             for name, row in rows.items()} == {"naive": ("True", "True"), "der": ("True", "True"),
                                                "ewc": ("False", "False")}
+
+
+def test_configurations_are_compared_only_with_those_of_the_same_problem(tmp_path):
+    """der on digits is less accurate and costlier than naive on MNIST: another problem, not a
+    better configuration of its own. Each problem is a front (and a panel) of its own, named."""
+    write_costed_run(tmp_path / "runs", "naive", 0, "naive", 0.9, 1e9, 7e4, dataset="mnist")
+    write_costed_run(tmp_path / "runs", "der", 0, "der", 0.5, 2e9, 9e4, dataset="digits")
+    write_costed_run(tmp_path / "runs", "ewc", 0, "ewc", 0.4, 3e9, 2e5, dataset="digits")
+    summarize([tmp_path / "runs"], pareto_path=tmp_path / "pareto.png")
+    rows = {row["configuration"]: row for row in csv.DictReader((tmp_path / "pareto.csv").open())}
+    assert {name: row["problem"] for name, row in rows.items()} == {
+        "naive": "class_incremental dataset=mnist", "der": "class_incremental dataset=digits",
+        "ewc": "class_incremental dataset=digits"}
+    assert {name: row["pareto optimal in training_flops"] for name, row in rows.items()} == {
+        "naive": "True", "der": "True", "ewc": "False"}
 
 
 def test_the_trade_off_needs_runs_that_recorded_their_cost(tmp_path):
@@ -98,5 +113,5 @@ def test_the_trade_off_is_logged_to_wandb_as_a_table(tmp_path, monkeypatch, caps
     tables = list((tmp_path / "plots" / "wandb").glob("offline-run-*/files/media/table/pareto/table_*.table.json"))
     assert len(tables) == 1
     logged = json.loads(tables[0].read_text())
-    assert logged["columns"][:2] == ["setting", "configuration"]
+    assert logged["columns"][:2] == ["problem", "configuration"]
     assert sorted(row[1] for row in logged["data"]) == ["der", "naive"]

@@ -15,12 +15,13 @@ from tests.test_cli import FAST, sylvan
 
 
 def write_run(root: Path, name: str, seed: int, lr: float, final: float, complete: bool = True,
-              data_dir: str = "data", wall_time: float = 2.0, image_cache: str | None = None) -> Path:
+              data_dir: str = "data", wall_time: float = 2.0, image_cache: str | None = None,
+              dataset: str = "digits") -> Path:
     folder = root / name
     folder.mkdir(parents=True)
     config = {
         "setting": "class_incremental", "method": "naive",
-        "setting_options": {"seed": seed, "dataset": "digits", "data_dir": data_dir, "progress_bar": None,
+        "setting_options": {"seed": seed, "dataset": dataset, "data_dir": data_dir, "progress_bar": None,
                             "image_cache": image_cache},
         "method_options": {"lr": lr, "optimizer": "sgd"},
         "run": {"results_dir": str(root), "run_name": name},
@@ -58,6 +59,17 @@ def test_runs_differing_only_in_seed_or_paths_form_one_group(tmp_path):
         saved = list(csv.reader(f))
     assert saved[0][:5] == ["setting", "method", "options", "seeds", "final_average_accuracy"]
     assert len(saved) == 3
+
+
+def test_the_problem_a_run_solved_is_shown_wherever_runs_differ_in_it(tmp_path):
+    """naive ran on digits, der on MNIST: each pair alone has one dataset, but the rows must
+    still say which, or they read as runs of one problem."""
+    write_run(tmp_path, "naive", 0, lr=0.1, final=0.5, dataset="digits")
+    folder = write_run(tmp_path, "der", 0, lr=0.1, final=0.9, dataset="mnist")
+    (folder / "config.yaml").write_text((folder / "config.yaml").read_text().replace("method: naive", "method: der"))
+    header, rows = summary_rows(group_runs([load_run(f) for f in find_runs([tmp_path])])[0])
+    described = {row[1]: row[2] for row in rows}
+    assert described == {"naive": "dataset=digits", "der": "dataset=mnist"}
 
 
 def test_a_seed_run_again_counts_once_with_its_latest_run(tmp_path):

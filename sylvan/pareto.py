@@ -101,6 +101,17 @@ def write_pareto(points: Sequence[Point], png_path: str | Path) -> tuple[Path, P
 
 
 def _draw(points: Sequence[Point], optimal: dict[str, list[bool]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(points, optimal)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def figure(points: Sequence[Point], optimal: dict[str, list[bool]]) -> Any:
+    """The trade-off's matplotlib figure: a row of panels per problem, a column per cost. A cost
+    axis is logarithmic where its values span a decade or more, else linear (a log axis within
+    one decade would show no labelled tick)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,7 +134,8 @@ def _draw(points: Sequence[Point], optimal: dict[str, list[bool]], path: Path) -
             front = sorted((p.costs[cost][0], 100 * p.accuracy[0]) for p, best in chosen if best)
             if len(front) > 1:
                 ax.step([x for x, _ in front], [y for _, y in front], where="post", color="tab:red", alpha=0.5)
-            if all(p.costs[cost][0] > 0 for p, _ in chosen):
+            spent = [p.costs[cost][0] for p, _ in chosen]
+            if min(spent) > 0 and max(spent) >= 10 * min(spent):
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
             ax.set_xlabel(title)
@@ -132,8 +144,7 @@ def _draw(points: Sequence[Point], optimal: dict[str, list[bool]], path: Path) -
             ax.grid(True, alpha=0.3)
     fig.suptitle("Pareto-optimal configurations in red (mean ± std over seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def log_pareto(png: Path, csv_path: Path, project: str, entity: str | None = None, group: str | None = None) -> str:

@@ -26,6 +26,7 @@ from sylvan.checkpoints import RESUME_NEUTRAL_OPTIONS
 from sylvan.errors import ConfigurationError
 from sylvan.methods import METHODS
 from sylvan.settings import SETTINGS
+from sylvan.tracking import PROVENANCE_FILE
 
 # options that change no figure of a run, so runs that differ only in them belong together
 NEUTRAL_OPTIONS = frozenset({"seed", "data_dir", "image_cache", "progress_bar"})
@@ -95,14 +96,19 @@ class Group:
         return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
+RUN_MARKERS = ("results.json", PROVENANCE_FILE)  # beside config.yaml, what makes a folder a run's
+
+
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run folders (holding both `config.yaml` and `results.json`) at or under `paths`."""
+    """Run folders (holding `config.yaml` and `results.json`, or, for a run stopped before its
+    first task ended, `provenance.json`) at or under `paths`."""
     folders: list[Path] = []
     for given in paths:
         path = Path(given).expanduser()
         if not path.is_dir():
             raise ConfigurationError(f"--summarize {given}: no such folder")
-        found = sorted(p.parent for p in path.rglob("results.json") if (p.parent / "config.yaml").is_file())
+        found = sorted(p.parent for p in path.rglob("config.yaml")
+                       if any((p.parent / marker).is_file() for marker in RUN_MARKERS))
         if not found:
             raise ConfigurationError(
                 f"--summarize {given}: no run folder (one with config.yaml and results.json) in it or below"
@@ -120,9 +126,13 @@ class UnreadableRun(ConfigurationError):
 
 
 def load_run(folder: Path) -> Run:
+    """The run in `folder`; one stopped before its first task ended (no results.json yet) as
+    unfinished (`Run.started_only`)."""
     try:
         config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-        results = json.loads((folder / "results.json").read_text())
+        results_file = folder / "results.json"
+        results = json.loads(results_file.read_text()) if results_file.exists() else {"complete": False,
+                                                                                      "started_only": True}
     except (OSError, yaml.YAMLError, json.JSONDecodeError) as error:
         raise UnreadableRun(folder, error) from error
     problem = layout_problem(config, results)
@@ -138,8 +148,8 @@ def load_run(folder: Path) -> Run:
     setting, method = str(config.get("setting")), str(config.get("method"))
     setting_options = with_defaults(SETTINGS.get(setting), config.get("setting_options") or {})
     options = {**setting_options, **with_defaults(METHODS.get(method), config.get("method_options") or {})}
-    return Run(folder, setting, method, options, results, wall_time, (folder / "results.json").stat().st_mtime,
-               frozenset(setting_options))
+    finished_at = results_file.stat().st_mtime if results_file.exists() else 0.0
+    return Run(folder, setting, method, options, results, wall_time, finished_at, frozenset(setting_options))
 
 
 def layout_problem(config: Any, results: Any) -> str | None:
@@ -159,10 +169,16 @@ def layout_problem(config: Any, results: Any) -> str | None:
     measure = results.get("measure", "accuracy")
     if not isinstance(measure, str):
         return f"results.json's measure is {measure!r}, not a name"
-    for metric in (name.replace("accuracy", measure) for name in METRICS):
-        value = results.get(metric)
+    cost = results.get("cost") or {}
+    if not isinstance(cost, dict):
+        return f"results.json's cost is {cost!r}, not an object of figures"
+    figures = [(metric, results.get(metric)) for metric in (name.replace("accuracy", measure) for name in METRICS)]
+    figures += [(f"cost {key}", cost.get(key)) for _, key, _ in COSTS]
+    for name, value in figures:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            return f"results.json's {metric} is {value!r}, not a number"
+            return f"results.json's {name} is {value!r}, not a number"
+        if value is not None and not math.isfinite(value):  # Python's json reads NaN and Infinity
+            return f"results.json's {name} is {json.dumps(value)}, not a finite number"
     return None
 
 
@@ -343,7 +359,9 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None,
             seed = left_out.seed
             lines.append(f"left out, an earlier run of seed {seed} (counted: {kept.folder}): {left_out.folder}")
     for run in unfinished:
-        lines.append(f"left out, not finished: {run.folder} (sylvan --resume {run.folder} completes it)")
+        how = ("stopped before its first task ended" if run.results.get("started_only")
+               else f"sylvan --resume {run.folder} completes it")
+        lines.append(f"left out, not finished: {run.folder} ({how})")
     lines.extend(f"left out, {error.reason}" for error in unreadable)
     lines.append(f"{sum(len(group.runs) for group in groups)} finished run(s) in {len(groups)} configuration(s)")
     return "\n".join(lines)

@@ -72,6 +72,22 @@ def test_configurations_are_compared_only_with_those_of_the_same_problem(tmp_pat
         "naive": "True", "der": "True", "ewc": "False"}
 
 
+@pytest.mark.parametrize("memory", [(7e4, 9e4, 2e5), (7.0e4, 7.5e4, 8.0e4)], ids=["decades", "one_decade"])
+def test_each_cost_axis_labels_its_values_whether_they_span_decades_or_not(memory):
+    """Costs within one decade on a log axis got no labelled tick at all (its minor ticks are
+    unlabelled): every axis must label at least two ticks across its points."""
+    from sylvan.pareto import figure
+
+    points = [point("a", 0.5 + i / 10, 1e9 * (1 + i), m) for i, m in enumerate(memory)]
+    optimal = {cost: pareto_optimal(points, cost) for cost in ("training_flops", "memory_bytes")}
+    fig = figure(points, optimal)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        labelled = [tick for tick in ax.get_xticklabels() if tick.get_text() and low <= tick.get_position()[0] <= high]
+        assert len(labelled) >= 2, (ax.get_title(), [t.get_text() for t in ax.get_xticklabels()])
+
+
 def test_the_trade_off_needs_runs_that_recorded_their_cost(tmp_path):
     write_run(tmp_path, "old", 0, lr=0.1, final=0.5)
     with pytest.raises(ConfigurationError, match="none of the summarized runs recorded its cost"):

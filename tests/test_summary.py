@@ -109,6 +109,12 @@ def test_a_run_that_cannot_be_read_is_left_out_with_its_reason(tmp_path):
     ("results.json", lambda d: d.update(final_average_accuracy=True),
      "results.json's final_average_accuracy is True, not a number"),
     ("results.json", lambda d: d.update(measure=3), "results.json's measure is 3, not a name"),
+    ("results.json", lambda d: d.update(final_average_accuracy=float("nan")),
+     "results.json's final_average_accuracy is NaN, not a finite number"),
+    ("results.json", lambda d: d.update(forgetting=float("inf")),
+     "results.json's forgetting is Infinity, not a finite number"),
+    ("results.json", lambda d: d.update(cost={"memory_bytes": float("-inf")}),
+     "results.json's cost memory_bytes is -Infinity, not a finite number"),
     ("results.json", lambda d: [1, 2], "results.json holds list, not an object of metrics"),
     ("config.yaml", lambda d: [1, 2], "config.yaml holds list, not a mapping of options"),
     ("config.yaml", lambda d: d.update(method=["naive"]), "config.yaml's method is ['naive'], not a name"),
@@ -127,6 +133,38 @@ def test_a_run_whose_files_hold_something_else_is_left_out_with_its_reason(tmp_p
     table = summarize([tmp_path]).splitlines()
     assert "80.00" in table[2] and table[-1] == "1 finished run(s) in 1 configuration(s)", table
     assert f"left out, cannot read the run in {odd}: {reason}" in "\n".join(table), table
+
+
+def test_a_run_with_figures_that_are_not_numbers_never_replaces_a_valid_run_of_its_seed(tmp_path):
+    """A later run of seed 0 whose results.json holds NaN is left out: the valid run of seed 0 is
+    counted, not replaced."""
+    import os
+
+    valid = write_run(tmp_path, "valid", 0, lr=0.1, final=0.8)
+    broken = write_run(tmp_path, "broken", 0, lr=0.1, final=0.9)
+    results = json.loads((broken / "results.json").read_text())
+    results["final_average_accuracy"] = float("nan")
+    (broken / "results.json").write_text(json.dumps(results))
+    os.utime(valid / "results.json", (1e9, 1e9))  # the broken run finished later
+    table = summarize([tmp_path]).splitlines()
+    assert "80.00" in table[2] and table[-1] == "1 finished run(s) in 1 configuration(s)", table
+    reason = "results.json's final_average_accuracy is NaN"
+    assert f"left out, cannot read the run in {broken}: {reason}" in "\n".join(table)
+
+
+def test_a_run_stopped_in_its_first_task_is_named_below_the_table(tmp_path):
+    """A run killed before its first task ended has its config.yaml and provenance.json, and no
+    results.json yet: it is named as unfinished, with the --resume that would say so, not skipped."""
+    write_run(tmp_path, "finished", 0, lr=0.1, final=0.8)
+    stopped = write_run(tmp_path, "stopped", 1, lr=0.1, final=0.8)
+    (stopped / "results.json").unlink()
+    (stopped / "provenance.json").write_text(json.dumps({"history": []}))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "config.yaml").write_text("setting: x\n")  # a config file, not a run's folder
+    table = summarize([tmp_path]).splitlines()
+    assert f"left out, not finished: {stopped} (stopped before its first task ended)" in table, table
+    assert not any("notes" in line for line in table)
+    assert table[-1] == "1 finished run(s) in 1 configuration(s)"
 
 
 def test_mean_std_formats():

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sylvan.errors import ConfigurationError
+from sylvan.errors import ConfigurationError, writing
 from sylvan.metrics import Results
 
 FORMAT = 1  # the layout of a checkpoint file; raised when it changes
@@ -128,8 +128,12 @@ def write_atomically(state: dict[str, Any], path: Path) -> None:
     """`torch.save` to `path` through a partial file, so that an interruption while writing
     leaves the previous file (or none), never a truncated one."""
     partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    try:
+        with writing(path):
+            torch.save(state, partial)
+            os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # what a failed write left
 
 
 def worker_file_name(stage: int, rank: int) -> str:

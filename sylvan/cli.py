@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import re
+import signal
 import sys
 import traceback
 import types
@@ -22,6 +24,7 @@ from typing import Any, NoReturn
 
 import yaml
 from simple_parsing import ArgumentParser
+from simple_parsing.help_formatter import SimpleHelpFormatter
 
 from sylvan.checkpoints import configuration_changes, latest_checkpoint, nothing_to_resume
 from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError
@@ -232,6 +235,16 @@ def general_help() -> str:
     )
 
 
+class HelpFormatter(SimpleHelpFormatter):
+    """simple-parsing's help, less the "(default: ...)" it adds to an option whose help says its
+    default in words already ("(default: no budget)", "default: an even split")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "default:" in action.help.lower():
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(
     setting_cls: type[Setting], method_cls: type[Method], config: dict[str, Any], policy: str | None = None
 ) -> ArgumentParser:
@@ -242,6 +255,7 @@ def build_parser(
         prog="sylvan",
         description=f"{method_cls.name} on {setting_cls.name}. {(setting_cls.__doc__ or '').strip()}",
         add_dest_to_option_strings=False,
+        formatter_class=HelpFormatter,
     )
     for name in ("--setting", "--method", "--config_path"):
         parser.add_argument(name, type=str, help=argparse.SUPPRESS)
@@ -411,23 +425,25 @@ def _typed_value(value: Any, hint: Any, option: str) -> Any:
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
-def load_config(path: str | None) -> dict[str, Any]:
+def load_config(path: str | None, named_by: str = "--config_path") -> dict[str, Any]:
+    """The options of the YAML file `path`, checked for a configuration's layout; `named_by`
+    says in messages how the file was given (`--config_path FILE`, or a run's folder to resume)."""
     if not path:
         return {}
     try:
         with open(path) as f:
             config = yaml.safe_load(f) or {}
     except OSError as error:
-        raise ConfigurationError(f"--config_path {path}: {error.strerror}") from error
+        raise ConfigurationError(f"{named_by} {path}: {error.strerror}") from error
     except yaml.YAMLError as error:
-        raise ConfigurationError(f"--config_path {path} is not valid YAML: {error}") from error
+        raise ConfigurationError(f"{named_by} {path} is not valid YAML: {error}") from error
     if not isinstance(config, dict):
-        raise ConfigurationError(f"--config_path {path} must hold a mapping of options")
-    check_config_keys(config, path)
+        raise ConfigurationError(f"{named_by} {path} must hold a mapping of options")
+    check_config_keys(config, path, named_by)
     for key in ("setting", "method"):
         if config.get(key) is not None and not isinstance(config[key], str):
             raise ConfigurationError(
-                f"--config_path {path}: {key} must be a name (sylvan --list shows them), not {config[key]!r}"
+                f"{named_by} {path}: {key} must be a name (sylvan --list shows them), not {config[key]!r}"
             )
     return config
 
@@ -436,7 +452,7 @@ CONFIG_KEYS = ("setting", "method", "setting_options", "method_options", "run", 
 """What a configuration file may hold at its top level: what a run's config.yaml records."""
 
 
-def check_config_keys(config: dict[str, Any], path: str) -> None:
+def check_config_keys(config: dict[str, Any], path: str, named_by: str = "--config_path") -> None:
     """Refuse a key that a run's config.yaml does not have: ignored, a misspelled or misplaced
     option (`buffer_size: 500` at the top level) would silently run with the default. Where the
     key is an option of a registered setting or method, or a run option, say which section holds it."""
@@ -451,7 +467,7 @@ def check_config_keys(config: dict[str, Any], path: str) -> None:
         if sections:
             hints.append(f"{key!r} is an option: put it under {' or '.join(sections)}")
     raise ConfigurationError(
-        f"--config_path {path} has unknown keys {unknown}; a configuration holds "
+        f"{named_by} {path} has unknown keys {unknown}; a configuration holds "
         f"{', '.join(CONFIG_KEYS)} (the layout of a run's config.yaml)"
         + (". " + "; ".join(hints) if hints else "")
     )
@@ -527,7 +543,7 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise ConfigurationError(f"--resume {run_dir}: no config.yaml there; give the folder of a run")
-    config = load_config(str(config_path))
+    config = load_config(str(config_path), named_by=f"--resume {run_dir}: the run's configuration")
     plugins = load_run_plugins(plugins, config, str(config_path))
     setting_cls, method_cls = get_setting(config.get("setting", "")), get_method(config.get("method", ""))
     setting, method, options, _ = parse_options(setting_cls, method_cls, config, [])
@@ -591,6 +607,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:  # outside the training (loading data, starting up)
         print("sylvan: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # the output's reader is gone (`sylvan --help | head -1`): nobody to tell
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
+        sys.exit(128 + signal.SIGPIPE)
     finally:
         end_started_workers(wait)
     sys.exit(status)

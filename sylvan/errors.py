@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -40,6 +42,15 @@ class TrainingDivergedError(RunFailedError):
     strong for the loss): every later result would be chance, so the run stops there."""
 
 
+class OutputNotWritten(RunFailedError):
+    """A file of the run's folder could not be written (a full disk, a file-size limit, a folder
+    removed under the run); `path` names it."""
+
+    def __init__(self, path: Any, reason: str, kept: str = "") -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"could not write {path} ({reason}); is the disk full?" + (f" {kept}" if kept else ""))
+
+
 class StoppedBySignal(KeyboardInterrupt):
     """Training was stopped by a signal: SIGINT (Ctrl-C) or SIGTERM (a cluster's scheduler
     ending or preempting the job). Raised by the command line's SIGTERM handler, and by the
@@ -57,6 +68,21 @@ class RunInterrupted(Exception):
     def __init__(self, message: str, exit_status: int) -> None:
         super().__init__(message)
         self.exit_status = exit_status
+
+
+@contextmanager
+def writing(path: Any) -> Iterator[None]:
+    """Around the writing of `path`: a failure to write (`OSError`, or the `RuntimeError` of
+    torch's file writer, `PytorchStreamWriter` in `inline_container.cc`) becomes `OutputNotWritten`
+    naming the file."""
+    try:
+        yield
+    except OSError as error:
+        raise OutputNotWritten(path, error.strerror or str(error)) from error
+    except RuntimeError as error:
+        if not any(marker in str(error) for marker in ("inline_container", "PytorchStreamWriter", "write")):
+            raise
+        raise OutputNotWritten(path, "torch's writer could not write it to its end") from error
 
 
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> UnknownNameError:

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from sylvan.checkpoints import checkpointed_stages
-from sylvan.errors import ConfigurationError, RunInterrupted
+from sylvan.errors import ConfigurationError, OutputNotWritten, RunInterrupted
 from sylvan.methods import Method, check_applicable
 from sylvan.metrics import Results
 from sylvan.run.budget import refuse_over_budget_ahead
 from sylvan.run.folder_lock import RunFolderLock
 from sylvan.run.signals import sigterm_stops_the_run, stop_description
 from sylvan.settings import Setting
-from sylvan.tracking import Tracker, default_run_name
+from sylvan.tracking import Tracker, check_wandb_mode, default_run_name
 
 
 @dataclass
@@ -57,6 +57,8 @@ class RunOptions:
                 )
         if self.wandb_project:
             import wandb
+
+            check_wandb_mode()
 
             try:
                 wandb.Settings(project=self.wandb_project)  # W&B's own rule for project names
@@ -168,6 +170,12 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
         if checkpointed_stages(run_dir, setting.world_size) and resumable(setting, method):
             message += f"; continue the run with: sylvan --resume {run_dir}"
         raise RunInterrupted(message, exit_status) from None
+    except OutputNotWritten as failure:  # said with what the run keeps
+        kept = checkpointed_stages(tracker.run_dir, setting.world_size)
+        resume = f"; once there is room, continue it with: sylvan --resume {tracker.run_dir}" if kept and resumable(
+            setting, method) else ""
+        raise OutputNotWritten(failure.path, failure.reason, f"The results of the tasks finished before are kept "
+                                                             f"in {tracker.run_dir}{resume}") from failure
     finally:
         tracker.release_folder()  # however the run ended: another process may now resume it
     return results

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from sylvan.errors import ConfigurationError
+from sylvan.errors import ConfigurationError, writing
 from sylvan.metrics import Results
 from sylvan.provenance import provenance_entry
 from sylvan.run.folder_lock import RunFolderLock
@@ -138,7 +138,7 @@ class Tracker:
             writer.writeheader()
         writer.writerow(row)
         written = text.getvalue().encode()
-        with open(self._csv_path, "ab") as f:
+        with writing(self._csv_path), open(self._csv_path, "ab") as f:
             f.write(written)
         self._csv_lines += 2 if write_header else 1
         self._csv_bytes += len(written)
@@ -180,12 +180,14 @@ class Tracker:
         self.write_results(results)
         from sylvan.plots import plot_accuracy_curve, plot_accuracy_matrix, plot_confusion_matrix
 
-        plots = {
-            "accuracy_matrix": plot_accuracy_matrix(results, self.run_dir / "accuracy_matrix.png"),
-            "accuracy_curve": plot_accuracy_curve(results, self.run_dir / "accuracy_curve.png"),
-        }
+        drawn = [("accuracy_matrix", plot_accuracy_matrix), ("accuracy_curve", plot_accuracy_curve)]
         if results.confusion_matrix is not None:
-            plots["confusion_matrix"] = plot_confusion_matrix(results, self.run_dir / "confusion_matrix.png")
+            drawn.append(("confusion_matrix", plot_confusion_matrix))
+        plots = {}
+        for name, plot in drawn:
+            path = self.run_dir / f"{name}.png"
+            with writing(path):
+                plots[name] = plot(results, path)
         if self.verbose:
             print(results.table())
             print(f"[sylvan] results written to {self.run_dir}")
@@ -252,19 +254,21 @@ def write_stage_costs(path: Path, results: Results) -> None:
     stage, so that a resumed run's file is an uninterrupted one's)."""
     costs = results.cost()["per_stage"]
     tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["stage", *costs])
-        writer.writerows([stage, *row] for stage, row in enumerate(zip(*costs.values())))
-    os.replace(tmp, path)
+    with writing(path):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["stage", *costs])
+            writer.writerows([stage, *row] for stage, row in enumerate(zip(*costs.values())))
+        os.replace(tmp, path)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically, so that an interrupted run never leaves a truncated file."""
     tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    with writing(path):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
 
 
 def unique_run_dir(results_dir: Path, run_name: str) -> Path:
@@ -301,6 +305,20 @@ def recorded_wandb_run_id(run_dir: Path) -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
+WANDB_MODES = ("online", "offline", "disabled", "shared", "dryrun", "run")  # what W&B's settings accept
+
+
+def check_wandb_mode() -> None:
+    """Refuse a `WANDB_MODE` that W&B does not know, in sylvan's words (W&B's own is a pydantic
+    validation error, raised only once the run's folder is written)."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode is not None and mode not in WANDB_MODES:
+        raise ConfigurationError(
+            f"the environment variable WANDB_MODE is {mode!r}, which W&B does not know: set it to one of "
+            f"{', '.join(WANDB_MODES)}, or unset it (then W&B logs online where it has credentials, offline elsewhere)"
+        )
+
+
 def start_wandb(
     project: str, entity: str | None, name: str, config: dict[str, Any], run_dir: Path, run_id: str | None = None,
     group: str | None = None,
@@ -312,6 +330,7 @@ def start_wandb(
     them to it."""
     import wandb
 
+    check_wandb_mode()
     mode = os.environ.get("WANDB_MODE")
     if mode is None:
         has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()

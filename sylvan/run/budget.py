@@ -10,6 +10,7 @@ above the budget stops the run, its results and checkpoints written first.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -114,13 +115,42 @@ def stop_over_budget(results: Any, stage: int, budget: int | None, method_name: 
         )
 
 
+def machine_memory(device: Any) -> int:
+    """The bytes of memory where tensors on `device` live: the GPU's, or the machine's RAM."""
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device.index or 0).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def refuse_beyond_machine(method: Any, run: Any) -> None:
+    """Raise `ConfigurationError` where the rehearsal buffers of `method`, configured for `run`,
+    would allocate more than the memory of the machine (or GPU) they live on: the allocation would
+    fail, or swap the machine to a standstill, once the first samples arrive."""
+    planned = planned_memory(method, run)["buffers"]
+    device = getattr(run, "device", None)
+    available = machine_memory(device)
+    if planned <= available:
+        return
+    size = getattr(method, "buffer_size", None)
+    option = f"--buffer_size {size:,}" if size is not None else "the method's buffers"
+    where = "GPU" if torch.device(device or "cpu").type == "cuda" else "machine"
+    raise ConfigurationError(
+        f"{option}: {method.name}'s buffer would allocate {planned:,} bytes, more than this {where}'s "
+        f"{available:,} bytes of memory; give a smaller --buffer_size"
+    )
+
+
 def refuse_over_budget_ahead(setting: Any, method: Any) -> None:
-    """`refuse_over_budget` before a run starts (before its folder is written): on a copy of
+    """`refuse_over_budget` and `refuse_beyond_machine` before a run starts (before its folder is
+    written), for a run with a memory budget or a method with a rehearsal buffer: on a copy of
     `method` configured outside the run, its inputs taken as uint8 pixels, the smallest a stored
     input can be (so that the bound stays a lower one), the global generators left as they were.
     Data-parallel runs are checked by their run, once its workers are up."""
     budget = getattr(setting, "memory_budget", None)
-    if budget is None or setting.world_size > 1 or setting.data_parallel:
+    if getattr(setting, "world_size", 1) > 1 or setting.data_parallel:
+        return
+    if budget is None and not hasattr(method, "buffer_size"):
         return
     import copy
 
@@ -132,6 +162,7 @@ def refuse_over_budget_ahead(setting: Any, method: Any) -> None:
         probe, run = copy.deepcopy(method), RunContext.standalone(setting)
         run.pixel_inputs = True
         probe.configure(run)
+        refuse_beyond_machine(probe, run)
         refuse_over_budget(probe, run, budget)
     finally:
         restore_rng_states(states)

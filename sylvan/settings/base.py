@@ -33,6 +33,8 @@ KNOWLEDGE_ASSUMPTIONS = (
     "past_data_available",
 )
 
+MAX_SEED = 2**32 - 1  # the largest seed every generator of a run accepts (NumPy's: 32 bits)
+
 
 @dataclass
 class Setting:
@@ -73,8 +75,9 @@ class Setting:
 
     def validate(self) -> None:
         """Raise `ConfigurationError` for invalid or contradictory field values."""
-        if self.seed < 0:
-            raise ConfigurationError(f"--seed must be >= 0, got {self.seed}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigurationError(f"--seed must be from 0 to {MAX_SEED} (NumPy's generators take 32 bits), "
+                                     f"got {self.seed}")
 
     def apply(self, method: Any, tracker: Any = None, resume: Any = None) -> Results:
         """Train `method` on this setting's stream, evaluate it, and return the results.

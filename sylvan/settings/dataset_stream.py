@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sylvan.metrics import Results
 
 DEFAULT_LENGTH = 20
+MAX_STREAM_LENGTH = 1000  # ten times the longest published streams (NEVIS'22: 106 tasks; CTrL's S_long: 100)
 DEFAULT_SOURCES = "digits,synthetic"
 
 
@@ -88,8 +89,10 @@ class DatasetStreamSetting(TaskIncrementalSetting):
     def validate(self) -> None:
         if self.stream is not None and self.stream_length is not None:
             raise ConfigurationError("give --stream (the datasets) or --stream_length (a generated stream), not both")
-        if self.stream_length is not None and self.stream_length < 1:
-            raise ConfigurationError(f"--stream_length must be >= 1, got {self.stream_length}")
+        if self.stream_length is not None and not 1 <= self.stream_length <= MAX_STREAM_LENGTH:
+            raise ConfigurationError(
+                f"--stream_length must be from 1 to {MAX_STREAM_LENGTH} tasks (each is planned before the run "
+                f"starts, and the network gets an output per class of every task), got {self.stream_length}")
         if self.image_size is not None and self.image_size < 1:
             raise ConfigurationError(f"--image_size must be >= 1, got {self.image_size}")
         for name, why in (("dataset", "the stream's datasets are --stream or --stream_sources"),

@@ -67,7 +67,7 @@ def test_missing_files_offline_say_where_to_put_them(tmp_path, monkeypatch, core
     partial = tmp_path / "partial"
     (partial / "core50_128x128").mkdir(parents=True)
     np.savetxt(partial / "core50_train.csv", np.array(["C_01_01_000.png,0"]), fmt="%s")
-    with pytest.raises(DataUnavailableError, match="could not be downloaded"):
+    with pytest.raises(DataUnavailableError, match="downloads are off"):
         ClassIncrementalSetting(dataset="core50", data_dir=str(partial), progress_bar=False).prepare_tasks()
 
 

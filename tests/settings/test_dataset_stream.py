@@ -186,7 +186,7 @@ def test_it_is_a_child_of_task_incremental_with_past_data_available():
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"stream": "digits", "stream_length": 3}, "not both"),
-    ({"stream_length": 0}, "--stream_length must be >= 1"),
+    ({"stream_length": 0}, "--stream_length must be from 1 to 1000"),
     ({"stream": " , "}, "names no dataset"),
     ({"stream": "digits,tiny_imagenet"}, "stored as image files"),
     ({"dataset": "mnist"}, "--dataset mnist has no effect"),

@@ -74,3 +74,48 @@ def test_mnist_read_from_its_gzipped_files_is_torchvisions_mnist(mnist_root, tmp
         assert t is None and x.dtype == x_ref.dtype and y.dtype == y_ref.dtype
         assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
     assert len(train.get_data()[1]) == 60_000 and len(test.get_data()[1]) == 10_000
+
+
+def write_mnist(raw, labels_train=None, gzipped=True) -> None:
+    """A small MNIST-format dataset in `raw`: 6 training and 4 test images of 28x28."""
+    raw.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gzipped else ""
+    rng = np.random.default_rng(0)
+    for prefix, n, labels in (("train", 6, labels_train), ("t10k", 4, None)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+                  gzipped=gzipped)
+        labels = np.arange(n, dtype=np.uint8) % 10 if labels is None else np.asarray(labels, dtype=np.uint8)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte{suffix}", labels, gzipped=gzipped)
+
+
+@pytest.mark.parametrize("damage", ["truncated_gzip", "labels_out_of_range"])
+def test_damaged_mnist_files_are_named_as_damaged_not_missing(tmp_path, monkeypatch, damage):
+    """A gzip file cut short (EOFError from gzip), or labels beyond the dataset's classes (an
+    IndexError in continuum), are damaged files: the message says so and which file, and never
+    that downloads are off where they are not."""
+    monkeypatch.delenv("SYLVAN_OFFLINE", raising=False)
+    raw = tmp_path / "MNIST" / "raw"
+    write_mnist(raw, labels_train=[0, 1, 2, 12, 4, 5] if damage == "labels_out_of_range" else None)
+    if damage == "truncated_gzip":
+        path = raw / "train-images-idx3-ubyte.gz"
+        path.write_bytes(path.read_bytes()[:200])
+        culprit = "train-images-idx3-ubyte.gz"
+    else:
+        culprit = "train-labels-idx1-ubyte.gz"
+    with pytest.raises(DataUnavailableError) as refused:
+        DATASETS["mnist"].load(str(tmp_path), None, 0)
+    message = str(refused.value)
+    assert f"{raw / culprit} is damaged" in message, message
+    assert "SYLVAN_OFFLINE" not in message and "Delete it" in message
+    if damage == "labels_out_of_range":
+        assert "label 12" in message and "10 classes" in message
+
+
+def test_missing_data_with_downloads_off_says_so_in_sylvans_words(tmp_path, monkeypatch):
+    """Offline, torchvision's own text suggests `download=True`, an argument no sylvan user passes."""
+    monkeypatch.setenv("SYLVAN_OFFLINE", "1")
+    with pytest.raises(DataUnavailableError) as refused:
+        DATASETS["mnist"].load(str(tmp_path), None, 0)
+    message = str(refused.value)
+    assert "download=True" not in message, message
+    assert "downloads are off (SYLVAN_OFFLINE is set)" in message and "MNIST/raw" in message

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sylvan.errors import ConfigurationError, DataUnavailableError, unknown_name
 from sylvan.registry import NAME_RULE, is_command_line_name
 from sylvan.settings.data.generated import digits_splits, random_cifar10_splits, synthetic_splits
-from sylvan.settings.data.idx_files import read_mnist_split
+from sylvan.settings.data.idx_files import DamagedIdxFile, read_mnist_split, split_labels_file
 
 if TYPE_CHECKING:
     pass
@@ -56,12 +56,27 @@ def downloads_allowed() -> bool:
 
 
 def _unavailable(name: str, root: Path, hint: str, download: bool, error: Exception) -> DataUnavailableError:
-    """The message for dataset `name` missing from `root`: where its files go (`hint`)."""
+    """The message for dataset `name` missing from `root`: where its files go (`hint`); the
+    download's error where one was tried (offline, the loader's own text would suggest its
+    `download=True`, which is sylvan's to pass)."""
+    where = f"Put the files at {root}/{hint}, or pass --data_dir pointing to a folder that holds them"
+    if not download:
+        reason = "" if "download=True" in str(error) else f" ({error})"  # the loader's advice is not the user's
+        return DataUnavailableError(
+            f"dataset {name!r} is not in {root}{reason}, and downloads are off (SYLVAN_OFFLINE is set). {where}, "
+            "or unset SYLVAN_OFFLINE to download it"
+        )
     return DataUnavailableError(
-        f"dataset {name!r} is not in {root} and could not be downloaded ({error}). "
-        f"Put the files at {root}/{hint}, or pass --data_dir pointing to a folder that "
-        "holds them, or run once with network access"
-        + (" (downloads are off: SYLVAN_OFFLINE is set)." if not download else ".")
+        f"dataset {name!r} is not in {root} and could not be downloaded ({error}). {where}, or run once with "
+        "network access."
+    )
+
+
+def _damaged(name: str, path: Path, problem: str) -> DataUnavailableError:
+    """The message for a file of dataset `name` that is there but cannot be what it should be."""
+    return DataUnavailableError(
+        f"dataset {name!r}: {path} is damaged ({problem}). Delete it, so that it is downloaded again, or put an "
+        "intact copy in its place"
     )
 
 
@@ -84,18 +99,27 @@ def _torchvision(class_name: str, name: str, hint: str) -> Loader:
     return load
 
 
-def _mnist_format(class_name: str, name: str, hint: str) -> Loader:
-    """Loader for a dataset of the MNIST family, stored as IDX files under
+def _mnist_format(class_name: str, name: str, hint: str, classes: int = 10) -> Loader:
+    """Loader for a dataset of the MNIST family (of `classes` classes), stored as IDX files under
     `data_dir/class_name/raw/`: read directly where the files are there (gzipped or not), through
-    continuum's (torchvision's) download code otherwise."""
+    continuum's (torchvision's) download code otherwise. A file that cannot be read, or labels
+    beyond the classes, are a damaged file, named."""
     download_loader = _torchvision(class_name, name, hint)
 
     def load(data_dir: str, size: int | None, seed: int):
         folder = Path(data_dir).expanduser() / class_name / "raw"
-        try:
-            splits = [read_mnist_split(folder, train) for train in (True, False)]
-        except OSError as error:
-            raise _unavailable(name, folder.parent.parent, hint, False, error) from error
+        splits = []
+        for train in (True, False):
+            try:
+                split = read_mnist_split(folder, train)
+            except DamagedIdxFile as error:
+                raise _damaged(name, error.path, error.problem) from error
+            if split is not None:
+                outside = split[1][(split[1] < 0) | (split[1] >= classes)]
+                if len(outside):
+                    raise _damaged(name, split_labels_file(folder, train),
+                                   f"label {int(outside[0])}, where {name} has {classes} classes, 0 to {classes - 1}")
+            splits.append(split)
         if any(split is None for split in splits):
             return download_loader(data_dir, size, seed)
         from continuum.datasets import InMemoryDataset

@@ -1,0 +1,110 @@
+"""Bad input and faults found by trying sylvan as a new user would: each gets a clear message and
+a non-zero exit, before anything is written where it can be known then, and never a traceback
+or a hang."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from sylvan.cli import main
+from sylvan.methods import METHODS
+from tests.test_cli import REPO
+
+
+def refused(capsys, *argv: str) -> str:
+    """What `sylvan argv` says on stderr; it must exit with status 2."""
+    with pytest.raises(SystemExit) as stop:
+        main(list(argv))
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_a_seed_beyond_32_bits_is_refused(tmp_path, capsys):
+    err = refused(capsys, "--setting", "class_incremental", "--method", "naive", "--seed", "4294967296",
+                  "--results_dir", str(tmp_path / "r"))
+    assert "--seed must be from 0 to 4294967295" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_stream_too_long_to_plan_is_refused_at_once(tmp_path, capsys):
+    """A million tasks took 11 GB and no end of time to plan, before a word was printed."""
+    err = refused(capsys, "--setting", "dataset_stream", "--method", "naive", "--stream_length", "1000000",
+                  "--results_dir", str(tmp_path / "r"))
+    assert "--stream_length must be from 1 to 1000 tasks" in err
+
+
+@pytest.mark.parametrize("budget", [[], ["--memory_budget", "10000000000000000"]], ids=["no_budget", "budget"])
+def test_a_buffer_larger_than_the_machine_is_refused_before_the_run_folder(tmp_path, capsys, budget):
+    err = refused(capsys, "--setting", "class_incremental", "--method", "rehearsal", "--buffer_size", "100000000000",
+                  *budget, "--results_dir", str(tmp_path / "r"))
+    assert "--buffer_size 100,000,000,000: rehearsal's buffer would allocate" in err
+    assert "more than this machine's" in err and "bytes of memory" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_unknown_wandb_mode_is_refused_before_the_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "bogus")
+    err = refused(capsys, "--setting", "class_incremental", "--method", "naive", "--wandb_project", "p",
+                  "--results_dir", str(tmp_path / "r"))
+    assert "WANDB_MODE is 'bogus', which W&B does not know" in err and "offline" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_help_whose_reader_is_gone_ends_quietly():
+    """`sylvan --help | head -1`: the pipe closes before the help is written."""
+    process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=REPO)
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and err == ""
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_help_says_each_default_once(method, capsys):
+    """An option whose help says its default in words ("default: no budget") got simple-parsing's
+    "(default: None)" after it too."""
+    setting = METHODS[method].target_setting.name
+    setting = "class_incremental" if setting in ("online", "setting") else setting
+    with pytest.raises(SystemExit) as stop:
+        main(["--setting", setting, "--method", method, "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    options = text.split(" --")
+    assert len(options) > 10
+    assert [option for option in options if option.lower().count("default:") > 1] == []
+
+
+def test_a_malformed_config_of_a_run_folder_is_named_as_the_runs(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("setting: [\n")
+    err = refused(capsys, "--resume", str(tmp_path))
+    assert f"--resume {tmp_path}: the run's configuration {tmp_path / 'config.yaml'} is not valid YAML" in err
+    assert "--config_path" not in err
+
+
+def limited_file_size(size: int):
+    """For a subprocess: no file it writes may grow beyond `size` bytes (as on a full disk, its
+    writes then fail with EFBIG)."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(resource, "RLIMIT_FSIZE"), reason="needs a file-size limit")
+@pytest.mark.parametrize(("size", "options", "unwritten"), [
+    (60_000, [], "checkpoints/after_stage_0.pt"),  # a checkpoint is about 110 kB
+    (20_000, ["--save_checkpoints", "false"], "accuracy_matrix.png"),  # a plot is about 27 kB
+], ids=["checkpoint", "plot"])
+def test_a_file_that_cannot_be_written_is_named_and_the_finished_tasks_are_kept(tmp_path, size, options, unwritten):
+    out = subprocess.run([sys.executable, str(REPO / "cli.py"), "--setting", "class_incremental", "--method",
+                          "rehearsal", "--results_dir", str(tmp_path), "--run_name", "r", *options],
+                         capture_output=True, text=True, timeout=300, preexec_fn=limited_file_size(size))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"could not write {tmp_path / 'r' / unwritten} (" in out.stderr
+    assert f"The results of the tasks finished before are kept in {tmp_path / 'r'}" in out.stderr
+    assert not list((tmp_path / "r").rglob("*.partial"))
+    if unwritten.endswith(".png"):
+        assert '"complete": true' in (tmp_path / "r" / "results.json").read_text()
+

@@ -185,26 +185,48 @@ def latest_checkpoint(run_dir: Path, rank: int = 0, workers: int = 1) -> RunChec
 
 
 def read_checkpoint_file(run_dir: Path, path: Path) -> dict[str, Any]:
-    """The contents of a checkpoint file of the run in `run_dir`, or a message saying why not."""
+    """The contents of a checkpoint file of the run in `run_dir`, or a message saying why not, in
+    sylvan's words: torch's own would advise loading the file with `weights_only=False`, which
+    would run whatever code it carries."""
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Unsupported global" not in str(error):  # no object refused: a damaged file, or no pickle
-            raise ConfigurationError(f"--resume {run_dir}: cannot read {path}: {error}") from error
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))  # "Unsupported global: GLOBAL x", "unsupported GLOBAL x"
+        if refused is None:  # no object refused: not a pickle at all
+            raise damaged_checkpoint(run_dir, path, "it is not a checkpoint file") from None
         raise ConfigurationError(
-            f"--resume {run_dir}: {path} holds objects other than plain state (tensors, numbers, strings, lists, "
-            "dicts, NumPy arrays), which sylvan's checkpoints never do: it was written by something else or "
-            "altered. It was not loaded, since loading it could run code it carries"
-        ) from error
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
-        raise ConfigurationError(f"--resume {run_dir}: cannot read {path}: {error}") from error
+            f"--resume {run_dir}: {path} holds objects other than plain state ({refused.group(1)}, where sylvan's "
+            "checkpoints hold only tensors, numbers, strings, lists, dicts and NumPy arrays): it was written by "
+            "something else or altered. Nothing was run: the file was refused unread, since loading it could run "
+            "code it carries"
+        ) from None
+    except FileNotFoundError as error:
+        raise ConfigurationError(f"--resume {run_dir}: cannot read {path}: {error.strerror}") from None
+    except Exception:  # noqa: BLE001 - whatever torch raises for a file it cannot read
+        empty = path.is_file() and path.stat().st_size == 0
+        raise damaged_checkpoint(run_dir, path, "it is empty" if empty else "it is cut short or altered") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigurationError(
             f"--resume {run_dir}: {path} is not a checkpoint this version of sylvan can resume from "
             "(written by an older version?)"
         )
     return state
+
+
+def damaged_checkpoint(run_dir: Path, path: Path, why: str) -> ConfigurationError:
+    """The refusal of a checkpoint file that cannot be read (`why`), with the earlier stage
+    `--resume` could restart from once it is out of the way."""
+    folder = Path(run_dir) / "checkpoints"
+    match = _NAME.fullmatch(path.name) or re.fullmatch(r"after_stage_(\d+)\.worker\d+\.pt", path.name)
+    stage = int(match.group(1)) if match else None
+    earlier = [s for s in checkpointed_stages(run_dir) if stage is not None and s < stage]
+    if earlier:
+        instead = (f"delete the files of that stage (after_stage_{stage}*.pt in {folder}) to resume from the "
+                   f"checkpoint after task {earlier[-1] + 1}, the latest before it")
+    else:
+        instead = "there is no earlier checkpoint to resume from: start the run again"
+    return ConfigurationError(f"--resume {run_dir}: {path} is damaged ({why}); nothing was run. To continue, {instead}")
 
 
 def nothing_to_resume(nb_stages: int) -> ConfigurationError:

@@ -143,6 +143,8 @@ def run_experiment(
     check_applicable(type(method), type(setting))
     setting.check_method(method)
     method.validate_for(setting)  # before anything is written
+    if options.save_checkpoints:
+        refuse_unresumable(setting, method)
     refuse_over_budget_ahead(setting, method)
     if not setting.is_writer:
         setting.apply(method, None)
@@ -179,6 +181,20 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
     finally:
         tracker.release_folder()  # however the run ended: another process may now resume it
     return results
+
+
+def refuse_unresumable(setting: Setting, method: Method) -> None:
+    """Refuse, when the run starts, a run whose checkpoints could not resume it (a method whose
+    checkpoint may miss part of its state: `Method.check_resumable`), rather than let it write
+    them and find out at `--resume`, after the run was killed."""
+    try:
+        setting.check_resumable()
+        method.check_resumable()
+    except ConfigurationError as error:
+        raise ConfigurationError(
+            f"{error}. A run saves a checkpoint after every task so that, interrupted, it can be resumed; to run "
+            "it without them, give --save_checkpoints false"
+        ) from None
 
 
 def resumable(setting: Setting, method: Method) -> bool:

@@ -176,11 +176,35 @@ def test_missing_or_unreadable_checkpoints_are_refused(tmp_path):
         latest_checkpoint(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "after_stage_0.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ConfigurationError, match="cannot read"):
+    with pytest.raises(ConfigurationError, match="is damaged"):
         latest_checkpoint(tmp_path)
     torch.save({"model": {}}, tmp_path / "checkpoints" / "after_stage_1.pt")  # an older layout
     with pytest.raises(ConfigurationError, match="not a checkpoint this version"):
         latest_checkpoint(tmp_path)
+
+
+def test_a_run_whose_checkpoints_could_not_resume_it_is_refused_when_it_starts(tmp_path):
+    """Found out at --resume, the missing state would be found out after the run was killed:
+    the run is refused before it starts, unless it saves no checkpoints."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from sylvan.methods import Naive
+
+    @dataclass
+    class Forgetful(Naive):
+        name: ClassVar[str] = ""  # unregistered
+
+        def on_task_end(self, task_id):
+            self.anchor = [p.detach().clone() for p in self.model.parameters()]
+
+    setting, _ = build("naive")
+    with pytest.raises(ConfigurationError, match="Forgetful overrides on_task_end but not load_state_dict.*"
+                                                 "give --save_checkpoints false"):
+        run_experiment(setting, Forgetful(), RunOptions(results_dir=str(tmp_path / "refused")))
+    assert not (tmp_path / "refused").exists()
+    results = run_experiment(setting, Forgetful(), RunOptions(results_dir=str(tmp_path), save_checkpoints=False))
+    assert results.complete
 
 
 def test_method_without_load_state_dict_is_refused():
@@ -503,3 +527,43 @@ def test_a_resumed_run_puts_the_training_log_back_as_its_checkpoint_recorded_it(
     log.write_bytes(original[:20] + (b"9" if original[20:21] != b"9" else b"8") + original[21:])
     with pytest.raises(ConfigurationError, match="train.csv has changed since the last checkpoint"):
         cli_run(["--resume", str(run_dir)])
+
+
+@pytest.mark.parametrize("damage", ["random_bytes", "cut_short", "empty"])
+def test_a_damaged_checkpoint_is_named_with_the_stage_to_resume_from_instead(tmp_path, damage):
+    """torch's own text for these is an "Errno 22", nothing at all, or advice to load the file
+    with weights_only=False (which would run what it carries)."""
+    import os
+
+    setting, method = build("rehearsal")
+    run_experiment(setting, method, RunOptions(results_dir=str(tmp_path), run_name="cut"))
+    run_dir = tmp_path / "cut"
+    (run_dir / "checkpoints" / "after_stage_2.pt").unlink()  # it died during the last task
+    path = run_dir / "checkpoints" / "after_stage_1.pt"
+    good = path.read_bytes()
+    path.write_bytes({"random_bytes": os.urandom(5000), "cut_short": good[:300], "empty": b""}[damage])
+    with pytest.raises(ConfigurationError) as refused:
+        cli_run(["--resume", str(run_dir)])
+    message = str(refused.value)
+    why = {"random_bytes": "it is not a checkpoint file", "cut_short": "it is cut short or altered",
+           "empty": "it is empty"}[damage]
+    assert f"{path} is damaged ({why}); nothing was run" in message
+    assert "to resume from the checkpoint after task 1, the latest before it" in message
+    assert "weights_only" not in message and "Errno" not in message
+    path.unlink()
+    assert cli_run(["--resume", str(run_dir)]) == 0  # from the checkpoint after task 1, as it said
+
+
+def test_a_checkpoint_holding_an_object_names_it_and_never_suggests_loading_it_anyway(tmp_path):
+    run_dir = interrupted_run_folder(tmp_path, "cut")
+    path = run_dir / "checkpoints" / "after_stage_0.pt"
+    state = torch.load(path, weights_only=False)
+    state["method"]["extra"] = PlantedCode(tmp_path / "ran")
+    torch.save(state, path)
+    with pytest.raises(ConfigurationError) as refused:
+        cli_run(["--resume", str(run_dir)])
+    message = str(refused.value)
+    assert "holds objects other than plain state (" in message and "Nothing was run" in message
+    assert "weights_only" not in message
+    assert "getattr" in message or "Path" in message or "touch" in message  # the object, by its name
+    assert not (tmp_path / "ran").exists()

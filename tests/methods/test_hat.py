@@ -305,3 +305,15 @@ def test_training_and_predictions_need_task_labels():
     device = next(method.model.parameters()).device  # where predict put the network
     batch = Batch(x.to(device), y.to(device), torch.zeros(2, dtype=torch.long, device=device))
     assert math.isfinite(method.training_step(batch).item())
+
+
+def test_a_task_label_without_gates_is_refused_by_name():
+    """hat has gates for the setting's tasks only: a label beyond them was an IndexError from
+    the embedding table."""
+    method = configured(HAT(), TaskIncrementalSetting, nb_tasks=2)
+    x = probe_inputs(4)
+    method.predict(x, torch.tensor([0, 1, 1, 0]))
+    for label in (2, -1):
+        message = f"hat has gates for 2 tasks \\(task labels 0 to 1\\); got task label {label}"
+        with pytest.raises(ValueError, match=message):
+            method.predict(x, torch.tensor([0, label, 1, 0]))

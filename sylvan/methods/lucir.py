@@ -126,8 +126,4 @@ class LUCIR(HerdingExemplarMethod):
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """The classifier's scores over the classes seen so far (-inf for the others)."""
-        scores = self.learner(x)
-        seen = self.seen_classes.active.to(scores.device)
-        if bool(seen.any()):
-            scores = scores.masked_fill(~seen, float("-inf"))
-        return self.mask_to_tasks(scores, task_labels)
+        return self.mask_to_tasks(self.seen_classes.only_seen(self.learner(x)), task_labels)

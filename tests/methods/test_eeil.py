@@ -156,3 +156,15 @@ def test_its_state_restores_the_groups():
 def test_bad_hyperparameters_are_refused(options, message):
     with pytest.raises(ConfigurationError, match=message):
         EEIL(**options)
+
+
+def test_classes_to_come_take_no_probability_mass():
+    """The paper's network has outputs for the classes of the tasks seen: a class not seen yet
+    is never predicted, and takes none of a softmax over the scores."""
+    method = configured(EEIL(), ClassIncrementalSetting)
+    x, y = samples([0, 1, 0, 1], seed=0)
+    method.training_step(Batch(x, y))  # the first task's classes, 0 and 1
+    scores = method.predict(samples([0] * 20, seed=1)[0])
+    assert torch.isinf(scores[:, 2:]).all() and torch.isfinite(scores[:, :2]).all()
+    assert set(scores.argmax(1).tolist()) <= {0, 1}
+    assert torch.allclose(scores.softmax(1)[:, :2].sum(1), torch.ones(20))

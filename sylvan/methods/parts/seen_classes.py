@@ -26,6 +26,15 @@ class SeenClasses:
     def on_task_end(self) -> None:
         self.old = self.active.clone()
 
+    def only_seen(self, scores: torch.Tensor) -> torch.Tensor:
+        """`scores` (a batch over the head's classes) with the classes never seen at -inf, as a head
+        that grows with its classes would have them: a class to come takes no probability mass.
+        Before any class is seen, all of them stay."""
+        seen = self.active.to(scores.device)
+        if not bool(seen.any()):
+            return scores
+        return scores.masked_fill(~seen, float("-inf"))
+
     def state_dict(self) -> dict[str, Any]:
         return {"old_classes": self.old.clone(), "active_classes": self.active.clone()}
 

@@ -184,37 +184,49 @@ def _input_width(layer: nn.Module) -> int:
 
 class ProgressiveNetwork(nn.Module):
     """One column per task with lateral adapters; `forward(x, task_labels)` gives each sample
-    the output of its task's column. All columns are built at once (so the network's state is
-    the same size through a run and checkpoints resume it); a column is computed only when a
-    sample of its task, or of a later one, is in the batch."""
+    the output of its task's column. The network starts with one column and `grow` adds the
+    next, with its laterals from every earlier column, when its task begins: until then a task
+    to come costs neither memory nor parameters. A column is computed only when a sample of its
+    task, or of a later one, is in the batch."""
 
-    def __init__(self, make_backbone: Callable[[], nn.Module], nb_columns: int) -> None:
-        """`make_backbone()` gives a freshly initialized backbone: one per column."""
+    def __init__(self, make_backbone: Callable[[], nn.Module], nb_columns: int = 1) -> None:
+        """`nb_columns` columns (`grow` adds the others), each from a backbone `make_backbone()`
+        gives freshly initialized."""
         super().__init__()
         if nb_columns < 1:
             raise ValueError(f"a progressive network needs at least one column, got {nb_columns}")
-        columns = [column_of(make_backbone()) for _ in range(nb_columns)]
-        self.normalization = columns[0][0]
-        self.columns = nn.ModuleList(column for _, column in columns)
-        layers = [unit.layer for unit in self.columns[0].units]
+        normalization, column = column_of(make_backbone())
+        self.normalization = normalization
+        self.columns = nn.ModuleList([column])
         # laterals[k - 1][i - 1] feeds layer i of column k (k, i >= 1) from the inputs of layer i of columns 0..k-1
-        self.laterals = nn.ModuleList(
-            nn.ModuleList(
-                LateralAdapter(k * _input_width(layer), _input_width(layer), layer) for layer in layers[1:]
-            )
-            for k in range(1, nb_columns)
-        )
-        for module in self.laterals.modules():  # the adapters' weights as the paper's code draws them
+        self.laterals = nn.ModuleList()
+        # feeder_statistics[k - 1][j]: column j's batch-norm statistics as it feeds column k (none
+        # where the columns have no batch norm: a column then feeds every later one alike)
+        self.has_statistics = any(_tracks_statistics(module) for module in column.modules())
+        self.feeder_statistics = nn.ModuleList() if self.has_statistics else None
+        for _ in range(nb_columns - 1):
+            self.grow(make_backbone())
+
+    def grow(self, backbone: nn.Module) -> None:
+        """Add column k (k the columns so far) from the freshly initialized `backbone` (of the
+        first column's architecture), with its lateral adapters from columns 0..k-1, drawn as
+        the paper's code draws them, on the device of the columns before it."""
+        k = self.nb_columns
+        device = next(self.columns[0].parameters()).device
+        column = column_of(backbone)[1]
+        layers = [unit.layer for unit in column.units]
+        laterals = nn.ModuleList(LateralAdapter(k * _input_width(layer), _input_width(layer), layer)
+                                 for layer in layers[1:])
+        for module in laterals.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        # feeder_statistics[k - 1][j]: column j's batch-norm statistics as it feeds column k (none
-        # where the columns have no batch norm: a column then feeds every later one alike)
-        self.has_statistics = any(_tracks_statistics(module) for module in self.columns[0].modules())
-        self.feeder_statistics = nn.ModuleList(
-            nn.ModuleList(FeederStatistics(self.columns[j]) for j in range(k)) for k in range(1, nb_columns)
-        ) if self.has_statistics else None
+        self.columns.append(column.to(device))
+        self.laterals.append(laterals.to(device))
+        if self.feeder_statistics is not None:
+            self.feeder_statistics.append(
+                nn.ModuleList(FeederStatistics(self.columns[j]) for j in range(k)).to(device))
 
     @property
     def nb_columns(self) -> int:

@@ -190,7 +190,7 @@ def test_a_finished_task_column_never_changes_and_its_accuracy_stays(options):
     first, *_, last = method.snapshots
     backbones = {"cnn": SmallCNN, "resnet18_reduced": lambda *a: ResNet18(*a, width=20)}
     backbone = backbones.get(options.get("backbone"), MLP)
-    initial = ProgressiveNetwork(lambda: backbone((1, 8, 8), 10), 3).state_dict()  # all columns from the start
+    one, three = (ProgressiveNetwork(lambda: backbone((1, 8, 8), 10), n).state_dict() for n in (1, 3))
 
     def column(state, k):
         return {name: value for name, value in state.items() if name.startswith(f"columns.{k}.")}
@@ -199,12 +199,21 @@ def test_a_finished_task_column_never_changes_and_its_accuracy_stays(options):
         assert torch.equal(value, last[name]), f"{name} changed after task 0"
     for name, value in column(method.snapshots[1], 1).items():
         assert torch.equal(value, last[name]), f"{name} changed after task 1"
-        assert not torch.equal(value, first[name]), f"{name} did not train in task 1"
-    assert set(first) == set(initial)
+    assert set(first) == set(one) and set(last) == set(three)  # a column per task, added as it began
     matrix = results.accuracy_matrix
     for task in range(3):  # every task keeps the accuracy it had when it ended: no forgetting
         assert all(matrix[later][task] == matrix[task][task] for later in range(task, 3))
     assert min(matrix[-1]) > 0.8  # and each column learned its task
+
+
+def test_a_column_is_allocated_when_its_task_begins():
+    """Until its task begins, a column costs neither memory nor parameters: after task k the
+    network holds k + 1 columns (and the laterals of columns 1 to k)."""
+    results = TaskIncrementalSetting(**DIGITS).apply(PNN())
+    parameters = results.cost()["per_stage"]["parameters"]
+    columns = [sum(p.numel() for p in ProgressiveNetwork(lambda: MLP((1, 8, 8), 10), n).parameters())
+               for n in (1, 2, 3)]
+    assert parameters == columns
 
 
 def test_multi_task_trains_every_column_on_its_own_task():

@@ -14,6 +14,21 @@ from sylvan.minibatches import float_inputs
 from sylvan.run.fused_steps import fuses_steps
 
 
+def stream_samples_of_shard(loader: Any) -> int | None:
+    """How many of the samples a worker's `loader` gives in an epoch are the stream's, where its
+    `DistributedSampler` pads the shards to equal sizes: sample position p of the padded order
+    goes to worker p mod W, and the positions from the stream's length N on repeat earlier
+    samples, so a worker whose last position is N or beyond ends its epoch on one that is not
+    the stream's. None where nothing is padded."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = getattr(loader, "sampler", None)
+    if not isinstance(sampler, DistributedSampler) or sampler.drop_last:
+        return None
+    last_position = sampler.rank + sampler.num_replicas * (sampler.num_samples - 1)
+    return sampler.num_samples - 1 if last_position >= len(sampler.dataset) else None
+
+
 class OnlineAccuracyMeter(Callback):
     """Predict-then-train: before each training step, score the incoming batch with the
     method's `predict` (as the setting allows it), then let the step train on it."""
@@ -25,6 +40,12 @@ class OnlineAccuracyMeter(Callback):
         self.with_task_labels = with_task_labels
         self.correct = 0
         self.total = 0
+        self._shard: int | None = None  # samples of this worker's epoch that are the stream's (None: all)
+        self._scored = 0  # samples of this epoch scored so far
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._scored = 0
+        self._shard = stream_samples_of_shard(getattr(trainer, "train_dataloader", None))
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -45,8 +66,12 @@ class OnlineAccuracyMeter(Callback):
         x, y = float_inputs(batch[0]), batch[1]  # the learner's batches keep uint8 pixels (`pixel_batches`)
         task_labels = batch[2] if self.with_task_labels and len(batch) > 2 else None
         scores = self.method.predict(x, task_labels)
-        self.correct += int((scores.argmax(dim=1).to(y.device) == y).sum())
-        self.total += len(y)
+        counted = len(y)
+        if self._shard is not None:  # a worker's shard padded by its sampler: the padding is not the stream's
+            counted = max(0, min(len(y), self._shard - self._scored))
+            self._scored += len(y)
+        self.correct += int((scores[:counted].argmax(dim=1).to(y.device) == y[:counted]).sum())
+        self.total += counted
 
     @property
     def accuracy(self) -> float | None:

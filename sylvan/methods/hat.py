@@ -111,15 +111,7 @@ class HAT(SupervisedMethod):
         return loss
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of `x` under the gates of `task_labels`; a label without gates (beyond the
-        setting's tasks) is refused by name, not an IndexError of the embedding table."""
-        if task_labels is not None and len(task_labels):
-            tasks = len(self.model.embeddings[0])  # the gates the network was built with
-            outside = task_labels[(task_labels < 0) | (task_labels >= tasks)]
-            if len(outside):
-                raise ValueError(f"hat has gates for {tasks} tasks (task labels 0 to {tasks - 1}); got task label "
-                                 f"{int(outside[0])}")
-        return super().predict(x, task_labels)
+        return super().predict(x, self.model.checked_task_labels(task_labels))  # from outside the run: checked
 
     def gradient_factors(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
         return self.model.gradient_factors()

@@ -88,6 +88,18 @@ class GatedNetwork(nn.Module):
     def cumulative(self) -> list[torch.Tensor]:
         return [getattr(self, f"cumulative_{index}") for index in range(len(self.layers))]
 
+    def checked_task_labels(self, task_labels: torch.Tensor | None) -> torch.Tensor | None:
+        """`task_labels`, where each has gates; a label beyond the setting's tasks is refused by
+        name, not an IndexError of the embedding table. A host sync: for labels from outside the run."""
+        if task_labels is None or not len(task_labels):
+            return task_labels
+        tasks = len(self.embeddings[0])
+        outside = task_labels[(task_labels < 0) | (task_labels >= tasks)]
+        if len(outside):
+            raise ValueError(f"hat has gates for {tasks} tasks (task labels 0 to {tasks - 1}); got task label "
+                             f"{int(outside[0])}")
+        return task_labels
+
     def gates(self, task_labels: torch.Tensor, scale: float) -> list[torch.Tensor]:
         """Each gated layer's gates for `task_labels` (one row per label) at `scale`."""
         return [torch.sigmoid(scale * embedding[task_labels]) for embedding in self.embeddings]

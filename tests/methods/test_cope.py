@@ -199,3 +199,33 @@ def test_nonsense_options_are_refused(options, flag):
 def test_the_default_memory_is_class_balanced():
     assert cope().buffer.policy == "class_balanced"
     assert math.isclose(CoPE().prototype_momentum, 0.99)
+
+
+def test_on_an_online_stream_each_step_uses_the_prototypes_of_every_step_before_it():
+    """The authors' algorithm (their `observe`, one iteration per batch): the loss of batch t
+    uses the prototypes as the embeddings of batches 0 to t-1 moved them, each batch's embeddings
+    computed in its own forward pass, before the optimizer step. Replayed here from the
+    embeddings sylvan's steps computed: no step uses prototypes a step behind (or ahead)."""
+
+    class Recording(CoPE):
+        def training_step(self, batch):
+            self.before.append(self.prototypes.clone())
+            return super().training_step(batch)
+
+        def after_step(self):
+            self.steps.append(tuple(t.clone() for t in self._step_embeddings))
+            super().after_step()
+
+    method = Recording()
+    method.before, method.steps = [], []
+    OnlineSetting(dataset="synthetic", train_samples=60, nb_tasks=3, batch_size=5, progress_bar=False,
+                  seed=0).apply(method)
+    assert len(method.before) == len(method.steps) == 12
+    expected = method.before[0]
+    for t, (embeddings, labels) in enumerate(method.steps):
+        torch.testing.assert_close(method.before[t], expected)  # what batch t's loss used
+        for c in labels.unique():
+            mean = embeddings[labels == c].mean(0)
+            expected = expected.clone()
+            expected[c] = F.normalize(0.99 * expected[c] + 0.01 * mean, dim=0)
+    torch.testing.assert_close(method.prototypes, expected)

@@ -161,6 +161,7 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
     final results. Stopped by a signal (Ctrl-C, or SIGTERM from a cluster's scheduler), raise
     `RunInterrupted` saying what is kept and how to continue: results and checkpoints are
     written after every task, so only the task that was training is lost."""
+    results = None
     try:
         with sigterm_stops_the_run():
             results = setting.apply(method, tracker, resume=resume_from)
@@ -173,9 +174,9 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
             message += f"; continue the run with: sylvan --resume {run_dir}"
         raise RunInterrupted(message, exit_status) from None
     except OutputNotWritten as failure:  # said with what the run keeps
-        kept = checkpointed_stages(tracker.run_dir, setting.world_size)
-        resume = f"; once there is room, continue it with: sylvan --resume {tracker.run_dir}" if kept and resumable(
-            setting, method) else ""
+        resume = ""
+        if results is None and checkpointed_stages(tracker.run_dir, setting.world_size) and resumable(setting, method):
+            resume = f"; once there is room, continue the run with: sylvan --resume {tracker.run_dir}"
         raise OutputNotWritten(failure.path, failure.reason, f"The results of the tasks finished before are kept "
                                                              f"in {tracker.run_dir}{resume}") from failure
     finally:
@@ -200,8 +201,7 @@ def refuse_unresumable(setting: Setting, method: Method) -> None:
 def resumable(setting: Setting, method: Method) -> bool:
     """Whether `sylvan --resume` accepts runs of this setting and method."""
     try:
-        setting.check_resumable()
-        method.check_resumable()
+        refuse_unresumable(setting, method)
     except ConfigurationError:
         return False
     return True

@@ -82,6 +82,7 @@ class DivergesInSecondTask(Naive):
     """Fine-tuning whose weights turn NaN during its second task."""
 
     name: ClassVar[str] = ""  # not registered
+    state_attributes: ClassVar[tuple[str, ...]] = ("fits",)
 
     def configure(self, setting):
         super().configure(setting)

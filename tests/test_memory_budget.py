@@ -47,10 +47,20 @@ def test_a_buffer_of_fixed_size_is_known_before_the_first_sample():
 
 
 def test_networks_allocated_up_front_are_known_before_training():
+    """clser's stable and plastic copies of its network exist once it is configured."""
+    method, run = configured("clser")
+    planned = planned_memory(method, run)
+    assert planned["held"] + planned["buffers"] == memory_at_end("clser")
+
+
+def test_a_network_that_grows_is_planned_as_it_starts():
+    """pnn adds a column per task as the task begins: before training it holds the first alone."""
     method, run = configured("pnn", TaskIncrementalSetting)
     planned = planned_memory(method, run)
-    assert planned["buffers"] == 0
-    assert planned["held"] == memory_at_end("pnn", TaskIncrementalSetting)
+    assert planned["buffers"] == 0 and method.model.nb_columns == 1
+    one_column = 4 * sum(p.numel() for p in method.model.parameters())
+    assert planned["held"] == one_column + 5 * 10  # and the table of each task's classes (5 x 10, bool)
+    assert planned["held"] < memory_at_end("pnn", TaskIncrementalSetting)
 
 
 def test_the_planned_memory_is_a_lower_bound_where_extras_come_with_the_samples():

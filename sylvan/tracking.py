@@ -69,8 +69,7 @@ class Tracker:
         record_provenance(self.run_dir, "started" if resume_dir is None else "resumed")
         self._csv_path = self.run_dir / "logs" / "train.csv"
         self._csv_fields: list[str] | None = None
-        self._csv_lines = 0  # lines written to train.csv, headers included
-        self._csv_bytes = 0  # and their bytes, with a digest of them: a checkpoint records both
+        self._csv_bytes = 0  # bytes written to train.csv, with a digest of them: a checkpoint records both
         self._csv_digest = hashlib.sha256()
         from sylvan.run_logger import RunLogger  # Lightning is loaded when a run starts, not before
 
@@ -90,9 +89,9 @@ class Tracker:
         return self.run_dir / "checkpoints" if self.save_checkpoints else None
 
     def state(self) -> dict[str, Any]:
-        """Where the per-step log stands (kept in each checkpoint, for resuming): its lines,
-        bytes and their SHA-256, its columns, and the next step's number."""
-        return {"csv_lines": self._csv_lines, "csv_bytes": self._csv_bytes,
+        """Where the per-step log stands (kept in each checkpoint, for resuming): its bytes and
+        their SHA-256, its columns, and the next step's number."""
+        return {"csv_bytes": self._csv_bytes,
                 "csv_sha256": self._csv_digest.hexdigest(), "csv_fields": self._csv_fields,
                 "next_step": self._logger.next_step}
 
@@ -101,17 +100,12 @@ class Tracker:
         steps of the stage that was interrupted, which runs again, and anything written after
         them) and number the next steps after it. A log that no longer starts with what the
         checkpoint recorded is refused (`log_damage`), before anything is written."""
-        problem = log_damage(self.run_dir, state)
+        kept, problem = recorded_log(self.run_dir, state)
         if problem:
             raise ConfigurationError(problem)
-        kept = b""
         if self._csv_path.exists():
-            with open(self._csv_path, "rb") as f:
-                kept = f.read(state["csv_bytes"]) if "csv_bytes" in state else b"".join(
-                    f.readlines()[: state["csv_lines"]])  # a checkpoint of an older version: lines only
             with open(self._csv_path, "wb") as f:
                 f.write(kept)
-        self._csv_lines = kept.count(b"\n")
         self._csv_bytes = len(kept)
         self._csv_digest = hashlib.sha256(kept)
         self._csv_fields = state["csv_fields"]
@@ -140,7 +134,6 @@ class Tracker:
         written = text.getvalue().encode()
         with writing(self._csv_path), open(self._csv_path, "ab") as f:
             f.write(written)
-        self._csv_lines += 2 if write_header else 1
         self._csv_bytes += len(written)
         self._csv_digest.update(written)
         if self.wandb_run is not None:
@@ -207,28 +200,36 @@ class Tracker:
 
 def log_damage(run_dir: Path, state: dict[str, Any]) -> str | None:
     """Why `logs/train.csv` in `run_dir` cannot be cut back to where a checkpoint's tracker
-    `state` says it stood: shorter than it was then, or no longer the same bytes (cut, edited,
-    overwritten); None where it can. Checkpoints of older versions recorded no digest: not checked."""
-    if "csv_sha256" not in state:
-        return None
+    `state` says it stood (`recorded_log`); None where it can."""
+    return recorded_log(run_dir, state)[1]
+
+
+def recorded_log(run_dir: Path, state: dict[str, Any]) -> tuple[bytes, str | None]:
+    """The part of `logs/train.csv` in `run_dir` that a checkpoint's tracker `state` says it held,
+    and why it cannot be restored where it cannot: shorter than it was then, or no longer the
+    same bytes (cut, edited, overwritten). A checkpoint of an older version recorded its lines
+    alone, and no digest: that part is not checked."""
     path = Path(run_dir) / "logs" / "train.csv"
-    recorded = state["csv_bytes"]
     try:
         with open(path, "rb") as f:
-            head = f.read(recorded)
+            head = f.read(state["csv_bytes"]) if "csv_sha256" in state else b"".join(
+                f.readlines()[: state["csv_lines"]])
     except FileNotFoundError:
         head = b""
     except OSError as error:
-        return f"--resume {run_dir}: cannot read {path} ({error.strerror})"
+        return b"", f"--resume {run_dir}: cannot read {path} ({error.strerror})"
+    if "csv_sha256" not in state:
+        return head, None
+    recorded = state["csv_bytes"]
     if len(head) == recorded and hashlib.sha256(head).hexdigest() == state["csv_sha256"]:
-        return None
+        return head, None
     if not path.exists():
         found = "is gone since the last checkpoint was written"
     elif len(head) < recorded:
         found = f"holds {len(head)} of the {recorded} bytes it held when the last checkpoint was written"
     else:
         found = "has changed since the last checkpoint was written"
-    return (
+    return head, (
         f"--resume {run_dir}: the training log {path} {found}, so the resumed run's log would not be the run's. "
         "Nothing was written. Put the file back as it was (from a copy), or start the run again"
     )

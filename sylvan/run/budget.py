@@ -82,12 +82,13 @@ def planned_memory(method: Any, run: Any) -> dict[str, int]:
     return {"held": held["network"] + held["kept"], "buffers": planned}
 
 
-def refuse_over_budget(method: Any, run: Any, budget: int | None) -> None:
+def refuse_over_budget(method: Any, run: Any, budget: int | None, planned: dict[str, int] | None = None) -> None:
     """Raise `ConfigurationError` where `method`, configured for `run`, will hold more than
-    `budget` bytes at the end of the stream however it trains (`planned_memory`)."""
+    `budget` bytes at the end of the stream however it trains (`planned_memory`, where the
+    caller has not computed it: `planned`)."""
     if budget is None:
         return
-    planned = planned_memory(method, run)
+    planned = planned if planned is not None else planned_memory(method, run)
     total = planned["held"] + planned["buffers"]
     if total <= budget:
         return
@@ -123,20 +124,21 @@ def machine_memory(device: Any) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def refuse_beyond_machine(method: Any, run: Any) -> None:
+def refuse_beyond_machine(method: Any, run: Any, planned: dict[str, int]) -> None:
     """Raise `ConfigurationError` where the rehearsal buffers of `method`, configured for `run`,
-    would allocate more than the memory of the machine (or GPU) they live on: the allocation would
-    fail, or swap the machine to a standstill, once the first samples arrive."""
-    planned = planned_memory(method, run)["buffers"]
+    would allocate more than the memory of the machine (or GPU) they live on (`planned`:
+    `planned_memory`): the allocation would fail, or swap the machine to a standstill, once the
+    first samples arrive."""
+    buffers = planned["buffers"]
     device = getattr(run, "device", None)
     available = machine_memory(device)
-    if planned <= available:
+    if buffers <= available:
         return
     size = getattr(method, "buffer_size", None)
     option = f"--buffer_size {size:,}" if size is not None else "the method's buffers"
     where = "GPU" if torch.device(device or "cpu").type == "cuda" else "machine"
     raise ConfigurationError(
-        f"{option}: {method.name}'s buffer would allocate {planned:,} bytes, more than this {where}'s "
+        f"{option}: {method.name}'s buffer would allocate {buffers:,} bytes, more than this {where}'s "
         f"{available:,} bytes of memory; give a smaller --buffer_size"
     )
 
@@ -162,7 +164,8 @@ def refuse_over_budget_ahead(setting: Any, method: Any) -> None:
         probe, run = copy.deepcopy(method), RunContext.standalone(setting)
         run.pixel_inputs = True
         probe.configure(run)
-        refuse_beyond_machine(probe, run)
-        refuse_over_budget(probe, run, budget)
+        planned = planned_memory(probe, run)
+        refuse_beyond_machine(probe, run, planned)
+        refuse_over_budget(probe, run, budget, planned)
     finally:
         restore_rng_states(states)

@@ -15,10 +15,8 @@ rehearsal / naive is set next to the ideal 1 + r/b (the cost of computing on b +
 instead of b); rehearsal / naive on b + r is what the buffer itself adds (ideal 1.00). Beside
 them, a plain PyTorch loop doing the same work on the same MLP and MNIST images (uint8 pixels made
 float per minibatch, forward, backward, SGD step; for rehearsal also a reservoir buffer's insert
-and a draw of r stored samples without replacement): what sylvan's step costs over it. These
-rows train one minibatch per Lightning step (`--fused_steps 1`); a second table gives `naive`
-and `rehearsal` as runs train by default, 10 minibatches per Lightning step (`--fused_steps`
-sets how many), per minibatch, measured in the same rounds.
+and a draw of r stored samples without replacement): what sylvan's step costs over it, with
+every default of a run on (the training log, the FLOP sampling).
 
 Part 1 times images of uint8 pixels (as MNIST and CIFAR are), as the replay methods use their
 buffers: sylvan's buffers keep them as pixels (`pixel_fields`) and are handed the pixels
@@ -39,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch import Callback
 from reference_buffers import REFERENCES, LoopBuffer, LoopReservoir, reservoir_slots
 
 from sylvan.buffers import (
@@ -51,7 +48,7 @@ from sylvan.buffers import (
     needs_scores,
     needs_slots,
 )
-from sylvan.run.fused_steps import fuses_steps
+from sylvan.run.callbacks import Callback
 
 BATCH = 128
 SHAPES = {"1x28x28": (1, 28, 28), "3x32x32": (3, 32, 32)}
@@ -235,48 +232,38 @@ def print_throughput(
 
 class StepClock(Callback):
     """The wall time of each step of the training loop: the interval between the starts of
-    consecutive batches (data loading, forward, backward, optimizer, the method's hooks), over
-    every fit; each fit's set-up and the evaluations between tasks are left out."""
-
-    handles_minibatch_groups = True  # its steps may be groups of minibatches (`sylvan.run.fused_steps`)
+    consecutive minibatches (data loading, forward, backward, optimizer, the method's hooks, the
+    run's callbacks), over every fit; each fit's set-up and the evaluations between tasks are
+    left out."""
 
     def __init__(self) -> None:
         self.intervals: list[float] = []
         self._last: float | None = None
-        self._minibatches = 1  # in the step that started last (a group of them with --fused_steps)
 
-    def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+    def epoch_started(self, fit: Any) -> None:
         self._last = None  # an interval never spans the end of an epoch or a fit
 
-    def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
-        """With fused steps, each minibatch of a group is given the group's interval shared out,
-        so that Lightning's price per step counts for every minibatch alike."""
+    def minibatch_started(self, fit: Any, batch: Any) -> None:
         now = time.perf_counter()
         if self._last is not None:
-            self.intervals.extend([(now - self._last) / self._minibatches] * self._minibatches)
+            self.intervals.append(now - self._last)
         self._last = now
-        self._minibatches = len(batch) if fuses_steps(module) else 1
 
 
 def clocked_run(method: Any, **options: Any) -> StepClock:
     """Run `method` on a class-incremental setting built from `options`, with a `StepClock`."""
     from sylvan.settings import ClassIncrementalSetting
 
-    class ClockedSetting(ClassIncrementalSetting):
-        def trainer_options(self) -> dict[str, Any]:
-            return {**super().trainer_options(), "callbacks": [clock]}
-
     clock = StepClock()
-    ClockedSetting(**options).apply(method)
+    ClassIncrementalSetting(**options).apply(method, callbacks=[clock])
     return clock
 
 
-def seconds_per_step(method: Any, batch_size: int, data_dir: str, train_samples: int, fused_steps: int = 1) -> float:
+def seconds_per_step(method: Any, batch_size: int, data_dir: str, train_samples: int) -> float:
     """Median wall time of a training step of `method` on the Seq-MNIST tasks (the median: the
-    typical step, which a busy neighbour on a shared machine moves least); with `fused_steps`,
-    of a minibatch, as its group's time shared out."""
+    typical step, which a busy neighbour on a shared machine moves least), every default on."""
     clock = clocked_run(method, dataset="mnist", nb_tasks=5, batch_size=batch_size, epochs=1, data_dir=data_dir,
-                        train_samples=train_samples, progress_bar=False, fused_steps=fused_steps)
+                        train_samples=train_samples, progress_bar=False)
     return statistics.median(clock.intervals)
 
 
@@ -327,11 +314,10 @@ def plain_step_times(batch_size: int, replay_size: int, buffer_size: int, data_d
 
 
 def step_times(batch_size: int, replay_size: int, buffer_size: int, data_dir: str, train_samples: int,
-               rounds: int, fused_steps: int) -> dict[str, float]:
+               rounds: int) -> dict[str, float]:
     """Seconds per step of naive on b samples, naive on b + r samples (the compute rehearsal's
-    step does, without a buffer) and rehearsal (b new + r replayed), and of naive and rehearsal
-    with `--fused_steps`, and of the plain loop's naive and rehearsal steps: best of `rounds`
-    interleaved rounds."""
+    step does, without a buffer) and rehearsal (b new + r replayed), and of the plain loop's
+    naive and rehearsal steps: best of `rounds` interleaved rounds."""
     from sylvan.methods import Naive, Rehearsal
 
     def rehearsal() -> Rehearsal:
@@ -341,8 +327,6 @@ def step_times(batch_size: int, replay_size: int, buffer_size: int, data_dir: st
         lambda: {"naive": seconds_per_step(Naive(lr=0.03), batch_size, data_dir, train_samples)},
         lambda: {"naive b + r": seconds_per_step(Naive(lr=0.03), batch_size + replay_size, data_dir, train_samples)},
         lambda: {"rehearsal": seconds_per_step(rehearsal(), batch_size, data_dir, train_samples)},
-        lambda: {"naive fused": seconds_per_step(Naive(lr=0.03), batch_size, data_dir, train_samples, fused_steps)},
-        lambda: {"rehearsal fused": seconds_per_step(rehearsal(), batch_size, data_dir, train_samples, fused_steps)},
         lambda: dict(zip(("plain naive", "plain rehearsal"),
                          plain_step_times(batch_size, replay_size, buffer_size, data_dir, train_samples))),
     )
@@ -359,11 +343,10 @@ def step_times(batch_size: int, replay_size: int, buffer_size: int, data_dir: st
 STEP_CONFIGURATIONS = ((10, 10, 200, 20_000), (128, 10, 5_000, 60_000), (128, 128, 5_000, 60_000))
 
 
-def print_step_ratios(data_dir: str, rounds: int, fused_steps: int, protocol_only: bool = False) -> None:
-    print("\nTime per training step on Seq-MNIST (MLP; median step of the training loop, best of "
+def print_step_ratios(data_dir: str, rounds: int, protocol_only: bool = False) -> None:
+    print("\nTime per training step on Seq-MNIST (MLP; median step of the training loop, every default on, best of "
           f"{rounds} interleaved rounds):")
-    print("one minibatch per Lightning step (--fused_steps 1): naive on b samples, naive on b + r (the same compute as "
-          "a rehearsal step, no buffer), rehearsal;")
+    print("naive on b samples, naive on b + r (the same compute as a rehearsal step, no buffer), rehearsal;")
     print("'x naive': rehearsal / naive (ideal 1 + r/b); 'buffer cost': rehearsal / naive on b + r (ideal 1.00);")
     print("'plain': the same steps as a plain PyTorch loop (median step, best of the rounds), and sylvan / plain")
     header = (f"{'batch b':>8} {'replay r':>8} {'buffer':>7} | {'naive ms':>9} {'naive b+r ms':>12} "
@@ -371,27 +354,15 @@ def print_step_ratios(data_dir: str, rounds: int, fused_steps: int, protocol_onl
               f"{'plain rehearsal':>15} | {'naive / plain':>13} {'rehearsal / plain':>17}")
     print(header)
     print("-" * len(header))
-    fused_rows = []
     configurations = STEP_CONFIGURATIONS[:1] if protocol_only else STEP_CONFIGURATIONS
     for batch_size, replay_size, buffer_size, samples in configurations:
-        best = step_times(batch_size, replay_size, buffer_size, data_dir, samples, rounds, fused_steps)
+        best = step_times(batch_size, replay_size, buffer_size, data_dir, samples, rounds)
         naive, naive_joint, rehearsal = best["naive"], best["naive b + r"], best["rehearsal"]
         plain_naive, plain_rehearsal = best["plain naive"], best["plain rehearsal"]
-        fused_rows.append((batch_size, replay_size, buffer_size, best))
         print(f"{batch_size:>8} {replay_size:>8} {buffer_size:>7} | {1000 * naive:9.3f} {1000 * naive_joint:12.3f} "
               f"{1000 * rehearsal:12.3f} | {rehearsal / naive:7.2f} {1 + replay_size / batch_size:6.2f} | "
               f"{rehearsal / naive_joint:11.2f} | {1000 * plain_naive:11.3f} {1000 * plain_rehearsal:15.3f} | "
               f"{naive / plain_naive:13.2f} {rehearsal / plain_rehearsal:17.2f}", flush=True)
-    print(f"\nThe same with {fused_steps} minibatches per Lightning step (runs' default: 10; per minibatch: its "
-          "group's time shared out, median), measured in the same rounds:")
-    header = (f"{'batch b':>8} {'replay r':>8} {'buffer':>7} | {'naive ms':>9} {'rehearsal ms':>12} | "
-              f"{'naive / plain':>13} {'rehearsal / plain':>17}")
-    print(header)
-    print("-" * len(header))
-    for batch_size, replay_size, buffer_size, best in fused_rows:
-        naive, rehearsal = best["naive fused"], best["rehearsal fused"]
-        print(f"{batch_size:>8} {replay_size:>8} {buffer_size:>7} | {1000 * naive:9.3f} {1000 * rehearsal:12.3f} | "
-              f"{naive / best['plain naive']:13.2f} {rehearsal / best['plain rehearsal']:17.2f}", flush=True)
 
 
 def main() -> None:
@@ -405,7 +376,6 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--capacities", nargs="+", type=int, default=list(CAPACITIES))
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is the best round")
-    parser.add_argument("--fused_steps", type=int, default=10, help="minibatches per Lightning step of the fused rows")
     parser.add_argument("--protocol_only", action="store_true", help="step times of Seq-MNIST's protocol (b = 10) only")
     parser.add_argument("--floats", action="store_true", help="samples stored as float32 rows, not pixels (see above)")
     parser.add_argument("--policies", nargs="+", choices=sorted(BUFFER_POLICIES), help="time these policies only")
@@ -418,7 +388,7 @@ def main() -> None:
         print_throughput(args.device, args.shapes, args.capacities, args.rounds, not args.floats, args.policies,
                          args.retrieval)
     if not args.skip_steps:
-        print_step_ratios(args.data_dir, args.rounds, args.fused_steps, args.protocol_only)
+        print_step_ratios(args.data_dir, args.rounds, args.protocol_only)
 
 
 if __name__ == "__main__":

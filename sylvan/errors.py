@@ -53,8 +53,8 @@ class OutputNotWritten(RunFailedError):
 
 class StoppedBySignal(KeyboardInterrupt):
     """Training was stopped by a signal: SIGINT (Ctrl-C) or SIGTERM (a cluster's scheduler
-    ending or preempting the job). Raised by the command line's SIGTERM handler, and by the
-    learner once Lightning has shut its Trainer down after either signal."""
+    ending or preempting the job). Raised by the command line's SIGTERM handler wherever the
+    run is (`sylvan.run.signals`)."""
 
     def __init__(self, signal_number: int) -> None:
         super().__init__(signal_number)

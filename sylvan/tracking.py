@@ -71,7 +71,7 @@ class Tracker:
         self._csv_fields: list[str] | None = None
         self._csv_bytes = 0  # bytes written to train.csv, with a digest of them: a checkpoint records both
         self._csv_digest = hashlib.sha256()
-        from sylvan.run_logger import RunLogger  # Lightning is loaded when a run starts, not before
+        from sylvan.run_logger import RunLogger
 
         self._logger = RunLogger(self)
         self.wandb_run = None
@@ -115,8 +115,8 @@ class Tracker:
         """The run is over in this process: another may resume or write its folder."""
         self.folder_lock.release()
 
-    def lightning_loggers(self) -> list[RunLogger]:
-        """The loggers handed to every per-task `Trainer` of the run (one shared step count)."""
+    def loggers(self) -> list[RunLogger]:
+        """The loggers of the run's training log (one step count across its fits)."""
         return [self._logger]
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:

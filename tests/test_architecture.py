@@ -170,9 +170,8 @@ def test_no_method_file_exceeds_150_lines():
 
 
 def test_signals_are_handled_in_one_module():
-    """Installing signal handlers and turning Lightning's shutdown on a signal into
-    `StoppedBySignal` happen in `sylvan.run.signals` only; the entry point and every Trainer
-    of a run use it."""
+    """Installing signal handlers and raising `StoppedBySignal` on a signal happen in
+    `sylvan.run.signals` only; the entry point uses it."""
     handling = ("signal.signal(", "SIGTERMException", "raise_stopped_by_signal")
     places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                     if any(name in path.read_text() for name in handling))

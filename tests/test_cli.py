@@ -558,7 +558,7 @@ def test_the_progress_bar_follows_the_terminal_unless_asked(monkeypatch, args, g
     setting = build_parser(ClassIncrementalSetting, Naive, {}).parse_args(args).setting_options
     assert setting.progress_bar is given
     expected = terminal if given is None else given
-    assert setting.shows_progress_bar is expected and setting.trainer_options()["enable_progress_bar"] is expected
+    assert setting.shows_progress_bar is expected
 
 
 def test_help_summarizes_each_method_in_whole_sentences():

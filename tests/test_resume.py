@@ -94,10 +94,10 @@ def test_resumed_blurry_run_equals_uninterrupted_run(tmp_path):
     assert_resumed_run_equals_uninterrupted_run(tmp_path, "rehearsal", blurry=0.3)
 
 
-def test_resumed_fused_run_equals_uninterrupted_run(tmp_path):
-    """With several minibatches per Lightning step, the checkpoint and the logged curve are those
-    of the run that was never stopped."""
-    assert_resumed_run_equals_uninterrupted_run(tmp_path, "rehearsal", fused_steps=3, batch_size=2)
+def test_resumed_run_with_a_long_training_log_equals_uninterrupted_run(tmp_path):
+    """With many logged steps per task, the checkpoint and the logged curve are those of the run
+    that was never stopped."""
+    assert_resumed_run_equals_uninterrupted_run(tmp_path, "rehearsal", batch_size=2)
 
 
 def test_resumed_joint_run_equals_uninterrupted_run(tmp_path):

@@ -156,7 +156,7 @@ def test_a_run_that_logs_one_step_per_task_numbers_every_row_anew(tmp_path):
     fewer than 10 steps, er_ace's, a 2-worker run's), the rows must still get growing steps
     (W&B drops a row logged at a step it has seen)."""
     tracker = Tracker(tmp_path, "one_step", {}, verbose=False)
-    (logger,) = tracker.lightning_loggers()
+    (logger,) = tracker.loggers()
     for loss in (3.0, 2.0, 1.0):
         logger.log_metrics({"train/loss": loss, "epoch": 0}, step=0)
     rows = (tracker.run_dir / "logs" / "train.csv").read_text().splitlines()[1:]

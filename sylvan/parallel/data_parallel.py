@@ -1,10 +1,10 @@
-"""The data-parallel part of a run: its workers, their Lightning strategy (each worker's part of a
+"""The data-parallel part of a run: its workers, their Fabric strategy (each worker's part of a
 checkpoint is `sylvan.run.checkpointer`'s), and what to say when one of them fails.
 
 Any supervised setting runs data-parallel with `--devices N` (or `--num_nodes`, torchrun,
-SLURM): each worker trains on its own shard of every stage's data (Lightning's distributed
-sampler), evaluation is sharded (`sylvan.parallel.sharded_evaluation`), and only worker 0 writes
-the run's folder. A run context holds one `DataParallel` for the run; the setting only holds its
+SLURM): each worker trains on its own shard of every stage's data (`DataParallel.shard`),
+evaluation is sharded (`sylvan.parallel.sharded_evaluation`), and only worker 0 writes the run's
+folder. A run context holds one `DataParallel` for the run; the setting only holds its
 options, checked here."""
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ def check_replay_options(setting: Any, method: Any) -> None:
 
 
 class DataParallel:
-    """The workers of one data-parallel run, as this process sees them: the strategy each
-    stage's `Trainer` trains with, the replay channel that strategy exchanges, the worker
-    processes this one started, and when they joined."""
+    """The workers of one data-parallel run, as this process sees them: the strategy the run's
+    engine trains with, the replay channel that strategy exchanges, the worker processes this one
+    started, and when they joined."""
 
     exit_wait = 5.0  # seconds a failing worker 0 gives the workers it started to exit
 
@@ -112,11 +112,10 @@ class DataParallel:
         self.on_cuda = uses_cuda(accelerator)
         self.replay_sync = replay_sync
         self.replays_globally = replay_scope == "global"
-        self.channel: Any = None  # the global replay channel a method asked the run for, if any
+        self.channel: Any = None  # the global replay channel a method asked for, if any
         self.workers: list[Any] = []  # worker processes started on this machine (worker 0 only)
-        self.strategy: Any = None  # the latest Trainer's (its launcher starts the workers in the first fit)
-        self.joined = False  # every worker has joined the process group, in this run's first fit or since
-        self.connected_at: float | None = None  # perf_counter() at the current fit's set-up, or None
+        self.joined = False  # every worker has joined the process group
+        self.connected_at: float | None = None  # perf_counter() when they joined, in the stage under way
         self.stage_startup = 0.0
 
     @classmethod
@@ -128,32 +127,55 @@ class DataParallel:
     def world_size(self) -> int:
         return self.devices * self.num_nodes
 
+    @property
+    def rank(self) -> int:
+        """This process's place among the workers."""
+        from sylvan.parallel.health import global_rank
+
+        return global_rank()
+
     # ----- training ---------------------------------------------------------------------
 
-    def make_strategy(self) -> Any:
-        """DDP on a process group whose collectives give up after `worker_timeout` seconds
-        instead of hanging, its workers' deaths reported by the run (`sylvan.parallel.launcher`);
-        with the distributed rehearsal strategy where a method replays through the run's global
-        channel."""
-        from sylvan.parallel.rehearsal_strategy import DataParallelStrategy, DistributedRehearsalStrategy
-
+    def strategy(self) -> Any:
+        """Fabric's DDP on a process group whose collectives give up after `worker_timeout`
+        seconds instead of hanging; the distributed rehearsal strategy where a method replays
+        through the run's global channel."""
         options = dict(process_group_backend="nccl" if self.on_cuda else "gloo",
                        timeout=timedelta(seconds=self.worker_timeout))
         if self.channel is not None:
-            self.strategy = DistributedRehearsalStrategy(replay=self.channel, **options)
-        else:
-            self.strategy = DataParallelStrategy(**options)
-        return self.strategy
+            from sylvan.parallel.fabric_rehearsal import FabricRehearsalStrategy
 
-    def trainer_options(self, callbacks: list[Any]) -> dict[str, Any]:
-        """What a data-parallel `Trainer` changes in a one-process one's options."""
-        from sylvan.settings.callbacks import RememberWorkers
+            return FabricRehearsalStrategy(replay=self.channel, **options)
+        from lightning.fabric.strategies import DDPStrategy
 
-        options: dict[str, Any] = dict(strategy=self.make_strategy(), devices=self.devices, num_nodes=self.num_nodes,
-                                       callbacks=[*callbacks, RememberWorkers(self)])
-        if not self.on_cuda:
-            options["accelerator"] = "cpu"
-        return options
+        return DDPStrategy(**options)
+
+    def start_workers(self, environment: Any) -> None:
+        """Start this node's other workers, unless a launcher (torchrun, SLURM) did
+        (`sylvan.parallel.launcher`)."""
+        from sylvan.parallel.launcher import start_workers, starts_workers_here
+
+        if starts_workers_here(environment):
+            self.workers = start_workers(self.devices, self.num_nodes, environment.node_rank())
+
+    def workers_joined(self) -> None:
+        """Every worker has joined the process group."""
+        self.connected_at = time.perf_counter()
+        self.joined = True
+
+    def shard(self, loader: Any) -> Any:
+        """`loader` serving this worker's shard of its dataset: a `DistributedSampler` over
+        it (shuffled where `loader` shuffles, with the run's seed; padded to equal shards), its
+        other options kept."""
+        from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+        if isinstance(loader.sampler, DistributedSampler):
+            return loader
+        sampler = DistributedSampler(loader.dataset, num_replicas=dist.get_world_size(), rank=dist.get_rank(),
+                                     shuffle=isinstance(loader.sampler, RandomSampler),
+                                     seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
+        return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last,
+                          collate_fn=loader.collate_fn, pin_memory=loader.pin_memory)
 
     def timed_stage(self, train: Any) -> None:
         """Run `train()` (one stage's fits); if it started the workers (the first fit does, unless
@@ -212,9 +234,5 @@ class DataParallel:
         return " ".join(lines)
 
     def local_workers(self) -> list[Any]:
-        """The worker processes this one started: those the first fit's set-up recorded, or,
-        where the workers never all joined (no set-up ran), those the latest launcher started."""
-        if self.workers:
-            return list(self.workers)
-        launched = getattr(getattr(self.strategy, "launcher", None), "procs", None)
-        return list(launched or ())
+        """The worker processes this one started."""
+        return list(self.workers)

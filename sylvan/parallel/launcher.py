@@ -1,12 +1,14 @@
-"""Starting a data-parallel run's worker processes on this machine, and ending them: Lightning's
-launcher, less its child-process observer.
+"""Starting a data-parallel run's worker processes on this machine.
 
-Lightning's launcher watches the workers it starts from a thread that, within 5 seconds of one of
-them exiting with an error, kills every process of the run, itself included, with SIGKILL. A run
-of sylvan would then end with status -9 and no word of what happened, whenever worker 0 had not
-reached its next collective within those 5 seconds (evaluating, or in a method's work at a task's
-end). sylvan watches the workers itself: its collectives give up after `--worker_timeout`
-seconds, and worker 0 then names the worker that died and how (`sylvan.parallel.health`).
+Under `--devices N` with no cluster launcher (torchrun, SLURM), worker 0 starts the other N - 1
+workers by running its own command again, each told its place through the environment variables
+every launcher sets (`MASTER_ADDR`, `MASTER_PORT`, `NODE_RANK`, `LOCAL_RANK`, `WORLD_SIZE`);
+Lightning Fabric then finds them as processes created outside it and joins them into one process
+group. sylvan starts them itself, rather than through Fabric's launcher, because that launcher
+watches its workers from a thread that SIGKILLs every process of the run, itself included, within
+5 seconds of one of them failing: the run would end with status -9 and no word of what happened.
+sylvan watches them instead: its collectives give up after `--worker_timeout` seconds, and worker 0
+names the worker that died and how (`sylvan.parallel.health`).
 
 The workers it starts end with the process that started them (`sylvan.parallel.worker_processes`).
 """
@@ -15,39 +17,58 @@ from __future__ import annotations
 
 import atexit
 import os
-from typing import Any, Callable
+import socket
+import subprocess
+import sys
+from typing import Any
 
-from lightning.pytorch.strategies.launchers import subprocess_script
-from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+import torch
 
 from sylvan.parallel.worker_processes import FINISHING_WAIT, LAUNCHER_VARIABLE, STARTED_WORKERS, end_started_workers
 
 
-class WorkerLauncher(_SubprocessScriptLauncher):
-    """Starts the other workers as Lightning's script launcher does, remembers them, so that
-    they end with this process (`end_started_workers`), and leaves watching them to the run."""
-
-    def launch(self, function: Callable, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
-        self.cluster_environment.validate_settings(num_devices=self.num_processes, num_nodes=self.num_nodes)
-        if not self.cluster_environment.creates_processes_externally:
-            os.environ[LAUNCHER_VARIABLE] = str(os.getpid())
-            try:
-                self._call_children_scripts()
-            finally:
-                if not STARTED_WORKERS:  # a run from Python: ended at the interpreter's exit
-                    atexit.register(end_started_workers, FINISHING_WAIT)
-                STARTED_WORKERS.extend(getattr(self, "procs", ()))
-                del os.environ[LAUNCHER_VARIABLE]
-        subprocess_script._set_num_threads_if_needed(num_processes=self.num_processes)
-        return function(*args, **kwargs)
+def free_port() -> int:
+    """A TCP port nothing listens on now, for worker 0's rendezvous."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
 
 
-class ReportsDeadWorkers:
-    """A DDP strategy (mixed in before it) whose workers are started by `WorkerLauncher`, so that
-    a worker's death is reported by the run, not answered by killing every process."""
+def worker_command() -> list[str]:
+    """The command that started this process, to start another worker with: the script and its
+    arguments, or `-m module` where it was run as a module."""
+    import __main__
 
-    def _configure_launcher(self) -> None:
-        super()._configure_launcher()  # type: ignore[misc]
-        if type(self._launcher) is _SubprocessScriptLauncher:  # type: ignore[attr-defined]
-            self._launcher = WorkerLauncher(self.cluster_environment, self.num_processes,  # type: ignore[attr-defined]
-                                            self.num_nodes)  # type: ignore[attr-defined]
+    spec = getattr(__main__, "__spec__", None)
+    if spec is None:
+        return [sys.executable, os.path.abspath(sys.argv[0]), *sys.argv[1:]]
+    return [sys.executable, "-m", spec.name, *sys.argv[1:]]
+
+
+def start_workers(devices: int, num_nodes: int, node_rank: int = 0) -> list[subprocess.Popen]:
+    """Start workers 1 .. `devices` - 1 of this node as copies of this process's command, and
+    make this process worker 0 of the node; they end with it (`end_started_workers`). Each
+    worker's torch threads share the node's cores."""
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    os.environ["NODE_RANK"] = str(node_rank)
+    os.environ["LOCAL_RANK"] = "0"
+    os.environ["WORLD_SIZE"] = str(devices * num_nodes)
+    if "OMP_NUM_THREADS" not in os.environ:  # N workers on the node's cores, not N times them
+        threads = max(1, (os.cpu_count() or 1) // devices)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+    command = worker_command()
+    started: list[subprocess.Popen] = []
+    if not STARTED_WORKERS:  # a run from Python: ended at the interpreter's exit
+        atexit.register(end_started_workers, FINISHING_WAIT)
+    for local_rank in range(1, devices):
+        environment = {**os.environ, "LOCAL_RANK": str(local_rank), LAUNCHER_VARIABLE: str(os.getpid())}
+        started.append(subprocess.Popen(command, env=environment))
+        STARTED_WORKERS.append(started[-1])
+    return started
+
+
+def starts_workers_here(environment: Any) -> bool:
+    """Whether this process starts the node's workers: no launcher (torchrun, SLURM) did."""
+    return not environment.creates_processes_externally

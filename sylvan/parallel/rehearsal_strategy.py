@@ -1,8 +1,10 @@
-"""Distributed asynchronous rehearsal as a Lightning strategy: DDP whose every training batch is
-joined by r representatives drawn uniformly from the union of all workers' rehearsal buffers,
-fetched while the previous step computes (the exchange itself: `sylvan.buffers.global_replay`).
+"""Distributed asynchronous rehearsal as a Lightning Trainer strategy, a plugin for one's own
+`LightningModule` projects: DDP whose every training batch is joined by r representatives drawn
+uniformly from the union of all workers' rehearsal buffers, fetched while the previous step
+computes (the exchange itself: `sylvan.buffers.global_replay`; sylvan's own runs train through
+the Fabric strategy of the same name, `sylvan.parallel.fabric_rehearsal`).
 
-Importing this module registers the strategy with Lightning as "ddp_rehearsal".
+Importing this module registers the strategy with Lightning's Trainer as "ddp_rehearsal".
 """
 
 from __future__ import annotations
@@ -12,20 +14,15 @@ from typing import Any
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
 from sylvan.buffers.global_replay import GlobalReplay
-from sylvan.parallel.launcher import ReportsDeadWorkers
 
 
-class DataParallelStrategy(ReportsDeadWorkers, DDPStrategy):
-    """Lightning's DDP, its workers' deaths reported by the run (`sylvan.parallel.launcher`)."""
-
-
-class DistributedRehearsalStrategy(ReportsDeadWorkers, DDPStrategy):
+class DistributedRehearsalStrategy(DDPStrategy):
     """DDP whose every training batch is joined by r representatives of the global buffer.
 
     Registered as "ddp_rehearsal". Give it a `GlobalReplay`, or the buffer options to build one.
-    On the `distributed` setting sylvan's replay methods give theirs, made with
-    `join_batch=False`: the strategy then prepares each step's draws, and the method replays them
-    in its own loss and inserts its new samples itself.
+    A `GlobalReplay` made with `join_batch=False` leaves the batch as it is and prepares each
+    step's draws, for a module that replays them in its own loss and inserts its new samples
+    itself.
     """
 
     strategy_name = "ddp_rehearsal"

@@ -4,13 +4,13 @@ keeps.
 Compute (`ComputeAccount`): FLOPs are counted with `torch.utils.flop_counter.FlopCounterMode`
 (matrix products, convolutions and attention: the operations it has formulas for). Counting
 every operation would slow a run several times over (a counted step of the digits MLP takes
-about six times an uncounted one), so inside each Lightning fit only sampled training steps are
+about six times an uncounted one), so inside each fit only sampled training steps are
 counted: one in `SAMPLE_EVERY`, from the fit's second step (the first of a stream finds the
 buffer empty), and every step whose batch is smaller than the fit's first (an epoch's last),
 each whole: the forward and backward passes of every network the step runs (the method's, a
 teacher's, candidates'), the replay's and the buffer's work. A fit's FLOPs are its smaller
 steps' plus the sampled full steps' mean times the full steps. What a stage computes outside
-Lightning fits (where a task ends: Fisher information, herding, bias correction; a method's own
+fits (where a task ends: Fisher information, herding, bias correction; a method's own
 training loop) is counted whole. The online accuracy meter's predictions are not training and are left out.
 Inference FLOPs per sample are counted by the evaluation after each stage, on the first batch
 of every task's test set (a method may run more for some tasks: a column per task, experts).
@@ -30,14 +30,14 @@ the run's data are not counted.
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
+
+from sylvan.run.callbacks import Callback, Fit
 
 SAMPLE_EVERY = 50  # one full step in this many is counted
 
@@ -90,7 +90,7 @@ class ComputeAccount:
         self.calls: dict[str, list[int]] = {}  # kind of call -> [calls, calls counted, their FLOPs]
 
     def start_stage(self, whole: bool = True) -> None:
-        """A training stage starts. `whole`: count what it computes outside Lightning fits and
+        """A training stage starts. `whole`: count what it computes outside fits and
         `call`s whole (supervised runs); else only its sampled steps and calls (a method's own
         loop of many small steps, reinforcement learning's)."""
         self.stage_outside, self.stage_fits, self.calls = 0, 0.0, {}
@@ -175,53 +175,29 @@ class ComputeAccount:
             self.fit_sampled = (steps + 1, counted + flops)
 
     def callback(self) -> Any:
-        """The Lightning callback that tells this account of fits and steps; it is the last of
-        a Trainer's callbacks, so that the others' work before a step (the online meter's
+        """The training loop's callback that tells this account of fits and steps; it is the
+        last of a fit's callbacks, so that the others' work before a step (the online meter's
         predictions) falls outside the step's count."""
-        return _compute_callback_class()(self)
+        return CountCompute(self)
 
 
-@functools.cache
-def _compute_callback_class() -> type:
-    import lightning as L
+class CountCompute(Callback):
+    """Counts a run's training FLOPs on sampled steps (`ComputeAccount`)."""
 
-    from sylvan.run.fused_steps import fuses_steps, planned_minibatches
+    def __init__(self, account: ComputeAccount) -> None:
+        self.account = account
 
-    class CountCompute(L.Callback):
-        """Counts a run's training FLOPs on sampled steps (`ComputeAccount`)."""
+    def fit_started(self, fit: Fit) -> None:
+        self.account.fit_started()
 
-        def __init__(self, account: ComputeAccount) -> None:
-            self.account = account
-            self.planned = math.inf  # the minibatches the current fit trains on
+    def fit_ended(self, fit: Fit) -> None:
+        self.account.fit_ended()
 
-        def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            self.account.fit_started()
+    def minibatch_started(self, fit: Fit, batch: Any) -> None:
+        self.account.step_started(fit.batch_size, fit.planned_steps)
 
-        def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            self.planned = planned_minibatches(trainer)
-
-        def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            self.account.fit_ended()
-
-        def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                                 batch_idx: int) -> None:
-            if not fuses_steps(pl_module):  # else a group of minibatches, each counted as it is trained on
-                self.minibatch_started(trainer, pl_module, batch)
-
-        def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                               batch_idx: int) -> None:
-            if not fuses_steps(pl_module):
-                self.account.step_ended()
-
-        def minibatch_started(self, trainer: L.Trainer, pl_module: L.LightningModule, minibatch: Any) -> None:
-            labels = minibatch[1] if isinstance(minibatch, (list, tuple)) and len(minibatch) > 1 else None
-            size = len(labels) if isinstance(labels, torch.Tensor) else 1
-            self.account.step_started(size, self.planned)
-
-        def minibatch_ended(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            self.account.step_ended()
-
-    return CountCompute
+    def minibatch_ended(self, fit: Fit) -> None:
+        self.account.step_ended()
 
 
 # ----- memory ------------------------------------------------------------------------------

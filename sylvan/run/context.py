@@ -1,22 +1,23 @@
 """The run context: what one run of a method on a setting has, made by `Setting.apply` and
 handed to the method's `configure`.
 
-A run owns its tracker (results, logs, W&B), the callbacks of its Trainers, the data-parallel
-part (rank, world size, the workers' strategy) and the replay channel; the method builds its
-Trainers from the run (`trainer_kwargs`) and replays through it (`replay_channel`). What the
+A run owns its tracker (results, logs, W&B), its training engine (devices, precision, strategy,
+loggers, progress: `sylvan.run.engine`) and the callbacks of its fits, the data-parallel part
+(rank, world size, the workers' strategy) and the replay channel; the method trains through the
+run's engine (`engine`, `fit_callbacks`) and replays through it (`replay_channel`). What the
 method may read of the setting's configuration (its fields, its assumptions, the facts derived
 from them, such as `num_classes` or `input_shape`) it reads through the run too; the setting's
 run loop stays out of reach, and the setting keeps no state of the run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from sylvan.run.accounting import ComputeAccount
 from sylvan.run.checkpointer import Checkpointer
-from sylvan.run.signals import sigterm_callback
 
 if TYPE_CHECKING:
     from sylvan.buffers.base import RehearsalBuffer
@@ -64,7 +65,7 @@ class RunContext:
     outside a run, by `RunContext.standalone`)."""
 
     def __init__(self, setting: Setting, tracker: Any = None, parallel: DataParallel | None = None,
-                 stage_count: int = 1, pixel_inputs: bool = False) -> None:
+                 stage_count: int = 1, pixel_inputs: bool = False, callbacks: Sequence[Any] = ()) -> None:
         self.setting = setting
         self.tracker = tracker
         self.parallel = parallel  # None: one process
@@ -77,6 +78,8 @@ class RunContext:
         self.past_tasks: Any = None
         self.checkpointer = Checkpointer(setting, tracker, parallel)  # saves and restores the run
         self.compute = ComputeAccount()  # the run's training FLOPs (`sylvan.run.accounting`)
+        self._engine: Any = None  # made when a method first trains (`engine`)
+        self.callbacks = list(callbacks)  # callbacks of one's own, in every fit (`sylvan.run.callbacks`)
 
     @classmethod
     def standalone(cls, setting: Setting, stage_count: int | None = None) -> RunContext:
@@ -97,7 +100,7 @@ class RunContext:
             return getattr(setting, name)
         raise AttributeError(
             f"a run has no attribute {name!r}: a method reads the run's own parts (tracker, rank, world_size, "
-            "trainer_kwargs, replay_channel, ...) and the setting's configuration "
+            "engine, replay_channel, ...) and the setting's configuration "
             f"({', '.join(sorted(setting.method_facts())) if setting is not None else 'none yet'})"
         )
 
@@ -123,23 +126,28 @@ class RunContext:
 
     # ----- training ---------------------------------------------------------------------
 
-    def trainer_kwargs(self) -> dict[str, Any]:
-        """How a Lightning `Trainer` of this run is built: the setting's options, the run's
-        loggers and callbacks (SIGTERM stops it as Ctrl-C does: `sylvan.run.signals`; sampled
-        steps' FLOPs are counted: `sylvan.run.accounting`), and, with several workers, their
-        strategy."""
-        kwargs = self.setting.trainer_options()
-        kwargs["logger"] = self.tracker.lightning_loggers() if self.tracker is not None else False
-        meter = [] if self.online_meter is None else [self.online_meter]
-        kwargs["callbacks"] = [*kwargs.get("callbacks", ()), *meter, sigterm_callback(), self.compute.callback()]
-        if self.parallel is not None:
-            kwargs.update(self.parallel.trainer_options(kwargs["callbacks"]))
-        return kwargs
+    @property
+    def engine(self) -> Any:
+        """The run's training engine (`sylvan.run.engine.Engine`), made when the method first
+        trains: after it configured itself, so that a data-parallel run's strategy carries the
+        replay channel it asked for."""
+        if self._engine is None:
+            from sylvan.run.engine import Engine
 
-    def minibatches_per_step(self, method: Any, callbacks: list[Any]) -> int:
-        """The minibatches each Lightning step of `method`'s fit trains on, under a `Trainer`
-        with `callbacks` (`sylvan.run.fused_steps`)."""
-        return self.setting.minibatches_per_step(method, callbacks)
+            setting = self.setting
+            loggers = self.tracker.loggers() if self.tracker is not None else []
+            self._engine = Engine(setting.accelerator, setting.precision, self.parallel, loggers,
+                                  progress_bar=setting.shows_progress_bar)
+        return self._engine
+
+    def fit_callbacks(self, measure_online: bool = True) -> list[Any]:
+        """The callbacks of a fit of this run: the predict-then-train meter of an online stage
+        (unless the method trains on something other than the stream: `measure_online=False`),
+        the callbacks given to the run, and, last, so that the others' work before a step falls
+        outside the step's count, the sampled FLOP count (`sylvan.run.accounting`)."""
+        meter = [] if self.online_meter is None or not measure_online else [self.online_meter]
+        own = [callback for callback in self.callbacks if measure_online or not callback.measures_stream]
+        return [*meter, *own, self.compute.callback()]
 
     def replay_channel(self, buffer: RehearsalBuffer, draws: tuple[int, ...]) -> Any:
         """Where a method replays from and inserts into, around its local `buffer`: the buffer

@@ -8,6 +8,7 @@ and in its `RunContext`, and is gone when the run returns."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -21,7 +22,8 @@ from sylvan.run.past_tasks import PastTasks
 from sylvan.run.stages import record_stage_end
 
 
-def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any = None) -> Results:
+def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any = None,
+                   callbacks: Sequence[Any] = ()) -> Results:
     """Train `method` on `setting`'s stream and return its results. With several data-parallel
     workers, a worker that dies or raises stops the others within `--worker_timeout` seconds
     (usually at once: the collectives see the broken connection), and worker 0 names the worker
@@ -38,7 +40,7 @@ def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any =
 
         parallel = DataParallel.of(setting)
     try:
-        return _train_and_evaluate(setting, method, tracker, resume, parallel)
+        return _train_and_evaluate(setting, method, tracker, resume, parallel, callbacks)
     except Exception as error:
         replacement = None if parallel is None else parallel.translate_failure(error)
         if replacement is None:
@@ -46,11 +48,13 @@ def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any =
         raise replacement from (error if isinstance(replacement, RunFailedError) else None)
 
 
-def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, parallel: Any) -> Results:
+def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, parallel: Any,
+                        callbacks: Sequence[Any]) -> Results:
     tasks = setting.seeded_tasks()
     nb_stages = setting.nb_stages(tasks)
     pixel_inputs = bool(tasks) and all(task.x_train.dtype == torch.uint8 for task in tasks)
-    run = RunContext(setting, tracker, parallel, stage_count=nb_stages, pixel_inputs=pixel_inputs)
+    run = RunContext(setting, tracker, parallel, stage_count=nb_stages, pixel_inputs=pixel_inputs,
+                     callbacks=callbacks)
     method.configure(run)
     refuse_over_budget(method, run, setting.memory_budget)
     if resume is None:
@@ -116,6 +120,8 @@ def _train_stage(setting: Any, run: RunContext, method: Any, stage: int, loaders
         setting.train_stage(run, method, stage, loaders)
         return 0.0
     run.parallel.timed_stage(lambda: setting.train_stage(run, method, stage, loaders))
+    if run.parallel.channel is not None:  # nothing of the replay exchange stays in flight across stages
+        run.parallel.channel.wait()
     if run.online_meter is not None:  # every worker's shard of the stream counts
         from sylvan.parallel.sharded_evaluation import summed_online_counts
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 
@@ -20,7 +21,6 @@ from sylvan.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.parallel.data_parallel import DataParallelOptions, check_replay_options
 from sylvan.run.budget import MemoryBudgetOptions
-from sylvan.run.fused_steps import FusedStepsOptions
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.data import decoding, streams
 from sylvan.settings.data.arrival import arrival_order
@@ -43,7 +43,7 @@ DEFAULT_DATA_DIR = os.environ.get("SYLVAN_DATA_DIR", "~/.cache/sylvan/data")
 
 
 @dataclass
-class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, FusedStepsOptions, Setting):
+class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Setting):
     """A supervised stream of tasks with new classes, seen once in small batches, with no task
     boundaries and no task labels. Reports online (predict-then-train) accuracy and, at the end
     of the stream, the accuracy on every task's test set."""
@@ -81,7 +81,7 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Fuse
     # numerical precision of training: 32-true, bf16-mixed (CPU or GPU), or 16-mixed (GPU, float16
     # with loss scaling); weights stay float32, and evaluation runs in float32
     precision: str = "32-true"
-    # show Lightning's progress bar during training: true (or the bare flag), false, or by
+    # show a progress bar during training: true (or the bare flag), false, or by
     # default only when the output is a terminal (a log file gets a line per task instead)
     progress_bar: Optional[bool] = field(default=None, metadata={"custom_args": {"const": True}})
     eval_batch_size: int = 1024  # samples per forward pass at evaluation
@@ -100,11 +100,9 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Fuse
         check_stream_options(self)
         self.check_parallel_options()
         self.check_memory_budget()
-        self.check_fused_steps()
 
     def check_method(self, method: Any) -> None:
         check_replay_options(self, method)
-        self.check_fused_steps(method)
 
     # ----- the data -----------------------------------------------------------------------
 
@@ -198,24 +196,9 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Fuse
 
     @property
     def shows_progress_bar(self) -> bool:
-        """`--progress_bar` as given, else whether the output (where Lightning draws the bar)
-        is a terminal: redrawn in place there, the bar would fill a log with thousands of lines."""
+        """`--progress_bar` as given, else whether the output (where the bar is drawn) is a
+        terminal: redrawn in place there, the bar would fill a log with thousands of lines."""
         return sys.stdout.isatty() if self.progress_bar is None else self.progress_bar
-
-    def trainer_options(self) -> dict[str, Any]:
-        """How a one-process Lightning `Trainer` is built for this setting (the run adds its
-        loggers, callbacks and workers: `RunContext.trainer_kwargs`)."""
-        return {
-            "max_epochs": self.epochs_per_task,
-            "accelerator": "gpu" if self.accelerator == "cuda" else self.accelerator,
-            "devices": 1,
-            "precision": self.precision,
-            "enable_progress_bar": self.shows_progress_bar,
-            "enable_model_summary": False,
-            "enable_checkpointing": False,
-            "log_every_n_steps": 10,
-            "num_sanity_val_steps": 0,
-        }
 
     @property
     def device(self) -> torch.device:
@@ -231,7 +214,7 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Fuse
 
     def train_stage(self, run: RunContext, method: Any, stage: int, loaders: list[DataLoader]) -> None:
         """Hand a stage's data to the method. Online: one `fit` over the stream, predict-then-train."""
-        from sylvan.settings.callbacks import OnlineAccuracyMeter
+        from sylvan.run.callbacks import OnlineAccuracyMeter
 
         run.online_meter = OnlineAccuracyMeter(method, self.task_labels_at_train)
         method.fit(loaders[0], None)
@@ -244,7 +227,10 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Fuse
 
         return evaluate_setting(self, method, tasks, parallel)
 
-    def apply(self, method: Any, tracker: Any = None, resume: RunCheckpoint | None = None) -> Results:
+    def apply(self, method: Any, tracker: Any = None, resume: RunCheckpoint | None = None,
+              callbacks: Sequence[Any] = ()) -> Results:
+        """Run `method` on this setting; `callbacks` (`sylvan.run.callbacks.Callback`s of one's
+        own) join every fit of the run."""
         from sylvan.run.supervised import run_supervised
 
-        return run_supervised(self, method, tracker, resume)
+        return run_supervised(self, method, tracker, resume, callbacks)

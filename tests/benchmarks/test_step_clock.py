@@ -12,24 +12,13 @@ from tests.conftest import counted_steps  # noqa: E402
 
 
 def test_one_interval_per_step_but_the_first_of_each_task():
-    options = dict(dataset="digits", nb_tasks=5, batch_size=16, epochs=2, progress_bar=False, fused_steps=1)
+    options = dict(dataset="digits", nb_tasks=5, batch_size=16, epochs=2, progress_bar=False)
     method = Naive()
     steps = counted_steps(method)
     clock = clocked_run(method, **options)
     epochs = 5 * 2  # the first batch of each epoch of each task starts no interval
     assert len(clock.intervals) == len(steps) - epochs > 0
     assert all(interval > 0 for interval in clock.intervals)
-
-
-def test_fused_steps_give_each_minibatch_its_share_of_its_groups_interval():
-    """60 samples a task at batch 6: 10 minibatches an epoch, in groups of 4, 4 and 2; the
-    intervals between the starts of groups are shared out among their minibatches."""
-    options = dict(dataset="synthetic", train_samples=120, nb_tasks=2, batch_size=6, epochs=2, progress_bar=False,
-                   fused_steps=4)
-    clock = clocked_run(Naive(), **options)
-    assert len(clock.intervals) == 2 * 2 * (4 + 4)  # the last group of each epoch ends no interval
-    for first in range(0, len(clock.intervals), 4):
-        assert len(set(clock.intervals[first:first + 4])) == 1 and clock.intervals[first] > 0
 
 
 def test_step_times_replay_the_asked_number_of_samples(mnist_root, monkeypatch):
@@ -53,9 +42,8 @@ def test_step_times_replay_the_asked_number_of_samples(mnist_root, monkeypatch):
 
     monkeypatch.setattr(Naive, "training_step", naive_counting)
     monkeypatch.setattr(Rehearsal, "training_step", rehearsal_counting)
-    times = buffers.step_times(16, 4, 50, str(mnist_root), train_samples=2_000, rounds=1, fused_steps=5)
-    assert set(times) == {"naive", "naive b + r", "rehearsal", "naive fused", "rehearsal fused", "plain naive",
-                          "plain rehearsal"}
+    times = buffers.step_times(16, 4, 50, str(mnist_root), train_samples=2_000, rounds=1)
+    assert set(times) == {"naive", "naive b + r", "rehearsal", "plain naive", "plain rehearsal"}
     assert all(seconds > 0 for seconds in times.values())
     assert {16, 20} <= seen["naive"] and 4 in seen["rehearsal"]
 

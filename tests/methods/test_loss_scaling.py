@@ -14,7 +14,8 @@ from torch import nn
 
 from sylvan.methods import AGEM, GEM, MIR, Batch
 from sylvan.methods.core.episodic_memory import flat_gradient, trainable_parameters
-from sylvan.methods.parts.loss_scaling import loss_scaler, unscaled_gradients
+from sylvan.methods.parts.loss_scaling import unscaled_gradients
+from sylvan.run.engine import Engine
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
 
 
@@ -91,19 +92,19 @@ def test_unused_inputs_have_no_gradient():
 
 
 def test_a_run_has_a_scaler_only_under_float16_mixed_precision():
-    assert loss_scaler(None) is None
-    assert loss_scaler(SimpleNamespace(precision_plugin=SimpleNamespace())) is None  # 32-true
-    assert loss_scaler(SimpleNamespace(precision_plugin=SimpleNamespace(scaler=None))) is None  # bf16-mixed
-    disabled = torch.amp.GradScaler("cpu", enabled=False)
-    assert loss_scaler(SimpleNamespace(precision_plugin=SimpleNamespace(scaler=disabled))) is None
-    scaler = torch.amp.GradScaler("cpu")
-    assert loss_scaler(SimpleNamespace(precision_plugin=SimpleNamespace(scaler=scaler))) is scaler
+    assert Engine("cpu", "32-true").loss_scaler is None
+    assert Engine("cpu", "bf16-mixed").loss_scaler is None
+    engine = Engine("cpu", "32-true")
+    engine.fabric.strategy.precision.scaler = torch.amp.GradScaler("cpu", enabled=False)
+    assert engine.loss_scaler is None
+    scaler = engine.fabric.strategy.precision.scaler = torch.amp.GradScaler("cpu")
+    assert engine.loss_scaler is scaler
 
 
 def under_float16_training(method, scaler: torch.amp.GradScaler | None) -> None:
-    """Attach `method`'s learner to a stand-in for a trainer whose precision plugin has `scaler`
-    (Lightning's 16-mixed on a GPU has one; 32-true and bf16-mixed do not)."""
-    method.learner._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=scaler))
+    """Give `method`'s run a stand-in for an engine whose precision has `scaler` (16-mixed on a
+    GPU has one; 32-true and bf16-mixed do not)."""
+    method.run._engine = SimpleNamespace(loss_scaler=scaler, optimizer=None, current_fit=None)
 
 
 @pytest.mark.parametrize("method_cls", [GEM, AGEM])

@@ -24,9 +24,8 @@ class RecordsRates:
         self.rates, self.tasks_fitted = [], 0
 
     def training_step(self, batch: Batch):
-        learner = self.learner
-        lr = learner.trainer.optimizers[0].param_groups[0]["lr"]
-        self.rates.append((self.tasks_fitted, learner.current_epoch, lr))
+        fit = self.run.engine.current_fit
+        self.rates.append((self.tasks_fitted, fit.epoch, fit.optimizer.param_groups[0]["lr"]))
         return super().training_step(batch)
 
     def fit(self, train_data, val_data=None):

@@ -110,11 +110,12 @@ def test_several_devices_make_a_data_parallel_run_whose_replay_is_global():
     method = Rehearsal()
     method.configure(run)
     assert method.replays_globally and run.parallel.channel is method.replay
-    assert type(run.parallel.make_strategy()).__name__ == "DistributedRehearsalStrategy"
+    strategy = run.parallel.strategy()
+    assert type(strategy).__name__ == "FabricRehearsalStrategy" and strategy.replay is method.replay
     local = OnlineSetting(dataset="digits", accelerator="cpu", devices=2, replay_scope="local")
     method = Rehearsal()
     method.configure(local)
-    assert not method.replays_globally and type(method.run.parallel.make_strategy()).__name__ == "DataParallelStrategy"
+    assert not method.replays_globally and type(method.run.parallel.strategy()).__name__ == "DDPStrategy"
 
 
 def test_replay_options_are_refused_where_nothing_replays():

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from sylvan.settings.callbacks import OnlineAccuracyMeter
+from sylvan.run.callbacks import OnlineAccuracyMeter
 
 
 class Perfect:
@@ -29,7 +27,7 @@ def test_the_workers_count_each_sample_of_the_stream_once(samples, workers, shuf
         sampler = DistributedSampler(dataset, num_replicas=workers, rank=rank, shuffle=shuffle, seed=0)
         loader = DataLoader(dataset, batch_size=2, sampler=sampler)
         meter = OnlineAccuracyMeter(Perfect(), with_task_labels=False)
-        meter.on_train_epoch_start(SimpleNamespace(train_dataloader=loader), None)
+        meter.start_epoch(loader)
         for batch in loader:
             meter.score(batch)
         assert meter.correct == meter.total

@@ -394,22 +394,20 @@ def test_workers_that_never_joined_are_named_as_such():
     message = parallel.describe_failure(timed_out)
     assert "Not all 2 workers joined within --worker_timeout 5 s" in message
     assert "With --num_nodes 2, start the same command on every node" in message
-    parallel.joined = True  # as the strategy's set-up records it
+    parallel.joined = True  # as the engine records it once they joined
     message = parallel.describe_failure(RuntimeError("Connection closed by peer"))
     assert "joined" not in message and "--num_nodes" not in message
 
 
 def test_workers_started_before_the_rendezvous_failed_are_reported():
-    """The workers this process launched are named with their state even when they never all
-    joined (no set-up hook ran to record them): the launcher of the latest strategy has them."""
+    """The workers this process started are named with their state even when they never all
+    joined: the run's data-parallel part records them as it starts them."""
     parallel = parallel_part(devices=2, num_nodes=2, worker_timeout=5)
-    child = SimpleNamespace(poll=lambda: 1)
-    parallel.strategy = SimpleNamespace(launcher=SimpleNamespace(procs=[child]))
+    parallel.workers = [SimpleNamespace(poll=lambda: 1)]
     timed_out = RuntimeError("Timed out after 6 seconds waiting for clients. 2/4 clients joined.")
     message = parallel.describe_failure(timed_out)
     assert "worker 1 exited with status 1." in message
-    parallel.strategy = SimpleNamespace(launcher=None)  # a later task's Trainer, launched by nothing
-    parallel.workers = [SimpleNamespace(poll=lambda: None)]  # recorded by the first fit's set-up
+    parallel.workers = [SimpleNamespace(poll=lambda: None)]
     parallel.exit_wait = 0.1  # it would not exit within any wait
     assert "worker 1 is still running." in parallel.describe_failure(RuntimeError("Connection closed by peer"))
 

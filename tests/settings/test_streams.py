@@ -166,9 +166,9 @@ def test_a_one_task_test_scenario_is_every_tasks_test_set_read_once():
 
 
 def test_a_run_frees_the_data_of_the_runs_before_it(monkeypatch):
-    """A finished run's setting, method and Lightning trainers reference one another, so their
-    tasks' tensors are freed only by a full collection of the cyclic garbage: the next run
-    collects it before it loads its own data, so a loop of runs holds one run's data, not all."""
+    """A finished run's objects may reference one another (a method and its learner), so that
+    its tasks' tensors would be freed only by a full collection of the cyclic garbage: the next
+    run collects it before it loads its own data, so a loop of runs holds one run's data, not all."""
     import gc
     import weakref
 
@@ -191,7 +191,6 @@ def test_a_run_frees_the_data_of_the_runs_before_it(monkeypatch):
     gc.disable()  # no automatic collection: only the one the next run asks for
     try:
         first = run()
-        assert first() is not None, "the finished run's data stay in reference cycles"
         run()
         assert first() is None
     finally:

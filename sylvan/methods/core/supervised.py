@@ -1,12 +1,12 @@
 """The base of methods trained by gradient descent, and what they share: the training batch,
 evaluation mode, a dataset's tensors.
 
-`SupervisedMethod` owns a backbone and an optimizer; the `Learner` (`sylvan.methods.core.learner`), a
-`LightningModule`, wraps the backbone and delegates the loss of each step to the method, so that
-a method changes only what it needs (the loss, the batch) and training runs under a `Trainer`
-the setting configures (epochs, devices, progress bar, loggers, callbacks). Lightning is imported
-when a method first trains, not with this module: listing, parsing and checking a configuration
-(`--list`, `--help`, every mistake on the command line) never load it.
+`SupervisedMethod` owns a backbone and an optimizer; the `Learner` (`sylvan.methods.core.learner`)
+wraps the backbone and delegates the loss of each minibatch to the method, so that a method
+changes only what it needs (the loss, the batch) and trains through the run's engine
+(`sylvan.run.engine`: epochs, devices, precision, progress bar, loggers, callbacks). Lightning is
+imported when a method first trains, not with this module: listing, parsing and checking a
+configuration (`--list`, `--help`, every mistake on the command line) never load it.
 """
 
 from __future__ import annotations
@@ -31,12 +31,10 @@ from sylvan.errors import (
 from sylvan.methods.core.base import Method
 from sylvan.methods.core.batch import Batch
 from sylvan.methods.parts.held_weights import HeldWeights
-from sylvan.methods.parts.loss_scaling import loss_scaler, unscaled_gradients
+from sylvan.methods.parts.loss_scaling import unscaled_gradients
 from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 from sylvan.models.cosine import has_feature_layers
-from sylvan.run.fused_steps import MinibatchGroups
-from sylvan.run.signals import fit_until_stopped
 
 if TYPE_CHECKING:
     from sylvan.methods.core.learner import Learner
@@ -222,9 +220,10 @@ class SupervisedMethod(Method):
         """The learning rate each `fit` starts from (a method may change it from task to task)."""
         return self.lr
 
-    def configure_optimizer(self, parameters: Any) -> Any:
-        """The optimizer of each `fit`, with the `--lr_schedule` scheduler where it is not
-        constant (as Lightning accepts them: a dict)."""
+    def configure_optimizer(self, parameters: Any, steps: float = math.inf) -> Any:
+        """The optimizer of each `fit` of `steps` optimizer steps, with the `--lr_schedule`
+        scheduler where it is not constant: a dict of the optimizer and {"scheduler",
+        "interval"}, the schedule stepped after every epoch or every step."""
         if self.optimizer == "adam":
             optimizer = torch.optim.Adam(parameters, lr=self.current_lr, weight_decay=self.weight_decay)
         else:
@@ -235,10 +234,9 @@ class SupervisedMethod(Method):
             schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, self.lr_milestones, gamma=self.lr_gamma)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
         if self.lr_schedule == "cosine":
-            # the steps this fit takes on this worker: Lightning counts them from the loader as
-            # it is served (a data-parallel worker's shard) and the fit's epochs
-            steps = self.learner.trainer.estimated_stepping_batches
-            if not math.isfinite(steps) or steps < 1:  # Lightning gives -1 for a loader without a length
+            # `steps`: the steps this fit takes on this worker, from the loader as it is served (a
+            # data-parallel worker's shard) and the fit's epochs
+            if not math.isfinite(steps) or steps < 1:
                 raise ConfigurationError("--lr_schedule cosine needs the length of the training data, which this "
                                          "fit's loader does not have (an iterable dataset)")
             steps = int(steps)
@@ -262,16 +260,16 @@ class SupervisedMethod(Method):
         an input it does not reach), as `torch.autograd.grad` gives them, but taken under the loss
         scale of a float16 mixed-precision run, so that they do not underflow where the training
         loss's do not (`sylvan.methods.parts.loss_scaling.unscaled_gradients`)."""
-        scaler = loss_scaler(self.learner._trainer)
+        scaler = self.run.engine.loss_scaler
         return unscaled_gradients(loss, inputs, scaler, retain_graph=retain_graph, require_finite=require_finite)
 
     def step_lr(self) -> float:
         """The learning rate of the step being taken (the schedule's, where there is one); the
         rate each fit starts from outside training. For methods that differentiate at the
         weights a plain SGD step would reach."""
-        trainer = self.learner._trainer
-        if trainer is not None and trainer.optimizers:
-            return float(trainer.optimizers[0].param_groups[0]["lr"])
+        optimizer = self.run.engine.optimizer
+        if optimizer is not None:
+            return float(optimizer.param_groups[0]["lr"])
         return self.current_lr
 
     def sgd_stepped_weights(self, requires_grad: bool = False, fraction: float = 1.0) -> dict[str, torch.Tensor]:
@@ -298,27 +296,15 @@ class SupervisedMethod(Method):
         self, train_data: DataLoader, val_data: DataLoader | None = None, epochs: int | None = None,
         measure_online: bool = True,
     ) -> None:
-        """Train the learner on `train_data` under a `Trainer` the setting configures; `epochs`
-        overrides the setting's epochs, and `measure_online=False` leaves out the setting's
-        callbacks (e.g. when a method trains on its own memory rather than on the stream)."""
-        import lightning as L
-
-        kwargs = self.run.trainer_kwargs()
-        if epochs is not None:
-            kwargs["max_epochs"] = epochs
-        if not measure_online:
-            kwargs["callbacks"] = [c for c in kwargs["callbacks"] if not getattr(c, "measures_stream", False)]
-        trainer = L.Trainer(**kwargs)
-        train_data = pixel_batches(train_data)  # the learner makes the pixels float (`Learner.training_step`)
-        fused = self.run.minibatches_per_step(self, kwargs["callbacks"])
-        self.learner.fused_steps, self.learner.automatic_optimization = fused, fused == 1
-        if fused > 1:  # groups of minibatches, each trained on in the learner's step (`sylvan.run.fused_steps`)
-            train_data = MinibatchGroups(train_data, fused)
-        fit_until_stopped(trainer, self.learner, train_dataloaders=train_data, val_dataloaders=val_data)
-        # Lightning hands the module back on the CPU at the end of every fit; bring it back, so
-        # that what a method derives from the weights between tasks (anchors, Fisher information,
-        # exemplar means) lives on the device the next task trains on
-        self.learner.to(self.run.device)
+        """Train the learner on `train_data` through the run's engine, for the setting's epochs
+        or `epochs`; `measure_online=False` leaves out the callbacks that measure the stream
+        (e.g. when a method trains on its own memory rather than on the stream). No setting
+        hands validation data (`val_data`): none is evaluated during a fit."""
+        run = self.run
+        epochs = run.epochs_per_task if epochs is None else epochs
+        train_data = pixel_batches(train_data)  # the learner makes the pixels float (`Learner.minibatch_loss`)
+        run.engine.fit(self.learner, train_data, epochs, self.configure_optimizer,
+                       run.fit_callbacks(measure_online))
         self.check_weights_finite()
 
     def check_weights_finite(self) -> None:

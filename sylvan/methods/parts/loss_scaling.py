@@ -3,7 +3,7 @@ size under float16 mixed precision.
 
 Under `--precision 16-mixed` the forward pass runs in float16, whose smallest positive value is
 about 6e-8, so gradients flowing back through float16 activations underflow to zero where they
-are small. Lightning therefore multiplies the training loss by a loss scale (2**16 at first,
+are small. The engine therefore multiplies the training loss by a loss scale (2**16 at first,
 adapted as the run goes) before its backward pass, and divides the weights' gradients by it
 before the optimizer steps. A method that differentiates another loss with
 `torch.autograd.grad` (GEM's and A-GEM's memory losses, MIR's virtual step) must do the same, or
@@ -14,18 +14,8 @@ float32's) there is no scale, and the gradients are taken as they are.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import torch
-
-
-def loss_scaler(trainer: Any) -> torch.amp.GradScaler | None:
-    """The gradient scaler of `trainer`'s float16 mixed precision; None where it has none (other
-    precisions, or no trainer)."""
-    if trainer is None:
-        return None
-    scaler = getattr(trainer.precision_plugin, "scaler", None)
-    return scaler if scaler is not None and scaler.is_enabled() else None
 
 
 def unscaled_gradients(
@@ -39,7 +29,7 @@ def unscaled_gradients(
     """The gradients of `loss` with respect to `inputs` (None for an input it does not reach),
     taken at `scaler`'s current loss scale and divided by it.
 
-    The loss scale grows until the training loss's gradients overflow, and Lightning then skips
+    The loss scale grows until the training loss's gradients overflow, and the scaler then skips
     that step. Another loss can overflow at a scale the training loss stands: with
     `require_finite`, gradients that overflowed are taken again at scale 1, which costs a wait
     for the device to check them on every step that has a scaler. Without it, they are returned

@@ -12,13 +12,13 @@ from sylvan.settings.data.streams import TaskData
 
 # the tensors of the tasks this process's runs have loaded, to see what finished runs left behind
 _loaded_tensors: list[weakref.ReferenceType] = []
-# a full collection costs about 0.25 s with Lightning loaded: worth it where this much is held
+# a full collection costs about 0.25 s with torch and Lightning loaded: worth it where this much is held
 FREE_FROM_BYTES = 64 * 2**20
 
 
 def free_finished_runs() -> None:
     """Free what earlier runs of this process left behind, before a run loads its data. A
-    finished run's method, learner and Lightning trainers reference one another, and through
+    finished run's objects may reference one another (a method and its learner), and through
     them its tasks' tensors (in GPU memory too, where it trained there): dropping them frees
     nothing until Python collects its cyclic garbage in full, which it seldom does. A loop of
     runs (a sweep, the benchmarks) would hold every earlier run's data: 1.1 GB a run for 20
@@ -43,7 +43,7 @@ def seeded_tasks(seed: int, load: Callable[[], list[TaskData]],
     `preloaded` ones (tasks and the generators' states as loading left them, `preloaded_tasks`),
     with those states put back. Loading draws from torch's generator, which then initializes the
     model: so a seed's run is the same whether its data were loaded ahead of it or not."""
-    from lightning import seed_everything
+    from lightning.fabric import seed_everything
 
     seed_everything(seed, verbose=False)
     if preloaded is None:

@@ -1,0 +1,213 @@
+"""The training engine: sylvan's own loop over minibatches, on Lightning Fabric.
+
+Fabric brings what a research framework should not write itself: accelerators, precision
+(`32-true`, `bf16-mixed`, `16-mixed` with its loss scaling), the data-parallel strategies (DDP,
+and `ddp_rehearsal`: `sylvan.parallel.fabric_rehearsal`) and cluster environments (torchrun,
+SLURM). The loop is sylvan's: per minibatch, in the order a supervised method's hooks expect,
+
+    callbacks' minibatch_started -> the method's loss -> zero grad -> backward
+    -> (unscale) -> the method's after_backward -> optimizer step -> callbacks' minibatch_ended
+    -> the method's after_step -> a per-step learning-rate schedule's step
+
+and per epoch a per-epoch schedule's step. One `Engine` serves a whole run (every fit of every
+stage); the run context makes it when a method first trains, so that a data-parallel run starts
+its workers then (`sylvan.parallel.launcher`), with the replay channel its method asked for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from sylvan.run.callbacks import Callback, Fit
+
+LOG_EVERY = 10  # the training log gets the loss of every 10th optimizer step of a fit
+
+
+class TrainingLog(Callback):
+    """Hands the loss of every `LOG_EVERY`-th step of a fit (counted from 1), and where a
+    schedule moves it the learning rate, to the run's loggers."""
+
+    def __init__(self, loggers: Sequence[Any]) -> None:
+        self.loggers = list(loggers)
+        self.schedule: Any = None  # the fit's learning-rate schedule, if any
+
+    def minibatch_ended(self, fit: Fit) -> None:
+        if (fit.step + 1) % LOG_EVERY:
+            return
+        metrics = {"train/loss": float(fit.loss.detach())}
+        if self.schedule is not None:
+            metrics["train/lr"] = fit.optimizer.param_groups[0]["lr"]
+        metrics["epoch"] = fit.epoch
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=fit.step)
+
+
+class ProgressBar(Callback):
+    """A bar per fit on a terminal: its steps and the latest logged loss."""
+
+    def fit_started(self, fit: Fit) -> None:
+        from tqdm import tqdm
+
+        total = None if math.isinf(fit.planned_steps) else int(fit.planned_steps)
+        self.bar = tqdm(total=total, unit="step", leave=False, dynamic_ncols=True, file=sys.stdout)
+
+    def minibatch_ended(self, fit: Fit) -> None:
+        self.bar.update(1)
+        if (fit.step + 1) % LOG_EVERY == 0:
+            self.bar.set_postfix(loss=f"{float(fit.loss.detach()):.3f}", epoch=fit.epoch, refresh=False)
+
+    def fit_ended(self, fit: Fit) -> None:
+        self.bar.close()
+
+
+def planned_steps(loader: Any, epochs: int) -> float:
+    """The optimizer steps of a fit of `epochs` over `loader` (inf where it has no length)."""
+    try:
+        return len(loader) * epochs
+    except TypeError:
+        return math.inf
+
+
+class Engine:
+    """The devices, precision and strategy of one run, and the loop that trains on them.
+
+    `accelerator`, `precision`: as `--accelerator` and `--precision` say; `parallel`: the run's
+    data-parallel part (`sylvan.parallel.data_parallel.DataParallel`), or None in one process;
+    `loggers`: where each fit's training log goes; `progress_bar`: a bar per fit."""
+
+    def __init__(self, accelerator: str, precision: str, parallel: Any = None, loggers: Sequence[Any] = (),
+                 progress_bar: bool = False) -> None:
+        from lightning.fabric import Fabric
+
+        self.parallel = parallel
+        accelerator = "gpu" if accelerator == "cuda" else accelerator
+        if parallel is None:
+            self.fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)
+        else:
+            self.fabric = Fabric(accelerator="gpu" if parallel.on_cuda else "cpu", devices=parallel.devices,
+                                 num_nodes=parallel.num_nodes, precision=precision, strategy=parallel.strategy())
+        self.log = TrainingLog(loggers)
+        self.progress = ProgressBar() if progress_bar and (parallel is None or parallel.rank == 0) else None
+        self.launched = False
+        self.current_fit: Fit | None = None  # the fit under way (None between fits)
+
+    # ----- set-up -----------------------------------------------------------------------
+
+    def launch(self) -> None:
+        """Join (and, where this process starts them, start) the run's workers; once."""
+        if self.launched:
+            return
+        if self.parallel is not None:
+            self.parallel.start_workers(self.fabric.strategy.cluster_environment)
+        self.fabric.launch()
+        if self.parallel is not None:
+            self.parallel.workers_joined()
+        self.launched = True
+
+    @property
+    def device(self) -> torch.device:
+        """Where this worker trains."""
+        return self.fabric.device
+
+    @property
+    def optimizer(self) -> Any:
+        """The optimizer of the fit under way; None between fits."""
+        return None if self.current_fit is None else self.current_fit.optimizer
+
+    @property
+    def loss_scaler(self) -> torch.amp.GradScaler | None:
+        """The gradient scaler of float16 mixed precision (`16-mixed`); None under the others."""
+        scaler = getattr(self.fabric.strategy.precision, "scaler", None)
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
+    def setup(self, module: nn.Module, *optimizers: torch.optim.Optimizer) -> Any:
+        """`module` (and its optimizers) set up on this run's device, precision and strategy,
+        for a method that trains a network in a loop of its own (an expert, a candidate, fast
+        weights): what `Fabric.setup` gives."""
+        self.launch()
+        return self.fabric.setup(module, *optimizers)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """`loss.backward()` under the run's precision (scaled under `16-mixed`) and strategy."""
+        self.fabric.backward(loss)
+
+    # ----- the loop ---------------------------------------------------------------------
+
+    def fit(self, learner: nn.Module, loader: Any, epochs: int, optimizer_of: Callable[[Any, float], Any],
+            callbacks: Sequence[Callback] = ()) -> None:
+        """Train `learner` (a `sylvan.methods.core.learner.Learner`) for `epochs` over `loader`,
+        with the optimizer (and schedule) `optimizer_of(parameters, planned_steps)` gives: a
+        torch optimizer, or a dict of it and {"scheduler", "interval": "step" or "epoch"}."""
+        self.launch()
+        shard = self.parallel.shard(loader) if self.parallel is not None else loader
+        fit = Fit(loader=shard, epochs=epochs, planned_steps=planned_steps(shard, epochs))
+        # no minibatch asked for past the loader's length: a shuffling sampler draws its next
+        # order when asked past its end, from a generator that may be the loader's own across fits
+        per_epoch = None if math.isinf(fit.planned_steps) else len(shard)
+        # the batches on the run's device, through the strategy's wrapping (the replay exchange of
+        # `ddp_rehearsal`), each epoch's sampler told its epoch
+        loader = self.fabric.setup_dataloaders(shard, use_distributed_sampler=False)
+        learner.to(self.device)
+        optimizer, schedule, interval = _optimizer_and_schedule(optimizer_of(learner.model.parameters(),
+                                                                             fit.planned_steps))
+        module, optimizer = self.fabric.setup(learner, optimizer)
+        module.mark_forward_method("minibatch_loss")
+        fit.optimizer = optimizer
+        self.current_fit = fit
+        self.log.schedule = schedule
+        callbacks = [*callbacks, self.log, *([self.progress] if self.progress else [])]
+        scaler = self.loss_scaler
+        learner.zero_grad()
+        for callback in callbacks:
+            callback.fit_started(fit)
+        try:
+            for fit.epoch in range(epochs):
+                for callback in callbacks:
+                    callback.epoch_started(fit)
+                for batch in itertools.islice(loader, per_epoch):
+                    self.train_on(learner, module, optimizer, batch, fit, callbacks, scaler)
+                    if schedule is not None and interval == "step":
+                        schedule.step()
+                    fit.step += 1
+                if schedule is not None and interval == "epoch":
+                    schedule.step()
+            for callback in callbacks:
+                callback.fit_ended(fit)
+        finally:
+            self.current_fit = None
+
+    def train_on(self, learner: Any, module: Any, optimizer: Any, batch: Any, fit: Fit,
+                 callbacks: Sequence[Callback], scaler: Any) -> None:
+        """One optimizer step of `learner` on `batch`, with the callbacks and method hooks around it."""
+        fit.batch_size = len(batch[1]) if isinstance(batch, (list, tuple)) and len(batch) > 1 else 1
+        for callback in callbacks:
+            callback.minibatch_started(fit, batch)
+        with self.fabric.autocast():  # through DDP's forward where there is one (`mark_forward_method`)
+            loss = module.minibatch_loss(batch)
+        optimizer.zero_grad()
+        self.fabric.backward(loss)
+        if scaler is not None:  # the method's hooks see the gradients at their true size
+            scaler.unscale_(optimizer.optimizer)
+        learner.gradients_ready(scaler)
+        optimizer.step()
+        fit.loss = loss
+        for callback in callbacks:
+            callback.minibatch_ended(fit)
+        learner.minibatch_trained()
+
+
+def _optimizer_and_schedule(configured: Any) -> tuple[Any, Any, str]:
+    """The optimizer, schedule (or None) and its interval, from what a method configured."""
+    if isinstance(configured, dict):
+        schedule = configured.get("lr_scheduler")
+        if isinstance(schedule, dict):
+            return configured["optimizer"], schedule["scheduler"], schedule.get("interval", "epoch")
+        return configured["optimizer"], schedule, "epoch"
+    return configured, None, "epoch"

@@ -15,8 +15,7 @@ each writes its whole log to OUT/<part>.log):
   images, one epoch each) on `random_cifar10` (random images of CIFAR-10's shape, size and labels,
   made in memory: nothing to download), for `naive`, `er-200` and `derpp-200`, beside a plain
   PyTorch loop doing what `er-200` does (the same network, batch, augmentation, a reservoir buffer
-  in GPU memory): seconds per epoch; `er-200` also with `--fused_steps 1` (one minibatch per
-  Lightning step, where the default trains 10);
+  in GPU memory): seconds per epoch;
 - `syncs`: where `er-200`'s training steps make the host wait for the GPU (every synchronizing
   CUDA call torch reports, by the line of sylvan's code it came from), per step;
 - `compile_step`: what `torch.compile` buys the plain training step of the MLP and the ResNet-18
@@ -150,7 +149,6 @@ ER_200 = ["--method", "rehearsal", "--lr", "0.1", "--buffer_size", "200", "--rep
 CIFAR_RUNS = {
     "naive": ["--method", "naive", "--lr", "0.1"],
     "er-200": ER_200,
-    "er-200, fused_steps 1": [*ER_200, "--fused_steps", "1"],
     "derpp-200": ["--method", "derpp", "--lr", "0.03", "--buffer_size", "200", "--replay_size", "32",
                   "--alpha", "0.1", "--beta", "0.5"],
 }
@@ -197,9 +195,10 @@ def compile_step(out: Path, args: argparse.Namespace) -> list[str]:
 
 def sync_place(stack: list[Any]) -> str | None:
     """Where a synchronizing call with this Python `stack` (frames, outermost first) was made: the
-    innermost frame in sylvan's package, else the innermost of all; None outside Lightning's
-    training loop (set-up, evaluation)."""
-    if not any(frame.filename.endswith("training_epoch_loop.py") for frame in stack):
+    innermost frame in sylvan's package, else the innermost of all; None outside a training
+    step of sylvan's engine (set-up, evaluation)."""
+    if not any(frame.filename.endswith(os.path.join("run", "engine.py")) and frame.name == "train_on"
+               for frame in stack):
         return None
     ours = [frame for frame in stack if f"{os.sep}sylvan{os.sep}" in frame.filename]
     frame = (ours or stack)[-1]
@@ -209,8 +208,8 @@ def sync_place(stack: list[Any]) -> str | None:
 def count_syncs(accelerator: str, top: int = 8) -> None:
     """Where the training steps of `er-200` on CIFAR-shaped data make the host wait for the GPU:
     every synchronizing CUDA call torch reports (`torch.cuda.set_sync_debug_mode`) while
-    Lightning's training loop runs, by the innermost line of sylvan's code it came from (else of
-    Lightning's or torch's), per training step."""
+    the engine trains on a minibatch, by the innermost line of sylvan's code it came from (else
+    of Lightning's or torch's), per training step."""
     import collections
     import traceback
     import warnings

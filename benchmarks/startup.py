@@ -7,9 +7,8 @@ seconds to its first training step (the process writes the time of that step to 
 - `import torch, lightning`: what importing the two costs, the floor a run's start-up sits on;
 - the main job: `cli.py --setting class_incremental --method rehearsal` (digits);
 - Seq-MNIST ER-200: `rehearsal` on MNIST, 5 tasks of 2 classes, MLP 784-100-100-10, batch 10,
-  1 epoch, buffer 200, r 10, lr 0.01 (the DER paper's recipe), which trains 10 minibatches per
-  Lightning step (the default where a run allows it); and the same with `--fused_steps 1` (one
-  per step, the same results);
+  1 epoch, buffer 200, r 10, lr 0.01 (the DER paper's recipe), with a run's defaults (its
+  results folder, checkpoints and plots: what a user gets);
 - the plain loop: the same ER-200 written with torch and NumPy alone (MNIST's IDX files read
   with NumPy, a reservoir buffer, the same network), run by this script with `--plain_loop`.
 
@@ -52,7 +51,7 @@ def timed(command: list[str], core: int | None) -> tuple[float | None, float]:
 
 def commands(data_dir: str) -> dict[str, list[str]]:
     cli = [sys.executable, str(REPO / "cli.py")]
-    quiet = ["--progress_bar", "false", "--save_checkpoints", "false", "--accelerator", "cpu"]
+    quiet = ["--progress_bar", "false", "--accelerator", "cpu"]
     er_200 = [*cli, "--setting", "class_incremental", "--method", "rehearsal", "--dataset", "mnist", "--data_dir",
               data_dir, "--nb_tasks", "5", "--epochs", "1", "--batch_size", "10", "--lr", "0.01", "--buffer_size",
               "200", "--replay_size", "10", "--seed", "0", *quiet]
@@ -60,7 +59,6 @@ def commands(data_dir: str) -> dict[str, list[str]]:
         "import torch, lightning": [sys.executable, "-c", "import torch, lightning"],
         "main job (digits)": [*cli, "--setting", "class_incremental", "--method", "rehearsal", *quiet],
         "Seq-MNIST ER-200": er_200,
-        "ER-200, fused_steps 1": [*er_200, "--fused_steps", "1"],
         "plain loop ER-200": [sys.executable, __file__, "--plain_loop", "--data_dir", data_dir],
     }
 

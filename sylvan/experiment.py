@@ -166,7 +166,7 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
         with sigterm_stops_the_run():
             results = setting.apply(method, tracker, resume=resume_from)
         tracker.finish(results)
-    except KeyboardInterrupt as stop:  # Ctrl-C, or a StoppedBySignal from the Trainer
+    except KeyboardInterrupt as stop:  # Ctrl-C, or the StoppedBySignal of SIGTERM (`sylvan.run.signals`)
         cause, exit_status = stop_description(stop)
         run_dir = tracker.run_dir
         message = f"{cause}; the results of the tasks finished so far are in {run_dir}"

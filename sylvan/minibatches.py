@@ -6,8 +6,8 @@ MLP's whole training step takes 1.5 ms. `GatheringTensorDataset` answers the
 loader's request for a minibatch's indices at once (`__getitems__`) with one indexing per tensor,
 and `minibatch_loader` pairs it with a collate function that keeps that batch as it is. The
 sampler, and so the order of the samples for a given seed, is the loader's own: the batches are
-the same, value for value, only served faster (and Lightning can still swap in a distributed
-sampler).
+the same, value for value, only served faster (and a data-parallel run can still swap in a
+distributed sampler).
 """
 
 from __future__ import annotations

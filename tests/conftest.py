@@ -111,8 +111,8 @@ def isolated_distributed_state():
 
 def default_signal_handling() -> None:
     """For a subprocess that a test signals: SIGINT and SIGTERM as a terminal or a scheduler
-    leaves them, whatever this process inherited or a run in it changed (Lightning ignores
-    SIGINT after it has shut a Trainer down on one, and ignored signals stay ignored in children)."""
+    leaves them, whatever this process inherited or a run in it changed (ignored signals stay
+    ignored in children)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

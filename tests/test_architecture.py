@@ -185,3 +185,47 @@ def test_one_checkpointer_saves_and_restores_a_run():
     places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                     if path.name != "checkpoints.py" and any(call in path.read_text() for call in calls))
     assert places == ["run/checkpointer.py"]
+
+
+def lightning_imports(tree: ast.AST) -> list[tuple[str, str]]:
+    """(module, name) of every import from Lightning in a module (`import lightning.x` gives
+    (lightning.x, ""))."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("lightning",
+                                                                                               "pytorch_lightning"):
+            found.extend((node.module, alias.name) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, "") for alias in node.names
+                         if alias.name.split(".")[0] in ("lightning", "pytorch_lightning"))
+    return found
+
+
+def test_sylvan_trains_on_lightning_fabric_and_the_trainer_is_a_plugin_only():
+    """sylvan's loop is its own, on Fabric: `lightning.pytorch` (the Trainer) is imported only
+    by the Trainer strategy offered to one's own LightningModule projects."""
+    trainer_users = sorted(
+        str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+        for module, name in lightning_imports(ast.parse(path.read_text()))
+        if module.startswith(("lightning.pytorch", "pytorch_lightning"))
+        or (module == "lightning" and name in ("", "Trainer", "LightningModule", "Callback", "LightningDataModule"))
+    )
+    assert sorted(set(trainer_users)) == ["parallel/rehearsal_strategy.py"]
+
+
+def test_no_private_name_of_lightning_is_used():
+    """Nothing Lightning keeps private (a `_`-prefixed module, class or function) is imported,
+    and no `_`-prefixed attribute of a Lightning object is read: Lightning may change them in
+    any release."""
+    private = sorted(
+        f"{path.relative_to(PACKAGE)}: {module} {name}" for path in PACKAGE.rglob("*.py")
+        for module, name in lightning_imports(ast.parse(path.read_text()))
+        if name.startswith("_") or any(part.startswith("_") for part in module.split("."))
+    )
+    assert private == []
+    reads = sorted(
+        f"{path.relative_to(PACKAGE)}: {line.strip()}" for path in PACKAGE.rglob("*.py")
+        for line in path.read_text().splitlines()
+        if any(f"{owner}._" in line and f"{owner}.__" not in line for owner in ("fabric", "strategy", "trainer"))
+    )
+    assert reads == []

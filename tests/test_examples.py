@@ -38,6 +38,18 @@ def test_the_rehearsal_strategy_serves_a_plain_lightning_project_on_two_workers(
     assert "classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in lines[-1]
 
 
+@pytest.mark.slow
+def test_the_fabric_rehearsal_strategy_serves_a_loop_of_ones_own_on_two_workers():
+    """The same tasks in a plain loop on Fabric, `strategy=FabricRehearsalStrategy(...)`: the
+    loader's batches come with the global buffer's replay appended."""
+    out = run_example("fabric_strategy.py", "--devices", "2", "--accelerator", "cpu", "--seed", "0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("after task")]
+    assert len(lines) == 5, out.stdout  # worker 0 alone reports, once per task
+    assert float(re.search(r"average ([\d.]+)%", lines[-1]).group(1)) > 50, lines[-1]
+    assert "classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in lines[-1]
+
+
 def test_the_reinforce_plugin_learns_to_balance_the_pole():
     """The RL method written outside the package: one CartPole task of 10,000 steps takes the
     greedy return from that of the untrained policy (10 to 56, seeds 0 to 2) to 180 to 500."""

@@ -1,6 +1,7 @@
 """The exchange engine of distributed asynchronous rehearsal (Bouvier et al., "Efficient
 Data-Parallel Continual Learning with Asynchronous Distributed Rehearsal Buffers", CCGrid 2024);
-`sylvan.parallel.rehearsal_strategy` wraps it in a Lightning strategy. It needs `torch.distributed` only.
+`sylvan.parallel.fabric_rehearsal` wraps it in a Fabric strategy (and `sylvan.parallel.rehearsal_strategy`
+in a Trainer strategy). It needs `torch.distributed` only.
 
 Every data-parallel worker keeps a local rehearsal buffer (any policy); together they form the
 global buffer. Each training step joins the worker's b new samples with r representatives drawn
@@ -19,9 +20,10 @@ for fixed-size messages that need no negotiation round. A step may make several 
 draws (`replay_size` a sequence: DER++ replays two groups, MIR scores a larger set of
 candidates): each has its own part of every block, drawn and chosen independently.
 
-Two ways to serve a step. For any LightningModule, `augment` joins the first draw to the batch
-(the module sees b + r samples). A method that replays by itself (sylvan's replay methods:
-their loss treats replayed samples apart, DER matches their stored logits) makes the replay with
+Two ways to serve a step. For any training loop (one's own on Fabric, a LightningModule),
+`augment` joins the first draw to the batch (the module sees b + r samples). A method that
+replays by itself (sylvan's replay methods: their loss treats replayed samples apart, DER
+matches their stored logits) makes the replay with
 `join_batch=False`: the strategy calls `begin_step` and the method then takes each draw with
 `take` and gives the step's new samples with `insert`, which stores them (with whatever the
 method keeps beside them, such as logits) and, when asynchronous, issues the next exchange.

@@ -1,7 +1,7 @@
 """Methods. Importing this package registers every built-in method.
 
-`Learner`, the `LightningModule` of supervised methods, is imported on first use: listing,
-parsing and validating methods does not load Lightning."""
+`Learner`, the network of supervised methods the engine trains, is imported on first use:
+listing, parsing and validating methods does not load Lightning."""
 
 from __future__ import annotations
 

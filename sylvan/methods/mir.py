@@ -54,7 +54,7 @@ class MIR(ReplayMethod):
         """For each sample of (x, y): its loss after a plain SGD step of size lr on `loss`, minus
         its loss now. `loss`'s graph is kept for the real backward pass."""
         named = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
-        # they overflow the loss scale only where the training loss's do, and Lightning skips that step
+        # they overflow the loss scale only where the training loss's do, and the scaler skips that step
         gradients = self.gradients(loss, [p for _, p in named], retain_graph=True, require_finite=False)
         stepped = {
             name: p.detach() if g is None else p.detach() - self.lr * g for (name, p), g in zip(named, gradients)

@@ -140,6 +140,17 @@ class RunContext:
                                   progress_bar=setting.shows_progress_bar)
         return self._engine
 
+    def setup(self, module: Any, *optimizers: Any) -> Any:
+        """`module` (and its optimizers) set up on the run's device, precision and strategy, for
+        a network a method trains in a loop of its own (an expert, a candidate, fast weights):
+        the module as Fabric wraps it (its forward runs at the run's precision, through DDP with
+        several workers), and the optimizers wrapped alike. Train it with `backward`."""
+        return self.engine.setup(module, *optimizers)
+
+    def backward(self, loss: Any) -> None:
+        """`loss.backward()` at the run's precision (scaled under `16-mixed`) and strategy."""
+        self.engine.backward(loss)
+
     def fit_callbacks(self, measure_online: bool = True) -> list[Any]:
         """The callbacks of a fit of this run: the predict-then-train meter of an online stage
         (unless the method trains on something other than the stream: `measure_online=False`),

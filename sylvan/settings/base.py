@@ -163,7 +163,7 @@ SETTINGS[Setting.name] = Setting
 
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
-# Lightning's precision settings that sylvan's training supports (evaluation runs in float32)
+# Lightning Fabric's precision settings that sylvan's training supports (evaluation runs in float32)
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 
 

@@ -11,7 +11,7 @@ from sylvan.settings.class_incremental import ClassIncrementalSetting
 @dataclass
 class DistributedSetting(ClassIncrementalSetting):
     """Class-incremental learning run by `devices x num_nodes` data-parallel workers. Each worker
-    trains on its own shard of every task (Lightning's distributed sampler); evaluation is split
+    trains on its own shard of every task (`DataParallel.shard`); evaluation is split
     across the workers and reduced, and only worker 0 writes results. Every supervised setting
     runs data-parallel with `--devices N` (`sylvan.parallel`); this one promises it, so that a
     method may rely on it, and runs two workers by default. `--devices N` starts the workers on

@@ -35,15 +35,15 @@ def test_the_main_job_part_runs_and_writes_its_log_and_table(tmp_path):
     assert "needs a GPU" in (tmp_path / "runs.log").read_text()
 
 
-def test_a_sync_is_placed_at_the_innermost_line_of_sylvan_within_the_training_loop():
+def test_a_sync_is_placed_at_the_innermost_line_of_sylvan_within_a_training_step():
     from traceback import FrameSummary
 
-    loop = FrameSummary("/env/lightning/pytorch/loops/training_epoch_loop.py", 300, "advance")
+    loop = FrameSummary(str(REPO / "sylvan" / "run" / "engine.py"), 180, "train_on")
     step = FrameSummary(str(REPO / "sylvan" / "methods" / "rehearsal.py"), 40, "training_step")
     draw = FrameSummary(str(REPO / "sylvan" / "buffers" / "reservoir.py"), 90, "sample")
     inner = FrameSummary("/env/torch/nn/functional.py", 10, "cross_entropy")
     assert gpu_check.sync_place([loop, step, draw, inner]) == "reservoir.py:90 (sample)"
-    assert gpu_check.sync_place([loop, inner]) == "functional.py:10 (cross_entropy)"
+    assert gpu_check.sync_place([loop, inner]) == "engine.py:180 (train_on)"
     assert gpu_check.sync_place([step, draw]) is None  # evaluation, set-up
 
 

@@ -11,7 +11,6 @@ and `SupervisedMethod.check_weights_finite` stops it at the stage's end.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -58,16 +57,13 @@ class HeldWeights:
 def batch_norm_statistics_held(model: nn.Module) -> Iterator[None]:
     """The batch norm layers of `model` in evaluation mode for the block, so that training steps
     normalize with their running statistics and leave them as they are; each layer's mode is put
-    back afterwards. Lightning keeps the modes it finds when a fit starts, and warns of layers in
-    evaluation mode then: the warning is silenced within the block, where they are meant to be."""
+    back afterwards. The engine keeps the modes it finds when a fit starts."""
     norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
     modes = [module.training for module in norms]
     for module in norms:
         module.eval()
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
-            yield
+        yield
     finally:
         for module, training in zip(norms, modes):
             module.train(training)

@@ -1,0 +1,165 @@
+"""sylvan's training loop (`sylvan.run.engine`): the order of a fit's trigger points and the
+method's hooks, callbacks of one's own, and networks a method trains in a loop of its own,
+set up by the run on its device and precision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sylvan.methods import Naive
+from sylvan.methods.core.base import Method
+from sylvan.run.callbacks import Callback
+from sylvan.settings import ClassIncrementalSetting, OnlineSetting
+from tests.conftest import tiny_options
+
+
+class Recorder(Callback):
+    """Records the trigger points of every fit it joins."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def fit_started(self, fit):
+        self.events.append(f"fit {fit.epochs} {fit.planned_steps}")
+
+    def epoch_started(self, fit):
+        self.events.append(f"epoch {fit.epoch}")
+
+    def minibatch_started(self, fit, batch):
+        self.events.append(f"start {fit.step} {fit.batch_size}")
+
+    def minibatch_ended(self, fit):
+        assert fit.loss is not None and fit.loss.requires_grad
+        self.events.append(f"end {fit.step}")
+
+    def fit_ended(self, fit):
+        self.events.append("fit ended")
+
+
+@dataclass
+class HookOrder(Naive):
+    name: ClassVar[str] = ""  # unregistered
+
+    def configure(self, setting):
+        super().configure(setting)
+        self.events: list[str] = []
+
+    def training_step(self, batch):
+        self.events.append("loss")
+        return super().training_step(batch)
+
+    def after_backward(self):
+        assert all(p.grad is not None for p in self.model.parameters())
+        self.events.append("after_backward")
+
+    def after_step(self):
+        self.events.append("after_step")
+
+
+def test_a_fit_calls_its_trigger_points_and_the_methods_hooks_in_order():
+    """Per minibatch: the callbacks' start, the loss, the gradients (after_backward), the
+    optimizer's step, the callbacks' end, after_step; a callback of one's own joins every fit."""
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "epochs": 2, "batch_size": 16})
+    method = HookOrder()
+    setting.apply(method, callbacks=[Recorder(events := [])])
+    fits = [i for i, event in enumerate(events) if event.startswith("fit ") and event != "fit ended"]
+    assert len(fits) == setting.nb_tasks and events.count("fit ended") == setting.nb_tasks
+    steps_per_epoch = int(events[0].split()[2].split(".")[0]) // 2
+    first_fit = events[: fits[1]]
+    assert first_fit[1] == "epoch 0" and first_fit[2 + 2 * steps_per_epoch] == "epoch 1"
+    assert first_fit[2:6] == ["start 0 16", "end 0", "start 1 16", "end 1"]
+    assert first_fit[-1] == "fit ended"
+    per_step = method.events[:6]
+    assert per_step == ["loss", "after_backward", "after_step"] * 2
+
+
+class TwoExperts(Method):
+    """A user's method with a network per pair of tasks (an expert for even tasks, one for odd
+    ones), each trained in a loop of its own: no device or precision code of its own."""
+
+    name: ClassVar[str] = ""  # unregistered
+    target_setting: ClassVar[type] = ClassIncrementalSetting
+
+    def configure(self, run):
+        super().configure(run)
+        features = int(torch.tensor(run.input_shape).prod())
+        self.experts = [nn.Sequential(nn.Flatten(), nn.Linear(features, run.num_classes)) for _ in range(2)]
+        self.task = 0
+        self.training_dtypes: set[torch.dtype] = set()  # of the experts' layers' outputs, in training
+        for expert in self.experts:
+            expert[1].register_forward_hook(self.record_dtype)
+        self.devices: set[torch.device] = set()
+
+    def on_task_start(self, task_id):
+        self.task = task_id
+
+    def fit(self, train_data, val_data=None):
+        expert = self.experts[self.task % 2].train()
+        network, optimizer = self.run.setup(expert, torch.optim.SGD(expert.parameters(), lr=0.1))
+        for x, y, *_ in train_data:
+            x, y = x.to(self.run.device), y.to(self.run.device)
+            logits = network(x)
+            self.devices.update(p.device for p in network.parameters())
+            optimizer.zero_grad()
+            self.run.backward(F.cross_entropy(logits, y))
+            optimizer.step()
+
+    def record_dtype(self, layer, inputs, output):
+        if layer.training:
+            self.training_dtypes.add(output.dtype)
+
+    def predict(self, x, task_labels=None):
+        with torch.no_grad():
+            for expert in self.experts:
+                expert.eval()
+            x = x.to(self.run.device)
+            return torch.stack([expert(x).float() for expert in self.experts]).max(0).values.to(x.device)
+
+    def state_dict(self):
+        return {**super().state_dict(), "experts": [expert.state_dict() for expert in self.experts]}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        for expert, weights in zip(self.experts, state["experts"]):
+            expert.load_state_dict(weights)
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)])
+def test_a_method_with_two_networks_gets_both_set_up_by_the_run(precision, dtype):
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting), precision=precision)
+    method = TwoExperts()
+    results = setting.apply(method)
+    assert method.training_dtypes == {dtype}  # the run's precision, with no autocast of its own
+    assert method.devices == {setting.device}
+    assert results.accuracy_matrix[-1][-1] > 0.3  # it learned the last task (chance: 0.1)
+
+
+def test_the_online_meter_is_the_only_callback_a_fit_on_memory_leaves_out():
+    """`measure_online=False` (a method's fit on its own memory) leaves out what measures the
+    stream, and keeps the rest: the FLOP count, the log, one's own callbacks."""
+    from sylvan.run.context import RunContext
+
+    setting = OnlineSetting(**tiny_options(OnlineSetting))
+    own = Recorder([])
+    run = RunContext(setting, callbacks=[own])
+    run.online_meter = object()
+    assert run.fit_callbacks()[:2] == [run.online_meter, own]
+    kept = run.fit_callbacks(measure_online=False)
+    assert kept[0] is own and run.online_meter not in kept and len(kept) == 2
+
+
+def test_the_ddp_rehearsal_strategy_is_registered_with_fabric():
+    from lightning.fabric.strategies import STRATEGY_REGISTRY
+
+    from sylvan.parallel.fabric_rehearsal import FabricRehearsalStrategy
+
+    assert STRATEGY_REGISTRY["ddp_rehearsal"]["strategy"] is FabricRehearsalStrategy
+    strategy = STRATEGY_REGISTRY.get("ddp_rehearsal")
+    assert isinstance(strategy, FabricRehearsalStrategy) and strategy.replay.buffer.capacity == 200
+

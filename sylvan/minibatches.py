@@ -15,13 +15,22 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset, default_collate
+from torch.utils.data import (
+    BatchSampler,
+    ConcatDataset,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+    default_collate,
+)
 
 
 class GatheringTensorDataset(TensorDataset):
     """A `TensorDataset` that serves a minibatch of indices with one gather per tensor."""
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    def __getitems__(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(indices, dtype=torch.long)
         return tuple(tensor.index_select(0, index) for tensor in self.tensors)
 
@@ -34,7 +43,7 @@ class GatheringConcatDataset(ConcatDataset):
         super().__init__(datasets)
         self._starts = torch.tensor([0, *self.cumulative_sizes[:-1]])
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    def __getitems__(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(indices, dtype=torch.long)
         part_of = torch.bucketize(index, self._starts, right=True) - 1
         columns = [torch.empty((len(index), *tensor.shape[1:]), dtype=tensor.dtype)
@@ -45,6 +54,57 @@ class GatheringConcatDataset(ConcatDataset):
             for column, tensor in zip(columns, self.datasets[part].tensors):
                 column[rows] = tensor.index_select(0, local)
         return tuple(columns)
+
+
+class GatheringLoader(DataLoader):
+    """A `DataLoader` of a gathering dataset that serves the same minibatches, in the same order,
+    with the same draws from the same generators, as `DataLoader` does, with less Python per
+    minibatch (about 25 us of the 35 us a `DataLoader` spends on a minibatch of 10 on a CPU core,
+    where an MLP's whole step takes 400 us): the order is taken as an index tensor and sliced,
+    rather than a list of indices made per sample and per minibatch. It applies in the main
+    process (no loader workers), unpinned, with a random (without replacement, one pass) or
+    sequential sampler and the default batching; elsewhere it is a `DataLoader`."""
+
+    def __iter__(self) -> Any:
+        if not self._serves_slices():
+            return super().__iter__()
+        return self._slices()
+
+    def _serves_slices(self) -> bool:
+        sampler = self.sampler
+        plain_random = type(sampler) is RandomSampler and not sampler.replacement \
+            and sampler.num_samples == len(self.dataset)
+        return (self.num_workers == 0 and not self.pin_memory and type(self.batch_sampler) is BatchSampler
+                and self.batch_sampler.sampler is sampler and (plain_random or type(sampler) is SequentialSampler)
+                and isinstance(self.dataset, (GatheringTensorDataset, GatheringConcatDataset)))
+
+    def _slices(self) -> Any:
+        # what creating a DataLoader iterator draws first: its base seed, from the loader's generator
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        return self._minibatches()
+
+    def _minibatches(self) -> Any:
+        n, size = len(self.dataset), self.batch_size
+        sampler = self.sampler
+        generator = None
+        if type(sampler) is RandomSampler:  # the sampler's draws, when its first index is asked for
+            generator = sampler.generator
+            if generator is None:
+                seed = int(torch.empty((), dtype=torch.int64).random_().item())
+                generator = torch.Generator()
+                generator.manual_seed(seed)
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        full = n - n % size
+        for start in range(0, full, size):
+            yield self.collate_fn(self.dataset.__getitems__(order[start:start + size]))
+        # a random sampler asked past its last index draws one more (empty) order: the batching
+        # asks so to end a partial last minibatch, or when asked for a minibatch past the last
+        if generator is not None:
+            torch.randperm(n, generator=generator)
+        if full < n and not self.drop_last:
+            yield self.collate_fn(self.dataset.__getitems__(order[full:]))
 
 
 def float_inputs(x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +151,7 @@ def pixel_batches(loader: DataLoader) -> DataLoader:
     keep = {gathered_batch: pixel_batch, collated_batch: default_collate}.get(loader.collate_fn)
     if keep is None:
         return loader
-    return DataLoader(
+    return type(loader)(
         loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler, drop_last=loader.drop_last,
         generator=loader.generator, pin_memory=loader.pin_memory, collate_fn=keep,
     )
@@ -120,7 +180,8 @@ def minibatch_loader(
         if not isinstance(dataset, GatheringConcatDataset):
             dataset = GatheringConcatDataset(dataset.datasets)
         kwargs["collate_fn"] = gathered_batch
-    return DataLoader(dataset, **kwargs)
+    gathering = isinstance(dataset, (GatheringTensorDataset, GatheringConcatDataset))
+    return (GatheringLoader if gathering else DataLoader)(dataset, **kwargs)
 
 
 def dataset_rows(dataset: Dataset, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:

@@ -3,6 +3,8 @@ without indexing sample by sample."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
@@ -179,3 +181,36 @@ def test_rows_at_indices_come_in_their_order_as_float_inputs(wrap: str) -> None:
     assert torch.equal(rows[0], x[indices].float() / 255) and torch.equal(rows[1], y[indices])
     gathering = GatheringTensorDataset(x, y)
     assert all(torch.equal(a, b) for a, b in zip(dataset_rows(gathering, indices), rows))
+
+
+@pytest.mark.parametrize("samples", [1, 7, 20, 23])
+@pytest.mark.parametrize("batch_size", [1, 5, 10])
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("generator", [True, False])
+def test_gathering_loaders_serve_what_a_dataloader_serves_with_the_same_draws(samples, batch_size, shuffle, drop_last,
+                                                                            generator):
+    """The same minibatches in the same order, epoch after epoch, and the generators (the loader's,
+    and the global one where it has none) left in the same state after every epoch, whole or
+    stopped early, as a `DataLoader` over the same dataset: a run's results do not change."""
+    from torch.utils.data import DataLoader
+
+    from sylvan.minibatches import GatheringLoader, GatheringTensorDataset, gathered_batch
+
+    dataset = GatheringTensorDataset(torch.arange(samples * 2).view(samples, 2), torch.arange(samples))
+
+    def served(kind: type, stop: int | None) -> tuple[list, torch.Tensor, torch.Tensor]:
+        torch.manual_seed(3)
+        own = torch.Generator().manual_seed(7) if generator else None
+        loader = kind(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=own,
+                      collate_fn=gathered_batch)
+        batches = []
+        for _ in range(3):
+            batches += [tuple(t.tolist() for t in batch) for batch in itertools.islice(loader, stop)]
+        after = own.get_state() if own is not None else torch.empty(0)
+        return batches, after, torch.get_rng_state()
+
+    for stop in (None, 1, len(DataLoader(dataset, batch_size=batch_size, drop_last=drop_last))):
+        expected, fast = served(DataLoader, stop), served(GatheringLoader, stop)
+        assert fast[0] == expected[0]
+        assert torch.equal(fast[1], expected[1]) and torch.equal(fast[2], expected[2])

@@ -151,14 +151,17 @@ class Engine:
         # no minibatch asked for past the loader's length: a shuffling sampler draws its next
         # order when asked past its end, from a generator that may be the loader's own across fits
         per_epoch = None if math.isinf(fit.planned_steps) else len(shard)
-        # the batches on the run's device, through the strategy's wrapping (the replay exchange of
-        # `ddp_rehearsal`), each epoch's sampler told its epoch
-        loader = self.fabric.setup_dataloaders(shard, use_distributed_sampler=False)
+        # the batches on the run's device (on the CPU they are already there), through the
+        # strategy's wrapping (the replay exchange of `ddp_rehearsal`), each epoch's sampler told its epoch
+        loader = self.fabric.setup_dataloaders(shard, use_distributed_sampler=False,
+                                               move_to_device=self.device.type != "cpu")
         learner.to(self.device)
         optimizer, schedule, interval = _optimizer_and_schedule(optimizer_of(learner.model.parameters(),
                                                                              fit.planned_steps))
         module, optimizer = self.fabric.setup(learner, optimizer)
         module.mark_forward_method("minibatch_loss")
+        # the method's loss through DDP's forward where there is one, once looked up for the fit
+        loss_of = module.minibatch_loss
         fit.optimizer = optimizer
         self.current_fit = fit
         self.log.schedule = schedule
@@ -172,7 +175,7 @@ class Engine:
                 for callback in callbacks:
                     callback.epoch_started(fit)
                 for batch in itertools.islice(loader, per_epoch):
-                    self.train_on(learner, module, optimizer, batch, fit, callbacks, scaler)
+                    self.train_on(learner, loss_of, optimizer, batch, fit, callbacks, scaler)
                     if schedule is not None and interval == "step":
                         schedule.step()
                     fit.step += 1
@@ -183,14 +186,15 @@ class Engine:
         finally:
             self.current_fit = None
 
-    def train_on(self, learner: Any, module: Any, optimizer: Any, batch: Any, fit: Fit,
+    def train_on(self, learner: Any, loss_of: Callable[[Any], torch.Tensor], optimizer: Any, batch: Any, fit: Fit,
                  callbacks: Sequence[Callback], scaler: Any) -> None:
-        """One optimizer step of `learner` on `batch`, with the callbacks and method hooks around it."""
+        """One optimizer step of `learner` on `batch` (its loss: `loss_of(batch)`), with the
+        callbacks and method hooks around it."""
         fit.batch_size = len(batch[1]) if isinstance(batch, (list, tuple)) and len(batch) > 1 else 1
         for callback in callbacks:
             callback.minibatch_started(fit, batch)
-        with self.fabric.autocast():  # through DDP's forward where there is one (`mark_forward_method`)
-            loss = module.minibatch_loss(batch)
+        with self.fabric.autocast():
+            loss = loss_of(batch)
         optimizer.zero_grad()
         self.fabric.backward(loss)
         if scaler is not None:  # the method's hooks see the gradients at their true size

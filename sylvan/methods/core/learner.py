@@ -51,7 +51,9 @@ class Learner(nn.Module):
         # under DDP, each worker learns it from its own batches: not broadcast from worker 0
         # before every forward pass (DDP's default for buffers), which would cost a collective
         # per step and overwrite what the other workers learned
-        self._ddp_params_and_buffers_to_ignore = ["task_classes"]
+        self._ddp_params_and_buffers_to_ignore = ["task_classes", "seen"]
+        # the value `task_classes` notes, made once, on the learner's device (not saved)
+        self.register_buffer("seen", torch.ones((), dtype=torch.bool), persistent=False)
         self.step_skipped = False  # the step's gradients overflowed the loss scale (16-mixed)
 
     @property
@@ -73,7 +75,7 @@ class Learner(nn.Module):
         if method.augmentation is not None:
             batch = batch._replace(x=method.augment_inputs(batch.x), stored_x=batch.x)
         if batch.t is not None:
-            self.task_classes[batch.t, batch.y] = True
+            self.task_classes.index_put_((batch.t, batch.y), self.seen)
         try:
             return method.training_step(batch)
         except ValueError as error:
@@ -86,7 +88,7 @@ class Learner(nn.Module):
         loss scaler of 16-bit mixed precision, or None)."""
         method = self.method[0]
         method.held.zero_gradients()
-        self.step_skipped = step_overflowed(self.model.parameters(), scaler)
+        self.step_skipped = scaler is not None and step_overflowed(self.model.parameters(), scaler)
         if not self.step_skipped:
             method.after_backward()
 

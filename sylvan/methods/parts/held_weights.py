@@ -48,6 +48,8 @@ class HeldWeights:
 
     def restore(self) -> None:
         """Call after the optimizer's step."""
+        if not self._held:
+            return
         with torch.no_grad():
             for parameter, trains, held in self._held:
                 parameter.mul_(trains).add_(held)

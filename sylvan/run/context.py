@@ -136,8 +136,9 @@ class RunContext:
 
             setting = self.setting
             loggers = self.tracker.loggers() if self.tracker is not None else []
-            self._engine = Engine(setting.accelerator, setting.precision, self.parallel, loggers,
-                                  progress_bar=setting.shows_progress_bar)
+            # the reinforcement-learning settings train in float32, with no bar of the engine's
+            self._engine = Engine(setting.accelerator, getattr(setting, "precision", "32-true"), self.parallel,
+                                  loggers, progress_bar=getattr(setting, "shows_progress_bar", False))
         return self._engine
 
     def setup(self, module: Any, *optimizers: Any) -> Any:

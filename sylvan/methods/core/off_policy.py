@@ -59,7 +59,7 @@ class OffPolicyMethod(Method):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.device = setting.device
+        self.device = self.run.engine.device  # where the run's engine trains (`--accelerator`)
         self.buffer = make_buffer(self.buffer_policy, self.buffer_size, device=str(self.device), seed=setting.seed)
         self.generator = torch.Generator().manual_seed(setting.seed)
         self.steps = 0  # environment steps trained on, over the whole stream

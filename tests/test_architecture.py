@@ -28,6 +28,7 @@ def runtime_imports(tree: ast.AST) -> list[str]:
             return
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sylvan"):
             names.extend(f"{node.module}.{alias.name}" for alias in node.names)
+            names.append(node.module)  # `from package import module` binds through the package too
         elif isinstance(node, ast.Import):
             names.extend(alias.name for alias in node.names if alias.name.startswith("sylvan"))
         for child in ast.iter_child_nodes(node):
@@ -79,7 +80,12 @@ def test_no_import_cycle_among_sylvans_modules():
 def test_the_cycle_finder_finds_a_cycle():
     assert cycle_through({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from sylvan.x import y\nfrom sylvan.z import w\n"
-    assert runtime_imports(ast.parse(source)) == ["sylvan.z.w"]
+    assert runtime_imports(ast.parse(source)) == ["sylvan.z.w", "sylvan.z"]
+    # a module that imports a module of its own package through the package (`from sylvan.methods
+    # import derpp` in a method) depends on the package, whose __init__ imports the module: a cycle
+    package = {"sylvan.methods": {"sylvan.methods.lode"}, "sylvan.methods.lode": set()}
+    package["sylvan.methods.lode"] = {"sylvan.methods.derpp", "sylvan.methods"}
+    assert cycle_through(package) == ["sylvan.methods", "sylvan.methods.lode", "sylvan.methods"]
 
 
 def test_settings_buffers_and_models_never_import_a_method():

@@ -15,28 +15,6 @@ from sylvan.methods.core.supervised import Batch
 from sylvan.methods.der import DER
 
 
-def two_draws(method: DER, batch_size: int) -> tuple[int, ...]:
-    """DER++'s draws of a step: two independent groups of r."""
-    return (method.replay_count(batch_size),) * 2
-
-
-def with_labelled_group(method: DER, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
-    """DER's replayed group, and a second, independent one whose labels are learned (weight beta)."""
-    groups = DER.replay_terms(method, batch)
-    if groups:
-        second = method.draw_replay(method.replay_count(len(batch.y)))
-        groups.append((method.beta, second))
-    return groups
-
-
-def matched_then_labelled_loss(method: DER, index: int, logits: torch.Tensor,
-                               replay: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The first group's logit matching (DER's), the second group's cross-entropy."""
-    if index == 0:
-        return DER.replay_loss(method, index, logits, replay)
-    return F.cross_entropy(logits, replay["y"])
-
-
 @dataclass
 class DERPlusPlus(DER):
     """DER++: logit matching on one replayed group, label learning on another."""
@@ -50,6 +28,19 @@ class DERPlusPlus(DER):
         super().validate()
         self.require_at_least(0, "beta")
 
-    replay_draws = two_draws
-    replay_terms = with_labelled_group
-    replay_loss = matched_then_labelled_loss
+    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
+        """Two independent groups of r a step."""
+        return (self.replay_count(batch_size),) * 2
+
+    def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
+        """DER's replayed group, and a second, independent one whose labels are learned (weight beta)."""
+        groups = super().replay_terms(batch)
+        if groups:
+            groups.append((self.beta, self.draw_replay(self.replay_count(len(batch.y)))))
+        return groups
+
+    def replay_loss(self, index: int, logits: torch.Tensor, replay: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The first group's logit matching (DER's), the second group's cross-entropy."""
+        if index == 0:
+            return super().replay_loss(index, logits, replay)
+        return F.cross_entropy(logits, replay["y"])

@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods import derpp
 from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch
 from sylvan.methods.der import DER
@@ -62,7 +61,7 @@ class LODE(ReplayMethod):
 @dataclass
 class LODEDERPlusPlus(DER):
     """LODE on DER++: the incoming samples' decoupled loss, plus DER++'s logit matching and
-    label learning on two replayed groups (`sylvan.methods.derpp`)."""
+    label learning on two replayed groups (as `sylvan.methods.derpp`)."""
 
     name: ClassVar[str] = "lode_derpp"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
@@ -86,6 +85,16 @@ class LODEDERPlusPlus(DER):
     def incoming_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.decoupled_loss(logits, batch)
 
-    replay_draws = derpp.two_draws
-    replay_terms = derpp.with_labelled_group
-    replay_loss = derpp.matched_then_labelled_loss
+    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
+        """DER++'s two independent groups of r a step."""
+        return (self.replay_count(batch_size),) * 2
+
+    def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
+        """DER's replayed group (logits matched), then DER++'s second one (labels learned, weight beta)."""
+        groups = super().replay_terms(batch)
+        if groups:
+            groups.append((self.beta, self.draw_replay(self.replay_count(len(batch.y)))))
+        return groups
+
+    def replay_loss(self, index: int, logits: torch.Tensor, replay: dict[str, torch.Tensor]) -> torch.Tensor:
+        return super().replay_loss(index, logits, replay) if index == 0 else F.cross_entropy(logits, replay["y"])

@@ -235,3 +235,12 @@ def test_no_private_name_of_lightning_is_used():
         if any(f"{owner}._" in line and f"{owner}.__" not in line for owner in ("fabric", "strategy", "trainer"))
     )
     assert reads == []
+
+
+def test_the_task_hooks_are_called_in_one_place():
+    """Every run loop tells a method of its tasks through `sylvan.run.stages.with_task_hooks`:
+    no setting calls `on_task_start` or `on_task_end` itself (methods call their bases')."""
+    calls = ("method.on_task_start(", "method.on_task_end(")
+    places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                    if any(call in path.read_text() for call in calls))
+    assert places == ["run/stages.py"]

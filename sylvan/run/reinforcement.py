@@ -4,6 +4,7 @@ hand the results to the tracker as they come."""
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from sylvan.metrics import Results
 from sylvan.run.accounting import FlopCount, TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext
-from sylvan.run.stages import record_stage_end
+from sylvan.run.stages import record_stage_end, with_task_hooks
 
 if TYPE_CHECKING:
     from sylvan.settings.continual_rl import EpisodeLog
@@ -66,7 +67,7 @@ def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, ev
         trained.start(method)
         run.compute.start_stage(whole=False)  # the method's calls, sampled (`ComputeAccount.call`)
         try:
-            setting.train_stage(method, stage, env)
+            with_task_hooks(setting, method, stage, functools.partial(setting.train_stage, method, stage, env))
         except BaseException:
             run.compute.abandon()
             raise

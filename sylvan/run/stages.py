@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 if TYPE_CHECKING:
     from sylvan.metrics import Results
+
+
+def with_task_hooks(setting: Any, method: Any, stage: int, train: Callable[[], None]) -> None:
+    """Train one stage (`train()`), told to the method as a task where the setting's boundaries
+    are known: `on_task_start` and `on_task_end` around it, with the stage's task label where
+    the setting gives task labels at training (`Setting.stage_task_label`), else None. Every
+    run loop trains its stages through here: the hooks are called in this one place."""
+    if not setting.task_boundaries_known:
+        train()
+        return
+    task_id = setting.stage_task_label(stage)
+    method.on_task_start(task_id)
+    train()
+    method.on_task_end(task_id)
 
 
 def record_stage_end(results: Results, method: Any, stage_start: float, run_start: float, nb_stages: int) -> None:

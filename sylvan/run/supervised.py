@@ -19,7 +19,7 @@ from sylvan.run.accounting import TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext
 from sylvan.run.past_tasks import PastTasks
-from sylvan.run.stages import record_stage_end
+from sylvan.run.stages import record_stage_end, with_task_hooks
 
 
 def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any = None,
@@ -116,10 +116,13 @@ def _evaluate(setting: Any, method: Any, tasks: list[Any], parallel: Any, seen: 
 def _train_stage(setting: Any, run: RunContext, method: Any, stage: int, loaders: list[Any]) -> float:
     """Train one stage; return the seconds it spent starting the workers rather than training
     (their Python start-up and imports, on the first stage of a data-parallel run)."""
+    def train() -> None:
+        with_task_hooks(setting, method, stage, lambda: setting.train_stage(run, method, stage, loaders))
+
     if run.parallel is None:
-        setting.train_stage(run, method, stage, loaders)
+        train()
         return 0.0
-    run.parallel.timed_stage(lambda: setting.train_stage(run, method, stage, loaders))
+    run.parallel.timed_stage(train)
     if run.parallel.channel is not None:  # nothing of the replay exchange stays in flight across stages
         run.parallel.channel.wait()
     if run.online_meter is not None:  # every worker's shard of the stream counts

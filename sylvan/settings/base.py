@@ -111,6 +111,11 @@ class Setting:
         known, else one (a child that stages otherwise says so)."""
         return getattr(self, "nb_tasks", 1) if self.task_boundaries_known else 1
 
+    def stage_task_label(self, stage: int) -> int | None:
+        """The task label the method's task hooks are given for training stage `stage` (where
+        boundaries are known): the stage's task where task labels come with training, else None."""
+        return stage if self.task_labels_at_train else None
+
     @property
     def world_size(self) -> int:
         """The processes that train a run together (data-parallel workers): one unless a

@@ -45,7 +45,6 @@ class ClassIncrementalSetting(OnlineSetting):
             yield [self.train_loader(dataset, shuffle=True, offset=task.task_id)]
 
     def train_stage(self, run: Any, method: Any, stage: int, loaders: list[DataLoader]) -> None:
-        task_id = stage if self.task_labels_at_train else None
-        method.on_task_start(task_id)
+        """Hand a stage's data to the method: one `fit` over its task (the run loop calls the
+        task hooks around it, `sylvan.run.stages.with_task_hooks`)."""
         method.fit(loaders[0], None)
-        method.on_task_end(task_id)

@@ -231,6 +231,7 @@ class ContinualRLSetting(MemoryBudgetOptions, Setting):
         return run_reinforcement(self, method, tracker, resume)
 
     def train_stage(self, method: Any, stage: int, env: StepBudget) -> None:
-        """Hand one stage's environment to the method: no hooks, one `fit` over the stream."""
+        """Hand one stage's environment to the method: one `fit` (the run loop calls the task
+        hooks around it where boundaries are known, `sylvan.run.stages.with_task_hooks`)."""
         method.fit(env, None)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from sylvan.settings.continual_rl import ContinualRLSetting, EpisodeLog
 from sylvan.settings.environments import StepBudget
@@ -25,8 +25,4 @@ class IncrementalRLSetting(ContinualRLSetting):
         """Task `stage`'s environment, for its steps."""
         return self.budgeted(self.task_env(stage), self.steps_per_task, stage, on_episode_end)
 
-    def train_stage(self, method: Any, stage: int, env: StepBudget) -> None:
-        task_id = stage if self.task_labels_at_train else None
-        method.on_task_start(task_id)
-        method.fit(env, None)
-        method.on_task_end(task_id)
+

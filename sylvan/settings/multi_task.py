@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset
 
 from sylvan.settings.data.streams import TaskData
 from sylvan.settings.task_incremental import TaskIncrementalSetting
@@ -28,7 +28,6 @@ class MultiTaskSetting(TaskIncrementalSetting):
         union = ConcatDataset([t.train_dataset(self.task_labels_at_train) for t in tasks])
         yield [self.train_loader(union, shuffle=True)]
 
-    def train_stage(self, run: Any, method: Any, stage: int, loaders: list[DataLoader]) -> None:
-        method.on_task_start(None)
-        method.fit(loaders[0], None)
-        method.on_task_end(None)
+    def stage_task_label(self, stage: int) -> int | None:
+        """None: the one stage holds every task at once."""
+        return None

@@ -51,9 +51,8 @@ class Learner(nn.Module):
         # under DDP, each worker learns it from its own batches: not broadcast from worker 0
         # before every forward pass (DDP's default for buffers), which would cost a collective
         # per step and overwrite what the other workers learned
-        self._ddp_params_and_buffers_to_ignore = ["task_classes", "seen"]
-        # the value `task_classes` notes, made once, on the learner's device (not saved)
-        self.register_buffer("seen", torch.ones((), dtype=torch.bool), persistent=False)
+        self._ddp_params_and_buffers_to_ignore = ["task_classes"]
+        self._seen = torch.ones((), dtype=torch.bool)  # the value `task_classes` notes, made once per device
         self.step_skipped = False  # the step's gradients overflowed the loss scale (16-mixed)
 
     @property
@@ -75,7 +74,9 @@ class Learner(nn.Module):
         if method.augmentation is not None:
             batch = batch._replace(x=method.augment_inputs(batch.x), stored_x=batch.x)
         if batch.t is not None:
-            self.task_classes.index_put_((batch.t, batch.y), self.seen)
+            if self._seen.device != self.task_classes.device:
+                self._seen = self._seen.to(self.task_classes.device)
+            self.task_classes.index_put_((batch.t, batch.y), self._seen)
         try:
             return method.training_step(batch)
         except ValueError as error:

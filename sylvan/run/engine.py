@@ -67,6 +67,19 @@ class ProgressBar(Callback):
         self.bar.close()
 
 
+class HeldBatch:
+    """A minibatch handed through Fabric's module wrapper as the loader served it. The wrapper
+    converts the floating-point tensors of what it is given to the precision's input dtype
+    (bfloat16 under `bf16-mixed`), and would do so only with several workers, where the loss goes
+    through DDP's forward: a minibatch kept in an object the wrapper does not look into reaches
+    the method alike in one process and under DDP, its inputs cast by autocast alone."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: Any) -> None:
+        self.batch = batch
+
+
 def planned_steps(loader: Any, epochs: int) -> float:
     """The optimizer steps of a fit of `epochs` over `loader` (inf where it has no length)."""
     try:
@@ -159,9 +172,12 @@ class Engine:
         optimizer, schedule, interval = _optimizer_and_schedule(optimizer_of(learner.model.parameters(),
                                                                              fit.planned_steps))
         module, optimizer = self.fabric.setup(learner, optimizer)
-        module.mark_forward_method("minibatch_loss")
+        module.mark_forward_method("held_batch_loss")
         # the method's loss through DDP's forward where there is one, once looked up for the fit
-        loss_of = module.minibatch_loss
+        held_batch_loss = module.held_batch_loss
+
+        def loss_of(batch: Any) -> torch.Tensor:
+            return held_batch_loss(HeldBatch(batch))
         fit.optimizer = optimizer
         self.current_fit = fit
         self.log.schedule = schedule

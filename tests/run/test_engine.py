@@ -163,3 +163,21 @@ def test_the_ddp_rehearsal_strategy_is_registered_with_fabric():
     strategy = STRATEGY_REGISTRY.get("ddp_rehearsal")
     assert isinstance(strategy, FabricRehearsalStrategy) and strategy.replay.buffer.capacity == 200
 
+
+
+def test_a_minibatch_reaches_the_method_through_ddps_forward_as_the_loader_served_it():
+    """With several workers the method's loss goes through Fabric's module wrapper, which casts
+    the floating-point tensors it is given to the precision's input dtype (bfloat16 under
+    bf16-mixed); in one process it does not. The engine hands the minibatch in a `HeldBatch`,
+    which the wrapper leaves alone: the method sees float32 inputs either way."""
+    from lightning.fabric.plugins.precision.amp import MixedPrecision
+
+    from sylvan.run.engine import HeldBatch
+
+    precision = MixedPrecision("bf16-mixed", "cpu")
+    batch = (torch.rand(2, 3), torch.tensor([0, 1]))
+    (converted,), _ = precision.convert_input(((batch,), {}))
+    assert converted[0].dtype == torch.bfloat16  # what a bare minibatch would become
+    held = HeldBatch(batch)
+    (passed,), _ = precision.convert_input(((held,), {}))
+    assert passed is held and passed.batch[0].dtype == torch.float32

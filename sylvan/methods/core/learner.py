@@ -84,6 +84,11 @@ class Learner(nn.Module):
                 raise
             raise single_value_batch_norm(method) from error
 
+    def held_batch_loss(self, held: Any) -> torch.Tensor:
+        """`minibatch_loss` of the minibatch `held` carries (`sylvan.run.engine.HeldBatch`): what the
+        engine calls through DDP's forward, the minibatch kept as the loader served it."""
+        return self.minibatch_loss(held.batch)
+
     def gradients_ready(self, scaler: Any) -> None:
         """The method's hooks between the backward pass and the optimizer's step (`scaler`: the
         loss scaler of 16-bit mixed precision, or None)."""

@@ -26,7 +26,8 @@ from typing import Any, Optional
 
 from sylvan.checkpoints import checkpointed_stages
 from sylvan.errors import ConfigurationError, OutputNotWritten, RunInterrupted
-from sylvan.methods import Method, check_applicable
+from sylvan.methods import Method
+from sylvan.methods.core.base import check_pair
 from sylvan.metrics import Results
 from sylvan.run.budget import refuse_over_budget_ahead
 from sylvan.run.folder_lock import RunFolderLock
@@ -140,9 +141,7 @@ def run_experiment(
     options = options if options is not None else RunOptions()
     options.check()
     plugins = defining_plugins(setting, method) if plugins is None else plugins
-    check_applicable(type(method), type(setting))
-    setting.check_method(method)
-    method.validate_for(setting)  # before anything is written
+    check_pair(setting, method)  # before anything is written
     if options.save_checkpoints:
         refuse_unresumable(setting, method)
     refuse_over_budget_ahead(setting, method)

@@ -244,3 +244,11 @@ def test_the_task_hooks_are_called_in_one_place():
     places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                     if any(call in path.read_text() for call in calls))
     assert places == ["run/stages.py"]
+
+
+def test_the_checks_of_a_setting_and_method_pair_are_made_in_one_place():
+    """`check_pair` holds every check of a pair; the run loops and `run_experiment` call it."""
+    calls = ("method.validate_for(setting)", "setting.check_method(method)")
+    places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                    if any(call in path.read_text() for call in calls))
+    assert places == ["methods/core/base.py"]

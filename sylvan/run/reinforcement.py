@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sylvan.errors import InapplicableMethodError
+from sylvan.methods.core.base import check_pair
 from sylvan.metrics import Results
 from sylvan.run.accounting import FlopCount, TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
@@ -25,12 +25,7 @@ if TYPE_CHECKING:
 
 def run_reinforcement(setting: Any, method: Any, tracker: Any = None, resume: Any = None) -> Results:
     """Train `method` on `setting`'s environments and return its results (mean returns)."""
-    if not method.is_applicable(setting):
-        raise InapplicableMethodError(
-            f"method {method.name!r} targets {method.target_setting.name!r} and does not apply to {setting.name!r}"
-        )
-    setting.check_method(method)
-    method.validate_for(setting)
+    check_pair(setting, method)
     random.seed(setting.seed)
     np.random.seed(setting.seed)
     torch.manual_seed(setting.seed)

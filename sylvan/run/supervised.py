@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from sylvan.errors import InapplicableMethodError, RunFailedError
+from sylvan.errors import RunFailedError
+from sylvan.methods.core.base import check_pair
 from sylvan.metrics import Results
 from sylvan.run.accounting import TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
@@ -28,12 +29,7 @@ def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any =
     workers, a worker that dies or raises stops the others within `--worker_timeout` seconds
     (usually at once: the collectives see the broken connection), and worker 0 names the worker
     that failed; finished tasks are already on disk."""
-    if not method.is_applicable(setting):
-        raise InapplicableMethodError(
-            f"method {method.name!r} targets {method.target_setting.name!r} and does not apply to {setting.name!r}"
-        )
-    setting.check_method(method)
-    method.validate_for(setting)
+    check_pair(setting, method)
     parallel = None
     if setting.world_size > 1 or setting.data_parallel:
         from sylvan.parallel.data_parallel import DataParallel

@@ -258,6 +258,17 @@ def applicable_methods(setting: type[Setting]) -> list[str]:
     return sorted(name for name, cls in METHODS.items() if cls.is_applicable(setting))
 
 
+def check_pair(setting: Setting, method: Method) -> None:
+    """Every check of running `method` on `setting`, made before anything of the run is loaded
+    or written: the method applies to the setting (else the methods that do are listed), the
+    setting accepts the method (`Setting.check_method`), and the method the setting's
+    configuration (`Method.validate_for`). `run_experiment` and every run loop call it; it
+    changes nothing, so a second call costs only its time."""
+    check_applicable(type(method), type(setting))
+    setting.check_method(method)
+    method.validate_for(setting)
+
+
 def check_applicable(method: type[Method], setting: type[Setting]) -> None:
     """Raise a clear error, listing what does apply, when `method` cannot run on `setting`."""
     if not method.is_applicable(setting):

@@ -65,6 +65,7 @@ class LODEDERPlusPlus(DER):
 
     name: ClassVar[str] = "lode_derpp"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+    labels_second_group: ClassVar[bool] = True
 
     replay_size: int = 128  # r: samples in each of the two replayed groups (0: as many as the batch size)
     beta: float = 1.0  # weight of the cross-entropy on the second replayed group
@@ -84,17 +85,3 @@ class LODEDERPlusPlus(DER):
 
     def incoming_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.decoupled_loss(logits, batch)
-
-    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
-        """DER++'s two independent groups of r a step."""
-        return (self.replay_count(batch_size),) * 2
-
-    def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
-        """DER's replayed group (logits matched), then DER++'s second one (labels learned, weight beta)."""
-        groups = super().replay_terms(batch)
-        if groups:
-            groups.append((self.beta, self.draw_replay(self.replay_count(len(batch.y)))))
-        return groups
-
-    def replay_loss(self, index: int, logits: torch.Tensor, replay: dict[str, torch.Tensor]) -> torch.Tensor:
-        return super().replay_loss(index, logits, replay) if index == 0 else F.cross_entropy(logits, replay["y"])

@@ -20,8 +20,6 @@ Worker 0 prints the accuracy on every task seen after each task.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 import torch.nn.functional as F
 from lightning.fabric import Fabric, seed_everything
@@ -33,9 +31,9 @@ from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.parallel.fabric_rehearsal import FabricRehearsalStrategy
 
 try:
-    from lightning_strategy import accuracy, class_incremental_digits
+    from lightning_strategy import class_incremental_digits, example_arguments, report
 except ImportError:  # run from another folder
-    from examples.lightning_strategy import accuracy, class_incremental_digits
+    from examples.lightning_strategy import class_incremental_digits, example_arguments, report
 
 
 class Classifier(nn.Module):
@@ -54,17 +52,7 @@ class Classifier(nn.Module):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=2, help="data-parallel workers")
-    parser.add_argument("--accelerator", default="cpu", help="cpu or gpu")
-    parser.add_argument("--buffer_size", type=int, default=200, help="buffer capacity of each worker")
-    parser.add_argument("--replay_size", type=int, default=10, help="r: representatives per step")
-    parser.add_argument("--buffer_policy", default="reservoir", help="reservoir, class_balanced, prs or gdumb")
-    parser.add_argument("--batch_size", type=int, default=10, help="b: new samples per step and worker")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per task")
-    parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = example_arguments(__doc__.splitlines()[0])
 
     replay = GlobalReplay(make_buffer(args.buffer_policy, args.buffer_size, seed=args.seed),
                           replay_size=args.replay_size if args.buffer_size else 0, seed=args.seed)
@@ -85,10 +73,7 @@ def main() -> None:
                 fabric.backward(loss)
                 optimizer.step()
         if fabric.global_rank == 0:
-            seen = [accuracy(model, test) for _, test in tasks[: task + 1]]
-            print(f"after task {task}: accuracy per task seen {[round(100 * a, 1) for a in seen]}, "
-                  f"average {100 * sum(seen) / len(seen):.1f}%, this worker's buffer holds {len(replay.buffer)} "
-                  f"samples of classes {sorted(replay.buffer.class_counts())}", flush=True)
+            report(task, model, tasks, replay)
 
 
 if __name__ == "__main__":

@@ -76,8 +76,9 @@ def accuracy(model: nn.Module, data: TensorDataset) -> float:
         return float((model(x.to(model.device)).argmax(1).cpu() == y).float().mean())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def example_arguments(description: str) -> argparse.Namespace:
+    """The options of the distributed rehearsal examples (this one and `fabric_strategy.py`)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--devices", type=int, default=2, help="data-parallel workers")
     parser.add_argument("--accelerator", default="cpu", help="cpu or gpu")
     parser.add_argument("--buffer_size", type=int, default=200, help="buffer capacity of each worker")
@@ -87,7 +88,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="epochs per task")
     parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def report(task: int, model: nn.Module, tasks: list[tuple[TensorDataset, TensorDataset]], replay: GlobalReplay) -> None:
+    """Worker 0's line after `task`: the accuracy on every task seen, and what its buffer holds."""
+    seen = [accuracy(model, test) for _, test in tasks[: task + 1]]
+    print(f"after task {task}: accuracy per task seen {[round(100 * a, 1) for a in seen]}, "
+          f"average {100 * sum(seen) / len(seen):.1f}%, this worker's buffer holds {len(replay.buffer)} "
+          f"samples of classes {sorted(replay.buffer.class_counts())}", flush=True)
+
+
+def main() -> None:
+    args = example_arguments(__doc__.splitlines()[0])
 
     L.seed_everything(args.seed, verbose=False)
     tasks = class_incremental_digits(nb_tasks=5, seed=args.seed)
@@ -104,10 +117,7 @@ def main() -> None:
         loader = DataLoader(train, batch_size=args.batch_size, shuffle=True)  # Lightning shards it per worker
         trainer.fit(model, loader)
         if trainer.is_global_zero:
-            seen = [accuracy(model, test) for _, test in tasks[: task + 1]]
-            print(f"after task {task}: accuracy per task seen {[round(100 * a, 1) for a in seen]}, "
-                  f"average {100 * sum(seen) / len(seen):.1f}%, this worker's buffer holds {len(replay.buffer)} "
-                  f"samples of classes {sorted(replay.buffer.class_counts())}", flush=True)
+            report(task, model, tasks, replay)
 
 
 if __name__ == "__main__":

@@ -153,9 +153,9 @@ class DataParallel:
     def start_workers(self, environment: Any) -> None:
         """Start this node's other workers, unless a launcher (torchrun, SLURM) did
         (`sylvan.parallel.launcher`)."""
-        from sylvan.parallel.launcher import start_workers, starts_workers_here
+        from sylvan.parallel.launcher import start_workers
 
-        if starts_workers_here(environment):
+        if not environment.creates_processes_externally:
             self.workers = start_workers(self.devices, self.num_nodes, environment.node_rank())
 
     def workers_joined(self) -> None:

@@ -20,7 +20,6 @@ import os
 import socket
 import subprocess
 import sys
-from typing import Any
 
 import torch
 
@@ -67,8 +66,3 @@ def start_workers(devices: int, num_nodes: int, node_rank: int = 0) -> list[subp
         started.append(subprocess.Popen(command, env=environment))
         STARTED_WORKERS.append(started[-1])
     return started
-
-
-def starts_workers_here(environment: Any) -> bool:
-    """Whether this process starts the node's workers: no launcher (torchrun, SLURM) did."""
-    return not environment.creates_processes_externally

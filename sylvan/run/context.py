@@ -114,11 +114,7 @@ class RunContext:
     @property
     def rank(self) -> int:
         """This process's place among them; 0 writes the results, checkpoints and logs."""
-        if self.parallel is None:
-            return 0
-        from sylvan.parallel.health import global_rank
-
-        return global_rank()
+        return 0 if self.parallel is None else self.parallel.rank
 
     def worker_seed(self, offset: int = 0) -> int:
         """The seed of what this worker draws for itself alone (see `worker_seed`)."""

@@ -183,19 +183,26 @@ def test_rows_at_indices_come_in_their_order_as_float_inputs(wrap: str) -> None:
     assert all(torch.equal(a, b) for a, b in zip(dataset_rows(gathering, indices), rows))
 
 
-@pytest.mark.parametrize("samples", [1, 7, 20, 23])
+@pytest.mark.parametrize("samples", [1, 7, 20, 23, 100])
 @pytest.mark.parametrize("batch_size", [1, 5, 10])
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("drop_last", [False, True])
 @pytest.mark.parametrize("generator", [True, False])
+@pytest.mark.parametrize("gather_bytes", [None, 1])
 def test_gathering_loaders_serve_what_a_dataloader_serves_with_the_same_draws(samples, batch_size, shuffle, drop_last,
-                                                                            generator):
+                                                                            generator, gather_bytes, monkeypatch):
     """The same minibatches in the same order, epoch after epoch, and the generators (the loader's,
     and the global one where it has none) left in the same state after every epoch, whole or
-    stopped early, as a `DataLoader` over the same dataset: a run's results do not change."""
+    stopped early, as a `DataLoader` over the same dataset: a run's results do not change; whether
+    the loader gathers many minibatches' rows at once (100 samples of batch 1: 32 at a time, then
+    the rest) or one minibatch's (rows larger than what it gathers at once: `gather_bytes` 1)."""
     from torch.utils.data import DataLoader
 
+    from sylvan import minibatches
     from sylvan.minibatches import GatheringLoader, GatheringTensorDataset, gathered_batch
+
+    if gather_bytes is not None:
+        monkeypatch.setattr(minibatches, "GATHER_BYTES", gather_bytes)
 
     dataset = GatheringTensorDataset(torch.arange(samples * 2).view(samples, 2), torch.arange(samples))
 

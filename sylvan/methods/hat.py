@@ -87,12 +87,12 @@ class HAT(SupervisedMethod):
     def trained_tasks(self) -> torch.Tensor:
         """The task labels the training batches have brought so far (between stages: those of the
         finished stages), from the learner's record of them, which its checkpoint keeps."""
-        return self.learner.task_classes.any(1).cpu()
+        return self.learner.seen_task_classes().any(1).cpu()
 
     @property
     def trained_classes(self) -> torch.Tensor:
         """The classes the training batches have brought so far."""
-        return self.learner.task_classes.any(0).cpu()
+        return self.learner.seen_task_classes().any(0).cpu()
 
     def scale_at(self, step: int) -> float:
         """s at the `step`-th training step of the stage: annealed over each epoch's batches."""

@@ -95,7 +95,7 @@ class PackNet(SupervisedMethod):
     def record_stage(self) -> None:
         """Note the task labels and classes this stage trained on first (from the learner's record
         of the training batches)."""
-        seen = self.learner.task_classes.cpu()
+        seen = self.learner.seen_task_classes().cpu()
         self.task_stage[seen.any(1) & (self.task_stage == FREE)] = self.stage
         self.class_stage[seen.any(0) & (self.class_stage == FREE)] = self.stage
 

@@ -20,7 +20,7 @@ import itertools
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -106,6 +106,8 @@ class Engine:
         else:
             self.fabric = Fabric(accelerator="gpu" if parallel.on_cuda else "cpu", devices=parallel.devices,
                                  num_nodes=parallel.num_nodes, precision=precision, strategy=parallel.strategy())
+        # what `Fabric.autocast` enters (autocast under mixed precision), without its wrapping
+        self.forward_context = self.fabric.strategy.precision.forward_context
         self.log = TrainingLog(loggers)
         self.progress = ProgressBar() if progress_bar and (parallel is None or parallel.rank == 0) else None
         self.launched = False
@@ -172,17 +174,11 @@ class Engine:
         optimizer, schedule, interval = _optimizer_and_schedule(optimizer_of(learner.model.parameters(),
                                                                              fit.planned_steps))
         module, optimizer = self.fabric.setup(learner, optimizer)
-        module.mark_forward_method("held_batch_loss")
-        # the method's loss through DDP's forward where there is one, once looked up for the fit
-        held_batch_loss = module.held_batch_loss
-
-        def loss_of(batch: Any) -> torch.Tensor:
-            return held_batch_loss(HeldBatch(batch))
         fit.optimizer = optimizer
         self.current_fit = fit
         self.log.schedule = schedule
         callbacks = [*callbacks, self.log, *([self.progress] if self.progress else [])]
-        scaler = self.loss_scaler
+        step = self._step_parts(learner, module, optimizer, callbacks)
         learner.zero_grad()
         for callback in callbacks:
             callback.fit_started(fit)
@@ -191,36 +187,83 @@ class Engine:
                 for callback in callbacks:
                     callback.epoch_started(fit)
                 for batch in itertools.islice(loader, per_epoch):
-                    self.train_on(learner, loss_of, optimizer, batch, fit, callbacks, scaler)
+                    self.train_on(step, batch, fit)
                     if schedule is not None and interval == "step":
                         schedule.step()
                     fit.step += 1
                 if schedule is not None and interval == "epoch":
                     schedule.step()
+            learner.fit_ended()
             for callback in callbacks:
                 callback.fit_ended(fit)
         finally:
             self.current_fit = None
 
-    def train_on(self, learner: Any, loss_of: Callable[[Any], torch.Tensor], optimizer: Any, batch: Any, fit: Fit,
-                 callbacks: Sequence[Callback], scaler: Any) -> None:
-        """One optimizer step of `learner` on `batch` (its loss: `loss_of(batch)`), with the
-        callbacks and method hooks around it."""
+    def _step_parts(self, learner: Any, module: Any, optimizer: Any, callbacks: Sequence[Callback]) -> StepParts:
+        """What each step of a fit calls. With several workers the method's loss goes through
+        DDP's forward, which DDP must see to reduce the gradients, and the backward pass through
+        `Fabric.backward`, which the wrapped forward checks. In one process the learner's loss is
+        called as it is, with what Fabric's module wrapper adds there (the precision's conversion
+        of the loss) and without its per-call bookkeeping (a hook on every loss that checks that
+        the backward pass goes through Fabric), and the backward pass through the strategy's, as
+        `Fabric.backward` calls it."""
+        if self.parallel is not None:
+            module.mark_forward_method("held_batch_loss")
+            held_batch_loss = module.held_batch_loss  # looked up once for the fit
+
+            def loss_of(batch: Any) -> torch.Tensor:
+                return held_batch_loss(HeldBatch(batch))
+            backward = self.fabric.backward
+        else:
+            convert_output = self.fabric.strategy.precision.convert_output
+            minibatch_loss = learner.minibatch_loss
+
+            def loss_of(batch: Any) -> torch.Tensor:
+                return convert_output(minibatch_loss(batch))
+            strategy_backward = self.fabric.strategy.backward
+
+            def backward(loss: torch.Tensor) -> None:
+                strategy_backward(loss, None)
+        return StepParts(learner, loss_of, backward, optimizer, self.loss_scaler,
+                         _overriding(callbacks, "minibatch_started"), _overriding(callbacks, "minibatch_ended"))
+
+    def train_on(self, step: StepParts, batch: Any, fit: Fit) -> None:
+        """One optimizer step on `batch`, with the callbacks and the method's hooks around it."""
         fit.batch_size = len(batch[1]) if isinstance(batch, (list, tuple)) and len(batch) > 1 else 1
-        for callback in callbacks:
-            callback.minibatch_started(fit, batch)
-        with self.fabric.autocast():
-            loss = loss_of(batch)
-        optimizer.zero_grad()
-        self.fabric.backward(loss)
-        if scaler is not None:  # the method's hooks see the gradients at their true size
-            scaler.unscale_(optimizer.optimizer)
-        learner.gradients_ready(scaler)
+        for started in step.started:
+            started(fit, batch)
+        with self.forward_context():
+            loss = step.loss_of(batch)
+        optimizer = step.optimizer
+        optimizer.optimizer.zero_grad()  # the optimizer's own: Fabric's wrapper forwards it, attribute by attribute
+        step.backward(loss)
+        if step.scaler is not None:  # the method's hooks see the gradients at their true size
+            step.scaler.unscale_(optimizer.optimizer)
+        skipped = step.learner.gradients_ready(step.scaler)
         optimizer.step()
         fit.loss = loss
-        for callback in callbacks:
-            callback.minibatch_ended(fit)
-        learner.minibatch_trained()
+        for ended in step.ended:
+            ended(fit)
+        step.learner.minibatch_trained(skipped)
+
+
+class StepParts(NamedTuple):
+    """What each step of one fit calls (`Engine.train_on`), looked up once per fit."""
+
+    learner: Any
+    loss_of: Callable[[Any], torch.Tensor]  # the method's loss of a minibatch
+    backward: Callable[[torch.Tensor], None]
+    optimizer: Any  # Fabric's wrapper of the fit's optimizer
+    scaler: Any  # the loss scaler of 16-mixed, or None
+    started: tuple[Callable[..., None], ...]  # the callbacks' `minibatch_started` that do something
+    ended: tuple[Callable[..., None], ...]  # and their `minibatch_ended`
+
+
+def _overriding(callbacks: Sequence[Callback], trigger: str) -> tuple[Callable[..., None], ...]:
+    """The callbacks' methods for `trigger`, leaving out those that do nothing (`Callback`'s)."""
+    does_nothing = getattr(Callback, trigger)
+    methods = (getattr(callback, trigger) for callback in callbacks)
+    return tuple(method for method in methods if getattr(method, "__func__", None) is not does_nothing)
 
 
 def _optimizer_and_schedule(configured: Any) -> tuple[Any, Any, str]:

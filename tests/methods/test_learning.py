@@ -88,16 +88,26 @@ def test_ddp_does_not_broadcast_the_learned_task_classes(tmp_path):
         dist.destroy_process_group()
 
 
-def test_learner_attributes_other_than_the_hook_name_are_still_registered():
-    """The learner sets Lightning's hook name as a plain attribute; everything else still goes
-    through `nn.Module.__setattr__`, so parameters, buffers and submodules are registered."""
-    from sylvan.methods.core.learner import Learner
-
-    learner = Learner(Naive(), torch.nn.Linear(4, 3), num_tasks=2, num_classes=3)
-    learner._current_fx_name = "training_step"
-    assert learner._current_fx_name == "training_step"
-    assert "_current_fx_name" not in learner._modules and "_current_fx_name" not in learner._buffers
-    learner.head = torch.nn.Linear(3, 2)
-    learner.scale = torch.nn.Parameter(torch.ones(1))
-    assert "head" in learner._modules and "scale" in learner._parameters
-    assert {"head.weight", "head.bias", "scale"} <= set(dict(learner.named_parameters()))
+@pytest.mark.parametrize("minibatches", [3, 64, 70])
+def test_the_classes_of_each_task_label_are_known_as_soon_as_a_minibatch_is_trained(minibatches):
+    """The learner notes the classes of the training batches' task labels a few minibatches at
+    a time: whoever reads the record (task-incremental masking, as the online meter predicts the
+    next minibatch; HAT; PackNet) or saves it sees every minibatch trained on so far."""
+    setting = TaskIncrementalSetting(**OPTIONS)
+    method = Naive()
+    method.configure(setting)
+    learner = method.learner
+    expected = torch.zeros(5, 10, dtype=torch.bool)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(minibatches):
+        t = torch.randint(0, 5, (4,), generator=generator)
+        y = torch.randint(0, 10, (4,), generator=generator)
+        learner.minibatch_loss((torch.rand(4, 1, 8, 8), y, t))
+        expected[t, y] = True
+    assert torch.equal(learner.state_dict()["task_classes"], expected)
+    assert torch.equal(learner.seen_task_classes(), expected)
+    restored = Naive()
+    restored.configure(setting)
+    restored.learner.minibatch_loss((torch.rand(1, 1, 8, 8), torch.tensor([9]), torch.tensor([4])))
+    restored.learner.load_state_dict(learner.state_dict())
+    assert torch.equal(restored.learner.seen_task_classes(), expected), "the restored record replaces what was noted"

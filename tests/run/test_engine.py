@@ -79,6 +79,24 @@ def test_a_fit_calls_its_trigger_points_and_the_methods_hooks_in_order():
     assert per_step == ["loss", "after_backward", "after_step"] * 2
 
 
+def test_a_callback_is_called_at_the_trigger_points_it_overrides_or_is_given():
+    """A callback that overrides one trigger point, and one given its method on the instance,
+    are each called at every step (the loop looks up, once per fit, which do something)."""
+    class EndsOnly(Callback):
+        def __init__(self) -> None:
+            self.ends = 0
+
+        def minibatch_ended(self, fit):
+            self.ends += 1
+
+    ends_only, given = EndsOnly(), Callback()
+    starts: list[int] = []
+    given.minibatch_started = lambda fit, batch: starts.append(fit.step)
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
+    setting.apply(Naive(), callbacks=[ends_only, given])
+    assert ends_only.ends == len(starts) > 0 and starts[:3] == [0, 1, 2]
+
+
 class TwoExperts(Method):
     """A user's method with a network per pair of tasks (an expert for even tasks, one for odd
     ones), each trained in a loop of its own: no device or precision code of its own."""

@@ -38,6 +38,9 @@ def single_value_batch_norm(method: SupervisedMethod) -> ConfigurationError:
     )
 
 
+NOTE_EVERY = 64  # minibatches whose task labels' classes are noted at once (one indexing per column)
+
+
 class Learner(nn.Module):
     """The method's backbone, the classes seen with each task label, and the method's hooks
     around each optimizer step; the method computes each minibatch's loss."""
@@ -52,8 +55,9 @@ class Learner(nn.Module):
         # before every forward pass (DDP's default for buffers), which would cost a collective
         # per step and overwrite what the other workers learned
         self._ddp_params_and_buffers_to_ignore = ["task_classes"]
-        self._seen = torch.ones((), dtype=torch.bool)  # the value `task_classes` notes, made once per device
-        self.step_skipped = False  # the step's gradients overflowed the loss scale (16-mixed)
+        # the (task labels, labels) of minibatches trained on and not yet noted in `task_classes`:
+        # noted NOTE_EVERY minibatches at a time, and whenever the record is read
+        self._unnoted: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     @property
     def device(self) -> torch.device:
@@ -67,16 +71,15 @@ class Learner(nn.Module):
         """The method's loss on one minibatch (as the loader serves it), its inputs made float
         and augmented first, its task labels' classes noted."""
         mark_first_step()
-        batch = Batch(*batch)
-        if batch.x.dtype == torch.uint8:  # pixels as stored (`pixel_batches`): float here, on the device
-            batch = batch._replace(x=float_inputs(batch.x))
+        x, *others = batch
+        batch = Batch(float_inputs(x), *others)  # pixels as stored (`pixel_batches`) become float here, on the device
         method = self.method[0]
         if method.augmentation is not None:
             batch = batch._replace(x=method.augment_inputs(batch.x), stored_x=batch.x)
         if batch.t is not None:
-            if self._seen.device != self.task_classes.device:
-                self._seen = self._seen.to(self.task_classes.device)
-            self.task_classes.index_put_((batch.t, batch.y), self._seen)
+            self._unnoted.append((batch.t, batch.y))
+            if len(self._unnoted) == NOTE_EVERY:
+                self.seen_task_classes()
         try:
             return method.training_step(batch)
         except ValueError as error:
@@ -89,19 +92,43 @@ class Learner(nn.Module):
         engine calls through DDP's forward, the minibatch kept as the loader served it."""
         return self.minibatch_loss(held.batch)
 
-    def gradients_ready(self, scaler: Any) -> None:
+    def seen_task_classes(self) -> torch.Tensor:
+        """`task_classes`, with every minibatch trained on so far noted: [t, c] is true where
+        class c came with task label t."""
+        if self._unnoted:
+            device = self.task_classes.device
+            tasks, classes = (torch.cat(column).to(device) for column in zip(*self._unnoted))
+            self._unnoted.clear()
+            self.task_classes.index_put_((tasks, classes), torch.ones((), dtype=torch.bool, device=device))
+        return self.task_classes
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self.seen_task_classes()
+        return super().state_dict(*args, **kwargs)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self._unnoted.clear()  # what the restored record holds replaces them
+        return super().load_state_dict(*args, **kwargs)
+
+    def gradients_ready(self, scaler: Any) -> bool:
         """The method's hooks between the backward pass and the optimizer's step (`scaler`: the
-        loss scaler of 16-bit mixed precision, or None)."""
+        loss scaler of 16-bit mixed precision, or None). True where the scaler will skip the
+        step, its gradients having overflowed: a step the method's hooks then do not see."""
         method = self.method[0]
         method.held.zero_gradients()
-        self.step_skipped = scaler is not None and step_overflowed(self.model.parameters(), scaler)
-        if not self.step_skipped:
+        skipped = scaler is not None and step_overflowed(self.model.parameters(), scaler)
+        if not skipped:
             method.after_backward()
+        return skipped
 
-    def minibatch_trained(self) -> None:
-        """The method's hooks after the optimizer's step on a minibatch."""
+    def minibatch_trained(self, skipped: bool = False) -> None:
+        """The method's hooks after the optimizer's step on a minibatch (`skipped`: what
+        `gradients_ready` said of it)."""
         method = self.method[0]
         method.held.restore()
-        if not self.step_skipped:
+        if not skipped:
             method.after_step()
-        self.step_skipped = False
+
+    def fit_ended(self) -> None:
+        """After the last minibatch of a fit: its task labels' classes noted."""
+        self.seen_task_classes()

@@ -250,7 +250,7 @@ class SupervisedMethod(Method):
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         """The loss of one minibatch. Default: cross-entropy on the batch (fine-tuning)."""
-        return F.cross_entropy(self.learner(batch.x), batch.y)
+        return F.cross_entropy(self.learner.model(batch.x), batch.y)
 
     def gradients(
         self, loss: torch.Tensor, inputs: Sequence[torch.Tensor], *, retain_graph: bool = False,
@@ -341,7 +341,7 @@ class SupervisedMethod(Method):
         (task-incremental inference with one head); without them, return `scores` unchanged."""
         if task_labels is None:
             return scores
-        allowed = self.learner.task_classes[task_labels.to(scores.device)]
+        allowed = self.learner.seen_task_classes()[task_labels.to(scores.device)]
         return scores.masked_fill(~allowed & allowed.any(1, keepdim=True), float("-inf"))
 
     def state_dict(self) -> dict[str, Any]:

@@ -229,6 +229,7 @@ def general_help() -> str:
             "                         --pareto FILE.png draws accuracy against compute and memory)",
             "  --plugin FILE_OR_MODULE  import extra methods or settings (repeatable)",
             "  --results_dir DIR      where run folders are written (default: results)",
+            "  --loggers NAME ...     where the metrics go: csv (default), tensorboard, wandb",
             "  --wandb_project NAME   log to Weights & Biases",
             "  --version              print the versions of sylvan and its dependencies",
         ]

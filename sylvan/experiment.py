@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any, Optional
@@ -31,6 +31,7 @@ from sylvan.methods.core.base import check_pair
 from sylvan.metrics import Results
 from sylvan.run.budget import refuse_over_budget_ahead
 from sylvan.run.folder_lock import RunFolderLock
+from sylvan.run.loggers import check_loggers
 from sylvan.run.signals import sigterm_stops_the_run, stop_description
 from sylvan.settings import Setting
 from sylvan.tracking import Tracker, check_wandb_mode, default_run_name
@@ -46,11 +47,18 @@ class RunOptions:
     wandb_entity: Optional[str] = None  # W&B entity (team or user)
     wandb_group: Optional[str] = None  # W&B group the run joins (the runs of one sweep or comparison)
     save_checkpoints: bool = True  # save the method's state after each task
+    # where the metrics go, one or several of: csv (logs/ in the run's folder), tensorboard (tensorboard/ in
+    # the run's folder), wandb (Weights & Biases; --wandb_project alone adds it)
+    loggers: list[str] = field(default_factory=lambda: ["csv"])
 
     def check(self) -> None:
         """Refuse W&B options that would be ignored (without a project nothing is logged), and a
         project name W&B refuses, before the run's folder is made rather than after. Checked when
         a run starts (not on --resume, which takes what the run recorded)."""
+        check_loggers(self.loggers)
+        if "wandb" in self.loggers and not self.wandb_project:
+            raise ConfigurationError("--loggers wandb logs to the Weights & Biases project --wandb_project names: "
+                                     "give --wandb_project PROJECT")
         for name in ("wandb_entity", "wandb_group"):
             if getattr(self, name) is not None and self.wandb_project is None:
                 raise ConfigurationError(
@@ -214,7 +222,7 @@ def open_tracker(options: RunOptions, run_name: str, config: dict[str, Any], res
     try:
         return Tracker(
             options.results_dir, run_name, config, wandb_project=options.wandb_project,
-            wandb_entity=options.wandb_entity, wandb_group=options.wandb_group,
+            wandb_entity=options.wandb_entity, wandb_group=options.wandb_group, loggers=options.loggers,
             save_checkpoints=options.save_checkpoints, resume_dir=resume_dir, folder_lock=folder_lock,
         )
     except OSError as error:

@@ -3,7 +3,8 @@
 The folder holds `config.yaml` (the resolved configuration, reloadable with --config_path),
 `results.json` (metrics; identical for two runs with the same seed), `runtime.json` (wall
 times, memory), `accuracy_matrix.png`, `accuracy_curve.png`, `confusion_matrix.png` (supervised
-settings), `logs/train.csv` (per-step losses), `logs/cost.csv` (what each stage cost: its
+settings), the loggers' files (`sylvan.run.loggers`: `logs/train.csv`, `logs/stages.csv`,
+`logs/summary.csv`; `tensorboard/`), `logs/cost.csv` (what each stage cost: its
 training FLOPs, inference FLOPs per sample, and the bytes the method held after it),
 `checkpoints/` (the method's state after each task), `provenance.json` (the software, machine and
 command of the run's start and of each resumption) and, with W&B, `wandb_run.json` (the W&B run's
@@ -14,12 +15,11 @@ task, so an interrupted run keeps what it finished.
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
 import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from sylvan.errors import ConfigurationError, writing
 from sylvan.metrics import Results
 from sylvan.provenance import provenance_entry
 from sylvan.run.folder_lock import RunFolderLock
+from sylvan.run.loggers import CsvLogger, Logger, TensorBoardLogger, WandbLogger, recorded_log
 
 if TYPE_CHECKING:
     from sylvan.run_logger import RunLogger
@@ -45,14 +46,17 @@ class Tracker:
         wandb_project: str | None = None,
         wandb_entity: str | None = None,
         wandb_group: str | None = None,
+        loggers: Sequence[str] = ("csv",),
         save_checkpoints: bool = True,
         verbose: bool = True,
         resume_dir: str | Path | None = None,
         folder_lock: RunFolderLock | None = None,
     ) -> None:
-        """With `resume_dir`, write into that existing run folder (resuming it; see `restore`)
-        and keep its `config.yaml`. The folder is locked for this process (`folder_lock`, where
-        the caller took it already), or refused when another holds it."""
+        """`loggers`: where the metrics go besides the run's folder (`sylvan.run.loggers`: csv,
+        tensorboard, wandb; `wandb_project` alone adds wandb). With `resume_dir`, write into that
+        existing run folder (resuming it; see `restore`) and keep its `config.yaml`. The folder is
+        locked for this process (`folder_lock`, where the caller took it already), or refused when
+        another holds it."""
         if resume_dir is None:
             self.run_dir = unique_run_dir(Path(results_dir).expanduser(), run_name)
         else:
@@ -67,13 +71,12 @@ class Tracker:
             with open(self.run_dir / "config.yaml", "w") as f:
                 yaml.safe_dump(config, f, sort_keys=False)
         record_provenance(self.run_dir, "started" if resume_dir is None else "resumed")
-        self._csv_path = self.run_dir / "logs" / "train.csv"
-        self._csv_fields: list[str] | None = None
-        self._csv_bytes = 0  # bytes written to train.csv, with a digest of them: a checkpoint records both
-        self._csv_digest = hashlib.sha256()
         from sylvan.run_logger import RunLogger
 
         self._logger = RunLogger(self)
+        self.loggers_used: list[Logger] = [CsvLogger(self.run_dir)] if "csv" in loggers else []
+        if "tensorboard" in loggers:
+            self.loggers_used.append(TensorBoardLogger(self.run_dir))
         self.wandb_run = None
         if wandb_project:
             self.wandb_run = start_wandb(wandb_project, wandb_entity, run_name, config, self.run_dir,
@@ -82,6 +85,7 @@ class Tracker:
             write_json(self.run_dir / WANDB_RUN_FILE, {"id": self.wandb_run.id})
             # the W&B run keeps what produced it beside its configuration, each resumption included
             self.wandb_run.save(str(self.run_dir / PROVENANCE_FILE), base_path=str(self.run_dir), policy="now")
+            self.loggers_used.append(WandbLogger(self.wandb_run))
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -89,26 +93,21 @@ class Tracker:
         return self.run_dir / "checkpoints" if self.save_checkpoints else None
 
     def state(self) -> dict[str, Any]:
-        """Where the per-step log stands (kept in each checkpoint, for resuming): its bytes and
-        their SHA-256, its columns, and the next step's number."""
-        return {"csv_bytes": self._csv_bytes,
-                "csv_sha256": self._csv_digest.hexdigest(), "csv_fields": self._csv_fields,
-                "next_step": self._logger.next_step}
+        """Where the logs stand (kept in each checkpoint, for resuming): the next step's number
+        and what the loggers keep (the CSV log's bytes, their SHA-256 and columns, its stages)."""
+        state: dict[str, Any] = {"next_step": self._logger.next_step}
+        for logger in self.loggers_used:
+            state.update(logger.state())
+        return state
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Resuming from a checkpoint: cut `train.csv` back to what it held then (dropping the
-        steps of the stage that was interrupted, which runs again, and anything written after
-        them) and number the next steps after it. A log that no longer starts with what the
-        checkpoint recorded is refused (`log_damage`), before anything is written."""
-        kept, problem = recorded_log(self.run_dir, state)
-        if problem:
-            raise ConfigurationError(problem)
-        if self._csv_path.exists():
-            with open(self._csv_path, "wb") as f:
-                f.write(kept)
-        self._csv_bytes = len(kept)
-        self._csv_digest = hashlib.sha256(kept)
-        self._csv_fields = state["csv_fields"]
+    def restore(self, state: dict[str, Any], stages: int) -> None:
+        """Resuming from a checkpoint written after `stages` stages: cut the logs back to what
+        they held then (dropping the steps of the stage that was interrupted, which runs again,
+        and anything written after them) and number the next steps after it. A CSV log that no
+        longer starts with what the checkpoint recorded is refused (`log_damage`), before
+        anything is written."""
+        for logger in self.loggers_used:
+            logger.restore(state, state["next_step"], stages)
         self._logger.continue_at(state["next_step"])
 
     def release_folder(self) -> None:
@@ -120,24 +119,10 @@ class Tracker:
         return [self._logger]
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
-        row = {"step": step, **{k: float(v) for k, v in metrics.items() if k != "epoch"}}
-        if self._csv_fields is None or set(row) - set(self._csv_fields):
-            self._csv_fields = sorted(set(row) | set(self._csv_fields or []), key=lambda k: (k != "step", k))
-            write_header = True
-        else:
-            write_header = not self._csv_path.exists()
-        text = io.StringIO(newline="")
-        writer = csv.DictWriter(text, fieldnames=self._csv_fields)
-        if write_header:
-            writer.writeheader()
-        writer.writerow(row)
-        written = text.getvalue().encode()
-        with writing(self._csv_path), open(self._csv_path, "ab") as f:
-            f.write(written)
-        self._csv_bytes += len(written)
-        self._csv_digest.update(written)
-        if self.wandb_run is not None:
-            self.wandb_run.log(row, step=step)
+        """A step of the training log (numbered across the run) to every logger."""
+        row = {k: float(v) for k, v in metrics.items() if k != "epoch"}
+        for logger in self.loggers_used:
+            logger.log_step(step, row)
 
     def write_results(self, results: Results) -> None:
         write_json(self.run_dir / "results.json", results.metrics_dict())
@@ -161,12 +146,13 @@ class Tracker:
                 f"({results.task_wall_time[-1]:.1f} s)",
                 flush=True,
             )
-        if self.wandb_run is not None:
-            log = {f"{measure}/task_{j}": a for j, a in enumerate(row) if a is not None}
-            log[f"{measure}/average"] = sum(measured) / len(measured)
-            if results.has_cost:  # what the stage cost
-                log.update({f"cost/stage_{key}": values[-1] for key, values in results.cost()["per_stage"].items()})
-            self.wandb_run.log({**log, "stage": stage})
+        log = {f"{measure}/task_{j}": a for j, a in enumerate(row) if a is not None}
+        log[f"{measure}/average"] = sum(measured) / len(measured)
+        if results.has_cost:  # what the stage cost
+            log.update({f"cost/stage_{key}": values[-1] for key, values in results.cost()["per_stage"].items()})
+        at = max(self._logger.next_step - 1, 0)  # the last step logged: before a resumed run's next step
+        for logger in self.loggers_used:
+            logger.log_stage(stage, at, log)
 
     def finish(self, results: Results) -> None:
         """Write the final results and plots, print the table, close W&B."""
@@ -184,55 +170,18 @@ class Tracker:
         if self.verbose:
             print(results.table())
             print(f"[sylvan] results written to {self.run_dir}")
-        if self.wandb_run is not None:
-            import wandb
-
-            self.wandb_run.log({name: wandb.Image(str(path)) for name, path in plots.items()})
-            for key, value in results.summary().items():
-                if value is not None:
-                    self.wandb_run.summary[key] = value
-            if results.has_cost:  # what the run cost (`sylvan.run.accounting`)
-                for key, value in results.cost().items():
-                    if key != "per_stage":
-                        self.wandb_run.summary[f"cost/{key}"] = value
-            self.wandb_run.finish()
+        summary = {key: value for key, value in results.summary().items() if value is not None}
+        if results.has_cost:  # what the run cost (`sylvan.run.accounting`)
+            summary.update({f"cost/{key}": value for key, value in results.cost().items() if key != "per_stage"})
+        for logger in self.loggers_used:
+            logger.log_summary(summary, plots)
+            logger.close()
 
 
 def log_damage(run_dir: Path, state: dict[str, Any]) -> str | None:
     """Why `logs/train.csv` in `run_dir` cannot be cut back to where a checkpoint's tracker
     `state` says it stood (`recorded_log`); None where it can."""
     return recorded_log(run_dir, state)[1]
-
-
-def recorded_log(run_dir: Path, state: dict[str, Any]) -> tuple[bytes, str | None]:
-    """The part of `logs/train.csv` in `run_dir` that a checkpoint's tracker `state` says it held,
-    and why it cannot be restored where it cannot: shorter than it was then, or no longer the
-    same bytes (cut, edited, overwritten). A checkpoint of an older version recorded its lines
-    alone, and no digest: that part is not checked."""
-    path = Path(run_dir) / "logs" / "train.csv"
-    try:
-        with open(path, "rb") as f:
-            head = f.read(state["csv_bytes"]) if "csv_sha256" in state else b"".join(
-                f.readlines()[: state["csv_lines"]])
-    except FileNotFoundError:
-        head = b""
-    except OSError as error:
-        return b"", f"--resume {run_dir}: cannot read {path} ({error.strerror})"
-    if "csv_sha256" not in state:
-        return head, None
-    recorded = state["csv_bytes"]
-    if len(head) == recorded and hashlib.sha256(head).hexdigest() == state["csv_sha256"]:
-        return head, None
-    if not path.exists():
-        found = "is gone since the last checkpoint was written"
-    elif len(head) < recorded:
-        found = f"holds {len(head)} of the {recorded} bytes it held when the last checkpoint was written"
-    else:
-        found = "has changed since the last checkpoint was written"
-    return head, (
-        f"--resume {run_dir}: the training log {path} {found}, so the resumed run's log would not be the run's. "
-        "Nothing was written. Put the file back as it was (from a copy), or start the run again"
-    )
 
 
 def record_provenance(run_dir: Path, event: str) -> None:

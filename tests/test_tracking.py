@@ -162,3 +162,113 @@ def test_a_run_that_logs_one_step_per_task_numbers_every_row_anew(tmp_path):
     rows = (tracker.run_dir / "logs" / "train.csv").read_text().splitlines()[1:]
     assert [int(row.split(",")[0]) for row in rows] == [0, 1, 2]
     assert logger.next_step == 3
+
+
+class FakeWandbRun:
+    """What a W&B run is told, without W&B."""
+
+    id = "fake"
+
+    def __init__(self) -> None:
+        self.logged: list[dict] = []
+        self.summary: dict = {}
+
+    def log(self, row, step=None):
+        self.logged.append(dict(row))
+
+    def save(self, *args, **kwargs):
+        pass
+
+    def finish(self):
+        pass
+
+
+def logged_by_each(run_dir: Path, wandb_run: FakeWandbRun) -> dict[str, set[str]]:
+    """The names of the metrics each logger received: CSV's files, TensorBoard's scalar tags
+    (the summary's under `summary/`), W&B's logged keys and summary."""
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def csv_names(name: str) -> set[str]:
+        with open(run_dir / "logs" / name) as f:
+            return set(csv.DictReader(f).fieldnames) - {"step", "stage"}
+
+    with open(run_dir / "logs" / "summary.csv") as f:
+        summary = {row["name"] for row in csv.DictReader(f)}
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"]) - {"stage"}
+    wandb_keys = {key for row in wandb_run.logged for key in row} - {"step", "stage"}
+    return {
+        "csv": csv_names("train.csv") | csv_names("stages.csv") | summary,
+        "tensorboard": {tag.removeprefix("summary/") for tag in tags},
+        "wandb": {key for key in wandb_keys if not key.endswith("_matrix") and not key.endswith("_curve")}
+        | set(wandb_run.summary),
+    }
+
+
+def test_every_logger_gets_the_same_metrics(tmp_path, monkeypatch):
+    """`--loggers csv tensorboard wandb`: the training log's steps, each stage's accuracies and
+    costs, and the run's summary reach each of them, under the same names."""
+    pytest.importorskip("tensorboard")
+    from sylvan import tracking
+    from sylvan.experiment import RunOptions, run_experiment
+
+    wandb_run = FakeWandbRun()
+    monkeypatch.setattr(tracking, "start_wandb", lambda *args, **kwargs: wandb_run)
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "batch_size": 4})
+    options = RunOptions(results_dir=str(tmp_path), run_name="all", loggers=["csv", "tensorboard", "wandb"],
+                         wandb_project="sylvan-test")
+    monkeypatch.setattr(RunOptions, "check", lambda self: None)  # no W&B installation needed
+    run_experiment(setting, Naive(), options)
+    names = logged_by_each(tmp_path / "all", wandb_run)
+    assert {"train/loss", "accuracy/task_0", "accuracy/average", "cost/stage_training_flops",
+            "final_average_accuracy", "cost/training_flops"} <= names["csv"]
+    assert names["csv"] == names["tensorboard"] == names["wandb"]
+
+
+def test_a_resumed_runs_logs_are_an_uninterrupted_runs(tmp_path):
+    """Resumed after its first task, a run's CSV stages and TensorBoard scalars hold each step
+    and stage once, with an uninterrupted run's values (what was logged after the checkpoint is
+    dropped: TensorBoard's purge step, the CSV log cut back)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from sylvan.cli import run as cli_run
+    from sylvan.experiment import RunOptions, run_experiment
+
+    def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+        events = EventAccumulator(str(run_dir / "tensorboard"))
+        events.Reload()
+        return [(event.step, event.value) for event in events.Scalars(tag)]
+
+    folders = {}
+    for name in ("whole", "resumed"):
+        setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "nb_tasks": 3, "batch_size": 2})
+        run_experiment(setting, Naive(), RunOptions(results_dir=str(tmp_path), run_name=name,
+                                                    loggers=["csv", "tensorboard"]))
+        folders[name] = tmp_path / name
+    for stage in (1, 2):
+        (folders["resumed"] / "checkpoints" / f"after_stage_{stage}.pt").unlink()
+    assert cli_run(["--resume", str(folders["resumed"])]) == 0
+    whole, resumed = folders["whole"], folders["resumed"]
+    for tag in ("train/loss", "accuracy/average", "summary/final_average_accuracy"):
+        assert scalars(resumed, tag) == scalars(whole, tag), tag
+    steps = [step for step, _ in scalars(resumed, "train/loss")]
+    assert len(steps) == len(set(steps)) > 3
+    assert (resumed / "logs" / "stages.csv").read_text() == (whole / "logs" / "stages.csv").read_text()
+
+
+@pytest.mark.parametrize(("loggers", "message"), [
+    (["cvs"], "unknown logger 'cvs'; valid loggers: csv, tensorboard, wandb"),
+    (["csv", "wandb"], "--loggers wandb logs to the Weights & Biases project --wandb_project names"),
+])
+def test_loggers_that_cannot_log_are_refused_before_the_run_starts(tmp_path, loggers, message):
+    from sylvan.errors import ConfigurationError, UnknownNameError
+    from sylvan.experiment import RunOptions, run_experiment
+
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
+    with pytest.raises((ConfigurationError, UnknownNameError), match=message):
+        run_experiment(setting, Naive(), RunOptions(results_dir=str(tmp_path / "results"), loggers=loggers))
+    assert not (tmp_path / "results").exists()

@@ -106,7 +106,7 @@ class Checkpointer:
             raise mismatch from error
         restore_rng_states(checkpoint.rng)
         if self.tracker is not None and checkpoint.tracker_state is not None:
-            self.tracker.restore(checkpoint.tracker_state)
+            self.tracker.restore(checkpoint.tracker_state, stages=checkpoint.stage + 1)
         results = checkpoint.results
         results.complete = False
         return results, checkpoint.stage

@@ -58,7 +58,7 @@ def run_one(job: tuple[str, str, int, str, str]) -> tuple[str, str, int, float]:
     torch.set_num_threads(1)
     from seq_mnist import RUNS
 
-    from sylvan.experiment import RunOptions, run_experiment
+    from sylvan.run.experiment import RunOptions, run_experiment
     from sylvan.settings import SETTINGS
 
     recipe = RUNS[RECIPES[method]]

@@ -71,7 +71,7 @@ def plain_loop(data_dir: str, seed: int = 0, capacity: int = 200, replay: int = 
     import torch.nn.functional as F
     from torch import nn
 
-    from sylvan.first_step import mark_first_step
+    from sylvan.run.first_step import mark_first_step
     from sylvan.settings.data.idx_files import read_mnist_split
 
     torch.manual_seed(seed)

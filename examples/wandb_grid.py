@@ -22,8 +22,8 @@ import statistics
 import time
 from pathlib import Path
 
-from sylvan.experiment import RunOptions, run_experiment
 from sylvan.methods import Rehearsal
+from sylvan.run.experiment import RunOptions, run_experiment
 from sylvan.settings import get_setting
 
 

@@ -4,6 +4,8 @@ under `TYPE_CHECKING`, aside), and settings, buffers and models never import a m
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,7 +188,7 @@ def test_signals_are_handled_in_one_module():
 
 def test_one_checkpointer_saves_and_restores_a_run():
     """Writing checkpoint files and putting a run back from one happen in
-    `sylvan.run.checkpointer` only (the file format itself is `sylvan.checkpoints`)."""
+    `sylvan.run.checkpointer` only (the file format itself is `sylvan.run.checkpoints`)."""
     calls = ("save_checkpoint(", "save_worker_checkpoint(", "method.load_state_dict(", "tracker.restore(")
     places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                     if path.name != "checkpoints.py" and any(call in path.read_text() for call in calls))
@@ -252,3 +254,22 @@ def test_the_checks_of_a_setting_and_method_pair_are_made_in_one_place():
     places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                     if any(call in path.read_text() for call in calls))
     assert places == ["methods/core/base.py"]
+
+
+# the modules at the package's top level: what every folder uses (errors, the registries, the
+# minibatches of in-memory tensors, host-to-device copies); everything else lives in a folder
+TOP_LEVEL_MODULES = {"__init__.py", "errors.py", "registry.py", "minibatches.py", "transfer.py"}
+
+
+def test_the_package_top_level_holds_only_what_every_folder_uses():
+    loose = {path.name for path in PACKAGE.glob("*.py")} - TOP_LEVEL_MODULES
+    assert not loose, f"put {sorted(loose)} in a folder (run/, analysis/, cli/, ...)"
+
+
+def test_importing_sylvan_imports_no_method_setting_or_lightning():
+    """`import sylvan` stays light: its names (`sylvan.METHODS`, `sylvan.Setting`, ...) are
+    imported when first used."""
+    code = ("import sys, sylvan; loaded = [m for m in sys.modules if m.startswith(('sylvan.', 'lightning', 'torch'))]; "
+            "print(loaded); assert not loaded; assert sylvan.METHODS['naive'].name == 'naive'")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

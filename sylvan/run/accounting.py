@@ -204,7 +204,7 @@ class CountCompute(Callback):
 
 # where the walk of a method's attributes stops: the run and what it reaches (the setting, its
 # data, the tracker), and objects that hold no state of the method's
-_NOT_KEPT = ("sylvan.run.", "sylvan.settings.", "sylvan.tracking", "sylvan.parallel.")
+_NOT_KEPT = ("sylvan.run.", "sylvan.settings.", "sylvan.parallel.")
 
 
 def held_tensors(root: Any) -> Iterator[torch.Tensor]:

@@ -156,7 +156,7 @@ def refuse_over_budget_ahead(setting: Any, method: Any) -> None:
         return
     import copy
 
-    from sylvan.checkpoints import restore_rng_states, rng_states
+    from sylvan.run.checkpoints import restore_rng_states, rng_states
     from sylvan.run.context import RunContext
 
     states = rng_states()

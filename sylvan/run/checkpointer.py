@@ -1,6 +1,6 @@
 """Saving and restoring a run, in one place: `Checkpointer`, which every run loop holds through
 its `RunContext`. What a checkpoint file holds, how it is named and how it is read safely is
-`sylvan.checkpoints`."""
+`sylvan.run.checkpoints`."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sylvan.checkpoints import (
+from sylvan.errors import ConfigurationError
+from sylvan.run.checkpoints import (
     RunCheckpoint,
     nothing_to_resume,
     restore_rng_states,
     save_checkpoint,
     save_worker_checkpoint,
 )
-from sylvan.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from sylvan.metrics import Results
+    from sylvan.analysis.metrics import Results
 
 _UNKNOWN = object()  # the workers' checkpoint folder before worker 0 has said where it is
 

@@ -163,7 +163,7 @@ def recorded_log(run_dir: Path, state: dict[str, Any]) -> tuple[bytes, str | Non
 
 
 class WandbLogger(Logger):
-    """A Weights & Biases run (`sylvan.tracking.start_wandb`: offline without credentials; a
+    """A Weights & Biases run (`sylvan.run.tracking.start_wandb`: offline without credentials; a
     resumed run logs into the W&B run it logged to)."""
 
     name: ClassVar[str] = "wandb"

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sylvan.analysis.metrics import Results
 from sylvan.methods.core.base import check_pair
-from sylvan.metrics import Results
 from sylvan.run.accounting import FlopCount, TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from sylvan.metrics import Results
+    from sylvan.analysis.metrics import Results
 
 
 def with_task_hooks(setting: Any, method: Any, stage: int, train: Callable[[], None]) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
+from sylvan.analysis.metrics import Results
 from sylvan.errors import RunFailedError
 from sylvan.methods.core.base import check_pair
-from sylvan.metrics import Results
 from sylvan.run.accounting import TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext

@@ -17,7 +17,7 @@ from sylvan.errors import ConfigurationError, require_finite_numbers, unknown_na
 from sylvan.registry import register
 
 if TYPE_CHECKING:
-    from sylvan.metrics import Results
+    from sylvan.analysis.metrics import Results
 
 SETTINGS: dict[str, type[Setting]] = {}
 
@@ -81,8 +81,8 @@ class Setting:
 
     def apply(self, method: Any, tracker: Any = None, resume: Any = None) -> Results:
         """Train `method` on this setting's stream, evaluate it, and return the results.
-        `tracker` (see `sylvan.tracking`) writes results as the run goes; `resume` (a
-        `sylvan.checkpoints.RunCheckpoint`) continues an interrupted run after its last
+        `tracker` (see `sylvan.run.tracking`) writes results as the run goes; `resume` (a
+        `sylvan.run.checkpoints.RunCheckpoint`) continues an interrupted run after its last
         finished stage."""
         raise NotImplementedError
 

@@ -21,11 +21,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from sylvan.checkpoints import RunCheckpoint
+from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError
-from sylvan.metrics import Results
 from sylvan.registry import METHODS
 from sylvan.run.budget import MemoryBudgetOptions
+from sylvan.run.checkpoints import RunCheckpoint
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator
 from sylvan.settings.environments import (
     DEFAULT_VARIED_ATTRIBUTES,

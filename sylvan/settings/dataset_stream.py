@@ -23,7 +23,7 @@ from sylvan.settings.data.streams import TaskData
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
 if TYPE_CHECKING:
-    from sylvan.metrics import Results
+    from sylvan.analysis.metrics import Results
 
 DEFAULT_LENGTH = 20
 MAX_STREAM_LENGTH = 1000  # ten times the longest published streams (NEVIS'22: 106 tasks; CTrL's S_long: 100)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from sylvan.metrics import Results
+from sylvan.analysis.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.parallel.data_parallel import DataParallelOptions, check_replay_options
 from sylvan.run.budget import MemoryBudgetOptions
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
     from continuum.scenarios import ContinualScenario
 
-    from sylvan.checkpoints import RunCheckpoint
     from sylvan.parallel.data_parallel import DataParallel
+    from sylvan.run.checkpoints import RunCheckpoint
     from sylvan.run.context import RunContext
     from sylvan.run.evaluation import Evaluation
 

@@ -38,7 +38,7 @@ def test_the_plain_loop_reads_mnist_and_marks_its_first_step(tmp_path, mnist_roo
 
 
 def test_without_the_variable_nothing_is_written(tmp_path):
-    code = "from sylvan.first_step import mark_first_step; mark_first_step(); mark_first_step()"
+    code = "from sylvan.run.first_step import mark_first_step; mark_first_step(); mark_first_step()"
     environment = {key: value for key, value in os.environ.items() if key != "SYLVAN_FIRST_STEP_FILE"}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env={**environment, "PYTHONPATH": str(REPO)})
     assert list(tmp_path.iterdir()) == []

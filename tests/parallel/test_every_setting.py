@@ -15,8 +15,8 @@ from sylvan.parallel.data_parallel import DataParallel
 from sylvan.parallel.sharded_evaluation import summed_online_counts
 from sylvan.run.context import LocalReplay, RunContext
 from sylvan.settings import SETTINGS, ClassIncrementalSetting, OnlineSetting
+from tests.cli.test_cli import sylvan
 from tests.gloo_workers import results_on_two_workers
-from tests.test_cli import sylvan
 
 DIGITS = ["--dataset", "digits", "--progress_bar", "false", "--seed", "0", "--accelerator", "cpu"]
 

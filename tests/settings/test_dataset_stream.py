@@ -207,9 +207,9 @@ def test_an_unknown_dataset_is_refused_with_the_known_ones():
 def test_a_resumed_stream_equals_one_never_interrupted(tmp_path):
     """The checkpoint holds the matrix with its entries still to come; the references of the
     forward transfer are trained after the stream, resumed or not."""
-    from sylvan.checkpoints import latest_checkpoint
-    from sylvan.tracking import Tracker
-    from tests.test_resume import Interrupted, InterruptingTracker
+    from sylvan.run.checkpoints import latest_checkpoint
+    from sylvan.run.tracking import Tracker
+    from tests.run.test_resume import Interrupted, InterruptingTracker
 
     def run(tracker, resume=None):
         return stream(stream_length=3, seed=2).apply(METHODS["rehearsal"](buffer_size=30), tracker, resume=resume)

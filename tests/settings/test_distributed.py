@@ -20,8 +20,8 @@ import torch
 from sylvan.errors import ConfigurationError, UnknownNameError
 from sylvan.parallel.data_parallel import DataParallel
 from sylvan.settings import ClassIncrementalSetting, DistributedSetting
+from tests.cli.test_cli import REPO, sylvan
 from tests.conftest import default_signal_handling
-from tests.test_cli import REPO, sylvan
 
 # CPU workers (gloo) wherever the tests run, a GPU machine included
 COMMON = ["--dataset", "digits", "--epochs", "3", "--progress_bar", "false", "--seed", "0", "--accelerator", "cpu"]

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from sylvan.errors import ConfigurationError
-from sylvan.experiment import RunOptions, run_experiment
 from sylvan.methods import Rehearsal
+from sylvan.run.experiment import RunOptions, run_experiment
 from sylvan.settings import ClassIncrementalSetting, DomainIncrementalSetting, OnlineSetting
 from tests.conftest import REPO
 

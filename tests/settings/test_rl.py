@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError
 from sylvan.methods import DQN, METHODS, Method, RandomMethod
-from sylvan.metrics import Results
 from sylvan.settings import (
     SETTINGS,
     ContinualRLSetting,

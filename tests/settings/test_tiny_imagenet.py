@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from sylvan.errors import DataUnavailableError
-from sylvan.experiment import RunOptions, run_experiment
 from sylvan.methods import Rehearsal
 from sylvan.minibatches import float_inputs
+from sylvan.run.experiment import RunOptions, run_experiment
 from sylvan.settings import ClassIncrementalSetting
 from sylvan.settings.data.decoding import decode_images, materialize_per_sample
 

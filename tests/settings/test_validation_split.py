@@ -81,8 +81,8 @@ def test_the_run_evaluates_on_held_out_training_samples_and_never_reads_the_test
 
 
 def test_results_say_what_they_were_measured_on(tmp_path):
-    from sylvan.experiment import RunOptions, run_experiment
     from sylvan.methods import Naive
+    from sylvan.run.experiment import RunOptions, run_experiment
 
     setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting), validation_fraction=0.25)
     results = run_experiment(setting, Naive(), RunOptions(results_dir=str(tmp_path), run_name="held_out"))

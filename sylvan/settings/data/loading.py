@@ -7,7 +7,7 @@ import gc
 import weakref
 from typing import Any, Callable
 
-from sylvan.checkpoints import restore_rng_states, rng_states
+from sylvan.run.checkpoints import restore_rng_states, rng_states
 from sylvan.settings.data.streams import TaskData
 
 # the tensors of the tasks this process's runs have loaded, to see what finished runs left behind

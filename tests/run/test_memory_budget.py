@@ -10,10 +10,10 @@ import pytest
 
 from sylvan.cli import main
 from sylvan.errors import ConfigurationError
-from sylvan.experiment import RunOptions, run_experiment
 from sylvan.methods import METHODS
 from sylvan.run.budget import MemoryBudgetExceeded, planned_memory
 from sylvan.run.context import RunContext
+from sylvan.run.experiment import RunOptions, run_experiment
 from sylvan.settings import ClassIncrementalSetting, TaskIncrementalSetting
 
 MLP_PARAMETERS = 64 * 100 + 100 * 100 + 100 * 10 + 100 + 100 + 10

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sylvan.tracking import Tracker
+    from sylvan.run.tracking import Tracker
 
 
 class RunLogger:

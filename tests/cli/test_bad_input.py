@@ -12,7 +12,7 @@ import pytest
 
 from sylvan.cli import main
 from sylvan.methods import METHODS
-from tests.test_cli import REPO
+from tests.cli.test_cli import REPO
 
 
 def refused(capsys, *argv: str) -> str:

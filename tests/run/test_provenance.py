@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import sylvan
-from sylvan.provenance import machine, provenance_entry, software_versions, source_revision
-from sylvan.tracking import record_provenance
-from tests.test_cli import sylvan as sylvan_command
+from sylvan.run.provenance import machine, provenance_entry, software_versions, source_revision
+from sylvan.run.tracking import record_provenance
+from tests.cli.test_cli import sylvan as sylvan_command
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -138,7 +138,7 @@ def test_what_a_plugin_method_holds_is_counted_as_a_builtin_one_is():
 
 
 def test_results_json_and_the_console_hold_the_cost(tmp_path, capsys):
-    from sylvan.experiment import RunOptions, run_experiment
+    from sylvan.run.experiment import RunOptions, run_experiment
 
     results = run_experiment(digits(), METHODS["naive"](), RunOptions(results_dir=str(tmp_path), run_name="naive"))
     recorded = json.loads((tmp_path / "naive" / "results.json").read_text())

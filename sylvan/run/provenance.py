@@ -46,7 +46,7 @@ def source_revision(folder: str | os.PathLike[str] | None = None) -> str | None:
     by "+modified" when tracked files of the checkout differ from it; None when sylvan is not
     imported from a git checkout or git cannot tell. `folder` (a package folder whose
     `__init__.py` the checkout tracks) defaults to sylvan's."""
-    folder = Path(folder) if folder is not None else Path(__file__).resolve().parent
+    folder = Path(folder) if folder is not None else Path(__file__).resolve().parents[1]  # sylvan/
 
     def git(*args: str) -> str | None:
         try:

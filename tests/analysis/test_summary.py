@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sylvan.analysis.summary import find_runs, group_runs, load_run, mean_std, summarize, summary_rows
 from sylvan.errors import ConfigurationError
-from sylvan.summary import find_runs, group_runs, load_run, mean_std, summarize, summary_rows
-from tests.test_cli import FAST, sylvan
+from tests.cli.test_cli import FAST, sylvan
 
 
 def write_run(root: Path, name: str, seed: int, lr: float, final: float, complete: bool = True,
@@ -235,7 +235,7 @@ def test_the_command_fills_in_a_plugins_defaults_given_the_plugin(tmp_path):
     alone = sylvan("--summarize", str(tmp_path))
     assert alone.returncode == 0, alone.stderr
     assert alone.stdout.splitlines()[-1] == "2 finished run(s) in 2 configuration(s)"
-    plugin = Path(__file__).resolve().parents[1] / "examples" / "l2_anchor.py"
+    plugin = Path(__file__).resolve().parents[2] / "examples" / "l2_anchor.py"
     told = sylvan("--plugin", str(plugin), "--summarize", str(tmp_path))
     assert told.returncode == 0, told.stderr
     assert told.stdout.splitlines()[-1] == "2 finished run(s) in 1 configuration(s)"

@@ -1,7 +1,7 @@
 """Running an experiment: one setting, one method, a run folder (and W&B), from Python or the
 command line alike.
 
-    from sylvan.experiment import RunOptions, run_experiment
+    from sylvan.run.experiment import RunOptions, run_experiment
     from sylvan.methods import Rehearsal
     from sylvan.settings import ClassIncrementalSetting
 
@@ -24,17 +24,17 @@ from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any, Optional
 
-from sylvan.checkpoints import checkpointed_stages
+from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError, OutputNotWritten, RunInterrupted
 from sylvan.methods import Method
 from sylvan.methods.core.base import check_pair
-from sylvan.metrics import Results
 from sylvan.run.budget import refuse_over_budget_ahead
+from sylvan.run.checkpoints import checkpointed_stages
 from sylvan.run.folder_lock import RunFolderLock
 from sylvan.run.loggers import check_loggers
 from sylvan.run.signals import sigterm_stops_the_run, stop_description
+from sylvan.run.tracking import Tracker, check_wandb_mode, default_run_name
 from sylvan.settings import Setting
-from sylvan.tracking import Tracker, check_wandb_mode, default_run_name
 
 
 @dataclass

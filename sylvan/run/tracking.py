@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError, writing
-from sylvan.metrics import Results
-from sylvan.provenance import provenance_entry
 from sylvan.run.folder_lock import RunFolderLock
 from sylvan.run.loggers import CsvLogger, Logger, TensorBoardLogger, WandbLogger, recorded_log
+from sylvan.run.provenance import provenance_entry
 
 if TYPE_CHECKING:
-    from sylvan.run_logger import RunLogger
+    from sylvan.run.run_logger import RunLogger
 
 
 class Tracker:
@@ -71,7 +71,7 @@ class Tracker:
             with open(self.run_dir / "config.yaml", "w") as f:
                 yaml.safe_dump(config, f, sort_keys=False)
         record_provenance(self.run_dir, "started" if resume_dir is None else "resumed")
-        from sylvan.run_logger import RunLogger
+        from sylvan.run.run_logger import RunLogger
 
         self._logger = RunLogger(self)
         self.loggers_used: list[Logger] = [CsvLogger(self.run_dir)] if "csv" in loggers else []
@@ -157,7 +157,7 @@ class Tracker:
     def finish(self, results: Results) -> None:
         """Write the final results and plots, print the table, close W&B."""
         self.write_results(results)
-        from sylvan.plots import plot_accuracy_curve, plot_accuracy_matrix, plot_confusion_matrix
+        from sylvan.analysis.plots import plot_accuracy_curve, plot_accuracy_matrix, plot_confusion_matrix
 
         drawn = [("accuracy_matrix", plot_accuracy_matrix), ("accuracy_curve", plot_accuracy_curve)]
         if results.confusion_matrix is not None:
@@ -186,7 +186,7 @@ def log_damage(run_dir: Path, state: dict[str, Any]) -> str | None:
 
 def record_provenance(run_dir: Path, event: str) -> None:
     """Add to the run's `provenance.json` what produced this part of the run: its start, or a
-    resumption (`sylvan.provenance`). Earlier entries are kept; a file that cannot be read (a
+    resumption (`sylvan.run.provenance`). Earlier entries are kept; a file that cannot be read (a
     damaged one) is started again."""
     path = run_dir / PROVENANCE_FILE
     history: list[Any] = []

@@ -4,7 +4,7 @@ Each configuration (the runs `--summarize` groups: the same setting, method and 
 seeds) is one point: its mean final average accuracy against its mean training FLOPs, and
 against the mean bytes its method keeps (`Results.cost`), with the standard deviation over seeds
 as error bars. Configurations are compared within a problem: a setting and the options of it
-that change the problem (dataset, tasks, epochs, ...; `sylvan.summary.problem_of`). A
+that change the problem (dataset, tasks, epochs, ...; `sylvan.analysis.summary.problem_of`). A
 configuration is Pareto-optimal where no other configuration of its problem is at least as
 accurate and at most as costly with one of the two strictly better. The PNG has a row of panels
 per problem, one for compute and one for memory, the optimal configurations marked and joined;
@@ -150,11 +150,11 @@ def figure(points: Sequence[Point], optimal: dict[str, list[bool]]) -> Any:
 def log_pareto(png: Path, csv_path: Path, project: str, entity: str | None = None, group: str | None = None) -> str:
     """Log the trade-off drawn to `png` (with its CSV, `write_pareto`) to Weights & Biases, as a
     run of its own in `project`: the CSV as the table `pareto/table`, the PNG as the image
-    `pareto/plot`. Offline where there are no credentials (`sylvan.tracking.start_wandb`).
+    `pareto/plot`. Offline where there are no credentials (`sylvan.run.tracking.start_wandb`).
     Returns where the run went: its URL, or its offline folder."""
     import wandb
 
-    from sylvan.tracking import start_wandb
+    from sylvan.run.tracking import start_wandb
 
     with open(csv_path, newline="") as f:
         header, *rows = list(csv.reader(f))

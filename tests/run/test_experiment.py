@@ -14,8 +14,8 @@ import torch
 import yaml
 
 from sylvan.errors import ConfigurationError, InapplicableMethodError, TrainingDivergedError
-from sylvan.experiment import RunOptions, defining_plugins, run_experiment
 from sylvan.methods import EWC, METHODS, Naive, Rehearsal
+from sylvan.run.experiment import RunOptions, defining_plugins, run_experiment
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
 from tests.conftest import REPO, loaded_from_file, tiny_options
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from sylvan.methods import Naive
+from sylvan.run.tracking import Tracker, recorded_wandb_run_id, unique_run_dir
 from sylvan.settings import ClassIncrementalSetting
-from sylvan.tracking import Tracker, recorded_wandb_run_id, unique_run_dir
 from tests.conftest import tiny_options
 
 
@@ -212,8 +212,8 @@ def test_every_logger_gets_the_same_metrics(tmp_path, monkeypatch):
     """`--loggers csv tensorboard wandb`: the training log's steps, each stage's accuracies and
     costs, and the run's summary reach each of them, under the same names."""
     pytest.importorskip("tensorboard")
-    from sylvan import tracking
-    from sylvan.experiment import RunOptions, run_experiment
+    from sylvan.run import tracking
+    from sylvan.run.experiment import RunOptions, run_experiment
 
     wandb_run = FakeWandbRun()
     monkeypatch.setattr(tracking, "start_wandb", lambda *args, **kwargs: wandb_run)
@@ -236,7 +236,7 @@ def test_a_resumed_runs_logs_are_an_uninterrupted_runs(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from sylvan.cli import run as cli_run
-    from sylvan.experiment import RunOptions, run_experiment
+    from sylvan.run.experiment import RunOptions, run_experiment
 
     def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
         events = EventAccumulator(str(run_dir / "tensorboard"))
@@ -266,7 +266,7 @@ def test_a_resumed_runs_logs_are_an_uninterrupted_runs(tmp_path):
 ])
 def test_loggers_that_cannot_log_are_refused_before_the_run_starts(tmp_path, loggers, message):
     from sylvan.errors import ConfigurationError, UnknownNameError
-    from sylvan.experiment import RunOptions, run_experiment
+    from sylvan.run.experiment import RunOptions, run_experiment
 
     setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
     with pytest.raises((ConfigurationError, UnknownNameError), match=message):

@@ -125,7 +125,7 @@ def test_help_shows_setting_and_method_options():
 
 
 def test_the_command_finishes_threads_exit_handlers_and_output_before_it_leaves(tmp_path):
-    """The command skips the interpreter's teardown (sylvan/process_exit.py) but keeps what a
+    """The command skips the interpreter's teardown (sylvan/cli/process_exit.py) but keeps what a
     normal exit does: non-daemon threads run to their end, atexit handlers run (wandb and
     logging rely on them), buffered output reaches the pipe, and the exit status is kept."""
     plugin = tmp_path / "exit_probe.py"
@@ -529,8 +529,8 @@ def test_a_config_file_key_outside_the_run_layout_is_refused(tmp_path, keys, mes
 
 def test_a_run_config_holds_only_the_keys_a_config_file_may_have():
     from sylvan.cli import CONFIG_KEYS
-    from sylvan.experiment import RunOptions, run_config
     from sylvan.methods import Rehearsal
+    from sylvan.run.experiment import RunOptions, run_config
     from sylvan.settings import ClassIncrementalSetting
 
     recorded = run_config(ClassIncrementalSetting(), Rehearsal(), RunOptions(), plugins=["examples/l2_anchor.py"])

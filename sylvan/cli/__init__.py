@@ -26,15 +26,15 @@ import yaml
 from simple_parsing import ArgumentParser
 from simple_parsing.help_formatter import SimpleHelpFormatter
 
-from sylvan.checkpoints import configuration_changes, latest_checkpoint, nothing_to_resume
+from sylvan.cli.process_exit import exit_process, leave_now
 from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError
-from sylvan.experiment import RunOptions, open_tracker, run_config, run_experiment, run_to_the_end
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
-from sylvan.process_exit import exit_process, leave_now
 from sylvan.registry import definition_site, is_builtin, option_class_problem
+from sylvan.run.checkpoints import configuration_changes, latest_checkpoint, nothing_to_resume
+from sylvan.run.experiment import RunOptions, open_tracker, run_config, run_experiment, run_to_the_end
 from sylvan.run.folder_lock import RunFolderLock
+from sylvan.run.tracking import log_damage
 from sylvan.settings import SETTINGS, Setting, get_setting
-from sylvan.tracking import log_damage
 
 
 def _names_parser() -> argparse.ArgumentParser:
@@ -138,7 +138,7 @@ def failure_site(error: BaseException) -> str:
     refused) nor the import machinery's; for a syntax error, the line that does not parse."""
     if isinstance(error, SyntaxError):
         return f"SyntaxError: {error.msg} ({error.filename}, line {error.lineno})"
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # sylvan/, whose frames are not the plugin's
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)
               if not frame.filename.startswith("<") and package not in Path(frame.filename).resolve().parents]
     site = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
@@ -481,7 +481,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if names.version:
         if unparsed or names.setting or names.method or names.config_path or names.list or names.resume:
             raise ConfigurationError("--version takes no other option: sylvan --version")
-        from sylvan.provenance import version_text
+        from sylvan.run.provenance import version_text
 
         print(version_text())
         return 0
@@ -500,7 +500,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                 "and with --pareto, --wandb_project, --wandb_entity, --wandb_group) only: sylvan --summarize results "
                 "[--summary_csv summary.csv] [--pareto pareto.png [--wandb_project PROJECT]]"
             )
-        from sylvan.summary import summarize
+        from sylvan.analysis.summary import summarize
 
         load_plugins(names.plugin)  # so that options a run did not record take the plugin's defaults
         print(summarize(names.summarize, names.summary_csv, names.pareto, tracking))
@@ -619,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def console() -> NoReturn:
     """The `sylvan` command and `python cli.py`: `main`, then `exit_process`, which skips the
     interpreter's teardown (1.5 to 2 s of garbage collection once torch and Lightning are
-    loaded) after doing what a normal exit does (see sylvan/process_exit.py)."""
+    loaded) after doing what a normal exit does (see sylvan/cli/process_exit.py)."""
     from sylvan.parallel.worker_processes import die_with_launcher
 
     die_with_launcher()  # a data-parallel worker: ends with the worker that started it

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sylvan.metrics import Results  # noqa: E402
+from sylvan.analysis.metrics import Results  # noqa: E402
 
 
 def _saved(fig: plt.Figure, path: Path) -> Path:

@@ -1,8 +1,8 @@
-"""The command's exit status, as Python would give it (the exit itself: tests/test_cli.py)."""
+"""The command's exit status, as Python would give it (the exit itself: tests/cli/test_cli.py)."""
 
 from __future__ import annotations
 
-from sylvan.process_exit import exit_status
+from sylvan.cli.process_exit import exit_status
 
 
 def test_exit_status_is_the_one_python_gives_system_exit(capsys):

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError, writing
-from sylvan.metrics import Results
 
 FORMAT = 1  # the layout of a checkpoint file; raised when it changes
 _NAME = re.compile(r"after_stage_(\d+)\.pt")

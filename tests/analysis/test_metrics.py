@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sylvan.metrics import (
+from sylvan.analysis.metrics import (
     Results,
     average_incremental_accuracy,
     backward_transfer,

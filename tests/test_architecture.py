@@ -273,3 +273,13 @@ def test_importing_sylvan_imports_no_method_setting_or_lightning():
             "print(loaded); assert not loaded; assert sylvan.METHODS['naive'].name == 'naive'")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_setting_holds_no_rank_of_the_process_running_it():
+    """A setting is a configuration: which worker a process is, and whether it writes the run's
+    folder, are the process's (`sylvan.parallel.health`) and the run's (`RunContext.rank`)."""
+    from sylvan.settings import SETTINGS
+
+    for setting_cls in SETTINGS.values():
+        held = [name for name in ("rank", "is_writer", "worker_seed") if hasattr(setting_cls, name)]
+        assert not held, f"{setting_cls.__name__} holds {held}"

@@ -29,6 +29,7 @@ from simple_parsing.help_formatter import SimpleHelpFormatter
 from sylvan.cli.process_exit import exit_process, leave_now
 from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
+from sylvan.parallel.health import planned_workers, worker_rank, writes_run_folder
 from sylvan.registry import definition_site, is_builtin, option_class_problem
 from sylvan.run.checkpoints import configuration_changes, latest_checkpoint, nothing_to_resume
 from sylvan.run.experiment import RunOptions, open_tracker, run_config, run_experiment, run_to_the_end
@@ -531,7 +532,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         run_experiment(setting, method, options, plugins)
     except KeyboardInterrupt:
-        if setting.is_writer:
+        if writes_run_folder(setting):
             raise
         return 130  # a data-parallel worker other than 0, which writes nothing: worker 0 says what was kept
     return 0
@@ -551,12 +552,12 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     setting.check_resumable()
     method.check_resumable()
     folder_lock = RunFolderLock(run_dir)
-    if setting.is_writer:  # before anything is read: another process may be writing the folder
+    if writes_run_folder(setting):  # before anything is read: another process may be writing the folder
         folder_lock.acquire()
-    checkpoint = latest_checkpoint(run_dir, setting.rank, setting.world_size)
+    checkpoint = latest_checkpoint(run_dir, worker_rank(setting), planned_workers(setting))
     if checkpoint.results.complete:  # said before anything is loaded or announced as resuming
         raise nothing_to_resume(checkpoint.stage + 1)
-    damage = log_damage(run_dir, checkpoint.tracker_state or {}) if setting.is_writer else None
+    damage = log_damage(run_dir, checkpoint.tracker_state or {}) if writes_run_folder(setting) else None
     if damage:
         raise ConfigurationError(damage)
     config = run_config(setting, method, options, plugins)
@@ -566,7 +567,7 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
             f"--resume {run_dir}: its config.yaml no longer describes the run its checkpoints come from "
             f"({'; '.join(changes)}); put the recorded values back, or start a new run with the new ones"
         )
-    if not setting.is_writer:  # a data-parallel worker other than 0: it writes its checkpoints' parts only
+    if not writes_run_folder(setting):  # a data-parallel worker other than 0: it writes its checkpoints' parts only
         try:
             setting.apply(method, None, resume=checkpoint)
         except KeyboardInterrupt:

@@ -74,7 +74,7 @@ class ERAML(ReplayMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.contrast_draws = torch.Generator().manual_seed(setting.worker_seed(CONTRAST_DRAWS_SEED))
+        self.contrast_draws = torch.Generator().manual_seed(self.run.worker_seed(CONTRAST_DRAWS_SEED))
 
     def contrast_count(self) -> int:
         return self.contrast_pool or self.buffer_size

@@ -56,7 +56,8 @@ class GDumb(SupervisedMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.buffer = make_buffer("gdumb", self.buffer_size, seed=setting.worker_seed(), pixel_fields=self.pixel_fields)
+        self.buffer = make_buffer("gdumb", self.buffer_size, seed=self.run.worker_seed(),
+                                  pixel_fields=self.pixel_fields)
 
     def epochs_per_fit(self, setting: Any) -> int:
         return self.retrain_epochs

@@ -28,6 +28,26 @@ def global_rank() -> int:
     return 0
 
 
+def planned_workers(setting: Any) -> int:
+    """The processes a run of `setting` trains on: its `--devices` x `--num_nodes` where it has
+    data-parallel options (`DataParallelOptions.world_size`), else 1."""
+    return getattr(setting, "world_size", 1)
+
+
+def worker_rank(setting: Any) -> int:
+    """Which of the workers of a run of `setting` this process is (0 in a run of one process):
+    a fact of the process, which the setting, a configuration, does not hold."""
+    if planned_workers(setting) == 1 and not setting.data_parallel:
+        return 0
+    return global_rank()
+
+
+def writes_run_folder(setting: Any) -> bool:
+    """Whether this process writes the run's folder, results and logs: worker 0 (the others
+    write their parts of the checkpoints only)."""
+    return worker_rank(setting) == 0
+
+
 def is_distributed_failure(error: BaseException) -> bool:
     """Errors raised by collectives when a peer disappears or times out."""
     names = {type(e).__name__ for e in (error, error.__cause__, error.__context__) if e is not None}

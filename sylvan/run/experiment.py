@@ -28,6 +28,7 @@ from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError, OutputNotWritten, RunInterrupted
 from sylvan.methods import Method
 from sylvan.methods.core.base import check_pair
+from sylvan.parallel.health import planned_workers, writes_run_folder
 from sylvan.run.budget import refuse_over_budget_ahead
 from sylvan.run.checkpoints import checkpointed_stages
 from sylvan.run.folder_lock import RunFolderLock
@@ -153,7 +154,7 @@ def run_experiment(
     if options.save_checkpoints:
         refuse_unresumable(setting, method)
     refuse_over_budget_ahead(setting, method)
-    if not setting.is_writer:
+    if not writes_run_folder(setting):
         setting.apply(method, None)
         return None
     setting.prepare_data()  # missing data is refused before the run's folder exists
@@ -177,12 +178,13 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
         cause, exit_status = stop_description(stop)
         run_dir = tracker.run_dir
         message = f"{cause}; the results of the tasks finished so far are in {run_dir}"
-        if checkpointed_stages(run_dir, setting.world_size) and resumable(setting, method):
+        if checkpointed_stages(run_dir, planned_workers(setting)) and resumable(setting, method):
             message += f"; continue the run with: sylvan --resume {run_dir}"
         raise RunInterrupted(message, exit_status) from None
     except OutputNotWritten as failure:  # said with what the run keeps
         resume = ""
-        if results is None and checkpointed_stages(tracker.run_dir, setting.world_size) and resumable(setting, method):
+        kept = checkpointed_stages(tracker.run_dir, planned_workers(setting))
+        if results is None and kept and resumable(setting, method):
             resume = f"; once there is room, continue the run with: sylvan --resume {tracker.run_dir}"
         raise OutputNotWritten(failure.path, failure.reason, f"The results of the tasks finished before are kept "
                                                              f"in {tracker.run_dir}{resume}") from failure

@@ -16,6 +16,7 @@ import torch
 from sylvan.analysis.metrics import Results
 from sylvan.errors import RunFailedError
 from sylvan.methods.core.base import check_pair
+from sylvan.parallel.health import planned_workers
 from sylvan.run.accounting import TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext
@@ -31,7 +32,7 @@ def run_supervised(setting: Any, method: Any, tracker: Any = None, resume: Any =
     that failed; finished tasks are already on disk."""
     check_pair(setting, method)
     parallel = None
-    if setting.world_size > 1 or setting.data_parallel:
+    if planned_workers(setting) > 1 or setting.data_parallel:
         from sylvan.parallel.data_parallel import DataParallel
 
         parallel = DataParallel.of(setting)

@@ -116,33 +116,6 @@ class Setting:
         boundaries are known): the stage's task where task labels come with training, else None."""
         return stage if self.task_labels_at_train else None
 
-    @property
-    def world_size(self) -> int:
-        """The processes that train a run together (data-parallel workers): one unless a
-        setting says otherwise."""
-        return 1
-
-    @property
-    def rank(self) -> int:
-        """This process's place among them; 0 writes the results, checkpoints and logs."""
-        if self.world_size == 1 and not self.data_parallel:
-            return 0
-        from sylvan.parallel.health import global_rank
-
-        return global_rank()
-
-    def worker_seed(self, offset: int = 0) -> int:
-        """The seed of what this data-parallel worker draws for itself alone
-        (`sylvan.run.context.worker_seed`)."""
-        from sylvan.run.context import worker_seed
-
-        return worker_seed(self.seed, self.rank, offset)
-
-    @property
-    def is_writer(self) -> bool:
-        """Whether this process writes the run's folder (the others write their checkpoints' parts only)."""
-        return self.rank == 0
-
     def check_resumable(self) -> None:
         """Raise `ConfigurationError` where an interrupted run of this setting cannot be
         resumed from its checkpoints (every setting can, unless it says otherwise)."""

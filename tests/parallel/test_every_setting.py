@@ -12,6 +12,7 @@ import pytest
 from sylvan.errors import ConfigurationError
 from sylvan.methods import Naive, Rehearsal
 from sylvan.parallel.data_parallel import DataParallel
+from sylvan.parallel.health import planned_workers, worker_rank
 from sylvan.parallel.sharded_evaluation import summed_online_counts
 from sylvan.run.context import LocalReplay, RunContext
 from sylvan.settings import SETTINGS, ClassIncrementalSetting, OnlineSetting
@@ -97,7 +98,7 @@ def test_every_supervised_setting_runs_on_two_workers_with_global_replay(tmp_pat
 
 def test_one_device_is_one_process_with_the_local_buffer():
     setting = ClassIncrementalSetting(dataset="digits", accelerator="cpu")
-    assert setting.world_size == 1 and setting.rank == 0
+    assert planned_workers(setting) == 1 and worker_rank(setting) == 0
     method = Rehearsal()
     method.configure(setting)
     assert isinstance(method.replay, LocalReplay) and method.run.parallel is None

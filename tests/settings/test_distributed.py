@@ -70,13 +70,15 @@ def test_every_worker_draws_its_own_buffer_decisions(monkeypatch, method_name):
     local memory differently, or the workers' reservoirs would fill slot k at the same point of
     each shard, in lockstep, and a draw from their union would pick samples of the same age."""
     from sylvan.methods import METHODS
+    from sylvan.parallel.health import worker_rank
+    from sylvan.run.context import worker_seed
     from tests.conftest import tiny_options
 
     seeds = set()
     for rank in ("0", "1", "2"):
         monkeypatch.setenv("RANK", rank)
         setting = DistributedSetting(**{**tiny_options(DistributedSetting), "seed": 5})
-        assert (setting.worker_seed() == 5) == (rank == "0")
+        assert (worker_seed(setting.seed, worker_rank(setting)) == 5) == (rank == "0")
         setting.prepare_data()
         method = METHODS[method_name]()
         method.configure(setting)

@@ -41,7 +41,7 @@ class ContrastiveReplayMethod(ReplayMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.views = ContrastiveViews(seed=setting.worker_seed(self.views_seed), crop_scale=self.crop_scale)
+        self.views = ContrastiveViews(seed=self.run.worker_seed(self.views_seed), crop_scale=self.crop_scale)
 
     def with_views(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The step's inputs and labels: the minibatch joined by a replay draw (the minibatch is

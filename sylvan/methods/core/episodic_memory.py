@@ -59,7 +59,7 @@ class EpisodicMemoryMethod(SupervisedMethod):
         self.per_task = self.buffer_size // setting.nb_tasks
         super().configure(setting)
         self.memory = ReservoirBuffer(
-            self.per_task * setting.nb_tasks, seed=setting.worker_seed(), pixel_fields=self.pixel_fields
+            self.per_task * setting.nb_tasks, seed=self.run.worker_seed(), pixel_fields=self.pixel_fields
         )
         self._task_samples = self._task_reservoir(seed_offset=1)
         self._memory_gradients: torch.Tensor | None = None

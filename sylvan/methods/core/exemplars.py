@@ -61,7 +61,7 @@ class HerdingExemplarMethod(SupervisedMethod):
         super().configure(setting)
         self.seen_classes = self.hold("seen_classes", lambda: SeenClasses(self.run.num_classes))
         self.buffer = make_buffer(
-            "herding", self.buffer_size, seed=setting.worker_seed(), pixel_fields=self.pixel_fields
+            "herding", self.buffer_size, seed=self.run.worker_seed(), pixel_fields=self.pixel_fields
         )
         self._task_data: tuple[torch.Tensor, ...] = ()
 

@@ -131,7 +131,7 @@ class ReplayMethod(SupervisedMethod):
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self.buffer = make_buffer(
-            self.buffer_policy, self.buffer_size, seed=setting.worker_seed(), retrieval=self.buffer_retrieval,
+            self.buffer_policy, self.buffer_size, seed=self.run.worker_seed(), retrieval=self.buffer_retrieval,
             pixel_fields=self.pixel_fields,
         )
         self.store_features = needs_features(self.buffer_policy, self.buffer_retrieval)

@@ -52,9 +52,12 @@ class DQN(OffPolicyMethod):
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         torch.manual_seed(setting.seed)
-        self.q_network = MLP(setting.observation_shape, setting.num_actions, (self.hidden_size,) * 2).to(self.device)
-        self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=self.lr, foreach=True)
+        q_network = MLP(setting.observation_shape, setting.num_actions, (self.hidden_size,) * 2).to(self.device)
+        target_network = copy.deepcopy(q_network).requires_grad_(False)
+        optimizer = torch.optim.Adam(q_network.parameters(), lr=self.lr, foreach=True)
+        # trained at the run's precision: forward passes under autocast, the loss scaled under 16-mixed
+        self.q_network, self.optimizer = self.run.setup(q_network, optimizer)
+        self.target_network = self.run.setup(target_network)
         self.num_actions = setting.num_actions
 
     # ----- acting -------------------------------------------------------------------------------
@@ -70,16 +73,16 @@ class DQN(OffPolicyMethod):
             return int(torch.randint(self.num_actions, (), generator=self.generator))
         x = torch.as_tensor(observation, dtype=torch.float32, device=self.device).unsqueeze(0)
         with torch.no_grad():
-            return int(self.q_network(x).argmax(1))
+            return int(self.model(x).argmax(1))
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():
-            return self.q_network(x.to(self.device)).cpu()
+            return self.model(x.to(self.device)).cpu()
 
     @property
     def model(self) -> torch.nn.Module:
-        """The network it acts with (what the run's memory accounting calls its network)."""
-        return self.q_network
+        """The network it acts with, in float32 (what the run's memory accounting calls its network)."""
+        return self.q_network.module
 
     # ----- learning -----------------------------------------------------------------------------
 
@@ -98,8 +101,8 @@ class DQN(OffPolicyMethod):
             targets = batch["reward"] + self.gamma * (1.0 - batch["terminal"]) * next_values
         loss = F.smooth_l1_loss(q_values, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.max_grad_norm)
+        self.run.backward(loss)
+        self.run.clip_gradients(self.q_network, self.optimizer, self.max_grad_norm)
         self.optimizer.step()
         self.gradient_steps += 1
 

@@ -59,14 +59,18 @@ class SAC(OffPolicyMethod):
         torch.manual_seed(setting.seed)
         low, high = setting.action_bounds
         shape = setting.observation_shape
-        self.policy = SquashedGaussianPolicy(shape, low, high, self.hidden_size).to(self.device)
-        self.critic = TwinQ(int(np.prod(shape)), len(low), self.hidden_size).to(self.device)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        policy = SquashedGaussianPolicy(shape, low, high, self.hidden_size).to(self.device)
+        critic = TwinQ(int(np.prod(shape)), len(low), self.hidden_size).to(self.device)
+        target_critic = copy.deepcopy(critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(self.initial_alpha), device=self.device, requires_grad=True)
         self.target_entropy = -float(len(low))
-        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=self.lr)
+        # trained at the run's precision: the losses' forward passes under its autocast (`run.autocast`:
+        # the policy's draws are no forward), losses scaled under 16-mixed
+        run = self.run
+        self.policy, self.policy_optimizer = run.setup(policy, torch.optim.Adam(policy.parameters(), lr=self.lr))
+        self.critic, self.critic_optimizer = run.setup(critic, torch.optim.Adam(critic.parameters(), lr=self.lr))
+        self.target_critic = run.setup(target_critic)
+        self.alpha_optimizer = run.setup_optimizers(torch.optim.Adam([self.log_alpha], lr=self.lr))
 
     # ----- acting -------------------------------------------------------------------------------
 
@@ -76,18 +80,18 @@ class SAC(OffPolicyMethod):
             return self.run.uniform_actions(1, self.generator)[0].numpy()
         x = torch.as_tensor(observation, dtype=torch.float32, device=self.device).unsqueeze(0)
         with torch.no_grad():
-            action, _ = self.policy.sample(x)
+            action, _ = self.model.sample(x)
         return action.squeeze(0).cpu().numpy()
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The policy's mean action for each observation (evaluation acts deterministically)."""
         with torch.no_grad():
-            return self.policy.mean_action(x.to(self.device)).cpu()
+            return self.model.mean_action(x.to(self.device)).cpu()
 
     @property
     def model(self) -> torch.nn.Module:
-        """The network it acts with (what the run's memory accounting calls its network)."""
-        return self.policy
+        """The network it acts with, in float32 (what the run's memory accounting calls its network)."""
+        return self.policy.module
 
     # ----- learning -----------------------------------------------------------------------------
 
@@ -98,29 +102,32 @@ class SAC(OffPolicyMethod):
     def learn(self) -> None:
         """One gradient step of the Q-networks, the policy and the temperature on a minibatch
         drawn from the replay memory, then the Polyak step of the target Q-networks."""
+        run = self.run
         batch = self.buffer.sample(self.replay_size)
         alpha = self.log_alpha.exp().detach()
-        with torch.no_grad():
+        with run.autocast(), torch.no_grad():
             next_actions, next_log_prob = self.policy.sample(batch["next_obs"])
             next_q = torch.min(*self.target_critic(batch["next_obs"], next_actions)) - alpha * next_log_prob
             targets = batch["reward"] + self.gamma * (1.0 - batch["terminal"]) * next_q
-        q1, q2 = self.critic(batch["obs"], batch["action"])
-        critic_loss = F.mse_loss(q1, targets) + F.mse_loss(q2, targets)
+        with run.autocast():
+            q1, q2 = self.critic(batch["obs"], batch["action"])
+            critic_loss = F.mse_loss(q1, targets) + F.mse_loss(q2, targets)
         self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        run.backward(critic_loss)
         self.critic_optimizer.step()
 
-        actions, log_prob = self.policy.sample(batch["obs"])
         self.critic.requires_grad_(False)  # the policy's loss moves the policy only
-        policy_loss = (alpha * log_prob - torch.min(*self.critic(batch["obs"], actions))).mean()
+        with run.autocast():
+            actions, log_prob = self.policy.sample(batch["obs"])
+            policy_loss = (alpha * log_prob - torch.min(*self.critic(batch["obs"], actions))).mean()
         self.critic.requires_grad_(True)
         self.policy_optimizer.zero_grad(set_to_none=True)
-        policy_loss.backward()
+        run.backward(policy_loss)
         self.policy_optimizer.step()
 
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_optimizer.zero_grad(set_to_none=True)
-        alpha_loss.backward()
+        run.backward(alpha_loss)
         self.alpha_optimizer.step()
 
         with torch.no_grad():

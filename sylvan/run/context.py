@@ -132,8 +132,8 @@ class RunContext:
 
             setting = self.setting
             loggers = self.tracker.loggers() if self.tracker is not None else []
-            # the reinforcement-learning settings train in float32, with no bar of the engine's
-            self._engine = Engine(setting.accelerator, getattr(setting, "precision", "32-true"), self.parallel,
+            # the reinforcement-learning settings have no bar of the engine's: their loop is the method's
+            self._engine = Engine(setting.accelerator, setting.precision, self.parallel,
                                   loggers, progress_bar=getattr(setting, "shows_progress_bar", False))
         return self._engine
 
@@ -144,9 +144,24 @@ class RunContext:
         several workers), and the optimizers wrapped alike. Train it with `backward`."""
         return self.engine.setup(module, *optimizers)
 
+    def autocast(self) -> Any:
+        """A context in which a method's forward passes run at the run's precision (autocast under
+        mixed precision), for calls that are not a `setup` module's forward (a policy's draw)."""
+        return self.engine.forward_context()
+
+    def setup_optimizers(self, *optimizers: Any) -> Any:
+        """Optimizers of parameters that belong to no network `setup` was given (a learned
+        temperature, say), wrapped to step at the run's precision (loss scaling under `16-mixed`)."""
+        return self.engine.setup_optimizers(*optimizers)
+
     def backward(self, loss: Any) -> None:
         """`loss.backward()` at the run's precision (scaled under `16-mixed`) and strategy."""
         self.engine.backward(loss)
+
+    def clip_gradients(self, module: Any, optimizer: Any, max_norm: float) -> Any:
+        """Clip the gradients of `module` (as `setup` gave it) to a total norm of `max_norm`, once
+        unscaled under `16-mixed`; the total norm before clipping."""
+        return self.engine.clip_gradients(module, optimizer, max_norm)
 
     def fit_callbacks(self, measure_online: bool = True) -> list[Any]:
         """The callbacks of a fit of this run: the predict-then-train meter of an online stage

@@ -149,9 +149,20 @@ class Engine:
         self.launch()
         return self.fabric.setup(module, *optimizers)
 
+    def setup_optimizers(self, *optimizers: torch.optim.Optimizer) -> Any:
+        """Optimizers of parameters outside any network set up, wrapped as `Fabric.setup_optimizers`
+        wraps them (their step at the run's precision)."""
+        self.launch()
+        return self.fabric.setup_optimizers(*optimizers)
+
     def backward(self, loss: torch.Tensor) -> None:
         """`loss.backward()` under the run's precision (scaled under `16-mixed`) and strategy."""
         self.fabric.backward(loss)
+
+    def clip_gradients(self, module: Any, optimizer: Any, max_norm: float) -> Any:
+        """`Fabric.clip_gradients` to a total norm of `max_norm` (unscaled first under `16-mixed`);
+        non-finite gradients are clipped as torch clips them, not refused."""
+        return self.fabric.clip_gradients(module, optimizer, max_norm=max_norm, error_if_nonfinite=False)
 
     # ----- the loop ---------------------------------------------------------------------
 

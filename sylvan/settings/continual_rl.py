@@ -26,7 +26,7 @@ from sylvan.errors import ConfigurationError
 from sylvan.registry import METHODS
 from sylvan.run.budget import MemoryBudgetOptions
 from sylvan.run.checkpoints import RunCheckpoint
-from sylvan.settings.base import Setting, accelerator_device, check_accelerator
+from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.environments import (
     DEFAULT_VARIED_ATTRIBUTES,
     AttributeDrift,
@@ -78,6 +78,9 @@ class ContinualRLSetting(MemoryBudgetOptions, Setting):
     max_episode_steps: Optional[int] = None  # end episodes after this many steps (default: the environment's limit)
     eval_episodes: int = 10  # greedy episodes per task at each evaluation
     accelerator: str = "auto"  # where methods keep their networks: cpu, gpu or auto
+    # numerical precision of the methods' networks: 32-true, bf16-mixed (CPU or GPU), or 16-mixed (GPU, float16
+    # with loss scaling)
+    precision: str = "32-true"
 
     facts: ClassVar[tuple[str, ...]] = (
         "attribute_names", "task_values", "task_id_in_observation", "observation_shape", "action_space_kind",
@@ -98,6 +101,7 @@ class ContinualRLSetting(MemoryBudgetOptions, Setting):
                 f"and {self.max_scale}"
             )
         check_accelerator(self.accelerator)
+        check_precision(self.precision, self.accelerator)
         if self.varied_attributes is not None and len(set(self.varied_attributes)) < len(self.varied_attributes):
             repeated = sorted({name for name in self.varied_attributes if self.varied_attributes.count(name) > 1})
             raise ConfigurationError(f"--varied_attributes names {', '.join(repeated)} more than once")

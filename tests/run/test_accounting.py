@@ -178,7 +178,7 @@ def test_rl_runs_record_their_cost_exactly_when_every_call_is_counted(monkeypatc
 
     def configure_watching(run):
         configure(run)
-        method.q_network.register_forward_pre_hook(
+        method.model.register_forward_pre_hook(  # the network itself, as it acts and as it learns
             lambda module, args: forwards.append(len(args[0])) if in_fit[0] else None)
 
     def fit_watched(*args):

@@ -23,7 +23,7 @@ from sylvan.settings import (
     TaskIncrementalRLSetting,
 )
 from sylvan.settings.environments import BudgetSpent, StepBudget, interpolated, make_env, set_attributes
-from tests.conftest import TINY_RL, tiny_method
+from tests.conftest import RL_ENVS, TINY_RL, tiny_method
 
 
 @dataclass
@@ -228,11 +228,19 @@ def test_results_are_named_after_returns():
         ({"steps_per_task": 0}, "--steps_per_task must be >= 1"),
         ({"eval_episodes": 0}, "--eval_episodes must be >= 1"),
         ({"max_episode_steps": 0}, "--max_episode_steps must be >= 1"),
+        ({"precision": "16-mixed", "accelerator": "cpu"}, "16-mixed .* needs a GPU"),
     ],
 )
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ConfigurationError, match=message):
         ContinualRLSetting(**options)
+
+
+def test_an_unknown_precision_is_refused():
+    from sylvan.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown precision '8-true'"):
+        ContinualRLSetting(precision="8-true")
 
 
 def test_an_environment_without_known_attributes_needs_them_named():
@@ -328,3 +336,44 @@ def test_a_method_for_the_other_kind_of_actions_is_refused(env, method, able):
     setting = IncrementalRLSetting(**{**TINY_RL, "env": env})
     with pytest.raises(ConfigurationError, match=f"methods for .* actions: .*{able}"):
         setting.apply(METHODS[method]())
+
+
+@pytest.mark.parametrize("method_name", ["dqn", "sac"])
+def test_off_policy_methods_learn_at_the_runs_precision_and_act_in_float32(method_name):
+    """Under `--precision bf16-mixed` a method's gradient steps run its networks under bfloat16
+    autocast (set up by the run, no device or precision code of the method's), while acting and
+    evaluating use the float32 network; the weights stay float32."""
+    method = tiny_method(METHODS[method_name])
+    env = RL_ENVS["discrete" if method_name == "dqn" else "continuous"]
+    setting = IncrementalRLSetting(**{**TINY_RL, "nb_tasks": 1, "steps_per_task": 120, "env": env,
+                                      "precision": "bf16-mixed"})
+    autocast: dict[str, set] = {"learn": set(), "act": set()}
+    phase = ["act"]
+
+    def record(module, inputs):
+        enabled = torch.is_autocast_enabled("cpu")
+        autocast[phase[0]].add(torch.get_autocast_dtype("cpu") if enabled else torch.float32)
+
+    learn = type(method).learn
+
+    def learning(self):
+        phase[0] = "learn"
+        try:
+            learn(self)
+        finally:
+            phase[0] = "act"
+
+    method.learn = learning.__get__(method)
+    configure = type(method).configure
+
+    def configured(self, run):
+        configure(self, run)
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_pre_hook(record)
+
+    method.configure = configured.__get__(method)
+    results = setting.apply(method)
+    assert np.isfinite(results.final_average_accuracy)  # the average return, under the name every setting uses
+    assert autocast["learn"] == {torch.bfloat16} and autocast["act"] == {torch.float32}
+    assert all(p.dtype == torch.float32 for p in method.model.parameters())

@@ -74,9 +74,10 @@ class Tracker:
         from sylvan.run.run_logger import RunLogger
 
         self._logger = RunLogger(self)
-        self.loggers_used: list[Logger] = [CsvLogger(self.run_dir)] if "csv" in loggers else []
+        # where the metrics go (`sylvan.run.loggers`); `loggers()` is what the engine logs through
+        self.destinations: list[Logger] = [CsvLogger(self.run_dir)] if "csv" in loggers else []
         if "tensorboard" in loggers:
-            self.loggers_used.append(TensorBoardLogger(self.run_dir))
+            self.destinations.append(TensorBoardLogger(self.run_dir))
         self.wandb_run = None
         if wandb_project:
             self.wandb_run = start_wandb(wandb_project, wandb_entity, run_name, config, self.run_dir,
@@ -85,7 +86,7 @@ class Tracker:
             write_json(self.run_dir / WANDB_RUN_FILE, {"id": self.wandb_run.id})
             # the W&B run keeps what produced it beside its configuration, each resumption included
             self.wandb_run.save(str(self.run_dir / PROVENANCE_FILE), base_path=str(self.run_dir), policy="now")
-            self.loggers_used.append(WandbLogger(self.wandb_run))
+            self.destinations.append(WandbLogger(self.wandb_run))
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -96,7 +97,7 @@ class Tracker:
         """Where the logs stand (kept in each checkpoint, for resuming): the next step's number
         and what the loggers keep (the CSV log's bytes, their SHA-256 and columns, its stages)."""
         state: dict[str, Any] = {"next_step": self._logger.next_step}
-        for logger in self.loggers_used:
+        for logger in self.destinations:
             state.update(logger.state())
         return state
 
@@ -106,7 +107,7 @@ class Tracker:
         and anything written after them) and number the next steps after it. A CSV log that no
         longer starts with what the checkpoint recorded is refused (`log_damage`), before
         anything is written."""
-        for logger in self.loggers_used:
+        for logger in self.destinations:
             logger.restore(state, state["next_step"], stages)
         self._logger.continue_at(state["next_step"])
 
@@ -121,7 +122,7 @@ class Tracker:
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
         """A step of the training log (numbered across the run) to every logger."""
         row = {k: float(v) for k, v in metrics.items() if k != "epoch"}
-        for logger in self.loggers_used:
+        for logger in self.destinations:
             logger.log_step(step, row)
 
     def write_results(self, results: Results) -> None:
@@ -151,7 +152,7 @@ class Tracker:
         if results.has_cost:  # what the stage cost
             log.update({f"cost/stage_{key}": values[-1] for key, values in results.cost()["per_stage"].items()})
         at = max(self._logger.next_step - 1, 0)  # the last step logged: before a resumed run's next step
-        for logger in self.loggers_used:
+        for logger in self.destinations:
             logger.log_stage(stage, at, log)
 
     def finish(self, results: Results) -> None:
@@ -173,7 +174,7 @@ class Tracker:
         summary = {key: value for key, value in results.summary().items() if value is not None}
         if results.has_cost:  # what the run cost (`sylvan.run.accounting`)
             summary.update({f"cost/{key}": value for key, value in results.cost().items() if key != "per_stage"})
-        for logger in self.loggers_used:
+        for logger in self.destinations:
             logger.log_summary(summary, plots)
             logger.close()
 

@@ -90,6 +90,8 @@ class ExchangeBlocks:
 class GlobalReplay:
     """The exchange engine: local buffer, candidate blocks, pending asynchronous collectives."""
 
+    is_global = True  # a replay channel's draws come from every worker's buffer
+
     def __init__(
         self,
         buffer: RehearsalBuffer,

@@ -39,6 +39,8 @@ class LocalReplay:
     """The replay channel of a run in one process (or of workers that replay each from its own
     buffer, `--replay_scope local`): the method's buffer itself."""
 
+    is_global = False  # its draws come from this worker's buffer alone
+
     def __init__(self, buffer: RehearsalBuffer) -> None:
         self.buffer = buffer
 

@@ -23,7 +23,6 @@ from sylvan.buffers import (
     needs_slots,
     policy_option_defaults,
 )
-from sylvan.buffers.global_replay import GlobalReplay
 from sylvan.errors import ConfigurationError, refuse_if_given, unknown_name
 from sylvan.methods.core.supervised import SupervisedMethod, evaluating
 from sylvan.methods.parts.admission import admission_for
@@ -176,8 +175,8 @@ class ReplayMethod(SupervisedMethod):
 
     @property
     def replays_globally(self) -> bool:
-        """Whether the replay channel draws from every worker's buffer (`GlobalReplay`)."""
-        return isinstance(self.replay, GlobalReplay)
+        """Whether the replay channel draws from every worker's buffer (as the channel says)."""
+        return self.replay.is_global
 
     def draw_replay(self, n: int, augment: bool = True) -> dict[str, torch.Tensor]:
         """Up to `n` samples drawn uniformly from the buffer (every stored field; {} while it is

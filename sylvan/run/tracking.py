@@ -14,7 +14,6 @@ task, so an interrupted run keeps what it finished.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -28,7 +27,7 @@ import yaml
 from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError, writing
 from sylvan.run.folder_lock import RunFolderLock
-from sylvan.run.loggers import CsvLogger, Logger, TensorBoardLogger, WandbLogger, recorded_log
+from sylvan.run.loggers import CsvLogger, Logger, TensorBoardLogger, WandbLogger, recorded_log, write_rows
 from sylvan.run.provenance import provenance_entry
 
 if TYPE_CHECKING:
@@ -204,13 +203,7 @@ def write_stage_costs(path: Path, results: Results) -> None:
     """`logs/cost.csv`: a row per finished stage with what it cost (rewritten whole after each
     stage, so that a resumed run's file is an uninterrupted one's)."""
     costs = results.cost()["per_stage"]
-    tmp = path.with_suffix(".csv.tmp")
-    with writing(path):
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["stage", *costs])
-            writer.writerows([stage, *row] for stage, row in enumerate(zip(*costs.values())))
-        os.replace(tmp, path)
+    write_rows(path, [{"stage": stage, **dict(zip(costs, row))} for stage, row in enumerate(zip(*costs.values()))])
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -17,7 +17,8 @@ class Evaluation(NamedTuple):
 
     accuracies: list[float]  # on each task's test set
     aware: list[float] | None  # the same with scores restricted to the task's classes (None: tasks share them)
-    confusion: torch.Tensor  # (classes, classes) int64 counts[true class, predicted class] over all of them
+    # (classes, classes) int64 counts[true class, predicted class] over all of them; None: no classes
+    confusion: torch.Tensor | None
     # the FLOPs of `predict` per sample, counted on the first batch of each task's test set
     inference_flops_per_sample: float | None = None
 

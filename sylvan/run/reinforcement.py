@@ -1,87 +1,65 @@
-"""The run of a method on a reinforcement-learning setting: train stage after stage on the
-setting's environments, evaluate by greedy episodes on every task's environment after each, and
-hand the results to the tracker as they come."""
+"""The stages of a reinforcement-learning setting's run (`sylvan.run.loop`): a stage's
+environment handed to the method, and greedy episodes on every task's environment after each."""
 
 from __future__ import annotations
 
-import functools
 import random
-import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from sylvan.analysis.metrics import Results
-from sylvan.methods.core.base import check_pair
-from sylvan.run.accounting import FlopCount, TrainedParameters, record_cost
-from sylvan.run.budget import refuse_over_budget, stop_over_budget
-from sylvan.run.context import RunContext
-from sylvan.run.stages import record_stage_end, with_task_hooks
+from sylvan.run.accounting import FlopCount
+from sylvan.run.evaluation import Evaluation
+from sylvan.run.loop import Stages, StageWork
 
 if TYPE_CHECKING:
+    from sylvan.run.context import RunContext
     from sylvan.settings.continual_rl import EpisodeLog
 
 
-def run_reinforcement(setting: Any, method: Any, tracker: Any = None, resume: Any = None) -> Results:
-    """Train `method` on `setting`'s environments and return its results (mean returns)."""
-    check_pair(setting, method)
-    random.seed(setting.seed)
-    np.random.seed(setting.seed)
-    torch.manual_seed(setting.seed)
-    eval_envs = [[setting.task_env(j) for _ in range(setting.eval_episodes)] for j in range(setting.nb_tasks)]
-    try:
-        return _train_and_evaluate(setting, method, tracker, resume, eval_envs)
-    finally:
-        for envs in eval_envs:
-            for env in envs:
-                env.close()
+class EnvironmentStages(Stages):
+    """The stages of `setting`'s environments. The global generators are seeded with the setting's
+    seed when the run starts; the evaluation environments stay open until it ends."""
 
+    whole_fits_counted = False  # the method's calls are sampled (`ComputeAccount.call`)
 
-def _train_and_evaluate(setting: Any, method: Any, tracker: Any, resume: Any, eval_envs: list[list[Any]]) -> Results:
-    nb_stages = setting.nb_stages()
-    run = RunContext(setting, tracker, stage_count=nb_stages)
-    method.configure(run)
-    refuse_over_budget(method, run, setting.memory_budget)
-    if resume is None:
-        initial, _ = evaluate_returns(setting, method, eval_envs)
-        results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
-                          joint_training=method.joint_training, measure="return",
-                          task_attributes=setting.task_values())
-        finished = -1
-    else:
-        results, finished = run.checkpointer.restore(method, resume, nb_stages, setting.nb_tasks)
-    start = time.perf_counter() - results.total_wall_time
-    trained = TrainedParameters()
-    for stage in range(nb_stages):
-        if stage <= finished:  # resuming: trained before the interruption
-            method.skip_stage([])
-            continue
-        stage_start = time.perf_counter()
-        env = setting.training_env(stage, episode_log(tracker, stage * setting.steps_per_task))
-        trained.start(method)
-        run.compute.start_stage(whole=False)  # the method's calls, sampled (`ComputeAccount.call`)
+    def __init__(self, setting: Any) -> None:
+        self.setting = setting
+        random.seed(setting.seed)
+        np.random.seed(setting.seed)
+        torch.manual_seed(setting.seed)
+        self.nb_stages = setting.nb_stages()
+        self.nb_tasks = setting.nb_tasks
+        self.eval_envs = [[setting.task_env(j) for _ in range(setting.eval_episodes)] for j in range(setting.nb_tasks)]
+
+    def new_results(self, method: Any, initial: list[float] | None) -> Results:
+        setting = self.setting
+        return Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
+                       joint_training=method.joint_training, measure="return", task_attributes=setting.task_values())
+
+    def data(self) -> Iterator[int]:
+        return iter(range(self.nb_stages))  # each stage's environment is made when it trains
+
+    def fit(self, run: RunContext, method: Any, stage: int, data: int) -> StageWork:
+        setting = self.setting
+        env = setting.training_env(stage, episode_log(run.tracker, stage * setting.steps_per_task))
         try:
-            with_task_hooks(setting, method, stage, functools.partial(setting.train_stage, method, stage, env))
-        except BaseException:
-            run.compute.abandon()
-            raise
+            setting.train_stage(method, stage, env)
         finally:
             env.close()
-        training_flops = run.compute.end_stage()
-        results.task_train_time.append(time.perf_counter() - stage_start)
-        returns, inference_flops = evaluate_returns(setting, method, eval_envs)
-        results.accuracy_matrix.append(returns)
-        results.samples_seen.append(env.steps)
-        record_training_episodes(results, env.episode_returns)
-        record_cost(results, run, method, training_flops, inference_flops, trained.count(method))
-        record_stage_end(results, method, stage_start, start, nb_stages)
-        run.checkpointer.save(stage, method, results)
-        if tracker is not None:
-            seen = stage + 1 if nb_stages == setting.nb_tasks else setting.nb_tasks
-            tracker.on_stage_end(results, stage, nb_stages, seen)
-        stop_over_budget(results, stage, setting.memory_budget, method.name, tracker)
-    return results
+        return StageWork(samples=env.steps, episode_returns=env.episode_returns)
+
+    def evaluate(self, method: Any, seen: int) -> Evaluation:
+        returns, inference_flops = evaluate_returns(self.setting, method, self.eval_envs)
+        return Evaluation(returns, aware=None, confusion=None, inference_flops_per_sample=inference_flops)
+
+    def close(self) -> None:
+        for envs in self.eval_envs:
+            for env in envs:
+                env.close()
 
 
 def episode_log(tracker: Any, first_step: int) -> EpisodeLog | None:
@@ -140,13 +118,3 @@ def evaluate_returns(setting: Any, method: Any, eval_envs: list[list[Any]]) -> t
             active = still
         returns.append(float(totals.mean()))
     return returns, counted_flops / max(counted_observations, 1)
-
-
-def record_training_episodes(results: Results, returns: list[float]) -> None:
-    """Add a stage's training episodes to the results: their count, and the mean return of every
-    episode trained on so far (`online_return`, the reward collected while learning)."""
-    before = sum(results.episodes_seen)
-    results.episodes_seen.append(len(returns))
-    if returns:
-        total = (results.online_accuracy or 0.0) * before + sum(returns)
-        results.online_accuracy = total / (before + len(returns))

@@ -45,3 +45,13 @@ def peak_memory_mb() -> float:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         peak += torch.cuda.max_memory_allocated() / 2**20
     return float(peak)
+
+
+def record_training_episodes(results: Results, returns: list[float]) -> None:
+    """Add a stage's training episodes to the results: their count, and the mean return of every
+    episode trained on so far (`online_return`, the reward collected while learning)."""
+    before = sum(results.episodes_seen)
+    results.episodes_seen.append(len(returns))
+    if returns:
+        total = (results.online_accuracy or 0.0) * before + sum(returns)
+        results.online_accuracy = total / (before + len(returns))

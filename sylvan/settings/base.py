@@ -8,6 +8,7 @@ would need, so that the reinforcement-learning branch can hang under it too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -79,11 +80,18 @@ class Setting:
             raise ConfigurationError(f"--seed must be from 0 to {MAX_SEED} (NumPy's generators take 32 bits), "
                                      f"got {self.seed}")
 
-    def apply(self, method: Any, tracker: Any = None, resume: Any = None) -> Results:
-        """Train `method` on this setting's stream, evaluate it, and return the results.
-        `tracker` (see `sylvan.run.tracking`) writes results as the run goes; `resume` (a
-        `sylvan.run.checkpoints.RunCheckpoint`) continues an interrupted run after its last
-        finished stage."""
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = ()) -> Results:
+        """Train `method` on this setting's stream, evaluate it, and return the results, through
+        the run loop (`sylvan.run.loop`). `tracker` (see `sylvan.run.tracking`) writes results as
+        the run goes; `resume` (a `sylvan.run.checkpoints.RunCheckpoint`) continues an interrupted
+        run after its last finished stage; `callbacks` (`sylvan.run.callbacks.Callback`s of one's
+        own) join every fit of the run. Each branch of the tree runs it the same way, with its
+        own `stages`."""
+        raise NotImplementedError
+
+    def stages(self) -> Any:
+        """What a run of this setting trains on, stage after stage, and how it is evaluated
+        (`sylvan.run.loop.Stages`), made when the run starts."""
         raise NotImplementedError
 
     def check_method(self, method: Any) -> None:

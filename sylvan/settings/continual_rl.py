@@ -14,18 +14,17 @@ returns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, List, Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError
 from sylvan.registry import METHODS
 from sylvan.run.budget import MemoryBudgetOptions
-from sylvan.run.checkpoints import RunCheckpoint
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.environments import (
     DEFAULT_VARIED_ATTRIBUTES,
@@ -37,6 +36,9 @@ from sylvan.settings.environments import (
     set_attributes,
     task_attributes,
 )
+
+if TYPE_CHECKING:
+    from sylvan.analysis.metrics import Results
 
 
 def derived_seed(*parts: int) -> int:
@@ -229,10 +231,16 @@ class ContinualRLSetting(MemoryBudgetOptions, Setting):
         """The seed of evaluation episode `episode` on task `task_id`: the same at every evaluation."""
         return derived_seed(self.seed, EVALUATION, task_id, episode)
 
-    def apply(self, method: Any, tracker: Any = None, resume: RunCheckpoint | None = None) -> Results:
-        from sylvan.run.reinforcement import run_reinforcement
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = ()) -> Results:
+        from sylvan.run.loop import run_stages
 
-        return run_reinforcement(self, method, tracker, resume)
+        return run_stages(self, method, tracker, resume, callbacks)
+
+    def stages(self) -> Any:
+        """The environments' stages and greedy-episode evaluation (`sylvan.run.reinforcement`)."""
+        from sylvan.run.reinforcement import EnvironmentStages
+
+        return EnvironmentStages(self)
 
     def train_stage(self, method: Any, stage: int, env: StepBudget) -> None:
         """Hand one stage's environment to the method: one `fit` (the run loop calls the task

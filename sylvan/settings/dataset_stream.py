@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
@@ -153,13 +154,11 @@ class DatasetStreamSetting(TaskIncrementalSetting):
 
     # ----- the run -----------------------------------------------------------------------
 
-    def apply(self, method: Any, tracker: Any = None, resume: Any = None) -> Results:
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = ()) -> Results:
         """Run the stream; then, where `forward_transfer` is on, train a fresh copy of the method
         on each task alone and record its accuracies (`Results.independent_accuracies`)."""
-        from sylvan.run.supervised import run_supervised
-
         fresh = dataclasses.replace(method)  # the method's hyperparameters, before it is configured
-        results = run_supervised(self, method, tracker, resume)
+        results = super().apply(method, tracker, resume, callbacks)
         wanted = self.world_size == 1 if self.forward_transfer is None else self.forward_transfer
         if wanted and results.complete and self.only_task is None:
             if tracker is not None and tracker.verbose:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from sylvan.analysis.metrics import Results
 from sylvan.minibatches import minibatch_loader
 from sylvan.parallel.data_parallel import DataParallelOptions, check_replay_options
 from sylvan.run.budget import MemoryBudgetOptions
@@ -34,8 +33,8 @@ if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
     from continuum.scenarios import ContinualScenario
 
+    from sylvan.analysis.metrics import Results
     from sylvan.parallel.data_parallel import DataParallel
-    from sylvan.run.checkpoints import RunCheckpoint
     from sylvan.run.context import RunContext
     from sylvan.run.evaluation import Evaluation
 
@@ -227,10 +226,13 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Sett
 
         return evaluate_setting(self, method, tasks, parallel)
 
-    def apply(self, method: Any, tracker: Any = None, resume: RunCheckpoint | None = None,
-              callbacks: Sequence[Any] = ()) -> Results:
-        """Run `method` on this setting; `callbacks` (`sylvan.run.callbacks.Callback`s of one's
-        own) join every fit of the run."""
-        from sylvan.run.supervised import run_supervised
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = ()) -> Results:
+        from sylvan.run.loop import run_stages
 
-        return run_supervised(self, method, tracker, resume, callbacks)
+        return run_stages(self, method, tracker, resume, callbacks)
+
+    def stages(self) -> Any:
+        """The tasks, loaded now, their stages and evaluation (`sylvan.run.supervised.TaskStages`)."""
+        from sylvan.run.supervised import TaskStages
+
+        return TaskStages(self)

@@ -195,17 +195,19 @@ def test_one_checkpointer_saves_and_restores_a_run():
     assert places == ["run/checkpointer.py"]
 
 
+LIGHTNING_PACKAGES = ("lightning", "lightning_fabric", "pytorch_lightning")
+
+
 def lightning_imports(tree: ast.AST) -> list[tuple[str, str]]:
     """(module, name) of every import from Lightning in a module (`import lightning.x` gives
     (lightning.x, ""))."""
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("lightning",
-                                                                                               "pytorch_lightning"):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in LIGHTNING_PACKAGES:
             found.extend((node.module, alias.name) for alias in node.names)
         elif isinstance(node, ast.Import):
             found.extend((alias.name, "") for alias in node.names
-                         if alias.name.split(".")[0] in ("lightning", "pytorch_lightning"))
+                         if alias.name.split(".")[0] in LIGHTNING_PACKAGES)
     return found
 
 

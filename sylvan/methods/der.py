@@ -37,46 +37,12 @@ class DER(ReplayMethod):
         super().validate()
         self.require_at_least(0, "alpha")
 
-    # DER++ (and LODE's DER++) learn the labels of a second, independent replayed group
-    labels_second_group: ClassVar[bool] = False
-
-    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
-        """One group of r a step; two independent ones where the labels of a second are learned."""
-        return (self.replay_count(batch_size),) * (2 if self.labels_second_group else 1)
-
-    def replay_terms(self, batch: Batch) -> list[tuple[float, dict[str, torch.Tensor]]]:
-        """The replayed groups of this step, each with its own draw from the buffer: DER draws
-        one group (its logits are matched), DER++ a second one (its labels are learned, weight
-        `beta`)."""
-        replay = self.draw_replay(self.replay_count(len(batch.y)))
-        if not replay:
-            return []
-        groups = [(self.alpha, replay)]
-        if self.labels_second_group:
-            groups.append((self.beta, self.draw_replay(self.replay_count(len(batch.y)))))
-        return groups
-
-    def replay_loss(self, index: int, logits: torch.Tensor, replay: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The first group's logit matching; a second group's cross-entropy with its labels."""
-        if index == 0:
-            return F.mse_loss(logits, replay["logits"])
-        return F.cross_entropy(logits, replay["y"])
-
-    def incoming_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The minibatch's own loss (`logits`: the network's for its samples): their cross-entropy."""
-        return F.cross_entropy(logits, batch.y)
-
     def training_step(self, batch: Batch) -> torch.Tensor:
-        groups = self.replay_terms(batch)
-        x = torch.cat([batch.x, *(replay["x"] for _, replay in groups)])
-        logits = self.learner(x)
+        replay = self.draw_replay(self.replay_count(len(batch.y)))
+        logits = self.learner(torch.cat([batch.x, replay["x"]]) if replay else batch.x)
         new = logits[: len(batch.y)]
-        loss = self.incoming_loss(new, batch)
-        start = len(batch.y)
-        for index, (weight, replay) in enumerate(groups):
-            count = len(replay["y"])
-            if weight > 0:
-                loss = loss + weight * self.replay_loss(index, logits[start : start + count], replay)
-            start += count
+        loss = F.cross_entropy(new, batch.y)
+        if replay and self.alpha > 0:
+            loss = loss + self.alpha * F.mse_loss(logits[len(batch.y) :], replay["logits"])
         self.remember({**self.stored_fields(batch), "logits": new.detach()})
         return loss

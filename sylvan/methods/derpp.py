@@ -8,6 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
+import torch.nn.functional as F
+
+from sylvan.methods.core.supervised import Batch
 from sylvan.methods.der import DER
 
 
@@ -16,7 +20,6 @@ class DERPlusPlus(DER):
     """DER++: logit matching on one replayed group, label learning on another."""
 
     name: ClassVar[str] = "derpp"
-    labels_second_group: ClassVar[bool] = True
 
     replay_size: int = 128  # r: samples in each of the two replayed groups (0: as many as the batch size)
     beta: float = 1.0  # weight of the cross-entropy on the second replayed group
@@ -24,3 +27,21 @@ class DERPlusPlus(DER):
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "beta")
+
+    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
+        """Two independent groups of r a step."""
+        return (self.replay_count(batch_size),) * 2
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        n, r = len(batch.y), self.replay_count(len(batch.y))
+        matched = self.draw_replay(r)  # its stored logits are matched
+        labelled = self.draw_replay(r) if matched else {}  # its stored labels are learned
+        logits = self.learner(torch.cat([batch.x, matched["x"], labelled["x"]]) if matched else batch.x)
+        new, k = logits[:n], len(matched.get("y", ()))
+        loss = F.cross_entropy(new, batch.y)
+        if matched and self.alpha > 0:
+            loss = loss + self.alpha * F.mse_loss(logits[n : n + k], matched["logits"])
+        if matched and self.beta > 0:
+            loss = loss + self.beta * F.cross_entropy(logits[n + k :], labelled["y"])
+        self.remember({**self.stored_fields(batch), "logits": new.detach()})
+        return loss

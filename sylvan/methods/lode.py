@@ -44,15 +44,12 @@ class LODE(ReplayMethod):
         super().configure(setting)
         self.decoupled_loss = hold_decoupled_loss(self)
 
-    def incoming_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self.decoupled_loss(logits, batch)
-
     def training_step(self, batch: Batch) -> torch.Tensor:
         replay = self.draw_replay(self.replay_count(len(batch.y)))
         self.remember(self.stored_fields(batch))  # before the forward pass: the next step's candidates travel during it
         x = torch.cat([batch.x, replay["x"]]) if replay else batch.x
         logits = self.learner(x)
-        loss = self.incoming_loss(logits[: len(batch.y)], batch)
+        loss = self.decoupled_loss(logits[: len(batch.y)], batch)
         if replay:
             loss = (loss + F.cross_entropy(logits[len(batch.y) :], replay["y"])) / 2
         return loss
@@ -65,7 +62,6 @@ class LODEDERPlusPlus(DER):
 
     name: ClassVar[str] = "lode_derpp"
     target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
-    labels_second_group: ClassVar[bool] = True
 
     replay_size: int = 128  # r: samples in each of the two replayed groups (0: as many as the batch size)
     beta: float = 1.0  # weight of the cross-entropy on the second replayed group
@@ -83,5 +79,20 @@ class LODEDERPlusPlus(DER):
         super().configure(setting)
         self.decoupled_loss = hold_decoupled_loss(self)
 
-    def incoming_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return self.decoupled_loss(logits, batch)
+    def replay_draws(self, batch_size: int) -> tuple[int, ...]:
+        """Two independent groups of r a step, as DER++."""
+        return (self.replay_count(batch_size),) * 2
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        n, r = len(batch.y), self.replay_count(len(batch.y))
+        matched = self.draw_replay(r)  # its stored logits are matched
+        labelled = self.draw_replay(r) if matched else {}  # its stored labels are learned
+        logits = self.learner(torch.cat([batch.x, matched["x"], labelled["x"]]) if matched else batch.x)
+        new, k = logits[:n], len(matched.get("y", ()))
+        loss = self.decoupled_loss(new, batch)
+        if matched and self.alpha > 0:
+            loss = loss + self.alpha * F.mse_loss(logits[n : n + k], matched["logits"])
+        if matched and self.beta > 0:
+            loss = loss + self.beta * F.cross_entropy(logits[n + k :], labelled["y"])
+        self.remember({**self.stored_fields(batch), "logits": new.detach()})
+        return loss

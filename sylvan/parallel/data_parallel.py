@@ -143,12 +143,12 @@ class DataParallel:
         options = dict(process_group_backend="nccl" if self.on_cuda else "gloo",
                        timeout=timedelta(seconds=self.worker_timeout))
         if self.channel is not None:
-            from sylvan.parallel.fabric_rehearsal import FabricRehearsalStrategy
+            from sylvan.parallel.rehearsal_ddp import RehearsalDDPStrategy
 
-            return FabricRehearsalStrategy(replay=self.channel, **options)
-        from lightning.fabric.strategies import DDPStrategy
+            return RehearsalDDPStrategy(replay=self.channel, **options)
+        from sylvan.run.fabric_package import fabric
 
-        return DDPStrategy(**options)
+        return fabric().strategies.DDPStrategy(**options)
 
     def start_workers(self, environment: Any) -> None:
         """Start this node's other workers, unless a launcher (torchrun, SLURM) did

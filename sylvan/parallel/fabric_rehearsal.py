@@ -1,71 +1,26 @@
 """Distributed asynchronous rehearsal as a Lightning Fabric strategy, for anyone's own loop.
 
-`Fabric(strategy="ddp_rehearsal", devices=N)` (registered when this module is imported) is DDP
-whose training loaders, set up with `fabric.setup_dataloaders`, serve every batch joined by r
-representatives drawn uniformly from the union of all workers' rehearsal buffers, fetched while
-the previous step computed (the exchange itself: `sylvan.buffers.global_replay`). sylvan's own
-runs hand it the replay channel their method asked for (made with `join_batch=False`): the
-strategy then prepares each step's draws as the batch is served, and the method takes them and
-inserts its new samples itself, in its own loss. The Trainer strategy of the same name
-(`sylvan.parallel.rehearsal_strategy`) wraps the same `GlobalReplay`.
+`Fabric(strategy="ddp_rehearsal", devices=N)` (registered when this module is imported, with
+`lightning.fabric` and with the standalone `lightning_fabric`) is DDP whose training loaders, set
+up with `fabric.setup_dataloaders`, serve every batch joined by r representatives drawn uniformly
+from the union of all workers' rehearsal buffers, fetched while the previous step computed
+(`sylvan.parallel.rehearsal_ddp`; the exchange itself: `sylvan.buffers.global_replay`). The
+Trainer strategy of the same name (`sylvan.parallel.rehearsal_strategy`) wraps the same
+`GlobalReplay`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 from lightning.fabric.strategies import STRATEGY_REGISTRY, DDPStrategy
 
-from sylvan.buffers.global_replay import GlobalReplay
+from sylvan.parallel.rehearsal_ddp import RehearsalDDPStrategy, ReplayingDDP, ReplayingLoader, register
+
+__all__ = ["FabricRehearsalStrategy", "RehearsalDDPStrategy", "ReplayingLoader"]
 
 
-class ReplayingLoader:
-    """`loader`'s batches, each moved to `strategy`'s device and through `replay.training_batch`
-    (joined by the replay, or the step's draws prepared), the exchange completed at the end of
-    every pass; its other attributes are `loader`'s."""
-
-    def __init__(self, loader: Any, replay: GlobalReplay, strategy: Any) -> None:
-        self.loader = loader
-        self.replay = replay
-        self.strategy = strategy
-
-    def __iter__(self) -> Iterator[Any]:
-        for batch in self.loader:
-            yield self.replay.training_batch(self.strategy.batch_to_device(batch))
-        self.replay.wait()  # nothing stays in flight between passes (the result is kept)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("loader", "replay", "strategy"):  # not set yet (unpickling)
-            raise AttributeError(name)
-        return getattr(self.loader, name)
+class FabricRehearsalStrategy(ReplayingDDP, DDPStrategy):
+    """DDP over `lightning.fabric` whose training batches are joined by r representatives of the
+    global buffer. Give it a `GlobalReplay`, or the buffer options to build one."""
 
 
-class FabricRehearsalStrategy(DDPStrategy):
-    """DDP whose training batches are joined by r representatives of the global buffer.
-
-    Give it a `GlobalReplay`, or the buffer options to build one (as `Fabric(strategy=
-    "ddp_rehearsal")` does, with the defaults)."""
-
-    strategy_name = "ddp_rehearsal"
-
-    def __init__(self, replay: GlobalReplay | None = None, buffer_size: int = 200, replay_size: int = 10,
-                 buffer_policy: str = "reservoir", synchronous: bool = False, seed: int = 0,
-                 **ddp_kwargs: Any) -> None:
-        super().__init__(**ddp_kwargs)
-        if replay is None:
-            from sylvan.buffers import make_buffer
-
-            replay = GlobalReplay(make_buffer(buffer_policy, buffer_size, seed=seed), replay_size, synchronous, seed)
-        self.replay = replay
-
-    def process_dataloader(self, dataloader: Any) -> Any:
-        return ReplayingLoader(super().process_dataloader(dataloader), self.replay, self)
-
-
-if FabricRehearsalStrategy.strategy_name not in STRATEGY_REGISTRY:
-    STRATEGY_REGISTRY.register(FabricRehearsalStrategy.strategy_name, FabricRehearsalStrategy,
-                               description="DDP with distributed asynchronous rehearsal buffers")
+register(FabricRehearsalStrategy, STRATEGY_REGISTRY)

@@ -2,7 +2,7 @@
 
 Fabric brings what a research framework should not write itself: accelerators, precision
 (`32-true`, `bf16-mixed`, `16-mixed` with its loss scaling), the data-parallel strategies (DDP,
-and `ddp_rehearsal`: `sylvan.parallel.fabric_rehearsal`) and cluster environments (torchrun,
+and `ddp_rehearsal`: `sylvan.parallel.rehearsal_ddp`) and cluster environments (torchrun,
 SLURM). The loop is sylvan's: per minibatch, in the order a supervised method's hooks expect,
 
     callbacks' minibatch_started -> the method's loss -> zero grad -> backward
@@ -97,8 +97,9 @@ class Engine:
 
     def __init__(self, accelerator: str, precision: str, parallel: Any = None, loggers: Sequence[Any] = (),
                  progress_bar: bool = False) -> None:
-        from lightning.fabric import Fabric
+        from sylvan.run.fabric_package import fabric
 
+        Fabric = fabric().Fabric
         self.parallel = parallel
         accelerator = "gpu" if accelerator == "cuda" else accelerator
         if parallel is None:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 # the distributions whose versions decide what a run computes, as pip names them
-DEPENDENCIES = ("torch", "torchvision", "lightning", "continuum", "numpy", "scikit-learn", "gymnasium",
-                "simple-parsing", "wandb")
+DEPENDENCIES = ("torch", "torchvision", "lightning", "lightning-fabric", "continuum", "numpy", "scikit-learn",
+                "gymnasium", "simple-parsing", "wandb")
 
 
 def software_versions() -> dict[str, str | None]:

@@ -179,6 +179,31 @@ print("loaded:", sorted(loaded & {"lightning", "pytorch_lightning", "torchmetric
     assert lines[-1] == "loaded: []"
 
 
+def test_a_run_in_one_process_trains_on_lightning_fabric_without_the_trainer_or_torchmetrics(tmp_path):
+    """sylvan's engine runs on the standalone `lightning_fabric`: a run loads neither the
+    `lightning` package (whose `__init__` imports the Trainer) nor torchmetrics (which Fabric's
+    version check would import whole), and torchmetrics stays importable after it."""
+    script = """
+import sys
+from sylvan.cli import main
+try:
+    main(["--setting", "class_incremental", "--method", "rehearsal", "--nb_tasks", "2", "--epochs", "1",
+          "--progress_bar", "false", "--accelerator", "cpu", "--save_checkpoints", "false"])
+except SystemExit as exit:
+    print("exit", exit.code)
+loaded = {name.split(".")[0] for name in sys.modules}
+print("loaded:", sorted(loaded & {"lightning", "pytorch_lightning", "torchmetrics", "lightning_fabric"}))
+import torchmetrics
+print("torchmetrics", torchmetrics.__version__)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "exit 0" in lines and "loaded: ['lightning_fabric']" in lines
+    assert lines[-1].startswith("torchmetrics ")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--setting", "nope", "--method", "naive"], "valid settings"),
     (["--setting", "online", "--method", "nope"], "valid methods"),

@@ -165,9 +165,17 @@ def test_der_stores_the_logits_each_sample_arrived_with():
 def test_derpp_replays_two_independent_groups():
     method, _ = configured(DERPlusPlus(buffer_size=50, replay_size=3), OnlineSetting)
     method.training_step(digits_batch(list(range(10))))
-    groups = method.replay_terms(digits_batch([0, 1]))
-    assert [weight for weight, _ in groups] == [method.alpha, method.beta]
-    assert all(len(replay["y"]) == 3 and "logits" in replay for _, replay in groups)
+    draws = []
+    taken = method.replay.take
+    method.replay.take = lambda n: draws.append(taken(n)) or draws[-1]
+    inputs = []
+    learner = method.learner
+    method.learner = lambda x: inputs.append(x) or learner(x)
+    method.training_step(digits_batch([0, 1]))
+    assert method.replay_draws(2) == (3, 3) and [len(draw["y"]) for draw in draws] == [3, 3]
+    assert all("logits" in draw for draw in draws)
+    assert not torch.equal(draws[0]["x"], draws[1]["x"])  # independent draws of 3 from 10 stored samples
+    assert torch.equal(inputs[0], torch.cat([digits_batch([0, 1]).x, draws[0]["x"], draws[1]["x"]]))
 
 
 def test_er_ace_incoming_loss_leaves_absent_classes_alone():

@@ -182,13 +182,22 @@ def test_the_ddp_rehearsal_strategy_is_registered_with_fabric():
     assert isinstance(strategy, FabricRehearsalStrategy) and strategy.replay.buffer.capacity == 200
 
 
+def test_the_ddp_rehearsal_strategy_is_registered_with_the_standalone_fabric_the_engine_runs_on():
+    from sylvan.parallel.rehearsal_ddp import RehearsalDDPStrategy
+    from sylvan.run.fabric_package import fabric
+
+    strategies = fabric().strategies
+    assert strategies.STRATEGY_REGISTRY["ddp_rehearsal"]["strategy"] is RehearsalDDPStrategy
+    assert issubclass(RehearsalDDPStrategy, strategies.DDPStrategy)
+
+
 
 def test_a_minibatch_reaches_the_method_through_ddps_forward_as_the_loader_served_it():
     """With several workers the method's loss goes through Fabric's module wrapper, which casts
     the floating-point tensors it is given to the precision's input dtype (bfloat16 under
     bf16-mixed); in one process it does not. The engine hands the minibatch in a `HeldBatch`,
     which the wrapper leaves alone: the method sees float32 inputs either way."""
-    from lightning.fabric.plugins.precision.amp import MixedPrecision
+    from lightning_fabric.plugins.precision.amp import MixedPrecision
 
     from sylvan.run.engine import HeldBatch
 

@@ -43,9 +43,9 @@ def seeded_tasks(seed: int, load: Callable[[], list[TaskData]],
     `preloaded` ones (tasks and the generators' states as loading left them, `preloaded_tasks`),
     with those states put back. Loading draws from torch's generator, which then initializes the
     model: so a seed's run is the same whether its data were loaded ahead of it or not."""
-    from lightning.fabric import seed_everything
+    from sylvan.run.fabric_package import fabric
 
-    seed_everything(seed, verbose=False)
+    fabric().seed_everything(seed, verbose=False)
     if preloaded is None:
         free_finished_runs()
         tasks = load()

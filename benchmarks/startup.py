@@ -4,7 +4,8 @@ For each command, measured from the moment it is started (the interpreter's star
 seconds to its first training step (the process writes the time of that step to the file
 `SYLVAN_FIRST_STEP_FILE` names) and to its end. The commands:
 
-- `import torch, lightning`: what importing the two costs, the floor a run's start-up sits on;
+- `import torch, Fabric`: what importing torch and the Lightning Fabric sylvan trains on
+  (`sylvan.run.fabric_package`) costs, the floor a run's start-up sits on;
 - the main job: `cli.py --setting class_incremental --method rehearsal` (digits);
 - Seq-MNIST ER-200: `rehearsal` on MNIST, 5 tasks of 2 classes, MLP 784-100-100-10, batch 10,
   1 epoch, buffer 200, r 10, lr 0.01 (the DER paper's recipe), with a run's defaults (its
@@ -38,7 +39,7 @@ def timed(command: list[str], core: int | None) -> tuple[float | None, float]:
     with tempfile.TemporaryDirectory() as folder:
         mark = Path(folder) / "first_step"
         environment = {**os.environ, "SYLVAN_FIRST_STEP_FILE": str(mark), "OMP_NUM_THREADS": "1",
-                       "MKL_NUM_THREADS": "1"}
+                       "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
         start = time.time()
         done = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, preexec_fn=pin)
@@ -56,7 +57,8 @@ def commands(data_dir: str) -> dict[str, list[str]]:
               data_dir, "--nb_tasks", "5", "--epochs", "1", "--batch_size", "10", "--lr", "0.01", "--buffer_size",
               "200", "--replay_size", "10", "--seed", "0", *quiet]
     return {
-        "import torch, lightning": [sys.executable, "-c", "import torch, lightning"],
+        "import torch, Fabric": [sys.executable, "-c",
+                                 "import torch; from sylvan.run.fabric_package import fabric; fabric()"],
         "main job (digits)": [*cli, "--setting", "class_incremental", "--method", "rehearsal", *quiet],
         "Seq-MNIST ER-200": er_200,
         "plain loop ER-200": [sys.executable, __file__, "--plain_loop", "--data_dir", data_dir],
@@ -143,7 +145,7 @@ def main() -> None:
     where = f"core {args.core}" if args.core is not None else f"{os.cpu_count()} cores, unpinned"
     print(f"Start-up and whole run, seconds from the command's start, median of {args.repeats} "
           f"(one thread, {where}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')})")
-    imports = statistics.median(total for _, total in measured["import torch, lightning"])
+    imports = statistics.median(total for _, total in measured["import torch, Fabric"])
     plain_total = statistics.median(total for _, total in measured["plain loop ER-200"])
     print(f"{'command':>24} | {'first step':>10} | {'- imports':>9} | {'whole run':>9} | {'/ plain loop':>12}")
     for name, figures in measured.items():
@@ -152,7 +154,7 @@ def main() -> None:
         first = f"{statistics.median(firsts):10.2f}" if firsts else f"{'':>10}"
         over = f"{statistics.median(firsts) - imports:+9.2f}" if firsts else f"{'':>9}"
         print(f"{name:>24} | {first} | {over} | {total:9.2f} | {total / plain_total:12.2f}")
-    print("('- imports': the first step's time less what importing torch and Lightning alone takes)")
+    print("('- imports': the first step's time less what importing torch and Fabric alone takes)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ under `TYPE_CHECKING`, aside), and settings, buffers and models never import a m
 from __future__ import annotations
 
 import ast
+import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -163,11 +165,32 @@ def test_the_replay_base_declares_no_option_of_one_policy():
 
 
 def test_replay_methods_reach_a_policys_work_only_through_its_admission():
-    """What the gss and aser policies compute from the model (gradient scores, Shapley values)
-    lives in `sylvan.methods.parts.admission`, not in the base every replay method inherits."""
+    """What the gss and aser policies need from the model (gradient scores, features) is handed
+    to the admission that lives with their buffers by `sylvan.methods.parts.admission`, not by
+    the base every replay method inherits."""
     targets = import_graph()["sylvan.methods.core.replay"]
     specific = ("gradient_scores", "shapley", "sylvan.buffers.gss", "sylvan.buffers.aser")
     assert [t for t in targets if any(name in t for name in specific)] == []
+
+
+def test_methods_reach_their_memory_only_through_a_replay_channel():
+    """A buffer a method makes is handed to a replay channel (`sylvan.buffers.channel`): every
+    draw, insertion and read of it goes through the channel; the method keeps the buffer only to
+    save and restore it with its state."""
+    found = [f"{path.relative_to(PACKAGE)}: {line.strip()}" for path in (PACKAGE / "methods").rglob("*.py")
+             for line in path.read_text().splitlines()
+             if re.search(r"buffer\.[a-z_]+", line) and not re.search(r"buffer\.(state_dict|load_state_dict)\(", line)
+             or re.search(r"len\((self|method)\.buffer\)", line)]
+    assert found == []
+
+
+def test_the_admissions_of_gss_and_aser_live_with_their_buffers():
+    from sylvan.buffers.aser import ASERReplacement
+    from sylvan.buffers.gss import GSSAdmission
+
+    assert GSSAdmission.__module__ == "sylvan.buffers.gss" and ASERReplacement.__module__ == "sylvan.buffers.aser"
+    assert "buffer" in inspect.signature(GSSAdmission).parameters
+    assert "method" not in inspect.signature(ASERReplacement).parameters
 
 
 def test_no_method_file_exceeds_150_lines():

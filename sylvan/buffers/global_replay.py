@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 
 from sylvan.buffers.base import RehearsalBuffer
+from sylvan.buffers.channel import ReplayChannel
 from sylvan.minibatches import float_inputs
 from sylvan.transfer import to_device
 
@@ -87,8 +88,9 @@ class ExchangeBlocks:
         self.received_sizes = self.received[:, : self.ALIGN].view(torch.int64)
 
 
-class GlobalReplay:
-    """The exchange engine: local buffer, candidate blocks, pending asynchronous collectives."""
+class GlobalReplay(ReplayChannel):
+    """The exchange engine: local buffer, candidate blocks, pending asynchronous collectives. As
+    a replay channel (`sylvan.buffers.channel`), its draws come from every worker's buffer."""
 
     is_global = True  # a replay channel's draws come from every worker's buffer
 

@@ -4,7 +4,8 @@
 The memory prefers samples whose gradients point in directions the rest of the memory does
 not: each sample carries a score c = 1 + (the largest cosine similarity between its gradient and
 the gradients of a few random stored samples), in [0, 2]; low is diverse. The method computes
-the scores (it has the model; `sylvan.methods.parts.gradient_scores`) and hands them to `add` as
+the scores (it has the model; `sylvan.methods.parts.gradient_scores`), its `GSSAdmission` below
+draws the compared samples and reports a memory that stops changing, and `add` gets them as
 `score=`, one per sample; the buffer stores them next to the samples and decides:
 
 - while the buffer is not full, every sample enters, with its score;
@@ -29,9 +30,10 @@ drawn, seldom replaced: they stay in the buffer for most of the stream.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -39,6 +41,9 @@ import torch
 from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.reservoir import last_writer_wins
 from sylvan.errors import require_at_least
+
+# (x, y, reference x, reference y, batch) -> (each sample's score, the batch's score or None)
+GradientScores = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool], tuple[torch.Tensor, Any]]
 
 FIRST_BATCH_SCORE = 0.1  # batch-gated: the score of a batch compared with nothing (that of the paper's code)
 
@@ -144,3 +149,57 @@ def _finite_scores(values: Any, what: str) -> np.ndarray:
     if not np.isfinite(array).all() or (array < 0).any():
         raise ValueError(f"{what} must be finite and non-negative (1 + a cosine similarity)")
     return array
+
+
+class GSSAdmission:
+    """What the gss policy is handed with new samples: "score", each sample's gradient compared
+    with those of `--gss_compared` samples drawn uniformly from `buffer` (whatever the retrieval),
+    as it holds them before this batch; with `--gss_batch_gate`, "batch_score" too, the gradient
+    of the batch's mean loss compared with the same samples' (`FIRST_BATCH_SCORE` while nothing is
+    stored). The gradients are the model's, which the buffer does not have: `scores(x, y,
+    reference_x, reference_y, batch)` computes them (the scores, and with `batch` the batch's
+    score; `sylvan.methods.parts.gradient_scores`)."""
+
+    def __init__(self, buffer: GSSBuffer, options: GSSOptions, scores: GradientScores) -> None:
+        self.buffer, self.options, self.scores = buffer, options, scores
+        self.task_start: tuple[int, int] | None = None  # (seen, replaced) when a task began with a full buffer
+
+    def extras(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        reference = self.buffer.uniform_sample(self.options.gss_compared) or {"x": x[:0], "y": y[:0]}
+        compared = (x, y, reference["x"].to(x.device), reference["y"].to(y.device))
+        if not self.options.gss_batch_gate:
+            return {"score": self.scores(*compared, False)[0]}
+        scores, batch_score = self.scores(*compared, True)
+        if len(reference["x"]) == 0:
+            batch_score = FIRST_BATCH_SCORE
+        return {"score": scores, "batch_score": torch.tensor(batch_score, dtype=torch.float64)}
+
+    def on_task_start(self) -> None:
+        buffer = self.buffer
+        full = buffer.capacity > 0 and buffer.is_full
+        self.task_start = (buffer.seen, buffer.replaced) if full else None
+
+    def on_task_end(self, task_id: int | None) -> None:
+        """Warn when the memory, full from the task's start, took none of the task's samples:
+        every new gradient (and, batch-gated, every batch's) was aligned with a compared one, so
+        the memory stays as it was, whatever the stream brings (as with many compared samples)."""
+        start, self.task_start = self.task_start, None
+        buffer, options = self.buffer, self.options
+        if start is None or buffer.replaced != start[1]:
+            return
+        offered = buffer.seen - start[0]
+        if offered > 0:
+            task = "" if task_id is None else f" {task_id}"
+            warnings.warn(
+                f"gss: the full buffer took none of the {offered:,} samples of task{task}: every "
+                f"{'batch' if options.gss_batch_gate else 'sample'}'s gradient was aligned with one of the "
+                f"{options.gss_compared} stored samples' it was compared with, so the memory does not change as the "
+                "stream does (a smaller --gss_compared compares with fewer)",
+                stacklevel=3,
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

@@ -11,16 +11,16 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.errors import unknown_name
-from sylvan.methods.core.replay import ReplayMethod
-from sylvan.methods.core.supervised import Batch
-from sylvan.methods.parts.shapley import (
+from sylvan.buffers.shapley import (
     ASER_KINDS,
     knn_shapley_values,
     per_class_positions,
     positions_left,
     replay_scores,
 )
+from sylvan.errors import unknown_name
+from sylvan.methods.core.replay import ReplayMethod
+from sylvan.methods.core.supervised import Batch
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -63,7 +63,7 @@ class ASER(ReplayMethod):
         """Which samples of `pool` (a uniform draw from the buffer, in random order) the step
         replays: the `count` best by `replay_scores`, or the first `count` while the buffer
         has not yet turned a sample away."""
-        if self.buffer.seen <= self.buffer.capacity:
+        if self.replay.seen <= self.replay.capacity:
             return torch.arange(min(count, len(pool["y"])))
         labels = pool["y"].cpu()
         competing = per_class_positions(labels, self.aser_samples_per_class)

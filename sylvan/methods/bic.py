@@ -69,7 +69,7 @@ class BiC(HerdingExemplarMethod):
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         self._task_data = dataset_tensors(train_data.dataset)
         x, y = self._task_data[0], self._task_data[1]
-        stored = {name: value.cpu() for name, value in self.buffer.get_all().items()} if len(self.buffer) else {}
+        stored = {name: value.cpu() for name, value in self.replay.stored().items()} if len(self.replay) else {}
         new_held, old_held = self.validation_masks(y, stored.get("y"))
         self._validation = None
         if bool(new_held.any()):
@@ -85,7 +85,7 @@ class BiC(HerdingExemplarMethod):
         seed; none in the first task, which has no old classes to correct towards."""
         classes_seen = int((self.seen_classes.active | self.class_mask(y)).sum())
         count = self.validation_per_class(classes_seen) if bool(self.seen_classes.old.any()) else 0
-        generator = torch.Generator().manual_seed(self.run.seed * 1000 + VALIDATION_SEED + self.buffer.seen)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + VALIDATION_SEED + self.replay.seen)
         new_held = pick_per_class(y, count, generator)
         if stored_y is None:
             return new_held, torch.zeros(0, dtype=torch.bool)
@@ -120,7 +120,7 @@ class BiC(HerdingExemplarMethod):
         y, new, seen = y.to(device), new_classes.to(device), self.seen_classes.active.to(device)
         parameters = torch.tensor([1.0, 0.0], device=device, requires_grad=True)  # alpha, beta
         optimizer = torch.optim.Adam([parameters], lr=self.bias_lr)
-        generator = torch.Generator().manual_seed(self.run.seed * 1000 + BIAS_ORDER_SEED + self.buffer.seen)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + BIAS_ORDER_SEED + self.replay.seen)
         with torch.enable_grad():
             for _ in range(self.bias_epochs):
                 for batch in torch.randperm(len(y), generator=generator).to(device).split(self.bias_batch_size):

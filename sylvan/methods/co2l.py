@@ -109,7 +109,7 @@ class Co2L(ContrastiveReplayMethod):
         """Train the probe from zero on the buffer (every worker's), the network frozen."""
         device = self.run.device
         self.learner.to(device)
-        stored = self.buffer.get_all()
+        stored = self.replay.stored()
         x = concatenated_over_workers(stored["x"].to(device))
         y = concatenated_over_workers(stored["y"].to(device))
         seed = self.run.seed * 1000 + PROBE_SEED + self.finished_tasks

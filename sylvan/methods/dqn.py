@@ -94,7 +94,7 @@ class DQN(OffPolicyMethod):
 
     def learn(self) -> None:
         """One gradient step on a minibatch drawn from the replay memory."""
-        batch = self.buffer.sample(self.replay_size)
+        batch = self.replay.take(self.replay_size)
         q_values = self.q_network(batch["obs"]).gather(1, batch["action"].unsqueeze(1)).squeeze(1)
         with torch.no_grad():
             next_values = self.target_network(batch["next_obs"]).max(1).values

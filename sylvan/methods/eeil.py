@@ -61,15 +61,15 @@ class EEIL(HerdingExemplarMethod):
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         self._task_data = dataset_tensors(train_data.dataset)
         self.train_learner(self.with_exemplars(self._task_data, train_data.batch_size), val_data)
-        if self.teacher.network is not None and self.finetune_epochs and len(self.buffer):
+        if self.teacher.network is not None and self.finetune_epochs and len(self.replay):
             self.finetune_balanced(train_data.batch_size)
 
     def balanced_samples(self) -> tuple[torch.Tensor, ...]:
         """The task's samples the balanced finetuning adds to the exemplars: of each new class
         (none of a finished task), as many as the memory holds of each old class."""
         y = self._task_data[1].cpu()
-        per_class = len(self.buffer) // max(int(self.seen_classes.old.sum()), 1)
-        generator = torch.Generator().manual_seed(self.run.seed * 1000 + BALANCED_SEED + self.buffer.seen)
+        per_class = len(self.replay) // max(int(self.seen_classes.old.sum()), 1)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + BALANCED_SEED + self.replay.seen)
         chosen = pick_per_class(y, per_class, generator) & ~self.seen_classes.old[y]
         return tuple(column[chosen.to(column.device)] for column in self._task_data)
 

@@ -91,11 +91,11 @@ class ERAML(ReplayMethod):
         if self.replays_globally:
             pool = self.draw_replay(self.contrast_count(), augment=False)  # only the chosen few are augmented
             return ContrastPool(pool["y"], x=pool["x"]) if pool else None
-        slots = self.buffer.uniform_slots(self.contrast_count())
+        slots = self.replay.uniform_slots(self.contrast_count())
         if not len(slots):
             return None
-        slots = to_device(slots, self.buffer.device)
-        return ContrastPool(self.buffer.gather(slots, names=("y",))["y"], slots=slots)
+        slots = to_device(slots, self.replay.device)
+        return ContrastPool(self.replay.gather(slots, names=("y",))["y"], slots=slots)
 
     def chosen_inputs(self, pool: ContrastPool | None, incoming: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """The inputs of the candidates `chosen` (positions in the pool, then in the minibatch),
@@ -108,7 +108,7 @@ class ERAML(ReplayMethod):
         if pool.x is not None:
             stored = pool.x[index]
         else:
-            stored = self.buffer.gather(pool.slots[index.to(pool.slots.device)], names=("x",))["x"]
+            stored = self.replay.gather(pool.slots[index.to(pool.slots.device)], names=("x",))["x"]
         from_pool = (chosen < size).view(-1, *[1] * (incoming.dim() - 1))
         return torch.where(from_pool, stored.to(incoming.device), incoming[(chosen - size).clamp(min=0)])
 

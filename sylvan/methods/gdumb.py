@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.buffers import make_buffer
+from sylvan.buffers.channel import LocalReplay
 from sylvan.methods.core.supervised import Batch, SupervisedMethod
 from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
@@ -58,6 +58,7 @@ class GDumb(SupervisedMethod):
         super().configure(setting)
         self.buffer = make_buffer("gdumb", self.buffer_size, seed=self.run.worker_seed(),
                                   pixel_fields=self.pixel_fields)
+        self.memory = LocalReplay(self.buffer)  # each worker's own: it retrains on its memory alone
 
     def epochs_per_fit(self, setting: Any) -> int:
         return self.retrain_epochs
@@ -69,13 +70,13 @@ class GDumb(SupervisedMethod):
         for batch in train_data:
             if meter is not None:
                 meter.score(batch)
-            self.buffer.add(**Batch(*batch).fields())
+            self.memory.insert(Batch(*batch).fields())
         self.retrain(val_data)
 
     def retrain(self, val_data: DataLoader | None = None) -> None:
-        stored = self.buffer.get_all()
+        stored = self.memory.stored()
         columns = [stored["x"], stored["y"]] + ([stored["t"]] if "t" in stored else [])
-        generator = torch.Generator().manual_seed(self.run.seed * 1000 + 700 + self.buffer.seen)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + 700 + self.memory.seen)
         loader = minibatch_loader(TensorDataset(*columns), self.retrain_batch_size, shuffle=True, generator=generator,
                                   pin_memory=self.run.pins_batches)
         self.learner = self.build_learner()
@@ -87,8 +88,8 @@ class GDumb(SupervisedMethod):
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         scores = super().scores(x, task_labels)
-        if len(self.buffer):
+        if len(self.memory):
             stored = torch.zeros(scores.shape[1], dtype=torch.bool)
-            stored[torch.from_numpy(np.flatnonzero(self.buffer.class_stored))] = True
+            stored[torch.tensor(sorted(self.memory.class_counts()))] = True
             scores = scores.masked_fill(~stored.to(scores.device), float("-inf"))
         return scores

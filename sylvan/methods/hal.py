@@ -93,7 +93,7 @@ class HAL(Rehearsal):
         super().on_task_end(task_id)
         classes = self.task_classes_seen.nonzero().flatten()
         self.task_classes_seen = torch.zeros_like(self.task_classes_seen)
-        if not len(self.buffer) or self.phi is None or not len(classes):
+        if not len(self.replay) or self.phi is None or not len(classes):
             return
         forgetful = self.finetuned_weights()
         generator = torch.Generator().manual_seed(self.run.worker_seed(ANCHORS_SEED + len(self.anchors)))
@@ -109,7 +109,7 @@ class HAL(Rehearsal):
         device = next(iter(weights.values())).device
         with evaluating(self.model) as model, torch.enable_grad():
             for _ in range(self.finetune_steps):
-                replay = self.buffer.uniform_sample(self.run.batch_size)
+                replay = self.replay.uniform(self.run.batch_size)
                 x, y = self.augment_inputs(replay["x"].to(device)), replay["y"].to(device)
                 trained = {name: w.requires_grad_() for name, w in weights.items()}
                 loss = F.cross_entropy(functional_call(model, trained, (x,)).float(), y)

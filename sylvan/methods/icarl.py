@@ -66,7 +66,7 @@ class ICaRL(HerdingExemplarMethod):
 
     def exemplar_means(self) -> torch.Tensor:
         """Per class, the normalized mean of its exemplars' normalized features (NaN if none)."""
-        stored = self.buffer.get_all()
+        stored = self.replay.stored()
         return class_means_from_sums(*class_feature_sums(self.features(stored["x"]), stored["y"],
                                                          self.run.num_classes))
 

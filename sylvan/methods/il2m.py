@@ -58,8 +58,8 @@ class IL2M(HerdingExemplarMethod):
         confidence from their samples, current means of the old classes from their samples
         (the task's data and the exemplars)."""
         x, y = self._task_data[0], self._task_data[1]
-        if len(self.buffer):
-            stored = self.buffer.get_all()
+        if len(self.replay):
+            stored = self.replay.stored()
             x, y = torch.cat([x, stored["x"].to(x.device)]), torch.cat([y, stored["y"].to(y.device)])
         y = y.cpu()
         logits = self.evaluated_in_chunks(x, lambda model, chunk: model(chunk).float().cpu())

@@ -113,7 +113,7 @@ class LUCIR(HerdingExemplarMethod):
         self.held.hold({p: torch.ones_like(p, dtype=torch.bool) for p in self.model.features.parameters()})
         self._finetuning = True
         try:
-            stored = self.buffer.get_all()
+            stored = self.replay.stored()
             columns = tuple(stored[name] for name in ("x", "y", "t") if name in stored)
             loader = self.with_exemplars(columns, self.run.batch_size, exemplars={})
             with batch_norm_statistics_held(self.model):  # as the task left them

@@ -103,7 +103,7 @@ class SAC(OffPolicyMethod):
         """One gradient step of the Q-networks, the policy and the temperature on a minibatch
         drawn from the replay memory, then the Polyak step of the target Q-networks."""
         run = self.run
-        batch = self.buffer.sample(self.replay_size)
+        batch = self.replay.take(self.replay_size)
         alpha = self.log_alpha.exp().detach()
         with run.autocast(), torch.no_grad():
             next_actions, next_log_prob = self.policy.sample(batch["next_obs"])

@@ -72,8 +72,8 @@ class SCR(ContrastiveReplayMethod):
         classes = self.run.num_classes
         sums = torch.zeros(classes, self.model.feature_dim, device=device)
         counts = torch.zeros(classes, device=device)
-        if len(self.buffer):
-            stored = self.buffer.get_all()
+        if len(self.replay):
+            stored = self.replay.stored()
             with evaluating(self.model) as model:
                 for start in range(0, len(stored["y"]), 1024):
                     x = stored["x"][start : start + 1024].to(device)

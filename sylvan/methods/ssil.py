@@ -59,7 +59,7 @@ class SSIL(HerdingExemplarMethod):
     def training_step(self, batch: Batch) -> torch.Tensor:
         self.seen_classes.observe(batch.y)
         device = batch.y.device
-        replay = self.buffer.sample(self.replay_size or len(batch.y)) if len(self.buffer) else {}
+        replay = self.replay.take(self.replay_size or len(batch.y)) if len(self.replay) else {}
         x, y = batch.x, batch.y
         if replay:
             x = torch.cat([x, self.augment_inputs(replay["x"].to(device))])

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import torch
-
+from sylvan.buffers.channel import LocalReplay
 from sylvan.run.accounting import ComputeAccount
 from sylvan.run.checkpointer import Checkpointer
 
@@ -33,33 +32,6 @@ def worker_seed(seed: int, rank: int, offset: int = 0) -> int:
     each buffer would pick samples of the same age (the same task) from each, which a uniform
     draw from their union would not."""
     return seed + offset if rank == 0 else (seed + offset) * 7919 + 1_000_003 * rank
-
-
-class LocalReplay:
-    """The replay channel of a run in one process (or of workers that replay each from its own
-    buffer, `--replay_scope local`): the method's buffer itself."""
-
-    is_global = False  # its draws come from this worker's buffer alone
-
-    def __init__(self, buffer: RehearsalBuffer) -> None:
-        self.buffer = buffer
-
-    def take(self, n: int) -> dict[str, torch.Tensor]:
-        """Up to `n` samples drawn uniformly from the buffer ({} while it is empty)."""
-        return self.buffer.sample(n)
-
-    def insert(self, fields: dict[str, torch.Tensor]) -> None:
-        """Offer a batch's samples (and their extras: logits, features, ...) to the buffer."""
-        self.buffer.add(**fields)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}  # all of it is the buffer's, which the method saves
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-    def timings(self) -> dict[str, float]:
-        return {}
 
 
 class RunContext:

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sylvan.buffers import ASEROptions, GSSOptions
+from sylvan.buffers.shapley import knn_shapley_values
 from sylvan.errors import ConfigurationError, UnknownNameError
 from sylvan.methods import ASER, Batch, Rehearsal
-from sylvan.methods.parts.shapley import knn_shapley_values
 from sylvan.settings import OnlineSetting
 from tests.methods.digits_samples import WithoutFeatures
 

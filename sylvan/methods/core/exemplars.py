@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sylvan.buffers import make_buffer
+from sylvan.buffers.channel import LocalReplay
 from sylvan.errors import ConfigurationError
 from sylvan.methods.core.supervised import SupervisedMethod, dataset_tensors, evaluating
 from sylvan.methods.parts.seen_classes import SeenClasses
@@ -63,6 +64,7 @@ class HerdingExemplarMethod(SupervisedMethod):
         self.buffer = make_buffer(
             "herding", self.buffer_size, seed=self.run.worker_seed(), pixel_fields=self.pixel_fields
         )
+        self.replay = LocalReplay(self.buffer)  # each worker's exemplars, chosen from its own shard
         self._task_data: tuple[torch.Tensor, ...] = ()
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
@@ -74,11 +76,11 @@ class HerdingExemplarMethod(SupervisedMethod):
     ) -> DataLoader:
         """A shuffled loader of `columns` (x, y[, t]) joined by `exemplars` (default: every stored
         exemplar), in an order drawn with the run's seed."""
-        stored = self.buffer.get_all() if exemplars is None and len(self.buffer) else exemplars
+        stored = self.replay.stored() if exemplars is None and len(self.replay) else exemplars
         if stored:
             names = ["x", "y", "t"][: len(columns)]
             columns = tuple(torch.cat([c, stored[n].to(c.device)]) for c, n in zip(columns, names))
-        generator = torch.Generator().manual_seed(self.run.seed * 1000 + EXEMPLAR_ORDER_SEED + self.buffer.seen)
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + EXEMPLAR_ORDER_SEED + self.replay.seen)
         return minibatch_loader(TensorDataset(*columns), batch_size, shuffle=True, generator=generator,
                                 pin_memory=self.run.pins_batches)
 
@@ -109,4 +111,4 @@ class HerdingExemplarMethod(SupervisedMethod):
         fields = {"x": x, "y": y, "features": self.features(x)}
         if t is not None:
             fields["t"] = t
-        self.buffer.add(**fields)
+        self.replay.insert(fields)

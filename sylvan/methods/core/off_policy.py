@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from sylvan.buffers import make_buffer
+from sylvan.buffers.channel import LocalReplay
 from sylvan.errors import ConfigurationError
 from sylvan.methods.core.base import Method
 from sylvan.settings.base import Setting
@@ -61,6 +62,7 @@ class OffPolicyMethod(Method):
         super().configure(setting)
         self.device = self.run.engine.device  # where the run's engine trains (`--accelerator`)
         self.buffer = make_buffer(self.buffer_policy, self.buffer_size, device=str(self.device), seed=setting.seed)
+        self.replay = LocalReplay(self.buffer)  # the agent's transitions
         self.generator = torch.Generator().manual_seed(setting.seed)
         self.steps = 0  # environment steps trained on, over the whole stream
         self.gradient_steps = 0
@@ -94,7 +96,7 @@ class OffPolicyMethod(Method):
     def remember(self, observation: Any, action: Any, reward: float, next_observation: Any, terminated: bool) -> None:
         """Store one transition. A truncated episode (time limit, budget) is not terminal: its
         next state still has a value."""
-        self.buffer.add(**self.transition(observation, action, reward, next_observation, terminated))
+        self.replay.insert(self.transition(observation, action, reward, next_observation, terminated))
 
     @staticmethod
     def transition(observation: Any, action: Any, reward: float, next_observation: Any,

@@ -137,7 +137,7 @@ class ReplayMethod(SupervisedMethod):
         if self.works_on_features():
             self.check_features(self.model, self.backbone_name(setting))
         # what the policy needs from the model to judge new samples (gss: scores, aser: slots), if anything
-        self.admission = admission_for(self)
+        self.admission = admission_for(self, self.buffer)
         # where a step's replay comes from and its samples go: the buffer in one process, the union
         # of every worker's buffer on several (`RunContext.replay_channel`)
         self.replay = self.run.replay_channel(self.buffer, self.replay_draws(setting.batch_size))

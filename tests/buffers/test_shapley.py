@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from sylvan.methods.parts.shapley import (
+from sylvan.buffers.shapley import (
     knn_shapley_values,
     per_class_positions,
     replacement_slots,

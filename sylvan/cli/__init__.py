@@ -573,11 +573,11 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
         except KeyboardInterrupt:
             return 130  # worker 0 says what was kept
         return 0
-    setting.prepare_data()
+    stages = setting.stages()  # its data loaded: missing data is refused before anything is written
     tracker = open_tracker(options, run_dir.name, config, resume_dir=run_dir, folder_lock=folder_lock)
     print(f"[sylvan] resuming {method_cls.name} on {setting_cls.name} after stage {checkpoint.stage + 1}, "
           f"results in {run_dir}", flush=True)
-    run_to_the_end(setting, method, tracker, resume_from=checkpoint)
+    run_to_the_end(setting, method, tracker, resume_from=checkpoint, stages=stages)
     return 0
 
 

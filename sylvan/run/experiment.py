@@ -157,22 +157,24 @@ def run_experiment(
     if not writes_run_folder(setting):
         setting.apply(method, None)
         return None
-    setting.prepare_data()  # missing data is refused before the run's folder exists
+    stages = setting.stages()  # its data loaded: missing data is refused before the run's folder exists
     run_name = options.run_name or default_run_name(type(setting).name, type(method).name)
     tracker = open_tracker(options, run_name, run_config(setting, method, options, plugins))
     print(f"[sylvan] {type(method).name} on {type(setting).name}, results in {tracker.run_dir}", flush=True)
-    return run_to_the_end(setting, method, tracker)
+    return run_to_the_end(setting, method, tracker, stages=stages)
 
 
-def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_from: Any = None) -> Results:
-    """Apply `method` to `setting` (after the checkpoint `resume_from`, if given) and write the
-    final results. Stopped by a signal (Ctrl-C, or SIGTERM from a cluster's scheduler), raise
-    `RunInterrupted` saying what is kept and how to continue: results and checkpoints are
-    written after every task, so only the task that was training is lost."""
+def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_from: Any = None,
+                   stages: Any = None) -> Results:
+    """Apply `method` to `setting` (after the checkpoint `resume_from`, if given; on `stages`,
+    made ahead, if given) and write the final results. Stopped by a signal (Ctrl-C, or SIGTERM
+    from a cluster's scheduler), raise `RunInterrupted` saying what is kept and how to continue:
+    results and checkpoints are written after every task, so only the task that was training is
+    lost."""
     results = None
     try:
         with sigterm_stops_the_run():
-            results = setting.apply(method, tracker, resume=resume_from)
+            results = setting.apply(method, tracker, resume=resume_from, stages=stages)
         tracker.finish(results)
     except KeyboardInterrupt as stop:  # Ctrl-C, or the StoppedBySignal of SIGTERM (`sylvan.run.signals`)
         cause, exit_status = stop_description(stop)

@@ -41,6 +41,16 @@ class Stages:
     parallel: Any = None  # the data-parallel part (`sylvan.parallel.data_parallel.DataParallel`), or None
     pixel_inputs: bool = False  # whether the inputs are uint8 pixels (`RunContext.pixel_inputs`)
     whole_fits_counted: bool = True  # FLOPs: every step of a fit counted, or the method's calls sampled
+    # the global generators' states once the stages were made (their loading draws from them)
+    generator_states: Any = None
+
+    def begin(self) -> None:
+        """When the run starts (before the method is configured): the global generators as making
+        the stages left them, whatever ran between (a run folder made, a tracker opened)."""
+        if self.generator_states is not None:
+            from sylvan.run.checkpoints import restore_rng_states
+
+            restore_rng_states(self.generator_states)
 
     def new_results(self, method: Any, initial: list[float] | None) -> Results:
         """The results of a run starting now, its accuracies before training `initial`."""
@@ -82,13 +92,14 @@ class Stages:
 
 
 def run_stages(setting: Any, method: Any, tracker: Any = None, resume: Any = None,
-               callbacks: Sequence[Any] = ()) -> Results:
-    """Train `method` on `setting`'s stages and return its results. `tracker` writes them as the
-    run goes; `resume` continues an interrupted run after its last finished stage; `callbacks`
-    join every fit. With several data-parallel workers, a worker that dies or raises stops the
-    others within `--worker_timeout` seconds and worker 0 names it; finished stages are on disk."""
+               callbacks: Sequence[Any] = (), stages: Stages | None = None) -> Results:
+    """Train `method` on `setting`'s stages (`stages`, made ahead of the run, or `setting.stages()`
+    now) and return its results. `tracker` writes them as the run goes; `resume` continues an
+    interrupted run after its last finished stage; `callbacks` join every fit. With several
+    data-parallel workers, a worker that dies or raises stops the others within
+    `--worker_timeout` seconds and worker 0 names it; finished stages are on disk."""
     check_pair(setting, method)
-    stages = setting.stages()
+    stages = setting.stages() if stages is None else stages
     try:
         return _run(setting, method, stages, tracker, resume, callbacks)
     except Exception as error:
@@ -102,6 +113,7 @@ def run_stages(setting: Any, method: Any, tracker: Any = None, resume: Any = Non
 
 def _run(setting: Any, method: Any, stages: Stages, tracker: Any, resume: Any, callbacks: Sequence[Any]) -> Results:
     nb_stages, nb_tasks = stages.nb_stages, stages.nb_tasks
+    stages.begin()
     run = RunContext(setting, tracker, stages.parallel, stage_count=nb_stages, pixel_inputs=stages.pixel_inputs,
                      callbacks=callbacks)
     method.configure(run)

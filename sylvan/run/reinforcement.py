@@ -12,6 +12,7 @@ import torch
 
 from sylvan.analysis.metrics import Results
 from sylvan.run.accounting import FlopCount
+from sylvan.run.checkpoints import rng_states
 from sylvan.run.evaluation import Evaluation
 from sylvan.run.loop import Stages, StageWork
 
@@ -34,6 +35,7 @@ class EnvironmentStages(Stages):
         self.nb_stages = setting.nb_stages()
         self.nb_tasks = setting.nb_tasks
         self.eval_envs = [[setting.task_env(j) for _ in range(setting.eval_episodes)] for j in range(setting.nb_tasks)]
+        self.generator_states = rng_states()
 
     def new_results(self, method: Any, initial: list[float] | None) -> Results:
         setting = self.setting

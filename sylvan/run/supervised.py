@@ -14,6 +14,7 @@ import torch
 
 from sylvan.analysis.metrics import Results
 from sylvan.parallel.health import planned_workers
+from sylvan.run.checkpoints import rng_states
 from sylvan.run.loop import Stages, StageWork
 from sylvan.run.past_tasks import PastTasks
 
@@ -33,6 +34,7 @@ class TaskStages(Stages):
 
             self.parallel = DataParallel.of(setting)
         self.tasks = setting.seeded_tasks()
+        self.generator_states = rng_states()
         self.nb_stages = setting.nb_stages(self.tasks)
         self.nb_tasks = len(self.tasks)
         self.pixel_inputs = bool(self.tasks) and all(task.x_train.dtype == torch.uint8 for task in self.tasks)

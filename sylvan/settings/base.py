@@ -80,29 +80,29 @@ class Setting:
             raise ConfigurationError(f"--seed must be from 0 to {MAX_SEED} (NumPy's generators take 32 bits), "
                                      f"got {self.seed}")
 
-    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = ()) -> Results:
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = (),
+              stages: Any = None) -> Results:
         """Train `method` on this setting's stream, evaluate it, and return the results, through
         the run loop (`sylvan.run.loop`). `tracker` (see `sylvan.run.tracking`) writes results as
         the run goes; `resume` (a `sylvan.run.checkpoints.RunCheckpoint`) continues an interrupted
         run after its last finished stage; `callbacks` (`sylvan.run.callbacks.Callback`s of one's
-        own) join every fit of the run. Each branch of the tree runs it the same way, with its
-        own `stages`."""
+        own) join every fit of the run; `stages`: the run's `stages()`, made ahead of it (so that
+        missing data is refused before a run folder is written), else made now. Each branch of
+        the tree runs it the same way, with its own `stages`."""
         raise NotImplementedError
 
     def stages(self) -> Any:
-        """What a run of this setting trains on, stage after stage, and how it is evaluated
-        (`sylvan.run.loop.Stages`), made when the run starts."""
+        """What one run of this setting trains on, stage after stage, and how it is evaluated
+        (`sylvan.run.loop.Stages`): its data loaded (or downloaded) now, with the global
+        generators seeded with the setting's seed; the run puts the generators back as loading
+        left them when it starts (`Stages.begin`), so that a run is the same whether its stages
+        were made just before it or ahead of it. The setting keeps none of it."""
         raise NotImplementedError
 
     def check_method(self, method: Any) -> None:
         """Raise `ConfigurationError` where `method`, though it applies to this kind of setting,
         cannot run on this instance of it (an RL method on an environment whose kind of actions
         it does not handle). Called before a run starts, before anything is written."""
-
-    def prepare_data(self) -> None:
-        """Load (or download) the data before the run starts, so that missing data is refused
-        before the run's folder is written; `apply` then uses what was loaded. Settings without
-        data to load leave this as it is."""
 
     @classmethod
     def method_facts(cls) -> frozenset[str]:

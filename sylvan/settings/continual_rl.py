@@ -231,10 +231,11 @@ class ContinualRLSetting(MemoryBudgetOptions, Setting):
         """The seed of evaluation episode `episode` on task `task_id`: the same at every evaluation."""
         return derived_seed(self.seed, EVALUATION, task_id, episode)
 
-    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = ()) -> Results:
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = (),
+              stages: Any = None) -> Results:
         from sylvan.run.loop import run_stages
 
-        return run_stages(self, method, tracker, resume, callbacks)
+        return run_stages(self, method, tracker, resume, callbacks, stages)
 
     def stages(self) -> Any:
         """The environments' stages and greedy-episode evaluation (`sylvan.run.reinforcement`)."""

@@ -154,11 +154,12 @@ class DatasetStreamSetting(TaskIncrementalSetting):
 
     # ----- the run -----------------------------------------------------------------------
 
-    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = ()) -> Results:
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = (),
+              stages: Any = None) -> Results:
         """Run the stream; then, where `forward_transfer` is on, train a fresh copy of the method
         on each task alone and record its accuracies (`Results.independent_accuracies`)."""
         fresh = dataclasses.replace(method)  # the method's hyperparameters, before it is configured
-        results = super().apply(method, tracker, resume, callbacks)
+        results = super().apply(method, tracker, resume, callbacks, stages)
         wanted = self.world_size == 1 if self.forward_transfer is None else self.forward_transfer
         if wanted and results.complete and self.only_task is None:
             if tracker is not None and tracker.verbose:

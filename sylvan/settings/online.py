@@ -26,7 +26,7 @@ from sylvan.settings.data.arrival import arrival_order
 from sylvan.settings.data.checks import check_stream_options
 from sylvan.settings.data.datasets import DatasetSpec, get_dataset
 from sylvan.settings.data.inputs import InputOptions
-from sylvan.settings.data.loading import preloaded_tasks, seeded_tasks
+from sylvan.settings.data.loading import seeded_tasks
 from sylvan.settings.data.streams import TaskData
 
 if TYPE_CHECKING:
@@ -139,14 +139,9 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Sett
         base, extra = divmod(self.num_classes - sum(first), self.nb_tasks - len(first))
         return first + [base + (1 if task < extra else 0) for task in range(self.nb_tasks - len(first))]
 
-    def prepare_data(self) -> None:
-        self._preloaded = preloaded_tasks(self.seed, self.prepare_tasks)
-
     def seeded_tasks(self) -> list[TaskData]:
-        """The run's tasks, loaded with the global generators seeded (`sylvan.settings.data.loading`):
-        those `prepare_data` loaded, once, or loaded now."""
-        preloaded, self._preloaded = getattr(self, "_preloaded", None), None  # another run loads afresh
-        return seeded_tasks(self.seed, self.prepare_tasks, preloaded)
+        """The run's tasks, loaded with the global generators seeded (`sylvan.settings.data.loading`)."""
+        return seeded_tasks(self.seed, self.prepare_tasks)
 
     def prepare_tasks(self) -> list[TaskData]:
         """Load the dataset and split it into tasks, as tensors."""
@@ -226,10 +221,11 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Sett
 
         return evaluate_setting(self, method, tasks, parallel)
 
-    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = ()) -> Results:
+    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = (),
+              stages: Any = None) -> Results:
         from sylvan.run.loop import run_stages
 
-        return run_stages(self, method, tracker, resume, callbacks)
+        return run_stages(self, method, tracker, resume, callbacks, stages)
 
     def stages(self) -> Any:
         """The tasks, loaded now, their stages and evaluation (`sylvan.run.supervised.TaskStages`)."""

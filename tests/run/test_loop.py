@@ -109,3 +109,17 @@ def test_the_stages_are_closed_when_a_stage_fails(monkeypatch):
     with pytest.raises(RuntimeError, match="stage failed"):
         setting.apply(get_method("naive")())
     assert stages.closed
+
+
+@pytest.mark.parametrize("name", ["class_incremental", "continual_rl"])
+def test_a_setting_keeps_no_state_of_its_runs(name):
+    """What a run holds (its data, its environments, the generators' states after loading) is its
+    stages', made ahead of it or by it: the setting's attributes stay what they were."""
+    setting_class = get_setting(name)
+    setting = setting_class(**SMALL[name])
+    before = dict(vars(setting))
+    method_name = "naive" if name == "class_incremental" else "dqn"
+    setting.apply(get_method(method_name)(), stages=setting.stages())
+    setting.apply(get_method(method_name)())
+    assert vars(setting).keys() == before.keys()
+    assert all(vars(setting)[key] is value for key, value in before.items())

@@ -349,7 +349,6 @@ def test_a_run_reads_back_the_configuration_it_records_for_every_method_and_sett
             setting, method, options = setting_cls(**tiny_options(setting_cls, method_cls)), tiny_method(method_cls), \
                 RunOptions()
             method.validate_for(setting)
-            setting.prepare_data()  # as a new run records it: after its checks and its data
             recorded = run_config(setting, method, options)
             read_back = run_config(*parse_options(setting_cls, method_cls, yaml.safe_load(yaml.safe_dump(recorded)),
                                                   [])[:3])

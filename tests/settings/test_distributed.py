@@ -79,7 +79,6 @@ def test_every_worker_draws_its_own_buffer_decisions(monkeypatch, method_name):
         monkeypatch.setenv("RANK", rank)
         setting = DistributedSetting(**{**tiny_options(DistributedSetting), "seed": 5})
         assert (worker_seed(setting.seed, worker_rank(setting)) == 5) == (rank == "0")
-        setting.prepare_data()
         method = METHODS[method_name]()
         method.configure(setting)
         memory = method.buffer if hasattr(method, "buffer") else method.memory

@@ -117,7 +117,7 @@ def test_either_path_leaves_the_global_generator_in_the_same_state():
 
 @pytest.mark.parametrize("setting_name", ["class_incremental", "domain_incremental"])
 def test_data_prepared_before_the_run_gives_the_same_run(setting_name):
-    """The command line loads the data before it makes the run's folder (`prepare_data`); the
+    """The command line loads the data before it makes the run's folder (the run's `stages`); the
     run must be the one `apply` gives when it loads the data itself, although loading draws
     from the global generator that then initializes the model."""
     from sylvan.methods import Naive
@@ -126,10 +126,11 @@ def test_data_prepared_before_the_run_gives_the_same_run(setting_name):
     def run(prepare: bool) -> list[list[float]]:
         setting = get_setting(setting_name)(dataset="synthetic", train_samples=200, nb_tasks=2, epochs=1,
                                             progress_bar=False, seed=3)
+        stages = None
         if prepare:
-            setting.prepare_data()
+            stages = setting.stages()
             torch.rand(5)  # whatever runs in between does not matter either
-        return setting.apply(Naive(lr=0.05)).accuracy_matrix
+        return setting.apply(Naive(lr=0.05), stages=stages).accuracy_matrix
 
     assert run(prepare=True) == run(prepare=False)
 
@@ -182,9 +183,9 @@ def test_a_run_frees_the_data_of_the_runs_before_it(monkeypatch):
     def run() -> weakref.ReferenceType:
         """Run, and return a weak reference to the first task's training inputs."""
         setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
-        setting.prepare_data()
-        first = weakref.ref(setting._preloaded[0][0].x_train)
-        setting.apply(Rehearsal(buffer_size=20))
+        stages = setting.stages()
+        first = weakref.ref(stages.tasks[0].x_train)
+        setting.apply(Rehearsal(buffer_size=20), stages=stages)
         return first
 
     enabled = gc.isenabled()

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import gc
 import weakref
-from typing import Any, Callable
+from typing import Callable
 
-from sylvan.run.checkpoints import restore_rng_states, rng_states
 from sylvan.settings.data.streams import TaskData
 
 # the tensors of the tasks this process's runs have loaded, to see what finished runs left behind
@@ -37,26 +36,14 @@ def track_loaded(tasks: list[TaskData]) -> None:
         _loaded_tensors.extend(weakref.ref(t) for t in (task.x_train, task.y_train, task.x_test, task.y_test))
 
 
-def seeded_tasks(seed: int, load: Callable[[], list[TaskData]],
-                 preloaded: tuple[list[TaskData], Any] | None = None) -> list[TaskData]:
-    """The tasks `load()` returns, loaded with the global generators seeded with `seed`; or the
-    `preloaded` ones (tasks and the generators' states as loading left them, `preloaded_tasks`),
-    with those states put back. Loading draws from torch's generator, which then initializes the
-    model: so a seed's run is the same whether its data were loaded ahead of it or not."""
+def seeded_tasks(seed: int, load: Callable[[], list[TaskData]]) -> list[TaskData]:
+    """The tasks `load()` returns, loaded with the global generators seeded with `seed` (loading
+    draws from torch's generator, which then initializes the model: a run puts the generators
+    back as loading left them when it starts, `sylvan.run.loop.Stages.begin`)."""
     from sylvan.run.fabric_package import fabric
 
     fabric().seed_everything(seed, verbose=False)
-    if preloaded is None:
-        free_finished_runs()
-        tasks = load()
-        track_loaded(tasks)
-        return tasks
-    tasks, states = preloaded
-    restore_rng_states(states)
+    free_finished_runs()
+    tasks = load()
+    track_loaded(tasks)
     return tasks
-
-
-def preloaded_tasks(seed: int, load: Callable[[], list[TaskData]]) -> tuple[list[TaskData], Any]:
-    """Tasks loaded ahead of a run (to refuse missing data before the run's folder is written),
-    with the generators' states as loading left them, for `seeded_tasks`."""
-    return seeded_tasks(seed, load), rng_states()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods import Batch, SupervisedMethod
+from sylvan.methods import Batch, SupervisedMethod, joined_state
 from sylvan.settings import ClassIncrementalSetting
 
 
@@ -41,7 +41,7 @@ class L2Anchor(SupervisedMethod):
         self.anchor = [p.detach().clone() for p in self.model.parameters()]
 
     def state_dict(self):  # what a checkpoint holds, so that `sylvan --resume` can continue a run
-        return {**super().state_dict(), "anchor": self.anchor}
+        return joined_state(super().state_dict(), anchor=self.anchor)
 
     def load_state_dict(self, state):
         super().load_state_dict(state)

@@ -193,6 +193,34 @@ def test_the_admissions_of_gss_and_aser_live_with_their_buffers():
     assert "method" not in inspect.signature(ASERReplacement).parameters
 
 
+# what builds a method's part from its hyperparameters, or checks them: given the method itself
+READS_THE_METHODS_HYPERPARAMETERS = {"admission_for", "check_decoupling"}
+
+
+def test_parts_receive_what_they_act_on_not_the_method():
+    """A part (`sylvan.methods.parts`) is given the network, buffer or values it works with; only
+    what builds one from a method's hyperparameters, or checks them, is given the method."""
+    import importlib
+    import pkgutil
+
+    import sylvan.methods.parts as parts
+
+    given_the_method = []
+    for module_info in pkgutil.iter_modules(parts.__path__):
+        module = importlib.import_module(f"sylvan.methods.parts.{module_info.name}")
+        for name, value in vars(module).items():
+            if getattr(value, "__module__", None) != module.__name__ or name in READS_THE_METHODS_HYPERPARAMETERS:
+                continue
+            if inspect.isclass(value) or inspect.isfunction(value):
+                try:
+                    parameters = inspect.signature(value).parameters
+                except (TypeError, ValueError):
+                    continue
+                if "method" in parameters:
+                    given_the_method.append(f"{module_info.name}.{name}")
+    assert given_the_method == []
+
+
 def test_no_method_file_exceeds_150_lines():
     """A registered method is its hyperparameters and the hooks it changes; what it shares with
     others, and how it follows its paper, live in `sylvan.methods.parts` and docs/method-notes.md."""

@@ -13,7 +13,7 @@ from sylvan.methods.bic import BiC
 from sylvan.methods.clser import CLSER
 from sylvan.methods.co2l import Co2L
 from sylvan.methods.cope import CoPE
-from sylvan.methods.core.base import METHODS, Method, applicable_methods, check_applicable, get_method
+from sylvan.methods.core.base import METHODS, Method, applicable_methods, check_applicable, get_method, joined_state
 from sylvan.methods.core.regularization import WeightRegularization
 from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch, SupervisedMethod
@@ -110,6 +110,7 @@ __all__ = [
     "applicable_methods",
     "check_applicable",
     "get_method",
+    "joined_state",
 ]
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
+from sylvan.methods.core.base import joined_state
 from sylvan.methods.core.exemplars import HerdingExemplarMethod, pick_per_class
 from sylvan.methods.core.supervised import Batch, dataset_tensors
 from sylvan.methods.parts.bias_correction import BiasCorrection
@@ -142,8 +143,7 @@ class BiC(HerdingExemplarMethod):
         return self.mask_to_tasks(logits, task_labels)
 
     def state_dict(self) -> dict[str, Any]:
-        correction = None if self.correction is None else vars(self.correction).copy()
-        return {**super().state_dict(), "correction": correction}
+        return joined_state(super().state_dict(), correction=self.correction and vars(self.correction).copy())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

@@ -20,7 +20,7 @@ from sylvan.methods.parts.contrastive import (
     relation_distillation_loss,
 )
 from sylvan.methods.parts.linear_probe import ProbeSchedule, trained_probe, zero_linear
-from sylvan.methods.parts.projection import projections, with_projection_head
+from sylvan.methods.parts.projection import projections
 from sylvan.methods.parts.teacher import Teacher
 from sylvan.methods.parts.workers import concatenated_over_workers, copy_from_first_worker
 from sylvan.settings.base import Setting
@@ -66,13 +66,13 @@ class Co2L(ContrastiveReplayMethod):
     def build_model(self) -> nn.Module:
         """The backbone with the projection head, and the probe: a linear layer over the features,
         zero until the first task ends and trained only then (never by the optimizer of `fit`)."""
-        model = with_projection_head(self, super().build_model(), self.backbone_name(self.run))
+        model = self.with_projection(super().build_model(), self.backbone_name(self.run))
         model.probe = zero_linear(model.feature_dim, self.run.num_classes).requires_grad_(False)
         return model
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        self.check_backbone(setting, lambda model, name: with_projection_head(self, model, name))
+        self.check_backbone(setting, lambda model, name: self.with_projection(model, name))
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

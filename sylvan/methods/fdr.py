@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from sylvan.buffers import ReservoirBuffer
+from sylvan.methods.core.base import joined_state
 from sylvan.methods.core.episodic_memory import (
     flat_gradient,
     require_share_per_task,
@@ -132,7 +133,7 @@ class FDR(SupervisedMethod):
         self._task_samples = self._task_reservoir()
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "memory": self.memory.state_dict(), "tasks_done": self.tasks_done}
+        return joined_state(super().state_dict(), memory=self.memory.state_dict(), tasks_done=self.tasks_done)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

@@ -14,10 +14,8 @@ import torch.nn.functional as F
 from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch
 from sylvan.methods.der import DER
-from sylvan.methods.parts.decoupled_loss import (
-    check_decoupling,
-    hold_decoupled_loss,
-)
+from sylvan.methods.parts.decoupled_loss import DecoupledLoss, check_decoupling
+from sylvan.methods.parts.seen_classes import SeenClasses
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -42,7 +40,8 @@ class LODE(ReplayMethod):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.decoupled_loss = hold_decoupled_loss(self)
+        self.seen_classes = self.hold("seen_classes", lambda: SeenClasses(self.run.num_classes))
+        self.decoupled_loss = DecoupledLoss(self.seen_classes, self.rho, self.decouple_loss)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         replay = self.draw_replay(self.replay_count(len(batch.y)))
@@ -77,7 +76,8 @@ class LODEDERPlusPlus(DER):
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)
-        self.decoupled_loss = hold_decoupled_loss(self)
+        self.seen_classes = self.hold("seen_classes", lambda: SeenClasses(self.run.num_classes))
+        self.decoupled_loss = DecoupledLoss(self.seen_classes, self.rho, self.decouple_loss)
 
     def replay_draws(self, batch_size: int) -> tuple[int, ...]:
         """Two independent groups of r a step, as DER++."""

@@ -52,10 +52,12 @@ class LUCIR(HerdingExemplarMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        self.check_backbone(setting, lambda backbone, name: cosine_network(self, backbone, name, setting.num_classes))
+        self.check_backbone(setting, lambda backbone, name: cosine_network(backbone, name, setting.num_classes,
+                                                                          self.last_relu, self.name))
 
     def build_model(self) -> nn.Module:
-        return cosine_network(self, super().build_model(), self.backbone_name(self.run), self.run.num_classes)
+        return cosine_network(super().build_model(), self.backbone_name(self.run), self.run.num_classes, self.last_relu,
+                              self.name)
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

@@ -16,7 +16,7 @@ from sylvan.methods.core.contrastive_replay import ContrastiveReplayMethod
 from sylvan.methods.core.supervised import Batch, evaluating
 from sylvan.methods.parts.contrastive import supervised_contrastive_loss
 from sylvan.methods.parts.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
-from sylvan.methods.parts.projection import projections, with_projection_head
+from sylvan.methods.parts.projection import projections
 from sylvan.methods.parts.workers import sum_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
@@ -48,10 +48,10 @@ class SCR(ContrastiveReplayMethod):
 
     def validate_for(self, setting: Any) -> None:
         super().validate_for(setting)
-        self.check_backbone(setting, lambda model, name: with_projection_head(self, model, name))
+        self.check_backbone(setting, lambda model, name: self.with_projection(model, name))
 
     def build_model(self) -> nn.Module:
-        return with_projection_head(self, super().build_model(), self.backbone_name(self.run))
+        return self.with_projection(super().build_model(), self.backbone_name(self.run))
 
     def configure(self, setting: Any) -> None:
         super().configure(setting)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from sylvan.methods.core.base import joined_state
 from sylvan.methods.core.regularization import WeightRegularization
 from sylvan.methods.parts.path_integral import PathIntegral
 from sylvan.settings.base import Setting
@@ -76,7 +77,7 @@ class SI(WeightRegularization):
         self.consolidate(contributions)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "path_integral": self.path_integral}
+        return joined_state(super().state_dict(), path_integral=self.path_integral)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

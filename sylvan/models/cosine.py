@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sylvan.errors import ConfigurationError
 from sylvan.models.resnet import BasicBlock
 
 
@@ -22,6 +23,17 @@ def has_feature_layers(model: nn.Module) -> bool:
     """Whether `model` splits into a `features` module and a classifier over `feature_dim`
     features (every built-in backbone): what a method needs to put its own classifier there."""
     return isinstance(getattr(model, "features", None), nn.Module) and hasattr(model, "feature_dim")
+
+
+def require_feature_layers(model: nn.Module, name: str, needed_by: str) -> None:
+    """Raise `ConfigurationError` unless `model` (the backbone `name`) has feature layers
+    (`has_feature_layers`); `needed_by` says who needs them and why, for the message ("scr learns
+    and classifies by the backbone's features")."""
+    if not has_feature_layers(model):
+        raise ConfigurationError(
+            f"{needed_by}, so it needs a backbone with `features` and `feature_dim` (every built-in one), which "
+            f"{name} lacks"
+        )
 
 
 class CosineClassifier(nn.Module):

@@ -54,8 +54,8 @@ def test_a_network_with_a_layer_after_its_last_relu_is_refused():
     model = nn.Module()
     model.features, model.feature_dim = nn.Sequential(nn.Flatten(), nn.Linear(64, 5), nn.ReLU(), nn.Linear(5, 5)), 5
     with pytest.raises(ConfigurationError, match="no last ReLU to remove"):
-        cosine_network(method, model, "custom", setting.num_classes)
-    kept = cosine_network(LUCIR(last_relu=True), model, "custom", setting.num_classes)
+        cosine_network(model, "custom", setting.num_classes, method.last_relu, method.name)
+    kept = cosine_network(model, "custom", setting.num_classes, True, "lucir")
     assert isinstance(kept.classifier, CosineClassifier)
 
 

@@ -113,7 +113,7 @@ def test_several_devices_make_a_data_parallel_run_whose_replay_is_global():
     method.configure(run)
     assert method.replays_globally and run.parallel.channel is method.replay
     strategy = run.parallel.strategy()
-    assert type(strategy).__name__ == "FabricRehearsalStrategy" and strategy.replay is method.replay
+    assert type(strategy).__name__ == "RehearsalDDPStrategy" and strategy.replay is method.replay
     local = OnlineSetting(dataset="digits", accelerator="cpu", devices=2, replay_scope="local")
     method = Rehearsal()
     method.configure(local)

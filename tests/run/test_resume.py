@@ -568,3 +568,80 @@ def test_a_checkpoint_holding_an_object_names_it_and_never_suggests_loading_it_a
     assert "weights_only" not in message
     assert "getattr" in message or "Path" in message or "touch" in message  # the object, by its name
     assert not (tmp_path / "ran").exists()
+
+
+class Counter:
+    """A part whose state is one number, saved under a key every such part uses."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_task_end(self) -> None:
+        self.count += 1
+
+    def state_dict(self):
+        return {"count": self.count}
+
+    def load_state_dict(self, state):
+        self.count = state["count"]
+
+
+def test_each_part_saves_its_state_under_its_own_name():
+    """Two parts whose states have the same key are each restored with their own (the keys are
+    the parts' names); a checkpoint of the earlier flat layout still loads."""
+    from dataclasses import dataclass
+
+    from sylvan.methods import Naive
+
+    @dataclass
+    class TwoCounters(Naive):
+        checkpoint_complete = True
+
+        def configure(self, setting):
+            super().configure(setting)
+            self.tasks = self.hold("tasks", Counter)
+            self.other = self.hold("other", Counter)
+
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
+    method = TwoCounters()
+    method.configure(setting)
+    method.on_task_end(0)
+    method.other.count = 7
+    state = method.state_dict()
+    assert state["parts"] == {"tasks": {"count": 1}, "other": {"count": 7}}
+    restored = TwoCounters()
+    restored.configure(setting)
+    restored.load_state_dict(state)
+    assert (restored.tasks.count, restored.other.count) == (1, 7)
+    flat = {key: value for key, value in state.items() if key != "parts"} | {"count": 3}
+    restored.load_state_dict(flat)
+    assert (restored.tasks.count, restored.other.count) == (3, 3)
+
+
+def test_state_saved_twice_under_one_key_is_refused():
+    """A class that saves state of its own under a key its bases already save (which would lose
+    theirs), or declares an attribute named like the parts' key, is refused."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from sylvan.methods import Naive
+    from sylvan.methods.core.base import joined_state
+
+    @dataclass
+    class Clashing(Naive):
+        checkpoint_complete = True
+
+        def state_dict(self):
+            return joined_state(super().state_dict(), model=None)
+
+    method = Clashing()
+    method.configure(ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting)))
+    with pytest.raises(TypeError, match="same key: model"):
+        method.state_dict()
+
+    @dataclass
+    class NamedParts(Naive):
+        state_attributes: ClassVar[tuple[str, ...]] = ("parts",)
+
+    with pytest.raises(TypeError, match="named 'parts'"):
+        NamedParts.declared_state()

@@ -186,25 +186,31 @@ class Method:
     @classmethod
     def declared_state(cls) -> tuple[str, ...]:
         """The attributes its classes declare as state (`state_attributes`), bases first."""
-        names = (name for klass in reversed(cls.__mro__) for name in vars(klass).get("state_attributes", ()))
-        return tuple(dict.fromkeys(names))
+        names = tuple(dict.fromkeys(name for klass in reversed(cls.__mro__)
+                                    for name in vars(klass).get("state_attributes", ())))
+        if "parts" in names:
+            raise TypeError(f"{cls.__name__} declares a state attribute named 'parts', the key of its parts' state")
+        return names
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint of this method holds (model weights, buffers, ...): everything that
-        changes during a run and that the next stages depend on. Here: the state of the parts it
-        holds, and the attributes its classes declare (`state_attributes`: tensors, numbers,
-        lists and dicts of them, copied; networks, optimizers, buffers and random generators,
-        by their own state). A class with state of another kind overrides this and
-        `load_state_dict` (see `check_resumable`)."""
-        state = {key: value for part in self.parts.values() for key, value in part.state_dict().items()}
+        changes during a run and that the next stages depend on. Here: the state of each part it
+        holds, under the part's name in "parts" (so that two parts never save the same key), and
+        the attributes its classes declare (`state_attributes`: tensors, numbers, lists and
+        dicts of them, copied; networks, optimizers, buffers and random generators, by their own
+        state). A class with state of another kind overrides this and `load_state_dict` (see
+        `check_resumable`)."""
+        state: dict[str, Any] = {"parts": {name: part.state_dict() for name, part in self.parts.items()}}
         for name in self.declared_state():
             state[name] = saved_state(getattr(self, name))
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Put back what `state_dict` returned, after `configure` (resuming a run)."""
-        for part in self.parts.values():
-            part.load_state_dict(state)
+        parts = state.get("parts")
+        for name, part in self.parts.items():
+            # a checkpoint written before parts had names of their own holds their keys at its top
+            part.load_state_dict(state if parts is None else parts[name])
         for name in self.declared_state():
             setattr(self, name, restored_state(getattr(self, name, None), state[name]))
 
@@ -256,6 +262,16 @@ def get_method(name: str) -> type[Method]:
 def applicable_methods(setting: type[Setting]) -> list[str]:
     """Names of the registered methods that apply to `setting`, sorted."""
     return sorted(name for name, cls in METHODS.items() if cls.is_applicable(setting))
+
+
+def joined_state(state: dict[str, Any], **entries: Any) -> dict[str, Any]:
+    """`state` (what a base's `state_dict` returned) with `entries` added, for a class that saves
+    state of its own beside its bases'; a `TypeError` where an entry would replace a key a base
+    (or a part, or a declared attribute) already saves, which would then be lost."""
+    clash = sorted(set(entries) & set(state))
+    if clash:
+        raise TypeError(f"two parts of the method's state would be saved under the same key: {', '.join(clash)}")
+    return {**state, **entries}
 
 
 def check_pair(setting: Setting, method: Method) -> None:

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch
 from sylvan.methods.parts.contrastive import ContrastiveViews
+from sylvan.methods.parts.projection import with_projection_head
 
 
 @dataclass
@@ -42,6 +44,11 @@ class ContrastiveReplayMethod(ReplayMethod):
     def configure(self, setting: Any) -> None:
         super().configure(setting)
         self.views = ContrastiveViews(seed=self.run.worker_seed(self.views_seed), crop_scale=self.crop_scale)
+
+    def with_projection(self, model: nn.Module, name: str) -> nn.Module:
+        """`model` (the backbone `name`) with the projection head the method contrasts in, of
+        `projection_dim` outputs (`sylvan.methods.parts.projection`)."""
+        return with_projection_head(model, name, self.projection_dim, self.name)
 
     def with_views(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The step's inputs and labels: the minibatch joined by a replay draw (the minibatch is

@@ -24,6 +24,7 @@ from sylvan.buffers import (
     policy_option_defaults,
 )
 from sylvan.errors import ConfigurationError, refuse_if_given, unknown_name
+from sylvan.methods.core.base import joined_state
 from sylvan.methods.core.supervised import SupervisedMethod, evaluating
 from sylvan.methods.parts.admission import admission_for
 from sylvan.minibatches import float_inputs
@@ -231,18 +232,18 @@ class ReplayMethod(SupervisedMethod):
         self.replay.insert(fields)  # globally, and asynchronous: sends the next step's candidates too
 
     def state_dict(self) -> dict[str, Any]:
-        state = {**super().state_dict(), "buffer": self.buffer.state_dict()}
+        state = joined_state(super().state_dict(), buffer=self.buffer.state_dict())
         if self.admission is not None:
-            state.update(self.admission.state_dict())
+            state = joined_state(state, admission=self.admission.state_dict())
         if self.replays_globally:
-            state["global_replay"] = self.replay.state_dict()
+            state = joined_state(state, global_replay=self.replay.state_dict())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.buffer.load_state_dict(state["buffer"])  # first: the global replay's blocks take its shapes
-        if self.admission is not None:
-            self.admission.load_state_dict(state)
+        if self.admission is not None:  # (at the top in checkpoints written before it had a key of its own)
+            self.admission.load_state_dict(state.get("admission", state))
         if "global_replay" in state:
             self.replay.load_state_dict(state["global_replay"])
 

@@ -28,13 +28,13 @@ from sylvan.errors import (
     refuse_if_given,
     unknown_name,
 )
-from sylvan.methods.core.base import Method
+from sylvan.methods.core.base import Method, joined_state
 from sylvan.methods.core.batch import Batch
 from sylvan.methods.parts.held_weights import HeldWeights
 from sylvan.methods.parts.loss_scaling import unscaled_gradients
 from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
-from sylvan.models.cosine import has_feature_layers
+from sylvan.models.cosine import require_feature_layers
 
 if TYPE_CHECKING:
     from sylvan.methods.core.learner import Learner
@@ -164,11 +164,7 @@ class SupervisedMethod(Method):
         """Raise `ConfigurationError` unless `model` (the backbone `name`) splits into a `features`
         module and a classifier over `feature_dim` features (every built-in backbone), for a
         method that `purpose` (what it does with them, said in the message)."""
-        if not has_feature_layers(model):
-            raise ConfigurationError(
-                f"{self.name} {purpose}, so it needs a backbone with `features` and `feature_dim` (every built-in "
-                f"one), which {name} lacks"
-            )
+        require_feature_layers(model, name, f"{self.name} {purpose}")
 
     def epochs_per_fit(self, setting: Any) -> int:
         """The epochs each `fit` trains for (what the step schedule's milestones count)."""
@@ -345,9 +341,9 @@ class SupervisedMethod(Method):
         return scores.masked_fill(~allowed & allowed.any(1, keepdim=True), float("-inf"))
 
     def state_dict(self) -> dict[str, Any]:
-        state = {**super().state_dict(), "model": self.learner.state_dict()}
+        state = joined_state(super().state_dict(), model=self.learner.state_dict())
         if self.augmentation is not None:  # its generator: a resumed run draws the same crops
-            state["augmentation"] = self.augmentation.state_dict()
+            state = joined_state(state, augmentation=self.augmentation.state_dict())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

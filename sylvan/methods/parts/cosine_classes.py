@@ -4,25 +4,23 @@ features, and the margin that keeps old classes' samples away from the new class
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.models.cosine import CosineClassifier, remove_last_relu
+from sylvan.models.cosine import CosineClassifier, remove_last_relu, require_feature_layers
 
 
-def cosine_network(method: Any, model: nn.Module, name: str, num_classes: int) -> nn.Module:
-    """`model` with a cosine classifier over its features, which end before their last ReLU
-    unless `method.last_relu`; a `ConfigurationError` for a network without `features` and
-    `feature_dim`, or whose last ReLU cannot be found."""
-    method.require_feature_layers(model, name, "replaces the classifier over the backbone's features")
-    if not method.last_relu and not remove_last_relu(model.features):
+def cosine_network(model: nn.Module, name: str, num_classes: int, last_relu: bool, method_name: str) -> nn.Module:
+    """`model` (the backbone `name`) with a cosine classifier over its features, which end before
+    their last ReLU unless `last_relu`; a `ConfigurationError` for a network without `features`
+    and `feature_dim`, or whose last ReLU cannot be found (`method_name`: for the message)."""
+    require_feature_layers(model, name, f"{method_name} replaces the classifier over the backbone's features")
+    if not last_relu and not remove_last_relu(model.features):
         raise ConfigurationError(
-            f"lucir found no last ReLU to remove in {name}'s features; --last_relu true keeps the features as "
-            "they are"
+            f"{method_name} found no last ReLU to remove in {name}'s features; --last_relu true keeps the features "
+            "as they are"
         )
     model.classifier = CosineClassifier(model.feature_dim, num_classes)
     return model

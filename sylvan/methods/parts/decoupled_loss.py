@@ -68,9 +68,3 @@ def check_decoupling(method: Any) -> None:
     method.require_at_least(0, "rho")
     if not method.decouple_loss:
         refuse_if_given(method, "rho", "it weighs the decoupled loss's inter-task term, and --decouple_loss is false")
-
-
-def hold_decoupled_loss(method: Any) -> DecoupledLoss:
-    """The method's decoupled loss, over the seen classes it holds."""
-    seen = method.seen_classes = method.hold("seen_classes", lambda: SeenClasses(method.run.num_classes))
-    return DecoupledLoss(seen, method.rho, method.decouple_loss)

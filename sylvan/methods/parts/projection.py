@@ -5,20 +5,20 @@ features some other way (`scr`: the nearest class mean; `co2l`: a linear probe).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sylvan.models.cosine import require_feature_layers
 
-def with_projection_head(method: Any, model: nn.Module, name: str) -> nn.Module:
-    """`model` with a head of `method.projection_dim` outputs on its features, its classifier
-    frozen (never used); a `ConfigurationError` for a network without `features` and
-    `feature_dim` (`name`: the backbone's, for the message)."""
-    method.require_feature_layers(model, name, "learns and classifies by the backbone's features")
+
+def with_projection_head(model: nn.Module, name: str, projection_dim: int, method_name: str) -> nn.Module:
+    """`model` with a head of `projection_dim` outputs on its features, its classifier frozen
+    (never used); a `ConfigurationError` for a network without `features` and `feature_dim`
+    (`name`: the backbone's, `method_name`: the method's, for the message)."""
+    require_feature_layers(model, name, f"{method_name} learns and classifies by the backbone's features")
     width = model.feature_dim
-    model.projection = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, method.projection_dim))
+    model.projection = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, projection_dim))
     classifier = getattr(model, "classifier", None)
     if isinstance(classifier, nn.Module):
         classifier.requires_grad_(False)  # no gradient ever reaches it: DDP must not wait for one

@@ -8,11 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from sylvan.methods.core.supervised import SupervisedMethod
-from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -50,7 +48,5 @@ class FromScratch(SupervisedMethod):
         if self.last_task_only and len(self._seen) < self.run.stage_count:
             return
         self.learner = self.build_learner()
-        generator = torch.Generator().manual_seed(self.run.seed * 1000 + len(self._seen))
-        union = minibatch_loader(ConcatDataset(self._seen), train_data.batch_size, shuffle=True, generator=generator,
-                                 pin_memory=self.run.pins_batches)
+        union = self.run.loader(ConcatDataset(self._seen), train_data.batch_size, seed_offset=len(self._seen))
         super().fit(union, val_data)

@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from sylvan.buffers import make_buffer
 from sylvan.buffers.channel import LocalReplay
 from sylvan.methods.core.supervised import Batch, SupervisedMethod
-from sylvan.minibatches import minibatch_loader
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -76,9 +75,7 @@ class GDumb(SupervisedMethod):
     def retrain(self, val_data: DataLoader | None = None) -> None:
         stored = self.memory.stored()
         columns = [stored["x"], stored["y"]] + ([stored["t"]] if "t" in stored else [])
-        generator = torch.Generator().manual_seed(self.run.seed * 1000 + 700 + self.memory.seen)
-        loader = minibatch_loader(TensorDataset(*columns), self.retrain_batch_size, shuffle=True, generator=generator,
-                                  pin_memory=self.run.pins_batches)
+        loader = self.run.loader(TensorDataset(*columns), self.retrain_batch_size, seed_offset=700 + self.memory.seen)
         self.learner = self.build_learner()
         self.train_learner(loader, val_data, epochs=self.retrain_epochs, measure_online=False)
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from sylvan.buffers.channel import LocalReplay
+from sylvan.minibatches import minibatch_loader
 from sylvan.run.accounting import ComputeAccount
 from sylvan.run.checkpointer import Checkpointer
 
@@ -136,6 +139,14 @@ class RunContext:
         """Clip the gradients of `module` (as `setup` gave it) to a total norm of `max_norm`, once
         unscaled under `16-mixed`; the total norm before clipping."""
         return self.engine.clip_gradients(module, optimizer, max_norm)
+
+    def loader(self, dataset: Any, batch_size: int, seed_offset: int, shuffle: bool = True) -> Any:
+        """A loader of minibatches of `dataset` for a method's own fit (its memory, the union of
+        the tasks seen), served as the run serves its stream: in pinned memory when training on a
+        GPU, shuffled in an order drawn from the run's seed and `seed_offset` (which the method
+        varies from one fit to the next). The engine shards it among the workers."""
+        generator = torch.Generator().manual_seed(self.setting.seed * 1000 + seed_offset)
+        return minibatch_loader(dataset, batch_size, shuffle, generator, pin_memory=self.setting.pins_batches)
 
     def fit_callbacks(self, measure_online: bool = True) -> list[Any]:
         """The callbacks of a fit of this run: the predict-then-train meter of an online stage

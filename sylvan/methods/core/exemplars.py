@@ -20,7 +20,6 @@ from sylvan.buffers.channel import LocalReplay
 from sylvan.errors import ConfigurationError
 from sylvan.methods.core.supervised import SupervisedMethod, dataset_tensors, evaluating
 from sylvan.methods.parts.seen_classes import SeenClasses
-from sylvan.minibatches import minibatch_loader
 
 EXEMPLAR_ORDER_SEED = 500  # offset of the run's seed for the order the task's data and exemplars are trained in
 
@@ -80,9 +79,7 @@ class HerdingExemplarMethod(SupervisedMethod):
         if stored:
             names = ["x", "y", "t"][: len(columns)]
             columns = tuple(torch.cat([c, stored[n].to(c.device)]) for c, n in zip(columns, names))
-        generator = torch.Generator().manual_seed(self.run.seed * 1000 + EXEMPLAR_ORDER_SEED + self.replay.seen)
-        return minibatch_loader(TensorDataset(*columns), batch_size, shuffle=True, generator=generator,
-                                pin_memory=self.run.pins_batches)
+        return self.run.loader(TensorDataset(*columns), batch_size, seed_offset=EXEMPLAR_ORDER_SEED + self.replay.seen)
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)

@@ -28,6 +28,7 @@ from typing import ClassVar
 import torch
 
 from sylvan.buffers import ReservoirBuffer
+from sylvan.buffers.channel import LocalReplay
 from sylvan.methods import ICaRL
 from sylvan.methods.core.supervised import evaluating
 from sylvan.settings import ClassIncrementalSetting
@@ -46,7 +47,7 @@ class ICaRLReferenceMeans(ICaRL):
             return model.features(x.to(next(model.parameters()).device)).flatten(1).cpu()
 
     def exemplar_means(self) -> torch.Tensor:
-        stored = self.buffer.get_all()
+        stored = self.replay.stored()
         labels = stored["y"].cpu()
         batch = self.run.batch_size
         means = None
@@ -81,8 +82,8 @@ class ICaRLReferenceMemory(ICaRLReferenceMeans):
     def update_exemplars(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None = None) -> None:
         per_class = self.buffer_size // int(self.seen_classes.active.sum())
         kept: list[dict[str, torch.Tensor]] = []
-        if len(self.buffer):
-            stored = self.buffer.get_all()
+        if len(self.replay):
+            stored = self.replay.stored()
             for label in stored["y"].unique().tolist():
                 index = torch.nonzero(stored["y"] == label).flatten()[:per_class]
                 kept.append({k: v[index] for k, v in stored.items()})
@@ -103,7 +104,8 @@ class ICaRLReferenceMemory(ICaRLReferenceMeans):
                 fields["t"] = t[picked]
             kept.append(fields)
         self.buffer = ReservoirBuffer(self.buffer_size, seed=self.run.seed)
-        self.buffer.add(**{k: torch.cat([part[k] for part in kept]) for k in kept[0]})
+        self.replay = LocalReplay(self.buffer)  # the memory the method reads, through its channel
+        self.replay.insert({k: torch.cat([part[k] for part in kept]) for k in kept[0]})
 
 
 def main() -> None:

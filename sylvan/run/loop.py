@@ -76,8 +76,9 @@ class Stages:
         return 0.0
 
     def skip(self, method: Any, data: Any) -> None:
-        """A stage trained before the interruption of a resumed run."""
-        method.skip_stage(data if isinstance(data, list) else [])
+        """A stage trained before the interruption of a resumed run: the method is told of it
+        with its loaders (`Method.skip_stage`), none where its data are not loaders."""
+        method.skip_stage([])
 
     def evaluate(self, method: Any, seen: int) -> Evaluation:
         """The evaluation after a stage, the first `seen` tasks trained on."""

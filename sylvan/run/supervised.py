@@ -51,6 +51,9 @@ class TaskStages(Stages):
     def data(self) -> Iterator[list[Any]]:
         return self.setting.training_stages(self.tasks)
 
+    def skip(self, method: Any, data: list[Any]) -> None:
+        method.skip_stage(data)
+
     def fit(self, run: RunContext, method: Any, stage: int, data: list[Any]) -> StageWork:
         setting = self.setting
         if setting.past_data_available:  # the tasks before this one, to revisit

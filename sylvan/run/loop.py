@@ -34,7 +34,8 @@ class StageWork(NamedTuple):
 
 class Stages:
     """What one run of a setting trains on, stage after stage, and how it is evaluated. Made by
-    `Setting.stages()` when the run starts; closed when it ends."""
+    `Setting.stages()`, ahead of the run (`run_experiment`, to refuse missing data before a run
+    folder is written) or when it starts; closed when it ends."""
 
     nb_stages: int  # the training stages (one per task where boundaries are known)
     nb_tasks: int  # the tasks every evaluation scores

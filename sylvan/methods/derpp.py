@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from sylvan.methods.core.supervised import Batch
 from sylvan.methods.der import DER
+from sylvan.methods.parts.dark_replay import with_dark_replay
 
 
 @dataclass
@@ -37,11 +38,7 @@ class DERPlusPlus(DER):
         matched = self.draw_replay(r)  # its stored logits are matched
         labelled = self.draw_replay(r) if matched else {}  # its stored labels are learned
         logits = self.learner(torch.cat([batch.x, matched["x"], labelled["x"]]) if matched else batch.x)
-        new, k = logits[:n], len(matched.get("y", ()))
-        loss = F.cross_entropy(new, batch.y)
-        if matched and self.alpha > 0:
-            loss = loss + self.alpha * F.mse_loss(logits[n : n + k], matched["logits"])
-        if matched and self.beta > 0:
-            loss = loss + self.beta * F.cross_entropy(logits[n + k :], labelled["y"])
+        new = logits[:n]
+        loss = with_dark_replay(F.cross_entropy(new, batch.y), logits, n, matched, labelled, self.alpha, self.beta)
         self.remember({**self.stored_fields(batch), "logits": new.detach()})
         return loss

@@ -110,8 +110,9 @@ class GatheringLoader(DataLoader):
         span = size * self._minibatches_per_gather() if full else size
         for first in range(0, full, span):
             rows = self.dataset.__getitems__(order[first:min(first + span, full)])
-            for start in range(0, len(rows[0]), size):
-                yield self.collate_fn(tuple(column[start:start + size] for column in rows))
+            # each column cut into its minibatches' views in one call, not sliced per minibatch
+            for minibatch in zip(*(column.split(size) for column in rows)):
+                yield self.collate_fn(minibatch)
         # a random sampler asked past its last index draws one more (empty) order: the batching
         # asks so to end a partial last minibatch, or when asked for a minibatch past the last
         if generator is not None:
@@ -127,7 +128,7 @@ def float_inputs(x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.uint8:
         return x
     values = x.to(torch.get_default_dtype())
-    if values.device.type == "cpu":
+    if values.is_cpu:
         return values.div_(255).float()
     # On CUDA, dividing by a host scalar multiplies by its reciprocal, which can differ from the
     # quotient in the last bit; a divisor on the device takes the correctly rounded division,

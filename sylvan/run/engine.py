@@ -226,17 +226,22 @@ class Engine:
             def loss_of(batch: Any) -> torch.Tensor:
                 return held_batch_loss(HeldBatch(batch))
             backward = self.fabric.backward
+            optimizer_step = optimizer.step
         else:
-            convert_output = self.fabric.strategy.precision.convert_output
+            strategy = self.fabric.strategy
+            convert_output = strategy.precision.convert_output
             minibatch_loss = learner.minibatch_loss
 
             def loss_of(batch: Any) -> torch.Tensor:
                 return convert_output(minibatch_loss(batch))
-            strategy_backward = self.fabric.strategy.backward
+            strategy_backward, strategy_step, wrapped = strategy.backward, strategy.optimizer_step, optimizer.optimizer
 
             def backward(loss: torch.Tensor) -> None:
                 strategy_backward(loss, None)
-        return StepParts(learner, loss_of, backward, optimizer, self.loss_scaler,
+
+            def optimizer_step() -> None:  # what Fabric's optimizer wrapper calls (it has no callbacks here)
+                strategy_step(wrapped)
+        return StepParts(learner, loss_of, backward, optimizer, optimizer_step, self.loss_scaler,
                          _overriding(callbacks, "minibatch_started"), _overriding(callbacks, "minibatch_ended"))
 
     def train_on(self, step: StepParts, batch: Any, fit: Fit) -> None:
@@ -252,7 +257,7 @@ class Engine:
         if step.scaler is not None:  # the method's hooks see the gradients at their true size
             step.scaler.unscale_(optimizer.optimizer)
         skipped = step.learner.gradients_ready(step.scaler)
-        optimizer.step()
+        step.optimizer_step()
         fit.loss = loss
         for ended in step.ended:
             ended(fit)
@@ -266,6 +271,7 @@ class StepParts(NamedTuple):
     loss_of: Callable[[Any], torch.Tensor]  # the method's loss of a minibatch
     backward: Callable[[torch.Tensor], None]
     optimizer: Any  # Fabric's wrapper of the fit's optimizer
+    optimizer_step: Callable[[], None]  # its step, as Fabric's strategy takes it
     scaler: Any  # the loss scaler of 16-mixed, or None
     started: tuple[Callable[..., None], ...]  # the callbacks' `minibatch_started` that do something
     ended: tuple[Callable[..., None], ...]  # and their `minibatch_ended`

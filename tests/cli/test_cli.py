@@ -168,8 +168,9 @@ for argv in (["--list"], ["--setting", "distributed", "--method", "rehearsal", "
         main(argv)
     except SystemExit as exit:
         print("exit", exit.code)
-# continuum's packages sit in sys.modules unrun (`lazy_continuum`): not loaded until a name is used
-loaded = {name.split(".")[0] for name, module in sys.modules.items() if type(module).__name__ != "LazyPackage"}
+# continuum's packages and plotting helpers sit in sys.modules unrun (`lazy_continuum`): not loaded until used
+loaded = {name.split(".")[0] for name, module in sys.modules.items()
+          if type(module).__name__ not in ("LazyPackage", "DeferredModule")}
 print("loaded:", sorted(loaded & {"lightning", "pytorch_lightning", "torchmetrics", "torchvision", "continuum"}))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)

@@ -61,9 +61,27 @@ def test_in_memory_data_does_not_import_what_other_datasets_need():
         assert len(tasks) == 5 and len(tasks[0].y_train) > 0
         from continuum import ClassIncremental
         from continuum.datasets import InMemoryDataset
-        print(type(sys.modules["continuum"]).__name__, sorted({"pandas", "sklearn", "datasets"} & set(sys.modules)))
+        print(type(sys.modules["continuum"]).__name__,
+              sorted({"pandas", "sklearn", "datasets", "matplotlib"} & set(sys.modules)))
     """)
     assert printed.split() == ["LazyPackage", "[]"]
+
+
+def test_continuum_plotting_helpers_run_their_module_when_first_called():
+    # continuum's task sets import `continuum.viz`, which imports pyplot, for helpers a run never calls
+    printed = run_python("""
+        import sys
+        import sylvan.settings.data
+        from continuum.tasks import TaskSet
+        from continuum.viz import color_map
+        deferred = type(sys.modules["continuum.viz"]).__name__
+        before = "matplotlib" in sys.modules
+        colors = color_map(4)
+        import continuum.viz
+        print(deferred, before, colors.shape, "matplotlib.pyplot" in sys.modules,
+              type(sys.modules["continuum.viz"]).__name__, continuum.viz.color_map(4).tolist() == colors.tolist())
+    """)
+    assert printed.split() == ["DeferredModule", "False", "(4,", "3)", "True", "module", "True"]
 
 
 def test_every_name_is_the_object_continuum_itself_imports():

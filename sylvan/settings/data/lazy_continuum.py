@@ -13,6 +13,11 @@ changes; a dataset that needs the rest (CIFAR through torchvision, CORe50) impor
 
 A package whose `__init__` does more than import names and set constants (another layout of
 continuum) is left to be imported as it is.
+
+`continuum.viz`, the plotting helpers continuum's task sets import, imports matplotlib's pyplot
+(about 0.4 s with matplotlib) for functions a run never calls. It is installed as a
+`DeferredModule`: a name of one of its functions gives a function that runs the module, once, when
+it is first called; any other name runs it when looked up.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import types
 from typing import Any
 
 LAZY_PACKAGES = ("continuum", "continuum.datasets", "continuum.scenarios")
+DEFERRED_MODULES = ("continuum.viz",)
 
 
 class LazyPackage(types.ModuleType):
@@ -84,6 +90,48 @@ class LazyPackage(types.ModuleType):
         return None
 
 
+class DeferredModule(types.ModuleType):
+    """A module of functions (`functions`: their names) that is run on the first call of one of
+    them, or on the first lookup of another name; `loaded()` is the module run."""
+
+    def __init__(self, spec: Any, functions: set[str]) -> None:
+        super().__init__(spec.name)
+        self.__spec__ = spec
+        self.__loader__ = spec.loader
+        self.__file__ = spec.origin
+        self._deferred_functions = functions
+        self._deferred_module: types.ModuleType | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_deferred_") or (name.startswith("__") and self._deferred_module is None):
+            raise AttributeError(name)  # not set yet, or asked by the import system (`__path__`)
+        if name not in self._deferred_functions:
+            return getattr(self.loaded(), name)
+
+        def deferred(*args: Any, **kwargs: Any) -> Any:
+            return getattr(self.loaded(), name)(*args, **kwargs)
+
+        deferred.__name__ = deferred.__qualname__ = name
+        deferred.__module__ = self.__name__
+        setattr(self, name, deferred)
+        return deferred
+
+    def loaded(self) -> types.ModuleType:
+        """The module, run on the first call (it then replaces this one in `sys.modules`)."""
+        if self._deferred_module is None:
+            module = importlib.util.module_from_spec(self.__spec__)
+            self.__spec__.loader.exec_module(module)
+            self._deferred_module = module
+            if sys.modules.get(self.__name__) is self:
+                sys.modules[self.__name__] = module
+        return self._deferred_module
+
+
+def top_level_functions(source: str) -> set[str]:
+    """The names of the functions a module's `source` defines at its top level."""
+    return {statement.name for statement in ast.parse(source).body if isinstance(statement, ast.FunctionDef)}
+
+
 def parse_init(source: str) -> tuple[dict[str, tuple[str, str]], list[str], dict[str, Any]] | None:
     """The names a package `__init__` (its `source`) imports, (module, attribute) each, the
     modules it star-imports and the constants it sets; None where it does anything else."""
@@ -129,6 +177,11 @@ def install() -> bool:
         sys.modules[package.__name__] = package
     for package in packages[1:]:
         setattr(packages[0], package.__name__.rpartition(".")[2], package)
+    for name in DEFERRED_MODULES:
+        spec = _child_spec(packages[0], name)
+        if spec is not None and spec.origin is not None and spec.origin.endswith(".py"):
+            with open(spec.origin, encoding="utf-8") as module:
+                sys.modules[name] = DeferredModule(spec, top_level_functions(module.read()))
     return True
 
 

@@ -50,6 +50,7 @@ from sylvan.methods.rehearsal import Rehearsal
 from sylvan.methods.rwalk import RWalk
 from sylvan.methods.sac import SAC
 from sylvan.methods.scr import SCR
+from sylvan.methods.selective_finetune import SelectiveFinetune
 from sylvan.methods.si import SI
 from sylvan.methods.ssil import SSIL
 from sylvan.methods.stable_sgd import StableSGD
@@ -85,6 +86,7 @@ __all__ = [
     "PNN",
     "SAC",
     "SCR",
+    "SelectiveFinetune",
     "SI",
     "SSIL",
     "WA",

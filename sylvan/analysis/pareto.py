@@ -101,26 +101,22 @@ def write_pareto(points: Sequence[Point], png_path: str | Path) -> tuple[Path, P
 
 
 def _draw(points: Sequence[Point], optimal: dict[str, list[bool]], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = figure(points, optimal)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figure(points, optimal).savefig(path, dpi=120)
 
 
 def figure(points: Sequence[Point], optimal: dict[str, list[bool]]) -> Any:
     """The trade-off's matplotlib figure: a row of panels per problem, a column per cost. A cost
     axis is logarithmic where its values span a decade or more, else linear (a log axis within
-    one decade would show no labelled tick)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    one decade would show no labelled tick). A figure of its own on the Agg canvas, not through
+    pyplot (as the run's plots: `sylvan.analysis.plots`)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter
 
     problems = sorted({point.problem for point in points})
-    fig, axes = plt.subplots(len(problems), len(COSTS), figsize=(6 * len(COSTS), 4.5 * len(problems)),
-                             squeeze=False)
+    fig = Figure(figsize=(6 * len(COSTS), 4.5 * len(problems)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(problems), len(COSTS), squeeze=False)
     for row, problem in enumerate(problems):
         for column, (cost, title) in enumerate(COSTS):
             ax = axes[row][column]

@@ -18,8 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sylvan.methods.core.base import joined_state
-from sylvan.methods.core.supervised import SupervisedMethod, dataset_tensors, evaluating
-from sylvan.methods.parts.knn_transfer import holdout_split, knn_accuracy
+from sylvan.methods.core.supervised import SupervisedMethod, dataset_rows, evaluating
+from sylvan.methods.parts.knn_transfer import HoldoutSplit, holdout_split, knn_accuracy
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
@@ -76,11 +76,14 @@ class SelectiveFinetune(SupervisedMethod):
         super().fit(train_data, val_data)
 
     def prior(self, train_data: DataLoader, candidates: list[nn.Module]) -> list[float]:
-        """Each candidate's k-NN accuracy on the task of `train_data`."""
-        x, y = dataset_tensors(train_data.dataset)[:2]
+        """Each candidate's k-NN accuracy on the task of `train_data` (only the samples of the
+        k-NN's split are read)."""
+        dataset = train_data.dataset
         generator = torch.Generator().manual_seed(self.run.seed * 1000 + HOLDOUT_SEED + len(self.task_models))
-        split = holdout_split(len(y), self.knn_holdout, self.knn_fit_samples, self.knn_score_samples, generator)
-        return [knn_accuracy(candidate, x, y, split, self.knn_neighbours) for candidate in candidates]
+        split = holdout_split(len(dataset), self.knn_holdout, self.knn_fit_samples, self.knn_score_samples, generator)
+        x, y = dataset_rows(dataset, torch.cat(split))[:2]
+        local = HoldoutSplit(fit=torch.arange(len(split.fit)), score=torch.arange(len(split.fit), len(y)))
+        return [knn_accuracy(candidate, x, y, local, self.knn_neighbours) for candidate in candidates]
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """Each sample's scores from its task's network; a task not trained on yet has learned

@@ -115,3 +115,29 @@ def test_it_applies_only_where_task_labels_come_at_test_time_and_its_options_are
     for options in (dict(knn_neighbours=0), dict(knn_holdout=1.0), dict(knn_fit_samples=0)):
         with pytest.raises(ConfigurationError):
             SelectiveFinetune(**options)
+
+
+def test_dataset_rows_reads_the_rows_asked_for_from_every_kind_of_dataset():
+    from torch.utils.data import Dataset, TensorDataset
+
+    from sylvan.methods.core.supervised import dataset_rows, dataset_tensors
+    from sylvan.minibatches import GatheringConcatDataset, GatheringTensorDataset
+
+    pixels = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
+    labels = torch.arange(30) % 3
+
+    class SampleBySample(Dataset):
+        def __len__(self) -> int:
+            return 30
+
+        def __getitem__(self, i: int):
+            return pixels[i], labels[i]
+
+    rows = torch.tensor([29, 3, 17, 0, 3])
+    expected = tuple(column[rows] for column in dataset_tensors(TensorDataset(pixels, labels)))
+    halves = [GatheringTensorDataset(pixels[:12], labels[:12]), GatheringTensorDataset(pixels[12:], labels[12:])]
+    for dataset in (TensorDataset(pixels, labels), GatheringTensorDataset(pixels, labels),
+                    GatheringConcatDataset(halves), SampleBySample()):
+        got = dataset_rows(dataset, rows)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected)), type(dataset).__name__
+        assert got[0].dtype == torch.float32  # pixels made float, as minibatches bring them

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, List, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from sylvan.errors import (
     ConfigurationError,
@@ -32,7 +32,13 @@ from sylvan.methods.core.base import Method, joined_state
 from sylvan.methods.core.batch import Batch
 from sylvan.methods.parts.held_weights import HeldWeights
 from sylvan.methods.parts.loss_scaling import unscaled_gradients
-from sylvan.minibatches import float_inputs, minibatch_loader, pixel_batches
+from sylvan.minibatches import (
+    GatheringConcatDataset,
+    GatheringTensorDataset,
+    float_inputs,
+    minibatch_loader,
+    pixel_batches,
+)
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 from sylvan.models.cosine import require_feature_layers
 
@@ -370,3 +376,13 @@ def dataset_tensors(dataset: Dataset, batch_size: int = 4096) -> tuple[torch.Ten
         for column, values in zip(columns, batch):
             column.append(values)
     return tuple(torch.cat(column) for column in columns)
+
+
+def dataset_rows(dataset: Dataset, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The samples at positions `rows` of a map-style dataset of (x, y[, t]) tuples, stacked in
+    that order, inputs as `dataset_tensors` gives them; only those samples are read."""
+    if isinstance(dataset, (GatheringTensorDataset, GatheringConcatDataset)):
+        return tuple(float_inputs(column) for column in dataset.__getitems__(rows))
+    if isinstance(dataset, TensorDataset):
+        return tuple(float_inputs(tensor[rows]) for tensor in dataset.tensors)
+    return dataset_tensors(Subset(dataset, rows.tolist()))

@@ -32,13 +32,7 @@ from sylvan.methods.core.base import Method, joined_state
 from sylvan.methods.core.batch import Batch
 from sylvan.methods.parts.held_weights import HeldWeights
 from sylvan.methods.parts.loss_scaling import unscaled_gradients
-from sylvan.minibatches import (
-    GatheringConcatDataset,
-    GatheringTensorDataset,
-    float_inputs,
-    minibatch_loader,
-    pixel_batches,
-)
+from sylvan.minibatches import GatheringConcatDataset, float_inputs, minibatch_loader, pixel_batches
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 from sylvan.models.cosine import require_feature_layers
 
@@ -381,8 +375,8 @@ def dataset_tensors(dataset: Dataset, batch_size: int = 4096) -> tuple[torch.Ten
 def dataset_rows(dataset: Dataset, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The samples at positions `rows` of a map-style dataset of (x, y[, t]) tuples, stacked in
     that order, inputs as `dataset_tensors` gives them; only those samples are read."""
-    if isinstance(dataset, (GatheringTensorDataset, GatheringConcatDataset)):
+    if isinstance(dataset, GatheringConcatDataset):
         return tuple(float_inputs(column) for column in dataset.__getitems__(rows))
-    if isinstance(dataset, TensorDataset):
+    if isinstance(dataset, TensorDataset):  # a gathering one too
         return tuple(float_inputs(tensor[rows]) for tensor in dataset.tensors)
     return dataset_tensors(Subset(dataset, rows.tolist()))

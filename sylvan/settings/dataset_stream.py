@@ -38,7 +38,7 @@ def planned_stream(stream: str | None, length: int | None, sources: str, seed: i
     `--stream_sources` and `--stream_seed`: drawn once per configuration, since the setting's
     facts (`num_classes`, `input_shape`), which methods may read at every step, derive from them."""
     if stream is not None:
-        return tuple(dataset_streams.named_plan(dataset_streams.stream_datasets(stream, "stream")))
+        return tuple(dataset_streams.named_plan(stream))
     names = dataset_streams.stream_datasets(sources, "stream_sources")
     return tuple(dataset_streams.generated_plan(length or DEFAULT_LENGTH, names, seed))
 
@@ -72,7 +72,8 @@ class DatasetStreamSetting(TaskIncrementalSetting):
     evaluates_seen_tasks_only: ClassVar[bool] = True
 
     # the stream as datasets, one task each with all its classes, separated by commas (for example
-    # mnist,fashion_mnist,cifar10); default: a generated stream of --stream_length tasks
+    # mnist,fashion_mnist,cifar10), or a CTrL stream (s_minus, s_plus, s_in, s_out, s_pl, s_long, each
+    # also as NAME_offline); default: a generated stream of --stream_length tasks
     stream: Optional[str] = None
     # the length of a generated stream (default 20 without --stream): tasks drawn from
     # --stream_sources, each a subset of 2 to 5 classes of one dataset under a transformation

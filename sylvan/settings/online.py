@@ -158,8 +158,9 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Sett
         if self.validation_fraction > 0:  # the test set is left unread
             train, test = streams.holdout(train, self.validation_fraction, self.seed, name=repr(self.dataset))
         name, size = repr(self.dataset), self.input_shape[1:]
-        cache = self.image_cache
-        return tuple(decoding.decode_images(split, name, cache=cache, image_size=size) for split in (train, test))
+        cache, resize = self.image_cache, self.dataset_spec.resized
+        return tuple(decoding.decode_images(split, name, cache=cache, image_size=size, resize=resize)
+                     for split in (train, test))
 
     @property
     def evaluation_split(self) -> str:

@@ -188,7 +188,6 @@ def test_it_is_a_child_of_task_incremental_with_past_data_available():
     ({"stream": "digits", "stream_length": 3}, "not both"),
     ({"stream_length": 0}, "--stream_length must be from 1 to 1000"),
     ({"stream": " , "}, "names no dataset"),
-    ({"stream": "digits,tiny_imagenet"}, "stored as image files"),
     ({"dataset": "mnist"}, "--dataset mnist has no effect"),
     ({"nb_tasks": 7}, "the stream has 20 tasks"),
     ({"only_task": 20}, "from 0 to 19"),

@@ -52,23 +52,23 @@ class TaskPlan:
 
 
 def stream_datasets(names: str, option: str) -> list[str]:
-    """The dataset names of a comma-separated list (`option`, for messages), each checked: known,
-    and held in arrays (datasets of image files are decoded per run, not streamed)."""
+    """The dataset names of a comma-separated list (`option`, for messages), each checked."""
     datasets = [name.strip() for name in names.split(",") if name.strip()]
     if not datasets:
         raise ConfigurationError(f"--{option} names no dataset; give names separated by commas, such as mnist,digits")
     for name in datasets:
-        if get_dataset(name).image_files:
-            raise ConfigurationError(
-                f"--{option}: {name} is stored as image files, which a stream does not decode; use datasets held "
-                "in arrays (digits, synthetic, mnist, fashion_mnist, cifar10, cifar100, random_cifar10)"
-            )
+        get_dataset(name)
     return datasets
 
 
-def named_plan(names: list[str]) -> list[TaskPlan]:
-    """One task per dataset of `names`, with all its classes."""
-    return [TaskPlan(name, tuple(range(get_dataset(name).num_classes))) for name in names]
+def named_plan(names: str) -> list[TaskPlan]:
+    """The stream `names` gives: one of CTrL's streams (`ctrl_streams`), or datasets separated by
+    commas, one task per dataset with all its classes."""
+    from sylvan.settings.data import ctrl_streams
+
+    if ctrl_streams.is_ctrl_stream(names.strip()):
+        return ctrl_streams.ctrl_plan(names.strip())
+    return [TaskPlan(name, tuple(range(get_dataset(name).num_classes))) for name in stream_datasets(names, "stream")]
 
 
 def generated_plan(length: int, sources: list[str], seed: int) -> list[TaskPlan]:
@@ -107,6 +107,16 @@ def images(x: np.ndarray) -> torch.Tensor:
     tensor (N, C, H, W)."""
     tensor = torch.from_numpy(np.ascontiguousarray(x))
     return tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2).contiguous()
+
+
+def task_images(x: np.ndarray, name: str, shape: tuple[int, int, int]) -> torch.Tensor:
+    """A task's images as a uint8 tensor (N, C, H, W): arrays as they are, files (a dataset of
+    image files: only the task's samples are read) decoded and resized to the sides of `shape`."""
+    if x.dtype.kind in "SUO":
+        from sylvan.settings.data.decoding import decode_files
+
+        return images(decode_files([str(path) for path in x], repr(name), None, resize=shape[1:]))
+    return images(x)
 
 
 def reshaped(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
@@ -176,7 +186,8 @@ def build_tasks(plans: list[TaskPlan], load: Callable[[str], tuple[Any, Any]], s
                 members = capped(y, members, plan.samples_per_class, rng)
             labels = np.zeros(max(int(y.max()), *plan.classes) + 1, dtype=np.int64)
             labels[list(plan.classes)] = first_label + np.arange(len(plan.classes))
-            inputs = transformed(reshaped(images(np.asarray(x)[members]), shape), plan.transformation, plan.parameter)
+            inputs = transformed(reshaped(task_images(np.asarray(x)[members], plan.dataset, shape), shape),
+                                 plan.transformation, plan.parameter)
             parts.append((inputs, torch.from_numpy(labels[y[members]])))
         (x_train, y_train), (x_test, y_test) = parts
         classes = list(range(first_label, first_label + len(plan.classes)))

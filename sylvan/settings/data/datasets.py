@@ -48,6 +48,7 @@ class DatasetSpec:
     # order they come (CORe50: its 8 training sessions); 0: none. Its test set is then one fixed set.
     domains: int = 0
     image_files: bool = False  # stored as image files, decoded when loaded (so `--image_cache` applies)
+    resized: bool = False  # its image files are of many sizes, each resized to `input_shape` when decoded
 
 
 def downloads_allowed() -> bool:
@@ -176,6 +177,21 @@ DATASETS: dict[str, DatasetSpec] = {
             "fashion_mnist", (1, 28, 28), 10, "mlp",
             _mnist_format("FashionMNIST", "fashion_mnist", "FashionMNIST/raw/*-ubyte.gz"),
             downloads=True, channel_stats=((0.2860,), (0.3530,)),
+        ),
+        DatasetSpec(
+            # the Street View House Numbers (Netzer et al., 2011): 73,257 training and 26,032 test
+            # digits in colour, as torchvision reads its .mat files
+            "svhn", (3, 32, 32), 10, "resnet18",
+            _torchvision("SVHN", "svhn", "train_32x32.mat and test_32x32.mat"), downloads=True,
+            channel_stats=((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+        ),
+        DatasetSpec(
+            # the Describable Textures Dataset (Cimpoi et al., CVPR 2014): 47 textures, its first
+            # split's training and validation images (80 per class) for training and its test
+            # images (40) for testing; images of many sizes, each resized to 32x32 as CTrL does
+            "dtd", (3, 32, 32), 47, "resnet18",
+            _image_files("DTD", "dtd", "dtd/images/ and dtd/labels/", ("dtd",)),
+            downloads=True, image_files=True, resized=True,
         ),
         DatasetSpec(
             "cifar10", (3, 32, 32), 10, "resnet18",

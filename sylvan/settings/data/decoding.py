@@ -103,6 +103,7 @@ def decode_images(
     threads: int | None = None,
     cache: str | None = None,
     image_size: tuple[int, int] | None = None,
+    resize: bool = False,
 ) -> _ContinuumDataset:
     """An image-path dataset (Tiny ImageNet, CORe50) read into an in-memory dataset of uint8 RGB
     arrays of shape (N, H, W, 3), exactly as continuum's per-sample path reads each file (PIL,
@@ -114,7 +115,8 @@ def decode_images(
     With a `cache` folder (`--image_cache`), the array is read from there when these same files
     were decoded before, and kept there otherwise (`image_cache`). Any other dataset is returned
     as it is. A file that cannot be read, or an image of another size than the first or than
-    `image_size` (height, width: the dataset's), is refused with its path."""
+    `image_size` (height, width: the dataset's), is refused with its path; with `resize`, every
+    image is resized to `image_size` instead (a dataset of images of many sizes, such as DTD)."""
     from continuum.datasets import InMemoryDataset
     from continuum.tasks import TaskType
 
@@ -125,21 +127,23 @@ def decode_images(
         raise DataUnavailableError(f"{name}: its file lists name no images; the files are damaged or not its own")
     entry = None if cache is None else image_cache.entry_name(paths)
     if entry is None:
-        images = decode_files(paths, name, threads, image_size)
+        images = decode_files(paths, name, threads, image_size, image_size if resize else None)
     else:
         with image_cache.locked(cache, entry):  # other processes decoding the same files wait, then read
             images = image_cache.load(cache, entry, len(paths))
             if images is None:
-                images = decode_files(paths, name, threads, image_size)
+                images = decode_files(paths, name, threads, image_size, image_size if resize else None)
                 image_cache.store(cache, entry, images)
     return InMemoryDataset(images, y, t, data_type=TaskType.IMAGE_ARRAY, train=dataset.train)
 
 
 def decode_files(
-    paths: Sequence[str], name: str, threads: int | None, image_size: tuple[int, int] | None = None
+    paths: Sequence[str], name: str, threads: int | None, image_size: tuple[int, int] | None = None,
+    resize: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The images of `paths` as one uint8 array (N, H, W, 3), decoded by `threads` threads (see
-    `decode_images`)."""
+    `decode_images`); with `resize` (height, width), each image is first resized to it
+    (bilinearly, as PIL does), for datasets of images of many sizes (DTD in a stream)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from PIL import Image
@@ -147,7 +151,8 @@ def decode_files(
     def read(path: str) -> np.ndarray:
         try:
             with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
+                rgb = image.convert("RGB")
+                return np.asarray(rgb if resize is None else rgb.resize(resize[::-1], Image.BILINEAR))
         except OSError as error:
             message = f"{name}: cannot read {path} ({error}); the file is damaged or missing"
             raise DataUnavailableError(message) from error

@@ -39,6 +39,7 @@ from sylvan.methods.lwf import LwF
 from sylvan.methods.mas import MAS
 from sylvan.methods.mer import MER
 from sylvan.methods.mir import MIR
+from sylvan.methods.mntdp import MNTDP
 from sylvan.methods.multi_head import MultiHead
 from sylvan.methods.naive import Naive
 from sylvan.methods.ogd import OGD
@@ -79,6 +80,7 @@ __all__ = [
     "LUCIR",
     "MAS",
     "MER",
+    "MNTDP",
     "METHODS",
     "MIR",
     "OGD",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from sylvan.errors import ConfigurationError, refuse_if_given
-from sylvan.settings.data import dataset_streams, streams
+from sylvan.settings.data import ctrl_streams, dataset_streams, streams
 from sylvan.settings.data.datasets import DatasetSpec, get_dataset
 from sylvan.settings.data.streams import TaskData
 from sylvan.settings.task_incremental import TaskIncrementalSetting
@@ -34,9 +34,11 @@ DEFAULT_SOURCES = "digits,synthetic"
 @functools.lru_cache(maxsize=64)
 def planned_stream(stream: str | None, length: int | None, sources: str, seed: int
                    ) -> tuple[dataset_streams.TaskPlan, ...]:
-    """The tasks of the stream `--stream` names, or else of the one generated from `--stream_length`,
-    `--stream_sources` and `--stream_seed`: drawn once per configuration, since the setting's
-    facts (`num_classes`, `input_shape`), which methods may read at every step, derive from them."""
+    """The tasks of the stream `--stream` names (a CTrL stream, or datasets), or else of the one
+    generated from `--stream_length`, `--stream_sources` and `--stream_seed`: drawn once per
+    configuration, since the setting's facts (`num_classes`, `input_shape`), which methods may read at every step, derive from them."""
+    if stream is not None and ctrl_streams.is_ctrl_stream(stream.strip()):
+        return tuple(ctrl_streams.ctrl_plan(stream.strip()))
     if stream is not None:
         return tuple(dataset_streams.named_plan(stream))
     names = dataset_streams.stream_datasets(sources, "stream_sources")

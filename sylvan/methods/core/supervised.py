@@ -380,3 +380,13 @@ def dataset_rows(dataset: Dataset, rows: torch.Tensor) -> tuple[torch.Tensor, ..
     if isinstance(dataset, TensorDataset):  # a gathering one too
         return tuple(float_inputs(tensor[rows]) for tensor in dataset.tensors)
     return dataset_tensors(Subset(dataset, rows.tolist()))
+
+
+def rows_dataset(dataset: Dataset, rows: torch.Tensor) -> Dataset:
+    """The samples at positions `rows` of a map-style dataset, as a dataset that keeps them as
+    `dataset` keeps them (pixels stay pixels): for a method that trains on part of a task."""
+    if isinstance(dataset, TensorDataset):
+        return TensorDataset(*(tensor[rows] for tensor in dataset.tensors))
+    if isinstance(dataset, GatheringConcatDataset):  # served in columns, not sample by sample
+        return TensorDataset(*dataset.__getitems__(rows))
+    return Subset(dataset, rows.tolist())

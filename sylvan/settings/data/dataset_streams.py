@@ -62,12 +62,7 @@ def stream_datasets(names: str, option: str) -> list[str]:
 
 
 def named_plan(names: str) -> list[TaskPlan]:
-    """The stream `names` gives: one of CTrL's streams (`ctrl_streams`), or datasets separated by
-    commas, one task per dataset with all its classes."""
-    from sylvan.settings.data import ctrl_streams
-
-    if ctrl_streams.is_ctrl_stream(names.strip()):
-        return ctrl_streams.ctrl_plan(names.strip())
+    """One task per dataset of `names` (separated by commas), with all its classes."""
     return [TaskPlan(name, tuple(range(get_dataset(name).num_classes))) for name in stream_datasets(names, "stream")]
 
 

@@ -1,0 +1,108 @@
+"""MNTDP-D: backbones cut into modules, the k-NN prior over past tasks, the candidates that reuse
+the prior's first modules frozen, the pool that grows by the kept candidate's new modules, and a
+path per task that later tasks never change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sylvan.errors import ConfigurationError, InapplicableMethodError
+from sylvan.methods.mntdp import MNTDP
+from sylvan.models import build_backbone
+from sylvan.models.modular import ModulePool, PathNetwork, blocks_of
+from sylvan.settings import ClassIncrementalSetting, DatasetStreamSetting, TaskIncrementalSetting
+
+
+@pytest.mark.parametrize(("backbone", "shape", "modules"), [
+    ("mlp", (1, 28, 28), 3), ("mlp_400", (1, 28, 28), 3), ("cnn", (3, 32, 32), None), ("resnet18", (3, 32, 32), 6),
+])
+def test_a_backbone_cut_into_modules_computes_what_it_computed(backbone, shape, modules):
+    torch.manual_seed(0)
+    network = build_backbone(backbone, shape, 10).eval()
+    normalization, blocks = blocks_of(network)
+    assert modules is None or len(blocks) == modules
+    assert blocks[-1][0] is network.classifier
+    x = torch.rand(4, *shape)
+    h = x if normalization is None else normalization(x)
+    for block in blocks:
+        h = block(h)
+    assert torch.allclose(h, network(x), atol=1e-6)
+
+
+def test_reused_modules_stay_frozen_even_in_training_mode():
+    torch.manual_seed(0)
+    old = blocks_of(build_backbone("resnet18_reduced", (3, 16, 16), 4))[1]
+    fresh = blocks_of(build_backbone("resnet18_reduced", (3, 16, 16), 4))[1]
+    network = PathNetwork(None, old[:2] + fresh[2:], reused=2).train()
+    before = {name: value.clone() for name, value in network.path[:2].state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in network.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(network(torch.rand(8, 3, 16, 16)), torch.randint(4, (8,))).backward()
+        optimizer.step()
+    after = network.path[:2].state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)  # weights and batch-norm statistics
+    assert not network.path[0].training and network.path[2].training
+
+
+def test_the_pool_adds_only_the_new_modules_and_runs_each_sample_through_its_tasks_path():
+    torch.manual_seed(0)
+    first, second = (blocks_of(build_backbone("mlp", (1, 8, 8), 6))[1] for _ in range(2))
+    pool = ModulePool(None, 3)
+    assert pool.add_path(PathNetwork(None, first, 0)) == (0, 0, 0)
+    assert pool.add_path(PathNetwork(None, first[:2] + second[2:], 2)) == (0, 0, 1)
+    assert pool.module_counts() == [1, 1, 2]
+    x, tasks = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 1, 0, 2, 1])
+    out = pool(x, tasks)
+    assert torch.allclose(out[tasks == 0], nn.Sequential(*first)(x[tasks == 0]))
+    assert torch.allclose(out[tasks == 1], nn.Sequential(*first[:2], second[2])(x[tasks == 1]))
+    assert torch.equal(out[tasks == 2], torch.zeros(1, 6))  # a task without a path
+
+
+def test_a_stream_whose_task_returns_reuses_the_returning_tasks_modules_and_forgets_nothing(mnist_root):
+    setting = DatasetStreamSetting(stream="mnist,synthetic,mnist", data_dir=str(mnist_root), train_samples=600,
+                                   epochs=2, batch_size=16, forward_transfer=False, progress_bar=False)
+    method = MNTDP()
+    results = setting.apply(method)
+    assert method.priors[1:] == [0, 0]  # both later tasks rank the first's path first; the returning one surely
+    assert len(method.candidate_accuracies[2]) == 3 and method.reuses[2] >= 1
+    best = max(range(3), key=lambda d: (method.candidate_accuracies[2][d], d))
+    assert method.reuses == [0, method.reuses[1], best]
+    paths = method.pool.paths
+    assert paths[2][:method.reuses[2]] == paths[0][:method.reuses[2]]  # the prior's modules, shared
+    assert method.pool.module_counts() == [3 - (method.reuses[1] > 0) - (method.reuses[2] > 0),
+                                           3 - (method.reuses[1] > 1) - (method.reuses[2] > 1), 3]
+    matrix = results.accuracy_matrix
+    for task in range(3):  # a task's path never changes once trained
+        assert {matrix[later][task] for later in range(task, 3)} == {matrix[task][task]}
+    assert results.accuracy_matrix[-1][2] > 0.5  # learnt (chance: 0.1)
+
+
+def test_every_candidate_trains_and_the_most_accurate_on_validation_is_kept():
+    setting = TaskIncrementalSetting(dataset="digits", nb_tasks=3, epochs=1, batch_size=16, progress_bar=False)
+    method = MNTDP()
+    trained: list[int] = []
+    train_candidate = method.train_candidate
+
+    def recording(network, loader, first):
+        trained.append(network.reused)
+        return train_candidate(network, loader, first)
+
+    method.train_candidate = recording
+    setting.apply(method)
+    assert trained == [0, 0, 1, 2, 0, 1, 2]  # the first task: all fresh; then every reuse depth
+    for accuracies, reuse in zip(method.candidate_accuracies, method.reuses):
+        assert accuracies[reuse] == max(accuracies)
+    grown = sum(3 - reuse for reuse in method.reuses)
+    assert sum(method.pool.module_counts()) == grown
+
+
+def test_it_needs_task_labels_and_a_backbone_it_can_cut_and_checks_its_options():
+    with pytest.raises(InapplicableMethodError, match="mntdp"):
+        ClassIncrementalSetting(dataset="digits").apply(MNTDP())
+    with pytest.raises(ConfigurationError, match="validation_share"):
+        MNTDP(validation_share=1.0)
+    with pytest.raises(ConfigurationError, match="knn_neighbours"):
+        MNTDP(knn_neighbours=0)

@@ -36,7 +36,8 @@ def planned_stream(stream: str | None, length: int | None, sources: str, seed: i
                    ) -> tuple[dataset_streams.TaskPlan, ...]:
     """The tasks of the stream `--stream` names (a CTrL stream, or datasets), or else of the one
     generated from `--stream_length`, `--stream_sources` and `--stream_seed`: drawn once per
-    configuration, since the setting's facts (`num_classes`, `input_shape`), which methods may read at every step, derive from them."""
+    configuration, since the setting's facts (`num_classes`, `input_shape`), which methods may
+    read at every step, derive from them."""
     if stream is not None and ctrl_streams.is_ctrl_stream(stream.strip()):
         return tuple(ctrl_streams.ctrl_plan(stream.strip()))
     if stream is not None:

@@ -6,9 +6,10 @@ new task, the prior is the past task whose frozen path (its head left out) gives
 accuracy (k = 15) on the new task (`sylvan.methods.parts.knn_transfer`: fitted on up to 1,000 of
 its training samples, scored on up to 1,000 of its validation samples). The candidates reuse that
 task's first d modules, frozen, and train fresh modules after them, for every d from 0 to the
-depth of the head; they train one after the other on the same data, and the one most accurate on
-the validation share of the task's samples is kept, its new modules added to the pool. A task's
-samples go through its own path at test time, so nothing is forgotten. Needs task labels."""
+depth of the head; they train on the same data (with several workers, shared out among them,
+each trained whole by one, with no gradient exchanged, then copied to all), and the one most
+accurate on the validation share of the task's samples is kept, its new modules added to the
+pool. A task's samples go through its own path, so nothing is forgotten. Needs task labels."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from sylvan.methods.core.base import joined_state
 from sylvan.methods.core.learner import Learner
-from sylvan.methods.core.supervised import Batch, SupervisedMethod, dataset_rows, evaluating, rows_dataset
-from sylvan.methods.parts.knn_transfer import HoldoutSplit, knn_accuracy
+from sylvan.methods.core.supervised import Batch, SupervisedMethod, dataset_rows, rows_dataset
+from sylvan.methods.parts.knn_transfer import HoldoutSplit, accuracy_among_classes, holdout_split, knn_accuracy
+from sylvan.methods.parts.workers import copied_from_owners, owns, sum_over_workers
 from sylvan.models.modular import ModulePool, PathNetwork, blocks_of
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
@@ -62,31 +64,33 @@ class MNTDP(SupervisedMethod):
         normalization, blocks = blocks_of(self.build_model())
         return Learner(self, ModulePool(normalization, len(blocks)), self.run.nb_tasks, self.run.num_classes)
 
-    @property
-    def pool(self) -> ModulePool:
-        return self.learner.model
+    pool = property(lambda self: self.learner.model, doc="The pool of modules and the tasks' paths (`ModulePool`).")
 
     def fresh_blocks(self) -> list[nn.Module]:
         return blocks_of(self.build_model())[1]
 
+    def reused(self, prior: int, depth: int) -> list[nn.Module]:
+        """The first `depth` modules of task `prior`'s path."""
+        return list(self.pool.path_network(prior).path[:depth]) if depth else []
+
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         dataset, task = train_data.dataset, len(self.pool.paths)
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(
-            self.run.seed * 1000 + SPLIT_SEED + task))
-        held = min(max(1, round(self.validation_share * len(dataset))), len(dataset) - 1)
-        training, validation = order[held:], order[:held]
+        generator = torch.Generator().manual_seed(self.run.seed * 1000 + SPLIT_SEED + task)
+        training, validation = holdout_split(len(dataset), self.validation_share, len(dataset), len(dataset), generator)
         x_val, y_val = dataset_rows(dataset, validation)[:2]
         prior = self.prior(dataset, training, x_val, y_val)
-        depth = len(self.pool.layers)
-        reuses = [0] if prior < 0 else list(range(depth))
-        loader = self.run.loader(rows_dataset(dataset, training), train_data.batch_size, seed_offset=task)
-        accuracies, networks = [], []
-        for reuse in reuses:
-            reused = [] if reuse == 0 else list(self.pool.path_network(prior).path[:reuse])
-            network = PathNetwork(self.pool.normalization, reused + self.fresh_blocks()[reuse:], reuse)
-            self.train_candidate(network.to(self.run.device), loader, first=reuse == 0)
-            accuracies.append(self.accuracy(network, x_val, y_val))
-            networks.append(network)
+        reuses = [0] if prior < 0 else list(range(len(self.pool.layers)))
+        networks = [PathNetwork(self.pool.normalization, self.reused(prior, reuse) + self.fresh_blocks()[reuse:],
+                                reuse).to(self.run.device) for reuse in reuses]
+        for job, network in enumerate(networks):  # with several workers, each trains its share, whole
+            if owns(job):  # every candidate on the same minibatches, in the same order
+                loader = self.run.loader(rows_dataset(dataset, training), train_data.batch_size, seed_offset=task)
+                self.train_candidate(network, loader, first=job == 0)
+        copied_from_owners(networks)
+        seen = self.learner.seen_task_classes().float()
+        sum_over_workers(seen)  # the classes of the candidates every worker trained
+        self.learner.task_classes.copy_(seen > 0)
+        accuracies = [accuracy_among_classes(network, x_val, y_val) for network in networks]
         best = max(range(len(reuses)), key=lambda i: (accuracies[i], reuses[i]))  # a tie: the most reuse
         self.pool.add_path(networks[best])
         self.priors.append(prior)
@@ -113,24 +117,16 @@ class MNTDP(SupervisedMethod):
         self.learner = Learner(self, network, self.run.nb_tasks, self.run.num_classes)
         self.learner.task_classes.copy_(pool_learner.seen_task_classes())
         try:
-            self.train_learner(loader, measure_online=first)
+            self.train_learner(loader, measure_online=first, local=self.run.world_size > 1)
         finally:
             pool_learner.task_classes |= self.learner.seen_task_classes().to(pool_learner.device)
             self.learner = pool_learner
-
-    def accuracy(self, network: PathNetwork, x: torch.Tensor, y: torch.Tensor) -> float:
-        """`network`'s accuracy on (`x`, `y`) among the classes of `y`'s task."""
-        classes = y.unique()
-        with evaluating(network):
-            scores = torch.cat([network(chunk.to(self.run.device)) for chunk in x.split(1024)])
-        return float((classes[scores[:, classes.to(scores.device)].argmax(1).cpu()] == y).float().mean())
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(self.mask_to_tasks(self.learner.model(batch.x), batch.t), batch.y)
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
-        """Each sample's scores from its task's path; a task without one has learned nothing:
-        its scores are all 0."""
+        """Each sample's scores from its task's path (all 0 for a task without one)."""
         if task_labels is None:
             raise ValueError("mntdp needs the task label of every sample: it keeps a path per task")
         outputs = self.pool(x, task_labels.to(x.device))

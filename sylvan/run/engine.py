@@ -168,12 +168,15 @@ class Engine:
     # ----- the loop ---------------------------------------------------------------------
 
     def fit(self, learner: nn.Module, loader: Any, epochs: int, optimizer_of: Callable[[Any, float], Any],
-            callbacks: Sequence[Callback] = ()) -> None:
+            callbacks: Sequence[Callback] = (), local: bool = False) -> None:
         """Train `learner` (a `sylvan.methods.core.learner.Learner`) for `epochs` over `loader`,
         with the optimizer (and schedule) `optimizer_of(parameters, planned_steps)` gives: a
-        torch optimizer, or a dict of it and {"scheduler", "interval": "step" or "epoch"}."""
+        torch optimizer, or a dict of it and {"scheduler", "interval": "step" or "epoch"}.
+        `local`: this worker alone trains `learner`, on the whole of `loader`, with no gradient
+        exchanged (an expert or a candidate of its own, among several that workers share out)."""
         self.launch()
-        shard = self.parallel.shard(loader) if self.parallel is not None else loader
+        data_parallel = self.parallel is not None and not local
+        shard = self.parallel.shard(loader) if data_parallel else loader
         fit = Fit(loader=shard, epochs=epochs, planned_steps=planned_steps(shard, epochs))
         # no minibatch asked for past the loader's length: a shuffling sampler draws its next
         # order when asked past its end, from a generator that may be the loader's own across fits
@@ -185,12 +188,15 @@ class Engine:
         learner.to(self.device)
         optimizer, schedule, interval = _optimizer_and_schedule(optimizer_of(learner.model.parameters(),
                                                                              fit.planned_steps))
-        module, optimizer = self.fabric.setup(learner, optimizer)
+        if data_parallel or self.parallel is None:
+            module, optimizer = self.fabric.setup(learner, optimizer)
+        else:  # not wrapped by DDP: its gradients stay this worker's
+            module, optimizer = learner, self.fabric.setup_optimizers(optimizer)
         fit.optimizer = optimizer
         self.current_fit = fit
         self.log.schedule = schedule
         callbacks = [*callbacks, self.log, *([self.progress] if self.progress else [])]
-        step = self._step_parts(learner, module, optimizer, callbacks)
+        step = self._step_parts(learner, module, optimizer, callbacks, data_parallel)
         learner.zero_grad()
         for callback in callbacks:
             callback.fit_started(fit)
@@ -211,15 +217,16 @@ class Engine:
         finally:
             self.current_fit = None
 
-    def _step_parts(self, learner: Any, module: Any, optimizer: Any, callbacks: Sequence[Callback]) -> StepParts:
+    def _step_parts(self, learner: Any, module: Any, optimizer: Any, callbacks: Sequence[Callback],
+                    data_parallel: bool) -> StepParts:
         """What each step of a fit calls. With several workers the method's loss goes through
         DDP's forward, which DDP must see to reduce the gradients, and the backward pass through
         `Fabric.backward`, which the wrapped forward checks. In one process the learner's loss is
         called as it is, with what Fabric's module wrapper adds there (the precision's conversion
         of the loss) and without its per-call bookkeeping (a hook on every loss that checks that
         the backward pass goes through Fabric), and the backward pass through the strategy's, as
-        `Fabric.backward` calls it."""
-        if self.parallel is not None:
+        `Fabric.backward` calls it (so too a worker's fit of its own, `local`)."""
+        if data_parallel:
             module.mark_forward_method("held_batch_loss")
             held_batch_loss = module.held_batch_loss  # looked up once for the fit
 

@@ -4,6 +4,8 @@ path per task that later tasks never change."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -13,6 +15,7 @@ from sylvan.methods.mntdp import MNTDP
 from sylvan.models import build_backbone
 from sylvan.models.modular import ModulePool, PathNetwork, blocks_of
 from sylvan.settings import ClassIncrementalSetting, DatasetStreamSetting, TaskIncrementalSetting
+from tests.cli.test_cli import sylvan
 
 
 @pytest.mark.parametrize(("backbone", "shape", "modules"), [
@@ -106,3 +109,27 @@ def test_it_needs_task_labels_and_a_backbone_it_can_cut_and_checks_its_options()
         MNTDP(validation_share=1.0)
     with pytest.raises(ConfigurationError, match="knn_neighbours"):
         MNTDP(knn_neighbours=0)
+
+
+def test_two_workers_share_out_the_candidates_and_end_as_one_process_does(tmp_path):
+    common = ["--setting", "task_incremental", "--method", "mntdp", "--dataset", "digits", "--nb_tasks", "3",
+              "--epochs", "2", "--batch_size", "16", "--progress_bar", "false", "--accelerator", "cpu",
+              "--results_dir", str(tmp_path)]
+    for devices in ("1", "2"):
+        out = sylvan(*common, "--devices", devices, "--run_name", devices)
+        assert out.returncode == 0, out.stderr
+    one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("1", "2"))
+    # each candidate is trained whole by one worker, from the same weights on the same minibatches
+    for row_two, row_one in zip(two["accuracy_matrix"], one["accuracy_matrix"], strict=True):
+        assert row_two == pytest.approx(row_one, abs=1e-9)  # the sharded evaluation counts the same samples
+    single = torch.load(tmp_path / "1" / "checkpoints" / "after_stage_2.pt", weights_only=False)["method"]
+    workers = [torch.load(tmp_path / "2" / "checkpoints" / name, weights_only=False)["method"]
+               for name in ("after_stage_2.pt", "after_stage_2.worker1.pt")]
+    for state in workers:  # every worker ends with the one process's pool, paths and choices
+        assert state["paths"] == single["paths"] and state["modules"] == single["modules"]
+        assert state["reuses"] == single["reuses"] and state["candidate_accuracies"] == single["candidate_accuracies"]
+        for name, value in single["model"].items():  # up to the order a worker's fewer threads sum in
+            torch.testing.assert_close(state["model"][name].float(), value.float(), rtol=0, atol=1e-5, msg=name)
+    for name, value in workers[0]["model"].items():  # and the same network to the last bit
+        if name != "task_classes":
+            assert torch.equal(workers[1]["model"][name], value), name

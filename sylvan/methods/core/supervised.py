@@ -290,17 +290,18 @@ class SupervisedMethod(Method):
 
     def train_learner(
         self, train_data: DataLoader, val_data: DataLoader | None = None, epochs: int | None = None,
-        measure_online: bool = True,
+        measure_online: bool = True, local: bool = False,
     ) -> None:
         """Train the learner on `train_data` through the run's engine, for the setting's epochs
         or `epochs`; `measure_online=False` leaves out the callbacks that measure the stream
-        (e.g. when a method trains on its own memory rather than on the stream). No setting
-        hands validation data (`val_data`): none is evaluated during a fit."""
+        (e.g. when a method trains on its own memory rather than on the stream); `local`: this
+        worker alone trains it, on all of `train_data` (`Engine.fit`). No setting hands
+        validation data (`val_data`): none is evaluated during a fit."""
         run = self.run
         epochs = run.epochs_per_task if epochs is None else epochs
         train_data = pixel_batches(train_data)  # the learner makes the pixels float (`Learner.minibatch_loss`)
         run.engine.fit(self.learner, train_data, epochs, self.configure_optimizer,
-                       run.fit_callbacks(measure_online))
+                       run.fit_callbacks(measure_online), local=local)
         self.check_weights_finite()
 
     def check_weights_finite(self) -> None:

@@ -1,7 +1,9 @@
 """How well a frozen network's features suit a new task: the accuracy of a k-nearest-neighbour
 classifier on them, fitted on a slice of the task's training samples and scored on held-out
 others. Modular methods use it as their prior over what to start a task from: selective
-fine-tuning (NEVIS'22's "dynamic" learner) picks the stored network it transfers from by it."""
+fine-tuning (NEVIS'22's "dynamic" learner) picks the stored network it transfers from by it, MNTDP
+the past task whose modules it reuses; MNTDP then judges its candidates by their accuracy on
+held-out samples (`accuracy_among_classes`)."""
 
 from __future__ import annotations
 
@@ -66,3 +68,14 @@ def knn_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, split: Hold
     labels = y[split.fit].to(fitted.device)
     predicted = knn_predictions(fitted, labels, frozen_features(model, x[split.score]), k)
     return float((predicted.cpu() == y[split.score].cpu()).float().mean())
+
+
+def accuracy_among_classes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """`model`'s accuracy on (`x`, `y`), each sample's prediction taken among the classes of `y`
+    alone (a task's, in one output space of every task's classes): how a trained candidate is
+    judged on a task's held-out samples."""
+    device = next(model.parameters()).device
+    classes = y.unique()
+    with evaluating(model) as evaluated:
+        scores = torch.cat([evaluated(float_inputs(chunk.to(device))) for chunk in x.split(FEATURE_BATCH)])
+    return float((classes[scores[:, classes.to(device)].argmax(1).cpu()] == y.cpu()).float().mean())

@@ -91,3 +91,35 @@ def copy_from_first_worker(*modules: nn.Module) -> None:
         [t for module in modules for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()],
         lambda flat: dist.broadcast(flat, src=0),
     )
+
+
+def worker_rank() -> int:
+    """This worker's rank (0 where no process group is running)."""
+    return dist.get_rank() if worker_count() > 1 else 0
+
+
+def owner_of(job: int) -> int:
+    """The worker that trains the `job`-th of several networks that the workers share out (experts,
+    candidates): the jobs dealt round-robin, the first to the first worker."""
+    return job % worker_count()
+
+
+def owns(job: int) -> bool:
+    """Whether this worker trains the `job`-th network (every one, in one process)."""
+    return owner_of(job) == worker_rank()
+
+
+def copied_from_owners(modules: list[nn.Module]) -> None:
+    """Give every worker the weights and buffers of each of `modules` as its owner (`owner_of` its
+    position) trained it: one broadcast per module and kind of tensor (floating point; integer
+    counters). Nothing in one process."""
+    if worker_count() == 1:
+        return
+    for job, module in enumerate(modules):
+        tensors, owner = [*module.parameters(), *module.buffers()], owner_of(job)
+
+        def from_owner(flat: torch.Tensor, owner: int = owner) -> None:
+            dist.broadcast(flat, src=owner)
+
+        for floating in (True, False):
+            exchanged_in_one_collective([t for t in tensors if t.is_floating_point() is floating], from_owner)

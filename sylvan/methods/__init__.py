@@ -30,6 +30,7 @@ from sylvan.methods.gdumb import GDumb
 from sylvan.methods.gem import GEM
 from sylvan.methods.gpm import GPM
 from sylvan.methods.hal import HAL
+from sylvan.methods.hard_moe import HardMoE
 from sylvan.methods.hat import HAT
 from sylvan.methods.icarl import ICaRL
 from sylvan.methods.il2m import IL2M
@@ -73,6 +74,7 @@ __all__ = [
     "GEM",
     "GPM",
     "HAL",
+    "HardMoE",
     "HAT",
     "IL2M",
     "LODE",

@@ -85,7 +85,7 @@ class MNTDP(SupervisedMethod):
         for job, network in enumerate(networks):  # with several workers, each trains its share, whole
             if owns(job):  # every candidate on the same minibatches, in the same order
                 loader = self.run.loader(rows_dataset(dataset, training), train_data.batch_size, seed_offset=task)
-                self.train_candidate(network, loader, first=job == 0)
+                self.train_apart(network, loader, measure_online=job == 0)
         copied_from_owners(networks)
         seen = self.learner.seen_task_classes().float()
         sum_over_workers(seen)  # the classes of the candidates every worker trained
@@ -110,17 +110,6 @@ class MNTDP(SupervisedMethod):
         accuracies = [knn_accuracy(self.pool.path_network(task), x, y, split, self.knn_neighbours)
                       for task in range(len(self.pool.paths))]
         return max(range(len(accuracies)), key=accuracies.__getitem__)
-
-    def train_candidate(self, network: PathNetwork, loader: DataLoader, first: bool) -> None:
-        """Train `network` as the learner (the online accuracy measured on the first candidate only)."""
-        pool_learner = self.learner
-        self.learner = Learner(self, network, self.run.nb_tasks, self.run.num_classes)
-        self.learner.task_classes.copy_(pool_learner.seen_task_classes())
-        try:
-            self.train_learner(loader, measure_online=first, local=self.run.world_size > 1)
-        finally:
-            pool_learner.task_classes |= self.learner.seen_task_classes().to(pool_learner.device)
-            self.learner = pool_learner
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(self.mask_to_tasks(self.learner.model(batch.x), batch.t), batch.y)

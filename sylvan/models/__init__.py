@@ -17,6 +17,7 @@ BackboneFactory = Callable[[tuple[int, ...], int], nn.Module]
 BACKBONES: dict[str, BackboneFactory] = {
     "mlp": lambda shape, n: MLP(shape, n, hidden_sizes=(100, 100)),
     "mlp_400": lambda shape, n: MLP(shape, n, hidden_sizes=(400, 400)),
+    "mlp_16": lambda shape, n: MLP(shape, n, hidden_sizes=(16,)),  # one hidden layer of 16: a network that underfits
     "cnn": lambda shape, n: SmallCNN(shape, n),
     "resnet18": lambda shape, n: ResNet18(shape, n, width=64),
     "resnet18_reduced": lambda shape, n: ResNet18(shape, n, width=20),

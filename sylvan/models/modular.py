@@ -1,5 +1,6 @@
-"""Networks made of modules taken from pools, one pool per depth, as the modular methods grow them
-(MNTDP: Veniat, Denoyer, Ranzato, ICLR 2021).
+"""Networks made of modules: pools of them, one pool per depth, as MNTDP grows them (Veniat,
+Denoyer, Ranzato, ICLR 2021), and hard mixtures of experts over a shared trunk (Gross, Ranzato,
+Szlam, CVPR 2017).
 
 A backbone is cut into a sequence of modules (`blocks_of`): each weight layer (`Linear`,
 `Conv2d`) starts a module, with the batch norm and parameter-free operations that follow it; the
@@ -15,12 +16,14 @@ mode, whatever mode the network is put in), the others learn.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from sylvan.errors import ConfigurationError
+from sylvan.models.kmeans import nearest
 from sylvan.models.normalization import InputNormalization
 from sylvan.models.progressive import BETWEEN_LAYERS
 from sylvan.models.resnet import BasicBlock
@@ -138,3 +141,62 @@ class ModulePool(nn.Module):
     def module_counts(self) -> list[int]:
         """How many modules each depth holds."""
         return [len(layer) for layer in self.layers]
+
+
+class HardMixture(nn.Module):
+    """A hard mixture of experts (Gross, Ranzato, Szlam, CVPR 2017) grown from a trunk network cut
+    into modules. Each expert is a copy of the trunk network's last `expert_modules` modules (0:
+    all of them, a whole network over the input) over the output of its other modules, which the
+    experts share; the gater sends each input to the expert of the prototype (`prototypes`, one
+    per expert) nearest its features under the trunk network (every module but its last). Until
+    there are experts, the trunk network answers whole; then one expert runs per input. Gating
+    costs nothing beyond the experts' input where experts own only the last module."""
+
+    def __init__(self, backbone: nn.Module, expert_modules: int) -> None:
+        super().__init__()
+        normalization, blocks = blocks_of(backbone)
+        owned = len(blocks) if expert_modules == 0 else expert_modules
+        if not 1 <= owned <= len(blocks):
+            raise ConfigurationError(f"--expert_modules: the network is cut into {len(blocks)} modules, so each "
+                                     f"expert owns from 1 to {len(blocks)} of them (0: all), got {expert_modules}")
+        self.backbone = backbone  # the trunk network as first trained, head included
+        self.normalization = normalization if normalization is not None else nn.Identity()
+        self.blocks = nn.ModuleList(blocks)  # the backbone's own modules
+        self.shared = len(blocks) - owned  # the first modules, which every expert takes its input from
+        self.experts = nn.ModuleList()
+        self.register_buffer("prototypes", torch.zeros(0, 0))
+
+    def routed_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The experts' input for `x`, and the features the gater routes it by (flattened)."""
+        h = self.normalization(x)
+        for module in self.blocks[:self.shared]:
+            h = module(h)
+        gate = h
+        for module in self.blocks[self.shared:-1]:
+            gate = module(gate)
+        return h, gate.flatten(1).float()
+
+    def new_expert(self, like: nn.Module | None = None) -> nn.Sequential:
+        """A copy of `like` (an expert), or of the trunk network's own last modules."""
+        if like is not None:
+            return copy.deepcopy(like)
+        return nn.Sequential(*copy.deepcopy(list(self.blocks[self.shared:])))
+
+    def expert_network(self, expert: int) -> PathNetwork:
+        """The shared modules (frozen) and expert `expert`'s, as the network that trains the expert."""
+        return PathNetwork(self.normalization, [*self.blocks[:self.shared], *self.experts[expert]], self.shared)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not len(self.experts):
+            return self.backbone(x)
+        h, gate = self.routed_inputs(x)
+        gated, _ = nearest(gate, self.prototypes)
+        outputs: torch.Tensor | None = None
+        for expert in gated.unique().tolist():
+            rows = gated == expert
+            out = self.experts[expert](h[rows])
+            if outputs is None:
+                outputs = out.new_zeros(len(x), out.shape[1])
+            outputs[rows] = out
+        assert outputs is not None
+        return outputs

@@ -87,13 +87,13 @@ def test_every_candidate_trains_and_the_most_accurate_on_validation_is_kept():
     setting = TaskIncrementalSetting(dataset="digits", nb_tasks=3, epochs=1, batch_size=16, progress_bar=False)
     method = MNTDP()
     trained: list[int] = []
-    train_candidate = method.train_candidate
+    train_apart = method.train_apart
 
-    def recording(network, loader, first):
+    def recording(network, loader, measure_online):
         trained.append(network.reused)
-        return train_candidate(network, loader, first)
+        return train_apart(network, loader, measure_online)
 
-    method.train_candidate = recording
+    method.train_apart = recording
     setting.apply(method)
     assert trained == [0, 0, 1, 2, 0, 1, 2]  # the first task: all fresh; then every reuse depth
     for accuracies, reuse in zip(method.candidate_accuracies, method.reuses):

@@ -67,7 +67,7 @@ class SupervisedMethod(Method):
     optimizer: str = "sgd"  # sgd or adam
     momentum: float = 0.0  # SGD momentum
     weight_decay: float = 0.0  # L2 penalty
-    backbone: str = ""  # network: mlp, mlp_400, cnn, resnet18, resnet18_reduced (default: the dataset's)
+    backbone: str = ""  # network: mlp, mlp_400, mlp_16, cnn, resnet18, resnet18_reduced (default: the dataset's)
     # learning rate over each task's training (online: the whole stream), restarted at every task: constant;
     # step (multiplied by lr_gamma after each of lr_milestones epochs); cosine (from lr to min_lr over its steps)
     lr_schedule: str = "constant"
@@ -303,6 +303,20 @@ class SupervisedMethod(Method):
         run.engine.fit(self.learner, train_data, epochs, self.configure_optimizer,
                        run.fit_callbacks(measure_online), local=local)
         self.check_weights_finite()
+
+    def train_apart(self, network: nn.Module, loader: DataLoader, measure_online: bool = False) -> None:
+        """Train `network`, one of several a method trains independently (an expert, a candidate),
+        on `loader` as the learner for the time of the fit; the classes it learns are noted beside
+        the learner's. With several workers, this worker alone trains it, on all of `loader`
+        (`Engine.fit`'s `local`): the method shares the networks out (`parts.workers.owns`)."""
+        learner = self.learner
+        self.learner = type(learner)(self, network, *learner.task_classes.shape)
+        self.learner.task_classes.copy_(learner.seen_task_classes())
+        try:
+            self.train_learner(loader, measure_online=measure_online, local=self.run.world_size > 1)
+        finally:
+            learner.task_classes |= self.learner.seen_task_classes().to(learner.device)
+            self.learner = learner
 
     def check_weights_finite(self) -> None:
         """Raise `TrainingDivergedError` when training left a weight of the network NaN or

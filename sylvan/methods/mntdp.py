@@ -9,10 +9,13 @@ task's first d modules, frozen, and train fresh modules after them, for every d 
 depth of the head; they train on the same data (with several workers, shared out among them,
 each trained whole by one, with no gradient exchanged, then copied to all), and the one most
 accurate on the validation share of the task's samples is kept, its new modules added to the
-pool. A task's samples go through its own path, so nothing is forgotten. Needs task labels."""
+pool (with `--refit`, the default, first trained again from their start on all the task's
+samples, as the other methods train). A task's samples go through its own path, so nothing is
+forgotten. Needs task labels."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +47,9 @@ class MNTDP(SupervisedMethod):
     knn_neighbours: int = 15  # k of the k-NN prior (the paper's)
     knn_samples: int = 1000  # at most this many samples fit the k-NN, and at most this many are scored
     validation_share: float = 1 / 3  # share of a task's samples that selects the candidate (CTrL's 2 to 1)
+    # train the kept candidate's new modules again on all the task's samples, as other methods train
+    # (false: the paper's, the candidate as trained on the training share)
+    refit: bool = True
 
     def validate(self) -> None:
         super().validate()
@@ -82,6 +88,7 @@ class MNTDP(SupervisedMethod):
         reuses = [0] if prior < 0 else list(range(len(self.pool.layers)))
         networks = [PathNetwork(self.pool.normalization, self.reused(prior, reuse) + self.fresh_blocks()[reuse:],
                                 reuse).to(self.run.device) for reuse in reuses]
+        initial = [copy.deepcopy(network.path[network.reused:].state_dict()) for network in networks]
         for job, network in enumerate(networks):  # with several workers, each trains its share, whole
             if owns(job):  # every candidate on the same minibatches, in the same order
                 loader = self.run.loader(rows_dataset(dataset, training), train_data.batch_size, seed_offset=task)
@@ -92,6 +99,11 @@ class MNTDP(SupervisedMethod):
         self.learner.task_classes.copy_(seen > 0)
         accuracies = [accuracy_among_classes(network, x_val, y_val) for network in networks]
         best = max(range(len(reuses)), key=lambda i: (accuracies[i], reuses[i]))  # a tie: the most reuse
+        if self.refit:  # its new modules trained again from where they started, on every sample of the task
+            networks[best].path[networks[best].reused:].load_state_dict(initial[best])
+            if owns(0):
+                self.train_apart(networks[best], self.run.loader(dataset, train_data.batch_size, seed_offset=task))
+            copied_from_owners(networks[best:best + 1])
         self.pool.add_path(networks[best])
         self.priors.append(prior)
         self.reuses.append(reuses[best])

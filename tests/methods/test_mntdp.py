@@ -89,17 +89,37 @@ def test_every_candidate_trains_and_the_most_accurate_on_validation_is_kept():
     trained: list[int] = []
     train_apart = method.train_apart
 
-    def recording(network, loader, measure_online):
+    def recording(network, loader, measure_online=False):
         trained.append(network.reused)
         return train_apart(network, loader, measure_online)
 
     method.train_apart = recording
     setting.apply(method)
-    assert trained == [0, 0, 1, 2, 0, 1, 2]  # the first task: all fresh; then every reuse depth
+    # the first task: all fresh; then every reuse depth; each task's kept candidate trained again (refit)
+    assert trained == [0, 0, 0, 1, 2, method.reuses[1], 0, 1, 2, method.reuses[2]]
     for accuracies, reuse in zip(method.candidate_accuracies, method.reuses):
         assert accuracies[reuse] == max(accuracies)
     grown = sum(3 - reuse for reuse in method.reuses)
     assert sum(method.pool.module_counts()) == grown
+
+
+def test_the_kept_candidate_is_trained_again_on_every_sample_of_its_task_unless_told_not_to():
+    setting = TaskIncrementalSetting(dataset="digits", nb_tasks=2, epochs=1, batch_size=16, progress_bar=False)
+    sizes: dict[bool, list[int]] = {}
+    for refit in (True, False):
+        method = MNTDP(refit=refit)
+        sizes[refit] = []
+        train_apart = method.train_apart
+
+        def recording(network, loader, measure_online=False, sizes=sizes[refit], train_apart=train_apart):
+            sizes.append(len(loader.dataset))
+            return train_apart(network, loader, measure_online)
+
+        method.train_apart = recording
+        setting.apply(method)
+    task_sizes = [len(task.y_train) for task in setting.prepare_tasks()]
+    assert sizes[True][1] == task_sizes[0] and sizes[True][-1] == task_sizes[1]  # the whole task
+    assert sizes[False] == [round(n * 2 / 3) for n in (task_sizes[0],)] + [round(task_sizes[1] * 2 / 3)] * 3
 
 
 def test_it_needs_task_labels_and_a_backbone_it_can_cut_and_checks_its_options():

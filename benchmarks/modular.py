@@ -247,7 +247,8 @@ def long_tables(out: Path, seeds: list[int], quick: bool) -> list[str]:
         memory = statistics.mean(run["cost"]["network_bytes"] for run in runs) / 2**20
         accuracy = spread([100 * run["final_average_accuracy"] for run in runs])
         lines.append(f"{method:>13}: {accuracy:>14}, {memory:.2f} MiB")
-    grown = [bytes_ / 2**20 for bytes_ in results(out, f"long/mntdp-seed{seeds[0]}")["cost"]["per_stage"]["network_bytes"]]
+    per_stage = results(out, f"long/mntdp-seed{seeds[0]}")["cost"]["per_stage"]["network_bytes"]
+    grown = [bytes_ / 2**20 for bytes_ in per_stage]
     one = grown[0]
     setting = DatasetStreamSetting(stream="s_long_offline", progress_bar=False)
     method = PNN()

@@ -293,7 +293,8 @@ def main() -> None:
             print(f"{folder}: {seconds:.1f} s", flush=True)
     tables = {"moe": lambda: moe_tables(out, seeds, args.quick, args.data_dir),
               "selective": lambda: selective_tables(out, seeds, args.quick),
-              "mntdp": lambda: mntdp_tables(out, seeds, args.quick), "long": lambda: long_tables(out, args.long_seeds, False)}
+              "mntdp": lambda: mntdp_tables(out, seeds, args.quick),
+              "long": lambda: long_tables(out, args.long_seeds, False)}
     for part in parts:
         print("\n".join(tables[part]()))
 

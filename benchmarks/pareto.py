@@ -34,6 +34,7 @@ RECIPES = {  # the method's name in the table: its recipe in seq_mnist.RUNS
     "naive": "naive", "ewc": "ewc", "si": "si", "lwf": "lwf", "rehearsal": "er-200", "der": "der-200",
     "derpp": "derpp-200", "er_ace": "er_ace-200", "gdumb": "gdumb-4400", "icarl": "icarl-200",
     "multi_head": "multi_head", "pnn": "pnn", "packnet": "packnet", "hat": "hat",
+    "hard_moe": "hard_moe", "selective_finetune": "selective_finetune", "mntdp": "mntdp",
 }
 BENCHMARKS = {
     "seq_mnist": {"setting": "task_incremental", "dataset": "mnist", "nb_tasks": 5},

@@ -38,6 +38,7 @@ from sylvan.methods import (
     MAS,
     MER,
     MIR,
+    MNTDP,
     OGD,
     PCR,
     PNN,
@@ -50,6 +51,7 @@ from sylvan.methods import (
     CoPE,
     DERPlusPlus,
     GDumb,
+    HardMoE,
     ICaRL,
     LODEDERPlusPlus,
     LwF,
@@ -58,6 +60,7 @@ from sylvan.methods import (
     PackNet,
     Rehearsal,
     RWalk,
+    SelectiveFinetune,
     StableSGD,
 )
 
@@ -257,6 +260,11 @@ RUNS: dict[str, Run] = {
     # the authors' lr, s_max and penalty (0.05, 400, 0.75; no published Seq-MNIST figure)
     "hat": Run(lambda: HAT(backbone=MLP), None, None, setting="task_incremental"),
     "joint": Run(lambda: Naive(lr=0.03, backbone=MLP), 95.57, 99.51, setting="multi_task"),
+    # the modular methods, at naive's lr (no published Seq-MNIST figure); the last two need task labels
+    "hard_moe": Run(lambda: HardMoE(lr=0.03, backbone=MLP), None, None),
+    "selective_finetune": Run(lambda: SelectiveFinetune(lr=0.03, backbone=MLP), None, None,
+                              setting="task_incremental"),
+    "mntdp": Run(lambda: MNTDP(lr=0.03, backbone=MLP), None, None, setting="task_incremental"),
 }
 RUNS = with_batch_gated_gss(RUNS)
 
@@ -264,7 +272,8 @@ RUNS = with_batch_gated_gss(RUNS)
 SEQ_MNIST = Protocol(
     title="Seq-MNIST", dataset="mnist", nb_tasks=5, epochs=1, batch_size=10, runs=RUNS,
     default_runs=tuple(
-        name for name in RUNS if name not in ("er-200-balanced", "er-200-ring", "ogd-20", "ogd-all-20", "naive-0.01")
+        name for name in RUNS if name not in ("er-200-balanced", "er-200-ring", "ogd-20", "ogd-all-20", "naive-0.01",
+                                              "hard_moe", "selective_finetune", "mntdp")
     ),
 )
 

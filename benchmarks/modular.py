@@ -50,13 +50,18 @@ LONG_METHODS = ("mntdp", "naive", "ewc", "rehearsal", "packnet", "hat")
 ENSEMBLE_SEED = 1000  # ensemble member j of seed s: naive with seed ENSEMBLE_SEED * (j + 1) + s
 
 
-def jobs_of(part: str, seeds: list[int], quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
-    """The runs of `part`: (folder, method, options) each, options of the setting and method."""
+PROTOCOLS = {"joint": 1, "class_il": 5}  # the MoE part's protocols: their numbers of tasks
+
+
+def jobs_of(part: str, seeds: list[int], quick: bool, protocols: tuple[str, ...] = tuple(PROTOCOLS),
+            ensembles: bool = True) -> list[tuple[str, str, dict[str, Any]]]:
+    """The runs of `part`: (folder, method, options) each, options of the setting and method;
+    the MoE part's for `protocols`, its ensembles' members where `ensembles`."""
     runs = []
     for seed in seeds:
         if part == "moe":
             experts = EXPERTS[:1] if quick else EXPERTS
-            for protocol, tasks in (("joint", 1), ("class_il", 5)):
+            for protocol, tasks in ((protocol, PROTOCOLS[protocol]) for protocol in protocols):
                 base = {"setting": "class_incremental", "dataset": "mnist", "nb_tasks": tasks, "backbone": "mlp_16",
                         "seed": seed}
                 runs.append((f"moe/{protocol}/single-seed{seed}", "naive", base))
@@ -64,7 +69,7 @@ def jobs_of(part: str, seeds: list[int], quick: bool) -> list[tuple[str, str, di
                     for owned in (0, 1):
                         runs.append((f"moe/{protocol}/moe{k}-e{owned}-seed{seed}", "hard_moe",
                                      {**base, "experts": k, "expert_modules": owned}))
-                for member in range(max(experts)):
+                for member in range(max(experts) if ensembles else 0):
                     runs.append((f"moe/{protocol}/member{member}-seed{seed}", "naive",
                                  {**base, "seed": ENSEMBLE_SEED * (member + 1) + seed, "checkpoints": True}))
         elif part in ("selective", "mntdp"):
@@ -120,6 +125,17 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def paired(values: list[float], reference: list[float]) -> str:
+    """`values` minus `reference`, seed by seed (a mixture's trunk is the single network of its
+    seed): mean ± std of the differences and the paired t statistic (n - 1 degrees of freedom)."""
+    differences = [value - base for value, base in zip(values, reference, strict=True)]
+    if len(differences) < 2 or not any(differences):
+        return "-"
+    mean, std = statistics.mean(differences), statistics.stdev(differences)
+    t = mean / (std / len(differences) ** 0.5) if std > 0 else float("inf")
+    return f"{mean:+.2f} ± {std:.2f} ({t:+.1f})"
+
+
 def ensemble_figures(out: Path, protocol: str, seed: int, k: int, data_dir: str) -> dict[str, float]:
     """The ensemble of the first `k` members of `seed`: its accuracy on the test set (softmax
     averaged; the mean of the tasks' accuracies), and its costs, the sum of its members'."""
@@ -152,7 +168,8 @@ def ensemble_figures(out: Path, protocol: str, seed: int, k: int, data_dir: str)
             "parameters": sum(cost["parameters"] for cost in members)}
 
 
-def moe_tables(out: Path, seeds: list[int], quick: bool, data_dir: str) -> list[str]:
+def moe_tables(out: Path, seeds: list[int], quick: bool, data_dir: str, protocols: tuple[str, ...] = tuple(PROTOCOLS),
+               ensembles: bool = True) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,8 +177,8 @@ def moe_tables(out: Path, seeds: list[int], quick: bool, data_dir: str) -> list[
 
     experts = EXPERTS[:1] if quick else EXPERTS
     lines = []
-    figure = Figure(figsize=(9, 4))
-    for column, protocol in enumerate(("joint", "class_il")):
+    figure = Figure(figsize=(4.5 * len(protocols), 4))
+    for column, protocol in enumerate(protocols):
         rows: dict[str, list[dict[str, float]]] = {}
 
         def run_figures(folder: str) -> dict[str, float]:
@@ -174,17 +191,20 @@ def moe_tables(out: Path, seeds: list[int], quick: bool, data_dir: str) -> list[
         for k in experts:
             rows[f"hard_moe K={k}, whole experts"] = [run_figures(f"moe/{protocol}/moe{k}-e0-seed{s}") for s in seeds]
             rows[f"hard_moe K={k}, heads"] = [run_figures(f"moe/{protocol}/moe{k}-e1-seed{s}") for s in seeds]
-            rows[f"ensemble K={k}"] = [ensemble_figures(out, protocol, s, k, data_dir) for s in seeds]
+            if ensembles:
+                rows[f"ensemble K={k}"] = [ensemble_figures(out, protocol, s, k, data_dir) for s in seeds]
         lines += ["", f"Hard MoE, MNIST, mlp_16, {protocol}, {len(seeds)} seeds (mean ± std)",
                   f"{'model':>30} | {'accuracy (%)':>14} | {'training GFLOP':>15} | {'inference kFLOP':>15} | "
-                  f"{'parameters':>10}"]
-        axes = figure.add_subplot(1, 2, column + 1)
+                  f"{'parameters':>10} | {'minus single, paired (t)':>24}"]
+        axes = figure.add_subplot(1, len(protocols), column + 1)
+        single = [r["accuracy"] for r in rows["single network"]]
         for name, runs in rows.items():
             inference = statistics.mean(r["inference_flops"] for r in runs) / 1e3
             accuracies = [r["accuracy"] for r in runs]
             lines.append(f"{name:>30} | {spread(accuracies):>14} | "
                          f"{spread([r['training_flops'] for r in runs], 1e9, 1):>15} | {inference:>15.1f} | "
-                         f"{statistics.mean(r['parameters'] for r in runs):>10.0f}")
+                         f"{statistics.mean(r['parameters'] for r in runs):>10.0f} | "
+                         f"{paired(accuracies, single):>24}")
             axes.errorbar(inference, statistics.mean(accuracies),
                           yerr=statistics.stdev(accuracies) if len(accuracies) > 1 else 0, fmt="o", label=name)
         axes.set_xscale("log")
@@ -277,6 +297,8 @@ def main() -> None:
     parser.add_argument("--long_seeds", type=int, nargs="+", default=[0], help="seeds of S_long (100 tasks each)")
     parser.add_argument("--parts", nargs="+", choices=("moe", "selective", "mntdp", "long"),
                         default=["moe", "selective", "mntdp", "long"])
+    parser.add_argument("--moe_protocols", nargs="+", choices=tuple(PROTOCOLS), default=list(PROTOCOLS))
+    parser.add_argument("--no_ensembles", action="store_true", help="the MoE part without its ensembles")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, the smallest cases")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
     args = parser.parse_args()
@@ -285,13 +307,15 @@ def main() -> None:
     out = args.out / ("quick" if args.quick else f"epochs{epochs}")
     parts = [part for part in args.parts if not (args.quick and part == "long")]
     planned = {folder: (folder, method, options, args.data_dir, str(out), epochs) for part in parts
-               for folder, method, options in jobs_of(part, args.long_seeds if part == "long" else seeds, args.quick)}
+               for folder, method, options in jobs_of(part, args.long_seeds if part == "long" else seeds, args.quick,
+                                                      tuple(args.moe_protocols), not args.no_ensembles)}
     todo = [job for folder, job in planned.items() if not finished(out / folder)]  # a run two parts share: once
     print(f"modular: {len(todo)} runs to go", flush=True)
     with multiprocessing.get_context("spawn").Pool(max(1, args.jobs), maxtasksperchild=1) as pool:
         for folder, seconds in pool.imap_unordered(run_one, todo):
             print(f"{folder}: {seconds:.1f} s", flush=True)
-    tables = {"moe": lambda: moe_tables(out, seeds, args.quick, args.data_dir),
+    tables = {"moe": lambda: moe_tables(out, seeds, args.quick, args.data_dir, tuple(args.moe_protocols),
+                                        not args.no_ensembles),
               "selective": lambda: selective_tables(out, seeds, args.quick),
               "mntdp": lambda: mntdp_tables(out, seeds, args.quick),
               "long": lambda: long_tables(out, args.long_seeds, False)}

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from sylvan.methods.core.base import joined_state
-from sylvan.methods.core.supervised import SupervisedMethod, dataset_rows, evaluating
+from sylvan.methods.core.supervised import Batch, SupervisedMethod, dataset_rows, evaluating
 from sylvan.methods.parts.knn_transfer import HoldoutSplit, holdout_split, knn_accuracy
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
@@ -84,6 +85,10 @@ class SelectiveFinetune(SupervisedMethod):
         x, y = dataset_rows(dataset, torch.cat(split))[:2]
         local = HoldoutSplit(fit=torch.arange(len(split.fit)), score=torch.arange(len(split.fit), len(y)))
         return [knn_accuracy(candidate, x, y, local, self.knn_neighbours) for candidate in candidates]
+
+    def training_step(self, batch: Batch) -> torch.Tensor:
+        """Cross-entropy among the task's classes: the network answers its task alone."""
+        return F.cross_entropy(self.mask_to_tasks(self.learner.model(batch.x), batch.t), batch.y)
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """Each sample's scores from its task's network; a task not trained on yet has learned

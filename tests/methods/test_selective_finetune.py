@@ -80,6 +80,19 @@ def test_a_task_starts_from_the_network_the_prior_ranks_first(monkeypatch):
     assert not all(torch.equal(method.starts[2][k], v) for k, v in method.task_models[1].state_dict().items())
 
 
+def test_each_network_learns_among_its_tasks_classes_only():
+    method = RecordingFinetune()
+    setting = TaskIncrementalSetting(**DIGITS)
+    setting.apply(method)
+    for start, network, data in zip(method.starts, method.task_models, setting.prepare_tasks(), strict=True):
+        rows = network.classifier.weight
+        own = torch.tensor(data.classes)
+        others = torch.ones(len(rows), dtype=torch.bool)
+        others[own] = False
+        assert torch.equal(rows[others], start["classifier.weight"][others])  # no other task's class trained
+        assert not torch.equal(rows[own], start["classifier.weight"][own])
+
+
 def test_a_network_per_task_answers_its_task_and_never_changes_after_it():
     method = SelectiveFinetune()
     results = TaskIncrementalSetting(**DIGITS).apply(method)

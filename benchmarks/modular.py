@@ -88,13 +88,18 @@ def jobs_of(part: str, seeds: list[int], quick: bool, protocols: tuple[str, ...]
     return list(dict.fromkeys((folder, method, json.dumps(options)) for folder, method, options in runs))
 
 
+FAILED = "failed.txt"  # in a run's folder: the error that ended it (a diverged training), which the tables show
+
+
 def finished(folder: Path) -> bool:
     results = folder / "results.json"
-    return results.is_file() and json.loads(results.read_text()).get("complete", False)
+    complete = results.is_file() and json.loads(results.read_text()).get("complete", False)
+    return complete or (folder / FAILED).is_file()
 
 
 def run_one(job: tuple[str, str, str, str, str, int]) -> tuple[str, float]:
-    """Run one job into its folder; return the folder and its wall time (s)."""
+    """Run one job into its folder; return the folder and its wall time (s). A run that fails
+    (a training that diverges) leaves its error in `FAILED` and the others go on."""
     folder, method_name, options_json, data_dir, out, epochs = job
     import torch
 
@@ -110,16 +115,28 @@ def run_one(job: tuple[str, str, str, str, str, int]) -> tuple[str, float]:
                           **options)
     path = Path(out) / folder
     start = time.perf_counter()
-    run_experiment(setting, METHODS[method_name](**method_options),
-                   RunOptions(results_dir=str(path.parent), run_name=path.name, save_checkpoints=checkpoints))
+    try:
+        run_experiment(setting, METHODS[method_name](**method_options),
+                       RunOptions(results_dir=str(path.parent), run_name=path.name, save_checkpoints=checkpoints))
+    except Exception as error:  # noqa: BLE001 - any run's failure is a result of the benchmark
+        path.mkdir(parents=True, exist_ok=True)
+        (path / FAILED).write_text(f"{type(error).__name__}: {error}\n")
     return folder, time.perf_counter() - start
 
 
+class RunFailed(Exception):
+    """A run of the benchmark that ended in an error (`FAILED`)."""
+
+
 def results(out: Path, folder: str) -> dict[str, Any]:
+    if (out / folder / FAILED).is_file():
+        raise RunFailed((out / folder / FAILED).read_text().split(":")[0])
     return json.loads((out / folder / "results.json").read_text())
 
 
 def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    if not values:
+        return "-"
     mean = statistics.mean(values) / scale
     std = statistics.stdev(values) / scale if len(values) > 1 else 0.0
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
@@ -249,14 +266,20 @@ def mntdp_tables(out: Path, seeds: list[int], quick: bool) -> list[str]:
     for method in methods:
         cells, averages = [], []
         for stream in streams:
-            transfers = []
+            transfers, failed = [], 0
             for seed in seeds:
-                run = results(out, f"ctrl/{stream}/{method}-seed{seed}")
+                try:
+                    run = results(out, f"ctrl/{stream}/{method}-seed{seed}")
+                except RunFailed:
+                    failed += 1
+                    continue
                 reference = results(out, f"ctrl/{stream}/independent-seed{seed}")["independent_accuracies"][-1]
                 transfers.append(100 * (run["accuracy_matrix"][-1][-1] - reference))
                 averages.append(100 * run["final_average_accuracy"])
-            cells.append(spread(transfers, digits=1))
+            cell = spread(transfers, digits=1) if transfers else ""
+            cells.append(cell + (f" ({failed} diverged)" if failed else ""))
         lines.append(f"{method:>13} | " + " | ".join(f"{cell:>13}" for cell in cells) + f" | {spread(averages):>13}")
+    lines.append("a run that diverged (NaN weights) counts in neither its stream's transfer nor the mean accuracy")
     return lines
 
 
@@ -267,7 +290,11 @@ def long_tables(out: Path, seeds: list[int], quick: bool) -> list[str]:
     methods = LONG_METHODS[:2] if quick else LONG_METHODS
     lines = ["", f"Offline S_long (100 tasks), {len(seeds)} seeds: final average accuracy (%), network (MiB)"]
     for method in methods:
-        runs = [results(out, f"long/{method}-seed{seed}") for seed in seeds]
+        try:
+            runs = [results(out, f"long/{method}-seed{seed}") for seed in seeds]
+        except RunFailed as error:
+            lines.append(f"{method:>13}: {error} (its training diverged)")
+            continue
         memory = statistics.mean(run["cost"]["network_bytes"] for run in runs) / 2**20
         accuracy = spread([100 * run["final_average_accuracy"] for run in runs])
         lines.append(f"{method:>13}: {accuracy:>14}, {memory:.2f} MiB")

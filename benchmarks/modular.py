@@ -17,9 +17,10 @@ on the claims their papers make, offline (MNIST files and data generated in memo
   (the last task's final accuracy minus the independent reference's) for `mntdp`, `from_scratch`,
   `naive`, `ewc`, `rehearsal`, `pnn`, `packnet` and `hat`, and each method's final average accuracy.
 - `long`: the offline S_long (100 tasks): the final average accuracy of `mntdp`, `naive`, `ewc`,
-  `rehearsal`, `packnet` and `hat`, and the memory each task adds: `mntdp`'s measured, against a
-  network per task (independent, `selective_finetune`), `pnn`'s columns (its network built for k
-  tasks) and `from_scratch`'s one network.
+  `rehearsal`, `packnet`, `hat` and `from_scratch`, and the memory each task adds: `mntdp`'s
+  measured, against a network per task (independent), `pnn`'s columns (its network built for k
+  tasks; its training, whose every step runs the columns of all earlier tasks, is left out) and
+  `from_scratch`'s one network.
 
 Every run is written under `--out` (a complete run is not run again). Seeds 0, 1, 2 (S_long: seed 0,
 `--long_seeds`), 3 epochs per task, batch 32. `--quick` runs 1 seed, 1 epoch and each part's
@@ -46,7 +47,7 @@ EXPERTS = (4, 8, 16)
 SHORT_STREAMS = ("s_minus", "s_plus", "s_in", "s_out", "s_pl")
 RELATED_LAST = ("s_minus", "s_plus", "s_in", "s_out")  # streams whose last task is the first one, changed
 MNTDP_BASELINES = ("mntdp", "from_scratch", "naive", "ewc", "rehearsal", "pnn", "packnet", "hat")
-LONG_METHODS = ("mntdp", "naive", "ewc", "rehearsal", "packnet", "hat")
+LONG_METHODS = ("mntdp", "naive", "ewc", "rehearsal", "packnet", "hat", "from_scratch")
 ENSEMBLE_SEED = 1000  # ensemble member j of seed s: naive with seed ENSEMBLE_SEED * (j + 1) + s
 
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -105,7 +104,7 @@ class HAT(SupervisedMethod):
         self._scale = self.scale_at(self._step)
         self._step += 1
         logits = self.model(batch.x, batch.t, self._scale)
-        loss = F.cross_entropy(self.mask_to_tasks(logits, batch.t), batch.y)
+        loss = self.task_cross_entropy(logits, batch)
         if self.mask_penalty:
             loss = loss + self.mask_penalty * self.model.attention_penalty(batch.t.unique(), self._scale)
         return loss

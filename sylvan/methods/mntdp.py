@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -124,7 +123,7 @@ class MNTDP(SupervisedMethod):
         return max(range(len(accuracies)), key=accuracies.__getitem__)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(self.mask_to_tasks(self.learner.model(batch.x), batch.t), batch.y)
+        return self.task_cross_entropy(self.learner.model(batch.x), batch)
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """Each sample's scores from its task's path (all 0 for a task without one)."""

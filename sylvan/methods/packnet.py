@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader
@@ -26,6 +25,7 @@ from sylvan.methods.parts.weight_owners import (
     owners_on_device,
     visible_weights,
 )
+from sylvan.models.routing import outputs_by_group
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
@@ -116,7 +116,7 @@ class PackNet(SupervisedMethod):
     def training_step(self, batch: Batch) -> torch.Tensor:
         if batch.t is None:
             raise ValueError("packnet needs task labels in every training batch")
-        return F.cross_entropy(self.mask_to_tasks(self.learner(batch.x), batch.t), batch.y)
+        return self.task_cross_entropy(self.learner(batch.x), batch)
 
     # ----- evaluation ----------------------------------------------------------------------------
 
@@ -125,11 +125,6 @@ class PackNet(SupervisedMethod):
             raise ValueError("packnet needs task labels at test time, to pick the weights of each task")
         stages = self.task_stage.to(task_labels.device)[task_labels]
         stages = torch.where(stages == FREE, self.stage, stages)  # a task not trained yet: everything so far
-        logits = None
-        for stage in stages.unique().tolist():
-            rows = (stages == stage).to(x.device)
-            out = functional_call(self.model, visible_weights(self.owners, self.model, stage, self.stage), (x[rows],))
-            if logits is None:
-                logits = out.new_empty(len(x), out.shape[1])
-            logits[rows] = out
+        logits = outputs_by_group(stages.to(x.device), lambda stage, rows: functional_call(
+            self.model, visible_weights(self.owners, self.model, stage, self.stage), (x[rows],)))
         return self.mask_to_tasks(logits, task_labels)

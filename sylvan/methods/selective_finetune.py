@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from sylvan.methods.core.base import joined_state
 from sylvan.methods.core.supervised import Batch, SupervisedMethod, dataset_rows, evaluating
 from sylvan.methods.parts.knn_transfer import HoldoutSplit, holdout_split, knn_accuracy
+from sylvan.models.routing import outputs_by_group
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
@@ -88,20 +88,17 @@ class SelectiveFinetune(SupervisedMethod):
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         """Cross-entropy among the task's classes: the network answers its task alone."""
-        return F.cross_entropy(self.mask_to_tasks(self.learner.model(batch.x), batch.t), batch.y)
+        return self.task_cross_entropy(self.learner.model(batch.x), batch)
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """Each sample's scores from its task's network; a task not trained on yet has learned
         nothing: its scores are all 0."""
         if task_labels is None:
             raise ValueError("selective_finetune needs the task label of every sample: it keeps a network per task")
-        labels = task_labels.to(x.device)
-        scores = x.new_zeros(len(x), self.run.num_outputs)
         with evaluating(self.task_models):
-            for task in labels.unique().tolist():
-                if task < len(self.task_models):
-                    rows = labels == task
-                    scores[rows] = self.task_models[task](x[rows]).to(scores.dtype)
+            scores = outputs_by_group(task_labels.to(x.device), lambda task, rows: (
+                self.task_models[task](x[rows]) if task < len(self.task_models) else None))
+        scores = x.new_zeros(len(x), self.run.num_outputs) if scores is None else scores.to(x.dtype)
         return self.mask_to_tasks(scores, task_labels)
 
     def state_dict(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from sylvan.models.kmeans import nearest
 from sylvan.models.normalization import InputNormalization
 from sylvan.models.progressive import BETWEEN_LAYERS
 from sylvan.models.resnet import BasicBlock
+from sylvan.models.routing import outputs_by_group
 
 
 def blocks_of(backbone: nn.Module) -> tuple[InputNormalization | None, list[nn.Sequential]]:
@@ -125,17 +126,15 @@ class ModulePool(nn.Module):
 
     def forward(self, x: torch.Tensor, task_labels: torch.Tensor) -> torch.Tensor:
         """Each sample's output through its task's path; None for a sample of a task without one."""
-        outputs: torch.Tensor | None = None
-        for task in task_labels.unique().tolist():
+        def through_path(task: int, rows: torch.Tensor) -> torch.Tensor | None:
             if task >= len(self.paths):
-                continue
-            rows = task_labels == task
+                return None
             h = self.normalization(x[rows])
             for depth, index in enumerate(self.paths[task]):
                 h = self.layers[depth][index](h)
-            if outputs is None:
-                outputs = h.new_zeros(len(x), h.shape[1])
-            outputs[rows] = h
+            return h
+
+        outputs = outputs_by_group(task_labels, through_path)
         return outputs if outputs is not None else x.new_zeros(len(x), 0)
 
     def module_counts(self) -> list[int]:
@@ -191,12 +190,6 @@ class HardMixture(nn.Module):
             return self.backbone(x)
         h, gate = self.routed_inputs(x)
         gated, _ = nearest(gate, self.prototypes)
-        outputs: torch.Tensor | None = None
-        for expert in gated.unique().tolist():
-            rows = gated == expert
-            out = self.experts[expert](h[rows])
-            if outputs is None:
-                outputs = out.new_zeros(len(x), out.shape[1])
-            outputs[rows] = out
-        assert outputs is not None
+        outputs = outputs_by_group(gated, lambda expert, rows: self.experts[expert](h[rows]))
+        assert outputs is not None  # every sample goes to an expert
         return outputs

@@ -248,6 +248,11 @@ class SupervisedMethod(Method):
         """The loss of one minibatch. Default: cross-entropy on the batch (fine-tuning)."""
         return F.cross_entropy(self.learner.model(batch.x), batch.y)
 
+    def task_cross_entropy(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Cross-entropy of `logits` among the classes of each sample's task (`mask_to_tasks`):
+        for the methods whose outputs of a task answer that task alone."""
+        return F.cross_entropy(self.mask_to_tasks(logits, batch.t), batch.y)
+
     def gradients(
         self, loss: torch.Tensor, inputs: Sequence[torch.Tensor], *, retain_graph: bool = False,
         require_finite: bool = True,

@@ -40,6 +40,9 @@ RL_RUNS = {
     "sac": ["--setting", "incremental_rl", "--method", "sac", "--env", "Pendulum-v1", *RL, "--learning_starts", "50",
             "--buffer_size", "200", "--replay_size", "32", "--hidden_size", "32"],
 }
+# the meta-learners' setting, osaka: a short stream over the digits pools, in two stages
+OSAKA = ["--setting", "osaka", "--dataset", "digits", "--stream_steps", "300", "--pretraining_tasks", "200",
+         "--stream_stages", "2", "--seed", "0", "--accelerator", "cpu", "--progress_bar", "false"]
 # methods whose defaults take minutes on digits
 METHOD_OPTIONS = {"eeil": ["--finetune_epochs", "2"]}
 
@@ -55,6 +58,9 @@ def runs() -> dict[str, list[str]]:
         target = method.target_setting
         if issubclass(target, ContinualRLSetting):
             chosen[name] = RL_RUNS[name]
+            continue
+        if target.pretraining_phase:
+            chosen[name] = [*OSAKA, "--method", name]
             continue
         # a method for every setting (the tree's root) runs on the first with task boundaries
         setting = target.name if issubclass(target, OnlineSetting) else "class_incremental"

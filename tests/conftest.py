@@ -53,6 +53,9 @@ def tiny_options(setting_cls: type, method_cls: type | None = None) -> dict:
         return {**TINY_RL, "env": RL_ENVS[kind]}
     options = dict(TINY)
     fields = getattr(setting_cls, "__dataclass_fields__", {})
+    if "stream_steps" in fields:  # a stream of contexts (osaka): short, on the digits pools
+        return dict(dataset="digits", stream_steps=60, pretraining_tasks=8, progress_bar=False, seed=0,
+                    **({"devices": 1} if "devices" in fields else {}))
     if "stream_length" in fields:  # a stream of datasets: two generated tasks of synthetic data
         del options["dataset"], options["nb_tasks"]
         options.update(stream_length=2, stream_sources="synthetic", forward_transfer=False)

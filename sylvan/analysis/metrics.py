@@ -131,6 +131,9 @@ class Results:
     # the stream of datasets: each task's accuracy when the method is trained on it alone, the
     # reference of each task's forward transfer (`transfer_per_task`)
     independent_accuracies: list[float] | None = None
+    # a stream with modes and switches (osaka): its predict-then-train accuracy per mode and over
+    # the first steps after each switch, with the counts they are made of (`sylvan.run.stream_meter`)
+    stream_accuracy: dict[str, Any] | None = None
 
     @property
     def has_cost(self) -> bool:
@@ -155,8 +158,11 @@ class Results:
         return final_average_accuracy(self.accuracy_matrix)
 
     def _across_stages(self, metric: Callable[..., float | None], *args: Any) -> float | None:
-        """`metric` of the accuracy matrix, a metric across stages: None after joint training."""
-        return None if self.joint_training else metric(self.accuracy_matrix, *args)
+        """`metric` of the accuracy matrix, a metric across stages: None after joint training, and
+        where the columns are a stream's modes rather than tasks learned one after the other."""
+        if self.joint_training or self.stream_accuracy is not None:
+            return None
+        return metric(self.accuracy_matrix, *args)
 
     @property
     def average_incremental_accuracy(self) -> float | None:
@@ -253,6 +259,7 @@ class Results:
             "samples_seen": self.samples_seen,
             **({} if self.measure == "accuracy" else
                {"episodes_seen": self.episodes_seen, "task_attributes": self.task_attributes}),
+            **({} if self.stream_accuracy is None else {"stream_accuracy": self.stream_accuracy}),
             **({"cost": self.cost()} if self.has_cost else {}),
         }
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sylvan.methods.agem import AGEM
+from sylvan.methods.anil import ANIL
 from sylvan.methods.aser import ASER
 from sylvan.methods.bic import BiC
 from sylvan.methods.clser import CLSER
 from sylvan.methods.co2l import Co2L
+from sylvan.methods.continual_maml import ContinualMAML
 from sylvan.methods.cope import CoPE
 from sylvan.methods.core.base import METHODS, Method, applicable_methods, check_applicable, get_method, joined_state
 from sylvan.methods.core.regularization import WeightRegularization
@@ -37,6 +39,7 @@ from sylvan.methods.il2m import IL2M
 from sylvan.methods.lode import LODE, LODEDERPlusPlus
 from sylvan.methods.lucir import LUCIR
 from sylvan.methods.lwf import LwF
+from sylvan.methods.maml import MAML
 from sylvan.methods.mas import MAS
 from sylvan.methods.mer import MER
 from sylvan.methods.mir import MIR
@@ -60,9 +63,11 @@ from sylvan.methods.wa import WA
 
 __all__ = [
     "AGEM",
+    "ANIL",
     "ASER",
     "CLSER",
     "Co2L",
+    "ContinualMAML",
     "CoPE",
     "DER",
     "DQN",
@@ -102,6 +107,7 @@ __all__ = [
     "ICaRL",
     "Learner",
     "LwF",
+    "MAML",
     "Method",
     "MultiHead",
     "Naive",

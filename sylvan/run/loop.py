@@ -85,6 +85,13 @@ class Stages:
         """The evaluation after a stage, the first `seen` tasks trained on."""
         raise NotImplementedError
 
+    def record(self, results: Results) -> None:
+        """After a stage's evaluation: what the stages measured besides it, into `results`."""
+
+    def resumed(self, results: Results) -> None:
+        """Resuming: `results` are the run's after its last finished stage (what `record` put
+        there included), before the stages after it train."""
+
     def translate_failure(self, error: BaseException) -> BaseException | None:
         """The error to raise instead of `error` (a worker's failure, named), or None."""
         return None
@@ -124,6 +131,7 @@ def _run(setting: Any, method: Any, stages: Stages, tracker: Any, resume: Any, c
         results, finished = stages.new_results(method, stages.initial_accuracies(method)), -1
     else:
         results, finished = run.checkpointer.restore(method, resume, nb_stages, nb_tasks)
+        stages.resumed(results)
     start = time.perf_counter() - results.total_wall_time
     trained = TrainedParameters()
     for stage, data in enumerate(stages.data()):
@@ -155,6 +163,7 @@ def _run(setting: Any, method: Any, stages: Stages, tracker: Any, resume: Any, c
         record_stage_end(results, method, stage_start, start, nb_stages)
         if run.online_meter is not None:
             results.online_accuracy = run.online_meter.accuracy
+        stages.record(results)
         run.checkpointer.save(stage, method, results)
         if tracker is not None:
             tracker.on_stage_end(results, stage, nb_stages, stage + 1 if nb_stages == nb_tasks else nb_tasks)

@@ -13,6 +13,7 @@ from sylvan.settings.domain_incremental import DomainIncrementalSetting
 from sylvan.settings.incremental_rl import IncrementalRLSetting
 from sylvan.settings.multi_task import MultiTaskSetting
 from sylvan.settings.online import OnlineSetting
+from sylvan.settings.osaka import OsakaSetting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 from sylvan.settings.task_incremental_rl import TaskIncrementalRLSetting
 
@@ -28,6 +29,7 @@ __all__ = [
     "IncrementalRLSetting",
     "MultiTaskSetting",
     "OnlineSetting",
+    "OsakaSetting",
     "Setting",
     "TaskIncrementalRLSetting",
     "TaskIncrementalSetting",

@@ -32,6 +32,7 @@ KNOWLEDGE_ASSUMPTIONS = (
     "shared_output_space",
     "data_parallel",
     "past_data_available",
+    "pretraining_phase",
 )
 
 MAX_SEED = 2**32 - 1  # the largest seed every generator of a run accepts (NumPy's: 32 bits)
@@ -49,6 +50,8 @@ class Setting:
     single_pass: ClassVar[bool] = False
     data_parallel: ClassVar[bool] = False
     past_data_available: ClassVar[bool] = False  # past tasks' training data stay open to the method
+    # tasks of a pre-training distribution come before the stream (`Method.pretrain`)
+    pretraining_phase: ClassVar[bool] = False
     # a restriction on the evaluation, not knowledge: after each stage only the tasks seen so far
     # are evaluated, so that a method never receives a future task's data (the stream of datasets)
     evaluates_seen_tasks_only: ClassVar[bool] = False

@@ -147,7 +147,7 @@ def test_the_command_finishes_threads_exit_handlers_and_output_before_it_leaves(
     listed = sylvan("--plugin", str(plugin), "--list", env=buffered)
     refused = sylvan("--plugin", str(plugin), "--setting", "nowhere", "--method", "naive", env=buffered)
     assert listed.returncode == 0 and refused.returncode == 2, listed.stderr + refused.stderr
-    assert listed.stdout.splitlines()[-1].split()[0] == "multi_task"  # the listing, to its last line
+    assert listed.stdout.splitlines()[-1].split()[0] == "osaka"  # the listing, to its last line
     assert "valid settings" in refused.stderr
     for process in tmp_path.iterdir():
         if process.is_dir():

@@ -50,12 +50,15 @@ def test_method_runs_on_setting(setting_name, method_name):
     setting = setting_cls(**tiny_options(setting_cls))
     results = setting.apply(METHODS[method_name]())
     tasks = setting.nb_tasks
-    stages = tasks if setting.task_boundaries_known and setting_name != "multi_task" else 1
+    stages = setting.planned_stages() if setting_name != "multi_task" else 1
     assert len(results.accuracy_matrix) == stages
     assert all(len(row) == tasks for row in results.accuracy_matrix)
     # a setting that evaluates the tasks seen only leaves those to come None
     seen_only = setting.evaluates_seen_tasks_only
     for stage, row in enumerate(results.accuracy_matrix):
+        if setting.pretraining_phase:  # its columns are the stream's modes, None for one not met yet
+            assert any(a is not None for a in row) and all(a is None or 0.0 <= a <= 1.0 for a in row)
+            continue
         measured = row[: stage + 1] if seen_only else row
         assert all(0.0 <= a <= 1.0 for a in measured) and row[len(measured):] == [None] * (tasks - len(measured))
     assert not math.isnan(results.final_average_accuracy)
@@ -63,6 +66,9 @@ def test_method_runs_on_setting(setting_name, method_name):
     if setting_name == "online":
         if method_name != "random":
             assert results.online_accuracy is not None
+    if setting.pretraining_phase:  # every batch of the stream is scored, whatever the method does with it
+        assert results.stream_accuracy["steps_scored"] == setting.stream_steps
+        assert results.online_accuracy is not None
 
 
 @pytest.mark.parametrize(("setting_name", "method_name", "actions"), RL_RUNS)

@@ -20,6 +20,7 @@ SMALL = {
     "multi_task": {"dataset": "digits", "epochs": 1},
     "distributed": {"dataset": "digits", "epochs": 1},
     "dataset_stream": {"epochs": 1},
+    "osaka": {"stream_steps": 20, "pretraining_tasks": 4},
     "continual_rl": {"steps_per_task": 50, "nb_tasks": 2, "eval_episodes": 1},
     "incremental_rl": {"steps_per_task": 50, "nb_tasks": 2, "eval_episodes": 1},
     "task_incremental_rl": {"steps_per_task": 50, "nb_tasks": 2, "eval_episodes": 1},

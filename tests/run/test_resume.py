@@ -33,9 +33,10 @@ from tests.conftest import REPO, tiny_method, tiny_options
 load_plugins([str(REPO / "examples" / "l2_anchor.py")])
 
 # each method on the first of these settings it applies to (task_incremental: multi_head;
-# incremental_rl: dqn)
+# incremental_rl: dqn; osaka: the meta-learners)
 SETTING_OF = {
-    name: next(s for s in ("class_incremental", "task_incremental", "incremental_rl") if cls.is_applicable(SETTINGS[s]))
+    name: next(s for s in ("class_incremental", "task_incremental", "incremental_rl", "osaka")
+               if cls.is_applicable(SETTINGS[s]))
     for name, cls in sorted(METHODS.items())
 }
 
@@ -57,7 +58,9 @@ class InterruptingTracker(Tracker):
 
 def build(method_name: str, method_options: dict | None = None, **options):
     setting_cls = SETTINGS[SETTING_OF[method_name]]
-    setting = setting_cls(**{**tiny_options(setting_cls, METHODS[method_name]), "nb_tasks": 3, "seed": 5, **options})
+    stages = {"stream_stages": 3} if setting_cls.pretraining_phase else {}  # osaka: the stream in three stages
+    setting = setting_cls(**{**tiny_options(setting_cls, METHODS[method_name]), "nb_tasks": 3, "seed": 5, **stages,
+                             **options})
     return setting, tiny_method(METHODS[method_name], **(method_options or {}))
 
 

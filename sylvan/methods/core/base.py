@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sylvan.run.context import RunContext
 
 # hooks where a method usually keeps state that outlives a training stage (see check_resumable)
-STATE_HOOKS = ("configure", "on_task_start", "on_task_end", "fit", "after_backward", "after_step")
+STATE_HOOKS = ("configure", "on_task_start", "on_task_end", "pretrain", "fit", "after_backward", "after_step")
 
 
 
@@ -174,6 +174,12 @@ class Method:
     def parts(self) -> dict[str, Any]:
         """The parts this method holds in the current run, by name."""
         return self.__dict__.setdefault("_parts", {})
+
+    def pretrain(self, train_data: DataLoader) -> None:
+        """The pre-training phase of a setting that has one (`osaka`): tasks of the pre-training
+        distribution to learn from before the stream begins. By default, ordinary training on
+        them (`fit`); a method that learns otherwise from them (a meta-learner) overrides this."""
+        self.fit(train_data, None)
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         raise NotImplementedError

@@ -45,7 +45,7 @@ ROWS = {
     "rehearsal": ("rehearsal", {"buffer_size": 500}, True),
 }
 # the stream and pre-training sizes
-FULL = {"stream_steps": 5000, "pretraining_tasks": 4000}
+FULL = {"stream_steps": 10_000, "pretraining_tasks": 4000}  # the paper's 10,000 steps
 QUICK = {"stream_steps": 600, "pretraining_tasks": 400}
 
 

@@ -154,6 +154,13 @@ class Results:
         return len(self.accuracy_matrix[0]) if self.accuracy_matrix else 0
 
     @property
+    def column_names(self) -> list[str]:
+        """What the matrix's columns are: tasks T0, T1, ...; a stream's modes (`stream_accuracy`)."""
+        if self.stream_accuracy is not None:
+            return list(self.stream_accuracy["modes"])
+        return [f"T{j}" for j in range(self.nb_tasks)]
+
+    @property
     def final_average_accuracy(self) -> float:
         return final_average_accuracy(self.accuracy_matrix)
 
@@ -302,19 +309,25 @@ class Results:
         """A readable per-task table and the summary metrics, for the console."""
         matrix = self.display_scale * np.asarray(self.accuracy_matrix, dtype=float)
         stages, tasks = matrix.shape
-        header = "after task | " + " ".join(f"T{j:<6d}" for j in range(tasks)) + " |    mean | time (s)"
+        widths = [max(7, len(name)) for name in self.column_names]
+        header = ("after task | " + " ".join(f"{name:<{width}}" for name, width in zip(self.column_names, widths))
+                  + " |    mean | time (s)")
         split = " (on the validation split)" if self.evaluation_split == "validation" else ""
         lines = [f"{self.method} on {self.setting}{split}", header, "-" * len(header)]
         for i in range(stages):
             label = "end" if stages == 1 else str(i)
-            seen = matrix[i] if stages == 1 else matrix[i, : i + 1]
-            cells = " ".join("      -" if np.isnan(a) else f"{a:7.2f}" for a in matrix[i])
+            # the tasks seen so far; a stream's modes met so far
+            seen = matrix[i] if stages == 1 or self.stream_accuracy is not None else matrix[i, : i + 1]
+            cells = " ".join(f"{'-':>{width}}" if np.isnan(a) else f"{a:{width}.2f}"
+                             for a, width in zip(matrix[i], widths))
             time_cell = f"{self.task_wall_time[i]:8.1f}" if i < len(self.task_wall_time) else ""
-            lines.append(f"{label:>10} | {cells} | {seen.mean():7.2f} | {time_cell}")
+            lines.append(f"{label:>10} | {cells} | {np.nanmean(seen):7.2f} | {time_cell}")
         lines.append("")
         if self.joint_training:
             lines.append("joint training: nothing was trained before the last stage, so the metrics across "
                          "stages (average incremental accuracy, forgetting, transfer) are left out")
+        if self.stream_accuracy is not None:
+            lines += stream_lines(self.stream_accuracy)
         for key, value in self.summary().items():
             if value is not None:
                 lines.append(f"{key.replace('_', ' '):>30}: {self.display_scale * value:7.2f}")
@@ -330,3 +343,12 @@ class Results:
             lines.append(f"{'memory kept':>30}: {cost['memory_bytes'] / 2**20:.3g} MiB "
                          f"(network {cost['network_bytes'] / 2**20:.3g}, beyond it {cost['kept_bytes'] / 2**20:.3g})")
         return "\n".join(lines)
+
+
+def stream_lines(stream: dict[str, Any]) -> list[str]:
+    """The console lines of a stream's predict-then-train accuracy (`Results.stream_accuracy`):
+    per mode, the columns above; here, over the steps that follow a switch's first batch."""
+    window = len(next(iter(stream["after_switch_per_mode"].values())))
+    cells = ", ".join(f"{mode} {'-' if value is None else f'{100 * value:.2f}'}"
+                      for mode, value in stream["adaptation_per_mode"].items())
+    return [f"predict-then-train accuracy on steps 1 to {window - 1} after a switch: {cells}"]

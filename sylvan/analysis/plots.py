@@ -1,5 +1,5 @@
-"""PNG plots of a run's results: the accuracy-matrix heatmap, the accuracy-vs-tasks curve, and the
-confusion matrix of the last evaluation.
+"""PNG plots of a run's results: the accuracy-matrix heatmap, the accuracy-vs-tasks curve, the
+confusion matrix of the last evaluation, and a stream's accuracy after its switches.
 
 The figures are matplotlib `Figure` objects drawn by the Agg canvas directly, not through pyplot:
 pyplot would choose a backend for the whole process (a user's notebook included) and keep every
@@ -46,9 +46,9 @@ def plot_accuracy_matrix(results: Results, path: Path) -> Path:
             light = (matrix[i, j] - low) < 0.6 * (high - low)
             ax.text(j, i, f"{matrix[i, j]:.0f}", ha="center", va="center",
                     color="white" if light else "black", fontsize=8)
-    ax.set_xticks(range(tasks), [f"T{j}" for j in range(tasks)])
+    ax.set_xticks(range(tasks), results.column_names)
     ax.set_yticks(range(stages), [str(i) for i in range(stages)] if stages > 1 else ["end"])
-    ax.set_xlabel("evaluated task")
+    ax.set_xlabel("evaluated task" if results.stream_accuracy is None else "mode (predict-then-train, so far)")
     ax.set_ylabel("after training stage")
     ax.set_title(f"{results.method} on {results.setting}")
     fig.colorbar(image, ax=ax, label=_label(results))
@@ -62,11 +62,14 @@ def plot_accuracy_curve(results: Results, path: Path) -> Path:
     x = np.arange(1, stages + 1)
     fig = Figure(figsize=(5, 3.5))
     ax = fig.subplots()
-    if stages > 1:
+    if stages > 1 and results.stream_accuracy is None:  # a stream's columns are its modes, all met from the start
         ax.plot(x, [matrix[i, : i + 1].mean() for i in range(stages)], marker="o", label="tasks seen")
-    if not np.isnan(matrix).any():  # every task evaluated after every stage
+    if results.stream_accuracy is not None:  # the modes met so far
+        ax.plot(x, np.nanmean(matrix, axis=1), marker="s", label="mean over the modes")
+    elif not np.isnan(matrix).any():  # every task evaluated after every stage
         ax.plot(x, matrix.mean(axis=1), marker="s", label="all tasks")
-    ax.set_xlabel("tasks trained on" if stages > 1 else "end of stream")
+    ax.set_xlabel("end of stream" if stages == 1 else "tasks trained on" if results.stream_accuracy is None
+                  else "stream stages")
     ax.set_xticks(x)
     ax.set_ylabel(_label(results))
     if results.measure == "accuracy":
@@ -100,4 +103,23 @@ def plot_confusion_matrix(results: Results, path: Path) -> Path:
     ax.set_ylabel("true class")
     ax.set_title(f"{results.method} on {results.setting}: predictions at the end")
     fig.colorbar(image, ax=ax, label="share of the class's test samples (%)")
+    return _saved(fig, path)
+
+
+def plot_adaptation(results: Results, path: Path) -> Path:
+    """A stream's predict-then-train accuracy at each step after a switch (step 0: the switch's
+    batch, predicted before anything of the new context is learned), one line per mode."""
+    stream = results.stream_accuracy
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
+    for mode, curve in stream["after_switch_per_mode"].items():
+        steps = [step for step, value in enumerate(curve) if value is not None]
+        ax.plot(steps, [100 * curve[step] for step in steps], marker="o", label=mode)
+    ax.set_xticks(range(len(next(iter(stream["after_switch_per_mode"].values())))))
+    ax.set_xlabel("steps after a switch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{results.method} on {results.setting}")
     return _saved(fig, path)

@@ -137,7 +137,13 @@ class Tracker:
         row = results.accuracy_matrix[-1]
         measured = [a for a in row if a is not None]  # a setting may leave the tasks to come unevaluated
         measure, scale, unit = results.measure, results.display_scale, results.unit
-        if self.verbose:
+        if self.verbose and results.stream_accuracy is not None:
+            modes = ", ".join(f"{name} {'-' if a is None else f'{scale * a:.2f}{unit}'}"
+                              for name, a in zip(results.column_names, row))
+            print(f"[sylvan] stage {stage + 1}/{nb_stages} done: predict-then-train {measure} so far "
+                  f"{scale * results.online_accuracy:.2f}{unit} ({modes}; {results.task_wall_time[-1]:.1f} s)",
+                  flush=True)
+        elif self.verbose:
             all_tasks = (f", on all {len(row)} tasks {scale * sum(row) / len(row):.2f}{unit}"
                          if len(measured) == len(row) else "")
             print(
@@ -157,11 +163,18 @@ class Tracker:
     def finish(self, results: Results) -> None:
         """Write the final results and plots, print the table, close W&B."""
         self.write_results(results)
-        from sylvan.analysis.plots import plot_accuracy_curve, plot_accuracy_matrix, plot_confusion_matrix
+        from sylvan.analysis.plots import (
+            plot_accuracy_curve,
+            plot_accuracy_matrix,
+            plot_adaptation,
+            plot_confusion_matrix,
+        )
 
         drawn = [("accuracy_matrix", plot_accuracy_matrix), ("accuracy_curve", plot_accuracy_curve)]
         if results.confusion_matrix is not None:
             drawn.append(("confusion_matrix", plot_confusion_matrix))
+        if results.stream_accuracy is not None:
+            drawn.append(("adaptation", plot_adaptation))
         plots = {}
         for name, plot in drawn:
             path = self.run_dir / f"{name}.png"

@@ -173,3 +173,18 @@ def test_a_method_that_never_draws_the_stream_is_still_scored_on_every_batch():
     results = OsakaSetting(stream_steps=40, pretraining_tasks=4, progress_bar=False).apply(METHODS["random"]())
     assert results.stream_accuracy["steps_scored"] == 40
     assert 0.05 < results.online_accuracy < 0.4  # chance is 1 in 5
+
+
+def test_a_tracked_run_writes_the_stream_figures_and_their_plot(tmp_path):
+    import json
+
+    from sylvan.run.tracking import Tracker
+
+    tracker = Tracker(tmp_path, "run", {}, verbose=True)
+    results = OsakaSetting(stream_steps=50, pretraining_tasks=4, progress_bar=False).apply(METHODS["naive"](), tracker)
+    tracker.finish(results)
+    written = json.loads((tracker.run_dir / "results.json").read_text())
+    assert written["stream_accuracy"]["accuracy_per_mode"] == results.stream_accuracy["accuracy_per_mode"]
+    assert written["online_accuracy"] == results.online_accuracy and written["forgetting"] is None
+    assert (tracker.run_dir / "adaptation.png").stat().st_size > 0
+    assert "pretraining" in results.table() and "after a switch" in results.table()

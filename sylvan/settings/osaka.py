@@ -54,7 +54,8 @@ class OsakaSetting(OnlineSetting):
     pretraining_phase: ClassVar[bool] = True
 
     # the pools of the three modes: digits (digits 0-4, then 5-9, then the synthetic classes:
-    # nothing to read) or mnist (MNIST 0-4, then 5-9, then the 8x8 digits at 28x28)
+    # nothing to read), mnist (MNIST 0-4, then 5-9, then the 8x8 digits at 28x28) or omniglot (the
+    # paper's: Omniglot's characters, then MNIST, then Fashion-MNIST; the paper streams 10-way tasks)
     dataset: str = "digits"
     nb_tasks: int = 3  # not an option here: the stream's three modes
     stationarity: float = 0.9  # probability that the context stays at each step (the paper's p: 0.9, 0.98)

@@ -188,3 +188,54 @@ def test_a_tracked_run_writes_the_stream_figures_and_their_plot(tmp_path):
     assert written["online_accuracy"] == results.online_accuracy and written["forgetting"] is None
     assert (tracker.run_dir / "adaptation.png").stat().st_size > 0
     assert "pretraining" in results.table() and "after a switch" in results.table()
+
+
+def fake_data_root(root):
+    """Omniglot as torchvision lays it out (two alphabets per part, three characters each, four
+    drawings of 30x30 pixels), and MNIST-format files of MNIST and Fashion-MNIST (random pixels)."""
+    from PIL import Image
+
+    from tests.settings.test_idx_files import write_idx
+
+    rng = np.random.default_rng(0)
+    for part in ("images_background", "images_evaluation"):
+        for alphabet in ("Alpha", "Beta"):
+            for character in ("character01", "character02", "character03"):
+                folder = root / "omniglot-py" / part / alphabet / character
+                folder.mkdir(parents=True)
+                for drawing in range(4):
+                    pixels = (rng.random((30, 30)) > 0.5).astype(np.uint8) * 255
+                    Image.fromarray(pixels).convert("1").save(folder / f"{character}_{drawing:02d}.png")
+    for name in ("MNIST", "FashionMNIST"):
+        raw = root / name / "raw"
+        raw.mkdir(parents=True)
+        for prefix, count in (("train", 60), ("t10k", 40)):
+            write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28), dtype=np.uint8))
+            write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(count, dtype=np.uint8) % 10)
+
+
+def test_omniglot_is_read_as_its_characters_and_the_paper_protocol_runs_on_it(tmp_path, monkeypatch):
+    from sylvan.settings.data.datasets import get_dataset
+
+    monkeypatch.setenv("SYLVAN_OFFLINE", "1")
+    fake_data_root(tmp_path)
+    train, test = get_dataset("omniglot").load(str(tmp_path), None, 0)
+    (x_train, y_train, _), (x_test, y_test, _) = train.get_data(), test.get_data()
+    assert list(np.bincount(y_train)) == [2] * 12 and list(np.bincount(y_test)) == [2] * 12
+    assert "images_background/Alpha/character01/character01_00.png" in x_train[0]
+    assert x_test[0].endswith("character01_02.png") and "images_evaluation" in x_train[-1]
+    setting = OsakaSetting(dataset="omniglot", data_dir=str(tmp_path), stream_steps=40, pretraining_tasks=4,
+                           k_shots=1, progress_bar=False)
+    stages = setting.stages()
+    assert stages.stream_inputs.shape[1:] == (1, 28, 28) and len(stages.stream_inputs) == 24 + 40 + 40
+    results = setting.apply(METHODS["naive"](backbone="mlp"), stages=stages)
+    assert results.stream_accuracy["steps_scored"] == 40
+
+
+def test_omniglot_missing_offline_is_named_with_where_its_files_go(tmp_path, monkeypatch):
+    from sylvan.errors import DataUnavailableError
+    from sylvan.settings.data.datasets import get_dataset
+
+    monkeypatch.setenv("SYLVAN_OFFLINE", "1")
+    with pytest.raises(DataUnavailableError, match="omniglot-py/"):
+        get_dataset("omniglot").load(str(tmp_path), None, 0)

@@ -115,12 +115,15 @@ def task_images(x: np.ndarray, name: str, shape: tuple[int, int, int]) -> torch.
 
 
 def reshaped(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
-    """uint8 images (N, C, H, W) brought to `shape`: channels repeated (grey to colour), sides
-    resized bilinearly and rounded back to whole grey levels."""
+    """uint8 images (N, C, H, W) brought to `shape`: channels repeated (grey to colour) or weighed
+    into grey levels (colour to grey), sides resized bilinearly and rounded back to whole levels."""
     channels, height, width = shape
     if x.shape[2:] != (height, width):
         resized = F.interpolate(x.float(), size=(height, width), mode="bilinear", align_corners=False)
         x = resized.round_().clamp_(0, 255).to(torch.uint8)
+    if x.shape[1] == 3 and channels == 1:  # to grey levels, as PIL's convert("L") weighs the channels
+        weights = torch.tensor([299, 587, 114]).view(1, 3, 1, 1)
+        return ((x.long() * weights).sum(1, keepdim=True) + 500).div(1000, rounding_mode="floor").to(torch.uint8)
     if x.shape[1] != channels:
         if x.shape[1] != 1:
             raise ConfigurationError(f"cannot bring images of {x.shape[1]} channels to {channels}")

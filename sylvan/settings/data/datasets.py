@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from sylvan.errors import ConfigurationError, unknown_name
 from sylvan.registry import NAME_RULE, is_command_line_name
 from sylvan.settings.data.generated import digits_splits, random_cifar10_splits, synthetic_splits
-from sylvan.settings.data.loaders import Loader, image_files_loader, mnist_format_loader, torchvision_loader
+from sylvan.settings.data.loaders import (
+    Loader,
+    image_files_loader,
+    mnist_format_loader,
+    omniglot_loader,
+    torchvision_loader,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,14 @@ DATASETS: dict[str, DatasetSpec] = {
             # images for training, its test images for testing, each resized to 32x32 as in CTrL
             "dtd", (3, 32, 32), 47, "resnet18",
             image_files_loader("DTD", "dtd", "dtd/images/ and dtd/labels/", ("dtd",)),
+            downloads=True, image_files=True, resized=True,
+        ),
+        DatasetSpec(
+            # Omniglot (Lake et al., Science 2015): 1,623 handwritten characters of 20 drawings, the
+            # first 10 of each for training and the other 10 for testing, resized to 28x28 (as in
+            # the meta-learning papers: MAML's, OSAKA's)
+            "omniglot", (1, 28, 28), 1623, "cnn",
+            omniglot_loader("omniglot", "omniglot-py/ (images_background/ and images_evaluation/)"),
             downloads=True, image_files=True, resized=True,
         ),
         DatasetSpec(

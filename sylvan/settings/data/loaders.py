@@ -127,3 +127,44 @@ def image_files_loader(class_name: str, name: str, hint: str, required: tuple[st
             raise _unavailable(name, root, hint, downloads_allowed(), error) from error
 
     return load
+
+
+def omniglot_loader(name: str, hint: str) -> Loader:
+    """Loader for Omniglot (Lake et al., Science 2015) as torchvision lays it out under
+    `data_dir/omniglot-py/`: the 1,623 characters of its background and evaluation alphabets, in
+    that order, each a class of 20 drawings, image files decoded by the setting. Omniglot has no
+    split: the first half of each character's drawings (by file name) is the training set, the
+    second half the test set. Downloaded through torchvision where a folder is missing."""
+
+    def load(data_dir: str, size: int | None, seed: int):
+        import numpy as np
+        from continuum.datasets import InMemoryDataset
+        from continuum.tasks import TaskType
+
+        root = Path(data_dir).expanduser()
+        folders = [root / "omniglot-py" / part for part in ("images_background", "images_evaluation")]
+        if not all(folder.is_dir() for folder in folders):
+            download = downloads_allowed()
+            try:
+                if not download:
+                    raise FileNotFoundError(f"no {folders[0]} and {folders[1]}")
+                from torchvision.datasets import Omniglot
+
+                root.mkdir(parents=True, exist_ok=True)
+                for background in (True, False):
+                    Omniglot(str(root), background=background, download=True)
+            except (OSError, RuntimeError) as error:
+                raise _unavailable(name, root, hint, download, error) from error
+        characters = [character for folder in folders for character in sorted(folder.glob("*/*"))
+                      if character.is_dir()]
+        paths, labels, training = [], [], []
+        for label, character in enumerate(characters):
+            drawings = sorted(character.glob("*.png"))
+            paths += [str(path) for path in drawings]
+            labels += [label] * len(drawings)
+            training += [index < len(drawings) // 2 for index in range(len(drawings))]
+        x, y, train = np.array(paths), np.array(labels), np.array(training, dtype=bool)
+        return (InMemoryDataset(x[train], y[train], data_type=TaskType.IMAGE_PATH),
+                InMemoryDataset(x[~train], y[~train], data_type=TaskType.IMAGE_PATH, train=False))
+
+    return load

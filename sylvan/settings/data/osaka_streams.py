@@ -30,13 +30,16 @@ MODES = ("pretraining", "ood1", "ood2")  # what the accuracy per mode is named a
 DIGITS = tuple(range(10))
 # --dataset: the pools of the three modes (pre-training, first and second out of distribution)
 POOLS = {
+    # the paper's: Omniglot's 1,623 characters for pre-training, then MNIST and Fashion-MNIST
+    "omniglot": (TaskPlan("omniglot", tuple(range(1623))), TaskPlan("mnist", DIGITS),
+                 TaskPlan("fashion_mnist", DIGITS)),
     # offline, from MNIST's files: digits 0-4 for pre-training, 5-9 the first shift, the 8x8
     # `digits` (brought to 28x28) the second
     "mnist": (TaskPlan("mnist", DIGITS[:5]), TaskPlan("mnist", DIGITS[5:]), TaskPlan("digits", DIGITS)),
     # offline, nothing to read: `digits` 0-4, then 5-9, then the Gaussian `synthetic` classes
     "digits": (TaskPlan("digits", DIGITS[:5]), TaskPlan("digits", DIGITS[5:]), TaskPlan("synthetic", DIGITS)),
 }
-SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}
+SHAPES = {"omniglot": (1, 28, 28), "mnist": (1, 28, 28), "digits": (1, 8, 8)}
 SEED_KEY = 41  # the plans' generators: SeedSequence(seed, spawn_key=(SEED_KEY, part))
 
 

@@ -85,6 +85,7 @@ def figures(out: Path, folder: str) -> dict[str, float]:
     values = {"all": stream["accuracy"]}
     values.update({mode: stream["accuracy_per_mode"][mode] for mode in MODES})
     values.update({f"adapt_{mode}": stream["adaptation_per_mode"][mode] for mode in MODES})
+    values.update({f"adapt_{kind}": stream["adaptation_per_kind"][kind] for kind in ("first_visit", "revisit")})
     return {key: 100 * value for key, value in values.items() if value is not None}
 
 
@@ -99,11 +100,15 @@ def table(out: Path, seeds: list[int], p: float) -> list[str]:
         cells = [spread([v[c] for v in values if c in v]) for c in columns]
         difference = "-" if row == "continual_maml" else paired(reference, [v["all"] for v in values])
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {difference} |")
-    known = [v["adapt_pretraining"] for v in runs["continual_maml"]]
-    new = [statistics.mean([v["adapt_ood1"], v["adapt_ood2"]]) for v in runs["continual_maml"]]
-    lines += ["", "continual_maml, accuracy over the 4 steps after a switch's first batch: to a context of the "
-              f"pre-training distribution minus to one out of distribution (mean of both): {paired(known, new)}", ""]
-    return lines
+    lines += ["", "Accuracy over the 4 steps after a switch's first batch: to a context of the pre-training "
+              "distribution minus to one out of distribution (the mean of both); back to a context seen before in "
+              "the stream (relabelled) minus to one seen for the first time:", ""]
+    for row, values in runs.items():
+        known = [v["adapt_pretraining"] for v in values]
+        new = [statistics.mean([v["adapt_ood1"], v["adapt_ood2"]]) for v in values]
+        back = [v["adapt_revisit"] - v["adapt_first_visit"] for v in values]
+        lines.append(f"- {row}: {paired(known, new)}; {paired(back, [0.0] * len(back))}")
+    return lines + [""]
 
 
 def main() -> None:

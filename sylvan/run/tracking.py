@@ -152,7 +152,8 @@ class Tracker:
                 f"({results.task_wall_time[-1]:.1f} s)",
                 flush=True,
             )
-        log = {f"{measure}/task_{j}": a for j, a in enumerate(row) if a is not None}
+        columns = [f"task_{j}" for j in range(len(row))] if results.stream_accuracy is None else results.column_names
+        log = {f"{measure}/{column}": a for column, a in zip(columns, row) if a is not None}
         log[f"{measure}/average"] = sum(measured) / len(measured)
         if results.has_cost:  # what the stage cost
             log.update({f"cost/stage_{key}": values[-1] for key, values in results.cost()["per_stage"].items()})

@@ -187,6 +187,8 @@ def test_a_tracked_run_writes_the_stream_figures_and_their_plot(tmp_path):
     assert written["stream_accuracy"]["accuracy_per_mode"] == results.stream_accuracy["accuracy_per_mode"]
     assert written["online_accuracy"] == results.online_accuracy and written["forgetting"] is None
     assert (tracker.run_dir / "adaptation.png").stat().st_size > 0
+    stages_log = (tracker.run_dir / "logs" / "stages.csv").read_text().splitlines()[0]
+    assert "accuracy/pretraining" in stages_log and "accuracy/task_0" not in stages_log
     assert "pretraining" in results.table() and "after a switch" in results.table()
 
 

@@ -55,7 +55,8 @@ class MAML(SupervisedMethod):
         super().configure(run)
         self.model.to(self.run.device)
         self.inner = self.hold("fast_weights", self.fast_weights)
-        self.meta_optimizer = self.configure_optimizer(self.inner.meta_parameters())
+        # stepped at the run's precision (loss scaling under 16-mixed)
+        self.meta_optimizer = self.run.setup_optimizers(self.configure_optimizer(self.inner.meta_parameters()))
         self.fast: dict[str, torch.Tensor] | None = None  # the stream's fast weights (None: the slow ones)
 
     def fast_weights(self) -> FastWeights:
@@ -86,7 +87,7 @@ class MAML(SupervisedMethod):
             loss = torch.stack([self.inner.meta_loss(support, query, second_order=not self.first_order)
                                 for support, query in tasks]).mean()
         self.meta_optimizer.zero_grad()
-        (loss if weight is None else loss * weight(loss.detach())).backward()
+        self.run.backward(loss if weight is None else loss * weight(loss.detach()))
         self.meta_optimizer.step()
 
     def on_device(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:

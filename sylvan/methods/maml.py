@@ -59,6 +59,13 @@ class MAML(SupervisedMethod):
         self.meta_optimizer = self.run.setup_optimizers(self.configure_optimizer(self.inner.meta_parameters()))
         self.fast: dict[str, torch.Tensor] | None = None  # the stream's fast weights (None: the slow ones)
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The declared state, the tensors of the stream (fast weights, collected batches) back on
+        the run's device, where the run that never stopped holds them (a checkpoint is read on the CPU)."""
+        super().load_state_dict(state)
+        for name in self.declared_state():
+            setattr(self, name, on_device(getattr(self, name), self.run.device))
+
     def fast_weights(self) -> FastWeights:
         """The inner loop over the whole network."""
         return FastWeights(self.model, self.step_size, self.inner_steps, self.learn_step_size)
@@ -109,3 +116,14 @@ class MAML(SupervisedMethod):
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         weights = self.inner.slow() if self.fast is None else {k: w.to(x.device) for k, w in self.fast.items()}
         return self.inner.logits(weights, x)
+
+
+def on_device(value: Any, device: torch.device) -> Any:
+    """`value` (a tensor, or lists, tuples and dicts of them) with its tensors on `device`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: on_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_device(item, device) for item in value)
+    return value

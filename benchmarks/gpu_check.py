@@ -8,7 +8,9 @@ each writes its whole log to OUT/<part>.log):
 - `suite`: the whole fast suite (`python -m pytest -n WORKERS`) with the GPU present, failures
   and errors listed by name;
 - `runs`: the main job (`--setting class_incremental --method rehearsal`) on the GPU, then
-  under `--precision 16-mixed` and `--precision bf16-mixed`: final average accuracy and wall time;
+  under `--precision 16-mixed` and `--precision bf16-mixed`, and `continual_maml` on a short `osaka`
+  stream (its own loop: fast weights, meta-updates) in `32-true` and `16-mixed`: final average
+  accuracy and wall time;
 - `distributed`: `benchmarks/distributed_rehearsal.py` on one GPU (naive, synchronous and
   asynchronous rehearsal throughput), when MNIST is at hand;
 - `cifar`: the Seq-CIFAR-10 pipeline (ResNet-18, batch 32, crops and flips, 5 tasks of 10,000
@@ -126,6 +128,12 @@ def runs(out: Path, args: argparse.Namespace) -> list[str]:
     for precision in ("32-true", "16-mixed", "bf16-mixed"):
         line, _ = cli_run(log, [*main_job, "--precision", precision], args.run_timeout)
         lines.append(f"runs: main job, {precision}: {line}")
+    # a method's own loop on the GPU: fast weights (torch.func) and meta-updates at the run's precision
+    meta = ["--setting", "osaka", "--method", "continual_maml", "--stream_steps", "500", "--pretraining_tasks", "200",
+            "--accelerator", args.accelerator]
+    for precision in ("32-true", "16-mixed"):
+        line, _ = cli_run(log, [*meta, "--precision", precision], args.run_timeout)
+        lines.append(f"runs: continual_maml on osaka, {precision}: {line}")
     return lines
 
 

@@ -50,31 +50,37 @@ class ContinualMAML(MAML):
     def configure(self, run: Any) -> None:
         super().configure(run)
         self.collected: list[tuple[torch.Tensor, torch.Tensor]] = []  # this task's batches so far
-        self.previous: tuple[torch.Tensor, torch.Tensor] | None = None  # the latest batch
+        self.previous: tuple[torch.Tensor, torch.Tensor] | None = None  # the latest batch (not prolonged)
         self.restart = False  # the fast weights start again from the slow ones (a boundary was seen)
         self.boundaries = 0  # boundaries detected in the stream
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         for batch in train_data:
-            self.run.compute.call("stream_step", self.learn_from, *self.on_device(batch))
+            self.learn_from(*self.on_device(batch))
 
     def learn_from(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Learn from a batch the stream's meter has scored (predicted with `self.fast`)."""
-        inner, start = self.inner, self.inner.slow(detached=True)
-        if self.fast is not None:
-            with torch.no_grad():
-                before = inner.loss(self.fast, x, y)
-            if self.prolonged_adaptation and not self.restart:
-                start = self.fast
-        with torch.no_grad(), self.run.autocast():
-            fast = inner.adapt(start, x, y)
-            boundary = self.fast is not None and bool(before - inner.loss(fast, x, y) > self.boundary_threshold)
+        fast, boundary = self.run.compute.call("adapt", self.adapted, x, y)
         self.boundaries += int(boundary)
         if self.prolonged_adaptation:
             self.accumulate(x, y, boundary)
         elif self.previous is not None and not boundary:
-            self.meta_update([(self.previous, (x, y))], self.loss_weight)
-        self.fast, self.previous, self.restart = fast, (x, y), boundary
+            self.run.compute.call("meta_update", self.meta_update, [(self.previous, (x, y))], self.loss_weight)
+        self.fast, self.restart = fast, boundary
+        self.previous = None if self.prolonged_adaptation else (x, y)
+
+    def adapted(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], bool]:
+        """The fast weights after learning from (x, y), and whether (x, y) shows a boundary: its
+        loss before adaptation above its loss after by more than gamma."""
+        inner, start = self.inner, self.inner.slow(detached=True)
+        with torch.no_grad(), self.run.autocast():
+            if self.fast is None:  # the stream's first batch
+                return inner.adapt(start, x, y), False
+            before = inner.loss(self.fast, x, y)
+            if self.prolonged_adaptation and not self.restart:
+                start = self.fast
+            fast = inner.adapt(start, x, y)
+            return fast, bool(before - inner.loss(fast, x, y) > self.boundary_threshold)
 
     def accumulate(self, x: torch.Tensor, y: torch.Tensor, boundary: bool) -> None:
         """Collect the batch, or meta-update on those collected (at a boundary, or past the limit)."""

@@ -148,3 +148,19 @@ def test_the_meta_update_is_weighted_by_one_minus_exp_of_minus_lambda_times_the_
     method = configured("continual_maml", update_weight_scale=2.0)
     loss = torch.tensor(0.3)
     assert method.loss_weight(loss) == pytest.approx(1 - torch.exp(torch.tensor(-0.6)).item())
+
+
+def test_without_prolonged_adaptation_each_batch_without_a_boundary_updates_on_the_batch_before():
+    method = configured("continual_maml", step_size=0.5, inner_steps=3, boundary_threshold=0.5,
+                        prolonged_adaptation=False)
+    updates = []
+    update = method.meta_update
+    method.meta_update = lambda tasks, weight=None: (updates.append(tasks), update(tasks, weight))
+    batches = [stream_batch(step) for step in range(4)]
+    for x, y in batches:
+        method.learn_from(x, y)
+    assert len(updates) == 3 and method.collected == []
+    for (support, query), earlier, later in zip((tasks[0] for tasks in updates), batches, batches[1:]):
+        assert torch.equal(support[0], earlier[0]) and torch.equal(query[0], later[0])
+    method.learn_from(*stream_batch(4, relabel=[4, 3, 2, 1, 0]))  # a boundary: no update on it
+    assert method.boundaries == 1 and len(updates) == 3

@@ -86,10 +86,9 @@ class ContinualMAML(MAML):
         """Collect the batch, or meta-update on those collected (at a boundary, or past the limit)."""
         limit = 2 * len(y) if self.collect_limit is None else self.collect_limit
         if (boundary and self.collected) or len(self.collected) > limit:
-            device = self.run.device
             batches = self.collected if len(self.collected) > 1 else self.collected * 2
             half = (len(batches) + 1) // 2
-            support, query = (tuple(torch.cat(column).to(device) for column in zip(*part))
+            support, query = (tuple(torch.cat(column) for column in zip(*part))
                               for part in (batches[:half], batches[half:]))
             self.run.compute.call("meta_update", self.meta_update, [(support, query)], self.loss_weight)
             self.collected = []

@@ -64,7 +64,7 @@ class MAML(SupervisedMethod):
         the run's device, where the run that never stopped holds them (a checkpoint is read on the CPU)."""
         super().load_state_dict(state)
         for name in self.declared_state():
-            setattr(self, name, on_device(getattr(self, name), self.run.device))
+            setattr(self, name, moved_to(getattr(self, name), self.run.device))
 
     def fast_weights(self) -> FastWeights:
         """The inner loop over the whole network."""
@@ -118,12 +118,12 @@ class MAML(SupervisedMethod):
         return self.inner.logits(weights, x)
 
 
-def on_device(value: Any, device: torch.device) -> Any:
+def moved_to(value: Any, device: torch.device) -> Any:
     """`value` (a tensor, or lists, tuples and dicts of them) with its tensors on `device`."""
     if isinstance(value, torch.Tensor):
         return value.to(device)
     if isinstance(value, dict):
-        return {key: on_device(item, device) for key, item in value.items()}
+        return {key: moved_to(item, device) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(on_device(item, device) for item in value)
+        return type(value)(moved_to(item, device) for item in value)
     return value

@@ -36,10 +36,9 @@ class StreamMeter:
         self.kind_correct = torch.zeros(len(SWITCH_KINDS), window, dtype=torch.long)
         self.kind_total = torch.zeros(len(SWITCH_KINDS), window, dtype=torch.long)
 
-    def score(self, method: Any, step: int, batch: Any) -> None:
-        """Count how many of stream step `step`'s batch `method`, as it is now, classifies right."""
-        if step != self.next_step:
-            raise RuntimeError(f"the stream's batch {step} was scored out of order (expected {self.next_step})")
+    def score(self, method: Any, batch: Any) -> None:
+        """Count how many of the next stream step's batch `method`, as it is now, classifies right."""
+        step = self.next_step
         x, y = float_inputs(batch[0]), batch[1]
         right = int((method.predict(x, None).argmax(dim=1).to(y.device) == y).sum())
         mode, since = int(self.plan.modes[step]), int(self.since_switch[step])
@@ -110,9 +109,8 @@ class ScoredStream(DataLoader):
 
     def __iter__(self) -> Any:
         for index, batch in enumerate(super().__iter__()):
-            step = self.first_step + index
-            if step == self.meter.next_step:
-                self.meter.score(self.method, step, batch)
+            if self.first_step + index == self.meter.next_step:  # drawn for the first time
+                self.meter.score(self.method, batch)
             yield batch
 
     def score_rest(self) -> None:

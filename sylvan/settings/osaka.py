@@ -129,15 +129,14 @@ class OsakaSetting(OnlineSetting):
         with the global generators seeded, as every setting's data are."""
         import torch
 
-        from sylvan.run.fabric_package import fabric
         from sylvan.settings.data.dataset_streams import build_tasks
-
-        fabric().seed_everything(self.seed, verbose=False)
+        from sylvan.settings.data.loading import seeded_tasks
 
         def load(name: str) -> tuple[Any, Any]:
             return get_dataset(name).load(self.data_dir, None, self.seed)
 
-        pools = build_tasks(list(POOLS[self.dataset]), load, SHAPES[self.dataset], self.seed)
+        pools = seeded_tasks(self.seed, lambda: build_tasks(list(POOLS[self.dataset]), load, SHAPES[self.dataset],
+                                                             self.seed))
         stream_pools, offset = [], 0
         for pool in pools:
             stream_pools.append(class_rows(pool.y_test - pool.classes[0], offset))

@@ -1,3 +1,3 @@
-from sylvan.cli import console
+from sylvan.__main__ import console
 
 console()

@@ -310,8 +310,9 @@ def test_the_checks_of_a_setting_and_method_pair_are_made_in_one_place():
 
 
 # the modules at the package's top level: what every folder uses (errors, the registries, the
-# minibatches of in-memory tensors, host-to-device copies); everything else lives in a folder
-TOP_LEVEL_MODULES = {"__init__.py", "errors.py", "registry.py", "minibatches.py", "transfer.py"}
+# minibatches of in-memory tensors, host-to-device copies) and the command's entry point
+# (`python -m sylvan`, `sylvan`); everything else lives in a folder
+TOP_LEVEL_MODULES = {"__init__.py", "__main__.py", "errors.py", "registry.py", "minibatches.py", "transfer.py"}
 
 
 def test_the_package_top_level_holds_only_what_every_folder_uses():

@@ -1,14 +1,14 @@
 """What a run costs, measured as it goes: training and inference FLOPs, and the bytes a method
 keeps.
 
-Compute (`ComputeAccount`): FLOPs are counted with `torch.utils.flop_counter.FlopCounterMode`
-(matrix products, convolutions and attention: the operations it has formulas for). Counting
-every operation would slow a run several times over (a counted step of the digits MLP takes
-about six times an uncounted one), so inside each fit only sampled training steps are
-counted: one in `SAMPLE_EVERY`, from the fit's second step (the first of a stream finds the
-buffer empty), and every step whose batch is smaller than the fit's first (an epoch's last),
-each whole: the forward and backward passes of every network the step runs (the method's, a
-teacher's, candidates'), the replay's and the buffer's work. A fit's FLOPs are its smaller
+Compute (`ComputeAccount`): FLOPs are counted by torch's formulas (matrix products,
+convolutions and attention: the operations `torch.utils.flop_counter` has formulas for;
+`sylvan.run.flop_count`). Counting every operation would slow a run several times over (a
+counted step of the digits MLP takes about three times an uncounted one), so inside each fit
+only sampled training steps are counted: one in `SAMPLE_EVERY`, from the fit's second step (the
+first of a stream finds the buffer empty), and every step whose batch is smaller than the fit's
+first (an epoch's last), each whole: the forward and backward passes of every network the step
+runs (the method's, a teacher's, candidates'), the replay's and the buffer's work. A fit's FLOPs are its smaller
 steps' plus the sampled full steps' mean times the full steps. What a stage computes outside
 fits (where a task ends: Fisher information, herding, bias correction; a method's own
 training loop) is counted whole. The online accuracy meter's predictions are not training and are left out.
@@ -38,37 +38,9 @@ import torch
 from torch import nn
 
 from sylvan.run.callbacks import Callback, Fit
+from sylvan.run.flop_count import FlopCount
 
 SAMPLE_EVERY = 50  # one full step in this many is counted
-
-
-class _TotalOnly:
-    """Stands in for `FlopCounterMode`'s module tracker, so that every FLOP counts toward the
-    total alone: the tracker hooks the backward pass of every module's outputs, which
-    `torch.autograd.grad` with leaf inputs does not support (hal's anchors), and costs time."""
-
-    parents = frozenset({"Global"})
-
-    def __enter__(self) -> _TotalOnly:
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        return None
-
-
-class FlopCount:
-    """One `FlopCounterMode` entered now and left by `stop()`, which returns what it counted."""
-
-    def __init__(self) -> None:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        self.mode = FlopCounterMode(display=False)
-        self.mode.mod_tracker = _TotalOnly()
-        self.mode.__enter__()
-
-    def stop(self) -> int:
-        self.mode.__exit__(None, None, None)
-        return int(self.mode.get_total_flops())
 
 
 class ComputeAccount:

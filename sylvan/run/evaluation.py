@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import torch
 
 from sylvan.minibatches import float_inputs
-from sylvan.run.accounting import FlopCount
+from sylvan.run.flop_count import FlopCount
 from sylvan.settings.data.streams import TaskData
 
 

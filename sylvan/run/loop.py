@@ -19,6 +19,7 @@ from sylvan.methods.core.base import check_pair
 from sylvan.run.accounting import TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext
+from sylvan.run.garbage_collection import resume_after_start_up
 from sylvan.run.stages import record_stage_end, record_training_episodes, with_task_hooks
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ def run_stages(setting: Any, method: Any, tracker: Any = None, resume: Any = Non
     `--worker_timeout` seconds and worker 0 names it; finished stages are on disk."""
     check_pair(setting, method)
     stages = setting.stages() if stages is None else stages
+    resume_after_start_up()  # where a command paused the garbage collector while it started
     try:
         return _run(setting, method, stages, tracker, resume, callbacks)
     except Exception as error:

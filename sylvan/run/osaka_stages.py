@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader
 
 from sylvan.analysis.metrics import Results
 from sylvan.minibatches import float_inputs
-from sylvan.run.accounting import FlopCount
 from sylvan.run.checkpoints import rng_states
 from sylvan.run.evaluation import Evaluation
+from sylvan.run.flop_count import FlopCount
 from sylvan.run.loop import Stages, StageWork
 from sylvan.run.stream_meter import ScoredStream, StreamMeter, as_gathered
 from sylvan.settings.data import osaka_streams

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from sylvan.analysis.metrics import Results
-from sylvan.run.accounting import FlopCount
 from sylvan.run.checkpoints import rng_states
 from sylvan.run.evaluation import Evaluation
+from sylvan.run.flop_count import FlopCount
 from sylvan.run.loop import Stages, StageWork
 
 if TYPE_CHECKING:

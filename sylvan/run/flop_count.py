@@ -73,13 +73,15 @@ class CountingMode(TorchDispatchMode):
                 out = func(*args, **kwargs)
             self.total += counter.get_total_flops()
             return out
-        formula = flop_registry.get(func._overloadpacket)
-        if formula is None and func is not torch.ops.prim.device.default and decomposes(func):
+        # as FlopCounterMode: an operator overload not in the registry (its keys are mostly packets)
+        # runs its decomposition where it has one, each operation of it counted
+        if func not in flop_registry and func is not torch.ops.prim.device.default and decomposes(func):
             with self:
                 decomposed = func.decompose(*args, **kwargs)
                 if decomposed is not NotImplemented:
                     return decomposed
         out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
             self.total += formula(*args, **kwargs, out_val=out)
         return out

@@ -51,6 +51,9 @@ def without_autograd() -> None:
         F.linear(torch.rand(3, 4), torch.rand(5, 4), torch.rand(5))
         torch.einsum("ij,jk->ik", torch.rand(3, 4), torch.rand(4, 5))
         F.scaled_dot_product_attention(*(torch.rand(1, 2, 4, 8) for _ in range(3)))
+    # an overload with a formula for its packet and a decomposition of its own: decomposed
+    torch.ops.aten._convolution.deprecated(torch.rand(1, 2, 6, 6), torch.rand(3, 2, 3, 3), None, [1, 1], [0, 0],
+                                           [1, 1], False, [0, 0], 1, False, False, False)
 
 
 def higher_order_operator() -> None:

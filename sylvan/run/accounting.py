@@ -8,10 +8,10 @@ counted step of the digits MLP takes about three times an uncounted one), so ins
 only sampled training steps are counted: one in `SAMPLE_EVERY`, from the fit's second step (the
 first of a stream finds the buffer empty), and every step whose batch is smaller than the fit's
 first (an epoch's last), each whole: the forward and backward passes of every network the step
-runs (the method's, a teacher's, candidates'), the replay's and the buffer's work. A fit's FLOPs are its smaller
-steps' plus the sampled full steps' mean times the full steps. What a stage computes outside
-fits (where a task ends: Fisher information, herding, bias correction; a method's own
-training loop) is counted whole. The online accuracy meter's predictions are not training and are left out.
+runs (the method's, a teacher's, candidates'), the replay's and the buffer's work. A fit's FLOPs
+are its smaller steps' plus the sampled full steps' mean times the full steps. What a stage
+computes outside fits (where a task ends: Fisher information, herding, bias correction; a
+method's own training loop) is counted whole. The online accuracy meter's predictions are not training and are left out.
 Inference FLOPs per sample are counted by the evaluation after each stage, on the first batch
 of every task's test set (a method may run more for some tasks: a column per task, experts).
 Reinforcement-learning methods train in a loop of their own, one environment step at a time, and

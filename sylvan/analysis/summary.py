@@ -81,6 +81,8 @@ class Group:
 
     runs: list[Run] = field(default_factory=list)
     repeats: list[tuple[Run, Run]] = field(default_factory=list)
+    # runs left out for lacking figures another run of their seed has: (run, the run kept, the figures)
+    lacking: list[tuple[Run, Run, list[str]]] = field(default_factory=list)
 
     @property
     def first(self) -> Run:
@@ -220,15 +222,44 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[Run]]:
             continue
         groups.setdefault(run.key, Group()).runs.append(run)
     for group in groups.values():
+        group.lacking = lacking_figures(group.runs)
+        left_out = {id(run) for run, _, _ in group.lacking}
         latest: dict[str, Run] = {}
         earlier: list[Run] = []
-        for run in sorted(group.runs, key=lambda run: (run.finished_at, str(run.folder))):
+        kept = [run for run in group.runs if id(run) not in left_out]
+        for run in sorted(kept, key=lambda run: (run.finished_at, str(run.folder))):
             if repr(run.seed) in latest:
                 earlier.append(latest[repr(run.seed)])
             latest[repr(run.seed)] = run
         group.repeats = [(run, latest[repr(run.seed)]) for run in earlier]
         group.runs = sorted(latest.values(), key=lambda run: (str(run.seed), str(run.folder)))
     return [groups[key] for key in sorted(groups, key=repr)], unfinished
+
+
+def figures_of(run: Run) -> set[str]:
+    """The summary metrics `run` recorded (not null)."""
+    measure = run.results.get("measure", "accuracy")
+    return {name for name in (metric.replace("accuracy", measure) for metric in METRICS)
+            if run.results.get(name) is not None}
+
+
+def lacking_figures(runs: Sequence[Run]) -> list[tuple[Run, Run, list[str]]]:
+    """The runs of `runs` (one configuration) that lack a figure another run of their seed has
+    (a run marked complete without what its setting computes after the stream, by an older
+    version), each with the latest run of its seed that has every figure and what it lacks: a
+    later run of a seed replaces an earlier one only where it measured as much."""
+    by_seed: dict[str, list[Run]] = {}
+    for run in runs:
+        by_seed.setdefault(repr(run.seed), []).append(run)
+    lacking = []
+    for same_seed in by_seed.values():
+        every = set().union(*(figures_of(run) for run in same_seed))
+        whole = sorted((run for run in same_seed if figures_of(run) == every),
+                       key=lambda run: (run.finished_at, str(run.folder)))
+        if not whole:
+            continue
+        lacking += [(run, whole[-1], sorted(every - figures_of(run))) for run in same_seed if figures_of(run) != every]
+    return lacking
 
 
 def distinguishing_options(groups: Sequence[Group]) -> list[str]:
@@ -268,17 +299,18 @@ def _differing(groups: Sequence[Group], together: Any, options: Any) -> list[str
 def mean_std(values: list[float], scale: float) -> str:
     """Mean ± sample standard deviation of `values` times `scale` ("-" for none; the mean alone
     for one value)."""
-    if not values:
+    mean, spread = mean_and_std(values)
+    if mean is None:
         return "-"
-    mean = sum(values) / len(values)
-    if len(values) == 1:
+    if spread is None:
         return f"{scale * mean:.2f}"
-    spread = math.sqrt(sum((value - mean) ** 2 for value in values) / (len(values) - 1))
     return f"{scale * mean:.2f} ± {scale * spread:.2f}"
 
 
-def summary_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[str]]]:
-    """The table as (header, rows of cells): one row per group."""
+def summary_columns(groups: Sequence[Group]) -> tuple[list[str], list[list[str]], list[list[list[float]]]]:
+    """The table's columns: the names of its descriptive columns (setting, method, options,
+    seeds) with each group's cells, and the names of its figures (metrics, costs, wall time)
+    with each group's values, scaled as shown (accuracies in percent, FLOPs in G and M, MiB)."""
     options = distinguishing_options(groups)
     metrics = []
     for metric in METRICS:
@@ -288,19 +320,50 @@ def summary_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[str]]]:
             if name not in metrics and group.values(name):
                 metrics.append(name)
     costs = [(column, key, scale) for column, key, scale in COSTS if any(group.costs(key) for group in groups)]
-    header = ["setting", "method", "options", "seeds", *metrics, *(column for column, _, _ in costs),
-              "wall time (s)"]
-    rows = []
+    figures = [*metrics, *(column for column, _, _ in costs), "wall time (s)"]
+    described, values = [], []
     for group in groups:
         first = group.first
         scale = 100.0 if first.results.get("measure", "accuracy") == "accuracy" else 1.0
-        described = " ".join(f"{name}={first.options[name]}" for name in options if name in first.options)
+        chosen = " ".join(f"{name}={first.options[name]}" for name in options if name in first.options)
         seeds = " ".join(str(run.seed) for run in group.runs)
         times = [run.wall_time for run in group.runs if run.wall_time is not None]
-        rows.append([first.setting, first.method, described or "-", seeds,
-                     *(mean_std(group.values(metric), scale) for metric in metrics),
-                     *(mean_std(group.costs(key), cost_scale) for _, key, cost_scale in costs), mean_std(times, 1.0)])
-    return header, rows
+        described.append([first.setting, first.method, chosen or "-", seeds])
+        values.append([*([scale * v for v in group.values(metric)] for metric in metrics),
+                       *([cost_scale * v for v in group.costs(key)] for _, key, cost_scale in costs), times])
+    return figures, described, values
+
+
+DESCRIBED = ["setting", "method", "options", "seeds"]
+
+
+def summary_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[str]]]:
+    """The table as (header, rows of cells): one row per group, each figure as mean ± std."""
+    figures, described, values = summary_columns(groups)
+    return [*DESCRIBED, *figures], [[*cells, *(mean_std(v, 1.0) for v in row)] for cells, row in zip(described, values)]
+
+
+def mean_and_std(values: list[float]) -> tuple[float | None, float | None]:
+    """The mean and sample standard deviation of `values` (None where there are too few)."""
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, None
+    return mean, math.sqrt(sum((value - mean) ** 2 for value in values) / (len(values) - 1))
+
+
+def write_summary_csv(path: Path, groups: Sequence[Group]) -> None:
+    """The table as CSV for a spreadsheet or pandas: a row per group, each figure as two numeric
+    columns, "NAME mean" and "NAME std" (empty where there is no value), lines ending in LF."""
+    figures, described, values = summary_columns(groups)
+    header = [*DESCRIBED, *(f"{figure} {part}" for figure in figures for part in ("mean", "std"))]
+    rows = []
+    for cells, row in zip(described, values):
+        numbers = [number for v in row for number in mean_and_std(v)]
+        rows.append([*cells, *("" if number is None else repr(number) for number in numbers)])
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([header, *rows])
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
@@ -333,8 +396,7 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None,
         lines.append(format_table(header, rows))
         if csv_path is not None:
             try:
-                with open(Path(csv_path).expanduser(), "w", newline="") as f:
-                    csv.writer(f).writerows([header, *rows])
+                write_summary_csv(Path(csv_path).expanduser(), groups)
             except OSError as error:
                 raise ConfigurationError(f"--summary_csv {csv_path}: {error.strerror}") from error
     if pareto_path is not None:
@@ -358,6 +420,9 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None,
         for left_out, kept in group.repeats:
             seed = left_out.seed
             lines.append(f"left out, an earlier run of seed {seed} (counted: {kept.folder}): {left_out.folder}")
+        for left_out, kept, figures in group.lacking:
+            lines.append(f"left out, a run of seed {left_out.seed} without {', '.join(figures)}, which another run "
+                         f"of it has (counted: {kept.folder}): {left_out.folder}")
     for run in unfinished:
         how = ("stopped before its first task ended" if run.results.get("started_only")
                else f"sylvan --resume {run.folder} completes it")

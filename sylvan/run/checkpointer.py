@@ -9,10 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sylvan.errors import ConfigurationError
 from sylvan.run.checkpoints import (
     RunCheckpoint,
-    nothing_to_resume,
     restore_rng_states,
     save_checkpoint,
     save_worker_checkpoint,
@@ -87,26 +85,33 @@ class Checkpointer:
         setting = self.setting
         setting.check_resumable()
         method.check_resumable()
-        if checkpoint.stage >= nb_stages - 1:
-            raise nothing_to_resume(nb_stages)
         if (checkpoint.results.setting, checkpoint.results.method) != (setting.name, method.name):
-            raise ConfigurationError(
-                f"--resume: the checkpoint is of {checkpoint.results.method} on {checkpoint.results.setting}, "
-                f"not {method.name} on {setting.name}"
-            )
-        mismatch = ConfigurationError(
-            "--resume: the checkpoint does not fit the run's configuration (was its config.yaml edited "
-            "after the run started?)"
-        )
-        if checkpoint.results.nb_tasks != nb_tasks or len(checkpoint.results.accuracy_matrix) != checkpoint.stage + 1:
-            raise mismatch
+            raise checkpoint.misfit(f"it is a checkpoint of {checkpoint.results.method} on "
+                                    f"{checkpoint.results.setting}, not of {method.name} on {setting.name}")
+        if checkpoint.stage >= nb_stages or checkpoint.results.nb_tasks != nb_tasks:
+            raise checkpoint.misfit(
+                f"it is the checkpoint after stage {checkpoint.stage + 1} of a run over "
+                f"{checkpoint.results.nb_tasks} tasks, and this run has {nb_stages} stages over {nb_tasks} tasks "
+                "(was its config.yaml edited after the run started?)")
+        if len(checkpoint.results.accuracy_matrix) != checkpoint.stage + 1:
+            raise checkpoint.misfit(f"its results hold {len(checkpoint.results.accuracy_matrix)} stages' "
+                                    f"evaluations, where the checkpoint after stage {checkpoint.stage + 1} has "
+                                    f"{checkpoint.stage + 1}")
         try:
             method.load_state_dict(checkpoint.method_state)
         except (KeyError, ValueError, RuntimeError) as error:  # shapes, capacities, missing entries
-            raise mismatch from error
+            raise checkpoint.misfit(f"the method's state in it does not load ({state_error(error)})") from error
         restore_rng_states(checkpoint.rng)
         if self.tracker is not None and checkpoint.tracker_state is not None:
             self.tracker.restore(checkpoint.tracker_state, stages=checkpoint.stage + 1)
         results = checkpoint.results
         results.complete = False
         return results, checkpoint.stage
+
+
+def state_error(error: BaseException) -> str:
+    """What torch (or a part's `load_state_dict`) says of a state that does not load, on one line:
+    the tensor and the shapes that differ, where it names them."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = [line for line in lines if "size mismatch" in line or "Missing key" in line or "Unexpected key" in line]
+    return "; ".join(detail or lines[:1]) or type(error).__name__

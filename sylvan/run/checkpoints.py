@@ -26,6 +26,7 @@ cannot run code it carries.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pickle
 import random
@@ -80,6 +81,17 @@ class RunCheckpoint:
     rng: dict[str, Any]
     tracker_state: dict[str, Any] | None = None
     config: dict[str, Any] | None = None  # the run's configuration (as in config.yaml); None in older files
+    path: Path | None = None  # the file it was read from
+
+    def misfit(self, what: str) -> ConfigurationError:
+        """The refusal of this checkpoint, which does not fit the run resuming from it (`what`
+        does not), naming its file and the checkpoint `--resume` could start from instead."""
+        if self.path is None:
+            return ConfigurationError(f"--resume: the checkpoint after stage {self.stage + 1} does not fit the run: "
+                                      f"{what}")
+        run_dir = self.path.parent.parent
+        return ConfigurationError(f"--resume {run_dir}: {self.path} does not fit the run: {what}; nothing was run. "
+                                  f"To continue, {instead_of(run_dir, self.stage)}")
 
 
 # options a resumed run may change, none of which changes what the run learns: where its data is, its
@@ -174,7 +186,10 @@ def latest_checkpoint(run_dir: Path, rank: int = 0, workers: int = 1) -> RunChec
         )
     state = read_checkpoint_file(run_dir, folder / f"after_stage_{stage}.pt")
     checkpoint = RunCheckpoint(stage, state["method"], Results(**state["results"]), state["rng"], state["tracker"],
-                               state.get("config"))
+                               state.get("config"), folder / f"after_stage_{stage}.pt")
+    if state.get("stage") != stage:
+        raise checkpoint.misfit(f"it holds the checkpoint after stage {state.get('stage', -1) + 1}, not after stage "
+                                f"{stage + 1} (another stage's file put in its place)")
     if rank > 0:
         own = read_checkpoint_file(run_dir, folder / worker_file_name(stage, rank))
         if (own.get("stage"), own.get("rank"), own.get("workers")) != (stage, rank, workers):
@@ -217,23 +232,39 @@ def read_checkpoint_file(run_dir: Path, path: Path) -> dict[str, Any]:
 def damaged_checkpoint(run_dir: Path, path: Path, why: str) -> ConfigurationError:
     """The refusal of a checkpoint file that cannot be read (`why`), with the earlier stage
     `--resume` could restart from once it is out of the way."""
-    folder = Path(run_dir) / "checkpoints"
     match = _NAME.fullmatch(path.name) or re.fullmatch(r"after_stage_(\d+)\.worker\d+\.pt", path.name)
-    stage = int(match.group(1)) if match else None
-    earlier = [s for s in checkpointed_stages(run_dir) if stage is not None and s < stage]
-    if earlier:
-        instead = (f"delete the files of that stage (after_stage_{stage}*.pt in {folder}) to resume from the "
-                   f"checkpoint after task {earlier[-1] + 1}, the latest before it")
-    else:
-        instead = "there is no earlier checkpoint to resume from: start the run again"
+    instead = instead_of(run_dir, int(match.group(1)) if match else None)
     return ConfigurationError(f"--resume {run_dir}: {path} is damaged ({why}); nothing was run. To continue, {instead}")
 
 
-def nothing_to_resume(nb_stages: int) -> ConfigurationError:
-    """The refusal to resume a run that finished all its `nb_stages` training stages."""
+def instead_of(run_dir: Path, stage: int | None) -> str:
+    """What `--resume` can do when the checkpoint after `stage` cannot be resumed from: the
+    latest earlier stage's, once the files of `stage` are out of the way."""
+    folder = Path(run_dir) / "checkpoints"
+    earlier = [s for s in checkpointed_stages(run_dir) if stage is not None and s < stage]
+    if earlier:
+        return (f"delete the files of that stage (after_stage_{stage}*.pt in {folder}) to resume from the "
+                f"checkpoint after task {earlier[-1] + 1}, the latest before it")
+    return "there is no earlier checkpoint to resume from: start the run again"
+
+
+def nothing_to_resume(run_dir: Path) -> ConfigurationError:
+    """The refusal to resume the run in `run_dir`, which is complete."""
     return ConfigurationError(
-        f"--resume: the run already finished all its {nb_stages} training stages; nothing to resume"
+        f"--resume {run_dir}: the run is complete (every stage trained, its results, plots and logs written); "
+        "nothing to resume"
     )
+
+
+def run_is_complete(run_dir: Path, checkpointed: int) -> bool:
+    """Whether the run in `run_dir` wrote everything it writes (its `results.json` says so, last),
+    and its latest checkpoint, after stage `checkpointed`, is that of its last stage (a folder
+    whose later checkpoints were deleted trains their stages again)."""
+    try:
+        results = json.loads((Path(run_dir) / "results.json").read_text())
+        return results.get("complete") is True and len(results.get("accuracy_matrix")) <= checkpointed + 1
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
 
 
 def configuration_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:

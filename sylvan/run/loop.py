@@ -162,7 +162,7 @@ def _run(setting: Any, method: Any, stages: Stages, tracker: Any, resume: Any, c
             record_training_episodes(results, work.episode_returns)
         record_cost(results, run, method, training_flops, evaluation.inference_flops_per_sample,
                     trained.count(method))
-        record_stage_end(results, method, stage_start, start, nb_stages)
+        record_stage_end(results, method, stage_start, start)
         if run.online_meter is not None:
             results.online_accuracy = run.online_meter.accuracy
         stages.record(results)

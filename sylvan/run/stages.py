@@ -27,16 +27,18 @@ def with_task_hooks(setting: Any, method: Any, stage: int, train: Callable[[], N
     method.on_task_end(task_id)
 
 
-def record_stage_end(results: Results, method: Any, stage_start: float, run_start: float, nb_stages: int) -> None:
+def record_stage_end(results: Results, method: Any, stage_start: float, run_start: float) -> None:
     """After a training stage and its evaluation (whose row is in `results`): the stage's and
-    the run's wall time (`time.perf_counter()` values at their starts), the peak memory, the
-    method's runtime statistics, and whether the run is complete."""
+    the run's wall time (`time.perf_counter()` values at their starts), the peak memory and the
+    method's runtime statistics. The run is not complete yet, its last stage included: what the
+    setting does after the stream, and the final results, plots and logs, come after
+    (`Setting.apply`, `Tracker.finish`)."""
     now = time.perf_counter()
     results.task_wall_time.append(now - stage_start)
     results.total_wall_time = now - run_start
     results.peak_memory_mb = peak_memory_mb()
     results.method_runtime = method.runtime_stats()
-    results.complete = len(results.accuracy_matrix) == nb_stages
+    results.complete = False
 
 
 def peak_memory_mb() -> float:

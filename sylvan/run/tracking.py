@@ -73,6 +73,7 @@ class Tracker:
         from sylvan.run.run_logger import RunLogger
 
         self._logger = RunLogger(self)
+        self.last_step = -1  # the last training step logged (by the fits' loggers, or a loop of the method's own)
         # where the metrics go (`sylvan.run.loggers`); `loggers()` is what the engine logs through
         self.destinations: list[Logger] = [CsvLogger(self.run_dir)] if "csv" in loggers else []
         if "tensorboard" in loggers:
@@ -95,7 +96,7 @@ class Tracker:
     def state(self) -> dict[str, Any]:
         """Where the logs stand (kept in each checkpoint, for resuming): the next step's number
         and what the loggers keep (the CSV log's bytes, their SHA-256 and columns, its stages)."""
-        state: dict[str, Any] = {"next_step": self._logger.next_step}
+        state: dict[str, Any] = {"next_step": max(self._logger.next_step, self.last_step + 1)}
         for logger in self.destinations:
             state.update(logger.state())
         return state
@@ -109,6 +110,7 @@ class Tracker:
         for logger in self.destinations:
             logger.restore(state, state["next_step"], stages)
         self._logger.continue_at(state["next_step"])
+        self.last_step = state["next_step"] - 1
 
     def release_folder(self) -> None:
         """The run is over in this process: another may resume or write its folder."""
@@ -121,6 +123,7 @@ class Tracker:
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
         """A step of the training log (numbered across the run) to every logger."""
         row = {k: float(v) for k, v in metrics.items() if k != "epoch"}
+        self.last_step = max(self.last_step, step)
         for logger in self.destinations:
             logger.log_step(step, row)
 
@@ -157,13 +160,14 @@ class Tracker:
         log[f"{measure}/average"] = sum(measured) / len(measured)
         if results.has_cost:  # what the stage cost
             log.update({f"cost/stage_{key}": values[-1] for key, values in results.cost()["per_stage"].items()})
-        at = max(self._logger.next_step - 1, 0)  # the last step logged: before a resumed run's next step
+        at = max(self.last_step, 0)  # the last step logged: before a resumed run's next step
         for logger in self.destinations:
             logger.log_stage(stage, at, log)
 
     def finish(self, results: Results) -> None:
-        """Write the final results and plots, print the table, close W&B."""
-        self.write_results(results)
+        """Draw the plots, print the table, log the summary, close the loggers, and write the
+        final results last: a run stopped before they are written is not marked complete (on
+        disk), and `--resume` finishes it."""
         from sylvan.analysis.plots import (
             plot_accuracy_curve,
             plot_accuracy_matrix,
@@ -190,6 +194,7 @@ class Tracker:
         for logger in self.destinations:
             logger.log_summary(summary, plots)
             logger.close()
+        self.write_results(results)
 
 
 def log_damage(run_dir: Path, state: dict[str, Any]) -> str | None:

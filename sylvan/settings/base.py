@@ -91,8 +91,24 @@ class Setting:
         run after its last finished stage; `callbacks` (`sylvan.run.callbacks.Callback`s of one's
         own) join every fit of the run; `stages`: the run's `stages()`, made ahead of it (so that
         missing data is refused before a run folder is written), else made now. Each branch of
-        the tree runs it the same way, with its own `stages`."""
-        raise NotImplementedError
+        the tree runs it the same way, with its own `stages`; then the setting's work after the
+        stream (`after_stream`). The results are complete only once both are done: a run
+        stopped in either is resumed from its last checkpoint."""
+        import dataclasses
+
+        from sylvan.run.loop import run_stages
+
+        measures_after = type(self).after_stream is not Setting.after_stream
+        untrained = dataclasses.replace(method) if measures_after else None  # its hyperparameters, unconfigured
+        results = run_stages(self, method, tracker, resume, callbacks, stages)
+        if measures_after:
+            self.after_stream(untrained, results, tracker)
+        results.complete = True
+        return results
+
+    def after_stream(self, untrained: Any, results: Results, tracker: Any = None) -> None:
+        """What the setting measures once every stage has trained, into `results` (`untrained`:
+        a copy of the method as it was before the run configured it). Nothing by default."""
 
     def stages(self) -> Any:
         """What one run of this setting trains on, stage after stage, and how it is evaluated

@@ -14,7 +14,6 @@ returns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, List, Optional
 
@@ -38,7 +37,7 @@ from sylvan.settings.environments import (
 )
 
 if TYPE_CHECKING:
-    from sylvan.analysis.metrics import Results
+    pass
 
 
 def derived_seed(*parts: int) -> int:
@@ -230,12 +229,6 @@ class ContinualRLSetting(MemoryBudgetOptions, Setting):
     def evaluation_seed(self, task_id: int, episode: int) -> int:
         """The seed of evaluation episode `episode` on task `task_id`: the same at every evaluation."""
         return derived_seed(self.seed, EVALUATION, task_id, episode)
-
-    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = (),
-              stages: Any = None) -> Results:
-        from sylvan.run.loop import run_stages
-
-        return run_stages(self, method, tracker, resume, callbacks, stages)
 
     def stages(self) -> Any:
         """The environments' stages and greedy-episode evaluation (`sylvan.run.reinforcement`)."""

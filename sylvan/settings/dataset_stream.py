@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
@@ -158,20 +157,16 @@ class DatasetStreamSetting(TaskIncrementalSetting):
 
     # ----- the run -----------------------------------------------------------------------
 
-    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = (),
-              stages: Any = None) -> Results:
-        """Run the stream; then, where `forward_transfer` is on, train a fresh copy of the method
-        on each task alone and record its accuracies (`Results.independent_accuracies`)."""
-        fresh = dataclasses.replace(method)  # the method's hyperparameters, before it is configured
-        results = super().apply(method, tracker, resume, callbacks, stages)
+    def after_stream(self, untrained: Any, results: Results, tracker: Any = None) -> None:
+        """Where `forward_transfer` is on, train a fresh copy of the method on each task alone and
+        record its accuracies (`Results.independent_accuracies`)."""
         wanted = self.world_size == 1 if self.forward_transfer is None else self.forward_transfer
-        if wanted and results.complete and self.only_task is None:
+        if wanted and self.only_task is None:
             if tracker is not None and tracker.verbose:
-                print(f"[sylvan] forward transfer: training {method.name} on each of the {self.nb_tasks} tasks alone "
-                      "(--forward_transfer false leaves this out)", flush=True)
-            results.independent_accuracies = [self.alone(fresh, task).final_average_accuracy
+                print(f"[sylvan] forward transfer: training {untrained.name} on each of the {self.nb_tasks} tasks "
+                      "alone (--forward_transfer false leaves this out)", flush=True)
+            results.independent_accuracies = [self.alone(untrained, task).final_average_accuracy
                                               for task in range(self.nb_tasks)]
-        return results
 
     def alone(self, method: Any, task: int) -> Results:
         """A fresh copy of `method` trained and evaluated on task `task` of the stream alone."""

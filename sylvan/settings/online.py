@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset
     from continuum.scenarios import ContinualScenario
 
-    from sylvan.analysis.metrics import Results
     from sylvan.parallel.data_parallel import DataParallel
     from sylvan.run.context import RunContext
     from sylvan.run.evaluation import Evaluation
@@ -221,12 +219,6 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Sett
         from sylvan.run.evaluation import evaluate_setting
 
         return evaluate_setting(self, method, tasks, parallel)
-
-    def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = (),
-              stages: Any = None) -> Results:
-        from sylvan.run.loop import run_stages
-
-        return run_stages(self, method, tracker, resume, callbacks, stages)
 
     def stages(self) -> Any:
         """The tasks, loaded now, their stages and evaluation (`sylvan.run.supervised.TaskStages`)."""

@@ -57,7 +57,8 @@ def test_runs_differing_only_in_seed_or_paths_form_one_group(tmp_path):
     assert table[-1] == "5 finished run(s) in 2 configuration(s)"
     with open(tmp_path / "summary.csv") as f:
         saved = list(csv.reader(f))
-    assert saved[0][:5] == ["setting", "method", "options", "seeds", "final_average_accuracy"]
+    assert saved[0][:6] == ["setting", "method", "options", "seeds", "final_average_accuracy mean",
+                            "final_average_accuracy std"]
     assert len(saved) == 3
 
 
@@ -252,3 +253,37 @@ def test_the_table_gives_what_the_runs_cost(tmp_path):
     assert costs["training (GFLOP)"] == "3.00 ± 1.41"
     assert costs["inference (MFLOP/sample)"] == "0.03 ± 0.00"
     assert costs["memory (MiB)"] == "4.00 ± 1.41"
+
+
+def test_a_later_run_of_a_seed_that_lacks_a_figure_never_replaces_the_run_that_has_it(tmp_path):
+    """A run marked complete without a figure its setting computes (forward transfer: an older
+    run stopped in its work after the stream) is left out, saying what it lacks; the run of its
+    seed that has the figure is counted, and the figure's column stays."""
+    import os
+
+    whole = write_run(tmp_path, "whole", 0, lr=0.1, final=0.8)
+    results = json.loads((whole / "results.json").read_text())
+    (whole / "results.json").write_text(json.dumps({**results, "forward_transfer": 0.05}))
+    lacking = write_run(tmp_path, "lacking", 0, lr=0.1, final=0.8)
+    os.utime(whole / "results.json", (1e9, 1e9))  # the run that lacks it finished later
+    table = summarize([tmp_path]).splitlines()
+    assert "forward_transfer" in table[0] and "5.00" in table[2], table
+    assert f"left out, a run of seed 0 without forward_transfer, which another run of it has (counted: {whole}): " \
+           f"{lacking}" in table
+    assert table[-1] == "1 finished run(s) in 1 configuration(s)"
+
+
+def test_the_summary_csv_has_numeric_mean_and_std_columns_and_unix_line_endings(tmp_path):
+    for seed, final in enumerate([0.70, 0.90]):
+        write_run(tmp_path / "runs", f"a{seed}", seed, lr=0.1, final=final)
+    path = tmp_path / "summary.csv"
+    summarize([tmp_path / "runs"], csv_path=path)
+    raw = path.read_bytes()
+    assert b"\r" not in raw
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1
+    row = rows[0]
+    assert float(row["final_average_accuracy mean"]) == pytest.approx(80.0)
+    assert float(row["final_average_accuracy std"]) == pytest.approx(14.1421356, rel=1e-6)
+    assert row["seeds"] == "0 1" and "±" not in raw.decode()

@@ -396,7 +396,7 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "full"]  # no new run folder
 
     finished = sylvan("--resume", str(cut))  # nothing left to do
-    assert finished.returncode == 2 and "already finished all its 3 training stages" in finished.stderr
+    assert finished.returncode == 2 and "the run is complete" in finished.stderr
     assert "resuming" not in finished.stdout, "a finished run is not announced as resuming"
 
 

@@ -155,22 +155,13 @@ def test_global_generators_are_restored(tmp_path):
     assert setting.apply(method, resume=checkpoint).accuracy_matrix != restored
 
 
-def test_finished_run_is_not_resumed(tmp_path):
-    setting, method = build("naive")
-    tracker = Tracker(tmp_path, "done", {}, verbose=False)
-    setting.apply(method, tracker)
-    setting, method = build("naive")
-    with pytest.raises(ConfigurationError, match="already finished"):
-        setting.apply(method, resume=latest_checkpoint(tracker.run_dir))
-
-
 def test_checkpoint_of_another_method_is_refused(tmp_path):
     setting, method = build("naive")
     cut = InterruptingTracker(tmp_path, "cut", {}, verbose=False)
     with pytest.raises(Interrupted):
         setting.apply(method, cut)
     setting, method = build("ewc")
-    with pytest.raises(ConfigurationError, match="naive on class_incremental"):
+    with pytest.raises(ConfigurationError, match="does not fit the run: it is a checkpoint of naive on class_incremental"):
         setting.apply(method, resume=latest_checkpoint(cut.run_dir))
 
 
@@ -290,7 +281,7 @@ def test_checkpoint_that_no_longer_fits_the_configuration_is_refused(tmp_path, e
     options = {**tiny_options(setting_cls), "nb_tasks": 3, "seed": 5}
     setting = setting_cls(**{**options, **{k: v for k, v in edit.items() if k == "nb_tasks"}})
     method = METHODS["rehearsal"](**{k: v for k, v in edit.items() if k == "buffer_size"})
-    with pytest.raises(ConfigurationError, match="does not fit the run's configuration"):
+    with pytest.raises(ConfigurationError, match="does not fit the run: .*(was its config.yaml edited|does not load)"):
         setting.apply(method, resume=latest_checkpoint(cut.run_dir))
 
 
@@ -648,3 +639,33 @@ def test_state_saved_twice_under_one_key_is_refused():
 
     with pytest.raises(TypeError, match="named 'parts'"):
         NamedParts.declared_state()
+
+
+def test_a_checkpoint_of_another_stage_put_in_its_place_is_named_with_the_stage_to_resume_from(tmp_path):
+    run_dir = interrupted_run_folder(tmp_path, "cut")
+    run_experiment(*build("rehearsal"), RunOptions(results_dir=str(tmp_path), run_name="full"))
+    checkpoints = run_dir / "checkpoints"
+    (tmp_path / "full" / "checkpoints" / "after_stage_0.pt").replace(checkpoints / "after_stage_1.pt")  # swapped in
+    with pytest.raises(ConfigurationError) as refused:
+        cli_run(["--resume", str(run_dir)])
+    message = str(refused.value)
+    assert f"{checkpoints / 'after_stage_1.pt'} does not fit the run: it holds the checkpoint after stage 1, " \
+           "not after stage 2" in message
+    assert "to resume from the checkpoint after task 1, the latest before it" in message
+    assert "config.yaml edited" not in message
+
+
+def test_a_checkpoint_with_a_tensor_cut_short_names_the_tensor_and_its_shapes(tmp_path):
+    run_dir = interrupted_run_folder(tmp_path, "cut")
+    path = run_dir / "checkpoints" / "after_stage_0.pt"
+    state = torch.load(path, weights_only=False)
+    network = state["method"]["model"]
+    name = "model.features.1.weight"
+    network[name] = network[name][:-1]  # one row short
+    torch.save(state, path)
+    with pytest.raises(ConfigurationError) as refused:
+        cli_run(["--resume", str(run_dir)])
+    message = str(refused.value)
+    assert f"{path} does not fit the run: the method's state in it does not load" in message
+    assert name in message and "torch.Size([99, 64])" in message and "torch.Size([100, 64])" in message
+    assert "there is no earlier checkpoint to resume from: start the run again" in message

@@ -272,3 +272,26 @@ def test_loggers_that_cannot_log_are_refused_before_the_run_starts(tmp_path, log
     with pytest.raises((ConfigurationError, UnknownNameError), match=message):
         run_experiment(setting, Naive(), RunOptions(results_dir=str(tmp_path / "results"), loggers=loggers))
     assert not (tmp_path / "results").exists()
+
+
+def test_a_reinforcement_learning_runs_stage_log_gives_each_stage_its_last_logged_step(tmp_path):
+    """The training log of an RL run counts environment steps (an episode's row at the step it
+    ended): each stage's row in stages.csv is at the last of its stage's steps, as in the
+    supervised runs, not at 0."""
+    import csv
+
+    from sylvan.methods import METHODS
+    from sylvan.run.experiment import RunOptions, run_experiment
+    from sylvan.settings import IncrementalRLSetting
+    from tests.conftest import tiny_method
+
+    setting = IncrementalRLSetting(**tiny_options(IncrementalRLSetting, METHODS["dqn"]))
+    run_experiment(setting, tiny_method(METHODS["dqn"]), RunOptions(results_dir=str(tmp_path), run_name="rl"))
+    logs = tmp_path / "rl" / "logs"
+    with open(logs / "train.csv") as f:
+        steps = [int(float(row["step"])) for row in csv.DictReader(f)]
+    with open(logs / "stages.csv") as f:
+        stage_steps = [int(float(row["step"])) for row in csv.DictReader(f)]
+    per_task = setting.steps_per_task
+    assert stage_steps == [max(s for s in steps if s <= (stage + 1) * per_task) for stage in range(setting.nb_tasks)]
+    assert 0 < stage_steps[0] < stage_steps[1]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -85,10 +86,23 @@ def writing(path: Any) -> Iterator[None]:
         raise OutputNotWritten(path, "torch's writer could not write it to its end") from error
 
 
-def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> UnknownNameError:
-    """Build the error for an unknown `kind` called `name`, listing the valid names."""
+def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...], listed: str | None = None
+                 ) -> UnknownNameError:
+    """Build the error for an unknown `kind` called `name`: the closest valid names (a typo, a
+    name in other case) and the valid names, or `listed`, what to say of them instead."""
     kinds = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"  # "buffer policy": "buffer policies"
-    return UnknownNameError(f"unknown {kind} {name!r}; valid {kinds}: {', '.join(sorted(valid))}")
+    close = did_you_mean(str(name), valid)
+    listing = listed if listed is not None else f"valid {kinds}: {', '.join(sorted(valid))}"
+    return UnknownNameError(f"unknown {kind} {name!r}{close}; {listing}")
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """" (did you mean 'x'?)" for the valid names closest to `name` (the same in other case first,
+    then those difflib finds similar), or "" where none is."""
+    valid = list(valid)
+    same = [candidate for candidate in valid if candidate.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name.lower(), valid, n=1, cutoff=0.75)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def require_finite_numbers(options: Any) -> None:
@@ -98,8 +112,12 @@ def require_finite_numbers(options: Any) -> None:
     refused; no option of a setting or method means anything by it."""
     for field in dataclasses.fields(options):
         value = getattr(options, field.name, None)
-        if field.init and isinstance(value, float) and not math.isfinite(value):
+        if not field.init:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
             raise ConfigurationError(f"--{field.name} must be a finite number, got {value}")
+        if isinstance(value, (list, tuple)) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+            raise ConfigurationError(f"--{field.name} must hold finite numbers, got {' '.join(map(str, value))}")
 
 
 def require_at_least(options: Any, minimum: float, *names: str, strict: bool = False) -> None:

@@ -27,7 +27,7 @@ from simple_parsing import ArgumentParser
 from simple_parsing.help_formatter import SimpleHelpFormatter
 
 from sylvan.cli.process_exit import exit_process, leave_now
-from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError
+from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, SylvanError, did_you_mean
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.parallel.health import planned_workers, worker_rank, writes_run_folder
 from sylvan.registry import definition_site, is_builtin, option_class_problem
@@ -96,12 +96,19 @@ def load_plugins(plugins: Sequence[str], recorded_in: str | None = None) -> None
             sys.modules[spec.name] = module
             try:
                 spec.loader.exec_module(module)
+            except SystemExit as stop:  # nothing would be run, and the command would say nothing
+                sys.modules.pop(spec.name, None)
+                raise ConfigurationError(f"{origin} failed to load: it called sys.exit({stop.code!r}) at import; "
+                                         "a plugin defines classes, and leaves the command running") from None
             except Exception as error:  # the plugin's own code: where it failed, not sylvan's frames
                 sys.modules.pop(spec.name, None)
                 raise ConfigurationError(f"{origin} failed to load: {failure_site(error)}") from error
         else:
             try:
                 importlib.import_module(plugin)
+            except SystemExit as stop:
+                raise ConfigurationError(f"{origin} failed to load: it called sys.exit({stop.code!r}) at import; "
+                                         "a plugin defines classes, and leaves the command running") from None
             except Exception as error:
                 missing = isinstance(error, ModuleNotFoundError) and error.name is not None and (
                     plugin == error.name or plugin.startswith(error.name + ".")
@@ -433,10 +440,15 @@ def load_config(path: str | None, named_by: str = "--config_path") -> dict[str, 
     if not path:
         return {}
     try:
-        with open(path) as f:
-            config = yaml.safe_load(f) or {}
+        with open(path, encoding="utf-8") as f:
+            config = yaml.load(f, Loader=UniqueKeyLoader) or {}
     except OSError as error:
         raise ConfigurationError(f"{named_by} {path}: {error.strerror}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigurationError(f"{named_by} {path} is not a text file (byte {error.start} is not UTF-8); give a "
+                                 "YAML file, such as a run's config.yaml") from None
+    except DuplicateKey as error:
+        raise ConfigurationError(f"{named_by} {path}: {error}; give each option once") from None
     except yaml.YAMLError as error:
         raise ConfigurationError(f"{named_by} {path} is not valid YAML: {error}") from error
     if not isinstance(config, dict):
@@ -448,6 +460,24 @@ def load_config(path: str | None, named_by: str = "--config_path") -> dict[str, 
                 f"{named_by} {path}: {key} must be a name (sylvan --list shows them), not {config[key]!r}"
             )
     return config
+
+
+class DuplicateKey(yaml.YAMLError):
+    """A key given twice in one mapping of a configuration file (YAML would keep the last)."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives a key twice."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKey(f"{key!r} is given twice (lines {seen[key]} and {line})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 CONFIG_KEYS = ("setting", "method", "setting_options", "method_options", "run", "plugins")
@@ -468,6 +498,8 @@ def check_config_keys(config: dict[str, Any], path: str, named_by: str = "--conf
         ) if any(key in option_names(cls) for cls in classes)]
         if sections:
             hints.append(f"{key!r} is an option: put it under {' or '.join(sections)}")
+        elif did_you_mean(key, CONFIG_KEYS):
+            hints.append(f"{key!r}{did_you_mean(key, CONFIG_KEYS)}")
     raise ConfigurationError(
         f"{named_by} {path} has unknown keys {unknown}; a configuration holds "
         f"{', '.join(CONFIG_KEYS)} (the layout of a run's config.yaml)"

@@ -108,3 +108,79 @@ def test_a_file_that_cannot_be_written_is_named_and_the_finished_tasks_are_kept(
     if unwritten.endswith(".png"):
         assert '"complete": true' in (tmp_path / "r" / "results.json").read_text()
 
+
+
+@pytest.mark.parametrize("probabilities", [["nan", "0.5", "0.5"], ["0.5", "nan", "0.5"], ["0.5", "inf", "0.5"]])
+def test_a_list_of_floats_holding_nan_is_refused_as_a_single_float_is(tmp_path, capsys, probabilities):
+    err = refused(capsys, "--setting", "osaka", "--method", "naive", "--mode_probabilities", *probabilities,
+                  "--results_dir", str(tmp_path / "r"))
+    assert "--mode_probabilities must hold finite numbers, got" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_list_of_floats_holding_nan_in_a_config_file_is_refused(tmp_path, capsys):
+    config = tmp_path / "osaka.yaml"
+    config.write_text("setting: osaka\nmethod: naive\nsetting_options:\n  mode_probabilities: [.nan, 0.5, 0.5]\n")
+    err = refused(capsys, "--config_path", str(config), "--results_dir", str(tmp_path / "r"))
+    assert "--mode_probabilities must hold finite numbers, got" in err
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", bytes(range(256))])
+def test_a_config_file_that_is_not_text_is_refused(tmp_path, capsys, content):
+    config = tmp_path / "image.yaml"
+    config.write_bytes(content)
+    err = refused(capsys, "--config_path", str(config))
+    assert f"--config_path {config} is not a text file" in err and "UnicodeDecodeError" not in err
+
+
+def test_a_config_file_with_a_key_given_twice_is_refused_naming_it(tmp_path, capsys):
+    config = tmp_path / "twice.yaml"
+    config.write_text("setting: class_incremental\nmethod: naive\nmethod_options:\n  lr: 0.1\n  lr: 0.5\n")
+    err = refused(capsys, "--config_path", str(config), "--results_dir", str(tmp_path / "r"))
+    assert "'lr' is given twice (lines 4 and 5)" in err and str(config) in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("stream", ["mnist,,digits", "digits,", ",digits", " , "])
+def test_an_empty_dataset_name_in_a_stream_is_refused(tmp_path, capsys, stream):
+    err = refused(capsys, "--setting", "dataset_stream", "--method", "naive", "--stream", stream,
+                  "--results_dir", str(tmp_path / "r"))
+    assert f"--stream {stream!r}" in err and "empty" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_plugin_that_exits_at_import_is_a_message_and_a_non_zero_exit(tmp_path, capsys):
+    plugin = tmp_path / "leaving.py"
+    plugin.write_text("import sys\nsys.exit(0)\n")
+    err = refused(capsys, "--plugin", str(plugin), "--setting", "class_incremental", "--method", "naive",
+                  "--results_dir", str(tmp_path / "r"))
+    assert f"--plugin {plugin} failed to load: it called sys.exit(0) at import" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("argv", "suggestion"), [
+    (["--setting", "class_incremental", "--method", "rehersal"], "did you mean 'rehearsal'?"),
+    (["--setting", "class_incremantal", "--method", "naive"], "did you mean 'class_incremental'?"),
+    (["--setting", "dataset_stream", "--method", "naive", "--stream", "s_minus_ofline"],
+     "did you mean 's_minus_offline'?"),
+    (["--setting", "dataset_stream", "--method", "naive", "--stream", "S_MINUS_OFFLINE"],
+     "did you mean 's_minus_offline'?"),
+    (["--setting", "class_incremental", "--method", "naive", "--dataset", "mnst"], "did you mean 'mnist'?"),
+])
+def test_a_misspelled_name_gets_a_suggestion(tmp_path, capsys, argv, suggestion):
+    err = refused(capsys, *argv, "--results_dir", str(tmp_path / "r"))
+    assert suggestion in err
+
+
+def test_a_misspelled_stream_is_named_as_a_stream_with_the_streams_listed(tmp_path, capsys):
+    err = refused(capsys, "--setting", "dataset_stream", "--method", "naive", "--stream", "s_minus_ofline",
+                  "--results_dir", str(tmp_path / "r"))
+    assert "unknown stream or dataset 's_minus_ofline'" in err
+    assert "s_long_offline" in err and "mnist" in err
+
+
+def test_a_misspelled_config_key_gets_a_suggestion(tmp_path, capsys):
+    config = tmp_path / "typo.yaml"
+    config.write_text("setting: class_incremental\nmethod: naive\nmethod_option:\n  lr: 0.1\n")
+    err = refused(capsys, "--config_path", str(config))
+    assert "did you mean 'method_options'?" in err

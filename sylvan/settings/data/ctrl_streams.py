@@ -71,6 +71,11 @@ STREAMS = (*SHORT_STREAMS, "s_long")
 OFFLINE_SUFFIX = "_offline"
 
 
+def stream_names() -> list[str]:
+    """Every CTrL stream's name, each also in its offline version."""
+    return [variant for name in STREAMS for variant in (name, name + OFFLINE_SUFFIX)]
+
+
 def is_ctrl_stream(name: str) -> bool:
     """Whether `name` is one of the CTrL streams, in either version."""
     return name.removesuffix(OFFLINE_SUFFIX) in STREAMS

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sylvan.errors import ConfigurationError
-from sylvan.settings.data.datasets import get_dataset
+from sylvan.errors import ConfigurationError, unknown_name
+from sylvan.settings.data.datasets import DATASETS, get_dataset
 from sylvan.settings.data.streams import TaskData
 
 TRANSFORMATIONS = ("none", "rotate", "permute", "invert", "recolour")
@@ -53,10 +53,21 @@ class TaskPlan:
 
 def stream_datasets(names: str, option: str) -> list[str]:
     """The dataset names of a comma-separated list (`option`, for messages), each checked."""
-    datasets = [name.strip() for name in names.split(",") if name.strip()]
-    if not datasets:
-        raise ConfigurationError(f"--{option} names no dataset; give names separated by commas, such as mnist,digits")
+    datasets = [name.strip() for name in names.split(",")]
+    if not any(datasets):
+        raise ConfigurationError(f"--{option} {names!r} names no dataset (every name of the list is empty); give "
+                                 "names separated by commas, such as mnist,digits")
+    if not all(datasets):
+        empty = [str(k + 1) for k, name in enumerate(datasets) if not name]
+        raise ConfigurationError(f"--{option} {names!r}: name {' and '.join(empty)} of the list is empty (a comma "
+                                 "too many?); give names separated by single commas, such as mnist,digits")
     for name in datasets:
+        if option == "stream" and name not in DATASETS:
+            from sylvan.settings.data.ctrl_streams import stream_names
+
+            raise unknown_name("stream or dataset", name, [*stream_names(), *DATASETS],
+                               listed=f"the CTrL streams: {', '.join(stream_names())}; or datasets separated by "
+                                      f"commas, of: {', '.join(sorted(DATASETS))}")
         get_dataset(name)
     return datasets
 

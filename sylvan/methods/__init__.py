@@ -15,7 +15,8 @@ from sylvan.methods.clser import CLSER
 from sylvan.methods.co2l import Co2L
 from sylvan.methods.continual_maml import ContinualMAML
 from sylvan.methods.cope import CoPE
-from sylvan.methods.core.base import METHODS, Method, applicable_methods, check_applicable, get_method, joined_state
+from sylvan.methods.core.base import METHODS, Method, get_method, joined_state
+from sylvan.methods.core.pairing import applicable_methods, check_applicable
 from sylvan.methods.core.regularization import WeightRegularization
 from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch, SupervisedMethod

@@ -27,7 +27,7 @@ from typing import Any, Optional
 from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError, OutputNotWritten, RunInterrupted
 from sylvan.methods import Method
-from sylvan.methods.core.base import check_pair
+from sylvan.methods.core.pairing import check_pair
 from sylvan.parallel.health import planned_workers, writes_run_folder
 from sylvan.run.budget import refuse_over_budget_ahead
 from sylvan.run.checkpoints import checkpointed_stages

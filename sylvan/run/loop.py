@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sylvan.analysis.metrics import Results
 from sylvan.errors import RunFailedError
-from sylvan.methods.core.base import check_pair
+from sylvan.methods.core.pairing import check_pair
 from sylvan.run.accounting import TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext

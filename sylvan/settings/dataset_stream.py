@@ -16,9 +16,9 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
-from sylvan.errors import ConfigurationError, refuse_if_given
+from sylvan.errors import ConfigurationError, refuse_if_given, unknown_name
 from sylvan.settings.data import ctrl_streams, dataset_streams, streams
-from sylvan.settings.data.datasets import DatasetSpec, get_dataset
+from sylvan.settings.data.datasets import DATASETS, DatasetSpec, get_dataset
 from sylvan.settings.data.streams import TaskData
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
@@ -40,6 +40,12 @@ def planned_stream(stream: str | None, length: int | None, sources: str, seed: i
     if stream is not None and ctrl_streams.is_ctrl_stream(stream.strip()):
         return tuple(ctrl_streams.ctrl_plan(stream.strip()))
     if stream is not None:
+        for name in (name.strip() for name in stream.split(",")):
+            if name and name not in DATASETS:
+                streams_ = ctrl_streams.stream_names()
+                raise unknown_name("stream or dataset", name, [*streams_, *DATASETS],
+                                   listed=f"the CTrL streams: {', '.join(streams_)}; or datasets separated by commas, "
+                                          f"of: {', '.join(sorted(DATASETS))}")
         return tuple(dataset_streams.named_plan(stream))
     names = dataset_streams.stream_datasets(sources, "stream_sources")
     return tuple(dataset_streams.generated_plan(length or DEFAULT_LENGTH, names, seed))

@@ -7,7 +7,7 @@ import pytest
 
 import sylvan.run.loop as loop
 from sylvan.methods import get_method
-from sylvan.methods.core.base import applicable_methods
+from sylvan.methods.core.pairing import applicable_methods
 from sylvan.run.loop import Stages, StageWork
 from sylvan.settings import SETTINGS, get_setting
 

@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader
 
 from sylvan.errors import (
     ConfigurationError,
-    InapplicableMethodError,
     require_at_least,
     require_finite_numbers,
     require_in,
@@ -265,11 +264,6 @@ def get_method(name: str) -> type[Method]:
     return METHODS[name]
 
 
-def applicable_methods(setting: type[Setting]) -> list[str]:
-    """Names of the registered methods that apply to `setting`, sorted."""
-    return sorted(name for name, cls in METHODS.items() if cls.is_applicable(setting))
-
-
 def joined_state(state: dict[str, Any], **entries: Any) -> dict[str, Any]:
     """`state` (what a base's `state_dict` returned) with `entries` added, for a class that saves
     state of its own beside its bases'; a `TypeError` where an entry would replace a key a base
@@ -278,24 +272,3 @@ def joined_state(state: dict[str, Any], **entries: Any) -> dict[str, Any]:
     if clash:
         raise TypeError(f"two parts of the method's state would be saved under the same key: {', '.join(clash)}")
     return {**state, **entries}
-
-
-def check_pair(setting: Setting, method: Method) -> None:
-    """Every check of running `method` on `setting`, made before anything of the run is loaded
-    or written: the method applies to the setting (else the methods that do are listed), the
-    setting accepts the method (`Setting.check_method`), and the method the setting's
-    configuration (`Method.validate_for`). `run_experiment` and every run loop call it; it
-    changes nothing, so a second call costs only its time."""
-    check_applicable(type(method), type(setting))
-    setting.check_method(method)
-    method.validate_for(setting)
-
-
-def check_applicable(method: type[Method], setting: type[Setting]) -> None:
-    """Raise a clear error, listing what does apply, when `method` cannot run on `setting`."""
-    if not method.is_applicable(setting):
-        raise InapplicableMethodError(
-            f"method {method.name!r} targets the {method.target_setting.name!r} setting and "
-            f"does not apply to {setting.name!r}. Methods that apply to {setting.name!r}: "
-            f"{', '.join(applicable_methods(setting))}"
-        )

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sylvan.errors import ConfigurationError, unknown_name
-from sylvan.settings.data.datasets import DATASETS, get_dataset
+from sylvan.errors import ConfigurationError
+from sylvan.settings.data.datasets import get_dataset
 from sylvan.settings.data.streams import TaskData
 
 TRANSFORMATIONS = ("none", "rotate", "permute", "invert", "recolour")
@@ -62,12 +62,6 @@ def stream_datasets(names: str, option: str) -> list[str]:
         raise ConfigurationError(f"--{option} {names!r}: name {' and '.join(empty)} of the list is empty (a comma "
                                  "too many?); give names separated by single commas, such as mnist,digits")
     for name in datasets:
-        if option == "stream" and name not in DATASETS:
-            from sylvan.settings.data.ctrl_streams import stream_names
-
-            raise unknown_name("stream or dataset", name, [*stream_names(), *DATASETS],
-                               listed=f"the CTrL streams: {', '.join(stream_names())}; or datasets separated by "
-                                      f"commas, of: {', '.join(sorted(DATASETS))}")
         get_dataset(name)
     return datasets
 

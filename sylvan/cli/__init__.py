@@ -31,6 +31,7 @@ from sylvan.errors import ConfigurationError, RunFailedError, RunInterrupted, Sy
 from sylvan.methods import METHODS, Method, applicable_methods, check_applicable, get_method
 from sylvan.parallel.health import planned_workers, worker_rank, writes_run_folder
 from sylvan.registry import definition_site, is_builtin, option_class_problem
+from sylvan.run.budget import refuse_resuming_over_budget
 from sylvan.run.checkpoints import configuration_changes, latest_checkpoint, nothing_to_resume, run_is_complete
 from sylvan.run.experiment import RunOptions, open_tracker, run_config, run_experiment, run_to_the_end
 from sylvan.run.folder_lock import RunFolderLock
@@ -589,6 +590,8 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
     checkpoint = latest_checkpoint(run_dir, worker_rank(setting), planned_workers(setting))
     if run_is_complete(run_dir, checkpoint.stage):  # said before anything is restored or announced as resuming
         raise nothing_to_resume(run_dir)
+    refuse_resuming_over_budget(checkpoint.results, checkpoint.stage, getattr(setting, "memory_budget", None),
+                                method.name)
     damage = log_damage(run_dir, checkpoint.tracker_state or {}) if writes_run_folder(setting) else None
     if damage:
         raise ConfigurationError(damage)

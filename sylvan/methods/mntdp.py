@@ -74,6 +74,14 @@ class MNTDP(SupervisedMethod):
     def fresh_blocks(self) -> list[nn.Module]:
         return blocks_of(self.build_model())[1]
 
+    def least_growth(self) -> int:
+        """The bytes the pool gains at least by the end of the stream: a whole path of new
+        modules for the first task (`sylvan.run.budget.planned_memory`). Measured on modules
+        made without storage, so that no generator is drawn from."""
+        with torch.device("meta"):
+            blocks = self.fresh_blocks()
+        return sum(t.numel() * t.element_size() for block in blocks for t in [*block.parameters(), *block.buffers()])
+
     def reused(self, prior: int, depth: int) -> list[nn.Module]:
         """The first `depth` modules of task `prior`'s path."""
         return list(self.pool.path_network(prior).path[:depth]) if depth else []

@@ -67,7 +67,8 @@ def example_fields(method: Any, run: Any) -> dict[str, torch.Tensor]:
 
 def planned_memory(method: Any, run: Any) -> dict[str, int]:
     """What a freshly configured `method` will hold at least at the end of `run`'s stream, in
-    bytes: "held", what it holds now (its network, networks allocated up front), and "buffers",
+    bytes: "held", what it holds now (its network, networks allocated up front) and what it will
+    add at least as the stream goes (`least_growth()`, where it has one), and "buffers",
     the storage its empty rehearsal buffers allocate for their capacity when the first samples
     arrive. A lower bound: extras stored with the samples (logits, features) are not known
     before the first step."""
@@ -79,7 +80,9 @@ def planned_memory(method: Any, run: Any) -> dict[str, int]:
         fields = fields if fields is not None else example_fields(method, run)
         planned += buffer.planned_bytes(fields)
     held = memory_account(method)
-    return {"held": held["network"] + held["kept"], "buffers": planned}
+    growth = getattr(method, "least_growth", None)  # a network that grows as tasks come
+    grows = growth() if growth is not None else 0
+    return {"held": held["network"] + held["kept"] + grows, "buffers": planned}
 
 
 def refuse_over_budget(method: Any, run: Any, budget: int | None, planned: dict[str, int] | None = None) -> None:
@@ -100,20 +103,42 @@ def refuse_over_budget(method: Any, run: Any, budget: int | None, planned: dict[
     )
 
 
-def stop_over_budget(results: Any, stage: int, budget: int | None, method_name: str, tracker: Any = None) -> None:
-    """Raise `MemoryBudgetExceeded` where what the method held after `stage` (the last entry of
-    `results`' memory accounting) is more than `budget` bytes; the message says where the
-    results of the finished stages are (the run's folder, where `tracker` writes one)."""
-    if budget is None or not results.has_cost:
+def held_after_last_stage(results: Any) -> int | None:
+    """The bytes the method held after the last stage `results` record (None without a cost account)."""
+    if not results.has_cost or not results.network_bytes:
+        return None
+    return results.network_bytes[-1] + results.kept_bytes[-1]
+
+
+def stop_over_budget(results: Any, stage: int, nb_stages: int, budget: int | None, method_name: str,
+                     tracker: Any = None) -> None:
+    """Raise `MemoryBudgetExceeded` where what the method held after `stage` (of `nb_stages`;
+    the last entry of `results`' memory accounting) is more than `budget` bytes; the message
+    says where the results of the finished stages are (the run's folder, where `tracker` writes one)."""
+    held = held_after_last_stage(results)
+    if budget is None or held is None or held <= budget:
         return
-    held = results.network_bytes[-1] + results.kept_bytes[-1]
     where = f"in {tracker.run_dir}" if tracker is not None else "in the results returned so far"
-    if held > budget:
-        raise MemoryBudgetExceeded(
-            f"--memory_budget {budget:,}: {method_name} held {held:,} bytes after task {stage} (network "
-            f"{results.network_bytes[-1]:,}, kept beyond it {results.kept_bytes[-1]:,}), so the run stops; "
-            f"the results of the tasks finished so far are {where}"
-        )
+    raise MemoryBudgetExceeded(
+        f"--memory_budget {budget:,}: {method_name} held {held:,} bytes after stage {stage + 1} of {nb_stages} "
+        f"(network {results.network_bytes[-1]:,}, kept beyond it {results.kept_bytes[-1]:,}), so the run stops; "
+        f"the results of the stages finished so far are {where}"
+    )
+
+
+def refuse_resuming_over_budget(results: Any, stage: int, budget: int | None, method_name: str) -> None:
+    """Raise `ConfigurationError` where the run whose checkpoint after `stage` recorded `results`
+    was stopped by its `budget`: resumed, it would train one more stage and stop again, further
+    over it. The message gives the budget it would need at least."""
+    held = held_after_last_stage(results)
+    if budget is None or held is None or held <= budget:
+        return
+    raise ConfigurationError(
+        f"--resume: the run stopped over its --memory_budget {budget:,}: {method_name} held {held:,} bytes after "
+        f"stage {stage + 1}, and holds more with every stage; resumed, it would stop again. Its results so far "
+        f"are kept; to train further, start it again with --memory_budget of at least {held:,} bytes (more for "
+        "the stages to come)"
+    )
 
 
 def machine_memory(device: Any) -> int:

@@ -169,7 +169,7 @@ def _run(setting: Any, method: Any, stages: Stages, tracker: Any, resume: Any, c
         run.checkpointer.save(stage, method, results)
         if tracker is not None:
             tracker.on_stage_end(results, stage, nb_stages, stage + 1 if nb_stages == nb_tasks else nb_tasks)
-        stop_over_budget(results, stage, setting.memory_budget, method.name, tracker)
+        stop_over_budget(results, stage, nb_stages, setting.memory_budget, method.name, tracker)
     return results
 
 

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from sylvan.cli import main
+from sylvan.cli import run as cli_run
 from sylvan.errors import ConfigurationError
 from sylvan.methods import METHODS
 from sylvan.run.budget import MemoryBudgetExceeded, planned_memory
@@ -85,7 +86,7 @@ def test_a_run_that_ends_a_task_over_budget_stops_and_keeps_its_results(tmp_path
     method, run = configured("der", buffer_size=50)
     planned = planned_memory(method, run)
     budget = planned["held"] + planned["buffers"]  # not refused up front; exceeded by the logits
-    with pytest.raises(MemoryBudgetExceeded, match="after task 0") as stop:
+    with pytest.raises(MemoryBudgetExceeded, match="after stage 1 of 5") as stop:
         run_experiment(digits(memory_budget=budget), METHODS["der"](buffer_size=50),
                        RunOptions(results_dir=str(tmp_path), run_name="der"))
     assert str(tmp_path / "der") in str(stop.value)
@@ -130,6 +131,45 @@ def test_a_replay_memory_of_transitions_is_planned_and_bounded_on_rl_settings(tm
         run_experiment(setting_cls(**options, memory_budget=planned["held"] + planned["buffers"] - 1),
                        tiny_method(METHODS["dqn"]), RunOptions(results_dir=str(tmp_path / "runs")))
     assert not (tmp_path / "runs").exists()
-    # the optimizer's moments come with the first gradient step: over the budget after task 0
-    with pytest.raises(MemoryBudgetExceeded, match="after task 0"):
+    # the optimizer's moments come with the first gradient step: over the budget after the first stage
+    with pytest.raises(MemoryBudgetExceeded, match="after stage 1 of 2"):
         setting_cls(**options, memory_budget=planned["held"] + planned["buffers"]).apply(tiny_method(METHODS["dqn"]))
+
+
+def test_a_run_stopped_by_its_budget_is_refused_by_resume_with_the_budget_it_would_need(tmp_path):
+    """Resumed, such a run would train one more task and stop again, further over the budget."""
+    method, run = configured("der", buffer_size=50)
+    planned = planned_memory(method, run)
+    budget = planned["held"] + planned["buffers"]
+    with pytest.raises(MemoryBudgetExceeded) as stop:
+        run_experiment(digits(memory_budget=budget), METHODS["der"](buffer_size=50),
+                       RunOptions(results_dir=str(tmp_path), run_name="der"))
+    held = int(str(stop.value).split(" held ")[1].split(" bytes")[0].replace(",", ""))
+    written = (tmp_path / "der" / "results.json").read_text()
+    with pytest.raises(ConfigurationError) as refused:  # exit 2 from the command
+        cli_run(["--resume", str(tmp_path / "der")])
+    err = str(refused.value)
+    assert (f"the run stopped over its --memory_budget {budget:,}: der held {held:,} bytes after stage 1" in err
+            and f"at least {held:,}" in err), err
+    assert (tmp_path / "der" / "results.json").read_text() == written
+    assert sorted(p.name for p in (tmp_path / "der" / "checkpoints").iterdir()) == ["after_stage_0.pt"]
+
+
+def test_a_pool_of_modules_that_grows_by_a_path_per_task_is_planned_with_its_first_path(tmp_path):
+    """mntdp holds no module before its first task, and a whole path of them after it: a budget
+    below that path is refused before the run's folder is written, not found out after task 1;
+    planning it draws nothing from the run's generators."""
+    import torch
+
+    method, run = configured("mntdp", TaskIncrementalSetting)
+    before = torch.get_rng_state()
+    planned = planned_memory(method, run)
+    assert torch.equal(torch.get_rng_state(), before)
+    one_path = 4 * MLP_PARAMETERS
+    assert planned["held"] >= one_path
+    results = digits(TaskIncrementalSetting).apply(METHODS["mntdp"]())
+    assert planned["held"] + planned["buffers"] <= results.network_bytes[0] + results.kept_bytes[0]
+    with pytest.raises(ConfigurationError, match="mntdp would hold at least"):
+        run_experiment(digits(TaskIncrementalSetting, memory_budget=one_path - 1), METHODS["mntdp"](),
+                       RunOptions(results_dir=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists()

@@ -35,7 +35,7 @@ from sylvan.run.budget import refuse_resuming_over_budget
 from sylvan.run.checkpoints import configuration_changes, latest_checkpoint, nothing_to_resume, run_is_complete
 from sylvan.run.experiment import RunOptions, open_tracker, run_config, run_experiment, run_to_the_end
 from sylvan.run.folder_lock import RunFolderLock
-from sylvan.run.tracking import log_damage
+from sylvan.run.tracking import foreign_checkpoint, log_damage
 from sylvan.settings import SETTINGS, Setting, get_setting
 
 
@@ -481,7 +481,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-CONFIG_KEYS = ("setting", "method", "setting_options", "method_options", "run", "plugins")
+CONFIG_KEYS = ("setting", "method", "setting_options", "method_options", "run", "plugins", "plugin_code")
 """What a configuration file may hold at its top level: what a run's config.yaml records."""
 
 
@@ -592,7 +592,8 @@ def resume(run_dir: Path, plugins: Sequence[str] = ()) -> int:
         raise nothing_to_resume(run_dir)
     refuse_resuming_over_budget(checkpoint.results, checkpoint.stage, getattr(setting, "memory_budget", None),
                                 method.name)
-    damage = log_damage(run_dir, checkpoint.tracker_state or {}) if writes_run_folder(setting) else None
+    damage = (foreign_checkpoint(run_dir, checkpoint) or log_damage(run_dir, checkpoint.tracker_state or {})
+              if writes_run_folder(setting) else None)
     if damage:
         raise ConfigurationError(damage)
     config = run_config(setting, method, options, plugins)

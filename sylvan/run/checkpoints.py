@@ -280,4 +280,11 @@ def configuration_changes(recorded: dict[str, Any] | None, current: dict[str, An
         then, now = recorded.get(section) or {}, current.get(section) or {}
         changes += [f"--{name}: {then[name]!r} -> {now[name]!r}" for name in then
                     if name in now and name not in RESUME_NEUTRAL_OPTIONS and then[name] != now[name]]
+    then_code, now_code = recorded.get("plugin_code") or {}, current.get("plugin_code") or {}
+    for name, code in then_code.items():
+        new = now_code.get(name)
+        if new is None or new.get("sha256") != code.get("sha256"):
+            now_text = "sylvan's own" if new is None else f"{new.get('file')} (sha256 {str(new.get('sha256'))[:12]})"
+            changes.append(f"the code of the {name}: {code.get('file')} (sha256 {str(code.get('sha256'))[:12]}) -> "
+                           f"{now_text}; resume with --plugin giving the file the run started with")
     return changes

@@ -88,7 +88,32 @@ def run_config(setting: Setting, method: Method, options: RunOptions, plugins: S
     }
     if plugins:
         config["plugins"] = [plugin_reference(plugin) for plugin in plugins]
+    code = plugin_code(setting, method)
+    if code:
+        config["plugin_code"] = code
     return config
+
+
+def plugin_code(setting: Setting, method: Method) -> dict[str, dict[str, str]]:
+    """What identifies the code of the setting and the method where a plugin defines them (not
+    sylvan): the file of each class's module and the SHA-256 of its bytes, by "setting NAME" and
+    "method NAME". A resumed run whose plugin has other code under the same name is refused
+    (`sylvan.run.checkpoints.configuration_changes`); the same code from another place is not."""
+    import hashlib
+
+    code: dict[str, dict[str, str]] = {}
+    for kind, obj in (("setting", setting), ("method", method)):
+        module = sys.modules.get(type(obj).__module__)
+        name = getattr(module, "__name__", "")
+        file = getattr(module, "__file__", None)
+        if module is None or file is None or name == "sylvan" or name.startswith("sylvan."):
+            continue
+        try:
+            digest = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+        except OSError:
+            continue  # gone since it was imported: nothing to identify it by
+        code[f"{kind} {type(obj).name}"] = {"file": str(Path(file).resolve()), "sha256": digest}
+    return code
 
 
 def plugin_reference(plugin: str) -> str:

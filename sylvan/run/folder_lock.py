@@ -15,6 +15,7 @@ POSIX systems offer. Where `fcntl` does not exist (Windows), runs are not locked
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -49,16 +50,24 @@ class RunFolderLock:
             _HELD[self.path][1] += 1
             self.held = True
             return
-        lock_file = open(self.path, "a+")
+        try:
+            lock_file = open(self.path, "a+")
+        except OSError as error:  # a read-only mount, a run.lock that is a folder
+            why = f"{self.path} is a folder" if isinstance(error, IsADirectoryError) else error.strerror
+            raise ConfigurationError(
+                f"cannot write the run folder {self.path.parent} ({why}): a run writes its results, logs and "
+                f"checkpoints there, and {LOCK_FILE}, which keeps other processes out while it does; give a folder "
+                "that can be written (copy the run's folder elsewhere to resume it there)"
+            ) from None
         try:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock_file.seek(0)
-            holder = lock_file.read().strip() or "another process"
+            named = lock_file.read().strip()
             lock_file.close()
             raise ConfigurationError(
-                f"the run folder {self.path.parent} is in use by {holder}: one process at a time writes a run "
-                "folder. Wait for that process to end (or stop it), then try again"
+                f"the run folder {self.path.parent} is in use by {holder_of(named)}: one process at a time writes "
+                "a run folder. Wait for that process to end (or stop it), then try again"
             ) from None
         lock_file.seek(0)
         lock_file.truncate()
@@ -79,3 +88,27 @@ class RunFolderLock:
         if entry[1] == 0:
             del _HELD[self.path]
             entry[0].close()  # closing the file releases its flock
+
+
+def holder_of(named: str) -> str:
+    """Who holds a lock whose file names `named` (what its writer wrote: "process PID on HOST
+    (...)"): that process where it may still run; where it is known to have ended (a process of
+    this machine that no longer exists), a process it started, which shares its open lock file."""
+    if not named:
+        return "another process"
+    match = re.match(r"process (\d+) on (\S+)", named)
+    if match is None or match.group(2) != socket.gethostname() or process_exists(int(match.group(1))):
+        return named
+    return (f"a process started by the one {LOCK_FILE} names ({named}), which has ended: a process it started (a "
+            f"worker, a data loader) still holds the lock; `fuser {LOCK_FILE}` in the folder names it")
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process `pid` runs on this machine (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,7 +70,9 @@ class Tracker:
         if resume_dir is None:
             with open(self.run_dir / "config.yaml", "w") as f:
                 yaml.safe_dump(config, f, sort_keys=False)
-        record_provenance(self.run_dir, "started" if resume_dir is None else "resumed")
+        # what tells this run's checkpoints from another run's (kept in provenance.json and each checkpoint)
+        self.run_id = uuid.uuid4().hex if resume_dir is None else recorded_run_id(self.run_dir)
+        record_provenance(self.run_dir, "started" if resume_dir is None else "resumed", self.run_id)
         from sylvan.run.run_logger import RunLogger
 
         self._logger = RunLogger(self)
@@ -96,7 +99,7 @@ class Tracker:
     def state(self) -> dict[str, Any]:
         """Where the logs stand (kept in each checkpoint, for resuming): the next step's number
         and what the loggers keep (the CSV log's bytes, their SHA-256 and columns, its stages)."""
-        state: dict[str, Any] = {"next_step": max(self._logger.next_step, self.last_step + 1)}
+        state: dict[str, Any] = {"next_step": max(self._logger.next_step, self.last_step + 1), "run_id": self.run_id}
         for logger in self.destinations:
             state.update(logger.state())
         return state
@@ -203,19 +206,42 @@ def log_damage(run_dir: Path, state: dict[str, Any]) -> str | None:
     return recorded_log(run_dir, state)[1]
 
 
-def record_provenance(run_dir: Path, event: str) -> None:
+def record_provenance(run_dir: Path, event: str, run_id: str | None = None) -> None:
     """Add to the run's `provenance.json` what produced this part of the run: its start, or a
-    resumption (`sylvan.run.provenance`). Earlier entries are kept; a file that cannot be read (a
-    damaged one) is started again."""
+    resumption (`sylvan.run.provenance`), and the run's id. Earlier entries are kept; a file that
+    cannot be read (a damaged one) is started again."""
+    entry = provenance_entry(event)
+    if run_id is not None:
+        entry["run_id"] = run_id
+    write_json(run_dir / PROVENANCE_FILE, {"history": [*provenance_history(run_dir), entry]})
+
+
+def provenance_history(run_dir: Path) -> list[Any]:
+    """The entries of the run's `provenance.json` (none where it is missing or cannot be read)."""
     path = run_dir / PROVENANCE_FILE
-    history: list[Any] = []
-    if path.exists():
-        try:
-            recorded = json.loads(path.read_text()).get("history")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
-        history = recorded if isinstance(recorded, list) else []
-    write_json(path, {"history": [*history, provenance_entry(event)]})
+    try:
+        recorded = json.loads(path.read_text()).get("history")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return recorded if isinstance(recorded, list) else []
+
+
+def recorded_run_id(run_dir: Path) -> str | None:
+    """The id the run in `run_dir` got when it started (None for a run of an older version)."""
+    ids = [entry.get("run_id") for entry in provenance_history(run_dir) if isinstance(entry, dict)]
+    return next((run_id for run_id in ids if isinstance(run_id, str)), None)
+
+
+def foreign_checkpoint(run_dir: Path, checkpoint: Any) -> str | None:
+    """Why `checkpoint`, found in `run_dir`, is not the run's own: it was written by a run of
+    another id (copied from another run folder); None where it is (or where either predates ids)."""
+    written_by = (checkpoint.tracker_state or {}).get("run_id")
+    own = recorded_run_id(run_dir)
+    if written_by is None or own is None or written_by == own:
+        return None
+    return (f"--resume {run_dir}: {checkpoint.path} is a checkpoint of another run (run id {written_by}), not of the "
+            f"run in this folder (run id {own}, in its provenance.json): it was copied from another run's folder. "
+            "Put the run's own checkpoints back, or resume the other run from its own folder")
 
 
 def write_stage_costs(path: Path, results: Results) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import hashlib
 import os
 import re
 import shutil
@@ -820,3 +821,33 @@ def test_another_policys_option_on_the_command_line_says_which_policy_takes_it(t
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert ("--gss_compared is an option of the gss buffer policy: it takes effect with --buffer_policy gss"
             in out.stderr)
+
+
+def test_resuming_with_a_plugin_whose_code_differs_is_refused_naming_both_files(tmp_path):
+    """The method's name alone does not say which code a run trained with: a plugin of the same
+    name with other code would resume the run half one method and half another. The run records
+    each plugin class's file and the SHA-256 of its code; the same code from another place
+    resumes, other code is refused, naming both."""
+    (tmp_path / "plugins").mkdir()
+    original = (REPO / "examples" / "l2_anchor.py").read_text()
+    (tmp_path / "plugins" / "l2_anchor.py").write_text(original)
+    (tmp_path / "other.py").write_text(original + "\n\nANCHOR_SCALE = 2.0  # other code under the same name\n")
+    assert (tmp_path / "other.py").read_text() != original
+    out = sylvan("--plugin", "plugins/l2_anchor.py", "--setting", "class_incremental", "--method", "l2_anchor",
+                 *FAST, "--epochs", "1", "--results_dir", "res", "--run_name", "run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run_dir = tmp_path / "res" / "run"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    digest = hashlib.sha256(original.encode()).hexdigest()
+    assert config["plugin_code"] == {"method l2_anchor": {
+        "file": str((tmp_path / "plugins" / "l2_anchor.py").resolve()), "sha256": digest}}
+    (run_dir / "checkpoints" / "after_stage_1.pt").unlink()
+
+    other = sylvan("--resume", str(run_dir), "--plugin", str(tmp_path / "other.py"))
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "method l2_anchor" in other.stderr and str(tmp_path / "other.py") in other.stderr, other.stderr
+    assert str((tmp_path / "plugins" / "l2_anchor.py").resolve()) in other.stderr and digest[:12] in other.stderr
+
+    shutil.copy(tmp_path / "plugins" / "l2_anchor.py", tmp_path / "copy.py")  # the same code elsewhere
+    same = sylvan("--resume", str(run_dir), "--plugin", str(tmp_path / "copy.py"))
+    assert same.returncode == 0, same.stderr

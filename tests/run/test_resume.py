@@ -669,3 +669,69 @@ def test_a_checkpoint_with_a_tensor_cut_short_names_the_tensor_and_its_shapes(tm
     assert f"{path} does not fit the run: the method's state in it does not load" in message
     assert name in message and "torch.Size([99, 64])" in message and "torch.Size([100, 64])" in message
     assert "there is no earlier checkpoint to resume from: start the run again" in message
+
+
+def test_resuming_a_folder_that_cannot_be_written_is_a_message(tmp_path, monkeypatch):
+    """A read-only mount: the lock file cannot be opened for writing (as root, a folder's mode
+    alone does not stop writing, so the file system's answer is given here)."""
+    import errno
+
+    from sylvan.run import folder_lock
+
+    run_dir = interrupted_run_folder(tmp_path, "cut")
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(folder_lock, "open", read_only, raising=False)
+    with pytest.raises(ConfigurationError, match=f"cannot write the run folder {run_dir}.*Read-only file system"):
+        cli_run(["--resume", str(run_dir)])
+
+
+def test_a_run_lock_that_is_a_folder_is_a_message(tmp_path):
+    run_dir = interrupted_run_folder(tmp_path, "cut")
+    (run_dir / "run.lock").unlink()
+    (run_dir / "run.lock").mkdir()
+    with pytest.raises(ConfigurationError, match=f"cannot write the run folder {run_dir}.*run.lock is a folder"):
+        cli_run(["--resume", str(run_dir)])
+
+
+def test_a_lock_whose_named_process_has_ended_does_not_name_it_as_the_holder(tmp_path):
+    """The process run.lock names may be gone while another holds the lock (one it started, which
+    shares the open file): the message says so, instead of naming a process that is not there."""
+    import subprocess
+    import sys
+
+    run_dir = interrupted_run_folder(tmp_path, "cut")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    import socket
+
+    (run_dir / "run.lock").write_text(f"process {dead} on {socket.gethostname()} (sylvan --resume x)\n")
+    holder = subprocess.Popen(  # holds the lock without writing its name (as a child of the writer would)
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+         "fcntl.flock(f.fileno(), fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+         str(run_dir / "run.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigurationError) as refused:
+            cli_run(["--resume", str(run_dir)])
+    finally:
+        holder.kill()
+        holder.wait()
+    message = str(refused.value)
+    assert f"process {dead}" in message and "has ended" in message and "still holds" in message
+    assert f"in use by process {dead}" not in message
+
+
+def test_a_checkpoint_of_another_run_is_named_as_such(tmp_path):
+    """Copied from another run folder of the same configuration, a checkpoint was refused as if
+    the folder's train.csv had changed."""
+    run_dir = interrupted_run_folder(tmp_path, "cut")
+    other = interrupted_run_folder(tmp_path, "other")
+    (other / "checkpoints" / "after_stage_0.pt").replace(run_dir / "checkpoints" / "after_stage_0.pt")
+    with pytest.raises(ConfigurationError) as refused:
+        cli_run(["--resume", str(run_dir)])
+    message = str(refused.value)
+    assert f"{run_dir / 'checkpoints' / 'after_stage_0.pt'} is a checkpoint of another run" in message
+    assert "train.csv" not in message

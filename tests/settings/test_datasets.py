@@ -99,3 +99,24 @@ def test_random_cifar10_has_cifar10s_shape_size_labels_and_pipeline():
     tasks = ClassIncrementalSetting(dataset="random_cifar10", train_samples=200, nb_tasks=5,
                                     progress_bar=False).prepare_tasks()
     assert len(tasks) == 5 and tasks[0].x_train.shape[1:] == (3, 32, 32) and tasks[0].x_train.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_a_dataset_that_cannot_be_loaded_leaves_no_empty_folder_behind(tmp_path, monkeypatch, dataset):
+    """torchvision makes DIR/MNIST/raw before it downloads: a download that fails (no network, a
+    mistyped --data_dir) left empty folders; what existed before stays."""
+    import continuum.datasets
+
+    class FailingDownload:
+        def __init__(self, root, train=True, download=True, **options):
+            (tmp_path / "given" / "deeper" / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.delenv("SYLVAN_OFFLINE", raising=False)
+    for name in ("MNIST", "CIFAR10"):
+        monkeypatch.setattr(continuum.datasets, name, FailingDownload)
+    (tmp_path / "given").mkdir()
+    (tmp_path / "given" / "kept").mkdir()  # the user's, before the run
+    with pytest.raises(DataUnavailableError, match="could not be downloaded"):
+        get_dataset(dataset).load(str(tmp_path / "given" / "deeper"), None, 0)
+    assert sorted(p.name for p in (tmp_path / "given").iterdir()) == ["kept"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,34 @@ def _damaged(name: str, path: Path, problem: str) -> DataUnavailableError:
     )
 
 
+@contextmanager
+def no_empty_folders_left_on_failure(root: Path) -> Iterator[None]:
+    """Run the body, which may make `root` and folders under it (torchvision makes
+    `root/MNIST/raw` before it downloads); where it fails, remove the folders it made that are
+    still empty (those two levels deep under `root`, `root` itself and the folders above it that
+    did not exist), so that a failed load leaves the disk as it found it."""
+    made_above = []
+    folder = root
+    while not folder.exists() and folder != folder.parent:
+        made_above.append(folder)
+        folder = folder.parent
+    before = set(folders_below(root))
+    try:
+        yield
+    except BaseException:
+        for made in [*(f for f in folders_below(root) if f not in before), *made_above]:  # deepest first
+            with suppress(OSError):  # not empty, or gone: left as it is
+                made.rmdir()
+        raise
+
+
+def folders_below(root: Path) -> list[Path]:
+    """The folders one and two levels under `root`, the deeper first."""
+    if not root.is_dir():
+        return []
+    return [p for pattern in ("*/*", "*") for p in sorted(root.glob(pattern)) if p.is_dir() and not p.is_symlink()]
+
+
 def torchvision_loader(class_name: str, name: str, hint: str) -> Loader:
     """Loader for continuum's dataset `class_name`, which downloads through torchvision."""
 
@@ -55,11 +84,12 @@ def torchvision_loader(class_name: str, name: str, hint: str) -> Loader:
         root = Path(data_dir).expanduser()
         download = downloads_allowed()
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            return (
-                dataset_cls(str(root), train=True, download=download),
-                dataset_cls(str(root), train=False, download=download),
-            )
+            with no_empty_folders_left_on_failure(root):
+                root.mkdir(parents=True, exist_ok=True)
+                return (
+                    dataset_cls(str(root), train=True, download=download),
+                    dataset_cls(str(root), train=False, download=download),
+                )
         except (OSError, RuntimeError) as error:
             raise _unavailable(name, root, hint, download, error) from error
 
@@ -114,9 +144,10 @@ def image_files_loader(class_name: str, name: str, hint: str, required: tuple[st
         root = Path(data_dir).expanduser()
         download = downloads_allowed() and not all((root / path).exists() for path in required)
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            # continuum may print as it reads its file lists; its download progress is worth showing
-            with contextlib.nullcontext() if download else contextlib.redirect_stdout(io.StringIO()):
+            with no_empty_folders_left_on_failure(root), (
+                    # continuum may print as it reads its file lists; its download progress is worth showing
+                    contextlib.nullcontext() if download else contextlib.redirect_stdout(io.StringIO())):
+                root.mkdir(parents=True, exist_ok=True)
                 splits = (dataset_cls(str(root), train=True, download=download, **options),
                           dataset_cls(str(root), train=False, download=False, **options))
                 return tuple(
@@ -150,9 +181,10 @@ def omniglot_loader(name: str, hint: str) -> Loader:
                     raise FileNotFoundError(f"no {folders[0]} and {folders[1]}")
                 from torchvision.datasets import Omniglot
 
-                root.mkdir(parents=True, exist_ok=True)
-                for background in (True, False):
-                    Omniglot(str(root), background=background, download=True)
+                with no_empty_folders_left_on_failure(root):
+                    root.mkdir(parents=True, exist_ok=True)
+                    for background in (True, False):
+                        Omniglot(str(root), background=background, download=True)
             except (OSError, RuntimeError) as error:
                 raise _unavailable(name, root, hint, download, error) from error
         characters = [character for folder in folders for character in sorted(folder.glob("*/*"))

@@ -78,10 +78,10 @@ class OsakaSetting(OnlineSetting):
         for name, why in UNUSED.items():
             refuse_if_given(self, name, f"{why} on {self.name}")
         check_input_options(self, self.dataset_spec)
-        self.check_parallel_options()
-        if self.world_size > 1:
+        if self.world_size > 1:  # before the machine's cores are counted: no machine runs it on more than one
             raise ConfigurationError(f"{self.name}'s stream is one sequence, predicted and learned batch after "
                                      "batch: it runs in one process (--devices 1)")
+        self.check_parallel_options()
         self.check_memory_budget()
         require_in(self, 0, 1, "stationarity", high_open=True)
         probabilities = self.resolved_mode_probabilities

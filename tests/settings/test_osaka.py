@@ -241,3 +241,12 @@ def test_omniglot_missing_offline_is_named_with_where_its_files_go(tmp_path, mon
     monkeypatch.setenv("SYLVAN_OFFLINE", "1")
     with pytest.raises(DataUnavailableError, match="omniglot-py/"):
         get_dataset("omniglot").load(str(tmp_path), None, 0)
+
+
+def test_several_devices_are_refused_as_osaka_runs_in_one_process_whatever_the_cores(monkeypatch):
+    """On a machine of one core the core count spoke first, and the test above failed there."""
+    from sylvan.parallel import data_parallel
+
+    monkeypatch.setattr(data_parallel, "usable_cores", lambda: 1)
+    with pytest.raises(SylvanError, match="one process"):
+        OsakaSetting(devices=2, accelerator="cpu")

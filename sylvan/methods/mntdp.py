@@ -28,7 +28,7 @@ from sylvan.methods.core.learner import Learner
 from sylvan.methods.core.supervised import Batch, SupervisedMethod, dataset_rows, rows_dataset
 from sylvan.methods.parts.knn_transfer import HoldoutSplit, accuracy_among_classes, holdout_split, knn_accuracy
 from sylvan.methods.parts.workers import copied_from_owners, owns, sum_over_workers
-from sylvan.models.modular import ModulePool, PathNetwork, blocks_of
+from sylvan.models.modular import ModulePool, PathNetwork, blocks_of, bytes_when_made
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
@@ -75,12 +75,8 @@ class MNTDP(SupervisedMethod):
         return blocks_of(self.build_model())[1]
 
     def least_growth(self) -> int:
-        """The bytes the pool gains at least by the end of the stream: a whole path of new
-        modules for the first task (`sylvan.run.budget.planned_memory`). Measured on modules
-        made without storage, so that no generator is drawn from."""
-        with torch.device("meta"):
-            blocks = self.fresh_blocks()
-        return sum(t.numel() * t.element_size() for block in blocks for t in [*block.parameters(), *block.buffers()])
+        """The bytes the pool gains at least: a whole path for the first task (`planned_memory`)."""
+        return bytes_when_made(self.fresh_blocks)
 
     def reused(self, prior: int, depth: int) -> list[nn.Module]:
         """The first `depth` modules of task `prior`'s path."""

@@ -17,7 +17,7 @@ mode, whatever mode the network is put in), the others learn.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -193,3 +193,11 @@ class HardMixture(nn.Module):
         outputs = outputs_by_group(gated, lambda expert, rows: self.experts[expert](h[rows]))
         assert outputs is not None  # every sample goes to an expert
         return outputs
+
+
+def bytes_when_made(make: Callable[[], list[nn.Module]]) -> int:
+    """The bytes of the parameters and buffers of the modules `make()` returns, made on the meta
+    device (no storage, and no generator drawn from) to be measured before they exist."""
+    with torch.device("meta"):
+        modules = make()
+    return sum(t.numel() * t.element_size() for module in modules for t in [*module.parameters(), *module.buffers()])

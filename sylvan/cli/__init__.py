@@ -17,7 +17,7 @@ import sys
 import traceback
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -249,10 +249,27 @@ class HelpFormatter(SimpleHelpFormatter):
     """simple-parsing's help, less the "(default: ...)" it adds to an option whose help says its
     default in words already ("(default: no budget)", "default: an even split")."""
 
+    hidden: frozenset[str] = frozenset()  # the flags left out: the setting's unused options
+
     def _get_help_string(self, action: argparse.Action) -> str | None:
         if action.help and "default:" in action.help.lower():
             return action.help
         return super()._get_help_string(action)
+
+    def _shown(self, actions: Iterable[argparse.Action]) -> list[argparse.Action]:
+        return [action for action in actions if not set(action.option_strings) & self.hidden]
+
+    def add_usage(self, usage: Any, actions: Iterable[argparse.Action], groups: Any, prefix: Any = None) -> None:
+        super().add_usage(usage, self._shown(actions), groups, prefix)
+
+    def add_arguments(self, actions: Iterable[argparse.Action]) -> None:
+        super().add_arguments(self._shown(actions))
+
+
+def help_formatter(setting_cls: type[Setting]) -> type[HelpFormatter]:
+    """The help's formatter for `setting_cls`: its options that it has no use for are left out."""
+    hidden = frozenset(f"--{name}" for name in setting_cls.unused_options)
+    return type("SettingHelpFormatter", (HelpFormatter,), {"hidden": hidden})
 
 
 def build_parser(
@@ -265,7 +282,7 @@ def build_parser(
         prog="sylvan",
         description=f"{method_cls.name} on {setting_cls.name}. {(setting_cls.__doc__ or '').strip()}",
         add_dest_to_option_strings=False,
-        formatter_class=HelpFormatter,
+        formatter_class=help_formatter(setting_cls),
     )
     for name in ("--setting", "--method", "--config_path"):
         parser.add_argument(name, type=str, help=argparse.SUPPRESS)

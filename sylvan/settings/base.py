@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from sylvan.errors import ConfigurationError, require_finite_numbers, unknown_name
+from sylvan.errors import ConfigurationError, refuse_if_given, require_finite_numbers, unknown_name
 from sylvan.registry import register
 
 if TYPE_CHECKING:
@@ -61,6 +61,9 @@ class Setting:
     # what a method may read of the setting through its run, besides its fields and assumptions
     # (children add theirs: `method_facts`)
     facts: ClassVar[tuple[str, ...]] = ()
+    # fields inherited from a parent that this setting has no use for, each with why: refused where
+    # given (not at their defaults) and left out of --help
+    unused_options: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -82,6 +85,8 @@ class Setting:
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigurationError(f"--seed must be from 0 to {MAX_SEED} (NumPy's generators take 32 bits), "
                                      f"got {self.seed}")
+        for name, why in self.unused_options.items():
+            refuse_if_given(self, name, f"{why} on {self.name}")
 
     def apply(self, method: Any, tracker: Any = None, resume: Any = None, callbacks: Sequence[Any] = (),
               stages: Any = None) -> Results:

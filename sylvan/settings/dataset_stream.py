@@ -16,7 +16,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
-from sylvan.errors import ConfigurationError, refuse_if_given, unknown_name
+from sylvan.errors import ConfigurationError, unknown_name
 from sylvan.settings.data import ctrl_streams, dataset_streams, streams
 from sylvan.settings.data.datasets import DATASETS, DatasetSpec, get_dataset
 from sylvan.settings.data.streams import TaskData
@@ -76,6 +76,12 @@ class DatasetStreamSetting(TaskIncrementalSetting):
     learnt minus that of the same method trained on it alone."""
 
     name: ClassVar[str] = "dataset_stream"
+    unused_options: ClassVar[dict[str, str]] = {
+        "dataset": "the stream's datasets are --stream or --stream_sources",
+        "initial_classes": "each task of a stream has classes of its own",
+        "class_order": "each task of a stream has classes of its own",
+        "random_class_order": "each task of a stream has classes of its own",
+    }
     past_data_available: ClassVar[bool] = True
     evaluates_seen_tasks_only: ClassVar[bool] = True
 
@@ -105,11 +111,6 @@ class DatasetStreamSetting(TaskIncrementalSetting):
                 f"starts, and the network gets an output per class of every task), got {self.stream_length}")
         if self.image_size is not None and self.image_size < 1:
             raise ConfigurationError(f"--image_size must be >= 1, got {self.image_size}")
-        for name, why in (("dataset", "the stream's datasets are --stream or --stream_sources"),
-                          ("initial_classes", "each task of a stream has classes of its own"),
-                          ("class_order", "each task of a stream has classes of its own"),
-                          ("random_class_order", "each task of a stream has classes of its own")):
-            refuse_if_given(self, name, why)
         full = len(self.full_plan())
         if self.only_task is not None and not 0 <= self.only_task < full:
             raise ConfigurationError(f"--only_task must be a task of the stream, from 0 to {full - 1}, "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 
 import numpy as np
 
-from sylvan.errors import ConfigurationError, refuse_if_given, require_in, unknown_name
+from sylvan.errors import ConfigurationError, require_in, unknown_name
 from sylvan.settings.base import Setting, check_accelerator, check_precision
 from sylvan.settings.data.checks import check_input_options
 from sylvan.settings.data.datasets import DatasetSpec, get_dataset
@@ -30,7 +30,7 @@ PAPER_MODE_PROBABILITIES = (0.5, 0.25, 0.25)  # the paper's Omniglot stream: pre
 MAX_STEPS = 1_000_000  # stream steps and pre-training tasks: each planned before the run starts
 
 # the online stream's options that a stream of contexts does not use, and why
-UNUSED = {
+UNUSED_OPTIONS = {
     "nb_tasks": "the stream's columns are its three modes",
     "initial_classes": "each context draws its classes from its mode's pool",
     "class_order": "each context draws its classes from its mode's pool",
@@ -52,6 +52,7 @@ class OsakaSetting(OnlineSetting):
 
     name: ClassVar[str] = "osaka"
     pretraining_phase: ClassVar[bool] = True
+    unused_options: ClassVar[dict[str, str]] = UNUSED_OPTIONS
 
     # the pools of the three modes: digits (digits 0-4, then 5-9, then the synthetic classes:
     # nothing to read), mnist (MNIST 0-4, then 5-9, then the 8x8 digits at 28x28) or omniglot (the
@@ -75,8 +76,6 @@ class OsakaSetting(OnlineSetting):
             raise unknown_name("OSAKA dataset", self.dataset, list(POOLS))
         check_accelerator(self.accelerator)
         check_precision(self.precision, self.accelerator)
-        for name, why in UNUSED.items():
-            refuse_if_given(self, name, f"{why} on {self.name}")
         check_input_options(self, self.dataset_spec)
         if self.world_size > 1:  # before the machine's cores are counted: no machine runs it on more than one
             raise ConfigurationError(f"{self.name}'s stream is one sequence, predicted and learned batch after "

@@ -555,12 +555,14 @@ def test_a_config_file_key_outside_the_run_layout_is_refused(tmp_path, keys, mes
 
 
 def test_a_run_config_holds_only_the_keys_a_config_file_may_have():
-    from sylvan.cli import CONFIG_KEYS
-    from sylvan.methods import Rehearsal
+    from sylvan.cli import CONFIG_KEYS, load_plugins
+    from sylvan.methods import METHODS
     from sylvan.run.experiment import RunOptions, run_config
     from sylvan.settings import ClassIncrementalSetting
 
-    recorded = run_config(ClassIncrementalSetting(), Rehearsal(), RunOptions(), plugins=["examples/l2_anchor.py"])
+    load_plugins([str(REPO / "examples" / "l2_anchor.py")])
+    recorded = run_config(ClassIncrementalSetting(), METHODS["l2_anchor"](), RunOptions(),
+                          plugins=["examples/l2_anchor.py"])
     assert set(recorded) == set(CONFIG_KEYS)
 
 
@@ -851,3 +853,24 @@ def test_resuming_with_a_plugin_whose_code_differs_is_refused_naming_both_files(
     shutil.copy(tmp_path / "plugins" / "l2_anchor.py", tmp_path / "copy.py")  # the same code elsewhere
     same = sylvan("--resume", str(run_dir), "--plugin", str(tmp_path / "copy.py"))
     assert same.returncode == 0, same.stderr
+
+
+@pytest.mark.parametrize(("setting", "hidden", "shown"), [
+    ("osaka", ["--batch_size", "--blurry", "--initial_classes", "--class_order", "--random_class_order",
+               "--train_samples", "--validation_fraction", "--image_cache", "--nb_tasks"],
+     ["--n_ways", "--stationarity", "--dataset", "--seed"]),
+    ("dataset_stream", ["--dataset", "--initial_classes", "--class_order", "--random_class_order"],
+     ["--stream", "--nb_tasks", "--batch_size"]),
+])
+def test_help_shows_only_the_options_that_apply(capsys, setting, hidden, shown):
+    """A setting's options that it refuses (inherited fields it has no use for) are left out of
+    its --help, usage line included; they are still refused, with why, where given."""
+    from sylvan.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--setting", setting, "--method", "naive", "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    flags = set(re.findall(r"--\w+", out))
+    assert not flags & set(hidden), sorted(flags & set(hidden))
+    assert set(shown) <= flags

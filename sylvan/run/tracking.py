@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Sequence
@@ -87,8 +88,9 @@ class Tracker:
                                          run_id=recorded_wandb_run_id(self.run_dir) if resume_dir else None,
                                          group=wandb_group)
             write_json(self.run_dir / WANDB_RUN_FILE, {"id": self.wandb_run.id})
-            # the W&B run keeps what produced it beside its configuration, each resumption included
-            self.wandb_run.save(str(self.run_dir / PROVENANCE_FILE), base_path=str(self.run_dir), policy="now")
+            # the W&B run keeps what produced it beside its configuration, each resumption included: a
+            # copy in its files, uploaded with them (wandb.save would link it, and warn that it did)
+            shutil.copyfile(self.run_dir / PROVENANCE_FILE, Path(self.wandb_run.dir) / PROVENANCE_FILE)
             self.destinations.append(WandbLogger(self.wandb_run))
 
     @property
@@ -197,6 +199,9 @@ class Tracker:
         for logger in self.destinations:
             logger.log_summary(summary, plots)
             logger.close()
+        if self.verbose and self.wandb_run is not None and self.wandb_run.offline:
+            print(f"[sylvan] logged to Weights & Biases offline; upload it with: wandb sync "
+                  f"{Path(self.wandb_run.dir).parent}", flush=True)
         self.write_results(results)
 
 

@@ -168,10 +168,13 @@ class FakeWandbRun:
     """What a W&B run is told, without W&B."""
 
     id = "fake"
+    offline = False
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path) -> None:
         self.logged: list[dict] = []
         self.summary: dict = {}
+        self.dir = str(folder)  # where the run's files go
+        folder.mkdir(parents=True, exist_ok=True)
 
     def log(self, row, step=None):
         self.logged.append(dict(row))
@@ -215,7 +218,7 @@ def test_every_logger_gets_the_same_metrics(tmp_path, monkeypatch):
     from sylvan.run import tracking
     from sylvan.run.experiment import RunOptions, run_experiment
 
-    wandb_run = FakeWandbRun()
+    wandb_run = FakeWandbRun(tmp_path / "wandb_files")
     monkeypatch.setattr(tracking, "start_wandb", lambda *args, **kwargs: wandb_run)
     setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "batch_size": 4})
     options = RunOptions(results_dir=str(tmp_path), run_name="all", loggers=["csv", "tensorboard", "wandb"],
@@ -295,3 +298,26 @@ def test_a_reinforcement_learning_runs_stage_log_gives_each_stage_its_last_logge
     per_task = setting.steps_per_task
     assert stage_steps == [max(s for s in steps if s <= (stage + 1) * per_task) for stage in range(setting.nb_tasks)]
     assert 0 < stage_steps[0] < stage_steps[1]
+
+
+def test_an_offline_wandb_run_says_so_once_with_its_sync_command_and_nothing_else_of_wandb(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["HOME"] = str(tmp_path)  # no credentials: offline
+    done = subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), "--setting", "class_incremental", "--method", "naive",
+         "--dataset", "synthetic", "--train_samples", "100", "--nb_tasks", "2", "--progress_bar", "false",
+         "--wandb_project", "proj", "--results_dir", str(tmp_path / "r"), "--run_name", "run"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    (offline,) = (tmp_path / "r" / "run" / "wandb").glob("offline-run-*")
+    lines = [line for line in output.splitlines() if "W&B" in line or "Weights & Biases" in line
+             or line.lower().startswith("wandb")]
+    assert lines == [f"[sylvan] logged to Weights & Biases offline; upload it with: wandb sync {offline}"], lines
+    assert (offline / "files" / "provenance.json").is_file()

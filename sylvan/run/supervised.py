@@ -69,7 +69,14 @@ class TaskStages(Stages):
         if parallel is None:
             train()
             return 0.0
-        parallel.timed_stage(train)
+
+        def joined_then_trained() -> None:
+            # the workers joined before the method trains: a stage that shares jobs out asks each
+            # worker's rank first (a resumed run's first stage comes before any fit has launched them)
+            run.engine.launch()
+            train()
+
+        parallel.timed_stage(joined_then_trained)
         if parallel.channel is not None:
             parallel.channel.wait()
         if run.online_meter is not None:

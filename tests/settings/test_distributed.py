@@ -601,3 +601,25 @@ def test_a_stopped_run_resumes_as_if_never_stopped(tmp_path, method):
     assert whole.returncode == 0, whole.stderr
     assert (stopped / "results.json").read_text() == (tmp_path / "whole" / "results.json").read_text()
     assert (stopped / "logs" / "train.csv").read_text() == (tmp_path / "whole" / "logs" / "train.csv").read_text()
+
+
+@pytest.mark.slow
+def test_a_resumed_two_worker_run_of_experts_records_the_uninterrupted_runs_cost(tmp_path):
+    """hard_moe shares its experts out among the workers (`owns(job)`): resumed, the first stage
+    asked which jobs were this worker's before the workers had joined, and each trained every
+    expert of that stage (the owners' weights then overwrote the copies, so accuracies agreed,
+    the training FLOPs did not)."""
+    import shutil
+
+    common = ["--setting", "class_incremental", "--method", "hard_moe", "--devices", "2", "--accelerator", "cpu",
+              "--epochs", "1", "--seed", "8", "--progress_bar", "false", "--results_dir", str(tmp_path)]
+    full = sylvan(*common, "--run_name", "full")
+    assert full.returncode == 0, full.stderr
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")
+    for stale in (tmp_path / "cut" / "checkpoints").glob("after_stage_[234]*"):
+        stale.unlink()
+    resumed = sylvan("--resume", str(tmp_path / "cut"))
+    assert resumed.returncode == 0, resumed.stderr
+    whole, cut = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("full", "cut"))
+    assert cut["accuracy_matrix"] == whole["accuracy_matrix"]
+    assert cut["cost"] == whole["cost"]

@@ -120,3 +120,44 @@ def test_each_regularization_method_weighs_its_penalty_with_its_own_flag(method_
     method = configured(method_cls(**{strength: 3.5}))
     assert method.penalty_strength == 3.5
     method_cls.check_resumable()
+
+
+@pytest.mark.parametrize("method_name", ["ewc", "mas", "si", "rwalk"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_an_sgd_step_on_the_penalty_never_overshoots_the_anchor_whatever_the_importance(method_name, momentum):
+    """An importance beyond 1 / (2 lr lambda) made the penalty's SGD step overshoot the anchor by
+    more than it started from (|1 - 2 lr lambda Omega| > 1): the weight oscillated away from it
+    until training diverged (ewc at its defaults on the CTrL streams). However large the
+    importance, the penalty alone brings every weight back toward its anchor."""
+    from sylvan.methods import METHODS
+    from sylvan.run.context import RunContext
+    from sylvan.settings import ClassIncrementalSetting
+
+    method = METHODS[method_name](momentum=momentum)
+    method.configure(RunContext.standalone(ClassIncrementalSetting(dataset="digits", nb_tasks=5)))
+    model = method.model
+    method.anchor = {name: w.detach().clone() for name, w in model.named_parameters()}
+    method.importance = {name: torch.full_like(w, 1e6) for name, w in model.named_parameters()}
+    with torch.no_grad():
+        for w in model.parameters():
+            w.add_(0.01)
+    optimizer = torch.optim.SGD(model.parameters(), lr=method.lr, momentum=momentum)
+    before = max(float((w - method.anchor[n]).abs().max()) for n, w in model.named_parameters())
+    for _ in range(50):
+        optimizer.zero_grad()
+        (method.penalty_strength * method.penalty()).backward()
+        optimizer.step()
+    after = max(float((w - method.anchor[n]).abs().max()) for n, w in model.named_parameters())
+    assert after < before
+
+
+def test_ewc_at_its_defaults_learns_the_offline_ctrl_stream_it_diverged_on(mnist_root):
+    """S_in, seed 2, 3 epochs per task, batch 32 (the modular benchmark's protocol): training
+    diverged at the third task."""
+    from sylvan.methods import METHODS
+    from sylvan.settings import DatasetStreamSetting
+
+    setting = DatasetStreamSetting(stream="s_in_offline", data_dir=str(mnist_root), epochs=3, batch_size=32, seed=2,
+                                   progress_bar=False, forward_transfer=False)
+    results = setting.apply(METHODS["ewc"]())
+    assert results.complete and results.final_average_accuracy > 0.3

@@ -5,7 +5,8 @@ cross-entropy of every step once a task has ended.
 A method of this family subclasses `WeightRegularization`, says how strong the penalty is
 (`penalty_strength`, its own flag) and how a finished task's importance is measured, and hands
 that to `consolidate` at the task's end; the base keeps the importance and the anchor, computes
-the penalty and the loss, and saves both in checkpoints.
+the penalty and the loss, and saves both in checkpoints. Under SGD, an importance is taken as at
+most what a step of the run's learning rate stays stable with (`stable_importance`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ def on_device_of(tensors: dict[str, torch.Tensor], name: str, like: torch.Tensor
 
 
 def weighted_squared_distance(
-    model: nn.Module, importance: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]
+    model: nn.Module, importance: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor], most: float | None = None
 ) -> torch.Tensor:
-    """sum_i importance_i * (w_i - anchor_i)^2 over the parameters of `model`."""
+    """sum_i importance_i * (w_i - anchor_i)^2 over the parameters of `model`, each importance
+    taken as at most `most` where given."""
     total = torch.zeros((), device=next(model.parameters()).device)
     for name, weight in model.named_parameters():
         distance = (weight - on_device_of(anchor, name, weight)).pow(2)
-        total = total + (on_device_of(importance, name, weight) * distance).sum()
+        weights = on_device_of(importance, name, weight)
+        total = total + ((weights if most is None else weights.clamp(max=most)) * distance).sum()
     return total
 
 
@@ -63,10 +66,24 @@ class WeightRegularization(SupervisedMethod):
         return {name: weight.detach().clone() for name, weight in self.model.named_parameters()}
 
     def penalty(self) -> torch.Tensor:
-        """sum_i Omega_i (w_i - w*_i)^2 over every parameter (0 before the first consolidation)."""
+        """sum_i Omega_i (w_i - w*_i)^2 over every parameter (0 before the first consolidation),
+        each Omega_i at most `stable_importance()`."""
         if self.importance is None or self.anchor is None:
             return torch.zeros(())
-        return weighted_squared_distance(self.model, self.importance, self.anchor)
+        return weighted_squared_distance(self.model, self.importance, self.anchor, self.stable_importance())
+
+    def stable_importance(self) -> float | None:
+        """The largest importance an SGD step on the penalty stays stable with. The penalty's
+        curvature in w_i is 2 lambda Omega_i, and a step of learning rate lr multiplies the distance
+        to the anchor by 1 - 2 lr lambda Omega_i: beyond Omega_i = 1 / (lr lambda) the weight swings
+        across the anchor farther each step, until training diverges (`ewc` at its Seq-MNIST
+        strength on the CTrL streams, whose larger inputs give a Fisher ten times Seq-MNIST's). At
+        1 / (2 lr lambda) a step lands on the anchor (critical damping, stable with any momentum
+        below 1): the most a discrete step can hold a weight there, so larger importances are
+        taken as that. None under Adam, whose steps are bounded by lr whatever the curvature."""
+        if self.optimizer != "sgd" or self.penalty_strength <= 0 or self.current_lr <= 0:
+            return None
+        return 1.0 / (2.0 * self.current_lr * self.penalty_strength)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         loss = F.cross_entropy(self.learner(batch.x), batch.y)

@@ -1,9 +1,10 @@
-"""The datasets generated in memory, which need no download: `digits` (scikit-learn's 8x8
-digits), `synthetic` (Gaussian class clusters) and `random_cifar10` (random images of CIFAR-10's
-shape, size and labels)."""
+"""The datasets made in memory, which need no download: `digits` (scikit-learn's 8x8 digits,
+shipped with sylvan), `synthetic` (Gaussian class clusters) and `random_cifar10` (random images of
+CIFAR-10's shape, size and labels)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,16 +13,20 @@ if TYPE_CHECKING:
     from continuum.datasets import InMemoryDataset
 
 
-def digits_splits(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
-    from continuum.datasets import InMemoryDataset
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+DIGITS_FILE = Path(__file__).with_name("digits.npz")
 
-    digits = load_digits()
-    images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)  # 0..16 -> 0..255 grey levels
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, digits.target, test_size=0.2, random_state=0, stratify=digits.target
-    )
+
+def digits_splits(data_dir: str, size: int | None, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """scikit-learn's 1,797 digits (`load_digits`; UCI's optical digits, 8x8, grey levels 0..16
+    scaled to 0..255), split as `train_test_split(images, target, test_size=0.2, random_state=0,
+    stratify=target)` splits them: 1,437 training and 360 test images, shipped as `digits.npz`
+    (48 kB) so that a default run imports neither scikit-learn nor what it imports (pandas, pyarrow,
+    scipy). `tests/settings/test_datasets.py` holds the file equal to scikit-learn's split."""
+    from continuum.datasets import InMemoryDataset
+
+    with np.load(DIGITS_FILE) as arrays:
+        x_train, x_test = arrays["x_train"], arrays["x_test"]
+        y_train, y_test = arrays["y_train"].astype(np.int64), arrays["y_test"].astype(np.int64)
     return InMemoryDataset(x_train, y_train), InMemoryDataset(x_test, y_test, train=False)
 
 

@@ -1,16 +1,15 @@
 """`hard_moe`: a hard mixture of experts in a stream (Gross, Ranzato, Szlam, "Hard Mixtures of Experts
 for Large Scale Weakly Supervised Vision", CVPR 2017). The network trained on the first task is the
 trunk; the gater is k-means over the trunk's features (the output of all its modules but the
-classifier), each input going to its nearest prototype; each cluster's shard trains its own
-expert, a copy of the trunk network (or of its last `--expert_modules` modules, over the output of
-the others, frozen and shared: the paper's experts over a trunk), independently of the others
-(with several workers, shared out among them, each trained whole by one, then copied to all); at
-test time one expert runs per input (`sylvan.models.modular.HardMixture`). Later tasks are routed
-by the gater: samples farther from every prototype than `--new_cluster_distance` times the first
-mean distance open new clusters (k-means), each with an expert copied from the trunk; prototypes
-follow their samples' running mean; a shard past `--split_factor` times the first mean shard
-splits in two (2-means over its task's samples; the new expert a copy). Needs no task labels but
-several passes over a task (the trunk, then the experts): it targets class-incremental learning."""
+classifier), each input going to its nearest prototype; each cluster's shard trains its own expert,
+a copy of the trunk network (or of its last `--expert_modules` modules, over the others' output,
+frozen and shared: the paper's experts over a trunk), independently of the others (with several
+workers, each trained whole by one, then copied to all); at test time one expert runs per input
+(`sylvan.models.modular.HardMixture`). Later tasks are routed by the gater: samples farther from
+every prototype than `--new_cluster_distance` times the first mean distance open new clusters
+(k-means), each with an expert copied from the trunk; prototypes follow their samples' running mean;
+a shard past `--split_factor` times the first mean shard splits in two (2-means; the new expert a
+copy). Needs no task labels but several passes over a task: it targets class-incremental learning."""
 
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from sylvan.methods.core.learner import Learner
 from sylvan.methods.core.supervised import SupervisedMethod, dataset_rows, evaluating, rows_dataset
 from sylvan.methods.parts.workers import copied_from_owners, owns
+from sylvan.methods.parts.worse_undone import undone_where_worse
 from sylvan.models.kmeans import kmeans, nearest, running_means
 from sylvan.models.modular import HardMixture
 from sylvan.settings.base import Setting
@@ -69,7 +69,7 @@ class HardMoE(SupervisedMethod):
     mixture = property(lambda self: self.learner.model, doc="The trunk, gater and experts (`HardMixture`).")
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
-        dataset, mixture = train_data.dataset, self.mixture
+        dataset, mixture, batch = train_data.dataset, self.mixture, train_data.batch_size
         generator = torch.Generator().manual_seed(self.run.seed * 1000 + GATER_SEED + len(self.shard_sizes))
         if not len(mixture.experts):  # the first task: the trunk network, then its gater
             super().fit(train_data, val_data)
@@ -85,10 +85,11 @@ class HardMoE(SupervisedMethod):
         trained = self.split_full_shards(features, gated, generator)
         jobs = [expert for expert in range(len(mixture.experts)) if bool((trained == expert).any())]
         for job, expert in enumerate(jobs):  # independent fits, shared out among the workers
-            if owns(job):
-                shard = rows_dataset(dataset, torch.nonzero(trained == expert).flatten().cpu())
-                loader = self.run.loader(shard, train_data.batch_size, seed_offset=10_000 + expert)
-                self.train_apart(mixture.expert_network(expert), loader)
+            if owns(job):  # an expert its shard leaves worse there is put back as it started (`worse_undone`)
+                rows = torch.nonzero(trained == expert).flatten().cpu()
+                network, shard = mixture.expert_network(expert), rows_dataset(dataset, rows)
+                with undone_where_worse(mixture.experts[expert], network, *dataset_rows(dataset, rows)[:2]):
+                    self.train_apart(network, self.run.loader(shard, batch, seed_offset=10_000 + expert))
         copied_from_owners([mixture.experts[expert] for expert in jobs])
 
     def add_experts(self, count: int) -> None:
@@ -101,8 +102,7 @@ class HardMoE(SupervisedMethod):
         features = []
         with evaluating(self.mixture):
             for rows in torch.arange(len(dataset)).split(FEATURE_ROWS):
-                x = dataset_rows(dataset, rows)[0].to(self.run.device)
-                features.append(self.mixture.routed_inputs(x)[1])
+                features.append(self.mixture.routed_inputs(dataset_rows(dataset, rows)[0].to(self.run.device))[1])
         return torch.cat(features)
 
     def routed(self, features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

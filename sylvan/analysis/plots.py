@@ -7,6 +7,7 @@ figure in its registry until closed, and importing it costs a run about 0.15 s m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,39 @@ def plot_adaptation(results: Results, path: Path) -> Path:
     ax.legend()
     ax.set_title(f"{results.method} on {results.setting}")
     return _saved(fig, path)
+
+
+def plot_stream_accuracy(results: Results, path: Path) -> Path:
+    """A stream's predict-then-train accuracy along it, one line per mode: each point a stretch of
+    the stream's steps (`over_stream`), at the stretch's last step; a mode absent from a stretch
+    leaves a gap."""
+    stream = results.stream_accuracy
+    over = stream["over_stream"]
+    ends = over["stretch_ends"]
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    for mode, curve in over["accuracy_per_mode"].items():
+        ax.plot(ends, [np.nan if value is None else 100 * value for value in curve], marker=".", label=mode)
+    ax.set_xlabel("stream step")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{results.method} on {results.setting}: predict-then-train accuracy")
+    return _saved(fig, path)
+
+
+def plots_of(results: Results) -> list[tuple[str, Callable[[Results, Path], Path]]]:
+    """The figures that describe a run, by file name (without .png): its accuracy matrix and the
+    curve of its average over the stages, the confusion matrix where it was measured; for a
+    stream scored batch after batch (`osaka`), the accuracy along the stream per mode and after a
+    switch instead, its matrix being one row per checkpointed stretch of modes."""
+    if results.stream_accuracy is not None:
+        drawn = [("adaptation", plot_adaptation)]
+        if "over_stream" in results.stream_accuracy:  # (not in runs recorded before it was counted)
+            drawn.insert(0, ("stream_accuracy", plot_stream_accuracy))
+        return drawn
+    drawn = [("accuracy_matrix", plot_accuracy_matrix), ("accuracy_curve", plot_accuracy_curve)]
+    if results.confusion_matrix is not None:
+        drawn.append(("confusion_matrix", plot_confusion_matrix))
+    return drawn

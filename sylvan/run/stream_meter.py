@@ -18,6 +18,7 @@ from sylvan.minibatches import float_inputs
 
 # a switch counts as a return where its context (mode and classes) was a context before
 SWITCH_KINDS = ("first_visit", "revisit")
+STRETCHES = 50  # the stream is cut into at most this many stretches of equal steps, counted apart (a curve)
 
 
 class StreamMeter:
@@ -35,6 +36,13 @@ class StreamMeter:
         self.after_total = torch.zeros(len(modes), window, dtype=torch.long)
         self.kind_correct = torch.zeros(len(SWITCH_KINDS), window, dtype=torch.long)
         self.kind_total = torch.zeros(len(SWITCH_KINDS), window, dtype=torch.long)
+        # per mode, the counts of each stretch of the stream (`stretch_ends`: the step after each)
+        steps = len(plan.modes)
+        stretches = min(STRETCHES, steps)
+        self.stretch_ends = [(k + 1) * steps // stretches for k in range(stretches)]
+        self.stretch_of = torch.bucketize(torch.arange(steps), torch.tensor(self.stretch_ends), right=True)
+        self.stretch_correct = torch.zeros(len(modes), stretches, dtype=torch.long)
+        self.stretch_total = torch.zeros(len(modes), stretches, dtype=torch.long)
 
     def score(self, method: Any, batch: Any) -> None:
         """Count how many of the next stream step's batch `method`, as it is now, classifies right."""
@@ -44,6 +52,9 @@ class StreamMeter:
         mode, since = int(self.plan.modes[step]), int(self.since_switch[step])
         self.correct[mode] += right
         self.total[mode] += len(y)
+        stretch = int(self.stretch_of[step])
+        self.stretch_correct[mode, stretch] += right
+        self.stretch_total[mode, stretch] += len(y)
         if since < self.window:
             kind = int(self.plan.revisits[step])
             self.after_correct[mode, since] += right
@@ -77,17 +88,28 @@ class StreamMeter:
                                     zip(self.modes, self.after_correct, self.after_total)},
             "adaptation_per_kind": {kind: ratio(c[1:].sum(), t[1:].sum()) for kind, c, t in
                                     zip(SWITCH_KINDS, self.kind_correct, self.kind_total)},
+            # accuracy along the stream: per mode, in each stretch of steps up to `stretch_ends`
+            "over_stream": {"stretch_ends": self.stretch_ends,
+                            "accuracy_per_mode": {mode: ratios(c, t) for mode, c, t in
+                                                  zip(self.modes, self.stretch_correct, self.stretch_total)}},
             "counts": {name: getattr(self, name).tolist() for name in COUNTS},
         }
 
     def restore(self, summary: dict[str, Any]) -> None:
         """Carry on from a summary (`summary()`) of the stream so far."""
+        missing = [name for name in COUNTS if name not in summary["counts"]]
+        if missing:
+            from sylvan.errors import ConfigurationError
+
+            raise ConfigurationError(f"--resume: the checkpoint lacks the stream's counts {', '.join(missing)} "
+                                     "(written by an older version of sylvan); start the run again")
         self.next_step = summary["steps_scored"]
         for name in COUNTS:
             getattr(self, name).copy_(torch.tensor(summary["counts"][name]))
 
 
-COUNTS = ("correct", "total", "after_correct", "after_total", "kind_correct", "kind_total")
+COUNTS = ("correct", "total", "after_correct", "after_total", "kind_correct", "kind_total", "stretch_correct",
+          "stretch_total")
 
 
 def ratio(correct: torch.Tensor, total: torch.Tensor) -> float | None:

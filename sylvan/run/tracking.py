@@ -2,8 +2,8 @@
 
 The folder holds `config.yaml` (the resolved configuration, reloadable with --config_path),
 `results.json` (metrics; identical for two runs with the same seed), `runtime.json` (wall
-times, memory), `accuracy_matrix.png`, `accuracy_curve.png`, `confusion_matrix.png` (supervised
-settings), the loggers' files (`sylvan.run.loggers`: `logs/train.csv`, `logs/stages.csv`,
+times, memory), the plots that describe the run (`sylvan.analysis.plots.plots_of`: the accuracy
+matrix, curve and confusion matrix; a stream's accuracy along it and after a switch), the loggers' files (`sylvan.run.loggers`: `logs/train.csv`, `logs/stages.csv`,
 `logs/summary.csv`; `tensorboard/`), `logs/cost.csv` (what each stage cost: its
 training FLOPs, inference FLOPs per sample, and the bytes the method held after it),
 `checkpoints/` (the method's state after each task), `provenance.json` (the software, machine and
@@ -173,20 +173,10 @@ class Tracker:
         """Draw the plots, print the table, log the summary, close the loggers, and write the
         final results last: a run stopped before they are written is not marked complete (on
         disk), and `--resume` finishes it."""
-        from sylvan.analysis.plots import (
-            plot_accuracy_curve,
-            plot_accuracy_matrix,
-            plot_adaptation,
-            plot_confusion_matrix,
-        )
+        from sylvan.analysis.plots import plots_of
 
-        drawn = [("accuracy_matrix", plot_accuracy_matrix), ("accuracy_curve", plot_accuracy_curve)]
-        if results.confusion_matrix is not None:
-            drawn.append(("confusion_matrix", plot_confusion_matrix))
-        if results.stream_accuracy is not None:
-            drawn.append(("adaptation", plot_adaptation))
         plots = {}
-        for name, plot in drawn:
+        for name, plot in plots_of(results):
             path = self.run_dir / f"{name}.png"
             with writing(path):
                 plots[name] = plot(results, path)

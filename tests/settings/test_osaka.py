@@ -250,3 +250,27 @@ def test_several_devices_are_refused_as_osaka_runs_in_one_process_whatever_the_c
     monkeypatch.setattr(data_parallel, "usable_cores", lambda: 1)
     with pytest.raises(SylvanError, match="one process"):
         OsakaSetting(devices=2, accelerator="cpu")
+
+
+def test_osaka_draws_its_accuracy_over_the_stream_by_mode_and_its_adaptation_not_a_matrix(tmp_path):
+    """A stream of one stage made accuracy_curve.png a single point and the matrix one row: the
+    run draws what describes it, the predict-then-train accuracy along the stream for each mode
+    (from counts kept per stretch of the stream, which a resumed run carries on) and after a switch."""
+    from sylvan.run.tracking import Tracker
+
+    tracker = Tracker(tmp_path, "run", {}, verbose=False)
+    setting = OsakaSetting(stream_steps=230, pretraining_tasks=4, progress_bar=False)
+    results = setting.apply(METHODS["naive"](), tracker)
+    tracker.finish(results)
+    drawn = sorted(path.name for path in tracker.run_dir.glob("*.png"))
+    assert drawn == ["adaptation.png", "stream_accuracy.png"]
+    stream = results.stream_accuracy
+    over = stream["over_stream"]
+    counts = np.asarray(stream["counts"]["stretch_total"])
+    assert counts.shape == (len(MODES), len(over["stretch_ends"]))
+    assert over["stretch_ends"][-1] == 230 and counts.sum() == 230 * 25
+    correct = np.asarray(stream["counts"]["stretch_correct"])
+    assert (correct.sum(1) == np.asarray(stream["counts"]["correct"])).all()
+    for mode, curve in over["accuracy_per_mode"].items():
+        row = MODES.index(mode)
+        assert curve == [None if t == 0 else c / t for c, t in zip(correct[row], counts[row])]

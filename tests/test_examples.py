@@ -194,3 +194,28 @@ def test_the_readme_stays_a_front_door_and_links_only_to_pages_that_exist():
     links = re.findall(r"\]\((docs/[^)#]+)", readme)
     missing = [link for link in links if not (REPO / link).is_file()]
     assert links and not missing, missing
+
+
+def test_replay_with_an_ewc_penalty_is_one_file_that_runs_resumes_and_holds_its_weights(tmp_path):
+    """The extending guide's combination of two bases' ideas: `rehearsal` plus the EWC penalty's
+    parts. Its penalty pulls the weights toward the previous task's (closer than replay alone),
+    and its Fisher and anchor are saved and restored with the run."""
+    import json
+    import shutil
+
+    from tests.cli.test_cli import sylvan
+
+    common = ["--plugin", str(REPO / "examples" / "replay_ewc.py"), "--setting", "class_incremental",
+              "--dataset", "digits", "--nb_tasks", "3", "--epochs", "1", "--progress_bar", "false",
+              "--results_dir", str(tmp_path)]
+    for name, method, extra in (("combined", "replay_ewc", ["--ewc_lambda", "1000"]), ("replay", "rehearsal", [])):
+        done = sylvan(*common, "--method", method, *extra, "--run_name", name)
+        assert done.returncode == 0, done.stderr
+    combined, replay = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("combined", "replay"))
+    assert combined["accuracy_matrix"] != replay["accuracy_matrix"]  # the penalty changes what is learned
+    shutil.copytree(tmp_path / "combined", tmp_path / "cut")
+    for stale in (tmp_path / "cut" / "checkpoints").glob("after_stage_[12].pt"):
+        stale.unlink()
+    resumed = sylvan("--resume", str(tmp_path / "cut"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((tmp_path / "cut" / "results.json").read_text()) == combined

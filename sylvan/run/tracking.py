@@ -2,8 +2,9 @@
 
 The folder holds `config.yaml` (the resolved configuration, reloadable with --config_path),
 `results.json` (metrics; identical for two runs with the same seed), `runtime.json` (wall
-times, memory), the plots that describe the run (`sylvan.analysis.plots.plots_of`: the accuracy
-matrix, curve and confusion matrix; a stream's accuracy along it and after a switch), the loggers' files (`sylvan.run.loggers`: `logs/train.csv`, `logs/stages.csv`,
+times, memory), the plots that describe the run (`sylvan.analysis.plots.plots_of`: the
+accuracy matrix, curve and confusion matrix; a stream's accuracy along it and after a switch),
+the loggers' files (`sylvan.run.loggers`: `logs/train.csv`, `logs/stages.csv`,
 `logs/summary.csv`; `tensorboard/`), `logs/cost.csv` (what each stage cost: its
 training FLOPs, inference FLOPs per sample, and the bytes the method held after it),
 `checkpoints/` (the method's state after each task), `provenance.json` (the software, machine and

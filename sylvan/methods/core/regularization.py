@@ -43,6 +43,21 @@ def weighted_squared_distance(
     return total
 
 
+def stable_importance(optimizer: str, lr: float, strength: float) -> float | None:
+    """The largest importance an SGD step on lambda * sum_i Omega_i (w_i - w*_i)^2 stays stable
+    with. The penalty's curvature in w_i is 2 lambda Omega_i, and a step of learning rate lr
+    multiplies the distance to the anchor by 1 - 2 lr lambda Omega_i: beyond Omega_i = 1 / (lr
+    lambda) the weight swings across the anchor farther each step, until training diverges (`ewc`
+    at its Seq-MNIST strength on the CTrL streams, whose larger inputs give a Fisher ten times
+    Seq-MNIST's). At 1 / (2 lr lambda) a step lands on the anchor (critical damping, stable with
+    any momentum below 1): the most a discrete step can hold a weight there, so larger importances
+    are taken as that. None under Adam (`optimizer` "adam"), whose steps are bounded by lr whatever
+    the curvature, and for a penalty or learning rate of 0."""
+    if optimizer != "sgd" or strength <= 0 or lr <= 0:
+        return None
+    return 1.0 / (2.0 * lr * strength)
+
+
 @dataclass
 class WeightRegularization(SupervisedMethod):
     """Fine-tuning with a quadratic penalty that pulls each weight toward its anchor w* (the
@@ -73,17 +88,9 @@ class WeightRegularization(SupervisedMethod):
         return weighted_squared_distance(self.model, self.importance, self.anchor, self.stable_importance())
 
     def stable_importance(self) -> float | None:
-        """The largest importance an SGD step on the penalty stays stable with. The penalty's
-        curvature in w_i is 2 lambda Omega_i, and a step of learning rate lr multiplies the distance
-        to the anchor by 1 - 2 lr lambda Omega_i: beyond Omega_i = 1 / (lr lambda) the weight swings
-        across the anchor farther each step, until training diverges (`ewc` at its Seq-MNIST
-        strength on the CTrL streams, whose larger inputs give a Fisher ten times Seq-MNIST's). At
-        1 / (2 lr lambda) a step lands on the anchor (critical damping, stable with any momentum
-        below 1): the most a discrete step can hold a weight there, so larger importances are
-        taken as that. None under Adam, whose steps are bounded by lr whatever the curvature."""
-        if self.optimizer != "sgd" or self.penalty_strength <= 0 or self.current_lr <= 0:
-            return None
-        return 1.0 / (2.0 * self.current_lr * self.penalty_strength)
+        """The largest importance an SGD step of the run's learning rate on the penalty stays
+        stable with (`stable_importance`)."""
+        return stable_importance(self.optimizer, self.current_lr, self.penalty_strength)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         loss = F.cross_entropy(self.learner(batch.x), batch.y)

@@ -3,7 +3,7 @@ must do (a clear message and a non-zero exit, no traceback, nothing written wher
 known before; or, for the faults of a run, its results kept). Prints one row per case and exits
 with 1 if any case does not hold.
 
-    python benchmarks/fault_campaign.py            # every case (about 3 minutes on 2 cores)
+    python benchmarks/fault_campaign.py            # every case (about 5 minutes on 2 cores)
     python benchmarks/fault_campaign.py --only seed help_pipe
 """
 
@@ -217,6 +217,105 @@ def case_unresumable(tmp: Path):
                 "--save_checkpoints false")(tmp)
 
 
+def case_unfinished_finish(tmp: Path):
+    """Stopped after its last checkpoint, before its plots and final results: --resume finishes it."""
+    sylvan("--setting", "class_incremental", "--method", "rehearsal", *FAST, "--results_dir", str(tmp), "--run_name",
+           "r")
+    run = tmp / "r"
+    results = run / "results.json"
+    results.write_text(results.read_text().replace('"complete": true', '"complete": false'))
+    for plot in run.glob("*.png"):
+        plot.unlink()
+    out = sylvan("--resume", str(run))
+    again = sylvan("--resume", str(run))
+    ok = out.returncode == 0 and '"complete": true' in results.read_text() and (run / "accuracy_curve.png").is_file()
+    finished, said = refused(again, "the run is complete")
+    return ok and finished, said
+
+
+def case_rl_stage_steps(tmp: Path):
+    sylvan("--setting", "incremental_rl", "--method", "dqn", "--nb_tasks", "2", "--steps_per_task", "300",
+           "--eval_episodes", "2", "--max_episode_steps", "60", "--learning_starts", "50", "--results_dir", str(tmp),
+           "--run_name", "r")
+    steps = [int(float(row.split(",")[1])) for row in (tmp / "r" / "logs" / "stages.csv").read_text().splitlines()[1:]]
+    return len(steps) == 2 and 0 < steps[0] < steps[1], f"stage steps {steps}"
+
+
+def case_budget_resume(tmp: Path):
+    sylvan("--setting", "class_incremental", "--method", "der", *FAST, "--buffer_size", "50", "--memory_budget",
+           "75000", "--results_dir", str(tmp), "--run_name", "r")
+    return refused(sylvan("--resume", str(tmp / "r")), "start it again with --memory_budget of at least")
+
+
+def case_plugin_switch(tmp: Path):
+    plugin, other = tmp / "anchor.py", tmp / "other.py"
+    plugin.write_text((REPO / "examples" / "l2_anchor.py").read_text())
+    other.write_text(plugin.read_text() + "\nOTHER_CODE = True\n")
+    sylvan("--plugin", str(plugin), "--setting", "class_incremental", "--method", "l2_anchor", *FAST,
+           "--results_dir", str(tmp), "--run_name", "r")
+    (tmp / "r" / "checkpoints" / "after_stage_2.pt").unlink()
+    return refused(sylvan("--resume", str(tmp / "r"), "--plugin", str(other)), "the code of the method l2_anchor")
+
+
+def case_checkpoint_swapped(tmp: Path):
+    run = interrupted_run(tmp)
+    sylvan("--setting", "class_incremental", "--method", "rehearsal", *FAST, "--batch_size", "2", "--results_dir",
+           str(tmp), "--run_name", "other")
+    shutil.copy(tmp / "other" / "checkpoints" / "after_stage_0.pt", run / "checkpoints" / "after_stage_0.pt")
+    return refused(sylvan("--resume", str(run)), "is a checkpoint of another run")
+
+
+def case_lock_folder(tmp: Path):
+    run = interrupted_run(tmp)
+    (run / "run.lock").unlink()
+    (run / "run.lock").mkdir()
+    return refused(sylvan("--resume", str(run)), "run.lock is a folder")
+
+
+def case_config_file(content: bytes, phrase: str) -> Callable[[Path], tuple[bool, str]]:
+    def run(tmp: Path):
+        (tmp / "config.yaml").write_bytes(content)
+        return case(["--config_path", str(tmp / "config.yaml")], phrase)(tmp)
+    return run
+
+
+def case_plugin_exit(tmp: Path):
+    (tmp / "leaving.py").write_text("import sys\nsys.exit(0)\n")
+    return case(["--plugin", str(tmp / "leaving.py"), "--setting", "class_incremental", "--method", "naive"],
+                "called sys.exit(0) at import")(tmp)
+
+
+def case_failed_load_folders(tmp: Path):
+    ok, said = case(["--setting", "class_incremental", "--method", "naive", "--dataset", "mnist", "--data_dir",
+                     str(tmp / "typo" / "nested")], "downloads are off", env={"SYLVAN_OFFLINE": "1"})(tmp)
+    return ok and not (tmp / "typo").exists(), said
+
+
+def case_osaka_help(tmp: Path):
+    out = sylvan("--setting", "osaka", "--method", "naive", "--help")
+    shown = [flag for flag in ("--batch_size", "--blurry", "--class_order", "--image_cache") if flag in out.stdout]
+    return out.returncode == 0 and not shown and "--n_ways" in out.stdout, f"refused options shown: {shown}"
+
+
+def case_summary_csv(tmp: Path):
+    summarize_runs(tmp)
+    out = sylvan("--summarize", str(tmp / "runs"), "--summary_csv", str(tmp / "s.csv"))
+    raw = (tmp / "s.csv").read_bytes()
+    header = raw.decode().splitlines()[0]
+    numeric = "final_average_accuracy mean" in header and "\u00b1" not in raw.decode()
+    ok = out.returncode == 0 and b"\r" not in raw and numeric
+    return ok, header[:100]
+
+
+def case_wandb_offline(tmp: Path):
+    env = {key: "" for key in os.environ if key.startswith("WANDB_")}
+    out = sylvan("--setting", "class_incremental", "--method", "naive", *FAST, "--wandb_project", "p",
+                 "--results_dir", str(tmp), env={**env, "HOME": str(tmp), "WANDB_MODE": "offline"})
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.lower().startswith("wandb")
+             or "Weights & Biases" in line]
+    return out.returncode == 0 and len(lines) == 1 and "wandb sync" in lines[0], lines[0][:100] if lines else "nothing"
+
+
 CASES: dict[str, Callable[[Path], tuple[bool, str]]] = {
     "devices_beyond_cores": case_devices,
     "orphaned_workers": case_orphans,
@@ -248,6 +347,29 @@ CASES: dict[str, Callable[[Path], tuple[bool, str]]] = {
     "malformed_run_config": case_run_config,
     "help_defaults_once": case_help_defaults,
     "unresumable_method": case_unresumable,
+    "unfinished_final_results": case_unfinished_finish,
+    "rl_stage_log_steps": case_rl_stage_steps,
+    "resume_over_budget": case_budget_resume,
+    "resume_with_other_plugin_code": case_plugin_switch,
+    "checkpoint_of_another_run": case_checkpoint_swapped,
+    "run_lock_is_a_folder": case_lock_folder,
+    "nan_in_a_float_list": case(["--setting", "osaka", "--method", "naive", "--mode_probabilities", "0.5", "nan",
+                                 "0.5"], "--mode_probabilities must hold finite numbers"),
+    "config_not_text": case_config_file(bytes(range(256)), "is not a text file"),
+    "config_key_twice": case_config_file(b"setting: class_incremental\nmethod: naive\nmethod_options:\n  lr: 0.1\n"
+                                         b"  lr: 0.5\n", "'lr' is given twice"),
+    "empty_stream_name": case(["--setting", "dataset_stream", "--method", "naive", "--stream", "mnist,,digits"],
+                              "is empty"),
+    "mntdp_budget_up_front": case(["--setting", "dataset_stream", "--method", "mntdp", "--stream_length", "2",
+                                   "--memory_budget", "1000"], "mntdp would hold at least"),
+    "plugin_exits_at_import": case_plugin_exit,
+    "failed_load_leaves_no_folder": case_failed_load_folders,
+    "typo_suggestion": case(["--setting", "class_incremental", "--method", "rehersal"], "did you mean 'rehearsal'?"),
+    "stream_typo_suggestion": case(["--setting", "dataset_stream", "--method", "naive", "--stream", "S_MINUS_OFFLINE"],
+                                   "did you mean 's_minus_offline'?"),
+    "osaka_help_applicable_only": case_osaka_help,
+    "summary_csv_numeric": case_summary_csv,
+    "wandb_offline_one_line": case_wandb_offline,
 }
 
 

@@ -27,6 +27,7 @@ Every run is written under `--out` (a complete run is not run again). Seeds 0, 1
 smallest cases, S_long left out: a few minutes on two CPU cores.
 
     python benchmarks/modular.py --data_dir ~/.cache/sylvan/data --out modular-results [--quick] [--jobs 2]
+    python benchmarks/modular.py --parts mntdp long --methods ewc ...   # those methods' rows alone
 """
 
 from __future__ import annotations
@@ -258,9 +259,9 @@ def selective_tables(out: Path, seeds: list[int], quick: bool) -> list[str]:
     return lines
 
 
-def mntdp_tables(out: Path, seeds: list[int], quick: bool) -> list[str]:
+def mntdp_tables(out: Path, seeds: list[int], quick: bool, only: list[str] | None = None) -> list[str]:
     streams = SHORT_STREAMS[:2] if quick else SHORT_STREAMS
-    methods = MNTDP_BASELINES[:3] if quick else MNTDP_BASELINES
+    methods = [m for m in (MNTDP_BASELINES[:3] if quick else MNTDP_BASELINES) if only is None or m in only]
     lines = ["", f"MNTDP-D and baselines, offline CTrL streams, {len(seeds)} seeds: transfer on the last task "
              "(its final accuracy minus a fresh network's trained on it alone), points; final average accuracy (%)",
              f"{'method':>13} | " + " | ".join(f"{stream:>13}" for stream in streams) + f" | {'mean accuracy':>13}"]
@@ -284,11 +285,11 @@ def mntdp_tables(out: Path, seeds: list[int], quick: bool) -> list[str]:
     return lines
 
 
-def long_tables(out: Path, seeds: list[int], quick: bool) -> list[str]:
+def long_tables(out: Path, seeds: list[int], quick: bool, only: list[str] | None = None) -> list[str]:
     from sylvan.methods.pnn import PNN
     from sylvan.settings import DatasetStreamSetting
 
-    methods = LONG_METHODS[:2] if quick else LONG_METHODS
+    methods = [m for m in (LONG_METHODS[:2] if quick else LONG_METHODS) if only is None or m in only]
     lines = ["", f"Offline S_long (100 tasks), {len(seeds)} seeds: final average accuracy (%), network (MiB)"]
     for method in methods:
         try:
@@ -299,6 +300,8 @@ def long_tables(out: Path, seeds: list[int], quick: bool) -> list[str]:
         memory = statistics.mean(run["cost"]["network_bytes"] for run in runs) / 2**20
         accuracy = spread([100 * run["final_average_accuracy"] for run in runs])
         lines.append(f"{method:>13}: {accuracy:>14}, {memory:.2f} MiB")
+    if "mntdp" not in methods:
+        return lines
     per_stage = results(out, f"long/mntdp-seed{seeds[0]}")["cost"]["per_stage"]["network_bytes"]
     grown = [bytes_ / 2**20 for bytes_ in per_stage]
     one = grown[0]
@@ -333,6 +336,8 @@ def main() -> None:
     parser.add_argument("--no_ensembles", action="store_true", help="the MoE part without its ensembles")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, the smallest cases")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="the CTrL and S_long parts with these methods alone (and the independent references)")
     args = parser.parse_args()
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     epochs = args.epochs or (1 if args.quick else 3)
@@ -341,6 +346,9 @@ def main() -> None:
     planned = {folder: (folder, method, options, args.data_dir, str(out), epochs) for part in parts
                for folder, method, options in jobs_of(part, args.long_seeds if part == "long" else seeds, args.quick,
                                                       tuple(args.moe_protocols), not args.no_ensembles)}
+    if args.methods:  # the CTrL and S_long runs of those methods, beside the references they are measured by
+        planned = {folder: job for folder, job in planned.items() if folder.startswith("moe/")
+                   or job[1] in args.methods or "/independent-" in folder}
     todo = [job for folder, job in planned.items() if not finished(out / folder)]  # a run two parts share: once
     print(f"modular: {len(todo)} runs to go", flush=True)
     with multiprocessing.get_context("spawn").Pool(max(1, args.jobs), maxtasksperchild=1) as pool:
@@ -349,8 +357,8 @@ def main() -> None:
     tables = {"moe": lambda: moe_tables(out, seeds, args.quick, args.data_dir, tuple(args.moe_protocols),
                                         not args.no_ensembles),
               "selective": lambda: selective_tables(out, seeds, args.quick),
-              "mntdp": lambda: mntdp_tables(out, seeds, args.quick),
-              "long": lambda: long_tables(out, args.long_seeds, False)}
+              "mntdp": lambda: mntdp_tables(out, seeds, args.quick, args.methods),
+              "long": lambda: long_tables(out, args.long_seeds, False, args.methods)}
     for part in parts:
         print("\n".join(tables[part]()))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -117,12 +118,7 @@ def plot_adaptation(results: Results, path: Path) -> Path:
         steps = [step for step, value in enumerate(curve) if value is not None]
         ax.plot(steps, [100 * curve[step] for step in steps], marker="o", label=mode)
     ax.set_xticks(range(len(next(iter(stream["after_switch_per_mode"].values())))))
-    ax.set_xlabel("steps after a switch")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(f"{results.method} on {results.setting}")
+    _accuracy_by_mode_axes(ax, "steps after a switch", f"{results.method} on {results.setting}")
     return _saved(fig, path)
 
 
@@ -137,13 +133,18 @@ def plot_stream_accuracy(results: Results, path: Path) -> Path:
     ax = fig.subplots()
     for mode, curve in over["accuracy_per_mode"].items():
         ax.plot(ends, [np.nan if value is None else 100 * value for value in curve], marker=".", label=mode)
-    ax.set_xlabel("stream step")
+    _accuracy_by_mode_axes(ax, "stream step", f"{results.method} on {results.setting}: predict-then-train accuracy")
+    return _saved(fig, path)
+
+
+def _accuracy_by_mode_axes(ax: Any, xlabel: str, title: str) -> None:
+    """The labels, range, grid, legend and title of a plot of accuracies, a line per mode."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(f"{results.method} on {results.setting}: predict-then-train accuracy")
-    return _saved(fig, path)
+    ax.set_title(title)
 
 
 def plots_of(results: Results) -> list[tuple[str, Callable[[Results, Path], Path]]]:

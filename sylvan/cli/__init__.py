@@ -99,8 +99,7 @@ def load_plugins(plugins: Sequence[str], recorded_in: str | None = None) -> None
                 spec.loader.exec_module(module)
             except SystemExit as stop:  # nothing would be run, and the command would say nothing
                 sys.modules.pop(spec.name, None)
-                raise ConfigurationError(f"{origin} failed to load: it called sys.exit({stop.code!r}) at import; "
-                                         "a plugin defines classes, and leaves the command running") from None
+                raise exited_at_import(origin, stop) from None
             except Exception as error:  # the plugin's own code: where it failed, not sylvan's frames
                 sys.modules.pop(spec.name, None)
                 raise ConfigurationError(f"{origin} failed to load: {failure_site(error)}") from error
@@ -108,8 +107,7 @@ def load_plugins(plugins: Sequence[str], recorded_in: str | None = None) -> None
             try:
                 importlib.import_module(plugin)
             except SystemExit as stop:
-                raise ConfigurationError(f"{origin} failed to load: it called sys.exit({stop.code!r}) at import; "
-                                         "a plugin defines classes, and leaves the command running") from None
+                raise exited_at_import(origin, stop) from None
             except Exception as error:
                 missing = isinstance(error, ModuleNotFoundError) and error.name is not None and (
                     plugin == error.name or plugin.startswith(error.name + ".")
@@ -139,6 +137,12 @@ def check_plugin_classes() -> None:
             problem = None if is_builtin(cls) else option_class_problem(cls)
             if problem:
                 raise ConfigurationError(f"{problem}{definition_site(cls)}")
+
+
+def exited_at_import(origin: str, stop: SystemExit) -> ConfigurationError:
+    """The refusal of a plugin (`origin`, as messages name it) that called `sys.exit` at import."""
+    return ConfigurationError(f"{origin} failed to load: it called sys.exit({stop.code!r}) at import; a plugin "
+                              "defines classes, and leaves the command running")
 
 
 def failure_site(error: BaseException) -> str:

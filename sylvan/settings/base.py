@@ -9,7 +9,7 @@ would need, so that the reinforcement-learning branch can hang under it too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -99,12 +99,10 @@ class Setting:
         the tree runs it the same way, with its own `stages`; then the setting's work after the
         stream (`after_stream`). The results are complete only once both are done: a run
         stopped in either is resumed from its last checkpoint."""
-        import dataclasses
-
         from sylvan.run.loop import run_stages
 
         measures_after = type(self).after_stream is not Setting.after_stream
-        untrained = dataclasses.replace(method) if measures_after else None  # its hyperparameters, unconfigured
+        untrained = replace(method) if measures_after else None  # its hyperparameters, unconfigured
         results = run_stages(self, method, tracker, resume, callbacks, stages)
         if measures_after:
             self.after_stream(untrained, results, tracker)

@@ -61,11 +61,7 @@ class RWalk(WeightRegularization):
         for name, weight in self.model.named_parameters():
             if weight.grad is None:
                 continue
-            gradient = weight.grad.detach()
-            if self.importance is not None and self.penalty_strength > 0:
-                moved = weight.detach() - on_device_of(self.anchor, name, weight)
-                gradient = gradient - 2 * self.penalty_strength * on_device_of(self.importance, name, weight) * moved
-            gradients[name] = gradient
+            gradients[name] = weight.grad.detach() - self.penalty_gradient(name, weight)
         return gradients
 
     def after_backward(self) -> None:

@@ -87,6 +87,16 @@ class WeightRegularization(SupervisedMethod):
             return torch.zeros(())
         return weighted_squared_distance(self.model, self.importance, self.anchor, self.stable_importance())
 
+    def penalty_gradient(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        """The gradient of lambda times the penalty in the parameter `name` (`weight`): 2 lambda
+        Omega_i (w_i - w*_i), each Omega_i at most `stable_importance()`, as `penalty` takes it
+        (0 before the first consolidation)."""
+        if self.importance is None or self.anchor is None or self.penalty_strength <= 0:
+            return torch.zeros_like(weight)
+        importance, most = on_device_of(self.importance, name, weight), self.stable_importance()
+        importance = importance if most is None else importance.clamp(max=most)
+        return 2 * self.penalty_strength * importance * (weight.detach() - on_device_of(self.anchor, name, weight))
+
     def stable_importance(self) -> float | None:
         """The largest importance an SGD step of the run's learning rate on the penalty stays
         stable with (`stable_importance`)."""

@@ -196,7 +196,6 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
     from a cluster's scheduler), raise `RunInterrupted` saying what is kept and how to continue:
     results and checkpoints are written after every task, so only the task that was training is
     lost."""
-    results = None
     try:
         with sigterm_stops_the_run():
             results = setting.apply(method, tracker, resume=resume_from, stages=stages)
@@ -211,7 +210,7 @@ def run_to_the_end(setting: Setting, method: Method, tracker: Tracker, resume_fr
     except OutputNotWritten as failure:  # said with what the run keeps
         resume = ""
         kept = checkpointed_stages(tracker.run_dir, planned_workers(setting))
-        if results is None and kept and resumable(setting, method):
+        if kept and resumable(setting, method):  # the stages to come, or the final results, plots and logs
             resume = f"; once there is room, continue the run with: sylvan --resume {tracker.run_dir}"
         raise OutputNotWritten(failure.path, failure.reason, f"The results of the tasks finished before are kept "
                                                              f"in {tracker.run_dir}{resume}") from failure

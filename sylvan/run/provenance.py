@@ -50,7 +50,10 @@ def source_revision(folder: str | os.PathLike[str] | None = None) -> str | None:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+            # no optional lock: `status` would otherwise take .git/index.lock to refresh the index, and
+            # a process stopped meanwhile (a signal, a file-size limit) would leave it in the checkout
+            done = subprocess.run(["git", "--no-optional-locks", "-C", str(folder), *args], capture_output=True,
+                                  text=True, timeout=10)
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip() if done.returncode == 0 else None

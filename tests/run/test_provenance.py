@@ -76,3 +76,23 @@ def test_version_prints_sylvans_and_its_dependencies_versions():
     assert lines[0].startswith(f"sylvan {sylvan.__version__}") and any(line.startswith("  torch ") for line in lines)
     refused = sylvan_command("--version", "--list")
     assert refused.returncode == 2 and "--version takes no other option" in refused.stderr
+
+
+def test_reading_the_checkouts_revision_takes_no_lock_in_it(monkeypatch):
+    """`git status` refreshes the index and takes .git/index.lock to do it: a run stopped there
+    (at a file-size limit, by a signal) left the lock behind, and every later git command in the
+    checkout failed until it was removed by hand. Every git call of the provenance takes none."""
+    import subprocess
+
+    from sylvan.run import provenance
+
+    calls = []
+    run = subprocess.run
+
+    def recording(args, *rest, **options):
+        calls.append(list(args))
+        return run(args, *rest, **options)
+
+    monkeypatch.setattr(provenance.subprocess, "run", recording)
+    provenance.source_revision()
+    assert calls and all(call[:2] == ["git", "--no-optional-locks"] for call in calls), calls

@@ -3,7 +3,7 @@ must do (a clear message and a non-zero exit, no traceback, nothing written wher
 known before; or, for the faults of a run, its results kept). Prints one row per case and exits
 with 1 if any case does not hold.
 
-    python benchmarks/fault_campaign.py            # every case (about 5 minutes on 2 cores)
+    python benchmarks/fault_campaign.py            # every case (about 4 minutes on 2 cores)
     python benchmarks/fault_campaign.py --only seed help_pipe
 """
 

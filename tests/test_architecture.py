@@ -337,3 +337,15 @@ def test_a_setting_holds_no_rank_of_the_process_running_it():
     for setting_cls in SETTINGS.values():
         held = [name for name in ("rank", "is_writer", "worker_seed") if hasattr(setting_cls, name)]
         assert not held, f"{setting_cls.__name__} holds {held}"
+
+
+def test_configure_names_what_it_receives_the_run():
+    """`Method.configure` receives the run context (`sylvan.run.context.RunContext`), not the
+    setting: every method names its argument `run`, so that no reader takes it for the setting."""
+    named_otherwise = []
+    for path in (PACKAGE / "methods").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name == "configure" and len(node.args.args) > 1:
+                if node.args.args[1].arg != "run":
+                    named_otherwise.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not named_otherwise, named_otherwise

@@ -55,8 +55,8 @@ class BiC(HerdingExemplarMethod):
                 "none; a larger --buffer_size or --val_fraction leaves one or more"
             )
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self.correction: BiasCorrection | None = None  # learned at the end of the last task
         self._validation: tuple[torch.Tensor, torch.Tensor] | None = None  # this task's validation part

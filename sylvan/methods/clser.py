@@ -53,13 +53,13 @@ class CLSER(ReplayMethod):
                 f"--inference_model must be one of {', '.join(INFERENCE_MODELS)}, got {self.inference_model!r}"
             )
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         # copies whose weights change only by averaging (each forward sets its mode: `memory_forward`)
         self.plastic_model = frozen_copy(self.model)
         self.stable_model = frozen_copy(self.model)
         self.steps = 0  # optimizer steps of the run: the memories' warm-up
-        self.update_draws = torch.Generator().manual_seed(setting.seed + MEMORY_UPDATES_SEED)
+        self.update_draws = torch.Generator().manual_seed(run.seed + MEMORY_UPDATES_SEED)
 
     def training_step(self, batch: Batch) -> torch.Tensor:
         replay = self.draw_replay(self.replay_count(len(batch.y)))

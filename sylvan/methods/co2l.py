@@ -74,8 +74,8 @@ class Co2L(ContrastiveReplayMethod):
         super().validate_for(setting)
         self.check_backbone(setting, lambda model, name: self.with_projection(model, name))
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self.finished_tasks = 0
 

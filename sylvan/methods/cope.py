@@ -61,12 +61,12 @@ class CoPE(ReplayMethod):
     def build_model(self) -> nn.Module:
         return self.with_embedding(super().build_model(), self.backbone_name(self.run))
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
-        draws = torch.Generator().manual_seed(setting.seed + PROTOTYPES_SEED)
-        starts = torch.rand(setting.num_classes, self.embedding_dim, generator=draws)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
+        draws = torch.Generator().manual_seed(run.seed + PROTOTYPES_SEED)
+        starts = torch.rand(run.num_classes, self.embedding_dim, generator=draws)
         self.prototypes = F.normalize(starts, dim=1)  # (classes, embedding_dim), each a unit vector
-        self.known = torch.zeros(setting.num_classes, dtype=torch.bool)  # classes seen: their prototypes count
+        self.known = torch.zeros(run.num_classes, dtype=torch.bool)  # classes seen: their prototypes count
         self._step_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None  # (embeddings, labels) of the step
 
     def prototypes_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

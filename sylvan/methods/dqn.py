@@ -49,16 +49,16 @@ class DQN(OffPolicyMethod):
 
     # ----- set-up -------------------------------------------------------------------------------
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
-        torch.manual_seed(setting.seed)
-        q_network = MLP(setting.observation_shape, setting.num_actions, (self.hidden_size,) * 2).to(self.device)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
+        torch.manual_seed(run.seed)
+        q_network = MLP(run.observation_shape, run.num_actions, (self.hidden_size,) * 2).to(self.device)
         target_network = copy.deepcopy(q_network).requires_grad_(False)
         optimizer = torch.optim.Adam(q_network.parameters(), lr=self.lr, foreach=True)
         # trained at the run's precision: forward passes under autocast, the loss scaled under 16-mixed
         self.q_network, self.optimizer = self.run.setup(q_network, optimizer)
         self.target_network = self.run.setup(target_network)
-        self.num_actions = setting.num_actions
+        self.num_actions = run.num_actions
 
     # ----- acting -------------------------------------------------------------------------------
 

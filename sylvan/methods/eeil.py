@@ -44,11 +44,11 @@ class EEIL(HerdingExemplarMethod):
         self.require_at_least(0, "temperature", "finetune_lr", strict=True)
         self.require_at_least(0, "finetune_epochs")
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         # class_group[c]: the finished task that brought class c first (UNGROUPED: none yet)
-        self.class_group = torch.full((setting.num_classes,), UNGROUPED, dtype=torch.long)
+        self.class_group = torch.full((run.num_classes,), UNGROUPED, dtype=torch.long)
         self.finished_tasks = 0
         self._stage_teacher: torch.nn.Module | None = None  # the network after stage 1, while finetuning
 

@@ -72,8 +72,8 @@ class ERAML(ReplayMethod):
     def build_model(self) -> nn.Module:
         return self.with_classifier(super().build_model(), self.backbone_name(self.run), self.run.num_classes)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.contrast_draws = torch.Generator().manual_seed(self.run.worker_seed(CONTRAST_DRAWS_SEED))
 
     def contrast_count(self) -> int:

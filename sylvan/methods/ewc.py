@@ -47,8 +47,8 @@ class EWC(WeightRegularization):
         self.require_in(0, 1, "gamma")
         self.require_at_least(1, "fisher_batch_size")
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self._task_data: tuple[torch.Tensor, ...] = ()
 
     @property

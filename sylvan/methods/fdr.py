@@ -59,9 +59,9 @@ class FDR(SupervisedMethod):
         super().validate_for(setting)
         require_share_per_task(self.name, self.buffer_size, setting.nb_tasks)
 
-    def configure(self, setting: Any) -> None:
-        self.validate_for(setting)
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        self.validate_for(run)
+        super().configure(run)
         self.tasks_done = 0  # finished tasks, whose samples the memory shares
         self.memory: ReservoirBuffer | None = None
         self.memory = self._memory(())

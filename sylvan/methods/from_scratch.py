@@ -34,8 +34,8 @@ class FromScratch(SupervisedMethod):
     def joint_training(self) -> bool:
         return self.last_task_only
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self._seen: list[Dataset] = []  # every task's training set so far
 
     def skip_stage(self, loaders: list[DataLoader]) -> None:

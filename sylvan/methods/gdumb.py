@@ -53,8 +53,8 @@ class GDumb(SupervisedMethod):
         self.require_at_least(1, "retrain_epochs", "retrain_batch_size")
         self.require_at_least(0, "clip_norm")
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.buffer = make_buffer("gdumb", self.buffer_size, seed=self.run.worker_seed(),
                                   pixel_fields=self.pixel_fields)
         self.memory = LocalReplay(self.buffer)  # each worker's own: it retrains on its memory alone

@@ -91,8 +91,8 @@ class GEM(EpisodicMemoryMethod):
         super().validate()
         self.require_at_least(0, "margin")
 
-    def configure(self, setting: Setting) -> None:
-        super().configure(setting)
+    def configure(self, run: Setting) -> None:
+        super().configure(run)
         self._task_slots: list[torch.Tensor] = []
 
     def on_task_end(self, task_id: int | None) -> None:

@@ -49,14 +49,14 @@ class GPM(SupervisedMethod):
         super().validate_for(setting)
         self.check_backbone(setting, lambda backbone, _: projected_layers(backbone))
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.layers = layers = projected_layers(self.model)
-        self.layer_order = forward_order(self.model, layers, setting.input_shape)
+        self.layer_order = forward_order(self.model, layers, run.input_shape)
         output = layers[self.layer_order[-1]]
         # the output layer's rows of classes no finished task had train freely, as task-specific heads do
-        self.rows_by_class = getattr(output, "out_features", None) == setting.num_classes
-        self.old_classes = torch.zeros(setting.num_classes, dtype=torch.bool)  # classes of finished tasks
+        self.rows_by_class = getattr(output, "out_features", None) == run.num_classes
+        self.old_classes = torch.zeros(run.num_classes, dtype=torch.bool)  # classes of finished tasks
         self.bases: dict[str, torch.Tensor] = {}  # orthonormal columns over each layer's input space
         self.tasks_done = 0
         self._task_data: tuple[torch.Tensor, ...] = ()

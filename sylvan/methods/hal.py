@@ -47,13 +47,13 @@ class HAL(Rehearsal):
         self.require_at_least(1, "anchor_steps", "finetune_steps")
         self.require_in(0, 1, "beta", high_open=True)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
-        device = setting.device
-        self.anchors = torch.zeros(0, *setting.input_shape, device=device)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
+        device = run.device
+        self.anchors = torch.zeros(0, *run.input_shape, device=device)
         self.anchor_labels = torch.zeros(0, dtype=torch.long, device=device)
         self.phi: torch.Tensor | None = None  # running mean of the new samples' features
-        self.task_classes_seen = torch.zeros(setting.num_classes, dtype=torch.bool, device=device)
+        self.task_classes_seen = torch.zeros(run.num_classes, dtype=torch.bool, device=device)
         self._new_inputs: torch.Tensor | None = None  # this step's new samples, for phi after the step
 
     def training_step(self, batch: Batch) -> torch.Tensor:

@@ -56,8 +56,8 @@ class HardMoE(SupervisedMethod):
         super().validate_for(setting)
         self.check_backbone(setting, lambda backbone, _: HardMixture(backbone, self.expert_modules))
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.shard_sizes: list[int] = []  # the samples each expert has been trained on
         self.distance_scale = 0.0  # the first clustering's mean distance of a sample to its prototype
         self.first_shard = 0.0  # the first clustering's mean shard

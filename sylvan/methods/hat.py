@@ -56,8 +56,8 @@ class HAT(SupervisedMethod):
         layers, self.output_layer = gated_layers(backbone, setting.input_shape, self.backbone_name(setting))
         return GatedNetwork(backbone, layers, setting.nb_tasks)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self._factors: list[tuple[nn.Parameter, torch.Tensor]] = []  # gradient multipliers of this stage
         self._batches = 1  # batches per epoch of the stage under way
         self._step = 0  # steps taken in it

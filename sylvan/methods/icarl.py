@@ -38,8 +38,8 @@ class ICaRL(HerdingExemplarMethod):
 
     state_attributes: ClassVar[tuple[str, ...]] = ("class_means",)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self.class_means: torch.Tensor | None = None  # (classes, dim); NaN rows for classes not stored
 

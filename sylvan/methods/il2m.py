@@ -34,14 +34,14 @@ class IL2M(HerdingExemplarMethod):
         "initial_means", "current_means", "class_stage", "confidences", "stage",
     )
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
-        classes = setting.num_classes
+    def configure(self, run: Any) -> None:
+        super().configure(run)
+        classes = run.num_classes
         self.initial_means = torch.zeros(classes)  # each class's mean own score when it was new
         self.current_means = torch.zeros(classes)  # each old class's mean own score on its exemplars, latest task
         self.class_stage = torch.full((classes,), -1, dtype=torch.long)  # the stage that brought each class
         # each stage's mean top score (a run has no more stages than tasks)
-        self.confidences = torch.full((setting.nb_tasks,), float("nan"))
+        self.confidences = torch.full((run.nb_tasks,), float("nan"))
         self.stage = 0  # stages finished
 
     def training_step(self, batch: Batch) -> torch.Tensor:

@@ -39,8 +39,8 @@ class LODE(ReplayMethod):
         super().validate()
         check_decoupling(self)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.seen_classes = self.hold("seen_classes", lambda: SeenClasses(self.run.num_classes))
         self.decoupled_loss = DecoupledLoss(self.seen_classes, self.rho, self.decouple_loss)
 
@@ -75,8 +75,8 @@ class LODEDERPlusPlus(DER):
         self.require_at_least(0, "beta")
         check_decoupling(self)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.seen_classes = self.hold("seen_classes", lambda: SeenClasses(self.run.num_classes))
         self.decoupled_loss = DecoupledLoss(self.seen_classes, self.rho, self.decouple_loss)
 

@@ -59,8 +59,8 @@ class LUCIR(HerdingExemplarMethod):
         return cosine_network(super().build_model(), self.backbone_name(self.run), self.run.num_classes, self.last_relu,
                               self.name)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self._finetuning = False
 

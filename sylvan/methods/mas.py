@@ -49,8 +49,8 @@ class MAS(WeightRegularization):
         self.require_at_least(0, "mas_lambda")
         self.require_at_least(1, "importance_batch_size")
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self._task_inputs: torch.Tensor | None = None
 
     @property

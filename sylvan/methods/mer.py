@@ -40,8 +40,8 @@ class MER(ReplayMethod):
         self.require_at_least(0, "beta", "gamma", strict=True)
         self.require_at_least(1, "batch_num")
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self._later_batches: list[tuple[torch.Tensor, torch.Tensor]] = []  # this step's batches 2..k
 
     def replay_draws(self, batch_size: int) -> tuple[int, ...]:

@@ -59,8 +59,8 @@ class MNTDP(SupervisedMethod):
         super().validate_for(setting)
         self.check_backbone(setting, lambda backbone, _: blocks_of(backbone))
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.priors: list[int] = []  # each task's prior (the past task whose modules it may reuse), or -1
         self.reuses: list[int] = []  # how many of the prior's modules each task's path reuses
         self.candidate_accuracies: list[list[float]] = []  # each candidate's validation accuracy, by reuse

@@ -78,8 +78,8 @@ class OGD(SupervisedMethod):
         per_sample = setting.num_classes if self.logit_gradients == "all" else 1
         return self.memory_per_task * per_sample * max(setting.nb_tasks - 1, 0)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.basis: torch.Tensor | None = None  # orthonormal rows over the trainable weights, flattened
         self.tasks_done = 0
         self._task_data: Dataset | None = None

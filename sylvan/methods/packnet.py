@@ -51,13 +51,13 @@ class PackNet(SupervisedMethod):
             self.require_in(0, 1, "prune_ratio", low_open=True, high_open=True)
         self.require_at_least(0, "retrain_epochs")
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.stage = 0  # the stage training now, or the next one between stages
         # owner[name]: the stage that owns each weight of a packed parameter (FREE: none yet)
         self.owners = free_owners(self.model)
-        self.class_stage = torch.full((setting.num_classes,), FREE, dtype=torch.int16)  # first trained in
-        self.task_stage = torch.full((setting.nb_tasks,), FREE, dtype=torch.int16)  # a task label's stage
+        self.class_stage = torch.full((run.num_classes,), FREE, dtype=torch.int16)  # first trained in
+        self.task_stage = torch.full((run.nb_tasks,), FREE, dtype=torch.int16)  # a task label's stage
 
     # ----- training ------------------------------------------------------------------------------
 

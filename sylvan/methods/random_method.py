@@ -22,12 +22,12 @@ class RandomMethod(Method):
 
     state_attributes: ClassVar[tuple[str, ...]] = ("generator",)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
-        self.num_outputs = setting.num_outputs
+    def configure(self, run: Any) -> None:
+        super().configure(run)
+        self.num_outputs = run.num_outputs
         # continuous actions (RL): uniform within the bounds, rather than scores to pick from
-        self.continuous_actions = getattr(setting, "action_bounds", None) is not None
-        self.generator = torch.Generator().manual_seed(setting.seed)
+        self.continuous_actions = getattr(run, "action_bounds", None) is not None
+        self.generator = torch.Generator().manual_seed(run.seed)
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
         """Nothing to learn."""

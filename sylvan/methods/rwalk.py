@@ -40,8 +40,8 @@ class RWalk(WeightRegularization):
         self.require_at_least(1, "score_interval")
         self.require_at_least(0, "xi", strict=True)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         zeros = {name: torch.zeros_like(weight.detach()) for name, weight in self.model.named_parameters()}
         self.fisher = zeros  # F, running over the stream
         self.score: dict[str, torch.Tensor] | None = None  # s, the tasks' scores averaged as they end

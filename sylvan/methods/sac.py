@@ -54,11 +54,11 @@ class SAC(OffPolicyMethod):
 
     # ----- set-up -------------------------------------------------------------------------------
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
-        torch.manual_seed(setting.seed)
-        low, high = setting.action_bounds
-        shape = setting.observation_shape
+    def configure(self, run: Any) -> None:
+        super().configure(run)
+        torch.manual_seed(run.seed)
+        low, high = run.action_bounds
+        shape = run.observation_shape
         policy = SquashedGaussianPolicy(shape, low, high, self.hidden_size).to(self.device)
         critic = TwinQ(int(np.prod(shape)), len(low), self.hidden_size).to(self.device)
         target_critic = copy.deepcopy(critic).requires_grad_(False)
@@ -66,7 +66,6 @@ class SAC(OffPolicyMethod):
         self.target_entropy = -float(len(low))
         # trained at the run's precision: the losses' forward passes under its autocast (`run.autocast`:
         # the policy's draws are no forward), losses scaled under 16-mixed
-        run = self.run
         self.policy, self.policy_optimizer = run.setup(policy, torch.optim.Adam(policy.parameters(), lr=self.lr))
         self.critic, self.critic_optimizer = run.setup(critic, torch.optim.Adam(critic.parameters(), lr=self.lr))
         self.target_critic = run.setup(target_critic)

@@ -53,8 +53,8 @@ class SCR(ContrastiveReplayMethod):
     def build_model(self) -> nn.Module:
         return self.with_projection(super().build_model(), self.backbone_name(self.run))
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.class_means: torch.Tensor | None = None  # (classes, d), NaN rows: nothing stored; None: to compute
 
     def training_step(self, batch: Batch) -> torch.Tensor:

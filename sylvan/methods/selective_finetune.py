@@ -52,8 +52,8 @@ class SelectiveFinetune(SupervisedMethod):
         self.check_backbone(setting, lambda backbone, name: self.require_feature_layers(
             backbone, name, "compares the stored networks' features on each new task"))
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.task_models = nn.ModuleList()  # the network of each task trained so far (the last: the learner's)
         self.sources: list[int] = []  # the stored network each task started from, or FRESH
         self.transfer: list[list[float]] = []  # each task's k-NN accuracy of every candidate (stored ones, then fresh)

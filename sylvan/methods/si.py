@@ -43,8 +43,8 @@ class SI(WeightRegularization):
         self.require_at_least(0, "xi", strict=True)
         self.require_at_least(0, "clip_value")
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.anchor = self.current_weights()  # w*: the weights at the start of the current task
         self.path = PathIntegral(self.model)  # omega
 

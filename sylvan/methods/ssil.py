@@ -43,10 +43,10 @@ class SSIL(HerdingExemplarMethod):
         self.require_at_least(0, "replay_size")
         self.require_at_least(0, "temperature", strict=True)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
-        self.current_classes = torch.zeros(setting.num_classes, dtype=torch.bool)  # the task being trained's
+        self.current_classes = torch.zeros(run.num_classes, dtype=torch.bool)  # the task being trained's
         self.task_groups: list[torch.Tensor] = []  # each finished task's classes (distinct sets), as masks
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:

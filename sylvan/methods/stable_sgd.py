@@ -58,8 +58,8 @@ class StableSGD(SupervisedMethod):
         self.require_in(0, 1, "lr_decay", low_open=True)
         self.require_in(0, 1, "dropout", high_open=True)
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.tasks_started = 0
 
     def build_model(self) -> nn.Module:

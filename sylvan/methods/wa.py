@@ -64,8 +64,8 @@ class WA(HerdingExemplarMethod):
             )
         return layer
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.teacher = self.hold("teacher", lambda: Teacher(lambda: self.model))
         self.gammas: list[float] = []  # the factor each task's new classes were aligned by
 

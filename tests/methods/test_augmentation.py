@@ -28,8 +28,8 @@ class AugmentationSpy(Rehearsal):
 
     name: ClassVar[str] = ""  # not registered: the generated method matrix must not run it
 
-    def configure(self, setting) -> None:
-        super().configure(setting)
+    def configure(self, run) -> None:
+        super().configure(run)
         self.batches: list[Batch] = []
         self.augment_calls: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.replay_calls: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -127,8 +127,8 @@ class FeatureSpy(Rehearsal):
         model.features = torch.nn.Sequential(model.features, torch.nn.BatchNorm1d(width), torch.nn.Dropout(0.5))
         return model
 
-    def configure(self, setting) -> None:
-        super().configure(setting)
+    def configure(self, run) -> None:
+        super().configure(run)
         self.checks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool, bool]] = []
 
     def stored_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,8 +28,8 @@ def batch_of(labels: list[int], seed: int) -> Batch:
 class ScoreSpy(Rehearsal):
     """Rehearsal that records the fields each `remember` hands the buffer."""
 
-    def configure(self, setting) -> None:
-        super().configure(setting)
+    def configure(self, run) -> None:
+        super().configure(run)
         self.offered: list[dict[str, torch.Tensor]] = []
         add = self.buffer.add
 
@@ -94,8 +94,8 @@ def test_samples_wait_for_the_optimizer_step_and_are_scored_at_the_weights_it_le
             self.weights_in_step = self.model.classifier.weight.detach().clone()
             return super().training_step(batch)
 
-        def configure(self, setting):
-            super().configure(setting)
+        def configure(self, run):
+            super().configure(run)
             extras = self.admission.extras
 
             def watched(x, y):

@@ -19,8 +19,8 @@ TWO_TASKS = dict(dataset="digits", nb_tasks=2, batch_size=64, train_samples=400,
 class RecordsRates:
     """Mixin: records (task, epoch, lr) at every training step, the rate that step runs at."""
 
-    def configure(self, setting):
-        super().configure(setting)
+    def configure(self, run):
+        super().configure(run)
         self.rates, self.tasks_fitted = [], 0
 
     def training_step(self, batch: Batch):

@@ -24,8 +24,8 @@ class PrecisionSpy(Naive):
 
     name: ClassVar[str] = ""  # not registered
 
-    def configure(self, setting):
-        super().configure(setting)
+    def configure(self, run):
+        super().configure(run)
         self.training_dtypes: set[torch.dtype] = set()
         self.scoring_dtypes: set[torch.dtype] = set()
         self.gradient_norms: list[float] = []

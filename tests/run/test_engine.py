@@ -46,8 +46,8 @@ class Recorder(Callback):
 class HookOrder(Naive):
     name: ClassVar[str] = ""  # unregistered
 
-    def configure(self, setting):
-        super().configure(setting)
+    def configure(self, run):
+        super().configure(run)
         self.events: list[str] = []
 
     def training_step(self, batch):

@@ -84,8 +84,8 @@ class DivergesInSecondTask(Naive):
     name: ClassVar[str] = ""  # not registered
     state_attributes: ClassVar[tuple[str, ...]] = ("fits",)
 
-    def configure(self, setting):
-        super().configure(setting)
+    def configure(self, run):
+        super().configure(run)
         self.fits = 0
 
     def fit(self, train_data, val_data=None):

@@ -591,8 +591,8 @@ def test_each_part_saves_its_state_under_its_own_name():
     class TwoCounters(Naive):
         checkpoint_complete = True
 
-        def configure(self, setting):
-            super().configure(setting)
+        def configure(self, run):
+            super().configure(run)
             self.tasks = self.hold("tasks", Counter)
             self.other = self.hold("other", Counter)
 

@@ -28,9 +28,9 @@ class Spy(Method):
     name: ClassVar[str] = ""  # not registered: the generated method matrix must not run it
     target_setting: ClassVar[type] = Setting
 
-    def configure(self, setting):
-        super().configure(setting)
-        self.stage_count = setting.stage_count  # announced before the first stage
+    def configure(self, run):
+        super().configure(run)
+        self.stage_count = run.stage_count  # announced before the first stage
         self.calls: list[tuple] = []
         self.batch_widths: set[int] = set()
         self.predict_labels: list = []

@@ -107,8 +107,8 @@ class LabelSpy(Method):
     name: ClassVar[str] = ""  # not registered
     target_setting: ClassVar[type] = Setting
 
-    def configure(self, setting):
-        super().configure(setting)
+    def configure(self, run):
+        super().configure(run)
         self.fits: list[list[int]] = []
 
     def fit(self, train_data, val_data=None):

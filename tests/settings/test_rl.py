@@ -32,8 +32,8 @@ class Spy(Method):
 
     target_setting: ClassVar[type[Setting]] = ContinualRLSetting
 
-    def configure(self, setting):
-        super().configure(setting)
+    def configure(self, run):
+        super().configure(run)
         self.events = []
         self.observations = []
         self.lengths = []  # the pole length of the dynamics of each step

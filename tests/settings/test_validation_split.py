@@ -49,8 +49,8 @@ class Recorder(Method):
     name: ClassVar[str] = ""  # not registered
     target_setting: ClassVar[type] = Setting
 
-    def configure(self, setting):
-        super().configure(setting)
+    def configure(self, run):
+        super().configure(run)
         self.trained: list[torch.Tensor] = []
         self.evaluated: list[torch.Tensor] = []
 

@@ -41,8 +41,8 @@ class ContrastiveReplayMethod(ReplayMethod):
                 f"have shape {tuple(setting.input_shape)}"
             )
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.views = ContrastiveViews(seed=self.run.worker_seed(self.views_seed), crop_scale=self.crop_scale)
 
     def with_projection(self, model: nn.Module, name: str) -> nn.Module:

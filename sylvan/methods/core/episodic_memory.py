@@ -54,12 +54,12 @@ class EpisodicMemoryMethod(SupervisedMethod):
         super().validate_for(setting)
         require_share_per_task(self.name, self.buffer_size, setting.nb_tasks)
 
-    def configure(self, setting: Any) -> None:
-        self.validate_for(setting)
-        self.per_task = self.buffer_size // setting.nb_tasks
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        self.validate_for(run)
+        self.per_task = self.buffer_size // run.nb_tasks
+        super().configure(run)
         self.memory = ReservoirBuffer(
-            self.per_task * setting.nb_tasks, seed=self.run.worker_seed(), pixel_fields=self.pixel_fields
+            self.per_task * run.nb_tasks, seed=self.run.worker_seed(), pixel_fields=self.pixel_fields
         )
         self._task_samples = self._task_reservoir(seed_offset=1)
         self._memory_gradients: torch.Tensor | None = None

@@ -56,9 +56,9 @@ class HerdingExemplarMethod(SupervisedMethod):
                 f"than the {setting.num_classes} classes of {setting.dataset}"
             )
 
-    def configure(self, setting: Any) -> None:
-        self.validate_for(setting)
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        self.validate_for(run)
+        super().configure(run)
         self.seen_classes = self.hold("seen_classes", lambda: SeenClasses(self.run.num_classes))
         self.buffer = make_buffer(
             "herding", self.buffer_size, seed=self.run.worker_seed(), pixel_fields=self.pixel_fields

@@ -58,12 +58,12 @@ class OffPolicyMethod(Method):
                 f"{self.name}'s replay memory is one of {', '.join(TRANSITION_POLICIES)}"
             )
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.device = self.run.engine.device  # where the run's engine trains (`--accelerator`)
-        self.buffer = make_buffer(self.buffer_policy, self.buffer_size, device=str(self.device), seed=setting.seed)
+        self.buffer = make_buffer(self.buffer_policy, self.buffer_size, device=str(self.device), seed=run.seed)
         self.replay = LocalReplay(self.buffer)  # the agent's transitions
-        self.generator = torch.Generator().manual_seed(setting.seed)
+        self.generator = torch.Generator().manual_seed(run.seed)
         self.steps = 0  # environment steps trained on, over the whole stream
         self.gradient_steps = 0
 

@@ -66,8 +66,8 @@ class WeightRegularization(SupervisedMethod):
 
     state_attributes: ClassVar[tuple[str, ...]] = ("importance", "anchor")
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.importance: dict[str, torch.Tensor] | None = None  # Omega, per parameter name
         self.anchor: dict[str, torch.Tensor] | None = None  # w*, per parameter name
 

@@ -128,20 +128,20 @@ class ReplayMethod(SupervisedMethod):
                 f"one), which {name} lacks"
             )
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.buffer = make_buffer(
             self.buffer_policy, self.buffer_size, seed=self.run.worker_seed(), retrieval=self.buffer_retrieval,
             pixel_fields=self.pixel_fields,
         )
         self.store_features = needs_features(self.buffer_policy, self.buffer_retrieval)
         if self.works_on_features():
-            self.check_features(self.model, self.backbone_name(setting))
+            self.check_features(self.model, self.backbone_name(run))
         # what the policy needs from the model to judge new samples (gss: scores, aser: slots), if anything
         self.admission = admission_for(self, self.buffer)
         # where a step's replay comes from and its samples go: the buffer in one process, the union
         # of every worker's buffer on several (`RunContext.replay_channel`)
-        self.replay = self.run.replay_channel(self.buffer, self.replay_draws(setting.batch_size))
+        self.replay = self.run.replay_channel(self.buffer, self.replay_draws(run.batch_size))
         self._unscored: list[dict[str, torch.Tensor]] = []  # samples the admission judges after the step
 
     def on_task_start(self, task_id: int | None) -> None:

@@ -177,15 +177,15 @@ class SupervisedMethod(Method):
         buffer with `pixel_fields` keeps them as uint8 pixels)."""
         return batch.fields()
 
-    def configure(self, setting: Any) -> None:
-        super().configure(setting)
+    def configure(self, run: Any) -> None:
+        super().configure(run)
         self.learner = self.build_learner()
         # weights the method holds at their values through the training under way (`hold` / `release`):
         # the learner zeroes their gradients before `after_backward` and puts them back before `after_step`
         self.held = HeldWeights()
         # the setting's training augmentation: the learner applies it to every training batch,
         # methods to the samples they replay (`augment_inputs`)
-        self.augmentation = setting.train_augmentation()
+        self.augmentation = run.train_augmentation()
 
     def augment_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """`x` augmented as the setting asks (a fresh draw per sample and call), for inputs a

@@ -66,10 +66,11 @@ class SAC(OffPolicyMethod):
         self.target_entropy = -float(len(low))
         # trained at the run's precision: the losses' forward passes under its autocast (`run.autocast`:
         # the policy's draws are no forward), losses scaled under 16-mixed
-        self.policy, self.policy_optimizer = run.setup(policy, torch.optim.Adam(policy.parameters(), lr=self.lr))
-        self.critic, self.critic_optimizer = run.setup(critic, torch.optim.Adam(critic.parameters(), lr=self.lr))
-        self.target_critic = run.setup(target_critic)
-        self.alpha_optimizer = run.setup_optimizers(torch.optim.Adam([self.log_alpha], lr=self.lr))
+        engine = self.run  # the run context (`configure` may have been given a setting, which it wraps)
+        self.policy, self.policy_optimizer = engine.setup(policy, torch.optim.Adam(policy.parameters(), lr=self.lr))
+        self.critic, self.critic_optimizer = engine.setup(critic, torch.optim.Adam(critic.parameters(), lr=self.lr))
+        self.target_critic = engine.setup(target_critic)
+        self.alpha_optimizer = engine.setup_optimizers(torch.optim.Adam([self.log_alpha], lr=self.lr))
 
     # ----- acting -------------------------------------------------------------------------------
 

@@ -106,9 +106,9 @@ def holder_of(named: str) -> str:
 def process_exists(pid: int) -> bool:
     """Whether a process `pid` runs on this machine (it may belong to another user)."""
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # a PermissionError: it runs, as another user
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from sylvan.errors import ConfigurationError
 from sylvan.minibatches import float_inputs
 
 # a switch counts as a return where its context (mode and classes) was a context before
@@ -99,8 +100,6 @@ class StreamMeter:
         """Carry on from a summary (`summary()`) of the stream so far."""
         missing = [name for name in COUNTS if name not in summary["counts"]]
         if missing:
-            from sylvan.errors import ConfigurationError
-
             raise ConfigurationError(f"--resume: the checkpoint lacks the stream's counts {', '.join(missing)} "
                                      "(written by an older version of sylvan); start the run again")
         self.next_step = summary["steps_scored"]

@@ -5,7 +5,7 @@ seconds to its first training step (the process writes the time of that step to 
 `SYLVAN_FIRST_STEP_FILE` names) and to its end. The commands:
 
 - `import torch, Fabric`: what importing torch and the Lightning Fabric sylvan trains on
-  (`sylvan.run.fabric_package`) costs, the floor a run's start-up sits on;
+  (`sylvan.parallel.fabric_package`) costs, the floor a run's start-up sits on;
 - the main job: `cli.py --setting class_incremental --method rehearsal` (digits);
 - Seq-MNIST ER-200: `rehearsal` on MNIST, 5 tasks of 2 classes, MLP 784-100-100-10, batch 10,
   1 epoch, buffer 200, r 10, lr 0.01 (the DER paper's recipe), with a run's defaults (its
@@ -58,7 +58,7 @@ def commands(data_dir: str) -> dict[str, list[str]]:
               "200", "--replay_size", "10", "--seed", "0", *quiet]
     return {
         "import torch, Fabric": [sys.executable, "-c",
-                                 "import torch; from sylvan.run.fabric_package import fabric; fabric()"],
+                                 "import torch; from sylvan.parallel.fabric_package import fabric; fabric()"],
         "main job (digits)": [*cli, "--setting", "class_incremental", "--method", "rehearsal", *quiet],
         "Seq-MNIST ER-200": er_200,
         "plain loop ER-200": [sys.executable, __file__, "--plain_loop", "--data_dir", data_dir],

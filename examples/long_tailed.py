@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from sylvan.errors import ConfigurationError
+from sylvan.run.task_data import TaskData
 from sylvan.settings import ClassIncrementalSetting
-from sylvan.settings.data.streams import TaskData
 
 
 @dataclass

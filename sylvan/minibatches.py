@@ -8,11 +8,13 @@ and `minibatch_loader` pairs it with a collate function that keeps that batch as
 sampler, and so the order of the samples for a given seed, is the loader's own: the batches are
 the same, value for value, only served faster (and a data-parallel run can still swap in a
 distributed sampler).
+
+`Batch` is the training minibatch a method's step receives, as the engine hands it over.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch.utils.data import (
@@ -222,3 +224,24 @@ def same_columns(datasets: Sequence[Dataset]) -> bool:
         and all(a.shape[1:] == b.shape[1:] and a.dtype == b.dtype and a.is_cpu for a, b in zip(part.tensors, first))
         for part in datasets
     )
+
+
+class Batch(NamedTuple):
+    """A training minibatch of float inputs, labels, and task labels where the setting gives
+    them. Where the setting augments inputs, `x` is what the network trains on and `stored_x`
+    the inputs as they came, which is what a buffer keeps. Images stored as uint8 pixels reach
+    a method as float32 k / 255: pixels are decoded by the data loading and encoded again by
+    the buffers that keep them (`RehearsalBuffer.pixel_fields`), never by a method."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    t: torch.Tensor | None = None
+    stored_x: torch.Tensor | None = None
+
+    def fields(self) -> dict[str, torch.Tensor]:
+        """The batch as named tensors (what a rehearsal buffer stores: inputs not augmented)."""
+        x = self.x if self.stored_x is None else self.stored_x
+        out = {"x": x, "y": self.y}
+        if self.t is not None:
+            out["t"] = self.t
+        return out

@@ -92,6 +92,54 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycle_through(package) == ["sylvan.methods", "sylvan.methods.lode", "sylvan.methods"]
 
 
+def package_of(module: str) -> str:
+    """The part of sylvan a module belongs to: its folder under `sylvan/` (`sylvan.run`), or
+    itself for a module at the top level (`sylvan.errors`)."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """`graph` read between sylvan's folders (and its top-level modules): an edge from a folder
+    to another where a module of the first imports one of the second."""
+    packages: dict[str, set[str]] = {}
+    for name, targets in graph.items():
+        packages.setdefault(package_of(name), set()).update(package_of(target) for target in targets)
+    return {name: targets - {name} for name, targets in packages.items()}
+
+
+# sylvan's folders from the one that imports the most to the ones every other imports: each
+# imports only folders to its right (and the top-level modules)
+LAYERS = ["sylvan.cli", "sylvan.comparison", "sylvan.methods", "sylvan.settings", "sylvan.run", "sylvan.parallel",
+          "sylvan.buffers", "sylvan.models", "sylvan.analysis"]
+
+
+def test_no_import_cycle_among_sylvans_folders():
+    """The settings describe, the run runs, the workers' owner below both: no folder of sylvan
+    imports one that (through others) imports it back, so each can be read without those above."""
+    packages = package_graph(import_graph())
+    assert cycle_through(packages) is None, cycle_through(packages)
+    upward = sorted(f"{name} imports {target}" for name, targets in packages.items() if name in LAYERS
+                    for target in targets if target in LAYERS and LAYERS.index(target) < LAYERS.index(name))
+    assert not upward, upward
+
+
+def test_the_package_graph_reads_folders_and_top_level_modules():
+    graph = {"sylvan.run.loop": {"sylvan.settings.base", "sylvan.errors"}, "sylvan.settings.base": {"sylvan.run.loop"},
+             "sylvan.errors": set()}
+    assert package_graph(graph) == {"sylvan.run": {"sylvan.settings", "sylvan.errors"}, "sylvan.settings": {"sylvan.run"},
+                                    "sylvan.errors": set()}
+    assert cycle_through(package_graph(graph)) == ["sylvan.run", "sylvan.settings", "sylvan.run"]
+
+
+def test_the_run_imports_no_setting():
+    """A setting describes its stream (`Setting.stages()`: the tasks' data or environments, what is
+    evaluated); the run runs it knowing no setting module. Setting-specific run code lives beside
+    its setting (`sylvan.settings.osaka_stages`)."""
+    for name, targets in import_graph().items():
+        if name.startswith(("sylvan.run", "sylvan.parallel")):
+            assert not {t for t in targets if t.startswith(("sylvan.settings", "sylvan.methods"))}, name
+
+
 def test_settings_buffers_and_models_never_import_a_method():
     for name, targets in import_graph().items():
         if name.startswith(("sylvan.settings", "sylvan.buffers", "sylvan.models")):
@@ -306,7 +354,7 @@ def test_the_checks_of_a_setting_and_method_pair_are_made_in_one_place():
     calls = ("method.validate_for(setting)", "setting.check_method(method)")
     places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                     if any(call in path.read_text() for call in calls))
-    assert places == ["methods/core/pairing.py"]
+    assert places == ["run/pairing.py"]
 
 
 # the modules at the package's top level: what every folder uses (errors, the registries, the

@@ -1,3 +1,2 @@
-"""What is made of runs once they have run: the accuracy matrix and the metrics derived from it
-(`metrics`), the mean and spread over seeds of results folders (`summary`, `--summarize`), the
-accuracy-cost Pareto front (`pareto`, `--pareto`) and the plots of a run (`plots`)."""
+"""What is made of one run: the accuracy matrix and the metrics derived from it (`metrics`) and
+the plots of a run (`plots`). Comparisons of several runs are `sylvan.comparison`'s."""

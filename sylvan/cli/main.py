@@ -95,7 +95,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                 "and with --pareto, --wandb_project, --wandb_entity, --wandb_group) only: sylvan --summarize results "
                 "[--summary_csv summary.csv] [--pareto pareto.png [--wandb_project PROJECT]]"
             )
-        from sylvan.analysis.summary import summarize
+        from sylvan.comparison.summary import summarize
 
         load_plugins(names.plugin)  # so that options a run did not record take the plugin's defaults
         print(summarize(names.summarize, names.summary_csv, names.pareto, tracking))

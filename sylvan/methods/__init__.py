@@ -16,7 +16,6 @@ from sylvan.methods.co2l import Co2L
 from sylvan.methods.continual_maml import ContinualMAML
 from sylvan.methods.cope import CoPE
 from sylvan.methods.core.base import METHODS, Method, get_method, joined_state
-from sylvan.methods.core.pairing import applicable_methods, check_applicable
 from sylvan.methods.core.regularization import WeightRegularization
 from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch, SupervisedMethod
@@ -61,6 +60,7 @@ from sylvan.methods.si import SI
 from sylvan.methods.ssil import SSIL
 from sylvan.methods.stable_sgd import StableSGD
 from sylvan.methods.wa import WA
+from sylvan.run.pairing import applicable_methods, check_applicable
 
 __all__ = [
     "AGEM",

@@ -3,7 +3,7 @@ checkpoint is `sylvan.run.checkpointer`'s), and what to say when one of them fai
 
 Any supervised setting runs data-parallel with `--devices N` (or `--num_nodes`, torchrun,
 SLURM): each worker trains on its own shard of every stage's data (`DataParallel.shard`),
-evaluation is sharded (`sylvan.parallel.sharded_evaluation`), and only worker 0 writes the run's
+evaluation is sharded (`sylvan.run.sharded_evaluation`), and only worker 0 writes the run's
 folder. A run context holds one `DataParallel` for the run; the setting only holds its
 options, checked here."""
 
@@ -21,7 +21,6 @@ import torch.distributed as dist
 from sylvan.errors import ConfigurationError, RunFailedError, unknown_name
 from sylvan.parallel.health import failure_report, is_distributed_failure
 from sylvan.registry import METHODS
-from sylvan.run.signals import interruption_behind
 
 REPLAY_SCOPES = ("global", "local")
 
@@ -146,7 +145,7 @@ class DataParallel:
             from sylvan.parallel.rehearsal_ddp import RehearsalDDPStrategy
 
             return RehearsalDDPStrategy(replay=self.channel, **options)
-        from sylvan.run.fabric_package import fabric
+        from sylvan.parallel.fabric_package import fabric
 
         return fabric().strategies.DDPStrategy(**options)
 
@@ -210,13 +209,11 @@ class DataParallel:
     # ----- failures ---------------------------------------------------------------------
 
     def translate_failure(self, error: Exception) -> BaseException | None:
-        """What a run that raised `error` should raise instead: the signal that stopped it, or a
-        `RunFailedError` naming the worker that died; None where `error` is not the workers'."""
+        """What a run that raised `error` should raise instead: a `RunFailedError` naming the
+        worker that died; None where `error` is not the workers'. (Where a signal stopped the run
+        and the broken connection came of it, the run raises the signal: `sylvan.run.signals`.)"""
         if self.world_size == 1 or not is_distributed_failure(error):
             return None
-        stop = interruption_behind(error)
-        if stop is not None:  # stopped by a signal; the broken connection came of it
-            return stop
         return RunFailedError(self.describe_failure(error))
 
     def describe_failure(self, error: BaseException) -> str:

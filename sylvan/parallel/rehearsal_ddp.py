@@ -3,7 +3,7 @@ is joined by r representatives drawn uniformly from the union of all workers' re
 fetched while the previous step computed (the exchange itself: `sylvan.buffers.global_replay`).
 
 `RehearsalDDPStrategy` is the strategy over the standalone `lightning_fabric` package, which
-sylvan's engine runs on (`sylvan.run.fabric_package`), registered there as "ddp_rehearsal";
+sylvan's engine runs on (`sylvan.parallel.fabric_package`), registered there as "ddp_rehearsal";
 `sylvan.parallel.fabric_rehearsal.FabricRehearsalStrategy` is the same over `lightning.fabric`,
 for one's own loop. sylvan's runs hand it the replay channel their method asked for (made with
 `join_batch=False`): the strategy then prepares each step's draws as the batch is served, and the
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sylvan.buffers.global_replay import GlobalReplay
-from sylvan.run.fabric_package import fabric
+from sylvan.parallel.fabric_package import fabric
 
 
 class ReplayingLoader:

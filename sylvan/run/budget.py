@@ -55,7 +55,7 @@ def example_fields(method: Any, run: Any) -> dict[str, torch.Tensor]:
     """The fields a buffer of `method` keeps for one sample of `run`'s stream, as the method hands
     them over: those of its `stored_example()` where it has one (a transition of an
     environment), else inputs, labels and task labels where the setting gives them."""
-    from sylvan.methods.core.batch import Batch
+    from sylvan.minibatches import Batch
 
     if hasattr(method, "stored_example"):
         return method.stored_example()

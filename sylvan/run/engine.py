@@ -97,7 +97,7 @@ class Engine:
 
     def __init__(self, accelerator: str, precision: str, parallel: Any = None, loggers: Sequence[Any] = (),
                  progress_bar: bool = False) -> None:
-        from sylvan.run.fabric_package import fabric
+        from sylvan.parallel.fabric_package import fabric
 
         Fabric = fabric().Fabric
         self.parallel = parallel

@@ -9,7 +9,7 @@ import torch
 
 from sylvan.minibatches import float_inputs
 from sylvan.run.flop_count import FlopCount
-from sylvan.settings.data.streams import TaskData
+from sylvan.run.task_data import TaskData
 
 
 class Evaluation(NamedTuple):
@@ -86,6 +86,6 @@ def evaluate_setting(setting: Any, method: Any, tasks: list[TaskData], parallel:
 
     if parallel is None:
         return evaluate(tasks)
-    from sylvan.parallel.sharded_evaluation import sharded_evaluation
+    from sylvan.run.sharded_evaluation import sharded_evaluation
 
     return sharded_evaluation(evaluate, tasks, parallel, setting.num_classes)

@@ -22,20 +22,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.machinery import PathFinder
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError, OutputNotWritten, RunInterrupted
-from sylvan.methods import Method
-from sylvan.methods.core.pairing import check_pair
 from sylvan.parallel.health import planned_workers, writes_run_folder
 from sylvan.run.budget import refuse_over_budget_ahead
 from sylvan.run.checkpoints import checkpointed_stages
 from sylvan.run.folder_lock import RunFolderLock
 from sylvan.run.loggers import check_loggers
+from sylvan.run.pairing import check_pair
 from sylvan.run.signals import sigterm_stops_the_run, stop_description
 from sylvan.run.tracking import Tracker, check_wandb_mode, default_run_name
-from sylvan.settings import Setting
+
+if TYPE_CHECKING:
+    from sylvan.methods import Method
+    from sylvan.settings import Setting
 
 
 @dataclass

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sylvan.analysis.metrics import Results
 from sylvan.errors import RunFailedError
-from sylvan.methods.core.pairing import check_pair
 from sylvan.run.accounting import TrainedParameters, record_cost
 from sylvan.run.budget import refuse_over_budget, stop_over_budget
 from sylvan.run.context import RunContext
 from sylvan.run.garbage_collection import resume_after_start_up
+from sylvan.run.pairing import check_pair
 from sylvan.run.stages import record_stage_end, record_training_episodes, with_task_hooks
 
 if TYPE_CHECKING:

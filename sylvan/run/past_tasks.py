@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
 
 from sylvan.minibatches import minibatch_loader
-from sylvan.settings.data.streams import TaskData
+from sylvan.run.task_data import TaskData
 
 
 class PastTasks:

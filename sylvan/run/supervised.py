@@ -17,6 +17,7 @@ from sylvan.parallel.health import planned_workers
 from sylvan.run.checkpoints import rng_states
 from sylvan.run.loop import Stages, StageWork
 from sylvan.run.past_tasks import PastTasks
+from sylvan.run.signals import interruption_behind
 
 if TYPE_CHECKING:
     from sylvan.run.context import RunContext
@@ -80,7 +81,7 @@ class TaskStages(Stages):
         if parallel.channel is not None:
             parallel.channel.wait()
         if run.online_meter is not None:
-            from sylvan.parallel.sharded_evaluation import summed_online_counts
+            from sylvan.run.sharded_evaluation import summed_online_counts
 
             summed_online_counts(run.online_meter, parallel)
         return parallel.stage_startup
@@ -97,4 +98,7 @@ class TaskStages(Stages):
         return evaluation._replace(accuracies=evaluation.accuracies + unseen, aware=aware)
 
     def translate_failure(self, error: BaseException) -> BaseException | None:
-        return None if self.parallel is None else self.parallel.translate_failure(error)
+        """The workers' failure behind `error` (`DataParallel.translate_failure`), or the signal
+        that stopped this worker where its peers' broken connections came of that signal."""
+        replacement = None if self.parallel is None else self.parallel.translate_failure(error)
+        return replacement if replacement is None else interruption_behind(error) or replacement

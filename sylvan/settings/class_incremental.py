@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.settings.data.streams import TaskData
+from sylvan.run.task_data import TaskData
 from sylvan.settings.online import OnlineSetting
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from sylvan.errors import ConfigurationError, unknown_name
+from sylvan.run.task_data import TaskData
 from sylvan.settings.data import ctrl_streams, dataset_streams, streams
 from sylvan.settings.data.datasets import DATASETS, DatasetSpec, get_dataset
-from sylvan.settings.data.streams import TaskData
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
 if TYPE_CHECKING:

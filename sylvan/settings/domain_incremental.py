@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 import numpy as np
 
 from sylvan.errors import ConfigurationError, refuse_if_given
+from sylvan.run.task_data import TaskData
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 from sylvan.settings.data.arrival import arrival_order, check_arrival_order
 from sylvan.settings.data.datasets import DATASETS
-from sylvan.settings.data.streams import TaskData, build_tasks
+from sylvan.settings.data.streams import build_tasks
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from torch.utils.data import ConcatDataset
 
-from sylvan.settings.data.streams import TaskData
+from sylvan.run.task_data import TaskData
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 
 

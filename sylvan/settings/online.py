@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sylvan.minibatches import minibatch_loader
 from sylvan.parallel.data_parallel import DataParallelOptions, check_replay_options
 from sylvan.run.budget import MemoryBudgetOptions
+from sylvan.run.task_data import TaskData
 from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.data import decoding, streams
 from sylvan.settings.data.arrival import arrival_order
@@ -26,7 +27,6 @@ from sylvan.settings.data.checks import check_stream_options
 from sylvan.settings.data.datasets import DatasetSpec, get_dataset
 from sylvan.settings.data.inputs import InputOptions
 from sylvan.settings.data.loading import seeded_tasks
-from sylvan.settings.data.streams import TaskData
 
 if TYPE_CHECKING:
     from continuum.datasets.base import _ContinuumDataset

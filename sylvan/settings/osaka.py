@@ -148,7 +148,7 @@ class OsakaSetting(OnlineSetting):
 
     def stages(self) -> Any:
         """The pools, loaded now, and the plans of the pre-training phase and the stream
-        (`sylvan.run.osaka_stages.OsakaStages`)."""
-        from sylvan.run.osaka_stages import OsakaStages
+        (`sylvan.settings.osaka_stages.OsakaStages`)."""
+        from sylvan.settings.osaka_stages import OsakaStages
 
         return OsakaStages(self)

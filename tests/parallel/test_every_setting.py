@@ -14,8 +14,8 @@ from sylvan.errors import ConfigurationError
 from sylvan.methods import Naive, Rehearsal
 from sylvan.parallel.data_parallel import DataParallel
 from sylvan.parallel.health import planned_workers, worker_rank
-from sylvan.parallel.sharded_evaluation import summed_online_counts
 from sylvan.run.context import RunContext
+from sylvan.run.sharded_evaluation import summed_online_counts
 from sylvan.settings import SETTINGS, ClassIncrementalSetting, OnlineSetting
 from tests.cli.test_cli import sylvan
 from tests.gloo_workers import results_on_two_workers

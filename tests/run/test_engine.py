@@ -183,8 +183,8 @@ def test_the_ddp_rehearsal_strategy_is_registered_with_fabric():
 
 
 def test_the_ddp_rehearsal_strategy_is_registered_with_the_standalone_fabric_the_engine_runs_on():
+    from sylvan.parallel.fabric_package import fabric
     from sylvan.parallel.rehearsal_ddp import RehearsalDDPStrategy
-    from sylvan.run.fabric_package import fabric
 
     strategies = fabric().strategies
     assert strategies.STRATEGY_REGISTRY["ddp_rehearsal"]["strategy"] is RehearsalDDPStrategy

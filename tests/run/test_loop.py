@@ -7,8 +7,8 @@ import pytest
 
 import sylvan.run.loop as loop
 from sylvan.methods import get_method
-from sylvan.methods.core.pairing import applicable_methods
 from sylvan.run.loop import Stages, StageWork
+from sylvan.run.pairing import applicable_methods
 from sylvan.settings import SETTINGS, get_setting
 
 # a small instance of every registered setting

@@ -15,6 +15,7 @@ import torch
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import Method, Rehearsal
+from sylvan.run.task_data import TaskData
 from sylvan.settings import (
     ClassIncrementalSetting,
     DomainIncrementalSetting,
@@ -23,7 +24,7 @@ from sylvan.settings import (
     Setting,
     TaskIncrementalSetting,
 )
-from sylvan.settings.data.streams import TaskData, blur_tasks
+from sylvan.settings.data.streams import blur_tasks
 from tests.conftest import REPO
 
 

@@ -13,9 +13,8 @@ import torch
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.core.batch import Batch
 from sylvan.methods.parts.loss_scaling import step_overflowed
-from sylvan.minibatches import float_inputs
+from sylvan.minibatches import Batch, float_inputs
 from sylvan.run.first_step import mark_first_step
 
 if TYPE_CHECKING:  # the method hands itself to its learner: a type only, no import cycle

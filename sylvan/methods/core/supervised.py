@@ -29,10 +29,9 @@ from sylvan.errors import (
     unknown_name,
 )
 from sylvan.methods.core.base import Method, joined_state
-from sylvan.methods.core.batch import Batch
 from sylvan.methods.parts.held_weights import HeldWeights
 from sylvan.methods.parts.loss_scaling import unscaled_gradients
-from sylvan.minibatches import GatheringConcatDataset, float_inputs, minibatch_loader, pixel_batches
+from sylvan.minibatches import Batch, GatheringConcatDataset, float_inputs, minibatch_loader, pixel_batches
 from sylvan.models import BACKBONES, build_backbone, with_input_normalization
 from sylvan.models.cosine import require_feature_layers
 

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.errors import ConfigurationError
+from sylvan.run.task_data import TaskData
 from sylvan.settings.data.datasets import get_dataset
-from sylvan.settings.data.streams import TaskData
 
 TRANSFORMATIONS = ("none", "rotate", "permute", "invert", "recolour")
 CLASSES_PER_TASK = (2, 5)  # a generated task's classes: from 2 to 5 (fewer where a dataset has fewer)

@@ -7,7 +7,7 @@ import gc
 import weakref
 from typing import Callable
 
-from sylvan.settings.data.streams import TaskData
+from sylvan.run.task_data import TaskData
 
 # the tensors of the tasks this process's runs have loaded, to see what finished runs left behind
 _loaded_tensors: list[weakref.ReferenceType] = []
@@ -40,7 +40,7 @@ def seeded_tasks(seed: int, load: Callable[[], list[TaskData]]) -> list[TaskData
     """The tasks `load()` returns, loaded with the global generators seeded with `seed` (loading
     draws from torch's generator, which then initializes the model: a run puts the generators
     back as loading left them when it starts, `sylvan.run.loop.Stages.begin`)."""
-    from sylvan.run.fabric_package import fabric
+    from sylvan.parallel.fabric_package import fabric
 
     fabric().seed_everything(seed, verbose=False)
     free_finished_runs()

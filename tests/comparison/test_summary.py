@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sylvan.analysis.summary import find_runs, group_runs, load_run, mean_std, summarize, summary_rows
+from sylvan.comparison.summary import find_runs, group_runs, load_run, mean_std, summarize, summary_rows
 from sylvan.errors import ConfigurationError
 from tests.cli.test_cli import FAST, sylvan
 

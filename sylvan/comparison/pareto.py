@@ -4,7 +4,7 @@ Each configuration (the runs `--summarize` groups: the same setting, method and 
 seeds) is one point: its mean final average accuracy against its mean training FLOPs, and
 against the mean bytes its method keeps (`Results.cost`), with the standard deviation over seeds
 as error bars. Configurations are compared within a problem: a setting and the options of it
-that change the problem (dataset, tasks, epochs, ...; `sylvan.analysis.summary.problem_of`). A
+that change the problem (dataset, tasks, epochs, ...; `sylvan.comparison.summary.problem_of`). A
 configuration is Pareto-optimal where no other configuration of its problem is at least as
 accurate and at most as costly with one of the two strictly better. The PNG has a row of panels
 per problem, one for compute and one for memory, the optimal configurations marked and joined;

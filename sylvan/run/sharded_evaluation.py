@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from sylvan.parallel.data_parallel import DataParallel
-from sylvan.settings.data.streams import TaskData
+from sylvan.run.task_data import TaskData
 
 if TYPE_CHECKING:
     from sylvan.run.evaluation import Evaluation

@@ -378,7 +378,7 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None,
     """The summary table of the runs under `paths` (accuracies in percent, returns as they are),
     with a line per run left out (unfinished, a repeated seed, or unreadable: one damaged folder
     does not hide a sweep's other runs); with `csv_path`, the table is also written as CSV; with
-    `pareto_path` (a .png), the accuracy-cost trade-off is drawn there (`sylvan.analysis.pareto`), and
+    `pareto_path` (a .png), the accuracy-cost trade-off is drawn there (`sylvan.comparison.pareto`), and
     with `wandb` (project, entity, group) logged to Weights & Biases as a table and an image."""
     runs: list[Run] = []
     unreadable: list[UnreadableRun] = []
@@ -400,7 +400,7 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None,
             except OSError as error:
                 raise ConfigurationError(f"--summary_csv {csv_path}: {error.strerror}") from error
     if pareto_path is not None:
-        from sylvan.analysis.pareto import points_of, write_pareto
+        from sylvan.comparison.pareto import points_of, write_pareto
 
         problem_options = problem_distinguishing_options(groups)
         options = [name for name in distinguishing_options(groups) if name not in problem_options]
@@ -412,7 +412,7 @@ def summarize(paths: Sequence[str | Path], csv_path: str | Path | None = None,
                                   pareto_path)
         lines.append(f"the accuracy-cost trade-off: {png} (its figures: {table})")
         if wandb is not None and wandb.get("project"):
-            from sylvan.analysis.pareto import log_pareto
+            from sylvan.comparison.pareto import log_pareto
 
             where = log_pareto(png, table, wandb["project"], wandb.get("entity"), wandb.get("group"))
             lines.append(f"the trade-off logged to Weights & Biases: {where}")

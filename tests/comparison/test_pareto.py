@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from sylvan.analysis.pareto import Point, pareto_optimal
-from sylvan.analysis.summary import summarize
+from sylvan.comparison.pareto import Point, pareto_optimal
+from sylvan.comparison.summary import summarize
 from sylvan.errors import ConfigurationError
-from tests.analysis.test_summary import write_run
+from tests.comparison.test_summary import write_run
 
 
 def point(setting: str, accuracy: float, flops: float, memory: float = 1.0) -> Point:
@@ -76,7 +76,7 @@ def test_configurations_are_compared_only_with_those_of_the_same_problem(tmp_pat
 def test_each_cost_axis_labels_its_values_whether_they_span_decades_or_not(memory):
     """Costs within one decade on a log axis got no labelled tick at all (its minor ticks are
     unlabelled): every axis must label at least two ticks across its points."""
-    from sylvan.analysis.pareto import figure
+    from sylvan.comparison.pareto import figure
 
     points = [point("a", 0.5 + i / 10, 1e9 * (1 + i), m) for i, m in enumerate(memory)]
     optimal = {cost: pareto_optimal(points, cost) for cost in ("training_flops", "memory_bytes")}

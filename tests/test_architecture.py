@@ -126,8 +126,8 @@ def test_no_import_cycle_among_sylvans_folders():
 def test_the_package_graph_reads_folders_and_top_level_modules():
     graph = {"sylvan.run.loop": {"sylvan.settings.base", "sylvan.errors"}, "sylvan.settings.base": {"sylvan.run.loop"},
              "sylvan.errors": set()}
-    assert package_graph(graph) == {"sylvan.run": {"sylvan.settings", "sylvan.errors"}, "sylvan.settings": {"sylvan.run"},
-                                    "sylvan.errors": set()}
+    assert package_graph(graph) == {"sylvan.run": {"sylvan.settings", "sylvan.errors"},
+                                    "sylvan.settings": {"sylvan.run"}, "sylvan.errors": set()}
     assert cycle_through(package_graph(graph)) == ["sylvan.run", "sylvan.settings", "sylvan.run"]
 
 
@@ -221,15 +221,84 @@ def test_replay_methods_reach_a_policys_work_only_through_its_admission():
     assert [t for t in targets if any(name in t for name in specific)] == []
 
 
+def held_buffers(method) -> set[str]:
+    """The names of the attributes of a configured `method` that hold a rehearsal buffer (itself,
+    or in a list, tuple or dict): what the method keeps to save with its state."""
+    from sylvan.buffers.base import RehearsalBuffer
+
+    held = set()
+    for name, value in vars(method).items():
+        members = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(member, RehearsalBuffer) for member in members):
+            held.add(name)
+    return held
+
+
+SAVING = {"state_dict", "load_state_dict"}  # what a method may call on a buffer it holds: saving it
+
+
+def buffer_calls(source: str, held: set[str]) -> list[str]:
+    """Where `source` reaches a buffer other than to save it: `self.NAME.x` or `len(self.NAME)` for
+    an attribute NAME that holds one, a name bound to a buffer it makes (`make_buffer(...)`,
+    `...Buffer(...)`) used beyond being handed on, or a channel's buffer (`.buffer.x`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        made: set[str] = set()
+        if isinstance(node, ast.FunctionDef):
+            for statement in ast.walk(node):
+                if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call):
+                    called = ast.unparse(statement.value.func)
+                    if called == "make_buffer" or called.endswith("Buffer"):
+                        made |= {t.id for t in statement.targets if isinstance(t, ast.Name)}
+            for usage in ast.walk(node):
+                if isinstance(usage, ast.Attribute) and isinstance(usage.value, ast.Name) and usage.value.id in made:
+                    found.append(f"{node.name}: {ast.unparse(usage)}")
+        if isinstance(node, ast.Attribute) and node.attr not in SAVING:
+            target = node.value
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self" \
+                    and target.attr in held:
+                found.append(ast.unparse(node))
+            if isinstance(target, ast.Attribute) and target.attr == "buffer":
+                found.append(ast.unparse(node))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "len" and node.args \
+                and ast.unparse(node.args[0]) in {f"self.{name}" for name in held}:
+            found.append(ast.unparse(node))
+    return found
+
+
+def test_buffer_calls_are_found_by_what_an_attribute_holds():
+    source = ("def f(self):\n    memory = ReservoirBuffer(3)\n    memory.add(x=1)\n    self.kept.sample(2)\n"
+              "    self.kept.state_dict()\n    len(self.kept)\n    self.replay.take(2)\n"
+              "    self.replay.buffer.gather(1)\n")
+    assert sorted(buffer_calls(source, {"kept"})) == sorted(
+        ["f: memory.add", "self.kept.sample", "len(self.kept)", "self.replay.buffer.gather"])
+
+
 def test_methods_reach_their_memory_only_through_a_replay_channel():
     """A buffer a method makes is handed to a replay channel (`sylvan.buffers.channel`): every
     draw, insertion and read of it goes through the channel; the method keeps the buffer only to
-    save and restore it with its state."""
-    found = [f"{path.relative_to(PACKAGE)}: {line.strip()}" for path in (PACKAGE / "methods").rglob("*.py")
-             for line in path.read_text().splitlines()
-             if re.search(r"buffer\.[a-z_]+", line) and not re.search(r"buffer\.(state_dict|load_state_dict)\(", line)
-             or re.search(r"len\((self|method)\.buffer\)", line)]
-    assert found == []
+    save and restore it with its state. Checked by type: each registered method is configured,
+    and what its attributes hold says which of its calls reach a buffer."""
+    from sylvan.methods import METHODS
+    from sylvan.settings import ClassIncrementalSetting, ContinualRLSetting, Setting
+    from tests.conftest import tiny_method, tiny_options
+
+    found = {}
+    for name, cls in sorted(METHODS.items()):
+        setting_cls = ClassIncrementalSetting if cls.target_setting is Setting else cls.target_setting
+        setting = setting_cls(**tiny_options(setting_cls, cls))
+        method = tiny_method(cls)
+        method.configure(setting)
+        if issubclass(setting_cls, ContinualRLSetting):
+            method.run.engine  # noqa: B018 - made, as a run makes it
+        held = held_buffers(method)
+        modules = {klass.__module__ for klass in cls.__mro__ if klass.__module__.startswith("sylvan.methods")}
+        for module in sorted(modules):
+            path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+            calls = buffer_calls(path.read_text(), held)
+            if calls:
+                found[f"{name} ({path.relative_to(PACKAGE)})"] = calls
+    assert found == {}
 
 
 def test_the_admissions_of_gss_and_aser_live_with_their_buffers():
@@ -358,9 +427,10 @@ def test_the_checks_of_a_setting_and_method_pair_are_made_in_one_place():
 
 
 # the modules at the package's top level: what every folder uses (errors, the registries, the
-# minibatches of in-memory tensors, host-to-device copies) and the command's entry point
-# (`python -m sylvan`, `sylvan`); everything else lives in a folder
-TOP_LEVEL_MODULES = {"__init__.py", "__main__.py", "errors.py", "registry.py", "minibatches.py", "transfer.py"}
+# minibatches of in-memory tensors, host-to-device copies, the workers) and the command's entry
+# point (`python -m sylvan`, `sylvan`); everything else lives in a folder
+TOP_LEVEL_MODULES = {"__init__.py", "__main__.py", "errors.py", "registry.py", "minibatches.py", "transfer.py",
+                     "workers.py"}
 
 
 def test_the_package_top_level_holds_only_what_every_folder_uses():
@@ -397,3 +467,19 @@ def test_configure_names_what_it_receives_the_run():
                 if node.args.args[1].arg != "run":
                     named_otherwise.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert not named_otherwise, named_otherwise
+
+
+def test_one_module_asks_which_worker_a_process_is():
+    """`sylvan.workers` alone asks torch.distributed for a rank or a world size (or whether a
+    process group is up); the run holds one `Workers` and hands it, or what it says, to the rest."""
+    asks = re.compile(r"\b(dist|distributed)\.(get_rank|get_world_size|is_initialized)\s*\(")
+    places = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if asks.search(path.read_text()))
+    assert places == ["workers.py"], places
+
+
+def test_methods_count_no_flops_and_show_no_progress_of_their_own():
+    """A loop a method owns runs on the engine's trigger points (`Engine.loop`), where the FLOP
+    count, the training log and the progress bar see its steps: no method counts by hand."""
+    by_hand = sorted(str(path.relative_to(PACKAGE)) for path in (PACKAGE / "methods").rglob("*.py")
+                     if re.search(r"\.compute\.|FlopCount|tqdm|log_metrics\(", path.read_text()))
+    assert not by_hand, by_hand

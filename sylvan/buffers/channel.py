@@ -83,6 +83,11 @@ class ReplayChannel:
         """How many stored samples each label of `field` has."""
         return self.buffer.class_counts(field)
 
+    def continue_draws(self, previous: ReplayChannel) -> None:
+        """Draw on from where `previous`'s buffer's draws stopped: for a memory made anew to
+        replace that one (holding exactly what a task's end chose), one stream of draws over a run."""
+        self.buffer.generator.set_state(previous.buffer.generator.get_state())
+
     # ----- what the run saves of the channel and reports of it ------------------------------
 
     def state_dict(self) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from sylvan.buffers.base import RehearsalBuffer
 from sylvan.buffers.channel import ReplayChannel
 from sylvan.minibatches import float_inputs
 from sylvan.transfer import to_device
+from sylvan.workers import Workers
 
 FIELDS = ("x", "y", "t")
 
@@ -103,13 +104,15 @@ class GlobalReplay(ReplayChannel):
         featurize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         sizes_on_host: bool | None = None,
         join_batch: bool = True,
+        workers: Workers | None = None,
     ) -> None:
         """`replay_size`: r, the samples each step draws from the union, or one r per independent
         draw. `sizes_on_host`: exchange the buffer sizes between CPU tensors on a gloo group of
         their own, so that the host reads them without a device synchronization; None (the
         default) does so when the buffer is on CUDA. `join_batch`: `training_batch` joins the
         first draw to the batch and inserts the batch (for any LightningModule); False: it only
-        prepares the draws, for a method that takes them and inserts by itself."""
+        prepares the draws, for a method that takes them and inserts by itself. `workers`: the
+        run's (`RunContext.workers`); by default, the process group this process is in."""
         self.buffer = buffer
         self.sizes_on_host = sizes_on_host
         self.size_group: Any = None
@@ -125,6 +128,7 @@ class GlobalReplay(ReplayChannel):
         self._inserted = True  # whether the step since the last `begin_step` inserted its samples
         self.synchronous = synchronous
         self.seed = seed
+        self.workers = workers if workers is not None else Workers(seed=seed)
         self.group: Any = None
         self.generator: torch.Generator | None = None
         self.pending: tuple[list[Any], dict[str, torch.Tensor], torch.Tensor] | None = None
@@ -141,15 +145,15 @@ class GlobalReplay(ReplayChannel):
 
     @property
     def world_size(self) -> int:
-        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        return self.workers.world_size
 
     @property
     def rank(self) -> int:
-        return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        return self.workers.rank
 
     def _setup(self, device: torch.device) -> None:
         if self.generator is None:
-            self.generator = torch.Generator().manual_seed(self.seed * 7919 + self.rank)
+            self.generator = torch.Generator().manual_seed(self.workers.draw_seed(seed=self.seed))
         if self.sizes_on_host is None:
             self.sizes_on_host = device.type == "cuda"
         if self.group is None and self.world_size > 1:

@@ -189,9 +189,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except RunFailedError as error:
         # every data-parallel worker may fail alike (a divergence: their weights are the same);
         # each says which it is
-        from sylvan.parallel.health import global_rank
+        from sylvan.workers import process_rank
 
-        worker = f" (worker {global_rank()})" if global_rank() else ""
+        worker = f" (worker {process_rank()})" if process_rank() else ""
         print(f"sylvan{worker}: run failed: {error}", file=sys.stderr)
         end_started_workers(wait)
         # a broken process group can abort in its destructors at interpreter exit: leave now

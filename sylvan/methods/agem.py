@@ -50,7 +50,7 @@ class AGEM(EpisodicMemoryMethod):
 
     def memory_gradients(self) -> torch.Tensor | None:
         """The reference gradient: of the loss on `reference_batch_size` samples drawn from the memory."""
-        reference = self.memory.sample(self.reference_batch_size)
+        reference = self.replay.take(self.reference_batch_size)
         if not reference:
             return None
         parameters = trainable_parameters(self.model)

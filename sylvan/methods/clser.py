@@ -17,7 +17,6 @@ from sylvan.errors import ConfigurationError
 from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch, evaluating
 from sylvan.methods.parts.distillation import frozen_copy
-from sylvan.methods.parts.workers import average_statistics_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -87,7 +86,7 @@ class CLSER(ReplayMethod):
 
     def after_step(self) -> None:
         super().after_step()
-        average_statistics_over_workers(self.plastic_model, self.stable_model)
+        self.run.workers.average_statistics(self.plastic_model, self.stable_model)
         self.steps += 1
         for memory, frequency, alpha in (
             (self.plastic_model, self.plastic_update_freq, self.plastic_alpha),

@@ -22,7 +22,6 @@ from sylvan.methods.parts.contrastive import (
 from sylvan.methods.parts.linear_probe import ProbeSchedule, trained_probe, zero_linear
 from sylvan.methods.parts.projection import projections
 from sylvan.methods.parts.teacher import Teacher
-from sylvan.methods.parts.workers import concatenated_over_workers, copy_from_first_worker
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
@@ -110,15 +109,15 @@ class Co2L(ContrastiveReplayMethod):
         device = self.run.device
         self.learner.to(device)
         stored = self.replay.stored()
-        x = concatenated_over_workers(stored["x"].to(device))
-        y = concatenated_over_workers(stored["y"].to(device))
+        x = self.run.workers.concatenated(stored["x"].to(device))
+        y = self.run.workers.concatenated(stored["y"].to(device))
         seed = self.run.seed * 1000 + PROBE_SEED + self.finished_tasks
         generator = torch.Generator().manual_seed(seed)
         views = ContrastiveViews(seed=seed, crop_scale=self.crop_scale) if self.probe_views else None
         probe = trained_probe(self.model, x, y, self.run.num_classes, ProbeSchedule(
             self.probe_epochs, self.probe_lr, self.probe_batch_size), generator, views)
         self.model.probe.load_state_dict(probe.state_dict())
-        copy_from_first_worker(self.model.probe)
+        self.run.workers.copy_from_first(self.model.probe)
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:
         """The probe's logits over the features of `x`."""

@@ -55,17 +55,21 @@ class ContinualMAML(MAML):
         self.boundaries = 0  # boundaries detected in the stream
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
-        for batch in train_data:
-            self.learn_from(*self.on_device(batch))
+        with self.run.engine.loop(len(train_data), unit="adapt", callbacks=self.run.fit_callbacks()) as loop:
+            for batch in train_data:
+                self.learn_from(loop, batch, *self.on_device(batch))
 
-    def learn_from(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Learn from a batch the stream's meter has scored (predicted with `self.fast`)."""
-        fast, boundary = self.run.compute.call("adapt", self.adapted, x, y)
+    def learn_from(self, loop: Any, batch: Any, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Learn from a batch the stream's meter has scored (predicted with `self.fast`): an
+        "adapt" step of `loop` (`Engine.loop`), and a "meta_update" step where one is due."""
+        with loop.step("adapt", batch, len(y)):
+            fast, boundary = self.adapted(x, y)
         self.boundaries += int(boundary)
         if self.prolonged_adaptation:
-            self.accumulate(x, y, boundary)
+            self.accumulate(loop, x, y, boundary)
         elif self.previous is not None and not boundary:
-            self.run.compute.call("meta_update", self.meta_update, [(self.previous, (x, y))], self.loss_weight)
+            with loop.step("meta_update") as step:
+                step.loss = self.meta_update([(self.previous, (x, y))], self.loss_weight)
         self.fast, self.restart = fast, boundary
         self.previous = None if self.prolonged_adaptation else (x, y)
 
@@ -82,7 +86,7 @@ class ContinualMAML(MAML):
             fast = inner.adapt(start, x, y)
             return fast, bool(before - inner.loss(fast, x, y) > self.boundary_threshold)
 
-    def accumulate(self, x: torch.Tensor, y: torch.Tensor, boundary: bool) -> None:
+    def accumulate(self, loop: Any, x: torch.Tensor, y: torch.Tensor, boundary: bool) -> None:
         """Collect the batch, or meta-update on those collected (at a boundary, or past the limit)."""
         limit = 2 * len(y) if self.collect_limit is None else self.collect_limit
         if (boundary and self.collected) or len(self.collected) > limit:
@@ -90,7 +94,8 @@ class ContinualMAML(MAML):
             half = (len(batches) + 1) // 2
             support, query = (tuple(torch.cat(column) for column in zip(*part))
                               for part in (batches[:half], batches[half:]))
-            self.run.compute.call("meta_update", self.meta_update, [(support, query)], self.loss_weight)
+            with loop.step("meta_update") as step:
+                step.loss = self.meta_update([(support, query)], self.loss_weight)
             self.collected = []
         else:
             self.collected.append((x, y))

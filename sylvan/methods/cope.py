@@ -16,7 +16,6 @@ from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch
 from sylvan.methods.parts.nearest_mean import class_feature_sums
 from sylvan.methods.parts.prototypes import evolved_prototypes, ppp_loss
-from sylvan.methods.parts.workers import sum_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -101,7 +100,7 @@ class CoPE(ReplayMethod):
             return
         (embeddings, labels), self._step_embeddings = self._step_embeddings, None
         sums, counts = class_feature_sums(embeddings, labels, len(self.known))
-        sum_over_workers(sums, counts)
+        self.run.workers.sum(sums, counts)
         prototypes, known = self.prototypes_on(embeddings.device)
         self.prototypes = evolved_prototypes(prototypes, sums, counts, self.prototype_momentum)
         self.known = known | (counts > 0)

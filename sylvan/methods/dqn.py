@@ -87,13 +87,11 @@ class DQN(OffPolicyMethod):
     # ----- learning -----------------------------------------------------------------------------
 
     def after_env_step(self) -> None:
-        if self.steps > self.learning_starts and self.steps % self.train_frequency == 0:
-            self.run.compute.call("learn", self.learn)
         if self.steps % self.target_update_interval == 0:
             self.target_network.load_state_dict(self.q_network.state_dict())
 
-    def learn(self) -> None:
-        """One gradient step on a minibatch drawn from the replay memory."""
+    def learn(self) -> torch.Tensor:
+        """One gradient step on a minibatch drawn from the replay memory; its loss."""
         batch = self.replay.take(self.replay_size)
         q_values = self.q_network(batch["obs"]).gather(1, batch["action"].unsqueeze(1)).squeeze(1)
         with torch.no_grad():
@@ -105,5 +103,6 @@ class DQN(OffPolicyMethod):
         self.run.clip_gradients(self.q_network, self.optimizer, self.max_grad_norm)
         self.optimizer.step()
         self.gradient_steps += 1
+        return loss.detach()
 
     # ----- checkpoints --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 from sylvan.transfer import to_device
 
-CONTRAST_DRAWS_SEED = 30_011  # seed offset of the positives' and negatives' draws (`Setting.worker_seed`)
+CONTRAST_DRAWS_SEED = 30_011  # seed offset of the positives' and negatives' draws (`Workers.seed`)
 
 
 @dataclass
@@ -74,7 +74,7 @@ class ERAML(ReplayMethod):
 
     def configure(self, run: Any) -> None:
         super().configure(run)
-        self.contrast_draws = torch.Generator().manual_seed(self.run.worker_seed(CONTRAST_DRAWS_SEED))
+        self.contrast_draws = torch.Generator().manual_seed(self.run.workers.seed(CONTRAST_DRAWS_SEED))
 
     def contrast_count(self) -> int:
         return self.contrast_pool or self.buffer_size

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from sylvan.buffers import ReservoirBuffer
+from sylvan.buffers.channel import LocalReplay
 from sylvan.methods.core.base import joined_state
 from sylvan.methods.core.episodic_memory import (
     flat_gradient,
@@ -21,12 +22,11 @@ from sylvan.methods.core.episodic_memory import (
     write_flat_gradient,
 )
 from sylvan.methods.core.supervised import Batch, SupervisedMethod, evaluating
-from sylvan.methods.parts.workers import mean_over_workers
 from sylvan.minibatches import float_inputs
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
-# seed offsets of the worker's own draws (`Setting.worker_seed`; the memory's draws use offset 0):
+# seed offsets of the worker's own draws (`Workers.seed`; the memory's draws use offset 0):
 # the current task's reservoir, and which samples of a finished task are kept when its share shrinks
 TASK_SAMPLES_SEED, SHARES_SEED = 1, 10_001
 
@@ -63,34 +63,35 @@ class FDR(SupervisedMethod):
         self.validate_for(run)
         super().configure(run)
         self.tasks_done = 0  # finished tasks, whose samples the memory shares
-        self.memory: ReservoirBuffer | None = None
+        self.memory: LocalReplay | None = None  # a channel around a buffer made anew at each task's end
         self.memory = self._memory(())
         self._task_samples = self._task_reservoir()
         self.last_distance: torch.Tensor | None = None  # the function distance of the last step
 
-    def _memory(self, parts: tuple[dict[str, torch.Tensor], ...]) -> ReservoirBuffer:
+    def _memory(self, parts: tuple[dict[str, torch.Tensor], ...]) -> LocalReplay:
         """A memory holding exactly the samples of `parts` (they fit: at most buffer_size in all),
         whose draws go on from the previous memory's: one stream of draws over the run."""
-        memory = ReservoirBuffer(self.buffer_size, seed=self.run.worker_seed(), pixel_fields=self.pixel_fields)
+        seed = self.run.workers.seed()
+        memory = LocalReplay(ReservoirBuffer(self.buffer_size, seed=seed, pixel_fields=self.pixel_fields))
         if self.memory is not None:
-            memory.generator.set_state(self.memory.generator.get_state())
+            memory.continue_draws(self.memory)
         parts = tuple(part for part in parts if len(part["y"]))
         if parts:
-            memory.add(**{name: torch.cat([part[name] for part in parts]) for name in parts[0]})
+            memory.insert({name: torch.cat([part[name] for part in parts]) for name in parts[0]})
         return memory
 
-    def _task_reservoir(self) -> ReservoirBuffer:
+    def _task_reservoir(self) -> LocalReplay:
         """An empty reservoir of the share the current task will have when it ends."""
         share = self.buffer_size // (self.tasks_done + 1)
-        seed = self.run.worker_seed(TASK_SAMPLES_SEED + self.tasks_done)
-        return ReservoirBuffer(share, seed=seed, pixel_fields=self.pixel_fields)
+        seed = self.run.workers.seed(TASK_SAMPLES_SEED + self.tasks_done)
+        return LocalReplay(ReservoirBuffer(share, seed=seed, pixel_fields=self.pixel_fields))
 
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)
         self._task_samples = self._task_reservoir()
 
     def training_step(self, batch: Batch) -> torch.Tensor:
-        self._task_samples.add(**self.stored_fields(batch))
+        self._task_samples.insert(self.stored_fields(batch))
         return F.cross_entropy(self.learner(batch.x), batch.y)
 
     def after_backward(self) -> None:
@@ -98,12 +99,12 @@ class FDR(SupervisedMethod):
             return
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         stepped = self.sgd_stepped_weights(requires_grad=True)  # where the minibatch's SGD step leads
-        replay = self.memory.sample(self.replay_size)
+        replay = self.memory.take(self.replay_size)
         device = parameters[0].device
         x = self.augment_inputs(replay["x"].to(device))
         distance = function_distance(functional_call(self.model, stepped, (x,)), replay["logits"].to(device))
         gradients = self.gradients(distance, list(stepped.values()))
-        correction = mean_over_workers(flat_gradient(gradients, parameters))
+        correction = self.run.workers.mean(flat_gradient(gradients, parameters))
         current = flat_gradient([p.grad for p in parameters], parameters)
         write_flat_gradient(parameters, current.add_(correction, alpha=self.alpha))
         self.last_distance = distance.detach()  # a tensor: reading it would make the host wait for the device
@@ -114,14 +115,14 @@ class FDR(SupervisedMethod):
         share = self.buffer_size // self.tasks_done
         kept = []
         if len(self.memory):  # each finished task keeps a random `share` of its samples
-            stored = self.memory.get_all(pixels=True)
-            generator = torch.Generator().manual_seed(self.run.worker_seed(SHARES_SEED + self.tasks_done))
+            stored = self.memory.stored(pixels=True)
+            generator = torch.Generator().manual_seed(self.run.workers.seed(SHARES_SEED + self.tasks_done))
             for task in stored["task"].unique().tolist():
                 rows = (stored["task"] == task).nonzero().flatten().cpu()
                 rows = rows[torch.randperm(len(rows), generator=generator)[:share]].to(stored["task"].device)
                 kept.append({name: values.index_select(0, rows) for name, values in stored.items()})
         if len(self._task_samples):
-            new = self._task_samples.get_all(pixels=True)
+            new = self._task_samples.stored(pixels=True)
             with evaluating(self.model) as model:
                 device = next(model.parameters()).device
                 logits = torch.cat([
@@ -133,11 +134,11 @@ class FDR(SupervisedMethod):
         self._task_samples = self._task_reservoir()
 
     def state_dict(self) -> dict[str, Any]:
-        return joined_state(super().state_dict(), memory=self.memory.state_dict(), tasks_done=self.tasks_done)
+        return joined_state(super().state_dict(), memory=self.memory.buffer.state_dict(), tasks_done=self.tasks_done)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.tasks_done = state["tasks_done"]
         self.memory = self._memory(())
-        self.memory.load_state_dict(state["memory"])
+        self.memory.buffer.load_state_dict(state["memory"])
         self._task_samples = self._task_reservoir()

@@ -55,7 +55,7 @@ class GDumb(SupervisedMethod):
 
     def configure(self, run: Any) -> None:
         super().configure(run)
-        self.buffer = make_buffer("gdumb", self.buffer_size, seed=self.run.worker_seed(),
+        self.buffer = make_buffer("gdumb", self.buffer_size, seed=self.run.workers.seed(),
                                   pixel_fields=self.pixel_fields)
         self.memory = LocalReplay(self.buffer)  # each worker's own: it retrains on its memory alone
 

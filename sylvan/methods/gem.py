@@ -108,9 +108,9 @@ class GEM(EpisodicMemoryMethod):
         worker). The memory changes only when a task ends, so the steps index it with these,
         without waiting on the device to find each task's samples."""
         self._task_slots = []
-        if not len(self.memory):
+        if not len(self.replay):
             return
-        labels = self.memory.get_all().get("t")
+        labels = self.replay.stored().get("t")
         if labels is None:
             raise ConfigurationError("gem groups its memory by task and needs task labels at training time")
         self._task_slots = [torch.nonzero(labels == task).squeeze(1) for task in torch.unique(labels).tolist()]
@@ -123,7 +123,7 @@ class GEM(EpisodicMemoryMethod):
         parameters = trainable_parameters(self.model)
         rows = []
         for slots in self._task_slots:
-            stored = self.memory.gather(slots)
+            stored = self.replay.gather(slots)
             x, y = stored["x"], stored["y"]
             loss = F.cross_entropy(self.learner(self.augment_inputs(x)), y)
             rows.append(flat_gradient(self.gradients(loss, parameters), parameters))

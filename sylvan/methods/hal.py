@@ -15,12 +15,11 @@ from torch.func import functional_call
 
 from sylvan.methods.core.episodic_memory import flat_gradient, write_flat_gradient
 from sylvan.methods.core.supervised import Batch, evaluating
-from sylvan.methods.parts.workers import mean_over_workers
 from sylvan.methods.rehearsal import Rehearsal
 from sylvan.settings.base import Setting
 from sylvan.settings.class_incremental import ClassIncrementalSetting
 
-ANCHORS_SEED = 20_001  # seed offset of the anchors' starting points (`Setting.worker_seed`)
+ANCHORS_SEED = 20_001  # seed offset of the anchors' starting points (`Workers.seed`)
 
 
 @dataclass
@@ -73,7 +72,7 @@ class HAL(Rehearsal):
             with torch.enable_grad():
                 change = self.hal_lambda * (ahead - model(anchors).float()).pow(2).mean()
                 gradients = self.gradients(change, parameters)
-        correction = mean_over_workers(flat_gradient(gradients, parameters))
+        correction = self.run.workers.mean(flat_gradient(gradients, parameters))
         current = flat_gradient([p.grad for p in parameters], parameters)
         write_flat_gradient(parameters, current.add_(correction))
 
@@ -96,7 +95,7 @@ class HAL(Rehearsal):
         if not len(self.replay) or self.phi is None or not len(classes):
             return
         forgetful = self.finetuned_weights()
-        generator = torch.Generator().manual_seed(self.run.worker_seed(ANCHORS_SEED + len(self.anchors)))
+        generator = torch.Generator().manual_seed(self.run.workers.seed(ANCHORS_SEED + len(self.anchors)))
         anchors = [self.learn_anchor(int(c), forgetful, generator) for c in classes.tolist()]
         device = self.anchors.device
         self.anchors = torch.cat([self.anchors, torch.stack(anchors).to(device)])

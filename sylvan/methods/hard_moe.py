@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from sylvan.methods.core.learner import Learner
 from sylvan.methods.core.supervised import SupervisedMethod, dataset_rows, evaluating, rows_dataset
-from sylvan.methods.parts.workers import copied_from_owners, owns
 from sylvan.methods.parts.worse_undone import undone_where_worse
 from sylvan.models.kmeans import kmeans, nearest, running_means
 from sylvan.models.modular import HardMixture
@@ -85,12 +84,13 @@ class HardMoE(SupervisedMethod):
         trained = self.split_full_shards(features, gated, generator)
         jobs = [expert for expert in range(len(mixture.experts)) if bool((trained == expert).any())]
         for job, expert in enumerate(jobs):  # independent fits, shared out among the workers
-            if owns(job):  # an expert its shard leaves worse there is put back as it started (`worse_undone`)
+            # an expert its shard leaves worse there is put back as it started (`worse_undone`)
+            if self.run.workers.owns(job):
                 rows = torch.nonzero(trained == expert).flatten().cpu()
                 network, shard = mixture.expert_network(expert), rows_dataset(dataset, rows)
                 with undone_where_worse(mixture.experts[expert], network, *dataset_rows(dataset, rows)[:2]):
                     self.train_apart(network, self.run.loader(shard, batch, seed_offset=10_000 + expert))
-        copied_from_owners([mixture.experts[expert] for expert in jobs])
+        self.run.workers.copied_from_owners([mixture.experts[expert] for expert in jobs])
 
     def add_experts(self, count: int) -> None:
         for _ in range(count):  # each a copy of the trunk network's own last modules, trained on no sample yet

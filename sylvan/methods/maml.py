@@ -11,6 +11,7 @@ they predict the next one. Inner loops are `torch.func` (`sylvan.methods.parts.f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -73,29 +74,36 @@ class MAML(SupervisedMethod):
     # ----- pre-training ------------------------------------------------------------------
 
     def pretrain(self, train_data: DataLoader) -> None:
-        """Meta-train the slow weights on the pre-training tasks (one task per batch)."""
-        for _ in range(self.pretraining_epochs):
-            tasks: list[Task] = []
-            for batch in train_data:
-                x, y = self.on_device(batch)
-                support, query = support_and_query(y)
-                tasks.append(((x[support], y[support]), (x[query], y[query])))
-                if len(tasks) == self.meta_batch_size:
-                    self.run.compute.call("meta_update", self.meta_update, tasks)
-                    tasks = []
-            if tasks:
-                self.run.compute.call("meta_update", self.meta_update, tasks)
+        """Meta-train the slow weights on the pre-training tasks (one task per batch), each
+        meta-update a step of a loop on the engine (`Engine.loop`)."""
+        updates = self.pretraining_epochs * math.ceil(len(train_data) / self.meta_batch_size)
+        with self.run.engine.loop(updates, unit="meta_update", callbacks=self.run.fit_callbacks(False)) as loop:
+            for _ in range(self.pretraining_epochs):
+                tasks: list[Task] = []
+                for batch in train_data:
+                    x, y = self.on_device(batch)
+                    support, query = support_and_query(y)
+                    tasks.append(((x[support], y[support]), (x[query], y[query])))
+                    if len(tasks) == self.meta_batch_size:
+                        with loop.step("meta_update") as step:
+                            step.loss = self.meta_update(tasks)
+                        tasks = []
+                if tasks:
+                    with loop.step("meta_update") as step:
+                        step.loss = self.meta_update(tasks)
 
-    def meta_update(self, tasks: list[Task], weight: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def meta_update(self, tasks: list[Task], weight: Callable[[torch.Tensor], torch.Tensor] | None = None
+                    ) -> torch.Tensor:
         """One step of the slow weights (and learned step sizes) lowering the mean loss on each
         task's query of the slow weights adapted on its support (`tasks`: (support, query)
-        pairs of (x, y)); the loss multiplied by `weight(loss)` where given."""
+        pairs of (x, y)); the loss multiplied by `weight(loss)` where given. The mean loss."""
         with self.run.autocast():
             loss = torch.stack([self.inner.meta_loss(support, query, second_order=not self.first_order)
                                 for support, query in tasks]).mean()
         self.meta_optimizer.zero_grad()
         self.run.backward(loss if weight is None else loss * weight(loss.detach()))
         self.meta_optimizer.step()
+        return loss.detach()
 
     def on_device(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.run.device
@@ -104,10 +112,13 @@ class MAML(SupervisedMethod):
     # ----- the stream --------------------------------------------------------------------
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
-        """Fast weights adapted from the frozen slow weights on each batch."""
-        for batch in train_data:
-            x, y = self.on_device(batch)
-            self.run.compute.call("adapt", self.adapt_from_slow, x, y)
+        """Fast weights adapted from the frozen slow weights on each batch (a step of a loop on
+        the engine)."""
+        with self.run.engine.loop(len(train_data), unit="adapt", callbacks=self.run.fit_callbacks()) as loop:
+            for batch in train_data:
+                x, y = self.on_device(batch)
+                with loop.step("adapt", batch, len(y)):
+                    self.adapt_from_slow(x, y)
 
     def adapt_from_slow(self, x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.no_grad(), self.run.autocast():

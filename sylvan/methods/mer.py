@@ -16,7 +16,6 @@ from torch.func import functional_call
 from sylvan.methods.core.episodic_memory import flat_gradient, write_flat_gradient
 from sylvan.methods.core.replay import ReplayMethod
 from sylvan.methods.core.supervised import Batch
-from sylvan.methods.parts.workers import mean_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -77,7 +76,8 @@ class MER(ReplayMethod):
             step, sizes = self.beta * self.step_lr(), [p.numel() for p in parameters]
             for x, y in later:
                 loss = F.cross_entropy(functional_call(self.model, weights, (x,)), y)
-                gradient = mean_over_workers(flat_gradient(self.gradients(loss, list(weights.values())), parameters))
+                gradients = self.gradients(loss, list(weights.values()))
+                gradient = self.run.workers.mean(flat_gradient(gradients, parameters))
                 total.add_(gradient)
                 weights = {name: (w.detach() - step * g.view_as(w)).requires_grad_(True)
                            for (name, w), g in zip(weights.items(), gradient.split(sizes))}

@@ -27,7 +27,6 @@ from sylvan.methods.core.base import joined_state
 from sylvan.methods.core.learner import Learner
 from sylvan.methods.core.supervised import Batch, SupervisedMethod, dataset_rows, rows_dataset
 from sylvan.methods.parts.knn_transfer import HoldoutSplit, accuracy_among_classes, holdout_split, knn_accuracy
-from sylvan.methods.parts.workers import copied_from_owners, owns, sum_over_workers
 from sylvan.models.modular import ModulePool, PathNetwork, blocks_of, bytes_when_made
 from sylvan.settings.base import Setting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
@@ -93,20 +92,20 @@ class MNTDP(SupervisedMethod):
                                 reuse).to(self.run.device) for reuse in reuses]
         initial = [copy.deepcopy(network.path[network.reused:].state_dict()) for network in networks]
         for job, network in enumerate(networks):  # with several workers, each trains its share, whole
-            if owns(job):  # every candidate on the same minibatches, in the same order
+            if self.run.workers.owns(job):  # every candidate on the same minibatches, in the same order
                 loader = self.run.loader(rows_dataset(dataset, training), train_data.batch_size, seed_offset=task)
                 self.train_apart(network, loader, measure_online=job == 0)
-        copied_from_owners(networks)
+        self.run.workers.copied_from_owners(networks)
         seen = self.learner.seen_task_classes().float()
-        sum_over_workers(seen)  # the classes of the candidates every worker trained
+        self.run.workers.sum(seen)  # the classes of the candidates every worker trained
         self.learner.task_classes.copy_(seen > 0)
         accuracies = [accuracy_among_classes(network, x_val, y_val) for network in networks]
         best = max(range(len(reuses)), key=lambda i: (accuracies[i], reuses[i]))  # a tie: the most reuse
         if self.refit:  # its new modules trained again from where they started, on every sample of the task
             networks[best].path[networks[best].reused:].load_state_dict(initial[best])
-            if owns(0):
+            if self.run.workers.owns(0):
                 self.train_apart(networks[best], self.run.loader(dataset, train_data.batch_size, seed_offset=task))
-            copied_from_owners(networks[best:best + 1])
+            self.run.workers.copied_from_owners(networks[best:best + 1])
         self.pool.add_path(networks[best])
         self.priors.append(prior)
         self.reuses.append(reuses[best])

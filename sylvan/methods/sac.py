@@ -95,13 +95,13 @@ class SAC(OffPolicyMethod):
 
     # ----- learning -----------------------------------------------------------------------------
 
-    def after_env_step(self) -> None:
-        if self.steps >= self.learning_starts and self.steps % self.train_frequency == 0:
-            self.run.compute.call("learn", self.learn)
+    def learning_due(self) -> bool:
+        return self.steps >= self.learning_starts and self.steps % self.train_frequency == 0
 
-    def learn(self) -> None:
+    def learn(self) -> torch.Tensor:
         """One gradient step of the Q-networks, the policy and the temperature on a minibatch
-        drawn from the replay memory, then the Polyak step of the target Q-networks."""
+        drawn from the replay memory, then the Polyak step of the target Q-networks; the
+        Q-networks' loss."""
         run = self.run
         batch = self.replay.take(self.replay_size)
         alpha = self.log_alpha.exp().detach()
@@ -134,5 +134,6 @@ class SAC(OffPolicyMethod):
             for target, source in zip(self.target_critic.parameters(), self.critic.parameters()):
                 target.lerp_(source, self.tau)
         self.gradient_steps += 1
+        return critic_loss.detach()
 
     # ----- checkpoints --------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from sylvan.methods.core.supervised import Batch, evaluating
 from sylvan.methods.parts.contrastive import supervised_contrastive_loss
 from sylvan.methods.parts.nearest_mean import class_feature_sums, class_means_from_sums, nearest_mean_scores
 from sylvan.methods.parts.projection import projections
-from sylvan.methods.parts.workers import sum_over_workers
 from sylvan.settings.base import Setting
 from sylvan.settings.online import OnlineSetting
 
@@ -81,7 +80,7 @@ class SCR(ContrastiveReplayMethod):
                                                                   classes)
                     sums += chunk_sums
                     counts += chunk_counts
-        sum_over_workers(sums, counts)
+        self.run.workers.sum(sums, counts)
         return class_means_from_sums(sums, counts)
 
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | None) -> torch.Tensor:

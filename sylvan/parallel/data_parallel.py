@@ -16,11 +16,11 @@ from datetime import timedelta
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from sylvan.errors import ConfigurationError, RunFailedError, unknown_name
 from sylvan.parallel.health import failure_report, is_distributed_failure
 from sylvan.registry import METHODS
+from sylvan.workers import Workers, group_is_up
 
 REPLAY_SCOPES = ("global", "local")
 
@@ -105,14 +105,16 @@ class DataParallel:
     exit_wait = 5.0  # seconds a failing worker 0 gives the workers it started to exit
 
     def __init__(self, devices: int, num_nodes: int, worker_timeout: float, accelerator: str,
-                 replay_sync: bool = False, replay_scope: str = "global") -> None:
+                 replay_sync: bool = False, replay_scope: str = "global", seed: int = 0) -> None:
         self.devices, self.num_nodes = devices, num_nodes
+        # which worker this process is, and what the workers share
+        self.workers = Workers(devices * num_nodes, seed, data_parallel=True)
         self.worker_timeout = worker_timeout
         self.on_cuda = uses_cuda(accelerator)
         self.replay_sync = replay_sync
         self.replays_globally = replay_scope == "global"
         self.channel: Any = None  # the global replay channel a method asked for, if any
-        self.workers: list[Any] = []  # worker processes started on this machine (worker 0 only)
+        self.processes: list[Any] = []  # worker processes started on this machine (worker 0 only)
         self.joined = False  # every worker has joined the process group
         self.connected_at: float | None = None  # perf_counter() when they joined, in the stage under way
         self.stage_startup = 0.0
@@ -120,18 +122,16 @@ class DataParallel:
     @classmethod
     def of(cls, setting: Any) -> DataParallel:
         return cls(setting.devices, setting.num_nodes, setting.worker_timeout, setting.accelerator,
-                   setting.replay_sync, setting.replay_scope)
+                   setting.replay_sync, setting.replay_scope, setting.seed)
 
     @property
     def world_size(self) -> int:
-        return self.devices * self.num_nodes
+        return self.workers.world_size
 
     @property
     def rank(self) -> int:
         """This process's place among the workers."""
-        from sylvan.parallel.health import global_rank
-
-        return global_rank()
+        return self.workers.rank
 
     # ----- training ---------------------------------------------------------------------
 
@@ -155,7 +155,7 @@ class DataParallel:
         from sylvan.parallel.launcher import start_workers
 
         if not environment.creates_processes_externally:
-            self.workers = start_workers(self.devices, self.num_nodes, environment.node_rank())
+            self.processes = start_workers(self.devices, self.num_nodes, environment.node_rank())
 
     def workers_joined(self) -> None:
         """Every worker has joined the process group."""
@@ -170,7 +170,7 @@ class DataParallel:
 
         if isinstance(loader.sampler, DistributedSampler):
             return loader
-        sampler = DistributedSampler(loader.dataset, num_replicas=dist.get_world_size(), rank=dist.get_rank(),
+        sampler = DistributedSampler(loader.dataset, num_replicas=self.workers.world_size, rank=self.workers.rank,
                                      shuffle=isinstance(loader.sampler, RandomSampler),
                                      seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
         return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last,
@@ -179,32 +179,12 @@ class DataParallel:
     def timed_stage(self, train: Any) -> None:
         """Run `train()` (one stage's fits); if it started the workers (the first fit does, unless
         a launcher such as torchrun did), remember how long that took before training began."""
-        connected_before = dist.is_available() and dist.is_initialized()
+        connected_before = group_is_up()
         started = time.perf_counter()
         self.connected_at = None
         train()
         started_workers = self.connected_at is not None and not connected_before
         self.stage_startup = self.connected_at - started if started_workers else 0.0
-
-    # ----- collectives ------------------------------------------------------------------
-
-    @staticmethod
-    def connected() -> bool:
-        """Whether the workers' process group is up with more than one worker in it."""
-        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-    @staticmethod
-    def collective_device() -> torch.device:
-        """Where tensors of this process group's collectives live: NCCL's on this worker's GPU."""
-        if dist.get_backend() == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
-
-    def sum_over_workers(self, values: torch.Tensor) -> torch.Tensor:
-        """`values` (float64) summed over every worker, back on the CPU."""
-        summed = values.to(self.collective_device())
-        dist.all_reduce(summed)
-        return summed.cpu()
 
     # ----- failures ---------------------------------------------------------------------
 
@@ -232,4 +212,4 @@ class DataParallel:
 
     def local_workers(self) -> list[Any]:
         """The worker processes this one started."""
-        return list(self.workers)
+        return list(self.processes)

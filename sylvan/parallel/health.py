@@ -8,24 +8,12 @@ as the cause, and the worker that noticed after them."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import torch.distributed as dist
-
-
-def global_rank() -> int:
-    """This worker's rank: from torch.distributed once it is up, else from the launcher's
-    environment (Lightning, torchrun and SLURM set these before the process group exists)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if name in os.environ:
-            return int(os.environ[name])
-    return 0
+from sylvan.workers import process_rank
 
 
 def planned_workers(setting: Any) -> int:
@@ -39,7 +27,7 @@ def worker_rank(setting: Any) -> int:
     a fact of the process, which the setting, a configuration, does not hold."""
     if planned_workers(setting) == 1 and not setting.data_parallel:
         return 0
-    return global_rank()
+    return process_rank()
 
 
 def writes_run_folder(setting: Any) -> bool:
@@ -72,7 +60,7 @@ def failure_report(error: BaseException, processes: Sequence[Any], exit_wait: fl
     ranks 1, 2, ... in order; each with `poll()`) that died, by their exit status or signal,
     first; then what this worker saw (`error`); then the other workers' states. The children
     are given `exit_wait` seconds to end first."""
-    rank = global_rank()
+    rank = process_rank()
     cause = str(error).splitlines()[0][:300]
     deadline = time.monotonic() + exit_wait
     while processes and any(p.poll() is None for p in processes) and time.monotonic() < deadline:

@@ -14,10 +14,11 @@ computes outside fits (where a task ends: Fisher information, herding, bias corr
 method's own training loop) is counted whole. The online accuracy meter's predictions are not training and are left out.
 Inference FLOPs per sample are counted by the evaluation after each stage, on the first batch
 of every task's test set (a method may run more for some tasks: a column per task, experts).
-Reinforcement-learning methods train in a loop of their own, one environment step at a time, and
-route their network's work through `ComputeAccount.call`: of each kind of call (acting,
-learning) one in `SAMPLE_EVERY` is counted, from the first, and the rest are scaled; inference
-FLOPs per observation are counted on the evaluation's first step of every task.
+A method's own loop of many small steps (reinforcement learning's acting and learning, a
+meta-learner's adaptations and meta-updates: `Engine.loop`) has its steps counted by kind: of
+each kind one in `SAMPLE_EVERY` is counted, from the first, and the rest are scaled (where the
+stage counts what it computes whole, the steps fall in that count); inference FLOPs per
+observation are counted on the evaluation's first step of every task.
 The environment variable `SYLVAN_COUNT_FLOPS=0` turns the training count off (its figures are
 then 0), for measuring what counting costs (`benchmarks/cost_overhead.py`).
 
@@ -60,6 +61,7 @@ class ComputeAccount:
         self.step_is_smaller = False
         self.stage_fits = 0.0  # the stage's fits, estimated from their sampled steps
         self.calls: dict[str, list[int]] = {}  # kind of call -> [calls, calls counted, their FLOPs]
+        self.call_count: FlopCount | None = None  # the count of the sampled call under way
 
     def start_stage(self, whole: bool = True) -> None:
         """A training stage starts. `whole`: count what it computes outside fits and
@@ -80,28 +82,31 @@ class ComputeAccount:
         calls = sum(flops * made / counted for made, counted, flops in self.calls.values() if counted)
         return float(self.stage_outside + self.stage_fits + calls)
 
-    def call(self, kind: str, function: Any, *args: Any) -> Any:
-        """`function(*args)`, one of a stage's many calls of `kind` (an action chosen, a gradient
-        step): one in `SAMPLE_EVERY` is counted, from the first, and the stage's FLOPs of that
-        kind are their mean times the calls. Outside a counted stage, just the call."""
+    def call_started(self, kind: str) -> None:
+        """One of a stage's many steps of `kind` (an action chosen, a gradient step) starts in a
+        method's own loop: one in `SAMPLE_EVERY` is counted, from the first, and the stage's
+        FLOPs of that kind are their mean times the steps. Outside a counted stage, nothing."""
         if not self.active:
-            return function(*args)
-        made, counted, flops = self.calls.setdefault(kind, [0, 0, 0])
+            return
+        made = self.calls.setdefault(kind, [0, 0, 0])[0]
         self.calls[kind][0] = made + 1
-        if made % SAMPLE_EVERY or self.outside is not None or self.step is not None:  # not sampled, or counted whole
-            return function(*args)
-        count = FlopCount()
-        try:
-            return function(*args)
-        finally:
-            self.calls[kind][1:] = [counted + 1, flops + count.stop()]
+        if not (made % SAMPLE_EVERY or self.outside is not None or self.step is not None):  # else counted whole
+            self.call_count = FlopCount()
+
+    def call_ended(self, kind: str) -> None:
+        """The step of `kind` that `call_started` began has ended."""
+        if self.call_count is None:
+            return
+        flops, self.call_count = self.call_count.stop(), None
+        self.calls[kind][1] += 1
+        self.calls[kind][2] += flops
 
     def abandon(self) -> None:
         """Leave any count open (a stage that raised)."""
-        for counting in (self.step, self.outside):
+        for counting in (self.step, self.outside, self.call_count):
             if counting is not None:
                 counting.stop()
-        self.step = self.outside = None
+        self.step = self.outside = self.call_count = None
         self.active = False
 
     # ----- inside a fit (the callback) -----------------------------------------------------
@@ -160,16 +165,24 @@ class CountCompute(Callback):
         self.account = account
 
     def fit_started(self, fit: Fit) -> None:
-        self.account.fit_started()
+        if not fit.method_loop:  # a method's loop leaves the stage's whole count running, if any
+            self.account.fit_started()
 
     def fit_ended(self, fit: Fit) -> None:
-        self.account.fit_ended()
+        if not fit.method_loop:
+            self.account.fit_ended()
 
     def minibatch_started(self, fit: Fit, batch: Any) -> None:
-        self.account.step_started(fit.batch_size, fit.planned_steps)
+        if fit.method_loop:
+            self.account.call_started(fit.kind)
+        else:
+            self.account.step_started(fit.batch_size, fit.planned_steps)
 
     def minibatch_ended(self, fit: Fit) -> None:
-        self.account.step_ended()
+        if fit.method_loop:
+            self.account.call_ended(fit.kind)
+        else:
+            self.account.step_ended()
 
 
 # ----- memory ------------------------------------------------------------------------------
@@ -277,8 +290,8 @@ def record_cost(results: Any, run: Any, method: Any, training_flops: float, infe
     FLOPs (summed over the workers of a data-parallel run), the inference FLOPs per sample
     that the evaluation after it counted (`sylvan.run.evaluation`), what the method holds, and
     the parameters the stage changed."""
-    if run.parallel is not None and run.parallel.connected():
-        training_flops = float(run.parallel.sum_over_workers(torch.tensor([training_flops], dtype=torch.float64)))
+    if run.workers.connected:
+        training_flops = float(run.workers.sum_to_cpu(torch.tensor([training_flops], dtype=torch.float64)))
     memory = memory_account(method)
     results.training_flops.append(training_flops)
     results.inference_flops_per_sample.append(inference_flops_per_sample or 0.0)

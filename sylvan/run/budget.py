@@ -41,14 +41,19 @@ class MemoryBudgetOptions:
 
 
 def _buffers(method: Any) -> list[Any]:
-    """The rehearsal buffers `method` holds as attributes, or in lists, tuples or dicts of them."""
+    """The rehearsal buffers `method` holds as attributes, or in lists, tuples or dicts of them,
+    itself or behind a replay channel; each once."""
     from sylvan.buffers.base import RehearsalBuffer
+    from sylvan.buffers.channel import ReplayChannel
 
-    found: list[Any] = []
+    found: dict[int, Any] = {}
     for value in vars(method).values():
         members = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
-        found.extend(member for member in members if isinstance(member, RehearsalBuffer))
-    return found
+        for member in members:
+            buffer = member.buffer if isinstance(member, ReplayChannel) else member
+            if isinstance(buffer, RehearsalBuffer):
+                found.setdefault(id(buffer), buffer)
+    return list(found.values())
 
 
 def example_fields(method: Any, run: Any) -> dict[str, torch.Tensor]:

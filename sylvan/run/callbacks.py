@@ -7,6 +7,11 @@ starts) and `minibatch_ended` (after the optimizer's step, before the method's `
 then `fit_ended`. Each receives the `Fit` under way (its loader, epoch, step, the minibatch's
 loss once it is known). A callback overrides the trigger points it needs; the others do nothing.
 
+A loop a method owns (an agent's interaction, a meta-learner's inner and outer loops:
+`Engine.loop`) calls the same trigger points: `fit_started`, then around each of its steps
+`minibatch_started` and `minibatch_ended` (`fit.kind` says which kind of step: "act", "learn",
+"adapt", "meta_update"; `fit.loss` is None for a step that has none), then `fit_ended`.
+
 The run's own callbacks: the predict-then-train meter (`OnlineAccuracyMeter`, in online
 settings), the sampled FLOP count (`sylvan.run.accounting.CountCompute`), the training log and
 the progress bar (`sylvan.run.engine`).
@@ -32,6 +37,18 @@ class Fit:
     loss: Any = None  # the loss of the minibatch just trained on (a tensor), in `minibatch_ended`
     batch_size: int = 0  # samples of the minibatch under way
     optimizer: Any = None
+    # in a loop a method owns (`Engine.loop`): the kind of the step under way, and the kind whose
+    # steps `planned_steps` and `step` count (and a progress bar shows); both None in the engine's
+    # fits. `first_step`: where the run fixes it, the run-wide step of the loop's first (the
+    # stream's environment steps before it), at which its training log continues
+    kind: str | None = None
+    unit: str | None = None
+    first_step: int | None = None
+
+    @property
+    def method_loop(self) -> bool:
+        """Whether this is a loop a method owns (`Engine.loop`), not one of the engine's fits."""
+        return self.unit is not None
 
 
 class Callback:
@@ -95,7 +112,8 @@ class OnlineAccuracyMeter(Callback):
         self._shard = stream_samples_of_shard(loader)
 
     def minibatch_started(self, fit: Fit, batch: Any) -> None:
-        self.score(batch)
+        if batch is not None:  # a step of a method's own loop may carry no minibatch of the stream
+            self.score(batch)
 
     def score(self, batch: Any) -> None:
         """Count the batch's samples that the method, as it is now, classifies correctly

@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from sylvan.run.checkpoints import (
     RunCheckpoint,
     restore_rng_states,
@@ -35,10 +33,11 @@ class Checkpointer:
 
     Nothing is written where the run has no tracker or runs with `--save_checkpoints false`."""
 
-    def __init__(self, setting: Any, tracker: Any = None, parallel: Any = None) -> None:
+    def __init__(self, setting: Any, tracker: Any = None, parallel: Any = None, workers: Any = None) -> None:
         self.setting = setting
         self.tracker = tracker
         self.parallel = parallel
+        self.workers = workers  # the run's (`sylvan.workers.Workers`), where it is data parallel
         self.worker_folder: Any = _UNKNOWN  # where workers other than 0 write their parts; None: nowhere
 
     @property
@@ -48,7 +47,7 @@ class Checkpointer:
 
     def save(self, stage: int, method: Any, results: Results) -> None:
         """Checkpoint the run after training stage `stage` and evaluating it (`results`)."""
-        if self.parallel is not None:
+        if self.parallel is not None and self.workers is not None:
             self.save_worker_parts(stage, method)
         folder = self.folder
         if folder is None:
@@ -61,22 +60,18 @@ class Checkpointer:
         """Every worker but 0 writes its part of the stage's checkpoint into the folder worker
         0's tracker names; then all wait for each other, so that worker 0 writes the stage's own
         file only once every part is on disk."""
-        import torch.distributed as dist
-
-        parallel = self.parallel
-        if not parallel.connected():
+        workers = self.workers
+        if not workers.connected:
             return
         if self.worker_folder is _UNKNOWN:  # only worker 0 has a tracker: it says where, once
-            folder = [None if self.folder is None else str(self.folder)]
-            dist.broadcast_object_list(folder, src=0, device=parallel.collective_device())
-            self.worker_folder = None if folder[0] is None else Path(folder[0])
+            folder = workers.from_first(None if self.folder is None else str(self.folder))
+            self.worker_folder = None if folder is None else Path(folder)
         if self.worker_folder is None:  # --save_checkpoints false
             return
-        rank, world = dist.get_rank(), dist.get_world_size()
-        if rank > 0:
+        if workers.rank > 0:
             self.worker_folder.mkdir(parents=True, exist_ok=True)
-            save_worker_checkpoint(self.worker_folder, stage, rank, world, method)
-        dist.all_reduce(torch.zeros(1, device=parallel.collective_device()))  # a barrier on either backend
+            save_worker_checkpoint(self.worker_folder, stage, workers.rank, workers.world_size, method)
+        workers.wait_for_each_other()
 
     def restore(self, method: Any, checkpoint: RunCheckpoint, nb_stages: int, nb_tasks: int) -> tuple[Results, int]:
         """Resuming: check that `checkpoint` belongs to this run (`nb_stages` training stages over

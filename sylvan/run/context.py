@@ -2,8 +2,9 @@
 handed to the method's `configure`.
 
 A run owns its tracker (results, logs, W&B), its training engine (devices, precision, strategy,
-loggers, progress: `sylvan.run.engine`) and the callbacks of its fits, the data-parallel part
-(rank, world size, the workers' strategy) and the replay channel; the method trains through the
+loggers, progress: `sylvan.run.engine`) and the callbacks of its fits, its workers (rank, world
+size, jobs, collectives, per-worker seeds: `sylvan.workers.Workers`), the data-parallel part (the
+workers' strategy, their launch and failures) and the replay channel; the method trains through the
 run's engine (`engine`, `fit_callbacks`) and replays through it (`replay_channel`). What the
 method may read of the setting's configuration (its fields, its assumptions, the facts derived
 from them, such as `num_classes` or `input_shape`) it reads through the run too; the setting's
@@ -20,21 +21,12 @@ from sylvan.buffers.channel import LocalReplay
 from sylvan.minibatches import minibatch_loader
 from sylvan.run.accounting import ComputeAccount
 from sylvan.run.checkpointer import Checkpointer
+from sylvan.workers import Workers
 
 if TYPE_CHECKING:
     from sylvan.buffers.base import RehearsalBuffer
     from sylvan.parallel.data_parallel import DataParallel
     from sylvan.settings.base import Setting
-
-
-def worker_seed(seed: int, rank: int, offset: int = 0) -> int:
-    """The seed of what data-parallel worker `rank` draws for itself alone (its local memory's
-    choices and draws): `seed + offset` in one process and on worker 0, another seed on every
-    other worker. With one seed everywhere the workers would choose in lockstep: slot k of every
-    worker's reservoir filled at the same point of its shard, and a draw of the same slots from
-    each buffer would pick samples of the same age (the same task) from each, which a uniform
-    draw from their union would not."""
-    return seed + offset if rank == 0 else (seed + offset) * 7919 + 1_000_003 * rank
 
 
 class RunContext:
@@ -46,6 +38,8 @@ class RunContext:
         self.setting = setting
         self.tracker = tracker
         self.parallel = parallel  # None: one process
+        # the one owner of which worker this process is and of what the workers share
+        self.workers = parallel.workers if parallel is not None else Workers(1, seed=setting.seed)
         self.stage_count = stage_count  # the training stages ahead (one per task where boundaries are known)
         # whether the run's inputs are uint8 pixels k, handed to methods as float32 k / 255, which a
         # rehearsal buffer may keep as the pixels (`RehearsalBuffer.pixel_fields`)
@@ -53,7 +47,7 @@ class RunContext:
         self.online_meter: Any = None  # the predict-then-train meter of the stage being trained, if any
         # the finished tasks' training data, where the setting keeps them available (`sylvan.run.past_tasks`)
         self.past_tasks: Any = None
-        self.checkpointer = Checkpointer(setting, tracker, parallel)  # saves and restores the run
+        self.checkpointer = Checkpointer(setting, tracker, parallel, self.workers)  # saves and restores the run
         self.compute = ComputeAccount()  # the run's training FLOPs (`sylvan.run.accounting`)
         self._engine: Any = None  # made when a method first trains (`engine`)
         self.callbacks = list(callbacks)  # callbacks of one's own, in every fit (`sylvan.run.callbacks`)
@@ -85,17 +79,13 @@ class RunContext:
 
     @property
     def world_size(self) -> int:
-        """The processes that train this run together (data-parallel workers)."""
-        return 1 if self.parallel is None else self.parallel.world_size
+        """The processes that train this run together (`Workers.world_size`)."""
+        return self.workers.world_size
 
     @property
     def rank(self) -> int:
         """This process's place among them; 0 writes the results, checkpoints and logs."""
-        return 0 if self.parallel is None else self.parallel.rank
-
-    def worker_seed(self, offset: int = 0) -> int:
-        """The seed of what this worker draws for itself alone (see `worker_seed`)."""
-        return worker_seed(self.setting.seed, self.rank, offset)
+        return self.workers.rank
 
     # ----- training ---------------------------------------------------------------------
 
@@ -109,7 +99,6 @@ class RunContext:
 
             setting = self.setting
             loggers = self.tracker.loggers() if self.tracker is not None else []
-            # the reinforcement-learning settings have no bar of the engine's: their loop is the method's
             self._engine = Engine(setting.accelerator, setting.precision, self.parallel,
                                   loggers, progress_bar=getattr(setting, "shows_progress_bar", False))
         return self._engine
@@ -168,6 +157,6 @@ class RunContext:
         from sylvan.buffers.global_replay import GlobalReplay
 
         channel = GlobalReplay(buffer, draws, synchronous=self.parallel.replay_sync, seed=self.setting.seed,
-                               join_batch=False)
+                               join_batch=False, workers=self.workers)
         self.parallel.channel = channel
         return channel

@@ -12,6 +12,11 @@ SLURM). The loop is sylvan's: per minibatch, in the order a supervised method's 
 and per epoch a per-epoch schedule's step. One `Engine` serves a whole run (every fit of every
 stage); the run context makes it when a method first trains, so that a data-parallel run starts
 its workers then (`sylvan.parallel.launcher`), with the replay channel its method asked for.
+
+A loop a method owns (an agent acting and learning, a meta-learner's inner and outer loops)
+runs on the same trigger points through `Engine.loop`: each of its steps, declared with
+`MethodLoop.step(kind)`, reaches the callbacks, the training log, the progress bar and the FLOP
+count as a minibatch of a fit does.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -31,17 +37,28 @@ LOG_EVERY = 10  # the training log gets the loss of every 10th optimizer step of
 
 
 class TrainingLog(Callback):
-    """Hands the loss of every `LOG_EVERY`-th step of a fit (counted from 1), and where a
-    schedule moves it the learning rate, to the run's loggers."""
+    """Hands the loss of every `LOG_EVERY`-th step with a loss of a fit (counted from 1; in the
+    engine's fits every step has one), and where a schedule moves it the learning rate, to the
+    run's loggers, at the fit's step count."""
 
     def __init__(self, loggers: Sequence[Any]) -> None:
         self.loggers = list(loggers)
         self.schedule: Any = None  # the fit's learning-rate schedule, if any
+        self.losses = 0  # steps of the fit under way that had a loss
+
+    def fit_started(self, fit: Fit) -> None:
+        self.losses = 0
+        if fit.first_step is not None:  # a loop that continues the run's step count where it says
+            for logger in self.loggers:
+                logger.continue_at(fit.first_step)
 
     def minibatch_ended(self, fit: Fit) -> None:
-        if (fit.step + 1) % LOG_EVERY:
+        if fit.loss is None:
             return
-        metrics = {"train/loss": float(fit.loss.detach())}
+        self.losses += 1
+        if self.losses % LOG_EVERY:
+            return
+        metrics = {"train/loss": loss_value(fit.loss)}
         if self.schedule is not None:
             metrics["train/lr"] = fit.optimizer.param_groups[0]["lr"]
         metrics["epoch"] = fit.epoch
@@ -59,12 +76,19 @@ class ProgressBar(Callback):
         self.bar = tqdm(total=total, unit="step", leave=False, dynamic_ncols=True, file=sys.stdout)
 
     def minibatch_ended(self, fit: Fit) -> None:
-        self.bar.update(1)
-        if (fit.step + 1) % LOG_EVERY == 0:
-            self.bar.set_postfix(loss=f"{float(fit.loss.detach()):.3f}", epoch=fit.epoch, refresh=False)
+        if fit.kind == fit.unit:  # a loop of its own advances by the steps its plan counts
+            self.bar.update(1)
+        if fit.loss is not None and (fit.step + 1) % LOG_EVERY == 0:
+            postfix = {"loss": f"{loss_value(fit.loss):.3f}"}
+            self.bar.set_postfix(postfix if fit.method_loop else {**postfix, "epoch": fit.epoch}, refresh=False)
 
     def fit_ended(self, fit: Fit) -> None:
         self.bar.close()
+
+
+def loss_value(loss: Any) -> float:
+    """A step's loss (a tensor, or a number a method's loop reported) as a number."""
+    return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
 
 
 class HeldBatch:
@@ -113,6 +137,7 @@ class Engine:
         self.progress = ProgressBar() if progress_bar and (parallel is None or parallel.rank == 0) else None
         self.launched = False
         self.current_fit: Fit | None = None  # the fit under way (None between fits)
+        self.current_loop: MethodLoop | None = None  # the loop of a method's own under way, if any
 
     # ----- set-up -----------------------------------------------------------------------
 
@@ -217,6 +242,31 @@ class Engine:
         finally:
             self.current_fit = None
 
+    @contextmanager
+    def loop(self, planned_steps: float, unit: str, callbacks: Sequence[Callback] = (),
+             first_step: int | None = None) -> Iterator[MethodLoop]:
+        """A loop of a method's own, on the engine's trigger points: `callbacks` (the run's:
+        `RunContext.fit_callbacks`), then the training log and the progress bar, told it starts,
+        of each step the method declares (`MethodLoop.step`), and that it ended. `planned_steps`
+        counts its steps of kind `unit` (environment steps, say), which the progress bar shows and
+        `Fit.step` counts; the training log is written at that count, from `first_step` on where
+        given (an agent's: the stream's environment steps before the loop)."""
+        if self.current_loop is not None:
+            raise RuntimeError("a method's loop is already under way: declare its steps on it (MethodLoop.step)")
+        self.launch()
+        fit = Fit(loader=None, epochs=1, planned_steps=planned_steps, unit=unit, first_step=first_step)
+        callbacks = [*callbacks, self.log, *([self.progress] if self.progress else [])]
+        loop = MethodLoop(fit, _overriding(callbacks, "minibatch_started"), _overriding(callbacks, "minibatch_ended"))
+        for callback in callbacks:
+            callback.fit_started(fit)
+        self.current_loop = loop
+        try:
+            yield loop
+        finally:
+            self.current_loop = None
+        for callback in callbacks:
+            callback.fit_ended(fit)
+
     def _step_parts(self, learner: Any, module: Any, optimizer: Any, callbacks: Sequence[Callback],
                     data_parallel: bool) -> StepParts:
         """What each step of a fit calls. With several workers the method's loss goes through
@@ -269,6 +319,47 @@ class Engine:
         for ended in step.ended:
             ended(fit)
         step.learner.minibatch_trained(skipped)
+
+
+class StepRecord:
+    """What a step of a method's loop reports: its loss (a tensor or a number), if it has one."""
+
+    __slots__ = ("loss",)
+
+    def __init__(self) -> None:
+        self.loss: Any = None
+
+
+class MethodLoop:
+    """A loop a method owns, under way (`Engine.loop`): its steps go through the trigger points."""
+
+    def __init__(self, fit: Fit, started: tuple[Callable[..., None], ...], ended: tuple[Callable[..., None], ...]):
+        self.fit, self.started, self.ended = fit, started, ended
+        self.in_step = False
+
+    @contextmanager
+    def step(self, kind: str, batch: Any = None, batch_size: int = 1) -> Iterator[StepRecord]:
+        """One step of kind `kind` (the work inside the `with`), on `batch` where it trains on one
+        of the stream's minibatches (`batch_size` samples): the callbacks' `minibatch_started`
+        before it, their `minibatch_ended` after it, with the loss the step reported."""
+        if self.in_step:
+            raise RuntimeError(f"a {kind!r} step started inside a {self.fit.kind!r} step: "
+                               "a loop's steps follow each other")
+        fit = self.fit
+        fit.kind, fit.batch_size, fit.loss = kind, batch_size, None
+        record = StepRecord()
+        self.in_step = True
+        try:
+            for started in self.started:
+                started(fit, batch)
+            yield record
+        finally:
+            self.in_step = False
+        fit.loss = record.loss
+        for ended in self.ended:
+            ended(fit)
+        if kind == fit.unit:
+            fit.step += 1
 
 
 class StepParts(NamedTuple):

@@ -73,7 +73,10 @@ class CsvLogger(Logger):
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
         row = {"step": step, **metrics}
         if self.fields is None or set(row) - set(self.fields):
-            self.fields = sorted(set(row) | set(self.fields or []), key=lambda k: (k != "step", k))
+            # the loss is a column from the first row on, though an agent's first rows are its
+            # episodes': one header, which a reader of the file (pandas, csv) takes whole
+            known = set(self.fields or ["train/loss"])
+            self.fields = sorted(set(row) | known, key=lambda k: (k != "step", k))
             write_header = True
         else:
             write_header = not self.train_path.exists()

@@ -25,7 +25,7 @@ class EnvironmentStages(Stages):
     """The stages of `setting`'s environments. The global generators are seeded with the setting's
     seed when the run starts; the evaluation environments stay open until it ends."""
 
-    whole_fits_counted = False  # the method's calls are sampled (`ComputeAccount.call`)
+    whole_fits_counted = False  # the method's loop's steps are sampled by kind (`ComputeAccount.call_started`)
 
     def __init__(self, setting: Any) -> None:
         self.setting = setting
@@ -47,7 +47,9 @@ class EnvironmentStages(Stages):
 
     def fit(self, run: RunContext, method: Any, stage: int, data: int) -> StageWork:
         setting = self.setting
-        env = setting.training_env(stage, episode_log(run.tracker, stage * setting.steps_per_task))
+        first_step = stage * setting.steps_per_task
+        env = setting.training_env(stage, episode_log(run.tracker, first_step))
+        env.first_step = first_step
         try:
             setting.train_stage(method, stage, env)
         finally:

@@ -18,11 +18,10 @@ def sharded_evaluation(evaluate: Callable[[list[TaskData]], Evaluation], tasks: 
                        parallel: DataParallel, num_classes: int) -> Evaluation:
     """`evaluate(tasks)` over this worker's shard of each test set, summed over the workers.
     Before the workers exist (the evaluation before training), one process scores it all."""
-    import torch.distributed as dist
-
-    if not parallel.connected():
+    workers = parallel.workers
+    if not workers.connected:
         return evaluate(tasks)
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank, world = workers.rank, workers.world_size
     test_shards: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # tasks that share a test set share its shard
     for t in tasks:
         test_shards.setdefault(id(t.x_test), (t.x_test[rank::world], t.y_test[rank::world]))
@@ -33,7 +32,7 @@ def sharded_evaluation(evaluate: Callable[[list[TaskData]], Evaluation], tasks: 
     counts = torch.stack([torch.tensor(accuracies, dtype=torch.float64) * sizes,
                           torch.tensor(aware or accuracies, dtype=torch.float64) * sizes, sizes])
     # one collective for both: the confusion counts are integers, exact in float64
-    summed = parallel.sum_over_workers(torch.cat([counts.flatten(), confusion.flatten().double()]))
+    summed = workers.sum_to_cpu(torch.cat([counts.flatten(), confusion.flatten().double()]))
     counts, confusion = summed[: counts.numel()].view(counts.shape), summed[counts.numel() :]
     totals = counts[2].clamp(min=1)
     accuracies = (counts[0] / totals).round(decimals=12).tolist()
@@ -45,7 +44,7 @@ def sharded_evaluation(evaluate: Callable[[list[TaskData]], Evaluation], tasks: 
 
 def summed_online_counts(meter: Any, parallel: DataParallel) -> None:
     """Make the predict-then-train meter's counts those of every worker's shard of the stream."""
-    if not parallel.connected():
+    if not parallel.workers.connected:
         return
-    summed = parallel.sum_over_workers(torch.tensor([meter.correct, meter.total], dtype=torch.float64))
+    summed = parallel.workers.sum_to_cpu(torch.tensor([meter.correct, meter.total], dtype=torch.float64))
     meter.correct, meter.total = int(summed[0].round()), int(summed[1].round())

@@ -8,9 +8,10 @@ would need, so that the reinforcement-learning branch can hang under it too.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import torch
 
@@ -36,6 +37,22 @@ KNOWLEDGE_ASSUMPTIONS = (
 )
 
 MAX_SEED = 2**32 - 1  # the largest seed every generator of a run accepts (NumPy's: 32 bits)
+
+
+@dataclass
+class ProgressBarOption:
+    """The option of a setting whose training shows a progress bar (a fit's steps, an agent's
+    environment steps)."""
+
+    # show a progress bar during training: true (or the bare flag), false, or by
+    # default only when the output is a terminal (a log file gets a line per task instead)
+    progress_bar: Optional[bool] = field(default=None, metadata={"custom_args": {"const": True}})
+
+    @property
+    def shows_progress_bar(self) -> bool:
+        """`--progress_bar` as given, else whether the output (where the bar is drawn) is a
+        terminal: redrawn in place there, the bar would fill a log with thousands of lines."""
+        return sys.stdout.isatty() if self.progress_bar is None else self.progress_bar
 
 
 @dataclass

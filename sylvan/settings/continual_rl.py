@@ -24,7 +24,7 @@ import torch
 from sylvan.errors import ConfigurationError
 from sylvan.registry import METHODS
 from sylvan.run.budget import MemoryBudgetOptions
-from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
+from sylvan.settings.base import ProgressBarOption, Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.environments import (
     DEFAULT_VARIED_ATTRIBUTES,
     AttributeDrift,
@@ -57,7 +57,7 @@ def action_spaces_of(method: Any) -> tuple[str, ...]:
 
 
 @dataclass
-class ContinualRLSetting(MemoryBudgetOptions, Setting):
+class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
     """A gymnasium environment whose dynamics drift smoothly through the tasks' attribute values,
     trained on as one stream with no task boundaries and no task labels; evaluated at the end by
     the mean return of greedy episodes on each task."""

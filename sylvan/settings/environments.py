@@ -199,14 +199,13 @@ class StepBudget(gym.Wrapper):
     (the last one ends its episode as truncated), seeds the first reset, and records the return
     of every episode trained on that the environment ended. A method trains until `exhausted` is true."""
 
-    def __init__(
-        self, env: gym.Env, budget: int, seed: int, on_episode_end: Callable[[int, float, int], None] | None = None
-    ) -> None:
+    def __init__(self, env: gym.Env, budget: int, seed: int, on_episode_end: Callable[..., None] | None = None) -> None:
         """`on_episode_end(steps, episode_return, episode_length)` is called after each episode
         the environment ends, `steps` counting this budget's steps so far."""
         super().__init__(env)
         self.budget = budget
         self.steps = 0
+        self.first_step = 0  # the stream's steps before this budget's first (its training log continues there)
         self.episode_returns: list[float] = []
         self.on_episode_end = on_episode_end
         self._episode_return = 0.0

@@ -9,8 +9,7 @@ out (epochs, domains, all at once). The run is `sylvan.run.supervised`, data-par
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, List, Optional
 
 import torch
@@ -20,7 +19,7 @@ from sylvan.minibatches import minibatch_loader
 from sylvan.parallel.data_parallel import DataParallelOptions, check_replay_options
 from sylvan.run.budget import MemoryBudgetOptions
 from sylvan.run.task_data import TaskData
-from sylvan.settings.base import Setting, accelerator_device, check_accelerator, check_precision
+from sylvan.settings.base import ProgressBarOption, Setting, accelerator_device, check_accelerator, check_precision
 from sylvan.settings.data import decoding, streams
 from sylvan.settings.data.arrival import arrival_order
 from sylvan.settings.data.checks import check_stream_options
@@ -40,7 +39,7 @@ DEFAULT_DATA_DIR = os.environ.get("SYLVAN_DATA_DIR", "~/.cache/sylvan/data")
 
 
 @dataclass
-class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Setting):
+class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, ProgressBarOption, Setting):
     """A supervised stream of tasks with new classes, seen once in small batches, with no task
     boundaries and no task labels. Reports online (predict-then-train) accuracy and, at the end
     of the stream, the accuracy on every task's test set."""
@@ -78,9 +77,6 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Sett
     # numerical precision of training: 32-true, bf16-mixed (CPU or GPU), or 16-mixed (GPU, float16
     # with loss scaling); weights stay float32, and evaluation runs in float32
     precision: str = "32-true"
-    # show a progress bar during training: true (or the bare flag), false, or by
-    # default only when the output is a terminal (a log file gets a line per task instead)
-    progress_bar: Optional[bool] = field(default=None, metadata={"custom_args": {"const": True}})
     eval_batch_size: int = 1024  # samples per forward pass at evaluation
 
     # what a method may read of the setting through its run (besides fields and assumptions)
@@ -186,12 +182,6 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Sett
     @property
     def epochs_per_task(self) -> int:
         return 1
-
-    @property
-    def shows_progress_bar(self) -> bool:
-        """`--progress_bar` as given, else whether the output (where the bar is drawn) is a
-        terminal: redrawn in place there, the bar would fill a log with thousands of lines."""
-        return sys.stdout.isatty() if self.progress_bar is None else self.progress_bar
 
     @property
     def device(self) -> torch.device:

@@ -102,7 +102,10 @@ def test_rl_run_writes_returns_and_the_episodes_it_trained_on(tmp_path):
     assert results["task_attributes"][0] == {"gravity": 9.8, "masspole": 0.1, "length": 0.5}
     assert len(results["task_attributes"]) == 2
     log = (run_dir / "logs" / "train.csv").read_text().splitlines()
-    assert log[0] == "step,episode_length,episode_return" and len(log) - 1 == sum(results["episodes_seen"])
+    # the episodes' rows, and the learning steps' losses (every 10th), at the environment step of each
+    assert log[0] == "step,episode_length,episode_return,train/loss"
+    episodes = [line for line in log[1:] if line.endswith(",")]  # no loss
+    assert len(episodes) == sum(results["episodes_seen"]) and len(log) - 1 > len(episodes)
     steps = [int(line.split(",")[0]) for line in log[1:]]
     assert steps == sorted(steps) and steps[-1] <= 600 and any(step > 300 for step in steps)
     assert (run_dir / "accuracy_matrix.png").is_file()

@@ -19,21 +19,21 @@ from tests.methods.test_zoo import configured, digits_batch, plain_sgd_step
 def finish_task(method: FDR, labels: list[int], seed: int) -> None:
     """`method` trains nothing but sees one batch of `labels` during a task that then ends."""
     method.on_task_start(None)
-    method._task_samples.add(**digits_batch(labels, seed=seed).fields())
+    method._task_samples.insert(digits_batch(labels, seed=seed).fields())
     method.on_task_end(None)
 
 
 def test_each_finished_task_keeps_an_equal_share_with_its_outputs_at_its_end():
     method, _ = configured(FDR(buffer_size=12))
     finish_task(method, list(range(10)) * 2, seed=0)  # 20 samples of task 0: a reservoir of 12 keeps 12
-    first = method.memory.get_all()
+    first = method.memory.stored()
     assert len(method.memory) == 12 and set(first["task"].tolist()) == {0}
     with torch.no_grad():
         torch.testing.assert_close(first["logits"], method.model(first["x"]))
         for p in method.model.parameters():  # the network moves on during the next task
             p.add_(0.05)
     finish_task(method, [0, 1, 2, 3, 4, 5, 6, 7], seed=1)
-    stored = method.memory.get_all()
+    stored = method.memory.stored()
     assert stored["task"].bincount().tolist() == [6, 6]  # 12 // 2 each: task 0 gave up 6 random samples
     old, new = stored["task"] == 0, stored["task"] == 1
     # task 0's samples keep the outputs of the end of task 0; task 1's are the network's now
@@ -43,7 +43,7 @@ def test_each_finished_task_keeps_an_equal_share_with_its_outputs_at_its_end():
     with torch.no_grad():
         torch.testing.assert_close(stored["logits"][new], method.model(stored["x"][new]))
     finish_task(method, [8, 9, 8, 9, 8, 9], seed=2)
-    assert method.memory.get_all()["task"].bincount().tolist() == [4, 4, 4]
+    assert method.memory.stored()["task"].bincount().tolist() == [4, 4, 4]
 
 
 def test_a_step_is_the_minibatch_step_then_the_function_distance_step():
@@ -54,8 +54,8 @@ def test_a_step_is_the_minibatch_step_then_the_function_distance_step():
     with torch.no_grad():
         for p in method.model.parameters():  # away from the stored outputs, so the distance pulls
             p.add_(0.1 * torch.randn_like(p))
-    replay = method.memory.sample(8)
-    method.memory.sample = lambda n: replay
+    replay = method.memory.take(8)
+    method.memory.take = lambda n: replay
     batch = digits_batch([0, 1, 2, 3, 4, 5], seed=3)
 
     reference = copy.deepcopy(method.model)

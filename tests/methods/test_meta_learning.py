@@ -124,23 +124,29 @@ def test_maml_keeps_its_slow_weights_in_the_stream_and_continual_maml_learns_the
         assert method.fast is not None
 
 
+def learn(method, x, y):
+    """`method` (continual_maml) learns from one stream batch, as its fit does: a step of its loop."""
+    with method.run.engine.loop(1, unit="adapt") as loop:
+        method.learn_from(loop, (x, y), x, y)
+
+
 def test_continual_maml_detects_a_switch_restarts_its_fast_weights_and_updates_on_the_task_before():
     method = configured("continual_maml", step_size=0.5, inner_steps=3, boundary_threshold=0.5, collect_limit=100)
     updates = []
     update = method.meta_update
     method.meta_update = lambda tasks, weight=None: (updates.append(tasks), update(tasks, weight))
     for step in range(6):  # one context: its batches are collected
-        method.learn_from(*stream_batch(step))
+        learn(method, *stream_batch(step))
     assert method.boundaries == 0 and len(method.collected) == 6 and not updates
     switched = stream_batch(6, relabel=[4, 3, 2, 1, 0])
-    method.learn_from(*switched)  # the same classes relabelled: a new context
+    learn(method, *switched)  # the same classes relabelled: a new context
     assert method.boundaries == 1 and method.restart
     assert len(updates) == 1 and method.collected == []
     (support, query), = updates[0]
     assert len(support[1]) + len(query[1]) == 6 * 25  # the six batches of the context before
     assert not any(torch.equal(part[0][i:i + 25], switched[0]) for part in (support, query)
                for i in range(0, len(part[1]), 25))  # the switching batch is not among them
-    method.learn_from(*stream_batch(7, relabel=[4, 3, 2, 1, 0]))  # restarted from the slow weights
+    learn(method, *stream_batch(7, relabel=[4, 3, 2, 1, 0]))  # restarted from the slow weights
     assert not method.restart and len(method.collected) == 1
 
 
@@ -158,9 +164,9 @@ def test_without_prolonged_adaptation_each_batch_without_a_boundary_updates_on_t
     method.meta_update = lambda tasks, weight=None: (updates.append(tasks), update(tasks, weight))
     batches = [stream_batch(step) for step in range(4)]
     for x, y in batches:
-        method.learn_from(x, y)
+        learn(method, x, y)
     assert len(updates) == 3 and method.collected == []
     for (support, query), earlier, later in zip((tasks[0] for tasks in updates), batches, batches[1:]):
         assert torch.equal(support[0], earlier[0]) and torch.equal(query[0], later[0])
-    method.learn_from(*stream_batch(4, relabel=[4, 3, 2, 1, 0]))  # a boundary: no update on it
+    learn(method, *stream_batch(4, relabel=[4, 3, 2, 1, 0]))  # a boundary: no update on it
     assert method.boundaries == 1 and len(updates) == 3

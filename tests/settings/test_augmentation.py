@@ -105,6 +105,7 @@ def test_data_parallel_workers_draw_their_own_crops(monkeypatch):
     first = RandomCropFlip(seed=7)(x)
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     assert not torch.equal(RandomCropFlip(seed=7)(x), first)
 
 

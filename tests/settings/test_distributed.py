@@ -71,7 +71,7 @@ def test_every_worker_draws_its_own_buffer_decisions(monkeypatch, method_name):
     each shard, in lockstep, and a draw from their union would pick samples of the same age."""
     from sylvan.methods import METHODS
     from sylvan.parallel.health import worker_rank
-    from sylvan.run.context import worker_seed
+    from sylvan.workers import worker_seed
     from tests.conftest import tiny_options
 
     seeds = set()
@@ -82,6 +82,7 @@ def test_every_worker_draws_its_own_buffer_decisions(monkeypatch, method_name):
         method = METHODS[method_name]()
         method.configure(setting)
         memory = method.buffer if hasattr(method, "buffer") else method.memory
+        memory = getattr(memory, "buffer", memory)  # fdr keeps its memory behind a channel
         seeds.add(memory.generator.initial_seed())
         if rank == "0":
             assert memory.generator.initial_seed() == 5
@@ -404,11 +405,11 @@ def test_workers_started_before_the_rendezvous_failed_are_reported():
     """The workers this process started are named with their state even when they never all
     joined: the run's data-parallel part records them as it starts them."""
     parallel = parallel_part(devices=2, num_nodes=2, worker_timeout=5)
-    parallel.workers = [SimpleNamespace(poll=lambda: 1)]
+    parallel.processes = [SimpleNamespace(poll=lambda: 1)]
     timed_out = RuntimeError("Timed out after 6 seconds waiting for clients. 2/4 clients joined.")
     message = parallel.describe_failure(timed_out)
     assert "worker 1 exited with status 1." in message
-    parallel.workers = [SimpleNamespace(poll=lambda: None)]
+    parallel.processes = [SimpleNamespace(poll=lambda: None)]
     parallel.exit_wait = 0.1  # it would not exit within any wait
     assert "worker 1 is still running." in parallel.describe_failure(RuntimeError("Connection closed by peer"))
 
@@ -420,12 +421,12 @@ def test_the_worker_that_died_is_named_first_and_the_one_that_noticed_after_it()
     parallel = DataParallel(devices=3, num_nodes=1, worker_timeout=5, accelerator="cpu")
     parallel.joined = True
     parallel.exit_wait = 0.1
-    parallel.workers = [SimpleNamespace(poll=lambda: None), SimpleNamespace(poll=lambda: -9)]
+    parallel.processes = [SimpleNamespace(poll=lambda: None), SimpleNamespace(poll=lambda: -9)]
     message = parallel.describe_failure(RuntimeError("Connection closed by peer"))
     assert message.startswith("worker 2 was killed by signal 9 (SIGKILL). worker 0 lost contact with it "
                               "(Connection closed by peer).")
     assert "worker 1 is still running." in message and "lost contact with the other workers" not in message
-    parallel.workers = [SimpleNamespace(poll=lambda: 0), SimpleNamespace(poll=lambda: None)]
+    parallel.processes = [SimpleNamespace(poll=lambda: 0), SimpleNamespace(poll=lambda: None)]
     message = parallel.describe_failure(RuntimeError("Connection closed by peer"))
     assert message.startswith("worker 0 lost contact with the other workers")
     assert "worker 1 exited with status 0." in message and "worker 2 is still running." in message

@@ -23,7 +23,7 @@ from sylvan.methods.parts.projection import with_projection_head
 class ContrastiveReplayMethod(ReplayMethod):
     """A replay method that trains on the minibatch, a replay draw and a random view of each."""
 
-    views_seed: ClassVar[int] = 40_009  # seed offset of the views' draws (`Setting.worker_seed`)
+    views_seed: ClassVar[int] = 40_009  # seed offset of the views' draws (`Workers.seed`)
 
     crop_scale: float = 0.2  # smallest area of a view's crop, as a fraction of the image's
 
@@ -43,7 +43,7 @@ class ContrastiveReplayMethod(ReplayMethod):
 
     def configure(self, run: Any) -> None:
         super().configure(run)
-        self.views = ContrastiveViews(seed=self.run.worker_seed(self.views_seed), crop_scale=self.crop_scale)
+        self.views = ContrastiveViews(seed=self.run.workers.seed(self.views_seed), crop_scale=self.crop_scale)
 
     def with_projection(self, model: nn.Module, name: str) -> nn.Module:
         """`model` (the backbone `name`) with the projection head the method contrasts in, of

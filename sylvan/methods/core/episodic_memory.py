@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from sylvan.buffers import ReservoirBuffer
+from sylvan.buffers.channel import LocalReplay
 from sylvan.errors import ConfigurationError
 from sylvan.methods.core.supervised import Batch, SupervisedMethod
-from sylvan.methods.parts.workers import mean_over_workers
 
 
 def require_share_per_task(method: str, buffer_size: int, nb_tasks: int) -> None:
@@ -40,7 +40,8 @@ class EpisodicMemoryMethod(SupervisedMethod):
     whose update must not conflict with gradients on that memory. Each step computes them
     (`memory_gradients`) before the minibatch's loss; once the minibatch's gradient exists, they
     are averaged over the data-parallel workers like it, so that every worker changes it the same
-    way (`project`)."""
+    way (`project`). The memory (`self.memory`, saved with the method's state) is this worker's
+    own, reached through its replay channel (`self.replay`) as any method's."""
 
     buffer_size: int = 200  # episodic memory, in samples, shared equally among the tasks
 
@@ -59,14 +60,15 @@ class EpisodicMemoryMethod(SupervisedMethod):
         self.per_task = self.buffer_size // run.nb_tasks
         super().configure(run)
         self.memory = ReservoirBuffer(
-            self.per_task * run.nb_tasks, seed=self.run.worker_seed(), pixel_fields=self.pixel_fields
+            self.per_task * run.nb_tasks, seed=self.run.workers.seed(), pixel_fields=self.pixel_fields
         )
+        self.replay = LocalReplay(self.memory)
         self._task_samples = self._task_reservoir(seed_offset=1)
         self._memory_gradients: torch.Tensor | None = None
 
     def remember(self, batch: Batch) -> None:
         """Offer the minibatch's samples (as they came, not augmented) to the current task's share."""
-        self._task_samples.add(**self.stored_fields(batch))
+        self._task_samples.insert(self.stored_fields(batch))
 
     def memory_gradients(self) -> torch.Tensor | None:
         """The flat gradient(s) on the memory that this step's update must not conflict with, or
@@ -87,23 +89,23 @@ class EpisodicMemoryMethod(SupervisedMethod):
             return
         parameters = trainable_parameters(self.model)
         gradient = flat_gradient([p.grad for p in parameters], parameters)
-        memory_gradients = mean_over_workers(self._memory_gradients)
+        memory_gradients = self.run.workers.mean(self._memory_gradients)
         write_flat_gradient(parameters, self.project(gradient, memory_gradients))
         self._memory_gradients = None
 
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)
-        self._task_samples = self._task_reservoir(seed_offset=1 + self.memory.seen)
+        self._task_samples = self._task_reservoir(seed_offset=1 + self.replay.seen)
 
-    def _task_reservoir(self, seed_offset: int) -> ReservoirBuffer:
+    def _task_reservoir(self, seed_offset: int) -> LocalReplay:
         """An empty reservoir of the current task's share of the memory."""
-        seed = self.run.worker_seed(seed_offset)
-        return ReservoirBuffer(self.per_task, seed=seed, pixel_fields=self.pixel_fields)
+        seed = self.run.workers.seed(seed_offset)
+        return LocalReplay(ReservoirBuffer(self.per_task, seed=seed, pixel_fields=self.pixel_fields))
 
     def on_task_end(self, task_id: int | None) -> None:
         super().on_task_end(task_id)
         if len(self._task_samples):
-            self.memory.add(**self._task_samples.get_all(pixels=True))
+            self.replay.insert(self._task_samples.stored(pixels=True))
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

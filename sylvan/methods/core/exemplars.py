@@ -61,7 +61,7 @@ class HerdingExemplarMethod(SupervisedMethod):
         super().configure(run)
         self.seen_classes = self.hold("seen_classes", lambda: SeenClasses(self.run.num_classes))
         self.buffer = make_buffer(
-            "herding", self.buffer_size, seed=self.run.worker_seed(), pixel_fields=self.pixel_fields
+            "herding", self.buffer_size, seed=self.run.workers.seed(), pixel_fields=self.pixel_fields
         )
         self.replay = LocalReplay(self.buffer)  # each worker's exemplars, chosen from its own shard
         self._task_data: tuple[torch.Tensor, ...] = ()

@@ -1,12 +1,14 @@
 """The base of reinforcement-learning methods that learn from a replay memory of transitions
 (`dqn`, `sac`): the interaction loop, the memory, and their part of a checkpoint.
 
-The setting hands `fit` a step budget; the loop asks the method for an action (`act`), steps
-the environment, stores the transition (observation, action, reward, next observation, terminal)
-in the memory and calls `after_env_step`, where the method learns (and updates its targets) on
-its own schedule. The memory is a `sylvan.buffers` buffer, which is where continual RL meets
-rehearsal: `fifo` holds only the latest transitions, and so forgets the earlier tasks' dynamics
-as the stream moves on; `reservoir` keeps a uniform sample of the whole stream (Isele & Cosgun,
+The setting hands `fit` a step budget; the loop (on the engine's trigger points: `Engine.loop`,
+whose "act" and "learn" steps the callbacks, the training log, the progress bar and the FLOP count
+see) asks the method for an action (`act`), steps the environment, stores the transition
+(observation, action, reward, next observation, terminal) in the memory, takes a gradient step
+(`learn`) where its schedule says so (`learning_due`) and calls `after_env_step` (target
+updates). The memory is a `sylvan.buffers` buffer, which is where continual RL meets rehearsal:
+`fifo` holds only the latest transitions, and so forgets the earlier tasks' dynamics as the
+stream moves on; `reservoir` keeps a uniform sample of the whole stream (Isele & Cosgun,
 "Selective Experience Replay for Lifelong Learning", AAAI 2018).
 """
 
@@ -73,9 +75,17 @@ class OffPolicyMethod(Method):
         """The action to take in the training environment."""
         raise NotImplementedError
 
-    def after_env_step(self) -> None:
-        """Called after each stored transition (`self.steps` counts it): learn, update targets."""
+    def learn(self) -> torch.Tensor:
+        """One gradient step on a minibatch drawn from the replay memory; its loss."""
         raise NotImplementedError
+
+    def learning_due(self) -> bool:
+        """Whether a gradient step follows the transition just stored (`self.steps` counts it)."""
+        return self.steps > self.learning_starts and self.steps % self.train_frequency == 0
+
+    def after_env_step(self) -> None:
+        """Called after each stored transition and the gradient step it was due, if any (a target
+        network's update)."""
 
     # ----- the loop and the memory --------------------------------------------------------------
 
@@ -83,15 +93,20 @@ class OffPolicyMethod(Method):
         """Interact with the environment `train_data` (a step budget) until its steps are spent."""
         env = train_data
         observation, _ = env.reset()
-        while not env.exhausted:
-            action = self.run.compute.call("act", self.act, observation)
-            next_observation, reward, terminated, truncated, _ = env.step(action)
-            self.remember(observation, action, float(reward), next_observation, terminated)
-            self.steps += 1
-            self.after_env_step()
-            observation = next_observation
-            if (terminated or truncated) and not env.exhausted:
-                observation, _ = env.reset()
+        with self.run.engine.loop(env.steps_left, "act", self.run.fit_callbacks(), env.first_step + env.steps) as loop:
+            while not env.exhausted:
+                with loop.step("act"):
+                    action = self.act(observation)
+                next_observation, reward, terminated, truncated, _ = env.step(action)
+                self.remember(observation, action, float(reward), next_observation, terminated)
+                self.steps += 1
+                if self.learning_due():
+                    with loop.step("learn") as step:
+                        step.loss = self.learn()
+                self.after_env_step()
+                observation = next_observation
+                if (terminated or truncated) and not env.exhausted:
+                    observation, _ = env.reset()
 
     def remember(self, observation: Any, action: Any, reward: float, next_observation: Any, terminated: bool) -> None:
         """Store one transition. A truncated episode (time limit, budget) is not terminal: its

@@ -131,7 +131,7 @@ class ReplayMethod(SupervisedMethod):
     def configure(self, run: Any) -> None:
         super().configure(run)
         self.buffer = make_buffer(
-            self.buffer_policy, self.buffer_size, seed=self.run.worker_seed(), retrieval=self.buffer_retrieval,
+            self.buffer_policy, self.buffer_size, seed=self.run.workers.seed(), retrieval=self.buffer_retrieval,
             pixel_fields=self.pixel_fields,
         )
         self.store_features = needs_features(self.buffer_policy, self.buffer_retrieval)

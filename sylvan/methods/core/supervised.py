@@ -312,7 +312,7 @@ class SupervisedMethod(Method):
         """Train `network`, one of several a method trains independently (an expert, a candidate),
         on `loader` as the learner for the time of the fit; the classes it learns are noted beside
         the learner's. With several workers, this worker alone trains it, on all of `loader`
-        (`Engine.fit`'s `local`): the method shares the networks out (`parts.workers.owns`)."""
+        (`Engine.fit`'s `local`): the method shares the networks out (`Workers.owns`)."""
         learner = self.learner
         self.learner = type(learner)(self, network, *learner.task_classes.shape)
         self.learner.task_classes.copy_(learner.seen_task_classes())

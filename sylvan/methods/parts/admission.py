@@ -15,7 +15,7 @@ from sylvan.buffers.aser import ASERReplacement
 from sylvan.buffers.gss import GSSAdmission
 from sylvan.methods.parts.gradient_scores import gradient_scores, gradient_scores_with_batch
 
-ASER_DRAWS_SEED = 50_021  # seed offset of the aser policy's draws (`RunContext.worker_seed`)
+ASER_DRAWS_SEED = 50_021  # seed offset of the aser policy's draws (`Workers.seed`)
 
 
 def admission_for(method: Any, buffer: Any) -> GSSAdmission | ASERReplacement | None:
@@ -30,5 +30,5 @@ def admission_for(method: Any, buffer: Any) -> GSSAdmission | ASERReplacement | 
         return GSSAdmission(buffer, method.policy_options(), scores)
     if needs_slots(method.buffer_policy):
         return ASERReplacement(buffer, method.policy_options(), method.stored_features, method.run.num_classes,
-                               method.run.worker_seed(ASER_DRAWS_SEED))
+                               method.run.workers.seed(ASER_DRAWS_SEED))
     return None

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from sylvan.transfer import to_device
+from sylvan.workers import Workers
 
 AUGMENTATIONS = ("none", "crop_flip")
 
@@ -28,14 +28,14 @@ class SeededAugmentation:
 
     seed_offset = 0
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, workers: Workers | None = None) -> None:
         self.seed = seed
+        self.workers = workers if workers is not None else Workers(seed=seed)  # the run's, or the process group's
         self.generator: torch.Generator | None = None  # made at the first batch (rank known)
 
     def _generator(self) -> torch.Generator:
         if self.generator is None:
-            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-            self.generator = torch.Generator().manual_seed(self.seed * 7919 + self.seed_offset + rank)
+            self.generator = torch.Generator().manual_seed(self.workers.draw_seed(self.seed_offset, seed=self.seed))
         return self.generator
 
     def state_dict(self) -> dict[str, Any]:

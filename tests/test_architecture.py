@@ -483,3 +483,17 @@ def test_methods_count_no_flops_and_show_no_progress_of_their_own():
     by_hand = sorted(str(path.relative_to(PACKAGE)) for path in (PACKAGE / "methods").rglob("*.py")
                      if re.search(r"\.compute\.|FlopCount|tqdm|log_metrics\(", path.read_text()))
     assert not by_hand, by_hand
+
+
+def test_one_predict_then_train_meter_serves_the_online_settings_and_osaka():
+    """Both single-pass streams are scored by one mechanism: a `PredictThenTrain` callback at the
+    start of every step that trains on a batch of the stream (a fit's, or a method loop's)."""
+    from sylvan.run.callbacks import OnlineAccuracyMeter, PredictThenTrain
+    from sylvan.run.stream_meter import StreamMeter
+
+    assert issubclass(OnlineAccuracyMeter, PredictThenTrain) and issubclass(StreamMeter, PredictThenTrain)
+    scoring_loaders = [f"{path.relative_to(PACKAGE)}: {node.name}" for path in PACKAGE.rglob("*.py")
+                       for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ClassDef)
+                       and any(ast.unparse(base).endswith("DataLoader") for base in node.bases)
+                       and re.search(r"\b(score|predict)\w*\(", ast.unparse(node))]
+    assert scoring_loaders == [], "a loader that scores what it hands out is a second mechanism"

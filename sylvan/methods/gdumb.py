@@ -63,13 +63,12 @@ class GDumb(SupervisedMethod):
         return self.retrain_epochs
 
     def fit(self, train_data: DataLoader, val_data: DataLoader | None = None) -> None:
-        """Store the stream in memory (scoring each batch first, where the setting measures
-        online accuracy), then retrain from scratch on the memory."""
-        meter = getattr(self.run, "online_meter", None)
-        for batch in train_data:
-            if meter is not None:
-                meter.score(batch)
-            self.memory.insert(Batch(*batch).fields())
+        """Store the stream in memory, a step of a loop of its own per batch (where the setting
+        measures online accuracy, each batch is scored first), then retrain from scratch on the memory."""
+        with self.run.engine.loop(len(train_data), "store", self.run.fit_callbacks()) as loop:
+            for batch in train_data:
+                with loop.step("store", batch, len(batch[1])):
+                    self.memory.insert(Batch(*batch).fields())
         self.retrain(val_data)
 
     def retrain(self, val_data: DataLoader | None = None) -> None:

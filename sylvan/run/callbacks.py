@@ -12,15 +12,18 @@ A loop a method owns (an agent's interaction, a meta-learner's inner and outer l
 `minibatch_started` and `minibatch_ended` (`fit.kind` says which kind of step: "act", "learn",
 "adapt", "meta_update"; `fit.loss` is None for a step that has none), then `fit_ended`.
 
-The run's own callbacks: the predict-then-train meter (`OnlineAccuracyMeter`, in online
-settings), the sampled FLOP count (`sylvan.run.accounting.CountCompute`), the training log and
-the progress bar (`sylvan.run.engine`).
+The run's own callbacks: the predict-then-train meter of a single-pass stream (`PredictThenTrain`:
+`OnlineAccuracyMeter` in the online settings, `sylvan.run.stream_meter.StreamMeter` in osaka's),
+the sampled FLOP count (`sylvan.run.accounting.CountCompute`), the training log and the progress
+bar (`sylvan.run.engine`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 from sylvan.minibatches import float_inputs
 
@@ -89,15 +92,45 @@ def stream_samples_of_shard(loader: Any) -> int | None:
     return sampler.num_samples - 1 if last_position >= len(sampler.dataset) else None
 
 
-class OnlineAccuracyMeter(Callback):
-    """Predict-then-train: before each training step, score the incoming batch with the
-    method's `predict` (as the setting allows it), then let the step train on it."""
+class PredictThenTrain(Callback):
+    """Predict-then-train: before each step that trains on a minibatch of the stream (a fit's,
+    or a step of a method's own loop that carries one), score it with the method's `predict` (as
+    the setting allows it: task labels or not), then let the step train on it. What is counted of
+    the scores is the meter's (`count`). A method that reads the stream outside any step scores
+    each minibatch itself first (`score`)."""
 
     measures_stream = True
 
     def __init__(self, method: Any, with_task_labels: bool) -> None:
         self.method = method
         self.with_task_labels = with_task_labels
+
+    def minibatch_started(self, fit: Fit, batch: Any) -> None:
+        if batch is not None:  # a step of a method's own loop may carry no minibatch of the stream
+            self.score(batch)
+
+    def score(self, batch: Any) -> None:
+        """Score `batch` with the method as it is now, and count it."""
+        x, y = float_inputs(batch[0]), batch[1]  # the learner's batches keep uint8 pixels (`pixel_batches`)
+        task_labels = batch[2] if self.with_task_labels and len(batch) > 2 else None
+        self.count(self.method.predict(x, task_labels), y)
+
+    def count(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count the scores of a minibatch of the stream against its labels."""
+        raise NotImplementedError
+
+    @property
+    def accuracy(self) -> float | None:
+        """The predict-then-train accuracy so far (None before any sample)."""
+        raise NotImplementedError
+
+
+class OnlineAccuracyMeter(PredictThenTrain):
+    """The predict-then-train accuracy of an online stream: its samples scored right over those
+    scored, each worker's shard without its sampler's padding."""
+
+    def __init__(self, method: Any, with_task_labels: bool) -> None:
+        super().__init__(method, with_task_labels)
         self.correct = 0
         self.total = 0
         self._shard: int | None = None  # samples of this worker's epoch that are the stream's (None: all)
@@ -111,16 +144,7 @@ class OnlineAccuracyMeter(Callback):
         self._scored = 0
         self._shard = stream_samples_of_shard(loader)
 
-    def minibatch_started(self, fit: Fit, batch: Any) -> None:
-        if batch is not None:  # a step of a method's own loop may carry no minibatch of the stream
-            self.score(batch)
-
-    def score(self, batch: Any) -> None:
-        """Count the batch's samples that the method, as it is now, classifies correctly
-        (methods that do not train on the stream through the engine call this themselves)."""
-        x, y = float_inputs(batch[0]), batch[1]  # the learner's batches keep uint8 pixels (`pixel_batches`)
-        task_labels = batch[2] if self.with_task_labels and len(batch) > 2 else None
-        scores = self.method.predict(x, task_labels)
+    def count(self, scores: torch.Tensor, y: torch.Tensor) -> None:
         counted = len(y)
         if self._shard is not None:  # a worker's shard padded by its sampler: the padding is not the stream's
             counted = max(0, min(len(y), self._shard - self._scored))

@@ -138,6 +138,8 @@ class Engine:
         self.launched = False
         self.current_fit: Fit | None = None  # the fit under way (None between fits)
         self.current_loop: MethodLoop | None = None  # the loop of a method's own under way, if any
+        # the learners set up on the run's strategy: id -> (learner, its parameters then, as wrapped)
+        self.set_up: dict[int, tuple[nn.Module, tuple[Any, ...], Any]] = {}
 
     # ----- set-up -----------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class Engine:
         optimizer, schedule, interval = _optimizer_and_schedule(optimizer_of(learner.model.parameters(),
                                                                              fit.planned_steps))
         if data_parallel or self.parallel is None:
-            module, optimizer = self.fabric.setup(learner, optimizer)
+            module, optimizer = self.learner_set_up(learner), self.fabric.setup_optimizers(optimizer)
         else:  # not wrapped by DDP: its gradients stay this worker's
             module, optimizer = learner, self.fabric.setup_optimizers(optimizer)
         fit.optimizer = optimizer
@@ -266,6 +268,17 @@ class Engine:
             self.current_loop = None
         for callback in callbacks:
             callback.fit_ended(fit)
+
+    def learner_set_up(self, learner: nn.Module) -> Any:
+        """`learner` as the run's strategy wraps it (`Fabric.setup_module`: DDP with several
+        workers), set up once per run and again only where its parameters changed since (a part
+        grown or frozen: DDP reduces the gradients of the parameters it was made with)."""
+        parameters = tuple((id(p), p.requires_grad) for p in learner.parameters())
+        held = self.set_up.get(id(learner))
+        if held is None or held[0] is not learner or held[1] != parameters:
+            held = (learner, parameters, self.fabric.setup_module(learner))
+            self.set_up[id(learner)] = held
+        return held[2]
 
     def _step_parts(self, learner: Any, module: Any, optimizer: Any, callbacks: Sequence[Callback],
                     data_parallel: bool) -> StepParts:

@@ -51,7 +51,7 @@ class EnvironmentStages(Stages):
         env = setting.training_env(stage, episode_log(run.tracker, first_step))
         env.first_step = first_step
         try:
-            setting.train_stage(method, stage, env)
+            method.fit(env, None)
         finally:
             env.close()
         return StageWork(samples=env.steps, episode_returns=env.episode_returns)

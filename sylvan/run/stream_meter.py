@@ -1,11 +1,10 @@
 """Predict-then-train on a stream with modes and switches (`osaka`): each batch scored by the
-method's `predict` as the stream hands it out, before the method can learn from it, and the
-counts kept per mode and per step after a switch.
-
-The loader (`ScoredStream`) scores a batch the first time it is drawn, so that no method, whatever
-loop it trains in, receives a batch it was not scored on first; a batch a method never draws
-(one that does not learn from the stream) is scored after its fit. The counts are sums, kept in
-the results (`Results.stream_accuracy`), so that a resumed run carries them on."""
+method's `predict` before the method learns from it, as the online settings' meter scores theirs
+(`sylvan.run.callbacks.PredictThenTrain`: at the start of each step that trains on a batch of
+the stream, a fit's or one of a method's own loop), with the counts kept per mode and per step
+after a switch. A batch a method does not train on (a method that does not learn from the
+stream) is scored after its fit (`score_rest`). The counts are sums, kept in the results
+(`Results.stream_accuracy`), so that a resumed run carries them on."""
 
 from __future__ import annotations
 
@@ -15,19 +14,23 @@ import torch
 from torch.utils.data import DataLoader
 
 from sylvan.errors import ConfigurationError
-from sylvan.minibatches import float_inputs
+from sylvan.run.callbacks import PredictThenTrain
 
 # a switch counts as a return where its context (mode and classes) was a context before
 SWITCH_KINDS = ("first_visit", "revisit")
 STRETCHES = 50  # the stream is cut into at most this many stretches of equal steps, counted apart (a curve)
 
 
-class StreamMeter:
+class StreamMeter(PredictThenTrain):
     """The predict-then-train counts of a stream planned by `plan` (`StreamPlan`): per mode
     (`modes`: their names), and at each of the first `window` steps after a switch, per mode
-    and per kind of switch (to a context first seen, or back to one seen before)."""
+    and per kind of switch (to a context first seen, or back to one seen before). The stream's
+    batches are scored in their order, each once: `for_stage` says which method and which of
+    the stream's steps a training stage has."""
 
     def __init__(self, plan: Any, modes: tuple[str, ...], window: int) -> None:
+        super().__init__(method=None, with_task_labels=False)
+        self.stop = 0  # the stream step after the stage's last
         self.plan, self.modes, self.window = plan, modes, window
         self.since_switch = plan.since_switch()
         self.next_step = 0  # the stream's next batch to score
@@ -45,11 +48,18 @@ class StreamMeter:
         self.stretch_correct = torch.zeros(len(modes), stretches, dtype=torch.long)
         self.stretch_total = torch.zeros(len(modes), stretches, dtype=torch.long)
 
-    def score(self, method: Any, batch: Any) -> None:
-        """Count how many of the next stream step's batch `method`, as it is now, classifies right."""
+    def for_stage(self, method: Any, steps: range) -> StreamMeter:
+        """This meter, scoring with `method` the stream's `steps` (a training stage's)."""
+        self.method, self.stop = method, steps.stop
+        return self
+
+    def count(self, scores: torch.Tensor, y: torch.Tensor) -> None:
+        """Count how many of the next stream step's batch the method, as it is now, classifies
+        right (nothing past the stage's steps: a method that goes over the stream again)."""
         step = self.next_step
-        x, y = float_inputs(batch[0]), batch[1]
-        right = int((method.predict(x, None).argmax(dim=1).to(y.device) == y).sum())
+        if step >= self.stop:
+            return
+        right = int((scores.argmax(dim=1).to(y.device) == y).sum())
         mode, since = int(self.plan.modes[step]), int(self.since_switch[step])
         self.correct[mode] += right
         self.total[mode] += len(y)
@@ -63,6 +73,15 @@ class StreamMeter:
             self.kind_correct[kind, since] += right
             self.kind_total[kind, since] += len(y)
         self.next_step += 1
+
+    def score_rest(self, loader: DataLoader, first_step: int) -> None:
+        """Score the batches of `loader` (the stream's from `first_step` on) that no step of the
+        method's scored: those it did not train on."""
+        if self.next_step >= first_step + len(loader):
+            return
+        for index, batch in enumerate(loader):
+            if first_step + index == self.next_step:
+                self.score(batch)
 
     @property
     def accuracy(self) -> float | None:
@@ -117,28 +136,6 @@ def ratio(correct: torch.Tensor, total: torch.Tensor) -> float | None:
 
 def ratios(correct: torch.Tensor, total: torch.Tensor) -> list[float | None]:
     return [ratio(c, t) for c, t in zip(correct, total)]
-
-
-class ScoredStream(DataLoader):
-    """The stream's batches from `first_step` on, each scored by `meter` with `method` the first
-    time it is drawn (before the caller gets it). Inputs come as stored (uint8 pixels)."""
-
-    def __init__(self, dataset: Any, batch_size: int, meter: StreamMeter, method: Any, first_step: int,
-                 pin_memory: bool = False) -> None:
-        super().__init__(dataset, batch_size=batch_size, shuffle=False, collate_fn=as_gathered, pin_memory=pin_memory)
-        self.meter, self.method, self.first_step = meter, method, first_step
-
-    def __iter__(self) -> Any:
-        for index, batch in enumerate(super().__iter__()):
-            if self.first_step + index == self.meter.next_step:  # drawn for the first time
-                self.meter.score(self.method, batch)
-            yield batch
-
-    def score_rest(self) -> None:
-        """Score the batches the method did not draw (it did not learn from them)."""
-        if self.meter.next_step < self.first_step + len(self):
-            for _ in self:
-                pass
 
 
 def as_gathered(batch: Any) -> Any:

@@ -2,8 +2,10 @@
 loaders handed to the method, every task's test set scored after each, and, with several workers,
 each stage trained in every data-parallel worker.
 
-The setting says what the stages are (`training_stages`), what a stage hands the method
-(`train_stage`) and how a method is evaluated (`evaluate`)."""
+The setting describes the stages (`training_stages`: each stage's loaders) and whether its stream
+is scored as it trains (`single_pass`: predict-then-train, `OnlineAccuracyMeter`); the stages hand
+each stage's data to the method's `fit` and score every task's test set after it
+(`sylvan.run.evaluation`)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ import torch
 
 from sylvan.analysis.metrics import Results
 from sylvan.parallel.health import planned_workers
+from sylvan.run.callbacks import OnlineAccuracyMeter
 from sylvan.run.checkpoints import rng_states
+from sylvan.run.evaluation import evaluate_setting
 from sylvan.run.loop import Stages, StageWork
 from sylvan.run.past_tasks import PastTasks
 from sylvan.run.signals import interruption_behind
@@ -59,7 +63,9 @@ class TaskStages(Stages):
         setting = self.setting
         if setting.past_data_available:  # the tasks before this one, to revisit
             run.past_tasks = PastTasks(self.tasks[:stage], setting.seed)
-        setting.train_stage(run, method, stage, data)
+        # a single-pass stream is scored as it trains: each minibatch predicted before its step
+        run.online_meter = OnlineAccuracyMeter(method, setting.task_labels_at_train) if setting.single_pass else None
+        method.fit(data[0], None)
         return StageWork(samples=sum(len(loader.dataset) for loader in data) * setting.epochs_per_task)
 
     def train(self, run: RunContext, train: Callable[[], None]) -> float:
@@ -91,8 +97,8 @@ class TaskStages(Stages):
         entries of the accuracy matrices are then None)."""
         setting, tasks = self.setting, self.tasks
         if not setting.evaluates_seen_tasks_only:
-            return setting.evaluate(method, tasks, self.parallel)
-        evaluation = setting.evaluate(method, tasks[:seen], self.parallel)
+            return evaluate_setting(setting, method, tasks, self.parallel)
+        evaluation = evaluate_setting(setting, method, tasks[:seen], self.parallel)
         unseen = [None] * (len(tasks) - seen)
         aware = None if evaluation.aware is None else evaluation.aware + unseen
         return evaluation._replace(accuracies=evaluation.accuracies + unseen, aware=aware)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-from torch.utils.data import DataLoader
+from typing import ClassVar
 
 from sylvan.errors import ConfigurationError
 from sylvan.run.task_data import TaskData
@@ -44,7 +42,3 @@ class ClassIncrementalSetting(OnlineSetting):
             dataset = task.train_dataset(self.task_labels_at_train)
             yield [self.train_loader(dataset, shuffle=True, offset=task.task_id)]
 
-    def train_stage(self, run: Any, method: Any, stage: int, loaders: list[DataLoader]) -> None:
-        """Hand a stage's data to the method: one `fit` over its task (the run loop calls the
-        task hooks around it, `sylvan.run.stages.with_task_hooks`)."""
-        method.fit(loaders[0], None)

@@ -236,8 +236,4 @@ class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
 
         return EnvironmentStages(self)
 
-    def train_stage(self, method: Any, stage: int, env: StepBudget) -> None:
-        """Hand one stage's environment to the method: one `fit` (the run loop calls the task
-        hooks around it where boundaries are known, `sylvan.run.stages.with_task_hooks`)."""
-        method.fit(env, None)
 

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from continuum.scenarios import ContinualScenario
 
     from sylvan.parallel.data_parallel import DataParallel
-    from sylvan.run.context import RunContext
     from sylvan.run.evaluation import Evaluation
 
 DEFAULT_DATA_DIR = os.environ.get("SYLVAN_DATA_DIR", "~/.cache/sylvan/data")
@@ -194,13 +193,6 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Prog
     def training_stages(self, tasks: list[TaskData]):
         """Yield, per training stage, the loaders trained on in it. Online: one, the whole stream."""
         yield [self.stream_loader(tasks)]
-
-    def train_stage(self, run: RunContext, method: Any, stage: int, loaders: list[DataLoader]) -> None:
-        """Hand a stage's data to the method. Online: one `fit` over the stream, predict-then-train."""
-        from sylvan.run.callbacks import OnlineAccuracyMeter
-
-        run.online_meter = OnlineAccuracyMeter(method, self.task_labels_at_train)
-        method.fit(loaders[0], None)
 
     # ----- evaluation and the run ---------------------------------------------------------
 

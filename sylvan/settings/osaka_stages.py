@@ -1,6 +1,6 @@
 """The stages of an `osaka` run (`sylvan.run.loop`): the pre-training phase, then the stream cut
 into `--stream_stages` stages, each checkpointed; every stream batch scored before the method
-gets it (`sylvan.run.stream_meter`). The accuracy matrix holds, after each stage, the
+trains on it (predict-then-train, `sylvan.run.stream_meter`). The accuracy matrix holds, after each stage, the
 predict-then-train accuracy of each mode over the stream so far (its columns are the modes)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sylvan.run.checkpoints import rng_states
 from sylvan.run.evaluation import Evaluation
 from sylvan.run.flop_count import FlopCount
 from sylvan.run.loop import Stages, StageWork
-from sylvan.run.stream_meter import ScoredStream, StreamMeter, as_gathered
+from sylvan.run.stream_meter import StreamMeter, as_gathered
 from sylvan.settings.data import osaka_streams
 from sylvan.settings.data.osaka_streams import MODES, RowsDataset
 
@@ -73,10 +73,11 @@ class OsakaStages(Stages):
             samples += len(self.pretraining)
         rows = self.plan.rows[data.start:data.stop]
         stream = RowsDataset(self.stream_inputs, rows, self.plan.labels[data.start:data.stop])
-        loader = ScoredStream(stream, setting.n_ways * setting.k_shots, self.meter, method, data.start,
-                              pin_memory=setting.pins_batches)
+        loader = DataLoader(stream, batch_size=setting.n_ways * setting.k_shots, shuffle=False,
+                            collate_fn=as_gathered, pin_memory=setting.pins_batches)
+        run.online_meter = self.meter.for_stage(method, data)  # scores each batch as a step starts on it
         method.fit(loader, None)
-        loader.score_rest()
+        self.meter.score_rest(loader, data.start)
         if self.meter.next_step != data.stop:
             raise RuntimeError(f"{method.name} was scored on {self.meter.next_step - data.start} of the "
                                f"{len(data)} batches of stage {stage}")

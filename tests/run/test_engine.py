@@ -15,6 +15,7 @@ from torch import nn
 from sylvan.methods import Naive
 from sylvan.methods.core.base import Method
 from sylvan.run.callbacks import Callback
+from sylvan.run.engine import Engine
 from sylvan.settings import ClassIncrementalSetting, OnlineSetting
 from tests.conftest import tiny_options
 
@@ -208,3 +209,27 @@ def test_a_minibatch_reaches_the_method_through_ddps_forward_as_the_loader_serve
     held = HeldBatch(batch)
     (passed,), _ = precision.convert_input(((held,), {}))
     assert passed is held and passed.batch[0].dtype == torch.float32
+
+
+def test_a_learner_is_set_up_on_the_strategy_once_per_run(monkeypatch):
+    """Each fit of a run trains the same learner: it is wrapped (DDP with several workers) once,
+    not at every fit, and again only where its parameters changed (a part frozen or grown)."""
+    from sylvan.parallel.fabric_package import fabric
+
+    Fabric = fabric().Fabric
+    wrapped: list[nn.Module] = []
+    setup_module = Fabric.setup_module
+    monkeypatch.setattr(Fabric, "setup_module", lambda self, module, *a, **k: (
+        wrapped.append(module), setup_module(self, module, *a, **k))[1])
+    setting = ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "nb_tasks": 3})
+    setting.apply(Naive())
+    assert len(wrapped) == 1, "three tasks' fits, one set-up"
+
+    engine = Engine("cpu", "32-true")
+    module = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    first = engine.learner_set_up(module)
+    assert engine.learner_set_up(module) is first
+    module[0].requires_grad_(False)
+    assert engine.learner_set_up(module) is not first, "DDP reduces the parameters it was made with"
+    module.append(nn.Linear(2, 2))
+    assert engine.learner_set_up(module) is not first and len(wrapped) == 4

@@ -311,7 +311,7 @@ def test_the_admissions_of_gss_and_aser_live_with_their_buffers():
 
 
 # what builds a method's part from its hyperparameters, or checks them: given the method itself
-READS_THE_METHODS_HYPERPARAMETERS = {"admission_for", "check_decoupling"}
+READS_THE_METHODS_HYPERPARAMETERS = {"check_decoupling"}
 
 
 def test_parts_receive_what_they_act_on_not_the_method():

@@ -138,7 +138,8 @@ class ReplayMethod(SupervisedMethod):
         if self.works_on_features():
             self.check_features(self.model, self.backbone_name(run))
         # what the policy needs from the model to judge new samples (gss: scores, aser: slots), if anything
-        self.admission = admission_for(self, self.buffer)
+        self.admission = admission_for(self.buffer_policy, self.policy_options(), self.buffer, lambda: self.model,
+                                       self.stored_features, self.run.num_classes, self.run.workers)
         # where a step's replay comes from and its samples go: the buffer in one process, the union
         # of every worker's buffer on several (`RunContext.replay_channel`)
         self.replay = self.run.replay_channel(self.buffer, self.replay_draws(run.batch_size))

@@ -2,13 +2,16 @@
 gradient scores and the aser policy's features, handed to the admission that lives with the
 policy's buffer (`sylvan.buffers.gss.GSSAdmission`, `sylvan.buffers.aser.ASERReplacement`) and
 computed after the optimizer's step on the samples. A replay method holds the one its
-`--buffer_policy` needs (`admission_for`), and nothing otherwise."""
+`--buffer_policy` needs (`admission_for`, given the network, the features and the run's facts
+it acts on), and nothing otherwise."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from sylvan.buffers import needs_scores, needs_slots
 from sylvan.buffers.aser import ASERReplacement
@@ -18,17 +21,20 @@ from sylvan.methods.parts.gradient_scores import gradient_scores, gradient_score
 ASER_DRAWS_SEED = 50_021  # seed offset of the aser policy's draws (`Workers.seed`)
 
 
-def admission_for(method: Any, buffer: Any) -> GSSAdmission | ASERReplacement | None:
-    """The admission `method`'s `--buffer_policy` needs for `buffer`, given what it computes from
-    the method's network, or None."""
-    if needs_scores(method.buffer_policy):
+def admission_for(policy: str, options: Any, buffer: Any, network: Callable[[], nn.Module],
+                  features: Callable[..., torch.Tensor], num_classes: int, workers: Any
+                  ) -> GSSAdmission | ASERReplacement | None:
+    """The admission buffer policy `policy` (with its `options`) needs for `buffer`, or None:
+    gss's scores of the gradients of `network()` (the network as it is when a sample is judged),
+    aser's slots from `features` over `num_classes` classes, its draws this worker's own
+    (`workers`: the run's `Workers`)."""
+    if needs_scores(policy):
         def scores(x: torch.Tensor, y: torch.Tensor, reference_x: torch.Tensor, reference_y: torch.Tensor,
                    batch: bool) -> tuple[torch.Tensor, Any]:
-            compared = (method.model, x, y, reference_x, reference_y)
+            compared = (network(), x, y, reference_x, reference_y)
             return gradient_scores_with_batch(*compared) if batch else (gradient_scores(*compared), None)
 
-        return GSSAdmission(buffer, method.policy_options(), scores)
-    if needs_slots(method.buffer_policy):
-        return ASERReplacement(buffer, method.policy_options(), method.stored_features, method.run.num_classes,
-                               method.run.workers.seed(ASER_DRAWS_SEED))
+        return GSSAdmission(buffer, options, scores)
+    if needs_slots(policy):
+        return ASERReplacement(buffer, options, features, num_classes, workers.seed(ASER_DRAWS_SEED))
     return None

@@ -4,7 +4,9 @@ the Monte-Carlo policy gradient, with returns standardized within each episode a
 An RL method keeps the supervised contract: `fit(env)` trains on the environment the setting
 hands it until `env.exhausted`, and `predict(observations)` scores each action (here the
 policy's logits; the setting evaluates the best-scored action). It needs no task boundaries, so
-it targets `continual_rl` and runs on every setting of the RL branch.
+it targets `continual_rl` and runs on every setting of the RL branch. Its loop runs on the run's
+engine (`run.engine.loop`): each action and each update is a step that the callbacks, the
+training log, the progress bar and the FLOP count see, with no code of its own for them.
 
     sylvan --plugin examples/reinforce.py --list
     sylvan --plugin examples/reinforce.py --setting incremental_rl --method reinforce --lr 0.01
@@ -49,19 +51,23 @@ class Reinforce(Method):
 
     def fit(self, train_data: Any, val_data: Any = None) -> None:
         env = train_data
-        while not env.exhausted:
-            observation, _ = env.reset()
-            log_probs, rewards, done = [], [], False
-            while not done:
-                logits = self.policy(torch.as_tensor(observation, dtype=torch.float32).unsqueeze(0))[0]
-                action = torch.multinomial(logits.softmax(0), 1, generator=self.generator)[0]
-                log_probs.append(logits.log_softmax(0)[action])
-                observation, reward, terminated, truncated, _ = env.step(int(action))
-                rewards.append(float(reward))
-                done = terminated or truncated
-            self.update(torch.stack(log_probs), rewards)
+        # the environment's steps are the loop's unit; its training log goes on at the stream's step
+        with self.run.engine.loop(env.steps_left, "act", self.run.fit_callbacks(), env.first_step + env.steps) as loop:
+            while not env.exhausted:
+                observation, _ = env.reset()
+                log_probs, rewards, done = [], [], False
+                while not done:
+                    with loop.step("act"):
+                        logits = self.policy(torch.as_tensor(observation, dtype=torch.float32).unsqueeze(0))[0]
+                        action = torch.multinomial(logits.softmax(0), 1, generator=self.generator)[0]
+                    log_probs.append(logits.log_softmax(0)[action])
+                    observation, reward, terminated, truncated, _ = env.step(int(action))
+                    rewards.append(float(reward))
+                    done = terminated or truncated
+                with loop.step("update") as step:
+                    step.loss = self.update(torch.stack(log_probs), rewards)
 
-    def update(self, log_probs: torch.Tensor, rewards: list[float]) -> None:
+    def update(self, log_probs: torch.Tensor, rewards: list[float]) -> torch.Tensor:
         returns, following = [], 0.0
         for reward in reversed(rewards):
             following = reward + self.gamma * following
@@ -73,6 +79,7 @@ class Reinforce(Method):
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
+        return loss.detach()
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.policy(x)

@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +32,9 @@ class Logger:
     """A destination of a run's metrics; each method does nothing unless overridden."""
 
     name: ClassVar[str] = ""
+
+    def expect_columns(self, names: Sequence[str]) -> None:
+        """The training log will have these metrics (besides the loss), before its first row."""
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
         """A logged training step (`step`: counted across the run's fits)."""
@@ -69,13 +73,18 @@ class CsvLogger(Logger):
         self.bytes = 0  # bytes written to train.csv, with a digest of them
         self.digest = hashlib.sha256()
         self.stages: list[dict[str, Any]] = []  # the rows of stages.csv
+        # the columns train.csv will have from its first row on: the loss, and what the run expects
+        self.expected = {"train/loss"}
+
+    def expect_columns(self, names: Sequence[str]) -> None:
+        self.expected.update(names)
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
         row = {"step": step, **metrics}
         if self.fields is None or set(row) - set(self.fields):
-            # the loss is a column from the first row on, though an agent's first rows are its
-            # episodes': one header, which a reader of the file (pandas, csv) takes whole
-            known = set(self.fields or ["train/loss"])
+            # the columns the run expects are there from the first row on, whichever comes first
+            # (an agent's episodes or its losses): one header, which a reader (pandas, csv) takes whole
+            known = set(self.fields or self.expected)
             self.fields = sorted(set(row) | known, key=lambda k: (k != "step", k))
             write_header = True
         else:

@@ -71,6 +71,7 @@ def episode_log(tracker: Any, first_step: int) -> EpisodeLog | None:
     W&B), at the stream's step count (`first_step`: the steps of the stream before the stage)."""
     if tracker is None:
         return None
+    tracker.expect_columns(("episode_length", "episode_return"))
 
     def log(steps: int, episode_return: float, episode_length: int) -> None:
         tracker.log_step(first_step + steps, {"episode_return": episode_return, "episode_length": episode_length})

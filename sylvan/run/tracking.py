@@ -126,6 +126,11 @@ class Tracker:
         """The loggers of the run's training log (one step count across its fits)."""
         return [self._logger]
 
+    def expect_columns(self, names: Sequence[str]) -> None:
+        """The training log will have these metrics (an agent's episodes'), before its first row."""
+        for logger in self.destinations:
+            logger.expect_columns(names)
+
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
         """A step of the training log (numbered across the run) to every logger."""
         row = {k: float(v) for k, v in metrics.items() if k != "epoch"}

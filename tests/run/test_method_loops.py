@@ -87,8 +87,10 @@ def training_log_steps(run_dir) -> list[int]:
 
 @pytest.mark.parametrize("setting_of, method", [
     (lambda: rl_setting(DQN), lambda: tiny_method(DQN)),
+    (lambda: rl_setting(SAC), lambda: tiny_method(SAC)),
     (lambda: osaka_setting(), lambda: MAML(pretraining_epochs=3, meta_batch_size=1)),
-], ids=["dqn", "maml"])
+    (lambda: osaka_setting(), lambda: ContinualMAML(pretraining_epochs=3, meta_batch_size=1)),
+], ids=["dqn", "sac", "maml", "continual_maml"])
 def test_the_training_log_gets_a_methods_own_steps_and_their_flops_are_counted(tmp_path, setting_of, method):
     results = run_experiment(setting_of(), method(), RunOptions(results_dir=str(tmp_path), run_name="run",
                                                                 save_checkpoints=False))
@@ -97,10 +99,15 @@ def test_the_training_log_gets_a_methods_own_steps_and_their_flops_are_counted(t
     assert results.training_flops and all(flops > 0 for flops in results.training_flops[:1])
 
 
-def test_a_terminal_shows_an_agents_progress(capsys):
-    rl_setting(DQN, progress_bar=True).apply(tiny_method(DQN))
+@pytest.mark.parametrize("setting_of, method, planned", [
+    (lambda: rl_setting(SAC, progress_bar=True), lambda: tiny_method(SAC), "0/300"),  # an RL stage's steps
+    (lambda: osaka_setting(progress_bar=True), lambda: ContinualMAML(pretraining_epochs=1, meta_batch_size=2),
+     "0/4"),  # the pre-training's meta-updates (8 tasks, 2 a batch)
+], ids=["sac", "continual_maml"])
+def test_a_terminal_shows_the_progress_of_a_methods_own_loop(capsys, setting_of, method, planned):
+    setting_of().apply(method())
     shown = capsys.readouterr().out
-    assert "0/300" in shown and "step/s" in shown, "environment steps against the stage's budget"
+    assert planned in shown and "step/s" in shown
 
 
 def test_a_loops_steps_are_counted_by_kind_one_in_fifty():

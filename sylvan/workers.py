@@ -54,12 +54,10 @@ class Workers:
     once the workers' process group is up with more than one worker in it, and leave their
     tensors as they are otherwise (one process, or a method set up before the workers joined)."""
 
-    def __init__(self, world_size: int | None = None, seed: int = 0, data_parallel: bool | None = None,
-                 collective_device: Callable[[], torch.device] | None = None) -> None:
+    def __init__(self, world_size: int | None = None, seed: int = 0, data_parallel: bool | None = None) -> None:
         self.planned_size = world_size
         self.run_seed = seed
         self.data_parallel = data_parallel
-        self._collective_device = collective_device
 
     @property
     def world_size(self) -> int:
@@ -79,8 +77,6 @@ class Workers:
 
     def collective_device(self) -> torch.device:
         """Where the tensors of the workers' collectives live: NCCL's on this worker's GPU."""
-        if self._collective_device is not None:
-            return self._collective_device()
         if group_is_up() and dist.get_backend() == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")

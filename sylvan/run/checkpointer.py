@@ -33,11 +33,10 @@ class Checkpointer:
 
     Nothing is written where the run has no tracker or runs with `--save_checkpoints false`."""
 
-    def __init__(self, setting: Any, tracker: Any = None, parallel: Any = None, workers: Any = None) -> None:
+    def __init__(self, setting: Any, tracker: Any = None, workers: Any = None) -> None:
         self.setting = setting
         self.tracker = tracker
-        self.parallel = parallel
-        self.workers = workers  # the run's (`sylvan.workers.Workers`), where it is data parallel
+        self.workers = workers  # the run's (`sylvan.workers.Workers`); their parts are saved while connected
         self.worker_folder: Any = _UNKNOWN  # where workers other than 0 write their parts; None: nowhere
 
     @property
@@ -47,7 +46,7 @@ class Checkpointer:
 
     def save(self, stage: int, method: Any, results: Results) -> None:
         """Checkpoint the run after training stage `stage` and evaluating it (`results`)."""
-        if self.parallel is not None and self.workers is not None:
+        if self.workers is not None:
             self.save_worker_parts(stage, method)
         folder = self.folder
         if folder is None:

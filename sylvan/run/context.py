@@ -47,7 +47,7 @@ class RunContext:
         self.online_meter: Any = None  # the predict-then-train meter of the stage being trained, if any
         # the finished tasks' training data, where the setting keeps them available (`sylvan.run.past_tasks`)
         self.past_tasks: Any = None
-        self.checkpointer = Checkpointer(setting, tracker, parallel, self.workers)  # saves and restores the run
+        self.checkpointer = Checkpointer(setting, tracker, self.workers)  # saves and restores the run
         self.compute = ComputeAccount()  # the run's training FLOPs (`sylvan.run.accounting`)
         self._engine: Any = None  # made when a method first trains (`engine`)
         self.callbacks = list(callbacks)  # callbacks of one's own, in every fit (`sylvan.run.callbacks`)

@@ -88,4 +88,4 @@ def evaluate_setting(setting: Any, method: Any, tasks: list[TaskData], parallel:
         return evaluate(tasks)
     from sylvan.run.sharded_evaluation import sharded_evaluation
 
-    return sharded_evaluation(evaluate, tasks, parallel, setting.num_classes)
+    return sharded_evaluation(evaluate, tasks, parallel.workers, setting.num_classes)

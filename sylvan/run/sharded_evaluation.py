@@ -7,18 +7,17 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from sylvan.parallel.data_parallel import DataParallel
 from sylvan.run.task_data import TaskData
 
 if TYPE_CHECKING:
     from sylvan.run.evaluation import Evaluation
+    from sylvan.workers import Workers
 
 
 def sharded_evaluation(evaluate: Callable[[list[TaskData]], Evaluation], tasks: list[TaskData],
-                       parallel: DataParallel, num_classes: int) -> Evaluation:
+                       workers: Workers, num_classes: int) -> Evaluation:
     """`evaluate(tasks)` over this worker's shard of each test set, summed over the workers.
     Before the workers exist (the evaluation before training), one process scores it all."""
-    workers = parallel.workers
     if not workers.connected:
         return evaluate(tasks)
     rank, world = workers.rank, workers.world_size
@@ -42,9 +41,9 @@ def sharded_evaluation(evaluate: Callable[[list[TaskData]], Evaluation], tasks: 
     )
 
 
-def summed_online_counts(meter: Any, parallel: DataParallel) -> None:
+def summed_online_counts(meter: Any, workers: Workers) -> None:
     """Make the predict-then-train meter's counts those of every worker's shard of the stream."""
-    if not parallel.workers.connected:
+    if not workers.connected:
         return
-    summed = parallel.workers.sum_to_cpu(torch.tensor([meter.correct, meter.total], dtype=torch.float64))
+    summed = workers.sum_to_cpu(torch.tensor([meter.correct, meter.total], dtype=torch.float64))
     meter.correct, meter.total = int(summed[0].round()), int(summed[1].round())

@@ -89,7 +89,7 @@ class TaskStages(Stages):
         if run.online_meter is not None:
             from sylvan.run.sharded_evaluation import summed_online_counts
 
-            summed_online_counts(run.online_meter, parallel)
+            summed_online_counts(run.online_meter, parallel.workers)
         return parallel.stage_startup
 
     def evaluate(self, method: Any, seen: int) -> Evaluation:

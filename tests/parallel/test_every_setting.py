@@ -62,7 +62,7 @@ def test_online_runs_on_two_workers_with_global_replay(tmp_path):
 
 def counting_worker(rank: int) -> list[int]:
     meter = SimpleNamespace(correct=rank + 1, total=10 * (rank + 1))  # what each worker's shard scored
-    summed_online_counts(meter, DataParallel(2, 1, 60.0, "cpu"))
+    summed_online_counts(meter, DataParallel(2, 1, 60.0, "cpu").workers)
     return [meter.correct, meter.total]
 
 

@@ -4,7 +4,8 @@ identical, to the last digit.
 Every registered method runs through the command line on its target setting (`task_incremental`
 for the methods that need task labels; `class_incremental` for the ones that target the root),
 on `digits` with seed 0, one epoch, 5 tasks; beside them a 2-worker `distributed` `rehearsal`
-run on CPU workers, and short `incremental_rl` runs of `dqn` (CartPole) and `sac` (Pendulum).
+run on CPU workers, and short `incremental_rl` runs of `dqn` (CartPole) and `sac` (Pendulum), alone
+and as the agents of `ewc` (sac) and `mas` (dqn).
 Each run is a subprocess with one torch thread, so that its sums are taken in one order.
 
     python benchmarks/regression_set.py --record          # writes benchmarks/regression_set.json
@@ -59,13 +60,16 @@ def runs() -> dict[str, list[str]]:
         if issubclass(target, ContinualRLSetting):
             chosen[name] = RL_RUNS[name]
             continue
-        if target.pretraining_phase:
+        if getattr(target, "pretraining_phase", False):
             chosen[name] = [*OSAKA, "--method", name]
             continue
         # a method for every setting (the tree's root) runs on the first with task boundaries
         setting = target.name if issubclass(target, OnlineSetting) else "class_incremental"
         epochs = [] if setting == "online" else ["--epochs", "1"]  # online is one pass
         chosen[name] = ["--setting", setting, "--method", name, *DIGITS, *epochs, *METHOD_OPTIONS.get(name, [])]
+    for pair, agent in (("ewc", "sac"), ("mas", "dqn")):  # a continual-learning method on each agent
+        chosen[f"{pair}-{agent}"] = ["--setting", "incremental_rl", "--method", pair, "--agent", agent,
+                                     *RL_RUNS[agent][4:], f"--{pair}_lambda", "10"]
     chosen["distributed-rehearsal"] = ["--setting", "distributed", "--method", "rehearsal", "--devices", "2",
                                        *DIGITS, "--epochs", "1"]
     return chosen

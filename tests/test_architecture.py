@@ -285,7 +285,8 @@ def test_methods_reach_their_memory_only_through_a_replay_channel():
 
     found = {}
     for name, cls in sorted(METHODS.items()):
-        setting_cls = ClassIncrementalSetting if cls.target_setting is Setting else cls.target_setting
+        target = cls.target_setting  # a setting, or an assumption both branches share (then, its SL setting)
+        setting_cls = target if issubclass(target, Setting) and target is not Setting else ClassIncrementalSetting
         setting = setting_cls(**tiny_options(setting_cls, cls))
         method = tiny_method(cls)
         method.configure(setting)

@@ -41,10 +41,17 @@ def summary(cls: type, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3].rsplit(" ", 1)[0] + "..."
 
 
+def target_label(target: type) -> str:
+    """A method's target in the methods table: a setting's name, or an assumption both branches
+    share, as "<its name> (SL, RL)"."""
+    assumption = target.__dict__.get("assumption_name")
+    return f"{assumption} (SL, RL)" if assumption else target.name
+
+
 def methods_table() -> list[str]:
     """One line per registered method: its name, target setting and summary."""
     return [
-        f"  {name:<16} targets {METHODS[name].target_setting.name:<18} {summary(METHODS[name])}"
+        f"  {name:<16} targets {target_label(METHODS[name].target_setting):<18} {summary(METHODS[name])}"
         for name in sorted(METHODS)
     ]
 

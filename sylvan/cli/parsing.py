@@ -17,8 +17,9 @@ from simple_parsing.help_formatter import SimpleHelpFormatter
 
 from sylvan.errors import ConfigurationError
 from sylvan.methods import METHODS, Method
+from sylvan.methods.core.on_agent import OnAgent, agent_class, agents, default_agent, pair_options_class, part_options
 from sylvan.run.experiment import RunOptions
-from sylvan.settings import SETTINGS, Setting
+from sylvan.settings import SETTINGS, ContinualRLSetting, Setting
 
 
 class HelpFormatter(SimpleHelpFormatter):
@@ -83,13 +84,86 @@ def parse_options(
 ) -> tuple[Setting, Method, RunOptions, list[str]]:
     """The setting, the method (with its buffer policy's options, where it takes them) and the
     run options that `argv` and `config` give, and the arguments that are none of theirs.
-    `--help` prints the options and exits here."""
+    `--help` prints the options and exits here. A continual-learning method on a reinforcement-
+    learning setting comes back applied to its agent (`parse_pair_options`)."""
+    if runs_on_agent(setting_cls, method_cls):
+        return parse_pair_options(setting_cls, method_cls, config, argv)
     policy = chosen_buffer_policy(method_cls, argv, config)
     args, unknown = build_parser(setting_cls, method_cls, config, policy).parse_known_args(list(argv))
     method: Method = args.method_options
     if getattr(args, "buffer_options", None) is not None:
         method = replace(method, buffer_options=args.buffer_options)
     return args.setting_options, method, args.run, unknown
+
+
+def runs_on_agent(setting_cls: type[Setting], method_cls: type[Method]) -> bool:
+    """Whether `method_cls` runs on `setting_cls` as its part on an agent (`OnAgent`)."""
+    return (issubclass(setting_cls, ContinualRLSetting) and not getattr(method_cls, "is_agent", False)
+            and method_cls.applies_to_agents())
+
+
+def chosen_agent(setting_cls: type[Setting], config: dict[str, Any], argv: Sequence[str]) -> str:
+    """The `--agent` a command gives (or its config file), else the default for the kind of
+    actions of the setting's environment (which is parsed for it, alone)."""
+    given = None
+    for position, arg in enumerate(argv):
+        if arg == "--agent" and position + 1 < len(argv):
+            given = argv[position + 1]
+        elif arg.startswith("--agent="):
+            given = arg.split("=", 1)[1]
+    method_options = config.get("method_options")
+    if given is None and isinstance(method_options, dict):
+        given = method_options.get("agent")
+    if given is not None:
+        return str(given)
+    parser = ArgumentParser(add_dest_to_option_strings=False, add_help=False)
+    values = config.get("setting_options")
+    default = None if values is None else setting_cls(**_known_fields(setting_cls, values, "setting_options"))
+    parser.add_arguments(setting_cls, dest="setting_options", default=default)
+    setting, _ = parser.parse_known_args([arg for arg in argv if arg not in ("-h", "--help")])
+    return default_agent(setting.setting_options.action_space_kind)
+
+
+def parse_pair_options(
+    setting_cls: type[Setting], method_cls: type[Method], config: dict[str, Any], argv: Sequence[str]
+) -> tuple[Setting, Method, RunOptions, list[str]]:
+    """`parse_options` of a continual-learning method on a reinforcement-learning setting: the
+    method's options that act on an agent (`part_options`), `--agent` and the agent's options;
+    the method comes back as `OnAgent(method, agent)`. A config file's `method_options` hold
+    all of them, as the pair's `hparams` records them."""
+    agent_cls = agent_class(chosen_agent(setting_cls, config, argv), method_cls.name)
+    pair_cls = pair_options_class(method_cls, agent_cls)
+    parser = ArgumentParser(
+        prog="sylvan",
+        description=f"{method_cls.name} on {setting_cls.name}, applied to the agent {agent_cls.name}. "
+                    f"{(setting_cls.__doc__ or '').strip()}",
+        add_dest_to_option_strings=False,
+        formatter_class=help_formatter(setting_cls),
+    )
+    for name in ("--setting", "--method", "--config_path"):
+        parser.add_argument(name, type=str, help=argparse.SUPPRESS)
+    parser.add_argument("--plugin", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--agent", type=str, default=agent_cls.name,
+                        help=f"the agent {method_cls.name} is applied to: {', '.join(agents())}")
+    values = config.get("method_options")
+    values = dict(values) if isinstance(values, dict) else values
+    agent_values = None
+    if isinstance(values, dict):
+        values.pop("agent", None)
+        agent_names = option_names(agent_cls)
+        agent_values = {name: value for name, value in values.items() if name in agent_names}
+        values = {name: value for name, value in values.items() if name not in agent_names}
+    sections = {"setting_options": config.get("setting_options"), "method_options": values,
+                "agent_options": agent_values, "run": config.get("run")}
+    for dest, cls in (("setting_options", setting_cls), ("method_options", pair_cls), ("agent_options", agent_cls),
+                      ("run", RunOptions)):
+        values = sections[dest]
+        default = None if values is None else cls(**_known_fields(cls, values, dest))
+        parser.add_arguments(cls, dest=dest, default=default)
+    args, unknown = parser.parse_known_args(list(argv))
+    given = vars(args.method_options)
+    method = method_cls(**{name: given[flag] for flag, name in part_options(method_cls, agent_cls).items()})
+    return args.setting_options, OnAgent(method, args.agent_options), args.run, unknown
 
 
 def chosen_buffer_policy(method_cls: type[Method], argv: Sequence[str], config: dict[str, Any]) -> str | None:
@@ -158,6 +232,9 @@ def unknown_options_message(unknown: Sequence[str], setting_cls: type[Setting], 
     """What to say of command-line arguments that are not options of this setting and method:
     for a flag that another setting or method has (`--buffer_size` given to `naive`), which."""
     lines = [f"unrecognized arguments: {' '.join(unknown)}."]
+    if any(arg == "--agent" or arg.startswith("--agent=") for arg in unknown):
+        lines.append(f"--agent chooses the reinforcement-learning agent a continual-learning method is applied to, on "
+                     f"the RL settings; {method_cls.name} on {setting_cls.name} takes none.")
     registered = [*SETTINGS.values(), *METHODS.values()]
     from sylvan.buffers import policy_of_option
 

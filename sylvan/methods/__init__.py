@@ -36,6 +36,7 @@ from sylvan.methods.hard_moe import HardMoE
 from sylvan.methods.hat import HAT
 from sylvan.methods.icarl import ICaRL
 from sylvan.methods.il2m import IL2M
+from sylvan.methods.l2 import L2
 from sylvan.methods.lode import LODE, LODEDERPlusPlus
 from sylvan.methods.lucir import LUCIR
 from sylvan.methods.lwf import LwF
@@ -107,6 +108,7 @@ __all__ = [
     "GDumb",
     "ICaRL",
     "Learner",
+    "L2",
     "LwF",
     "MAML",
     "Method",

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sylvan.methods.core.agent import OutputDistribution
 from sylvan.methods.core.off_policy import OffPolicyMethod
+from sylvan.methods.parts.actor_critic import QValues
 from sylvan.models import MLP
 
 
@@ -84,6 +86,13 @@ class DQN(OffPolicyMethod):
         """The network it acts with, in float32 (what the run's memory accounting calls its network)."""
         return self.q_network.module
 
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"q_network": self.q_network.module}
+
+    def output_distribution(self, network: str) -> OutputDistribution:
+        """Every action's Q-value of the stored observation (a Gaussian of unit variance about each)."""
+        return QValues(self.q_network.module)
+
     # ----- learning -----------------------------------------------------------------------------
 
     def after_env_step(self) -> None:
@@ -97,7 +106,7 @@ class DQN(OffPolicyMethod):
         with torch.no_grad():
             next_values = self.target_network(batch["next_obs"]).max(1).values
             targets = batch["reward"] + self.gamma * (1.0 - batch["terminal"]) * next_values
-        loss = F.smooth_l1_loss(q_values, targets)
+        loss = self.part_loss("q_network", F.smooth_l1_loss(q_values, targets))
         self.optimizer.zero_grad(set_to_none=True)
         self.run.backward(loss)
         self.run.clip_gradients(self.q_network, self.optimizer, self.max_grad_norm)

@@ -19,20 +19,22 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
+from sylvan.methods.core.on_agent import AppliesToAgents
 from sylvan.methods.core.regularization import WeightRegularization
 from sylvan.methods.core.supervised import dataset_tensors, evaluating
+from sylvan.methods.parts import agent_importance
+from sylvan.methods.parts.agent_anchor import AgentAnchor
 from sylvan.methods.parts.importance import diagonal_fisher
-from sylvan.settings.base import Setting
-from sylvan.settings.class_incremental import ClassIncrementalSetting
+from sylvan.settings.assumptions import TaskBoundaries
 
 
 @dataclass
-class EWC(WeightRegularization):
+class EWC(AppliesToAgents, WeightRegularization):
     """Online EWC. Needs task boundaries: the Fisher information and the anchor are updated at
     the end of each task."""
 
     name: ClassVar[str] = "ewc"
-    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+    target_setting: ClassVar[type] = TaskBoundaries
     # the importance and the anchor are the base's state; a task's data live within its stage
     checkpoint_complete: ClassVar[bool] = True
 
@@ -40,6 +42,12 @@ class EWC(WeightRegularization):
     ewc_lambda: float = 90.0  # strength of the quadratic penalty
     gamma: float = 1.0  # decay of the previous tasks' Fisher information (1: sum over tasks)
     fisher_batch_size: int = 256  # samples whose gradients are computed together
+
+    def agent_part(self, agent: Any) -> AgentAnchor:
+        """On an agent: each network anchored with its Fisher information (`agent_importance.fisher`),
+        summed over tasks with the decay --gamma (`--ewc_gamma` beside an agent)."""
+        return AgentAnchor(agent, self.ewc_lambda, agent_importance.fisher, batch_size=self.fisher_batch_size,
+                           decay=self.gamma)
 
     def validate(self) -> None:
         super().validate()

@@ -23,26 +23,34 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
+from sylvan.methods.core.on_agent import AppliesToAgents
 from sylvan.methods.core.regularization import WeightRegularization
 from sylvan.methods.core.supervised import dataset_tensors, evaluating
+from sylvan.methods.parts import agent_importance
+from sylvan.methods.parts.agent_anchor import AgentAnchor
 from sylvan.methods.parts.importance import output_sensitivity
-from sylvan.settings.base import Setting
-from sylvan.settings.class_incremental import ClassIncrementalSetting
+from sylvan.settings.assumptions import TaskBoundaries
 
 
 @dataclass
-class MAS(WeightRegularization):
+class MAS(AppliesToAgents, WeightRegularization):
     """Memory aware synapses. Needs task boundaries: importances and the anchor are updated at
     the end of each task."""
 
     name: ClassVar[str] = "mas"
-    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+    target_setting: ClassVar[type] = TaskBoundaries
     # the importance and the anchor are the base's state; a task's data live within its stage
     checkpoint_complete: ClassVar[bool] = True
 
     lr: float = 0.03  # learning rate
     mas_lambda: float = 0.1  # strength of the quadratic penalty (see the module docstring for its bound)
     importance_batch_size: int = 256  # samples whose gradients are computed together
+
+    def agent_part(self, agent: Any) -> AgentAnchor:
+        """On an agent: each network anchored with its output sensitivity
+        (`agent_importance.output_sensitivity`), summed over tasks."""
+        return AgentAnchor(agent, self.mas_lambda, agent_importance.output_sensitivity,
+                           batch_size=self.importance_batch_size)
 
     def validate(self) -> None:
         super().validate()

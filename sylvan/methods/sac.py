@@ -24,8 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sylvan.methods.core.agent import OutputDistribution
 from sylvan.methods.core.off_policy import OffPolicyMethod
-from sylvan.methods.parts.actor_critic import SquashedGaussianPolicy, TwinQ
+from sylvan.methods.parts.actor_critic import PolicyGaussian, SquashedGaussianPolicy, TwinQ, TwinQValues
 
 
 @dataclass
@@ -93,6 +94,14 @@ class SAC(OffPolicyMethod):
         """The network it acts with, in float32 (what the run's memory accounting calls its network)."""
         return self.policy.module
 
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.policy.module, "critic": self.critic.module}
+
+    def output_distribution(self, network: str) -> OutputDistribution:
+        """The policy: its Gaussian's mean and log standard deviation (before the squash); the
+        critic: both Q-values of the stored (observation, action)."""
+        return PolicyGaussian(self.policy.module) if network == "policy" else TwinQValues(self.critic.module)
+
     # ----- learning -----------------------------------------------------------------------------
 
     def learning_due(self) -> bool:
@@ -111,7 +120,7 @@ class SAC(OffPolicyMethod):
             targets = batch["reward"] + self.gamma * (1.0 - batch["terminal"]) * next_q
         with run.autocast():
             q1, q2 = self.critic(batch["obs"], batch["action"])
-            critic_loss = F.mse_loss(q1, targets) + F.mse_loss(q2, targets)
+            critic_loss = self.part_loss("critic", F.mse_loss(q1, targets) + F.mse_loss(q2, targets))
         self.critic_optimizer.zero_grad(set_to_none=True)
         run.backward(critic_loss)
         self.critic_optimizer.step()
@@ -120,6 +129,7 @@ class SAC(OffPolicyMethod):
         with run.autocast():
             actions, log_prob = self.policy.sample(batch["obs"])
             policy_loss = (alpha * log_prob - torch.min(*self.critic(batch["obs"], actions))).mean()
+            policy_loss = self.part_loss("policy", policy_loss)
         self.critic.requires_grad_(True)
         self.policy_optimizer.zero_grad(set_to_none=True)
         run.backward(policy_loss)

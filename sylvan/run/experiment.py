@@ -83,7 +83,7 @@ def run_config(setting: Setting, method: Method, options: RunOptions, plugins: S
     `--resume` continues (plugin files by absolute path, so that any folder can load them)."""
     config: dict[str, Any] = {
         "setting": type(setting).name,
-        "method": type(method).name,
+        "method": method.name,
         "setting_options": asdict(setting),
         "method_options": method.hparams(),
         "run": asdict(options),
@@ -176,6 +176,7 @@ def run_experiment(
     `RunInterrupted`, whose message says what was kept and how to continue."""
     options = options if options is not None else RunOptions()
     options.check()
+    method = method.on_setting(setting) if hasattr(method, "on_setting") else method  # an RL pair's agent
     plugins = defining_plugins(setting, method) if plugins is None else plugins
     check_pair(setting, method)  # before anything is written
     if options.save_checkpoints:
@@ -185,9 +186,9 @@ def run_experiment(
         setting.apply(method, None)
         return None
     stages = setting.stages()  # its data loaded: missing data is refused before the run's folder exists
-    run_name = options.run_name or default_run_name(type(setting).name, type(method).name)
+    run_name = options.run_name or default_run_name(type(setting).name, method.name)
     tracker = open_tracker(options, run_name, run_config(setting, method, options, plugins))
-    print(f"[sylvan] {type(method).name} on {type(setting).name}, results in {tracker.run_dir}", flush=True)
+    print(f"[sylvan] {method.name} on {type(setting).name}, results in {tracker.run_dir}", flush=True)
     return run_to_the_end(setting, method, tracker, stages=stages)
 
 

@@ -25,16 +25,23 @@ def check_pair(setting: Setting, method: Method) -> None:
     setting accepts the method (`Setting.check_method`), and the method the setting's
     configuration (`Method.validate_for`). `run_experiment` and every run loop call it; it
     changes nothing, so a second call costs only its time."""
-    check_applicable(type(method), type(setting))
+    check_applicable(method, type(setting))
     setting.check_method(method)
     method.validate_for(setting)
 
 
-def check_applicable(method: type[Method], setting: type[Setting]) -> None:
+def target_name(target: type) -> str:
+    """How messages and listings name what a method targets: a setting as "the 'name' setting",
+    an assumption both branches share (`sylvan.settings.assumptions`) as "settings with <it>"."""
+    assumption = target.__dict__.get("assumption_name")
+    return f"settings with {assumption}" if assumption else f"the {target.name!r} setting"
+
+
+def check_applicable(method: Method | type[Method], setting: type[Setting]) -> None:
     """Raise a clear error, listing what does apply, when `method` cannot run on `setting`."""
     if not method.is_applicable(setting):
         raise InapplicableMethodError(
-            f"method {method.name!r} targets the {method.target_setting.name!r} setting and "
+            f"method {method.name!r} targets {target_name(method.target_setting)} and "
             f"does not apply to {setting.name!r}. Methods that apply to {setting.name!r}: "
             f"{', '.join(applicable_methods(setting))}"
         )

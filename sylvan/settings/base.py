@@ -118,6 +118,7 @@ class Setting:
         stopped in either is resumed from its last checkpoint."""
         from sylvan.run.loop import run_stages
 
+        method = method.on_setting(self) if hasattr(method, "on_setting") else method
         measures_after = type(self).after_stream is not Setting.after_stream
         untrained = replace(method) if measures_after else None  # its hyperparameters, unconfigured
         results = run_stages(self, method, tracker, resume, callbacks, stages)

@@ -7,17 +7,17 @@ from typing import ClassVar
 
 from sylvan.errors import ConfigurationError
 from sylvan.run.task_data import TaskData
+from sylvan.settings.assumptions import TaskBoundaries
 from sylvan.settings.online import OnlineSetting
 
 
 @dataclass
-class ClassIncrementalSetting(OnlineSetting):
+class ClassIncrementalSetting(TaskBoundaries, OnlineSetting):
     """Each task brings new classes. The method is told when a task starts and ends (and its
     id, at training time), trains on it for several epochs, and is evaluated after every task on
     all tasks with one head over all classes and no task label."""
 
     name: ClassVar[str] = "class_incremental"
-    task_boundaries_known: ClassVar[bool] = True
     task_labels_at_train: ClassVar[bool] = True
     single_pass: ClassVar[bool] = False
 

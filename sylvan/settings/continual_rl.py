@@ -52,7 +52,11 @@ EpisodeLog = Callable[[int, float, int], None]  # on_episode_end(steps, episode_
 def action_spaces_of(method: Any) -> tuple[str, ...]:
     """The kinds of actions an RL method (or method class) handles, from its `action_spaces`:
     "discrete", "continuous" or both. A method that does not say scores discrete actions, as
-    every RL method did before continuous actions were supported."""
+    every RL method did before continuous actions were supported. A continual-learning method
+    with a part for agents (`Method.agent_part`) handles both: it is applied to an agent of
+    either kind (the pair it runs as says its agent's)."""
+    if not hasattr(method, "action_spaces") and getattr(method, "applies_to_agents", lambda: False)():
+        return ("discrete", "continuous")
     return tuple(getattr(method, "action_spaces", ("discrete",)))
 
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from sylvan.settings.assumptions import TaskBoundaries
 from sylvan.settings.continual_rl import ContinualRLSetting, EpisodeLog
 from sylvan.settings.environments import StepBudget
 
 
 @dataclass
-class IncrementalRLSetting(ContinualRLSetting):
+class IncrementalRLSetting(TaskBoundaries, ContinualRLSetting):
     """The environment's attribute values change from one task to the next, all at once; the
     method is told when a task starts and ends (not which one it is), trains on each task for
     `--steps_per_task` steps and is evaluated on every task after each."""
 
     name: ClassVar[str] = "incremental_rl"
-    task_boundaries_known: ClassVar[bool] = True
 
     def nb_stages(self) -> int:
         return self.nb_tasks

@@ -84,7 +84,7 @@ def test_list_shows_tree_with_methods():
     class_il = next(line for line in lines if line.strip().startswith("class_incremental"))
     assert "from_scratch" in class_il
     rl = next(line for line in lines if line.strip().startswith("task_incremental_rl"))
-    assert rl.split("methods:")[1].split() == ["dqn,", "random,", "sac"]
+    assert rl.split("methods:")[1].split() == ["dqn,", "ewc,", "l2,", "mas,", "random,", "sac"]
     assert class_il.index("class_incremental") > online.index("online"), "children are indented"
     assert len({line.index("methods:") for line in lines}) == 1, "the methods form one column"
 

@@ -340,8 +340,8 @@ def test_a_run_reads_back_the_configuration_it_records_for_every_method_and_sett
     is the same configuration: otherwise every resume of that pair would be refused."""
     for setting_cls in (cls for cls in SETTINGS.values() if cls is not Setting):
         for method_cls in (cls for cls in METHODS.values() if cls.is_applicable(setting_cls)):
-            setting, method, options = setting_cls(**tiny_options(setting_cls, method_cls)), tiny_method(method_cls), \
-                RunOptions()
+            setting, options = setting_cls(**tiny_options(setting_cls, method_cls)), RunOptions()
+            method = tiny_method(method_cls).on_setting(setting)  # on an RL setting, ewc's part on an agent
             method.validate_for(setting)
             recorded = run_config(setting, method, options)
             read_back = run_config(*parse_options(setting_cls, method_cls, yaml.safe_load(yaml.safe_dump(recorded)),

@@ -129,6 +129,17 @@ class Method:
         setting_type = setting if isinstance(setting, type) else type(setting)
         return issubclass(setting_type, cls.target_setting)
 
+    @classmethod
+    def applies_to_agents(cls) -> bool:
+        """Whether the method has a part for reinforcement-learning agents (`agent_part`: see
+        `sylvan.methods.core.on_agent.AppliesToAgents`)."""
+        return callable(getattr(cls, "agent_part", None)) and not getattr(cls, "is_agent", False)
+
+    def on_setting(self, setting: Setting) -> Method:
+        """What runs on `setting`: the method itself (a method that applies to agents answers
+        otherwise on a reinforcement-learning setting: `AppliesToAgents`)."""
+        return self
+
     def configure(self, run: RunContext | Setting) -> None:
         """Prepare for a run (build the model from the setting's spaces): `run` is the run
         context `Setting.apply` makes (`sylvan.run.context`), which the method keeps as

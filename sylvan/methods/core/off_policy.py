@@ -23,7 +23,7 @@ import torch
 from sylvan.buffers import make_buffer
 from sylvan.buffers.channel import LocalReplay
 from sylvan.errors import ConfigurationError
-from sylvan.methods.core.base import Method
+from sylvan.methods.core.agent import Agent
 from sylvan.settings.base import Setting
 from sylvan.settings.continual_rl import ContinualRLSetting
 
@@ -32,7 +32,7 @@ TRANSITION_POLICIES = ("fifo", "reservoir")
 
 
 @dataclass
-class OffPolicyMethod(Method):
+class OffPolicyMethod(Agent):
     """Acts, stores every transition, and learns from minibatches of stored transitions."""
 
     target_setting: ClassVar[type[Setting]] = ContinualRLSetting
@@ -78,6 +78,9 @@ class OffPolicyMethod(Method):
     def learn(self) -> torch.Tensor:
         """One gradient step on a minibatch drawn from the replay memory; its loss."""
         raise NotImplementedError
+
+    def sample_transitions(self, count: int) -> dict[str, torch.Tensor]:
+        return self.replay.take(count)
 
     def learning_due(self) -> bool:
         """Whether a gradient step follows the transition just stored (`self.steps` counts it)."""

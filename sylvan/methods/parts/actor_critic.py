@@ -1,4 +1,5 @@
-"""SAC's networks: a squashed Gaussian policy and twin Q-networks over observations and actions."""
+"""SAC's networks (a squashed Gaussian policy, twin Q-networks over observations and actions), and
+the views of the agents' networks that importances are computed over (`OutputDistribution`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import torch
 from torch import nn
 
+from sylvan.methods.core.agent import OutputDistribution
 from sylvan.models import MLP
 
 LOG_STD_RANGE = (-5.0, 2.0)  # the policy's log standard deviation is squashed into this range
@@ -56,3 +58,25 @@ class TwinQ(nn.Module):
     def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         joined = torch.cat([observations.flatten(1), actions], dim=1)
         return self.q1(joined).squeeze(1), self.q2(joined).squeeze(1)
+
+
+class PolicyGaussian(OutputDistribution):
+    """A squashed Gaussian policy's mean and log standard deviation (before the squash) at the
+    stored observations."""
+
+    def forward(self, transitions: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.network._gaussian(transitions["obs"])
+
+
+class TwinQValues(OutputDistribution):
+    """Both Q-values of the stored (observation, action), as a (batch, 2) mean."""
+
+    def forward(self, transitions: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return torch.stack(self.network(transitions["obs"], transitions["action"]), dim=-1), None
+
+
+class QValues(OutputDistribution):
+    """Every action's Q-value of the stored observation, as the mean."""
+
+    def forward(self, transitions: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.network(transitions["obs"]), None

@@ -1,0 +1,222 @@
+"""Continual-learning methods on reinforcement-learning agents: the importances of the weight-
+regularization family on an agent's networks against a per-sample loop, the anchor's effect on
+the agent's weights, the command line of a method with `--agent`, and an exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from sylvan.cli import parse_options
+from sylvan.cli import run as cli_run
+from sylvan.errors import ConfigurationError, InapplicableMethodError
+from sylvan.methods import METHODS
+from sylvan.methods.core.on_agent import OnAgent
+from sylvan.methods.parts import agent_importance
+from sylvan.methods.parts.agent_anchor import AgentAnchor
+from sylvan.run.experiment import run_config
+from sylvan.run.tracking import Tracker
+from sylvan.settings import SETTINGS, ClassIncrementalSetting, IncrementalRLSetting
+from tests.conftest import RL_ENVS, TINY_RL, tiny_method, tiny_options
+
+ENV_OF = {"sac": RL_ENVS["continuous"], "dqn": RL_ENVS["discrete"]}
+
+
+def configured_agent(agent_name: str, steps: int = 200):
+    """A tiny agent configured on a two-task setting, with `steps` transitions in its memory."""
+    setting = IncrementalRLSetting(**{**TINY_RL, "env": ENV_OF[agent_name]})
+    agent = tiny_method(METHODS[agent_name])
+    agent.configure(setting)
+    env = setting.task_env(0)
+    observation, _ = env.reset(seed=0)
+    for _ in range(steps):
+        action = agent.act(observation)
+        next_observation, reward, terminated, truncated, _ = env.step(action)
+        agent.remember(observation, action, float(reward), next_observation, terminated)
+        agent.steps += 1
+        observation = env.reset()[0] if terminated or truncated else next_observation
+    return agent
+
+
+def loop_importance(view, transitions, statistic: str) -> dict[str, torch.Tensor]:
+    """The importance one sample at a time, from autograd: the definition, written out."""
+    params = dict(view.named_parameters())
+    total = {name: torch.zeros_like(p) for name, p in params.items()}
+    count = len(transitions["obs"])
+    for n in range(count):
+        sample = {key: value[n : n + 1] for key, value in transitions.items()}
+        mean, log_std = view(sample)
+        mean, log_std = mean[0], None if log_std is None else log_std[0]
+        if statistic == "mas":
+            norm = mean.pow(2).sum() + (0 if log_std is None else log_std.pow(2).sum())
+            grads = torch.autograd.grad(norm, list(params.values()))
+            for name, g in zip(params, grads):
+                total[name] += g.abs()
+            continue
+        value = {name: torch.zeros_like(p) for name, p in params.items()}
+        for d in range(len(mean)):
+            grads = torch.autograd.grad(mean[d], list(params.values()), retain_graph=True, allow_unused=True)
+            std2 = 1.0 if log_std is None else float(log_std[d].detach().exp() ** 2) + 1e-6
+            for name, g in zip(params, grads):
+                value[name] += (0 if g is None else g.pow(2)) / std2
+            if log_std is not None:
+                grads = torch.autograd.grad(log_std[d], list(params.values()), retain_graph=True, allow_unused=True)
+                for name, g in zip(params, grads):
+                    value[name] += 0 if g is None else 2 * g.pow(2)
+        for name in params:
+            total[name] += value[name].clamp(min=1e-5) if log_std is not None else value[name]
+    return {name[len("network."):]: value / count for name, value in total.items()}
+
+
+@pytest.mark.parametrize("statistic", ["fisher", "mas"])
+@pytest.mark.parametrize(("agent_name", "network"), [("sac", "policy"), ("sac", "critic"), ("dqn", "q_network")])
+def test_importance_of_an_agents_network_is_the_per_sample_definition(agent_name, network, statistic):
+    agent = configured_agent(agent_name)
+    transitions = agent.sample_transitions(12)
+    view = agent.output_distribution(network)
+    measure = agent_importance.fisher if statistic == "fisher" else agent_importance.output_sensitivity
+    found = measure(view, transitions, chunk=5)
+    expected = loop_importance(view, transitions, statistic)
+    assert found.keys() == expected.keys() == dict(agent.networks()[network].named_parameters()).keys()
+    for name in expected:
+        torch.testing.assert_close(found[name], expected[name], rtol=1e-4, atol=1e-7)
+    assert sum(float(v.sum()) for v in found.values()) > 0
+
+
+def drift_after_second_task(method_name: str, agent_name: str, **method_options) -> tuple[float, AgentAnchor]:
+    """How far the agent's weights move during task 2 from where task 1 left them (the anchor),
+    each weight's squared distance weighted by its importance after task 1: the penalty the
+    method minimizes (task 1 trains alike whatever the strength, so the importances agree)."""
+    setting = IncrementalRLSetting(**{**TINY_RL, "env": ENV_OF[agent_name], "steps_per_task": 400})
+    agent = tiny_method(METHODS[agent_name], train_frequency=1)
+    pair = OnAgent(METHODS[method_name](**method_options), agent)
+    pair.configure(setting)
+    part = agent.parts[method_name]
+    for task in range(2):
+        pair.on_task_start(task)
+        env = setting.training_env(task)
+        env.first_step = task * setting.steps_per_task
+        pair.fit(env)
+        env.close()
+        if task == 0:
+            pair.on_task_end(task)
+            anchor = {network: {k: v.clone() for k, v in weights.items()} for network, weights in part.anchor.items()}
+            importance = {network: {k: v.clone() for k, v in values.items()}
+                          for network, values in part.importance.items()}
+    drift = sum(float((importance[network][k] * (w.detach().cpu() - anchor[network][k]).pow(2)).sum())
+                for network, module in agent.networks().items() for k, w in module.named_parameters())
+    return drift, part
+
+
+STRENGTHS = [("ewc", "ewc_lambda"), ("mas", "mas_lambda"), ("l2", "l2_lambda")]
+
+
+@pytest.mark.parametrize(("method_name", "strength"), STRENGTHS)
+@pytest.mark.parametrize("agent_name", ["sac", "dqn"])
+def test_the_anchor_holds_an_agents_weights_where_the_last_task_left_them(method_name, strength, agent_name):
+    free, part = drift_after_second_task(method_name, agent_name, **{strength: 0.0})
+    held, part = drift_after_second_task(method_name, agent_name, **{strength: 1e4})
+    assert part.importance is not None and set(part.importance) == set(part.agent.networks())
+    assert free > 0 and held < 0.05 * free, (held, free)
+
+
+def test_the_anchor_adds_nothing_before_the_first_task_ends_and_a_penalty_away_from_it():
+    agent = configured_agent("dqn")
+    part = AgentAnchor(agent, 2.0, agent_importance.uniform, batches=1)
+    assert part.agent_loss("q_network") is None
+    part.on_task_end()
+    assert float(part.agent_loss("q_network").detach()) == 0.0
+    with torch.no_grad():
+        next(agent.networks()["q_network"].parameters()).add_(0.5)  # one weight tensor moved by 0.5
+    moved = next(agent.networks()["q_network"].parameters())
+    assert float(part.agent_loss("q_network").detach()) == pytest.approx(2.0 * 0.25 * moved.numel())
+    part.on_task_end()  # a second task: every weight's importance is 2 (summed), anchored anew
+    assert all(float(v.min()) == 2.0 for v in part.importance["q_network"].values())
+
+
+def test_an_agent_alone_trains_as_without_the_part_hooks():
+    """`part_loss` returns the agent's loss itself where no part adds to it: dqn and sac train
+    exactly as before (their regression runs are unchanged)."""
+    agent = configured_agent("sac")
+    loss = torch.tensor(1.5, requires_grad=True)
+    assert agent.part_loss("policy", loss) is loss
+
+
+def test_l2_on_a_supervised_setting_anchors_every_weight_with_the_number_of_finished_tasks():
+    setting = ClassIncrementalSetting(**tiny_options(ClassIncrementalSetting))
+    method = METHODS["l2"](l2_lambda=0.5)
+    results = setting.apply(method)
+    assert len(results.accuracy_matrix) == 2
+    assert all(float(v.min()) == float(v.max()) == 2.0 for v in method.importance.values())
+    assert method.anchor.keys() == dict(method.model.named_parameters()).keys()
+
+
+def test_the_command_line_applies_a_method_to_the_chosen_agent(tmp_path):
+    argv = ["--setting", "incremental_rl", "--method", "ewc", "--agent", "dqn", "--nb_tasks", "2",
+            "--steps_per_task", "150", "--max_episode_steps", "40", "--eval_episodes", "1", "--learning_starts",
+            "30", "--hidden_size", "16", "--ewc_lambda", "3", "--ewc_gamma", "0.5", "--gamma", "0.9",
+            "--results_dir", str(tmp_path), "--run_name", "pair"]
+    setting, method, options, unknown = parse_options(SETTINGS["incremental_rl"], METHODS["ewc"], {}, argv)
+    assert not unknown and isinstance(method, OnAgent) and method.name == "ewc"
+    assert (method.method.ewc_lambda, method.method.gamma, method.agent.gamma) == (3.0, 0.5, 0.9)
+    assert method.agent.name == "dqn" and method.agent.hidden_size == 16
+    # the configuration a run records parses back to the same pair
+    config = yaml.safe_load(yaml.safe_dump(run_config(setting, method, options)))
+    assert config["method"] == "ewc" and config["method_options"]["agent"] == "dqn"
+    _, again, _, _ = parse_options(SETTINGS["incremental_rl"], METHODS["ewc"], config, [])
+    assert again.hparams() == method.hparams()
+    assert cli_run(argv) == 0
+    results = json.loads((tmp_path / "pair" / "results.json").read_text())
+    assert results["method"] == "ewc" and len(results["return_matrix"]) == 2
+
+
+def test_without_agent_a_method_is_applied_to_the_default_agent_of_the_actions():
+    for env, agent in (("Pendulum-v1", "sac"), ("CartPole-v1", "dqn")):
+        _, method, _, _ = parse_options(SETTINGS["incremental_rl"], METHODS["mas"], {}, ["--env", env])
+        assert method.agent.name == agent
+        setting = IncrementalRLSetting(**{**TINY_RL, "env": env})
+        assert METHODS["mas"]().on_setting(setting).agent.name == agent
+
+
+@pytest.mark.parametrize(("argv", "error", "message"), [
+    (["--setting", "incremental_rl", "--method", "ewc", "--agent", "ppo2"], ConfigurationError,
+     "--agent 'ppo2': no such agent; the agents ewc applies to: dqn, sac"),
+    (["--setting", "class_incremental", "--method", "ewc", "--agent", "sac"], ConfigurationError,
+     "--agent chooses the reinforcement-learning agent"),
+    (["--setting", "incremental_rl", "--method", "ewc", "--agent", "dqn", "--env", "Pendulum-v1"], ConfigurationError,
+     "has continuous actions, and ewc handles discrete ones"),
+    (["--setting", "continual_rl", "--method", "ewc"], InapplicableMethodError,
+     "targets settings with task boundaries and does not apply to 'continual_rl'"),
+])
+def test_mistakes_with_agents_are_named(argv, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cli_run(argv)
+
+
+def test_a_method_on_an_agent_resumes_exactly(tmp_path):
+    """Stopped after its first task and resumed, ewc on sac writes the results and the training
+    log of the run that was never stopped: the agent, its memory and the anchor's importances are
+    in the checkpoint."""
+    from sylvan.run.checkpoints import latest_checkpoint
+    from tests.run.test_resume import Interrupted, InterruptingTracker
+
+    def build():
+        setting = IncrementalRLSetting(**{**TINY_RL, "env": "Pendulum-v1", "nb_tasks": 3, "steps_per_task": 150})
+        return setting, OnAgent(METHODS["ewc"](ewc_lambda=10.0), tiny_method(METHODS["sac"]))
+
+    setting, method = build()
+    full = Tracker(tmp_path, "full", {}, verbose=False)
+    full.write_results(setting.apply(method, full))
+    setting, method = build()
+    cut = InterruptingTracker(tmp_path, "cut", {}, verbose=False)
+    with pytest.raises(Interrupted):
+        setting.apply(method, cut)
+    setting, method = build()
+    resumed = Tracker(tmp_path, "ignored", {}, verbose=False, resume_dir=cut.run_dir)
+    resumed.write_results(setting.apply(method, resumed, resume=latest_checkpoint(cut.run_dir)))
+    assert method.agent.parts["ewc"].importance is not None
+    assert (cut.run_dir / "results.json").read_text() == (full.run_dir / "results.json").read_text()
+    assert (cut.run_dir / "logs" / "train.csv").read_text() == (full.run_dir / "logs" / "train.csv").read_text()

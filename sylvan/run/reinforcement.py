@@ -33,8 +33,8 @@ class EnvironmentStages(Stages):
         np.random.seed(setting.seed)
         torch.manual_seed(setting.seed)
         self.nb_stages = setting.nb_stages()
-        self.nb_tasks = setting.nb_tasks
-        self.eval_envs = [[setting.task_env(j) for _ in range(setting.eval_episodes)] for j in range(setting.nb_tasks)]
+        self.nb_tasks = setting.stream_tasks
+        self.eval_envs = [[setting.task_env(j) for _ in range(setting.eval_episodes)] for j in range(self.nb_tasks)]
         self.generator_states = rng_states()
 
     def new_results(self, method: Any, initial: list[float] | None) -> Results:
@@ -88,7 +88,7 @@ def evaluate_returns(setting: Any, method: Any, eval_envs: list[list[Any]]) -> t
     task's first step."""
     returns = []
     counted_flops = counted_observations = 0
-    for task_id in range(setting.nb_tasks):
+    for task_id in range(setting.stream_tasks):
         envs = eval_envs[task_id]
         observations = [env.reset(seed=setting.evaluation_seed(task_id, k))[0]
                         for k, env in enumerate(envs)]

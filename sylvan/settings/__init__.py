@@ -12,10 +12,12 @@ from sylvan.settings.distributed import DistributedSetting
 from sylvan.settings.domain_incremental import DomainIncrementalSetting
 from sylvan.settings.incremental_rl import IncrementalRLSetting
 from sylvan.settings.multi_task import MultiTaskSetting
+from sylvan.settings.multi_task_rl import MultiTaskRLSetting
 from sylvan.settings.online import OnlineSetting
 from sylvan.settings.osaka import OsakaSetting
 from sylvan.settings.task_incremental import TaskIncrementalSetting
 from sylvan.settings.task_incremental_rl import TaskIncrementalRLSetting
+from sylvan.settings.traditional_rl import TraditionalRLSetting
 
 __all__ = [
     "DATASETS",
@@ -27,12 +29,14 @@ __all__ = [
     "DistributedSetting",
     "DomainIncrementalSetting",
     "IncrementalRLSetting",
+    "MultiTaskRLSetting",
     "MultiTaskSetting",
     "OnlineSetting",
     "OsakaSetting",
     "Setting",
     "TaskIncrementalRLSetting",
     "TaskIncrementalSetting",
+    "TraditionalRLSetting",
     "get_dataset",
     "get_setting",
     "image_folder_dataset",

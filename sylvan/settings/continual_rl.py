@@ -15,7 +15,7 @@ returns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, List, Optional
+from typing import Any, Callable, ClassVar, List, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -35,9 +35,6 @@ from sylvan.settings.environments import (
     set_attributes,
     task_attributes,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def derived_seed(*parts: int) -> int:
@@ -89,7 +86,7 @@ class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
 
     facts: ClassVar[tuple[str, ...]] = (
         "attribute_names", "task_values", "task_id_in_observation", "observation_shape", "action_space_kind",
-        "num_actions", "action_bounds", "uniform_actions", "num_outputs", "total_steps", "device",
+        "num_actions", "action_bounds", "uniform_actions", "num_outputs", "total_steps", "device", "stream_tasks",
     )
 
     def validate(self) -> None:
@@ -152,9 +149,19 @@ class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
         return list(self.varied_attributes if self.varied_attributes is not None
                     else DEFAULT_VARIED_ATTRIBUTES[self.env])
 
-    def task_values(self) -> list[dict[str, float]]:
-        """Each task's values of the varied attributes (task 0: the environment's own)."""
+    def sequence_values(self) -> list[dict[str, float]]:
+        """The values of the varied attributes of each of the `--nb_tasks` tasks of the sequence
+        (task 0: the environment's own)."""
         return task_attributes(self._defaults, self.nb_tasks, self.min_scale, self.max_scale, self.seed)
+
+    def task_values(self) -> list[dict[str, float]]:
+        """The values of each task of this setting's stream: here the whole sequence."""
+        return self.sequence_values()
+
+    @property
+    def stream_tasks(self) -> int:
+        """The tasks this setting trains and evaluates on: the columns of its return matrix."""
+        return len(self.task_values())
 
     @property
     def task_id_in_observation(self) -> bool:
@@ -196,7 +203,7 @@ class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
     @property
     def total_steps(self) -> int:
         """Environment steps of training in the whole stream."""
-        return self.nb_tasks * self.steps_per_task
+        return self.stream_tasks * self.steps_per_task
 
     @property
     def device(self) -> torch.device:

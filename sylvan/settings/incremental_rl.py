@@ -19,7 +19,7 @@ class IncrementalRLSetting(TaskBoundaries, ContinualRLSetting):
     name: ClassVar[str] = "incremental_rl"
 
     def nb_stages(self) -> int:
-        return self.nb_tasks
+        return self.stream_tasks
 
     def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
         """Task `stage`'s environment, for its steps."""

@@ -76,9 +76,9 @@ def test_method_runs_on_rl_setting(setting_name, method_name, actions):
     setting_cls = SETTINGS[setting_name]
     setting = setting_cls(**{**tiny_options(setting_cls), "env": RL_ENVS[actions]})
     results = setting.apply(tiny_method(METHODS[method_name]))
-    stages = setting.nb_tasks if setting.task_boundaries_known else 1
+    stages = setting.nb_stages()  # a stage per task where boundaries are known, but multi_task_rl's one
     assert results.measure == "return" and len(results.accuracy_matrix) == stages
-    assert all(len(row) == setting.nb_tasks for row in results.accuracy_matrix)
+    assert all(len(row) == setting.stream_tasks for row in results.accuracy_matrix)
     if actions == "discrete":  # CartPole gives +1 per step: a return is an episode length, at most the limit
         assert all(1.0 <= r <= setting.max_episode_steps for row in results.accuracy_matrix for r in row)
     else:  # Pendulum costs between 0 and 16.3 per step, and its episodes last until the limit

@@ -19,8 +19,10 @@ from sylvan.settings import (
     SETTINGS,
     ContinualRLSetting,
     IncrementalRLSetting,
+    MultiTaskRLSetting,
     Setting,
     TaskIncrementalRLSetting,
+    TraditionalRLSetting,
 )
 from sylvan.settings.environments import BudgetSpent, StepBudget, interpolated, make_env, set_attributes
 from tests.conftest import RL_ENVS, TINY_RL, tiny_method
@@ -76,8 +78,11 @@ def test_the_branch_hangs_under_the_root_with_its_assumptions():
     assert ContinualRLSetting.assumptions() == dict.fromkeys(ContinualRLSetting.assumptions(), False)
     assert IncrementalRLSetting.task_boundaries_known and not IncrementalRLSetting.task_labels_at_train
     assert TaskIncrementalRLSetting.task_labels_at_train and TaskIncrementalRLSetting.task_labels_at_test
-    supervised_only = [name for name, cls in METHODS.items() if not cls.is_applicable(ContinualRLSetting)]
-    assert "rehearsal" in supervised_only and "ewc" in supervised_only
+    supervised_only = [name for name, cls in METHODS.items() if not cls.is_applicable(IncrementalRLSetting)]
+    assert "rehearsal" in supervised_only and "ewc" not in supervised_only  # ewc needs boundaries, on either branch
+    assert not METHODS["ewc"].is_applicable(ContinualRLSetting)
+    assert TraditionalRLSetting.parent() is IncrementalRLSetting
+    assert MultiTaskRLSetting.parent() is TaskIncrementalRLSetting
     assert RandomMethod.is_applicable(TaskIncrementalRLSetting) and DQN.is_applicable(TaskIncrementalRLSetting)
 
 
@@ -106,6 +111,36 @@ def test_incremental_rl_tells_boundaries_but_not_the_task():
     assert all(obs.shape == (4,) for obs in spy.observations)
     assert all(labels is None for labels in spy.predict_task_labels)
     assert len(results.accuracy_matrix) == 3 and results.samples_seen == [100, 100, 100]
+
+
+def test_traditional_rl_trains_on_one_task_of_the_sequence_alone():
+    """`--task 2` is the third task of the sequence incremental_rl makes with the same options:
+    trained on alone, for its steps, and evaluated on it alone (the reference of that task)."""
+    setting, spy, results = run_spy(TraditionalRLSetting, task=2)
+    sequence = IncrementalRLSetting(**{**TINY_RL, "nb_tasks": 3, "steps_per_task": 100}).task_values()
+    assert setting.task_values() == [sequence[2]] and results.task_attributes == [sequence[2]]
+    assert spy.events == [("start", None), ("fit", 100), ("end", None)]
+    assert set(spy.lengths) == {sequence[2]["length"]}
+    assert len(results.accuracy_matrix) == 1 and len(results.accuracy_matrix[0]) == 1
+    assert results.samples_seen == [100] and setting.total_steps == 100
+    with pytest.raises(ConfigurationError, match=r"--task must be from 0 to --nb_tasks - 1 = 2, got 3"):
+        TraditionalRLSetting(**{**TINY_RL, "nb_tasks": 3, "task": 3})
+
+
+def test_multi_task_rl_trains_on_every_task_at_once_an_episode_at_a_time():
+    setting, spy, results = run_spy(MultiTaskRLSetting, max_episode_steps=10)
+    assert spy.events == [("start", None), ("fit", 300), ("end", None)]
+    sequence = setting.task_values()
+    tasks_of_steps = [int(np.argmax(obs[4:])) for obs in spy.observations]
+    lengths = spy.lengths
+    assert all(lengths[i] == sequence[task]["length"] for i, task in enumerate(tasks_of_steps))
+    episodes = [tasks_of_steps[i] for i in range(0, 300, 10)]  # CartPole with a fixed push: short episodes
+    assert len(set(tasks_of_steps)) == 3 and len(set(episodes)) == 3  # every task, drawn episode by episode
+    assert len(results.accuracy_matrix) == 1 and len(results.accuracy_matrix[0]) == 3
+    _, again, _ = run_spy(MultiTaskRLSetting, max_episode_steps=10)
+    assert [int(np.argmax(obs[4:])) for obs in again.observations] == tasks_of_steps  # the seed fixes the draws
+    labels = [t for t in spy.predict_task_labels if t is not None]
+    assert len(labels) == len(spy.predict_task_labels) and {int(t[0]) for t in labels} == {0, 1, 2}
 
 
 def test_task_incremental_rl_gives_the_task_in_observations_and_predict():

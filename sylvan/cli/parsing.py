@@ -163,7 +163,8 @@ def parse_pair_options(
     args, unknown = parser.parse_known_args(list(argv))
     given = vars(args.method_options)
     method = method_cls(**{name: given[flag] for flag, name in part_options(method_cls, agent_cls).items()})
-    return args.setting_options, OnAgent(method, args.agent_options), args.run, unknown
+    pair = OnAgent(method, args.agent_options, regularize_critic=given["regularize_critic"])
+    return args.setting_options, pair, args.run, unknown
 
 
 def chosen_buffer_policy(method_cls: type[Method], argv: Sequence[str], config: dict[str, Any]) -> str | None:

@@ -33,6 +33,7 @@ class DQN(OffPolicyMethod):
 
     name: ClassVar[str] = "dqn"
     action_spaces: ClassVar[tuple[str, ...]] = ("discrete",)  # it scores each action
+    acting_networks: ClassVar[tuple[str, ...]] = ("q_network",)
 
     target_update_interval: int = 250  # environment steps between copies of the Q-network into the target
     epsilon_start: float = 1.0  # probability of a random action at the first step
@@ -77,7 +78,7 @@ class DQN(OffPolicyMethod):
         with torch.no_grad():
             return int(self.model(x).argmax(1))
 
-    def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def greedy_outputs(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.model(x.to(self.device)).cpu()
 
@@ -99,18 +100,22 @@ class DQN(OffPolicyMethod):
         if self.steps % self.target_update_interval == 0:
             self.target_network.load_state_dict(self.q_network.state_dict())
 
-    def learn(self) -> torch.Tensor:
-        """One gradient step on a minibatch drawn from the replay memory; its loss."""
-        batch = self.replay.take(self.replay_size)
+    def q_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The Huber loss between Q(s, a) and r + gamma * max_a' Q_target(s', a') on `batch`."""
         q_values = self.q_network(batch["obs"]).gather(1, batch["action"].unsqueeze(1)).squeeze(1)
         with torch.no_grad():
             next_values = self.target_network(batch["next_obs"]).max(1).values
             targets = batch["reward"] + self.gamma * (1.0 - batch["terminal"]) * next_values
-        loss = self.part_loss("q_network", F.smooth_l1_loss(q_values, targets))
-        self.optimizer.zero_grad(set_to_none=True)
-        self.run.backward(loss)
-        self.run.clip_gradients(self.q_network, self.optimizer, self.max_grad_norm)
-        self.optimizer.step()
+        return F.smooth_l1_loss(q_values, targets)
+
+    def loss_of(self, network: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.q_loss(batch)
+
+    def learn(self) -> torch.Tensor:
+        """One gradient step on a minibatch drawn from the replay memory; its loss."""
+        batch = self.part_batch(self.replay.take(self.replay_size))
+        loss = self.part_loss("q_network", self.q_loss(batch), batch)
+        self.gradient_step("q_network", loss, self.optimizer, clip=(self.q_network, self.max_grad_norm))
         self.gradient_steps += 1
         return loss.detach()
 

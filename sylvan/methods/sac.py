@@ -35,6 +35,7 @@ class SAC(OffPolicyMethod):
 
     name: ClassVar[str] = "sac"
     action_spaces: ClassVar[tuple[str, ...]] = ("continuous",)  # the policy outputs the action
+    acting_networks: ClassVar[tuple[str, ...]] = ("policy",)  # the critic serves training only
 
     buffer_size: int = 100_000  # transitions the replay memory holds
     replay_size: int = 256  # transitions per gradient step
@@ -84,7 +85,7 @@ class SAC(OffPolicyMethod):
             action, _ = self.model.sample(x)
         return action.squeeze(0).cpu().numpy()
 
-    def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def greedy_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """The policy's mean action for each observation (evaluation acts deterministically)."""
         with torch.no_grad():
             return self.model.mean_action(x.to(self.device)).cpu()
@@ -107,37 +108,47 @@ class SAC(OffPolicyMethod):
     def learning_due(self) -> bool:
         return self.steps >= self.learning_starts and self.steps % self.train_frequency == 0
 
-    def learn(self) -> torch.Tensor:
-        """One gradient step of the Q-networks, the policy and the temperature on a minibatch
-        drawn from the replay memory, then the Polyak step of the target Q-networks; the
-        Q-networks' loss."""
+    def critic_loss(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> torch.Tensor:
+        """Both Q-networks' squared error to r + gamma * (min of the target Q-values of a' drawn
+        from the policy at s' - alpha * log pi(a'|s'))."""
         run = self.run
-        batch = self.replay.take(self.replay_size)
-        alpha = self.log_alpha.exp().detach()
         with run.autocast(), torch.no_grad():
             next_actions, next_log_prob = self.policy.sample(batch["next_obs"])
             next_q = torch.min(*self.target_critic(batch["next_obs"], next_actions)) - alpha * next_log_prob
             targets = batch["reward"] + self.gamma * (1.0 - batch["terminal"]) * next_q
         with run.autocast():
             q1, q2 = self.critic(batch["obs"], batch["action"])
-            critic_loss = self.part_loss("critic", F.mse_loss(q1, targets) + F.mse_loss(q2, targets))
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        run.backward(critic_loss)
-        self.critic_optimizer.step()
+            return F.mse_loss(q1, targets) + F.mse_loss(q2, targets)
 
+    def policy_loss(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha * log pi(a|s) - min Q(s, a) for a drawn from the policy, and the log-probabilities;
+        the critic takes no gradient from it."""
         self.critic.requires_grad_(False)  # the policy's loss moves the policy only
-        with run.autocast():
-            actions, log_prob = self.policy.sample(batch["obs"])
-            policy_loss = (alpha * log_prob - torch.min(*self.critic(batch["obs"], actions))).mean()
-            policy_loss = self.part_loss("policy", policy_loss)
-        self.critic.requires_grad_(True)
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        run.backward(policy_loss)
-        self.policy_optimizer.step()
+        try:
+            with self.run.autocast():
+                actions, log_prob = self.policy.sample(batch["obs"])
+                return (alpha * log_prob - torch.min(*self.critic(batch["obs"], actions))).mean(), log_prob
+        finally:
+            self.critic.requires_grad_(True)
+
+    def loss_of(self, network: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        alpha = self.log_alpha.exp().detach()
+        return self.critic_loss(batch, alpha) if network == "critic" else self.policy_loss(batch, alpha)[0]
+
+    def learn(self) -> torch.Tensor:
+        """One gradient step of the Q-networks, the policy and the temperature on a minibatch
+        drawn from the replay memory, then the Polyak step of the target Q-networks; the
+        Q-networks' loss."""
+        batch = self.part_batch(self.replay.take(self.replay_size))
+        alpha = self.log_alpha.exp().detach()
+        critic_loss = self.part_loss("critic", self.critic_loss(batch, alpha), batch)
+        self.gradient_step("critic", critic_loss, self.critic_optimizer)
+        policy_loss, log_prob = self.policy_loss(batch, alpha)
+        self.gradient_step("policy", self.part_loss("policy", policy_loss, batch), self.policy_optimizer)
 
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_optimizer.zero_grad(set_to_none=True)
-        run.backward(alpha_loss)
+        self.run.backward(alpha_loss)
         self.alpha_optimizer.step()
 
         with torch.no_grad():

@@ -107,7 +107,7 @@ def drift_after_second_task(method_name: str, agent_name: str, **method_options)
             importance = {network: {k: v.clone() for k, v in values.items()}
                           for network, values in part.importance.items()}
     drift = sum(float((importance[network][k] * (w.detach().cpu() - anchor[network][k]).pow(2)).sum())
-                for network, module in agent.networks().items() for k, w in module.named_parameters())
+                for network, module in agent.protected_networks().items() for k, w in module.named_parameters())
     return drift, part
 
 
@@ -119,8 +119,20 @@ STRENGTHS = [("ewc", "ewc_lambda"), ("mas", "mas_lambda"), ("l2", "l2_lambda")]
 def test_the_anchor_holds_an_agents_weights_where_the_last_task_left_them(method_name, strength, agent_name):
     free, part = drift_after_second_task(method_name, agent_name, **{strength: 0.0})
     held, part = drift_after_second_task(method_name, agent_name, **{strength: 1e4})
-    assert part.importance is not None and set(part.importance) == set(part.agent.networks())
+    assert part.importance is not None and set(part.importance) == set(part.agent.acting_networks)
     assert free > 0 and held < 0.05 * free, (held, free)
+
+
+def test_the_critic_is_anchored_where_the_pair_regularizes_it():
+    setting = IncrementalRLSetting(**{**TINY_RL, "env": ENV_OF["sac"]})
+    for regularize_critic, anchored in ((False, {"policy"}), (True, {"policy", "critic"})):
+        agent = configured_agent("sac")
+        OnAgent(METHODS["l2"](), agent, regularize_critic=regularize_critic)
+        part = AgentAnchor(agent, 1.0, agent_importance.uniform, batches=1)
+        part.on_task_end()
+        assert set(part.importance) == anchored and set(agent.protected_networks()) == anchored
+        assert (part.agent_loss("critic") is not None) == regularize_critic
+    assert setting.action_space_kind == "continuous"
 
 
 def test_the_anchor_adds_nothing_before_the_first_task_ends_and_a_penalty_away_from_it():

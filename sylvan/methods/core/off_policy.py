@@ -114,7 +114,9 @@ class OffPolicyMethod(Agent):
     def remember(self, observation: Any, action: Any, reward: float, next_observation: Any, terminated: bool) -> None:
         """Store one transition. A truncated episode (time limit, budget) is not terminal: its
         next state still has a value."""
-        self.replay.insert(self.transition(observation, action, reward, next_observation, terminated))
+        transition = self.transition(observation, action, reward, next_observation, terminated)
+        self.replay.insert(transition)
+        self.part_transition(transition)
 
     @staticmethod
     def transition(observation: Any, action: Any, reward: float, next_observation: Any,

@@ -67,6 +67,11 @@ def part_options(method_cls: type[Method], agent_cls: type[Agent]) -> dict[str, 
             for f in fields(method_cls) if f.init and f.name not in skipped}
 
 
+REGULARIZE_CRITIC_HELP = (
+    "the method's part acts on every network the agent trains (sac's critic too), not only on those it acts "
+    "with (the policy; dqn's Q-network): Continual World's regularize_critic")
+
+
 def pair_options_class(method_cls: type[Method], agent_cls: type[Agent]) -> type:
     """The dataclass of a method's options on an agent (`part_options`), for the command line's
     parser: each field as the method's (type, default, help), under its flag's name."""
@@ -80,6 +85,8 @@ def pair_options_class(method_cls: type[Method], agent_cls: type[Agent]) -> type
                    else {"default_factory": original.default_factory})
         metadata = {**original.metadata, "help": help_text}
         made.append((flag, hints[name], dataclasses.field(**default, metadata=metadata)))
+    critic = dataclasses.field(default=False, metadata={"help": REGULARIZE_CRITIC_HELP})
+    made.append(("regularize_critic", bool, critic))
     return dataclasses.make_dataclass(f"{method_cls.__name__}On{agent_cls.__name__}Options", made)
 
 
@@ -103,16 +110,19 @@ class OnAgent(Method):
     """`method`'s part applied to `agent`, run as one method named after `method`. Anything the
     run asks of a method that the pair does not answer itself is the agent's."""
 
-    def __init__(self, method: Method, agent: Agent) -> None:  # not the dataclass's: the pair has no fields
+    def __init__(self, method: Method, agent: Agent, regularize_critic: bool = False) -> None:
+        """`regularize_critic`: the part acts on every network of the agent, not only on those it
+        acts with (`Agent.protected_networks`)."""
         if not type(method).applies_to_agents():
             raise ConfigurationError(f"method {method.name!r} has no part for reinforcement-learning agents")
-        self.method, self.agent = method, agent
+        self.method, self.agent, self.regularize_critic = method, agent, regularize_critic
+        agent.regularizes_all_networks = regularize_critic
         self.name = method.name
         self.target_setting = method.target_setting
         self.action_spaces = tuple(getattr(agent, "action_spaces", ("discrete",)))
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("method", "agent"):  # not set yet (copying an unconfigured pair)
+        if name in ("method", "agent", "regularize_critic"):  # not set yet (copying an unconfigured pair)
             raise AttributeError(name)
         return getattr(self.agent, name)
 
@@ -165,7 +175,8 @@ class OnAgent(Method):
         options: what a run's config.yaml records, and what the command line parses back."""
         own = self.method.hparams()
         options = {flag: own[name] for flag, name in part_options(type(self.method), type(self.agent)).items()}
-        return {**options, "agent": self.agent.name, **self.agent.hparams()}
+        return {**options, "regularize_critic": self.regularize_critic, "agent": self.agent.name,
+                **self.agent.hparams()}
 
 
 def on_agent(method: Method, agent: Agent | None, action_space_kind: str) -> OnAgent:

@@ -31,10 +31,10 @@ class AgentAnchor:
         self.importance: dict[str, dict[str, torch.Tensor]] | None = None  # per network, per parameter
         self.anchor: dict[str, dict[str, torch.Tensor]] | None = None
 
-    def agent_loss(self, network: str) -> torch.Tensor | None:
-        """lambda * sum_i Omega_i (w_i - w*_i)^2 over the network's weights; None before the first
-        task's end (or at strength 0)."""
-        if self.importance is None or self.anchor is None or self.strength <= 0:
+    def agent_loss(self, network: str, batch: Any = None) -> torch.Tensor | None:
+        """lambda * sum_i Omega_i (w_i - w*_i)^2 over the network's weights; None for a network it
+        does not protect, before the first task's end, and at strength 0."""
+        if self.importance is None or self.anchor is None or self.strength <= 0 or network not in self.importance:
             return None
         module = self.agent.networks()[network]
         return self.strength * weighted_squared_distance(module, self.importance[network], self.anchor[network])
@@ -42,7 +42,7 @@ class AgentAnchor:
     def task_importance(self) -> dict[str, dict[str, torch.Tensor]]:
         """Each network's importance, over transitions drawn from the agent's replay memory."""
         found: dict[str, dict[str, torch.Tensor]] = {}
-        for name in self.agent.networks():
+        for name in self.agent.protected_networks():
             view = self.agent.output_distribution(name)
             parts = [self.measure(view, self.agent.sample_transitions(self.batch_size)) for _ in range(self.batches)]
             found[name] = {key: torch.stack([p[key] for p in parts]).mean(0) for key in parts[0]}
@@ -57,7 +57,7 @@ class AgentAnchor:
                                          for key, value in values.items()}
                                for network, values in task.items()}
         self.anchor = {network: {key: weight.detach().clone() for key, weight in module.named_parameters()}
-                       for network, module in self.agent.networks().items()}
+                       for network, module in self.agent.protected_networks().items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"importance": _copied(self.importance), "anchor": _copied(self.anchor)}

@@ -52,19 +52,24 @@ def runs() -> dict[str, list[str]]:
     """Each run's name and command-line options."""
     from sylvan.methods import METHODS
     from sylvan.registry import is_builtin
-    from sylvan.settings import ContinualRLSetting, OnlineSetting
+    from sylvan.settings import SETTINGS, ContinualRLSetting, OnlineSetting, Setting
 
     chosen: dict[str, list[str]] = {}
     for name, method in sorted((name, cls) for name, cls in METHODS.items() if is_builtin(cls)):
         target = method.target_setting
-        if issubclass(target, ContinualRLSetting):
-            chosen[name] = RL_RUNS[name]
+        if issubclass(target, ContinualRLSetting):  # an agent, or a method of that branch alone on dqn
+            chosen[name] = RL_RUNS.get(name) or ["--setting", "incremental_rl", "--method", name, "--agent", "dqn",
+                                                 *RL_RUNS["dqn"][4:]]
             continue
         if getattr(target, "pretraining_phase", False):
             chosen[name] = [*OSAKA, "--method", name]
             continue
         # a method for every setting (the tree's root) runs on the first with task boundaries
-        setting = target.name if issubclass(target, OnlineSetting) else "class_incremental"
+        if issubclass(target, Setting):
+            setting = target.name if issubclass(target, OnlineSetting) else "class_incremental"
+        else:  # an assumption both branches share: its first supervised setting
+            setting = next(name for name, cls in SETTINGS.items() if issubclass(cls, OnlineSetting)
+                           and issubclass(cls, target))
         epochs = [] if setting == "online" else ["--epochs", "1"]  # online is one pass
         chosen[name] = ["--setting", setting, "--method", name, *DIGITS, *epochs, *METHOD_OPTIONS.get(name, [])]
     for pair, agent in (("ewc", "sac"), ("mas", "dqn")):  # a continual-learning method on each agent

@@ -43,10 +43,13 @@ class HelpFormatter(SimpleHelpFormatter):
         super().add_arguments(self._shown(actions))
 
 
-def help_formatter(setting_cls: type[Setting]) -> type[HelpFormatter]:
-    """The help's formatter for `setting_cls`: its options that it has no use for are left out."""
-    hidden = frozenset(f"--{name}" for name in setting_cls.unused_options)
-    return type("SettingHelpFormatter", (HelpFormatter,), {"hidden": hidden})
+def help_formatter(setting_cls: type[Setting], method_cls: type[Method] | None = None) -> type[HelpFormatter]:
+    """The help's formatter for `setting_cls` (and `method_cls` on it): the options the setting has
+    no use for are left out, and those of the method that act only on an agent, where it has none."""
+    hidden = {f"--{name}" for name in setting_cls.unused_options}
+    if method_cls is not None and not issubclass(setting_cls, ContinualRLSetting):
+        hidden |= {f"--{name}" for name in method_cls.agent_options}
+    return type("SettingHelpFormatter", (HelpFormatter,), {"hidden": frozenset(hidden)})
 
 
 def build_parser(
@@ -59,7 +62,7 @@ def build_parser(
         prog="sylvan",
         description=f"{method_cls.name} on {setting_cls.name}. {(setting_cls.__doc__ or '').strip()}",
         add_dest_to_option_strings=False,
-        formatter_class=help_formatter(setting_cls),
+        formatter_class=help_formatter(setting_cls, method_cls),
     )
     for name in ("--setting", "--method", "--config_path"):
         parser.add_argument(name, type=str, help=argparse.SUPPRESS)

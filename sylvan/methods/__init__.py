@@ -11,6 +11,7 @@ from sylvan.methods.agem import AGEM
 from sylvan.methods.anil import ANIL
 from sylvan.methods.aser import ASER
 from sylvan.methods.bic import BiC
+from sylvan.methods.clear import CLEAR
 from sylvan.methods.clser import CLSER
 from sylvan.methods.co2l import Co2L
 from sylvan.methods.continual_maml import ContinualMAML
@@ -67,6 +68,7 @@ __all__ = [
     "AGEM",
     "ANIL",
     "ASER",
+    "CLEAR",
     "CLSER",
     "Co2L",
     "ContinualMAML",

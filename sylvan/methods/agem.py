@@ -12,14 +12,15 @@ hyperparameters of Buzzega et al. 2020 (lr 0.1, reference batch 128, batch 10).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from sylvan.methods.core.episodic_memory import EpisodicMemoryMethod, flat_gradient, trainable_parameters
-from sylvan.settings.base import Setting
-from sylvan.settings.class_incremental import ClassIncrementalSetting
+from sylvan.methods.core.on_agent import AppliesToAgents
+from sylvan.methods.parts.agent_gradient_memory import AgentGradientMemory
+from sylvan.settings.assumptions import TaskBoundaries
 
 
 def project_conflicting(gradient: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -32,15 +33,21 @@ def project_conflicting(gradient: torch.Tensor, reference: torch.Tensor) -> torc
 
 
 @dataclass
-class AGEM(EpisodicMemoryMethod):
+class AGEM(AppliesToAgents, EpisodicMemoryMethod):
     """A-GEM. With data-parallel workers, the reference gradient is averaged over the workers
     like the minibatch gradient, so that every worker projects the same way."""
 
     name: ClassVar[str] = "agem"
-    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+    target_setting: ClassVar[type] = TaskBoundaries
 
     lr: float = 0.1  # learning rate
     reference_batch_size: int = 128  # memory samples behind each reference gradient
+
+    def agent_part(self, agent: Any) -> AgentGradientMemory:
+        """On an agent: an episodic memory of buffer_size / nb_tasks transitions of each finished
+        task, and each step of a protected network projected against its loss there."""
+        per_task = max(self.buffer_size // agent.run.nb_tasks, 1)
+        return AgentGradientMemory(agent, per_task, self.reference_batch_size, seed=agent.run.seed)
 
     checkpoint_complete = True  # the memory is the episodic memory's; its gradient lives within a step
 

@@ -82,11 +82,6 @@ class DQN(OffPolicyMethod):
         with torch.no_grad():
             return self.model(x.to(self.device)).cpu()
 
-    @property
-    def model(self) -> torch.nn.Module:
-        """The network it acts with, in float32 (what the run's memory accounting calls its network)."""
-        return self.q_network.module
-
     def networks(self) -> dict[str, torch.nn.Module]:
         return {"q_network": self.q_network.module}
 
@@ -118,5 +113,3 @@ class DQN(OffPolicyMethod):
         self.gradient_step("q_network", loss, self.optimizer, clip=(self.q_network, self.max_grad_norm))
         self.gradient_steps += 1
         return loss.detach()
-
-    # ----- checkpoints --------------------------------------------------------------------------

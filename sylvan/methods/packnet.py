@@ -14,7 +14,9 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader
 
+from sylvan.methods.core.on_agent import AppliesToAgents
 from sylvan.methods.core.supervised import Batch, SupervisedMethod
+from sylvan.methods.parts.agent_packing import AgentPacking
 from sylvan.methods.parts.held_weights import batch_norm_statistics_held
 from sylvan.methods.parts.weight_owners import (
     FREE,
@@ -26,22 +28,26 @@ from sylvan.methods.parts.weight_owners import (
     visible_weights,
 )
 from sylvan.models.routing import outputs_by_group
-from sylvan.settings.base import Setting
-from sylvan.settings.task_incremental import TaskIncrementalSetting
+from sylvan.settings.assumptions import TaskLabels
 
 
 @dataclass
-class PackNet(SupervisedMethod):
+class PackNet(AppliesToAgents, SupervisedMethod):
     """Iterative pruning: each stage trains the weights still free, keeps the largest of them as
     its own and frees the others; a task's predictions use its own and earlier stages' weights."""
 
     name: ClassVar[str] = "packnet"
-    target_setting: ClassVar[type[Setting]] = TaskIncrementalSetting
+    target_setting: ClassVar[type] = TaskLabels
+    agent_options: ClassVar[tuple[str, ...]] = ("retrain_steps",)
+    classifier_options: ClassVar[tuple[str, ...]] = ("retrain_epochs",)
 
     # share of the weights a stage trained that it frees for later stages at its end (default: each stage
     # keeps an equal share of every layer); the last stage keeps all it trained
     prune_ratio: Optional[float] = None
     retrain_epochs: int = 1  # epochs the kept weights retrain after each stage's pruning (0: none)
+    # on an agent: its gradient steps that retrain the kept weights after each task's pruning (Continual World: 0
+    # by default, 100,000 on CW20)
+    retrain_steps: int = 0
 
     state_attributes: ClassVar[tuple[str, ...]] = ("stage", "owners", "class_stage", "task_stage")
 
@@ -49,7 +55,11 @@ class PackNet(SupervisedMethod):
         super().validate()
         if self.prune_ratio is not None:
             self.require_in(0, 1, "prune_ratio", low_open=True, high_open=True)
-        self.require_at_least(0, "retrain_epochs")
+        self.require_at_least(0, "retrain_epochs", "retrain_steps")
+
+    def agent_part(self, agent: Any) -> AgentPacking:
+        """On an agent: each task's own weights in its protected networks (`AgentPacking`)."""
+        return AgentPacking(agent, self.prune_ratio, self.retrain_steps)
 
     def configure(self, run: Any) -> None:
         super().configure(run)

@@ -9,8 +9,7 @@ the Q-networks by Polyak averaging. Before `--learning_starts` steps, actions ar
 the bounds. Evaluation acts with the policy's mean.
 
 The replay memory (`fifo` or `reservoir`) and the interaction loop are `OffPolicyMethod`'s, as
-for `dqn`. Needs no task boundaries, so it runs on every reinforcement-learning setting whose
-environment has continuous actions.
+for `dqn`. Runs on every reinforcement-learning setting whose environment has continuous actions.
 """
 
 from __future__ import annotations
@@ -90,11 +89,6 @@ class SAC(OffPolicyMethod):
         with torch.no_grad():
             return self.model.mean_action(x.to(self.device)).cpu()
 
-    @property
-    def model(self) -> torch.nn.Module:
-        """The network it acts with, in float32 (what the run's memory accounting calls its network)."""
-        return self.policy.module
-
     def networks(self) -> dict[str, torch.nn.Module]:
         return {"policy": self.policy.module, "critic": self.critic.module}
 
@@ -109,8 +103,7 @@ class SAC(OffPolicyMethod):
         return self.steps >= self.learning_starts and self.steps % self.train_frequency == 0
 
     def critic_loss(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> torch.Tensor:
-        """Both Q-networks' squared error to r + gamma * (min of the target Q-values of a' drawn
-        from the policy at s' - alpha * log pi(a'|s'))."""
+        """Both Q-networks' squared error to r + gamma * (min target Q(s', a') - alpha log pi(a'|s')), a' ~ pi."""
         run = self.run
         with run.autocast(), torch.no_grad():
             next_actions, next_log_prob = self.policy.sample(batch["next_obs"])
@@ -121,8 +114,7 @@ class SAC(OffPolicyMethod):
             return F.mse_loss(q1, targets) + F.mse_loss(q2, targets)
 
     def policy_loss(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """alpha * log pi(a|s) - min Q(s, a) for a drawn from the policy, and the log-probabilities;
-        the critic takes no gradient from it."""
+        """alpha log pi(a|s) - min Q(s, a), a ~ pi (the critic takes no gradient), and the log-probabilities."""
         self.critic.requires_grad_(False)  # the policy's loss moves the policy only
         try:
             with self.run.autocast():
@@ -156,5 +148,3 @@ class SAC(OffPolicyMethod):
                 target.lerp_(source, self.tau)
         self.gradient_steps += 1
         return critic_loss.detach()
-
-    # ----- checkpoints --------------------------------------------------------------------------

@@ -18,19 +18,20 @@ from typing import Any, ClassVar
 import torch
 
 from sylvan.methods.core.base import joined_state
+from sylvan.methods.core.on_agent import AppliesToAgents
 from sylvan.methods.core.regularization import WeightRegularization
+from sylvan.methods.parts.agent_path_integral import AgentPathIntegral
 from sylvan.methods.parts.path_integral import PathIntegral
-from sylvan.settings.base import Setting
-from sylvan.settings.class_incremental import ClassIncrementalSetting
+from sylvan.settings.assumptions import TaskBoundaries
 
 
 @dataclass
-class SI(WeightRegularization):
+class SI(AppliesToAgents, WeightRegularization):
     """Synaptic intelligence. Needs task boundaries: importances are consolidated at the end
     of each task."""
 
     name: ClassVar[str] = "si"
-    target_setting: ClassVar[type[Setting]] = ClassIncrementalSetting
+    target_setting: ClassVar[type] = TaskBoundaries
 
     lr: float = 0.1  # learning rate
     c: float = 1.0  # strength of the surrogate-loss penalty
@@ -42,6 +43,10 @@ class SI(WeightRegularization):
         self.require_at_least(0, "c")
         self.require_at_least(0, "xi", strict=True)
         self.require_at_least(0, "clip_value")
+
+    def agent_part(self, agent: Any) -> AgentPathIntegral:
+        """On an agent: each protected network's path integral, importance and anchor."""
+        return AgentPathIntegral(agent, self.c, self.xi, self.clip_value)
 
     def configure(self, run: Any) -> None:
         super().configure(run)

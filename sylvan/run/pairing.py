@@ -4,9 +4,10 @@ that the run loop (which `Setting.apply` calls) checks a pair without importing 
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from sylvan.errors import InapplicableMethodError
+from sylvan.errors import ConfigurationError, InapplicableMethodError
 from sylvan.registry import METHODS
 
 if TYPE_CHECKING:
@@ -26,8 +27,23 @@ def check_pair(setting: Setting, method: Method) -> None:
     configuration (`Method.validate_for`). `run_experiment` and every run loop call it; it
     changes nothing, so a second call costs only its time."""
     check_applicable(method, type(setting))
+    refuse_agent_options(method, setting)
     setting.check_method(method)
     method.validate_for(setting)
+
+
+def refuse_agent_options(method: Method, setting: Setting) -> None:
+    """Refuse an option that acts only on a reinforcement-learning agent (`Method.agent_options`),
+    given a value of its own, on a setting with no agent (a supervised one)."""
+    if getattr(setting, "action_space_kind", None) is not None:
+        return
+    defaults = {f.name: f.default for f in fields(method) if f.init}
+    for name in getattr(method, "agent_options", ()):
+        if getattr(method, name) != defaults[name]:
+            raise ConfigurationError(
+                f"--{name} acts only where {method.name} is applied to a reinforcement-learning agent; "
+                f"{setting.name} has none"
+            )
 
 
 def target_name(target: type) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 from sylvan.cli import main
 from sylvan.methods import METHODS
+from sylvan.settings import SETTINGS, OnlineSetting, Setting
 from tests.cli.test_cli import REPO
 
 
@@ -68,7 +69,9 @@ def test_help_whose_reader_is_gone_ends_quietly():
 def test_help_says_each_default_once(method, capsys):
     """An option whose help says its default in words ("default: no budget") got simple-parsing's
     "(default: None)" after it too."""
-    setting = getattr(METHODS[method].target_setting, "name", "class_incremental")  # an assumption: its SL setting
+    target = METHODS[method].target_setting  # a setting, or an assumption: the first supervised setting with it
+    setting = target.name if issubclass(target, Setting) else next(
+        name for name, cls in SETTINGS.items() if issubclass(cls, OnlineSetting) and issubclass(cls, target))
     setting = "class_incremental" if setting in ("online", "setting") else setting
     with pytest.raises(SystemExit) as stop:
         main(["--setting", setting, "--method", method, "--help"])

@@ -17,9 +17,10 @@ from sylvan.methods import METHODS
 from sylvan.methods.core.on_agent import OnAgent
 from sylvan.methods.parts import agent_importance
 from sylvan.methods.parts.agent_anchor import AgentAnchor
+from sylvan.methods.parts.agent_gradient_memory import AgentGradientMemory
 from sylvan.run.experiment import run_config
 from sylvan.run.tracking import Tracker
-from sylvan.settings import SETTINGS, ClassIncrementalSetting, IncrementalRLSetting
+from sylvan.settings import SETTINGS, ClassIncrementalSetting, IncrementalRLSetting, TaskIncrementalRLSetting
 from tests.conftest import RL_ENVS, TINY_RL, tiny_method, tiny_options
 
 ENV_OF = {"sac": RL_ENVS["continuous"], "dqn": RL_ENVS["discrete"]}
@@ -111,7 +112,7 @@ def drift_after_second_task(method_name: str, agent_name: str, **method_options)
     return drift, part
 
 
-STRENGTHS = [("ewc", "ewc_lambda"), ("mas", "mas_lambda"), ("l2", "l2_lambda")]
+STRENGTHS = [("ewc", "ewc_lambda"), ("mas", "mas_lambda"), ("l2", "l2_lambda"), ("si", "c")]
 
 
 @pytest.mark.parametrize(("method_name", "strength"), STRENGTHS)
@@ -208,16 +209,21 @@ def test_mistakes_with_agents_are_named(argv, error, message):
         cli_run(argv)
 
 
-def test_a_method_on_an_agent_resumes_exactly(tmp_path):
-    """Stopped after its first task and resumed, ewc on sac writes the results and the training
-    log of the run that was never stopped: the agent, its memory and the anchor's importances are
-    in the checkpoint."""
+@pytest.mark.parametrize(("method_name", "options", "agent_name"), [
+    ("ewc", {"ewc_lambda": 10.0}, "sac"), ("packnet", {"retrain_steps": 10}, "sac"), ("agem", {}, "dqn"),
+    ("si", {}, "dqn"), ("clear", {"memory_size": 100}, "sac"),
+])
+def test_a_method_on_an_agent_resumes_exactly(tmp_path, method_name, options, agent_name):
+    """Stopped after its first task and resumed, a method on an agent writes the results and the
+    training log of the run that was never stopped: the agent, its memory and its part's state
+    (importances, owners, episodic memory, path integrals) are in the checkpoint."""
     from sylvan.run.checkpoints import latest_checkpoint
     from tests.run.test_resume import Interrupted, InterruptingTracker
 
     def build():
-        setting = IncrementalRLSetting(**{**TINY_RL, "env": "Pendulum-v1", "nb_tasks": 3, "steps_per_task": 150})
-        return setting, OnAgent(METHODS["ewc"](ewc_lambda=10.0), tiny_method(METHODS["sac"]))
+        setting = TaskIncrementalRLSetting(**{**TINY_RL, "env": ENV_OF[agent_name], "nb_tasks": 3,
+                                              "steps_per_task": 150})
+        return setting, OnAgent(METHODS[method_name](**options), tiny_method(METHODS[agent_name]))
 
     setting, method = build()
     full = Tracker(tmp_path, "full", {}, verbose=False)
@@ -229,6 +235,112 @@ def test_a_method_on_an_agent_resumes_exactly(tmp_path):
     setting, method = build()
     resumed = Tracker(tmp_path, "ignored", {}, verbose=False, resume_dir=cut.run_dir)
     resumed.write_results(setting.apply(method, resumed, resume=latest_checkpoint(cut.run_dir)))
-    assert method.agent.parts["ewc"].importance is not None
     assert (cut.run_dir / "results.json").read_text() == (full.run_dir / "results.json").read_text()
     assert (cut.run_dir / "logs" / "train.csv").read_text() == (full.run_dir / "logs" / "train.csv").read_text()
+
+
+def trained_pair(method, agent_name: str, setting_cls=TaskIncrementalRLSetting, tasks: int = 2, steps: int = 300,
+                 between=None):
+    """`method` on a tiny agent, trained task after task by hand; `between(pair, task)` is called
+    after each task's end."""
+    setting = setting_cls(**{**TINY_RL, "env": ENV_OF[agent_name], "nb_tasks": tasks, "steps_per_task": steps})
+    pair = OnAgent(method, tiny_method(METHODS[agent_name], train_frequency=1))
+    pair.configure(setting)
+    for task in range(tasks):
+        label = setting.stage_task_label(task)
+        pair.on_task_start(label)
+        env = setting.training_env(task)
+        env.first_step = task * steps
+        pair.fit(env)
+        env.close()
+        pair.on_task_end(label)
+        if between is not None:
+            between(pair, task)
+    return setting, pair
+
+
+@pytest.mark.parametrize("agent_name", ["sac", "dqn"])
+def test_packnet_freezes_a_tasks_weights_and_evaluates_each_task_with_its_own(agent_name):
+    observations = torch.randn(16, *({"sac": (3 + 2,), "dqn": (4 + 2,)}[agent_name]))
+    after_first = {}
+
+    def record(pair, task):
+        if task == 0:
+            part = pair.agent.parts["packnet"]
+            after_first["outputs"] = pair.predict(observations, torch.zeros(16, dtype=torch.long)).clone()
+            after_first["weights"] = {network: {k: w.detach().clone() for k, w in module.named_parameters()}
+                                      for network, module in pair.agent.protected_networks().items()}
+            after_first["owners"] = {network: {k: o.clone() for k, o in owners.items()}
+                                     for network, owners in part.owners.items()}
+
+    _, pair = trained_pair(METHODS["packnet"](retrain_steps=20), agent_name, between=record)
+    part = pair.agent.parts["packnet"]
+    for network, module in pair.agent.protected_networks().items():
+        for name, weight in module.named_parameters():
+            before = after_first["weights"][network][name]
+            if name in part.owners[network]:
+                owner = after_first["owners"][network][name]
+                kept = owner == 0
+                assert 0.3 < float(kept.float().mean()) < 0.7  # half of the weights kept by the first task
+                assert torch.equal(weight.detach()[kept], before[kept])  # held through the second task
+                assert float(before[~kept].abs().max()) == 0.0  # the freed ones were set to zero
+                assert not torch.equal(weight.detach()[~kept], before[~kept])  # which the second task trained
+            else:
+                assert torch.equal(weight.detach(), before)  # biases train in the first task only
+    again = pair.predict(observations, torch.zeros(16, dtype=torch.long))
+    torch.testing.assert_close(again, after_first["outputs"])  # task 0 sees its own weights only
+    assert not torch.allclose(pair.predict(observations, torch.ones(16, dtype=torch.long)), again)
+
+
+def test_agem_projects_a_step_that_would_raise_the_memorys_loss():
+    seen = {}
+
+    def check(pair, task):
+        part = pair.agent.parts["agem"]
+        seen[task] = (None if part.memory is None else len(part.memory["obs"]), part.projections)
+
+    _, pair = trained_pair(METHODS["agem"](buffer_size=100, reference_batch_size=32), "dqn", between=check)
+    assert seen[0] == (50, 0)  # buffer_size / nb_tasks transitions of the first task; nothing to project against yet
+    assert seen[1][0] == 100 and seen[1][1] > 0  # the second task's steps were projected where they conflicted
+    part: AgentGradientMemory = pair.agent.parts["agem"]
+    module = pair.agent.networks()["q_network"]
+    batch = pair.agent.sample_transitions(32)
+    generator_state = part.generator.get_state()
+    reference_batch = part.reference_batch()
+    module.zero_grad()
+    (-pair.agent.loss_of("q_network", reference_batch)).backward()  # a step that raises the memory's loss
+    part.generator.set_state(generator_state)  # the part draws the same reference batch
+    part.agent_gradients("q_network")
+    gradient = torch.cat([p.grad.reshape(-1) for p in module.parameters()])
+    reference = torch.autograd.grad(pair.agent.loss_of("q_network", reference_batch), list(module.parameters()))
+    reference = torch.cat([r.reshape(-1) for r in reference])
+    assert float(torch.dot(gradient, reference)) == pytest.approx(0.0, abs=1e-4 * float(reference.norm()) ** 2)
+    assert batch["obs"].shape[0] == 32
+
+
+@pytest.mark.parametrize("agent_name", ["sac", "dqn"])
+def test_clear_replays_the_stream_and_clones_the_stored_policy(agent_name):
+    """The memory keeps each transition with the outputs the agent had for it; each minibatch is
+    joined by as many replayed ones; with cloning, the policy's outputs on the first task's
+    remembered transitions move less during the second task than without."""
+
+    def divergence(cloning: float) -> float:
+        first = {}
+
+        def keep(pair, task):
+            if task == 0:
+                part = pair.agent.parts["clear"]
+                first["transitions"] = {k: v.clone() for k, v in part.memory.buffer.get_all().items()}
+
+        method = METHODS["clear"](memory_size=300, policy_cloning=cloning, value_cloning=cloning)
+        _, pair = trained_pair(method, agent_name, IncrementalRLSetting, between=keep)
+        part = pair.agent.parts["clear"]
+        assert len(part.memory) == 300 and part.memory.seen == 600
+        joined = part.agent_batch(pair.agent.sample_transitions(8))
+        assert len(joined["obs"]) == 16 and part._step[0] == 8
+        stored = first["transitions"]
+        with torch.no_grad():
+            now = part.outputs(stored)
+        return float((now["policy_mean"] - stored["old_policy_mean"]).pow(2).mean())
+
+    assert divergence(10.0) < 0.5 * divergence(0.0)

@@ -24,6 +24,8 @@ SMALL = {
     "continual_rl": {"steps_per_task": 50, "nb_tasks": 2, "eval_episodes": 1},
     "incremental_rl": {"steps_per_task": 50, "nb_tasks": 2, "eval_episodes": 1},
     "task_incremental_rl": {"steps_per_task": 50, "nb_tasks": 2, "eval_episodes": 1},
+    "multi_task_rl": {"steps_per_task": 50, "nb_tasks": 2, "eval_episodes": 1},
+    "traditional_rl": {"steps_per_task": 50, "nb_tasks": 2, "eval_episodes": 1, "task": 1},
 }
 
 

@@ -61,7 +61,8 @@ def build(method_name: str, method_options: dict | None = None, **options):
     stages = {"stream_stages": 3} if setting_cls.pretraining_phase else {}  # osaka: the stream in three stages
     setting = setting_cls(**{**tiny_options(setting_cls, METHODS[method_name]), "nb_tasks": 3, "seed": 5, **stages,
                              **options})
-    return setting, tiny_method(METHODS[method_name], **(method_options or {}))
+    # on an RL setting, a continual-learning method runs as its part on an agent (`on_setting`)
+    return setting, tiny_method(METHODS[method_name], **(method_options or {})).on_setting(setting)
 
 
 def fits_counted(method) -> list[int]:

@@ -89,6 +89,11 @@ class Agent(Method):
         action, or the action."""
         raise NotImplementedError
 
+    @property
+    def model(self) -> nn.Module:
+        """The network it acts with, in float32 (what the run's memory accounting calls its network)."""
+        return self.networks()[self.acting_networks[0]]
+
     # ----- the parts' hooks ----------------------------------------------------------------------
 
     @property

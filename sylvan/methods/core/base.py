@@ -95,6 +95,11 @@ class Method:
 
     name: ClassVar[str] = ""
     replays: ClassVar[bool] = False  # replays through the run's replay channel (`RunContext.replay_channel`)
+    # options that act only where the method is applied to a reinforcement-learning agent (hidden from a
+    # supervised setting's --help, refused there), and options of its supervised learner alone (not offered
+    # beside an agent, as the learner's own, such as --lr and --backbone, are not)
+    agent_options: ClassVar[tuple[str, ...]] = ()
+    classifier_options: ClassVar[tuple[str, ...]] = ()
     target_setting: ClassVar[type[Setting]] = Setting
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

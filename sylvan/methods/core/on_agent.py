@@ -62,7 +62,7 @@ def part_options(method_cls: type[Method], agent_cls: type[Agent]) -> dict[str, 
     """{flag name: the method's field}: the options of `method_cls` that act on an agent (every
     option but its learner's), named `<method>_<option>` where the agent has an option of that name."""
     agent_names = {f.name for f in fields(agent_cls) if f.init}
-    skipped = learner_options(method_cls)
+    skipped = learner_options(method_cls) | set(method_cls.classifier_options)
     return {(f"{method_cls.name}_{f.name}" if f.name in agent_names else f.name): f.name
             for f in fields(method_cls) if f.init and f.name not in skipped}
 

@@ -122,6 +122,9 @@ class Results:
     complete: bool = True
     episodes_seen: list[int] = field(default_factory=list)  # RL: training episodes finished, per stage
     task_attributes: list[dict[str, float]] = field(default_factory=list)  # RL: each task's dynamics
+    # RL, where the environments report success (Meta-World): S[i][j] the share of task j's evaluation
+    # episodes that succeeded after stage i, beside the return matrix
+    success_matrix: list[list[float]] | None = None
     measure: str = "accuracy"  # what the matrix holds: "accuracy" (a fraction) or "return"
     # supervised settings: the split the matrix is measured on, "test" or "validation"
     evaluation_split: str = "test"
@@ -266,6 +269,9 @@ class Results:
             "samples_seen": self.samples_seen,
             **({} if self.measure == "accuracy" else
                {"episodes_seen": self.episodes_seen, "task_attributes": self.task_attributes}),
+            **({} if self.success_matrix is None else {
+                "final_average_success": float(np.mean(self.success_matrix[-1])),
+                "success_matrix": self.success_matrix}),
             **({} if self.stream_accuracy is None else {"stream_accuracy": self.stream_accuracy}),
             **({"cost": self.cost()} if self.has_cost else {}),
         }

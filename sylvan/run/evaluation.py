@@ -21,6 +21,9 @@ class Evaluation(NamedTuple):
     confusion: torch.Tensor | None
     # the FLOPs of `predict` per sample, counted on the first batch of each task's test set
     inference_flops_per_sample: float | None = None
+    # reinforcement learning where the environments report success: the share of each task's
+    # evaluation episodes that succeeded
+    successes: list[float] | None = None
 
 
 def evaluate_tasks(method: Any, tasks: list[TaskData], num_classes: int, batch_size: int,

@@ -153,6 +153,8 @@ def _run(setting: Any, method: Any, stages: Stages, tracker: Any, resume: Any, c
         results.task_train_time.append(time.perf_counter() - stage_start - startup)
         evaluation = stages.evaluate(method, seen=stage + 1)
         results.accuracy_matrix.append(evaluation.accuracies)
+        if evaluation.successes is not None:
+            results.success_matrix = (results.success_matrix or []) + [evaluation.successes]
         if evaluation.aware is not None:
             results.task_aware_matrix = (results.task_aware_matrix or []) + [evaluation.aware]
         if evaluation.confusion is not None:

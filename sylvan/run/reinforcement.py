@@ -48,7 +48,7 @@ class EnvironmentStages(Stages):
     def fit(self, run: RunContext, method: Any, stage: int, data: int) -> StageWork:
         setting = self.setting
         first_step = stage * setting.steps_per_task
-        env = setting.training_env(stage, episode_log(run.tracker, first_step))
+        env = setting.training_env(stage, episode_log(run.tracker, first_step, setting.reports_success))
         env.first_step = first_step
         try:
             method.fit(env, None)
@@ -57,8 +57,9 @@ class EnvironmentStages(Stages):
         return StageWork(samples=env.steps, episode_returns=env.episode_returns)
 
     def evaluate(self, method: Any, seen: int) -> Evaluation:
-        returns, inference_flops = evaluate_returns(self.setting, method, self.eval_envs)
-        return Evaluation(returns, aware=None, confusion=None, inference_flops_per_sample=inference_flops)
+        returns, successes, inference_flops = evaluate_returns(self.setting, method, self.eval_envs)
+        return Evaluation(returns, aware=None, confusion=None, inference_flops_per_sample=inference_flops,
+                          successes=successes)
 
     def close(self) -> None:
         for envs in self.eval_envs:
@@ -66,33 +67,41 @@ class EnvironmentStages(Stages):
                 env.close()
 
 
-def episode_log(tracker: Any, first_step: int) -> EpisodeLog | None:
-    """What writes each training episode's return and length to the run's `logs/train.csv` (and
-    W&B), at the stream's step count (`first_step`: the steps of the stream before the stage)."""
+def episode_log(tracker: Any, first_step: int, reports_success: bool = False) -> EpisodeLog | None:
+    """What writes each training episode's return and length (and success, where the environment
+    `reports_success`) to the run's `logs/train.csv` (and W&B), at the stream's step count
+    (`first_step`: the steps of the stream before the stage)."""
     if tracker is None:
         return None
-    tracker.expect_columns(("episode_length", "episode_return"))
+    tracker.expect_columns(("episode_length", "episode_return", *(("episode_success",) if reports_success else ())))
 
-    def log(steps: int, episode_return: float, episode_length: int) -> None:
-        tracker.log_step(first_step + steps, {"episode_return": episode_return, "episode_length": episode_length})
+    def log(steps: int, episode_return: float, episode_length: int, success: float | None = None) -> None:
+        values = {"episode_return": episode_return, "episode_length": episode_length}
+        if success is not None:
+            values["episode_success"] = success
+        tracker.log_step(first_step + steps, values)
 
     return log
 
 
-def evaluate_returns(setting: Any, method: Any, eval_envs: list[list[Any]]) -> tuple[list[float], float]:
+def evaluate_returns(setting: Any, method: Any,
+                     eval_envs: list[list[Any]]) -> tuple[list[float], list[float] | None, float]:
     """Mean return of `--eval_episodes` greedy episodes (the best-scored action at each
     step, or the action `predict` returns) on each task's environment, the episodes run
     side by side: one `predict` call per step for all of them. Episode k of task j starts
     from the same seed at every evaluation, so the rows of the matrix compare the policies
-    on the same episodes. Also the FLOPs of `predict` per observation, counted on each
-    task's first step."""
-    returns = []
+    on the same episodes. Also the share of the episodes that succeeded at some step, where
+    the environments report success (`info["success"]`, else None), and the FLOPs of
+    `predict` per observation, counted on each task's first step."""
+    returns, successes = [], []
     counted_flops = counted_observations = 0
     for task_id in range(setting.stream_tasks):
         envs = eval_envs[task_id]
         observations = [env.reset(seed=setting.evaluation_seed(task_id, k))[0]
                         for k, env in enumerate(envs)]
         totals = np.zeros(len(envs))
+        succeeded = np.zeros(len(envs))
+        reported = False
         active = list(range(len(envs)))
         first_step = True
         while active:
@@ -116,10 +125,15 @@ def evaluate_returns(setting: Any, method: Any, eval_envs: list[list[Any]]) -> t
                 actions = list(torch.clamp(scores.detach().float().cpu(), low, high).numpy())
             still = []
             for i, action in zip(active, actions):
-                observations[i], reward, terminated, truncated, _ = envs[i].step(action)
+                observations[i], reward, terminated, truncated, info = envs[i].step(action)
                 totals[i] += float(reward)
+                if "success" in info:
+                    reported = True
+                    succeeded[i] = max(succeeded[i], float(info["success"] > 0))
                 if not (terminated or truncated):
                     still.append(i)
             active = still
         returns.append(float(totals.mean()))
-    return returns, counted_flops / max(counted_observations, 1)
+        successes.append(float(succeeded.mean()) if reported else None)
+    found = None if any(s is None for s in successes) else successes
+    return returns, found, counted_flops / max(counted_observations, 1)

@@ -1,60 +1,40 @@
 """Continual reinforcement learning: a gymnasium environment whose dynamics drift smoothly.
 
-`ContinualRLSetting` is the root of the reinforcement-learning branch. A task is a set of values
-of the environment's physical attributes (`environments.task_attributes`); here the dynamics
-move smoothly from the first task's values through every task's to the last one's, with no
-boundary the method is told of. The method trains on the stream through `fit(env)` (a
-`StepBudget`: it steps the environment until `env.exhausted`) and is evaluated by greedy
-episodes on each task's environment. With discrete actions, `predict(observations)` scores each
-action and the setting takes the best; with continuous ones (a bounded vector), `predict`
-returns the action itself, which the setting clips to the bounds. A method declares which kinds
-it handles (`action_spaces`). The accuracy matrix of the supervised branch holds mean episode
-returns.
+The root of the reinforcement-learning branch. A task is a set of values of the environment's
+physical attributes (`environments.task_attributes`), or an environment of its own (`--task_envs`);
+here the stream moves from each task to the next with no boundary the method is told of. The
+method trains through `fit(env)` (a `StepBudget`: it steps until `env.exhausted`) and is evaluated
+by greedy episodes on each task: `predict` scores each discrete action (the best is taken) or
+returns the continuous action (clipped to the bounds); a method declares which kinds it handles
+(`action_spaces`). The matrix holds mean episode returns (and successes, where reported).
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, List, Optional
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from sylvan.errors import ConfigurationError
 from sylvan.registry import METHODS
 from sylvan.run.budget import MemoryBudgetOptions
 from sylvan.settings.base import ProgressBarOption, Setting, accelerator_device, check_accelerator, check_precision
+from sylvan.settings.env_wrappers import StepBudget, TaskIdObservation
 from sylvan.settings.environments import (
     DEFAULT_VARIED_ATTRIBUTES,
     AttributeDrift,
-    StepBudget,
-    TaskIdObservation,
     default_attributes,
     make_env,
     set_attributes,
     task_attributes,
 )
+from sylvan.settings.rl_tasks import TaskSequence, action_spaces_of, checked_task_envs, derived_seed, probe_spaces
+from sylvan.settings.simulators import METAWORLD, sequence_envs
 
-
-def derived_seed(*parts: int) -> int:
-    """A 32-bit seed for one purpose of a run (training or evaluation, task, episode)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-
-
-TRAINING, EVALUATION = 1, 2  # the purposes derived seeds are drawn for
-EpisodeLog = Callable[[int, float, int], None]  # on_episode_end(steps, episode_return, episode_length)
-
-
-def action_spaces_of(method: Any) -> tuple[str, ...]:
-    """The kinds of actions an RL method (or method class) handles, from its `action_spaces`:
-    "discrete", "continuous" or both. A method that does not say scores discrete actions, as
-    every RL method did before continuous actions were supported. A continual-learning method
-    with a part for agents (`Method.agent_part`) handles both: it is applied to an agent of
-    either kind (the pair it runs as says its agent's)."""
-    if not hasattr(method, "action_spaces") and getattr(method, "applies_to_agents", lambda: False)():
-        return ("discrete", "continuous")
-    return tuple(getattr(method, "action_spaces", ("discrete",)))
+TRAINING, EVALUATION, ENVIRONMENT = 1, 2, 4  # the purposes derived seeds are drawn for
+# on_episode_end(steps, episode_return, episode_length, success: None where the environment reports none)
+EpisodeLog = Callable[[int, float, int, Optional[float]], None]
 
 
 @dataclass
@@ -65,9 +45,13 @@ class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
 
     name: ClassVar[str] = "continual_rl"
 
-    # gymnasium environment id: a box of numbers as observation; discrete actions (CartPole-v1,
-    # Acrobot-v1, MountainCar-v0) or continuous ones (Pendulum-v1, MountainCarContinuous-v0)
+    # gymnasium environment id: a box of numbers as observation; discrete actions (CartPole-v1, Acrobot-v1,
+    # MountainCar-v0) or continuous ones (Pendulum-v1, MountainCarContinuous-v0; with the rl extra, MuJoCo's
+    # HalfCheetah-v5, Hopper-v5, Walker2d-v5, and Meta-World's tasks, Meta-World/reach-v3)
     env: str = "CartPole-v1"
+    # one environment per task, in order, in place of --env's attribute values (the rl extra): Meta-World's tasks
+    # (hammer-v3), or Continual World's sequences CW10 and CW20; --nb_tasks is their number
+    task_envs: Optional[List[str]] = None
     nb_tasks: int = 3  # tasks: sets of attribute values the dynamics pass through
     steps_per_task: int = 10_000  # environment steps of training per task
     # attributes of the environment that differ between tasks (default: its physical ones, e.g.
@@ -87,6 +71,7 @@ class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
     facts: ClassVar[tuple[str, ...]] = (
         "attribute_names", "task_values", "task_id_in_observation", "observation_shape", "action_space_kind",
         "num_actions", "action_bounds", "uniform_actions", "num_outputs", "total_steps", "device", "stream_tasks",
+        "sequence_envs", "reports_success",
     )
 
     def validate(self) -> None:
@@ -107,29 +92,23 @@ class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
         if self.varied_attributes is not None and len(set(self.varied_attributes)) < len(self.varied_attributes):
             repeated = sorted({name for name in self.varied_attributes if self.varied_attributes.count(name) > 1})
             raise ConfigurationError(f"--varied_attributes names {', '.join(repeated)} more than once")
-        if self.varied_attributes is None and self.env not in DEFAULT_VARIED_ATTRIBUTES:
+        if self.task_envs is not None:  # in place of --env's tasks; --nb_tasks (at its default) is their number
+            self.nb_tasks = checked_task_envs(self, type(self).__dataclass_fields__)
+        elif self.varied_attributes is None and self.env not in DEFAULT_VARIED_ATTRIBUTES:
             make_env(self.env).close()  # an unknown id is refused as such first
             raise ConfigurationError(
                 f"--env {self.env}: sylvan knows no default attributes to vary for it; name some with "
                 "--varied_attributes (numeric attributes of the environment, such as gravity)"
             )
-        probe = make_env(self.env, self.max_episode_steps)
-        try:
-            if probe.spec is None or probe.spec.max_episode_steps is None:
-                raise ConfigurationError(
-                    f"--env {self.env} sets no limit on the length of an episode; give --max_episode_steps"
-                )
-            self._defaults = default_attributes(probe, self.attribute_names)
-            self._observation_size = int(np.prod(probe.observation_space.shape))
-            space = probe.action_space
-            if isinstance(space, gym.spaces.Discrete):
-                self._num_actions, self._action_bounds = int(space.n), None
-            else:  # a bounded vector (make_env refuses anything else)
-                self._num_actions = int(space.shape[0])
-                self._action_bounds = (torch.as_tensor(space.low, dtype=torch.float32),
-                                       torch.as_tensor(space.high, dtype=torch.float32))
-        finally:
-            probe.close()
+        self._observation_size, self._num_actions, self._action_bounds = probe_spaces(
+            self.sequence_envs(), self.max_episode_steps)
+        self._defaults = {}
+        if self.task_envs is None:
+            probe = make_env(self.env, self.max_episode_steps)
+            try:
+                self._defaults = default_attributes(probe, self.attribute_names)
+            finally:
+                probe.close()
 
     def check_method(self, method: Any) -> None:
         """Refuse a method that does not handle this environment's kind of actions."""
@@ -146,17 +125,32 @@ class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
 
     @property
     def attribute_names(self) -> list[str]:
+        if self.task_envs is not None:
+            return []
         return list(self.varied_attributes if self.varied_attributes is not None
                     else DEFAULT_VARIED_ATTRIBUTES[self.env])
 
+    def sequence_envs(self) -> list[str]:
+        """The environment of each of the `--nb_tasks` tasks of the sequence."""
+        return sequence_envs(self.task_envs) if self.task_envs is not None else [self.env] * self.nb_tasks
+
     def sequence_values(self) -> list[dict[str, float]]:
         """The values of the varied attributes of each of the `--nb_tasks` tasks of the sequence
-        (task 0: the environment's own)."""
+        (task 0: the environment's own; none where each task is an environment of its own)."""
         return task_attributes(self._defaults, self.nb_tasks, self.min_scale, self.max_scale, self.seed)
 
+    def stream_task_ids(self) -> list[int]:
+        """The tasks of the sequence this setting's stream trains and evaluates on: here all."""
+        return list(range(self.nb_tasks))
+
     def task_values(self) -> list[dict[str, float]]:
-        """The values of each task of this setting's stream: here the whole sequence."""
-        return self.sequence_values()
+        """The attribute values of each task of this setting's stream."""
+        return [self.sequence_values()[task] for task in self.stream_task_ids()]
+
+    @property
+    def reports_success(self) -> bool:
+        """Whether the environments report each step's success (Meta-World's)."""
+        return all(env.startswith(METAWORLD) for env in self.sequence_envs())
 
     @property
     def stream_tasks(self) -> int:
@@ -211,9 +205,10 @@ class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
         return accelerator_device(self.accelerator)
 
     def task_env(self, task_id: int) -> gym.Env:
-        """The environment of task `task_id` (its attribute values, fixed), as methods see it."""
-        env = make_env(self.env, self.max_episode_steps)
-        set_attributes(env, self.task_values()[task_id])
+        """The environment of task `task_id` of the stream (its attribute values, fixed), as methods see it."""
+        task = self.stream_task_ids()[task_id]
+        env = make_env(self.sequence_envs()[task], self.max_episode_steps, derived_seed(self.seed, ENVIRONMENT, task))
+        set_attributes(env, self.sequence_values()[task])
         if self.task_id_in_observation:
             env = TaskIdObservation(env, task_id, self.nb_tasks)
         return env
@@ -229,12 +224,15 @@ class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
     def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
         """The environment trained on in `stage`: here the whole stream, its dynamics drifting
         through every task's values."""
-        env = AttributeDrift(make_env(self.env, self.max_episode_steps), self.task_values(), self.steps_per_task)
+        if self.task_envs is not None:  # environments of their own: one after the other
+            env = TaskSequence([self.task_env(task) for task in range(self.stream_tasks)], self.steps_per_task)
+        else:
+            env = AttributeDrift(make_env(self.env, self.max_episode_steps), self.task_values(), self.steps_per_task)
         return self.budgeted(env, self.total_steps, stage, on_episode_end)
 
     def budgeted(self, env: gym.Env, steps: int, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
-        """`env` with `steps` steps to train for in `stage`, seeded for it; `on_episode_end(steps,
-        episode_return, episode_length)` is told of each episode, at the stage's step count."""
+        """`env` with `steps` steps to train for in `stage`, seeded for it; `on_episode_end` is told
+        of each episode, at the stage's step count."""
         return StepBudget(env, steps, derived_seed(self.seed, TRAINING, stage), on_episode_end=on_episode_end)
 
     def evaluation_seed(self, task_id: int, episode: int) -> int:

@@ -2,8 +2,8 @@
 environment's physical attributes (a CartPole's pole length, gravity, ...), which the settings
 set on the environment, fixed per task or drifting smoothly from one task's values to the next.
 
-Also the wrappers the settings hand to methods: a step budget that records the returns of the
-episodes trained on, and the task id appended to the observation.
+The wrappers the settings hand to methods (the step budget, the task id in the observation) are
+`sylvan.settings.env_wrappers`'; MuJoCo's attributes and Meta-World's tasks, `sylvan.settings.simulators`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from sylvan.errors import ConfigurationError
+from sylvan.settings.simulators import EXTRA, METAWORLD, is_mujoco, make_metaworld, mujoco_defaults, set_mujoco
 
 # Environments whose physical attributes are known to change their dynamics, with the
 # attributes varied by default; any other environment works when --varied_attributes names
@@ -28,6 +29,7 @@ DEFAULT_VARIED_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "MountainCar-v0": ("force", "gravity"),
     "Pendulum-v1": ("g", "m", "l"),
     "MountainCarContinuous-v0": ("power",),
+    **{f"{name}-v5": ("gravity", "mass") for name in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer")},
 }
 
 
@@ -52,14 +54,19 @@ DERIVED_ATTRIBUTES: dict[str, DerivedAttributes] = {
 }
 
 
-def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
-    """`gymnasium.make(env_id)`, refusing with a clear message what the RL settings cannot run:
-    an unknown id, a missing optional dependency, observations that are not one flat box of
-    numbers, or actions that are neither discrete nor a bounded vector of numbers."""
+def make_env(env_id: str, max_episode_steps: int | None = None, seed: int | None = None) -> gym.Env:
+    """`gymnasium.make(env_id)` (Meta-World's tasks, "Meta-World/<task>", made with `seed`),
+    refusing with a clear message what the RL settings cannot run: an unknown id, a missing
+    optional dependency, observations that are not one flat box of numbers, or actions that
+    are neither discrete nor a bounded vector of numbers."""
     try:
-        env = gym.make(env_id, max_episode_steps=max_episode_steps)
+        if env_id.startswith(METAWORLD):
+            env = make_metaworld(env_id, max_episode_steps, seed)
+        else:
+            env = gym.make(env_id, max_episode_steps=max_episode_steps)
     except gym.error.DependencyNotInstalled as error:
-        raise ConfigurationError(f"--env {env_id} needs a package that is not installed: {error}") from error
+        raise ConfigurationError(f"--env {env_id} needs a package that is not installed ({error}): install "
+                                 f"{EXTRA}") from error
     except gym.error.Error as error:
         raise ConfigurationError(
             f"--env {env_id!r} is not a gymnasium environment ({error}); for example "
@@ -87,6 +94,8 @@ def default_attributes(env: gym.Env, names: Sequence[str]) -> dict[str, float]:
     are not numeric attributes of it."""
     inner = env.unwrapped
     env_name = env.spec.id if env.spec else type(inner).__name__
+    if is_mujoco(inner):
+        return mujoco_defaults(inner, list(names), env_name)
     known = DERIVED_ATTRIBUTES.get(type(inner).__name__)
     derived = known.sources if known is not None else {}
     values = {}
@@ -135,6 +144,9 @@ def task_attributes(
 def set_attributes(env: gym.Env, values: dict[str, float]) -> None:
     """Give the environment's dynamics these attribute values (and what it derives from them)."""
     inner = env.unwrapped
+    if is_mujoco(inner):
+        set_mujoco(inner, values)
+        return
     for name, value in values.items():
         setattr(inner, name, value)
     derived = DERIVED_ATTRIBUTES.get(type(inner).__name__)
@@ -171,79 +183,3 @@ class AttributeDrift(gym.Wrapper):
         set_attributes(self.env, self.current_values())
         self.steps += 1
         return self.env.step(action)
-
-
-class TaskIdObservation(gym.ObservationWrapper):
-    """Appends the one-hot task id to each (flattened) observation."""
-
-    def __init__(self, env: gym.Env, task_id: int, nb_tasks: int) -> None:
-        super().__init__(env)
-        box = env.observation_space
-        assert isinstance(box, gym.spaces.Box)
-        low = np.concatenate([box.low.reshape(-1), np.zeros(nb_tasks)]).astype(np.float32)
-        high = np.concatenate([box.high.reshape(-1), np.ones(nb_tasks)]).astype(np.float32)
-        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
-        self.one_hot = np.zeros(nb_tasks, dtype=np.float32)
-        self.one_hot[task_id] = 1.0
-
-    def observation(self, observation: Any) -> np.ndarray:
-        return np.concatenate([np.asarray(observation, dtype=np.float32).reshape(-1), self.one_hot])
-
-
-class BudgetSpent(RuntimeError):
-    """A method stepped or reset a training environment whose step budget is spent."""
-
-
-class StepBudget(gym.Wrapper):
-    """The training environment a setting hands to `method.fit`: it allows `budget` steps in all
-    (the last one ends its episode as truncated), seeds the first reset, and records the return
-    of every episode trained on that the environment ended. A method trains until `exhausted` is true."""
-
-    def __init__(self, env: gym.Env, budget: int, seed: int, on_episode_end: Callable[..., None] | None = None) -> None:
-        """`on_episode_end(steps, episode_return, episode_length)` is called after each episode
-        the environment ends, `steps` counting this budget's steps so far."""
-        super().__init__(env)
-        self.budget = budget
-        self.steps = 0
-        self.first_step = 0  # the stream's steps before this budget's first (its training log continues there)
-        self.episode_returns: list[float] = []
-        self.on_episode_end = on_episode_end
-        self._episode_return = 0.0
-        self._episode_length = 0
-        self._seed: int | None = seed
-        self._needs_reset = True
-
-    @property
-    def exhausted(self) -> bool:
-        return self.steps >= self.budget
-
-    @property
-    def steps_left(self) -> int:
-        return self.budget - self.steps
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
-        if self.exhausted:
-            raise BudgetSpent(f"the training budget of {self.budget} steps is spent; stop when env.exhausted")
-        if self._seed is not None:  # the first episode: the setting's seed, so that runs repeat
-            seed, self._seed = self._seed, None
-        self._episode_return = 0.0
-        self._episode_length = 0
-        self._needs_reset = False
-        return self.env.reset(seed=seed, options=options)
-
-    def step(self, action: Any) -> Any:
-        if self.exhausted:
-            raise BudgetSpent(f"the training budget of {self.budget} steps is spent; stop when env.exhausted")
-        if self._needs_reset:
-            raise BudgetSpent("call reset() before the first step and after an episode ends")
-        observation, reward, terminated, truncated, info = self.env.step(action)
-        self.steps += 1
-        self._episode_return += float(reward)
-        self._episode_length += 1
-        if terminated or truncated:  # an episode the environment ended (not one the budget cut)
-            self.episode_returns.append(self._episode_return)
-            if self.on_episode_end is not None:
-                self.on_episode_end(self.steps, self._episode_return, self._episode_length)
-        truncated = truncated or self.exhausted
-        self._needs_reset = terminated or truncated
-        return observation, reward, terminated, truncated, info

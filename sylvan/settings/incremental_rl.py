@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from sylvan.settings.assumptions import TaskBoundaries
 from sylvan.settings.continual_rl import ContinualRLSetting, EpisodeLog
-from sylvan.settings.environments import StepBudget
+from sylvan.settings.env_wrappers import StepBudget
 
 
 @dataclass

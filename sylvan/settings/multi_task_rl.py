@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sylvan.settings.continual_rl import EpisodeLog, derived_seed
-from sylvan.settings.environments import StepBudget
+from sylvan.settings.env_wrappers import StepBudget
 from sylvan.settings.task_incremental_rl import TaskIncrementalRLSetting
 from sylvan.settings.task_mixture import TaskMixture
 

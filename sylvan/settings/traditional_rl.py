@@ -26,10 +26,6 @@ class TraditionalRLSetting(IncrementalRLSetting):
         if not 0 <= self.task < self.nb_tasks:
             raise ConfigurationError(f"--task must be from 0 to --nb_tasks - 1 = {self.nb_tasks - 1}, got {self.task}")
 
-    @property
-    def stream_tasks(self) -> int:
-        return 1
-
-    def task_values(self) -> list[dict[str, float]]:
-        """The chosen task's values alone."""
-        return [self.sequence_values()[self.task]]
+    def stream_task_ids(self) -> list[int]:
+        """The chosen task alone."""
+        return [self.task]

@@ -24,7 +24,8 @@ from sylvan.settings import (
     TaskIncrementalRLSetting,
     TraditionalRLSetting,
 )
-from sylvan.settings.environments import BudgetSpent, StepBudget, interpolated, make_env, set_attributes
+from sylvan.settings.env_wrappers import BudgetSpent, StepBudget
+from sylvan.settings.environments import interpolated, make_env, set_attributes
 from tests.conftest import RL_ENVS, TINY_RL, tiny_method
 
 

@@ -4,7 +4,7 @@ identical, to the last digit.
 Every registered method runs through the command line on its target setting (`task_incremental`
 for the methods that need task labels; `class_incremental` for the ones that target the root),
 on `digits` with seed 0, one epoch, 5 tasks; beside them a 2-worker `distributed` `rehearsal`
-run on CPU workers, and short `incremental_rl` runs of `dqn` (CartPole) and `sac` (Pendulum), alone
+run on CPU workers, and short `incremental_rl` runs of `dqn`, `ppo` (CartPole) and `sac` (Pendulum), alone
 and as the agents of `ewc` (sac) and `mas` (dqn).
 Each run is a subprocess with one torch thread, so that its sums are taken in one order.
 
@@ -40,6 +40,8 @@ RL_RUNS = {
             "--hidden_size", "32"],
     "sac": ["--setting", "incremental_rl", "--method", "sac", "--env", "Pendulum-v1", *RL, "--learning_starts", "50",
             "--buffer_size", "200", "--replay_size", "32", "--hidden_size", "32"],
+    "ppo": ["--setting", "incremental_rl", "--method", "ppo", "--env", "CartPole-v1", *RL, "--n_steps", "64",
+            "--batch_size", "32", "--n_epochs", "2"],
 }
 # the meta-learners' setting, osaka: a short stream over the digits pools, in two stages
 OSAKA = ["--setting", "osaka", "--dataset", "digits", "--stream_steps", "300", "--pretraining_tasks", "200",

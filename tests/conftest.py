@@ -38,6 +38,7 @@ TINY_METHOD_OPTIONS = {
     "dqn": dict(learning_starts=50, buffer_size=200, exploration_steps=200, target_update_interval=50,
                 hidden_size=32),
     "sac": dict(learning_starts=50, buffer_size=200, replay_size=32, hidden_size=32),
+    "ppo": dict(n_steps=64, batch_size=32, n_epochs=2, hidden_size=32),
     "eeil": dict(finetune_epochs=2),  # its balanced finetuning, 30 epochs by default
 }
 

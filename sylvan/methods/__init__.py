@@ -52,6 +52,7 @@ from sylvan.methods.ogd import OGD
 from sylvan.methods.packnet import PackNet
 from sylvan.methods.pcr import PCR
 from sylvan.methods.pnn import PNN
+from sylvan.methods.ppo import PPO
 from sylvan.methods.random_method import RandomMethod
 from sylvan.methods.rehearsal import Rehearsal
 from sylvan.methods.rwalk import RWalk
@@ -116,6 +117,7 @@ __all__ = [
     "Method",
     "MultiHead",
     "Naive",
+    "PPO",
     "PackNet",
     "RandomMethod",
     "RWalk",

@@ -84,8 +84,8 @@ def test_list_shows_tree_with_methods():
     class_il = next(line for line in lines if line.strip().startswith("class_incremental"))
     assert "from_scratch" in class_il
     rl = next(line for line in lines if line.strip().startswith("task_incremental_rl"))
-    assert rl.split("methods:")[1].split() == ["agem,", "clear,", "dqn,", "ewc,", "l2,", "mas,", "packnet,", "random,",
-                                               "sac,", "si"]
+    assert rl.split("methods:")[1].split() == ["agem,", "clear,", "dqn,", "ewc,", "l2,", "mas,", "packnet,", "ppo,",
+                                               "random,", "sac,", "si"]
     assert class_il.index("class_incremental") > online.index("online"), "children are indented"
     assert len({line.index("methods:") for line in lines}) == 1, "the methods form one column"
 
@@ -231,7 +231,7 @@ print("torchmetrics", torchmetrics.__version__)
      "--buffer_size is not an option of naive on class_incremental, but of agem, aser, bic, clser"),
     (["--setting", "online", "--method", "naive", "--bogus"], "unrecognized arguments: --bogus."),
     (["--setting", "continual_rl", "--method", "rehearsal"],
-     "Methods that apply to 'continual_rl': clear, dqn, random, sac"),
+     "Methods that apply to 'continual_rl': clear, dqn, ppo, random, sac"),
     (["--setting", "incremental_rl", "--method", "dqn", "--env", "NoSuchEnv-v0"], "is not a gymnasium environment"),
     (["--setting", "incremental_rl", "--method", "sac"], "CartPole-v1 has discrete actions, and sac handles"),
     (["--setting", "continual_rl", "--method", "dqn", "--env", "Pendulum-v1"], "methods for continuous actions:"),

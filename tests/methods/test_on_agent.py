@@ -23,7 +23,7 @@ from sylvan.run.tracking import Tracker
 from sylvan.settings import SETTINGS, ClassIncrementalSetting, IncrementalRLSetting, TaskIncrementalRLSetting
 from tests.conftest import RL_ENVS, TINY_RL, tiny_method, tiny_options
 
-ENV_OF = {"sac": RL_ENVS["continuous"], "dqn": RL_ENVS["discrete"]}
+ENV_OF = {"sac": RL_ENVS["continuous"], "dqn": RL_ENVS["discrete"], "ppo": RL_ENVS["continuous"]}
 
 
 def configured_agent(agent_name: str, steps: int = 200):
@@ -196,7 +196,7 @@ def test_without_agent_a_method_is_applied_to_the_default_agent_of_the_actions()
 
 @pytest.mark.parametrize(("argv", "error", "message"), [
     (["--setting", "incremental_rl", "--method", "ewc", "--agent", "ppo2"], ConfigurationError,
-     "--agent 'ppo2': no such agent; the agents ewc applies to: dqn, sac"),
+     "--agent 'ppo2': no such agent; the agents ewc applies to: dqn, ppo, sac"),
     (["--setting", "class_incremental", "--method", "ewc", "--agent", "sac"], ConfigurationError,
      "--agent chooses the reinforcement-learning agent"),
     (["--setting", "incremental_rl", "--method", "ewc", "--agent", "dqn", "--env", "Pendulum-v1"], ConfigurationError,
@@ -211,7 +211,8 @@ def test_mistakes_with_agents_are_named(argv, error, message):
 
 @pytest.mark.parametrize(("method_name", "options", "agent_name"), [
     ("ewc", {"ewc_lambda": 10.0}, "sac"), ("packnet", {"retrain_steps": 10}, "sac"), ("agem", {}, "dqn"),
-    ("si", {}, "dqn"), ("clear", {"memory_size": 100}, "sac"),
+    ("si", {}, "dqn"), ("clear", {"memory_size": 100}, "sac"), ("ewc", {"ewc_lambda": 10.0}, "ppo"),
+    ("clear", {"memory_size": 100}, "ppo"),
 ])
 def test_a_method_on_an_agent_resumes_exactly(tmp_path, method_name, options, agent_name):
     """Stopped after its first task and resumed, a method on an agent writes the results and the

@@ -29,6 +29,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -94,6 +95,18 @@ class Agent(Method):
         """The network it acts with, in float32 (what the run's memory accounting calls its network)."""
         return self.networks()[self.acting_networks[0]]
 
+    @staticmethod
+    def transition(observation: Any, action: Any, reward: float, next_observation: Any,
+                   terminated: bool) -> dict[str, torch.Tensor]:
+        """One transition as the memory stores it: fields of one row each."""
+        return {
+            "obs": torch.as_tensor(np.asarray(observation, dtype=np.float32)).unsqueeze(0),
+            "action": torch.as_tensor(np.asarray(action)).unsqueeze(0),
+            "reward": torch.tensor([reward], dtype=torch.float32),
+            "next_obs": torch.as_tensor(np.asarray(next_observation, dtype=np.float32)).unsqueeze(0),
+            "terminal": torch.tensor([float(terminated)]),
+        }
+
     # ----- the parts' hooks ----------------------------------------------------------------------
 
     @property
@@ -145,20 +158,23 @@ class Agent(Method):
                 loss = loss + extra.to(loss.dtype)
         return loss
 
-    def gradient_step(self, network: str, loss: torch.Tensor, optimizer: Any,
+    def gradient_step(self, network: str | tuple[str, ...], loss: torch.Tensor, optimizer: Any,
                       clip: tuple[nn.Module, float] | None = None) -> None:
-        """One optimizer step of `network` on `loss`: the backward pass at the run's precision,
-        the parts' `agent_gradients`, the clipping `clip` = (module, most norm) where given, the
-        step, the parts' `agent_stepped`."""
+        """One optimizer step of `network` (or of several networks one optimizer trains) on
+        `loss`: the backward pass at the run's precision, the parts' `agent_gradients`, the
+        clipping `clip` = (module, most norm) where given, the step, the parts' `agent_stepped`."""
+        names = (network,) if isinstance(network, str) else network
         optimizer.zero_grad(set_to_none=True)
         self.run.backward(loss)
         for hook in self._hooks("agent_gradients"):
-            hook(network)
+            for name in names:
+                hook(name)
         if clip is not None:
             self.run.clip_gradients(clip[0], optimizer, clip[1])
         optimizer.step()
         for hook in self._hooks("agent_stepped"):
-            hook(network)
+            for name in names:
+                hook(name)
 
     def predict(self, x: torch.Tensor, task_labels: torch.Tensor | None = None) -> torch.Tensor:
         """`greedy_outputs`, under each part's view of the task (`agent_view`) where the task

@@ -118,18 +118,6 @@ class OffPolicyMethod(Agent):
         self.replay.insert(transition)
         self.part_transition(transition)
 
-    @staticmethod
-    def transition(observation: Any, action: Any, reward: float, next_observation: Any,
-                   terminated: bool) -> dict[str, torch.Tensor]:
-        """One transition as the memory stores it: fields of one row each."""
-        return {
-            "obs": torch.as_tensor(np.asarray(observation, dtype=np.float32)).unsqueeze(0),
-            "action": torch.as_tensor(np.asarray(action)).unsqueeze(0),
-            "reward": torch.tensor([reward], dtype=torch.float32),
-            "next_obs": torch.as_tensor(np.asarray(next_observation, dtype=np.float32)).unsqueeze(0),
-            "terminal": torch.tensor([float(terminated)]),
-        }
-
     def stored_example(self) -> dict[str, torch.Tensor]:
         """A transition of the run's environments (zeros) as the memory stores it: what its
         storage is planned from before the first step (`sylvan.run.budget`)."""

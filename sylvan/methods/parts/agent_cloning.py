@@ -4,12 +4,14 @@ every minibatch the agent learns from, and behaviour cloning of the policy and t
 agent had when it stored them.
 
 Each stored transition keeps, beside it, what the agent's networks gave for it then: the policy's
-Gaussian (mean, log standard deviation; `sac`) or the Q-values (`dqn`), and the critic's Q-values
-of the stored action (`sac`). Each minibatch of the agent is joined by as many transitions drawn
-from the memory (`replayed`; CLEAR's half new, half replayed), and on those the agent's losses
-add `policy_cloning` times the KL divergence from the stored policy to the current one and
-`value_cloning` times the squared distance of the current values to the stored ones. With both
-weights 0, it is plain experience replay of the stream.
+Gaussian (mean, log standard deviation; `sac`, continuous `ppo`), its action scores (`dqn`'s
+Q-values, discrete `ppo`'s logits), and the other networks' values (`sac`'s critic, `ppo`'s value).
+Each minibatch of an off-policy agent is joined by as many transitions drawn from the memory
+(`replayed`; CLEAR's half new, half replayed); on those the agent's losses add `policy_cloning`
+times the KL divergence from the stored policy to the current one and `value_cloning` times the
+squared distance of the current values to the stored ones (with both 0, replay alone). An
+on-policy agent (`ppo`) learns from its own rollout alone: the cloning terms are on a draw of
+their own from the memory.
 """
 
 from __future__ import annotations
@@ -73,18 +75,25 @@ class AgentCloning:
         return {name: torch.cat([batch[name], drawn[name].to(batch[name].device)]) for name in KEPT}
 
     def agent_loss(self, network: str, batch: Transitions | None = None) -> torch.Tensor | None:
-        if self._step is None or batch is None:
+        if batch is None or not self.memory:
             return None
-        new, stored = self._step
-        replayed = {name: value[new:] for name, value in batch.items()}
+        if self._step is not None:  # the agent's minibatch was joined by the replayed transitions
+            new, stored = self._step
+            replayed = {name: value[new:] for name, value in batch.items()}
+        else:  # an agent that learns from its own transitions alone (ppo): cloning on a draw of its own
+            drawn = self.memory.take(self.replayed or len(batch["obs"]))
+            stored = {name[len("old_"):]: value for name, value in drawn.items() if name.startswith("old_")}
+            replayed = {name: drawn[name] for name in KEPT}
         if network == self.acting:
             mean, log_std = self.agent.output_distribution(network)(replayed)
             if log_std is not None:
                 cloning = gaussian_kl(stored["policy_mean"], stored["policy_log_std"], mean, log_std).mean()
                 return self.policy_cloning * cloning
-            old = stored["policy_mean"]  # Q-values: the policy is their softmax, the values themselves
+            old = stored["policy_mean"]  # scores of discrete actions: the policy is their softmax
             cloning = F.kl_div(F.log_softmax(mean, -1), F.log_softmax(old, -1), log_target=True, reduction="batchmean")
-            return self.policy_cloning * cloning + self.value_cloning * F.mse_loss(mean, old)
+            if self.critics:
+                return self.policy_cloning * cloning
+            return self.policy_cloning * cloning + self.value_cloning * F.mse_loss(mean, old)  # Q-values are values
         if network in self.critics:
             values = self.agent.output_distribution(network)(replayed)[0]
             return self.value_cloning * F.mse_loss(values, stored[f"values_{network}"])

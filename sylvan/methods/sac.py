@@ -41,7 +41,8 @@ class SAC(OffPolicyMethod):
     train_frequency: int = 1  # environment steps per gradient step
     tau: float = 0.005  # Polyak step of the target Q-networks toward the Q-networks, per gradient step
     initial_alpha: float = 1.0  # entropy temperature at the start (then tuned)
-    hidden_size: int = 256  # width of the networks' two hidden layers
+    hidden_size: int = 256  # width of the networks' hidden layers
+    hidden_layers: int = 2  # hidden layers of the policy and of each Q-network (Continual World's SAC: 4 of 256)
 
     state_attributes: ClassVar[tuple[str, ...]] = (
         "policy", "critic", "target_critic", "log_alpha", "policy_optimizer", "critic_optimizer", "alpha_optimizer",
@@ -50,18 +51,16 @@ class SAC(OffPolicyMethod):
     def validate(self) -> None:
         super().validate()
         self.require_at_least(0, "initial_alpha", strict=True)
-        self.require_at_least(1, "hidden_size")
+        self.require_at_least(1, "hidden_size", "hidden_layers")
         self.require_in(0, 1, "tau")
-
-    # ----- set-up -------------------------------------------------------------------------------
 
     def configure(self, run: Any) -> None:
         super().configure(run)
         torch.manual_seed(run.seed)
         low, high = run.action_bounds
         shape = run.observation_shape
-        policy = SquashedGaussianPolicy(shape, low, high, self.hidden_size).to(self.device)
-        critic = TwinQ(int(np.prod(shape)), len(low), self.hidden_size).to(self.device)
+        policy = SquashedGaussianPolicy(shape, low, high, self.hidden_size, self.hidden_layers).to(self.device)
+        critic = TwinQ(int(np.prod(shape)), len(low), self.hidden_size, self.hidden_layers).to(self.device)
         target_critic = copy.deepcopy(critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(self.initial_alpha), device=self.device, requires_grad=True)
         self.target_entropy = -float(len(low))

@@ -18,9 +18,10 @@ class SquashedGaussianPolicy(nn.Module):
     """Observation -> a Gaussian over pre-squash actions; actions are tanh of a draw, scaled from
     [-1, 1] into [low, high]."""
 
-    def __init__(self, observation_shape: tuple[int, ...], low: torch.Tensor, high: torch.Tensor, hidden: int) -> None:
+    def __init__(self, observation_shape: tuple[int, ...], low: torch.Tensor, high: torch.Tensor, hidden: int,
+                 layers: int = 2) -> None:
         super().__init__()
-        self.net = MLP(observation_shape, 2 * len(low), (hidden, hidden))
+        self.net = MLP(observation_shape, 2 * len(low), (hidden,) * layers)
         self.register_buffer("center", (high + low) / 2)
         self.register_buffer("half_range", (high - low) / 2)
 
@@ -50,10 +51,10 @@ class SquashedGaussianPolicy(nn.Module):
 class TwinQ(nn.Module):
     """Two independent Q-networks over (observation, action)."""
 
-    def __init__(self, observation_size: int, action_size: int, hidden: int) -> None:
+    def __init__(self, observation_size: int, action_size: int, hidden: int, layers: int = 2) -> None:
         super().__init__()
-        self.q1 = MLP((observation_size + action_size,), 1, (hidden, hidden))
-        self.q2 = MLP((observation_size + action_size,), 1, (hidden, hidden))
+        self.q1 = MLP((observation_size + action_size,), 1, (hidden,) * layers)
+        self.q2 = MLP((observation_size + action_size,), 1, (hidden,) * layers)
 
     def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         joined = torch.cat([observations.flatten(1), actions], dim=1)

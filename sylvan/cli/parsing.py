@@ -58,28 +58,35 @@ def build_parser(
     """The full parser: the setting's fields, the method's fields, the options of the buffer
     policy `policy` where the method takes them (`policy_options_class`) and the run options,
     with defaults from `config` (a loaded YAML file) where it has them."""
-    parser = ArgumentParser(
-        prog="sylvan",
-        description=f"{method_cls.name} on {setting_cls.name}. {(setting_cls.__doc__ or '').strip()}",
-        add_dest_to_option_strings=False,
-        formatter_class=help_formatter(setting_cls, method_cls),
-    )
+    parser = command_parser(f"{method_cls.name} on {setting_cls.name}.", setting_cls, method_cls)
+    kind = policy_options_class(method_cls, policy)
+    method_values, policy_values = split_policy_options(method_cls, config.get("method_options"), policy, kind)
+    add_sections(parser, {"setting_options": (setting_cls, config.get("setting_options")),
+                          "method_options": (method_cls, method_values), "buffer_options": (kind, policy_values),
+                          "run": (RunOptions, config.get("run"))})
+    return parser
+
+
+def command_parser(description: str, setting_cls: type[Setting], method_cls: type[Method]) -> ArgumentParser:
+    """A parser of sylvan's command line for a setting and a method, `description` before the
+    setting's: the names a command gave them by (--setting, --method, --config_path, --plugin,
+    --list) parse, hidden from --help."""
+    parser = ArgumentParser(prog="sylvan", description=f"{description} {(setting_cls.__doc__ or '').strip()}",
+                            add_dest_to_option_strings=False, formatter_class=help_formatter(setting_cls, method_cls))
     for name in ("--setting", "--method", "--config_path"):
         parser.add_argument(name, type=str, help=argparse.SUPPRESS)
     parser.add_argument("--plugin", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--list", action="store_true", help=argparse.SUPPRESS)
-    kind = policy_options_class(method_cls, policy)
-    method_values, policy_values = split_policy_options(method_cls, config.get("method_options"), policy, kind)
-    sections = {"setting_options": config.get("setting_options"), "method_options": method_values,
-                "buffer_options": policy_values, "run": config.get("run")}
-    for dest, cls in (("setting_options", setting_cls), ("method_options", method_cls), ("buffer_options", kind),
-                      ("run", RunOptions)):
-        if cls is None:
-            continue
-        values = sections[dest]  # None: the section is left out, or empty
-        default = None if values is None else cls(**_known_fields(cls, values, dest))
-        parser.add_arguments(cls, dest=dest, default=default)
     return parser
+
+
+def add_sections(parser: ArgumentParser, sections: dict[str, tuple[type | None, Any]]) -> None:
+    """Add each section's dataclass (none where None) under its name, with the config file's values
+    for it (None: the section is left out, or empty) as defaults."""
+    for dest, (cls, values) in sections.items():
+        if cls is not None:
+            default = None if values is None else cls(**_known_fields(cls, values, dest))
+            parser.add_arguments(cls, dest=dest, default=default)
 
 
 def parse_options(
@@ -108,15 +115,7 @@ def runs_on_agent(setting_cls: type[Setting], method_cls: type[Method]) -> bool:
 def chosen_agent(setting_cls: type[Setting], config: dict[str, Any], argv: Sequence[str]) -> str:
     """The `--agent` a command gives (or its config file), else the default for the kind of
     actions of the setting's environment (which is parsed for it, alone)."""
-    given = None
-    for position, arg in enumerate(argv):
-        if arg == "--agent" and position + 1 < len(argv):
-            given = argv[position + 1]
-        elif arg.startswith("--agent="):
-            given = arg.split("=", 1)[1]
-    method_options = config.get("method_options")
-    if given is None and isinstance(method_options, dict):
-        given = method_options.get("agent")
+    given = given_option("agent", argv, config)
     if given is not None:
         return str(given)
     parser = ArgumentParser(add_dest_to_option_strings=False, add_help=False)
@@ -136,16 +135,8 @@ def parse_pair_options(
     all of them, as the pair's `hparams` records them."""
     agent_cls = agent_class(chosen_agent(setting_cls, config, argv), method_cls.name)
     pair_cls = pair_options_class(method_cls, agent_cls)
-    parser = ArgumentParser(
-        prog="sylvan",
-        description=f"{method_cls.name} on {setting_cls.name}, applied to the agent {agent_cls.name}. "
-                    f"{(setting_cls.__doc__ or '').strip()}",
-        add_dest_to_option_strings=False,
-        formatter_class=help_formatter(setting_cls),
-    )
-    for name in ("--setting", "--method", "--config_path"):
-        parser.add_argument(name, type=str, help=argparse.SUPPRESS)
-    parser.add_argument("--plugin", action="append", default=[], help=argparse.SUPPRESS)
+    parser = command_parser(f"{method_cls.name} on {setting_cls.name}, applied to the agent {agent_cls.name}.",
+                            setting_cls, method_cls)
     parser.add_argument("--agent", type=str, default=agent_cls.name,
                         help=f"the agent {method_cls.name} is applied to: {', '.join(agents())}")
     values = config.get("method_options")
@@ -156,13 +147,9 @@ def parse_pair_options(
         agent_names = option_names(agent_cls)
         agent_values = {name: value for name, value in values.items() if name in agent_names}
         values = {name: value for name, value in values.items() if name not in agent_names}
-    sections = {"setting_options": config.get("setting_options"), "method_options": values,
-                "agent_options": agent_values, "run": config.get("run")}
-    for dest, cls in (("setting_options", setting_cls), ("method_options", pair_cls), ("agent_options", agent_cls),
-                      ("run", RunOptions)):
-        values = sections[dest]
-        default = None if values is None else cls(**_known_fields(cls, values, dest))
-        parser.add_arguments(cls, dest=dest, default=default)
+    add_sections(parser, {"setting_options": (setting_cls, config.get("setting_options")),
+                          "method_options": (pair_cls, values), "agent_options": (agent_cls, agent_values),
+                          "run": (RunOptions, config.get("run"))})
     args, unknown = parser.parse_known_args(list(argv))
     given = vars(args.method_options)
     method = method_cls(**{name: given[flag] for flag, name in part_options(method_cls, agent_cls).items()})
@@ -175,16 +162,23 @@ def chosen_buffer_policy(method_cls: type[Method], argv: Sequence[str], config: 
     line, else in the config file, else the method's default; None for a method without one."""
     if "buffer_policy" not in option_names(method_cls) or "buffer_options" not in option_names(method_cls):
         return None  # (an off-policy RL method's replay buffer has no policy of those)
+    given = given_option("buffer_policy", argv, config)
+    return given or next(f.default for f in fields(method_cls) if f.name == "buffer_policy")
+
+
+def given_option(name: str, argv: Sequence[str], config: dict[str, Any]) -> Any:
+    """The method option `name` as the command line gives it (its last `--name VALUE` or
+    `--name=VALUE`), else as the config file's `method_options` does; None where neither does."""
     given = None
     for position, arg in enumerate(argv):
-        if arg == "--buffer_policy" and position + 1 < len(argv):
+        if arg == f"--{name}" and position + 1 < len(argv):
             given = argv[position + 1]
-        elif arg.startswith("--buffer_policy="):
+        elif arg.startswith(f"--{name}="):
             given = arg.split("=", 1)[1]
-    if given is None:
-        method_options = config.get("method_options")
-        given = method_options.get("buffer_policy") if isinstance(method_options, dict) else None
-    return given or next(f.default for f in fields(method_cls) if f.name == "buffer_policy")
+    method_options = config.get("method_options")
+    if given is None and isinstance(method_options, dict):
+        given = method_options.get(name)
+    return given
 
 
 def policy_options_class(method_cls: type[Method], policy: str | None) -> type | None:

@@ -29,8 +29,9 @@ from sylvan.settings.environments import (
     set_attributes,
     task_attributes,
 )
-from sylvan.settings.rl_tasks import TaskSequence, action_spaces_of, checked_task_envs, derived_seed, probe_spaces
+from sylvan.settings.rl_tasks import action_spaces_of, checked_task_envs, derived_seed, probe_spaces
 from sylvan.settings.simulators import METAWORLD, sequence_envs
+from sylvan.settings.task_mixture import TaskSequence
 
 TRAINING, EVALUATION, ENVIRONMENT = 1, 2, 4  # the purposes derived seeds are drawn for
 # on_episode_end(steps, episode_return, episode_length, success: None where the environment reports none)

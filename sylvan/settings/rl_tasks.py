@@ -1,6 +1,6 @@
-"""What the tasks of a reinforcement-learning setting are made of: the spaces every task's
-environment must share, and the stream of `continual_rl` where each task is an environment of its
-own (Meta-World's), which switches from one to the next without telling the method."""
+"""What the tasks of a reinforcement-learning setting are made of: their seeds, the kinds of
+actions a method handles, `--task_envs` checked, and the spaces every task's environment must
+share."""
 
 from __future__ import annotations
 
@@ -80,33 +80,3 @@ def probe_spaces(env_ids: Sequence[str], max_episode_steps: int | None) -> Space
         found = found or spaces
     return found
 
-
-class TaskSequence(gym.Env):
-    """Task environments one after the other: task k from the first episode that starts at or after
-    step k x `steps_per_task` of the stream (an episode is never cut to switch). The first reset's
-    seed seeds every task's environment, each with a seed of its own at its first episode."""
-
-    def __init__(self, envs: Sequence[gym.Env], steps_per_task: int) -> None:
-        self.envs, self.steps_per_task = list(envs), steps_per_task
-        self.observation_space, self.action_space = self.envs[0].observation_space, self.envs[0].action_space
-        self.spec = self.envs[0].spec
-        self.task_id, self.steps = 0, 0
-        self._seeds: dict[int, int] = {}
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
-        if seed is not None:
-            self._seeds = dict(enumerate(int(s) for s in np.random.SeedSequence(seed).generate_state(len(self.envs))))
-        self.task_id = min(self.steps // self.steps_per_task, len(self.envs) - 1)
-        return self.envs[self.task_id].reset(seed=self._seeds.pop(self.task_id, None), options=options)
-
-    def step(self, action: Any) -> Any:
-        self.steps += 1
-        return self.envs[self.task_id].step(action)
-
-    @property
-    def unwrapped(self) -> gym.Env:
-        return self.envs[self.task_id].unwrapped
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()

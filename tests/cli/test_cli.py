@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,34 @@ def sylvan(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.
         [sys.executable, str(REPO / "cli.py"), *args], capture_output=True, text=True,
         timeout=300, cwd=cwd, env={**os.environ, **(env or {})},
     )
+
+
+def whole_and_resumed_after_kill(*args: str, results_dir: Path) -> tuple[dict, dict]:
+    """The results of `sylvan *args` run whole (run "whole" in `results_dir`), and of the same
+    run killed with SIGKILL after its first stage (before its last) and resumed ("killed")."""
+    whole = sylvan(*args, "--results_dir", str(results_dir), "--run_name", "whole")
+    assert whole.returncode == 0, whole.stderr
+    killed = killed_after_first_stage(*args, "--results_dir", str(results_dir), "--run_name", "killed",
+                                      run_dir=results_dir / "killed")
+    assert not killed["complete"], "killed after its first task, before its last"
+    resumed = sylvan("--resume", str(results_dir / "killed"))
+    assert resumed.returncode == 0, resumed.stderr
+    return tuple(json.loads((results_dir / name / "results.json").read_text()) for name in ("whole", "killed"))
+
+
+def killed_after_first_stage(*args: str, run_dir: Path) -> dict:
+    """Start `sylvan *args` (a run writing into `run_dir`), kill it with SIGKILL as soon as its
+    first stage's checkpoint and results are written, and return those results."""
+    process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = run_dir / "checkpoints" / "after_stage_0.pt"
+    written = run_dir / "results.json"  # after the checkpoint of the task it reports
+    deadline = time.monotonic() + 120
+    while not (first.exists() and written.exists()) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return json.loads(written.read_text())
 
 
 def run_dir_of(results_dir: Path) -> Path:

@@ -4,15 +4,9 @@ drift and `ewc` with `ppo`, resumed from their last checkpoint, end as the runs 
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 
-from tests.cli.test_cli import REPO, sylvan
+from tests.cli.test_cli import whole_and_resumed_after_kill
 
 RUNS = {
     "packnet-sac": ["--setting", "task_incremental_rl", "--method", "packnet", "--agent", "sac", "--env",
@@ -29,21 +23,6 @@ def test_a_method_on_an_agent_killed_mid_stream_resumes_to_the_uninterrupted_res
     if run == "packnet-sac":
         pytest.importorskip("mujoco", reason="the rl extra (MuJoCo) is not installed")
     common = [*RUNS[run], "--nb_tasks", "3", "--steps_per_task", "300", "--max_episode_steps", "50",
-              "--eval_episodes", "2", "--accelerator", "cpu", "--seed", "2", "--results_dir", str(tmp_path)]
-    whole = sylvan(*common, "--run_name", "whole")
-    assert whole.returncode == 0, whole.stderr
-    process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *common, "--run_name", "killed"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = tmp_path / "killed" / "checkpoints" / "after_stage_0.pt"
-    written = tmp_path / "killed" / "results.json"  # after the checkpoint of the task it reports
-    deadline = time.monotonic() + 120
-    while not (first.exists() and written.exists()) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not json.loads(written.read_text())["complete"], "killed after its first task, before its last"
-    resumed = sylvan("--resume", str(tmp_path / "killed"))
-    assert resumed.returncode == 0, resumed.stderr
-    expected = json.loads((tmp_path / "whole" / "results.json").read_text())
-    got = json.loads((tmp_path / "killed" / "results.json").read_text())
+              "--eval_episodes", "2", "--accelerator", "cpu", "--seed", "2"]
+    expected, got = whole_and_resumed_after_kill(*common, results_dir=tmp_path)
     assert got["complete"] and got["return_matrix"] == expected["return_matrix"]

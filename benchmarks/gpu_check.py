@@ -8,9 +8,10 @@ each writes its whole log to OUT/<part>.log):
 - `suite`: the whole fast suite (`python -m pytest -n WORKERS`) with the GPU present, failures
   and errors listed by name;
 - `runs`: the main job (`--setting class_incremental --method rehearsal`) on the GPU, then
-  under `--precision 16-mixed` and `--precision bf16-mixed`, and `continual_maml` on a short `osaka`
-  stream (its own loop: fast weights, meta-updates) in `32-true` and `16-mixed`: final average
-  accuracy and wall time;
+  under `--precision 16-mixed` and `--precision bf16-mixed`, `continual_maml` on a short `osaka`
+  stream (its own loop: fast weights, meta-updates) in `32-true` and `16-mixed`, and `sac` on a
+  HalfCheetah drift (an agent's loop; MuJoCo) on the GPU and on the CPU: final average accuracy
+  or return and wall time;
 - `distributed`: `benchmarks/distributed_rehearsal.py` on one GPU (naive, synchronous and
   asynchronous rehearsal throughput), when MNIST is at hand;
 - `cifar`: the Seq-CIFAR-10 pipeline (ResNet-18, batch 32, crops and flips, 5 tasks of 10,000
@@ -25,10 +26,10 @@ each writes its whole log to OUT/<part>.log):
 
     python benchmarks/gpu_check.py --out DIR [--only suite cifar] [--workers 14]
 
-On 16 cores of an H200 machine the first six parts take about 40 s, 300 s, 55 s, 160 s, 30 s and
-65 s (`compile_step` is not timed there yet; its limit is 150 s): where one command may run 10
-minutes at most, run `--only cuda_tests suite`, then `--only runs cifar syncs distributed
-compile_step`.
+On 16 cores of an H200 machine the first six parts took about 40 s, 300 s, 55 s, 160 s, 30 s and
+65 s, before `runs` had its two `sac` runs (not timed there yet; each has the run limit, 45 s) and
+`compile_step` existed (its limit is 150 s): where one command may run 10 minutes at most, run
+`--only cuda_tests suite`, then `--only runs cifar syncs distributed compile_step`.
 
 The last thing printed is a table of every part: what passed, what failed, the figures. It
 also runs on a machine without a GPU: the CUDA tests then skip and the GPU runs say so.
@@ -118,6 +119,8 @@ def cli_run(log: Log, options: list[str], timeout: float) -> tuple[str, dict]:
     if done.status != 0 or not done.results:
         return f"exit {done.status} after {done.seconds:.0f} s (see the log)", {}
     figures = {**done.results, **done.runtime}
+    if "final_average_return" in figures:
+        return f"return {figures['final_average_return']:.1f}, {done.seconds:.1f} s", figures
     return f"accuracy {100 * figures['final_average_accuracy']:.2f}, {done.seconds:.1f} s", figures
 
 
@@ -134,6 +137,12 @@ def runs(out: Path, args: argparse.Namespace) -> list[str]:
     for precision in ("32-true", "16-mixed"):
         line, _ = cli_run(log, [*meta, "--precision", precision], args.run_timeout)
         lines.append(f"runs: continual_maml on osaka, {precision}: {line}")
+    # an agent's own loop on the GPU against the CPU: sac on a HalfCheetah drift (MuJoCo, the rl extra)
+    sac = ["--setting", "incremental_rl", "--method", "sac", "--env", "HalfCheetah-v5", "--nb_tasks", "2",
+           "--steps_per_task", "600", "--eval_episodes", "2", "--max_episode_steps", "300", "--learning_starts", "200"]
+    for accelerator in (args.accelerator, "cpu"):
+        line, _ = cli_run(log, [*sac, "--accelerator", accelerator], args.run_timeout)
+        lines.append(f"runs: sac on HalfCheetah-v5, {accelerator}: {line}")
     return lines
 
 

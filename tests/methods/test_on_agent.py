@@ -345,3 +345,19 @@ def test_clear_replays_the_stream_and_clones_the_stored_policy(agent_name):
         return float((now["policy_mean"] - stored["old_policy_mean"]).pow(2).mean())
 
     assert divergence(10.0) < 0.5 * divergence(0.0)
+
+
+AGENT_METHODS = sorted(name for name, cls in METHODS.items() if cls.applies_to_agents())
+
+
+@pytest.mark.parametrize("agent_name", ["sac", "dqn", "ppo"])
+@pytest.mark.parametrize("method_name", AGENT_METHODS)
+def test_every_method_for_agents_runs_on_every_agent(method_name, agent_name):
+    """Each continual-learning method that applies to agents, on each agent (on the setting it
+    needs: task labels for packnet), trains every step of the stream and holds its part."""
+    setting_cls = TaskIncrementalRLSetting if method_name == "packnet" else IncrementalRLSetting
+    setting = setting_cls(**{**TINY_RL, "env": ENV_OF[agent_name], "steps_per_task": 150})
+    pair = OnAgent(tiny_method(METHODS[method_name]), tiny_method(METHODS[agent_name]))
+    results = setting.apply(pair)
+    assert results.complete and sum(results.samples_seen) == setting.total_steps
+    assert method_name in pair.agent.parts and len(results.accuracy_matrix) == 2

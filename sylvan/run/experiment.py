@@ -177,7 +177,7 @@ def run_experiment(
     options = options if options is not None else RunOptions()
     options.check()
     method = method.on_setting(setting) if hasattr(method, "on_setting") else method  # an RL pair's agent
-    plugins = defining_plugins(setting, method) if plugins is None else plugins
+    plugins = defining_plugins(setting, *getattr(method, "components", (method,))) if plugins is None else plugins
     check_pair(setting, method)  # before anything is written
     if options.save_checkpoints:
         refuse_unresumable(setting, method)

@@ -125,7 +125,6 @@ def test_the_anchor_holds_an_agents_weights_where_the_last_task_left_them(method
 
 
 def test_the_critic_is_anchored_where_the_pair_regularizes_it():
-    setting = IncrementalRLSetting(**{**TINY_RL, "env": ENV_OF["sac"]})
     for regularize_critic, anchored in ((False, {"policy"}), (True, {"policy", "critic"})):
         agent = configured_agent("sac")
         OnAgent(METHODS["l2"](), agent, regularize_critic=regularize_critic)
@@ -133,7 +132,6 @@ def test_the_critic_is_anchored_where_the_pair_regularizes_it():
         part.on_task_end()
         assert set(part.importance) == anchored and set(agent.protected_networks()) == anchored
         assert (part.agent_loss("critic") is not None) == regularize_critic
-    assert setting.action_space_kind == "continuous"
 
 
 def test_the_anchor_adds_nothing_before_the_first_task_ends_and_a_penalty_away_from_it():
@@ -361,3 +359,41 @@ def test_every_method_for_agents_runs_on_every_agent(method_name, agent_name):
     results = setting.apply(pair)
     assert results.complete and sum(results.samples_seen) == setting.total_steps
     assert method_name in pair.agent.parts and len(results.accuracy_matrix) == 2
+
+
+PLUGIN_FOR_AGENTS = """
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sylvan.methods.core.base import Method
+from sylvan.methods.core.on_agent import AppliesToAgents
+from sylvan.methods.parts import agent_importance
+from sylvan.methods.parts.agent_anchor import AgentAnchor
+from sylvan.settings import ContinualRLSetting
+
+
+@dataclass
+class Anchored(AppliesToAgents, Method):
+    name: ClassVar[str] = "anchored_plugin"
+    target_setting: ClassVar[type] = ContinualRLSetting
+    strength: float = 1.0  # weight of the anchor
+
+    def agent_part(self, agent):
+        return AgentAnchor(agent, self.strength, agent_importance.uniform, batches=1)
+"""
+
+
+def test_a_plugins_method_on_an_agent_is_recorded_for_resume(tmp_path):
+    """A method of a plugin file applied to an agent: the run records the plugin (as for any
+    plugin's method), so that `--config_path` reloads it without --plugin."""
+    plugin = tmp_path / "anchored.py"
+    plugin.write_text(PLUGIN_FOR_AGENTS)
+    argv = ["--plugin", str(plugin), "--setting", "incremental_rl", "--method", "anchored_plugin", "--agent", "dqn",
+            "--nb_tasks", "2", "--steps_per_task", "100", "--max_episode_steps", "30", "--eval_episodes", "1",
+            "--learning_starts", "20", "--hidden_size", "16", "--results_dir", str(tmp_path), "--run_name", "run"]
+    try:
+        assert cli_run(argv) == 0
+    finally:  # the plugin's method leaves the registry with the test
+        METHODS.pop("anchored_plugin", None)
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["plugins"] == [str(plugin.resolve())] and config["method_options"]["agent"] == "dqn"

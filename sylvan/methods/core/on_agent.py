@@ -129,6 +129,11 @@ class OnAgent(Method):
     def __repr__(self) -> str:
         return f"OnAgent({self.method!r}, {self.agent!r})"
 
+    @property
+    def components(self) -> tuple[Method, Agent]:
+        """The method and the agent: where their classes are a plugin's, the run records it."""
+        return self.method, self.agent
+
     def is_applicable(self, setting: Any) -> bool:  # an instance's, not the class's
         return self.method.is_applicable(setting) and self.agent.is_applicable(setting)
 

@@ -17,19 +17,15 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from sylvan.methods.core.episodic_memory import EpisodicMemoryMethod, flat_gradient, trainable_parameters
+from sylvan.methods.core.episodic_memory import (
+    EpisodicMemoryMethod,
+    flat_gradient,
+    project_conflicting,
+    trainable_parameters,
+)
 from sylvan.methods.core.on_agent import AppliesToAgents
 from sylvan.methods.parts.agent_gradient_memory import AgentGradientMemory
 from sylvan.settings.assumptions import TaskBoundaries
-
-
-def project_conflicting(gradient: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """A-GEM's rule: `gradient` unchanged if it does not conflict with `reference`, otherwise
-    its projection on the half-space where the two agree (flat vectors)."""
-    dot = torch.dot(gradient, reference)
-    if dot >= 0:
-        return gradient
-    return gradient - (dot / torch.dot(reference, reference).clamp_min(1e-12)) * reference
 
 
 @dataclass

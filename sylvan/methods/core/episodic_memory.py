@@ -127,3 +127,12 @@ def write_flat_gradient(parameters: list[torch.nn.Parameter], vector: torch.Tens
         if p.grad is not None:
             p.grad.copy_(vector[offset : offset + count].view_as(p))
         offset += count
+
+
+def project_conflicting(gradient: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """A-GEM's rule: `gradient` unchanged if it does not conflict with `reference`, otherwise
+    its projection on the half-space where the two agree (flat vectors)."""
+    dot = torch.dot(gradient, reference)
+    if dot >= 0:
+        return gradient
+    return gradient - (dot / torch.dot(reference, reference).clamp_min(1e-12)) * reference

@@ -43,6 +43,15 @@ def weighted_squared_distance(
     return total
 
 
+def folded_importance(running: dict[str, torch.Tensor] | None, task: dict[str, torch.Tensor],
+                      decay: float = 1.0) -> dict[str, torch.Tensor]:
+    """A finished task's importance folded into the running one, Omega <- decay * Omega + task
+    (the task's alone the first time), per parameter name."""
+    if running is None:
+        return task
+    return {name: decay * running[name].to(value.device) + value for name, value in task.items()}
+
+
 def stable_importance(optimizer: str, lr: float, strength: float) -> float | None:
     """The largest importance an SGD step on lambda * sum_i Omega_i (w_i - w*_i)^2 stays stable
     with. The penalty's curvature in w_i is 2 lambda Omega_i, and a step of learning rate lr
@@ -112,9 +121,5 @@ class WeightRegularization(SupervisedMethod):
         """Fold a finished task's importance into the running one, Omega <- decay * Omega +
         task_importance (the task's alone the first time), and move the anchor to the current
         weights."""
-        if self.importance is None:
-            self.importance = task_importance
-        else:
-            self.importance = {name: decay * self.importance[name].to(value.device) + value
-                               for name, value in task_importance.items()}
+        self.importance = folded_importance(self.importance, task_importance, decay)
         self.anchor = self.current_weights()

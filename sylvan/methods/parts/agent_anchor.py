@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sylvan.methods.core.regularization import weighted_squared_distance
+from sylvan.methods.core.regularization import folded_importance, weighted_squared_distance
 
 Importance = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -49,13 +49,9 @@ class AgentAnchor:
         return found
 
     def on_task_end(self) -> None:
-        task = self.task_importance()
-        if self.importance is None:
-            self.importance = task
-        else:
-            self.importance = {network: {key: self.decay * self.importance[network][key] + value
-                                         for key, value in values.items()}
-                               for network, values in task.items()}
+        running = self.importance or {}
+        self.importance = {network: folded_importance(running.get(network), values, self.decay)
+                           for network, values in self.task_importance().items()}
         self.anchor = {network: {key: weight.detach().clone() for key, weight in module.named_parameters()}
                        for network, module in self.agent.protected_networks().items()}
 

@@ -42,7 +42,7 @@ class AgentCloning:
                  policy_cloning: float, value_cloning: float, seed: int) -> None:
         self.agent, self.replayed = agent, replayed
         self.policy_cloning, self.value_cloning = policy_cloning, value_cloning
-        self.device = next(next(iter(agent.networks().values())).parameters()).device
+        self.device = agent.device
         self.memory = LocalReplay(make_buffer(memory_policy, memory_size, device=str(self.device), seed=seed))
         self.acting = agent.acting_networks[0]
         self.critics = [name for name in agent.networks() if name not in agent.acting_networks]

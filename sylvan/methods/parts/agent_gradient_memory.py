@@ -18,17 +18,9 @@ import torch
 
 from sylvan.buffers import make_buffer
 from sylvan.buffers.channel import LocalReplay
+from sylvan.methods.core.episodic_memory import flat_gradient, project_conflicting, write_flat_gradient
 
 Transitions = dict[str, torch.Tensor]
-
-
-def projected(gradient: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """`gradient` unchanged where it does not conflict with `reference`, else its projection on
-    the half-space where the two agree (flat vectors)."""
-    dot = torch.dot(gradient, reference)
-    if dot >= 0:
-        return gradient
-    return gradient - (dot / torch.dot(reference, reference).clamp_min(1e-12)) * reference
 
 
 class AgentGradientMemory:
@@ -59,27 +51,21 @@ class AgentGradientMemory:
     def reference_batch(self) -> Transitions:
         count = len(next(iter(self.memory.values())))
         rows = torch.randint(count, (min(self.batch_size, count),), generator=self.generator)
-        device = next(next(iter(self.agent.networks().values())).parameters()).device
-        return {name: value[rows].to(device) for name, value in self.memory.items()}
+        return {name: value[rows].to(self.agent.device) for name, value in self.memory.items()}
 
     def agent_gradients(self, network: str) -> None:
         if self.memory is None or network not in self.agent.protected_networks():
             return
         module = self.agent.networks()[network]
         parameters = [p for p in module.parameters() if p.grad is not None]
-        reference = torch.autograd.grad(self.agent.loss_of(network, self.reference_batch()), parameters,
-                                        allow_unused=True)
-        reference = torch.cat([(torch.zeros_like(p) if r is None else r).reshape(-1)
-                               for p, r in zip(parameters, reference)])
-        gradient = torch.cat([p.grad.reshape(-1) for p in parameters])
-        if torch.dot(gradient, reference.to(gradient.dtype)) >= 0:
+        reference = flat_gradient(torch.autograd.grad(self.agent.loss_of(network, self.reference_batch()),
+                                                      parameters, allow_unused=True), parameters)
+        gradient = flat_gradient([p.grad for p in parameters], parameters)
+        reference = reference.to(gradient.dtype)
+        if torch.dot(gradient, reference) >= 0:
             return
         self.projections += 1
-        new = projected(gradient, reference.to(gradient.dtype))
-        offset = 0
-        for p in parameters:
-            p.grad.copy_(new[offset : offset + p.numel()].view_as(p.grad))
-            offset += p.numel()
+        write_flat_gradient(parameters, project_conflicting(gradient, reference))
 
     def state_dict(self) -> dict[str, Any]:
         return {"tasks_done": self.tasks_done, "current": self.current.buffer.state_dict(),

@@ -29,6 +29,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from queue import Queue
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_STEPS = {"sac": 50_000, "ppo": 100_000, "dqn": 50_000}
@@ -181,13 +182,20 @@ def main() -> None:
     cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     free = sorted(cores)[-args.jobs:] if len(cores) >= args.jobs and os.path.exists("/usr/bin/taskset") else []
 
-    def work(index_and_item: tuple[int, tuple]) -> dict:
-        index, (impl, algorithm, env, steps, seed) = index_and_item
-        core = free[index % len(free)] if free else None
-        return {**run_one(impl, algorithm, env, steps, seed, args.eval_episodes, core), "env": env, "steps": steps}
+    idle: Queue[int | None] = Queue()  # a run takes a core no other run holds, and gives it back
+    for core in free or [None] * args.jobs:
+        idle.put(core)
+
+    def work(item: tuple) -> dict:
+        impl, algorithm, env, steps, seed = item
+        core = idle.get()
+        try:
+            return {**run_one(impl, algorithm, env, steps, seed, args.eval_episodes, core), "env": env, "steps": steps}
+        finally:
+            idle.put(core)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        runs = list(pool.map(work, enumerate(plan)))
+        runs = list(pool.map(work, plan))
     for algorithm in args.algorithms:
         mine = [r for r in runs if r["algorithm"] == algorithm]
         print("\n".join(report(algorithm, mine[0]["env"], mine[0]["steps"], mine)), flush=True)

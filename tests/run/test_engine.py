@@ -4,6 +4,7 @@ set up by the run on its device and precision."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -191,6 +192,24 @@ def test_the_ddp_rehearsal_strategy_is_registered_with_the_standalone_fabric_the
     assert strategies.STRATEGY_REGISTRY["ddp_rehearsal"]["strategy"] is RehearsalDDPStrategy
     assert issubclass(RehearsalDDPStrategy, strategies.DDPStrategy)
 
+
+
+def test_importing_fabric_leaves_cudas_availability_check_as_torch_makes_it():
+    """Importing Lightning Fabric sets PYTORCH_NVML_BASED_CUDA_CHECK=1 for the whole process, and
+    with it every `torch.cuda.is_available()` (which each optimizer step of torch calls) loads NVML
+    again, about 150 us on a machine without CUDA: three times an environment step with sac. sylvan
+    forks no worker, so the engine's import of Fabric leaves the variable as it found it."""
+    import subprocess
+    import sys
+
+    code = ("import os; from sylvan.parallel.fabric_package import fabric; fabric(); "
+            "print(os.environ.get('PYTORCH_NVML_BASED_CUDA_CHECK'))")
+    environment = {k: v for k, v in os.environ.items() if k != "PYTORCH_NVML_BASED_CUDA_CHECK"}
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
+    assert found.stdout.strip() == "None"
+    environment["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # a user's own choice stays
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
+    assert found.stdout.strip() == "1"
 
 
 def test_a_minibatch_reaches_the_method_through_ddps_forward_as_the_loader_served_it():

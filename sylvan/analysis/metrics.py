@@ -15,6 +15,10 @@ from typing import Any
 import numpy as np
 
 
+# Continual World's metrics of a success curve, in results.json and `--summarize`
+CONTINUAL_WORLD_METRICS = ("cw_performance", "cw_forgetting", "cw_forward_transfer")
+
+
 def _matrix(accuracy_matrix: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     matrix = np.asarray(accuracy_matrix, dtype=float)
     if matrix.ndim != 2 or matrix.size == 0:
@@ -125,6 +129,13 @@ class Results:
     # RL, where the environments report success (Meta-World): S[i][j] the share of task j's evaluation
     # episodes that succeeded after stage i, beside the return matrix
     success_matrix: list[list[float]] | None = None
+    # RL: the evaluations along the stream (every `--eval_every` steps and after every stage):
+    # {"steps": [...], "return": [[each task's] per point], "success": the same, or None}; each task's
+    # training span (start, end] in the stream's steps (None: all trained at once); and each task's
+    # reference AUC (`sylvan.run.references`), for Continual World's metrics (`continual_world`)
+    evaluation_curve: dict[str, Any] | None = None
+    task_spans: list[list[int]] | None = None
+    reference_auc: list[float | None] | None = None
     measure: str = "accuracy"  # what the matrix holds: "accuracy" (a fraction) or "return"
     # supervised settings: the split the matrix is measured on, "test" or "validation"
     evaluation_split: str = "test"
@@ -219,6 +230,17 @@ class Results:
             return None
         return final_average_accuracy(self.task_aware_matrix)
 
+    def continual_world(self) -> dict[str, Any]:
+        """Continual World's performance, forgetting and forward transfer of the success curve
+        (`sylvan.analysis.continual_world`), with their values per task; {} where the
+        environments report no success."""
+        from sylvan.analysis.continual_world import continual_world_metrics
+
+        curve = self.evaluation_curve
+        if not curve or curve.get("success") is None or not curve["steps"]:
+            return {}
+        return continual_world_metrics(curve["steps"], curve["success"], self.task_spans, self.reference_auc)
+
     def summary(self) -> dict[str, float | None]:
         """The scalar metrics, in the order the console table prints them, named after the
         measure ("final_average_return", "online_return", ... for returns)."""
@@ -272,6 +294,9 @@ class Results:
             **({} if self.success_matrix is None else {
                 "final_average_success": float(np.mean(self.success_matrix[-1])),
                 "success_matrix": self.success_matrix}),
+            **self.continual_world(),
+            **({} if self.evaluation_curve is None else {
+                "evaluation_curve": self.evaluation_curve, "task_spans": self.task_spans}),
             **({} if self.stream_accuracy is None else {"stream_accuracy": self.stream_accuracy}),
             **({"cost": self.cost()} if self.has_cost else {}),
         }
@@ -337,6 +362,9 @@ class Results:
         for key, value in self.summary().items():
             if value is not None:
                 lines.append(f"{key.replace('_', ' '):>30}: {self.display_scale * value:7.2f}")
+        for key, value in self.continual_world().items():
+            if key in CONTINUAL_WORLD_METRICS and value is not None:  # success rates, as Continual World shows them
+                lines.append(f"{key.replace('cw_', 'CW ').replace('_', ' '):>30}: {value:7.2f}")
         lines.append(f"{'samples seen' if self.measure == 'accuracy' else 'environment steps':>30}: "
                      f"{sum(self.samples_seen)}")
         lines.append(f"{'wall time':>30}: {self.total_wall_time:.1f} s")

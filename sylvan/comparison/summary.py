@@ -36,6 +36,8 @@ PROBLEM_NEUTRAL_OPTIONS = NEUTRAL_OPTIONS | RESUME_NEUTRAL_OPTIONS
 METRICS = (
     "final_average_accuracy", "average_incremental_accuracy", "forgetting", "backward_transfer",
     "forward_transfer", "task_aware_accuracy", "online_accuracy",
+    # Continual World's, of an RL run's success curve (`sylvan.analysis.continual_world`)
+    "cw_performance", "cw_forgetting", "cw_forward_transfer",
 )
 # what a run cost (`Results.cost`): the column, the key and the scale of its figure
 COSTS = (

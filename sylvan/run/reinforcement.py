@@ -1,5 +1,7 @@
 """The stages of a reinforcement-learning setting's run (`sylvan.run.loop`): a stage's
-environment handed to the method, and greedy episodes on every task's environment after each."""
+environment handed to the method, and greedy episodes on every task's environment after each
+(and every `--eval_every` steps of the stream: the evaluation curve, Continual World's metrics'
+input, whose forward transfer reads the reference runs of `--reference_dir`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 import torch
 
 from sylvan.analysis.metrics import Results
+from sylvan.errors import ConfigurationError
 from sylvan.run.checkpoints import rng_states
 from sylvan.run.evaluation import Evaluation
 from sylvan.run.flop_count import FlopCount
@@ -36,11 +39,19 @@ class EnvironmentStages(Stages):
         self.nb_tasks = setting.stream_tasks
         self.eval_envs = [[setting.task_env(j) for _ in range(setting.eval_episodes)] for j in range(self.nb_tasks)]
         self.generator_states = rng_states()
+        self.points: list[tuple[int, Evaluation]] = []  # the stage's evaluations so far, at their stream step
+        self.stage_end = 0  # the stream's step at the end of the stage training
+        self.method: Any = None
 
     def new_results(self, method: Any, initial: list[float] | None) -> Results:
         setting = self.setting
-        return Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
-                       joint_training=method.joint_training, measure="return", task_attributes=setting.task_values())
+        self.points = []  # the evaluation before training is the initial returns, not a point of the curve
+        results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
+                          joint_training=method.joint_training, measure="return", task_attributes=setting.task_values(),
+                          evaluation_curve={"steps": [], "return": [], "success": None}, task_spans=setting.task_spans())
+        if setting.reference_dir is not None and not setting.makes_references:
+            results.reference_auc = references_of(setting, method)
+        return results
 
     def data(self) -> Iterator[int]:
         return iter(range(self.nb_stages))  # each stage's environment is made when it trains
@@ -50,6 +61,11 @@ class EnvironmentStages(Stages):
         first_step = stage * setting.steps_per_task
         env = setting.training_env(stage, episode_log(run.tracker, first_step, setting.reports_success))
         env.first_step = first_step
+        self.points, self.method = [], method
+        if setting.eval_every is not None:
+            log = curve_log(run.tracker, self.nb_tasks, setting.reports_success)
+            env.every(setting.eval_every, lambda steps: self.point(method, first_step + steps, log))
+        self.stage_end = first_step + env.budget
         try:
             method.fit(env, None)
         finally:
@@ -57,14 +73,76 @@ class EnvironmentStages(Stages):
         return StageWork(samples=env.steps, episode_returns=env.episode_returns)
 
     def evaluate(self, method: Any, seen: int) -> Evaluation:
+        evaluation = self.evaluation(method)
+        self.points.append((self.stage_end, evaluation))
+        return evaluation
+
+    def evaluation(self, method: Any) -> Evaluation:
+        """Greedy episodes on every task's environment."""
         returns, successes, inference_flops = evaluate_returns(self.setting, method, self.eval_envs)
         return Evaluation(returns, aware=None, confusion=None, inference_flops_per_sample=inference_flops,
                           successes=successes)
+
+    def point(self, method: Any, step: int, log: Any) -> None:
+        """An evaluation within a stage, at the stream's step `step`: a point of the curve."""
+        evaluation = self.evaluation(method)
+        self.points.append((step, evaluation))
+        if log is not None:
+            log(step, evaluation)
+
+    def record(self, results: Results) -> None:
+        """The stage's evaluations into the curve; after a `traditional_rl` run's stage, its curve
+        as the reference of its task (`--reference_dir`)."""
+        curve = results.evaluation_curve
+        for step, evaluation in self.points:
+            curve["steps"].append(step)
+            curve["return"].append(evaluation.accuracies)
+            if evaluation.successes is not None:
+                curve["success"] = (curve["success"] or []) + [evaluation.successes]
+        self.points = []
+        setting = self.setting
+        if setting.makes_references and setting.reference_dir is not None and len(results.accuracy_matrix) == 1:
+            from sylvan.run.references import store_reference
+
+            print(f"[sylvan] reference curve of task {setting.task} written to {store_reference(setting, self.method, results)}")
 
     def close(self) -> None:
         for envs in self.eval_envs:
             for env in envs:
                 env.close()
+
+
+def references_of(setting: Any, method: Any) -> list[float | None]:
+    """Each task's reference AUC from `--reference_dir`; refused where one is missing."""
+    from sylvan.run.references import learning_agent, reference_auc
+
+    found, missing = reference_auc(setting, method)
+    if missing:
+        raise ConfigurationError(
+            f"--reference_dir {setting.reference_dir}: no reference run for {len(missing)} of the tasks "
+            f"({', '.join(path.name for path in missing)}); make each with a traditional_rl run of "
+            f"{learning_agent(method).name} with the same options and seed and --task k (benchmarks/continual_world.py "
+            "makes them), or leave --reference_dir out"
+        )
+    return found
+
+
+def curve_log(tracker: Any, nb_tasks: int, reports_success: bool) -> Any:
+    """What writes each evaluation of the curve to the run's training log (`eval_return_T0`, ...,
+    and `eval_success_T0`, ... where the environments report success), at its step."""
+    if tracker is None:
+        return None
+    names = [f"eval_return_T{j}" for j in range(nb_tasks)]
+    successes = [f"eval_success_T{j}" for j in range(nb_tasks)] if reports_success else []
+    tracker.expect_columns((*names, *successes))
+
+    def log(step: int, evaluation: Evaluation) -> None:
+        values = dict(zip(names, evaluation.accuracies))
+        if evaluation.successes is not None:
+            values.update(zip(successes, evaluation.successes))
+        tracker.log_step(step, values)
+
+    return log
 
 
 def episode_log(tracker: Any, first_step: int, reports_success: bool = False) -> EpisodeLog | None:

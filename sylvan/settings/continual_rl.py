@@ -29,20 +29,21 @@ from sylvan.settings.environments import (
     set_attributes,
     task_attributes,
 )
+from sylvan.settings.rl_evaluation import EvaluationCurveOptions
 from sylvan.settings.rl_tasks import action_spaces_of, checked_task_envs, derived_seed, probe_spaces
 from sylvan.settings.simulators import METAWORLD, sequence_envs
 from sylvan.settings.task_mixture import TaskSequence
 
 TRAINING, EVALUATION, ENVIRONMENT = 1, 2, 4  # the purposes derived seeds are drawn for
-# on_episode_end(steps, episode_return, episode_length, success: None where the environment reports none)
 EpisodeLog = Callable[[int, float, int, Optional[float]], None]
 
 
 @dataclass
-class ContinualRLSetting(MemoryBudgetOptions, ProgressBarOption, Setting):
+class ContinualRLSetting(EvaluationCurveOptions, MemoryBudgetOptions, ProgressBarOption, Setting):
     """A gymnasium environment whose dynamics drift smoothly through the tasks' attribute values,
     trained on as one stream with no task boundaries and no task labels; evaluated at the end by
-    the mean return of greedy episodes on each task."""
+    the mean return of greedy episodes on each task. `EpisodeLog`: on_episode_end(steps,
+    episode_return, episode_length, success: None where the environment reports none)."""
 
     name: ClassVar[str] = "continual_rl"
 

@@ -54,6 +54,12 @@ class StepBudget(gym.Wrapper):
         self._episode_length = 0
         self._seed: int | None = seed
         self._needs_reset = True
+        self._every: tuple[int, Callable[[int], None]] | None = None
+
+    def every(self, interval: int, call: Callable[[int], None]) -> None:
+        """Call `call(steps)` after every `interval`-th step but the budget's last (where the
+        setting's own evaluation comes): an evaluation within the stage."""
+        self._every = (interval, call)
 
     @property
     def exhausted(self) -> bool:
@@ -93,4 +99,6 @@ class StepBudget(gym.Wrapper):
                 self.on_episode_end(self.steps, self._episode_return, self._episode_length, self._episode_success)
         truncated = truncated or self.exhausted
         self._needs_reset = terminated or truncated
+        if self._every is not None and self.steps % self._every[0] == 0 and not self.exhausted:
+            self._every[1](self.steps)
         return observation, reward, terminated, truncated, info

@@ -32,6 +32,10 @@ class MultiTaskRLSetting(TaskIncrementalRLSetting):
         """None: the one stage holds every task at once."""
         return None
 
+    def task_spans(self) -> None:
+        """None: every task trains over the whole stream."""
+        return None
+
     def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
         """Every task's environment, an episode at a time, each drawn uniformly."""
         envs = [self.task_env(task_id) for task_id in range(self.nb_tasks)]

@@ -18,6 +18,7 @@ class TraditionalRLSetting(IncrementalRLSetting):
     scratch gives."""
 
     name: ClassVar[str] = "traditional_rl"
+    makes_references: ClassVar[bool] = True
 
     task: int = 0  # the task of the sequence to train on (0: the environment as defined)
 

@@ -1,5 +1,6 @@
 """PNG plots of a run's results: the accuracy-matrix heatmap, the accuracy-vs-tasks curve, the
-confusion matrix of the last evaluation, and a stream's accuracy after its switches.
+confusion matrix of the last evaluation, a stream's accuracy after its switches, and an RL run's
+success (or return) per task along the stream.
 
 The figures are matplotlib `Figure` objects drawn by the Agg canvas directly, not through pyplot:
 pyplot would choose a backend for the whole process (a user's notebook included) and keep every
@@ -147,6 +148,32 @@ def _accuracy_by_mode_axes(ax: Any, xlabel: str, title: str) -> None:
     ax.set_title(title)
 
 
+def plot_evaluation_curve(results: Results, path: Path, reference: float | None = None) -> Path:
+    """Each task's success (where the environments report it; else its return) at every point of
+    the evaluation curve along the stream, each task's training span shaded (Continual World's
+    figure); `reference`, where given, a horizontal line (multi-task training's performance)."""
+    curve = results.evaluation_curve or {}
+    measured = "success" if curve.get("success") is not None else "return"
+    values = np.asarray(curve[measured], dtype=float)
+    steps = np.asarray(curve["steps"])
+    fig = Figure(figsize=(7.5, 3.8))
+    ax = fig.subplots()
+    colours = [f"C{j % 10}" for j in range(values.shape[1])]
+    for j, span in enumerate(results.task_spans or []):
+        ax.axvspan(*span, color=colours[j], alpha=0.08, linewidth=0)
+    for j in range(values.shape[1]):
+        ax.plot(steps, values[:, j], color=colours[j], linewidth=1.2, label=results.column_names[j])
+    if reference is not None:
+        ax.axhline(reference, color="black", linestyle="--", linewidth=1, label="multi-task")
+    ax.set_xlabel("environment steps of the stream")
+    ax.set_ylabel("success rate" if measured == "success" else "mean episode return")
+    if measured == "success":
+        ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{results.method} on {results.setting}")
+    ax.legend(fontsize=6, ncol=1 + values.shape[1] // 5, loc="best", framealpha=0.7)
+    return _saved(fig, path)
+
+
 def plots_of(results: Results) -> list[tuple[str, Callable[[Results, Path], Path]]]:
     """The figures that describe a run, by file name (without .png): its accuracy matrix and the
     curve of its average over the stages, the confusion matrix where it was measured; for a
@@ -160,4 +187,6 @@ def plots_of(results: Results) -> list[tuple[str, Callable[[Results, Path], Path
     drawn = [("accuracy_matrix", plot_accuracy_matrix), ("accuracy_curve", plot_accuracy_curve)]
     if results.confusion_matrix is not None:
         drawn.append(("confusion_matrix", plot_confusion_matrix))
+    if results.evaluation_curve and len(results.evaluation_curve["steps"]) > 1:
+        drawn.append(("evaluation_curve", plot_evaluation_curve))
     return drawn

@@ -2,14 +2,14 @@
 Algorithms and Applications", 2018), with its replay memory taken from `sylvan.buffers`.
 
 A Gaussian policy squashed by tanh into the action bounds; two Q-networks, each regressed on
-r + gamma * (min of the two target networks' Q(s', a') - alpha * log pi(a'|s')) with a' drawn
-from the policy; the policy maximizes min Q(s, a) - alpha * log pi(a|s); the temperature alpha
-is tuned so that the policy's entropy stays near -(action size); the target networks follow
-the Q-networks by Polyak averaging. Before `--learning_starts` steps, actions are uniform in
-the bounds. Evaluation acts with the policy's mean.
+r + gamma * (min of the two target networks' Q(s', a') - alpha * log pi(a'|s')), a' ~ pi; the
+policy maximizes min Q(s, a) - alpha * log pi(a|s); alpha is tuned so that the policy's entropy
+stays near -(action size); the target networks follow the Q-networks by Polyak averaging. Before
+`--learning_starts` steps, actions are uniform in the bounds. Evaluation acts with the mean.
 
 The replay memory (`fifo` or `reservoir`) and the interaction loop are `OffPolicyMethod`'s, as
-for `dqn`. Runs on every reinforcement-learning setting whose environment has continuous actions.
+for `dqn`. Runs on every reinforcement-learning setting whose environment has continuous actions;
+`--multihead` gives its networks a head per task (Continual World's SAC), where tasks are labelled.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from sylvan.methods.core.agent import OutputDistribution
 from sylvan.methods.core.off_policy import OffPolicyMethod
-from sylvan.methods.parts.actor_critic import PolicyGaussian, SquashedGaussianPolicy, TwinQ, TwinQValues
+from sylvan.methods.parts.actor_critic import PolicyGaussian, SquashedGaussianPolicy, TwinQ, TwinQValues, task_heads
 
 
 @dataclass
@@ -43,10 +43,12 @@ class SAC(OffPolicyMethod):
     initial_alpha: float = 1.0  # entropy temperature at the start (then tuned)
     hidden_size: int = 256  # width of the networks' hidden layers
     hidden_layers: int = 2  # hidden layers of the policy and of each Q-network (Continual World's SAC: 4 of 256)
+    # an output head per task for the policy and the Q-networks, picked by the task id the observations end
+    # with, which the layers below do not see (Continual World's SAC; settings with task labels)
+    multihead: bool = False
 
-    state_attributes: ClassVar[tuple[str, ...]] = (
-        "policy", "critic", "target_critic", "log_alpha", "policy_optimizer", "critic_optimizer", "alpha_optimizer",
-    )
+    state_attributes: ClassVar[tuple[str, ...]] = ("policy", "critic", "target_critic", "log_alpha",
+                                                   "policy_optimizer", "critic_optimizer", "alpha_optimizer")
 
     def validate(self) -> None:
         super().validate()
@@ -58,14 +60,13 @@ class SAC(OffPolicyMethod):
         super().configure(run)
         torch.manual_seed(run.seed)
         low, high = run.action_bounds
-        shape = run.observation_shape
-        policy = SquashedGaussianPolicy(shape, low, high, self.hidden_size, self.hidden_layers).to(self.device)
-        critic = TwinQ(int(np.prod(shape)), len(low), self.hidden_size, self.hidden_layers).to(self.device)
+        shape, heads = run.observation_shape, task_heads(run, self.multihead)
+        policy = SquashedGaussianPolicy(shape, low, high, self.hidden_size, self.hidden_layers, heads).to(self.device)
+        critic = TwinQ(int(np.prod(shape)), len(low), self.hidden_size, self.hidden_layers, heads).to(self.device)
         target_critic = copy.deepcopy(critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(self.initial_alpha), device=self.device, requires_grad=True)
         self.target_entropy = -float(len(low))
-        # trained at the run's precision: the losses' forward passes under its autocast (`run.autocast`:
-        # the policy's draws are no forward), losses scaled under 16-mixed
+        # trained at the run's precision: losses' forward passes under its autocast, scaled under 16-mixed
         engine = self.run  # the run context (`configure` may have been given a setting, which it wraps)
         self.policy, self.policy_optimizer = engine.setup(policy, torch.optim.Adam(policy.parameters(), lr=self.lr))
         self.critic, self.critic_optimizer = engine.setup(critic, torch.optim.Adam(critic.parameters(), lr=self.lr))

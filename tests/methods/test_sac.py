@@ -88,3 +88,54 @@ def test_the_squashed_log_probability_is_the_density_of_the_actions_drawn():
 def test_bad_hyperparameters_are_refused(options, message):
     with pytest.raises(ConfigurationError, match=message):
         SAC(**options)
+
+
+def test_with_a_head_per_task_each_task_is_answered_by_its_own_head():
+    """Continual World's multi-head SAC: the task id that ends the observations picks the head
+    and is not an input of the layers below it; changing one task's head changes that task's
+    actions and Q-values only."""
+    from sylvan.settings import TaskIncrementalRLSetting
+
+    setting = TaskIncrementalRLSetting(**PENDULUM)
+    method = tiny_method(SAC, multihead=True)
+    method.configure(setting)
+    assert method.policy.net.features[1].in_features == 3 and method.critic.q1.features[1].in_features == 4
+    observations = torch.randn(8, 3)
+    task0, task1 = (torch.cat([observations, torch.eye(2)[[k] * 8]], dim=1) for k in (0, 1))
+    actions = torch.randn(8, 1)
+    before = [method.predict(x) for x in (task0, task1)], [method.critic(x, actions) for x in (task0, task1)]
+    with torch.no_grad():
+        for classifier in (method.policy.net.classifier, method.critic.q1.classifier, method.critic.q2.classifier):
+            rows = classifier.weight.shape[0] // 2  # the heads' outputs, task after task
+            classifier.weight[rows:] += 1.0
+            classifier.bias[rows:] += 1.0
+    after = [method.predict(x) for x in (task0, task1)], [method.critic(x, actions) for x in (task0, task1)]
+    assert torch.equal(before[0][0], after[0][0]) and not torch.equal(before[0][1], after[0][1])
+    assert all(torch.equal(a, b) for a, b in zip(before[1][0], after[1][0]))
+    assert not any(torch.equal(a, b) for a, b in zip(before[1][1], after[1][1]))
+
+
+def test_a_head_per_task_needs_the_task_id():
+    with pytest.raises(ConfigurationError, match="--multihead picks a head by the task id, and incremental_rl"):
+        IncrementalRLSetting(**PENDULUM).apply(tiny_method(SAC, multihead=True))
+
+
+def test_resetting_at_each_task_empties_the_memory_and_restarts_the_optimizers():
+    """Continual World's protocol: each task starts with an empty replay memory and optimizers
+    without moments; the first task starts as without the option."""
+    setting = IncrementalRLSetting(**PENDULUM)
+    method = tiny_method(SAC, reset_on_task=True)
+    states: list[tuple[int, int]] = []
+    on_task_start = method.on_task_start
+
+    def record(task_id):
+        on_task_start(task_id)
+        states.append((method.buffer.seen, len(method.policy_optimizer.optimizer.state)))
+
+    method.on_task_start = record
+    results = setting.apply(method)
+    assert states == [(0, 0), (0, 0)] and method.buffer.seen == 300  # the second task's transitions only
+    plain = IncrementalRLSetting(**PENDULUM).apply(tiny_method(SAC))
+    assert results.accuracy_matrix[0] == plain.accuracy_matrix[0] and results.accuracy_matrix[1] != plain.accuracy_matrix[1]
+    with pytest.raises(ConfigurationError, match="--reset_on_task empties the replay memory"):
+        SAC(reset_on_task=True, buffer_policy="reservoir")

@@ -46,6 +46,9 @@ class OffPolicyMethod(Agent):
     replay_size: int = 64  # transitions per gradient step
     learning_starts: int = 1_000  # environment steps before the first gradient step
     train_frequency: int = 4  # environment steps per gradient step
+    # at the start of each task after the first, empty the replay memory and start the optimizers afresh
+    # (Continual World's protocol; not with a reservoir memory, whose point is to keep the past tasks')
+    reset_on_task: bool = False
 
     state_attributes: ClassVar[tuple[str, ...]] = ("buffer", "generator", "steps", "gradient_steps")
 
@@ -59,6 +62,9 @@ class OffPolicyMethod(Agent):
                 f"--buffer_policy {self.buffer_policy!r}: a transition has no class label to balance by; "
                 f"{self.name}'s replay memory is one of {', '.join(TRANSITION_POLICIES)}"
             )
+        if self.reset_on_task and self.buffer_policy == "reservoir":
+            raise ConfigurationError("--reset_on_task empties the replay memory at each task, and a reservoir memory is "
+                                     "there to keep the earlier tasks' transitions: leave one of them out")
 
     def configure(self, run: Any) -> None:
         super().configure(run)
@@ -89,6 +95,16 @@ class OffPolicyMethod(Agent):
     def after_env_step(self) -> None:
         """Called after each stored transition and the gradient step it was due, if any (a target
         network's update)."""
+
+    def on_task_start(self, task_id: int | None) -> None:
+        super().on_task_start(task_id)
+        if self.reset_on_task and self.buffer.seen:  # a task after the first
+            self.buffer = make_buffer(self.buffer_policy, self.buffer_size, device=str(self.device), seed=self.run.seed)
+            self.replay = LocalReplay(self.buffer)
+            for name in self.declared_state():
+                optimizer = getattr(getattr(self, name), "optimizer", getattr(self, name))
+                if isinstance(optimizer, torch.optim.Optimizer):
+                    optimizer.state.clear()  # Adam's moments and step counts, as a new optimizer has them
 
     # ----- the loop and the memory --------------------------------------------------------------
 

@@ -98,7 +98,7 @@ class OffPolicyMethod(Agent):
 
     def on_task_start(self, task_id: int | None) -> None:
         super().on_task_start(task_id)
-        if self.reset_on_task and self.buffer.seen:  # a task after the first
+        if self.reset_on_task and self.replay.seen:  # a task after the first
             self.buffer = make_buffer(self.buffer_policy, self.buffer_size, device=str(self.device), seed=self.run.seed)
             self.replay = LocalReplay(self.buffer)
             for name in self.declared_state():

@@ -53,8 +53,21 @@ def make_metaworld(env_id: str, max_episode_steps: int | None, seed: int | None)
         raise ConfigurationError(f"--env {env_id}: Meta-World has no task {task!r}; its tasks: "
                                  f"{', '.join(sorted(ALL_V3_ENVIRONMENTS))}")
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-    return gym.make("Meta-World/MT1", env_name=task, seed=0 if seed is None else seed, disable_env_checker=True,
-                    **kwargs)
+    return SeededVariation(gym.make("Meta-World/MT1", env_name=task, seed=0 if seed is None else seed,
+                                    disable_env_checker=True, **kwargs))
+
+
+class SeededVariation(gym.Wrapper):
+    """A Meta-World environment whose `reset(seed=s)` also draws the episode's variation (goal and
+    object positions) from `s`. Meta-World's MT1 draws it from the environment's generator before
+    that generator is seeded, so an episode reset with a seed would depend on every episode before
+    it: the evaluation episodes of a run, meant to be the same at every evaluation, would not be,
+    nor would a resumed run's."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        if seed is not None:
+            self.env.unwrapped.np_random, _ = gym.utils.seeding.np_random(seed)
+        return self.env.reset(seed=seed, options=options)
 
 
 def is_mujoco(inner: Any) -> bool:

@@ -76,6 +76,17 @@ def test_meta_world_runs_record_the_success_matrix_and_each_episodes_success(tmp
     assert "episode_success" in header.split(",")
 
 
+def test_a_meta_world_episode_reset_with_a_seed_is_the_same_whatever_came_before():
+    """Its variation (the goal's position) too: the evaluation episodes are the same at every
+    evaluation, and a resumed run's are those of the run that never stopped."""
+    fresh = make_metaworld("Meta-World/window-close-v3", 200, 3).reset(seed=5)[0]
+    used = make_metaworld("Meta-World/window-close-v3", 200, 3)
+    for _ in range(3):
+        used.reset()
+    assert np.array_equal(used.reset(seed=5)[0], fresh)
+    assert not np.array_equal(used.reset(seed=6)[0], fresh)
+
+
 def test_meta_world_runs_repeat_with_their_seed():
     def run():
         setting = TaskIncrementalRLSetting(**{**TINY, "task_envs": ["push-v3", "reach-v3"]})

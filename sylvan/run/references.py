@@ -5,8 +5,11 @@ transfer (Continual World's, `sylvan.analysis.continual_world`).
 
 A reference matches a task of another run where everything that makes its curve is the same: the
 task's environment and attribute values, the seed, the steps per task, the evaluation's interval,
-episodes and episode limit, and the agent with all its options (for a continual-learning method
-on an agent, `ewc` on `sac`, the agent alone: the reference is the agent fine-tuning on the task).
+episodes and episode limit, and the agent with its options (for a continual-learning method on an
+agent, `ewc` on `sac`, the agent alone: the reference is the agent fine-tuning on the task), but
+those that act across tasks (`ACROSS_TASKS`: the heads per task, the resets at a task's start, the
+replay memory's policy and size, which Continual World sets per method while its reference is one
+single-task SAC).
 Its file is named after the task and seed and holds that description beside the curve, so that a
 folder of references can be read and shared as it is.
 """
@@ -24,6 +27,10 @@ from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError
 
 
+# agent options a run of one task alone does not need to share with the runs it is the reference of
+ACROSS_TASKS = frozenset({"multihead", "reset_on_task", "buffer_policy", "buffer_size"})
+
+
 def learning_agent(method: Any) -> Any:
     """The agent that learns in `method`: the agent of a method applied to one, else the method."""
     components = getattr(method, "components", None)
@@ -33,7 +40,8 @@ def learning_agent(method: Any) -> Any:
 def reference_description(setting: Any, method: Any, task: int) -> dict[str, Any]:
     """What makes the reference curve of task `task` (an index of the sequence) for this run."""
     agent = learning_agent(method)
-    options = {option.name: getattr(agent, option.name) for option in fields(agent)} if is_dataclass(agent) else {}
+    options = ({option.name: getattr(agent, option.name) for option in fields(agent) if option.name not in ACROSS_TASKS}
+               if is_dataclass(agent) else {})
     return {
         "env": setting.sequence_envs()[task],
         "attributes": setting.sequence_values()[task],

@@ -66,7 +66,9 @@ def test_reference_runs_are_stored_once_per_task_and_read_for_forward_transfer(t
                                "--reference_dir", str(references))) == 0
     stored = sorted(path.name for path in references.iterdir())
     assert len(stored) == 2 and stored[0].startswith("Meta-World-reach-v3-task0-seed3-")
-    assert cli_run(options(tmp_path, "task_incremental_rl", "cl", "--reference_dir", str(references))) == 0
+    # Continual World's protocol: heads per task and resets, which a task trained alone has no use for
+    assert cli_run(options(tmp_path, "task_incremental_rl", "cl", "--reference_dir", str(references),
+                           "--multihead", "true", "--reset_on_task", "true")) == 0
     results = json.loads((tmp_path / "cl" / "results.json").read_text())
     alone = [json.loads((tmp_path / f"alone{task}" / "results.json").read_text())["evaluation_curve"] for task in (0, 1)]
     expected_reference = [training_auc(curve["steps"], curve["success"], [[0, 40]])[0] for curve in alone]
@@ -81,6 +83,6 @@ def test_a_missing_reference_is_refused_with_what_makes_it(tmp_path):
     assert cli_run(options(tmp_path, "traditional_rl", "alone0", "--task", "0", "--reference_dir", str(references))) == 0
     with pytest.raises(ConfigurationError, match=r"no reference run for 1 of the tasks \(Meta-World-window-close-v3-task1"):
         cli_run(options(tmp_path, "incremental_rl", "cl", "--reference_dir", str(references)))
-    # another agent's options make another reference
+    # another agent's options make another reference (but those that act across tasks)
     with pytest.raises(ConfigurationError, match="no reference run for 2 of the tasks"):
         cli_run(options(tmp_path, "incremental_rl", "cl2", "--reference_dir", str(references), "--tau", "0.01"))

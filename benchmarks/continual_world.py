@@ -1,0 +1,312 @@
+"""Continual World (Wołczyk et al., NeurIPS 2021) with sylvan: SAC on a sequence of Meta-World
+tasks, every continual-learning method of its table applied to it, and its three metrics
+(performance, forgetting, forward transfer; `sylvan.analysis.continual_world`) with their spread
+over seeds, beside the paper's CW20 row of each method.
+
+Each run is sylvan's command line in a process of its own (one torch thread, a core of its own
+where `taskset` is there), its folder kept under `--out` (a finished run is not made again, so the
+benchmark continues where it stopped). First the reference runs (each task alone, `traditional_rl`,
+stored in `--out`/references once per task and seed) and multi-task SAC (`multi_task_rl`), then
+every method on the sequence, on `task_incremental_rl` as Continual World runs it (a head per task,
+the task known at training and test; `--setting incremental_rl`: one head, no task id). Printed:
+the single-task curves (mean success per evaluation point), the table of the three metrics
+(mean ± std over seeds), the claims of the paper tested on the seeds (paired t-tests), and where
+the figure is (each method's success per task along the stream, multi-task SAC's performance as
+the reference line).
+
+    python benchmarks/continual_world.py --quick             # minutes: the pipeline works
+    python benchmarks/continual_world.py --jobs 2            # the reduced protocol this machine runs
+    python benchmarks/continual_world.py --protocol cw20 --print   # the full protocol's commands
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from queue import Queue
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Continual World's results.csv, CW20 at 1M steps per task: performance, forgetting, forward transfer
+PAPER_CW20 = {
+    "fine-tuning": (0.05, 0.73, 0.20), "l2": (0.43, 0.02, -0.73), "ewc": (0.60, 0.02, -0.18),
+    "mas": (0.51, 0.00, -0.52), "packnet": (0.80, 0.00, 0.18), "reservoir": (0.12, 0.07, -1.34),
+    "agem": (0.07, 0.71, 0.15), "clear": (None, None, None), "multi-task": (0.55, None, None),
+}
+METHODS = tuple(PAPER_CW20)
+
+
+def protocol(name: str) -> dict:
+    """The task sequence, the steps, SAC's options and each method's, of a protocol: `cw10` and
+    `cw20` (Continual World's: 1M steps per task, SAC 4 x 256, batch 128, lr 1e-3, L2 1e5, EWC and
+    MAS 1e4, PackNet retraining 100k steps, A-GEM 10k transitions per task, replay 1M), `reduced`
+    (what this machine runs: the tasks, steps and network below, the coefficients as the paper's),
+    `quick` (two tasks, a few thousand steps: the pipeline works)."""
+    if name in ("cw10", "cw20"):
+        tasks, steps, hidden, layers, episodes, starts = [name.upper()], 1_000_000, 256, 4, 10, 10_000
+    elif name == "reduced":
+        tasks, steps, hidden, layers, episodes, starts = ["window-close-v3", "faucet-close-v3"], 20_000, 128, 2, 5, 1000
+    elif name == "quick":
+        tasks, steps, hidden, layers, episodes, starts = ["window-close-v3", "faucet-close-v3"], 1000, 32, 2, 2, 200
+    else:
+        raise ValueError(f"unknown protocol {name!r}")
+    nb_tasks = 20 if name == "cw20" else 10 if name == "cw10" else len(tasks)
+    memory = nb_tasks * steps  # a replay of the whole stream
+    per_task = 10_000 if steps >= 1_000_000 else max(steps // 10, 100)  # A-GEM's transitions per task
+    sac = ["--hidden_size", str(hidden), "--hidden_layers", str(layers), "--replay_size", "128", "--lr", "1e-3",
+           "--tau", "0.005", "--learning_starts", str(starts), "--buffer_size", str(steps)]
+    return {
+        "tasks": tasks, "steps": steps, "eval_every": 20_000 if steps >= 1_000_000 else steps // 10,
+        "eval_episodes": episodes, "sac": sac,
+        "methods": {
+            "fine-tuning": ["--method", "sac", "--reset_on_task", "true"],
+            "l2": ["--method", "l2", "--agent", "sac", "--l2_lambda", "1e5", "--reset_on_task", "true"],
+            "ewc": ["--method", "ewc", "--agent", "sac", "--ewc_lambda", "1e4", "--reset_on_task", "true"],
+            "mas": ["--method", "mas", "--agent", "sac", "--mas_lambda", "1e4", "--reset_on_task", "true"],
+            "packnet": ["--method", "packnet", "--agent", "sac", "--retrain_steps", str(steps // 10),
+                        "--reset_on_task", "true"],
+            "agem": ["--method", "agem", "--agent", "sac", "--agem_buffer_size", str(per_task * nb_tasks),
+                     "--reference_batch_size", "128", "--reset_on_task", "true"],
+            "reservoir": ["--method", "sac", "--buffer_policy", "reservoir", "--buffer_size", str(memory)],
+            "clear": ["--method", "clear", "--agent", "sac", "--memory_size", str(memory), "--reset_on_task", "true"],
+        },
+    }
+
+
+def common(spec: dict, setting: str, seed: int, out: Path) -> list[str]:
+    return ["--setting", setting, "--task_envs", *spec["tasks"], "--steps_per_task", str(spec["steps"]),
+            "--eval_every", str(spec["eval_every"]), "--eval_episodes", str(spec["eval_episodes"]),
+            "--max_episode_steps", "200",  # Continual World's episodes
+            "--seed", str(seed), "--accelerator", "cpu", "--progress_bar", "false", "--results_dir", str(out / "runs")]
+
+
+def plan(spec: dict, setting: str, seeds: list[int], out: Path, methods: list[str]) -> tuple[list, list]:
+    """(the runs that come first: references and multi-task; the methods' runs), each as (run name, options)."""
+    heads = ["--multihead", "true"] if setting != "incremental_rl" else []
+    nb_tasks = 20 if spec["tasks"] == ["CW20"] else 10 if spec["tasks"] == ["CW10"] else len(spec["tasks"])
+    first, then = [], []
+    for seed in seeds:
+        for task in range(nb_tasks):
+            first.append((f"reference-task{task}-seed{seed}", [
+                *common(spec, "traditional_rl", seed, out), "--task", str(task), "--method", "sac", *spec["sac"],
+                "--reference_dir", str(out / "references")]))
+        if "multi-task" in methods:
+            first.append((f"multi-task-seed{seed}", [*common(spec, "multi_task_rl", seed, out), "--method", "sac",
+                                                     *spec["sac"], "--multihead", "true"]))
+        for method in methods:
+            if method == "multi-task":
+                continue
+            options = spec["methods"][method]
+            if method == "reservoir":  # the memory of the whole stream replaces the fifo of a task
+                sac = [option for k, option in enumerate(spec["sac"])
+                       if option != "--buffer_size" and (k == 0 or spec["sac"][k - 1] != "--buffer_size")]
+            else:
+                sac = spec["sac"]
+            then.append((f"{method}-seed{seed}", [*common(spec, setting, seed, out), *options, *sac, *heads,
+                                                  "--reference_dir", str(out / "references")]))
+    return first, then
+
+
+def finished(out: Path, name: str) -> dict | None:
+    path = out / "runs" / name / "results.json"
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text())
+    return results if results.get("complete") else None
+
+
+def launch(argv: list[str], core: int | None) -> subprocess.CompletedProcess:
+    argv = [sys.executable, *argv]
+    return subprocess.run(["taskset", "-c", str(core), *argv] if core is not None else argv, capture_output=True,
+                          text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+
+
+def run_all(runs: list, out: Path, jobs: int) -> None:
+    """Each run not finished yet, `jobs` at a time, each on a core of its own."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    idle: Queue = Queue()
+    for core in (cores[-jobs:] if len(cores) >= jobs and Path("/usr/bin/taskset").exists() else [None] * jobs):
+        idle.put(core)
+
+    def one(item: tuple[str, list[str]]) -> None:
+        name, options = item
+        if finished(out, name) is not None:
+            return
+        core = idle.get()
+        try:
+            folder = out / "runs" / name
+            started = time.perf_counter()
+            if any((folder / "checkpoints").glob("*")):  # stopped before its end: continued from its last task's end
+                done = launch([str(REPO / "cli.py"), "--resume", str(folder)], core)
+            else:
+                if folder.exists():  # stopped before its first checkpoint
+                    shutil.rmtree(folder)
+                done = launch([str(REPO / "cli.py"), *options, "--run_name", name], core)
+            status = "done" if done.returncode == 0 else f"FAILED: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+            print(f"  {name}: {status} ({time.perf_counter() - started:.0f} s)", flush=True)
+        finally:
+            idle.put(core)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, runs))
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def paired_p(a: list[float], b: list[float], alternative: str = "two-sided") -> float | None:
+    """The paired t-test's p-value of a - b (seed by seed)."""
+    if len(a) < 2 or len(a) != len(b) or all(x == y for x, y in zip(a, b)):
+        return None
+    from scipy.stats import ttest_rel
+
+    return float(ttest_rel(a, b, alternative=alternative).pvalue)
+
+
+def one_sample_p(values: list[float], alternative: str = "two-sided") -> float | None:
+    if len(values) < 2 or statistics.pstdev(values) == 0:
+        return None
+    from scipy.stats import ttest_1samp
+
+    return float(ttest_1samp(values, 0.0, alternative=alternative).pvalue)
+
+
+def metric(results: list[dict], key: str) -> list[float]:
+    return [r[key] for r in results if r.get(key) is not None]
+
+
+def claims(found: dict[str, list[dict]]) -> list[str]:
+    """The paper's claims, each with its figures and test over the seeds (paired by seed)."""
+    lines = []
+
+    def forgetting(method: str) -> list[float]:
+        return metric(found.get(method, []), "cw_forgetting")
+
+    tuning = found.get("fine-tuning", [])
+    if tuning:
+        learned = [statistics.mean([s[j] for j, s in enumerate(r["success_matrix"])]) for r in tuning]
+        excess = [f - 0.5 * s for f, s in zip(forgetting("fine-tuning"), learned)]
+        p = one_sample_p(excess, "greater")
+        holds = statistics.mean(excess) >= 0
+        lines.append(f"fine-tuning forgets at least half its end-of-task success: forgetting "
+                     f"{spread(forgetting('fine-tuning'))}, end-of-task success {spread(learned)}; "
+                     f"{'holds' if holds else 'does not hold'} (one-sided t-test of forgetting - success / 2 > 0: "
+                     f"p = {p if p is None else f'{p:.3f}'})")
+    if "packnet" in found:
+        p = one_sample_p(forgetting("packnet"))
+        lines.append(f"packnet forgets nothing beyond noise: forgetting {spread(forgetting('packnet'))} (t-test against "
+                     f"0: p = {p if p is None else f'{p:.3f}'})")
+        own = metric(found["packnet"], "cw_performance")
+        for other in ("l2", "ewc", "mas", "agem", "reservoir", "clear", "fine-tuning"):
+            theirs = metric(found.get(other, []), "cw_performance")
+            if theirs:
+                p = paired_p(own, theirs, "greater")
+                lines.append(f"  packnet's performance above {other}'s: {spread(own)} vs {spread(theirs)} (paired one-sided "
+                             f"p = {p if p is None else f'{p:.3f}'})")
+    for other in ("ewc", "mas", "l2", "agem"):
+        if other in found and tuning:
+            kind = "two-sided" if other == "agem" else "less"
+            p = paired_p(forgetting(other), forgetting("fine-tuning"), kind)
+            verb = "forgets about as much as" if other == "agem" else "forgets less than"
+            lines.append(f"{other} {verb} fine-tuning: forgetting {spread(forgetting(other))} vs "
+                         f"{spread(forgetting('fine-tuning'))} (paired {kind} p = {p if p is None else f'{p:.3f}'})")
+    return lines
+
+
+def figure(found: dict[str, list[dict]], reference: float | None, path: Path) -> None:
+    """Each method's mean success per task along the stream (one panel each), multi-task SAC's
+    performance as the line."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    methods = [m for m in found if m != "multi-task" and found[m]]
+    fig = Figure(figsize=(4.2 * min(len(methods), 4), 2.8 * ((len(methods) + 3) // 4)))
+    axes = np.atleast_1d(fig.subplots((len(methods) + 3) // 4, min(len(methods), 4), squeeze=False)).ravel()
+    for ax, method in zip(axes, methods):
+        runs = found[method]
+        steps = runs[0]["evaluation_curve"]["steps"]
+        mean = np.mean([r["evaluation_curve"]["success"] for r in runs], axis=0)
+        for j, span in enumerate(runs[0]["task_spans"]):
+            ax.axvspan(*span, color=f"C{j % 10}", alpha=0.08, linewidth=0)
+            ax.plot(steps, mean[:, j], color=f"C{j % 10}", linewidth=1.2, label=f"T{j}")
+        if reference is not None:
+            ax.axhline(reference, color="black", linestyle="--", linewidth=1, label="multi-task")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{method} ({len(runs)} seeds)", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(methods):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=6, loc="best")
+    fig.supxlabel("environment steps of the stream", fontsize=8)
+    fig.supylabel("success rate", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def report(spec: dict, out: Path, seeds: list[int], methods: list[str]) -> list[str]:
+    nb_tasks = 20 if spec["tasks"] == ["CW20"] else 10 if spec["tasks"] == ["CW10"] else len(spec["tasks"])
+    lines = ["single-task curves (traditional_rl; mean success over the seeds at each evaluation):"]
+    for task in range(nb_tasks):
+        runs = [r for seed in seeds if (r := finished(out, f"reference-task{task}-seed{seed}"))]
+        if runs:
+            curve = [statistics.mean(r["evaluation_curve"]["success"][p][0] for r in runs)
+                     for p in range(len(runs[0]["evaluation_curve"]["steps"]))]
+            lines.append(f"  T{task} {spec['tasks'][task] if len(spec['tasks']) > 1 else task}: "
+                         + " ".join(f"{s:.2f}" for s in curve) + f"   (end {spread([r['cw_performance'] for r in runs])})")
+    found = {m: [r for seed in seeds if (r := finished(out, f"{m}-seed{seed}"))] for m in methods}
+    header = f"{'method':<12} {'seeds':>5}  {'performance':<13} {'forgetting':<13} {'fwd transfer':<13}  CW20 (paper)"
+    lines += ["", header, "-" * len(header)]
+    for method, runs in found.items():
+        paper = " / ".join("-" if v is None else f"{v:.2f}" for v in PAPER_CW20[method])
+        lines.append(f"{method:<12} {len(runs):>5}  {spread(metric(runs, 'cw_performance')):<13} "
+                     f"{spread(metric(runs, 'cw_forgetting')):<13} {spread(metric(runs, 'cw_forward_transfer')):<13}  {paper}")
+    lines += ["", *claims(found)]
+    tasks_mt = metric(found.get("multi-task", []), "cw_performance")
+    if any(found[m] for m in found if m != "multi-task"):
+        path = out / "continual_world.png"
+        figure(found, statistics.mean(tasks_mt) if tasks_mt else None, path)
+        lines.append(f"\nfigure: {path}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--protocol", default="reduced", choices=["reduced", "quick", "cw10", "cw20"])
+    parser.add_argument("--quick", action="store_true", help="--protocol quick, seed 0, fine-tuning, ewc, packnet, multi-task")
+    parser.add_argument("--setting", default="task_incremental_rl", choices=["task_incremental_rl", "incremental_rl"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each on a core of its own")
+    parser.add_argument("--out", default="continual_world_results", help="where the runs' folders are kept")
+    parser.add_argument("--print", action="store_true", help="print the runs' commands, run nothing")
+    args = parser.parse_args()
+    if args.quick:
+        args.protocol, args.seeds, args.methods = "quick", [0], ["fine-tuning", "ewc", "packnet", "multi-task"]
+    spec, out = protocol(args.protocol), Path(args.out).resolve()
+    first, then = plan(spec, args.setting, args.seeds, out, args.methods)
+    if args.print:
+        for name, options in first + then:
+            print(" ".join(["python cli.py", *options, "--run_name", name]))
+        return
+    print(f"Continual World, {args.protocol} protocol: {' '.join(spec['tasks'])}, {spec['steps']} steps per task, "
+          f"seeds {' '.join(map(str, args.seeds))}, {args.setting}; runs in {out / 'runs'}", flush=True)
+    run_all(first, out, args.jobs)
+    run_all(then, out, args.jobs)
+    print("\n".join(report(spec, out, args.seeds, args.methods)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The Continual World benchmark (`benchmarks/continual_world.py`): its runs carry the protocol's
+options, its commands are sylvan's own, and its claims are decided from the runs' figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from sylvan.cli.main import _names_parser
+from tests.conftest import REPO
+
+spec = importlib.util.spec_from_file_location("continual_world", REPO / "benchmarks" / "continual_world.py")
+continual_world = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(continual_world)
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_the_full_protocol_is_continual_worlds(tmp_path):
+    spec20 = continual_world.protocol("cw20")
+    first, then = continual_world.plan(spec20, "task_incremental_rl", [0], tmp_path, list(continual_world.METHODS))
+    assert [name for name, _ in first][:2] == ["reference-task0-seed0", "reference-task1-seed0"] and len(first) == 21
+    runs = dict(then)
+    assert option(runs["l2-seed0"], "--l2_lambda") == "1e5" and option(runs["ewc-seed0"], "--ewc_lambda") == "1e4"
+    assert option(runs["mas-seed0"], "--mas_lambda") == "1e4"
+    assert option(runs["packnet-seed0"], "--retrain_steps") == "100000"
+    assert option(runs["agem-seed0"], "--agem_buffer_size") == str(10_000 * 20)
+    for argv in runs.values():
+        assert option(argv, "--steps_per_task") == "1000000" and option(argv, "--hidden_layers") == "4"
+        assert option(argv, "--hidden_size") == "256" and option(argv, "--replay_size") == "128"
+        assert option(argv, "--multihead") == "true" and option(argv, "--reference_dir") == str(tmp_path / "references")
+        assert option(argv, "--max_episode_steps") == "200"
+    # the reservoir keeps the whole stream and is never emptied; the others' memories are a task's, reset
+    assert option(runs["reservoir-seed0"], "--buffer_size") == str(20 * 1_000_000)
+    assert "--reset_on_task" not in runs["reservoir-seed0"]
+    assert option(runs["fine-tuning-seed0"], "--reset_on_task") == "true"
+    single_head = dict(continual_world.plan(spec20, "incremental_rl", [0], tmp_path, ["ewc"])[1])
+    assert "--multihead" not in single_head["ewc-seed0"]
+
+
+def test_its_commands_are_accepted_by_sylvan(tmp_path):
+    """Every run's options parse (the reference's and each method's), so a protocol never fails an
+    hour in on a misspelled option."""
+    from sylvan.cli.main import parse_options
+    from sylvan.registry import METHODS as REGISTERED
+    from sylvan.settings import SETTINGS
+
+    pytest.importorskip("metaworld", reason="the rl extra (Meta-World) is not installed")
+    first, then = continual_world.plan(continual_world.protocol("reduced"), "task_incremental_rl", [0], tmp_path,
+                                       list(continual_world.METHODS))
+    for _, argv in first + then:
+        names, _ = _names_parser().parse_known_args(argv)
+        setting, method, _, unknown = parse_options(SETTINGS[names.setting], REGISTERED[names.method], {}, argv)
+        assert unknown == [], (names.method, unknown)
+
+
+def run(performance: float, forgetting: float, ends: list[float]) -> dict:
+    return {"cw_performance": performance, "cw_forgetting": forgetting, "cw_forward_transfer": 0.0,
+            "success_matrix": [[ends[0], 0.0], [0.0, ends[1]]]}
+
+
+def test_the_claims_are_decided_from_the_seeds():
+    found = {
+        "fine-tuning": [run(0.2, 0.75, [0.9, 1.0]), run(0.15, 0.8, [1.0, 0.9]), run(0.2, 0.7, [0.9, 0.9])],
+        "packnet": [run(0.9, 0.01, [0.9, 0.9]), run(0.85, -0.01, [0.9, 0.9]), run(0.95, 0.0, [1.0, 0.9])],
+        "ewc": [run(0.7, 0.2, [0.9, 0.9]), run(0.6, 0.25, [0.9, 0.9]), run(0.65, 0.1, [0.9, 0.9])],
+        "agem": [run(0.2, 0.74, [0.9, 0.9]), run(0.2, 0.8, [0.9, 0.9]), run(0.2, 0.72, [0.9, 0.9])],
+    }
+    lines = "\n".join(continual_world.claims(found))
+    assert "fine-tuning forgets at least half its end-of-task success" in lines and "; holds" in lines
+    assert "packnet's performance above ewc's" in lines and "ewc forgets less than fine-tuning" in lines
+    assert "agem forgets about as much as fine-tuning" in lines
+    assert "forgetting 0.75 ± 0.05, end-of-task success 0.93 ± 0.03; holds (one-sided t-test" in lines
+    found["fine-tuning"] = [run(0.5, 0.1, [0.9, 1.0]), run(0.45, 0.05, [1.0, 0.9]), run(0.5, 0.0, [0.9, 0.9])]
+    assert "does not hold" in "\n".join(continual_world.claims(found))
+
+
+def test_print_shows_the_commands_and_runs_nothing(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "continual_world.py"), "--protocol", "cw10",
+                           "--seeds", "0", "--methods", "ewc", "--print", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 11 and all(line.startswith("python cli.py --setting") for line in lines)
+    assert not (tmp_path / "runs").exists()

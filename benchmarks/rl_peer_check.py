@@ -32,7 +32,7 @@ from pathlib import Path
 from queue import Queue
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_STEPS = {"sac": 50_000, "ppo": 100_000, "dqn": 50_000}
+DEFAULT_STEPS = {"sac": 30_000, "ppo": 100_000, "dqn": 50_000}
 DEFAULT_ENVS = {"sac": "Hopper-v5", "ppo": "Hopper-v5", "dqn": "CartPole-v1"}
 
 

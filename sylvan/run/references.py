@@ -82,16 +82,16 @@ def store_reference(setting: Any, method: Any, results: Results) -> Path:
     return path
 
 
-def reference_auc(setting: Any, method: Any) -> tuple[list[float | None], list[Path]]:
-    """Each task of the stream's reference AUC (None where its reference is missing) and the
-    missing references' paths."""
-    found: list[float | None] = []
-    missing: list[Path] = []
-    for task in setting.stream_task_ids():
-        path = reference_path(setting, method, task)
-        if path.is_file():
-            found.append(float(json.loads(path.read_text())["training_auc"]))
-        else:
-            found.append(None)
-            missing.append(path)
-    return found, missing
+def reference_auc(setting: Any, method: Any) -> list[float | None]:
+    """Each task of the stream's reference AUC from `--reference_dir`; refused, naming the files,
+    where one is missing."""
+    paths = [reference_path(setting, method, task) for task in setting.stream_task_ids()]
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        raise ConfigurationError(
+            f"--reference_dir {setting.reference_dir}: no reference run for {len(missing)} of the tasks "
+            f"({', '.join(path.name for path in missing)}); make each with a traditional_rl run of "
+            f"{learning_agent(method).name} with the same options and seed and --task k (benchmarks/continual_world.py "
+            "makes them), or leave --reference_dir out"
+        )
+    return [float(json.loads(path.read_text())["training_auc"]) for path in paths]

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from sylvan.analysis.metrics import Results
-from sylvan.errors import ConfigurationError
 from sylvan.run.checkpoints import rng_states
 from sylvan.run.evaluation import Evaluation
 from sylvan.run.flop_count import FlopCount
@@ -50,7 +49,9 @@ class EnvironmentStages(Stages):
                           joint_training=method.joint_training, measure="return", task_attributes=setting.task_values(),
                           evaluation_curve={"steps": [], "return": [], "success": None}, task_spans=setting.task_spans())
         if setting.reference_dir is not None and not setting.makes_references:
-            results.reference_auc = references_of(setting, method)
+            from sylvan.run.references import reference_auc
+
+            results.reference_auc = reference_auc(setting, method)
         return results
 
     def data(self) -> Iterator[int]:
@@ -110,21 +111,6 @@ class EnvironmentStages(Stages):
         for envs in self.eval_envs:
             for env in envs:
                 env.close()
-
-
-def references_of(setting: Any, method: Any) -> list[float | None]:
-    """Each task's reference AUC from `--reference_dir`; refused where one is missing."""
-    from sylvan.run.references import learning_agent, reference_auc
-
-    found, missing = reference_auc(setting, method)
-    if missing:
-        raise ConfigurationError(
-            f"--reference_dir {setting.reference_dir}: no reference run for {len(missing)} of the tasks "
-            f"({', '.join(path.name for path in missing)}); make each with a traditional_rl run of "
-            f"{learning_agent(method).name} with the same options and seed and --task k (benchmarks/continual_world.py "
-            "makes them), or leave --reference_dir out"
-        )
-    return found
 
 
 def curve_log(tracker: Any, nb_tasks: int, reports_success: bool) -> Any:

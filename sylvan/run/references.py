@@ -26,7 +26,6 @@ from sylvan.analysis.continual_world import training_auc
 from sylvan.analysis.metrics import Results
 from sylvan.errors import ConfigurationError
 
-
 # agent options a run of one task alone does not need to share with the runs it is the reference of
 ACROSS_TASKS = frozenset({"multihead", "reset_on_task", "buffer_policy", "buffer_size"})
 

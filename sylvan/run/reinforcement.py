@@ -47,7 +47,8 @@ class EnvironmentStages(Stages):
         self.points = []  # the evaluation before training is the initial returns, not a point of the curve
         results = Results(setting.name, method.name, accuracy_matrix=[], initial_accuracies=initial,
                           joint_training=method.joint_training, measure="return", task_attributes=setting.task_values(),
-                          evaluation_curve={"steps": [], "return": [], "success": None}, task_spans=setting.task_spans())
+                          evaluation_curve={"steps": [], "return": [], "success": None},
+                          task_spans=setting.task_spans())
         if setting.reference_dir is not None and not setting.makes_references:
             from sylvan.run.references import reference_auc
 
@@ -105,7 +106,8 @@ class EnvironmentStages(Stages):
         if setting.makes_references and setting.reference_dir is not None and len(results.accuracy_matrix) == 1:
             from sylvan.run.references import store_reference
 
-            print(f"[sylvan] reference curve of task {setting.task} written to {store_reference(setting, self.method, results)}")
+            path = store_reference(setting, self.method, results)
+            print(f"[sylvan] reference curve of task {setting.task} written to {path}")
 
     def close(self) -> None:
         for envs in self.eval_envs:

@@ -63,8 +63,8 @@ class OffPolicyMethod(Agent):
                 f"{self.name}'s replay memory is one of {', '.join(TRANSITION_POLICIES)}"
             )
         if self.reset_on_task and self.buffer_policy == "reservoir":
-            raise ConfigurationError("--reset_on_task empties the replay memory at each task, and a reservoir memory is "
-                                     "there to keep the earlier tasks' transitions: leave one of them out")
+            raise ConfigurationError("--reset_on_task empties the replay memory at each task, and a reservoir memory "
+                                     "is there to keep the earlier tasks' transitions: leave one of them out")
 
     def configure(self, run: Any) -> None:
         super().configure(run)

@@ -207,15 +207,15 @@ def claims(found: dict[str, list[dict]]) -> list[str]:
                      f"p = {p if p is None else f'{p:.3f}'})")
     if "packnet" in found:
         p = one_sample_p(forgetting("packnet"))
-        lines.append(f"packnet forgets nothing beyond noise: forgetting {spread(forgetting('packnet'))} (t-test against "
-                     f"0: p = {p if p is None else f'{p:.3f}'})")
+        lines.append(f"packnet forgets nothing beyond noise: forgetting {spread(forgetting('packnet'))} "
+                     f"(t-test against 0: p = {p if p is None else f'{p:.3f}'})")
         own = metric(found["packnet"], "cw_performance")
         for other in ("l2", "ewc", "mas", "agem", "reservoir", "clear", "fine-tuning"):
             theirs = metric(found.get(other, []), "cw_performance")
             if theirs:
                 p = paired_p(own, theirs, "greater")
-                lines.append(f"  packnet's performance above {other}'s: {spread(own)} vs {spread(theirs)} (paired one-sided "
-                             f"p = {p if p is None else f'{p:.3f}'})")
+                lines.append(f"  packnet's performance above {other}'s: {spread(own)} vs {spread(theirs)} "
+                             f"(paired one-sided p = {p if p is None else f'{p:.3f}'})")
     for other in ("ewc", "mas", "l2", "agem"):
         if other in found and tuning:
             kind = "two-sided" if other == "agem" else "less"
@@ -264,15 +264,16 @@ def report(spec: dict, out: Path, seeds: list[int], methods: list[str]) -> list[
         if runs:
             curve = [statistics.mean(r["evaluation_curve"]["success"][p][0] for r in runs)
                      for p in range(len(runs[0]["evaluation_curve"]["steps"]))]
+            end = spread([r["cw_performance"] for r in runs])
             lines.append(f"  T{task} {spec['tasks'][task] if len(spec['tasks']) > 1 else task}: "
-                         + " ".join(f"{s:.2f}" for s in curve) + f"   (end {spread([r['cw_performance'] for r in runs])})")
+                         + " ".join(f"{s:.2f}" for s in curve) + f"   (end {end})")
     found = {m: [r for seed in seeds if (r := finished(out, f"{m}-seed{seed}"))] for m in methods}
     header = f"{'method':<12} {'seeds':>5}  {'performance':<13} {'forgetting':<13} {'fwd transfer':<13}  CW20 (paper)"
     lines += ["", header, "-" * len(header)]
     for method, runs in found.items():
         paper = " / ".join("-" if v is None else f"{v:.2f}" for v in PAPER_CW20[method])
-        lines.append(f"{method:<12} {len(runs):>5}  {spread(metric(runs, 'cw_performance')):<13} "
-                     f"{spread(metric(runs, 'cw_forgetting')):<13} {spread(metric(runs, 'cw_forward_transfer')):<13}  {paper}")
+        figures = [spread(metric(runs, key)) for key in ("cw_performance", "cw_forgetting", "cw_forward_transfer")]
+        lines.append(f"{method:<12} {len(runs):>5}  " + "".join(f"{f:<13} " for f in figures) + f" {paper}")
     lines += ["", *claims(found)]
     tasks_mt = metric(found.get("multi-task", []), "cw_performance")
     if any(found[m] for m in found if m != "multi-task"):
@@ -285,7 +286,8 @@ def report(spec: dict, out: Path, seeds: list[int], methods: list[str]) -> list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--protocol", default="reduced", choices=["reduced", "quick", "cw10", "cw20"])
-    parser.add_argument("--quick", action="store_true", help="--protocol quick, seed 0, fine-tuning, ewc, packnet, multi-task")
+    parser.add_argument("--quick", action="store_true",
+                        help="--protocol quick, seed 0, fine-tuning, ewc, packnet, multi-task")
     parser.add_argument("--setting", default="task_incremental_rl", choices=["task_incremental_rl", "incremental_rl"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-
 # Continual World's metrics of a success curve, in results.json and `--summarize`
 CONTINUAL_WORLD_METRICS = ("cw_performance", "cw_forgetting", "cw_forward_transfer")
 

@@ -7,10 +7,8 @@ policy maximizes min Q(s, a) - alpha * log pi(a|s); alpha is tuned so that the p
 stays near -(action size); the target networks follow the Q-networks by Polyak averaging. Before
 `--learning_starts` steps, actions are uniform in the bounds. Evaluation acts with the mean.
 
-The replay memory (`fifo` or `reservoir`) and the interaction loop are `OffPolicyMethod`'s, as
-for `dqn`. Runs on every reinforcement-learning setting whose environment has continuous actions;
-`--multihead` gives its networks a head per task (Continual World's SAC), where tasks are labelled.
-"""
+The replay memory (`fifo` or `reservoir`) and the interaction loop are `OffPolicyMethod`'s, as for `dqn`.
+Runs on every RL setting with continuous actions; `--multihead`: a head per task, where tasks are labelled."""
 
 from __future__ import annotations
 
@@ -43,6 +41,7 @@ class SAC(OffPolicyMethod):
     initial_alpha: float = 1.0  # entropy temperature at the start (then tuned)
     hidden_size: int = 256  # width of the networks' hidden layers
     hidden_layers: int = 2  # hidden layers of the policy and of each Q-network (Continual World's SAC: 4 of 256)
+    cw_network: bool = False  # Continual World's layers: LayerNorm + tanh after the first, leaky ReLU after the rest
     # an output head per task for the policy and the Q-networks, picked by the task id the observations end
     # with, which the layers below do not see (Continual World's SAC; settings with task labels)
     multihead: bool = False
@@ -60,9 +59,9 @@ class SAC(OffPolicyMethod):
         super().configure(run)
         torch.manual_seed(run.seed)
         low, high = run.action_bounds
-        shape, heads = run.observation_shape, task_heads(run, self.multihead)
-        policy = SquashedGaussianPolicy(shape, low, high, self.hidden_size, self.hidden_layers, heads).to(self.device)
-        critic = TwinQ(int(np.prod(shape)), len(low), self.hidden_size, self.hidden_layers, heads).to(self.device)
+        shape, body = run.observation_shape, (self.hidden_size, self.hidden_layers, task_heads(run, self.multihead))
+        policy = SquashedGaussianPolicy(shape, low, high, *body, self.cw_network).to(self.device)
+        critic = TwinQ(int(np.prod(shape)), len(low), *body, self.cw_network).to(self.device)
         target_critic = copy.deepcopy(critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(self.initial_alpha), device=self.device, requires_grad=True)
         self.target_entropy = -float(len(low))

@@ -115,6 +115,27 @@ def test_with_a_head_per_task_each_task_is_answered_by_its_own_head():
     assert not any(torch.equal(a, b) for a, b in zip(before[1][1], after[1][1]))
 
 
+def test_continual_worlds_layers_normalize_the_first_and_leak_below_zero_after():
+    """`--cw_network`: Linear -> LayerNorm -> tanh, then Linear -> leaky ReLU (slope 0.2), in the
+    policy and both Q-networks; the layer norm makes the first layer's output blind to its scale."""
+    setting = IncrementalRLSetting(**PENDULUM)
+    method = tiny_method(SAC, cw_network=True, hidden_layers=3)
+    method.configure(setting)
+    for body in (method.policy.net.features, method.critic.q1.features, method.critic.q2.features):
+        kinds = [type(layer) for layer in body]
+        assert kinds == [torch.nn.Flatten, torch.nn.Linear, torch.nn.LayerNorm, torch.nn.Tanh,
+                         torch.nn.Linear, torch.nn.LeakyReLU, torch.nn.Linear, torch.nn.LeakyReLU]
+        assert body[5].negative_slope == 0.2
+    observations = torch.randn(16, 3)
+    before = method.predict(observations)
+    with torch.no_grad():
+        method.policy.net.features[1].weight.mul_(10.0)  # biases start at zero: the pre-norm output is x10
+    assert torch.allclose(before, method.predict(observations), atol=1e-3)  # to the layer norm's epsilon
+    default = tiny_method(SAC)
+    default.configure(setting)
+    assert type(default.policy.net.features[2]) is torch.nn.ReLU  # the default stays sylvan's
+
+
 def test_a_head_per_task_needs_the_task_id():
     with pytest.raises(ConfigurationError, match="--multihead picks a head by the task id, and incremental_rl"):
         IncrementalRLSetting(**PENDULUM).apply(tiny_method(SAC, multihead=True))
@@ -136,6 +157,7 @@ def test_resetting_at_each_task_empties_the_memory_and_restarts_the_optimizers()
     results = setting.apply(method)
     assert states == [(0, 0), (0, 0)] and method.buffer.seen == 300  # the second task's transitions only
     plain = IncrementalRLSetting(**PENDULUM).apply(tiny_method(SAC))
-    assert results.accuracy_matrix[0] == plain.accuracy_matrix[0] and results.accuracy_matrix[1] != plain.accuracy_matrix[1]
+    assert results.accuracy_matrix[0] == plain.accuracy_matrix[0]
+    assert results.accuracy_matrix[1] != plain.accuracy_matrix[1]
     with pytest.raises(ConfigurationError, match="--reset_on_task empties the replay memory"):
         SAC(reset_on_task=True, buffer_policy="reservoir")

@@ -70,7 +70,8 @@ def test_reference_runs_are_stored_once_per_task_and_read_for_forward_transfer(t
     assert cli_run(options(tmp_path, "task_incremental_rl", "cl", "--reference_dir", str(references),
                            "--multihead", "true", "--reset_on_task", "true")) == 0
     results = json.loads((tmp_path / "cl" / "results.json").read_text())
-    alone = [json.loads((tmp_path / f"alone{task}" / "results.json").read_text())["evaluation_curve"] for task in (0, 1)]
+    alone = [json.loads((tmp_path / f"alone{task}" / "results.json").read_text())["evaluation_curve"]
+             for task in (0, 1)]
     expected_reference = [training_auc(curve["steps"], curve["success"], [[0, 40]])[0] for curve in alone]
     assert results["cw_reference_auc"] == pytest.approx(expected_reference)
     curve = results["evaluation_curve"]
@@ -80,8 +81,10 @@ def test_reference_runs_are_stored_once_per_task_and_read_for_forward_transfer(t
 
 def test_a_missing_reference_is_refused_with_what_makes_it(tmp_path):
     references = tmp_path / "references"
-    assert cli_run(options(tmp_path, "traditional_rl", "alone0", "--task", "0", "--reference_dir", str(references))) == 0
-    with pytest.raises(ConfigurationError, match=r"no reference run for 1 of the tasks \(Meta-World-window-close-v3-task1"):
+    alone = options(tmp_path, "traditional_rl", "alone0", "--task", "0", "--reference_dir", str(references))
+    assert cli_run(alone) == 0
+    missing = r"no reference run for 1 of the tasks \(Meta-World-window-close-v3-task1"
+    with pytest.raises(ConfigurationError, match=missing):
         cli_run(options(tmp_path, "incremental_rl", "cl", "--reference_dir", str(references)))
     # another agent's options make another reference (but those that act across tasks)
     with pytest.raises(ConfigurationError, match="no reference run for 2 of the tasks"):

@@ -36,8 +36,10 @@ class TaskHeads(MLP):
     entries are a one-hot task id: the body reads the inputs before it, the id picks the head
     (one head: the MLP over the whole input)."""
 
-    def __init__(self, input_size: int, outputs: int, hidden: int, layers: int, heads: int = 1) -> None:
-        super().__init__((input_size - (heads if heads > 1 else 0),), outputs * heads, (hidden,) * layers)
+    def __init__(self, input_size: int, outputs: int, hidden: int, layers: int, heads: int = 1,
+                 continual_world: bool = False) -> None:
+        body = (hidden,) * layers
+        super().__init__((input_size - (heads if heads > 1 else 0),), outputs * heads, body, continual_world)
         self.heads, self.outputs = heads, outputs
 
     def forward(self, inputs: torch.Tensor, task_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -55,9 +57,9 @@ class SquashedGaussianPolicy(nn.Module):
     [-1, 1] into [low, high]."""
 
     def __init__(self, observation_shape: tuple[int, ...], low: torch.Tensor, high: torch.Tensor, hidden: int,
-                 layers: int = 2, heads: int = 1) -> None:
+                 layers: int = 2, heads: int = 1, continual_world: bool = False) -> None:
         super().__init__()
-        self.net = TaskHeads(math.prod(observation_shape), 2 * len(low), hidden, layers, heads)
+        self.net = TaskHeads(math.prod(observation_shape), 2 * len(low), hidden, layers, heads, continual_world)
         self.register_buffer("center", (high + low) / 2)
         self.register_buffer("half_range", (high - low) / 2)
 
@@ -87,11 +89,12 @@ class SquashedGaussianPolicy(nn.Module):
 class TwinQ(nn.Module):
     """Two independent Q-networks over (observation, action)."""
 
-    def __init__(self, observation_size: int, action_size: int, hidden: int, layers: int = 2, heads: int = 1) -> None:
+    def __init__(self, observation_size: int, action_size: int, hidden: int, layers: int = 2, heads: int = 1,
+                 continual_world: bool = False) -> None:
         super().__init__()
         self.heads = heads
-        self.q1 = TaskHeads(observation_size + action_size, 1, hidden, layers, heads)
-        self.q2 = TaskHeads(observation_size + action_size, 1, hidden, layers, heads)
+        self.q1 = TaskHeads(observation_size + action_size, 1, hidden, layers, heads, continual_world)
+        self.q2 = TaskHeads(observation_size + action_size, 1, hidden, layers, heads, continual_world)
 
     def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         observations = observations.flatten(1)

@@ -173,9 +173,15 @@ class Engine:
     def setup(self, module: nn.Module, *optimizers: torch.optim.Optimizer) -> Any:
         """`module` (and its optimizers) set up on this run's device, precision and strategy,
         for a method that trains a network in a loop of its own (an expert, a candidate, fast
-        weights): what `Fabric.setup` gives."""
+        weights, an agent's networks): what `Fabric.setup` gives (in one process, the module's
+        wrapper without the per-call check, `sylvan.parallel.one_process`)."""
         self.launch()
-        return self.fabric.setup(module, *optimizers)
+        set_up = self.fabric.setup(module, *optimizers)
+        if self.parallel is None:  # one process: the forward pass without Fabric's per-call check
+            from sylvan.parallel.one_process import lighten
+
+            lighten(set_up[0] if optimizers else set_up)
+        return set_up
 
     def setup_optimizers(self, *optimizers: torch.optim.Optimizer) -> Any:
         """Optimizers of parameters outside any network set up, wrapped as `Fabric.setup_optimizers`
@@ -350,28 +356,49 @@ class MethodLoop:
         self.fit, self.started, self.ended = fit, started, ended
         self.in_step = False
 
-    @contextmanager
-    def step(self, kind: str, batch: Any = None, batch_size: int = 1) -> Iterator[StepRecord]:
+    def step(self, kind: str, batch: Any = None, batch_size: int = 1) -> LoopStep:
         """One step of kind `kind` (the work inside the `with`), on `batch` where it trains on one
         of the stream's minibatches (`batch_size` samples): the callbacks' `minibatch_started`
-        before it, their `minibatch_ended` after it, with the loss the step reported."""
-        if self.in_step:
-            raise RuntimeError(f"a {kind!r} step started inside a {self.fit.kind!r} step: "
+        before it, their `minibatch_ended` after it, with the loss the step reported (none where
+        the work raised)."""
+        return LoopStep(self, kind, batch, batch_size)
+
+
+class LoopStep:
+    """The context of one `MethodLoop.step` (a class, not a generator: an agent enters two a step)."""
+
+    __slots__ = ("loop", "kind", "batch", "batch_size", "record")
+
+    def __init__(self, loop: MethodLoop, kind: str, batch: Any, batch_size: int) -> None:
+        self.loop, self.kind, self.batch, self.batch_size = loop, kind, batch, batch_size
+
+    def __enter__(self) -> StepRecord:
+        loop, kind = self.loop, self.kind
+        if loop.in_step:
+            raise RuntimeError(f"a {kind!r} step started inside a {loop.fit.kind!r} step: "
                                "a loop's steps follow each other")
-        fit = self.fit
-        fit.kind, fit.batch_size, fit.loss = kind, batch_size, None
-        record = StepRecord()
-        self.in_step = True
+        fit = loop.fit
+        fit.kind, fit.batch_size, fit.loss = kind, self.batch_size, None
+        self.record = StepRecord()
+        loop.in_step = True
         try:
-            for started in self.started:
-                started(fit, batch)
-            yield record
-        finally:
-            self.in_step = False
-        fit.loss = record.loss
-        for ended in self.ended:
+            for started in loop.started:
+                started(fit, self.batch)
+        except BaseException:
+            loop.in_step = False
+            raise
+        return self.record
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        loop = self.loop
+        loop.in_step = False
+        if error is not None:
+            return
+        fit = loop.fit
+        fit.loss = self.record.loss
+        for ended in loop.ended:
             ended(fit)
-        if kind == fit.unit:
+        if self.kind == fit.unit:
             fit.step += 1
 
 

@@ -4,6 +4,7 @@ set up by the run on its device and precision."""
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from typing import ClassVar
@@ -252,3 +253,30 @@ def test_a_learner_is_set_up_on_the_strategy_once_per_run(monkeypatch):
     assert engine.learner_set_up(module) is not first, "DDP reduces the parameters it was made with"
     module.append(nn.Linear(2, 2))
     assert engine.learner_set_up(module) is not first and len(wrapped) == 4
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-true", "bf16-mixed"])
+def test_in_one_process_a_set_up_module_runs_at_the_precision_without_fabrics_per_call_check(precision):
+    """In one process `Engine.setup` gives Fabric's wrapper whose forward pass converts and
+    autocasts as Fabric's does, but registers no hook on its outputs (the check that the backward
+    pass goes through Fabric, paid per forward and per backward pass); the module itself is left
+    as it was, and its gradients are those of the plain module's."""
+    from lightning_fabric.wrappers import _FabricModule
+
+    engine = Engine("cpu", precision)
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    fabric = Engine("cpu", precision).fabric
+    reference = fabric.setup(copy.deepcopy(module))  # Fabric's own wrapper
+    wrapped, optimizer = engine.setup(module, torch.optim.SGD(module.parameters(), lr=0.1))
+    assert isinstance(wrapped, _FabricModule) and type(wrapped) is not _FabricModule
+    assert type(wrapped.module) is nn.Sequential  # the wrapped module keeps its class
+    x = torch.randn(5, 3)
+    output, expected = wrapped(x), reference(x)
+    assert output.dtype == expected.dtype and torch.equal(output, expected)
+    assert output._backward_hooks is None and expected._backward_hooks  # Fabric's hooks its output
+    engine.backward(output.float().sum())
+    reference_module = reference.module
+    fabric.backward(reference(x).float().sum())
+    for mine, theirs in zip(module.parameters(), reference_module.parameters()):
+        assert torch.equal(mine.grad, theirs.grad)

@@ -1,5 +1,4 @@
-"""`ppo`: proximal policy optimization (Schulman et al., "Proximal Policy Optimization
-Algorithms", 2017), on-policy, for discrete and continuous actions.
+"""`ppo`: proximal policy optimization (Schulman et al., 2017), on-policy, discrete or continuous actions.
 
 It collects `--n_steps` transitions with its policy (a categorical, or a Gaussian with a
 state-independent log standard deviation, its draws clipped to the bounds), estimates advantages
@@ -8,7 +7,7 @@ by GAE (`--gae_lambda`; a truncated episode bootstrapped with its last state's v
 value's squared error (x `--vf_coef`) and an entropy bonus (x `--ent_coef`): stable-baselines3's
 algorithm, networks and defaults (`sylvan.methods.parts.policy_gradient`). A stage's last, shorter
 rollout is trained on too. Evaluation acts with the mode. Its networks are `policy` and `value`.
-"""
+`--n_envs`: copies of the environment stepped together (`sylvan.methods.core.vector_rollout`)."""
 
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from sylvan.methods.core.agent import Agent, OutputDistribution, Transitions
+from sylvan.methods.core.vector_rollout import fit_on_copies
 from sylvan.methods.parts.policy_gradient import (
     PolicyAndValue,
     PolicyOutputs,
@@ -47,6 +47,7 @@ class PPO(Agent):
     vf_coef: float = 0.5  # weight of the value loss
     max_grad_norm: float = 0.5  # gradients are clipped to this norm
     hidden_size: int = 64  # width of the two hidden layers of each network
+    n_envs: int = 1  # copies of the training environment stepped together (gymnasium's vector API), n_steps each
 
     state_attributes: ClassVar[tuple[str, ...]] = ("actor_critic", "optimizer", "generator", "steps", "gradient_steps",
                                                   "last_rollout")
@@ -54,7 +55,7 @@ class PPO(Agent):
     def validate(self) -> None:
         self.require_at_least(0, "lr", "clip_range", "max_grad_norm", strict=True)
         self.require_at_least(0, "ent_coef", "vf_coef")
-        self.require_at_least(1, "n_steps", "batch_size", "n_epochs", "hidden_size")
+        self.require_at_least(1, "n_steps", "batch_size", "n_epochs", "hidden_size", "n_envs")
         self.require_in(0, 1, "gamma", "gae_lambda")
 
     def configure(self, run: Any) -> None:
@@ -88,6 +89,8 @@ class PPO(Agent):
         """Roll out the policy in `train_data` (a step budget), updating it every `--n_steps` steps
         and at the end."""
         env = train_data
+        if getattr(env, "num_envs", 1) > 1:
+            return fit_on_copies(self, env)
         observation, _ = env.reset()
         with self.run.engine.loop(env.steps_left, "act", self.run.fit_callbacks(), env.first_step + env.steps) as loop:
             while not env.exhausted:

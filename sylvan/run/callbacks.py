@@ -47,6 +47,7 @@ class Fit:
     kind: str | None = None
     unit: str | None = None
     first_step: int | None = None
+    units: int = 1  # of the loop's unit, what the step under way counts (a step of n environments: n)
 
     @property
     def method_loop(self) -> bool:

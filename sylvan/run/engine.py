@@ -77,7 +77,7 @@ class ProgressBar(Callback):
 
     def minibatch_ended(self, fit: Fit) -> None:
         if fit.kind == fit.unit:  # a loop of its own advances by the steps its plan counts
-            self.bar.update(1)
+            self.bar.update(fit.units)
         if fit.loss is not None and (fit.step + 1) % LOG_EVERY == 0:
             postfix = {"loss": f"{loss_value(fit.loss):.3f}"}
             self.bar.set_postfix(postfix if fit.method_loop else {**postfix, "epoch": fit.epoch}, refresh=False)
@@ -356,21 +356,22 @@ class MethodLoop:
         self.fit, self.started, self.ended = fit, started, ended
         self.in_step = False
 
-    def step(self, kind: str, batch: Any = None, batch_size: int = 1) -> LoopStep:
+    def step(self, kind: str, batch: Any = None, batch_size: int = 1, units: int = 1) -> LoopStep:
         """One step of kind `kind` (the work inside the `with`), on `batch` where it trains on one
         of the stream's minibatches (`batch_size` samples): the callbacks' `minibatch_started`
         before it, their `minibatch_ended` after it, with the loss the step reported (none where
-        the work raised)."""
-        return LoopStep(self, kind, batch, batch_size)
+        the work raised). A step of the loop's unit counts `units` of it (an action in each of n
+        environments stepped together: n environment steps)."""
+        return LoopStep(self, kind, batch, batch_size, units)
 
 
 class LoopStep:
     """The context of one `MethodLoop.step` (a class, not a generator: an agent enters two a step)."""
 
-    __slots__ = ("loop", "kind", "batch", "batch_size", "record")
+    __slots__ = ("loop", "kind", "batch", "batch_size", "units", "record")
 
-    def __init__(self, loop: MethodLoop, kind: str, batch: Any, batch_size: int) -> None:
-        self.loop, self.kind, self.batch, self.batch_size = loop, kind, batch, batch_size
+    def __init__(self, loop: MethodLoop, kind: str, batch: Any, batch_size: int, units: int) -> None:
+        self.loop, self.kind, self.batch, self.batch_size, self.units = loop, kind, batch, batch_size, units
 
     def __enter__(self) -> StepRecord:
         loop, kind = self.loop, self.kind
@@ -378,7 +379,7 @@ class LoopStep:
             raise RuntimeError(f"a {kind!r} step started inside a {loop.fit.kind!r} step: "
                                "a loop's steps follow each other")
         fit = loop.fit
-        fit.kind, fit.batch_size, fit.loss = kind, self.batch_size, None
+        fit.kind, fit.batch_size, fit.loss, fit.units = kind, self.batch_size, None, self.units
         self.record = StepRecord()
         loop.in_step = True
         try:
@@ -399,7 +400,7 @@ class LoopStep:
         for ended in loop.ended:
             ended(fit)
         if self.kind == fit.unit:
-            fit.step += 1
+            fit.step += self.units
 
 
 class StepParts(NamedTuple):

@@ -61,7 +61,10 @@ class EnvironmentStages(Stages):
     def fit(self, run: RunContext, method: Any, stage: int, data: int) -> StageWork:
         setting = self.setting
         first_step = stage * setting.steps_per_task
-        env = setting.training_env(stage, episode_log(run.tracker, first_step, setting.reports_success))
+        log = episode_log(run.tracker, first_step, setting.reports_success)
+        copies = getattr(method, "environment_copies", 1)
+        # several copies stepped together (`ppo --n_envs`), or the one environment
+        env = setting.training_copies(stage, log, copies) if copies > 1 else setting.training_env(stage, log)
         env.first_step = first_step
         self.points, self.method = [], method
         if setting.eval_every is not None:

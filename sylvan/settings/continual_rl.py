@@ -4,10 +4,9 @@ The root of the reinforcement-learning branch. A task is a set of values of the 
 physical attributes (`environments.task_attributes`), or an environment of its own (`--task_envs`);
 here the stream moves from each task to the next with no boundary the method is told of. The
 method trains through `fit(env)` (a `StepBudget`: it steps until `env.exhausted`) and is evaluated
-by greedy episodes on each task: `predict` scores each discrete action (the best is taken) or
-returns the continuous action (clipped to the bounds); a method declares which kinds it handles
-(`action_spaces`). The matrix holds mean episode returns (and successes, where reported).
-"""
+by greedy episodes on each task: `predict` scores each discrete action (the best is taken) or returns the
+continuous action (clipped to the bounds); a method declares which kinds it handles (`action_spaces`).
+The matrix holds mean episode returns (and successes, where reported)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from sylvan.errors import ConfigurationError
 from sylvan.registry import METHODS
 from sylvan.run.budget import MemoryBudgetOptions
 from sylvan.settings.base import ProgressBarOption, Setting, accelerator_device, check_accelerator, check_precision
+from sylvan.settings.env_copies import EnvironmentCopies
 from sylvan.settings.env_wrappers import StepBudget, TaskIdObservation
 from sylvan.settings.environments import (
     DEFAULT_VARIED_ATTRIBUTES,
@@ -39,7 +39,7 @@ EpisodeLog = Callable[[int, float, int, Optional[float]], None]
 
 
 @dataclass
-class ContinualRLSetting(EvaluationCurveOptions, MemoryBudgetOptions, ProgressBarOption, Setting):
+class ContinualRLSetting(EvaluationCurveOptions, EnvironmentCopies, MemoryBudgetOptions, ProgressBarOption, Setting):
     """A gymnasium environment whose dynamics drift smoothly through the tasks' attribute values,
     trained on as one stream with no task boundaries and no task labels; evaluated at the end by
     the mean return of greedy episodes on each task. `EpisodeLog`: on_episode_end(steps,
@@ -85,10 +85,8 @@ class ContinualRLSetting(EvaluationCurveOptions, MemoryBudgetOptions, ProgressBa
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ConfigurationError(f"--max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if not 0 < self.min_scale <= self.max_scale:
-            raise ConfigurationError(
-                f"--min_scale and --max_scale must satisfy 0 < min_scale <= max_scale, got {self.min_scale} "
-                f"and {self.max_scale}"
-            )
+            raise ConfigurationError(f"--min_scale and --max_scale must satisfy 0 < min_scale <= max_scale, "
+                                     f"got {self.min_scale} and {self.max_scale}")
         check_accelerator(self.accelerator)
         check_precision(self.precision, self.accelerator)
         if self.varied_attributes is not None and len(set(self.varied_attributes)) < len(self.varied_attributes):
@@ -98,10 +96,8 @@ class ContinualRLSetting(EvaluationCurveOptions, MemoryBudgetOptions, ProgressBa
             self.nb_tasks = checked_task_envs(self, type(self).__dataclass_fields__)
         elif self.varied_attributes is None and self.env not in DEFAULT_VARIED_ATTRIBUTES:
             make_env(self.env).close()  # an unknown id is refused as such first
-            raise ConfigurationError(
-                f"--env {self.env}: sylvan knows no default attributes to vary for it; name some with "
-                "--varied_attributes (numeric attributes of the environment, such as gravity)"
-            )
+            raise ConfigurationError(f"--env {self.env}: sylvan knows no default attributes to vary for it; name some "
+                                     "with --varied_attributes (numeric attributes of the environment: gravity...)")
         self._observation_size, self._num_actions, self._action_bounds = probe_spaces(
             self.sequence_envs(), self.max_episode_steps)
         self._defaults = {}
@@ -223,19 +219,23 @@ class ContinualRLSetting(EvaluationCurveOptions, MemoryBudgetOptions, ProgressBa
     def planned_stages(self) -> int:
         return self.nb_stages()
 
-    def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
+    def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None,
+                     copy: tuple[int, int] = (0, 1)) -> StepBudget:
         """The environment trained on in `stage`: here the whole stream, its dynamics drifting
-        through every task's values."""
+        through every task's values (`copy` = (k, n): copy k of n stepped together, each a nth of the steps)."""
+        per_task = self.steps_per_task // copy[1]
         if self.task_envs is not None:  # environments of their own: one after the other
-            env = TaskSequence([self.task_env(task) for task in range(self.stream_tasks)], self.steps_per_task)
+            env = TaskSequence([self.task_env(task) for task in range(self.stream_tasks)], per_task)
         else:
-            env = AttributeDrift(make_env(self.env, self.max_episode_steps), self.task_values(), self.steps_per_task)
-        return self.budgeted(env, self.total_steps, stage, on_episode_end)
+            env = AttributeDrift(make_env(self.env, self.max_episode_steps), self.task_values(), per_task)
+        return self.budgeted(env, self.total_steps // copy[1], stage, on_episode_end, copy[0])
 
-    def budgeted(self, env: gym.Env, steps: int, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
-        """`env` with `steps` steps to train for in `stage`, seeded for it; `on_episode_end` is told
-        of each episode, at the stage's step count."""
-        return StepBudget(env, steps, derived_seed(self.seed, TRAINING, stage), on_episode_end=on_episode_end)
+    def budgeted(self, env: gym.Env, steps: int, stage: int, on_episode_end: EpisodeLog | None = None,
+                 copy: int = 0) -> StepBudget:
+        """`env` with `steps` steps to train for in `stage`, seeded for it (and for its `copy`, past
+        the first); `on_episode_end` is told of each episode, at the stage's step count."""
+        seed = derived_seed(self.seed, TRAINING, stage, *([copy] if copy else []))
+        return StepBudget(env, steps, seed, on_episode_end=on_episode_end)
 
     def evaluation_seed(self, task_id: int, episode: int) -> int:
         """The seed of evaluation episode `episode` on task `task_id`: the same at every evaluation."""

@@ -102,3 +102,75 @@ class StepBudget(gym.Wrapper):
         if self._every is not None and self.steps % self._every[0] == 0 and not self.exhausted:
             self._every[1](self.steps)
         return observation, reward, terminated, truncated, info
+
+
+class VectorBudget(gym.vector.VectorEnv):
+    """The training environment of a method that steps `len(copies)` copies of a stage's
+    environment together (gymnasium's vector API): each copy a `StepBudget` of an equal share of
+    the stage's steps, seeded apart, all stepped at once with an action each. A copy whose episode
+    ends is reset in the same step (`autoreset_mode` same-step): the observation it returns is the
+    new episode's first, its last one is `infos["final_obs"][k]` (`infos["_final_obs"][k]` true);
+    not after the budget's last step. `steps` counts the environment steps of all copies."""
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+
+    def __init__(self, copies: list[StepBudget]) -> None:
+        self.envs, self.num_envs = copies, len(copies)
+        self.single_observation_space = copies[0].observation_space
+        self.single_action_space = copies[0].action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.first_step = 0
+        self._every: tuple[int, Callable[[int], None]] | None = None
+
+    @property
+    def budget(self) -> int:
+        return sum(copy.budget for copy in self.envs)
+
+    @property
+    def steps(self) -> int:
+        return sum(copy.steps for copy in self.envs)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.envs[0].exhausted  # the copies' shares are equal and stepped together
+
+    @property
+    def steps_left(self) -> int:
+        return self.budget - self.steps
+
+    @property
+    def episode_returns(self) -> list[float]:
+        return [value for copy in self.envs for value in copy.episode_returns]
+
+    @property
+    def episode_successes(self) -> list[float]:
+        return [value for copy in self.envs for value in copy.episode_successes]
+
+    def every(self, interval: int, call: Callable[[int], None]) -> None:
+        """`StepBudget.every` over all copies' steps (`interval` a multiple of the copies)."""
+        self._every = (interval, call)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        """Each copy's first observation (each copy seeded by its budget)."""
+        observations = [copy.reset(options=options)[0] for copy in self.envs]
+        return np.stack(observations), {}
+
+    def step(self, actions: Any) -> Any:
+        rows = [copy.step(action) for copy, action in zip(self.envs, actions)]
+        observations = [row[0] for row in rows]
+        final = np.zeros(self.num_envs, dtype=bool)
+        final_obs = np.empty(self.num_envs, dtype=object)
+        for k, (copy, (observation, _, terminated, truncated, _)) in enumerate(zip(self.envs, rows)):
+            if (terminated or truncated) and not copy.exhausted:
+                final[k], final_obs[k] = True, observation
+                observations[k] = copy.reset()[0]
+        infos: dict[str, Any] = {"final_obs": final_obs, "_final_obs": final} if final.any() else {}
+        if self._every is not None and self.steps % self._every[0] == 0 and not self.exhausted:
+            self._every[1](self.steps)
+        return (np.stack(observations), np.array([row[1] for row in rows], dtype=np.float64),
+                np.array([row[2] for row in rows]), np.array([row[3] for row in rows]), infos)
+
+    def close(self, **kwargs: Any) -> None:
+        for copy in self.envs:
+            copy.close()

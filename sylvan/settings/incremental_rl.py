@@ -21,8 +21,9 @@ class IncrementalRLSetting(TaskBoundaries, ContinualRLSetting):
     def nb_stages(self) -> int:
         return self.stream_tasks
 
-    def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
-        """Task `stage`'s environment, for its steps."""
-        return self.budgeted(self.task_env(stage), self.steps_per_task, stage, on_episode_end)
+    def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None,
+                     copy: tuple[int, int] = (0, 1)) -> StepBudget:
+        """Task `stage`'s environment, for its steps (copy k of n: a nth of them)."""
+        return self.budgeted(self.task_env(stage), self.steps_per_task // copy[1], stage, on_episode_end, copy[0])
 
 

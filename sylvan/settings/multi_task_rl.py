@@ -36,8 +36,10 @@ class MultiTaskRLSetting(TaskIncrementalRLSetting):
         """None: every task trains over the whole stream."""
         return None
 
-    def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None) -> StepBudget:
-        """Every task's environment, an episode at a time, each drawn uniformly."""
+    def training_env(self, stage: int, on_episode_end: EpisodeLog | None = None,
+                     copy: tuple[int, int] = (0, 1)) -> StepBudget:
+        """Every task's environment, an episode at a time, each drawn uniformly (copy k of n: its
+        own draws, a nth of the steps)."""
         envs = [self.task_env(task_id) for task_id in range(self.nb_tasks)]
-        mixture = TaskMixture(envs, derived_seed(self.seed, MIXTURE, stage))
-        return self.budgeted(mixture, self.total_steps, stage, on_episode_end)
+        mixture = TaskMixture(envs, derived_seed(self.seed, MIXTURE, stage, *([copy[0]] if copy[0] else [])))
+        return self.budgeted(mixture, self.total_steps // copy[1], stage, on_episode_end, copy[0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sylvan.errors import ConfigurationError
 from sylvan.methods import METHODS
 from sylvan.methods.core.on_agent import OnAgent
 from sylvan.methods.parts.policy_gradient import advantages_and_returns, clipped_objective
@@ -39,10 +40,37 @@ def test_the_clipped_objective_takes_the_pessimistic_bound():
     assert float(clipped_objective(new, old, advantages, 0.2)) == pytest.approx(expected)
 
 
-def test_ppo_learns_cartpole():
+@pytest.mark.parametrize("n_envs", [1, 4])
+def test_ppo_learns_cartpole(n_envs):
+    """With one environment, or four stepped together (128 steps of each per update)."""
     setting = TraditionalRLSetting(nb_tasks=1, steps_per_task=12_000, eval_episodes=5, accelerator="cpu", seed=0)
-    results = setting.apply(METHODS["ppo"](n_steps=512, batch_size=64))
-    assert results.accuracy_matrix[-1][0] > results.initial_accuracies[0] + 50  # 77 -> 149 with seed 0
+    results = setting.apply(METHODS["ppo"](n_steps=512 // n_envs, batch_size=64, n_envs=n_envs))
+    assert results.accuracy_matrix[-1][0] > results.initial_accuracies[0] + 50  # seed 0: 77 -> 149 (one), -> 500 (four)
+
+
+@pytest.mark.parametrize("kind", ["discrete", "continuous"])
+def test_on_copies_a_rollout_holds_n_steps_of_each_copy_each_in_its_time_order(kind):
+    """`--n_envs 3`: an update every 16 steps of each copy, on 48 transitions, copy after copy,
+    each copy's last ending GAE's sum; the actions' kinds as with one environment."""
+    setting = IncrementalRLSetting(**{**TINY_RL, "env": RL_ENVS[kind], "nb_tasks": 1, "steps_per_task": 96})
+    ppo = METHODS["ppo"](n_steps=16, batch_size=16, n_epochs=2, n_envs=3)
+    results = setting.apply(ppo)
+    rollout = ppo.last_rollout
+    assert len(rollout["obs"]) == 48 and ppo.steps == 96 and sum(results.samples_seen) == 96
+    assert ppo.gradient_steps == 2 * 2 * 3  # 2 updates x 2 epochs x 3 minibatches
+    assert rollout["ended"][[15, 31, 47]].tolist() == [1.0, 1.0, 1.0]
+    follows = (rollout["obs"][1:16] == rollout["next_obs"][:15]).all(1)  # copy 0 in time order, but at resets
+    assert bool((follows | (rollout["ended"][:15] > 0)).all())
+    assert rollout["action"].dtype == (torch.int64 if kind == "discrete" else torch.float32)
+    assert not torch.equal(rollout["obs"][0], rollout["obs"][16])  # the copies are seeded apart
+
+
+def test_ppo_on_copies_is_the_learner_of_a_continual_learning_method():
+    setting = IncrementalRLSetting(**TINY_RL)
+    pair = OnAgent(METHODS["ewc"](ewc_lambda=100.0), METHODS["ppo"](n_steps=50, batch_size=50, n_epochs=1, n_envs=2))
+    results = setting.apply(pair)
+    assert pair.environment_copies == 2 and sum(results.samples_seen) == setting.total_steps
+    assert all(float(value.sum()) > 0 for value in pair.agent.parts["ewc"].importance["policy"].values())
 
 
 @pytest.mark.parametrize("kind", ["discrete", "continuous"])
@@ -54,3 +82,9 @@ def test_ppo_is_the_learner_of_a_continual_learning_method(kind):
     assert set(part.importance) == {"policy"} and len(results.accuracy_matrix) == 2
     assert all(float(value.sum()) > 0 for value in part.importance["policy"].values())
     assert sum(results.samples_seen) == setting.total_steps
+
+
+def test_copies_that_cannot_share_the_steps_are_refused_before_the_run():
+    setting = IncrementalRLSetting(**{**TINY_RL, "steps_per_task": 302})
+    with pytest.raises(ConfigurationError, match=r"--n_envs 4 steps that many environments at once: --steps_per_task"):
+        setting.apply(OnAgent(METHODS["ewc"](), METHODS["ppo"](n_envs=4)))

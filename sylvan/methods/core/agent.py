@@ -91,6 +91,19 @@ class Agent(Method):
         raise NotImplementedError
 
     @property
+    def environment_copies(self) -> int:
+        """Copies of the training environment it acts in at once (a `VectorBudget` where more than
+        one): its `n_envs` option, where it has one (`ppo`)."""
+        return getattr(self, "n_envs", 1)
+
+    def validate_for(self, setting: Any) -> None:
+        """Refuse copies of the environment (`--n_envs`) that cannot share the setting's steps."""
+        if self.environment_copies > 1:
+            from sylvan.settings.env_copies import check_copies
+
+            check_copies(setting, self.environment_copies)
+
+    @property
     def model(self) -> nn.Module:
         """The network it acts with, in float32 (what the run's memory accounting calls its network)."""
         return self.networks()[self.acting_networks[0]]

@@ -15,10 +15,14 @@ method's own training loop) is counted whole. The online accuracy meter's predic
 Inference FLOPs per sample are counted by the evaluation after each stage, on the first batch
 of every task's test set (a method may run more for some tasks: a column per task, experts).
 A method's own loop of many small steps (reinforcement learning's acting and learning, a
-meta-learner's adaptations and meta-updates: `Engine.loop`) has its steps counted by kind: of
-each kind one in `SAMPLE_EVERY` is counted, from the first, and the rest are scaled (where the
-stage counts what it computes whole, the steps fall in that count); inference FLOPs per
-observation are counted on the evaluation's first step of every task.
+meta-learner's adaptations and meta-updates: `Engine.loop`) has its steps counted by kind, in
+strata: the first step of a kind is counted, then one in `SAMPLE_EVERY`, the gap doubling after
+every `CALLS_PER_GAP` counted steps (a run of 50,000 environment steps counts 66 of its
+actions, not 1,000: a counted step of a small network costs tens of uncounted ones), and each
+counted step stands for the steps up to the next counted one, so that FLOPs that change along
+the stream (epsilon-greedy acting, a network that grows) are weighted by how long they held
+(where the stage counts what it computes whole, the steps fall in that count); inference FLOPs
+per observation are counted on the evaluation's first step of every task.
 The environment variable `SYLVAN_COUNT_FLOPS=0` turns the training count off (its figures are
 then 0), for measuring what counting costs (`benchmarks/cost_overhead.py`).
 
@@ -42,6 +46,43 @@ from sylvan.run.callbacks import Callback, Fit
 from sylvan.run.flop_count import FlopCount
 
 SAMPLE_EVERY = 50  # one full step in this many is counted
+CALLS_PER_GAP = 10  # counted steps of a method's loop, of one kind, between doublings of the gap
+
+
+class CallStrata:
+    """The sampled steps of one kind in a method's loop: step `due` starts a stratum and is
+    counted; the gap to the next is `SAMPLE_EVERY`, doubled after every `CALLS_PER_GAP` counted
+    steps; the kind's FLOPs are each counted step's times the steps of its stratum (exact where
+    the steps of a stratum cost the same)."""
+
+    __slots__ = ("made", "due", "strata", "flops", "last")
+
+    def __init__(self) -> None:
+        self.made = 0  # steps started
+        self.due = 0  # the index of the next step to count
+        self.strata = 0  # counted steps
+        self.flops = 0.0  # the FLOPs of the strata closed so far
+        self.last: tuple[int, float] | None = None  # (index, FLOPs) of the last counted step: its stratum is open
+
+    def started(self) -> bool:
+        """A step starts; whether it is to be counted."""
+        index, self.made = self.made, self.made + 1
+        return index >= self.due
+
+    def counted(self, flops: float) -> None:
+        """The step just started was counted: `flops`. It closes the open stratum, opens its own."""
+        index = self.made - 1
+        if self.last is not None:
+            self.flops += self.last[1] * (index - self.last[0])
+        self.last = (index, flops)
+        self.due = index + SAMPLE_EVERY * 2 ** (self.strata // CALLS_PER_GAP)
+        self.strata += 1
+
+    def estimate(self) -> float:
+        """The FLOPs of every step so far: the open stratum reaches to the last step."""
+        if self.last is None:
+            return self.flops
+        return self.flops + self.last[1] * (self.made - self.last[0])
 
 
 class ComputeAccount:
@@ -60,7 +101,7 @@ class ComputeAccount:
         self.fit_batch = 0  # the batch size of the current fit's first step
         self.step_is_smaller = False
         self.stage_fits = 0.0  # the stage's fits, estimated from their sampled steps
-        self.calls: dict[str, list[int]] = {}  # kind of call -> [calls, calls counted, their FLOPs]
+        self.calls: dict[str, CallStrata] = {}  # kind of call -> its sampled strata
         self.call_count: FlopCount | None = None  # the count of the sampled call under way
 
     def start_stage(self, whole: bool = True) -> None:
@@ -79,18 +120,19 @@ class ComputeAccount:
             self.stage_outside += self.outside.stop()
             self.outside = None
         self.active = False
-        calls = sum(flops * made / counted for made, counted, flops in self.calls.values() if counted)
+        calls = sum(strata.estimate() for strata in self.calls.values())
         return float(self.stage_outside + self.stage_fits + calls)
 
     def call_started(self, kind: str) -> None:
         """One of a stage's many steps of `kind` (an action chosen, a gradient step) starts in a
-        method's own loop: one in `SAMPLE_EVERY` is counted, from the first, and the stage's
-        FLOPs of that kind are their mean times the steps. Outside a counted stage, nothing."""
+        method's own loop: counted where its stratum starts (`CallStrata`). Outside a counted
+        stage, nothing."""
         if not self.active:
             return
-        made = self.calls.setdefault(kind, [0, 0, 0])[0]
-        self.calls[kind][0] = made + 1
-        if not (made % SAMPLE_EVERY or self.outside is not None or self.step is not None):  # else counted whole
+        strata = self.calls.get(kind)
+        if strata is None:
+            strata = self.calls[kind] = CallStrata()
+        if strata.started() and self.outside is None and self.step is None:  # else counted whole
             self.call_count = FlopCount()
 
     def call_ended(self, kind: str) -> None:
@@ -98,8 +140,7 @@ class ComputeAccount:
         if self.call_count is None:
             return
         flops, self.call_count = self.call_count.stop(), None
-        self.calls[kind][1] += 1
-        self.calls[kind][2] += flops
+        self.calls[kind].counted(flops)
 
     def abandon(self) -> None:
         """Leave any count open (a stage that raised)."""

@@ -172,6 +172,7 @@ def test_rl_runs_record_their_cost_exactly_when_every_call_is_counted(monkeypatc
     gradient step runs it forward and backward (no gradient for the observations) and the
     target network forward, on a minibatch of `replay_size` (fewer while the memory holds fewer)."""
     monkeypatch.setattr(accounting, "SAMPLE_EVERY", 1)
+    monkeypatch.setattr(accounting, "CALLS_PER_GAP", 10**9)  # the gap never grows
     setting, method = dqn_on_cartpole()
     forwards, in_fit = [], [False]
     configure, fit = method.configure, method.fit
@@ -202,9 +203,48 @@ def test_rl_runs_record_their_cost_exactly_when_every_call_is_counted(monkeypatc
 
 
 def test_rl_training_flops_are_estimated_from_sampled_calls(monkeypatch):
+    """600 steps: 12 actions and 3 of the 138 gradient steps are counted (the first on the few
+    transitions the memory holds then); the estimator itself is exact on strata of equal steps
+    (the tests below)."""
     setting, method = dqn_on_cartpole()
     sampled = setting.apply(method).cost()["training_flops"]
     monkeypatch.setattr(accounting, "SAMPLE_EVERY", 1)
+    monkeypatch.setattr(accounting, "CALLS_PER_GAP", 10**9)
     setting, method = dqn_on_cartpole()
     exact = setting.apply(method).cost()["training_flops"]
-    assert sampled == pytest.approx(exact, rel=0.05)
+    assert sampled == pytest.approx(exact, rel=0.1)
+
+
+def _loop_calls(account: accounting.ComputeAccount, flops_of_call: list[int]) -> int:
+    """Run one `act` call per entry of `flops_of_call` through `account` (each a matrix product
+    of that many FLOPs: 2 x 1 x k by k x 1), in a stage whose steps are sampled; how many calls
+    were counted."""
+    counted = 0
+    for flops in flops_of_call:
+        account.call_started("act")
+        counting = account.call_count is not None
+        torch.ones(1, flops // 2) @ torch.ones(flops // 2, 1)
+        account.call_ended("act")
+        counted += counting
+    return counted
+
+
+def test_a_loops_calls_are_sampled_more_thinly_as_the_stage_goes_on():
+    account = accounting.ComputeAccount()
+    account.start_stage(whole=False)
+    counted = _loop_calls(account, [64] * 50_000)
+    assert account.end_stage() == 64 * 50_000  # every call the same: the estimate is exact
+    every = accounting.SAMPLE_EVERY
+    gaps = [every * 2 ** (k // accounting.CALLS_PER_GAP) for k in range(counted)]
+    assert sum(gaps[:-1]) < 50_000 <= sum(gaps)  # the gap doubles after every CALLS_PER_GAP counted calls
+    assert counted < 50_000 / every / 5
+
+
+def test_each_counted_call_stands_for_its_stratum():
+    """FLOPs that change at a stratum's start (a greedy policy after random actions) are
+    weighted by the calls each held for, not averaged over the counted calls."""
+    account = accounting.ComputeAccount()
+    account.start_stage(whole=False)
+    switch = accounting.SAMPLE_EVERY * accounting.CALLS_PER_GAP  # where the second stratum width starts
+    _loop_calls(account, [2] * switch + [200] * (3 * switch))
+    assert account.end_stage() == 2 * switch + 200 * 3 * switch

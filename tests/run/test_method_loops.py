@@ -110,9 +110,10 @@ def test_a_terminal_shows_the_progress_of_a_methods_own_loop(capsys, setting_of,
     assert planned in shown and "step/s" in shown
 
 
-def test_a_loops_steps_are_counted_by_kind_one_in_fifty():
-    """The FLOPs of a method's loop: of each kind of step, one in 50 is counted from the first,
-    and the kind's count is their mean times its steps (here every step costs the same)."""
+def test_a_loops_steps_are_counted_by_kind_in_strata():
+    """The FLOPs of a method's loop: of each kind of step, the first is counted, then one in 50
+    (`CallStrata`), each counted step standing for its stratum (here every step costs the same:
+    the estimate is exact)."""
     from sylvan.run.accounting import ComputeAccount
 
     account = ComputeAccount()
@@ -125,8 +126,10 @@ def test_a_loops_steps_are_counted_by_kind_one_in_fifty():
                 layer(torch.zeros(1, 8))
             with loop.step("learn") as step:
                 step.loss = layer(torch.zeros(4, 8)).sum()
-    assert account.calls == {"act": [120, 3, 3 * 2 * 8 * 8], "learn": [120, 3, 3 * 2 * 4 * 8 * 8]}
-    assert account.end_stage() == pytest.approx(120 * 2 * 8 * 8 + 120 * 2 * 4 * 8 * 8)
+    for kind, flops in (("act", 2 * 8 * 8), ("learn", 2 * 4 * 8 * 8)):
+        strata = account.calls[kind]
+        assert (strata.made, strata.strata, strata.last) == (120, 3, (100, flops))
+    assert account.end_stage() == 120 * 2 * 8 * 8 + 120 * 2 * 4 * 8 * 8
 
 
 def test_a_loops_steps_follow_each_other():

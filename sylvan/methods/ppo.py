@@ -86,8 +86,7 @@ class PPO(Agent):
             return self.policy.mode(x.to(self.device)).cpu()
 
     def fit(self, train_data: Any, val_data: Any = None) -> None:
-        """Roll out the policy in `train_data` (a step budget), updating it every `--n_steps` steps
-        and at the end."""
+        """Roll out the policy in `train_data` (a step budget), updating it every `--n_steps` steps and at the end."""
         env = train_data
         if getattr(env, "num_envs", 1) > 1:
             return fit_on_copies(self, env)
@@ -104,8 +103,7 @@ class PPO(Agent):
                                      "log_prob": log_prob.cpu()})
                 self.steps += 1
                 if len(self.rollout) >= self.n_steps or env.exhausted:
-                    with loop.step("learn") as step:
-                        step.loss = self.learn()
+                    self.learn(loop)
                 observation = next_observation
                 if (terminated or truncated) and not env.exhausted:
                     observation, _ = env.reset()
@@ -119,26 +117,28 @@ class PPO(Agent):
             log_prob = self.policy.log_prob(distribution, action).cpu()
         return (int(action) if self.bounds is None else action.squeeze(0).cpu().numpy()), log_prob
 
-    def learn(self) -> torch.Tensor:
+    def learn(self, loop: Any = None) -> torch.Tensor:
         """`--n_epochs` epochs on the rollout just collected (with none, the last again: a part's
-        retraining); the last minibatch's loss."""
+        retraining), each gradient step a step of `loop` where given; the last minibatch's loss."""
         if self.rollout:
             self.last_rollout = {name: torch.cat([t[name] for t in self.rollout]) for name in self.rollout[0]}
             self.rollout = []
         data = {name: value.to(self.device) for name, value in self.last_rollout.items()}
         both = self.actor_critic.module
         advantages, returns = both.advantages(data, self.gamma, self.gae_lambda)
-        count, loss = len(advantages), torch.zeros(())
+        count, loss, clip = len(advantages), torch.zeros(()), (self.actor_critic, self.max_grad_norm)
         for _ in range(self.n_epochs):
             order = torch.randperm(count, generator=self.generator).to(self.device)
             for start in range(0, count, self.batch_size):
                 rows = order[start : start + self.batch_size]
                 batch = {name: value[rows] for name, value in data.items()}
-                with self.run.autocast():
-                    policy_loss, value_loss = both.ppo_losses(batch, advantages[rows], returns[rows], self.clip_range,
-                                                              self.ent_coef, self.vf_coef)
-                loss = self.part_loss("policy", policy_loss, batch) + self.part_loss("value", value_loss, batch)
-                self.gradient_step(("policy", "value"), loss, self.optimizer, (self.actor_critic, self.max_grad_norm))
+                with self.learning_step(loop) as step:
+                    with self.run.autocast():
+                        policy_loss, value_loss = both.ppo_losses(batch, advantages[rows], returns[rows],
+                                                                  self.clip_range, self.ent_coef, self.vf_coef)
+                    loss = self.part_loss("policy", policy_loss, batch) + self.part_loss("value", value_loss, batch)
+                    self.gradient_step(("policy", "value"), loss, self.optimizer, clip)
+                    step.loss = loss.detach()
                 self.gradient_steps += 1
         return loss.detach()
 

@@ -48,6 +48,27 @@ def test_ppo_learns_cartpole(n_envs):
     assert results.accuracy_matrix[-1][0] > results.initial_accuracies[0] + 50  # seed 0: 77 -> 149 (one), -> 500 (four)
 
 
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_each_gradient_step_of_an_update_is_a_step_of_the_runs_loop(monkeypatch, n_envs):
+    """The run's callbacks (the FLOP count's sampling, the training log) see every gradient step
+    of an update as a `learn` step of the loop, and every action as an `act` step."""
+    from sylvan.run.engine import LoopStep
+
+    kinds: list[str] = []
+    enter = LoopStep.__enter__
+
+    def watched(step: LoopStep):
+        kinds.append(step.kind)
+        return enter(step)
+
+    monkeypatch.setattr(LoopStep, "__enter__", watched)
+    setting = IncrementalRLSetting(**{**TINY_RL, "nb_tasks": 1, "steps_per_task": 96})
+    ppo = METHODS["ppo"](n_steps=48 // n_envs, batch_size=16, n_epochs=2, n_envs=n_envs)
+    setting.apply(ppo)
+    assert ppo.gradient_steps == 2 * 2 * 3  # 2 updates x 2 epochs x 3 minibatches
+    assert kinds.count("learn") == ppo.gradient_steps and kinds.count("act") == 96 // n_envs
+
+
 @pytest.mark.parametrize("kind", ["discrete", "continuous"])
 def test_on_copies_a_rollout_holds_n_steps_of_each_copy_each_in_its_time_order(kind):
     """`--n_envs 3`: an update every 16 steps of each copy, on 48 transitions, copy after copy,

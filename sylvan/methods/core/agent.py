@@ -25,7 +25,7 @@ exactly as it would without them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from sylvan.methods.core.base import Method
+from sylvan.run.engine import StepRecord
 from sylvan.settings.base import Setting
 from sylvan.settings.continual_rl import ContinualRLSetting
 
@@ -171,6 +172,13 @@ class Agent(Method):
             if extra is not None:
                 loss = loss + extra.to(loss.dtype)
         return loss
+
+    @staticmethod
+    def learning_step(loop: Any = None) -> Any:
+        """The context of one gradient step: a `learn` step of `loop` (a method's loop: the run's
+        callbacks and FLOP sampling see each), or where there is none (a part's retraining after a
+        task), a bare record of its loss."""
+        return loop.step("learn") if loop is not None else nullcontext(StepRecord())
 
     def gradient_step(self, network: str | tuple[str, ...], loss: torch.Tensor, optimizer: Any,
                       clip: tuple[nn.Module, float] | None = None) -> None:

@@ -51,6 +51,5 @@ def fit_on_copies(agent: Any, env: Any) -> None:
                     transitions[-1]["ended"] = torch.ones(1)  # GAE's sum stops at the copy's rollout end
                 agent.rollout = [transition for transitions in kept for transition in transitions]
                 kept = [[] for _ in range(copies)]
-                with loop.step("learn") as step:
-                    step.loss = agent.learn()
+                agent.learn(loop)
             observations = next_observations

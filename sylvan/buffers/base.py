@@ -211,10 +211,11 @@ class RehearsalBuffer:
         """Offer a batch of new samples (fields of equal first dimension) to the buffer."""
         if not batch:
             raise ValueError("add() needs at least one field, e.g. add(x=..., y=...)")
-        sizes = {values.shape[0] for values in batch.values()}
-        if len(sizes) > 1:
-            raise ValueError("all fields of a batch must have the same number of samples")
-        count = sizes.pop()
+        count = -1
+        for values in batch.values():
+            if values.shape[0] != count and count >= 0:
+                raise ValueError("all fields of a batch must have the same number of samples")
+            count = values.shape[0]
         if self.storage and batch.keys() != self.storage.keys():
             raise ValueError(f"fields {sorted(batch)} differ from stored {sorted(self.storage)}")
         if count and self.capacity:
@@ -222,7 +223,8 @@ class RehearsalBuffer:
                 self._allocate(batch)
             held = self.size
             slots, positions = self._select_slots(batch, count)
-            self.replaced += int(np.count_nonzero(slots < held))
+            if held:  # an empty buffer replaces nothing
+                self.replaced += int(np.count_nonzero(slots < held))
             if len(slots):
                 self._write(slots, positions, batch)
         self.seen += count
@@ -237,10 +239,10 @@ class RehearsalBuffer:
     def _write(self, slots: np.ndarray, positions: np.ndarray, batch: Mapping[str, torch.Tensor]) -> None:
         host = self._host_views
         on_device = self._all_on(batch, self.device)
-        count = len(next(iter(batch.values())))
+        count = next(iter(batch.values())).shape[0]
         if host is not None and on_device:  # CPU storage that NumPy can view
             # every sample of the batch, in batch order (FIFO-like policies): the rows are read in place
-            whole = len(positions) == count and bool((positions == np.arange(count)).all())
+            whole = len(positions) == count and (count == 1 or bool((positions == np.arange(count)).all()))
             records = self._host_records
             for name, values in batch.items():
                 rows = (values.detach() if values.requires_grad else values).numpy()
@@ -270,6 +272,11 @@ class RehearsalBuffer:
 
     @staticmethod
     def _all_on(batch: Mapping[str, torch.Tensor], device: torch.device) -> bool:
+        if device.type == "cpu":  # the usual case, told without a device object per field
+            for values in batch.values():
+                if not values.is_cpu:
+                    return False
+            return True
         for values in batch.values():
             if values.device != device:
                 return False

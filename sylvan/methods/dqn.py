@@ -72,11 +72,11 @@ class DQN(OffPolicyMethod):
 
     def act(self, observation: np.ndarray) -> int:
         """Epsilon-greedy: a uniformly random action with probability epsilon, else the best."""
-        if float(torch.rand((), generator=self.generator)) < self.epsilon:
+        if torch.rand((), generator=self.generator).item() < self.epsilon:
             return int(torch.randint(self.num_actions, (), generator=self.generator))
-        x = torch.as_tensor(observation, dtype=torch.float32, device=self.device).unsqueeze(0)
+        x = torch.from_numpy(np.asarray(observation, dtype=np.float32)[None]).to(self.device)
         with torch.no_grad():
-            return int(self.model(x).argmax(1))
+            return int(self.q_network.module(x).argmax(1))  # `model`, without building `networks()`
 
     def greedy_outputs(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

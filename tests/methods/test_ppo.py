@@ -9,7 +9,13 @@ import torch
 from sylvan.errors import ConfigurationError
 from sylvan.methods import METHODS
 from sylvan.methods.core.on_agent import OnAgent
-from sylvan.methods.parts.policy_gradient import advantages_and_returns, clipped_objective
+from sylvan.methods.parts.policy_gradient import (
+    PolicyAndValue,
+    StochasticPolicy,
+    advantages_and_returns,
+    clipped_objective,
+    tanh_mlp,
+)
 from sylvan.settings import IncrementalRLSetting, TraditionalRLSetting
 from tests.conftest import RL_ENVS, TINY_RL
 
@@ -38,6 +44,23 @@ def test_the_clipped_objective_takes_the_pessimistic_bound():
     # ratios 1.5 (clipped to 1.2 for a positive advantage), 0.5 (clipped to 0.8: -0.8 > -0.5... min is -0.8), 1.1
     expected = -(1.2 * 1.0 + min(0.5 * -1.0, 0.8 * -1.0) + 1.1 * 2.0) / 3
     assert float(clipped_objective(new, old, advantages, 0.2)) == pytest.approx(expected)
+
+
+def test_the_policy_loss_is_the_clipped_objective_less_the_weighted_entropy():
+    torch.manual_seed(0)
+    policy = StochasticPolicy((3,), 2, True, 8)
+    both = PolicyAndValue(policy, tanh_mlp(3, 1, 8, 1.0))
+    batch = {"obs": torch.randn(5, 3), "action": torch.randn(5, 2), "log_prob": torch.randn(5)}
+    advantages, returns = torch.randn(5), torch.randn(5)
+    without, value_loss = both.ppo_losses(batch, advantages, returns, 0.2, 0.0, 0.5)
+    with_bonus, same_value_loss = both.ppo_losses(batch, advantages, returns, 0.2, 0.1, 0.5)
+    distribution = policy.distribution(batch["obs"])
+    normalized = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    objective = clipped_objective(policy.log_prob(distribution, batch["action"]), batch["log_prob"], normalized, 0.2)
+    torch.testing.assert_close(without, objective)
+    torch.testing.assert_close(with_bonus, objective - 0.1 * policy.entropy(distribution).mean())
+    torch.testing.assert_close(value_loss, 0.5 * ((both.values(batch["obs"]) - returns) ** 2).mean())
+    assert torch.equal(value_loss, same_value_loss)
 
 
 @pytest.mark.parametrize("n_envs", [1, 4])

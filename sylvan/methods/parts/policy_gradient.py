@@ -87,7 +87,8 @@ class PolicyAndValue(nn.Module):
         distribution = self.policy.distribution(batch["obs"])
         log_prob = self.policy.log_prob(distribution, batch["action"])
         policy_loss = clipped_objective(log_prob, batch["log_prob"], advantages, clip_range)
-        policy_loss = policy_loss - ent_coef * self.policy.entropy(distribution).mean()
+        if ent_coef:  # at 0 (the default) its terms would add exact zeros: left out, with their backward pass
+            policy_loss = policy_loss - ent_coef * self.policy.entropy(distribution).mean()
         return policy_loss, vf_coef * F.mse_loss(self.values(batch["obs"]), returns)
 
     def remembered_loss(self, network: str, batch: Transitions, gamma: float) -> torch.Tensor:

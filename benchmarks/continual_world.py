@@ -17,6 +17,7 @@ the reference line).
     python benchmarks/continual_world.py --quick             # minutes: the pipeline works
     python benchmarks/continual_world.py --jobs 2            # the reduced protocol this machine runs
     python benchmarks/continual_world.py --protocol cw20 --print   # the full protocol's commands
+    python benchmarks/continual_world.py --steps_per_task 75000 --out cw_75k --jobs 16   # a longer reduced protocol
 """
 
 from __future__ import annotations
@@ -44,13 +45,15 @@ PAPER_CW20 = {
 METHODS = tuple(PAPER_CW20)
 
 
-def protocol(name: str) -> dict:
+def protocol(name: str, steps_per_task: int | None = None) -> dict:
     """The task sequence, the steps, SAC's options and each method's, of a protocol: `cw10` and
     `cw20` (Continual World's: 1M steps per task, SAC 4 x 256 with its layer norm and leaky ReLU,
     batch 128, lr 1e-3, L2 1e5, EWC and MAS 1e4, PackNet retraining 100k steps, A-GEM 10k
     transitions per task, replay 1M), `reduced` (what this machine runs: two tasks that SAC 2 x 64
     learns in 25k steps, as the single-task curves of docs/benchmarks/continual-world.md show; the
-    coefficients as the paper's), `quick` (two tasks, a few thousand steps: the pipeline works)."""
+    coefficients as the paper's), `quick` (two tasks, a few thousand steps: the pipeline works).
+    `steps_per_task`: the protocol's steps per task replaced (its evaluation interval, PackNet's
+    retraining, A-GEM's transitions per task and the memories follow)."""
     if name in ("cw10", "cw20"):
         tasks, steps, hidden, layers, episodes, starts = [name.upper()], 1_000_000, 256, 4, 10, 10_000
     elif name == "reduced":
@@ -60,6 +63,10 @@ def protocol(name: str) -> dict:
         tasks, steps, hidden, layers, episodes, starts = ["window-close-v3", "faucet-close-v3"], 1000, 32, 2, 2, 200
     else:
         raise ValueError(f"unknown protocol {name!r}")
+    if steps_per_task is not None:
+        if steps_per_task < 10:
+            raise ValueError(f"--steps_per_task must be at least 10, got {steps_per_task}")
+        steps = steps_per_task
     nb_tasks = 20 if name == "cw20" else 10 if name == "cw10" else len(tasks)
     memory = nb_tasks * steps  # a replay of the whole stream
     per_task = 10_000 if steps >= 1_000_000 else max(steps // 10, 100)  # A-GEM's transitions per task
@@ -116,6 +123,27 @@ def plan(spec: dict, setting: str, seeds: list[int], out: Path, methods: list[st
             then.append((f"{method}-seed{seed}", [*common(spec, setting, seed, out), *options, *sac, *heads,
                                                   "--reference_dir", str(out / "references")]))
     return first, then
+
+
+def planned_steps(folder: Path) -> int | None:
+    """The steps per task of the run kept in `folder` (its `config.yaml`), None where there is none."""
+    config = folder / "config.yaml"
+    if not config.is_file():
+        return None
+    for line in config.read_text().splitlines():
+        if line.strip().startswith("steps_per_task:"):
+            return int(line.split(":", 1)[1])
+    return None
+
+
+def check_out(out: Path, runs: list, steps: int) -> None:
+    """Refuse an `--out` whose runs of the same names were made with other steps per task (a
+    finished run is not made again: it would stand in the table for the protocol's)."""
+    for name, _ in runs:
+        found = planned_steps(out / "runs" / name)
+        if found is not None and found != steps:
+            raise SystemExit(f"continual_world: {out / 'runs' / name} holds a run of {found} steps per task, "
+                             f"this protocol's are {steps}; give the protocol an --out of its own")
 
 
 def finished(out: Path, name: str) -> dict | None:
@@ -302,12 +330,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each on a core of its own")
     parser.add_argument("--out", default="continual_world_results", help="where the runs' folders are kept")
+    parser.add_argument("--steps_per_task", type=int,
+                        help="the protocol's steps per task replaced (the reduced protocol's condition holds "
+                             "from about 75000: docs/benchmarks/continual-world.md)")
     parser.add_argument("--print", action="store_true", help="print the runs' commands, run nothing")
     args = parser.parse_args()
     if args.quick:
         args.protocol, args.seeds, args.methods = "quick", [0], ["fine-tuning", "ewc", "packnet", "multi-task"]
-    spec, out = protocol(args.protocol), Path(args.out).resolve()
+    try:
+        spec = protocol(args.protocol, args.steps_per_task)
+    except ValueError as error:
+        parser.error(str(error))
+    out = Path(args.out).resolve()
     first, then = plan(spec, args.setting, args.seeds, out, args.methods)
+    check_out(out, first + then, spec["steps"])
     if args.print:
         for name, options in first + then:
             print(" ".join(["python cli.py", *options, "--run_name", name]))

@@ -43,6 +43,30 @@ def test_the_full_protocol_is_continual_worlds(tmp_path):
     assert "--multihead" not in single_head["ewc-seed0"]
 
 
+def test_a_protocols_steps_per_task_can_be_replaced_and_what_follows_them_follows(tmp_path):
+    spec75 = continual_world.protocol("reduced", steps_per_task=75_000)
+    runs = dict(continual_world.plan(spec75, "task_incremental_rl", [0], tmp_path, list(continual_world.METHODS))[1])
+    assert option(runs["ewc-seed0"], "--steps_per_task") == "75000"
+    assert option(runs["ewc-seed0"], "--eval_every") == "7500"
+    assert option(runs["packnet-seed0"], "--retrain_steps") == "7500"
+    assert option(runs["agem-seed0"], "--agem_buffer_size") == str(7500 * 2)
+    assert option(runs["reservoir-seed0"], "--buffer_size") == str(2 * 75_000)
+    with pytest.raises(ValueError, match="at least 10"):
+        continual_world.protocol("reduced", steps_per_task=0)
+
+
+def test_a_folder_holding_runs_of_other_steps_is_refused(tmp_path):
+    """A finished run is not made again: one of another protocol's steps would stand in for it."""
+    first, then = continual_world.plan(continual_world.protocol("reduced"), "task_incremental_rl", [0], tmp_path,
+                                       ["ewc"])
+    folder = tmp_path / "runs" / "ewc-seed0"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("setting: task_incremental_rl\nsetting_options:\n  steps_per_task: 25000\n")
+    continual_world.check_out(tmp_path, first + then, 25_000)  # the same protocol: continued
+    with pytest.raises(SystemExit, match="holds a run of 25000 steps per task, this protocol's are 75000"):
+        continual_world.check_out(tmp_path, first + then, 75_000)
+
+
 def test_its_commands_are_accepted_by_sylvan(tmp_path):
     """Every run's options parse (the reference's and each method's), so a protocol never fails an
     hour in on a misspelled option."""

@@ -127,13 +127,12 @@ def plan(spec: dict, setting: str, seeds: list[int], out: Path, methods: list[st
 
 def planned_steps(folder: Path) -> int | None:
     """The steps per task of the run kept in `folder` (its `config.yaml`), None where there is none."""
+    from sylvan.cli.config_files import load_config
+
     config = folder / "config.yaml"
     if not config.is_file():
         return None
-    for line in config.read_text().splitlines():
-        if line.strip().startswith("steps_per_task:"):
-            return int(line.split(":", 1)[1])
-    return None
+    return load_config(str(config)).get("setting_options", {}).get("steps_per_task")
 
 
 def check_out(out: Path, runs: list, steps: int) -> None:

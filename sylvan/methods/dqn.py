@@ -76,7 +76,7 @@ class DQN(OffPolicyMethod):
             return int(torch.randint(self.num_actions, (), generator=self.generator))
         x = torch.from_numpy(np.asarray(observation, dtype=np.float32)[None]).to(self.device)
         with torch.no_grad():
-            return int(self.q_network.module(x).argmax(1))  # `model`, without building `networks()`
+            return int(self.model(x).argmax(1))
 
     def greedy_outputs(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -74,6 +74,13 @@ class RehearsalBuffer:
     policy: str = "base"
     # the dataclass of the policy's own options (`POLICY_OPTIONS`), or None for a policy without any
     options: ClassVar[type | None] = None
+    # whether the policy chooses the slot of a single sample without reading it (`_slot_of_one`)
+    _one_slot: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # a subclass that chooses slots for batches anew chooses them for one sample anew too
+        cls._one_slot = "_slot_of_one" in cls.__dict__ or (cls._one_slot and "_select_slots" not in cls.__dict__)
 
     def __init__(
         self,
@@ -228,6 +235,35 @@ class RehearsalBuffer:
             if len(slots):
                 self._write(slots, positions, batch)
         self.seen += count
+
+    def add_row(self, **row: Any) -> None:
+        """Offer one sample whose fields are NumPy arrays or numbers of that sample alone (no batch
+        axis): what `add` does with a batch of one, without a tensor per field (an agent stores a
+        transition at every environment step, where building them cost more than the write).
+        Where the storage is on the host and the policy picks one sample's slot without reading it
+        (`_slot_of_one`), the fields are written through NumPy's views of the storage, cast to its
+        dtypes as NumPy's assignment casts; otherwise (before the first sample, whose fields' dtypes
+        the storage takes; on CUDA; pixel fields; a policy that reads the sample) through `add`."""
+        host = self._host_views
+        if host is None or not self._one_slot or self.pixel_fields:
+            self.add(**{name: torch.from_numpy(np.asarray(value)[None]) for name, value in row.items()})
+            return
+        if row.keys() != host.keys():
+            raise ValueError(f"fields {sorted(row)} differ from stored {sorted(host)}")
+        held = self.size
+        slot = self._slot_of_one()
+        if slot is not None:
+            for name, value in row.items():
+                host[name][slot] = value
+            if slot < held:
+                self.replaced += 1
+            self.retrieval.stored(np.array([slot]))
+        self.seen += 1
+
+    def _slot_of_one(self) -> int | None:
+        """The slot one new sample takes (None: turned away), setting `self.size`: what
+        `_select_slots` chooses for a batch of one, for a policy whose choice reads no field of it."""
+        raise NotImplementedError
 
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (slots, positions) as int64 arrays: batch sample `positions[k]` goes into

@@ -38,6 +38,12 @@ class ReplayChannel:
         """Offer a batch's samples (and their extras: logits, features, ...) to the memory."""
         raise NotImplementedError
 
+    def insert_row(self, row: dict[str, Any]) -> None:
+        """Offer one sample, its fields NumPy arrays or numbers without a batch axis (an agent's
+        transition): as a batch of one here; a channel around this worker's buffer alone writes
+        it in place (`RehearsalBuffer.add_row`)."""
+        self.insert({name: torch.from_numpy(np.asarray(value)[None]) for name, value in row.items()})
+
     # ----- this worker's memory, read beside the replay ---------------------------------------
 
     def __len__(self) -> int:
@@ -110,3 +116,6 @@ class LocalReplay(ReplayChannel):
 
     def insert(self, fields: dict[str, torch.Tensor]) -> None:
         self.buffer.add(**fields)
+
+    def insert_row(self, row: dict[str, Any]) -> None:
+        self.buffer.add_row(**row)

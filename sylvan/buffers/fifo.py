@@ -27,3 +27,7 @@ class FIFOBuffer(RehearsalBuffer):
         slots = (self.seen + positions) % self.capacity
         self.size = min(self.capacity, self.seen + count)
         return slots, positions
+
+    def _slot_of_one(self) -> int:
+        self.size = min(self.capacity, self.seen + 1)
+        return self.seen % self.capacity

@@ -39,6 +39,14 @@ class ReservoirBuffer(RehearsalBuffer):
         super().__init__(capacity, device=device, seed=seed, retrieval=retrieval, pixel_fields=pixel_fields)
         self._stream_offsets = np.empty(0, dtype=np.float64)  # 1, 2, ...: k + 1 - seen for sample k of a batch
 
+    def _slot_of_one(self) -> int | None:
+        seen, capacity = self.seen, self.capacity
+        scaled = self._uniform(1, reuse=True)[0] * (1.0 + seen)  # the draw and float64 product of a batch of one
+        self.size = min(capacity, seen + 1)
+        if seen < capacity:
+            return seen
+        return int(scaled) if scaled < capacity else None
+
     def _select_slots(self, batch: Mapping[str, torch.Tensor], count: int) -> tuple[np.ndarray, np.ndarray]:
         seen, capacity = self.seen, self.capacity
         if len(self._stream_offsets) < count:

@@ -228,3 +228,49 @@ def test_every_stored_row_is_the_row_of_its_sample(policy, pixels):
     stored = buffer.get_all(pixels=True)
     assert len(stored["id"]) == len(buffer) > 20
     assert torch.equal(stored["x"], rows_of(stored["id"]))
+
+
+@pytest.mark.parametrize("policy", ["reservoir", "fifo", "class_balanced", "ring"])
+@pytest.mark.parametrize("pixels", [False, True])
+def test_a_row_is_stored_as_a_batch_of_one(policy, pixels):
+    """`add_row` (an agent's transition: NumPy values without a batch axis, written in place
+    where the policy picks a slot without reading the sample) leaves the buffer as `add` of the
+    same sample as a batch of one: the stored rows, size, seen and replaced counts, and the
+    generator's next draws, past the capacity and after a save and restore; policies that read
+    the sample, pixel fields and the first sample (which sets the dtypes) go through `add`."""
+    by_row, by_batch = (make_buffer(policy, 12, seed=5, pixel_fields=("x",) if pixels else ()) for _ in range(2))
+    generator = np.random.default_rng(0)
+    for k in range(40):
+        if k == 20:
+            restored = make_buffer(policy, 12, seed=5, pixel_fields=("x",) if pixels else ())
+            restored.load_state_dict(by_row.state_dict())
+            by_row = restored
+        x = generator.integers(0, 256, (2, 3)).astype(np.float32) / (255 if pixels else 1)
+        row = {"x": x if k % 2 else x.astype(np.float64), "y": np.asarray(k % 3), "reward": np.float32(k / 7)}
+        by_row.add_row(**row)
+        by_batch.add(**{name: torch.from_numpy(np.asarray(value)[None]) for name, value in row.items()})
+    in_place = policy in ("reservoir", "fifo") and not pixels
+    assert (by_row._one_slot and not pixels) == in_place
+    assert (len(by_row), by_row.seen, by_row.replaced) == (len(by_batch), by_batch.seen, by_batch.replaced)
+    assert by_row.replaced > 0
+    for name, values in by_batch.get_all(pixels=True).items():
+        assert torch.equal(by_row.get_all(pixels=True)[name], values)
+    assert torch.equal(by_row.sample(5)["y"], by_batch.sample(5)["y"])
+    with pytest.raises(ValueError, match="differ"):
+        by_row.add_row(x=x, y=np.asarray(0))
+
+
+def test_a_policy_that_chooses_batches_anew_chooses_one_sample_anew():
+    """A subclass that overrides `_select_slots` without `_slot_of_one` stores rows through it."""
+    from sylvan.buffers.fifo import FIFOBuffer
+
+    class Newest(FIFOBuffer):
+        def _select_slots(self, batch, count):  # always the first slot
+            self.size = max(self.size, 1)
+            return np.zeros(1, dtype=np.int64), np.array([count - 1], dtype=np.int64)
+
+    buffer = Newest(4)
+    assert not Newest._one_slot and FIFOBuffer._one_slot
+    for k in range(3):
+        buffer.add_row(x=np.full(2, k, dtype=np.float32))
+    assert len(buffer) == 1 and buffer.get_all()["x"].tolist() == [[2.0, 2.0]]

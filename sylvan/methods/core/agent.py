@@ -110,17 +110,25 @@ class Agent(Method):
         return self.networks()[self.acting_networks[0]]
 
     @staticmethod
+    def transition_row(observation: Any, action: Any, reward: float, next_observation: Any,
+                       terminated: bool) -> dict[str, np.ndarray]:
+        """One transition as NumPy values of the dtypes the memory stores (observations, reward
+        and terminal flag in float32), without a batch axis: what `ReplayChannel.insert_row` takes."""
+        return {
+            "obs": np.asarray(observation, dtype=np.float32),
+            "action": np.asarray(action),
+            "reward": np.asarray(reward, dtype=np.float32),
+            "next_obs": np.asarray(next_observation, dtype=np.float32),
+            "terminal": np.asarray(terminated, dtype=np.float32),
+        }
+
+    @staticmethod
     def transition(observation: Any, action: Any, reward: float, next_observation: Any,
                    terminated: bool) -> dict[str, torch.Tensor]:
         """One transition as the memory stores it: fields of one row each (made in NumPy and
         viewed by torch: a third of the cost of building each tensor, at every environment step)."""
-        return {
-            "obs": torch.from_numpy(np.asarray(observation, dtype=np.float32)[None]),
-            "action": torch.from_numpy(np.asarray(action)[None]),
-            "reward": torch.from_numpy(np.array([reward], dtype=np.float32)),
-            "next_obs": torch.from_numpy(np.asarray(next_observation, dtype=np.float32)[None]),
-            "terminal": torch.from_numpy(np.array([terminated], dtype=np.float32)),
-        }
+        row = Agent.transition_row(observation, action, reward, next_observation, terminated)
+        return {name: torch.from_numpy(value[None]) for name, value in row.items()}
 
     # ----- the parts' hooks ----------------------------------------------------------------------
 

@@ -128,11 +128,13 @@ class OffPolicyMethod(Agent):
                     observation, _ = env.reset()
 
     def remember(self, observation: Any, action: Any, reward: float, next_observation: Any, terminated: bool) -> None:
-        """Store one transition. A truncated episode (time limit, budget) is not terminal: its
-        next state still has a value."""
-        transition = self.transition(observation, action, reward, next_observation, terminated)
-        self.replay.insert(transition)
-        self.part_transition(transition)
+        """Store one transition (written into the memory in place, no tensors made unless a part
+        takes it). A truncated episode (time limit, budget) is not terminal: its next state still
+        has a value."""
+        row = self.transition_row(observation, action, reward, next_observation, terminated)
+        self.replay.insert_row(row)
+        if self._hooks("agent_transition"):
+            self.part_transition({name: torch.from_numpy(value[None]) for name, value in row.items()})
 
     def stored_example(self) -> dict[str, torch.Tensor]:
         """A transition of the run's environments (zeros) as the memory stores it: what its

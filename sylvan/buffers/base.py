@@ -67,6 +67,12 @@ def record_rows(array: np.ndarray) -> np.ndarray | None:
     return array.reshape(len(array), row_bytes // array.itemsize).view(np.dtype((np.void, row_bytes)))[:, 0]
 
 
+def batch_of_one(row: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """One sample's fields (NumPy arrays or numbers, no batch axis) as a batch of one: tensors
+    that view the values with a batch axis added (no copy where a value is already an array)."""
+    return {name: torch.from_numpy(np.asarray(value)[None]) for name, value in row.items()}
+
+
 class RehearsalBuffer:
     """Base class: storage, sampling and persistence. A policy decides which slots new samples
     take by implementing `_select_slots`; it may free slots with `_remove_slots`."""
@@ -246,7 +252,7 @@ class RehearsalBuffer:
         the storage takes; on CUDA; pixel fields; a policy that reads the sample) through `add`."""
         host = self._host_views
         if host is None or not self._one_slot or self.pixel_fields:
-            self.add(**{name: torch.from_numpy(np.asarray(value)[None]) for name, value in row.items()})
+            self.add(**batch_of_one(row))
             return
         if row.keys() != host.keys():
             raise ValueError(f"fields {sorted(row)} differ from stored {sorted(host)}")

@@ -13,13 +13,12 @@ this worker's), and kept by the method only to be saved with its state."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from sylvan.buffers.base import RehearsalBuffer
+from sylvan.buffers.base import RehearsalBuffer, batch_of_one
 
 
 class ReplayChannel:
@@ -42,7 +41,7 @@ class ReplayChannel:
         """Offer one sample, its fields NumPy arrays or numbers without a batch axis (an agent's
         transition): as a batch of one here; a channel around this worker's buffer alone writes
         it in place (`RehearsalBuffer.add_row`)."""
-        self.insert({name: torch.from_numpy(np.asarray(value)[None]) for name, value in row.items()})
+        self.insert(batch_of_one(row))
 
     # ----- this worker's memory, read beside the replay ---------------------------------------
 

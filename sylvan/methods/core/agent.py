@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sylvan.buffers.base import batch_of_one
 from sylvan.methods.core.base import Method
 from sylvan.run.engine import StepRecord
 from sylvan.settings.base import Setting
@@ -127,8 +128,7 @@ class Agent(Method):
                    terminated: bool) -> dict[str, torch.Tensor]:
         """One transition as the memory stores it: fields of one row each (made in NumPy and
         viewed by torch: a third of the cost of building each tensor, at every environment step)."""
-        row = Agent.transition_row(observation, action, reward, next_observation, terminated)
-        return {name: torch.from_numpy(value[None]) for name, value in row.items()}
+        return batch_of_one(Agent.transition_row(observation, action, reward, next_observation, terminated))
 
     # ----- the parts' hooks ----------------------------------------------------------------------
 

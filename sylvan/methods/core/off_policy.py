@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from sylvan.buffers import make_buffer
+from sylvan.buffers.base import batch_of_one
 from sylvan.buffers.channel import LocalReplay
 from sylvan.errors import ConfigurationError
 from sylvan.methods.core.agent import Agent
@@ -134,7 +135,7 @@ class OffPolicyMethod(Agent):
         row = self.transition_row(observation, action, reward, next_observation, terminated)
         self.replay.insert_row(row)
         if self._hooks("agent_transition"):
-            self.part_transition({name: torch.from_numpy(value[None]) for name, value in row.items()})
+            self.part_transition(batch_of_one(row))
 
     def stored_example(self) -> dict[str, torch.Tensor]:
         """A transition of the run's environments (zeros) as the memory stores it: what its

@@ -1,14 +1,13 @@
-"""`sac`: soft actor-critic for continuous actions (Haarnoja et al., "Soft Actor-Critic
-Algorithms and Applications", 2018), with its replay memory taken from `sylvan.buffers`.
+"""`sac`: soft actor-critic for continuous actions (Haarnoja et al., "Soft Actor-Critic Algorithms and
+Applications", 2018), with its replay memory taken from `sylvan.buffers`.
 
-A Gaussian policy squashed by tanh into the action bounds; two Q-networks, each regressed on
-r + gamma * (min of the two target networks' Q(s', a') - alpha * log pi(a'|s')), a' ~ pi; the
-policy maximizes min Q(s, a) - alpha * log pi(a|s); alpha is tuned so that the policy's entropy
-stays near -(action size); the target networks follow the Q-networks by Polyak averaging. Before
-`--learning_starts` steps, actions are uniform in the bounds. Evaluation acts with the mean.
-
-The replay memory (`fifo` or `reservoir`) and the interaction loop are `OffPolicyMethod`'s, as for `dqn`.
-Runs on every RL setting with continuous actions; `--multihead`: a head per task, where tasks are labelled."""
+A Gaussian policy squashed by tanh into the action bounds; two Q-networks, each regressed on r + gamma * (min of
+the two target networks' Q(s', a') - alpha * log pi(a'|s')), a' ~ pi; the policy maximizes min Q(s, a) - alpha *
+log pi(a|s); alpha is tuned so that the policy's entropy stays near -(action size); the target networks follow
+the Q-networks by Polyak averaging. Before `--learning_starts` steps, actions are uniform in the bounds.
+Evaluation acts with the mean. The replay memory (`fifo` or `reservoir`) and the interaction loop are
+`OffPolicyMethod`'s, as for `dqn`. Runs on every RL setting with continuous actions; `--multihead`: a head per
+task, where tasks are labelled."""
 
 from __future__ import annotations
 
@@ -40,11 +39,9 @@ class SAC(OffPolicyMethod):
     tau: float = 0.005  # Polyak step of the target Q-networks toward the Q-networks, per gradient step
     initial_alpha: float = 1.0  # entropy temperature at the start (then tuned)
     hidden_size: int = 256  # width of the networks' hidden layers
-    hidden_layers: int = 2  # hidden layers of the policy and of each Q-network (Continual World's SAC: 4 of 256)
+    hidden_layers: int = 2  # hidden layers of the policy and of each Q-network (Continual World's: 4 of 256)
     cw_network: bool = False  # Continual World's layers: LayerNorm + tanh after the first, leaky ReLU after the rest
-    # an output head per task for the policy and the Q-networks, picked by the task id the observations end
-    # with, which the layers below do not see (Continual World's SAC; settings with task labels)
-    multihead: bool = False
+    multihead: bool = False  # a head per task, picked by the task id ending the observations (Continual World's)
 
     state_attributes: ClassVar[tuple[str, ...]] = ("policy", "critic", "target_critic", "log_alpha",
                                                    "policy_optimizer", "critic_optimizer", "alpha_optimizer")
@@ -67,10 +64,14 @@ class SAC(OffPolicyMethod):
         self.target_entropy = -float(len(low))
         # trained at the run's precision: losses' forward passes under its autocast, scaled under 16-mixed
         engine = self.run  # the run context (`configure` may have been given a setting, which it wraps)
-        self.policy, self.policy_optimizer = engine.setup(policy, torch.optim.Adam(policy.parameters(), lr=self.lr))
-        self.critic, self.critic_optimizer = engine.setup(critic, torch.optim.Adam(critic.parameters(), lr=self.lr))
+        self.policy, self.policy_optimizer = engine.setup(policy, self.adam(policy.parameters()))
+        self.critic, self.critic_optimizer = engine.setup(critic, self.adam(critic.parameters()))
         self.target_critic = engine.setup(target_critic)
-        self.alpha_optimizer = engine.setup_optimizers(torch.optim.Adam([self.log_alpha], lr=self.lr))
+        self.alpha_optimizer = engine.setup_optimizers(self.adam([self.log_alpha]))
+
+    def adam(self, parameters: Any) -> torch.optim.Adam:
+        """Adam at `--lr`, fused where the device has the kernel: small networks' steps are per-tensor work."""
+        return torch.optim.Adam(parameters, lr=self.lr, fused=self.device.type in ("cpu", "cuda"))
 
     # ----- acting -------------------------------------------------------------------------------
 
@@ -137,9 +138,8 @@ class SAC(OffPolicyMethod):
         policy_loss, log_prob = self.policy_loss(batch, alpha)
         self.gradient_step("policy", self.part_loss("policy", policy_loss, batch), self.policy_optimizer)
 
-        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_optimizer.zero_grad(set_to_none=True)
-        self.run.backward(alpha_loss)
+        self.run.backward(-(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean())  # the temperature's
         self.alpha_optimizer.step()
 
         with torch.no_grad():

@@ -17,7 +17,7 @@ the reference line).
     python benchmarks/continual_world.py --quick             # minutes: the pipeline works
     python benchmarks/continual_world.py --jobs 2            # the reduced protocol this machine runs
     python benchmarks/continual_world.py --protocol cw20 --print   # the full protocol's commands
-    python benchmarks/continual_world.py --steps_per_task 75000 --out cw_75k --jobs 16   # a longer reduced protocol
+    python benchmarks/continual_world.py --steps_per_task 150000 --out cw_150k --jobs 16   # a longer reduced protocol
 """
 
 from __future__ import annotations
@@ -49,18 +49,21 @@ def protocol(name: str, steps_per_task: int | None = None) -> dict:
     """The task sequence, the steps, SAC's options and each method's, of a protocol: `cw10` and
     `cw20` (Continual World's: 1M steps per task, SAC 4 x 256 with its layer norm and leaky ReLU,
     batch 128, lr 1e-3, L2 1e5, EWC and MAS 1e4, PackNet retraining 100k steps, A-GEM 10k
-    transitions per task, replay 1M), `reduced` (what this machine runs: two tasks that SAC 2 x 64
-    learns in 25k steps, as the single-task curves of docs/benchmarks/continual-world.md show; the
-    coefficients as the paper's), `quick` (two tasks, a few thousand steps: the pipeline works).
+    transitions per task, replay 1M), `reduced` (what a 2-core machine runs in about two hours: two
+    tasks, 75k steps each, SAC 2 x 64 with a gradient step of 256 transitions every second step,
+    which learns each of them by then, as the single-task curves of docs/benchmarks/continual-world.md
+    show; the coefficients as the paper's), `quick` (two tasks, a few thousand steps: the pipeline works).
     `steps_per_task`: the protocol's steps per task replaced (its evaluation interval, PackNet's
     retraining, A-GEM's transitions per task and the memories follow)."""
+    batch, every = 128, 1  # transitions per gradient step, environment steps per gradient step
     if name in ("cw10", "cw20"):
         tasks, steps, hidden, layers, episodes, starts = [name.upper()], 1_000_000, 256, 4, 10, 10_000
     elif name == "reduced":
-        tasks, steps, hidden, layers = ["faucet-close-v3", "handle-press-side-v3"], 25_000, 64, 2
-        episodes, starts = 10, 1000
+        tasks, steps, hidden, layers = ["faucet-close-v3", "handle-press-side-v3"], 75_000, 64, 2
+        episodes, starts, batch, every = 10, 1000, 256, 2
     elif name == "quick":
         tasks, steps, hidden, layers, episodes, starts = ["window-close-v3", "faucet-close-v3"], 1000, 32, 2, 2, 200
+        batch, every = 256, 2
     else:
         raise ValueError(f"unknown protocol {name!r}")
     if steps_per_task is not None:
@@ -71,7 +74,7 @@ def protocol(name: str, steps_per_task: int | None = None) -> dict:
     memory = nb_tasks * steps  # a replay of the whole stream
     per_task = 10_000 if steps >= 1_000_000 else max(steps // 10, 100)  # A-GEM's transitions per task
     sac = ["--hidden_size", str(hidden), "--hidden_layers", str(layers), "--cw_network", "true",
-           "--replay_size", "128", "--lr", "1e-3",
+           "--replay_size", str(batch), "--train_frequency", str(every), "--lr", "1e-3",
            "--tau", "0.005", "--learning_starts", str(starts), "--buffer_size", str(steps)]
     return {
         "tasks": tasks, "steps": steps, "eval_every": 20_000 if steps >= 1_000_000 else steps // 10,
@@ -81,7 +84,7 @@ def protocol(name: str, steps_per_task: int | None = None) -> dict:
             "l2": ["--method", "l2", "--agent", "sac", "--l2_lambda", "1e5", "--reset_on_task", "true"],
             "ewc": ["--method", "ewc", "--agent", "sac", "--ewc_lambda", "1e4", "--reset_on_task", "true"],
             "mas": ["--method", "mas", "--agent", "sac", "--mas_lambda", "1e4", "--reset_on_task", "true"],
-            "packnet": ["--method", "packnet", "--agent", "sac", "--retrain_steps", str(steps // 10),
+            "packnet": ["--method", "packnet", "--agent", "sac", "--retrain_steps", str(steps // every // 10),
                         "--reset_on_task", "true"],
             "agem": ["--method", "agem", "--agent", "sac", "--agem_buffer_size", str(per_task * nb_tasks),
                      "--reference_batch_size", "128", "--reset_on_task", "true"],
@@ -125,24 +128,58 @@ def plan(spec: dict, setting: str, seeds: list[int], out: Path, methods: list[st
     return first, then
 
 
-def planned_steps(folder: Path) -> int | None:
-    """The steps per task of the run kept in `folder` (its `config.yaml`), None where there is none."""
+def stored_options(folder: Path) -> dict | None:
+    """The setting's and method's options of the run kept in `folder` (its `config.yaml`), None where there is none."""
     from sylvan.cli.config_files import load_config
 
     config = folder / "config.yaml"
     if not config.is_file():
         return None
-    return load_config(str(config)).get("setting_options", {}).get("steps_per_task")
+    stored = load_config(str(config))
+    return {**stored.get("setting_options", {}), **stored.get("method_options", {})}
 
 
-def check_out(out: Path, runs: list, steps: int) -> None:
-    """Refuse an `--out` whose runs of the same names were made with other steps per task (a
-    finished run is not made again: it would stand in the table for the protocol's)."""
-    for name, _ in runs:
-        found = planned_steps(out / "runs" / name)
-        if found is not None and found != steps:
-            raise SystemExit(f"continual_world: {out / 'runs' / name} holds a run of {found} steps per task, "
-                             f"this protocol's are {steps}; give the protocol an --out of its own")
+def option_values(argv: list[str]) -> dict[str, list[str]]:
+    """Each `--name` of a command with the values that follow it."""
+    values: dict[str, list[str]] = {}
+    name = None
+    for word in argv:
+        if word.startswith("--"):
+            name = word[2:]
+            values[name] = []
+        elif name is not None:
+            values[name].append(word)
+    return values
+
+
+def same_value(stored: object, given: list[str]) -> bool:
+    """Whether a stored option's value is the one a command gives (`1e-3` is 0.001, `true` is True)."""
+    if isinstance(stored, list):
+        return [str(v) for v in stored] == given
+    if len(given) != 1:
+        return False
+    if isinstance(stored, bool):
+        return given[0].lower() == str(stored).lower()
+    if isinstance(stored, (int, float)):
+        try:
+            return float(given[0]) == float(stored)
+        except ValueError:
+            return False
+    return given[0] == str(stored)
+
+
+def check_out(out: Path, runs: list) -> None:
+    """Refuse an `--out` holding a run of the same name made with other options (a finished run is
+    not made again: it would stand in the table for this protocol's)."""
+    for name, argv in runs:
+        stored = stored_options(out / "runs" / name)
+        if stored is None:
+            continue
+        for option, given in option_values(argv).items():
+            if option in stored and not same_value(stored[option], given):
+                raise SystemExit(f"continual_world: {out / 'runs' / name} holds a run made with --{option} "
+                                 f"{stored[option]}, this protocol's is {' '.join(given)}; give the protocol an "
+                                 "--out of its own")
 
 
 def finished(out: Path, name: str) -> dict | None:
@@ -330,8 +367,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each on a core of its own")
     parser.add_argument("--out", default="continual_world_results", help="where the runs' folders are kept")
     parser.add_argument("--steps_per_task", type=int,
-                        help="the protocol's steps per task replaced (the reduced protocol's condition holds "
-                             "from about 75000: docs/benchmarks/continual-world.md)")
+                        help="the protocol's steps per task replaced (the evaluation interval, PackNet's "
+                             "retraining, A-GEM's transitions and the memories follow)")
     parser.add_argument("--print", action="store_true", help="print the runs' commands, run nothing")
     args = parser.parse_args()
     if args.quick:
@@ -342,7 +379,7 @@ def main() -> None:
         parser.error(str(error))
     out = Path(args.out).resolve()
     first, then = plan(spec, args.setting, args.seeds, out, args.methods)
-    check_out(out, first + then, spec["steps"])
+    check_out(out, first + then)
     if args.print:
         for name, options in first + then:
             print(" ".join(["python cli.py", *options, "--run_name", name]))

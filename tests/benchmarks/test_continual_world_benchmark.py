@@ -21,6 +21,10 @@ def option(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
 
 
+def option_values(argv: list[str], name: str) -> list[str]:
+    return continual_world.option_values(argv)[name.lstrip("-")]
+
+
 def test_the_full_protocol_is_continual_worlds(tmp_path):
     spec20 = continual_world.protocol("cw20")
     first, then = continual_world.plan(spec20, "task_incremental_rl", [0], tmp_path, list(continual_world.METHODS))
@@ -33,6 +37,7 @@ def test_the_full_protocol_is_continual_worlds(tmp_path):
     for argv in runs.values():
         assert option(argv, "--steps_per_task") == "1000000" and option(argv, "--hidden_layers") == "4"
         assert option(argv, "--hidden_size") == "256" and option(argv, "--replay_size") == "128"
+        assert option(argv, "--train_frequency") == "1"
         assert option(argv, "--multihead") == "true" and option(argv, "--reference_dir") == str(tmp_path / "references")
         assert option(argv, "--max_episode_steps") == "200"
     # the reservoir keeps the whole stream and is never emptied; the others' memories are a task's, reset
@@ -44,27 +49,42 @@ def test_the_full_protocol_is_continual_worlds(tmp_path):
 
 
 def test_a_protocols_steps_per_task_can_be_replaced_and_what_follows_them_follows(tmp_path):
-    spec75 = continual_world.protocol("reduced", steps_per_task=75_000)
-    runs = dict(continual_world.plan(spec75, "task_incremental_rl", [0], tmp_path, list(continual_world.METHODS))[1])
-    assert option(runs["ewc-seed0"], "--steps_per_task") == "75000"
-    assert option(runs["ewc-seed0"], "--eval_every") == "7500"
-    assert option(runs["packnet-seed0"], "--retrain_steps") == "7500"
-    assert option(runs["agem-seed0"], "--agem_buffer_size") == str(7500 * 2)
-    assert option(runs["reservoir-seed0"], "--buffer_size") == str(2 * 75_000)
+    spec50 = continual_world.protocol("reduced", steps_per_task=50_000)
+    runs = dict(continual_world.plan(spec50, "task_incremental_rl", [0], tmp_path, list(continual_world.METHODS))[1])
+    assert option(runs["ewc-seed0"], "--steps_per_task") == "50000"
+    assert option(runs["ewc-seed0"], "--eval_every") == "5000"
+    # the reduced protocol takes a gradient step of 256 transitions every second step; PackNet
+    # retrains for a tenth of a task's gradient steps, as Continual World's 100k of 1M
+    assert option(runs["ewc-seed0"], "--train_frequency") == "2" and option(runs["ewc-seed0"], "--replay_size") == "256"
+    assert option(runs["packnet-seed0"], "--retrain_steps") == "2500"
+    assert option(runs["agem-seed0"], "--agem_buffer_size") == str(5000 * 2)
+    assert option(runs["reservoir-seed0"], "--buffer_size") == str(2 * 50_000)
     with pytest.raises(ValueError, match="at least 10"):
         continual_world.protocol("reduced", steps_per_task=0)
 
 
-def test_a_folder_holding_runs_of_other_steps_is_refused(tmp_path):
-    """A finished run is not made again: one of another protocol's steps would stand in for it."""
-    first, then = continual_world.plan(continual_world.protocol("reduced"), "task_incremental_rl", [0], tmp_path,
-                                       ["ewc"])
+def test_a_folder_holding_runs_made_with_other_options_is_refused(tmp_path):
+    """A finished run is not made again: one of another protocol's steps or options would stand in for it."""
+    first, then = continual_world.plan(continual_world.protocol("reduced", steps_per_task=25_000),
+                                       "task_incremental_rl", [0], tmp_path, ["ewc"])
     folder = tmp_path / "runs" / "ewc-seed0"
     folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text("setting: task_incremental_rl\nsetting_options:\n  steps_per_task: 25000\n")
-    continual_world.check_out(tmp_path, first + then, 25_000)  # the same protocol: continued
-    with pytest.raises(SystemExit, match="holds a run of 25000 steps per task, this protocol's are 75000"):
-        continual_world.check_out(tmp_path, first + then, 75_000)
+    argv = dict(then)["ewc-seed0"]
+    stored = {key: argv[argv.index(f"--{key}") + 1] for key in ("train_frequency", "replay_size", "ewc_lambda", "lr")}
+    (folder / "config.yaml").write_text(
+        "setting: task_incremental_rl\nsetting_options:\n  steps_per_task: 25000\n  task_envs:\n"
+        + "".join(f"  - {task}\n" for task in option_values(argv, "--task_envs"))
+        + "method_options:\n  cw_network: true\n" + "".join(f"  {key}: {value}\n" for key, value in stored.items()))
+    continual_world.check_out(tmp_path, first + then)  # the same protocol: continued
+    with pytest.raises(SystemExit, match="holds a run made with --steps_per_task 25000, this protocol's is 75000"):
+        continual_world.check_out(tmp_path, sum(continual_world.plan(continual_world.protocol(
+            "reduced", steps_per_task=75_000), "task_incremental_rl", [0], tmp_path, ["ewc"]), []))
+    (folder / "config.yaml").write_text("method_options:\n  train_frequency: 1\n  cw_network: true\n")
+    with pytest.raises(SystemExit, match="holds a run made with --train_frequency 1, this protocol's is 2"):
+        continual_world.check_out(tmp_path, first + then)
+    (folder / "config.yaml").write_text("method_options:\n  cw_network: false\n")
+    with pytest.raises(SystemExit, match="--cw_network False, this protocol's is true"):
+        continual_world.check_out(tmp_path, first + then)
 
 
 def test_its_commands_are_accepted_by_sylvan(tmp_path):

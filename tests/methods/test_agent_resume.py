@@ -1,8 +1,8 @@
 """A continual-learning method on an agent survives a kill -9: `packnet` with `sac` on a MuJoCo
 drift, `ewc` with `ppo`, and a Continual World run (`ewc` on multi-head `sac`, resetting at each
-task, its evaluation curve every 100 steps), resumed from their last checkpoint, end as the runs
-never stopped (the agent, its optimizers, its memory, its part's state, the curve and the random
-generators restored)."""
+task, a gradient step every second step as the reduced protocol's, its evaluation curve every 100
+steps), resumed from their last checkpoint, end as the runs never stopped (the agent, its
+optimizers, its memory, its part's state, the curve and the random generators restored)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ RUNS = {
     "continual-world": ["--setting", "task_incremental_rl", "--method", "ewc", "--agent", "sac", "--task_envs",
                         "window-close-v3", "faucet-close-v3", "push-wall-v3", "--multihead", "true", "--reset_on_task",
                         "true", "--eval_every", "100", "--ewc_lambda", "1e4", "--learning_starts", "50",
-                        "--hidden_size", "32", "--replay_size", "32"],
+                        "--hidden_size", "32", "--replay_size", "32", "--train_frequency", "2"],
 }
 
 

@@ -4,6 +4,7 @@ options, its commands are sylvan's own, and its claims are decided from the runs
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 
@@ -104,13 +105,18 @@ def test_its_commands_are_accepted_by_sylvan(tmp_path):
 
 
 def run(performance: float, forgetting: float, ends: list[float]) -> dict:
+    """A two-task run whose first task ends its training at `ends[0]` and the stream at
+    `ends[0] - 2 * forgetting` (Continual World's forgetting: the mean over both tasks)."""
+    curve = {"steps": [10, 20, 30, 40], "success": [[0.0, 0.0], [ends[0], 0.0], [0.5, 0.5],
+                                                    [round(ends[0] - 2 * forgetting, 6), ends[1]]]}
     return {"cw_performance": performance, "cw_forgetting": forgetting, "cw_forward_transfer": 0.0,
-            "success_matrix": [[ends[0], 0.0], [0.0, ends[1]]]}
+            "success_matrix": [[ends[0], 0.0], [0.0, ends[1]]], "evaluation_curve": curve,
+            "task_spans": [[0, 20], [20, 40]]}
 
 
 def test_the_claims_are_decided_from_the_seeds():
     found = {
-        "fine-tuning": [run(0.2, 0.75, [0.9, 1.0]), run(0.15, 0.8, [1.0, 0.9]), run(0.2, 0.7, [0.9, 0.9])],
+        "fine-tuning": [run(0.2, 0.4, [0.9, 1.0]), run(0.15, 0.45, [1.0, 0.9]), run(0.2, 0.4, [0.9, 0.9])],
         "packnet": [run(0.9, 0.01, [0.9, 0.9]), run(0.85, -0.01, [0.9, 0.9]), run(0.95, 0.0, [1.0, 0.9])],
         "ewc": [run(0.7, 0.2, [0.9, 0.9]), run(0.6, 0.25, [0.9, 0.9]), run(0.65, 0.1, [0.9, 0.9])],
         "agem": [run(0.2, 0.74, [0.9, 0.9]), run(0.2, 0.8, [0.9, 0.9]), run(0.2, 0.72, [0.9, 0.9])],
@@ -119,9 +125,12 @@ def test_the_claims_are_decided_from_the_seeds():
     assert "fine-tuning forgets at least half its end-of-task success" in lines and "; holds" in lines
     assert "packnet's performance above ewc's" in lines and "ewc forgets less than fine-tuning" in lines
     assert "agem forgets about as much as fine-tuning" in lines
-    assert "forgetting 0.75 ± 0.05, end-of-task success 0.93 ± 0.03; holds (one-sided t-test" in lines
+    # the first task's forgetting (0.8, 0.9, 0.8) against its end-of-task success (0.9, 1.0, 0.9): the
+    # last task, which nothing follows, is left out of both (its forgetting is 0 by definition)
+    assert "(the tasks before the last): forgetting 0.83 ± 0.06, end-of-task success 0.93 ± 0.06; holds" in lines
     assert "(the protocol asks at least 0.8): T0 0.9 1.0 0.9, T1 1.0 0.9 0.9; met" in lines
     found["fine-tuning"] = [run(0.5, 0.1, [0.9, 1.0]), run(0.45, 0.05, [1.0, 0.7]), run(0.5, 0.0, [0.3, 0.9])]
+    # forgetting 0.2, 0.1, 0.0 of 0.9, 1.0, 0.3: less than half
     lines = "\n".join(continual_world.claims(found))
     assert "does not hold" in lines and "T0 0.9 1.0 0.3, T1 1.0 0.7 0.9; not met in 2 of 6" in lines
 
@@ -134,3 +143,28 @@ def test_print_shows_the_commands_and_runs_nothing(tmp_path):
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 11 and all(line.startswith("python cli.py --setting") for line in lines)
     assert not (tmp_path / "runs").exists()
+
+
+def test_report_tabulates_the_runs_finished_so_far_and_runs_nothing(tmp_path):
+    """A protocol stopped midway is reported as far as it went: each method with the seeds it has."""
+    curve = {"steps": [10, 20, 30, 40], "success": [[0.5, 0.0], [1.0, 0.0], [0.0, 0.5], [0.0, 1.0]]}
+    for seed, forgetting in ((0, 0.5), (1, 0.4)):
+        folder = tmp_path / "runs" / f"fine-tuning-seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({
+            "complete": True, "cw_performance": 0.5, "cw_forgetting": forgetting, "cw_forward_transfer": 0.1,
+            "success_matrix": [[1.0, 0.0], [0.0, 1.0]], "evaluation_curve": curve, "task_spans": [[0, 20], [20, 40]]}))
+    (tmp_path / "runs" / "ewc-seed0").mkdir()  # begun, not finished: not in the table
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "continual_world.py"), "--report",
+                           "--seeds", "0", "1", "2", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows: dict[str, list[str]] = {}
+    for line in done.stdout.splitlines():  # the table's rows come before the claims' lines
+        if line.split():
+            rows.setdefault(line.split()[0], line.split())
+    assert rows["fine-tuning"][1:6] == ["2", "0.50", "±", "0.00", "0.45"] and rows["ewc"][1] == "0"
+    assert "T0 1.0 1.0, T1 1.0 1.0; met" in done.stdout and (tmp_path / "continual_world.png").is_file()
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["ewc-seed0", "fine-tuning-seed0",
+                                                                        "fine-tuning-seed1"]
+    assert not any((tmp_path / "runs" / "ewc-seed0").iterdir())

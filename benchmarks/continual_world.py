@@ -50,7 +50,7 @@ def protocol(name: str, steps_per_task: int | None = None) -> dict:
     """The task sequence, the steps, SAC's options and each method's, of a protocol: `cw10` and
     `cw20` (Continual World's: 1M steps per task, SAC 4 x 256 with its layer norm and leaky ReLU,
     batch 128, lr 1e-3, L2 1e5, EWC and MAS 1e4, PackNet retraining 100k steps, A-GEM 10k
-    transitions per task, replay 1M), `reduced` (what a 2-core machine runs in about two hours: two
+    transitions per task, replay 1M), `reduced` (what a 2-core machine runs in under three hours: two
     tasks, 75k steps each, SAC 2 x 64 with a gradient step of 256 transitions every second step,
     which learns each of them by then, as the single-task curves of docs/benchmarks/continual-world.md
     show; the coefficients as the paper's), `quick` (two tasks, a few thousand steps: the pipeline works).

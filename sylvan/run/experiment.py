@@ -68,8 +68,11 @@ class RunOptions:
                     f"--{name} has no effect without --wandb_project: nothing is logged to Weights & Biases"
                 )
         if self.wandb_project:
-            import wandb
-
+            try:
+                import wandb
+            except ImportError as error:
+                raise ConfigurationError("--wandb_project logs to Weights & Biases, whose package is not installed "
+                                         "here: pip install wandb") from error
             check_wandb_mode()
 
             try:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from sylvan.cli import main
 from sylvan.methods import METHODS
@@ -42,13 +43,23 @@ def test_a_stream_too_long_to_plan_is_refused_at_once(tmp_path, capsys):
 @pytest.mark.parametrize("budget", [[], ["--memory_budget", "10000000000000000"]], ids=["no_budget", "budget"])
 def test_a_buffer_larger_than_the_machine_is_refused_before_the_run_folder(tmp_path, capsys, budget):
     err = refused(capsys, "--setting", "class_incremental", "--method", "rehearsal", "--buffer_size", "100000000000",
-                  *budget, "--results_dir", str(tmp_path / "r"))
+                  *budget, "--accelerator", "cpu", "--results_dir", str(tmp_path / "r"))
     assert "--buffer_size 100,000,000,000: rehearsal's buffer would allocate" in err
     assert "more than this machine's" in err and "bytes of memory" in err
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_buffer_larger_than_the_gpu_is_refused_before_the_run_folder(tmp_path, capsys):
+    """On a GPU the buffer lives in the GPU's memory, which is what it is measured against."""
+    err = refused(capsys, "--setting", "class_incremental", "--method", "rehearsal", "--buffer_size", "100000000000",
+                  "--accelerator", "gpu", "--results_dir", str(tmp_path / "r"))
+    assert "more than this GPU's" in err and "bytes of memory" in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_an_unknown_wandb_mode_is_refused_before_the_run_folder(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "bogus")
     err = refused(capsys, "--setting", "class_incremental", "--method", "naive", "--wandb_project", "p",
                   "--results_dir", str(tmp_path / "r"))

@@ -231,8 +231,9 @@ print("loaded:", sorted(loaded & {"lightning", "pytorch_lightning", "torchmetric
 import torchmetrics
 print("torchmetrics", torchmetrics.__version__)
 """
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # where packages may be too
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+                         env={**os.environ, "PYTHONPATH": path})
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert "exit 0" in lines and "loaded: ['lightning_fabric']" in lines

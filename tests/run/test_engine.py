@@ -139,8 +139,9 @@ class TwoExperts(Method):
         with torch.no_grad():
             for expert in self.experts:
                 expert.eval()
-            x = x.to(self.run.device)
-            return torch.stack([expert(x).float() for expert in self.experts]).max(0).values.to(x.device)
+            # an expert is on the run's device once its first fit set it up, on the CPU before
+            scores = [expert(x.to(next(expert.parameters()).device)).float().to(x.device) for expert in self.experts]
+            return torch.stack(scores).max(0).values
 
     def state_dict(self):
         return {**super().state_dict(), "experts": [expert.state_dict() for expert in self.experts]}

@@ -57,6 +57,14 @@ def test_wandb_options_without_a_project_are_refused_before_anything_is_written(
     assert not any(tmp_path.iterdir())
 
 
+def test_a_wandb_project_without_wandb_installed_is_refused_with_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # what an environment without the package gives
+    options = RunOptions(results_dir=str(tmp_path), wandb_project="lab")
+    with pytest.raises(ConfigurationError, match="--wandb_project logs to Weights & Biases, whose package is not "
+                                                 "installed here: pip install wandb"):
+        options.check()
+
+
 def test_a_wandb_project_name_that_wandb_refuses_is_refused_before_anything_is_written(tmp_path):
     pytest.importorskip("wandb")
     options = RunOptions(results_dir=str(tmp_path), wandb_project="lab/continual#1")

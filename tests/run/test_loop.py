@@ -18,7 +18,7 @@ SMALL = {
     "domain_incremental": {"epochs": 1},
     "task_incremental": {"dataset": "digits", "epochs": 1},
     "multi_task": {"dataset": "digits", "epochs": 1},
-    "distributed": {"dataset": "digits", "epochs": 1},
+    "distributed": {"dataset": "digits", "epochs": 1, "accelerator": "cpu"},  # two workers: processes
     "dataset_stream": {"epochs": 1},
     "osaka": {"stream_steps": 20, "pretraining_tasks": 4},
     "continual_rl": {"steps_per_task": 50, "nb_tasks": 2, "eval_episodes": 1},

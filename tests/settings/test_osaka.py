@@ -146,7 +146,8 @@ def test_every_stream_batch_is_predicted_before_the_method_learns_from_it_and_no
         assert task_labels is None  # no task label in any batch
         # the same inputs were predicted, with no task label, after the step before and before this one
         previous = max([i for i in trained if i < index], default=-1)
-        assert any(e[0] == "predict" and e[2] is None and torch.equal(e[1], inputs) for e in stream[previous + 1:index])
+        assert any(e[0] == "predict" and e[2] is None and torch.equal(e[1].cpu(), inputs.cpu())
+                       for e in stream[previous + 1:index])
     assert results.stream_accuracy["steps_scored"] == 30
 
 

@@ -330,9 +330,13 @@ class Engine:
         optimizer = step.optimizer
         optimizer.optimizer.zero_grad()  # the optimizer's own: Fabric's wrapper forwards it, attribute by attribute
         step.backward(loss)
+        skipped = False
         if step.scaler is not None:  # the method's hooks see the gradients at their true size
+            from sylvan.methods.parts.loss_scaling import step_overflowed  # the methods' package imports the engine
+
             step.scaler.unscale_(optimizer.optimizer)
-        skipped = step.learner.gradients_ready(step.scaler)
+            skipped = step_overflowed(optimizer.optimizer, step.scaler)
+        step.learner.gradients_ready(skipped)
         step.optimizer_step()
         fit.loss = loss
         for ended in step.ended:

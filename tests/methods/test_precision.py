@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from sylvan.errors import ConfigurationError, UnknownNameError
 from sylvan.methods import AGEM, DER, FDR, GEM, METHODS, MIR, RWalk
 from sylvan.methods.naive import Naive
+from sylvan.methods.parts.loss_scaling import step_overflowed
 from sylvan.settings import SETTINGS, ClassIncrementalSetting, OnlineSetting
 from tests.conftest import tiny_options
 
@@ -152,8 +153,12 @@ def test_a_step_the_loss_scaler_skips_is_hidden_from_the_methods_hooks(overflowe
     learner = method.learner
     for p in method.model.parameters():
         p.grad = torch.full_like(p, float("inf") if overflowed else 0.5)
-    skipped = learner.gradients_ready(torch.amp.GradScaler("cpu"))
+    scaler, optimizer = torch.amp.GradScaler("cpu", init_scale=1.0), torch.optim.SGD(method.model.parameters())
+    scaler.scale(torch.ones(()))  # as a loss is, before its backward pass
+    scaler.unscale_(optimizer)
+    skipped = step_overflowed(optimizer, scaler)
     assert skipped is overflowed
+    learner.gradients_ready(skipped)
     learner.minibatch_trained(skipped)  # the scaler skipped the step: the weights did not move
     fisher = torch.cat([f.flatten() for f in method.fisher.values()])
     if overflowed:
@@ -161,3 +166,25 @@ def test_a_step_the_loss_scaler_skips_is_hidden_from_the_methods_hooks(overflowe
     else:
         torch.testing.assert_close(fisher, torch.full_like(fisher, 0.9 * 0.25))  # alpha * g^2
     assert bool(torch.cat([s.flatten() for s in method.task_score.values()]).isfinite().all())
+
+
+def test_an_overflow_is_read_from_what_the_scalers_unscale_found():
+    """The engine asks the scaler, after `unscale_`, whether it will skip the step: one infinite
+    gradient among the optimizer's parameters is enough; without a scaler nothing is checked; a
+    scaler that has not unscaled the optimizer's gradients cannot say, and is refused."""
+    layers = [torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)]
+    optimizer = torch.optim.SGD([p for layer in layers for p in layer.parameters()], lr=0.1)
+    for p in optimizer.param_groups[0]["params"]:
+        p.grad = torch.ones_like(p)
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
+    scaler.scale(torch.ones(()))  # as a loss is, before its backward pass
+    with pytest.raises(RuntimeError, match="unscale_"):
+        step_overflowed(optimizer, scaler)
+    scaler.unscale_(optimizer)
+    assert step_overflowed(optimizer, scaler) is False
+    assert torch.equal(layers[0].weight.grad, torch.full_like(layers[0].weight, 0.25))  # divided by the scale
+    scaler.update()
+    layers[1].bias.grad = torch.tensor([1.0, float("nan")])
+    scaler.unscale_(optimizer)
+    assert step_overflowed(optimizer, scaler) is True
+    assert step_overflowed(optimizer, None) is False

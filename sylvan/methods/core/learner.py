@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from sylvan.errors import ConfigurationError
-from sylvan.methods.parts.loss_scaling import step_overflowed
 from sylvan.minibatches import Batch, float_inputs
 from sylvan.run.first_step import mark_first_step
 
@@ -109,16 +108,15 @@ class Learner(nn.Module):
         self._unnoted.clear()  # what the restored record holds replaces them
         return super().load_state_dict(*args, **kwargs)
 
-    def gradients_ready(self, scaler: Any) -> bool:
-        """The method's hooks between the backward pass and the optimizer's step (`scaler`: the
-        loss scaler of 16-bit mixed precision, or None). True where the scaler will skip the
-        step, its gradients having overflowed: a step the method's hooks then do not see."""
+    def gradients_ready(self, skipped: bool = False) -> None:
+        """The method's hooks between the backward pass and the optimizer's step (`skipped`: the
+        loss scaler of 16-bit mixed precision will skip the step, its gradients having
+        overflowed, `sylvan.methods.parts.loss_scaling.step_overflowed`: a step the method's hooks
+        then do not see)."""
         method = self.method[0]
         method.held.zero_gradients()
-        skipped = scaler is not None and step_overflowed(self.model.parameters(), scaler)
         if not skipped:
             method.after_backward()
-        return skipped
 
     def minibatch_trained(self, skipped: bool = False) -> None:
         """The method's hooks after the optimizer's step on a minibatch (`skipped`: what

@@ -13,7 +13,7 @@ float32's) there is no scale, and the gradients are taken as they are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -46,12 +46,18 @@ def unscaled_gradients(
     return tuple(None if g is None else g / scale.to(g.dtype) for g in gradients)
 
 
-def step_overflowed(parameters: Iterable[torch.Tensor], scaler: torch.amp.GradScaler | None) -> bool:
-    """Whether the gradients of `parameters` hold an infinite or NaN value under `scaler`'s loss
-    scale, so that the scaler skips the optimizer's step (and lowers the scale): False, without a
-    check, where there is no scaler. A method's hooks around the step must then record nothing
-    of it: its gradients are not the loss's, and the weights do not move."""
+def step_overflowed(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> bool:
+    """Whether `scaler` will skip `optimizer`'s step, its gradients having overflowed under the
+    loss scale (the scaler then lowers the scale): False, without a check, where there is no
+    scaler. A method's hooks around the step must then record nothing of it: its gradients are not
+    the loss's, and the weights do not move.
+
+    Called after `scaler.unscale_(optimizer)`, which has found the overflow already (one fused
+    check over every gradient): this reads its finding, a wait for the device that the scaler's
+    own step then makes anyway, instead of checking each parameter's gradient again."""
     if scaler is None:
         return False
-    gradients = [p.grad for p in parameters if p.grad is not None]
-    return bool(gradients) and not bool(torch.stack([g.isfinite().all() for g in gradients]).all())
+    found = scaler._found_inf_per_device(optimizer)  # torch.amp.GradScaler's record of unscale_
+    if not found:
+        raise RuntimeError("step_overflowed(optimizer, scaler) needs scaler.unscale_(optimizer) first")
+    return bool(sum(float(flag) for flag in found.values()))

@@ -8,28 +8,34 @@ each writes its whole log to OUT/<part>.log):
 - `suite`: the whole fast suite (`python -m pytest -n WORKERS`) with the GPU present, failures
   and errors listed by name;
 - `runs`: the main job (`--setting class_incremental --method rehearsal`) on the GPU, then
-  under `--precision 16-mixed` and `--precision bf16-mixed`, `continual_maml` on a short `osaka`
-  stream (its own loop: fast weights, meta-updates) in `32-true` and `16-mixed`, and `sac` on a
-  HalfCheetah drift (an agent's loop; MuJoCo) on the GPU and on the CPU: final average accuracy
-  or return and wall time;
+  under `--precision 16-mixed` and `--precision bf16-mixed`, `derpp` under `bf16-mixed`,
+  `continual_maml` on a short `osaka` stream (its own loop: fast weights, meta-updates) in
+  `32-true` and `16-mixed`, and `sac` on a HalfCheetah drift (an agent's loop; MuJoCo) on the GPU
+  and on the CPU: final average accuracy or return and wall time;
 - `distributed`: `benchmarks/distributed_rehearsal.py` on one GPU (naive, synchronous and
-  asynchronous rehearsal throughput), when MNIST is at hand;
+  asynchronous rehearsal throughput; NCCL), when MNIST is at hand;
 - `cifar`: the Seq-CIFAR-10 pipeline (ResNet-18, batch 32, crops and flips, 5 tasks of 10,000
   images, one epoch each) on `random_cifar10` (random images of CIFAR-10's shape, size and labels,
-  made in memory: nothing to download), for `naive`, `er-200` and `derpp-200`, beside a plain
-  PyTorch loop doing what `er-200` does (the same network, batch, augmentation, a reservoir buffer
-  in GPU memory): seconds per epoch;
-- `syncs`: where `er-200`'s training steps make the host wait for the GPU (every synchronizing
-  CUDA call torch reports, by the line of sylvan's code it came from), per step;
+  made in memory: nothing to download) for `er-200`, beside a plain PyTorch loop doing what it
+  does (the same network, batch, augmentation, a reservoir buffer in GPU memory), in `32-true`
+  and `16-mixed`: seconds per epoch and their ratio;
+- `syncs`: where the training steps of `naive`, `er-200`, `der-200` and distributed `er-200` on
+  one GPU make the host wait for it (every synchronizing CUDA call torch reports, by the line of
+  sylvan's code it came from), per step;
 - `compile_step`: what `torch.compile` buys the plain training step of the MLP and the ResNet-18
   (`benchmarks/compile_step.py`): first step (the compilation) and median step, eager and compiled.
 
-    python benchmarks/gpu_check.py --out DIR [--only suite cifar] [--workers 14]
+    python benchmarks/gpu_check.py --out DIR [--only suite cifar] [--workers 14] [--suite_beside]
 
-On 16 cores of an H200 machine the first six parts took about 40 s, 300 s, 55 s, 160 s, 30 s and
-65 s, before `runs` had its two `sac` runs (not timed there yet; each has the run limit, 45 s) and
-`compile_step` existed (its limit is 150 s): where one command may run 10 minutes at most, run
-`--only cuda_tests suite`, then `--only runs cifar syncs distributed compile_step`.
+Parts run one after another in the order given; with `--suite_beside`, the suite runs beside the
+parts listed after it (for correctness: figures of parts beside it are not timings). On an H200
+machine with 16 cores (2026-11-29) the parts took, alone: `cuda_tests` 33 s, `cifar` 124 s,
+`distributed` 63 s, `compile_step` 43 s, `syncs` 84 s, `runs` about 180 s; the suite, with 12
+workers beside `cuda_tests`, `runs` and `syncs`, finished 3,757 of 3,789 tests in 270 s. Where
+one command may run 10 minutes at most:
+
+    python benchmarks/gpu_check.py --out DIR --only cuda_tests cifar distributed compile_step syncs
+    python benchmarks/gpu_check.py --out DIR/suite --only suite runs --suite_beside --workers 14
 
 The last thing printed is a table of every part: what passed, what failed, the figures. It
 also runs on a machine without a GPU: the CUDA tests then skip and the GPU runs say so.
@@ -41,6 +47,7 @@ import argparse
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -131,6 +138,10 @@ def runs(out: Path, args: argparse.Namespace) -> list[str]:
     for precision in ("32-true", "16-mixed", "bf16-mixed"):
         line, _ = cli_run(log, [*main_job, "--precision", precision], args.run_timeout)
         lines.append(f"runs: main job, {precision}: {line}")
+    derpp = ["--setting", "class_incremental", "--method", "derpp", "--buffer_size", "200", "--accelerator",
+             args.accelerator, "--precision", "bf16-mixed"]
+    line, _ = cli_run(log, derpp, args.run_timeout)
+    lines.append(f"runs: derpp, bf16-mixed: {line}")
     # a method's own loop on the GPU: fast weights (torch.func) and meta-updates at the run's precision
     meta = ["--setting", "osaka", "--method", "continual_maml", "--stream_steps", "500", "--pretraining_tasks", "200",
             "--accelerator", args.accelerator]
@@ -163,39 +174,50 @@ def distributed(out: Path, args: argparse.Namespace) -> list[str]:
 
 
 ER_200 = ["--method", "rehearsal", "--lr", "0.1", "--buffer_size", "200", "--replay_size", "32"]
-CIFAR_RUNS = {
-    "naive": ["--method", "naive", "--lr", "0.1"],
-    "er-200": ER_200,
-    "derpp-200": ["--method", "derpp", "--lr", "0.03", "--buffer_size", "200", "--replay_size", "32",
-                  "--alpha", "0.1", "--beta", "0.5"],
-}
+CIFAR_PRECISIONS = ("32-true", "16-mixed")
 
 
 def cifar(out: Path, args: argparse.Namespace) -> list[str]:
+    """`er-200` on Seq-CIFAR-10's pipeline beside the plain loop doing its work, in each precision."""
     log = Log(out / "cifar.log")
     common = ["--setting", "class_incremental", "--dataset", "random_cifar10", "--nb_tasks", "5", "--epochs", "1",
               "--batch_size", "32", "--accelerator", args.accelerator]
     lines = []
-    for name, options in CIFAR_RUNS.items():
-        line, figures = cli_run(log, [*common, *options], args.cifar_timeout)
+    for precision in CIFAR_PRECISIONS:
+        line, figures = cli_run(log, [*common, *ER_200, "--precision", precision], args.cifar_timeout)
+        median = None
         if figures:
-            epochs = figures["task_train_time"]
-            line = (f"{sum(epochs) / len(epochs):.2f} s per epoch of 10,000 images (median "
-                    f"{sorted(epochs)[len(epochs) // 2]:.2f}), whole run {figures['total_wall_time']:.1f} s")
-        lines.append(f"cifar: {name}: {line}")
-    status, output, seconds = log.run(
-        [sys.executable, __file__, "--plain_loop", "--accelerator", args.accelerator], timeout=args.cifar_timeout)
-    found = re.search(r"plain loop: (.*)", output)
-    lines.append(f"cifar: plain PyTorch er-200: {found.group(1) if found else f'exit {status} (see the log)'}")
+            epochs = sorted(figures["task_train_time"])
+            median = epochs[len(epochs) // 2]
+            line = (f"{sum(epochs) / len(epochs):.2f} s per epoch of 10,000 images (median {median:.2f}), "
+                    f"whole run {figures['total_wall_time']:.1f} s")
+        lines.append(f"cifar: er-200, {precision}: {line}")
+        status, output, _ = log.run([sys.executable, __file__, "--plain_loop", "--accelerator", args.accelerator,
+                                     "--precision", precision], timeout=args.cifar_timeout)
+        found = re.search(r"plain loop: ([\d.]+) (s per epoch.*)", output)
+        if not found:
+            lines.append(f"cifar: plain PyTorch er-200, {precision}: exit {status} (see the log)")
+            continue
+        ratio = f", er-200's median / plain: {median / float(found.group(1)):.3f}" if median else ""
+        lines.append(f"cifar: plain PyTorch er-200, {precision}: {found.group(1)} {found.group(2)}{ratio}")
     return lines
+
+
+SYNC_RUNS = ("naive", "er-200", "der-200", "distributed er-200, 1 GPU")
 
 
 def syncs(out: Path, args: argparse.Namespace) -> list[str]:
     log = Log(out / "syncs.log")
-    status, output, seconds = log.run([sys.executable, __file__, "--count_syncs", "--accelerator", args.accelerator],
-                                      timeout=args.cifar_timeout)
-    lines = [line for line in output.splitlines() if line.startswith("syncs:")]
-    return lines or [f"syncs: exit {status} after {seconds:.0f} s (see the log)"]
+    lines = []
+    for name in SYNC_RUNS:
+        status, output, seconds = log.run(
+            [sys.executable, __file__, "--count_syncs", name, "--accelerator", args.accelerator],
+            timeout=args.cifar_timeout)
+        found = [line for line in output.splitlines() if line.startswith("syncs:")]
+        lines.extend(found or [f"syncs: {name}: exit {status} after {seconds:.0f} s (see the log)"])
+        if found and "skipped" in found[0]:
+            break
+    return lines
 
 
 def compile_step(out: Path, args: argparse.Namespace) -> list[str]:
@@ -222,11 +244,27 @@ def sync_place(stack: list[Any]) -> str | None:
     return f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})"
 
 
-def count_syncs(accelerator: str, top: int = 8) -> None:
-    """Where the training steps of `er-200` on CIFAR-shaped data make the host wait for the GPU:
-    every synchronizing CUDA call torch reports (`torch.cuda.set_sync_debug_mode`) while
-    the engine trains on a minibatch, by the innermost line of sylvan's code it came from (else
-    of Lightning's or torch's), per training step."""
+def sync_run(name: str, accelerator: str = "gpu", train_samples: int = 2_000) -> tuple[Any, Any]:
+    """The setting and method of one of `SYNC_RUNS`: 2 tasks of random CIFAR-shaped images, the
+    ResNet-18, batch 32 (+ 32 replayed) on the GPU."""
+    from sylvan.methods import DER, Naive, Rehearsal
+    from sylvan.settings import ClassIncrementalSetting, DistributedSetting
+
+    data = dict(dataset="random_cifar10", nb_tasks=2, train_samples=train_samples, batch_size=32,
+                accelerator=accelerator, progress_bar=False)
+    replay = dict(lr=0.1, buffer_size=200, replay_size=32)
+    methods = {"naive": Naive(lr=0.1), "er-200": Rehearsal(**replay), "der-200": DER(**replay, alpha=0.3),
+               "distributed er-200, 1 GPU": Rehearsal(**replay)}
+    setting = (DistributedSetting(devices=1, **data) if name.startswith("distributed")
+               else ClassIncrementalSetting(**data))
+    return setting, methods[name]
+
+
+def count_syncs(name: str, accelerator: str, top: int = 8) -> None:
+    """Where the training steps of `name` (one of `SYNC_RUNS`) make the host wait for the GPU:
+    every synchronizing CUDA call torch reports (`torch.cuda.set_sync_debug_mode`) while the
+    engine trains on a minibatch, by the innermost line of sylvan's code it came from (else of
+    Lightning's or torch's), per training step."""
     import collections
     import traceback
     import warnings
@@ -236,41 +274,40 @@ def count_syncs(accelerator: str, top: int = 8) -> None:
     if accelerator == "cpu" or not torch.cuda.is_available():
         print("syncs: skipped, no CUDA device")
         return
-    from sylvan.methods import Rehearsal
-    from sylvan.settings import ClassIncrementalSetting
+    from sylvan.run.engine import Engine
 
+    setting, method = sync_run(name)
     places: collections.Counter[str] = collections.Counter()
     steps = [0]
-    step = Rehearsal.training_step
+    train_on = Engine.train_on
 
-    def counted_step(self, batch):
+    def counted_step(self, step, batch, fit):
         steps[0] += 1
-        return step(self, batch)
+        return train_on(self, step, batch, fit)
 
     def record(message, category, filename, lineno, file=None, line=None) -> None:
         place = sync_place(traceback.extract_stack()[:-1]) if "synchroniz" in str(message) else None
         if place is not None:
             places[place] += 1
 
-    Rehearsal.training_step = counted_step
+    Engine.train_on = counted_step
     warnings.showwarning = record
     warnings.simplefilter("always")
     torch.cuda.set_sync_debug_mode("warn")
-    setting = ClassIncrementalSetting(dataset="random_cifar10", nb_tasks=2, train_samples=4_000, batch_size=32,
-                                      accelerator="gpu", progress_bar=False)
-    setting.apply(Rehearsal(lr=0.1, buffer_size=200, replay_size=32))
+    setting.apply(method)
     torch.cuda.set_sync_debug_mode(0)
     total = sum(places.values())
-    print(f"syncs: er-200 on random_cifar10: {total} in {steps[0]} training steps ({total / max(steps[0], 1):.2f} "
-          "per step)")
+    print(f"syncs: {name}: {total} in {steps[0]} training steps ({total / max(steps[0], 1):.2f} per step)")
     for place, count in places.most_common(top):
         print(f"syncs:   {count:6d}  {place}")
 
 
-def plain_loop(accelerator: str, epochs: int = 3, samples: int = 10_000, batch: int = 32, capacity: int = 200) -> None:
+def plain_loop(accelerator: str, precision: str = "32-true", epochs: int = 3, samples: int = 10_000, batch: int = 32,
+               capacity: int = 200) -> None:
     """Experience replay on one task of random CIFAR-shaped images as a plain PyTorch loop: the
     ResNet-18, batch 32 of new samples plus 32 replayed, crops and flips, SGD, a reservoir buffer
-    of uint8 pixels in the device's memory. Prints seconds per epoch (the first epoch, which
+    of uint8 pixels in the device's memory; under `16-mixed`, the forward pass in float16 autocast
+    and the loss scaled (`torch.amp.GradScaler`). Prints seconds per epoch (the first epoch, which
     pays for the kernels' warm-up, left out)."""
     import numpy as np
     import torch
@@ -287,6 +324,8 @@ def plain_loop(accelerator: str, epochs: int = 3, samples: int = 10_000, batch: 
     spec = DATASETS["random_cifar10"]
     net = with_input_normalization(build_backbone("resnet18", spec.input_shape, 10), *spec.channel_stats).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    mixed = precision == "16-mixed"
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed)
     augment = RandomCropFlip(seed=0)
     x_all = torch.randint(0, 256, (samples, *spec.input_shape), dtype=torch.uint8).to(device)
     y_all = torch.randint(0, 2, (samples,)).to(device)
@@ -310,10 +349,12 @@ def plain_loop(accelerator: str, epochs: int = 3, samples: int = 10_000, batch: 
                 drawn = torch.randint(held, (batch,), generator=rng).to(device, non_blocking=True)
                 inputs = torch.cat([inputs, float_inputs(memory_x[drawn])])
                 labels = torch.cat([labels, memory_y[drawn]])
-            loss = F.cross_entropy(net(augment(inputs)), labels)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=mixed):
+                loss = F.cross_entropy(net(augment(inputs)), labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             # reservoir sampling, decided on the host, written with one scatter per field
             slots, rows = (torch.from_numpy(a).to(device, non_blocking=True)
                            for a in reservoir_slots(seen, len(y), capacity, host_rng))
@@ -324,7 +365,23 @@ def plain_loop(accelerator: str, epochs: int = 3, samples: int = 10_000, batch: 
         times.append(time.perf_counter() - start)
     measured = times[1:] or times
     print(f"plain loop: {sum(measured) / len(measured):.2f} s per epoch of {samples:,} images "
-          f"(epochs 2 to {epochs}; first {times[0]:.2f} s), {device.type}")
+          f"(epochs 2 to {epochs}; first {times[0]:.2f} s), {device.type}, {precision}")
+
+
+def timed_part(part: str, out: Path, args: argparse.Namespace) -> list[str]:
+    """Run one part; its lines for the table, printed as it ends."""
+    start = time.perf_counter()
+    lines = globals()[part](out, args)
+    print("\n".join(lines) + f"   [{part}: {time.perf_counter() - start:.0f} s]", flush=True)
+    return lines
+
+
+def write_summary(out: Path, header: str, parts: list[str], found: dict[str, list[str]]) -> list[str]:
+    """OUT/summary.txt: the table of the parts finished so far, in the order asked (written after
+    each part, so that a check stopped at its time limit keeps what it found)."""
+    table = [header, *(line for part in parts for line in found.get(part, []))]
+    (out / "summary.txt").write_text("\n".join(table) + "\n")
+    return table
 
 
 def main() -> None:
@@ -334,21 +391,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2), help="pytest-xdist workers")
     parser.add_argument("--accelerator", default="gpu")
     parser.add_argument("--data_dir", default=os.environ.get("SYLVAN_DATA_DIR", str(REPO / "data")))
-    parser.add_argument("--cuda_tests_timeout", type=float, default=60)
-    parser.add_argument("--suite_timeout", type=float, default=360)
+    parser.add_argument("--cuda_tests_timeout", type=float, default=90)
+    parser.add_argument("--suite_timeout", type=float, default=420)
     parser.add_argument("--test_timeout", type=float, default=120, help="per test, where pytest-timeout is installed")
-    parser.add_argument("--run_timeout", type=float, default=45)
+    parser.add_argument("--run_timeout", type=float, default=60)
     parser.add_argument("--distributed_timeout", type=float, default=100)
-    parser.add_argument("--cifar_timeout", type=float, default=45, help="per run")
+    parser.add_argument("--cifar_timeout", type=float, default=60, help="per run")
     parser.add_argument("--compile_timeout", type=float, default=150)
+    parser.add_argument("--suite_beside", action="store_true",
+                        help="run the suite beside the parts listed after it (those listed before it run alone)")
     parser.add_argument("--plain_loop", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--count_syncs", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
+    parser.add_argument("--count_syncs", choices=SYNC_RUNS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_loop:
-        plain_loop(args.accelerator)
+        plain_loop(args.accelerator, args.precision)
         return
     if args.count_syncs:
-        count_syncs(args.accelerator)
+        count_syncs(args.count_syncs, args.accelerator)
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -358,13 +418,18 @@ def main() -> None:
     header = (f"sylvan GPU check, {time.strftime('%Y-%m-%d')}: {card}, torch {torch.__version__}, "
               f"python {sys.version.split()[0]}")
     print(header, flush=True)
-    table = [header]
+    found: dict[str, list[str]] = {}
+    beside = None
     for part in args.only:
-        start = time.perf_counter()
-        lines = globals()[part](out, args)
-        print("\n".join(lines) + f"   [{part}: {time.perf_counter() - start:.0f} s]", flush=True)
-        table.extend(lines)
-    (out / "summary.txt").write_text("\n".join(table) + "\n")
+        if part == "suite" and args.suite_beside:
+            beside = threading.Thread(target=lambda: found.update(suite=timed_part("suite", out, args)))
+            beside.start()
+            continue
+        found[part] = timed_part(part, out, args)
+        write_summary(out, header, args.only, found)
+    if beside is not None:
+        beside.join()
+    table = write_summary(out, header, args.only, found)
     print("\n" + "\n".join(table))
 
 

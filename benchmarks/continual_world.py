@@ -300,7 +300,7 @@ def claims(found: dict[str, list[dict]]) -> list[str]:
     if "packnet" in found:
         lost = forgetting("packnet")
         p = one_sample_p(lost)
-        holds = p is None and max(map(abs, lost)) <= NOISE or p is not None and p >= SIGNIFICANCE
+        holds = p is None and max(map(abs, lost), default=1.0) <= NOISE or p is not None and p >= SIGNIFICANCE
         lines.append(f"packnet forgets nothing beyond noise: forgetting {spread(lost)} "
                      f"(t-test against 0: {p_text(p)}); {'holds' if holds else 'does not hold'}")
         own = metric(found["packnet"], "cw_performance")

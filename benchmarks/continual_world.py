@@ -297,7 +297,7 @@ def claims(found: dict[str, list[dict]]) -> list[str]:
                      f"forgetting {spread(list(lost))}, end-of-task success {spread(list(learned))}; "
                      f"{'holds' if holds else 'does not hold'} (one-sided t-test of forgetting - success / 2 > 0: "
                      f"p = {p if p is None else f'{p:.3f}'})")
-    if "packnet" in found:
+    if found.get("packnet"):
         lost = forgetting("packnet")
         p = one_sample_p(lost)
         holds = p is None and max(map(abs, lost), default=1.0) <= NOISE or p is not None and p >= SIGNIFICANCE
@@ -307,7 +307,7 @@ def claims(found: dict[str, list[dict]]) -> list[str]:
         above = []
         for other in ("l2", "ewc", "mas", "agem", "reservoir", "clear", "fine-tuning"):
             theirs = metric(found.get(other, []), "cw_performance")
-            if theirs:
+            if theirs and own:
                 p = paired_p(own, theirs, "greater")
                 lines.append(f"  packnet's performance above {other}'s: {spread(own)} vs {spread(theirs)} "
                              f"(paired one-sided {p_text(p)})")
@@ -316,7 +316,7 @@ def claims(found: dict[str, list[dict]]) -> list[str]:
         lines.append("packnet has the highest performance among the continual methods: "
                      + ("holds" if not above else f"does not hold ({', '.join(above)} as high or higher)"))
     for other in ("ewc", "mas", "l2", "agem"):
-        if other in found and tuning:
+        if found.get(other) and tuning:
             kind = "two-sided" if other == "agem" else "less"
             p = paired_p(forgetting(other), forgetting("fine-tuning"), kind)
             pairs = list(zip(forgetting(other), forgetting("fine-tuning")))

@@ -91,6 +91,23 @@ def loss_value(loss: Any) -> float:
     return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
 
 
+def step_overflowed(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> bool:
+    """Whether `scaler` will skip `optimizer`'s step, its gradients having overflowed under the
+    loss scale (the scaler then lowers the scale): False, without a check, where there is no
+    scaler. A method's hooks around the step must then record nothing of it: its gradients are not
+    the loss's, and the weights do not move.
+
+    Called after `scaler.unscale_(optimizer)`, which has found the overflow already (one fused
+    check over every gradient): this reads its finding, a wait for the device that the scaler's
+    own step then makes anyway, instead of checking each parameter's gradient again."""
+    if scaler is None:
+        return False
+    found = scaler._found_inf_per_device(optimizer)  # torch.amp.GradScaler's record of unscale_
+    if not found:
+        raise RuntimeError("step_overflowed(optimizer, scaler) needs scaler.unscale_(optimizer) first")
+    return bool(sum(float(flag) for flag in found.values()))
+
+
 class HeldBatch:
     """A minibatch handed through Fabric's module wrapper as the loader served it. The wrapper
     converts the floating-point tensors of what it is given to the precision's input dtype
@@ -332,8 +349,6 @@ class Engine:
         step.backward(loss)
         skipped = False
         if step.scaler is not None:  # the method's hooks see the gradients at their true size
-            from sylvan.methods.parts.loss_scaling import step_overflowed  # the methods' package imports the engine
-
             step.scaler.unscale_(optimizer.optimizer)
             skipped = step_overflowed(optimizer.optimizer, step.scaler)
         step.learner.gradients_ready(skipped)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from sylvan.errors import ConfigurationError, UnknownNameError
 from sylvan.methods import AGEM, DER, FDR, GEM, METHODS, MIR, RWalk
 from sylvan.methods.naive import Naive
-from sylvan.methods.parts.loss_scaling import step_overflowed
+from sylvan.run.engine import step_overflowed
 from sylvan.settings import SETTINGS, ClassIncrementalSetting, OnlineSetting
 from tests.conftest import tiny_options
 

@@ -111,7 +111,7 @@ class Learner(nn.Module):
     def gradients_ready(self, skipped: bool = False) -> None:
         """The method's hooks between the backward pass and the optimizer's step (`skipped`: the
         loss scaler of 16-bit mixed precision will skip the step, its gradients having
-        overflowed, `sylvan.methods.parts.loss_scaling.step_overflowed`: a step the method's hooks
+        overflowed, `sylvan.run.engine.step_overflowed`: a step the method's hooks
         then do not see)."""
         method = self.method[0]
         method.held.zero_gradients()

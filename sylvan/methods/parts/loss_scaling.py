@@ -44,20 +44,3 @@ def unscaled_gradients(
     if require_finite and present and not bool(torch.stack([g.isfinite().all() for g in present]).all()):
         return torch.autograd.grad(loss, inputs, retain_graph=retain_graph, allow_unused=True)
     return tuple(None if g is None else g / scale.to(g.dtype) for g in gradients)
-
-
-def step_overflowed(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> bool:
-    """Whether `scaler` will skip `optimizer`'s step, its gradients having overflowed under the
-    loss scale (the scaler then lowers the scale): False, without a check, where there is no
-    scaler. A method's hooks around the step must then record nothing of it: its gradients are not
-    the loss's, and the weights do not move.
-
-    Called after `scaler.unscale_(optimizer)`, which has found the overflow already (one fused
-    check over every gradient): this reads its finding, a wait for the device that the scaler's
-    own step then makes anyway, instead of checking each parameter's gradient again."""
-    if scaler is None:
-        return False
-    found = scaler._found_inf_per_device(optimizer)  # torch.amp.GradScaler's record of unscale_
-    if not found:
-        raise RuntimeError("step_overflowed(optimizer, scaler) needs scaler.unscale_(optimizer) first")
-    return bool(sum(float(flag) for flag in found.values()))

@@ -296,7 +296,7 @@ def claims(found: dict[str, list[dict]]) -> list[str]:
         lines.append(f"fine-tuning forgets at least half its end-of-task success (the tasks before the last): "
                      f"forgetting {spread(list(lost))}, end-of-task success {spread(list(learned))}; "
                      f"{'holds' if holds else 'does not hold'} (one-sided t-test of forgetting - success / 2 > 0: "
-                     f"p = {p if p is None else f'{p:.3f}'})")
+                     f"{p_text(p)})")
     if found.get("packnet"):
         lost = forgetting("packnet")
         p = one_sample_p(lost)
@@ -318,19 +318,17 @@ def claims(found: dict[str, list[dict]]) -> list[str]:
     for other in ("ewc", "mas", "l2", "agem"):
         if found.get(other) and tuning:
             kind = "two-sided" if other == "agem" else "less"
-            p = paired_p(forgetting(other), forgetting("fine-tuning"), kind)
-            pairs = list(zip(forgetting(other), forgetting("fine-tuning")))
-            if len(pairs) < 2 or len(forgetting(other)) != len(forgetting("fine-tuning")):
-                verb, holds = "forgets less than" if other != "agem" else "forgets about as much as", None
+            verb = "forgets about as much as" if other == "agem" else "forgets less than"
+            mine, tuned = forgetting(other), forgetting("fine-tuning")
+            p = paired_p(mine, tuned, kind)
+            if len(mine) < 2 or len(mine) != len(tuned):
+                holds = None
             elif other == "agem":
-                verb = "forgets about as much as"
-                holds = p >= SIGNIFICANCE if p is not None else all(a == b for a, b in pairs)
+                holds = p >= SIGNIFICANCE if p is not None else mine == tuned
             else:
-                verb = "forgets less than"
-                holds = p < SIGNIFICANCE if p is not None else len(pairs) > 1 and all(a < b for a, b in pairs)
-            lines.append(f"{other} {verb} fine-tuning: forgetting {spread(forgetting(other))} vs "
-                         f"{spread(forgetting('fine-tuning'))} (paired {kind} {p_text(p)}); "
-                         f"{VERDICTS[holds]}")
+                holds = p < SIGNIFICANCE if p is not None else all(a < b for a, b in zip(mine, tuned))
+            lines.append(f"{other} {verb} fine-tuning: forgetting {spread(mine)} vs {spread(tuned)} "
+                         f"(paired {kind} {p_text(p)}); {VERDICTS[holds]}")
     return lines
 
 

@@ -244,20 +244,22 @@ def sync_place(stack: list[Any]) -> str | None:
     return f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})"
 
 
-def sync_run(name: str, accelerator: str = "gpu", train_samples: int = 2_000) -> tuple[Any, Any]:
+def sync_run(name: str) -> tuple[Any, Any]:
     """The setting and method of one of `SYNC_RUNS`: 2 tasks of random CIFAR-shaped images, the
     ResNet-18, batch 32 (+ 32 replayed) on the GPU."""
     from sylvan.methods import DER, Naive, Rehearsal
     from sylvan.settings import ClassIncrementalSetting, DistributedSetting
 
-    data = dict(dataset="random_cifar10", nb_tasks=2, train_samples=train_samples, batch_size=32,
-                accelerator=accelerator, progress_bar=False)
+    data = dict(dataset="random_cifar10", nb_tasks=2, train_samples=2_000, batch_size=32, accelerator="gpu",
+                progress_bar=False)
     replay = dict(lr=0.1, buffer_size=200, replay_size=32)
-    methods = {"naive": Naive(lr=0.1), "er-200": Rehearsal(**replay), "der-200": DER(**replay, alpha=0.3),
-               "distributed er-200, 1 GPU": Rehearsal(**replay)}
+    if name == "naive":
+        method = Naive(lr=0.1)
+    else:
+        method = DER(**replay, alpha=0.3) if name == "der-200" else Rehearsal(**replay)
     setting = (DistributedSetting(devices=1, **data) if name.startswith("distributed")
                else ClassIncrementalSetting(**data))
-    return setting, methods[name]
+    return setting, method
 
 
 def count_syncs(name: str, accelerator: str, top: int = 8) -> None:

@@ -347,10 +347,9 @@ class Engine:
         optimizer = step.optimizer
         optimizer.optimizer.zero_grad()  # the optimizer's own: Fabric's wrapper forwards it, attribute by attribute
         step.backward(loss)
-        skipped = False
         if step.scaler is not None:  # the method's hooks see the gradients at their true size
             step.scaler.unscale_(optimizer.optimizer)
-            skipped = step_overflowed(optimizer.optimizer, step.scaler)
+        skipped = step_overflowed(optimizer.optimizer, step.scaler)
         step.learner.gradients_ready(skipped)
         step.optimizer_step()
         fit.loss = loss

@@ -15,10 +15,13 @@ each writes its whole log to OUT/<part>.log):
 - `distributed`: `benchmarks/distributed_rehearsal.py` on one GPU (naive, synchronous and
   asynchronous rehearsal throughput; NCCL), when MNIST is at hand;
 - `cifar`: the Seq-CIFAR-10 pipeline (ResNet-18, batch 32, crops and flips, 5 tasks of 10,000
-  images, one epoch each) on `random_cifar10` (random images of CIFAR-10's shape, size and labels,
-  made in memory: nothing to download) for `er-200`, beside a plain PyTorch loop doing what it
-  does (the same network, batch, augmentation, a reservoir buffer in GPU memory), in `32-true`
-  and `16-mixed`: seconds per epoch and their ratio;
+  images, two epochs each) on `random_cifar10` (random images of CIFAR-10's shape, size and
+  labels, made in memory: nothing to download) for `er-200`, beside a plain PyTorch loop doing
+  what it does (the same network, batch, augmentation, a reservoir buffer in GPU memory, the
+  images served from host memory in pinned minibatches; and, for reference, the same loop with
+  every image in GPU memory beforehand), in `32-true` and `16-mixed`: seconds per warm epoch
+  (sylvan's: the median of each task's second epoch; the plain loop's: epochs 2 and 3 of one
+  task) and their ratio;
 - `syncs`: where the training steps of `naive`, `er-200`, `der-200` and distributed `er-200` on
   one GPU make the host wait for it (every synchronizing CUDA call torch reports, by the line of
   sylvan's code it came from), per step;
@@ -54,11 +57,13 @@ from typing import Any
 
 from cli_runs import REPO, Finished, run_cli, run_command
 
+from sylvan.run.callbacks import Callback
+
 PARTS = ("cuda_tests", "suite", "runs", "cifar", "syncs", "distributed", "compile_step")
 # the test modules that hold the tests that run only where CUDA is (each run whole)
 CUDA_TEST_FILES = (
     "tests/buffers/test_device.py", "tests/test_transfer.py", "tests/test_minibatches.py",
-    "tests/methods/test_precision.py",
+    "tests/methods/test_precision.py", "tests/run/test_training_log.py",
 )
 
 
@@ -173,34 +178,81 @@ def distributed(out: Path, args: argparse.Namespace) -> list[str]:
             f"({seconds:.0f} s)"]
 
 
-ER_200 = ["--method", "rehearsal", "--lr", "0.1", "--buffer_size", "200", "--replay_size", "32"]
+ER_200 = dict(lr=0.1, buffer_size=200, replay_size=32)
 CIFAR_PRECISIONS = ("32-true", "16-mixed")
 
 
 def cifar(out: Path, args: argparse.Namespace) -> list[str]:
-    """`er-200` on Seq-CIFAR-10's pipeline beside the plain loop doing its work, in each precision."""
+    """`er-200` on Seq-CIFAR-10's pipeline beside the plain loop doing its work, in each
+    precision: warm epochs against warm epochs (`time_er_epochs`, `plain_loop`)."""
     log = Log(out / "cifar.log")
-    common = ["--setting", "class_incremental", "--dataset", "random_cifar10", "--nb_tasks", "5", "--epochs", "1",
-              "--batch_size", "32", "--accelerator", args.accelerator]
     lines = []
     for precision in CIFAR_PRECISIONS:
-        line, figures = cli_run(log, [*common, *ER_200, "--precision", precision], args.cifar_timeout)
-        median = None
-        if figures:
-            epochs = sorted(figures["task_train_time"])
-            median = epochs[len(epochs) // 2]
-            line = (f"{sum(epochs) / len(epochs):.2f} s per epoch of 10,000 images (median {median:.2f}), "
-                    f"whole run {figures['total_wall_time']:.1f} s")
-        lines.append(f"cifar: er-200, {precision}: {line}")
-        status, output, _ = log.run([sys.executable, __file__, "--plain_loop", "--accelerator", args.accelerator,
-                                     "--precision", precision], timeout=args.cifar_timeout)
-        found = re.search(r"plain loop: ([\d.]+) (s per epoch.*)", output)
-        if not found:
-            lines.append(f"cifar: plain PyTorch er-200, {precision}: exit {status} (see the log)")
-            continue
-        ratio = f", er-200's median / plain: {median / float(found.group(1)):.3f}" if median else ""
-        lines.append(f"cifar: plain PyTorch er-200, {precision}: {found.group(1)} {found.group(2)}{ratio}")
+        status, output, seconds = log.run([sys.executable, __file__, "--time_er_epochs", "--accelerator",
+                                           args.accelerator, "--precision", precision], timeout=args.cifar_timeout)
+        found = re.search(r"sylvan er-200: ([\d.]+) (s per warm epoch.*)", output)
+        sylvan_epoch = float(found.group(1)) if found else None
+        lines.append(f"cifar: er-200, {precision}: " + (f"{found.group(1)} {found.group(2)}" if found else
+                                                        f"exit {status} after {seconds:.0f} s (see the log)"))
+        for data in ("host", "device"):
+            status, output, _ = log.run([sys.executable, __file__, "--plain_loop", "--accelerator", args.accelerator,
+                                         "--precision", precision, "--plain_data", data], timeout=args.cifar_timeout)
+            found = re.search(r"plain loop: ([\d.]+) (s per epoch.*)", output)
+            if not found:
+                lines.append(f"cifar: plain PyTorch er-200, data in {data} memory, {precision}: exit {status} "
+                             "(see the log)")
+                continue
+            ratio = f", er-200 / plain: {sylvan_epoch / float(found.group(1)):.3f}" if sylvan_epoch else ""
+            lines.append(f"cifar: plain PyTorch er-200, data in {data} memory, {precision}: "
+                         f"{found.group(1)} {found.group(2)}{ratio}")
     return lines
+
+
+class EpochClock(Callback):
+    """Times each epoch of each fit (from its start to the next one's or to the fit's end), the
+    GPU's queued work finished at both ends."""
+
+    def __init__(self) -> None:
+        self.epochs: list[tuple[int, float]] = []  # (epoch of its fit, seconds)
+        self.started: tuple[int, float] | None = None
+
+    def epoch_started(self, fit: Any) -> None:
+        self.lap(fit.epoch)
+
+    def fit_ended(self, fit: Any) -> None:
+        self.lap(None)
+
+    def lap(self, epoch: int | None) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if self.started is not None:
+            self.epochs.append((self.started[0], now - self.started[1]))
+        self.started = None if epoch is None else (epoch, now)
+
+
+def time_er_epochs(accelerator: str, precision: str, samples: int = 10_000, tasks: int = 5, epochs: int = 2) -> None:
+    """sylvan's `er-200` on `random_cifar10` (ResNet-18, batch 32 + 32 replayed, crops and flips,
+    `tasks` tasks of `samples` images, `epochs` epochs each): prints the median seconds of the warm
+    epochs (every epoch but each task's first, which pays for the fit's set-up and, in the first
+    task, the kernels' warm-up), the epochs a plain loop's warm epochs are set against."""
+    from sylvan.methods import Rehearsal
+    from sylvan.settings import ClassIncrementalSetting
+
+    clock = EpochClock()
+    setting = ClassIncrementalSetting(dataset="random_cifar10", nb_tasks=tasks, epochs=epochs, batch_size=32,
+                                      train_samples=samples * tasks, accelerator=accelerator, precision=precision,
+                                      progress_bar=False)
+    start = time.perf_counter()
+    results = setting.apply(Rehearsal(**ER_200), callbacks=[clock])
+    warm = sorted(seconds for epoch, seconds in clock.epochs if epoch > 0)
+    first = [seconds for epoch, seconds in clock.epochs if epoch == 0]
+    print(f"sylvan er-200: {warm[len(warm) // 2]:.2f} s per warm epoch of {samples:,} images (median of {len(warm)}: "
+          f"epochs 2 to {epochs} of {tasks} tasks; first epochs {' '.join(f'{s:.2f}' for s in first)} s), "
+          f"{setting.device.type}, {precision}, whole run {time.perf_counter() - start:.1f} s, "
+          f"accuracy {100 * results.final_average_accuracy:.2f}")
 
 
 SYNC_RUNS = ("naive", "er-200", "der-200", "distributed er-200, 1 GPU")
@@ -304,13 +356,15 @@ def count_syncs(name: str, accelerator: str, top: int = 8) -> None:
         print(f"syncs:   {count:6d}  {place}")
 
 
-def plain_loop(accelerator: str, precision: str = "32-true", epochs: int = 3, samples: int = 10_000, batch: int = 32,
-               capacity: int = 200) -> None:
+def plain_loop(accelerator: str, precision: str = "32-true", data: str = "host", epochs: int = 3,
+               samples: int = 10_000, batch: int = 32, capacity: int = 200) -> None:
     """Experience replay on one task of random CIFAR-shaped images as a plain PyTorch loop: the
     ResNet-18, batch 32 of new samples plus 32 replayed, crops and flips, SGD, a reservoir buffer
     of uint8 pixels in the device's memory; under `16-mixed`, the forward pass in float16 autocast
-    and the loss scaled (`torch.amp.GradScaler`). Prints seconds per epoch (the first epoch, which
-    pays for the kernels' warm-up, left out)."""
+    and the loss scaled (`torch.amp.GradScaler`). The images are in host memory (`data="host"`:
+    a shuffling `DataLoader` serving pinned minibatches, each copied to the GPU as it comes, as
+    sylvan's loader serves them) or all in the GPU's memory beforehand (`"device"`: no loader, no
+    copy). Prints seconds per epoch (the first epoch, which pays for the kernels' warm-up, left out)."""
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -329,8 +383,15 @@ def plain_loop(accelerator: str, precision: str = "32-true", epochs: int = 3, sa
     mixed = precision == "16-mixed"
     scaler = torch.amp.GradScaler(device.type, enabled=mixed)
     augment = RandomCropFlip(seed=0)
-    x_all = torch.randint(0, 256, (samples, *spec.input_shape), dtype=torch.uint8).to(device)
-    y_all = torch.randint(0, 2, (samples,)).to(device)
+    x_all = torch.randint(0, 256, (samples, *spec.input_shape), dtype=torch.uint8)
+    y_all = torch.randint(0, 2, (samples,))
+    on_device = data == "device"
+    if on_device:
+        x_all, y_all = x_all.to(device), y_all.to(device)
+    else:
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_all, y_all), batch_size=batch,
+                                             shuffle=True, generator=torch.Generator().manual_seed(0),
+                                             pin_memory=device.type == "cuda")
     memory_x = torch.empty((capacity, *spec.input_shape), dtype=torch.uint8, device=device)
     memory_y = torch.empty(capacity, dtype=torch.long, device=device)
     rng = torch.Generator().manual_seed(0)
@@ -341,10 +402,12 @@ def plain_loop(accelerator: str, precision: str = "32-true", epochs: int = 3, sa
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        order = torch.randperm(samples, generator=rng).to(device)
-        for first in range(0, samples, batch):
-            index = order[first:first + batch]
-            x, y = x_all[index], y_all[index]
+        if on_device:
+            order = torch.randperm(samples, generator=rng).to(device)
+            minibatches = ((x_all[index], y_all[index]) for index in order.split(batch))
+        else:
+            minibatches = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+        for x, y in minibatches:
             inputs, labels = float_inputs(x), y
             held = min(seen, capacity)
             if held >= batch:
@@ -367,7 +430,7 @@ def plain_loop(accelerator: str, precision: str = "32-true", epochs: int = 3, sa
         times.append(time.perf_counter() - start)
     measured = times[1:] or times
     print(f"plain loop: {sum(measured) / len(measured):.2f} s per epoch of {samples:,} images "
-          f"(epochs 2 to {epochs}; first {times[0]:.2f} s), {device.type}, {precision}")
+          f"(epochs 2 to {epochs}; first {times[0]:.2f} s), data in {data} memory, {device.type}, {precision}")
 
 
 def timed_part(part: str, out: Path, args: argparse.Namespace) -> list[str]:
@@ -398,16 +461,22 @@ def main() -> None:
     parser.add_argument("--test_timeout", type=float, default=120, help="per test, where pytest-timeout is installed")
     parser.add_argument("--run_timeout", type=float, default=60)
     parser.add_argument("--distributed_timeout", type=float, default=100)
-    parser.add_argument("--cifar_timeout", type=float, default=60, help="per run")
+    parser.add_argument("--cifar_timeout", type=float, default=120, help="per run")
     parser.add_argument("--compile_timeout", type=float, default=150)
     parser.add_argument("--suite_beside", action="store_true",
                         help="run the suite beside the parts listed after it (those listed before it run alone)")
     parser.add_argument("--plain_loop", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
+    parser.add_argument("--plain_data", choices=("host", "device"), default="host", help=argparse.SUPPRESS)
+    parser.add_argument("--time_er_epochs", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cifar_samples", type=int, default=10_000, help=argparse.SUPPRESS)  # per task
     parser.add_argument("--count_syncs", choices=SYNC_RUNS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_loop:
-        plain_loop(args.accelerator, args.precision)
+        plain_loop(args.accelerator, args.precision, args.plain_data, samples=args.cifar_samples)
+        return
+    if args.time_er_epochs:
+        time_er_epochs(args.accelerator, args.precision, args.cifar_samples)
         return
     if args.count_syncs:
         count_syncs(args.count_syncs, args.accelerator)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -32,63 +31,7 @@ import torch
 from torch import nn
 
 from sylvan.run.callbacks import Callback, Fit
-
-LOG_EVERY = 10  # the training log gets the loss of every 10th optimizer step of a fit
-
-
-class TrainingLog(Callback):
-    """Hands the loss of every `LOG_EVERY`-th step with a loss of a fit (counted from 1; in the
-    engine's fits every step has one), and where a schedule moves it the learning rate, to the
-    run's loggers, at the fit's step count."""
-
-    def __init__(self, loggers: Sequence[Any]) -> None:
-        self.loggers = list(loggers)
-        self.schedule: Any = None  # the fit's learning-rate schedule, if any
-        self.losses = 0  # steps of the fit under way that had a loss
-
-    def fit_started(self, fit: Fit) -> None:
-        self.losses = 0
-        if fit.first_step is not None:  # a loop that continues the run's step count where it says
-            for logger in self.loggers:
-                logger.continue_at(fit.first_step)
-
-    def minibatch_ended(self, fit: Fit) -> None:
-        if fit.loss is None:
-            return
-        self.losses += 1
-        if self.losses % LOG_EVERY:
-            return
-        metrics = {"train/loss": loss_value(fit.loss)}
-        if self.schedule is not None:
-            metrics["train/lr"] = fit.optimizer.param_groups[0]["lr"]
-        metrics["epoch"] = fit.epoch
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step=fit.step)
-
-
-class ProgressBar(Callback):
-    """A bar per fit on a terminal: its steps and the latest logged loss."""
-
-    def fit_started(self, fit: Fit) -> None:
-        from tqdm import tqdm
-
-        total = None if math.isinf(fit.planned_steps) else int(fit.planned_steps)
-        self.bar = tqdm(total=total, unit="step", leave=False, dynamic_ncols=True, file=sys.stdout)
-
-    def minibatch_ended(self, fit: Fit) -> None:
-        if fit.kind == fit.unit:  # a loop of its own advances by the steps its plan counts
-            self.bar.update(fit.units)
-        if fit.loss is not None and (fit.step + 1) % LOG_EVERY == 0:
-            postfix = {"loss": f"{loss_value(fit.loss):.3f}"}
-            self.bar.set_postfix(postfix if fit.method_loop else {**postfix, "epoch": fit.epoch}, refresh=False)
-
-    def fit_ended(self, fit: Fit) -> None:
-        self.bar.close()
-
-
-def loss_value(loss: Any) -> float:
-    """A step's loss (a tensor, or a number a method's loop reported) as a number."""
-    return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+from sylvan.run.training_log import ProgressBar, TrainingLog
 
 
 def step_overflowed(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> bool:
@@ -151,7 +94,7 @@ class Engine:
         # what `Fabric.autocast` enters (autocast under mixed precision), without its wrapping
         self.forward_context = self.fabric.strategy.precision.forward_context
         self.log = TrainingLog(loggers)
-        self.progress = ProgressBar() if progress_bar and (parallel is None or parallel.rank == 0) else None
+        self.progress = ProgressBar(self.log) if progress_bar and (parallel is None or parallel.rank == 0) else None
         self.launched = False
         self.current_fit: Fit | None = None  # the fit under way (None between fits)
         self.current_loop: MethodLoop | None = None  # the loop of a method's own under way, if any

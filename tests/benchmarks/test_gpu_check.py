@@ -7,6 +7,8 @@ import importlib
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -53,3 +55,25 @@ def test_counting_syncs_says_it_is_skipped_without_a_gpu(tmp_path):
                           cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert "syncs: skipped, no CUDA device" in (tmp_path / "summary.txt").read_text()
+
+
+def test_the_epoch_clock_times_every_epoch_of_every_fit():
+    from sylvan.methods import Naive
+    from sylvan.settings import ClassIncrementalSetting
+    from tests.conftest import tiny_options
+
+    clock = gpu_check.EpochClock()
+    ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "epochs": 3}).apply(Naive(), callbacks=[clock])
+    assert [epoch for epoch, _ in clock.epochs] == [0, 1, 2, 0, 1, 2]
+    assert all(seconds > 0 for _, seconds in clock.epochs)
+
+
+@pytest.mark.slow
+def test_the_plain_loop_loads_its_data_from_host_memory_or_holds_it_on_the_device():
+    for data in ("host", "device"):
+        done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--plain_loop",
+                               "--accelerator", "cpu", "--cifar_samples", "64", "--plain_data", data],
+                              capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        assert "s per epoch of 64 images (epochs 2 to 3; first" in done.stdout
+        assert f"data in {data} memory, cpu, 32-true" in done.stdout

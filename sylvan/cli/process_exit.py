@@ -4,9 +4,9 @@ Once a run has ended, every result is on disk. With torch, Lightning and continu
 Python's own finalization (clearing module by module, with full garbage collections over
 millions of objects) then takes 1.5 to 2 seconds of every `sylvan` command, and of every worker
 process of a distributed run, and it computes nothing. `exit_process` does what a normal exit
-does that a user can observe (waits for non-daemon threads, runs the `atexit` handlers that
-wandb, logging, multiprocessing and `weakref.finalize` registered, flushes the standard
-streams) and then leaves with `os._exit`.
+does that a user can observe (stops idle thread pools and waits for non-daemon threads, runs the
+`atexit` handlers that wandb, logging, multiprocessing and `weakref.finalize` registered, flushes
+the standard streams) and then leaves with `os._exit`.
 
 Only the command-line entry points use it: code that calls `sylvan.cli.main` from Python (a
 notebook, a test) gets an ordinary `SystemExit`.
@@ -35,9 +35,15 @@ def exit_status(code: object) -> int:
 def exit_process(code: object = 0) -> NoReturn:
     """Leave the process with `exit_status(code)`, after what a normal exit does first."""
     status = exit_status(code)
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # what the interpreter's exit calls first: the handlers registered with threading (a thread
+    # pool's, which tells its idle workers to stop), then a wait for every non-daemon thread
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None and threading.current_thread() is threading.main_thread():
+        shutdown()
+    else:
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()  # the handlers, in reverse order of registration, as at a normal exit
     leave_now(status)
 

@@ -21,7 +21,7 @@ each writes its whole log to OUT/<part>.log):
   images served from host memory in pinned minibatches; and, for reference, the same loop with
   every image in GPU memory beforehand), in `32-true` and `16-mixed`: seconds per warm epoch
   (sylvan's: the median of each task's second epoch; the plain loop's: epochs 2 and 3 of one
-  task) and their ratio;
+  task) and their ratio; and `er-200` under `--compile` in `32-true`;
 - `syncs`: where the training steps of `naive`, `er-200`, `der-200` and distributed `er-200` on
   one GPU make the host wait for it (every synchronizing CUDA call torch reports, by the line of
   sylvan's code it came from), per step;
@@ -194,6 +194,14 @@ def cifar(out: Path, args: argparse.Namespace) -> list[str]:
         sylvan_epoch = float(found.group(1)) if found else None
         lines.append(f"cifar: er-200, {precision}: " + (f"{found.group(1)} {found.group(2)}" if found else
                                                         f"exit {status} after {seconds:.0f} s (see the log)"))
+        if precision == "32-true":  # what --compile buys the same run
+            status, output, seconds = log.run(
+                [sys.executable, __file__, "--time_er_epochs", "--compile_network", "--accelerator", args.accelerator,
+                 "--precision", precision], timeout=args.cifar_timeout)
+            found = re.search(r"sylvan er-200: ([\d.]+) (s per warm epoch.*)", output)
+            ratio = f", compiled / eager: {float(found.group(1)) / sylvan_epoch:.3f}" if found and sylvan_epoch else ""
+            lines.append(f"cifar: er-200 --compile, {precision}: " + (f"{found.group(1)} {found.group(2)}{ratio}"
+                         if found else f"exit {status} after {seconds:.0f} s (see the log)"))
         for data in ("host", "device"):
             status, output, _ = log.run([sys.executable, __file__, "--plain_loop", "--accelerator", args.accelerator,
                                          "--precision", precision, "--plain_data", data], timeout=args.cifar_timeout)
@@ -233,7 +241,8 @@ class EpochClock(Callback):
         self.started = None if epoch is None else (epoch, now)
 
 
-def time_er_epochs(accelerator: str, precision: str, samples: int = 10_000, tasks: int = 5, epochs: int = 2) -> None:
+def time_er_epochs(accelerator: str, precision: str, samples: int = 10_000, compile: bool = False, tasks: int = 5,
+                   epochs: int = 2) -> None:
     """sylvan's `er-200` on `random_cifar10` (ResNet-18, batch 32 + 32 replayed, crops and flips,
     `tasks` tasks of `samples` images, `epochs` epochs each): prints the median seconds of the warm
     epochs (every epoch but each task's first, which pays for the fit's set-up and, in the first
@@ -244,14 +253,15 @@ def time_er_epochs(accelerator: str, precision: str, samples: int = 10_000, task
     clock = EpochClock()
     setting = ClassIncrementalSetting(dataset="random_cifar10", nb_tasks=tasks, epochs=epochs, batch_size=32,
                                       train_samples=samples * tasks, accelerator=accelerator, precision=precision,
-                                      progress_bar=False)
+                                      compile=compile, progress_bar=False)
     start = time.perf_counter()
     results = setting.apply(Rehearsal(**ER_200), callbacks=[clock])
     warm = sorted(seconds for epoch, seconds in clock.epochs if epoch > 0)
     first = [seconds for epoch, seconds in clock.epochs if epoch == 0]
     print(f"sylvan er-200: {warm[len(warm) // 2]:.2f} s per warm epoch of {samples:,} images (median of {len(warm)}: "
           f"epochs 2 to {epochs} of {tasks} tasks; first epochs {' '.join(f'{s:.2f}' for s in first)} s), "
-          f"{setting.device.type}, {precision}, whole run {time.perf_counter() - start:.1f} s, "
+          f"{setting.device.type}, {precision}{', compiled' if compile else ''}, "
+          f"whole run {time.perf_counter() - start:.1f} s, "
           f"accuracy {100 * results.final_average_accuracy:.2f}")
 
 
@@ -469,6 +479,7 @@ def main() -> None:
     parser.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
     parser.add_argument("--plain_data", choices=("host", "device"), default="host", help=argparse.SUPPRESS)
     parser.add_argument("--time_er_epochs", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compile_network", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cifar_samples", type=int, default=10_000, help=argparse.SUPPRESS)  # per task
     parser.add_argument("--count_syncs", choices=SYNC_RUNS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -476,7 +487,7 @@ def main() -> None:
         plain_loop(args.accelerator, args.precision, args.plain_data, samples=args.cifar_samples)
         return
     if args.time_er_epochs:
-        time_er_epochs(args.accelerator, args.precision, args.cifar_samples)
+        time_er_epochs(args.accelerator, args.precision, args.cifar_samples, args.compile_network)
         return
     if args.count_syncs:
         count_syncs(args.count_syncs, args.accelerator)

@@ -99,8 +99,9 @@ class RunContext:
 
             setting = self.setting
             loggers = self.tracker.loggers() if self.tracker is not None else []
-            self._engine = Engine(setting.accelerator, setting.precision, self.parallel,
-                                  loggers, progress_bar=getattr(setting, "shows_progress_bar", False))
+            self._engine = Engine(setting.accelerator, setting.precision, self.parallel, loggers,
+                                  progress_bar=getattr(setting, "shows_progress_bar", False),
+                                  compile=getattr(setting, "compile", False))
         return self._engine
 
     def setup(self, module: Any, *optimizers: Any) -> Any:

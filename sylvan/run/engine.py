@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -51,6 +52,24 @@ def step_overflowed(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScal
     return bool(sum(float(flag) for flag in found.values()))
 
 
+COMPILE_OPTIONS: dict[str, Any] = {}  # what `compile_in_place` hands `torch.compile` (its defaults)
+
+
+def compile_in_place(network: nn.Module) -> None:
+    """`torch.compile` `network`'s feature layers (`network.features`), where its compute is and
+    which methods also call directly, or its whole forward where it has none: in place
+    (`nn.Module.compile`), so that the network, its parameters, its state dict and every caller
+    stay as they are. Once per module: compiling it again changes nothing."""
+    features = getattr(network, "features", None)
+    target = features if isinstance(features, nn.Module) else network
+    if target not in COMPILED:
+        target.compile(**COMPILE_OPTIONS)
+        COMPILED.add(target)
+
+
+COMPILED: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # the modules `compile_in_place` compiled
+
+
 class HeldBatch:
     """A minibatch handed through Fabric's module wrapper as the loader served it. The wrapper
     converts the floating-point tensors of what it is given to the precision's input dtype
@@ -77,10 +96,11 @@ class Engine:
 
     `accelerator`, `precision`: as `--accelerator` and `--precision` say; `parallel`: the run's
     data-parallel part (`sylvan.parallel.data_parallel.DataParallel`), or None in one process;
-    `loggers`: where each fit's training log goes; `progress_bar`: a bar per fit."""
+    `loggers`: where each fit's training log goes; `progress_bar`: a bar per fit; `compile`: the
+    networks of the fits compiled (`compile_in_place`)."""
 
     def __init__(self, accelerator: str, precision: str, parallel: Any = None, loggers: Sequence[Any] = (),
-                 progress_bar: bool = False) -> None:
+                 progress_bar: bool = False, compile: bool = False) -> None:
         from sylvan.parallel.fabric_package import fabric
 
         Fabric = fabric().Fabric
@@ -96,6 +116,7 @@ class Engine:
         self.log = TrainingLog(loggers)
         self.progress = ProgressBar(self.log) if progress_bar and (parallel is None or parallel.rank == 0) else None
         self.launched = False
+        self.compile = compile
         self.current_fit: Fit | None = None  # the fit under way (None between fits)
         self.current_loop: MethodLoop | None = None  # the loop of a method's own under way, if any
         # the learners set up on the run's strategy: id -> (learner, its parameters then, as wrapped)
@@ -242,6 +263,8 @@ class Engine:
         parameters = tuple((id(p), p.requires_grad) for p in learner.parameters())
         held = self.set_up.get(id(learner))
         if held is None or held[0] is not learner or held[1] != parameters:
+            if self.compile:
+                compile_in_place(learner.model)
             held = (learner, parameters, self.fabric.setup_module(learner))
             self.set_up[id(learner)] = held
         return held[2]

@@ -32,12 +32,13 @@ each writes its whole log to OUT/<part>.log):
 
 Parts run one after another in the order given; with `--suite_beside`, the suite runs beside the
 parts listed after it (for correctness: figures of parts beside it are not timings). On an H200
-machine with 16 cores (2026-11-29) the parts took, alone: `cuda_tests` 33 s, `cifar` 124 s,
-`distributed` 63 s, `compile_step` 43 s, `syncs` 84 s, `runs` about 180 s; the suite, with 12
-workers beside `cuda_tests`, `runs` and `syncs`, finished 3,757 of 3,789 tests in 270 s. Where
-one command may run 10 minutes at most:
+machine with 16 cores (2026-11-29) the parts took, alone: `cuda_tests` 33 s, `distributed` 63 s,
+`compile_step` 43 s, `syncs` 84 s, `runs` about 180 s, and `cifar` 124 s when it trained one
+epoch per task and ran no compiled run (its runs now train twice as long, and one more compiles:
+about 250 s expected); the suite, with 12 workers beside `cuda_tests`, `runs` and `syncs`,
+finished 3,757 of 3,789 tests in 270 s. Where one command may run 10 minutes at most:
 
-    python benchmarks/gpu_check.py --out DIR --only cuda_tests cifar distributed compile_step syncs
+    python benchmarks/gpu_check.py --out DIR --only cuda_tests cifar syncs distributed
     python benchmarks/gpu_check.py --out DIR/suite --only suite runs --suite_beside --workers 14
 
 The last thing printed is a table of every part: what passed, what failed, the figures. It

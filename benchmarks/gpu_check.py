@@ -189,23 +189,23 @@ def cifar(out: Path, args: argparse.Namespace) -> list[str]:
     log = Log(out / "cifar.log")
     lines = []
     for precision in CIFAR_PRECISIONS:
-        status, output, seconds = log.run([sys.executable, __file__, "--time_er_epochs", "--accelerator",
-                                           args.accelerator, "--precision", precision], timeout=args.cifar_timeout)
+        size = ["--accelerator", args.accelerator, "--precision", precision, "--cifar_samples", str(args.cifar_samples)]
+        status, output, seconds = log.run([sys.executable, __file__, "--time_er_epochs", *size],
+                                          timeout=args.cifar_timeout)
         found = re.search(r"sylvan er-200: ([\d.]+) (s per warm epoch.*)", output)
         sylvan_epoch = float(found.group(1)) if found else None
         lines.append(f"cifar: er-200, {precision}: " + (f"{found.group(1)} {found.group(2)}" if found else
                                                         f"exit {status} after {seconds:.0f} s (see the log)"))
         if precision == "32-true":  # what --compile buys the same run
-            status, output, seconds = log.run(
-                [sys.executable, __file__, "--time_er_epochs", "--compile_network", "--accelerator", args.accelerator,
-                 "--precision", precision], timeout=args.cifar_timeout)
+            compiled = [sys.executable, __file__, "--time_er_epochs", "--compile_network", *size]
+            status, output, seconds = log.run(compiled, timeout=args.cifar_timeout)
             found = re.search(r"sylvan er-200: ([\d.]+) (s per warm epoch.*)", output)
             ratio = f", compiled / eager: {float(found.group(1)) / sylvan_epoch:.3f}" if found and sylvan_epoch else ""
             lines.append(f"cifar: er-200 --compile, {precision}: " + (f"{found.group(1)} {found.group(2)}{ratio}"
                          if found else f"exit {status} after {seconds:.0f} s (see the log)"))
         for data in ("host", "device"):
-            status, output, _ = log.run([sys.executable, __file__, "--plain_loop", "--accelerator", args.accelerator,
-                                         "--precision", precision, "--plain_data", data], timeout=args.cifar_timeout)
+            status, output, _ = log.run([sys.executable, __file__, "--plain_loop", *size, "--plain_data", data],
+                                        timeout=args.cifar_timeout)
             found = re.search(r"plain loop: ([\d.]+) (s per epoch.*)", output)
             if not found:
                 lines.append(f"cifar: plain PyTorch er-200, data in {data} memory, {precision}: exit {status} "
@@ -373,9 +373,10 @@ def plain_loop(accelerator: str, precision: str = "32-true", data: str = "host",
     ResNet-18, batch 32 of new samples plus 32 replayed, crops and flips, SGD, a reservoir buffer
     of uint8 pixels in the device's memory; under `16-mixed`, the forward pass in float16 autocast
     and the loss scaled (`torch.amp.GradScaler`). The images are in host memory (`data="host"`:
-    a shuffling `DataLoader` serving pinned minibatches, each copied to the GPU as it comes, as
-    sylvan's loader serves them) or all in the GPU's memory beforehand (`"device"`: no loader, no
-    copy). Prints seconds per epoch (the first epoch, which pays for the kernels' warm-up, left out)."""
+    torch's shuffling `DataLoader` over a `TensorDataset`, which collates each minibatch sample by
+    sample, serving it pinned, copied to the GPU as it comes, as sylvan's loader serves its
+    minibatches, gathered in one indexing) or all in the GPU's memory beforehand (`"device"`: no
+    loader, no copy). Prints seconds per epoch (the first epoch, which pays for the kernels' warm-up, left out)."""
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -481,7 +482,8 @@ def main() -> None:
     parser.add_argument("--plain_data", choices=("host", "device"), default="host", help=argparse.SUPPRESS)
     parser.add_argument("--time_er_epochs", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--compile_network", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--cifar_samples", type=int, default=10_000, help=argparse.SUPPRESS)  # per task
+    parser.add_argument("--cifar_samples", type=int, default=10_000,
+                        help="cifar: images per task (and in the plain loop's one task)")
     parser.add_argument("--count_syncs", choices=SYNC_RUNS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_loop:

@@ -41,7 +41,8 @@ class HostCopy:
     def __init__(self, tensor: torch.Tensor) -> None:
         tensor = tensor.detach()
         if tensor.device.type == "cuda":
-            self.value = tensor.to("cpu", non_blocking=True)
+            self.value = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self.value.copy_(tensor, non_blocking=True)  # into page-locked memory: queued, not waited for
             self.landed: Any = torch.cuda.Event()
             self.landed.record()
         else:

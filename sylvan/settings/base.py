@@ -8,6 +8,8 @@ would need, so that the reinforcement-learning branch can hang under it too.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -220,6 +222,16 @@ def check_precision(precision: str, accelerator: str) -> None:
             f"--precision bf16-mixed: {torch.cuda.get_device_name()} has no bfloat16 support; "
             "use --precision 16-mixed or 32-true"
         )
+
+
+def check_compile(compile: bool, accelerator: str) -> None:
+    """Refuse `--compile` where torch.compile could not build what it generates: on the CPU it
+    writes C++ and compiles it at the first step, with `$CXX` or a compiler on the PATH."""
+    if not compile or accelerator_device(accelerator).type == "cuda":
+        return
+    if not any(shutil.which(name) for name in (os.environ.get("CXX") or "g++", "g++", "clang++", "c++")):
+        raise ConfigurationError("--compile on the CPU needs a C++ compiler (torch.compile generates C++ and builds "
+                                 "it): none of $CXX, g++, clang++ or c++ found; install one, or leave --compile out")
 
 
 def accelerator_device(accelerator: str) -> torch.device:

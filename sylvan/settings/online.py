@@ -19,7 +19,14 @@ from sylvan.minibatches import minibatch_loader
 from sylvan.parallel.data_parallel import DataParallelOptions, check_replay_options
 from sylvan.run.budget import MemoryBudgetOptions
 from sylvan.run.task_data import TaskData
-from sylvan.settings.base import ProgressBarOption, Setting, accelerator_device, check_accelerator, check_precision
+from sylvan.settings.base import (
+    ProgressBarOption,
+    Setting,
+    accelerator_device,
+    check_accelerator,
+    check_compile,
+    check_precision,
+)
 from sylvan.settings.data import decoding, streams
 from sylvan.settings.data.arrival import arrival_order
 from sylvan.settings.data.checks import check_stream_options
@@ -94,6 +101,7 @@ class OnlineSetting(DataParallelOptions, InputOptions, MemoryBudgetOptions, Prog
         super().validate()
         check_accelerator(self.accelerator)
         check_precision(self.precision, self.accelerator)
+        check_compile(self.compile, self.accelerator)
         check_stream_options(self)
         self.check_parallel_options()
         self.check_memory_budget()

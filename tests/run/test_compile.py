@@ -82,3 +82,17 @@ def test_a_compiled_run_on_two_workers_learns_as_the_eager_one_and_its_command_e
         assert out.returncode == 0, out.stderr
         accuracy[name] = json.loads((tmp_path / name / "results.json").read_text())["final_average_accuracy"]
     assert abs(accuracy["compiled"] - accuracy["eager"]) < 0.03
+
+
+def test_compiling_on_a_cpu_without_a_cpp_compiler_is_refused_before_the_run(monkeypatch):
+    """On the CPU, torch.compile generates C++ and builds it at the first step: without a compiler
+    the run would fail there, with a compiler's traceback; it is refused when the setting is made."""
+    import shutil
+
+    from sylvan.errors import ConfigurationError
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(ConfigurationError, match="--compile on the CPU needs a C[+][+] compiler"):
+        ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "accelerator": "cpu", "compile": True})
+    ClassIncrementalSetting(**{**tiny_options(ClassIncrementalSetting), "accelerator": "cpu"})  # not asked: fine

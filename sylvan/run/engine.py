@@ -53,6 +53,7 @@ def step_overflowed(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScal
 
 
 COMPILE_OPTIONS: dict[str, Any] = {}  # what `compile_in_place` hands `torch.compile` (its defaults)
+COMPILED: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # the modules `compile_in_place` compiled
 
 
 def compile_in_place(network: nn.Module) -> None:
@@ -65,9 +66,6 @@ def compile_in_place(network: nn.Module) -> None:
     if target not in COMPILED:
         target.compile(**COMPILE_OPTIONS)
         COMPILED.add(target)
-
-
-COMPILED: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # the modules `compile_in_place` compiled
 
 
 class HeldBatch:

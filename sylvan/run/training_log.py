@@ -75,6 +75,7 @@ class TrainingLog(Callback):
     def fit_started(self, fit: Fit) -> None:
         self.losses = 0
         self.latest = None
+        self.on_the_way.clear()  # rows of a fit that ended in an error, which never wrote them
         if fit.first_step is not None:  # a loop that continues the run's step count where it says
             for logger in self.loggers:
                 logger.continue_at(fit.first_step)

@@ -63,6 +63,20 @@ def test_a_fits_rows_are_written_once_their_loss_has_reached_the_host_in_order_a
     assert log.latest == 5 * LOG_EVERY - 1
 
 
+def test_the_rows_a_fit_that_ended_in_an_error_never_wrote_stay_out_of_the_next_fit(monkeypatch):
+    monkeypatch.setattr(training_log, "HostCopy", HeldCopy)
+    HeldCopy.landed_now = False
+    logger = RowsLogger()
+    log = TrainingLog([logger])
+    fit = Fit(loader=None, epochs=1, planned_steps=100)
+    log.fit_started(fit)
+    train_steps(log, fit, range(2 * LOG_EVERY))  # then an error: no fit_ended
+    log.fit_started(fit := Fit(loader=None, epochs=1, planned_steps=100))
+    train_steps(log, fit, range(LOG_EVERY))
+    log.fit_ended(fit)
+    assert logger.rows == [(LOG_EVERY - 1, {"train/loss": LOG_EVERY - 1.0, "epoch": 0})]
+
+
 def test_a_methods_own_loop_writes_its_rows_at_once(monkeypatch):
     """An agent's loop logs its episodes at its step count too: its losses are written as they come."""
     monkeypatch.setattr(training_log, "HostCopy", HeldCopy)

@@ -190,19 +190,13 @@ def cifar(out: Path, args: argparse.Namespace) -> list[str]:
     lines = []
     for precision in CIFAR_PRECISIONS:
         size = ["--accelerator", args.accelerator, "--precision", precision, "--cifar_samples", str(args.cifar_samples)]
-        status, output, seconds = log.run([sys.executable, __file__, "--time_er_epochs", *size],
-                                          timeout=args.cifar_timeout)
-        found = re.search(r"sylvan er-200: ([\d.]+) (s per warm epoch.*)", output)
-        sylvan_epoch = float(found.group(1)) if found else None
-        lines.append(f"cifar: er-200, {precision}: " + (f"{found.group(1)} {found.group(2)}" if found else
-                                                        f"exit {status} after {seconds:.0f} s (see the log)"))
+        line, sylvan_epoch = timed_er_run(log, size, args.cifar_timeout)
+        lines.append(f"cifar: er-200, {precision}: {line}")
         if precision == "32-true":  # what --compile buys the same run
-            compiled = [sys.executable, __file__, "--time_er_epochs", "--compile_network", *size]
-            status, output, seconds = log.run(compiled, timeout=args.cifar_timeout)
-            found = re.search(r"sylvan er-200: ([\d.]+) (s per warm epoch.*)", output)
-            ratio = f", compiled / eager: {float(found.group(1)) / sylvan_epoch:.3f}" if found and sylvan_epoch else ""
-            lines.append(f"cifar: er-200 --compile, {precision}: " + (f"{found.group(1)} {found.group(2)}{ratio}"
-                         if found else f"exit {status} after {seconds:.0f} s (see the log)"))
+            line, compiled_epoch = timed_er_run(log, [*size, "--compile_network"], args.cifar_timeout)
+            both = compiled_epoch and sylvan_epoch
+            ratio = f", compiled / eager: {compiled_epoch / sylvan_epoch:.3f}" if both else ""
+            lines.append(f"cifar: er-200 --compile, {precision}: {line}{ratio}")
         for data in ("host", "device"):
             status, output, _ = log.run([sys.executable, __file__, "--plain_loop", *size, "--plain_data", data],
                                         timeout=args.cifar_timeout)
@@ -215,6 +209,16 @@ def cifar(out: Path, args: argparse.Namespace) -> list[str]:
             lines.append(f"cifar: plain PyTorch er-200, data in {data} memory, {precision}: "
                          f"{found.group(1)} {found.group(2)}{ratio}")
     return lines
+
+
+def timed_er_run(log: Log, options: list[str], timeout: float) -> tuple[str, float | None]:
+    """`time_er_epochs` in a process of its own with `options`: its line for the table, and its
+    seconds per warm epoch (None where it did not finish)."""
+    status, output, seconds = log.run([sys.executable, __file__, "--time_er_epochs", *options], timeout=timeout)
+    found = re.search(r"sylvan er-200: ([\d.]+) (s per warm epoch.*)", output)
+    if not found:
+        return f"exit {status} after {seconds:.0f} s (see the log)", None
+    return f"{found.group(1)} {found.group(2)}", float(found.group(1))
 
 
 class EpochClock(Callback):
@@ -315,11 +319,10 @@ def sync_run(name: str) -> tuple[Any, Any]:
 
     data = dict(dataset="random_cifar10", nb_tasks=2, train_samples=2_000, batch_size=32, accelerator="gpu",
                 progress_bar=False)
-    replay = dict(lr=0.1, buffer_size=200, replay_size=32)
     if name == "naive":
         method = Naive(lr=0.1)
     else:
-        method = DER(**replay, alpha=0.3) if name == "der-200" else Rehearsal(**replay)
+        method = DER(**ER_200, alpha=0.3) if name == "der-200" else Rehearsal(**ER_200)
     setting = (DistributedSetting(devices=1, **data) if name.startswith("distributed")
                else ClassIncrementalSetting(**data))
     return setting, method

@@ -229,7 +229,7 @@ def check_compile(compile: bool, accelerator: str) -> None:
     writes C++ and compiles it at the first step, with `$CXX` or a compiler on the PATH."""
     if not compile or accelerator_device(accelerator).type == "cuda":
         return
-    if not any(shutil.which(name) for name in (os.environ.get("CXX") or "g++", "g++", "clang++", "c++")):
+    if not any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "clang++", "c++")):
         raise ConfigurationError("--compile on the CPU needs a C++ compiler (torch.compile generates C++ and builds "
                                  "it): none of $CXX, g++, clang++ or c++ found; install one, or leave --compile out")
 
